@@ -1,0 +1,328 @@
+//! Metaserver configuration: a TOML file (see `etc/metaserver.toml`) and/or flags. Flags
+//! override the file, so that `metactl local up` and an operator's deployment run the same
+//! binary through the same code.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One initial voter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Peer {
+    /// Its Raft node id.
+    pub id: u64,
+    /// Its advertised gRPC address (`host:port`).
+    pub addr: String,
+}
+
+/// Raft timing and log retention.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RaftTuning {
+    /// Leader heartbeat period, ms.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomized election timeout, ms. A failover takes about this long.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout, ms.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot, so that a briefly lagging follower catches
+    /// up from the log rather than a whole snapshot.
+    pub keep_entries_behind_snapshot: u64,
+    /// Most entries in one AppendEntries message.
+    pub max_entries_per_append: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_every_entries: 50_000,
+            keep_entries_behind_snapshot: 10_000,
+            max_entries_per_append: 256,
+        }
+    }
+}
+
+/// Batching of client mutations into entries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ProposerTuning {
+    /// Most mutations packed into one entry.
+    pub max_batch: usize,
+    /// Most entries proposed and not yet applied.
+    pub max_in_flight: usize,
+}
+
+impl Default for ProposerTuning {
+    fn default() -> Self {
+        Self {
+            max_batch: 512,
+            max_in_flight: 4,
+        }
+    }
+}
+
+/// Everything a metaserver needs to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// This server's Raft node id: unique in the cluster, > 0.
+    pub node_id: u64,
+    /// Address the gRPC server binds (clients, peers and admin share it).
+    pub listen_addr: SocketAddr,
+    /// Address peers and clients reach this server at; defaults to `listen-addr`.
+    pub advertise_addr: Option<String>,
+    /// Directory of the Raft log (`log/`), the namespace (`sm/`) and snapshots.
+    pub data_dir: PathBuf,
+    /// The initial voters, this server among them. Used once, to form a new cluster.
+    pub initial_members: Vec<Peer>,
+    /// Form the cluster from `initial-members` when this server's log is empty. Set it on
+    /// every initial voter (as etcd's `--initial-cluster-state new`); later members join
+    /// through `metactl member`.
+    pub bootstrap: bool,
+    /// Where to serve Prometheus `/metrics`; none when absent.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long a writer's lease lasts without renewal, seconds (HDFS's soft limit).
+    pub lease_secs: u64,
+    pub raft: RaftTuning,
+    pub proposer: ProposerTuning,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            advertise_addr: None,
+            data_dir: PathBuf::from("data/meta"),
+            initial_members: Vec::new(),
+            bootstrap: false,
+            metrics_addr: None,
+            lease_secs: 60,
+            raft: RaftTuning::default(),
+            proposer: ProposerTuning::default(),
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source: Box::new(source),
+        })
+    }
+
+    /// The address others reach this server at.
+    pub fn advertised(&self) -> String {
+        self.advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.listen_addr.to_string())
+    }
+
+    /// Checks what a running server relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |s: String| Err(ConfigError::Invalid(s));
+        if self.node_id == 0 {
+            return bad("node-id must be > 0".into());
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return bad("data-dir must be set".into());
+        }
+        if self.bootstrap && !self.initial_members.iter().any(|p| p.id == self.node_id) {
+            return bad(format!(
+                "bootstrap needs node {} among initial-members",
+                self.node_id
+            ));
+        }
+        let mut ids: Vec<u64> = self.initial_members.iter().map(|p| p.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.initial_members.len() || ids.contains(&0) {
+            return bad("initial-members must have distinct ids > 0".into());
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_timeout_min_ms < 3 * r.heartbeat_ms {
+            return bad("election-timeout-min-ms must be at least 3 heartbeats".into());
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            return bad("election-timeout-max-ms must exceed election-timeout-min-ms".into());
+        }
+        if r.snapshot_every_entries == 0 || r.max_entries_per_append == 0 {
+            return bad("snapshot-every-entries and max-entries-per-append must be > 0".into());
+        }
+        if self.proposer.max_batch == 0 || self.proposer.max_in_flight == 0 {
+            return bad("proposer max-batch and max-in-flight must be > 0".into());
+        }
+        if self.lease_secs == 0 {
+            return bad("lease-secs must be > 0".into());
+        }
+        Ok(())
+    }
+
+    /// The lease length.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+}
+
+/// Flags of the `metaserver` binary (and of `metactl serve-meta`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; flags below override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Raft node id.
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// gRPC listen address.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Advertised address (defaults to --listen).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Data directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Initial voters: `1=host:port,2=host:port,...`.
+    #[arg(long, value_delimiter = ',')]
+    pub initial_members: Vec<String>,
+    /// Form a new cluster from --initial-members if the log is empty.
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Prometheus /metrics address.
+    #[arg(long)]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Snapshot after this many entries.
+    #[arg(long)]
+    pub snapshot_every: Option<u64>,
+    /// Entries kept behind a snapshot.
+    #[arg(long)]
+    pub keep_entries: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The configuration: the file (or defaults), then the flags.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.node_id {
+            c.node_id = v;
+        }
+        if let Some(v) = self.listen {
+            c.listen_addr = v;
+        }
+        if let Some(v) = self.advertise {
+            c.advertise_addr = Some(v);
+        }
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if !self.initial_members.is_empty() {
+            c.initial_members = self
+                .initial_members
+                .iter()
+                .map(|s| {
+                    let (id, addr) = s.split_once('=').ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                            "--initial-members entry {s:?} is not ID=ADDR"
+                        ))
+                    })?;
+                    let id = id
+                        .parse()
+                        .map_err(|_| ConfigError::Invalid(format!("bad node id in {s:?}")))?;
+                    Ok(Peer {
+                        id,
+                        addr: addr.to_owned(),
+                    })
+                })
+                .collect::<Result<_, ConfigError>>()?;
+        }
+        if self.bootstrap {
+            c.bootstrap = true;
+        }
+        if let Some(v) = self.metrics_addr {
+            c.metrics_addr = Some(v);
+        }
+        if let Some(v) = self.snapshot_every {
+            c.raft.snapshot_every_entries = v;
+        }
+        if let Some(v) = self.keep_entries {
+            c.raft.keep_entries_behind_snapshot = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/metaserver.toml");
+        let c = Config::from_file(&path).expect("example parses");
+        c.validate().expect("example is valid");
+        assert_eq!(c.initial_members.len(), 3);
+    }
+
+    #[test]
+    fn rejects_unworkable_settings() {
+        let mut c = Config {
+            bootstrap: true,
+            ..Config::default()
+        };
+        assert!(
+            c.validate().is_err(),
+            "bootstrap without self among members"
+        );
+        c.initial_members = vec![
+            Peer {
+                id: 1,
+                addr: "a:1".into(),
+            },
+            Peer {
+                id: 1,
+                addr: "b:1".into(),
+            },
+        ];
+        assert!(c.validate().is_err(), "duplicate ids");
+        c.initial_members.pop();
+        c.validate().expect("valid");
+        c.raft.election_timeout_min_ms = 100;
+        assert!(c.validate().is_err());
+        assert!(toml::from_str::<Config>("no-such-field = 1").is_err());
+    }
+}

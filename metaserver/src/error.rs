@@ -1,0 +1,60 @@
+//! The metaserver's error at its boundary. `service::status` maps every variant to a
+//! `tonic::Status` with a machine-readable [`raftfs_proto::ErrorDetail`].
+
+use crate::journal::NodeId;
+use crate::journal::proposer::ProposeError;
+use crate::namespace::{ApplyError, NsError, StoreError};
+
+/// Why a client request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The namespace refused the operation; `state_id` is the entry that recorded the refusal
+    /// (0 for a read or for a request refused before it was journaled).
+    #[error("{source}")]
+    Namespace { source: NsError, state_id: u64 },
+    /// This metaserver is not the active; where the active is, when known.
+    #[error("this metaserver is not the active")]
+    NotActive { leader: Option<(NodeId, String)> },
+    /// No node with this id is a member.
+    #[error("unknown node {0}")]
+    UnknownNode(NodeId),
+    /// Raft is not running or lost its quorum.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A local storage failure.
+    #[error("storage: {0}")]
+    Storage(#[from] StoreError),
+    /// A bug or an unexpected state.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<NsError> for MetaError {
+    fn from(source: NsError) -> Self {
+        MetaError::Namespace {
+            source,
+            state_id: 0,
+        }
+    }
+}
+
+impl From<ApplyError> for MetaError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::Ns(source) => MetaError::Namespace {
+                source,
+                state_id: 0,
+            },
+            ApplyError::Store(s) => MetaError::Storage(s),
+        }
+    }
+}
+
+impl From<ProposeError> for MetaError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::NotLeader { leader } => MetaError::NotActive { leader },
+            ProposeError::Unavailable(why) => MetaError::Unavailable(why),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The Raft log in RocksDB: column family `log` (big-endian index -> entry) and `store`
+//! (vote, committed, last purged). An append is acknowledged to openraft only after its
+//! `WriteBatch` was written with `sync = true`: one fsync for all entries of the append.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
+};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+
+use super::{NodeId, TypeConfig, decode, encode};
+
+const CF_LOG: &str = "log";
+const CF_STORE: &str = "store";
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_PURGED: &[u8] = b"last_purged";
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::read_logs(&e).into()
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write_logs(&e).into()
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// The log store; cheap to clone (the reader openraft asks for is a clone).
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+impl LogStore {
+    /// Opens the log under `path`.
+    pub fn open(path: &Path) -> Result<Self, rocksdb::Error> {
+        Ok(Self {
+            db: Arc::new(super::rocks::open(path, &[CF_LOG, CF_STORE])?),
+        })
+    }
+
+    fn cf(&self, name: &str) -> StorageResult<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(name).ok_or_else(|| {
+            read_err(std::io::Error::other(format!(
+                "missing column family {name}"
+            )))
+        })
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
+        match self.db.get_cf(self.cf(CF_STORE)?, key).map_err(read_err)? {
+            Some(v) => Ok(Some(decode(&v).map_err(read_err)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes a batch durably, off the async runtime's threads.
+    async fn write_synced(&self, batch: WriteBatch) -> StorageResult<()> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut opts = WriteOptions::default();
+            opts.set_sync(true);
+            db.write_opt(batch, &opts)
+        })
+        .await
+        .map_err(write_err)?
+        .map_err(write_err)
+    }
+
+    /// The index of the newest entry (or of the last purged one), for status reports.
+    pub fn last_index(&self) -> Option<u64> {
+        let cf = self.db.cf_handle(CF_LOG)?;
+        let newest = self
+            .db
+            .iterator_cf(cf, IteratorMode::End)
+            .next()
+            .and_then(Result::ok);
+        match newest {
+            Some((k, _)) => Some(u64::from_be_bytes(k.as_ref().try_into().ok()?)),
+            None => self
+                .get_meta::<LogId<NodeId>>(KEY_PURGED)
+                .ok()
+                .flatten()
+                .map(|l| l.index),
+        }
+    }
+
+    /// The index of the last purged entry, for status reports.
+    pub fn purged_index(&self) -> Option<u64> {
+        self.get_meta::<LogId<NodeId>>(KEY_PURGED)
+            .ok()
+            .flatten()
+            .map(|l| l.index)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let cf = self.cf(CF_LOG)?;
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            cf,
+            IteratorMode::From(&index_key(start), Direction::Forward),
+        ) {
+            let (k, v) = item.map_err(read_err)?;
+            let index = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| read_err(std::io::Error::other("bad log key")))?,
+            );
+            if !range.contains(&index) {
+                break;
+            }
+            out.push(decode::<Entry<TypeConfig>>(&v).map_err(read_err)?);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let last_purged_log_id: Option<LogId<NodeId>> = self.get_meta(KEY_PURGED)?;
+        let cf = self.cf(CF_LOG)?;
+        let last = match self.db.iterator_cf(cf, IteratorMode::End).next() {
+            Some(item) => {
+                let (_, v) = item.map_err(read_err)?;
+                Some(decode::<Entry<TypeConfig>>(&v).map_err(read_err)?.log_id)
+            }
+            None => None,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last.or(last_purged_log_id),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_STORE)?,
+            KEY_VOTE,
+            encode(vote).map_err(|e| StorageIOError::write_vote(&e))?,
+        );
+        self.write_synced(batch).await
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        self.get_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        // Not synced: a lost `committed` only means re-learning it from the leader.
+        let v = encode(&committed).map_err(write_err)?;
+        self.db
+            .put_cf(self.cf(CF_STORE)?, KEY_COMMITTED, v)
+            .map_err(write_err)
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        Ok(self
+            .get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?
+            .flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let cf = self.cf(CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            batch.put_cf(
+                cf,
+                index_key(entry.log_id.index),
+                encode(&entry).map_err(write_err)?,
+            );
+        }
+        let result = self.write_synced(batch).await;
+        callback.log_io_completed(
+            result
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        );
+        result
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            self.cf(CF_LOG)?,
+            index_key(log_id.index),
+            index_key(u64::MAX),
+        );
+        self.write_synced(batch).await
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_STORE)?,
+            KEY_PURGED,
+            encode(&log_id).map_err(write_err)?,
+        );
+        batch.delete_range_cf(
+            self.cf(CF_LOG)?,
+            index_key(0),
+            index_key(log_id.index.saturating_add(1)),
+        );
+        self.write_synced(batch).await
+    }
+}

@@ -1,0 +1,95 @@
+//! The journal: namespace mutations as Raft entries (`openraft` 0.9), a RocksDB log store, a
+//! RocksDB state machine, checkpoint snapshots, the gRPC transport between metaservers, and
+//! the proposer that packs concurrent client mutations into one entry.
+//!
+//! Why application-level batching: openraft 0.9 waits for each `append` to be flushed before
+//! it issues the next, so one entry costs one leader fsync. Packing every mutation waiting at
+//! that moment into one entry makes one fsync serve many clients (group commit), and keeps
+//! the entry the unit of state ID, retry cache and determinism.
+
+pub mod log_store;
+pub mod network;
+pub mod proposer;
+pub mod retry_cache;
+pub mod rocks;
+pub mod snapshot;
+pub mod state_machine;
+
+use std::fmt;
+
+use openraft::BasicNode;
+
+/// The node type carried in memberships: its advertised address.
+pub type BasicNodeMeta = BasicNode;
+use serde::{Deserialize, Serialize};
+
+use crate::namespace::{ApplyCtx, NsError, Op, OpOutput};
+
+/// Metaserver node id (the Raft node id).
+pub type NodeId = u64;
+
+/// A 16-byte client identity (random per client object), as HDFS's RetryCache keys on.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct ClientId(pub [u8; 16]);
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One client mutation inside an entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub client: ClientId,
+    /// With `client`, the retry-cache key; 0 means "not cached" (internal operations).
+    pub call_id: u64,
+    pub op: Op,
+}
+
+/// The application data of one Raft entry: mutations and the context the leader fixed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub ctx: ApplyCtx,
+    pub proposals: Vec<Proposal>,
+}
+
+impl fmt::Display for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "batch of {} at {}",
+            self.proposals.len(),
+            self.ctx.now_ms
+        )
+    }
+}
+
+/// The result of each proposal of an entry, in order: recorded, identical on every replica.
+pub type BatchResponse = Vec<Result<OpOutput, NsError>>;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of the metaserver.
+    pub TypeConfig:
+        D = Batch,
+        R = BatchResponse,
+        NodeId = NodeId,
+        Node = BasicNode,
+        SnapshotData = snapshot::SnapshotFile,
+);
+
+/// The openraft instance.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Encoding of everything the journal persists or sends between metaservers.
+pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_stdvec(v)
+}
+
+/// Decoding counterpart of [`encode`].
+pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(b)
+}

@@ -1,0 +1,122 @@
+//! The Raft transport between metaservers over gRPC: openraft's messages are serialized with
+//! postcard into a `RaftMessage`; the receiving side is `service::raft`. A connection is
+//! opened lazily per peer and reused; an unreachable peer is reported as such so that openraft
+//! backs off instead of spinning.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use raftfs_proto::RaftMessage;
+use raftfs_proto::raft_client::RaftClient;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+
+use super::{BasicNodeMeta, NodeId, TypeConfig, decode, encode};
+
+/// Creates a [`PeerClient`] per target.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNodeMeta) -> PeerClient {
+        let channel = Endpoint::from_shared(format!("http://{}", node.addr)).map(|e| {
+            e.connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .connect_lazy()
+        });
+        PeerClient {
+            target,
+            client: channel.ok().map(RaftClient::new),
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+/// The connection to one peer.
+#[derive(Debug)]
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    client: Option<RaftClient<Channel>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        method: &'static str,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let Some(client) = self.client.as_mut() else {
+            let e = TransportError(format!("invalid peer address {:?}", self.addr));
+            return Err(RPCError::Unreachable(Unreachable::new(&e)));
+        };
+        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(RaftMessage { data });
+        request.set_timeout(option.hard_ttl());
+        let reply = match method {
+            "append_entries" => client.append_entries(request).await,
+            "vote" => client.vote(request).await,
+            _ => client.install_snapshot(request).await,
+        };
+        let reply = reply.map_err(|status| {
+            let e = TransportError(format!("{method} to node {}: {status}", self.target));
+            match status.code() {
+                tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&e)),
+                _ => RPCError::Network(NetworkError::new(&e)),
+            }
+        })?;
+        let result: Result<Resp, RaftError<NodeId, E>> = decode(&reply.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId>>>
+    {
+        self.call("append_entries", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, BasicNodeMeta, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call("install_snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId>>> {
+        self.call("vote", &rpc, &option).await
+    }
+}

@@ -1,0 +1,139 @@
+//! The proposer: packs the client mutations waiting at a moment into one Raft entry (group
+//! commit), with a bounded number of entries in flight. The leader's clock and lease length
+//! are fixed here, once per entry, and carried in it.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{Batch, NodeId, Proposal, Raft};
+use crate::namespace::{ApplyCtx, NsError, OpOutput};
+
+/// Why a proposal was not applied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposeError {
+    /// This node is not the leader; the leader, when known.
+    #[error("not the active metaserver")]
+    NotLeader { leader: Option<(NodeId, String)> },
+    /// Raft stopped or failed on this node.
+    #[error("raft unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A mutation's outcome: the log index of its entry, and its recorded result.
+pub type Applied = (u64, Result<OpOutput, NsError>);
+
+struct Pending {
+    proposal: Proposal,
+    reply: oneshot::Sender<Result<Applied, ProposeError>>,
+}
+
+/// Tuning of the proposer.
+#[derive(Debug, Clone, Copy)]
+pub struct ProposerConfig {
+    /// Most proposals packed into one entry.
+    pub max_batch: usize,
+    /// Most entries proposed and not yet applied.
+    pub max_in_flight: usize,
+    /// Lease length written into entries.
+    pub lease: Duration,
+}
+
+/// Handle to the proposer task.
+#[derive(Debug, Clone)]
+pub struct Proposer {
+    tx: mpsc::Sender<Pending>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Proposer {
+    /// Starts the proposer task for `raft`.
+    pub fn spawn(raft: Raft, config: ProposerConfig) -> Self {
+        let (tx, rx) = mpsc::channel(
+            config
+                .max_batch
+                .saturating_mul(config.max_in_flight)
+                .max(64),
+        );
+        tokio::spawn(run(raft, config, rx));
+        Self { tx }
+    }
+
+    /// Proposes one mutation and waits until it is applied.
+    pub async fn propose(&self, proposal: Proposal) -> Result<Applied, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Pending { proposal, reply })
+            .await
+            .map_err(|_| ProposeError::Unavailable("proposer stopped".into()))?;
+        rx.await
+            .map_err(|_| ProposeError::Unavailable("proposal dropped".into()))?
+    }
+}
+
+async fn run(raft: Raft, config: ProposerConfig, mut rx: mpsc::Receiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let lease_ms = u64::try_from(config.lease.as_millis()).unwrap_or(u64::MAX);
+    let mut last_now = 0u64;
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        // While we waited for a slot, more proposals queued up: they ride in the same entry.
+        let mut pending = vec![first];
+        while pending.len() < config.max_batch {
+            match rx.try_recv() {
+                Ok(p) => pending.push(p),
+                Err(_) => break,
+            }
+        }
+        // Time never runs backwards within one leader's entries.
+        last_now = last_now.max(now_ms());
+        let ctx = ApplyCtx {
+            now_ms: last_now,
+            lease_ms,
+        };
+        let (proposals, replies): (Vec<_>, Vec<_>) =
+            pending.into_iter().map(|p| (p.proposal, p.reply)).unzip();
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let outcome = raft.client_write(Batch { ctx, proposals }).await;
+            drop(permit);
+            match outcome {
+                Ok(resp) => {
+                    let index = resp.log_id.index;
+                    let mut results = resp.data.into_iter();
+                    for reply in replies {
+                        let r = results.next().map(|r| (index, r)).ok_or_else(|| {
+                            ProposeError::Unavailable("missing result in entry response".into())
+                        });
+                        let _ = reply.send(r);
+                    }
+                }
+                Err(e) => {
+                    let err = match e {
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                            ProposeError::NotLeader {
+                                leader: f.leader_id.zip(f.leader_node.map(|n| n.addr)),
+                            }
+                        }
+                        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+                            ProposeError::Unavailable(c.to_string())
+                        }
+                        RaftError::Fatal(f) => ProposeError::Unavailable(f.to_string()),
+                    };
+                    for reply in replies {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,133 @@
+//! RocksDB plumbing shared by the log store and the state machine: options, opening with
+//! column families, and the namespace's [`KvRead`] over a DB or a consistent DB snapshot.
+
+use std::path::Path;
+
+use rocksdb::{
+    ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
+    SnapshotWithThreadMode,
+};
+
+use crate::namespace::StoreError;
+use crate::namespace::kv::{Cf, KvPair, KvRead};
+
+/// Opens (creating if needed) a DB with the given column families.
+pub fn open(path: &Path, cfs: &[&str]) -> Result<DB, rocksdb::Error> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.increase_parallelism(2);
+    opts.set_max_background_jobs(2);
+    let descriptors = cfs.iter().map(|name| {
+        let mut cf_opts = Options::default();
+        cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        ColumnFamilyDescriptor::new(*name, cf_opts)
+    });
+    DB::open_cf_descriptors(&opts, path, descriptors)
+}
+
+fn cf_handle<'a>(db: &'a DB, cf: Cf) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+    db.cf_handle(cf.name()).ok_or_else(|| StoreError::Corrupt {
+        cf: cf.name(),
+        reason: "column family missing".into(),
+    })
+}
+
+fn scan_iter(
+    iter: impl Iterator<Item = Result<(Box<[u8]>, Box<[u8]>), rocksdb::Error>>,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<KvPair>, StoreError> {
+    let mut out = Vec::new();
+    for item in iter {
+        let (k, v) = item?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if after.is_some_and(|a| &*k <= a) {
+            continue;
+        }
+        out.push((k.into_vec(), v.into_vec()));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn start_key<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> &'a [u8] {
+    match after {
+        Some(a) if a > prefix => a,
+        _ => prefix,
+    }
+}
+
+/// The live DB, read by the state machine's apply (the only writer).
+impl KvRead for DB {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get_cf(cf_handle(self, cf)?, key)?)
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        let mode = IteratorMode::From(start_key(prefix, after), Direction::Forward);
+        scan_iter(
+            self.iterator_cf(cf_handle(self, cf)?, mode),
+            prefix,
+            after,
+            limit,
+        )
+    }
+}
+
+/// A point-in-time view for reads served to clients: one `list` or `stat` sees one state.
+pub struct SnapshotKv<'a> {
+    db: &'a DB,
+    snap: SnapshotWithThreadMode<'a, DB>,
+}
+
+impl std::fmt::Debug for SnapshotKv<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotKv").finish_non_exhaustive()
+    }
+}
+
+impl<'a> SnapshotKv<'a> {
+    pub fn new(db: &'a DB) -> Self {
+        Self {
+            db,
+            snap: db.snapshot(),
+        }
+    }
+}
+
+impl KvRead for SnapshotKv<'_> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.snap.get_cf(cf_handle(self.db, cf)?, key)?)
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&self.snap);
+        let mode = IteratorMode::From(start_key(prefix, after), Direction::Forward);
+        scan_iter(
+            self.db.iterator_cf_opt(cf_handle(self.db, cf)?, ro, mode),
+            prefix,
+            after,
+            limit,
+        )
+    }
+}

@@ -1,0 +1,200 @@
+//! Snapshots as files: a RocksDB checkpoint of the state machine, packed into one tar file
+//! that openraft streams to a follower in chunks, plus the openraft metadata beside it.
+//!
+//! Layout under `<data_dir>/snapshots/`: `<id>.tar`, `<id>.meta`, and `CURRENT` naming the
+//! newest complete one. A snapshot is written under a temporary name, fsynced, then renamed:
+//! a crash never leaves a `CURRENT` pointing at half a file.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use openraft::SnapshotMeta;
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+
+use super::{BasicNodeMeta, decode, encode};
+
+/// The snapshot data openraft reads (to send) and writes (while receiving): a file.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    path: PathBuf,
+    file: tokio::fs::File,
+}
+
+impl SnapshotFile {
+    /// Opens an existing snapshot file for reading.
+    pub async fn open(path: PathBuf) -> io::Result<Self> {
+        let file = tokio::fs::File::open(&path).await?;
+        Ok(Self { path, file })
+    }
+
+    /// Creates a file to receive a snapshot into.
+    pub async fn create(path: PathBuf) -> io::Result<Self> {
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await?;
+        Ok(Self { path, file })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes and fsyncs what was received.
+    pub async fn sync(&mut self) -> io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.file.flush().await?;
+        self.file.sync_all().await
+    }
+}
+
+impl AsyncRead for SnapshotFile {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SnapshotFile {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.file).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+impl AsyncSeek for SnapshotFile {
+    fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
+        Pin::new(&mut self.file).start_seek(position)
+    }
+
+    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Pin::new(&mut self.file).poll_complete(cx)
+    }
+}
+
+/// The snapshot directory.
+#[derive(Debug, Clone)]
+pub struct SnapshotDir {
+    dir: PathBuf,
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+impl SnapshotDir {
+    pub fn open(dir: PathBuf) -> io::Result<Self> {
+        fs::create_dir_all(&dir)?;
+        Ok(Self { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A fresh, unused path inside the directory for temporary work.
+    pub fn scratch(&self, what: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        self.dir.join(format!("{what}-{nanos}"))
+    }
+
+    /// Packs the checkpoint directory `checkpoint` into one tar file (fsynced).
+    pub fn pack(&self, checkpoint: &Path) -> io::Result<PathBuf> {
+        let tar_path = self.scratch("packing").with_extension("tar");
+        let file = fs::File::create(&tar_path)?;
+        let mut builder = tar::Builder::new(io::BufWriter::new(file));
+        builder.append_dir_all(".", checkpoint)?;
+        let file = builder
+            .into_inner()?
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        Ok(tar_path)
+    }
+
+    /// Unpacks a snapshot tar into `dest` (which must not exist), fsynced.
+    pub fn unpack(tar_path: &Path, dest: &Path) -> io::Result<()> {
+        fs::create_dir_all(dest)?;
+        let mut archive = tar::Archive::new(io::BufReader::new(fs::File::open(tar_path)?));
+        archive.unpack(dest)?;
+        for entry in fs::read_dir(dest)? {
+            fs::File::open(entry?.path())?.sync_all()?;
+        }
+        fsync_dir(dest)
+    }
+
+    /// Makes the packed `tar_path` the current snapshot with `meta`, and drops older ones.
+    pub fn publish(
+        &self,
+        tar_path: &Path,
+        meta: &SnapshotMeta<u64, BasicNodeMeta>,
+    ) -> io::Result<PathBuf> {
+        let id = &meta.snapshot_id;
+        let final_tar = self.dir.join(format!("{id}.tar"));
+        let meta_tmp = self.dir.join(format!("{id}.meta.tmp"));
+        fs::write(&meta_tmp, encode(meta).map_err(invalid)?)?;
+        fs::File::open(&meta_tmp)?.sync_all()?;
+        fs::rename(&meta_tmp, self.dir.join(format!("{id}.meta")))?;
+        fs::rename(tar_path, &final_tar)?;
+        let current_tmp = self.dir.join("CURRENT.tmp");
+        fs::write(&current_tmp, id.as_bytes())?;
+        fs::File::open(&current_tmp)?.sync_all()?;
+        fs::rename(&current_tmp, self.dir.join("CURRENT"))?;
+        fsync_dir(&self.dir)?;
+        // Older snapshots and leftovers of interrupted work are no longer needed.
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if name == "CURRENT" || name.starts_with(&format!("{id}.")) || name.starts_with("recv-")
+            {
+                continue;
+            }
+            if path.is_dir() {
+                let _ = fs::remove_dir_all(&path);
+            } else {
+                let _ = fs::remove_file(&path);
+            }
+        }
+        Ok(final_tar)
+    }
+
+    /// The current snapshot: its metadata and the path of its tar.
+    pub fn current(&self) -> io::Result<Option<(SnapshotMeta<u64, BasicNodeMeta>, PathBuf)>> {
+        let id = match fs::read_to_string(self.dir.join("CURRENT")) {
+            Ok(id) => id,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = decode(&fs::read(self.dir.join(format!("{id}.meta")))?).map_err(invalid)?;
+        Ok(Some((meta, self.dir.join(format!("{id}.tar")))))
+    }
+}

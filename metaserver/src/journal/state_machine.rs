@@ -1,0 +1,462 @@
+//! The state machine: the namespace in its own RocksDB (`<data_dir>/sm`), applied from the
+//! journal. Each apply call commits the namespace writes of all its entries, the applied log
+//! id and the membership in one `WriteBatch`, so they can never disagree after a crash.
+//!
+//! The log is the durable record; state-machine writes go to RocksDB's WAL without their own
+//! fsync. A snapshot is a RocksDB checkpoint (which flushes the memtables to SST files), so
+//! everything the log store later purges is already on disk in SST form.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
+};
+use rocksdb::{DB, WriteBatch};
+use tokio::sync::watch;
+
+use super::snapshot::{SnapshotDir, SnapshotFile};
+use super::{BasicNodeMeta, Batch, BatchResponse, NodeId, TypeConfig, decode, encode, retry_cache};
+use crate::namespace::kv::{Cf, KvRead, Txn};
+use crate::namespace::{ApplyError, StoreError, tree};
+
+const KEY_APPLIED: &[u8] = b"applied";
+const KEY_MEMBERSHIP: &[u8] = b"membership";
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+fn sm_write(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(&io::Error::other(e.to_string())).into()
+}
+
+fn sm_read(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::read_state_machine(&io::Error::other(e.to_string())).into()
+}
+
+fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::write_snapshot(None, &io::Error::other(e.to_string())).into()
+}
+
+fn cf_names() -> Vec<&'static str> {
+    Cf::ALL.iter().map(|c| c.name()).collect()
+}
+
+/// What the state machine shares with the services that read it.
+#[derive(Debug)]
+pub struct SmShared {
+    data_dir: PathBuf,
+    db: RwLock<Arc<DB>>,
+    /// Held while entries are applied and while a checkpoint is taken, so a checkpoint and
+    /// its recorded applied log id describe the same state.
+    apply_gate: Mutex<()>,
+    snapshots: SnapshotDir,
+    applied_tx: watch::Sender<u64>,
+    snapshots_installed: AtomicU64,
+}
+
+impl SmShared {
+    /// The current DB (replaced wholesale when a snapshot is installed).
+    pub fn db(&self) -> Arc<DB> {
+        match self.db.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A watch of the applied log index: the state ID of reads served here.
+    pub fn applied_watch(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        *self.applied_tx.borrow()
+    }
+
+    /// Snapshots installed from the leader since this process started.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.snapshots_installed.load(Ordering::Relaxed)
+    }
+
+    /// The index the current snapshot covers.
+    pub fn snapshot_index(&self) -> Option<u64> {
+        self.snapshots
+            .current()
+            .ok()
+            .flatten()
+            .and_then(|(m, _)| m.last_log_id.map(|l| l.index))
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, ()> {
+        match self.apply_gate.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn applied_state_of(
+        db: &DB,
+    ) -> Result<
+        (
+            Option<LogId<NodeId>>,
+            StoredMembership<NodeId, BasicNodeMeta>,
+        ),
+        StoreError,
+    > {
+        let applied = match KvRead::get(db, Cf::Meta, KEY_APPLIED)? {
+            Some(v) => decode(&v).map_err(|e| StoreError::Corrupt {
+                cf: "meta",
+                reason: e.to_string(),
+            })?,
+            None => None,
+        };
+        let membership = match KvRead::get(db, Cf::Meta, KEY_MEMBERSHIP)? {
+            Some(v) => decode(&v).map_err(|e| StoreError::Corrupt {
+                cf: "meta",
+                reason: e.to_string(),
+            })?,
+            None => StoredMembership::default(),
+        };
+        Ok((applied, membership))
+    }
+
+    fn apply_entries(&self, entries: Vec<Entry<TypeConfig>>) -> StorageResult<Vec<BatchResponse>> {
+        let _gate = self.gate();
+        let db = self.db();
+        let mut responses = Vec::with_capacity(entries.len());
+        let mut last_applied = None;
+        let mut membership = None;
+        let mut txn = Txn::new(&*db);
+        for entry in entries {
+            last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => responses.push(Vec::new()),
+                EntryPayload::Normal(batch) => {
+                    responses.push(apply_batch(&mut txn, &batch).map_err(|e| {
+                        // A local storage failure: fatal to this replica, never a recorded result.
+                        StorageError::from(StorageIOError::apply(
+                            entry.log_id,
+                            &io::Error::other(e.to_string()),
+                        ))
+                    })?)
+                }
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    responses.push(Vec::new());
+                }
+            }
+        }
+        let Some(last) = last_applied else {
+            return Ok(responses);
+        };
+        txn.put(
+            Cf::Meta,
+            KEY_APPLIED.to_vec(),
+            encode(&Some(last)).map_err(sm_write)?,
+        );
+        if let Some(m) = &membership {
+            txn.put(
+                Cf::Meta,
+                KEY_MEMBERSHIP.to_vec(),
+                encode(m).map_err(sm_write)?,
+            );
+        }
+        let mut batch = WriteBatch::default();
+        for ((cf, key), value) in txn.into_writes() {
+            let handle = db
+                .cf_handle(cf.name())
+                .ok_or_else(|| sm_write(format!("missing column family {}", cf.name())))?;
+            match value {
+                Some(v) => batch.put_cf(handle, key, v),
+                None => batch.delete_cf(handle, key),
+            }
+        }
+        db.write(batch).map_err(sm_write)?;
+        self.applied_tx.send_replace(last.index);
+        Ok(responses)
+    }
+}
+
+/// Applies the proposals of one entry, consulting and filling the retry cache.
+fn apply_batch<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    batch: &Batch,
+) -> Result<BatchResponse, StoreError> {
+    let mut out = Vec::with_capacity(batch.proposals.len());
+    for p in &batch.proposals {
+        if let Some(first) = retry_cache::lookup(txn, p)? {
+            out.push(first);
+            continue;
+        }
+        let result = match tree::apply(txn, &batch.ctx, &p.op) {
+            Ok(o) => Ok(o),
+            Err(ApplyError::Ns(e)) => Err(e),
+            Err(ApplyError::Store(e)) => return Err(e),
+        };
+        retry_cache::record(txn, &batch.ctx, p, &result)?;
+        out.push(result);
+    }
+    retry_cache::evict(txn, &batch.ctx, 2 * batch.proposals.len() + 16)?;
+    Ok(out)
+}
+
+/// The state machine handed to openraft.
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    shared: Arc<SmShared>,
+}
+
+impl StateMachine {
+    /// Opens the state machine under `data_dir` (`sm/` and `snapshots/`), finishing or
+    /// undoing a snapshot installation that a crash interrupted.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        let sm = data_dir.join("sm");
+        let incoming = data_dir.join("sm-incoming");
+        let old = data_dir.join("sm-old");
+        let io = |e: io::Error| StoreError::Corrupt {
+            cf: "sm",
+            reason: e.to_string(),
+        };
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(io)?;
+        }
+        if incoming.exists() {
+            if sm.exists() {
+                fs::remove_dir_all(&incoming).map_err(io)?;
+            } else {
+                fs::rename(&incoming, &sm).map_err(io)?;
+            }
+        }
+        let db = super::rocks::open(&sm, &cf_names())?;
+        let (applied, _) = SmShared::applied_state_of(&db)?;
+        let snapshots = SnapshotDir::open(data_dir.join("snapshots")).map_err(io)?;
+        if let Ok(entries) = fs::read_dir(snapshots.path()) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("recv-") {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        let (applied_tx, _) = watch::channel(applied.map_or(0, |l| l.index));
+        Ok(Self {
+            shared: Arc::new(SmShared {
+                data_dir: data_dir.to_owned(),
+                db: RwLock::new(Arc::new(db)),
+                apply_gate: Mutex::new(()),
+                snapshots,
+                applied_tx,
+                snapshots_installed: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn shared(&self) -> Arc<SmShared> {
+        self.shared.clone()
+    }
+
+    /// Applies one batch directly, outside Raft: for the property test that compares the
+    /// RocksDB state machine with a plain model.
+    pub fn apply_for_test(&self, index: u64, batch: Batch) -> StorageResult<BatchResponse> {
+        let entry = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(batch),
+        };
+        Ok(self
+            .shared
+            .apply_entries(vec![entry])?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    fn install(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNodeMeta>,
+        tar: &Path,
+    ) -> Result<(), String> {
+        let s = &self.shared;
+        let sm = s.data_dir.join("sm");
+        let incoming = s.data_dir.join("sm-incoming");
+        let old = s.data_dir.join("sm-old");
+        if incoming.exists() {
+            fs::remove_dir_all(&incoming).map_err(|e| e.to_string())?;
+        }
+        SnapshotDir::unpack(tar, &incoming).map_err(|e| format!("unpack snapshot: {e}"))?;
+        let _gate = s.gate();
+        let mut guard = match s.db.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(|e| e.to_string())?;
+        }
+        fs::rename(&sm, &old).map_err(|e| e.to_string())?;
+        fs::rename(&incoming, &sm).map_err(|e| e.to_string())?;
+        fs::File::open(&s.data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| e.to_string())?;
+        let db = super::rocks::open(&sm, &cf_names())
+            .map_err(|e| format!("open installed snapshot: {e}"))?;
+        let (applied, _) = SmShared::applied_state_of(&db).map_err(|e| e.to_string())?;
+        if applied != meta.last_log_id {
+            return Err(format!(
+                "snapshot holds {applied:?}, its metadata says {:?}",
+                meta.last_log_id
+            ));
+        }
+        let previous = std::mem::replace(&mut *guard, Arc::new(db));
+        drop(guard);
+        if let Ok(db) = Arc::try_unwrap(previous) {
+            drop(db);
+            let _ = fs::remove_dir_all(&old);
+        }
+        s.snapshots
+            .publish(tar, meta)
+            .map_err(|e| format!("publish snapshot: {e}"))?;
+        s.applied_tx
+            .send_replace(meta.last_log_id.map_or(0, |l| l.index));
+        s.snapshots_installed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(
+        Option<LogId<NodeId>>,
+        StoredMembership<NodeId, BasicNodeMeta>,
+    )> {
+        SmShared::applied_state_of(&self.shared.db()).map_err(sm_read)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<BatchResponse>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.apply_entries(entries))
+            .await
+            .map_err(sm_write)?
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<SnapshotFile>> {
+        let path = self.shared.snapshots.scratch("recv").with_extension("tar");
+        Ok(Box::new(
+            SnapshotFile::create(path).await.map_err(snap_err)?,
+        ))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNodeMeta>,
+        snapshot: Box<SnapshotFile>,
+    ) -> StorageResult<()> {
+        let mut file = *snapshot;
+        file.sync().await.map_err(snap_err)?;
+        let path = file.path().to_owned();
+        drop(file);
+        let this = self.clone();
+        let meta2 = meta.clone();
+        tokio::task::spawn_blocking(move || this.install(&meta2, &path))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, last = ?meta.last_log_id, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let Some((meta, path)) = self.shared.snapshots.current().map_err(snap_err)? else {
+            return Ok(None);
+        };
+        let file = SnapshotFile::open(path).await.map_err(snap_err)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+}
+
+/// Builds snapshots from RocksDB checkpoints, beside ongoing applies.
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    shared: Arc<SmShared>,
+}
+
+impl SnapshotBuilder {
+    fn build(shared: &SmShared) -> Result<(SnapshotMeta<NodeId, BasicNodeMeta>, PathBuf), String> {
+        let checkpoint_dir = shared.snapshots.scratch("checkpoint");
+        let (applied, membership) = {
+            let _gate = shared.gate();
+            let db = shared.db();
+            rocksdb::checkpoint::Checkpoint::new(&db)
+                .and_then(|c| c.create_checkpoint(&checkpoint_dir))
+                .map_err(|e| format!("checkpoint: {e}"))?;
+            SmShared::applied_state_of(&db).map_err(|e| e.to_string())?
+        };
+        let tar = shared
+            .snapshots
+            .pack(&checkpoint_dir)
+            .map_err(|e| format!("pack: {e}"))?;
+        let _ = fs::remove_dir_all(&checkpoint_dir);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let (term, index) = applied.map_or((0, 0), |l| (l.leader_id.term, l.index));
+        let meta = SnapshotMeta {
+            last_log_id: applied,
+            last_membership: membership,
+            snapshot_id: format!("{term}-{index}-{nanos}"),
+        };
+        let path = shared
+            .snapshots
+            .publish(&tar, &meta)
+            .map_err(|e| format!("publish: {e}"))?;
+        Ok((meta, path))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let shared = self.shared.clone();
+        let (meta, path) = tokio::task::spawn_blocking(move || Self::build(&shared))
+            .await
+            .map_err(snap_err)?
+            .map_err(snap_err)?;
+        tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
+        let file = SnapshotFile::open(path).await.map_err(snap_err)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        })
+    }
+}
+
+/// The applied index recorded in a view of the state machine: the state ID of a read served
+/// from that view (exact, not a bound, so that monotonic reads hold across servers).
+pub fn applied_index_in<R: KvRead + ?Sized>(kv: &R) -> Result<u64, StoreError> {
+    match kv.get(Cf::Meta, KEY_APPLIED)? {
+        Some(v) => {
+            let applied: Option<LogId<NodeId>> = decode(&v).map_err(|e| StoreError::Corrupt {
+                cf: "meta",
+                reason: e.to_string(),
+            })?;
+            Ok(applied.map_or(0, |l| l.index))
+        }
+        None => Ok(0),
+    }
+}

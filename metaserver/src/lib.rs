@@ -1,0 +1,22 @@
+//! raftfs metaserver: the namespace as a deterministic state machine in RocksDB, journaled
+//! through Raft (`openraft`).
+//!
+//! - [`namespace`]: pure namespace logic over a key-value interface (paths, inodes, every
+//!   operation); no I/O of its own.
+//! - [`journal`]: Raft types, the RocksDB log store and state machine, checkpoint snapshots,
+//!   the transport between metaservers, and the proposer that batches mutations per entry.
+//! - [`service`]: gRPC handlers (client namespace, admin, raft) and the one error-to-status map.
+//! - [`config`], [`metrics`], [`server`]: configuration, Prometheus metrics, and wiring it all
+//!   into a running server ([`server::run`]), which the `metaserver` binary and
+//!   `metactl serve-meta` both call.
+
+pub mod config;
+pub mod error;
+pub mod journal;
+pub mod metrics;
+pub mod namespace;
+pub mod server;
+pub mod service;
+
+pub use config::{Config, ServeArgs};
+pub use error::MetaError;

@@ -1,0 +1,158 @@
+//! Prometheus metrics of the metaserver (`/metrics` on `--metrics-addr`), named
+//! `raftfs_meta_<what>_<unit>`: RPC counts and latencies per method, and the Raft position
+//! of this node (term, last log index, applied index, leader).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::journal::Raft;
+use crate::journal::state_machine::SmShared;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+/// The metaserver's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rpcs: Family<RpcLabels, Counter>,
+    rpc_seconds: Family<MethodLabels, Histogram>,
+    term: Gauge,
+    last_log_index: Gauge,
+    applied_index: Gauge,
+    is_leader: Gauge,
+    snapshots_installed: Gauge,
+}
+
+fn gauge_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("raftfs_meta");
+        let rpcs = Family::<RpcLabels, Counter>::default();
+        registry.register("rpc", "RPCs served, by method and outcome", rpcs.clone());
+        let rpc_seconds = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+        });
+        registry.register(
+            "rpc_duration_seconds",
+            "RPC latency, by method",
+            rpc_seconds.clone(),
+        );
+        let term = Gauge::default();
+        registry.register("raft_term", "Current Raft term", term.clone());
+        let last_log_index = Gauge::default();
+        registry.register(
+            "raft_last_log_index",
+            "Index of the newest log entry",
+            last_log_index.clone(),
+        );
+        let applied_index = Gauge::default();
+        registry.register(
+            "raft_applied_index",
+            "Index of the last applied entry (the state ID)",
+            applied_index.clone(),
+        );
+        let is_leader = Gauge::default();
+        registry.register("is_active", "1 on the active metaserver", is_leader.clone());
+        let snapshots_installed = Gauge::default();
+        registry.register(
+            "snapshots_installed",
+            "Snapshots installed since start",
+            snapshots_installed.clone(),
+        );
+        Self {
+            registry,
+            rpcs,
+            rpc_seconds,
+            term,
+            last_log_index,
+            applied_index,
+            is_leader,
+            snapshots_installed,
+        }
+    }
+
+    /// Counts one RPC.
+    pub fn observe_rpc(&self, method: &'static str, elapsed: Duration, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.rpcs
+            .get_or_create(&RpcLabels { method, outcome })
+            .inc();
+        self.rpc_seconds
+            .get_or_create(&MethodLabels { method })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Refreshes the Raft gauges from the current metrics.
+    pub fn refresh(&self, raft: &Raft, sm: &SmShared) {
+        let m = raft.metrics();
+        let m = m.borrow();
+        self.term.set(gauge_i64(m.current_term));
+        self.last_log_index
+            .set(gauge_i64(m.last_log_index.unwrap_or(0)));
+        self.applied_index.set(gauge_i64(sm.applied_index()));
+        self.is_leader.set(i64::from(
+            m.current_leader == Some(m.id) && m.state == openraft::ServerState::Leader,
+        ));
+        self.snapshots_installed
+            .set(gauge_i64(sm.snapshots_installed()));
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics` until the process ends.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    raft: Raft,
+    sm: Arc<SmShared>,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            let raft = raft.clone();
+            let sm = sm.clone();
+            async move {
+                metrics.refresh(&raft, &sm);
+                metrics.encode()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,84 @@
+//! Namespace errors. These are *results*: every replica computes the same one for the same
+//! entry, so they are recorded with the entry (and in the retry cache), never a reason to stop.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a namespace operation was refused. The operation changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum NsError {
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("{0}: no such file or directory")]
+    NotFound(String),
+    #[error("{0}: already exists")]
+    AlreadyExists(String),
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    #[error("{0}: is a directory")]
+    IsADirectory(String),
+    #[error("{0}: directory is not empty")]
+    DirectoryNotEmpty(String),
+    #[error("{0}: parent directory does not exist")]
+    ParentNotFound(String),
+    #[error("{path}: lease held by {holder}")]
+    LeaseConflict { path: String, holder: String },
+    #[error("cannot move {src} into its own subtree {dst}")]
+    RenameIntoSubtree { src: String, dst: String },
+    #[error("{0}: not allowed on the root directory")]
+    RootNotAllowed(String),
+    #[error("{0}: not under construction")]
+    NotUnderConstruction(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("{path}: no extended attribute {name}")]
+    XattrNotFound { path: String, name: String },
+    #[error("{path}: extended attribute {name} does not hold the expected value")]
+    XattrMismatch { path: String, name: String },
+}
+
+impl NsError {
+    /// A stable, machine-readable name of the variant (used by tests and the model).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NsError::InvalidPath { .. } => "InvalidPath",
+            NsError::NotFound(_) => "NotFound",
+            NsError::AlreadyExists(_) => "AlreadyExists",
+            NsError::NotADirectory(_) => "NotADirectory",
+            NsError::IsADirectory(_) => "IsADirectory",
+            NsError::DirectoryNotEmpty(_) => "DirectoryNotEmpty",
+            NsError::ParentNotFound(_) => "ParentNotFound",
+            NsError::LeaseConflict { .. } => "LeaseConflict",
+            NsError::RenameIntoSubtree { .. } => "RenameIntoSubtree",
+            NsError::RootNotAllowed(_) => "RootNotAllowed",
+            NsError::NotUnderConstruction(_) => "NotUnderConstruction",
+            NsError::InvalidArgument(_) => "InvalidArgument",
+            NsError::XattrNotFound { .. } => "XattrNotFound",
+            NsError::XattrMismatch { .. } => "XattrMismatch",
+        }
+    }
+}
+
+/// A failure of the storage under the namespace. Unlike [`NsError`] this is local to one
+/// process (a disk error, corruption) and fatal to the state machine that meets it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("corrupt record in {cf}: {reason}")]
+    Corrupt { cf: &'static str, reason: String },
+}
+
+/// What a namespace call can end in: a recorded refusal, or a local storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Ns(#[from] NsError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rocksdb::Error> for ApplyError {
+    fn from(e: rocksdb::Error) -> Self {
+        ApplyError::Store(StoreError::Rocks(e))
+    }
+}

@@ -1,0 +1,27 @@
+//! The namespace: pure logic over a key-value interface, no I/O of its own.
+//!
+//! - [`path`]: validated absolute paths.
+//! - [`inode`]: the stored records (inodes, policies, leases) and their versioned encoding.
+//! - [`kv`] / [`keys`]: the column families, order-preserving keys, a write overlay.
+//! - [`ops`]: mutations as journaled, with the leader-fixed context.
+//! - [`tree`]: resolution and every operation.
+//!
+//! The journal's state machine runs [`tree::apply`] over RocksDB; unit tests run it over
+//! [`kv::MemKv`]; the property test in `tests/namespace_model.rs` checks it against a plain
+//! in-memory model.
+
+pub mod error;
+pub mod inode;
+pub mod keys;
+pub mod kv;
+pub mod ops;
+pub mod path;
+pub mod tree;
+
+pub use error::{ApplyError, NsError, StoreError};
+pub use inode::{Inode, InodeId, InodeKind, StoragePolicy};
+pub use ops::{ApplyCtx, ContentSummary, Op, OpOutput, XattrExpect};
+pub use path::NsPath;
+
+#[cfg(test)]
+mod tests;

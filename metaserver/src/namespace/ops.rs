@@ -1,0 +1,151 @@
+//! Namespace mutations as they are journaled. Everything an operation needs that is not in
+//! the replicated state (the time, the lease length) is fixed by the leader in the entry
+//! ([`ApplyCtx`]), so that apply is a pure function of the state and the entry.
+
+use serde::{Deserialize, Serialize};
+
+use super::inode::{Inode, StoragePolicy};
+use super::path::NsPath;
+
+/// Fixed by the leader for a whole entry, carried in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyCtx {
+    /// The leader's clock when it built the entry, ms since the epoch.
+    pub now_ms: u64,
+    /// How long a lease lasts after a create, append or renewal.
+    pub lease_ms: u64,
+}
+
+/// What a compare-and-set of an extended attribute expects to find.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum XattrExpect {
+    /// Set unconditionally.
+    Any,
+    /// Set only if the attribute does not exist.
+    Absent,
+    /// Set only if the attribute holds exactly this value.
+    Value(Vec<u8>),
+}
+
+/// One namespace mutation (DESIGN §2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    Mkdir {
+        path: NsPath,
+        parents: bool,
+        permission: u16,
+        owner: String,
+        group: Option<String>,
+    },
+    Create {
+        path: NsPath,
+        overwrite: bool,
+        create_parents: bool,
+        permission: u16,
+        owner: String,
+        group: Option<String>,
+        policy: Option<StoragePolicy>,
+        holder: String,
+    },
+    Complete {
+        path: NsPath,
+        holder: String,
+        length: u64,
+    },
+    Append {
+        path: NsPath,
+        holder: String,
+    },
+    Rename {
+        src: NsPath,
+        dst: NsPath,
+        overwrite: bool,
+    },
+    Delete {
+        path: NsPath,
+        recursive: bool,
+    },
+    SetPermission {
+        path: NsPath,
+        permission: u16,
+    },
+    SetOwner {
+        path: NsPath,
+        owner: Option<String>,
+        group: Option<String>,
+    },
+    SetTimes {
+        path: NsPath,
+        mtime_ms: Option<u64>,
+        atime_ms: Option<u64>,
+    },
+    SetStoragePolicy {
+        path: NsPath,
+        policy: StoragePolicy,
+    },
+    RenewLease {
+        holder: String,
+    },
+    RecoverLease {
+        path: NsPath,
+    },
+    Symlink {
+        path: NsPath,
+        target: String,
+        create_parents: bool,
+        owner: String,
+    },
+    SetXattr {
+        path: NsPath,
+        name: String,
+        value: Vec<u8>,
+        expect: XattrExpect,
+    },
+    RemoveXattr {
+        path: NsPath,
+        name: String,
+    },
+}
+
+impl Op {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Mkdir { .. } => "mkdir",
+            Op::Create { .. } => "create",
+            Op::Complete { .. } => "complete",
+            Op::Append { .. } => "append",
+            Op::Rename { .. } => "rename",
+            Op::Delete { .. } => "delete",
+            Op::SetPermission { .. } => "set_permission",
+            Op::SetOwner { .. } => "set_owner",
+            Op::SetTimes { .. } => "set_times",
+            Op::SetStoragePolicy { .. } => "set_storage_policy",
+            Op::RenewLease { .. } => "renew_lease",
+            Op::RecoverLease { .. } => "recover_lease",
+            Op::Symlink { .. } => "symlink",
+            Op::SetXattr { .. } => "set_xattr",
+            Op::RemoveXattr { .. } => "remove_xattr",
+        }
+    }
+}
+
+/// What a successful mutation returns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OpOutput {
+    /// The inode created or changed.
+    Inode(Inode),
+    /// Inodes removed by a delete.
+    Removed(u64),
+    /// Nothing to report (a lease renewal).
+    Done,
+}
+
+/// Aggregate sizes below a path (`hdfs dfs -count`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentSummary {
+    pub directories: u64,
+    pub files: u64,
+    pub symlinks: u64,
+    pub length: u64,
+}

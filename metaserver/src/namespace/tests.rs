@@ -1,0 +1,609 @@
+//! Unit tests of every namespace operation and error path, over the in-memory store.
+
+use super::inode::ROOT_ID;
+use super::kv::{KvRead, MemKv, Txn};
+use super::*;
+
+struct Ns {
+    kv: MemKv,
+    now: u64,
+}
+
+fn p(s: &str) -> NsPath {
+    NsPath::parse(s).expect("test path is valid")
+}
+
+impl Ns {
+    fn new() -> Self {
+        Self {
+            kv: MemKv::new(),
+            now: 1_000,
+        }
+    }
+
+    fn ctx(&self) -> ApplyCtx {
+        ApplyCtx {
+            now_ms: self.now,
+            lease_ms: 60_000,
+        }
+    }
+
+    fn apply(&mut self, op: Op) -> Result<OpOutput, NsError> {
+        let ctx = self.ctx();
+        let mut txn = Txn::new(&self.kv);
+        let result = tree::apply(&mut txn, &ctx, &op);
+        let writes = txn.into_writes();
+        match result {
+            Ok(out) => {
+                self.kv.commit(writes);
+                Ok(out)
+            }
+            Err(ApplyError::Ns(e)) => {
+                assert!(
+                    writes.is_empty(),
+                    "a refused {} left writes behind",
+                    op.name()
+                );
+                Err(e)
+            }
+            Err(ApplyError::Store(e)) => panic!("store error: {e}"),
+        }
+    }
+
+    fn mkdir(&mut self, path: &str, parents: bool) -> Result<OpOutput, NsError> {
+        self.apply(Op::Mkdir {
+            path: p(path),
+            parents,
+            permission: 0o755,
+            owner: "alice".into(),
+            group: None,
+        })
+    }
+
+    fn create(&mut self, path: &str, overwrite: bool, holder: &str) -> Result<OpOutput, NsError> {
+        self.apply(Op::Create {
+            path: p(path),
+            overwrite,
+            create_parents: false,
+            permission: 0o644,
+            owner: "alice".into(),
+            group: None,
+            policy: None,
+            holder: holder.into(),
+        })
+    }
+
+    fn complete(&mut self, path: &str, holder: &str, length: u64) -> Result<OpOutput, NsError> {
+        self.apply(Op::Complete {
+            path: p(path),
+            holder: holder.into(),
+            length,
+        })
+    }
+
+    fn file(&mut self, path: &str) {
+        self.create(path, false, "w").expect("create");
+        self.complete(path, "w", 10).expect("complete");
+    }
+
+    fn stat(&self, path: &str) -> Result<Inode, NsError> {
+        match tree::stat(&self.kv, &p(path)) {
+            Ok(i) => Ok(i),
+            Err(ApplyError::Ns(e)) => Err(e),
+            Err(ApplyError::Store(e)) => panic!("store error: {e}"),
+        }
+    }
+
+    fn names(&self, path: &str) -> Vec<String> {
+        let (entries, _) = tree::list(&self.kv, &p(path), None, 10_000).expect("list");
+        entries.into_iter().map(|i| i.name).collect()
+    }
+
+    fn kind(r: Result<OpOutput, NsError>) -> &'static str {
+        match r {
+            Ok(_) => "Ok",
+            Err(e) => e.kind(),
+        }
+    }
+}
+
+#[test]
+fn mkdir_with_and_without_parents() {
+    let mut ns = Ns::new();
+    assert_eq!(Ns::kind(ns.mkdir("/a/b", false)), "ParentNotFound");
+    assert!(ns.mkdir("/a", false).is_ok());
+    assert_eq!(Ns::kind(ns.mkdir("/a", false)), "AlreadyExists");
+    assert!(ns.mkdir("/a/b/c/d", true).is_ok());
+    assert!(
+        ns.mkdir("/a/b/c/d", true).is_ok(),
+        "mkdir -p of an existing directory succeeds"
+    );
+    assert_eq!(Ns::kind(ns.mkdir("/", false)), "AlreadyExists");
+    assert!(ns.mkdir("/", true).is_ok());
+    ns.file("/f");
+    assert_eq!(Ns::kind(ns.mkdir("/f/x", false)), "NotADirectory");
+    assert_eq!(Ns::kind(ns.mkdir("/f/x", true)), "NotADirectory");
+    assert_eq!(Ns::kind(ns.mkdir("/f", true)), "AlreadyExists");
+    let d = ns.stat("/a/b/c/d").expect("stat");
+    assert_eq!(d.kind, InodeKind::Directory);
+    assert_eq!(d.owner, "alice");
+    assert_eq!(d.mtime_ms, 1_000);
+    assert_eq!(ns.stat("/a").expect("stat").children, 1);
+    assert_eq!(ns.stat("/").expect("stat").children, 2);
+}
+
+#[test]
+fn ids_are_allocated_from_replicated_state() {
+    let mut ns = Ns::new();
+    ns.mkdir("/a", false).expect("mkdir");
+    ns.mkdir("/b", false).expect("mkdir");
+    let a = ns.stat("/a").expect("stat").id;
+    let b = ns.stat("/b").expect("stat").id;
+    assert_eq!(a, inode::FIRST_ALLOCATED_ID);
+    assert_eq!(b, a + 1);
+    assert_eq!(ns.stat("/").expect("stat").id, ROOT_ID);
+}
+
+#[test]
+fn create_overwrite_and_leases() {
+    let mut ns = Ns::new();
+    assert_eq!(Ns::kind(ns.create("/d/f", false, "w1")), "ParentNotFound");
+    ns.mkdir("/d", false).expect("mkdir");
+    let f = ns.create("/d/f", false, "w1").expect("create");
+    let OpOutput::Inode(f) = f else {
+        panic!("inode expected")
+    };
+    assert_eq!(
+        f.under_construction.as_ref().map(|u| u.holder.as_str()),
+        Some("w1")
+    );
+    assert_eq!(Ns::kind(ns.create("/d/f", false, "w2")), "AlreadyExists");
+    assert_eq!(Ns::kind(ns.create("/d/f", true, "w2")), "LeaseConflict");
+    assert_eq!(Ns::kind(ns.create("/d", true, "w2")), "IsADirectory");
+    assert_eq!(Ns::kind(ns.create("/", true, "w2")), "IsADirectory");
+    // The lease runs out: another writer may overwrite.
+    ns.now += 60_001;
+    let OpOutput::Inode(g) = ns.create("/d/f", true, "w2").expect("overwrite") else {
+        panic!()
+    };
+    assert_ne!(g.id, f.id, "an overwrite makes a new inode");
+    assert_eq!(ns.stat("/d").expect("stat").children, 1);
+    // create with parents
+    ns.apply(Op::Create {
+        path: p("/x/y/z"),
+        overwrite: false,
+        create_parents: true,
+        permission: 0o644,
+        owner: "bob".into(),
+        group: Some("staff".into()),
+        policy: None,
+        holder: "w3".into(),
+    })
+    .expect("create -p");
+    assert_eq!(ns.stat("/x/y").expect("stat").kind, InodeKind::Directory);
+    assert_eq!(ns.stat("/x/y/z").expect("stat").group, "staff");
+}
+
+#[test]
+fn complete_append_renew_recover() {
+    let mut ns = Ns::new();
+    ns.mkdir("/d", false).expect("mkdir");
+    assert_eq!(Ns::kind(ns.complete("/d/f", "w1", 1)), "NotFound");
+    assert_eq!(Ns::kind(ns.complete("/d", "w1", 1)), "IsADirectory");
+    ns.create("/d/f", false, "w1").expect("create");
+    assert_eq!(Ns::kind(ns.complete("/d/f", "w2", 1)), "LeaseConflict");
+    let OpOutput::Inode(f) = ns.complete("/d/f", "w1", 42).expect("complete") else {
+        panic!()
+    };
+    assert_eq!(f.length, 42);
+    assert!(f.under_construction.is_none());
+    assert_eq!(
+        Ns::kind(ns.complete("/d/f", "w1", 1)),
+        "NotUnderConstruction"
+    );
+    // append
+    assert!(
+        ns.apply(Op::Append {
+            path: p("/d/f"),
+            holder: "w2".into()
+        })
+        .is_ok()
+    );
+    assert_eq!(
+        Ns::kind(ns.apply(Op::Append {
+            path: p("/d/f"),
+            holder: "w3".into()
+        })),
+        "LeaseConflict"
+    );
+    assert_eq!(
+        Ns::kind(ns.apply(Op::Append {
+            path: p("/d"),
+            holder: "w3".into()
+        })),
+        "IsADirectory"
+    );
+    // renewal keeps w2's lease alive past its first expiry
+    ns.now += 50_000;
+    ns.apply(Op::RenewLease {
+        holder: "w2".into(),
+    })
+    .expect("renew");
+    ns.now += 50_000;
+    assert_eq!(
+        Ns::kind(ns.apply(Op::Append {
+            path: p("/d/f"),
+            holder: "w3".into()
+        })),
+        "LeaseConflict"
+    );
+    // and once it lapses, w3 takes the file over
+    ns.now += 20_000;
+    assert!(
+        ns.apply(Op::Append {
+            path: p("/d/f"),
+            holder: "w3".into()
+        })
+        .is_ok()
+    );
+    // recover closes it
+    let OpOutput::Inode(r) = ns
+        .apply(Op::RecoverLease { path: p("/d/f") })
+        .expect("recover")
+    else {
+        panic!()
+    };
+    assert!(r.under_construction.is_none());
+    assert_eq!(r.length, 42);
+    assert_eq!(
+        Ns::kind(ns.apply(Op::RecoverLease { path: p("/d/f") })),
+        "NotUnderConstruction"
+    );
+    assert!(
+        ns.apply(Op::RenewLease {
+            holder: "nobody".into()
+        })
+        .is_ok()
+    );
+    assert_eq!(
+        Ns::kind(ns.apply(Op::RenewLease {
+            holder: String::new()
+        })),
+        "InvalidArgument"
+    );
+}
+
+#[test]
+fn stat_and_paged_list() {
+    let mut ns = Ns::new();
+    ns.mkdir("/d", false).expect("mkdir");
+    for i in (0..25).rev() {
+        ns.file(&format!("/d/f{i:02}"));
+    }
+    let (page, more) = tree::list(&ns.kv, &p("/d"), None, 10).expect("list");
+    assert!(more);
+    assert_eq!(page.first().map(|i| i.name.as_str()), Some("f00"));
+    assert_eq!(page.last().map(|i| i.name.as_str()), Some("f09"));
+    let (page, more) = tree::list(&ns.kv, &p("/d"), Some("f09"), 10).expect("list");
+    assert!(more);
+    assert_eq!(page.first().map(|i| i.name.as_str()), Some("f10"));
+    let (page, more) = tree::list(&ns.kv, &p("/d"), Some("f19"), 10).expect("list");
+    assert!(!more);
+    assert_eq!(page.len(), 5);
+    let (page, more) = tree::list(&ns.kv, &p("/d"), Some("f24"), 10).expect("list");
+    assert!(page.is_empty() && !more);
+    // a file lists as itself
+    let (page, _) = tree::list(&ns.kv, &p("/d/f03"), None, 10).expect("list");
+    assert_eq!(page.len(), 1);
+    assert!(matches!(
+        tree::list(&ns.kv, &p("/nope"), None, 10),
+        Err(ApplyError::Ns(NsError::NotFound(_)))
+    ));
+    assert!(matches!(
+        ns.stat("/d/f03/x"),
+        Err(NsError::NotADirectory(_))
+    ));
+    assert!(matches!(ns.stat("/d/nope"), Err(NsError::NotFound(_))));
+}
+
+#[test]
+fn rename_files_and_directories() {
+    let mut ns = Ns::new();
+    ns.mkdir("/a/b/c", true).expect("mkdir");
+    ns.mkdir("/z", false).expect("mkdir");
+    ns.file("/a/b/c/f");
+    ns.file("/g");
+    let rename = |ns: &mut Ns, s: &str, d: &str, o: bool| {
+        ns.apply(Op::Rename {
+            src: p(s),
+            dst: p(d),
+            overwrite: o,
+        })
+    };
+    assert_eq!(
+        Ns::kind(rename(&mut ns, "/a", "/a/b/x", false)),
+        "RenameIntoSubtree"
+    );
+    assert_eq!(
+        Ns::kind(rename(&mut ns, "/a", "/a/b", true)),
+        "RenameIntoSubtree"
+    );
+    assert_eq!(
+        Ns::kind(rename(&mut ns, "/", "/q", false)),
+        "RootNotAllowed"
+    );
+    assert_eq!(
+        Ns::kind(rename(&mut ns, "/a", "/", false)),
+        "RootNotAllowed"
+    );
+    assert_eq!(Ns::kind(rename(&mut ns, "/nope", "/q", false)), "NotFound");
+    assert_eq!(
+        Ns::kind(rename(&mut ns, "/a", "/nope/q", false)),
+        "ParentNotFound"
+    );
+    assert_eq!(
+        Ns::kind(rename(&mut ns, "/a", "/g/q", false)),
+        "NotADirectory"
+    );
+    assert_eq!(
+        Ns::kind(rename(&mut ns, "/a", "/z", false)),
+        "AlreadyExists"
+    );
+    assert_eq!(Ns::kind(rename(&mut ns, "/a", "/g", true)), "NotADirectory");
+    assert_eq!(Ns::kind(rename(&mut ns, "/g", "/z", true)), "IsADirectory");
+    assert!(rename(&mut ns, "/a", "/a", false).is_ok());
+    // a directory moves with its subtree, atomically
+    let before = ns.stat("/a/b/c/f").expect("stat").id;
+    rename(&mut ns, "/a/b", "/z/b2", false).expect("rename dir");
+    assert_eq!(ns.stat("/z/b2/c/f").expect("stat").id, before);
+    assert!(matches!(ns.stat("/a/b"), Err(NsError::NotFound(_))));
+    assert_eq!(ns.stat("/a").expect("stat").children, 0);
+    assert_eq!(ns.stat("/z").expect("stat").children, 1);
+    // onto an empty directory with overwrite; not onto a non-empty one
+    ns.mkdir("/empty", false).expect("mkdir");
+    assert_eq!(
+        Ns::kind(rename(&mut ns, "/a", "/z", true)),
+        "DirectoryNotEmpty"
+    );
+    rename(&mut ns, "/a", "/empty", true).expect("overwrite empty dir");
+    // file over file
+    ns.file("/h");
+    rename(&mut ns, "/g", "/h", true).expect("overwrite file");
+    assert!(matches!(ns.stat("/g"), Err(NsError::NotFound(_))));
+    assert_eq!(ns.names("/"), ["empty", "h", "z"]);
+    // rename within one directory keeps its count right
+    rename(&mut ns, "/h", "/h2", false).expect("rename in place");
+    assert_eq!(ns.stat("/").expect("stat").children, 3);
+}
+
+#[test]
+fn delete_recursive_and_not() {
+    let mut ns = Ns::new();
+    ns.mkdir("/a/b/c", true).expect("mkdir");
+    ns.file("/a/b/c/f");
+    ns.file("/a/g");
+    ns.apply(Op::SetXattr {
+        path: p("/a/g"),
+        name: "user.k".into(),
+        value: b"v".to_vec(),
+        expect: XattrExpect::Any,
+    })
+    .expect("xattr");
+    let del = |ns: &mut Ns, s: &str, r: bool| {
+        ns.apply(Op::Delete {
+            path: p(s),
+            recursive: r,
+        })
+    };
+    assert_eq!(Ns::kind(del(&mut ns, "/a", false)), "DirectoryNotEmpty");
+    assert_eq!(Ns::kind(del(&mut ns, "/", true)), "RootNotAllowed");
+    assert_eq!(Ns::kind(del(&mut ns, "/nope", true)), "NotFound");
+    assert_eq!(
+        del(&mut ns, "/a", true).expect("rm -r"),
+        OpOutput::Removed(5)
+    );
+    assert!(ns.names("/").is_empty());
+    assert_eq!(ns.stat("/").expect("stat").children, 0);
+    // nothing is left behind: only the root's record and the id counter remain
+    let inodes = ns.kv.scan(kv::Cf::Inodes, &[], None, 100).expect("scan");
+    assert_eq!(inodes.len(), 1);
+    assert!(
+        ns.kv
+            .scan(kv::Cf::Dentries, &[], None, 100)
+            .expect("scan")
+            .is_empty()
+    );
+    assert!(
+        ns.kv
+            .scan(kv::Cf::Xattrs, &[], None, 100)
+            .expect("scan")
+            .is_empty()
+    );
+    assert!(
+        ns.kv
+            .scan(kv::Cf::LeaseFiles, &[], None, 100)
+            .expect("scan")
+            .is_empty()
+    );
+    ns.mkdir("/e", false).expect("mkdir");
+    assert_eq!(
+        del(&mut ns, "/e", false).expect("rmdir"),
+        OpOutput::Removed(1)
+    );
+}
+
+#[test]
+fn attributes_policies_and_summary() {
+    let mut ns = Ns::new();
+    ns.mkdir("/d", false).expect("mkdir");
+    ns.file("/d/f");
+    assert!(
+        ns.apply(Op::SetPermission {
+            path: p("/d/f"),
+            permission: 0o600
+        })
+        .is_ok()
+    );
+    assert_eq!(ns.stat("/d/f").expect("stat").permission, 0o600);
+    assert_eq!(
+        Ns::kind(ns.apply(Op::SetPermission {
+            path: p("/d/f"),
+            permission: 0o10000
+        })),
+        "InvalidArgument"
+    );
+    assert_eq!(
+        Ns::kind(ns.apply(Op::SetPermission {
+            path: p("/x"),
+            permission: 0o600
+        })),
+        "NotFound"
+    );
+    ns.apply(Op::SetOwner {
+        path: p("/d"),
+        owner: Some("bob".into()),
+        group: None,
+    })
+    .expect("chown");
+    assert_eq!(ns.stat("/d").expect("stat").owner, "bob");
+    assert_eq!(
+        Ns::kind(ns.apply(Op::SetOwner {
+            path: p("/d"),
+            owner: None,
+            group: None
+        })),
+        "InvalidArgument"
+    );
+    ns.apply(Op::SetTimes {
+        path: p("/d/f"),
+        mtime_ms: Some(7),
+        atime_ms: None,
+    })
+    .expect("touch");
+    assert_eq!(ns.stat("/d/f").expect("stat").mtime_ms, 7);
+    let ec: StoragePolicy = "RS-6-3-1024k".parse().expect("policy");
+    assert_eq!(
+        Ns::kind(ns.apply(Op::SetStoragePolicy {
+            path: p("/d/f"),
+            policy: ec.clone()
+        })),
+        "InvalidArgument"
+    );
+    ns.apply(Op::SetStoragePolicy {
+        path: p("/d"),
+        policy: ec.clone(),
+    })
+    .expect("set policy");
+    ns.mkdir("/d/sub", false).expect("mkdir");
+    ns.file("/d/sub/new");
+    assert_eq!(
+        ns.stat("/d/sub/new").expect("stat").policy,
+        ec,
+        "policy passes down"
+    );
+    assert_eq!(
+        ns.stat("/d/f").expect("stat").policy,
+        StoragePolicy::Replicated(3),
+        "existing files keep theirs"
+    );
+    ns.apply(Op::SetStoragePolicy {
+        path: p("/d/f"),
+        policy: StoragePolicy::Replicated(2),
+    })
+    .expect("setrep");
+    ns.apply(Op::Symlink {
+        path: p("/d/l"),
+        target: "/d/f".into(),
+        create_parents: false,
+        owner: "a".into(),
+    })
+    .expect("symlink");
+    let s = tree::content_summary(&ns.kv, &p("/")).expect("summary");
+    assert_eq!(
+        s,
+        ContentSummary {
+            directories: 3,
+            files: 2,
+            symlinks: 1,
+            length: 20
+        }
+    );
+}
+
+#[test]
+fn xattrs_compare_and_set() {
+    let mut ns = Ns::new();
+    ns.file("/f");
+    let set = |ns: &mut Ns, v: &[u8], e: XattrExpect| {
+        ns.apply(Op::SetXattr {
+            path: p("/f"),
+            name: "user.reg".into(),
+            value: v.to_vec(),
+            expect: e,
+        })
+    };
+    assert!(set(&mut ns, b"1", XattrExpect::Absent).is_ok());
+    assert_eq!(
+        Ns::kind(set(&mut ns, b"2", XattrExpect::Absent)),
+        "XattrMismatch"
+    );
+    assert_eq!(
+        Ns::kind(set(&mut ns, b"2", XattrExpect::Value(b"0".to_vec()))),
+        "XattrMismatch"
+    );
+    assert!(set(&mut ns, b"2", XattrExpect::Value(b"1".to_vec())).is_ok());
+    assert!(set(&mut ns, b"3", XattrExpect::Any).is_ok());
+    let all = tree::get_xattrs(&ns.kv, &p("/f"), &[]).expect("get");
+    assert_eq!(all, vec![("user.reg".to_owned(), b"3".to_vec())]);
+    assert!(tree::get_xattrs(&ns.kv, &p("/f"), &["user.none".into()]).is_err());
+    assert_eq!(
+        Ns::kind(ns.apply(Op::SetXattr {
+            path: p("/f"),
+            name: "noprefix".into(),
+            value: vec![],
+            expect: XattrExpect::Any
+        })),
+        "InvalidArgument"
+    );
+    ns.apply(Op::RemoveXattr {
+        path: p("/f"),
+        name: "user.reg".into(),
+    })
+    .expect("remove");
+    assert_eq!(
+        Ns::kind(ns.apply(Op::RemoveXattr {
+            path: p("/f"),
+            name: "user.reg".into()
+        })),
+        "XattrNotFound"
+    );
+}
+
+#[test]
+fn deep_paths_and_big_directories() {
+    let mut ns = Ns::new();
+    let deep: String = (0..1000).map(|i| format!("/d{i}")).collect();
+    ns.mkdir(&deep, true).expect("mkdir 1000 deep");
+    assert!(ns.stat(&deep).is_ok());
+    ns.mkdir("/big", false).expect("mkdir");
+    for i in 0..3000 {
+        ns.mkdir(&format!("/big/{i:05}"), false).expect("mkdir");
+    }
+    // a recursive delete spanning several scan pages
+    assert_eq!(
+        ns.apply(Op::Delete {
+            path: p("/big"),
+            recursive: true
+        })
+        .expect("rm -r"),
+        OpOutput::Removed(3001)
+    );
+    assert_eq!(
+        ns.apply(Op::Delete {
+            path: p("/d0"),
+            recursive: true
+        })
+        .expect("rm -r"),
+        OpOutput::Removed(1000)
+    );
+}

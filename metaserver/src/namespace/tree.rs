@@ -1,0 +1,901 @@
+//! The namespace operations themselves: path resolution, and every mutation and read of
+//! DESIGN §2 as a function of the stored state (through [`KvRead`] / [`Txn`]) and the entry.
+//! No clock, no randomness, no I/O besides the store: every replica computes the same result.
+
+use super::error::{ApplyError, NsError, StoreError};
+use super::inode::{
+    FIRST_ALLOCATED_ID, Inode, InodeId, InodeKind, LeaseRecord, ROOT_ID, StoragePolicy,
+    UnderConstruction, decode, encode,
+};
+use super::keys;
+use super::kv::{Cf, KvRead, Txn};
+use super::ops::{ApplyCtx, ContentSummary, Op, OpOutput, XattrExpect};
+use super::path::NsPath;
+
+/// Page size of the scans that walk a subtree.
+const SCAN_PAGE: usize = 1024;
+/// Largest extended-attribute value (HDFS's default `dfs.namenode.fs-limits.max-xattr-size`).
+pub const MAX_XATTR_VALUE: usize = 16 * 1024;
+/// Namespaces an extended-attribute name must start with (as in HDFS).
+const XATTR_NAMESPACES: [&str; 5] = ["user.", "trusted.", "system.", "security.", "raw."];
+
+type Result<T> = std::result::Result<T, ApplyError>;
+
+// ---------------------------------------------------------------- reading
+
+/// Loads an inode; the root exists even before anything was written.
+pub fn load_inode<R: KvRead + ?Sized>(
+    kv: &R,
+    id: InodeId,
+) -> std::result::Result<Option<Inode>, StoreError> {
+    match kv.get(Cf::Inodes, &keys::inode(id))? {
+        Some(bytes) => Ok(Some(decode("inodes", &bytes)?)),
+        None if id == ROOT_ID => Ok(Some(Inode::root())),
+        None => Ok(None),
+    }
+}
+
+fn must_load<R: KvRead + ?Sized>(kv: &R, id: InodeId) -> Result<Inode> {
+    load_inode(kv, id)?.ok_or_else(|| {
+        ApplyError::Store(StoreError::Corrupt {
+            cf: "inodes",
+            reason: format!("dangling reference to inode {id}"),
+        })
+    })
+}
+
+fn lookup<R: KvRead + ?Sized>(kv: &R, parent: InodeId, name: &str) -> Result<Option<InodeId>> {
+    match kv.get(Cf::Dentries, &keys::dentry(parent, name))? {
+        Some(v) => Ok(Some(keys::u64_value(&v).ok_or_else(|| {
+            ApplyError::Store(StoreError::Corrupt {
+                cf: "dentries",
+                reason: "bad child id".into(),
+            })
+        })?)),
+        None => Ok(None),
+    }
+}
+
+/// The inode at `path`: `NotFound` if any component is missing, `NotADirectory` if a
+/// component before the last is not a directory.
+pub fn resolve<R: KvRead + ?Sized>(kv: &R, path: &NsPath) -> Result<Inode> {
+    let mut cur = must_load(kv, ROOT_ID)?;
+    let mut walked = NsPath::root();
+    for name in path.components() {
+        if !cur.is_dir() {
+            return Err(NsError::NotADirectory(walked.to_string()).into());
+        }
+        walked = walked.child(name);
+        let Some(id) = lookup(kv, cur.id, name)? else {
+            return Err(NsError::NotFound(path.to_string()).into());
+        };
+        cur = must_load(kv, id)?;
+    }
+    Ok(cur)
+}
+
+/// The directory that holds (or would hold) `path`: `ParentNotFound` if it does not exist,
+/// `NotADirectory` if it or an ancestor is not a directory.
+fn resolve_parent<R: KvRead + ?Sized>(kv: &R, path: &NsPath) -> Result<Inode> {
+    let parent_path = path
+        .parent()
+        .ok_or_else(|| NsError::RootNotAllowed(path.to_string()))?;
+    let parent = match resolve(kv, &parent_path) {
+        Ok(p) => p,
+        Err(ApplyError::Ns(NsError::NotFound(_))) => {
+            return Err(NsError::ParentNotFound(path.to_string()).into());
+        }
+        Err(e) => return Err(e),
+    };
+    if !parent.is_dir() {
+        return Err(NsError::NotADirectory(parent_path.to_string()).into());
+    }
+    Ok(parent)
+}
+
+/// `stat`.
+pub fn stat<R: KvRead + ?Sized>(kv: &R, path: &NsPath) -> Result<Inode> {
+    resolve(kv, path)
+}
+
+/// One page of a directory listing, in name order, strictly after `start_after`. A file
+/// lists as itself. Returns the page and whether more follow.
+pub fn list<R: KvRead + ?Sized>(
+    kv: &R,
+    path: &NsPath,
+    start_after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Inode>, bool)> {
+    let node = resolve(kv, path)?;
+    if !node.is_dir() {
+        return Ok((vec![node], false));
+    }
+    let limit = limit.max(1);
+    let after = start_after.map(|s| keys::dentry(node.id, s));
+    let page = kv.scan(
+        Cf::Dentries,
+        &keys::dentry_prefix(node.id),
+        after.as_deref(),
+        limit + 1,
+    )?;
+    let has_more = page.len() > limit;
+    let mut out = Vec::with_capacity(page.len().min(limit));
+    for (_, v) in page.into_iter().take(limit) {
+        let id = keys::u64_value(&v).ok_or_else(|| {
+            ApplyError::Store(StoreError::Corrupt {
+                cf: "dentries",
+                reason: "bad child id".into(),
+            })
+        })?;
+        out.push(must_load(kv, id)?);
+    }
+    Ok((out, has_more))
+}
+
+/// Calls `f` for every direct child of directory `dir`, a page at a time.
+fn for_each_child<R: KvRead + ?Sized>(
+    kv: &R,
+    dir: InodeId,
+    mut f: impl FnMut(&str, InodeId) -> Result<()>,
+) -> Result<()> {
+    let prefix = keys::dentry_prefix(dir);
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = kv.scan(Cf::Dentries, &prefix, after.as_deref(), SCAN_PAGE)?;
+        let done = page.len() < SCAN_PAGE;
+        for (k, v) in &page {
+            let name = keys::dentry_name(k).ok_or_else(|| {
+                ApplyError::Store(StoreError::Corrupt {
+                    cf: "dentries",
+                    reason: "bad name".into(),
+                })
+            })?;
+            let id = keys::u64_value(v).ok_or_else(|| {
+                ApplyError::Store(StoreError::Corrupt {
+                    cf: "dentries",
+                    reason: "bad child id".into(),
+                })
+            })?;
+            f(name, id)?;
+        }
+        if done {
+            return Ok(());
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
+}
+
+/// `hdfs dfs -count`: directories (including `path` itself), files, symlinks and bytes.
+pub fn content_summary<R: KvRead + ?Sized>(kv: &R, path: &NsPath) -> Result<ContentSummary> {
+    let node = resolve(kv, path)?;
+    let mut summary = ContentSummary::default();
+    let mut stack = vec![node];
+    while let Some(n) = stack.pop() {
+        match n.kind {
+            InodeKind::File => {
+                summary.files += 1;
+                summary.length = summary.length.saturating_add(n.length);
+            }
+            InodeKind::Symlink => summary.symlinks += 1,
+            InodeKind::Directory => {
+                summary.directories += 1;
+                let mut children = Vec::new();
+                for_each_child(kv, n.id, |_, id| {
+                    children.push(id);
+                    Ok(())
+                })?;
+                for id in children {
+                    stack.push(must_load(kv, id)?);
+                }
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// Extended attributes of `path`: the named ones (each must exist), or all when `names` is
+/// empty, in name order.
+pub fn get_xattrs<R: KvRead + ?Sized>(
+    kv: &R,
+    path: &NsPath,
+    names: &[String],
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let node = resolve(kv, path)?;
+    if names.is_empty() {
+        let prefix = keys::xattr_prefix(node.id);
+        let mut out = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = kv.scan(Cf::Xattrs, &prefix, after.as_deref(), SCAN_PAGE)?;
+            let done = page.len() < SCAN_PAGE;
+            after = page.last().map(|(k, _)| k.clone());
+            for (k, v) in page {
+                let name = std::str::from_utf8(&k[8..]).map_err(|_| {
+                    ApplyError::Store(StoreError::Corrupt {
+                        cf: "xattrs",
+                        reason: "bad name".into(),
+                    })
+                })?;
+                out.push((name.to_owned(), v));
+            }
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match kv.get(Cf::Xattrs, &keys::xattr(node.id, name))? {
+            Some(v) => out.push((name.clone(), v)),
+            None => {
+                return Err(NsError::XattrNotFound {
+                    path: path.to_string(),
+                    name: name.clone(),
+                }
+                .into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- writing
+
+fn put_inode<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, inode: &Inode) {
+    txn.put(Cf::Inodes, keys::inode(inode.id), encode(inode));
+}
+
+fn alloc_id<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>) -> Result<InodeId> {
+    let next = match txn.get(Cf::Meta, keys::meta::NEXT_INODE)? {
+        Some(v) => keys::u64_value(&v).ok_or_else(|| {
+            ApplyError::Store(StoreError::Corrupt {
+                cf: "meta",
+                reason: "bad next_inode".into(),
+            })
+        })?,
+        None => FIRST_ALLOCATED_ID,
+    };
+    let after = next.checked_add(1).ok_or_else(|| {
+        ApplyError::Store(StoreError::Corrupt {
+            cf: "meta",
+            reason: "inode ids exhausted".into(),
+        })
+    })?;
+    txn.put(
+        Cf::Meta,
+        keys::meta::NEXT_INODE.to_vec(),
+        after.to_be_bytes().to_vec(),
+    );
+    Ok(next)
+}
+
+/// Adds `name -> child` to directory `parent_id` and updates the parent's count and mtime.
+fn link<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    parent_id: InodeId,
+    name: &str,
+    child: InodeId,
+    now: u64,
+) -> Result<()> {
+    let mut parent = must_load(txn, parent_id)?;
+    parent.children = parent.children.saturating_add(1);
+    parent.mtime_ms = now;
+    put_inode(txn, &parent);
+    txn.put(
+        Cf::Dentries,
+        keys::dentry(parent_id, name),
+        child.to_be_bytes().to_vec(),
+    );
+    Ok(())
+}
+
+fn unlink<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    parent_id: InodeId,
+    name: &str,
+    now: u64,
+) -> Result<()> {
+    let mut parent = must_load(txn, parent_id)?;
+    parent.children = parent.children.saturating_sub(1);
+    parent.mtime_ms = now;
+    put_inode(txn, &parent);
+    txn.delete(Cf::Dentries, keys::dentry(parent_id, name));
+    Ok(())
+}
+
+/// Deletes one inode's own records (not its dentry in the parent, not its children).
+fn drop_inode_records<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, inode: &Inode) -> Result<()> {
+    txn.delete(Cf::Inodes, keys::inode(inode.id));
+    if let Some(uc) = &inode.under_construction {
+        txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, inode.id));
+    }
+    let prefix = keys::xattr_prefix(inode.id);
+    loop {
+        let page = txn.scan(Cf::Xattrs, &prefix, None, SCAN_PAGE)?;
+        if page.is_empty() {
+            return Ok(());
+        }
+        for (k, _) in page {
+            txn.delete(Cf::Xattrs, k);
+        }
+    }
+}
+
+/// Removes `inode` and everything below it, except its dentry in its parent. Returns the
+/// number of inodes removed.
+fn remove_subtree<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, inode: Inode) -> Result<u64> {
+    let mut removed = 0u64;
+    let mut stack = vec![inode];
+    while let Some(n) = stack.pop() {
+        if n.is_dir() {
+            let mut children = Vec::new();
+            for_each_child(txn, n.id, |name, id| {
+                children.push((name.to_owned(), id));
+                Ok(())
+            })?;
+            for (name, id) in children {
+                txn.delete(Cf::Dentries, keys::dentry(n.id, &name));
+                stack.push(must_load(txn, id)?);
+            }
+        }
+        drop_inode_records(txn, &n)?;
+        removed = removed.saturating_add(1);
+    }
+    Ok(removed)
+}
+
+fn lease_live<R: KvRead + ?Sized>(kv: &R, holder: &str, now: u64) -> Result<bool> {
+    Ok(match kv.get(Cf::Leases, &keys::lease(holder))? {
+        Some(v) => decode::<LeaseRecord>("leases", &v)?.expiry_ms > now,
+        None => false,
+    })
+}
+
+fn grant_lease<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    holder: &str,
+    file: InodeId,
+) {
+    let record = LeaseRecord {
+        expiry_ms: ctx.now_ms.saturating_add(ctx.lease_ms),
+    };
+    txn.put(Cf::Leases, keys::lease(holder), encode(&record));
+    txn.put(Cf::LeaseFiles, keys::lease_file(holder, file), Vec::new());
+}
+
+fn validate_name(what: &str, s: &str, max: usize) -> std::result::Result<(), NsError> {
+    if s.is_empty() || s.len() > max || s.contains('\0') {
+        return Err(NsError::InvalidArgument(format!(
+            "{what} must be 1..={max} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_permission(p: u16) -> std::result::Result<(), NsError> {
+    if p > 0o7777 {
+        return Err(NsError::InvalidArgument(format!(
+            "permission {p:o} is above 7777"
+        )));
+    }
+    Ok(())
+}
+
+struct NewInode<'a> {
+    kind: InodeKind,
+    permission: u16,
+    owner: &'a str,
+    group: Option<&'a str>,
+    policy: Option<StoragePolicy>,
+    under_construction: Option<UnderConstruction>,
+    symlink_target: Option<String>,
+}
+
+/// Creates a child of `parent` (which the caller resolved and checked).
+fn create_child<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    parent: &Inode,
+    name: &str,
+    new: NewInode<'_>,
+) -> Result<Inode> {
+    let id = alloc_id(txn)?;
+    let inode = Inode {
+        id,
+        parent: parent.id,
+        name: name.to_owned(),
+        kind: new.kind,
+        permission: new.permission,
+        owner: new.owner.to_owned(),
+        group: new.group.unwrap_or(&parent.group).to_owned(),
+        mtime_ms: ctx.now_ms,
+        atime_ms: ctx.now_ms,
+        policy: new.policy.unwrap_or_else(|| parent.policy.clone()),
+        length: 0,
+        under_construction: new.under_construction,
+        symlink_target: new.symlink_target,
+        children: 0,
+    };
+    put_inode(txn, &inode);
+    link(txn, parent.id, name, id, ctx.now_ms)?;
+    Ok(inode)
+}
+
+/// `mkdir -p` of `path`: creates what is missing, returns the directory.
+fn mkdirs<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    path: &NsPath,
+    permission: u16,
+    owner: &str,
+    group: Option<&str>,
+) -> Result<Inode> {
+    let mut cur = must_load(txn, ROOT_ID)?;
+    let mut walked = NsPath::root();
+    let last = path.components().len();
+    for (i, name) in path.components().iter().enumerate() {
+        walked = walked.child(name);
+        cur = match lookup(txn, cur.id, name)? {
+            Some(id) => {
+                let node = must_load(txn, id)?;
+                if !node.is_dir() {
+                    return Err(if i + 1 == last {
+                        NsError::AlreadyExists(walked.to_string())
+                    } else {
+                        NsError::NotADirectory(walked.to_string())
+                    }
+                    .into());
+                }
+                node
+            }
+            None => {
+                let new = NewInode {
+                    kind: InodeKind::Directory,
+                    permission,
+                    owner,
+                    group,
+                    policy: None,
+                    under_construction: None,
+                    symlink_target: None,
+                };
+                create_child(txn, ctx, &cur, name, new)?
+            }
+        };
+    }
+    Ok(cur)
+}
+
+/// The directory a new entry at `path` goes into, made first when `create_parents`.
+fn parent_for_create<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    path: &NsPath,
+    create_parents: bool,
+    owner: &str,
+) -> Result<Inode> {
+    let parent_path = path
+        .parent()
+        .ok_or_else(|| NsError::RootNotAllowed(path.to_string()))?;
+    if create_parents {
+        match mkdirs(txn, ctx, &parent_path, 0o755, owner, None) {
+            Err(ApplyError::Ns(NsError::AlreadyExists(p))) => Err(NsError::NotADirectory(p).into()),
+            other => other,
+        }
+    } else {
+        resolve_parent(txn, path)
+    }
+}
+
+/// Applies one mutation. On a namespace error nothing it did is kept.
+pub fn apply<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    op: &Op,
+) -> Result<OpOutput> {
+    let savepoint = txn.savepoint();
+    let result = apply_inner(txn, ctx, op);
+    if matches!(result, Err(ApplyError::Ns(_))) {
+        txn.rollback_to(savepoint);
+    }
+    result
+}
+
+fn apply_inner<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    op: &Op,
+) -> Result<OpOutput> {
+    let now = ctx.now_ms;
+    match op {
+        Op::Mkdir {
+            path,
+            parents,
+            permission,
+            owner,
+            group,
+        } => {
+            validate_permission(*permission)?;
+            validate_name("owner", owner, 256)?;
+            if path.is_root() {
+                return if *parents {
+                    Ok(OpOutput::Inode(must_load(txn, ROOT_ID)?))
+                } else {
+                    Err(NsError::AlreadyExists("/".into()).into())
+                };
+            }
+            if *parents {
+                return Ok(OpOutput::Inode(mkdirs(
+                    txn,
+                    ctx,
+                    path,
+                    *permission,
+                    owner,
+                    group.as_deref(),
+                )?));
+            }
+            let parent = resolve_parent(txn, path)?;
+            let name = path.name().unwrap_or_default();
+            if lookup(txn, parent.id, name)?.is_some() {
+                return Err(NsError::AlreadyExists(path.to_string()).into());
+            }
+            let new = NewInode {
+                kind: InodeKind::Directory,
+                permission: *permission,
+                owner,
+                group: group.as_deref(),
+                policy: None,
+                under_construction: None,
+                symlink_target: None,
+            };
+            Ok(OpOutput::Inode(create_child(txn, ctx, &parent, name, new)?))
+        }
+        Op::Create {
+            path,
+            overwrite,
+            create_parents,
+            permission,
+            owner,
+            group,
+            policy,
+            holder,
+        } => {
+            validate_permission(*permission)?;
+            validate_name("owner", owner, 256)?;
+            validate_name("lease holder", holder, 1024)?;
+            if path.is_root() {
+                return Err(NsError::IsADirectory("/".into()).into());
+            }
+            let parent = parent_for_create(txn, ctx, path, *create_parents, owner)?;
+            let name = path.name().unwrap_or_default();
+            if let Some(id) = lookup(txn, parent.id, name)? {
+                let existing = must_load(txn, id)?;
+                if existing.is_dir() {
+                    return Err(NsError::IsADirectory(path.to_string()).into());
+                }
+                if !overwrite {
+                    return Err(NsError::AlreadyExists(path.to_string()).into());
+                }
+                if let Some(uc) = &existing.under_construction
+                    && uc.holder != *holder
+                    && lease_live(txn, &uc.holder, now)?
+                {
+                    return Err(NsError::LeaseConflict {
+                        path: path.to_string(),
+                        holder: uc.holder.clone(),
+                    }
+                    .into());
+                }
+                drop_inode_records(txn, &existing)?;
+                unlink(txn, parent.id, name, now)?;
+            }
+            let parent = must_load(txn, parent.id)?;
+            let new = NewInode {
+                kind: InodeKind::File,
+                permission: *permission,
+                owner,
+                group: group.as_deref(),
+                policy: policy.clone(),
+                under_construction: Some(UnderConstruction {
+                    holder: holder.clone(),
+                }),
+                symlink_target: None,
+            };
+            let inode = create_child(txn, ctx, &parent, name, new)?;
+            grant_lease(txn, ctx, holder, inode.id);
+            Ok(OpOutput::Inode(inode))
+        }
+        Op::Complete {
+            path,
+            holder,
+            length,
+        } => {
+            let mut node = resolve(txn, path)?;
+            match node.kind {
+                InodeKind::Directory => return Err(NsError::IsADirectory(path.to_string()).into()),
+                InodeKind::Symlink => {
+                    return Err(NsError::NotUnderConstruction(path.to_string()).into());
+                }
+                InodeKind::File => {}
+            }
+            match &node.under_construction {
+                None => return Err(NsError::NotUnderConstruction(path.to_string()).into()),
+                Some(uc) if uc.holder != *holder => {
+                    return Err(NsError::LeaseConflict {
+                        path: path.to_string(),
+                        holder: uc.holder.clone(),
+                    }
+                    .into());
+                }
+                Some(_) => {}
+            }
+            txn.delete(Cf::LeaseFiles, keys::lease_file(holder, node.id));
+            node.under_construction = None;
+            node.length = *length;
+            node.mtime_ms = now;
+            put_inode(txn, &node);
+            Ok(OpOutput::Inode(node))
+        }
+        Op::Append { path, holder } => {
+            validate_name("lease holder", holder, 1024)?;
+            let mut node = resolve(txn, path)?;
+            match node.kind {
+                InodeKind::Directory => return Err(NsError::IsADirectory(path.to_string()).into()),
+                InodeKind::Symlink => {
+                    return Err(NsError::InvalidArgument(format!(
+                        "{path}: cannot append to a symlink"
+                    ))
+                    .into());
+                }
+                InodeKind::File => {}
+            }
+            if let Some(uc) = &node.under_construction {
+                if uc.holder != *holder {
+                    if lease_live(txn, &uc.holder, now)? {
+                        return Err(NsError::LeaseConflict {
+                            path: path.to_string(),
+                            holder: uc.holder.clone(),
+                        }
+                        .into());
+                    }
+                    // The old writer's lease ran out: the new one takes the file over.
+                    txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, node.id));
+                }
+            }
+            node.under_construction = Some(UnderConstruction {
+                holder: holder.clone(),
+            });
+            node.mtime_ms = now;
+            put_inode(txn, &node);
+            grant_lease(txn, ctx, holder, node.id);
+            Ok(OpOutput::Inode(node))
+        }
+        Op::Rename {
+            src,
+            dst,
+            overwrite,
+        } => {
+            if src.is_root() {
+                return Err(NsError::RootNotAllowed(src.to_string()).into());
+            }
+            if dst.is_root() {
+                return Err(NsError::RootNotAllowed(dst.to_string()).into());
+            }
+            let mut node = resolve(txn, src)?;
+            if src == dst {
+                return Ok(OpOutput::Inode(node));
+            }
+            if dst.is_strictly_under(src) {
+                return Err(NsError::RenameIntoSubtree {
+                    src: src.to_string(),
+                    dst: dst.to_string(),
+                }
+                .into());
+            }
+            let dparent = resolve_parent(txn, dst)?;
+            let dname = dst.name().unwrap_or_default();
+            if let Some(existing_id) = lookup(txn, dparent.id, dname)? {
+                let existing = must_load(txn, existing_id)?;
+                if !overwrite {
+                    return Err(NsError::AlreadyExists(dst.to_string()).into());
+                }
+                match (node.is_dir(), existing.is_dir()) {
+                    (true, false) => return Err(NsError::NotADirectory(dst.to_string()).into()),
+                    (false, true) => return Err(NsError::IsADirectory(dst.to_string()).into()),
+                    (true, true) if existing.children > 0 => {
+                        return Err(NsError::DirectoryNotEmpty(dst.to_string()).into());
+                    }
+                    _ => {}
+                }
+                drop_inode_records(txn, &existing)?;
+                unlink(txn, dparent.id, dname, now)?;
+            }
+            let sname = src.name().unwrap_or_default();
+            unlink(txn, node.parent, sname, now)?;
+            link(txn, dparent.id, dname, node.id, now)?;
+            node = must_load(txn, node.id)?;
+            node.parent = dparent.id;
+            node.name = dname.to_owned();
+            put_inode(txn, &node);
+            Ok(OpOutput::Inode(node))
+        }
+        Op::Delete { path, recursive } => {
+            if path.is_root() {
+                return Err(NsError::RootNotAllowed("/".into()).into());
+            }
+            let node = resolve(txn, path)?;
+            if node.is_dir() && node.children > 0 && !recursive {
+                return Err(NsError::DirectoryNotEmpty(path.to_string()).into());
+            }
+            let (parent, name) = (node.parent, node.name.clone());
+            let removed = remove_subtree(txn, node)?;
+            unlink(txn, parent, &name, now)?;
+            Ok(OpOutput::Removed(removed))
+        }
+        Op::SetPermission { path, permission } => {
+            validate_permission(*permission)?;
+            let mut node = resolve(txn, path)?;
+            node.permission = *permission;
+            put_inode(txn, &node);
+            Ok(OpOutput::Inode(node))
+        }
+        Op::SetOwner { path, owner, group } => {
+            if owner.is_none() && group.is_none() {
+                return Err(
+                    NsError::InvalidArgument("set-owner needs an owner or a group".into()).into(),
+                );
+            }
+            if let Some(o) = owner {
+                validate_name("owner", o, 256)?;
+            }
+            if let Some(g) = group {
+                validate_name("group", g, 256)?;
+            }
+            let mut node = resolve(txn, path)?;
+            if let Some(o) = owner {
+                node.owner = o.clone();
+            }
+            if let Some(g) = group {
+                node.group = g.clone();
+            }
+            put_inode(txn, &node);
+            Ok(OpOutput::Inode(node))
+        }
+        Op::SetTimes {
+            path,
+            mtime_ms,
+            atime_ms,
+        } => {
+            let mut node = resolve(txn, path)?;
+            if let Some(m) = mtime_ms {
+                node.mtime_ms = *m;
+            }
+            if let Some(a) = atime_ms {
+                node.atime_ms = *a;
+            }
+            put_inode(txn, &node);
+            Ok(OpOutput::Inode(node))
+        }
+        Op::SetStoragePolicy { path, policy } => {
+            let mut node = resolve(txn, path)?;
+            match (node.kind, policy) {
+                (InodeKind::Symlink, _) => {
+                    return Err(NsError::InvalidArgument(format!(
+                        "{path}: a symlink has no storage policy"
+                    ))
+                    .into());
+                }
+                (InodeKind::File, StoragePolicy::ErasureCoded { .. }) => {
+                    return Err(NsError::InvalidArgument(format!(
+                        "{path}: an erasure-coding policy is set on a directory, not a file"
+                    ))
+                    .into());
+                }
+                _ => {}
+            }
+            node.policy = policy.clone();
+            put_inode(txn, &node);
+            Ok(OpOutput::Inode(node))
+        }
+        Op::RenewLease { holder } => {
+            validate_name("lease holder", holder, 1024)?;
+            if txn.get(Cf::Leases, &keys::lease(holder))?.is_some() {
+                let record = LeaseRecord {
+                    expiry_ms: now.saturating_add(ctx.lease_ms),
+                };
+                txn.put(Cf::Leases, keys::lease(holder), encode(&record));
+            }
+            Ok(OpOutput::Done)
+        }
+        Op::RecoverLease { path } => {
+            let mut node = resolve(txn, path)?;
+            if node.is_dir() {
+                return Err(NsError::IsADirectory(path.to_string()).into());
+            }
+            let Some(uc) = node.under_construction.take() else {
+                return Err(NsError::NotUnderConstruction(path.to_string()).into());
+            };
+            txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, node.id));
+            node.mtime_ms = now;
+            put_inode(txn, &node);
+            Ok(OpOutput::Inode(node))
+        }
+        Op::Symlink {
+            path,
+            target,
+            create_parents,
+            owner,
+        } => {
+            validate_name("symlink target", target, 4096)?;
+            validate_name("owner", owner, 256)?;
+            if path.is_root() {
+                return Err(NsError::AlreadyExists("/".into()).into());
+            }
+            let parent = parent_for_create(txn, ctx, path, *create_parents, owner)?;
+            let name = path.name().unwrap_or_default();
+            if lookup(txn, parent.id, name)?.is_some() {
+                return Err(NsError::AlreadyExists(path.to_string()).into());
+            }
+            let new = NewInode {
+                kind: InodeKind::Symlink,
+                permission: 0o777,
+                owner,
+                group: None,
+                policy: None,
+                under_construction: None,
+                symlink_target: Some(target.clone()),
+            };
+            Ok(OpOutput::Inode(create_child(txn, ctx, &parent, name, new)?))
+        }
+        Op::SetXattr {
+            path,
+            name,
+            value,
+            expect,
+        } => {
+            validate_name("xattr name", name, 255)?;
+            if !XATTR_NAMESPACES.iter().any(|ns| name.starts_with(ns)) {
+                return Err(NsError::InvalidArgument(format!(
+                    "xattr name {name:?} must start with one of {XATTR_NAMESPACES:?}"
+                ))
+                .into());
+            }
+            if value.len() > MAX_XATTR_VALUE {
+                return Err(NsError::InvalidArgument(format!(
+                    "xattr value above {MAX_XATTR_VALUE} bytes"
+                ))
+                .into());
+            }
+            let node = resolve(txn, path)?;
+            let key = keys::xattr(node.id, name);
+            let current = txn.get(Cf::Xattrs, &key)?;
+            let holds = match expect {
+                XattrExpect::Any => true,
+                XattrExpect::Absent => current.is_none(),
+                XattrExpect::Value(v) => current.as_deref() == Some(v.as_slice()),
+            };
+            if !holds {
+                return Err(NsError::XattrMismatch {
+                    path: path.to_string(),
+                    name: name.clone(),
+                }
+                .into());
+            }
+            txn.put(Cf::Xattrs, key, value.clone());
+            Ok(OpOutput::Inode(node))
+        }
+        Op::RemoveXattr { path, name } => {
+            let node = resolve(txn, path)?;
+            let key = keys::xattr(node.id, name);
+            if txn.get(Cf::Xattrs, &key)?.is_none() {
+                return Err(NsError::XattrNotFound {
+                    path: path.to_string(),
+                    name: name.clone(),
+                }
+                .into());
+            }
+            txn.delete(Cf::Xattrs, key);
+            Ok(OpOutput::Inode(node))
+        }
+    }
+}

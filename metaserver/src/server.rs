@@ -1,0 +1,191 @@
+//! Starting a metaserver: stores, Raft, proposer, gRPC services and metrics, wired together;
+//! and stopping it cleanly on a signal.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, SnapshotPolicy};
+use raftfs_proto::admin_server::AdminServer;
+use raftfs_proto::namespace_server::NamespaceServer;
+use raftfs_proto::raft_server::RaftServer;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::Config;
+use crate::journal::Raft;
+use crate::journal::log_store::LogStore;
+use crate::journal::network::NetworkFactory;
+use crate::journal::proposer::{Proposer, ProposerConfig};
+use crate::journal::state_machine::StateMachine;
+use crate::metrics::Metrics;
+use crate::service::MetaNode;
+use crate::service::admin::AdminService;
+use crate::service::namespace::NamespaceService;
+use crate::service::raft::RaftService;
+
+/// Largest gRPC message between metaservers (AppendEntries batches, snapshot chunks).
+pub const MAX_RAFT_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Why a metaserver could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("opening storage: {0}")]
+    Storage(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Runs a metaserver until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let log_store = LogStore::open(&config.data_dir.join("log"))
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
+    let sm =
+        StateMachine::open(&config.data_dir).map_err(|e| ServerError::Storage(e.to_string()))?;
+    let sm_shared = sm.shared();
+
+    let r = &config.raft;
+    let raft_config = openraft::Config {
+        cluster_name: "raftfs".into(),
+        heartbeat_interval: r.heartbeat_ms,
+        election_timeout_min: r.election_timeout_min_ms,
+        election_timeout_max: r.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: r.keep_entries_behind_snapshot,
+        max_payload_entries: r.max_entries_per_append,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        config.node_id,
+        Arc::new(raft_config),
+        NetworkFactory,
+        log_store,
+        sm,
+    )
+    .await
+    .map_err(|e| ServerError::Raft(e.to_string()))?;
+
+    let proposer = Proposer::spawn(
+        raft.clone(),
+        ProposerConfig {
+            max_batch: config.proposer.max_batch,
+            max_in_flight: config.proposer.max_in_flight,
+            lease: config.lease(),
+        },
+    );
+    let metrics = Arc::new(Metrics::new());
+    let node = MetaNode {
+        id: config.node_id,
+        advertise_addr: config.advertised(),
+        raft: raft.clone(),
+        sm: sm_shared.clone(),
+        proposer,
+        metrics: metrics.clone(),
+        quorum_lease: Duration::from_millis(
+            config
+                .raft
+                .election_timeout_min_ms
+                .saturating_sub(config.raft.heartbeat_ms),
+        ),
+    };
+
+    if config.bootstrap {
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| ServerError::Raft(e.to_string()))?;
+        if !initialized {
+            let members: BTreeMap<u64, BasicNode> = config
+                .initial_members
+                .iter()
+                .map(|p| {
+                    (
+                        p.id,
+                        BasicNode {
+                            addr: p.addr.clone(),
+                        },
+                    )
+                })
+                .collect();
+            // Every initial voter does this with the same members; whichever vote wins, the
+            // others' attempts are harmless (openraft refuses a second initialization).
+            if let Err(e) = raft.initialize(members).await {
+                tracing::info!(error = %e, "cluster already initialized");
+            }
+        }
+    }
+
+    if let Some(addr) = config.metrics_addr {
+        let (m, r, s) = (metrics.clone(), raft.clone(), sm_shared.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(addr, m, r, s).await {
+                tracing::error!(error = %e, %addr, "metrics server failed");
+            }
+        });
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    tracing::info!(node = config.node_id, addr = %listener.local_addr()?, "metaserver listening");
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(NamespaceServer::new(NamespaceService::new(node.clone())))
+        .add_service(AdminServer::new(AdminService::new(node.clone())))
+        .add_service(
+            RaftServer::new(RaftService::new(node))
+                .max_decoding_message_size(MAX_RAFT_MESSAGE)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    result.map_err(ServerError::from)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Installs the log subscriber servers use (`RUST_LOG`, default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

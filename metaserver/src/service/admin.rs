@@ -1,0 +1,140 @@
+//! The `Admin` service: cluster and node status for operators (`metactl cluster status`).
+
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use raftfs_proto as pb;
+use raftfs_proto::admin_client::AdminClient;
+use raftfs_proto::admin_server::Admin;
+use tonic::{Request, Response, Status};
+
+use super::MetaNode;
+use crate::error::MetaError;
+
+/// The `Admin` gRPC service.
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    node: MetaNode,
+}
+
+impl AdminService {
+    pub fn new(node: MetaNode) -> Self {
+        Self { node }
+    }
+
+    fn node_status(&self) -> pb::NodeStatusResponse {
+        let m = self.node.raft.metrics();
+        let m = m.borrow();
+        pb::NodeStatusResponse {
+            id: self.node.id,
+            addr: self.node.advertise_addr.clone(),
+            state: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Learner => "learner",
+                ServerState::Candidate => "candidate",
+                ServerState::Shutdown => "shutdown",
+            }
+            .to_owned(),
+            term: m.current_term,
+            leader: m.current_leader.unwrap_or(0),
+            applied_index: self.node.sm.applied_index(),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            snapshots_installed: self.node.sm.snapshots_installed(),
+        }
+    }
+
+    async fn cluster_status_inner(&self) -> Result<pb::ClusterStatusResponse, MetaError> {
+        self.node.ensure_active()?;
+        let (term, last_log, committed, membership, replication) = {
+            let m = self.node.raft.metrics();
+            let m = m.borrow();
+            (
+                m.current_term,
+                m.last_log_index.unwrap_or(0),
+                m.last_applied.map_or(0, |l| l.index),
+                m.membership_config.membership().clone(),
+                m.replication.clone(),
+            )
+        };
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let mut members = Vec::new();
+        for (id, node) in membership.nodes() {
+            let role = if voters.contains(id) {
+                "voter"
+            } else {
+                "observer"
+            };
+            // Ask the member itself for its applied index; fall back on what replication saw.
+            let applied = if *id == self.node.id {
+                Some(self.node.sm.applied_index())
+            } else {
+                member_applied(&node.addr).await
+            };
+            let matched = replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map(|l| l.index);
+            let applied_index = applied.or(matched).unwrap_or(0);
+            members.push(pb::MemberStatus {
+                id: *id,
+                addr: node.addr.clone(),
+                role: role.to_owned(),
+                applied_index,
+                lag: last_log.saturating_sub(applied_index),
+            });
+        }
+        Ok(pb::ClusterStatusResponse {
+            leader: self.node.id,
+            term,
+            committed_index: committed,
+            members,
+        })
+    }
+}
+
+async fn member_applied(addr: &str) -> Option<u64> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
+    let channel = endpoint
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(1))
+        .connect()
+        .await
+        .ok()?;
+    let status = AdminClient::new(channel)
+        .node_status(pb::NodeStatusRequest {})
+        .await
+        .ok()?;
+    Some(status.into_inner().applied_index)
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    #[tracing::instrument(skip_all)]
+    async fn cluster_status(
+        &self,
+        _req: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let start = Instant::now();
+        let r = self.cluster_status_inner().await;
+        self.node
+            .metrics
+            .observe_rpc("cluster_status", start.elapsed(), r.is_ok());
+        r.map(Response::new).map_err(Status::from)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn node_status(
+        &self,
+        _req: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusResponse>, Status> {
+        let start = Instant::now();
+        let r = self.node_status();
+        self.node
+            .metrics
+            .observe_rpc("node_status", start.elapsed(), true);
+        Ok(Response::new(r))
+    }
+}

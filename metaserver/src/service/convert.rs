@@ -1,0 +1,213 @@
+//! Wire -> domain conversion, done once where a request enters: paths are parsed, defaults
+//! filled in, identities checked. Handlers only see validated domain types.
+
+use raftfs_proto as pb;
+use raftfs_proto::mutate_request::Op as PbOp;
+
+use crate::journal::ClientId;
+use crate::namespace::{Inode, InodeKind, NsError, NsPath, Op, OpOutput, XattrExpect};
+
+/// Identity and position of the caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub client: ClientId,
+    pub call_id: u64,
+    pub last_seen_state_id: u64,
+}
+
+/// Parses a request header. A missing header or client id means "no retry cache".
+pub fn caller(header: Option<&pb::RequestHeader>) -> Result<Caller, NsError> {
+    let Some(h) = header else {
+        return Ok(Caller {
+            client: ClientId::default(),
+            call_id: 0,
+            last_seen_state_id: 0,
+        });
+    };
+    if h.client_id.is_empty() {
+        return Ok(Caller {
+            client: ClientId::default(),
+            call_id: 0,
+            last_seen_state_id: h.last_seen_state_id,
+        });
+    }
+    let bytes: [u8; 16] = h.client_id.as_slice().try_into().map_err(|_| {
+        NsError::InvalidArgument(format!(
+            "client id must be 16 bytes, got {}",
+            h.client_id.len()
+        ))
+    })?;
+    Ok(Caller {
+        client: ClientId(bytes),
+        call_id: h.call_id,
+        last_seen_state_id: h.last_seen_state_id,
+    })
+}
+
+pub fn path(s: &str) -> Result<NsPath, NsError> {
+    NsPath::parse(s)
+}
+
+fn permission(p: u32, default: u16) -> Result<u16, NsError> {
+    if p == 0 {
+        return Ok(default);
+    }
+    u16::try_from(p)
+        .ok()
+        .filter(|p| *p <= 0o7777)
+        .ok_or_else(|| NsError::InvalidArgument(format!("permission {p:o} is above 7777")))
+}
+
+fn owner(s: String) -> String {
+    if s.is_empty() { "nobody".to_owned() } else { s }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    if s.is_empty() { None } else { Some(s) }
+}
+
+/// Converts the operation of a `Mutate` request.
+pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
+    let op =
+        op.ok_or_else(|| NsError::InvalidArgument("mutate request without an operation".into()))?;
+    Ok(match op {
+        PbOp::Mkdir(m) => Op::Mkdir {
+            path: path(&m.path)?,
+            parents: m.parents,
+            permission: permission(m.permission, 0o755)?,
+            owner: owner(m.owner),
+            group: non_empty(m.group),
+        },
+        PbOp::Create(c) => Op::Create {
+            path: path(&c.path)?,
+            overwrite: c.overwrite,
+            create_parents: c.create_parents,
+            permission: permission(c.permission, 0o644)?,
+            owner: owner(c.owner),
+            group: non_empty(c.group),
+            policy: non_empty(c.storage_policy).map(|p| p.parse()).transpose()?,
+            holder: c.lease_holder,
+        },
+        PbOp::Complete(c) => Op::Complete {
+            path: path(&c.path)?,
+            holder: c.lease_holder,
+            length: c.length,
+        },
+        PbOp::Append(a) => Op::Append {
+            path: path(&a.path)?,
+            holder: a.lease_holder,
+        },
+        PbOp::Rename(r) => Op::Rename {
+            src: path(&r.src)?,
+            dst: path(&r.dst)?,
+            overwrite: r.overwrite,
+        },
+        PbOp::Delete(d) => Op::Delete {
+            path: path(&d.path)?,
+            recursive: d.recursive,
+        },
+        PbOp::SetPermission(s) => {
+            let p = u16::try_from(s.permission)
+                .ok()
+                .filter(|p| *p <= 0o7777)
+                .ok_or_else(|| {
+                    NsError::InvalidArgument(format!("permission {:o} is above 7777", s.permission))
+                })?;
+            Op::SetPermission {
+                path: path(&s.path)?,
+                permission: p,
+            }
+        }
+        PbOp::SetOwner(s) => Op::SetOwner {
+            path: path(&s.path)?,
+            owner: non_empty(s.owner),
+            group: non_empty(s.group),
+        },
+        PbOp::SetTimes(s) => Op::SetTimes {
+            path: path(&s.path)?,
+            mtime_ms: s.mtime_ms,
+            atime_ms: s.atime_ms,
+        },
+        PbOp::SetStoragePolicy(s) => Op::SetStoragePolicy {
+            path: path(&s.path)?,
+            policy: s.policy.parse()?,
+        },
+        PbOp::RenewLease(r) => Op::RenewLease {
+            holder: r.lease_holder,
+        },
+        PbOp::RecoverLease(r) => Op::RecoverLease {
+            path: path(&r.path)?,
+        },
+        PbOp::Symlink(s) => Op::Symlink {
+            path: path(&s.path)?,
+            target: s.target,
+            create_parents: s.create_parents,
+            owner: "nobody".into(),
+        },
+        PbOp::SetXattr(s) => Op::SetXattr {
+            path: path(&s.path)?,
+            name: s.name,
+            value: s.value,
+            expect: match (s.expect_absent, s.expected) {
+                (true, _) => XattrExpect::Absent,
+                (false, Some(v)) => XattrExpect::Value(v),
+                (false, None) => XattrExpect::Any,
+            },
+        },
+        PbOp::RemoveXattr(r) => Op::RemoveXattr {
+            path: path(&r.path)?,
+            name: r.name,
+        },
+    })
+}
+
+/// Domain inode -> wire inode.
+pub fn inode(i: &Inode) -> pb::Inode {
+    pb::Inode {
+        id: i.id,
+        parent: i.parent,
+        name: i.name.clone(),
+        kind: match i.kind {
+            InodeKind::Directory => pb::InodeKind::Directory,
+            InodeKind::File => pb::InodeKind::File,
+            InodeKind::Symlink => pb::InodeKind::Symlink,
+        } as i32,
+        permission: u32::from(i.permission),
+        owner: i.owner.clone(),
+        group: i.group.clone(),
+        mtime_ms: i.mtime_ms,
+        atime_ms: i.atime_ms,
+        storage_policy: i.policy.to_string(),
+        length: i.length,
+        under_construction: i.under_construction.is_some(),
+        lease_holder: i
+            .under_construction
+            .as_ref()
+            .map(|u| u.holder.clone())
+            .unwrap_or_default(),
+        symlink_target: i.symlink_target.clone().unwrap_or_default(),
+        children: i.children,
+    }
+}
+
+/// A mutation's output -> the wire response body.
+pub fn output(out: &OpOutput, state_id: u64) -> pb::MutateResponse {
+    let header = Some(pb::ResponseHeader { state_id });
+    match out {
+        OpOutput::Inode(i) => pb::MutateResponse {
+            header,
+            inode: Some(inode(i)),
+            removed: 0,
+        },
+        OpOutput::Removed(n) => pb::MutateResponse {
+            header,
+            inode: None,
+            removed: *n,
+        },
+        OpOutput::Done => pb::MutateResponse {
+            header,
+            inode: None,
+            removed: 0,
+        },
+    }
+}

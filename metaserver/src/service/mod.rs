@@ -1,0 +1,88 @@
+//! gRPC services of the metaserver: `Namespace` for clients, `Admin` for operators, `Raft`
+//! between metaservers. Every handler runs in a `tracing` span and is counted in
+//! [`crate::metrics`]; every error goes through [`status`].
+
+pub mod admin;
+pub mod convert;
+pub mod namespace;
+pub mod raft;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+
+use crate::error::MetaError;
+use crate::journal::proposer::Proposer;
+use crate::journal::state_machine::SmShared;
+use crate::journal::{NodeId, Raft};
+use crate::metrics::Metrics;
+
+/// What every service of one metaserver shares.
+#[derive(Clone)]
+pub struct MetaNode {
+    pub id: NodeId,
+    pub advertise_addr: String,
+    pub raft: Raft,
+    pub sm: Arc<SmShared>,
+    pub proposer: Proposer,
+    pub metrics: Arc<Metrics>,
+    /// A leader that has not heard from a quorum for this long stops serving reads (it may
+    /// have been replaced): shorter than the election timeout.
+    pub quorum_lease: Duration,
+}
+
+impl std::fmt::Debug for MetaNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaNode")
+            .field("id", &self.id)
+            .field("addr", &self.advertise_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetaNode {
+    /// The active's id and address as this node knows them.
+    pub fn leader_hint(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// Succeeds only on the active; otherwise `NotActive` with the active's address.
+    pub fn ensure_active(&self) -> Result<(), MetaError> {
+        let is_leader = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.state == ServerState::Leader && m.current_leader == Some(self.id)
+        };
+        if is_leader {
+            Ok(())
+        } else {
+            Err(MetaError::NotActive {
+                leader: self.leader_hint(),
+            })
+        }
+    }
+
+    /// Like [`MetaNode::ensure_active`], and also refuses when the leader has not heard from
+    /// a quorum within the lease: a deposed leader does not keep answering reads.
+    pub fn ensure_active_for_read(&self) -> Result<(), MetaError> {
+        self.ensure_active()?;
+        let m = self.raft.metrics();
+        let ack = m.borrow().millis_since_quorum_ack;
+        match ack {
+            Some(ms) if u128::from(ms) <= self.quorum_lease.as_millis() => Ok(()),
+            _ => Err(MetaError::Unavailable(
+                "the active has not heard from a quorum recently".into(),
+            )),
+        }
+    }
+}

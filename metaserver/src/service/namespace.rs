@@ -1,0 +1,237 @@
+//! The client-facing `Namespace` service. Mutations go through the proposer into the
+//! journal; reads are served by the active from a consistent view of its state machine. Every
+//! response carries the state ID it reflects.
+
+use std::time::Instant;
+
+use raftfs_proto as pb;
+use raftfs_proto::namespace_server::Namespace;
+use tonic::{Request, Response, Status};
+
+use super::{MetaNode, convert};
+use crate::error::MetaError;
+use crate::journal::Proposal;
+use crate::journal::rocks::SnapshotKv;
+use crate::journal::state_machine::applied_index_in;
+use crate::namespace::{ApplyError, tree};
+
+/// Largest page a `List` returns.
+pub const MAX_LIST_PAGE: u32 = 10_000;
+/// Page size when the client does not say.
+pub const DEFAULT_LIST_PAGE: u32 = 1_000;
+
+/// The `Namespace` gRPC service.
+#[derive(Debug, Clone)]
+pub struct NamespaceService {
+    node: MetaNode,
+}
+
+impl NamespaceService {
+    pub fn new(node: MetaNode) -> Self {
+        Self { node }
+    }
+
+    /// Runs `f` on a consistent view of the state machine; returns its result and the state
+    /// ID of that view.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SnapshotKv<'_>) -> Result<T, ApplyError> + Send + 'static,
+    ) -> Result<(T, u64), MetaError> {
+        self.node.ensure_active_for_read()?;
+        let sm = self.node.sm.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = sm.db();
+            let kv = SnapshotKv::new(&db);
+            let state_id = applied_index_in(&kv)?;
+            let value = f(&kv).map_err(|e| match MetaError::from(e) {
+                MetaError::Namespace { source, .. } => MetaError::Namespace { source, state_id },
+                other => other,
+            })?;
+            Ok((value, state_id))
+        })
+        .await
+        .map_err(|e| MetaError::Internal(format!("read task: {e}")))?
+    }
+
+    async fn mutate_inner(&self, req: pb::MutateRequest) -> Result<pb::MutateResponse, MetaError> {
+        let caller = convert::caller(req.header.as_ref())?;
+        let op = convert::op(req.op)?;
+        let span = tracing::Span::current();
+        span.record("op", op.name());
+        self.node.ensure_active()?;
+        let proposal = Proposal {
+            client: caller.client,
+            call_id: caller.call_id,
+            op,
+        };
+        let (state_id, result) = self.node.proposer.propose(proposal).await?;
+        span.record("state_id", state_id);
+        match result {
+            Ok(out) => Ok(convert::output(&out, state_id)),
+            Err(source) => Err(MetaError::Namespace { source, state_id }),
+        }
+    }
+
+    fn finish<T>(
+        &self,
+        method: &'static str,
+        start: Instant,
+        r: Result<T, MetaError>,
+    ) -> Result<Response<T>, Status> {
+        self.node
+            .metrics
+            .observe_rpc(method, start.elapsed(), r.is_ok());
+        r.map(Response::new).map_err(Status::from)
+    }
+}
+
+fn header(state_id: u64) -> Option<pb::ResponseHeader> {
+    Some(pb::ResponseHeader { state_id })
+}
+
+#[tonic::async_trait]
+impl Namespace for NamespaceService {
+    #[tracing::instrument(skip_all, fields(op, state_id, call_id))]
+    async fn mutate(
+        &self,
+        req: Request<pb::MutateRequest>,
+    ) -> Result<Response<pb::MutateResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        tracing::Span::current().record("call_id", req.header.as_ref().map_or(0, |h| h.call_id));
+        let r = self.mutate_inner(req).await;
+        self.finish("mutate", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(path, state_id))]
+    async fn stat(
+        &self,
+        req: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::StatResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        tracing::Span::current().record("path", req.path.as_str());
+        let r = async {
+            let path = convert::path(&req.path)?;
+            let (inode, state_id) = self.read(move |kv| tree::stat(kv, &path)).await?;
+            Ok(pb::StatResponse {
+                header: header(state_id),
+                inode: Some(convert::inode(&inode)),
+            })
+        }
+        .await;
+        self.finish("stat", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(path, state_id))]
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        tracing::Span::current().record("path", req.path.as_str());
+        let r = async {
+            let path = convert::path(&req.path)?;
+            let limit = match req.limit {
+                0 => DEFAULT_LIST_PAGE,
+                n => n.min(MAX_LIST_PAGE),
+            } as usize;
+            let after = (!req.start_after.is_empty()).then_some(req.start_after);
+            let ((entries, has_more), state_id) = self
+                .read(move |kv| tree::list(kv, &path, after.as_deref(), limit))
+                .await?;
+            Ok(pb::ListResponse {
+                header: header(state_id),
+                entries: entries.iter().map(convert::inode).collect(),
+                has_more,
+            })
+        }
+        .await;
+        self.finish("list", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(path, state_id))]
+    async fn content_summary(
+        &self,
+        req: Request<pb::ContentSummaryRequest>,
+    ) -> Result<Response<pb::ContentSummaryResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let r = async {
+            let path = convert::path(&req.path)?;
+            let (s, state_id) = self
+                .read(move |kv| tree::content_summary(kv, &path))
+                .await?;
+            Ok(pb::ContentSummaryResponse {
+                header: header(state_id),
+                directories: s.directories,
+                files: s.files,
+                symlinks: s.symlinks,
+                length: s.length,
+            })
+        }
+        .await;
+        self.finish("content_summary", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(path, state_id))]
+    async fn get_xattrs(
+        &self,
+        req: Request<pb::GetXattrsRequest>,
+    ) -> Result<Response<pb::GetXattrsResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let r = async {
+            let path = convert::path(&req.path)?;
+            let names = req.names;
+            let (xattrs, state_id) = self
+                .read(move |kv| tree::get_xattrs(kv, &path, &names))
+                .await?;
+            Ok(pb::GetXattrsResponse {
+                header: header(state_id),
+                xattrs: xattrs
+                    .into_iter()
+                    .map(|(name, value)| pb::Xattr { name, value })
+                    .collect(),
+            })
+        }
+        .await;
+        self.finish("get_xattrs", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(state_id))]
+    async fn msync(
+        &self,
+        _req: Request<pb::MsyncRequest>,
+    ) -> Result<Response<pb::MsyncResponse>, Status> {
+        let start = Instant::now();
+        let r = async {
+            self.node.ensure_active()?;
+            // A read-index round: confirms leadership with a quorum and waits until everything
+            // committed before it is applied here.
+            let read_log_id = self
+                .node
+                .raft
+                .ensure_linearizable()
+                .await
+                .map_err(|e| match e {
+                    openraft::error::RaftError::APIError(
+                        openraft::error::CheckIsLeaderError::ForwardToLeader(_),
+                    ) => MetaError::NotActive {
+                        leader: self.node.leader_hint(),
+                    },
+                    other => MetaError::Unavailable(other.to_string()),
+                })?;
+            let state_id = read_log_id
+                .map_or(0, |l| l.index)
+                .max(self.node.sm.applied_index());
+            tracing::Span::current().record("state_id", state_id);
+            Ok(pb::MsyncResponse {
+                header: header(state_id),
+            })
+        }
+        .await;
+        self.finish("msync", start, r)
+    }
+}
