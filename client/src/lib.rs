@@ -1,1 +1,18 @@
+//! The raftfs client library: every namespace operation against a metaserver cluster, with
+//! failover to the active and state-ID tracking (DESIGN §5).
+//!
+//! - [`client`]: the [`Client`] API.
+//! - [`failover`]: finding and following the active; retries that keep the call id.
+//! - [`discovery`]: `--meta`, `RAFTFS_META`, `--cluster DIR` (`cluster.json`).
+//! - [`model`]: the plain types results come back as.
+//! - [`error`]: [`ClientError`], with the typed [`ErrorKind`] of a refusal.
 
+pub mod client;
+pub mod discovery;
+pub mod error;
+pub mod failover;
+pub mod model;
+
+pub use client::{Client, ClientConfig, CreateOptions};
+pub use error::{ClientError, ErrorKind};
+pub use model::{ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage, NodeStatus};

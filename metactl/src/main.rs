@@ -1,1 +1,258 @@
-fn main() {}
+//! `metactl`: raftfs admin and file commands, and the local cluster launcher.
+
+mod fs;
+mod local;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use raftfs_client::{Client, ClientConfig};
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// raftfs admin and file commands. One metactl process is one client.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Metaserver addresses, comma-separated (or RAFTFS_META).
+    #[arg(long, global = true)]
+    meta: Option<String>,
+    /// A local cluster's directory: reads DIR/cluster.json.
+    #[arg(long, global = true)]
+    cluster: Option<PathBuf>,
+    /// How long a command keeps retrying across failovers.
+    #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// A local cluster of real processes on loopback.
+    #[command(subcommand)]
+    Local(LocalCmd),
+    /// Cluster state.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// File system commands, as `hdfs dfs`.
+    #[command(subcommand)]
+    Fs(FsCmd),
+    /// Runs a metaserver (what `local up` starts; the same entry point as `metaserver`).
+    #[command(hide = true)]
+    ServeMeta(raftfs_metaserver::ServeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum LocalCmd {
+    /// Starts a cluster and prints the metaserver addresses.
+    Up {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        voters: u32,
+        /// Snapshot every N entries (default: the metaserver's).
+        #[arg(long)]
+        snapshot_every: Option<u64>,
+        /// Write DIR/cluster.json and return, leaving the cluster running.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Stops the cluster in DIR.
+    Down {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+    },
+    /// Starts one stopped metaserver of the cluster in DIR again.
+    Start {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        #[arg(long)]
+        id: u64,
+    },
+    /// Stops one metaserver of the cluster in DIR.
+    Stop {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        #[arg(long)]
+        id: u64,
+        /// SIGKILL, as a crash.
+        #[arg(long)]
+        kill: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCmd {
+    /// The active, and every member's role, applied index and lag.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FsCmd {
+    /// Creates directories.
+    Mkdir {
+        /// Create missing parents; no error if it exists.
+        #[arg(short)]
+        p: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Lists a directory (or shows a file).
+    Ls {
+        #[arg(long)]
+        json: bool,
+        #[arg(default_value = "/")]
+        path: String,
+    },
+    /// Shows a file's or directory's attributes.
+    Stat {
+        #[arg(long)]
+        json: bool,
+        path: String,
+    },
+    /// Moves (renames) SRC to DST, or into DST if it is a directory.
+    Mv { src: String, dst: String },
+    /// Deletes files, or directories with -r.
+    Rm {
+        #[arg(short)]
+        r: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Creates empty files, or updates their modification time.
+    Touch {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+}
+
+fn client(cli: &Cli) -> Result<Client> {
+    let metas = raftfs_client::discovery::resolve(cli.meta.as_deref(), cli.cluster.as_deref())?;
+    let mut config = ClientConfig::new(metas);
+    config.failover_deadline = cli.timeout;
+    Ok(Client::new(config)?)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Cmd::ServeMeta(args) => {
+            raftfs_metaserver::server::init_tracing();
+            let config = args.clone().into_config()?;
+            raftfs_metaserver::server::run(config, raftfs_metaserver::server::signal()).await?;
+        }
+        Cmd::Local(LocalCmd::Up {
+            dir,
+            voters,
+            snapshot_every,
+            detach,
+        }) => {
+            let opts = local::UpOptions {
+                dir: dir.clone(),
+                voters: *voters,
+                snapshot_every: *snapshot_every,
+            };
+            let cluster = local::up(&opts).await?;
+            println!("{}", cluster.meta_addrs().join(","));
+            if *detach {
+                eprintln!(
+                    "cluster running; state in {}; stop it with: metactl local down --dir {0}",
+                    dir.display()
+                );
+                return Ok(());
+            }
+            eprintln!("cluster running; Ctrl-C stops it");
+            raftfs_metaserver::server::signal().await;
+            local::down(dir).await?;
+        }
+        Cmd::Local(LocalCmd::Down { dir }) => local::down(dir).await?,
+        Cmd::Local(LocalCmd::Start { dir, id }) => {
+            let pid = local::start_node(dir, *id).await?;
+            eprintln!("metaserver {id} started (pid {pid})");
+        }
+        Cmd::Local(LocalCmd::Stop { dir, id, kill }) => local::stop_node(dir, *id, *kill).await?,
+        Cmd::Cluster(ClusterCmd::Status { json }) => {
+            let status = client(&cli)?.cluster_status().await?;
+            if *json {
+                println!("{}", serde_json::to_string(&status)?);
+            } else {
+                println!(
+                    "active: {}    term: {}    committed: {}",
+                    status.leader, status.term, status.committed_index
+                );
+                println!(
+                    "{:>4}  {:<22} {:<9} {:>12} {:>8}",
+                    "id", "addr", "role", "applied", "lag"
+                );
+                for m in &status.members {
+                    let role = if m.id == status.leader {
+                        "active"
+                    } else {
+                        m.role.as_str()
+                    };
+                    println!(
+                        "{:>4}  {:<22} {:<9} {:>12} {:>8}",
+                        m.id, m.addr, role, m.applied_index, m.lag
+                    );
+                }
+            }
+        }
+        Cmd::Fs(cmd) => {
+            let c = client(&cli)?;
+            match cmd {
+                FsCmd::Mkdir { p, paths } => {
+                    for path in paths {
+                        c.mkdir(path, *p)
+                            .await
+                            .with_context(|| format!("mkdir {path}"))?;
+                    }
+                }
+                FsCmd::Ls { json, path } => fs::ls(&c, path, *json)
+                    .await
+                    .with_context(|| format!("ls {path}"))?,
+                FsCmd::Stat { json, path } => fs::stat(&c, path, *json)
+                    .await
+                    .with_context(|| format!("stat {path}"))?,
+                FsCmd::Mv { src, dst } => fs::mv(&c, src, dst)
+                    .await
+                    .with_context(|| format!("mv {src} {dst}"))?,
+                FsCmd::Rm { r, paths } => {
+                    for path in paths {
+                        fs::rm(&c, path, *r)
+                            .await
+                            .with_context(|| format!("rm {path}"))?;
+                    }
+                }
+                FsCmd::Touch { paths } => {
+                    for path in paths {
+                        c.touch(path, now_ms())
+                            .await
+                            .with_context(|| format!("touch {path}"))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,4 +1,5 @@
-//! The state machine: the namespace in its own RocksDB (`<data_dir>/sm`), applied from the
+//! The state machine: the namespace in its own RocksDB (`<data_dir>/sm`, or the directory
+//! named in `SM_CURRENT` once a snapshot was installed), applied from the
 //! journal. Each apply call commits the namespace writes of all its entries, the applied log
 //! id and the membership in one `WriteBatch`, so they can never disagree after a crash.
 //!
@@ -214,24 +215,20 @@ impl StateMachine {
     /// Opens the state machine under `data_dir` (`sm/` and `snapshots/`), finishing or
     /// undoing a snapshot installation that a crash interrupted.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        let sm = data_dir.join("sm");
-        let incoming = data_dir.join("sm-incoming");
-        let old = data_dir.join("sm-old");
         let io = |e: io::Error| StoreError::Corrupt {
             cf: "sm",
             reason: e.to_string(),
         };
-        if old.exists() {
-            fs::remove_dir_all(&old).map_err(io)?;
-        }
-        if incoming.exists() {
-            if sm.exists() {
-                fs::remove_dir_all(&incoming).map_err(io)?;
-            } else {
-                fs::rename(&incoming, &sm).map_err(io)?;
+        fs::create_dir_all(data_dir).map_err(io)?;
+        let current = current_sm_dir(data_dir).map_err(io)?;
+        // Directories of interrupted or superseded snapshot installations.
+        for entry in fs::read_dir(data_dir).map_err(io)?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("sm") && name != current && entry.path().is_dir() {
+                fs::remove_dir_all(entry.path()).map_err(io)?;
             }
         }
-        let db = super::rocks::open(&sm, &cf_names())?;
+        let db = super::rocks::open(&data_dir.join(&current), &cf_names())?;
         let (applied, _) = SmShared::applied_state_of(&db)?;
         let snapshots = SnapshotDir::open(data_dir.join("snapshots")).map_err(io)?;
         if let Ok(entries) = fs::read_dir(snapshots.path()) {
@@ -272,46 +269,47 @@ impl StateMachine {
             .unwrap_or_default())
     }
 
+    /// Installs a received snapshot: unpacks it into a new directory, opens it there, then
+    /// switches `SM_CURRENT` to it and swaps the DB handle. The old DB is closed when its
+    /// last reader lets go, and its directory removed (or at the next start). Opening at a new
+    /// path matters: RocksDB locks a DB by path within the process.
     fn install(
         &self,
         meta: &SnapshotMeta<NodeId, BasicNodeMeta>,
         tar: &Path,
     ) -> Result<(), String> {
         let s = &self.shared;
-        let sm = s.data_dir.join("sm");
-        let incoming = s.data_dir.join("sm-incoming");
-        let old = s.data_dir.join("sm-old");
-        if incoming.exists() {
-            fs::remove_dir_all(&incoming).map_err(|e| e.to_string())?;
-        }
-        SnapshotDir::unpack(tar, &incoming).map_err(|e| format!("unpack snapshot: {e}"))?;
-        let _gate = s.gate();
-        let mut guard = match s.db.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if old.exists() {
-            fs::remove_dir_all(&old).map_err(|e| e.to_string())?;
-        }
-        fs::rename(&sm, &old).map_err(|e| e.to_string())?;
-        fs::rename(&incoming, &sm).map_err(|e| e.to_string())?;
-        fs::File::open(&s.data_dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| e.to_string())?;
-        let db = super::rocks::open(&sm, &cf_names())
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("sm-{nanos}");
+        let dir = s.data_dir.join(&name);
+        SnapshotDir::unpack(tar, &dir).map_err(|e| format!("unpack snapshot: {e}"))?;
+        let db = super::rocks::open(&dir, &cf_names())
             .map_err(|e| format!("open installed snapshot: {e}"))?;
         let (applied, _) = SmShared::applied_state_of(&db).map_err(|e| e.to_string())?;
         if applied != meta.last_log_id {
+            drop(db);
+            let _ = fs::remove_dir_all(&dir);
             return Err(format!(
                 "snapshot holds {applied:?}, its metadata says {:?}",
                 meta.last_log_id
             ));
         }
-        let previous = std::mem::replace(&mut *guard, Arc::new(db));
-        drop(guard);
+        let _gate = s.gate();
+        let old_name = current_sm_dir(&s.data_dir).map_err(|e| e.to_string())?;
+        set_current_sm_dir(&s.data_dir, &name)
+            .map_err(|e| format!("switch to installed snapshot: {e}"))?;
+        let previous = {
+            let mut guard = match s.db.write() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            std::mem::replace(&mut *guard, Arc::new(db))
+        };
         if let Ok(db) = Arc::try_unwrap(previous) {
             drop(db);
-            let _ = fs::remove_dir_all(&old);
+            let _ = fs::remove_dir_all(s.data_dir.join(old_name));
         }
         s.snapshots
             .publish(tar, meta)
@@ -321,6 +319,27 @@ impl StateMachine {
         s.snapshots_installed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+}
+
+const SM_CURRENT: &str = "SM_CURRENT";
+
+/// The name of the directory holding the live state machine (`sm` until a snapshot is
+/// installed).
+fn current_sm_dir(data_dir: &Path) -> io::Result<String> {
+    match fs::read_to_string(data_dir.join(SM_CURRENT)) {
+        Ok(name) => Ok(name.trim().to_owned()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok("sm".to_owned()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Points `SM_CURRENT` at `name`, durably (write, fsync, rename, fsync the directory).
+fn set_current_sm_dir(data_dir: &Path, name: &str) -> io::Result<()> {
+    let tmp = data_dir.join("SM_CURRENT.tmp");
+    fs::write(&tmp, name)?;
+    fs::File::open(&tmp)?.sync_all()?;
+    fs::rename(&tmp, data_dir.join(SM_CURRENT))?;
+    fs::File::open(data_dir)?.sync_all()
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {

@@ -1,0 +1,517 @@
+//! The [`Client`]: namespace operations with failover and state-ID tracking. One `Client`
+//! value (and its clones) is one client object in the sense of DESIGN §5: it has one client
+//! id, numbers its calls, and remembers the highest state ID it has seen.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use raftfs_proto as pb;
+use raftfs_proto::admin_client::AdminClient;
+use raftfs_proto::mutate_request::Op;
+use raftfs_proto::namespace_client::NamespaceClient;
+use tonic::transport::Channel;
+
+use crate::error::ClientError;
+use crate::failover::Targets;
+use crate::model::{ClusterStatus, ContentSummary, FileStatus, ListPage, MemberStatus, NodeStatus};
+
+/// How a client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Metaserver addresses (any of them; the client finds the active).
+    pub metas: Vec<String>,
+    /// How long a call keeps retrying across failovers before it gives up.
+    pub failover_deadline: Duration,
+    /// How long one attempt may take.
+    pub rpc_timeout: Duration,
+    /// The user name put on new files and directories.
+    pub user: String,
+}
+
+impl ClientConfig {
+    pub fn new(metas: Vec<String>) -> Self {
+        Self {
+            metas,
+            failover_deadline: Duration::from_secs(30),
+            rpc_timeout: Duration::from_secs(10),
+            user: std::env::var("USER").unwrap_or_else(|_| "nobody".into()),
+        }
+    }
+}
+
+/// Options of [`Client::create`].
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub overwrite: bool,
+    pub create_parents: bool,
+    /// 0: the default (0644).
+    pub permission: u32,
+    /// Empty: inherited from the parent directory.
+    pub storage_policy: String,
+}
+
+#[derive(Debug)]
+struct Inner {
+    targets: Targets,
+    config: ClientConfig,
+    client_id: [u8; 16],
+    next_call: AtomicU64,
+    last_seen: AtomicU64,
+}
+
+/// A raftfs client. Cheap to clone; clones share identity and state.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Client {
+    /// Creates a client; connections open lazily.
+    pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
+        let targets = Targets::new(config.metas.clone(), config.rpc_timeout)?;
+        let client_id: [u8; 16] = rand::random();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                targets,
+                config,
+                client_id,
+                next_call: AtomicU64::new(1),
+                last_seen: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Shorthand for a client with default settings.
+    pub fn connect(metas: Vec<String>) -> Result<Self, ClientError> {
+        Self::new(ClientConfig::new(metas))
+    }
+
+    /// This client's lease-holder name.
+    pub fn holder(&self) -> String {
+        format!("raftfs-client-{}", hex(&self.inner.client_id))
+    }
+
+    /// The highest state ID this client has seen: a causality token to hand to another client.
+    pub fn state_id(&self) -> u64 {
+        self.inner.last_seen.load(Ordering::Acquire)
+    }
+
+    /// Raises this client's state ID to at least `state_id` (a token from another client).
+    pub fn observe(&self, state_id: u64) {
+        self.inner.last_seen.fetch_max(state_id, Ordering::AcqRel);
+    }
+
+    fn header(&self, call_id: u64) -> pb::RequestHeader {
+        pb::RequestHeader {
+            client_id: self.inner.client_id.to_vec(),
+            call_id,
+            last_seen_state_id: self.state_id(),
+        }
+    }
+
+    fn seen(&self, header: Option<&pb::ResponseHeader>) {
+        if let Some(h) = header {
+            self.observe(h.state_id);
+        }
+    }
+
+    async fn namespace_call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
+    where
+        F: FnMut(NamespaceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        self.inner
+            .targets
+            .call(self.inner.config.failover_deadline, |ch| {
+                f(NamespaceClient::new(ch))
+            })
+            .await
+    }
+
+    /// Sends one mutation; retries carry the same call id.
+    async fn mutate(&self, op: Op) -> Result<pb::MutateResponse, ClientError> {
+        let call_id = self.inner.next_call.fetch_add(1, Ordering::Relaxed);
+        let r = self
+            .namespace_call(|mut c| {
+                let req = pb::MutateRequest {
+                    header: Some(self.header(call_id)),
+                    op: Some(op.clone()),
+                };
+                async move { c.mutate(req).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        self.seen(r.header.as_ref());
+        Ok(r)
+    }
+
+    async fn mutate_inode(&self, op: Op) -> Result<FileStatus, ClientError> {
+        let r = self.mutate(op).await?;
+        r.inode
+            .map(FileStatus::from)
+            .ok_or_else(|| ClientError::Rpc(tonic::Status::internal("reply without inode")))
+    }
+
+    /// `mkdir` (with `parents`: `mkdir -p`).
+    pub async fn mkdir(&self, path: &str, parents: bool) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::Mkdir(pb::MkdirOp {
+            path: path.into(),
+            parents,
+            permission: 0,
+            owner: self.inner.config.user.clone(),
+            group: String::new(),
+        }))
+        .await
+    }
+
+    /// Creates a file under construction, leased to this client.
+    pub async fn create(
+        &self,
+        path: &str,
+        opts: &CreateOptions,
+    ) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::Create(pb::CreateOp {
+            path: path.into(),
+            overwrite: opts.overwrite,
+            create_parents: opts.create_parents,
+            permission: opts.permission,
+            owner: self.inner.config.user.clone(),
+            group: String::new(),
+            storage_policy: opts.storage_policy.clone(),
+            lease_holder: self.holder(),
+        }))
+        .await
+    }
+
+    /// Closes a file this client writes, at `length` bytes.
+    pub async fn complete(&self, path: &str, length: u64) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::Complete(pb::CompleteOp {
+            path: path.into(),
+            lease_holder: self.holder(),
+            length,
+        }))
+        .await
+    }
+
+    /// Reopens a closed file for appending.
+    pub async fn append(&self, path: &str) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::Append(pb::AppendOp {
+            path: path.into(),
+            lease_holder: self.holder(),
+        }))
+        .await
+    }
+
+    /// `touch`: creates an empty, closed file (or sets the mtime of an existing one).
+    pub async fn touch(&self, path: &str, now_ms: u64) -> Result<FileStatus, ClientError> {
+        match self.create(path, &CreateOptions::default()).await {
+            Ok(_) => self.complete(path, 0).await,
+            Err(e) if e.is(pb::ErrorKind::AlreadyExists) => {
+                self.set_times(path, Some(now_ms), None).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Atomic rename of a file or directory.
+    pub async fn rename(
+        &self,
+        src: &str,
+        dst: &str,
+        overwrite: bool,
+    ) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::Rename(pb::RenameOp {
+            src: src.into(),
+            dst: dst.into(),
+            overwrite,
+        }))
+        .await
+    }
+
+    /// Deletes; a non-empty directory needs `recursive`. Returns the number of inodes removed.
+    pub async fn delete(&self, path: &str, recursive: bool) -> Result<u64, ClientError> {
+        Ok(self
+            .mutate(Op::Delete(pb::DeleteOp {
+                path: path.into(),
+                recursive,
+            }))
+            .await?
+            .removed)
+    }
+
+    pub async fn set_permission(
+        &self,
+        path: &str,
+        permission: u32,
+    ) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::SetPermission(pb::SetPermissionOp {
+            path: path.into(),
+            permission,
+        }))
+        .await
+    }
+
+    pub async fn set_owner(
+        &self,
+        path: &str,
+        owner: &str,
+        group: &str,
+    ) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::SetOwner(pb::SetOwnerOp {
+            path: path.into(),
+            owner: owner.into(),
+            group: group.into(),
+        }))
+        .await
+    }
+
+    pub async fn set_times(
+        &self,
+        path: &str,
+        mtime_ms: Option<u64>,
+        atime_ms: Option<u64>,
+    ) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::SetTimes(pb::SetTimesOp {
+            path: path.into(),
+            mtime_ms,
+            atime_ms,
+        }))
+        .await
+    }
+
+    pub async fn set_storage_policy(
+        &self,
+        path: &str,
+        policy: &str,
+    ) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::SetStoragePolicy(pb::SetStoragePolicyOp {
+            path: path.into(),
+            policy: policy.into(),
+        }))
+        .await
+    }
+
+    /// The storage policy in effect for `path`.
+    pub async fn get_storage_policy(&self, path: &str) -> Result<String, ClientError> {
+        Ok(self.stat(path).await?.storage_policy)
+    }
+
+    /// Renews every lease this client holds.
+    pub async fn renew_lease(&self) -> Result<(), ClientError> {
+        self.mutate(Op::RenewLease(pb::RenewLeaseOp {
+            lease_holder: self.holder(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Closes a file whose writer went away.
+    pub async fn recover_lease(&self, path: &str) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::RecoverLease(pb::RecoverLeaseOp { path: path.into() }))
+            .await
+    }
+
+    pub async fn symlink(&self, path: &str, target: &str) -> Result<FileStatus, ClientError> {
+        self.mutate_inode(Op::Symlink(pb::SymlinkOp {
+            path: path.into(),
+            target: target.into(),
+            create_parents: false,
+        }))
+        .await
+    }
+
+    /// Sets an extended attribute; with `expected`, only if it holds that value (`Some(None)`:
+    /// only if absent) — a compare-and-set.
+    pub async fn set_xattr(
+        &self,
+        path: &str,
+        name: &str,
+        value: &[u8],
+        expected: Option<Option<&[u8]>>,
+    ) -> Result<(), ClientError> {
+        let (expected, expect_absent) = match expected {
+            None => (None, false),
+            Some(None) => (None, true),
+            Some(Some(v)) => (Some(v.to_vec()), false),
+        };
+        self.mutate(Op::SetXattr(pb::SetXattrOp {
+            path: path.into(),
+            name: name.into(),
+            value: value.to_vec(),
+            expected,
+            expect_absent,
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn remove_xattr(&self, path: &str, name: &str) -> Result<(), ClientError> {
+        self.mutate(Op::RemoveXattr(pb::RemoveXattrOp {
+            path: path.into(),
+            name: name.into(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Extended attributes (all when `names` is empty).
+    pub async fn get_xattrs(
+        &self,
+        path: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
+        let r = self
+            .namespace_call(|mut c| {
+                let req = pb::GetXattrsRequest {
+                    header: Some(self.header(0)),
+                    path: path.into(),
+                    names: names.to_vec(),
+                };
+                async move { c.get_xattrs(req).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        self.seen(r.header.as_ref());
+        Ok(r.xattrs.into_iter().map(|x| (x.name, x.value)).collect())
+    }
+
+    pub async fn stat(&self, path: &str) -> Result<FileStatus, ClientError> {
+        let r = self
+            .namespace_call(|mut c| {
+                let req = pb::StatRequest {
+                    header: Some(self.header(0)),
+                    path: path.into(),
+                };
+                async move { c.stat(req).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        self.seen(r.header.as_ref());
+        r.inode
+            .map(FileStatus::from)
+            .ok_or_else(|| ClientError::Rpc(tonic::Status::internal("stat without inode")))
+    }
+
+    /// One page of a listing, names strictly after `start_after`.
+    pub async fn list_page(
+        &self,
+        path: &str,
+        start_after: &str,
+        limit: u32,
+    ) -> Result<ListPage, ClientError> {
+        let r = self
+            .namespace_call(|mut c| {
+                let req = pb::ListRequest {
+                    header: Some(self.header(0)),
+                    path: path.into(),
+                    start_after: start_after.into(),
+                    limit,
+                };
+                async move { c.list(req).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        self.seen(r.header.as_ref());
+        Ok(ListPage {
+            entries: r.entries.into_iter().map(FileStatus::from).collect(),
+            has_more: r.has_more,
+        })
+    }
+
+    /// The whole listing, page by page.
+    pub async fn list(&self, path: &str) -> Result<Vec<FileStatus>, ClientError> {
+        let mut out: Vec<FileStatus> = Vec::new();
+        loop {
+            let after = out.last().map(|f| f.name.clone()).unwrap_or_default();
+            let page = self.list_page(path, &after, 0).await?;
+            out.extend(page.entries);
+            if !page.has_more {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub async fn content_summary(&self, path: &str) -> Result<ContentSummary, ClientError> {
+        let r = self
+            .namespace_call(|mut c| {
+                let req = pb::ContentSummaryRequest {
+                    header: Some(self.header(0)),
+                    path: path.into(),
+                };
+                async move {
+                    c.content_summary(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
+            })
+            .await?;
+        self.seen(r.header.as_ref());
+        Ok(ContentSummary {
+            directories: r.directories,
+            files: r.files,
+            symlinks: r.symlinks,
+            length: r.length,
+        })
+    }
+
+    /// Raises this client's state ID to the active's committed index, so that later reads see
+    /// everything acknowledged to anyone before this call.
+    pub async fn msync(&self) -> Result<u64, ClientError> {
+        let r = self
+            .namespace_call(|mut c| {
+                let req = pb::MsyncRequest {
+                    header: Some(self.header(0)),
+                };
+                async move { c.msync(req).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        self.seen(r.header.as_ref());
+        Ok(self.state_id())
+    }
+
+    /// The cluster as the active sees it.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        let r = self
+            .inner
+            .targets
+            .call(self.inner.config.failover_deadline, |ch| async move {
+                AdminClient::new(ch)
+                    .cluster_status(pb::ClusterStatusRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+            .await?;
+        Ok(ClusterStatus {
+            leader: r.leader,
+            term: r.term,
+            committed_index: r.committed_index,
+            members: r
+                .members
+                .into_iter()
+                .map(|m| MemberStatus {
+                    id: m.id,
+                    addr: m.addr,
+                    role: m.role,
+                    applied_index: m.applied_index,
+                    lag: m.lag,
+                })
+                .collect(),
+        })
+    }
+
+    /// One metaserver's own view of itself (no failover: it asks exactly `addr`).
+    pub async fn node_status(&self, addr: &str) -> Result<NodeStatus, ClientError> {
+        let ch = self.inner.targets.channel(addr)?;
+        let r = tokio::time::timeout(
+            self.inner.config.rpc_timeout,
+            AdminClient::new(ch).node_status(pb::NodeStatusRequest {}),
+        )
+        .await
+        .map_err(|_| ClientError::Unavailable {
+            deadline: self.inner.config.rpc_timeout,
+            last: format!("{addr} did not answer"),
+        })??;
+        Ok(r.into_inner().into())
+    }
+}

@@ -1,0 +1,95 @@
+//! Finding the metaservers: `--meta ADDR[,ADDR...]`, the `RAFTFS_META` environment variable,
+//! or `--cluster DIR` (the `cluster.json` that `metactl local up` writes, DESIGN §8).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ClientError;
+
+/// One metaserver process of a local cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MetaEntry {
+    pub id: u64,
+    pub addr: String,
+    pub pid: u32,
+    /// "voter" or "observer"
+    pub role: String,
+    pub data_dir: String,
+    /// Prometheus `/metrics` address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
+}
+
+/// One blockserver process of a local cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockEntry {
+    pub id: u64,
+    pub addr: String,
+    pub pid: u32,
+    pub rack: String,
+    pub data_dir: String,
+}
+
+/// `DIR/cluster.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterFile {
+    pub meta: Vec<MetaEntry>,
+    #[serde(default)]
+    pub block: Vec<BlockEntry>,
+}
+
+impl ClusterFile {
+    /// The file's path inside a cluster directory.
+    pub fn path(dir: &Path) -> std::path::PathBuf {
+        dir.join("cluster.json")
+    }
+
+    /// Reads `DIR/cluster.json`.
+    pub fn read(dir: &Path) -> Result<Self, ClientError> {
+        let path = Self::path(dir);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ClientError::Config(format!("reading {}: {e}", path.display())))?;
+        serde_json::from_str(&text)
+            .map_err(|e| ClientError::Config(format!("parsing {}: {e}", path.display())))
+    }
+
+    /// Metaserver addresses, voters first.
+    pub fn meta_addrs(&self) -> Vec<String> {
+        let mut metas: Vec<&MetaEntry> = self.meta.iter().collect();
+        metas.sort_by_key(|m| (m.role != "voter", m.id));
+        metas.into_iter().map(|m| m.addr.clone()).collect()
+    }
+}
+
+/// Splits `a,b,c` into addresses.
+pub fn parse_addrs(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The metaserver addresses from, in order of precedence: explicit addresses, a cluster
+/// directory, the `RAFTFS_META` environment variable.
+pub fn resolve(meta: Option<&str>, cluster: Option<&Path>) -> Result<Vec<String>, ClientError> {
+    if let Some(m) = meta {
+        let addrs = parse_addrs(m);
+        if !addrs.is_empty() {
+            return Ok(addrs);
+        }
+    }
+    if let Some(dir) = cluster {
+        return Ok(ClusterFile::read(dir)?.meta_addrs());
+    }
+    if let Ok(m) = std::env::var("RAFTFS_META") {
+        let addrs = parse_addrs(&m);
+        if !addrs.is_empty() {
+            return Ok(addrs);
+        }
+    }
+    Err(ClientError::Config(
+        "no metaserver given: use --meta, --cluster or RAFTFS_META".into(),
+    ))
+}

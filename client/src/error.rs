@@ -1,0 +1,38 @@
+//! The client's error type: namespace refusals with their typed kind, and failures to reach
+//! an active metaserver within the failover deadline.
+
+use std::time::Duration;
+
+pub use raftfs_proto::ErrorKind;
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The metaserver refused the operation (typed: `kind` says why); nothing changed.
+    #[error("{message}")]
+    Refused { kind: ErrorKind, message: String },
+    /// No active metaserver answered within the failover deadline.
+    #[error("no active metaserver answered within {deadline:?}: {last}")]
+    Unavailable { deadline: Duration, last: String },
+    /// The client was set up wrongly (no addresses, a bad address).
+    #[error("client configuration: {0}")]
+    Config(String),
+    /// A status the client does not know how to handle.
+    #[error("rpc failed: {0}")]
+    Rpc(#[from] tonic::Status),
+}
+
+impl ClientError {
+    /// The refusal's kind, if this is a refusal.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            ClientError::Refused { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// Whether the operation was refused with `kind`.
+    pub fn is(&self, kind: ErrorKind) -> bool {
+        self.kind() == Some(kind)
+    }
+}

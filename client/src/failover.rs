@@ -1,0 +1,171 @@
+//! Finding and following the active metaserver. A call goes to the last known active; a
+//! `NotActive` answer names the new one (followed at once); an unreachable server or one
+//! without an active sends the call to the next address after a short backoff; all of this
+//! until the failover deadline. A mutation keeps its call id across these retries, so the
+//! metaserver's retry cache applies it once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use raftfs_proto::{ErrorKind, detail_of};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::ClientError;
+
+/// Where calls go, and the connections to every metaserver.
+#[derive(Debug)]
+pub struct Targets {
+    addrs: Mutex<Vec<String>>,
+    current: Mutex<usize>,
+    channels: Mutex<HashMap<String, Channel>>,
+    rpc_timeout: Duration,
+}
+
+/// What the retry loop does with a failed attempt.
+enum Next {
+    /// The server named the active: go there now.
+    Redirect(String),
+    /// Try the next server after a backoff.
+    Rotate(String),
+    /// Give up with this error.
+    Fail(ClientError),
+}
+
+fn classify(status: tonic::Status) -> Next {
+    if let Some(detail) = detail_of(&status) {
+        let kind = ErrorKind::try_from(detail.kind).unwrap_or(ErrorKind::Unspecified);
+        return match kind {
+            ErrorKind::NotActive if !detail.leader_addr.is_empty() => {
+                Next::Redirect(detail.leader_addr)
+            }
+            ErrorKind::NotActive | ErrorKind::Unavailable | ErrorKind::ObserverBehind => {
+                Next::Rotate(detail.message)
+            }
+            _ => Next::Fail(ClientError::Refused {
+                kind,
+                message: detail.message,
+            }),
+        };
+    }
+    match status.code() {
+        tonic::Code::Unavailable
+        | tonic::Code::DeadlineExceeded
+        | tonic::Code::Cancelled
+        | tonic::Code::Unknown => Next::Rotate(status.to_string()),
+        _ => Next::Fail(ClientError::Rpc(status)),
+    }
+}
+
+impl Targets {
+    pub fn new(addrs: Vec<String>, rpc_timeout: Duration) -> Result<Self, ClientError> {
+        if addrs.is_empty() {
+            return Err(ClientError::Config("no metaserver addresses".into()));
+        }
+        Ok(Self {
+            addrs: Mutex::new(addrs),
+            current: Mutex::new(0),
+            channels: Mutex::new(HashMap::new()),
+            rpc_timeout,
+        })
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        match m.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The address calls go to now.
+    pub fn current(&self) -> String {
+        let addrs = Self::lock(&self.addrs);
+        let i = *Self::lock(&self.current) % addrs.len();
+        addrs[i].clone()
+    }
+
+    fn rotate(&self) {
+        let n = Self::lock(&self.addrs).len();
+        let mut c = Self::lock(&self.current);
+        *c = (*c + 1) % n;
+    }
+
+    fn redirect(&self, addr: &str) {
+        let mut addrs = Self::lock(&self.addrs);
+        let i = match addrs.iter().position(|a| a == addr) {
+            Some(i) => i,
+            None => {
+                addrs.push(addr.to_owned());
+                addrs.len() - 1
+            }
+        };
+        *Self::lock(&self.current) = i;
+    }
+
+    /// A (lazily connecting) channel to `addr`.
+    pub fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
+        let mut channels = Self::lock(&self.channels);
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| ClientError::Config(format!("bad metaserver address {addr:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Runs `attempt` against the active until it succeeds, is refused, or `deadline` passes.
+    pub async fn call<T, F, Fut>(
+        &self,
+        deadline: Duration,
+        mut attempt: F,
+    ) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let start = Instant::now();
+        let mut backoff = Duration::from_millis(20);
+        let mut redirects_in_a_row = 0u32;
+        loop {
+            let addr = self.current();
+            let channel = self.channel(&addr)?;
+            let outcome = match tokio::time::timeout(self.rpc_timeout, attempt(channel)).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(status)) => classify(status),
+                Err(_) => Next::Rotate(format!("{addr}: no answer within {:?}", self.rpc_timeout)),
+            };
+            let last = match outcome {
+                Next::Fail(e) => return Err(e),
+                // A hint to go elsewhere is followed at once, unless hints chase each other
+                // (a stale hint during an election): then back off like any failure.
+                Next::Redirect(to) if redirects_in_a_row < 3 && to != addr => {
+                    tracing::debug!(from = %addr, to = %to, "following the active");
+                    self.redirect(&to);
+                    redirects_in_a_row += 1;
+                    continue;
+                }
+                Next::Redirect(to) => {
+                    self.redirect(&to);
+                    format!("{addr} points at {to}, which is not answering as the active")
+                }
+                Next::Rotate(why) => {
+                    self.rotate();
+                    why
+                }
+            };
+            redirects_in_a_row = 0;
+            if start.elapsed() + backoff > deadline {
+                return Err(ClientError::Unavailable { deadline, last });
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `loadgen etcd`: the same load shape against etcd through the `etcd-client` crate, so that
+//! raftfs is measured beside its peer with the same concurrency, timing and report code (as
+//! YCSB has one binding per store). etcd fsyncs its WAL before it acknowledges a put: the
+//! same durability as a raftfs mutation.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, bail};
+use etcd_client::{Client, GetOptions};
+use tokio::sync::Mutex;
+
+use crate::report::{self, Report};
+
+/// The etcd operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EtcdOp {
+    Put,
+    Get,
+}
+
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct EtcdLoad {
+    pub op: EtcdOp,
+    pub clients: usize,
+    pub ops: u64,
+    pub endpoints: Vec<String>,
+    pub serializable: bool,
+    pub value_size: usize,
+    pub progress: bool,
+}
+
+struct Worker {
+    client: Mutex<Client>,
+    prefix: String,
+    value: Vec<u8>,
+    serializable: bool,
+}
+
+async fn workers(load: &EtcdLoad, prefix: &str) -> Result<Vec<Worker>> {
+    let mut out = Vec::with_capacity(load.clients.max(1));
+    for _ in 0..load.clients.max(1) {
+        out.push(Worker {
+            client: Mutex::new(Client::connect(load.endpoints.clone(), None).await?),
+            prefix: prefix.to_owned(),
+            value: vec![b'v'; load.value_size],
+            serializable: load.serializable,
+        });
+    }
+    Ok(out)
+}
+
+/// Runs the load and returns its report.
+pub async fn run(load: EtcdLoad) -> Result<Report> {
+    let run_id = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let prefix = format!("loadgen/{run_id}/");
+    let put = |w: Arc<Worker>, i: u64| async move {
+        let key = format!("{}{i}", w.prefix);
+        let mut c = w.client.lock().await;
+        c.put(key, w.value.clone(), None)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let report = match load.op {
+        EtcdOp::Put => {
+            report::run(
+                "etcd",
+                "put",
+                workers(&load, &prefix).await?,
+                load.ops,
+                load.progress,
+                put,
+            )
+            .await
+        }
+        EtcdOp::Get => {
+            let prep = report::run(
+                "etcd",
+                "prepare",
+                workers(&load, &prefix).await?,
+                load.ops,
+                false,
+                put,
+            )
+            .await;
+            if prep.errors > 0 {
+                bail!(
+                    "preparing keys failed: {}",
+                    prep.first_error.unwrap_or_default()
+                );
+            }
+            let name = if load.serializable {
+                "get-serializable"
+            } else {
+                "get"
+            };
+            report::run(
+                "etcd",
+                name,
+                workers(&load, &prefix).await?,
+                load.ops,
+                load.progress,
+                |w: Arc<Worker>, i| async move {
+                    let key = format!("{}{i}", w.prefix);
+                    let opts = if w.serializable {
+                        Some(GetOptions::new().with_serializable())
+                    } else {
+                        None
+                    };
+                    let mut c = w.client.lock().await;
+                    let r = c.get(key, opts).await.map_err(|e| e.to_string())?;
+                    if r.kvs().is_empty() {
+                        Err("key not found".into())
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
+            .await
+        }
+    };
+    Ok(report)
+}

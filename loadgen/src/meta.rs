@@ -1,0 +1,246 @@
+//! `loadgen meta`: NNThroughputBenchmark-style metadata load on raftfs. It first prepares
+//! what the operation needs (untimed), then times only the operation itself. Every client
+//! task is its own raftfs client object, with its own connection.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, bail};
+use raftfs_client::{Client, ClientConfig, CreateOptions};
+
+use crate::report::{self, Report};
+
+/// The metadata operations `loadgen meta` can time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetaOp {
+    /// Create an empty file (one journaled mutation; the file stays under construction).
+    Create,
+    Mkdir,
+    Stat,
+    /// List a directory of `--files-per-dir` entries (one page).
+    List,
+    Rename,
+    Delete,
+}
+
+impl MetaOp {
+    fn name(self) -> &'static str {
+        match self {
+            MetaOp::Create => "create",
+            MetaOp::Mkdir => "mkdir",
+            MetaOp::Stat => "stat",
+            MetaOp::List => "list",
+            MetaOp::Rename => "rename",
+            MetaOp::Delete => "delete",
+        }
+    }
+}
+
+/// Settings of one run.
+#[derive(Debug, Clone)]
+pub struct MetaLoad {
+    pub op: MetaOp,
+    pub clients: usize,
+    pub ops: u64,
+    pub metas: Vec<String>,
+    pub files_per_dir: u64,
+    pub progress: bool,
+}
+
+struct Worker {
+    client: Client,
+    base: String,
+    files_per_dir: u64,
+}
+
+impl Worker {
+    fn file(&self, i: u64) -> String {
+        format!("{}/d{}/f{i}", self.base, i / self.files_per_dir)
+    }
+    fn other(&self, i: u64) -> String {
+        format!("{}/d{}/r{i}", self.base, i / self.files_per_dir)
+    }
+    fn dir(&self, i: u64) -> String {
+        format!("{}/d{}", self.base, i / self.files_per_dir)
+    }
+}
+
+fn workers(load: &MetaLoad, base: &str) -> Result<Vec<Worker>> {
+    (0..load.clients.max(1))
+        .map(|_| {
+            Ok(Worker {
+                client: Client::new(ClientConfig::new(load.metas.clone()))?,
+                base: base.to_owned(),
+                files_per_dir: load.files_per_dir.max(1),
+            })
+        })
+        .collect()
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Runs the load and returns its report.
+pub async fn run(load: MetaLoad) -> Result<Report> {
+    let run_id = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let base = format!("/loadgen/{}-{run_id}", load.op.name());
+    let setup = Client::new(ClientConfig::new(load.metas.clone()))?;
+    setup.mkdir(&base, true).await?;
+    let dirs = load.ops.div_ceil(load.files_per_dir.max(1));
+    // Directories, then (for ops on existing files) the files: untimed preparation.
+    let prep = report::run(
+        "raftfs",
+        "prepare-dirs",
+        workers(&load, &base)?,
+        dirs,
+        false,
+        |w: Arc<Worker>, d| async move {
+            w.client
+                .mkdir(&format!("{}/d{d}", w.base), true)
+                .await
+                .map(|_| ())
+                .map_err(err)
+        },
+    )
+    .await;
+    if prep.errors > 0 {
+        bail!(
+            "preparing directories failed: {}",
+            prep.first_error.unwrap_or_default()
+        );
+    }
+    let prep_files = match load.op {
+        MetaOp::Stat | MetaOp::Rename | MetaOp::Delete => load.ops,
+        MetaOp::List => load.files_per_dir.min(load.ops.max(1)),
+        MetaOp::Create | MetaOp::Mkdir => 0,
+    };
+    if prep_files > 0 {
+        let prep = report::run(
+            "raftfs",
+            "prepare-files",
+            workers(&load, &base)?,
+            prep_files,
+            load.progress,
+            |w: Arc<Worker>, i| async move {
+                w.client
+                    .create(&w.file(i), &CreateOptions::default())
+                    .await
+                    .map(|_| ())
+                    .map_err(err)
+            },
+        )
+        .await;
+        if prep.errors > 0 {
+            bail!(
+                "preparing files failed: {}",
+                prep.first_error.unwrap_or_default()
+            );
+        }
+    }
+    let ws = workers(&load, &base)?;
+    let report = match load.op {
+        MetaOp::Create => {
+            report::run(
+                "raftfs",
+                "create",
+                ws,
+                load.ops,
+                load.progress,
+                |w: Arc<Worker>, i| async move {
+                    w.client
+                        .create(&w.file(i), &CreateOptions::default())
+                        .await
+                        .map(|_| ())
+                        .map_err(err)
+                },
+            )
+            .await
+        }
+        MetaOp::Mkdir => {
+            report::run(
+                "raftfs",
+                "mkdir",
+                ws,
+                load.ops,
+                load.progress,
+                |w: Arc<Worker>, i| async move {
+                    w.client
+                        .mkdir(&w.other(i), false)
+                        .await
+                        .map(|_| ())
+                        .map_err(err)
+                },
+            )
+            .await
+        }
+        MetaOp::Stat => {
+            report::run(
+                "raftfs",
+                "stat",
+                ws,
+                load.ops,
+                load.progress,
+                |w: Arc<Worker>, i| async move {
+                    w.client.stat(&w.file(i)).await.map(|_| ()).map_err(err)
+                },
+            )
+            .await
+        }
+        MetaOp::List => {
+            report::run(
+                "raftfs",
+                "list",
+                ws,
+                load.ops,
+                load.progress,
+                |w: Arc<Worker>, _i| async move {
+                    let page = w.client.list_page(&w.dir(0), "", 1000).await.map_err(err)?;
+                    if page.entries.is_empty() {
+                        Err("listing came back empty".into())
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
+            .await
+        }
+        MetaOp::Rename => {
+            report::run(
+                "raftfs",
+                "rename",
+                ws,
+                load.ops,
+                load.progress,
+                |w: Arc<Worker>, i| async move {
+                    w.client
+                        .rename(&w.file(i), &w.other(i), false)
+                        .await
+                        .map(|_| ())
+                        .map_err(err)
+                },
+            )
+            .await
+        }
+        MetaOp::Delete => {
+            report::run(
+                "raftfs",
+                "delete",
+                ws,
+                load.ops,
+                load.progress,
+                |w: Arc<Worker>, i| async move {
+                    w.client
+                        .delete(&w.file(i), false)
+                        .await
+                        .map(|_| ())
+                        .map_err(err)
+                },
+            )
+            .await
+        }
+    };
+    Ok(report)
+}

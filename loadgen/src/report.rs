@@ -1,0 +1,158 @@
+//! Running a load and reporting it: N concurrent clients share M operations; each records
+//! its latencies in an HDR histogram; the report is the same for every target, so raftfs
+//! and its peer pay the same client-side overhead.
+
+use std::future::Future;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+/// What a load run measured (DESIGN §8's JSON fields).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub op: String,
+    pub clients: usize,
+    pub ops: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub ops_per_sec: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_error: Option<String>,
+}
+
+impl Report {
+    /// The human-readable form.
+    pub fn print_text(&self) {
+        println!(
+            "{} {}: {} ops by {} clients in {:.2} s: {:.0} ops/s; latency ms p50 {:.3} p95 {:.3} p99 {:.3} max {:.3}; {} errors",
+            self.target,
+            self.op,
+            self.ops,
+            self.clients,
+            self.seconds,
+            self.ops_per_sec,
+            self.p50_ms,
+            self.p95_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.errors
+        );
+        if let Some(e) = &self.first_error {
+            println!("first error: {e}");
+        }
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs .. 100 s at 3 significant digits; the bounds are constants, so this cannot fail.
+    Histogram::new_with_bounds(1, 100_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+}
+
+/// Runs `ops` operations spread over `clients` concurrent tasks. `op(client, i)` performs
+/// operation `i` (0-based, global) for task `client`, using that task's own state.
+pub async fn run<S, F, Fut>(
+    target: &str,
+    name: &str,
+    states: Vec<S>,
+    ops: u64,
+    show_progress: bool,
+    op: F,
+) -> Report
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let clients = states.len().max(1);
+    let progress = if show_progress && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(Some(ops), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec}",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_prefix(format!("{target} {name}"));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(clients);
+    for (c, state) in states.into_iter().enumerate() {
+        let op = op.clone();
+        let progress = progress.clone();
+        let state = Arc::new(state);
+        // Task c does operations c, c + clients, c + 2*clients, ...
+        tasks.push(tokio::spawn(async move {
+            let mut hist = new_histogram();
+            let mut errors = 0u64;
+            let mut first_error = None;
+            let mut i = c as u64;
+            while i < ops {
+                let t = Instant::now();
+                match op(state.clone(), i).await {
+                    Ok(()) => {
+                        let us = u64::try_from(t.elapsed().as_micros())
+                            .unwrap_or(u64::MAX)
+                            .max(1);
+                        let _ = hist.record(us);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+                progress.inc(1);
+                i += clients as u64;
+            }
+            (hist, errors, first_error)
+        }));
+    }
+    let mut hist = new_histogram();
+    let mut errors = 0;
+    let mut first_error = None;
+    for t in tasks {
+        match t.await {
+            Ok((h, e, fe)) => {
+                let _ = hist.add(&h);
+                errors += e;
+                if first_error.is_none() {
+                    first_error = fe;
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(format!("load task failed: {e}"));
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    progress.finish_and_clear();
+    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let done = hist.len();
+    Report {
+        target: target.to_owned(),
+        op: name.to_owned(),
+        clients,
+        ops,
+        errors,
+        seconds: elapsed.as_secs_f64(),
+        ops_per_sec: done as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+        p50_ms: ms(0.50),
+        p95_ms: ms(0.95),
+        p99_ms: ms(0.99),
+        max_ms: hist.max() as f64 / 1000.0,
+        first_error,
+    }
+}

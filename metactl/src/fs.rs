@@ -1,0 +1,176 @@
+//! `metactl fs ...`: file commands that behave like `hdfs dfs`.
+
+use anyhow::Result;
+use raftfs_client::{Client, ClientError, ErrorKind, FileKind, FileStatus};
+
+/// `drwxr-xr-x` from a kind and permission bits.
+pub fn mode_string(kind: FileKind, permission: u32) -> String {
+    let mut s = String::with_capacity(10);
+    s.push(match kind {
+        FileKind::Directory => 'd',
+        FileKind::Symlink => 'l',
+        FileKind::File => '-',
+    });
+    for shift in [6u32, 3, 0] {
+        let bits = (permission >> shift) & 0o7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+/// `yyyy-MM-dd HH:mm` in UTC, as `hdfs dfs -ls` prints.
+pub fn short_time(ms: u64) -> String {
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M").to_string())
+}
+
+fn replication(f: &FileStatus) -> String {
+    match (f.kind, f.storage_policy.strip_prefix("REPLICATED-")) {
+        (FileKind::File, Some(n)) => n.to_owned(),
+        _ => "-".to_owned(),
+    }
+}
+
+/// One `hdfs dfs -ls` line.
+pub fn ls_line(f: &FileStatus, path: &str) -> String {
+    format!(
+        "{} {:>3} {:<8} {:<10} {:>12} {} {}",
+        mode_string(f.kind, f.permission),
+        replication(f),
+        f.owner,
+        f.group,
+        f.length,
+        short_time(f.mtime_ms),
+        path
+    )
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// `fs ls`.
+pub async fn ls(client: &Client, path: &str, json: bool) -> Result<()> {
+    let st = client.stat(path).await?;
+    let entries = if st.is_dir() {
+        client.list(path).await?
+    } else {
+        vec![st.clone()]
+    };
+    if json {
+        let doc = serde_json::json!({ "path": path, "entries": entries });
+        println!("{}", serde_json::to_string(&doc)?);
+        return Ok(());
+    }
+    if st.is_dir() {
+        println!("Found {} items", entries.len());
+        for e in &entries {
+            println!("{}", ls_line(e, &join(path, &e.name)));
+        }
+    } else {
+        println!("{}", ls_line(&st, path));
+    }
+    Ok(())
+}
+
+/// `fs stat`.
+pub async fn stat(client: &Client, path: &str, json: bool) -> Result<()> {
+    let st = client.stat(path).await?;
+    if json {
+        let mut doc = serde_json::to_value(&st)?;
+        doc["path"] = serde_json::Value::String(path.to_owned());
+        doc["state_id"] = serde_json::Value::from(client.state_id());
+        println!("{}", serde_json::to_string(&doc)?);
+        return Ok(());
+    }
+    let kind = match st.kind {
+        FileKind::Directory => "directory",
+        FileKind::File => "regular file",
+        FileKind::Symlink => "symlink",
+    };
+    println!("  File: {path}");
+    println!("  Type: {kind}    Inode: {}    Size: {}", st.id, st.length);
+    println!(
+        "Access: ({:04o}/{})  Owner: {}  Group: {}",
+        st.permission,
+        mode_string(st.kind, st.permission),
+        st.owner,
+        st.group
+    );
+    println!(
+        "Modify: {}    Access: {}",
+        short_time(st.mtime_ms),
+        short_time(st.atime_ms)
+    );
+    println!("Policy: {}", st.storage_policy);
+    if st.is_dir() {
+        println!("Children: {}", st.children);
+    }
+    if st.under_construction {
+        println!("Under construction, lease held by {}", st.lease_holder);
+    }
+    if !st.symlink_target.is_empty() {
+        println!("Target: {}", st.symlink_target);
+    }
+    Ok(())
+}
+
+/// `fs mv SRC DST`: into DST when DST is a directory, as `hdfs dfs -mv` does.
+pub async fn mv(client: &Client, src: &str, dst: &str) -> Result<()> {
+    let target = match client.stat(dst).await {
+        Ok(d) if d.is_dir() => {
+            let name = src
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default();
+            join(dst, name)
+        }
+        Ok(_) => dst.to_owned(),
+        Err(e) if e.is(ErrorKind::NotFound) => dst.to_owned(),
+        Err(e) => return Err(e.into()),
+    };
+    client.rename(src, &target, false).await?;
+    Ok(())
+}
+
+/// `fs rm [-r]`.
+pub async fn rm(client: &Client, path: &str, recursive: bool) -> Result<()> {
+    match client.delete(path, recursive).await {
+        Ok(_) => {
+            println!("Deleted {path}");
+            Ok(())
+        }
+        Err(
+            e @ ClientError::Refused {
+                kind: ErrorKind::DirectoryNotEmpty,
+                ..
+            },
+        ) => Err(anyhow::anyhow!(
+            "{e} (use -r to delete it and everything below it)"
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_print_like_ls() {
+        assert_eq!(mode_string(FileKind::Directory, 0o755), "drwxr-xr-x");
+        assert_eq!(mode_string(FileKind::File, 0o640), "-rw-r-----");
+        assert_eq!(mode_string(FileKind::Symlink, 0o777), "lrwxrwxrwx");
+        assert_eq!(short_time(0), "1970-01-01 00:00");
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("/d", "a"), "/d/a");
+    }
+}

@@ -1,0 +1,245 @@
+//! `metactl local ...`: a cluster of real processes on loopback, for development, tests and
+//! benchmarks. Each metaserver is this same binary run as `metactl serve-meta --config
+//! DIR/meta-N/metaserver.toml`, i.e. the entry point of the `metaserver` binary with a config
+//! file an operator could have written; nothing here is a separate code path.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use raftfs_client::discovery::{ClusterFile, MetaEntry};
+use raftfs_client::{Client, ClientConfig};
+use raftfs_metaserver::config::{Config, Peer};
+
+/// What `local up` starts.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    pub dir: PathBuf,
+    pub voters: u32,
+    /// Snapshot every this many entries (small values exercise snapshot catch-up).
+    pub snapshot_every: Option<u64>,
+}
+
+/// Picks free loopback ports by binding port 0. The listeners are dropped right away; the
+/// servers bind the same ports a moment later.
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<_>>()
+        .context("finding free ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+fn node_dir(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("meta-{id}"))
+}
+
+fn config_path(dir: &Path, id: u64) -> PathBuf {
+    node_dir(dir, id).join("metaserver.toml")
+}
+
+/// Whether process `pid` is alive.
+pub fn alive(pid: u32) -> bool {
+    i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok())
+}
+
+/// Sends `signal` to `pid`, ignoring a process that is already gone.
+pub fn signal(pid: u32, signal: Signal) -> Result<()> {
+    let p = i32::try_from(pid).map_err(|_| anyhow!("bad pid {pid}"))?;
+    match kill(Pid::from_raw(p), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => Err(anyhow!("signal {signal} to {pid}: {e}")),
+    }
+}
+
+/// Starts the metaserver whose config is in `DIR/meta-ID/`, detached from this process.
+pub fn spawn_meta(dir: &Path, id: u64) -> Result<u32> {
+    let exe = std::env::current_exe().context("locating metactl")?;
+    let nd = node_dir(dir, id);
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(nd.join("metaserver.log"))
+        .with_context(|| format!("opening log in {}", nd.display()))?;
+    let child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(exe)
+            .arg("serve-meta")
+            .arg("--config")
+            .arg(config_path(dir, id))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C meant for `local up` does not reach it directly.
+            .process_group(0)
+            .spawn()
+            .context("starting metaserver")?
+    };
+    Ok(child.id())
+}
+
+/// Writes `cluster.json` atomically.
+pub fn write_cluster_file(dir: &Path, cluster: &ClusterFile) -> Result<()> {
+    let tmp = dir.join("cluster.json.tmp");
+    fs::write(&tmp, serde_json::to_vec_pretty(cluster)?)?;
+    fs::rename(&tmp, ClusterFile::path(dir))?;
+    Ok(())
+}
+
+/// Waits until the cluster has an active that every voter follows.
+pub async fn wait_ready(addrs: &[String], voters: usize, timeout: Duration) -> Result<u64> {
+    let mut config = ClientConfig::new(addrs.to_vec());
+    config.failover_deadline = Duration::from_secs(2);
+    config.rpc_timeout = Duration::from_secs(2);
+    let client = Client::new(config)?;
+    let start = Instant::now();
+    let mut last = String::from("no answer yet");
+    while start.elapsed() < timeout {
+        match client.cluster_status().await {
+            Ok(s) if s.members.len() >= voters && s.members.iter().all(|m| m.lag == 0) => {
+                return Ok(s.leader);
+            }
+            Ok(s) => {
+                last = format!(
+                    "{} of {voters} members caught up",
+                    s.members.iter().filter(|m| m.lag == 0).count()
+                )
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("cluster did not become ready within {timeout:?}: {last}")
+}
+
+/// `local up`.
+pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
+    if opts.voters == 0 {
+        bail!("--voters must be at least 1");
+    }
+    if let Ok(existing) = ClusterFile::read(&opts.dir)
+        && existing.meta.iter().any(|m| alive(m.pid))
+    {
+        bail!(
+            "a cluster is already running in {} (metactl local down --dir {0})",
+            opts.dir.display()
+        );
+    }
+    fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
+    let n = opts.voters as usize;
+    let ports = free_ports(2 * n)?;
+    let members: Vec<Peer> = (0..n)
+        .map(|i| Peer {
+            id: i as u64 + 1,
+            addr: format!("127.0.0.1:{}", ports[i]),
+        })
+        .collect();
+    let mut cluster = ClusterFile::default();
+    for (i, peer) in members.iter().enumerate() {
+        let nd = node_dir(&opts.dir, peer.id);
+        fs::create_dir_all(&nd)?;
+        let mut config = Config {
+            node_id: peer.id,
+            listen_addr: peer.addr.parse()?,
+            advertise_addr: Some(peer.addr.clone()),
+            data_dir: nd.join("data"),
+            initial_members: members.clone(),
+            bootstrap: true,
+            metrics_addr: Some(format!("127.0.0.1:{}", ports[n + i]).parse()?),
+            ..Config::default()
+        };
+        if let Some(s) = opts.snapshot_every {
+            config.raft.snapshot_every_entries = s;
+            config.raft.keep_entries_behind_snapshot = s / 10;
+        }
+        config.validate()?;
+        fs::write(
+            config_path(&opts.dir, peer.id),
+            toml::to_string_pretty(&config)?,
+        )?;
+        let pid = spawn_meta(&opts.dir, peer.id)?;
+        cluster.meta.push(MetaEntry {
+            id: peer.id,
+            addr: peer.addr.clone(),
+            pid,
+            role: "voter".into(),
+            data_dir: config.data_dir.display().to_string(),
+            metrics_addr: config.metrics_addr.map(|a| a.to_string()),
+        });
+    }
+    write_cluster_file(&opts.dir, &cluster)?;
+    let addrs = cluster.meta_addrs();
+    if let Err(e) = wait_ready(&addrs, n, Duration::from_secs(60)).await {
+        let _ = down(&opts.dir).await;
+        return Err(e.context(format!(
+            "see the logs in {}/meta-*/metaserver.log",
+            opts.dir.display()
+        )));
+    }
+    Ok(cluster)
+}
+
+/// Stops one process: SIGTERM, then SIGKILL if it lingers.
+pub async fn stop_pid(pid: u32, grace: Duration) -> Result<()> {
+    signal(pid, Signal::SIGTERM)?;
+    let start = Instant::now();
+    while alive(pid) && start.elapsed() < grace {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if alive(pid) {
+        signal(pid, Signal::SIGKILL)?;
+    }
+    Ok(())
+}
+
+/// `local down`: stops every process of the cluster in `dir`.
+pub async fn down(dir: &Path) -> Result<()> {
+    let cluster = ClusterFile::read(dir)?;
+    for m in &cluster.meta {
+        stop_pid(m.pid, Duration::from_secs(5)).await?;
+    }
+    for b in &cluster.block {
+        stop_pid(b.pid, Duration::from_secs(5)).await?;
+    }
+    Ok(())
+}
+
+/// `local start --id N`: starts a stopped node again with its existing config and data.
+pub async fn start_node(dir: &Path, id: u64) -> Result<u32> {
+    let mut cluster = ClusterFile::read(dir)?;
+    let entry = cluster
+        .meta
+        .iter_mut()
+        .find(|m| m.id == id)
+        .ok_or_else(|| anyhow!("no metaserver {id} in {}", dir.display()))?;
+    if alive(entry.pid) {
+        bail!("metaserver {id} is already running (pid {})", entry.pid);
+    }
+    entry.pid = spawn_meta(dir, id)?;
+    let pid = entry.pid;
+    write_cluster_file(dir, &cluster)?;
+    Ok(pid)
+}
+
+/// `local stop --id N`: stops one node (SIGKILL with `kill`, as a crash would).
+pub async fn stop_node(dir: &Path, id: u64, hard: bool) -> Result<()> {
+    let cluster = ClusterFile::read(dir)?;
+    let entry = cluster
+        .meta
+        .iter()
+        .find(|m| m.id == id)
+        .ok_or_else(|| anyhow!("no metaserver {id} in {}", dir.display()))?;
+    if hard {
+        signal(entry.pid, Signal::SIGKILL)
+    } else {
+        stop_pid(entry.pid, Duration::from_secs(5)).await
+    }
+}

@@ -1,0 +1,161 @@
+//! `metactl` against a real 3-voter cluster: the file commands behave like `hdfs dfs`, bad
+//! input gets a typed error and a non-zero exit, and changes nothing.
+
+mod common;
+
+use common::{LocalCluster, metactl, snapshot_tree};
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(out: &std::process::Output, needle: &str) {
+    assert!(
+        !out.status.success(),
+        "should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: "),
+        "stderr should start with `error: `: {err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(needle), "{err:?} should mention {needle:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_commands_and_bad_input() {
+    let cluster = LocalCluster::up(3, &[]);
+
+    // cluster status
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&cluster.ctl(&["cluster", "status", "--json"]))).expect("json");
+    assert!(
+        status["leader"]
+            .as_u64()
+            .is_some_and(|l| (1..=3).contains(&l))
+    );
+    let members = status["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3);
+    for m in members {
+        assert_eq!(m["role"], "voter");
+        assert!(
+            m["applied_index"].as_u64().is_some()
+                && m["lag"].as_u64().is_some()
+                && m["addr"].is_string()
+        );
+    }
+    assert!(ok(&cluster.ctl(&["cluster", "status"])).contains("active"));
+
+    // mkdir, touch, ls, stat, mv, rm
+    ok(&cluster.ctl(&["fs", "mkdir", "-p", "/user/alice/logs"]));
+    ok(&cluster.ctl(&["fs", "touch", "/user/alice/a.txt", "/user/alice/b.txt"]));
+    let ls = ok(&cluster.ctl(&["fs", "ls", "/user/alice"]));
+    assert!(ls.starts_with("Found 3 items"), "{ls}");
+    assert!(
+        ls.contains("/user/alice/logs") && ls.lines().any(|l| l.starts_with("drwxr-xr-x")),
+        "{ls}"
+    );
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("-rw-r--r--") && l.ends_with("/user/alice/a.txt")),
+        "{ls}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&cluster.ctl(&["fs", "ls", "--json", "/user/alice"])))
+            .expect("json");
+    let names: Vec<&str> = json["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(names, ["a.txt", "b.txt", "logs"]);
+    let stat: serde_json::Value = serde_json::from_str(&ok(&cluster.ctl(&[
+        "fs",
+        "stat",
+        "--json",
+        "/user/alice/a.txt",
+    ])))
+    .expect("json");
+    assert_eq!(stat["kind"], "file");
+    assert_eq!(stat["length"], 0);
+    assert_eq!(stat["under_construction"], false);
+    assert!(stat["state_id"].as_u64().is_some_and(|s| s > 0));
+    assert!(ok(&cluster.ctl(&["fs", "stat", "/user/alice"])).contains("directory"));
+    ok(&cluster.ctl(&["fs", "mv", "/user/alice/a.txt", "/user/alice/logs"]));
+    ok(&cluster.ctl(&["fs", "stat", "/user/alice/logs/a.txt"]));
+    ok(&cluster.ctl(&["fs", "mv", "/user/alice/b.txt", "/user/alice/c.txt"]));
+    assert!(
+        ok(&cluster.ctl(&["fs", "rm", "/user/alice/c.txt"])).contains("Deleted /user/alice/c.txt")
+    );
+
+    // discovery by --meta and by RAFTFS_META
+    let addrs = cluster.file().meta_addrs().join(",");
+    ok(&metactl(&["--meta", &addrs, "fs", "stat", "/user"]));
+    let env_out = std::process::Command::new(common::metactl_bin())
+        .args(["fs", "ls", "/user"])
+        .env("RAFTFS_META", &addrs)
+        .output()
+        .expect("run");
+    assert!(ok(&env_out).contains("/user/alice"));
+
+    // Bad input: a typed error, one line on stderr, non-zero exit, and nothing changes.
+    let client = cluster.client();
+    let before = snapshot_tree(&client).await;
+    fails(
+        &cluster.ctl(&["fs", "mkdir", "relative/path"]),
+        "invalid path",
+    );
+    fails(
+        &cluster.ctl(&["fs", "mkdir", "/user/../etc"]),
+        "invalid path",
+    );
+    fails(&cluster.ctl(&["fs", "mkdir", "/user//x"]), "invalid path");
+    let long = format!("/{}", "x".repeat(256));
+    fails(&cluster.ctl(&["fs", "mkdir", &long]), "invalid path");
+    fails(
+        &cluster.ctl(&["fs", "mkdir", "/no/such/parent"]),
+        "parent directory does not exist",
+    );
+    fails(&cluster.ctl(&["fs", "mkdir", "/user"]), "already exists");
+    fails(&cluster.ctl(&["fs", "rm", "/user"]), "not empty");
+    fails(&cluster.ctl(&["fs", "rm", "/"]), "root");
+    fails(&cluster.ctl(&["fs", "rm", "/nope"]), "no such file");
+    fails(
+        &cluster.ctl(&["fs", "mv", "/user", "/user/alice/logs/inside"]),
+        "own subtree",
+    );
+    fails(&cluster.ctl(&["fs", "mv", "/nope", "/x"]), "no such file");
+    fails(
+        &cluster.ctl(&["fs", "stat", "/user/alice/logs/a.txt/deeper"]),
+        "not a directory",
+    );
+    fails(
+        &cluster.ctl(&["local", "start", "--dir", &cluster.dir_arg(), "--id", "9"]),
+        "no metaserver 9",
+    );
+    fails(
+        &cluster.ctl(&["local", "stop", "--dir", &cluster.dir_arg(), "--id", "0"]),
+        "no metaserver 0",
+    );
+    fails(
+        &metactl(&["--meta", "", "fs", "ls", "/"]),
+        "no metaserver given",
+    );
+    assert_eq!(
+        snapshot_tree(&client).await,
+        before,
+        "bad input changed the tree"
+    );
+
+    // rm -r works where rm did not
+    assert!(ok(&cluster.ctl(&["fs", "rm", "-r", "/user"])).contains("Deleted /user"));
+    assert!(snapshot_tree(&client).await.is_empty());
+}

@@ -1,0 +1,211 @@
+//! A local cluster of real metaserver processes for integration tests, started and stopped
+//! through `metactl local` exactly as a developer would.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use raftfs_client::discovery::ClusterFile;
+use raftfs_client::{Client, ClientConfig, FileKind};
+
+pub fn metactl_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_metactl")
+}
+
+/// Runs `metactl ARGS` and returns its output.
+pub fn metactl(args: &[&str]) -> Output {
+    Command::new(metactl_bin())
+        .args(args)
+        .output()
+        .expect("run metactl")
+}
+
+pub struct LocalCluster {
+    pub dir: tempfile::TempDir,
+}
+
+impl LocalCluster {
+    pub fn up(voters: u32, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf8 dir").to_owned();
+        let voters = voters.to_string();
+        let mut args = vec!["local", "up", "--dir", &d, "--voters", &voters, "--detach"];
+        args.extend_from_slice(extra);
+        let out = metactl(&args);
+        assert!(
+            out.status.success(),
+            "local up failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            Self::logs(dir.path())
+        );
+        Self { dir }
+    }
+
+    pub fn logs(dir: &Path) -> String {
+        let mut all = String::new();
+        for i in 1..=5 {
+            if let Ok(s) = std::fs::read_to_string(dir.join(format!("meta-{i}/metaserver.log"))) {
+                let tail: Vec<&str> = s.lines().rev().take(30).collect();
+                all.push_str(&format!("--- meta-{i} (last lines) ---\n"));
+                for l in tail.into_iter().rev() {
+                    all.push_str(l);
+                    all.push('\n');
+                }
+            }
+        }
+        all
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn dir_arg(&self) -> String {
+        self.path().to_str().expect("utf8").to_owned()
+    }
+
+    pub fn file(&self) -> ClusterFile {
+        ClusterFile::read(self.path()).expect("cluster.json")
+    }
+
+    pub fn client(&self) -> Client {
+        let mut c = ClientConfig::new(self.file().meta_addrs());
+        c.failover_deadline = Duration::from_secs(30);
+        Client::new(c).expect("client")
+    }
+
+    /// `metactl --cluster DIR ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let d = self.dir_arg();
+        let mut all = vec!["--cluster", d.as_str()];
+        all.extend_from_slice(args);
+        metactl(&all)
+    }
+
+    pub fn pid_of(&self, id: u64) -> u32 {
+        self.file()
+            .meta
+            .iter()
+            .find(|m| m.id == id)
+            .expect("member")
+            .pid
+    }
+
+    pub fn addr_of(&self, id: u64) -> String {
+        self.file()
+            .meta
+            .iter()
+            .find(|m| m.id == id)
+            .expect("member")
+            .addr
+            .clone()
+    }
+
+    pub fn data_dir_of(&self, id: u64) -> PathBuf {
+        PathBuf::from(
+            &self
+                .file()
+                .meta
+                .iter()
+                .find(|m| m.id == id)
+                .expect("member")
+                .data_dir,
+        )
+    }
+
+    /// SIGKILL of one metaserver.
+    pub fn kill(&self, id: u64) {
+        let out = self.ctl(&[
+            "local",
+            "stop",
+            "--dir",
+            &self.dir_arg(),
+            "--id",
+            &id.to_string(),
+            "--kill",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pid = self.pid_of(id);
+        let start = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && start.elapsed() < Duration::from_secs(10)
+        {
+            // a killed child of nobody lingers as a zombie until reaped by init; /proc/PID/stat says Z
+            if std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Graceful stop of one metaserver.
+    pub fn stop(&self, id: u64) {
+        let out = self.ctl(&[
+            "local",
+            "stop",
+            "--dir",
+            &self.dir_arg(),
+            "--id",
+            &id.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn start(&self, id: u64) {
+        let out = self.ctl(&[
+            "local",
+            "start",
+            "--dir",
+            &self.dir_arg(),
+            "--id",
+            &id.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let d = self.dir_arg();
+        let _ = metactl(&["local", "down", "--dir", &d]);
+        if std::thread::panicking() {
+            eprintln!("{}", Self::logs(self.path()));
+        }
+    }
+}
+
+/// The whole tree under `/`, as (path, kind, permission, length), for before/after checks.
+pub async fn snapshot_tree(client: &Client) -> Vec<(String, FileKind, u32, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec!["/".to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in client.list(&dir).await.expect("list") {
+            let p = if dir == "/" {
+                format!("/{}", e.name)
+            } else {
+                format!("{dir}/{}", e.name)
+            };
+            if e.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push((p, e.kind, e.permission, e.length));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what building raftfs needs on Debian/Ubuntu, beyond Rust itself:
+#   clang + libclang-dev  bindgen, for RocksDB's bindings (librocksdb-sys)
+#   protobuf-compiler     protoc, for the gRPC code generation (tonic-prost-build)
+#   g++ / make            RocksDB's C++ (usually present with Rust)
+# Idempotent: does nothing when everything is there. Uses sudo when not root.
+set -euo pipefail
+
+need=()
+command -v clang >/dev/null 2>&1 || need+=(clang)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1; then
+  need+=(libclang-dev)
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "install-deps: installing ${need[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+for c in cargo rustfmt cargo-clippy; do
+  command -v "$c" >/dev/null 2>&1 || { echo "error: $c is missing (install Rust with rustup's default profile)" >&2; exit 1; }
+done
