@@ -35,6 +35,8 @@ pub struct RaftTuning {
     pub keep_entries_behind_snapshot: u64,
     /// Most entries in one AppendEntries message.
     pub max_entries_per_append: u64,
+    /// How long one 1 MiB snapshot chunk may take to send and store, ms.
+    pub snapshot_chunk_timeout_ms: u64,
 }
 
 impl Default for RaftTuning {
@@ -46,6 +48,7 @@ impl Default for RaftTuning {
             snapshot_every_entries: 50_000,
             keep_entries_behind_snapshot: 10_000,
             max_entries_per_append: 256,
+            snapshot_chunk_timeout_ms: 10_000,
         }
     }
 }

@@ -27,6 +27,9 @@ use crate::service::raft::RaftService;
 /// Largest gRPC message between metaservers (AppendEntries batches, snapshot chunks).
 pub const MAX_RAFT_MESSAGE: usize = 256 * 1024 * 1024;
 
+/// Snapshot bytes per InstallSnapshot message.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
+
 /// Why a metaserver could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -64,6 +67,10 @@ pub async fn run(
         snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
         max_in_snapshot_log_to_keep: r.keep_entries_behind_snapshot,
         max_payload_entries: r.max_entries_per_append,
+        // openraft's 200 ms default cancels a multi-MiB chunk on a busy machine; a cancelled
+        // transfer starves the follower of heartbeats and it starts elections it cannot win.
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+        install_snapshot_timeout: r.snapshot_chunk_timeout_ms,
         ..Default::default()
     }
     .validate()
