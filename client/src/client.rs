@@ -2,9 +2,9 @@
 //! value (and its clones) is one client object in the sense of DESIGN §5: it has one client
 //! id, numbers its calls, and remembers the highest state ID it has seen.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use raftfs_proto as pb;
 use raftfs_proto::admin_client::AdminClient;
@@ -14,7 +14,11 @@ use tonic::transport::Channel;
 
 use crate::error::ClientError;
 use crate::failover::Targets;
-use crate::model::{ClusterStatus, ContentSummary, FileStatus, ListPage, MemberStatus, NodeStatus};
+use crate::model::{
+    ClusterStatus, ContentSummary, FileStatus, ListPage, Member, MemberStatus, NodeStatus,
+};
+use crate::observers::Observers;
+use crate::read_mode::{AutoMsync, ReadMode};
 
 /// How a client behaves.
 #[derive(Debug, Clone)]
@@ -27,6 +31,13 @@ pub struct ClientConfig {
     pub rpc_timeout: Duration,
     /// The user name put on new files and directories.
     pub user: String,
+    /// Where reads go.
+    pub read_mode: ReadMode,
+    /// In observer mode, when to msync on our own before a read.
+    pub auto_msync: AutoMsync,
+    /// How long one read attempt on an observer may take before the client tries the next
+    /// one (a paused or partitioned observer): a little above the servers' read wait.
+    pub observer_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -36,6 +47,9 @@ impl ClientConfig {
             failover_deadline: Duration::from_secs(30),
             rpc_timeout: Duration::from_secs(10),
             user: std::env::var("USER").unwrap_or_else(|_| "nobody".into()),
+            read_mode: ReadMode::Active,
+            auto_msync: AutoMsync::Never,
+            observer_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -58,12 +72,23 @@ struct Inner {
     client_id: [u8; 16],
     next_call: AtomicU64,
     last_seen: AtomicU64,
+    observers: Observers,
+    last_msync: Mutex<Option<Instant>>,
+    /// The member that answered the last read.
+    last_reader: Mutex<String>,
 }
 
 /// A raftfs client. Cheap to clone; clones share identity and state.
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -82,6 +107,9 @@ impl Client {
                 client_id,
                 next_call: AtomicU64::new(1),
                 last_seen: AtomicU64::new(0),
+                observers: Observers::default(),
+                last_msync: Mutex::new(None),
+                last_reader: Mutex::new(String::new()),
             }),
         })
     }
@@ -120,17 +148,87 @@ impl Client {
         }
     }
 
+    /// A refusal reflects a state too (`NotFound` at state 90): later reads must not go back.
+    fn seen_refusal<T>(&self, r: Result<T, ClientError>) -> Result<T, ClientError> {
+        if let Err(ClientError::Refused { state_id, .. }) = &r {
+            self.observe(*state_id);
+        }
+        r
+    }
+
+    /// This client's read mode.
+    pub fn read_mode(&self) -> ReadMode {
+        self.inner.config.read_mode
+    }
+
+    /// The address of the member that answered the last read (observer or active).
+    pub fn last_reader(&self) -> String {
+        lock(&self.inner.last_reader).clone()
+    }
+
+    fn set_last_reader(&self, addr: String) {
+        *lock(&self.inner.last_reader) = addr;
+    }
+
     async fn namespace_call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
     where
         F: FnMut(NamespaceClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
-        self.inner
+        let r = self
+            .inner
             .targets
             .call(self.inner.config.failover_deadline, |ch| {
                 f(NamespaceClient::new(ch))
             })
-            .await
+            .await;
+        self.seen_refusal(r)
+    }
+
+    /// A read: on an observer in observer mode (after an auto-msync if one is due), else, or
+    /// when no observer can answer, on the active.
+    async fn read_call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
+    where
+        F: FnMut(NamespaceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        if self.inner.config.read_mode == ReadMode::Observer {
+            self.auto_msync().await?;
+            let on_observer = self
+                .inner
+                .observers
+                .call(
+                    &self.inner.targets,
+                    self.inner.config.observer_timeout,
+                    |ch| f(NamespaceClient::new(ch)),
+                )
+                .await;
+            match on_observer {
+                Some(Ok((v, addr))) => {
+                    self.set_last_reader(addr);
+                    return Ok(v);
+                }
+                Some(Err(e)) => return self.seen_refusal(Err(e)),
+                None => {}
+            }
+        }
+        let r = self.namespace_call(f).await;
+        self.set_last_reader(self.inner.targets.current());
+        r
+    }
+
+    async fn auto_msync(&self) -> Result<(), ClientError> {
+        let due = match self.inner.config.auto_msync {
+            AutoMsync::Never => false,
+            AutoMsync::Always => true,
+            AutoMsync::Every(period) => {
+                lock(&self.inner.last_msync).is_none_or(|t| t.elapsed() >= period)
+            }
+        };
+        if due {
+            self.msync().await?;
+        }
+        Ok(())
     }
 
     /// Sends one mutation; retries carry the same call id.
@@ -365,7 +463,7 @@ impl Client {
         names: &[String],
     ) -> Result<Vec<(String, Vec<u8>)>, ClientError> {
         let r = self
-            .namespace_call(|mut c| {
+            .read_call(|mut c| {
                 let req = pb::GetXattrsRequest {
                     header: Some(self.header(0)),
                     path: path.into(),
@@ -380,7 +478,7 @@ impl Client {
 
     pub async fn stat(&self, path: &str) -> Result<FileStatus, ClientError> {
         let r = self
-            .namespace_call(|mut c| {
+            .read_call(|mut c| {
                 let req = pb::StatRequest {
                     header: Some(self.header(0)),
                     path: path.into(),
@@ -402,7 +500,7 @@ impl Client {
         limit: u32,
     ) -> Result<ListPage, ClientError> {
         let r = self
-            .namespace_call(|mut c| {
+            .read_call(|mut c| {
                 let req = pb::ListRequest {
                     header: Some(self.header(0)),
                     path: path.into(),
@@ -434,7 +532,7 @@ impl Client {
 
     pub async fn content_summary(&self, path: &str) -> Result<ContentSummary, ClientError> {
         let r = self
-            .namespace_call(|mut c| {
+            .read_call(|mut c| {
                 let req = pb::ContentSummaryRequest {
                     header: Some(self.header(0)),
                     path: path.into(),
@@ -467,6 +565,7 @@ impl Client {
             })
             .await?;
         self.seen(r.header.as_ref());
+        *lock(&self.inner.last_msync) = Some(Instant::now());
         Ok(self.state_id())
     }
 
@@ -498,6 +597,83 @@ impl Client {
                 })
                 .collect(),
         })
+    }
+
+    /// The membership as the member this client talks to knows it (any member answers).
+    pub async fn members(&self) -> Result<Vec<Member>, ClientError> {
+        let r = self
+            .inner
+            .targets
+            .call(self.inner.config.failover_deadline, |ch| async move {
+                AdminClient::new(ch)
+                    .members(pb::MembersRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+            .await?;
+        Ok(r.members.into_iter().map(Member::from).collect())
+    }
+
+    async fn membership_call<F, Fut>(&self, mut f: F) -> Result<Vec<Member>, ClientError>
+    where
+        F: FnMut(AdminClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<pb::MembershipChangeResponse, tonic::Status>>,
+    {
+        let r = self
+            .inner
+            .targets
+            .call(self.inner.config.failover_deadline, |ch| {
+                f(AdminClient::new(ch))
+            })
+            .await;
+        let r = self.seen_refusal(r)?;
+        self.seen(r.header.as_ref());
+        Ok(r.members.into_iter().map(Member::from).collect())
+    }
+
+    /// Adds the metaserver `id` (already running at `addr`, outside the membership) as an
+    /// observer; returns once it has caught up.
+    pub async fn add_observer(&self, id: u64, addr: &str) -> Result<Vec<Member>, ClientError> {
+        self.membership_call(|mut c| {
+            let req = pb::AddObserverRequest {
+                id,
+                addr: addr.into(),
+            };
+            async move { c.add_observer(req).await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+
+    /// Removes a voter or an observer from the membership.
+    pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>, ClientError> {
+        self.membership_call(|mut c| async move {
+            c.remove_member(pb::RemoveMemberRequest { id })
+                .await
+                .map(tonic::Response::into_inner)
+        })
+        .await
+    }
+
+    /// Promotes an observer to voter.
+    pub async fn promote(&self, id: u64) -> Result<Vec<Member>, ClientError> {
+        self.membership_call(|mut c| async move {
+            c.promote_member(pb::PromoteMemberRequest { id })
+                .await
+                .map(tonic::Response::into_inner)
+        })
+        .await
+    }
+
+    /// Makes the voter `id` the active. If another voter wins the election instead, the
+    /// server says so (`Unavailable`) and the call is retried at the new active, until the
+    /// failover deadline.
+    pub async fn transfer_leader(&self, id: u64) -> Result<Vec<Member>, ClientError> {
+        self.membership_call(|mut c| async move {
+            c.transfer_leader(pb::TransferLeaderRequest { id })
+                .await
+                .map(tonic::Response::into_inner)
+        })
+        .await
     }
 
     /// One metaserver's own view of itself (no failover: it asks exactly `addr`).

@@ -9,8 +9,13 @@ pub use raftfs_proto::ErrorKind;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The metaserver refused the operation (typed: `kind` says why); nothing changed.
+    /// `state_id` is the state the refusal reflects (0 when it reflects none).
     #[error("{message}")]
-    Refused { kind: ErrorKind, message: String },
+    Refused {
+        kind: ErrorKind,
+        message: String,
+        state_id: u64,
+    },
     /// No active metaserver answered within the failover deadline.
     #[error("no active metaserver answered within {deadline:?}: {last}")]
     Unavailable { deadline: Duration, last: String },

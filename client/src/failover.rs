@@ -24,7 +24,7 @@ pub struct Targets {
 }
 
 /// What the retry loop does with a failed attempt.
-enum Next {
+pub(crate) enum Next {
     /// The server named the active: go there now.
     Redirect(String),
     /// Try the next server after a backoff.
@@ -33,7 +33,7 @@ enum Next {
     Fail(ClientError),
 }
 
-fn classify(status: tonic::Status) -> Next {
+pub(crate) fn classify(status: tonic::Status) -> Next {
     if let Some(detail) = detail_of(&status) {
         let kind = ErrorKind::try_from(detail.kind).unwrap_or(ErrorKind::Unspecified);
         return match kind {
@@ -46,6 +46,7 @@ fn classify(status: tonic::Status) -> Next {
             _ => Next::Fail(ClientError::Refused {
                 kind,
                 message: detail.message,
+                state_id: detail.state_id,
             }),
         };
     }

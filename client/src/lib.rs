@@ -4,6 +4,8 @@
 //! - [`client`]: the [`Client`] API.
 //! - [`failover`]: finding and following the active; retries that keep the call id.
 //! - [`discovery`]: `--meta`, `RAFTFS_META`, `--cluster DIR` (`cluster.json`).
+//! - [`read_mode`]: where reads go (active, or observers with an auto-msync period).
+//! - [`observers`]: reading from observers, moving on when one is behind or gone.
 //! - [`model`]: the plain types results come back as.
 //! - [`error`]: [`ClientError`], with the typed [`ErrorKind`] of a refusal.
 
@@ -12,7 +14,12 @@ pub mod discovery;
 pub mod error;
 pub mod failover;
 pub mod model;
+pub mod observers;
+pub mod read_mode;
 
 pub use client::{Client, ClientConfig, CreateOptions};
 pub use error::{ClientError, ErrorKind};
-pub use model::{ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage, NodeStatus};
+pub use model::{
+    ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage, Member, NodeStatus,
+};
+pub use read_mode::{AutoMsync, ReadMode};

@@ -131,3 +131,22 @@ impl From<pb::NodeStatusResponse> for NodeStatus {
         }
     }
 }
+
+/// One member of the cluster, as `Admin.Members` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub id: u64,
+    pub addr: String,
+    /// `"voter"` or `"observer"`.
+    pub role: String,
+}
+
+impl From<pb::Member> for Member {
+    fn from(m: pb::Member) -> Self {
+        Member {
+            id: m.id,
+            addr: m.addr,
+            role: m.role,
+        }
+    }
+}

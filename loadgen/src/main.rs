@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use raftfs_client::{AutoMsync, ReadMode};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -19,6 +20,12 @@ struct Cli {
     /// Print one JSON object instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// raftfs reads: `active` or `observer`.
+    #[arg(long, global = true, default_value = "active")]
+    read_mode: ReadMode,
+    /// raftfs reads in observer mode: msync `never`, `always` or when older than a period.
+    #[arg(long, global = true, default_value = "never")]
+    auto_msync: AutoMsync,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -81,6 +88,8 @@ async fn run(cli: Cli) -> Result<()> {
                 metas,
                 files_per_dir,
                 progress,
+                read_mode: cli.read_mode,
+                auto_msync: cli.auto_msync,
             })
             .await?
         }

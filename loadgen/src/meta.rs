@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
-use raftfs_client::{Client, ClientConfig, CreateOptions};
+use raftfs_client::{AutoMsync, Client, ClientConfig, CreateOptions, ReadMode};
 
 use crate::report::{self, Report};
 
@@ -45,6 +45,9 @@ pub struct MetaLoad {
     pub metas: Vec<String>,
     pub files_per_dir: u64,
     pub progress: bool,
+    /// Where the timed clients read (writes always go to the active).
+    pub read_mode: ReadMode,
+    pub auto_msync: AutoMsync,
 }
 
 struct Worker {
@@ -65,11 +68,18 @@ impl Worker {
     }
 }
 
-fn workers(load: &MetaLoad, base: &str) -> Result<Vec<Worker>> {
+/// One client object per worker. `token`: a state ID every worker starts from, so that reads
+/// on observers see the prepared tree (a causality token, DESIGN §5).
+fn workers(load: &MetaLoad, base: &str, token: u64) -> Result<Vec<Worker>> {
     (0..load.clients.max(1))
         .map(|_| {
+            let mut config = ClientConfig::new(load.metas.clone());
+            config.read_mode = load.read_mode;
+            config.auto_msync = load.auto_msync;
+            let client = Client::new(config)?;
+            client.observe(token);
             Ok(Worker {
-                client: Client::new(ClientConfig::new(load.metas.clone()))?,
+                client,
                 base: base.to_owned(),
                 files_per_dir: load.files_per_dir.max(1),
             })
@@ -94,7 +104,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
     let prep = report::run(
         "raftfs",
         "prepare-dirs",
-        workers(&load, &base)?,
+        workers(&load, &base, 0)?,
         dirs,
         false,
         |w: Arc<Worker>, d| async move {
@@ -121,7 +131,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
         let prep = report::run(
             "raftfs",
             "prepare-files",
-            workers(&load, &base)?,
+            workers(&load, &base, 0)?,
             prep_files,
             load.progress,
             |w: Arc<Worker>, i| async move {
@@ -140,7 +150,8 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
             );
         }
     }
-    let ws = workers(&load, &base)?;
+    let token = setup.msync().await?;
+    let ws = workers(&load, &base, token)?;
     let report = match load.op {
         MetaOp::Create => {
             report::run(

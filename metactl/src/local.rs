@@ -21,8 +21,112 @@ use raftfs_metaserver::config::{Config, Peer};
 pub struct UpOptions {
     pub dir: PathBuf,
     pub voters: u32,
+    /// Observers (non-voting learners that serve reads), added once the voters are ready.
+    pub observers: u32,
     /// Snapshot every this many entries (small values exercise snapshot catch-up).
     pub snapshot_every: Option<u64>,
+    /// Debug builds only: observers skip the state-ID wait (tests show their checks fail).
+    pub debug_skip_state_id_wait: bool,
+}
+
+/// Writes the config of node `id` into `DIR/meta-ID/` and returns it.
+fn write_config(
+    opts: &UpOptions,
+    id: u64,
+    addr: &str,
+    metrics_port: u16,
+    voters: &[Peer],
+) -> Result<Config> {
+    let nd = node_dir(&opts.dir, id);
+    fs::create_dir_all(&nd)?;
+    let is_voter = voters.iter().any(|p| p.id == id);
+    let mut config = Config {
+        node_id: id,
+        listen_addr: addr.parse()?,
+        advertise_addr: Some(addr.to_owned()),
+        data_dir: nd.join("data"),
+        initial_members: if is_voter {
+            voters.to_vec()
+        } else {
+            Vec::new()
+        },
+        bootstrap: is_voter,
+        metrics_addr: Some(format!("127.0.0.1:{metrics_port}").parse()?),
+        debug_skip_state_id_wait: opts.debug_skip_state_id_wait && !is_voter,
+        ..Config::default()
+    };
+    if let Some(s) = opts.snapshot_every {
+        config.raft.snapshot_every_entries = s;
+        config.raft.keep_entries_behind_snapshot = s / 10;
+    }
+    config.validate()?;
+    fs::write(config_path(&opts.dir, id), toml::to_string_pretty(&config)?)?;
+    Ok(config)
+}
+
+fn entry(config: &Config, pid: u32, role: &str) -> MetaEntry {
+    MetaEntry {
+        id: config.node_id,
+        addr: config.advertised(),
+        pid,
+        role: role.into(),
+        data_dir: config.data_dir.display().to_string(),
+        metrics_addr: config.metrics_addr.map(|a| a.to_string()),
+    }
+}
+
+/// Waits until the metaserver at `addr` answers (it may not be a member yet).
+async fn wait_listening(addr: &str, timeout: Duration) -> Result<()> {
+    let client = Client::connect(vec![addr.to_owned()])?;
+    let start = Instant::now();
+    loop {
+        match client.node_status(addr).await {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() >= timeout => {
+                bail!("metaserver at {addr} did not start within {timeout:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Starts a new metaserver in `DIR/meta-ID/` outside the membership and adds it as an
+/// observer through the active (`metactl member add-observer`), as an operator would.
+async fn start_observer(
+    opts: &UpOptions,
+    id: u64,
+    voters: &[Peer],
+    addrs: &[String],
+) -> Result<MetaEntry> {
+    let ports = free_ports(2)?;
+    let addr = format!("127.0.0.1:{}", ports[0]);
+    let config = write_config(opts, id, &addr, ports[1], voters)?;
+    let pid = spawn_meta(&opts.dir, id)?;
+    wait_listening(&addr, Duration::from_secs(30)).await?;
+    let mut cc = ClientConfig::new(addrs.to_vec());
+    cc.failover_deadline = Duration::from_secs(60);
+    Client::new(cc)?
+        .add_observer(id, &addr)
+        .await
+        .with_context(|| format!("adding observer {id} at {addr}"))?;
+    Ok(entry(&config, pid, "observer"))
+}
+
+/// `local add-observer`: one more observer for the running cluster in `dir`; returns its id.
+pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<u64> {
+    let mut cluster = ClusterFile::read(dir)?;
+    let id = cluster.meta.iter().map(|m| m.id).max().unwrap_or(0) + 1;
+    let opts = UpOptions {
+        dir: dir.to_owned(),
+        voters: 0,
+        observers: 1,
+        snapshot_every: None,
+        debug_skip_state_id_wait,
+    };
+    let e = start_observer(&opts, id, &[], &cluster.meta_addrs()).await?;
+    cluster.meta.push(e);
+    write_cluster_file(dir, &cluster)?;
+    Ok(id)
 }
 
 /// Picks free loopback ports by binding port 0. The listeners are dropped right away; the
@@ -94,8 +198,8 @@ pub fn write_cluster_file(dir: &Path, cluster: &ClusterFile) -> Result<()> {
     Ok(())
 }
 
-/// Waits until the cluster has an active that every voter follows.
-pub async fn wait_ready(addrs: &[String], voters: usize, timeout: Duration) -> Result<u64> {
+/// Waits until the cluster has an active and `members` members, all caught up.
+pub async fn wait_ready(addrs: &[String], members: usize, timeout: Duration) -> Result<u64> {
     let mut config = ClientConfig::new(addrs.to_vec());
     config.failover_deadline = Duration::from_secs(2);
     config.rpc_timeout = Duration::from_secs(2);
@@ -104,12 +208,12 @@ pub async fn wait_ready(addrs: &[String], voters: usize, timeout: Duration) -> R
     let mut last = String::from("no answer yet");
     while start.elapsed() < timeout {
         match client.cluster_status().await {
-            Ok(s) if s.members.len() >= voters && s.members.iter().all(|m| m.lag == 0) => {
+            Ok(s) if s.members.len() >= members && s.members.iter().all(|m| m.lag == 0) => {
                 return Ok(s.leader);
             }
             Ok(s) => {
                 last = format!(
-                    "{} of {voters} members caught up",
+                    "{} of {members} members caught up",
                     s.members.iter().filter(|m| m.lag == 0).count()
                 )
             }
@@ -144,45 +248,38 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         .collect();
     let mut cluster = ClusterFile::default();
     for (i, peer) in members.iter().enumerate() {
-        let nd = node_dir(&opts.dir, peer.id);
-        fs::create_dir_all(&nd)?;
-        let mut config = Config {
-            node_id: peer.id,
-            listen_addr: peer.addr.parse()?,
-            advertise_addr: Some(peer.addr.clone()),
-            data_dir: nd.join("data"),
-            initial_members: members.clone(),
-            bootstrap: true,
-            metrics_addr: Some(format!("127.0.0.1:{}", ports[n + i]).parse()?),
-            ..Config::default()
-        };
-        if let Some(s) = opts.snapshot_every {
-            config.raft.snapshot_every_entries = s;
-            config.raft.keep_entries_behind_snapshot = s / 10;
-        }
-        config.validate()?;
-        fs::write(
-            config_path(&opts.dir, peer.id),
-            toml::to_string_pretty(&config)?,
-        )?;
+        let config = write_config(opts, peer.id, &peer.addr, ports[n + i], &members)?;
         let pid = spawn_meta(&opts.dir, peer.id)?;
-        cluster.meta.push(MetaEntry {
-            id: peer.id,
-            addr: peer.addr.clone(),
-            pid,
-            role: "voter".into(),
-            data_dir: config.data_dir.display().to_string(),
-            metrics_addr: config.metrics_addr.map(|a| a.to_string()),
-        });
+        cluster.meta.push(entry(&config, pid, "voter"));
     }
     write_cluster_file(&opts.dir, &cluster)?;
-    let addrs = cluster.meta_addrs();
-    if let Err(e) = wait_ready(&addrs, n, Duration::from_secs(60)).await {
-        let _ = down(&opts.dir).await;
-        return Err(e.context(format!(
+    let fail = |e: anyhow::Error, dir: &Path| {
+        e.context(format!(
             "see the logs in {}/meta-*/metaserver.log",
-            opts.dir.display()
-        )));
+            dir.display()
+        ))
+    };
+    if let Err(e) = wait_ready(&cluster.meta_addrs(), n, Duration::from_secs(60)).await {
+        let _ = down(&opts.dir).await;
+        return Err(fail(e, &opts.dir));
+    }
+    for i in 0..opts.observers {
+        let id = (n as u64) + u64::from(i) + 1;
+        match start_observer(opts, id, &members, &cluster.meta_addrs()).await {
+            Ok(e) => {
+                cluster.meta.push(e);
+                write_cluster_file(&opts.dir, &cluster)?;
+            }
+            Err(e) => {
+                let _ = down(&opts.dir).await;
+                return Err(fail(e, &opts.dir));
+            }
+        }
+    }
+    let total = cluster.meta.len();
+    if let Err(e) = wait_ready(&cluster.meta_addrs(), total, Duration::from_secs(60)).await {
+        let _ = down(&opts.dir).await;
+        return Err(fail(e, &opts.dir));
     }
     Ok(cluster)
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use raftfs_client::{Client, ClientConfig};
+use raftfs_client::{AutoMsync, Client, ClientConfig, ReadMode};
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -26,6 +26,12 @@ struct Cli {
     /// How long a command keeps retrying across failovers.
     #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Where reads go: `active` (linearizable) or `observer` (state-ID rule).
+    #[arg(long, global = true, default_value = "active")]
+    read_mode: ReadMode,
+    /// With --read-mode observer: msync `never`, `always`, or when older than a period (500ms).
+    #[arg(long, global = true, default_value = "never")]
+    auto_msync: AutoMsync,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -41,6 +47,9 @@ enum Cmd {
     /// File system commands, as `hdfs dfs`.
     #[command(subcommand)]
     Fs(FsCmd),
+    /// Membership: observers, promotion, removal, leadership (Raft joint consensus).
+    #[command(subcommand)]
+    Member(MemberCmd),
     /// Runs a metaserver (what `local up` starts; the same entry point as `metaserver`).
     #[command(hide = true)]
     ServeMeta(raftfs_metaserver::ServeArgs),
@@ -54,12 +63,25 @@ enum LocalCmd {
         dir: PathBuf,
         #[arg(long, default_value_t = 3)]
         voters: u32,
+        /// Observers: non-voting members that serve reads.
+        #[arg(long, default_value_t = 1)]
+        observers: u32,
+        /// Debug builds only: observers skip the state-ID wait (tests show their checks fail).
+        #[arg(long, hide = true)]
+        debug_skip_state_id_wait: bool,
         /// Snapshot every N entries (default: the metaserver's).
         #[arg(long)]
         snapshot_every: Option<u64>,
         /// Write DIR/cluster.json and return, leaving the cluster running.
         #[arg(long)]
         detach: bool,
+    },
+    /// Starts one more metaserver and adds it to the cluster in DIR as an observer.
+    AddObserver {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        #[arg(long, hide = true)]
+        debug_skip_state_id_wait: bool,
     },
     /// Stops the cluster in DIR.
     Down {
@@ -82,6 +104,28 @@ enum LocalCmd {
         /// SIGKILL, as a crash.
         #[arg(long)]
         kill: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberCmd {
+    /// Adds the running metaserver at ADDR (not yet a member) as an observer.
+    AddObserver {
+        addr: String,
+        /// Its node id (default: asked from the server at ADDR).
+        #[arg(long)]
+        id: Option<u64>,
+    },
+    /// Removes a voter or an observer.
+    Remove { id: u64 },
+    /// Promotes an observer to voter.
+    Promote { id: u64 },
+    /// Makes a voter the active.
+    TransferLeader { id: u64 },
+    /// Lists the members as the cluster knows them.
+    List {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -137,6 +181,8 @@ fn client(cli: &Cli) -> Result<Client> {
     let metas = raftfs_client::discovery::resolve(cli.meta.as_deref(), cli.cluster.as_deref())?;
     let mut config = ClientConfig::new(metas);
     config.failover_deadline = cli.timeout;
+    config.read_mode = cli.read_mode;
+    config.auto_msync = cli.auto_msync;
     Ok(Client::new(config)?)
 }
 
@@ -156,13 +202,17 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Local(LocalCmd::Up {
             dir,
             voters,
+            observers,
+            debug_skip_state_id_wait,
             snapshot_every,
             detach,
         }) => {
             let opts = local::UpOptions {
                 dir: dir.clone(),
                 voters: *voters,
+                observers: *observers,
                 snapshot_every: *snapshot_every,
+                debug_skip_state_id_wait: *debug_skip_state_id_wait,
             };
             let cluster = local::up(&opts).await?;
             println!("{}", cluster.meta_addrs().join(","));
@@ -178,6 +228,14 @@ async fn run(cli: Cli) -> Result<()> {
             local::down(dir).await?;
         }
         Cmd::Local(LocalCmd::Down { dir }) => local::down(dir).await?,
+        Cmd::Local(LocalCmd::AddObserver {
+            dir,
+            debug_skip_state_id_wait,
+        }) => {
+            let id = local::add_observer(dir, *debug_skip_state_id_wait).await?;
+            println!("{id}");
+        }
+        Cmd::Member(cmd) => member(&client(&cli)?, cmd).await?,
         Cmd::Local(LocalCmd::Start { dir, id }) => {
             let pid = local::start_node(dir, *id).await?;
             eprintln!("metaserver {id} started (pid {pid})");
@@ -245,6 +303,54 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn print_members(members: &[raftfs_client::Member]) {
+    println!("{:>4}  {:<22} {:<9}", "id", "addr", "role");
+    for m in members {
+        println!("{:>4}  {:<22} {:<9}", m.id, m.addr, m.role);
+    }
+}
+
+async fn member(c: &Client, cmd: &MemberCmd) -> Result<()> {
+    let members = match cmd {
+        MemberCmd::AddObserver { addr, id } => {
+            let id = match id {
+                Some(id) => *id,
+                None => {
+                    c.node_status(addr)
+                        .await
+                        .with_context(|| format!("asking {addr} for its node id"))?
+                        .id
+                }
+            };
+            c.add_observer(id, addr)
+                .await
+                .with_context(|| format!("add-observer {id} at {addr}"))?
+        }
+        MemberCmd::Remove { id } => c
+            .remove_member(*id)
+            .await
+            .with_context(|| format!("remove {id}"))?,
+        MemberCmd::Promote { id } => c
+            .promote(*id)
+            .await
+            .with_context(|| format!("promote {id}"))?,
+        MemberCmd::TransferLeader { id } => c
+            .transfer_leader(*id)
+            .await
+            .with_context(|| format!("transfer-leader {id}"))?,
+        MemberCmd::List { json } => {
+            let members = c.members().await?;
+            if *json {
+                println!("{}", serde_json::to_string(&members)?);
+                return Ok(());
+            }
+            members
+        }
+    };
+    print_members(&members);
     Ok(())
 }
 

@@ -42,9 +42,20 @@ async fn file_commands_and_bad_input() {
             .is_some_and(|l| (1..=3).contains(&l))
     );
     let members = status["members"].as_array().expect("members");
-    assert_eq!(members.len(), 3);
+    // `local up` starts one observer by default.
+    assert_eq!(members.len(), 4);
+    let roles: Vec<&str> = members.iter().filter_map(|m| m["role"].as_str()).collect();
+    assert_eq!(
+        roles.iter().filter(|r| **r == "voter").count(),
+        3,
+        "{roles:?}"
+    );
+    assert_eq!(
+        roles.iter().filter(|r| **r == "observer").count(),
+        1,
+        "{roles:?}"
+    );
     for m in members {
-        assert_eq!(m["role"], "voter");
         assert!(
             m["applied_index"].as_u64().is_some()
                 && m["lag"].as_u64().is_some()
@@ -106,6 +117,27 @@ async fn file_commands_and_bad_input() {
         .expect("run");
     assert!(ok(&env_out).contains("/user/alice"));
 
+    // Read modes: one metactl process is one client; with auto-msync it sees what others
+    // wrote just before.
+    ok(&cluster.ctl(&["fs", "mkdir", "/user/bob"]));
+    for auto in ["always", "never", "500ms"] {
+        let ls = ok(&cluster.ctl(&[
+            "--read-mode",
+            "observer",
+            "--auto-msync",
+            auto,
+            "fs",
+            "ls",
+            "/user",
+        ]));
+        if auto == "always" {
+            assert!(ls.contains("/user/bob"), "{ls}");
+        }
+    }
+    let members: serde_json::Value =
+        serde_json::from_str(&ok(&cluster.ctl(&["member", "list", "--json"]))).expect("json");
+    assert_eq!(members.as_array().map(Vec::len), Some(4));
+
     // Bad input: a typed error, one line on stderr, non-zero exit, and nothing changes.
     let client = cluster.client();
     let before = snapshot_tree(&client).await;
@@ -148,6 +180,12 @@ async fn file_commands_and_bad_input() {
     fails(
         &metactl(&["--meta", "", "fs", "ls", "/"]),
         "no metaserver given",
+    );
+    fails(&cluster.ctl(&["member", "remove", "9"]), "unknown node 9");
+    fails(&cluster.ctl(&["member", "promote", "1"]), "already a voter");
+    fails(
+        &cluster.ctl(&["member", "transfer-leader", "4"]),
+        "promote it first",
     );
     assert_eq!(
         snapshot_tree(&client).await,

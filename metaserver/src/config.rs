@@ -94,6 +94,13 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// How long a writer's lease lasts without renewal, seconds (HDFS's soft limit).
     pub lease_secs: u64,
+    /// How long a read waits for this member to apply the state its client has already seen
+    /// before it answers `ObserverBehind` (and the client tries another member), ms.
+    pub read_wait_ms: u64,
+    /// Debug builds only, for tests that must show their checks can fail: an observer serves
+    /// reads without waiting for the client's state ID. A release build refuses to start
+    /// with it.
+    pub debug_skip_state_id_wait: bool,
     pub raft: RaftTuning,
     pub proposer: ProposerTuning,
 }
@@ -109,6 +116,8 @@ impl Default for Config {
             bootstrap: false,
             metrics_addr: None,
             lease_secs: 60,
+            read_wait_ms: 2000,
+            debug_skip_state_id_wait: false,
             raft: RaftTuning::default(),
             proposer: ProposerTuning::default(),
         }
@@ -189,7 +198,15 @@ impl Config {
         if self.lease_secs == 0 {
             return bad("lease-secs must be > 0".into());
         }
+        if self.debug_skip_state_id_wait && !cfg!(debug_assertions) {
+            return bad("debug-skip-state-id-wait exists only in debug builds".into());
+        }
         Ok(())
+    }
+
+    /// How long a read waits for the client's state ID.
+    pub fn read_wait(&self) -> Duration {
+        Duration::from_millis(self.read_wait_ms)
     }
 
     /// The lease length.
@@ -231,6 +248,12 @@ pub struct ServeArgs {
     /// Entries kept behind a snapshot.
     #[arg(long)]
     pub keep_entries: Option<u64>,
+    /// How long a read waits for the client's state ID, ms.
+    #[arg(long)]
+    pub read_wait_ms: Option<u64>,
+    /// Debug builds only: observers skip the state-ID wait (to show that tests catch it).
+    #[arg(long, hide = true)]
+    pub debug_skip_state_id_wait: bool,
 }
 
 impl ServeArgs {
@@ -283,6 +306,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.keep_entries {
             c.raft.keep_entries_behind_snapshot = v;
+        }
+        if let Some(v) = self.read_wait_ms {
+            c.read_wait_ms = v;
+        }
+        if self.debug_skip_state_id_wait {
+            c.debug_skip_state_id_wait = true;
         }
         c.validate()?;
         Ok(c)

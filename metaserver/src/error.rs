@@ -15,9 +15,16 @@ pub enum MetaError {
     /// This metaserver is not the active; where the active is, when known.
     #[error("this metaserver is not the active")]
     NotActive { leader: Option<(NodeId, String)> },
-    /// No node with this id is a member.
+    /// An observer has not applied the state the client has already seen
+    /// (`applied < wanted`) within the read wait: the client tries another member.
+    #[error("observer is behind: applied {applied}, the client has seen {wanted}")]
+    ObserverBehind { applied: u64, wanted: u64 },
+    /// No node with this id is a member (or the node at an address is not the one named).
     #[error("unknown node {0}")]
     UnknownNode(NodeId),
+    /// A request that cannot be carried out as asked (e.g. promoting a voter); nothing changed.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// Raft is not running or lost its quorum.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -13,8 +13,10 @@
 pub mod config;
 pub mod error;
 pub mod journal;
+pub mod membership;
 pub mod metrics;
 pub mod namespace;
+pub mod observer;
 pub mod server;
 pub mod service;
 

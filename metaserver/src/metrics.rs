@@ -1,6 +1,8 @@
 //! Prometheus metrics of the metaserver (`/metrics` on `--metrics-addr`), named
-//! `raftfs_meta_<what>_<unit>`: RPC counts and latencies per method, and the Raft position
-//! of this node (term, last log index, applied index, leader).
+//! `raftfs_meta_<what>_<unit>`: RPC counts and latencies per method, the Raft position of
+//! this node (term, last log index, applied index, leader), and how far its state machine
+//! trails the active (`observer_apply_lag_entries`, `observer_apply_lag_seconds`: on an
+//! observer these are the observer lag; on a voter they measure the same thing).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,8 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::journal::Raft;
-use crate::journal::state_machine::SmShared;
+use crate::service::MetaNode;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
@@ -38,6 +39,9 @@ pub struct Metrics {
     applied_index: Gauge,
     is_leader: Gauge,
     snapshots_installed: Gauge,
+    apply_lag_entries: Gauge,
+    apply_lag_seconds: Histogram,
+    proposals_per_entry: Histogram,
 }
 
 fn gauge_i64(v: u64) -> i64 {
@@ -85,8 +89,29 @@ impl Metrics {
             "Snapshots installed since start",
             snapshots_installed.clone(),
         );
+        let apply_lag_entries = Gauge::default();
+        registry.register(
+            "observer_apply_lag_entries",
+            "Entries the active has spoken of that this member has not applied yet",
+            apply_lag_entries.clone(),
+        );
+        let apply_lag_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 18));
+        registry.register(
+            "observer_apply_lag_seconds",
+            "Time from the active fixing an entry (its timestamp) to this member applying it",
+            apply_lag_seconds.clone(),
+        );
+        let proposals_per_entry = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register(
+            "proposals_per_entry",
+            "Client mutations packed into one Raft entry by the active (one fsync for them all)",
+            proposals_per_entry.clone(),
+        );
         Self {
             registry,
+            proposals_per_entry,
+            apply_lag_entries,
+            apply_lag_seconds,
             rpcs,
             rpc_seconds,
             term,
@@ -108,14 +133,32 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// The group-commit histogram, which the proposer fills.
+    pub fn proposals_per_entry(&self) -> Histogram {
+        self.proposals_per_entry.clone()
+    }
+
+    /// The apply-lag histogram, which the state machine fills as it applies entries.
+    pub fn apply_lag_seconds(&self) -> Histogram {
+        self.apply_lag_seconds.clone()
+    }
+
     /// Refreshes the Raft gauges from the current metrics.
-    pub fn refresh(&self, raft: &Raft, sm: &SmShared) {
+    pub fn refresh(&self, node: &MetaNode) {
+        let (raft, sm) = (&node.raft, &node.sm);
+        let applied = sm.applied_index();
         let m = raft.metrics();
         let m = m.borrow();
+        let newest = node
+            .leader_position
+            .get()
+            .max(m.last_log_index.unwrap_or(0));
+        self.apply_lag_entries
+            .set(gauge_i64(newest.saturating_sub(applied)));
         self.term.set(gauge_i64(m.current_term));
         self.last_log_index
             .set(gauge_i64(m.last_log_index.unwrap_or(0)));
-        self.applied_index.set(gauge_i64(sm.applied_index()));
+        self.applied_index.set(gauge_i64(applied));
         self.is_leader.set(i64::from(
             m.current_leader == Some(m.id) && m.state == openraft::ServerState::Leader,
         ));
@@ -134,21 +177,15 @@ impl Metrics {
 }
 
 /// Serves `/metrics` until the process ends.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    raft: Raft,
-    sm: Arc<SmShared>,
-) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, node: MetaNode) -> std::io::Result<()> {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",
         get(move || {
             let metrics = metrics.clone();
-            let raft = raft.clone();
-            let sm = sm.clone();
+            let node = node.clone();
             async move {
-                metrics.refresh(&raft, &sm);
+                metrics.refresh(&node);
                 metrics.encode()
             }
         }),

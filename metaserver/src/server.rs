@@ -19,6 +19,7 @@ use crate::journal::network::NetworkFactory;
 use crate::journal::proposer::{Proposer, ProposerConfig};
 use crate::journal::state_machine::StateMachine;
 use crate::metrics::Metrics;
+use crate::observer::LeaderPosition;
 use crate::service::MetaNode;
 use crate::service::admin::AdminService;
 use crate::service::namespace::NamespaceService;
@@ -85,6 +86,7 @@ pub async fn run(
     .await
     .map_err(|e| ServerError::Raft(e.to_string()))?;
 
+    let metrics = Arc::new(Metrics::new());
     let proposer = Proposer::spawn(
         raft.clone(),
         ProposerConfig {
@@ -92,8 +94,8 @@ pub async fn run(
             max_in_flight: config.proposer.max_in_flight,
             lease: config.lease(),
         },
+        metrics.proposals_per_entry(),
     );
-    let metrics = Arc::new(Metrics::new());
     let node = MetaNode {
         id: config.node_id,
         advertise_addr: config.advertised(),
@@ -107,7 +109,14 @@ pub async fn run(
                 .election_timeout_min_ms
                 .saturating_sub(config.raft.heartbeat_ms),
         ),
+        read_wait: config.read_wait(),
+        skip_state_id_wait: config.debug_skip_state_id_wait,
+        leader_position: Arc::new(LeaderPosition::default()),
     };
+    if node.skip_state_id_wait {
+        tracing::warn!("debug-skip-state-id-wait: this observer may serve stale reads");
+    }
+    sm_shared.set_apply_lag(metrics.apply_lag_seconds());
 
     if config.bootstrap {
         let initialized = raft
@@ -136,9 +145,9 @@ pub async fn run(
     }
 
     if let Some(addr) = config.metrics_addr {
-        let (m, r, s) = (metrics.clone(), raft.clone(), sm_shared.clone());
+        let (m, n) = (metrics.clone(), node.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, m, r, s).await {
+            if let Err(e) = crate::metrics::serve(addr, m, n).await {
                 tracing::error!(error = %e, %addr, "metrics server failed");
             }
         });

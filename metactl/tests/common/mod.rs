@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use raftfs_client::discovery::ClusterFile;
-use raftfs_client::{Client, ClientConfig, FileKind};
+use raftfs_client::{AutoMsync, Client, ClientConfig, FileKind, ReadMode};
 
 pub fn metactl_bin() -> &'static str {
     env!("CARGO_BIN_EXE_metactl")
@@ -45,7 +45,7 @@ impl LocalCluster {
 
     pub fn logs(dir: &Path) -> String {
         let mut all = String::new();
-        for i in 1..=5 {
+        for i in 1..=8 {
             if let Ok(s) = std::fs::read_to_string(dir.join(format!("meta-{i}/metaserver.log"))) {
                 let tail: Vec<&str> = s.lines().rev().take(30).collect();
                 all.push_str(&format!("--- meta-{i} (last lines) ---\n"));
@@ -74,6 +74,53 @@ impl LocalCluster {
         let mut c = ClientConfig::new(self.file().meta_addrs());
         c.failover_deadline = Duration::from_secs(30);
         Client::new(c).expect("client")
+    }
+
+    /// A client reading in `mode`; a paused observer is given up on after 500 ms.
+    pub fn client_with(&self, mode: ReadMode, auto_msync: AutoMsync) -> Client {
+        let mut c = ClientConfig::new(self.file().meta_addrs());
+        c.failover_deadline = Duration::from_secs(30);
+        c.read_mode = mode;
+        c.auto_msync = auto_msync;
+        c.observer_timeout = Duration::from_millis(500);
+        Client::new(c).expect("client")
+    }
+
+    /// Ids of the members `cluster.json` lists with `role`.
+    pub fn ids(&self, role: &str) -> Vec<u64> {
+        self.file()
+            .meta
+            .iter()
+            .filter(|m| m.role == role)
+            .map(|m| m.id)
+            .collect()
+    }
+
+    /// SIGSTOP: the process stays, answers nothing (a hung server, or one cut off).
+    pub fn pause(&self, id: u64) {
+        signal(self.pid_of(id), "-STOP");
+    }
+
+    /// SIGCONT after [`LocalCluster::pause`].
+    pub fn resume(&self, id: u64) {
+        signal(self.pid_of(id), "-CONT");
+    }
+
+    /// `metactl local add-observer`: one more metaserver, added as an observer; its id.
+    pub fn add_observer(&self, extra: &[&str]) -> u64 {
+        let d = self.dir_arg();
+        let mut args = vec!["local", "add-observer", "--dir", d.as_str()];
+        args.extend_from_slice(extra);
+        let out = metactl(&args);
+        assert!(
+            out.status.success(),
+            "add-observer: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("observer id")
     }
 
     /// `metactl --cluster DIR ARGS`.
@@ -179,8 +226,22 @@ impl LocalCluster {
     }
 }
 
+fn signal(pid: u32, sig: &str) {
+    let out = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .output()
+        .expect("kill");
+    assert!(out.status.success(), "kill {sig} {pid}");
+}
+
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        // A paused member would ignore SIGTERM until SIGKILL; let everyone run first.
+        for m in self.file().meta {
+            let _ = Command::new("kill")
+                .args(["-CONT", &m.pid.to_string()])
+                .output();
+        }
         let d = self.dir_arg();
         let _ = metactl(&["local", "down", "--dir", &d]);
         if std::thread::panicking() {

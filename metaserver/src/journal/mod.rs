@@ -7,6 +7,10 @@
 //! that moment into one entry makes one fsync serve many clients (group commit), and keeps
 //! the entry the unit of state ID, retry cache and determinism.
 
+// openraft's storage traits fix `StorageError` (~224 bytes) as the error type of every store
+// operation; boxing it in our helpers would only add conversions at each trait boundary.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod network;
 pub mod proposer;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::{Batch, NodeId, Proposal, Raft};
 use crate::namespace::{ApplyCtx, NsError, OpOutput};
@@ -45,6 +46,21 @@ pub struct ProposerConfig {
 #[derive(Debug, Clone)]
 pub struct Proposer {
     tx: mpsc::Sender<Pending>,
+    /// While true, no new entry is proposed (a leadership transfer is letting the target's
+    /// log catch up with ours); proposals wait in the queue, nothing is refused.
+    held: Arc<watch::Sender<bool>>,
+}
+
+/// Holds new entries back until dropped (see [`Proposer::hold`]).
+#[derive(Debug)]
+pub struct Hold {
+    held: Arc<watch::Sender<bool>>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.held.send_replace(false);
+    }
 }
 
 fn now_ms() -> u64 {
@@ -55,15 +71,28 @@ fn now_ms() -> u64 {
 
 impl Proposer {
     /// Starts the proposer task for `raft`.
-    pub fn spawn(raft: Raft, config: ProposerConfig) -> Self {
+    /// `batch_sizes` receives the number of mutations packed into each entry (the group
+    /// commit factor: one leader fsync serves that many clients).
+    pub fn spawn(raft: Raft, config: ProposerConfig, batch_sizes: Histogram) -> Self {
         let (tx, rx) = mpsc::channel(
             config
                 .max_batch
                 .saturating_mul(config.max_in_flight)
                 .max(64),
         );
-        tokio::spawn(run(raft, config, rx));
-        Self { tx }
+        let held = Arc::new(watch::Sender::new(false));
+        tokio::spawn(run(raft, config, rx, held.subscribe(), batch_sizes));
+        Self { tx, held }
+    }
+
+    /// Stops proposing new entries until the returned guard is dropped. Entries already
+    /// proposed go on; queued mutations wait (and, if leadership moves meanwhile, are answered
+    /// `NotActive` so that their clients follow the new active).
+    pub fn hold(&self) -> Hold {
+        self.held.send_replace(true);
+        Hold {
+            held: self.held.clone(),
+        }
     }
 
     /// Proposes one mutation and waits until it is applied.
@@ -78,11 +107,20 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, config: ProposerConfig, mut rx: mpsc::Receiver<Pending>) {
+async fn run(
+    raft: Raft,
+    config: ProposerConfig,
+    mut rx: mpsc::Receiver<Pending>,
+    mut held: watch::Receiver<bool>,
+    batch_sizes: Histogram,
+) {
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let lease_ms = u64::try_from(config.lease.as_millis()).unwrap_or(u64::MAX);
     let mut last_now = 0u64;
     while let Some(first) = rx.recv().await {
+        if held.wait_for(|h| !*h).await.is_err() {
+            return;
+        }
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
@@ -94,6 +132,7 @@ async fn run(raft: Raft, config: ProposerConfig, mut rx: mpsc::Receiver<Pending>
                 Err(_) => break,
             }
         }
+        batch_sizes.observe(pending.len() as f64);
         // Time never runs backwards within one leader's entries.
         last_now = last_now.max(now_ms());
         let ctx = ApplyCtx {

@@ -27,7 +27,7 @@ pub fn open(path: &Path, cfs: &[&str]) -> Result<DB, rocksdb::Error> {
     DB::open_cf_descriptors(&opts, path, descriptors)
 }
 
-fn cf_handle<'a>(db: &'a DB, cf: Cf) -> Result<&'a rocksdb::ColumnFamily, StoreError> {
+fn cf_handle(db: &DB, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
     db.cf_handle(cf.name()).ok_or_else(|| StoreError::Corrupt {
         cf: cf.name(),
         reason: "column family missing".into(),

@@ -11,7 +11,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -47,6 +50,18 @@ fn cf_names() -> Vec<&'static str> {
     Cf::ALL.iter().map(|c| c.name()).collect()
 }
 
+/// The applied log id and the membership recorded with it.
+type AppliedState = (
+    Option<LogId<NodeId>>,
+    StoredMembership<NodeId, BasicNodeMeta>,
+);
+
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// What the state machine shares with the services that read it.
 #[derive(Debug)]
 pub struct SmShared {
@@ -58,6 +73,8 @@ pub struct SmShared {
     snapshots: SnapshotDir,
     applied_tx: watch::Sender<u64>,
     snapshots_installed: AtomicU64,
+    /// Where apply records how long after the active fixed an entry it was applied here.
+    apply_lag: OnceLock<Histogram>,
 }
 
 impl SmShared {
@@ -76,6 +93,11 @@ impl SmShared {
 
     pub fn applied_index(&self) -> u64 {
         *self.applied_tx.borrow()
+    }
+
+    /// Sets the histogram that apply fills with each entry's lag behind the active's clock.
+    pub fn set_apply_lag(&self, histogram: Histogram) {
+        let _ = self.apply_lag.set(histogram);
     }
 
     /// Snapshots installed from the leader since this process started.
@@ -99,15 +121,7 @@ impl SmShared {
         }
     }
 
-    fn applied_state_of(
-        db: &DB,
-    ) -> Result<
-        (
-            Option<LogId<NodeId>>,
-            StoredMembership<NodeId, BasicNodeMeta>,
-        ),
-        StoreError,
-    > {
+    fn applied_state_of(db: &DB) -> Result<AppliedState, StoreError> {
         let applied = match KvRead::get(db, Cf::Meta, KEY_APPLIED)? {
             Some(v) => decode(&v).map_err(|e| StoreError::Corrupt {
                 cf: "meta",
@@ -137,6 +151,12 @@ impl SmShared {
             match entry.payload {
                 EntryPayload::Blank => responses.push(Vec::new()),
                 EntryPayload::Normal(batch) => {
+                    if let Some(h) = self.apply_lag.get() {
+                        // Wall clocks of two hosts: a measure for operators, never an input
+                        // to the state (apply stays deterministic).
+                        let lag_ms = wall_clock_ms().saturating_sub(batch.ctx.now_ms);
+                        h.observe(lag_ms as f64 / 1000.0);
+                    }
                     responses.push(apply_batch(&mut txn, &batch).map_err(|e| {
                         // A local storage failure: fatal to this replica, never a recorded result.
                         StorageError::from(StorageIOError::apply(
@@ -247,6 +267,7 @@ impl StateMachine {
                 snapshots,
                 applied_tx,
                 snapshots_installed: AtomicU64::new(0),
+                apply_lag: OnceLock::new(),
             }),
         })
     }

@@ -649,18 +649,18 @@ fn apply_inner<R: KvRead + ?Sized>(
                 }
                 InodeKind::File => {}
             }
-            if let Some(uc) = &node.under_construction {
-                if uc.holder != *holder {
-                    if lease_live(txn, &uc.holder, now)? {
-                        return Err(NsError::LeaseConflict {
-                            path: path.to_string(),
-                            holder: uc.holder.clone(),
-                        }
-                        .into());
+            if let Some(uc) = &node.under_construction
+                && uc.holder != *holder
+            {
+                if lease_live(txn, &uc.holder, now)? {
+                    return Err(NsError::LeaseConflict {
+                        path: path.to_string(),
+                        holder: uc.holder.clone(),
                     }
-                    // The old writer's lease ran out: the new one takes the file over.
-                    txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, node.id));
+                    .into());
                 }
+                // The old writer's lease ran out: the new one takes the file over.
+                txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, node.id));
             }
             node.under_construction = Some(UnderConstruction {
                 holder: holder.clone(),

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::MetaNode;
 use crate::error::MetaError;
+use crate::membership;
 
 /// The `Admin` gRPC service.
 #[derive(Debug, Clone)]
@@ -44,6 +45,19 @@ impl AdminService {
             purged_index: m.purged.map_or(0, |l| l.index),
             snapshots_installed: self.node.sm.snapshots_installed(),
         }
+    }
+
+    fn finish(
+        &self,
+        method: &'static str,
+        start: Instant,
+        r: Result<membership::Changed, MetaError>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        self.node
+            .metrics
+            .observe_rpc(method, start.elapsed(), r.is_ok());
+        r.map(|c| Response::new(change_pb(&c)))
+            .map_err(Status::from)
     }
 
     async fn cluster_status_inner(&self) -> Result<pb::ClusterStatusResponse, MetaError> {
@@ -95,6 +109,24 @@ impl AdminService {
     }
 }
 
+fn member_pb(m: &membership::Member) -> pb::Member {
+    pb::Member {
+        id: m.id,
+        addr: m.addr.clone(),
+        role: m.role.to_owned(),
+    }
+}
+
+fn change_pb(c: &membership::Changed) -> pb::MembershipChangeResponse {
+    pb::MembershipChangeResponse {
+        header: Some(pb::ResponseHeader {
+            state_id: c.log_index,
+        }),
+        leader: c.leader,
+        members: c.members.iter().map(member_pb).collect(),
+    }
+}
+
 async fn member_applied(addr: &str) -> Option<u64> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
     let channel = endpoint
@@ -123,6 +155,63 @@ impl Admin for AdminService {
             .metrics
             .observe_rpc("cluster_status", start.elapsed(), r.is_ok());
         r.map(Response::new).map_err(Status::from)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn members(
+        &self,
+        _req: Request<pb::MembersRequest>,
+    ) -> Result<Response<pb::MembersResponse>, Status> {
+        let start = Instant::now();
+        let (leader, members) = membership::members(&self.node);
+        self.node
+            .metrics
+            .observe_rpc("members", start.elapsed(), true);
+        Ok(Response::new(pb::MembersResponse {
+            leader: leader.unwrap_or(0),
+            members: members.iter().map(member_pb).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(id = req.get_ref().id, addr = %req.get_ref().addr))]
+    async fn add_observer(
+        &self,
+        req: Request<pb::AddObserverRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let r = membership::add_observer(&self.node, req.id, &req.addr).await;
+        self.finish("add_observer", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(id = req.get_ref().id))]
+    async fn remove_member(
+        &self,
+        req: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        let start = Instant::now();
+        let r = membership::remove(&self.node, req.into_inner().id).await;
+        self.finish("remove_member", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(id = req.get_ref().id))]
+    async fn promote_member(
+        &self,
+        req: Request<pb::PromoteMemberRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        let start = Instant::now();
+        let r = membership::promote(&self.node, req.into_inner().id).await;
+        self.finish("promote_member", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(id = req.get_ref().id))]
+    async fn transfer_leader(
+        &self,
+        req: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        let start = Instant::now();
+        let r = membership::transfer_leader(&self.node, req.into_inner().id).await;
+        self.finish("transfer_leader", start, r)
     }
 
     #[tracing::instrument(skip_all)]

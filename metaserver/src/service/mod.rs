@@ -18,6 +18,7 @@ use crate::journal::proposer::Proposer;
 use crate::journal::state_machine::SmShared;
 use crate::journal::{NodeId, Raft};
 use crate::metrics::Metrics;
+use crate::observer::{self, LeaderPosition, Role};
 
 /// What every service of one metaserver shares.
 #[derive(Clone)]
@@ -31,6 +32,13 @@ pub struct MetaNode {
     /// A leader that has not heard from a quorum for this long stops serving reads (it may
     /// have been replaced): shorter than the election timeout.
     pub quorum_lease: Duration,
+    /// How long a read waits for this member to apply the state its client has seen.
+    pub read_wait: Duration,
+    /// Debug builds only: serve observer reads without the state-ID wait, so that tests can
+    /// show that their checks catch the stale reads this lets through.
+    pub skip_state_id_wait: bool,
+    /// How far the active's log is known to reach (for the apply-lag metric).
+    pub leader_position: Arc<LeaderPosition>,
 }
 
 impl std::fmt::Debug for MetaNode {
@@ -68,6 +76,44 @@ impl MetaNode {
         } else {
             Err(MetaError::NotActive {
                 leader: self.leader_hint(),
+            })
+        }
+    }
+
+    /// This member's role now.
+    pub fn role(&self) -> Role {
+        Role::of(self.id, &self.raft.metrics().borrow())
+    }
+
+    /// Gate of every client read: the active (with a recent quorum) and observers serve reads,
+    /// once they have applied at least `last_seen`, the client's state ID; standbys redirect.
+    pub async fn ready_for_read(&self, last_seen: u64) -> Result<(), MetaError> {
+        match self.role() {
+            Role::Active => {
+                self.ensure_active_for_read()?;
+                observer::wait_applied(self.sm.applied_watch(), last_seen, self.read_wait).await?;
+                Ok(())
+            }
+            Role::Observer if self.skip_state_id_wait => Ok(()),
+            Role::Observer => {
+                observer::wait_applied(self.sm.applied_watch(), last_seen, self.read_wait).await?;
+                Ok(())
+            }
+            Role::Standby | Role::Outside => Err(MetaError::NotActive {
+                leader: self.leader_hint(),
+            }),
+        }
+    }
+
+    /// Whether an answer whose state is `state_id` may go to a client that has seen
+    /// `last_seen`: checked on the very snapshot the answer was read from.
+    pub fn check_state_id(&self, state_id: u64, last_seen: u64) -> Result<(), MetaError> {
+        if state_id >= last_seen || self.skip_state_id_wait {
+            Ok(())
+        } else {
+            Err(MetaError::ObserverBehind {
+                applied: state_id,
+                wanted: last_seen,
             })
         }
     }

@@ -32,17 +32,22 @@ impl NamespaceService {
     }
 
     /// Runs `f` on a consistent view of the state machine; returns its result and the state
-    /// ID of that view.
+    /// ID of that view. Runs on the active and on observers alike: see
+    /// [`super::MetaNode::ready_for_read`] for who may answer, and when.
     async fn read<T: Send + 'static>(
         &self,
+        header: Option<&pb::RequestHeader>,
         f: impl FnOnce(&SnapshotKv<'_>) -> Result<T, ApplyError> + Send + 'static,
     ) -> Result<(T, u64), MetaError> {
-        self.node.ensure_active_for_read()?;
+        let last_seen = header.map_or(0, |h| h.last_seen_state_id);
+        self.node.ready_for_read(last_seen).await?;
+        let node = self.node.clone();
         let sm = self.node.sm.clone();
-        tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             let db = sm.db();
             let kv = SnapshotKv::new(&db);
             let state_id = applied_index_in(&kv)?;
+            node.check_state_id(state_id, last_seen)?;
             let value = f(&kv).map_err(|e| match MetaError::from(e) {
                 MetaError::Namespace { source, .. } => MetaError::Namespace { source, state_id },
                 other => other,
@@ -50,7 +55,11 @@ impl NamespaceService {
             Ok((value, state_id))
         })
         .await
-        .map_err(|e| MetaError::Internal(format!("read task: {e}")))?
+        .map_err(|e| MetaError::Internal(format!("read task: {e}")))?;
+        if let Ok((_, state_id)) = &read {
+            tracing::Span::current().record("state_id", *state_id);
+        }
+        read
     }
 
     async fn mutate_inner(&self, req: pb::MutateRequest) -> Result<pb::MutateResponse, MetaError> {
@@ -113,7 +122,9 @@ impl Namespace for NamespaceService {
         tracing::Span::current().record("path", req.path.as_str());
         let r = async {
             let path = convert::path(&req.path)?;
-            let (inode, state_id) = self.read(move |kv| tree::stat(kv, &path)).await?;
+            let (inode, state_id) = self
+                .read(req.header.as_ref(), move |kv| tree::stat(kv, &path))
+                .await?;
             Ok(pb::StatResponse {
                 header: header(state_id),
                 inode: Some(convert::inode(&inode)),
@@ -139,7 +150,9 @@ impl Namespace for NamespaceService {
             } as usize;
             let after = (!req.start_after.is_empty()).then_some(req.start_after);
             let ((entries, has_more), state_id) = self
-                .read(move |kv| tree::list(kv, &path, after.as_deref(), limit))
+                .read(req.header.as_ref(), move |kv| {
+                    tree::list(kv, &path, after.as_deref(), limit)
+                })
                 .await?;
             Ok(pb::ListResponse {
                 header: header(state_id),
@@ -161,7 +174,9 @@ impl Namespace for NamespaceService {
         let r = async {
             let path = convert::path(&req.path)?;
             let (s, state_id) = self
-                .read(move |kv| tree::content_summary(kv, &path))
+                .read(req.header.as_ref(), move |kv| {
+                    tree::content_summary(kv, &path)
+                })
                 .await?;
             Ok(pb::ContentSummaryResponse {
                 header: header(state_id),
@@ -186,7 +201,9 @@ impl Namespace for NamespaceService {
             let path = convert::path(&req.path)?;
             let names = req.names;
             let (xattrs, state_id) = self
-                .read(move |kv| tree::get_xattrs(kv, &path, &names))
+                .read(req.header.as_ref(), move |kv| {
+                    tree::get_xattrs(kv, &path, &names)
+                })
                 .await?;
             Ok(pb::GetXattrsResponse {
                 header: header(state_id),

@@ -1,7 +1,7 @@
 //! The receiving side of the Raft transport (`journal::network` is the sending side).
 
-use raftfs_proto::RaftMessage;
 use raftfs_proto::raft_server::Raft as RaftRpc;
+use raftfs_proto::{self as pb, RaftMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
@@ -38,7 +38,15 @@ impl RaftRpc for RaftService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = request(req)?;
+        let rpc: openraft::raft::AppendEntriesRequest<crate::journal::TypeConfig> = request(req)?;
+        let newest = rpc
+            .entries
+            .last()
+            .map(|e| e.log_id.index)
+            .max(rpc.leader_commit.map(|l| l.index));
+        if let Some(index) = newest {
+            self.node.leader_position.heard(index);
+        }
         reply(&self.node.raft.append_entries(rpc).await)
     }
 
@@ -55,5 +63,17 @@ impl RaftRpc for RaftService {
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc = request(req)?;
         reply(&self.node.raft.install_snapshot(rpc).await)
+    }
+
+    #[tracing::instrument(skip_all, fields(term = req.get_ref().term, index = req.get_ref().last_log_index))]
+    async fn timeout_now(
+        &self,
+        req: Request<pb::TimeoutNowRequest>,
+    ) -> Result<Response<pb::TimeoutNowResponse>, Status> {
+        let req = req.into_inner();
+        crate::membership::campaign(&self.node, req.term, req.last_log_index)
+            .await
+            .map(|()| Response::new(pb::TimeoutNowResponse {}))
+            .map_err(Status::from)
     }
 }

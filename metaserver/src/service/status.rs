@@ -50,6 +50,15 @@ impl From<MetaError> for Status {
                 }
                 Code::FailedPrecondition
             }
+            MetaError::ObserverBehind { applied, .. } => {
+                detail.kind = ErrorKind::ObserverBehind as i32;
+                detail.state_id = *applied;
+                Code::Unavailable
+            }
+            MetaError::InvalidArgument(_) => {
+                detail.kind = ErrorKind::InvalidArgument as i32;
+                Code::InvalidArgument
+            }
             MetaError::UnknownNode(_) => {
                 detail.kind = ErrorKind::UnknownNode as i32;
                 Code::NotFound

@@ -1,0 +1,333 @@
+//! Membership changes (DESIGN §4): observers join as openraft learners, an observer can be
+//! promoted to voter, any member removed, and leadership handed to a chosen voter. Every
+//! change is a Raft membership entry (openraft commits a joint configuration, then the new
+//! one), answered by the active once committed.
+//!
+//! Leadership transfer follows the Raft thesis (§3.10): the active stops proposing, waits
+//! until the target's log matches its own, and tells the target to start an election now
+//! ("TimeoutNow"). openraft 0.9 has no transfer of its own; this works with it because a
+//! candidate whose log is as long as the leader's wins the votes of every voter whose leader
+//! lease has run out. If another voter wins instead (possible while leases run out at
+//! different moments), the caller is told and may try again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use raftfs_proto as pb;
+use raftfs_proto::admin_client::AdminClient;
+use raftfs_proto::raft_client::RaftClient;
+use tonic::transport::Endpoint;
+
+use crate::error::MetaError;
+use crate::journal::NodeId;
+use crate::service::MetaNode;
+
+/// How long a leadership transfer may take before it gives up.
+pub const TRANSFER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One member as this node knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: NodeId,
+    pub addr: String,
+    /// `"voter"` or `"observer"`.
+    pub role: &'static str,
+}
+
+/// The membership after a change, and the log index that recorded it.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub log_index: u64,
+    pub leader: NodeId,
+    pub members: Vec<Member>,
+}
+
+/// The membership as this node knows it, and the active it follows (if known).
+pub fn members(node: &MetaNode) -> (Option<NodeId>, Vec<Member>) {
+    let m = node.raft.metrics();
+    let m = m.borrow();
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let members = membership
+        .nodes()
+        .map(|(id, n)| Member {
+            id: *id,
+            addr: n.addr.clone(),
+            role: if voters.contains(id) {
+                "voter"
+            } else {
+                "observer"
+            },
+        })
+        .collect();
+    (m.current_leader, members)
+}
+
+fn find(node: &MetaNode, id: NodeId) -> Result<Member, MetaError> {
+    members(node)
+        .1
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or(MetaError::UnknownNode(id))
+}
+
+fn write_error(
+    node: &MetaNode,
+    e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+) -> MetaError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => MetaError::NotActive {
+            leader: node.leader_hint(),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
+            ChangeMembershipError::InProgress(p) => {
+                MetaError::Unavailable(format!("another membership change is in progress: {p}"))
+            }
+            other => MetaError::InvalidArgument(other.to_string()),
+        },
+        RaftError::Fatal(f) => MetaError::Unavailable(f.to_string()),
+    }
+}
+
+fn changed(node: &MetaNode, log_index: u64) -> Changed {
+    let (_, members) = members(node);
+    Changed {
+        log_index,
+        leader: node.id,
+        members,
+    }
+}
+
+/// Asks the metaserver at `addr` which node it is, so that a typo in an id or an address
+/// is refused before it reaches the journal.
+async fn node_id_at(addr: &str) -> Result<NodeId, MetaError> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| MetaError::InvalidArgument(format!("bad address {addr:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| MetaError::Unavailable(format!("cannot reach {addr}: {e}")))?;
+    let status = AdminClient::new(channel)
+        .node_status(pb::NodeStatusRequest {})
+        .await
+        .map_err(|e| MetaError::Unavailable(format!("{addr} did not answer: {}", e.message())))?;
+    Ok(status.into_inner().id)
+}
+
+/// Adds the metaserver `id` at `addr` as an observer (a learner); answers once it has caught
+/// up with the log. Adding a member that is already an observer at that address changes
+/// nothing.
+pub async fn add_observer(node: &MetaNode, id: NodeId, addr: &str) -> Result<Changed, MetaError> {
+    if id == 0 || addr.is_empty() {
+        return Err(MetaError::InvalidArgument(
+            "an observer needs an id > 0 and an address".into(),
+        ));
+    }
+    node.ensure_active()?;
+    let (_, current) = members(node);
+    if let Some(m) = current.iter().find(|m| m.id == id) {
+        if m.role == "voter" {
+            return Err(MetaError::InvalidArgument(format!(
+                "node {id} is already a voter"
+            )));
+        }
+        if m.addr != addr {
+            return Err(MetaError::InvalidArgument(format!(
+                "node {id} is already an observer at {}",
+                m.addr
+            )));
+        }
+    }
+    if let Some(m) = current.iter().find(|m| m.addr == addr && m.id != id) {
+        return Err(MetaError::InvalidArgument(format!(
+            "{addr} is already node {}",
+            m.id
+        )));
+    }
+    let actual = node_id_at(addr).await?;
+    if actual != id {
+        return Err(MetaError::InvalidArgument(format!(
+            "the metaserver at {addr} is node {actual}, not {id}"
+        )));
+    }
+    let resp = node
+        .raft
+        .add_learner(id, BasicNode { addr: addr.into() }, true)
+        .await
+        .map_err(|e| write_error(node, e))?;
+    Ok(changed(node, resp.log_id.index))
+}
+
+/// Removes a member: a voter leaves the quorum (joint consensus), an observer stops
+/// receiving the log. Removing the active makes it step down once the change commits.
+pub async fn remove(node: &MetaNode, id: NodeId) -> Result<Changed, MetaError> {
+    node.ensure_active()?;
+    let member = find(node, id)?;
+    let change = if member.role == "voter" {
+        ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+    } else {
+        ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+    };
+    let resp = node
+        .raft
+        .change_membership(change, false)
+        .await
+        .map_err(|e| write_error(node, e))?;
+    Ok(changed(node, resp.log_id.index))
+}
+
+/// Promotes an observer to voter.
+pub async fn promote(node: &MetaNode, id: NodeId) -> Result<Changed, MetaError> {
+    node.ensure_active()?;
+    let member = find(node, id)?;
+    if member.role == "voter" {
+        return Err(MetaError::InvalidArgument(format!(
+            "node {id} is already a voter"
+        )));
+    }
+    let resp = node
+        .raft
+        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+        .await
+        .map_err(|e| write_error(node, e))?;
+    Ok(changed(node, resp.log_id.index))
+}
+
+/// What the active sees of itself and of `target` right now.
+struct Progress {
+    leader: Option<NodeId>,
+    is_leader: bool,
+    term: u64,
+    last_log: u64,
+    target_matched: u64,
+}
+
+fn progress(node: &MetaNode, target: NodeId) -> Progress {
+    let m = node.raft.metrics();
+    let m = m.borrow();
+    let matched: BTreeMap<NodeId, u64> = m
+        .replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Progress {
+        leader: m.current_leader,
+        is_leader: m.state == ServerState::Leader && m.current_leader == Some(node.id),
+        term: m.current_term,
+        last_log: m.last_log_index.unwrap_or(0),
+        target_matched: matched.get(&target).copied().unwrap_or(0),
+    }
+}
+
+/// Hands leadership to the voter `target`; answers once `target` is the active.
+pub async fn transfer_leader(node: &MetaNode, target: NodeId) -> Result<Changed, MetaError> {
+    node.ensure_active()?;
+    let member = find(node, target)?;
+    if member.role != "voter" {
+        return Err(MetaError::InvalidArgument(format!(
+            "node {target} is an observer: promote it first"
+        )));
+    }
+    if target == node.id {
+        return Ok(changed(node, progress(node, target).last_log));
+    }
+    let _hold = node.proposer.hold();
+    let start = Instant::now();
+    let mut last_ask: Option<Instant> = None;
+    while start.elapsed() < TRANSFER_DEADLINE {
+        let p = progress(node, target);
+        if !p.is_leader {
+            match p.leader {
+                Some(l) if l == target => {
+                    let (_, members) = members(node);
+                    return Ok(Changed {
+                        log_index: p.last_log,
+                        leader: target,
+                        members,
+                    });
+                }
+                Some(l) if l != node.id => {
+                    return Err(MetaError::Unavailable(format!(
+                        "node {l} won the election instead of {target}; try again"
+                    )));
+                }
+                _ => {}
+            }
+        } else if p.target_matched >= p.last_log
+            && last_ask.is_none_or(|t| t.elapsed() >= Duration::from_millis(300))
+        {
+            last_ask = Some(Instant::now());
+            if let Err(e) = ask_to_campaign(&member.addr, p.term, p.last_log).await {
+                tracing::info!(target, error = %e, "TimeoutNow refused; retrying");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Err(MetaError::Unavailable(format!(
+        "node {target} did not become the active within {TRANSFER_DEADLINE:?}"
+    )))
+}
+
+async fn ask_to_campaign(addr: &str, term: u64, last_log_index: u64) -> Result<(), MetaError> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| MetaError::InvalidArgument(format!("bad address {addr:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(2));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| MetaError::Unavailable(format!("cannot reach {addr}: {e}")))?;
+    RaftClient::new(channel)
+        .timeout_now(pb::TimeoutNowRequest {
+            term,
+            last_log_index,
+        })
+        .await
+        .map_err(|e| MetaError::Unavailable(e.message().to_owned()))?;
+    Ok(())
+}
+
+/// The target's side of a transfer: start an election now, if this node is a voter whose log
+/// reaches the active's.
+pub async fn campaign(node: &MetaNode, term: u64, last_log_index: u64) -> Result<(), MetaError> {
+    let (is_voter, state, my_term, my_last) = {
+        let m = node.raft.metrics();
+        let m = m.borrow();
+        (
+            m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == node.id),
+            m.state,
+            m.current_term,
+            m.last_log_index.unwrap_or(0),
+        )
+    };
+    if !is_voter {
+        return Err(MetaError::InvalidArgument(format!(
+            "node {} is not a voter",
+            node.id
+        )));
+    }
+    if state == ServerState::Leader {
+        return Ok(());
+    }
+    if my_term < term || my_last < last_log_index {
+        return Err(MetaError::Unavailable(format!(
+            "not caught up: term {my_term}, last log {my_last}; the active is at term {term}, log {last_log_index}"
+        )));
+    }
+    node.raft
+        .trigger()
+        .elect()
+        .await
+        .map_err(|e| MetaError::Unavailable(e.to_string()))
+}
