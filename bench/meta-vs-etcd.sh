@@ -23,7 +23,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/metactl" local up --dir "$work/raftfs" --voters 3 --detach >/dev/null
+# Three voters and no observer: the same replication factor as the 3-member etcd.
+"$bin/metactl" local up --dir "$work/raftfs" --voters 3 --observers 0 --detach >/dev/null
 endpoints=$($PEER up "$work/etcd")
 
 run() { echo "\$ loadgen --json $*" >&2; "$bin/loadgen" --json "$@"; }
@@ -32,9 +33,16 @@ mkdir=$(run meta --op mkdir --clients "$CLIENTS" --ops "$OPS" --cluster "$work/r
 put=$(run etcd --op put --clients "$CLIENTS" --ops "$OPS" --endpoints "$endpoints")
 
 echo "$create"; echo "$mkdir"; echo "$put"
-python3 - "$create" "$mkdir" "$put" <<'PY'
-import json, sys
+python3 - "$create" "$mkdir" "$put" "$work/raftfs/cluster.json" <<'PY'
+import json, sys, urllib.request
 create, mkdir, put = (json.loads(a) for a in sys.argv[1:4])
+# Group commit on the active: client mutations per Raft entry (= per leader fsync).
+for m in json.load(open(sys.argv[4]))["meta"]:
+    text = urllib.request.urlopen(f"http://{m['metrics_addr']}/metrics").read().decode()
+    vals = {l.split()[0]: float(l.split()[1]) for l in text.splitlines() if l.startswith("raftfs_meta_proposals_per_entry_")}
+    n = vals.get("raftfs_meta_proposals_per_entry_count", 0)
+    if n:
+        print(f"node {m['id']} (active during the runs): {vals['raftfs_meta_proposals_per_entry_sum'] / n:.1f} mutations per entry over {n:.0f} entries")
 print(f"\n{'run':<16}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
 for name, r in (("raftfs create", create), ("raftfs mkdir", mkdir), ("etcd put", put)):
     print(f"{name:<16}{r['ops_per_sec']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}")
