@@ -1,0 +1,212 @@
+//! Histories in Jepsen's EDN format: one map per operation with `:process`, `:type`
+//! (`:invoke`, `:ok`, `:fail`, `:info`), `:f` and `:value`, as Jepsen's `history.edn` (one map
+//! per line) or Knossos's test data (one vector or list of maps) stores them.
+//!
+//! Parsing is edn-format's; this module only turns the generic EDN values into [`Op`]s and
+//! pairs each invocation with its completion.
+
+use edn_format::{Keyword, Value};
+
+/// An operation's event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpType {
+    Invoke,
+    /// Completed and took effect once, between invocation and completion.
+    Ok,
+    /// Completed and certainly did not take effect.
+    Fail,
+    /// Outcome unknown: may have taken effect at any point after the invocation, or never.
+    Info,
+}
+
+/// One event of a history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Position in the history (`:index` when present, else the order read).
+    pub index: usize,
+    pub process: i64,
+    pub kind: OpType,
+    /// `:f`, without the colon (`read`, `write`, `cas`, ...).
+    pub f: String,
+    pub value: Value,
+}
+
+/// Why a history cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("not EDN: {0}")]
+    Edn(String),
+    #[error("event {index}: {why}")]
+    Event { index: usize, why: String },
+}
+
+fn key(name: &str) -> Value {
+    Value::Keyword(Keyword::from_name(name))
+}
+
+fn get<'a>(map: &'a Value, name: &str) -> Option<&'a Value> {
+    match map {
+        Value::Map(m) => m.get(&key(name)),
+        _ => None,
+    }
+}
+
+fn event(index: usize, v: &Value) -> Result<Event, HistoryError> {
+    let bad = |why: &str| HistoryError::Event {
+        index,
+        why: why.to_owned(),
+    };
+    if !matches!(v, Value::Map(_)) {
+        return Err(bad("not a map"));
+    }
+    let process = match get(v, "process") {
+        Some(Value::Integer(p)) => *p,
+        // Jepsen's nemesis events carry `:process :nemesis`; they are not client operations.
+        Some(Value::Keyword(k)) if k.name() == "nemesis" => -1,
+        _ => return Err(bad("no integer :process")),
+    };
+    let kind = match get(v, "type") {
+        Some(Value::Keyword(k)) => match k.name() {
+            "invoke" => OpType::Invoke,
+            "ok" => OpType::Ok,
+            "fail" => OpType::Fail,
+            "info" => OpType::Info,
+            other => return Err(bad(&format!("unknown :type :{other}"))),
+        },
+        _ => return Err(bad("no :type")),
+    };
+    let f = match get(v, "f") {
+        Some(Value::Keyword(k)) => k.name().to_owned(),
+        Some(Value::Symbol(s)) => s.name().to_owned(),
+        _ => return Err(bad("no :f")),
+    };
+    let index = match get(v, "index") {
+        Some(Value::Integer(i)) => usize::try_from(*i).unwrap_or(index),
+        _ => index,
+    };
+    Ok(Event {
+        index,
+        process,
+        kind,
+        f,
+        value: get(v, "value").cloned().unwrap_or(Value::Nil),
+    })
+}
+
+/// Reads a history: one EDN collection of maps, or a sequence of top-level maps.
+pub fn parse(text: &str) -> Result<Vec<Event>, HistoryError> {
+    let mut forms = Vec::new();
+    let mut parser =
+        edn_format::Parser::from_iter(text.chars(), edn_format::ParserOptions::default());
+    for form in parser.by_ref() {
+        forms.push(form.map_err(|e| HistoryError::Edn(e.to_string()))?);
+    }
+    let maps: Vec<Value> = match forms.as_slice() {
+        [Value::Vector(v)] | [Value::List(v)] => v.clone(),
+        _ => forms,
+    };
+    maps.iter()
+        .enumerate()
+        .map(|(i, v)| event(i, v))
+        .filter(|e| !matches!(e, Ok(e) if e.process < 0))
+        .collect()
+}
+
+/// A client operation: an invocation and its completion (if any).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    pub process: i64,
+    pub f: String,
+    /// The invocation's value (what was asked).
+    pub invoke_value: Value,
+    /// The completion's value (what was seen), for `:ok`; else the invocation's.
+    pub value: Value,
+    /// `Ok`, `Fail` or `Info` (an invocation never completed counts as `Info`).
+    pub outcome: OpType,
+    /// Index of the invocation and of the completion (`None`: never completed).
+    pub invoke: usize,
+    pub complete: Option<usize>,
+}
+
+/// Pairs every invocation with the next completion of the same process.
+pub fn operations(events: &[Event]) -> Result<Vec<Operation>, HistoryError> {
+    let mut open: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
+    let mut ops: Vec<Operation> = Vec::new();
+    for e in events {
+        match e.kind {
+            OpType::Invoke => {
+                if open.contains_key(&e.process) {
+                    return Err(HistoryError::Event {
+                        index: e.index,
+                        why: format!("process {} invoked twice without completing", e.process),
+                    });
+                }
+                open.insert(e.process, ops.len());
+                ops.push(Operation {
+                    process: e.process,
+                    f: e.f.clone(),
+                    invoke_value: e.value.clone(),
+                    value: e.value.clone(),
+                    outcome: OpType::Info,
+                    invoke: e.index,
+                    complete: None,
+                });
+            }
+            done => {
+                let Some(i) = open.remove(&e.process) else {
+                    return Err(HistoryError::Event {
+                        index: e.index,
+                        why: format!(
+                            "process {} completed an operation it never invoked",
+                            e.process
+                        ),
+                    });
+                };
+                let op = &mut ops[i];
+                op.outcome = done;
+                op.complete = Some(e.index);
+                if done == OpType::Ok {
+                    op.value = e.value.clone();
+                }
+            }
+        }
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_forms_and_skips_comments_and_nemesis() {
+        let vector = "; a comment\n[{:process 0, :type :invoke, :f :write, :value 1}\n ; inside\n {:process 0, :type :ok, :f :write, :value 1}]";
+        let lines = "{:process 0, :type :invoke, :f :write, :value 1}\n{:process :nemesis, :type :info, :f :start, :value nil}\n{:process 0, :type :ok, :f :write, :value 1}\n";
+        for text in [vector, lines] {
+            let events = parse(text).expect("parses");
+            assert_eq!(events.len(), 2, "{text}");
+            let ops = operations(&events).expect("pairs");
+            assert_eq!(ops.len(), 1);
+            assert_eq!(ops[0].outcome, OpType::Ok);
+            assert_eq!(ops[0].value, Value::Integer(1));
+        }
+    }
+
+    #[test]
+    fn an_unclosed_invocation_is_info_and_bad_histories_are_refused() {
+        let ops = operations(
+            &parse("[{:process 3, :type :invoke, :f :read, :value nil}]").expect("parses"),
+        )
+        .expect("pairs");
+        assert_eq!(ops[0].outcome, OpType::Info);
+        assert!(parse("[{:process 3, :type :done, :f :read}]").is_err());
+        assert!(parse("[{:type :ok, :f :read}]").is_err());
+        assert!(parse("[1 2").is_err());
+        let twice =
+            parse("[{:process 1, :type :invoke, :f :read} {:process 1, :type :invoke, :f :read}]")
+                .expect("parses");
+        assert!(operations(&twice).is_err());
+        let orphan = parse("[{:process 1, :type :ok, :f :read}]").expect("parses");
+        assert!(operations(&orphan).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! Sequential models that histories are checked against.
+
+use edn_format::Value;
+
+use crate::history::{OpType, Operation};
+
+/// A sequential specification: a state and which operations may take effect in it.
+pub trait Model {
+    type State: Clone + Eq + std::fmt::Debug;
+
+    /// The state before any operation.
+    fn init(&self) -> Self::State;
+
+    /// The state after `op` takes effect in `state`, or `None` if it cannot take effect there
+    /// with the result it reported (a read of another value, a compare-and-set that should
+    /// have failed).
+    fn step(&self, state: &Self::State, op: &Operation) -> Option<Self::State>;
+}
+
+/// One compare-and-set register, initially 0 (Knossos's `cas-register`): `:write v`,
+/// `:cas [old new]`, `:read v` (a read of `nil` matches any value).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CasRegister;
+
+impl Model for CasRegister {
+    type State = Value;
+
+    fn init(&self) -> Value {
+        Value::Integer(0)
+    }
+
+    fn step(&self, state: &Value, op: &Operation) -> Option<Value> {
+        match op.f.as_str() {
+            "read" => {
+                // A read whose outcome is unknown tells nothing.
+                let seen = if op.outcome == OpType::Ok {
+                    &op.value
+                } else {
+                    &Value::Nil
+                };
+                (*seen == Value::Nil || seen == state).then(|| state.clone())
+            }
+            "write" => Some(op.invoke_value.clone()),
+            "cas" => match &op.invoke_value {
+                Value::Vector(v) | Value::List(v) if v.len() == 2 => {
+                    (v[0] == *state).then(|| v[1].clone())
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Splits a history of independent keys (Jepsen's `[key value]` tuples) into one history per
+/// key, each with plain values, so that each key is checked on its own (a register per key).
+pub fn split_by_key(ops: &[Operation]) -> Result<Vec<(Value, Vec<Operation>)>, String> {
+    let mut by_key: std::collections::BTreeMap<Value, Vec<Operation>> = Default::default();
+    let inner = |v: &Value| match v {
+        Value::Vector(t) | Value::List(t) if t.len() == 2 => Some((t[0].clone(), t[1].clone())),
+        _ => None,
+    };
+    for op in ops {
+        let (key, invoke_value) = inner(&op.invoke_value)
+            .ok_or_else(|| format!("operation at {} has no [key value] tuple", op.invoke))?;
+        let value = inner(&op.value).map_or(Value::Nil, |(_, v)| v);
+        by_key.entry(key).or_default().push(Operation {
+            invoke_value,
+            value,
+            ..op.clone()
+        });
+    }
+    Ok(by_key.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(f: &str, invoke: Value, value: Value, outcome: OpType) -> Operation {
+        Operation {
+            process: 0,
+            f: f.into(),
+            invoke_value: invoke,
+            value,
+            outcome,
+            invoke: 0,
+            complete: Some(1),
+        }
+    }
+
+    #[test]
+    fn register_steps() {
+        let m = CasRegister;
+        let s = m.init();
+        let w = op("write", Value::Integer(3), Value::Integer(3), OpType::Ok);
+        let s3 = m.step(&s, &w).expect("write");
+        assert_eq!(s3, Value::Integer(3));
+        let r_ok = op("read", Value::Nil, Value::Integer(3), OpType::Ok);
+        let r_bad = op("read", Value::Nil, Value::Integer(4), OpType::Ok);
+        let r_nil = op("read", Value::Nil, Value::Nil, OpType::Ok);
+        assert!(m.step(&s3, &r_ok).is_some());
+        assert!(m.step(&s3, &r_bad).is_none());
+        assert!(m.step(&s3, &r_nil).is_some());
+        let cas = |a, b| {
+            op(
+                "cas",
+                Value::Vector(vec![Value::Integer(a), Value::Integer(b)]),
+                Value::Nil,
+                OpType::Ok,
+            )
+        };
+        assert_eq!(m.step(&s3, &cas(3, 5)), Some(Value::Integer(5)));
+        assert_eq!(m.step(&s3, &cas(2, 5)), None);
+    }
+}
