@@ -320,7 +320,11 @@ mod tests {
         assert_eq!(get(&txn, "a").as_deref(), Some("first"));
         assert_eq!(get(&txn, "b").as_deref(), Some("base"));
         assert_eq!(get(&txn, "c"), None);
-        assert_eq!(txn.len(), 1, "only the write before the savepoint stays buffered");
+        assert_eq!(
+            txn.len(),
+            1,
+            "only the write before the savepoint stays buffered"
+        );
     }
 
     #[test]
