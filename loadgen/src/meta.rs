@@ -3,7 +3,7 @@
 //! task is its own raftfs client object, with its own connection.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 use raftfs_client::{AutoMsync, Client, ClientConfig, CreateOptions, ReadMode};
@@ -21,6 +21,11 @@ pub enum MetaOp {
     List,
     Rename,
     Delete,
+    /// Read-your-own-writes lag: create a file on the active (untimed), then time the first
+    /// read of it on an observer (which waits until it has applied the create).
+    Ryow,
+    /// `msync`: a read-index round on the active.
+    Msync,
 }
 
 impl MetaOp {
@@ -32,6 +37,8 @@ impl MetaOp {
             MetaOp::List => "list",
             MetaOp::Rename => "rename",
             MetaOp::Delete => "delete",
+            MetaOp::Ryow => "ryow",
+            MetaOp::Msync => "msync",
         }
     }
 }
@@ -74,7 +81,11 @@ fn workers(load: &MetaLoad, base: &str, token: u64) -> Result<Vec<Worker>> {
     (0..load.clients.max(1))
         .map(|_| {
             let mut config = ClientConfig::new(load.metas.clone());
-            config.read_mode = load.read_mode;
+            config.read_mode = if load.op == MetaOp::Ryow {
+                ReadMode::Observer
+            } else {
+                load.read_mode
+            };
             config.auto_msync = load.auto_msync;
             let client = Client::new(config)?;
             client.observe(token);
@@ -125,7 +136,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
     let prep_files = match load.op {
         MetaOp::Stat | MetaOp::Rename | MetaOp::Delete => load.ops,
         MetaOp::List => load.files_per_dir.min(load.ops.max(1)),
-        MetaOp::Create | MetaOp::Mkdir => 0,
+        MetaOp::Create | MetaOp::Mkdir | MetaOp::Ryow | MetaOp::Msync => 0,
     };
     if prep_files > 0 {
         let prep = report::run(
@@ -152,106 +163,135 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
     }
     let token = setup.msync().await?;
     let ws = workers(&load, &base, token)?;
-    let report = match load.op {
-        MetaOp::Create => {
-            report::run(
+    let report =
+        match load.op {
+            MetaOp::Create => {
+                report::run(
+                    "raftfs",
+                    "create",
+                    ws,
+                    load.ops,
+                    load.progress,
+                    |w: Arc<Worker>, i| async move {
+                        w.client
+                            .create(&w.file(i), &CreateOptions::default())
+                            .await
+                            .map(|_| ())
+                            .map_err(err)
+                    },
+                )
+                .await
+            }
+            MetaOp::Mkdir => {
+                report::run(
+                    "raftfs",
+                    "mkdir",
+                    ws,
+                    load.ops,
+                    load.progress,
+                    |w: Arc<Worker>, i| async move {
+                        w.client
+                            .mkdir(&w.other(i), false)
+                            .await
+                            .map(|_| ())
+                            .map_err(err)
+                    },
+                )
+                .await
+            }
+            MetaOp::Stat => {
+                report::run(
+                    "raftfs",
+                    "stat",
+                    ws,
+                    load.ops,
+                    load.progress,
+                    |w: Arc<Worker>, i| async move {
+                        w.client.stat(&w.file(i)).await.map(|_| ()).map_err(err)
+                    },
+                )
+                .await
+            }
+            MetaOp::List => {
+                report::run(
+                    "raftfs",
+                    "list",
+                    ws,
+                    load.ops,
+                    load.progress,
+                    |w: Arc<Worker>, _i| async move {
+                        let page = w.client.list_page(&w.dir(0), "", 1000).await.map_err(err)?;
+                        if page.entries.is_empty() {
+                            Err("listing came back empty".into())
+                        } else {
+                            Ok(())
+                        }
+                    },
+                )
+                .await
+            }
+            MetaOp::Rename => {
+                report::run(
+                    "raftfs",
+                    "rename",
+                    ws,
+                    load.ops,
+                    load.progress,
+                    |w: Arc<Worker>, i| async move {
+                        w.client
+                            .rename(&w.file(i), &w.other(i), false)
+                            .await
+                            .map(|_| ())
+                            .map_err(err)
+                    },
+                )
+                .await
+            }
+            MetaOp::Ryow => {
+                report::run_timed(
+                    "raftfs",
+                    "ryow",
+                    ws,
+                    load.ops,
+                    load.progress,
+                    |w: Arc<Worker>, i| async move {
+                        w.client
+                            .create(&w.file(i), &CreateOptions::default())
+                            .await
+                            .map_err(err)?;
+                        let t = Instant::now();
+                        w.client.stat(&w.file(i)).await.map_err(err)?;
+                        Ok(t.elapsed())
+                    },
+                )
+                .await
+            }
+            MetaOp::Msync => report::run(
                 "raftfs",
-                "create",
+                "msync",
                 ws,
                 load.ops,
                 load.progress,
-                |w: Arc<Worker>, i| async move {
-                    w.client
-                        .create(&w.file(i), &CreateOptions::default())
-                        .await
-                        .map(|_| ())
-                        .map_err(err)
-                },
+                |w: Arc<Worker>, _i| async move { w.client.msync().await.map(|_| ()).map_err(err) },
             )
-            .await
-        }
-        MetaOp::Mkdir => {
-            report::run(
-                "raftfs",
-                "mkdir",
-                ws,
-                load.ops,
-                load.progress,
-                |w: Arc<Worker>, i| async move {
-                    w.client
-                        .mkdir(&w.other(i), false)
-                        .await
-                        .map(|_| ())
-                        .map_err(err)
-                },
-            )
-            .await
-        }
-        MetaOp::Stat => {
-            report::run(
-                "raftfs",
-                "stat",
-                ws,
-                load.ops,
-                load.progress,
-                |w: Arc<Worker>, i| async move {
-                    w.client.stat(&w.file(i)).await.map(|_| ()).map_err(err)
-                },
-            )
-            .await
-        }
-        MetaOp::List => {
-            report::run(
-                "raftfs",
-                "list",
-                ws,
-                load.ops,
-                load.progress,
-                |w: Arc<Worker>, _i| async move {
-                    let page = w.client.list_page(&w.dir(0), "", 1000).await.map_err(err)?;
-                    if page.entries.is_empty() {
-                        Err("listing came back empty".into())
-                    } else {
-                        Ok(())
-                    }
-                },
-            )
-            .await
-        }
-        MetaOp::Rename => {
-            report::run(
-                "raftfs",
-                "rename",
-                ws,
-                load.ops,
-                load.progress,
-                |w: Arc<Worker>, i| async move {
-                    w.client
-                        .rename(&w.file(i), &w.other(i), false)
-                        .await
-                        .map(|_| ())
-                        .map_err(err)
-                },
-            )
-            .await
-        }
-        MetaOp::Delete => {
-            report::run(
-                "raftfs",
-                "delete",
-                ws,
-                load.ops,
-                load.progress,
-                |w: Arc<Worker>, i| async move {
-                    w.client
-                        .delete(&w.file(i), false)
-                        .await
-                        .map(|_| ())
-                        .map_err(err)
-                },
-            )
-            .await
-        }
-    };
+            .await,
+            MetaOp::Delete => {
+                report::run(
+                    "raftfs",
+                    "delete",
+                    ws,
+                    load.ops,
+                    load.progress,
+                    |w: Arc<Worker>, i| async move {
+                        w.client
+                            .delete(&w.file(i), false)
+                            .await
+                            .map(|_| ())
+                            .map_err(err)
+                    },
+                )
+                .await
+            }
+        };
     Ok(report)
 }

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -59,7 +59,8 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 /// Runs `ops` operations spread over `clients` concurrent tasks. `op(client, i)` performs
-/// operation `i` (0-based, global) for task `client`, using that task's own state.
+/// operation `i` (0-based, global) for task `client`, using that task's own state; each
+/// operation is timed as a whole.
 pub async fn run<S, F, Fut>(
     target: &str,
     name: &str,
@@ -71,7 +72,32 @@ pub async fn run<S, F, Fut>(
 where
     S: Send + Sync + 'static,
     F: Fn(Arc<S>, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), String>> + Send,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    run_timed(target, name, states, ops, show_progress, move |s, i| {
+        let f = op(s, i);
+        async move {
+            let t = Instant::now();
+            f.await.map(|()| t.elapsed())
+        }
+    })
+    .await
+}
+
+/// Like [`run`], but each operation reports the duration to record itself: for operations
+/// whose measured part follows an untimed set-up (write, then time the read of it).
+pub async fn run_timed<S, F, Fut>(
+    target: &str,
+    name: &str,
+    states: Vec<S>,
+    ops: u64,
+    show_progress: bool,
+    op: F,
+) -> Report
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Duration, String>> + Send,
 {
     let clients = states.len().max(1);
     let progress = if show_progress && std::io::stderr().is_terminal() {
@@ -100,12 +126,9 @@ where
             let mut first_error = None;
             let mut i = c as u64;
             while i < ops {
-                let t = Instant::now();
                 match op(state.clone(), i).await {
-                    Ok(()) => {
-                        let us = u64::try_from(t.elapsed().as_micros())
-                            .unwrap_or(u64::MAX)
-                            .max(1);
+                    Ok(took) => {
+                        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
                         let _ = hist.record(us);
                     }
                     Err(e) => {

@@ -90,7 +90,15 @@ pub struct Txn<'a, R: KvRead + ?Sized> {
     /// What each write replaced in the overlay (`None`: the key was not in it), newest last,
     /// so that a rollback undoes exactly the writes since its savepoint. Cloning the overlay
     /// at each savepoint instead made one apply of a large batch quadratic.
-    undo: Vec<((Cf, Vec<u8>), Option<Option<Vec<u8>>>)>,
+    undo: Vec<Undo>,
+}
+
+/// One overlay write, as [`Txn::rollback_to`] undoes it.
+#[derive(Debug)]
+struct Undo {
+    key: (Cf, Vec<u8>),
+    /// The overlay's entry before the write (`None`: there was none).
+    previous: Option<Option<Vec<u8>>>,
 }
 
 /// A point to roll a [`Txn`] back to.
@@ -108,7 +116,10 @@ impl<'a, R: KvRead + ?Sized> Txn<'a, R> {
 
     fn write(&mut self, cf: Cf, key: Vec<u8>, value: Option<Vec<u8>>) {
         let previous = self.writes.insert((cf, key.clone()), value);
-        self.undo.push(((cf, key), previous));
+        self.undo.push(Undo {
+            key: (cf, key),
+            previous,
+        });
     }
 
     pub fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
@@ -133,7 +144,7 @@ impl<'a, R: KvRead + ?Sized> Txn<'a, R> {
     /// nothing behind).
     pub fn rollback_to(&mut self, savepoint: Savepoint) {
         while self.undo.len() > savepoint.0 {
-            let Some((key, previous)) = self.undo.pop() else {
+            let Some(Undo { key, previous }) = self.undo.pop() else {
                 break;
             };
             match previous {
