@@ -18,7 +18,7 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use raftfs_proto as pb;
 use raftfs_proto::admin_client::AdminClient;
 use raftfs_proto::raft_client::RaftClient;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::error::MetaError;
 use crate::journal::NodeId;
@@ -100,17 +100,21 @@ fn changed(node: &MetaNode, log_index: u64) -> Changed {
     }
 }
 
+/// A one-off connection to another metaserver (membership changes are rare: no pooling).
+async fn connect(addr: &str, connect: Duration, call: Duration) -> Result<Channel, MetaError> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| MetaError::InvalidArgument(format!("bad address {addr:?}: {e}")))?
+        .connect_timeout(connect)
+        .timeout(call)
+        .connect()
+        .await
+        .map_err(|e| MetaError::Unavailable(format!("cannot reach {addr}: {e}")))
+}
+
 /// Asks the metaserver at `addr` which node it is, so that a typo in an id or an address
 /// is refused before it reaches the journal.
 async fn node_id_at(addr: &str) -> Result<NodeId, MetaError> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| MetaError::InvalidArgument(format!("bad address {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| MetaError::Unavailable(format!("cannot reach {addr}: {e}")))?;
+    let channel = connect(addr, Duration::from_secs(2), Duration::from_secs(5)).await?;
     let status = AdminClient::new(channel)
         .node_status(pb::NodeStatusRequest {})
         .await
@@ -277,14 +281,7 @@ pub async fn transfer_leader(node: &MetaNode, target: NodeId) -> Result<Changed,
 }
 
 async fn ask_to_campaign(addr: &str, term: u64, last_log_index: u64) -> Result<(), MetaError> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| MetaError::InvalidArgument(format!("bad address {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(2));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| MetaError::Unavailable(format!("cannot reach {addr}: {e}")))?;
+    let channel = connect(addr, Duration::from_secs(1), Duration::from_secs(2)).await?;
     RaftClient::new(channel)
         .timeout_now(pb::TimeoutNowRequest {
             term,
