@@ -139,6 +139,7 @@ impl Client {
             client_id: self.inner.client_id.to_vec(),
             call_id,
             last_seen_state_id: self.state_id(),
+            observer_read: self.inner.config.read_mode == ReadMode::Observer,
         }
     }
 

@@ -45,6 +45,7 @@ async fn raw_create(addr: &str, path: &str) -> Result<pb::MutateResponse, tonic:
             client_id: vec![42; 16],
             call_id: 7,
             last_seen_state_id: 0,
+            observer_read: false,
         }),
         op: Some(pb::mutate_request::Op::Create(pb::CreateOp {
             path: path.into(),

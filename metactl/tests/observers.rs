@@ -234,6 +234,27 @@ fn pinned(addr: &str) -> Client {
     Client::new(c).expect("client")
 }
 
+/// A client in active mode that reaches an observer (its only address here; in a failover,
+/// the next address it rotates to) is sent on to the active: an observer's state may be older
+/// than what other clients were acknowledged, which a linearizable read must include.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_sends_active_mode_reads_to_the_active() {
+    let cluster = LocalCluster::up(3, &["--observers", "1"]);
+    let client = cluster.client();
+    client.mkdir("/lin", false).await.expect("mkdir");
+    let status = client.cluster_status().await.expect("status");
+    let active_addr = cluster.addr_of(status.leader);
+    let observer_addr = cluster.addr_of(4);
+    let via_observer = pinned(&observer_addr);
+    via_observer.stat("/lin").await.expect("stat");
+    assert_eq!(
+        via_observer.last_reader(),
+        active_addr,
+        "an active-mode read was answered by {} (the observer is {observer_addr})",
+        via_observer.last_reader()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_active_cut_off_from_its_quorum_serves_no_read() {
     let cluster = LocalCluster::up(3, &["--observers", "0"]);

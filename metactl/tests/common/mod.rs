@@ -246,6 +246,26 @@ impl Drop for LocalCluster {
         let _ = metactl(&["local", "down", "--dir", &d]);
         if std::thread::panicking() {
             eprintln!("{}", Self::logs(self.path()));
+            // Keep the failed cluster's data and logs for a post-mortem.
+            let kept = std::env::temp_dir().join(format!(
+                "raftfs-failed-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |t| t.as_millis())
+            ));
+            let copied = Command::new("cp")
+                .arg("-a")
+                .arg(self.path())
+                .arg(&kept)
+                .status()
+                .is_ok_and(|s| s.success());
+            if copied {
+                eprintln!(
+                    "the failed cluster's directory is kept at {}",
+                    kept.display()
+                );
+            }
         }
     }
 }

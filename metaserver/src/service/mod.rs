@@ -85,15 +85,24 @@ impl MetaNode {
         Role::of(self.id, &self.raft.metrics().borrow())
     }
 
-    /// Gate of every client read: the active (with a recent quorum) and observers serve reads,
-    /// once they have applied at least `last_seen`, the client's state ID; standbys redirect.
-    pub async fn ready_for_read(&self, last_seen: u64) -> Result<(), MetaError> {
+    /// Gate of every client read: the active (with a recent quorum) serves every read, an
+    /// observer only the reads of clients in observer mode (`observer_read`); both once they
+    /// have applied at least `last_seen`, the client's state ID. Standbys, and observers asked
+    /// for a linearizable read, redirect to the active.
+    pub async fn ready_for_read(
+        &self,
+        last_seen: u64,
+        observer_read: bool,
+    ) -> Result<(), MetaError> {
         match self.role() {
             Role::Active => {
                 self.ensure_active_for_read()?;
                 observer::wait_applied(self.sm.applied_watch(), last_seen, self.read_wait).await?;
                 Ok(())
             }
+            Role::Observer if !observer_read => Err(MetaError::NotActive {
+                leader: self.leader_hint(),
+            }),
             Role::Observer if self.skip_state_id_wait => Ok(()),
             Role::Observer => {
                 observer::wait_applied(self.sm.applied_watch(), last_seen, self.read_wait).await?;

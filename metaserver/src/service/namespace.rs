@@ -40,7 +40,8 @@ impl NamespaceService {
         f: impl FnOnce(&SnapshotKv<'_>) -> Result<T, ApplyError> + Send + 'static,
     ) -> Result<(T, u64), MetaError> {
         let last_seen = header.map_or(0, |h| h.last_seen_state_id);
-        self.node.ready_for_read(last_seen).await?;
+        let observer_read = header.is_some_and(|h| h.observer_read);
+        self.node.ready_for_read(last_seen, observer_read).await?;
         let node = self.node.clone();
         let sm = self.node.sm.clone();
         let read = tokio::task::spawn_blocking(move || {
