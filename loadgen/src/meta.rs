@@ -248,20 +248,37 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
                 .await
             }
             MetaOp::Ryow => {
+                // Only reads an observer answered measure the lag; one that fell back to the
+                // active is counted as an error, so that the figure cannot hide it.
+                let status = setup.cluster_status().await?;
+                let active: Arc<str> = status
+                    .members
+                    .iter()
+                    .find(|m| m.id == status.leader)
+                    .map(|m| m.addr.as_str())
+                    .unwrap_or_default()
+                    .into();
                 report::run_timed(
                     "raftfs",
                     "ryow",
                     ws,
                     load.ops,
                     load.progress,
-                    |w: Arc<Worker>, i| async move {
-                        w.client
-                            .create(&w.file(i), &CreateOptions::default())
-                            .await
-                            .map_err(err)?;
-                        let t = Instant::now();
-                        w.client.stat(&w.file(i)).await.map_err(err)?;
-                        Ok(t.elapsed())
+                    move |w: Arc<Worker>, i| {
+                        let active = active.clone();
+                        async move {
+                            w.client
+                                .create(&w.file(i), &CreateOptions::default())
+                                .await
+                                .map_err(err)?;
+                            let t = Instant::now();
+                            w.client.stat(&w.file(i)).await.map_err(err)?;
+                            let lag = t.elapsed();
+                            if w.client.last_reader() == *active {
+                                return Err("the read fell back to the active".to_owned());
+                            }
+                            Ok(lag)
+                        }
                     },
                 )
                 .await
