@@ -4,7 +4,9 @@
 //! - [`history`]: reading `history.edn` (Jepsen's one map per line, or Knossos's vector) and
 //!   pairing invocations with completions.
 //! - [`model`]: sequential specifications (a compare-and-set register; independent keys).
-//! - [`checker`]: the verdicts, and linearizability by the Wing–Gong–Lowe search.
+//! - [`checker`]: the verdicts: linearizability by the Wing–Gong–Lowe search, and the
+//!   session guarantees of observer reads.
+//! - [`run`]: `jepsen run`: a real cluster, client workers, a nemesis, the recorded history.
 //!
 //! `jepsen check --model cas-register|kv HISTORY.edn` runs a checker on a stored history, so
 //! that our verdicts can be compared with Knossos's on the same files.
@@ -12,6 +14,7 @@
 pub mod checker;
 pub mod history;
 pub mod model;
+pub mod run;
 
 use std::time::{Duration, Instant};
 

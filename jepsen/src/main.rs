@@ -1,5 +1,5 @@
-//! `jepsen`: checks recorded histories (`jepsen check`). Exit status: 0 valid, 1 invalid or
-//! error, 2 unknown.
+//! `jepsen`: runs a test against a local cluster under faults (`jepsen run`) and checks
+//! recorded histories (`jepsen check`). Exit status: 0 valid, 1 invalid or error, 2 unknown.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Starts a local cluster, runs a workload under faults, records and checks the history.
+    Run(raftfs_jepsen::run::RunOptions),
     /// Checks a stored history (Jepsen or Knossos EDN) against a model.
     Check {
         #[arg(long, value_enum)]
@@ -32,8 +34,22 @@ enum Cmd {
     },
 }
 
+fn exit_code(verdict: &Verdict) -> i32 {
+    match verdict {
+        Verdict::Valid => 0,
+        Verdict::Invalid { .. } => 1,
+        Verdict::Unknown { .. } => 2,
+    }
+}
+
 fn run(cli: Cli) -> Result<i32> {
     match cli.command {
+        Cmd::Run(opts) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let (results, store) = runtime.block_on(raftfs_jepsen::run::run(opts))?;
+            print!("{}", raftfs_jepsen::run::summary(&results, &store));
+            Ok(exit_code(&results.valid))
+        }
         Cmd::Check {
             model,
             time_limit,
@@ -53,11 +69,7 @@ fn run(cli: Cli) -> Result<i32> {
                     Verdict::Unknown { reason } => println!("unknown: {reason}"),
                 }
             }
-            Ok(match verdict {
-                Verdict::Valid => 0,
-                Verdict::Invalid { .. } => 1,
-                Verdict::Unknown { .. } => 2,
-            })
+            Ok(exit_code(&verdict))
         }
     }
 }

@@ -79,7 +79,7 @@ pub async fn run(
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        NetworkFactory,
+        NetworkFactory::default(),
         log_store,
         sm,
     )

@@ -2,6 +2,7 @@
 //! memory says `Unknown`, never `Valid`.
 
 pub mod linearizable;
+pub mod session;
 
 use serde::Serialize;
 

@@ -1,8 +1,9 @@
 //! The Raft transport between metaservers over gRPC: openraft's messages are serialized with
 //! postcard into a `RaftMessage`; the receiving side is `service::raft`. A connection is
-//! opened lazily per peer and reused; an unreachable peer is reported as such so that openraft
+//! opened lazily per peer and shared by every client of that peer; an unreachable peer is reported as such so that openraft
 //! backs off instead of spinning.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use openraft::error::{
@@ -21,22 +22,45 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{BasicNodeMeta, NodeId, TypeConfig, decode, encode};
 
-/// Creates a [`PeerClient`] per target.
+/// Creates a [`PeerClient`] per target, all of one target sharing one HTTP/2 connection.
+///
+/// openraft asks for a client per replication stream, but also for every read-index round
+/// (`ensure_linearizable`, behind each msync): a fresh connection there cost a TCP and HTTP/2
+/// handshake per msync, and a delayed-ACK stall (~40 ms) on a good share of them. A cached
+/// channel multiplexes those heartbeats with replication on the connection already open.
 #[derive(Debug, Clone, Default)]
-pub struct NetworkFactory;
+pub struct NetworkFactory {
+    channels: std::sync::Arc<std::sync::Mutex<HashMap<(NodeId, String), Channel>>>,
+}
+
+impl NetworkFactory {
+    fn channel(&self, target: NodeId, addr: &str) -> Option<Channel> {
+        let mut channels = match self.channels.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(c) = channels.get(&(target, addr.to_owned())) {
+            return Some(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .ok()?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        // A member that moved to another address leaves its old channel behind.
+        channels.retain(|(id, _), _| *id != target);
+        channels.insert((target, addr.to_owned()), channel.clone());
+        Some(channel)
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNodeMeta) -> PeerClient {
-        let channel = Endpoint::from_shared(format!("http://{}", node.addr)).map(|e| {
-            e.connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true)
-                .connect_lazy()
-        });
         PeerClient {
             target,
-            client: channel.ok().map(RaftClient::new),
+            client: self.channel(target, &node.addr).map(RaftClient::new),
             addr: node.addr.clone(),
         }
     }

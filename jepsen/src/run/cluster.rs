@@ -1,0 +1,182 @@
+//! The cluster under test: real metaserver processes started and controlled with `metactl
+//! local` (the operator's own tool), plus signals to the pids in `cluster.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use raftfs_client::discovery::{ClusterFile, MetaEntry};
+use raftfs_client::{Client, ClientConfig};
+
+/// A local cluster in `dir`, driven through the `metactl` binary at `metactl`.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub dir: PathBuf,
+    metactl: PathBuf,
+}
+
+/// `metactl` next to this executable (both are built into the same target directory).
+pub fn default_metactl() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("locating the jepsen binary")?;
+    let path = me.with_file_name(format!("metactl{}", std::env::consts::EXE_SUFFIX));
+    if !path.exists() {
+        bail!(
+            "{} not found: build it (cargo build --workspace) or pass --metactl",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+impl Cluster {
+    /// Starts `voters` voters and `observers` observers in `dir` (`extra`: more `local up`
+    /// flags, e.g. debug switches).
+    pub fn up(
+        metactl: PathBuf,
+        dir: &Path,
+        voters: u32,
+        observers: u32,
+        extra: &[String],
+    ) -> Result<Self> {
+        let cluster = Self {
+            dir: dir.to_owned(),
+            metactl,
+        };
+        let (voters, observers) = (voters.to_string(), observers.to_string());
+        let mut args: Vec<&str> = vec![
+            "local",
+            "up",
+            "--voters",
+            &voters,
+            "--observers",
+            &observers,
+            "--detach",
+        ];
+        args.extend(extra.iter().map(String::as_str));
+        cluster.ctl(&args)?;
+        Ok(cluster)
+    }
+
+    fn ctl(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new(&self.metactl);
+        cmd.args(&args[..args.len().min(2)])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&args[args.len().min(2)..]);
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {}", self.metactl.display()))?;
+        if !out.status.success() {
+            bail!(
+                "metactl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The cluster file as it is now (pids change on restart).
+    pub fn file(&self) -> Result<ClusterFile> {
+        Ok(ClusterFile::read(&self.dir)?)
+    }
+
+    /// Every metaserver: id, address, pid, role.
+    pub fn members(&self) -> Result<Vec<MetaEntry>> {
+        Ok(self.file()?.meta)
+    }
+
+    /// A new client object of the cluster.
+    pub fn client(&self, configure: impl FnOnce(&mut ClientConfig)) -> Result<Client> {
+        let mut config = ClientConfig::new(self.file()?.meta_addrs());
+        configure(&mut config);
+        Ok(Client::new(config)?)
+    }
+
+    /// SIGKILL of one metaserver (a crash); returns once the process is gone.
+    pub async fn kill(&self, id: u64) -> Result<()> {
+        let pid = self.pid(id)?;
+        self.ctl(&["local", "stop", "--id", &id.to_string(), "--kill"])?;
+        let start = Instant::now();
+        while nix::sys::signal::kill(pid, None).is_ok() {
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("metaserver {id} (pid {pid}) survived SIGKILL for 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    fn pid(&self, id: u64) -> Result<nix::unistd::Pid> {
+        let member = self
+            .members()?
+            .into_iter()
+            .find(|m| m.id == id)
+            .with_context(|| format!("no metaserver {id}"))?;
+        Ok(nix::unistd::Pid::from_raw(
+            i32::try_from(member.pid).context("pid out of range")?,
+        ))
+    }
+
+    /// Starts a stopped metaserver again, on its old data.
+    pub fn start(&self, id: u64) -> Result<()> {
+        self.ctl(&["local", "start", "--id", &id.to_string()])
+            .map(|_| ())
+    }
+
+    /// One more metaserver, added as an observer; its id.
+    pub fn add_observer(&self) -> Result<u64> {
+        let out = self.ctl(&["local", "add-observer"])?;
+        out.split_whitespace()
+            .find_map(|w| w.parse().ok())
+            .context("add-observer printed no id")
+    }
+
+    /// SIGSTOP / SIGCONT.
+    pub fn signal(&self, id: u64, signal: nix::sys::signal::Signal) -> Result<()> {
+        nix::sys::signal::kill(self.pid(id)?, signal)
+            .with_context(|| format!("signalling metaserver {id}"))
+    }
+
+    /// Waits until there is an active and every member in the membership has applied what it
+    /// had committed when the wait began; gives up after `within`.
+    pub async fn wait_healthy(&self, client: &Client, within: Duration) -> Result<()> {
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < within {
+            match client.cluster_status().await {
+                Ok(s) if s.members.iter().all(|m| m.lag == 0) => return Ok(()),
+                Ok(s) => last = format!("members still behind: {:?}", s.members),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("the cluster did not recover within {within:?}: {last}")
+    }
+
+    /// Stops every process.
+    pub fn down(&self) -> Result<()> {
+        // A paused member would ignore SIGTERM: let everyone run first.
+        if let Ok(members) = self.members() {
+            for m in members {
+                let _ = self.signal(m.id, nix::sys::signal::Signal::SIGCONT);
+            }
+        }
+        self.ctl(&["local", "down"]).map(|_| ())
+    }
+
+    /// Copies every metaserver's log into `to`.
+    pub fn copy_logs(&self, to: &Path) -> Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let log = entry.path().join("metaserver.log");
+            if log.exists() {
+                let name = format!("{}.log", entry.file_name().to_string_lossy());
+                std::fs::copy(&log, to.join(name))?;
+            }
+        }
+        Ok(())
+    }
+}

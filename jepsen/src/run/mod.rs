@@ -1,0 +1,421 @@
+//! `jepsen run`: a local cluster of real processes, client workers recording a history, a
+//! nemesis injecting faults, then healing, recovery, final reads, the checkers, and
+//! `store/<run-id>/{history.edn,results.json,logs/}`.
+
+pub mod cluster;
+pub mod nemesis;
+pub mod recorder;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use raftfs_client::{AutoMsync, Client, ReadMode};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+use crate::checker::linearizable::{self, Limits};
+use crate::checker::{Verdict, session};
+use crate::history::{self, OpType};
+use crate::model::{self, CasRegister};
+use cluster::Cluster;
+use nemesis::{FaultKind, Nemesis};
+use recorder::{Actor, Recorder};
+use workload::{Mailbox, Op, WorkerState, WorkloadName};
+
+/// Everything `jepsen run` is told.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunOptions {
+    #[arg(long, value_enum)]
+    pub workload: WorkloadName,
+    /// Faults, comma-separated (none: a run without faults).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub nemesis: Vec<FaultKind>,
+    /// Seconds of load (faults included).
+    #[arg(long, default_value_t = 30)]
+    pub time: u64,
+    /// Operations per second, all workers together.
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// Client workers.
+    #[arg(long, default_value_t = 5)]
+    pub concurrency: u32,
+    #[arg(long, default_value_t = 3)]
+    pub voters: u32,
+    #[arg(long, default_value_t = 2)]
+    pub observers: u32,
+    /// Registers (`register`); `rw-observer` has one key per worker.
+    #[arg(long, default_value_t = 5)]
+    pub keys: i64,
+    /// Where reads go (`rw-observer` reads on observers by default).
+    #[arg(long)]
+    pub read_mode: Option<ReadMode>,
+    /// With observer reads: msync `never`, `always` or when older than a period.
+    #[arg(long, default_value = "never")]
+    pub auto_msync: AutoMsync,
+    /// Seconds between faults (and how long each lasts), randomized ±50 %.
+    #[arg(long, default_value_t = 5)]
+    pub interval: u64,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where runs are stored.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// The metactl binary (default: next to this one).
+    #[arg(long)]
+    pub metactl: Option<PathBuf>,
+    /// Give the linearizability search at most this long.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub check_time_limit: Duration,
+    /// More `metactl local up` flags, e.g. debug switches (debug builds only).
+    #[arg(long = "cluster-arg", allow_hyphen_values = true)]
+    pub cluster_args: Vec<String>,
+}
+
+/// What a run concluded, as `results.json` stores it.
+#[derive(Debug, Serialize)]
+pub struct Results {
+    pub run_id: String,
+    pub workload: WorkloadName,
+    pub nemesis: Vec<FaultKind>,
+    pub seed: u64,
+    pub time_s: u64,
+    pub rate: f64,
+    pub concurrency: u32,
+    pub read_mode: String,
+    /// Completions by type (`ok`, `fail`, `info`) and by `:f`.
+    pub ops: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// Faults and heals by kind.
+    pub faults: std::collections::BTreeMap<String, u64>,
+    pub checkers: std::collections::BTreeMap<String, Verdict>,
+    pub valid: Verdict,
+}
+
+/// Runs one test; returns its results (also written under `store/<run-id>/`).
+pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
+    let seed = opts.seed.unwrap_or_else(rand::random);
+    let run_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        match opts.workload {
+            WorkloadName::Register => "register",
+            WorkloadName::RwObserver => "rw-observer",
+        }
+    );
+    let store = opts.store.join(&run_id);
+    std::fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
+    let metactl = match &opts.metactl {
+        Some(p) => p.clone(),
+        None => cluster::default_metactl()?,
+    };
+    let cluster = Cluster::up(
+        metactl,
+        &store.join("cluster"),
+        opts.voters,
+        opts.observers,
+        &opts.cluster_args,
+    )?;
+    let recorder = Arc::new(Recorder::new());
+    let outcome = drive(&opts, &cluster, seed, &recorder).await;
+    let logs = cluster.copy_logs(&store.join("logs"));
+    let down = cluster.down();
+    // Whatever happened, the history so far is kept.
+    std::fs::write(store.join("history.edn"), recorder.to_edn())?;
+    let (faults, final_error) = outcome?;
+    logs?;
+    down?;
+    // The cluster's data is not needed once its logs are kept.
+    let _ = std::fs::remove_dir_all(store.join("cluster"));
+
+    let events = recorder.events();
+    let ops = history::operations(&events)?;
+    let mut counts: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> =
+        Default::default();
+    for op in &ops {
+        let t = match op.outcome {
+            OpType::Ok => "ok",
+            OpType::Fail => "fail",
+            OpType::Info | OpType::Invoke => "info",
+        };
+        *counts
+            .entry(t.to_owned())
+            .or_default()
+            .entry(op.f.clone())
+            .or_default() += 1;
+    }
+    let mut checkers = std::collections::BTreeMap::new();
+    match opts.workload {
+        WorkloadName::Register => {
+            let limits = Limits {
+                deadline: Some(std::time::Instant::now() + opts.check_time_limit),
+                ..Limits::default()
+            };
+            let keys = model::split_by_key(&ops).map_err(anyhow::Error::msg)?;
+            checkers.insert(
+                "linearizable".to_owned(),
+                Verdict::all(
+                    keys.into_iter()
+                        .map(|(_, ops)| linearizable::check(&CasRegister, &ops, limits)),
+                ),
+            );
+        }
+        WorkloadName::RwObserver => {
+            let r = session::check(&ops).map_err(anyhow::Error::msg)?;
+            checkers.insert("read-your-own-writes".into(), r.read_your_own_writes);
+            checkers.insert("monotonic-reads".into(), r.monotonic_reads);
+            checkers.insert("third-party".into(), r.third_party);
+            checkers.insert("no-future-reads".into(), r.no_future_reads);
+            checkers.insert("durability".into(), r.durability);
+        }
+    }
+    if let Some(e) = final_error {
+        // The cluster did not recover or the final reads failed: that is a finding too.
+        checkers.insert(
+            "recovery".into(),
+            Verdict::Invalid {
+                op: format!("{e:#}"),
+            },
+        );
+    }
+    let valid = Verdict::all(checkers.values().cloned());
+    let results = Results {
+        run_id,
+        workload: opts.workload,
+        nemesis: opts.nemesis.clone(),
+        seed,
+        time_s: opts.time,
+        rate: opts.rate,
+        concurrency: opts.concurrency,
+        read_mode: read_mode(&opts).to_string(),
+        ops: counts,
+        faults,
+        checkers,
+        valid,
+    };
+    std::fs::write(
+        store.join("results.json"),
+        serde_json::to_string_pretty(&results)?,
+    )?;
+    Ok((results, store))
+}
+
+fn read_mode(opts: &RunOptions) -> ReadMode {
+    opts.read_mode.unwrap_or(match opts.workload {
+        WorkloadName::Register => ReadMode::Active,
+        WorkloadName::RwObserver => ReadMode::Observer,
+    })
+}
+
+type Drive = (
+    std::collections::BTreeMap<String, u64>,
+    Option<anyhow::Error>,
+);
+
+/// Load, faults, healing, recovery and final reads.
+async fn drive(
+    opts: &RunOptions,
+    cluster: &Cluster,
+    seed: u64,
+    recorder: &Arc<Recorder>,
+) -> Result<Drive> {
+    let mode = read_mode(opts);
+    let auto_msync = opts.auto_msync;
+    let new_client = {
+        let cluster = cluster.clone();
+        move || {
+            cluster.client(|c| {
+                c.read_mode = mode;
+                c.auto_msync = auto_msync;
+                c.failover_deadline = Duration::from_secs(5);
+                c.rpc_timeout = Duration::from_secs(1);
+                c.observer_timeout = Duration::from_secs(1);
+            })
+        }
+    };
+    let admin = cluster.client(|c| {
+        c.failover_deadline = Duration::from_secs(10);
+    })?;
+    let keys = match opts.workload {
+        WorkloadName::Register => opts.keys.max(1),
+        WorkloadName::RwObserver => i64::from(opts.concurrency.max(1)),
+    };
+    workload::setup(&admin, opts.workload, keys).await?;
+
+    let mailbox = Arc::new(Mailbox::default());
+    let start = tokio::time::Instant::now();
+    let until = start + Duration::from_secs(opts.time);
+    let progress = indicatif::ProgressBar::new(opts.time);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} s {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+
+    let concurrency = i64::from(opts.concurrency.max(1));
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let recorder = recorder.clone();
+        let mailbox = mailbox.clone();
+        let new_client = new_client.clone();
+        let workload = opts.workload;
+        let mean_gap = Duration::from_secs_f64(concurrency as f64 / opts.rate.max(0.01));
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_add(w as u64 + 1));
+        workers.push(tokio::spawn(async move {
+            let mut process = w;
+            let mut client = new_client()?;
+            let mut state = WorkerState {
+                own_key: w,
+                next_value: 1,
+            };
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(mean_gap.mul_f64(rng.random_range(0.0..2.0))).await;
+                let op = workload::generate(workload, keys, &mut rng, &mut state, &mailbox);
+                recorder.record(
+                    Actor::Process(process),
+                    OpType::Invoke,
+                    op.f(),
+                    op.invoke_value(),
+                );
+                let (kind, value) = workload::apply(&client, workload, &op, &mailbox).await;
+                recorder.record(Actor::Process(process), kind, op.f(), value);
+                if kind == OpType::Info {
+                    // As in Jepsen: a process whose operation may still take effect is gone;
+                    // a new one (with a new client object) takes its place.
+                    process += concurrency;
+                    client = new_client()?;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+
+    let mut nemesis = Nemesis::new(
+        cluster.clone(),
+        admin.clone(),
+        recorder.clone(),
+        StdRng::seed_from_u64(seed),
+    );
+    let ticker = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                progress.set_position(start.elapsed().as_secs());
+            }
+        })
+    };
+    let nemesis_result = nemesis
+        .run(
+            &opts.nemesis,
+            Duration::from_secs(opts.interval.max(1)),
+            until,
+        )
+        .await;
+    for w in workers {
+        w.await.context("worker panicked")??;
+    }
+    // Heal even if the schedule failed midway.
+    let healed = nemesis.heal().await;
+    ticker.abort();
+    progress.finish_and_clear();
+    nemesis_result?;
+    healed?;
+
+    // Recovery, then the final reads on the active (a fresh process and client).
+    let final_error = final_reads(cluster, &admin, recorder, opts, keys, concurrency)
+        .await
+        .err();
+    Ok((nemesis.counts, final_error))
+}
+
+async fn final_reads(
+    cluster: &Cluster,
+    admin: &Client,
+    recorder: &Recorder,
+    opts: &RunOptions,
+    keys: i64,
+    concurrency: i64,
+) -> Result<()> {
+    cluster.wait_healthy(admin, Duration::from_secs(60)).await?;
+    let reader = cluster.client(|c| c.failover_deadline = Duration::from_secs(10))?;
+    let process = concurrency * 1_000_000;
+    let mailbox = Mailbox::default();
+    for key in 0..keys {
+        let op = match opts.workload {
+            WorkloadName::Register => Op::Read { key },
+            WorkloadName::RwObserver => Op::FinalRead { key },
+        };
+        recorder.record(
+            Actor::Process(process),
+            OpType::Invoke,
+            op.f(),
+            op.invoke_value(),
+        );
+        let (kind, value) = workload::apply(&reader, opts.workload, &op, &mailbox).await;
+        recorder.record(Actor::Process(process), kind, op.f(), value);
+        anyhow::ensure!(kind == OpType::Ok, "the final read of key {key} failed");
+    }
+    Ok(())
+}
+
+/// The summary table printed after a run.
+pub fn summary(results: &Results, store: &std::path::Path) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "run {}  workload {:?}  nemesis {:?}  seed {}  read-mode {}\n\n",
+        results.run_id, results.workload, results.nemesis, results.seed, results.read_mode
+    ));
+    out.push_str(&format!(
+        "{:<14}{:>8}{:>8}{:>8}\n",
+        "op", "ok", "fail", "info"
+    ));
+    let mut fs: std::collections::BTreeSet<&String> = Default::default();
+    for by_f in results.ops.values() {
+        fs.extend(by_f.keys());
+    }
+    let get = |t: &str, f: &str| {
+        results
+            .ops
+            .get(t)
+            .and_then(|m| m.get(f))
+            .copied()
+            .unwrap_or(0)
+    };
+    for f in fs {
+        out.push_str(&format!(
+            "{:<14}{:>8}{:>8}{:>8}\n",
+            f,
+            get("ok", f),
+            get("fail", f),
+            get("info", f)
+        ));
+    }
+    out.push_str("\nfaults:");
+    if results.faults.is_empty() {
+        out.push_str(" none");
+    }
+    for (f, n) in &results.faults {
+        out.push_str(&format!(" {f}×{n}"));
+    }
+    out.push_str("\n\n");
+    for (name, v) in &results.checkers {
+        let line = match v {
+            Verdict::Valid => "valid".to_owned(),
+            Verdict::Invalid { op } => format!("INVALID: {op}"),
+            Verdict::Unknown { reason } => format!("unknown: {reason}"),
+        };
+        out.push_str(&format!("{name:<22}{line}\n"));
+    }
+    let overall = match &results.valid {
+        Verdict::Valid => "valid",
+        Verdict::Invalid { .. } => "INVALID",
+        Verdict::Unknown { .. } => "unknown",
+    };
+    out.push_str(&format!(
+        "\nverdict: {overall}   (history, results and logs in {})\n",
+        store.display()
+    ));
+    out
+}

@@ -1,0 +1,239 @@
+//! The nemesis: faults injected on a schedule, each healed before the next, and everything
+//! healed at the end. Every fault and heal is recorded in the history (`:process :nemesis`).
+//!
+//! - `kill`: SIGKILL of one member, of the active, or of a majority of the voters; healed by
+//!   starting them again on their old data.
+//! - `pause`: SIGSTOP of the same kinds of targets; healed by SIGCONT.
+//! - `member`: a membership change under load: leadership moved to another voter, or an
+//!   observer replaced (a new one added, an old one removed and stopped).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use edn_format::Value;
+use nix::sys::signal::Signal;
+use raftfs_client::Client;
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::IndexedRandom;
+
+use super::cluster::Cluster;
+use super::recorder::{Actor, Recorder};
+use crate::history::OpType;
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    Kill,
+    Pause,
+    Member,
+}
+
+/// A fault in force, to be healed.
+#[derive(Debug)]
+enum Injected {
+    Killed(Vec<u64>),
+    Paused(Vec<u64>),
+    /// Membership changes are complete when made; nothing to undo.
+    None,
+}
+
+/// Injects and heals faults on one cluster.
+#[derive(Debug)]
+pub struct Nemesis {
+    cluster: Cluster,
+    admin: Client,
+    recorder: Arc<Recorder>,
+    rng: StdRng,
+    in_force: Vec<Injected>,
+    /// Faults injected so far, by kind.
+    pub counts: std::collections::BTreeMap<String, u64>,
+}
+
+fn ids(v: &[u64]) -> Value {
+    Value::Vector(v.iter().map(|i| Value::Integer(*i as i64)).collect())
+}
+
+impl Nemesis {
+    pub fn new(cluster: Cluster, admin: Client, recorder: Arc<Recorder>, rng: StdRng) -> Self {
+        Self {
+            cluster,
+            admin,
+            recorder,
+            rng,
+            in_force: Vec::new(),
+            counts: Default::default(),
+        }
+    }
+
+    fn note(&mut self, f: &str, value: Value) {
+        self.recorder.record(Actor::Nemesis, OpType::Info, f, value);
+        *self.counts.entry(f.to_owned()).or_default() += 1;
+    }
+
+    /// Members to hit: one at random, the active, or a majority of the voters.
+    async fn targets(&mut self) -> Result<Vec<u64>> {
+        // Members of the cluster as it is now (an observer removed by `member` is not one).
+        let members: Vec<(u64, bool)> = match self.admin.members().await {
+            Ok(m) => m.iter().map(|m| (m.id, m.role == "voter")).collect(),
+            Err(_) => self
+                .cluster
+                .members()?
+                .iter()
+                .map(|m| (m.id, m.role == "voter"))
+                .collect(),
+        };
+        let voters: Vec<u64> = members.iter().filter(|m| m.1).map(|m| m.0).collect();
+        let all: Vec<u64> = members.iter().map(|m| m.0).collect();
+        Ok(match self.rng.random_range(0..3) {
+            0 => all.choose(&mut self.rng).copied().into_iter().collect(),
+            1 => match self.admin.cluster_status().await {
+                Ok(s) => vec![s.leader],
+                Err(_) => all.choose(&mut self.rng).copied().into_iter().collect(),
+            },
+            _ => {
+                let n = voters.len() / 2 + 1;
+                voters.choose_multiple(&mut self.rng, n).copied().collect()
+            }
+        })
+    }
+
+    /// Injects one fault of `kind`. What was done before an error is still healed later.
+    pub async fn inject(&mut self, kind: FaultKind) -> Result<()> {
+        match kind {
+            FaultKind::Kill => {
+                let targets = self.targets().await?;
+                let mut done = Vec::new();
+                let mut result = Ok(());
+                for id in &targets {
+                    result = self.cluster.kill(*id).await;
+                    if result.is_err() {
+                        break;
+                    }
+                    done.push(*id);
+                }
+                self.note("kill", ids(&done));
+                self.in_force.push(Injected::Killed(done));
+                result
+            }
+            FaultKind::Pause => {
+                let targets = self.targets().await?;
+                let mut done = Vec::new();
+                let mut result = Ok(());
+                for id in &targets {
+                    result = self.cluster.signal(*id, Signal::SIGSTOP);
+                    if result.is_err() {
+                        break;
+                    }
+                    done.push(*id);
+                }
+                self.note("pause", ids(&done));
+                self.in_force.push(Injected::Paused(done));
+                result
+            }
+            FaultKind::Member => {
+                self.in_force.push(Injected::None);
+                self.membership_change().await
+            }
+        }
+    }
+
+    async fn membership_change(&mut self) -> Result<()> {
+        let status = self.admin.cluster_status().await?;
+        let voters: Vec<u64> = status
+            .members
+            .iter()
+            .filter(|m| m.role == "voter" && m.id != status.leader)
+            .map(|m| m.id)
+            .collect();
+        let observers: Vec<u64> = status
+            .members
+            .iter()
+            .filter(|m| m.role == "observer")
+            .map(|m| m.id)
+            .collect();
+        if self.rng.random_bool(0.5) || observers.is_empty() {
+            let to = *voters.choose(&mut self.rng).context("no other voter")?;
+            let r = self.admin.transfer_leader(to).await;
+            self.note(
+                "transfer-leader",
+                Value::Vector(vec![
+                    Value::Integer(to as i64),
+                    Value::from(if r.is_ok() { "done" } else { "refused" }),
+                ]),
+            );
+        } else {
+            let new = self.cluster.add_observer()?;
+            self.note("add-observer", ids(&[new]));
+            let old = *observers.choose(&mut self.rng).context("no observer")?;
+            self.admin.remove_member(old).await?;
+            self.cluster.kill(old).await?;
+            self.note("remove-observer", ids(&[old]));
+        }
+        Ok(())
+    }
+
+    /// Heals every fault in force, as far as it can; the first failure is returned (and
+    /// recorded) after every other heal was tried.
+    pub async fn heal(&mut self) -> Result<()> {
+        let mut first_error = None;
+        while let Some(f) = self.in_force.pop() {
+            let (what, targets, results): (&str, Vec<u64>, Vec<Result<()>>) = match f {
+                Injected::Killed(targets) => {
+                    let r = targets.iter().map(|id| self.cluster.start(*id)).collect();
+                    ("start", targets, r)
+                }
+                Injected::Paused(targets) => {
+                    let r = targets
+                        .iter()
+                        .map(|id| self.cluster.signal(*id, Signal::SIGCONT))
+                        .collect();
+                    ("resume", targets, r)
+                }
+                Injected::None => continue,
+            };
+            self.note(what, ids(&targets));
+            for e in results.into_iter().filter_map(Result::err) {
+                self.note("error", Value::from(format!("{what}: {e:#}").as_str()));
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Alternates faults (from `kinds`, at random) and quiet periods of about `interval`
+    /// until `until`, then heals.
+    pub async fn run(
+        &mut self,
+        kinds: &[FaultKind],
+        interval: Duration,
+        until: tokio::time::Instant,
+    ) -> Result<()> {
+        if kinds.is_empty() {
+            tokio::time::sleep_until(until).await;
+            return Ok(());
+        }
+        loop {
+            let quiet = interval.mul_f64(self.rng.random_range(0.5..1.5));
+            if tokio::time::Instant::now() + quiet >= until {
+                break;
+            }
+            tokio::time::sleep(quiet).await;
+            let kind = *kinds.choose(&mut self.rng).context("no fault kinds")?;
+            if let Err(e) = self.inject(kind).await {
+                self.note("error", Value::from(format!("{kind:?}: {e:#}").as_str()));
+            }
+            let lasting = interval.mul_f64(self.rng.random_range(0.5..1.5));
+            tokio::time::sleep(
+                lasting.min(until.saturating_duration_since(tokio::time::Instant::now())),
+            )
+            .await;
+            self.heal().await?;
+        }
+        self.heal().await?;
+        tokio::time::sleep_until(until).await;
+        Ok(())
+    }
+}

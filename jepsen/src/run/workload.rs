@@ -1,0 +1,294 @@
+//! Workloads: what the client processes do, and how each outcome is recorded.
+//!
+//! - `register`: independent compare-and-set registers, one per key, each the extended
+//!   attribute `user.value` of a file; `read`, `write` and `cas` (a `setxattr` with an
+//!   expected value). Checked for linearizability per key.
+//! - `rw-observer`: every process owns one key and writes 1, 2, 3, ... to it (on the active);
+//!   every process reads any key (on observers in observer mode), sometimes after taking
+//!   another process's state ID (`read-token`) or after an msync (`read-msync`), each told
+//!   which value it must at least see. Checked for the session guarantees.
+//!
+//! Outcomes follow Jepsen: a mutation refused by the server is `:fail` (it did not happen);
+//! one without an answer is `:info` (it may have happened, now or later); a read that got no
+//! answer is `:fail` (it changed nothing).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use edn_format::Value;
+use raftfs_client::{Client, ClientError, CreateOptions, ErrorKind};
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use super::recorder::pair;
+use crate::history::OpType;
+
+/// The attribute that holds a register's value.
+pub const XATTR: &str = "user.value";
+
+/// Which workload a run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadName {
+    Register,
+    RwObserver,
+}
+
+/// One operation to perform.
+#[derive(Debug, Clone)]
+pub enum Op {
+    Read {
+        key: i64,
+    },
+    Write {
+        key: i64,
+        value: i64,
+    },
+    Cas {
+        key: i64,
+        old: i64,
+        new: i64,
+    },
+    /// A read after `observe(token)`: must see at least `at_least`.
+    ReadToken {
+        key: i64,
+        at_least: i64,
+        token: u64,
+    },
+    /// A read after an msync begun once the write of `at_least` had completed.
+    ReadMsync {
+        key: i64,
+        at_least: i64,
+    },
+    /// After the run, on the active.
+    FinalRead {
+        key: i64,
+    },
+}
+
+impl Op {
+    /// `:f` in the history.
+    pub fn f(&self) -> &'static str {
+        match self {
+            Op::Read { .. } => "read",
+            Op::Write { .. } => "write",
+            Op::Cas { .. } => "cas",
+            Op::ReadToken { .. } => "read-token",
+            Op::ReadMsync { .. } => "read-msync",
+            Op::FinalRead { .. } => "final-read",
+        }
+    }
+
+    /// The invocation's `:value`.
+    pub fn invoke_value(&self) -> Value {
+        match *self {
+            Op::Read { key } | Op::FinalRead { key } => pair(key, None),
+            Op::Write { key, value } => pair(key, Some(value)),
+            Op::Cas { key, old, new } => Value::Vector(vec![
+                Value::Integer(key),
+                Value::Vector(vec![Value::Integer(old), Value::Integer(new)]),
+            ]),
+            Op::ReadToken { key, at_least, .. } | Op::ReadMsync { key, at_least } => {
+                pair(key, Some(at_least))
+            }
+        }
+    }
+
+    fn key(&self) -> i64 {
+        match *self {
+            Op::Read { key }
+            | Op::FinalRead { key }
+            | Op::Write { key, .. }
+            | Op::Cas { key, .. }
+            | Op::ReadToken { key, .. }
+            | Op::ReadMsync { key, .. } => key,
+        }
+    }
+
+    fn is_mutation(&self) -> bool {
+        matches!(self, Op::Write { .. } | Op::Cas { .. })
+    }
+}
+
+/// The file whose attribute is key `key`.
+pub fn key_path(workload: WorkloadName, key: i64) -> String {
+    match workload {
+        WorkloadName::Register => format!("/jepsen/register/k{key}"),
+        WorkloadName::RwObserver => format!("/jepsen/rw/k{key}"),
+    }
+}
+
+/// The latest completed write of each key, with the writer's state ID: what processes hand
+/// to each other in `rw-observer`.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    latest: Mutex<HashMap<i64, (i64, u64)>>,
+}
+
+impl Mailbox {
+    fn post(&self, key: i64, value: i64, token: u64) {
+        let mut m = match self.latest.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let e = m.entry(key).or_insert((0, 0));
+        if value > e.0 {
+            *e = (value, token);
+        }
+    }
+
+    fn pick(&self, rng: &mut StdRng, not: i64) -> Option<(i64, i64, u64)> {
+        let m = match self.latest.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let keys: Vec<_> = m.iter().filter(|(k, _)| **k != not).collect();
+        if keys.is_empty() {
+            return None;
+        }
+        let (k, (v, t)) = keys[rng.random_range(0..keys.len())];
+        Some((*k, *v, *t))
+    }
+}
+
+/// Per-worker state of a workload.
+#[derive(Debug)]
+pub struct WorkerState {
+    /// `rw-observer`: the key this worker writes, and the next value to write.
+    pub own_key: i64,
+    pub next_value: i64,
+}
+
+/// Chooses the next operation.
+pub fn generate(
+    workload: WorkloadName,
+    keys: i64,
+    rng: &mut StdRng,
+    state: &mut WorkerState,
+    mailbox: &Mailbox,
+) -> Op {
+    let key = rng.random_range(0..keys.max(1));
+    match workload {
+        WorkloadName::Register => match rng.random_range(0..4) {
+            0 | 1 => Op::Read { key },
+            2 => Op::Write {
+                key,
+                value: rng.random_range(0..5),
+            },
+            _ => Op::Cas {
+                key,
+                old: rng.random_range(0..5),
+                new: rng.random_range(0..5),
+            },
+        },
+        WorkloadName::RwObserver => {
+            let roll = rng.random_range(0..10);
+            let handed = if roll >= 8 {
+                mailbox.pick(rng, state.own_key)
+            } else {
+                None
+            };
+            match (roll, handed) {
+                (0..=2, _) => {
+                    let value = state.next_value;
+                    state.next_value += 1;
+                    Op::Write {
+                        key: state.own_key,
+                        value,
+                    }
+                }
+                (8, Some((key, at_least, token))) => Op::ReadToken {
+                    key,
+                    at_least,
+                    token,
+                },
+                (9, Some((key, at_least, _))) => Op::ReadMsync { key, at_least },
+                _ => Op::Read { key },
+            }
+        }
+    }
+}
+
+fn parse_value(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+async fn read_key(client: &Client, workload: WorkloadName, key: i64) -> Result<Value, ClientError> {
+    let got = client
+        .get_xattrs(&key_path(workload, key), &[XATTR.to_owned()])
+        .await?;
+    Ok(match got.iter().find(|(n, _)| n == XATTR) {
+        Some((_, v)) => parse_value(v).map_or(Value::Nil, Value::Integer),
+        None => Value::Nil,
+    })
+}
+
+/// Performs `op`; returns the completion's type and value.
+pub async fn apply(
+    client: &Client,
+    workload: WorkloadName,
+    op: &Op,
+    mailbox: &Mailbox,
+) -> (OpType, Value) {
+    let path = key_path(workload, op.key());
+    let result: Result<Value, ClientError> = match *op {
+        Op::Read { key } | Op::FinalRead { key } => read_key(client, workload, key)
+            .await
+            .map(|v| Value::Vector(vec![Value::Integer(key), v])),
+        Op::Write { key, value } => client
+            .set_xattr(&path, XATTR, value.to_string().as_bytes(), None)
+            .await
+            .map(|()| {
+                mailbox.post(key, value, client.state_id());
+                op.invoke_value()
+            }),
+        Op::Cas { old, new, .. } => client
+            .set_xattr(
+                &path,
+                XATTR,
+                new.to_string().as_bytes(),
+                Some(Some(old.to_string().as_bytes())),
+            )
+            .await
+            .map(|()| op.invoke_value()),
+        Op::ReadToken { key, token, .. } => {
+            client.observe(token);
+            read_key(client, workload, key)
+                .await
+                .map(|v| Value::Vector(vec![Value::Integer(key), v]))
+        }
+        Op::ReadMsync { key, .. } => match client.msync().await {
+            Ok(_) => read_key(client, workload, key)
+                .await
+                .map(|v| Value::Vector(vec![Value::Integer(key), v])),
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(v) => (OpType::Ok, v),
+        Err(ClientError::Refused { .. }) | Err(ClientError::Config(_)) => {
+            (OpType::Fail, op.invoke_value())
+        }
+        Err(_) if !op.is_mutation() => (OpType::Fail, op.invoke_value()),
+        Err(_) => (OpType::Info, op.invoke_value()),
+    }
+}
+
+/// Creates the files of `keys` keys (registers start at 0, as the model does).
+pub async fn setup(client: &Client, workload: WorkloadName, keys: i64) -> anyhow::Result<()> {
+    let dir = key_path(workload, 0);
+    let dir = dir.rsplit_once('/').map_or("/jepsen", |(d, _)| d);
+    client.mkdir(dir, true).await?;
+    for key in 0..keys {
+        let path = key_path(workload, key);
+        match client.create(&path, &CreateOptions::default()).await {
+            Ok(_) => {}
+            Err(e) if e.is(ErrorKind::AlreadyExists) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if workload == WorkloadName::Register {
+            client.set_xattr(&path, XATTR, b"0", None).await?;
+        }
+    }
+    Ok(())
+}
