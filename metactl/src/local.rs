@@ -27,6 +27,9 @@ pub struct UpOptions {
     pub snapshot_every: Option<u64>,
     /// Debug builds only: observers skip the state-ID wait (tests show their checks fail).
     pub debug_skip_state_id_wait: bool,
+    /// Debug builds only: every member acknowledges log appends before they are durable
+    /// (the Jepsen harness shows that it finds the lost writes).
+    pub debug_ack_before_fsync: bool,
 }
 
 /// Writes the config of node `id` into `DIR/meta-ID/` and returns it.
@@ -53,6 +56,7 @@ fn write_config(
         bootstrap: is_voter,
         metrics_addr: Some(format!("127.0.0.1:{metrics_port}").parse()?),
         debug_skip_state_id_wait: opts.debug_skip_state_id_wait && !is_voter,
+        debug_ack_before_fsync: opts.debug_ack_before_fsync,
         ..Config::default()
     };
     if let Some(s) = opts.snapshot_every {
@@ -122,6 +126,7 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         observers: 1,
         snapshot_every: None,
         debug_skip_state_id_wait,
+        debug_ack_before_fsync: false,
     };
     let e = start_observer(&opts, id, &[], &cluster.meta_addrs()).await?;
     cluster.meta.push(e);
@@ -152,6 +157,14 @@ fn config_path(dir: &Path, id: u64) -> PathBuf {
 
 /// Whether process `pid` is alive.
 pub fn alive(pid: u32) -> bool {
+    // A killed server that its adoptive parent has not reaped yet is a zombie: signals still
+    // reach the pid, but it runs no more (and `local start` must not refuse to restart it).
+    if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat"))
+        && let Some((_, rest)) = stat.rsplit_once(')')
+        && rest.trim_start().starts_with(['Z', 'X'])
+    {
+        return false;
+    }
     i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok())
 }
 

@@ -69,6 +69,9 @@ enum LocalCmd {
         /// Debug builds only: observers skip the state-ID wait (tests show their checks fail).
         #[arg(long, hide = true)]
         debug_skip_state_id_wait: bool,
+        /// Debug builds only: members acknowledge log appends before they are durable.
+        #[arg(long, hide = true)]
+        debug_ack_before_fsync: bool,
         /// Snapshot every N entries (default: the metaserver's).
         #[arg(long)]
         snapshot_every: Option<u64>,
@@ -204,6 +207,7 @@ async fn run(cli: Cli) -> Result<()> {
             voters,
             observers,
             debug_skip_state_id_wait,
+            debug_ack_before_fsync,
             snapshot_every,
             detach,
         }) => {
@@ -213,6 +217,7 @@ async fn run(cli: Cli) -> Result<()> {
                 observers: *observers,
                 snapshot_every: *snapshot_every,
                 debug_skip_state_id_wait: *debug_skip_state_id_wait,
+                debug_ack_before_fsync: *debug_ack_before_fsync,
             };
             let cluster = local::up(&opts).await?;
             println!("{}", cluster.meta_addrs().join(","));

@@ -101,6 +101,10 @@ pub struct Config {
     /// reads without waiting for the client's state ID. A release build refuses to start
     /// with it.
     pub debug_skip_state_id_wait: bool,
+    /// Debug builds only, for the Jepsen harness to show that it finds lost writes: log
+    /// appends are acknowledged while they are only in RocksDB's memtable (no WAL, no fsync),
+    /// so a SIGKILL loses entries this node told the leader were durable.
+    pub debug_ack_before_fsync: bool,
     pub raft: RaftTuning,
     pub proposer: ProposerTuning,
 }
@@ -118,6 +122,7 @@ impl Default for Config {
             lease_secs: 60,
             read_wait_ms: 2000,
             debug_skip_state_id_wait: false,
+            debug_ack_before_fsync: false,
             raft: RaftTuning::default(),
             proposer: ProposerTuning::default(),
         }
@@ -201,6 +206,9 @@ impl Config {
         if self.debug_skip_state_id_wait && !cfg!(debug_assertions) {
             return bad("debug-skip-state-id-wait exists only in debug builds".into());
         }
+        if self.debug_ack_before_fsync && !cfg!(debug_assertions) {
+            return bad("debug-ack-before-fsync exists only in debug builds".into());
+        }
         Ok(())
     }
 
@@ -254,6 +262,10 @@ pub struct ServeArgs {
     /// Debug builds only: observers skip the state-ID wait (to show that tests catch it).
     #[arg(long, hide = true)]
     pub debug_skip_state_id_wait: bool,
+    /// Debug builds only: acknowledge log appends before they are durable (to show that the
+    /// Jepsen harness finds the lost writes).
+    #[arg(long, hide = true)]
+    pub debug_ack_before_fsync: bool,
 }
 
 impl ServeArgs {
@@ -312,6 +324,9 @@ impl ServeArgs {
         }
         if self.debug_skip_state_id_wait {
             c.debug_skip_state_id_wait = true;
+        }
+        if self.debug_ack_before_fsync {
+            c.debug_ack_before_fsync = true;
         }
         c.validate()?;
         Ok(c)

@@ -53,11 +53,16 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)?;
-    let log_store = LogStore::open(&config.data_dir.join("log"))
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
     let sm =
         StateMachine::open(&config.data_dir).map_err(|e| ServerError::Storage(e.to_string()))?;
     let sm_shared = sm.shared();
+    let mut log_store = LogStore::open(&config.data_dir.join("log"))
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
+    if config.debug_ack_before_fsync {
+        tracing::warn!("debug-ack-before-fsync: this node acknowledges log entries it may lose");
+        log_store = log_store.acking_before_fsync();
+        sm_shared.make_volatile_for_debug();
+    }
 
     let r = &config.raft;
     let raft_config = openraft::Config {

@@ -16,6 +16,17 @@ pub struct Cluster {
     metactl: PathBuf,
 }
 
+/// Whether `pid` still runs: a zombie (killed, not yet reaped by whoever adopted it) does not.
+fn running(pid: nix::unistd::Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesized command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => nix::sys::signal::kill(pid, None).is_ok() && !Path::new("/proc/self").exists(),
+    }
+}
+
 /// `metactl` next to this executable (both are built into the same target directory).
 pub fn default_metactl() -> Result<PathBuf> {
     let me = std::env::current_exe().context("locating the jepsen binary")?;
@@ -94,16 +105,27 @@ impl Cluster {
         Ok(Client::new(config)?)
     }
 
-    /// SIGKILL of one metaserver (a crash); returns once the process is gone.
-    pub async fn kill(&self, id: u64) -> Result<()> {
-        let pid = self.pid(id)?;
-        self.ctl(&["local", "stop", "--id", &id.to_string(), "--kill"])?;
-        let start = Instant::now();
-        while nix::sys::signal::kill(pid, None).is_ok() {
-            if start.elapsed() > Duration::from_secs(10) {
-                bail!("metaserver {id} (pid {pid}) survived SIGKILL for 10 s");
+    /// SIGKILL of these metaservers at once (a crash, or a power cut when they are all);
+    /// returns once every process is gone.
+    pub async fn kill(&self, ids: &[u64]) -> Result<()> {
+        let pids = ids
+            .iter()
+            .map(|id| self.pid(*id).map(|p| (*id, p)))
+            .collect::<Result<Vec<_>>>()?;
+        for (id, pid) in &pids {
+            match nix::sys::signal::kill(*pid, nix::sys::signal::Signal::SIGKILL) {
+                Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => bail!("SIGKILL to metaserver {id}: {e}"),
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let start = Instant::now();
+        for (id, pid) in pids {
+            while running(pid) {
+                if start.elapsed() > Duration::from_secs(10) {
+                    bail!("metaserver {id} (pid {pid}) survived SIGKILL for 10 s");
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         Ok(())
     }

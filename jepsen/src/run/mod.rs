@@ -22,7 +22,7 @@ use crate::checker::{Verdict, session};
 use crate::history::{self, OpType};
 use crate::model::{self, CasRegister};
 use cluster::Cluster;
-use nemesis::{FaultKind, Nemesis};
+use nemesis::{FaultKind, Nemesis, Targets};
 use recorder::{Actor, Recorder};
 use workload::{Mailbox, Op, WorkerState, WorkloadName};
 
@@ -34,6 +34,14 @@ pub struct RunOptions {
     /// Faults, comma-separated (none: a run without faults).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub nemesis: Vec<FaultKind>,
+    /// Whom `kill` and `pause` hit, comma-separated; one is chosen at random per fault.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "one,active,majority,all"
+    )]
+    pub targets: Vec<Targets>,
     /// Seconds of load (faults included).
     #[arg(long, default_value_t = 30)]
     pub time: u64,
@@ -265,12 +273,11 @@ async fn drive(
         workers.push(tokio::spawn(async move {
             let mut process = w;
             let mut client = new_client()?;
-            let mut state = WorkerState {
-                own_key: w,
-                next_value: 1,
-            };
+            let mut state = WorkerState::new(w);
             while tokio::time::Instant::now() < until {
-                tokio::time::sleep(mean_gap.mul_f64(rng.random_range(0.0..2.0))).await;
+                if !state.read_back {
+                    tokio::time::sleep(mean_gap.mul_f64(rng.random_range(0.0..2.0))).await;
+                }
                 let op = workload::generate(workload, keys, &mut rng, &mut state, &mailbox);
                 recorder.record(
                     Actor::Process(process),
@@ -278,8 +285,9 @@ async fn drive(
                     op.f(),
                     op.invoke_value(),
                 );
-                let (kind, value) = workload::apply(&client, workload, &op, &mailbox).await;
-                recorder.record(Actor::Process(process), kind, op.f(), value);
+                let (kind, value, error) = workload::apply(&client, workload, &op, &mailbox).await;
+                state.completed(&op, kind, &value);
+                recorder.record_error(Actor::Process(process), kind, op.f(), value, error);
                 if kind == OpType::Info {
                     // As in Jepsen: a process whose operation may still take effect is gone;
                     // a new one (with a new client object) takes its place.
@@ -296,6 +304,7 @@ async fn drive(
         admin.clone(),
         recorder.clone(),
         StdRng::seed_from_u64(seed),
+        opts.targets.clone(),
     );
     let ticker = {
         let progress = progress.clone();
@@ -353,9 +362,13 @@ async fn final_reads(
             op.f(),
             op.invoke_value(),
         );
-        let (kind, value) = workload::apply(&reader, opts.workload, &op, &mailbox).await;
-        recorder.record(Actor::Process(process), kind, op.f(), value);
-        anyhow::ensure!(kind == OpType::Ok, "the final read of key {key} failed");
+        let (kind, value, error) = workload::apply(&reader, opts.workload, &op, &mailbox).await;
+        recorder.record_error(Actor::Process(process), kind, op.f(), value, error.clone());
+        anyhow::ensure!(
+            kind == OpType::Ok,
+            "the final read of key {key} failed: {}",
+            error.unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -31,6 +31,20 @@ pub enum FaultKind {
     Member,
 }
 
+/// Whom `kill` and `pause` hit (Jepsen's node specs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Targets {
+    /// One member at random (voter or observer).
+    One,
+    /// The active.
+    Active,
+    /// A majority of the voters.
+    Majority,
+    /// Every member at once (a power cut): the followers first, the active last.
+    All,
+}
+
 /// A fault in force, to be healed.
 #[derive(Debug)]
 enum Injected {
@@ -47,6 +61,7 @@ pub struct Nemesis {
     admin: Client,
     recorder: Arc<Recorder>,
     rng: StdRng,
+    targets: Vec<Targets>,
     in_force: Vec<Injected>,
     /// Faults injected so far, by kind.
     pub counts: std::collections::BTreeMap<String, u64>,
@@ -57,12 +72,19 @@ fn ids(v: &[u64]) -> Value {
 }
 
 impl Nemesis {
-    pub fn new(cluster: Cluster, admin: Client, recorder: Arc<Recorder>, rng: StdRng) -> Self {
+    pub fn new(
+        cluster: Cluster,
+        admin: Client,
+        recorder: Arc<Recorder>,
+        rng: StdRng,
+        targets: Vec<Targets>,
+    ) -> Self {
         Self {
             cluster,
             admin,
             recorder,
             rng,
+            targets,
             in_force: Vec::new(),
             counts: Default::default(),
         }
@@ -73,7 +95,7 @@ impl Nemesis {
         *self.counts.entry(f.to_owned()).or_default() += 1;
     }
 
-    /// Members to hit: one at random, the active, or a majority of the voters.
+    /// Members to hit, by one of the configured [`Targets`] chosen at random.
     async fn targets(&mut self) -> Result<Vec<u64>> {
         // Members of the cluster as it is now (an observer removed by `member` is not one).
         let members: Vec<(u64, bool)> = match self.admin.members().await {
@@ -87,16 +109,30 @@ impl Nemesis {
         };
         let voters: Vec<u64> = members.iter().filter(|m| m.1).map(|m| m.0).collect();
         let all: Vec<u64> = members.iter().map(|m| m.0).collect();
-        Ok(match self.rng.random_range(0..3) {
-            0 => all.choose(&mut self.rng).copied().into_iter().collect(),
-            1 => match self.admin.cluster_status().await {
-                Ok(s) => vec![s.leader],
-                Err(_) => all.choose(&mut self.rng).copied().into_iter().collect(),
-            },
-            _ => {
+        let spec = self
+            .targets
+            .choose(&mut self.rng)
+            .copied()
+            .unwrap_or(Targets::One);
+        let leader = match spec {
+            Targets::Active | Targets::All => {
+                self.admin.cluster_status().await.ok().map(|s| s.leader)
+            }
+            _ => None,
+        };
+        Ok(match (spec, leader) {
+            (Targets::Active, Some(l)) => vec![l],
+            (Targets::All, Some(l)) => {
+                let mut v: Vec<u64> = all.iter().copied().filter(|i| *i != l).collect();
+                v.push(l);
+                v
+            }
+            (Targets::All, None) => all,
+            (Targets::Majority, _) => {
                 let n = voters.len() / 2 + 1;
                 voters.choose_multiple(&mut self.rng, n).copied().collect()
             }
+            _ => all.choose(&mut self.rng).copied().into_iter().collect(),
         })
     }
 
@@ -105,17 +141,10 @@ impl Nemesis {
         match kind {
             FaultKind::Kill => {
                 let targets = self.targets().await?;
-                let mut done = Vec::new();
-                let mut result = Ok(());
-                for id in &targets {
-                    result = self.cluster.kill(*id).await;
-                    if result.is_err() {
-                        break;
-                    }
-                    done.push(*id);
-                }
-                self.note("kill", ids(&done));
-                self.in_force.push(Injected::Killed(done));
+                let result = self.cluster.kill(&targets).await;
+                // Whatever failed, every target is started again at the heal.
+                self.note("kill", ids(&targets));
+                self.in_force.push(Injected::Killed(targets));
                 result
             }
             FaultKind::Pause => {
@@ -169,7 +198,7 @@ impl Nemesis {
             self.note("add-observer", ids(&[new]));
             let old = *observers.choose(&mut self.rng).context("no observer")?;
             self.admin.remove_member(old).await?;
-            self.cluster.kill(old).await?;
+            self.cluster.kill(&[old]).await?;
             self.note("remove-observer", ids(&[old]));
         }
         Ok(())

@@ -22,6 +22,8 @@ struct Recorded {
     kind: OpType,
     f: String,
     value: Value,
+    /// Why an operation failed or its outcome is unknown (`:error`).
+    error: Option<String>,
     time_ns: u128,
 }
 
@@ -61,6 +63,18 @@ impl Recorder {
 
     /// Records one event; returns its index.
     pub fn record(&self, actor: Actor, kind: OpType, f: &str, value: Value) -> usize {
+        self.record_error(actor, kind, f, value, None)
+    }
+
+    /// Records one event with the error that ended it.
+    pub fn record_error(
+        &self,
+        actor: Actor,
+        kind: OpType,
+        f: &str,
+        value: Value,
+        error: Option<String>,
+    ) -> usize {
         let mut events = match self.events.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -72,6 +86,7 @@ impl Recorder {
             kind,
             f: f.to_owned(),
             value,
+            error,
             time_ns,
         });
         events.len() - 1
@@ -118,21 +133,21 @@ impl Recorder {
                 Actor::Process(p) => Value::Integer(p),
                 Actor::Nemesis => kw("nemesis"),
             };
-            let map = Value::Map(
-                [
-                    (kw("index"), Value::Integer(index as i64)),
-                    (
-                        kw("time"),
-                        Value::Integer(i64::try_from(e.time_ns).unwrap_or(i64::MAX)),
-                    ),
-                    (kw("type"), kw(kind)),
-                    (kw("process"), process),
-                    (kw("f"), kw(&e.f)),
-                    (kw("value"), e.value.clone()),
-                ]
-                .into_iter()
-                .collect(),
-            );
+            let mut fields = vec![
+                (kw("index"), Value::Integer(index as i64)),
+                (
+                    kw("time"),
+                    Value::Integer(i64::try_from(e.time_ns).unwrap_or(i64::MAX)),
+                ),
+                (kw("type"), kw(kind)),
+                (kw("process"), process),
+                (kw("f"), kw(&e.f)),
+                (kw("value"), e.value.clone()),
+            ];
+            if let Some(error) = &e.error {
+                fields.push((kw("error"), Value::from(error.as_str())));
+            }
+            let map = Value::Map(fields.into_iter().collect());
             out.push_str(&edn_format::emit_str(&map));
             out.push('\n');
         }
@@ -152,14 +167,22 @@ mod tests {
         r.record(Actor::Nemesis, OpType::Info, "kill", Value::from("node 2"));
         r.record(Actor::Process(0), OpType::Ok, "write", pair(1, Some(3)));
         r.record(Actor::Process(1), OpType::Invoke, "read", pair(1, None));
+        r.record_error(
+            Actor::Process(1),
+            OpType::Fail,
+            "read",
+            pair(1, None),
+            Some("no active".into()),
+        );
         let edn = r.to_edn();
-        assert_eq!(edn.lines().count(), 4);
+        assert_eq!(edn.lines().count(), 5);
+        assert!(edn.contains(":error \"no active\""), "{edn}");
         assert!(edn.contains(":nemesis"), "{edn}");
         let parsed = parse(&edn).expect("parses");
         assert_eq!(parsed, r.events());
         let ops = operations(&parsed).expect("pairs");
         assert_eq!(ops.len(), 2);
         assert_eq!(ops[0].outcome, OpType::Ok);
-        assert_eq!(ops[1].outcome, OpType::Info);
+        assert_eq!(ops[1].outcome, OpType::Fail);
     }
 }

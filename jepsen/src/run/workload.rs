@@ -2,7 +2,9 @@
 //!
 //! - `register`: independent compare-and-set registers, one per key, each the extended
 //!   attribute `user.value` of a file; `read`, `write` and `cas` (a `setxattr` with an
-//!   expected value). Checked for linearizability per key.
+//!   expected value). Checked for linearizability per key. Written values are drawn from a
+//!   wide range, so that a read of an old value cannot be explained away by an unrelated
+//!   write of the same value; a `cas` expects the value its process last read.
 //! - `rw-observer`: every process owns one key and writes 1, 2, 3, ... to it (on the active);
 //!   every process reads any key (on observers in observer mode), sometimes after taking
 //!   another process's state ID (`read-token`) or after an msync (`read-msync`), each told
@@ -157,7 +159,35 @@ pub struct WorkerState {
     /// `rw-observer`: the key this worker writes, and the next value to write.
     pub own_key: i64,
     pub next_value: i64,
+    /// `rw-observer`: the next operation reads back the write just made, at once (no pause
+    /// between them: the read-your-own-writes case where an observer is most likely behind).
+    pub read_back: bool,
+    /// `register`: the value this worker last read of each key (what its `cas` expects).
+    pub last_read: HashMap<i64, i64>,
 }
+
+impl WorkerState {
+    pub fn new(own_key: i64) -> Self {
+        Self {
+            own_key,
+            next_value: 1,
+            read_back: false,
+            last_read: HashMap::new(),
+        }
+    }
+
+    /// Learns from a completed operation.
+    pub fn completed(&mut self, op: &Op, kind: OpType, value: &Value) {
+        if let (Op::Read { key }, OpType::Ok, Value::Vector(kv)) = (op, kind, value)
+            && let Some(Value::Integer(v)) = kv.get(1)
+        {
+            self.last_read.insert(*key, *v);
+        }
+    }
+}
+
+/// Values written to registers are drawn from `0..REGISTER_VALUES`.
+const REGISTER_VALUES: i64 = 1_000_000;
 
 /// Chooses the next operation.
 pub fn generate(
@@ -173,15 +203,18 @@ pub fn generate(
             0 | 1 => Op::Read { key },
             2 => Op::Write {
                 key,
-                value: rng.random_range(0..5),
+                value: rng.random_range(1..REGISTER_VALUES),
             },
             _ => Op::Cas {
                 key,
-                old: rng.random_range(0..5),
-                new: rng.random_range(0..5),
+                old: state.last_read.get(&key).copied().unwrap_or(0),
+                new: rng.random_range(1..REGISTER_VALUES),
             },
         },
         WorkloadName::RwObserver => {
+            if std::mem::take(&mut state.read_back) {
+                return Op::Read { key: state.own_key };
+            }
             let roll = rng.random_range(0..10);
             let handed = if roll >= 8 {
                 mailbox.pick(rng, state.own_key)
@@ -192,6 +225,7 @@ pub fn generate(
                 (0..=2, _) => {
                     let value = state.next_value;
                     state.next_value += 1;
+                    state.read_back = rng.random_bool(0.5);
                     Op::Write {
                         key: state.own_key,
                         value,
@@ -223,13 +257,14 @@ async fn read_key(client: &Client, workload: WorkloadName, key: i64) -> Result<V
     })
 }
 
-/// Performs `op`; returns the completion's type and value.
+/// Performs `op`; returns the completion's type and value, and the error if it did not
+/// succeed.
 pub async fn apply(
     client: &Client,
     workload: WorkloadName,
     op: &Op,
     mailbox: &Mailbox,
-) -> (OpType, Value) {
+) -> (OpType, Value, Option<String>) {
     let path = key_path(workload, op.key());
     let result: Result<Value, ClientError> = match *op {
         Op::Read { key } | Op::FinalRead { key } => read_key(client, workload, key)
@@ -265,12 +300,12 @@ pub async fn apply(
         },
     };
     match result {
-        Ok(v) => (OpType::Ok, v),
-        Err(ClientError::Refused { .. }) | Err(ClientError::Config(_)) => {
-            (OpType::Fail, op.invoke_value())
+        Ok(v) => (OpType::Ok, v, None),
+        Err(e @ (ClientError::Refused { .. } | ClientError::Config(_))) => {
+            (OpType::Fail, op.invoke_value(), Some(e.to_string()))
         }
-        Err(_) if !op.is_mutation() => (OpType::Fail, op.invoke_value()),
-        Err(_) => (OpType::Info, op.invoke_value()),
+        Err(e) if !op.is_mutation() => (OpType::Fail, op.invoke_value(), Some(e.to_string())),
+        Err(e) => (OpType::Info, op.invoke_value(), Some(e.to_string())),
     }
 }
 

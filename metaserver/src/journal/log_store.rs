@@ -1,11 +1,17 @@
 //! The Raft log in RocksDB: column family `log` (big-endian index -> entry) and `store`
 //! (vote, committed, last purged). An append is acknowledged to openraft only after its
 //! `WriteBatch` was written with `sync = true`: one fsync for all entries of the append.
+//!
+//! Debug builds have a deliberately broken mode (`debug-ack-before-fsync`) in which appends
+//! are acknowledged at once and written a second later: a quorum is told "durable" about
+//! entries that a power cut then takes away. The Jepsen harness shows that it finds the
+//! acknowledged writes this loses.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -35,10 +41,29 @@ fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
+/// How long after its acknowledgement an entry reaches the disk in `debug-ack-before-fsync`.
+pub const DEBUG_WRITE_BACK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Entries acknowledged but not yet written (`debug-ack-before-fsync` only), by index, with
+/// when they were acknowledged.
+type Unsynced = Arc<Mutex<BTreeMap<u64, (Entry<TypeConfig>, std::time::Instant)>>>;
+
+type UnsyncedMap = BTreeMap<u64, (Entry<TypeConfig>, std::time::Instant)>;
+
+fn lock_unsynced(u: &Unsynced) -> std::sync::MutexGuard<'_, UnsyncedMap> {
+    match u.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
 /// The log store; cheap to clone (the reader openraft asks for is a clone).
 #[derive(Clone, Debug)]
 pub struct LogStore {
     db: Arc<DB>,
+    /// Debug builds only (`debug-ack-before-fsync`): appended entries wait here, in memory,
+    /// until this node has applied them.
+    unsynced: Option<Unsynced>,
 }
 
 impl LogStore {
@@ -46,7 +71,61 @@ impl LogStore {
     pub fn open(path: &Path) -> Result<Self, rocksdb::Error> {
         Ok(Self {
             db: Arc::new(super::rocks::open(path, &[CF_LOG, CF_STORE])?),
+            unsynced: None,
         })
+    }
+
+    /// The deliberately broken log of `debug-ack-before-fsync` (debug builds only): an append
+    /// is acknowledged at once and reaches the disk [`DEBUG_WRITE_BACK`] later, so that a
+    /// power cut of every member (SIGKILL of all) loses the entries of the last second that
+    /// a quorum was told were durable. (The state machine skips its WAL in this mode too, so
+    /// that a restarted member is not ahead of its own log.)
+    #[must_use]
+    pub fn acking_before_fsync(mut self) -> Self {
+        if !cfg!(debug_assertions) {
+            return self;
+        }
+        let unsynced: Unsynced = Arc::default();
+        self.unsynced = Some(unsynced.clone());
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DEBUG_WRITE_BACK / 10).await;
+                let (db, unsynced) = (db.clone(), unsynced.clone());
+                let written = tokio::task::spawn_blocking(move || {
+                    // Under the lock, so that a reader sees each entry in one place or the other.
+                    let mut pending = lock_unsynced(&unsynced);
+                    let due: Vec<u64> = pending
+                        .iter()
+                        .take_while(|(_, (_, at))| at.elapsed() >= DEBUG_WRITE_BACK)
+                        .map(|(i, _)| *i)
+                        .collect();
+                    if due.is_empty() {
+                        return Ok(());
+                    }
+                    let cf = db.cf_handle(CF_LOG).ok_or("no log column family")?;
+                    let mut batch = WriteBatch::default();
+                    for index in due {
+                        if let Some((entry, _)) = pending.remove(&index) {
+                            batch.put_cf(
+                                cf,
+                                index_key(index),
+                                encode(&entry).map_err(|_| "encode")?,
+                            );
+                        }
+                    }
+                    let mut opts = WriteOptions::default();
+                    opts.set_sync(true);
+                    db.write_opt(batch, &opts).map_err(|_| "write")
+                })
+                .await;
+                if !matches!(written, Ok(Ok(()))) {
+                    tracing::error!("debug-ack-before-fsync: writing entries back failed");
+                    return;
+                }
+            }
+        });
+        self
     }
 
     fn cf(&self, name: &str) -> StorageResult<&rocksdb::ColumnFamily> {
@@ -131,6 +210,15 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
             out.push(decode::<Entry<TypeConfig>>(&v).map_err(read_err)?);
         }
+        if let Some(unsynced) = &self.unsynced {
+            let pending = lock_unsynced(unsynced);
+            let mut merged: BTreeMap<u64, Entry<TypeConfig>> =
+                out.into_iter().map(|e| (e.log_id.index, e)).collect();
+            for (i, (e, _)) in pending.range(range) {
+                merged.insert(*i, e.clone());
+            }
+            out = merged.into_values().collect();
+        }
         Ok(out)
     }
 }
@@ -148,6 +236,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             None => None,
         };
+        let newest_unsynced = self
+            .unsynced
+            .as_ref()
+            .and_then(|u| lock_unsynced(u).values().next_back().map(|(e, _)| e.log_id));
+        let last = newest_unsynced.max(last);
         Ok(LogState {
             last_purged_log_id,
             last_log_id: last.or(last_purged_log_id),
@@ -174,6 +267,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
         // Not synced: a lost `committed` only means re-learning it from the leader.
+        if self.unsynced.is_some() {
+            // A committed index ahead of the entries on disk would not survive a restart.
+            return Ok(());
+        }
         let v = encode(&committed).map_err(write_err)?;
         self.db
             .put_cf(self.cf(CF_STORE)?, KEY_COMMITTED, v)
@@ -191,6 +288,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        if let Some(unsynced) = &self.unsynced {
+            let now = std::time::Instant::now();
+            lock_unsynced(unsynced).extend(entries.into_iter().map(|e| (e.log_id.index, (e, now))));
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
         let cf = self.cf(CF_LOG)?;
         let mut batch = WriteBatch::default();
         for entry in entries {
@@ -211,6 +314,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        if let Some(unsynced) = &self.unsynced {
+            lock_unsynced(unsynced).split_off(&log_id.index);
+        }
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(
             self.cf(CF_LOG)?,
@@ -221,6 +327,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        if let Some(unsynced) = &self.unsynced {
+            let mut u = lock_unsynced(unsynced);
+            let rest = u.split_off(&log_id.index.saturating_add(1));
+            *u = rest;
+        }
         let mut batch = WriteBatch::default();
         batch.put_cf(
             self.cf(CF_STORE)?,

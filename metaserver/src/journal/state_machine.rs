@@ -75,6 +75,9 @@ pub struct SmShared {
     snapshots_installed: AtomicU64,
     /// Where apply records how long after the active fixed an entry it was applied here.
     apply_lag: OnceLock<Histogram>,
+    /// `debug-ack-before-fsync` only: applied state skips RocksDB's WAL, so a SIGKILL takes
+    /// the state machine back to its last flush (a snapshot), as it takes the log back.
+    volatile: std::sync::atomic::AtomicBool,
 }
 
 impl SmShared {
@@ -83,6 +86,14 @@ impl SmShared {
         match self.db.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Debug builds only (`debug-ack-before-fsync`): applied state is no longer written to
+    /// the WAL.
+    pub fn make_volatile_for_debug(&self) {
+        if cfg!(debug_assertions) {
+            self.volatile.store(true, Ordering::Relaxed);
         }
     }
 
@@ -196,7 +207,13 @@ impl SmShared {
                 None => batch.delete_cf(handle, key),
             }
         }
-        db.write(batch).map_err(sm_write)?;
+        if self.volatile.load(Ordering::Relaxed) {
+            let mut opts = rocksdb::WriteOptions::default();
+            opts.disable_wal(true);
+            db.write_opt(batch, &opts).map_err(sm_write)?;
+        } else {
+            db.write(batch).map_err(sm_write)?;
+        }
         self.applied_tx.send_replace(last.index);
         Ok(responses)
     }
@@ -268,6 +285,7 @@ impl StateMachine {
                 applied_tx,
                 snapshots_installed: AtomicU64::new(0),
                 apply_lag: OnceLock::new(),
+                volatile: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
