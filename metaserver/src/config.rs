@@ -82,6 +82,9 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// Address peers and clients reach this server at; defaults to `listen-addr`.
     pub advertise_addr: Option<String>,
+    /// Local address that connections to other metaservers are opened from (none: the
+    /// system's choice). Lets a fault-injecting proxy tell the members apart on one host.
+    pub source_ip: Option<std::net::IpAddr>,
     /// Directory of the Raft log (`log/`), the namespace (`sm/`) and snapshots.
     pub data_dir: PathBuf,
     /// The initial voters, this server among them. Used once, to form a new cluster.
@@ -115,6 +118,7 @@ impl Default for Config {
             node_id: 1,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             advertise_addr: None,
+            source_ip: None,
             data_dir: PathBuf::from("data/meta"),
             initial_members: Vec::new(),
             bootstrap: false,

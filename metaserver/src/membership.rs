@@ -18,10 +18,11 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use raftfs_proto as pb;
 use raftfs_proto::admin_client::AdminClient;
 use raftfs_proto::raft_client::RaftClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::MetaError;
 use crate::journal::NodeId;
+use crate::journal::network::Dialer;
 use crate::service::MetaNode;
 
 /// How long a leadership transfer may take before it gives up.
@@ -101,8 +102,14 @@ fn changed(node: &MetaNode, log_index: u64) -> Changed {
 }
 
 /// A one-off connection to another metaserver (membership changes are rare: no pooling).
-async fn connect(addr: &str, connect: Duration, call: Duration) -> Result<Channel, MetaError> {
-    Endpoint::from_shared(format!("http://{addr}"))
+pub async fn connect(
+    dialer: &Dialer,
+    addr: &str,
+    connect: Duration,
+    call: Duration,
+) -> Result<Channel, MetaError> {
+    dialer
+        .endpoint(addr)
         .map_err(|e| MetaError::InvalidArgument(format!("bad address {addr:?}: {e}")))?
         .connect_timeout(connect)
         .timeout(call)
@@ -113,8 +120,8 @@ async fn connect(addr: &str, connect: Duration, call: Duration) -> Result<Channe
 
 /// Asks the metaserver at `addr` which node it is, so that a typo in an id or an address
 /// is refused before it reaches the journal.
-async fn node_id_at(addr: &str) -> Result<NodeId, MetaError> {
-    let channel = connect(addr, Duration::from_secs(2), Duration::from_secs(5)).await?;
+async fn node_id_at(dialer: &Dialer, addr: &str) -> Result<NodeId, MetaError> {
+    let channel = connect(dialer, addr, Duration::from_secs(2), Duration::from_secs(5)).await?;
     let status = AdminClient::new(channel)
         .node_status(pb::NodeStatusRequest {})
         .await
@@ -152,7 +159,7 @@ pub async fn add_observer(node: &MetaNode, id: NodeId, addr: &str) -> Result<Cha
             m.id
         )));
     }
-    let actual = node_id_at(addr).await?;
+    let actual = node_id_at(&node.dialer, addr).await?;
     if actual != id {
         return Err(MetaError::InvalidArgument(format!(
             "the metaserver at {addr} is node {actual}, not {id}"
@@ -269,7 +276,7 @@ pub async fn transfer_leader(node: &MetaNode, target: NodeId) -> Result<Changed,
             && last_ask.is_none_or(|t| t.elapsed() >= Duration::from_millis(300))
         {
             last_ask = Some(Instant::now());
-            if let Err(e) = ask_to_campaign(&member.addr, p.term, p.last_log).await {
+            if let Err(e) = ask_to_campaign(&node.dialer, &member.addr, p.term, p.last_log).await {
                 tracing::info!(target, error = %e, "TimeoutNow refused; retrying");
             }
         }
@@ -280,8 +287,13 @@ pub async fn transfer_leader(node: &MetaNode, target: NodeId) -> Result<Changed,
     )))
 }
 
-async fn ask_to_campaign(addr: &str, term: u64, last_log_index: u64) -> Result<(), MetaError> {
-    let channel = connect(addr, Duration::from_secs(1), Duration::from_secs(2)).await?;
+async fn ask_to_campaign(
+    dialer: &Dialer,
+    addr: &str,
+    term: u64,
+    last_log_index: u64,
+) -> Result<(), MetaError> {
+    let channel = connect(dialer, addr, Duration::from_secs(1), Duration::from_secs(2)).await?;
     RaftClient::new(channel)
         .timeout_now(pb::TimeoutNowRequest {
             term,

@@ -15,7 +15,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::Config;
 use crate::journal::Raft;
 use crate::journal::log_store::LogStore;
-use crate::journal::network::NetworkFactory;
+use crate::journal::network::{Dialer, NetworkFactory};
 use crate::journal::proposer::{Proposer, ProposerConfig};
 use crate::journal::state_machine::StateMachine;
 use crate::metrics::Metrics;
@@ -81,10 +81,13 @@ pub async fn run(
     }
     .validate()
     .map_err(|e| ServerError::Raft(e.to_string()))?;
+    let dialer = Dialer {
+        source_ip: config.source_ip,
+    };
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        NetworkFactory::default(),
+        NetworkFactory::new(dialer),
         log_store,
         sm,
     )
@@ -117,6 +120,7 @@ pub async fn run(
         read_wait: config.read_wait(),
         skip_state_id_wait: config.debug_skip_state_id_wait,
         leader_position: Arc::new(LeaderPosition::default()),
+        dialer,
     };
     if node.skip_state_id_wait {
         tracing::warn!("debug-skip-state-id-wait: this observer may serve stale reads");

@@ -22,6 +22,23 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::{BasicNodeMeta, NodeId, TypeConfig, decode, encode};
 
+/// How this metaserver opens connections to other metaservers: from `source-ip` when one is
+/// configured, so that a fault-injecting proxy (the Jepsen harness's) can tell which member a
+/// connection comes from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dialer {
+    pub source_ip: Option<std::net::IpAddr>,
+}
+
+impl Dialer {
+    /// An endpoint for `addr` (host:port), TCP_NODELAY, bound to the source address.
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
+        Ok(Endpoint::from_shared(format!("http://{addr}"))?
+            .tcp_nodelay(true)
+            .local_address(self.source_ip))
+    }
+}
+
 /// Creates a [`PeerClient`] per target, all of one target sharing one HTTP/2 connection.
 ///
 /// openraft asks for a client per replication stream, but also for every read-index round
@@ -30,10 +47,18 @@ use super::{BasicNodeMeta, NodeId, TypeConfig, decode, encode};
 /// channel multiplexes those heartbeats with replication on the connection already open.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkFactory {
+    dialer: Dialer,
     channels: std::sync::Arc<std::sync::Mutex<HashMap<(NodeId, String), Channel>>>,
 }
 
 impl NetworkFactory {
+    pub fn new(dialer: Dialer) -> Self {
+        Self {
+            dialer,
+            channels: Default::default(),
+        }
+    }
+
     fn channel(&self, target: NodeId, addr: &str) -> Option<Channel> {
         let mut channels = match self.channels.lock() {
             Ok(g) => g,
@@ -42,10 +67,11 @@ impl NetworkFactory {
         if let Some(c) = channels.get(&(target, addr.to_owned())) {
             return Some(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let channel = self
+            .dialer
+            .endpoint(addr)
             .ok()?
             .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
             .connect_lazy();
         // A member that moved to another address leaves its old channel behind.
         channels.retain(|(id, _), _| *id != target);

@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::MetaNode;
 use crate::error::MetaError;
+use crate::journal::network::Dialer;
 use crate::membership;
 
 /// The `Admin` gRPC service.
@@ -85,7 +86,7 @@ impl AdminService {
             let applied = if *id == self.node.id {
                 Some(self.node.sm.applied_index())
             } else {
-                member_applied(&node.addr).await
+                member_applied(&self.node.dialer, &node.addr).await
             };
             let matched = replication
                 .as_ref()
@@ -127,14 +128,15 @@ fn change_pb(c: &membership::Changed) -> pb::MembershipChangeResponse {
     }
 }
 
-async fn member_applied(addr: &str) -> Option<u64> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
-    let channel = endpoint
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(Duration::from_secs(1))
-        .connect()
-        .await
-        .ok()?;
+async fn member_applied(dialer: &Dialer, addr: &str) -> Option<u64> {
+    let channel = crate::membership::connect(
+        dialer,
+        addr,
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+    )
+    .await
+    .ok()?;
     let status = AdminClient::new(channel)
         .node_status(pb::NodeStatusRequest {})
         .await

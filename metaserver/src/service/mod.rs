@@ -39,6 +39,8 @@ pub struct MetaNode {
     pub skip_state_id_wait: bool,
     /// How far the active's log is known to reach (for the apply-lag metric).
     pub leader_position: Arc<LeaderPosition>,
+    /// How connections to other metaservers are opened (source address).
+    pub dialer: crate::journal::network::Dialer,
 }
 
 impl std::fmt::Debug for MetaNode {
