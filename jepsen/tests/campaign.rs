@@ -108,6 +108,16 @@ fn rw_observer_under_membership_changes() {
     campaign("rw-observer", "member");
 }
 
+#[test]
+fn register_under_partitions() {
+    campaign("register", "partition");
+}
+
+#[test]
+fn rw_observer_under_partitions() {
+    campaign("rw-observer", "partition");
+}
+
 /// With observers answering without the state-ID wait, reads right after a write see older
 /// state: the session checker must say so (and the run exit non-zero).
 #[test]

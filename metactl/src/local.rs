@@ -16,6 +16,8 @@ use raftfs_client::discovery::{ClusterFile, MetaEntry};
 use raftfs_client::{Client, ClientConfig};
 use raftfs_metaserver::config::{Config, Peer};
 
+use crate::link_proxy::{self, LinkPlan, Route};
+
 /// What `local up` starts.
 #[derive(Debug, Clone)]
 pub struct UpOptions {
@@ -30,23 +32,71 @@ pub struct UpOptions {
     /// Debug builds only: every member acknowledges log appends before they are durable
     /// (the Jepsen harness shows that it finds the lost writes).
     pub debug_ack_before_fsync: bool,
+    /// Every member behind the fault-injecting proxy ([`crate::link_proxy`]), so that
+    /// `local partition` can cut links.
+    pub proxied: bool,
+}
+
+/// Where one member listens, is known, and connects from.
+struct NodeAddrs {
+    listen: String,
+    advertise: String,
+    source_ip: Option<std::net::IpAddr>,
+    metrics_port: u16,
+}
+
+/// Chooses the addresses of member `id`; behind the proxy, adds its route and waits until the
+/// proxy listens for it.
+async fn node_addrs(dir: &Path, id: u64) -> Result<NodeAddrs> {
+    let Some(mut plan) = LinkPlan::read(dir)? else {
+        let ports = free_ports(2)?;
+        let addr = format!("127.0.0.1:{}", ports[0]);
+        return Ok(NodeAddrs {
+            listen: addr.clone(),
+            advertise: addr,
+            source_ip: None,
+            metrics_port: ports[1],
+        });
+    };
+    let ports = free_ports(3)?;
+    let route = Route {
+        id,
+        front: format!("127.0.0.1:{}", ports[0]),
+        back: format!("127.0.0.1:{}", ports[1]),
+        source_ip: link_proxy::source_ip_of(id)?,
+    };
+    plan.routes.retain(|r| r.id != id);
+    plan.routes.push(route.clone());
+    plan.write(dir)?;
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(&route.front).await.is_err() {
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!(
+                "the link proxy did not listen for member {id} at {} (see {}/link-proxy.log)",
+                route.front,
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(NodeAddrs {
+        listen: route.back,
+        advertise: route.front,
+        source_ip: Some(route.source_ip),
+        metrics_port: ports[2],
+    })
 }
 
 /// Writes the config of node `id` into `DIR/meta-ID/` and returns it.
-fn write_config(
-    opts: &UpOptions,
-    id: u64,
-    addr: &str,
-    metrics_port: u16,
-    voters: &[Peer],
-) -> Result<Config> {
+fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -> Result<Config> {
     let nd = node_dir(&opts.dir, id);
     fs::create_dir_all(&nd)?;
     let is_voter = voters.iter().any(|p| p.id == id);
     let mut config = Config {
         node_id: id,
-        listen_addr: addr.parse()?,
-        advertise_addr: Some(addr.to_owned()),
+        listen_addr: addrs.listen.parse()?,
+        advertise_addr: Some(addrs.advertise.clone()),
+        source_ip: addrs.source_ip,
         data_dir: nd.join("data"),
         initial_members: if is_voter {
             voters.to_vec()
@@ -54,7 +104,7 @@ fn write_config(
             Vec::new()
         },
         bootstrap: is_voter,
-        metrics_addr: Some(format!("127.0.0.1:{metrics_port}").parse()?),
+        metrics_addr: Some(format!("127.0.0.1:{}", addrs.metrics_port).parse()?),
         debug_skip_state_id_wait: opts.debug_skip_state_id_wait && !is_voter,
         debug_ack_before_fsync: opts.debug_ack_before_fsync,
         ..Config::default()
@@ -102,9 +152,9 @@ async fn start_observer(
     voters: &[Peer],
     addrs: &[String],
 ) -> Result<MetaEntry> {
-    let ports = free_ports(2)?;
-    let addr = format!("127.0.0.1:{}", ports[0]);
-    let config = write_config(opts, id, &addr, ports[1], voters)?;
+    let own = node_addrs(&opts.dir, id).await?;
+    let addr = own.advertise.clone();
+    let config = write_config(opts, id, &own, voters)?;
     let pid = spawn_meta(&opts.dir, id)?;
     wait_listening(&addr, Duration::from_secs(30)).await?;
     let mut cc = ClientConfig::new(addrs.to_vec());
@@ -127,6 +177,7 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         snapshot_every: None,
         debug_skip_state_id_wait,
         debug_ack_before_fsync: false,
+        proxied: false,
     };
     let e = start_observer(&opts, id, &[], &cluster.meta_addrs()).await?;
     cluster.meta.push(e);
@@ -251,17 +302,33 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         );
     }
     fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
+    if opts.proxied {
+        LinkPlan::default().write(&opts.dir)?;
+        let pid = spawn_link_proxy(&opts.dir)?;
+        LinkPlan {
+            proxy_pid: Some(pid),
+            ..LinkPlan::default()
+        }
+        .write(&opts.dir)?;
+    } else {
+        let _ = fs::remove_file(LinkPlan::path(&opts.dir));
+    }
     let n = opts.voters as usize;
-    let ports = free_ports(2 * n)?;
-    let members: Vec<Peer> = (0..n)
-        .map(|i| Peer {
+    let mut addrs = Vec::with_capacity(n);
+    for i in 0..n {
+        addrs.push(node_addrs(&opts.dir, i as u64 + 1).await?);
+    }
+    let members: Vec<Peer> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Peer {
             id: i as u64 + 1,
-            addr: format!("127.0.0.1:{}", ports[i]),
+            addr: a.advertise.clone(),
         })
         .collect();
     let mut cluster = ClusterFile::default();
-    for (i, peer) in members.iter().enumerate() {
-        let config = write_config(opts, peer.id, &peer.addr, ports[n + i], &members)?;
+    for (peer, a) in members.iter().zip(&addrs) {
+        let config = write_config(opts, peer.id, a, &members)?;
         let pid = spawn_meta(&opts.dir, peer.id)?;
         cluster.meta.push(entry(&config, pid, "voter"));
     }
@@ -319,7 +386,54 @@ pub async fn down(dir: &Path) -> Result<()> {
     for b in &cluster.block {
         stop_pid(b.pid, Duration::from_secs(5)).await?;
     }
+    if let Some(pid) = LinkPlan::read(dir)?.and_then(|p| p.proxy_pid) {
+        stop_pid(pid, Duration::from_secs(5)).await?;
+    }
     Ok(())
+}
+
+/// `local partition`: cuts exactly these links (both ways), healing every other one.
+pub fn partition(dir: &Path, cut: std::collections::BTreeSet<(String, String)>) -> Result<()> {
+    let mut plan = LinkPlan::read(dir)?.with_context(|| {
+        format!(
+            "the cluster in {} runs without the link proxy (start it with local up --proxied)",
+            dir.display()
+        )
+    })?;
+    let known: std::collections::BTreeSet<String> =
+        plan.routes.iter().map(|r| r.id.to_string()).collect();
+    for (a, b) in &cut {
+        for end in [a, b] {
+            if end != link_proxy::CLIENT && !known.contains(end) {
+                bail!("no member {end} behind the proxy in {}", dir.display());
+            }
+        }
+    }
+    plan.cut = cut;
+    plan.write(dir)
+}
+
+/// Starts the link proxy of the cluster in `dir`, detached like the metaservers.
+fn spawn_link_proxy(dir: &Path) -> Result<u32> {
+    let exe = std::env::current_exe().context("locating metactl")?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("link-proxy.log"))?;
+    let child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(exe)
+            .arg("serve-link-proxy")
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("starting the link proxy")?
+    };
+    Ok(child.id())
 }
 
 /// `local start --id N`: starts a stopped node again with its existing config and data.

@@ -1,6 +1,7 @@
 //! `metactl`: raftfs admin and file commands, and the local cluster launcher.
 
 mod fs;
+mod link_proxy;
 mod local;
 
 use std::path::PathBuf;
@@ -53,6 +54,12 @@ enum Cmd {
     /// Runs a metaserver (what `local up` starts; the same entry point as `metaserver`).
     #[command(hide = true)]
     ServeMeta(raftfs_metaserver::ServeArgs),
+    /// Runs the fault-injecting proxy of a `local up --proxied` cluster (what `local up` starts).
+    #[command(hide = true)]
+    ServeLinkProxy {
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +85,20 @@ enum LocalCmd {
         /// Write DIR/cluster.json and return, leaving the cluster running.
         #[arg(long)]
         detach: bool,
+        /// Put every member behind a fault-injecting proxy, for `local partition`.
+        #[arg(long)]
+        proxied: bool,
+    },
+    /// Cuts network links of a `--proxied` cluster (and heals every other one).
+    Partition {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        /// Links to cut, both ways: `A-B[,A-B...]`, members by id or `client` (e.g. `1-2,client-3`).
+        #[arg(long, conflicts_with = "heal", required_unless_present = "heal")]
+        cut: Option<String>,
+        /// Heal every link.
+        #[arg(long)]
+        heal: bool,
     },
     /// Starts one more metaserver and adds it to the cluster in DIR as an observer.
     AddObserver {
@@ -197,6 +218,14 @@ fn now_ms() -> u64 {
 
 async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
+        Cmd::ServeLinkProxy { dir } => {
+            raftfs_metaserver::server::init_tracing();
+            link_proxy::serve(dir).await?;
+        }
+        Cmd::Local(LocalCmd::Partition { dir, cut, heal: _ }) => {
+            let cut = link_proxy::parse_cuts(cut.as_deref().unwrap_or(""))?;
+            local::partition(dir, cut)?;
+        }
         Cmd::ServeMeta(args) => {
             raftfs_metaserver::server::init_tracing();
             let config = args.clone().into_config()?;
@@ -210,6 +239,7 @@ async fn run(cli: Cli) -> Result<()> {
             debug_ack_before_fsync,
             snapshot_every,
             detach,
+            proxied,
         }) => {
             let opts = local::UpOptions {
                 dir: dir.clone(),
@@ -218,6 +248,7 @@ async fn run(cli: Cli) -> Result<()> {
                 snapshot_every: *snapshot_every,
                 debug_skip_state_id_wait: *debug_skip_state_id_wait,
                 debug_ack_before_fsync: *debug_ack_before_fsync,
+                proxied: *proxied,
             };
             let cluster = local::up(&opts).await?;
             println!("{}", cluster.meta_addrs().join(","));

@@ -308,6 +308,50 @@ async fn an_active_cut_off_from_its_quorum_serves_no_read() {
     }
 }
 
+/// The same with a real network partition (the link proxy): the active is cut off from every
+/// other member while clients still reach it. It must stop answering reads, a new active
+/// takes writes, and once the partition heals the old one follows the new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_isolated_by_a_partition_serves_no_read() {
+    let cluster = LocalCluster::up(3, &["--observers", "1", "--proxied"]);
+    let client = cluster.client();
+    client.mkdir("/part", false).await.expect("mkdir");
+    let leader = client.cluster_status().await.expect("status").leader;
+    let cut: Vec<String> = (1..=4)
+        .filter(|i| *i != leader)
+        .map(|i| format!("{leader}-{i}"))
+        .collect();
+    cluster.partition(&cut.join(","));
+    client
+        .mkdir("/part/after", false)
+        .await
+        .expect("the majority elects a new active that takes the write");
+    let old = pinned(&cluster.addr_of(leader));
+    for _ in 0..10 {
+        match old.stat("/part/after").await {
+            Ok(s) => panic!("the isolated active answered a read: {s:?}"),
+            Err(e) if e.is(ErrorKind::NotFound) => {
+                panic!("the isolated active served a stale read")
+            }
+            Err(_) => {}
+        }
+    }
+    cluster.partition("");
+    let start = Instant::now();
+    loop {
+        let s = client.cluster_status().await.expect("status");
+        if s.leader != leader && s.members.iter().all(|m| m.lag == 0) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the cluster did not settle after the heal: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.client().stat("/part/after").await.expect("stat");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_changes_under_load_lose_nothing() {
     let cluster = LocalCluster::up(3, &["--observers", "0"]);

@@ -1,5 +1,7 @@
 //! The cluster under test: real metaserver processes started and controlled with `metactl
-//! local` (the operator's own tool), plus signals to the pids in `cluster.json`.
+//! local` (the operator's own tool), plus signals to the pids in `cluster.json`. Every member
+//! runs behind `metactl`'s fault-injecting link proxy (`local up --proxied`), so that
+//! partitions really cut traffic.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,6 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use raftfs_client::discovery::{ClusterFile, MetaEntry};
 use raftfs_client::{Client, ClientConfig};
+
+/// The link end that stands for every client (`metactl local partition`).
+pub const CLIENT: &str = "client";
 
 /// A local cluster in `dir`, driven through the `metactl` binary at `metactl`.
 #[derive(Debug, Clone)]
@@ -63,6 +68,7 @@ impl Cluster {
             "--observers",
             &observers,
             "--detach",
+            "--proxied",
         ];
         args.extend(extra.iter().map(String::as_str));
         cluster.ctl(&args)?;
@@ -145,6 +151,19 @@ impl Cluster {
     pub fn start(&self, id: u64) -> Result<()> {
         self.ctl(&["local", "start", "--id", &id.to_string()])
             .map(|_| ())
+    }
+
+    /// Cuts exactly these links, both ways (`A-B` pairs, members by id or `client`), healing
+    /// every other one.
+    pub fn partition(&self, pairs: &[(String, String)]) -> Result<()> {
+        let spec: Vec<String> = pairs.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        self.ctl(&["local", "partition", "--cut", &spec.join(",")])
+            .map(|_| ())
+    }
+
+    /// Heals every link.
+    pub fn heal_links(&self) -> Result<()> {
+        self.ctl(&["local", "partition", "--heal"]).map(|_| ())
     }
 
     /// One more metaserver, added as an observer; its id.

@@ -6,6 +6,10 @@
 //! - `pause`: SIGSTOP of the same kinds of targets; healed by SIGCONT.
 //! - `member`: a membership change under load: leadership moved to another voter, or an
 //!   observer replaced (a new one added, an old one removed and stopped).
+//! - `partition`: links really cut by the link proxy: the members split into random halves,
+//!   the active isolated from every other member, a majorities ring (each member sees a
+//!   majority, no two the same one), or the clients cut off from one member; healed by
+//!   restoring every link.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +20,7 @@ use nix::sys::signal::Signal;
 use raftfs_client::Client;
 use rand::Rng;
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 
 use super::cluster::Cluster;
 use super::recorder::{Actor, Recorder};
@@ -29,6 +33,7 @@ pub enum FaultKind {
     Kill,
     Pause,
     Member,
+    Partition,
 }
 
 /// Whom `kill` and `pause` hit (Jepsen's node specs).
@@ -50,6 +55,7 @@ pub enum Targets {
 enum Injected {
     Killed(Vec<u64>),
     Paused(Vec<u64>),
+    Partitioned,
     /// Membership changes are complete when made; nothing to undo.
     None,
 }
@@ -166,7 +172,78 @@ impl Nemesis {
                 self.in_force.push(Injected::None);
                 self.membership_change().await
             }
+            FaultKind::Partition => {
+                let (name, pairs) = self.grudge().await?;
+                self.in_force.push(Injected::Partitioned);
+                let result = self.cluster.partition(&pairs);
+                let value = Value::Vector(
+                    std::iter::once(Value::from(name))
+                        .chain(
+                            pairs
+                                .iter()
+                                .map(|(a, b)| Value::from(format!("{a}-{b}").as_str())),
+                        )
+                        .collect(),
+                );
+                self.note("partition", value);
+                result
+            }
         }
+    }
+
+    /// Which links to cut, and the name of the shape.
+    async fn grudge(&mut self) -> Result<(&'static str, Vec<(String, String)>)> {
+        let status = self.admin.cluster_status().await.ok();
+        let mut members: Vec<u64> = match &status {
+            Some(s) => s.members.iter().map(|m| m.id).collect(),
+            None => self.cluster.members()?.iter().map(|m| m.id).collect(),
+        };
+        members.sort_unstable();
+        let pair = |a: u64, b: u64| (a.to_string(), b.to_string());
+        let shape = self.rng.random_range(0..4);
+        Ok(match (shape, status.as_ref().map(|s| s.leader)) {
+            (0, _) => {
+                members.shuffle(&mut self.rng);
+                let (left, right) = members.split_at(members.len() / 2);
+                let cut = left
+                    .iter()
+                    .flat_map(|a| right.iter().map(move |b| pair(*a, *b)))
+                    .collect();
+                ("halves", cut)
+            }
+            (1, Some(active)) => {
+                let cut = members
+                    .iter()
+                    .filter(|m| **m != active)
+                    .map(|m| pair(active, *m))
+                    .collect();
+                ("isolated-active", cut)
+            }
+            (2, _) if members.len() >= 4 => {
+                // Members on a ring, each linked to its ⌈⌊n/2⌋/2⌉ nearest on either side: it
+                // sees a majority, and its neighbours see other majorities.
+                members.shuffle(&mut self.rng);
+                let n = members.len();
+                let reach = (n / 2).div_ceil(2);
+                let mut cut = Vec::new();
+                for i in 0..n {
+                    for j in i + 1..n {
+                        let d = (j - i).min(n - (j - i));
+                        if d > reach {
+                            cut.push(pair(members[i], members[j]));
+                        }
+                    }
+                }
+                ("majorities-ring", cut)
+            }
+            _ => {
+                let m = *members.choose(&mut self.rng).context("no members")?;
+                (
+                    "client-cut",
+                    vec![(super::cluster::CLIENT.to_owned(), m.to_string())],
+                )
+            }
+        })
     }
 
     async fn membership_change(&mut self) -> Result<()> {
@@ -220,6 +297,10 @@ impl Nemesis {
                         .map(|id| self.cluster.signal(*id, Signal::SIGCONT))
                         .collect();
                     ("resume", targets, r)
+                }
+                Injected::Partitioned => {
+                    let r = vec![self.cluster.heal_links()];
+                    ("heal", Vec::new(), r)
                 }
                 Injected::None => continue,
             };

@@ -131,6 +131,24 @@ impl LocalCluster {
         metactl(&all)
     }
 
+    /// `metactl local partition --cut SPEC` (`--heal` when `spec` is empty) on a cluster
+    /// started with `--proxied`.
+    pub fn partition(&self, spec: &str) {
+        let d = self.dir_arg();
+        let mut args = vec!["local", "partition", "--dir", d.as_str()];
+        if spec.is_empty() {
+            args.push("--heal");
+        } else {
+            args.extend(["--cut", spec]);
+        }
+        let out = metactl(&args);
+        assert!(
+            out.status.success(),
+            "partition: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn pid_of(&self, id: u64) -> u32 {
         self.file()
             .meta

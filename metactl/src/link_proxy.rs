@@ -1,0 +1,232 @@
+//! A fault-injecting TCP proxy in front of every metaserver of a local cluster
+//! (`metactl local up --proxied`), so that network partitions really cut traffic: between two
+//! members, or between clients and a member (`metactl local partition`).
+//!
+//! Each member listens on a private address (`back`) and advertises the proxy's (`front`):
+//! every member, observer and client reaches it through the proxy. Members open their
+//! connections from their own loopback address (`source-ip`, 127.0.0.(10+id)), so the proxy
+//! knows which member a connection comes from; anything else is a client. A link that is cut
+//! carries nothing: its open connections are dropped and new ones are accepted but never
+//! forwarded (a black hole: the peer sees timeouts, as with lost packets) until the link
+//! heals, when they are dropped so that the peer reconnects.
+//!
+//! The plan lives in `DIR/links.json`; the proxy process (`metactl serve-link-proxy`) polls it,
+//! so changing a partition is rewriting one file.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Who is at one end of a link: a member's id, or `client`.
+pub const CLIENT: &str = "client";
+
+/// One member behind the proxy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Route {
+    pub id: u64,
+    /// The address the cluster knows the member by (the proxy listens here).
+    pub front: String,
+    /// The member's own listening address.
+    pub back: String,
+    /// The address the member's outgoing connections come from.
+    pub source_ip: IpAddr,
+}
+
+/// `DIR/links.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkPlan {
+    pub proxy_pid: Option<u32>,
+    pub routes: Vec<Route>,
+    /// Directed links that carry nothing: connections from `.0` to `.1` (ids or `client`).
+    pub cut: BTreeSet<(String, String)>,
+}
+
+impl LinkPlan {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("links.json")
+    }
+
+    /// The plan of the cluster in `dir`, if it runs behind the proxy.
+    pub fn read(dir: &Path) -> Result<Option<Self>> {
+        match std::fs::read_to_string(Self::path(dir)) {
+            Ok(text) => {
+                Ok(Some(serde_json::from_str(&text).with_context(|| {
+                    format!("parsing {}", Self::path(dir).display())
+                })?))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", Self::path(dir).display())),
+        }
+    }
+
+    /// Writes the plan atomically (the proxy never reads half a file).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.join("links.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, Self::path(dir))?;
+        Ok(())
+    }
+}
+
+/// The loopback address member `id` connects from.
+pub fn source_ip_of(id: u64) -> Result<IpAddr> {
+    let last = u8::try_from(id.saturating_add(10))
+        .ok()
+        .filter(|b| *b < 255)
+        .with_context(|| format!("a proxied cluster has member ids up to 244, not {id}"))?;
+    Ok(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+}
+
+/// Parses `A-B[,A-B...]` (members by id, or `client`) into directed links, both ways.
+pub fn parse_cuts(spec: &str) -> Result<BTreeSet<(String, String)>> {
+    let mut cut = BTreeSet::new();
+    for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = pair
+            .split_once('-')
+            .with_context(|| format!("{pair:?} is not A-B"))?;
+        for end in [a, b] {
+            if end != CLIENT && end.parse::<u64>().is_err() {
+                bail!("{end:?} is neither a member id nor {CLIENT:?}");
+            }
+        }
+        if a == b {
+            bail!("{pair:?} cuts a member from itself");
+        }
+        cut.insert((a.to_owned(), b.to_owned()));
+        cut.insert((b.to_owned(), a.to_owned()));
+    }
+    Ok(cut)
+}
+
+type Cuts = Arc<BTreeSet<(String, String)>>;
+/// Which member each source address belongs to (grows as members are added).
+type Sources = Arc<HashMap<IpAddr, u64>>;
+
+/// Runs the proxy for the cluster in `dir` until killed.
+pub async fn serve(dir: &Path) -> Result<()> {
+    let (cut_tx, _) = watch::channel::<Cuts>(Arc::default());
+    let (sources_tx, _) = watch::channel::<Sources>(Arc::default());
+    let mut listening: HashMap<u64, String> = HashMap::new();
+    let mut last: Option<LinkPlan> = None;
+    loop {
+        let plan = match LinkPlan::read(dir) {
+            Ok(Some(p)) => p,
+            Ok(None) => bail!("{} disappeared", LinkPlan::path(dir).display()),
+            // A half-seen rename, or a transient error: try again at the next tick.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if last.as_ref() != Some(&plan) {
+            sources_tx.send_replace(Arc::new(
+                plan.routes.iter().map(|r| (r.source_ip, r.id)).collect(),
+            ));
+            for r in &plan.routes {
+                if listening.get(&r.id) == Some(&r.front) {
+                    continue;
+                }
+                let listener = TcpListener::bind(&r.front)
+                    .await
+                    .with_context(|| format!("binding {}", r.front))?;
+                tracing::info!(member = r.id, front = %r.front, back = %r.back, "proxying");
+                tokio::spawn(accept_loop(
+                    listener,
+                    r.clone(),
+                    sources_tx.subscribe(),
+                    cut_tx.subscribe(),
+                ));
+                listening.insert(r.id, r.front.clone());
+            }
+            if last.as_ref().map(|l| &l.cut) != Some(&plan.cut) {
+                tracing::info!(cut = ?plan.cut, "links changed");
+                cut_tx.send_replace(Arc::new(plan.cut.clone()));
+            }
+            last = Some(plan);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    route: Route,
+    sources: watch::Receiver<Sources>,
+    cuts: watch::Receiver<Cuts>,
+) {
+    let to = route.id.to_string();
+    loop {
+        let (inbound, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let from = sources
+            .borrow()
+            .get(&peer.ip())
+            .map_or_else(|| CLIENT.to_owned(), u64::to_string);
+        let link = (from, to.clone());
+        tokio::spawn(carry(inbound, route.back.clone(), link, cuts.clone()));
+    }
+}
+
+/// Carries one connection while its link is up; holds it silent while the link is cut.
+async fn carry(
+    mut inbound: TcpStream,
+    back: String,
+    link: (String, String),
+    mut cuts: watch::Receiver<Cuts>,
+) {
+    let _ = inbound.set_nodelay(true);
+    if cuts.borrow_and_update().contains(&link) {
+        // A black hole until the link heals; then the peer reconnects.
+        let _ = cuts.wait_for(|c| !c.contains(&link)).await;
+        return;
+    }
+    let Ok(mut outbound) = TcpStream::connect(&back).await else {
+        return;
+    };
+    let _ = outbound.set_nodelay(true);
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+        _ = cuts.wait_for(|c| c.contains(&link)) => {
+            // Cut: drop both sides (their reconnection meets the black hole).
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_are_symmetric_pairs_of_members_or_clients() {
+        let c = parse_cuts("1-2, client-3").expect("parses");
+        assert_eq!(c.len(), 4);
+        assert!(c.contains(&("2".into(), "1".into())));
+        assert!(c.contains(&("3".into(), CLIENT.into())));
+        assert!(parse_cuts("1-1").is_err());
+        assert!(parse_cuts("1:2").is_err());
+        assert!(parse_cuts("x-2").is_err());
+        assert!(parse_cuts("").expect("empty heals").is_empty());
+    }
+
+    #[test]
+    fn every_member_has_its_own_loopback_source() {
+        assert_eq!(
+            source_ip_of(1).expect("ip"),
+            IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11))
+        );
+        assert!(source_ip_of(245).is_err());
+    }
+}
