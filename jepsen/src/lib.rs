@@ -29,6 +29,9 @@ pub enum ModelName {
     CasRegister,
     /// Independent registers, one per key (`:value [key value]`), each checked on its own.
     Kv,
+    /// The `namespace` workload's tree under `/jepsen/ns` (`:value [argument answer]`),
+    /// judged by raftfs's own single-node namespace semantics.
+    Namespace,
 }
 
 /// Checks a history text against a model within `time_limit`.
@@ -40,6 +43,13 @@ pub fn check_text(text: &str, model: ModelName, time_limit: Duration) -> anyhow:
     };
     Ok(match model {
         ModelName::CasRegister => linearizable::check(&CasRegister, &ops, limits),
+        ModelName::Namespace => linearizable::check(
+            &model::namespace::NamespaceModel {
+                base: run::workload::NAMESPACE_BASE.to_owned(),
+            },
+            &ops,
+            limits,
+        ),
         ModelName::Kv => {
             let keys = model::split_by_key(&ops).map_err(anyhow::Error::msg)?;
             Verdict::all(

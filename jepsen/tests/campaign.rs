@@ -118,6 +118,16 @@ fn rw_observer_under_partitions() {
     campaign("rw-observer", "partition");
 }
 
+#[test]
+fn namespace_under_kill_and_partitions() {
+    campaign("namespace", "kill,partition");
+}
+
+#[test]
+fn namespace_under_pause_and_membership_changes() {
+    campaign("namespace", "pause,member");
+}
+
 /// With observers answering without the state-ID wait, reads right after a write see older
 /// state: the session checker must say so (and the run exit non-zero).
 #[test]

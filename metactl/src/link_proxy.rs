@@ -43,6 +43,10 @@ pub struct Route {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LinkPlan {
     pub proxy_pid: Option<u32>,
+    /// Bumped by every change; the proxy writes the generation it has put in force to
+    /// `links.applied`, so that a change can wait until it holds.
+    #[serde(default)]
+    pub generation: u64,
     pub routes: Vec<Route>,
     /// Directed links that carry nothing: connections from `.0` to `.1` (ids or `client`).
     pub cut: BTreeSet<(String, String)>,
@@ -72,6 +76,29 @@ impl LinkPlan {
         std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
         std::fs::rename(&tmp, Self::path(dir))?;
         Ok(())
+    }
+
+    /// Writes the plan as the next generation and waits until the proxy has put it in force
+    /// (its listeners bound, its cuts applied to new and open connections).
+    pub async fn write_and_apply(mut self, dir: &Path) -> Result<()> {
+        self.generation = self.generation.wrapping_add(1);
+        self.write(dir)?;
+        let start = std::time::Instant::now();
+        loop {
+            let applied = std::fs::read_to_string(dir.join("links.applied"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok());
+            if applied == Some(self.generation) {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!(
+                    "the link proxy did not apply the new links within 10 s (see {}/link-proxy.log)",
+                    dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
@@ -149,9 +176,12 @@ pub async fn serve(dir: &Path) -> Result<()> {
                 tracing::info!(cut = ?plan.cut, "links changed");
                 cut_tx.send_replace(Arc::new(plan.cut.clone()));
             }
+            let applied = dir.join("links.applied");
+            std::fs::write(dir.join("links.applied.tmp"), plan.generation.to_string())?;
+            std::fs::rename(dir.join("links.applied.tmp"), &applied)?;
             last = Some(plan);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

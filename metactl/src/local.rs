@@ -67,18 +67,7 @@ async fn node_addrs(dir: &Path, id: u64) -> Result<NodeAddrs> {
     };
     plan.routes.retain(|r| r.id != id);
     plan.routes.push(route.clone());
-    plan.write(dir)?;
-    let start = Instant::now();
-    while tokio::net::TcpStream::connect(&route.front).await.is_err() {
-        if start.elapsed() > Duration::from_secs(10) {
-            bail!(
-                "the link proxy did not listen for member {id} at {} (see {}/link-proxy.log)",
-                route.front,
-                dir.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    plan.write_and_apply(dir).await?;
     Ok(NodeAddrs {
         listen: route.back,
         advertise: route.front,
@@ -303,13 +292,15 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
     }
     fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
     if opts.proxied {
+        let _ = fs::remove_file(opts.dir.join("links.applied"));
         LinkPlan::default().write(&opts.dir)?;
         let pid = spawn_link_proxy(&opts.dir)?;
         LinkPlan {
             proxy_pid: Some(pid),
             ..LinkPlan::default()
         }
-        .write(&opts.dir)?;
+        .write_and_apply(&opts.dir)
+        .await?;
     } else {
         let _ = fs::remove_file(LinkPlan::path(&opts.dir));
     }
@@ -392,8 +383,12 @@ pub async fn down(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `local partition`: cuts exactly these links (both ways), healing every other one.
-pub fn partition(dir: &Path, cut: std::collections::BTreeSet<(String, String)>) -> Result<()> {
+/// `local partition`: cuts exactly these links (both ways), healing every other one; returns
+/// once the proxy has put the change in force.
+pub async fn partition(
+    dir: &Path,
+    cut: std::collections::BTreeSet<(String, String)>,
+) -> Result<()> {
     let mut plan = LinkPlan::read(dir)?.with_context(|| {
         format!(
             "the cluster in {} runs without the link proxy (start it with local up --proxied)",
@@ -410,7 +405,7 @@ pub fn partition(dir: &Path, cut: std::collections::BTreeSet<(String, String)>) 
         }
     }
     plan.cut = cut;
-    plan.write(dir)
+    plan.write_and_apply(dir).await
 }
 
 /// Starts the link proxy of the cluster in `dir`, detached like the metaservers.

@@ -224,7 +224,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Local(LocalCmd::Partition { dir, cut, heal: _ }) => {
             let cut = link_proxy::parse_cuts(cut.as_deref().unwrap_or(""))?;
-            local::partition(dir, cut)?;
+            local::partition(dir, cut).await?;
         }
         Cmd::ServeMeta(args) => {
             raftfs_metaserver::server::init_tracing();

@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::checker::linearizable::{self, Limits};
 use crate::checker::{Verdict, session};
 use crate::history::{self, OpType};
+use crate::model::namespace::NamespaceModel;
 use crate::model::{self, CasRegister};
 use cluster::Cluster;
 use nemesis::{FaultKind, Nemesis, Targets};
@@ -111,6 +112,7 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
         match opts.workload {
             WorkloadName::Register => "register",
             WorkloadName::RwObserver => "rw-observer",
+            WorkloadName::Namespace => "namespace",
         }
     );
     let store = opts.store.join(&run_id);
@@ -132,7 +134,7 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
     let down = cluster.down();
     // Whatever happened, the history so far is kept.
     std::fs::write(store.join("history.edn"), recorder.to_edn())?;
-    let (faults, final_error) = outcome?;
+    let (faults, final_error, invariants) = outcome?;
     logs?;
     down?;
     // The cluster's data is not needed once its logs are kept.
@@ -170,6 +172,19 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
                 ),
             );
         }
+        WorkloadName::Namespace => {
+            let limits = Limits {
+                deadline: Some(std::time::Instant::now() + opts.check_time_limit),
+                ..Limits::default()
+            };
+            let model = NamespaceModel {
+                base: workload::NAMESPACE_BASE.to_owned(),
+            };
+            checkers.insert(
+                "linearizable".to_owned(),
+                linearizable::check(&model, &ops, limits),
+            );
+        }
         WorkloadName::RwObserver => {
             let r = session::check(&ops).map_err(anyhow::Error::msg)?;
             checkers.insert("read-your-own-writes".into(), r.read_your_own_writes);
@@ -178,6 +193,9 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
             checkers.insert("no-future-reads".into(), r.no_future_reads);
             checkers.insert("durability".into(), r.durability);
         }
+    }
+    if let Some(v) = invariants {
+        checkers.insert("namespace-invariants".into(), v);
     }
     if let Some(e) = final_error {
         // The cluster did not recover or the final reads failed: that is a finding too.
@@ -212,14 +230,17 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
 
 fn read_mode(opts: &RunOptions) -> ReadMode {
     opts.read_mode.unwrap_or(match opts.workload {
-        WorkloadName::Register => ReadMode::Active,
+        WorkloadName::Register | WorkloadName::Namespace => ReadMode::Active,
         WorkloadName::RwObserver => ReadMode::Observer,
     })
 }
 
+/// Faults injected, why the end of the run failed (if it did), and the namespace's
+/// invariants (for that workload).
 type Drive = (
     std::collections::BTreeMap<String, u64>,
     Option<anyhow::Error>,
+    Option<Verdict>,
 );
 
 /// Load, faults, healing, recovery and final reads.
@@ -249,6 +270,7 @@ async fn drive(
     let keys = match opts.workload {
         WorkloadName::Register => opts.keys.max(1),
         WorkloadName::RwObserver => i64::from(opts.concurrency.max(1)),
+        WorkloadName::Namespace => 0,
     };
     workload::setup(&admin, opts.workload, keys).await?;
 
@@ -336,7 +358,12 @@ async fn drive(
     let final_error = final_reads(cluster, &admin, recorder, opts, keys, concurrency)
         .await
         .err();
-    Ok((nemesis.counts, final_error))
+    let invariants = if opts.workload == WorkloadName::Namespace && final_error.is_none() {
+        Some(namespace_invariants(&admin).await)
+    } else {
+        None
+    };
+    Ok((nemesis.counts, final_error, invariants))
 }
 
 async fn final_reads(
@@ -351,11 +378,15 @@ async fn final_reads(
     let reader = cluster.client(|c| c.failover_deadline = Duration::from_secs(10))?;
     let process = concurrency * 1_000_000;
     let mailbox = Mailbox::default();
-    for key in 0..keys {
-        let op = match opts.workload {
-            WorkloadName::Register => Op::Read { key },
-            WorkloadName::RwObserver => Op::FinalRead { key },
-        };
+    let ops: Vec<Op> = match opts.workload {
+        WorkloadName::Register => (0..keys).map(|key| Op::Read { key }).collect(),
+        WorkloadName::RwObserver => (0..keys).map(|key| Op::FinalRead { key }).collect(),
+        WorkloadName::Namespace => workload::namespace_dirs()
+            .into_iter()
+            .map(|dir| Op::List { dir })
+            .collect(),
+    };
+    for op in ops {
         recorder.record(
             Actor::Process(process),
             OpType::Invoke,
@@ -366,11 +397,46 @@ async fn final_reads(
         recorder.record_error(Actor::Process(process), kind, op.f(), value, error.clone());
         anyhow::ensure!(
             kind == OpType::Ok,
-            "the final read of key {key} failed: {}",
+            "the final {} failed: {}",
+            op.f(),
             error.unwrap_or_default()
         );
     }
     Ok(())
+}
+
+/// Walks the final tree under the workload's directory on the active: every inode is reached
+/// once (no entry in two places after a rename), and the walk ends (no cycle).
+async fn namespace_invariants(client: &Client) -> Verdict {
+    let mut seen: std::collections::HashMap<u64, String> = Default::default();
+    let mut stack = vec![(workload::NAMESPACE_BASE.to_owned(), 0usize)];
+    while let Some((dir, depth)) = stack.pop() {
+        if depth > 64 {
+            return Verdict::Invalid {
+                op: format!("{dir}: deeper than 64 levels (a cycle?)"),
+            };
+        }
+        let entries = match client.list(&dir).await {
+            Ok(e) => e,
+            Err(e) => {
+                return Verdict::Unknown {
+                    reason: format!("listing {dir}: {e}"),
+                };
+            }
+        };
+        for e in entries {
+            let path = format!("{dir}/{}", e.name);
+            if let Some(other) = seen.insert(e.id, path.clone()) {
+                return Verdict::Invalid {
+                    op: format!("inode {} is both {other} and {path}", e.id),
+                };
+            }
+            if e.kind == raftfs_client::FileKind::Directory {
+                stack.push((path, depth + 1));
+            }
+        }
+    }
+    Verdict::Valid
 }
 
 /// The summary table printed after a run.

@@ -9,6 +9,10 @@
 //!   every process reads any key (on observers in observer mode), sometimes after taking
 //!   another process's state ID (`read-token`) or after an msync (`read-msync`), each told
 //!   which value it must at least see. Checked for the session guarantees.
+//! - `namespace`: `mkdir`, `create`, `rename`, `delete` and `list` on a small tree under
+//!   [`NAMESPACE_BASE`] (three names, two levels: many collisions), recorded with what each
+//!   answered (`"ok"`, an error name, a listing). Checked for linearizability against the
+//!   namespace's own sequential semantics, and at the end for the tree's invariants.
 //!
 //! Outcomes follow Jepsen: a mutation refused by the server is `:fail` (it did not happen);
 //! one without an answer is `:info` (it may have happened, now or later); a read that got no
@@ -34,7 +38,14 @@ pub const XATTR: &str = "user.value";
 pub enum WorkloadName {
     Register,
     RwObserver,
+    Namespace,
 }
+
+/// The directory the `namespace` workload works in.
+pub const NAMESPACE_BASE: &str = "/jepsen/ns";
+
+/// The names the `namespace` workload uses at each level.
+const NAMES: [&str; 3] = ["a", "b", "c"];
 
 /// One operation to perform.
 #[derive(Debug, Clone)]
@@ -66,6 +77,16 @@ pub enum Op {
     FinalRead {
         key: i64,
     },
+    /// `namespace`: a mutation (`mkdir`, `create`, `delete` of `path`; `rename` to `dst`).
+    Ns {
+        f: &'static str,
+        path: String,
+        dst: Option<String>,
+    },
+    /// `namespace`: a listing of `dir`.
+    List {
+        dir: String,
+    },
 }
 
 impl Op {
@@ -78,6 +99,8 @@ impl Op {
             Op::ReadToken { .. } => "read-token",
             Op::ReadMsync { .. } => "read-msync",
             Op::FinalRead { .. } => "final-read",
+            Op::Ns { f, .. } => f,
+            Op::List { .. } => "list",
         }
     }
 
@@ -93,6 +116,19 @@ impl Op {
             Op::ReadToken { key, at_least, .. } | Op::ReadMsync { key, at_least } => {
                 pair(key, Some(at_least))
             }
+            Op::Ns { .. } | Op::List { .. } => Value::Vector(vec![self.ns_argument(), Value::Nil]),
+        }
+    }
+
+    /// `namespace`: the operation's argument (a path, or `[src dst]`).
+    fn ns_argument(&self) -> Value {
+        match self {
+            Op::Ns {
+                path, dst: Some(d), ..
+            } => Value::Vector(vec![Value::from(path.as_str()), Value::from(d.as_str())]),
+            Op::Ns { path, .. } => Value::from(path.as_str()),
+            Op::List { dir } => Value::from(dir.as_str()),
+            _ => Value::Nil,
         }
     }
 
@@ -104,11 +140,12 @@ impl Op {
             | Op::Cas { key, .. }
             | Op::ReadToken { key, .. }
             | Op::ReadMsync { key, .. } => key,
+            Op::Ns { .. } | Op::List { .. } => 0,
         }
     }
 
     fn is_mutation(&self) -> bool {
-        matches!(self, Op::Write { .. } | Op::Cas { .. })
+        matches!(self, Op::Write { .. } | Op::Cas { .. } | Op::Ns { .. })
     }
 }
 
@@ -117,6 +154,7 @@ pub fn key_path(workload: WorkloadName, key: i64) -> String {
     match workload {
         WorkloadName::Register => format!("/jepsen/register/k{key}"),
         WorkloadName::RwObserver => format!("/jepsen/rw/k{key}"),
+        WorkloadName::Namespace => NAMESPACE_BASE.to_owned(),
     }
 }
 
@@ -211,6 +249,41 @@ pub fn generate(
                 new: rng.random_range(1..REGISTER_VALUES),
             },
         },
+        WorkloadName::Namespace => {
+            let path = |rng: &mut StdRng| {
+                let mut p = NAMESPACE_BASE.to_owned();
+                for _ in 0..rng.random_range(1..=2) {
+                    p.push('/');
+                    p.push_str(NAMES[rng.random_range(0..NAMES.len())]);
+                }
+                p
+            };
+            match rng.random_range(0..20) {
+                0..=4 => Op::Ns {
+                    f: "mkdir",
+                    path: path(rng),
+                    dst: None,
+                },
+                5..=8 => Op::Ns {
+                    f: "create",
+                    path: path(rng),
+                    dst: None,
+                },
+                9..=11 => Op::Ns {
+                    f: "rename",
+                    path: path(rng),
+                    dst: Some(path(rng)),
+                },
+                12..=13 => Op::Ns {
+                    f: "delete",
+                    path: path(rng),
+                    dst: None,
+                },
+                _ => Op::List {
+                    dir: namespace_dirs()[rng.random_range(0..=NAMES.len())].clone(),
+                },
+            }
+        }
         WorkloadName::RwObserver => {
             if std::mem::take(&mut state.read_back) {
                 return Op::Read { key: state.own_key };
@@ -243,6 +316,54 @@ pub fn generate(
     }
 }
 
+/// The directories a `namespace` listing looks at: the base and each first-level name.
+pub fn namespace_dirs() -> Vec<String> {
+    std::iter::once(NAMESPACE_BASE.to_owned())
+        .chain(NAMES.iter().map(|n| format!("{NAMESPACE_BASE}/{n}")))
+        .collect()
+}
+
+/// A refusal's name, as the namespace model names its errors.
+fn refusal(e: &ClientError) -> Option<String> {
+    match e {
+        ClientError::Refused { kind, .. } => Some(format!("{kind:?}")),
+        _ => None,
+    }
+}
+
+/// `namespace`: performs `op`; the answer is part of the result (a refusal is an answer).
+async fn apply_ns(client: &Client, op: &Op) -> Result<Value, ClientError> {
+    let answer = match op {
+        Op::List { dir } => match client.list(dir).await {
+            Ok(entries) => Value::Vector(
+                entries
+                    .into_iter()
+                    .map(|e| Value::from(e.name.as_str()))
+                    .collect(),
+            ),
+            Err(e) => Value::from(refusal(&e).ok_or(e)?.as_str()),
+        },
+        Op::Ns { f, path, dst } => {
+            let r = match (*f, dst) {
+                ("mkdir", _) => client.mkdir(path, false).await.map(|_| ()),
+                ("create", _) => client
+                    .create(path, &CreateOptions::default())
+                    .await
+                    .map(|_| ()),
+                ("delete", _) => client.delete(path, true).await.map(|_| ()),
+                ("rename", Some(d)) => client.rename(path, d, false).await.map(|_| ()),
+                _ => return Err(ClientError::Config(format!("unknown operation {f}"))),
+            };
+            match r {
+                Ok(()) => Value::from("ok"),
+                Err(e) => Value::from(refusal(&e).ok_or(e)?.as_str()),
+            }
+        }
+        _ => return Err(ClientError::Config("not a namespace operation".into())),
+    };
+    Ok(Value::Vector(vec![op.ns_argument(), answer]))
+}
+
 fn parse_value(bytes: &[u8]) -> Option<i64> {
     std::str::from_utf8(bytes).ok()?.parse().ok()
 }
@@ -267,6 +388,7 @@ pub async fn apply(
 ) -> (OpType, Value, Option<String>) {
     let path = key_path(workload, op.key());
     let result: Result<Value, ClientError> = match *op {
+        Op::Ns { .. } | Op::List { .. } => apply_ns(client, op).await,
         Op::Read { key } | Op::FinalRead { key } => read_key(client, workload, key)
             .await
             .map(|v| Value::Vector(vec![Value::Integer(key), v])),
@@ -311,6 +433,10 @@ pub async fn apply(
 
 /// Creates the files of `keys` keys (registers start at 0, as the model does).
 pub async fn setup(client: &Client, workload: WorkloadName, keys: i64) -> anyhow::Result<()> {
+    if workload == WorkloadName::Namespace {
+        client.mkdir(NAMESPACE_BASE, true).await?;
+        return Ok(());
+    }
     let dir = key_path(workload, 0);
     let dir = dir.rsplit_once('/').map_or("/jepsen", |(d, _)| d);
     client.mkdir(dir, true).await?;

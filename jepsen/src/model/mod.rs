@@ -114,3 +114,5 @@ mod tests {
         assert_eq!(m.step(&s3, &cas(2, 5)), None);
     }
 }
+
+pub mod namespace;
