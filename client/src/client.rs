@@ -448,6 +448,22 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Appends `value` to an extended attribute (created when absent), atomically.
+    pub async fn append_xattr(
+        &self,
+        path: &str,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(), ClientError> {
+        self.mutate(Op::AppendXattr(pb::AppendXattrOp {
+            path: path.into(),
+            name: name.into(),
+            value: value.to_vec(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
     pub async fn remove_xattr(&self, path: &str, name: &str) -> Result<(), ClientError> {
         self.mutate(Op::RemoveXattr(pb::RemoveXattrOp {
             path: path.into(),

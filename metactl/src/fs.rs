@@ -174,3 +174,59 @@ mod tests {
         assert_eq!(join("/d", "a"), "/d/a");
     }
 }
+
+/// What `fs setfattr` does.
+#[derive(Debug)]
+pub enum XattrChange {
+    /// Sets `name`; with `expect`, only if it holds that value (`Some(None)`: is absent).
+    Set {
+        name: String,
+        value: String,
+        expect: Option<Option<String>>,
+    },
+    Append(String, String),
+    Remove(String),
+}
+
+/// `fs setfattr`.
+pub async fn setfattr(client: &Client, path: &str, change: XattrChange) -> Result<()> {
+    match change {
+        XattrChange::Set {
+            name,
+            value,
+            expect,
+        } => {
+            let expect = expect.as_ref().map(|e| e.as_deref().map(str::as_bytes));
+            client
+                .set_xattr(path, &name, value.as_bytes(), expect)
+                .await?;
+        }
+        XattrChange::Append(name, value) => {
+            client.append_xattr(path, &name, value.as_bytes()).await?;
+        }
+        XattrChange::Remove(name) => client.remove_xattr(path, &name).await?,
+    }
+    Ok(())
+}
+
+/// A value as `hdfs dfs -getfattr` shows it: quoted text, or hex when it is not text.
+pub fn xattr_value(v: &[u8]) -> String {
+    match std::str::from_utf8(v) {
+        Ok(s) if !s.chars().any(char::is_control) => format!("{s:?}"),
+        _ => {
+            let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
+            format!("0x{hex}")
+        }
+    }
+}
+
+/// `fs getfattr`: one attribute, or all of them.
+pub async fn getfattr(client: &Client, path: &str, name: Option<&str>) -> Result<()> {
+    let names: Vec<String> = name.map(str::to_owned).into_iter().collect();
+    let attrs = client.get_xattrs(path, &names).await?;
+    println!("# file: {path}");
+    for (n, v) in attrs {
+        println!("{n}={}", xattr_value(&v));
+    }
+    Ok(())
+}

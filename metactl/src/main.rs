@@ -199,6 +199,36 @@ enum FsCmd {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// Sets (`-n NAME -v VALUE`) or removes (`-x NAME`) an extended attribute, as
+    /// `hdfs dfs -setfattr`; `--expect`/`--expect-absent` make the set a compare-and-set,
+    /// `--append` appends to the value.
+    Setfattr {
+        #[arg(short = 'n', conflicts_with = "x", required_unless_present = "x")]
+        name: Option<String>,
+        #[arg(short = 'v', default_value = "")]
+        value: String,
+        /// Remove this attribute.
+        #[arg(short = 'x')]
+        x: Option<String>,
+        /// Only if the attribute now holds this value.
+        #[arg(long, conflicts_with_all = ["expect_absent", "append"])]
+        expect: Option<String>,
+        /// Only if the attribute does not exist yet.
+        #[arg(long, conflicts_with = "append")]
+        expect_absent: bool,
+        /// Append VALUE to the attribute (created when absent).
+        #[arg(long)]
+        append: bool,
+        path: String,
+    },
+    /// Shows extended attributes (`-n NAME`, or all with `-d`), as `hdfs dfs -getfattr`.
+    Getfattr {
+        #[arg(short = 'n', conflicts_with = "d", required_unless_present = "d")]
+        name: Option<String>,
+        #[arg(short = 'd')]
+        d: bool,
+        path: String,
+    },
 }
 
 fn client(cli: &Cli) -> Result<Client> {
@@ -329,6 +359,38 @@ async fn run(cli: Cli) -> Result<()> {
                             .with_context(|| format!("rm {path}"))?;
                     }
                 }
+                FsCmd::Setfattr {
+                    name,
+                    value,
+                    x,
+                    expect,
+                    expect_absent,
+                    append,
+                    path,
+                } => {
+                    let how = match (x, name) {
+                        (Some(n), _) => fs::XattrChange::Remove(n.clone()),
+                        (None, Some(n)) if *append => {
+                            fs::XattrChange::Append(n.clone(), value.clone())
+                        }
+                        (None, Some(n)) => fs::XattrChange::Set {
+                            name: n.clone(),
+                            value: value.clone(),
+                            expect: match (expect, expect_absent) {
+                                (Some(v), _) => Some(Some(v.clone())),
+                                (None, true) => Some(None),
+                                (None, false) => None,
+                            },
+                        },
+                        (None, None) => anyhow::bail!("setfattr needs -n NAME or -x NAME"),
+                    };
+                    fs::setfattr(&c, path, how)
+                        .await
+                        .with_context(|| format!("setfattr {path}"))?;
+                }
+                FsCmd::Getfattr { name, d: _, path } => fs::getfattr(&c, path, name.as_deref())
+                    .await
+                    .with_context(|| format!("getfattr {path}"))?,
                 FsCmd::Touch { paths } => {
                     for path in paths {
                         c.touch(path, now_ms())

@@ -197,3 +197,73 @@ async fn file_commands_and_bad_input() {
     assert!(ok(&cluster.ctl(&["fs", "rm", "-r", "/user"])).contains("Deleted /user"));
     assert!(snapshot_tree(&client).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extended_attributes_like_hdfs_setfattr_and_getfattr() {
+    let cluster = LocalCluster::up(3, &["--observers", "0"]);
+    ok(&cluster.ctl(&["fs", "touch", "/x"]));
+    ok(&cluster.ctl(&["fs", "setfattr", "-n", "user.color", "-v", "blue", "/x"]));
+    let got = ok(&cluster.ctl(&["fs", "getfattr", "-n", "user.color", "/x"]));
+    assert_eq!(got, "# file: /x\nuser.color=\"blue\"\n");
+    // Compare-and-set: a wrong expectation changes nothing.
+    fails(
+        &cluster.ctl(&[
+            "fs",
+            "setfattr",
+            "-n",
+            "user.color",
+            "-v",
+            "red",
+            "--expect",
+            "green",
+            "/x",
+        ]),
+        "expected value",
+    );
+    ok(&cluster.ctl(&[
+        "fs",
+        "setfattr",
+        "-n",
+        "user.color",
+        "-v",
+        "red",
+        "--expect",
+        "blue",
+        "/x",
+    ]));
+    fails(
+        &cluster.ctl(&[
+            "fs",
+            "setfattr",
+            "-n",
+            "user.color",
+            "-v",
+            "x",
+            "--expect-absent",
+            "/x",
+        ]),
+        "expected value",
+    );
+    ok(&cluster.ctl(&[
+        "fs", "setfattr", "-n", "user.log", "-v", "a,", "--append", "/x",
+    ]));
+    ok(&cluster.ctl(&[
+        "fs", "setfattr", "-n", "user.log", "-v", "b,", "--append", "/x",
+    ]));
+    let all = ok(&cluster.ctl(&["fs", "getfattr", "-d", "/x"]));
+    assert!(all.contains("user.color=\"red\""), "{all}");
+    assert!(all.contains("user.log=\"a,b,\""), "{all}");
+    ok(&cluster.ctl(&["fs", "setfattr", "-x", "user.color", "/x"]));
+    fails(
+        &cluster.ctl(&["fs", "getfattr", "-n", "user.color", "/x"]),
+        "no extended attribute",
+    );
+    fails(
+        &cluster.ctl(&["fs", "setfattr", "-n", "bad", "-v", "1", "/x"]),
+        "must start with",
+    );
+    fails(
+        &cluster.ctl(&["fs", "setfattr", "-n", "user.a", "-v", "1", "/missing"]),
+        "no such file",
+    );
+}

@@ -105,6 +105,13 @@ pub enum Op {
         path: NsPath,
         name: String,
     },
+    /// Appends `value` to an attribute (created when absent), in one step: concurrent appends
+    /// never lose one another, as read-modify-write through `SetXattr` could.
+    AppendXattr {
+        path: NsPath,
+        name: String,
+        value: Vec<u8>,
+    },
 }
 
 impl Op {
@@ -126,6 +133,7 @@ impl Op {
             Op::Symlink { .. } => "symlink",
             Op::SetXattr { .. } => "set_xattr",
             Op::RemoveXattr { .. } => "remove_xattr",
+            Op::AppendXattr { .. } => "append_xattr",
         }
     }
 }

@@ -607,3 +607,36 @@ fn deep_paths_and_big_directories() {
         OpOutput::Removed(1000)
     );
 }
+
+#[test]
+fn xattr_appends_grow_one_list_and_refuse_to_outgrow_the_limit() {
+    let mut ns = Ns::new();
+    ns.file("/f");
+    let append = |ns: &mut Ns, v: &[u8]| {
+        ns.apply(Op::AppendXattr {
+            path: p("/f"),
+            name: "user.list".into(),
+            value: v.to_vec(),
+        })
+    };
+    assert!(append(&mut ns, b"1,").is_ok(), "created when absent");
+    assert!(append(&mut ns, b"2,").is_ok());
+    let got = tree::get_xattrs(&ns.kv, &p("/f"), &["user.list".into()]).expect("get");
+    assert_eq!(got, vec![("user.list".to_owned(), b"1,2,".to_vec())]);
+    let big = vec![b'x'; tree::MAX_XATTR_VALUE - 3];
+    assert_eq!(Ns::kind(append(&mut ns, &big)), "InvalidArgument");
+    let got = tree::get_xattrs(&ns.kv, &p("/f"), &["user.list".into()]).expect("get");
+    assert_eq!(
+        got[0].1,
+        b"1,2,".to_vec(),
+        "a refused append changes nothing"
+    );
+    assert_eq!(
+        Ns::kind(ns.apply(Op::AppendXattr {
+            path: p("/missing"),
+            name: "user.list".into(),
+            value: b"1,".to_vec(),
+        })),
+        "NotFound"
+    );
+}

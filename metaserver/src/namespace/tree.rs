@@ -487,6 +487,24 @@ fn parent_for_create<R: KvRead + ?Sized>(
     }
 }
 
+/// An attribute's name must be in a known namespace (`user.`, ...), its value within
+/// [`MAX_XATTR_VALUE`].
+fn check_xattr(name: &str, value_len: usize) -> Result<()> {
+    validate_name("xattr name", name, 255)?;
+    if !XATTR_NAMESPACES.iter().any(|ns| name.starts_with(ns)) {
+        return Err(NsError::InvalidArgument(format!(
+            "xattr name {name:?} must start with one of {XATTR_NAMESPACES:?}"
+        ))
+        .into());
+    }
+    if value_len > MAX_XATTR_VALUE {
+        return Err(
+            NsError::InvalidArgument(format!("xattr value above {MAX_XATTR_VALUE} bytes")).into(),
+        );
+    }
+    Ok(())
+}
+
 /// Applies one mutation. On a namespace error nothing it did is kept.
 pub fn apply<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,
@@ -853,19 +871,7 @@ fn apply_inner<R: KvRead + ?Sized>(
             value,
             expect,
         } => {
-            validate_name("xattr name", name, 255)?;
-            if !XATTR_NAMESPACES.iter().any(|ns| name.starts_with(ns)) {
-                return Err(NsError::InvalidArgument(format!(
-                    "xattr name {name:?} must start with one of {XATTR_NAMESPACES:?}"
-                ))
-                .into());
-            }
-            if value.len() > MAX_XATTR_VALUE {
-                return Err(NsError::InvalidArgument(format!(
-                    "xattr value above {MAX_XATTR_VALUE} bytes"
-                ))
-                .into());
-            }
+            check_xattr(name, value.len())?;
             let node = resolve(txn, path)?;
             let key = keys::xattr(node.id, name);
             let current = txn.get(Cf::Xattrs, &key)?;
@@ -882,6 +888,16 @@ fn apply_inner<R: KvRead + ?Sized>(
                 .into());
             }
             txn.put(Cf::Xattrs, key, value.clone());
+            Ok(OpOutput::Inode(node))
+        }
+        Op::AppendXattr { path, name, value } => {
+            check_xattr(name, value.len())?;
+            let node = resolve(txn, path)?;
+            let key = keys::xattr(node.id, name);
+            let mut joined = txn.get(Cf::Xattrs, &key)?.unwrap_or_default();
+            joined.extend_from_slice(value);
+            check_xattr(name, joined.len())?;
+            txn.put(Cf::Xattrs, key, joined);
             Ok(OpOutput::Inode(node))
         }
         Op::RemoveXattr { path, name } => {

@@ -158,6 +158,11 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
             path: path(&r.path)?,
             name: r.name,
         },
+        PbOp::AppendXattr(a) => Op::AppendXattr {
+            path: path(&a.path)?,
+            name: a.name,
+            value: a.value,
+        },
     })
 }
 
