@@ -128,6 +128,11 @@ fn namespace_under_pause_and_membership_changes() {
     campaign("namespace", "pause,member");
 }
 
+#[test]
+fn append_under_kill_and_partitions() {
+    campaign("append", "kill,partition");
+}
+
 /// With observers answering without the state-ID wait, reads right after a write see older
 /// state: the session checker must say so (and the run exit non-zero).
 #[test]

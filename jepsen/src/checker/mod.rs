@@ -2,6 +2,7 @@
 //! memory says `Unknown`, never `Valid`.
 
 pub mod linearizable;
+pub mod list_append;
 pub mod session;
 
 use serde::Serialize;

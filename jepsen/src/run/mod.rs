@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::checker::linearizable::{self, Limits};
-use crate::checker::{Verdict, session};
+use crate::checker::{Verdict, list_append, session};
 use crate::history::{self, OpType};
 use crate::model::namespace::NamespaceModel;
 use crate::model::{self, CasRegister};
@@ -113,6 +113,7 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
             WorkloadName::Register => "register",
             WorkloadName::RwObserver => "rw-observer",
             WorkloadName::Namespace => "namespace",
+            WorkloadName::Append => "append",
         }
     );
     let store = opts.store.join(&run_id);
@@ -172,6 +173,10 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
                 ),
             );
         }
+        WorkloadName::Append => {
+            let r = list_append::check(&ops).map_err(anyhow::Error::msg)?;
+            checkers.insert("list-append".into(), r.verdict);
+        }
         WorkloadName::Namespace => {
             let limits = Limits {
                 deadline: Some(std::time::Instant::now() + opts.check_time_limit),
@@ -230,7 +235,7 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
 
 fn read_mode(opts: &RunOptions) -> ReadMode {
     opts.read_mode.unwrap_or(match opts.workload {
-        WorkloadName::Register | WorkloadName::Namespace => ReadMode::Active,
+        WorkloadName::Register | WorkloadName::Namespace | WorkloadName::Append => ReadMode::Active,
         WorkloadName::RwObserver => ReadMode::Observer,
     })
 }
@@ -271,10 +276,15 @@ async fn drive(
         WorkloadName::Register => opts.keys.max(1),
         WorkloadName::RwObserver => i64::from(opts.concurrency.max(1)),
         WorkloadName::Namespace => 0,
+        // Enough keys for every append the run can make, a window at a time.
+        WorkloadName::Append => {
+            let appends = opts.time as f64 * opts.rate / 2.0;
+            ((appends / f64::from(workload::APPENDS_PER_KEY)).ceil() as i64 + 4).min(1024)
+        }
     };
     workload::setup(&admin, opts.workload, keys).await?;
 
-    let mailbox = Arc::new(Mailbox::default());
+    let mailbox = Arc::new(Mailbox::with_append_keys(keys));
     let start = tokio::time::Instant::now();
     let until = start + Duration::from_secs(opts.time);
     let progress = indicatif::ProgressBar::new(opts.time);
@@ -355,6 +365,10 @@ async fn drive(
     healed?;
 
     // Recovery, then the final reads on the active (a fresh process and client).
+    let keys = match opts.workload {
+        WorkloadName::Append => mailbox.append_keys_used(),
+        _ => keys,
+    };
     let final_error = final_reads(cluster, &admin, recorder, opts, keys, concurrency)
         .await
         .err();
@@ -381,6 +395,7 @@ async fn final_reads(
     let ops: Vec<Op> = match opts.workload {
         WorkloadName::Register => (0..keys).map(|key| Op::Read { key }).collect(),
         WorkloadName::RwObserver => (0..keys).map(|key| Op::FinalRead { key }).collect(),
+        WorkloadName::Append => (0..keys).map(|key| Op::ReadList { key }).collect(),
         WorkloadName::Namespace => workload::namespace_dirs()
             .into_iter()
             .map(|dir| Op::List { dir })

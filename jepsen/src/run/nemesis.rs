@@ -4,8 +4,9 @@
 //! - `kill`: SIGKILL of one member, of the active, or of a majority of the voters; healed by
 //!   starting them again on their old data.
 //! - `pause`: SIGSTOP of the same kinds of targets; healed by SIGCONT.
-//! - `member`: a membership change under load: leadership moved to another voter, or an
-//!   observer replaced (a new one added, an old one removed and stopped).
+//! - `member`: a membership change under load: leadership moved to another voter, an
+//!   observer replaced (a new one added, an old one removed and stopped), or a voter replaced
+//!   (an observer promoted, a standby removed and stopped, a new observer added).
 //! - `partition`: links really cut by the link proxy: the members split into random halves,
 //!   the active isolated from every other member, a majorities ring (each member sees a
 //!   majority, no two the same one), or the clients cut off from one member; healed by
@@ -260,7 +261,24 @@ impl Nemesis {
             .filter(|m| m.role == "observer")
             .map(|m| m.id)
             .collect();
-        if self.rng.random_bool(0.5) || observers.is_empty() {
+        let choice = if observers.is_empty() {
+            0
+        } else {
+            self.rng.random_range(0..3)
+        };
+        if choice == 2 {
+            // A voter replaced: an observer promoted (joint consensus to 4 voters), a standby
+            // removed (back to 3) and stopped, a new observer added in the promoted one's place.
+            let promoted = *observers.choose(&mut self.rng).context("no observer")?;
+            self.admin.promote(promoted).await?;
+            self.note("promote", ids(&[promoted]));
+            let removed = *voters.choose(&mut self.rng).context("no standby")?;
+            self.admin.remove_member(removed).await?;
+            self.cluster.kill(&[removed]).await?;
+            self.note("remove-voter", ids(&[removed]));
+            let new = self.cluster.add_observer()?;
+            self.note("add-observer", ids(&[new]));
+        } else if choice == 0 {
             let to = *voters.choose(&mut self.rng).context("no other voter")?;
             let r = self.admin.transfer_leader(to).await;
             self.note(

@@ -9,6 +9,9 @@
 //!   every process reads any key (on observers in observer mode), sometimes after taking
 //!   another process's state ID (`read-token`) or after an msync (`read-msync`), each told
 //!   which value it must at least see. Checked for the session guarantees.
+//! - `append`: `append` a unique value to a key's list (an extended attribute grown with the
+//!   namespace's atomic `append_xattr`) or `read` the whole list, a few keys at a time, each
+//!   retired after [`APPENDS_PER_KEY`] appends. Checked as Elle checks list-append histories.
 //! - `namespace`: `mkdir`, `create`, `rename`, `delete` and `list` on a small tree under
 //!   [`NAMESPACE_BASE`] (three names, two levels: many collisions), recorded with what each
 //!   answered (`"ok"`, an error name, a listing). Checked for linearizability against the
@@ -32,6 +35,30 @@ use crate::history::OpType;
 /// The attribute that holds a register's value.
 pub const XATTR: &str = "user.value";
 
+/// The attribute that holds an `append` key's list (`v1,v2,...,`).
+pub const LIST_XATTR: &str = "user.list";
+
+/// A list as read: the values of `user.list` (none when the attribute is absent).
+fn list_value(attrs: &[(String, Vec<u8>)]) -> Value {
+    let Some((_, raw)) = attrs.iter().find(|(n, _)| n == LIST_XATTR) else {
+        return Value::Vector(Vec::new());
+    };
+    Value::Vector(
+        String::from_utf8_lossy(raw)
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_or_else(|_| Value::from(s), Value::Integer))
+            .collect(),
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
 /// Which workload a run drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -39,7 +66,14 @@ pub enum WorkloadName {
     Register,
     RwObserver,
     Namespace,
+    Append,
 }
+
+/// Appends a key takes before a fresh one replaces it (lists stay short and cheap to read).
+pub const APPENDS_PER_KEY: u32 = 64;
+
+/// Keys of the `append` workload in use at once.
+const APPEND_WINDOW: usize = 3;
 
 /// The directory the `namespace` workload works in.
 pub const NAMESPACE_BASE: &str = "/jepsen/ns";
@@ -87,6 +121,15 @@ pub enum Op {
     List {
         dir: String,
     },
+    /// `append`: adds `value` to `key`'s list.
+    Append {
+        key: i64,
+        value: i64,
+    },
+    /// `append`: reads `key`'s list.
+    ReadList {
+        key: i64,
+    },
 }
 
 impl Op {
@@ -101,6 +144,8 @@ impl Op {
             Op::FinalRead { .. } => "final-read",
             Op::Ns { f, .. } => f,
             Op::List { .. } => "list",
+            Op::Append { .. } => "append",
+            Op::ReadList { .. } => "read",
         }
     }
 
@@ -117,6 +162,8 @@ impl Op {
                 pair(key, Some(at_least))
             }
             Op::Ns { .. } | Op::List { .. } => Value::Vector(vec![self.ns_argument(), Value::Nil]),
+            Op::Append { key, value } => pair(key, Some(value)),
+            Op::ReadList { key } => pair(key, None),
         }
     }
 
@@ -141,11 +188,15 @@ impl Op {
             | Op::ReadToken { key, .. }
             | Op::ReadMsync { key, .. } => key,
             Op::Ns { .. } | Op::List { .. } => 0,
+            Op::Append { key, .. } | Op::ReadList { key } => key,
         }
     }
 
     fn is_mutation(&self) -> bool {
-        matches!(self, Op::Write { .. } | Op::Cas { .. } | Op::Ns { .. })
+        matches!(
+            self,
+            Op::Write { .. } | Op::Cas { .. } | Op::Ns { .. } | Op::Append { .. }
+        )
     }
 }
 
@@ -155,17 +206,71 @@ pub fn key_path(workload: WorkloadName, key: i64) -> String {
         WorkloadName::Register => format!("/jepsen/register/k{key}"),
         WorkloadName::RwObserver => format!("/jepsen/rw/k{key}"),
         WorkloadName::Namespace => NAMESPACE_BASE.to_owned(),
+        WorkloadName::Append => format!("/jepsen/append/k{key}"),
     }
 }
 
-/// The latest completed write of each key, with the writer's state ID: what processes hand
-/// to each other in `rw-observer`.
+/// What the workers share: in `rw-observer`, the latest completed write of each key with the
+/// writer's state ID (what processes hand to each other); in `append`, the keys in use.
 #[derive(Debug, Default)]
 pub struct Mailbox {
     latest: Mutex<HashMap<i64, (i64, u64)>>,
+    lists: Mutex<AppendKeys>,
+}
+
+/// The `append` workload's keys: a window of keys in use, each retired after
+/// [`APPENDS_PER_KEY`] appends (up to `limit` keys, the files made at set-up), and the next
+/// value (unique across the run).
+#[derive(Debug, Default)]
+struct AppendKeys {
+    active: Vec<i64>,
+    appends: HashMap<i64, u32>,
+    next_key: i64,
+    next_value: i64,
+    limit: i64,
 }
 
 impl Mailbox {
+    /// Sets up the `append` key window over keys `0..limit`.
+    pub fn with_append_keys(limit: i64) -> Self {
+        let m = Mailbox::default();
+        {
+            let mut k = lock(&m.lists);
+            let first = (APPEND_WINDOW as i64).min(limit.max(1));
+            k.active = (0..first).collect();
+            k.next_key = first;
+            k.next_value = 1;
+            k.limit = limit.max(1);
+        }
+        m
+    }
+
+    /// Every `append` key used so far.
+    pub fn append_keys_used(&self) -> i64 {
+        lock(&self.lists).next_key
+    }
+
+    fn append_op(&self, rng: &mut StdRng) -> Op {
+        let mut k = lock(&self.lists);
+        if k.active.is_empty() {
+            k.active.push(0);
+        }
+        let slot = rng.random_range(0..k.active.len());
+        let key = k.active[slot];
+        if rng.random_bool(0.5) {
+            return Op::ReadList { key };
+        }
+        let value = k.next_value;
+        k.next_value += 1;
+        let n = k.appends.entry(key).or_default();
+        *n += 1;
+        if *n >= APPENDS_PER_KEY && k.next_key < k.limit {
+            k.active[slot] = k.next_key;
+            k.next_key += 1;
+        }
+        Op::Append { key, value }
+    }
+
     fn post(&self, key: i64, value: i64, token: u64) {
         let mut m = match self.latest.lock() {
             Ok(g) => g,
@@ -249,6 +354,7 @@ pub fn generate(
                 new: rng.random_range(1..REGISTER_VALUES),
             },
         },
+        WorkloadName::Append => mailbox.append_op(rng),
         WorkloadName::Namespace => {
             let path = |rng: &mut StdRng| {
                 let mut p = NAMESPACE_BASE.to_owned();
@@ -389,6 +495,14 @@ pub async fn apply(
     let path = key_path(workload, op.key());
     let result: Result<Value, ClientError> = match *op {
         Op::Ns { .. } | Op::List { .. } => apply_ns(client, op).await,
+        Op::Append { key, value } => client
+            .append_xattr(&path, LIST_XATTR, format!("{value},").as_bytes())
+            .await
+            .map(|()| pair(key, Some(value))),
+        Op::ReadList { key } => client
+            .get_xattrs(&path, &[])
+            .await
+            .map(|attrs| Value::Vector(vec![Value::Integer(key), list_value(&attrs)])),
         Op::Read { key } | Op::FinalRead { key } => read_key(client, workload, key)
             .await
             .map(|v| Value::Vector(vec![Value::Integer(key), v])),
