@@ -72,15 +72,37 @@ impl LinkPlan {
 
     /// Writes the plan atomically (the proxy never reads half a file).
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let tmp = dir.join("links.json.tmp");
+        let tmp = dir.join(format!("links.json.{}.tmp", std::process::id()));
         std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
         std::fs::rename(&tmp, Self::path(dir))?;
         Ok(())
     }
 
+    /// Changes the plan of the cluster in `dir` with `change`, as the next generation, and
+    /// waits until the proxy has put it in force (listeners bound, cut connections closed).
+    /// Concurrent changes (a partition while an observer is added) are serialized by a lock
+    /// file, so that neither loses the other's edit.
+    pub async fn update(
+        dir: &Path,
+        change: impl FnOnce(&mut LinkPlan) -> Result<()>,
+    ) -> Result<()> {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("links.lock"))
+            .context("opening links.lock")?;
+        tokio::task::block_in_place(|| lock.lock()).context("locking links.lock")?;
+        let mut plan = Self::read(dir)?.unwrap_or_default();
+        change(&mut plan)?;
+        let applied = plan.write_and_apply(dir).await;
+        let _ = lock.unlock();
+        applied
+    }
+
     /// Writes the plan as the next generation and waits until the proxy has put it in force
     /// (its listeners bound, its cuts applied to new and open connections).
-    pub async fn write_and_apply(mut self, dir: &Path) -> Result<()> {
+    async fn write_and_apply(mut self, dir: &Path) -> Result<()> {
         self.generation = self.generation.wrapping_add(1);
         self.write(dir)?;
         let start = std::time::Instant::now();
@@ -133,6 +155,48 @@ pub fn parse_cuts(spec: &str) -> Result<BTreeSet<(String, String)>> {
 }
 
 type Cuts = Arc<BTreeSet<(String, String)>>;
+/// Connections being forwarded now, by link.
+type Live = Arc<std::sync::Mutex<HashMap<(String, String), usize>>>;
+
+fn live_count(live: &Live, link: &(String, String)) -> usize {
+    let l = match live.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    l.get(link).copied().unwrap_or(0)
+}
+
+/// Counts one forwarded connection for as long as it lives.
+struct Forwarding {
+    live: Live,
+    link: (String, String),
+}
+
+impl Forwarding {
+    fn new(live: &Live, link: &(String, String)) -> Self {
+        let mut l = match live.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *l.entry(link.clone()).or_default() += 1;
+        Self {
+            live: live.clone(),
+            link: link.clone(),
+        }
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        let mut l = match self.live.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(n) = l.get_mut(&self.link) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
 /// Which member each source address belongs to (grows as members are added).
 type Sources = Arc<HashMap<IpAddr, u64>>;
 
@@ -140,6 +204,7 @@ type Sources = Arc<HashMap<IpAddr, u64>>;
 pub async fn serve(dir: &Path) -> Result<()> {
     let (cut_tx, _) = watch::channel::<Cuts>(Arc::default());
     let (sources_tx, _) = watch::channel::<Sources>(Arc::default());
+    let live: Live = Arc::default();
     let mut listening: HashMap<u64, String> = HashMap::new();
     let mut last: Option<LinkPlan> = None;
     loop {
@@ -169,12 +234,20 @@ pub async fn serve(dir: &Path) -> Result<()> {
                     r.clone(),
                     sources_tx.subscribe(),
                     cut_tx.subscribe(),
+                    live.clone(),
                 ));
                 listening.insert(r.id, r.front.clone());
             }
             if last.as_ref().map(|l| &l.cut) != Some(&plan.cut) {
                 tracing::info!(cut = ?plan.cut, "links changed");
                 cut_tx.send_replace(Arc::new(plan.cut.clone()));
+                // In force only once the connections on cut links are closed.
+                let start = tokio::time::Instant::now();
+                while plan.cut.iter().any(|l| live_count(&live, l) > 0)
+                    && start.elapsed() < Duration::from_secs(2)
+                {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
             }
             let applied = dir.join("links.applied");
             std::fs::write(dir.join("links.applied.tmp"), plan.generation.to_string())?;
@@ -190,6 +263,7 @@ async fn accept_loop(
     route: Route,
     sources: watch::Receiver<Sources>,
     cuts: watch::Receiver<Cuts>,
+    live: Live,
 ) {
     let to = route.id.to_string();
     loop {
@@ -206,7 +280,13 @@ async fn accept_loop(
             .get(&peer.ip())
             .map_or_else(|| CLIENT.to_owned(), u64::to_string);
         let link = (from, to.clone());
-        tokio::spawn(carry(inbound, route.back.clone(), link, cuts.clone()));
+        tokio::spawn(carry(
+            inbound,
+            route.back.clone(),
+            link,
+            cuts.clone(),
+            live.clone(),
+        ));
     }
 }
 
@@ -216,13 +296,20 @@ async fn carry(
     back: String,
     link: (String, String),
     mut cuts: watch::Receiver<Cuts>,
+    live: Live,
 ) {
     let _ = inbound.set_nodelay(true);
     if cuts.borrow_and_update().contains(&link) {
-        // A black hole until the link heals; then the peer reconnects.
-        let _ = cuts.wait_for(|c| !c.contains(&link)).await;
+        // A black hole until the link heals (then the peer reconnects) or the peer gives up:
+        // what it sends is read and dropped, so a closed socket is not held open.
+        let mut sink = tokio::io::sink();
+        tokio::select! {
+            _ = cuts.wait_for(|c| !c.contains(&link)) => {}
+            _ = tokio::io::copy(&mut inbound, &mut sink) => {}
+        }
         return;
     }
+    let _forwarding = Forwarding::new(&live, &link);
     let Ok(mut outbound) = TcpStream::connect(&back).await else {
         return;
     };

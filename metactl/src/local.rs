@@ -48,7 +48,7 @@ struct NodeAddrs {
 /// Chooses the addresses of member `id`; behind the proxy, adds its route and waits until the
 /// proxy listens for it.
 async fn node_addrs(dir: &Path, id: u64) -> Result<NodeAddrs> {
-    let Some(mut plan) = LinkPlan::read(dir)? else {
+    if LinkPlan::read(dir)?.is_none() {
         let ports = free_ports(2)?;
         let addr = format!("127.0.0.1:{}", ports[0]);
         return Ok(NodeAddrs {
@@ -57,7 +57,7 @@ async fn node_addrs(dir: &Path, id: u64) -> Result<NodeAddrs> {
             source_ip: None,
             metrics_port: ports[1],
         });
-    };
+    }
     let ports = free_ports(3)?;
     let route = Route {
         id,
@@ -65,9 +65,12 @@ async fn node_addrs(dir: &Path, id: u64) -> Result<NodeAddrs> {
         back: format!("127.0.0.1:{}", ports[1]),
         source_ip: link_proxy::source_ip_of(id)?,
     };
-    plan.routes.retain(|r| r.id != id);
-    plan.routes.push(route.clone());
-    plan.write_and_apply(dir).await?;
+    LinkPlan::update(dir, |plan| {
+        plan.routes.retain(|r| r.id != id);
+        plan.routes.push(route.clone());
+        Ok(())
+    })
+    .await?;
     Ok(NodeAddrs {
         listen: route.back,
         advertise: route.front,
@@ -295,11 +298,10 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         let _ = fs::remove_file(opts.dir.join("links.applied"));
         LinkPlan::default().write(&opts.dir)?;
         let pid = spawn_link_proxy(&opts.dir)?;
-        LinkPlan {
-            proxy_pid: Some(pid),
-            ..LinkPlan::default()
-        }
-        .write_and_apply(&opts.dir)
+        LinkPlan::update(&opts.dir, |plan| {
+            plan.proxy_pid = Some(pid);
+            Ok(())
+        })
         .await?;
     } else {
         let _ = fs::remove_file(LinkPlan::path(&opts.dir));
@@ -389,23 +391,26 @@ pub async fn partition(
     dir: &Path,
     cut: std::collections::BTreeSet<(String, String)>,
 ) -> Result<()> {
-    let mut plan = LinkPlan::read(dir)?.with_context(|| {
-        format!(
+    if LinkPlan::read(dir)?.is_none() {
+        bail!(
             "the cluster in {} runs without the link proxy (start it with local up --proxied)",
             dir.display()
-        )
-    })?;
-    let known: std::collections::BTreeSet<String> =
-        plan.routes.iter().map(|r| r.id.to_string()).collect();
-    for (a, b) in &cut {
-        for end in [a, b] {
-            if end != link_proxy::CLIENT && !known.contains(end) {
-                bail!("no member {end} behind the proxy in {}", dir.display());
+        );
+    }
+    LinkPlan::update(dir, |plan| {
+        let known: std::collections::BTreeSet<String> =
+            plan.routes.iter().map(|r| r.id.to_string()).collect();
+        for (a, b) in &cut {
+            for end in [a, b] {
+                if end != link_proxy::CLIENT && !known.contains(end) {
+                    bail!("no member {end} behind the proxy in {}", dir.display());
+                }
             }
         }
-    }
-    plan.cut = cut;
-    plan.write_and_apply(dir).await
+        plan.cut = cut;
+        Ok(())
+    })
+    .await
 }
 
 /// Starts the link proxy of the cluster in `dir`, detached like the metaservers.

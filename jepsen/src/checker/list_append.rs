@@ -8,10 +8,14 @@
 //! - **duplicate**: a value twice in one read;
 //! - **garbage / aborted read**: a value no append wrote, or whose append certainly failed;
 //! - **read from the future**: a value whose append began only after the read ended;
-//! - **lost write / stale read**: an append acknowledged before a read began is missing from
-//!   it (the final reads, on the active after the faults, make this the durability check);
-//! - **real-time order**: an append acknowledged before another began comes after it in the
+//! - **lost write / stale read**: a value visible before a read began is missing from it (the
+//!   final reads, on the active after the faults, make this the durability check);
+//! - **real-time order**: a value visible before another's append began comes after it in the
 //!   list.
+//!
+//! A value is *visible* from its append's acknowledgement or the end of the first read that
+//! showed it, whichever comes first: from then on every read must show it (a read that had it
+//! and a later one that does not is a stale read even if the append's outcome is unknown).
 //!
 //! Together these are linearizability for this data type.
 
@@ -127,8 +131,22 @@ pub fn check(ops: &[Operation]) -> Result<ListAppendReport, String> {
             .max_by_key(|(_, l)| l.len())
             .map(|(_, l)| l.clone())
             .unwrap_or_default();
-        let position: HashMap<i64, usize> =
-            longest.iter().enumerate().map(|(i, v)| (*v, i)).collect();
+        // When each value became visible: its append's acknowledgement, or the end of the
+        // first read that showed it, whichever came first. From then on every read must
+        // show it, and every value appended later must come after it.
+        let mut visible: HashMap<i64, usize> = HashMap::new();
+        for (v, (_, acked, _)) in &ap.by_value {
+            if let Some(done) = acked {
+                visible.insert(*v, *done);
+            }
+        }
+        for (op, list) in rs {
+            let done = op.complete.unwrap_or(usize::MAX);
+            for v in list {
+                let e = visible.entry(*v).or_insert(done);
+                *e = (*e).min(done);
+            }
+        }
         for (op, list) in rs {
             let bad = |why: String| {
                 report(Verdict::Invalid {
@@ -140,10 +158,10 @@ pub fn check(ops: &[Operation]) -> Result<ListAppendReport, String> {
                     "key {k}: not a prefix of another read of it {longest:?} (incompatible orders)"
                 )));
             }
-            let mut seen = std::collections::HashSet::new();
+            let mut at: HashMap<i64, usize> = HashMap::new();
             let complete = op.complete.unwrap_or(usize::MAX);
-            for v in list {
-                if !seen.insert(*v) {
+            for (i, v) in list.iter().enumerate() {
+                if at.insert(*v, i).is_some() {
                     return Ok(bad(format!("key {k}: {v} appears twice")));
                 }
                 match ap.by_value.get(v) {
@@ -161,32 +179,24 @@ pub fn check(ops: &[Operation]) -> Result<ListAppendReport, String> {
                     Some(_) => {}
                 }
             }
-            for (v, (_, acked, _)) in &ap.by_value {
-                if let Some(done) = acked
-                    && *done < op.invoke
-                    && !seen.contains(v)
-                {
+            for (v, seen_at) in &visible {
+                if *seen_at < op.invoke && !at.contains_key(v) {
                     return Ok(bad(format!(
-                        "key {k}: misses {v}, whose append was acknowledged (index {done}) before this read began"
+                        "key {k}: misses {v}, visible (index {seen_at}) before this read began (lost write or stale read)"
                     )));
                 }
             }
-        }
-        // Acknowledged appends in the order they were made, where the list shows them.
-        for (a, (_, a_done, _)) in &ap.by_value {
-            let (Some(a_done), Some(pa)) = (a_done, position.get(a)) else {
-                continue;
-            };
-            for (b, (b_invoked, _, _)) in &ap.by_value {
-                if let Some(pb) = position.get(b)
-                    && a_done < b_invoked
-                    && pb < pa
-                {
-                    return Ok(report(Verdict::Invalid {
-                        op: format!(
-                            "key {k}: {b} precedes {a} in {longest:?}, but the append of {a} was acknowledged (index {a_done}) before that of {b} began (index {b_invoked})"
-                        ),
-                    }));
+            // Real-time order: a value visible before another's append began precedes it.
+            for (b, pb) in &at {
+                let Some((b_invoked, _, _)) = ap.by_value.get(b) else {
+                    continue;
+                };
+                for (a, seen_at) in &visible {
+                    if seen_at < b_invoked && at.get(a).is_none_or(|pa| pa > pb) {
+                        return Ok(bad(format!(
+                            "key {k}: {a} was visible (index {seen_at}) before the append of {b} began (index {b_invoked}), yet does not precede it"
+                        )));
+                    }
                 }
             }
         }
@@ -265,6 +275,17 @@ mod tests {
                     + &read(1, 1, "[10]"),
             ),
             ("future read", read(1, 1, "[10]") + &appended(0, 1, 10)),
+            (
+                "stale read after a read showed the value",
+                ev(0, "invoke", "append", "[1 10]")
+                    + &read(1, 1, "[10]")
+                    + &read(2, 1, "nil")
+                    + &ev(0, "info", "append", "[1 10]"),
+            ),
+            (
+                "a value missing before a later one",
+                appended(0, 1, 10) + &appended(1, 1, 11) + &read(2, 1, "[11]"),
+            ),
             (
                 "real-time order",
                 appended(0, 1, 10) + &appended(1, 1, 11) + &read(2, 1, "[11 10]"),

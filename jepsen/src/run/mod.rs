@@ -325,6 +325,21 @@ async fn drive(
                     // a new one (with a new client object) takes its place.
                     process += concurrency;
                     client = new_client()?;
+                    if workload == WorkloadName::RwObserver && matches!(op, Op::Write { .. }) {
+                        // The unknown write may still land after this worker's next one: go on
+                        // with a fresh key, whose values then still only go up.
+                        while tokio::time::Instant::now() < until {
+                            match mailbox.fresh_rw_key(&client).await {
+                                Ok(key) => {
+                                    state.own_key = key;
+                                    state.next_value = 1;
+                                    state.read_back = false;
+                                    break;
+                                }
+                                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                            }
+                        }
+                    }
                 }
             }
             anyhow::Ok(())
@@ -367,6 +382,7 @@ async fn drive(
     // Recovery, then the final reads on the active (a fresh process and client).
     let keys = match opts.workload {
         WorkloadName::Append => mailbox.append_keys_used(),
+        WorkloadName::RwObserver => mailbox.rw_keys(),
         _ => keys,
     };
     let final_error = final_reads(cluster, &admin, recorder, opts, keys, concurrency)

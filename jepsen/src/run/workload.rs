@@ -216,6 +216,9 @@ pub fn key_path(workload: WorkloadName, key: i64) -> String {
 pub struct Mailbox {
     latest: Mutex<HashMap<i64, (i64, u64)>>,
     lists: Mutex<AppendKeys>,
+    /// `rw-observer`: keys `0..rw_keys` are in use (a worker moves to a fresh key after a
+    /// write of unknown outcome, which may still land after its next one).
+    rw_keys: std::sync::atomic::AtomicI64,
 }
 
 /// The `append` workload's keys: a window of keys in use, each retired after
@@ -234,6 +237,8 @@ impl Mailbox {
     /// Sets up the `append` key window over keys `0..limit`.
     pub fn with_append_keys(limit: i64) -> Self {
         let m = Mailbox::default();
+        m.rw_keys
+            .store(limit.max(1), std::sync::atomic::Ordering::Relaxed);
         {
             let mut k = lock(&m.lists);
             let first = (APPEND_WINDOW as i64).min(limit.max(1));
@@ -243,6 +248,26 @@ impl Mailbox {
             k.limit = limit.max(1);
         }
         m
+    }
+
+    /// `rw-observer`: a fresh key for a worker, whose file this worker created. (A key whose
+    /// creation failed is left unused; reading it finds no file, which reads as 0.)
+    pub async fn fresh_rw_key(&self, client: &Client) -> Result<i64, ClientError> {
+        let key = self
+            .rw_keys
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        client
+            .create(
+                &key_path(WorkloadName::RwObserver, key),
+                &CreateOptions::default(),
+            )
+            .await
+            .map(|_| key)
+    }
+
+    /// `rw-observer`: keys in use.
+    pub fn rw_keys(&self) -> i64 {
+        self.rw_keys.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every `append` key used so far.
@@ -340,6 +365,10 @@ pub fn generate(
     state: &mut WorkerState,
     mailbox: &Mailbox,
 ) -> Op {
+    let keys = match workload {
+        WorkloadName::RwObserver => mailbox.rw_keys(),
+        _ => keys,
+    };
     let key = rng.random_range(0..keys.max(1));
     match workload {
         WorkloadName::Register => match rng.random_range(0..4) {
@@ -475,9 +504,19 @@ fn parse_value(bytes: &[u8]) -> Option<i64> {
 }
 
 async fn read_key(client: &Client, workload: WorkloadName, key: i64) -> Result<Value, ClientError> {
-    let got = client
+    let got = match client
         .get_xattrs(&key_path(workload, key), &[XATTR.to_owned()])
-        .await?;
+        .await
+    {
+        // An `rw-observer` key whose file was never made, or never written, reads as 0.
+        Err(e)
+            if workload == WorkloadName::RwObserver
+                && (e.is(ErrorKind::NotFound) || e.is(ErrorKind::XattrNotFound)) =>
+        {
+            return Ok(Value::Nil);
+        }
+        other => other?,
+    };
     Ok(match got.iter().find(|(n, _)| n == XATTR) {
         Some((_, v)) => parse_value(v).map_or(Value::Nil, Value::Integer),
         None => Value::Nil,

@@ -194,6 +194,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let cf = self.cf(CF_LOG)?;
+        // Debug mode: hold the buffer for the whole read, so that the write-back cannot move
+        // entries from the buffer to the DB between the two halves of it (a gap).
+        let pending = self.unsynced.as_ref().map(lock_unsynced);
         let mut out = Vec::new();
         for item in self.db.iterator_cf(
             cf,
@@ -210,8 +213,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             }
             out.push(decode::<Entry<TypeConfig>>(&v).map_err(read_err)?);
         }
-        if let Some(unsynced) = &self.unsynced {
-            let pending = lock_unsynced(unsynced);
+        if let Some(pending) = pending {
             let mut merged: BTreeMap<u64, Entry<TypeConfig>> =
                 out.into_iter().map(|e| (e.log_id.index, e)).collect();
             for (i, (e, _)) in pending.range(range) {

@@ -72,6 +72,11 @@ impl NetworkFactory {
             .endpoint(addr)
             .ok()?
             .connect_timeout(Duration::from_secs(1))
+            // A connection that silently stops carrying (a partition that drops packets) is
+            // found dead in seconds and replaced, not waited on through TCP's retransmissions.
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true)
             .connect_lazy();
         // A member that moved to another address leaves its old channel behind.
         channels.retain(|(id, _), _| *id != target);
