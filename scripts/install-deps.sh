@@ -3,6 +3,7 @@
 #   clang + libclang-dev  bindgen, for RocksDB's bindings (librocksdb-sys)
 #   protobuf-compiler     protoc, for the gRPC code generation (tonic-prost-build)
 #   g++ / make            RocksDB's C++ (usually present with Rust)
+#   libisal-dev           ISA-L, which the erasure codec's tests and benchmark compare against
 # Idempotent: does nothing when everything is there. Uses sudo when not root.
 set -euo pipefail
 
@@ -11,6 +12,9 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
+if ! ls /usr/lib/*/libisal.so >/dev/null 2>&1 && ! ls /usr/local/lib/libisal.so >/dev/null 2>&1; then
+  need+=(libisal-dev)
+fi
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1; then
   need+=(libclang-dev)
 fi

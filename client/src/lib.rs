@@ -2,6 +2,7 @@
 //! failover to the active and state-ID tracking (DESIGN §5).
 //!
 //! - [`client`]: the [`Client`] API.
+//! - [`codec`]: erasure codecs of striped files (Reed-Solomon with HDFS's Cauchy matrix, XOR).
 //! - [`failover`]: finding and following the active; retries that keep the call id.
 //! - [`discovery`]: `--meta`, `RAFTFS_META`, `--cluster DIR` (`cluster.json`).
 //! - [`read_mode`]: where reads go (active, or observers with an auto-msync period).
@@ -10,6 +11,7 @@
 //! - [`error`]: [`ClientError`], with the typed [`ErrorKind`] of a refusal.
 
 pub mod client;
+pub mod codec;
 pub mod discovery;
 pub mod error;
 pub mod failover;
