@@ -427,7 +427,15 @@ async fn membership_changes_under_load_lose_nothing() {
     client.transfer_leader(observer).await.expect("transfer");
     let status = client.cluster_status().await.expect("status");
     assert_eq!(status.leader, observer, "{status:?}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The removed voter still runs, never learns it was removed, and campaigns: it must not
+    // depose the active (several of its election timeouts pass here).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = client.cluster_status().await.expect("status");
+    assert_eq!(
+        (later.leader, later.term),
+        (status.leader, status.term),
+        "the removed voter {removed} disturbed the cluster"
+    );
 
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();

@@ -52,7 +52,28 @@ impl RaftRpc for RaftService {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = request(req)?;
+        let rpc: openraft::raft::VoteRequest<crate::journal::NodeId> = request(req)?;
+        // A member removed from the cluster never learns it (the active stops replicating to
+        // it), keeps its old view, and campaigns with ever higher terms; openraft 0.9 would
+        // let that depose the active again and again. Only voters of our membership get a
+        // vote (a node that has not joined yet has none, and refuses nothing).
+        let candidate = rpc.vote.leader_id.node_id;
+        let stranger = {
+            let m = self.node.raft.metrics();
+            let m = m.borrow();
+            let membership = m.membership_config.membership();
+            let mut voters = membership.voter_ids().peekable();
+            voters.peek().is_some() && !membership.voter_ids().any(|v| v == candidate)
+        };
+        if stranger {
+            tracing::debug!(
+                candidate,
+                "vote request from a node that is not a voter here"
+            );
+            return Err(Status::failed_precondition(format!(
+                "node {candidate} is not a voter of this cluster"
+            )));
+        }
         reply(&self.node.raft.vote(rpc).await)
     }
 

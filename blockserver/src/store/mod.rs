@@ -1,0 +1,312 @@
+//! Internal blocks on disk (DESIGN §6): one data file per block and a checksum file holding a
+//! CRC32C per 64 KiB chunk.
+//!
+//! A block is written under a temporary name and becomes visible only when finalized: data
+//! and checksums fsynced, both renamed into `finalized/`, the directory fsynced. A crash
+//! therefore leaves either a whole finalized block or temporary files, which [`Store::open`]
+//! removes (an unfinalized block was never acknowledged). Every read verifies the checksum of
+//! each chunk it touches and says which chunk is corrupt, so that the caller can report the
+//! block to the active and read another copy.
+//!
+//! The store is synchronous: the server calls it from blocking threads, and the page cache
+//! and one `fsync` per block are what bound its speed, not the calling convention.
+
+mod checksum;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub use checksum::CHUNK;
+use checksum::ChecksumFile;
+
+/// An internal block: block group `group`, position `index` in it (0 for a replicated block;
+/// 0..k+m for the cells of an erasure-coded group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockId {
+    pub group: u64,
+    pub index: u16,
+}
+
+impl BlockId {
+    fn file_name(&self) -> String {
+        format!("blk_{:016x}_{}", self.group, self.index)
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix("blk_")?;
+        let (group, index) = rest.split_once('_')?;
+        Some(Self {
+            group: u64::from_str_radix(group, 16).ok()?,
+            index: index.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for BlockId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file_name())
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("block {0} not found")]
+    NotFound(BlockId),
+    #[error("block {0} already exists")]
+    AlreadyExists(BlockId),
+    /// A chunk whose data does not match its checksum (or a damaged checksum file).
+    #[error("block {block} is corrupt at chunk {chunk} (byte {offset}): {why}")]
+    Corrupt {
+        block: BlockId,
+        chunk: u64,
+        offset: u64,
+        why: String,
+    },
+    #[error("block {block} has {length} bytes; {offset}+{len} is beyond them")]
+    OutOfRange {
+        block: BlockId,
+        length: u64,
+        offset: u64,
+        len: u64,
+    },
+    /// The volume is full: nothing was finalized.
+    #[error("no space left on {0}")]
+    NoSpace(PathBuf),
+    #[error("i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| {
+        if source.kind() == io::ErrorKind::StorageFull {
+            StoreError::NoSpace(path.to_owned())
+        } else {
+            StoreError::Io {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+}
+
+/// One data directory of internal blocks.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating) the store in `root`; removes the temporary files of blocks a crash
+    /// interrupted.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        let store = Self {
+            root: root.to_owned(),
+        };
+        for dir in [store.finalized_dir(), store.tmp_dir()] {
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        }
+        let tmp = store.tmp_dir();
+        for entry in fs::read_dir(&tmp).map_err(io_err(&tmp))? {
+            let path = entry.map_err(io_err(&tmp))?.path();
+            fs::remove_file(&path).map_err(io_err(&path))?;
+        }
+        Ok(store)
+    }
+
+    fn finalized_dir(&self) -> PathBuf {
+        self.root.join("finalized")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn data_path(&self, id: BlockId) -> PathBuf {
+        self.finalized_dir().join(id.file_name())
+    }
+
+    fn meta_path(&self, id: BlockId) -> PathBuf {
+        self.finalized_dir().join(format!("{}.crc", id.file_name()))
+    }
+
+    /// Starts writing block `id`; nothing is visible until [`BlockWriter::finalize`].
+    pub fn create(&self, id: BlockId) -> Result<BlockWriter, StoreError> {
+        if self.data_path(id).exists() {
+            return Err(StoreError::AlreadyExists(id));
+        }
+        let data_path = self.tmp_dir().join(id.file_name());
+        let data = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&data_path)
+            .map_err(io_err(&data_path))?;
+        Ok(BlockWriter {
+            id,
+            data,
+            data_path,
+            finalized_dir: self.finalized_dir(),
+            checksums: ChecksumFile::new(),
+            pending: Vec::with_capacity(CHUNK),
+            length: 0,
+        })
+    }
+
+    /// The length of a finalized block.
+    pub fn length(&self, id: BlockId) -> Result<u64, StoreError> {
+        let path = self.data_path(id);
+        match fs::metadata(&path) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound(id)),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Reads `len` bytes at `offset` of a finalized block, verifying every chunk touched.
+    pub fn read(&self, id: BlockId, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        let length = self.length(id)?;
+        let end =
+            offset
+                .checked_add(len)
+                .filter(|e| *e <= length)
+                .ok_or(StoreError::OutOfRange {
+                    block: id,
+                    length,
+                    offset,
+                    len,
+                })?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let meta_path = self.meta_path(id);
+        let sums = ChecksumFile::load(&meta_path, id, length)?;
+        let chunk = CHUNK as u64;
+        let (first, last) = (offset / chunk, (end - 1) / chunk);
+        let path = self.data_path(id);
+        let mut file = File::open(&path).map_err(io_err(&path))?;
+        file.seek(SeekFrom::Start(first * chunk))
+            .map_err(io_err(&path))?;
+        let span = usize::try_from((last + 1) * chunk - first * chunk)
+            .map_err(|_| io_err(&path)(io::Error::other("read too large")))?;
+        let mut buf = vec![0u8; span];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        buf.truncate(filled);
+        for c in first..=last {
+            let from = usize::try_from((c - first) * chunk).unwrap_or(usize::MAX);
+            let to = (from.saturating_add(CHUNK)).min(buf.len());
+            let got = buf.get(from..to).unwrap_or_default();
+            if !sums.verify(c, got) {
+                return Err(StoreError::Corrupt {
+                    block: id,
+                    chunk: c,
+                    offset: c * chunk,
+                    why: "checksum mismatch".into(),
+                });
+            }
+        }
+        let start = usize::try_from(offset - first * chunk).unwrap_or(usize::MAX);
+        let stop = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+        Ok(buf.get(start..stop).map(<[u8]>::to_vec).unwrap_or_default())
+    }
+
+    /// Removes a finalized block.
+    pub fn delete(&self, id: BlockId) -> Result<(), StoreError> {
+        let data = self.data_path(id);
+        match fs::remove_file(&data) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound(id)),
+            Err(e) => return Err(io_err(&data)(e)),
+        }
+        let meta = self.meta_path(id);
+        match fs::remove_file(&meta) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&meta)(e)),
+        }
+    }
+
+    /// Every finalized block and its length: what a full block report sends.
+    pub fn list(&self) -> Result<Vec<(BlockId, u64)>, StoreError> {
+        let dir = self.finalized_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name();
+            if let Some(id) = name.to_str().and_then(BlockId::parse) {
+                let len = entry.metadata().map_err(io_err(&entry.path()))?.len();
+                out.push((id, len));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// A block being written: bytes go to a temporary file, checksums are computed per chunk.
+#[derive(Debug)]
+pub struct BlockWriter {
+    id: BlockId,
+    data: File,
+    data_path: PathBuf,
+    finalized_dir: PathBuf,
+    checksums: ChecksumFile,
+    /// The bytes of the chunk not yet complete.
+    pending: Vec<u8>,
+    length: u64,
+}
+
+impl BlockWriter {
+    /// Appends `buf` to the block.
+    pub fn write(&mut self, mut buf: &[u8]) -> Result<(), StoreError> {
+        self.data.write_all(buf).map_err(io_err(&self.data_path))?;
+        self.length += buf.len() as u64;
+        while !buf.is_empty() {
+            let take = (CHUNK - self.pending.len()).min(buf.len());
+            self.pending.extend_from_slice(&buf[..take]);
+            buf = &buf[take..];
+            if self.pending.len() == CHUNK {
+                self.checksums.push(&self.pending);
+                self.pending.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the block durable and visible; returns its length. On any error the block stays
+    /// invisible (its temporary files are removed at the next open).
+    pub fn finalize(mut self) -> Result<u64, StoreError> {
+        if !self.pending.is_empty() {
+            self.checksums.push(&self.pending);
+        }
+        self.data.sync_all().map_err(io_err(&self.data_path))?;
+        let meta_tmp = self.data_path.with_extension("crc");
+        self.checksums.write(&meta_tmp)?;
+        let name = self.id.file_name();
+        let data_final = self.finalized_dir.join(&name);
+        let meta_final = self.finalized_dir.join(format!("{name}.crc"));
+        // Checksums first: a data file is never visible without its checksums.
+        fs::rename(&meta_tmp, &meta_final).map_err(io_err(&meta_final))?;
+        fs::rename(&self.data_path, &data_final).map_err(io_err(&data_final))?;
+        File::open(&self.finalized_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.finalized_dir))?;
+        Ok(self.length)
+    }
+}
+
+#[cfg(test)]
+mod tests;

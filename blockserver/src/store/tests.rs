@@ -1,0 +1,159 @@
+//! The store on a real directory: round trips at chunk boundaries, reads of any range,
+//! corruption found and located, crash leftovers removed, bad requests refused.
+
+use super::*;
+
+fn id(group: u64, index: u16) -> BlockId {
+    BlockId { group, index }
+}
+
+fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+fn put(store: &Store, b: BlockId, data: &[u8], pieces: usize) -> u64 {
+    let mut w = store.create(b).expect("create");
+    for piece in data.chunks(data.len().div_ceil(pieces.max(1)).max(1)) {
+        w.write(piece).expect("write");
+    }
+    w.finalize().expect("finalize")
+}
+
+#[test]
+fn blocks_round_trip_at_every_chunk_boundary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    for (n, len) in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17]
+        .into_iter()
+        .enumerate()
+    {
+        let b = id(7, n as u16);
+        let data = bytes(len, n as u8);
+        assert_eq!(put(&store, b, &data, 3), len as u64);
+        assert_eq!(store.length(b).expect("length"), len as u64);
+        assert_eq!(store.read(b, 0, len as u64).expect("read all"), data);
+        // Ranges inside one chunk, across chunks, at the end.
+        for (off, l) in [(0, 1), (CHUNK - 3, 7), (len.saturating_sub(5), 5)] {
+            if off + l <= len {
+                let got = store.read(b, off as u64, l as u64).expect("read range");
+                assert_eq!(got, data[off..off + l], "len {len} off {off} l {l}");
+            }
+        }
+    }
+    let listed = store.list().expect("list");
+    assert_eq!(listed.len(), 6);
+    assert_eq!(listed[3], (id(7, 3), CHUNK as u64));
+}
+
+#[test]
+fn a_flipped_byte_is_found_in_its_chunk_and_other_chunks_still_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let b = id(1, 0);
+    let data = bytes(3 * CHUNK, 9);
+    put(&store, b, &data, 1);
+    let path = dir.path().join("finalized").join("blk_0000000000000001_0");
+    let mut raw = fs::read(&path).expect("raw");
+    raw[CHUNK + 100] ^= 0x40;
+    fs::write(&path, raw).expect("corrupt it");
+    match store.read(b, 0, data.len() as u64) {
+        Err(StoreError::Corrupt { chunk, offset, .. }) => {
+            assert_eq!((chunk, offset), (1, CHUNK as u64));
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Chunks 0 and 2 are intact and still readable.
+    assert_eq!(store.read(b, 0, 10).expect("chunk 0"), data[..10]);
+    let tail = store.read(b, 2 * CHUNK as u64, 10).expect("chunk 2");
+    assert_eq!(tail, data[2 * CHUNK..2 * CHUNK + 10]);
+}
+
+#[test]
+fn damaged_or_missing_checksums_and_truncated_data_are_corrupt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let fin = dir.path().join("finalized");
+    for (n, damage) in ["truncate-data", "truncate-crc", "bad-magic", "no-crc"]
+        .into_iter()
+        .enumerate()
+    {
+        let b = id(2, n as u16);
+        put(&store, b, &bytes(2 * CHUNK, 1), 2);
+        let data = fin.join(format!("blk_0000000000000002_{n}"));
+        let crc = fin.join(format!("blk_0000000000000002_{n}.crc"));
+        match damage {
+            "truncate-data" => {
+                let raw = fs::read(&data).expect("raw");
+                fs::write(&data, &raw[..CHUNK + 5]).expect("truncate");
+            }
+            "truncate-crc" => {
+                let raw = fs::read(&crc).expect("raw");
+                fs::write(&crc, &raw[..raw.len() - 4]).expect("truncate");
+            }
+            "bad-magic" => {
+                let mut raw = fs::read(&crc).expect("raw");
+                raw[0] = b'X';
+                fs::write(&crc, raw).expect("write");
+            }
+            _ => fs::remove_file(&crc).expect("remove"),
+        }
+        // (A truncated data file still has an intact first chunk: read what is there.)
+        let len = store.length(b).expect("length");
+        assert!(
+            matches!(store.read(b, 0, len), Err(StoreError::Corrupt { .. })),
+            "{damage} not found"
+        );
+    }
+}
+
+#[test]
+fn unfinalized_blocks_are_invisible_and_removed_at_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let b = id(3, 0);
+    let mut w = store.create(b).expect("create");
+    w.write(&bytes(1000, 2)).expect("write");
+    // A crash now: the writer is dropped without finalize.
+    drop(w);
+    assert!(matches!(store.length(b), Err(StoreError::NotFound(_))));
+    assert!(store.list().expect("list").is_empty());
+    let reopened = Store::open(dir.path()).expect("reopen");
+    assert_eq!(
+        fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+        0,
+        "leftovers removed"
+    );
+    // And the block can be written afresh.
+    put(&reopened, b, &bytes(10, 3), 1);
+    assert_eq!(reopened.read(b, 0, 10).expect("read"), bytes(10, 3));
+}
+
+#[test]
+fn bad_requests_are_typed_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let b = id(4, 2);
+    put(&store, b, &bytes(100, 4), 1);
+    assert!(matches!(store.create(b), Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(
+        store.read(b, 90, 11),
+        Err(StoreError::OutOfRange { length: 100, .. })
+    ));
+    assert!(matches!(
+        store.read(b, u64::MAX, 2),
+        Err(StoreError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        store.read(id(4, 3), 0, 1),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete(id(9, 9)),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.read(b, 0, 100).expect("intact"), bytes(100, 4));
+    store.delete(b).expect("delete");
+    assert!(store.list().expect("list").is_empty());
+}
