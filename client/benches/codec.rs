@@ -17,22 +17,6 @@ const LEN: usize = 1 << 20;
 const ROUNDS: usize = 7;
 const STRIPES: usize = 16;
 
-fn cells(n: usize, seed: u64) -> Vec<Vec<u8>> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            (0..LEN)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        })
-        .collect()
-}
-
 /// Seconds per stripe of `f`, best round.
 fn per_stripe(f: &mut dyn FnMut()) -> f64 {
     let start = Instant::now();
@@ -64,7 +48,7 @@ fn main() {
     for (k, m) in [(6usize, 3usize), (3, 2), (10, 4)] {
         let ours = codec("RS", k, m).expect("codec");
         let theirs = isal::Isal::new(k, m);
-        let data = cells(k, (k * 7 + m) as u64);
+        let data = isal::cells(k, LEN, (k * 7 + m) as u64);
         let d: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
         let mut parity = vec![vec![0u8; LEN]; m];
         let (mut enc_ours, mut enc_isal) = (f64::MAX, f64::MAX);

@@ -5,23 +5,8 @@
 
 mod isal;
 
+use isal::cells;
 use raftfs_client::codec::codec;
-
-fn cells(k: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
-    let mut x = seed | 1;
-    (0..k)
-        .map(|_| {
-            (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        })
-        .collect()
-}
 
 #[test]
 fn parity_is_byte_identical_to_isal_and_decodes_isal_parity() {

@@ -157,6 +157,23 @@ fn stale_observer_reads_are_reported_with_the_debug_switch() {
     );
 }
 
+/// 30 s of register load with every member killed at once every few seconds (followers first,
+/// the active last) and restarted.
+const POWER_CUTS: &[&str] = &[
+    "--workload",
+    "register",
+    "--nemesis",
+    "kill",
+    "--targets",
+    "all",
+    "--interval",
+    "3",
+    "--time",
+    "30",
+    "--rate",
+    "30",
+];
+
 /// With log entries acknowledged before they are durable, killing every member (followers
 /// first, the active last; restarted in that order) loses acknowledged writes, and the
 /// linearizability checker must find them. A power cut does not lose an acknowledged write
@@ -169,21 +186,7 @@ fn lost_writes_are_reported_when_entries_are_acknowledged_before_fsync() {
     for _ in 0..3 {
         let (code, results) = jepsen(
             store.path(),
-            &[
-                "--workload",
-                "register",
-                "--nemesis",
-                "kill",
-                "--targets",
-                "all",
-                "--interval",
-                "3",
-                "--time",
-                "30",
-                "--rate",
-                "30",
-                "--cluster-arg=--debug-ack-before-fsync",
-            ],
+            &[POWER_CUTS, &["--cluster-arg=--debug-ack-before-fsync"]].concat(),
         );
         if results["checkers"]["linearizable"]["verdict"] == "invalid" {
             assert_eq!(code, 1);
@@ -198,23 +201,7 @@ fn lost_writes_are_reported_when_entries_are_acknowledged_before_fsync() {
 #[test]
 fn power_cuts_lose_no_acknowledged_write() {
     let store = tempfile::tempdir().expect("tempdir");
-    let (code, results) = jepsen(
-        store.path(),
-        &[
-            "--workload",
-            "register",
-            "--nemesis",
-            "kill",
-            "--targets",
-            "all",
-            "--interval",
-            "3",
-            "--time",
-            "30",
-            "--rate",
-            "30",
-        ],
-    );
+    let (code, results) = jepsen(store.path(), POWER_CUTS);
     assert_eq!(results["valid"]["verdict"], "valid", "{results:#}");
     assert_eq!(code, 0);
 }

@@ -1,4 +1,4 @@
-//! The few ISA-L 2.30 functions the codec is checked and measured against (Debian
+//! The few ISA-L 2.30 functions the codec is checked and measured against (and the test data) (Debian
 //! `libisal-dev`, installed by `scripts/install-deps.sh`): HDFS's native RS coder calls the
 //! same ones. Declared by hand rather than through a `-sys` crate: four functions do not
 //! justify a second bindgen run (and a rebuild of RocksDB's bindings with it).
@@ -148,4 +148,21 @@ fn gf_mul(a: u8, b: u8) -> u8 {
         b >>= 1;
     }
     p as u8
+}
+
+/// `n` cells of `len` pseudo-random bytes (xorshift from `seed`): test and benchmark data.
+pub fn cells(n: usize, len: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        })
+        .collect()
 }
