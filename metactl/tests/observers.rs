@@ -352,6 +352,15 @@ async fn an_active_isolated_by_a_partition_serves_no_read() {
             Err(_) => {}
         }
     }
+    // A write sent there is refused at once (its client would try elsewhere), not left to
+    // hang until the client's RPC timeout: the old active knows it has lost its quorum.
+    match old.mkdir("/part/stranded", false).await {
+        Ok(s) => panic!("the isolated active acknowledged a write: {s:?}"),
+        Err(e) => assert!(
+            e.to_string().contains("has not heard from a quorum"),
+            "the write was not refused for lack of a quorum: {e}"
+        ),
+    }
     cluster.partition("");
     let start = Instant::now();
     loop {

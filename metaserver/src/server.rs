@@ -117,6 +117,7 @@ pub async fn run(
                 .election_timeout_min_ms
                 .saturating_sub(config.raft.heartbeat_ms),
         ),
+        write_quorum_timeout: Duration::from_millis(config.raft.election_timeout_max_ms),
         read_wait: config.read_wait(),
         skip_state_id_wait: config.debug_skip_state_id_wait,
         leader_position: Arc::new(LeaderPosition::default()),

@@ -32,6 +32,10 @@ pub struct MetaNode {
     /// A leader that has not heard from a quorum for this long stops serving reads (it may
     /// have been replaced): shorter than the election timeout.
     pub quorum_lease: Duration,
+    /// A leader that has not heard from a quorum for this long (an election timeout) refuses
+    /// writes at once: they could not commit, and the client should look for the new active
+    /// instead of waiting out its RPC timeout (openraft 0.9 has no check-quorum step-down).
+    pub write_quorum_timeout: Duration,
     /// How long a read waits for this member to apply the state its client has seen.
     pub read_wait: Duration,
     /// Debug builds only: serve observer reads without the state-ID wait, so that tests can
@@ -79,6 +83,22 @@ impl MetaNode {
             Err(MetaError::NotActive {
                 leader: self.leader_hint(),
             })
+        }
+    }
+
+    /// Like [`MetaNode::ensure_active`], and also refuses (`Unavailable`, so the client tries
+    /// the other members) when this leader has been cut off from its quorum for an election
+    /// timeout. A leader that was never acknowledged yet (just elected) is given its chance.
+    pub fn ensure_active_for_write(&self) -> Result<(), MetaError> {
+        self.ensure_active()?;
+        let ack = self.raft.metrics().borrow().millis_since_quorum_ack;
+        match ack {
+            Some(ms) if u128::from(ms) > self.write_quorum_timeout.as_millis() => {
+                Err(MetaError::Unavailable(format!(
+                    "the active has not heard from a quorum for {ms} ms"
+                )))
+            }
+            _ => Ok(()),
         }
     }
 

@@ -68,7 +68,7 @@ impl NamespaceService {
         let op = convert::op(req.op)?;
         let span = tracing::Span::current();
         span.record("op", op.name());
-        self.node.ensure_active()?;
+        self.node.ensure_active_for_write()?;
         let proposal = Proposal {
             client: caller.client,
             call_id: caller.call_id,
