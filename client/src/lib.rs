@@ -3,6 +3,8 @@
 //!
 //! - [`client`]: the [`Client`] API.
 //! - [`codec`]: erasure codecs of striped files (Reed-Solomon with HDFS's Cauchy matrix, XOR).
+//! - [`striping`]: where each byte of an erasure-coded block group lives (cells, stripes,
+//!   internal block lengths).
 //! - [`failover`]: finding and following the active; retries that keep the call id.
 //! - [`discovery`]: `--meta`, `RAFTFS_META`, `--cluster DIR` (`cluster.json`).
 //! - [`read_mode`]: where reads go (active, or observers with an auto-msync period).
@@ -18,6 +20,7 @@ pub mod failover;
 pub mod model;
 pub mod observers;
 pub mod read_mode;
+pub mod striping;
 
 pub use client::{Client, ClientConfig, CreateOptions};
 pub use error::{ClientError, ErrorKind};
