@@ -221,13 +221,21 @@ pub async fn serve(dir: &Path) -> Result<()> {
             sources_tx.send_replace(Arc::new(
                 plan.routes.iter().map(|r| (r.source_ip, r.id)).collect(),
             ));
+            // A failure here must not take the proxy (and every link of the cluster) down:
+            // it is logged, the plan is not reported in force, and the next tick retries.
+            let mut complete = true;
             for r in &plan.routes {
                 if listening.get(&r.id) == Some(&r.front) {
                     continue;
                 }
-                let listener = TcpListener::bind(&r.front)
-                    .await
-                    .with_context(|| format!("binding {}", r.front))?;
+                let listener = match TcpListener::bind(&r.front).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(member = r.id, front = %r.front, error = %e, "cannot listen");
+                        complete = false;
+                        continue;
+                    }
+                };
                 tracing::info!(member = r.id, front = %r.front, back = %r.back, "proxying");
                 tokio::spawn(accept_loop(
                     listener,
@@ -249,10 +257,14 @@ pub async fn serve(dir: &Path) -> Result<()> {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             }
-            let applied = dir.join("links.applied");
-            std::fs::write(dir.join("links.applied.tmp"), plan.generation.to_string())?;
-            std::fs::rename(dir.join("links.applied.tmp"), &applied)?;
-            last = Some(plan);
+            let tmp = dir.join("links.applied.tmp");
+            let reported = std::fs::write(&tmp, plan.generation.to_string())
+                .and_then(|()| std::fs::rename(&tmp, dir.join("links.applied")));
+            if let Err(e) = &reported {
+                tracing::error!(error = %e, "cannot report the links in force");
+            }
+            // Otherwise the whole plan is applied again at the next tick.
+            last = (complete && reported.is_ok()).then_some(plan);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -22,14 +22,16 @@ pub struct Cluster {
 }
 
 /// Whether `pid` still runs: a zombie (killed, not yet reaped by whoever adopted it) does not.
+/// (The same test as `metactl`'s `local::alive`, which this crate does not link.)
 fn running(pid: nix::unistd::Pid) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesized command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
-        Err(_) => nix::sys::signal::kill(pid, None).is_ok() && !Path::new("/proc/self").exists(),
+    // The state follows the parenthesized command name.
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        && let Some((_, rest)) = stat.rsplit_once(')')
+        && rest.trim_start().starts_with(['Z', 'X'])
+    {
+        return false;
     }
+    nix::sys::signal::kill(pid, None).is_ok()
 }
 
 /// `metactl` next to this executable (both are built into the same target directory).

@@ -284,7 +284,7 @@ async fn drive(
     };
     workload::setup(&admin, opts.workload, keys).await?;
 
-    let mailbox = Arc::new(Mailbox::with_append_keys(keys));
+    let mailbox = Arc::new(Mailbox::new(keys));
     let start = tokio::time::Instant::now();
     let until = start + Duration::from_secs(opts.time);
     let progress = indicatif::ProgressBar::new(opts.time);

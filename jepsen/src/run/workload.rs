@@ -234,8 +234,10 @@ struct AppendKeys {
 }
 
 impl Mailbox {
-    /// Sets up the `append` key window over keys `0..limit`.
-    pub fn with_append_keys(limit: i64) -> Self {
+    /// The shared state of a run over `keys` keys: `rw-observer`'s initial keys (one per
+    /// worker), or the `append` key window's limit (other workloads ignore it).
+    pub fn new(keys: i64) -> Self {
+        let limit = keys;
         let m = Mailbox::default();
         m.rw_keys
             .store(limit.max(1), std::sync::atomic::Ordering::Relaxed);
