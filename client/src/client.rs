@@ -38,6 +38,14 @@ pub struct ClientConfig {
     /// How long one read attempt on an observer may take before the client tries the next
     /// one (a paused or partitioned observer): a little above the servers' read wait.
     pub observer_timeout: Duration,
+    /// How long a read of one piece of an internal block may take before the reader treats
+    /// the block as unavailable and reads around it (another replica, or a degraded read).
+    pub block_read_timeout: Duration,
+    /// How long one write to an internal block (a cell, or a replica's packet) may take
+    /// before the writer gives that block up.
+    pub block_write_timeout: Duration,
+    /// How often an open writer renews its lease (well inside the metaservers' lease).
+    pub lease_renew_interval: Duration,
 }
 
 impl ClientConfig {
@@ -50,6 +58,9 @@ impl ClientConfig {
             read_mode: ReadMode::Active,
             auto_msync: AutoMsync::Never,
             observer_timeout: Duration::from_secs(3),
+            block_read_timeout: Duration::from_secs(5),
+            block_write_timeout: Duration::from_secs(30),
+            lease_renew_interval: Duration::from_secs(20),
         }
     }
 }
@@ -63,6 +74,8 @@ pub struct CreateOptions {
     pub permission: u32,
     /// Empty: inherited from the parent directory.
     pub storage_policy: String,
+    /// Bytes per internal block; 0: the metaserver's default.
+    pub block_size: u64,
 }
 
 #[derive(Debug)]
@@ -255,6 +268,112 @@ impl Client {
             .ok_or_else(|| ClientError::Rpc(tonic::Status::internal("reply without inode")))
     }
 
+    /// This client's settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// A (lazily connecting, shared) channel to a blockserver.
+    pub fn block_channel(&self, addr: &str) -> Result<Channel, ClientError> {
+        self.inner.targets.channel(addr)
+    }
+
+    /// Closes the open block group of a file this client writes at `file_length` bytes and
+    /// allocates the next one; the active chooses its servers, avoiding `exclude`.
+    pub async fn add_block(
+        &self,
+        path: &str,
+        file_length: u64,
+        exclude: &[u64],
+    ) -> Result<(FileStatus, pb::BlockGroup), ClientError> {
+        let r = self
+            .mutate(Op::AddBlock(pb::AddBlockOp {
+                path: path.into(),
+                lease_holder: self.holder(),
+                file_length,
+                exclude_nodes: exclude.to_vec(),
+            }))
+            .await?;
+        match (r.inode, r.block_group) {
+            (Some(i), Some(g)) => Ok((FileStatus::from(i), g)),
+            _ => Err(ClientError::Rpc(tonic::Status::internal(
+                "add_block reply without its group",
+            ))),
+        }
+    }
+
+    /// The file at `path` and its block groups holding bytes of `[offset, offset+length)`
+    /// (`length` 0: to the end), with where their internal blocks are.
+    pub async fn get_blocks(
+        &self,
+        path: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<(FileStatus, Vec<pb::BlockGroup>), ClientError> {
+        let r = self
+            .read_call(|mut c| {
+                let req = pb::GetBlocksRequest {
+                    header: Some(self.header(0)),
+                    path: path.into(),
+                    offset,
+                    length,
+                };
+                async move { c.get_blocks(req).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        self.seen(r.header.as_ref());
+        let inode = r
+            .inode
+            .ok_or_else(|| ClientError::Rpc(tonic::Status::internal("reply without inode")))?;
+        Ok((FileStatus::from(inode), r.groups))
+    }
+
+    /// Tells every metaserver that a copy of an internal block is corrupt (each keeps its own
+    /// view of block locations). Best effort: a metaserver that does not answer learns it
+    /// from the next reader or from reconstruction.
+    pub async fn report_corrupt(&self, group: u64, index: u32, node_id: u64, reason: &str) {
+        let addrs = self.inner.config.metas.clone();
+        let calls = addrs.into_iter().map(|addr| {
+            let req = pb::ReportCorruptRequest {
+                header: Some(self.header(0)),
+                group,
+                index,
+                node_id,
+                reason: reason.to_owned(),
+            };
+            let channel = self.inner.targets.channel(&addr);
+            async move {
+                let Ok(ch) = channel else { return };
+                let mut rpc = NamespaceClient::new(ch);
+                let call = rpc.report_corrupt(req);
+                if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(2), call).await {
+                    tracing::debug!(%addr, error = %e, "corruption report not delivered");
+                }
+            }
+        });
+        futures::future::join_all(calls).await;
+    }
+
+    /// Health of the block groups at or below `path` (`metactl fsck`, `ec report`).
+    pub async fn fsck(
+        &self,
+        path: &str,
+        list_files: bool,
+    ) -> Result<pb::FsckResponse, ClientError> {
+        let r = self
+            .read_call(|mut c| {
+                let req = pb::FsckRequest {
+                    header: Some(self.header(0)),
+                    path: path.into(),
+                    list_files,
+                };
+                async move { c.fsck(req).await.map(tonic::Response::into_inner) }
+            })
+            .await?;
+        self.seen(r.header.as_ref());
+        Ok(r)
+    }
+
     /// `mkdir` (with `parents`: `mkdir -p`).
     pub async fn mkdir(&self, path: &str, parents: bool) -> Result<FileStatus, ClientError> {
         self.mutate_inode(Op::Mkdir(pb::MkdirOp {
@@ -282,6 +401,7 @@ impl Client {
             group: String::new(),
             storage_policy: opts.storage_policy.clone(),
             lease_holder: self.holder(),
+            block_size: opts.block_size,
         }))
         .await
     }

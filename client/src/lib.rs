@@ -5,6 +5,8 @@
 //! - [`codec`]: erasure codecs of striped files (Reed-Solomon with HDFS's Cauchy matrix, XOR).
 //! - [`striping`]: where each byte of an erasure-coded block group lives (cells, stripes,
 //!   internal block lengths).
+//! - [`file`]: files' bytes: the async writer and reader (replicated and striped, degraded
+//!   reads).
 //! - [`failover`]: finding and following the active; retries that keep the call id.
 //! - [`discovery`]: `--meta`, `RAFTFS_META`, `--cluster DIR` (`cluster.json`).
 //! - [`read_mode`]: where reads go (active, or observers with an auto-msync period).
@@ -17,6 +19,7 @@ pub mod codec;
 pub mod discovery;
 pub mod error;
 pub mod failover;
+pub mod file;
 pub mod model;
 pub mod observers;
 pub mod read_mode;
@@ -24,6 +27,7 @@ pub mod striping;
 
 pub use client::{Client, ClientConfig, CreateOptions};
 pub use error::{ClientError, ErrorKind};
+pub use file::{FileError, FilePolicy, FileReader, FileWriter};
 pub use model::{
     ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage, Member, NodeStatus,
 };

@@ -31,6 +31,10 @@ pub struct FileStatus {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub symlink_target: String,
     pub children: u64,
+    /// Bytes per internal block (files).
+    pub block_size: u64,
+    /// Block groups (files).
+    pub block_groups: u64,
 }
 
 impl From<pb::Inode> for FileStatus {
@@ -55,6 +59,8 @@ impl From<pb::Inode> for FileStatus {
             lease_holder: i.lease_holder,
             symlink_target: i.symlink_target,
             children: i.children,
+            block_size: i.block_size,
+            block_groups: i.block_groups,
         }
     }
 }

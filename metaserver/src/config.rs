@@ -72,6 +72,30 @@ impl Default for ProposerTuning {
     }
 }
 
+/// Blocks and blockservers (DESIGN §6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BlockTuning {
+    /// Bytes per internal block of a new file whose writer does not choose (HDFS's
+    /// `dfs.blocksize`); an erasure-coded group holds k times this much data.
+    pub default_block_size: u64,
+    /// A blockserver without a heartbeat for this long is dead: no new blocks go to it and
+    /// readers are not sent to it, seconds.
+    pub dead_after_secs: u64,
+    /// How often the active looks for expired leases to recover, ms.
+    pub lease_check_ms: u64,
+}
+
+impl Default for BlockTuning {
+    fn default() -> Self {
+        Self {
+            default_block_size: 128 * 1024 * 1024,
+            dead_after_secs: 10,
+            lease_check_ms: 1000,
+        }
+    }
+}
+
 /// Everything a metaserver needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -110,6 +134,7 @@ pub struct Config {
     pub debug_ack_before_fsync: bool,
     pub raft: RaftTuning,
     pub proposer: ProposerTuning,
+    pub blocks: BlockTuning,
 }
 
 impl Default for Config {
@@ -129,6 +154,7 @@ impl Default for Config {
             debug_ack_before_fsync: false,
             raft: RaftTuning::default(),
             proposer: ProposerTuning::default(),
+            blocks: BlockTuning::default(),
         }
     }
 }
@@ -206,6 +232,13 @@ impl Config {
         }
         if self.lease_secs == 0 {
             return bad("lease-secs must be > 0".into());
+        }
+        let b = &self.blocks;
+        if b.default_block_size == 0 || b.default_block_size % (1024 * 1024) != 0 {
+            return bad("blocks.default-block-size must be a positive multiple of 1 MiB".into());
+        }
+        if b.dead_after_secs == 0 || b.lease_check_ms == 0 {
+            return bad("blocks.dead-after-secs and blocks.lease-check-ms must be > 0".into());
         }
         if self.debug_skip_state_id_wait && !cfg!(debug_assertions) {
             return bad("debug-skip-state-id-wait exists only in debug builds".into());

@@ -25,6 +25,9 @@ pub enum MetaError {
     /// A request that cannot be carried out as asked (e.g. promoting a voter); nothing changed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// No placement for a new block group: too few live blockservers with room.
+    #[error("no space: {0}")]
+    NoSpace(#[from] crate::placement::PlacementError),
     /// Raft is not running or lost its quorum.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -34,6 +37,15 @@ pub enum MetaError {
     /// A bug or an unexpected state.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<crate::registry::RegistryError> for MetaError {
+    fn from(e: crate::registry::RegistryError) -> Self {
+        match e {
+            crate::registry::RegistryError::UnknownNode(id) => MetaError::UnknownNode(id),
+            crate::registry::RegistryError::Invalid(why) => MetaError::InvalidArgument(why),
+        }
+    }
 }
 
 impl From<NsError> for MetaError {

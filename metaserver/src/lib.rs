@@ -5,6 +5,9 @@
 //!   operation); no I/O of its own.
 //! - [`journal`]: Raft types, the RocksDB log store and state machine, checkpoint snapshots,
 //!   the transport between metaservers, and the proposer that batches mutations per entry.
+//! - [`registry`], [`placement`], [`redundancy`], [`lease_recovery`]: the blockservers and
+//!   their blocks as reported (soft state), where new block groups go, how healthy groups
+//!   are, and closing the files of dead writers.
 //! - [`service`]: gRPC handlers (client namespace, admin, raft) and the one error-to-status map.
 //! - [`config`], [`metrics`], [`server`]: configuration, Prometheus metrics, and wiring it all
 //!   into a running server ([`server::run`]), which the `metaserver` binary and
@@ -13,10 +16,14 @@
 pub mod config;
 pub mod error;
 pub mod journal;
+pub mod lease_recovery;
 pub mod membership;
 pub mod metrics;
 pub mod namespace;
 pub mod observer;
+pub mod placement;
+pub mod redundancy;
+pub mod registry;
 pub mod server;
 pub mod service;
 

@@ -42,6 +42,7 @@ pub struct Metrics {
     apply_lag_entries: Gauge,
     apply_lag_seconds: Histogram,
     proposals_per_entry: Histogram,
+    corrupt_reports: Counter,
 }
 
 fn gauge_i64(v: u64) -> i64 {
@@ -107,8 +108,15 @@ impl Metrics {
             "Client mutations packed into one Raft entry by the active (one fsync for them all)",
             proposals_per_entry.clone(),
         );
+        let corrupt_reports = Counter::default();
+        registry.register(
+            "corrupt_block_reports",
+            "Internal blocks reported corrupt by readers and blockservers",
+            corrupt_reports.clone(),
+        );
         Self {
             registry,
+            corrupt_reports,
             proposals_per_entry,
             apply_lag_entries,
             apply_lag_seconds,
@@ -131,6 +139,11 @@ impl Metrics {
         self.rpc_seconds
             .get_or_create(&MethodLabels { method })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Corruption reports received.
+    pub fn corrupt_reports(&self) -> &Counter {
+        &self.corrupt_reports
     }
 
     /// The group-commit histogram, which the proposer fills.

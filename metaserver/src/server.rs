@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use openraft::{BasicNode, SnapshotPolicy};
 use raftfs_proto::admin_server::AdminServer;
+use raftfs_proto::block_servers_server::BlockServersServer;
 use raftfs_proto::namespace_server::NamespaceServer;
 use raftfs_proto::raft_server::RaftServer;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -20,8 +21,10 @@ use crate::journal::proposer::{Proposer, ProposerConfig};
 use crate::journal::state_machine::StateMachine;
 use crate::metrics::Metrics;
 use crate::observer::LeaderPosition;
+use crate::registry::Registry;
 use crate::service::MetaNode;
 use crate::service::admin::AdminService;
+use crate::service::blockservers::BlockServersService;
 use crate::service::namespace::NamespaceService;
 use crate::service::raft::RaftService;
 
@@ -122,7 +125,15 @@ pub async fn run(
         skip_state_id_wait: config.debug_skip_state_id_wait,
         leader_position: Arc::new(LeaderPosition::default()),
         dialer,
+        registry: Arc::new(Registry::new(Duration::from_secs(
+            config.blocks.dead_after_secs,
+        ))),
+        blocks: config.blocks.clone(),
     };
+    tokio::spawn(crate::lease_recovery::monitor(
+        node.clone(),
+        Duration::from_millis(config.blocks.lease_check_ms),
+    ));
     if node.skip_state_id_wait {
         tracing::warn!("debug-skip-state-id-wait: this observer may serve stale reads");
     }
@@ -169,6 +180,9 @@ pub async fn run(
         .tcp_nodelay(true)
         .add_service(NamespaceServer::new(NamespaceService::new(node.clone())))
         .add_service(AdminServer::new(AdminService::new(node.clone())))
+        .add_service(BlockServersServer::new(BlockServersService::new(
+            node.clone(),
+        )))
         .add_service(
             RaftServer::new(RaftService::new(node))
                 .max_decoding_message_size(MAX_RAFT_MESSAGE)

@@ -114,6 +114,8 @@ fn mutation(f: &str, arg: &Value) -> Option<Op> {
             group: None,
             policy: None,
             holder: "jepsen".into(),
+            // The server's default; the model never writes blocks.
+            block_size: 128 << 20,
         },
         "delete" => Op::Delete {
             path: path(arg)?,

@@ -63,7 +63,8 @@ impl Drop for Hold {
     }
 }
 
-fn now_ms() -> u64 {
+/// The wall clock, ms since the epoch (what the leader writes into entries).
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -149,6 +149,10 @@ pub struct Inode {
     pub symlink_target: Option<String>,
     /// Direct children (directories), kept so that `stat` and "is it empty" need no scan.
     pub children: u64,
+    /// Bytes per internal block (files; 0 for directories and symlinks), fixed at create.
+    pub block_size: u64,
+    /// Block groups of the file (`namespace::blocks`).
+    pub block_groups: u32,
 }
 
 impl Inode {
@@ -169,6 +173,8 @@ impl Inode {
             under_construction: None,
             symlink_target: None,
             children: 0,
+            block_size: 0,
+            block_groups: 0,
         }
     }
 

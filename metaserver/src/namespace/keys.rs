@@ -49,6 +49,17 @@ pub fn lease_file(holder: &str, id: InodeId) -> Vec<u8> {
     k
 }
 
+pub fn group(id: u64) -> Vec<u8> {
+    id.to_be_bytes().to_vec()
+}
+
+/// A file's groups sort by position under the file's id.
+pub fn file_block(inode: InodeId, index: u32) -> Vec<u8> {
+    let mut k = inode.to_be_bytes().to_vec();
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
 /// Decodes a big-endian u64 value.
 pub fn u64_value(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
@@ -58,4 +69,6 @@ pub fn u64_value(bytes: &[u8]) -> Option<u64> {
 pub mod meta {
     /// The next inode id to hand out.
     pub const NEXT_INODE: &[u8] = b"next_inode";
+    /// The next block group id to hand out.
+    pub const NEXT_GROUP: &[u8] = b"next_group";
 }

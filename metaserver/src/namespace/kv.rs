@@ -30,11 +30,15 @@ pub enum Cf {
     RetryOrder,
     /// counters, applied log id, membership
     Meta,
+    /// group id (u64 BE) -> block group
+    BlockGroups,
+    /// inode id (u64 BE) ++ group position (u32 BE) -> group id (u64 BE)
+    FileBlocks,
 }
 
 impl Cf {
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 8] = [
+    pub const ALL: [Cf; 10] = [
         Cf::Inodes,
         Cf::Dentries,
         Cf::Xattrs,
@@ -43,6 +47,8 @@ impl Cf {
         Cf::Retry,
         Cf::RetryOrder,
         Cf::Meta,
+        Cf::BlockGroups,
+        Cf::FileBlocks,
     ];
 
     /// The RocksDB column family name.
@@ -56,6 +62,8 @@ impl Cf {
             Cf::Retry => "retry",
             Cf::RetryOrder => "retry_order",
             Cf::Meta => "meta",
+            Cf::BlockGroups => "block_groups",
+            Cf::FileBlocks => "file_blocks",
         }
     }
 }

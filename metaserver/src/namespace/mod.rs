@@ -3,6 +3,7 @@
 //! - [`path`]: validated absolute paths.
 //! - [`inode`]: the stored records (inodes, policies, leases) and their versioned encoding.
 //! - [`kv`] / [`keys`]: the column families, order-preserving keys, a write overlay.
+//! - [`blocks`]: the block groups of files and where the active placed them.
 //! - [`ops`]: mutations as journaled, with the leader-fixed context.
 //! - [`tree`]: resolution and every operation.
 //!
@@ -10,6 +11,7 @@
 //! [`kv::MemKv`]; the property test in `tests/namespace_model.rs` checks it against a plain
 //! in-memory model.
 
+pub mod blocks;
 pub mod error;
 pub mod inode;
 pub mod keys;

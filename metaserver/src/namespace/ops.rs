@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::blocks::BlockGroup;
 use super::inode::{Inode, StoragePolicy};
 use super::path::NsPath;
 
@@ -46,6 +47,8 @@ pub enum Op {
         group: Option<String>,
         policy: Option<StoragePolicy>,
         holder: String,
+        /// Bytes per internal block (the leader fills in its default when the client gave 0).
+        block_size: u64,
     },
     Complete {
         path: NsPath,
@@ -86,8 +89,11 @@ pub enum Op {
     RenewLease {
         holder: String,
     },
+    /// Closes a file whose writer is gone. The leader measured, on the blockservers, how
+    /// many bytes of the open last group every surviving internal block agrees on.
     RecoverLease {
         path: NsPath,
+        last_group_length: Option<u64>,
     },
     Symlink {
         path: NsPath,
@@ -112,6 +118,14 @@ pub enum Op {
         name: String,
         value: Vec<u8>,
     },
+    /// Closes the open block group at `file_length` and allocates the next one on `targets`
+    /// (blockserver ids the leader chose).
+    AddBlock {
+        path: NsPath,
+        holder: String,
+        file_length: u64,
+        targets: Vec<u64>,
+    },
 }
 
 impl Op {
@@ -134,6 +148,7 @@ impl Op {
             Op::SetXattr { .. } => "set_xattr",
             Op::RemoveXattr { .. } => "remove_xattr",
             Op::AppendXattr { .. } => "append_xattr",
+            Op::AddBlock { .. } => "add_block",
         }
     }
 }
@@ -147,6 +162,8 @@ pub enum OpOutput {
     Removed(u64),
     /// Nothing to report (a lease renewal).
     Done,
+    /// A new block group, and its file.
+    Group(Inode, BlockGroup),
 }
 
 /// Aggregate sizes below a path (`hdfs dfs -count`).

@@ -4,6 +4,9 @@ use super::inode::ROOT_ID;
 use super::kv::{KvRead, MemKv, Txn};
 use super::*;
 
+/// Block size of the files the tests create (1 MiB: a multiple of every policy's cell).
+const BLOCK: u64 = 1 << 20;
+
 struct Ns {
     kv: MemKv,
     now: u64,
@@ -70,7 +73,28 @@ impl Ns {
             group: None,
             policy: None,
             holder: holder.into(),
+            block_size: BLOCK,
         })
+    }
+
+    fn add_block(
+        &mut self,
+        path: &str,
+        holder: &str,
+        file_length: u64,
+        targets: &[u64],
+    ) -> Result<OpOutput, NsError> {
+        self.apply(Op::AddBlock {
+            path: p(path),
+            holder: holder.into(),
+            file_length,
+            targets: targets.to_vec(),
+        })
+    }
+
+    fn groups(&self, path: &str) -> Vec<blocks::BlockGroup> {
+        let file = self.stat(path).expect("stat");
+        blocks::of_file(&self.kv, &file).expect("groups")
     }
 
     fn complete(&mut self, path: &str, holder: &str, length: u64) -> Result<OpOutput, NsError> {
@@ -83,7 +107,7 @@ impl Ns {
 
     fn file(&mut self, path: &str) {
         self.create(path, false, "w").expect("create");
-        self.complete(path, "w", 10).expect("complete");
+        self.complete(path, "w", 0).expect("complete");
     }
 
     fn stat(&self, path: &str) -> Result<Inode, NsError> {
@@ -178,6 +202,7 @@ fn create_overwrite_and_leases() {
         group: Some("staff".into()),
         policy: None,
         holder: "w3".into(),
+        block_size: BLOCK,
     })
     .expect("create -p");
     assert_eq!(ns.stat("/x/y").expect("stat").kind, InodeKind::Directory);
@@ -192,6 +217,13 @@ fn complete_append_renew_recover() {
     assert_eq!(Ns::kind(ns.complete("/d", "w1", 1)), "IsADirectory");
     ns.create("/d/f", false, "w1").expect("create");
     assert_eq!(Ns::kind(ns.complete("/d/f", "w2", 1)), "LeaseConflict");
+    assert_eq!(
+        Ns::kind(ns.complete("/d/f", "w1", 42)),
+        "InvalidArgument",
+        "42 bytes without a block group"
+    );
+    ns.add_block("/d/f", "w1", 0, &[1, 2, 3])
+        .expect("add block");
     let OpOutput::Inode(f) = ns.complete("/d/f", "w1", 42).expect("complete") else {
         panic!()
     };
@@ -248,7 +280,10 @@ fn complete_append_renew_recover() {
     );
     // recover closes it
     let OpOutput::Inode(r) = ns
-        .apply(Op::RecoverLease { path: p("/d/f") })
+        .apply(Op::RecoverLease {
+            path: p("/d/f"),
+            last_group_length: None,
+        })
         .expect("recover")
     else {
         panic!()
@@ -256,7 +291,10 @@ fn complete_append_renew_recover() {
     assert!(r.under_construction.is_none());
     assert_eq!(r.length, 42);
     assert_eq!(
-        Ns::kind(ns.apply(Op::RecoverLease { path: p("/d/f") })),
+        Ns::kind(ns.apply(Op::RecoverLease {
+            path: p("/d/f"),
+            last_group_length: None,
+        })),
         "NotUnderConstruction"
     );
     assert!(
@@ -525,7 +563,7 @@ fn attributes_policies_and_summary() {
             directories: 3,
             files: 2,
             symlinks: 1,
-            length: 20
+            length: 0
         }
     );
 }
@@ -638,5 +676,143 @@ fn xattr_appends_grow_one_list_and_refuse_to_outgrow_the_limit() {
             value: b"1,".to_vec(),
         })),
         "NotFound"
+    );
+}
+
+#[test]
+fn block_groups_are_allocated_closed_and_dropped_with_their_file() {
+    let mut ns = Ns::new();
+    ns.mkdir("/ec", false).expect("mkdir");
+    ns.apply(Op::SetStoragePolicy {
+        path: p("/ec"),
+        policy: "RS-3-2-1024k".parse().expect("policy"),
+    })
+    .expect("set policy");
+    ns.create("/ec/f", false, "w").expect("create");
+    assert_eq!(
+        ns.stat("/ec/f").expect("stat").policy.to_string(),
+        "RS-3-2-1024k",
+        "inherited from the directory"
+    );
+    // An RS-3-2 group needs 5 distinct servers.
+    for bad in [&[1, 2, 3, 4][..], &[1, 2, 3, 4, 4], &[]] {
+        assert_eq!(
+            Ns::kind(ns.add_block("/ec/f", "w", 0, bad)),
+            "InvalidArgument",
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        Ns::kind(ns.add_block("/ec/f", "x", 0, &[1, 2, 3, 4, 5])),
+        "LeaseConflict"
+    );
+    assert_eq!(
+        Ns::kind(ns.add_block("/ec/f", "w", 7, &[1, 2, 3, 4, 5])),
+        "InvalidArgument",
+        "the file holds 0 bytes, not 7"
+    );
+    let OpOutput::Group(f, g0) = ns
+        .add_block("/ec/f", "w", 0, &[1, 2, 3, 4, 5])
+        .expect("add")
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (f.block_groups, g0.index, g0.offset, g0.length),
+        (1, 0, 0, None)
+    );
+    // A group holds 3 x 1 MiB: the second group cannot start past that.
+    let cap = 3 * BLOCK;
+    assert_eq!(
+        Ns::kind(ns.add_block("/ec/f", "w", cap + 1, &[5, 4, 3, 2, 1])),
+        "InvalidArgument"
+    );
+    let OpOutput::Group(_, g1) = ns
+        .add_block("/ec/f", "w", cap, &[5, 4, 3, 2, 1])
+        .expect("add")
+    else {
+        panic!()
+    };
+    assert_ne!(g0.id, g1.id);
+    assert_eq!((g1.index, g1.offset), (1, cap));
+    // A third group allocated and never written is dropped when the file completes.
+    ns.add_block("/ec/f", "w", cap + 10, &[1, 2, 3, 4, 5])
+        .expect("add");
+    let OpOutput::Inode(f) = ns.complete("/ec/f", "w", cap + 10).expect("complete") else {
+        panic!()
+    };
+    assert_eq!((f.length, f.block_groups), (cap + 10, 2));
+    let groups = ns.groups("/ec/f");
+    assert_eq!(
+        groups.iter().map(|g| g.length).collect::<Vec<_>>(),
+        vec![Some(cap), Some(10)]
+    );
+    assert_eq!(groups[0].targets, vec![1, 2, 3, 4, 5]);
+    // Deleting the file removes the group records; the ids stay allocated (so that blocks
+    // reported later are recognized as garbage).
+    ns.apply(Op::Delete {
+        path: p("/ec/f"),
+        recursive: false,
+    })
+    .expect("delete");
+    assert!(blocks::load(&ns.kv, g0.id).expect("load").is_none());
+    assert!(blocks::allocated(&ns.kv, g1.id).expect("allocated"));
+    assert!(!blocks::allocated(&ns.kv, g1.id + 10).expect("allocated"));
+}
+
+#[test]
+fn block_sizes_must_fit_the_policy_and_recovery_closes_the_open_group() {
+    let mut ns = Ns::new();
+    ns.mkdir("/ec", false).expect("mkdir");
+    ns.apply(Op::SetStoragePolicy {
+        path: p("/ec"),
+        policy: "RS-6-3-1024k".parse().expect("policy"),
+    })
+    .expect("set policy");
+    let create = |path: &str, block_size: u64| Op::Create {
+        path: p(path),
+        overwrite: false,
+        create_parents: false,
+        permission: 0o644,
+        owner: "alice".into(),
+        group: None,
+        policy: None,
+        holder: "w".into(),
+        block_size,
+    };
+    for bad in [0, 64 * 1024, BLOCK + 64 * 1024, 4 << 30] {
+        assert_eq!(
+            Ns::kind(ns.apply(create("/ec/f", bad))),
+            "InvalidArgument",
+            "{bad}"
+        );
+    }
+    ns.apply(create("/r", 64 * 1024))
+        .expect("a replicated file takes any multiple of 64 KiB");
+    ns.apply(create("/ec/f", BLOCK)).expect("create");
+    ns.add_block("/ec/f", "w", 0, &[1, 2, 3, 4, 5, 6, 7, 8, 9])
+        .expect("add");
+    let OpOutput::Inode(f) = ns
+        .apply(Op::RecoverLease {
+            path: p("/ec/f"),
+            last_group_length: Some(5 << 20),
+        })
+        .expect("recover")
+    else {
+        panic!()
+    };
+    assert_eq!(f.length, 5 << 20);
+    assert!(f.under_construction.is_none());
+    assert_eq!(ns.groups("/ec/f")[0].length, Some(5 << 20));
+    // The holder writes /r still: its lease stays.
+    assert!(ns.kv.get(kv::Cf::Leases, b"w").expect("get").is_some());
+    ns.apply(Op::RecoverLease {
+        path: p("/r"),
+        last_group_length: None,
+    })
+    .expect("recover");
+    assert!(
+        ns.kv.get(kv::Cf::Leases, b"w").expect("get").is_none(),
+        "nothing left to write: the lease record goes"
     );
 }

@@ -2,6 +2,7 @@
 //! DESIGN §2 as a function of the stored state (through [`KvRead`] / [`Txn`]) and the entry.
 //! No clock, no randomness, no I/O besides the store: every replica computes the same result.
 
+use super::blocks;
 use super::error::{ApplyError, NsError, StoreError};
 use super::inode::{
     FIRST_ALLOCATED_ID, Inode, InodeId, InodeKind, LeaseRecord, ROOT_ID, StoragePolicy,
@@ -193,6 +194,92 @@ pub fn content_summary<R: KvRead + ?Sized>(kv: &R, path: &NsPath) -> Result<Cont
     Ok(summary)
 }
 
+/// Calls `f` with the path and inode of every file at or below `path`, depth first (fsck).
+pub fn walk_files<R: KvRead + ?Sized>(
+    kv: &R,
+    path: &NsPath,
+    mut f: impl FnMut(&str, &Inode) -> Result<()>,
+) -> Result<()> {
+    let node = resolve(kv, path)?;
+    let mut stack = vec![(path.to_string(), node)];
+    while let Some((p, n)) = stack.pop() {
+        match n.kind {
+            InodeKind::File => f(&p, &n)?,
+            InodeKind::Symlink => {}
+            InodeKind::Directory => {
+                let mut children = Vec::new();
+                for_each_child(kv, n.id, |name, id| {
+                    children.push((name.to_owned(), id));
+                    Ok(())
+                })?;
+                for (name, id) in children.into_iter().rev() {
+                    let child = if p == "/" {
+                        format!("/{name}")
+                    } else {
+                        format!("{p}/{name}")
+                    };
+                    stack.push((child, must_load(kv, id)?));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The path of inode `id`, from its parent links; `None` when it no longer exists.
+pub fn path_of<R: KvRead + ?Sized>(kv: &R, id: InodeId) -> Result<Option<String>> {
+    let mut names = Vec::new();
+    let mut at = id;
+    while at != ROOT_ID {
+        let Some(node) = load_inode(kv, at)? else {
+            return Ok(None);
+        };
+        names.push(node.name);
+        at = node.parent;
+        if names.len() > 10_000 {
+            return Err(ApplyError::Store(StoreError::Corrupt {
+                cf: "inodes",
+                reason: format!("parent links of inode {id} form a cycle"),
+            }));
+        }
+    }
+    names.reverse();
+    Ok(Some(format!("/{}", names.join("/"))))
+}
+
+/// The files of lease holders whose lease ran out before `now_ms` (lease recovery).
+pub fn expired_leases<R: KvRead + ?Sized>(
+    kv: &R,
+    now_ms: u64,
+) -> Result<Vec<(String, Vec<InodeId>)>> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = kv.scan(Cf::Leases, &[], after.as_deref(), SCAN_PAGE)?;
+        for (k, v) in &page {
+            if decode::<LeaseRecord>("leases", v)?.expiry_ms > now_ms {
+                continue;
+            }
+            let holder = String::from_utf8_lossy(k).into_owned();
+            let files = kv
+                .scan(
+                    Cf::LeaseFiles,
+                    &keys::lease_files_prefix(&holder),
+                    None,
+                    SCAN_PAGE,
+                )?
+                .iter()
+                .filter_map(|(k, _)| k.get(k.len().saturating_sub(8)..).and_then(keys::u64_value))
+                .collect();
+            out.push((holder, files));
+        }
+        if page.len() < SCAN_PAGE {
+            return Ok(out);
+        }
+        after = page.last().map(|(k, _)| k.clone());
+    }
+}
+
 /// Extended attributes of `path`: the named ones (each must exist), or all when `names` is
 /// empty, in name order.
 pub fn get_xattrs<R: KvRead + ?Sized>(
@@ -306,6 +393,7 @@ fn unlink<R: KvRead + ?Sized>(
 /// Deletes one inode's own records (not its dentry in the parent, not its children).
 fn drop_inode_records<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, inode: &Inode) -> Result<()> {
     txn.delete(Cf::Inodes, keys::inode(inode.id));
+    blocks::drop_all(txn, inode)?;
     if let Some(uc) = &inode.under_construction {
         txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, inode.id));
     }
@@ -390,6 +478,8 @@ struct NewInode<'a> {
     policy: Option<StoragePolicy>,
     under_construction: Option<UnderConstruction>,
     symlink_target: Option<String>,
+    /// Files: bytes per internal block.
+    block_size: u64,
 }
 
 /// Creates a child of `parent` (which the caller resolved and checked).
@@ -400,6 +490,10 @@ fn create_child<R: KvRead + ?Sized>(
     name: &str,
     new: NewInode<'_>,
 ) -> Result<Inode> {
+    let policy = new.policy.unwrap_or_else(|| parent.policy.clone());
+    if new.kind == InodeKind::File {
+        blocks::validate_block_size(&policy, new.block_size)?;
+    }
     let id = alloc_id(txn)?;
     let inode = Inode {
         id,
@@ -411,11 +505,17 @@ fn create_child<R: KvRead + ?Sized>(
         group: new.group.unwrap_or(&parent.group).to_owned(),
         mtime_ms: ctx.now_ms,
         atime_ms: ctx.now_ms,
-        policy: new.policy.unwrap_or_else(|| parent.policy.clone()),
+        policy,
         length: 0,
         under_construction: new.under_construction,
         symlink_target: new.symlink_target,
         children: 0,
+        block_size: if new.kind == InodeKind::File {
+            new.block_size
+        } else {
+            0
+        },
+        block_groups: 0,
     };
     put_inode(txn, &inode);
     link(txn, parent.id, name, id, ctx.now_ms)?;
@@ -458,6 +558,7 @@ fn mkdirs<R: KvRead + ?Sized>(
                     policy: None,
                     under_construction: None,
                     symlink_target: None,
+                    block_size: 0,
                 };
                 create_child(txn, ctx, &cur, name, new)?
             }
@@ -503,6 +604,27 @@ fn check_xattr(name: &str, value_len: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The file at `path`, which `holder` must be writing.
+fn written_by<R: KvRead + ?Sized>(txn: &Txn<'_, R>, path: &NsPath, holder: &str) -> Result<Inode> {
+    let node = resolve(txn, path)?;
+    match node.kind {
+        InodeKind::Directory => return Err(NsError::IsADirectory(path.to_string()).into()),
+        InodeKind::Symlink => {
+            return Err(NsError::NotUnderConstruction(path.to_string()).into());
+        }
+        InodeKind::File => {}
+    }
+    match &node.under_construction {
+        None => Err(NsError::NotUnderConstruction(path.to_string()).into()),
+        Some(uc) if uc.holder != holder => Err(NsError::LeaseConflict {
+            path: path.to_string(),
+            holder: uc.holder.clone(),
+        }
+        .into()),
+        Some(_) => Ok(node),
+    }
 }
 
 /// Applies one mutation. On a namespace error nothing it did is kept.
@@ -565,6 +687,7 @@ fn apply_inner<R: KvRead + ?Sized>(
                 policy: None,
                 under_construction: None,
                 symlink_target: None,
+                block_size: 0,
             };
             Ok(OpOutput::Inode(create_child(txn, ctx, &parent, name, new)?))
         }
@@ -577,6 +700,7 @@ fn apply_inner<R: KvRead + ?Sized>(
             group,
             policy,
             holder,
+            block_size,
         } => {
             validate_permission(*permission)?;
             validate_name("owner", owner, 256)?;
@@ -618,6 +742,7 @@ fn apply_inner<R: KvRead + ?Sized>(
                     holder: holder.clone(),
                 }),
                 symlink_target: None,
+                block_size: *block_size,
             };
             let inode = create_child(txn, ctx, &parent, name, new)?;
             grant_lease(txn, ctx, holder, inode.id);
@@ -628,31 +753,25 @@ fn apply_inner<R: KvRead + ?Sized>(
             holder,
             length,
         } => {
-            let mut node = resolve(txn, path)?;
-            match node.kind {
-                InodeKind::Directory => return Err(NsError::IsADirectory(path.to_string()).into()),
-                InodeKind::Symlink => {
-                    return Err(NsError::NotUnderConstruction(path.to_string()).into());
-                }
-                InodeKind::File => {}
-            }
-            match &node.under_construction {
-                None => return Err(NsError::NotUnderConstruction(path.to_string()).into()),
-                Some(uc) if uc.holder != *holder => {
-                    return Err(NsError::LeaseConflict {
-                        path: path.to_string(),
-                        holder: uc.holder.clone(),
-                    }
-                    .into());
-                }
-                Some(_) => {}
-            }
+            let mut node = written_by(txn, path, holder)?;
+            blocks::close_open(txn, &mut node, *length, &path.to_string())?;
             txn.delete(Cf::LeaseFiles, keys::lease_file(holder, node.id));
             node.under_construction = None;
-            node.length = *length;
             node.mtime_ms = now;
             put_inode(txn, &node);
             Ok(OpOutput::Inode(node))
+        }
+        Op::AddBlock {
+            path,
+            holder,
+            file_length,
+            targets,
+        } => {
+            let mut node = written_by(txn, path, holder)?;
+            let group = blocks::add(txn, &mut node, *file_length, targets, &path.to_string())?;
+            node.mtime_ms = now;
+            put_inode(txn, &node);
+            Ok(OpOutput::Group(node, group))
         }
         Op::Append { path, holder } => {
             validate_name("lease holder", holder, 1024)?;
@@ -825,7 +944,10 @@ fn apply_inner<R: KvRead + ?Sized>(
             }
             Ok(OpOutput::Done)
         }
-        Op::RecoverLease { path } => {
+        Op::RecoverLease {
+            path,
+            last_group_length,
+        } => {
             let mut node = resolve(txn, path)?;
             if node.is_dir() {
                 return Err(NsError::IsADirectory(path.to_string()).into());
@@ -833,7 +955,22 @@ fn apply_inner<R: KvRead + ?Sized>(
             let Some(uc) = node.under_construction.take() else {
                 return Err(NsError::NotUnderConstruction(path.to_string()).into());
             };
+            // The open group starts where the file's closed groups end.
+            let length = node.length.saturating_add(last_group_length.unwrap_or(0));
+            blocks::close_open(txn, &mut node, length, &path.to_string())?;
             txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, node.id));
+            if txn
+                .scan(
+                    Cf::LeaseFiles,
+                    &keys::lease_files_prefix(&uc.holder),
+                    None,
+                    1,
+                )?
+                .is_empty()
+            {
+                // The holder writes nothing else: its expired lease has nothing left to recover.
+                txn.delete(Cf::Leases, keys::lease(&uc.holder));
+            }
             node.mtime_ms = now;
             put_inode(txn, &node);
             Ok(OpOutput::Inode(node))
@@ -855,6 +992,7 @@ fn apply_inner<R: KvRead + ?Sized>(
                 return Err(NsError::AlreadyExists(path.to_string()).into());
             }
             let new = NewInode {
+                block_size: 0,
                 kind: InodeKind::Symlink,
                 permission: 0o777,
                 owner,

@@ -5,7 +5,9 @@ use raftfs_proto as pb;
 use raftfs_proto::mutate_request::Op as PbOp;
 
 use crate::journal::ClientId;
+use crate::namespace::blocks::BlockGroup;
 use crate::namespace::{Inode, InodeKind, NsError, NsPath, Op, OpOutput, XattrExpect};
+use crate::registry::Replica;
 
 /// Identity and position of the caller.
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +89,7 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
             group: non_empty(c.group),
             policy: non_empty(c.storage_policy).map(|p| p.parse()).transpose()?,
             holder: c.lease_holder,
+            block_size: c.block_size,
         },
         PbOp::Complete(c) => Op::Complete {
             path: path(&c.path)?,
@@ -137,6 +140,7 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
         },
         PbOp::RecoverLease(r) => Op::RecoverLease {
             path: path(&r.path)?,
+            last_group_length: None,
         },
         PbOp::Symlink(s) => Op::Symlink {
             path: path(&s.path)?,
@@ -162,6 +166,12 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
             path: path(&a.path)?,
             name: a.name,
             value: a.value,
+        },
+        PbOp::AddBlock(a) => Op::AddBlock {
+            path: path(&a.path)?,
+            holder: a.lease_holder,
+            file_length: a.file_length,
+            targets: Vec::new(),
         },
     })
 }
@@ -192,6 +202,40 @@ pub fn inode(i: &Inode) -> pb::Inode {
             .unwrap_or_default(),
         symlink_target: i.symlink_target.clone().unwrap_or_default(),
         children: i.children,
+        block_size: i.block_size,
+        block_groups: u64::from(i.block_groups),
+    }
+}
+
+/// A domain block group -> wire, with the registry's address and rack of each node
+/// (`locate`), and the copies known from block reports.
+pub fn group(
+    g: &BlockGroup,
+    replicated: bool,
+    locate: impl Fn(u64) -> Option<(String, String)>,
+    replicas: &[Replica],
+) -> pb::BlockGroup {
+    let location = |index: u32, node: u64| {
+        let (addr, rack) = locate(node).unwrap_or_default();
+        pb::BlockLocation {
+            index,
+            node_id: node,
+            addr,
+            rack,
+        }
+    };
+    pb::BlockGroup {
+        id: g.id,
+        index: g.index,
+        offset: g.offset,
+        length: g.length.unwrap_or(0),
+        targets: g
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| location(if replicated { 0 } else { i as u32 }, *n))
+            .collect(),
+        locations: replicas.iter().map(|r| location(r.index, r.node)).collect(),
     }
 }
 
@@ -199,20 +243,19 @@ pub fn inode(i: &Inode) -> pb::Inode {
 pub fn output(out: &OpOutput, state_id: u64) -> pb::MutateResponse {
     let header = Some(pb::ResponseHeader { state_id });
     match out {
-        OpOutput::Inode(i) => pb::MutateResponse {
+        OpOutput::Inode(i) | OpOutput::Group(i, _) => pb::MutateResponse {
             header,
             inode: Some(inode(i)),
-            removed: 0,
+            ..Default::default()
         },
         OpOutput::Removed(n) => pb::MutateResponse {
             header,
-            inode: None,
             removed: *n,
+            ..Default::default()
         },
         OpOutput::Done => pb::MutateResponse {
             header,
-            inode: None,
-            removed: 0,
+            ..Default::default()
         },
     }
 }

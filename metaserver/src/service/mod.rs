@@ -3,6 +3,7 @@
 //! [`crate::metrics`]; every error goes through [`status`].
 
 pub mod admin;
+pub mod blockservers;
 pub mod convert;
 pub mod namespace;
 pub mod raft;
@@ -45,6 +46,9 @@ pub struct MetaNode {
     pub leader_position: Arc<LeaderPosition>,
     /// How connections to other metaservers are opened (source address).
     pub dialer: crate::journal::network::Dialer,
+    /// The blockservers and their blocks (soft state from heartbeats and reports).
+    pub registry: Arc<crate::registry::Registry>,
+    pub blocks: crate::config::BlockTuning,
 }
 
 impl std::fmt::Debug for MetaNode {

@@ -13,7 +13,12 @@ use crate::error::MetaError;
 use crate::journal::Proposal;
 use crate::journal::rocks::SnapshotKv;
 use crate::journal::state_machine::applied_index_in;
-use crate::namespace::{ApplyError, tree};
+use crate::lease_recovery;
+use crate::namespace::blocks::{self, BlockGroup};
+use crate::namespace::{ApplyError, Inode, NsPath, Op, OpOutput, StoragePolicy, tree};
+use crate::placement;
+use crate::redundancy as health;
+use crate::registry::Replica;
 
 /// Largest page a `List` returns.
 pub const MAX_LIST_PAGE: u32 = 10_000;
@@ -65,10 +70,15 @@ impl NamespaceService {
 
     async fn mutate_inner(&self, req: pb::MutateRequest) -> Result<pb::MutateResponse, MetaError> {
         let caller = convert::caller(req.header.as_ref())?;
+        let exclude = match &req.op {
+            Some(pb::mutate_request::Op::AddBlock(a)) => a.exclude_nodes.clone(),
+            _ => Vec::new(),
+        };
         let op = convert::op(req.op)?;
         let span = tracing::Span::current();
         span.record("op", op.name());
         self.node.ensure_active_for_write()?;
+        let op = self.prepare(op, &exclude).await?;
         let proposal = Proposal {
             client: caller.client,
             call_id: caller.call_id,
@@ -77,9 +87,113 @@ impl NamespaceService {
         let (state_id, result) = self.node.proposer.propose(proposal).await?;
         span.record("state_id", state_id);
         match result {
-            Ok(out) => Ok(convert::output(&out, state_id)),
+            Ok(out) => {
+                let mut response = convert::output(&out, state_id);
+                if let OpOutput::Group(file, group) = &out {
+                    response.block_group = Some(self.wire_group(file, group, false));
+                }
+                Ok(response)
+            }
             Err(source) => Err(MetaError::Namespace { source, state_id }),
         }
+    }
+
+    /// Fixes on the leader what an entry needs beyond the request (DESIGN §3: the leader
+    /// decides, the entry carries the decision): the default block size, the servers of a new
+    /// block group, the recovered length of a dead writer's last group.
+    async fn prepare(&self, op: Op, exclude: &[u64]) -> Result<Op, MetaError> {
+        Ok(match op {
+            Op::Create {
+                path,
+                overwrite,
+                create_parents,
+                permission,
+                owner,
+                group,
+                policy,
+                holder,
+                block_size: 0,
+            } => Op::Create {
+                path,
+                overwrite,
+                create_parents,
+                permission,
+                owner,
+                group,
+                policy,
+                holder,
+                block_size: self.node.blocks.default_block_size,
+            },
+            Op::AddBlock {
+                path,
+                holder,
+                file_length,
+                targets: _,
+            } => {
+                let file = {
+                    let path = path.clone();
+                    self.local_read(move |kv| tree::stat(kv, &path)).await?
+                };
+                let count = blocks::width(&file.policy);
+                let req = placement::Request {
+                    count,
+                    min: match file.policy {
+                        StoragePolicy::Replicated(_) => 1,
+                        StoragePolicy::ErasureCoded { .. } => count,
+                    },
+                    block_bytes: file.block_size,
+                    exclude,
+                };
+                let targets =
+                    placement::choose(&self.node.registry.nodes(), &req, &mut rand::rng())?;
+                Op::AddBlock {
+                    path,
+                    holder,
+                    file_length,
+                    targets,
+                }
+            }
+            Op::RecoverLease { path, .. } => lease_recovery::prepare(&self.node, &path).await?,
+            other => other,
+        })
+    }
+
+    /// Reads this member's own state (the active preparing an entry), without the client's
+    /// consistency checks.
+    async fn local_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SnapshotKv<'_>) -> Result<T, ApplyError> + Send + 'static,
+    ) -> Result<T, MetaError> {
+        let sm = self.node.sm.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = sm.db();
+            let kv = SnapshotKv::new(&db);
+            f(&kv).map_err(MetaError::from)
+        })
+        .await
+        .map_err(|e| MetaError::Internal(format!("read task: {e}")))?
+    }
+
+    /// A group on the wire, with addresses, and (for reads) the copies that block reports
+    /// show complete: at least as long as the group's layout says the internal block is.
+    fn wire_group(&self, file: &Inode, group: &BlockGroup, with_locations: bool) -> pb::BlockGroup {
+        let registry = &self.node.registry;
+        let replicas: Vec<Replica> = if with_locations {
+            let len = group.length.unwrap_or(0);
+            registry
+                .replicas(group.id)
+                .into_iter()
+                .filter(|r| r.length >= health::expected_len(&file.policy, len, r.index))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        convert::group(
+            group,
+            matches!(file.policy, StoragePolicy::Replicated(_)),
+            |id| registry.node(id),
+            &replicas,
+        )
     }
 
     fn finish<T>(
@@ -216,6 +330,102 @@ impl Namespace for NamespaceService {
         }
         .await;
         self.finish("get_xattrs", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(path, offset, length, state_id))]
+    async fn get_blocks(
+        &self,
+        req: Request<pb::GetBlocksRequest>,
+    ) -> Result<Response<pb::GetBlocksResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let span = tracing::Span::current();
+        span.record("path", req.path.as_str());
+        span.record("offset", req.offset);
+        span.record("length", req.length);
+        let r = async {
+            let path = convert::path(&req.path)?;
+            let (offset, length) = (req.offset, req.length);
+            let ((file, groups), state_id) = self
+                .read(req.header.as_ref(), move |kv| {
+                    let file = tree::stat(kv, &path)?;
+                    let end = if length == 0 {
+                        u64::MAX
+                    } else {
+                        offset.saturating_add(length)
+                    };
+                    let groups = blocks::of_file(kv, &file)?
+                        .into_iter()
+                        .filter(|g| {
+                            g.length.is_some_and(|l| {
+                                g.offset < end && g.offset.saturating_add(l) > offset
+                            })
+                        })
+                        .collect::<Vec<_>>();
+                    Ok((file, groups))
+                })
+                .await?;
+            Ok(pb::GetBlocksResponse {
+                header: header(state_id),
+                inode: Some(convert::inode(&file)),
+                groups: groups
+                    .iter()
+                    .map(|g| self.wire_group(&file, g, true))
+                    .collect(),
+            })
+        }
+        .await;
+        self.finish("get_blocks", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(group, index, node_id))]
+    async fn report_corrupt(
+        &self,
+        req: Request<pb::ReportCorruptRequest>,
+    ) -> Result<Response<pb::ReportCorruptResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let span = tracing::Span::current();
+        span.record("group", req.group);
+        span.record("index", req.index);
+        span.record("node_id", req.node_id);
+        tracing::warn!(reason = %req.reason, "internal block reported corrupt");
+        self.node
+            .registry
+            .mark_corrupt(req.group, req.index, req.node_id);
+        self.node.metrics.corrupt_reports().inc();
+        self.finish("report_corrupt", start, Ok(pb::ReportCorruptResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(path, state_id))]
+    async fn fsck(
+        &self,
+        req: Request<pb::FsckRequest>,
+    ) -> Result<Response<pb::FsckResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let r = async {
+            let path = if req.path.is_empty() {
+                NsPath::root()
+            } else {
+                convert::path(&req.path)?
+            };
+            let (files, state_id) = self
+                .read(req.header.as_ref(), move |kv| {
+                    let mut files = Vec::new();
+                    tree::walk_files(kv, &path, |p, f| {
+                        files.push((p.to_owned(), f.clone(), blocks::of_file(kv, f)?));
+                        Ok(())
+                    })?;
+                    Ok(files)
+                })
+                .await?;
+            let mut out = health::fsck(&self.node.registry, &files, req.list_files);
+            out.header = header(state_id);
+            Ok(out)
+        }
+        .await;
+        self.finish("fsck", start, r)
     }
 
     #[tracing::instrument(skip_all, fields(state_id))]

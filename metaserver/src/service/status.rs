@@ -63,6 +63,10 @@ impl From<MetaError> for Status {
                 detail.kind = ErrorKind::UnknownNode as i32;
                 Code::NotFound
             }
+            MetaError::NoSpace(_) => {
+                detail.kind = ErrorKind::NoSpace as i32;
+                Code::ResourceExhausted
+            }
             MetaError::Unavailable(_) => {
                 detail.kind = ErrorKind::Unavailable as i32;
                 Code::Unavailable

@@ -1,0 +1,260 @@
+//! Block groups of files (DESIGN §6): which groups a file has, how long each is, and where
+//! the active placed their internal blocks.
+//!
+//! A group's record holds the targets the active chose when it allocated the group (the
+//! choice is made once, on the leader, and carried in the entry, so that every replica stores
+//! the same one). Where the internal blocks are *now* is not here: that is soft state rebuilt
+//! from block reports (`crate::registry`).
+//!
+//! A file's groups are filled in order. The last group of a file under construction is
+//! *open* (no length yet) until the writer allocates the next one, completes the file, or
+//! lease recovery closes it; every other group has its length.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{ApplyError, NsError, StoreError};
+use super::inode::{Inode, InodeId, StoragePolicy, decode, encode};
+use super::keys;
+use super::kv::{Cf, KvRead, Txn};
+
+/// Block group id: allocated from a counter in the replicated state.
+pub type GroupId = u64;
+
+/// The first group id handed out (ids below are never used, so that a zero or small id in a
+/// report is recognizably bogus).
+pub const FIRST_GROUP_ID: GroupId = 1 << 20;
+
+/// Largest internal block (as HDFS caps `dfs.blocksize`): bounds the memory and the time one
+/// block's rebuild takes.
+pub const MAX_BLOCK_SIZE: u64 = 2 << 30;
+
+/// Internal blocks are checksummed in chunks of this many bytes; a block size is a multiple.
+pub const CHECKSUM_CHUNK: u64 = 64 * 1024;
+
+type Result<T> = std::result::Result<T, ApplyError>;
+
+/// One block group of a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockGroup {
+    pub id: GroupId,
+    pub inode: InodeId,
+    /// Position of the group in the file.
+    pub index: u32,
+    /// File offset of the group's first byte.
+    pub offset: u64,
+    /// Data bytes in the group; `None` while the writer is filling it.
+    pub length: Option<u64>,
+    /// Blockservers chosen for the internal blocks: position `i` holds internal block `i` of
+    /// an erasure-coded group, or replica `i` of a replicated one.
+    pub targets: Vec<u64>,
+}
+
+/// The internal blocks a group of `policy` has (k+m, or the replication factor).
+pub fn width(policy: &StoragePolicy) -> usize {
+    match policy {
+        StoragePolicy::Replicated(n) => usize::from(*n),
+        StoragePolicy::ErasureCoded { data, parity, .. } => {
+            usize::from(*data) + usize::from(*parity)
+        }
+    }
+}
+
+/// Data bytes one group of a file holds at most.
+pub fn capacity(policy: &StoragePolicy, block_size: u64) -> u64 {
+    match policy {
+        StoragePolicy::Replicated(_) => block_size,
+        StoragePolicy::ErasureCoded { data, .. } => block_size.saturating_mul(u64::from(*data)),
+    }
+}
+
+/// Checks a block size for a file of `policy`: a positive multiple of the checksum chunk
+/// and, for erasure coding, of the cell, at most [`MAX_BLOCK_SIZE`].
+pub fn validate_block_size(
+    policy: &StoragePolicy,
+    block_size: u64,
+) -> std::result::Result<(), NsError> {
+    let unit = match policy {
+        StoragePolicy::Replicated(_) => CHECKSUM_CHUNK,
+        StoragePolicy::ErasureCoded { cell_kib, .. } => u64::from(*cell_kib) * 1024,
+    };
+    if block_size == 0
+        || block_size > MAX_BLOCK_SIZE
+        || unit == 0
+        || block_size % unit != 0
+        || block_size % CHECKSUM_CHUNK != 0
+    {
+        return Err(NsError::InvalidArgument(format!(
+            "block size {block_size} must be a multiple of {unit} bytes, at most {MAX_BLOCK_SIZE}"
+        )));
+    }
+    Ok(())
+}
+
+fn corrupt(reason: &str) -> ApplyError {
+    ApplyError::Store(StoreError::Corrupt {
+        cf: "block_groups",
+        reason: reason.into(),
+    })
+}
+
+/// Loads group `id`.
+pub fn load<R: KvRead + ?Sized>(
+    kv: &R,
+    id: GroupId,
+) -> std::result::Result<Option<BlockGroup>, StoreError> {
+    kv.get(Cf::BlockGroups, &keys::group(id))?
+        .map(|v| decode("block_groups", &v))
+        .transpose()
+}
+
+/// Whether group `id` was ever allocated (so that a block of a group that does not exist is
+/// garbage, not a group this replica has yet to apply).
+pub fn allocated<R: KvRead + ?Sized>(kv: &R, id: GroupId) -> std::result::Result<bool, StoreError> {
+    let next = match kv.get(Cf::Meta, keys::meta::NEXT_GROUP)? {
+        Some(v) => keys::u64_value(&v).unwrap_or(FIRST_GROUP_ID),
+        None => FIRST_GROUP_ID,
+    };
+    Ok(id < next)
+}
+
+/// The group at position `index` of file `inode`.
+fn at<R: KvRead + ?Sized>(kv: &R, inode: InodeId, index: u32) -> Result<BlockGroup> {
+    let id = kv
+        .get(Cf::FileBlocks, &keys::file_block(inode, index))?
+        .and_then(|v| keys::u64_value(&v))
+        .ok_or_else(|| corrupt("file block index without its group"))?;
+    load(kv, id)?.ok_or_else(|| corrupt("group listed by a file is missing"))
+}
+
+/// Every group of `file`, in order.
+pub fn of_file<R: KvRead + ?Sized>(kv: &R, file: &Inode) -> Result<Vec<BlockGroup>> {
+    (0..file.block_groups).map(|i| at(kv, file.id, i)).collect()
+}
+
+fn put<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, group: &BlockGroup) {
+    txn.put(Cf::BlockGroups, keys::group(group.id), encode(group));
+}
+
+fn alloc_id<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>) -> Result<GroupId> {
+    let next = match txn.get(Cf::Meta, keys::meta::NEXT_GROUP)? {
+        Some(v) => keys::u64_value(&v).ok_or_else(|| corrupt("bad next_group"))?,
+        None => FIRST_GROUP_ID,
+    };
+    let after = next
+        .checked_add(1)
+        .ok_or_else(|| corrupt("group ids exhausted"))?;
+    txn.put(
+        Cf::Meta,
+        keys::meta::NEXT_GROUP.to_vec(),
+        after.to_be_bytes().to_vec(),
+    );
+    Ok(next)
+}
+
+/// Fixes the length of the file's open last group so that the file holds `file_length`
+/// bytes; an empty open group is dropped (its writer allocated it and wrote nothing). Without
+/// an open group, `file_length` must be what the file already holds.
+pub fn close_open<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    file: &mut Inode,
+    file_length: u64,
+    path: &str,
+) -> Result<()> {
+    let open = match file.block_groups.checked_sub(1) {
+        Some(last) => Some(at(txn, file.id, last)?).filter(|g| g.length.is_none()),
+        None => None,
+    };
+    let Some(mut group) = open else {
+        if file_length != file.length {
+            return Err(NsError::InvalidArgument(format!(
+                "{path}: length {file_length} does not match the file's {} bytes",
+                file.length
+            ))
+            .into());
+        }
+        return Ok(());
+    };
+    let cap = capacity(&file.policy, file.block_size);
+    let length = file_length
+        .checked_sub(group.offset)
+        .filter(|l| *l <= cap)
+        .ok_or_else(|| {
+            NsError::InvalidArgument(format!(
+                "{path}: length {file_length} is outside the last block group ({} + at most {cap} bytes)",
+                group.offset
+            ))
+        })?;
+    if length == 0 {
+        txn.delete(Cf::BlockGroups, keys::group(group.id));
+        txn.delete(Cf::FileBlocks, keys::file_block(file.id, group.index));
+        file.block_groups = group.index;
+    } else {
+        group.length = Some(length);
+        put(txn, &group);
+    }
+    file.length = file_length;
+    Ok(())
+}
+
+/// Closes the open group (see [`close_open`]) and allocates the next one on `targets`.
+pub fn add<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    file: &mut Inode,
+    file_length: u64,
+    targets: &[u64],
+    path: &str,
+) -> Result<BlockGroup> {
+    let want = width(&file.policy);
+    let distinct = targets
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        == targets.len();
+    let count_ok = match file.policy {
+        StoragePolicy::Replicated(_) => (1..=want).contains(&targets.len()),
+        StoragePolicy::ErasureCoded { .. } => targets.len() == want,
+    };
+    if !distinct || !count_ok {
+        return Err(NsError::InvalidArgument(format!(
+            "{path}: a block group of {} needs {want} distinct blockservers, got {targets:?}",
+            file.policy
+        ))
+        .into());
+    }
+    close_open(txn, file, file_length, path)?;
+    let group = BlockGroup {
+        id: alloc_id(txn)?,
+        inode: file.id,
+        index: file.block_groups,
+        offset: file.length,
+        length: None,
+        targets: targets.to_vec(),
+    };
+    file.block_groups = file
+        .block_groups
+        .checked_add(1)
+        .ok_or_else(|| NsError::InvalidArgument(format!("{path}: too many block groups")))?;
+    put(txn, &group);
+    txn.put(
+        Cf::FileBlocks,
+        keys::file_block(file.id, group.index),
+        group.id.to_be_bytes().to_vec(),
+    );
+    Ok(group)
+}
+
+/// Removes every group record of `file` (it is being deleted or overwritten). The internal
+/// blocks on the blockservers become garbage that block reports reveal and heartbeats delete.
+pub fn drop_all<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, file: &Inode) -> Result<()> {
+    for index in 0..file.block_groups {
+        let key = keys::file_block(file.id, index);
+        if let Some(id) = txn
+            .get(Cf::FileBlocks, &key)?
+            .and_then(|v| keys::u64_value(&v))
+        {
+            txn.delete(Cf::BlockGroups, keys::group(id));
+        }
+        txn.delete(Cf::FileBlocks, key);
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! How healthy block groups are, from what the blockservers reported (DESIGN §6, §8 `fsck`).
+//!
+//! An internal block counts as present when a live blockserver reported a copy at least as
+//! long as the group's layout says that block is, and nobody reported that copy corrupt. An
+//! erasure-coded group is *healthy* with all k+m internal blocks, *degraded* with at least k
+//! (readable, by decoding), *missing* below k; a replicated group is healthy with its full
+//! replication, degraded with fewer, missing with none. Internal blocks the layout leaves
+//! empty (the data blocks past the end of a small group) need no copy.
+
+use raftfs_client::striping::Layout;
+use raftfs_proto as pb;
+
+use crate::namespace::blocks::BlockGroup;
+use crate::namespace::{Inode, StoragePolicy};
+use crate::registry::{Registry, Replica};
+
+/// The health of one group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Missing,
+}
+
+fn layout(policy: &StoragePolicy) -> Option<Layout> {
+    match policy {
+        StoragePolicy::Replicated(_) => None,
+        StoragePolicy::ErasureCoded {
+            data,
+            parity,
+            cell_kib,
+            ..
+        } => Layout::new(
+            usize::from(*data),
+            usize::from(*parity),
+            u64::from(*cell_kib) * 1024,
+        )
+        .ok(),
+    }
+}
+
+/// The length internal block `index` of a group of `group_len` bytes must have.
+pub fn expected_len(policy: &StoragePolicy, group_len: u64, index: u32) -> u64 {
+    match layout(policy) {
+        Some(l) => l.block_len(group_len, index as usize),
+        None => group_len,
+    }
+}
+
+/// What a group holds: (internal blocks with bytes, their bytes).
+pub fn stored(policy: &StoragePolicy, group_len: u64) -> (u64, u64) {
+    match (policy, layout(policy)) {
+        (_, Some(l)) => (0..l.blocks())
+            .map(|i| l.block_len(group_len, i))
+            .filter(|len| *len > 0)
+            .fold((0, 0), |(n, b), len| (n + 1, b + len)),
+        (StoragePolicy::Replicated(n), None) => {
+            let n = u64::from(*n);
+            (n, group_len.saturating_mul(n))
+        }
+        (StoragePolicy::ErasureCoded { .. }, None) => (0, 0),
+    }
+}
+
+/// The health of a closed group from the good copies of its internal blocks.
+pub fn classify(policy: &StoragePolicy, group_len: u64, replicas: &[Replica]) -> Health {
+    let good = |index: u32| {
+        replicas
+            .iter()
+            .filter(|r| r.index == index && r.length >= expected_len(policy, group_len, index))
+            .count()
+    };
+    match (policy, layout(policy)) {
+        (StoragePolicy::Replicated(n), _) => match good(0) {
+            0 => Health::Missing,
+            c if c >= usize::from(*n) => Health::Healthy,
+            _ => Health::Degraded,
+        },
+        (StoragePolicy::ErasureCoded { data, .. }, Some(l)) => {
+            let present = (0..l.blocks())
+                .filter(|i| l.block_len(group_len, *i) == 0 || good(*i as u32) > 0)
+                .count();
+            if present == l.blocks() {
+                Health::Healthy
+            } else if present >= usize::from(*data) {
+                Health::Degraded
+            } else {
+                Health::Missing
+            }
+        }
+        (StoragePolicy::ErasureCoded { .. }, None) => Health::Missing,
+    }
+}
+
+/// `fsck` over `files` (path, inode, groups): counts, the unhealthy files, and every file
+/// when `list_files`.
+pub fn fsck(
+    registry: &Registry,
+    files: &[(String, Inode, Vec<BlockGroup>)],
+    list_files: bool,
+) -> pb::FsckResponse {
+    let mut out = pb::FsckResponse {
+        files: files.len() as u64,
+        live_blockservers: registry.nodes().iter().filter(|n| n.live).count() as u64,
+        ..Default::default()
+    };
+    for (path, file, groups) in files {
+        let mut f = pb::FsckFile {
+            path: path.clone(),
+            policy: file.policy.to_string(),
+            length: file.length,
+            under_construction: file.under_construction.is_some(),
+            ..Default::default()
+        };
+        // The open group of a file being written is not judged yet.
+        for g in groups {
+            let Some(len) = g.length else { continue };
+            f.groups += 1;
+            let (blocks, bytes) = stored(&file.policy, len);
+            f.internal_blocks += blocks;
+            f.stored_bytes += bytes;
+            match classify(&file.policy, len, &registry.replicas(g.id)) {
+                Health::Healthy => out.healthy += 1,
+                Health::Degraded => {
+                    out.degraded += 1;
+                    f.degraded += 1;
+                }
+                Health::Missing => {
+                    out.missing += 1;
+                    f.missing += 1;
+                }
+            }
+        }
+        out.groups += f.groups;
+        if f.degraded > 0 || f.missing > 0 {
+            out.unhealthy.push(f.clone());
+        }
+        if list_files {
+            out.all.push(f);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::inode::EcCodec;
+
+    fn rs63() -> StoragePolicy {
+        StoragePolicy::ErasureCoded {
+            codec: EcCodec::Rs,
+            data: 6,
+            parity: 3,
+            cell_kib: 1,
+        }
+    }
+
+    fn copies(policy: &StoragePolicy, len: u64, indices: &[u32]) -> Vec<Replica> {
+        indices
+            .iter()
+            .map(|i| Replica {
+                index: *i,
+                node: u64::from(*i) + 1,
+                length: expected_len(policy, len, *i),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ec_groups_are_healthy_degraded_or_missing_by_surviving_blocks() {
+        let p = rs63();
+        let len = 6 * 1024 * 2;
+        let all: Vec<u32> = (0..9).collect();
+        assert_eq!(classify(&p, len, &copies(&p, len, &all)), Health::Healthy);
+        assert_eq!(
+            classify(&p, len, &copies(&p, len, &all[3..])),
+            Health::Degraded
+        );
+        assert_eq!(
+            classify(&p, len, &copies(&p, len, &all[4..])),
+            Health::Missing
+        );
+        // A copy shorter than the layout says (a writer died mid-block) does not count.
+        let mut short = copies(&p, len, &all);
+        short[0].length -= 1;
+        assert_eq!(classify(&p, len, &short), Health::Degraded);
+    }
+
+    #[test]
+    fn a_small_ec_group_needs_only_its_non_empty_blocks() {
+        let p = rs63();
+        // One byte: data block 0 and the 3 parity blocks hold it; blocks 1..6 are empty.
+        assert_eq!(stored(&p, 1), (4, 4));
+        assert_eq!(
+            classify(&p, 1, &copies(&p, 1, &[0, 6, 7, 8])),
+            Health::Healthy
+        );
+        assert_eq!(
+            classify(&p, 1, &copies(&p, 1, &[6, 7, 8])),
+            Health::Degraded
+        );
+    }
+
+    #[test]
+    fn replicated_groups_by_replica_count() {
+        let p = StoragePolicy::Replicated(3);
+        assert_eq!(
+            classify(&p, 10, &copies(&p, 10, &[0, 0, 0])),
+            Health::Healthy
+        );
+        assert_eq!(classify(&p, 10, &copies(&p, 10, &[0])), Health::Degraded);
+        assert_eq!(classify(&p, 10, &[]), Health::Missing);
+        assert_eq!(stored(&p, 10), (3, 30));
+    }
+}

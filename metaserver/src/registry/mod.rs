@@ -1,0 +1,334 @@
+//! The blockservers as this metaserver knows them: who registered, their last heartbeat and
+//! storage, and which internal blocks each reported. All of it is soft state (DESIGN §6):
+//! blockservers register with and report to every metaserver, so that a standby or an
+//! observer that becomes the active, or a metaserver that restarted, rebuilds it from the
+//! reports within a heartbeat or two; nothing here is journaled.
+//!
+//! A full block report may arrive in several parts (a large report in one RPC is a known
+//! NameNode pain); the node's block set is replaced only when every part of one report has
+//! arrived, so that a half-received report never makes blocks look lost.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::namespace::blocks::GroupId;
+
+/// A blockserver's id, as configured on it (`blockserver --id`).
+pub type BlockNodeId = u64;
+
+/// Why the registry refused a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// The node never registered here (or this metaserver restarted): it must register and
+    /// send a full report.
+    #[error("blockserver {0} is not registered with this metaserver")]
+    UnknownNode(BlockNodeId),
+    #[error("invalid blockserver registration: {0}")]
+    Invalid(String),
+}
+
+/// Storage figures a blockserver sends with every heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Storage {
+    pub capacity: u64,
+    pub used: u64,
+    pub available: u64,
+    pub volumes: u32,
+    pub failed_volumes: u32,
+    pub xmits_in_progress: u32,
+}
+
+/// One internal block as a blockserver reported it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reported {
+    pub group: GroupId,
+    pub index: u32,
+    pub length: u64,
+}
+
+/// A copy of an internal block: which node has it, and how long it is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replica {
+    pub index: u32,
+    pub node: BlockNodeId,
+    pub length: u64,
+}
+
+/// What readers and placement need to know of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub id: BlockNodeId,
+    pub addr: String,
+    pub rack: String,
+    pub storage: Storage,
+    pub live: bool,
+    pub blocks: usize,
+}
+
+#[derive(Debug)]
+struct PartialReport {
+    id: u64,
+    parts: u32,
+    received: BTreeSet<u32>,
+    blocks: Vec<Reported>,
+}
+
+#[derive(Debug)]
+struct Node {
+    addr: String,
+    rack: String,
+    storage: Storage,
+    last_heartbeat: Instant,
+    /// (group, index) -> length.
+    blocks: HashMap<(GroupId, u32), u64>,
+    partial: Option<PartialReport>,
+    /// Blocks of deleted groups to tell the node to remove in the next heartbeat reply.
+    to_delete: BTreeSet<(GroupId, u32)>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    nodes: BTreeMap<BlockNodeId, Node>,
+    /// group -> the nodes that reported one of its internal blocks.
+    by_group: HashMap<GroupId, BTreeSet<BlockNodeId>>,
+    /// Internal blocks reported corrupt: never handed to readers.
+    corrupt: HashSet<(GroupId, u32, BlockNodeId)>,
+}
+
+/// The registry of one metaserver.
+#[derive(Debug)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+    /// A node silent for this long is dead: no new blocks go to it, readers are not sent to it.
+    dead_after: Duration,
+}
+
+impl Registry {
+    pub fn new(dead_after: Duration) -> Self {
+        Self {
+            inner: Mutex::new(Inner::default()),
+            dead_after,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain maps behind, still consistent enough for
+        // soft state that the next reports rewrite.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers (or re-registers, after a restart) node `id`. Its old block list is kept
+    /// until its next full report replaces it.
+    pub fn register(
+        &self,
+        id: BlockNodeId,
+        addr: &str,
+        rack: &str,
+        storage: Storage,
+    ) -> Result<(), RegistryError> {
+        if id == 0 {
+            return Err(RegistryError::Invalid("node id 0 is reserved".into()));
+        }
+        if addr.is_empty() || rack.is_empty() {
+            return Err(RegistryError::Invalid(format!(
+                "node {id}: address and rack must be set"
+            )));
+        }
+        let mut inner = self.lock();
+        let node = inner.nodes.entry(id).or_insert_with(|| Node {
+            addr: String::new(),
+            rack: String::new(),
+            storage,
+            last_heartbeat: Instant::now(),
+            blocks: HashMap::new(),
+            partial: None,
+            to_delete: BTreeSet::new(),
+        });
+        node.addr = addr.to_owned();
+        node.rack = rack.to_owned();
+        node.storage = storage;
+        node.last_heartbeat = Instant::now();
+        node.partial = None;
+        Ok(())
+    }
+
+    /// Records a heartbeat; returns the blocks the node should delete.
+    pub fn heartbeat(
+        &self,
+        id: BlockNodeId,
+        storage: Storage,
+    ) -> Result<Vec<(GroupId, u32)>, RegistryError> {
+        let mut inner = self.lock();
+        let node = inner
+            .nodes
+            .get_mut(&id)
+            .ok_or(RegistryError::UnknownNode(id))?;
+        node.storage = storage;
+        node.last_heartbeat = Instant::now();
+        Ok(std::mem::take(&mut node.to_delete).into_iter().collect())
+    }
+
+    /// Applies an incremental report: `added` blocks (new or grown), `removed` ones gone.
+    pub fn incremental(
+        &self,
+        id: BlockNodeId,
+        added: &[Reported],
+        removed: &[Reported],
+    ) -> Result<(), RegistryError> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let node = inner
+            .nodes
+            .get_mut(&id)
+            .ok_or(RegistryError::UnknownNode(id))?;
+        for r in removed {
+            node.blocks.remove(&(r.group, r.index));
+            inner.corrupt.remove(&(r.group, r.index, id));
+            if !node.blocks.keys().any(|(g, _)| *g == r.group)
+                && let Some(set) = inner.by_group.get_mut(&r.group)
+            {
+                set.remove(&id);
+            }
+        }
+        for r in added {
+            node.blocks.insert((r.group, r.index), r.length);
+            // A new copy where a corrupt one was (rewritten by reconstruction) is good again.
+            inner.corrupt.remove(&(r.group, r.index, id));
+            inner.by_group.entry(r.group).or_default().insert(id);
+        }
+        Ok(())
+    }
+
+    /// Receives part `part` of `parts` of full report `report_id`; when the last part
+    /// arrives, replaces the node's blocks with the whole report. Returns whether it did.
+    pub fn full_report_part(
+        &self,
+        id: BlockNodeId,
+        report_id: u64,
+        part: u32,
+        parts: u32,
+        blocks: &[Reported],
+    ) -> Result<bool, RegistryError> {
+        if parts == 0 || part >= parts {
+            return Err(RegistryError::Invalid(format!(
+                "report part {part} of {parts}"
+            )));
+        }
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let node = inner
+            .nodes
+            .get_mut(&id)
+            .ok_or(RegistryError::UnknownNode(id))?;
+        let fresh = !matches!(&node.partial, Some(p) if p.id == report_id && p.parts == parts);
+        if fresh {
+            node.partial = Some(PartialReport {
+                id: report_id,
+                parts,
+                received: BTreeSet::new(),
+                blocks: Vec::new(),
+            });
+        }
+        let Some(partial) = node.partial.as_mut() else {
+            return Ok(false);
+        };
+        if partial.received.insert(part) {
+            partial.blocks.extend_from_slice(blocks);
+        }
+        if partial.received.len() < parts as usize {
+            return Ok(false);
+        }
+        let Some(done) = node.partial.take() else {
+            return Ok(false);
+        };
+        let old: BTreeSet<GroupId> = node.blocks.keys().map(|(g, _)| *g).collect();
+        node.blocks = done
+            .blocks
+            .iter()
+            .map(|r| ((r.group, r.index), r.length))
+            .collect();
+        for g in old {
+            if let Some(set) = inner.by_group.get_mut(&g) {
+                set.remove(&id);
+            }
+        }
+        for r in &done.blocks {
+            inner.by_group.entry(r.group).or_default().insert(id);
+        }
+        inner
+            .corrupt
+            .retain(|(g, i, n)| *n != id || node.blocks.contains_key(&(*g, *i)));
+        Ok(true)
+    }
+
+    /// Marks one copy corrupt: readers are no longer sent to it.
+    pub fn mark_corrupt(&self, group: GroupId, index: u32, node: BlockNodeId) {
+        self.lock().corrupt.insert((group, index, node));
+    }
+
+    /// Queues the deletion of a block of a group that no longer exists.
+    pub fn queue_delete(&self, node: BlockNodeId, group: GroupId, index: u32) {
+        if let Some(n) = self.lock().nodes.get_mut(&node) {
+            n.to_delete.insert((group, index));
+        }
+    }
+
+    /// The good copies of `group`'s internal blocks on live nodes.
+    pub fn replicas(&self, group: GroupId) -> Vec<Replica> {
+        let inner = self.lock();
+        let now = Instant::now();
+        let Some(nodes) = inner.by_group.get(&group) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for id in nodes {
+            let Some(node) = inner.nodes.get(id) else {
+                continue;
+            };
+            if now.duration_since(node.last_heartbeat) > self.dead_after {
+                continue;
+            }
+            for ((g, index), length) in &node.blocks {
+                if *g == group && !inner.corrupt.contains(&(group, *index, *id)) {
+                    out.push(Replica {
+                        index: *index,
+                        node: *id,
+                        length: *length,
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|r| (r.index, r.node));
+        out
+    }
+
+    /// Every registered node.
+    pub fn nodes(&self) -> Vec<NodeView> {
+        let inner = self.lock();
+        let now = Instant::now();
+        inner
+            .nodes
+            .iter()
+            .map(|(id, n)| NodeView {
+                id: *id,
+                addr: n.addr.clone(),
+                rack: n.rack.clone(),
+                storage: n.storage,
+                live: now.duration_since(n.last_heartbeat) <= self.dead_after,
+                blocks: n.blocks.len(),
+            })
+            .collect()
+    }
+
+    /// Address and rack of node `id`, when registered.
+    pub fn node(&self, id: BlockNodeId) -> Option<(String, String)> {
+        self.lock()
+            .nodes
+            .get(&id)
+            .map(|n| (n.addr.clone(), n.rack.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+//! The `BlockServers` service: registration, heartbeats and block reports from blockservers
+//! (DESIGN §6). Every metaserver serves it (active, standbys and observers alike), so that
+//! each keeps its own soft-state [`Registry`](crate::registry::Registry) and a new active knows
+//! where the blocks are without waiting for reports.
+//!
+//! Only the active decides that a reported block is garbage (its group was deleted): a standby
+//! may simply not have applied the group's creation yet.
+
+use std::time::Instant;
+
+use raftfs_proto as pb;
+use raftfs_proto::block_servers_server::BlockServers;
+use tonic::{Request, Response, Status};
+
+use super::MetaNode;
+use crate::error::MetaError;
+use crate::journal::rocks::SnapshotKv;
+use crate::namespace::blocks;
+use crate::observer::Role;
+use crate::registry::{Reported, Storage};
+
+/// The `BlockServers` gRPC service.
+#[derive(Debug, Clone)]
+pub struct BlockServersService {
+    node: MetaNode,
+}
+
+impl BlockServersService {
+    pub fn new(node: MetaNode) -> Self {
+        Self { node }
+    }
+
+    fn finish<T>(
+        &self,
+        method: &'static str,
+        start: Instant,
+        r: Result<T, MetaError>,
+    ) -> Result<Response<T>, Status> {
+        self.node
+            .metrics
+            .observe_rpc(method, start.elapsed(), r.is_ok());
+        r.map(Response::new).map_err(Status::from)
+    }
+
+    /// On the active: queues the deletion of reported blocks whose group no longer exists.
+    async fn collect_garbage(
+        &self,
+        node_id: u64,
+        reported: Vec<Reported>,
+    ) -> Result<(), MetaError> {
+        if reported.is_empty() || self.node.role() != Role::Active {
+            return Ok(());
+        }
+        let sm = self.node.sm.clone();
+        let garbage = tokio::task::spawn_blocking(move || -> Result<Vec<Reported>, MetaError> {
+            let db = sm.db();
+            let kv = SnapshotKv::new(&db);
+            let mut out = Vec::new();
+            for r in reported {
+                if blocks::load(&kv, r.group)?.is_none() && blocks::allocated(&kv, r.group)? {
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| MetaError::Internal(format!("garbage scan: {e}")))??;
+        for r in garbage {
+            tracing::debug!(
+                node_id,
+                group = r.group,
+                index = r.index,
+                "block of a deleted group"
+            );
+            self.node.registry.queue_delete(node_id, r.group, r.index);
+        }
+        Ok(())
+    }
+}
+
+fn storage(s: Option<pb::StorageReport>) -> Storage {
+    let s = s.unwrap_or_default();
+    Storage {
+        capacity: s.capacity,
+        used: s.used,
+        available: s.available,
+        volumes: s.volumes,
+        failed_volumes: s.failed_volumes,
+        xmits_in_progress: s.xmits_in_progress,
+    }
+}
+
+fn reported(blocks: &[pb::ReportedBlock]) -> Vec<Reported> {
+    blocks
+        .iter()
+        .map(|b| Reported {
+            group: b.group,
+            index: b.index,
+            length: b.length,
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl BlockServers for BlockServersService {
+    #[tracing::instrument(skip_all, fields(node_id, addr, rack))]
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let span = tracing::Span::current();
+        span.record("node_id", req.node_id);
+        span.record("addr", req.addr.as_str());
+        span.record("rack", req.rack.as_str());
+        let r = self
+            .node
+            .registry
+            .register(req.node_id, &req.addr, &req.rack, storage(req.storage))
+            .map(|()| {
+                tracing::info!("blockserver registered");
+                pb::RegisterResponse {
+                    metaserver_id: self.node.id,
+                }
+            })
+            .map_err(MetaError::from);
+        self.finish("register", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id))]
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        tracing::Span::current().record("node_id", req.node_id);
+        let reply = match self
+            .node
+            .registry
+            .heartbeat(req.node_id, storage(req.storage))
+        {
+            Ok(delete) => pb::HeartbeatResponse {
+                reregister: false,
+                delete: delete
+                    .into_iter()
+                    .map(|(group, index)| pb::ReportedBlock {
+                        group,
+                        index,
+                        length: 0,
+                    })
+                    .collect(),
+            },
+            Err(crate::registry::RegistryError::UnknownNode(_)) => pb::HeartbeatResponse {
+                reregister: true,
+                delete: Vec::new(),
+            },
+            Err(e) => return self.finish("heartbeat", start, Err(e.into())),
+        };
+        self.finish("heartbeat", start, Ok(reply))
+    }
+
+    #[tracing::instrument(skip_all, fields(node_id, full, part, parts, blocks))]
+    async fn block_report(
+        &self,
+        req: Request<pb::BlockReportRequest>,
+    ) -> Result<Response<pb::BlockReportResponse>, Status> {
+        let start = Instant::now();
+        let req = req.into_inner();
+        let span = tracing::Span::current();
+        span.record("node_id", req.node_id);
+        span.record("full", req.full);
+        span.record("part", req.part);
+        span.record("parts", req.parts);
+        span.record("blocks", req.blocks.len());
+        let added = reported(&req.blocks);
+        let registry = &self.node.registry;
+        let result = if req.full {
+            registry
+                .full_report_part(req.node_id, req.report_id, req.part, req.parts, &added)
+                .map(|_| ())
+        } else {
+            registry.incremental(req.node_id, &added, &reported(&req.removed))
+        };
+        let r = match result {
+            Ok(()) => match self.collect_garbage(req.node_id, added).await {
+                Ok(()) => Ok(pb::BlockReportResponse { reregister: false }),
+                Err(e) => Err(e),
+            },
+            Err(crate::registry::RegistryError::UnknownNode(_)) => {
+                Ok(pb::BlockReportResponse { reregister: true })
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.finish("block_report", start, r)
+    }
+}
