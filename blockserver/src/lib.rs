@@ -1,10 +1,30 @@
 //! raftfs blockserver (DESIGN §6, §7): stores the internal blocks of replicated and
-//! erasure-coded block groups.
+//! erasure-coded block groups, serves them to clients, and tells every metaserver what it
+//! holds.
 //!
-//! - [`store`]: internal blocks on disk, each with CRC32C checksums per 64 KiB chunk, written
-//!   under a temporary name and made visible only when durable.
+//! - [`store`]: internal blocks in one directory, each with CRC32C checksums per 64 KiB
+//!   chunk, written under a temporary name and made visible only when durable.
+//! - [`volumes`]: one store per disk; where a new block goes, which volume failed, the
+//!   storage figures, and the news of every block added or removed.
+//! - [`service`]: the `BlockData` gRPC service (write, read, measure a block); its
+//!   `status` module is the one map from [`BlockError`] to `tonic::Status`.
+//! - [`heartbeat`]: per metaserver, registration, heartbeats, full and incremental block
+//!   reports, and deletions ordered in heartbeat replies.
+//! - [`metaservers`]: the channels to the metaservers (also for corrupt-block reports).
+//! - [`config`], [`server`], [`metrics`]: configuration, wiring, Prometheus `/metrics`.
 //!
-//! Registration, heartbeats, block reports, the gRPC service and reconstruction are the next
-//! parts of the data-path issue.
+//! Reconstruction (DESIGN §7) comes next; heartbeats already carry `xmits_in_progress` (0).
 
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod heartbeat;
+pub mod metaservers;
+pub mod metrics;
+pub mod server;
+pub mod service;
 pub mod store;
+pub mod volumes;
+
+pub use config::{Config, ServeArgs};
+pub use error::BlockError;

@@ -1,6 +1,7 @@
 //! `loadgen`: NNThroughputBenchmark-style load for raftfs, and the same load against etcd,
 //! printing throughput and latency percentiles (text, or one JSON object with `--json`).
 
+mod data;
 mod etcd;
 mod meta;
 mod report;
@@ -50,6 +51,29 @@ enum Cmd {
         #[arg(long)]
         cluster: Option<PathBuf>,
     },
+    /// Streaming file writes and reads against raftfs (or the local disk, `--op disk`).
+    Data {
+        #[arg(long, value_enum)]
+        op: data::DataOp,
+        /// Storage policy of the files.
+        #[arg(long, default_value = "REPLICATED-3")]
+        policy: String,
+        /// Total bytes, split over the clients' files (e.g. 1GiB).
+        #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+        size: u64,
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// degraded-read: blockservers of one rack to kill first.
+        #[arg(long, default_value_t = 3)]
+        kill: usize,
+        /// disk: where to write.
+        #[arg(long, default_value = "loadgen-disk")]
+        disk_dir: PathBuf,
+        #[arg(long)]
+        meta: Option<String>,
+        #[arg(long)]
+        cluster: Option<PathBuf>,
+    },
     /// The same load against etcd (the peer).
     Etcd {
         #[arg(long, value_enum)]
@@ -67,6 +91,25 @@ enum Cmd {
         #[arg(long, default_value_t = 256)]
         value_size: usize,
     },
+}
+
+/// `1GiB`, `512MiB`, `4096` (bytes).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let units = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("B", 1),
+    ];
+    let (num, mult) = units
+        .iter()
+        .find_map(|(suffix, m)| s.strip_suffix(suffix).map(|n| (n, *m)))
+        .unwrap_or((s, 1));
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("bad size {s:?} (e.g. 1GiB, 256MiB, 4096)"))
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -90,6 +133,34 @@ async fn run(cli: Cli) -> Result<()> {
                 progress,
                 read_mode: cli.read_mode,
                 auto_msync: cli.auto_msync,
+            })
+            .await?
+        }
+        Cmd::Data {
+            op,
+            policy,
+            size,
+            clients,
+            kill,
+            disk_dir,
+            meta,
+            cluster,
+        } => {
+            let metas = if op == data::DataOp::Disk {
+                Vec::new()
+            } else {
+                raftfs_client::discovery::resolve(meta.as_deref(), cluster.as_deref())?
+            };
+            data::run(data::DataLoad {
+                op,
+                policy,
+                size,
+                clients,
+                metas,
+                cluster,
+                kill,
+                disk_dir,
+                progress,
             })
             .await?
         }

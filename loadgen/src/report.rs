@@ -27,6 +27,9 @@ pub struct Report {
     pub max_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// Data loads: 10^6 bytes per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mb_per_sec: Option<f64>,
 }
 
 impl Report {
@@ -46,6 +49,9 @@ impl Report {
             self.max_ms,
             self.errors
         );
+        if let Some(mb) = self.mb_per_sec {
+            println!("{} {}: {mb:.1} MB/s", self.target, self.op);
+        }
         if let Some(e) = &self.first_error {
             println!("first error: {e}");
         }
@@ -177,5 +183,6 @@ where
         p99_ms: ms(0.99),
         max_ms: hist.max() as f64 / 1000.0,
         first_error,
+        mb_per_sec: None,
     }
 }

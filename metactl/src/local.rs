@@ -1,7 +1,9 @@
 //! `metactl local ...`: a cluster of real processes on loopback, for development, tests and
 //! benchmarks. Each metaserver is this same binary run as `metactl serve-meta --config
 //! DIR/meta-N/metaserver.toml`, i.e. the entry point of the `metaserver` binary with a config
-//! file an operator could have written; nothing here is a separate code path.
+//! file an operator could have written; nothing here is a separate code path. Blockservers
+//! likewise run as `metactl serve-block --config DIR/block-N/blockserver.toml`, started once
+//! the metaservers are ready, with their data in `DIR/block-N/data`.
 
 use std::fs;
 use std::net::TcpListener;
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftfs_client::discovery::{ClusterFile, MetaEntry};
+use raftfs_client::discovery::{BlockEntry, ClusterFile, MetaEntry};
 use raftfs_client::{Client, ClientConfig};
 use raftfs_metaserver::config::{Config, Peer};
 
@@ -35,6 +37,17 @@ pub struct UpOptions {
     /// Every member behind the fault-injecting proxy ([`crate::link_proxy`]), so that
     /// `local partition` can cut links.
     pub proxied: bool,
+    /// Blockservers, started once the metaservers are ready.
+    pub blockservers: u32,
+    /// Racks the blockservers are spread over, round robin ([`rack_of`]).
+    pub racks: u32,
+    /// Bytes every blockserver keeps free on its volume (default: the blockserver's); more
+    /// than the disk has makes every disk full, for tests of that.
+    pub block_reserved_bytes: Option<u64>,
+    /// Blockserver heartbeat period, ms (default: the blockserver's).
+    pub block_heartbeat_ms: Option<u64>,
+    /// Writers' lease length, seconds (short in tests of lease recovery).
+    pub lease_secs: Option<u64>,
 }
 
 /// Where one member listens, is known, and connects from.
@@ -101,6 +114,9 @@ fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -
         debug_ack_before_fsync: opts.debug_ack_before_fsync,
         ..Config::default()
     };
+    if let Some(s) = opts.lease_secs {
+        config.lease_secs = s;
+    }
     if let Some(s) = opts.snapshot_every {
         config.raft.snapshot_every_entries = s;
         config.raft.keep_entries_behind_snapshot = s / 10;
@@ -170,6 +186,11 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         debug_skip_state_id_wait,
         debug_ack_before_fsync: false,
         proxied: false,
+        blockservers: 0,
+        racks: 1,
+        block_reserved_bytes: None,
+        block_heartbeat_ms: None,
+        lease_secs: None,
     };
     let e = start_observer(&opts, id, &[], &cluster.meta_addrs()).await?;
     cluster.meta.push(e);
@@ -222,28 +243,163 @@ pub fn signal(pid: u32, signal: Signal) -> Result<()> {
 
 /// Starts the metaserver whose config is in `DIR/meta-ID/`, detached from this process.
 pub fn spawn_meta(dir: &Path, id: u64) -> Result<u32> {
-    let exe = std::env::current_exe().context("locating metactl")?;
     let nd = node_dir(dir, id);
+    spawn_server(
+        "serve-meta",
+        &config_path(dir, id),
+        &nd.join("metaserver.log"),
+    )
+}
+
+/// Starts the blockserver whose config is in `DIR/block-ID/`, detached from this process.
+pub fn spawn_block(dir: &Path, id: u64) -> Result<u32> {
+    let bd = block_dir(dir, id);
+    spawn_server(
+        "serve-block",
+        &block_config_path(dir, id),
+        &bd.join("blockserver.log"),
+    )
+}
+
+/// Runs `metactl SUBCOMMAND --config CONFIG` detached, its output appended to `log`.
+fn spawn_server(subcommand: &str, config: &Path, log: &Path) -> Result<u32> {
+    let exe = std::env::current_exe().context("locating metactl")?;
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(nd.join("metaserver.log"))
-        .with_context(|| format!("opening log in {}", nd.display()))?;
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
     let child = {
         use std::os::unix::process::CommandExt;
         Command::new(exe)
-            .arg("serve-meta")
+            .arg(subcommand)
             .arg("--config")
-            .arg(config_path(dir, id))
+            .arg(config)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             // Its own process group: a Ctrl-C meant for `local up` does not reach it directly.
             .process_group(0)
             .spawn()
-            .context("starting metaserver")?
+            .with_context(|| format!("starting metactl {subcommand}"))?
     };
     Ok(child.id())
+}
+
+fn block_dir(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("block-{id}"))
+}
+
+fn block_config_path(dir: &Path, id: u64) -> PathBuf {
+    block_dir(dir, id).join("blockserver.toml")
+}
+
+/// The rack of blockserver `id` (from 1) when `racks` racks take turns: r1, r2, .., rR, r1, ..
+pub fn rack_of(id: u64, racks: u32) -> String {
+    format!("r{}", id.saturating_sub(1) % u64::from(racks.max(1)) + 1)
+}
+
+/// Writes the config of blockserver `id` into `DIR/block-ID/`, reporting to `metas`, serving
+/// on `ports` (data, metrics).
+fn write_block_config(
+    opts: &UpOptions,
+    id: u64,
+    metas: &[String],
+    ports: [u16; 2],
+) -> Result<raftfs_blockserver::Config> {
+    let bd = block_dir(&opts.dir, id);
+    fs::create_dir_all(&bd)?;
+    let defaults = raftfs_blockserver::Config::default();
+    let config = raftfs_blockserver::Config {
+        id,
+        listen: format!("127.0.0.1:{}", ports[0]).parse()?,
+        advertise: None,
+        rack: rack_of(id, opts.racks),
+        data_dirs: vec![bd.join("data")],
+        metaservers: metas.to_vec(),
+        heartbeat_ms: opts.block_heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
+        reserved_bytes: opts.block_reserved_bytes.unwrap_or(defaults.reserved_bytes),
+        metrics_addr: Some(format!("127.0.0.1:{}", ports[1]).parse()?),
+        ..defaults
+    };
+    config.validate()?;
+    fs::write(
+        block_config_path(&opts.dir, id),
+        toml::to_string_pretty(&config)?,
+    )?;
+    Ok(config)
+}
+
+/// Waits until something accepts connections at `addr`.
+async fn wait_accepting(addr: &str, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => return Ok(()),
+            Err(e) if start.elapsed() >= timeout => {
+                bail!("nothing listens at {addr} after {timeout:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Waits until the active counts `n` live blockservers (they registered and heartbeat), so
+/// that the cluster `local up` hands over can place blocks at once.
+async fn wait_blockservers(addrs: &[String], n: u64, timeout: Duration) -> Result<()> {
+    let mut config = ClientConfig::new(addrs.to_vec());
+    config.failover_deadline = Duration::from_secs(2);
+    config.rpc_timeout = Duration::from_secs(2);
+    let client = Client::new(config)?;
+    let start = Instant::now();
+    let mut last = String::from("no answer yet");
+    while start.elapsed() < timeout {
+        match client.fsck("/", false).await {
+            Ok(r) if r.live_blockservers >= n => return Ok(()),
+            Ok(r) => last = format!("{} of {n} blockservers live", r.live_blockservers),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("blockservers did not register within {timeout:?}: {last}")
+}
+
+/// Starts `opts.blockservers` blockservers reporting to every metaserver of `cluster`,
+/// recording each in `cluster.json` as it starts (so that `down` finds it whatever happens).
+async fn start_blockservers(opts: &UpOptions, cluster: &mut ClusterFile) -> Result<()> {
+    if opts.racks == 0 {
+        bail!("--racks must be at least 1");
+    }
+    let metas = cluster.meta_addrs();
+    // All ports at once: ports picked one server at a time could repeat.
+    let ports = free_ports(2 * opts.blockservers as usize)?;
+    for (id, p) in (1..=u64::from(opts.blockservers)).zip(ports.chunks_exact(2)) {
+        let config = write_block_config(opts, id, &metas, [p[0], p[1]])?;
+        let pid = spawn_block(&opts.dir, id)?;
+        cluster.block.push(BlockEntry {
+            id,
+            addr: config.listen.to_string(),
+            pid,
+            rack: config.rack.clone(),
+            data_dir: config
+                .data_dirs
+                .first()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        });
+        write_cluster_file(&opts.dir, cluster)?;
+    }
+    for b in &cluster.block {
+        wait_accepting(&b.addr, Duration::from_secs(30))
+            .await
+            .with_context(|| format!("blockserver {}", b.id))?;
+    }
+    wait_blockservers(
+        &metas,
+        u64::from(opts.blockservers),
+        Duration::from_secs(60),
+    )
+    .await
 }
 
 /// Writes `cluster.json` atomically.
@@ -286,7 +442,8 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         bail!("--voters must be at least 1");
     }
     if let Ok(existing) = ClusterFile::read(&opts.dir)
-        && existing.meta.iter().any(|m| alive(m.pid))
+        && (existing.meta.iter().any(|m| alive(m.pid))
+            || existing.block.iter().any(|b| alive(b.pid)))
     {
         bail!(
             "a cluster is already running in {} (metactl local down --dir {0})",
@@ -354,6 +511,15 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         let _ = down(&opts.dir).await;
         return Err(fail(e, &opts.dir));
     }
+    if opts.blockservers > 0
+        && let Err(e) = start_blockservers(opts, &mut cluster).await
+    {
+        let _ = down(&opts.dir).await;
+        return Err(e.context(format!(
+            "see the logs in {}/block-*/blockserver.log",
+            opts.dir.display()
+        )));
+    }
     Ok(cluster)
 }
 
@@ -373,11 +539,12 @@ pub async fn stop_pid(pid: u32, grace: Duration) -> Result<()> {
 /// `local down`: stops every process of the cluster in `dir`.
 pub async fn down(dir: &Path) -> Result<()> {
     let cluster = ClusterFile::read(dir)?;
-    for m in &cluster.meta {
-        stop_pid(m.pid, Duration::from_secs(5)).await?;
-    }
+    // Blockservers first: they would otherwise spend their last seconds retrying heartbeats.
     for b in &cluster.block {
         stop_pid(b.pid, Duration::from_secs(5)).await?;
+    }
+    for m in &cluster.meta {
+        stop_pid(m.pid, Duration::from_secs(5)).await?;
     }
     if let Some(pid) = LinkPlan::read(dir)?.and_then(|p| p.proxy_pid) {
         stop_pid(pid, Duration::from_secs(5)).await?;
@@ -465,5 +632,17 @@ pub async fn stop_node(dir: &Path, id: u64, hard: bool) -> Result<()> {
         signal(entry.pid, Signal::SIGKILL)
     } else {
         stop_pid(entry.pid, Duration::from_secs(5)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blockservers_take_turns_over_the_racks() {
+        let racks: Vec<String> = (1..=7).map(|id| rack_of(id, 3)).collect();
+        assert_eq!(racks, ["r1", "r2", "r3", "r1", "r2", "r3", "r1"]);
+        assert_eq!(rack_of(5, 1), "r1");
     }
 }

@@ -1,8 +1,10 @@
 //! `metactl`: raftfs admin and file commands, and the local cluster launcher.
 
+mod ec;
 mod fs;
 mod link_proxy;
 mod local;
+mod transfer;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -48,12 +50,25 @@ enum Cmd {
     /// File system commands, as `hdfs dfs`.
     #[command(subcommand)]
     Fs(FsCmd),
+    /// Erasure-coding and storage policies.
+    #[command(subcommand)]
+    Ec(EcCmd),
+    /// Health of the block groups at or below PATH (exit 1 when any is missing).
+    Fsck {
+        #[arg(default_value = "/")]
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Membership: observers, promotion, removal, leadership (Raft joint consensus).
     #[command(subcommand)]
     Member(MemberCmd),
     /// Runs a metaserver (what `local up` starts; the same entry point as `metaserver`).
     #[command(hide = true)]
     ServeMeta(raftfs_metaserver::ServeArgs),
+    /// Runs a blockserver (what `local up` starts; the same entry point as `blockserver`).
+    #[command(hide = true)]
+    ServeBlock(raftfs_blockserver::ServeArgs),
     /// Runs the fault-injecting proxy of a `local up --proxied` cluster (what `local up` starts).
     #[command(hide = true)]
     ServeLinkProxy {
@@ -88,6 +103,21 @@ enum LocalCmd {
         /// Put every member behind a fault-injecting proxy, for `local partition`.
         #[arg(long)]
         proxied: bool,
+        /// Blockservers to start once the metaservers are ready.
+        #[arg(long, default_value_t = 0)]
+        blockservers: u32,
+        /// Racks the blockservers are spread over, round robin (r1..rR).
+        #[arg(long, default_value_t = 1)]
+        racks: u32,
+        /// Bytes every blockserver keeps free on its disk (more than the disk: a full disk).
+        #[arg(long)]
+        block_reserved_bytes: Option<u64>,
+        /// Blockserver heartbeat period, ms.
+        #[arg(long)]
+        block_heartbeat_ms: Option<u64>,
+        /// Writers' lease length, seconds (the metaservers'; default 60).
+        #[arg(long)]
+        lease_secs: Option<u64>,
     },
     /// Cuts network links of a `--proxied` cluster (and heals every other one).
     Partition {
@@ -154,6 +184,23 @@ enum MemberCmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum EcCmd {
+    /// The storage policies raftfs knows.
+    ListPolicies,
+    /// Sets the policy of DIR: files created below it get it.
+    SetPolicy { dir: String, policy: String },
+    /// The policy of PATH.
+    GetPolicy { path: String },
+    /// Per policy: files, bytes, internal blocks, and what EC costs small files.
+    Report {
+        #[arg(default_value = "/")]
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ClusterCmd {
     /// The active, and every member's role, applied index and lag.
     Status {
@@ -187,6 +234,24 @@ enum FsCmd {
     },
     /// Moves (renames) SRC to DST, or into DST if it is a directory.
     Mv { src: String, dst: String },
+    /// Copies a local file into raftfs.
+    Put {
+        /// Overwrite an existing file.
+        #[arg(short)]
+        f: bool,
+        /// Storage policy of the new file (default: its directory's).
+        #[arg(long)]
+        policy: Option<String>,
+        /// Bytes per internal block (default: the metaserver's).
+        #[arg(long)]
+        block_size: Option<u64>,
+        local: PathBuf,
+        path: String,
+    },
+    /// Copies a raftfs file to the local disk.
+    Get { path: String, local: PathBuf },
+    /// Writes a file's bytes to stdout.
+    Cat { path: String },
     /// Deletes files, or directories with -r.
     Rm {
         #[arg(short)]
@@ -261,6 +326,11 @@ async fn run(cli: Cli) -> Result<()> {
             let config = args.clone().into_config()?;
             raftfs_metaserver::server::run(config, raftfs_metaserver::server::signal()).await?;
         }
+        Cmd::ServeBlock(args) => {
+            raftfs_blockserver::server::init_tracing();
+            let config = args.clone().into_config()?;
+            raftfs_blockserver::server::run(config, raftfs_blockserver::server::signal()).await?;
+        }
         Cmd::Local(LocalCmd::Up {
             dir,
             voters,
@@ -270,6 +340,11 @@ async fn run(cli: Cli) -> Result<()> {
             snapshot_every,
             detach,
             proxied,
+            blockservers,
+            racks,
+            block_reserved_bytes,
+            block_heartbeat_ms,
+            lease_secs,
         }) => {
             let opts = local::UpOptions {
                 dir: dir.clone(),
@@ -279,6 +354,11 @@ async fn run(cli: Cli) -> Result<()> {
                 debug_skip_state_id_wait: *debug_skip_state_id_wait,
                 debug_ack_before_fsync: *debug_ack_before_fsync,
                 proxied: *proxied,
+                blockservers: *blockservers,
+                racks: *racks,
+                block_reserved_bytes: *block_reserved_bytes,
+                block_heartbeat_ms: *block_heartbeat_ms,
+                lease_secs: *lease_secs,
             };
             let cluster = local::up(&opts).await?;
             println!("{}", cluster.meta_addrs().join(","));
@@ -302,6 +382,28 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{id}");
         }
         Cmd::Member(cmd) => member(&client(&cli)?, cmd).await?,
+        Cmd::Ec(cmd) => match cmd {
+            EcCmd::ListPolicies => ec::list_policies(),
+            EcCmd::SetPolicy { dir, policy } => {
+                client(&cli)?
+                    .set_storage_policy(dir, policy)
+                    .await
+                    .with_context(|| format!("set-policy {dir}"))?;
+            }
+            EcCmd::GetPolicy { path } => {
+                let p = client(&cli)?
+                    .get_storage_policy(path)
+                    .await
+                    .with_context(|| format!("get-policy {path}"))?;
+                println!("{p}");
+            }
+            EcCmd::Report { path, json } => ec::report(&client(&cli)?, path, *json).await?,
+        },
+        Cmd::Fsck { path, json } => {
+            if !ec::fsck(&client(&cli)?, path, *json).await? {
+                std::process::exit(1);
+            }
+        }
         Cmd::Local(LocalCmd::Start { dir, id }) => {
             let pid = local::start_node(dir, *id).await?;
             eprintln!("metaserver {id} started (pid {pid})");
@@ -349,6 +451,32 @@ async fn run(cli: Cli) -> Result<()> {
                 FsCmd::Stat { json, path } => fs::stat(&c, path, *json)
                     .await
                     .with_context(|| format!("stat {path}"))?,
+                FsCmd::Put {
+                    f,
+                    policy,
+                    block_size,
+                    local,
+                    path,
+                } => {
+                    let opts = transfer::PutOptions {
+                        overwrite: *f,
+                        policy: policy.clone(),
+                        block_size: *block_size,
+                    };
+                    transfer::put(&c, local, path, &opts)
+                        .await
+                        .with_context(|| format!("put {path}"))?;
+                }
+                FsCmd::Get { path, local } => {
+                    transfer::get(&c, path, local)
+                        .await
+                        .with_context(|| format!("get {path}"))?;
+                }
+                FsCmd::Cat { path } => {
+                    transfer::cat(&c, path)
+                        .await
+                        .with_context(|| format!("cat {path}"))?;
+                }
                 FsCmd::Mv { src, dst } => fs::mv(&c, src, dst)
                     .await
                     .with_context(|| format!("mv {src} {dst}"))?,

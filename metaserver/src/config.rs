@@ -234,7 +234,7 @@ impl Config {
             return bad("lease-secs must be > 0".into());
         }
         let b = &self.blocks;
-        if b.default_block_size == 0 || b.default_block_size % (1024 * 1024) != 0 {
+        if b.default_block_size == 0 || !b.default_block_size.is_multiple_of(1024 * 1024) {
             return bad("blocks.default-block-size must be a positive multiple of 1 MiB".into());
         }
         if b.dead_after_secs == 0 || b.lease_check_ms == 0 {

@@ -130,6 +130,10 @@ pub async fn run(
         ))),
         blocks: config.blocks.clone(),
     };
+    tokio::spawn(crate::redundancy::sweep_garbage(
+        node.clone(),
+        Duration::from_secs(3),
+    ));
     tokio::spawn(crate::lease_recovery::monitor(
         node.clone(),
         Duration::from_millis(config.blocks.lease_check_ms),

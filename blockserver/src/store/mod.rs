@@ -16,6 +16,7 @@ mod checksum;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use checksum::CHUNK;
 use checksum::ChecksumFile;
@@ -136,25 +137,33 @@ impl Store {
     }
 
     /// Starts writing block `id`; nothing is visible until [`BlockWriter::finalize`].
+    ///
+    /// Every writer has its own temporary name, so that two writers of one block (a client
+    /// retrying while its first stream is still open) never write into each other's file.
     pub fn create(&self, id: BlockId) -> Result<BlockWriter, StoreError> {
+        static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
         if self.data_path(id).exists() {
             return Err(StoreError::AlreadyExists(id));
         }
-        let data_path = self.tmp_dir().join(id.file_name());
+        let seq = NEXT_TMP.fetch_add(1, Ordering::Relaxed);
+        let tmp_name = format!("{}.{seq}", id.file_name());
+        let data_path = self.tmp_dir().join(&tmp_name);
+        let meta_tmp_path = self.tmp_dir().join(format!("{tmp_name}.crc"));
         let data = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&data_path)
             .map_err(io_err(&data_path))?;
         Ok(BlockWriter {
             id,
             data,
             data_path,
+            meta_tmp_path,
             finalized_dir: self.finalized_dir(),
             checksums: ChecksumFile::new(),
             pending: Vec::with_capacity(CHUNK),
             length: 0,
+            finalized: false,
         })
     }
 
@@ -189,7 +198,12 @@ impl Store {
         let chunk = CHUNK as u64;
         let (first, last) = (offset / chunk, (end - 1) / chunk);
         let path = self.data_path(id);
-        let mut file = File::open(&path).map_err(io_err(&path))?;
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            // Deleted since its length was read.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound(id)),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
         file.seek(SeekFrom::Start(first * chunk))
             .map_err(io_err(&path))?;
         let span = usize::try_from((last + 1) * chunk - first * chunk)
@@ -257,16 +271,22 @@ impl Store {
 }
 
 /// A block being written: bytes go to a temporary file, checksums are computed per chunk.
+/// Dropped without [`BlockWriter::finalize`] (a write refused for space, a failed finalize),
+/// it removes its temporary files at once rather than leaving them to the next open: a full
+/// volume must get its space back.
 #[derive(Debug)]
 pub struct BlockWriter {
     id: BlockId,
     data: File,
     data_path: PathBuf,
+    meta_tmp_path: PathBuf,
     finalized_dir: PathBuf,
     checksums: ChecksumFile,
     /// The bytes of the chunk not yet complete.
     pending: Vec<u8>,
     length: u64,
+    /// Set once the block is visible: nothing left to clean up.
+    finalized: bool,
 }
 
 impl BlockWriter {
@@ -286,25 +306,51 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// The block being written.
+    pub fn id(&self) -> BlockId {
+        self.id
+    }
+
+    /// Bytes written so far.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
     /// Makes the block durable and visible; returns its length. On any error the block stays
-    /// invisible (its temporary files are removed at the next open).
+    /// invisible and its temporary files are removed.
     pub fn finalize(mut self) -> Result<u64, StoreError> {
         if !self.pending.is_empty() {
             self.checksums.push(&self.pending);
         }
         self.data.sync_all().map_err(io_err(&self.data_path))?;
-        let meta_tmp = self.data_path.with_extension("crc");
-        self.checksums.write(&meta_tmp)?;
+        self.checksums.write(&self.meta_tmp_path)?;
         let name = self.id.file_name();
         let data_final = self.finalized_dir.join(&name);
         let meta_final = self.finalized_dir.join(format!("{name}.crc"));
         // Checksums first: a data file is never visible without its checksums.
-        fs::rename(&meta_tmp, &meta_final).map_err(io_err(&meta_final))?;
+        fs::rename(&self.meta_tmp_path, &meta_final).map_err(io_err(&meta_final))?;
         fs::rename(&self.data_path, &data_final).map_err(io_err(&data_final))?;
+        self.finalized = true;
         File::open(&self.finalized_dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.finalized_dir))?;
         Ok(self.length)
+    }
+}
+
+impl Drop for BlockWriter {
+    fn drop(&mut self) {
+        if self.finalized {
+            return;
+        }
+        for path in [&self.data_path, &self.meta_tmp_path] {
+            if let Err(e) = fs::remove_file(path)
+                && e.kind() != io::ErrorKind::NotFound
+            {
+                // Store::open removes it at the next start.
+                tracing::warn!(path = %path.display(), error = %e, "removing an unfinalized block");
+            }
+        }
     }
 }
 

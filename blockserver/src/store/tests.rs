@@ -115,10 +115,15 @@ fn unfinalized_blocks_are_invisible_and_removed_at_open() {
     let b = id(3, 0);
     let mut w = store.create(b).expect("create");
     w.write(&bytes(1000, 2)).expect("write");
-    // A crash now: the writer is dropped without finalize.
-    drop(w);
+    // A crash now: the writer vanishes without finalize and without cleaning up.
+    std::mem::forget(w);
     assert!(matches!(store.length(b), Err(StoreError::NotFound(_))));
     assert!(store.list().expect("list").is_empty());
+    assert_eq!(
+        fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+        1,
+        "the crash left its temporary file"
+    );
     let reopened = Store::open(dir.path()).expect("reopen");
     assert_eq!(
         fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
@@ -156,4 +161,27 @@ fn bad_requests_are_typed_errors_and_change_nothing() {
     assert_eq!(store.read(b, 0, 100).expect("intact"), bytes(100, 4));
     store.delete(b).expect("delete");
     assert!(store.list().expect("list").is_empty());
+}
+
+#[test]
+fn a_writer_dropped_without_finalize_removes_its_bytes_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let b = id(5, 1);
+    // Two writers of one block do not share a temporary file.
+    let mut w1 = store.create(b).expect("create");
+    let mut w2 = store.create(b).expect("create again");
+    w1.write(&bytes(3 * CHUNK, 1)).expect("write");
+    w2.write(&bytes(10, 2)).expect("write");
+    drop(w1);
+    assert_eq!(
+        fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+        1
+    );
+    assert_eq!(w2.finalize().expect("finalize"), 10);
+    assert_eq!(store.read(b, 0, 10).expect("read"), bytes(10, 2));
+    assert_eq!(
+        fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+        0
+    );
 }

@@ -38,8 +38,11 @@ pub struct FileReader {
     /// Bytes fetched, starting at file offset `buf_at`.
     buf: Vec<u8>,
     buf_at: u64,
-    fetch: Option<JoinHandle<Result<(u64, Vec<u8>), FileError>>>,
+    fetch: Option<Fetch>,
 }
+
+/// A background read: the file offset and the bytes read there.
+type Fetch = JoinHandle<Result<(u64, Vec<u8>), FileError>>;
 
 struct Core {
     client: Client,

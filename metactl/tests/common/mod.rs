@@ -55,6 +55,16 @@ impl LocalCluster {
                 }
             }
         }
+        for i in 1..=16 {
+            if let Ok(s) = std::fs::read_to_string(dir.join(format!("block-{i}/blockserver.log"))) {
+                let tail: Vec<&str> = s.lines().rev().take(15).collect();
+                all.push_str(&format!("--- block-{i} (last lines) ---\n"));
+                for l in tail.into_iter().rev() {
+                    all.push_str(l);
+                    all.push('\n');
+                }
+            }
+        }
         all
     }
 
@@ -206,6 +216,26 @@ impl LocalCluster {
             {
                 break;
             }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL of one blockserver; returns once it is gone.
+    pub fn kill_block(&self, id: u64) {
+        let pid = self
+            .file()
+            .block
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.pid)
+            .expect("blockserver in cluster.json");
+        signal(pid, "-KILL");
+        let start = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z"))
+            && start.elapsed() < Duration::from_secs(10)
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -80,8 +80,8 @@ pub fn validate_block_size(
     if block_size == 0
         || block_size > MAX_BLOCK_SIZE
         || unit == 0
-        || block_size % unit != 0
-        || block_size % CHECKSUM_CHUNK != 0
+        || !block_size.is_multiple_of(unit)
+        || !block_size.is_multiple_of(CHECKSUM_CHUNK)
     {
         return Err(NsError::InvalidArgument(format!(
             "block size {block_size} must be a multiple of {unit} bytes, at most {MAX_BLOCK_SIZE}"

@@ -7,12 +7,18 @@
 //! replication, degraded with fewer, missing with none. Internal blocks the layout leaves
 //! empty (the data blocks past the end of a small group) need no copy.
 
+use std::time::Duration;
+
 use raftfs_client::striping::Layout;
 use raftfs_proto as pb;
 
-use crate::namespace::blocks::BlockGroup;
+use crate::error::MetaError;
+use crate::journal::rocks::SnapshotKv;
+use crate::namespace::blocks::{self, BlockGroup};
 use crate::namespace::{Inode, StoragePolicy};
+use crate::observer::Role;
 use crate::registry::{Registry, Replica};
+use crate::service::MetaNode;
 
 /// The health of one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +146,53 @@ pub fn fsck(
         }
     }
     out
+}
+
+/// On the active, every `every`: finds the internal blocks that blockservers hold for groups
+/// that no longer exist (their file was deleted or overwritten) and queues their deletion,
+/// which the next heartbeat reply carries. Block reports of such blocks are caught as they
+/// arrive; this catches the blocks reported *before* their file went away.
+pub async fn sweep_garbage(node: MetaNode, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if node.role() != Role::Active {
+            continue;
+        }
+        let reported = node.registry.reported_blocks();
+        if reported.is_empty() {
+            continue;
+        }
+        let sm = node.sm.clone();
+        let garbage = tokio::task::spawn_blocking(move || -> Result<Vec<_>, MetaError> {
+            let db = sm.db();
+            let kv = SnapshotKv::new(&db);
+            let mut out = Vec::new();
+            let mut last: Option<(u64, bool)> = None;
+            for (group, index, node) in reported {
+                let gone = match last {
+                    Some((g, gone)) if g == group => gone,
+                    _ => blocks::load(&kv, group)?.is_none() && blocks::allocated(&kv, group)?,
+                };
+                last = Some((group, gone));
+                if gone {
+                    out.push((group, index, node));
+                }
+            }
+            Ok(out)
+        })
+        .await;
+        match garbage {
+            Ok(Ok(garbage)) => {
+                for (group, index, n) in garbage {
+                    node.registry.queue_delete(n, group, index);
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "garbage sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "garbage sweep task failed"),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -303,6 +303,42 @@ impl Registry {
         out
     }
 
+    /// The groups some node reported a block of, and those nodes' blocks of each
+    /// (group, index, node).
+    pub fn reported_blocks(&self) -> Vec<(GroupId, u32, BlockNodeId)> {
+        let inner = self.lock();
+        let mut out = Vec::new();
+        for (id, node) in &inner.nodes {
+            for (group, index) in node.blocks.keys() {
+                out.push((*group, *index, *id));
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Of the `(index, node)` copies a group was written to, those on live nodes that have
+    /// not reported them yet (and were not reported corrupt): a reader right after the
+    /// write may try them before the incremental reports arrive.
+    pub fn unreported(
+        &self,
+        group: GroupId,
+        targets: &[(u32, BlockNodeId)],
+    ) -> Vec<(u32, BlockNodeId)> {
+        let inner = self.lock();
+        let now = Instant::now();
+        targets
+            .iter()
+            .copied()
+            .filter(|(index, id)| {
+                inner.nodes.get(id).is_some_and(|n| {
+                    now.duration_since(n.last_heartbeat) <= self.dead_after
+                        && !n.blocks.contains_key(&(group, *index))
+                }) && !inner.corrupt.contains(&(group, *index, *id))
+            })
+            .collect()
+    }
+
     /// Every registered node.
     pub fn nodes(&self) -> Vec<NodeView> {
         let inner = self.lock();

@@ -178,22 +178,34 @@ impl NamespaceService {
     /// show complete: at least as long as the group's layout says the internal block is.
     fn wire_group(&self, file: &Inode, group: &BlockGroup, with_locations: bool) -> pb::BlockGroup {
         let registry = &self.node.registry;
+        let replicated = matches!(file.policy, StoragePolicy::Replicated(_));
         let replicas: Vec<Replica> = if with_locations {
             let len = group.length.unwrap_or(0);
-            registry
+            let mut replicas: Vec<Replica> = registry
                 .replicas(group.id)
                 .into_iter()
                 .filter(|r| r.length >= health::expected_len(&file.policy, len, r.index))
-                .collect()
+                .collect();
+            // Copies written but not reported yet go last: a read right after a write does
+            // not wait for the blockservers' incremental reports.
+            let targets: Vec<(u32, u64)> = group
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (if replicated { 0 } else { i as u32 }, *n))
+                .collect();
+            for (index, node) in registry.unreported(group.id, &targets) {
+                replicas.push(Replica {
+                    index,
+                    node,
+                    length: health::expected_len(&file.policy, len, index),
+                });
+            }
+            replicas
         } else {
             Vec::new()
         };
-        convert::group(
-            group,
-            matches!(file.policy, StoragePolicy::Replicated(_)),
-            |id| registry.node(id),
-            &replicas,
-        )
+        convert::group(group, replicated, |id| registry.node(id), &replicas)
     }
 
     fn finish<T>(

@@ -1,0 +1,415 @@
+//! Registration, heartbeats and block reports (DESIGN §6): one independent task per
+//! metaserver, so that a metaserver that is down or slow delays nobody else, and the data
+//! service runs whatever the metaservers do.
+//!
+//! A task's life: register (retrying with backoff until it is accepted), send a full block
+//! report, then heartbeat every `heartbeat-ms`. Every block finalized or deleted is sent as an
+//! incremental report within [`BATCH_WINDOW`] (changes arriving meanwhile go in the same
+//! RPC); a report that fails stays pending and is retried with the next heartbeat. A full
+//! report goes out every `full-report-secs`, when a volume fails, and when the task fell so
+//! far behind that it lost block events. A metaserver that does not know this node (it
+//! restarted) says so (`reregister`, or `UNKNOWN_NODE`), and the task starts over.
+//!
+//! The full report is listed only after the pending changes are dropped: every change from
+//! before the listing is in it, every change after it arrives as an event and follows it
+//! (a change in between is in both, which is harmless), so a metaserver never ends up with a
+//! block set older than what it was told.
+
+pub mod report;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raftfs_proto as pb;
+use raftfs_proto::block_servers_client::BlockServersClient;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tonic::transport::Channel;
+
+use crate::convert;
+use crate::metaservers::Metaservers;
+use crate::metrics::Metrics;
+use crate::volumes::{BlockEvent, Volumes};
+use report::Pending;
+
+/// How long the first of a burst of block changes waits for the rest before the incremental
+/// report goes out.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+/// Registration retries start at this interval and double up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What every task needs to know about this server.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub id: u64,
+    /// The address clients and metaservers reach this server at.
+    pub addr: String,
+    pub rack: String,
+    pub heartbeat: Duration,
+    pub full_report_period: Duration,
+    pub report_split_blocks: usize,
+}
+
+/// Shared by the tasks.
+#[derive(Debug)]
+struct Ctx {
+    node: NodeInfo,
+    volumes: Arc<Volumes>,
+    metrics: Arc<Metrics>,
+}
+
+/// Starts one task per metaserver; they end when `shutdown` turns true (or its sender goes).
+pub fn spawn(
+    node: NodeInfo,
+    metaservers: &Metaservers,
+    volumes: Arc<Volumes>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let ctx = Arc::new(Ctx {
+        node,
+        volumes,
+        metrics,
+    });
+    metaservers
+        .links()
+        .iter()
+        .map(|link| {
+            // Subscribed before the first registration: no change can fall between the first
+            // full report's listing and the events that follow it.
+            let events = ctx.volumes.subscribe();
+            let mut task = Task {
+                ctx: ctx.clone(),
+                client: link.block_servers(),
+                events,
+                shutdown: shutdown.clone(),
+                pending: Pending::default(),
+            };
+            let span = tracing::info_span!("metaserver", addr = %link.addr);
+            tokio::spawn(tracing::Instrument::instrument(
+                async move { task.run().await },
+                span,
+            ))
+        })
+        .collect()
+}
+
+/// Why a registered session ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// The metaserver no longer knows this node: register again.
+    Reregister,
+    /// Shutting down.
+    Shutdown,
+}
+
+/// The outcome of an RPC to the metaserver.
+#[derive(Debug)]
+enum Sent {
+    Done,
+    /// The metaserver does not know this node.
+    Reregister,
+    /// It failed for another reason (down, unreachable, refused): try again later.
+    Failed(tonic::Status),
+}
+
+impl Sent {
+    fn from_status(status: tonic::Status) -> Self {
+        let unknown =
+            pb::detail_of(&status).is_some_and(|d| d.kind == pb::ErrorKind::UnknownNode as i32);
+        if unknown {
+            Self::Reregister
+        } else {
+            Self::Failed(status)
+        }
+    }
+}
+
+struct Task {
+    ctx: Arc<Ctx>,
+    client: BlockServersClient<Channel>,
+    events: broadcast::Receiver<BlockEvent>,
+    shutdown: watch::Receiver<bool>,
+    pending: Pending,
+}
+
+impl Task {
+    async fn run(&mut self) {
+        loop {
+            if !self.register().await {
+                return;
+            }
+            match self.session().await {
+                SessionEnd::Reregister => {
+                    tracing::info!("metaserver does not know this node: registering again");
+                }
+                SessionEnd::Shutdown => return,
+            }
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Sleeps for `d`; false if shutdown came first.
+    async fn sleep(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => !self.stopping(),
+            _ = self.shutdown.changed() => false,
+        }
+    }
+
+    async fn storage(&self) -> pb::StorageReport {
+        let volumes = self.ctx.volumes.clone();
+        let s = tokio::task::spawn_blocking(move || volumes.storage())
+            .await
+            .unwrap_or_default();
+        pb::StorageReport {
+            capacity: s.capacity,
+            used: s.used,
+            available: s.available,
+            failed_volumes: s.failed_volumes,
+            // Reconstruction comes with its own issue; until then nothing is in flight.
+            xmits_in_progress: 0,
+            volumes: s.volumes,
+        }
+    }
+
+    /// Registers, retrying with backoff until the metaserver accepts; false on shutdown.
+    async fn register(&mut self) -> bool {
+        let mut backoff = FIRST_BACKOFF;
+        let mut failures = 0u64;
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let request = pb::RegisterRequest {
+                node_id: self.ctx.node.id,
+                addr: self.ctx.node.addr.clone(),
+                rack: self.ctx.node.rack.clone(),
+                storage: Some(self.storage().await),
+            };
+            let r = self.client.register(request).await;
+            self.ctx.metrics.observe_meta_rpc("register", r.is_ok());
+            match r {
+                Ok(reply) => {
+                    tracing::info!(metaserver_id = reply.get_ref().metaserver_id, "registered");
+                    return true;
+                }
+                Err(e) => {
+                    failures += 1;
+                    // The first failure and then one in 20 at warn; a metaserver that is not up
+                    // yet should not flood the log.
+                    if failures % 20 == 1 {
+                        tracing::warn!(error = %e, failures, "registration failed; retrying");
+                    } else {
+                        tracing::debug!(error = %e, failures, "registration failed; retrying");
+                    }
+                }
+            }
+            if !self.sleep(backoff).await {
+                return false;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Heartbeats and reports until the metaserver forgets this node or shutdown.
+    async fn session(&mut self) -> SessionEnd {
+        let period = self.ctx.node.heartbeat;
+        let mut heartbeat = tokio::time::interval(period);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut need_full = true;
+        let mut full_retry_at = Instant::now();
+        let mut next_full = Instant::now() + self.ctx.node.full_report_period;
+        // After a failed incremental report, new changes wait for the next heartbeat rather
+        // than each trying an unreachable metaserver again.
+        let mut incremental_after = Instant::now();
+        loop {
+            if self.stopping() {
+                return SessionEnd::Shutdown;
+            }
+            if need_full && Instant::now() >= full_retry_at {
+                match self.full_report().await {
+                    Sent::Done => {
+                        need_full = false;
+                        next_full = Instant::now() + self.ctx.node.full_report_period;
+                    }
+                    Sent::Reregister => return SessionEnd::Reregister,
+                    Sent::Failed(e) => {
+                        tracing::warn!(error = %e, "full block report failed; retrying");
+                        full_retry_at = Instant::now() + period;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.changed() => return SessionEnd::Shutdown,
+                _ = heartbeat.tick() => {
+                    if let Sent::Reregister = self.heartbeat().await {
+                        return SessionEnd::Reregister;
+                    }
+                    if !need_full && !self.pending.is_empty() {
+                        match self.incremental_report().await {
+                            Sent::Done => {}
+                            Sent::Reregister => return SessionEnd::Reregister,
+                            Sent::Failed(_) => incremental_after = Instant::now() + period,
+                        }
+                    }
+                }
+                event = self.events.recv() => {
+                    match event {
+                        Ok(e) => need_full |= !self.pending.note(e),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!(lost = n, "fell behind on block changes: full report");
+                            need_full = true;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return SessionEnd::Shutdown,
+                    }
+                    if !need_full {
+                        // Let the rest of a burst join this report.
+                        tokio::time::sleep(BATCH_WINDOW).await;
+                        need_full |= !self.drain_events();
+                    }
+                    if !need_full && Instant::now() >= incremental_after {
+                        match self.incremental_report().await {
+                            Sent::Done => {}
+                            Sent::Reregister => return SessionEnd::Reregister,
+                            Sent::Failed(_) => incremental_after = Instant::now() + period,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(next_full), if !need_full => need_full = true,
+                _ = tokio::time::sleep_until(full_retry_at), if need_full => {}
+            }
+        }
+    }
+
+    /// Moves every queued event into `pending`; false if one calls for a full report.
+    fn drain_events(&mut self) -> bool {
+        let mut fine = true;
+        loop {
+            match self.events.try_recv() {
+                Ok(e) => fine &= self.pending.note(e),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => fine = false,
+                Err(_) => return fine,
+            }
+        }
+    }
+
+    async fn heartbeat(&mut self) -> Sent {
+        let request = pb::HeartbeatRequest {
+            node_id: self.ctx.node.id,
+            storage: Some(self.storage().await),
+        };
+        let r = self.client.heartbeat(request).await;
+        self.ctx.metrics.observe_meta_rpc("heartbeat", r.is_ok());
+        let reply = match r {
+            Ok(reply) => reply.into_inner(),
+            Err(status) => {
+                let sent = Sent::from_status(status);
+                if let Sent::Failed(e) = &sent {
+                    tracing::debug!(error = %e, "heartbeat failed");
+                }
+                return sent;
+            }
+        };
+        if !reply.delete.is_empty() {
+            self.delete(&reply.delete).await;
+        }
+        if reply.reregister {
+            Sent::Reregister
+        } else {
+            Sent::Done
+        }
+    }
+
+    /// Deletes blocks the metaserver no longer wants; each deletion comes back as an event
+    /// and is reported removed (to every metaserver).
+    async fn delete(&self, blocks: &[pb::ReportedBlock]) {
+        let ids: Vec<_> = blocks
+            .iter()
+            .filter_map(|b| match convert::block_id(b.group, b.index) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring a deletion");
+                    None
+                }
+            })
+            .collect();
+        let volumes = self.ctx.volumes.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            for id in ids {
+                match volumes.delete(id) {
+                    Ok(_) => tracing::debug!(block = %id, "deleted"),
+                    Err(e) => tracing::warn!(block = %id, error = %e, "deletion failed"),
+                }
+            }
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::error!(error = %e, "deletion worker failed");
+        }
+    }
+
+    /// Sends a full report in parts; every pending change is in it.
+    async fn full_report(&mut self) -> Sent {
+        self.drain_events();
+        self.pending.clear();
+        let volumes = self.ctx.volumes.clone();
+        let blocks = match tokio::task::spawn_blocking(move || volumes.list()).await {
+            Ok(b) => b,
+            Err(e) => return Sent::Failed(tonic::Status::internal(e.to_string())),
+        };
+        let report_id = report::next_report_id();
+        let parts = report::split_full_report(
+            self.ctx.node.id,
+            report_id,
+            &blocks,
+            self.ctx.node.report_split_blocks,
+        );
+        let n = parts.len();
+        for part in parts {
+            let r = self.client.block_report(part).await;
+            self.ctx.metrics.observe_meta_rpc("full_report", r.is_ok());
+            match r {
+                Ok(reply) if reply.get_ref().reregister => return Sent::Reregister,
+                Ok(_) => {}
+                Err(status) => return Sent::from_status(status),
+            }
+        }
+        tracing::info!(
+            blocks = blocks.len(),
+            parts = n,
+            report_id,
+            "full block report sent"
+        );
+        Sent::Done
+    }
+
+    /// Sends the pending changes; they stay pending unless the metaserver took them.
+    async fn incremental_report(&mut self) -> Sent {
+        let request = self.pending.request(self.ctx.node.id);
+        let r = self.client.block_report(request).await;
+        self.ctx
+            .metrics
+            .observe_meta_rpc("incremental_report", r.is_ok());
+        match r {
+            Ok(reply) if reply.get_ref().reregister => Sent::Reregister,
+            Ok(_) => {
+                self.pending.clear();
+                Sent::Done
+            }
+            Err(status) => {
+                let sent = Sent::from_status(status);
+                if let Sent::Failed(e) = &sent {
+                    tracing::debug!(error = %e, "incremental report failed");
+                }
+                sent
+            }
+        }
+    }
+}

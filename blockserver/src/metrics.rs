@@ -1,0 +1,229 @@
+//! Prometheus metrics of the blockserver (`/metrics` on `metrics-addr`), named
+//! `raftfs_block_<what>_<unit>`: data RPCs by method and outcome with their latency, bytes
+//! written and read, corrupt blocks found, the RPCs to the metaservers (registrations,
+//! heartbeats, reports) by outcome, and the storage figures the heartbeats carry.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::volumes::{Storage, Volumes};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    method: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    method: &'static str,
+}
+
+/// The blockserver's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    rpcs: Family<RpcLabels, Counter>,
+    rpc_seconds: Family<MethodLabels, Histogram>,
+    written_bytes: Counter,
+    read_bytes: Counter,
+    corrupt_reads: Counter,
+    meta_rpcs: Family<RpcLabels, Counter>,
+    capacity: Gauge,
+    used: Gauge,
+    available: Gauge,
+    volumes: Gauge,
+    failed_volumes: Gauge,
+    xmits_in_progress: Gauge,
+}
+
+fn gauge_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn outcome(ok: bool) -> &'static str {
+    if ok { "ok" } else { "error" }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("raftfs_block");
+        let rpcs = Family::<RpcLabels, Counter>::default();
+        registry.register(
+            "rpc",
+            "Data RPCs served, by method and outcome",
+            rpcs.clone(),
+        );
+        let rpc_seconds = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_1, 2.0, 20))
+        });
+        registry.register(
+            "rpc_duration_seconds",
+            "Data RPC latency (a stream: until its last message), by method",
+            rpc_seconds.clone(),
+        );
+        let written_bytes = Counter::default();
+        registry.register_with_unit(
+            "written",
+            "Block bytes received and written",
+            prometheus_client::registry::Unit::Bytes,
+            written_bytes.clone(),
+        );
+        let read_bytes = Counter::default();
+        registry.register_with_unit(
+            "read",
+            "Block bytes read, verified and sent",
+            prometheus_client::registry::Unit::Bytes,
+            read_bytes.clone(),
+        );
+        let corrupt_reads = Counter::default();
+        registry.register(
+            "corrupt_reads",
+            "Reads that found a block's bytes not matching their checksums",
+            corrupt_reads.clone(),
+        );
+        let meta_rpcs = Family::<RpcLabels, Counter>::default();
+        registry.register(
+            "metaserver_rpc",
+            "RPCs to metaservers (register, heartbeat, full_report, incremental_report, \
+             report_corrupt), by outcome",
+            meta_rpcs.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let capacity = gauge(
+            &mut registry,
+            "capacity_bytes",
+            "Size of the working volumes' file systems",
+        );
+        let used = gauge(&mut registry, "used_bytes", "Bytes of block data stored");
+        let available = gauge(
+            &mut registry,
+            "available_bytes",
+            "Free space above the reserve on the working volumes",
+        );
+        let volumes = gauge(&mut registry, "volumes", "Volumes configured");
+        let failed_volumes = gauge(&mut registry, "failed_volumes", "Volumes out of use");
+        let xmits_in_progress = gauge(
+            &mut registry,
+            "xmits_in_progress",
+            "Reconstruction transfers in progress (weighted)",
+        );
+        Self {
+            registry,
+            rpcs,
+            rpc_seconds,
+            written_bytes,
+            read_bytes,
+            corrupt_reads,
+            meta_rpcs,
+            capacity,
+            used,
+            available,
+            volumes,
+            failed_volumes,
+            xmits_in_progress,
+        }
+    }
+
+    /// Counts one data RPC.
+    pub fn observe_rpc(&self, method: &'static str, elapsed: Duration, ok: bool) {
+        self.rpcs
+            .get_or_create(&RpcLabels {
+                method,
+                outcome: outcome(ok),
+            })
+            .inc();
+        self.rpc_seconds
+            .get_or_create(&MethodLabels { method })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts bytes written to a block.
+    pub fn written(&self, bytes: u64) {
+        self.written_bytes.inc_by(bytes);
+    }
+
+    /// Counts bytes read from a block and sent.
+    pub fn read(&self, bytes: u64) {
+        self.read_bytes.inc_by(bytes);
+    }
+
+    /// Counts a read that found a corrupt block.
+    pub fn corrupt_read(&self) {
+        self.corrupt_reads.inc();
+    }
+
+    /// Counts one RPC to a metaserver.
+    pub fn observe_meta_rpc(&self, method: &'static str, ok: bool) {
+        self.meta_rpcs
+            .get_or_create(&RpcLabels {
+                method,
+                outcome: outcome(ok),
+            })
+            .inc();
+    }
+
+    /// Sets the storage gauges.
+    pub fn set_storage(&self, s: &Storage, xmits_in_progress: u32) {
+        self.capacity.set(gauge_i64(s.capacity));
+        self.used.set(gauge_i64(s.used));
+        self.available.set(gauge_i64(s.available));
+        self.volumes.set(i64::from(s.volumes));
+        self.failed_volumes.set(i64::from(s.failed_volumes));
+        self.xmits_in_progress.set(i64::from(xmits_in_progress));
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves `/metrics` until `shutdown` resolves; storage figures are measured at each scrape.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    volumes: Arc<Volumes>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let (metrics, volumes) = (metrics.clone(), volumes.clone());
+            async move {
+                let storage = tokio::task::spawn_blocking(move || volumes.storage())
+                    .await
+                    .unwrap_or_default();
+                metrics.set_storage(&storage, 0);
+                metrics.encode()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,126 @@
+//! The `BlockData` gRPC service: clients (and, later, reconstruction workers on other
+//! blockservers) write, read and measure internal blocks here.
+//!
+//! `write.rs` streams a block into a volume; `read.rs` streams it out, verified; `status.rs`
+//! is the one map from [`BlockError`] to `tonic::Status`. File-system work runs on blocking
+//! threads; the handlers only move messages.
+
+mod read;
+mod status;
+mod write;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::Stream;
+use raftfs_proto as pb;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert;
+use crate::error::BlockError;
+use crate::metaservers::Metaservers;
+use crate::metrics::Metrics;
+use crate::volumes::Volumes;
+
+/// Most bytes in one data message (a write's pieces; reads send at most [`READ_PIECE`]).
+pub const MAX_DATA_MESSAGE: usize = 16 << 20;
+
+/// Bytes per ReadBlock message: the unit in which reads are verified and sent.
+pub const READ_PIECE: u64 = 1 << 20;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct BlockNode {
+    /// This server's id, as the metaservers know it.
+    pub id: u64,
+    pub volumes: Arc<Volumes>,
+    pub metrics: Arc<Metrics>,
+    pub metaservers: Metaservers,
+}
+
+/// The service; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BlockDataService {
+    node: Arc<BlockNode>,
+}
+
+impl BlockDataService {
+    pub fn new(node: Arc<BlockNode>) -> Self {
+        Self { node }
+    }
+}
+
+type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadBlockResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::block_data_server::BlockData for BlockDataService {
+    #[tracing::instrument(skip_all, fields(group, index, length))]
+    async fn write_block(
+        &self,
+        request: Request<Streaming<pb::WriteBlockRequest>>,
+    ) -> Result<Response<pb::WriteBlockResponse>, Status> {
+        let start = Instant::now();
+        let r = write::write_block(&self.node, request.into_inner()).await;
+        self.node
+            .metrics
+            .observe_rpc("write_block", start.elapsed(), r.is_ok());
+        match r {
+            Ok(length) => {
+                tracing::Span::current().record("length", length);
+                Ok(Response::new(pb::WriteBlockResponse { length }))
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "write refused");
+                Err(e.into())
+            }
+        }
+    }
+
+    type ReadBlockStream = ReadStream;
+
+    #[tracing::instrument(skip_all, fields(
+        group = request.get_ref().block.as_ref().map(|b| b.group),
+        index = request.get_ref().block.as_ref().map(|b| b.index),
+        offset = request.get_ref().offset,
+        length = request.get_ref().length,
+    ))]
+    async fn read_block(
+        &self,
+        request: Request<pb::ReadBlockRequest>,
+    ) -> Result<Response<Self::ReadBlockStream>, Status> {
+        let start = Instant::now();
+        match read::read_block(self.node.clone(), request.into_inner(), start).await {
+            Ok(stream) => Ok(Response::new(stream)),
+            Err(e) => {
+                self.node
+                    .metrics
+                    .observe_rpc("read_block", start.elapsed(), false);
+                tracing::debug!(error = %e, "read refused");
+                Err(e.into())
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(
+        group = request.get_ref().block.as_ref().map(|b| b.group),
+        index = request.get_ref().block.as_ref().map(|b| b.index),
+    ))]
+    async fn block_info(
+        &self,
+        request: Request<pb::BlockInfoRequest>,
+    ) -> Result<Response<pb::BlockInfoResponse>, Status> {
+        let start = Instant::now();
+        let r = async {
+            let block = convert::block_ref(request.get_ref().block.as_ref())?;
+            let volumes = self.node.volumes.clone();
+            tokio::task::spawn_blocking(move || volumes.length(block)).await?
+        }
+        .await;
+        self.node
+            .metrics
+            .observe_rpc("block_info", start.elapsed(), r.is_ok());
+        r.map(|length| Response::new(pb::BlockInfoResponse { length }))
+            .map_err(|e: BlockError| e.into())
+    }
+}

@@ -1,0 +1,131 @@
+//! ReadBlock: bytes `[offset, offset+length)` of a finalized block (length 0: to the end),
+//! verified against their checksums and streamed in pieces of at most [`READ_PIECE`] bytes,
+//! aligned to piece boundaries of the block so that no checksum chunk is read twice.
+//!
+//! A producer task reads the next piece on a blocking thread while the previous one is being
+//! sent. A checksum mismatch ends the stream with `DataLoss`/`CORRUPT_BLOCK` and is reported
+//! to every metaserver in the background, so that the active rebuilds the block.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use raftfs_proto as pb;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use tracing::Instrument;
+
+use super::{BlockNode, READ_PIECE, ReadStream};
+use crate::convert;
+use crate::error::BlockError;
+use crate::store::{BlockId, StoreError};
+
+/// Pieces read ahead of the one being sent.
+const READ_AHEAD: usize = 2;
+
+/// The pieces `[from, to)` is sent in: each ends at a multiple of `piece` or at `to`.
+pub(crate) fn pieces(from: u64, to: u64, piece: u64) -> impl Iterator<Item = (u64, u64)> {
+    let mut pos = from;
+    std::iter::from_fn(move || {
+        if pos >= to || piece == 0 {
+            return None;
+        }
+        let len = (piece - pos % piece).min(to - pos);
+        let p = (pos, len);
+        pos += len;
+        Some(p)
+    })
+}
+
+/// Checks the request and starts the producer; errors before the first byte (no such block,
+/// a range beyond it) are the RPC's status.
+pub(super) async fn read_block(
+    node: Arc<BlockNode>,
+    request: pb::ReadBlockRequest,
+    start: Instant,
+) -> Result<ReadStream, BlockError> {
+    let block = convert::block_ref(request.block.as_ref())?;
+    let volumes = node.volumes.clone();
+    let length = tokio::task::spawn_blocking(move || volumes.length(block)).await??;
+    let (offset, len) = (request.offset, request.length);
+    let end = if len == 0 {
+        Some(length).filter(|_| offset <= length)
+    } else {
+        offset.checked_add(len).filter(|e| *e <= length)
+    };
+    let Some(end) = end else {
+        return Err(StoreError::OutOfRange {
+            block,
+            length,
+            offset,
+            len,
+        }
+        .into());
+    };
+    let (tx, rx) = mpsc::channel(READ_AHEAD);
+    tokio::spawn(produce(node, block, offset, end, tx, start).instrument(tracing::Span::current()));
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+async fn produce(
+    node: Arc<BlockNode>,
+    block: BlockId,
+    offset: u64,
+    end: u64,
+    tx: mpsc::Sender<Result<pb::ReadBlockResponse, Status>>,
+    start: Instant,
+) {
+    let mut ok = true;
+    for (pos, len) in pieces(offset, end, READ_PIECE) {
+        let volumes = node.volumes.clone();
+        let r = tokio::task::spawn_blocking(move || volumes.read(block, pos, len))
+            .await
+            .map_err(BlockError::from)
+            .and_then(|r| r);
+        match r {
+            Ok(data) => {
+                if tx.send(Ok(pb::ReadBlockResponse { data })).await.is_err() {
+                    // The reader went away; nothing more to do.
+                    ok = false;
+                    break;
+                }
+                node.metrics.read(len);
+            }
+            Err(e) => {
+                ok = false;
+                if let BlockError::Store(StoreError::Corrupt { .. }) = &e {
+                    tracing::warn!(%block, error = %e, "corrupt block: reporting it");
+                    node.metrics.corrupt_read();
+                    node.metaservers.report_corrupt(block, e.to_string());
+                } else {
+                    tracing::info!(%block, error = %e, "read failed");
+                }
+                let _ = tx.send(Err(e.into())).await;
+                break;
+            }
+        }
+    }
+    node.metrics.observe_rpc("read_block", start.elapsed(), ok);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_range_once_and_end_on_piece_boundaries() {
+        let got: Vec<_> = pieces(0, 0, 10).collect();
+        assert!(got.is_empty());
+        let got: Vec<_> = pieces(3, 25, 10).collect();
+        assert_eq!(got, vec![(3, 7), (10, 10), (20, 5)]);
+        let got: Vec<_> = pieces(10, 20, 10).collect();
+        assert_eq!(got, vec![(10, 10)]);
+        for (from, to) in [(0, 1), (0, 10), (7, 31), (9, 11)] {
+            let ps: Vec<_> = pieces(from, to, 10).collect();
+            assert_eq!(ps.first().map(|p| p.0), Some(from));
+            assert_eq!(ps.iter().map(|p| p.1).sum::<u64>(), to - from);
+            assert!(ps.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
+            assert!(ps.iter().all(|p| p.1 > 0 && p.1 <= 10));
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The BlockData service over real gRPC on a real port: round trips of every size, ranged
+//! reads, writers that die mid-stream, corruption on disk, full disks, bad requests.
+
+mod common;
+
+use common::{Blockserver, RecordingMeta, bytes, eventually, info, kind, read, write};
+use raftfs_proto as pb;
+use tonic::Code;
+
+const MIB: usize = 1 << 20;
+
+#[tokio::test]
+async fn blocks_of_every_size_round_trip_and_read_in_any_range() {
+    let server = Blockserver::start(2, |_| {}).await;
+    let mut c = server.client().await;
+    let sizes = [0, 1, 65_535, 65_536, 65_537, MIB, 3 * MIB + 12_345];
+    for (i, len) in sizes.into_iter().enumerate() {
+        let group = 100 + i as u64;
+        let data = bytes(len, i as u8);
+        // Pieces of an odd size, so that messages straddle checksum chunks.
+        let piece = 100_003;
+        assert_eq!(
+            write(&mut c, group, 2, &data, piece).await.expect("write"),
+            len as u64
+        );
+        assert_eq!(info(&mut c, group, 2).await.expect("info"), len as u64);
+        assert_eq!(
+            read(&mut c, group, 2, 0, 0).await.expect("read all"),
+            data,
+            "len {len}"
+        );
+        let ranges = [
+            (0, 1),
+            (len.saturating_sub(1), 1),
+            (MIB - 3, 10),
+            (65_530, 70_000),
+            (MIB + 1, 2 * MIB),
+            (7, 0),
+            (len, 0),
+        ];
+        for (off, l) in ranges {
+            let end = if l == 0 { len } else { off + l };
+            if off > len || end > len || (l == 0 && off == 0) {
+                continue;
+            }
+            let got = read(&mut c, group, 2, off as u64, l as u64)
+                .await
+                .expect("ranged read");
+            assert!(got == data[off..end], "len {len}: [{off}, {end})");
+        }
+        // Beyond the end: refused before any byte.
+        let beyond = read(&mut c, group, 2, len as u64, 1)
+            .await
+            .expect_err("beyond");
+        assert_eq!(beyond.code(), Code::OutOfRange);
+        assert_eq!(kind(&beyond), pb::ErrorKind::InvalidArgument);
+    }
+    // A block is written once.
+    let again = write(&mut c, 100, 2, b"x", 1).await.expect_err("rewrite");
+    assert_eq!(again.code(), Code::AlreadyExists);
+    // Nothing half-written is left behind.
+    assert!(server.temporaries().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_blocks_and_bad_requests_are_typed_errors() {
+    let server = Blockserver::start(1, |_| {}).await;
+    let mut c = server.client().await;
+    let missing = info(&mut c, 9, 0).await.expect_err("missing");
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(kind(&missing), pb::ErrorKind::BlockNotFound);
+    let missing = read(&mut c, 9, 0, 0, 0).await.expect_err("missing");
+    assert_eq!(kind(&missing), pb::ErrorKind::BlockNotFound);
+
+    let unnamed = c
+        .block_info(pb::BlockInfoRequest { block: None })
+        .await
+        .expect_err("no block");
+    assert_eq!(unnamed.code(), Code::InvalidArgument);
+    let huge_index = write(&mut c, 1, 1 << 20, b"abc", 1)
+        .await
+        .expect_err("index");
+    assert_eq!(kind(&huge_index), pb::ErrorKind::InvalidArgument);
+    let empty = c
+        .write_block(tokio_stream::iter(Vec::<pb::WriteBlockRequest>::new()))
+        .await
+        .expect_err("empty stream");
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    // A stream that names another block mid-way keeps nothing.
+    let mut msgs = common::write_messages(5, 0, &bytes(300, 1), 100, true);
+    msgs[1].block = Some(pb::BlockRef { group: 6, index: 0 });
+    let mixed = c
+        .write_block(tokio_stream::iter(msgs))
+        .await
+        .expect_err("two blocks in one stream");
+    assert_eq!(mixed.code(), Code::InvalidArgument);
+    assert_eq!(
+        kind(&info(&mut c, 5, 0).await.expect_err("kept nothing")),
+        pb::ErrorKind::BlockNotFound
+    );
+    assert!(server.temporaries().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_stream_ended_without_finalize_keeps_what_arrived() {
+    let server = Blockserver::start(1, |_| {}).await;
+    let mut c = server.client().await;
+    let data = bytes(200_000, 3);
+    let msgs = common::write_messages(11, 0, &data, 30_000, false);
+    let length = c
+        .write_block(tokio_stream::iter(msgs))
+        .await
+        .expect("finalized anyway")
+        .into_inner()
+        .length;
+    assert_eq!(length, data.len() as u64);
+    assert_eq!(read(&mut c, 11, 0, 0, 0).await.expect("read"), data);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_writer_that_dies_mid_stream_leaves_a_finalized_block_of_the_bytes_that_arrived() {
+    let server = Blockserver::start(1, |_| {}).await;
+    let mut c = server.client().await;
+    let data = bytes(3 * 100_000, 4);
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let mut writer = c.clone();
+    let call = tokio::spawn(async move {
+        writer
+            .write_block(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    for m in common::write_messages(12, 1, &data, 100_000, false) {
+        tx.send(m).await.expect("send");
+    }
+    // Wait until every byte sent is on the server's disk (in its temporary file), then kill
+    // the writer: its RPC is cancelled and the stream reset, without finalize.
+    eventually("the bytes reach the temporary file", || {
+        let files = server.temporaries();
+        let size: u64 = files
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let done = size == data.len() as u64;
+        async move { done.then_some(()) }
+    })
+    .await;
+    call.abort();
+    let _ = call.await;
+    drop(tx);
+    let length = eventually("the block is finalized", || {
+        let mut c = c.clone();
+        async move { info(&mut c, 12, 1).await.ok() }
+    })
+    .await;
+    assert_eq!(length, data.len() as u64);
+    assert_eq!(read(&mut c, 12, 1, 0, 0).await.expect("read"), data);
+    assert!(server.temporaries().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_flipped_byte_on_disk_fails_the_read_as_corrupt_and_is_reported() {
+    let meta = RecordingMeta::default();
+    let (meta_addr, _meta_stop) = meta.start().await;
+    let server = Blockserver::start(1, |c| {
+        c.id = 42;
+        c.metaservers = vec![meta_addr.clone()];
+    })
+    .await;
+    let mut c = server.client().await;
+    let data = bytes(3 * MIB, 5);
+    write(&mut c, 13, 3, &data, 512 * 1024)
+        .await
+        .expect("write");
+    let path = server.block_file(13, 3).expect("data file");
+    let mut raw = std::fs::read(&path).expect("raw");
+    raw[2 * MIB + 77] ^= 0x01;
+    std::fs::write(&path, raw).expect("flip a byte");
+
+    let err = read(&mut c, 13, 3, 0, 0).await.expect_err("corrupt");
+    assert_eq!(err.code(), Code::DataLoss);
+    assert_eq!(kind(&err), pb::ErrorKind::CorruptBlock);
+    // Bytes away from the damaged chunk still read.
+    assert_eq!(
+        read(&mut c, 13, 3, 0, MIB as u64)
+            .await
+            .expect("intact part"),
+        data[..MIB]
+    );
+    let report = eventually("the corruption reaches the metaserver", || {
+        let r = meta.seen().corrupt.first().cloned();
+        async move { r }
+    })
+    .await;
+    assert_eq!((report.group, report.index, report.node_id), (13, 3, 42));
+    assert!(!report.reason.is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_volume_without_room_above_its_reserve_refuses_writes_and_keeps_nothing() {
+    let server = Blockserver::start(2, |c| c.reserved_bytes = u64::MAX / 4).await;
+    let mut c = server.client().await;
+    for (group, data) in [(20, bytes(100_000, 6)), (21, Vec::new())] {
+        let err = write(&mut c, group, 0, &data, 10_000)
+            .await
+            .expect_err("full");
+        assert_eq!(err.code(), Code::ResourceExhausted);
+        assert_eq!(kind(&err), pb::ErrorKind::NoSpace);
+        let missing = info(&mut c, group, 0).await.expect_err("nothing visible");
+        assert_eq!(kind(&missing), pb::ErrorKind::BlockNotFound);
+    }
+    assert!(server.temporaries().is_empty());
+    server.stop().await;
+}

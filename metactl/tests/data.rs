@@ -1,0 +1,409 @@
+//! The data path through real processes (DESIGN §6, issue "Data path"): metaservers and
+//! blockservers started by `metactl local up`, files written and read by the client library
+//! and by `metactl fs put|get|cat`, blockservers killed, bytes flipped on disk, a writer
+//! killed mid-file, full disks.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{LocalCluster, metactl_bin};
+use raftfs_client::{Client, ClientConfig, CreateOptions, FileReader, FileWriter};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+const MIB: u64 = 1 << 20;
+const CELL: u64 = MIB;
+
+/// Deterministic, position-dependent bytes: a misplaced cell cannot look right.
+fn bytes(len: u64, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn data_cluster(blockservers: u32, racks: u32, extra: &[&str]) -> LocalCluster {
+    let bs = blockservers.to_string();
+    let racks = racks.to_string();
+    let mut args = vec!["--observers", "0", "--blockservers", &bs, "--racks", &racks];
+    args.extend_from_slice(extra);
+    LocalCluster::up(3, &args)
+}
+
+fn client(cluster: &LocalCluster) -> Client {
+    let mut c = ClientConfig::new(cluster.file().meta_addrs());
+    c.failover_deadline = Duration::from_secs(30);
+    c.block_read_timeout = Duration::from_secs(3);
+    Client::new(c).expect("client")
+}
+
+async fn write(c: &Client, path: &str, data: &[u8], policy: &str, block_size: u64) {
+    let opts = CreateOptions {
+        storage_policy: policy.into(),
+        block_size,
+        create_parents: true,
+        ..CreateOptions::default()
+    };
+    let mut w = FileWriter::create(c, path, &opts)
+        .await
+        .unwrap_or_else(|e| panic!("create {path}: {e}"));
+    // Uneven writes, so that units are assembled from several calls.
+    for chunk in data.chunks(700_001) {
+        w.write_all(chunk)
+            .await
+            .unwrap_or_else(|e| panic!("write {path}: {e}"));
+    }
+    w.shutdown()
+        .await
+        .unwrap_or_else(|e| panic!("close {path}: {e}"));
+}
+
+async fn read_all(c: &Client, path: &str) -> Vec<u8> {
+    let mut r = FileReader::open(c, path)
+        .await
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    let mut out = Vec::new();
+    r.read_to_end(&mut out)
+        .await
+        .unwrap_or_else(|e| panic!("read {path}: {e}"));
+    out
+}
+
+/// Waits until every live blockserver reported the blocks written so far and the groups
+/// below `path` are all healthy.
+async fn wait_healthy(c: &Client, path: &str) -> raftfs_proto::FsckResponse {
+    let start = Instant::now();
+    loop {
+        let r = c.fsck(path, false).await.expect("fsck");
+        if r.degraded == 0 && r.missing == 0 {
+            return r;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "groups below {path} never became healthy: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    if let Some(at) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!("{what}: first difference at byte {at}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn put_and_get_every_policy_at_every_boundary() {
+    // RS-10-4 needs 14 servers for its 14 internal blocks.
+    let cluster = data_cluster(14, 3, &[]);
+    let c = client(&cluster);
+    let policies = [
+        ("REPLICATED-3", 1usize),
+        ("RS-6-3-1024k", 6),
+        ("RS-3-2-1024k", 3),
+        ("RS-10-4-1024k", 10),
+        ("XOR-2-1-1024k", 2),
+    ];
+    for (policy, k) in policies {
+        let stripe = k as u64 * CELL;
+        let sizes = [0, 1, CELL - 1, CELL + 1, stripe, 2 * stripe + CELL / 2 + 3];
+        for (i, size) in sizes.into_iter().enumerate() {
+            let path = format!("/{policy}/f{i}-{size}");
+            let data = bytes(size, i as u64 + 1);
+            write(&c, &path, &data, policy, 0).await;
+            let st = c.stat(&path).await.expect("stat");
+            assert_eq!(st.length, size, "{path}");
+            assert!(!st.under_construction, "{path}");
+            assert_eq!(st.storage_policy, policy, "{path}");
+            assert_same(&read_all(&c, &path).await, &data, &path);
+        }
+        // Many block groups: 1 MiB internal blocks put one stripe in each group.
+        let path = format!("/{policy}/groups");
+        let data = bytes(3 * stripe + 5, 99);
+        write(&c, &path, &data, policy, MIB).await;
+        let st = c.stat(&path).await.expect("stat");
+        assert_eq!(st.block_groups, 4, "{path}");
+        assert_same(&read_all(&c, &path).await, &data, &path);
+        // Seek and read across a group boundary.
+        let mut r = FileReader::open(&c, &path).await.expect("open");
+        let at = stripe - 10;
+        r.seek(std::io::SeekFrom::Start(at)).await.expect("seek");
+        let mut buf = vec![0u8; 20];
+        r.read_exact(&mut buf).await.expect("read across groups");
+        assert_same(&buf, &data[at as usize..at as usize + 20], "seek");
+    }
+    let health = wait_healthy(&c, "/").await;
+    assert_eq!(health.files, 35);
+
+    // The CLI: put, get, cat, fsck --json, ec report.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("in");
+    let data = bytes(6 * CELL + 123, 7);
+    std::fs::write(&local, &data).expect("write local");
+    let ok = |args: &[&str]| {
+        let out = cluster.ctl(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    ok(&["fs", "mkdir", "/cli"]);
+    ok(&["ec", "set-policy", "/cli", "RS-6-3-1024k"]);
+    let local_arg = local.to_str().expect("utf8");
+    ok(&["fs", "put", local_arg, "/cli/f"]);
+    let policy = ok(&["ec", "get-policy", "/cli/f"]);
+    assert_eq!(String::from_utf8_lossy(&policy).trim(), "RS-6-3-1024k");
+    let again = cluster.ctl(&["fs", "put", local_arg, "/cli/f"]);
+    assert!(
+        !again.status.success(),
+        "put over an existing file needs -f"
+    );
+    let back = dir.path().join("out");
+    ok(&["fs", "get", "/cli/f", back.to_str().expect("utf8")]);
+    assert_same(&std::fs::read(&back).expect("read back"), &data, "fs get");
+    assert_same(&ok(&["fs", "cat", "/cli/f"]), &data, "fs cat");
+    let fsck: serde_json::Value =
+        serde_json::from_slice(&ok(&["fsck", "--json"])).expect("fsck json");
+    assert_eq!(fsck["missing"], 0, "{fsck}");
+    assert!(fsck["groups"].as_u64().is_some_and(|g| g >= 30), "{fsck}");
+    let report = String::from_utf8_lossy(&ok(&["ec", "report"])).into_owned();
+    assert!(report.contains("RS-6-3-1024k"), "{report}");
+}
+
+/// The internal-block files of group `group` under a blockserver's data directory.
+fn block_files(data_dir: &Path, group: u64) -> Vec<PathBuf> {
+    let prefix = format!("blk_{group:016x}_");
+    let mut out = Vec::new();
+    let mut stack = vec![data_dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(".crc"))
+                && p.parent().and_then(|d| d.file_name()) == Some("finalized".as_ref())
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn degraded_reads_survive_m_dead_blockservers_and_corrupt_blocks() {
+    let cluster = data_cluster(9, 3, &[]);
+    let c = client(&cluster);
+    let ec = bytes(2 * 6 * CELL + 777, 11);
+    let rep = bytes(3 * MIB + 5, 12);
+    write(&c, "/ec/f", &ec, "RS-6-3-1024k", 0).await;
+    write(&c, "/rep/f", &rep, "REPLICATED-3", 0).await;
+    wait_healthy(&c, "/").await;
+
+    // Flip a byte in one internal block on disk: the read still returns the right bytes, the
+    // corruption is reported and fsck sees the group degraded.
+    let (_, groups) = c.get_blocks("/ec/f", 0, 0).await.expect("blocks");
+    let group = groups[0].id;
+    let file = cluster
+        .file()
+        .block
+        .iter()
+        .flat_map(|b| block_files(Path::new(&b.data_dir), group))
+        // A data block: a read without failures never touches parity.
+        .find(|f| {
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.rsplit('_').next())
+                .and_then(|i| i.parse::<u32>().ok())
+                .is_some_and(|i| i < 6)
+        })
+        .expect("a data block file on disk");
+    let mut on_disk = std::fs::read(&file).expect("read block");
+    on_disk[100] ^= 0xff;
+    std::fs::write(&file, &on_disk).expect("corrupt block");
+    assert_same(
+        &read_all(&c, "/ec/f").await,
+        &ec,
+        "read around a corrupt block",
+    );
+    let start = Instant::now();
+    loop {
+        let r = c.fsck("/ec", false).await.expect("fsck");
+        if r.degraded == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the corrupt block was never reported: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Kill m = 3 blockservers: the whole rack of the server with the corrupt block. Each
+    // of the 9 servers holds one internal block of every RS-6-3 group, so 6 good ones
+    // remain; every replicated block has a replica in each rack, so 2 remain.
+    let servers = cluster.file().block;
+    let corrupt_rack = servers
+        .iter()
+        .find(|b| file.starts_with(&b.data_dir))
+        .map(|b| b.rack.clone())
+        .expect("server of the corrupt block");
+    let victims: Vec<u64> = servers
+        .iter()
+        .filter(|b| b.rack == corrupt_rack)
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(victims.len(), 3);
+    for id in &victims {
+        cluster.kill_block(*id);
+    }
+    assert_same(
+        &read_all(&c, "/ec/f").await,
+        &ec,
+        "degraded read, 3 servers dead",
+    );
+    assert_same(
+        &read_all(&c, "/rep/f").await,
+        &rep,
+        "replicated read, 3 servers dead",
+    );
+    // A fourth loss is one too many for some stripe of RS-6-3: a clear error, not garbage.
+    let fourth = cluster
+        .file()
+        .block
+        .iter()
+        .map(|b| b.id)
+        .find(|id| !victims.contains(id))
+        .expect("a live server");
+    cluster.kill_block(fourth);
+    let mut r = FileReader::open(&c, "/ec/f").await.expect("open");
+    let mut sink = Vec::new();
+    let err = r.read_to_end(&mut sink).await.expect_err("4 of 9 lost");
+    assert!(err.to_string().contains("internal blocks"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_killed_mid_file_is_closed_by_lease_recovery() {
+    let cluster = data_cluster(5, 2, &["--lease-secs", "3"]);
+    let c = client(&cluster);
+    c.mkdir("/w", false).await.expect("mkdir");
+    c.set_storage_policy("/w", "RS-3-2-1024k")
+        .await
+        .expect("policy");
+    // The writer is a separate `metactl fs put` reading a FIFO that this test feeds.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    let mut writer = Command::new(metactl_bin())
+        .args([
+            "--cluster",
+            &cluster.dir_arg(),
+            "fs",
+            "put",
+            "--block-size",
+            "1048576",
+            fifo.to_str().expect("utf8"),
+            "/w/f",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn put");
+    let data = bytes(10 * 3 * CELL, 5);
+    let feed = {
+        let fifo = fifo.clone();
+        let data = data.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .expect("open fifo");
+            // Seven groups' worth, then hang (the writer waits for more).
+            let _ = f.write_all(&data[..7 * 3 * CELL as usize + 1000]);
+            std::thread::sleep(Duration::from_secs(600));
+        })
+    };
+    let tmp = "/w/f._COPYING_";
+    let start = Instant::now();
+    loop {
+        if let Ok(st) = c.stat(tmp).await
+            && st.block_groups >= 7
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the writer never got 7 groups in"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    writer.kill().expect("kill -9 the writer");
+    let _ = writer.wait();
+    drop(feed);
+    // The lease (3 s) runs out; the active recovers the file.
+    let start = Instant::now();
+    let st = loop {
+        let st = c.stat(tmp).await.expect("stat");
+        if !st.under_construction {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "lease recovery never closed {tmp}: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // Six full groups were closed by the writer itself; the seventh is cut at what every
+    // surviving internal block holds.
+    assert!(st.length >= 6 * 3 * CELL, "{st:?}");
+    assert_eq!(st.length % (3 * CELL), 0, "whole stripes only: {st:?}");
+    assert_same(
+        &read_all(&c, tmp).await,
+        &data[..st.length as usize],
+        "recovered file",
+    );
+    wait_healthy(&c, "/w").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_is_a_clear_error_and_leaves_no_complete_file() {
+    // Every blockserver keeps more space in reserve than its disk has.
+    let cluster = data_cluster(3, 1, &["--block-reserved-bytes", "1000000000000000"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("in");
+    std::fs::write(&local, bytes(3 * MIB, 1)).expect("write");
+    let out = cluster.ctl(&["fs", "put", local.to_str().expect("utf8"), "/full"]);
+    assert!(!out.status.success(), "put on full disks succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error:") && stderr.contains("no space"),
+        "{stderr}"
+    );
+    let c = client(&cluster);
+    assert!(
+        c.stat("/full").await.is_err(),
+        "no file under the name asked for"
+    );
+    assert!(
+        c.stat("/full._COPYING_").await.is_err(),
+        "the partial file is removed"
+    );
+}
