@@ -216,6 +216,23 @@ async fn degraded_reads_survive_m_dead_blockservers_and_corrupt_blocks() {
     write(&c, "/rep/f", &rep, "REPLICATED-3", 0).await;
     wait_healthy(&c, "/").await;
 
+    // A slow (here: stopped) blockserver is read around once its pieces time out.
+    let slow = cluster.file().block[0].pid.to_string();
+    let stop = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &slow])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {slow}");
+    };
+    stop("-STOP");
+    let mut impatient = ClientConfig::new(cluster.file().meta_addrs());
+    impatient.block_read_timeout = Duration::from_millis(500);
+    let impatient = Client::new(impatient).expect("client");
+    let got = read_all(&impatient, "/ec/f").await;
+    stop("-CONT");
+    assert_same(&got, &ec, "read around a stopped blockserver");
+
     // Flip a byte in one internal block on disk: the read still returns the right bytes, the
     // corruption is reported and fsck sees the group degraded.
     let (_, groups) = c.get_blocks("/ec/f", 0, 0).await.expect("blocks");
