@@ -13,7 +13,8 @@
 //! - [`metaservers`]: the channels to the metaservers (also for corrupt-block reports).
 //! - [`config`], [`server`], [`metrics`]: configuration, wiring, Prometheus `/metrics`.
 //!
-//! Reconstruction (DESIGN §7) comes next; heartbeats already carry `xmits_in_progress` (0).
+//! - [`reconstruction`]: rebuilding lost internal blocks as the active asks, under xmits
+//!   accounting that cannot leak and byte-rate budgets.
 
 pub mod config;
 pub mod convert;
@@ -21,6 +22,7 @@ pub mod error;
 pub mod heartbeat;
 pub mod metaservers;
 pub mod metrics;
+pub mod reconstruction;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -43,6 +43,19 @@ pub struct Metrics {
     volumes: Gauge,
     failed_volumes: Gauge,
     xmits_in_progress: Gauge,
+    reconstruction_tasks: Family<OutcomeLabels, Counter>,
+    reconstruction_read: Family<RackLabels, Counter>,
+    reconstruction_written: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RackLabels {
+    from_rack: String,
 }
 
 fn gauge_i64(v: u64) -> i64 {
@@ -126,8 +139,29 @@ impl Metrics {
             "xmits_in_progress",
             "Reconstruction transfers in progress (weighted)",
         );
+        let reconstruction_tasks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reconstruction_tasks",
+            "Reconstruction tasks started, finished and failed here",
+            reconstruction_tasks.clone(),
+        );
+        let reconstruction_read = Family::<RackLabels, Counter>::default();
+        registry.register(
+            "reconstruction_read_bytes",
+            "Bytes read from sources by reconstruction here, by the source's rack",
+            reconstruction_read.clone(),
+        );
+        let reconstruction_written = Counter::default();
+        registry.register(
+            "reconstruction_written_bytes",
+            "Bytes of rebuilt internal blocks written here",
+            reconstruction_written.clone(),
+        );
         Self {
             registry,
+            reconstruction_tasks,
+            reconstruction_read,
+            reconstruction_written,
             rpcs,
             rpc_seconds,
             written_bytes,
@@ -182,6 +216,27 @@ impl Metrics {
     }
 
     /// Sets the storage gauges.
+    /// A reconstruction task `started`, `finished` or `failed`.
+    pub fn reconstruction_task(&self, outcome: &'static str) {
+        self.reconstruction_tasks
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// `bytes` read for reconstruction from a source in `from_rack`.
+    pub fn reconstruction_read(&self, from_rack: &str, bytes: u64) {
+        self.reconstruction_read
+            .get_or_create(&RackLabels {
+                from_rack: from_rack.to_owned(),
+            })
+            .inc_by(bytes);
+    }
+
+    /// A rebuilt block of `bytes` finalized here.
+    pub fn reconstruction_written(&self, bytes: u64) {
+        self.reconstruction_written.inc_by(bytes);
+    }
+
     pub fn set_storage(&self, s: &Storage, xmits_in_progress: u32) {
         self.capacity.set(gauge_i64(s.capacity));
         self.used.set(gauge_i64(s.used));

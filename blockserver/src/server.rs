@@ -14,6 +14,7 @@ use crate::error::BlockError;
 use crate::heartbeat::{self, NodeInfo};
 use crate::metaservers::{BadAddress, Metaservers};
 use crate::metrics::Metrics;
+use crate::reconstruction::Worker;
 use crate::service::{BlockDataService, BlockNode, MAX_DATA_MESSAGE};
 use crate::volumes::Volumes;
 
@@ -79,6 +80,7 @@ pub async fn serve(
         &metaservers,
         volumes.clone(),
         metrics.clone(),
+        Worker::new(volumes.clone(), metrics.clone(), config.rack.clone()),
         stopped.clone(),
     );
 

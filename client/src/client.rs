@@ -736,6 +736,26 @@ impl Client {
         })
     }
 
+    /// The active's reconstruction queues, tasks, budgets and every blockserver's xmits.
+    pub async fn reconstruction_status(
+        &self,
+    ) -> Result<pb::ReconstructionStatusResponse, ClientError> {
+        self.inner
+            .targets
+            .call(self.inner.config.failover_deadline, |ch| async move {
+                AdminClient::new(ch)
+                    .reconstruction_status(pb::ReconstructionStatusRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+            .await
+    }
+
+    /// Changes the reconstruction byte budgets (journaled: they survive failover).
+    pub async fn set_throttle(&self, change: pb::SetThrottleOp) -> Result<(), ClientError> {
+        self.mutate(Op::SetThrottle(change)).await.map(|_| ())
+    }
+
     /// The membership as the member this client talks to knows it (any member answers).
     pub async fn members(&self) -> Result<Vec<Member>, ClientError> {
         let r = self

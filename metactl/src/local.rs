@@ -48,6 +48,9 @@ pub struct UpOptions {
     pub block_heartbeat_ms: Option<u64>,
     /// Writers' lease length, seconds (short in tests of lease recovery).
     pub lease_secs: Option<u64>,
+    /// How long a silent blockserver counts as alive, seconds (short in tests of
+    /// reconstruction).
+    pub dead_after_secs: Option<u64>,
 }
 
 /// Where one member listens, is known, and connects from.
@@ -116,6 +119,9 @@ fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -
     };
     if let Some(s) = opts.lease_secs {
         config.lease_secs = s;
+    }
+    if let Some(s) = opts.dead_after_secs {
+        config.blocks.dead_after_secs = s;
     }
     if let Some(s) = opts.snapshot_every {
         config.raft.snapshot_every_entries = s;
@@ -191,6 +197,7 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         block_reserved_bytes: None,
         block_heartbeat_ms: None,
         lease_secs: None,
+        dead_after_secs: None,
     };
     let e = start_observer(&opts, id, &[], &cluster.meta_addrs()).await?;
     cluster.meta.push(e);

@@ -4,6 +4,7 @@ mod ec;
 mod fs;
 mod link_proxy;
 mod local;
+mod reconstruction;
 mod transfer;
 
 use std::path::PathBuf;
@@ -53,6 +54,9 @@ enum Cmd {
     /// Erasure-coding and storage policies.
     #[command(subcommand)]
     Ec(EcCmd),
+    /// Rebuilding of lost internal blocks: status and byte-rate budgets.
+    #[command(subcommand)]
+    Reconstruction(ReconstructionCmd),
     /// Health of the block groups at or below PATH (exit 1 when any is missing).
     Fsck {
         #[arg(default_value = "/")]
@@ -118,6 +122,9 @@ enum LocalCmd {
         /// Writers' lease length, seconds (the metaservers'; default 60).
         #[arg(long)]
         lease_secs: Option<u64>,
+        /// A blockserver silent this long is dead, seconds (the metaservers'; default 10).
+        #[arg(long)]
+        dead_after_secs: Option<u64>,
     },
     /// Cuts network links of a `--proxied` cluster (and heals every other one).
     Partition {
@@ -180,6 +187,30 @@ enum MemberCmd {
     List {
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReconstructionCmd {
+    /// The active's queues, tasks, budgets, and every blockserver's xmits.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sets byte-rate budgets (journaled; a pair at 0 is removed).
+    Throttle {
+        /// Per blockserver, MB/s read and written by reconstruction (0: unlimited).
+        #[arg(long)]
+        node: Option<f64>,
+        /// FROM:TO=MBPS, bytes crossing from rack FROM to rack TO.
+        #[arg(long = "rack-pair")]
+        rack_pairs: Vec<String>,
+        /// DATACENTER/RACK,...: which datacenter each rack is in (replaces the map).
+        #[arg(long, value_delimiter = ',')]
+        racks: Vec<String>,
+        /// FROM:TO=MBPS, bytes crossing from datacenter FROM to datacenter TO.
+        #[arg(long = "dc-pair")]
+        dc_pairs: Vec<String>,
     },
 }
 
@@ -345,6 +376,7 @@ async fn run(cli: Cli) -> Result<()> {
             block_reserved_bytes,
             block_heartbeat_ms,
             lease_secs,
+            dead_after_secs,
         }) => {
             let opts = local::UpOptions {
                 dir: dir.clone(),
@@ -359,6 +391,7 @@ async fn run(cli: Cli) -> Result<()> {
                 block_reserved_bytes: *block_reserved_bytes,
                 block_heartbeat_ms: *block_heartbeat_ms,
                 lease_secs: *lease_secs,
+                dead_after_secs: *dead_after_secs,
             };
             let cluster = local::up(&opts).await?;
             println!("{}", cluster.meta_addrs().join(","));
@@ -399,6 +432,17 @@ async fn run(cli: Cli) -> Result<()> {
             }
             EcCmd::Report { path, json } => ec::report(&client(&cli)?, path, *json).await?,
         },
+        Cmd::Reconstruction(ReconstructionCmd::Status { json }) => {
+            reconstruction::status(&client(&cli)?, *json).await?;
+        }
+        Cmd::Reconstruction(ReconstructionCmd::Throttle {
+            node,
+            rack_pairs,
+            racks,
+            dc_pairs,
+        }) => {
+            reconstruction::throttle(&client(&cli)?, *node, rack_pairs, racks, dc_pairs).await?;
+        }
         Cmd::Fsck { path, json } => {
             if !ec::fsck(&client(&cli)?, path, *json).await? {
                 std::process::exit(1);

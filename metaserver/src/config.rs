@@ -84,6 +84,15 @@ pub struct BlockTuning {
     pub dead_after_secs: u64,
     /// How often the active looks for expired leases to recover, ms.
     pub lease_check_ms: u64,
+    /// The xmits a blockserver may carry (HDFS's `maxReplicationStreams`): a heartbeat gets
+    /// at most `max-streams - xmits_in_progress` reconstruction tasks.
+    pub max_streams: u32,
+    /// Weight of an EC reconstruction task per source (HDFS's `ec.reconstruction.xmits.weight`).
+    pub xmits_weight: f64,
+    /// A reconstruction task not reported done within this long is rescheduled, seconds.
+    pub reconstruction_timeout_secs: u64,
+    /// How often the active scans block groups for missing internal blocks, ms.
+    pub redundancy_scan_ms: u64,
 }
 
 impl Default for BlockTuning {
@@ -92,6 +101,10 @@ impl Default for BlockTuning {
             default_block_size: 128 * 1024 * 1024,
             dead_after_secs: 10,
             lease_check_ms: 1000,
+            max_streams: 8,
+            xmits_weight: 0.5,
+            reconstruction_timeout_secs: 300,
+            redundancy_scan_ms: 1000,
         }
     }
 }
@@ -236,6 +249,12 @@ impl Config {
         let b = &self.blocks;
         if b.default_block_size == 0 || !b.default_block_size.is_multiple_of(1024 * 1024) {
             return bad("blocks.default-block-size must be a positive multiple of 1 MiB".into());
+        }
+        if !(b.xmits_weight.is_finite() && b.xmits_weight >= 0.0)
+            || b.reconstruction_timeout_secs == 0
+            || b.redundancy_scan_ms == 0
+        {
+            return bad("blocks: xmits-weight must be >= 0; reconstruction-timeout-secs and redundancy-scan-ms > 0".into());
         }
         if b.dead_after_secs == 0 || b.lease_check_ms == 0 {
             return bad("blocks.dead-after-secs and blocks.lease-check-ms must be > 0".into());

@@ -43,6 +43,13 @@ pub struct Metrics {
     apply_lag_seconds: Histogram,
     proposals_per_entry: Histogram,
     corrupt_reports: Counter,
+    reconstruction_queued: Family<PriorityLabels, Gauge>,
+    reconstruction_unrecoverable: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct PriorityLabels {
+    priority: u8,
 }
 
 fn gauge_i64(v: u64) -> i64 {
@@ -114,8 +121,22 @@ impl Metrics {
             "Internal blocks reported corrupt by readers and blockservers",
             corrupt_reports.clone(),
         );
+        let reconstruction_queued = Family::<PriorityLabels, Gauge>::default();
+        registry.register(
+            "reconstruction_queued_groups",
+            "Block groups waiting for reconstruction on the active, by priority (0: one loss from data loss)",
+            reconstruction_queued.clone(),
+        );
+        let reconstruction_unrecoverable = Gauge::default();
+        registry.register(
+            "reconstruction_unrecoverable_groups",
+            "Block groups with fewer than k live internal blocks (no live replica)",
+            reconstruction_unrecoverable.clone(),
+        );
         Self {
             registry,
+            reconstruction_queued,
+            reconstruction_unrecoverable,
             corrupt_reports,
             proposals_per_entry,
             apply_lag_entries,
@@ -139,6 +160,22 @@ impl Metrics {
         self.rpc_seconds
             .get_or_create(&MethodLabels { method })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The active's reconstruction queues after a scan.
+    pub fn set_reconstruction_queues(
+        &self,
+        work: &[(usize, crate::redundancy::scheduler::Work)],
+        unrecoverable: u64,
+    ) {
+        for p in 0..3u8 {
+            let n = work.iter().filter(|(q, _)| *q == usize::from(p)).count();
+            self.reconstruction_queued
+                .get_or_create(&PriorityLabels { priority: p })
+                .set(gauge_i64(n as u64));
+        }
+        self.reconstruction_unrecoverable
+            .set(gauge_i64(unrecoverable));
     }
 
     /// Corruption reports received.

@@ -21,6 +21,7 @@ use crate::journal::proposer::{Proposer, ProposerConfig};
 use crate::journal::state_machine::StateMachine;
 use crate::metrics::Metrics;
 use crate::observer::LeaderPosition;
+use crate::redundancy::scheduler::{Scheduler, SchedulerConfig};
 use crate::registry::Registry;
 use crate::service::MetaNode;
 use crate::service::admin::AdminService;
@@ -129,7 +130,16 @@ pub async fn run(
             config.blocks.dead_after_secs,
         ))),
         blocks: config.blocks.clone(),
+        scheduler: Arc::new(Scheduler::new(SchedulerConfig {
+            max_streams: config.blocks.max_streams,
+            xmits_weight: config.blocks.xmits_weight,
+            task_timeout: Duration::from_secs(config.blocks.reconstruction_timeout_secs),
+        })),
     };
+    tokio::spawn(crate::redundancy::monitor(
+        node.clone(),
+        Duration::from_millis(config.blocks.redundancy_scan_ms),
+    ));
     tokio::spawn(crate::redundancy::sweep_garbage(
         node.clone(),
         Duration::from_secs(3),

@@ -30,6 +30,8 @@ use tonic::transport::Channel;
 use crate::convert;
 use crate::metaservers::Metaservers;
 use crate::metrics::Metrics;
+use crate::reconstruction::Worker;
+use crate::reconstruction::worker::Outbox;
 use crate::volumes::{BlockEvent, Volumes};
 use report::Pending;
 
@@ -59,6 +61,7 @@ struct Ctx {
     node: NodeInfo,
     volumes: Arc<Volumes>,
     metrics: Arc<Metrics>,
+    worker: Arc<Worker>,
 }
 
 /// Starts one task per metaserver; they end when `shutdown` turns true (or its sender goes).
@@ -67,12 +70,14 @@ pub fn spawn(
     metaservers: &Metaservers,
     volumes: Arc<Volumes>,
     metrics: Arc<Metrics>,
+    worker: Arc<Worker>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let ctx = Arc::new(Ctx {
         node,
         volumes,
         metrics,
+        worker,
     });
     metaservers
         .links()
@@ -87,6 +92,7 @@ pub fn spawn(
                 events,
                 shutdown: shutdown.clone(),
                 pending: Pending::default(),
+                outbox: Outbox::default(),
             };
             let span = tracing::info_span!("metaserver", addr = %link.addr);
             tokio::spawn(tracing::Instrument::instrument(
@@ -134,6 +140,8 @@ struct Task {
     events: broadcast::Receiver<BlockEvent>,
     shutdown: watch::Receiver<bool>,
     pending: Pending,
+    /// Outcomes of the reconstruction tasks this metaserver sent, for the next heartbeat.
+    outbox: Outbox,
 }
 
 impl Task {
@@ -173,8 +181,7 @@ impl Task {
             used: s.used,
             available: s.available,
             failed_volumes: s.failed_volumes,
-            // Reconstruction comes with its own issue; until then nothing is in flight.
-            xmits_in_progress: 0,
+            xmits_in_progress: self.ctx.worker.xmits.in_progress(),
             volumes: s.volumes,
         }
     }
@@ -301,15 +308,22 @@ impl Task {
     }
 
     async fn heartbeat(&mut self) -> Sent {
+        let finished = std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|p| p.into_inner()));
         let request = pb::HeartbeatRequest {
             node_id: self.ctx.node.id,
             storage: Some(self.storage().await),
+            finished: finished.clone(),
         };
         let r = self.client.heartbeat(request).await;
         self.ctx.metrics.observe_meta_rpc("heartbeat", r.is_ok());
         let reply = match r {
             Ok(reply) => reply.into_inner(),
             Err(status) => {
+                // Not delivered: the outcomes go with the next heartbeat.
+                self.outbox
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(finished);
                 let sent = Sent::from_status(status);
                 if let Sent::Failed(e) = &sent {
                     tracing::debug!(error = %e, "heartbeat failed");
@@ -319,6 +333,12 @@ impl Task {
         };
         if !reply.delete.is_empty() {
             self.delete(&reply.delete).await;
+        }
+        if let Some(t) = &reply.throttle {
+            self.ctx.worker.budgets.update(t);
+        }
+        for task in reply.tasks {
+            self.ctx.worker.spawn(task, self.outbox.clone());
         }
         if reply.reregister {
             Sent::Reregister

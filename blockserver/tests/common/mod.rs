@@ -369,7 +369,7 @@ impl pb::block_servers_server::BlockServers for RecordingMeta {
         if !s.registered {
             return Ok(Response::new(pb::HeartbeatResponse {
                 reregister: true,
-                delete: Vec::new(),
+                ..Default::default()
             }));
         }
         s.heartbeats += 1;
@@ -378,6 +378,7 @@ impl pb::block_servers_server::BlockServers for RecordingMeta {
         Ok(Response::new(pb::HeartbeatResponse {
             reregister: false,
             delete,
+            ..Default::default()
         }))
     }
 

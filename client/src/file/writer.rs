@@ -229,15 +229,13 @@ impl AsyncWrite for FileWriter {
                 }
                 State::Closing(task) => {
                     let r = ready!(Pin::new(task).poll(cx));
-                    self.state = State::Closed;
-                    return Poll::Ready(match r {
-                        Ok(Ok(_)) => Ok(()),
-                        Ok(Err(e)) => {
-                            self.state = State::Failed;
-                            Err(e.into())
-                        }
-                        Err(e) => Err(join_error(e)),
-                    });
+                    let (state, r) = match r {
+                        Ok(Ok(_)) => (State::Closed, Ok(())),
+                        Ok(Err(e)) => (State::Failed, Err(e.into())),
+                        Err(e) => (State::Failed, Err(join_error(e))),
+                    };
+                    self.state = state;
+                    return Poll::Ready(r);
                 }
                 State::Closed => return Poll::Ready(Ok(())),
                 State::Failed => return Poll::Ready(Err(FileError::Closed.into())),
@@ -275,7 +273,10 @@ impl Core {
     /// every replica, or a stripe's k data cells and m parity cells.
     async fn cut(&self, data: &[u8]) -> Result<Vec<Vec<u8>>, FileError> {
         let (Some(layout), Some(codec)) = (self.policy.layout(), self.codec.clone()) else {
-            return Ok(vec![data.to_vec(); self.policy.width()]);
+            // One copy per replica the group actually has (a small cluster may give fewer
+            // than the replication factor).
+            let replicas = self.group.as_ref().map_or(0, |g| g.slots.len());
+            return Ok(vec![data.to_vec(); replicas]);
         };
         let cell =
             usize::try_from(layout.stripe_data() / codec.data_cells() as u64).unwrap_or(usize::MAX);

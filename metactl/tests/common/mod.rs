@@ -338,3 +338,28 @@ pub async fn snapshot_tree(client: &Client) -> Vec<(String, FileKind, u32, u64)>
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
+
+/// The `/metrics` address of blockserver `id` of a local cluster (from its config file).
+pub fn block_metrics_addr(cluster: &LocalCluster, id: u64) -> Option<String> {
+    let text = std::fs::read_to_string(cluster.path().join(format!("block-{id}/blockserver.toml")))
+        .ok()?;
+    let value: toml::Value = toml::from_str(&text).ok()?;
+    value
+        .get("metrics-addr")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+/// A plain HTTP/1.0 GET of `path` on `addr`; the body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default())
+}

@@ -36,7 +36,9 @@ const INFO_TIMEOUT: Duration = Duration::from_secs(5);
 /// with fewer than k).
 pub fn agreed_length(policy: &StoragePolicy, survivors: &[(u32, u64)]) -> Option<u64> {
     match policy {
-        StoragePolicy::Replicated(_) => survivors.iter().map(|(_, l)| *l).min(),
+        // Every replica received the same bytes in the same order: the longest one holds
+        // every byte any of them has.
+        StoragePolicy::Replicated(_) => survivors.iter().map(|(_, l)| *l).max(),
         StoragePolicy::ErasureCoded {
             data,
             parity,
@@ -52,56 +54,16 @@ pub fn agreed_length(policy: &StoragePolicy, survivors: &[(u32, u64)]) -> Option
             if indices.len() < k || indices.iter().any(|i| *i as usize >= k + m) {
                 return None;
             }
-            let full_cells = survivors.iter().map(|(_, l)| l / cell).min()?;
-            let full = full_cells.saturating_mul(layout.stripe_data());
-            // The longest length consistent with the data blocks that survived, and whether
-            // every survivor has exactly that length's bytes.
-            // Block lengths only grow with the group length, so the longest length no
-            // survivor is too short for, and the shortest no survivor is too long for, are
-            // found by bisection. When they meet, the survivors agree on exactly one length
-            // (the writer finished its last stripe); when they do not (lost data blocks leave
-            // the end of a short stripe unknown) only the full stripes are certain.
-            let top = full.saturating_add(layout.stripe_data());
-            let longest = bisect(full, top, |len| {
-                survivors
-                    .iter()
-                    .all(|(i, l)| layout.block_len(len, *i as usize) <= *l)
-            });
-            // The first length at which every survivor is covered: one past the last at
-            // which some survivor still holds more than the layout gives it.
-            let covered = |len: u64| {
-                survivors
-                    .iter()
-                    .all(|(i, l)| layout.block_len(len, *i as usize) >= *l)
-            };
-            let below = bisect(full, top, |len| !covered(len));
-            let shortest = if covered(below) {
-                below
-            } else {
-                below.saturating_add(1)
-            };
-            let exact = longest == shortest
-                && survivors
-                    .iter()
-                    .all(|(i, l)| layout.block_len(longest, *i as usize) == *l);
-            let candidate = longest;
-            Some(if exact { candidate } else { full })
+            // A full cell of stripe s on a server means the writer had the whole stripe and
+            // its parity when it sent it: the stripes that at least k survivors hold in full
+            // are decodable and consistent. A partly written stripe is never kept (HDFS's
+            // safe length): its parity may cover cells that some blocks lack.
+            let mut full: Vec<u64> = survivors.iter().map(|(_, l)| l / cell).collect();
+            full.sort_unstable_by(|a, b| b.cmp(a));
+            let stripes = *full.get(k - 1)?;
+            Some(stripes.saturating_mul(layout.stripe_data()))
         }
     }
-}
-
-/// The largest `x` in `[lo, hi]` with `pred(x)`, for a predicate true up to some point and
-/// false after it (`lo` when it holds nowhere).
-fn bisect(mut lo: u64, mut hi: u64, pred: impl Fn(u64) -> bool) -> u64 {
-    while lo < hi {
-        let mid = lo + (hi - lo).div_ceil(2);
-        if pred(mid) {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    lo
 }
 
 /// Asks the servers of `group` how long their internal blocks are; returns the agreed length.
@@ -183,7 +145,7 @@ pub async fn prepare(node: &MetaNode, path: &NsPath) -> Result<Op, MetaError> {
     };
     Ok(Op::RecoverLease {
         path: path.clone(),
-        last_group_length,
+        last_group_length: last_group_length.zip(open.as_ref().map(|g| g.id)),
     })
 }
 
@@ -268,52 +230,39 @@ mod tests {
     }
 
     #[test]
-    fn replicas_agree_on_the_shortest() {
+    fn replicas_agree_on_the_longest() {
         let p = StoragePolicy::Replicated(3);
-        assert_eq!(agreed_length(&p, &[(0, 10), (0, 7), (0, 12)]), Some(7));
+        assert_eq!(agreed_length(&p, &[(0, 10), (0, 7), (0, 12)]), Some(12));
         assert_eq!(agreed_length(&p, &[]), None);
     }
 
     #[test]
-    fn a_finished_group_keeps_its_exact_length_even_with_a_short_last_stripe() {
+    fn only_stripes_that_k_survivors_hold_in_full_are_kept() {
         let p = rs(3, 2, 1);
         let layout = Layout::new(3, 2, 1024).expect("layout");
-        for len in [
-            0,
-            1,
-            1023,
-            1024,
-            1025,
-            3 * 1024,
-            3 * 1024 + 5,
-            7 * 1024 + 2048 + 3,
-        ] {
-            let all = lengths(&layout, len, 5);
-            assert_eq!(agreed_length(&p, &all), Some(len), "len {len}");
-            // Losing the parity blocks changes nothing.
-            assert_eq!(
-                agreed_length(&p, &all[..3]),
-                Some(len),
-                "len {len}, lost 3,4"
-            );
-            // Losing data blocks may hide where a short stripe ended: then only the full
-            // stripes are kept, never more than was written.
-            let got = agreed_length(&p, &all[2..]).expect("3 survivors");
-            assert!(got == len || got == len / 3072 * 3072, "len {len}: {got}");
-        }
-    }
-
-    #[test]
-    fn an_interrupted_stripe_is_dropped() {
-        let p = rs(3, 2, 1);
-        let layout = Layout::new(3, 2, 1024).expect("layout");
-        // Two full stripes written everywhere; the third reached blocks 0 and 1 and half of 3.
+        // Every block finished 2 full stripes; the third reached blocks 0 and 1 and half of 3.
         let mut l = lengths(&layout, 2 * 3 * 1024, 5);
         l[0].1 += 1024;
         l[1].1 += 1024;
         l[3].1 += 512;
         assert_eq!(agreed_length(&p, &l), Some(2 * 3 * 1024));
+        // A stripe only parity reached is not kept either (its parity covers cells that
+        // the data blocks lack): the reviewer's case.
+        let l = vec![(1, 2048), (2, 2048), (3, 3072)];
+        assert_eq!(agreed_length(&p, &l), Some(2 * 3 * 1024));
+        // A block the writer gave up on early does not drag the group down: 3 of the
+        // survivors hold 5 stripes.
+        let l = vec![(0, 5120), (1, 1024), (2, 5120), (3, 5120), (4, 6144)];
+        assert_eq!(agreed_length(&p, &l), Some(5 * 3 * 1024));
         // Too few survivors.
         assert_eq!(agreed_length(&p, &l[..2]), None);
+    }
+
+    #[test]
+    fn a_short_last_stripe_is_not_kept() {
+        let p = rs(3, 2, 1);
+        let layout = Layout::new(3, 2, 1024).expect("layout");
+        let all = lengths(&layout, 2 * 3072 + 100, 5);
+        assert_eq!(agreed_length(&p, &all), Some(2 * 3072));
     }
 }

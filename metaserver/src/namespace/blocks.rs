@@ -117,6 +117,19 @@ pub fn allocated<R: KvRead + ?Sized>(kv: &R, id: GroupId) -> std::result::Result
     Ok(id < next)
 }
 
+/// Up to `limit` groups with ids above `after`, in id order (the redundancy scan).
+pub fn page<R: KvRead + ?Sized>(
+    kv: &R,
+    after: Option<GroupId>,
+    limit: usize,
+) -> std::result::Result<Vec<BlockGroup>, StoreError> {
+    let after = after.map(keys::group);
+    kv.scan(Cf::BlockGroups, &[], after.as_deref(), limit)?
+        .iter()
+        .map(|(_, v)| decode("block_groups", v))
+        .collect()
+}
+
 /// The group at position `index` of file `inode`.
 fn at<R: KvRead + ?Sized>(kv: &R, inode: InodeId, index: u32) -> Result<BlockGroup> {
     let id = kv

@@ -4,6 +4,7 @@
 //! - [`inode`]: the stored records (inodes, policies, leases) and their versioned encoding.
 //! - [`kv`] / [`keys`]: the column families, order-preserving keys, a write overlay.
 //! - [`blocks`]: the block groups of files and where the active placed them.
+//! - [`throttle`]: reconstruction byte budgets, as journaled.
 //! - [`ops`]: mutations as journaled, with the leader-fixed context.
 //! - [`tree`]: resolution and every operation.
 //!
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod kv;
 pub mod ops;
 pub mod path;
+pub mod throttle;
 pub mod tree;
 
 pub use error::{ApplyError, NsError, StoreError};

@@ -4,9 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::blocks::BlockGroup;
+use super::blocks::{self, BlockGroup};
 use super::inode::{Inode, StoragePolicy};
 use super::path::NsPath;
+use super::throttle::ThrottleChange;
 
 /// Fixed by the leader for a whole entry, carried in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +94,9 @@ pub enum Op {
     /// many bytes of the open last group every surviving internal block agrees on.
     RecoverLease {
         path: NsPath,
-        last_group_length: Option<u64>,
+        /// The open group's recovered length, and which group was measured: the entry is
+        /// refused if the file's open group is another one by the time it applies.
+        last_group_length: Option<(u64, blocks::GroupId)>,
     },
     Symlink {
         path: NsPath,
@@ -126,6 +129,8 @@ pub enum Op {
         file_length: u64,
         targets: Vec<u64>,
     },
+    /// Changes the reconstruction byte budgets.
+    SetThrottle(ThrottleChange),
 }
 
 impl Op {
@@ -149,6 +154,7 @@ impl Op {
             Op::RemoveXattr { .. } => "remove_xattr",
             Op::AppendXattr { .. } => "append_xattr",
             Op::AddBlock { .. } => "add_block",
+            Op::SetThrottle(_) => "set_throttle",
         }
     }
 }

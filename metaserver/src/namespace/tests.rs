@@ -790,12 +790,24 @@ fn block_sizes_must_fit_the_policy_and_recovery_closes_the_open_group() {
     ns.apply(create("/r", 64 * 1024))
         .expect("a replicated file takes any multiple of 64 KiB");
     ns.apply(create("/ec/f", BLOCK)).expect("create");
-    ns.add_block("/ec/f", "w", 0, &[1, 2, 3, 4, 5, 6, 7, 8, 9])
-        .expect("add");
+    let OpOutput::Group(_, g) = ns
+        .add_block("/ec/f", "w", 0, &[1, 2, 3, 4, 5, 6, 7, 8, 9])
+        .expect("add")
+    else {
+        panic!()
+    };
+    assert_eq!(
+        Ns::kind(ns.apply(Op::RecoverLease {
+            path: p("/ec/f"),
+            last_group_length: Some((5 << 20, g.id + 1)),
+        })),
+        "InvalidArgument",
+        "the open group is not the one measured"
+    );
     let OpOutput::Inode(f) = ns
         .apply(Op::RecoverLease {
             path: p("/ec/f"),
-            last_group_length: Some(5 << 20),
+            last_group_length: Some((5 << 20, g.id)),
         })
         .expect("recover")
     else {

@@ -606,6 +606,18 @@ fn check_xattr(name: &str, value_len: usize) -> Result<()> {
     Ok(())
 }
 
+/// Removes `holder`'s lease record once it writes no file: nothing is left for the lease to
+/// protect, and lease recovery does not scan idle clients forever.
+fn drop_lease_if_idle<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, holder: &str) -> Result<()> {
+    if txn
+        .scan(Cf::LeaseFiles, &keys::lease_files_prefix(holder), None, 1)?
+        .is_empty()
+    {
+        txn.delete(Cf::Leases, keys::lease(holder));
+    }
+    Ok(())
+}
+
 /// The file at `path`, which `holder` must be writing.
 fn written_by<R: KvRead + ?Sized>(txn: &Txn<'_, R>, path: &NsPath, holder: &str) -> Result<Inode> {
     let node = resolve(txn, path)?;
@@ -756,10 +768,15 @@ fn apply_inner<R: KvRead + ?Sized>(
             let mut node = written_by(txn, path, holder)?;
             blocks::close_open(txn, &mut node, *length, &path.to_string())?;
             txn.delete(Cf::LeaseFiles, keys::lease_file(holder, node.id));
+            drop_lease_if_idle(txn, holder)?;
             node.under_construction = None;
             node.mtime_ms = now;
             put_inode(txn, &node);
             Ok(OpOutput::Inode(node))
+        }
+        Op::SetThrottle(change) => {
+            super::throttle::apply(txn, change)?;
+            Ok(OpOutput::Done)
         }
         Op::AddBlock {
             path,
@@ -955,22 +972,26 @@ fn apply_inner<R: KvRead + ?Sized>(
             let Some(uc) = node.under_construction.take() else {
                 return Err(NsError::NotUnderConstruction(path.to_string()).into());
             };
-            // The open group starts where the file's closed groups end.
-            let length = node.length.saturating_add(last_group_length.unwrap_or(0));
+            // The open group starts where the file's closed groups end; it must be the one the
+            // leader measured (a writer still alive may have moved on since).
+            if let Some((_, measured)) = last_group_length {
+                let open = blocks::of_file(txn, &node)?
+                    .pop()
+                    .filter(|g| g.length.is_none())
+                    .map(|g| g.id);
+                if open != Some(*measured) {
+                    return Err(NsError::InvalidArgument(format!(
+                        "{path}: block group {measured} is no longer the file's open group"
+                    ))
+                    .into());
+                }
+            }
+            let length = node
+                .length
+                .saturating_add(last_group_length.map_or(0, |(l, _)| l));
             blocks::close_open(txn, &mut node, length, &path.to_string())?;
             txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, node.id));
-            if txn
-                .scan(
-                    Cf::LeaseFiles,
-                    &keys::lease_files_prefix(&uc.holder),
-                    None,
-                    1,
-                )?
-                .is_empty()
-            {
-                // The holder writes nothing else: its expired lease has nothing left to recover.
-                txn.delete(Cf::Leases, keys::lease(&uc.holder));
-            }
+            drop_lease_if_idle(txn, &uc.holder)?;
             node.mtime_ms = now;
             put_inode(txn, &node);
             Ok(OpOutput::Inode(node))

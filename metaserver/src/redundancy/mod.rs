@@ -20,6 +20,8 @@ use crate::observer::Role;
 use crate::registry::{Registry, Replica};
 use crate::service::MetaNode;
 
+pub mod scheduler;
+
 /// The health of one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -146,6 +148,134 @@ pub fn fsck(
         }
     }
     out
+}
+
+/// Groups per page of the redundancy scan.
+const SCAN_PAGE: usize = 1024;
+
+/// One scan of every closed block group against the registry: the groups that lack internal
+/// blocks with their priority, and how many cannot be rebuilt. Groups that are whole again
+/// get their corrupt copies deleted (queued for the next heartbeat of their servers).
+pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
+    kv: &R,
+    registry: &Registry,
+) -> Result<(Vec<(usize, scheduler::Work)>, u64), MetaError> {
+    let mut work = Vec::new();
+    let mut unrecoverable = 0u64;
+    let mut files: std::collections::HashMap<u64, Option<Inode>> = std::collections::HashMap::new();
+    let mut after = None;
+    loop {
+        let page = blocks::page(kv, after, SCAN_PAGE)?;
+        let done = page.len() < SCAN_PAGE;
+        after = page.last().map(|g| g.id);
+        for g in page {
+            let Some(length) = g.length else { continue };
+            let file = match files.get(&g.inode) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = crate::namespace::tree::load_inode(kv, g.inode)?;
+                    files.insert(g.inode, f.clone());
+                    f
+                }
+            };
+            let Some(file) = file else { continue };
+            let policy = file.policy.clone();
+            let replicas: Vec<Replica> = registry
+                .replicas(g.id)
+                .into_iter()
+                .filter(|r| r.length >= expected_len(&policy, length, r.index))
+                .collect();
+            let (width, needed) = match &policy {
+                StoragePolicy::Replicated(n) => (usize::from(*n), 1),
+                StoragePolicy::ErasureCoded { data, parity, .. } => (
+                    usize::from(*data) + usize::from(*parity),
+                    usize::from(*data),
+                ),
+            };
+            let (missing, live) = match policy {
+                StoragePolicy::Replicated(_) => {
+                    let live = replicas.len();
+                    // One rebuild at a time per replicated block (index 0); more follow as
+                    // the copies are reported.
+                    (
+                        if live < width && live > 0 {
+                            vec![0]
+                        } else {
+                            Vec::new()
+                        },
+                        live,
+                    )
+                }
+                StoragePolicy::ErasureCoded { .. } => {
+                    let present: std::collections::BTreeSet<u32> =
+                        replicas.iter().map(|r| r.index).collect();
+                    let mut missing = Vec::new();
+                    let mut live = 0;
+                    for i in 0..width as u32 {
+                        if present.contains(&i) || expected_len(&policy, length, i) == 0 {
+                            live += 1;
+                        } else {
+                            missing.push(i);
+                        }
+                    }
+                    (missing, live)
+                }
+            };
+            if missing.is_empty() {
+                if live >= width {
+                    for (index, node) in registry.corrupt_of(g.id) {
+                        registry.queue_delete(node, g.id, index);
+                    }
+                }
+                continue;
+            }
+            match scheduler::priority(live, needed) {
+                Some(p) => work.push((
+                    p,
+                    scheduler::Work {
+                        group: g.id,
+                        policy,
+                        length,
+                        missing,
+                        replicas,
+                    },
+                )),
+                None => unrecoverable += 1,
+            }
+        }
+        if done {
+            return Ok((work, unrecoverable));
+        }
+    }
+}
+
+/// On the active, every `every`: scans the groups and refreshes the scheduler's queues and
+/// budgets (the heartbeat handler hands the work out).
+pub async fn monitor(node: MetaNode, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if node.role() != Role::Active {
+            continue;
+        }
+        let (sm, registry) = (node.sm.clone(), node.registry.clone());
+        let scanned = tokio::task::spawn_blocking(move || {
+            let db = sm.db();
+            let kv = SnapshotKv::new(&db);
+            let throttle = crate::namespace::throttle::load(&kv)?;
+            scan(&kv, &registry).map(|(w, u)| (w, u, throttle))
+        })
+        .await;
+        match scanned {
+            Ok(Ok((work, unrecoverable, throttle))) => {
+                node.metrics.set_reconstruction_queues(&work, unrecoverable);
+                node.scheduler.update(work, unrecoverable, throttle);
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "redundancy scan failed"),
+            Err(e) => tracing::warn!(error = %e, "redundancy scan task failed"),
+        }
+    }
 }
 
 /// On the active, every `every`: finds the internal blocks that blockservers hold for groups

@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 
 use crate::namespace::blocks::GroupId;
 
+/// Internal block positions a group can have (RS-10-4 has 14); reports of higher positions
+/// are kept but never asked for.
+const MAX_INDEX: u32 = 32;
+
 /// A blockserver's id, as configured on it (`blockserver --id`).
 pub type BlockNodeId = u64;
 
@@ -185,7 +189,7 @@ impl Registry {
         for r in removed {
             node.blocks.remove(&(r.group, r.index));
             inner.corrupt.remove(&(r.group, r.index, id));
-            if !node.blocks.keys().any(|(g, _)| *g == r.group)
+            if !(0..MAX_INDEX).any(|i| node.blocks.contains_key(&(r.group, i)))
                 && let Some(set) = inner.by_group.get_mut(&r.group)
             {
                 set.remove(&id);
@@ -289,10 +293,12 @@ impl Registry {
             if now.duration_since(node.last_heartbeat) > self.dead_after {
                 continue;
             }
-            for ((g, index), length) in &node.blocks {
-                if *g == group && !inner.corrupt.contains(&(group, *index, *id)) {
+            for index in 0..MAX_INDEX {
+                if let Some(length) = node.blocks.get(&(group, index))
+                    && !inner.corrupt.contains(&(group, index, *id))
+                {
                     out.push(Replica {
-                        index: *index,
+                        index,
                         node: *id,
                         length: *length,
                     });
@@ -336,6 +342,16 @@ impl Registry {
                         && !n.blocks.contains_key(&(group, *index))
                 }) && !inner.corrupt.contains(&(group, *index, *id))
             })
+            .collect()
+    }
+
+    /// The copies of `group` reported corrupt: (index, node).
+    pub fn corrupt_of(&self, group: GroupId) -> Vec<(u32, BlockNodeId)> {
+        self.lock()
+            .corrupt
+            .iter()
+            .filter(|(g, _, _)| *g == group)
+            .map(|(_, i, n)| (*i, *n))
             .collect()
     }
 

@@ -228,4 +228,51 @@ impl Admin for AdminService {
             .observe_rpc("node_status", start.elapsed(), true);
         Ok(Response::new(r))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn reconstruction_status(
+        &self,
+        _req: Request<pb::ReconstructionStatusRequest>,
+    ) -> Result<Response<pb::ReconstructionStatusResponse>, Status> {
+        let start = Instant::now();
+        let throttle = {
+            let sm = self.node.sm.clone();
+            tokio::task::spawn_blocking(move || {
+                let db = sm.db();
+                crate::namespace::throttle::load(&crate::journal::rocks::SnapshotKv::new(&db))
+            })
+            .await
+        };
+        let r = self.node.ensure_active().and_then(|()| {
+            // The journaled setting, not the scheduler's copy (refreshed by the next scan).
+            let throttle =
+                throttle.map_err(|e| MetaError::Internal(format!("throttle read: {e}")))??;
+            let (status, _) = self.node.scheduler.status();
+            let nodes = self.node.registry.nodes();
+            Ok(pb::ReconstructionStatusResponse {
+                leader: self.node.id,
+                queued: status.queued.to_vec(),
+                unrecoverable: status.unrecoverable,
+                in_flight: status.in_flight,
+                tasks_started: status.started,
+                tasks_finished: status.finished,
+                tasks_failed: status.failed,
+                throttle: Some(super::convert::throttle(&throttle)),
+                nodes: nodes
+                    .iter()
+                    .map(|n| pb::NodeReconstruction {
+                        node_id: n.id,
+                        rack: n.rack.clone(),
+                        xmits_in_progress: n.storage.xmits_in_progress,
+                        tasks_in_flight: status.in_flight_by_node.get(&n.id).copied().unwrap_or(0),
+                        live: n.live,
+                    })
+                    .collect(),
+            })
+        });
+        self.node
+            .metrics
+            .observe_rpc("reconstruction_status", start.elapsed(), r.is_ok());
+        r.map(Response::new).map_err(Status::from)
+    }
 }

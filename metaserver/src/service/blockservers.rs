@@ -136,25 +136,40 @@ impl BlockServers for BlockServersService {
         let start = Instant::now();
         let req = req.into_inner();
         tracing::Span::current().record("node_id", req.node_id);
-        let reply = match self
-            .node
-            .registry
-            .heartbeat(req.node_id, storage(req.storage))
-        {
-            Ok(delete) => pb::HeartbeatResponse {
-                reregister: false,
-                delete: delete
-                    .into_iter()
-                    .map(|(group, index)| pb::ReportedBlock {
-                        group,
-                        index,
-                        length: 0,
-                    })
-                    .collect(),
-            },
+        let storage = storage(req.storage);
+        let reply = match self.node.registry.heartbeat(req.node_id, storage) {
+            Ok(delete) => {
+                let scheduler = &self.node.scheduler;
+                scheduler.finished(&req.finished);
+                let (tasks, throttle) = if self.node.role() == Role::Active {
+                    let nodes = self.node.registry.nodes();
+                    (
+                        scheduler.assign(req.node_id, storage.xmits_in_progress, &nodes),
+                        Some(scheduler.throttle_for(req.node_id, &nodes)),
+                    )
+                } else {
+                    (Vec::new(), None)
+                };
+                if !tasks.is_empty() {
+                    tracing::info!(tasks = tasks.len(), "reconstruction tasks handed out");
+                }
+                pb::HeartbeatResponse {
+                    reregister: false,
+                    delete: delete
+                        .into_iter()
+                        .map(|(group, index)| pb::ReportedBlock {
+                            group,
+                            index,
+                            length: 0,
+                        })
+                        .collect(),
+                    tasks,
+                    throttle,
+                }
+            }
             Err(crate::registry::RegistryError::UnknownNode(_)) => pb::HeartbeatResponse {
                 reregister: true,
-                delete: Vec::new(),
+                ..Default::default()
             },
             Err(e) => return self.finish("heartbeat", start, Err(e.into())),
         };

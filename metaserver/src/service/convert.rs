@@ -6,6 +6,7 @@ use raftfs_proto::mutate_request::Op as PbOp;
 
 use crate::journal::ClientId;
 use crate::namespace::blocks::BlockGroup;
+use crate::namespace::throttle::{ThrottleChange, ThrottleSettings};
 use crate::namespace::{Inode, InodeKind, NsError, NsPath, Op, OpOutput, XattrExpect};
 use crate::registry::Replica;
 
@@ -167,6 +168,7 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
             name: a.name,
             value: a.value,
         },
+        PbOp::SetThrottle(t) => Op::SetThrottle(throttle_change(t)),
         PbOp::AddBlock(a) => Op::AddBlock {
             path: path(&a.path)?,
             holder: a.lease_holder,
@@ -174,6 +176,50 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
             targets: Vec::new(),
         },
     })
+}
+
+fn throttle_change(t: pb::SetThrottleOp) -> ThrottleChange {
+    let pairs = |v: Vec<pb::RackPairBudget>| {
+        v.into_iter()
+            .map(|p| (p.from, p.to, p.bytes_per_sec))
+            .collect()
+    };
+    ThrottleChange {
+        node_bytes_per_sec: t.node_bytes_per_sec,
+        rack_pairs: pairs(t.rack_pairs),
+        racks: t
+            .racks
+            .into_iter()
+            .map(|r| (r.rack, r.datacenter))
+            .collect(),
+        datacenter_pairs: pairs(t.datacenter_pairs),
+    }
+}
+
+/// Domain throttle settings -> wire (the whole setting, as a change that sets it).
+pub fn throttle(s: &ThrottleSettings) -> pb::SetThrottleOp {
+    let pairs = |m: &std::collections::BTreeMap<(String, String), u64>| {
+        m.iter()
+            .map(|((from, to), bps)| pb::RackPairBudget {
+                from: from.clone(),
+                to: to.clone(),
+                bytes_per_sec: *bps,
+            })
+            .collect()
+    };
+    pb::SetThrottleOp {
+        node_bytes_per_sec: Some(s.node_bytes_per_sec),
+        rack_pairs: pairs(&s.rack_pairs),
+        racks: s
+            .racks
+            .iter()
+            .map(|(rack, dc)| pb::RackDatacenter {
+                rack: rack.clone(),
+                datacenter: dc.clone(),
+            })
+            .collect(),
+        datacenter_pairs: pairs(&s.datacenter_pairs),
+    }
 }
 
 /// Domain inode -> wire inode.

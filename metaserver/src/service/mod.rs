@@ -49,6 +49,8 @@ pub struct MetaNode {
     /// The blockservers and their blocks (soft state from heartbeats and reports).
     pub registry: Arc<crate::registry::Registry>,
     pub blocks: crate::config::BlockTuning,
+    /// The active's reconstruction work (DESIGN §7).
+    pub scheduler: Arc<crate::redundancy::scheduler::Scheduler>,
 }
 
 impl std::fmt::Debug for MetaNode {

@@ -1,0 +1,248 @@
+//! Runs reconstruction tasks: one tokio task each, holding its xmits weight in a guard for
+//! its whole life, reporting its outcome to the metaserver that sent it.
+//!
+//! An erasure-coded block is rebuilt a stripe at a time: the cell of each of the k sources
+//! for that stripe is read (in parallel, each read charged to the budgets of its source's
+//! rack), the lost cell decoded, and appended to the new block; memory holds k+1 cells. A
+//! replica is copied in 1 MiB pieces. The new block is finalized (fsynced, renamed) and the
+//! volume's event sends the incremental report; on any failure nothing becomes visible.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use raftfs_client::FilePolicy;
+use raftfs_client::codec::ErasureCodec;
+use raftfs_proto as pb;
+use raftfs_proto::block_data_client::BlockDataClient;
+use tokio_stream::StreamExt;
+
+use super::budget::Budgets;
+use super::xmits::Xmits;
+use crate::metrics::Metrics;
+use crate::volumes::Volumes;
+
+/// Bytes per read of a replica copy.
+const PIECE: u64 = 1 << 20;
+
+/// How long one source read may take before the task fails (the active reschedules it).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a task's outcome goes: the outbox of the metaserver link that sent it.
+pub type Outbox = Arc<Mutex<Vec<pb::TaskOutcome>>>;
+
+/// The reconstruction worker of one blockserver.
+#[derive(Debug)]
+pub struct Worker {
+    pub xmits: Arc<Xmits>,
+    pub budgets: Arc<Budgets>,
+    volumes: Arc<Volumes>,
+    metrics: Arc<Metrics>,
+    rack: String,
+    running: Mutex<HashSet<(u64, u32)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Worker {
+    pub fn new(volumes: Arc<Volumes>, metrics: Arc<Metrics>, rack: String) -> Arc<Self> {
+        Arc::new(Self {
+            xmits: Xmits::new(),
+            budgets: Arc::new(Budgets::default()),
+            volumes,
+            metrics,
+            rack,
+            running: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Starts `task` (unless the same block is being rebuilt already); its outcome goes to
+    /// `outbox`.
+    pub fn spawn(self: &Arc<Self>, task: pb::ReconstructionTask, outbox: Outbox) {
+        let key = (task.group, task.index);
+        if !lock(&self.running).insert(key) {
+            return;
+        }
+        // The weight is held from here until the task's future is gone, whatever ends it.
+        let guard = self.xmits.take(task.weight);
+        let worker = self.clone();
+        self.metrics.reconstruction_task("started");
+        tokio::spawn(async move {
+            let _guard = guard;
+            let r = worker.run(&task).await;
+            lock(&worker.running).remove(&key);
+            match &r {
+                Ok(len) => {
+                    worker.metrics.reconstruction_task("finished");
+                    tracing::info!(
+                        group = task.group,
+                        index = task.index,
+                        bytes = len,
+                        "internal block rebuilt"
+                    );
+                }
+                Err(e) => {
+                    worker.metrics.reconstruction_task("failed");
+                    tracing::warn!(group = task.group, index = task.index, error = %e, "reconstruction failed");
+                }
+            }
+            lock(&outbox).push(pb::TaskOutcome {
+                task_id: task.task_id,
+                group: task.group,
+                index: task.index,
+                ok: r.is_ok(),
+                error: r.err().unwrap_or_default(),
+            });
+        });
+    }
+
+    async fn read(
+        &self,
+        src: &pb::BlockLocation,
+        group: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, String> {
+        if src.rack != self.rack {
+            self.budgets.read(len, &src.rack).await;
+        } else {
+            self.budgets.read(len, "").await;
+        }
+        let fetch = async {
+            let mut client = BlockDataClient::connect(format!("http://{}", src.addr))
+                .await
+                .map_err(|e| format!("{}: {e}", src.addr))?
+                .max_decoding_message_size(crate::service::MAX_DATA_MESSAGE);
+            let mut stream = client
+                .read_block(pb::ReadBlockRequest {
+                    block: Some(pb::BlockRef {
+                        group,
+                        index: src.index,
+                    }),
+                    offset,
+                    length: len,
+                })
+                .await
+                .map_err(|e| format!("{}: {}", src.addr, e.message()))?
+                .into_inner();
+            let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            while let Some(m) = stream.next().await {
+                out.extend_from_slice(
+                    &m.map_err(|e| format!("{}: {}", src.addr, e.message()))?
+                        .data,
+                );
+            }
+            if out.len() as u64 != len {
+                return Err(format!("{}: {} of {len} bytes", src.addr, out.len()));
+            }
+            Ok(out)
+        };
+        let out = tokio::time::timeout(READ_TIMEOUT, fetch)
+            .await
+            .map_err(|_| format!("{}: no answer within {READ_TIMEOUT:?}", src.addr))??;
+        self.metrics.reconstruction_read(&src.rack, len);
+        Ok(out)
+    }
+
+    /// Rebuilds the task's block; returns its length.
+    async fn run(&self, task: &pb::ReconstructionTask) -> Result<u64, String> {
+        let policy = FilePolicy::parse(&task.policy).map_err(|e| e.to_string())?;
+        let id = crate::convert::block_id(task.group, task.index).map_err(|e| e.to_string())?;
+        let volumes = self.volumes.clone();
+        let mut writer = tokio::task::spawn_blocking(move || volumes.create(id))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let len = policy.block_len(task.group_length, task.index as usize);
+        let mut at = 0u64;
+        let codec: Option<Arc<dyn ErasureCodec>> =
+            policy.codec().map_err(|e| e.to_string())?.map(Arc::from);
+        while at < len {
+            let chunk = match (&policy.layout(), &codec) {
+                (Some(layout), Some(codec)) => {
+                    self.decode_stripe(task, *layout, codec.clone(), at).await?
+                }
+                _ => {
+                    let n = PIECE.min(len - at);
+                    let src = task
+                        .sources
+                        .first()
+                        .ok_or("a replica copy without a source")?;
+                    self.read(src, task.group, at, n).await?
+                }
+            };
+            if chunk.is_empty() {
+                return Err(format!("no progress at byte {at} of {len}"));
+            }
+            self.budgets.write(chunk.len() as u64).await;
+            at += chunk.len() as u64;
+            let (w, r) = tokio::task::spawn_blocking(move || {
+                let r = writer.write(&chunk);
+                (writer, r)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            writer = w;
+            r.map_err(|e| e.to_string())?;
+        }
+        let written = tokio::task::spawn_blocking(move || writer.finalize())
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        self.metrics.reconstruction_written(written);
+        Ok(written)
+    }
+
+    /// The lost block's cell in the stripe that starts at block offset `at`.
+    async fn decode_stripe(
+        &self,
+        task: &pb::ReconstructionTask,
+        layout: raftfs_client::striping::Layout,
+        codec: Arc<dyn ErasureCodec>,
+        at: u64,
+    ) -> Result<Vec<u8>, String> {
+        let k = codec.data_cells();
+        let width = layout.blocks();
+        let cell = layout.stripe_data() / k as u64;
+        let len_of = |i: usize| {
+            layout
+                .block_len(task.group_length, i)
+                .saturating_sub(at)
+                .min(cell)
+        };
+        let plen = len_of(0);
+        let reads = task.sources.iter().map(|s| async move {
+            let n = len_of(s.index as usize);
+            let bytes = if n == 0 {
+                Vec::new()
+            } else {
+                self.read(s, task.group, at, n).await?
+            };
+            Ok::<_, String>((s.index as usize, bytes))
+        });
+        let mut cells: Vec<Option<Vec<u8>>> = vec![None; width];
+        for r in futures::future::join_all(reads).await {
+            let (i, mut bytes) = r?;
+            if i >= width {
+                return Err(format!("source index {i} out of 0..{width}"));
+            }
+            bytes.resize(usize::try_from(plen).unwrap_or(0), 0);
+            cells[i] = Some(bytes);
+        }
+        let lost = task.index as usize;
+        let want = usize::try_from(len_of(lost)).unwrap_or(0);
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<Option<&[u8]>> = cells.iter().map(|c| c.as_deref()).collect();
+            let mut out = vec![0u8; usize::try_from(plen).unwrap_or(0)];
+            codec
+                .decode(&refs, &[lost], &mut [out.as_mut_slice()])
+                .map_err(|e| e.to_string())?;
+            out.truncate(want);
+            Ok(out)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}

@@ -1,0 +1,518 @@
+//! The active's reconstruction work (DESIGN §7): which groups lack internal blocks, in what
+//! order they are rebuilt, and which blockserver rebuilds what, from which sources, handed out
+//! in heartbeat replies.
+//!
+//! - Every scan (on the active) rebuilds the queues from the block groups and the registry:
+//!   priority 0 for a group one loss from data loss (k live internal blocks, or one replica),
+//!   1 for one more, 2 for the rest; groups below k are unrecoverable (counted, reported by
+//!   fsck, not scheduled). Groups whose rebuild is in flight are skipped until the rebuilt
+//!   block is reported, the task fails, or it times out.
+//! - A heartbeat from blockserver X gets at most `max_transfer = max_streams - xmits` tasks
+//!   (X's own report of the weight it is carrying; saturating, so a bogus report can only
+//!   stop work, never multiply it): the most urgent missing blocks that X may hold (no block
+//!   of that group on X yet; room for it; its rack not over its share of the group's blocks
+//!   unless no live server elsewhere qualifies) and for which X is among the best targets
+//!   (fewest sources outside its rack and datacenter).
+//! - Sources: k surviving internal blocks (one replica), from X's rack first, then X's
+//!   datacenter, then anywhere, so that the fewest bytes cross racks.
+//! - Each task carries its xmits weight, `max(max(sources, targets) × weight, 1)` for EC and
+//!   1 for a replica, computed here with saturating arithmetic.
+//!
+//! Budgets: each blockserver gets its share of every rack-pair and datacenter-pair budget
+//! whose destination it is in (the budget divided by the live servers there), so that the
+//! sum over the servers never exceeds the budget.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use raftfs_proto as pb;
+
+use crate::namespace::StoragePolicy;
+use crate::namespace::blocks::GroupId;
+use crate::namespace::throttle::ThrottleSettings;
+use crate::registry::{BlockNodeId, NodeView, Replica};
+
+use super::expected_len;
+
+/// Tuning of the scheduler.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerConfig {
+    /// HDFS's `maxReplicationStreams`: the xmits a blockserver may carry.
+    pub max_streams: u32,
+    /// HDFS's `ec.reconstruction.xmits.weight`.
+    pub xmits_weight: f64,
+    /// A task not heard of for this long is given up and the block rescheduled.
+    pub task_timeout: Duration,
+}
+
+/// A task's xmits weight: 1 for a replica; for EC `max(max(sources, targets) × weight, 1)`
+/// with the product truncated (as HDFS's `(int)` cast) and saturating (HDFS-17284).
+pub fn task_weight(sources: usize, targets: usize, weight: f64, erasure_coded: bool) -> u32 {
+    if !erasure_coded {
+        return 1;
+    }
+    let w = (sources.max(targets) as f64 * weight).floor();
+    if w.is_nan() {
+        return 1;
+    }
+    if w >= f64::from(u32::MAX) {
+        return u32::MAX;
+    }
+    (w as u32).max(1)
+}
+
+/// One group that lacks internal blocks.
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub group: GroupId,
+    pub policy: StoragePolicy,
+    pub length: u64,
+    /// Internal blocks (indices) with bytes and no good copy.
+    pub missing: Vec<u32>,
+    /// Good copies of the others.
+    pub replicas: Vec<Replica>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    task_id: u64,
+    target: BlockNodeId,
+    deadline: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queues: [Vec<Work>; 3],
+    unrecoverable: u64,
+    in_flight: HashMap<(GroupId, u32), InFlight>,
+    next_task: u64,
+    started: u64,
+    finished: u64,
+    failed: u64,
+    throttle: ThrottleSettings,
+}
+
+/// What `reconstruction status` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub queued: [u64; 3],
+    pub unrecoverable: u64,
+    pub in_flight: u64,
+    pub in_flight_by_node: BTreeMap<BlockNodeId, u64>,
+    pub started: u64,
+    pub finished: u64,
+    pub failed: u64,
+}
+
+/// The scheduler of one metaserver (active only acts on it).
+#[derive(Debug)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    state: Mutex<State>,
+}
+
+/// Priority of a group with `live` internal blocks (replicas) of which `needed` are needed:
+/// `None` when it cannot be rebuilt.
+pub fn priority(live: usize, needed: usize) -> Option<usize> {
+    match live.checked_sub(needed) {
+        None => None,
+        Some(0) => Some(0),
+        Some(1) => Some(1),
+        Some(_) => Some(2),
+    }
+}
+
+impl Scheduler {
+    pub fn new(config: SchedulerConfig) -> Self {
+        Self {
+            config,
+            state: Mutex::new(State {
+                next_task: 1,
+                ..State::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the queues with a new scan's `work` (and `unrecoverable` count) and the
+    /// budgets with `throttle`; forgets in-flight tasks whose block is back or that timed out.
+    pub fn update(&self, work: Vec<(usize, Work)>, unrecoverable: u64, throttle: ThrottleSettings) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        let still_missing: BTreeSet<(GroupId, u32)> = work
+            .iter()
+            .flat_map(|(_, w)| w.missing.iter().map(move |i| (w.group, *i)))
+            .collect();
+        let mut timed_out = 0;
+        s.in_flight.retain(|key, f| {
+            let keep = still_missing.contains(key) && f.deadline > now;
+            if still_missing.contains(key) && f.deadline <= now {
+                timed_out += 1;
+            }
+            keep
+        });
+        s.failed = s.failed.saturating_add(timed_out);
+        let mut queues: [Vec<Work>; 3] = Default::default();
+        for (p, w) in work {
+            if let Some(q) = queues.get_mut(p) {
+                q.push(w);
+            }
+        }
+        s.queues = queues;
+        s.unrecoverable = unrecoverable;
+        s.throttle = throttle;
+    }
+
+    /// A blockserver reports tasks that ended.
+    pub fn finished(&self, outcomes: &[pb::TaskOutcome]) {
+        let mut s = self.lock();
+        for o in outcomes {
+            let key = (o.group, o.index);
+            if s.in_flight
+                .get(&key)
+                .is_some_and(|f| f.task_id == o.task_id)
+            {
+                s.in_flight.remove(&key);
+                if o.ok {
+                    s.finished = s.finished.saturating_add(1);
+                } else {
+                    s.failed = s.failed.saturating_add(1);
+                    tracing::warn!(group = o.group, index = o.index, error = %o.error, "reconstruction task failed");
+                }
+            }
+        }
+    }
+
+    /// The tasks for blockserver `node` (which carries `xmits` now), given every node.
+    pub fn assign(
+        &self,
+        node: BlockNodeId,
+        xmits: u32,
+        nodes: &[NodeView],
+    ) -> Vec<pb::ReconstructionTask> {
+        let Some(me) = nodes.iter().find(|n| n.id == node && n.live) else {
+            return Vec::new();
+        };
+        let max_transfer = self.config.max_streams.saturating_sub(xmits);
+        if max_transfer == 0 {
+            return Vec::new();
+        }
+        let mut s = self.lock();
+        let racks = RackMap::new(nodes, &s.throttle);
+        let mut out = Vec::new();
+        let deadline = Instant::now() + self.config.task_timeout;
+        let mut picked: Vec<(GroupId, u32, BlockNodeId, u64)> = Vec::new();
+        'all: for queue in &s.queues {
+            for w in queue {
+                for index in &w.missing {
+                    if out.len() >= max_transfer as usize {
+                        break 'all;
+                    }
+                    if s.in_flight.contains_key(&(w.group, *index))
+                        || picked
+                            .iter()
+                            .any(|(g, i, _, _)| *g == w.group && i == index)
+                    {
+                        continue;
+                    }
+                    let busy: Vec<BlockNodeId> = s
+                        .in_flight
+                        .iter()
+                        .filter(|((g, _), _)| *g == w.group)
+                        .map(|(_, f)| f.target)
+                        .chain(picked.iter().filter(|p| p.0 == w.group).map(|p| p.2))
+                        .collect();
+                    let Some(sources) = self.plan(w, *index, me, nodes, &busy, &racks) else {
+                        continue;
+                    };
+                    let erasure_coded = matches!(w.policy, StoragePolicy::ErasureCoded { .. });
+                    let weight =
+                        task_weight(sources.len(), 1, self.config.xmits_weight, erasure_coded);
+                    let task_id = s.next_task.saturating_add(picked.len() as u64);
+                    picked.push((w.group, *index, node, task_id));
+                    out.push(pb::ReconstructionTask {
+                        task_id,
+                        group: w.group,
+                        policy: w.policy.to_string(),
+                        group_length: w.length,
+                        index: *index,
+                        sources,
+                        weight,
+                    });
+                }
+            }
+        }
+        s.next_task = s.next_task.saturating_add(picked.len() as u64);
+        for (group, index, target, task_id) in picked {
+            s.in_flight.insert(
+                (group, index),
+                InFlight {
+                    task_id,
+                    target,
+                    deadline,
+                },
+            );
+            s.started = s.started.saturating_add(1);
+        }
+        out
+    }
+
+    /// Whether `me` should rebuild internal block `index` of `w`, and from which sources.
+    fn plan(
+        &self,
+        w: &Work,
+        index: u32,
+        me: &NodeView,
+        nodes: &[NodeView],
+        busy: &[BlockNodeId],
+        racks: &RackMap,
+    ) -> Option<Vec<pb::BlockLocation>> {
+        let holders: BTreeSet<BlockNodeId> = w
+            .replicas
+            .iter()
+            .map(|r| r.node)
+            .chain(busy.iter().copied())
+            .collect();
+        let need = expected_len(&w.policy, w.length, index);
+        let eligible = |n: &NodeView| {
+            n.live
+                && !holders.contains(&n.id)
+                && n.storage.available >= need
+                && n.storage.failed_volumes < n.storage.volumes.max(1)
+        };
+        if !eligible(me) {
+            return None;
+        }
+        // Rack share: a rack should not hold more of the group than an even spread gives it,
+        // unless no live server on another rack can take the block.
+        let width = match w.policy {
+            StoragePolicy::Replicated(n) => usize::from(n),
+            StoragePolicy::ErasureCoded { data, parity, .. } => {
+                usize::from(data) + usize::from(parity)
+            }
+        };
+        let live_racks = racks.live_racks.len().max(1);
+        let share = width.div_ceil(live_racks);
+        let in_rack = |rack: &str| {
+            w.replicas
+                .iter()
+                .filter(|r| racks.rack_of(r.node) == Some(rack))
+                .count()
+                + busy
+                    .iter()
+                    .filter(|b| racks.rack_of(**b) == Some(rack))
+                    .count()
+        };
+        let within_share = |n: &NodeView| in_rack(&n.rack) < share;
+        if !within_share(me) && nodes.iter().any(|n| eligible(n) && within_share(n)) {
+            return None;
+        }
+        let needed = match w.policy {
+            StoragePolicy::Replicated(_) => 1,
+            StoragePolicy::ErasureCoded { data, .. } => usize::from(data),
+        };
+        // Internal blocks the layout leaves empty (past the end of a short group) are known
+        // zeros: free sources, read from nowhere.
+        let empty: Vec<u32> = (0..width as u32)
+            .filter(|i| *i != index && expected_len(&w.policy, w.length, *i) == 0)
+            .collect();
+        let sources_for =
+            |target: &NodeView| racks.pick_sources(&w.replicas, &empty, index, needed, target);
+        let mine = sources_for(me)?;
+        // Only the best targets take the work: the fewest source bytes from other racks.
+        let cost = |target: &NodeView, sources: &[pb::BlockLocation]| {
+            sources
+                .iter()
+                .map(|s| racks.distance(&s.rack, &target.rack))
+                .sum::<u32>()
+        };
+        let my_cost = cost(me, &mine);
+        let best = nodes
+            .iter()
+            .filter(|n| eligible(n) && (within_share(n) || !within_share(me)))
+            .filter_map(|n| sources_for(n).map(|s| cost(n, &s)))
+            .min()
+            .unwrap_or(my_cost);
+        if my_cost > best {
+            return None;
+        }
+        Some(mine)
+    }
+
+    /// This node's share of the budgets.
+    pub fn throttle_for(&self, node: BlockNodeId, nodes: &[NodeView]) -> pb::Throttle {
+        let s = self.lock();
+        let racks = RackMap::new(nodes, &s.throttle);
+        let Some(me) = nodes.iter().find(|n| n.id == node) else {
+            return pb::Throttle::default();
+        };
+        let mut budgets = Vec::new();
+        for ((from, to), bps) in &s.throttle.rack_pairs {
+            if *to != me.rack {
+                continue;
+            }
+            let here = racks.live_in_rack(to).max(1);
+            budgets.push(pb::ByteBudget {
+                name: format!("rack {from}>{to}"),
+                from_racks: vec![from.clone()],
+                bytes_per_sec: (bps / here).max(1),
+            });
+        }
+        let my_dc = s.throttle.racks.get(&me.rack);
+        for ((from, to), bps) in &s.throttle.datacenter_pairs {
+            if my_dc != Some(to) {
+                continue;
+            }
+            let here = racks.live_in_datacenter(to).max(1);
+            budgets.push(pb::ByteBudget {
+                name: format!("datacenter {from}>{to}"),
+                from_racks: s
+                    .throttle
+                    .racks
+                    .iter()
+                    .filter(|(_, dc)| *dc == from)
+                    .map(|(r, _)| r.clone())
+                    .collect(),
+                bytes_per_sec: (bps / here).max(1),
+            });
+        }
+        pb::Throttle {
+            node_bytes_per_sec: s.throttle.node_bytes_per_sec,
+            budgets,
+        }
+    }
+
+    /// The queues and counters.
+    pub fn status(&self) -> (Status, ThrottleSettings) {
+        let s = self.lock();
+        let mut in_flight_by_node = BTreeMap::new();
+        for f in s.in_flight.values() {
+            *in_flight_by_node.entry(f.target).or_insert(0u64) += 1;
+        }
+        (
+            Status {
+                queued: [
+                    s.queues[0].len() as u64,
+                    s.queues[1].len() as u64,
+                    s.queues[2].len() as u64,
+                ],
+                unrecoverable: s.unrecoverable,
+                in_flight: s.in_flight.len() as u64,
+                in_flight_by_node,
+                started: s.started,
+                finished: s.finished,
+                failed: s.failed,
+            },
+            s.throttle.clone(),
+        )
+    }
+}
+
+/// Racks and datacenters of the live servers.
+struct RackMap<'a> {
+    nodes: &'a [NodeView],
+    live_racks: BTreeSet<&'a str>,
+    datacenters: &'a BTreeMap<String, String>,
+}
+
+impl<'a> RackMap<'a> {
+    fn new(nodes: &'a [NodeView], throttle: &'a ThrottleSettings) -> Self {
+        Self {
+            nodes,
+            live_racks: nodes
+                .iter()
+                .filter(|n| n.live)
+                .map(|n| n.rack.as_str())
+                .collect(),
+            datacenters: &throttle.racks,
+        }
+    }
+
+    fn rack_of(&self, node: BlockNodeId) -> Option<&str> {
+        self.nodes
+            .iter()
+            .find(|n| n.id == node)
+            .map(|n| n.rack.as_str())
+    }
+
+    fn live_in_rack(&self, rack: &str) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.live && n.rack == rack)
+            .count() as u64
+    }
+
+    fn live_in_datacenter(&self, dc: &str) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.live && self.datacenters.get(&n.rack).is_some_and(|d| d == dc))
+            .count() as u64
+    }
+
+    /// 0 within a rack, 1 across racks of a datacenter, 2 across datacenters.
+    fn distance(&self, a: &str, b: &str) -> u32 {
+        if a == b {
+            return 0;
+        }
+        match (self.datacenters.get(a), self.datacenters.get(b)) {
+            (Some(x), Some(y)) if x != y => 2,
+            _ => 1,
+        }
+    }
+
+    /// `needed` good copies of distinct other internal blocks, nearest to `target` first.
+    fn pick_sources(
+        &self,
+        replicas: &[Replica],
+        empty: &[u32],
+        lost: u32,
+        needed: usize,
+        target: &NodeView,
+    ) -> Option<Vec<pb::BlockLocation>> {
+        let mut candidates: Vec<(u32, &NodeView, u32)> = replicas
+            .iter()
+            .filter(|r| r.index != lost || needed == 1)
+            .filter_map(|r| {
+                let n = self.nodes.iter().find(|n| n.id == r.node && n.live)?;
+                Some((self.distance(&n.rack, &target.rack), n, r.index))
+            })
+            .collect();
+        // Nearest first; among equals, the least busy server, then the lowest index (data
+        // blocks before parity: no decoding work wasted on parity when data is there).
+        candidates.sort_by_key(|(d, n, i)| (*d, n.storage.xmits_in_progress, *i, n.id));
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for index in empty {
+            if out.len() < needed && seen.insert(*index) {
+                out.push(pb::BlockLocation {
+                    index: *index,
+                    node_id: 0,
+                    addr: String::new(),
+                    rack: target.rack.clone(),
+                });
+            }
+        }
+        for (_, n, index) in candidates {
+            if out.len() == needed {
+                break;
+            }
+            if needed > 1 && !seen.insert(index) {
+                continue;
+            }
+            out.push(pb::BlockLocation {
+                index,
+                node_id: n.id,
+                addr: n.addr.clone(),
+                rack: n.rack.clone(),
+            });
+        }
+        (out.len() == needed).then_some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

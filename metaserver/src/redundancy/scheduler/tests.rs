@@ -1,0 +1,218 @@
+use super::*;
+use crate::namespace::inode::EcCodec;
+use crate::registry::Storage;
+
+const MIB: u64 = 1 << 20;
+
+fn rs63() -> StoragePolicy {
+    StoragePolicy::ErasureCoded {
+        codec: EcCodec::Rs,
+        data: 6,
+        parity: 3,
+        cell_kib: 1024,
+    }
+}
+
+/// 12 servers, racks r1..r3 round robin (4 each); `dead` ones not live.
+fn nodes(dead: &[u64]) -> Vec<NodeView> {
+    (1..=12)
+        .map(|id| NodeView {
+            id,
+            addr: format!("127.0.0.1:{}", 7000 + id),
+            rack: format!("r{}", (id - 1) % 3 + 1),
+            storage: Storage {
+                capacity: 1 << 40,
+                available: 1 << 40,
+                volumes: 1,
+                ..Storage::default()
+            },
+            live: !dead.contains(&id),
+            blocks: 0,
+        })
+        .collect()
+}
+
+/// An RS-6-3 group of 6 full stripes, internal block i on server i+1, server 1 lost.
+fn work() -> Work {
+    Work {
+        group: 1 << 20,
+        policy: rs63(),
+        length: 36 * MIB,
+        missing: vec![0],
+        replicas: (1..9)
+            .map(|i| Replica {
+                index: i,
+                node: u64::from(i) + 1,
+                length: 6 << 20,
+            })
+            .collect(),
+    }
+}
+
+fn scheduler(max_streams: u32) -> Scheduler {
+    Scheduler::new(SchedulerConfig {
+        max_streams,
+        xmits_weight: 0.5,
+        task_timeout: Duration::from_secs(60),
+    })
+}
+
+#[test]
+fn weights_are_hdfs_s_and_saturate_hdfs_17284() {
+    assert_eq!(task_weight(6, 1, 0.5, true), 3);
+    assert_eq!(task_weight(10, 1, 0.5, true), 5);
+    assert_eq!(
+        task_weight(3, 1, 0.5, true),
+        1,
+        "1.5 truncates, as Java's (int)"
+    );
+    assert_eq!(task_weight(1, 1, 0.5, true), 1, "at least 1");
+    assert_eq!(task_weight(6, 1, 0.5, false), 1, "a replica weighs 1");
+    assert_eq!(task_weight(usize::MAX, 1, 1e300, true), u32::MAX);
+    assert_eq!(task_weight(6, 1, f64::NAN, true), 1);
+}
+
+#[test]
+fn priorities_put_the_group_closest_to_loss_first() {
+    assert_eq!(priority(6, 6), Some(0));
+    assert_eq!(priority(7, 6), Some(1));
+    assert_eq!(priority(8, 6), Some(2));
+    assert_eq!(priority(5, 6), None, "below k: unrecoverable");
+    assert_eq!(priority(1, 1), Some(0), "one replica left");
+    assert_eq!(priority(2, 1), Some(1));
+}
+
+#[test]
+fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
+    let s = scheduler(8);
+    let nodes = nodes(&[1]);
+    s.update(vec![(2, work())], 0, ThrottleSettings::default());
+    // Server 11 is in r2, which already holds 3 of the group's 9 blocks: not its turn while
+    // server 10 (r1, which lost one) can take it.
+    assert!(s.assign(11, 0, &nodes).is_empty());
+    let tasks = s.assign(10, 0, &nodes);
+    assert_eq!(tasks.len(), 1);
+    let t = &tasks[0];
+    assert_eq!((t.index, t.weight), (0, 3));
+    assert_eq!(t.sources.len(), 6);
+    let local = t.sources.iter().filter(|x| x.rack == "r1").count();
+    assert_eq!(
+        local, 2,
+        "both surviving r1 blocks are sources: {:?}",
+        t.sources
+    );
+    let mut idx: Vec<u32> = t.sources.iter().map(|x| x.index).collect();
+    idx.sort_unstable();
+    idx.dedup();
+    assert_eq!(idx.len(), 6, "distinct internal blocks");
+    assert!(!idx.contains(&0));
+    // In flight: nobody gets it again until it ends.
+    assert!(s.assign(10, 0, &nodes).is_empty());
+    s.finished(&[pb::TaskOutcome {
+        task_id: t.task_id,
+        group: t.group,
+        index: 0,
+        ok: false,
+        error: "source died".into(),
+    }]);
+    assert_eq!(
+        s.assign(10, 0, &nodes).len(),
+        1,
+        "a failed task is rescheduled"
+    );
+    let (status, _) = s.status();
+    assert_eq!((status.started, status.failed, status.in_flight), (2, 1, 1));
+}
+
+#[test]
+fn max_transfer_is_max_streams_minus_xmits_and_never_wraps() {
+    let s = scheduler(2);
+    let nodes = nodes(&[]);
+    // Many groups each missing block 0 on a server that is not among the 12.
+    let many: Vec<(usize, Work)> = (0..10)
+        .map(|g| {
+            let mut w = work();
+            w.group += g;
+            (0, w)
+        })
+        .collect();
+    s.update(many.clone(), 0, ThrottleSettings::default());
+    assert_eq!(s.assign(1, 0, &nodes).len(), 2);
+    s.update(many.clone(), 0, ThrottleSettings::default());
+    assert_eq!(s.assign(10, 1, &nodes).len(), 1);
+    assert!(s.assign(12, 2, &nodes).is_empty());
+    assert!(
+        s.assign(12, u32::MAX, &nodes).is_empty(),
+        "a bogus report stops work"
+    );
+}
+
+#[test]
+fn budgets_are_shared_by_the_servers_of_the_destination() {
+    let s = scheduler(8);
+    let nodes = nodes(&[5]);
+    let mut t = ThrottleSettings {
+        node_bytes_per_sec: 50_000_000,
+        ..ThrottleSettings::default()
+    };
+    t.rack_pairs.insert(("r1".into(), "r2".into()), 9_000_000);
+    t.racks.insert("r1".into(), "dc1".into());
+    t.racks.insert("r2".into(), "dc1".into());
+    t.racks.insert("r3".into(), "dc2".into());
+    t.datacenter_pairs
+        .insert(("dc1".into(), "dc2".into()), 8_000_000);
+    s.update(Vec::new(), 0, t);
+    // r2 has servers 2, 5, 8, 11; 5 is dead: 3 share the r1 -> r2 budget.
+    let th = s.throttle_for(2, &nodes);
+    assert_eq!(th.node_bytes_per_sec, 50_000_000);
+    assert_eq!(th.budgets.len(), 1);
+    assert_eq!(th.budgets[0].bytes_per_sec, 3_000_000);
+    assert_eq!(th.budgets[0].from_racks, vec!["r1".to_owned()]);
+    // r3 (dc2) has 4 live servers; traffic from r1 and r2 (dc1) counts against dc1 -> dc2.
+    let th = s.throttle_for(3, &nodes);
+    assert_eq!(th.budgets.len(), 1);
+    assert_eq!(th.budgets[0].bytes_per_sec, 2_000_000);
+    assert_eq!(
+        th.budgets[0].from_racks,
+        vec!["r1".to_owned(), "r2".to_owned()]
+    );
+    assert!(s.throttle_for(1, &nodes).budgets.is_empty());
+}
+
+#[test]
+fn empty_blocks_of_a_short_group_are_free_sources() {
+    let s = scheduler(8);
+    let nodes = nodes(&[1]);
+    // 2 MiB + 5 bytes in RS-6-3: data blocks 0..3 and the 3 parity blocks hold bytes; 3..6
+    // are empty. Block 0 is lost; only 5 copies exist, yet it can be decoded.
+    let mut w = work();
+    w.length = 2 * MIB + 5;
+    w.replicas = [1u32, 2, 6, 7, 8]
+        .iter()
+        .map(|i| Replica {
+            index: *i,
+            node: u64::from(*i) + 1,
+            length: expected_len(&w.policy, w.length, *i),
+        })
+        .collect();
+    s.update(vec![(0, w)], 0, ThrottleSettings::default());
+    // Blocks 1 and 7 are on servers 2 and 8, both in r2: a spare there reads 2 of its 3
+    // real sources in its own rack, one more than r1's spare would.
+    assert!(s.assign(10, 0, &nodes).is_empty(), "not the best target");
+    let tasks = s.assign(11, 0, &nodes);
+    assert_eq!(tasks.len(), 1);
+    let local = tasks[0]
+        .sources
+        .iter()
+        .filter(|x| !x.addr.is_empty() && x.rack == "r2")
+        .count();
+    assert_eq!(local, 2);
+    let free: Vec<u32> = tasks[0]
+        .sources
+        .iter()
+        .filter(|x| x.addr.is_empty())
+        .map(|x| x.index)
+        .collect();
+    assert_eq!(free, vec![3, 4, 5]);
+    assert_eq!(tasks[0].sources.len(), 6);
+}
