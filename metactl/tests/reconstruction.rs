@@ -254,3 +254,71 @@ async fn a_rack_pair_budget_holds_and_without_it_the_rebuild_is_faster() {
         "without the budget the rebuild should cross faster: {rates:?} bytes/s"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dying_sources_and_cancelled_tasks_leave_no_xmits_behind() {
+    let cluster = cluster(&[]);
+    let c = client(&cluster);
+    // Slow rebuilds (1 MB/s per server) so that they are caught mid-task.
+    let out = cluster.ctl(&["reconstruction", "throttle", "--node", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = bytes(6 * 6 * MIB, 4);
+    write(&c, "/ec/slow", &data, "RS-6-3-1024k").await;
+    wait_healthy(&c, 12, Duration::from_secs(30)).await;
+    let servers = ids_in_rack(&cluster, "r1");
+    cluster.kill_block(servers[0]);
+    // Wait until rebuilds are running somewhere.
+    let start = Instant::now();
+    loop {
+        let s = status(&cluster);
+        if s["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .any(|n| n["xmits_in_progress"].as_u64().unwrap_or(0) > 0)
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no task started: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A source dies mid-task: its readers fail, give their weight back, and are rescheduled.
+    cluster.kill_block(servers[1]);
+    std::thread::sleep(Duration::from_secs(2));
+    // The file goes away: the active cancels what still runs for it.
+    c.delete("/ec/slow", false).await.expect("delete");
+    let s = wait_idle(&cluster);
+    assert_eq!(s["in_flight"], 0, "{s}");
+    let counted = |outcome: &str| -> u64 {
+        cluster
+            .file()
+            .block
+            .iter()
+            .filter_map(|b| common::block_metrics_addr(&cluster, b.id))
+            .filter_map(|addr| common::http_get(&addr, "/metrics").ok())
+            .flat_map(|text| {
+                let needle = format!("outcome=\"{outcome}\"");
+                text.lines()
+                    .filter(|l| {
+                        l.starts_with("raftfs_block_reconstruction_tasks_total")
+                            && l.contains(&needle)
+                    })
+                    .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+                    .map(|v| v as u64)
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    };
+    assert!(counted("started") >= 1, "tasks ran");
+    assert!(
+        counted("cancelled") >= 1,
+        "the deletion cancelled running tasks"
+    );
+}

@@ -337,6 +337,7 @@ impl Task {
         if let Some(t) = &reply.throttle {
             self.ctx.worker.budgets.update(t);
         }
+        self.ctx.worker.cancel(&reply.cancel);
         for task in reply.tasks {
             self.ctx.worker.spawn(task, self.outbox.clone());
         }

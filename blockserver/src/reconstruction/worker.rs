@@ -7,7 +7,7 @@
 //! replica is copied in 1 MiB pieces. The new block is finalized (fsynced, renamed) and the
 //! volume's event sends the incremental report; on any failure nothing becomes visible.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,20 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where a task's outcome goes: the outbox of the metaserver link that sent it.
 pub type Outbox = Arc<Mutex<Vec<pb::TaskOutcome>>>;
 
+/// Clears a task's bookkeeping when its future is dropped, however it ends.
+struct Cleanup {
+    worker: Arc<Worker>,
+    key: (u64, u32),
+    task_id: u64,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        lock(&self.worker.running).remove(&self.key);
+        lock(&self.worker.handles).remove(&self.task_id);
+    }
+}
+
 /// The reconstruction worker of one blockserver.
 #[derive(Debug)]
 pub struct Worker {
@@ -40,6 +54,8 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     rack: String,
     running: Mutex<HashSet<(u64, u32)>>,
+    /// task id -> its tokio task, for cancellation.
+    handles: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -55,6 +71,7 @@ impl Worker {
             metrics,
             rack,
             running: Mutex::new(HashSet::new()),
+            handles: Mutex::new(HashMap::new()),
         })
     }
 
@@ -69,10 +86,18 @@ impl Worker {
         let guard = self.xmits.take(task.weight);
         let worker = self.clone();
         self.metrics.reconstruction_task("started");
-        tokio::spawn(async move {
+        let task_id = task.task_id;
+        // Whatever ends the task (its end, an error, a panic, an abort) drops this, which
+        // clears its bookkeeping; the xmits guard inside gives its weight back the same way.
+        let cleanup = Cleanup {
+            worker: self.clone(),
+            key,
+            task_id,
+        };
+        let handle = tokio::spawn(async move {
             let _guard = guard;
+            let _cleanup = cleanup;
             let r = worker.run(&task).await;
-            lock(&worker.running).remove(&key);
             match &r {
                 Ok(len) => {
                     worker.metrics.reconstruction_task("finished");
@@ -96,6 +121,19 @@ impl Worker {
                 error: r.err().unwrap_or_default(),
             });
         });
+        lock(&self.handles).insert(task_id, handle.abort_handle());
+    }
+
+    /// Stops the tasks the active cancelled (their group was deleted, or they timed out).
+    pub fn cancel(&self, task_ids: &[u64]) {
+        let mut handles = lock(&self.handles);
+        for id in task_ids {
+            if let Some(h) = handles.remove(id) {
+                tracing::info!(task = id, "reconstruction task cancelled");
+                self.metrics.reconstruction_task("cancelled");
+                h.abort();
+            }
+        }
     }
 
     async fn read(

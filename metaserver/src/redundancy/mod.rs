@@ -7,6 +7,7 @@
 //! replication, degraded with fewer, missing with none. Internal blocks the layout leaves
 //! empty (the data blocks past the end of a small group) need no copy.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use raftfs_client::striping::Layout;
@@ -14,7 +15,7 @@ use raftfs_proto as pb;
 
 use crate::error::MetaError;
 use crate::journal::rocks::SnapshotKv;
-use crate::namespace::blocks::{self, BlockGroup};
+use crate::namespace::blocks::{self, BlockGroup, GroupId};
 use crate::namespace::{Inode, StoragePolicy};
 use crate::observer::Role;
 use crate::registry::{Registry, Replica};
@@ -150,6 +151,17 @@ pub fn fsck(
     out
 }
 
+/// What one scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Groups that lack internal blocks, with their priority.
+    pub work: Vec<(usize, scheduler::Work)>,
+    /// Every closed group.
+    pub groups: BTreeSet<GroupId>,
+    /// Groups that cannot be rebuilt.
+    pub unrecoverable: u64,
+}
+
 /// Groups per page of the redundancy scan.
 const SCAN_PAGE: usize = 1024;
 
@@ -159,8 +171,9 @@ const SCAN_PAGE: usize = 1024;
 pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
     kv: &R,
     registry: &Registry,
-) -> Result<(Vec<(usize, scheduler::Work)>, u64), MetaError> {
+) -> Result<Scan, MetaError> {
     let mut work = Vec::new();
+    let mut groups = BTreeSet::new();
     let mut unrecoverable = 0u64;
     let mut files: std::collections::HashMap<u64, Option<Inode>> = std::collections::HashMap::new();
     let mut after = None;
@@ -170,6 +183,7 @@ pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
         after = page.last().map(|g| g.id);
         for g in page {
             let Some(length) = g.length else { continue };
+            groups.insert(g.id);
             let file = match files.get(&g.inode) {
                 Some(f) => f.clone(),
                 None => {
@@ -244,7 +258,11 @@ pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
             }
         }
         if done {
-            return Ok((work, unrecoverable));
+            return Ok(Scan {
+                work,
+                groups,
+                unrecoverable,
+            });
         }
     }
 }
@@ -264,13 +282,15 @@ pub async fn monitor(node: MetaNode, every: Duration) {
             let db = sm.db();
             let kv = SnapshotKv::new(&db);
             let throttle = crate::namespace::throttle::load(&kv)?;
-            scan(&kv, &registry).map(|(w, u)| (w, u, throttle))
+            scan(&kv, &registry).map(|s| (s, throttle))
         })
         .await;
         match scanned {
-            Ok(Ok((work, unrecoverable, throttle))) => {
-                node.metrics.set_reconstruction_queues(&work, unrecoverable);
-                node.scheduler.update(work, unrecoverable, throttle);
+            Ok(Ok((s, throttle))) => {
+                node.metrics
+                    .set_reconstruction_queues(&s.work, s.unrecoverable);
+                node.scheduler
+                    .update(s.work, &s.groups, s.unrecoverable, throttle);
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "redundancy scan failed"),
             Err(e) => tracing::warn!(error = %e, "redundancy scan task failed"),

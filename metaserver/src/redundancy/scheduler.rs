@@ -84,6 +84,8 @@ struct InFlight {
 #[derive(Debug, Default)]
 struct State {
     queues: [Vec<Work>; 3],
+    /// Tasks to cancel, by the node running them (sent with its next heartbeat reply).
+    cancel: HashMap<BlockNodeId, Vec<u64>>,
     unrecoverable: u64,
     in_flight: HashMap<(GroupId, u32), InFlight>,
     next_task: u64,
@@ -140,7 +142,15 @@ impl Scheduler {
 
     /// Replaces the queues with a new scan's `work` (and `unrecoverable` count) and the
     /// budgets with `throttle`; forgets in-flight tasks whose block is back or that timed out.
-    pub fn update(&self, work: Vec<(usize, Work)>, unrecoverable: u64, throttle: ThrottleSettings) {
+    /// `groups` holds every closed group the scan saw: an in-flight task of another group
+    /// belongs to a deleted file and is cancelled.
+    pub fn update(
+        &self,
+        work: Vec<(usize, Work)>,
+        groups: &BTreeSet<GroupId>,
+        unrecoverable: u64,
+        throttle: ThrottleSettings,
+    ) {
         let mut s = self.lock();
         let now = Instant::now();
         let still_missing: BTreeSet<(GroupId, u32)> = work
@@ -148,14 +158,26 @@ impl Scheduler {
             .flat_map(|(_, w)| w.missing.iter().map(move |i| (w.group, *i)))
             .collect();
         let mut timed_out = 0;
+        let mut cancel: Vec<(BlockNodeId, u64)> = Vec::new();
         s.in_flight.retain(|key, f| {
-            let keep = still_missing.contains(key) && f.deadline > now;
-            if still_missing.contains(key) && f.deadline <= now {
-                timed_out += 1;
+            let missing = still_missing.contains(key);
+            if missing && f.deadline > now {
+                return true;
             }
-            keep
+            if missing {
+                // Timed out: stop it where it runs, and let another server try.
+                timed_out += 1;
+                cancel.push((f.target, f.task_id));
+            } else if !groups.contains(&key.0) {
+                // The group is gone (its file deleted): the work is pointless.
+                cancel.push((f.target, f.task_id));
+            }
+            false
         });
         s.failed = s.failed.saturating_add(timed_out);
+        for (node, task) in cancel {
+            s.cancel.entry(node).or_default().push(task);
+        }
         let mut queues: [Vec<Work>; 3] = Default::default();
         for (p, w) in work {
             if let Some(q) = queues.get_mut(p) {
@@ -341,6 +363,11 @@ impl Scheduler {
             return None;
         }
         Some(mine)
+    }
+
+    /// The tasks `node` should stop.
+    pub fn take_cancellations(&self, node: BlockNodeId) -> Vec<u64> {
+        self.lock().cancel.remove(&node).unwrap_or_default()
     }
 
     /// This node's share of the budgets.

@@ -141,14 +141,15 @@ impl BlockServers for BlockServersService {
             Ok(delete) => {
                 let scheduler = &self.node.scheduler;
                 scheduler.finished(&req.finished);
-                let (tasks, throttle) = if self.node.role() == Role::Active {
+                let (tasks, throttle, cancel) = if self.node.role() == Role::Active {
                     let nodes = self.node.registry.nodes();
                     (
                         scheduler.assign(req.node_id, storage.xmits_in_progress, &nodes),
                         Some(scheduler.throttle_for(req.node_id, &nodes)),
+                        scheduler.take_cancellations(req.node_id),
                     )
                 } else {
-                    (Vec::new(), None)
+                    (Vec::new(), None, Vec::new())
                 };
                 if !tasks.is_empty() {
                     tracing::info!(tasks = tasks.len(), "reconstruction tasks handed out");
@@ -165,6 +166,7 @@ impl BlockServers for BlockServersService {
                         .collect(),
                     tasks,
                     throttle,
+                    cancel,
                 }
             }
             Err(crate::registry::RegistryError::UnknownNode(_)) => pb::HeartbeatResponse {

@@ -49,6 +49,10 @@ fn work() -> Work {
     }
 }
 
+fn groups() -> BTreeSet<GroupId> {
+    [1 << 20].into_iter().collect()
+}
+
 fn scheduler(max_streams: u32) -> Scheduler {
     Scheduler::new(SchedulerConfig {
         max_streams,
@@ -86,7 +90,7 @@ fn priorities_put_the_group_closest_to_loss_first() {
 fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
     let s = scheduler(8);
     let nodes = nodes(&[1]);
-    s.update(vec![(2, work())], 0, ThrottleSettings::default());
+    s.update(vec![(2, work())], &groups(), 0, ThrottleSettings::default());
     // Server 11 is in r2, which already holds 3 of the group's 9 blocks: not its turn while
     // server 10 (r1, which lost one) can take it.
     assert!(s.assign(11, 0, &nodes).is_empty());
@@ -136,9 +140,19 @@ fn max_transfer_is_max_streams_minus_xmits_and_never_wraps() {
             (0, w)
         })
         .collect();
-    s.update(many.clone(), 0, ThrottleSettings::default());
+    s.update(
+        many.clone(),
+        &(0..10).map(|g| (1 << 20) + g).collect(),
+        0,
+        ThrottleSettings::default(),
+    );
     assert_eq!(s.assign(1, 0, &nodes).len(), 2);
-    s.update(many.clone(), 0, ThrottleSettings::default());
+    s.update(
+        many.clone(),
+        &(0..10).map(|g| (1 << 20) + g).collect(),
+        0,
+        ThrottleSettings::default(),
+    );
     assert_eq!(s.assign(10, 1, &nodes).len(), 1);
     assert!(s.assign(12, 2, &nodes).is_empty());
     assert!(
@@ -161,7 +175,7 @@ fn budgets_are_shared_by_the_servers_of_the_destination() {
     t.racks.insert("r3".into(), "dc2".into());
     t.datacenter_pairs
         .insert(("dc1".into(), "dc2".into()), 8_000_000);
-    s.update(Vec::new(), 0, t);
+    s.update(Vec::new(), &groups(), 0, t);
     // r2 has servers 2, 5, 8, 11; 5 is dead: 3 share the r1 -> r2 budget.
     let th = s.throttle_for(2, &nodes);
     assert_eq!(th.node_bytes_per_sec, 50_000_000);
@@ -195,7 +209,7 @@ fn empty_blocks_of_a_short_group_are_free_sources() {
             length: expected_len(&w.policy, w.length, *i),
         })
         .collect();
-    s.update(vec![(0, w)], 0, ThrottleSettings::default());
+    s.update(vec![(0, w)], &groups(), 0, ThrottleSettings::default());
     // Blocks 1 and 7 are on servers 2 and 8, both in r2: a spare there reads 2 of its 3
     // real sources in its own rack, one more than r1's spare would.
     assert!(s.assign(10, 0, &nodes).is_empty(), "not the best target");
@@ -215,4 +229,19 @@ fn empty_blocks_of_a_short_group_are_free_sources() {
         .collect();
     assert_eq!(free, vec![3, 4, 5]);
     assert_eq!(tasks[0].sources.len(), 6);
+}
+
+#[test]
+fn tasks_of_deleted_groups_are_cancelled_where_they_run() {
+    let s = scheduler(8);
+    let nodes = nodes(&[1]);
+    s.update(vec![(2, work())], &groups(), 0, ThrottleSettings::default());
+    let t = s.assign(10, 0, &nodes);
+    assert_eq!(t.len(), 1);
+    assert!(s.take_cancellations(10).is_empty());
+    // The file was deleted: the next scan no longer sees the group.
+    s.update(Vec::new(), &BTreeSet::new(), 0, ThrottleSettings::default());
+    assert_eq!(s.take_cancellations(10), vec![t[0].task_id]);
+    assert!(s.take_cancellations(10).is_empty(), "sent once");
+    assert_eq!(s.status().0.in_flight, 0);
 }
