@@ -68,6 +68,7 @@ pub async fn serve(
     }
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = Worker::new(volumes.clone(), metrics.clone(), config.rack.clone());
     let tasks = heartbeat::spawn(
         NodeInfo {
             id: config.id,
@@ -80,7 +81,7 @@ pub async fn serve(
         &metaservers,
         volumes.clone(),
         metrics.clone(),
-        Worker::new(volumes.clone(), metrics.clone(), config.rack.clone()),
+        worker.clone(),
         stopped.clone(),
     );
 
@@ -102,6 +103,7 @@ pub async fn serve(
         volumes,
         metrics,
         metaservers,
+        worker,
     });
     let storage = node.volumes.storage();
     tracing::info!(

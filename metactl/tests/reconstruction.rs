@@ -216,21 +216,24 @@ async fn rebuild_r1_to_r2(cluster: &LocalCluster, c: &Client) -> (u64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rack_pair_budget_holds_and_without_it_the_rebuild_is_faster() {
-    const BUDGET: f64 = 8e6;
+    // 2 MB/s: on one machine with per-rack aggregation the unthrottled r1 -> r2 traffic of
+    // this rebuild is about 7 MB/s, so an 8 MB/s budget would never bind (and the test
+    // could not fail).
+    const BUDGET: f64 = 2e6;
     let data = bytes(8 * 6 * MIB, 3);
     let mut rates = Vec::new();
     for budget in [Some(BUDGET), None] {
         let cluster = cluster(&[]);
         let c = client(&cluster);
         if budget.is_some() {
-            let out = cluster.ctl(&["reconstruction", "throttle", "--rack-pair", "r1:r2=8"]);
+            let out = cluster.ctl(&["reconstruction", "throttle", "--rack-pair", "r1:r2=2"]);
             assert!(
                 out.status.success(),
                 "{}",
                 String::from_utf8_lossy(&out.stderr)
             );
             let s = status(&cluster);
-            assert_eq!(s["throttle"]["rack_pairs"][0]["mb_per_sec"], 8.0, "{s}");
+            assert_eq!(s["throttle"]["rack_pairs"][0]["mb_per_sec"], 2.0, "{s}");
         }
         write(&c, "/ec/f", &data, "RS-6-3-1024k").await;
         wait_healthy(&c, 12, Duration::from_secs(30)).await;
@@ -242,7 +245,7 @@ async fn a_rack_pair_budget_holds_and_without_it_the_rebuild_is_faster() {
             let allowed = BUDGET * seconds * 1.1 + BUDGET * 0.2 * 4.0;
             assert!(
                 (bytes as f64) <= allowed,
-                "{bytes} bytes crossed r1 -> r2 in {seconds:.2} s: more than 8 MB/s allows ({allowed:.0})"
+                "{bytes} bytes crossed r1 -> r2 in {seconds:.2} s: more than 2 MB/s allows ({allowed:.0})"
             );
         }
         wait_idle(&cluster);

@@ -93,6 +93,10 @@ pub struct BlockTuning {
     pub reconstruction_timeout_secs: u64,
     /// How often the active scans block groups for missing internal blocks, ms.
     pub redundancy_scan_ms: u64,
+    /// Rack-aware reconstruction: targets and sources chosen to keep bytes within racks, and
+    /// each other rack's cells combined there into one. `false`: random sources, every cell
+    /// read on its own (HDFS's way; kept for comparison).
+    pub rack_aware_reconstruction: bool,
 }
 
 impl Default for BlockTuning {
@@ -105,6 +109,7 @@ impl Default for BlockTuning {
             xmits_weight: 0.5,
             reconstruction_timeout_secs: 300,
             redundancy_scan_ms: 1000,
+            rack_aware_reconstruction: true,
         }
     }
 }

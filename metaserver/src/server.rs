@@ -134,6 +134,7 @@ pub async fn run(
             max_streams: config.blocks.max_streams,
             xmits_weight: config.blocks.xmits_weight,
             task_timeout: Duration::from_secs(config.blocks.reconstruction_timeout_secs),
+            rack_aware: config.blocks.rack_aware_reconstruction,
         })),
     };
     tokio::spawn(crate::redundancy::monitor(

@@ -234,6 +234,10 @@ impl Worker {
     }
 
     /// The lost block's cell in the stripe that starts at block offset `at`.
+    ///
+    /// Without `aggregate`, every source's cell is read here. With it, the sources of each
+    /// other rack that has two or more are combined there by one of them (`Partial`), so one
+    /// cell per rack crosses instead of one per source; the parts XOR to the lost cell.
     async fn decode_stripe(
         &self,
         task: &pb::ReconstructionTask,
@@ -241,43 +245,147 @@ impl Worker {
         codec: Arc<dyn ErasureCodec>,
         at: u64,
     ) -> Result<Vec<u8>, String> {
-        let k = codec.data_cells();
+        let cell = layout.stripe_data() / codec.data_cells() as u64;
+        let want = layout
+            .block_len(task.group_length, task.index as usize)
+            .saturating_sub(at)
+            .min(cell);
+        let mut remote: HashMap<&str, Vec<&pb::BlockLocation>> = HashMap::new();
+        let mut here: Vec<&pb::BlockLocation> = Vec::new();
+        for s in &task.sources {
+            if task.aggregate && !s.addr.is_empty() && s.rack != self.rack {
+                remote.entry(s.rack.as_str()).or_default().push(s);
+            } else {
+                here.push(s);
+            }
+        }
+        // A rack with a single source sends its cell as it is: no gain in combining.
+        remote.retain(|_, v| {
+            if v.len() < 2 {
+                here.append(v);
+                false
+            } else {
+                true
+            }
+        });
+        let all: Vec<u32> = task.sources.iter().map(|s| s.index).collect();
+        let part_request = |local: Vec<pb::BlockLocation>| pb::PartialRequest {
+            group: task.group,
+            policy: task.policy.clone(),
+            group_length: task.group_length,
+            lost: task.index,
+            offset: at,
+            all: all.clone(),
+            local,
+        };
+        let my_request = part_request(here.into_iter().cloned().collect());
+        let mine = self.partial(&my_request);
+        let theirs = remote.values().map(|sources| {
+            let req = part_request(sources.iter().map(|s| (*s).clone()).collect());
+            let via = sources[0];
+            async move { self.remote_partial(via, req).await }
+        });
+        let (mine, theirs) = tokio::join!(mine, futures::future::join_all(theirs));
+        let mut out = mine?;
+        for part in theirs {
+            let part = part?;
+            if part.len() != out.len() {
+                return Err(format!(
+                    "a partial cell of {} bytes, expected {}",
+                    part.len(),
+                    out.len()
+                ));
+            }
+            for (o, p) in out.iter_mut().zip(part) {
+                *o ^= p;
+            }
+        }
+        out.truncate(usize::try_from(want).unwrap_or(0));
+        Ok(out)
+    }
+
+    /// Asks `via` (a source server in another rack) for its rack's part of a lost cell.
+    async fn remote_partial(
+        &self,
+        via: &pb::BlockLocation,
+        req: pb::PartialRequest,
+    ) -> Result<Vec<u8>, String> {
+        let fetch = async {
+            let mut client = BlockDataClient::connect(format!("http://{}", via.addr))
+                .await
+                .map_err(|e| format!("{}: {e}", via.addr))?
+                .max_decoding_message_size(crate::service::MAX_DATA_MESSAGE);
+            client
+                .partial(req)
+                .await
+                .map(|r| r.into_inner().data)
+                .map_err(|e| format!("{}: {}", via.addr, e.message()))
+        };
+        let data = tokio::time::timeout(READ_TIMEOUT, fetch)
+            .await
+            .map_err(|_| format!("{}: no answer within {READ_TIMEOUT:?}", via.addr))??;
+        // One cell crossed from that rack: counted and charged like a read from it.
+        self.budgets.read(data.len() as u64, &via.rack).await;
+        self.metrics
+            .reconstruction_read(&via.rack, data.len() as u64);
+        Ok(data)
+    }
+
+    /// The part of a lost cell that `req.local` contributes: the decode over the k sources of
+    /// `req.all` with every other source's cell as zeros (as long as the stripe's cell 0).
+    pub async fn partial(&self, req: &pb::PartialRequest) -> Result<Vec<u8>, String> {
+        let policy = FilePolicy::parse(&req.policy).map_err(|e| e.to_string())?;
+        let (Some(layout), Some(codec)) =
+            (policy.layout(), policy.codec().map_err(|e| e.to_string())?)
+        else {
+            return Err(format!("{}: not an erasure-coded policy", req.policy));
+        };
         let width = layout.blocks();
-        let cell = layout.stripe_data() / k as u64;
+        let cell = layout.stripe_data() / codec.data_cells() as u64;
         let len_of = |i: usize| {
             layout
-                .block_len(task.group_length, i)
-                .saturating_sub(at)
+                .block_len(req.group_length, i)
+                .saturating_sub(req.offset)
                 .min(cell)
         };
-        let plen = len_of(0);
-        let reads = task.sources.iter().map(|s| async move {
+        let plen = usize::try_from(len_of(0)).unwrap_or(0);
+        if req.all.len() != codec.data_cells()
+            || req
+                .all
+                .iter()
+                .any(|i| *i as usize >= width || *i == req.lost)
+            || req.local.iter().any(|l| !req.all.contains(&l.index))
+        {
+            return Err(
+                "a partial request needs k distinct sources, the local ones among them".into(),
+            );
+        }
+        let reads = req.local.iter().map(|s| async move {
             let n = len_of(s.index as usize);
-            let bytes = if n == 0 {
+            let bytes = if n == 0 || s.addr.is_empty() {
                 Vec::new()
             } else {
-                self.read(s, task.group, at, n).await?
+                self.read(s, req.group, req.offset, n).await?
             };
             Ok::<_, String>((s.index as usize, bytes))
         });
         let mut cells: Vec<Option<Vec<u8>>> = vec![None; width];
+        for i in &req.all {
+            cells[*i as usize] = Some(vec![0u8; plen]);
+        }
         for r in futures::future::join_all(reads).await {
             let (i, mut bytes) = r?;
-            if i >= width {
-                return Err(format!("source index {i} out of 0..{width}"));
-            }
-            bytes.resize(usize::try_from(plen).unwrap_or(0), 0);
+            bytes.resize(plen, 0);
             cells[i] = Some(bytes);
         }
-        let lost = task.index as usize;
-        let want = usize::try_from(len_of(lost)).unwrap_or(0);
+        let lost = req.lost as usize;
+        let codec: Arc<dyn ErasureCodec> = Arc::from(codec);
         tokio::task::spawn_blocking(move || {
             let refs: Vec<Option<&[u8]>> = cells.iter().map(|c| c.as_deref()).collect();
-            let mut out = vec![0u8; usize::try_from(plen).unwrap_or(0)];
+            let mut out = vec![0u8; plen];
             codec
                 .decode(&refs, &[lost], &mut [out.as_mut_slice()])
                 .map_err(|e| e.to_string())?;
-            out.truncate(want);
             Ok(out)
         })
         .await

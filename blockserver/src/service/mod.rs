@@ -37,6 +37,8 @@ pub struct BlockNode {
     pub volumes: Arc<Volumes>,
     pub metrics: Arc<Metrics>,
     pub metaservers: Metaservers,
+    /// Reconstruction (also serves other servers' `Partial` requests).
+    pub worker: Arc<crate::reconstruction::Worker>,
 }
 
 /// The service; cheap to clone.
@@ -122,5 +124,29 @@ impl pb::block_data_server::BlockData for BlockDataService {
             .observe_rpc("block_info", start.elapsed(), r.is_ok());
         r.map(|length| Response::new(pb::BlockInfoResponse { length }))
             .map_err(|e: BlockError| e.into())
+    }
+
+    #[tracing::instrument(skip_all, fields(group, lost, offset))]
+    async fn partial(
+        &self,
+        request: Request<pb::PartialRequest>,
+    ) -> Result<Response<pb::PartialResponse>, Status> {
+        let start = Instant::now();
+        let req = request.into_inner();
+        let span = tracing::Span::current();
+        span.record("group", req.group);
+        span.record("lost", req.lost);
+        span.record("offset", req.offset);
+        let r = self
+            .node
+            .worker
+            .partial(&req)
+            .await
+            .map_err(BlockError::Internal);
+        self.node
+            .metrics
+            .observe_rpc("partial", start.elapsed(), r.is_ok());
+        r.map(|data| Response::new(pb::PartialResponse { data }))
+            .map_err(|e| e.into())
     }
 }

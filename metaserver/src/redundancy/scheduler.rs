@@ -44,6 +44,10 @@ pub struct SchedulerConfig {
     pub xmits_weight: f64,
     /// A task not heard of for this long is given up and the block rescheduled.
     pub task_timeout: Duration,
+    /// Rack-aware targets and sources, and per-rack aggregation of cells; when false, any
+    /// eligible server takes the work from random sources, each cell read on its own (the
+    /// baseline the benchmark compares against).
+    pub rack_aware: bool,
 }
 
 /// A task's xmits weight: 1 for a replica; for EC `max(max(sources, targets) × weight, 1)`
@@ -264,6 +268,7 @@ impl Scheduler {
                         index: *index,
                         sources,
                         weight,
+                        aggregate: self.config.rack_aware,
                     });
                 }
             }
@@ -330,7 +335,10 @@ impl Scheduler {
                     .count()
         };
         let within_share = |n: &NodeView| in_rack(&n.rack) < share;
-        if !within_share(me) && nodes.iter().any(|n| eligible(n) && within_share(n)) {
+        if self.config.rack_aware
+            && !within_share(me)
+            && nodes.iter().any(|n| eligible(n) && within_share(n))
+        {
             return None;
         }
         let needed = match w.policy {
@@ -344,6 +352,9 @@ impl Scheduler {
             .collect();
         let sources_for =
             |target: &NodeView| racks.pick_sources(&w.replicas, &empty, index, needed, target);
+        if !self.config.rack_aware {
+            return racks.pick_random_sources(&w.replicas, &empty, index, needed);
+        }
         let mine = sources_for(me)?;
         // Only the best targets take the work: the fewest source bytes from other racks.
         let cost = |target: &NodeView, sources: &[pb::BlockLocation]| {
@@ -489,6 +500,53 @@ impl<'a> RackMap<'a> {
             (Some(x), Some(y)) if x != y => 2,
             _ => 1,
         }
+    }
+
+    /// `needed` good copies of distinct other internal blocks, chosen at random (the
+    /// rack-blind baseline).
+    fn pick_random_sources(
+        &self,
+        replicas: &[Replica],
+        empty: &[u32],
+        lost: u32,
+        needed: usize,
+    ) -> Option<Vec<pb::BlockLocation>> {
+        use rand::seq::SliceRandom;
+        let mut shuffled: Vec<&Replica> = replicas
+            .iter()
+            .filter(|r| r.index != lost || needed == 1)
+            .collect();
+        shuffled.shuffle(&mut rand::rng());
+        let mut seen = BTreeSet::new();
+        let mut out: Vec<pb::BlockLocation> = Vec::new();
+        for index in empty {
+            if out.len() < needed && seen.insert(*index) {
+                out.push(pb::BlockLocation {
+                    index: *index,
+                    node_id: 0,
+                    addr: String::new(),
+                    rack: String::new(),
+                });
+            }
+        }
+        for r in shuffled {
+            if out.len() == needed {
+                break;
+            }
+            let Some(n) = self.nodes.iter().find(|n| n.id == r.node && n.live) else {
+                continue;
+            };
+            if needed > 1 && !seen.insert(r.index) {
+                continue;
+            }
+            out.push(pb::BlockLocation {
+                index: r.index,
+                node_id: n.id,
+                addr: n.addr.clone(),
+                rack: n.rack.clone(),
+            });
+        }
+        (out.len() == needed).then_some(out)
     }
 
     /// `needed` good copies of distinct other internal blocks, nearest to `target` first.

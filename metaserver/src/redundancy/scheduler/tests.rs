@@ -58,6 +58,7 @@ fn scheduler(max_streams: u32) -> Scheduler {
         max_streams,
         xmits_weight: 0.5,
         task_timeout: Duration::from_secs(60),
+        rack_aware: true,
     })
 }
 
