@@ -51,6 +51,9 @@ pub struct UpOptions {
     /// How long a silent blockserver counts as alive, seconds (short in tests of
     /// reconstruction).
     pub dead_after_secs: Option<u64>,
+    /// Rack-blind reconstruction (random sources, no per-rack aggregation): the baseline
+    /// of the rebuild benchmark.
+    pub rack_blind_reconstruction: bool,
 }
 
 /// Where one member listens, is known, and connects from.
@@ -122,6 +125,9 @@ fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -
     }
     if let Some(s) = opts.dead_after_secs {
         config.blocks.dead_after_secs = s;
+    }
+    if opts.rack_blind_reconstruction {
+        config.blocks.rack_aware_reconstruction = false;
     }
     if let Some(s) = opts.snapshot_every {
         config.raft.snapshot_every_entries = s;
@@ -198,6 +204,7 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         block_heartbeat_ms: None,
         lease_secs: None,
         dead_after_secs: None,
+        rack_blind_reconstruction: false,
     };
     let e = start_observer(&opts, id, &[], &cluster.meta_addrs()).await?;
     cluster.meta.push(e);

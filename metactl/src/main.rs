@@ -125,6 +125,9 @@ enum LocalCmd {
         /// A blockserver silent this long is dead, seconds (the metaservers'; default 10).
         #[arg(long)]
         dead_after_secs: Option<u64>,
+        /// Random reconstruction sources, no per-rack aggregation (benchmark baseline).
+        #[arg(long)]
+        rack_blind_reconstruction: bool,
     },
     /// Cuts network links of a `--proxied` cluster (and heals every other one).
     Partition {
@@ -377,6 +380,7 @@ async fn run(cli: Cli) -> Result<()> {
             block_heartbeat_ms,
             lease_secs,
             dead_after_secs,
+            rack_blind_reconstruction,
         }) => {
             let opts = local::UpOptions {
                 dir: dir.clone(),
@@ -392,6 +396,7 @@ async fn run(cli: Cli) -> Result<()> {
                 block_heartbeat_ms: *block_heartbeat_ms,
                 lease_secs: *lease_secs,
                 dead_after_secs: *dead_after_secs,
+                rack_blind_reconstruction: *rack_blind_reconstruction,
             };
             let cluster = local::up(&opts).await?;
             println!("{}", cluster.meta_addrs().join(","));

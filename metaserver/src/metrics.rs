@@ -45,6 +45,7 @@ pub struct Metrics {
     corrupt_reports: Counter,
     reconstruction_queued: Family<PriorityLabels, Gauge>,
     reconstruction_unrecoverable: Gauge,
+    reconstruction_in_flight: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -133,8 +134,15 @@ impl Metrics {
             "Block groups with fewer than k live internal blocks (no live replica)",
             reconstruction_unrecoverable.clone(),
         );
+        let reconstruction_in_flight = Gauge::default();
+        registry.register(
+            "reconstruction_tasks_in_flight",
+            "Reconstruction tasks handed out by the active and not yet reported done",
+            reconstruction_in_flight.clone(),
+        );
         Self {
             registry,
+            reconstruction_in_flight,
             reconstruction_queued,
             reconstruction_unrecoverable,
             corrupt_reports,
@@ -176,6 +184,11 @@ impl Metrics {
         }
         self.reconstruction_unrecoverable
             .set(gauge_i64(unrecoverable));
+    }
+
+    /// Tasks in flight on the active.
+    pub fn set_reconstruction_in_flight(&self, n: u64) {
+        self.reconstruction_in_flight.set(gauge_i64(n));
     }
 
     /// Corruption reports received.

@@ -279,6 +279,10 @@ pub struct Seen {
     pub corrupt: Vec<pb::ReportCorruptRequest>,
     partial: Option<Partial>,
     to_delete: Vec<pb::ReportedBlock>,
+    /// Reconstruction tasks to hand out with the next heartbeat reply.
+    to_run: Vec<pb::ReconstructionTask>,
+    /// Outcomes of reconstruction tasks, as heartbeats delivered them.
+    pub finished: Vec<pb::TaskOutcome>,
 }
 
 /// A metaserver that records the blockserver side of the protocol.
@@ -301,6 +305,11 @@ impl RecordingMeta {
     }
 
     /// The next heartbeat reply asks the node to delete this block.
+    /// Hands `task` to the blockserver with the next heartbeat reply.
+    pub fn queue_task(&self, task: pb::ReconstructionTask) {
+        self.seen().to_run.push(task);
+    }
+
     pub fn queue_delete(&self, group: u64, index: u32) {
         self.seen().to_delete.push(pb::ReportedBlock {
             group,
@@ -374,10 +383,13 @@ impl pb::block_servers_server::BlockServers for RecordingMeta {
         }
         s.heartbeats += 1;
         s.storage = r.storage;
+        s.finished.extend(r.finished);
         let delete = std::mem::take(&mut s.to_delete);
+        let tasks = std::mem::take(&mut s.to_run);
         Ok(Response::new(pb::HeartbeatResponse {
             reregister: false,
             delete,
+            tasks,
             ..Default::default()
         }))
     }

@@ -291,6 +291,8 @@ pub async fn monitor(node: MetaNode, every: Duration) {
                     .set_reconstruction_queues(&s.work, s.unrecoverable);
                 node.scheduler
                     .update(s.work, &s.groups, s.unrecoverable, throttle);
+                node.metrics
+                    .set_reconstruction_in_flight(node.scheduler.status().0.in_flight);
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "redundancy scan failed"),
             Err(e) => tracing::warn!(error = %e, "redundancy scan task failed"),

@@ -1,0 +1,122 @@
+//! Reconstruction tasks on a real blockserver (real gRPC, real disks), handed out by a
+//! recording metaserver: a replica copied from another server, and tasks that fail (a dead
+//! source, a full disk on the target): every one reports its outcome and gives its xmits back.
+
+mod common;
+
+use common::{Blockserver, RecordingMeta, bytes, eventually, read, write};
+use raftfs_proto as pb;
+
+fn task(id: u64, group: u64, len: u64, source: &str, weight: u32) -> pb::ReconstructionTask {
+    pb::ReconstructionTask {
+        task_id: id,
+        group,
+        policy: "REPLICATED-3".into(),
+        group_length: len,
+        index: 0,
+        sources: vec![pb::BlockLocation {
+            index: 0,
+            node_id: 9,
+            addr: source.to_owned(),
+            rack: "r2".into(),
+        }],
+        weight,
+        aggregate: true,
+    }
+}
+
+/// Waits for the outcome of task `id`, then until the node reports no xmits in progress.
+async fn outcome(meta: &RecordingMeta, id: u64) -> pb::TaskOutcome {
+    let o = eventually("the task's outcome", || {
+        let o = meta
+            .seen()
+            .finished
+            .iter()
+            .find(|o| o.task_id == id)
+            .cloned();
+        async move { o }
+    })
+    .await;
+    eventually("xmits back at 0", || {
+        let idle = meta
+            .seen()
+            .storage
+            .as_ref()
+            .is_some_and(|s| s.xmits_in_progress == 0);
+        async move { idle.then_some(()) }
+    })
+    .await;
+    o
+}
+
+#[tokio::test]
+async fn tasks_copy_replicas_and_failures_give_their_weight_back() {
+    let meta = RecordingMeta::default();
+    let (maddr, _m) = meta.start().await;
+    let source = Blockserver::start(1, |c| c.id = 9).await;
+    let data = bytes(3 << 20, 5);
+    write(&mut source.client().await, 1 << 20, 0, &data, 1 << 20)
+        .await
+        .expect("write source block");
+    let target = Blockserver::start(1, |c| {
+        c.id = 1;
+        c.metaservers = vec![maddr.clone()];
+    })
+    .await;
+    eventually("registered", || {
+        let ok = meta.seen().registered;
+        async move { ok.then_some(()) }
+    })
+    .await;
+
+    // A replica copy: the new block is there, byte for byte, and reported.
+    meta.queue_task(task(
+        1,
+        1 << 20,
+        data.len() as u64,
+        &source.addr.to_string(),
+        1,
+    ));
+    let o = outcome(&meta, 1).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(
+        read(&mut target.client().await, 1 << 20, 0, 0, 0)
+            .await
+            .expect("read copy"),
+        data
+    );
+    eventually("the copy reported", || {
+        let ok = meta.seen().blocks.get(&(1 << 20, 0)) == Some(&(data.len() as u64));
+        async move { ok.then_some(()) }
+    })
+    .await;
+
+    // A source that is gone: the task fails, its weight (3) is given back.
+    meta.queue_task(task(2, 2 << 20, 1 << 20, "127.0.0.1:1", 3));
+    let o = outcome(&meta, 2).await;
+    assert!(!o.ok);
+
+    // A full target disk.
+    target.stop().await;
+    let full = Blockserver::start(1, |c| {
+        c.id = 1;
+        c.metaservers = vec![maddr.clone()];
+        c.reserved_bytes = u64::MAX / 2;
+    })
+    .await;
+    meta.queue_task(task(
+        3,
+        1 << 20,
+        data.len() as u64,
+        &source.addr.to_string(),
+        1,
+    ));
+    let o = outcome(&meta, 3).await;
+    assert!(!o.ok, "{o:?}");
+    assert!(o.error.to_lowercase().contains("space"), "{o:?}");
+    assert!(
+        full.block_file(1 << 20, 0).is_none(),
+        "nothing visible on the full disk"
+    );
+    assert!(full.temporaries().is_empty(), "no temporary left behind");
+}
