@@ -381,19 +381,30 @@ impl Scheduler {
         self.lock().cancel.remove(&node).unwrap_or_default()
     }
 
-    /// This node's share of the budgets.
+    /// This node's share of the budgets: a pair's budget divided among the live servers of
+    /// the destination that have work in flight (all of them when none has), so that the
+    /// shares add up to the budget and a server without work does not hold one back.
     pub fn throttle_for(&self, node: BlockNodeId, nodes: &[NodeView]) -> pb::Throttle {
         let s = self.lock();
-        let racks = RackMap::new(nodes, &s.throttle);
         let Some(me) = nodes.iter().find(|n| n.id == node) else {
             return pb::Throttle::default();
+        };
+        let busy: BTreeSet<BlockNodeId> = s.in_flight.values().map(|f| f.target).collect();
+        let working = |member: &dyn Fn(&NodeView) -> bool| {
+            let live: Vec<&NodeView> = nodes.iter().filter(|n| n.live && member(n)).collect();
+            let with_work = live.iter().filter(|n| busy.contains(&n.id)).count() as u64;
+            if with_work > 0 {
+                with_work
+            } else {
+                live.len() as u64
+            }
         };
         let mut budgets = Vec::new();
         for ((from, to), bps) in &s.throttle.rack_pairs {
             if *to != me.rack {
                 continue;
             }
-            let here = racks.live_in_rack(to).max(1);
+            let here = working(&|n: &NodeView| n.rack == *to).max(1);
             budgets.push(pb::ByteBudget {
                 name: format!("rack {from}>{to}"),
                 from_racks: vec![from.clone()],
@@ -405,7 +416,9 @@ impl Scheduler {
             if my_dc != Some(to) {
                 continue;
             }
-            let here = racks.live_in_datacenter(to).max(1);
+            let here =
+                working(&|n: &NodeView| s.throttle.racks.get(&n.rack).is_some_and(|d| d == to))
+                    .max(1);
             budgets.push(pb::ByteBudget {
                 name: format!("datacenter {from}>{to}"),
                 from_racks: s
@@ -475,20 +488,6 @@ impl<'a> RackMap<'a> {
             .iter()
             .find(|n| n.id == node)
             .map(|n| n.rack.as_str())
-    }
-
-    fn live_in_rack(&self, rack: &str) -> u64 {
-        self.nodes
-            .iter()
-            .filter(|n| n.live && n.rack == rack)
-            .count() as u64
-    }
-
-    fn live_in_datacenter(&self, dc: &str) -> u64 {
-        self.nodes
-            .iter()
-            .filter(|n| n.live && self.datacenters.get(&n.rack).is_some_and(|d| d == dc))
-            .count() as u64
     }
 
     /// 0 within a rack, 1 across racks of a datacenter, 2 across datacenters.

@@ -246,3 +246,23 @@ fn tasks_of_deleted_groups_are_cancelled_where_they_run() {
     assert!(s.take_cancellations(10).is_empty(), "sent once");
     assert_eq!(s.status().0.in_flight, 0);
 }
+
+#[test]
+fn a_budget_is_shared_by_the_destination_servers_that_have_work() {
+    let s = scheduler(8);
+    let nodes = nodes(&[1]);
+    let mut t = ThrottleSettings::default();
+    t.rack_pairs.insert(("r2".into(), "r1".into()), 9_000_000);
+    s.update(vec![(2, work())], &groups(), 0, t.clone());
+    // Nobody has work: the 3 live r1 servers (4, 7, 10) share it.
+    assert_eq!(
+        s.throttle_for(10, &nodes).budgets[0].bytes_per_sec,
+        3_000_000
+    );
+    // Server 10 takes the rebuild: it alone crosses from r2, with the whole budget.
+    assert_eq!(s.assign(10, 0, &nodes).len(), 1);
+    assert_eq!(
+        s.throttle_for(10, &nodes).budgets[0].bytes_per_sec,
+        9_000_000
+    );
+}
