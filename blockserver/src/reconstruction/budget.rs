@@ -32,6 +32,17 @@ impl Bucket {
         }
     }
 
+    /// The same bucket at another rate: its debt carries over, its credit at most up to
+    /// the new burst.
+    fn with_rate(self, rate: u64) -> Self {
+        let rate = rate as f64;
+        Self {
+            rate,
+            tokens: self.tokens.min(rate * BURST_SECS),
+            last: self.last,
+        }
+    }
+
     /// Takes `bytes`; returns how long the caller must wait to stay within the rate.
     fn charge(&mut self, bytes: u64) -> Duration {
         let now = Instant::now();
@@ -73,7 +84,8 @@ impl Budgets {
         match (&mut inner.node, node_rate) {
             (_, 0) => inner.node = None,
             (Some(b), r) if b.rate == r as f64 => {}
-            (_, r) => inner.node = Some(Bucket::new(r)),
+            (Some(b), r) => *b = std::mem::replace(b, Bucket::new(r)).with_rate(r),
+            (None, r) => inner.node = Some(Bucket::new(r)),
         }
         let mut shares = HashMap::new();
         for b in &t.budgets {
@@ -82,7 +94,9 @@ impl Budgets {
             }
             let bucket = match inner.shares.remove(&b.name) {
                 Some((_, old)) if old.rate == b.bytes_per_sec as f64 => old,
-                _ => Bucket::new(b.bytes_per_sec),
+                // A new rate keeps the old bucket's debt (and at most the new burst).
+                Some((_, old)) => old.with_rate(b.bytes_per_sec),
+                None => Bucket::new(b.bytes_per_sec),
             };
             shares.insert(b.name.clone(), (b.from_racks.clone(), bucket));
         }

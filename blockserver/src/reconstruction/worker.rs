@@ -54,8 +54,8 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     rack: String,
     running: Mutex<HashSet<(u64, u32)>>,
-    /// task id -> its tokio task, for cancellation.
-    handles: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
+    /// task id -> its tokio task and block, for cancellation.
+    handles: Mutex<HashMap<u64, (tokio::task::AbortHandle, (u64, u32))>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -121,17 +121,24 @@ impl Worker {
                 error: r.err().unwrap_or_default(),
             });
         });
-        lock(&self.handles).insert(task_id, handle.abort_handle());
+        lock(&self.handles).insert(task_id, (handle.abort_handle(), key));
+        if handle.is_finished() {
+            // It ended before its handle was filed: nothing left to cancel.
+            lock(&self.handles).remove(&task_id);
+        }
     }
 
     /// Stops the tasks the active cancelled (their group was deleted, or they timed out).
     pub fn cancel(&self, task_ids: &[u64]) {
         let mut handles = lock(&self.handles);
         for id in task_ids {
-            if let Some(h) = handles.remove(id) {
+            if let Some((h, key)) = handles.remove(id) {
                 tracing::info!(task = id, "reconstruction task cancelled");
                 self.metrics.reconstruction_task("cancelled");
                 h.abort();
+                // The block is free for a new task now (a rescheduled one may come in the
+                // same reply), even before the aborted future is dropped.
+                lock(&self.running).remove(&key);
             }
         }
     }

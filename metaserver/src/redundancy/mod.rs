@@ -252,6 +252,7 @@ pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
                         length,
                         missing,
                         replicas,
+                        holders: registry.holders(g.id),
                     },
                 )),
                 None => unrecoverable += 1,

@@ -76,6 +76,9 @@ pub struct Work {
     pub missing: Vec<u32>,
     /// Good copies of the others.
     pub replicas: Vec<Replica>,
+    /// Every server that reported any copy of the group (also short or corrupt ones): none
+    /// of them may receive another internal block of it.
+    pub holders: Vec<BlockNodeId>,
 }
 
 #[derive(Debug)]
@@ -83,6 +86,10 @@ struct InFlight {
     task_id: u64,
     target: BlockNodeId,
     deadline: Instant,
+    /// Reported done; kept until a scan no longer lists the block missing, so that the
+    /// queues of the last scan do not hand it out again (or put another block of the group
+    /// on the same server) before the new copy is in the registry.
+    done: bool,
 }
 
 #[derive(Debug, Default)]
@@ -162,11 +169,15 @@ impl Scheduler {
             .flat_map(|(_, w)| w.missing.iter().map(move |i| (w.group, *i)))
             .collect();
         let mut timed_out = 0;
+        let mut rebuilt = 0;
         let mut cancel: Vec<(BlockNodeId, u64)> = Vec::new();
         s.in_flight.retain(|key, f| {
             let missing = still_missing.contains(key);
-            if missing && f.deadline > now {
-                return true;
+            if missing && (f.done || f.deadline > now) {
+                return !f.done || f.deadline > now;
+            }
+            if f.done {
+                return false;
             }
             if missing {
                 // Timed out: stop it where it runs, and let another server try.
@@ -175,10 +186,14 @@ impl Scheduler {
             } else if !groups.contains(&key.0) {
                 // The group is gone (its file deleted): the work is pointless.
                 cancel.push((f.target, f.task_id));
+            } else {
+                // The rebuilt copy was reported before the task's outcome: it succeeded.
+                rebuilt += 1;
             }
             false
         });
         s.failed = s.failed.saturating_add(timed_out);
+        s.finished = s.finished.saturating_add(rebuilt);
         for (node, task) in cancel {
             s.cancel.entry(node).or_default().push(task);
         }
@@ -200,12 +215,15 @@ impl Scheduler {
             let key = (o.group, o.index);
             if s.in_flight
                 .get(&key)
-                .is_some_and(|f| f.task_id == o.task_id)
+                .is_some_and(|f| f.task_id == o.task_id && !f.done)
             {
-                s.in_flight.remove(&key);
                 if o.ok {
+                    if let Some(f) = s.in_flight.get_mut(&key) {
+                        f.done = true;
+                    }
                     s.finished = s.finished.saturating_add(1);
                 } else {
+                    s.in_flight.remove(&key);
                     s.failed = s.failed.saturating_add(1);
                     tracing::warn!(group = o.group, index = o.index, error = %o.error, "reconstruction task failed");
                 }
@@ -281,6 +299,7 @@ impl Scheduler {
                     task_id,
                     target,
                     deadline,
+                    done: false,
                 },
             );
             s.started = s.started.saturating_add(1);
@@ -302,6 +321,7 @@ impl Scheduler {
             .replicas
             .iter()
             .map(|r| r.node)
+            .chain(w.holders.iter().copied())
             .chain(busy.iter().copied())
             .collect();
         let need = expected_len(&w.policy, w.length, index);
@@ -389,7 +409,12 @@ impl Scheduler {
         let Some(me) = nodes.iter().find(|n| n.id == node) else {
             return pb::Throttle::default();
         };
-        let busy: BTreeSet<BlockNodeId> = s.in_flight.values().map(|f| f.target).collect();
+        let busy: BTreeSet<BlockNodeId> = s
+            .in_flight
+            .values()
+            .filter(|f| !f.done)
+            .map(|f| f.target)
+            .collect();
         let working = |member: &dyn Fn(&NodeView) -> bool| {
             let live: Vec<&NodeView> = nodes.iter().filter(|n| n.live && member(n)).collect();
             let with_work = live.iter().filter(|n| busy.contains(&n.id)).count() as u64;
@@ -441,7 +466,7 @@ impl Scheduler {
     pub fn status(&self) -> (Status, ThrottleSettings) {
         let s = self.lock();
         let mut in_flight_by_node = BTreeMap::new();
-        for f in s.in_flight.values() {
+        for f in s.in_flight.values().filter(|f| !f.done) {
             *in_flight_by_node.entry(f.target).or_insert(0u64) += 1;
         }
         (
@@ -452,7 +477,7 @@ impl Scheduler {
                     s.queues[2].len() as u64,
                 ],
                 unrecoverable: s.unrecoverable,
-                in_flight: s.in_flight.len() as u64,
+                in_flight: s.in_flight.values().filter(|f| !f.done).count() as u64,
                 in_flight_by_node,
                 started: s.started,
                 finished: s.finished,

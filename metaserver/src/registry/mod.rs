@@ -345,6 +345,15 @@ impl Registry {
             .collect()
     }
 
+    /// Every node that reported any copy of `group` (whatever its length or state).
+    pub fn holders(&self, group: GroupId) -> Vec<BlockNodeId> {
+        self.lock()
+            .by_group
+            .get(&group)
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// The copies of `group` reported corrupt: (index, node).
     pub fn corrupt_of(&self, group: GroupId) -> Vec<(u32, BlockNodeId)> {
         self.lock()

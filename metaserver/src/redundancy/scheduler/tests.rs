@@ -39,6 +39,7 @@ fn work() -> Work {
         policy: rs63(),
         length: 36 * MIB,
         missing: vec![0],
+        holders: Vec::new(),
         replicas: (1..9)
             .map(|i| Replica {
                 index: i,
@@ -120,13 +121,22 @@ fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
         ok: false,
         error: "source died".into(),
     }]);
-    assert_eq!(
-        s.assign(10, 0, &nodes).len(),
-        1,
-        "a failed task is rescheduled"
-    );
+    let again = s.assign(10, 0, &nodes);
+    assert_eq!(again.len(), 1, "a failed task is rescheduled");
     let (status, _) = s.status();
     assert_eq!((status.started, status.failed, status.in_flight), (2, 1, 1));
+    // Done: not handed out again while the last scan still lists it, nor anything else of
+    // the group to the same server.
+    s.finished(&[pb::TaskOutcome {
+        task_id: again[0].task_id,
+        group: again[0].group,
+        index: 0,
+        ok: true,
+        error: String::new(),
+    }]);
+    assert!(s.assign(10, 0, &nodes).is_empty());
+    assert!(s.assign(11, 0, &nodes).is_empty());
+    assert_eq!(s.status().0.in_flight, 0);
 }
 
 #[test]
@@ -265,4 +275,15 @@ fn a_budget_is_shared_by_the_destination_servers_that_have_work() {
         s.throttle_for(10, &nodes).budgets[0].bytes_per_sec,
         9_000_000
     );
+}
+
+#[test]
+fn a_server_with_any_copy_of_the_group_gets_no_other_block_of_it() {
+    let s = scheduler(8);
+    let nodes = nodes(&[1]);
+    let mut w = work();
+    // Server 10 holds a corrupt (hence not "good") copy of one of the group's blocks.
+    w.holders = vec![10];
+    s.update(vec![(2, w)], &groups(), 0, ThrottleSettings::default());
+    assert!(s.assign(10, 0, &nodes).is_empty());
 }
