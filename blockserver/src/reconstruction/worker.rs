@@ -31,6 +31,9 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where a task's outcome goes: the outbox of the metaserver link that sent it.
 pub type Outbox = Arc<Mutex<Vec<pb::TaskOutcome>>>;
 
+/// A running task: how to stop it, and the block (group, index) it rebuilds.
+type Running = (tokio::task::AbortHandle, (u64, u32));
+
 /// Clears a task's bookkeeping when its future is dropped, however it ends.
 struct Cleanup {
     worker: Arc<Worker>,
@@ -55,7 +58,7 @@ pub struct Worker {
     rack: String,
     running: Mutex<HashSet<(u64, u32)>>,
     /// task id -> its tokio task and block, for cancellation.
-    handles: Mutex<HashMap<u64, (tokio::task::AbortHandle, (u64, u32))>>,
+    handles: Mutex<HashMap<u64, Running>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
