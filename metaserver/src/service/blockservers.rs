@@ -36,10 +36,7 @@ impl BlockServersService {
         start: Instant,
         r: Result<T, MetaError>,
     ) -> Result<Response<T>, Status> {
-        self.node
-            .metrics
-            .observe_rpc(method, start.elapsed(), r.is_ok());
-        r.map(Response::new).map_err(Status::from)
+        self.node.finish_rpc(method, start, r)
     }
 
     /// On the active: queues the deletion of reported blocks whose group no longer exists.

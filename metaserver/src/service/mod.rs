@@ -63,6 +63,18 @@ impl std::fmt::Debug for MetaNode {
 }
 
 impl MetaNode {
+    /// Counts an RPC in the metrics and turns its result into the gRPC reply (every error
+    /// through [`status`]).
+    pub fn finish_rpc<T>(
+        &self,
+        method: &'static str,
+        start: std::time::Instant,
+        r: Result<T, MetaError>,
+    ) -> Result<tonic::Response<T>, tonic::Status> {
+        self.metrics.observe_rpc(method, start.elapsed(), r.is_ok());
+        r.map(tonic::Response::new).map_err(tonic::Status::from)
+    }
+
     /// The active's id and address as this node knows them.
     pub fn leader_hint(&self) -> Option<(NodeId, String)> {
         let m = self.raft.metrics();

@@ -214,10 +214,7 @@ impl NamespaceService {
         start: Instant,
         r: Result<T, MetaError>,
     ) -> Result<Response<T>, Status> {
-        self.node
-            .metrics
-            .observe_rpc(method, start.elapsed(), r.is_ok());
-        r.map(Response::new).map_err(Status::from)
+        self.node.finish_rpc(method, start, r)
     }
 }
 
