@@ -56,6 +56,8 @@ pub struct Worker {
     volumes: Arc<Volumes>,
     metrics: Arc<Metrics>,
     rack: String,
+    /// One lazily connected channel per peer blockserver, shared by every task's reads.
+    channels: Mutex<HashMap<String, tonic::transport::Channel>>,
     running: Mutex<HashSet<(u64, u32)>>,
     /// task id -> its tokio task and block, for cancellation.
     handles: Mutex<HashMap<u64, Running>>,
@@ -73,6 +75,7 @@ impl Worker {
             volumes,
             metrics,
             rack,
+            channels: Mutex::new(HashMap::new()),
             running: Mutex::new(HashSet::new()),
             handles: Mutex::new(HashMap::new()),
         })
@@ -146,6 +149,25 @@ impl Worker {
         }
     }
 
+    /// A client of the blockserver at `addr` on its shared channel.
+    fn peer(&self, addr: &str) -> Result<BlockDataClient<tonic::transport::Channel>, String> {
+        let mut channels = lock(&self.channels);
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| format!("{addr}: {e}"))?
+                    .connect_timeout(Duration::from_secs(2))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                channels.insert(addr.to_owned(), c.clone());
+                c
+            }
+        };
+        Ok(BlockDataClient::new(channel)
+            .max_decoding_message_size(crate::service::MAX_DATA_MESSAGE))
+    }
+
     async fn read(
         &self,
         src: &pb::BlockLocation,
@@ -159,10 +181,7 @@ impl Worker {
             self.budgets.read(len, "").await;
         }
         let fetch = async {
-            let mut client = BlockDataClient::connect(format!("http://{}", src.addr))
-                .await
-                .map_err(|e| format!("{}: {e}", src.addr))?
-                .max_decoding_message_size(crate::service::MAX_DATA_MESSAGE);
+            let mut client = self.peer(&src.addr)?;
             let mut stream = client
                 .read_block(pb::ReadBlockRequest {
                     block: Some(pb::BlockRef {
@@ -321,10 +340,7 @@ impl Worker {
         req: pb::PartialRequest,
     ) -> Result<Vec<u8>, String> {
         let fetch = async {
-            let mut client = BlockDataClient::connect(format!("http://{}", via.addr))
-                .await
-                .map_err(|e| format!("{}: {e}", via.addr))?
-                .max_decoding_message_size(crate::service::MAX_DATA_MESSAGE);
+            let mut client = self.peer(&via.addr)?;
             client
                 .partial(req)
                 .await

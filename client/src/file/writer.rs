@@ -435,6 +435,20 @@ impl Core {
             .add_block(&self.path, self.written, &self.excluded)
             .await?;
         let width = group.targets.len();
+        // The metaserver's answer decides how many streams there are; one that does not fit
+        // the policy is refused here rather than indexed past later.
+        let fits = match self.policy {
+            FilePolicy::Replicated(n) => (1..=n).contains(&width),
+            FilePolicy::Striped { .. } => width == self.policy.width(),
+        };
+        if !fits {
+            return Err(FileError::TooManyFailures {
+                group: group.id,
+                failed: self.policy.width().saturating_sub(width),
+                width: self.policy.width(),
+                why: format!("the metaserver placed the group on {width} servers"),
+            });
+        }
         self.group = Some(OpenGroup {
             id: group.id,
             targets: group.targets,

@@ -21,7 +21,6 @@ use raftfs_proto as pb;
 use raftfs_proto::block_data_client::BlockDataClient;
 
 use crate::error::MetaError;
-use crate::journal::rocks::SnapshotKv;
 use crate::journal::{ClientId, Proposal};
 use crate::namespace::blocks::{self, BlockGroup};
 use crate::namespace::{Inode, NsPath, Op, StoragePolicy, tree};
@@ -121,18 +120,14 @@ pub async fn measure(
 pub async fn prepare(node: &MetaNode, path: &NsPath) -> Result<Op, MetaError> {
     let (file, open) = {
         let path = path.clone();
-        let sm = node.sm.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, MetaError> {
-            let db = sm.db();
-            let kv = SnapshotKv::new(&db);
-            let file = tree::stat(&kv, &path)?;
-            let open = blocks::of_file(&kv, &file)?
+        node.read_local(move |kv| -> Result<_, MetaError> {
+            let file = tree::stat(kv, &path)?;
+            let open = blocks::of_file(kv, &file)?
                 .pop()
                 .filter(|g| g.length.is_none());
             Ok((file, open))
         })
-        .await
-        .map_err(|e| MetaError::Internal(format!("lease recovery read: {e}")))??
+        .await?
     };
     let last_group_length = match &open {
         Some(group) => Some(measure(node, &file, group).await?.ok_or_else(|| {
@@ -166,22 +161,19 @@ pub async fn monitor(node: MetaNode, every: Duration) {
 
 async fn recover_expired(node: &MetaNode) -> Result<(), MetaError> {
     let now = crate::journal::proposer::now_ms();
-    let sm = node.sm.clone();
-    let expired = tokio::task::spawn_blocking(move || -> Result<_, MetaError> {
-        let db = sm.db();
-        let kv = SnapshotKv::new(&db);
-        let mut out = Vec::new();
-        for (holder, files) in tree::expired_leases(&kv, now)? {
-            for id in files {
-                if let Some(path) = tree::path_of(&kv, id)? {
-                    out.push((holder.clone(), path));
+    let expired = node
+        .read_local(move |kv| -> Result<_, MetaError> {
+            let mut out = Vec::new();
+            for (holder, files) in tree::expired_leases(kv, now)? {
+                for id in files {
+                    if let Some(path) = tree::path_of(kv, id)? {
+                        out.push((holder.clone(), path));
+                    }
                 }
             }
-        }
-        Ok(out)
-    })
-    .await
-    .map_err(|e| MetaError::Internal(format!("lease scan: {e}")))??;
+            Ok(out)
+        })
+        .await?;
     for (holder, path) in expired {
         let Ok(path) = NsPath::parse(&path) else {
             continue;

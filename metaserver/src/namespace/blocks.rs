@@ -130,6 +130,12 @@ pub fn page<R: KvRead + ?Sized>(
         .collect()
 }
 
+/// Whether group `id` existed and is gone (its file was deleted or overwritten): its
+/// internal blocks are garbage.
+pub fn deleted<R: KvRead + ?Sized>(kv: &R, id: GroupId) -> std::result::Result<bool, StoreError> {
+    Ok(load(kv, id)?.is_none() && allocated(kv, id)?)
+}
+
 /// The group at position `index` of file `inode`.
 fn at<R: KvRead + ?Sized>(kv: &R, inode: InodeId, index: u32) -> Result<BlockGroup> {
     let id = kv

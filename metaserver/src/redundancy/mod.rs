@@ -14,7 +14,6 @@ use raftfs_client::striping::Layout;
 use raftfs_proto as pb;
 
 use crate::error::MetaError;
-use crate::journal::rocks::SnapshotKv;
 use crate::namespace::blocks::{self, BlockGroup, GroupId};
 use crate::namespace::{Inode, StoragePolicy};
 use crate::observer::Role;
@@ -278,16 +277,15 @@ pub async fn monitor(node: MetaNode, every: Duration) {
         if node.role() != Role::Active {
             continue;
         }
-        let (sm, registry) = (node.sm.clone(), node.registry.clone());
-        let scanned = tokio::task::spawn_blocking(move || {
-            let db = sm.db();
-            let kv = SnapshotKv::new(&db);
-            let throttle = crate::namespace::throttle::load(&kv)?;
-            scan(&kv, &registry).map(|s| (s, throttle))
-        })
-        .await;
+        let registry = node.registry.clone();
+        let scanned = node
+            .read_local(move |kv| -> Result<_, MetaError> {
+                let throttle = crate::namespace::throttle::load(kv)?;
+                scan(kv, &registry).map(|s| (s, throttle))
+            })
+            .await;
         match scanned {
-            Ok(Ok((s, throttle))) => {
+            Ok((s, throttle)) => {
                 node.metrics
                     .set_reconstruction_queues(&s.work, s.unrecoverable);
                 node.scheduler
@@ -295,8 +293,7 @@ pub async fn monitor(node: MetaNode, every: Duration) {
                 node.metrics
                     .set_reconstruction_in_flight(node.scheduler.status().0.in_flight);
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "redundancy scan failed"),
-            Err(e) => tracing::warn!(error = %e, "redundancy scan task failed"),
+            Err(e) => tracing::warn!(error = %e, "redundancy scan failed"),
         }
     }
 }
@@ -317,33 +314,30 @@ pub async fn sweep_garbage(node: MetaNode, every: Duration) {
         if reported.is_empty() {
             continue;
         }
-        let sm = node.sm.clone();
-        let garbage = tokio::task::spawn_blocking(move || -> Result<Vec<_>, MetaError> {
-            let db = sm.db();
-            let kv = SnapshotKv::new(&db);
-            let mut out = Vec::new();
-            let mut last: Option<(u64, bool)> = None;
-            for (group, index, node) in reported {
-                let gone = match last {
-                    Some((g, gone)) if g == group => gone,
-                    _ => blocks::load(&kv, group)?.is_none() && blocks::allocated(&kv, group)?,
-                };
-                last = Some((group, gone));
-                if gone {
-                    out.push((group, index, node));
+        let garbage = node
+            .read_local(move |kv| -> Result<Vec<_>, MetaError> {
+                let mut out = Vec::new();
+                let mut last: Option<(u64, bool)> = None;
+                for (group, index, node) in reported {
+                    let gone = match last {
+                        Some((g, gone)) if g == group => gone,
+                        _ => blocks::deleted(kv, group)?,
+                    };
+                    last = Some((group, gone));
+                    if gone {
+                        out.push((group, index, node));
+                    }
                 }
-            }
-            Ok(out)
-        })
-        .await;
+                Ok(out)
+            })
+            .await;
         match garbage {
-            Ok(Ok(garbage)) => {
+            Ok(garbage) => {
                 for (group, index, n) in garbage {
                     node.registry.queue_delete(n, group, index);
                 }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "garbage sweep failed"),
-            Err(e) => tracing::warn!(error = %e, "garbage sweep task failed"),
+            Err(e) => tracing::warn!(error = %e, "garbage sweep failed"),
         }
     }
 }

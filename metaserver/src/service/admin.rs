@@ -235,18 +235,13 @@ impl Admin for AdminService {
         _req: Request<pb::ReconstructionStatusRequest>,
     ) -> Result<Response<pb::ReconstructionStatusResponse>, Status> {
         let start = Instant::now();
-        let throttle = {
-            let sm = self.node.sm.clone();
-            tokio::task::spawn_blocking(move || {
-                let db = sm.db();
-                crate::namespace::throttle::load(&crate::journal::rocks::SnapshotKv::new(&db))
-            })
-            .await
-        };
+        // The journaled setting, not the scheduler's copy (refreshed by the next scan).
+        let throttle = self
+            .node
+            .read_local(|kv| crate::namespace::throttle::load(kv))
+            .await;
         let r = self.node.ensure_active().and_then(|()| {
-            // The journaled setting, not the scheduler's copy (refreshed by the next scan).
-            let throttle =
-                throttle.map_err(|e| MetaError::Internal(format!("throttle read: {e}")))??;
+            let throttle = throttle?;
             let (status, _) = self.node.scheduler.status();
             let nodes = self.node.registry.nodes();
             Ok(pb::ReconstructionStatusResponse {

@@ -14,7 +14,6 @@ use tonic::{Request, Response, Status};
 
 use super::MetaNode;
 use crate::error::MetaError;
-use crate::journal::rocks::SnapshotKv;
 use crate::namespace::blocks;
 use crate::observer::Role;
 use crate::registry::{Reported, Storage};
@@ -48,20 +47,18 @@ impl BlockServersService {
         if reported.is_empty() || self.node.role() != Role::Active {
             return Ok(());
         }
-        let sm = self.node.sm.clone();
-        let garbage = tokio::task::spawn_blocking(move || -> Result<Vec<Reported>, MetaError> {
-            let db = sm.db();
-            let kv = SnapshotKv::new(&db);
-            let mut out = Vec::new();
-            for r in reported {
-                if blocks::load(&kv, r.group)?.is_none() && blocks::allocated(&kv, r.group)? {
-                    out.push(r);
+        let garbage = self
+            .node
+            .read_local(move |kv| -> Result<Vec<Reported>, MetaError> {
+                let mut out = Vec::new();
+                for r in reported {
+                    if blocks::deleted(kv, r.group)? {
+                        out.push(r);
+                    }
                 }
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| MetaError::Internal(format!("garbage scan: {e}")))??;
+                Ok(out)
+            })
+            .await?;
         for r in garbage {
             tracing::debug!(
                 node_id,

@@ -63,6 +63,25 @@ impl std::fmt::Debug for MetaNode {
 }
 
 impl MetaNode {
+    /// Runs `f` on a consistent view of this member's own state, on a blocking thread,
+    /// without a client's consistency checks (the active preparing an entry, its monitors).
+    pub async fn read_local<T, E>(
+        &self,
+        f: impl FnOnce(&crate::journal::rocks::SnapshotKv<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, MetaError>
+    where
+        T: Send + 'static,
+        E: Into<MetaError> + Send + 'static,
+    {
+        let sm = self.sm.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = sm.db();
+            f(&crate::journal::rocks::SnapshotKv::new(&db)).map_err(Into::into)
+        })
+        .await
+        .map_err(|e| MetaError::Internal(format!("read task: {e}")))?
+    }
+
     /// Counts an RPC in the metrics and turns its result into the gRPC reply (every error
     /// through [`status`]).
     pub fn finish_rpc<T>(

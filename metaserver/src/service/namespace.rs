@@ -102,28 +102,13 @@ impl NamespaceService {
     /// decides, the entry carries the decision): the default block size, the servers of a new
     /// block group, the recovered length of a dead writer's last group.
     async fn prepare(&self, op: Op, exclude: &[u64]) -> Result<Op, MetaError> {
+        let mut op = op;
+        if let Op::Create { block_size, .. } = &mut op
+            && *block_size == 0
+        {
+            *block_size = self.node.blocks.default_block_size;
+        }
         Ok(match op {
-            Op::Create {
-                path,
-                overwrite,
-                create_parents,
-                permission,
-                owner,
-                group,
-                policy,
-                holder,
-                block_size: 0,
-            } => Op::Create {
-                path,
-                overwrite,
-                create_parents,
-                permission,
-                owner,
-                group,
-                policy,
-                holder,
-                block_size: self.node.blocks.default_block_size,
-            },
             Op::AddBlock {
                 path,
                 holder,
@@ -132,7 +117,9 @@ impl NamespaceService {
             } => {
                 let file = {
                     let path = path.clone();
-                    self.local_read(move |kv| tree::stat(kv, &path)).await?
+                    self.node
+                        .read_local(move |kv| tree::stat(kv, &path))
+                        .await?
                 };
                 let count = blocks::width(&file.policy);
                 let req = placement::Request {
@@ -156,22 +143,6 @@ impl NamespaceService {
             Op::RecoverLease { path, .. } => lease_recovery::prepare(&self.node, &path).await?,
             other => other,
         })
-    }
-
-    /// Reads this member's own state (the active preparing an entry), without the client's
-    /// consistency checks.
-    async fn local_read<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&SnapshotKv<'_>) -> Result<T, ApplyError> + Send + 'static,
-    ) -> Result<T, MetaError> {
-        let sm = self.node.sm.clone();
-        tokio::task::spawn_blocking(move || {
-            let db = sm.db();
-            let kv = SnapshotKv::new(&db);
-            f(&kv).map_err(MetaError::from)
-        })
-        .await
-        .map_err(|e| MetaError::Internal(format!("read task: {e}")))?
     }
 
     /// A group on the wire, with addresses, and (for reads) the copies that block reports
