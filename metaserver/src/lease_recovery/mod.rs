@@ -3,13 +3,14 @@
 //! internal block agrees on, measured on the blockservers themselves (a writer that died
 //! mid-stripe leaves internal blocks of different lengths; block reports may lag).
 //!
-//! - A replicated group keeps the shortest surviving replica's length (every replica holds
-//!   at least that much of the same bytes, as HDFS's block recovery does).
-//! - An erasure-coded group needs at least k surviving internal blocks. If the survivors'
-//!   lengths are exactly those of one group length (the writer finished its last, possibly
-//!   short, stripe), that length is kept; otherwise only the stripes every survivor holds in
-//!   full: a stripe cut in the middle would have parity computed over cells some survivors
-//!   lack, and a degraded read of it would decode garbage.
+//! - A replicated group keeps the longest surviving replica (every replica received the same
+//!   bytes in the same order).
+//! - An erasure-coded group keeps the stripes that at least k surviving internal blocks hold
+//!   in full (HDFS's safe length): a full cell on a server means the writer had the whole
+//!   stripe and its parity when it sent it; a partly written stripe is dropped, since its
+//!   parity may cover cells some blocks lack.
+//! - A server that answers without the block holds 0 bytes of it; one that does not answer
+//!   may hold some: with no answer at all, recovery waits and tries again.
 //!
 //! The active runs [`monitor`] and proposes `RecoverLease` with the measured length, so that
 //! every replica applies the same decision.
@@ -87,11 +88,15 @@ pub async fn measure(
                 let mut client = BlockDataClient::connect(format!("http://{addr}"))
                     .await
                     .ok()?;
-                let info = client
+                match client
                     .block_info(pb::BlockInfoRequest { block: Some(block) })
                     .await
-                    .ok()?;
-                Some((index, info.into_inner().length))
+                {
+                    Ok(info) => Some((index, info.into_inner().length)),
+                    // It answered: it holds nothing of this block.
+                    Err(s) if s.code() == tonic::Code::NotFound => Some((index, 0)),
+                    Err(_) => None,
+                }
             };
             tokio::time::timeout(INFO_TIMEOUT, ask).await.ok().flatten()
         });
@@ -107,9 +112,8 @@ pub async fn measure(
         "lease recovery measured the open group"
     );
     if survivors.is_empty() {
-        // Nothing of the group reached a disk (the writer died before its first byte): the
-        // group is empty.
-        return Ok(Some(0));
+        // Nobody answered: the blocks may be there; try again later.
+        return Ok(None);
     }
     Ok(agreed_length(&file.policy, &survivors)
         .map(|l| l.min(blocks::capacity(&file.policy, file.block_size))))
