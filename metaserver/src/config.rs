@@ -59,7 +59,11 @@ impl Default for RaftTuning {
 pub struct ProposerTuning {
     /// Most mutations packed into one entry.
     pub max_batch: usize,
-    /// Most entries proposed and not yet applied.
+    /// Most entries proposed and not yet applied. One is fastest with openraft 0.9: its
+    /// leader writes and fsyncs each entry inside the core task before replicating it, so a
+    /// second entry in flight costs its own fsync and holds up the handling of the followers'
+    /// answers to the first, while one entry at a time gathers every waiting mutation (64
+    /// clients creating files on the build machine: 4 in flight ~6.6k/s, 1 ~7-8k/s).
     pub max_in_flight: usize,
 }
 
@@ -67,7 +71,7 @@ impl Default for ProposerTuning {
     fn default() -> Self {
         Self {
             max_batch: 512,
-            max_in_flight: 4,
+            max_in_flight: 1,
         }
     }
 }
