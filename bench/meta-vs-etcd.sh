@@ -16,16 +16,26 @@ mkdir=$(run meta --op mkdir --clients "$CLIENTS" --ops "$OPS" --cluster "$work/r
 put=$(run etcd --op put --clients "$CLIENTS" --ops "$OPS" --endpoints "$endpoints")
 
 batches=$(scrape "$work/raftfs" raftfs_meta_proposals_per_entry_)
+timings=$(scrape "$work/raftfs" raftfs_meta_journal_)
 
 echo "$create"; echo "$mkdir"; echo "$put"
-python3 - "$create" "$mkdir" "$put" "$batches" <<'PY'
+python3 - "$create" "$mkdir" "$put" "$batches" "$timings" <<'PY'
 import json, sys
-create, mkdir, put, batches = (json.loads(a) for a in sys.argv[1:5])
+create, mkdir, put, batches, timings = (json.loads(a) for a in sys.argv[1:6])
 # Group commit on the active: client mutations per Raft entry (= per leader fsync).
 for node, vals in batches.items():
     n = vals.get("raftfs_meta_proposals_per_entry_count", 0)
     if n:
         print(f"node {node} (active during the runs): {vals['raftfs_meta_proposals_per_entry_sum'] / n:.1f} mutations per entry over {n:.0f} entries")
+# Where an entry's time goes (the journal's step timings, DESIGN: metrics), mean per step over
+# the create and mkdir runs (and their preparation).
+print(f"\n{'member':<14}{'log append':>12}{'AppendEntries':>15}{'apply':>9}{'entry':>9}   (mean ms)")
+for node, vals in sorted(timings.items()):
+    def mean(step):
+        n = vals.get(f"raftfs_meta_journal_{step}_seconds_count", 0)
+        return f"{1000 * vals[f'raftfs_meta_journal_{step}_seconds_sum'] / n:.2f}" if n else "-"
+    print(f"{node + ' ' + vals['role']:<14}{mean('log_append'):>12}{mean('append_entries'):>15}"
+          f"{mean('apply'):>9}{mean('entry'):>9}")
 print(f"\n{'run':<16}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
 for name, r in (("raftfs create", create), ("raftfs mkdir", mkdir), ("etcd put", put)):
     print(f"{name:<16}{r['ops_per_sec']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}")

@@ -267,3 +267,89 @@ async fn extended_attributes_like_hdfs_setfattr_and_getfattr() {
         "no such file",
     );
 }
+
+/// Every `raftfs_meta_<name>` sample of a member's `/metrics`, by name (labels dropped).
+fn scrape(addr: &str) -> std::collections::HashMap<String, f64> {
+    let body = common::http_get(addr, "/metrics").expect("GET /metrics");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            let name = name.split('{').next()?.strip_prefix("raftfs_meta_")?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The journal's step timings (`journal_*_seconds`) are filled by the real path: every voter
+/// times its log appends and applies; only the active times AppendEntries round trips and
+/// whole entries, since only it replicates and proposes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_step_timings_in_metrics() {
+    let cluster = LocalCluster::up(3, &["--observers", "0"]);
+    let client = cluster.client();
+    client.mkdir("/timed", false).await.expect("mkdir");
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .create(
+                        &format!("/timed/f{i}"),
+                        &raftfs_client::CreateOptions::default(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("task").expect("create");
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&cluster.ctl(&["cluster", "status", "--json"]))).expect("json");
+    let active = status["leader"].as_u64().expect("an active");
+    let count = |m: &std::collections::HashMap<String, f64>, name: &str| {
+        m.get(&format!("journal_{name}_seconds_count"))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    // Followers apply once they hear of the commit (the next heartbeat): poll.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let members: Vec<(u64, std::collections::HashMap<String, f64>)> = cluster
+            .file()
+            .meta
+            .iter()
+            .map(|m| {
+                (
+                    m.id,
+                    scrape(m.metrics_addr.as_deref().expect("metrics address")),
+                )
+            })
+            .collect();
+        let settled = members
+            .iter()
+            .all(|(_, m)| count(m, "log_append") >= 1.0 && count(m, "apply") >= 1.0);
+        if settled || std::time::Instant::now() > deadline {
+            for (id, m) in &members {
+                assert!(count(m, "log_append") >= 1.0, "member {id}: {m:?}");
+                assert!(count(m, "apply") >= 1.0, "member {id}: {m:?}");
+                assert!(m["journal_log_append_seconds_sum"] > 0.0, "member {id}");
+                if *id == active {
+                    assert!(count(m, "append_entries") >= 1.0, "active {id}: {m:?}");
+                    assert!(count(m, "entry") >= 1.0, "active {id}: {m:?}");
+                    assert!(m["journal_entry_seconds_sum"] > 0.0);
+                } else {
+                    assert_eq!(count(m, "entry"), 0.0, "follower {id} proposes nothing");
+                    assert_eq!(
+                        count(m, "append_entries"),
+                        0.0,
+                        "follower {id} replicates nothing"
+                    );
+                }
+            }
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

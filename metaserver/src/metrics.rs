@@ -2,7 +2,8 @@
 //! `raftfs_meta_<what>_<unit>`: RPC counts and latencies per method, the Raft position of
 //! this node (term, last log index, applied index, leader), and how far its state machine
 //! trails the active (`observer_apply_lag_entries`, `observer_apply_lag_seconds`: on an
-//! observer these are the observer lag; on a voter they measure the same thing).
+//! observer these are the observer lag; on a voter they measure the same thing), and how long
+//! each step of the journal takes ([`JournalTimings`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +29,62 @@ struct MethodLabels {
     method: &'static str,
 }
 
+/// How long each step of an entry's way through the journal takes, so that an operator (and
+/// `bench/meta-vs-etcd.sh`) can see where a write's latency goes without a profiler: on the
+/// active an entry is appended and fsynced here (`log_append`), then sent to the followers
+/// (`append_entries`, a round trip that includes their append and fsync), then applied
+/// (`apply`, here and on every member); `entry` is the whole of it as the proposer sees it.
+/// etcd answers the same question with `disk_wal_fsync_duration_seconds`,
+/// `network_peer_round_trip_time_seconds` and `disk_backend_commit_duration_seconds`.
+#[derive(Debug, Clone)]
+pub struct JournalTimings {
+    /// One append of entries to the log: the RocksDB write and its fsync.
+    pub log_append: Histogram,
+    /// One AppendEntries round trip to a follower, for those that carry entries.
+    pub append_entries: Histogram,
+    /// One apply call of the state machine, including the hand-off to a blocking thread.
+    pub apply: Histogram,
+    /// On the active: an entry from its proposal to its result (appended, replicated,
+    /// committed and applied).
+    pub entry: Histogram,
+}
+
+impl JournalTimings {
+    fn new() -> Self {
+        // 50 µs .. ~1.6 s
+        let h = || Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        Self {
+            log_append: h(),
+            append_entries: h(),
+            apply: h(),
+            entry: h(),
+        }
+    }
+
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "journal_log_append_seconds",
+            "One append to the Raft log: the RocksDB write and its fsync",
+            self.log_append.clone(),
+        );
+        registry.register(
+            "journal_append_entries_seconds",
+            "One AppendEntries round trip that carries entries, to a follower (its fsync included)",
+            self.append_entries.clone(),
+        );
+        registry.register(
+            "journal_apply_seconds",
+            "One apply call of the state machine (one or more entries)",
+            self.apply.clone(),
+        );
+        registry.register(
+            "journal_entry_seconds",
+            "On the active: an entry from its proposal to its applied result",
+            self.entry.clone(),
+        );
+    }
+}
+
 /// The metaserver's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -42,6 +99,7 @@ pub struct Metrics {
     apply_lag_entries: Gauge,
     apply_lag_seconds: Histogram,
     proposals_per_entry: Histogram,
+    journal: JournalTimings,
     corrupt_reports: Counter,
     reconstruction_queued: Family<PriorityLabels, Gauge>,
     reconstruction_unrecoverable: Gauge,
@@ -116,6 +174,8 @@ impl Metrics {
             "Client mutations packed into one Raft entry by the active (one fsync for them all)",
             proposals_per_entry.clone(),
         );
+        let journal = JournalTimings::new();
+        journal.register(&mut registry);
         let corrupt_reports = Counter::default();
         registry.register(
             "corrupt_block_reports",
@@ -147,6 +207,7 @@ impl Metrics {
             reconstruction_unrecoverable,
             corrupt_reports,
             proposals_per_entry,
+            journal,
             apply_lag_entries,
             apply_lag_seconds,
             rpcs,
@@ -199,6 +260,12 @@ impl Metrics {
     /// The group-commit histogram, which the proposer fills.
     pub fn proposals_per_entry(&self) -> Histogram {
         self.proposals_per_entry.clone()
+    }
+
+    /// The journal's step timings, which the log store, the Raft transport, the state machine
+    /// and the proposer fill.
+    pub fn journal_timings(&self) -> JournalTimings {
+        self.journal.clone()
     }
 
     /// The apply-lag histogram, which the state machine fills as it applies entries.

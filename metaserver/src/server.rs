@@ -60,8 +60,12 @@ pub async fn run(
     let sm =
         StateMachine::open(&config.data_dir).map_err(|e| ServerError::Storage(e.to_string()))?;
     let sm_shared = sm.shared();
+    let metrics = Arc::new(Metrics::new());
+    let timings = metrics.journal_timings();
+    sm_shared.set_apply_timing(timings.apply.clone());
     let mut log_store = LogStore::open(&config.data_dir.join("log"))
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
+        .map_err(|e| ServerError::Storage(e.to_string()))?
+        .timed(timings.log_append.clone());
     if config.debug_ack_before_fsync {
         tracing::warn!("debug-ack-before-fsync: this node acknowledges log entries it may lose");
         log_store = log_store.acking_before_fsync();
@@ -91,14 +95,13 @@ pub async fn run(
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        NetworkFactory::new(dialer),
+        NetworkFactory::new(dialer).timed(timings.append_entries.clone()),
         log_store,
         sm,
     )
     .await
     .map_err(|e| ServerError::Raft(e.to_string()))?;
 
-    let metrics = Arc::new(Metrics::new());
     let proposer = Proposer::spawn(
         raft.clone(),
         ProposerConfig {
@@ -107,6 +110,7 @@ pub async fn run(
             lease: config.lease(),
         },
         metrics.proposals_per_entry(),
+        timings.entry,
     );
     let node = MetaNode {
         id: config.node_id,

@@ -17,6 +17,7 @@ use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
     Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
 };
+use prometheus_client::metrics::histogram::Histogram;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{NodeId, TypeConfig, decode, encode};
@@ -64,6 +65,8 @@ pub struct LogStore {
     /// Debug builds only (`debug-ack-before-fsync`): appended entries wait here, in memory,
     /// until this node has applied them.
     unsynced: Option<Unsynced>,
+    /// Where each append's write and fsync time goes (`journal_log_append_seconds`).
+    append_seconds: Option<Histogram>,
 }
 
 impl LogStore {
@@ -72,7 +75,15 @@ impl LogStore {
         Ok(Self {
             db: Arc::new(super::rocks::open(path, &[CF_LOG, CF_STORE])?),
             unsynced: None,
+            append_seconds: None,
         })
+    }
+
+    /// Records the duration of every append (write and fsync) in `histogram`.
+    #[must_use]
+    pub fn timed(mut self, histogram: Histogram) -> Self {
+        self.append_seconds = Some(histogram);
+        self
     }
 
     /// The deliberately broken log of `debug-ack-before-fsync` (debug builds only): an append
@@ -305,7 +316,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 encode(&entry).map_err(write_err)?,
             );
         }
+        let start = std::time::Instant::now();
         let result = self.write_synced(batch).await;
+        if let Some(h) = &self.append_seconds {
+            h.observe(start.elapsed().as_secs_f64());
+        }
         callback.log_io_completed(
             result
                 .as_ref()

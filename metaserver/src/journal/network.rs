@@ -14,6 +14,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use prometheus_client::metrics::histogram::Histogram;
 use raftfs_proto::RaftMessage;
 use raftfs_proto::raft_client::RaftClient;
 use serde::Serialize;
@@ -48,6 +49,8 @@ impl Dialer {
 #[derive(Debug, Clone, Default)]
 pub struct NetworkFactory {
     dialer: Dialer,
+    /// Round trips of AppendEntries that carry entries (`journal_append_entries_seconds`).
+    append_entries_seconds: Option<Histogram>,
     channels: std::sync::Arc<std::sync::Mutex<HashMap<(NodeId, String), Channel>>>,
 }
 
@@ -55,8 +58,16 @@ impl NetworkFactory {
     pub fn new(dialer: Dialer) -> Self {
         Self {
             dialer,
+            append_entries_seconds: None,
             channels: Default::default(),
         }
+    }
+
+    /// Records the round trip of every AppendEntries that carries entries in `histogram`.
+    #[must_use]
+    pub fn timed(mut self, histogram: Histogram) -> Self {
+        self.append_entries_seconds = Some(histogram);
+        self
     }
 
     fn channel(&self, target: NodeId, addr: &str) -> Option<Channel> {
@@ -93,6 +104,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             client: self.channel(target, &node.addr).map(RaftClient::new),
             addr: node.addr.clone(),
+            append_entries_seconds: self.append_entries_seconds.clone(),
         }
     }
 }
@@ -103,6 +115,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     client: Option<RaftClient<Channel>>,
+    append_entries_seconds: Option<Histogram>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +166,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId>>>
     {
-        self.call("append_entries", &rpc, &option).await
+        let timing = self
+            .append_entries_seconds
+            .clone()
+            .filter(|_| !rpc.entries.is_empty())
+            .map(|h| (h, std::time::Instant::now()));
+        let result = self.call("append_entries", &rpc, &option).await;
+        if let Some((h, start)) = timing {
+            h.observe(start.elapsed().as_secs_f64());
+        }
+        result
     }
 
     async fn install_snapshot(

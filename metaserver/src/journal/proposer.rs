@@ -73,8 +73,14 @@ pub fn now_ms() -> u64 {
 impl Proposer {
     /// Starts the proposer task for `raft`.
     /// `batch_sizes` receives the number of mutations packed into each entry (the group
-    /// commit factor: one leader fsync serves that many clients).
-    pub fn spawn(raft: Raft, config: ProposerConfig, batch_sizes: Histogram) -> Self {
+    /// commit factor: one leader fsync serves that many clients); `entry_seconds` how long
+    /// each entry took from its proposal to its applied result.
+    pub fn spawn(
+        raft: Raft,
+        config: ProposerConfig,
+        batch_sizes: Histogram,
+        entry_seconds: Histogram,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(
             config
                 .max_batch
@@ -82,7 +88,13 @@ impl Proposer {
                 .max(64),
         );
         let held = Arc::new(watch::Sender::new(false));
-        tokio::spawn(run(raft, config, rx, held.subscribe(), batch_sizes));
+        tokio::spawn(run(
+            raft,
+            config,
+            rx,
+            held.subscribe(),
+            (batch_sizes, entry_seconds),
+        ));
         Self { tx, held }
     }
 
@@ -113,7 +125,7 @@ async fn run(
     config: ProposerConfig,
     mut rx: mpsc::Receiver<Pending>,
     mut held: watch::Receiver<bool>,
-    batch_sizes: Histogram,
+    (batch_sizes, entry_seconds): (Histogram, Histogram),
 ) {
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let lease_ms = u64::try_from(config.lease.as_millis()).unwrap_or(u64::MAX);
@@ -143,9 +155,14 @@ async fn run(
         let (proposals, replies): (Vec<_>, Vec<_>) =
             pending.into_iter().map(|p| (p.proposal, p.reply)).unzip();
         let raft = raft.clone();
+        let entry_seconds = entry_seconds.clone();
         tokio::spawn(async move {
+            let start = std::time::Instant::now();
             let outcome = raft.client_write(Batch { ctx, proposals }).await;
             drop(permit);
+            if outcome.is_ok() {
+                entry_seconds.observe(start.elapsed().as_secs_f64());
+            }
             match outcome {
                 Ok(resp) => {
                     let index = resp.log_id.index;

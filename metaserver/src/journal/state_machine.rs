@@ -75,6 +75,8 @@ pub struct SmShared {
     snapshots_installed: AtomicU64,
     /// Where apply records how long after the active fixed an entry it was applied here.
     apply_lag: OnceLock<Histogram>,
+    /// Where each apply call's duration goes (`journal_apply_seconds`).
+    apply_seconds: OnceLock<Histogram>,
     /// `debug-ack-before-fsync` only: applied state skips RocksDB's WAL, so a SIGKILL takes
     /// the state machine back to its last flush (a snapshot), as it takes the log back.
     volatile: std::sync::atomic::AtomicBool,
@@ -109,6 +111,11 @@ impl SmShared {
     /// Sets the histogram that apply fills with each entry's lag behind the active's clock.
     pub fn set_apply_lag(&self, histogram: Histogram) {
         let _ = self.apply_lag.set(histogram);
+    }
+
+    /// Sets the histogram that records how long each apply call takes.
+    pub fn set_apply_timing(&self, histogram: Histogram) {
+        let _ = self.apply_seconds.set(histogram);
     }
 
     /// Snapshots installed from the leader since this process started.
@@ -285,6 +292,7 @@ impl StateMachine {
                 applied_tx,
                 snapshots_installed: AtomicU64::new(0),
                 apply_lag: OnceLock::new(),
+                apply_seconds: OnceLock::new(),
                 volatile: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -400,9 +408,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<_> = entries.into_iter().collect();
         let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || shared.apply_entries(entries))
+        let start = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || shared.apply_entries(entries))
             .await
-            .map_err(sm_write)?
+            .map_err(sm_write)?;
+        if let Some(h) = self.shared.apply_seconds.get() {
+            h.observe(start.elapsed().as_secs_f64());
+        }
+        result
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
