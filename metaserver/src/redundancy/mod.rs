@@ -193,10 +193,11 @@ pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
             };
             let Some(file) = file else { continue };
             let policy = file.policy.clone();
-            let replicas: Vec<Replica> = registry
-                .replicas(g.id)
-                .into_iter()
+            let reported = registry.replicas(g.id);
+            let replicas: Vec<Replica> = reported
+                .iter()
                 .filter(|r| r.length >= expected_len(&policy, length, r.index))
+                .copied()
                 .collect();
             let (width, needed) = match &policy {
                 StoragePolicy::Replicated(n) => (usize::from(*n), 1),
@@ -234,6 +235,9 @@ pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
                     (missing, live)
                 }
             };
+            for r in stale_copies(&policy, length, &reported, &missing, live >= needed) {
+                registry.queue_delete(r.node, g.id, r.index);
+            }
             if missing.is_empty() {
                 if live >= width {
                     for (index, node) in registry.corrupt_of(g.id) {
@@ -265,6 +269,31 @@ pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
             });
         }
     }
+}
+
+/// The copies of a closed group's missing blocks that are shorter than the group's length
+/// says (a writer died before it sent them everything, and lease recovery kept more): to be
+/// deleted, once the group decodes without them (`decodable`). Such a copy serves no read,
+/// and while it is there its server counts as holding a block of the group, so it cannot be
+/// the target of that block's rebuild; in a cluster of exactly k+m servers nothing else can,
+/// and the group would stay degraded for good. HDFS likewise invalidates a replica whose
+/// length or generation is stale once enough good replicas exist; a group below k keeps
+/// its short copies, whose prefixes may still help a recovery.
+fn stale_copies(
+    policy: &StoragePolicy,
+    length: u64,
+    reported: &[Replica],
+    missing: &[u32],
+    decodable: bool,
+) -> Vec<Replica> {
+    if !decodable {
+        return Vec::new();
+    }
+    reported
+        .iter()
+        .filter(|r| missing.contains(&r.index) && r.length < expected_len(policy, length, r.index))
+        .copied()
+        .collect()
 }
 
 /// On the active, every `every`: scans the groups and refreshes the scheduler's queues and
@@ -399,6 +428,45 @@ mod tests {
         assert_eq!(
             classify(&p, 1, &copies(&p, 1, &[6, 7, 8])),
             Health::Degraded
+        );
+    }
+
+    #[test]
+    fn short_copies_of_missing_blocks_go_once_the_group_decodes_without_them() {
+        let p = StoragePolicy::ErasureCoded {
+            codec: EcCodec::Rs,
+            data: 3,
+            parity: 2,
+            cell_kib: 1,
+        };
+        let len = 3 * 1024;
+        // A writer killed before block 0 got its cell: node 1 holds an empty block 0, the
+        // others full blocks 1..4 (the case of `a_writer_killed_mid_file_is_closed_by_lease_
+        // recovery` with five servers for RS-3-2).
+        let mut reported = copies(&p, len, &[0, 1, 2, 3, 4]);
+        reported[0].length = 0;
+        let stale = stale_copies(&p, len, &reported, &[0], true);
+        assert_eq!(stale, vec![reported[0]]);
+        // Full copies and copies of blocks that are not missing stay.
+        assert!(stale_copies(&p, len, &reported, &[], true).is_empty());
+        assert!(stale_copies(&p, len, &reported[1..], &[0], true).is_empty());
+        // Below k, a short copy may still help: it stays.
+        assert!(stale_copies(&p, len, &reported, &[0], false).is_empty());
+        // Replicated: a short replica goes once a full one exists.
+        let r = StoragePolicy::Replicated(3);
+        let short = Replica {
+            index: 0,
+            node: 7,
+            length: 10,
+        };
+        let full = Replica {
+            index: 0,
+            node: 8,
+            length: 100,
+        };
+        assert_eq!(
+            stale_copies(&r, 100, &[short, full], &[0], true),
+            vec![short]
         );
     }
 
