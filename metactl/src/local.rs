@@ -403,6 +403,27 @@ async fn start_blockservers(opts: &UpOptions, cluster: &mut ClusterFile) -> Resu
         });
         write_cluster_file(&opts.dir, cluster)?;
     }
+    // A port found free can be taken before the server binds it (by another process, or as
+    // the source port of an outgoing connection); that server exits at once. Start it again
+    // on fresh ports.
+    for _ in 0..BIND_RETRIES {
+        tokio::time::sleep(BIND_GRACE).await;
+        let gone: Vec<usize> = (0..cluster.block.len())
+            .filter(|i| exited(cluster.block[*i].pid))
+            .collect();
+        if gone.is_empty() {
+            break;
+        }
+        for i in gone {
+            let id = cluster.block[i].id;
+            let fresh = free_ports(2)?;
+            let config = write_block_config(opts, id, &metas, [fresh[0], fresh[1]])?;
+            tracing::debug!(id, "blockserver exited at start; again on new ports");
+            cluster.block[i].addr = config.listen.to_string();
+            cluster.block[i].pid = spawn_block(&opts.dir, id)?;
+        }
+        write_cluster_file(&opts.dir, cluster)?;
+    }
     for b in &cluster.block {
         wait_accepting(&b.addr, Duration::from_secs(30))
             .await
@@ -414,6 +435,23 @@ async fn start_blockservers(opts: &UpOptions, cluster: &mut ClusterFile) -> Resu
         Duration::from_secs(60),
     )
     .await
+}
+
+/// How often a blockserver that exits right after it starts is started again on new ports.
+const BIND_RETRIES: usize = 5;
+/// How long after their start blockservers that could not bind have surely exited.
+const BIND_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Whether our child `pid` has exited (it is reaped here if so).
+fn exited(pid: u32) -> bool {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    matches!(
+        waitpid(Pid::from_raw(raw), Some(WaitPidFlag::WNOHANG)),
+        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+    )
 }
 
 /// Writes `cluster.json` atomically.
@@ -658,5 +696,28 @@ mod tests {
         let racks: Vec<String> = (1..=7).map(|id| rack_of(id, 3)).collect();
         assert_eq!(racks, ["r1", "r2", "r3", "r1", "r2", "r3", "r1"]);
         assert_eq!(rack_of(5, 1), "r1");
+    }
+
+    #[test]
+    // The children are reaped by `exited` (waitpid), as `local up` reaps its servers.
+    #[allow(clippy::zombie_processes)]
+    fn a_child_that_exits_at_once_is_told_from_one_that_runs() {
+        let quits = Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .expect("spawn sh");
+        let runs = Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(exited(quits.id()));
+        assert!(!exited(runs.id()));
+        let _ = kill(
+            Pid::from_raw(i32::try_from(runs.id()).expect("pid")),
+            Signal::SIGKILL,
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(exited(runs.id()));
     }
 }
