@@ -50,38 +50,32 @@ pub struct JournalTimings {
 }
 
 impl JournalTimings {
-    fn new() -> Self {
-        // 50 µs .. ~1.6 s
-        let h = || Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+    /// The four histograms, registered in `registry`.
+    fn registered(registry: &mut Registry) -> Self {
+        let mut histogram = |name: &str, help: &str| {
+            // 50 µs .. ~1.6 s
+            let h = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+            registry.register(name, help, h.clone());
+            h
+        };
         Self {
-            log_append: h(),
-            append_entries: h(),
-            apply: h(),
-            entry: h(),
+            log_append: histogram(
+                "journal_log_append_seconds",
+                "One append to the Raft log: the RocksDB write and its fsync",
+            ),
+            append_entries: histogram(
+                "journal_append_entries_seconds",
+                "One AppendEntries round trip that carries entries, to a follower (its fsync included)",
+            ),
+            apply: histogram(
+                "journal_apply_seconds",
+                "One apply call of the state machine (one or more entries)",
+            ),
+            entry: histogram(
+                "journal_entry_seconds",
+                "On the active: an entry from its proposal to its applied result",
+            ),
         }
-    }
-
-    fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "journal_log_append_seconds",
-            "One append to the Raft log: the RocksDB write and its fsync",
-            self.log_append.clone(),
-        );
-        registry.register(
-            "journal_append_entries_seconds",
-            "One AppendEntries round trip that carries entries, to a follower (its fsync included)",
-            self.append_entries.clone(),
-        );
-        registry.register(
-            "journal_apply_seconds",
-            "One apply call of the state machine (one or more entries)",
-            self.apply.clone(),
-        );
-        registry.register(
-            "journal_entry_seconds",
-            "On the active: an entry from its proposal to its applied result",
-            self.entry.clone(),
-        );
     }
 }
 
@@ -174,8 +168,7 @@ impl Metrics {
             "Client mutations packed into one Raft entry by the active (one fsync for them all)",
             proposals_per_entry.clone(),
         );
-        let journal = JournalTimings::new();
-        journal.register(&mut registry);
+        let journal = JournalTimings::registered(&mut registry);
         let corrupt_reports = Counter::default();
         registry.register(
             "corrupt_block_reports",

@@ -62,7 +62,7 @@ pub async fn run(
     let sm_shared = sm.shared();
     let metrics = Arc::new(Metrics::new());
     let timings = metrics.journal_timings();
-    sm_shared.set_apply_timing(timings.apply.clone());
+    sm_shared.set_metrics(metrics.apply_lag_seconds(), timings.apply.clone());
     let mut log_store = LogStore::open(&config.data_dir.join("log"))
         .map_err(|e| ServerError::Storage(e.to_string()))?
         .timed(timings.log_append.clone());
@@ -156,7 +156,6 @@ pub async fn run(
     if node.skip_state_id_wait {
         tracing::warn!("debug-skip-state-id-wait: this observer may serve stale reads");
     }
-    sm_shared.set_apply_lag(metrics.apply_lag_seconds());
 
     if config.bootstrap {
         let initialized = raft

@@ -166,13 +166,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId>>>
     {
-        let timing = self
-            .append_entries_seconds
-            .clone()
-            .filter(|_| !rpc.entries.is_empty())
-            .map(|h| (h, std::time::Instant::now()));
+        let start = std::time::Instant::now();
         let result = self.call("append_entries", &rpc, &option).await;
-        if let Some((h, start)) = timing {
+        if let Some(h) = &self.append_entries_seconds
+            && !rpc.entries.is_empty()
+        {
             h.observe(start.elapsed().as_secs_f64());
         }
         result

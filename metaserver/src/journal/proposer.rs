@@ -93,7 +93,8 @@ impl Proposer {
             config,
             rx,
             held.subscribe(),
-            (batch_sizes, entry_seconds),
+            batch_sizes,
+            entry_seconds,
         ));
         Self { tx, held }
     }
@@ -125,7 +126,8 @@ async fn run(
     config: ProposerConfig,
     mut rx: mpsc::Receiver<Pending>,
     mut held: watch::Receiver<bool>,
-    (batch_sizes, entry_seconds): (Histogram, Histogram),
+    batch_sizes: Histogram,
+    entry_seconds: Histogram,
 ) {
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let lease_ms = u64::try_from(config.lease.as_millis()).unwrap_or(u64::MAX);

@@ -108,14 +108,11 @@ impl SmShared {
         *self.applied_tx.borrow()
     }
 
-    /// Sets the histogram that apply fills with each entry's lag behind the active's clock.
-    pub fn set_apply_lag(&self, histogram: Histogram) {
-        let _ = self.apply_lag.set(histogram);
-    }
-
-    /// Sets the histogram that records how long each apply call takes.
-    pub fn set_apply_timing(&self, histogram: Histogram) {
-        let _ = self.apply_seconds.set(histogram);
+    /// Sets the histograms apply fills: each entry's lag behind the active's clock, and how
+    /// long each apply call takes.
+    pub fn set_metrics(&self, apply_lag: Histogram, apply_seconds: Histogram) {
+        let _ = self.apply_lag.set(apply_lag);
+        let _ = self.apply_seconds.set(apply_seconds);
     }
 
     /// Snapshots installed from the leader since this process started.
