@@ -62,8 +62,8 @@ pub struct ProposerTuning {
     /// Most entries proposed and not yet applied. One is fastest with openraft 0.9: its
     /// leader writes and fsyncs each entry inside the core task before replicating it, so a
     /// second entry in flight costs its own fsync and holds up the handling of the followers'
-    /// answers to the first, while one entry at a time gathers every waiting mutation (64
-    /// clients creating files on the build machine: 4 in flight ~6.6k/s, 1 ~7-8k/s).
+    /// answers to the first, while one entry at a time gathers every waiting mutation
+    /// (measured in the README's performance section).
     pub max_in_flight: usize,
 }
 
