@@ -11,9 +11,9 @@ OPS=${OPS:-200000}
 "$bin/metactl" local up --dir "$work/raftfs" --voters 3 --observers 0 --detach >/dev/null
 endpoints=$($PEER up "$work/etcd")
 
-create=$(run meta --op create --clients "$CLIENTS" --ops "$OPS" --cluster "$work/raftfs")
-mkdir=$(run meta --op mkdir --clients "$CLIENTS" --ops "$OPS" --cluster "$work/raftfs")
-put=$(run etcd --op put --clients "$CLIENTS" --ops "$OPS" --endpoints "$endpoints")
+create=$(run_cpu "$(raftfs_pids "$work/raftfs")" meta --op create --clients "$CLIENTS" --ops "$OPS" --cluster "$work/raftfs")
+mkdir=$(run_cpu "$(raftfs_pids "$work/raftfs")" meta --op mkdir --clients "$CLIENTS" --ops "$OPS" --cluster "$work/raftfs")
+put=$(run_cpu "$(etcd_pids "$work/etcd")" etcd --op put --clients "$CLIENTS" --ops "$OPS" --endpoints "$endpoints")
 
 batches=$(scrape "$work/raftfs" raftfs_meta_proposals_per_entry_)
 timings=$(scrape "$work/raftfs" raftfs_meta_journal_)
@@ -36,9 +36,14 @@ for node, vals in sorted(timings.items()):
         return f"{1000 * vals[f'raftfs_meta_journal_{step}_seconds_sum'] / n:.2f}" if n else "-"
     print(f"{node + ' ' + vals['role']:<14}{mean('log_append'):>12}{mean('append_entries'):>15}"
           f"{mean('apply'):>9}{mean('entry'):>9}")
-print(f"\n{'run':<16}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+# CPU per operation (user + system): each of the three servers, their sum, and the load
+# generator. Everything shares this machine's cores, so 2 cores / total CPU per op is a ceiling
+# on the rate that no batching or pipelining can pass.
+print(f"\n{'run':<16}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}   CPU us/op: servers (sum) + loadgen")
 for name, r in (("raftfs create", create), ("raftfs mkdir", mkdir), ("etcd put", put)):
-    print(f"{name:<16}{r['ops_per_sec']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}")
+    servers = r["server_cpu_us_per_op"]
+    cpu = f"{' / '.join(f'{s:.0f}' for s in servers)} ({sum(servers):.0f}) + {r['client_cpu_us_per_op']:.0f}"
+    print(f"{name:<16}{r['ops_per_sec']:>10.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>8}   {cpu}")
 print(f"\nraftfs creates/s / etcd puts/s = {create['ops_per_sec'] / put['ops_per_sec']:.2f}")
 print(f"raftfs mkdirs/s  / etcd puts/s = {mkdir['ops_per_sec'] / put['ops_per_sec']:.2f}")
 PY

@@ -4,6 +4,12 @@
 #   $work         the scratch directory (raftfs cluster in $work/raftfs, etcd in $work/etcd)
 #   $PEER         the etcd peer script (../shared/bench/etcd-peer.sh, or $ETCD_PEER)
 #   run ARGS...   loadgen --json ARGS, echoing the command on stderr
+#   run_cpu PIDS ARGS...   as run, and adds to the report the CPU time per operation of the
+#                 servers in PIDS (comma-separated; user + system, from /proc) and of loadgen
+#                 itself: "server_cpu_us_per_op" (one figure per server) and
+#                 "client_cpu_us_per_op". On a 2-core machine that runs every member and the
+#                 load generator, CPU per operation bounds the rate: 2 cores / CPU per op.
+#   raftfs_pids DIR, etcd_pids DIR   the server PIDS of the raftfs cluster or etcd in DIR
 #   scrape DIR PREFIX   one JSON object {node id: {metric: value}} of every metaserver's
 #                 /metrics lines that start with PREFIX
 set -euo pipefail
@@ -25,6 +31,34 @@ cleanup() {
 trap cleanup EXIT
 
 run() { echo "\$ loadgen --json $*" >&2; "$bin/loadgen" --json "$@"; }
+
+run_cpu() {
+  local pids=$1; shift
+  echo "\$ loadgen --json $*   (CPU of servers $pids)" >&2
+  python3 - "$pids" "$bin/loadgen" --json "$@" <<'PY'
+import json, os, resource, subprocess, sys
+pids = [int(p) for p in sys.argv[1].split(",")]
+tick = os.sysconf("SC_CLK_TCK")
+def cpu(pid):  # utime + stime of a live process, seconds (fields 14 and 15 of /proc/PID/stat)
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / tick
+before = [cpu(p) for p in pids]
+out = subprocess.run(sys.argv[2:], check=True, stdout=subprocess.PIPE, text=True).stdout
+after = [cpu(p) for p in pids]
+child = resource.getrusage(resource.RUSAGE_CHILDREN)
+report = json.loads(out)
+ops = max(report["ops"], 1)
+report["server_cpu_us_per_op"] = [round(1e6 * (b - a) / ops, 1) for a, b in zip(before, after)]
+report["client_cpu_us_per_op"] = round(1e6 * (child.ru_utime + child.ru_stime) / ops, 1)
+print(json.dumps(report))
+PY
+}
+
+raftfs_pids() {
+  python3 -c 'import json, sys; print(",".join(str(m["pid"]) for m in json.load(open(sys.argv[1]))["meta"]))' "$1/cluster.json"
+}
+
+etcd_pids() { cat "$1"/e*.pid | paste -sd, -; }
 
 scrape() {
   python3 - "$1/cluster.json" "$2" <<'PY'
