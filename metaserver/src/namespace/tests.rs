@@ -311,6 +311,75 @@ fn complete_append_renew_recover() {
     );
 }
 
+/// A holder's lease record, as stored.
+fn lease_of(ns: &Ns, holder: &str) -> Option<inode::LeaseRecord> {
+    ns.kv
+        .get(kv::Cf::Leases, holder.as_bytes())
+        .expect("get")
+        .map(|v| inode::decode("leases", &v).expect("a lease record"))
+}
+
+/// The count of files in a holder's lease record follows every way a file stops being
+/// written (complete, delete, overwrite, takeover, recovery), and the record goes with the
+/// holder's last file. The count is what tells an idle holder without a scan.
+#[test]
+fn a_lease_counts_its_holders_files_and_goes_with_the_last() {
+    let mut ns = Ns::new();
+    let files = |ns: &Ns, h: &str| lease_of(ns, h).map(|r| r.files);
+    for f in ["/a", "/b", "/c"] {
+        ns.create(f, false, "w").expect("create");
+    }
+    assert_eq!(files(&ns, "w"), Some(3));
+    ns.complete("/a", "w", 0).expect("complete");
+    assert_eq!(files(&ns, "w"), Some(2));
+    ns.apply(Op::Delete {
+        path: p("/b"),
+        recursive: false,
+    })
+    .expect("delete an open file");
+    assert_eq!(files(&ns, "w"), Some(1));
+    ns.create("/c", true, "w")
+        .expect("overwrite its own open file");
+    assert_eq!(
+        files(&ns, "w"),
+        Some(1),
+        "the old /c went, the new one came"
+    );
+    ns.apply(Op::Append {
+        path: p("/c"),
+        holder: "w".into(),
+    })
+    .expect("append to its own open file");
+    assert_eq!(files(&ns, "w"), Some(1), "one file is counted once");
+    ns.now += 30_000;
+    ns.apply(Op::RenewLease { holder: "w".into() })
+        .expect("renew");
+    let renewed = lease_of(&ns, "w").expect("a lease");
+    assert_eq!((renewed.files, renewed.expiry_ms), (1, ns.now + 60_000));
+    // w lapses; x takes /c over, so w writes nothing and its record goes.
+    ns.now += 61_000;
+    ns.apply(Op::Append {
+        path: p("/c"),
+        holder: "x".into(),
+    })
+    .expect("take over");
+    assert_eq!(files(&ns, "w"), None);
+    assert_eq!(files(&ns, "x"), Some(1));
+    ns.apply(Op::RecoverLease {
+        path: p("/c"),
+        last_group_length: None,
+    })
+    .expect("recover");
+    assert_eq!(files(&ns, "x"), None);
+    assert!(
+        ns.kv
+            .scan(kv::Cf::LeaseFiles, &[], None, 10)
+            .expect("scan")
+            .is_empty(),
+        "no file is left claimed"
+    );
+}
+
 #[test]
 fn stat_and_paged_list() {
     let mut ns = Ns::new();

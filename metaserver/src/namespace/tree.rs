@@ -395,7 +395,7 @@ fn drop_inode_records<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, inode: &Inode) -
     txn.delete(Cf::Inodes, keys::inode(inode.id));
     blocks::drop_all(txn, inode)?;
     if let Some(uc) = &inode.under_construction {
-        txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, inode.id));
+        release_lease_file(txn, &uc.holder, inode.id)?;
     }
     let prefix = keys::xattr_prefix(inode.id);
     loop {
@@ -432,24 +432,64 @@ fn remove_subtree<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, inode: Inode) -> Res
     Ok(removed)
 }
 
-fn lease_live<R: KvRead + ?Sized>(kv: &R, holder: &str, now: u64) -> Result<bool> {
+fn lease_record<R: KvRead + ?Sized>(kv: &R, holder: &str) -> Result<Option<LeaseRecord>> {
     Ok(match kv.get(Cf::Leases, &keys::lease(holder))? {
-        Some(v) => decode::<LeaseRecord>("leases", &v)?.expiry_ms > now,
-        None => false,
+        Some(v) => Some(decode::<LeaseRecord>("leases", &v)?),
+        None => None,
     })
 }
 
+fn lease_live<R: KvRead + ?Sized>(kv: &R, holder: &str, now: u64) -> Result<bool> {
+    Ok(lease_record(kv, holder)?.is_some_and(|r| r.expiry_ms > now))
+}
+
+/// Records that `holder` writes `file` (once, however often it is granted) and renews the
+/// holder's lease.
 fn grant_lease<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,
     ctx: &ApplyCtx,
     holder: &str,
     file: InodeId,
-) {
+) -> Result<()> {
+    let mut files = lease_record(txn, holder)?.map_or(0, |r| r.files);
+    let key = keys::lease_file(holder, file);
+    if txn.get(Cf::LeaseFiles, &key)?.is_none() {
+        files = files.saturating_add(1);
+        txn.put(Cf::LeaseFiles, key, Vec::new());
+    }
     let record = LeaseRecord {
         expiry_ms: ctx.now_ms.saturating_add(ctx.lease_ms),
+        files,
     };
     txn.put(Cf::Leases, keys::lease(holder), encode(&record));
-    txn.put(Cf::LeaseFiles, keys::lease_file(holder, file), Vec::new());
+    Ok(())
+}
+
+/// Ends `holder`'s claim on `file` (closed, recovered, taken over or deleted). The holder's
+/// lease record goes with its last file: nothing is left for it to protect, and lease
+/// recovery does not visit idle clients forever.
+fn release_lease_file<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    holder: &str,
+    file: InodeId,
+) -> Result<()> {
+    let key = keys::lease_file(holder, file);
+    if txn.get(Cf::LeaseFiles, &key)?.is_none() {
+        return Ok(());
+    }
+    txn.delete(Cf::LeaseFiles, key);
+    match lease_record(txn, holder)? {
+        Some(r) if r.files > 1 => txn.put(
+            Cf::Leases,
+            keys::lease(holder),
+            encode(&LeaseRecord {
+                files: r.files - 1,
+                ..r
+            }),
+        ),
+        _ => txn.delete(Cf::Leases, keys::lease(holder)),
+    }
+    Ok(())
 }
 
 fn validate_name(what: &str, s: &str, max: usize) -> std::result::Result<(), NsError> {
@@ -606,18 +646,6 @@ fn check_xattr(name: &str, value_len: usize) -> Result<()> {
     Ok(())
 }
 
-/// Removes `holder`'s lease record once it writes no file: nothing is left for the lease to
-/// protect, and lease recovery does not scan idle clients forever.
-fn drop_lease_if_idle<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, holder: &str) -> Result<()> {
-    if txn
-        .scan(Cf::LeaseFiles, &keys::lease_files_prefix(holder), None, 1)?
-        .is_empty()
-    {
-        txn.delete(Cf::Leases, keys::lease(holder));
-    }
-    Ok(())
-}
-
 /// The file at `path`, which `holder` must be writing.
 fn written_by<R: KvRead + ?Sized>(txn: &Txn<'_, R>, path: &NsPath, holder: &str) -> Result<Inode> {
     let node = resolve(txn, path)?;
@@ -757,7 +785,7 @@ fn apply_inner<R: KvRead + ?Sized>(
                 block_size: *block_size,
             };
             let inode = create_child(txn, ctx, &parent, name, new)?;
-            grant_lease(txn, ctx, holder, inode.id);
+            grant_lease(txn, ctx, holder, inode.id)?;
             Ok(OpOutput::Inode(inode))
         }
         Op::Complete {
@@ -767,8 +795,7 @@ fn apply_inner<R: KvRead + ?Sized>(
         } => {
             let mut node = written_by(txn, path, holder)?;
             blocks::close_open(txn, &mut node, *length, &path.to_string())?;
-            txn.delete(Cf::LeaseFiles, keys::lease_file(holder, node.id));
-            drop_lease_if_idle(txn, holder)?;
+            release_lease_file(txn, holder, node.id)?;
             node.under_construction = None;
             node.mtime_ms = now;
             put_inode(txn, &node);
@@ -814,14 +841,14 @@ fn apply_inner<R: KvRead + ?Sized>(
                     .into());
                 }
                 // The old writer's lease ran out: the new one takes the file over.
-                txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, node.id));
+                release_lease_file(txn, &uc.holder, node.id)?;
             }
             node.under_construction = Some(UnderConstruction {
                 holder: holder.clone(),
             });
             node.mtime_ms = now;
             put_inode(txn, &node);
-            grant_lease(txn, ctx, holder, node.id);
+            grant_lease(txn, ctx, holder, node.id)?;
             Ok(OpOutput::Inode(node))
         }
         Op::Rename {
@@ -953,9 +980,10 @@ fn apply_inner<R: KvRead + ?Sized>(
         }
         Op::RenewLease { holder } => {
             validate_name("lease holder", holder, 1024)?;
-            if txn.get(Cf::Leases, &keys::lease(holder))?.is_some() {
+            if let Some(r) = lease_record(txn, holder)? {
                 let record = LeaseRecord {
                     expiry_ms: now.saturating_add(ctx.lease_ms),
+                    ..r
                 };
                 txn.put(Cf::Leases, keys::lease(holder), encode(&record));
             }
@@ -990,8 +1018,7 @@ fn apply_inner<R: KvRead + ?Sized>(
                 .length
                 .saturating_add(last_group_length.map_or(0, |(l, _)| l));
             blocks::close_open(txn, &mut node, length, &path.to_string())?;
-            txn.delete(Cf::LeaseFiles, keys::lease_file(&uc.holder, node.id));
-            drop_lease_if_idle(txn, &uc.holder)?;
+            release_lease_file(txn, &uc.holder, node.id)?;
             node.mtime_ms = now;
             put_inode(txn, &node);
             Ok(OpOutput::Inode(node))
