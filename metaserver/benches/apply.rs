@@ -18,6 +18,7 @@
 
 use std::time::Instant;
 
+use raftfs_metaserver::journal::retry_cache::RETRY_TTL_MS;
 use raftfs_metaserver::journal::state_machine::StateMachine;
 use raftfs_metaserver::journal::{Batch, ClientId, Proposal};
 use raftfs_metaserver::namespace::{ApplyCtx, NsPath, Op};
@@ -85,80 +86,78 @@ fn complete(i: u64, call_id: u64) -> Proposal {
     }
 }
 
-fn main() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let sm = StateMachine::open(dir.path()).expect("open the state machine");
-    let mut index = 1;
-    let mut now_ms = 1_800_000_000_000;
-    let mut apply = |proposals: Vec<Proposal>, now_ms: u64| {
+/// Applies `ROUNDS` rounds of `CREATES` operations, `PER_ENTRY` to an entry, `op(i, call_id)`
+/// for files `first..`, and prints µs per operation for each round.
+struct Bench {
+    sm: StateMachine,
+    index: u64,
+    now_ms: u64,
+    call_id: u64,
+}
+
+impl Bench {
+    fn apply(&mut self, proposals: Vec<Proposal>) {
+        self.now_ms += 4;
         let batch = Batch {
             ctx: ApplyCtx {
-                now_ms,
+                now_ms: self.now_ms,
                 lease_ms: 60_000,
             },
             proposals,
         };
-        let out = sm.apply_for_test(index, batch).expect("apply");
+        let out = self.sm.apply_for_test(self.index, batch).expect("apply");
         if let Some(Err(e)) = out.iter().find(|r| r.is_err()) {
             panic!("an operation failed: {e}");
         }
-        index += 1;
+        self.index += 1;
+    }
+
+    fn phase(&mut self, what: &str, first: u64, op: fn(u64, u64) -> Proposal) {
+        println!("{:<8}{:>12}{:>16}", "round", what, "us per op");
+        let mut i = first;
+        for round in 1..=ROUNDS {
+            let start = Instant::now();
+            for _ in 0..CREATES / PER_ENTRY {
+                let proposals = (0..PER_ENTRY)
+                    .map(|_| {
+                        self.call_id += 1;
+                        i += 1;
+                        op(i - 1, self.call_id)
+                    })
+                    .collect();
+                self.apply(proposals);
+            }
+            let n = CREATES / PER_ENTRY * PER_ENTRY;
+            let us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+            println!("{round:<8}{n:>12}{us:>16.1}");
+        }
+    }
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut bench = Bench {
+        sm: StateMachine::open(dir.path()).expect("open the state machine"),
+        index: 1,
+        now_ms: 1_800_000_000_000,
+        call_id: 0,
     };
-    let dirs = (ROUNDS * CREATES).div_ceil(FILES_PER_DIR);
-    for d in 0..dirs {
-        apply(
-            vec![mkdir(&format!("/loadgen/create-1/d{d}"), 0, d + 1)],
-            now_ms,
-        );
+    let files = ROUNDS * CREATES;
+    for d in 0..(2 * files).div_ceil(FILES_PER_DIR) {
+        bench.call_id += 1;
+        bench.apply(vec![mkdir(
+            &format!("/loadgen/create-1/d{d}"),
+            0,
+            bench.call_id,
+        )]);
     }
     println!(
-        "state-machine apply of creates: {PER_ENTRY} per entry from {CLIENTS} clients, {FILES_PER_DIR} files per directory"
+        "state-machine apply: {PER_ENTRY} operations per entry from {CLIENTS} clients, {FILES_PER_DIR} files per directory"
     );
-    println!("{:<8}{:>12}{:>14}", "round", "creates", "us per create");
-    let mut i = 0;
-    let mut call_id = dirs + 1;
-    // `i` numbers the files from 0, as loadgen does.
-    for round in 1..=ROUNDS {
-        let start = Instant::now();
-        for _ in 0..CREATES / PER_ENTRY {
-            let proposals = (0..PER_ENTRY)
-                .map(|_| {
-                    let p = create(i, call_id);
-                    i += 1;
-                    call_id += 1;
-                    p
-                })
-                .collect();
-            now_ms += 4;
-            apply(proposals, now_ms);
-        }
-        let us = start.elapsed().as_secs_f64() * 1e6 / (CREATES / PER_ENTRY * PER_ENTRY) as f64;
-        println!(
-            "{round:<8}{:>12}{us:>14.1}",
-            CREATES / PER_ENTRY * PER_ENTRY
-        );
-    }
-    // Then every writer closes its files, oldest first, as writers do.
-    println!("{:<8}{:>12}{:>14}", "round", "completes", "us per complete");
-    let files = i;
-    i = 0;
-    for round in 1..=ROUNDS {
-        let start = Instant::now();
-        let mut n = 0;
-        while n < CREATES && i < files {
-            let proposals: Vec<Proposal> = (0..PER_ENTRY.min(files - i))
-                .map(|_| {
-                    let p = complete(i, call_id);
-                    i += 1;
-                    call_id += 1;
-                    p
-                })
-                .collect();
-            n += proposals.len() as u64;
-            now_ms += 4;
-            apply(proposals, now_ms);
-        }
-        let us = start.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64;
-        println!("{round:<8}{n:>12}{us:>14.1}");
-    }
+    bench.phase("creates", 0, create);
+    // Every writer closes its files, oldest first, as writers do.
+    bench.phase("completes", 0, complete);
+    // Past the retry cache's expiry time: from now on every entry also evicts old results.
+    bench.now_ms += RETRY_TTL_MS;
+    bench.phase("creates, evicting", files, create);
 }

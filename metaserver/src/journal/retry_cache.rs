@@ -3,6 +3,12 @@
 //! across a failover finds its first result on whichever replica is now the active and is
 //! not applied twice. It is bounded by age (leader time carried in the entries) and by
 //! count, evicting oldest first; both bounds are constants so every replica evicts alike.
+//!
+//! Eviction resumes after the last key it evicted (kept in `meta`), never from the start of
+//! `retry_order`: the start is where its own delete tombstones pile up until a compaction, so
+//! a scan from there stepped over every result evicted so far, on every entry. Once a busy
+//! cluster had run for the expiry time, each create then cost milliseconds more, and more
+//! with every minute (`cargo bench --bench apply`, "creates, evicting").
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +23,8 @@ pub const RETRY_TTL_MS: u64 = 10 * 60 * 1000;
 pub const RETRY_MAX_ENTRIES: u64 = 1_000_000;
 
 const KEY_COUNT: &[u8] = b"retry_count";
+/// The last `retry_order` key evicted: every key up to it is gone.
+const KEY_EVICTED_TO: &[u8] = b"retry_evicted_to";
 
 #[derive(Serialize, Deserialize)]
 struct RetryRecord {
@@ -56,10 +64,23 @@ pub fn lookup<R: KvRead + ?Sized>(
     }
 }
 
-/// Records the result of `p`.
+/// The time the results of an entry at `ctx` are filed under in the eviction order: the
+/// entry's time, unless a new active's clock is behind the last evicted key's, in which case
+/// just after that key, so that eviction (which resumes after it) still finds them.
+pub fn order_time<R: KvRead + ?Sized>(txn: &Txn<'_, R>, ctx: &ApplyCtx) -> Result<u64, StoreError> {
+    let evicted = txn
+        .get(Cf::Meta, KEY_EVICTED_TO)?
+        .and_then(|k| k.get(..8).and_then(crate::namespace::keys::u64_value));
+    Ok(match evicted {
+        Some(t) if t >= ctx.now_ms => t.saturating_add(1),
+        _ => ctx.now_ms,
+    })
+}
+
+/// Records the result of `p`, filed at `order_time` (from [`order_time`]).
 pub fn record<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,
-    ctx: &ApplyCtx,
+    order_time: u64,
     p: &Proposal,
     result: &Result<OpOutput, NsError>,
 ) -> Result<(), StoreError> {
@@ -75,7 +96,7 @@ pub fn record<R: KvRead + ?Sized>(
     );
     txn.put(
         Cf::RetryOrder,
-        order_key(ctx.now_ms, &p.client, p.call_id),
+        order_key(order_time, &p.client, p.call_id),
         Vec::new(),
     );
     let n = count(txn)?.saturating_add(1);
@@ -92,8 +113,9 @@ pub fn evict<R: KvRead + ?Sized>(
     budget: usize,
 ) -> Result<(), StoreError> {
     let mut n = count(txn)?;
-    let oldest = txn.scan(Cf::RetryOrder, &[], None, budget)?;
-    let mut evicted = 0u64;
+    let evicted_to = txn.get(Cf::Meta, KEY_EVICTED_TO)?;
+    let oldest = txn.scan(Cf::RetryOrder, &[], evicted_to.as_deref(), budget)?;
+    let mut last = None;
     for (k, _) in oldest {
         let Some(time) = k.get(..8).and_then(crate::namespace::keys::u64_value) else {
             return Err(StoreError::Corrupt {
@@ -106,12 +128,91 @@ pub fn evict<R: KvRead + ?Sized>(
             break;
         }
         txn.delete(Cf::Retry, k[8..].to_vec());
-        txn.delete(Cf::RetryOrder, k);
+        txn.delete(Cf::RetryOrder, k.clone());
         n = n.saturating_sub(1);
-        evicted += 1;
+        last = Some(k);
     }
-    if evicted > 0 {
+    if let Some(k) = last {
         txn.put(Cf::Meta, KEY_COUNT.to_vec(), n.to_be_bytes().to_vec());
+        txn.put(Cf::Meta, KEY_EVICTED_TO.to_vec(), k);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::Op;
+    use crate::namespace::kv::MemKv;
+
+    fn call(call_id: u64) -> Proposal {
+        Proposal {
+            client: ClientId([7; 16]),
+            call_id,
+            op: Op::RenewLease { holder: "w".into() },
+        }
+    }
+
+    fn ctx(now_ms: u64) -> ApplyCtx {
+        ApplyCtx {
+            now_ms,
+            lease_ms: 60_000,
+        }
+    }
+
+    /// Runs `f` in one transaction and commits it, as one apply does.
+    fn apply<T>(kv: &mut MemKv, f: impl FnOnce(&mut Txn<'_, MemKv>) -> T) -> T {
+        let mut txn = Txn::new(&*kv);
+        let out = f(&mut txn);
+        let writes = txn.into_writes();
+        kv.commit(writes);
+        out
+    }
+
+    fn cached(kv: &MemKv, call_id: u64) -> bool {
+        lookup(&Txn::new(kv), &call(call_id))
+            .expect("lookup")
+            .is_some()
+    }
+
+    /// Expired results go oldest first, within the budget; eviction resumes after the last
+    /// key it evicted; and the results of an active whose clock is behind that key are filed
+    /// after it, so they are still evicted in their turn.
+    #[test]
+    fn eviction_resumes_after_the_last_evicted_key_whatever_the_clock() {
+        let mut kv = MemKv::new();
+        apply(&mut kv, |txn| {
+            let t = order_time(txn, &ctx(1_000)).expect("time");
+            assert_eq!(t, 1_000);
+            for id in 1..=3 {
+                record(txn, t, &call(id), &Ok(OpOutput::Done)).expect("record");
+            }
+        });
+        assert!((1..=3).all(|id| cached(&kv, id)));
+        apply(&mut kv, |txn| {
+            evict(txn, &ctx(1_000 + RETRY_TTL_MS - 1), 10)
+        })
+        .expect("evict");
+        assert!((1..=3).all(|id| cached(&kv, id)), "nothing has expired yet");
+        apply(&mut kv, |txn| evict(txn, &ctx(1_000 + RETRY_TTL_MS), 2)).expect("evict");
+        assert_eq!(
+            (1..=3).map(|id| cached(&kv, id)).collect::<Vec<_>>(),
+            [false, false, true],
+            "the two oldest, within the budget"
+        );
+        // A new active whose clock is 500 ms behind.
+        apply(&mut kv, |txn| {
+            let t = order_time(txn, &ctx(500)).expect("time");
+            assert_eq!(t, 1_001, "filed after the last evicted key");
+            record(txn, t, &call(4), &Ok(OpOutput::Done)).expect("record");
+        });
+        apply(&mut kv, |txn| evict(txn, &ctx(1_000 + RETRY_TTL_MS), 10)).expect("evict");
+        assert_eq!(
+            (1..=4).map(|id| cached(&kv, id)).collect::<Vec<_>>(),
+            [false, false, false, true]
+        );
+        apply(&mut kv, |txn| evict(txn, &ctx(1_001 + RETRY_TTL_MS), 10)).expect("evict");
+        assert!(!cached(&kv, 4));
+        assert_eq!(count(&Txn::new(&kv)).expect("count"), 0);
+    }
 }

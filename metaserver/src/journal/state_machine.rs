@@ -229,6 +229,7 @@ fn apply_batch<R: KvRead + ?Sized>(
     batch: &Batch,
 ) -> Result<BatchResponse, StoreError> {
     let mut out = Vec::with_capacity(batch.proposals.len());
+    let order_time = retry_cache::order_time(txn, &batch.ctx)?;
     for p in &batch.proposals {
         if let Some(first) = retry_cache::lookup(txn, p)? {
             out.push(first);
@@ -239,7 +240,7 @@ fn apply_batch<R: KvRead + ?Sized>(
             Err(ApplyError::Ns(e)) => Err(e),
             Err(ApplyError::Store(e)) => return Err(e),
         };
-        retry_cache::record(txn, &batch.ctx, p, &result)?;
+        retry_cache::record(txn, order_time, p, &result)?;
         out.push(result);
     }
     retry_cache::evict(txn, &batch.ctx, 2 * batch.proposals.len() + 16)?;
