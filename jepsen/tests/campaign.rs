@@ -9,6 +9,32 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// A run's store directory, removed when the test passes and kept when it fails: a cluster
+/// that did not come up leaves only its members' logs there to say why.
+struct Store(Option<tempfile::TempDir>);
+
+impl Store {
+    fn new() -> Self {
+        Self(Some(tempfile::tempdir().expect("tempdir")))
+    }
+
+    fn path(&self) -> &Path {
+        self.0
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |d| d.path())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Some(dir) = self.0.take()
+        {
+            eprintln!("the failed run's store is kept at {}", dir.keep().display());
+        }
+    }
+}
+
 /// Runs `jepsen run ARGS --store DIR`; returns the exit code and `results.json`.
 fn jepsen(store: &Path, args: &[&str]) -> (i32, Value) {
     let out = Command::new(env!("CARGO_BIN_EXE_jepsen"))
@@ -50,7 +76,7 @@ fn ops_ok(results: &Value) -> u64 {
 }
 
 fn campaign(workload: &str, nemesis: &str) {
-    let store = tempfile::tempdir().expect("tempdir");
+    let store = Store::new();
     let (code, results) = jepsen(
         store.path(),
         &[
@@ -137,7 +163,7 @@ fn append_under_kill_and_partitions() {
 /// state: the session checker must say so (and the run exit non-zero).
 #[test]
 fn stale_observer_reads_are_reported_with_the_debug_switch() {
-    let store = tempfile::tempdir().expect("tempdir");
+    let store = Store::new();
     let (code, results) = jepsen(
         store.path(),
         &[
@@ -181,7 +207,7 @@ const POWER_CUTS: &[&str] = &[
 /// are given to find one.
 #[test]
 fn lost_writes_are_reported_when_entries_are_acknowledged_before_fsync() {
-    let store = tempfile::tempdir().expect("tempdir");
+    let store = Store::new();
     let mut seen = Vec::new();
     for _ in 0..3 {
         let (code, results) = jepsen(
@@ -200,7 +226,7 @@ fn lost_writes_are_reported_when_entries_are_acknowledged_before_fsync() {
 /// The same power cuts without the switch: every acknowledged write survives.
 #[test]
 fn power_cuts_lose_no_acknowledged_write() {
-    let store = tempfile::tempdir().expect("tempdir");
+    let store = Store::new();
     let (code, results) = jepsen(store.path(), POWER_CUTS);
     assert_eq!(results["valid"]["verdict"], "valid", "{results:#}");
     assert_eq!(code, 0);
