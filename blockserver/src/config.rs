@@ -238,9 +238,16 @@ impl ServeArgs {
 mod tests {
     use super::*;
 
+    /// The package's directory as `cargo test` gives it to the running test: the one baked
+    /// in at compile time may be another checkout's that shared the target directory (CI
+    /// clones and builds with the developers' cache, and cargo does not rebuild for a move).
+    fn manifest_dir() -> String {
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into())
+    }
+
     #[test]
     fn example_config_parses_and_validates() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/blockserver.toml");
+        let path = std::path::PathBuf::from(manifest_dir()).join("../etc/blockserver.toml");
         let c = Config::from_file(&path).expect("example parses");
         c.validate().expect("example is valid");
         assert_eq!(c.data_dirs.len(), 2);

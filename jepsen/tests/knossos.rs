@@ -7,7 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 fn files(dir: &str) -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+    // The package's directory as `cargo test` gives it at run time: the compile-time one may
+    // be another checkout's that shared the target directory.
+    let manifest =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    let dir = Path::new(&manifest)
         .join("tests/knossos/cas-register")
         .join(dir);
     let mut out: Vec<_> = std::fs::read_dir(&dir)
