@@ -54,40 +54,43 @@ fn mkdir(dir: &str, c: u64, call_id: u64) -> Proposal {
     }
 }
 
-fn create(i: u64, call_id: u64) -> Proposal {
+/// A proposal about file `i` from its client: `op` gets the file's path and the client's
+/// lease holder.
+fn on_file(i: u64, call_id: u64, op: impl FnOnce(NsPath, String) -> Op) -> Proposal {
     let c = i % CLIENTS;
     Proposal {
         client: client(c),
         call_id,
-        op: Op::Create {
-            path: path(&format!("/loadgen/create-1/d{}/f{i}", i / FILES_PER_DIR)),
-            overwrite: false,
-            create_parents: false,
-            permission: 0o644,
-            owner: "loadgen".into(),
-            group: None,
-            policy: None,
-            holder: format!("raftfs-client-{c:032x}"),
-            block_size: BLOCK_SIZE,
-        },
+        op: op(
+            path(&format!("/loadgen/create-1/d{}/f{i}", i / FILES_PER_DIR)),
+            format!("raftfs-client-{c:032x}"),
+        ),
     }
+}
+
+fn create(i: u64, call_id: u64) -> Proposal {
+    on_file(i, call_id, |path, holder| Op::Create {
+        path,
+        overwrite: false,
+        create_parents: false,
+        permission: 0o644,
+        owner: "loadgen".into(),
+        group: None,
+        policy: None,
+        holder,
+        block_size: BLOCK_SIZE,
+    })
 }
 
 fn complete(i: u64, call_id: u64) -> Proposal {
-    let c = i % CLIENTS;
-    Proposal {
-        client: client(c),
-        call_id,
-        op: Op::Complete {
-            path: path(&format!("/loadgen/create-1/d{}/f{i}", i / FILES_PER_DIR)),
-            holder: format!("raftfs-client-{c:032x}"),
-            length: 0,
-        },
-    }
+    on_file(i, call_id, |path, holder| Op::Complete {
+        path,
+        holder,
+        length: 0,
+    })
 }
 
-/// Applies `ROUNDS` rounds of `CREATES` operations, `PER_ENTRY` to an entry, `op(i, call_id)`
-/// for files `first..`, and prints µs per operation for each round.
+/// The state machine under test, and the log index, leader clock and call id it has reached.
 struct Bench {
     sm: StateMachine,
     index: u64,
@@ -112,6 +115,8 @@ impl Bench {
         self.index += 1;
     }
 
+    /// Applies `ROUNDS` rounds of `CREATES` operations, `PER_ENTRY` to an entry,
+    /// `op(i, call_id)` for files `first..`, and prints µs per operation for each round.
     fn phase(&mut self, what: &str, first: u64, op: fn(u64, u64) -> Proposal) {
         println!("{:<8}{:>12}{:>16}", "round", what, "us per op");
         let mut i = first;
