@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::net::TcpListener;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -246,6 +247,27 @@ pub fn alive(pid: u32) -> bool {
     i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), None).is_ok())
 }
 
+/// `path` made absolute (as far as it exists), so that a process's command line names it the
+/// same way whatever directory `metactl` was run from.
+fn absolute(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_owned())
+}
+
+/// Whether `pid` is still the server this cluster started with `arg` (its config file, or the
+/// cluster directory for the link proxy) on its command line. A pid in `cluster.json` outlives
+/// its process: once that server has died the number is free, and on a busy host it is soon
+/// another process's (threads draw from the same numbers), perhaps another cluster's server.
+/// Signalling it then would stop a stranger: `local down` after a member was killed did.
+pub fn runs(pid: u32, arg: &Path) -> bool {
+    let wanted = absolute(arg);
+    alive(pid)
+        && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            cmdline
+                .split(|b| *b == 0)
+                .any(|a| Path::new(std::ffi::OsStr::from_bytes(a)) == wanted)
+        })
+}
+
 /// Sends `signal` to `pid`, ignoring a process that is already gone.
 pub fn signal(pid: u32, signal: Signal) -> Result<()> {
     let p = i32::try_from(pid).map_err(|_| anyhow!("bad pid {pid}"))?;
@@ -288,7 +310,7 @@ fn spawn_server(subcommand: &str, config: &Path, log: &Path) -> Result<u32> {
         Command::new(exe)
             .arg(subcommand)
             .arg("--config")
-            .arg(config)
+            .arg(absolute(config))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -494,8 +516,14 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         bail!("--voters must be at least 1");
     }
     if let Ok(existing) = ClusterFile::read(&opts.dir)
-        && (existing.meta.iter().any(|m| alive(m.pid))
-            || existing.block.iter().any(|b| alive(b.pid)))
+        && (existing
+            .meta
+            .iter()
+            .any(|m| runs(m.pid, &config_path(&opts.dir, m.id)))
+            || existing
+                .block
+                .iter()
+                .any(|b| runs(b.pid, &block_config_path(&opts.dir, b.id))))
     {
         bail!(
             "a cluster is already running in {} (metactl local down --dir {0})",
@@ -576,13 +604,16 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
 }
 
 /// Stops one process: SIGTERM, then SIGKILL if it lingers.
-pub async fn stop_pid(pid: u32, grace: Duration) -> Result<()> {
+pub async fn stop_pid(pid: u32, arg: &Path, grace: Duration) -> Result<()> {
+    if !runs(pid, arg) {
+        return Ok(());
+    }
     signal(pid, Signal::SIGTERM)?;
     let start = Instant::now();
-    while alive(pid) && start.elapsed() < grace {
+    while runs(pid, arg) && start.elapsed() < grace {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if alive(pid) {
+    if runs(pid, arg) {
         signal(pid, Signal::SIGKILL)?;
     }
     Ok(())
@@ -593,13 +624,13 @@ pub async fn down(dir: &Path) -> Result<()> {
     let cluster = ClusterFile::read(dir)?;
     // Blockservers first: they would otherwise spend their last seconds retrying heartbeats.
     for b in &cluster.block {
-        stop_pid(b.pid, Duration::from_secs(5)).await?;
+        stop_pid(b.pid, &block_config_path(dir, b.id), Duration::from_secs(5)).await?;
     }
     for m in &cluster.meta {
-        stop_pid(m.pid, Duration::from_secs(5)).await?;
+        stop_pid(m.pid, &config_path(dir, m.id), Duration::from_secs(5)).await?;
     }
     if let Some(pid) = LinkPlan::read(dir)?.and_then(|p| p.proxy_pid) {
-        stop_pid(pid, Duration::from_secs(5)).await?;
+        stop_pid(pid, dir, Duration::from_secs(5)).await?;
     }
     Ok(())
 }
@@ -644,7 +675,7 @@ fn spawn_link_proxy(dir: &Path) -> Result<u32> {
         Command::new(exe)
             .arg("serve-link-proxy")
             .arg("--dir")
-            .arg(dir)
+            .arg(absolute(dir))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -663,7 +694,7 @@ pub async fn start_node(dir: &Path, id: u64) -> Result<u32> {
         .iter_mut()
         .find(|m| m.id == id)
         .ok_or_else(|| anyhow!("no metaserver {id} in {}", dir.display()))?;
-    if alive(entry.pid) {
+    if runs(entry.pid, &config_path(dir, id)) {
         bail!("metaserver {id} is already running (pid {})", entry.pid);
     }
     entry.pid = spawn_meta(dir, id)?;
@@ -680,16 +711,44 @@ pub async fn stop_node(dir: &Path, id: u64, hard: bool) -> Result<()> {
         .iter()
         .find(|m| m.id == id)
         .ok_or_else(|| anyhow!("no metaserver {id} in {}", dir.display()))?;
+    let config = config_path(dir, id);
     if hard {
-        signal(entry.pid, Signal::SIGKILL)
+        if runs(entry.pid, &config) {
+            signal(entry.pid, Signal::SIGKILL)?;
+        }
+        Ok(())
     } else {
-        stop_pid(entry.pid, Duration::from_secs(5)).await
+        stop_pid(entry.pid, &config, Duration::from_secs(5)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pid counts as the server only while its command line names the server's file: a
+    /// stranger under a reused pid (here, another process's) is never taken for it.
+    #[test]
+    fn a_pid_is_ours_only_while_it_runs_with_our_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ours, other) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
+        fs::write(&ours, "").expect("write");
+        fs::write(&other, "").expect("write");
+        let mut child = Command::new("tail")
+            .arg("-f")
+            .arg(&ours)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("tail runs");
+        let pid = child.id();
+        assert!(runs(pid, &ours));
+        // The same file named through another path is the same file.
+        assert!(runs(pid, &dir.path().join(".").join("a.toml")));
+        assert!(!runs(pid, &other), "another server's file");
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        assert!(!runs(pid, &ours), "gone");
+    }
 
     #[test]
     fn blockservers_take_turns_over_the_racks() {
