@@ -734,14 +734,22 @@ mod tests {
         let (ours, other) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
         fs::write(&ours, "").expect("write");
         fs::write(&other, "").expect("write");
-        let mut child = Command::new("tail")
-            .arg("-f")
+        // `sh` keeps its own command line (the `; exit` stops it from exec'ing `sleep`), with
+        // our file as its `$0`.
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30; exit 0"])
             .arg(&ours)
-            .stdout(Stdio::null())
             .spawn()
-            .expect("tail runs");
+            .expect("sh runs");
         let pid = child.id();
-        assert!(runs(pid, &ours));
+        let start = std::time::Instant::now();
+        while !runs(pid, &ours) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "the child never showed our file on its command line"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         // The same file named through another path is the same file.
         assert!(runs(pid, &dir.path().join(".").join("a.toml")));
         assert!(!runs(pid, &other), "another server's file");
