@@ -257,14 +257,17 @@ fn absolute(path: &Path) -> PathBuf {
 /// cluster directory for the link proxy) on its command line. A pid in `cluster.json` outlives
 /// its process: once that server has died the number is free, and on a busy host it is soon
 /// another process's (threads draw from the same numbers), perhaps another cluster's server.
-/// Signalling it then would stop a stranger: `local down` after a member was killed did.
+/// Signalling it then would stop a stranger, as `local down` after a member was killed could.
 pub fn runs(pid: u32, arg: &Path) -> bool {
     let wanted = absolute(arg);
+    // Arguments as the process saw them: a relative one is relative to its own directory (a
+    // server started by an older metactl, or from another working directory).
+    let cwd = PathBuf::from(format!("/proc/{pid}/cwd"));
     alive(pid)
         && fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
             cmdline
                 .split(|b| *b == 0)
-                .any(|a| Path::new(std::ffi::OsStr::from_bytes(a)) == wanted)
+                .any(|a| absolute(&cwd.join(std::ffi::OsStr::from_bytes(a))) == wanted)
         })
 }
 
@@ -756,6 +759,24 @@ mod tests {
         child.kill().expect("kill");
         child.wait().expect("reap");
         assert!(!runs(pid, &ours), "gone");
+        // Named relative to the process's own working directory, it is still ours.
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30; exit 0", "a.toml"])
+            .current_dir(dir.path())
+            .spawn()
+            .expect("sh runs");
+        let pid = child.id();
+        let start = std::time::Instant::now();
+        while !runs(pid, &ours) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "a relative name of our file was not recognised"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!runs(pid, &other));
+        child.kill().expect("kill");
+        child.wait().expect("reap");
     }
 
     #[test]
