@@ -729,54 +729,47 @@ pub async fn stop_node(dir: &Path, id: u64, hard: bool) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// A pid counts as the server only while its command line names the server's file: a
-    /// stranger under a reused pid (here, another process's) is never taken for it.
+    /// `sh` run in `cwd` with `name` as its `$0` (the `; exit` keeps it from exec'ing `sleep`,
+    /// so its command line stays), returned once [`runs`] takes it for the server of `file`.
+    fn shell_named(name: &Path, cwd: &Path, file: &Path) -> std::process::Child {
+        let child = Command::new("sh")
+            .args(["-c", "sleep 30; exit 0"])
+            .arg(name)
+            .current_dir(cwd)
+            .spawn()
+            .expect("sh runs");
+        let start = Instant::now();
+        while !runs(child.id(), file) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "sh named {} in {} was never taken for the server of {}",
+                name.display(),
+                cwd.display(),
+                file.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    /// A pid counts as the server only while its command line names the server's file, by
+    /// any path (absolute, or relative to the process's own directory): a stranger under a
+    /// reused pid (here, another process's) is never taken for it.
     #[test]
     fn a_pid_is_ours_only_while_it_runs_with_our_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (ours, other) = (dir.path().join("a.toml"), dir.path().join("b.toml"));
         fs::write(&ours, "").expect("write");
         fs::write(&other, "").expect("write");
-        // `sh` keeps its own command line (the `; exit` stops it from exec'ing `sleep`), with
-        // our file as its `$0`.
-        let mut child = Command::new("sh")
-            .args(["-c", "sleep 30; exit 0"])
-            .arg(&ours)
-            .spawn()
-            .expect("sh runs");
-        let pid = child.id();
-        let start = std::time::Instant::now();
-        while !runs(pid, &ours) {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(10),
-                "the child never showed our file on its command line"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
+        for name in [ours.as_path(), Path::new("a.toml")] {
+            let mut child = shell_named(name, dir.path(), &ours);
+            let pid = child.id();
+            assert!(runs(pid, &dir.path().join(".").join("a.toml")));
+            assert!(!runs(pid, &other), "another server's file");
+            child.kill().expect("kill");
+            child.wait().expect("reap");
+            assert!(!runs(pid, &ours), "gone");
         }
-        // The same file named through another path is the same file.
-        assert!(runs(pid, &dir.path().join(".").join("a.toml")));
-        assert!(!runs(pid, &other), "another server's file");
-        child.kill().expect("kill");
-        child.wait().expect("reap");
-        assert!(!runs(pid, &ours), "gone");
-        // Named relative to the process's own working directory, it is still ours.
-        let mut child = Command::new("sh")
-            .args(["-c", "sleep 30; exit 0", "a.toml"])
-            .current_dir(dir.path())
-            .spawn()
-            .expect("sh runs");
-        let pid = child.id();
-        let start = std::time::Instant::now();
-        while !runs(pid, &ours) {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(10),
-                "a relative name of our file was not recognised"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(!runs(pid, &other));
-        child.kill().expect("kill");
-        child.wait().expect("reap");
     }
 
     #[test]
