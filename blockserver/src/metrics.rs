@@ -3,7 +3,6 @@
 //! written and read, corrupt blocks found, the RPCs to the metaservers (registrations,
 //! heartbeats, reports) by outcome, and the storage figures the heartbeats carry.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -258,7 +257,7 @@ impl Metrics {
 
 /// Serves `/metrics` until `shutdown` resolves; storage figures are measured at each scrape.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     volumes: Arc<Volumes>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -277,7 +276,6 @@ pub async fn serve(
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -36,24 +36,71 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Runs a blockserver on `config.listen` until `shutdown` resolves.
+/// The sockets a blockserver serves on, bound before it starts. Whoever starts the server may
+/// bind them itself and hand them down (as systemd's socket activation, or `metactl local`,
+/// does): then the ports are held from the moment they are chosen, and no other process can
+/// take them before the server listens. Tests bind port 0 and learn the address first.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The data service, at `config.listen`.
+    pub rpc: std::net::TcpListener,
+    /// `/metrics`, at `config.metrics_addr` (none when that is unset).
+    pub metrics: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// The addresses `config` names, in the order [`Listeners::from_bound`] takes them: RPC,
+    /// then metrics (when configured).
+    pub fn addrs(config: &Config) -> Vec<std::net::SocketAddr> {
+        std::iter::once(config.listen)
+            .chain(config.metrics_addr)
+            .collect()
+    }
+
+    /// Binds the addresses `config` names.
+    pub fn bind(config: &Config) -> std::io::Result<Self> {
+        let bound = Self::addrs(config)
+            .into_iter()
+            .map(std::net::TcpListener::bind)
+            .collect::<std::io::Result<_>>()?;
+        Self::from_bound(config, bound)
+    }
+
+    /// Sockets bound (by someone else) at [`Listeners::addrs`], in that order.
+    pub fn from_bound(config: &Config, bound: Vec<std::net::TcpListener>) -> std::io::Result<Self> {
+        let want = Self::addrs(config);
+        let n = bound.len();
+        let mut bound = bound.into_iter();
+        match (bound.next(), bound.next()) {
+            (Some(rpc), metrics) if n == want.len() => Ok(Self { rpc, metrics }),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{n} sockets for the addresses {want:?}"),
+            )),
+        }
+    }
+}
+
+/// Runs a blockserver on the addresses `config` names until `shutdown` resolves.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let listener = TcpListener::bind(config.listen).await?;
-    serve(config, listener, shutdown).await
+    let listeners = Listeners::bind(&config)?;
+    serve(config, listeners, shutdown).await
 }
 
-/// Runs a blockserver on an already bound listener (`config.listen` is ignored) until
-/// `shutdown` resolves. Tests bind port 0 and learn the address before the server starts.
+/// Runs a blockserver on already bound `listeners` (the addresses in `config` are not bound
+/// again) until `shutdown` resolves.
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let listener = tokio_listener(listeners.rpc)?;
+    let metrics_listener = listeners.metrics.map(tokio_listener).transpose()?;
     let bound = listener.local_addr()?;
     let advertise = config.advertised(bound);
     let (dirs, reserved) = (config.data_dirs.clone(), config.reserved_bytes);
@@ -85,15 +132,15 @@ pub async fn serve(
         stopped.clone(),
     );
 
-    if let Some(addr) = config.metrics_addr {
+    if let Some(listener) = metrics_listener {
         let (m, v) = (metrics.clone(), volumes.clone());
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let until = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = crate::metrics::serve(addr, m, v, until).await {
-                tracing::error!(error = %e, %addr, "metrics server failed");
+            if let Err(e) = crate::metrics::serve(listener, m, v, until).await {
+                tracing::error!(error = %e, "metrics server failed");
             }
         });
     }
@@ -127,6 +174,12 @@ pub async fn serve(
         }
     }
     result.map_err(ServerError::from)
+}
+
+/// `listener` registered with the running tokio reactor.
+fn tokio_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
 }
 
 /// Resolves on SIGINT or SIGTERM.

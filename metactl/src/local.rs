@@ -20,6 +20,7 @@ use raftfs_client::{Client, ClientConfig};
 use raftfs_metaserver::config::{Config, Peer};
 
 use crate::link_proxy::{self, LinkPlan, Route};
+use crate::sockets;
 
 /// What `local up` starts.
 #[derive(Debug, Clone)]
@@ -63,28 +64,35 @@ struct NodeAddrs {
     advertise: String,
     source_ip: Option<std::net::IpAddr>,
     metrics_port: u16,
+    /// The member's sockets (RPC, metrics), bound here and handed down to it.
+    held: Vec<TcpListener>,
 }
 
-/// Chooses the addresses of member `id`; behind the proxy, adds its route and waits until the
-/// proxy listens for it.
+/// Chooses the addresses of member `id`, binding its sockets; behind the proxy, adds its
+/// route and waits until the proxy listens for it.
 async fn node_addrs(dir: &Path, id: u64) -> Result<NodeAddrs> {
     if LinkPlan::read(dir)?.is_none() {
-        let ports = free_ports(2)?;
-        let addr = format!("127.0.0.1:{}", ports[0]);
+        let held = sockets::bind_fresh(2)?;
+        let addr = format!("127.0.0.1:{}", sockets::port(&held[0])?);
         return Ok(NodeAddrs {
             listen: addr.clone(),
             advertise: addr,
             source_ip: None,
-            metrics_port: ports[1],
+            metrics_port: sockets::port(&held[1])?,
+            held,
         });
     }
-    let ports = free_ports(3)?;
+    let mut held = sockets::bind_fresh(3)?;
+    // The proxy, already running, binds the front itself: released just before the route
+    // that names it is written.
+    let front = held.remove(0);
     let route = Route {
         id,
-        front: format!("127.0.0.1:{}", ports[0]),
-        back: format!("127.0.0.1:{}", ports[1]),
+        front: format!("127.0.0.1:{}", sockets::port(&front)?),
+        back: format!("127.0.0.1:{}", sockets::port(&held[0])?),
         source_ip: link_proxy::source_ip_of(id)?,
     };
+    drop(front);
     LinkPlan::update(dir, |plan| {
         plan.routes.retain(|r| r.id != id);
         plan.routes.push(route.clone());
@@ -95,7 +103,8 @@ async fn node_addrs(dir: &Path, id: u64) -> Result<NodeAddrs> {
         listen: route.back,
         advertise: route.front,
         source_ip: Some(route.source_ip),
-        metrics_port: ports[2],
+        metrics_port: sockets::port(&held[1])?,
+        held,
     })
 }
 
@@ -176,7 +185,7 @@ async fn start_observer(
     let own = node_addrs(&opts.dir, id).await?;
     let addr = own.advertise.clone();
     let config = write_config(opts, id, &own, voters)?;
-    let pid = spawn_meta(&opts.dir, id)?;
+    let pid = spawn_meta(&opts.dir, id, own.held)?;
     wait_listening(&addr, Duration::from_secs(30)).await?;
     let mut cc = ClientConfig::new(addrs.to_vec());
     cc.failover_deadline = Duration::from_secs(60);
@@ -211,19 +220,6 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
     cluster.meta.push(e);
     write_cluster_file(dir, &cluster)?;
     Ok(id)
-}
-
-/// Picks free loopback ports by binding port 0. The listeners are dropped right away; the
-/// servers bind the same ports a moment later.
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<_>>()
-        .context("finding free ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
 }
 
 fn node_dir(dir: &Path, id: u64) -> PathBuf {
@@ -281,27 +277,36 @@ pub fn signal(pid: u32, signal: Signal) -> Result<()> {
 }
 
 /// Starts the metaserver whose config is in `DIR/meta-ID/`, detached from this process.
-pub fn spawn_meta(dir: &Path, id: u64) -> Result<u32> {
+pub fn spawn_meta(dir: &Path, id: u64, sockets: Vec<TcpListener>) -> Result<u32> {
     let nd = node_dir(dir, id);
     spawn_server(
         "serve-meta",
         &config_path(dir, id),
         &nd.join("metaserver.log"),
+        sockets,
     )
 }
 
 /// Starts the blockserver whose config is in `DIR/block-ID/`, detached from this process.
-pub fn spawn_block(dir: &Path, id: u64) -> Result<u32> {
+pub fn spawn_block(dir: &Path, id: u64, sockets: Vec<TcpListener>) -> Result<u32> {
     let bd = block_dir(dir, id);
     spawn_server(
         "serve-block",
         &block_config_path(dir, id),
         &bd.join("blockserver.log"),
+        sockets,
     )
 }
 
-/// Runs `metactl SUBCOMMAND --config CONFIG` detached, its output appended to `log`.
-fn spawn_server(subcommand: &str, config: &Path, log: &Path) -> Result<u32> {
+/// Runs `metactl SUBCOMMAND --config CONFIG` detached, its output appended to `log`, serving
+/// on `sockets` (bound to the addresses in the config, in the order [`sockets::handed_down`]
+/// expects).
+fn spawn_server(
+    subcommand: &str,
+    config: &Path,
+    log: &Path,
+    sockets: Vec<TcpListener>,
+) -> Result<u32> {
     let exe = std::env::current_exe().context("locating metactl")?;
     let log = fs::OpenOptions::new()
         .create(true)
@@ -310,16 +315,17 @@ fn spawn_server(subcommand: &str, config: &Path, log: &Path) -> Result<u32> {
         .with_context(|| format!("opening {}", log.display()))?;
     let child = {
         use std::os::unix::process::CommandExt;
-        Command::new(exe)
-            .arg(subcommand)
+        let mut cmd = Command::new(exe);
+        cmd.arg(subcommand)
             .arg("--config")
             .arg(absolute(config))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             // Its own process group: a Ctrl-C meant for `local up` does not reach it directly.
-            .process_group(0)
-            .spawn()
+            .process_group(0);
+        sockets::hand_down(&mut cmd, sockets)?;
+        cmd.spawn()
             .with_context(|| format!("starting metactl {subcommand}"))?
     };
     Ok(child.id())
@@ -369,20 +375,6 @@ fn write_block_config(
     Ok(config)
 }
 
-/// Waits until something accepts connections at `addr`.
-async fn wait_accepting(addr: &str, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        match tokio::net::TcpStream::connect(addr).await {
-            Ok(_) => return Ok(()),
-            Err(e) if start.elapsed() >= timeout => {
-                bail!("nothing listens at {addr} after {timeout:?}: {e}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
 /// Waits until the active counts `n` live blockservers (they registered and heartbeat), so
 /// that the cluster `local up` hands over can place blocks at once.
 async fn wait_blockservers(addrs: &[String], n: u64, timeout: Duration) -> Result<()> {
@@ -410,11 +402,11 @@ async fn start_blockservers(opts: &UpOptions, cluster: &mut ClusterFile) -> Resu
         bail!("--racks must be at least 1");
     }
     let metas = cluster.meta_addrs();
-    // All ports at once: ports picked one server at a time could repeat.
-    let ports = free_ports(2 * opts.blockservers as usize)?;
-    for (id, p) in (1..=u64::from(opts.blockservers)).zip(ports.chunks_exact(2)) {
-        let config = write_block_config(opts, id, &metas, [p[0], p[1]])?;
-        let pid = spawn_block(&opts.dir, id)?;
+    for id in 1..=u64::from(opts.blockservers) {
+        let held = sockets::bind_fresh(2)?;
+        let ports = [sockets::port(&held[0])?, sockets::port(&held[1])?];
+        let config = write_block_config(opts, id, &metas, ports)?;
+        let pid = spawn_block(&opts.dir, id, held)?;
         cluster.block.push(BlockEntry {
             id,
             addr: config.listen.to_string(),
@@ -428,55 +420,12 @@ async fn start_blockservers(opts: &UpOptions, cluster: &mut ClusterFile) -> Resu
         });
         write_cluster_file(&opts.dir, cluster)?;
     }
-    // A port found free can be taken before the server binds it (by another process, or as
-    // the source port of an outgoing connection); that server exits at once. Start it again
-    // on fresh ports.
-    for _ in 0..BIND_RETRIES {
-        tokio::time::sleep(BIND_GRACE).await;
-        let gone: Vec<usize> = (0..cluster.block.len())
-            .filter(|i| exited(cluster.block[*i].pid))
-            .collect();
-        if gone.is_empty() {
-            break;
-        }
-        for i in gone {
-            let id = cluster.block[i].id;
-            let fresh = free_ports(2)?;
-            let config = write_block_config(opts, id, &metas, [fresh[0], fresh[1]])?;
-            tracing::debug!(id, "blockserver exited at start; again on new ports");
-            cluster.block[i].addr = config.listen.to_string();
-            cluster.block[i].pid = spawn_block(&opts.dir, id)?;
-        }
-        write_cluster_file(&opts.dir, cluster)?;
-    }
-    for b in &cluster.block {
-        wait_accepting(&b.addr, Duration::from_secs(30))
-            .await
-            .with_context(|| format!("blockserver {}", b.id))?;
-    }
     wait_blockservers(
         &metas,
         u64::from(opts.blockservers),
         Duration::from_secs(60),
     )
     .await
-}
-
-/// How often a blockserver that exits right after it starts is started again on new ports.
-const BIND_RETRIES: usize = 5;
-/// How long after their start blockservers that could not bind have surely exited.
-const BIND_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
-
-/// Whether our child `pid` has exited (it is reaped here if so).
-fn exited(pid: u32) -> bool {
-    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    matches!(
-        waitpid(Pid::from_raw(raw), Some(WaitPidFlag::WNOHANG)),
-        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
-    )
 }
 
 /// Writes `cluster.json` atomically.
@@ -560,9 +509,9 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         })
         .collect();
     let mut cluster = ClusterFile::default();
-    for (peer, a) in members.iter().zip(&addrs) {
-        let config = write_config(opts, peer.id, a, &members)?;
-        let pid = spawn_meta(&opts.dir, peer.id)?;
+    for (peer, a) in members.iter().zip(addrs) {
+        let config = write_config(opts, peer.id, &a, &members)?;
+        let pid = spawn_meta(&opts.dir, peer.id, a.held)?;
         cluster.meta.push(entry(&config, pid, "voter"));
     }
     write_cluster_file(&opts.dir, &cluster)?;
@@ -697,10 +646,16 @@ pub async fn start_node(dir: &Path, id: u64) -> Result<u32> {
         .iter_mut()
         .find(|m| m.id == id)
         .ok_or_else(|| anyhow!("no metaserver {id} in {}", dir.display()))?;
-    if runs(entry.pid, &config_path(dir, id)) {
+    let path = config_path(dir, id);
+    if runs(entry.pid, &path) {
         bail!("metaserver {id} is already running (pid {})", entry.pid);
     }
-    entry.pid = spawn_meta(dir, id)?;
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config: Config =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let held = sockets::bind_again(&raftfs_metaserver::server::Listeners::addrs(&config))
+        .with_context(|| format!("starting metaserver {id} again"))?;
+    entry.pid = spawn_meta(dir, id, held)?;
     let pid = entry.pid;
     write_cluster_file(dir, &cluster)?;
     Ok(pid)
@@ -777,28 +732,5 @@ mod tests {
         let racks: Vec<String> = (1..=7).map(|id| rack_of(id, 3)).collect();
         assert_eq!(racks, ["r1", "r2", "r3", "r1", "r2", "r3", "r1"]);
         assert_eq!(rack_of(5, 1), "r1");
-    }
-
-    #[test]
-    // The children are reaped by `exited` (waitpid), as `local up` reaps its servers.
-    #[allow(clippy::zombie_processes)]
-    fn a_child_that_exits_at_once_is_told_from_one_that_runs() {
-        let quits = Command::new("sh")
-            .args(["-c", "exit 3"])
-            .spawn()
-            .expect("spawn sh");
-        let runs = Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("spawn sleep");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(exited(quits.id()));
-        assert!(!exited(runs.id()));
-        let _ = kill(
-            Pid::from_raw(i32::try_from(runs.id()).expect("pid")),
-            Signal::SIGKILL,
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        assert!(exited(runs.id()));
     }
 }

@@ -5,6 +5,7 @@ mod fs;
 mod link_proxy;
 mod local;
 mod reconstruction;
+mod sockets;
 mod transfer;
 
 use std::path::PathBuf;
@@ -356,14 +357,24 @@ async fn run(cli: Cli) -> Result<()> {
             local::partition(dir, cut).await?;
         }
         Cmd::ServeMeta(args) => {
-            raftfs_metaserver::server::init_tracing();
+            use raftfs_metaserver::server::{self, Listeners};
+            server::init_tracing();
             let config = args.clone().into_config()?;
-            raftfs_metaserver::server::run(config, raftfs_metaserver::server::signal()).await?;
+            let listeners = match sockets::handed_down(&Listeners::addrs(&config))? {
+                Some(bound) => Listeners::from_bound(&config, bound)?,
+                None => Listeners::bind(&config)?,
+            };
+            server::serve(config, listeners, server::signal()).await?;
         }
         Cmd::ServeBlock(args) => {
-            raftfs_blockserver::server::init_tracing();
+            use raftfs_blockserver::server::{self, Listeners};
+            server::init_tracing();
             let config = args.clone().into_config()?;
-            raftfs_blockserver::server::run(config, raftfs_blockserver::server::signal()).await?;
+            let listeners = match sockets::handed_down(&Listeners::addrs(&config))? {
+                Some(bound) => Listeners::from_bound(&config, bound)?,
+                None => Listeners::bind(&config)?,
+            };
+            server::serve(config, listeners, server::signal()).await?;
         }
         Cmd::Local(LocalCmd::Up {
             dir,

@@ -173,6 +173,18 @@ async fn file_commands_and_bad_input() {
         &cluster.ctl(&["local", "start", "--dir", &cluster.dir_arg(), "--id", "9"]),
         "no metaserver 9",
     );
+    // A member whose port was taken while it was down is not started, with a clear error;
+    // it starts once the port is free again.
+    let observer = cluster.ids("observer")[0];
+    cluster.kill(observer);
+    let squatter = std::net::TcpListener::bind(cluster.addr_of(observer)).expect("take its port");
+    let id = observer.to_string();
+    fails(
+        &cluster.ctl(&["local", "start", "--dir", &cluster.dir_arg(), "--id", &id]),
+        &format!("listening at {} again", cluster.addr_of(observer)),
+    );
+    drop(squatter);
+    cluster.start(observer);
     fails(
         &cluster.ctl(&["local", "stop", "--dir", &cluster.dir_arg(), "--id", "0"]),
         "no metaserver 0",

@@ -5,7 +5,6 @@
 //! observer these are the observer lag; on a voter they measure the same thing), and how long
 //! each step of the journal takes ([`JournalTimings`]).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -300,7 +299,11 @@ impl Metrics {
 }
 
 /// Serves `/metrics` until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, node: MetaNode) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    node: MetaNode,
+) -> std::io::Result<()> {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",
@@ -313,6 +316,5 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, node: MetaNode) -> s
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
 }

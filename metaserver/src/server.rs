@@ -50,12 +50,70 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Runs a metaserver until `shutdown` resolves.
+/// The sockets a metaserver serves on, bound before it starts. Whoever starts the server may
+/// bind them itself and hand them down (as systemd's socket activation, or `metactl local`,
+/// does): then the ports are held from the moment they are chosen, and no other process can
+/// take them before the server listens.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Raft and client RPCs, at `config.listen_addr`.
+    pub rpc: std::net::TcpListener,
+    /// `/metrics`, at `config.metrics_addr` (none when that is unset).
+    pub metrics: Option<std::net::TcpListener>,
+}
+
+impl Listeners {
+    /// The addresses `config` names, in the order [`Listeners::from_bound`] takes them: RPC,
+    /// then metrics (when configured).
+    pub fn addrs(config: &Config) -> Vec<std::net::SocketAddr> {
+        std::iter::once(config.listen_addr)
+            .chain(config.metrics_addr)
+            .collect()
+    }
+
+    /// Binds the addresses `config` names.
+    pub fn bind(config: &Config) -> std::io::Result<Self> {
+        let bound = Self::addrs(config)
+            .into_iter()
+            .map(std::net::TcpListener::bind)
+            .collect::<std::io::Result<_>>()?;
+        Self::from_bound(config, bound)
+    }
+
+    /// Sockets bound (by someone else) at [`Listeners::addrs`], in that order.
+    pub fn from_bound(config: &Config, bound: Vec<std::net::TcpListener>) -> std::io::Result<Self> {
+        let want = Self::addrs(config);
+        let n = bound.len();
+        let mut bound = bound.into_iter();
+        match (bound.next(), bound.next()) {
+            (Some(rpc), metrics) if n == want.len() => Ok(Self { rpc, metrics }),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{n} sockets for the addresses {want:?}"),
+            )),
+        }
+    }
+}
+
+/// Runs a metaserver on the addresses `config` names until `shutdown` resolves.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let listeners = Listeners::bind(&config)?;
+    serve(config, listeners, shutdown).await
+}
+
+/// Runs a metaserver on already bound `listeners` until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let listener = tokio_listener(listeners.rpc)?;
+    let metrics_listener = listeners.metrics.map(tokio_listener).transpose()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let sm =
         StateMachine::open(&config.data_dir).map_err(|e| ServerError::Storage(e.to_string()))?;
@@ -183,16 +241,15 @@ pub async fn run(
         }
     }
 
-    if let Some(addr) = config.metrics_addr {
+    if let Some(listener) = metrics_listener {
         let (m, n) = (metrics.clone(), node.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(addr, m, n).await {
-                tracing::error!(error = %e, %addr, "metrics server failed");
+            if let Err(e) = crate::metrics::serve(listener, m, n).await {
+                tracing::error!(error = %e, "metrics server failed");
             }
         });
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     tracing::info!(node = config.node_id, addr = %listener.local_addr()?, "metaserver listening");
     let result = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -212,6 +269,12 @@ pub async fn run(
         tracing::warn!(error = %e, "raft shutdown");
     }
     result.map_err(ServerError::from)
+}
+
+/// `listener` registered with the running tokio reactor.
+fn tokio_listener(listener: std::net::TcpListener) -> std::io::Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
 }
 
 /// Resolves on SIGINT or SIGTERM.

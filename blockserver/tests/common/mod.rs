@@ -78,15 +78,16 @@ impl Blockserver {
     }
 
     async fn run(config: Config, dirs: Vec<tempfile::TempDir>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let rpc = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = rpc.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let c = config.clone();
         let task = tokio::spawn(async move {
             let until = async move {
                 let _ = stopped.await;
             };
-            if let Err(e) = raftfs_blockserver::server::serve(c, listener, until).await {
+            let listeners = raftfs_blockserver::server::Listeners { rpc, metrics: None };
+            if let Err(e) = raftfs_blockserver::server::serve(c, listeners, until).await {
                 panic!("blockserver failed: {e}");
             }
         });

@@ -1,0 +1,166 @@
+//! The listening sockets of a local cluster's servers.
+//!
+//! A port found free and then released can be taken before the server binds it: by another
+//! cluster choosing its ports at the same moment, or as the source port of an outgoing
+//! connection. (Two Jepsen campaigns started together once gave a proxy's front port of one
+//! cluster to a metaserver of the other, and neither cluster came up.) So `metactl local`
+//! binds every port when it chooses it and hands the bound socket down to the server it
+//! starts, by systemd's socket-activation protocol (the sockets as fds 3, 4, .. and their
+//! count in `LISTEN_FDS`); the server listens on the very socket, and the port is never free
+//! in between.
+//!
+//! Ports are drawn at random below the kernel's ephemeral range, from which neither `bind` to
+//! port 0 nor outgoing connections take theirs. A port does fall free while its member is
+//! killed and not yet started again; down there only another cluster drawing that very port
+//! could take it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use command_fds::{CommandFdExt, FdMapping};
+use rand::Rng;
+
+/// The lowest port drawn: above the well-known and most registered service ports.
+const LOWEST_PORT: u16 = 10_000;
+/// Where the kernel's ephemeral range starts when `/proc` does not say (Linux's default).
+const DEFAULT_EPHEMERAL_START: u16 = 32_768;
+/// Draws before giving up (each draw that hits a port in use is drawn again).
+const DRAWS: usize = 1_000;
+/// The first fd a socket-activated process finds its sockets at (`SD_LISTEN_FDS_START`).
+const FIRST_HANDED_FD: i32 = 3;
+
+/// `n` loopback sockets, listening on distinct ports below the ephemeral range.
+pub fn bind_fresh(n: usize) -> Result<Vec<TcpListener>> {
+    let top = ephemeral_start();
+    if top <= LOWEST_PORT {
+        // A host whose ephemeral range covers everything: the kernel chooses.
+        return (0..n)
+            .map(|_| TcpListener::bind("127.0.0.1:0").context("binding a loopback port"))
+            .collect();
+    }
+    let mut rng = rand::rng();
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..DRAWS {
+        if out.len() == n {
+            break;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", rng.random_range(LOWEST_PORT..top))) {
+            out.push(l);
+        }
+    }
+    if out.len() < n {
+        bail!(
+            "found only {} free loopback ports in {DRAWS} draws",
+            out.len()
+        );
+    }
+    Ok(out)
+}
+
+/// Binds `addrs` again (for a server started anew where it listened before).
+pub fn bind_again(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+    addrs
+        .iter()
+        .map(|a| TcpListener::bind(a).with_context(|| format!("listening at {a} again")))
+        .collect()
+}
+
+/// The port `l` listens on.
+pub fn port(l: &TcpListener) -> Result<u16> {
+    Ok(l.local_addr().context("a bound socket's address")?.port())
+}
+
+/// Makes `listeners` the sockets `cmd`'s process finds handed down (fds 3, 4, .. in order).
+pub fn hand_down(cmd: &mut Command, listeners: Vec<TcpListener>) -> Result<()> {
+    if listeners.is_empty() {
+        cmd.env_remove("LISTEN_FDS").env_remove("LISTEN_PID");
+        return Ok(());
+    }
+    cmd.env("LISTEN_FDS", listeners.len().to_string())
+        .env_remove("LISTEN_PID");
+    let mappings = listeners
+        .into_iter()
+        .zip(FIRST_HANDED_FD..)
+        .map(|(l, child_fd)| FdMapping {
+            parent_fd: OwnedFd::from(l),
+            child_fd,
+        })
+        .collect();
+    cmd.fd_mappings(mappings)
+        .map_err(|_| anyhow::anyhow!("two sockets handed down as the same fd"))?;
+    Ok(())
+}
+
+/// The sockets handed down to this process for `addrs`, in order, checked to listen there;
+/// `None` when nothing was handed down (the server binds its addresses itself).
+pub fn handed_down(addrs: &[SocketAddr]) -> Result<Option<Vec<TcpListener>>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Ok(None);
+    }
+    if fds.len() != addrs.len() {
+        bail!(
+            "{} sockets handed down (LISTEN_FDS), but the config names {} addresses",
+            fds.len(),
+            addrs.len()
+        );
+    }
+    let mut out = Vec::with_capacity(addrs.len());
+    for (i, want) in addrs.iter().enumerate() {
+        let l = fds
+            .take_tcp_listener(i)
+            .with_context(|| format!("handed-down socket {i}"))?
+            .with_context(|| format!("handed-down socket {i} was taken already"))?;
+        let at = l.local_addr()?;
+        if at != *want {
+            bail!("handed-down socket {i} listens at {at}, but the config says {want}");
+        }
+        out.push(l);
+    }
+    Ok(Some(out))
+}
+
+/// The first port of the kernel's ephemeral range.
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(DEFAULT_EPHEMERAL_START)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_ports_are_distinct_held_and_below_the_ephemeral_range() {
+        let held = bind_fresh(8).expect("ports");
+        let mut ports: Vec<u16> = held.iter().map(|l| port(l).expect("port")).collect();
+        assert!(ports.iter().all(|p| *p < ephemeral_start()), "{ports:?}");
+        for p in &ports {
+            assert!(
+                TcpListener::bind(("127.0.0.1", *p)).is_err(),
+                "port {p} was left free"
+            );
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 8);
+    }
+
+    #[test]
+    fn a_held_port_cannot_be_bound_again_until_it_is_released() {
+        let held = bind_fresh(1).expect("port");
+        let addr = held[0].local_addr().expect("addr");
+        assert!(bind_again(&[addr]).is_err());
+        drop(held);
+        assert_eq!(
+            bind_again(&[addr]).expect("free again")[0]
+                .local_addr()
+                .ok(),
+            Some(addr)
+        );
+    }
+}
