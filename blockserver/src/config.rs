@@ -42,6 +42,12 @@ pub struct Config {
     pub reserved_bytes: u64,
     /// Where to serve Prometheus `/metrics`; none when absent.
     pub metrics_addr: Option<SocketAddr>,
+    /// The block scanner's read rate, bytes per second over all volumes (HDFS's
+    /// `dfs.block.scanner.volume.bytes.per.second`); 0 turns the scanner off.
+    pub scan_bytes_per_sec: u64,
+    /// From the start of one scan of every stored block to the start of the next, seconds
+    /// (HDFS's `dfs.datanode.scan.period.hours`, three weeks).
+    pub scan_period_secs: u64,
 }
 
 impl Default for Config {
@@ -58,6 +64,8 @@ impl Default for Config {
             report_split_blocks: 10_000,
             reserved_bytes: 0,
             metrics_addr: None,
+            scan_bytes_per_sec: 1 << 20,
+            scan_period_secs: 21 * 24 * 3600,
         }
     }
 }
@@ -134,6 +142,9 @@ impl Config {
         if self.report_split_blocks == 0 {
             return bad("report-split-blocks must be > 0");
         }
+        if self.scan_period_secs == 0 {
+            return bad("scan-period-secs must be > 0 (scan-bytes-per-sec = 0 turns scanning off)");
+        }
         Ok(())
     }
 
@@ -145,6 +156,14 @@ impl Config {
     /// The period of full block reports.
     pub fn full_report_period(&self) -> Duration {
         Duration::from_secs(self.full_report_secs)
+    }
+
+    /// How fast and how often the block scanner reads.
+    pub fn scan_policy(&self) -> crate::scanner::ScanPolicy {
+        crate::scanner::ScanPolicy {
+            bytes_per_sec: self.scan_bytes_per_sec,
+            period: Duration::from_secs(self.scan_period_secs),
+        }
     }
 }
 
@@ -187,6 +206,12 @@ pub struct ServeArgs {
     /// Prometheus /metrics address.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Block scanner read rate, bytes/s (0: no scanning).
+    #[arg(long)]
+    pub scan_bytes_per_sec: Option<u64>,
+    /// Block scanner period, seconds.
+    #[arg(long)]
+    pub scan_period_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -228,6 +253,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.metrics_addr {
             c.metrics_addr = Some(v);
+        }
+        if let Some(v) = self.scan_bytes_per_sec {
+            c.scan_bytes_per_sec = v;
+        }
+        if let Some(v) = self.scan_period_secs {
+            c.scan_period_secs = v;
         }
         c.validate()?;
         Ok(c)
@@ -317,6 +348,13 @@ mod tests {
                     ..ok.clone()
                 },
             ),
+            (
+                "scan period 0",
+                Config {
+                    scan_period_secs: 0,
+                    ..ok.clone()
+                },
+            ),
         ];
         for (what, c) in cases {
             assert!(c.validate().is_err(), "{what} accepted");
@@ -339,9 +377,12 @@ mod tests {
             report_split_blocks: Some(5),
             reserved_bytes: Some(1 << 30),
             metrics_addr: None,
+            scan_bytes_per_sec: Some(0),
+            scan_period_secs: None,
         };
         let c = args.into_config().expect("valid");
         assert_eq!((c.id, c.rack.as_str()), (7, "r2"));
+        assert_eq!(c.scan_bytes_per_sec, 0, "scanning off");
         assert_eq!(c.data_dirs.len(), 2);
         assert_eq!(c.report_split_blocks, 5);
         assert_eq!(c.reserved_bytes, 1 << 30);

@@ -15,6 +15,8 @@
 //!
 //! - [`reconstruction`]: rebuilding lost internal blocks as the active asks, under xmits
 //!   accounting that cannot leak and byte-rate budgets.
+//! - [`scanner`]: every stored block read back and verified, slowly, once per period; corrupt
+//!   copies are reported as a failed read would.
 
 pub mod config;
 pub mod convert;
@@ -23,6 +25,7 @@ pub mod heartbeat;
 pub mod metaservers;
 pub mod metrics;
 pub mod reconstruction;
+pub mod scanner;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -45,6 +45,9 @@ pub struct Metrics {
     reconstruction_tasks: Family<OutcomeLabels, Counter>,
     reconstruction_read: Family<RackLabels, Counter>,
     reconstruction_written: Counter,
+    scanned_bytes: Counter,
+    scan_corrupt: Counter,
+    scan_passes: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -156,8 +159,30 @@ impl Metrics {
             "Bytes of rebuilt internal blocks written here",
             reconstruction_written.clone(),
         );
+        let scanned_bytes = Counter::default();
+        registry.register_with_unit(
+            "scanned",
+            "Block bytes read back and verified by the block scanner",
+            prometheus_client::registry::Unit::Bytes,
+            scanned_bytes.clone(),
+        );
+        let scan_corrupt = Counter::default();
+        registry.register(
+            "scan_corrupt",
+            "Corrupt blocks the block scanner found (and reported)",
+            scan_corrupt.clone(),
+        );
+        let scan_passes = Counter::default();
+        registry.register(
+            "scan_passes",
+            "Passes of the block scanner over every stored block",
+            scan_passes.clone(),
+        );
         Self {
             registry,
+            scanned_bytes,
+            scan_corrupt,
+            scan_passes,
             reconstruction_tasks,
             reconstruction_read,
             reconstruction_written,
@@ -229,6 +254,21 @@ impl Metrics {
                 from_rack: from_rack.to_owned(),
             })
             .inc_by(bytes);
+    }
+
+    /// `bytes` verified by the block scanner.
+    pub fn scanned(&self, bytes: u64) {
+        self.scanned_bytes.inc_by(bytes);
+    }
+
+    /// A corrupt block found by the block scanner.
+    pub fn scan_corrupt(&self) {
+        self.scan_corrupt.inc();
+    }
+
+    /// A pass of the block scanner finished.
+    pub fn scan_pass(&self) {
+        self.scan_passes.inc();
     }
 
     /// A rebuilt block of `bytes` finalized here.

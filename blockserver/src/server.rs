@@ -116,7 +116,7 @@ pub async fn serve(
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let worker = Worker::new(volumes.clone(), metrics.clone(), config.rack.clone());
-    let tasks = heartbeat::spawn(
+    let mut tasks = heartbeat::spawn(
         NodeInfo {
             id: config.id,
             addr: advertise.clone(),
@@ -131,6 +131,14 @@ pub async fn serve(
         worker.clone(),
         stopped.clone(),
     );
+
+    tasks.extend(crate::scanner::spawn(
+        config.scan_policy(),
+        volumes.clone(),
+        metaservers.clone(),
+        metrics.clone(),
+        stopped.clone(),
+    ));
 
     if let Some(listener) = metrics_listener {
         let (m, v) = (metrics.clone(), volumes.clone());

@@ -201,6 +201,52 @@ async fn a_flipped_byte_on_disk_fails_the_read_as_corrupt_and_is_reported() {
     server.stop().await;
 }
 
+/// Corruption in a block nobody reads is found by the block scanner and reported as a
+/// failed read would report it; an intact block never is, however often it is scanned.
+#[tokio::test]
+async fn the_block_scanner_reports_a_flipped_byte_nobody_reads() {
+    let meta = RecordingMeta::default();
+    let (meta_addr, _meta_stop) = meta.start().await;
+    let server = Blockserver::start(1, |c| {
+        c.id = 42;
+        c.metaservers = vec![meta_addr.clone()];
+        c.scan_bytes_per_sec = 64 << 20;
+        c.scan_period_secs = 1;
+    })
+    .await;
+    let mut c = server.client().await;
+    for group in [21, 22] {
+        write(&mut c, group, 1, &bytes(2 * MIB + 5, group as u8), MIB)
+            .await
+            .expect("write");
+    }
+    let path = server.block_file(22, 1).expect("data file");
+    let mut raw = std::fs::read(&path).expect("raw");
+    raw[MIB + 3] ^= 0x40;
+    std::fs::write(&path, raw).expect("flip a byte");
+
+    // Reported at every pass while it stays: two reports mean a whole pass after the first.
+    let reports = eventually("two passes report the corrupt block", || {
+        let seen = meta.seen().corrupt.clone();
+        async move { (seen.len() >= 2).then_some(seen) }
+    })
+    .await;
+    for r in &reports {
+        assert_eq!((r.group, r.index, r.node_id), (22, 1, 42), "{r:?}");
+        assert!(r.reason.contains("block scanner"), "{}", r.reason);
+    }
+    // Scanning read nothing wrong into the intact block, nor changed the bad one.
+    assert_eq!(
+        read(&mut c, 21, 1, 0, 0).await.expect("intact block"),
+        bytes(2 * MIB + 5, 21)
+    );
+    assert_eq!(
+        kind(&read(&mut c, 22, 1, 0, 0).await.expect_err("still corrupt")),
+        pb::ErrorKind::CorruptBlock
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_volume_without_room_above_its_reserve_refuses_writes_and_keeps_nothing() {
     let server = Blockserver::start(2, |c| c.reserved_bytes = u64::MAX / 4).await;

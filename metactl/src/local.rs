@@ -48,6 +48,8 @@ pub struct UpOptions {
     pub block_reserved_bytes: Option<u64>,
     /// Blockserver heartbeat period, ms (default: the blockserver's).
     pub block_heartbeat_ms: Option<u64>,
+    /// Period of the blockservers' block scans, seconds (default: the blockserver's).
+    pub block_scan_period_secs: Option<u64>,
     /// Writers' lease length, seconds (short in tests of lease recovery).
     pub lease_secs: Option<u64>,
     /// How long a silent blockserver counts as alive, seconds (short in tests of
@@ -212,6 +214,7 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         racks: 1,
         block_reserved_bytes: None,
         block_heartbeat_ms: None,
+        block_scan_period_secs: None,
         lease_secs: None,
         dead_after_secs: None,
         rack_blind_reconstruction: false,
@@ -363,6 +366,9 @@ fn write_block_config(
         data_dirs: vec![bd.join("data")],
         metaservers: metas.to_vec(),
         heartbeat_ms: opts.block_heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
+        scan_period_secs: opts
+            .block_scan_period_secs
+            .unwrap_or(defaults.scan_period_secs),
         reserved_bytes: opts.block_reserved_bytes.unwrap_or(defaults.reserved_bytes),
         metrics_addr: Some(format!("127.0.0.1:{}", ports[1]).parse()?),
         ..defaults

@@ -120,6 +120,10 @@ enum LocalCmd {
         /// Blockserver heartbeat period, ms.
         #[arg(long)]
         block_heartbeat_ms: Option<u64>,
+        /// Period of the blockservers' scans of every stored block, seconds (default three
+        /// weeks; short in tests of the block scanner).
+        #[arg(long)]
+        block_scan_period_secs: Option<u64>,
         /// Writers' lease length, seconds (the metaservers'; default 60).
         #[arg(long)]
         lease_secs: Option<u64>,
@@ -389,6 +393,7 @@ async fn run(cli: Cli) -> Result<()> {
             racks,
             block_reserved_bytes,
             block_heartbeat_ms,
+            block_scan_period_secs,
             lease_secs,
             dead_after_secs,
             rack_blind_reconstruction,
@@ -405,6 +410,7 @@ async fn run(cli: Cli) -> Result<()> {
                 racks: *racks,
                 block_reserved_bytes: *block_reserved_bytes,
                 block_heartbeat_ms: *block_heartbeat_ms,
+                block_scan_period_secs: *block_scan_period_secs,
                 lease_secs: *lease_secs,
                 dead_after_secs: *dead_after_secs,
                 rack_blind_reconstruction: *rack_blind_reconstruction,

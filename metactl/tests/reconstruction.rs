@@ -367,3 +367,93 @@ async fn dying_sources_and_cancelled_tasks_leave_no_xmits_behind() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The finalized data file of internal block `index` of `group` on blockserver `b`, if any.
+fn block_file(
+    b: &raftfs_client::discovery::BlockEntry,
+    group: u64,
+    index: u32,
+) -> Option<std::path::PathBuf> {
+    let name = format!("blk_{group:016x}_{index}");
+    let mut stack = vec![std::path::PathBuf::from(&b.data_dir)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ok()?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().and_then(|n| n.to_str()) == Some(name.as_str())
+                && p.parent().and_then(|d| d.file_name()) == Some("finalized".as_ref())
+            {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// A block that rots on disk while nobody reads it is found by its blockserver's scanner and
+/// reported; the active rebuilds it elsewhere and deletes the bad copy. The group is whole
+/// again without one client read, and the rebuilt block is right: the file reads back with
+/// three other servers dead, which takes every one of the six blocks left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_block_that_rots_unread_is_found_by_the_scanner_and_rebuilt() {
+    let cluster = cluster(&["--block-scan-period-secs", "1"]);
+    let c = client(&cluster);
+    let ec = bytes(6 * MIB, 3);
+    write(&c, "/ec/quiet", &ec, "RS-6-3-1024k").await;
+    wait_healthy(&c, 12, Duration::from_secs(30)).await;
+    let (_, groups) = c.get_blocks("/ec/quiet", 0, 0).await.expect("blocks");
+    let group = groups[0].id;
+
+    let index = 2;
+    let servers = cluster.file().block;
+    let (holder, path) = servers
+        .iter()
+        .find_map(|b| block_file(b, group, index).map(|p| (b.id, p)))
+        .expect("internal block 2 on disk");
+    let mut raw = std::fs::read(&path).expect("read block");
+    raw[12_345] ^= 0x10;
+    std::fs::write(&path, &raw).expect("flip a byte");
+
+    let start = Instant::now();
+    loop {
+        let r = c.fsck("/", false).await.expect("fsck");
+        let rebuilt = servers
+            .iter()
+            .any(|b| b.id != holder && block_file(b, group, index).is_some());
+        if rebuilt && !path.exists() && r.degraded == 0 && r.missing == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "not rebuilt and cleaned up: rebuilt {rebuilt}, bad copy there {}, {r:?}",
+            path.exists()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let found = block_counter(&cluster, None, "raftfs_block_scan_corrupt_total", "");
+    assert!(found >= 1, "the scanner counted {found} corrupt blocks");
+    assert_eq!(
+        block_counter(&cluster, None, "raftfs_block_corrupt_reads_total", ""),
+        0,
+        "no read found it: the scanner did"
+    );
+
+    let others: Vec<u64> = cluster
+        .file()
+        .block
+        .iter()
+        .filter(|b| (0..9).any(|i| i != index && block_file(b, group, i).is_some()))
+        .map(|b| b.id)
+        .take(3)
+        .collect();
+    assert_eq!(others.len(), 3);
+    for id in others {
+        cluster.kill_block(id);
+    }
+    assert_eq!(
+        read_all(&c, "/ec/quiet").await,
+        ec,
+        "read through the rebuilt block"
+    );
+}

@@ -1,0 +1,127 @@
+//! The block scanner: every stored block read back and checked against its checksums, at a
+//! low byte rate, once per period (HDFS's `VolumeScanner`).
+//!
+//! A read verifies the chunks it touches, but a block nobody reads can rot unseen until the
+//! day it is needed, perhaps when its group has already lost other blocks and that copy was
+//! the one left to decode from. The scanner finds such corruption while the group can still
+//! be rebuilt: it reports the copy to every metaserver as a failed read would
+//! ([`Metaservers::report_corrupt`]), the active stops handing it out and reconstructs the
+//! block elsewhere, and the bad copy is deleted once the group is healthy again.
+//!
+//! A pass walks the blocks stored when it starts, each in `SCAN_PIECE` reads, paced so that
+//! the pass never reads faster than `scan-bytes-per-sec` (HDFS's default is 1 MiB/s per
+//! volume, so that client I/O hardly notices); the next pass starts a `scan-period-secs`
+//! after this one started (HDFS: three weeks), or right after it ends if it took longer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::error::BlockError;
+use crate::metaservers::Metaservers;
+use crate::metrics::Metrics;
+use crate::store::StoreError;
+use crate::volumes::Volumes;
+
+/// Bytes verified per read of a block.
+const SCAN_PIECE: u64 = 1 << 20;
+
+/// How fast and how often to scan.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanPolicy {
+    /// Most bytes read per second, over all volumes; 0 turns scanning off.
+    pub bytes_per_sec: u64,
+    /// From the start of one pass to the start of the next.
+    pub period: Duration,
+}
+
+/// What one pass found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassOutcome {
+    pub blocks: u64,
+    pub bytes: u64,
+    pub corrupt: u64,
+}
+
+/// Starts the scanner; it stops when `stopped` turns true. Nothing when scanning is off.
+pub fn spawn(
+    policy: ScanPolicy,
+    volumes: Arc<Volumes>,
+    metaservers: Metaservers,
+    metrics: Arc<Metrics>,
+    mut stopped: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if policy.bytes_per_sec == 0 {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        loop {
+            let start = Instant::now();
+            let outcome = tokio::select! {
+                o = pass(&policy, &volumes, &metaservers, &metrics) => o,
+                _ = stopped.wait_for(|s| *s) => return,
+            };
+            metrics.scan_pass();
+            tracing::info!(
+                blocks = outcome.blocks,
+                bytes = outcome.bytes,
+                corrupt = outcome.corrupt,
+                seconds = start.elapsed().as_secs_f64(),
+                "block scan pass done"
+            );
+            let next = policy.period.saturating_sub(start.elapsed());
+            tokio::select! {
+                _ = tokio::time::sleep(next) => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+        }
+    }))
+}
+
+/// Verifies every block stored now, paced to `policy.bytes_per_sec`.
+async fn pass(
+    policy: &ScanPolicy,
+    volumes: &Arc<Volumes>,
+    metaservers: &Metaservers,
+    metrics: &Metrics,
+) -> PassOutcome {
+    let start = Instant::now();
+    let mut out = PassOutcome::default();
+    for (id, length) in volumes.list() {
+        let mut offset = 0;
+        while offset < length {
+            let len = SCAN_PIECE.min(length - offset);
+            let v = volumes.clone();
+            let read = tokio::task::spawn_blocking(move || v.read(id, offset, len))
+                .await
+                .map_err(BlockError::from)
+                .and_then(|r| r);
+            out.bytes += len;
+            metrics.scanned(len);
+            match read {
+                Ok(_) => offset += len,
+                Err(BlockError::Store(e @ StoreError::Corrupt { .. })) => {
+                    tracing::warn!(block = %id, error = %e, "block scan found a corrupt block");
+                    out.corrupt += 1;
+                    metrics.scan_corrupt();
+                    metaservers.report_corrupt(id, format!("block scanner: {e}"));
+                    break;
+                }
+                // Deleted since the pass began, or its volume failed (taken out of use and
+                // reported by the volume check): nothing for the scanner to add.
+                Err(e) => {
+                    tracing::debug!(block = %id, error = %e, "block scan skipped a block");
+                    break;
+                }
+            }
+            // Paced from the pass's start: `bytes` may take no less than bytes / rate.
+            let due = Duration::from_secs_f64(out.bytes as f64 / policy.bytes_per_sec as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        out.blocks += 1;
+    }
+    out
+}
