@@ -49,35 +49,15 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// The addresses `config` names, in the order [`Listeners::from_bound`] takes them: RPC,
-    /// then metrics (when configured).
-    pub fn addrs(config: &Config) -> Vec<std::net::SocketAddr> {
-        std::iter::once(config.listen)
-            .chain(config.metrics_addr)
-            .collect()
-    }
-
     /// Binds the addresses `config` names.
     pub fn bind(config: &Config) -> std::io::Result<Self> {
-        let bound = Self::addrs(config)
-            .into_iter()
-            .map(std::net::TcpListener::bind)
-            .collect::<std::io::Result<_>>()?;
-        Self::from_bound(config, bound)
-    }
-
-    /// Sockets bound (by someone else) at [`Listeners::addrs`], in that order.
-    pub fn from_bound(config: &Config, bound: Vec<std::net::TcpListener>) -> std::io::Result<Self> {
-        let want = Self::addrs(config);
-        let n = bound.len();
-        let mut bound = bound.into_iter();
-        match (bound.next(), bound.next()) {
-            (Some(rpc), metrics) if n == want.len() => Ok(Self { rpc, metrics }),
-            _ => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("{n} sockets for the addresses {want:?}"),
-            )),
-        }
+        Ok(Self {
+            rpc: std::net::TcpListener::bind(config.listen)?,
+            metrics: config
+                .metrics_addr
+                .map(std::net::TcpListener::bind)
+                .transpose()?,
+        })
     }
 }
 

@@ -302,8 +302,8 @@ pub fn spawn_block(dir: &Path, id: u64, sockets: Vec<TcpListener>) -> Result<u32
 }
 
 /// Runs `metactl SUBCOMMAND --config CONFIG` detached, its output appended to `log`, serving
-/// on `sockets` (bound to the addresses in the config, in the order [`sockets::handed_down`]
-/// expects).
+/// on `sockets` (bound to the addresses in the config, in the order [`sockets::order`]
+/// gives).
 fn spawn_server(
     subcommand: &str,
     config: &Path,
@@ -659,7 +659,7 @@ pub async fn start_node(dir: &Path, id: u64) -> Result<u32> {
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let config: Config =
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let held = sockets::bind_again(&raftfs_metaserver::server::Listeners::addrs(&config))
+    let held = sockets::bind_again(&sockets::order(config.listen_addr, config.metrics_addr))
         .with_context(|| format!("starting metaserver {id} again"))?;
     entry.pid = spawn_meta(dir, id, held)?;
     let pid = entry.pid;

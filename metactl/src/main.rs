@@ -364,8 +364,8 @@ async fn run(cli: Cli) -> Result<()> {
             use raftfs_metaserver::server::{self, Listeners};
             server::init_tracing();
             let config = args.clone().into_config()?;
-            let listeners = match sockets::handed_down(&Listeners::addrs(&config))? {
-                Some(bound) => Listeners::from_bound(&config, bound)?,
+            let listeners = match sockets::handed_down(config.listen_addr, config.metrics_addr)? {
+                Some((rpc, metrics)) => Listeners { rpc, metrics },
                 None => Listeners::bind(&config)?,
             };
             server::serve(config, listeners, server::signal()).await?;
@@ -374,8 +374,8 @@ async fn run(cli: Cli) -> Result<()> {
             use raftfs_blockserver::server::{self, Listeners};
             server::init_tracing();
             let config = args.clone().into_config()?;
-            let listeners = match sockets::handed_down(&Listeners::addrs(&config))? {
-                Some(bound) => Listeners::from_bound(&config, bound)?,
+            let listeners = match sockets::handed_down(config.listen, config.metrics_addr)? {
+                Some((rpc, metrics)) => Listeners { rpc, metrics },
                 None => Listeners::bind(&config)?,
             };
             server::serve(config, listeners, server::signal()).await?;

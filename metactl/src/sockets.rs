@@ -17,6 +17,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::OwnedFd;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use command_fds::{CommandFdExt, FdMapping};
@@ -59,11 +60,29 @@ pub fn bind_fresh(n: usize) -> Result<Vec<TcpListener>> {
     Ok(out)
 }
 
-/// Binds `addrs` again (for a server started anew where it listened before).
+/// How long [`bind_again`] waits for a port that is still in use.
+const REBIND_PATIENCE: Duration = Duration::from_secs(3);
+
+/// Binds `addrs` again (for a server started anew where it listened before). A server just
+/// killed holds its sockets until its last thread has exited, a moment after its pid already
+/// shows as a zombie, so a port in use is tried again for [`REBIND_PATIENCE`].
 pub fn bind_again(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+    let start = Instant::now();
     addrs
         .iter()
-        .map(|a| TcpListener::bind(a).with_context(|| format!("listening at {a} again")))
+        .map(|a| {
+            loop {
+                match TcpListener::bind(a) {
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AddrInUse
+                            && start.elapsed() < REBIND_PATIENCE =>
+                    {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    r => break r.with_context(|| format!("listening at {a} again")),
+                }
+            }
+        })
         .collect()
 }
 
@@ -93,13 +112,24 @@ pub fn hand_down(cmd: &mut Command, listeners: Vec<TcpListener>) -> Result<()> {
     Ok(())
 }
 
-/// The sockets handed down to this process for `addrs`, in order, checked to listen there;
-/// `None` when nothing was handed down (the server binds its addresses itself).
-pub fn handed_down(addrs: &[SocketAddr]) -> Result<Option<Vec<TcpListener>>> {
+/// A server's listening addresses in the order its sockets are handed down: RPC, then metrics
+/// (when it has that).
+pub fn order(rpc: SocketAddr, metrics: Option<SocketAddr>) -> Vec<SocketAddr> {
+    std::iter::once(rpc).chain(metrics).collect()
+}
+
+/// The sockets handed down to this process for `rpc` and `metrics` ([`order`]), each checked
+/// to listen where the config says; `None` when nothing was handed down (the server binds its
+/// addresses itself).
+pub fn handed_down(
+    rpc: SocketAddr,
+    metrics: Option<SocketAddr>,
+) -> Result<Option<(TcpListener, Option<TcpListener>)>> {
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() == 0 {
         return Ok(None);
     }
+    let addrs = order(rpc, metrics);
     if fds.len() != addrs.len() {
         bail!(
             "{} sockets handed down (LISTEN_FDS), but the config names {} addresses",
@@ -119,7 +149,8 @@ pub fn handed_down(addrs: &[SocketAddr]) -> Result<Option<Vec<TcpListener>>> {
         }
         out.push(l);
     }
-    Ok(Some(out))
+    let mut out = out.into_iter();
+    Ok(out.next().map(|rpc| (rpc, out.next())))
 }
 
 /// The first port of the kernel's ephemeral range.

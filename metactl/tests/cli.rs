@@ -177,7 +177,18 @@ async fn file_commands_and_bad_input() {
     // it starts once the port is free again.
     let observer = cluster.ids("observer")[0];
     cluster.kill(observer);
-    let squatter = std::net::TcpListener::bind(cluster.addr_of(observer)).expect("take its port");
+    // Its port is free once its last thread has gone (the leader shows as a zombie before).
+    let start = std::time::Instant::now();
+    let squatter = loop {
+        match std::net::TcpListener::bind(cluster.addr_of(observer)) {
+            Ok(l) => break l,
+            Err(e) if start.elapsed() < std::time::Duration::from_secs(10) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse, "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("the killed observer's port never came free: {e}"),
+        }
+    };
     let id = observer.to_string();
     fails(
         &cluster.ctl(&["local", "start", "--dir", &cluster.dir_arg(), "--id", &id]),
