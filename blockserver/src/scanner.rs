@@ -36,12 +36,13 @@ pub struct ScanPolicy {
     pub period: Duration,
 }
 
-/// What one pass found.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PassOutcome {
-    pub blocks: u64,
-    pub bytes: u64,
-    pub corrupt: u64,
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy)]
+struct PassOutcome {
+    blocks: u64,
+    /// Bytes read, verified or not (what the pace counts).
+    bytes: u64,
+    corrupt: u64,
 }
 
 /// Starts the scanner; it stops when `stopped` turns true. Nothing when scanning is off.
@@ -98,9 +99,11 @@ async fn pass(
                 .map_err(BlockError::from)
                 .and_then(|r| r);
             out.bytes += len;
-            metrics.scanned(len);
             match read {
-                Ok(_) => offset += len,
+                Ok(_) => {
+                    metrics.scanned(len);
+                    offset += len;
+                }
                 Err(BlockError::Store(e @ StoreError::Corrupt { .. })) => {
                     tracing::warn!(block = %id, error = %e, "block scan found a corrupt block");
                     out.corrupt += 1;

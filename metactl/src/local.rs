@@ -656,10 +656,9 @@ pub async fn start_node(dir: &Path, id: u64) -> Result<u32> {
     if runs(entry.pid, &path) {
         bail!("metaserver {id} is already running (pid {})", entry.pid);
     }
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let config: Config =
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let config = Config::from_file(&path)?;
     let held = sockets::bind_again(&sockets::order(config.listen_addr, config.metrics_addr))
+        .await
         .with_context(|| format!("starting metaserver {id} again"))?;
     entry.pid = spawn_meta(dir, id, held)?;
     let pid = entry.pid;

@@ -66,24 +66,24 @@ const REBIND_PATIENCE: Duration = Duration::from_secs(3);
 /// Binds `addrs` again (for a server started anew where it listened before). A server just
 /// killed holds its sockets until its last thread has exited, a moment after its pid already
 /// shows as a zombie, so a port in use is tried again for [`REBIND_PATIENCE`].
-pub fn bind_again(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
+pub async fn bind_again(addrs: &[SocketAddr]) -> Result<Vec<TcpListener>> {
     let start = Instant::now();
-    addrs
-        .iter()
-        .map(|a| {
-            loop {
-                match TcpListener::bind(a) {
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::AddrInUse
-                            && start.elapsed() < REBIND_PATIENCE =>
-                    {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    r => break r.with_context(|| format!("listening at {a} again")),
+    let mut out = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        let l = loop {
+            match TcpListener::bind(a) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && start.elapsed() < REBIND_PATIENCE =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                r => break r.with_context(|| format!("listening at {a} again"))?,
             }
-        })
-        .collect()
+        };
+        out.push(l);
+    }
+    Ok(out)
 }
 
 /// The port `l` listens on.
@@ -93,10 +93,6 @@ pub fn port(l: &TcpListener) -> Result<u16> {
 
 /// Makes `listeners` the sockets `cmd`'s process finds handed down (fds 3, 4, .. in order).
 pub fn hand_down(cmd: &mut Command, listeners: Vec<TcpListener>) -> Result<()> {
-    if listeners.is_empty() {
-        cmd.env_remove("LISTEN_FDS").env_remove("LISTEN_PID");
-        return Ok(());
-    }
     cmd.env("LISTEN_FDS", listeners.len().to_string())
         .env_remove("LISTEN_PID");
     let mappings = listeners
@@ -181,17 +177,20 @@ mod tests {
         assert_eq!(ports.len(), 8);
     }
 
-    #[test]
-    fn a_held_port_cannot_be_bound_again_until_it_is_released() {
+    /// A port held all along is refused (after the wait); one let go during the wait, as a
+    /// killed server's last thread lets go, is taken.
+    #[tokio::test]
+    async fn a_held_port_is_bound_again_once_it_is_let_go() {
         let held = bind_fresh(1).expect("port");
         let addr = held[0].local_addr().expect("addr");
-        assert!(bind_again(&[addr]).is_err());
-        drop(held);
-        assert_eq!(
-            bind_again(&[addr]).expect("free again")[0]
-                .local_addr()
-                .ok(),
-            Some(addr)
-        );
+        let err = bind_again(&[addr]).await.expect_err("held all along");
+        assert!(err.to_string().contains("again"), "{err:#}");
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(held);
+        });
+        let again = bind_again(&[addr]).await.expect("let go during the wait");
+        assert_eq!(again[0].local_addr().ok(), Some(addr));
+        release.await.expect("release");
     }
 }
