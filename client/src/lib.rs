@@ -2,9 +2,6 @@
 //! failover to the active and state-ID tracking (DESIGN §5).
 //!
 //! - [`client`]: the [`Client`] API.
-//! - [`codec`]: erasure codecs of striped files (Reed-Solomon with HDFS's Cauchy matrix, XOR).
-//! - [`striping`]: where each byte of an erasure-coded block group lives (cells, stripes,
-//!   internal block lengths).
 //! - [`file`]: files' bytes: the async writer and reader (replicated and striped, degraded
 //!   reads).
 //! - [`failover`]: finding and following the active; retries that keep the call id.
@@ -15,7 +12,6 @@
 //! - [`error`]: [`ClientError`], with the typed [`ErrorKind`] of a refusal.
 
 pub mod client;
-pub mod codec;
 pub mod discovery;
 pub mod error;
 pub mod failover;
@@ -23,11 +19,10 @@ pub mod file;
 pub mod model;
 pub mod observers;
 pub mod read_mode;
-pub mod striping;
 
 pub use client::{Client, ClientConfig, CreateOptions};
 pub use error::{ClientError, ErrorKind};
-pub use file::{FileError, FilePolicy, FileReader, FileWriter};
+pub use file::{FileError, FileReader, FileWriter};
 pub use model::{
     ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage, Member, NodeStatus,
 };

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use raftfs_client::Client;
-use raftfs_metaserver::namespace::inode::EC_POLICIES;
+use raftfs_core::StoragePolicy;
+use raftfs_core::policy::{EC_POLICIES, MAX_REPLICATION};
 use serde::Serialize;
 
 /// Every policy a file or directory can have (`ec list-policies`).
 pub fn list_policies() {
-    println!("REPLICATED-3 (default; any REPLICATED-N, N in 1..32)");
+    println!("REPLICATED-3 (default; any REPLICATED-N, N in 1..={MAX_REPLICATION})");
     for p in EC_POLICIES {
         println!("{p}");
     }
@@ -164,8 +165,11 @@ pub async fn report(client: &Client, path: &str, json: bool) -> Result<()> {
 
 /// Data bytes of one full stripe of an EC policy (`RS-6-3-1024k`: 6 MiB).
 fn stripe_bytes(policy: &str) -> Option<u64> {
-    match raftfs_client::FilePolicy::parse(policy).ok()? {
-        raftfs_client::FilePolicy::Striped { k, cell, .. } => Some(k as u64 * cell),
-        raftfs_client::FilePolicy::Replicated(_) => None,
-    }
+    Some(
+        policy
+            .parse::<StoragePolicy>()
+            .ok()?
+            .layout()?
+            .stripe_data(),
+    )
 }

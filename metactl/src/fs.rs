@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use raftfs_client::{Client, ClientError, ErrorKind, FileKind, FileStatus};
+use raftfs_core::StoragePolicy;
 
 /// `drwxr-xr-x` from a kind and permission bits.
 pub fn mode_string(kind: FileKind, permission: u32) -> String {
@@ -28,8 +29,8 @@ pub fn short_time(ms: u64) -> String {
 }
 
 fn replication(f: &FileStatus) -> String {
-    match (f.kind, f.storage_policy.strip_prefix("REPLICATED-")) {
-        (FileKind::File, Some(n)) => n.to_owned(),
+    match (f.kind, f.storage_policy.parse::<StoragePolicy>()) {
+        (FileKind::File, Ok(StoragePolicy::Replicated(n))) => n.to_string(),
         _ => "-".to_owned(),
     }
 }

@@ -246,8 +246,11 @@ async fn a_node_far_behind_catches_up_through_a_snapshot() {
     let mut count = 0u64;
     for d in 0..DIRS {
         let path = raftfs_metaserver::namespace::NsPath::parse(&format!("/s/d{d}")).expect("path");
-        let dir = raftfs_metaserver::namespace::tree::stat(&*db, &path)
-            .expect("dir on the caught-up node");
+        let dir = raftfs_metaserver::namespace::tree::stat(
+            &raftfs_metaserver::journal::rocks::LiveKv(&db),
+            &path,
+        )
+        .expect("dir on the caught-up node");
         count += dir.children;
     }
     assert_eq!(count, FILES);

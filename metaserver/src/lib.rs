@@ -1,8 +1,8 @@
 //! raftfs metaserver: the namespace as a deterministic state machine in RocksDB, journaled
 //! through Raft (`openraft`).
 //!
-//! - [`namespace`]: pure namespace logic over a key-value interface (paths, inodes, every
-//!   operation); no I/O of its own.
+//! - [`namespace`]: the pure namespace logic of `raftfs-core` (paths, inodes, every
+//!   operation), re-exported: this crate runs it over RocksDB.
 //! - [`journal`]: Raft types, the RocksDB log store and state machine, checkpoint snapshots,
 //!   the transport between metaservers, and the proposer that batches mutations per entry.
 //! - [`registry`], [`placement`], [`redundancy`], [`lease_recovery`]: the blockservers and
@@ -19,13 +19,14 @@ pub mod journal;
 pub mod lease_recovery;
 pub mod membership;
 pub mod metrics;
-pub mod namespace;
 pub mod observer;
 pub mod placement;
 pub mod redundancy;
 pub mod registry;
 pub mod server;
 pub mod service;
+
+pub use raftfs_core::namespace;
 
 pub use config::{Config, ServeArgs};
 pub use error::MetaError;

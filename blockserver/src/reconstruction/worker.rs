@@ -11,8 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use raftfs_client::FilePolicy;
-use raftfs_client::codec::ErasureCodec;
+use raftfs_codec::ErasureCodec;
+use raftfs_core::StoragePolicy;
+use raftfs_core::layout::Layout;
 use raftfs_proto as pb;
 use raftfs_proto::block_data_client::BlockDataClient;
 use tokio_stream::StreamExt;
@@ -215,7 +216,7 @@ impl Worker {
 
     /// Rebuilds the task's block; returns its length.
     async fn run(&self, task: &pb::ReconstructionTask) -> Result<u64, String> {
-        let policy = FilePolicy::parse(&task.policy).map_err(|e| e.to_string())?;
+        let policy: StoragePolicy = task.policy.parse().map_err(|e| format!("{e}"))?;
         let id = crate::convert::block_id(task.group, task.index).map_err(|e| e.to_string())?;
         let volumes = self.volumes.clone();
         let mut writer = tokio::task::spawn_blocking(move || volumes.create(id))
@@ -224,8 +225,9 @@ impl Worker {
             .map_err(|e| e.to_string())?;
         let len = policy.block_len(task.group_length, task.index as usize);
         let mut at = 0u64;
-        let codec: Option<Arc<dyn ErasureCodec>> =
-            policy.codec().map_err(|e| e.to_string())?.map(Arc::from);
+        let codec: Option<Arc<dyn ErasureCodec>> = raftfs_codec::for_policy(&policy)
+            .map_err(|e| e.to_string())?
+            .map(Arc::from);
         while at < len {
             let chunk = match (&policy.layout(), &codec) {
                 (Some(layout), Some(codec)) => {
@@ -270,7 +272,7 @@ impl Worker {
     async fn decode_stripe(
         &self,
         task: &pb::ReconstructionTask,
-        layout: raftfs_client::striping::Layout,
+        layout: Layout,
         codec: Arc<dyn ErasureCodec>,
         at: u64,
     ) -> Result<Vec<u8>, String> {
@@ -360,10 +362,11 @@ impl Worker {
     /// The part of a lost cell that `req.local` contributes: the decode over the k sources of
     /// `req.all` with every other source's cell as zeros (as long as the stripe's cell 0).
     pub async fn partial(&self, req: &pb::PartialRequest) -> Result<Vec<u8>, String> {
-        let policy = FilePolicy::parse(&req.policy).map_err(|e| e.to_string())?;
-        let (Some(layout), Some(codec)) =
-            (policy.layout(), policy.codec().map_err(|e| e.to_string())?)
-        else {
+        let policy: StoragePolicy = req.policy.parse().map_err(|e| format!("{e}"))?;
+        let (Some(layout), Some(codec)) = (
+            policy.layout(),
+            raftfs_codec::for_policy(&policy).map_err(|e| e.to_string())?,
+        ) else {
             return Err(format!("{}: not an erasure-coded policy", req.policy));
         };
         let width = layout.blocks();

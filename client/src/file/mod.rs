@@ -1,7 +1,6 @@
 //! Files' bytes (DESIGN §6): the async [`FileWriter`] and [`FileReader`] over the
 //! blockservers, for replicated and erasure-coded (striped) files.
 //!
-//! - [`policy`]: a file's layout, from its storage policy's name.
 //! - [`block_io`]: streams to and reads from one internal block on one blockserver.
 //! - [`writer`]: cuts cells, encodes stripes, writes the internal blocks of a group in
 //!   parallel, allocates groups, completes the file.
@@ -11,18 +10,17 @@
 
 pub mod block_io;
 pub mod lease;
-pub mod policy;
 pub mod reader;
 pub mod writer;
 
 use std::io;
 
-pub use policy::FilePolicy;
 pub use reader::FileReader;
 pub use writer::FileWriter;
 
-use crate::codec::CodecError;
 use crate::error::ClientError;
+use raftfs_codec::CodecError;
+use raftfs_core::policy::PolicyError;
 
 /// Why a file's bytes could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +47,9 @@ pub enum FileError {
         offset: u64,
         why: String,
     },
-    /// A policy name the client does not know.
-    #[error("unknown storage policy {0:?}")]
-    Policy(String),
+    /// A policy name the client does not know, or past the caps.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     #[error(transparent)]
     Codec(#[from] CodecError),
     /// The writer was used after a failure or after close.

@@ -21,11 +21,12 @@ use raftfs_proto as pb;
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tokio::task::JoinHandle;
 
+use super::FileError;
 use super::block_io::{self, BlockFailure};
-use super::{FileError, FilePolicy};
 use crate::client::Client;
-use crate::codec::ErasureCodec;
-use crate::striping::Layout;
+use raftfs_codec::ErasureCodec;
+use raftfs_core::StoragePolicy;
+use raftfs_core::layout::Layout;
 
 /// Most bytes one background fetch reads (whole stripes of an EC file when they fit).
 const FETCH: u64 = 8 << 20;
@@ -47,7 +48,7 @@ type Fetch = JoinHandle<Result<(u64, Vec<u8>), FileError>>;
 struct Core {
     client: Client,
     path: String,
-    policy: FilePolicy,
+    policy: StoragePolicy,
     codec: Option<Arc<dyn ErasureCodec>>,
     groups: Vec<pb::BlockGroup>,
     length: u64,
@@ -67,8 +68,8 @@ impl FileReader {
     /// Opens `path` for reading.
     pub async fn open(client: &Client, path: &str) -> Result<Self, FileError> {
         let (status, groups) = client.get_blocks(path, 0, 0).await?;
-        let policy = FilePolicy::parse(&status.storage_policy)?;
-        let codec = policy.codec()?.map(Arc::from);
+        let policy = status.storage_policy.parse::<StoragePolicy>()?;
+        let codec = raftfs_codec::for_policy(&policy)?.map(Arc::from);
         // A file being written is read up to its closed groups.
         let length = groups
             .last()
@@ -264,7 +265,7 @@ impl Core {
                     offset,
                     why: e.to_string(),
                 })?;
-        let mut by_stripe: BTreeMap<u64, Vec<crate::striping::Piece>> = BTreeMap::new();
+        let mut by_stripe: BTreeMap<u64, Vec<raftfs_core::layout::Piece>> = BTreeMap::new();
         for p in pieces {
             by_stripe.entry(p.stripe).or_default().push(p);
         }
@@ -294,7 +295,7 @@ impl Core {
         layout: Layout,
         codec: Arc<dyn ErasureCodec>,
         stripe: u64,
-        pieces: &[crate::striping::Piece],
+        pieces: &[raftfs_core::layout::Piece],
     ) -> Result<Vec<Vec<u8>>, FileError> {
         let timeout = self.client.config().block_read_timeout;
         let direct = pieces.iter().map(|p| async move {

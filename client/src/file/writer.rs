@@ -27,11 +27,12 @@ use raftfs_proto as pb;
 use tokio::io::AsyncWrite;
 use tokio::task::JoinHandle;
 
+use super::FileError;
 use super::block_io::{BlockFailure, BlockStream};
 use super::lease::LeaseRenewal;
-use super::{FileError, FilePolicy};
 use crate::client::{Client, CreateOptions};
-use crate::codec::ErasureCodec;
+use raftfs_codec::ErasureCodec;
+use raftfs_core::StoragePolicy;
 
 /// Bytes per write to every replica of a replicated file.
 const PACKET: usize = 1 << 20;
@@ -92,7 +93,7 @@ impl OpenGroup {
 struct Core {
     client: Client,
     path: String,
-    policy: FilePolicy,
+    policy: StoragePolicy,
     codec: Option<Arc<dyn ErasureCodec>>,
     capacity: u64,
     unit: usize,
@@ -113,8 +114,9 @@ impl FileWriter {
         opts: &CreateOptions,
     ) -> Result<Self, FileError> {
         let status = client.create(path, opts).await?;
-        let policy = FilePolicy::parse(&status.storage_policy)?;
-        let codec: Option<Arc<dyn ErasureCodec>> = policy.codec()?.map(Arc::from);
+        let policy = status.storage_policy.parse::<StoragePolicy>()?;
+        let codec: Option<Arc<dyn ErasureCodec>> =
+            raftfs_codec::for_policy(&policy)?.map(Arc::from);
         let unit = match policy.layout() {
             Some(l) => usize::try_from(l.stripe_data()).unwrap_or(PACKET),
             None => PACKET,
@@ -122,9 +124,9 @@ impl FileWriter {
         let core = Core {
             client: client.clone(),
             path: path.to_owned(),
+            capacity: policy.group_capacity(status.block_size),
             policy,
             codec,
-            capacity: policy.group_capacity(status.block_size),
             unit,
             buf: Vec::with_capacity(unit),
             written: 0,
@@ -373,8 +375,8 @@ impl Core {
         let width = group.slots.len();
         let failed = group.failed();
         let tolerated = match self.policy {
-            FilePolicy::Replicated(_) => width.saturating_sub(1),
-            FilePolicy::Striped { m, .. } => m,
+            StoragePolicy::Replicated(_) => width.saturating_sub(1),
+            StoragePolicy::ErasureCoded { parity, .. } => usize::from(parity),
         };
         if failed <= tolerated {
             return Ok(());
@@ -438,8 +440,8 @@ impl Core {
         // The metaserver's answer decides how many streams there are; one that does not fit
         // the policy is refused here rather than indexed past later.
         let fits = match self.policy {
-            FilePolicy::Replicated(n) => (1..=n).contains(&width),
-            FilePolicy::Striped { .. } => width == self.policy.width(),
+            StoragePolicy::Replicated(n) => (1..=usize::from(n)).contains(&width),
+            StoragePolicy::ErasureCoded { .. } => width == self.policy.width(),
         };
         if !fits {
             return Err(FileError::TooManyFailures {

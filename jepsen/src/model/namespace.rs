@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 
 use edn_format::Value;
-use raftfs_metaserver::namespace::kv::{MemKv, Txn};
-use raftfs_metaserver::namespace::{ApplyCtx, ApplyError, InodeKind, NsError, NsPath, Op, tree};
+use raftfs_core::namespace::kv::{MemKv, Txn};
+use raftfs_core::namespace::{ApplyCtx, ApplyError, InodeKind, NsError, NsPath, Op, tree};
 
 use super::Model;
 use crate::history::{OpType, Operation};

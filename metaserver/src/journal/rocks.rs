@@ -49,6 +49,11 @@ pub fn open(path: &Path, cfs: &[&str]) -> Result<DB, rocksdb::Error> {
     DB::open_cf_descriptors(&opts, path, descriptors)
 }
 
+/// A RocksDB failure as the namespace's storage error (the namespace names no engine).
+pub fn engine_error(e: rocksdb::Error) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
 fn cf_handle(db: &DB, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
     db.cf_handle(cf.name()).ok_or_else(|| StoreError::Corrupt {
         cf: cf.name(),
@@ -64,7 +69,7 @@ fn scan_iter(
 ) -> Result<Vec<KvPair>, StoreError> {
     let mut out = Vec::new();
     for item in iter {
-        let (k, v) = item?;
+        let (k, v) = item.map_err(engine_error)?;
         if !k.starts_with(prefix) {
             break;
         }
@@ -87,9 +92,19 @@ fn start_key<'a>(prefix: &'a [u8], after: Option<&'a [u8]>) -> &'a [u8] {
 }
 
 /// The live DB, read by the state machine's apply (the only writer).
-impl KvRead for DB {
+#[derive(Clone, Copy)]
+pub struct LiveKv<'a>(pub &'a DB);
+
+impl std::fmt::Debug for LiveKv<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveKv").finish_non_exhaustive()
+    }
+}
+
+impl KvRead for LiveKv<'_> {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get_cf(cf_handle(self, cf)?, key)?)
+        let db = self.0;
+        db.get_cf(cf_handle(db, cf)?, key).map_err(engine_error)
     }
 
     fn scan(
@@ -99,9 +114,10 @@ impl KvRead for DB {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<KvPair>, StoreError> {
+        let db = self.0;
         let mode = IteratorMode::From(start_key(prefix, after), Direction::Forward);
         scan_iter(
-            self.iterator_cf(cf_handle(self, cf)?, mode),
+            db.iterator_cf(cf_handle(db, cf)?, mode),
             prefix,
             after,
             limit,
@@ -132,7 +148,9 @@ impl<'a> SnapshotKv<'a> {
 
 impl KvRead for SnapshotKv<'_> {
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.snap.get_cf(cf_handle(self.db, cf)?, key)?)
+        self.snap
+            .get_cf(cf_handle(self.db, cf)?, key)
+            .map_err(engine_error)
     }
 
     fn scan(

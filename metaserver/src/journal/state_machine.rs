@@ -24,6 +24,7 @@ use openraft::{
 use rocksdb::{DB, WriteBatch};
 use tokio::sync::watch;
 
+use super::rocks::{LiveKv, engine_error};
 use super::snapshot::{SnapshotDir, SnapshotFile};
 use super::{BasicNodeMeta, Batch, BatchResponse, NodeId, TypeConfig, decode, encode, retry_cache};
 use crate::namespace::kv::{Cf, KvRead, Txn};
@@ -137,14 +138,14 @@ impl SmShared {
     }
 
     fn applied_state_of(db: &DB) -> Result<AppliedState, StoreError> {
-        let applied = match KvRead::get(db, Cf::Meta, KEY_APPLIED)? {
+        let applied = match KvRead::get(&LiveKv(db), Cf::Meta, KEY_APPLIED)? {
             Some(v) => decode(&v).map_err(|e| StoreError::Corrupt {
                 cf: "meta",
                 reason: e.to_string(),
             })?,
             None => None,
         };
-        let membership = match KvRead::get(db, Cf::Meta, KEY_MEMBERSHIP)? {
+        let membership = match KvRead::get(&LiveKv(db), Cf::Meta, KEY_MEMBERSHIP)? {
             Some(v) => decode(&v).map_err(|e| StoreError::Corrupt {
                 cf: "meta",
                 reason: e.to_string(),
@@ -160,7 +161,8 @@ impl SmShared {
         let mut responses = Vec::with_capacity(entries.len());
         let mut last_applied = None;
         let mut membership = None;
-        let mut txn = Txn::new(&*db);
+        let live = LiveKv(&db);
+        let mut txn = Txn::new(&live);
         for entry in entries {
             last_applied = Some(entry.log_id);
             match entry.payload {
@@ -270,7 +272,7 @@ impl StateMachine {
                 fs::remove_dir_all(entry.path()).map_err(io)?;
             }
         }
-        let db = super::rocks::open(&data_dir.join(&current), &cf_names())?;
+        let db = super::rocks::open(&data_dir.join(&current), &cf_names()).map_err(engine_error)?;
         let (applied, _) = SmShared::applied_state_of(&db)?;
         let snapshots = SnapshotDir::open(data_dir.join("snapshots")).map_err(io)?;
         if let Ok(entries) = fs::read_dir(snapshots.path()) {

@@ -17,7 +17,6 @@
 
 use std::time::Duration;
 
-use raftfs_client::striping::Layout;
 use raftfs_proto as pb;
 use raftfs_proto::block_data_client::BlockDataClient;
 
@@ -39,15 +38,9 @@ pub fn agreed_length(policy: &StoragePolicy, survivors: &[(u32, u64)]) -> Option
         // Every replica received the same bytes in the same order: the longest one holds
         // every byte any of them has.
         StoragePolicy::Replicated(_) => survivors.iter().map(|(_, l)| *l).max(),
-        StoragePolicy::ErasureCoded {
-            data,
-            parity,
-            cell_kib,
-            ..
-        } => {
+        StoragePolicy::ErasureCoded { data, parity, .. } => {
             let (k, m) = (usize::from(*data), usize::from(*parity));
-            let cell = u64::from(*cell_kib) * 1024;
-            let layout = Layout::new(k, m, cell).ok()?;
+            let layout = policy.layout()?;
             let mut indices: Vec<u32> = survivors.iter().map(|(i, _)| *i).collect();
             indices.sort_unstable();
             indices.dedup();
@@ -58,7 +51,7 @@ pub fn agreed_length(policy: &StoragePolicy, survivors: &[(u32, u64)]) -> Option
             // its parity when it sent it: the stripes that at least k survivors hold in full
             // are decodable and consistent. A partly written stripe is never kept (HDFS's
             // safe length): its parity may cover cells that some blocks lack.
-            let mut full: Vec<u64> = survivors.iter().map(|(_, l)| l / cell).collect();
+            let mut full: Vec<u64> = survivors.iter().map(|(_, l)| l / layout.cell()).collect();
             full.sort_unstable_by(|a, b| b.cmp(a));
             let stripes = *full.get(k - 1)?;
             Some(stripes.saturating_mul(layout.stripe_data()))
@@ -116,7 +109,7 @@ pub async fn measure(
         return Ok(None);
     }
     Ok(agreed_length(&file.policy, &survivors)
-        .map(|l| l.min(blocks::capacity(&file.policy, file.block_size))))
+        .map(|l| l.min(file.policy.group_capacity(file.block_size))))
 }
 
 /// The `RecoverLease` entry for `path`: with the open group's measured length, if it has one.
@@ -209,6 +202,7 @@ async fn recover_expired(node: &MetaNode) -> Result<(), MetaError> {
 mod tests {
     use super::*;
     use crate::namespace::inode::EcCodec;
+    use raftfs_core::layout::Layout;
 
     fn rs(k: u8, m: u8, cell_kib: u32) -> StoragePolicy {
         StoragePolicy::ErasureCoded {

@@ -10,7 +10,6 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use raftfs_client::striping::Layout;
 use raftfs_proto as pb;
 
 use crate::error::MetaError;
@@ -30,26 +29,9 @@ pub enum Health {
     Missing,
 }
 
-fn layout(policy: &StoragePolicy) -> Option<Layout> {
-    match policy {
-        StoragePolicy::Replicated(_) => None,
-        StoragePolicy::ErasureCoded {
-            data,
-            parity,
-            cell_kib,
-            ..
-        } => Layout::new(
-            usize::from(*data),
-            usize::from(*parity),
-            u64::from(*cell_kib) * 1024,
-        )
-        .ok(),
-    }
-}
-
 /// The length internal block `index` of a group of `group_len` bytes must have.
 pub fn expected_len(policy: &StoragePolicy, group_len: u64, index: u32) -> u64 {
-    match layout(policy) {
+    match policy.layout() {
         Some(l) => l.block_len(group_len, index as usize),
         None => group_len,
     }
@@ -57,7 +39,7 @@ pub fn expected_len(policy: &StoragePolicy, group_len: u64, index: u32) -> u64 {
 
 /// What a group holds: (internal blocks with bytes, their bytes).
 pub fn stored(policy: &StoragePolicy, group_len: u64) -> (u64, u64) {
-    match (policy, layout(policy)) {
+    match (policy, policy.layout()) {
         (_, Some(l)) => (0..l.blocks())
             .map(|i| l.block_len(group_len, i))
             .filter(|len| *len > 0)
@@ -78,7 +60,7 @@ pub fn classify(policy: &StoragePolicy, group_len: u64, replicas: &[Replica]) ->
             .filter(|r| r.index == index && r.length >= expected_len(policy, group_len, index))
             .count()
     };
-    match (policy, layout(policy)) {
+    match (policy, policy.layout()) {
         (StoragePolicy::Replicated(n), _) => match good(0) {
             0 => Health::Missing,
             c if c >= usize::from(*n) => Health::Healthy,

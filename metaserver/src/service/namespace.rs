@@ -121,7 +121,7 @@ impl NamespaceService {
                         .read_local(move |kv| tree::stat(kv, &path))
                         .await?
                 };
-                let count = blocks::width(&file.policy);
+                let count = file.policy.width();
                 let req = placement::Request {
                     count,
                     min: match file.policy {

@@ -11,7 +11,8 @@ mod isal;
 
 use std::time::Instant;
 
-use raftfs_client::codec::codec;
+use raftfs_codec::codec;
+use raftfs_core::EcCodec;
 
 const LEN: usize = 1 << 20;
 const ROUNDS: usize = 7;
@@ -46,7 +47,7 @@ fn main() {
         "ratio"
     );
     for (k, m) in [(6usize, 3usize), (3, 2), (10, 4)] {
-        let ours = codec("RS", k, m).expect("codec");
+        let ours = codec(EcCodec::Rs, k, m).expect("codec");
         let theirs = isal::Isal::new(k, m);
         let data = isal::cells(k, LEN, (k * 7 + m) as u64);
         let d: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();

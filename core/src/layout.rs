@@ -5,14 +5,22 @@
 //! its cells fill from block 0, and its parity cells are as long as its longest data cell.
 //!
 //! Pure arithmetic (no I/O), shared by the writer (where each byte goes), the reader (which
-//! cells a range needs, and from which blocks) and reconstruction (how long each internal
-//! block of a group is).
+//! cells a range needs, and from which blocks), reconstruction (how long each internal block
+//! of a group is) and the metaserver (lease recovery, redundancy). A layout exists only within
+//! the policy caps (k + m and the cell), so no product below can overflow, whatever group
+//! length a peer names.
+
+use crate::policy::{MAX_CELL_KIB, MAX_GROUP_WIDTH};
 
 /// Why a layout cannot exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StripingError {
     #[error("a striped layout needs k > 0 data cells, m > 0 parity cells and a cell > 0 bytes")]
     Empty,
+    #[error(
+        "a striped layout has at most {MAX_GROUP_WIDTH} cells per stripe and {MAX_CELL_KIB} KiB cells"
+    )]
+    TooLarge,
     #[error("range {offset}+{len} is outside the group's {group_len} bytes")]
     OutOfRange {
         offset: u64,
@@ -55,6 +63,9 @@ impl Layout {
         if k == 0 || m == 0 || cell == 0 {
             return Err(StripingError::Empty);
         }
+        if k.saturating_add(m) > MAX_GROUP_WIDTH || cell > u64::from(MAX_CELL_KIB) * 1024 {
+            return Err(StripingError::TooLarge);
+        }
         Ok(Self {
             k: k as u64,
             m: m as u64,
@@ -64,7 +75,17 @@ impl Layout {
 
     /// Data bytes in one full stripe.
     pub fn stripe_data(&self) -> u64 {
-        self.k.saturating_mul(self.cell)
+        self.k * self.cell
+    }
+
+    /// Data cells per stripe (k).
+    pub fn data_cells(&self) -> usize {
+        self.k as usize
+    }
+
+    /// Bytes per cell.
+    pub fn cell(&self) -> u64 {
+        self.cell
     }
 
     /// Internal blocks in a group (k + m).
@@ -173,11 +194,38 @@ mod tests {
             }
         );
         assert!(Layout::new(0, 3, 1024).is_err());
+        assert!(Layout::new(30, 3, 1024).is_err());
+        assert!(Layout::new(6, 3, 1 << 40).is_err());
         assert!(l.pieces(10, 5, 12).is_err());
         assert!(l.pieces(u64::MAX, 2, 12).is_err());
     }
 
     proptest! {
+        /// Any layout within the caps, any group length (up to u64::MAX): no panic, no
+        /// overflow, and the data blocks together hold exactly the group.
+        #[test]
+        fn block_lengths_sum_to_the_group_for_any_length(
+            k in 1usize..=31, m in 1usize..=31,
+            cell in prop_oneof![1u64..4096, Just(u64::from(MAX_CELL_KIB) * 1024)],
+            len in prop_oneof![any::<u64>(), 0u64..1_000_000, Just(u64::MAX)],
+        ) {
+            let Ok(layout) = Layout::new(k, m, cell) else {
+                prop_assert!(k + m > MAX_GROUP_WIDTH);
+                return Ok(());
+            };
+            let data: u128 = (0..k).map(|b| u128::from(layout.block_len(len, b))).sum();
+            prop_assert_eq!(data, u128::from(len));
+            for p in k..k + m {
+                prop_assert_eq!(layout.block_len(len, p), layout.block_len(len, 0));
+            }
+            let pos = layout.locate(len);
+            prop_assert!(pos.block < k);
+            let from = len.saturating_sub(3 * cell);
+            let pieces = layout.pieces(from, len - from, len).expect("in range");
+            prop_assert_eq!(pieces.iter().map(|p| p.len).sum::<u64>(), len - from);
+            prop_assert!(layout.pieces(len, 1, len).is_err());
+        }
+
         #[test]
         fn pieces_read_back_exactly_the_range(
             k in 1usize..8, m in 1usize..4, cell in 1u64..64,

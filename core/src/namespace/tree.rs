@@ -522,6 +522,16 @@ struct NewInode<'a> {
     block_size: u64,
 }
 
+/// Refuses a policy the namespace does not offer (DESIGN §6): a well-formed name within the
+/// caps parses anywhere, but files and directories take only the enabled ones.
+fn check_enabled(policy: &StoragePolicy) -> Result<()> {
+    if policy.is_enabled() {
+        Ok(())
+    } else {
+        Err(NsError::InvalidArgument(format!("storage policy {policy} is not enabled")).into())
+    }
+}
+
 /// Creates a child of `parent` (which the caller resolved and checked).
 fn create_child<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,
@@ -530,9 +540,14 @@ fn create_child<R: KvRead + ?Sized>(
     name: &str,
     new: NewInode<'_>,
 ) -> Result<Inode> {
+    if let Some(policy) = &new.policy {
+        check_enabled(policy)?;
+    }
     let policy = new.policy.unwrap_or_else(|| parent.policy.clone());
     if new.kind == InodeKind::File {
-        blocks::validate_block_size(&policy, new.block_size)?;
+        policy
+            .validate_block_size(new.block_size)
+            .map_err(NsError::InvalidArgument)?;
     }
     let id = alloc_id(txn)?;
     let inode = Inode {
@@ -958,6 +973,7 @@ fn apply_inner<R: KvRead + ?Sized>(
             Ok(OpOutput::Inode(node))
         }
         Op::SetStoragePolicy { path, policy } => {
+            check_enabled(policy)?;
             let mut node = resolve(txn, path)?;
             match (node.kind, policy) {
                 (InodeKind::Symlink, _) => {

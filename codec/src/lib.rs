@@ -1,4 +1,4 @@
-//! Erasure codecs of the striped layout (DESIGN §6): the parity of a stripe's k data cells,
+//! raftfs-codec: the erasure codecs of the striped layout (DESIGN §6): the parity of a stripe's k data cells,
 //! and the rebuilding of any cells lost from any k survivors.
 //!
 //! Reed-Solomon over GF(2^8) uses the Cauchy generator matrix of ISA-L's
@@ -13,6 +13,8 @@
 
 mod rs;
 mod xor;
+
+use raftfs_core::{EcCodec, StoragePolicy};
 
 pub use rs::ReedSolomon;
 pub use xor::Xor;
@@ -57,17 +59,24 @@ pub trait ErasureCodec: Send + Sync + std::fmt::Debug {
     ) -> Result<(), CodecError>;
 }
 
-/// The codec of a policy's codec name (`RS`, `XOR`) with `k` data and `m` parity cells.
-pub fn codec(name: &str, k: usize, m: usize) -> Result<Box<dyn ErasureCodec>, CodecError> {
-    match name {
-        "RS" => Ok(Box::new(ReedSolomon::new(k, m)?)),
-        "XOR" => Ok(Box::new(Xor::new(k, m)?)),
-        other => Err(CodecError::Unsupported {
-            name: other.to_owned(),
-            k,
-            m,
-            why: "unknown codec (RS or XOR)".into(),
-        }),
+/// The codec `kind` with `k` data and `m` parity cells.
+pub fn codec(kind: EcCodec, k: usize, m: usize) -> Result<Box<dyn ErasureCodec>, CodecError> {
+    match kind {
+        EcCodec::Rs => Ok(Box::new(ReedSolomon::new(k, m)?)),
+        EcCodec::Xor => Ok(Box::new(Xor::new(k, m)?)),
+    }
+}
+
+/// The codec of an erasure-coded policy; `None` for a replicated one.
+pub fn for_policy(policy: &StoragePolicy) -> Result<Option<Box<dyn ErasureCodec>>, CodecError> {
+    match policy {
+        StoragePolicy::Replicated(_) => Ok(None),
+        StoragePolicy::ErasureCoded {
+            codec: kind,
+            data,
+            parity,
+            ..
+        } => codec(*kind, usize::from(*data), usize::from(*parity)).map(Some),
     }
 }
 
@@ -151,7 +160,12 @@ mod tests {
 
     #[test]
     fn every_policy_rebuilds_every_loss_it_can_survive() {
-        for (name, k, m) in [("RS", 6, 3), ("RS", 3, 2), ("RS", 10, 4), ("XOR", 2, 1)] {
+        for (name, k, m) in [
+            (EcCodec::Rs, 6, 3),
+            (EcCodec::Rs, 3, 2),
+            (EcCodec::Rs, 10, 4),
+            (EcCodec::Xor, 2, 1),
+        ] {
             let codec = codec(name, k, m).expect("codec");
             // Lengths that are not multiples of any SIMD width too.
             for len in [1, 31, 4096 + 7] {
@@ -173,7 +187,7 @@ mod tests {
                         codec.decode(&present, &lost, &mut o).expect("decode");
                     }
                     for (j, i) in lost.iter().enumerate() {
-                        assert_eq!(&out[j], all[*i], "{name}-{k}-{m} len {len} lost {lost:?}");
+                        assert_eq!(&out[j], all[*i], "{name:?}-{k}-{m} len {len} lost {lost:?}");
                     }
                 }
             }
@@ -182,7 +196,7 @@ mod tests {
 
     #[test]
     fn bad_shapes_and_too_many_losses_are_typed_errors() {
-        let rs = codec("RS", 3, 2).expect("codec");
+        let rs = codec(EcCodec::Rs, 3, 2).expect("codec");
         let data = cells(3, 8, 7);
         let d: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
         let mut p1 = vec![0u8; 8];
@@ -204,15 +218,11 @@ mod tests {
             Err(CodecError::Shape(_))
         ));
         assert!(matches!(
-            codec("LRC", 6, 3),
+            codec(EcCodec::Rs, 0, 3),
             Err(CodecError::Unsupported { .. })
         ));
         assert!(matches!(
-            codec("RS", 0, 3),
-            Err(CodecError::Unsupported { .. })
-        ));
-        assert!(matches!(
-            codec("XOR", 2, 2),
+            codec(EcCodec::Xor, 2, 2),
             Err(CodecError::Unsupported { .. })
         ));
     }

@@ -24,12 +24,7 @@ pub type GroupId = u64;
 /// report is recognizably bogus).
 pub const FIRST_GROUP_ID: GroupId = 1 << 20;
 
-/// Largest internal block (as HDFS caps `dfs.blocksize`): bounds the memory and the time one
-/// block's rebuild takes.
-pub const MAX_BLOCK_SIZE: u64 = 2 << 30;
-
-/// Internal blocks are checksummed in chunks of this many bytes; a block size is a multiple.
-pub const CHECKSUM_CHUNK: u64 = 64 * 1024;
+pub use crate::policy::{CHECKSUM_CHUNK, MAX_BLOCK_SIZE};
 
 type Result<T> = std::result::Result<T, ApplyError>;
 
@@ -47,47 +42,6 @@ pub struct BlockGroup {
     /// Blockservers chosen for the internal blocks: position `i` holds internal block `i` of
     /// an erasure-coded group, or replica `i` of a replicated one.
     pub targets: Vec<u64>,
-}
-
-/// The internal blocks a group of `policy` has (k+m, or the replication factor).
-pub fn width(policy: &StoragePolicy) -> usize {
-    match policy {
-        StoragePolicy::Replicated(n) => usize::from(*n),
-        StoragePolicy::ErasureCoded { data, parity, .. } => {
-            usize::from(*data) + usize::from(*parity)
-        }
-    }
-}
-
-/// Data bytes one group of a file holds at most.
-pub fn capacity(policy: &StoragePolicy, block_size: u64) -> u64 {
-    match policy {
-        StoragePolicy::Replicated(_) => block_size,
-        StoragePolicy::ErasureCoded { data, .. } => block_size.saturating_mul(u64::from(*data)),
-    }
-}
-
-/// Checks a block size for a file of `policy`: a positive multiple of the checksum chunk
-/// and, for erasure coding, of the cell, at most [`MAX_BLOCK_SIZE`].
-pub fn validate_block_size(
-    policy: &StoragePolicy,
-    block_size: u64,
-) -> std::result::Result<(), NsError> {
-    let unit = match policy {
-        StoragePolicy::Replicated(_) => CHECKSUM_CHUNK,
-        StoragePolicy::ErasureCoded { cell_kib, .. } => u64::from(*cell_kib) * 1024,
-    };
-    if block_size == 0
-        || block_size > MAX_BLOCK_SIZE
-        || unit == 0
-        || !block_size.is_multiple_of(unit)
-        || !block_size.is_multiple_of(CHECKSUM_CHUNK)
-    {
-        return Err(NsError::InvalidArgument(format!(
-            "block size {block_size} must be a multiple of {unit} bytes, at most {MAX_BLOCK_SIZE}"
-        )));
-    }
-    Ok(())
 }
 
 fn corrupt(reason: &str) -> ApplyError {
@@ -193,7 +147,7 @@ pub fn close_open<R: KvRead + ?Sized>(
         }
         return Ok(());
     };
-    let cap = capacity(&file.policy, file.block_size);
+    let cap = file.policy.group_capacity(file.block_size);
     let length = file_length
         .checked_sub(group.offset)
         .filter(|l| *l <= cap)
@@ -223,7 +177,7 @@ pub fn add<R: KvRead + ?Sized>(
     targets: &[u64],
     path: &str,
 ) -> Result<BlockGroup> {
-    let want = width(&file.policy);
+    let want = file.policy.width();
     let distinct = targets
         .iter()
         .collect::<std::collections::BTreeSet<_>>()

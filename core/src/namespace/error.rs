@@ -59,11 +59,13 @@ impl NsError {
 }
 
 /// A failure of the storage under the namespace. Unlike [`NsError`] this is local to one
-/// process (a disk error, corruption) and fatal to the state machine that meets it.
+/// process (a disk error, corruption) and fatal to the state machine that meets it. The
+/// engine's own error is carried as text: the namespace runs over any [`super::kv::KvRead`]
+/// and names no engine.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("rocksdb: {0}")]
-    Rocks(#[from] rocksdb::Error),
+    #[error("storage engine: {0}")]
+    Engine(String),
     #[error("corrupt record in {cf}: {reason}")]
     Corrupt { cf: &'static str, reason: String },
 }
@@ -77,8 +79,8 @@ pub enum ApplyError {
     Store(#[from] StoreError),
 }
 
-impl From<rocksdb::Error> for ApplyError {
-    fn from(e: rocksdb::Error) -> Self {
-        ApplyError::Store(StoreError::Rocks(e))
+impl From<crate::policy::PolicyError> for NsError {
+    fn from(e: crate::policy::PolicyError) -> Self {
+        NsError::InvalidArgument(e.to_string())
     }
 }

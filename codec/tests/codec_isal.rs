@@ -6,12 +6,13 @@
 mod isal;
 
 use isal::cells;
-use raftfs_client::codec::codec;
+use raftfs_codec::codec;
+use raftfs_core::EcCodec;
 
 #[test]
 fn parity_is_byte_identical_to_isal_and_decodes_isal_parity() {
     for (k, m) in [(6, 3), (3, 2), (10, 4)] {
-        let ours = codec("RS", k, m).expect("codec");
+        let ours = codec(EcCodec::Rs, k, m).expect("codec");
         let theirs = isal::Isal::new(k, m);
         for len in [32, 1000, 64 * 1024 + 3, 1 << 20] {
             let data = cells(k, len, (k * 1000 + len) as u64);
@@ -52,7 +53,7 @@ fn parity_is_byte_identical_to_isal_and_decodes_isal_parity() {
 #[test]
 fn isals_decoder_rebuilds_our_cells() {
     let (k, m) = (6, 3);
-    let ours = codec("RS", k, m).expect("codec");
+    let ours = codec(EcCodec::Rs, k, m).expect("codec");
     let theirs = isal::Isal::new(k, m);
     let len = 4096;
     let data = cells(k, len, 99);

@@ -2,12 +2,9 @@
 //! encoding (a format-version byte, then postcard), so that a newer binary can tell an older
 //! record apart and read it.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use super::error::{NsError, StoreError};
+use super::error::StoreError;
 
 /// Inode number. Allocated from a counter in the replicated state, so that every replica
 /// gives the same file the same number.
@@ -26,98 +23,7 @@ pub enum InodeKind {
     Symlink,
 }
 
-/// Where a file's bytes go: replicated N ways, or erasure-coded (DESIGN §6). A directory's
-/// policy passes to the children created below it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum StoragePolicy {
-    /// N full copies.
-    Replicated(u8),
-    /// A Reed-Solomon or XOR layout of `data` + `parity` cells of `cell_kib` KiB.
-    ErasureCoded {
-        codec: EcCodec,
-        data: u8,
-        parity: u8,
-        cell_kib: u32,
-    },
-}
-
-/// Erasure codecs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EcCodec {
-    Rs,
-    Xor,
-}
-
-/// The erasure-coding policies raftfs knows (the names HDFS uses).
-pub const EC_POLICIES: [&str; 4] = [
-    "RS-6-3-1024k",
-    "RS-3-2-1024k",
-    "RS-10-4-1024k",
-    "XOR-2-1-1024k",
-];
-
-impl Default for StoragePolicy {
-    fn default() -> Self {
-        StoragePolicy::Replicated(3)
-    }
-}
-
-impl fmt::Display for StoragePolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoragePolicy::Replicated(n) => write!(f, "REPLICATED-{n}"),
-            StoragePolicy::ErasureCoded {
-                codec,
-                data,
-                parity,
-                cell_kib,
-            } => {
-                let codec = match codec {
-                    EcCodec::Rs => "RS",
-                    EcCodec::Xor => "XOR",
-                };
-                write!(f, "{codec}-{data}-{parity}-{cell_kib}k")
-            }
-        }
-    }
-}
-
-impl FromStr for StoragePolicy {
-    type Err = NsError;
-
-    fn from_str(s: &str) -> Result<Self, NsError> {
-        let bad = || NsError::InvalidArgument(format!("unknown storage policy {s:?}"));
-        if let Some(n) = s.strip_prefix("REPLICATED-") {
-            let n: u8 = n.parse().map_err(|_| bad())?;
-            if !(1..=32).contains(&n) {
-                return Err(bad());
-            }
-            return Ok(StoragePolicy::Replicated(n));
-        }
-        if !EC_POLICIES.contains(&s) {
-            return Err(bad());
-        }
-        let parts: Vec<&str> = s.split('-').collect();
-        let [codec, data, parity, cell] = parts[..] else {
-            return Err(bad());
-        };
-        let codec = match codec {
-            "RS" => EcCodec::Rs,
-            "XOR" => EcCodec::Xor,
-            _ => return Err(bad()),
-        };
-        let cell_kib = cell
-            .strip_suffix('k')
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(bad)?;
-        Ok(StoragePolicy::ErasureCoded {
-            codec,
-            data: data.parse().map_err(|_| bad())?,
-            parity: parity.parse().map_err(|_| bad())?,
-            cell_kib,
-        })
-    }
-}
+pub use crate::policy::{EC_POLICIES, EcCodec, StoragePolicy};
 
 /// The writer that holds a file under construction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,28 +135,6 @@ pub fn decode<T: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> Result<T, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn policy_names_round_trip() {
-        for name in EC_POLICIES
-            .iter()
-            .copied()
-            .chain(["REPLICATED-3", "REPLICATED-1"])
-        {
-            let p: StoragePolicy = name.parse().expect("known policy");
-            assert_eq!(p.to_string(), name);
-        }
-        for bad in [
-            "",
-            "RS-6-3",
-            "REPLICATED-0",
-            "REPLICATED-x",
-            "RS-6-3-1024",
-            "LRC-6-2-1024k",
-        ] {
-            assert!(bad.parse::<StoragePolicy>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn records_round_trip_and_reject_unknown_versions() {

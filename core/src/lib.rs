@@ -1,0 +1,19 @@
+//! raftfs-core: the domain every raftfs component shares, with no I/O, no RPC and no async
+//! runtime, so that the servers, the client, the tools and (later) a simulator can all link it.
+//!
+//! - [`policy`]: storage policies, their one parser and the caps every component applies.
+//! - [`layout`]: where each byte of an erasure-coded block group lives (cells, stripes,
+//!   internal block lengths), overflow-free within the policy caps.
+//! - [`namespace`]: the namespace as pure logic over a small key-value interface: validated
+//!   paths, the stored records, every operation; the metaserver runs it over RocksDB inside
+//!   its Raft state machine, tests over [`namespace::kv::MemKv`].
+//! - [`model`]: the namespace's plain reference model, for property tests and checkers.
+//!
+//! Wire types (`raftfs-proto`) never appear here: each crate converts them at its edge.
+
+pub mod layout;
+pub mod model;
+pub mod namespace;
+pub mod policy;
+
+pub use policy::{EcCodec, StoragePolicy};
