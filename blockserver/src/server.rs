@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftfs_proto::block_data_server::BlockDataServer;
-use tokio::net::TcpListener;
+use raftfs_runtime::tokio_listener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{Config, ConfigError};
@@ -36,29 +36,11 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// The sockets a blockserver serves on, bound before it starts. Whoever starts the server may
-/// bind them itself and hand them down (as systemd's socket activation, or `metactl local`,
-/// does): then the ports are held from the moment they are chosen, and no other process can
-/// take them before the server listens. Tests bind port 0 and learn the address first.
-#[derive(Debug)]
-pub struct Listeners {
-    /// The data service, at `config.listen`.
-    pub rpc: std::net::TcpListener,
-    /// `/metrics`, at `config.metrics_addr` (none when that is unset).
-    pub metrics: Option<std::net::TcpListener>,
-}
+pub use raftfs_runtime::{Listeners, signal};
 
-impl Listeners {
-    /// Binds the addresses `config` names.
-    pub fn bind(config: &Config) -> std::io::Result<Self> {
-        Ok(Self {
-            rpc: std::net::TcpListener::bind(config.listen)?,
-            metrics: config
-                .metrics_addr
-                .map(std::net::TcpListener::bind)
-                .transpose()?,
-        })
-    }
+/// Binds the addresses `config` names.
+pub fn listeners(config: &Config) -> std::io::Result<Listeners> {
+    Listeners::bind(config.listen, config.metrics_addr)
 }
 
 /// Runs a blockserver on the addresses `config` names until `shutdown` resolves.
@@ -67,7 +49,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let listeners = Listeners::bind(&config)?;
+    let listeners = listeners(&config)?;
     serve(config, listeners, shutdown).await
 }
 
@@ -164,45 +146,7 @@ pub async fn serve(
     result.map_err(ServerError::from)
 }
 
-/// `listener` registered with the running tokio reactor.
-fn tokio_listener(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
-    listener.set_nonblocking(true)?;
-    TcpListener::from_std(listener)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-/// Installs the log subscriber servers use (`RUST_LOG`, default `info`); colours only on a
-/// terminal, so that log files (`metactl local up` writes one per server) stay plain text.
+/// Installs the log subscriber (`RUST_LOG`, default `info`).
 pub fn init_tracing() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+    raftfs_runtime::init_tracing("info");
 }

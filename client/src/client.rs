@@ -16,6 +16,7 @@ use crate::error::ClientError;
 use crate::failover::Targets;
 use crate::model::{
     ClusterStatus, ContentSummary, FileStatus, ListPage, Member, MemberStatus, NodeStatus,
+    WorkerStatus,
 };
 use crate::observers::Observers;
 use crate::read_mode::{AutoMsync, ReadMode};
@@ -733,6 +734,7 @@ impl Client {
                     lag: m.lag,
                 })
                 .collect(),
+            workers: r.workers.into_iter().map(WorkerStatus::from).collect(),
         })
     }
 

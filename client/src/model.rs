@@ -104,6 +104,43 @@ pub struct ClusterStatus {
     pub term: u64,
     pub committed_index: u64,
     pub members: Vec<MemberStatus>,
+    /// The active's background workers.
+    pub workers: Vec<WorkerStatus>,
+}
+
+/// One background worker of a metaserver (redundancy scan, garbage sweep, lease recovery).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WorkerStatus {
+    pub name: String,
+    /// `"idle"`, `"running"` or `"stopped"`.
+    pub state: String,
+    pub period_ms: u64,
+    /// Rounds that ran (rounds skipped off the active are not counted).
+    pub runs: u64,
+    pub errors: u64,
+    /// Items handled by every round, and by the last one.
+    pub items: u64,
+    pub last_items: u64,
+    /// When the last round ended, ms since the epoch.
+    pub last_run_ms: Option<u64>,
+    /// The last round's error, if it failed.
+    pub last_error: Option<String>,
+}
+
+impl From<pb::WorkerStatus> for WorkerStatus {
+    fn from(w: pb::WorkerStatus) -> Self {
+        WorkerStatus {
+            name: w.name,
+            state: w.state,
+            period_ms: w.period_ms,
+            runs: w.runs,
+            errors: w.errors,
+            items: w.items,
+            last_items: w.last_items,
+            last_run_ms: (w.last_run_ms != 0).then_some(w.last_run_ms),
+            last_error: (!w.last_error.is_empty()).then_some(w.last_error),
+        }
+    }
 }
 
 /// One node's own view (`Admin.NodeStatus`).
@@ -119,6 +156,8 @@ pub struct NodeStatus {
     pub snapshot_index: u64,
     pub purged_index: u64,
     pub snapshots_installed: u64,
+    /// This member's background workers.
+    pub workers: Vec<WorkerStatus>,
 }
 
 impl From<pb::NodeStatusResponse> for NodeStatus {
@@ -134,6 +173,7 @@ impl From<pb::NodeStatusResponse> for NodeStatus {
             snapshot_index: n.snapshot_index,
             purged_index: n.purged_index,
             snapshots_installed: n.snapshots_installed,
+            workers: n.workers.into_iter().map(WorkerStatus::from).collect(),
         }
     }
 }

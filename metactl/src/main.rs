@@ -366,7 +366,7 @@ async fn run(cli: Cli) -> Result<()> {
             let config = args.clone().into_config()?;
             let listeners = match sockets::handed_down(config.listen_addr, config.metrics_addr)? {
                 Some((rpc, metrics)) => Listeners { rpc, metrics },
-                None => Listeners::bind(&config)?,
+                None => server::listeners(&config)?,
             };
             server::serve(config, listeners, server::signal()).await?;
         }
@@ -376,7 +376,7 @@ async fn run(cli: Cli) -> Result<()> {
             let config = args.clone().into_config()?;
             let listeners = match sockets::handed_down(config.listen, config.metrics_addr)? {
                 Some((rpc, metrics)) => Listeners { rpc, metrics },
-                None => Listeners::bind(&config)?,
+                None => server::listeners(&config)?,
             };
             server::serve(config, listeners, server::signal()).await?;
         }
@@ -499,6 +499,7 @@ async fn run(cli: Cli) -> Result<()> {
                         m.id, m.addr, role, m.applied_index, m.lag
                     );
                 }
+                print_workers(&status.workers);
             }
         }
         Cmd::Fs(cmd) => {
@@ -596,6 +597,26 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The active's background workers, one line each.
+fn print_workers(workers: &[raftfs_client::WorkerStatus]) {
+    println!(
+        "{:<16} {:<8} {:>8} {:>7} {:>10} {:>10}  last error",
+        "worker", "state", "runs", "errors", "items", "last items"
+    );
+    for w in workers {
+        println!(
+            "{:<16} {:<8} {:>8} {:>7} {:>10} {:>10}  {}",
+            w.name,
+            w.state,
+            w.runs,
+            w.errors,
+            w.items,
+            w.last_items,
+            w.last_error.as_deref().unwrap_or("-")
+        );
+    }
 }
 
 fn print_members(members: &[raftfs_client::Member]) {

@@ -97,6 +97,7 @@ pub struct Metrics {
     reconstruction_queued: Family<PriorityLabels, Gauge>,
     reconstruction_unrecoverable: Gauge,
     reconstruction_in_flight: Gauge,
+    workers: raftfs_runtime::WorkerMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -192,8 +193,10 @@ impl Metrics {
             "Reconstruction tasks handed out by the active and not yet reported done",
             reconstruction_in_flight.clone(),
         );
+        let workers = raftfs_runtime::WorkerMetrics::registered(&mut registry);
         Self {
             registry,
+            workers,
             reconstruction_in_flight,
             reconstruction_queued,
             reconstruction_unrecoverable,
@@ -286,6 +289,7 @@ impl Metrics {
         ));
         self.snapshots_installed
             .set(gauge_i64(sm.snapshots_installed()));
+        self.workers.refresh(&node.workers);
     }
 
     /// The Prometheus text exposition.

@@ -11,6 +11,7 @@ use raftfs_proto::admin_server::AdminServer;
 use raftfs_proto::block_servers_server::BlockServersServer;
 use raftfs_proto::namespace_server::NamespaceServer;
 use raftfs_proto::raft_server::RaftServer;
+use raftfs_runtime::{Workers, tokio_listener};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Config;
@@ -50,29 +51,17 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
-/// The sockets a metaserver serves on, bound before it starts. Whoever starts the server may
-/// bind them itself and hand them down (as systemd's socket activation, or `metactl local`,
-/// does): then the ports are held from the moment they are chosen, and no other process can
-/// take them before the server listens.
-#[derive(Debug)]
-pub struct Listeners {
-    /// Raft and client RPCs, at `config.listen_addr`.
-    pub rpc: std::net::TcpListener,
-    /// `/metrics`, at `config.metrics_addr` (none when that is unset).
-    pub metrics: Option<std::net::TcpListener>,
-}
+pub use raftfs_runtime::{Listeners, signal};
 
-impl Listeners {
-    /// Binds the addresses `config` names.
-    pub fn bind(config: &Config) -> std::io::Result<Self> {
-        Ok(Self {
-            rpc: std::net::TcpListener::bind(config.listen_addr)?,
-            metrics: config
-                .metrics_addr
-                .map(std::net::TcpListener::bind)
-                .transpose()?,
-        })
-    }
+/// How often the active looks for blocks of deleted groups that servers reported earlier.
+const GARBAGE_SWEEP_PERIOD: Duration = Duration::from_secs(3);
+
+/// How long a stopping server waits for each background worker.
+const WORKER_GRACE: Duration = Duration::from_secs(5);
+
+/// Binds the addresses `config` names.
+pub fn listeners(config: &Config) -> std::io::Result<Listeners> {
+    Listeners::bind(config.listen_addr, config.metrics_addr)
 }
 
 /// Runs a metaserver on the addresses `config` names until `shutdown` resolves.
@@ -81,7 +70,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let listeners = Listeners::bind(&config)?;
+    let listeners = listeners(&config)?;
     serve(config, listeners, shutdown).await
 }
 
@@ -150,6 +139,7 @@ pub async fn serve(
         metrics.proposals_per_entry(),
         timings.entry,
     );
+    let mut workers = Workers::new();
     let node = MetaNode {
         id: config.node_id,
         advertise_addr: config.advertised(),
@@ -178,19 +168,9 @@ pub async fn serve(
             task_timeout: Duration::from_secs(config.blocks.reconstruction_timeout_secs),
             rack_aware: config.blocks.rack_aware_reconstruction,
         })),
+        workers: workers.statuses(),
     };
-    tokio::spawn(crate::redundancy::monitor(
-        node.clone(),
-        Duration::from_millis(config.blocks.redundancy_scan_ms),
-    ));
-    tokio::spawn(crate::redundancy::sweep_garbage(
-        node.clone(),
-        Duration::from_secs(3),
-    ));
-    tokio::spawn(crate::lease_recovery::monitor(
-        node.clone(),
-        Duration::from_millis(config.blocks.lease_check_ms),
-    ));
+    spawn_workers(&mut workers, &node, &config);
     if node.skip_state_id_wait {
         tracing::warn!("debug-skip-state-id-wait: this observer may serve stale reads");
     }
@@ -245,48 +225,42 @@ pub async fn serve(
         )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
+    workers.stop(WORKER_GRACE).await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
+    tracing::info!(node = config.node_id, "metaserver stopped");
     result.map_err(ServerError::from)
 }
 
-/// `listener` registered with the running tokio reactor.
-fn tokio_listener(listener: std::net::TcpListener) -> std::io::Result<tokio::net::TcpListener> {
-    listener.set_nonblocking(true)?;
-    tokio::net::TcpListener::from_std(listener)
+/// The active's periodic jobs, each a named worker (they skip their rounds on other members).
+fn spawn_workers(workers: &mut Workers, node: &MetaNode, config: &Config) {
+    let n = node.clone();
+    workers.spawn_periodic(
+        "redundancy-scan",
+        Duration::from_millis(config.blocks.redundancy_scan_ms),
+        move || {
+            let n = n.clone();
+            async move { crate::redundancy::scan_round(&n).await }
+        },
+    );
+    let n = node.clone();
+    workers.spawn_periodic("garbage-sweep", GARBAGE_SWEEP_PERIOD, move || {
+        let n = n.clone();
+        async move { crate::redundancy::sweep_round(&n).await }
+    });
+    let n = node.clone();
+    workers.spawn_periodic(
+        "lease-recovery",
+        Duration::from_millis(config.blocks.lease_check_ms),
+        move || {
+            let n = n.clone();
+            async move { crate::lease_recovery::recovery_round(&n).await }
+        },
+    );
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-/// Installs the log subscriber servers use (`RUST_LOG`, default `info`).
+/// Installs the log subscriber (`RUST_LOG`, default `info`; openraft's own chatter at `warn`).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    raftfs_runtime::init_tracing("info,openraft=warn");
 }

@@ -6,7 +6,8 @@
 //! - [`blocks`]: the block groups of files and where the active placed them.
 //! - [`throttle`]: reconstruction byte budgets, as journaled.
 //! - [`ops`]: mutations as journaled, with the leader-fixed context.
-//! - [`tree`]: resolution and every operation.
+//! - [`tree`]: resolution and every read; [`tree::apply`] runs a mutation (written one
+//!   function per operation in `exec/`, over the shared steps of `write.rs`).
 //!
 //! The journal's state machine runs [`tree::apply`] over RocksDB; unit tests run it over
 //! [`kv::MemKv`]; the property test in `tests/namespace_model.rs` checks it against a plain
@@ -14,6 +15,7 @@
 
 pub mod blocks;
 pub mod error;
+mod exec;
 pub mod inode;
 pub mod keys;
 pub mod kv;
@@ -21,6 +23,7 @@ pub mod ops;
 pub mod path;
 pub mod throttle;
 pub mod tree;
+mod write;
 
 pub use error::{ApplyError, NsError, StoreError};
 pub use inode::{Inode, InodeId, InodeKind, StoragePolicy};

@@ -26,6 +26,7 @@ use crate::namespace::blocks::{self, BlockGroup};
 use crate::namespace::{Inode, NsPath, Op, StoragePolicy, tree};
 use crate::observer::Role;
 use crate::service::MetaNode;
+use raftfs_runtime::Outcome;
 
 /// How long the active waits for one blockserver's answer about one internal block.
 const INFO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -141,22 +142,19 @@ pub async fn prepare(node: &MetaNode, path: &NsPath) -> Result<Op, MetaError> {
     })
 }
 
-/// On the active, every `every`: recovers the files of every expired lease.
-pub async fn monitor(node: MetaNode, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if node.role() != Role::Active {
-            continue;
-        }
-        if let Err(e) = recover_expired(&node).await {
-            tracing::warn!(error = %e, "lease recovery round failed");
-        }
+/// One round of lease recovery (a worker of the active, every `lease-check-ms`): closes the
+/// files of every expired lease. Returns the files closed.
+pub async fn recovery_round(node: &MetaNode) -> Result<Outcome, MetaError> {
+    if node.role() != Role::Active {
+        return Ok(Outcome::Skipped);
     }
+    recover_expired(node)
+        .await
+        .map(|items| Outcome::Done { items })
 }
 
-async fn recover_expired(node: &MetaNode) -> Result<(), MetaError> {
+/// Closes the files of expired leases; returns how many it closed.
+async fn recover_expired(node: &MetaNode) -> Result<u64, MetaError> {
     let now = crate::journal::proposer::now_ms();
     let expired = node
         .read_local(move |kv| -> Result<_, MetaError> {
@@ -171,6 +169,7 @@ async fn recover_expired(node: &MetaNode) -> Result<(), MetaError> {
             Ok(out)
         })
         .await?;
+    let mut closed = 0;
     for (holder, path) in expired {
         let Ok(path) = NsPath::parse(&path) else {
             continue;
@@ -189,13 +188,14 @@ async fn recover_expired(node: &MetaNode) -> Result<(), MetaError> {
         };
         match node.proposer.propose(proposal).await {
             Ok((index, Ok(_))) => {
+                closed += 1;
                 tracing::info!(%holder, %path, index, "lease recovered: file closed");
             }
             Ok((_, Err(e))) => tracing::info!(%holder, %path, error = %e, "lease recovery refused"),
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(closed)
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! empty (the data blocks past the end of a small group) need no copy.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use raftfs_proto as pb;
 
@@ -18,6 +17,7 @@ use crate::namespace::{Inode, StoragePolicy};
 use crate::observer::Role;
 use crate::registry::{Registry, Replica};
 use crate::service::MetaNode;
+use raftfs_runtime::Outcome;
 
 pub mod scheduler;
 
@@ -278,79 +278,65 @@ fn stale_copies(
         .collect()
 }
 
-/// On the active, every `every`: scans the groups and refreshes the scheduler's queues and
-/// budgets (the heartbeat handler hands the work out).
-pub async fn monitor(node: MetaNode, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if node.role() != Role::Active {
-            continue;
-        }
-        let registry = node.registry.clone();
-        let scanned = node
-            .read_local(move |kv| -> Result<_, MetaError> {
-                let throttle = crate::namespace::throttle::load(kv)?;
-                scan(kv, &registry).map(|s| (s, throttle))
-            })
-            .await;
-        match scanned {
-            Ok((s, throttle)) => {
-                node.metrics
-                    .set_reconstruction_queues(&s.work, s.unrecoverable);
-                node.scheduler
-                    .update(s.work, &s.groups, s.unrecoverable, throttle);
-                node.metrics
-                    .set_reconstruction_in_flight(node.scheduler.status().0.in_flight);
-            }
-            Err(e) => tracing::warn!(error = %e, "redundancy scan failed"),
-        }
+/// One round of the redundancy scan (a worker of the active, every `redundancy-scan-ms`):
+/// every closed group against the registry, the queues handed to the scheduler. Returns the
+/// groups scanned.
+pub async fn scan_round(node: &MetaNode) -> Result<Outcome, MetaError> {
+    if node.role() != Role::Active {
+        return Ok(Outcome::Skipped);
     }
+    let registry = node.registry.clone();
+    let (s, throttle) = node
+        .read_local(move |kv| -> Result<_, MetaError> {
+            let throttle = crate::namespace::throttle::load(kv)?;
+            scan(kv, &registry).map(|s| (s, throttle))
+        })
+        .await?;
+    let scanned = s.groups.len() as u64;
+    node.metrics
+        .set_reconstruction_queues(&s.work, s.unrecoverable);
+    node.scheduler
+        .update(s.work, &s.groups, s.unrecoverable, throttle);
+    node.metrics
+        .set_reconstruction_in_flight(node.scheduler.status().0.in_flight);
+    Ok(Outcome::Done { items: scanned })
 }
 
-/// On the active, every `every`: finds the internal blocks that blockservers hold for groups
-/// that no longer exist (their file was deleted or overwritten) and queues their deletion,
-/// which the next heartbeat reply carries. Block reports of such blocks are caught as they
-/// arrive; this catches the blocks reported *before* their file went away.
-pub async fn sweep_garbage(node: MetaNode, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if node.role() != Role::Active {
-            continue;
-        }
-        let reported = node.registry.reported_blocks();
-        if reported.is_empty() {
-            continue;
-        }
-        let garbage = node
-            .read_local(move |kv| -> Result<Vec<_>, MetaError> {
-                let mut out = Vec::new();
-                let mut last: Option<(u64, bool)> = None;
-                for (group, index, node) in reported {
-                    let gone = match last {
-                        Some((g, gone)) if g == group => gone,
-                        _ => blocks::deleted(kv, group)?,
-                    };
-                    last = Some((group, gone));
-                    if gone {
-                        out.push((group, index, node));
-                    }
-                }
-                Ok(out)
-            })
-            .await;
-        match garbage {
-            Ok(garbage) => {
-                for (group, index, n) in garbage {
-                    node.registry.queue_delete(n, group, index);
+/// One round of the garbage sweep (a worker of the active): finds the internal blocks that
+/// blockservers hold for groups that no longer exist (their file was deleted or overwritten)
+/// and queues their deletion, which the next heartbeat reply carries. Block reports of such
+/// blocks are caught as they arrive; this catches the blocks reported *before* their file
+/// went away. Returns the deletions queued.
+pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
+    if node.role() != Role::Active {
+        return Ok(Outcome::Skipped);
+    }
+    let reported = node.registry.reported_blocks();
+    if reported.is_empty() {
+        return Ok(Outcome::Done { items: 0 });
+    }
+    let garbage = node
+        .read_local(move |kv| -> Result<Vec<_>, MetaError> {
+            let mut out = Vec::new();
+            let mut last: Option<(u64, bool)> = None;
+            for (group, index, node) in reported {
+                let gone = match last {
+                    Some((g, gone)) if g == group => gone,
+                    _ => blocks::deleted(kv, group)?,
+                };
+                last = Some((group, gone));
+                if gone {
+                    out.push((group, index, node));
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "garbage sweep failed"),
-        }
+            Ok(out)
+        })
+        .await?;
+    let queued = garbage.len() as u64;
+    for (group, index, n) in garbage {
+        node.registry.queue_delete(n, group, index);
     }
+    Ok(Outcome::Done { items: queued })
 }
 
 #[cfg(test)]

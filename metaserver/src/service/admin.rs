@@ -45,7 +45,17 @@ impl AdminService {
             snapshot_index: m.snapshot.map_or(0, |l| l.index),
             purged_index: m.purged.map_or(0, |l| l.index),
             snapshots_installed: self.node.sm.snapshots_installed(),
+            workers: self.workers_pb(),
         }
+    }
+
+    fn workers_pb(&self) -> Vec<pb::WorkerStatus> {
+        self.node
+            .workers
+            .snapshot()
+            .iter()
+            .map(crate::service::convert::worker_status_pb)
+            .collect()
     }
 
     fn finish(
@@ -106,6 +116,7 @@ impl AdminService {
             term,
             committed_index: committed,
             members,
+            workers: self.workers_pb(),
         })
     }
 }

@@ -305,3 +305,23 @@ pub fn output(out: &OpOutput, state_id: u64) -> pb::MutateResponse {
         },
     }
 }
+
+/// A background worker's status as `Admin` reports it.
+pub fn worker_status_pb(s: &raftfs_runtime::WorkerStatus) -> pb::WorkerStatus {
+    pb::WorkerStatus {
+        name: s.name.clone(),
+        state: match s.state {
+            raftfs_runtime::WorkerState::Idle => "idle",
+            raftfs_runtime::WorkerState::Running => "running",
+            raftfs_runtime::WorkerState::Stopped => "stopped",
+        }
+        .to_owned(),
+        period_ms: s.period_ms,
+        runs: s.runs,
+        errors: s.errors,
+        items: s.items,
+        last_items: s.last_items,
+        last_run_ms: s.last_run_ms.unwrap_or(0),
+        last_error: s.last_error.clone().unwrap_or_default(),
+    }
+}

@@ -51,6 +51,8 @@ pub struct MetaNode {
     pub blocks: crate::config::BlockTuning,
     /// The active's reconstruction work (DESIGN §7).
     pub scheduler: Arc<crate::redundancy::scheduler::Scheduler>,
+    /// The statuses of this member's background workers (owned by the server).
+    pub workers: raftfs_runtime::WorkerStatuses,
 }
 
 impl std::fmt::Debug for MetaNode {

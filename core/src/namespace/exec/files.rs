@@ -1,0 +1,224 @@
+//! Operations on files' lifecycle: create, the writer's block groups, complete, append,
+//! and leases.
+
+use crate::namespace::blocks::{self, GroupId};
+use crate::namespace::error::NsError;
+use crate::namespace::inode::{InodeKind, LeaseRecord, StoragePolicy, UnderConstruction, encode};
+use crate::namespace::keys;
+use crate::namespace::kv::{Cf, KvRead, Txn};
+use crate::namespace::ops::{ApplyCtx, OpOutput};
+use crate::namespace::path::NsPath;
+use crate::namespace::tree::{Result, lookup, must_load, resolve};
+use crate::namespace::write::*;
+
+/// The fields of [`Op::Create`](crate::namespace::Op::Create), borrowed.
+pub(super) struct NewFile<'a> {
+    pub(super) path: &'a NsPath,
+    pub(super) overwrite: bool,
+    pub(super) create_parents: bool,
+    pub(super) permission: u16,
+    pub(super) owner: &'a str,
+    pub(super) group: Option<&'a str>,
+    pub(super) policy: Option<&'a StoragePolicy>,
+    pub(super) holder: &'a str,
+    pub(super) block_size: u64,
+}
+
+/// Creates a file under construction, leased to `holder` (overwriting a file whose lease is
+/// free).
+pub(super) fn create<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    file: NewFile<'_>,
+) -> Result<OpOutput> {
+    let NewFile {
+        path,
+        overwrite,
+        create_parents,
+        permission,
+        owner,
+        group,
+        policy,
+        holder,
+        block_size,
+    } = file;
+    let now = ctx.now_ms;
+    validate_permission(permission)?;
+    validate_name("owner", owner, 256)?;
+    validate_name("lease holder", holder, 1024)?;
+    if path.is_root() {
+        return Err(NsError::IsADirectory("/".into()).into());
+    }
+    let parent = parent_for_create(txn, ctx, path, create_parents, owner)?;
+    let name = path.name().unwrap_or_default();
+    if let Some(id) = lookup(txn, parent.id, name)? {
+        let existing = must_load(txn, id)?;
+        if existing.is_dir() {
+            return Err(NsError::IsADirectory(path.to_string()).into());
+        }
+        if !overwrite {
+            return Err(NsError::AlreadyExists(path.to_string()).into());
+        }
+        if let Some(uc) = &existing.under_construction
+            && uc.holder != holder
+            && lease_live(txn, &uc.holder, now)?
+        {
+            return Err(NsError::LeaseConflict {
+                path: path.to_string(),
+                holder: uc.holder.clone(),
+            }
+            .into());
+        }
+        drop_inode_records(txn, &existing)?;
+        unlink(txn, parent.id, name, now)?;
+    }
+    let parent = must_load(txn, parent.id)?;
+    let new = NewInode {
+        kind: InodeKind::File,
+        permission,
+        owner,
+        group,
+        policy: policy.cloned(),
+        under_construction: Some(UnderConstruction {
+            holder: holder.to_owned(),
+        }),
+        symlink_target: None,
+        block_size,
+    };
+    let inode = create_child(txn, ctx, &parent, name, new)?;
+    grant_lease(txn, ctx, holder, inode.id)?;
+    Ok(OpOutput::Inode(inode))
+}
+
+/// Closes a file its writer has finished: the open group gets its length.
+pub(super) fn complete<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    path: &NsPath,
+    holder: &str,
+    length: &u64,
+) -> Result<OpOutput> {
+    let now = ctx.now_ms;
+    let mut node = written_by(txn, path, holder)?;
+    blocks::close_open(txn, &mut node, *length, &path.to_string())?;
+    release_lease_file(txn, holder, node.id)?;
+    node.under_construction = None;
+    node.mtime_ms = now;
+    put_inode(txn, &node);
+    Ok(OpOutput::Inode(node))
+}
+
+/// Closes the open block group and allocates the next on the targets the leader chose.
+pub(super) fn add_block<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    path: &NsPath,
+    holder: &str,
+    file_length: &u64,
+    targets: &[u64],
+) -> Result<OpOutput> {
+    let now = ctx.now_ms;
+    let mut node = written_by(txn, path, holder)?;
+    let group = blocks::add(txn, &mut node, *file_length, targets, &path.to_string())?;
+    node.mtime_ms = now;
+    put_inode(txn, &node);
+    Ok(OpOutput::Group(node, group))
+}
+
+/// Reopens a closed file for `holder` (or takes over one whose writer's lease ran out).
+pub(super) fn append<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    path: &NsPath,
+    holder: &str,
+) -> Result<OpOutput> {
+    let now = ctx.now_ms;
+    validate_name("lease holder", holder, 1024)?;
+    let mut node = resolve(txn, path)?;
+    match node.kind {
+        InodeKind::Directory => return Err(NsError::IsADirectory(path.to_string()).into()),
+        InodeKind::Symlink => {
+            return Err(
+                NsError::InvalidArgument(format!("{path}: cannot append to a symlink")).into(),
+            );
+        }
+        InodeKind::File => {}
+    }
+    if let Some(uc) = &node.under_construction
+        && uc.holder != *holder
+    {
+        if lease_live(txn, &uc.holder, now)? {
+            return Err(NsError::LeaseConflict {
+                path: path.to_string(),
+                holder: uc.holder.clone(),
+            }
+            .into());
+        }
+        // The old writer's lease ran out: the new one takes the file over.
+        release_lease_file(txn, &uc.holder, node.id)?;
+    }
+    node.under_construction = Some(UnderConstruction {
+        holder: holder.to_owned(),
+    });
+    node.mtime_ms = now;
+    put_inode(txn, &node);
+    grant_lease(txn, ctx, holder, node.id)?;
+    Ok(OpOutput::Inode(node))
+}
+
+/// Extends `holder`'s lease (a holder with no lease record has nothing to renew).
+pub(super) fn renew_lease<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    holder: &str,
+) -> Result<OpOutput> {
+    let now = ctx.now_ms;
+    validate_name("lease holder", holder, 1024)?;
+    if let Some(r) = lease_record(txn, holder)? {
+        let record = LeaseRecord {
+            expiry_ms: now.saturating_add(ctx.lease_ms),
+            ..r
+        };
+        txn.put(Cf::Leases, keys::lease(holder), encode(&record));
+    }
+    Ok(OpOutput::Done)
+}
+
+/// Closes a file whose writer is gone, at the length the leader measured.
+pub(super) fn recover_lease<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    path: &NsPath,
+    last_group_length: &Option<(u64, GroupId)>,
+) -> Result<OpOutput> {
+    let now = ctx.now_ms;
+    let mut node = resolve(txn, path)?;
+    if node.is_dir() {
+        return Err(NsError::IsADirectory(path.to_string()).into());
+    }
+    let Some(uc) = node.under_construction.take() else {
+        return Err(NsError::NotUnderConstruction(path.to_string()).into());
+    };
+    // The open group starts where the file's closed groups end; it must be the one the
+    // leader measured (a writer still alive may have moved on since).
+    if let Some((_, measured)) = last_group_length {
+        let open = blocks::of_file(txn, &node)?
+            .pop()
+            .filter(|g| g.length.is_none())
+            .map(|g| g.id);
+        if open != Some(*measured) {
+            return Err(NsError::InvalidArgument(format!(
+                "{path}: block group {measured} is no longer the file's open group"
+            ))
+            .into());
+        }
+    }
+    let length = node
+        .length
+        .saturating_add(last_group_length.map_or(0, |(l, _)| l));
+    blocks::close_open(txn, &mut node, length, &path.to_string())?;
+    release_lease_file(txn, &uc.holder, node.id)?;
+    node.mtime_ms = now;
+    put_inode(txn, &node);
+    Ok(OpOutput::Inode(node))
+}

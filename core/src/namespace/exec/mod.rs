@@ -1,0 +1,111 @@
+//! Every mutation of the namespace, one function per operation (as TiKV's apply runs each
+//! command in its own `exec_*`): [`dirs`] (mkdir, symlink, rename, delete), [`files`] (create,
+//! complete, add-block, append, lease renewal and recovery), [`attrs`] (permission, owner,
+//! times, storage policy, extended attributes, reconstruction budgets). [`apply`] dispatches
+//! and makes each operation all-or-nothing.
+
+mod attrs;
+mod dirs;
+mod files;
+
+use super::error::ApplyError;
+use super::kv::{KvRead, Txn};
+use super::ops::{ApplyCtx, Op, OpOutput};
+use super::tree::Result;
+
+/// Applies one mutation. On a namespace error nothing it did is kept.
+pub fn apply<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    op: &Op,
+) -> Result<OpOutput> {
+    let savepoint = txn.savepoint();
+    let result = dispatch(txn, ctx, op);
+    if matches!(result, Err(ApplyError::Ns(_))) {
+        txn.rollback_to(savepoint);
+    }
+    result
+}
+
+fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -> Result<OpOutput> {
+    match op {
+        Op::Mkdir {
+            path,
+            parents,
+            permission,
+            owner,
+            group,
+        } => dirs::mkdir(txn, ctx, path, parents, permission, owner, group),
+        Op::Create {
+            path,
+            overwrite,
+            create_parents,
+            permission,
+            owner,
+            group,
+            policy,
+            holder,
+            block_size,
+        } => files::create(
+            txn,
+            ctx,
+            files::NewFile {
+                path,
+                overwrite: *overwrite,
+                create_parents: *create_parents,
+                permission: *permission,
+                owner,
+                group: group.as_deref(),
+                policy: policy.as_ref(),
+                holder,
+                block_size: *block_size,
+            },
+        ),
+        Op::Complete {
+            path,
+            holder,
+            length,
+        } => files::complete(txn, ctx, path, holder, length),
+        Op::SetThrottle(change) => attrs::set_throttle(txn, change),
+        Op::AddBlock {
+            path,
+            holder,
+            file_length,
+            targets,
+        } => files::add_block(txn, ctx, path, holder, file_length, targets),
+        Op::Append { path, holder } => files::append(txn, ctx, path, holder),
+        Op::Rename {
+            src,
+            dst,
+            overwrite,
+        } => dirs::rename(txn, ctx, src, dst, overwrite),
+        Op::Delete { path, recursive } => dirs::delete(txn, ctx, path, recursive),
+        Op::SetPermission { path, permission } => attrs::set_permission(txn, path, permission),
+        Op::SetOwner { path, owner, group } => attrs::set_owner(txn, path, owner, group),
+        Op::SetTimes {
+            path,
+            mtime_ms,
+            atime_ms,
+        } => attrs::set_times(txn, path, mtime_ms, atime_ms),
+        Op::SetStoragePolicy { path, policy } => attrs::set_storage_policy(txn, path, policy),
+        Op::RenewLease { holder } => files::renew_lease(txn, ctx, holder),
+        Op::RecoverLease {
+            path,
+            last_group_length,
+        } => files::recover_lease(txn, ctx, path, last_group_length),
+        Op::Symlink {
+            path,
+            target,
+            create_parents,
+            owner,
+        } => dirs::symlink(txn, ctx, path, target, create_parents, owner),
+        Op::SetXattr {
+            path,
+            name,
+            value,
+            expect,
+        } => attrs::set_xattr(txn, path, name, value, expect),
+        Op::AppendXattr { path, name, value } => attrs::append_xattr(txn, path, name, value),
+        Op::RemoveXattr { path, name } => attrs::remove_xattr(txn, path, name),
+    }
+}

@@ -1,0 +1,18 @@
+//! raftfs-runtime: what every raftfs server process (metaserver, blockserver) shares, written
+//! once.
+//!
+//! - [`listeners`]: the sockets a server serves on, bound by the server or handed down by
+//!   whoever started it (systemd, `metactl local`).
+//! - [`shutdown`]: SIGINT / SIGTERM as a future, and the log subscriber.
+//! - [`workers`]: background jobs with an owner: a name, a status an operator can read, and
+//!   a stop that waits for them; [`metrics`]: those statuses as Prometheus metrics.
+
+pub mod listeners;
+pub mod metrics;
+pub mod shutdown;
+pub mod workers;
+
+pub use listeners::{Listeners, tokio_listener};
+pub use metrics::WorkerMetrics;
+pub use shutdown::{init_tracing, signal};
+pub use workers::{Outcome, WorkerState, WorkerStatus, WorkerStatuses, Workers};
