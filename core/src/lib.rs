@@ -15,5 +15,6 @@ pub mod layout;
 pub mod model;
 pub mod namespace;
 pub mod policy;
+pub mod reconstruction;
 
 pub use policy::{EcCodec, StoragePolicy};

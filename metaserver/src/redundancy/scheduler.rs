@@ -21,12 +21,18 @@
 //! Budgets: each blockserver gets its share of every rack-pair and datacenter-pair budget
 //! whose destination it is in (the budget divided by the live servers there), so that the
 //! sum over the servers never exceeds the budget.
+//!
+//! Everything here is planned in `raftfs_core::reconstruction`'s types (tasks, sources,
+//! outcomes, a node's throttle); the heartbeat handler converts them to and from the wire
+//! (`service::convert`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use raftfs_proto as pb;
+use raftfs_core::reconstruction::{
+    BlockSource, ByteBudget, ReconstructionTask, TaskOutcome, Throttle,
+};
 
 use crate::namespace::StoragePolicy;
 use crate::namespace::blocks::GroupId;
@@ -209,7 +215,7 @@ impl Scheduler {
     }
 
     /// A blockserver reports tasks that ended.
-    pub fn finished(&self, outcomes: &[pb::TaskOutcome]) {
+    pub fn finished(&self, outcomes: &[TaskOutcome]) {
         let mut s = self.lock();
         for o in outcomes {
             let key = (o.group, o.index);
@@ -217,15 +223,18 @@ impl Scheduler {
                 .get(&key)
                 .is_some_and(|f| f.task_id == o.task_id && !f.done)
             {
-                if o.ok {
-                    if let Some(f) = s.in_flight.get_mut(&key) {
-                        f.done = true;
+                match &o.error {
+                    None => {
+                        if let Some(f) = s.in_flight.get_mut(&key) {
+                            f.done = true;
+                        }
+                        s.finished = s.finished.saturating_add(1);
                     }
-                    s.finished = s.finished.saturating_add(1);
-                } else {
-                    s.in_flight.remove(&key);
-                    s.failed = s.failed.saturating_add(1);
-                    tracing::warn!(group = o.group, index = o.index, error = %o.error, "reconstruction task failed");
+                    Some(error) => {
+                        s.in_flight.remove(&key);
+                        s.failed = s.failed.saturating_add(1);
+                        tracing::warn!(group = o.group, index = o.index, %error, "reconstruction task failed");
+                    }
                 }
             }
         }
@@ -237,7 +246,7 @@ impl Scheduler {
         node: BlockNodeId,
         xmits: u32,
         nodes: &[NodeView],
-    ) -> Vec<pb::ReconstructionTask> {
+    ) -> Vec<ReconstructionTask> {
         let Some(me) = nodes.iter().find(|n| n.id == node && n.live) else {
             return Vec::new();
         };
@@ -278,10 +287,10 @@ impl Scheduler {
                         task_weight(sources.len(), 1, self.config.xmits_weight, erasure_coded);
                     let task_id = s.next_task.saturating_add(picked.len() as u64);
                     picked.push((w.group, *index, node, task_id));
-                    out.push(pb::ReconstructionTask {
-                        task_id,
+                    out.push(ReconstructionTask {
+                        id: task_id,
                         group: w.group,
-                        policy: w.policy.to_string(),
+                        policy: w.policy.clone(),
                         group_length: w.length,
                         index: *index,
                         sources,
@@ -316,7 +325,7 @@ impl Scheduler {
         nodes: &[NodeView],
         busy: &[BlockNodeId],
         racks: &RackMap,
-    ) -> Option<Vec<pb::BlockLocation>> {
+    ) -> Option<Vec<BlockSource>> {
         let holders: BTreeSet<BlockNodeId> = w
             .replicas
             .iter()
@@ -377,7 +386,7 @@ impl Scheduler {
         }
         let mine = sources_for(me)?;
         // Only the best targets take the work: the fewest source bytes from other racks.
-        let cost = |target: &NodeView, sources: &[pb::BlockLocation]| {
+        let cost = |target: &NodeView, sources: &[BlockSource]| {
             sources
                 .iter()
                 .map(|s| racks.distance(&s.rack, &target.rack))
@@ -404,10 +413,10 @@ impl Scheduler {
     /// This node's share of the budgets: a pair's budget divided among the live servers of
     /// the destination that have work in flight (all of them when none has), so that the
     /// shares add up to the budget and a server without work does not hold one back.
-    pub fn throttle_for(&self, node: BlockNodeId, nodes: &[NodeView]) -> pb::Throttle {
+    pub fn throttle_for(&self, node: BlockNodeId, nodes: &[NodeView]) -> Throttle {
         let s = self.lock();
         let Some(me) = nodes.iter().find(|n| n.id == node) else {
-            return pb::Throttle::default();
+            return Throttle::default();
         };
         let busy: BTreeSet<BlockNodeId> = s
             .in_flight
@@ -430,7 +439,7 @@ impl Scheduler {
                 continue;
             }
             let here = working(&|n: &NodeView| n.rack == *to).max(1);
-            budgets.push(pb::ByteBudget {
+            budgets.push(ByteBudget {
                 name: format!("rack {from}>{to}"),
                 from_racks: vec![from.clone()],
                 bytes_per_sec: (bps / here).max(1),
@@ -444,7 +453,7 @@ impl Scheduler {
             let here =
                 working(&|n: &NodeView| s.throttle.racks.get(&n.rack).is_some_and(|d| d == to))
                     .max(1);
-            budgets.push(pb::ByteBudget {
+            budgets.push(ByteBudget {
                 name: format!("datacenter {from}>{to}"),
                 from_racks: s
                     .throttle
@@ -456,7 +465,7 @@ impl Scheduler {
                 bytes_per_sec: (bps / here).max(1),
             });
         }
-        pb::Throttle {
+        Throttle {
             node_bytes_per_sec: s.throttle.node_bytes_per_sec,
             budgets,
         }
@@ -534,7 +543,7 @@ impl<'a> RackMap<'a> {
         empty: &[u32],
         lost: u32,
         needed: usize,
-    ) -> Option<Vec<pb::BlockLocation>> {
+    ) -> Option<Vec<BlockSource>> {
         use rand::seq::SliceRandom;
         let mut shuffled: Vec<&Replica> = replicas
             .iter()
@@ -542,15 +551,10 @@ impl<'a> RackMap<'a> {
             .collect();
         shuffled.shuffle(&mut rand::rng());
         let mut seen = BTreeSet::new();
-        let mut out: Vec<pb::BlockLocation> = Vec::new();
+        let mut out: Vec<BlockSource> = Vec::new();
         for index in empty {
             if out.len() < needed && seen.insert(*index) {
-                out.push(pb::BlockLocation {
-                    index: *index,
-                    node_id: 0,
-                    addr: String::new(),
-                    rack: String::new(),
-                });
+                out.push(BlockSource::zeros(*index, String::new()));
             }
         }
         for r in shuffled {
@@ -563,9 +567,9 @@ impl<'a> RackMap<'a> {
             if needed > 1 && !seen.insert(r.index) {
                 continue;
             }
-            out.push(pb::BlockLocation {
+            out.push(BlockSource {
                 index: r.index,
-                node_id: n.id,
+                node: n.id,
                 addr: n.addr.clone(),
                 rack: n.rack.clone(),
             });
@@ -581,7 +585,7 @@ impl<'a> RackMap<'a> {
         lost: u32,
         needed: usize,
         target: &NodeView,
-    ) -> Option<Vec<pb::BlockLocation>> {
+    ) -> Option<Vec<BlockSource>> {
         let mut candidates: Vec<(u32, &NodeView, u32)> = replicas
             .iter()
             .filter(|r| r.index != lost || needed == 1)
@@ -597,12 +601,7 @@ impl<'a> RackMap<'a> {
         let mut out = Vec::new();
         for index in empty {
             if out.len() < needed && seen.insert(*index) {
-                out.push(pb::BlockLocation {
-                    index: *index,
-                    node_id: 0,
-                    addr: String::new(),
-                    rack: target.rack.clone(),
-                });
+                out.push(BlockSource::zeros(*index, target.rack.clone()));
             }
         }
         for (_, n, index) in candidates {
@@ -612,9 +611,9 @@ impl<'a> RackMap<'a> {
             if needed > 1 && !seen.insert(index) {
                 continue;
             }
-            out.push(pb::BlockLocation {
+            out.push(BlockSource {
                 index,
-                node_id: n.id,
+                node: n.id,
                 addr: n.addr.clone(),
                 rack: n.rack.clone(),
             });

@@ -12,7 +12,7 @@ use raftfs_proto as pb;
 use raftfs_proto::block_servers_server::BlockServers;
 use tonic::{Request, Response, Status};
 
-use super::MetaNode;
+use super::{MetaNode, convert};
 use crate::error::MetaError;
 use crate::namespace::blocks;
 use crate::observer::Role;
@@ -134,12 +134,19 @@ impl BlockServers for BlockServersService {
         let reply = match self.node.registry.heartbeat(req.node_id, storage) {
             Ok(delete) => {
                 let scheduler = &self.node.scheduler;
-                scheduler.finished(&req.finished);
+                let finished: Vec<_> = req
+                    .finished
+                    .into_iter()
+                    .map(convert::task_outcome)
+                    .collect();
+                scheduler.finished(&finished);
                 let (tasks, throttle, cancel) = if self.node.role() == Role::Active {
                     let nodes = self.node.registry.nodes();
                     (
                         scheduler.assign(req.node_id, storage.xmits_in_progress, &nodes),
-                        Some(scheduler.throttle_for(req.node_id, &nodes)),
+                        Some(convert::node_throttle(
+                            &scheduler.throttle_for(req.node_id, &nodes),
+                        )),
                         scheduler.take_cancellations(req.node_id),
                     )
                 } else {
@@ -158,7 +165,7 @@ impl BlockServers for BlockServersService {
                             length: 0,
                         })
                         .collect(),
-                    tasks,
+                    tasks: tasks.iter().map(convert::reconstruction_task).collect(),
                     throttle,
                     cancel,
                 }

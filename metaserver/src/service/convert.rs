@@ -1,5 +1,6 @@
 //! Wire -> domain conversion, done once where a request enters: paths are parsed, defaults
-//! filled in, identities checked. Handlers only see validated domain types.
+//! filled in, identities checked. Handlers only see validated domain types; their replies
+//! are built from domain types here too (inodes, groups, fsck, reconstruction tasks).
 
 use raftfs_proto as pb;
 use raftfs_proto::mutate_request::Op as PbOp;
@@ -8,7 +9,9 @@ use crate::journal::ClientId;
 use crate::namespace::blocks::BlockGroup;
 use crate::namespace::throttle::{ThrottleChange, ThrottleSettings};
 use crate::namespace::{Inode, InodeKind, NsError, NsPath, Op, OpOutput, XattrExpect};
+use crate::redundancy::{FileHealth, FsckReport};
 use crate::registry::Replica;
+use raftfs_core::reconstruction::{BlockSource, ReconstructionTask, TaskOutcome, Throttle};
 
 /// Identity and position of the caller.
 #[derive(Debug, Clone, Copy)]
@@ -303,6 +306,82 @@ pub fn output(out: &OpOutput, state_id: u64) -> pb::MutateResponse {
             header,
             ..Default::default()
         },
+    }
+}
+
+/// `fsck`'s findings -> the wire response (its header is the caller's to fill).
+pub fn fsck_report(r: FsckReport) -> pb::FsckResponse {
+    let file = |f: FileHealth| pb::FsckFile {
+        path: f.path,
+        policy: f.policy.to_string(),
+        length: f.length,
+        groups: f.groups,
+        degraded: f.degraded,
+        missing: f.missing,
+        internal_blocks: f.internal_blocks,
+        under_construction: f.under_construction,
+        stored_bytes: f.stored_bytes,
+    };
+    pb::FsckResponse {
+        header: None,
+        files: r.files,
+        groups: r.groups,
+        healthy: r.healthy,
+        degraded: r.degraded,
+        missing: r.missing,
+        unhealthy: r.unhealthy.into_iter().map(file).collect(),
+        all: r.all.into_iter().map(file).collect(),
+        live_blockservers: r.live_blockservers,
+    }
+}
+
+/// A reconstruction task the scheduler planned -> the wire, for a heartbeat reply.
+pub fn reconstruction_task(t: &ReconstructionTask) -> pb::ReconstructionTask {
+    pb::ReconstructionTask {
+        task_id: t.id,
+        group: t.group,
+        policy: t.policy.to_string(),
+        group_length: t.group_length,
+        index: t.index,
+        sources: t.sources.iter().map(block_source).collect(),
+        weight: t.weight,
+        aggregate: t.aggregate,
+    }
+}
+
+fn block_source(s: &BlockSource) -> pb::BlockLocation {
+    pb::BlockLocation {
+        index: s.index,
+        node_id: s.node,
+        addr: s.addr.clone(),
+        rack: s.rack.clone(),
+    }
+}
+
+/// A blockserver's share of the budgets -> the wire, for a heartbeat reply.
+pub fn node_throttle(t: &Throttle) -> pb::Throttle {
+    pb::Throttle {
+        node_bytes_per_sec: t.node_bytes_per_sec,
+        budgets: t
+            .budgets
+            .iter()
+            .map(|b| pb::ByteBudget {
+                name: b.name.clone(),
+                from_racks: b.from_racks.clone(),
+                bytes_per_sec: b.bytes_per_sec,
+            })
+            .collect(),
+    }
+}
+
+/// A task's outcome from a heartbeat. Nothing to refuse: an outcome that names no task in
+/// flight is ignored by the scheduler.
+pub fn task_outcome(o: pb::TaskOutcome) -> TaskOutcome {
+    TaskOutcome {
+        task_id: o.task_id,
+        group: o.group,
+        index: o.index,
+        error: (!o.ok).then_some(o.error),
     }
 }
 

@@ -400,7 +400,8 @@ impl Namespace for NamespaceService {
                     Ok(files)
                 })
                 .await?;
-            let mut out = health::fsck(&self.node.registry, &files, req.list_files);
+            let mut out =
+                convert::fsck_report(health::fsck(&self.node.registry, &files, req.list_files));
             out.header = header(state_id);
             Ok(out)
         }

@@ -99,6 +99,7 @@ fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
     let tasks = s.assign(10, 0, &nodes);
     assert_eq!(tasks.len(), 1);
     let t = &tasks[0];
+    assert_eq!(t.validate(), Ok(()), "what a blockserver accepts");
     assert_eq!((t.index, t.weight), (0, 3));
     assert_eq!(t.sources.len(), 6);
     let local = t.sources.iter().filter(|x| x.rack == "r1").count();
@@ -114,12 +115,11 @@ fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
     assert!(!idx.contains(&0));
     // In flight: nobody gets it again until it ends.
     assert!(s.assign(10, 0, &nodes).is_empty());
-    s.finished(&[pb::TaskOutcome {
-        task_id: t.task_id,
+    s.finished(&[TaskOutcome {
+        task_id: t.id,
         group: t.group,
         index: 0,
-        ok: false,
-        error: "source died".into(),
+        error: Some("source died".into()),
     }]);
     let again = s.assign(10, 0, &nodes);
     assert_eq!(again.len(), 1, "a failed task is rescheduled");
@@ -127,12 +127,11 @@ fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
     assert_eq!((status.started, status.failed, status.in_flight), (2, 1, 1));
     // Done: not handed out again while the last scan still lists it, nor anything else of
     // the group to the same server.
-    s.finished(&[pb::TaskOutcome {
-        task_id: again[0].task_id,
+    s.finished(&[TaskOutcome {
+        task_id: again[0].id,
         group: again[0].group,
         index: 0,
-        ok: true,
-        error: String::new(),
+        error: None,
     }]);
     assert!(s.assign(10, 0, &nodes).is_empty());
     assert!(s.assign(11, 0, &nodes).is_empty());
@@ -229,17 +228,54 @@ fn empty_blocks_of_a_short_group_are_free_sources() {
     let local = tasks[0]
         .sources
         .iter()
-        .filter(|x| !x.addr.is_empty() && x.rack == "r2")
+        .filter(|x| !x.is_zeros() && x.rack == "r2")
         .count();
     assert_eq!(local, 2);
     let free: Vec<u32> = tasks[0]
         .sources
         .iter()
-        .filter(|x| x.addr.is_empty())
+        .filter(|x| x.is_zeros())
         .map(|x| x.index)
         .collect();
     assert_eq!(free, vec![3, 4, 5]);
     assert_eq!(tasks[0].sources.len(), 6);
+    assert_eq!(tasks[0].validate(), Ok(()), "what a blockserver accepts");
+}
+
+#[test]
+fn rack_blind_tasks_are_valid_too() {
+    let s = Scheduler::new(SchedulerConfig {
+        rack_aware: false,
+        ..scheduler(8).config
+    });
+    let nodes = nodes(&[1]);
+    let mut short = work();
+    short.group += 1;
+    short.length = 2 * MIB + 5;
+    short
+        .replicas
+        .retain(|r| [1, 2, 6, 7, 8].contains(&r.index));
+    let mut replica = work();
+    replica.group += 2;
+    replica.policy = StoragePolicy::Replicated(3);
+    replica.length = 0;
+    replica.replicas = vec![Replica {
+        index: 0,
+        node: 2,
+        length: 0,
+    }];
+    s.update(
+        vec![(2, work()), (0, short), (0, replica)],
+        &(0..3).map(|g| (1 << 20) + g).collect(),
+        0,
+        ThrottleSettings::default(),
+    );
+    let tasks = s.assign(10, 0, &nodes);
+    assert_eq!(tasks.len(), 3);
+    for t in &tasks {
+        assert_eq!(t.validate(), Ok(()), "{t:?}");
+        assert!(!t.aggregate);
+    }
 }
 
 #[test]
@@ -252,7 +288,7 @@ fn tasks_of_deleted_groups_are_cancelled_where_they_run() {
     assert!(s.take_cancellations(10).is_empty());
     // The file was deleted: the next scan no longer sees the group.
     s.update(Vec::new(), &BTreeSet::new(), 0, ThrottleSettings::default());
-    assert_eq!(s.take_cancellations(10), vec![t[0].task_id]);
+    assert_eq!(s.take_cancellations(10), vec![t[0].id]);
     assert!(s.take_cancellations(10).is_empty(), "sent once");
     assert_eq!(s.status().0.in_flight, 0);
 }
