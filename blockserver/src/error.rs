@@ -1,5 +1,11 @@
-//! The blockserver's error at its boundary: what a data request can fail with. The one map to
-//! `tonic::Status` is `service::status`.
+//! The blockserver's errors at its boundaries: what a data request can fail with
+//! ([`BlockError`]) and what a reconstruction task can fail with ([`TaskError`]). The one map
+//! to `tonic::Status` is `service::status`.
+
+use std::time::Duration;
+
+use raftfs_codec::CodecError;
+use raftfs_core::reconstruction::InvalidTask;
 
 use crate::store::StoreError;
 
@@ -23,4 +29,47 @@ impl From<tokio::task::JoinError> for BlockError {
     fn from(e: tokio::task::JoinError) -> Self {
         Self::Internal(format!("worker thread: {e}"))
     }
+}
+
+/// Why a reconstruction task failed here, or a rack's part of a lost cell could not be
+/// computed for another server (`BlockData.Partial`). A task's error goes back to the active
+/// as its outcome (which reschedules the block); nothing of the new block is left visible.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The task or the partial request cannot be run as sent: refused before anything is
+    /// read or allocated.
+    #[error("bad task: {0}")]
+    BadTask(#[from] InvalidTask),
+    /// A source (or the server combining its rack's cells) refused or failed the request.
+    #[error("{addr}: {}", .status.message())]
+    Source {
+        addr: String,
+        #[source]
+        status: tonic::Status,
+    },
+    /// A source's address is not one a channel can be opened to.
+    #[error("{addr}: {error}")]
+    Address {
+        addr: String,
+        #[source]
+        error: tonic::transport::Error,
+    },
+    /// A source sent another number of bytes than asked for.
+    #[error("{addr}: {got} of {want} bytes")]
+    Length { addr: String, got: u64, want: u64 },
+    /// A source did not answer in time (DESIGN §7: a source read may take 30 s).
+    #[error("{addr}: no answer within {after:?}")]
+    Timeout { addr: String, after: Duration },
+    /// The new block could not be created, written or finalized (no space, a failed volume,
+    /// the block already here).
+    #[error(transparent)]
+    Store(#[from] BlockError),
+    #[error("decoding: {0}")]
+    Codec(#[from] CodecError),
+    /// The layout says bytes remain but a stripe gave none: a bug, stopped rather than looped.
+    #[error("no progress at byte {at} of {len}")]
+    NoProgress { at: u64, len: u64 },
+    /// A blocking thread of the task was lost (it panicked).
+    #[error("worker thread: {0}")]
+    Thread(#[from] tokio::task::JoinError),
 }

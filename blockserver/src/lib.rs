@@ -6,11 +6,13 @@
 //!   chunk, written under a temporary name and made visible only when durable.
 //! - [`volumes`]: one store per disk; where a new block goes, which volume failed, the
 //!   storage figures, and the news of every block added or removed.
-//! - [`service`]: the `BlockData` gRPC service (write, read, measure a block); its
-//!   `status` module is the one map from [`BlockError`] to `tonic::Status`.
+//! - [`service`]: the `BlockData` gRPC service (write, read, measure a block, a rack's part
+//!   of a lost cell); its `status` module is the one map from [`BlockError`] and
+//!   [`TaskError`] to `tonic::Status`.
 //! - [`heartbeat`]: per metaserver, registration, heartbeats, full and incremental block
 //!   reports, and deletions ordered in heartbeat replies.
 //! - [`metaservers`]: the channels to the metaservers (also for corrupt-block reports).
+//! - [`peers`]: the channels to the other blockservers, as reconstruction reads from them.
 //! - [`config`], [`server`], [`metrics`]: configuration, wiring, Prometheus `/metrics`.
 //!
 //! - [`reconstruction`]: rebuilding lost internal blocks as the active asks, under xmits
@@ -24,6 +26,7 @@ pub mod error;
 pub mod heartbeat;
 pub mod metaservers;
 pub mod metrics;
+pub mod peers;
 pub mod reconstruction;
 pub mod scanner;
 pub mod server;
@@ -32,4 +35,4 @@ pub mod store;
 pub mod volumes;
 
 pub use config::{Config, ServeArgs};
-pub use error::BlockError;
+pub use error::{BlockError, TaskError};

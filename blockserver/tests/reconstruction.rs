@@ -1,6 +1,7 @@
 //! Reconstruction tasks on a real blockserver (real gRPC, real disks), handed out by a
 //! recording metaserver: a replica copied from another server, and tasks that fail (a dead
-//! source, a full disk on the target): every one reports its outcome and gives its xmits back.
+//! source, a full disk on the target, a malformed task refused as it arrives): every one
+//! reports its outcome and gives its xmits back.
 
 mod common;
 
@@ -119,4 +120,61 @@ async fn tasks_copy_replicas_and_failures_give_their_weight_back() {
         "nothing visible on the full disk"
     );
     assert!(full.temporaries().is_empty(), "no temporary left behind");
+}
+
+#[tokio::test]
+async fn malformed_tasks_are_refused_and_reported_failed() {
+    let meta = RecordingMeta::default();
+    let (maddr, _m) = meta.start().await;
+    let target = Blockserver::start(1, |c| {
+        c.id = 1;
+        c.metaservers = vec![maddr.clone()];
+    })
+    .await;
+    eventually("registered", || {
+        let ok = meta.seen().registered;
+        async move { ok.then_some(()) }
+    })
+    .await;
+    // A policy past the caps, a group longer than a block may be, a lost block outside the
+    // group, an erasure-coded task short of k sources: each refused before anything is read
+    // or allocated, reported failed, its weight never taken.
+    let mut past_caps = task(1, 1 << 20, 1 << 20, "127.0.0.1:1", 3);
+    past_caps.policy = "RS-300-3-1024k".into();
+    let too_long = task(2, 2 << 20, u64::MAX, "127.0.0.1:1", 1);
+    let mut outside = task(3, 3 << 20, 1 << 20, "127.0.0.1:1", 1);
+    outside.index = 70_000;
+    let mut short_of_k = task(4, 4 << 20, 1 << 20, "127.0.0.1:1", 1);
+    short_of_k.policy = "RS-6-3-1024k".into();
+    short_of_k.index = 8;
+    for t in [past_caps, too_long, outside, short_of_k] {
+        meta.queue_task(t);
+    }
+    for id in 1..=4 {
+        let o = outcome(&meta, id).await;
+        assert!(!o.ok && o.error.starts_with("bad task"), "{o:?}");
+    }
+    for group in 1..=4u64 {
+        assert!(target.block_file(group << 20, 0).is_none());
+    }
+    assert!(target.temporaries().is_empty());
+
+    // A peer's partial request is validated the same way, and refused as the caller's fault.
+    let partial = pb::PartialRequest {
+        group: 1 << 20,
+        policy: "RS-3-2-1024k".into(),
+        group_length: 3 << 20,
+        lost: 0,
+        offset: 0,
+        all: vec![1, 2, 2],
+        local: Vec::new(),
+    };
+    let e = target
+        .client()
+        .await
+        .partial(partial)
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("named twice"), "{e:?}");
 }

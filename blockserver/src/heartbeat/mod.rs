@@ -312,7 +312,7 @@ impl Task {
         let request = pb::HeartbeatRequest {
             node_id: self.ctx.node.id,
             storage: Some(self.storage().await),
-            finished: finished.clone(),
+            finished: finished.iter().map(convert::task_outcome).collect(),
         };
         let r = self.client.heartbeat(request).await;
         self.ctx.metrics.observe_meta_rpc("heartbeat", r.is_ok());
@@ -334,12 +334,16 @@ impl Task {
         if !reply.delete.is_empty() {
             self.delete(&reply.delete).await;
         }
-        if let Some(t) = &reply.throttle {
-            self.ctx.worker.budgets.update(t);
+        if let Some(t) = reply.throttle {
+            self.ctx.worker.budgets.update(&convert::throttle(t));
         }
         self.ctx.worker.cancel(&reply.cancel);
         for task in reply.tasks {
-            self.ctx.worker.spawn(task, self.outbox.clone());
+            let (id, group, index) = (task.task_id, task.group, task.index);
+            match convert::reconstruction_task(task) {
+                Ok(task) => self.ctx.worker.spawn(task, self.outbox.clone()),
+                Err(why) => self.ctx.worker.refuse(id, group, index, why, &self.outbox),
+            }
         }
         if reply.reregister {
             Sent::Reregister

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use raftfs_proto as pb;
+use raftfs_core::reconstruction::Throttle;
 
 /// The burst a bucket may accumulate, in seconds of its rate.
 const BURST_SECS: f64 = 0.2;
@@ -78,7 +78,7 @@ impl Budgets {
 
     /// Installs the budgets the active sent; a bucket whose rate did not change keeps its
     /// state (so a heartbeat does not refill it).
-    pub fn update(&self, t: &pb::Throttle) {
+    pub fn update(&self, t: &Throttle) {
         let mut inner = self.lock();
         let node_rate = t.node_bytes_per_sec;
         match (&mut inner.node, node_rate) {
@@ -139,6 +139,7 @@ impl Budgets {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use raftfs_core::reconstruction::ByteBudget;
 
     #[test]
     fn a_bucket_holds_its_rate_over_time() {
@@ -156,9 +157,9 @@ mod tests {
     #[tokio::test]
     async fn shares_apply_to_their_source_racks_only() {
         let budgets = Budgets::default();
-        budgets.update(&pb::Throttle {
+        budgets.update(&Throttle {
             node_bytes_per_sec: 0,
-            budgets: vec![pb::ByteBudget {
+            budgets: vec![ByteBudget {
                 name: "rack r1>r2".into(),
                 from_racks: vec!["r1".into()],
                 bytes_per_sec: 10_000_000,

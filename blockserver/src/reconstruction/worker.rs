@@ -6,39 +6,41 @@
 //! rack), the lost cell decoded, and appended to the new block; memory holds k+1 cells. A
 //! replica is copied in 1 MiB pieces. The new block is finalized (fsynced, renamed) and the
 //! volume's event sends the incremental report; on any failure nothing becomes visible.
+//!
+//! Tasks and partial cells are `raftfs_core::reconstruction`'s types, validated once where
+//! they arrive (`crate::convert`); the peers' wire is `crate::peers`'s; every failure is a
+//! [`TaskError`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use raftfs_codec::ErasureCodec;
-use raftfs_core::StoragePolicy;
 use raftfs_core::layout::Layout;
-use raftfs_proto as pb;
-use raftfs_proto::block_data_client::BlockDataClient;
-use tokio_stream::StreamExt;
+use raftfs_core::namespace::blocks::GroupId;
+use raftfs_core::reconstruction::{
+    BlockSource, InvalidTask, PartialCell, ReconstructionTask, TaskOutcome,
+};
 
 use super::budget::Budgets;
 use super::xmits::Xmits;
+use crate::error::TaskError;
 use crate::metrics::Metrics;
+use crate::peers::Peers;
 use crate::volumes::Volumes;
 
 /// Bytes per read of a replica copy.
 const PIECE: u64 = 1 << 20;
 
-/// How long one source read may take before the task fails (the active reschedules it).
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Where a task's outcome goes: the outbox of the metaserver link that sent it.
-pub type Outbox = Arc<Mutex<Vec<pb::TaskOutcome>>>;
+pub type Outbox = Arc<Mutex<Vec<TaskOutcome>>>;
 
 /// A running task: how to stop it, and the block (group, index) it rebuilds.
-type Running = (tokio::task::AbortHandle, (u64, u32));
+type Running = (tokio::task::AbortHandle, (GroupId, u32));
 
 /// Clears a task's bookkeeping when its future is dropped, however it ends.
 struct Cleanup {
     worker: Arc<Worker>,
-    key: (u64, u32),
+    key: (GroupId, u32),
     task_id: u64,
 }
 
@@ -57,9 +59,9 @@ pub struct Worker {
     volumes: Arc<Volumes>,
     metrics: Arc<Metrics>,
     rack: String,
-    /// One lazily connected channel per peer blockserver, shared by every task's reads.
-    channels: Mutex<HashMap<String, tonic::transport::Channel>>,
-    running: Mutex<HashSet<(u64, u32)>>,
+    /// The channels to the sources, shared by every task's reads.
+    peers: Peers,
+    running: Mutex<HashSet<(GroupId, u32)>>,
     /// task id -> its tokio task and block, for cancellation.
     handles: Mutex<HashMap<u64, Running>>,
 }
@@ -76,7 +78,7 @@ impl Worker {
             volumes,
             metrics,
             rack,
-            channels: Mutex::new(HashMap::new()),
+            peers: Peers::default(),
             running: Mutex::new(HashSet::new()),
             handles: Mutex::new(HashMap::new()),
         })
@@ -84,7 +86,7 @@ impl Worker {
 
     /// Starts `task` (unless the same block is being rebuilt already); its outcome goes to
     /// `outbox`.
-    pub fn spawn(self: &Arc<Self>, task: pb::ReconstructionTask, outbox: Outbox) {
+    pub fn spawn(self: &Arc<Self>, task: ReconstructionTask, outbox: Outbox) {
         let key = (task.group, task.index);
         if !lock(&self.running).insert(key) {
             return;
@@ -93,7 +95,7 @@ impl Worker {
         let guard = self.xmits.take(task.weight);
         let worker = self.clone();
         self.metrics.reconstruction_task("started");
-        let task_id = task.task_id;
+        let task_id = task.id;
         // Whatever ends the task (its end, an error, a panic, an abort) drops this, which
         // clears its bookkeeping; the xmits guard inside gives its weight back the same way.
         let cleanup = Cleanup {
@@ -120,12 +122,11 @@ impl Worker {
                     tracing::warn!(group = task.group, index = task.index, error = %e, "reconstruction failed");
                 }
             }
-            lock(&outbox).push(pb::TaskOutcome {
-                task_id: task.task_id,
+            lock(&outbox).push(TaskOutcome {
+                task_id: task.id,
                 group: task.group,
                 index: task.index,
-                ok: r.is_ok(),
-                error: r.err().unwrap_or_default(),
+                error: r.err().map(|e| e.to_string()),
             });
         });
         lock(&self.handles).insert(task_id, (handle.abort_handle(), key));
@@ -133,6 +134,29 @@ impl Worker {
             // It ended before its handle was filed: nothing left to cancel.
             lock(&self.handles).remove(&task_id);
         }
+    }
+
+    /// A task that could not be taken as sent ([`crate::convert::reconstruction_task`]
+    /// refused it): it fails at once, and the active hears so with the next heartbeat and
+    /// reschedules the block, as it would had the task failed running.
+    pub fn refuse(
+        &self,
+        task_id: u64,
+        group: GroupId,
+        index: u32,
+        why: InvalidTask,
+        outbox: &Outbox,
+    ) {
+        let error = TaskError::BadTask(why);
+        self.metrics.reconstruction_task("started");
+        self.metrics.reconstruction_task("failed");
+        tracing::warn!(group, index, %error, "reconstruction task refused");
+        lock(outbox).push(TaskOutcome {
+            task_id,
+            group,
+            index,
+            error: Some(error.to_string()),
+        });
     }
 
     /// Stops the tasks the active cancelled (their group was deleted, or they timed out).
@@ -150,86 +174,42 @@ impl Worker {
         }
     }
 
-    /// A client of the blockserver at `addr` on its shared channel.
-    fn peer(&self, addr: &str) -> Result<BlockDataClient<tonic::transport::Channel>, String> {
-        let mut channels = lock(&self.channels);
-        let channel = match channels.get(addr) {
-            Some(c) => c.clone(),
-            None => {
-                let c = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| format!("{addr}: {e}"))?
-                    .connect_timeout(Duration::from_secs(2))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                channels.insert(addr.to_owned(), c.clone());
-                c
-            }
-        };
-        Ok(BlockDataClient::new(channel)
-            .max_decoding_message_size(crate::service::MAX_DATA_MESSAGE))
-    }
-
+    /// `len` bytes of `src` at `offset`, charged to the budgets of its rack; known zeros are
+    /// never read.
     async fn read(
         &self,
-        src: &pb::BlockLocation,
-        group: u64,
+        src: &BlockSource,
+        group: GroupId,
         offset: u64,
         len: u64,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, TaskError> {
         if src.rack != self.rack {
             self.budgets.read(len, &src.rack).await;
         } else {
             self.budgets.read(len, "").await;
         }
-        let fetch = async {
-            let mut client = self.peer(&src.addr)?;
-            let mut stream = client
-                .read_block(pb::ReadBlockRequest {
-                    block: Some(pb::BlockRef {
-                        group,
-                        index: src.index,
-                    }),
-                    offset,
-                    length: len,
-                })
-                .await
-                .map_err(|e| format!("{}: {}", src.addr, e.message()))?
-                .into_inner();
-            let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-            while let Some(m) = stream.next().await {
-                out.extend_from_slice(
-                    &m.map_err(|e| format!("{}: {}", src.addr, e.message()))?
-                        .data,
-                );
-            }
-            if out.len() as u64 != len {
-                return Err(format!("{}: {} of {len} bytes", src.addr, out.len()));
-            }
-            Ok(out)
-        };
-        let out = tokio::time::timeout(READ_TIMEOUT, fetch)
-            .await
-            .map_err(|_| format!("{}: no answer within {READ_TIMEOUT:?}", src.addr))??;
+        let out = self
+            .peers
+            .read(&src.addr, group, src.index, offset, len)
+            .await?;
         self.metrics.reconstruction_read(&src.rack, len);
         Ok(out)
     }
 
-    /// Rebuilds the task's block; returns its length.
-    async fn run(&self, task: &pb::ReconstructionTask) -> Result<u64, String> {
-        let policy: StoragePolicy = task.policy.parse().map_err(|e| format!("{e}"))?;
-        let id = crate::convert::block_id(task.group, task.index).map_err(|e| e.to_string())?;
+    /// Rebuilds the task's block; returns its length. The task was validated when it
+    /// arrived ([`crate::convert::reconstruction_task`]): its block and reads are bounded.
+    async fn run(&self, task: &ReconstructionTask) -> Result<u64, TaskError> {
+        let id = crate::convert::block_id(task.group, task.index)?;
         let volumes = self.volumes.clone();
-        let mut writer = tokio::task::spawn_blocking(move || volumes.create(id))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let len = policy.block_len(task.group_length, task.index as usize);
+        let mut writer = tokio::task::spawn_blocking(move || volumes.create(id)).await??;
+        let len = task
+            .policy
+            .block_len(task.group_length, task.index as usize);
         let mut at = 0u64;
-        let codec: Option<Arc<dyn ErasureCodec>> = raftfs_codec::for_policy(&policy)
-            .map_err(|e| e.to_string())?
-            .map(Arc::from);
+        let codec: Option<Arc<dyn ErasureCodec>> =
+            raftfs_codec::for_policy(&task.policy)?.map(Arc::from);
         while at < len {
-            let chunk = match (&policy.layout(), &codec) {
+            let chunk = match (&task.policy.layout(), &codec) {
                 (Some(layout), Some(codec)) => {
                     self.decode_stripe(task, *layout, codec.clone(), at).await?
                 }
@@ -238,12 +218,16 @@ impl Worker {
                     let src = task
                         .sources
                         .first()
-                        .ok_or("a replica copy without a source")?;
+                        .ok_or_else(|| InvalidTask::SourceCount {
+                            policy: task.policy.to_string(),
+                            have: 0,
+                            need: 1,
+                        })?;
                     self.read(src, task.group, at, n).await?
                 }
             };
             if chunk.is_empty() {
-                return Err(format!("no progress at byte {at} of {len}"));
+                return Err(TaskError::NoProgress { at, len });
             }
             self.budgets.write(chunk.len() as u64).await;
             at += chunk.len() as u64;
@@ -251,15 +235,11 @@ impl Worker {
                 let r = writer.write(&chunk);
                 (writer, r)
             })
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             writer = w;
-            r.map_err(|e| e.to_string())?;
+            r?;
         }
-        let written = tokio::task::spawn_blocking(move || writer.finalize())
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let written = tokio::task::spawn_blocking(move || writer.finalize()).await??;
         self.metrics.reconstruction_written(written);
         Ok(written)
     }
@@ -271,20 +251,20 @@ impl Worker {
     /// cell per rack crosses instead of one per source; the parts XOR to the lost cell.
     async fn decode_stripe(
         &self,
-        task: &pb::ReconstructionTask,
+        task: &ReconstructionTask,
         layout: Layout,
         codec: Arc<dyn ErasureCodec>,
         at: u64,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, TaskError> {
         let cell = layout.stripe_data() / codec.data_cells() as u64;
         let want = layout
             .block_len(task.group_length, task.index as usize)
             .saturating_sub(at)
             .min(cell);
-        let mut remote: HashMap<&str, Vec<&pb::BlockLocation>> = HashMap::new();
-        let mut here: Vec<&pb::BlockLocation> = Vec::new();
+        let mut remote: HashMap<&str, Vec<&BlockSource>> = HashMap::new();
+        let mut here: Vec<&BlockSource> = Vec::new();
         for s in &task.sources {
-            if task.aggregate && !s.addr.is_empty() && s.rack != self.rack {
+            if task.aggregate && !s.is_zeros() && s.rack != self.rack {
                 remote.entry(s.rack.as_str()).or_default().push(s);
             } else {
                 here.push(s);
@@ -299,33 +279,23 @@ impl Worker {
                 true
             }
         });
-        let all: Vec<u32> = task.sources.iter().map(|s| s.index).collect();
-        let part_request = |local: Vec<pb::BlockLocation>| pb::PartialRequest {
-            group: task.group,
-            policy: task.policy.clone(),
-            group_length: task.group_length,
-            lost: task.index,
-            offset: at,
-            all: all.clone(),
-            local,
-        };
-        let my_request = part_request(here.into_iter().cloned().collect());
-        let mine = self.partial(&my_request);
-        let theirs = remote.values().map(|sources| {
-            let req = part_request(sources.iter().map(|s| (*s).clone()).collect());
-            let via = sources[0];
-            async move { self.remote_partial(via, req).await }
+        let mine = task.partial(at, here.into_iter().cloned().collect());
+        let mine = self.partial(&mine);
+        let theirs = remote.values().filter_map(|sources| {
+            let via = *sources.first()?;
+            let cell = task.partial(at, sources.iter().map(|s| (*s).clone()).collect());
+            Some(async move { (via, self.remote_partial(via, &cell).await) })
         });
         let (mine, theirs) = tokio::join!(mine, futures::future::join_all(theirs));
         let mut out = mine?;
-        for part in theirs {
+        for (via, part) in theirs {
             let part = part?;
             if part.len() != out.len() {
-                return Err(format!(
-                    "a partial cell of {} bytes, expected {}",
-                    part.len(),
-                    out.len()
-                ));
+                return Err(TaskError::Length {
+                    addr: via.addr.clone(),
+                    got: part.len() as u64,
+                    want: out.len() as u64,
+                });
             }
             for (o, p) in out.iter_mut().zip(part) {
                 *o ^= p;
@@ -338,20 +308,10 @@ impl Worker {
     /// Asks `via` (a source server in another rack) for its rack's part of a lost cell.
     async fn remote_partial(
         &self,
-        via: &pb::BlockLocation,
-        req: pb::PartialRequest,
-    ) -> Result<Vec<u8>, String> {
-        let fetch = async {
-            let mut client = self.peer(&via.addr)?;
-            client
-                .partial(req)
-                .await
-                .map(|r| r.into_inner().data)
-                .map_err(|e| format!("{}: {}", via.addr, e.message()))
-        };
-        let data = tokio::time::timeout(READ_TIMEOUT, fetch)
-            .await
-            .map_err(|_| format!("{}: no answer within {READ_TIMEOUT:?}", via.addr))??;
+        via: &BlockSource,
+        cell: &PartialCell,
+    ) -> Result<Vec<u8>, TaskError> {
+        let data = self.peers.partial(&via.addr, cell).await?;
         // One cell crossed from that rack: counted and charged like a read from it.
         self.budgets.read(data.len() as u64, &via.rack).await;
         self.metrics
@@ -361,13 +321,13 @@ impl Worker {
 
     /// The part of a lost cell that `req.local` contributes: the decode over the k sources of
     /// `req.all` with every other source's cell as zeros (as long as the stripe's cell 0).
-    pub async fn partial(&self, req: &pb::PartialRequest) -> Result<Vec<u8>, String> {
-        let policy: StoragePolicy = req.policy.parse().map_err(|e| format!("{e}"))?;
-        let (Some(layout), Some(codec)) = (
-            policy.layout(),
-            raftfs_codec::for_policy(&policy).map_err(|e| e.to_string())?,
-        ) else {
-            return Err(format!("{}: not an erasure-coded policy", req.policy));
+    /// `req` was validated where it was made (a validated task's, or
+    /// [`crate::convert::partial_cell`] for a peer's): k sources within the width.
+    pub async fn partial(&self, req: &PartialCell) -> Result<Vec<u8>, TaskError> {
+        let (Some(layout), Some(codec)) =
+            (req.policy.layout(), raftfs_codec::for_policy(&req.policy)?)
+        else {
+            return Err(InvalidTask::NotErasureCoded(req.policy.to_string()).into());
         };
         let width = layout.blocks();
         let cell = layout.stripe_data() / codec.data_cells() as u64;
@@ -378,46 +338,36 @@ impl Worker {
                 .min(cell)
         };
         let plen = usize::try_from(len_of(0)).unwrap_or(0);
-        if req.all.len() != codec.data_cells()
-            || req
-                .all
-                .iter()
-                .any(|i| *i as usize >= width || *i == req.lost)
-            || req.local.iter().any(|l| !req.all.contains(&l.index))
-        {
-            return Err(
-                "a partial request needs k distinct sources, the local ones among them".into(),
-            );
-        }
         let reads = req.local.iter().map(|s| async move {
             let n = len_of(s.index as usize);
-            let bytes = if n == 0 || s.addr.is_empty() {
+            let bytes = if n == 0 || s.is_zeros() {
                 Vec::new()
             } else {
                 self.read(s, req.group, req.offset, n).await?
             };
-            Ok::<_, String>((s.index as usize, bytes))
+            Ok::<_, TaskError>((s.index as usize, bytes))
         });
         let mut cells: Vec<Option<Vec<u8>>> = vec![None; width];
         for i in &req.all {
-            cells[*i as usize] = Some(vec![0u8; plen]);
+            if let Some(c) = cells.get_mut(*i as usize) {
+                *c = Some(vec![0u8; plen]);
+            }
         }
         for r in futures::future::join_all(reads).await {
             let (i, mut bytes) = r?;
             bytes.resize(plen, 0);
-            cells[i] = Some(bytes);
+            if let Some(c) = cells.get_mut(i) {
+                *c = Some(bytes);
+            }
         }
         let lost = req.lost as usize;
         let codec: Arc<dyn ErasureCodec> = Arc::from(codec);
         tokio::task::spawn_blocking(move || {
             let refs: Vec<Option<&[u8]>> = cells.iter().map(|c| c.as_deref()).collect();
             let mut out = vec![0u8; plen];
-            codec
-                .decode(&refs, &[lost], &mut [out.as_mut_slice()])
-                .map_err(|e| e.to_string())?;
-            Ok(out)
+            codec.decode(&refs, &[lost], &mut [out.as_mut_slice()])?;
+            Ok::<_, TaskError>(out)
         })
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
     }
 }

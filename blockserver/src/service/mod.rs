@@ -2,8 +2,8 @@
 //! blockservers) write, read and measure internal blocks here.
 //!
 //! `write.rs` streams a block into a volume; `read.rs` streams it out, verified; `status.rs`
-//! is the one map from [`BlockError`] to `tonic::Status`. File-system work runs on blocking
-//! threads; the handlers only move messages.
+//! is the one map from [`BlockError`] (and reconstruction's `TaskError`) to `tonic::Status`.
+//! File-system work runs on blocking threads; the handlers only move messages.
 
 mod read;
 mod status;
@@ -137,12 +137,10 @@ impl pb::block_data_server::BlockData for BlockDataService {
         span.record("group", req.group);
         span.record("lost", req.lost);
         span.record("offset", req.offset);
-        let r = self
-            .node
-            .worker
-            .partial(&req)
-            .await
-            .map_err(BlockError::Internal);
+        let r = match convert::partial_cell(req) {
+            Ok(cell) => self.node.worker.partial(&cell).await,
+            Err(why) => Err(why.into()),
+        };
         self.node
             .metrics
             .observe_rpc("partial", start.elapsed(), r.is_ok());

@@ -1,10 +1,11 @@
 //! The one place where blockserver errors become gRPC statuses. The match is exhaustive over
-//! [`BlockError`] and [`StoreError`]: a new variant without a status does not compile.
+//! [`BlockError`], [`StoreError`] and [`TaskError`]: a new variant without a status does not
+//! compile.
 
 use raftfs_proto::{ErrorDetail, ErrorKind, status_with_detail};
 use tonic::{Code, Status};
 
-use crate::error::BlockError;
+use crate::error::{BlockError, TaskError};
 use crate::store::StoreError;
 
 fn store_code(e: &StoreError) -> (Code, ErrorKind) {
@@ -20,22 +21,55 @@ fn store_code(e: &StoreError) -> (Code, ErrorKind) {
     }
 }
 
+fn block_code(e: &BlockError) -> (Code, ErrorKind) {
+    match e {
+        BlockError::Store(s) => store_code(s),
+        BlockError::NoVolume(_) => (Code::Unavailable, ErrorKind::Storage),
+        BlockError::InvalidArgument(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
+        BlockError::Internal(_) => (Code::Internal, ErrorKind::Internal),
+    }
+}
+
+/// The codes of a `Partial` request that failed (the caller fails its task whatever the
+/// code; the code says whose fault it was).
+fn task_code(e: &TaskError) -> (Code, ErrorKind) {
+    match e {
+        TaskError::BadTask(_) | TaskError::Address { .. } => {
+            (Code::InvalidArgument, ErrorKind::InvalidArgument)
+        }
+        // A source in this rack failed or did not answer: another try may find it back.
+        TaskError::Source { .. } | TaskError::Length { .. } | TaskError::Timeout { .. } => {
+            (Code::Unavailable, ErrorKind::Unavailable)
+        }
+        TaskError::Store(b) => block_code(b),
+        TaskError::Codec(_) | TaskError::NoProgress { .. } | TaskError::Thread(_) => {
+            (Code::Internal, ErrorKind::Internal)
+        }
+    }
+}
+
+fn status(code: Code, kind: ErrorKind, message: String) -> Status {
+    status_with_detail(
+        code,
+        ErrorDetail {
+            kind: kind as i32,
+            message,
+            ..Default::default()
+        },
+    )
+}
+
 impl From<BlockError> for Status {
     fn from(e: BlockError) -> Status {
-        let (code, kind) = match &e {
-            BlockError::Store(s) => store_code(s),
-            BlockError::NoVolume(_) => (Code::Unavailable, ErrorKind::Storage),
-            BlockError::InvalidArgument(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
-            BlockError::Internal(_) => (Code::Internal, ErrorKind::Internal),
-        };
-        status_with_detail(
-            code,
-            ErrorDetail {
-                kind: kind as i32,
-                message: e.to_string(),
-                ..Default::default()
-            },
-        )
+        let (code, kind) = block_code(&e);
+        status(code, kind, e.to_string())
+    }
+}
+
+impl From<TaskError> for Status {
+    fn from(e: TaskError) -> Status {
+        let (code, kind) = task_code(&e);
+        status(code, kind, e.to_string())
     }
 }
 
@@ -116,5 +150,76 @@ mod tests {
             assert_eq!(detail.kind, kind as i32, "{text}");
             assert_eq!(detail.message, text);
         }
+    }
+
+    #[test]
+    fn every_task_error_carries_its_code_and_kind() {
+        let b = BlockId { group: 1, index: 0 };
+        let cases: Vec<(TaskError, Code, ErrorKind)> = vec![
+            (
+                raftfs_core::reconstruction::InvalidTask::DuplicateSource(3).into(),
+                Code::InvalidArgument,
+                ErrorKind::InvalidArgument,
+            ),
+            (
+                TaskError::Source {
+                    addr: "a:1".into(),
+                    status: Status::not_found("gone"),
+                },
+                Code::Unavailable,
+                ErrorKind::Unavailable,
+            ),
+            (
+                TaskError::Length {
+                    addr: "a:1".into(),
+                    got: 1,
+                    want: 2,
+                },
+                Code::Unavailable,
+                ErrorKind::Unavailable,
+            ),
+            (
+                TaskError::Timeout {
+                    addr: "a:1".into(),
+                    after: std::time::Duration::from_secs(30),
+                },
+                Code::Unavailable,
+                ErrorKind::Unavailable,
+            ),
+            (
+                BlockError::from(StoreError::Corrupt {
+                    block: b,
+                    chunk: 0,
+                    offset: 0,
+                    why: "x".into(),
+                })
+                .into(),
+                Code::DataLoss,
+                ErrorKind::CorruptBlock,
+            ),
+            (
+                raftfs_codec::CodecError::Shape("x".into()).into(),
+                Code::Internal,
+                ErrorKind::Internal,
+            ),
+            (
+                TaskError::NoProgress { at: 0, len: 1 },
+                Code::Internal,
+                ErrorKind::Internal,
+            ),
+        ];
+        for (e, code, kind) in cases {
+            let text = e.to_string();
+            let status = Status::from(e);
+            assert_eq!(status.code(), code, "{text}");
+            let detail = raftfs_proto::detail_of(&status).expect("detail");
+            assert_eq!(detail.kind, kind as i32, "{text}");
+            assert_eq!(detail.message, text);
+        }
+        let source = TaskError::Source {
+            addr: "10.0.0.1:7000".into(),
+            status: Status::not_found("block 1/0 not found"),
+        };
+        assert_eq!(source.to_string(), "10.0.0.1:7000: block 1/0 not found");
     }
 }

@@ -1,0 +1,124 @@
+//! The other blockservers, as reconstruction reaches them: one lazily connected channel per
+//! peer, shared by every task, for a source's ranged read and a rack's part of a lost cell
+//! (`BlockData.Partial`). The wire stays here: callers pass domain types and get
+//! [`TaskError`]s, every request bounded by [`READ_TIMEOUT`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use raftfs_core::namespace::blocks::GroupId;
+use raftfs_core::reconstruction::PartialCell;
+use raftfs_proto as pb;
+use raftfs_proto::block_data_client::BlockDataClient;
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::convert;
+use crate::error::TaskError;
+
+/// How long one source read (or one partial cell) may take before the task fails and the
+/// active reschedules it (DESIGN §7).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a connection attempt to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The channels to the peers this server has read from.
+#[derive(Debug, Default)]
+pub struct Peers {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Peers {
+    /// A client of the blockserver at `addr` on its shared channel.
+    fn client(&self, addr: &str) -> Result<BlockDataClient<Channel>, TaskError> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|error| TaskError::Address {
+                        addr: addr.to_owned(),
+                        error,
+                    })?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                channels.insert(addr.to_owned(), c.clone());
+                c
+            }
+        };
+        Ok(BlockDataClient::new(channel)
+            .max_decoding_message_size(crate::service::MAX_DATA_MESSAGE))
+    }
+
+    /// `len` bytes of internal block `index` of `group` at `offset`, from the server at
+    /// `addr`: all of them, or an error.
+    pub async fn read(
+        &self,
+        addr: &str,
+        group: GroupId,
+        index: u32,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, TaskError> {
+        let source = |status| TaskError::Source {
+            addr: addr.to_owned(),
+            status,
+        };
+        let fetch = async {
+            let mut stream = self
+                .client(addr)?
+                .read_block(pb::ReadBlockRequest {
+                    block: Some(pb::BlockRef { group, index }),
+                    offset,
+                    length: len,
+                })
+                .await
+                .map_err(source)?
+                .into_inner();
+            // At most a cell or a replica's piece: the task was validated.
+            let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            while let Some(m) = stream.next().await {
+                out.extend_from_slice(&m.map_err(source)?.data);
+            }
+            if out.len() as u64 != len {
+                return Err(TaskError::Length {
+                    addr: addr.to_owned(),
+                    got: out.len() as u64,
+                    want: len,
+                });
+            }
+            Ok(out)
+        };
+        within_timeout(addr, fetch).await
+    }
+
+    /// The part of a lost cell that the server at `addr` computes from its rack's sources.
+    pub async fn partial(&self, addr: &str, cell: &PartialCell) -> Result<Vec<u8>, TaskError> {
+        let fetch = async {
+            self.client(addr)?
+                .partial(convert::partial_request(cell))
+                .await
+                .map(|r| r.into_inner().data)
+                .map_err(|status| TaskError::Source {
+                    addr: addr.to_owned(),
+                    status,
+                })
+        };
+        within_timeout(addr, fetch).await
+    }
+}
+
+async fn within_timeout<T>(
+    addr: &str,
+    f: impl Future<Output = Result<T, TaskError>>,
+) -> Result<T, TaskError> {
+    tokio::time::timeout(READ_TIMEOUT, f)
+        .await
+        .map_err(|_| TaskError::Timeout {
+            addr: addr.to_owned(),
+            after: READ_TIMEOUT,
+        })?
+}
