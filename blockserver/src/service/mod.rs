@@ -1,5 +1,6 @@
-//! The `BlockData` gRPC service: clients (and, later, reconstruction workers on other
-//! blockservers) write, read and measure internal blocks here.
+//! The `BlockData` gRPC service: clients, and reconstruction workers on other blockservers,
+//! write, read and measure internal blocks here (workers also ask for a rack's part of a lost
+//! cell, `Partial`).
 //!
 //! `write.rs` streams a block into a volume; `read.rs` streams it out, verified; `status.rs`
 //! is the one map from [`BlockError`] (and reconstruction's `TaskError`) to `tonic::Status`.

@@ -29,10 +29,7 @@ pub enum Health {
 
 /// The length internal block `index` of a group of `group_len` bytes must have.
 pub fn expected_len(policy: &StoragePolicy, group_len: u64, index: u32) -> u64 {
-    match policy.layout() {
-        Some(l) => l.block_len(group_len, index as usize),
-        None => group_len,
-    }
+    policy.block_len(group_len, index as usize)
 }
 
 /// What a group holds: (internal blocks with bytes, their bytes).

@@ -345,12 +345,7 @@ impl Scheduler {
         }
         // Rack share: a rack should not hold more of the group than an even spread gives it,
         // unless no live server on another rack can take the block.
-        let width = match w.policy {
-            StoragePolicy::Replicated(n) => usize::from(n),
-            StoragePolicy::ErasureCoded { data, parity, .. } => {
-                usize::from(data) + usize::from(parity)
-            }
-        };
+        let width = w.policy.width();
         let live_racks = racks.live_racks.len().max(1);
         let share = width.div_ceil(live_racks);
         let in_rack = |rack: &str| {
@@ -370,10 +365,7 @@ impl Scheduler {
         {
             return None;
         }
-        let needed = match w.policy {
-            StoragePolicy::Replicated(_) => 1,
-            StoragePolicy::ErasureCoded { data, .. } => usize::from(data),
-        };
+        let needed = w.policy.data_blocks();
         // Internal blocks the layout leaves empty (past the end of a short group) are known
         // zeros: free sources, read from nowhere.
         let empty: Vec<u32> = (0..width as u32)
