@@ -12,6 +12,9 @@ use raftfs_proto::mutate_request::Op;
 use raftfs_proto::namespace_client::NamespaceClient;
 use tonic::transport::Channel;
 
+use raftfs_core::fsck::FsckReport;
+use raftfs_core::namespace::throttle::ThrottleChange;
+
 use crate::error::ClientError;
 use crate::failover::Targets;
 use crate::model::{
@@ -356,11 +359,7 @@ impl Client {
     }
 
     /// Health of the block groups at or below `path` (`metactl fsck`, `ec report`).
-    pub async fn fsck(
-        &self,
-        path: &str,
-        list_files: bool,
-    ) -> Result<pb::FsckResponse, ClientError> {
+    pub async fn fsck(&self, path: &str, list_files: bool) -> Result<FsckReport, ClientError> {
         let r = self
             .read_call(|mut c| {
                 let req = pb::FsckRequest {
@@ -372,7 +371,7 @@ impl Client {
             })
             .await?;
         self.seen(r.header.as_ref());
-        Ok(r)
+        crate::model::fsck_report(r)
     }
 
     /// `mkdir` (with `parents`: `mkdir -p`).
@@ -754,8 +753,10 @@ impl Client {
     }
 
     /// Changes the reconstruction byte budgets (journaled: they survive failover).
-    pub async fn set_throttle(&self, change: pb::SetThrottleOp) -> Result<(), ClientError> {
-        self.mutate(Op::SetThrottle(change)).await.map(|_| ())
+    pub async fn set_throttle(&self, change: &ThrottleChange) -> Result<(), ClientError> {
+        self.mutate(Op::SetThrottle(crate::model::throttle_change_pb(change)))
+            .await
+            .map(|_| ())
     }
 
     /// The membership as the member this client talks to knows it (any member answers).

@@ -1,7 +1,12 @@
 //! What the client hands back: plain Rust types converted from the wire once.
 
+use raftfs_core::fsck::{FileHealth, FsckReport};
+use raftfs_core::namespace::throttle::ThrottleChange;
+use raftfs_core::policy::PolicyError;
 use raftfs_proto as pb;
 use serde::Serialize;
+
+use crate::error::ClientError;
 
 /// What an inode is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -194,5 +199,64 @@ impl From<pb::Member> for Member {
             addr: m.addr,
             role: m.role,
         }
+    }
+}
+
+/// `Namespace.Fsck`'s reply as the domain report; a policy name the client cannot parse is a
+/// protocol error, not a report.
+pub(crate) fn fsck_report(r: pb::FsckResponse) -> Result<FsckReport, ClientError> {
+    let file = |f: pb::FsckFile| -> Result<FileHealth, ClientError> {
+        Ok(FileHealth {
+            policy: f.policy.parse().map_err(|e: PolicyError| {
+                ClientError::Rpc(tonic::Status::internal(format!(
+                    "fsck reply for {}: {e}",
+                    f.path
+                )))
+            })?,
+            path: f.path,
+            length: f.length,
+            under_construction: f.under_construction,
+            groups: f.groups,
+            degraded: f.degraded,
+            missing: f.missing,
+            internal_blocks: f.internal_blocks,
+            stored_bytes: f.stored_bytes,
+        })
+    };
+    Ok(FsckReport {
+        files: r.files,
+        groups: r.groups,
+        healthy: r.healthy,
+        degraded: r.degraded,
+        missing: r.missing,
+        unhealthy: r
+            .unhealthy
+            .into_iter()
+            .map(file)
+            .collect::<Result<_, _>>()?,
+        all: r.all.into_iter().map(file).collect::<Result<_, _>>()?,
+        live_blockservers: r.live_blockservers,
+    })
+}
+
+/// A change of the reconstruction budgets, for the wire.
+pub(crate) fn throttle_change_pb(c: &ThrottleChange) -> pb::SetThrottleOp {
+    let pair = |(from, to, bytes_per_sec): &(String, String, u64)| pb::RackPairBudget {
+        from: from.clone(),
+        to: to.clone(),
+        bytes_per_sec: *bytes_per_sec,
+    };
+    pb::SetThrottleOp {
+        node_bytes_per_sec: c.node_bytes_per_sec,
+        rack_pairs: c.rack_pairs.iter().map(pair).collect(),
+        racks: c
+            .racks
+            .iter()
+            .map(|(rack, datacenter)| pb::RackDatacenter {
+                rack: rack.clone(),
+                datacenter: datacenter.clone(),
+            })
+            .collect(),
+        datacenter_pairs: c.datacenter_pairs.iter().map(pair).collect(),
     }
 }

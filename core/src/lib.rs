@@ -8,9 +8,12 @@
 //!   paths, the stored records, every operation; the metaserver runs it over RocksDB inside
 //!   its Raft state machine, tests over [`namespace::kv::MemKv`].
 //! - [`model`]: the namespace's plain reference model, for property tests and checkers.
+//! - [`reconstruction`], [`fsck`]: rebuilding lost internal blocks, and the health report of
+//!   block groups, as the active computes them and the other side receives them.
 //!
 //! Wire types (`raftfs-proto`) never appear here: each crate converts them at its edge.
 
+pub mod fsck;
 pub mod layout;
 pub mod model;
 pub mod namespace;

@@ -54,7 +54,7 @@ pub async fn fsck(client: &Client, path: &str, json: bool) -> Result<bool> {
                 .iter()
                 .map(|f| FsckFile {
                     path: f.path.clone(),
-                    policy: f.policy.clone(),
+                    policy: f.policy.to_string(),
                     groups: f.groups,
                     degraded: f.degraded,
                     missing: f.missing,
@@ -108,7 +108,7 @@ pub async fn report(client: &Client, path: &str, json: bool) -> Result<()> {
     let r = client.fsck(path, true).await?;
     let mut rows: BTreeMap<String, PolicyRow> = BTreeMap::new();
     for f in &r.all {
-        let row = rows.entry(f.policy.clone()).or_default();
+        let row = rows.entry(f.policy.to_string()).or_default();
         row.files += 1;
         row.data_bytes += f.length;
         row.internal_blocks += f.internal_blocks;
@@ -164,12 +164,6 @@ pub async fn report(client: &Client, path: &str, json: bool) -> Result<()> {
 }
 
 /// Data bytes of one full stripe of an EC policy (`RS-6-3-1024k`: 6 MiB).
-fn stripe_bytes(policy: &str) -> Option<u64> {
-    Some(
-        policy
-            .parse::<StoragePolicy>()
-            .ok()?
-            .layout()?
-            .stripe_data(),
-    )
+fn stripe_bytes(policy: &StoragePolicy) -> Option<u64> {
+    Some(policy.layout()?.stripe_data())
 }

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use raftfs_client::Client;
-use raftfs_proto as pb;
+use raftfs_core::namespace::throttle::ThrottleChange;
 use serde_json::json;
 
 /// MB/s (10^6 bytes) -> bytes/s.
@@ -46,25 +46,19 @@ pub async fn throttle(
     racks: &[String],
     dc_pairs: &[String],
 ) -> Result<()> {
-    let pair = |s: &String| {
-        parse_pair(s).map(|(from, to, bytes_per_sec)| pb::RackPairBudget {
-            from,
-            to,
-            bytes_per_sec,
-        })
-    };
-    let change = pb::SetThrottleOp {
+    let change = ThrottleChange {
         node_bytes_per_sec: node_mbps.map(bytes_per_sec).transpose()?,
-        rack_pairs: rack_pairs.iter().map(pair).collect::<Result<_>>()?,
-        racks: racks
+        rack_pairs: rack_pairs
             .iter()
-            .map(|s| {
-                parse_rack(s).map(|(rack, datacenter)| pb::RackDatacenter { rack, datacenter })
-            })
+            .map(|s| parse_pair(s))
             .collect::<Result<_>>()?,
-        datacenter_pairs: dc_pairs.iter().map(pair).collect::<Result<_>>()?,
+        racks: racks.iter().map(|s| parse_rack(s)).collect::<Result<_>>()?,
+        datacenter_pairs: dc_pairs
+            .iter()
+            .map(|s| parse_pair(s))
+            .collect::<Result<_>>()?,
     };
-    client.set_throttle(change).await?;
+    client.set_throttle(&change).await?;
     Ok(())
 }
 

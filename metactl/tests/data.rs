@@ -78,7 +78,7 @@ async fn read_all(c: &Client, path: &str) -> Vec<u8> {
 
 /// Waits until every live blockserver reported the blocks written so far and the groups
 /// below `path` are all healthy.
-async fn wait_healthy(c: &Client, path: &str) -> raftfs_proto::FsckResponse {
+async fn wait_healthy(c: &Client, path: &str) -> raftfs_core::fsck::FsckReport {
     let start = Instant::now();
     loop {
         let r = c.fsck(path, false).await.expect("fsck");

@@ -66,7 +66,7 @@ async fn read_all(c: &Client, path: &str) -> Vec<u8> {
 
 /// Waits until `live` blockservers are live (the dead ones declared dead) and every group
 /// is healthy.
-async fn wait_healthy(c: &Client, live: u64, within: Duration) -> raftfs_proto::FsckResponse {
+async fn wait_healthy(c: &Client, live: u64, within: Duration) -> raftfs_core::fsck::FsckReport {
     let start = Instant::now();
     loop {
         let r = c.fsck("/", false).await.expect("fsck");
