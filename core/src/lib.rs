@@ -10,9 +10,12 @@
 //! - [`model`]: the namespace's plain reference model, for property tests and checkers.
 //! - [`reconstruction`], [`fsck`]: rebuilding lost internal blocks, and the health report of
 //!   block groups, as the active computes them and the other side receives them.
+//! - [`format`](mod@format): the versioned envelope of every record raftfs replicates or
+//!   persists, and the rules for changing a record's type.
 //!
 //! Wire types (`raftfs-proto`) never appear here: each crate converts them at its edge.
 
+pub mod format;
 pub mod fsck;
 pub mod layout;
 pub mod model;

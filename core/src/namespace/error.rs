@@ -68,6 +68,13 @@ pub enum StoreError {
     Engine(String),
     #[error("corrupt record in {cf}: {reason}")]
     Corrupt { cf: &'static str, reason: String },
+    /// A stored record that does not decode: garbage, or a version newer than this binary
+    /// knows ([`crate::format::FormatError::UnknownVersion`]).
+    #[error("record in {cf}: {source}")]
+    Format {
+        cf: &'static str,
+        source: crate::format::FormatError,
+    },
 }
 
 /// What a namespace call can end in: a recorded refusal, or a local storage failure.

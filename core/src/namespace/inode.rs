@@ -1,10 +1,13 @@
-//! The records the namespace stores: inodes, storage policies, leases, and their binary
-//! encoding (a format-version byte, then postcard), so that a newer binary can tell an older
-//! record apart and read it.
+//! The records the namespace stores: inodes, storage policies, leases, and their record
+//! families in the versioned envelope of [`crate::format`] (a version, then postcard), so
+//! that a newer binary reads an older record and an older binary refuses a newer one.
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 
+use super::blocks::BlockGroup;
 use super::error::StoreError;
+use super::throttle::ThrottleSettings;
+use crate::format::{self, FormatError, Schema};
 
 /// Inode number. Allocated from a counter in the replicated state, so that every replica
 /// gives the same file the same number.
@@ -101,35 +104,99 @@ pub struct LeaseRecord {
     pub files: u64,
 }
 
-/// On-disk format version of every record below.
-const FORMAT_V1: u8 = 1;
+// ---------------------------------------------------------------- formats
+//
+// The namespace's record families (`crate::format`: envelope, versions, how to add one).
+// Each family's version covers every type its body reaches:
+//
+// | family (`RECORD`)    | where                            | body reaches                        |
+// |----------------------|----------------------------------|-------------------------------------|
+// | `inode`              | `inodes`                         | Inode, InodeKind, StoragePolicy (EcCodec), UnderConstruction |
+// | `lease record`       | `leases`                         | LeaseRecord                         |
+// | `block group`        | `block_groups`                   | BlockGroup                          |
+// | `throttle settings`  | `meta` `reconstruction_throttle` | ThrottleSettings                    |
+//
+// Every family is at version 1: the layout of `[1] ++ postcard` these records had before the
+// envelope existed. The retry cache's results (`retry`) are the metaserver's family
+// (`journal::format`), and reach `OpOutput` (so `Inode` and `BlockGroup`) and `NsError`:
+// a change to `Inode` is a new version of `inode` and of the retry results.
 
-/// Encodes a record: a format byte, then postcard.
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let out = vec![FORMAT_V1];
-    // postcard cannot fail on our plain data types; an error would be a programming bug.
-    match postcard::to_extend(value, out) {
-        Ok(v) => v,
-        Err(e) => panic!("postcard encode of a namespace record failed: {e}"),
+impl Schema for Inode {
+    type Value = Self;
+    const RECORD: &'static str = "inode";
+    const CURRENT: u16 = 1;
+
+    fn decode_body(version: u16, bytes: &[u8]) -> Result<Self, FormatError> {
+        match version {
+            1 => format::body(Self::RECORD, bytes),
+            v => Err(format::unknown_version::<Self>(v)),
+        }
     }
 }
 
-/// Decodes a record written by [`encode`].
-pub fn decode<T: DeserializeOwned>(cf: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    match bytes.split_first() {
-        Some((&FORMAT_V1, body)) => postcard::from_bytes(body).map_err(|e| StoreError::Corrupt {
-            cf,
-            reason: e.to_string(),
-        }),
-        Some((v, _)) => Err(StoreError::Corrupt {
-            cf,
-            reason: format!("unknown format version {v}"),
-        }),
-        None => Err(StoreError::Corrupt {
-            cf,
-            reason: "empty record".into(),
-        }),
+impl Schema for LeaseRecord {
+    type Value = Self;
+    const RECORD: &'static str = "lease record";
+    const CURRENT: u16 = 1;
+
+    fn decode_body(version: u16, bytes: &[u8]) -> Result<Self, FormatError> {
+        match version {
+            1 => format::body(Self::RECORD, bytes),
+            v => Err(format::unknown_version::<Self>(v)),
+        }
     }
+}
+
+impl Schema for BlockGroup {
+    type Value = Self;
+    const RECORD: &'static str = "block group";
+    const CURRENT: u16 = 1;
+
+    fn decode_body(version: u16, bytes: &[u8]) -> Result<Self, FormatError> {
+        match version {
+            1 => format::body(Self::RECORD, bytes),
+            v => Err(format::unknown_version::<Self>(v)),
+        }
+    }
+}
+
+impl Schema for ThrottleSettings {
+    type Value = Self;
+    const RECORD: &'static str = "throttle settings";
+    const CURRENT: u16 = 1;
+
+    fn decode_body(version: u16, bytes: &[u8]) -> Result<Self, FormatError> {
+        match version {
+            1 => format::body(Self::RECORD, bytes),
+            v => Err(format::unknown_version::<Self>(v)),
+        }
+    }
+}
+
+/// Encodes a namespace record (of its family's current version).
+pub fn encode<T: Schema<Value = T>>(value: &T) -> Vec<u8> {
+    encode_record::<T>(value)
+}
+
+/// Decodes a namespace record read from column family `cf`.
+pub fn decode<T: Schema<Value = T>>(cf: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    decode_record::<T>(cf, bytes)
+}
+
+/// Encodes a record of family `S` for the namespace's store.
+pub fn encode_record<S: Schema>(value: &S::Value) -> Vec<u8> {
+    // postcard into a `Vec` fails only for a sequence of unknown length or a failing
+    // `Serialize` impl, and our records have neither: a failure is a bug in this binary, and
+    // the write it belongs to must not be half made.
+    match format::encode::<S>(value) {
+        Ok(v) => v,
+        Err(e) => panic!("encoding a namespace record failed: {e}"),
+    }
+}
+
+/// Decodes a record of family `S` read from column family `cf`.
+pub fn decode_record<S: Schema>(cf: &'static str, bytes: &[u8]) -> Result<S::Value, StoreError> {
+    format::decode::<S>(bytes).map_err(|source| StoreError::Format { cf, source })
 }
 
 #[cfg(test)]
@@ -140,10 +207,30 @@ mod tests {
     fn records_round_trip_and_reject_unknown_versions() {
         let inode = Inode::root();
         let bytes = encode(&inode);
+        assert_eq!(
+            bytes[0], 1,
+            "version 1: the layout from before the envelope"
+        );
         assert_eq!(decode::<Inode>("inodes", &bytes).expect("decodes"), inode);
         let mut future = bytes.clone();
         future[0] = 9;
-        assert!(decode::<Inode>("inodes", &future).is_err());
-        assert!(decode::<Inode>("inodes", &[]).is_err());
+        assert!(matches!(
+            decode::<Inode>("inodes", &future),
+            Err(StoreError::Format {
+                cf: "inodes",
+                source: FormatError::UnknownVersion {
+                    record: "inode",
+                    version: 9,
+                    newest: 1
+                }
+            })
+        ));
+        assert!(matches!(
+            decode::<Inode>("inodes", &[]),
+            Err(StoreError::Format {
+                source: FormatError::Corrupt { .. },
+                ..
+            })
+        ));
     }
 }

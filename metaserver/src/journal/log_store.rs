@@ -1,6 +1,7 @@
 //! The Raft log in RocksDB: column family `log` (big-endian index -> entry) and `store`
-//! (vote, committed, last purged). An append is acknowledged to openraft only after its
-//! `WriteBatch` was written with `sync = true`: one fsync for all entries of the append.
+//! (vote, committed, last purged), each value a versioned record (`journal::format`). An
+//! append is acknowledged to openraft only after its `WriteBatch` was written with
+//! `sync = true`: one fsync for all entries of the append.
 //!
 //! Debug builds have a deliberately broken mode (`debug-ack-before-fsync`) in which appends
 //! are acknowledged at once and written a second later: a quorum is told "durable" about
@@ -20,7 +21,10 @@ use openraft::{
 use prometheus_client::metrics::histogram::Histogram;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
-use super::{NodeId, TypeConfig, decode, encode};
+use raftfs_core::format::{self, Schema};
+
+use super::format::{CommittedRecord, LogEntry, PurgedRecord, VoteRecord};
+use super::{NodeId, TypeConfig};
 
 const CF_LOG: &str = "log";
 const CF_STORE: &str = "store";
@@ -121,7 +125,7 @@ impl LogStore {
                             batch.put_cf(
                                 cf,
                                 index_key(index),
-                                encode(&entry).map_err(|_| "encode")?,
+                                format::encode::<LogEntry>(&entry).map_err(|_| "encode")?,
                             );
                         }
                     }
@@ -147,9 +151,9 @@ impl LogStore {
         })
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
+    fn get_meta<S: Schema>(&self, key: &[u8]) -> StorageResult<Option<S::Value>> {
         match self.db.get_cf(self.cf(CF_STORE)?, key).map_err(read_err)? {
-            Some(v) => Ok(Some(decode(&v).map_err(read_err)?)),
+            Some(v) => Ok(Some(format::decode::<S>(&v).map_err(read_err)?)),
             None => Ok(None),
         }
     }
@@ -178,7 +182,7 @@ impl LogStore {
         match newest {
             Some((k, _)) => Some(u64::from_be_bytes(k.as_ref().try_into().ok()?)),
             None => self
-                .get_meta::<LogId<NodeId>>(KEY_PURGED)
+                .get_meta::<PurgedRecord>(KEY_PURGED)
                 .ok()
                 .flatten()
                 .map(|l| l.index),
@@ -187,7 +191,7 @@ impl LogStore {
 
     /// The index of the last purged entry, for status reports.
     pub fn purged_index(&self) -> Option<u64> {
-        self.get_meta::<LogId<NodeId>>(KEY_PURGED)
+        self.get_meta::<PurgedRecord>(KEY_PURGED)
             .ok()
             .flatten()
             .map(|l| l.index)
@@ -222,7 +226,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            out.push(decode::<Entry<TypeConfig>>(&v).map_err(read_err)?);
+            out.push(format::decode::<LogEntry>(&v).map_err(read_err)?);
         }
         if let Some(pending) = pending {
             let mut merged: BTreeMap<u64, Entry<TypeConfig>> =
@@ -240,12 +244,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
-        let last_purged_log_id: Option<LogId<NodeId>> = self.get_meta(KEY_PURGED)?;
+        let last_purged_log_id = self.get_meta::<PurgedRecord>(KEY_PURGED)?;
         let cf = self.cf(CF_LOG)?;
         let last = match self.db.iterator_cf(cf, IteratorMode::End).next() {
             Some(item) => {
                 let (_, v) = item.map_err(read_err)?;
-                Some(decode::<Entry<TypeConfig>>(&v).map_err(read_err)?.log_id)
+                Some(format::decode::<LogEntry>(&v).map_err(read_err)?.log_id)
             }
             None => None,
         };
@@ -269,13 +273,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.put_cf(
             self.cf(CF_STORE)?,
             KEY_VOTE,
-            encode(vote).map_err(|e| StorageIOError::write_vote(&e))?,
+            format::encode::<VoteRecord>(vote).map_err(|e| StorageIOError::write_vote(&e))?,
         );
         self.write_synced(batch).await
     }
 
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
-        self.get_meta(KEY_VOTE)
+        self.get_meta::<VoteRecord>(KEY_VOTE)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
@@ -284,16 +288,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // A committed index ahead of the entries on disk would not survive a restart.
             return Ok(());
         }
-        let v = encode(&committed).map_err(write_err)?;
+        let v = format::encode::<CommittedRecord>(&committed).map_err(write_err)?;
         self.db
             .put_cf(self.cf(CF_STORE)?, KEY_COMMITTED, v)
             .map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
-        Ok(self
-            .get_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?
-            .flatten())
+        Ok(self.get_meta::<CommittedRecord>(KEY_COMMITTED)?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
@@ -313,7 +315,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(
                 cf,
                 index_key(entry.log_id.index),
-                encode(&entry).map_err(write_err)?,
+                format::encode::<LogEntry>(&entry).map_err(write_err)?,
             );
         }
         let start = std::time::Instant::now();
@@ -353,7 +355,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.put_cf(
             self.cf(CF_STORE)?,
             KEY_PURGED,
-            encode(&log_id).map_err(write_err)?,
+            format::encode::<PurgedRecord>(&log_id).map_err(write_err)?,
         );
         batch.delete_range_cf(
             self.cf(CF_LOG)?,

@@ -11,6 +11,7 @@
 // operation; boxing it in our helpers would only add conversions at each trait boundary.
 #![allow(clippy::result_large_err)]
 
+pub mod format;
 pub mod log_store;
 pub mod network;
 pub mod proposer;
@@ -55,7 +56,9 @@ pub struct Proposal {
 }
 
 /// The application data of one Raft entry: mutations and the context the leader fixed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Serialized as a record of its own, with its own version (`format`), wherever openraft
+/// carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Batch {
     pub ctx: ApplyCtx,
     pub proposals: Vec<Proposal>,
@@ -87,13 +90,3 @@ openraft::declare_raft_types!(
 
 /// The openraft instance.
 pub type Raft = openraft::Raft<TypeConfig>;
-
-/// Encoding of everything the journal persists or sends between metaservers.
-pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(v)
-}
-
-/// Decoding counterpart of [`encode`].
-pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, postcard::Error> {
-    postcard::from_bytes(b)
-}

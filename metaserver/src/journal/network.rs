@@ -1,7 +1,8 @@
-//! The Raft transport between metaservers over gRPC: openraft's messages are serialized with
-//! postcard into a `RaftMessage`; the receiving side is `service::raft`. A connection is
-//! opened lazily per peer and shared by every client of that peer; an unreachable peer is reported as such so that openraft
-//! backs off instead of spinning.
+//! The Raft transport between metaservers over gRPC: each of openraft's messages is a
+//! versioned record (`journal::format::rpc`) in the bytes of a `RaftMessage`; the receiving
+//! side is `service::raft`. A connection is opened lazily per peer and shared by every client
+//! of that peer; an unreachable peer is reported as such so that openraft backs off instead
+//! of spinning.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,13 +16,13 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use prometheus_client::metrics::histogram::Histogram;
+use raftfs_core::format::{self, Schema};
 use raftfs_proto::RaftMessage;
 use raftfs_proto::raft_client::RaftClient;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
-use super::{BasicNodeMeta, NodeId, TypeConfig, decode, encode};
+use super::format::rpc;
+use super::{BasicNodeMeta, NodeId, TypeConfig};
 
 /// How this metaserver opens connections to other metaservers: from `source-ip` when one is
 /// configured, so that a fault-injecting proxy (the Jepsen harness's) can tell which member a
@@ -123,22 +124,24 @@ pub struct PeerClient {
 struct TransportError(String);
 
 impl PeerClient {
-    async fn call<Req, Resp, E>(
+    /// Sends `req` as a record of family `Req` and decodes the reply as one of `Reply`.
+    async fn call<Req, Reply, Resp, E>(
         &mut self,
         method: &'static str,
-        req: &Req,
+        req: &Req::Value,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId, E>>>
     where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
+        Req: Schema,
+        Reply: Schema<Value = Result<Resp, RaftError<NodeId, E>>>,
+        E: std::error::Error,
     {
         let Some(client) = self.client.as_mut() else {
             let e = TransportError(format!("invalid peer address {:?}", self.addr));
             return Err(RPCError::Unreachable(Unreachable::new(&e)));
         };
-        let data = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let data =
+            format::encode::<Req>(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftMessage { data });
         request.set_timeout(option.hard_ttl());
         let reply = match method {
@@ -153,7 +156,7 @@ impl PeerClient {
                 _ => RPCError::Network(NetworkError::new(&e)),
             }
         })?;
-        let result: Result<Resp, RaftError<NodeId, E>> = decode(&reply.into_inner().data)
+        let result = format::decode::<Reply>(&reply.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
@@ -167,7 +170,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId>>>
     {
         let start = std::time::Instant::now();
-        let result = self.call("append_entries", &rpc, &option).await;
+        let result = self
+            .call::<rpc::AppendEntries, rpc::AppendEntriesReply, _, _>(
+                "append_entries",
+                &rpc,
+                &option,
+            )
+            .await;
         if let Some(h) = &self.append_entries_seconds
             && !rpc.entries.is_empty()
         {
@@ -184,7 +193,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNodeMeta, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call("install_snapshot", &rpc, &option).await
+        self.call::<rpc::InstallSnapshot, rpc::InstallSnapshotReply, _, _>(
+            "install_snapshot",
+            &rpc,
+            &option,
+        )
+        .await
     }
 
     async fn vote(
@@ -192,6 +206,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId>>> {
-        self.call("vote", &rpc, &option).await
+        self.call::<rpc::VoteRequest, rpc::VoteReply, _, _>("vote", &rpc, &option)
+            .await
     }
 }

@@ -10,10 +10,9 @@
 //! cluster had run for the expiry time, each create then cost milliseconds more, and more
 //! with every minute (`cargo bench --bench apply`, "creates, evicting").
 
-use serde::{Deserialize, Serialize};
-
+use super::format::RetryResult;
 use super::{ClientId, Proposal};
-use crate::namespace::inode::{decode, encode};
+use crate::namespace::inode::{decode_record, encode_record};
 use crate::namespace::kv::{Cf, KvRead, Txn};
 use crate::namespace::{ApplyCtx, NsError, OpOutput, StoreError};
 
@@ -25,11 +24,6 @@ pub const RETRY_MAX_ENTRIES: u64 = 1_000_000;
 const KEY_COUNT: &[u8] = b"retry_count";
 /// The last `retry_order` key evicted: every key up to it is gone.
 const KEY_EVICTED_TO: &[u8] = b"retry_evicted_to";
-
-#[derive(Serialize, Deserialize)]
-struct RetryRecord {
-    result: Result<OpOutput, NsError>,
-}
 
 fn key(client: &ClientId, call_id: u64) -> Vec<u8> {
     let mut k = client.0.to_vec();
@@ -59,7 +53,7 @@ pub fn lookup<R: KvRead + ?Sized>(
         return Ok(None);
     }
     match txn.get(Cf::Retry, &key(&p.client, p.call_id))? {
-        Some(v) => Ok(Some(decode::<RetryRecord>("retry", &v)?.result)),
+        Some(v) => Ok(Some(decode_record::<RetryResult>("retry", &v)?)),
         None => Ok(None),
     }
 }
@@ -90,9 +84,7 @@ pub fn record<R: KvRead + ?Sized>(
     txn.put(
         Cf::Retry,
         key(&p.client, p.call_id),
-        encode(&RetryRecord {
-            result: result.clone(),
-        }),
+        encode_record::<RetryResult>(result),
     );
     txn.put(
         Cf::RetryOrder,

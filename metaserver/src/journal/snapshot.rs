@@ -1,7 +1,8 @@
 //! Snapshots as files: a RocksDB checkpoint of the state machine, packed into one tar file
 //! that openraft streams to a follower in chunks, plus the openraft metadata beside it.
 //!
-//! Layout under `<data_dir>/snapshots/`: `<id>.tar`, `<id>.meta`, and `CURRENT` naming the
+//! Layout under `<data_dir>/snapshots/`: `<id>.tar`, `<id>.meta` (a versioned record,
+//! `journal::format::SnapshotMetaRecord`), and `CURRENT` naming the
 //! newest complete one. A snapshot is written under a temporary name, fsynced, then renamed:
 //! a crash never leaves a `CURRENT` pointing at half a file.
 
@@ -14,7 +15,10 @@ use std::task::{Context, Poll};
 use openraft::SnapshotMeta;
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
-use super::{BasicNodeMeta, decode, encode};
+use raftfs_core::format;
+
+use super::BasicNodeMeta;
+use super::format::SnapshotMetaRecord;
 
 /// The snapshot data openraft reads (to send) and writes (while receiving): a file.
 #[derive(Debug)]
@@ -101,8 +105,8 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
-fn invalid(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+fn invalid(e: format::FormatError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 impl SnapshotDir {
@@ -157,7 +161,10 @@ impl SnapshotDir {
         let id = &meta.snapshot_id;
         let final_tar = self.dir.join(format!("{id}.tar"));
         let meta_tmp = self.dir.join(format!("{id}.meta.tmp"));
-        fs::write(&meta_tmp, encode(meta).map_err(invalid)?)?;
+        fs::write(
+            &meta_tmp,
+            format::encode::<SnapshotMetaRecord>(meta).map_err(invalid)?,
+        )?;
         fs::File::open(&meta_tmp)?.sync_all()?;
         fs::rename(&meta_tmp, self.dir.join(format!("{id}.meta")))?;
         fs::rename(tar_path, &final_tar)?;
@@ -194,7 +201,9 @@ impl SnapshotDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let meta = decode(&fs::read(self.dir.join(format!("{id}.meta")))?).map_err(invalid)?;
+        let meta =
+            format::decode::<SnapshotMetaRecord>(&fs::read(self.dir.join(format!("{id}.meta")))?)
+                .map_err(invalid)?;
         Ok(Some((meta, self.dir.join(format!("{id}.tar")))))
     }
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::histogram::Histogram;
+use raftfs_core::format;
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -24,9 +25,11 @@ use openraft::{
 use rocksdb::{DB, WriteBatch};
 use tokio::sync::watch;
 
+use super::format::{AppliedRecord, MembershipRecord};
 use super::rocks::{LiveKv, engine_error};
 use super::snapshot::{SnapshotDir, SnapshotFile};
-use super::{BasicNodeMeta, Batch, BatchResponse, NodeId, TypeConfig, decode, encode, retry_cache};
+use super::{BasicNodeMeta, Batch, BatchResponse, NodeId, TypeConfig, retry_cache};
+use crate::namespace::inode::decode_record;
 use crate::namespace::kv::{Cf, KvRead, Txn};
 use crate::namespace::{ApplyError, StoreError, tree};
 
@@ -139,17 +142,11 @@ impl SmShared {
 
     fn applied_state_of(db: &DB) -> Result<AppliedState, StoreError> {
         let applied = match KvRead::get(&LiveKv(db), Cf::Meta, KEY_APPLIED)? {
-            Some(v) => decode(&v).map_err(|e| StoreError::Corrupt {
-                cf: "meta",
-                reason: e.to_string(),
-            })?,
+            Some(v) => decode_record::<AppliedRecord>("meta", &v)?,
             None => None,
         };
         let membership = match KvRead::get(&LiveKv(db), Cf::Meta, KEY_MEMBERSHIP)? {
-            Some(v) => decode(&v).map_err(|e| StoreError::Corrupt {
-                cf: "meta",
-                reason: e.to_string(),
-            })?,
+            Some(v) => decode_record::<MembershipRecord>("meta", &v)?,
             None => StoredMembership::default(),
         };
         Ok((applied, membership))
@@ -194,13 +191,13 @@ impl SmShared {
         txn.put(
             Cf::Meta,
             KEY_APPLIED.to_vec(),
-            encode(&Some(last)).map_err(sm_write)?,
+            format::encode::<AppliedRecord>(&Some(last)).map_err(sm_write)?,
         );
         if let Some(m) = &membership {
             txn.put(
                 Cf::Meta,
                 KEY_MEMBERSHIP.to_vec(),
-                encode(m).map_err(sm_write)?,
+                format::encode::<MembershipRecord>(m).map_err(sm_write)?,
             );
         }
         let mut batch = WriteBatch::default();
@@ -521,13 +518,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 /// from that view (exact, not a bound, so that monotonic reads hold across servers).
 pub fn applied_index_in<R: KvRead + ?Sized>(kv: &R) -> Result<u64, StoreError> {
     match kv.get(Cf::Meta, KEY_APPLIED)? {
-        Some(v) => {
-            let applied: Option<LogId<NodeId>> = decode(&v).map_err(|e| StoreError::Corrupt {
-                cf: "meta",
-                reason: e.to_string(),
-            })?;
-            Ok(applied.map_or(0, |l| l.index))
-        }
+        Some(v) => Ok(decode_record::<AppliedRecord>("meta", &v)?.map_or(0, |l| l.index)),
         None => Ok(0),
     }
 }

@@ -1,13 +1,14 @@
-//! The receiving side of the Raft transport (`journal::network` is the sending side).
+//! The receiving side of the Raft transport (`journal::network` is the sending side). Every
+//! payload is a versioned record (`journal::format::rpc`): one of a version this binary does
+//! not know is refused, never misread.
 
+use raftfs_core::format::{self, Schema};
 use raftfs_proto::raft_server::Raft as RaftRpc;
 use raftfs_proto::{self as pb, RaftMessage};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 
 use super::MetaNode;
-use crate::journal::{decode, encode};
+use crate::journal::format::rpc;
 
 /// The `Raft` gRPC service.
 #[derive(Debug, Clone)]
@@ -21,13 +22,14 @@ impl RaftService {
     }
 }
 
-fn request<T: DeserializeOwned>(req: Request<RaftMessage>) -> Result<T, Status> {
-    decode(&req.into_inner().data)
+fn request<S: Schema>(req: Request<RaftMessage>) -> Result<S::Value, Status> {
+    format::decode::<S>(&req.into_inner().data)
         .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
 }
 
-fn reply<T: Serialize>(v: &T) -> Result<Response<RaftMessage>, Status> {
-    let data = encode(v).map_err(|e| Status::internal(format!("unencodable raft reply: {e}")))?;
+fn reply<S: Schema>(v: &S::Value) -> Result<Response<RaftMessage>, Status> {
+    let data = format::encode::<S>(v)
+        .map_err(|e| Status::internal(format!("unencodable raft reply: {e}")))?;
     Ok(Response::new(RaftMessage { data }))
 }
 
@@ -38,7 +40,7 @@ impl RaftRpc for RaftService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc: openraft::raft::AppendEntriesRequest<crate::journal::TypeConfig> = request(req)?;
+        let rpc = request::<rpc::AppendEntries>(req)?;
         let newest = rpc
             .entries
             .last()
@@ -47,12 +49,12 @@ impl RaftRpc for RaftService {
         if let Some(index) = newest {
             self.node.leader_position.heard(index);
         }
-        reply(&self.node.raft.append_entries(rpc).await)
+        reply::<rpc::AppendEntriesReply>(&self.node.raft.append_entries(rpc).await)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc: openraft::raft::VoteRequest<crate::journal::NodeId> = request(req)?;
+        let rpc = request::<rpc::VoteRequest>(req)?;
         // A member removed from the cluster never learns it (the active stops replicating to
         // it), keeps its old view, and campaigns with ever higher terms; openraft 0.9 would
         // let that depose the active again and again. Only voters of our membership get a
@@ -74,7 +76,7 @@ impl RaftRpc for RaftService {
                 "node {candidate} is not a voter of this cluster"
             )));
         }
-        reply(&self.node.raft.vote(rpc).await)
+        reply::<rpc::VoteReply>(&self.node.raft.vote(rpc).await)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -82,8 +84,8 @@ impl RaftRpc for RaftService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = request(req)?;
-        reply(&self.node.raft.install_snapshot(rpc).await)
+        let rpc = request::<rpc::InstallSnapshot>(req)?;
+        reply::<rpc::InstallSnapshotReply>(&self.node.raft.install_snapshot(rpc).await)
     }
 
     #[tracing::instrument(skip_all, fields(term = req.get_ref().term, index = req.get_ref().last_log_index))]

@@ -1,0 +1,332 @@
+//! The namespace's record formats (`raftfs_core::format`, families in `namespace::inode`):
+//! golden fixtures of every family at every version, refusal of newer versions and of
+//! truncated records, and round trips of generated values.
+//!
+//! The fixtures in `tests/golden/` are records as released binaries wrote them: never
+//! regenerate or edit one. `RAFTFS_WRITE_GOLDEN=1 cargo test -p raftfs-core --test formats`
+//! writes the fixtures that do not exist yet (a new family or version) and leaves the others.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::PathBuf;
+
+use proptest::prelude::*;
+use raftfs_core::format::{self, FormatError, Schema};
+use raftfs_core::namespace::blocks::BlockGroup;
+use raftfs_core::namespace::inode::{Inode, InodeKind, LeaseRecord, UnderConstruction};
+use raftfs_core::namespace::throttle::ThrottleSettings;
+use raftfs_core::{EcCodec, StoragePolicy};
+
+/// Checks `value` against the fixture `golden/<name>.bin`, a record of family `S` at
+/// `version`: the fixture decodes to `value`, and (at the current version) `value` encodes
+/// to the fixture. Also: the same record with a newer version is refused as unknown, and
+/// every truncation of it as corrupt.
+fn golden<S: Schema>(name: &str, version: u16, value: &S::Value)
+where
+    S::Value: PartialEq + Debug,
+{
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.bin"));
+    if std::env::var_os("RAFTFS_WRITE_GOLDEN").is_some_and(|v| v == "1") && !path.exists() {
+        assert_eq!(
+            version,
+            S::CURRENT,
+            "only the current version can be written"
+        );
+        let bytes = format::encode::<S>(value).expect("encode");
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(&path, bytes).expect("write fixture");
+    }
+    let golden = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (a new fixture is written by RAFTFS_WRITE_GOLDEN=1)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        format::version_of(S::RECORD, &golden),
+        Ok(version),
+        "{name}"
+    );
+    assert_eq!(
+        format::decode::<S>(&golden).as_ref(),
+        Ok(value),
+        "{name}: the fixture no longer decodes to its value"
+    );
+    if version == S::CURRENT {
+        assert_eq!(
+            format::encode::<S>(value).expect("encode"),
+            golden,
+            "{name}: the encoding changed; a format change needs a new version (core/src/format.rs)"
+        );
+    }
+    let mut newer = golden.clone();
+    newer[0] = u8::try_from(S::CURRENT + 1).expect("versions below 127 are one byte");
+    assert_eq!(
+        format::decode::<S>(&newer),
+        Err(FormatError::UnknownVersion {
+            record: S::RECORD,
+            version: S::CURRENT + 1,
+            newest: S::CURRENT,
+        }),
+        "{name}"
+    );
+    for len in 0..golden.len() {
+        assert!(
+            matches!(
+                format::decode::<S>(&golden[..len]),
+                Err(FormatError::Corrupt { .. })
+            ),
+            "{name} truncated to {len} bytes"
+        );
+    }
+}
+
+fn directory() -> Inode {
+    Inode {
+        id: 16_385,
+        parent: 1,
+        name: "dir".into(),
+        permission: 0o1777,
+        owner: "alice".into(),
+        group: "staff".into(),
+        mtime_ms: 1_767_225_600_000,
+        atime_ms: 1_767_225_600_001,
+        children: 3,
+        ..Inode::root()
+    }
+}
+
+fn file() -> Inode {
+    Inode {
+        id: 16_386,
+        parent: 16_385,
+        name: "f.bin".into(),
+        kind: InodeKind::File,
+        permission: 0o644,
+        policy: StoragePolicy::ErasureCoded {
+            codec: EcCodec::Rs,
+            data: 6,
+            parity: 3,
+            cell_kib: 1024,
+        },
+        length: 3 << 30,
+        under_construction: Some(UnderConstruction {
+            holder: "raftfs-client-00112233445566778899aabbccddeeff".into(),
+        }),
+        block_size: 128 << 20,
+        block_groups: 2,
+        ..directory()
+    }
+}
+
+fn symlink() -> Inode {
+    Inode {
+        id: 16_387,
+        name: "link".into(),
+        kind: InodeKind::Symlink,
+        permission: 0o777,
+        policy: StoragePolicy::Replicated(2),
+        symlink_target: Some("/dir/f.bin".into()),
+        children: 0,
+        ..directory()
+    }
+}
+
+fn open_group() -> BlockGroup {
+    BlockGroup {
+        id: 1 << 20,
+        inode: 16_386,
+        index: 1,
+        offset: 6 * (128 << 20),
+        length: None,
+        targets: vec![3, 1, 4, 15, 9, 2, 6, 5, 35],
+    }
+}
+
+fn closed_group() -> BlockGroup {
+    BlockGroup {
+        id: (1 << 20) + 1,
+        index: 0,
+        offset: 0,
+        length: Some(6 * (128 << 20)),
+        targets: vec![7, 8, 9],
+        ..open_group()
+    }
+}
+
+fn throttle() -> ThrottleSettings {
+    ThrottleSettings {
+        node_bytes_per_sec: 100 << 20,
+        rack_pairs: BTreeMap::from([
+            (("r1".into(), "r2".into()), 10 << 20),
+            (("r2".into(), "r1".into()), 20 << 20),
+        ]),
+        racks: BTreeMap::from([("r1".into(), "dc1".into()), ("r2".into(), "dc2".into())]),
+        datacenter_pairs: BTreeMap::from([(("dc1".into(), "dc2".into()), 1 << 30)]),
+    }
+}
+
+#[test]
+fn golden_namespace_records_v1() {
+    golden::<Inode>("inode-root-v1", 1, &Inode::root());
+    golden::<Inode>("inode-directory-v1", 1, &directory());
+    golden::<Inode>("inode-file-v1", 1, &file());
+    golden::<Inode>("inode-symlink-v1", 1, &symlink());
+    golden::<LeaseRecord>(
+        "lease-record-v1",
+        1,
+        &LeaseRecord {
+            expiry_ms: 1_767_225_660_000,
+            files: 2,
+        },
+    );
+    golden::<BlockGroup>("block-group-open-v1", 1, &open_group());
+    golden::<BlockGroup>("block-group-closed-v1", 1, &closed_group());
+    golden::<ThrottleSettings>("throttle-settings-v1", 1, &throttle());
+    golden::<ThrottleSettings>(
+        "throttle-settings-default-v1",
+        1,
+        &ThrottleSettings::default(),
+    );
+}
+
+/// The namespace records from before the envelope (`[1] ++ postcard`) are its version 1.
+#[test]
+fn records_written_before_the_envelope_are_version_1() {
+    let mut old = vec![1u8];
+    old.extend(postcard::to_stdvec(&file()).expect("postcard"));
+    assert_eq!(format::decode::<Inode>(&old), Ok(file()));
+}
+
+// ---------------------------------------------------------------- generated values
+
+fn name() -> impl Strategy<Value = String> {
+    "[a-z0-9._-]{0,12}"
+}
+
+fn policy() -> impl Strategy<Value = StoragePolicy> {
+    prop_oneof![
+        any::<u8>().prop_map(StoragePolicy::Replicated),
+        (
+            prop::sample::select(vec![EcCodec::Rs, EcCodec::Xor]),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |(codec, data, parity, cell_kib)| StoragePolicy::ErasureCoded {
+                    codec,
+                    data,
+                    parity,
+                    cell_kib
+                }
+            ),
+    ]
+}
+
+prop_compose! {
+    fn inode()(
+        ids in any::<(u64, u64)>(),
+        name in name(),
+        kind in prop::sample::select(vec![InodeKind::Directory, InodeKind::File, InodeKind::Symlink]),
+        permission in any::<u16>(),
+        owners in (name(), name()),
+        times in any::<(u64, u64)>(),
+        policy in policy(),
+        length in any::<u64>(),
+        holder in prop::option::of(name()),
+        symlink_target in prop::option::of("\\PC{0,20}"),
+        sizes in any::<(u64, u64, u32)>(),
+    ) -> Inode {
+        Inode {
+            id: ids.0,
+            parent: ids.1,
+            name,
+            kind,
+            permission,
+            owner: owners.0,
+            group: owners.1,
+            mtime_ms: times.0,
+            atime_ms: times.1,
+            policy,
+            length,
+            under_construction: holder.map(|holder| UnderConstruction { holder }),
+            symlink_target,
+            children: sizes.0,
+            block_size: sizes.1,
+            block_groups: sizes.2,
+        }
+    }
+}
+
+prop_compose! {
+    fn group()(
+        id in any::<u64>(),
+        inode in any::<u64>(),
+        index in any::<u32>(),
+        offset in any::<u64>(),
+        length in prop::option::of(any::<u64>()),
+        targets in prop::collection::vec(any::<u64>(), 0..40),
+    ) -> BlockGroup {
+        BlockGroup { id, inode, index, offset, length, targets }
+    }
+}
+
+prop_compose! {
+    fn settings()(
+        node_bytes_per_sec in any::<u64>(),
+        rack_pairs in prop::collection::btree_map((name(), name()), any::<u64>(), 0..5),
+        racks in prop::collection::btree_map(name(), name(), 0..5),
+        datacenter_pairs in prop::collection::btree_map((name(), name()), any::<u64>(), 0..5),
+    ) -> ThrottleSettings {
+        ThrottleSettings { node_bytes_per_sec, rack_pairs, racks, datacenter_pairs }
+    }
+}
+
+fn round_trips<S: Schema>(value: &S::Value) -> Result<(), TestCaseError>
+where
+    S::Value: PartialEq + Debug,
+{
+    let bytes = format::encode::<S>(value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let decoded = format::decode::<S>(&bytes);
+    prop_assert_eq!(decoded.as_ref(), Ok(value));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn inodes_round_trip(value in inode()) {
+        round_trips::<Inode>(&value)?;
+    }
+
+    #[test]
+    fn block_groups_round_trip(value in group()) {
+        round_trips::<BlockGroup>(&value)?;
+    }
+
+    #[test]
+    fn lease_records_round_trip(expiry_ms in any::<u64>(), files in any::<u64>()) {
+        round_trips::<LeaseRecord>(&LeaseRecord { expiry_ms, files })?;
+    }
+
+    #[test]
+    fn throttle_settings_round_trip(value in settings()) {
+        round_trips::<ThrottleSettings>(&value)?;
+    }
+
+    /// Garbage is refused, never a panic: an inode record cut anywhere or with a byte
+    /// changed either decodes to some inode or fails with a typed error.
+    #[test]
+    fn damaged_inodes_fail_typed(value in inode(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut bytes = format::encode::<Inode>(&value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+        let _ = format::decode::<Inode>(&bytes);
+        bytes.truncate(i);
+        prop_assert!(format::decode::<Inode>(&bytes).is_err());
+    }
+}

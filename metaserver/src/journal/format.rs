@@ -1,0 +1,202 @@
+//! The journal's record families in the versioned envelope of [`raftfs_core::format`] (read
+//! its module doc first: the envelope, the rules, how to add a version). Everything the
+//! journal persists or sends to another metaserver is one of these; nothing is written as a
+//! bare postcard dump.
+//!
+//! Each family's version covers every type its body reaches, except a nested record (a byte
+//! string holding its own envelope):
+//!
+//! | family (`RECORD`)           | where                                   | body reaches |
+//! |-----------------------------|-----------------------------------------|--------------|
+//! | `batch` ([`Batch`])         | nested in every `raft entry` and entry of `append entries` | `Batch`, `Proposal`, `ClientId`, `ApplyCtx`, `Op` and all it holds (`NsPath`, `StoragePolicy`, `XattrExpect`, `ThrottleChange`) |
+//! | `raft entry` ([`LogEntry`]) | log store, CF `log`                     | openraft `Entry`, `LogId`, `EntryPayload`, `Membership`, `BasicNode`; the batch nested |
+//! | `vote` ([`VoteRecord`])     | log store, CF `store`, `vote`           | openraft `Vote` |
+//! | `committed log id`          | log store, `committed`                  | `Option<LogId>` |
+//! | `purged log id`             | log store, `last_purged`                | `LogId` |
+//! | `applied log id`            | state machine, `meta` `applied`         | `Option<LogId>` |
+//! | `membership`                | state machine, `meta` `membership`      | `StoredMembership` |
+//! | `retry result`              | state machine, CF `retry`               | `Result<OpOutput, NsError>`, so `Inode` and `BlockGroup` |
+//! | `snapshot meta`             | `snapshots/<id>.meta`                   | `SnapshotMeta` |
+//! | `append entries` / `... reply` | `Raft.AppendEntries` request / response bytes | `AppendEntriesRequest` (entries as in `raft entry`) / `Result<AppendEntriesResponse, RaftError>` |
+//! | `vote request` / `... reply` | `Raft.Vote`                            | `VoteRequest` / `Result<VoteResponse, RaftError>` |
+//! | `install snapshot` / `... reply` | `Raft.InstallSnapshot`             | `InstallSnapshotRequest` / `Result<InstallSnapshotResponse, RaftError<_, InstallSnapshotError>>` |
+//!
+//! Every family is at version 1. The batch is nested so that a change to `Op` (the likeliest
+//! change) is a new version of `batch` alone, whose old layout can be frozen in a `v1` module
+//! of our own types; the families around it are openraft's types, which only an openraft
+//! upgrade changes (openraft is pinned; the golden fixtures fail if an upgrade moves a byte,
+//! and the old layouts then need frozen copies too).
+//!
+//! A family at version 1 only is declared with `v1_family!`; to give one a version 2,
+//! replace its line by a hand-written [`Schema`] impl (as `Batch`'s below) with an arm for
+//! each version.
+//!
+//! The namespace records (`inode`, `lease record`, `block group`, `throttle settings`) are
+//! `raftfs_core`'s families (`namespace::inode`). The retry result, which reaches `Inode`,
+//! takes a new version whenever `inode` does.
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest as RaftVoteRequest, VoteResponse,
+};
+use openraft::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
+use raftfs_core::format::{self, FormatError, Schema};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{BasicNodeMeta, Batch, NodeId, Proposal, TypeConfig};
+use crate::namespace::{ApplyCtx, NsError, OpOutput};
+
+/// Declares a family whose only version, 1, is the postcard encoding of `$value`.
+macro_rules! v1_family {
+    ($(#[$doc:meta])* $name:ident = $record:literal: $value:ty) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub enum $name {}
+
+        impl Schema for $name {
+            type Value = $value;
+            const RECORD: &'static str = $record;
+            const CURRENT: u16 = 1;
+
+            fn decode_body(version: u16, bytes: &[u8]) -> Result<$value, FormatError> {
+                match version {
+                    1 => format::body(Self::RECORD, bytes),
+                    v => Err(format::unknown_version::<Self>(v)),
+                }
+            }
+        }
+    };
+}
+
+v1_family!(
+    /// A Raft log entry, as the log store keeps it.
+    LogEntry = "raft entry": Entry<TypeConfig>
+);
+v1_family!(
+    /// The vote the log store keeps.
+    VoteRecord = "vote": Vote<NodeId>
+);
+v1_family!(
+    /// The committed log id the log store keeps.
+    CommittedRecord = "committed log id": Option<LogId<NodeId>>
+);
+v1_family!(
+    /// The last purged log id the log store keeps.
+    PurgedRecord = "purged log id": LogId<NodeId>
+);
+v1_family!(
+    /// The applied log id in the state machine's `meta`.
+    AppliedRecord = "applied log id": Option<LogId<NodeId>>
+);
+v1_family!(
+    /// The membership in the state machine's `meta`.
+    MembershipRecord = "membership": StoredMembership<NodeId, BasicNodeMeta>
+);
+v1_family!(
+    /// A client mutation's result in the retry cache.
+    RetryResult = "retry result": Result<OpOutput, NsError>
+);
+v1_family!(
+    /// The metadata file beside a snapshot's tar.
+    SnapshotMetaRecord = "snapshot meta": SnapshotMeta<NodeId, BasicNodeMeta>
+);
+
+/// The payloads of the `Raft` gRPC service between metaservers (`RaftMessage.data`).
+pub mod rpc {
+    use super::*;
+
+    v1_family!(
+        /// `Raft.AppendEntries` request.
+        AppendEntries = "append entries": AppendEntriesRequest<TypeConfig>
+    );
+    v1_family!(
+        /// `Raft.AppendEntries` response.
+        AppendEntriesReply = "append entries reply":
+            Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>
+    );
+    v1_family!(
+        /// `Raft.Vote` request.
+        VoteRequest = "vote request": RaftVoteRequest<NodeId>
+    );
+    v1_family!(
+        /// `Raft.Vote` response.
+        VoteReply = "vote reply": Result<VoteResponse<NodeId>, RaftError<NodeId>>
+    );
+    v1_family!(
+        /// `Raft.InstallSnapshot` request (a chunk of the snapshot).
+        InstallSnapshot = "install snapshot": InstallSnapshotRequest<TypeConfig>
+    );
+    v1_family!(
+        /// `Raft.InstallSnapshot` response.
+        InstallSnapshotReply = "install snapshot reply":
+            Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>
+    );
+}
+
+// ---------------------------------------------------------------- batch
+
+/// Version 1 of a batch's body: `Batch`'s fields in order. `Batch`'s own serde impls write
+/// the nested record (below), so its body goes through these. To add a version, freeze these
+/// and the types they reach in `mod v1` (see `raftfs_core::format`).
+#[derive(Serialize)]
+struct BatchFields<'a> {
+    ctx: &'a ApplyCtx,
+    proposals: &'a [Proposal],
+}
+
+#[derive(Deserialize)]
+struct OwnedBatchFields {
+    ctx: ApplyCtx,
+    proposals: Vec<Proposal>,
+}
+
+impl Schema for Batch {
+    type Value = Self;
+    const RECORD: &'static str = "batch";
+    const CURRENT: u16 = 1;
+
+    fn decode_body(version: u16, bytes: &[u8]) -> Result<Self, FormatError> {
+        match version {
+            1 => format::body::<OwnedBatchFields>(Self::RECORD, bytes)
+                .map(|OwnedBatchFields { ctx, proposals }| Batch { ctx, proposals }),
+            v => Err(format::unknown_version::<Self>(v)),
+        }
+    }
+
+    fn encode_body(batch: &Self, version: u16, out: Vec<u8>) -> Result<Vec<u8>, FormatError> {
+        let unwritable = |reason: String| FormatError::Unwritable {
+            record: Self::RECORD,
+            version,
+            reason,
+        };
+        match version {
+            1 => postcard::to_extend(
+                &BatchFields {
+                    ctx: &batch.ctx,
+                    proposals: &batch.proposals,
+                },
+                out,
+            )
+            .map_err(|e| unwritable(e.to_string())),
+            _ => Err(unwritable("unknown version".into())),
+        }
+    }
+}
+
+/// A batch inside an openraft container (an entry, an AppendEntries request) is its own
+/// record, so that it carries its own version.
+impl Serialize for Batch {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        format::serialize_nested::<Batch, S>(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Batch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        format::deserialize_nested::<Batch, D>(deserializer)
+    }
+}
+
+#[cfg(test)]
+mod tests;

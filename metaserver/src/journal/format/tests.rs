@@ -1,0 +1,1015 @@
+//! The journal's record formats: golden fixtures of every family at every version, refusal
+//! of newer versions (also of a batch nested in an entry), typed refusals where the stores
+//! read them, and round trips of generated values.
+//!
+//! The fixtures in `metaserver/tests/golden/` are records as released binaries wrote them:
+//! never regenerate or edit one. `RAFTFS_WRITE_GOLDEN=1 cargo test -p raftfs-metaserver --lib
+//! journal::format` writes the fixtures that do not exist yet and leaves the others.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::path::PathBuf;
+
+use openraft::error::{Fatal, InstallSnapshotError, RaftError, SnapshotMismatch};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest as RaftVoteRequest, VoteResponse,
+};
+use openraft::{
+    BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta,
+    SnapshotSegmentId, StoredMembership, Vote,
+};
+use proptest::prelude::*;
+use raftfs_core::format::{self, FormatError, Schema};
+
+use super::rpc;
+use super::*;
+use crate::journal::{ClientId, TypeConfig};
+use crate::namespace::blocks::BlockGroup;
+use crate::namespace::inode::{Inode, InodeKind, UnderConstruction};
+use crate::namespace::throttle::ThrottleChange;
+use crate::namespace::{ApplyCtx, NsError, NsPath, Op, OpOutput, XattrExpect};
+use raftfs_core::{EcCodec, StoragePolicy};
+
+fn golden_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.bin"))
+}
+
+/// Checks `value` against the fixture `golden/<name>.bin`, a record of family `S` at
+/// `version` (`same` compares values; openraft's AppendEntries request has no `PartialEq`):
+/// the fixture decodes to `value`, and (at the current version) `value` encodes to the
+/// fixture. Also: the same record with a newer version is refused as unknown, and every
+/// truncation of it as corrupt. Returns the fixture.
+fn golden_by<S: Schema>(
+    name: &str,
+    version: u16,
+    value: &S::Value,
+    same: impl Fn(&S::Value, &S::Value) -> bool,
+) -> Vec<u8>
+where
+    S::Value: Debug,
+{
+    let path = golden_path(name);
+    if std::env::var_os("RAFTFS_WRITE_GOLDEN").is_some_and(|v| v == "1") && !path.exists() {
+        assert_eq!(
+            version,
+            S::CURRENT,
+            "only the current version can be written"
+        );
+        let bytes = format::encode::<S>(value).expect("encode");
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+        std::fs::write(&path, bytes).expect("write fixture");
+    }
+    let golden = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (a new fixture is written by RAFTFS_WRITE_GOLDEN=1)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        format::version_of(S::RECORD, &golden),
+        Ok(version),
+        "{name}"
+    );
+    let decoded = format::decode::<S>(&golden)
+        .unwrap_or_else(|e| panic!("{name}: the fixture no longer decodes: {e}"));
+    assert!(
+        same(&decoded, value),
+        "{name}: the fixture decodes to {decoded:?}, not {value:?}"
+    );
+    if version == S::CURRENT {
+        assert_eq!(
+            format::encode::<S>(value).expect("encode"),
+            golden,
+            "{name}: the encoding changed; a format change needs a new version (raftfs_core::format)"
+        );
+    }
+    let mut newer = golden.clone();
+    newer[0] = u8::try_from(S::CURRENT + 1).expect("versions below 127 are one byte");
+    assert_eq!(
+        format::decode::<S>(&newer).err(),
+        Some(FormatError::UnknownVersion {
+            record: S::RECORD,
+            version: S::CURRENT + 1,
+            newest: S::CURRENT,
+        }),
+        "{name}"
+    );
+    for len in 0..golden.len() {
+        assert!(
+            matches!(
+                format::decode::<S>(&golden[..len]),
+                Err(FormatError::Corrupt { .. })
+            ),
+            "{name} truncated to {len} bytes"
+        );
+    }
+    golden
+}
+
+fn golden<S: Schema>(name: &str, version: u16, value: &S::Value) -> Vec<u8>
+where
+    S::Value: Debug + PartialEq,
+{
+    golden_by::<S>(name, version, value, PartialEq::eq)
+}
+
+// ---------------------------------------------------------------- values of the fixtures
+
+fn path(s: &str) -> NsPath {
+    NsPath::parse(s).expect("a valid path")
+}
+
+const HOLDER: &str = "raftfs-client-00112233445566778899aabbccddeeff";
+
+/// One operation of every variant.
+fn every_op() -> Vec<Op> {
+    let ec = StoragePolicy::ErasureCoded {
+        codec: EcCodec::Rs,
+        data: 6,
+        parity: 3,
+        cell_kib: 1024,
+    };
+    vec![
+        Op::Mkdir {
+            path: path("/a/b"),
+            parents: true,
+            permission: 0o755,
+            owner: "alice".into(),
+            group: Some("staff".into()),
+        },
+        Op::Create {
+            path: path("/a/b/f"),
+            overwrite: false,
+            create_parents: true,
+            permission: 0o644,
+            owner: "alice".into(),
+            group: None,
+            policy: Some(ec.clone()),
+            holder: HOLDER.into(),
+            block_size: 128 << 20,
+        },
+        Op::Complete {
+            path: path("/a/b/f"),
+            holder: HOLDER.into(),
+            length: 12_345_678,
+        },
+        Op::Append {
+            path: path("/a/b/f"),
+            holder: HOLDER.into(),
+        },
+        Op::Rename {
+            src: path("/a/b/f"),
+            dst: path("/a/g"),
+            overwrite: true,
+        },
+        Op::Delete {
+            path: path("/a"),
+            recursive: true,
+        },
+        Op::SetPermission {
+            path: path("/a"),
+            permission: 0o1777,
+        },
+        Op::SetOwner {
+            path: path("/a"),
+            owner: Some("bob".into()),
+            group: None,
+        },
+        Op::SetTimes {
+            path: path("/a"),
+            mtime_ms: Some(1_767_225_600_000),
+            atime_ms: None,
+        },
+        Op::SetStoragePolicy {
+            path: path("/a"),
+            policy: StoragePolicy::Replicated(2),
+        },
+        Op::RenewLease {
+            holder: HOLDER.into(),
+        },
+        Op::RecoverLease {
+            path: path("/a/b/f"),
+            last_group_length: Some((6 << 20, (1 << 20) + 7)),
+        },
+        Op::Symlink {
+            path: path("/l"),
+            target: "/a/b/f".into(),
+            create_parents: false,
+            owner: "alice".into(),
+        },
+        Op::SetXattr {
+            path: path("/a"),
+            name: "user.k".into(),
+            value: b"v2".to_vec(),
+            expect: XattrExpect::Value(b"v1".to_vec()),
+        },
+        Op::RemoveXattr {
+            path: path("/a"),
+            name: "user.k".into(),
+        },
+        Op::AppendXattr {
+            path: path("/a"),
+            name: "user.list".into(),
+            value: b" 7".to_vec(),
+        },
+        Op::AddBlock {
+            path: path("/a/b/f"),
+            holder: HOLDER.into(),
+            file_length: 6 * (128 << 20),
+            targets: vec![3, 1, 4, 15, 9, 2, 6, 5, 35],
+        },
+        Op::SetThrottle(ThrottleChange {
+            node_bytes_per_sec: Some(100 << 20),
+            rack_pairs: vec![("r1".into(), "r2".into(), 10 << 20)],
+            racks: vec![("r1".into(), "dc1".into()), ("r2".into(), "dc2".into())],
+            datacenter_pairs: vec![("dc1".into(), "dc2".into(), 0)],
+        }),
+    ]
+}
+
+/// Checked against `Op`'s variants, so that a new variant cannot miss the fixture: the
+/// compiler points here.
+fn variant_index(op: &Op) -> usize {
+    match op {
+        Op::Mkdir { .. } => 0,
+        Op::Create { .. } => 1,
+        Op::Complete { .. } => 2,
+        Op::Append { .. } => 3,
+        Op::Rename { .. } => 4,
+        Op::Delete { .. } => 5,
+        Op::SetPermission { .. } => 6,
+        Op::SetOwner { .. } => 7,
+        Op::SetTimes { .. } => 8,
+        Op::SetStoragePolicy { .. } => 9,
+        Op::RenewLease { .. } => 10,
+        Op::RecoverLease { .. } => 11,
+        Op::Symlink { .. } => 12,
+        Op::SetXattr { .. } => 13,
+        Op::RemoveXattr { .. } => 14,
+        Op::AppendXattr { .. } => 15,
+        Op::AddBlock { .. } => 16,
+        Op::SetThrottle(_) => 17,
+    }
+}
+
+fn batch() -> Batch {
+    Batch {
+        ctx: ApplyCtx {
+            now_ms: 1_767_225_600_000,
+            lease_ms: 60_000,
+        },
+        proposals: every_op()
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| Proposal {
+                client: ClientId([u8::try_from(i).expect("few ops"); 16]),
+                // Internal operations (call id 0) and client calls.
+                call_id: if i % 5 == 0 { 0 } else { 1000 + i as u64 },
+                op,
+            })
+            .collect(),
+    }
+}
+
+fn log_id(term: u64, node: u64, index: u64) -> LogId<NodeId> {
+    LogId::new(CommittedLeaderId::new(term, node), index)
+}
+
+fn membership() -> Membership<NodeId, BasicNode> {
+    let nodes: BTreeMap<NodeId, BasicNode> = (1..=5)
+        .map(|id| (id, BasicNode::new(format!("127.0.0.{}:7000", 10 + id))))
+        .collect();
+    // Joint consensus from {1,2,3} to {1,2,4}; 5 is a learner (an observer).
+    Membership::new(
+        vec![BTreeSet::from([1, 2, 3]), BTreeSet::from([1, 2, 4])],
+        nodes,
+    )
+}
+
+fn entries() -> Vec<Entry<TypeConfig>> {
+    vec![
+        Entry {
+            log_id: log_id(7, 2, 100),
+            payload: EntryPayload::Blank,
+        },
+        Entry {
+            log_id: log_id(7, 2, 101),
+            payload: EntryPayload::Normal(batch()),
+        },
+        Entry {
+            log_id: log_id(7, 2, 102),
+            payload: EntryPayload::Membership(membership()),
+        },
+    ]
+}
+
+fn snapshot_meta() -> SnapshotMeta<NodeId, BasicNode> {
+    SnapshotMeta {
+        last_log_id: Some(log_id(7, 2, 100)),
+        last_membership: StoredMembership::new(Some(log_id(6, 1, 90)), membership()),
+        snapshot_id: "7-100-1767225600000000000".into(),
+    }
+}
+
+fn file_inode() -> Inode {
+    Inode {
+        id: 16_386,
+        parent: 16_385,
+        name: "f".into(),
+        kind: InodeKind::File,
+        permission: 0o644,
+        owner: "alice".into(),
+        group: "staff".into(),
+        mtime_ms: 1_767_225_600_000,
+        atime_ms: 1_767_225_600_000,
+        policy: StoragePolicy::ErasureCoded {
+            codec: EcCodec::Xor,
+            data: 2,
+            parity: 1,
+            cell_kib: 1024,
+        },
+        length: 0,
+        under_construction: Some(UnderConstruction {
+            holder: HOLDER.into(),
+        }),
+        symlink_target: None,
+        children: 0,
+        block_size: 128 << 20,
+        block_groups: 1,
+    }
+}
+
+fn group() -> BlockGroup {
+    BlockGroup {
+        id: 1 << 20,
+        inode: 16_386,
+        index: 0,
+        offset: 0,
+        length: None,
+        targets: vec![4, 8, 12],
+    }
+}
+
+fn every_error() -> Vec<NsError> {
+    let p = || "/a/b".to_owned();
+    vec![
+        NsError::InvalidPath {
+            path: "a//b".into(),
+            reason: "empty component".into(),
+        },
+        NsError::NotFound(p()),
+        NsError::AlreadyExists(p()),
+        NsError::NotADirectory(p()),
+        NsError::IsADirectory(p()),
+        NsError::DirectoryNotEmpty(p()),
+        NsError::ParentNotFound(p()),
+        NsError::LeaseConflict {
+            path: p(),
+            holder: HOLDER.into(),
+        },
+        NsError::RenameIntoSubtree {
+            src: "/a".into(),
+            dst: "/a/b".into(),
+        },
+        NsError::RootNotAllowed("/".into()),
+        NsError::NotUnderConstruction(p()),
+        NsError::InvalidArgument("bad rack name".into()),
+        NsError::XattrNotFound {
+            path: p(),
+            name: "user.k".into(),
+        },
+        NsError::XattrMismatch {
+            path: p(),
+            name: "user.k".into(),
+        },
+    ]
+}
+
+fn vote() -> Vote<NodeId> {
+    Vote::new_committed(7, 2)
+}
+
+fn append_entries(entries: Vec<Entry<TypeConfig>>) -> AppendEntriesRequest<TypeConfig> {
+    AppendEntriesRequest {
+        vote: vote(),
+        prev_log_id: Some(log_id(6, 1, 99)),
+        entries,
+        leader_commit: Some(log_id(6, 1, 98)),
+    }
+}
+
+fn same_append_entries(
+    a: &AppendEntriesRequest<TypeConfig>,
+    b: &AppendEntriesRequest<TypeConfig>,
+) -> bool {
+    a.vote == b.vote
+        && a.prev_log_id == b.prev_log_id
+        && a.entries == b.entries
+        && a.leader_commit == b.leader_commit
+}
+
+// ---------------------------------------------------------------- golden fixtures
+
+#[test]
+fn golden_batch_has_every_op() {
+    let b = batch();
+    let mut seen: Vec<usize> = b.proposals.iter().map(|p| variant_index(&p.op)).collect();
+    seen.dedup();
+    assert_eq!(seen, (0..18).collect::<Vec<_>>(), "every variant, in order");
+    golden::<Batch>("batch-every-op-v1", 1, &b);
+}
+
+#[test]
+fn golden_log_store_records_v1() {
+    let [blank, normal, membership] = <[_; 3]>::try_from(entries()).expect("three");
+    golden::<LogEntry>("raft-entry-blank-v1", 1, &blank);
+    let normal_bytes = golden::<LogEntry>("raft-entry-normal-v1", 1, &normal);
+    golden::<LogEntry>("raft-entry-membership-v1", 1, &membership);
+    golden::<VoteRecord>("vote-committed-v1", 1, &vote());
+    golden::<VoteRecord>("vote-v1", 1, &Vote::new(8, 3));
+    golden::<CommittedRecord>("committed-log-id-v1", 1, &Some(log_id(7, 2, 101)));
+    golden::<CommittedRecord>("committed-log-id-none-v1", 1, &None);
+    golden::<PurgedRecord>("purged-log-id-v1", 1, &log_id(6, 1, 50));
+    // The entry carries the batch as its own record, byte for byte.
+    let batch_bytes = format::encode::<Batch>(&batch()).expect("encode");
+    assert!(
+        normal_bytes
+            .windows(batch_bytes.len())
+            .any(|w| w == batch_bytes)
+    );
+}
+
+#[test]
+fn golden_state_machine_records_v1() {
+    golden::<AppliedRecord>("applied-log-id-v1", 1, &Some(log_id(7, 2, 102)));
+    golden::<MembershipRecord>(
+        "membership-v1",
+        1,
+        &StoredMembership::new(Some(log_id(7, 2, 102)), membership()),
+    );
+    golden::<MembershipRecord>("membership-initial-v1", 1, &StoredMembership::default());
+    golden::<SnapshotMetaRecord>("snapshot-meta-v1", 1, &snapshot_meta());
+}
+
+#[test]
+fn golden_retry_results_v1() {
+    let outputs = [
+        ("inode", OpOutput::Inode(file_inode())),
+        ("removed", OpOutput::Removed(42)),
+        ("done", OpOutput::Done),
+        ("group", OpOutput::Group(file_inode(), group())),
+    ];
+    for (name, output) in outputs {
+        golden::<RetryResult>(&format!("retry-result-ok-{name}-v1"), 1, &Ok(output));
+    }
+    for error in every_error() {
+        let name = format!("retry-result-err-{}-v1", error.kind());
+        golden::<RetryResult>(&name, 1, &Err(error));
+    }
+}
+
+/// The retry results from before the envelope (`[1] ++ postcard` of a struct holding the
+/// result) are its version 1.
+#[test]
+fn retry_results_written_before_the_envelope_are_version_1() {
+    #[derive(Serialize)]
+    struct RetryRecord {
+        result: Result<OpOutput, NsError>,
+    }
+    let result = Ok(OpOutput::Group(file_inode(), group()));
+    let mut old = vec![1u8];
+    old.extend(
+        postcard::to_stdvec(&RetryRecord {
+            result: result.clone(),
+        })
+        .expect("postcard"),
+    );
+    assert_eq!(format::decode::<RetryResult>(&old), Ok(result));
+}
+
+#[test]
+fn golden_raft_rpcs_v1() {
+    golden_by::<rpc::AppendEntries>(
+        "append-entries-v1",
+        1,
+        &append_entries(entries()),
+        same_append_entries,
+    );
+    golden_by::<rpc::AppendEntries>(
+        "append-entries-heartbeat-v1",
+        1,
+        &append_entries(Vec::new()),
+        same_append_entries,
+    );
+    let replies = [
+        ("success", Ok(AppendEntriesResponse::Success)),
+        (
+            "partial-success",
+            Ok(AppendEntriesResponse::PartialSuccess(Some(log_id(
+                7, 2, 101,
+            )))),
+        ),
+        ("conflict", Ok(AppendEntriesResponse::Conflict)),
+        (
+            "higher-vote",
+            Ok(AppendEntriesResponse::HigherVote(Vote::new(8, 3))),
+        ),
+        ("stopped", Err(RaftError::Fatal(Fatal::Stopped))),
+    ];
+    for (name, reply) in replies {
+        golden::<rpc::AppendEntriesReply>(&format!("append-entries-reply-{name}-v1"), 1, &reply);
+    }
+    golden::<rpc::VoteRequest>(
+        "vote-request-v1",
+        1,
+        &RaftVoteRequest::new(Vote::new(8, 3), Some(log_id(7, 2, 102))),
+    );
+    golden::<rpc::VoteReply>(
+        "vote-reply-v1",
+        1,
+        &Ok(VoteResponse::new(
+            Vote::new(8, 3),
+            Some(log_id(7, 2, 101)),
+            true,
+        )),
+    );
+    golden::<rpc::InstallSnapshot>(
+        "install-snapshot-v1",
+        1,
+        &InstallSnapshotRequest {
+            vote: vote(),
+            meta: snapshot_meta(),
+            offset: 1 << 20,
+            data: b"a chunk of the snapshot's tar".to_vec(),
+            done: false,
+        },
+    );
+    golden::<rpc::InstallSnapshotReply>(
+        "install-snapshot-reply-v1",
+        1,
+        &Ok(InstallSnapshotResponse { vote: vote() }),
+    );
+    golden::<rpc::InstallSnapshotReply>(
+        "install-snapshot-reply-mismatch-v1",
+        1,
+        &Err(RaftError::APIError(InstallSnapshotError::SnapshotMismatch(
+            SnapshotMismatch {
+                expect: SnapshotSegmentId {
+                    id: "7-100-1".into(),
+                    offset: 0,
+                },
+                got: SnapshotSegmentId {
+                    id: "7-100-1".into(),
+                    offset: 1 << 20,
+                },
+            },
+        ))),
+    );
+}
+
+// ---------------------------------------------------------------- newer versions
+
+/// `bytes` with the nested batch record inside it given version `version`.
+fn with_batch_version(bytes: &[u8], version: u8) -> Vec<u8> {
+    let batch = format::encode::<Batch>(&batch()).expect("encode");
+    let at = bytes
+        .windows(batch.len())
+        .position(|w| w == batch)
+        .expect("the batch is inside");
+    let mut out = bytes.to_vec();
+    out[at] = version;
+    out
+}
+
+/// A batch of a newer version inside an entry or an AppendEntries request is refused with
+/// the batch's own typed error, not taken for garbage or misread.
+#[test]
+fn a_newer_batch_inside_an_entry_or_a_request_is_refused_typed() {
+    let refusal = Err(FormatError::UnknownVersion {
+        record: "batch",
+        version: 2,
+        newest: 1,
+    });
+    let entry = format::encode::<LogEntry>(&entries()[1]).expect("encode");
+    assert_eq!(
+        format::decode::<LogEntry>(&with_batch_version(&entry, 2)),
+        refusal
+    );
+    let request = format::encode::<rpc::AppendEntries>(&append_entries(entries())).expect("enc");
+    assert_eq!(
+        format::decode::<rpc::AppendEntries>(&with_batch_version(&request, 2)).err(),
+        refusal.err()
+    );
+}
+
+/// The stores refuse a record of a newer version where they read it: the state machine does
+/// not open over an applied log id it cannot read, the log store does not return a vote.
+#[tokio::test]
+async fn the_stores_refuse_newer_records() {
+    use openraft::storage::RaftLogStorage;
+    use rocksdb::WriteBatch;
+
+    use crate::journal::log_store::LogStore;
+    use crate::journal::state_machine::StateMachine;
+    use crate::namespace::StoreError;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let future = |bytes: Vec<u8>| [&[2u8][..], &bytes[1..]].concat();
+    {
+        let sm = StateMachine::open(dir.path()).expect("open");
+        let db = sm.shared().db();
+        let meta = db.cf_handle("meta").expect("meta");
+        let applied = format::encode::<AppliedRecord>(&Some(log_id(1, 1, 1))).expect("encode");
+        db.put_cf(meta, b"applied", future(applied)).expect("put");
+    }
+    match StateMachine::open(dir.path()) {
+        Err(StoreError::Format {
+            cf: "meta",
+            source:
+                FormatError::UnknownVersion {
+                    record: "applied log id",
+                    version: 2,
+                    newest: 1,
+                },
+        }) => {}
+        other => panic!("expected a typed refusal, got {other:?}"),
+    }
+
+    let log_dir = dir.path().join("log");
+    let mut log = LogStore::open(&log_dir).expect("open log");
+    log.save_vote(&vote()).await.expect("save vote");
+    assert_eq!(log.read_vote().await.expect("read vote"), Some(vote()));
+    drop(log);
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), &log_dir, ["log", "store"])
+        .expect("open the log's DB");
+    let mut batch = WriteBatch::default();
+    batch.put_cf(
+        db.cf_handle("store").expect("store"),
+        b"vote",
+        future(format::encode::<VoteRecord>(&vote()).expect("encode")),
+    );
+    db.write(batch).expect("write");
+    drop(db);
+    let mut log = LogStore::open(&log_dir).expect("open log");
+    let err = log.read_vote().await.expect_err("a vote of version 2");
+    assert!(
+        err.to_string().contains("vote record of version 2"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------- generated values
+
+fn name() -> impl Strategy<Value = String> {
+    "[a-z0-9._-]{1,12}"
+}
+
+fn ns_path() -> impl Strategy<Value = NsPath> {
+    prop::collection::vec("[a-z0-9]{1,6}", 0..5)
+        .prop_map(|c| NsPath::parse(&format!("/{}", c.join("/"))).expect("valid"))
+}
+
+fn policy() -> impl Strategy<Value = StoragePolicy> {
+    prop_oneof![
+        any::<u8>().prop_map(StoragePolicy::Replicated),
+        (
+            prop::sample::select(vec![EcCodec::Rs, EcCodec::Xor]),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |(codec, data, parity, cell_kib)| StoragePolicy::ErasureCoded {
+                    codec,
+                    data,
+                    parity,
+                    cell_kib
+                }
+            ),
+    ]
+}
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..24)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let o = || prop::option::of(name());
+    prop_oneof![
+        (ns_path(), any::<bool>(), any::<u16>(), name(), o()).prop_map(
+            |(path, parents, permission, owner, group)| Op::Mkdir {
+                path,
+                parents,
+                permission,
+                owner,
+                group
+            }
+        ),
+        (
+            ns_path(),
+            any::<(bool, bool, u16)>(),
+            (name(), o(), prop::option::of(policy())),
+            name(),
+            any::<u64>()
+        )
+            .prop_map(
+                |(
+                    path,
+                    (overwrite, create_parents, permission),
+                    (owner, group, policy),
+                    holder,
+                    block_size,
+                )| {
+                    Op::Create {
+                        path,
+                        overwrite,
+                        create_parents,
+                        permission,
+                        owner,
+                        group,
+                        policy,
+                        holder,
+                        block_size,
+                    }
+                }
+            ),
+        (ns_path(), name(), any::<u64>()).prop_map(|(path, holder, length)| Op::Complete {
+            path,
+            holder,
+            length
+        }),
+        (ns_path(), name()).prop_map(|(path, holder)| Op::Append { path, holder }),
+        (ns_path(), ns_path(), any::<bool>()).prop_map(|(src, dst, overwrite)| Op::Rename {
+            src,
+            dst,
+            overwrite
+        }),
+        (ns_path(), any::<bool>()).prop_map(|(path, recursive)| Op::Delete { path, recursive }),
+        (ns_path(), any::<u16>())
+            .prop_map(|(path, permission)| Op::SetPermission { path, permission }),
+        (ns_path(), o(), o()).prop_map(|(path, owner, group)| Op::SetOwner { path, owner, group }),
+        (ns_path(), any::<(Option<u64>, Option<u64>)>()).prop_map(
+            |(path, (mtime_ms, atime_ms))| {
+                Op::SetTimes {
+                    path,
+                    mtime_ms,
+                    atime_ms,
+                }
+            }
+        ),
+        (ns_path(), policy()).prop_map(|(path, policy)| Op::SetStoragePolicy { path, policy }),
+        name().prop_map(|holder| Op::RenewLease { holder }),
+        (ns_path(), any::<Option<(u64, u64)>>()).prop_map(|(path, last_group_length)| {
+            Op::RecoverLease {
+                path,
+                last_group_length,
+            }
+        }),
+        (ns_path(), "\\PC{0,30}", any::<bool>(), name()).prop_map(
+            |(path, target, create_parents, owner)| Op::Symlink {
+                path,
+                target,
+                create_parents,
+                owner
+            }
+        ),
+        (
+            ns_path(),
+            name(),
+            bytes(),
+            prop_oneof![
+                Just(XattrExpect::Any),
+                Just(XattrExpect::Absent),
+                bytes().prop_map(XattrExpect::Value)
+            ]
+        )
+            .prop_map(|(path, name, value, expect)| Op::SetXattr {
+                path,
+                name,
+                value,
+                expect
+            }),
+        (ns_path(), name()).prop_map(|(path, name)| Op::RemoveXattr { path, name }),
+        (ns_path(), name(), bytes()).prop_map(|(path, name, value)| Op::AppendXattr {
+            path,
+            name,
+            value
+        }),
+        (
+            ns_path(),
+            name(),
+            any::<u64>(),
+            prop::collection::vec(any::<u64>(), 0..16)
+        )
+            .prop_map(|(path, holder, file_length, targets)| Op::AddBlock {
+                path,
+                holder,
+                file_length,
+                targets
+            }),
+        (
+            any::<Option<u64>>(),
+            prop::collection::vec((name(), name(), any::<u64>()), 0..3),
+            prop::collection::vec((name(), name()), 0..3),
+            prop::collection::vec((name(), name(), any::<u64>()), 0..3)
+        )
+            .prop_map(
+                |(node_bytes_per_sec, rack_pairs, racks, datacenter_pairs)| {
+                    Op::SetThrottle(ThrottleChange {
+                        node_bytes_per_sec,
+                        rack_pairs,
+                        racks,
+                        datacenter_pairs,
+                    })
+                }
+            ),
+    ]
+}
+
+prop_compose! {
+    fn proposal()(client in any::<[u8; 16]>(), call_id in any::<u64>(), op in op()) -> Proposal {
+        Proposal { client: ClientId(client), call_id, op }
+    }
+}
+
+prop_compose! {
+    fn any_batch()(ctx in any::<(u64, u64)>(), proposals in prop::collection::vec(proposal(), 0..8)) -> Batch {
+        Batch { ctx: ApplyCtx { now_ms: ctx.0, lease_ms: ctx.1 }, proposals }
+    }
+}
+
+prop_compose! {
+    fn inode()(
+        ids in any::<(u64, u64)>(),
+        name in name(),
+        kind in prop::sample::select(vec![InodeKind::Directory, InodeKind::File, InodeKind::Symlink]),
+        permission in any::<u16>(),
+        owners in (name(), name()),
+        times in any::<(u64, u64)>(),
+        policy in policy(),
+        length in any::<u64>(),
+        holder in prop::option::of(name()),
+        symlink_target in prop::option::of("\\PC{0,20}"),
+        sizes in any::<(u64, u64, u32)>(),
+    ) -> Inode {
+        Inode {
+            id: ids.0,
+            parent: ids.1,
+            name,
+            kind,
+            permission,
+            owner: owners.0,
+            group: owners.1,
+            mtime_ms: times.0,
+            atime_ms: times.1,
+            policy,
+            length,
+            under_construction: holder.map(|holder| UnderConstruction { holder }),
+            symlink_target,
+            children: sizes.0,
+            block_size: sizes.1,
+            block_groups: sizes.2,
+        }
+    }
+}
+
+prop_compose! {
+    fn any_group()(
+        id in any::<u64>(),
+        inode in any::<u64>(),
+        index in any::<u32>(),
+        offset in any::<u64>(),
+        length in prop::option::of(any::<u64>()),
+        targets in prop::collection::vec(any::<u64>(), 0..40),
+    ) -> BlockGroup {
+        BlockGroup { id, inode, index, offset, length, targets }
+    }
+}
+
+fn output() -> impl Strategy<Value = OpOutput> {
+    prop_oneof![
+        inode().prop_map(OpOutput::Inode),
+        any::<u64>().prop_map(OpOutput::Removed),
+        Just(OpOutput::Done),
+        (inode(), any_group()).prop_map(|(i, g)| OpOutput::Group(i, g)),
+    ]
+}
+
+fn ns_error() -> impl Strategy<Value = NsError> {
+    let s = || "\\PC{0,20}";
+    prop_oneof![
+        (s(), s()).prop_map(|(path, reason)| NsError::InvalidPath { path, reason }),
+        s().prop_map(NsError::NotFound),
+        s().prop_map(NsError::AlreadyExists),
+        s().prop_map(NsError::NotADirectory),
+        s().prop_map(NsError::IsADirectory),
+        s().prop_map(NsError::DirectoryNotEmpty),
+        s().prop_map(NsError::ParentNotFound),
+        (s(), s()).prop_map(|(path, holder)| NsError::LeaseConflict { path, holder }),
+        (s(), s()).prop_map(|(src, dst)| NsError::RenameIntoSubtree { src, dst }),
+        s().prop_map(NsError::RootNotAllowed),
+        s().prop_map(NsError::NotUnderConstruction),
+        s().prop_map(NsError::InvalidArgument),
+        (s(), s()).prop_map(|(path, name)| NsError::XattrNotFound { path, name }),
+        (s(), s()).prop_map(|(path, name)| NsError::XattrMismatch { path, name }),
+    ]
+}
+
+fn any_log_id() -> impl Strategy<Value = LogId<NodeId>> {
+    any::<(u64, u64, u64)>().prop_map(|(t, n, i)| log_id(t, n, i))
+}
+
+fn entry() -> impl Strategy<Value = Entry<TypeConfig>> {
+    let payload = prop_oneof![
+        Just(EntryPayload::Blank),
+        any_batch().prop_map(EntryPayload::Normal),
+        (
+            prop::collection::btree_set(1u64..8, 1..4),
+            prop::collection::btree_map(1u64..12, name(), 0..4)
+        )
+            .prop_map(|(voters, nodes)| {
+                let nodes: BTreeMap<NodeId, BasicNode> = nodes
+                    .into_iter()
+                    .map(|(id, a)| (id, BasicNode::new(a)))
+                    .collect();
+                EntryPayload::Membership(Membership::new(vec![voters], nodes))
+            }),
+    ];
+    (any_log_id(), payload).prop_map(|(log_id, payload)| Entry { log_id, payload })
+}
+
+fn round_trips<S: Schema>(value: &S::Value) -> Result<(), TestCaseError>
+where
+    S::Value: PartialEq + Debug,
+{
+    let bytes = format::encode::<S>(value).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let decoded = format::decode::<S>(&bytes);
+    prop_assert_eq!(decoded.as_ref(), Ok(value));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn batches_round_trip(batch in any_batch()) {
+        round_trips::<Batch>(&batch)?;
+    }
+
+    #[test]
+    fn retry_results_round_trip(result in prop_oneof![output().prop_map(Ok), ns_error().prop_map(Err)]) {
+        round_trips::<RetryResult>(&result)?;
+    }
+
+    #[test]
+    fn log_records_round_trip(
+        entry in entry(),
+        vote in (any::<u64>(), any::<u64>(), any::<bool>()),
+        id in prop::option::of(any_log_id()),
+    ) {
+        round_trips::<LogEntry>(&entry)?;
+        let vote = if vote.2 { Vote::new_committed(vote.0, vote.1) } else { Vote::new(vote.0, vote.1) };
+        round_trips::<VoteRecord>(&vote)?;
+        round_trips::<CommittedRecord>(&id)?;
+        round_trips::<AppliedRecord>(&id)?;
+        if let Some(id) = id {
+            round_trips::<PurgedRecord>(&id)?;
+        }
+    }
+
+    #[test]
+    fn append_entries_round_trip(
+        entries in prop::collection::vec(entry(), 0..4),
+        prev in prop::option::of(any_log_id()),
+        commit in prop::option::of(any_log_id()),
+    ) {
+        let request = AppendEntriesRequest::<TypeConfig> {
+            vote: vote(),
+            prev_log_id: prev,
+            entries,
+            leader_commit: commit,
+        };
+        let bytes = format::encode::<rpc::AppendEntries>(&request)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let decoded = format::decode::<rpc::AppendEntries>(&bytes)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(same_append_entries(&decoded, &request));
+    }
+
+    /// Damaged entries (a byte changed, or cut short) decode to something or fail with a
+    /// typed error; they never panic, and a cut one always fails.
+    #[test]
+    fn damaged_entries_fail_typed(entry in entry(), at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut bytes = format::encode::<LogEntry>(&entry)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let i = at.index(bytes.len());
+        bytes[i] = byte;
+        let _ = format::decode::<LogEntry>(&bytes);
+        let _ = format::decode::<rpc::AppendEntries>(&bytes);
+        bytes.truncate(i);
+        prop_assert!(format::decode::<LogEntry>(&bytes).is_err());
+    }
+}
