@@ -5,6 +5,7 @@
 //! is read or allocated). The few domain -> wire conversions (reports, outcomes, a partial
 //! cell asked of a peer) are here too.
 
+use raftfs_core::id::GroupId;
 use raftfs_core::reconstruction::{
     BlockSource, ByteBudget, InvalidTask, PartialCell, ReconstructionTask, TaskOutcome, Throttle,
 };
@@ -40,7 +41,7 @@ pub fn reported(block: BlockId, length: u64) -> pb::ReportedBlock {
 pub fn reconstruction_task(t: pb::ReconstructionTask) -> Result<ReconstructionTask, InvalidTask> {
     let task = ReconstructionTask {
         id: t.task_id,
-        group: t.group,
+        group: GroupId(t.group),
         policy: t.policy.parse()?,
         group_length: t.group_length,
         index: t.index,
@@ -56,7 +57,7 @@ pub fn reconstruction_task(t: pb::ReconstructionTask) -> Result<ReconstructionTa
 /// ([`PartialCell::validate`]).
 pub fn partial_cell(r: pb::PartialRequest) -> Result<PartialCell, InvalidTask> {
     let cell = PartialCell {
-        group: r.group,
+        group: GroupId(r.group),
         policy: r.policy.parse()?,
         group_length: r.group_length,
         lost: r.lost,
@@ -71,7 +72,7 @@ pub fn partial_cell(r: pb::PartialRequest) -> Result<PartialCell, InvalidTask> {
 /// A partial cell this server asks of a peer.
 pub fn partial_request(c: &PartialCell) -> pb::PartialRequest {
     pb::PartialRequest {
-        group: c.group,
+        group: c.group.into(),
         policy: c.policy.to_string(),
         group_length: c.group_length,
         lost: c.lost,
@@ -119,7 +120,7 @@ pub fn throttle(t: pb::Throttle) -> Throttle {
 pub fn task_outcome(o: &TaskOutcome) -> pb::TaskOutcome {
     pb::TaskOutcome {
         task_id: o.task_id,
-        group: o.group,
+        group: o.group.into(),
         index: o.index,
         ok: o.ok(),
         error: o.error.clone().unwrap_or_default(),
@@ -225,7 +226,7 @@ mod tests {
     fn outcomes_and_throttles_cross_the_wire_unchanged() {
         let failed = TaskOutcome {
             task_id: 1,
-            group: 2,
+            group: GroupId(2),
             index: 3,
             error: Some("source died".into()),
         };

@@ -71,7 +71,10 @@ impl Peers {
             let mut stream = self
                 .client(addr)?
                 .read_block(pb::ReadBlockRequest {
-                    block: Some(pb::BlockRef { group, index }),
+                    block: Some(pb::BlockRef {
+                        group: group.into(),
+                        index,
+                    }),
                     offset,
                     length: len,
                 })

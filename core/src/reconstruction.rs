@@ -318,7 +318,7 @@ mod tests {
     fn rs63_task() -> ReconstructionTask {
         ReconstructionTask {
             id: 1,
-            group: 1 << 20,
+            group: GroupId(1 << 20),
             policy: "RS-6-3-1024k".parse().expect("policy"),
             group_length: 36 * MIB,
             index: 0,
@@ -487,7 +487,7 @@ mod tests {
     fn an_outcome_is_ok_without_an_error() {
         let mut o = TaskOutcome {
             task_id: 1,
-            group: 2,
+            group: GroupId(2),
             index: 3,
             error: None,
         };

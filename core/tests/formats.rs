@@ -6,6 +6,7 @@
 //! regenerate or edit one. `RAFTFS_WRITE_GOLDEN=1 cargo test -p raftfs-core --test formats`
 //! writes the fixtures that do not exist yet (a new family or version) and leaves the others.
 
+use raftfs_core::id::{GroupId, InodeId};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::PathBuf;
@@ -85,8 +86,8 @@ where
 
 fn directory() -> Inode {
     Inode {
-        id: 16_385,
-        parent: 1,
+        id: InodeId(16_385),
+        parent: InodeId(1),
         name: "dir".into(),
         permission: 0o1777,
         owner: "alice".into(),
@@ -100,8 +101,8 @@ fn directory() -> Inode {
 
 fn file() -> Inode {
     Inode {
-        id: 16_386,
-        parent: 16_385,
+        id: InodeId(16_386),
+        parent: InodeId(16_385),
         name: "f.bin".into(),
         kind: InodeKind::File,
         permission: 0o644,
@@ -123,7 +124,7 @@ fn file() -> Inode {
 
 fn symlink() -> Inode {
     Inode {
-        id: 16_387,
+        id: InodeId(16_387),
         name: "link".into(),
         kind: InodeKind::Symlink,
         permission: 0o777,
@@ -136,8 +137,8 @@ fn symlink() -> Inode {
 
 fn open_group() -> BlockGroup {
     BlockGroup {
-        id: 1 << 20,
-        inode: 16_386,
+        id: GroupId(1 << 20),
+        inode: InodeId(16_386),
         index: 1,
         offset: 6 * (128 << 20),
         length: None,
@@ -147,7 +148,7 @@ fn open_group() -> BlockGroup {
 
 fn closed_group() -> BlockGroup {
     BlockGroup {
-        id: (1 << 20) + 1,
+        id: GroupId((1 << 20) + 1),
         index: 0,
         offset: 0,
         length: Some(6 * (128 << 20)),
@@ -241,8 +242,8 @@ prop_compose! {
         sizes in any::<(u64, u64, u32)>(),
     ) -> Inode {
         Inode {
-            id: ids.0,
-            parent: ids.1,
+            id: InodeId(ids.0),
+            parent: InodeId(ids.1),
             name,
             kind,
             permission,
@@ -270,7 +271,7 @@ prop_compose! {
         length in prop::option::of(any::<u64>()),
         targets in prop::collection::vec(any::<u64>(), 0..40),
     ) -> BlockGroup {
-        BlockGroup { id, inode, index, offset, length, targets }
+        BlockGroup { id: GroupId(id), inode: InodeId(inode), index, offset, length, targets }
     }
 }
 

@@ -17,6 +17,7 @@
 
 pub mod report;
 
+use raftfs_core::id::GroupId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -342,7 +343,10 @@ impl Task {
             let (id, group, index) = (task.task_id, task.group, task.index);
             match convert::reconstruction_task(task) {
                 Ok(task) => self.ctx.worker.spawn(task, self.outbox.clone()),
-                Err(why) => self.ctx.worker.refuse(id, group, index, why, &self.outbox),
+                Err(why) => self
+                    .ctx
+                    .worker
+                    .refuse(id, GroupId(group), index, why, &self.outbox),
             }
         }
         if reply.reregister {

@@ -111,7 +111,7 @@ impl Worker {
                 Ok(len) => {
                     worker.metrics.reconstruction_task("finished");
                     tracing::info!(
-                        group = task.group,
+                        group = %task.group,
                         index = task.index,
                         bytes = len,
                         "internal block rebuilt"
@@ -119,7 +119,7 @@ impl Worker {
                 }
                 Err(e) => {
                     worker.metrics.reconstruction_task("failed");
-                    tracing::warn!(group = task.group, index = task.index, error = %e, "reconstruction failed");
+                    tracing::warn!(group = %task.group, index = task.index, error = %e, "reconstruction failed");
                 }
             }
             lock(&outbox).push(TaskOutcome {
@@ -150,7 +150,7 @@ impl Worker {
         let error = TaskError::BadTask(why);
         self.metrics.reconstruction_task("started");
         self.metrics.reconstruction_task("failed");
-        tracing::warn!(group, index, %error, "reconstruction task refused");
+        tracing::warn!(%group, index, %error, "reconstruction task refused");
         lock(outbox).push(TaskOutcome {
             task_id,
             group,
@@ -199,7 +199,7 @@ impl Worker {
     /// Rebuilds the task's block; returns its length. The task was validated when it
     /// arrived ([`crate::convert::reconstruction_task`]): its block and reads are bounded.
     async fn run(&self, task: &ReconstructionTask) -> Result<u64, TaskError> {
-        let id = crate::convert::block_id(task.group, task.index)?;
+        let id = crate::convert::block_id(task.group.into(), task.index)?;
         let volumes = self.volumes.clone();
         let mut writer = tokio::task::spawn_blocking(move || volumes.create(id)).await??;
         let len = task

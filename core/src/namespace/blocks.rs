@@ -17,12 +17,11 @@ use super::inode::{Inode, InodeId, StoragePolicy, decode, encode};
 use super::keys;
 use super::kv::{Cf, KvRead, Txn};
 
-/// Block group id: allocated from a counter in the replicated state.
-pub type GroupId = u64;
+pub use crate::id::GroupId;
 
 /// The first group id handed out (ids below are never used, so that a zero or small id in a
 /// report is recognizably bogus).
-pub const FIRST_GROUP_ID: GroupId = 1 << 20;
+pub const FIRST_GROUP_ID: GroupId = GroupId(1 << 20);
 
 pub use crate::policy::{CHECKSUM_CHUNK, MAX_BLOCK_SIZE};
 
@@ -65,7 +64,7 @@ pub fn load<R: KvRead + ?Sized>(
 /// garbage, not a group this replica has yet to apply).
 pub fn allocated<R: KvRead + ?Sized>(kv: &R, id: GroupId) -> std::result::Result<bool, StoreError> {
     let next = match kv.get(Cf::Meta, keys::meta::NEXT_GROUP)? {
-        Some(v) => keys::u64_value(&v).unwrap_or(FIRST_GROUP_ID),
+        Some(v) => GroupId::from_be_slice(&v).unwrap_or(FIRST_GROUP_ID),
         None => FIRST_GROUP_ID,
     };
     Ok(id < next)
@@ -94,7 +93,7 @@ pub fn deleted<R: KvRead + ?Sized>(kv: &R, id: GroupId) -> std::result::Result<b
 fn at<R: KvRead + ?Sized>(kv: &R, inode: InodeId, index: u32) -> Result<BlockGroup> {
     let id = kv
         .get(Cf::FileBlocks, &keys::file_block(inode, index))?
-        .and_then(|v| keys::u64_value(&v))
+        .and_then(|v| GroupId::from_be_slice(&v))
         .ok_or_else(|| corrupt("file block index without its group"))?;
     load(kv, id)?.ok_or_else(|| corrupt("group listed by a file is missing"))
 }
@@ -110,7 +109,7 @@ fn put<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, group: &BlockGroup) {
 
 fn alloc_id<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>) -> Result<GroupId> {
     let next = match txn.get(Cf::Meta, keys::meta::NEXT_GROUP)? {
-        Some(v) => keys::u64_value(&v).ok_or_else(|| corrupt("bad next_group"))?,
+        Some(v) => GroupId::from_be_slice(&v).ok_or_else(|| corrupt("bad next_group"))?,
         None => FIRST_GROUP_ID,
     };
     let after = next
@@ -223,7 +222,7 @@ pub fn drop_all<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, file: &Inode) -> Resul
         let key = keys::file_block(file.id, index);
         if let Some(id) = txn
             .get(Cf::FileBlocks, &key)?
-            .and_then(|v| keys::u64_value(&v))
+            .and_then(|v| GroupId::from_be_slice(&v))
         {
             txn.delete(Cf::BlockGroups, keys::group(id));
         }

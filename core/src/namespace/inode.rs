@@ -9,14 +9,12 @@ use super::error::StoreError;
 use super::throttle::ThrottleSettings;
 use crate::format::{self, FormatError, Schema};
 
-/// Inode number. Allocated from a counter in the replicated state, so that every replica
-/// gives the same file the same number.
-pub type InodeId = u64;
+pub use crate::id::InodeId;
 
 /// The root directory's inode number.
-pub const ROOT_ID: InodeId = 1;
+pub const ROOT_ID: InodeId = InodeId(1);
 /// The first number handed to a new inode.
-pub const FIRST_ALLOCATED_ID: InodeId = 16_385;
+pub const FIRST_ALLOCATED_ID: InodeId = InodeId(16_385);
 
 /// What an inode is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! Binary, order-preserving keys. Integers are big-endian so that byte order is numeric
 //! order; a directory's entries share the parent's id as a prefix and sort by name.
 
+use super::blocks::GroupId;
 use super::inode::InodeId;
 
 pub fn inode(id: InodeId) -> Vec<u8> {
@@ -49,7 +50,7 @@ pub fn lease_file(holder: &str, id: InodeId) -> Vec<u8> {
     k
 }
 
-pub fn group(id: u64) -> Vec<u8> {
+pub fn group(id: GroupId) -> Vec<u8> {
     id.to_be_bytes().to_vec()
 }
 

@@ -1,5 +1,6 @@
 //! Unit tests of every namespace operation and error path, over the in-memory store.
 
+use super::blocks::GroupId;
 use super::inode::ROOT_ID;
 use super::kv::{KvRead, MemKv, Txn};
 use super::*;
@@ -164,7 +165,7 @@ fn ids_are_allocated_from_replicated_state() {
     let a = ns.stat("/a").expect("stat").id;
     let b = ns.stat("/b").expect("stat").id;
     assert_eq!(a, inode::FIRST_ALLOCATED_ID);
-    assert_eq!(b, a + 1);
+    assert_eq!(b, InodeId(a.0 + 1));
     assert_eq!(ns.stat("/").expect("stat").id, ROOT_ID);
 }
 
@@ -826,7 +827,7 @@ fn block_groups_are_allocated_closed_and_dropped_with_their_file() {
     .expect("delete");
     assert!(blocks::load(&ns.kv, g0.id).expect("load").is_none());
     assert!(blocks::allocated(&ns.kv, g1.id).expect("allocated"));
-    assert!(!blocks::allocated(&ns.kv, g1.id + 10).expect("allocated"));
+    assert!(!blocks::allocated(&ns.kv, GroupId(g1.id.0 + 10)).expect("allocated"));
 }
 
 #[test]
@@ -868,7 +869,7 @@ fn block_sizes_must_fit_the_policy_and_recovery_closes_the_open_group() {
     assert_eq!(
         Ns::kind(ns.apply(Op::RecoverLease {
             path: p("/ec/f"),
-            last_group_length: Some((5 << 20, g.id + 1)),
+            last_group_length: Some((5 << 20, GroupId(g.id.0 + 1))),
         })),
         "InvalidArgument",
         "the open group is not the one measured"

@@ -50,7 +50,7 @@ pub(super) fn lookup<R: KvRead + ?Sized>(
     name: &str,
 ) -> Result<Option<InodeId>> {
     match kv.get(Cf::Dentries, &keys::dentry(parent, name))? {
-        Some(v) => Ok(Some(keys::u64_value(&v).ok_or_else(|| {
+        Some(v) => Ok(Some(InodeId::from_be_slice(&v).ok_or_else(|| {
             ApplyError::Store(StoreError::Corrupt {
                 cf: "dentries",
                 reason: "bad child id".into(),
@@ -125,7 +125,7 @@ pub fn list<R: KvRead + ?Sized>(
     let has_more = page.len() > limit;
     let mut out = Vec::with_capacity(page.len().min(limit));
     for (_, v) in page.into_iter().take(limit) {
-        let id = keys::u64_value(&v).ok_or_else(|| {
+        let id = InodeId::from_be_slice(&v).ok_or_else(|| {
             ApplyError::Store(StoreError::Corrupt {
                 cf: "dentries",
                 reason: "bad child id".into(),
@@ -154,7 +154,7 @@ pub(super) fn for_each_child<R: KvRead + ?Sized>(
                     reason: "bad name".into(),
                 })
             })?;
-            let id = keys::u64_value(v).ok_or_else(|| {
+            let id = InodeId::from_be_slice(v).ok_or_else(|| {
                 ApplyError::Store(StoreError::Corrupt {
                     cf: "dentries",
                     reason: "bad child id".into(),
@@ -272,7 +272,10 @@ pub fn expired_leases<R: KvRead + ?Sized>(
                     SCAN_PAGE,
                 )?
                 .iter()
-                .filter_map(|(k, _)| k.get(k.len().saturating_sub(8)..).and_then(keys::u64_value))
+                .filter_map(|(k, _)| {
+                    k.get(k.len().saturating_sub(8)..)
+                        .and_then(InodeId::from_be_slice)
+                })
                 .collect();
             out.push((holder, files));
         }

@@ -24,7 +24,7 @@ pub(super) fn put_inode<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, inode: &Inode)
 
 pub(super) fn alloc_id<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>) -> Result<InodeId> {
     let next = match txn.get(Cf::Meta, keys::meta::NEXT_INODE)? {
-        Some(v) => keys::u64_value(&v).ok_or_else(|| {
+        Some(v) => InodeId::from_be_slice(&v).ok_or_else(|| {
             ApplyError::Store(StoreError::Corrupt {
                 cf: "meta",
                 reason: "bad next_inode".into(),

@@ -74,7 +74,7 @@ pub async fn measure(
             continue;
         };
         let block = pb::BlockRef {
-            group: group.id,
+            group: group.id.into(),
             index,
         };
         asks.push(async move {
@@ -101,7 +101,7 @@ pub async fn measure(
         .flatten()
         .collect();
     tracing::info!(
-        group = group.id,
+        group = %group.id,
         ?survivors,
         "lease recovery measured the open group"
     );

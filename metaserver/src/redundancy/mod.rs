@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use crate::error::MetaError;
 use crate::namespace::blocks::{self, BlockGroup, GroupId};
-use crate::namespace::{Inode, StoragePolicy};
+use crate::namespace::{Inode, InodeId, StoragePolicy};
 use crate::observer::Role;
 use crate::registry::{Registry, Replica};
 use crate::service::MetaNode;
@@ -152,7 +152,8 @@ pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
     let mut work = Vec::new();
     let mut groups = BTreeSet::new();
     let mut unrecoverable = 0u64;
-    let mut files: std::collections::HashMap<u64, Option<Inode>> = std::collections::HashMap::new();
+    let mut files: std::collections::HashMap<InodeId, Option<Inode>> =
+        std::collections::HashMap::new();
     let mut after = None;
     loop {
         let page = blocks::page(kv, after, SCAN_PAGE)?;
@@ -314,7 +315,7 @@ pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
     let garbage = node
         .read_local(move |kv| -> Result<Vec<_>, MetaError> {
             let mut out = Vec::new();
-            let mut last: Option<(u64, bool)> = None;
+            let mut last: Option<(GroupId, bool)> = None;
             for (group, index, node) in reported {
                 let gone = match last {
                     Some((g, gone)) if g == group => gone,

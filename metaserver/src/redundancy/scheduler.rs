@@ -233,7 +233,7 @@ impl Scheduler {
                     Some(error) => {
                         s.in_flight.remove(&key);
                         s.failed = s.failed.saturating_add(1);
-                        tracing::warn!(group = o.group, index = o.index, %error, "reconstruction task failed");
+                        tracing::warn!(group = %o.group, index = o.index, %error, "reconstruction task failed");
                     }
                 }
             }

@@ -2,7 +2,7 @@ use super::*;
 
 fn blk(group: u64, index: u32, length: u64) -> Reported {
     Reported {
-        group,
+        group: GroupId(group),
         index,
         length,
     }
@@ -40,7 +40,7 @@ fn a_split_full_report_replaces_the_blocks_only_once_every_part_arrived() {
             .expect("part 0")
     );
     // Half a report changes nothing: group 10 is still there.
-    assert_eq!(r.replicas(10).len(), 1);
+    assert_eq!(r.replicas(GroupId(10)).len(), 1);
     // A repeated part is not counted twice.
     assert!(
         !r.full_report_part(1, 7, 0, 2, &[blk(11, 0, 5)])
@@ -50,10 +50,13 @@ fn a_split_full_report_replaces_the_blocks_only_once_every_part_arrived() {
         r.full_report_part(1, 7, 1, 2, &[blk(12, 3, 9)])
             .expect("part 1")
     );
-    assert!(r.replicas(10).is_empty(), "not in the full report: gone");
-    assert_eq!(r.replicas(11).len(), 1);
+    assert!(
+        r.replicas(GroupId(10)).is_empty(),
+        "not in the full report: gone"
+    );
+    assert_eq!(r.replicas(GroupId(11)).len(), 1);
     assert_eq!(
-        r.replicas(12),
+        r.replicas(GroupId(12)),
         vec![Replica {
             index: 3,
             node: 1,
@@ -77,8 +80,8 @@ fn a_new_report_id_restarts_the_collection() {
         r.full_report_part(1, 2, 0, 1, &[blk(20, 0, 1)])
             .expect("whole")
     );
-    assert!(r.replicas(10).is_empty());
-    assert_eq!(r.replicas(20).len(), 1);
+    assert!(r.replicas(GroupId(10)).is_empty());
+    assert_eq!(r.replicas(GroupId(20)).len(), 1);
 }
 
 #[test]
@@ -88,31 +91,31 @@ fn corrupt_copies_and_dead_nodes_are_not_locations() {
         .expect("register");
     r.incremental(1, &[blk(10, 0, 5)], &[]).expect("ibr");
     std::thread::sleep(Duration::from_millis(5));
-    assert!(r.replicas(10).is_empty(), "dead node");
+    assert!(r.replicas(GroupId(10)).is_empty(), "dead node");
     let r = registry();
     r.register(2, "b:1", "r2", Storage::default())
         .expect("register");
     r.incremental(1, &[blk(10, 0, 5), blk(10, 1, 5)], &[])
         .expect("ibr");
     r.incremental(2, &[blk(10, 2, 5)], &[]).expect("ibr");
-    r.mark_corrupt(10, 1, 1);
-    let idx: Vec<u32> = r.replicas(10).iter().map(|x| x.index).collect();
+    r.mark_corrupt(GroupId(10), 1, 1);
+    let idx: Vec<u32> = r.replicas(GroupId(10)).iter().map(|x| x.index).collect();
     assert_eq!(idx, vec![0, 2]);
     // Rewritten (by reconstruction): good again.
     r.incremental(1, &[blk(10, 1, 5)], &[]).expect("ibr");
-    assert_eq!(r.replicas(10).len(), 3);
+    assert_eq!(r.replicas(GroupId(10)).len(), 3);
     r.incremental(1, &[], &[blk(10, 0, 5), blk(10, 1, 5)])
         .expect("ibr");
-    assert_eq!(r.replicas(10).len(), 1);
+    assert_eq!(r.replicas(GroupId(10)).len(), 1);
 }
 
 #[test]
 fn deletions_are_handed_out_once() {
     let r = registry();
-    r.queue_delete(1, 10, 0);
+    r.queue_delete(1, GroupId(10), 0);
     assert_eq!(
         r.heartbeat(1, Storage::default()).expect("hb"),
-        vec![(10, 0)]
+        vec![(GroupId(10), 0)]
     );
     assert!(r.heartbeat(1, Storage::default()).expect("hb").is_empty());
 }

@@ -6,6 +6,7 @@
 //! Only the active decides that a reported block is garbage (its group was deleted): a standby
 //! may simply not have applied the group's creation yet.
 
+use raftfs_core::id::GroupId;
 use std::time::Instant;
 
 use raftfs_proto as pb;
@@ -62,7 +63,7 @@ impl BlockServersService {
         for r in garbage {
             tracing::debug!(
                 node_id,
-                group = r.group,
+                group = %r.group,
                 index = r.index,
                 "block of a deleted group"
             );
@@ -88,7 +89,7 @@ fn reported(blocks: &[pb::ReportedBlock]) -> Vec<Reported> {
     blocks
         .iter()
         .map(|b| Reported {
-            group: b.group,
+            group: GroupId(b.group),
             index: b.index,
             length: b.length,
         })
@@ -160,7 +161,7 @@ impl BlockServers for BlockServersService {
                     delete: delete
                         .into_iter()
                         .map(|(group, index)| pb::ReportedBlock {
-                            group,
+                            group: group.into(),
                             index,
                             length: 0,
                         })

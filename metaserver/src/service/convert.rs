@@ -2,6 +2,7 @@
 //! filled in, identities checked. Handlers only see validated domain types; their replies
 //! are built from domain types here too (inodes, groups, fsck, reconstruction tasks).
 
+use raftfs_core::id::GroupId;
 use raftfs_proto as pb;
 use raftfs_proto::mutate_request::Op as PbOp;
 
@@ -228,8 +229,8 @@ pub fn throttle(s: &ThrottleSettings) -> pb::SetThrottleOp {
 /// Domain inode -> wire inode.
 pub fn inode(i: &Inode) -> pb::Inode {
     pb::Inode {
-        id: i.id,
-        parent: i.parent,
+        id: i.id.into(),
+        parent: i.parent.into(),
         name: i.name.clone(),
         kind: match i.kind {
             InodeKind::Directory => pb::InodeKind::Directory,
@@ -274,7 +275,7 @@ pub fn group(
         }
     };
     pb::BlockGroup {
-        id: g.id,
+        id: g.id.into(),
         index: g.index,
         offset: g.offset,
         length: g.length.unwrap_or(0),
@@ -339,7 +340,7 @@ pub fn fsck_report(r: FsckReport) -> pb::FsckResponse {
 pub fn reconstruction_task(t: &ReconstructionTask) -> pb::ReconstructionTask {
     pb::ReconstructionTask {
         task_id: t.id,
-        group: t.group,
+        group: t.group.into(),
         policy: t.policy.to_string(),
         group_length: t.group_length,
         index: t.index,
@@ -379,7 +380,7 @@ pub fn node_throttle(t: &Throttle) -> pb::Throttle {
 pub fn task_outcome(o: pb::TaskOutcome) -> TaskOutcome {
     TaskOutcome {
         task_id: o.task_id,
-        group: o.group,
+        group: GroupId(o.group),
         index: o.index,
         error: (!o.ok).then_some(o.error),
     }

@@ -2,6 +2,7 @@
 //! journal; reads are served by the active from a consistent view of its state machine. Every
 //! response carries the state ID it reflects.
 
+use raftfs_core::id::GroupId;
 use std::time::Instant;
 
 use raftfs_proto as pb;
@@ -372,7 +373,7 @@ impl Namespace for NamespaceService {
         tracing::warn!(reason = %req.reason, "internal block reported corrupt");
         self.node
             .registry
-            .mark_corrupt(req.group, req.index, req.node_id);
+            .mark_corrupt(GroupId(req.group), req.index, req.node_id);
         self.node.metrics.corrupt_reports().inc();
         self.finish("report_corrupt", start, Ok(pb::ReportCorruptResponse {}))
     }

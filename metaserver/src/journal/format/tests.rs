@@ -21,6 +21,7 @@ use openraft::{
 };
 use proptest::prelude::*;
 use raftfs_core::format::{self, FormatError, Schema};
+use raftfs_core::id::{GroupId, InodeId};
 
 use super::rpc;
 use super::*;
@@ -192,7 +193,7 @@ fn every_op() -> Vec<Op> {
         },
         Op::RecoverLease {
             path: path("/a/b/f"),
-            last_group_length: Some((6 << 20, (1 << 20) + 7)),
+            last_group_length: Some((6 << 20, GroupId((1 << 20) + 7))),
         },
         Op::Symlink {
             path: path("/l"),
@@ -316,8 +317,8 @@ fn snapshot_meta() -> SnapshotMeta<NodeId, BasicNode> {
 
 fn file_inode() -> Inode {
     Inode {
-        id: 16_386,
-        parent: 16_385,
+        id: InodeId(16_386),
+        parent: InodeId(16_385),
         name: "f".into(),
         kind: InodeKind::File,
         permission: 0o644,
@@ -344,8 +345,8 @@ fn file_inode() -> Inode {
 
 fn group() -> BlockGroup {
     BlockGroup {
-        id: 1 << 20,
-        inode: 16_386,
+        id: GroupId(1 << 20),
+        inode: InodeId(16_386),
         index: 0,
         offset: 0,
         length: None,
@@ -765,7 +766,7 @@ fn op() -> impl Strategy<Value = Op> {
         (ns_path(), any::<Option<(u64, u64)>>()).prop_map(|(path, last_group_length)| {
             Op::RecoverLease {
                 path,
-                last_group_length,
+                last_group_length: last_group_length.map(|(l, g)| (l, GroupId(g))),
             }
         }),
         (ns_path(), "\\PC{0,30}", any::<bool>(), name()).prop_map(
@@ -856,8 +857,8 @@ prop_compose! {
         sizes in any::<(u64, u64, u32)>(),
     ) -> Inode {
         Inode {
-            id: ids.0,
-            parent: ids.1,
+            id: InodeId(ids.0),
+            parent: InodeId(ids.1),
             name,
             kind,
             permission,
@@ -885,7 +886,7 @@ prop_compose! {
         length in prop::option::of(any::<u64>()),
         targets in prop::collection::vec(any::<u64>(), 0..40),
     ) -> BlockGroup {
-        BlockGroup { id, inode, index, offset, length, targets }
+        BlockGroup { id: GroupId(id), inode: InodeId(inode), index, offset, length, targets }
     }
 }
 

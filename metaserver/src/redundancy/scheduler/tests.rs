@@ -35,7 +35,7 @@ fn nodes(dead: &[u64]) -> Vec<NodeView> {
 /// An RS-6-3 group of 6 full stripes, internal block i on server i+1, server 1 lost.
 fn work() -> Work {
     Work {
-        group: 1 << 20,
+        group: GroupId(1 << 20),
         policy: rs63(),
         length: 36 * MIB,
         missing: vec![0],
@@ -51,7 +51,7 @@ fn work() -> Work {
 }
 
 fn groups() -> BTreeSet<GroupId> {
-    [1 << 20].into_iter().collect()
+    [GroupId(1 << 20)].into_iter().collect()
 }
 
 fn scheduler(max_streams: u32) -> Scheduler {
@@ -146,20 +146,20 @@ fn max_transfer_is_max_streams_minus_xmits_and_never_wraps() {
     let many: Vec<(usize, Work)> = (0..10)
         .map(|g| {
             let mut w = work();
-            w.group += g;
+            w.group = GroupId(w.group.0 + g);
             (0, w)
         })
         .collect();
     s.update(
         many.clone(),
-        &(0..10).map(|g| (1 << 20) + g).collect(),
+        &(0..10).map(|g| GroupId((1 << 20) + g)).collect(),
         0,
         ThrottleSettings::default(),
     );
     assert_eq!(s.assign(1, 0, &nodes).len(), 2);
     s.update(
         many.clone(),
-        &(0..10).map(|g| (1 << 20) + g).collect(),
+        &(0..10).map(|g| GroupId((1 << 20) + g)).collect(),
         0,
         ThrottleSettings::default(),
     );
@@ -250,13 +250,13 @@ fn rack_blind_tasks_are_valid_too() {
     });
     let nodes = nodes(&[1]);
     let mut short = work();
-    short.group += 1;
+    short.group = GroupId(short.group.0 + 1);
     short.length = 2 * MIB + 5;
     short
         .replicas
         .retain(|r| [1, 2, 6, 7, 8].contains(&r.index));
     let mut replica = work();
-    replica.group += 2;
+    replica.group = GroupId(replica.group.0 + 2);
     replica.policy = StoragePolicy::Replicated(3);
     replica.length = 0;
     replica.replicas = vec![Replica {
@@ -266,7 +266,7 @@ fn rack_blind_tasks_are_valid_too() {
     }];
     s.update(
         vec![(2, work()), (0, short), (0, replica)],
-        &(0..3).map(|g| (1 << 20) + g).collect(),
+        &(0..3).map(|g| GroupId((1 << 20) + g)).collect(),
         0,
         ThrottleSettings::default(),
     );

@@ -1,0 +1,71 @@
+//! Identifiers as types (as Neon's `id_newtype!`): an inode number, a block group. Each is a
+//! `u64` on the wire and on disk (`#[serde(transparent)]`: the bytes of every versioned record,
+//! and the golden fixtures, are unchanged), but a function that takes a group and an inode
+//! cannot be handed them in the wrong order, nor a count where an id goes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_newtype {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize,
+            Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl $name {
+            /// The id as the wire and the keys carry it.
+            pub const fn get(self) -> u64 {
+                self.0
+            }
+
+            /// The id's big-endian bytes: keys sort by id.
+            pub const fn to_be_bytes(self) -> [u8; 8] {
+                self.0.to_be_bytes()
+            }
+
+            /// The id stored as 8 big-endian bytes (a key's or a value's), if that is what
+            /// `bytes` holds.
+            pub fn from_be_slice(bytes: &[u8]) -> Option<Self> {
+                Some(Self(u64::from_be_bytes(bytes.try_into().ok()?)))
+            }
+
+            /// The id `n` after this one (ids come from counters), if there is one.
+            pub fn checked_add(self, n: u64) -> Option<Self> {
+                self.0.checked_add(n).map(Self)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        impl From<u64> for $name {
+            fn from(v: u64) -> Self {
+                Self(v)
+            }
+        }
+
+        impl From<$name> for u64 {
+            fn from(v: $name) -> u64 {
+                v.0
+            }
+        }
+    };
+}
+
+id_newtype!(
+    /// An inode number: allocated from a counter in the replicated state, so that every
+    /// replica gives the same file the same number.
+    InodeId
+);
+id_newtype!(
+    /// A block group: allocated from a counter in the replicated state, never reused.
+    GroupId
+);
