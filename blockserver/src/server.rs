@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftfs_proto::block_data_server::BlockDataServer;
-use raftfs_runtime::tokio_listener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{Config, ConfigError};
@@ -18,6 +17,8 @@ use crate::reconstruction::Worker;
 use crate::service::{BlockDataService, BlockNode, MAX_DATA_MESSAGE};
 use crate::volumes::Volumes;
 
+pub use raftfs_runtime::{Listeners, signal};
+
 /// How long the heartbeat tasks get to notice a shutdown before they are left behind.
 const TASK_GRACE: Duration = Duration::from_secs(2);
 
@@ -26,31 +27,19 @@ const TASK_GRACE: Duration = Duration::from_secs(2);
 pub enum ServerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error(transparent)]
-    Metaserver(#[from] BadAddress),
-    #[error("opening volumes: {0}")]
-    Volumes(#[from] BlockError),
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
+    #[error("opening volumes: {0}")]
+    Volumes(#[from] BlockError),
+    #[error(transparent)]
+    Metaserver(#[from] BadAddress),
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
 
-pub use raftfs_runtime::{Listeners, signal};
-
 /// Binds the addresses `config` names.
 pub fn listeners(config: &Config) -> std::io::Result<Listeners> {
     Listeners::bind(config.listen, config.metrics_addr)
-}
-
-/// Runs a blockserver on the addresses `config` names until `shutdown` resolves.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    config.validate()?;
-    let listeners = listeners(&config)?;
-    serve(config, listeners, shutdown).await
 }
 
 /// Runs a blockserver on already bound `listeners` (the addresses in `config` are not bound
@@ -61,8 +50,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let listener = tokio_listener(listeners.rpc)?;
-    let metrics_listener = listeners.metrics.map(tokio_listener).transpose()?;
+    let (listener, metrics_listener) = listeners.into_tokio()?;
     let bound = listener.local_addr()?;
     let advertise = config.advertised(bound);
     let (dirs, reserved) = (config.data_dirs.clone(), config.reserved_bytes);

@@ -10,7 +10,7 @@
 //!   are, and closing the files of dead writers.
 //! - [`service`]: gRPC handlers (client namespace, admin, raft) and the one error-to-status map.
 //! - [`config`], [`metrics`], [`server`]: configuration, Prometheus metrics, and wiring it all
-//!   into a running server ([`server::run`]), which the `metaserver` binary and
+//!   into a running server ([`server::serve`]), which the `metaserver` binary and
 //!   `metactl serve-meta` both call.
 
 pub mod config;

@@ -18,13 +18,19 @@ async fn main() {
     raftfs_metaserver::server::init_tracing();
     let cli = Cli::parse();
     let result = match cli.serve.into_config() {
-        Ok(config) => raftfs_metaserver::server::run(config, raftfs_metaserver::server::signal())
-            .await
-            .map_err(|e| e.to_string()),
+        Ok(config) => serve(config).await,
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+/// Binds the addresses the config names and serves until SIGINT or SIGTERM.
+async fn serve(config: raftfs_metaserver::Config) -> Result<(), String> {
+    let listeners = raftfs_metaserver::server::listeners(&config).map_err(|e| e.to_string())?;
+    raftfs_metaserver::server::serve(config, listeners, raftfs_runtime::signal())
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -11,7 +11,7 @@ use raftfs_proto::admin_server::AdminServer;
 use raftfs_proto::block_servers_server::BlockServersServer;
 use raftfs_proto::namespace_server::NamespaceServer;
 use raftfs_proto::raft_server::RaftServer;
-use raftfs_runtime::{Workers, tokio_listener};
+use raftfs_runtime::Workers;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Config;
@@ -29,6 +29,8 @@ use crate::service::admin::AdminService;
 use crate::service::blockservers::BlockServersService;
 use crate::service::namespace::NamespaceService;
 use crate::service::raft::RaftService;
+
+pub use raftfs_runtime::{Listeners, signal};
 
 /// Largest gRPC message between metaservers (AppendEntries batches, snapshot chunks).
 pub const MAX_RAFT_MESSAGE: usize = 256 * 1024 * 1024;
@@ -51,8 +53,6 @@ pub enum ServerError {
     Transport(#[from] tonic::transport::Error),
 }
 
-pub use raftfs_runtime::{Listeners, signal};
-
 /// How often the active looks for blocks of deleted groups that servers reported earlier.
 const GARBAGE_SWEEP_PERIOD: Duration = Duration::from_secs(3);
 
@@ -64,16 +64,6 @@ pub fn listeners(config: &Config) -> std::io::Result<Listeners> {
     Listeners::bind(config.listen_addr, config.metrics_addr)
 }
 
-/// Runs a metaserver on the addresses `config` names until `shutdown` resolves.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    config.validate()?;
-    let listeners = listeners(&config)?;
-    serve(config, listeners, shutdown).await
-}
-
 /// Runs a metaserver on already bound `listeners` until `shutdown` resolves.
 pub async fn serve(
     config: Config,
@@ -81,8 +71,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let listener = tokio_listener(listeners.rpc)?;
-    let metrics_listener = listeners.metrics.map(tokio_listener).transpose()?;
+    let (listener, metrics_listener) = listeners.into_tokio()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let sm =
         StateMachine::open(&config.data_dir).map_err(|e| ServerError::Storage(e.to_string()))?;

@@ -24,6 +24,18 @@ impl Listeners {
     }
 }
 
+impl Listeners {
+    /// Both sockets registered with the running tokio reactor: (RPC, metrics).
+    pub fn into_tokio(
+        self,
+    ) -> std::io::Result<(tokio::net::TcpListener, Option<tokio::net::TcpListener>)> {
+        Ok((
+            tokio_listener(self.rpc)?,
+            self.metrics.map(tokio_listener).transpose()?,
+        ))
+    }
+}
+
 /// `listener` registered with the running tokio reactor.
 pub fn tokio_listener(listener: TcpListener) -> std::io::Result<tokio::net::TcpListener> {
     listener.set_nonblocking(true)?;
