@@ -19,6 +19,7 @@ pub mod journal;
 pub mod lease_recovery;
 pub mod membership;
 pub mod metrics;
+pub mod node;
 pub mod observer;
 pub mod placement;
 pub mod redundancy;

@@ -23,7 +23,7 @@ use tonic::transport::Channel;
 use crate::error::MetaError;
 use crate::journal::NodeId;
 use crate::journal::network::Dialer;
-use crate::service::MetaNode;
+use crate::node::MetaNode;
 
 /// How long a leadership transfer may take before it gives up.
 pub const TRANSFER_DEADLINE: Duration = Duration::from_secs(10);

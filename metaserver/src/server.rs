@@ -21,10 +21,10 @@ use crate::journal::network::{Dialer, NetworkFactory};
 use crate::journal::proposer::{Proposer, ProposerConfig};
 use crate::journal::state_machine::StateMachine;
 use crate::metrics::Metrics;
+use crate::node::{MetaNode, ServingRules};
 use crate::observer::LeaderPosition;
 use crate::redundancy::scheduler::{Scheduler, SchedulerConfig};
 use crate::registry::Registry;
-use crate::service::MetaNode;
 use crate::service::admin::AdminService;
 use crate::service::blockservers::BlockServersService;
 use crate::service::namespace::NamespaceService;
@@ -136,15 +136,7 @@ pub async fn serve(
         sm: sm_shared.clone(),
         proposer,
         metrics: metrics.clone(),
-        quorum_lease: Duration::from_millis(
-            config
-                .raft
-                .election_timeout_min_ms
-                .saturating_sub(config.raft.heartbeat_ms),
-        ),
-        write_quorum_timeout: Duration::from_millis(config.raft.election_timeout_max_ms),
-        read_wait: config.read_wait(),
-        skip_state_id_wait: config.debug_skip_state_id_wait,
+        rules: serving_rules(&config),
         leader_position: Arc::new(LeaderPosition::default()),
         dialer,
         registry: Arc::new(Registry::new(Duration::from_secs(
@@ -160,7 +152,7 @@ pub async fn serve(
         workers: workers.statuses(),
     };
     spawn_workers(&mut workers, &node, &config);
-    if node.skip_state_id_wait {
+    if node.rules.skip_state_id_wait {
         tracing::warn!("debug-skip-state-id-wait: this observer may serve stale reads");
     }
 
@@ -220,6 +212,20 @@ pub async fn serve(
     }
     tracing::info!(node = config.node_id, "metaserver stopped");
     result.map_err(ServerError::from)
+}
+
+/// When this member may answer reads and take writes, from its Raft timing.
+fn serving_rules(config: &Config) -> ServingRules {
+    let raft = &config.raft;
+    ServingRules {
+        quorum_lease: Duration::from_millis(
+            raft.election_timeout_min_ms
+                .saturating_sub(raft.heartbeat_ms),
+        ),
+        write_quorum_timeout: Duration::from_millis(raft.election_timeout_max_ms),
+        read_wait: config.read_wait(),
+        skip_state_id_wait: config.debug_skip_state_id_wait,
+    }
 }
 
 /// The active's periodic jobs, each a named worker (they skip their rounds on other members).

@@ -24,8 +24,8 @@ use crate::error::MetaError;
 use crate::journal::{ClientId, Proposal};
 use crate::namespace::blocks::{self, BlockGroup};
 use crate::namespace::{Inode, NsPath, Op, StoragePolicy, tree};
+use crate::node::MetaNode;
 use crate::observer::Role;
-use crate::service::MetaNode;
 use raftfs_runtime::Outcome;
 
 /// How long the active waits for one blockserver's answer about one internal block.

@@ -12,9 +12,9 @@ use std::collections::BTreeSet;
 use crate::error::MetaError;
 use crate::namespace::blocks::{self, BlockGroup, GroupId};
 use crate::namespace::{Inode, InodeId, StoragePolicy};
+use crate::node::MetaNode;
 use crate::observer::Role;
 use crate::registry::{Registry, Replica};
-use crate::service::MetaNode;
 pub use raftfs_core::fsck::{FileHealth, FsckReport};
 use raftfs_runtime::Outcome;
 

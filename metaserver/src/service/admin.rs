@@ -8,10 +8,10 @@ use raftfs_proto::admin_client::AdminClient;
 use raftfs_proto::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
-use super::MetaNode;
 use crate::error::MetaError;
 use crate::journal::network::Dialer;
 use crate::membership;
+use crate::node::MetaNode;
 
 /// The `Admin` gRPC service.
 #[derive(Debug, Clone)]

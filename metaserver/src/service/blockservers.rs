@@ -13,9 +13,10 @@ use raftfs_proto as pb;
 use raftfs_proto::block_servers_server::BlockServers;
 use tonic::{Request, Response, Status};
 
-use super::{MetaNode, convert};
+use super::convert;
 use crate::error::MetaError;
 use crate::namespace::blocks;
+use crate::node::MetaNode;
 use crate::observer::Role;
 use crate::registry::{Reported, Storage};
 

@@ -9,7 +9,7 @@ use raftfs_proto as pb;
 use raftfs_proto::namespace_server::Namespace;
 use tonic::{Request, Response, Status};
 
-use super::{MetaNode, convert};
+use super::convert;
 use crate::error::MetaError;
 use crate::journal::Proposal;
 use crate::journal::rocks::SnapshotKv;
@@ -17,6 +17,7 @@ use crate::journal::state_machine::applied_index_in;
 use crate::lease_recovery;
 use crate::namespace::blocks::{self, BlockGroup};
 use crate::namespace::{ApplyError, Inode, NsPath, Op, OpOutput, StoragePolicy, tree};
+use crate::node::MetaNode;
 use crate::placement;
 use crate::redundancy as health;
 use crate::registry::Replica;
@@ -39,7 +40,7 @@ impl NamespaceService {
 
     /// Runs `f` on a consistent view of the state machine; returns its result and the state
     /// ID of that view. Runs on the active and on observers alike: see
-    /// [`super::MetaNode::ready_for_read`] for who may answer, and when.
+    /// [`MetaNode::ready_for_read`] for who may answer, and when.
     async fn read<T: Send + 'static>(
         &self,
         header: Option<&pb::RequestHeader>,

@@ -7,8 +7,8 @@ use raftfs_proto::raft_server::Raft as RaftRpc;
 use raftfs_proto::{self as pb, RaftMessage};
 use tonic::{Request, Response, Status};
 
-use super::MetaNode;
 use crate::journal::format::rpc;
+use crate::node::MetaNode;
 
 /// The `Raft` gRPC service.
 #[derive(Debug, Clone)]

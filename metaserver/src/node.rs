@@ -1,0 +1,208 @@
+//! The context every part of one metaserver shares: the gRPC services, the active's workers
+//! (redundancy, lease recovery), membership and metrics. Built once by [`crate::server`],
+//! which owns it; its fields are crate-private, and the rules a request is checked against
+//! (is this the active, may it read, has it applied what the client saw) are methods here,
+//! written once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::ServerState;
+
+use crate::error::MetaError;
+use crate::journal::proposer::Proposer;
+use crate::journal::state_machine::SmShared;
+use crate::journal::{NodeId, Raft};
+use crate::metrics::Metrics;
+use crate::observer::{self, LeaderPosition, Role};
+
+/// What every part of one metaserver shares.
+#[derive(Clone)]
+pub struct MetaNode {
+    pub(crate) id: NodeId,
+    pub(crate) advertise_addr: String,
+    pub(crate) raft: Raft,
+    pub(crate) sm: Arc<SmShared>,
+    pub(crate) proposer: Proposer,
+    pub(crate) metrics: Arc<Metrics>,
+    /// When this member may answer reads and take writes (DESIGN §4, §5).
+    pub(crate) rules: ServingRules,
+    /// How far the active's log is known to reach (for the apply-lag metric).
+    pub(crate) leader_position: Arc<LeaderPosition>,
+    /// How connections to other metaservers are opened (source address).
+    pub(crate) dialer: crate::journal::network::Dialer,
+    /// The blockservers and their blocks (soft state from heartbeats and reports).
+    pub(crate) registry: Arc<crate::registry::Registry>,
+    pub(crate) blocks: crate::config::BlockTuning,
+    /// The active's reconstruction work (DESIGN §7).
+    pub(crate) scheduler: Arc<crate::redundancy::scheduler::Scheduler>,
+    /// The statuses of this member's background workers (owned by the server).
+    pub(crate) workers: raftfs_runtime::WorkerStatuses,
+}
+
+/// When a member may answer reads and take writes, from its configuration (DESIGN §4, §5).
+#[derive(Clone, Copy, Debug)]
+pub struct ServingRules {
+    /// A leader that has not heard from a quorum for this long stops serving reads (it may
+    /// have been replaced): shorter than the election timeout.
+    pub quorum_lease: Duration,
+    /// A leader that has not heard from a quorum for this long (an election timeout) refuses
+    /// writes at once: they could not commit, and the client should look for the new active
+    /// instead of waiting out its RPC timeout (openraft 0.9 has no check-quorum step-down).
+    pub write_quorum_timeout: Duration,
+    /// How long a read waits for this member to apply the state its client has seen.
+    pub read_wait: Duration,
+    /// Debug builds only: serve observer reads without the state-ID wait, so that tests can
+    /// show that their checks catch the stale reads this lets through.
+    pub skip_state_id_wait: bool,
+}
+
+impl std::fmt::Debug for MetaNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetaNode")
+            .field("id", &self.id)
+            .field("addr", &self.advertise_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetaNode {
+    /// Runs `f` on a consistent view of this member's own state, on a blocking thread,
+    /// without a client's consistency checks (the active preparing an entry, its monitors).
+    pub async fn read_local<T, E>(
+        &self,
+        f: impl FnOnce(&crate::journal::rocks::SnapshotKv<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, MetaError>
+    where
+        T: Send + 'static,
+        E: Into<MetaError> + Send + 'static,
+    {
+        let sm = self.sm.clone();
+        tokio::task::spawn_blocking(move || {
+            let db = sm.db();
+            f(&crate::journal::rocks::SnapshotKv::new(&db)).map_err(Into::into)
+        })
+        .await
+        .map_err(|e| MetaError::Internal(format!("read task: {e}")))?
+    }
+
+    /// Counts an RPC in the metrics and turns its result into the gRPC reply (every error
+    /// through [`status`]).
+    pub fn finish_rpc<T>(
+        &self,
+        method: &'static str,
+        start: std::time::Instant,
+        r: Result<T, MetaError>,
+    ) -> Result<tonic::Response<T>, tonic::Status> {
+        self.metrics.observe_rpc(method, start.elapsed(), r.is_ok());
+        r.map(tonic::Response::new).map_err(tonic::Status::from)
+    }
+
+    /// The active's id and address as this node knows them.
+    pub fn leader_hint(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// Succeeds only on the active; otherwise `NotActive` with the active's address.
+    pub fn ensure_active(&self) -> Result<(), MetaError> {
+        let is_leader = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            m.state == ServerState::Leader && m.current_leader == Some(self.id)
+        };
+        if is_leader {
+            Ok(())
+        } else {
+            Err(MetaError::NotActive {
+                leader: self.leader_hint(),
+            })
+        }
+    }
+
+    /// Like [`MetaNode::ensure_active`], and also refuses (`Unavailable`, so the client tries
+    /// the other members) when this leader has been cut off from its quorum for an election
+    /// timeout. A leader that was never acknowledged yet (just elected) is given its chance.
+    pub fn ensure_active_for_write(&self) -> Result<(), MetaError> {
+        self.ensure_active()?;
+        let ack = self.raft.metrics().borrow().millis_since_quorum_ack;
+        match ack {
+            Some(ms) if u128::from(ms) > self.rules.write_quorum_timeout.as_millis() => {
+                Err(MetaError::Unavailable(format!(
+                    "the active has not heard from a quorum for {ms} ms"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// This member's role now.
+    pub fn role(&self) -> Role {
+        Role::of(self.id, &self.raft.metrics().borrow())
+    }
+
+    /// Gate of every client read: the active (with a recent quorum) serves every read, an
+    /// observer only the reads of clients in observer mode (`observer_read`); both once they
+    /// have applied at least `last_seen`, the client's state ID. Standbys, and observers asked
+    /// for a linearizable read, redirect to the active.
+    pub async fn ready_for_read(
+        &self,
+        last_seen: u64,
+        observer_read: bool,
+    ) -> Result<(), MetaError> {
+        match self.role() {
+            Role::Active => {
+                self.ensure_active_for_read()?;
+                observer::wait_applied(self.sm.applied_watch(), last_seen, self.rules.read_wait)
+                    .await?;
+                Ok(())
+            }
+            Role::Observer if !observer_read => Err(MetaError::NotActive {
+                leader: self.leader_hint(),
+            }),
+            Role::Observer if self.rules.skip_state_id_wait => Ok(()),
+            Role::Observer => {
+                observer::wait_applied(self.sm.applied_watch(), last_seen, self.rules.read_wait)
+                    .await?;
+                Ok(())
+            }
+            Role::Standby | Role::Outside => Err(MetaError::NotActive {
+                leader: self.leader_hint(),
+            }),
+        }
+    }
+
+    /// Whether an answer whose state is `state_id` may go to a client that has seen
+    /// `last_seen`: checked on the very snapshot the answer was read from.
+    pub fn check_state_id(&self, state_id: u64, last_seen: u64) -> Result<(), MetaError> {
+        if state_id >= last_seen || self.rules.skip_state_id_wait {
+            Ok(())
+        } else {
+            Err(MetaError::ObserverBehind {
+                applied: state_id,
+                wanted: last_seen,
+            })
+        }
+    }
+
+    /// Like [`MetaNode::ensure_active`], and also refuses when the leader has not heard from
+    /// a quorum within the lease: a deposed leader does not keep answering reads.
+    pub fn ensure_active_for_read(&self) -> Result<(), MetaError> {
+        self.ensure_active()?;
+        let m = self.raft.metrics();
+        let ack = m.borrow().millis_since_quorum_ack;
+        match ack {
+            Some(ms) if u128::from(ms) <= self.rules.quorum_lease.as_millis() => Ok(()),
+            _ => Err(MetaError::Unavailable(
+                "the active has not heard from a quorum recently".into(),
+            )),
+        }
+    }
+}
