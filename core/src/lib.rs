@@ -16,6 +16,8 @@
 //!
 //! Wire types (`raftfs-proto`) never appear here: each crate converts them at its edge.
 
+#[cfg(feature = "proptest")]
+pub mod arbitrary;
 pub mod format;
 pub mod fsck;
 pub mod id;

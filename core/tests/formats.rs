@@ -12,6 +12,7 @@ use std::fmt::Debug;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
+use raftfs_core::arbitrary::{block_group, inode, throttle_settings};
 use raftfs_core::format::{self, FormatError, Schema};
 use raftfs_core::namespace::blocks::BlockGroup;
 use raftfs_core::namespace::inode::{Inode, InodeKind, LeaseRecord, UnderConstruction};
@@ -203,89 +204,6 @@ fn records_written_before_the_envelope_are_version_1() {
 
 // ---------------------------------------------------------------- generated values
 
-fn name() -> impl Strategy<Value = String> {
-    "[a-z0-9._-]{0,12}"
-}
-
-fn policy() -> impl Strategy<Value = StoragePolicy> {
-    prop_oneof![
-        any::<u8>().prop_map(StoragePolicy::Replicated),
-        (
-            prop::sample::select(vec![EcCodec::Rs, EcCodec::Xor]),
-            any::<u8>(),
-            any::<u8>(),
-            any::<u32>()
-        )
-            .prop_map(
-                |(codec, data, parity, cell_kib)| StoragePolicy::ErasureCoded {
-                    codec,
-                    data,
-                    parity,
-                    cell_kib
-                }
-            ),
-    ]
-}
-
-prop_compose! {
-    fn inode()(
-        ids in any::<(u64, u64)>(),
-        name in name(),
-        kind in prop::sample::select(vec![InodeKind::Directory, InodeKind::File, InodeKind::Symlink]),
-        permission in any::<u16>(),
-        owners in (name(), name()),
-        times in any::<(u64, u64)>(),
-        policy in policy(),
-        length in any::<u64>(),
-        holder in prop::option::of(name()),
-        symlink_target in prop::option::of("\\PC{0,20}"),
-        sizes in any::<(u64, u64, u32)>(),
-    ) -> Inode {
-        Inode {
-            id: InodeId(ids.0),
-            parent: InodeId(ids.1),
-            name,
-            kind,
-            permission,
-            owner: owners.0,
-            group: owners.1,
-            mtime_ms: times.0,
-            atime_ms: times.1,
-            policy,
-            length,
-            under_construction: holder.map(|holder| UnderConstruction { holder }),
-            symlink_target,
-            children: sizes.0,
-            block_size: sizes.1,
-            block_groups: sizes.2,
-        }
-    }
-}
-
-prop_compose! {
-    fn group()(
-        id in any::<u64>(),
-        inode in any::<u64>(),
-        index in any::<u32>(),
-        offset in any::<u64>(),
-        length in prop::option::of(any::<u64>()),
-        targets in prop::collection::vec(any::<u64>(), 0..40),
-    ) -> BlockGroup {
-        BlockGroup { id: GroupId(id), inode: InodeId(inode), index, offset, length, targets }
-    }
-}
-
-prop_compose! {
-    fn settings()(
-        node_bytes_per_sec in any::<u64>(),
-        rack_pairs in prop::collection::btree_map((name(), name()), any::<u64>(), 0..5),
-        racks in prop::collection::btree_map(name(), name(), 0..5),
-        datacenter_pairs in prop::collection::btree_map((name(), name()), any::<u64>(), 0..5),
-    ) -> ThrottleSettings {
-        ThrottleSettings { node_bytes_per_sec, rack_pairs, racks, datacenter_pairs }
-    }
-}
-
 fn round_trips<S: Schema>(value: &S::Value) -> Result<(), TestCaseError>
 where
     S::Value: PartialEq + Debug,
@@ -305,7 +223,7 @@ proptest! {
     }
 
     #[test]
-    fn block_groups_round_trip(value in group()) {
+    fn block_groups_round_trip(value in block_group()) {
         round_trips::<BlockGroup>(&value)?;
     }
 
@@ -315,7 +233,7 @@ proptest! {
     }
 
     #[test]
-    fn throttle_settings_round_trip(value in settings()) {
+    fn throttle_settings_round_trip(value in throttle_settings()) {
         round_trips::<ThrottleSettings>(&value)?;
     }
 

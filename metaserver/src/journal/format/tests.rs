@@ -20,6 +20,7 @@ use openraft::{
     SnapshotSegmentId, StoredMembership, Vote,
 };
 use proptest::prelude::*;
+use raftfs_core::arbitrary::{block_group, inode, name, policy};
 use raftfs_core::format::{self, FormatError, Schema};
 use raftfs_core::id::{GroupId, InodeId};
 
@@ -664,33 +665,9 @@ async fn the_stores_refuse_newer_records() {
 
 // ---------------------------------------------------------------- generated values
 
-fn name() -> impl Strategy<Value = String> {
-    "[a-z0-9._-]{1,12}"
-}
-
 fn ns_path() -> impl Strategy<Value = NsPath> {
     prop::collection::vec("[a-z0-9]{1,6}", 0..5)
         .prop_map(|c| NsPath::parse(&format!("/{}", c.join("/"))).expect("valid"))
-}
-
-fn policy() -> impl Strategy<Value = StoragePolicy> {
-    prop_oneof![
-        any::<u8>().prop_map(StoragePolicy::Replicated),
-        (
-            prop::sample::select(vec![EcCodec::Rs, EcCodec::Xor]),
-            any::<u8>(),
-            any::<u8>(),
-            any::<u32>()
-        )
-            .prop_map(
-                |(codec, data, parity, cell_kib)| StoragePolicy::ErasureCoded {
-                    codec,
-                    data,
-                    parity,
-                    cell_kib
-                }
-            ),
-    ]
 }
 
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
@@ -842,60 +819,12 @@ prop_compose! {
     }
 }
 
-prop_compose! {
-    fn inode()(
-        ids in any::<(u64, u64)>(),
-        name in name(),
-        kind in prop::sample::select(vec![InodeKind::Directory, InodeKind::File, InodeKind::Symlink]),
-        permission in any::<u16>(),
-        owners in (name(), name()),
-        times in any::<(u64, u64)>(),
-        policy in policy(),
-        length in any::<u64>(),
-        holder in prop::option::of(name()),
-        symlink_target in prop::option::of("\\PC{0,20}"),
-        sizes in any::<(u64, u64, u32)>(),
-    ) -> Inode {
-        Inode {
-            id: InodeId(ids.0),
-            parent: InodeId(ids.1),
-            name,
-            kind,
-            permission,
-            owner: owners.0,
-            group: owners.1,
-            mtime_ms: times.0,
-            atime_ms: times.1,
-            policy,
-            length,
-            under_construction: holder.map(|holder| UnderConstruction { holder }),
-            symlink_target,
-            children: sizes.0,
-            block_size: sizes.1,
-            block_groups: sizes.2,
-        }
-    }
-}
-
-prop_compose! {
-    fn any_group()(
-        id in any::<u64>(),
-        inode in any::<u64>(),
-        index in any::<u32>(),
-        offset in any::<u64>(),
-        length in prop::option::of(any::<u64>()),
-        targets in prop::collection::vec(any::<u64>(), 0..40),
-    ) -> BlockGroup {
-        BlockGroup { id: GroupId(id), inode: InodeId(inode), index, offset, length, targets }
-    }
-}
-
 fn output() -> impl Strategy<Value = OpOutput> {
     prop_oneof![
         inode().prop_map(OpOutput::Inode),
         any::<u64>().prop_map(OpOutput::Removed),
         Just(OpOutput::Done),
-        (inode(), any_group()).prop_map(|(i, g)| OpOutput::Group(i, g)),
+        (inode(), block_group()).prop_map(|(i, g)| OpOutput::Group(i, g)),
     ]
 }
 
