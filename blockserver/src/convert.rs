@@ -5,7 +5,7 @@
 //! is read or allocated). The few domain -> wire conversions (reports, outcomes, a partial
 //! cell asked of a peer) are here too.
 
-use raftfs_core::id::GroupId;
+use raftfs_core::id::{BlockServerId, GroupId, TaskId};
 use raftfs_core::reconstruction::{
     BlockSource, ByteBudget, InvalidTask, PartialCell, ReconstructionTask, TaskOutcome, Throttle,
 };
@@ -40,7 +40,7 @@ pub fn reported(block: BlockId, length: u64) -> pb::ReportedBlock {
 /// A reconstruction task from the active, validated ([`ReconstructionTask::validate`]).
 pub fn reconstruction_task(t: pb::ReconstructionTask) -> Result<ReconstructionTask, InvalidTask> {
     let task = ReconstructionTask {
-        id: t.task_id,
+        id: TaskId(t.task_id),
         group: GroupId(t.group),
         policy: t.policy.parse()?,
         group_length: t.group_length,
@@ -83,7 +83,7 @@ pub fn partial_request(c: &PartialCell) -> pb::PartialRequest {
             .iter()
             .map(|s| pb::BlockLocation {
                 index: s.index,
-                node_id: s.node,
+                node_id: s.node.get(),
                 addr: s.addr.clone(),
                 rack: s.rack.clone(),
             })
@@ -94,7 +94,7 @@ pub fn partial_request(c: &PartialCell) -> pb::PartialRequest {
 fn block_source(l: pb::BlockLocation) -> BlockSource {
     BlockSource {
         index: l.index,
-        node: l.node_id,
+        node: BlockServerId(l.node_id),
         addr: l.addr,
         rack: l.rack,
     }
@@ -117,9 +117,14 @@ pub fn throttle(t: pb::Throttle) -> Throttle {
 }
 
 /// A task's outcome, for the next heartbeat to the metaserver that sent the task.
+/// The tasks an active cancelled, as its heartbeat reply names them.
+pub fn task_ids(ids: &[u64]) -> Vec<TaskId> {
+    ids.iter().copied().map(TaskId).collect()
+}
+
 pub fn task_outcome(o: &TaskOutcome) -> pb::TaskOutcome {
     pb::TaskOutcome {
-        task_id: o.task_id,
+        task_id: o.task_id.get(),
         group: o.group.into(),
         index: o.index,
         ok: o.ok(),
@@ -173,9 +178,9 @@ mod tests {
     #[test]
     fn a_task_from_the_wire_is_parsed_and_validated_once() {
         let t = reconstruction_task(task()).expect("valid");
-        assert_eq!((t.id, t.index, t.sources.len()), (7, 0, 3));
+        assert_eq!((t.id, t.index, t.sources.len()), (TaskId(7), 0, 3));
         assert_eq!(t.policy.width(), 5);
-        assert_eq!(t.sources[2].node, 3);
+        assert_eq!(t.sources[2].node, BlockServerId(3));
         // A policy past the caps, an unknown one, a group past the block cap, a lost block
         // outside the group: refused, typed, before anything is allocated.
         for (policy, length, index) in [
@@ -225,7 +230,7 @@ mod tests {
     #[test]
     fn outcomes_and_throttles_cross_the_wire_unchanged() {
         let failed = TaskOutcome {
-            task_id: 1,
+            task_id: TaskId(1),
             group: GroupId(2),
             index: 3,
             error: Some("source died".into()),

@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 
-use crate::id::{GroupId, InodeId};
+use crate::id::{BlockServerId, GroupId, InodeId};
 use crate::namespace::blocks::BlockGroup;
 use crate::namespace::inode::{Inode, InodeKind, UnderConstruction};
 use crate::namespace::throttle::ThrottleSettings;
@@ -78,7 +78,7 @@ prop_compose! {
         index in any::<u32>(),
         offset in any::<u64>(),
         length in prop::option::of(any::<u64>()),
-        targets in prop::collection::vec(any::<u64>(), 0..40),
+        targets in prop::collection::vec(any::<u64>().prop_map(BlockServerId), 0..40),
     ) -> BlockGroup {
         BlockGroup { id: GroupId(id), inode: InodeId(inode), index, offset, length, targets }
     }

@@ -1,4 +1,5 @@
-//! Identifiers as types (as Neon's `id_newtype!`): an inode number, a block group. Each is a
+//! Identifiers as types (as Neon's `id_newtype!`): an inode number, a block group, a
+//! blockserver, a metaserver member, a client's call, a reconstruction task. Each is a
 //! `u64` on the wire and on disk (`#[serde(transparent)]`: the bytes of every versioned record,
 //! and the golden fixtures, are unchanged), but a function that takes a group and an inode
 //! cannot be handed them in the wrong order, nor a count where an id goes.
@@ -69,3 +70,28 @@ id_newtype!(
     /// A block group: allocated from a counter in the replicated state, never reused.
     GroupId
 );
+id_newtype!(
+    /// A blockserver: chosen by its operator (its config), stable across restarts, the key
+    /// of the active's registry and what a block group's targets name.
+    BlockServerId
+);
+id_newtype!(
+    /// A metaserver member: its Raft node id, chosen by the operator when the member is
+    /// added; memberships, votes and log ids carry it.
+    MemberId
+);
+id_newtype!(
+    /// One call of a client, numbered by the client: with the client's id, the key of the
+    /// retry cache. 0 marks a call that is not cached (the active's own operations).
+    CallId
+);
+id_newtype!(
+    /// A reconstruction task: numbered from 1 by the active's scheduler when it takes
+    /// office; an outcome is matched to its task by id, group and index together.
+    TaskId
+);
+
+impl CallId {
+    /// The id of calls that the retry cache does not keep.
+    pub const UNCACHED: CallId = CallId(0);
+}

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::id::{BlockServerId, TaskId};
 use crate::namespace::blocks::GroupId;
 use crate::policy::{MAX_BLOCK_SIZE, PolicyError, StoragePolicy};
 
@@ -20,7 +21,7 @@ use crate::policy::{MAX_BLOCK_SIZE, PolicyError, StoragePolicy};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReconstructionTask {
     /// Chosen by the active; the outcome and any cancellation name the task by it.
-    pub id: u64,
+    pub id: TaskId,
     pub group: GroupId,
     /// The group's policy: its layout says how long each internal block is and how a cell
     /// is decoded; a blockserver knows nothing of files.
@@ -46,7 +47,7 @@ pub struct BlockSource {
     /// The internal block (0 for a replica).
     pub index: u32,
     /// The blockserver holding it, as registered with the metaservers; 0 for known zeros.
-    pub node: u64,
+    pub node: BlockServerId,
     /// Its data address; empty for known zeros ([`BlockSource::zeros`]).
     pub addr: String,
     /// Its rack: reads are charged to the budgets of the source's rack, and a rack's sources
@@ -60,7 +61,7 @@ impl BlockSource {
     pub fn zeros(index: u32, rack: String) -> Self {
         Self {
             index,
-            node: 0,
+            node: BlockServerId(0),
             addr: String::new(),
             rack,
         }
@@ -76,7 +77,7 @@ impl BlockSource {
 /// sent it, so that a failed block is queued again at once rather than after the timeout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskOutcome {
-    pub task_id: u64,
+    pub task_id: TaskId,
     pub group: GroupId,
     pub index: u32,
     /// Why it failed; `None` when the block was rebuilt and finalized.
@@ -308,7 +309,7 @@ mod tests {
     fn source(index: u32) -> BlockSource {
         BlockSource {
             index,
-            node: u64::from(index) + 1,
+            node: BlockServerId(u64::from(index) + 1),
             addr: format!("127.0.0.1:{}", 7000 + index),
             rack: "r1".into(),
         }
@@ -317,7 +318,7 @@ mod tests {
     /// RS-6-3, 6 full stripes, block 0 lost, blocks 1..7 as sources.
     fn rs63_task() -> ReconstructionTask {
         ReconstructionTask {
-            id: 1,
+            id: TaskId(1),
             group: GroupId(1 << 20),
             policy: "RS-6-3-1024k".parse().expect("policy"),
             group_length: 36 * MIB,
@@ -486,7 +487,7 @@ mod tests {
     #[test]
     fn an_outcome_is_ok_without_an_error() {
         let mut o = TaskOutcome {
-            task_id: 1,
+            task_id: TaskId(1),
             group: GroupId(2),
             index: 3,
             error: None,

@@ -6,7 +6,7 @@
 //! regenerate or edit one. `RAFTFS_WRITE_GOLDEN=1 cargo test -p raftfs-core --test formats`
 //! writes the fixtures that do not exist yet (a new family or version) and leaves the others.
 
-use raftfs_core::id::{GroupId, InodeId};
+use raftfs_core::id::{BlockServerId, GroupId, InodeId};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::PathBuf;
@@ -143,7 +143,7 @@ fn open_group() -> BlockGroup {
         index: 1,
         offset: 6 * (128 << 20),
         length: None,
-        targets: vec![3, 1, 4, 15, 9, 2, 6, 5, 35],
+        targets: [3, 1, 4, 15, 9, 2, 6, 5, 35].map(BlockServerId).to_vec(),
     }
 }
 
@@ -153,7 +153,7 @@ fn closed_group() -> BlockGroup {
         index: 0,
         offset: 0,
         length: Some(6 * (128 << 20)),
-        targets: vec![7, 8, 9],
+        targets: [7, 8, 9].map(BlockServerId).to_vec(),
         ..open_group()
     }
 }

@@ -1,6 +1,8 @@
 //! The metaserver's error at its boundary. `service::status` maps every variant to a
 //! `tonic::Status` with a machine-readable [`raftfs_proto::ErrorDetail`].
 
+use raftfs_core::id::BlockServerId;
+
 use crate::journal::NodeId;
 use crate::journal::proposer::ProposeError;
 use crate::namespace::{ApplyError, NsError, StoreError};
@@ -22,6 +24,9 @@ pub enum MetaError {
     /// No node with this id is a member (or the node at an address is not the one named).
     #[error("unknown node {0}")]
     UnknownNode(NodeId),
+    /// No blockserver with this id is registered (it re-registers when told so).
+    #[error("unknown blockserver {0}")]
+    UnknownBlockServer(BlockServerId),
     /// A request that cannot be carried out as asked (e.g. promoting a voter); nothing changed.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -42,7 +47,7 @@ pub enum MetaError {
 impl From<crate::registry::RegistryError> for MetaError {
     fn from(e: crate::registry::RegistryError) -> Self {
         match e {
-            crate::registry::RegistryError::UnknownNode(id) => MetaError::UnknownNode(id),
+            crate::registry::RegistryError::UnknownNode(id) => MetaError::UnknownBlockServer(id),
             crate::registry::RegistryError::Invalid(why) => MetaError::InvalidArgument(why),
         }
     }

@@ -17,7 +17,7 @@
 
 pub mod report;
 
-use raftfs_core::id::GroupId;
+use raftfs_core::id::{GroupId, TaskId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -338,15 +338,12 @@ impl Task {
         if let Some(t) = reply.throttle {
             self.ctx.worker.budgets.update(&convert::throttle(t));
         }
-        self.ctx.worker.cancel(&reply.cancel);
+        self.ctx.worker.cancel(&convert::task_ids(&reply.cancel));
         for task in reply.tasks {
-            let (id, group, index) = (task.task_id, task.group, task.index);
+            let (id, group, index) = (TaskId(task.task_id), GroupId(task.group), task.index);
             match convert::reconstruction_task(task) {
                 Ok(task) => self.ctx.worker.spawn(task, self.outbox.clone()),
-                Err(why) => self
-                    .ctx
-                    .worker
-                    .refuse(id, GroupId(group), index, why, &self.outbox),
+                Err(why) => self.ctx.worker.refuse(id, group, index, why, &self.outbox),
             }
         }
         if reply.reregister {

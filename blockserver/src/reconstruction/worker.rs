@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use raftfs_codec::ErasureCodec;
+use raftfs_core::id::TaskId;
 use raftfs_core::layout::Layout;
 use raftfs_core::namespace::blocks::GroupId;
 use raftfs_core::reconstruction::{
@@ -41,7 +42,7 @@ type Running = (tokio::task::AbortHandle, (GroupId, u32));
 struct Cleanup {
     worker: Arc<Worker>,
     key: (GroupId, u32),
-    task_id: u64,
+    task_id: TaskId,
 }
 
 impl Drop for Cleanup {
@@ -63,7 +64,7 @@ pub struct Worker {
     peers: Peers,
     running: Mutex<HashSet<(GroupId, u32)>>,
     /// task id -> its tokio task and block, for cancellation.
-    handles: Mutex<HashMap<u64, Running>>,
+    handles: Mutex<HashMap<TaskId, Running>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -141,7 +142,7 @@ impl Worker {
     /// reschedules the block, as it would had the task failed running.
     pub fn refuse(
         &self,
-        task_id: u64,
+        task_id: TaskId,
         group: GroupId,
         index: u32,
         why: InvalidTask,
@@ -160,11 +161,11 @@ impl Worker {
     }
 
     /// Stops the tasks the active cancelled (their group was deleted, or they timed out).
-    pub fn cancel(&self, task_ids: &[u64]) {
+    pub fn cancel(&self, task_ids: &[TaskId]) {
         let mut handles = lock(&self.handles);
         for id in task_ids {
             if let Some((h, key)) = handles.remove(id) {
-                tracing::info!(task = id, "reconstruction task cancelled");
+                tracing::info!(task = %id, "reconstruction task cancelled");
                 self.metrics.reconstruction_task("cancelled");
                 h.abort();
                 // The block is free for a new task now (a rescheduled one may come in the

@@ -16,6 +16,7 @@ use super::error::{ApplyError, NsError, StoreError};
 use super::inode::{Inode, InodeId, StoragePolicy, decode, encode};
 use super::keys;
 use super::kv::{Cf, KvRead, Txn};
+use crate::id::BlockServerId;
 
 pub use crate::id::GroupId;
 
@@ -40,7 +41,7 @@ pub struct BlockGroup {
     pub length: Option<u64>,
     /// Blockservers chosen for the internal blocks: position `i` holds internal block `i` of
     /// an erasure-coded group, or replica `i` of a replicated one.
-    pub targets: Vec<u64>,
+    pub targets: Vec<BlockServerId>,
 }
 
 fn corrupt(reason: &str) -> ApplyError {
@@ -173,7 +174,7 @@ pub fn add<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,
     file: &mut Inode,
     file_length: u64,
-    targets: &[u64],
+    targets: &[BlockServerId],
     path: &str,
 ) -> Result<BlockGroup> {
     let want = file.policy.width();

@@ -8,6 +8,7 @@ use super::blocks::{self, BlockGroup};
 use super::inode::{Inode, StoragePolicy};
 use super::path::NsPath;
 use super::throttle::ThrottleChange;
+use crate::id::BlockServerId;
 
 /// Fixed by the leader for a whole entry, carried in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +128,7 @@ pub enum Op {
         path: NsPath,
         holder: String,
         file_length: u64,
-        targets: Vec<u64>,
+        targets: Vec<BlockServerId>,
     },
     /// Changes the reconstruction byte budgets.
     SetThrottle(ThrottleChange),

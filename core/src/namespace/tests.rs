@@ -13,6 +13,11 @@ struct Ns {
     now: u64,
 }
 
+/// Blockserver ids from numbers, for targets written as literals.
+fn servers(ids: &[u64]) -> Vec<crate::id::BlockServerId> {
+    ids.iter().copied().map(crate::id::BlockServerId).collect()
+}
+
 fn p(s: &str) -> NsPath {
     NsPath::parse(s).expect("test path is valid")
 }
@@ -89,7 +94,7 @@ impl Ns {
             path: p(path),
             holder: holder.into(),
             file_length,
-            targets: targets.to_vec(),
+            targets: servers(targets),
         })
     }
 
@@ -817,7 +822,7 @@ fn block_groups_are_allocated_closed_and_dropped_with_their_file() {
         groups.iter().map(|g| g.length).collect::<Vec<_>>(),
         vec![Some(cap), Some(10)]
     );
-    assert_eq!(groups[0].targets, vec![1, 2, 3, 4, 5]);
+    assert_eq!(groups[0].targets, servers(&[1, 2, 3, 4, 5]));
     // Deleting the file removes the group records; the ids stay allocated (so that blocks
     // reported later are recognized as garbage).
     ns.apply(Op::Delete {

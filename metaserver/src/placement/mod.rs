@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use rand::Rng;
 use rand::seq::IndexedRandom;
 
-use crate::registry::{BlockNodeId, NodeView};
+use raftfs_core::id::BlockServerId;
+
+use crate::registry::NodeView;
 
 /// Why no placement was possible.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +38,7 @@ pub struct Request<'a> {
     /// Free bytes each chosen server needs (one internal block).
     pub block_bytes: u64,
     /// Servers the writer could not reach.
-    pub exclude: &'a [BlockNodeId],
+    pub exclude: &'a [BlockServerId],
 }
 
 /// Chooses the servers of one group among `nodes`.
@@ -44,7 +46,7 @@ pub fn choose(
     nodes: &[NodeView],
     req: &Request<'_>,
     rng: &mut impl Rng,
-) -> Result<Vec<BlockNodeId>, PlacementError> {
+) -> Result<Vec<BlockServerId>, PlacementError> {
     let usable: Vec<&NodeView> = nodes
         .iter()
         .filter(|n| {
@@ -67,7 +69,7 @@ pub fn choose(
     for n in &usable {
         by_rack.entry(n.rack.as_str()).or_default().push(n);
     }
-    let mut chosen: Vec<BlockNodeId> = Vec::with_capacity(req.count);
+    let mut chosen: Vec<BlockServerId> = Vec::with_capacity(req.count);
     let mut per_rack: BTreeMap<&str, usize> = BTreeMap::new();
     while chosen.len() < req.count {
         // Racks that still have an unchosen server, least used first; ties broken at random
@@ -109,7 +111,7 @@ mod tests {
 
     fn node(id: u64, rack: &str, available: u64, live: bool) -> NodeView {
         NodeView {
-            id,
+            id: BlockServerId(id),
             addr: format!("127.0.0.1:{id}"),
             rack: rack.into(),
             storage: Storage {
@@ -147,7 +149,7 @@ mod tests {
             assert_eq!(sorted.len(), 9, "distinct servers: {chosen:?}");
             let mut per_rack = BTreeMap::new();
             for id in &chosen {
-                *per_rack.entry((id - 1) % 3).or_insert(0) += 1;
+                *per_rack.entry((id.get() - 1) % 3).or_insert(0) += 1;
             }
             assert!(per_rack.values().all(|c| *c == 3), "{per_rack:?}");
         }
@@ -165,7 +167,7 @@ mod tests {
                 exclude: &[],
             };
             let chosen = choose(&nodes, &req, &mut rng).expect("placement");
-            let mut racks: Vec<u64> = chosen.iter().map(|id| (id - 1) % 3).collect();
+            let mut racks: Vec<u64> = chosen.iter().map(|id| (id.get() - 1) % 3).collect();
             racks.sort_unstable();
             assert_eq!(racks, vec![0, 1, 2]);
         }
@@ -181,19 +183,19 @@ mod tests {
             count: 3,
             min: 3,
             block_bytes: 1 << 20,
-            exclude: &[3],
+            exclude: &[BlockServerId(3)],
         };
         let chosen = choose(&nodes, &req, &mut rng).expect("placement");
         assert_eq!(chosen.len(), 3);
         assert!(
-            chosen.iter().all(|id| ![1, 2, 3].contains(id)),
+            chosen.iter().all(|id| ![1, 2, 3].contains(&id.get())),
             "{chosen:?}"
         );
         let req = Request {
             count: 4,
             min: 4,
             block_bytes: 1 << 20,
-            exclude: &[3],
+            exclude: &[BlockServerId(3)],
         };
         let err = choose(&nodes, &req, &mut rng).expect_err("only 3 usable");
         assert_eq!(err.usable, 3);

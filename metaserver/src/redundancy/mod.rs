@@ -340,6 +340,7 @@ pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
 mod tests {
     use super::*;
     use crate::namespace::inode::EcCodec;
+    use raftfs_core::id::BlockServerId;
 
     fn rs63() -> StoragePolicy {
         StoragePolicy::ErasureCoded {
@@ -355,7 +356,7 @@ mod tests {
             .iter()
             .map(|i| Replica {
                 index: *i,
-                node: u64::from(*i) + 1,
+                node: BlockServerId(u64::from(*i) + 1),
                 length: expected_len(policy, len, *i),
             })
             .collect()
@@ -421,12 +422,12 @@ mod tests {
         let r = StoragePolicy::Replicated(3);
         let short = Replica {
             index: 0,
-            node: 7,
+            node: BlockServerId(7),
             length: 10,
         };
         let full = Replica {
             index: 0,
-            node: 8,
+            node: BlockServerId(8),
             length: 100,
         };
         assert_eq!(

@@ -30,6 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use raftfs_core::id::{BlockServerId, TaskId};
 use raftfs_core::reconstruction::{
     BlockSource, ByteBudget, ReconstructionTask, TaskOutcome, Throttle,
 };
@@ -37,7 +38,7 @@ use raftfs_core::reconstruction::{
 use crate::namespace::StoragePolicy;
 use crate::namespace::blocks::GroupId;
 use crate::namespace::throttle::ThrottleSettings;
-use crate::registry::{BlockNodeId, NodeView, Replica};
+use crate::registry::{NodeView, Replica};
 
 use super::expected_len;
 
@@ -84,13 +85,13 @@ pub struct Work {
     pub replicas: Vec<Replica>,
     /// Every server that reported any copy of the group (also short or corrupt ones): none
     /// of them may receive another internal block of it.
-    pub holders: Vec<BlockNodeId>,
+    pub holders: Vec<BlockServerId>,
 }
 
 #[derive(Debug)]
 struct InFlight {
-    task_id: u64,
-    target: BlockNodeId,
+    task_id: TaskId,
+    target: BlockServerId,
     deadline: Instant,
     /// Reported done; kept until a scan no longer lists the block missing, so that the
     /// queues of the last scan do not hand it out again (or put another block of the group
@@ -102,10 +103,10 @@ struct InFlight {
 struct State {
     queues: [Vec<Work>; 3],
     /// Tasks to cancel, by the node running them (sent with its next heartbeat reply).
-    cancel: HashMap<BlockNodeId, Vec<u64>>,
+    cancel: HashMap<BlockServerId, Vec<TaskId>>,
     unrecoverable: u64,
     in_flight: HashMap<(GroupId, u32), InFlight>,
-    next_task: u64,
+    next_task: TaskId,
     started: u64,
     finished: u64,
     failed: u64,
@@ -118,7 +119,7 @@ pub struct Status {
     pub queued: [u64; 3],
     pub unrecoverable: u64,
     pub in_flight: u64,
-    pub in_flight_by_node: BTreeMap<BlockNodeId, u64>,
+    pub in_flight_by_node: BTreeMap<BlockServerId, u64>,
     pub started: u64,
     pub finished: u64,
     pub failed: u64,
@@ -147,7 +148,7 @@ impl Scheduler {
         Self {
             config,
             state: Mutex::new(State {
-                next_task: 1,
+                next_task: TaskId(1),
                 ..State::default()
             }),
         }
@@ -176,7 +177,7 @@ impl Scheduler {
             .collect();
         let mut timed_out = 0;
         let mut rebuilt = 0;
-        let mut cancel: Vec<(BlockNodeId, u64)> = Vec::new();
+        let mut cancel: Vec<(BlockServerId, TaskId)> = Vec::new();
         s.in_flight.retain(|key, f| {
             let missing = still_missing.contains(key);
             if missing && (f.done || f.deadline > now) {
@@ -243,7 +244,7 @@ impl Scheduler {
     /// The tasks for blockserver `node` (which carries `xmits` now), given every node.
     pub fn assign(
         &self,
-        node: BlockNodeId,
+        node: BlockServerId,
         xmits: u32,
         nodes: &[NodeView],
     ) -> Vec<ReconstructionTask> {
@@ -258,7 +259,7 @@ impl Scheduler {
         let racks = RackMap::new(nodes, &s.throttle);
         let mut out = Vec::new();
         let deadline = Instant::now() + self.config.task_timeout;
-        let mut picked: Vec<(GroupId, u32, BlockNodeId, u64)> = Vec::new();
+        let mut picked: Vec<(GroupId, u32, BlockServerId, TaskId)> = Vec::new();
         'all: for queue in &s.queues {
             for w in queue {
                 for index in &w.missing {
@@ -272,7 +273,7 @@ impl Scheduler {
                     {
                         continue;
                     }
-                    let busy: Vec<BlockNodeId> = s
+                    let busy: Vec<BlockServerId> = s
                         .in_flight
                         .iter()
                         .filter(|((g, _), _)| *g == w.group)
@@ -285,7 +286,7 @@ impl Scheduler {
                     let erasure_coded = matches!(w.policy, StoragePolicy::ErasureCoded { .. });
                     let weight =
                         task_weight(sources.len(), 1, self.config.xmits_weight, erasure_coded);
-                    let task_id = s.next_task.saturating_add(picked.len() as u64);
+                    let task_id = TaskId(s.next_task.0.saturating_add(picked.len() as u64));
                     picked.push((w.group, *index, node, task_id));
                     out.push(ReconstructionTask {
                         id: task_id,
@@ -300,7 +301,7 @@ impl Scheduler {
                 }
             }
         }
-        s.next_task = s.next_task.saturating_add(picked.len() as u64);
+        s.next_task = TaskId(s.next_task.0.saturating_add(picked.len() as u64));
         for (group, index, target, task_id) in picked {
             s.in_flight.insert(
                 (group, index),
@@ -323,10 +324,10 @@ impl Scheduler {
         index: u32,
         me: &NodeView,
         nodes: &[NodeView],
-        busy: &[BlockNodeId],
+        busy: &[BlockServerId],
         racks: &RackMap,
     ) -> Option<Vec<BlockSource>> {
-        let holders: BTreeSet<BlockNodeId> = w
+        let holders: BTreeSet<BlockServerId> = w
             .replicas
             .iter()
             .map(|r| r.node)
@@ -398,19 +399,19 @@ impl Scheduler {
     }
 
     /// The tasks `node` should stop.
-    pub fn take_cancellations(&self, node: BlockNodeId) -> Vec<u64> {
+    pub fn take_cancellations(&self, node: BlockServerId) -> Vec<TaskId> {
         self.lock().cancel.remove(&node).unwrap_or_default()
     }
 
     /// This node's share of the budgets: a pair's budget divided among the live servers of
     /// the destination that have work in flight (all of them when none has), so that the
     /// shares add up to the budget and a server without work does not hold one back.
-    pub fn throttle_for(&self, node: BlockNodeId, nodes: &[NodeView]) -> Throttle {
+    pub fn throttle_for(&self, node: BlockServerId, nodes: &[NodeView]) -> Throttle {
         let s = self.lock();
         let Some(me) = nodes.iter().find(|n| n.id == node) else {
             return Throttle::default();
         };
-        let busy: BTreeSet<BlockNodeId> = s
+        let busy: BTreeSet<BlockServerId> = s
             .in_flight
             .values()
             .filter(|f| !f.done)
@@ -509,7 +510,7 @@ impl<'a> RackMap<'a> {
         }
     }
 
-    fn rack_of(&self, node: BlockNodeId) -> Option<&str> {
+    fn rack_of(&self, node: BlockServerId) -> Option<&str> {
         self.nodes
             .iter()
             .find(|n| n.id == node)

@@ -12,14 +12,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use raftfs_core::id::BlockServerId;
+
 use crate::namespace::blocks::GroupId;
 
 /// Internal block positions a group can have (RS-10-4 has 14); reports of higher positions
 /// are kept but never asked for.
 const MAX_INDEX: u32 = 32;
-
-/// A blockserver's id, as configured on it (`blockserver --id`).
-pub type BlockNodeId = u64;
 
 /// Why the registry refused a call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +26,7 @@ pub enum RegistryError {
     /// The node never registered here (or this metaserver restarted): it must register and
     /// send a full report.
     #[error("blockserver {0} is not registered with this metaserver")]
-    UnknownNode(BlockNodeId),
+    UnknownNode(BlockServerId),
     #[error("invalid blockserver registration: {0}")]
     Invalid(String),
 }
@@ -55,14 +54,14 @@ pub struct Reported {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replica {
     pub index: u32,
-    pub node: BlockNodeId,
+    pub node: BlockServerId,
     pub length: u64,
 }
 
 /// What readers and placement need to know of a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
-    pub id: BlockNodeId,
+    pub id: BlockServerId,
     pub addr: String,
     pub rack: String,
     pub storage: Storage,
@@ -93,11 +92,11 @@ struct Node {
 
 #[derive(Debug, Default)]
 struct Inner {
-    nodes: BTreeMap<BlockNodeId, Node>,
+    nodes: BTreeMap<BlockServerId, Node>,
     /// group -> the nodes that reported one of its internal blocks.
-    by_group: HashMap<GroupId, BTreeSet<BlockNodeId>>,
+    by_group: HashMap<GroupId, BTreeSet<BlockServerId>>,
     /// Internal blocks reported corrupt: never handed to readers.
-    corrupt: HashSet<(GroupId, u32, BlockNodeId)>,
+    corrupt: HashSet<(GroupId, u32, BlockServerId)>,
 }
 
 /// The registry of one metaserver.
@@ -126,12 +125,12 @@ impl Registry {
     /// until its next full report replaces it.
     pub fn register(
         &self,
-        id: BlockNodeId,
+        id: BlockServerId,
         addr: &str,
         rack: &str,
         storage: Storage,
     ) -> Result<(), RegistryError> {
-        if id == 0 {
+        if id == BlockServerId(0) {
             return Err(RegistryError::Invalid("node id 0 is reserved".into()));
         }
         if addr.is_empty() || rack.is_empty() {
@@ -160,7 +159,7 @@ impl Registry {
     /// Records a heartbeat; returns the blocks the node should delete.
     pub fn heartbeat(
         &self,
-        id: BlockNodeId,
+        id: BlockServerId,
         storage: Storage,
     ) -> Result<Vec<(GroupId, u32)>, RegistryError> {
         let mut inner = self.lock();
@@ -176,7 +175,7 @@ impl Registry {
     /// Applies an incremental report: `added` blocks (new or grown), `removed` ones gone.
     pub fn incremental(
         &self,
-        id: BlockNodeId,
+        id: BlockServerId,
         added: &[Reported],
         removed: &[Reported],
     ) -> Result<(), RegistryError> {
@@ -208,7 +207,7 @@ impl Registry {
     /// arrives, replaces the node's blocks with the whole report. Returns whether it did.
     pub fn full_report_part(
         &self,
-        id: BlockNodeId,
+        id: BlockServerId,
         report_id: u64,
         part: u32,
         parts: u32,
@@ -267,12 +266,12 @@ impl Registry {
     }
 
     /// Marks one copy corrupt: readers are no longer sent to it.
-    pub fn mark_corrupt(&self, group: GroupId, index: u32, node: BlockNodeId) {
+    pub fn mark_corrupt(&self, group: GroupId, index: u32, node: BlockServerId) {
         self.lock().corrupt.insert((group, index, node));
     }
 
     /// Queues the deletion of a block of a group that no longer exists.
-    pub fn queue_delete(&self, node: BlockNodeId, group: GroupId, index: u32) {
+    pub fn queue_delete(&self, node: BlockServerId, group: GroupId, index: u32) {
         if let Some(n) = self.lock().nodes.get_mut(&node) {
             n.to_delete.insert((group, index));
         }
@@ -311,7 +310,7 @@ impl Registry {
 
     /// The groups some node reported a block of, and those nodes' blocks of each
     /// (group, index, node).
-    pub fn reported_blocks(&self) -> Vec<(GroupId, u32, BlockNodeId)> {
+    pub fn reported_blocks(&self) -> Vec<(GroupId, u32, BlockServerId)> {
         let inner = self.lock();
         let mut out = Vec::new();
         for (id, node) in &inner.nodes {
@@ -329,8 +328,8 @@ impl Registry {
     pub fn unreported(
         &self,
         group: GroupId,
-        targets: &[(u32, BlockNodeId)],
-    ) -> Vec<(u32, BlockNodeId)> {
+        targets: &[(u32, BlockServerId)],
+    ) -> Vec<(u32, BlockServerId)> {
         let inner = self.lock();
         let now = Instant::now();
         targets
@@ -346,7 +345,7 @@ impl Registry {
     }
 
     /// Every node that reported any copy of `group` (whatever its length or state).
-    pub fn holders(&self, group: GroupId) -> Vec<BlockNodeId> {
+    pub fn holders(&self, group: GroupId) -> Vec<BlockServerId> {
         self.lock()
             .by_group
             .get(&group)
@@ -355,7 +354,7 @@ impl Registry {
     }
 
     /// The copies of `group` reported corrupt: (index, node).
-    pub fn corrupt_of(&self, group: GroupId) -> Vec<(u32, BlockNodeId)> {
+    pub fn corrupt_of(&self, group: GroupId) -> Vec<(u32, BlockServerId)> {
         self.lock()
             .corrupt
             .iter()
@@ -383,7 +382,7 @@ impl Registry {
     }
 
     /// Address and rack of node `id`, when registered.
-    pub fn node(&self, id: BlockNodeId) -> Option<(String, String)> {
+    pub fn node(&self, id: BlockServerId) -> Option<(String, String)> {
         self.lock()
             .nodes
             .get(&id)

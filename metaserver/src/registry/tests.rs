@@ -10,7 +10,7 @@ fn blk(group: u64, index: u32, length: u64) -> Reported {
 
 fn registry() -> Registry {
     let r = Registry::new(Duration::from_secs(60));
-    r.register(1, "127.0.0.1:1", "r1", Storage::default())
+    r.register(BlockServerId(1), "127.0.0.1:1", "r1", Storage::default())
         .expect("register");
     r
 }
@@ -19,35 +19,41 @@ fn registry() -> Registry {
 fn unregistered_nodes_are_told_to_register() {
     let r = registry();
     assert_eq!(
-        r.heartbeat(9, Storage::default()),
-        Err(RegistryError::UnknownNode(9))
+        r.heartbeat(BlockServerId(9), Storage::default()),
+        Err(RegistryError::UnknownNode(BlockServerId(9)))
     );
     assert_eq!(
-        r.incremental(9, &[blk(1, 0, 1)], &[]),
-        Err(RegistryError::UnknownNode(9))
+        r.incremental(BlockServerId(9), &[blk(1, 0, 1)], &[]),
+        Err(RegistryError::UnknownNode(BlockServerId(9)))
     );
-    assert!(r.register(0, "a", "r1", Storage::default()).is_err());
-    assert!(r.register(2, "", "r1", Storage::default()).is_err());
+    assert!(
+        r.register(BlockServerId(0), "a", "r1", Storage::default())
+            .is_err()
+    );
+    assert!(
+        r.register(BlockServerId(2), "", "r1", Storage::default())
+            .is_err()
+    );
 }
 
 #[test]
 fn a_split_full_report_replaces_the_blocks_only_once_every_part_arrived() {
     let r = registry();
-    r.incremental(1, &[blk(10, 0, 5), blk(11, 0, 5)], &[])
+    r.incremental(BlockServerId(1), &[blk(10, 0, 5), blk(11, 0, 5)], &[])
         .expect("ibr");
     assert!(
-        !r.full_report_part(1, 7, 0, 2, &[blk(11, 0, 5)])
+        !r.full_report_part(BlockServerId(1), 7, 0, 2, &[blk(11, 0, 5)])
             .expect("part 0")
     );
     // Half a report changes nothing: group 10 is still there.
     assert_eq!(r.replicas(GroupId(10)).len(), 1);
     // A repeated part is not counted twice.
     assert!(
-        !r.full_report_part(1, 7, 0, 2, &[blk(11, 0, 5)])
+        !r.full_report_part(BlockServerId(1), 7, 0, 2, &[blk(11, 0, 5)])
             .expect("part 0 again")
     );
     assert!(
-        r.full_report_part(1, 7, 1, 2, &[blk(12, 3, 9)])
+        r.full_report_part(BlockServerId(1), 7, 1, 2, &[blk(12, 3, 9)])
             .expect("part 1")
     );
     assert!(
@@ -59,12 +65,12 @@ fn a_split_full_report_replaces_the_blocks_only_once_every_part_arrived() {
         r.replicas(GroupId(12)),
         vec![Replica {
             index: 3,
-            node: 1,
+            node: BlockServerId(1),
             length: 9
         }]
     );
     assert!(
-        r.full_report_part(1, 8, 2, 2, &[]).is_err(),
+        r.full_report_part(BlockServerId(1), 8, 2, 2, &[]).is_err(),
         "part out of range"
     );
 }
@@ -73,11 +79,11 @@ fn a_split_full_report_replaces_the_blocks_only_once_every_part_arrived() {
 fn a_new_report_id_restarts_the_collection() {
     let r = registry();
     assert!(
-        !r.full_report_part(1, 1, 0, 2, &[blk(10, 0, 1)])
+        !r.full_report_part(BlockServerId(1), 1, 0, 2, &[blk(10, 0, 1)])
             .expect("part")
     );
     assert!(
-        r.full_report_part(1, 2, 0, 1, &[blk(20, 0, 1)])
+        r.full_report_part(BlockServerId(1), 2, 0, 1, &[blk(20, 0, 1)])
             .expect("whole")
     );
     assert!(r.replicas(GroupId(10)).is_empty());
@@ -87,24 +93,27 @@ fn a_new_report_id_restarts_the_collection() {
 #[test]
 fn corrupt_copies_and_dead_nodes_are_not_locations() {
     let r = Registry::new(Duration::from_millis(0));
-    r.register(1, "a:1", "r1", Storage::default())
+    r.register(BlockServerId(1), "a:1", "r1", Storage::default())
         .expect("register");
-    r.incremental(1, &[blk(10, 0, 5)], &[]).expect("ibr");
+    r.incremental(BlockServerId(1), &[blk(10, 0, 5)], &[])
+        .expect("ibr");
     std::thread::sleep(Duration::from_millis(5));
     assert!(r.replicas(GroupId(10)).is_empty(), "dead node");
     let r = registry();
-    r.register(2, "b:1", "r2", Storage::default())
+    r.register(BlockServerId(2), "b:1", "r2", Storage::default())
         .expect("register");
-    r.incremental(1, &[blk(10, 0, 5), blk(10, 1, 5)], &[])
+    r.incremental(BlockServerId(1), &[blk(10, 0, 5), blk(10, 1, 5)], &[])
         .expect("ibr");
-    r.incremental(2, &[blk(10, 2, 5)], &[]).expect("ibr");
-    r.mark_corrupt(GroupId(10), 1, 1);
+    r.incremental(BlockServerId(2), &[blk(10, 2, 5)], &[])
+        .expect("ibr");
+    r.mark_corrupt(GroupId(10), 1, BlockServerId(1));
     let idx: Vec<u32> = r.replicas(GroupId(10)).iter().map(|x| x.index).collect();
     assert_eq!(idx, vec![0, 2]);
     // Rewritten (by reconstruction): good again.
-    r.incremental(1, &[blk(10, 1, 5)], &[]).expect("ibr");
+    r.incremental(BlockServerId(1), &[blk(10, 1, 5)], &[])
+        .expect("ibr");
     assert_eq!(r.replicas(GroupId(10)).len(), 3);
-    r.incremental(1, &[], &[blk(10, 0, 5), blk(10, 1, 5)])
+    r.incremental(BlockServerId(1), &[], &[blk(10, 0, 5), blk(10, 1, 5)])
         .expect("ibr");
     assert_eq!(r.replicas(GroupId(10)).len(), 1);
 }
@@ -112,10 +121,15 @@ fn corrupt_copies_and_dead_nodes_are_not_locations() {
 #[test]
 fn deletions_are_handed_out_once() {
     let r = registry();
-    r.queue_delete(1, GroupId(10), 0);
+    r.queue_delete(BlockServerId(1), GroupId(10), 0);
     assert_eq!(
-        r.heartbeat(1, Storage::default()).expect("hb"),
+        r.heartbeat(BlockServerId(1), Storage::default())
+            .expect("hb"),
         vec![(GroupId(10), 0)]
     );
-    assert!(r.heartbeat(1, Storage::default()).expect("hb").is_empty());
+    assert!(
+        r.heartbeat(BlockServerId(1), Storage::default())
+            .expect("hb")
+            .is_empty()
+    );
 }

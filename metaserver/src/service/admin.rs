@@ -267,7 +267,7 @@ impl Admin for AdminService {
                 nodes: nodes
                     .iter()
                     .map(|n| pb::NodeReconstruction {
-                        node_id: n.id,
+                        node_id: n.id.get(),
                         rack: n.rack.clone(),
                         xmits_in_progress: n.storage.xmits_in_progress,
                         tasks_in_flight: status.in_flight_by_node.get(&n.id).copied().unwrap_or(0),

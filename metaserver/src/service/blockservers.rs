@@ -6,7 +6,7 @@
 //! Only the active decides that a reported block is garbage (its group was deleted): a standby
 //! may simply not have applied the group's creation yet.
 
-use raftfs_core::id::GroupId;
+use raftfs_core::id::{BlockServerId, GroupId, TaskId};
 use std::time::Instant;
 
 use raftfs_proto as pb;
@@ -68,7 +68,9 @@ impl BlockServersService {
                 index = r.index,
                 "block of a deleted group"
             );
-            self.node.registry.queue_delete(node_id, r.group, r.index);
+            self.node
+                .registry
+                .queue_delete(BlockServerId(node_id), r.group, r.index);
         }
         Ok(())
     }
@@ -113,7 +115,12 @@ impl BlockServers for BlockServersService {
         let r = self
             .node
             .registry
-            .register(req.node_id, &req.addr, &req.rack, storage(req.storage))
+            .register(
+                BlockServerId(req.node_id),
+                &req.addr,
+                &req.rack,
+                storage(req.storage),
+            )
             .map(|()| {
                 tracing::info!("blockserver registered");
                 pb::RegisterResponse {
@@ -133,7 +140,11 @@ impl BlockServers for BlockServersService {
         let req = req.into_inner();
         tracing::Span::current().record("node_id", req.node_id);
         let storage = storage(req.storage);
-        let reply = match self.node.registry.heartbeat(req.node_id, storage) {
+        let reply = match self
+            .node
+            .registry
+            .heartbeat(BlockServerId(req.node_id), storage)
+        {
             Ok(delete) => {
                 let scheduler = &self.node.scheduler;
                 let finished: Vec<_> = req
@@ -145,11 +156,15 @@ impl BlockServers for BlockServersService {
                 let (tasks, throttle, cancel) = if self.node.role() == Role::Active {
                     let nodes = self.node.registry.nodes();
                     (
-                        scheduler.assign(req.node_id, storage.xmits_in_progress, &nodes),
+                        scheduler.assign(
+                            BlockServerId(req.node_id),
+                            storage.xmits_in_progress,
+                            &nodes,
+                        ),
                         Some(convert::node_throttle(
-                            &scheduler.throttle_for(req.node_id, &nodes),
+                            &scheduler.throttle_for(BlockServerId(req.node_id), &nodes),
                         )),
-                        scheduler.take_cancellations(req.node_id),
+                        scheduler.take_cancellations(BlockServerId(req.node_id)),
                     )
                 } else {
                     (Vec::new(), None, Vec::new())
@@ -169,7 +184,7 @@ impl BlockServers for BlockServersService {
                         .collect(),
                     tasks: tasks.iter().map(convert::reconstruction_task).collect(),
                     throttle,
-                    cancel,
+                    cancel: cancel.into_iter().map(TaskId::get).collect(),
                 }
             }
             Err(crate::registry::RegistryError::UnknownNode(_)) => pb::HeartbeatResponse {
@@ -198,10 +213,16 @@ impl BlockServers for BlockServersService {
         let registry = &self.node.registry;
         let result = if req.full {
             registry
-                .full_report_part(req.node_id, req.report_id, req.part, req.parts, &added)
+                .full_report_part(
+                    BlockServerId(req.node_id),
+                    req.report_id,
+                    req.part,
+                    req.parts,
+                    &added,
+                )
                 .map(|_| ())
         } else {
-            registry.incremental(req.node_id, &added, &reported(&req.removed))
+            registry.incremental(BlockServerId(req.node_id), &added, &reported(&req.removed))
         };
         let r = match result {
             Ok(()) => match self.collect_garbage(req.node_id, added).await {

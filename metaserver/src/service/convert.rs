@@ -2,7 +2,7 @@
 //! filled in, identities checked. Handlers only see validated domain types; their replies
 //! are built from domain types here too (inodes, groups, fsck, reconstruction tasks).
 
-use raftfs_core::id::GroupId;
+use raftfs_core::id::{BlockServerId, GroupId, TaskId};
 use raftfs_proto as pb;
 use raftfs_proto::mutate_request::Op as PbOp;
 
@@ -49,6 +49,11 @@ pub fn caller(header: Option<&pb::RequestHeader>) -> Result<Caller, NsError> {
         call_id: h.call_id,
         last_seen_state_id: h.last_seen_state_id,
     })
+}
+
+/// Blockserver ids as the wire carries them.
+pub fn block_servers(ids: &[u64]) -> Vec<BlockServerId> {
+    ids.iter().copied().map(BlockServerId).collect()
 }
 
 pub fn path(s: &str) -> Result<NsPath, NsError> {
@@ -283,9 +288,12 @@ pub fn group(
             .targets
             .iter()
             .enumerate()
-            .map(|(i, n)| location(if replicated { 0 } else { i as u32 }, *n))
+            .map(|(i, n)| location(if replicated { 0 } else { i as u32 }, n.get()))
             .collect(),
-        locations: replicas.iter().map(|r| location(r.index, r.node)).collect(),
+        locations: replicas
+            .iter()
+            .map(|r| location(r.index, r.node.get()))
+            .collect(),
     }
 }
 
@@ -339,7 +347,7 @@ pub fn fsck_report(r: FsckReport) -> pb::FsckResponse {
 /// A reconstruction task the scheduler planned -> the wire, for a heartbeat reply.
 pub fn reconstruction_task(t: &ReconstructionTask) -> pb::ReconstructionTask {
     pb::ReconstructionTask {
-        task_id: t.id,
+        task_id: t.id.get(),
         group: t.group.into(),
         policy: t.policy.to_string(),
         group_length: t.group_length,
@@ -353,7 +361,7 @@ pub fn reconstruction_task(t: &ReconstructionTask) -> pb::ReconstructionTask {
 fn block_source(s: &BlockSource) -> pb::BlockLocation {
     pb::BlockLocation {
         index: s.index,
-        node_id: s.node,
+        node_id: s.node.get(),
         addr: s.addr.clone(),
         rack: s.rack.clone(),
     }
@@ -379,7 +387,7 @@ pub fn node_throttle(t: &Throttle) -> pb::Throttle {
 /// flight is ignored by the scheduler.
 pub fn task_outcome(o: pb::TaskOutcome) -> TaskOutcome {
     TaskOutcome {
-        task_id: o.task_id,
+        task_id: TaskId(o.task_id),
         group: GroupId(o.group),
         index: o.index,
         error: (!o.ok).then_some(o.error),

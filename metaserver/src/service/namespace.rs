@@ -2,7 +2,7 @@
 //! journal; reads are served by the active from a consistent view of its state machine. Every
 //! response carries the state ID it reflects.
 
-use raftfs_core::id::GroupId;
+use raftfs_core::id::{BlockServerId, GroupId};
 use std::time::Instant;
 
 use raftfs_proto as pb;
@@ -73,7 +73,7 @@ impl NamespaceService {
     async fn mutate_inner(&self, req: pb::MutateRequest) -> Result<pb::MutateResponse, MetaError> {
         let caller = convert::caller(req.header.as_ref())?;
         let exclude = match &req.op {
-            Some(pb::mutate_request::Op::AddBlock(a)) => a.exclude_nodes.clone(),
+            Some(pb::mutate_request::Op::AddBlock(a)) => convert::block_servers(&a.exclude_nodes),
             _ => Vec::new(),
         };
         let op = convert::op(req.op)?;
@@ -103,7 +103,7 @@ impl NamespaceService {
     /// Fixes on the leader what an entry needs beyond the request (DESIGN §3: the leader
     /// decides, the entry carries the decision): the default block size, the servers of a new
     /// block group, the recovered length of a dead writer's last group.
-    async fn prepare(&self, op: Op, exclude: &[u64]) -> Result<Op, MetaError> {
+    async fn prepare(&self, op: Op, exclude: &[BlockServerId]) -> Result<Op, MetaError> {
         let mut op = op;
         if let Op::Create { block_size, .. } = &mut op
             && *block_size == 0
@@ -161,7 +161,7 @@ impl NamespaceService {
                 .collect();
             // Copies written but not reported yet go last: a read right after a write does
             // not wait for the blockservers' incremental reports.
-            let targets: Vec<(u32, u64)> = group
+            let targets: Vec<(u32, BlockServerId)> = group
                 .targets
                 .iter()
                 .enumerate()
@@ -178,7 +178,12 @@ impl NamespaceService {
         } else {
             Vec::new()
         };
-        convert::group(group, replicated, |id| registry.node(id), &replicas)
+        convert::group(
+            group,
+            replicated,
+            |id| registry.node(BlockServerId(id)),
+            &replicas,
+        )
     }
 
     fn finish<T>(
@@ -374,7 +379,7 @@ impl Namespace for NamespaceService {
         tracing::warn!(reason = %req.reason, "internal block reported corrupt");
         self.node
             .registry
-            .mark_corrupt(GroupId(req.group), req.index, req.node_id);
+            .mark_corrupt(GroupId(req.group), req.index, BlockServerId(req.node_id));
         self.node.metrics.corrupt_reports().inc();
         self.finish("report_corrupt", start, Ok(pb::ReportCorruptResponse {}))
     }

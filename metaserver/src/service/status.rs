@@ -59,7 +59,7 @@ impl From<MetaError> for Status {
                 detail.kind = ErrorKind::InvalidArgument as i32;
                 Code::InvalidArgument
             }
-            MetaError::UnknownNode(_) => {
+            MetaError::UnknownNode(_) | MetaError::UnknownBlockServer(_) => {
                 detail.kind = ErrorKind::UnknownNode as i32;
                 Code::NotFound
             }

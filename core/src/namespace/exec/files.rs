@@ -1,6 +1,7 @@
 //! Operations on files' lifecycle: create, the writer's block groups, complete, append,
 //! and leases.
 
+use crate::id::BlockServerId;
 use crate::namespace::blocks::{self, GroupId};
 use crate::namespace::error::NsError;
 use crate::namespace::inode::{InodeKind, LeaseRecord, StoragePolicy, UnderConstruction, encode};
@@ -115,7 +116,7 @@ pub(super) fn add_block<R: KvRead + ?Sized>(
     path: &NsPath,
     holder: &str,
     file_length: &u64,
-    targets: &[u64],
+    targets: &[BlockServerId],
 ) -> Result<OpOutput> {
     let now = ctx.now_ms;
     let mut node = written_by(txn, path, holder)?;

@@ -22,7 +22,7 @@ use openraft::{
 use proptest::prelude::*;
 use raftfs_core::arbitrary::{block_group, inode, name, policy};
 use raftfs_core::format::{self, FormatError, Schema};
-use raftfs_core::id::{GroupId, InodeId};
+use raftfs_core::id::{BlockServerId, GroupId, InodeId};
 
 use super::rpc;
 use super::*;
@@ -221,7 +221,7 @@ fn every_op() -> Vec<Op> {
             path: path("/a/b/f"),
             holder: HOLDER.into(),
             file_length: 6 * (128 << 20),
-            targets: vec![3, 1, 4, 15, 9, 2, 6, 5, 35],
+            targets: [3, 1, 4, 15, 9, 2, 6, 5, 35].map(BlockServerId).to_vec(),
         },
         Op::SetThrottle(ThrottleChange {
             node_bytes_per_sec: Some(100 << 20),
@@ -351,7 +351,7 @@ fn group() -> BlockGroup {
         index: 0,
         offset: 0,
         length: None,
-        targets: vec![4, 8, 12],
+        targets: [4, 8, 12].map(BlockServerId).to_vec(),
     }
 }
 
@@ -780,7 +780,7 @@ fn op() -> impl Strategy<Value = Op> {
             ns_path(),
             name(),
             any::<u64>(),
-            prop::collection::vec(any::<u64>(), 0..16)
+            prop::collection::vec(any::<u64>().prop_map(BlockServerId), 0..16)
         )
             .prop_map(|(path, holder, file_length, targets)| Op::AddBlock {
                 path,

@@ -17,7 +17,7 @@ fn rs63() -> StoragePolicy {
 fn nodes(dead: &[u64]) -> Vec<NodeView> {
     (1..=12)
         .map(|id| NodeView {
-            id,
+            id: BlockServerId(id),
             addr: format!("127.0.0.1:{}", 7000 + id),
             rack: format!("r{}", (id - 1) % 3 + 1),
             storage: Storage {
@@ -43,7 +43,7 @@ fn work() -> Work {
         replicas: (1..9)
             .map(|i| Replica {
                 index: i,
-                node: u64::from(i) + 1,
+                node: BlockServerId(u64::from(i) + 1),
                 length: 6 << 20,
             })
             .collect(),
@@ -95,8 +95,8 @@ fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
     s.update(vec![(2, work())], &groups(), 0, ThrottleSettings::default());
     // Server 11 is in r2, which already holds 3 of the group's 9 blocks: not its turn while
     // server 10 (r1, which lost one) can take it.
-    assert!(s.assign(11, 0, &nodes).is_empty());
-    let tasks = s.assign(10, 0, &nodes);
+    assert!(s.assign(BlockServerId(11), 0, &nodes).is_empty());
+    let tasks = s.assign(BlockServerId(10), 0, &nodes);
     assert_eq!(tasks.len(), 1);
     let t = &tasks[0];
     assert_eq!(t.validate(), Ok(()), "what a blockserver accepts");
@@ -114,14 +114,14 @@ fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
     assert_eq!(idx.len(), 6, "distinct internal blocks");
     assert!(!idx.contains(&0));
     // In flight: nobody gets it again until it ends.
-    assert!(s.assign(10, 0, &nodes).is_empty());
+    assert!(s.assign(BlockServerId(10), 0, &nodes).is_empty());
     s.finished(&[TaskOutcome {
         task_id: t.id,
         group: t.group,
         index: 0,
         error: Some("source died".into()),
     }]);
-    let again = s.assign(10, 0, &nodes);
+    let again = s.assign(BlockServerId(10), 0, &nodes);
     assert_eq!(again.len(), 1, "a failed task is rescheduled");
     let (status, _) = s.status();
     assert_eq!((status.started, status.failed, status.in_flight), (2, 1, 1));
@@ -133,8 +133,8 @@ fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
         index: 0,
         error: None,
     }]);
-    assert!(s.assign(10, 0, &nodes).is_empty());
-    assert!(s.assign(11, 0, &nodes).is_empty());
+    assert!(s.assign(BlockServerId(10), 0, &nodes).is_empty());
+    assert!(s.assign(BlockServerId(11), 0, &nodes).is_empty());
     assert_eq!(s.status().0.in_flight, 0);
 }
 
@@ -156,17 +156,17 @@ fn max_transfer_is_max_streams_minus_xmits_and_never_wraps() {
         0,
         ThrottleSettings::default(),
     );
-    assert_eq!(s.assign(1, 0, &nodes).len(), 2);
+    assert_eq!(s.assign(BlockServerId(1), 0, &nodes).len(), 2);
     s.update(
         many.clone(),
         &(0..10).map(|g| GroupId((1 << 20) + g)).collect(),
         0,
         ThrottleSettings::default(),
     );
-    assert_eq!(s.assign(10, 1, &nodes).len(), 1);
-    assert!(s.assign(12, 2, &nodes).is_empty());
+    assert_eq!(s.assign(BlockServerId(10), 1, &nodes).len(), 1);
+    assert!(s.assign(BlockServerId(12), 2, &nodes).is_empty());
     assert!(
-        s.assign(12, u32::MAX, &nodes).is_empty(),
+        s.assign(BlockServerId(12), u32::MAX, &nodes).is_empty(),
         "a bogus report stops work"
     );
 }
@@ -187,20 +187,20 @@ fn budgets_are_shared_by_the_servers_of_the_destination() {
         .insert(("dc1".into(), "dc2".into()), 8_000_000);
     s.update(Vec::new(), &groups(), 0, t);
     // r2 has servers 2, 5, 8, 11; 5 is dead: 3 share the r1 -> r2 budget.
-    let th = s.throttle_for(2, &nodes);
+    let th = s.throttle_for(BlockServerId(2), &nodes);
     assert_eq!(th.node_bytes_per_sec, 50_000_000);
     assert_eq!(th.budgets.len(), 1);
     assert_eq!(th.budgets[0].bytes_per_sec, 3_000_000);
     assert_eq!(th.budgets[0].from_racks, vec!["r1".to_owned()]);
     // r3 (dc2) has 4 live servers; traffic from r1 and r2 (dc1) counts against dc1 -> dc2.
-    let th = s.throttle_for(3, &nodes);
+    let th = s.throttle_for(BlockServerId(3), &nodes);
     assert_eq!(th.budgets.len(), 1);
     assert_eq!(th.budgets[0].bytes_per_sec, 2_000_000);
     assert_eq!(
         th.budgets[0].from_racks,
         vec!["r1".to_owned(), "r2".to_owned()]
     );
-    assert!(s.throttle_for(1, &nodes).budgets.is_empty());
+    assert!(s.throttle_for(BlockServerId(1), &nodes).budgets.is_empty());
 }
 
 #[test]
@@ -215,15 +215,18 @@ fn empty_blocks_of_a_short_group_are_free_sources() {
         .iter()
         .map(|i| Replica {
             index: *i,
-            node: u64::from(*i) + 1,
+            node: BlockServerId(u64::from(*i) + 1),
             length: expected_len(&w.policy, w.length, *i),
         })
         .collect();
     s.update(vec![(0, w)], &groups(), 0, ThrottleSettings::default());
     // Blocks 1 and 7 are on servers 2 and 8, both in r2: a spare there reads 2 of its 3
     // real sources in its own rack, one more than r1's spare would.
-    assert!(s.assign(10, 0, &nodes).is_empty(), "not the best target");
-    let tasks = s.assign(11, 0, &nodes);
+    assert!(
+        s.assign(BlockServerId(10), 0, &nodes).is_empty(),
+        "not the best target"
+    );
+    let tasks = s.assign(BlockServerId(11), 0, &nodes);
     assert_eq!(tasks.len(), 1);
     let local = tasks[0]
         .sources
@@ -261,7 +264,7 @@ fn rack_blind_tasks_are_valid_too() {
     replica.length = 0;
     replica.replicas = vec![Replica {
         index: 0,
-        node: 2,
+        node: BlockServerId(2),
         length: 0,
     }];
     s.update(
@@ -270,7 +273,7 @@ fn rack_blind_tasks_are_valid_too() {
         0,
         ThrottleSettings::default(),
     );
-    let tasks = s.assign(10, 0, &nodes);
+    let tasks = s.assign(BlockServerId(10), 0, &nodes);
     assert_eq!(tasks.len(), 3);
     for t in &tasks {
         assert_eq!(t.validate(), Ok(()), "{t:?}");
@@ -283,13 +286,16 @@ fn tasks_of_deleted_groups_are_cancelled_where_they_run() {
     let s = scheduler(8);
     let nodes = nodes(&[1]);
     s.update(vec![(2, work())], &groups(), 0, ThrottleSettings::default());
-    let t = s.assign(10, 0, &nodes);
+    let t = s.assign(BlockServerId(10), 0, &nodes);
     assert_eq!(t.len(), 1);
-    assert!(s.take_cancellations(10).is_empty());
+    assert!(s.take_cancellations(BlockServerId(10)).is_empty());
     // The file was deleted: the next scan no longer sees the group.
     s.update(Vec::new(), &BTreeSet::new(), 0, ThrottleSettings::default());
-    assert_eq!(s.take_cancellations(10), vec![t[0].id]);
-    assert!(s.take_cancellations(10).is_empty(), "sent once");
+    assert_eq!(s.take_cancellations(BlockServerId(10)), vec![t[0].id]);
+    assert!(
+        s.take_cancellations(BlockServerId(10)).is_empty(),
+        "sent once"
+    );
     assert_eq!(s.status().0.in_flight, 0);
 }
 
@@ -302,13 +308,13 @@ fn a_budget_is_shared_by_the_destination_servers_that_have_work() {
     s.update(vec![(2, work())], &groups(), 0, t.clone());
     // Nobody has work: the 3 live r1 servers (4, 7, 10) share it.
     assert_eq!(
-        s.throttle_for(10, &nodes).budgets[0].bytes_per_sec,
+        s.throttle_for(BlockServerId(10), &nodes).budgets[0].bytes_per_sec,
         3_000_000
     );
     // Server 10 takes the rebuild: it alone crosses from r2, with the whole budget.
-    assert_eq!(s.assign(10, 0, &nodes).len(), 1);
+    assert_eq!(s.assign(BlockServerId(10), 0, &nodes).len(), 1);
     assert_eq!(
-        s.throttle_for(10, &nodes).budgets[0].bytes_per_sec,
+        s.throttle_for(BlockServerId(10), &nodes).budgets[0].bytes_per_sec,
         9_000_000
     );
 }
@@ -319,7 +325,7 @@ fn a_server_with_any_copy_of_the_group_gets_no_other_block_of_it() {
     let nodes = nodes(&[1]);
     let mut w = work();
     // Server 10 holds a corrupt (hence not "good") copy of one of the group's blocks.
-    w.holders = vec![10];
+    w.holders = vec![BlockServerId(10)];
     s.update(vec![(2, w)], &groups(), 0, ThrottleSettings::default());
-    assert!(s.assign(10, 0, &nodes).is_empty());
+    assert!(s.assign(BlockServerId(10), 0, &nodes).is_empty());
 }
