@@ -47,6 +47,14 @@ macro_rules! id_newtype {
             }
         }
 
+        impl std::str::FromStr for $name {
+            type Err = std::num::ParseIntError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.parse().map(Self)
+            }
+        }
+
         impl From<u64> for $name {
             fn from(v: u64) -> Self {
                 Self(v)
@@ -94,4 +102,24 @@ id_newtype!(
 impl CallId {
     /// The id of calls that the retry cache does not keep.
     pub const UNCACHED: CallId = CallId(0);
+}
+
+/// A client's identity: 16 random bytes drawn by each client object, with [`CallId`] the key
+/// of the retry cache (as HDFS's RetryCache keys on its client id and call id).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+pub struct ClientId(pub [u8; 16]);
+
+impl fmt::Debug for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
 }

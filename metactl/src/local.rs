@@ -17,6 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use raftfs_client::discovery::{BlockEntry, ClusterFile, MetaEntry};
 use raftfs_client::{Client, ClientConfig};
+use raftfs_core::id::MemberId;
 use raftfs_metaserver::config::{Config, Peer};
 
 use crate::link_proxy::{self, LinkPlan, Route};
@@ -114,9 +115,9 @@ async fn node_addrs(dir: &Path, id: u64) -> Result<NodeAddrs> {
 fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -> Result<Config> {
     let nd = node_dir(&opts.dir, id);
     fs::create_dir_all(&nd)?;
-    let is_voter = voters.iter().any(|p| p.id == id);
+    let is_voter = voters.iter().any(|p| p.id.get() == id);
     let mut config = Config {
-        node_id: id,
+        node_id: MemberId(id),
         listen_addr: addrs.listen.parse()?,
         advertise_addr: Some(addrs.advertise.clone()),
         source_ip: addrs.source_ip,
@@ -152,7 +153,7 @@ fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -
 
 fn entry(config: &Config, pid: u32, role: &str) -> MetaEntry {
     MetaEntry {
-        id: config.node_id,
+        id: config.node_id.get(),
         addr: config.advertised(),
         pid,
         role: role.into(),
@@ -510,14 +511,14 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         .iter()
         .enumerate()
         .map(|(i, a)| Peer {
-            id: i as u64 + 1,
+            id: MemberId(i as u64 + 1),
             addr: a.advertise.clone(),
         })
         .collect();
     let mut cluster = ClusterFile::default();
     for (peer, a) in members.iter().zip(addrs) {
-        let config = write_config(opts, peer.id, &a, &members)?;
-        let pid = spawn_meta(&opts.dir, peer.id, a.held)?;
+        let config = write_config(opts, peer.id.get(), &a, &members)?;
+        let pid = spawn_meta(&opts.dir, peer.id.get(), a.held)?;
         cluster.meta.push(entry(&config, pid, "voter"));
     }
     write_cluster_file(&opts.dir, &cluster)?;

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use raftfs_metaserver::journal::retry_cache::RETRY_TTL_MS;
 use raftfs_metaserver::journal::state_machine::StateMachine;
-use raftfs_metaserver::journal::{Batch, ClientId, Proposal};
+use raftfs_metaserver::journal::{Batch, CallId, ClientId, Proposal};
 use raftfs_metaserver::namespace::{ApplyCtx, NsPath, Op};
 
 const CLIENTS: u64 = 64;
@@ -43,7 +43,7 @@ fn client(c: u64) -> ClientId {
 fn mkdir(dir: &str, c: u64, call_id: u64) -> Proposal {
     Proposal {
         client: client(c),
-        call_id,
+        call_id: CallId(call_id),
         op: Op::Mkdir {
             path: path(dir),
             parents: true,
@@ -60,7 +60,7 @@ fn on_file(i: u64, call_id: u64, op: impl FnOnce(NsPath, String) -> Op) -> Propo
     let c = i % CLIENTS;
     Proposal {
         client: client(c),
-        call_id,
+        call_id: CallId(call_id),
         op: op(
             path(&format!("/loadgen/create-1/d{}/f{i}", i / FILES_PER_DIR)),
             format!("raftfs-client-{c:032x}"),

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use raftfs_core::id::MemberId;
 use serde::{Deserialize, Serialize};
 
 /// One initial voter.
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Peer {
     /// Its Raft node id.
-    pub id: u64,
+    pub id: MemberId,
     /// Its advertised gRPC address (`host:port`).
     pub addr: String,
 }
@@ -123,7 +124,7 @@ impl Default for BlockTuning {
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Config {
     /// This server's Raft node id: unique in the cluster, > 0.
-    pub node_id: u64,
+    pub node_id: MemberId,
     /// Address the gRPC server binds (clients, peers and admin share it).
     pub listen_addr: SocketAddr,
     /// Address peers and clients reach this server at; defaults to `listen-addr`.
@@ -162,7 +163,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            node_id: 1,
+            node_id: MemberId(1),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             advertise_addr: None,
             source_ip: None,
@@ -221,7 +222,7 @@ impl Config {
     /// Checks what a running server relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |s: String| Err(ConfigError::Invalid(s));
-        if self.node_id == 0 {
+        if self.node_id.get() == 0 {
             return bad("node-id must be > 0".into());
         }
         if self.data_dir.as_os_str().is_empty() {
@@ -233,10 +234,10 @@ impl Config {
                 self.node_id
             ));
         }
-        let mut ids: Vec<u64> = self.initial_members.iter().map(|p| p.id).collect();
+        let mut ids: Vec<MemberId> = self.initial_members.iter().map(|p| p.id).collect();
         ids.sort_unstable();
         ids.dedup();
-        if ids.len() != self.initial_members.len() || ids.contains(&0) {
+        if ids.len() != self.initial_members.len() || ids.contains(&MemberId(0)) {
             return bad("initial-members must have distinct ids > 0".into());
         }
         let r = &self.raft;
@@ -341,7 +342,7 @@ impl ServeArgs {
             None => Config::default(),
         };
         if let Some(v) = self.node_id {
-            c.node_id = v;
+            c.node_id = MemberId(v);
         }
         if let Some(v) = self.listen {
             c.listen_addr = v;
@@ -429,11 +430,11 @@ mod tests {
         );
         c.initial_members = vec![
             Peer {
-                id: 1,
+                id: MemberId(1),
                 addr: "a:1".into(),
             },
             Peer {
-                id: 1,
+                id: MemberId(1),
                 addr: "b:1".into(),
             },
         ];

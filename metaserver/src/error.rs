@@ -3,7 +3,7 @@
 
 use raftfs_core::id::BlockServerId;
 
-use crate::journal::NodeId;
+use crate::journal::MemberId;
 use crate::journal::proposer::ProposeError;
 use crate::namespace::{ApplyError, NsError, StoreError};
 
@@ -16,14 +16,14 @@ pub enum MetaError {
     Namespace { source: NsError, state_id: u64 },
     /// This metaserver is not the active; where the active is, when known.
     #[error("this metaserver is not the active")]
-    NotActive { leader: Option<(NodeId, String)> },
+    NotActive { leader: Option<(MemberId, String)> },
     /// An observer has not applied the state the client has already seen
     /// (`applied < wanted`) within the read wait: the client tries another member.
     #[error("observer is behind: applied {applied}, the client has seen {wanted}")]
     ObserverBehind { applied: u64, wanted: u64 },
     /// No node with this id is a member (or the node at an address is not the one named).
     #[error("unknown node {0}")]
-    UnknownNode(NodeId),
+    UnknownNode(MemberId),
     /// No blockserver with this id is registered (it re-registers when told so).
     #[error("unknown blockserver {0}")]
     UnknownBlockServer(BlockServerId),

@@ -21,7 +21,7 @@ use raftfs_proto::raft_client::RaftClient;
 use tonic::transport::Channel;
 
 use crate::error::MetaError;
-use crate::journal::NodeId;
+use crate::journal::MemberId;
 use crate::journal::network::Dialer;
 use crate::node::MetaNode;
 
@@ -31,7 +31,7 @@ pub const TRANSFER_DEADLINE: Duration = Duration::from_secs(10);
 /// One member as this node knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
-    pub id: NodeId,
+    pub id: MemberId,
     pub addr: String,
     /// `"voter"` or `"observer"`.
     pub role: &'static str,
@@ -41,16 +41,16 @@ pub struct Member {
 #[derive(Debug, Clone)]
 pub struct Changed {
     pub log_index: u64,
-    pub leader: NodeId,
+    pub leader: MemberId,
     pub members: Vec<Member>,
 }
 
 /// The membership as this node knows it, and the active it follows (if known).
-pub fn members(node: &MetaNode) -> (Option<NodeId>, Vec<Member>) {
+pub fn members(node: &MetaNode) -> (Option<MemberId>, Vec<Member>) {
     let m = node.raft.metrics();
     let m = m.borrow();
     let membership = m.membership_config.membership();
-    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let voters: BTreeSet<MemberId> = membership.voter_ids().collect();
     let members = membership
         .nodes()
         .map(|(id, n)| Member {
@@ -66,7 +66,7 @@ pub fn members(node: &MetaNode) -> (Option<NodeId>, Vec<Member>) {
     (m.current_leader, members)
 }
 
-fn find(node: &MetaNode, id: NodeId) -> Result<Member, MetaError> {
+fn find(node: &MetaNode, id: MemberId) -> Result<Member, MetaError> {
     members(node)
         .1
         .into_iter()
@@ -76,7 +76,7 @@ fn find(node: &MetaNode, id: NodeId) -> Result<Member, MetaError> {
 
 fn write_error(
     node: &MetaNode,
-    e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+    e: RaftError<MemberId, ClientWriteError<MemberId, BasicNode>>,
 ) -> MetaError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => MetaError::NotActive {
@@ -120,20 +120,20 @@ pub async fn connect(
 
 /// Asks the metaserver at `addr` which node it is, so that a typo in an id or an address
 /// is refused before it reaches the journal.
-async fn node_id_at(dialer: &Dialer, addr: &str) -> Result<NodeId, MetaError> {
+async fn node_id_at(dialer: &Dialer, addr: &str) -> Result<MemberId, MetaError> {
     let channel = connect(dialer, addr, Duration::from_secs(2), Duration::from_secs(5)).await?;
     let status = AdminClient::new(channel)
         .node_status(pb::NodeStatusRequest {})
         .await
         .map_err(|e| MetaError::Unavailable(format!("{addr} did not answer: {}", e.message())))?;
-    Ok(status.into_inner().id)
+    Ok(MemberId(status.into_inner().id))
 }
 
 /// Adds the metaserver `id` at `addr` as an observer (a learner); answers once it has caught
 /// up with the log. Adding a member that is already an observer at that address changes
 /// nothing.
-pub async fn add_observer(node: &MetaNode, id: NodeId, addr: &str) -> Result<Changed, MetaError> {
-    if id == 0 || addr.is_empty() {
+pub async fn add_observer(node: &MetaNode, id: MemberId, addr: &str) -> Result<Changed, MetaError> {
+    if id == MemberId(0) || addr.is_empty() {
         return Err(MetaError::InvalidArgument(
             "an observer needs an id > 0 and an address".into(),
         ));
@@ -175,7 +175,7 @@ pub async fn add_observer(node: &MetaNode, id: NodeId, addr: &str) -> Result<Cha
 
 /// Removes a member: a voter leaves the quorum (joint consensus), an observer stops
 /// receiving the log. Removing the active makes it step down once the change commits.
-pub async fn remove(node: &MetaNode, id: NodeId) -> Result<Changed, MetaError> {
+pub async fn remove(node: &MetaNode, id: MemberId) -> Result<Changed, MetaError> {
     node.ensure_active()?;
     let member = find(node, id)?;
     let change = if member.role == "voter" {
@@ -192,7 +192,7 @@ pub async fn remove(node: &MetaNode, id: NodeId) -> Result<Changed, MetaError> {
 }
 
 /// Promotes an observer to voter.
-pub async fn promote(node: &MetaNode, id: NodeId) -> Result<Changed, MetaError> {
+pub async fn promote(node: &MetaNode, id: MemberId) -> Result<Changed, MetaError> {
     node.ensure_active()?;
     let member = find(node, id)?;
     if member.role == "voter" {
@@ -210,17 +210,17 @@ pub async fn promote(node: &MetaNode, id: NodeId) -> Result<Changed, MetaError> 
 
 /// What the active sees of itself and of `target` right now.
 struct Progress {
-    leader: Option<NodeId>,
+    leader: Option<MemberId>,
     is_leader: bool,
     term: u64,
     last_log: u64,
     target_matched: u64,
 }
 
-fn progress(node: &MetaNode, target: NodeId) -> Progress {
+fn progress(node: &MetaNode, target: MemberId) -> Progress {
     let m = node.raft.metrics();
     let m = m.borrow();
-    let matched: BTreeMap<NodeId, u64> = m
+    let matched: BTreeMap<MemberId, u64> = m
         .replication
         .as_ref()
         .map(|r| {
@@ -239,7 +239,7 @@ fn progress(node: &MetaNode, target: NodeId) -> Progress {
 }
 
 /// Hands leadership to the voter `target`; answers once `target` is the active.
-pub async fn transfer_leader(node: &MetaNode, target: NodeId) -> Result<Changed, MetaError> {
+pub async fn transfer_leader(node: &MetaNode, target: MemberId) -> Result<Changed, MetaError> {
     node.ensure_active()?;
     let member = find(node, target)?;
     if member.role != "voter" {
@@ -277,7 +277,7 @@ pub async fn transfer_leader(node: &MetaNode, target: NodeId) -> Result<Changed,
         {
             last_ask = Some(Instant::now());
             if let Err(e) = ask_to_campaign(&node.dialer, &member.addr, p.term, p.last_log).await {
-                tracing::info!(target, error = %e, "TimeoutNow refused; retrying");
+                tracing::info!(%target, error = %e, "TimeoutNow refused; retrying");
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -12,14 +12,14 @@ use openraft::ServerState;
 use crate::error::MetaError;
 use crate::journal::proposer::Proposer;
 use crate::journal::state_machine::SmShared;
-use crate::journal::{NodeId, Raft};
+use crate::journal::{MemberId, Raft};
 use crate::metrics::Metrics;
 use crate::observer::{self, LeaderPosition, Role};
 
 /// What every part of one metaserver shares.
 #[derive(Clone)]
 pub struct MetaNode {
-    pub(crate) id: NodeId,
+    pub(crate) id: MemberId,
     pub(crate) advertise_addr: String,
     pub(crate) raft: Raft,
     pub(crate) sm: Arc<SmShared>,
@@ -99,7 +99,7 @@ impl MetaNode {
     }
 
     /// The active's id and address as this node knows them.
-    pub fn leader_hint(&self) -> Option<(NodeId, String)> {
+    pub fn leader_hint(&self) -> Option<(MemberId, String)> {
         let m = self.raft.metrics();
         let m = m.borrow();
         let leader = m.current_leader?;

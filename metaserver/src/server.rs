@@ -15,11 +15,11 @@ use raftfs_runtime::Workers;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Config;
-use crate::journal::Raft;
 use crate::journal::log_store::LogStore;
 use crate::journal::network::{Dialer, NetworkFactory};
 use crate::journal::proposer::{Proposer, ProposerConfig};
 use crate::journal::state_machine::StateMachine;
+use crate::journal::{MemberId, Raft};
 use crate::metrics::Metrics;
 use crate::node::{MetaNode, ServingRules};
 use crate::observer::LeaderPosition;
@@ -162,7 +162,7 @@ pub async fn serve(
             .await
             .map_err(|e| ServerError::Raft(e.to_string()))?;
         if !initialized {
-            let members: BTreeMap<u64, BasicNode> = config
+            let members: BTreeMap<MemberId, BasicNode> = config
                 .initial_members
                 .iter()
                 .map(|p| {
@@ -191,7 +191,7 @@ pub async fn serve(
         });
     }
 
-    tracing::info!(node = config.node_id, addr = %listener.local_addr()?, "metaserver listening");
+    tracing::info!(node = %config.node_id, addr = %listener.local_addr()?, "metaserver listening");
     let result = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(NamespaceServer::new(NamespaceService::new(node.clone())))
@@ -210,7 +210,7 @@ pub async fn serve(
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
-    tracing::info!(node = config.node_id, "metaserver stopped");
+    tracing::info!(node = %config.node_id, "metaserver stopped");
     result.map_err(ServerError::from)
 }
 

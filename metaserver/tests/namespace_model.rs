@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use raftfs_core::model::{Kind, Model, ModelOp, Node, P, ns};
 use raftfs_metaserver::journal::rocks::LiveKv;
 use raftfs_metaserver::journal::state_machine::StateMachine;
-use raftfs_metaserver::journal::{Batch, ClientId, Proposal};
+use raftfs_metaserver::journal::{Batch, CallId, ClientId, Proposal};
 use raftfs_metaserver::namespace::{
     ApplyCtx, Inode, InodeKind, NsError, NsPath, Op, OpOutput, tree,
 };
@@ -91,7 +91,7 @@ proptest! {
         for (i, ops) in batches.iter().enumerate() {
             let proposals = ops.iter().map(|op| {
                 call += 1;
-                Proposal { client: ClientId([7; 16]), call_id: call, op: op.to_op() }
+                Proposal { client: ClientId([7; 16]), call_id: CallId(call), op: op.to_op() }
             }).collect();
             let batch = Batch { ctx: ApplyCtx { now_ms: 1_000 + i as u64, lease_ms: 60_000 }, proposals };
             let results = sm.apply_for_test(i as u64 + 1, batch).expect("apply");
@@ -129,7 +129,7 @@ fn retried_call_applies_once() {
     };
     let p = Proposal {
         client: ClientId([1; 16]),
-        call_id: 9,
+        call_id: CallId(9),
         op: create,
     };
     let first = sm
@@ -155,7 +155,10 @@ fn retried_call_applies_once() {
         first, again,
         "a retry returns the first result, not AlreadyExists"
     );
-    let other = Proposal { call_id: 10, ..p };
+    let other = Proposal {
+        call_id: CallId(10),
+        ..p
+    };
     let fresh = sm
         .apply_for_test(
             3,

@@ -3,15 +3,15 @@
 
 use openraft::StorageError;
 use openraft::testing::{StoreBuilder, Suite};
-use raftfs_metaserver::journal::TypeConfig;
 use raftfs_metaserver::journal::log_store::LogStore;
 use raftfs_metaserver::journal::state_machine::StateMachine;
+use raftfs_metaserver::journal::{MemberId, TypeConfig};
 use tempfile::TempDir;
 
 struct RocksBuilder;
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RocksBuilder {
-    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<MemberId>> {
         let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
         let log = LogStore::open(&dir.path().join("log"))
             .map_err(|e| openraft::StorageIOError::write(&e))?;

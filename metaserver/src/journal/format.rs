@@ -44,7 +44,7 @@ use openraft::{Entry, LogId, SnapshotMeta, StoredMembership, Vote};
 use raftfs_core::format::{self, FormatError, Schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{BasicNodeMeta, Batch, NodeId, Proposal, TypeConfig};
+use super::{BasicNodeMeta, Batch, MemberId, Proposal, TypeConfig};
 use crate::namespace::{ApplyCtx, NsError, OpOutput};
 
 /// Declares a family whose only version, 1, is the postcard encoding of `$value`.
@@ -75,23 +75,23 @@ v1_family!(
 );
 v1_family!(
     /// The vote the log store keeps.
-    VoteRecord = "vote": Vote<NodeId>
+    VoteRecord = "vote": Vote<MemberId>
 );
 v1_family!(
     /// The committed log id the log store keeps.
-    CommittedRecord = "committed log id": Option<LogId<NodeId>>
+    CommittedRecord = "committed log id": Option<LogId<MemberId>>
 );
 v1_family!(
     /// The last purged log id the log store keeps.
-    PurgedRecord = "purged log id": LogId<NodeId>
+    PurgedRecord = "purged log id": LogId<MemberId>
 );
 v1_family!(
     /// The applied log id in the state machine's `meta`.
-    AppliedRecord = "applied log id": Option<LogId<NodeId>>
+    AppliedRecord = "applied log id": Option<LogId<MemberId>>
 );
 v1_family!(
     /// The membership in the state machine's `meta`.
-    MembershipRecord = "membership": StoredMembership<NodeId, BasicNodeMeta>
+    MembershipRecord = "membership": StoredMembership<MemberId, BasicNodeMeta>
 );
 v1_family!(
     /// A client mutation's result in the retry cache.
@@ -99,7 +99,7 @@ v1_family!(
 );
 v1_family!(
     /// The metadata file beside a snapshot's tar.
-    SnapshotMetaRecord = "snapshot meta": SnapshotMeta<NodeId, BasicNodeMeta>
+    SnapshotMetaRecord = "snapshot meta": SnapshotMeta<MemberId, BasicNodeMeta>
 );
 
 /// The payloads of the `Raft` gRPC service between metaservers (`RaftMessage.data`).
@@ -113,15 +113,15 @@ pub mod rpc {
     v1_family!(
         /// `Raft.AppendEntries` response.
         AppendEntriesReply = "append entries reply":
-            Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>
+            Result<AppendEntriesResponse<MemberId>, RaftError<MemberId>>
     );
     v1_family!(
         /// `Raft.Vote` request.
-        VoteRequest = "vote request": RaftVoteRequest<NodeId>
+        VoteRequest = "vote request": RaftVoteRequest<MemberId>
     );
     v1_family!(
         /// `Raft.Vote` response.
-        VoteReply = "vote reply": Result<VoteResponse<NodeId>, RaftError<NodeId>>
+        VoteReply = "vote reply": Result<VoteResponse<MemberId>, RaftError<MemberId>>
     );
     v1_family!(
         /// `Raft.InstallSnapshot` request (a chunk of the snapshot).
@@ -130,7 +130,7 @@ pub mod rpc {
     v1_family!(
         /// `Raft.InstallSnapshot` response.
         InstallSnapshotReply = "install snapshot reply":
-            Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>
+            Result<InstallSnapshotResponse<MemberId>, RaftError<MemberId, InstallSnapshotError>>
     );
 }
 

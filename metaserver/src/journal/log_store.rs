@@ -24,7 +24,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 use raftfs_core::format::{self, Schema};
 
 use super::format::{CommittedRecord, LogEntry, PurgedRecord, VoteRecord};
-use super::{NodeId, TypeConfig};
+use super::{MemberId, TypeConfig};
 
 const CF_LOG: &str = "log";
 const CF_STORE: &str = "store";
@@ -32,13 +32,13 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
 
-type StorageResult<T> = Result<T, StorageError<NodeId>>;
+type StorageResult<T> = Result<T, StorageError<MemberId>>;
 
-fn read_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+fn read_err(e: impl std::error::Error + 'static) -> StorageError<MemberId> {
     StorageIOError::read_logs(&e).into()
 }
 
-fn write_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+fn write_err(e: impl std::error::Error + 'static) -> StorageError<MemberId> {
     StorageIOError::write_logs(&e).into()
 }
 
@@ -268,7 +268,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+    async fn save_vote(&mut self, vote: &Vote<MemberId>) -> StorageResult<()> {
         let mut batch = WriteBatch::default();
         batch.put_cf(
             self.cf(CF_STORE)?,
@@ -278,11 +278,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_synced(batch).await
     }
 
-    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<MemberId>>> {
         self.get_meta::<VoteRecord>(KEY_VOTE)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+    async fn save_committed(&mut self, committed: Option<LogId<MemberId>>) -> StorageResult<()> {
         // Not synced: a lost `committed` only means re-learning it from the leader.
         if self.unsynced.is_some() {
             // A committed index ahead of the entries on disk would not survive a restart.
@@ -294,7 +294,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(write_err)
     }
 
-    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<MemberId>>> {
         Ok(self.get_meta::<CommittedRecord>(KEY_COMMITTED)?.flatten())
     }
 
@@ -332,7 +332,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         result
     }
 
-    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+    async fn truncate(&mut self, log_id: LogId<MemberId>) -> StorageResult<()> {
         if let Some(unsynced) = &self.unsynced {
             lock_unsynced(unsynced).split_off(&log_id.index);
         }
@@ -345,7 +345,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_synced(batch).await
     }
 
-    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+    async fn purge(&mut self, log_id: LogId<MemberId>) -> StorageResult<()> {
         if let Some(unsynced) = &self.unsynced {
             let mut u = lock_unsynced(unsynced);
             let rest = u.split_off(&log_id.index.saturating_add(1));

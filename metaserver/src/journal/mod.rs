@@ -30,28 +30,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::namespace::{ApplyCtx, NsError, Op, OpOutput};
 
-/// Metaserver node id (the Raft node id).
-pub type NodeId = u64;
-
-/// A 16-byte client identity (random per client object), as HDFS's RetryCache keys on.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
-pub struct ClientId(pub [u8; 16]);
-
-impl fmt::Debug for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
+/// A member's id is the Raft node id.
+pub use raftfs_core::id::{CallId, ClientId, MemberId};
 
 /// One client mutation inside an entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
     pub client: ClientId,
     /// With `client`, the retry-cache key; 0 means "not cached" (internal operations).
-    pub call_id: u64,
+    pub call_id: CallId,
     pub op: Op,
 }
 
@@ -83,7 +70,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Batch,
         R = BatchResponse,
-        NodeId = NodeId,
+        NodeId = MemberId,
         Node = BasicNode,
         SnapshotData = snapshot::SnapshotFile,
 );

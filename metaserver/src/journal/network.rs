@@ -22,7 +22,7 @@ use raftfs_proto::raft_client::RaftClient;
 use tonic::transport::{Channel, Endpoint};
 
 use super::format::rpc;
-use super::{BasicNodeMeta, NodeId, TypeConfig};
+use super::{BasicNodeMeta, MemberId, TypeConfig};
 
 /// How this metaserver opens connections to other metaservers: from `source-ip` when one is
 /// configured, so that a fault-injecting proxy (the Jepsen harness's) can tell which member a
@@ -52,7 +52,7 @@ pub struct NetworkFactory {
     dialer: Dialer,
     /// Round trips of AppendEntries that carry entries (`journal_append_entries_seconds`).
     append_entries_seconds: Option<Histogram>,
-    channels: std::sync::Arc<std::sync::Mutex<HashMap<(NodeId, String), Channel>>>,
+    channels: std::sync::Arc<std::sync::Mutex<HashMap<(MemberId, String), Channel>>>,
 }
 
 impl NetworkFactory {
@@ -71,7 +71,7 @@ impl NetworkFactory {
         self
     }
 
-    fn channel(&self, target: NodeId, addr: &str) -> Option<Channel> {
+    fn channel(&self, target: MemberId, addr: &str) -> Option<Channel> {
         let mut channels = match self.channels.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -100,7 +100,7 @@ impl NetworkFactory {
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNodeMeta) -> PeerClient {
+    async fn new_client(&mut self, target: MemberId, node: &BasicNodeMeta) -> PeerClient {
         PeerClient {
             target,
             client: self.channel(target, &node.addr).map(RaftClient::new),
@@ -113,7 +113,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 /// The connection to one peer.
 #[derive(Debug)]
 pub struct PeerClient {
-    target: NodeId,
+    target: MemberId,
     addr: String,
     client: Option<RaftClient<Channel>>,
     append_entries_seconds: Option<Histogram>,
@@ -130,10 +130,10 @@ impl PeerClient {
         method: &'static str,
         req: &Req::Value,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId, E>>>
+    ) -> Result<Resp, RPCError<MemberId, BasicNodeMeta, RaftError<MemberId, E>>>
     where
         Req: Schema,
-        Reply: Schema<Value = Result<Resp, RaftError<NodeId, E>>>,
+        Reply: Schema<Value = Result<Resp, RaftError<MemberId, E>>>,
         E: std::error::Error,
     {
         let Some(client) = self.client.as_mut() else {
@@ -167,8 +167,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId>>>
-    {
+    ) -> Result<
+        AppendEntriesResponse<MemberId>,
+        RPCError<MemberId, BasicNodeMeta, RaftError<MemberId>>,
+    > {
         let start = std::time::Instant::now();
         let result = self
             .call::<rpc::AppendEntries, rpc::AppendEntriesReply, _, _>(
@@ -190,8 +192,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNodeMeta, RaftError<NodeId, InstallSnapshotError>>,
+        InstallSnapshotResponse<MemberId>,
+        RPCError<MemberId, BasicNodeMeta, RaftError<MemberId, InstallSnapshotError>>,
     > {
         self.call::<rpc::InstallSnapshot, rpc::InstallSnapshotReply, _, _>(
             "install_snapshot",
@@ -203,9 +205,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<MemberId>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNodeMeta, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<MemberId>, RPCError<MemberId, BasicNodeMeta, RaftError<MemberId>>>
+    {
         self.call::<rpc::VoteRequest, rpc::VoteReply, _, _>("vote", &rpc, &option)
             .await
     }

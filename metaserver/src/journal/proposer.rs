@@ -9,7 +9,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use super::{Batch, NodeId, Proposal, Raft};
+use super::{Batch, MemberId, Proposal, Raft};
 use crate::namespace::{ApplyCtx, NsError, OpOutput};
 
 /// Why a proposal was not applied.
@@ -17,7 +17,7 @@ use crate::namespace::{ApplyCtx, NsError, OpOutput};
 pub enum ProposeError {
     /// This node is not the leader; the leader, when known.
     #[error("not the active metaserver")]
-    NotLeader { leader: Option<(NodeId, String)> },
+    NotLeader { leader: Option<(MemberId, String)> },
     /// Raft stopped or failed on this node.
     #[error("raft unavailable: {0}")]
     Unavailable(String),

@@ -11,7 +11,7 @@
 //! with every minute (`cargo bench --bench apply`, "creates, evicting").
 
 use super::format::RetryResult;
-use super::{ClientId, Proposal};
+use super::{CallId, ClientId, Proposal};
 use crate::namespace::inode::{decode_record, encode_record};
 use crate::namespace::kv::{Cf, KvRead, Txn};
 use crate::namespace::{ApplyCtx, NsError, OpOutput, StoreError};
@@ -25,13 +25,13 @@ const KEY_COUNT: &[u8] = b"retry_count";
 /// The last `retry_order` key evicted: every key up to it is gone.
 const KEY_EVICTED_TO: &[u8] = b"retry_evicted_to";
 
-fn key(client: &ClientId, call_id: u64) -> Vec<u8> {
+fn key(client: &ClientId, call_id: CallId) -> Vec<u8> {
     let mut k = client.0.to_vec();
     k.extend_from_slice(&call_id.to_be_bytes());
     k
 }
 
-fn order_key(time_ms: u64, client: &ClientId, call_id: u64) -> Vec<u8> {
+fn order_key(time_ms: u64, client: &ClientId, call_id: CallId) -> Vec<u8> {
     let mut k = time_ms.to_be_bytes().to_vec();
     k.extend_from_slice(&key(client, call_id));
     k
@@ -49,7 +49,7 @@ pub fn lookup<R: KvRead + ?Sized>(
     txn: &Txn<'_, R>,
     p: &Proposal,
 ) -> Result<Option<Result<OpOutput, NsError>>, StoreError> {
-    if p.call_id == 0 {
+    if p.call_id == CallId::UNCACHED {
         return Ok(None);
     }
     match txn.get(Cf::Retry, &key(&p.client, p.call_id))? {
@@ -78,7 +78,7 @@ pub fn record<R: KvRead + ?Sized>(
     p: &Proposal,
     result: &Result<OpOutput, NsError>,
 ) -> Result<(), StoreError> {
-    if p.call_id == 0 {
+    if p.call_id == CallId::UNCACHED {
         return Ok(());
     }
     txn.put(
@@ -140,7 +140,7 @@ mod tests {
     fn call(call_id: u64) -> Proposal {
         Proposal {
             client: ClientId([7; 16]),
-            call_id,
+            call_id: CallId(call_id),
             op: Op::RenewLease { holder: "w".into() },
         }
     }

@@ -17,8 +17,8 @@ use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use raftfs_core::format;
 
-use super::BasicNodeMeta;
 use super::format::SnapshotMetaRecord;
+use super::{BasicNodeMeta, MemberId};
 
 /// The snapshot data openraft reads (to send) and writes (while receiving): a file.
 #[derive(Debug)]
@@ -156,7 +156,7 @@ impl SnapshotDir {
     pub fn publish(
         &self,
         tar_path: &Path,
-        meta: &SnapshotMeta<u64, BasicNodeMeta>,
+        meta: &SnapshotMeta<MemberId, BasicNodeMeta>,
     ) -> io::Result<PathBuf> {
         let id = &meta.snapshot_id;
         let final_tar = self.dir.join(format!("{id}.tar"));
@@ -195,7 +195,7 @@ impl SnapshotDir {
     }
 
     /// The current snapshot: its metadata and the path of its tar.
-    pub fn current(&self) -> io::Result<Option<(SnapshotMeta<u64, BasicNodeMeta>, PathBuf)>> {
+    pub fn current(&self) -> io::Result<Option<(SnapshotMeta<MemberId, BasicNodeMeta>, PathBuf)>> {
         let id = match fs::read_to_string(self.dir.join("CURRENT")) {
             Ok(id) => id,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use super::format::{AppliedRecord, MembershipRecord};
 use super::rocks::{LiveKv, engine_error};
 use super::snapshot::{SnapshotDir, SnapshotFile};
-use super::{BasicNodeMeta, Batch, BatchResponse, NodeId, TypeConfig, retry_cache};
+use super::{BasicNodeMeta, Batch, BatchResponse, MemberId, TypeConfig, retry_cache};
 use crate::namespace::inode::decode_record;
 use crate::namespace::kv::{Cf, KvRead, Txn};
 use crate::namespace::{ApplyError, StoreError, tree};
@@ -36,17 +36,17 @@ use crate::namespace::{ApplyError, StoreError, tree};
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 
-type StorageResult<T> = Result<T, StorageError<NodeId>>;
+type StorageResult<T> = Result<T, StorageError<MemberId>>;
 
-fn sm_write(e: impl std::fmt::Display) -> StorageError<NodeId> {
+fn sm_write(e: impl std::fmt::Display) -> StorageError<MemberId> {
     StorageIOError::write_state_machine(&io::Error::other(e.to_string())).into()
 }
 
-fn sm_read(e: impl std::fmt::Display) -> StorageError<NodeId> {
+fn sm_read(e: impl std::fmt::Display) -> StorageError<MemberId> {
     StorageIOError::read_state_machine(&io::Error::other(e.to_string())).into()
 }
 
-fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+fn snap_err(e: impl std::fmt::Display) -> StorageError<MemberId> {
     StorageIOError::write_snapshot(None, &io::Error::other(e.to_string())).into()
 }
 
@@ -56,8 +56,8 @@ fn cf_names() -> Vec<&'static str> {
 
 /// The applied log id and the membership recorded with it.
 type AppliedState = (
-    Option<LogId<NodeId>>,
-    StoredMembership<NodeId, BasicNodeMeta>,
+    Option<LogId<MemberId>>,
+    StoredMembership<MemberId, BasicNodeMeta>,
 );
 
 fn wall_clock_ms() -> u64 {
@@ -303,7 +303,7 @@ impl StateMachine {
     /// RocksDB state machine with a plain model.
     pub fn apply_for_test(&self, index: u64, batch: Batch) -> StorageResult<BatchResponse> {
         let entry = Entry {
-            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, MemberId(1)), index),
             payload: EntryPayload::Normal(batch),
         };
         Ok(self
@@ -319,7 +319,7 @@ impl StateMachine {
     /// path matters: RocksDB locks a DB by path within the process.
     fn install(
         &self,
-        meta: &SnapshotMeta<NodeId, BasicNodeMeta>,
+        meta: &SnapshotMeta<MemberId, BasicNodeMeta>,
         tar: &Path,
     ) -> Result<(), String> {
         let s = &self.shared;
@@ -392,8 +392,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn applied_state(
         &mut self,
     ) -> StorageResult<(
-        Option<LogId<NodeId>>,
-        StoredMembership<NodeId, BasicNodeMeta>,
+        Option<LogId<MemberId>>,
+        StoredMembership<MemberId, BasicNodeMeta>,
     )> {
         SmShared::applied_state_of(&self.shared.db()).map_err(sm_read)
     }
@@ -430,7 +430,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNodeMeta>,
+        meta: &SnapshotMeta<MemberId, BasicNodeMeta>,
         snapshot: Box<SnapshotFile>,
     ) -> StorageResult<()> {
         let mut file = *snapshot;
@@ -466,7 +466,9 @@ pub struct SnapshotBuilder {
 }
 
 impl SnapshotBuilder {
-    fn build(shared: &SmShared) -> Result<(SnapshotMeta<NodeId, BasicNodeMeta>, PathBuf), String> {
+    fn build(
+        shared: &SmShared,
+    ) -> Result<(SnapshotMeta<MemberId, BasicNodeMeta>, PathBuf), String> {
         let checkpoint_dir = shared.snapshots.scratch("checkpoint");
         let (applied, membership) = {
             let _gate = shared.gate();

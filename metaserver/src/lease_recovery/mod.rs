@@ -21,7 +21,7 @@ use raftfs_proto as pb;
 use raftfs_proto::block_data_client::BlockDataClient;
 
 use crate::error::MetaError;
-use crate::journal::{ClientId, Proposal};
+use crate::journal::{CallId, ClientId, Proposal};
 use crate::namespace::blocks::{self, BlockGroup};
 use crate::namespace::{Inode, NsPath, Op, StoragePolicy, tree};
 use crate::node::MetaNode;
@@ -183,7 +183,7 @@ async fn recover_expired(node: &MetaNode) -> Result<u64, MetaError> {
         };
         let proposal = Proposal {
             client: ClientId::default(),
-            call_id: 0,
+            call_id: CallId::UNCACHED,
             op,
         };
         match node.proposer.propose(proposal).await {

@@ -19,7 +19,7 @@ use openraft::{RaftMetrics, ServerState};
 use tokio::sync::watch;
 
 use crate::error::MetaError;
-use crate::journal::{BasicNodeMeta, NodeId};
+use crate::journal::{BasicNodeMeta, MemberId};
 
 /// What a member is, for a client request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub enum Role {
 
 impl Role {
     /// This node's role, from its Raft metrics.
-    pub fn of(id: NodeId, m: &RaftMetrics<NodeId, BasicNodeMeta>) -> Role {
+    pub fn of(id: MemberId, m: &RaftMetrics<MemberId, BasicNodeMeta>) -> Role {
         let membership = m.membership_config.membership();
         let is_member = membership.get_node(&id).is_some();
         let is_voter = membership.voter_ids().any(|v| v == id);

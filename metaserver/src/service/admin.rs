@@ -9,6 +9,7 @@ use raftfs_proto::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
 use crate::error::MetaError;
+use crate::journal::MemberId;
 use crate::journal::network::Dialer;
 use crate::membership;
 use crate::node::MetaNode;
@@ -28,7 +29,7 @@ impl AdminService {
         let m = self.node.raft.metrics();
         let m = m.borrow();
         pb::NodeStatusResponse {
-            id: self.node.id,
+            id: self.node.id.get(),
             addr: self.node.advertise_addr.clone(),
             state: match m.state {
                 ServerState::Leader => "leader",
@@ -39,7 +40,7 @@ impl AdminService {
             }
             .to_owned(),
             term: m.current_term,
-            leader: m.current_leader.unwrap_or(0),
+            leader: m.current_leader.map_or(0, MemberId::get),
             applied_index: self.node.sm.applied_index(),
             last_log_index: m.last_log_index.unwrap_or(0),
             snapshot_index: m.snapshot.map_or(0, |l| l.index),
@@ -84,7 +85,7 @@ impl AdminService {
                 m.replication.clone(),
             )
         };
-        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        let voters: std::collections::BTreeSet<MemberId> = membership.voter_ids().collect();
         let mut members = Vec::new();
         for (id, node) in membership.nodes() {
             let role = if voters.contains(id) {
@@ -104,7 +105,7 @@ impl AdminService {
                 .map(|l| l.index);
             let applied_index = applied.or(matched).unwrap_or(0);
             members.push(pb::MemberStatus {
-                id: *id,
+                id: id.get(),
                 addr: node.addr.clone(),
                 role: role.to_owned(),
                 applied_index,
@@ -112,7 +113,7 @@ impl AdminService {
             });
         }
         Ok(pb::ClusterStatusResponse {
-            leader: self.node.id,
+            leader: self.node.id.get(),
             term,
             committed_index: committed,
             members,
@@ -123,7 +124,7 @@ impl AdminService {
 
 fn member_pb(m: &membership::Member) -> pb::Member {
     pb::Member {
-        id: m.id,
+        id: m.id.get(),
         addr: m.addr.clone(),
         role: m.role.to_owned(),
     }
@@ -134,7 +135,7 @@ fn change_pb(c: &membership::Changed) -> pb::MembershipChangeResponse {
         header: Some(pb::ResponseHeader {
             state_id: c.log_index,
         }),
-        leader: c.leader,
+        leader: c.leader.get(),
         members: c.members.iter().map(member_pb).collect(),
     }
 }
@@ -181,7 +182,7 @@ impl Admin for AdminService {
             .metrics
             .observe_rpc("members", start.elapsed(), true);
         Ok(Response::new(pb::MembersResponse {
-            leader: leader.unwrap_or(0),
+            leader: leader.map_or(0, MemberId::get),
             members: members.iter().map(member_pb).collect(),
         }))
     }
@@ -193,7 +194,7 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
         let start = Instant::now();
         let req = req.into_inner();
-        let r = membership::add_observer(&self.node, req.id, &req.addr).await;
+        let r = membership::add_observer(&self.node, MemberId(req.id), &req.addr).await;
         self.finish("add_observer", start, r)
     }
 
@@ -203,7 +204,7 @@ impl Admin for AdminService {
         req: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
         let start = Instant::now();
-        let r = membership::remove(&self.node, req.into_inner().id).await;
+        let r = membership::remove(&self.node, MemberId(req.into_inner().id)).await;
         self.finish("remove_member", start, r)
     }
 
@@ -213,7 +214,7 @@ impl Admin for AdminService {
         req: Request<pb::PromoteMemberRequest>,
     ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
         let start = Instant::now();
-        let r = membership::promote(&self.node, req.into_inner().id).await;
+        let r = membership::promote(&self.node, MemberId(req.into_inner().id)).await;
         self.finish("promote_member", start, r)
     }
 
@@ -223,7 +224,7 @@ impl Admin for AdminService {
         req: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
         let start = Instant::now();
-        let r = membership::transfer_leader(&self.node, req.into_inner().id).await;
+        let r = membership::transfer_leader(&self.node, MemberId(req.into_inner().id)).await;
         self.finish("transfer_leader", start, r)
     }
 
@@ -256,7 +257,7 @@ impl Admin for AdminService {
             let (status, _) = self.node.scheduler.status();
             let nodes = self.node.registry.nodes();
             Ok(pb::ReconstructionStatusResponse {
-                leader: self.node.id,
+                leader: self.node.id.get(),
                 queued: status.queued.to_vec(),
                 unrecoverable: status.unrecoverable,
                 in_flight: status.in_flight,

@@ -124,7 +124,7 @@ impl BlockServers for BlockServersService {
             .map(|()| {
                 tracing::info!("blockserver registered");
                 pb::RegisterResponse {
-                    metaserver_id: self.node.id,
+                    metaserver_id: self.node.id.get(),
                 }
             })
             .map_err(MetaError::from);

@@ -6,7 +6,7 @@ use raftfs_core::id::{BlockServerId, GroupId, TaskId};
 use raftfs_proto as pb;
 use raftfs_proto::mutate_request::Op as PbOp;
 
-use crate::journal::ClientId;
+use crate::journal::{CallId, ClientId};
 use crate::namespace::blocks::BlockGroup;
 use crate::namespace::throttle::{ThrottleChange, ThrottleSettings};
 use crate::namespace::{Inode, InodeKind, NsError, NsPath, Op, OpOutput, XattrExpect};
@@ -18,7 +18,7 @@ use raftfs_core::reconstruction::{BlockSource, ReconstructionTask, TaskOutcome, 
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     pub client: ClientId,
-    pub call_id: u64,
+    pub call_id: CallId,
     pub last_seen_state_id: u64,
 }
 
@@ -27,14 +27,14 @@ pub fn caller(header: Option<&pb::RequestHeader>) -> Result<Caller, NsError> {
     let Some(h) = header else {
         return Ok(Caller {
             client: ClientId::default(),
-            call_id: 0,
+            call_id: CallId::UNCACHED,
             last_seen_state_id: 0,
         });
     };
     if h.client_id.is_empty() {
         return Ok(Caller {
             client: ClientId::default(),
-            call_id: 0,
+            call_id: CallId::UNCACHED,
             last_seen_state_id: h.last_seen_state_id,
         });
     }
@@ -46,7 +46,7 @@ pub fn caller(header: Option<&pb::RequestHeader>) -> Result<Caller, NsError> {
     })?;
     Ok(Caller {
         client: ClientId(bytes),
-        call_id: h.call_id,
+        call_id: CallId(h.call_id),
         last_seen_state_id: h.last_seen_state_id,
     })
 }

@@ -69,7 +69,7 @@ impl RaftRpc for RaftService {
         };
         if stranger {
             tracing::debug!(
-                candidate,
+                %candidate,
                 "vote request from a node that is not a voter here"
             );
             return Err(Status::failed_precondition(format!(

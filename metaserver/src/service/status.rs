@@ -45,7 +45,7 @@ impl From<MetaError> for Status {
             MetaError::NotActive { leader } => {
                 detail.kind = ErrorKind::NotActive as i32;
                 if let Some((id, addr)) = leader {
-                    detail.leader_id = *id;
+                    detail.leader_id = id.get();
                     detail.leader_addr = addr.clone();
                 }
                 Code::FailedPrecondition

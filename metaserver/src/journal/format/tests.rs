@@ -26,7 +26,7 @@ use raftfs_core::id::{BlockServerId, GroupId, InodeId};
 
 use super::rpc;
 use super::*;
-use crate::journal::{ClientId, TypeConfig};
+use crate::journal::{CallId, ClientId, MemberId, TypeConfig};
 use crate::namespace::blocks::BlockGroup;
 use crate::namespace::inode::{Inode, InodeKind, UnderConstruction};
 use crate::namespace::throttle::ThrottleChange;
@@ -269,24 +269,36 @@ fn batch() -> Batch {
             .map(|(i, op)| Proposal {
                 client: ClientId([u8::try_from(i).expect("few ops"); 16]),
                 // Internal operations (call id 0) and client calls.
-                call_id: if i % 5 == 0 { 0 } else { 1000 + i as u64 },
+                call_id: if i % 5 == 0 {
+                    CallId::UNCACHED
+                } else {
+                    CallId(1000 + i as u64)
+                },
                 op,
             })
             .collect(),
     }
 }
 
-fn log_id(term: u64, node: u64, index: u64) -> LogId<NodeId> {
-    LogId::new(CommittedLeaderId::new(term, node), index)
+fn log_id(term: u64, node: u64, index: u64) -> LogId<MemberId> {
+    LogId::new(CommittedLeaderId::new(term, MemberId(node)), index)
 }
 
-fn membership() -> Membership<NodeId, BasicNode> {
-    let nodes: BTreeMap<NodeId, BasicNode> = (1..=5)
-        .map(|id| (id, BasicNode::new(format!("127.0.0.{}:7000", 10 + id))))
+fn membership() -> Membership<MemberId, BasicNode> {
+    let nodes: BTreeMap<MemberId, BasicNode> = (1..=5)
+        .map(|id| {
+            (
+                MemberId(id),
+                BasicNode::new(format!("127.0.0.{}:7000", 10 + id)),
+            )
+        })
         .collect();
     // Joint consensus from {1,2,3} to {1,2,4}; 5 is a learner (an observer).
     Membership::new(
-        vec![BTreeSet::from([1, 2, 3]), BTreeSet::from([1, 2, 4])],
+        vec![
+            BTreeSet::from([1, 2, 3].map(MemberId)),
+            BTreeSet::from([1, 2, 4].map(MemberId)),
+        ],
         nodes,
     )
 }
@@ -308,7 +320,7 @@ fn entries() -> Vec<Entry<TypeConfig>> {
     ]
 }
 
-fn snapshot_meta() -> SnapshotMeta<NodeId, BasicNode> {
+fn snapshot_meta() -> SnapshotMeta<MemberId, BasicNode> {
     SnapshotMeta {
         last_log_id: Some(log_id(7, 2, 100)),
         last_membership: StoredMembership::new(Some(log_id(6, 1, 90)), membership()),
@@ -390,8 +402,8 @@ fn every_error() -> Vec<NsError> {
     ]
 }
 
-fn vote() -> Vote<NodeId> {
-    Vote::new_committed(7, 2)
+fn vote() -> Vote<MemberId> {
+    Vote::new_committed(7, MemberId(2))
 }
 
 fn append_entries(entries: Vec<Entry<TypeConfig>>) -> AppendEntriesRequest<TypeConfig> {
@@ -431,7 +443,7 @@ fn golden_log_store_records_v1() {
     let normal_bytes = golden::<LogEntry>("raft-entry-normal-v1", 1, &normal);
     golden::<LogEntry>("raft-entry-membership-v1", 1, &membership);
     golden::<VoteRecord>("vote-committed-v1", 1, &vote());
-    golden::<VoteRecord>("vote-v1", 1, &Vote::new(8, 3));
+    golden::<VoteRecord>("vote-v1", 1, &Vote::new(8, MemberId(3)));
     golden::<CommittedRecord>("committed-log-id-v1", 1, &Some(log_id(7, 2, 101)));
     golden::<CommittedRecord>("committed-log-id-none-v1", 1, &None);
     golden::<PurgedRecord>("purged-log-id-v1", 1, &log_id(6, 1, 50));
@@ -517,7 +529,7 @@ fn golden_raft_rpcs_v1() {
         ("conflict", Ok(AppendEntriesResponse::Conflict)),
         (
             "higher-vote",
-            Ok(AppendEntriesResponse::HigherVote(Vote::new(8, 3))),
+            Ok(AppendEntriesResponse::HigherVote(Vote::new(8, MemberId(3)))),
         ),
         ("stopped", Err(RaftError::Fatal(Fatal::Stopped))),
     ];
@@ -527,13 +539,13 @@ fn golden_raft_rpcs_v1() {
     golden::<rpc::VoteRequest>(
         "vote-request-v1",
         1,
-        &RaftVoteRequest::new(Vote::new(8, 3), Some(log_id(7, 2, 102))),
+        &RaftVoteRequest::new(Vote::new(8, MemberId(3)), Some(log_id(7, 2, 102))),
     );
     golden::<rpc::VoteReply>(
         "vote-reply-v1",
         1,
         &Ok(VoteResponse::new(
-            Vote::new(8, 3),
+            Vote::new(8, MemberId(3)),
             Some(log_id(7, 2, 101)),
             true,
         )),
@@ -809,7 +821,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 prop_compose! {
     fn proposal()(client in any::<[u8; 16]>(), call_id in any::<u64>(), op in op()) -> Proposal {
-        Proposal { client: ClientId(client), call_id, op }
+        Proposal { client: ClientId(client), call_id: CallId(call_id), op }
     }
 }
 
@@ -848,7 +860,7 @@ fn ns_error() -> impl Strategy<Value = NsError> {
     ]
 }
 
-fn any_log_id() -> impl Strategy<Value = LogId<NodeId>> {
+fn any_log_id() -> impl Strategy<Value = LogId<MemberId>> {
     any::<(u64, u64, u64)>().prop_map(|(t, n, i)| log_id(t, n, i))
 }
 
@@ -857,13 +869,13 @@ fn entry() -> impl Strategy<Value = Entry<TypeConfig>> {
         Just(EntryPayload::Blank),
         any_batch().prop_map(EntryPayload::Normal),
         (
-            prop::collection::btree_set(1u64..8, 1..4),
+            prop::collection::btree_set((1u64..8).prop_map(MemberId), 1..4),
             prop::collection::btree_map(1u64..12, name(), 0..4)
         )
             .prop_map(|(voters, nodes)| {
-                let nodes: BTreeMap<NodeId, BasicNode> = nodes
+                let nodes: BTreeMap<MemberId, BasicNode> = nodes
                     .into_iter()
-                    .map(|(id, a)| (id, BasicNode::new(a)))
+                    .map(|(id, a)| (MemberId(id), BasicNode::new(a)))
                     .collect();
                 EntryPayload::Membership(Membership::new(vec![voters], nodes))
             }),
@@ -901,7 +913,7 @@ proptest! {
         id in prop::option::of(any_log_id()),
     ) {
         round_trips::<LogEntry>(&entry)?;
-        let vote = if vote.2 { Vote::new_committed(vote.0, vote.1) } else { Vote::new(vote.0, vote.1) };
+        let vote = if vote.2 { Vote::new_committed(vote.0, MemberId(vote.1)) } else { Vote::new(vote.0, MemberId(vote.1)) };
         round_trips::<VoteRecord>(&vote)?;
         round_trips::<CommittedRecord>(&id)?;
         round_trips::<AppliedRecord>(&id)?;
