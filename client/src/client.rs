@@ -13,13 +13,14 @@ use raftfs_proto::namespace_client::NamespaceClient;
 use tonic::transport::Channel;
 
 use raftfs_core::fsck::FsckReport;
+use raftfs_core::id::{BlockServerId, GroupId, MemberId};
 use raftfs_core::namespace::throttle::ThrottleChange;
 
 use crate::error::ClientError;
 use crate::failover::Targets;
 use crate::model::{
-    ClusterStatus, ContentSummary, FileStatus, ListPage, Member, MemberStatus, NodeStatus,
-    WorkerStatus,
+    self, ClusterStatus, ContentSummary, FileStatus, ListPage, LocatedGroup, Member, NodeStatus,
+    ReconstructionStatus,
 };
 use crate::observers::Observers;
 use crate::read_mode::{AutoMsync, ReadMode};
@@ -288,18 +289,18 @@ impl Client {
         &self,
         path: &str,
         file_length: u64,
-        exclude: &[u64],
-    ) -> Result<(FileStatus, pb::BlockGroup), ClientError> {
+        exclude: &[BlockServerId],
+    ) -> Result<(FileStatus, LocatedGroup), ClientError> {
         let r = self
             .mutate(Op::AddBlock(pb::AddBlockOp {
                 path: path.into(),
                 lease_holder: self.holder(),
                 file_length,
-                exclude_nodes: exclude.to_vec(),
+                exclude_nodes: exclude.iter().map(|n| n.get()).collect(),
             }))
             .await?;
         match (r.inode, r.block_group) {
-            (Some(i), Some(g)) => Ok((FileStatus::from(i), g)),
+            (Some(i), Some(g)) => Ok((FileStatus::from(i), model::located_group(g))),
             _ => Err(ClientError::Rpc(tonic::Status::internal(
                 "add_block reply without its group",
             ))),
@@ -313,7 +314,7 @@ impl Client {
         path: &str,
         offset: u64,
         length: u64,
-    ) -> Result<(FileStatus, Vec<pb::BlockGroup>), ClientError> {
+    ) -> Result<(FileStatus, Vec<LocatedGroup>), ClientError> {
         let r = self
             .read_call(|mut c| {
                 let req = pb::GetBlocksRequest {
@@ -329,20 +330,27 @@ impl Client {
         let inode = r
             .inode
             .ok_or_else(|| ClientError::Rpc(tonic::Status::internal("reply without inode")))?;
-        Ok((FileStatus::from(inode), r.groups))
+        let groups = r.groups.into_iter().map(model::located_group).collect();
+        Ok((FileStatus::from(inode), groups))
     }
 
     /// Tells every metaserver that a copy of an internal block is corrupt (each keeps its own
     /// view of block locations). Best effort: a metaserver that does not answer learns it
     /// from the next reader or from reconstruction.
-    pub async fn report_corrupt(&self, group: u64, index: u32, node_id: u64, reason: &str) {
+    pub async fn report_corrupt(
+        &self,
+        group: GroupId,
+        index: u32,
+        node: BlockServerId,
+        reason: &str,
+    ) {
         let addrs = self.inner.config.metas.clone();
         let calls = addrs.into_iter().map(|addr| {
             let req = pb::ReportCorruptRequest {
                 header: Some(self.header(0)),
-                group,
+                group: group.get(),
                 index,
-                node_id,
+                node_id: node.get(),
                 reason: reason.to_owned(),
             };
             let channel = self.inner.targets.channel(&addr);
@@ -371,7 +379,7 @@ impl Client {
             })
             .await?;
         self.seen(r.header.as_ref());
-        crate::model::fsck_report(r)
+        model::fsck_report(r)
     }
 
     /// `mkdir` (with `parents`: `mkdir -p`).
@@ -718,30 +726,13 @@ impl Client {
                     .map(tonic::Response::into_inner)
             })
             .await?;
-        Ok(ClusterStatus {
-            leader: r.leader,
-            term: r.term,
-            committed_index: r.committed_index,
-            members: r
-                .members
-                .into_iter()
-                .map(|m| MemberStatus {
-                    id: m.id,
-                    addr: m.addr,
-                    role: m.role,
-                    applied_index: m.applied_index,
-                    lag: m.lag,
-                })
-                .collect(),
-            workers: r.workers.into_iter().map(WorkerStatus::from).collect(),
-        })
+        model::cluster_status(r)
     }
 
     /// The active's reconstruction queues, tasks, budgets and every blockserver's xmits.
-    pub async fn reconstruction_status(
-        &self,
-    ) -> Result<pb::ReconstructionStatusResponse, ClientError> {
-        self.inner
+    pub async fn reconstruction_status(&self) -> Result<ReconstructionStatus, ClientError> {
+        let r = self
+            .inner
             .targets
             .call(self.inner.config.failover_deadline, |ch| async move {
                 AdminClient::new(ch)
@@ -749,12 +740,13 @@ impl Client {
                     .await
                     .map(tonic::Response::into_inner)
             })
-            .await
+            .await?;
+        Ok(model::reconstruction_status(r))
     }
 
     /// Changes the reconstruction byte budgets (journaled: they survive failover).
     pub async fn set_throttle(&self, change: &ThrottleChange) -> Result<(), ClientError> {
-        self.mutate(Op::SetThrottle(crate::model::throttle_change_pb(change)))
+        self.mutate(Op::SetThrottle(model::throttle_change_pb(change)))
             .await
             .map(|_| ())
     }
@@ -771,7 +763,7 @@ impl Client {
                     .map(tonic::Response::into_inner)
             })
             .await?;
-        Ok(r.members.into_iter().map(Member::from).collect())
+        model::members(r.members)
     }
 
     async fn membership_call<F, Fut>(&self, mut f: F) -> Result<Vec<Member>, ClientError>
@@ -788,15 +780,15 @@ impl Client {
             .await;
         let r = self.seen_refusal(r)?;
         self.seen(r.header.as_ref());
-        Ok(r.members.into_iter().map(Member::from).collect())
+        model::members(r.members)
     }
 
     /// Adds the metaserver `id` (already running at `addr`, outside the membership) as an
     /// observer; returns once it has caught up.
-    pub async fn add_observer(&self, id: u64, addr: &str) -> Result<Vec<Member>, ClientError> {
+    pub async fn add_observer(&self, id: MemberId, addr: &str) -> Result<Vec<Member>, ClientError> {
         self.membership_call(|mut c| {
             let req = pb::AddObserverRequest {
-                id,
+                id: id.get(),
                 addr: addr.into(),
             };
             async move { c.add_observer(req).await.map(tonic::Response::into_inner) }
@@ -805,9 +797,9 @@ impl Client {
     }
 
     /// Removes a voter or an observer from the membership.
-    pub async fn remove_member(&self, id: u64) -> Result<Vec<Member>, ClientError> {
+    pub async fn remove_member(&self, id: MemberId) -> Result<Vec<Member>, ClientError> {
         self.membership_call(|mut c| async move {
-            c.remove_member(pb::RemoveMemberRequest { id })
+            c.remove_member(pb::RemoveMemberRequest { id: id.get() })
                 .await
                 .map(tonic::Response::into_inner)
         })
@@ -815,9 +807,9 @@ impl Client {
     }
 
     /// Promotes an observer to voter.
-    pub async fn promote(&self, id: u64) -> Result<Vec<Member>, ClientError> {
+    pub async fn promote(&self, id: MemberId) -> Result<Vec<Member>, ClientError> {
         self.membership_call(|mut c| async move {
-            c.promote_member(pb::PromoteMemberRequest { id })
+            c.promote_member(pb::PromoteMemberRequest { id: id.get() })
                 .await
                 .map(tonic::Response::into_inner)
         })
@@ -827,9 +819,9 @@ impl Client {
     /// Makes the voter `id` the active. If another voter wins the election instead, the
     /// server says so (`Unavailable`) and the call is retried at the new active, until the
     /// failover deadline.
-    pub async fn transfer_leader(&self, id: u64) -> Result<Vec<Member>, ClientError> {
+    pub async fn transfer_leader(&self, id: MemberId) -> Result<Vec<Member>, ClientError> {
         self.membership_call(|mut c| async move {
-            c.transfer_leader(pb::TransferLeaderRequest { id })
+            c.transfer_leader(pb::TransferLeaderRequest { id: id.get() })
                 .await
                 .map(tonic::Response::into_inner)
         })

@@ -24,6 +24,7 @@ pub use client::{Client, ClientConfig, CreateOptions};
 pub use error::{ClientError, ErrorKind};
 pub use file::{FileError, FileReader, FileWriter};
 pub use model::{
-    ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage, Member, NodeStatus, WorkerStatus,
+    BlockLocation, ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage, LocatedGroup,
+    Member, NodeStatus, ReconstructionStatus, WorkerStatus,
 };
 pub use read_mode::{AutoMsync, ReadMode};

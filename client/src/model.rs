@@ -1,7 +1,9 @@
 //! What the client hands back: plain Rust types converted from the wire once.
 
 use raftfs_core::fsck::{FileHealth, FsckReport};
-use raftfs_core::namespace::throttle::ThrottleChange;
+use raftfs_core::id::{BlockServerId, GroupId, MemberId};
+use raftfs_core::member::MemberRole;
+use raftfs_core::namespace::throttle::{ThrottleChange, ThrottleSettings};
 use raftfs_core::policy::PolicyError;
 use raftfs_proto as pb;
 use serde::Serialize;
@@ -95,9 +97,9 @@ pub struct ContentSummary {
 /// One member in `cluster status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MemberStatus {
-    pub id: u64,
+    pub id: MemberId,
     pub addr: String,
-    pub role: String,
+    pub role: MemberRole,
     pub applied_index: u64,
     pub lag: u64,
 }
@@ -105,7 +107,7 @@ pub struct MemberStatus {
 /// `metactl cluster status --json` (DESIGN §8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClusterStatus {
-    pub leader: u64,
+    pub leader: MemberId,
     pub term: u64,
     pub committed_index: u64,
     pub members: Vec<MemberStatus>,
@@ -151,11 +153,12 @@ impl From<pb::WorkerStatus> for WorkerStatus {
 /// One node's own view (`Admin.NodeStatus`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeStatus {
-    pub id: u64,
+    pub id: MemberId,
     pub addr: String,
     pub state: String,
     pub term: u64,
-    pub leader: u64,
+    /// The active this member follows; 0 when it knows none.
+    pub leader: MemberId,
     pub applied_index: u64,
     pub last_log_index: u64,
     pub snapshot_index: u64,
@@ -168,11 +171,11 @@ pub struct NodeStatus {
 impl From<pb::NodeStatusResponse> for NodeStatus {
     fn from(n: pb::NodeStatusResponse) -> Self {
         NodeStatus {
-            id: n.id,
+            id: MemberId(n.id),
             addr: n.addr,
             state: n.state,
             term: n.term,
-            leader: n.leader,
+            leader: MemberId(n.leader),
             applied_index: n.applied_index,
             last_log_index: n.last_log_index,
             snapshot_index: n.snapshot_index,
@@ -186,19 +189,176 @@ impl From<pb::NodeStatusResponse> for NodeStatus {
 /// One member of the cluster, as `Admin.Members` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Member {
-    pub id: u64,
+    pub id: MemberId,
     pub addr: String,
-    /// `"voter"` or `"observer"`.
-    pub role: String,
+    pub role: MemberRole,
 }
 
-impl From<pb::Member> for Member {
-    fn from(m: pb::Member) -> Self {
-        Member {
-            id: m.id,
-            addr: m.addr,
-            role: m.role,
-        }
+/// A role name from a metaserver; one the client does not know is a protocol error.
+fn role(name: &str) -> Result<MemberRole, ClientError> {
+    name.parse()
+        .map_err(|e| ClientError::Rpc(tonic::Status::internal(format!("member list: {e}"))))
+}
+
+/// `Admin.Members`' (or a membership change's) members.
+pub(crate) fn members(ms: Vec<pb::Member>) -> Result<Vec<Member>, ClientError> {
+    ms.into_iter()
+        .map(|m| {
+            Ok(Member {
+                id: MemberId(m.id),
+                role: role(&m.role)?,
+                addr: m.addr,
+            })
+        })
+        .collect()
+}
+
+/// `Admin.ClusterStatus`' reply.
+pub(crate) fn cluster_status(r: pb::ClusterStatusResponse) -> Result<ClusterStatus, ClientError> {
+    Ok(ClusterStatus {
+        leader: MemberId(r.leader),
+        term: r.term,
+        committed_index: r.committed_index,
+        members: r
+            .members
+            .into_iter()
+            .map(|m| {
+                Ok(MemberStatus {
+                    id: MemberId(m.id),
+                    role: role(&m.role)?,
+                    addr: m.addr,
+                    applied_index: m.applied_index,
+                    lag: m.lag,
+                })
+            })
+            .collect::<Result<_, ClientError>>()?,
+        workers: r.workers.into_iter().map(WorkerStatus::from).collect(),
+    })
+}
+
+/// Where one internal block of a group is (or is to be written).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockLocation {
+    /// The internal block: 0 for a replica, 0..k+m for the cells of an erasure-coded group.
+    pub index: u32,
+    pub node: BlockServerId,
+    /// The blockserver's data address.
+    pub addr: String,
+    pub rack: String,
+}
+
+/// A block group of a file as a reader or writer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocatedGroup {
+    pub id: GroupId,
+    /// The group's position in the file, and the file offset of its first byte.
+    pub index: u32,
+    pub offset: u64,
+    /// Data bytes in the group (0 while it is being written).
+    pub length: u64,
+    /// The servers the active chose when it allocated the group, one per internal block
+    /// (replicated: one per replica, all index 0).
+    pub targets: Vec<BlockLocation>,
+    /// Where the internal blocks are known to be complete, from block reports (reads).
+    pub locations: Vec<BlockLocation>,
+}
+
+impl LocatedGroup {
+    /// The known copies of internal block `index`.
+    pub fn copies(&self, index: u32) -> impl Iterator<Item = &BlockLocation> {
+        self.locations.iter().filter(move |l| l.index == index)
+    }
+}
+
+fn block_location(l: pb::BlockLocation) -> BlockLocation {
+    BlockLocation {
+        index: l.index,
+        node: BlockServerId(l.node_id),
+        addr: l.addr,
+        rack: l.rack,
+    }
+}
+
+/// A block group from the wire.
+pub(crate) fn located_group(g: pb::BlockGroup) -> LocatedGroup {
+    LocatedGroup {
+        id: GroupId(g.id),
+        index: g.index,
+        offset: g.offset,
+        length: g.length,
+        targets: g.targets.into_iter().map(block_location).collect(),
+        locations: g.locations.into_iter().map(block_location).collect(),
+    }
+}
+
+/// One blockserver in the active's reconstruction view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeReconstruction {
+    pub node: BlockServerId,
+    pub rack: String,
+    pub live: bool,
+    /// Transfers it reported in progress (HDFS's xmits), and tasks the active sent it.
+    pub xmits_in_progress: u32,
+    pub tasks_in_flight: u64,
+}
+
+/// The active's reconstruction queues, tasks and budgets (`metactl reconstruction status`).
+/// Not `Serialize`: the budgets are keyed by rack pairs, which JSON maps cannot key; metactl
+/// writes its own document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconstructionStatus {
+    /// The member that answered: the active.
+    pub active: MemberId,
+    /// Groups waiting, by priority: 0 = one loss from data loss ... 2 = low redundancy.
+    pub queued: Vec<u64>,
+    /// Groups with fewer live internal blocks than they need: reported, not schedulable.
+    pub unrecoverable: u64,
+    pub in_flight: u64,
+    pub tasks_started: u64,
+    pub tasks_finished: u64,
+    pub tasks_failed: u64,
+    /// The journaled budgets in force.
+    pub throttle: ThrottleSettings,
+    pub nodes: Vec<NodeReconstruction>,
+}
+
+/// `Admin.ReconstructionStatus`' reply.
+pub(crate) fn reconstruction_status(r: pb::ReconstructionStatusResponse) -> ReconstructionStatus {
+    let t = r.throttle.unwrap_or_default();
+    let pairs = |ps: Vec<pb::RackPairBudget>| {
+        ps.into_iter()
+            .map(|p| ((p.from, p.to), p.bytes_per_sec))
+            .collect()
+    };
+    ReconstructionStatus {
+        active: MemberId(r.leader),
+        queued: r.queued,
+        unrecoverable: r.unrecoverable,
+        in_flight: r.in_flight,
+        tasks_started: r.tasks_started,
+        tasks_finished: r.tasks_finished,
+        tasks_failed: r.tasks_failed,
+        throttle: ThrottleSettings {
+            node_bytes_per_sec: t.node_bytes_per_sec.unwrap_or(0),
+            rack_pairs: pairs(t.rack_pairs),
+            racks: t
+                .racks
+                .into_iter()
+                .map(|r| (r.rack, r.datacenter))
+                .collect(),
+            datacenter_pairs: pairs(t.datacenter_pairs),
+        },
+        nodes: r
+            .nodes
+            .into_iter()
+            .map(|n| NodeReconstruction {
+                node: BlockServerId(n.node_id),
+                rack: n.rack,
+                live: n.live,
+                xmits_in_progress: n.xmits_in_progress,
+                tasks_in_flight: n.tasks_in_flight,
+            })
+            .collect(),
     }
 }
 
@@ -258,5 +418,92 @@ pub(crate) fn throttle_change_pb(c: &ThrottleChange) -> pb::SetThrottleOp {
             })
             .collect(),
         datacenter_pairs: c.datacenter_pairs.iter().map(pair).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_list_with_a_role_the_client_does_not_know_is_an_error() {
+        let member = |id, role: &str| pb::Member {
+            id,
+            addr: format!("127.0.0.1:{id}"),
+            role: role.into(),
+        };
+        let ok = members(vec![member(1, "voter"), member(4, "observer")]).expect("known roles");
+        assert_eq!(
+            ok.iter().map(|m| (m.id, m.role)).collect::<Vec<_>>(),
+            [
+                (MemberId(1), MemberRole::Voter),
+                (MemberId(4), MemberRole::Observer)
+            ]
+        );
+        assert!(members(vec![member(1, "voter"), member(2, "learner")]).is_err());
+    }
+
+    #[test]
+    fn a_wire_group_becomes_typed_locations() {
+        let loc = |index, node_id| pb::BlockLocation {
+            index,
+            node_id,
+            addr: format!("b{node_id}"),
+            rack: "r1".into(),
+        };
+        let g = located_group(pb::BlockGroup {
+            id: 7,
+            index: 2,
+            offset: 1 << 20,
+            length: 5,
+            targets: vec![loc(0, 3), loc(1, 4)],
+            locations: vec![loc(1, 4), loc(0, 3), loc(1, 9)],
+        });
+        assert_eq!(
+            (g.id, g.index, g.offset, g.length),
+            (GroupId(7), 2, 1 << 20, 5)
+        );
+        assert_eq!(g.targets[1].node, BlockServerId(4));
+        let copies: Vec<BlockServerId> = g.copies(1).map(|l| l.node).collect();
+        assert_eq!(copies, [BlockServerId(4), BlockServerId(9)]);
+    }
+
+    #[test]
+    fn reconstruction_status_carries_the_budgets_as_settings() {
+        let pair = |from: &str, to: &str, bytes_per_sec| pb::RackPairBudget {
+            from: from.into(),
+            to: to.into(),
+            bytes_per_sec,
+        };
+        let s = reconstruction_status(pb::ReconstructionStatusResponse {
+            leader: 2,
+            queued: vec![1, 0, 3],
+            throttle: Some(pb::SetThrottleOp {
+                node_bytes_per_sec: None,
+                rack_pairs: vec![pair("r1", "r2", 100)],
+                racks: vec![pb::RackDatacenter {
+                    rack: "r1".into(),
+                    datacenter: "dc1".into(),
+                }],
+                datacenter_pairs: vec![pair("dc1", "dc2", 50)],
+            }),
+            nodes: vec![pb::NodeReconstruction {
+                node_id: 12,
+                rack: "r2".into(),
+                xmits_in_progress: 3,
+                tasks_in_flight: 1,
+                live: true,
+            }],
+            ..Default::default()
+        });
+        assert_eq!(s.active, MemberId(2));
+        assert_eq!(s.throttle.node_bytes_per_sec, 0, "absent: unlimited");
+        assert_eq!(s.throttle.rack_pairs[&("r1".into(), "r2".into())], 100);
+        assert_eq!(s.throttle.racks["r1"], "dc1");
+        assert_eq!(
+            s.throttle.datacenter_pairs[&("dc1".into(), "dc2".into())],
+            50
+        );
+        assert_eq!(s.nodes[0].node, BlockServerId(12));
     }
 }

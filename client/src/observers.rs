@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use raftfs_core::member::MemberRole;
 use raftfs_proto as pb;
 use raftfs_proto::admin_client::AdminClient;
 use tonic::transport::Channel;
@@ -72,7 +73,7 @@ impl Observers {
                 let addrs: Vec<String> = members
                     .members
                     .into_iter()
-                    .filter(|m| m.role == "observer")
+                    .filter(|m| m.role == MemberRole::Observer.as_str())
                     .map(|m| m.addr)
                     .collect();
                 if addrs != s.addrs {

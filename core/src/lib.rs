@@ -1,7 +1,8 @@
 //! raftfs-core: the domain every raftfs component shares, with no I/O, no RPC and no async
 //! runtime, so that the servers, the client, the tools and (later) a simulator can all link it.
 //!
-//! - [`id`]: identifiers as types (inode, block group).
+//! - [`id`]: identifiers as types (inode, block group, blockserver, member, client, call,
+//!   reconstruction task); [`member`]: a metaserver member's role.
 //! - [`policy`]: storage policies, their one parser and the caps every component applies.
 //! - [`layout`]: where each byte of an erasure-coded block group lives (cells, stripes,
 //!   internal block lengths), overflow-free within the policy caps.
@@ -22,6 +23,7 @@ pub mod format;
 pub mod fsck;
 pub mod id;
 pub mod layout;
+pub mod member;
 pub mod model;
 pub mod namespace;
 pub mod policy;

@@ -193,7 +193,7 @@ async fn start_observer(
     let mut cc = ClientConfig::new(addrs.to_vec());
     cc.failover_deadline = Duration::from_secs(60);
     Client::new(cc)?
-        .add_observer(id, &addr)
+        .add_observer(MemberId(id), &addr)
         .await
         .with_context(|| format!("adding observer {id} at {addr}"))?;
     Ok(entry(&config, pid, "observer"))
@@ -454,7 +454,7 @@ pub async fn wait_ready(addrs: &[String], members: usize, timeout: Duration) -> 
     while start.elapsed() < timeout {
         match client.cluster_status().await {
             Ok(s) if s.members.len() >= members && s.members.iter().all(|m| m.lag == 0) => {
-                return Ok(s.leader);
+                return Ok(s.leader.get());
             }
             Ok(s) => {
                 last = format!(

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use raftfs_client::{AutoMsync, Client, ClientConfig, ReadMode};
+use raftfs_core::id::MemberId;
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -183,14 +184,14 @@ enum MemberCmd {
         addr: String,
         /// Its node id (default: asked from the server at ADDR).
         #[arg(long)]
-        id: Option<u64>,
+        id: Option<MemberId>,
     },
     /// Removes a voter or an observer.
-    Remove { id: u64 },
+    Remove { id: MemberId },
     /// Promotes an observer to voter.
-    Promote { id: u64 },
+    Promote { id: MemberId },
     /// Makes a voter the active.
-    TransferLeader { id: u64 },
+    TransferLeader { id: MemberId },
     /// Lists the members as the cluster knows them.
     List {
         #[arg(long)]

@@ -69,10 +69,11 @@ fn mbps(bps: u64) -> f64 {
 /// `reconstruction status [--json]`.
 pub async fn status(client: &Client, as_json: bool) -> Result<()> {
     let r = client.reconstruction_status().await?;
-    let t = r.throttle.unwrap_or_default();
+    let t = &r.throttle;
     if as_json {
+        let pair = |((from, to), bps): (&(String, String), &u64)| json!({"from": from, "to": to, "mb_per_sec": mbps(*bps)});
         let doc = json!({
-            "active": r.leader,
+            "active": r.active,
             "queued": r.queued,
             "unrecoverable": r.unrecoverable,
             "in_flight": r.in_flight,
@@ -80,17 +81,17 @@ pub async fn status(client: &Client, as_json: bool) -> Result<()> {
             "tasks_finished": r.tasks_finished,
             "tasks_failed": r.tasks_failed,
             "throttle": {
-                "node_mb_per_sec": t.node_bytes_per_sec.map(mbps),
-                "rack_pairs": t.rack_pairs.iter().map(|p| json!({"from": p.from, "to": p.to, "mb_per_sec": mbps(p.bytes_per_sec)})).collect::<Vec<_>>(),
-                "racks": t.racks.iter().map(|r| json!({"rack": r.rack, "datacenter": r.datacenter})).collect::<Vec<_>>(),
-                "datacenter_pairs": t.datacenter_pairs.iter().map(|p| json!({"from": p.from, "to": p.to, "mb_per_sec": mbps(p.bytes_per_sec)})).collect::<Vec<_>>(),
+                "node_mb_per_sec": mbps(t.node_bytes_per_sec),
+                "rack_pairs": t.rack_pairs.iter().map(pair).collect::<Vec<_>>(),
+                "racks": t.racks.iter().map(|(rack, dc)| json!({"rack": rack, "datacenter": dc})).collect::<Vec<_>>(),
+                "datacenter_pairs": t.datacenter_pairs.iter().map(pair).collect::<Vec<_>>(),
             },
-            "nodes": r.nodes.iter().map(|n| json!({"id": n.node_id, "rack": n.rack, "live": n.live, "xmits_in_progress": n.xmits_in_progress, "tasks_in_flight": n.tasks_in_flight})).collect::<Vec<_>>(),
+            "nodes": r.nodes.iter().map(|n| json!({"id": n.node, "rack": n.rack, "live": n.live, "xmits_in_progress": n.xmits_in_progress, "tasks_in_flight": n.tasks_in_flight})).collect::<Vec<_>>(),
         });
         println!("{doc}");
         return Ok(());
     }
-    println!("active: {}", r.leader);
+    println!("active: {}", r.active);
     println!(
         "queued groups by priority (0 = one loss from data loss): {:?}",
         r.queued
@@ -101,27 +102,17 @@ pub async fn status(client: &Client, as_json: bool) -> Result<()> {
         r.in_flight, r.tasks_started, r.tasks_finished, r.tasks_failed
     );
     match t.node_bytes_per_sec {
-        Some(b) if b > 0 => println!("per-blockserver budget: {:.1} MB/s", mbps(b)),
-        _ => println!("per-blockserver budget: none"),
+        0 => println!("per-blockserver budget: none"),
+        b => println!("per-blockserver budget: {:.1} MB/s", mbps(b)),
     }
-    for p in &t.rack_pairs {
-        println!(
-            "rack pair {} -> {}: {:.1} MB/s",
-            p.from,
-            p.to,
-            mbps(p.bytes_per_sec)
-        );
+    for ((from, to), bps) in &t.rack_pairs {
+        println!("rack pair {from} -> {to}: {:.1} MB/s", mbps(*bps));
     }
-    for rd in &t.racks {
-        println!("rack {} in datacenter {}", rd.rack, rd.datacenter);
+    for (rack, dc) in &t.racks {
+        println!("rack {rack} in datacenter {dc}");
     }
-    for p in &t.datacenter_pairs {
-        println!(
-            "datacenter pair {} -> {}: {:.1} MB/s",
-            p.from,
-            p.to,
-            mbps(p.bytes_per_sec)
-        );
+    for ((from, to), bps) in &t.datacenter_pairs {
+        println!("datacenter pair {from} -> {to}: {:.1} MB/s", mbps(*bps));
     }
     println!(
         "{:>6} {:<10} {:>5} {:>6} {:>9}",
@@ -130,7 +121,7 @@ pub async fn status(client: &Client, as_json: bool) -> Result<()> {
     for n in &r.nodes {
         println!(
             "{:>6} {:<10} {:>5} {:>6} {:>9}",
-            n.node_id, n.rack, n.live, n.xmits_in_progress, n.tasks_in_flight
+            n.node, n.rack, n.live, n.xmits_in_progress, n.tasks_in_flight
         );
     }
     Ok(())

@@ -241,7 +241,7 @@ async fn degraded_reads_survive_m_dead_blockservers_and_corrupt_blocks() {
         .file()
         .block
         .iter()
-        .flat_map(|b| block_files(Path::new(&b.data_dir), group))
+        .flat_map(|b| block_files(Path::new(&b.data_dir), group.get()))
         // A data block: a read without failures never touches parity.
         .find(|f| {
             f.file_name()

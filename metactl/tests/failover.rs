@@ -85,7 +85,7 @@ async fn kill_9_of_the_active_loses_no_acknowledged_write() {
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
 
-    let leader = client.cluster_status().await.expect("status").leader;
+    let leader = client.cluster_status().await.expect("status").leader.get();
     let first = raw_create(&cluster.addr_of(leader), "/w/retried")
         .await
         .expect("first attempt");
@@ -179,7 +179,7 @@ async fn a_node_far_behind_catches_up_through_a_snapshot() {
     const DIRS: u64 = 100;
     let cluster = LocalCluster::up(3, &["--snapshot-every", "2000"]);
     let client = cluster.client();
-    let leader = client.cluster_status().await.expect("status").leader;
+    let leader = client.cluster_status().await.expect("status").leader.get();
     let behind = (1..=3).find(|i| *i != leader).expect("a follower");
     let behind_addr = cluster.addr_of(behind);
     let before = client.node_status(&behind_addr).await.expect("status");
@@ -208,7 +208,7 @@ async fn a_node_far_behind_catches_up_through_a_snapshot() {
     for t in tasks {
         t.await.expect("writer");
     }
-    let leader_addr = cluster.addr_of(client.cluster_status().await.expect("status").leader);
+    let leader_addr = cluster.addr_of(client.cluster_status().await.expect("status").leader.get());
     let ls = client
         .node_status(&leader_addr)
         .await

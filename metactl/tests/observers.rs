@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::LocalCluster;
 use raftfs_client::{AutoMsync, Client, ClientConfig, CreateOptions, ErrorKind, ReadMode};
+use raftfs_core::id::MemberId;
+use raftfs_core::member::MemberRole;
 
 /// What a read-your-own-writes run saw.
 #[derive(Debug, Default)]
@@ -247,7 +249,7 @@ async fn an_observer_sends_active_mode_reads_to_the_active() {
     let client = cluster.client();
     client.mkdir("/lin", false).await.expect("mkdir");
     let status = client.cluster_status().await.expect("status");
-    let active_addr = cluster.addr_of(status.leader);
+    let active_addr = cluster.addr_of(status.leader.get());
     let observer_addr = cluster.addr_of(4);
     let via_observer = pinned(&observer_addr);
     via_observer.stat("/lin").await.expect("stat");
@@ -264,7 +266,7 @@ async fn an_active_cut_off_from_its_quorum_serves_no_read() {
     let cluster = LocalCluster::up(3, &["--observers", "0"]);
     let client = cluster.client();
     client.mkdir("/cut", false).await.expect("mkdir");
-    let leader = client.cluster_status().await.expect("status").leader;
+    let leader = client.cluster_status().await.expect("status").leader.get();
     let others: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
     let old = pinned(&cluster.addr_of(leader));
     old.stat("/cut")
@@ -292,7 +294,7 @@ async fn an_active_cut_off_from_its_quorum_serves_no_read() {
 
     // Now the real danger: the active is paused, the others elect a new one that takes a
     // write; the old one resumes and must not answer from its older state.
-    let leader = client.cluster_status().await.expect("status").leader;
+    let leader = client.cluster_status().await.expect("status").leader.get();
     let old_addr = cluster.addr_of(leader);
     cluster.pause(leader);
     client
@@ -320,7 +322,7 @@ async fn an_active_isolated_by_a_partition_serves_no_read() {
     let cluster = LocalCluster::up(3, &["--observers", "1", "--proxied"]);
     let client = cluster.client();
     client.mkdir("/part", false).await.expect("mkdir");
-    let leader = client.cluster_status().await.expect("status").leader;
+    let leader = client.cluster_status().await.expect("status").leader.get();
     let cut: Vec<String> = (1..=4)
         .filter(|i| *i != leader)
         .map(|i| format!("{leader}-{i}"))
@@ -333,7 +335,7 @@ async fn an_active_isolated_by_a_partition_serves_no_read() {
     let start = Instant::now();
     loop {
         let seen = client.node_status(&witness).await.map(|s| s.leader).ok();
-        if seen.is_some_and(|l| l != leader && l != 0) {
+        if seen.is_some_and(|l| l != MemberId(leader) && l != MemberId(0)) {
             break;
         }
         assert!(
@@ -369,7 +371,7 @@ async fn an_active_isolated_by_a_partition_serves_no_read() {
     let start = Instant::now();
     loop {
         let s = client.cluster_status().await.expect("status");
-        if s.leader != leader && s.members.iter().all(|m| m.lag == 0) {
+        if s.leader != MemberId(leader) && s.members.iter().all(|m| m.lag == 0) {
             break;
         }
         assert!(
@@ -408,12 +410,18 @@ async fn membership_changes_under_load_lose_nothing() {
 
     // Bad requests are refused with their typed error and change nothing.
     let before = client.members().await.expect("members");
-    let err = client.remove_member(99).await.expect_err("unknown node");
+    let err = client
+        .remove_member(MemberId(99))
+        .await
+        .expect_err("unknown node");
     assert!(err.is(ErrorKind::UnknownNode), "{err}");
-    let err = client.promote(1).await.expect_err("already a voter");
+    let err = client
+        .promote(MemberId(1))
+        .await
+        .expect_err("already a voter");
     assert!(err.is(ErrorKind::InvalidArgument), "{err}");
     let err = client
-        .add_observer(1, &cluster.addr_of(2))
+        .add_observer(MemberId(1), &cluster.addr_of(2))
         .await
         .expect_err("a voter as observer");
     assert!(err.is(ErrorKind::InvalidArgument), "{err}");
@@ -422,24 +430,30 @@ async fn membership_changes_under_load_lose_nothing() {
     // Add an observer under load, and check that the id it claims is checked.
     let observer = cluster.add_observer(&[]);
     let err = client
-        .add_observer(observer + 1, &cluster.addr_of(observer))
+        .add_observer(MemberId(observer + 1), &cluster.addr_of(observer))
         .await
         .expect_err("wrong id for that address");
     assert!(err.is(ErrorKind::InvalidArgument), "{err}");
     let err = client
-        .transfer_leader(observer)
+        .transfer_leader(MemberId(observer))
         .await
         .expect_err("an observer cannot lead");
     assert!(err.is(ErrorKind::InvalidArgument), "{err}");
 
     // Promote it, remove a voter, and hand it the leadership.
-    client.promote(observer).await.expect("promote");
-    let leader = client.cluster_status().await.expect("status").leader;
+    client.promote(MemberId(observer)).await.expect("promote");
+    let leader = client.cluster_status().await.expect("status").leader.get();
     let removed = (1..=3).find(|i| *i != leader).expect("a follower");
-    client.remove_member(removed).await.expect("remove");
-    client.transfer_leader(observer).await.expect("transfer");
+    client
+        .remove_member(MemberId(removed))
+        .await
+        .expect("remove");
+    client
+        .transfer_leader(MemberId(observer))
+        .await
+        .expect("transfer");
     let status = client.cluster_status().await.expect("status");
-    assert_eq!(status.leader, observer, "{status:?}");
+    assert_eq!(status.leader, MemberId(observer), "{status:?}");
     // The removed voter still runs, never learns it was removed, and campaigns: it must not
     // depose the active (several of its election timeouts pass here).
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -458,8 +472,8 @@ async fn membership_changes_under_load_lose_nothing() {
     let members = client.members().await.expect("members");
     let voters: BTreeSet<u64> = members
         .iter()
-        .filter(|m| m.role == "voter")
-        .map(|m| m.id)
+        .filter(|m| m.role == MemberRole::Voter)
+        .map(|m| m.id.get())
         .collect();
     assert_eq!(voters.len(), 3, "{members:?}");
     assert!(

@@ -409,7 +409,7 @@ async fn a_block_that_rots_unread_is_found_by_the_scanner_and_rebuilt() {
     let servers = cluster.file().block;
     let (holder, path) = servers
         .iter()
-        .find_map(|b| block_file(b, group, index).map(|p| (b.id, p)))
+        .find_map(|b| block_file(b, group.get(), index).map(|p| (b.id, p)))
         .expect("internal block 2 on disk");
     let mut raw = std::fs::read(&path).expect("read block");
     raw[12_345] ^= 0x10;
@@ -420,7 +420,7 @@ async fn a_block_that_rots_unread_is_found_by_the_scanner_and_rebuilt() {
         let r = c.fsck("/", false).await.expect("fsck");
         let rebuilt = servers
             .iter()
-            .any(|b| b.id != holder && block_file(b, group, index).is_some());
+            .any(|b| b.id != holder && block_file(b, group.get(), index).is_some());
         if rebuilt && !path.exists() && r.degraded == 0 && r.missing == 0 {
             break;
         }
@@ -443,7 +443,7 @@ async fn a_block_that_rots_unread_is_found_by_the_scanner_and_rebuilt() {
         .file()
         .block
         .iter()
-        .filter(|b| (0..9).any(|i| i != index && block_file(b, group, i).is_some()))
+        .filter(|b| (0..9).any(|i| i != index && block_file(b, group.get(), i).is_some()))
         .map(|b| b.id)
         .take(3)
         .collect();

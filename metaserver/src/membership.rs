@@ -22,6 +22,8 @@ use tonic::transport::Channel;
 
 use crate::error::MetaError;
 use crate::journal::MemberId;
+use raftfs_core::member::MemberRole;
+
 use crate::journal::network::Dialer;
 use crate::node::MetaNode;
 
@@ -33,8 +35,7 @@ pub const TRANSFER_DEADLINE: Duration = Duration::from_secs(10);
 pub struct Member {
     pub id: MemberId,
     pub addr: String,
-    /// `"voter"` or `"observer"`.
-    pub role: &'static str,
+    pub role: MemberRole,
 }
 
 /// The membership after a change, and the log index that recorded it.
@@ -57,9 +58,9 @@ pub fn members(node: &MetaNode) -> (Option<MemberId>, Vec<Member>) {
             id: *id,
             addr: n.addr.clone(),
             role: if voters.contains(id) {
-                "voter"
+                MemberRole::Voter
             } else {
-                "observer"
+                MemberRole::Observer
             },
         })
         .collect();
@@ -141,7 +142,7 @@ pub async fn add_observer(node: &MetaNode, id: MemberId, addr: &str) -> Result<C
     node.ensure_active()?;
     let (_, current) = members(node);
     if let Some(m) = current.iter().find(|m| m.id == id) {
-        if m.role == "voter" {
+        if m.role.is_voter() {
             return Err(MetaError::InvalidArgument(format!(
                 "node {id} is already a voter"
             )));
@@ -178,7 +179,7 @@ pub async fn add_observer(node: &MetaNode, id: MemberId, addr: &str) -> Result<C
 pub async fn remove(node: &MetaNode, id: MemberId) -> Result<Changed, MetaError> {
     node.ensure_active()?;
     let member = find(node, id)?;
-    let change = if member.role == "voter" {
+    let change = if member.role.is_voter() {
         ChangeMembers::RemoveVoters(BTreeSet::from([id]))
     } else {
         ChangeMembers::RemoveNodes(BTreeSet::from([id]))
@@ -195,7 +196,7 @@ pub async fn remove(node: &MetaNode, id: MemberId) -> Result<Changed, MetaError>
 pub async fn promote(node: &MetaNode, id: MemberId) -> Result<Changed, MetaError> {
     node.ensure_active()?;
     let member = find(node, id)?;
-    if member.role == "voter" {
+    if member.role.is_voter() {
         return Err(MetaError::InvalidArgument(format!(
             "node {id} is already a voter"
         )));
@@ -242,7 +243,7 @@ fn progress(node: &MetaNode, target: MemberId) -> Progress {
 pub async fn transfer_leader(node: &MetaNode, target: MemberId) -> Result<Changed, MetaError> {
     node.ensure_active()?;
     let member = find(node, target)?;
-    if member.role != "voter" {
+    if !member.role.is_voter() {
         return Err(MetaError::InvalidArgument(format!(
             "node {target} is an observer: promote it first"
         )));

@@ -11,6 +11,8 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
+use raftfs_core::id::{BlockServerId, GroupId};
+
 use crate::client::Client;
 
 /// Messages queued per stream: with 1 MiB cells, a few MiB in flight per internal block
@@ -68,7 +70,7 @@ fn data_client(
 /// An open write of one internal block.
 #[derive(Debug)]
 pub struct BlockStream {
-    pub node: u64,
+    pub node: BlockServerId,
     pub addr: String,
     tx: mpsc::Sender<pb::WriteBlockRequest>,
     done: JoinHandle<Result<u64, tonic::Status>>,
@@ -78,15 +80,18 @@ impl BlockStream {
     /// Opens the stream of internal block `index` of `group` on `addr`.
     pub fn open(
         client: &Client,
-        node: u64,
+        node: BlockServerId,
         addr: &str,
-        group: u64,
+        group: GroupId,
         index: u32,
     ) -> Result<Self, BlockFailure> {
         let mut rpc = data_client(client, addr)?;
         let (tx, rx) = mpsc::channel(STREAM_DEPTH);
         let first = pb::WriteBlockRequest {
-            block: Some(pb::BlockRef { group, index }),
+            block: Some(pb::BlockRef {
+                group: group.get(),
+                index,
+            }),
             data: Vec::new(),
             finalize: false,
         };
@@ -167,7 +172,7 @@ impl BlockStream {
 pub async fn read(
     client: &Client,
     addr: &str,
-    group: u64,
+    group: GroupId,
     index: u32,
     offset: u64,
     len: u64,
@@ -175,7 +180,10 @@ pub async fn read(
 ) -> Result<Vec<u8>, BlockFailure> {
     let mut rpc = data_client(client, addr)?;
     let req = pb::ReadBlockRequest {
-        block: Some(pb::BlockRef { group, index }),
+        block: Some(pb::BlockRef {
+            group: group.get(),
+            index,
+        }),
         offset,
         length: len,
     };

@@ -20,6 +20,7 @@ pub use writer::FileWriter;
 
 use crate::error::ClientError;
 use raftfs_codec::CodecError;
+use raftfs_core::id::GroupId;
 use raftfs_core::policy::PolicyError;
 
 /// Why a file's bytes could not be written or read.
@@ -32,7 +33,7 @@ pub enum FileError {
     /// tolerates. The file stays under construction; nothing is visible as complete.
     #[error("block group {group}: {failed} of {width} internal blocks failed ({why})")]
     TooManyFailures {
-        group: u64,
+        group: GroupId,
         failed: usize,
         width: usize,
         why: String,
@@ -43,7 +44,7 @@ pub enum FileError {
     /// Not enough internal blocks could be read to return these bytes.
     #[error("block group {group}: cannot read offset {offset}: {why}")]
     Unreadable {
-        group: u64,
+        group: GroupId,
         offset: u64,
         why: String,
     },

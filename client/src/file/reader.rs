@@ -17,15 +17,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use raftfs_proto as pb;
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tokio::task::JoinHandle;
 
 use super::FileError;
 use super::block_io::{self, BlockFailure};
 use crate::client::Client;
+use crate::model::{BlockLocation, LocatedGroup};
 use raftfs_codec::ErasureCodec;
 use raftfs_core::StoragePolicy;
+use raftfs_core::id::GroupId;
 use raftfs_core::layout::Layout;
 
 /// Most bytes one background fetch reads (whole stripes of an EC file when they fit).
@@ -50,7 +51,7 @@ struct Core {
     path: String,
     policy: StoragePolicy,
     codec: Option<Arc<dyn ErasureCodec>>,
-    groups: Vec<pb::BlockGroup>,
+    groups: Vec<LocatedGroup>,
     length: u64,
 }
 
@@ -187,7 +188,7 @@ impl Core {
                 .find(|g| g.offset <= at && at < g.offset + g.length)
             else {
                 return Err(FileError::Unreadable {
-                    group: 0,
+                    group: GroupId::default(),
                     offset: at,
                     why: "no block group holds this offset".into(),
                 });
@@ -207,35 +208,27 @@ impl Core {
         Ok(out)
     }
 
-    fn copies(group: &pb::BlockGroup, index: u32) -> Vec<&pb::BlockLocation> {
-        group
-            .locations
-            .iter()
-            .filter(|l| l.index == index)
-            .collect()
-    }
-
-    async fn report(&self, group: u64, loc: &pb::BlockLocation, why: &BlockFailure) {
+    async fn report(&self, group: GroupId, loc: &BlockLocation, why: &BlockFailure) {
         if let BlockFailure::Corrupt(reason) = why {
             self.client
-                .report_corrupt(group, loc.index, loc.node_id, reason)
+                .report_corrupt(group, loc.index, loc.node, reason)
                 .await;
         }
     }
 
     async fn read_replicated(
         &self,
-        group: &pb::BlockGroup,
+        group: &LocatedGroup,
         offset: u64,
         len: u64,
     ) -> Result<Vec<u8>, FileError> {
         let timeout = self.client.config().block_read_timeout;
         let mut last = String::from("no replica is known");
-        for loc in Self::copies(group, 0) {
+        for loc in group.copies(0) {
             match block_io::read(&self.client, &loc.addr, group.id, 0, offset, len, timeout).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(why) => {
-                    tracing::warn!(group = group.id, node = loc.node_id, %why, "replica read failed");
+                    tracing::warn!(group = %group.id, node = %loc.node, %why, "replica read failed");
                     self.report(group.id, loc, &why).await;
                     last = why.to_string();
                 }
@@ -251,7 +244,7 @@ impl Core {
     /// Reads `len` bytes at group offset `offset` of a striped group, stripe by stripe.
     async fn read_striped(
         &self,
-        group: &pb::BlockGroup,
+        group: &LocatedGroup,
         layout: Layout,
         codec: Arc<dyn ErasureCodec>,
         offset: u64,
@@ -291,7 +284,7 @@ impl Core {
     /// The bytes of `pieces` (all in `stripe`): read directly, or decoded when a block fails.
     async fn read_stripe(
         &self,
-        group: &pb::BlockGroup,
+        group: &LocatedGroup,
         layout: Layout,
         codec: Arc<dyn ErasureCodec>,
         stripe: u64,
@@ -300,7 +293,7 @@ impl Core {
         let timeout = self.client.config().block_read_timeout;
         let direct = pieces.iter().map(|p| async move {
             let mut last = BlockFailure::Other(format!("no copy of internal block {}", p.block));
-            for loc in Self::copies(group, p.block as u32) {
+            for loc in group.copies(p.block as u32) {
                 match block_io::read(
                     &self.client,
                     &loc.addr,
@@ -328,7 +321,7 @@ impl Core {
             match r {
                 Ok(b) => out.push(b),
                 Err((block, why)) => {
-                    tracing::warn!(group = group.id, block, %why, "degraded read: decoding around it");
+                    tracing::warn!(group = %group.id, block, %why, "degraded read: decoding around it");
                     failed.push(block);
                     out.push(Vec::new());
                 }
@@ -363,7 +356,7 @@ impl Core {
     /// data cell; returns the k data cells, each as long as the stripe's longest.
     async fn decode_stripe(
         &self,
-        group: &pb::BlockGroup,
+        group: &LocatedGroup,
         layout: Layout,
         codec: Arc<dyn ErasureCodec>,
         stripe: u64,
@@ -391,7 +384,7 @@ impl Core {
                     // A data cell past the end of the group: all zeros, nothing to read.
                     return Some((i, Vec::new()));
                 }
-                for loc in Self::copies(group, i as u32) {
+                for loc in group.copies(i as u32) {
                     match block_io::read(
                         &self.client,
                         &loc.addr,
@@ -451,7 +444,7 @@ impl Core {
         })
         .await
         .map_err(|e| FileError::Unreadable {
-            group: 0,
+            group: group.id,
             offset: stripe_start,
             why: format!("decode task: {e}"),
         })?

@@ -23,7 +23,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use raftfs_proto as pb;
 use tokio::io::AsyncWrite;
 use tokio::task::JoinHandle;
 
@@ -31,8 +30,10 @@ use super::FileError;
 use super::block_io::{BlockFailure, BlockStream};
 use super::lease::LeaseRenewal;
 use crate::client::{Client, CreateOptions};
+use crate::model::BlockLocation;
 use raftfs_codec::ErasureCodec;
 use raftfs_core::StoragePolicy;
+use raftfs_core::id::{BlockServerId, GroupId};
 
 /// Bytes per write to every replica of a replicated file.
 const PACKET: usize = 1 << 20;
@@ -72,8 +73,8 @@ enum Slot {
 }
 
 struct OpenGroup {
-    id: u64,
-    targets: Vec<pb::BlockLocation>,
+    id: GroupId,
+    targets: Vec<BlockLocation>,
     slots: Vec<Slot>,
     /// Data bytes written into the group.
     bytes: u64,
@@ -102,7 +103,7 @@ struct Core {
     written: u64,
     group: Option<OpenGroup>,
     /// Servers that failed a write of this file: not asked for again.
-    excluded: Vec<u64>,
+    excluded: Vec<BlockServerId>,
     _lease: LeaseRenewal,
 }
 
@@ -312,7 +313,7 @@ impl Core {
         })
         .await
         .map_err(|e| FileError::Unreadable {
-            group: 0,
+            group: GroupId::default(),
             offset: 0,
             why: format!("encode task: {e}"),
         })??;
@@ -340,11 +341,11 @@ impl Core {
                 Slot::Open(s) => s,
                 Slot::NotOpened => {
                     let t = &group.targets[i];
-                    match BlockStream::open(&client, t.node_id, &t.addr, group.id, t.index) {
+                    match BlockStream::open(&client, t.node, &t.addr, group.id, t.index) {
                         Ok(s) => s,
                         Err(why) => {
                             group.why = Some(why);
-                            self.excluded.push(t.node_id);
+                            self.excluded.push(t.node);
                             continue;
                         }
                     }
@@ -356,7 +357,7 @@ impl Core {
             match r {
                 Ok(s) => group.slots[i] = Slot::Open(s),
                 Err(why) => {
-                    tracing::warn!(group = group.id, index = i, %why, "internal block write failed");
+                    tracing::warn!(group = %group.id, index = i, %why, "internal block write failed");
                     group.why = Some(why);
                     self.excluded.push(node);
                 }
@@ -418,7 +419,7 @@ impl Core {
             match r {
                 Ok(_) => group.slots[i] = Slot::NotOpened,
                 Err(why) => {
-                    tracing::warn!(group = group.id, index = i, %why, "internal block finalize failed");
+                    tracing::warn!(group = %group.id, index = i, %why, "internal block finalize failed");
                     group.why = Some(why);
                     self.excluded.push(node);
                 }

@@ -19,6 +19,8 @@ use anyhow::{Context, Result};
 use edn_format::Value;
 use nix::sys::signal::Signal;
 use raftfs_client::Client;
+use raftfs_core::id::MemberId;
+use raftfs_core::member::MemberRole;
 use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -106,7 +108,7 @@ impl Nemesis {
     async fn targets(&mut self) -> Result<Vec<u64>> {
         // Members of the cluster as it is now (an observer removed by `member` is not one).
         let members: Vec<(u64, bool)> = match self.admin.members().await {
-            Ok(m) => m.iter().map(|m| (m.id, m.role == "voter")).collect(),
+            Ok(m) => m.iter().map(|m| (m.id.get(), m.role.is_voter())).collect(),
             Err(_) => self
                 .cluster
                 .members()?
@@ -122,9 +124,12 @@ impl Nemesis {
             .copied()
             .unwrap_or(Targets::One);
         let leader = match spec {
-            Targets::Active | Targets::All => {
-                self.admin.cluster_status().await.ok().map(|s| s.leader)
-            }
+            Targets::Active | Targets::All => self
+                .admin
+                .cluster_status()
+                .await
+                .ok()
+                .map(|s| s.leader.get()),
             _ => None,
         };
         Ok(match (spec, leader) {
@@ -196,13 +201,13 @@ impl Nemesis {
     async fn grudge(&mut self) -> Result<(&'static str, Vec<(String, String)>)> {
         let status = self.admin.cluster_status().await.ok();
         let mut members: Vec<u64> = match &status {
-            Some(s) => s.members.iter().map(|m| m.id).collect(),
+            Some(s) => s.members.iter().map(|m| m.id.get()).collect(),
             None => self.cluster.members()?.iter().map(|m| m.id).collect(),
         };
         members.sort_unstable();
         let pair = |a: u64, b: u64| (a.to_string(), b.to_string());
         let shape = self.rng.random_range(0..4);
-        Ok(match (shape, status.as_ref().map(|s| s.leader)) {
+        Ok(match (shape, status.as_ref().map(|s| s.leader.get())) {
             (0, _) => {
                 members.shuffle(&mut self.rng);
                 let (left, right) = members.split_at(members.len() / 2);
@@ -252,14 +257,14 @@ impl Nemesis {
         let voters: Vec<u64> = status
             .members
             .iter()
-            .filter(|m| m.role == "voter" && m.id != status.leader)
-            .map(|m| m.id)
+            .filter(|m| m.role.is_voter() && m.id != status.leader)
+            .map(|m| m.id.get())
             .collect();
         let observers: Vec<u64> = status
             .members
             .iter()
-            .filter(|m| m.role == "observer")
-            .map(|m| m.id)
+            .filter(|m| m.role == MemberRole::Observer)
+            .map(|m| m.id.get())
             .collect();
         let choice = if observers.is_empty() {
             0
@@ -270,17 +275,17 @@ impl Nemesis {
             // A voter replaced: an observer promoted (joint consensus to 4 voters), a standby
             // removed (back to 3) and stopped, a new observer added in the promoted one's place.
             let promoted = *observers.choose(&mut self.rng).context("no observer")?;
-            self.admin.promote(promoted).await?;
+            self.admin.promote(MemberId(promoted)).await?;
             self.note("promote", ids(&[promoted]));
             let removed = *voters.choose(&mut self.rng).context("no standby")?;
-            self.admin.remove_member(removed).await?;
+            self.admin.remove_member(MemberId(removed)).await?;
             self.cluster.kill(&[removed]).await?;
             self.note("remove-voter", ids(&[removed]));
             let new = self.cluster.add_observer()?;
             self.note("add-observer", ids(&[new]));
         } else if choice == 0 {
             let to = *voters.choose(&mut self.rng).context("no other voter")?;
-            let r = self.admin.transfer_leader(to).await;
+            let r = self.admin.transfer_leader(MemberId(to)).await;
             self.note(
                 "transfer-leader",
                 Value::Vector(vec![
@@ -292,7 +297,7 @@ impl Nemesis {
             let new = self.cluster.add_observer()?;
             self.note("add-observer", ids(&[new]));
             let old = *observers.choose(&mut self.rng).context("no observer")?;
-            self.admin.remove_member(old).await?;
+            self.admin.remove_member(MemberId(old)).await?;
             self.cluster.kill(&[old]).await?;
             self.note("remove-observer", ids(&[old]));
         }

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
+use raftfs_core::member::MemberRole;
 use raftfs_proto as pb;
 use raftfs_proto::admin_client::AdminClient;
 use raftfs_proto::admin_server::Admin;
@@ -89,9 +90,9 @@ impl AdminService {
         let mut members = Vec::new();
         for (id, node) in membership.nodes() {
             let role = if voters.contains(id) {
-                "voter"
+                MemberRole::Voter
             } else {
-                "observer"
+                MemberRole::Observer
             };
             // Ask the member itself for its applied index; fall back on what replication saw.
             let applied = if *id == self.node.id {
@@ -107,7 +108,7 @@ impl AdminService {
             members.push(pb::MemberStatus {
                 id: id.get(),
                 addr: node.addr.clone(),
-                role: role.to_owned(),
+                role: role.as_str().to_owned(),
                 applied_index,
                 lag: last_log.saturating_sub(applied_index),
             });
@@ -126,7 +127,7 @@ fn member_pb(m: &membership::Member) -> pb::Member {
     pb::Member {
         id: m.id.get(),
         addr: m.addr.clone(),
-        role: m.role.to_owned(),
+        role: m.role.as_str().to_owned(),
     }
 }
 
