@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use openraft::ServerState;
 
+use crate::config::BlockTuning;
 use crate::error::MetaError;
 use crate::journal::proposer::Proposer;
 use crate::journal::state_machine::SmShared;
 use crate::journal::{MemberId, Raft};
 use crate::metrics::Metrics;
 use crate::observer::{self, LeaderPosition, Role};
+use crate::redundancy::scheduler::{Scheduler, SchedulerConfig};
+use crate::registry::Registry;
 
 /// What every part of one metaserver shares.
 #[derive(Clone)]
@@ -31,13 +34,39 @@ pub struct MetaNode {
     pub(crate) leader_position: Arc<LeaderPosition>,
     /// How connections to other metaservers are opened (source address).
     pub(crate) dialer: crate::journal::network::Dialer,
-    /// The blockservers and their blocks (soft state from heartbeats and reports).
-    pub(crate) registry: Arc<crate::registry::Registry>,
-    pub(crate) blocks: crate::config::BlockTuning,
-    /// The active's reconstruction work (DESIGN §7).
-    pub(crate) scheduler: Arc<crate::redundancy::scheduler::Scheduler>,
+    /// The blockservers, their blocks and the work on them.
+    pub(crate) blocks: BlockState,
     /// The statuses of this member's background workers (owned by the server).
     pub(crate) workers: raftfs_runtime::WorkerStatuses,
+}
+
+/// What a metaserver knows of the blockservers and does with them: soft state, rebuilt from
+/// registrations, heartbeats and block reports after a restart or failover, never journaled
+/// (DESIGN §6, §7).
+#[derive(Clone, Debug)]
+pub struct BlockState {
+    /// The blockservers and the internal blocks each reported.
+    pub(crate) registry: Arc<Registry>,
+    /// The active's reconstruction work (DESIGN §7): queues, tasks in flight, budgets.
+    pub(crate) scheduler: Arc<Scheduler>,
+    /// Block sizes, liveness and reconstruction limits from the configuration.
+    pub(crate) tuning: BlockTuning,
+}
+
+impl BlockState {
+    /// An empty registry and idle scheduler, tuned by the configuration.
+    pub fn new(tuning: BlockTuning) -> Self {
+        Self {
+            registry: Arc::new(Registry::new(Duration::from_secs(tuning.dead_after_secs))),
+            scheduler: Arc::new(Scheduler::new(SchedulerConfig {
+                max_streams: tuning.max_streams,
+                xmits_weight: tuning.xmits_weight,
+                task_timeout: Duration::from_secs(tuning.reconstruction_timeout_secs),
+                rack_aware: tuning.rack_aware_reconstruction,
+            })),
+            tuning,
+        }
+    }
 }
 
 /// When a member may answer reads and take writes, from its configuration (DESIGN §4, §5).

@@ -21,10 +21,8 @@ use crate::journal::proposer::{Proposer, ProposerConfig};
 use crate::journal::state_machine::StateMachine;
 use crate::journal::{MemberId, Raft};
 use crate::metrics::Metrics;
-use crate::node::{MetaNode, ServingRules};
+use crate::node::{BlockState, MetaNode, ServingRules};
 use crate::observer::LeaderPosition;
-use crate::redundancy::scheduler::{Scheduler, SchedulerConfig};
-use crate::registry::Registry;
 use crate::service::admin::AdminService;
 use crate::service::blockservers::BlockServersService;
 use crate::service::namespace::NamespaceService;
@@ -139,16 +137,7 @@ pub async fn serve(
         rules: serving_rules(&config),
         leader_position: Arc::new(LeaderPosition::default()),
         dialer,
-        registry: Arc::new(Registry::new(Duration::from_secs(
-            config.blocks.dead_after_secs,
-        ))),
-        blocks: config.blocks.clone(),
-        scheduler: Arc::new(Scheduler::new(SchedulerConfig {
-            max_streams: config.blocks.max_streams,
-            xmits_weight: config.blocks.xmits_weight,
-            task_timeout: Duration::from_secs(config.blocks.reconstruction_timeout_secs),
-            rack_aware: config.blocks.rack_aware_reconstruction,
-        })),
+        blocks: BlockState::new(config.blocks.clone()),
         workers: workers.statuses(),
     };
     spawn_workers(&mut workers, &node, &config);

@@ -70,7 +70,7 @@ pub async fn measure(
     let mut asks = Vec::new();
     for (i, target) in group.targets.iter().enumerate() {
         let index = if replicated { 0 } else { i as u32 };
-        let Some((addr, _)) = node.registry.node(*target) else {
+        let Some((addr, _)) = node.blocks.registry.node(*target) else {
             continue;
         };
         let block = pb::BlockRef {

@@ -282,7 +282,7 @@ pub async fn scan_round(node: &MetaNode) -> Result<Outcome, MetaError> {
     if node.role() != Role::Active {
         return Ok(Outcome::Skipped);
     }
-    let registry = node.registry.clone();
+    let registry = node.blocks.registry.clone();
     let (s, throttle) = node
         .read_local(move |kv| -> Result<_, MetaError> {
             let throttle = crate::namespace::throttle::load(kv)?;
@@ -292,10 +292,11 @@ pub async fn scan_round(node: &MetaNode) -> Result<Outcome, MetaError> {
     let scanned = s.groups.len() as u64;
     node.metrics
         .set_reconstruction_queues(&s.work, s.unrecoverable);
-    node.scheduler
+    node.blocks
+        .scheduler
         .update(s.work, &s.groups, s.unrecoverable, throttle);
     node.metrics
-        .set_reconstruction_in_flight(node.scheduler.status().0.in_flight);
+        .set_reconstruction_in_flight(node.blocks.scheduler.status().0.in_flight);
     Ok(Outcome::Done { items: scanned })
 }
 
@@ -308,7 +309,7 @@ pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
     if node.role() != Role::Active {
         return Ok(Outcome::Skipped);
     }
-    let reported = node.registry.reported_blocks();
+    let reported = node.blocks.registry.reported_blocks();
     if reported.is_empty() {
         return Ok(Outcome::Done { items: 0 });
     }
@@ -331,7 +332,7 @@ pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
         .await?;
     let queued = garbage.len() as u64;
     for (group, index, n) in garbage {
-        node.registry.queue_delete(n, group, index);
+        node.blocks.registry.queue_delete(n, group, index);
     }
     Ok(Outcome::Done { items: queued })
 }

@@ -255,8 +255,8 @@ impl Admin for AdminService {
             .await;
         let r = self.node.ensure_active().and_then(|()| {
             let throttle = throttle?;
-            let (status, _) = self.node.scheduler.status();
-            let nodes = self.node.registry.nodes();
+            let (status, _) = self.node.blocks.scheduler.status();
+            let nodes = self.node.blocks.registry.nodes();
             Ok(pb::ReconstructionStatusResponse {
                 leader: self.node.id.get(),
                 queued: status.queued.to_vec(),

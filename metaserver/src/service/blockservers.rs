@@ -69,6 +69,7 @@ impl BlockServersService {
                 "block of a deleted group"
             );
             self.node
+                .blocks
                 .registry
                 .queue_delete(BlockServerId(node_id), r.group, r.index);
         }
@@ -114,6 +115,7 @@ impl BlockServers for BlockServersService {
         span.record("rack", req.rack.as_str());
         let r = self
             .node
+            .blocks
             .registry
             .register(
                 BlockServerId(req.node_id),
@@ -142,11 +144,12 @@ impl BlockServers for BlockServersService {
         let storage = storage(req.storage);
         let reply = match self
             .node
+            .blocks
             .registry
             .heartbeat(BlockServerId(req.node_id), storage)
         {
             Ok(delete) => {
-                let scheduler = &self.node.scheduler;
+                let scheduler = &self.node.blocks.scheduler;
                 let finished: Vec<_> = req
                     .finished
                     .into_iter()
@@ -154,7 +157,7 @@ impl BlockServers for BlockServersService {
                     .collect();
                 scheduler.finished(&finished);
                 let (tasks, throttle, cancel) = if self.node.role() == Role::Active {
-                    let nodes = self.node.registry.nodes();
+                    let nodes = self.node.blocks.registry.nodes();
                     (
                         scheduler.assign(
                             BlockServerId(req.node_id),
@@ -210,7 +213,7 @@ impl BlockServers for BlockServersService {
         span.record("parts", req.parts);
         span.record("blocks", req.blocks.len());
         let added = reported(&req.blocks);
-        let registry = &self.node.registry;
+        let registry = &self.node.blocks.registry;
         let result = if req.full {
             registry
                 .full_report_part(

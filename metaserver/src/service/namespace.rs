@@ -108,7 +108,7 @@ impl NamespaceService {
         if let Op::Create { block_size, .. } = &mut op
             && *block_size == 0
         {
-            *block_size = self.node.blocks.default_block_size;
+            *block_size = self.node.blocks.tuning.default_block_size;
         }
         Ok(match op {
             Op::AddBlock {
@@ -134,7 +134,7 @@ impl NamespaceService {
                     exclude,
                 };
                 let targets =
-                    placement::choose(&self.node.registry.nodes(), &req, &mut rand::rng())?;
+                    placement::choose(&self.node.blocks.registry.nodes(), &req, &mut rand::rng())?;
                 Op::AddBlock {
                     path,
                     holder,
@@ -150,7 +150,7 @@ impl NamespaceService {
     /// A group on the wire, with addresses, and (for reads) the copies that block reports
     /// show complete: at least as long as the group's layout says the internal block is.
     fn wire_group(&self, file: &Inode, group: &BlockGroup, with_locations: bool) -> pb::BlockGroup {
-        let registry = &self.node.registry;
+        let registry = &self.node.blocks.registry;
         let replicated = matches!(file.policy, StoragePolicy::Replicated(_));
         let replicas: Vec<Replica> = if with_locations {
             let len = group.length.unwrap_or(0);
@@ -377,9 +377,11 @@ impl Namespace for NamespaceService {
         span.record("index", req.index);
         span.record("node_id", req.node_id);
         tracing::warn!(reason = %req.reason, "internal block reported corrupt");
-        self.node
-            .registry
-            .mark_corrupt(GroupId(req.group), req.index, BlockServerId(req.node_id));
+        self.node.blocks.registry.mark_corrupt(
+            GroupId(req.group),
+            req.index,
+            BlockServerId(req.node_id),
+        );
         self.node.metrics.corrupt_reports().inc();
         self.finish("report_corrupt", start, Ok(pb::ReportCorruptResponse {}))
     }
@@ -407,8 +409,11 @@ impl Namespace for NamespaceService {
                     Ok(files)
                 })
                 .await?;
-            let mut out =
-                convert::fsck_report(health::fsck(&self.node.registry, &files, req.list_files));
+            let mut out = convert::fsck_report(health::fsck(
+                &self.node.blocks.registry,
+                &files,
+                req.list_files,
+            ));
             out.header = header(state_id);
             Ok(out)
         }
