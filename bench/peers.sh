@@ -1,6 +1,6 @@
 # Sourced by the bench scripts: builds the release binaries, makes a scratch directory that is
 # removed on exit together with whatever runs in it, and defines
-#   $bin          the release binaries (metactl, loadgen)
+#   $bin          the release binaries (metactl, loadgen; $RAFTFS_BIN if set, not built)
 #   $work         the scratch directory (raftfs cluster in $work/raftfs, etcd in $work/etcd)
 #   $PEER         the etcd peer script (../shared/bench/etcd-peer.sh, or $ETCD_PEER)
 #   run ARGS...   loadgen --json ARGS, echoing the command on stderr
@@ -20,8 +20,13 @@ CLIENTS=${CLIENTS:-64}
 PEER=${ETCD_PEER:-../shared/bench/etcd-peer.sh}
 [ -x "$PEER" ] || PEER="bash $PEER"
 
-cargo build --release --bin metactl --bin loadgen
-bin="$CARGO_TARGET_DIR/release"
+# RAFTFS_BIN=DIR: binaries built elsewhere (another commit, for a before/after run).
+if [ -n "${RAFTFS_BIN:-}" ]; then
+  bin=$RAFTFS_BIN
+else
+  cargo build --release --bin metactl --bin loadgen
+  bin="$CARGO_TARGET_DIR/release"
+fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/raftfs-bench.XXXXXX")
 cleanup() {
   "$bin/metactl" local down --dir "$work/raftfs" >/dev/null 2>&1 || true

@@ -459,15 +459,16 @@ impl Client {
         .await
     }
 
-    /// Deletes; a non-empty directory needs `recursive`. Returns the number of inodes removed.
-    pub async fn delete(&self, path: &str, recursive: bool) -> Result<u64, ClientError> {
-        Ok(self
-            .mutate(Op::Delete(pb::DeleteOp {
-                path: path.into(),
-                recursive,
-            }))
-            .await?
-            .removed)
+    /// Deletes; a non-empty directory needs `recursive`. The path is gone for every client
+    /// once this returns; a directory's contents are reclaimed in the background (the
+    /// active's reclaim worker), in journal entries of bounded size.
+    pub async fn delete(&self, path: &str, recursive: bool) -> Result<(), ClientError> {
+        self.mutate(Op::Delete(pb::DeleteOp {
+            path: path.into(),
+            recursive,
+        }))
+        .await?;
+        Ok(())
     }
 
     pub async fn set_permission(

@@ -74,6 +74,15 @@
 //!    writers call [`encode_as`] with the finalized version instead of [`encode`].
 //!
 //! The `versions` test in this module shows steps 1 to 5 on a toy record.
+//!
+//! # Appending an enum variant
+//!
+//! A variant added *at the end* of an enum (`Op::Reclaim` was) leaves every existing
+//! record's bytes and meaning as they were: the old variants keep their indices. It needs no
+//! new version. A binary that predates it refuses a record that uses it as
+//! [`FormatError::Corrupt`] (an unknown variant index), never misreads it; so, during a
+//! rolling upgrade, nothing may propose the new variant before the upgrade is finalized.
+//! Add a golden fixture that uses the new variant, at the family's current version.
 
 use std::cell::RefCell;
 

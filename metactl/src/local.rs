@@ -59,6 +59,8 @@ pub struct UpOptions {
     /// Rack-blind reconstruction (random sources, no per-rack aggregation): the baseline
     /// of the rebuild benchmark.
     pub rack_blind_reconstruction: bool,
+    /// Most records one reclaim entry removes (default: the metaserver's).
+    pub reclaim_budget: Option<u64>,
 }
 
 /// Where one member listens, is known, and connects from.
@@ -142,6 +144,9 @@ fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -
     if opts.rack_blind_reconstruction {
         config.blocks.rack_aware_reconstruction = false;
     }
+    if let Some(b) = opts.reclaim_budget {
+        config.namespace.reclaim_budget = b;
+    }
     if let Some(s) = opts.snapshot_every {
         config.raft.snapshot_every_entries = s;
         config.raft.keep_entries_behind_snapshot = s / 10;
@@ -219,6 +224,7 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         lease_secs: None,
         dead_after_secs: None,
         rack_blind_reconstruction: false,
+        reclaim_budget: None,
     };
     let e = start_observer(&opts, id, &[], &cluster.meta_addrs()).await?;
     cluster.meta.push(e);

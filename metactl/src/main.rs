@@ -134,6 +134,10 @@ enum LocalCmd {
         /// Random reconstruction sources, no per-rack aggregation (benchmark baseline).
         #[arg(long)]
         rack_blind_reconstruction: bool,
+        /// Most records one reclaim entry removes of a recursively deleted tree (the
+        /// metaservers' `namespace.reclaim-budget`; default 10000; small in tests).
+        #[arg(long)]
+        reclaim_budget: Option<u64>,
     },
     /// Cuts network links of a `--proxied` cluster (and heals every other one).
     Partition {
@@ -398,6 +402,7 @@ async fn run(cli: Cli) -> Result<()> {
             lease_secs,
             dead_after_secs,
             rack_blind_reconstruction,
+            reclaim_budget,
         }) => {
             let opts = local::UpOptions {
                 dir: dir.clone(),
@@ -415,6 +420,7 @@ async fn run(cli: Cli) -> Result<()> {
                 lease_secs: *lease_secs,
                 dead_after_secs: *dead_after_secs,
                 rack_blind_reconstruction: *rack_blind_reconstruction,
+                reclaim_budget: *reclaim_budget,
             };
             let cluster = local::up(&opts).await?;
             println!("{}", cluster.meta_addrs().join(","));

@@ -8,7 +8,12 @@ use std::time::{Duration, Instant};
 
 use common::LocalCluster;
 
-const WORKERS: [&str; 3] = ["garbage-sweep", "lease-recovery", "redundancy-scan"];
+const WORKERS: [&str; 4] = [
+    "garbage-sweep",
+    "lease-recovery",
+    "reclaim",
+    "redundancy-scan",
+];
 
 fn status(cluster: &LocalCluster) -> serde_json::Value {
     let out = cluster.ctl(&["cluster", "status", "--json"]);

@@ -60,6 +60,10 @@ impl Default for RaftTuning {
 pub struct ProposerTuning {
     /// Most mutations packed into one entry.
     pub max_batch: usize,
+    /// Most bytes of mutations packed into one entry. With `raft.max-entries-per-append`, it
+    /// bounds an AppendEntries message: their product must be at most half the Raft
+    /// service's message limit (`server::MAX_RAFT_MESSAGE`), the rest being headroom.
+    pub max_batch_bytes: usize,
     /// Most entries proposed and not yet applied. One is fastest with openraft 0.9: its
     /// leader writes and fsyncs each entry inside the core task before replicating it, so a
     /// second entry in flight costs its own fsync and holds up the handling of the followers'
@@ -72,6 +76,7 @@ impl Default for ProposerTuning {
     fn default() -> Self {
         Self {
             max_batch: 512,
+            max_batch_bytes: 512 * 1024,
             max_in_flight: 1,
         }
     }
@@ -119,6 +124,28 @@ impl Default for BlockTuning {
     }
 }
 
+/// The namespace's background work on the active.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NamespaceTuning {
+    /// Most records (an inode, a block group) one reclaim entry removes of the subtrees that
+    /// recursive deletes detached: bounds the memory one entry's apply takes on every member
+    /// (about 1 KB per inode), whatever the size of the tree deleted.
+    pub reclaim_budget: u64,
+    /// How often the active looks for detached subtrees to reclaim, ms (it then reclaims
+    /// them entry after entry until none is left).
+    pub reclaim_check_ms: u64,
+}
+
+impl Default for NamespaceTuning {
+    fn default() -> Self {
+        Self {
+            reclaim_budget: 10_000,
+            reclaim_check_ms: 500,
+        }
+    }
+}
+
 /// Everything a metaserver needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -158,6 +185,7 @@ pub struct Config {
     pub raft: RaftTuning,
     pub proposer: ProposerTuning,
     pub blocks: BlockTuning,
+    pub namespace: NamespaceTuning,
 }
 
 impl Default for Config {
@@ -178,6 +206,7 @@ impl Default for Config {
             raft: RaftTuning::default(),
             proposer: ProposerTuning::default(),
             blocks: BlockTuning::default(),
+            namespace: NamespaceTuning::default(),
         }
     }
 }
@@ -250,6 +279,18 @@ impl Config {
         if r.snapshot_every_entries == 0 || r.max_entries_per_append == 0 {
             return bad("snapshot-every-entries and max-entries-per-append must be > 0".into());
         }
+        let entry_bytes = self
+            .proposer
+            .max_batch_bytes
+            .max(crate::namespace::ops::MAX_OP_BYTES) as u64;
+        if entry_bytes.saturating_mul(self.raft.max_entries_per_append)
+            > crate::server::MAX_RAFT_MESSAGE as u64 / 2
+        {
+            return bad(format!(
+                "proposer.max-batch-bytes ({entry_bytes} at least) times raft.max-entries-per-append must be at most {} (half the Raft message limit)",
+                crate::server::MAX_RAFT_MESSAGE / 2
+            ));
+        }
         if self.proposer.max_batch == 0 || self.proposer.max_in_flight == 0 {
             return bad("proposer max-batch and max-in-flight must be > 0".into());
         }
@@ -268,6 +309,12 @@ impl Config {
         }
         if b.dead_after_secs == 0 || b.lease_check_ms == 0 {
             return bad("blocks.dead-after-secs and blocks.lease-check-ms must be > 0".into());
+        }
+        let n = &self.namespace;
+        if n.reclaim_budget == 0 || n.reclaim_check_ms == 0 {
+            return bad(
+                "namespace.reclaim-budget and namespace.reclaim-check-ms must be > 0".into(),
+            );
         }
         if self.debug_skip_state_id_wait && !cfg!(debug_assertions) {
             return bad("debug-skip-state-id-wait exists only in debug builds".into());

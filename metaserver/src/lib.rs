@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod node;
 pub mod observer;
 pub mod placement;
+pub mod reclaim;
 pub mod redundancy;
 pub mod registry;
 pub mod server;

@@ -120,6 +120,7 @@ pub async fn serve(
         raft.clone(),
         ProposerConfig {
             max_batch: config.proposer.max_batch,
+            max_batch_bytes: config.proposer.max_batch_bytes,
             max_in_flight: config.proposer.max_in_flight,
             lease: config.lease(),
         },
@@ -240,6 +241,16 @@ fn spawn_workers(workers: &mut Workers, node: &MetaNode, config: &Config) {
         move || {
             let n = n.clone();
             async move { crate::lease_recovery::recovery_round(&n).await }
+        },
+    );
+    let n = node.clone();
+    let budget = config.namespace.reclaim_budget;
+    workers.spawn_periodic(
+        "reclaim",
+        Duration::from_millis(config.namespace.reclaim_check_ms),
+        move || {
+            let n = n.clone();
+            async move { crate::reclaim::reclaim_round(&n, budget).await }
         },
     );
 }

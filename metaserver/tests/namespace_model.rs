@@ -3,15 +3,16 @@
 //! operations per entry, so that the write overlay inside one apply is exercised too). Every
 //! result and the final tree must agree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use raftfs_core::model::{Kind, Model, ModelOp, Node, P, ns};
 use raftfs_metaserver::journal::rocks::LiveKv;
 use raftfs_metaserver::journal::state_machine::StateMachine;
 use raftfs_metaserver::journal::{Batch, CallId, ClientId, Proposal};
+use raftfs_metaserver::namespace::kv::{Cf, KvRead};
 use raftfs_metaserver::namespace::{
-    ApplyCtx, Inode, InodeKind, NsError, NsPath, Op, OpOutput, tree,
+    ApplyCtx, Inode, InodeId, InodeKind, NsError, NsPath, Op, OpOutput, reclaim, tree,
 };
 
 /// Operations over a small universe of names, so that they collide often.
@@ -80,30 +81,99 @@ fn stored_tree(sm: &StateMachine) -> BTreeMap<P, Node> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
+    /// Reclaim steps of small budgets ride in some entries, after the entry's operations
+    /// (as the active's reclaim worker's entries interleave with clients'): they never change
+    /// what clients see, and once every detached tree is reclaimed no record is left that
+    /// the tree does not reach.
     #[test]
     fn rocksdb_state_machine_matches_the_model(
-        batches in prop::collection::vec(prop::collection::vec(op_strategy(), 1..5), 1..40)
+        batches in prop::collection::vec(
+            (prop::collection::vec(op_strategy(), 1..5), prop::option::of(0u64..4)),
+            1..40,
+        )
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let sm = StateMachine::open(dir.path()).expect("open state machine");
         let mut model = Model::new();
         let mut call = 0u64;
-        for (i, ops) in batches.iter().enumerate() {
-            let proposals = ops.iter().map(|op| {
+        let mut index = 0u64;
+        for (i, (ops, reclaim)) in batches.iter().enumerate() {
+            let mut proposals: Vec<Proposal> = ops.iter().map(|op| {
                 call += 1;
                 Proposal { client: ClientId([7; 16]), call_id: CallId(call), op: op.to_op() }
             }).collect();
+            if let Some(budget) = reclaim {
+                proposals.push(reclaim_step(*budget));
+            }
             let batch = Batch { ctx: ApplyCtx { now_ms: 1_000 + i as u64, lease_ms: 60_000 }, proposals };
-            let results = sm.apply_for_test(i as u64 + 1, batch).expect("apply");
-            prop_assert_eq!(results.len(), ops.len());
-            for (op, got) in ops.iter().zip(results) {
+            index += 1;
+            let results = sm.apply_for_test(index, batch).expect("apply");
+            prop_assert_eq!(results.len(), ops.len() + usize::from(reclaim.is_some()));
+            for (op, got) in ops.iter().zip(&results) {
                 let want = model.apply(op);
-                let got: Result<(), &'static str> = got.map(|_: OpOutput| ()).map_err(|e| e.kind());
+                let got: Result<(), &'static str> = got.as_ref().map(|_: &OpOutput| ()).map_err(|e| e.kind());
                 prop_assert_eq!(got, want, "op {:?}", op);
             }
+            if reclaim.is_some() {
+                prop_assert!(matches!(results.last(), Some(Ok(OpOutput::Removed(_)))), "{:?}", results.last());
+            }
+        }
+        prop_assert_eq!(stored_tree(&sm), model.nodes.clone());
+        // Reclaim the rest, then no orphan: every stored inode is in the tree.
+        while reclaim::pending(&LiveKv(&sm.shared().db())).expect("pending") {
+            index += 1;
+            let batch = Batch { ctx: ApplyCtx { now_ms: 10_000, lease_ms: 60_000 }, proposals: vec![reclaim_step(3)] };
+            sm.apply_for_test(index, batch).expect("apply");
+            prop_assert!(index < 10_000, "reclaim makes no progress");
         }
         prop_assert_eq!(stored_tree(&sm), model.nodes);
+        let stored = stored_ids(&sm);
+        let reachable = reachable_ids(&sm);
+        prop_assert!(stored.is_subset(&reachable), "orphans: {:?}", stored.difference(&reachable).collect::<Vec<_>>());
     }
+}
+
+fn reclaim_step(budget: u64) -> Proposal {
+    Proposal {
+        client: ClientId::default(),
+        call_id: CallId::UNCACHED,
+        op: Op::Reclaim { budget },
+    }
+}
+
+/// Every inode id that has a record.
+fn stored_ids(sm: &StateMachine) -> BTreeSet<InodeId> {
+    let db = sm.shared().db();
+    let kv = LiveKv(&db);
+    let mut out = BTreeSet::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = kv
+            .scan(Cf::Inodes, &[], after.as_deref(), 256)
+            .expect("scan");
+        if page.is_empty() {
+            return out;
+        }
+        after = page.last().map(|(k, _)| k.clone());
+        out.extend(page.iter().filter_map(|(k, _)| InodeId::from_be_slice(k)));
+    }
+}
+
+/// The ids of the root and of everything its listings reach.
+fn reachable_ids(sm: &StateMachine) -> BTreeSet<InodeId> {
+    let db = sm.shared().db();
+    let kv = LiveKv(&db);
+    let mut out = BTreeSet::new();
+    let mut stack = vec![NsPath::root()];
+    while let Some(p) = stack.pop() {
+        let inode = tree::stat(&kv, &p).expect("stat");
+        out.insert(inode.id);
+        if inode.kind == InodeKind::Directory {
+            let (children, _) = tree::list(&kv, &p, None, 10_000).expect("list");
+            stack.extend(children.iter().map(|c| p.child(&c.name)));
+        }
+    }
+    out
 }
 
 /// A retried proposal (same client and call id) returns its first result and is not applied

@@ -6,6 +6,7 @@
 //! - [`blocks`]: the block groups of files and where the active placed them.
 //! - [`throttle`]: reconstruction byte budgets, as journaled.
 //! - [`ops`]: mutations as journaled, with the leader-fixed context.
+//! - [`reclaim`]: recursive deletes in bounded steps (detach, then reclaim).
 //! - [`tree`]: resolution and every read; [`tree::apply`] runs a mutation (written one
 //!   function per operation in `exec/`, over the shared steps of `write.rs`).
 //!
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod kv;
 pub mod ops;
 pub mod path;
+pub mod reclaim;
 pub mod throttle;
 pub mod tree;
 mod write;

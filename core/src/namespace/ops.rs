@@ -5,9 +5,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::blocks::{self, BlockGroup};
+use super::error::NsError;
 use super::inode::{Inode, StoragePolicy};
 use super::path::NsPath;
 use super::throttle::ThrottleChange;
+use super::tree::MAX_XATTR_VALUE;
 use crate::id::BlockServerId;
 
 /// Fixed by the leader for a whole entry, carried in it.
@@ -132,9 +134,121 @@ pub enum Op {
     },
     /// Changes the reconstruction byte budgets.
     SetThrottle(ThrottleChange),
+    /// Removes up to `budget` records (an inode, or a block group) of the subtrees that
+    /// recursive deletes detached ([`super::reclaim`]). Proposed by the active's reclaim
+    /// worker, one at a time; the leader's budget rides in the entry so that every member
+    /// removes the same records.
+    Reclaim {
+        budget: u64,
+    },
+}
+
+/// The largest operation the namespace journals, by [`Op::size_bound`]: a deepest path of
+/// longest names (about 256 KB) and a largest xattr value fit, with room to spare.
+pub const MAX_OP_BYTES: usize = 512 * 1024;
+
+/// Fixed part of an operation's size bound: its variant tag, integers and flags.
+const FIXED_BYTES: usize = 64;
+
+fn str_bound(s: &str) -> usize {
+    s.len().saturating_add(5)
 }
 
 impl Op {
+    /// Checks what can be checked before an operation is journaled, so that a request the
+    /// apply would refuse for its size, or one too large to journal, never reaches the
+    /// journal: xattr values up to [`MAX_XATTR_VALUE`], and the whole operation up to
+    /// [`MAX_OP_BYTES`]. (Everything else is checked at apply, against the state.)
+    pub fn check_bounds(&self) -> Result<(), NsError> {
+        let value = match self {
+            Op::SetXattr { value, expect, .. } => match expect {
+                XattrExpect::Value(v) => value.len().max(v.len()),
+                _ => value.len(),
+            },
+            Op::AppendXattr { value, .. } => value.len(),
+            _ => 0,
+        };
+        if value > MAX_XATTR_VALUE {
+            return Err(NsError::InvalidArgument(format!(
+                "xattr value of {value} bytes is above {MAX_XATTR_VALUE}"
+            )));
+        }
+        let size = self.size_bound();
+        if size > MAX_OP_BYTES {
+            return Err(NsError::InvalidArgument(format!(
+                "{} of about {size} bytes is above the journal's {MAX_OP_BYTES} per operation",
+                self.name()
+            )));
+        }
+        Ok(())
+    }
+
+    /// An upper bound of the operation's encoded size in a journal entry, in bytes, computed
+    /// without encoding it: what the proposer adds up to keep an entry within its byte
+    /// bound.
+    pub fn size_bound(&self) -> usize {
+        let strs = |xs: &[&str]| {
+            xs.iter()
+                .map(|s| str_bound(s))
+                .fold(0, usize::saturating_add)
+        };
+        let opt = |x: &Option<String>| x.as_deref().map_or(1, str_bound);
+        let variable = match self {
+            Op::Mkdir {
+                path, owner, group, ..
+            } => path.size_bound() + str_bound(owner) + opt(group),
+            Op::Create {
+                path,
+                owner,
+                group,
+                holder,
+                ..
+            } => path.size_bound() + strs(&[owner, holder]) + opt(group),
+            Op::Complete { path, holder, .. }
+            | Op::Append { path, holder }
+            | Op::AddBlock { path, holder, .. } => {
+                let targets = match self {
+                    Op::AddBlock { targets, .. } => targets.len().saturating_mul(10),
+                    _ => 0,
+                };
+                path.size_bound() + str_bound(holder) + targets
+            }
+            Op::Rename { src, dst, .. } => src.size_bound() + dst.size_bound(),
+            Op::Delete { path, .. }
+            | Op::SetPermission { path, .. }
+            | Op::SetTimes { path, .. }
+            | Op::SetStoragePolicy { path, .. }
+            | Op::RecoverLease { path, .. } => path.size_bound(),
+            Op::SetOwner { path, owner, group } => path.size_bound() + opt(owner) + opt(group),
+            Op::RenewLease { holder } => str_bound(holder),
+            Op::Symlink {
+                path,
+                target,
+                owner,
+                ..
+            } => path.size_bound() + strs(&[target, owner]),
+            Op::SetXattr {
+                path,
+                name,
+                value,
+                expect,
+            } => {
+                let expected = match expect {
+                    XattrExpect::Value(v) => v.len() + 5,
+                    _ => 0,
+                };
+                path.size_bound() + str_bound(name) + value.len() + 5 + expected
+            }
+            Op::AppendXattr { path, name, value } => {
+                path.size_bound() + str_bound(name) + value.len() + 5
+            }
+            Op::RemoveXattr { path, name } => path.size_bound() + str_bound(name),
+            Op::SetThrottle(change) => change.size_bound(),
+            Op::Reclaim { .. } => 0,
+        };
+        FIXED_BYTES.saturating_add(variable)
+    }
+
     /// A short name for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {
@@ -156,6 +270,7 @@ impl Op {
             Op::AppendXattr { .. } => "append_xattr",
             Op::AddBlock { .. } => "add_block",
             Op::SetThrottle(_) => "set_throttle",
+            Op::Reclaim { .. } => "reclaim",
         }
     }
 }
@@ -165,7 +280,8 @@ impl Op {
 pub enum OpOutput {
     /// The inode created or changed.
     Inode(Inode),
-    /// Inodes removed by a delete.
+    /// A delete: the names removed (1; a subtree's contents are reclaimed later). A reclaim
+    /// step: the inodes it removed.
     Removed(u64),
     /// Nothing to report (a lease renewal).
     Done,

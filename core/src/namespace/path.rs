@@ -20,6 +20,15 @@ pub struct NsPath {
 }
 
 impl NsPath {
+    /// An upper bound of this path's encoded size, in bytes: each component's bytes and
+    /// its length prefix.
+    pub fn size_bound(&self) -> usize {
+        self.components
+            .iter()
+            .map(|c| c.len().saturating_add(5))
+            .fold(5, usize::saturating_add)
+    }
+
     /// The root directory.
     pub fn root() -> Self {
         Self {

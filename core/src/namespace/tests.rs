@@ -124,6 +124,26 @@ impl Ns {
         }
     }
 
+    /// Applies `Op::Reclaim { budget }`, one entry at a time, until nothing is detached.
+    /// Returns the inodes removed, the steps taken and the most writes one step made.
+    fn reclaim_all(&mut self, budget: u64) -> (u64, u64, usize) {
+        let (mut removed, mut steps, mut most) = (0, 0, 0);
+        while reclaim::pending(&self.kv).expect("pending") {
+            let ctx = self.ctx();
+            let mut txn = Txn::new(&self.kv);
+            let out = tree::apply(&mut txn, &ctx, &Op::Reclaim { budget }).expect("reclaim");
+            let writes = txn.into_writes();
+            most = most.max(writes.len());
+            self.kv.commit(writes);
+            let OpOutput::Removed(n) = out else {
+                panic!("reclaim gave {out:?}");
+            };
+            removed += n;
+            steps += 1;
+        }
+        (removed, steps, most)
+    }
+
     fn names(&self, path: &str) -> Vec<String> {
         let (entries, _) = tree::list(&self.kv, &p(path), None, 10_000).expect("list");
         entries.into_iter().map(|i| i.name).collect()
@@ -513,10 +533,12 @@ fn delete_recursive_and_not() {
     assert_eq!(Ns::kind(del(&mut ns, "/nope", true)), "NotFound");
     assert_eq!(
         del(&mut ns, "/a", true).expect("rm -r"),
-        OpOutput::Removed(5)
+        OpOutput::Removed(1)
     );
     assert!(ns.names("/").is_empty());
     assert_eq!(ns.stat("/").expect("stat").children, 0);
+    // the subtree's records go in later entries, two records per step here
+    assert_eq!(ns.reclaim_all(2).0, 5);
     // nothing is left behind: only the root's record and the id counter remain
     let inodes = ns.kv.scan(kv::Cf::Inodes, &[], None, 100).expect("scan");
     assert_eq!(inodes.len(), 1);
@@ -709,7 +731,7 @@ fn deep_paths_and_big_directories() {
             recursive: true
         })
         .expect("rm -r"),
-        OpOutput::Removed(3001)
+        OpOutput::Removed(1)
     );
     assert_eq!(
         ns.apply(Op::Delete {
@@ -717,8 +739,11 @@ fn deep_paths_and_big_directories() {
             recursive: true
         })
         .expect("rm -r"),
-        OpOutput::Removed(1000)
+        OpOutput::Removed(1)
     );
+    // 3,001 directories and a chain of 1,000 (999 of them detached in turn): one step
+    let (removed, steps, _) = ns.reclaim_all(10_000);
+    assert_eq!((removed, steps), (4001, 1));
 }
 
 #[test]
@@ -902,4 +927,188 @@ fn block_sizes_must_fit_the_policy_and_recovery_closes_the_open_group() {
         ns.kv.get(kv::Cf::Leases, b"w").expect("get").is_none(),
         "nothing left to write: the lease record goes"
     );
+}
+
+#[test]
+fn a_million_file_delete_is_gone_at_once_and_reclaimed_in_bounded_steps() {
+    const DIRS: usize = 100;
+    const FILES: usize = 10_000;
+    const BUDGET: u64 = 10_000;
+    let mut ns = Ns::new();
+    ns.mkdir("/big", false).expect("mkdir");
+    ns.mkdir("/keep", false).expect("mkdir");
+    // Built as the journal would apply it: 512 operations per entry.
+    let ops = (0..DIRS).flat_map(|d| {
+        let dir = format!("/big/d{d:03}");
+        std::iter::once(Op::Mkdir {
+            path: p(&dir),
+            parents: false,
+            permission: 0o755,
+            owner: "alice".into(),
+            group: None,
+        })
+        .chain((0..FILES).map(move |f| Op::Create {
+            path: p(&format!("{dir}/f{f:05}")),
+            overwrite: false,
+            create_parents: false,
+            permission: 0o644,
+            owner: "alice".into(),
+            group: None,
+            policy: None,
+            holder: "writer".into(),
+            block_size: BLOCK,
+        }))
+    });
+    let ctx = ns.ctx();
+    let mut ops = ops.peekable();
+    while ops.peek().is_some() {
+        let mut txn = Txn::new(&ns.kv);
+        for op in ops.by_ref().take(512) {
+            tree::apply(&mut txn, &ctx, &op).expect("build");
+        }
+        let writes = txn.into_writes();
+        ns.kv.commit(writes);
+    }
+    // One open file with a block group, and one in the tree that stays.
+    ns.add_block("/big/d000/f00000", "writer", 0, &[1, 2, 3])
+        .expect("add block");
+    ns.create("/keep/f", false, "writer").expect("create");
+    let inside = ns.stat("/big/d007/f00042").expect("stat").id;
+
+    // The delete's own entry: a handful of writes, whatever the subtree's size.
+    let ctx = ns.ctx();
+    let mut txn = Txn::new(&ns.kv);
+    let out = tree::apply(
+        &mut txn,
+        &ctx,
+        &Op::Delete {
+            path: p("/big"),
+            recursive: true,
+        },
+    )
+    .expect("rm -r");
+    assert_eq!(out, OpOutput::Removed(1));
+    let writes = txn.into_writes();
+    assert!(writes.len() <= 4, "{} writes", writes.len());
+    ns.kv.commit(writes);
+    // Gone for clients at once; the name is free again; nothing in it has a path.
+    assert_eq!(ns.names("/"), vec!["keep"]);
+    assert_eq!(
+        Ns::kind(ns.stat("/big/d007").map(OpOutput::Inode)),
+        "NotFound"
+    );
+    assert_eq!(tree::path_of(&ns.kv, inside).expect("path"), None);
+    ns.mkdir("/big", false).expect("mkdir again");
+    ns.create("/big/new", false, "writer")
+        .expect("create again");
+
+    let (removed, steps, most) = ns.reclaim_all(BUDGET);
+    assert_eq!(removed, (DIRS * (FILES + 1) + 1) as u64);
+    assert!(steps >= removed / (BUDGET + 1), "{steps} steps");
+    // A step's writes are bounded by its budget: a file is its inode and its dentry (and
+    // its lease entry, and its groups, counted in the budget), a directory its detachment.
+    assert!(
+        most <= 4 * BUDGET as usize,
+        "one step wrote {most} records, budget {BUDGET}"
+    );
+    // Everything of the old tree is gone, the new one and /keep are intact.
+    assert!(!reclaim::pending(&ns.kv).expect("pending"));
+    assert_eq!(ns.names("/big"), vec!["new"]);
+    assert_eq!(ns.names("/keep"), vec!["f"]);
+    let inodes = ns.kv.scan(kv::Cf::Inodes, &[], None, 100).expect("scan");
+    assert_eq!(inodes.len(), 5, "root, /big, /big/new, /keep, /keep/f");
+    assert!(
+        ns.kv
+            .scan(kv::Cf::BlockGroups, &[], None, 10)
+            .expect("scan")
+            .is_empty()
+    );
+    let lease_files = ns.kv.scan(kv::Cf::LeaseFiles, &[], None, 10).expect("scan");
+    assert_eq!(
+        lease_files.len(),
+        2,
+        "the two files created after the delete"
+    );
+}
+
+#[test]
+fn reclaim_resumes_where_the_last_step_stopped_and_tolerates_any_budget() {
+    let mut ns = Ns::new();
+    ns.mkdir("/t/a/b/c", true).expect("mkdir");
+    for i in 0..10 {
+        ns.create(&format!("/t/a/f{i}"), false, "w")
+            .expect("create");
+        ns.create(&format!("/t/a/b/c/g{i}"), false, "w")
+            .expect("create");
+    }
+    ns.apply(Op::Delete {
+        path: p("/t"),
+        recursive: true,
+    })
+    .expect("rm -r");
+    // A budget of 0 still makes progress (one record a step, and a directory whose last
+    // child that was goes with it).
+    let (removed, steps, _) = ns.reclaim_all(0);
+    assert_eq!(removed, 24);
+    assert!(steps >= removed / 2, "{steps}");
+    // Nothing detached: a reclaim step is a no-op.
+    assert_eq!(
+        ns.apply(Op::Reclaim { budget: 5 }).expect("reclaim"),
+        OpOutput::Removed(0)
+    );
+    assert_eq!(
+        ns.kv
+            .scan(kv::Cf::Inodes, &[], None, 10)
+            .expect("scan")
+            .len(),
+        1,
+        "the root's record"
+    );
+}
+
+#[test]
+fn oversized_operations_are_refused_before_the_journal() {
+    let xattr = |len: usize| Op::SetXattr {
+        path: p("/f"),
+        name: "user.big".into(),
+        value: vec![b'x'; len],
+        expect: XattrExpect::Any,
+    };
+    assert_eq!(xattr(tree::MAX_XATTR_VALUE).check_bounds(), Ok(()));
+    assert_eq!(
+        xattr(tree::MAX_XATTR_VALUE + 1)
+            .check_bounds()
+            .map_err(|e| e.kind()),
+        Err("InvalidArgument")
+    );
+    assert_eq!(
+        xattr(4 << 20).check_bounds().map_err(|e| e.kind()),
+        Err("InvalidArgument")
+    );
+    let append = Op::AppendXattr {
+        path: p("/f"),
+        name: "user.log".into(),
+        value: vec![0; tree::MAX_XATTR_VALUE + 1],
+    };
+    assert!(append.check_bounds().is_err());
+    // The deepest path of the longest names is journaled; a symlink target of 1 MiB is not.
+    let longest: String = (0..path::MAX_DEPTH)
+        .map(|_| format!("/{}", "n".repeat(path::MAX_COMPONENT_BYTES)))
+        .collect();
+    let mkdir = Op::Mkdir {
+        path: p(&longest),
+        parents: true,
+        permission: 0o755,
+        owner: "alice".into(),
+        group: None,
+    };
+    assert_eq!(mkdir.check_bounds(), Ok(()));
+    let symlink = Op::Symlink {
+        path: p("/l"),
+        target: "t".repeat(1 << 20),
+        create_parents: false,
+        owner: "alice".into(),
+    };
+    assert!(symlink.size_bound() > ops::MAX_OP_BYTES);
+    assert!(symlink.check_bounds().is_err());
 }

@@ -37,6 +37,20 @@ pub struct ThrottleChange {
     pub datacenter_pairs: Vec<(String, String, u64)>,
 }
 
+impl ThrottleChange {
+    /// An upper bound of its encoded size, in bytes (see `Op::size_bound`).
+    pub fn size_bound(&self) -> usize {
+        let pair = |a: &String, b: &String| a.len() + b.len() + 20;
+        let rack_pairs = self.rack_pairs.iter().map(|(a, b, _)| pair(a, b));
+        let racks = self.racks.iter().map(|(a, b)| pair(a, b));
+        let dc_pairs = self.datacenter_pairs.iter().map(|(a, b, _)| pair(a, b));
+        rack_pairs
+            .chain(racks)
+            .chain(dc_pairs)
+            .fold(20, usize::saturating_add)
+    }
+}
+
 /// The settings in force.
 pub fn load<R: KvRead + ?Sized>(kv: &R) -> Result<ThrottleSettings, StoreError> {
     Ok(match kv.get(Cf::Meta, KEY)? {

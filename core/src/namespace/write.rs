@@ -14,8 +14,8 @@ use super::kv::{Cf, KvRead, Txn};
 use super::ops::ApplyCtx;
 use super::path::NsPath;
 use super::tree::{
-    MAX_XATTR_VALUE, Result, SCAN_PAGE, XATTR_NAMESPACES, for_each_child, lookup, must_load,
-    resolve, resolve_parent,
+    MAX_XATTR_VALUE, Result, SCAN_PAGE, XATTR_NAMESPACES, lookup, must_load, resolve,
+    resolve_parent,
 };
 
 pub(super) fn put_inode<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, inode: &Inode) {
@@ -100,32 +100,6 @@ pub(super) fn drop_inode_records<R: KvRead + ?Sized>(
             txn.delete(Cf::Xattrs, k);
         }
     }
-}
-
-/// Removes `inode` and everything below it, except its dentry in its parent. Returns the
-/// number of inodes removed.
-pub(super) fn remove_subtree<R: KvRead + ?Sized>(
-    txn: &mut Txn<'_, R>,
-    inode: Inode,
-) -> Result<u64> {
-    let mut removed = 0u64;
-    let mut stack = vec![inode];
-    while let Some(n) = stack.pop() {
-        if n.is_dir() {
-            let mut children = Vec::new();
-            for_each_child(txn, n.id, |name, id| {
-                children.push((name.to_owned(), id));
-                Ok(())
-            })?;
-            for (name, id) in children {
-                txn.delete(Cf::Dentries, keys::dentry(n.id, &name));
-                stack.push(must_load(txn, id)?);
-            }
-        }
-        drop_inode_records(txn, &n)?;
-        removed = removed.saturating_add(1);
-    }
-    Ok(removed)
 }
 
 pub(super) fn lease_record<R: KvRead + ?Sized>(

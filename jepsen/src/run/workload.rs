@@ -487,7 +487,7 @@ async fn apply_ns(client: &Client, op: &Op) -> Result<Value, ClientError> {
                     .create(path, &CreateOptions::default())
                     .await
                     .map(|_| ()),
-                ("delete", _) => client.delete(path, true).await.map(|_| ()),
+                ("delete", _) => client.delete(path, true).await,
                 ("rename", Some(d)) => client.rename(path, d, false).await.map(|_| ()),
                 _ => return Err(ClientError::Config(format!("unknown operation {f}"))),
             };

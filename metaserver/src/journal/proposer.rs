@@ -1,5 +1,5 @@
 //! The proposer: packs the client mutations waiting at a moment into one Raft entry (group
-//! commit), with a bounded number of entries in flight. The leader's clock and lease length
+//! commit, bounded in count and in bytes), with a bounded number of entries in flight. The leader's clock and lease length
 //! are fixed here, once per entry, and carried in it.
 
 use std::sync::Arc;
@@ -36,6 +36,9 @@ struct Pending {
 pub struct ProposerConfig {
     /// Most proposals packed into one entry.
     pub max_batch: usize,
+    /// Most bytes of operations (by `Op::size_bound`) packed into one entry; an entry holds
+    /// at least one operation whatever its size.
+    pub max_batch_bytes: usize,
     /// Most entries proposed and not yet applied.
     pub max_in_flight: usize,
     /// Lease length written into entries.
@@ -132,7 +135,16 @@ async fn run(
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let lease_ms = u64::try_from(config.lease.as_millis()).unwrap_or(u64::MAX);
     let mut last_now = 0u64;
-    while let Some(first) = rx.recv().await {
+    // A proposal that did not fit in the last entry's byte bound: first in the next.
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         if held.wait_for(|h| !*h).await.is_err() {
             return;
         }
@@ -140,12 +152,22 @@ async fn run(
             return;
         };
         // While we waited for a slot, more proposals queued up: they ride in the same entry.
+        // Bounded by count and by bytes (each operation's size bound, checked at the edge to
+        // be at most `MAX_OP_BYTES`), so that an entry, and an AppendEntries of
+        // `max-entries-per-append` of them, stays within what the Raft service accepts.
+        let mut bytes = first.proposal.op.size_bound();
         let mut pending = vec![first];
         while pending.len() < config.max_batch {
-            match rx.try_recv() {
-                Ok(p) => pending.push(p),
-                Err(_) => break,
+            let Ok(p) = rx.try_recv() else {
+                break;
+            };
+            let size = p.proposal.op.size_bound();
+            if bytes.saturating_add(size) > config.max_batch_bytes {
+                carried = Some(p);
+                break;
             }
+            bytes = bytes.saturating_add(size);
+            pending.push(p);
         }
         batch_sizes.observe(pending.len() as f64);
         // Time never runs backwards within one leader's entries.

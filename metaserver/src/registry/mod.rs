@@ -99,6 +99,11 @@ struct Inner {
     corrupt: HashSet<(GroupId, u32, BlockServerId)>,
 }
 
+/// Most block deletions one heartbeat reply carries (about 20 bytes each on the wire: well
+/// under the 4 MiB a blockserver decodes, beside the reply's tasks); the rest wait for the
+/// next heartbeats.
+pub const MAX_DELETES_PER_HEARTBEAT: usize = 20_000;
+
 /// The registry of one metaserver.
 #[derive(Debug)]
 pub struct Registry {
@@ -169,7 +174,16 @@ impl Registry {
             .ok_or(RegistryError::UnknownNode(id))?;
         node.storage = storage;
         node.last_heartbeat = Instant::now();
-        Ok(std::mem::take(&mut node.to_delete).into_iter().collect())
+        // A bounded share per reply: a large delete queues millions, which in one reply
+        // would exceed what the blockserver decodes and lose the reply's tasks with it.
+        let mut out = Vec::with_capacity(node.to_delete.len().min(MAX_DELETES_PER_HEARTBEAT));
+        while out.len() < MAX_DELETES_PER_HEARTBEAT {
+            let Some(block) = node.to_delete.pop_first() else {
+                break;
+            };
+            out.push(block);
+        }
+        Ok(out)
     }
 
     /// Applies an incremental report: `added` blocks (new or grown), `removed` ones gone.

@@ -133,3 +133,26 @@ fn deletions_are_handed_out_once() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_large_backlog_of_deletions_goes_out_a_bounded_share_per_heartbeat() {
+    let r = registry();
+    let queued = super::MAX_DELETES_PER_HEARTBEAT * 2 + 7;
+    for g in 0..queued as u64 {
+        r.queue_delete(BlockServerId(1), GroupId(g), 0);
+    }
+    let mut seen = Vec::new();
+    loop {
+        let reply = r
+            .heartbeat(BlockServerId(1), Storage::default())
+            .expect("hb");
+        if reply.is_empty() {
+            break;
+        }
+        assert!(reply.len() <= super::MAX_DELETES_PER_HEARTBEAT);
+        seen.extend(reply);
+    }
+    // Every deletion goes out once, oldest group first.
+    assert_eq!(seen.len(), queued);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]));
+}

@@ -79,6 +79,11 @@ impl NamespaceService {
         let op = convert::op(req.op)?;
         let span = tracing::Span::current();
         span.record("op", op.name());
+        // Refused before the journal: an entry is applied on every member once committed.
+        op.check_bounds().map_err(|source| MetaError::Namespace {
+            source,
+            state_id: 0,
+        })?;
         self.node.ensure_active_for_write()?;
         let op = self.prepare(op, &exclude).await?;
         let proposal = Proposal {

@@ -5,6 +5,7 @@ use crate::namespace::inode::{InodeKind, ROOT_ID};
 use crate::namespace::kv::{KvRead, Txn};
 use crate::namespace::ops::{ApplyCtx, OpOutput};
 use crate::namespace::path::NsPath;
+use crate::namespace::reclaim;
 use crate::namespace::tree::{Result, lookup, must_load, resolve, resolve_parent};
 use crate::namespace::write::*;
 
@@ -141,7 +142,10 @@ pub(super) fn rename<R: KvRead + ?Sized>(
     Ok(OpOutput::Inode(node))
 }
 
-/// Removes a file, a symlink, an empty directory, or with `recursive` a whole subtree.
+/// Removes a file, a symlink, an empty directory, or with `recursive` a whole subtree. A
+/// directory with children is detached in this entry and reclaimed by later ones
+/// ([`reclaim`](crate::namespace::reclaim)), so the work of one entry never grows with the
+/// subtree. Returns `Removed(1)`: one name left the namespace.
 pub(super) fn delete<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,
     ctx: &ApplyCtx,
@@ -156,8 +160,16 @@ pub(super) fn delete<R: KvRead + ?Sized>(
     if node.is_dir() && node.children > 0 && !recursive {
         return Err(NsError::DirectoryNotEmpty(path.to_string()).into());
     }
-    let (parent, name) = (node.parent, node.name.clone());
-    let removed = remove_subtree(txn, node)?;
-    unlink(txn, parent, &name, now)?;
-    Ok(OpOutput::Removed(removed))
+    unlink(txn, node.parent, &node.name, now)?;
+    if node.is_dir() && node.children > 0 {
+        reclaim::detach(txn, node);
+    } else {
+        drop_inode_records(txn, &node)?;
+    }
+    Ok(OpOutput::Removed(1))
+}
+
+/// Removes up to `budget` records of detached subtrees (`Op::Reclaim`).
+pub(super) fn reclaim<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, budget: &u64) -> Result<OpOutput> {
+    Ok(OpOutput::Removed(reclaim::reclaim(txn, *budget)?))
 }

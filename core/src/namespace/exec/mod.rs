@@ -1,5 +1,5 @@
 //! Every mutation of the namespace, one function per operation (as TiKV's apply runs each
-//! command in its own `exec_*`): [`dirs`] (mkdir, symlink, rename, delete), [`files`] (create,
+//! command in its own `exec_*`): [`dirs`] (mkdir, symlink, rename, delete, reclaim), [`files`] (create,
 //! complete, add-block, append, lease renewal and recovery), [`attrs`] (permission, owner,
 //! times, storage policy, extended attributes, reconstruction budgets). [`apply`] dispatches
 //! and makes each operation all-or-nothing.
@@ -107,5 +107,6 @@ fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -
         } => attrs::set_xattr(txn, path, name, value, expect),
         Op::AppendXattr { path, name, value } => attrs::append_xattr(txn, path, name, value),
         Op::RemoveXattr { path, name } => attrs::remove_xattr(txn, path, name),
+        Op::Reclaim { budget } => dirs::reclaim(txn, budget),
     }
 }
