@@ -61,6 +61,8 @@ pub struct UpOptions {
     pub rack_blind_reconstruction: bool,
     /// Most records one reclaim entry removes (default: the metaserver's).
     pub reclaim_budget: Option<u64>,
+    /// A generated namespace every voter starts from (see [`generate`]).
+    pub seed: Option<PathBuf>,
 }
 
 /// Where one member listens, is known, and connects from.
@@ -225,11 +227,50 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         dead_after_secs: None,
         rack_blind_reconstruction: false,
         reclaim_budget: None,
+        seed: None,
     };
     let e = start_observer(&opts, id, &[], &cluster.meta_addrs()).await?;
     cluster.meta.push(e);
     write_cluster_file(dir, &cluster)?;
     Ok(id)
+}
+
+/// `local generate`: writes the namespace and prints what it wrote, as JSON.
+pub fn generate(out: &Path, shape: &raftfs_metaserver::generate::Shape) -> Result<()> {
+    let now = raftfs_metaserver::journal::proposer::now_ms();
+    let g = raftfs_metaserver::generate::generate(out, shape, now)?;
+    let report = serde_json::json!({
+        "directories": g.directories,
+        "files": g.files,
+        "groups": g.groups,
+        "objects": g.objects(),
+        "bytes": g.bytes,
+        "bytes_per_object": g.bytes as f64 / g.objects().max(1) as f64,
+        "seconds": g.seconds,
+        "objects_per_sec": g.objects() as f64 / g.seconds.max(1e-9),
+    });
+    println!("{report}");
+    Ok(())
+}
+
+/// Makes `seed` (a closed state-machine DB) the state machine of a member that has never
+/// run: its SST files hard-linked (RocksDB never changes one in place), the rest copied.
+fn plant_seed(seed: &Path, data_dir: &Path) -> Result<()> {
+    let sm = data_dir.join("sm");
+    if sm.exists() {
+        anyhow::bail!("{} exists: a seed is only for a new member", sm.display());
+    }
+    fs::create_dir_all(&sm)?;
+    for entry in fs::read_dir(seed).with_context(|| format!("reading seed {}", seed.display()))? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), sm.join(entry.file_name()));
+        if from.extension().is_some_and(|e| e == "sst") {
+            fs::hard_link(&from, &to).or_else(|_| fs::copy(&from, &to).map(|_| ()))?;
+        } else if entry.file_type()?.is_file() {
+            fs::copy(&from, &to)?;
+        }
+    }
+    Ok(())
 }
 
 fn node_dir(dir: &Path, id: u64) -> PathBuf {
@@ -524,6 +565,9 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
     let mut cluster = ClusterFile::default();
     for (peer, a) in members.iter().zip(addrs) {
         let config = write_config(opts, peer.id.get(), &a, &members)?;
+        if let Some(seed) = &opts.seed {
+            plant_seed(seed, &config.data_dir)?;
+        }
         let pid = spawn_meta(&opts.dir, peer.id.get(), a.held)?;
         cluster.meta.push(entry(&config, pid, "voter"));
     }

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod journal;
 pub mod lease_recovery;
 pub mod membership;

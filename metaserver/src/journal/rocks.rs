@@ -19,7 +19,7 @@ const BLOCK_CACHE_BYTES: usize = 256 << 20;
 /// files and on the memtable answer those without searching every level, and a shared block
 /// cache (holding the index and filter blocks too) keeps the hot part of the namespace in
 /// memory, as TiKV configures RocksDB.
-fn cf_options(cache: &Cache) -> Options {
+pub fn cf_options(cache: &Cache) -> Options {
     let mut block = BlockBasedOptions::default();
     block.set_bloom_filter(10.0, false);
     block.set_whole_key_filtering(true);
