@@ -133,8 +133,10 @@ pub fn fsck(
 pub struct Scan {
     /// Groups that lack internal blocks, with their priority.
     pub work: Vec<(usize, scheduler::Work)>,
-    /// Every closed group.
-    pub groups: BTreeSet<GroupId>,
+    /// Closed groups scanned.
+    pub scanned: u64,
+    /// Of the groups asked about (those of tasks in flight), the ones that no longer exist.
+    pub gone: BTreeSet<GroupId>,
     /// Groups that cannot be rebuilt.
     pub unrecoverable: u64,
 }
@@ -145,23 +147,30 @@ const SCAN_PAGE: usize = 1024;
 /// One scan of every closed block group against the registry: the groups that lack internal
 /// blocks with their priority, and how many cannot be rebuilt. Groups that are whole again
 /// get their corrupt copies deleted (queued for the next heartbeat of their servers).
+/// `in_flight`: groups of running tasks, of which the scan reports those that are gone.
+/// What it holds is bounded by a page, the work found and `in_flight`, never by the number
+/// of groups in the namespace.
 pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
     kv: &R,
     registry: &Registry,
+    in_flight: &BTreeSet<GroupId>,
 ) -> Result<Scan, MetaError> {
     let mut work = Vec::new();
-    let mut groups = BTreeSet::new();
+    let mut gone = in_flight.clone();
+    let mut scanned = 0u64;
     let mut unrecoverable = 0u64;
-    let mut files: std::collections::HashMap<InodeId, Option<Inode>> =
-        std::collections::HashMap::new();
     let mut after = None;
     loop {
         let page = blocks::page(kv, after, SCAN_PAGE)?;
         let done = page.len() < SCAN_PAGE;
         after = page.last().map(|g| g.id);
+        // Files of this page's groups (consecutive groups mostly share one).
+        let mut files: std::collections::HashMap<InodeId, Option<Inode>> =
+            std::collections::HashMap::new();
         for g in page {
             let Some(length) = g.length else { continue };
-            groups.insert(g.id);
+            scanned += 1;
+            gone.remove(&g.id);
             let file = match files.get(&g.inode) {
                 Some(f) => f.clone(),
                 None => {
@@ -243,7 +252,8 @@ pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
         if done {
             return Ok(Scan {
                 work,
-                groups,
+                scanned,
+                gone,
                 unrecoverable,
             });
         }
@@ -283,18 +293,19 @@ pub async fn scan_round(node: &MetaNode) -> Result<Outcome, MetaError> {
         return Ok(Outcome::Skipped);
     }
     let registry = node.blocks.registry.clone();
+    let in_flight = node.blocks.scheduler.in_flight_groups();
     let (s, throttle) = node
         .read_local(move |kv| -> Result<_, MetaError> {
             let throttle = crate::namespace::throttle::load(kv)?;
-            scan(kv, &registry).map(|s| (s, throttle))
+            scan(kv, &registry, &in_flight).map(|s| (s, throttle))
         })
         .await?;
-    let scanned = s.groups.len() as u64;
+    let scanned = s.scanned;
     node.metrics
         .set_reconstruction_queues(&s.work, s.unrecoverable);
     node.blocks
         .scheduler
-        .update(s.work, &s.groups, s.unrecoverable, throttle);
+        .update(s.work, &s.gone, s.unrecoverable, throttle);
     node.metrics
         .set_reconstruction_in_flight(node.blocks.scheduler.status().0.in_flight);
     Ok(Outcome::Done { items: scanned })
@@ -361,6 +372,38 @@ mod tests {
                 length: expected_len(policy, len, *i),
             })
             .collect()
+    }
+
+    /// The scan over a generated namespace (more than 3 pages of groups): every group
+    /// scanned, nothing to rebuild (no blockserver holds a copy), and of the groups asked
+    /// about, only the one that does not exist reported gone.
+    #[test]
+    fn the_scan_reports_which_in_flight_groups_are_gone() {
+        use crate::namespace::blocks::FIRST_GROUP_ID;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shape = crate::generate::Shape {
+            files: 3_500,
+            ..crate::generate::Shape::default()
+        };
+        crate::generate::generate(&dir.path().join("sm"), &shape, 1).expect("generate");
+        let names: Vec<&str> = crate::namespace::kv::Cf::ALL
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        let db = crate::journal::rocks::open(&dir.path().join("sm"), &names).expect("open");
+        let registry = Registry::new(std::time::Duration::from_secs(10));
+        let existing = GroupId(FIRST_GROUP_ID.0 + 1_234);
+        let deleted = GroupId(FIRST_GROUP_ID.0 + 3_500);
+        let s = scan(
+            &crate::journal::rocks::LiveKv(&db),
+            &registry,
+            &[existing, deleted].into_iter().collect(),
+        )
+        .expect("scan");
+        assert_eq!(s.scanned, 3_500);
+        // A replicated group with no copy at all is for fsck to report; nothing to rebuild.
+        assert!(s.work.is_empty());
+        assert_eq!(s.gone, [deleted].into_iter().collect());
     }
 
     #[test]

@@ -158,14 +158,19 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The groups of the tasks in flight (the scan tells which of them still exist).
+    pub fn in_flight_groups(&self) -> BTreeSet<GroupId> {
+        self.lock().in_flight.keys().map(|(g, _)| *g).collect()
+    }
+
     /// Replaces the queues with a new scan's `work` (and `unrecoverable` count) and the
     /// budgets with `throttle`; forgets in-flight tasks whose block is back or that timed out.
-    /// `groups` holds every closed group the scan saw: an in-flight task of another group
-    /// belongs to a deleted file and is cancelled.
+    /// `gone` holds the groups of in-flight tasks that the scan found deleted (their file
+    /// was): their tasks are cancelled.
     pub fn update(
         &self,
         work: Vec<(usize, Work)>,
-        groups: &BTreeSet<GroupId>,
+        gone: &BTreeSet<GroupId>,
         unrecoverable: u64,
         throttle: ThrottleSettings,
     ) {
@@ -190,7 +195,7 @@ impl Scheduler {
                 // Timed out: stop it where it runs, and let another server try.
                 timed_out += 1;
                 cancel.push((f.target, f.task_id));
-            } else if !groups.contains(&key.0) {
+            } else if gone.contains(&key.0) {
                 // The group is gone (its file deleted): the work is pointless.
                 cancel.push((f.target, f.task_id));
             } else {

@@ -92,7 +92,12 @@ fn priorities_put_the_group_closest_to_loss_first() {
 fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
     let s = scheduler(8);
     let nodes = nodes(&[1]);
-    s.update(vec![(2, work())], &groups(), 0, ThrottleSettings::default());
+    s.update(
+        vec![(2, work())],
+        &BTreeSet::new(),
+        0,
+        ThrottleSettings::default(),
+    );
     // Server 11 is in r2, which already holds 3 of the group's 9 blocks: not its turn while
     // server 10 (r1, which lost one) can take it.
     assert!(s.assign(BlockServerId(11), 0, &nodes).is_empty());
@@ -185,7 +190,7 @@ fn budgets_are_shared_by_the_servers_of_the_destination() {
     t.racks.insert("r3".into(), "dc2".into());
     t.datacenter_pairs
         .insert(("dc1".into(), "dc2".into()), 8_000_000);
-    s.update(Vec::new(), &groups(), 0, t);
+    s.update(Vec::new(), &BTreeSet::new(), 0, t);
     // r2 has servers 2, 5, 8, 11; 5 is dead: 3 share the r1 -> r2 budget.
     let th = s.throttle_for(BlockServerId(2), &nodes);
     assert_eq!(th.node_bytes_per_sec, 50_000_000);
@@ -219,7 +224,12 @@ fn empty_blocks_of_a_short_group_are_free_sources() {
             length: expected_len(&w.policy, w.length, *i),
         })
         .collect();
-    s.update(vec![(0, w)], &groups(), 0, ThrottleSettings::default());
+    s.update(
+        vec![(0, w)],
+        &BTreeSet::new(),
+        0,
+        ThrottleSettings::default(),
+    );
     // Blocks 1 and 7 are on servers 2 and 8, both in r2: a spare there reads 2 of its 3
     // real sources in its own rack, one more than r1's spare would.
     assert!(
@@ -285,12 +295,18 @@ fn rack_blind_tasks_are_valid_too() {
 fn tasks_of_deleted_groups_are_cancelled_where_they_run() {
     let s = scheduler(8);
     let nodes = nodes(&[1]);
-    s.update(vec![(2, work())], &groups(), 0, ThrottleSettings::default());
+    s.update(
+        vec![(2, work())],
+        &BTreeSet::new(),
+        0,
+        ThrottleSettings::default(),
+    );
     let t = s.assign(BlockServerId(10), 0, &nodes);
     assert_eq!(t.len(), 1);
     assert!(s.take_cancellations(BlockServerId(10)).is_empty());
-    // The file was deleted: the next scan no longer sees the group.
-    s.update(Vec::new(), &BTreeSet::new(), 0, ThrottleSettings::default());
+    // The file was deleted: the next scan finds the task's group gone.
+    assert_eq!(s.in_flight_groups(), groups());
+    s.update(Vec::new(), &groups(), 0, ThrottleSettings::default());
     assert_eq!(s.take_cancellations(BlockServerId(10)), vec![t[0].id]);
     assert!(
         s.take_cancellations(BlockServerId(10)).is_empty(),
@@ -305,7 +321,7 @@ fn a_budget_is_shared_by_the_destination_servers_that_have_work() {
     let nodes = nodes(&[1]);
     let mut t = ThrottleSettings::default();
     t.rack_pairs.insert(("r2".into(), "r1".into()), 9_000_000);
-    s.update(vec![(2, work())], &groups(), 0, t.clone());
+    s.update(vec![(2, work())], &BTreeSet::new(), 0, t.clone());
     // Nobody has work: the 3 live r1 servers (4, 7, 10) share it.
     assert_eq!(
         s.throttle_for(BlockServerId(10), &nodes).budgets[0].bytes_per_sec,
@@ -326,6 +342,11 @@ fn a_server_with_any_copy_of_the_group_gets_no_other_block_of_it() {
     let mut w = work();
     // Server 10 holds a corrupt (hence not "good") copy of one of the group's blocks.
     w.holders = vec![BlockServerId(10)];
-    s.update(vec![(2, w)], &groups(), 0, ThrottleSettings::default());
+    s.update(
+        vec![(2, w)],
+        &BTreeSet::new(),
+        0,
+        ThrottleSettings::default(),
+    );
     assert!(s.assign(BlockServerId(10), 0, &nodes).is_empty());
 }
