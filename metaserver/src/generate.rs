@@ -35,8 +35,9 @@ use crate::namespace::keys;
 use crate::namespace::kv::Cf;
 use raftfs_core::id::BlockServerId;
 
-/// SST files are rolled over at this size, so that later compactions work on pieces.
-const SST_BYTES: u64 = 256 << 20;
+/// SST files are rolled over at this size, near the size of RocksDB's own compaction
+/// outputs (64 MiB by default), so that later compactions work on pieces.
+const SST_BYTES: u64 = 32 << 20;
 
 /// The shape of a generated namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

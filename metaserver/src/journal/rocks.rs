@@ -26,6 +26,16 @@ pub fn cf_options(cache: &Cache) -> Options {
     block.set_block_cache(cache);
     block.set_cache_index_and_filter_blocks(true);
     block.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    // Partitioned filters and a two-level index (as TiKV configures them): a file's filter
+    // and index are cached 4 KiB partition by partition, only their top level pinned. Whole,
+    // a file's filter grows with its keys (10 bits each): a 32 MiB file of `file_blocks`
+    // keys (20 bytes each) carried a 4.4 MB filter, more than one shard of the block cache
+    // holds, so every lookup read and checksummed it again from the file (measured on a
+    // namespace of 10 million files: a reclaim entry of 10,000 records took 6.6 s).
+    block.set_index_type(rocksdb::BlockBasedIndexType::TwoLevelIndexSearch);
+    block.set_partition_filters(true);
+    block.set_metadata_block_size(4096);
+    block.set_pin_top_level_index_and_filter(true);
     let mut opts = Options::default();
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_block_based_table_factory(&block);
