@@ -23,11 +23,11 @@
 //! blockservers, which the garbage sweep finds and the heartbeats delete, a bounded number
 //! per heartbeat.
 
-use super::error::{ApplyError, StoreError};
+use super::error::StoreError;
 use super::inode::{Inode, InodeId};
 use super::keys;
 use super::kv::{Cf, KvRead, Txn};
-use super::tree::{Result, SCAN_PAGE, load_inode, must_load};
+use super::tree::{Result, SCAN_PAGE, child_id, load_inode, must_load};
 use super::write::{drop_inode_records, put_inode};
 
 /// The parent of every detached subtree: a directory with no inode record, reachable by no
@@ -143,13 +143,4 @@ fn empty_dir<R: KvRead + ?Sized>(
             return Ok((true, step));
         }
     }
-}
-
-fn child_id(value: &[u8]) -> Result<InodeId> {
-    InodeId::from_be_slice(value).ok_or_else(|| {
-        ApplyError::Store(StoreError::Corrupt {
-            cf: "dentries",
-            reason: "bad child id".into(),
-        })
-    })
 }

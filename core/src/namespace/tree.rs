@@ -44,18 +44,23 @@ pub(super) fn must_load<R: KvRead + ?Sized>(kv: &R, id: InodeId) -> Result<Inode
     })
 }
 
+/// The child id a directory entry's value holds.
+pub(super) fn child_id(value: &[u8]) -> Result<InodeId> {
+    InodeId::from_be_slice(value).ok_or_else(|| {
+        ApplyError::Store(StoreError::Corrupt {
+            cf: "dentries",
+            reason: "bad child id".into(),
+        })
+    })
+}
+
 pub(super) fn lookup<R: KvRead + ?Sized>(
     kv: &R,
     parent: InodeId,
     name: &str,
 ) -> Result<Option<InodeId>> {
     match kv.get(Cf::Dentries, &keys::dentry(parent, name))? {
-        Some(v) => Ok(Some(InodeId::from_be_slice(&v).ok_or_else(|| {
-            ApplyError::Store(StoreError::Corrupt {
-                cf: "dentries",
-                reason: "bad child id".into(),
-            })
-        })?)),
+        Some(v) => Ok(Some(child_id(&v)?)),
         None => Ok(None),
     }
 }
@@ -154,13 +159,7 @@ pub(super) fn for_each_child<R: KvRead + ?Sized>(
                     reason: "bad name".into(),
                 })
             })?;
-            let id = InodeId::from_be_slice(v).ok_or_else(|| {
-                ApplyError::Store(StoreError::Corrupt {
-                    cf: "dentries",
-                    reason: "bad child id".into(),
-                })
-            })?;
-            f(name, id)?;
+            f(name, child_id(v)?)?;
         }
         if done {
             return Ok(());
