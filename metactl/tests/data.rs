@@ -183,27 +183,14 @@ async fn put_and_get_every_policy_at_every_boundary() {
 /// The internal-block files of group `group` under a blockserver's data directory.
 fn block_files(data_dir: &Path, group: u64) -> Vec<PathBuf> {
     let prefix = format!("blk_{group:016x}_");
-    let mut out = Vec::new();
-    let mut stack = vec![data_dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_name()
+    common::finalized_files(data_dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with(".crc"))
-                && p.parent().and_then(|d| d.file_name()) == Some("finalized".as_ref())
-            {
-                out.push(p);
-            }
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

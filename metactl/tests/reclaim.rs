@@ -18,24 +18,13 @@ const EMPTY_FILES: usize = 3000;
 /// Records per reclaim entry: small, so that reclaiming takes many entries and rounds.
 const BUDGET: &str = "10";
 
-/// Bytes of finalized block files on a blockserver's volume.
+/// Bytes of finalized block files (data and checksums) on a blockserver's volume.
 fn stored_bytes(data_dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![data_dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.parent().and_then(|d| d.file_name()) == Some("finalized".as_ref()) {
-                total += e.metadata().map_or(0, |m| m.len());
-            }
-        }
-    }
-    total
+    common::finalized_files(data_dir)
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn all_stored(cluster: &LocalCluster) -> u64 {

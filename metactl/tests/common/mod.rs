@@ -363,3 +363,23 @@ pub fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default())
 }
+
+/// Every file a blockserver has finalized under `data_dir` (block data and checksum files).
+pub fn finalized_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![data_dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.parent().and_then(|d| d.file_name()) == Some("finalized".as_ref()) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
