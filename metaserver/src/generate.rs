@@ -137,6 +137,11 @@ impl Tree {
         }
         let groups_per_file = u32::try_from(shape.file_length.div_ceil(shape.block_size))
             .map_err(|_| GenerateError::Shape("too many groups per file".into()))?;
+        shape
+            .files
+            .checked_mul(u64::from(groups_per_file))
+            .and_then(|n| n.checked_add(FIRST_GROUP_ID.0))
+            .ok_or_else(|| GenerateError::Shape("block group ids exhausted".into()))?;
         let levels = levels(&shape);
         let mut bases = Vec::with_capacity(levels.len() + 1);
         let mut next = FIRST_ALLOCATED_ID.0;
@@ -443,6 +448,37 @@ mod tests {
             file_length: 300 << 20,
             block_size: 128 << 20,
         }
+    }
+
+    #[test]
+    fn shapes_that_cannot_be_written_are_refused() {
+        let refused = |shape: Shape| matches!(Tree::new(shape, 0), Err(GenerateError::Shape(_)));
+        assert!(refused(Shape {
+            fanout: 1,
+            ..small()
+        }));
+        assert!(refused(Shape {
+            fanout: 10_001,
+            ..small()
+        }));
+        assert!(refused(Shape {
+            files_per_dir: 0,
+            ..small()
+        }));
+        assert!(refused(Shape {
+            block_size: 1000,
+            ..small()
+        }));
+        assert!(refused(Shape {
+            files: u64::MAX / 2,
+            ..small()
+        }));
+        assert!(refused(Shape {
+            file_length: u64::MAX,
+            block_size: 1 << 20,
+            ..small()
+        }));
+        assert!(!refused(small()));
     }
 
     #[test]
