@@ -239,9 +239,11 @@ async fn a_node_far_behind_catches_up_through_a_snapshot() {
 
     // Its own state, read from its own RocksDB after a clean stop, holds every file.
     cluster.stop(behind);
-    let sm =
-        raftfs_metaserver::journal::state_machine::StateMachine::open(&cluster.data_dir_of(behind))
-            .expect("open");
+    let sm = raftfs_metaserver::journal::state_machine::StateMachine::open(
+        &cluster.data_dir_of(behind),
+        Default::default(),
+    )
+    .expect("open");
     let db = sm.shared().db();
     let mut count = 0u64;
     for d in 0..DIRS {

@@ -142,7 +142,7 @@ impl Bench {
 fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut bench = Bench {
-        sm: StateMachine::open(dir.path()).expect("open the state machine"),
+        sm: StateMachine::open(dir.path(), Default::default()).expect("open the state machine"),
         index: 1,
         now_ms: 1_800_000_000_000,
         call_id: 0,

@@ -146,6 +146,39 @@ impl Default for NamespaceTuning {
     }
 }
 
+/// Least block cache and memtable budget a metaserver runs with: below this, RocksDB flushes
+/// tiny files and reads its index blocks from disk on every lookup.
+const MIN_STORAGE_BYTES: usize = 8 << 20;
+
+/// The memory RocksDB may hold: with these, a metaserver's resident memory is set by
+/// configuration rather than by the size of its namespace (README, "A namespace at scale").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StorageTuning {
+    /// One block cache shared by the log and the namespace: data blocks and the index and
+    /// filter blocks of every SST file, bytes. The hot part of the namespace lives here.
+    pub block_cache_bytes: usize,
+    /// Memtables of every column family of the log and the namespace together, bytes; past
+    /// this, RocksDB flushes the largest.
+    pub memtable_bytes: usize,
+}
+
+impl Default for StorageTuning {
+    fn default() -> Self {
+        Self {
+            block_cache_bytes: crate::journal::rocks::DEFAULT_BLOCK_CACHE_BYTES,
+            memtable_bytes: crate::journal::rocks::DEFAULT_MEMTABLE_BYTES,
+        }
+    }
+}
+
+impl StorageTuning {
+    /// The process's RocksDB memory, as configured.
+    pub fn memory(&self) -> crate::journal::rocks::Memory {
+        crate::journal::rocks::Memory::new(self.block_cache_bytes, self.memtable_bytes)
+    }
+}
+
 /// Everything a metaserver needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -186,6 +219,7 @@ pub struct Config {
     pub proposer: ProposerTuning,
     pub blocks: BlockTuning,
     pub namespace: NamespaceTuning,
+    pub storage: StorageTuning,
 }
 
 impl Default for Config {
@@ -207,6 +241,7 @@ impl Default for Config {
             proposer: ProposerTuning::default(),
             blocks: BlockTuning::default(),
             namespace: NamespaceTuning::default(),
+            storage: StorageTuning::default(),
         }
     }
 }
@@ -315,6 +350,12 @@ impl Config {
             return bad(
                 "namespace.reclaim-budget and namespace.reclaim-check-ms must be > 0".into(),
             );
+        }
+        let st = &self.storage;
+        if st.block_cache_bytes < MIN_STORAGE_BYTES || st.memtable_bytes < MIN_STORAGE_BYTES {
+            return bad(format!(
+                "storage.block-cache-bytes and storage.memtable-bytes must be at least {MIN_STORAGE_BYTES}"
+            ));
         }
         if self.debug_skip_state_id_wait && !cfg!(debug_assertions) {
             return bad("debug-skip-state-id-wait exists only in debug builds".into());

@@ -411,7 +411,7 @@ pub fn generate(out: &Path, shape: &Shape, now_ms: u64) -> Result<Generated, Gen
         Ok::<_, GenerateError>([tree_files?, groups?].concat())
     })?;
     let cf_names: Vec<&str> = Cf::ALL.iter().map(|c| c.name()).collect();
-    let db = rocks::open(out, &cf_names)?;
+    let db = rocks::open(out, &cf_names, &rocks::Memory::default())?;
     let mut ingest = IngestExternalFileOptions::default();
     ingest.set_move_files(true);
     for (cf, files) in written {
@@ -502,7 +502,7 @@ mod tests {
             (1 + 2 + 6 + 24, 2_345, 3 * 2_345)
         );
         let cf_names: Vec<&str> = Cf::ALL.iter().map(|c| c.name()).collect();
-        let db = rocks::open(&out, &cf_names).expect("open");
+        let db = rocks::open(&out, &cf_names, &rocks::Memory::default()).expect("open");
         let kv = LiveKv(&db);
         let p = |s: &str| NsPath::parse(s).expect("path");
         // The walk of the whole tree finds every file, each with its three groups.

@@ -98,6 +98,8 @@ pub struct Metrics {
     reconstruction_unrecoverable: Gauge,
     reconstruction_in_flight: Gauge,
     workers: raftfs_runtime::WorkerMetrics,
+    block_cache_bytes: Gauge,
+    memtable_bytes: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -193,8 +195,22 @@ impl Metrics {
             "Reconstruction tasks handed out by the active and not yet reported done",
             reconstruction_in_flight.clone(),
         );
+        let block_cache_bytes = Gauge::default();
+        registry.register(
+            "rocksdb_block_cache_bytes",
+            "Bytes in the block cache shared by the log and the namespace (storage.block-cache-bytes bounds it)",
+            block_cache_bytes.clone(),
+        );
+        let memtable_bytes = Gauge::default();
+        registry.register(
+            "rocksdb_memtable_bytes",
+            "Bytes in memtables across the log and the namespace (storage.memtable-bytes bounds it)",
+            memtable_bytes.clone(),
+        );
         let workers = raftfs_runtime::WorkerMetrics::registered(&mut registry);
         Self {
+            block_cache_bytes,
+            memtable_bytes,
             registry,
             workers,
             reconstruction_in_flight,
@@ -290,6 +306,11 @@ impl Metrics {
         self.snapshots_installed
             .set(gauge_i64(sm.snapshots_installed()));
         self.workers.refresh(&node.workers);
+        let memory = sm.memory();
+        self.block_cache_bytes
+            .set(gauge_i64(memory.block_cache_usage() as u64));
+        self.memtable_bytes
+            .set(gauge_i64(memory.memtable_usage() as u64));
     }
 
     /// The Prometheus text exposition.

@@ -71,13 +71,14 @@ pub async fn serve(
     config.validate()?;
     let (listener, metrics_listener) = listeners.into_tokio()?;
     std::fs::create_dir_all(&config.data_dir)?;
-    let sm =
-        StateMachine::open(&config.data_dir).map_err(|e| ServerError::Storage(e.to_string()))?;
+    let memory = config.storage.memory();
+    let sm = StateMachine::open(&config.data_dir, memory.clone())
+        .map_err(|e| ServerError::Storage(e.to_string()))?;
     let sm_shared = sm.shared();
     let metrics = Arc::new(Metrics::new());
     let timings = metrics.journal_timings();
     sm_shared.set_metrics(metrics.apply_lag_seconds(), timings.apply.clone());
-    let mut log_store = LogStore::open(&config.data_dir.join("log"))
+    let mut log_store = LogStore::open(&config.data_dir.join("log"), &memory)
         .map_err(|e| ServerError::Storage(e.to_string()))?
         .timed(timings.log_append.clone());
     if config.debug_ack_before_fsync {

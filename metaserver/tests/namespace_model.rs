@@ -93,7 +93,7 @@ proptest! {
         )
     ) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sm = StateMachine::open(dir.path()).expect("open state machine");
+        let sm = StateMachine::open(dir.path(), Default::default()).expect("open state machine");
         let mut model = Model::new();
         let mut call = 0u64;
         let mut index = 0u64;
@@ -181,7 +181,7 @@ fn reachable_ids(sm: &StateMachine) -> BTreeSet<InodeId> {
 #[test]
 fn retried_call_applies_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sm = StateMachine::open(dir.path()).expect("open state machine");
+    let sm = StateMachine::open(dir.path(), Default::default()).expect("open state machine");
     let create = Op::Create {
         path: NsPath::parse("/f").expect("path"),
         overwrite: false,

@@ -13,9 +13,10 @@ struct RocksBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RocksBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<MemberId>> {
         let dir = tempfile::tempdir().map_err(|e| openraft::StorageIOError::write(&e))?;
-        let log = LogStore::open(&dir.path().join("log"))
+        let log = LogStore::open(&dir.path().join("log"), &Default::default())
             .map_err(|e| openraft::StorageIOError::write(&e))?;
-        let sm = StateMachine::open(dir.path()).map_err(|e| openraft::StorageIOError::write(&e))?;
+        let sm = StateMachine::open(dir.path(), Default::default())
+            .map_err(|e| openraft::StorageIOError::write(&e))?;
         Ok((dir, log, sm))
     }
 }

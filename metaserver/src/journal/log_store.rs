@@ -74,10 +74,10 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// Opens the log under `path`.
-    pub fn open(path: &Path) -> Result<Self, rocksdb::Error> {
+    /// Opens the log under `path`, within `memory`.
+    pub fn open(path: &Path, memory: &super::rocks::Memory) -> Result<Self, rocksdb::Error> {
         Ok(Self {
-            db: Arc::new(super::rocks::open(path, &[CF_LOG, CF_STORE])?),
+            db: Arc::new(super::rocks::open(path, &[CF_LOG, CF_STORE], memory)?),
             unsynced: None,
             append_seconds: None,
         })

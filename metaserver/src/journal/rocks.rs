@@ -5,19 +5,68 @@ use std::path::Path;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
-    ReadOptions, SnapshotWithThreadMode,
+    ReadOptions, SnapshotWithThreadMode, WriteBufferManager,
 };
 
 use crate::namespace::StoreError;
 use crate::namespace::kv::{Cf, KvPair, KvRead};
 
-/// Block cache shared by the column families of one DB.
-const BLOCK_CACHE_BYTES: usize = 256 << 20;
-/// Memtables of all the column families of one DB together: past this, RocksDB flushes the
-/// largest. Without it each of the ten column families may hold two 64 MiB memtables, and a
-/// member's memory grew with the write rate across them (1.3 GB on the active while it
-/// reclaimed a 10-million-file tree).
-const WRITE_BUFFER_BYTES: usize = 128 << 20;
+/// Default block cache of a metaserver (`storage.block-cache-bytes`).
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 256 << 20;
+/// Default memtable budget of a metaserver (`storage.memtable-bytes`). Without a budget each
+/// of the ten column families may hold two 64 MiB memtables, and a member's memory grew with
+/// the write rate across them (1.3 GB on the active while it reclaimed a 10-million-file
+/// tree).
+pub const DEFAULT_MEMTABLE_BYTES: usize = 128 << 20;
+
+/// The memory RocksDB may hold in one process, shared by every DB it opens there (the log,
+/// the namespace, a namespace being installed from a snapshot, the generator's output): one
+/// block cache (data, index and filter blocks) and one memtable budget. Past the budget,
+/// RocksDB flushes the largest memtable. So what a metaserver holds of its namespace is set
+/// by configuration, not by the number of objects (as TiKV shares one cache and one
+/// write-buffer manager across its DBs).
+#[derive(Clone)]
+pub struct Memory {
+    cache: Cache,
+    memtables: WriteBufferManager,
+}
+
+impl Memory {
+    /// A block cache of `block_cache_bytes` and memtables of at most `memtable_bytes`.
+    pub fn new(block_cache_bytes: usize, memtable_bytes: usize) -> Self {
+        Self {
+            cache: Cache::new_lru_cache(block_cache_bytes),
+            // No stall: a write waits for no flush (the log's fsync is what clients wait
+            // on); the budget is kept by flushing early.
+            memtables: WriteBufferManager::new_write_buffer_manager(memtable_bytes, false),
+        }
+    }
+
+    /// Bytes held by the block cache now (pinned index and filter blocks included).
+    pub fn block_cache_usage(&self) -> usize {
+        self.cache.get_usage()
+    }
+
+    /// Bytes held by memtables now, across every DB.
+    pub fn memtable_usage(&self) -> usize {
+        self.memtables.get_usage()
+    }
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Self::new(DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_MEMTABLE_BYTES)
+    }
+}
+
+impl std::fmt::Debug for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memory")
+            .field("block_cache_usage", &self.block_cache_usage())
+            .field("memtable_usage", &self.memtable_usage())
+            .finish()
+    }
+}
 
 /// Column-family options for point lookups. Most namespace reads during apply ask for keys that
 /// do not exist (is the name free? is this call in the retry cache?): bloom filters on the SST
@@ -49,19 +98,18 @@ pub fn cf_options(cache: &Cache) -> Options {
     opts
 }
 
-/// Opens (creating if needed) a DB with the given column families.
-pub fn open(path: &Path, cfs: &[&str]) -> Result<DB, rocksdb::Error> {
+/// Opens (creating if needed) a DB with the given column families, within `memory`.
+pub fn open(path: &Path, cfs: &[&str], memory: &Memory) -> Result<DB, rocksdb::Error> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.increase_parallelism(2);
     opts.set_max_background_jobs(2);
-    opts.set_db_write_buffer_size(WRITE_BUFFER_BYTES);
-    let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    opts.set_write_buffer_manager(&memory.memtables);
     let descriptors = cfs
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(&cache)));
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(&memory.cache)));
     DB::open_cf_descriptors(&opts, path, descriptors)
 }
 

@@ -70,6 +70,8 @@ fn wall_clock_ms() -> u64 {
 #[derive(Debug)]
 pub struct SmShared {
     data_dir: PathBuf,
+    /// The process's RocksDB memory, which a DB installed from a snapshot joins.
+    memory: super::rocks::Memory,
     db: RwLock<Arc<DB>>,
     /// Held while entries are applied and while a checkpoint is taken, so a checkpoint and
     /// its recorded applied log id describe the same state.
@@ -87,6 +89,11 @@ pub struct SmShared {
 }
 
 impl SmShared {
+    /// The process's RocksDB memory (block cache and memtables).
+    pub fn memory(&self) -> &super::rocks::Memory {
+        &self.memory
+    }
+
     /// The current DB (replaced wholesale when a snapshot is installed).
     pub fn db(&self) -> Arc<DB> {
         match self.db.read() {
@@ -254,8 +261,9 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Opens the state machine under `data_dir` (`sm/` and `snapshots/`), finishing or
-    /// undoing a snapshot installation that a crash interrupted.
-    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+    /// undoing a snapshot installation that a crash interrupted. Its DBs (this one and any
+    /// installed from a snapshot later) live within `memory`.
+    pub fn open(data_dir: &Path, memory: super::rocks::Memory) -> Result<Self, StoreError> {
         let io = |e: io::Error| StoreError::Corrupt {
             cf: "sm",
             reason: e.to_string(),
@@ -269,7 +277,8 @@ impl StateMachine {
                 fs::remove_dir_all(entry.path()).map_err(io)?;
             }
         }
-        let db = super::rocks::open(&data_dir.join(&current), &cf_names()).map_err(engine_error)?;
+        let db = super::rocks::open(&data_dir.join(&current), &cf_names(), &memory)
+            .map_err(engine_error)?;
         let (applied, _) = SmShared::applied_state_of(&db)?;
         let snapshots = SnapshotDir::open(data_dir.join("snapshots")).map_err(io)?;
         if let Ok(entries) = fs::read_dir(snapshots.path()) {
@@ -283,6 +292,7 @@ impl StateMachine {
         Ok(Self {
             shared: Arc::new(SmShared {
                 data_dir: data_dir.to_owned(),
+                memory,
                 db: RwLock::new(Arc::new(db)),
                 apply_gate: Mutex::new(()),
                 snapshots,
@@ -329,7 +339,7 @@ impl StateMachine {
         let name = format!("sm-{nanos}");
         let dir = s.data_dir.join(&name);
         SnapshotDir::unpack(tar, &dir).map_err(|e| format!("unpack snapshot: {e}"))?;
-        let db = super::rocks::open(&dir, &cf_names())
+        let db = super::rocks::open(&dir, &cf_names(), &s.memory)
             .map_err(|e| format!("open installed snapshot: {e}"))?;
         let (applied, _) = SmShared::applied_state_of(&db).map_err(|e| e.to_string())?;
         if applied != meta.last_log_id {

@@ -390,7 +390,8 @@ mod tests {
             .iter()
             .map(|c| c.name())
             .collect();
-        let db = crate::journal::rocks::open(&dir.path().join("sm"), &names).expect("open");
+        let db = crate::journal::rocks::open(&dir.path().join("sm"), &names, &Default::default())
+            .expect("open");
         let registry = Registry::new(std::time::Duration::from_secs(10));
         let existing = GroupId(FIRST_GROUP_ID.0 + 1_234);
         let deleted = GroupId(FIRST_GROUP_ID.0 + 3_500);

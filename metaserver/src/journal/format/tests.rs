@@ -652,13 +652,13 @@ async fn the_stores_refuse_newer_records() {
     let dir = tempfile::tempdir().expect("tempdir");
     let future = |bytes: Vec<u8>| [&[2u8][..], &bytes[1..]].concat();
     {
-        let sm = StateMachine::open(dir.path()).expect("open");
+        let sm = StateMachine::open(dir.path(), Default::default()).expect("open");
         let db = sm.shared().db();
         let meta = db.cf_handle("meta").expect("meta");
         let applied = format::encode::<AppliedRecord>(&Some(log_id(1, 1, 1))).expect("encode");
         db.put_cf(meta, b"applied", future(applied)).expect("put");
     }
-    match StateMachine::open(dir.path()) {
+    match StateMachine::open(dir.path(), Default::default()) {
         Err(StoreError::Format {
             cf: "meta",
             source:
@@ -672,7 +672,7 @@ async fn the_stores_refuse_newer_records() {
     }
 
     let log_dir = dir.path().join("log");
-    let mut log = LogStore::open(&log_dir).expect("open log");
+    let mut log = LogStore::open(&log_dir, &Default::default()).expect("open log");
     log.save_vote(&vote()).await.expect("save vote");
     assert_eq!(log.read_vote().await.expect("read vote"), Some(vote()));
     drop(log);
@@ -686,7 +686,7 @@ async fn the_stores_refuse_newer_records() {
     );
     db.write(batch).expect("write");
     drop(db);
-    let mut log = LogStore::open(&log_dir).expect("open log");
+    let mut log = LogStore::open(&log_dir, &Default::default()).expect("open log");
     let err = log.read_vote().await.expect_err("a vote of version 2");
     assert!(
         err.to_string().contains("vote record of version 2"),
