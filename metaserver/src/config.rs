@@ -103,6 +103,10 @@ pub struct BlockTuning {
     pub reconstruction_timeout_secs: u64,
     /// How often the active scans block groups for missing internal blocks, ms.
     pub redundancy_scan_ms: u64,
+    /// Most block groups one round of the redundancy scan reads: a pass over more groups
+    /// spans rounds (its queues are handed over when it ends), so one round's work does not
+    /// grow with the namespace. A loss is found within groups / this rounds.
+    pub redundancy_scan_groups: usize,
     /// Rack-aware reconstruction: targets and sources chosen to keep bytes within racks, and
     /// each other rack's cells combined there into one. `false`: random sources, every cell
     /// read on its own (HDFS's way; kept for comparison).
@@ -119,6 +123,7 @@ impl Default for BlockTuning {
             xmits_weight: 0.5,
             reconstruction_timeout_secs: 300,
             redundancy_scan_ms: 1000,
+            redundancy_scan_groups: 200_000,
             rack_aware_reconstruction: true,
         }
     }
@@ -339,8 +344,9 @@ impl Config {
         if !(b.xmits_weight.is_finite() && b.xmits_weight >= 0.0)
             || b.reconstruction_timeout_secs == 0
             || b.redundancy_scan_ms == 0
+            || b.redundancy_scan_groups == 0
         {
-            return bad("blocks: xmits-weight must be >= 0; reconstruction-timeout-secs and redundancy-scan-ms > 0".into());
+            return bad("blocks: xmits-weight must be >= 0; reconstruction-timeout-secs, redundancy-scan-ms and redundancy-scan-groups > 0".into());
         }
         if b.dead_after_secs == 0 || b.lease_check_ms == 0 {
             return bad("blocks.dead-after-secs and blocks.lease-check-ms must be > 0".into());

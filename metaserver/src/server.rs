@@ -222,12 +222,14 @@ fn serving_rules(config: &Config) -> ServingRules {
 /// The active's periodic jobs, each a named worker (they skip their rounds on other members).
 fn spawn_workers(workers: &mut Workers, node: &MetaNode, config: &Config) {
     let n = node.clone();
+    let pass = crate::redundancy::SharedPass::default();
+    let groups = config.blocks.redundancy_scan_groups;
     workers.spawn_periodic(
         "redundancy-scan",
         Duration::from_millis(config.blocks.redundancy_scan_ms),
         move || {
-            let n = n.clone();
-            async move { crate::redundancy::scan_round(&n).await }
+            let (n, pass) = (n.clone(), pass.clone());
+            async move { crate::redundancy::scan_round(&n, &pass, groups).await }
         },
     );
     let n = node.clone();

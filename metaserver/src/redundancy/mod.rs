@@ -144,120 +144,171 @@ pub struct Scan {
 /// Groups per page of the redundancy scan.
 const SCAN_PAGE: usize = 1024;
 
+/// A pass of the redundancy scan under way: where it stopped, and what it found so far. A
+/// pass over a large namespace spans many rounds of a bounded number of groups each, so that
+/// no round reads the whole namespace (at 100 million groups a round would take minutes and
+/// hold a RocksDB snapshot all along); its findings are handed to the scheduler when the
+/// pass ends.
+#[derive(Debug, Default)]
+pub struct ScanPass {
+    /// The last group scanned; none at the start of a pass.
+    after: Option<GroupId>,
+    started: bool,
+    found: Scan,
+}
+
+impl ScanPass {
+    /// Where the pass stands: the last group scanned, if any.
+    pub fn position(&self) -> Option<GroupId> {
+        self.after
+    }
+}
+
 /// One scan of every closed block group against the registry: the groups that lack internal
 /// blocks with their priority, and how many cannot be rebuilt. Groups that are whole again
 /// get their corrupt copies deleted (queued for the next heartbeat of their servers).
 /// `in_flight`: groups of running tasks, of which the scan reports those that are gone.
-/// What it holds is bounded by a page, the work found and `in_flight`, never by the number
-/// of groups in the namespace.
 pub fn scan<R: crate::namespace::kv::KvRead + ?Sized>(
     kv: &R,
     registry: &Registry,
     in_flight: &BTreeSet<GroupId>,
 ) -> Result<Scan, MetaError> {
-    let mut work = Vec::new();
-    let mut gone = in_flight.clone();
-    let mut scanned = 0u64;
-    let mut unrecoverable = 0u64;
-    let mut after = None;
+    let mut pass = ScanPass::default();
     loop {
-        let page = blocks::page(kv, after, SCAN_PAGE)?;
-        let done = page.len() < SCAN_PAGE;
-        after = page.last().map(|g| g.id);
-        // Files of this page's groups (consecutive groups mostly share one).
-        let mut files: std::collections::HashMap<InodeId, Option<Inode>> =
-            std::collections::HashMap::new();
-        for g in page {
-            let Some(length) = g.length else { continue };
-            scanned += 1;
-            gone.remove(&g.id);
-            let file = match files.get(&g.inode) {
-                Some(f) => f.clone(),
-                None => {
-                    let f = crate::namespace::tree::load_inode(kv, g.inode)?;
-                    files.insert(g.inode, f.clone());
-                    f
-                }
-            };
-            let Some(file) = file else { continue };
-            let policy = file.policy.clone();
-            let reported = registry.replicas(g.id);
-            let replicas: Vec<Replica> = reported
-                .iter()
-                .filter(|r| r.length >= expected_len(&policy, length, r.index))
-                .copied()
-                .collect();
-            let (width, needed) = match &policy {
-                StoragePolicy::Replicated(n) => (usize::from(*n), 1),
-                StoragePolicy::ErasureCoded { data, parity, .. } => (
-                    usize::from(*data) + usize::from(*parity),
-                    usize::from(*data),
-                ),
-            };
-            let (missing, live) = match policy {
-                StoragePolicy::Replicated(_) => {
-                    let live = replicas.len();
-                    // One rebuild at a time per replicated block (index 0); more follow as
-                    // the copies are reported.
-                    (
-                        if live < width && live > 0 {
-                            vec![0]
-                        } else {
-                            Vec::new()
-                        },
-                        live,
-                    )
-                }
-                StoragePolicy::ErasureCoded { .. } => {
-                    let present: std::collections::BTreeSet<u32> =
-                        replicas.iter().map(|r| r.index).collect();
-                    let mut missing = Vec::new();
-                    let mut live = 0;
-                    for i in 0..width as u32 {
-                        if present.contains(&i) || expected_len(&policy, length, i) == 0 {
-                            live += 1;
-                        } else {
-                            missing.push(i);
-                        }
-                    }
-                    (missing, live)
-                }
-            };
-            for r in stale_copies(&policy, length, &reported, &missing, live >= needed) {
-                registry.queue_delete(r.node, g.id, r.index);
-            }
-            if missing.is_empty() {
-                if live >= width {
-                    for (index, node) in registry.corrupt_of(g.id) {
-                        registry.queue_delete(node, g.id, index);
-                    }
-                }
-                continue;
-            }
-            match scheduler::priority(live, needed) {
-                Some(p) => work.push((
-                    p,
-                    scheduler::Work {
-                        group: g.id,
-                        policy,
-                        length,
-                        missing,
-                        replicas,
-                        holders: registry.holders(g.id),
-                    },
-                )),
-                None => unrecoverable += 1,
-            }
-        }
-        if done {
-            return Ok(Scan {
-                work,
-                scanned,
-                gone,
-                unrecoverable,
-            });
+        if let Some(found) = scan_some(kv, registry, &mut pass, in_flight, usize::MAX)? {
+            return Ok(found);
         }
     }
+}
+
+/// Goes on with `pass` for about `budget` groups (whole pages of [`SCAN_PAGE`]): the pass's
+/// findings when it reached the last group (and `pass` is reset for the next), none while
+/// groups are left. `in_flight` (groups of running tasks) is taken at the start of a pass;
+/// the pass reports those it did not meet as gone. What a pass holds is bounded by a page,
+/// the work found and `in_flight`, never by the number of groups in the namespace.
+pub fn scan_some<R: crate::namespace::kv::KvRead + ?Sized>(
+    kv: &R,
+    registry: &Registry,
+    pass: &mut ScanPass,
+    in_flight: &BTreeSet<GroupId>,
+    budget: usize,
+) -> Result<Option<Scan>, MetaError> {
+    if !pass.started {
+        pass.started = true;
+        pass.found.gone = in_flight.clone();
+    }
+    let mut visited = 0usize;
+    loop {
+        let page = blocks::page(kv, pass.after, SCAN_PAGE)?;
+        let done = page.len() < SCAN_PAGE;
+        pass.after = page.last().map(|g| g.id).or(pass.after);
+        visited = visited.saturating_add(page.len());
+        // Files of this page's groups (consecutive groups mostly share one).
+        let mut files = std::collections::HashMap::new();
+        for g in &page {
+            scan_group(kv, registry, g, &mut files, &mut pass.found)?;
+        }
+        if done {
+            return Ok(Some(std::mem::take(pass).found));
+        }
+        if visited >= budget {
+            return Ok(None);
+        }
+    }
+}
+
+/// Judges one group against the registry: its missing blocks as work, or its stale and
+/// corrupt copies queued for deletion. `files` caches the files of the current page.
+fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
+    kv: &R,
+    registry: &Registry,
+    g: &BlockGroup,
+    files: &mut std::collections::HashMap<InodeId, Option<Inode>>,
+    found: &mut Scan,
+) -> Result<(), MetaError> {
+    let Some(length) = g.length else {
+        return Ok(());
+    };
+    found.scanned += 1;
+    found.gone.remove(&g.id);
+    let file = match files.get(&g.inode) {
+        Some(f) => f.clone(),
+        None => {
+            let f = crate::namespace::tree::load_inode(kv, g.inode)?;
+            files.insert(g.inode, f.clone());
+            f
+        }
+    };
+    let Some(file) = file else { return Ok(()) };
+    let policy = file.policy.clone();
+    let reported = registry.replicas(g.id);
+    let replicas: Vec<Replica> = reported
+        .iter()
+        .filter(|r| r.length >= expected_len(&policy, length, r.index))
+        .copied()
+        .collect();
+    let (width, needed) = match &policy {
+        StoragePolicy::Replicated(n) => (usize::from(*n), 1),
+        StoragePolicy::ErasureCoded { data, parity, .. } => (
+            usize::from(*data) + usize::from(*parity),
+            usize::from(*data),
+        ),
+    };
+    let (missing, live) = match policy {
+        StoragePolicy::Replicated(_) => {
+            let live = replicas.len();
+            // One rebuild at a time per replicated block (index 0); more follow as
+            // the copies are reported.
+            (
+                if live < width && live > 0 {
+                    vec![0]
+                } else {
+                    Vec::new()
+                },
+                live,
+            )
+        }
+        StoragePolicy::ErasureCoded { .. } => {
+            let present: std::collections::BTreeSet<u32> =
+                replicas.iter().map(|r| r.index).collect();
+            let mut missing = Vec::new();
+            let mut live = 0;
+            for i in 0..width as u32 {
+                if present.contains(&i) || expected_len(&policy, length, i) == 0 {
+                    live += 1;
+                } else {
+                    missing.push(i);
+                }
+            }
+            (missing, live)
+        }
+    };
+    for r in stale_copies(&policy, length, &reported, &missing, live >= needed) {
+        registry.queue_delete(r.node, g.id, r.index);
+    }
+    if missing.is_empty() {
+        if live >= width {
+            for (index, node) in registry.corrupt_of(g.id) {
+                registry.queue_delete(node, g.id, index);
+            }
+        }
+        return Ok(());
+    }
+    match scheduler::priority(live, needed) {
+        Some(p) => found.work.push((
+            p,
+            scheduler::Work {
+                group: g.id,
+                policy,
+                length,
+                missing,
+                replicas,
+                holders: registry.holders(g.id),
+            },
+        )),
+        None => found.unrecoverable += 1,
+    }
+    Ok(())
 }
 
 /// The copies of a closed group's missing blocks that are shorter than the group's length
@@ -285,22 +336,45 @@ fn stale_copies(
         .collect()
 }
 
+/// The redundancy scan's pass between rounds (owned by its worker).
+pub type SharedPass = std::sync::Arc<std::sync::Mutex<ScanPass>>;
+
 /// One round of the redundancy scan (a worker of the active, every `redundancy-scan-ms`):
-/// every closed group against the registry, the queues handed to the scheduler. Returns the
-/// groups scanned.
-pub async fn scan_round(node: &MetaNode) -> Result<Outcome, MetaError> {
+/// goes on with the pass for `budget` groups; when the pass ends, its queues go to the
+/// scheduler. On a small namespace every round is a whole pass. A member that is not the
+/// active drops its pass, so a new active starts from the first group. Returns the groups
+/// scanned in this round.
+pub async fn scan_round(
+    node: &MetaNode,
+    pass: &SharedPass,
+    budget: usize,
+) -> Result<Outcome, MetaError> {
+    let take = || match pass.lock() {
+        Ok(mut p) => std::mem::take(&mut *p),
+        Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+    };
+    let mut current = take();
     if node.role() != Role::Active {
         return Ok(Outcome::Skipped);
     }
     let registry = node.blocks.registry.clone();
     let in_flight = node.blocks.scheduler.in_flight_groups();
-    let (s, throttle) = node
+    let before = current.found.scanned;
+    let (current, found, throttle) = node
         .read_local(move |kv| -> Result<_, MetaError> {
             let throttle = crate::namespace::throttle::load(kv)?;
-            scan(kv, &registry, &in_flight).map(|s| (s, throttle))
+            let found = scan_some(kv, &registry, &mut current, &in_flight, budget)?;
+            Ok((current, found, throttle))
         })
         .await?;
-    let scanned = s.scanned;
+    let Some(s) = found else {
+        let scanned = current.found.scanned - before;
+        if let Ok(mut p) = pass.lock() {
+            *p = current;
+        }
+        return Ok(Outcome::Done { items: scanned });
+    };
+    let scanned = s.scanned - before;
     node.metrics
         .set_reconstruction_queues(&s.work, s.unrecoverable);
     node.blocks
@@ -405,6 +479,29 @@ mod tests {
         // A replicated group with no copy at all is for fsck to report; nothing to rebuild.
         assert!(s.work.is_empty());
         assert_eq!(s.gone, [deleted].into_iter().collect());
+
+        // The same pass in rounds of one page: three rounds stop part way, the fourth ends
+        // the pass with the same findings (the groups asked about taken at its start), and
+        // the next round starts a new pass from the first group.
+        let kv = crate::journal::rocks::LiveKv(&db);
+        let asked = [existing, deleted].into_iter().collect();
+        let mut pass = ScanPass::default();
+        for round in 1..=3u64 {
+            let found = scan_some(&kv, &registry, &mut pass, &asked, SCAN_PAGE).expect("scan");
+            assert!(found.is_none(), "round {round} ended the pass");
+            assert_eq!(pass.found.scanned, round * SCAN_PAGE as u64);
+            assert_eq!(
+                pass.position(),
+                Some(GroupId(FIRST_GROUP_ID.0 + round * SCAN_PAGE as u64 - 1))
+            );
+        }
+        let whole = scan_some(&kv, &registry, &mut pass, &BTreeSet::new(), SCAN_PAGE)
+            .expect("scan")
+            .expect("the fourth round ends the pass");
+        assert_eq!(whole.scanned, 3_500);
+        assert_eq!(whole.gone, [deleted].into_iter().collect());
+        assert_eq!(pass.position(), None);
+        assert_eq!(pass.found.scanned, 0);
     }
 
     #[test]
