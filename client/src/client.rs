@@ -19,8 +19,8 @@ use raftfs_core::namespace::throttle::ThrottleChange;
 use crate::error::ClientError;
 use crate::failover::Targets;
 use crate::model::{
-    self, ClusterStatus, ContentSummary, FileStatus, ListPage, LocatedGroup, Member, NodeStatus,
-    ReconstructionStatus,
+    self, ClusterStatus, ContentSummary, FileStatus, ListPage, LocatedBlocks, LocatedGroup, Member,
+    NodeStatus, ReconstructionStatus,
 };
 use crate::observers::Observers;
 use crate::read_mode::{AutoMsync, ReadMode};
@@ -51,6 +51,9 @@ pub struct ClientConfig {
     pub block_write_timeout: Duration,
     /// How often an open writer renews its lease (well inside the metaservers' lease).
     pub lease_renew_interval: Duration,
+    /// Block groups a reader asks for at once (HDFS's `dfs.client.read.prefetch.size`, in
+    /// groups); 0: the metaserver's page (1024).
+    pub block_groups_per_fetch: u32,
 }
 
 impl ClientConfig {
@@ -66,6 +69,7 @@ impl ClientConfig {
             block_read_timeout: Duration::from_secs(5),
             block_write_timeout: Duration::from_secs(30),
             lease_renew_interval: Duration::from_secs(20),
+            block_groups_per_fetch: 0,
         }
     }
 }
@@ -307,14 +311,17 @@ impl Client {
         }
     }
 
-    /// The file at `path` and its block groups holding bytes of `[offset, offset+length)`
-    /// (`length` 0: to the end), with where their internal blocks are.
+    /// The file at `path` and its closed block groups holding bytes of
+    /// `[offset, offset+length)` (`length` 0: to the end), with where their internal blocks
+    /// are: a page of at most `limit` groups (0: the server's page, 1024). When
+    /// [`LocatedBlocks::more`], ask again from the end of the last group.
     pub async fn get_blocks(
         &self,
         path: &str,
         offset: u64,
         length: u64,
-    ) -> Result<(FileStatus, Vec<LocatedGroup>), ClientError> {
+        limit: u32,
+    ) -> Result<LocatedBlocks, ClientError> {
         let r = self
             .read_call(|mut c| {
                 let req = pb::GetBlocksRequest {
@@ -322,6 +329,7 @@ impl Client {
                     path: path.into(),
                     offset,
                     length,
+                    limit,
                 };
                 async move { c.get_blocks(req).await.map(tonic::Response::into_inner) }
             })
@@ -330,8 +338,12 @@ impl Client {
         let inode = r
             .inode
             .ok_or_else(|| ClientError::Rpc(tonic::Status::internal("reply without inode")))?;
-        let groups = r.groups.into_iter().map(model::located_group).collect();
-        Ok((FileStatus::from(inode), groups))
+        Ok(LocatedBlocks {
+            file: FileStatus::from(inode),
+            groups: r.groups.into_iter().map(model::located_group).collect(),
+            more: r.has_more,
+            readable_length: r.readable_length,
+        })
     }
 
     /// Tells every metaserver that a copy of an internal block is corrupt (each keeps its own
@@ -368,18 +380,43 @@ impl Client {
 
     /// Health of the block groups at or below `path` (`metactl fsck`, `ec report`).
     pub async fn fsck(&self, path: &str, list_files: bool) -> Result<FsckReport, ClientError> {
+        let mut report = FsckReport::default();
+        let mut after = String::new();
+        loop {
+            let (page, next) = self.fsck_page(path, list_files, &after, 0).await?;
+            report.merge(page);
+            match next {
+                Some(next) => after = next,
+                None => return Ok(report),
+            }
+        }
+    }
+
+    /// One page of `fsck`: at most `limit` entries of the tree (0: the server's page) walked
+    /// from `after` (empty: from the start). Returns the page's report and where the next
+    /// page starts; none when the walk ended. Each page reads the namespace as it is then.
+    pub async fn fsck_page(
+        &self,
+        path: &str,
+        list_files: bool,
+        after: &str,
+        limit: u32,
+    ) -> Result<(FsckReport, Option<String>), ClientError> {
         let r = self
             .read_call(|mut c| {
                 let req = pb::FsckRequest {
                     header: Some(self.header(0)),
                     path: path.into(),
                     list_files,
+                    after: after.into(),
+                    limit,
                 };
                 async move { c.fsck(req).await.map(tonic::Response::into_inner) }
             })
             .await?;
         self.seen(r.header.as_ref());
-        model::fsck_report(r)
+        let next = (!r.next_after.is_empty()).then(|| r.next_after.clone());
+        Ok((model::fsck_report(r)?, next))
     }
 
     /// `mkdir` (with `parents`: `mkdir -p`).

@@ -24,7 +24,7 @@ pub use client::{Client, ClientConfig, CreateOptions};
 pub use error::{ClientError, ErrorKind};
 pub use file::{FileError, FileReader, FileWriter};
 pub use model::{
-    BlockLocation, ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage, LocatedGroup,
-    Member, NodeStatus, ReconstructionStatus, WorkerStatus,
+    BlockLocation, ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage, LocatedBlocks,
+    LocatedGroup, Member, NodeStatus, ReconstructionStatus, WorkerStatus,
 };
 pub use read_mode::{AutoMsync, ReadMode};

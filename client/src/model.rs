@@ -263,6 +263,17 @@ pub struct LocatedGroup {
     pub locations: Vec<BlockLocation>,
 }
 
+/// A page of a file's closed block groups, from `get_blocks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocatedBlocks {
+    pub file: FileStatus,
+    pub groups: Vec<LocatedGroup>,
+    /// More closed groups of the range asked for follow the last one.
+    pub more: bool,
+    /// Bytes of the file in closed groups: what a reader may read of a file being written.
+    pub readable_length: u64,
+}
+
 impl LocatedGroup {
     /// The known copies of internal block `index`.
     pub fn copies(&self, index: u32) -> impl Iterator<Item = &BlockLocation> {

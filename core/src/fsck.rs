@@ -21,6 +21,21 @@ pub struct FsckReport {
     pub live_blockservers: u64,
 }
 
+impl FsckReport {
+    /// Adds one page of a paged `fsck` to the report of the pages before it. The number of
+    /// live blockservers is the latest page's.
+    pub fn merge(&mut self, page: FsckReport) {
+        self.files += page.files;
+        self.groups += page.groups;
+        self.healthy += page.healthy;
+        self.degraded += page.degraded;
+        self.missing += page.missing;
+        self.unhealthy.extend(page.unhealthy);
+        self.all.extend(page.all);
+        self.live_blockservers = page.live_blockservers;
+    }
+}
+
 /// One file's groups by health, and what they store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FileHealth {

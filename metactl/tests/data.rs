@@ -142,6 +142,7 @@ async fn put_and_get_every_policy_at_every_boundary() {
     }
     let health = wait_healthy(&c, "/").await;
     assert_eq!(health.files, 35);
+    pages_of_groups_and_of_fsck(&cluster, &c, &health).await;
 
     // The CLI: put, get, cat, fsck --json, ec report.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -178,6 +179,82 @@ async fn put_and_get_every_policy_at_every_boundary() {
     assert!(fsck["groups"].as_u64().is_some_and(|g| g >= 30), "{fsck}");
     let report = String::from_utf8_lossy(&ok(&["ec", "report"])).into_owned();
     assert!(report.contains("RS-6-3-1024k"), "{report}");
+}
+
+/// A file's groups come a page at a time (a reader asking for one group at a time reads
+/// every file whole and across group boundaries; a page fetched after the file was replaced
+/// ends the read with `Replaced`), and fsck in pages of one entry adds up to one fsck.
+async fn pages_of_groups_and_of_fsck(
+    cluster: &LocalCluster,
+    c: &Client,
+    whole: &raftfs_core::fsck::FsckReport,
+) {
+    let mut paged = raftfs_core::fsck::FsckReport::default();
+    let (mut after, mut pages) = (String::new(), 0);
+    loop {
+        let (page, next) = c.fsck_page("/", false, &after, 1).await.expect("fsck page");
+        assert!(page.files <= 1);
+        paged.merge(page);
+        pages += 1;
+        match next {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    assert!(
+        pages > whole.files,
+        "{pages} pages for {} files",
+        whole.files
+    );
+    assert_eq!(
+        (paged.files, paged.groups, paged.healthy),
+        (whole.files, whole.groups, whole.healthy)
+    );
+
+    let path = "/RS-6-3-1024k/groups";
+    let first = c.get_blocks(path, 0, 0, 3).await.expect("blocks");
+    assert_eq!((first.groups.len(), first.more), (3, true));
+    assert_eq!(first.readable_length, first.file.length);
+    let last = first.groups.last().expect("a group");
+    let rest = c
+        .get_blocks(path, last.offset + last.length, 0, 3)
+        .await
+        .expect("blocks");
+    assert_eq!((rest.groups.len(), rest.more), (1, false));
+
+    let mut config = ClientConfig::new(cluster.file().meta_addrs());
+    config.block_groups_per_fetch = 1;
+    let one_by_one = Client::new(config).expect("client");
+    for policy in ["REPLICATED-3", "RS-6-3-1024k", "XOR-2-1-1024k"] {
+        let path = format!("/{policy}/groups");
+        assert_same(
+            &read_all(&one_by_one, &path).await,
+            &read_all(c, &path).await,
+            &path,
+        );
+    }
+    let mut r = FileReader::open(&one_by_one, path).await.expect("open");
+    let mut head = vec![0u8; 10];
+    r.read_exact(&mut head).await.expect("read the first group");
+    let replacement = bytes(4 * 6 * CELL, 5);
+    let opts = CreateOptions {
+        overwrite: true,
+        storage_policy: "RS-6-3-1024k".into(),
+        block_size: MIB,
+        ..CreateOptions::default()
+    };
+    let mut w = FileWriter::create(c, path, &opts).await.expect("overwrite");
+    w.write_all(&replacement).await.expect("write");
+    w.shutdown().await.expect("close");
+    r.seek(std::io::SeekFrom::Start(3 * 6 * CELL))
+        .await
+        .expect("seek");
+    let mut rest = Vec::new();
+    let err = r
+        .read_to_end(&mut rest)
+        .await
+        .expect_err("a page of the file that replaced it");
+    assert!(err.to_string().contains("replaced"), "{err}");
 }
 
 /// The internal-block files of group `group` under a blockserver's data directory.
@@ -222,7 +299,7 @@ async fn degraded_reads_survive_m_dead_blockservers_and_corrupt_blocks() {
 
     // Flip a byte in one internal block on disk: the read still returns the right bytes, the
     // corruption is reported and fsck sees the group degraded.
-    let (_, groups) = c.get_blocks("/ec/f", 0, 0).await.expect("blocks");
+    let groups = c.get_blocks("/ec/f", 0, 0, 0).await.expect("blocks").groups;
     let group = groups[0].id;
     let file = cluster
         .file()

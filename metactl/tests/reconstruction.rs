@@ -402,7 +402,11 @@ async fn a_block_that_rots_unread_is_found_by_the_scanner_and_rebuilt() {
     let ec = bytes(6 * MIB, 3);
     write(&c, "/ec/quiet", &ec, "RS-6-3-1024k").await;
     wait_healthy(&c, 12, Duration::from_secs(30)).await;
-    let (_, groups) = c.get_blocks("/ec/quiet", 0, 0).await.expect("blocks");
+    let groups = c
+        .get_blocks("/ec/quiet", 0, 0, 0)
+        .await
+        .expect("blocks")
+        .groups;
     let group = groups[0].id;
 
     let index = 2;

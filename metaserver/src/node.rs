@@ -38,6 +38,9 @@ pub struct MetaNode {
     pub(crate) blocks: BlockState,
     /// The statuses of this member's background workers (owned by the server).
     pub(crate) workers: raftfs_runtime::WorkerStatuses,
+    /// Threads of their own for long reads (`fsck` pages, content summaries), apart from the
+    /// blocking pool the log's writes use.
+    pub(crate) long_reads: raftfs_runtime::ReadPool,
 }
 
 /// What a metaserver knows of the blockservers and does with them: soft state, rebuilt from

@@ -57,6 +57,12 @@ const GARBAGE_SWEEP_PERIOD: Duration = Duration::from_secs(3);
 /// How long a stopping server waits for each background worker.
 const WORKER_GRACE: Duration = Duration::from_secs(5);
 
+/// Threads for long reads, and how many such reads may wait for them: two threads leave
+/// the machine's other cores to the journal and short reads; past the queue a long read is
+/// answered `Unavailable` (busy) at once.
+const LONG_READ_THREADS: usize = 2;
+const LONG_READ_QUEUE: usize = 64;
+
 /// Binds the addresses `config` names.
 pub fn listeners(config: &Config) -> std::io::Result<Listeners> {
     Listeners::bind(config.listen_addr, config.metrics_addr)
@@ -141,6 +147,11 @@ pub async fn serve(
         dialer,
         blocks: BlockState::new(config.blocks.clone()),
         workers: workers.statuses(),
+        long_reads: raftfs_runtime::ReadPool::new(
+            "long-reads",
+            LONG_READ_THREADS,
+            LONG_READ_QUEUE,
+        )?,
     };
     spawn_workers(&mut workers, &node, &config);
     if node.rules.skip_state_id_wait {

@@ -6,13 +6,16 @@
 //! - [`shutdown`]: SIGINT / SIGTERM as a future, and the log subscriber.
 //! - [`workers`]: background jobs with an owner: a name, a status an operator can read, and
 //!   a stop that waits for them; [`metrics`]: those statuses as Prometheus metrics.
+//! - [`pool`]: a few threads of their own for long reads, apart from tokio's blocking pool.
 
 pub mod listeners;
 pub mod metrics;
+pub mod pool;
 pub mod shutdown;
 pub mod workers;
 
 pub use listeners::{Listeners, tokio_listener};
 pub use metrics::WorkerMetrics;
+pub use pool::{PoolError, ReadPool};
 pub use shutdown::{init_tracing, signal};
 pub use workers::{Outcome, WorkerState, WorkerStatus, WorkerStatuses, Workers};

@@ -48,6 +48,9 @@ pub enum FileError {
         offset: u64,
         why: String,
     },
+    /// The file was replaced (overwritten) or deleted while it was being read.
+    #[error("{path} was replaced or deleted while it was read")]
+    Replaced { path: String },
     /// A policy name the client does not know, or past the caps.
     #[error(transparent)]
     Policy(#[from] PolicyError),

@@ -7,8 +7,11 @@
 //! blocks and decodes the missing data (a degraded read). A corrupt copy is reported to the
 //! metaservers.
 //!
-//! The reader fetches the file's block groups once, when opened: a closed file's groups do
-//! not change (an append adds groups after them; reopen to see them).
+//! The reader fetches the file's block groups a page at a time, by offset, as it reads (a
+//! file of millions of groups is opened as fast as one of a single group, and the reader
+//! holds one page of them): a closed file's groups do not change (an append adds groups
+//! after them; reopen to see them). A page fetched after the file was replaced or deleted
+//! ends the read with [`FileError::Replaced`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -51,7 +54,10 @@ struct Core {
     path: String,
     policy: StoragePolicy,
     codec: Option<Arc<dyn ErasureCodec>>,
-    groups: Vec<LocatedGroup>,
+    /// The file's inode: a page fetched later must be of the same file.
+    file_id: u64,
+    /// The page of groups fetched last.
+    window: std::sync::Mutex<Vec<LocatedGroup>>,
     length: u64,
 }
 
@@ -68,21 +74,21 @@ impl std::fmt::Debug for Core {
 impl FileReader {
     /// Opens `path` for reading.
     pub async fn open(client: &Client, path: &str) -> Result<Self, FileError> {
-        let (status, groups) = client.get_blocks(path, 0, 0).await?;
+        let per_fetch = client.config().block_groups_per_fetch;
+        let first = client.get_blocks(path, 0, 0, per_fetch).await?;
+        let status = &first.file;
         let policy = status.storage_policy.parse::<StoragePolicy>()?;
         let codec = raftfs_codec::for_policy(&policy)?.map(Arc::from);
         // A file being written is read up to its closed groups.
-        let length = groups
-            .last()
-            .map_or(0, |g| g.offset.saturating_add(g.length))
-            .min(status.length);
+        let length = first.readable_length.min(status.length);
         Ok(Self {
             core: Arc::new(Core {
                 client: client.clone(),
                 path: path.to_owned(),
                 policy,
                 codec,
-                groups,
+                file_id: status.id,
+                window: std::sync::Mutex::new(first.groups),
                 length,
             }),
             pos: 0,
@@ -182,17 +188,8 @@ impl Core {
         let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(offset)).unwrap_or(0));
         let mut at = offset;
         while at < end {
-            let Some(group) = self
-                .groups
-                .iter()
-                .find(|g| g.offset <= at && at < g.offset + g.length)
-            else {
-                return Err(FileError::Unreadable {
-                    group: GroupId::default(),
-                    offset: at,
-                    why: "no block group holds this offset".into(),
-                });
-            };
+            let group = self.group_at(at).await?;
+            let group = &group;
             let in_group = at - group.offset;
             let n = (group.length - in_group).min(end - at);
             let bytes = match (self.policy.layout(), &self.codec) {
@@ -206,6 +203,36 @@ impl Core {
             at += n;
         }
         Ok(out)
+    }
+
+    /// The group that holds file offset `at`: from the page fetched last, or from a new page
+    /// fetched from `at` on.
+    async fn group_at(&self, at: u64) -> Result<LocatedGroup, FileError> {
+        let holds = |g: &LocatedGroup| g.offset <= at && at < g.offset.saturating_add(g.length);
+        if let Some(g) = self.lock_window().iter().find(|g| holds(g)) {
+            return Ok(g.clone());
+        }
+        let per_fetch = self.client.config().block_groups_per_fetch;
+        let page = self.client.get_blocks(&self.path, at, 0, per_fetch).await?;
+        if page.file.id != self.file_id {
+            return Err(FileError::Replaced {
+                path: self.path.clone(),
+            });
+        }
+        let found = page.groups.iter().find(|g| holds(g)).cloned();
+        *self.lock_window() = page.groups;
+        found.ok_or_else(|| FileError::Unreadable {
+            group: GroupId::default(),
+            offset: at,
+            why: "no block group holds this offset".into(),
+        })
+    }
+
+    fn lock_window(&self) -> std::sync::MutexGuard<'_, Vec<LocatedGroup>> {
+        match self.window.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 
     async fn report(&self, group: GroupId, loc: &BlockLocation, why: &BlockFailure) {

@@ -99,6 +99,57 @@ fn at<R: KvRead + ?Sized>(kv: &R, inode: InodeId, index: u32) -> Result<BlockGro
     load(kv, id)?.ok_or_else(|| corrupt("group listed by a file is missing"))
 }
 
+/// Up to `limit` closed groups of `file` that hold bytes of `[offset, end)`, in order, and
+/// whether more closed groups of that range follow. The first is found by binary search on
+/// the groups' offsets: O(log n + limit) reads whatever the file's size, so a reader of a
+/// file of millions of groups asks for them a page at a time. The open group of a file
+/// being written ends what can be read.
+pub fn in_range<R: KvRead + ?Sized>(
+    kv: &R,
+    file: &Inode,
+    offset: u64,
+    end: u64,
+    limit: usize,
+) -> Result<(Vec<BlockGroup>, bool)> {
+    let n = file.block_groups;
+    // The first group that starts after `offset`; the one before it may hold `offset`.
+    let (mut lo, mut hi) = (0u32, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if at(kv, file.id, mid)?.offset <= offset {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut out = Vec::new();
+    for i in lo.saturating_sub(1)..n {
+        let g = at(kv, file.id, i)?;
+        let Some(len) = g.length else { break };
+        if g.offset >= end {
+            break;
+        }
+        if g.offset.saturating_add(len) <= offset {
+            continue;
+        }
+        if out.len() >= limit {
+            return Ok((out, true));
+        }
+        out.push(g);
+    }
+    Ok((out, false))
+}
+
+/// Bytes of `file` that lie in closed groups: what a reader may read of a file being written
+/// (its open group's bytes are not settled yet).
+pub fn readable_length<R: KvRead + ?Sized>(kv: &R, file: &Inode) -> Result<u64> {
+    let Some(last) = file.block_groups.checked_sub(1) else {
+        return Ok(0);
+    };
+    let g = at(kv, file.id, last)?;
+    Ok(g.length.map_or(g.offset, |l| g.offset.saturating_add(l)))
+}
+
 /// Every group of `file`, in order.
 pub fn of_file<R: KvRead + ?Sized>(kv: &R, file: &Inode) -> Result<Vec<BlockGroup>> {
     (0..file.block_groups).map(|i| at(kv, file.id, i)).collect()

@@ -7,6 +7,7 @@
 //! - [`throttle`]: reconstruction byte budgets, as journaled.
 //! - [`ops`]: mutations as journaled, with the leader-fixed context.
 //! - [`reclaim`]: recursive deletes in bounded steps (detach, then reclaim).
+//! - [`walk`]: a depth-first walk of a subtree in bounded memory, resumable (fsck's pages).
 //! - [`tree`]: resolution and every read; [`tree::apply`] runs a mutation (written one
 //!   function per operation in `exec/`, over the shared steps of `write.rs`).
 //!
@@ -25,6 +26,7 @@ pub mod path;
 pub mod reclaim;
 pub mod throttle;
 pub mod tree;
+pub mod walk;
 mod write;
 
 pub use error::{ApplyError, NsError, StoreError};

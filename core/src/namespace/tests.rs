@@ -8,8 +8,9 @@ use super::*;
 /// Block size of the files the tests create (1 MiB: a multiple of every policy's cell).
 const BLOCK: u64 = 1 << 20;
 
-struct Ns {
-    kv: MemKv,
+/// A namespace over the in-memory store, with a clock the tests move.
+pub(super) struct Ns {
+    pub(super) kv: MemKv,
     now: u64,
 }
 
@@ -23,7 +24,7 @@ fn p(s: &str) -> NsPath {
 }
 
 impl Ns {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             kv: MemKv::new(),
             now: 1_000,
@@ -59,7 +60,7 @@ impl Ns {
         }
     }
 
-    fn mkdir(&mut self, path: &str, parents: bool) -> Result<OpOutput, NsError> {
+    pub(super) fn mkdir(&mut self, path: &str, parents: bool) -> Result<OpOutput, NsError> {
         self.apply(Op::Mkdir {
             path: p(path),
             parents,
@@ -111,7 +112,8 @@ impl Ns {
         })
     }
 
-    fn file(&mut self, path: &str) {
+    /// An empty, closed file.
+    pub(super) fn file(&mut self, path: &str) {
         self.create(path, false, "w").expect("create");
         self.complete(path, "w", 0).expect("complete");
     }
@@ -1111,4 +1113,70 @@ fn oversized_operations_are_refused_before_the_journal() {
     };
     assert!(symlink.size_bound() > ops::MAX_OP_BYTES);
     assert!(symlink.check_bounds().is_err());
+}
+
+/// A reader asks for a file's groups a page at a time, by offset: every range and page size
+/// gives exactly the closed groups of that range, in order, found by binary search; the open
+/// group of a file being written is never among them and ends what can be read.
+#[test]
+fn groups_are_found_by_offset_a_page_at_a_time() {
+    let mut ns = Ns::new();
+    ns.create("/f", false, "w").expect("create");
+    let groups = 40u64;
+    for i in 0..groups {
+        ns.add_block("/f", "w", i * BLOCK, &[1, 2, 3]).expect("add");
+    }
+    let open = ns.stat("/f").expect("stat");
+    let readable = blocks::readable_length(&ns.kv, &open).expect("readable");
+    assert_eq!(
+        readable,
+        (groups - 1) * BLOCK,
+        "the open group is not readable yet"
+    );
+    let (all, more) = blocks::in_range(&ns.kv, &open, 0, u64::MAX, usize::MAX).expect("range");
+    assert_eq!((all.len() as u64, more), (groups - 1, false));
+
+    ns.complete("/f", "w", groups * BLOCK - 7)
+        .expect("complete");
+    let file = ns.stat("/f").expect("stat");
+    let every = ns.groups("/f");
+    assert_eq!(
+        blocks::readable_length(&ns.kv, &file).expect("readable"),
+        file.length
+    );
+    for (offset, len) in [
+        (0, 1),
+        (0, BLOCK),
+        (BLOCK - 1, 2),
+        (5 * BLOCK, 0),
+        (7 * BLOCK + 3, 9 * BLOCK),
+        (file.length - 1, 0),
+        (file.length, 0),
+        (u64::MAX - 1, 0),
+    ] {
+        let end = if len == 0 { u64::MAX } else { offset + len };
+        let want: Vec<_> = every
+            .iter()
+            .filter(|g| {
+                g.length
+                    .is_some_and(|l| g.offset < end && g.offset + l > offset)
+            })
+            .map(|g| g.id)
+            .collect();
+        for limit in [1, 2, 3, 7, 1000] {
+            let mut got = Vec::new();
+            let mut at = offset;
+            loop {
+                let (page, more) = blocks::in_range(&ns.kv, &file, at, end, limit).expect("range");
+                assert!(page.len() <= limit);
+                got.extend(page.iter().map(|g| g.id));
+                if !more {
+                    break;
+                }
+                let last = page.last().expect("a page before more");
+                at = last.offset + last.length.expect("closed");
+            }
+            assert_eq!(got, want, "offset {offset} len {len} limit {limit}");
+        }
+    }
 }

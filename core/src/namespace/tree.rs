@@ -141,91 +141,35 @@ pub fn list<R: KvRead + ?Sized>(
     Ok((out, has_more))
 }
 
-/// Calls `f` for every direct child of directory `dir`, a page at a time.
-pub(super) fn for_each_child<R: KvRead + ?Sized>(
-    kv: &R,
-    dir: InodeId,
-    mut f: impl FnMut(&str, InodeId) -> Result<()>,
-) -> Result<()> {
-    let prefix = keys::dentry_prefix(dir);
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = kv.scan(Cf::Dentries, &prefix, after.as_deref(), SCAN_PAGE)?;
-        let done = page.len() < SCAN_PAGE;
-        for (k, v) in &page {
-            let name = keys::dentry_name(k).ok_or_else(|| {
-                ApplyError::Store(StoreError::Corrupt {
-                    cf: "dentries",
-                    reason: "bad name".into(),
-                })
-            })?;
-            f(name, child_id(v)?)?;
-        }
-        if done {
-            return Ok(());
-        }
-        after = page.last().map(|(k, _)| k.clone());
-    }
-}
-
 /// `hdfs dfs -count`: directories (including `path` itself), files, symlinks and bytes.
 pub fn content_summary<R: KvRead + ?Sized>(kv: &R, path: &NsPath) -> Result<ContentSummary> {
-    let node = resolve(kv, path)?;
     let mut summary = ContentSummary::default();
-    let mut stack = vec![node];
-    while let Some(n) = stack.pop() {
+    super::walk::walk(kv, path, None, usize::MAX, |_, n| {
         match n.kind {
             InodeKind::File => {
                 summary.files += 1;
                 summary.length = summary.length.saturating_add(n.length);
             }
             InodeKind::Symlink => summary.symlinks += 1,
-            InodeKind::Directory => {
-                summary.directories += 1;
-                let mut children = Vec::new();
-                for_each_child(kv, n.id, |_, id| {
-                    children.push(id);
-                    Ok(())
-                })?;
-                for id in children {
-                    stack.push(must_load(kv, id)?);
-                }
-            }
+            InodeKind::Directory => summary.directories += 1,
         }
-    }
+        Ok(())
+    })?;
     Ok(summary)
 }
 
-/// Calls `f` with the path and inode of every file at or below `path`, depth first (fsck).
+/// Calls `f` with the path and inode of every file at or below `path`, depth first, in
+/// bounded memory ([`super::walk`]).
 pub fn walk_files<R: KvRead + ?Sized>(
     kv: &R,
     path: &NsPath,
     mut f: impl FnMut(&str, &Inode) -> Result<()>,
 ) -> Result<()> {
-    let node = resolve(kv, path)?;
-    let mut stack = vec![(path.to_string(), node)];
-    while let Some((p, n)) = stack.pop() {
-        match n.kind {
-            InodeKind::File => f(&p, &n)?,
-            InodeKind::Symlink => {}
-            InodeKind::Directory => {
-                let mut children = Vec::new();
-                for_each_child(kv, n.id, |name, id| {
-                    children.push((name.to_owned(), id));
-                    Ok(())
-                })?;
-                for (name, id) in children.into_iter().rev() {
-                    let child = if p == "/" {
-                        format!("/{name}")
-                    } else {
-                        format!("{p}/{name}")
-                    };
-                    stack.push((child, must_load(kv, id)?));
-                }
-            }
-        }
-    }
-    Ok(())
+    super::walk::walk(kv, path, None, usize::MAX, |p, n| match n.kind {
+        InodeKind::File => f(p, n),
+        _ => Ok(()),
+    })
+    .map(drop)
 }
 
 /// The path of inode `id`, from its parent links; `None` when it no longer exists.

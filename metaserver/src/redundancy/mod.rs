@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use crate::error::MetaError;
 use crate::namespace::blocks::{self, BlockGroup, GroupId};
-use crate::namespace::{Inode, InodeId, StoragePolicy};
+use crate::namespace::{Inode, InodeId, InodeKind, NsPath, StoragePolicy, walk};
 use crate::node::MetaNode;
 use crate::observer::Role;
 use crate::registry::{Registry, Replica};
@@ -78,45 +78,54 @@ pub fn classify(policy: &StoragePolicy, group_len: u64, replicas: &[Replica]) ->
     }
 }
 
-/// `fsck` over `files` (path, inode, groups): counts, the unhealthy files, and every file
-/// when `list_files`.
-pub fn fsck(
+/// Most entries one page of `fsck` walks (a request may ask for fewer): a page's work and
+/// reply are bounded, whatever the size of the tree.
+pub const FSCK_PAGE_MAX: usize = 10_000;
+/// Groups of one file read at once while `fsck` judges it.
+const FSCK_GROUPS_PAGE: usize = 1024;
+
+/// One page of `fsck` at or below `root`: at most `limit` entries walked from `after` (where
+/// the previous page stopped). Returns the page's counts, its unhealthy files (every file
+/// when `list_files`), and where the next page starts (none: the walk ended). It holds one
+/// page of directory entries per level and one page of a file's groups at a time.
+pub fn fsck_page<R: crate::namespace::kv::KvRead + ?Sized>(
+    kv: &R,
     registry: &Registry,
-    files: &[(String, Inode, Vec<BlockGroup>)],
+    root: &NsPath,
+    after: Option<&NsPath>,
+    limit: usize,
     list_files: bool,
-) -> FsckReport {
+) -> Result<(FsckReport, Option<String>), MetaError> {
     let mut out = FsckReport {
-        files: files.len() as u64,
         live_blockservers: registry.nodes().iter().filter(|n| n.live).count() as u64,
         ..Default::default()
     };
-    for (path, file, groups) in files {
+    let walked = walk::walk(kv, root, after, limit, |path, file| {
+        if file.kind != InodeKind::File {
+            return Ok(());
+        }
         let mut f = FileHealth {
-            path: path.clone(),
+            path: path.to_owned(),
             policy: file.policy.clone(),
             length: file.length,
             under_construction: file.under_construction.is_some(),
             ..Default::default()
         };
-        // The open group of a file being written is not judged yet.
-        for g in groups {
-            let Some(len) = g.length else { continue };
-            f.groups += 1;
-            let (blocks, bytes) = stored(&file.policy, len);
-            f.internal_blocks += blocks;
-            f.stored_bytes += bytes;
-            match classify(&file.policy, len, &registry.replicas(g.id)) {
-                Health::Healthy => out.healthy += 1,
-                Health::Degraded => {
-                    out.degraded += 1;
-                    f.degraded += 1;
+        // Closed groups only: the open group of a file being written is not judged yet.
+        let mut at = 0;
+        loop {
+            let (groups, more) = blocks::in_range(kv, file, at, u64::MAX, FSCK_GROUPS_PAGE)?;
+            for g in &groups {
+                judge(registry, &file.policy, g, &mut f, &mut out);
+            }
+            match groups.last() {
+                Some(last) if more => {
+                    at = last.offset.saturating_add(last.length.unwrap_or(0));
                 }
-                Health::Missing => {
-                    out.missing += 1;
-                    f.missing += 1;
-                }
+                _ => break,
             }
         }
+        out.files += 1;
         out.groups += f.groups;
         if f.degraded > 0 || f.missing > 0 {
             out.unhealthy.push(f.clone());
@@ -124,8 +133,38 @@ pub fn fsck(
         if list_files {
             out.all.push(f);
         }
+        Ok(())
+    })?;
+    Ok(match walked {
+        walk::Walked::Done => (out, None),
+        walk::Walked::StoppedAfter(path) => (out, Some(path)),
+    })
+}
+
+/// Counts one closed group of a file by health, in the file's line and in the totals.
+fn judge(
+    registry: &Registry,
+    policy: &StoragePolicy,
+    g: &BlockGroup,
+    f: &mut FileHealth,
+    out: &mut FsckReport,
+) {
+    let Some(len) = g.length else { return };
+    f.groups += 1;
+    let (blocks, bytes) = stored(policy, len);
+    f.internal_blocks += blocks;
+    f.stored_bytes += bytes;
+    match classify(policy, len, &registry.replicas(g.id)) {
+        Health::Healthy => out.healthy += 1,
+        Health::Degraded => {
+            out.degraded += 1;
+            f.degraded += 1;
+        }
+        Health::Missing => {
+            out.missing += 1;
+            f.missing += 1;
+        }
     }
-    out
 }
 
 /// What one scan found.

@@ -341,6 +341,7 @@ pub fn fsck_report(r: FsckReport) -> pb::FsckResponse {
         unhealthy: r.unhealthy.into_iter().map(file).collect(),
         all: r.all.into_iter().map(file).collect(),
         live_blockservers: r.live_blockservers,
+        next_after: String::new(),
     }
 }
 

@@ -27,6 +27,11 @@ pub const MAX_LIST_PAGE: u32 = 10_000;
 /// Page size when the client does not say.
 pub const DEFAULT_LIST_PAGE: u32 = 1_000;
 
+/// Most block groups one `get_blocks` reply carries (a request may ask for fewer): about
+/// 0.5 MB for RS-6-3 groups, well under the 4 MiB message limit; a reader asks for the next
+/// page from where this one ends.
+const GET_BLOCKS_MAX: usize = 1024;
+
 /// The `Namespace` gRPC service.
 #[derive(Debug, Clone)]
 pub struct NamespaceService {
@@ -50,23 +55,31 @@ impl NamespaceService {
         let observer_read = header.is_some_and(|h| h.observer_read);
         self.node.ready_for_read(last_seen, observer_read).await?;
         let node = self.node.clone();
-        let sm = self.node.sm.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            let db = sm.db();
-            let kv = SnapshotKv::new(&db);
-            let state_id = applied_index_in(&kv)?;
-            node.check_state_id(state_id, last_seen)?;
-            let value = f(&kv).map_err(|e| match MetaError::from(e) {
-                MetaError::Namespace { source, .. } => MetaError::Namespace { source, state_id },
-                other => other,
-            })?;
-            Ok((value, state_id))
-        })
-        .await
-        .map_err(|e| MetaError::Internal(format!("read task: {e}")))?;
-        if let Ok((_, state_id)) = &read {
-            tracing::Span::current().record("state_id", *state_id);
-        }
+        let read = tokio::task::spawn_blocking(move || view(&node, last_seen, f))
+            .await
+            .map_err(|e| MetaError::Internal(format!("read task: {e}")))?;
+        record_state_id(&read);
+        read
+    }
+
+    /// [`Self::read`] for the long reads (a page of `fsck`, a content summary): they run on
+    /// the member's long-read threads, not on the blocking pool the log's writes use.
+    async fn read_long<T: Send + 'static>(
+        &self,
+        header: Option<&pb::RequestHeader>,
+        f: impl FnOnce(&SnapshotKv<'_>) -> Result<T, MetaError> + Send + 'static,
+    ) -> Result<(T, u64), MetaError> {
+        let last_seen = header.map_or(0, |h| h.last_seen_state_id);
+        let observer_read = header.is_some_and(|h| h.observer_read);
+        self.node.ready_for_read(last_seen, observer_read).await?;
+        let node = self.node.clone();
+        let read = self
+            .node
+            .long_reads
+            .run(move || view(&node, last_seen, f))
+            .await
+            .map_err(|e| MetaError::Unavailable(e.to_string()))?;
+        record_state_id(&read);
         read
     }
 
@@ -205,6 +218,30 @@ fn header(state_id: u64) -> Option<pb::ResponseHeader> {
     Some(pb::ResponseHeader { state_id })
 }
 
+/// Runs `f` on a point-in-time view of `node`'s state machine, which must hold at least
+/// `last_seen` (the state-ID rule); returns `f`'s result and the view's state ID.
+fn view<T, E: Into<MetaError>>(
+    node: &MetaNode,
+    last_seen: u64,
+    f: impl FnOnce(&SnapshotKv<'_>) -> Result<T, E>,
+) -> Result<(T, u64), MetaError> {
+    let db = node.sm.db();
+    let kv = SnapshotKv::new(&db);
+    let state_id = applied_index_in(&kv)?;
+    node.check_state_id(state_id, last_seen)?;
+    let value = f(&kv).map_err(|e| match e.into() {
+        MetaError::Namespace { source, .. } => MetaError::Namespace { source, state_id },
+        other => other,
+    })?;
+    Ok((value, state_id))
+}
+
+fn record_state_id<T>(read: &Result<(T, u64), MetaError>) {
+    if let Ok((_, state_id)) = read {
+        tracing::Span::current().record("state_id", *state_id);
+    }
+}
+
 #[tonic::async_trait]
 impl Namespace for NamespaceService {
     #[tracing::instrument(skip_all, fields(op, state_id, call_id))]
@@ -281,8 +318,8 @@ impl Namespace for NamespaceService {
         let r = async {
             let path = convert::path(&req.path)?;
             let (s, state_id) = self
-                .read(req.header.as_ref(), move |kv| {
-                    tree::content_summary(kv, &path)
+                .read_long(req.header.as_ref(), move |kv| {
+                    tree::content_summary(kv, &path).map_err(MetaError::from)
                 })
                 .await?;
             Ok(pb::ContentSummaryResponse {
@@ -338,7 +375,11 @@ impl Namespace for NamespaceService {
         let r = async {
             let path = convert::path(&req.path)?;
             let (offset, length) = (req.offset, req.length);
-            let ((file, groups), state_id) = self
+            let limit = match usize::try_from(req.limit) {
+                Ok(0) | Err(_) => GET_BLOCKS_MAX,
+                Ok(n) => n.min(GET_BLOCKS_MAX),
+            };
+            let ((file, groups, has_more, readable), state_id) = self
                 .read(req.header.as_ref(), move |kv| {
                     let file = tree::stat(kv, &path)?;
                     let end = if length == 0 {
@@ -346,15 +387,9 @@ impl Namespace for NamespaceService {
                     } else {
                         offset.saturating_add(length)
                     };
-                    let groups = blocks::of_file(kv, &file)?
-                        .into_iter()
-                        .filter(|g| {
-                            g.length.is_some_and(|l| {
-                                g.offset < end && g.offset.saturating_add(l) > offset
-                            })
-                        })
-                        .collect::<Vec<_>>();
-                    Ok((file, groups))
+                    let (groups, more) = blocks::in_range(kv, &file, offset, end, limit)?;
+                    let readable = blocks::readable_length(kv, &file)?;
+                    Ok((file, groups, more, readable))
                 })
                 .await?;
             Ok(pb::GetBlocksResponse {
@@ -364,6 +399,8 @@ impl Namespace for NamespaceService {
                     .iter()
                     .map(|g| self.wire_group(&file, g, true))
                     .collect(),
+                has_more,
+                readable_length: readable,
             })
         }
         .await;
@@ -404,22 +441,25 @@ impl Namespace for NamespaceService {
             } else {
                 convert::path(&req.path)?
             };
-            let (files, state_id) = self
-                .read(req.header.as_ref(), move |kv| {
-                    let mut files = Vec::new();
-                    tree::walk_files(kv, &path, |p, f| {
-                        files.push((p.to_owned(), f.clone(), blocks::of_file(kv, f)?));
-                        Ok(())
-                    })?;
-                    Ok(files)
+            let after = if req.after.is_empty() {
+                None
+            } else {
+                Some(convert::path(&req.after)?)
+            };
+            let limit = match usize::try_from(req.limit) {
+                Ok(0) | Err(_) => health::FSCK_PAGE_MAX,
+                Ok(n) => n.min(health::FSCK_PAGE_MAX),
+            };
+            let registry = self.node.blocks.registry.clone();
+            let list_files = req.list_files;
+            let ((report, next), state_id) = self
+                .read_long(req.header.as_ref(), move |kv| {
+                    health::fsck_page(kv, &registry, &path, after.as_ref(), limit, list_files)
                 })
                 .await?;
-            let mut out = convert::fsck_report(health::fsck(
-                &self.node.blocks.registry,
-                &files,
-                req.list_files,
-            ));
+            let mut out = convert::fsck_report(report);
             out.header = header(state_id);
+            out.next_after = next.unwrap_or_default();
             Ok(out)
         }
         .await;
