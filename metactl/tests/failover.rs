@@ -257,3 +257,106 @@ async fn a_node_far_behind_catches_up_through_a_snapshot() {
     }
     assert_eq!(count, FILES);
 }
+
+/// Issue #15: a follower stopped while batches of 512 concurrent 16 KiB xattr writes are
+/// journaled (each batch about 8 MiB; the proposer packs at most `max-batch-bytes` into an
+/// entry, so no AppendEntries outgrows the Raft message limit) catches up from the log after
+/// its restart, and its own RocksDB holds the last value of every attribute. 20 batches
+/// here; `bench/catch-up.sh` runs the issue's 300 (`RAFTFS_CATCHUP_BATCHES`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_stopped_during_large_xattr_batches_catches_up() {
+    const FILES: usize = 512;
+    const VALUE: usize = 16 * 1024;
+    let batches: usize = std::env::var("RAFTFS_CATCHUP_BATCHES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let cluster = LocalCluster::up(3, &[]);
+    let client = cluster.client();
+    for f in 0..FILES {
+        client
+            .create(
+                &format!("/x/f{f}"),
+                &CreateOptions {
+                    create_parents: true,
+                    ..CreateOptions::default()
+                },
+            )
+            .await
+            .expect("create");
+    }
+    let leader = client.cluster_status().await.expect("status").leader.get();
+    let behind = (1..=3).find(|i| *i != leader).expect("a follower");
+    let behind_addr = cluster.addr_of(behind);
+    cluster.kill(behind);
+
+    let value = |batch: usize, f: usize| -> Vec<u8> {
+        let mut v = vec![(batch % 251) as u8; VALUE];
+        v[..8].copy_from_slice(&(f as u64).to_be_bytes());
+        v
+    };
+    let started = Instant::now();
+    for batch in 0..batches {
+        let mut writes = Vec::with_capacity(FILES);
+        for f in 0..FILES {
+            let c = client.clone();
+            let v = value(batch, f);
+            writes.push(tokio::spawn(async move {
+                c.set_xattr(&format!("/x/f{f}"), "user.v", &v, None).await
+            }));
+        }
+        for w in writes {
+            if let Err(e) = w.await.expect("writer") {
+                panic!(
+                    "set_xattr in batch {batch}: {e}\n{}",
+                    LocalCluster::logs(cluster.path())
+                );
+            }
+        }
+    }
+    let leader_addr = cluster.addr_of(leader);
+    let ls = client
+        .node_status(&leader_addr)
+        .await
+        .expect("leader status");
+    eprintln!(
+        "{batches} batches of {FILES} x {VALUE} B xattrs in {:.1} s; the leader's log reaches {}",
+        started.elapsed().as_secs_f64(),
+        ls.last_log_index
+    );
+
+    let restarted = Instant::now();
+    cluster.start(behind);
+    let caught = wait_caught_up(
+        &client,
+        &behind_addr,
+        ls.applied_index,
+        Duration::from_secs(120.max(2 * batches as u64)),
+    )
+    .await;
+    eprintln!(
+        "the follower caught up {} entries in {:.1} s (snapshots installed: {})",
+        ls.applied_index,
+        restarted.elapsed().as_secs_f64(),
+        caught.snapshots_installed
+    );
+
+    cluster.stop(behind);
+    let sm = raftfs_metaserver::journal::state_machine::StateMachine::open(
+        &cluster.data_dir_of(behind),
+        Default::default(),
+    )
+    .expect("open");
+    let db = sm.shared().db();
+    let kv = raftfs_metaserver::journal::rocks::LiveKv(&db);
+    for f in 0..FILES {
+        let path = raftfs_metaserver::namespace::NsPath::parse(&format!("/x/f{f}")).expect("path");
+        let got = raftfs_metaserver::namespace::tree::get_xattrs(&kv, &path, &["user.v".into()])
+            .expect("xattrs on the caught-up node");
+        assert_eq!(
+            got,
+            [("user.v".to_owned(), value(batches - 1, f))],
+            "/x/f{f}"
+        );
+    }
+}

@@ -36,6 +36,10 @@ pub struct RaftTuning {
     pub keep_entries_behind_snapshot: u64,
     /// Most entries in one AppendEntries message.
     pub max_entries_per_append: u64,
+    /// Most bytes of entries in one AppendEntries message (one entry always goes). openraft
+    /// waits one heartbeat interval for an AppendEntries; a follower catching up gets
+    /// messages it can store and answer within that.
+    pub max_append_bytes: usize,
     /// How long one 1 MiB snapshot chunk may take to send and store, ms.
     pub snapshot_chunk_timeout_ms: u64,
 }
@@ -49,6 +53,7 @@ impl Default for RaftTuning {
             snapshot_every_entries: 50_000,
             keep_entries_behind_snapshot: 10_000,
             max_entries_per_append: 256,
+            max_append_bytes: 2 << 20,
             snapshot_chunk_timeout_ms: 10_000,
         }
     }
@@ -330,6 +335,12 @@ impl Config {
                 "proposer.max-batch-bytes ({entry_bytes} at least) times raft.max-entries-per-append must be at most {} (half the Raft message limit)",
                 crate::server::MAX_RAFT_MESSAGE / 2
             ));
+        }
+        if r.max_append_bytes < self.proposer.max_batch_bytes {
+            return bad(
+                "raft.max-append-bytes must be at least proposer.max-batch-bytes (one entry)"
+                    .into(),
+            );
         }
         if self.proposer.max_batch == 0 || self.proposer.max_in_flight == 0 {
             return bad("proposer max-batch and max-in-flight must be > 0".into());

@@ -116,7 +116,7 @@ pub async fn serve(
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        NetworkFactory::new(dialer).timed(timings.append_entries.clone()),
+        NetworkFactory::new(dialer, r.max_append_bytes).timed(timings.append_entries.clone()),
         log_store,
         sm,
     )

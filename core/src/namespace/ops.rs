@@ -29,7 +29,7 @@ pub enum XattrExpect {
     /// Set only if the attribute does not exist.
     Absent,
     /// Set only if the attribute holds exactly this value.
-    Value(Vec<u8>),
+    Value(#[serde(with = "crate::format::raw_bytes")] Vec<u8>),
 }
 
 /// One namespace mutation (DESIGN §2).
@@ -110,6 +110,7 @@ pub enum Op {
     SetXattr {
         path: NsPath,
         name: String,
+        #[serde(with = "crate::format::raw_bytes")]
         value: Vec<u8>,
         expect: XattrExpect,
     },
@@ -122,6 +123,7 @@ pub enum Op {
     AppendXattr {
         path: NsPath,
         name: String,
+        #[serde(with = "crate::format::raw_bytes")]
         value: Vec<u8>,
     },
     /// Closes the open block group at `file_length` and allocates the next one on `targets`

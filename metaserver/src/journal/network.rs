@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -23,6 +24,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::format::rpc;
 use super::{BasicNodeMeta, MemberId, TypeConfig};
+
+type Entry = openraft::Entry<TypeConfig>;
 
 /// How this metaserver opens connections to other metaservers: from `source-ip` when one is
 /// configured, so that a fault-injecting proxy (the Jepsen harness's) can tell which member a
@@ -47,18 +50,22 @@ impl Dialer {
 /// (`ensure_linearizable`, behind each msync): a fresh connection there cost a TCP and HTTP/2
 /// handshake per msync, and a delayed-ACK stall (~40 ms) on a good share of them. A cached
 /// channel multiplexes those heartbeats with replication on the connection already open.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NetworkFactory {
     dialer: Dialer,
+    /// Most bytes of entries in one AppendEntries (one entry always goes, whatever its size).
+    max_append_bytes: usize,
     /// Round trips of AppendEntries that carry entries (`journal_append_entries_seconds`).
     append_entries_seconds: Option<Histogram>,
     channels: std::sync::Arc<std::sync::Mutex<HashMap<(MemberId, String), Channel>>>,
 }
 
 impl NetworkFactory {
-    pub fn new(dialer: Dialer) -> Self {
+    /// Connections through `dialer`; AppendEntries of at most `max_append_bytes` of entries.
+    pub fn new(dialer: Dialer, max_append_bytes: usize) -> Self {
         Self {
             dialer,
+            max_append_bytes,
             append_entries_seconds: None,
             channels: Default::default(),
         }
@@ -106,6 +113,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             client: self.channel(target, &node.addr).map(RaftClient::new),
             addr: node.addr.clone(),
             append_entries_seconds: self.append_entries_seconds.clone(),
+            max_append_bytes: self.max_append_bytes,
         }
     }
 }
@@ -117,6 +125,35 @@ pub struct PeerClient {
     addr: String,
     client: Option<RaftClient<Channel>>,
     append_entries_seconds: Option<Histogram>,
+    max_append_bytes: usize,
+}
+
+/// An upper bound of one entry's size in an AppendEntries: its operations' size bounds
+/// (each checked at the edge), and room for the rest.
+fn entry_size_bound(entry: &Entry) -> usize {
+    const OVERHEAD: usize = 256;
+    match &entry.payload {
+        openraft::EntryPayload::Normal(batch) => batch
+            .proposals
+            .iter()
+            .map(|p| p.op.size_bound().saturating_add(64))
+            .fold(OVERHEAD, usize::saturating_add),
+        _ => OVERHEAD,
+    }
+}
+
+/// How many of `entries`, from the first, fit in `budget` bytes: at least one.
+fn entries_within(entries: &[Entry], budget: usize) -> usize {
+    let mut bytes = 0usize;
+    let mut n = 0;
+    for e in entries {
+        bytes = bytes.saturating_add(entry_size_bound(e));
+        if n > 0 && bytes > budget {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +208,17 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         AppendEntriesResponse<MemberId>,
         RPCError<MemberId, BasicNodeMeta, RaftError<MemberId>>,
     > {
+        // openraft gives an AppendEntries one heartbeat interval (100 ms) to come back, and
+        // sends the same entries again after a timeout: a message that cannot be carried,
+        // stored and answered in that time (a follower catching up on 256 entries of 512 KiB)
+        // would time out forever. Refused here, it is sent again at once with fewer entries
+        // (openraft's entries hint).
+        let fit = entries_within(&rpc.entries, self.max_append_bytes);
+        if fit < rpc.entries.len() {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit as u64),
+            ));
+        }
         let start = std::time::Instant::now();
         let result = self
             .call::<rpc::AppendEntries, rpc::AppendEntriesReply, _, _>(
@@ -211,5 +259,53 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     {
         self.call::<rpc::VoteRequest, rpc::VoteReply, _, _>("vote", &rpc, &option)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Batch, CallId, ClientId, Proposal};
+    use crate::namespace::{ApplyCtx, NsPath, Op, XattrExpect};
+
+    fn entry(index: u64, values: &[usize]) -> Entry {
+        let proposals = values
+            .iter()
+            .map(|len| Proposal {
+                client: ClientId::default(),
+                call_id: CallId::UNCACHED,
+                op: Op::SetXattr {
+                    path: NsPath::parse("/f").expect("path"),
+                    name: "user.v".into(),
+                    value: vec![7; *len],
+                    expect: XattrExpect::Any,
+                },
+            })
+            .collect();
+        openraft::Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, MemberId(1)), index),
+            payload: openraft::EntryPayload::Normal(Batch {
+                ctx: ApplyCtx {
+                    now_ms: 0,
+                    lease_ms: 0,
+                },
+                proposals,
+            }),
+        }
+    }
+
+    /// An AppendEntries takes the entries that fit the byte budget, and always the first.
+    #[test]
+    fn appends_are_cut_to_the_byte_budget() {
+        let kib = 1024;
+        let entries: Vec<Entry> = (1..=4).map(|i| entry(i, &[300 * kib, 200 * kib])).collect();
+        assert_eq!(entries_within(&entries, 2 << 20), 4);
+        assert_eq!(entries_within(&entries, 1100 * kib), 2);
+        assert_eq!(
+            entries_within(&entries, 10 * kib),
+            1,
+            "one entry always goes"
+        );
+        assert_eq!(entries_within(&[], 10), 0);
     }
 }
