@@ -866,6 +866,24 @@ impl Client {
         .await
     }
 
+    /// Has the active build a snapshot of the namespace now and purge its log behind it (as
+    /// HDFS's `dfsadmin -saveNamespace`). Returns (snapshot index, purged index).
+    pub async fn checkpoint(&self) -> Result<(u64, u64), ClientError> {
+        let r = self
+            .inner
+            .targets
+            .call(self.inner.config.failover_deadline, |ch| async move {
+                AdminClient::new(ch)
+                    .checkpoint(pb::CheckpointRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+            .await;
+        let r = self.seen_refusal(r)?;
+        self.seen(r.header.as_ref());
+        Ok((r.snapshot_index, r.purged_index))
+    }
+
     /// One metaserver's own view of itself (no failover: it asks exactly `addr`).
     pub async fn node_status(&self, addr: &str) -> Result<NodeStatus, ClientError> {
         let ch = self.inner.targets.channel(addr)?;

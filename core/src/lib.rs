@@ -12,6 +12,7 @@
 //! - [`model`]: the namespace's plain reference model, for property tests and checkers.
 //! - [`reconstruction`], [`fsck`]: rebuilding lost internal blocks, and the health report of
 //!   block groups, as the active computes them and the other side receives them.
+//! - [`synthetic`]: the shape of a generated benchmark namespace and the paths in it.
 //! - [`format`](mod@format): the versioned envelope of every record raftfs replicates or
 //!   persists, and the rules for changing a record's type.
 //!
@@ -28,5 +29,6 @@ pub mod model;
 pub mod namespace;
 pub mod policy;
 pub mod reconstruction;
+pub mod synthetic;
 
 pub use policy::{EcCodec, StoragePolicy};

@@ -55,6 +55,9 @@ pub struct MetaLoad {
     /// Where the timed clients read (writes always go to the active).
     pub read_mode: ReadMode,
     pub auto_msync: AutoMsync,
+    /// Stat random files of a generated tree (`metactl local generate`) of this shape,
+    /// instead of preparing files of its own.
+    pub generated: Option<raftfs_core::synthetic::Shape>,
 }
 
 struct Worker {
@@ -102,8 +105,44 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// A well-mixed 64-bit value of `i` (splitmix64): the generated files a stat load visits,
+/// spread over the whole tree and the same in every run.
+fn mix(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `stat` of random files of a generated tree: nothing to prepare, the tree is there.
+async fn stat_generated(load: &MetaLoad, shape: raftfs_core::synthetic::Shape) -> Result<Report> {
+    let token = Client::new(ClientConfig::new(load.metas.clone()))?
+        .msync()
+        .await?;
+    let ws = workers(load, "/gen", token)?;
+    Ok(report::run(
+        "raftfs",
+        "stat",
+        ws,
+        load.ops,
+        load.progress,
+        move |w: Arc<Worker>, i| async move {
+            let path = raftfs_core::synthetic::file_path(&shape, mix(i) % shape.files)
+                .ok_or_else(|| "no such generated file".to_owned())?;
+            w.client.stat(&path).await.map(|_| ()).map_err(err)
+        },
+    )
+    .await)
+}
+
 /// Runs the load and returns its report.
 pub async fn run(load: MetaLoad) -> Result<Report> {
+    if let Some(shape) = load.generated {
+        if load.op != MetaOp::Stat {
+            bail!("--generated goes with --op stat");
+        }
+        return stat_generated(&load, shape).await;
+    }
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());

@@ -582,6 +582,14 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         let _ = down(&opts.dir).await;
         return Err(fail(e, &opts.dir));
     }
+    // The log of a seeded cluster does not hold the seeded tree: anyone who joins later must
+    // catch up from a snapshot, so one is taken now and the log behind it purged.
+    if opts.seed.is_some()
+        && let Err(e) = checkpoint(&cluster.meta_addrs()).await
+    {
+        let _ = down(&opts.dir).await;
+        return Err(fail(e, &opts.dir));
+    }
     for i in 0..opts.observers {
         let id = (n as u64) + u64::from(i) + 1;
         match start_observer(opts, id, &members, &cluster.meta_addrs()).await {
@@ -610,6 +618,14 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         )));
     }
     Ok(cluster)
+}
+
+/// A checkpoint of the cluster at `metas` (`metactl cluster checkpoint`).
+async fn checkpoint(metas: &[String]) -> Result<()> {
+    let client = raftfs_client::Client::new(raftfs_client::ClientConfig::new(metas.to_vec()))?;
+    let (snapshot, purged) = client.checkpoint().await?;
+    tracing::debug!(snapshot, purged, "seeded cluster checkpointed");
+    Ok(())
 }
 
 /// Stops one process: SIGTERM, then SIGKILL if it lingers.

@@ -275,6 +275,9 @@ enum ClusterCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Has the active build a snapshot of the namespace now and purge its log behind it
+    /// (as `hdfs dfsadmin -saveNamespace`); prints the snapshot and purged indexes.
+    Checkpoint,
 }
 
 #[derive(Debug, Subcommand)]
@@ -525,6 +528,10 @@ async fn run(cli: Cli) -> Result<()> {
             eprintln!("metaserver {id} started (pid {pid})");
         }
         Cmd::Local(LocalCmd::Stop { dir, id, kill }) => local::stop_node(dir, *id, *kill).await?,
+        Cmd::Cluster(ClusterCmd::Checkpoint) => {
+            let (snapshot, purged) = client(&cli)?.checkpoint().await?;
+            println!("snapshot at index {snapshot}; log purged up to {purged}");
+        }
         Cmd::Cluster(ClusterCmd::Status { json }) => {
             let status = client(&cli)?.cluster_status().await?;
             if *json {

@@ -175,3 +175,54 @@ async fn a_large_delete_is_gone_at_once_and_reclaimed_across_a_failover() {
     let keep = client.stat("/keep").await.expect("stat");
     assert_eq!(keep.name, "keep");
 }
+
+/// A cluster booted from a generated namespace (`local generate`, `local up --seed`) serves
+/// the generated tree, and members that join later get it too: `local up` checkpoints a
+/// seeded cluster (its log does not hold the tree), so an observer catches up from the
+/// snapshot rather than replaying a log that would leave it empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_cluster_serves_its_tree_to_members_that_join_later() {
+    let files = 5_000u64;
+    let seed_dir = tempfile::tempdir().expect("tempdir");
+    let seed = seed_dir.path().join("seed");
+    let seed_arg = seed.to_str().expect("utf8").to_owned();
+    let out = common::metactl(&[
+        "local",
+        "generate",
+        "--out",
+        &seed_arg,
+        "--files",
+        &files.to_string(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cluster = LocalCluster::up(3, &["--observers", "1", "--seed", &seed_arg]);
+    let shape = raftfs_core::synthetic::Shape {
+        files,
+        ..raftfs_core::synthetic::Shape::default()
+    };
+    let last = raftfs_core::synthetic::file_path(&shape, files - 1).expect("path");
+    let active = cluster.client();
+    assert_eq!(
+        active.stat(&last).await.expect("stat on the active").length,
+        shape.file_length
+    );
+
+    let observer = cluster.ids("observer")[0];
+    let status = active
+        .node_status(&cluster.addr_of(observer))
+        .await
+        .expect("observer status");
+    assert!(status.snapshots_installed >= 1, "{status:?}");
+    let reader = cluster.client_with(
+        raftfs_client::ReadMode::Observer,
+        raftfs_client::AutoMsync::Never,
+    );
+    let st = reader.stat(&last).await.expect("stat on the observer");
+    assert_eq!(st.length, shape.file_length);
+    let summary = reader.content_summary("/gen").await.expect("summary");
+    assert_eq!(summary.files, files);
+}

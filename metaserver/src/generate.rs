@@ -39,32 +39,8 @@ use raftfs_core::id::BlockServerId;
 /// outputs (64 MiB by default), so that later compactions work on pieces.
 const SST_BYTES: u64 = 32 << 20;
 
-/// The shape of a generated namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
-    /// Files in the tree.
-    pub files: u64,
-    /// Files per leaf directory.
-    pub files_per_dir: u64,
-    /// Most subdirectories of an inner directory.
-    pub fanout: u64,
-    /// Bytes per file (0: files without block groups).
-    pub file_length: u64,
-    /// Bytes per block group (the namespace's default block size of a replicated file).
-    pub block_size: u64,
-}
-
-impl Default for Shape {
-    fn default() -> Self {
-        Self {
-            files: 1_000_000,
-            files_per_dir: 1_000,
-            fanout: 100,
-            file_length: 1 << 20,
-            block_size: 128 << 20,
-        }
-    }
-}
+pub use raftfs_core::synthetic::Shape;
+use raftfs_core::synthetic::levels;
 
 /// What a generation wrote.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,17 +72,6 @@ pub enum GenerateError {
     },
     #[error("rocksdb: {0}")]
     Engine(#[from] rocksdb::Error),
-}
-
-/// Directory counts per level, `/gen` first, the leaves last.
-fn levels(shape: &Shape) -> Vec<u64> {
-    let mut levels = vec![shape.files.div_ceil(shape.files_per_dir).max(1)];
-    while levels.last().is_some_and(|n| *n > 1) {
-        let above = levels.last().map_or(1, |n| n.div_ceil(shape.fanout));
-        levels.push(above);
-    }
-    levels.reverse();
-    levels
 }
 
 /// Ids, counts and names of the tree, from its shape alone.
@@ -190,7 +155,7 @@ impl Tree {
             let per = self.shape.fanout;
             (
                 InodeId(self.bases[level - 1] + j / per),
-                format!("d{:04}", j % per),
+                raftfs_core::synthetic::dir_name(j % per),
             )
         };
         Inode {
@@ -211,7 +176,7 @@ impl Tree {
         Inode {
             id: InodeId(self.files_base() + f),
             parent: InodeId(self.bases[leaves] + f / per),
-            name: format!("f{:06}", f % per),
+            name: raftfs_core::synthetic::file_name(f % per),
             kind: InodeKind::File,
             permission: 0o644,
             owner: "gen".into(),
@@ -482,17 +447,6 @@ mod tests {
     }
 
     #[test]
-    fn levels_fit_the_fanout() {
-        // 24 leaves, 6 above them, 2, then /gen.
-        assert_eq!(levels(&small()), vec![1, 2, 6, 24]);
-        let one = Shape {
-            files: 5,
-            ..small()
-        };
-        assert_eq!(levels(&one), vec![1]);
-    }
-
-    #[test]
     fn a_generated_namespace_reads_as_if_its_operations_had_written_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path().join("sm");
@@ -508,6 +462,11 @@ mod tests {
         // The walk of the whole tree finds every file, each with its three groups.
         let mut files = 0;
         tree::walk_files(&kv, &p("/gen"), |path, inode| {
+            // The shape's path arithmetic (loadgen's) names the same files in the same order.
+            assert_eq!(
+                raftfs_core::synthetic::file_path(&small(), files).as_deref(),
+                Some(path)
+            );
             files += 1;
             assert_eq!(
                 tree::path_of(&kv, inode.id).expect("path").as_deref(),

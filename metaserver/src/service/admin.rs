@@ -230,6 +230,27 @@ impl Admin for AdminService {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn checkpoint(
+        &self,
+        _req: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::CheckpointResponse>, Status> {
+        let start = Instant::now();
+        let r = membership::checkpoint(&self.node)
+            .await
+            .map(|(snapshot, purged)| pb::CheckpointResponse {
+                header: Some(pb::ResponseHeader {
+                    state_id: self.node.sm.applied_index(),
+                }),
+                snapshot_index: snapshot,
+                purged_index: purged,
+            });
+        self.node
+            .metrics
+            .observe_rpc("checkpoint", start.elapsed(), r.is_ok());
+        r.map(Response::new).map_err(Status::from)
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn node_status(
         &self,
         _req: Request<pb::NodeStatusRequest>,
