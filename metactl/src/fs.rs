@@ -1,5 +1,7 @@
 //! `metactl fs ...`: file commands that behave like `hdfs dfs`.
 
+use std::io::Write;
+
 use anyhow::Result;
 use raftfs_client::{Client, ClientError, ErrorKind, FileKind, FileStatus};
 use raftfs_core::StoragePolicy;
@@ -60,25 +62,54 @@ fn join(dir: &str, name: &str) -> String {
 /// `fs ls`.
 pub async fn ls(client: &Client, path: &str, json: bool) -> Result<()> {
     let st = client.stat(path).await?;
-    let entries = if st.is_dir() {
-        client.list(path).await?
-    } else {
-        vec![st.clone()]
-    };
     if json {
+        let entries = if st.is_dir() {
+            client.list(path).await?
+        } else {
+            vec![st.clone()]
+        };
         let doc = serde_json::json!({ "path": path, "entries": entries });
         println!("{}", serde_json::to_string(&doc)?);
         return Ok(());
     }
-    if st.is_dir() {
-        println!("Found {} items", entries.len());
-        for e in &entries {
-            println!("{}", ls_line(e, &join(path, &e.name)));
-        }
+    let mut out = std::io::stdout().lock();
+    let r = if st.is_dir() {
+        ls_pages(client, path, st.children, &mut out).await
     } else {
-        println!("{}", ls_line(&st, path));
+        writeln!(out, "{}", ls_line(&st, path)).map_err(Into::into)
+    };
+    match r {
+        // `metactl fs ls DIR | head`: the reader has seen enough.
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other,
     }
-    Ok(())
+}
+
+/// A directory's listing printed page by page, as it arrives (a directory of a million
+/// entries is not held in memory), after HDFS's "Found N items" header.
+async fn ls_pages(
+    client: &Client,
+    path: &str,
+    children: u64,
+    out: &mut impl Write,
+) -> Result<()> {
+    writeln!(out, "Found {children} items")?;
+    let mut after = String::new();
+    loop {
+        let page = client.list_page(path, &after, 0).await?;
+        for e in &page.entries {
+            writeln!(out, "{}", ls_line(e, &join(path, &e.name)))?;
+        }
+        match page.entries.last() {
+            Some(last) if page.has_more => after = last.name.clone(),
+            _ => return Ok(out.flush()?),
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 /// `fs stat`.

@@ -225,4 +225,24 @@ async fn a_seeded_cluster_serves_its_tree_to_members_that_join_later() {
     assert_eq!(st.length, shape.file_length);
     let summary = reader.content_summary("/gen").await.expect("summary");
     assert_eq!(summary.files, files);
+
+    // `fs ls` prints a directory page by page; a reader that stops early (`| head`) ends it
+    // quietly (1,000 lines are more than a pipe holds).
+    let mut ls = std::process::Command::new(common::metactl_bin())
+        .args(["--cluster", &cluster.dir_arg(), "fs", "ls", "/gen/d0000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("metactl fs ls");
+    let mut first = String::new();
+    let stdout = ls.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first)
+        .expect("first line");
+    assert_eq!(first.trim(), "Found 1000 items");
+    let out = ls.wait_with_output().expect("ls ends");
+    assert!(
+        out.status.success(),
+        "ls into a closed pipe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
