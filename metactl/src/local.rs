@@ -248,6 +248,7 @@ pub fn generate(out: &Path, shape: &raftfs_metaserver::generate::Shape) -> Resul
         "bytes_per_object": g.bytes as f64 / g.objects().max(1) as f64,
         "seconds": g.seconds,
         "objects_per_sec": g.objects() as f64 / g.seconds.max(1e-9),
+        "last_file": raftfs_core::synthetic::file_path(shape, shape.files.saturating_sub(1)),
     });
     println!("{report}");
     Ok(())
