@@ -87,12 +87,7 @@ pub async fn ls(client: &Client, path: &str, json: bool) -> Result<()> {
 
 /// A directory's listing printed page by page, as it arrives (a directory of a million
 /// entries is not held in memory), after HDFS's "Found N items" header.
-async fn ls_pages(
-    client: &Client,
-    path: &str,
-    children: u64,
-    out: &mut impl Write,
-) -> Result<()> {
+async fn ls_pages(client: &Client, path: &str, children: u64, out: &mut impl Write) -> Result<()> {
     writeln!(out, "Found {children} items")?;
     let mut after = String::new();
     loop {

@@ -110,7 +110,8 @@ pub struct BlockTuning {
     pub redundancy_scan_ms: u64,
     /// Most block groups one round of the redundancy scan reads: a pass over more groups
     /// spans rounds (its queues are handed over when it ends), so one round's work does not
-    /// grow with the namespace. A loss is found within groups / this rounds.
+    /// grow with the namespace. The groups of a blockserver that dies are checked in the
+    /// next round, ahead of the pass; anything else is found within groups / this rounds.
     pub redundancy_scan_groups: usize,
     /// Rack-aware reconstruction: targets and sources chosen to keep bytes within racks, and
     /// each other rack's cells combined there into one. `false`: random sources, every cell
@@ -128,7 +129,7 @@ impl Default for BlockTuning {
             xmits_weight: 0.5,
             reconstruction_timeout_secs: 300,
             redundancy_scan_ms: 1000,
-            redundancy_scan_groups: 200_000,
+            redundancy_scan_groups: 50_000,
             rack_aware_reconstruction: true,
         }
     }

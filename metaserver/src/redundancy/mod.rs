@@ -256,6 +256,24 @@ pub fn scan_some<R: crate::namespace::kv::KvRead + ?Sized>(
     }
 }
 
+/// Judges `groups` (by id) against the registry now, outside the pass: the groups a
+/// blockserver held when it died, checked at once rather than when the pass reaches them.
+/// Groups that no longer exist are skipped.
+pub fn scan_groups<R: crate::namespace::kv::KvRead + ?Sized>(
+    kv: &R,
+    registry: &Registry,
+    groups: &[GroupId],
+) -> Result<Scan, MetaError> {
+    let mut found = Scan::default();
+    let mut files = std::collections::HashMap::new();
+    for id in groups {
+        if let Some(g) = blocks::load(kv, *id)? {
+            scan_group(kv, registry, &g, &mut files, &mut found)?;
+        }
+    }
+    Ok(found)
+}
+
 /// Judges one group against the registry: its missing blocks as work, or its stale and
 /// corrupt copies queued for deletion. `files` caches the files of the current page.
 fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
@@ -375,20 +393,53 @@ fn stale_copies(
         .collect()
 }
 
-/// The redundancy scan's pass between rounds (owned by its worker).
-pub type SharedPass = std::sync::Arc<std::sync::Mutex<ScanPass>>;
+/// What the redundancy scan keeps between rounds (owned by its worker): the pass under way,
+/// the blockservers known dead, and the groups of newly dead ones still to check.
+#[derive(Debug, Default)]
+pub struct ScanState {
+    pass: ScanPass,
+    known_dead: BTreeSet<raftfs_core::id::BlockServerId>,
+    urgent: std::collections::VecDeque<GroupId>,
+}
+
+impl ScanState {
+    /// Notes which blockservers are dead now; the groups of those that died since the last
+    /// round are queued to be checked first (as HDFS queues a dead DataNode's blocks at
+    /// once): a pass over a large namespace takes many rounds, and a loss must not wait for
+    /// it to come round.
+    fn note_dead(&mut self, registry: &Registry) {
+        let dead = registry.dead_nodes();
+        let newly: BTreeSet<_> = dead.difference(&self.known_dead).copied().collect();
+        if !newly.is_empty() {
+            let groups = registry.groups_on(&newly);
+            tracing::info!(servers = ?newly, groups = groups.len(), "blockservers died: checking their groups first");
+            self.urgent.extend(groups);
+        }
+        self.known_dead = dead;
+    }
+
+    /// Up to `budget` of the groups to check first.
+    fn take_urgent(&mut self, budget: usize) -> Vec<GroupId> {
+        let n = budget.min(self.urgent.len());
+        self.urgent.drain(..n).collect()
+    }
+}
+
+/// The redundancy scan's state between rounds (owned by its worker).
+pub type SharedPass = std::sync::Arc<std::sync::Mutex<ScanState>>;
 
 /// One round of the redundancy scan (a worker of the active, every `redundancy-scan-ms`):
-/// goes on with the pass for `budget` groups; when the pass ends, its queues go to the
-/// scheduler. On a small namespace every round is a whole pass. A member that is not the
-/// active drops its pass, so a new active starts from the first group. Returns the groups
-/// scanned in this round.
+/// first the groups of blockservers that died since the last round (their work queued at
+/// once), then the pass goes on for the rest of `budget` groups; when the pass ends, its
+/// queues replace the scheduler's. On a small namespace every round is a whole pass. A
+/// member that is not the active drops its state, so a new active starts afresh. Returns the
+/// groups checked in this round.
 pub async fn scan_round(
     node: &MetaNode,
-    pass: &SharedPass,
+    state: &SharedPass,
     budget: usize,
 ) -> Result<Outcome, MetaError> {
-    let take = || match pass.lock() {
+    let take = || match state.lock() {
         Ok(mut p) => std::mem::take(&mut *p),
         Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
     };
@@ -397,31 +448,42 @@ pub async fn scan_round(
         return Ok(Outcome::Skipped);
     }
     let registry = node.blocks.registry.clone();
+    current.note_dead(&registry);
+    let urgent = current.take_urgent(budget);
     let in_flight = node.blocks.scheduler.in_flight_groups();
-    let before = current.found.scanned;
-    let (current, found, throttle) = node
+    let before = current.pass.found.scanned;
+    let (current, urgent_found, found, throttle) = node
         .read_local(move |kv| -> Result<_, MetaError> {
             let throttle = crate::namespace::throttle::load(kv)?;
-            let found = scan_some(kv, &registry, &mut current, &in_flight, budget)?;
-            Ok((current, found, throttle))
+            let urgent_found = scan_groups(kv, &registry, &urgent)?;
+            let rest = budget.saturating_sub(urgent.len()).max(1);
+            let found = scan_some(kv, &registry, &mut current.pass, &in_flight, rest)?;
+            Ok((current, urgent_found, found, throttle))
         })
         .await?;
-    let Some(s) = found else {
-        let scanned = current.found.scanned - before;
-        if let Ok(mut p) = pass.lock() {
-            *p = current;
-        }
-        return Ok(Outcome::Done { items: scanned });
+    let checked = urgent_found.scanned;
+    if !urgent_found.work.is_empty() {
+        node.blocks.scheduler.add(urgent_found.work);
+    }
+    let scanned = match &found {
+        Some(s) => s.scanned - before,
+        None => current.pass.found.scanned - before,
     };
-    let scanned = s.scanned - before;
-    node.metrics
-        .set_reconstruction_queues(&s.work, s.unrecoverable);
-    node.blocks
-        .scheduler
-        .update(s.work, &s.gone, s.unrecoverable, throttle);
+    if let Ok(mut p) = state.lock() {
+        *p = current;
+    }
+    if let Some(s) = found {
+        node.metrics
+            .set_reconstruction_queues(&s.work, s.unrecoverable);
+        node.blocks
+            .scheduler
+            .update(s.work, &s.gone, s.unrecoverable, throttle);
+    }
     node.metrics
         .set_reconstruction_in_flight(node.blocks.scheduler.status().0.in_flight);
-    Ok(Outcome::Done { items: scanned })
+    Ok(Outcome::Done {
+        items: scanned + checked,
+    })
 }
 
 /// One round of the garbage sweep (a worker of the active): finds the internal blocks that
@@ -485,6 +547,62 @@ mod tests {
                 length: expected_len(policy, len, *i),
             })
             .collect()
+    }
+
+    /// A blockserver that dies has its groups checked in the next round, ahead of the pass:
+    /// their missing copies are work at once, and a server already known dead is not
+    /// reported again.
+    #[test]
+    fn the_groups_of_a_server_that_died_are_checked_first() {
+        use crate::namespace::blocks::FIRST_GROUP_ID;
+        use crate::registry::{Reported, Storage};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shape = crate::generate::Shape {
+            files: 50,
+            ..crate::generate::Shape::default()
+        };
+        crate::generate::generate(&dir.path().join("sm"), &shape, 1).expect("generate");
+        let names: Vec<&str> = crate::namespace::kv::Cf::ALL
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        let db = crate::journal::rocks::open(&dir.path().join("sm"), &names, &Default::default())
+            .expect("open");
+        let kv = crate::journal::rocks::LiveKv(&db);
+        let registry = Registry::new(std::time::Duration::from_millis(300));
+        let held = GroupId(FIRST_GROUP_ID.0 + 7);
+        for id in 1..=3 {
+            let id = BlockServerId(id);
+            registry
+                .register(id, &format!("127.0.0.1:{id}"), "r1", Storage::default())
+                .expect("register");
+            let copy = Reported {
+                group: held,
+                index: 0,
+                length: shape.file_length,
+            };
+            registry.incremental(id, &[copy], &[]).expect("report");
+        }
+        let mut state = ScanState::default();
+        state.note_dead(&registry);
+        assert!(state.urgent.is_empty(), "nobody died");
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        for id in [1, 2] {
+            registry
+                .heartbeat(BlockServerId(id), Storage::default())
+                .expect("heartbeat");
+        }
+        state.note_dead(&registry);
+        let urgent = state.take_urgent(10);
+        assert_eq!(urgent, vec![held]);
+        let found = scan_groups(&kv, &registry, &urgent).expect("scan");
+        assert_eq!(found.scanned, 1);
+        assert_eq!(found.work.len(), 1, "{found:?}");
+        let (priority, w) = &found.work[0];
+        assert_eq!((w.group, w.missing.clone()), (held, vec![0]));
+        assert_eq!(*priority, scheduler::priority(2, 1).expect("rebuildable"));
+        state.note_dead(&registry);
+        assert!(state.urgent.is_empty(), "server 3 was dead already");
     }
 
     /// The scan over a generated namespace (more than 3 pages of groups): every group

@@ -26,7 +26,7 @@
 //! outcomes, a node's throttle); the heartbeat handler converts them to and from the wire
 //! (`service::convert`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,8 @@ struct InFlight {
 #[derive(Debug, Default)]
 struct State {
     queues: [Vec<Work>; 3],
+    /// Work added between passes since the last `update` (see [`Scheduler::add`]).
+    recent: Vec<(usize, Work)>,
     /// Tasks to cancel, by the node running them (sent with its next heartbeat reply).
     cancel: HashMap<BlockServerId, Vec<TaskId>>,
     unrecoverable: u64,
@@ -176,6 +178,18 @@ impl Scheduler {
     ) {
         let mut s = self.lock();
         let now = Instant::now();
+        // Work added since the last pass began and not found by it (the pass may have read
+        // those groups before their server died) is carried over, and counts as missing.
+        let found: HashSet<GroupId> = work.iter().map(|(_, w)| w.group).collect();
+        let recent = std::mem::take(&mut s.recent);
+        let work: Vec<(usize, Work)> = work
+            .into_iter()
+            .chain(
+                recent
+                    .into_iter()
+                    .filter(|(_, w)| !found.contains(&w.group)),
+            )
+            .collect();
         let still_missing: BTreeSet<(GroupId, u32)> = work
             .iter()
             .flat_map(|(_, w)| w.missing.iter().map(move |i| (w.group, *i)))
@@ -218,6 +232,27 @@ impl Scheduler {
         s.queues = queues;
         s.unrecoverable = unrecoverable;
         s.throttle = throttle;
+    }
+
+    /// Adds work found between passes (the groups of a blockserver that just died), queued at
+    /// once, unless its group is queued or in flight already. It is kept when the pass under
+    /// way ends without it (that pass may have read those groups before the death).
+    pub fn add(&self, work: Vec<(usize, Work)>) {
+        let mut s = self.lock();
+        let known: HashSet<GroupId> = s
+            .queues
+            .iter()
+            .flatten()
+            .map(|w| w.group)
+            .chain(s.in_flight.keys().map(|(g, _)| *g))
+            .collect();
+        for (p, w) in work {
+            if known.contains(&w.group) || p >= s.queues.len() {
+                continue;
+            }
+            s.recent.push((p, w.clone()));
+            s.queues[p].push(w);
+        }
     }
 
     /// A blockserver reports tasks that ended.

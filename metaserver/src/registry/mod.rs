@@ -358,6 +358,31 @@ impl Registry {
             .collect()
     }
 
+    /// The registered nodes that are dead now (silent for longer than `dead-after`).
+    pub fn dead_nodes(&self) -> BTreeSet<BlockServerId> {
+        let now = Instant::now();
+        self.lock()
+            .nodes
+            .iter()
+            .filter(|(_, n)| now.duration_since(n.last_heartbeat) > self.dead_after)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// The groups of which one of `nodes` reported a block, in id order: what the death of
+    /// those nodes may have left short of copies.
+    pub fn groups_on(&self, nodes: &BTreeSet<BlockServerId>) -> Vec<GroupId> {
+        let inner = self.lock();
+        let mut out: Vec<GroupId> = nodes
+            .iter()
+            .filter_map(|id| inner.nodes.get(id))
+            .flat_map(|n| n.blocks.keys().map(|(g, _)| *g))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Every node that reported any copy of `group` (whatever its length or state).
     pub fn holders(&self, group: GroupId) -> Vec<BlockServerId> {
         self.lock()

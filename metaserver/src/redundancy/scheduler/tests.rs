@@ -350,3 +350,46 @@ fn a_server_with_any_copy_of_the_group_gets_no_other_block_of_it() {
     );
     assert!(s.assign(BlockServerId(10), 0, &nodes).is_empty());
 }
+
+/// Work added between passes (a dead server's groups) is queued at once, not twice, and
+/// survives the end of a pass that did not see it; a pass that found the group too keeps one.
+#[test]
+fn work_added_between_passes_is_queued_once_and_outlives_the_pass() {
+    let s = scheduler(8);
+    let other = Work {
+        group: GroupId((1 << 20) + 1),
+        ..work()
+    };
+    s.add(vec![(0, work())]);
+    s.add(vec![(0, work())]);
+    let tasks = s.assign(BlockServerId(1), 0, &nodes(&[]));
+    assert_eq!(
+        tasks.len(),
+        1,
+        "one task for the one missing block: {tasks:?}"
+    );
+    // A pass that read the group before its server died ends with other work only.
+    s.update(
+        vec![(1, other.clone())],
+        &BTreeSet::new(),
+        0,
+        ThrottleSettings::default(),
+    );
+    let queued: Vec<GroupId> = s.lock().queues.iter().flatten().map(|w| w.group).collect();
+    assert_eq!(queued, vec![work().group, other.group]);
+    assert_eq!(
+        s.status().0.in_flight,
+        1,
+        "its task is still running, not taken for rebuilt"
+    );
+    // The next pass saw it: it is queued once, and no longer carried over.
+    s.update(
+        vec![(0, work())],
+        &BTreeSet::new(),
+        0,
+        ThrottleSettings::default(),
+    );
+    let queued: Vec<GroupId> = s.lock().queues.iter().flatten().map(|w| w.group).collect();
+    assert_eq!(queued, vec![work().group]);
+    assert!(s.lock().recent.is_empty());
+}
