@@ -171,7 +171,57 @@ pub async fn add_observer(node: &MetaNode, id: MemberId, addr: &str) -> Result<C
         .add_learner(id, BasicNode { addr: addr.into() }, true)
         .await
         .map_err(|e| write_error(node, e))?;
+    wait_caught_up(node, id, addr, resp.log_id.index).await?;
     Ok(changed(node, resp.log_id.index))
+}
+
+/// How long one `add_observer` call waits for the new member to apply what it must; a
+/// member catching up through a large snapshot takes longer, and the caller asks again.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until member `id` at `addr` has itself applied `index`. openraft's blocking
+/// `add_learner` returns once the member's log matches, which for a member that catches up
+/// through a snapshot is when the snapshot is sent, not installed: measured at 10 million
+/// objects, it returned in 0.15 s while the observer still held 4 MB of a 480 MB namespace.
+/// Past [`CATCH_UP_WAIT`] the call is answered `Unavailable` (the member is added; the
+/// client asks again and waits some more).
+async fn wait_caught_up(
+    node: &MetaNode,
+    id: MemberId,
+    addr: &str,
+    index: u64,
+) -> Result<(), MetaError> {
+    let start = Instant::now();
+    loop {
+        let applied = member_applied(&node.dialer, addr).await;
+        if applied.is_some_and(|a| a >= index) {
+            return Ok(());
+        }
+        if start.elapsed() >= CATCH_UP_WAIT {
+            return Err(MetaError::Unavailable(format!(
+                "observer {id} is catching up: applied {} of {index}",
+                applied.map_or_else(|| "?".into(), |a| a.to_string())
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The applied index member `addr` reports of itself; none when it does not answer.
+pub(crate) async fn member_applied(dialer: &Dialer, addr: &str) -> Option<u64> {
+    let channel = connect(
+        dialer,
+        addr,
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+    )
+    .await
+    .ok()?;
+    let status = AdminClient::new(channel)
+        .node_status(pb::NodeStatusRequest {})
+        .await
+        .ok()?;
+    Some(status.into_inner().applied_index)
 }
 
 /// Removes a member: a voter leaves the quorum (joint consensus), an observer stops

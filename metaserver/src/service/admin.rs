@@ -1,17 +1,15 @@
 //! The `Admin` service: cluster and node status for operators (`metactl cluster status`).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use openraft::ServerState;
 use raftfs_core::member::MemberRole;
 use raftfs_proto as pb;
-use raftfs_proto::admin_client::AdminClient;
 use raftfs_proto::admin_server::Admin;
 use tonic::{Request, Response, Status};
 
 use crate::error::MetaError;
 use crate::journal::MemberId;
-use crate::journal::network::Dialer;
 use crate::membership;
 use crate::node::MetaNode;
 
@@ -98,7 +96,7 @@ impl AdminService {
             let applied = if *id == self.node.id {
                 Some(self.node.sm.applied_index())
             } else {
-                member_applied(&self.node.dialer, &node.addr).await
+                membership::member_applied(&self.node.dialer, &node.addr).await
             };
             let matched = replication
                 .as_ref()
@@ -139,22 +137,6 @@ fn change_pb(c: &membership::Changed) -> pb::MembershipChangeResponse {
         leader: c.leader.get(),
         members: c.members.iter().map(member_pb).collect(),
     }
-}
-
-async fn member_applied(dialer: &Dialer, addr: &str) -> Option<u64> {
-    let channel = crate::membership::connect(
-        dialer,
-        addr,
-        Duration::from_millis(500),
-        Duration::from_secs(1),
-    )
-    .await
-    .ok()?;
-    let status = AdminClient::new(channel)
-        .node_status(pb::NodeStatusRequest {})
-        .await
-        .ok()?;
-    Some(status.into_inner().applied_index)
 }
 
 #[tonic::async_trait]
