@@ -166,6 +166,13 @@ pub async fn add_observer(node: &MetaNode, id: MemberId, addr: &str) -> Result<C
             "the metaserver at {addr} is node {actual}, not {id}"
         )));
     }
+    // Asked again while it catches up: a membership change now would restart every
+    // replication stream, and with it the snapshot on its way to this member.
+    if current.iter().any(|m| m.id == id && m.addr == addr) {
+        let index = node.sm.applied_index();
+        wait_caught_up(node, id, addr, index).await?;
+        return Ok(changed(node, index));
+    }
     let resp = node
         .raft
         .add_learner(id, BasicNode { addr: addr.into() }, true)
