@@ -35,6 +35,19 @@ async fn wait_caught_up(
     }
 }
 
+/// Member `id` stopped cleanly, and its own state machine opened from its data directory.
+fn stopped_state(
+    cluster: &LocalCluster,
+    id: u64,
+) -> raftfs_metaserver::journal::state_machine::StateMachine {
+    cluster.stop(id);
+    raftfs_metaserver::journal::state_machine::StateMachine::open(
+        &cluster.data_dir_of(id),
+        Default::default(),
+    )
+    .expect("open the stopped member's state machine")
+}
+
 /// One `Mutate(create)` with a fixed client id and call id, sent to exactly `addr`.
 async fn raw_create(addr: &str, path: &str) -> Result<pb::MutateResponse, tonic::Status> {
     let mut c = NamespaceClient::connect(format!("http://{addr}"))
@@ -238,12 +251,7 @@ async fn a_node_far_behind_catches_up_through_a_snapshot() {
     );
 
     // Its own state, read from its own RocksDB after a clean stop, holds every file.
-    cluster.stop(behind);
-    let sm = raftfs_metaserver::journal::state_machine::StateMachine::open(
-        &cluster.data_dir_of(behind),
-        Default::default(),
-    )
-    .expect("open");
+    let sm = stopped_state(&cluster, behind);
     let db = sm.shared().db();
     let mut count = 0u64;
     for d in 0..DIRS {
@@ -341,12 +349,7 @@ async fn a_follower_stopped_during_large_xattr_batches_catches_up() {
         caught.snapshots_installed
     );
 
-    cluster.stop(behind);
-    let sm = raftfs_metaserver::journal::state_machine::StateMachine::open(
-        &cluster.data_dir_of(behind),
-        Default::default(),
-    )
-    .expect("open");
+    let sm = stopped_state(&cluster, behind);
     let db = sm.shared().db();
     let kv = raftfs_metaserver::journal::rocks::LiveKv(&db);
     for f in 0..FILES {

@@ -549,6 +549,24 @@ mod tests {
             .collect()
     }
 
+    /// A generated namespace of `files` files (one group each), opened: its directory, shape
+    /// and DB.
+    fn generated(files: u64) -> (tempfile::TempDir, crate::generate::Shape, rocksdb::DB) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shape = crate::generate::Shape {
+            files,
+            ..crate::generate::Shape::default()
+        };
+        let sm = dir.path().join("sm");
+        crate::generate::generate(&sm, &shape, 1).expect("generate");
+        let names: Vec<&str> = crate::namespace::kv::Cf::ALL
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        let db = crate::journal::rocks::open(&sm, &names, &Default::default()).expect("open");
+        (dir, shape, db)
+    }
+
     /// A blockserver that dies has its groups checked in the next round, ahead of the pass:
     /// their missing copies are work at once, and a server already known dead is not
     /// reported again.
@@ -556,18 +574,7 @@ mod tests {
     fn the_groups_of_a_server_that_died_are_checked_first() {
         use crate::namespace::blocks::FIRST_GROUP_ID;
         use crate::registry::{Reported, Storage};
-        let dir = tempfile::tempdir().expect("tempdir");
-        let shape = crate::generate::Shape {
-            files: 50,
-            ..crate::generate::Shape::default()
-        };
-        crate::generate::generate(&dir.path().join("sm"), &shape, 1).expect("generate");
-        let names: Vec<&str> = crate::namespace::kv::Cf::ALL
-            .iter()
-            .map(|c| c.name())
-            .collect();
-        let db = crate::journal::rocks::open(&dir.path().join("sm"), &names, &Default::default())
-            .expect("open");
+        let (_dir, shape, db) = generated(50);
         let kv = crate::journal::rocks::LiveKv(&db);
         let registry = Registry::new(std::time::Duration::from_millis(300));
         let held = GroupId(FIRST_GROUP_ID.0 + 7);
@@ -611,18 +618,7 @@ mod tests {
     #[test]
     fn the_scan_reports_which_in_flight_groups_are_gone() {
         use crate::namespace::blocks::FIRST_GROUP_ID;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let shape = crate::generate::Shape {
-            files: 3_500,
-            ..crate::generate::Shape::default()
-        };
-        crate::generate::generate(&dir.path().join("sm"), &shape, 1).expect("generate");
-        let names: Vec<&str> = crate::namespace::kv::Cf::ALL
-            .iter()
-            .map(|c| c.name())
-            .collect();
-        let db = crate::journal::rocks::open(&dir.path().join("sm"), &names, &Default::default())
-            .expect("open");
+        let (_dir, _, db) = generated(3_500);
         let registry = Registry::new(std::time::Duration::from_secs(10));
         let existing = GroupId(FIRST_GROUP_ID.0 + 1_234);
         let deleted = GroupId(FIRST_GROUP_ID.0 + 3_500);
