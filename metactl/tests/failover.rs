@@ -363,3 +363,57 @@ async fn a_follower_stopped_during_large_xattr_batches_catches_up() {
         );
     }
 }
+
+/// Issue #16: a `TimeoutNow` that does not come from the active this voter follows, in its
+/// term, is refused and starts no election (before, `{term: 0, last_log_index: 0}` from
+/// anyone forced one); the active's own transfer still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_timeout_now_starts_no_election() {
+    let cluster = LocalCluster::up(3, &["--observers", "0"]);
+    let client = cluster.client();
+    let before = client.cluster_status().await.expect("status");
+    let leader = before.leader.get();
+    let target = (1..=3).find(|i| *i != leader).expect("a follower");
+    let other = (1..=3)
+        .find(|i| *i != leader && *i != target)
+        .expect("another follower");
+    let mut raft = raftfs_proto::raft_client::RaftClient::connect(format!(
+        "http://{}",
+        cluster.addr_of(target)
+    ))
+    .await
+    .expect("connect");
+    let forged = [
+        (0, 0, 0),
+        (before.term, 0, 0),
+        (before.term, 0, other),
+        (before.term + 1, 0, leader),
+    ];
+    for (term, last_log_index, from) in forged {
+        let refused = raft
+            .timeout_now(pb::TimeoutNowRequest {
+                term,
+                last_log_index,
+                leader: from,
+            })
+            .await;
+        assert!(
+            refused.is_err(),
+            "TimeoutNow{{term {term}, index {last_log_index}, leader {from}}} was accepted"
+        );
+    }
+    // An election would have ended within an election timeout or two.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = client.cluster_status().await.expect("status");
+    assert_eq!(
+        (after.leader.get(), after.term),
+        (leader, before.term),
+        "a forged TimeoutNow changed the active or the term"
+    );
+    client
+        .transfer_leader(raftfs_core::id::MemberId(target))
+        .await
+        .expect("the active's own transfer");
+    let moved = client.cluster_status().await.expect("status");
+    assert_eq!(moved.leader.get(), target);
+}

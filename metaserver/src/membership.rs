@@ -334,7 +334,12 @@ pub async fn transfer_leader(node: &MetaNode, target: MemberId) -> Result<Change
             && last_ask.is_none_or(|t| t.elapsed() >= Duration::from_millis(300))
         {
             last_ask = Some(Instant::now());
-            if let Err(e) = ask_to_campaign(&node.dialer, &member.addr, p.term, p.last_log).await {
+            let ask = TimeoutNow {
+                leader: node.id,
+                term: p.term,
+                last_log_index: p.last_log,
+            };
+            if let Err(e) = ask_to_campaign(&node.dialer, &member.addr, ask).await {
                 tracing::info!(%target, error = %e, "TimeoutNow refused; retrying");
             }
         }
@@ -345,27 +350,34 @@ pub async fn transfer_leader(node: &MetaNode, target: MemberId) -> Result<Change
     )))
 }
 
-async fn ask_to_campaign(
-    dialer: &Dialer,
-    addr: &str,
-    term: u64,
-    last_log_index: u64,
-) -> Result<(), MetaError> {
+/// What the active sends the target of a leadership transfer.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeoutNow {
+    pub leader: MemberId,
+    pub term: u64,
+    pub last_log_index: u64,
+}
+
+async fn ask_to_campaign(dialer: &Dialer, addr: &str, ask: TimeoutNow) -> Result<(), MetaError> {
     let channel = connect(dialer, addr, Duration::from_secs(1), Duration::from_secs(2)).await?;
     RaftClient::new(channel)
         .timeout_now(pb::TimeoutNowRequest {
-            term,
-            last_log_index,
+            term: ask.term,
+            last_log_index: ask.last_log_index,
+            leader: ask.leader.get(),
         })
         .await
         .map_err(|e| MetaError::Unavailable(e.message().to_owned()))?;
     Ok(())
 }
 
-/// The target's side of a transfer: start an election now, if this node is a voter whose log
-/// reaches the active's.
-pub async fn campaign(node: &MetaNode, term: u64, last_log_index: u64) -> Result<(), MetaError> {
-    let (is_voter, state, my_term, my_last) = {
+/// The target's side of a transfer: start an election now, if this node is a voter that
+/// follows exactly the asking active in exactly its term, and whose log reaches the active's.
+/// Anything else is refused: before, `TimeoutNow{term: 0, last_log_index: 0}` from anyone
+/// passed the catch-up check and forced an election (issue #16). Who may send it at all is
+/// for the members' certificates to settle.
+pub async fn campaign(node: &MetaNode, ask: TimeoutNow) -> Result<(), MetaError> {
+    let (is_voter, state, my_term, my_last, leader) = {
         let m = node.raft.metrics();
         let m = m.borrow();
         (
@@ -376,6 +388,7 @@ pub async fn campaign(node: &MetaNode, term: u64, last_log_index: u64) -> Result
             m.state,
             m.current_term,
             m.last_log_index.unwrap_or(0),
+            m.current_leader,
         )
     };
     if !is_voter {
@@ -387,9 +400,16 @@ pub async fn campaign(node: &MetaNode, term: u64, last_log_index: u64) -> Result
     if state == ServerState::Leader {
         return Ok(());
     }
-    if my_term < term || my_last < last_log_index {
+    if ask.term != my_term || leader != Some(ask.leader) {
+        return Err(MetaError::InvalidArgument(format!(
+            "TimeoutNow from node {} in term {}: this node follows {leader:?} in term {my_term}",
+            ask.leader, ask.term
+        )));
+    }
+    if my_last < ask.last_log_index {
         return Err(MetaError::Unavailable(format!(
-            "not caught up: term {my_term}, last log {my_last}; the active is at term {term}, log {last_log_index}"
+            "not caught up: last log {my_last}; the active is at {}",
+            ask.last_log_index
         )));
     }
     node.raft

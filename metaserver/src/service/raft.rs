@@ -94,7 +94,12 @@ impl RaftRpc for RaftService {
         req: Request<pb::TimeoutNowRequest>,
     ) -> Result<Response<pb::TimeoutNowResponse>, Status> {
         let req = req.into_inner();
-        crate::membership::campaign(&self.node, req.term, req.last_log_index)
+        let ask = crate::membership::TimeoutNow {
+            leader: crate::journal::MemberId(req.leader),
+            term: req.term,
+            last_log_index: req.last_log_index,
+        };
+        crate::membership::campaign(&self.node, ask)
             .await
             .map(|()| Response::new(pb::TimeoutNowResponse {}))
             .map_err(Status::from)
