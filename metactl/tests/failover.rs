@@ -50,23 +50,12 @@ fn stopped_state(
 
 /// One `Mutate(create)` with a fixed client id and call id, sent to exactly `addr`.
 async fn raw_create(addr: &str, path: &str) -> Result<pb::MutateResponse, tonic::Status> {
-    let mut c = NamespaceClient::connect(format!("http://{addr}"))
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let req = pb::MutateRequest {
-        header: Some(pb::RequestHeader {
-            client_id: vec![42; 16],
-            call_id: 7,
-            last_seen_state_id: 0,
-            observer_read: false,
-        }),
-        op: Some(pb::mutate_request::Op::Create(pb::CreateOp {
-            path: path.into(),
-            lease_holder: "retrying-writer".into(),
-            ..Default::default()
-        })),
-    };
-    c.mutate(req).await.map(tonic::Response::into_inner)
+    let create = pb::mutate_request::Op::Create(pb::CreateOp {
+        path: path.into(),
+        lease_holder: "retrying-writer".into(),
+        ..Default::default()
+    });
+    raw_mutate(addr, [42; 16], 7, create).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,4 +405,67 @@ async fn a_forged_timeout_now_starts_no_election() {
         .expect("the active's own transfer");
     let moved = client.cluster_status().await.expect("status");
     assert_eq!(moved.leader.get(), target);
+}
+
+/// One `Mutate` of `op` under a fixed client id and call id, sent to the active.
+async fn raw_mutate(
+    addr: &str,
+    client_id: [u8; 16],
+    call_id: u64,
+    op: pb::mutate_request::Op,
+) -> Result<pb::MutateResponse, tonic::Status> {
+    let mut c = NamespaceClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let req = pb::MutateRequest {
+        header: Some(pb::RequestHeader {
+            client_id: client_id.to_vec(),
+            call_id,
+            last_seen_state_id: 0,
+            observer_read: false,
+        }),
+        op: Some(op),
+    };
+    c.mutate(req).await.map(tonic::Response::into_inner)
+}
+
+/// Issue #16: the retry-cache poisoning sequence. Another client records a mkdir under the
+/// victim's next call id; the victim's rename under that call id is refused
+/// (`RetryMismatch`) and the tree is as before, never answered with the mkdir's success.
+/// A true retry (the same operation) is still answered from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_id_poisoned_with_another_operation_is_refused() {
+    let cluster = LocalCluster::up(3, &["--observers", "0"]);
+    let client = cluster.client();
+    client.mkdir("/victim/src", true).await.expect("mkdir");
+    let active = cluster.addr_of(client.cluster_status().await.expect("status").leader.get());
+    let victim = [0x5A; 16];
+    let mkdir = pb::mutate_request::Op::Mkdir(pb::MkdirOp {
+        path: "/planted".into(),
+        parents: true,
+        ..Default::default()
+    });
+    raw_mutate(&active, victim, 41, mkdir.clone())
+        .await
+        .expect("the attacker's mkdir under the victim's call id");
+    let rename = pb::mutate_request::Op::Rename(pb::RenameOp {
+        src: "/victim/src".into(),
+        dst: "/victim/dst".into(),
+        overwrite: false,
+    });
+    let refused = raw_mutate(&active, victim, 41, rename)
+        .await
+        .expect_err("a rename answered with the mkdir's result");
+    let detail = raftfs_proto::detail_of(&refused).expect("error detail");
+    assert_eq!(
+        detail.kind,
+        pb::ErrorKind::RetryMismatch as i32,
+        "{refused:?}"
+    );
+    assert!(client.stat("/victim/src").await.is_ok(), "the rename ran");
+    assert!(client.stat("/victim/dst").await.is_err(), "the rename ran");
+    // The mkdir retried as itself gets its first result (not AlreadyExists).
+    raw_mutate(&active, victim, 41, mkdir)
+        .await
+        .expect("a true retry is answered from the cache");
 }

@@ -34,6 +34,10 @@ pub enum NsError {
     XattrNotFound { path: String, name: String },
     #[error("{path}: extended attribute {name} does not hold the expected value")]
     XattrMismatch { path: String, name: String },
+    /// A call retried under a call id whose recorded result answers another operation
+    /// (issue #16): refused, not answered from the retry cache, and not applied.
+    #[error("call {call_id} of this client was another operation: {op} is not applied")]
+    RetryMismatch { call_id: u64, op: String },
 }
 
 impl NsError {
@@ -54,6 +58,7 @@ impl NsError {
             NsError::InvalidArgument(_) => "InvalidArgument",
             NsError::XattrNotFound { .. } => "XattrNotFound",
             NsError::XattrMismatch { .. } => "XattrMismatch",
+            NsError::RetryMismatch { .. } => "RetryMismatch",
         }
     }
 }

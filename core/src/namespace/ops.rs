@@ -185,6 +185,19 @@ impl Op {
         Ok(())
     }
 
+    /// A digest of the operation (SHA-256 of its encoding): what the retry cache keeps beside
+    /// a result, so that a call id retried with another operation is refused rather than
+    /// answered with the first one's result (issue #16). Collision-resistant, because the
+    /// operation a victim will send is often predictable (a rename of a known path) and a
+    /// weak digest would let another client record a look-alike under the victim's call id.
+    /// An operation whose encoding fails (it cannot: every field is plain data) digests as
+    /// empty input, which no encodable operation matches.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let bytes = postcard::to_allocvec(self).unwrap_or_default();
+        sha2::Sha256::digest(&bytes).into()
+    }
+
     /// An upper bound of the operation's encoded size in a journal entry, in bytes, computed
     /// without encoding it: what the proposer adds up to keep an entry within its byte
     /// bound.

@@ -93,10 +93,39 @@ v1_family!(
     /// The membership in the state machine's `meta`.
     MembershipRecord = "membership": StoredMembership<MemberId, BasicNodeMeta>
 );
-v1_family!(
-    /// A client mutation's result in the retry cache.
-    RetryResult = "retry result": Result<OpOutput, NsError>
-);
+/// A client mutation's result in the retry cache, with the fingerprint of the operation it
+/// answers ([`crate::namespace::Op::fingerprint`]): a retry of the call id with another
+/// operation is refused instead of answered (issue #16). Version 1 records (before the
+/// fingerprint) have none, and answer any retry of their call id as they used to; they
+/// expire within the cache's 10 minutes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryRecord {
+    pub fingerprint: Option<[u8; 32]>,
+    pub result: Result<OpOutput, NsError>,
+}
+
+/// The retry cache's records: version 1 is the bare result, version 2 a [`RetryRecord`].
+#[derive(Debug)]
+pub enum RetryResult {}
+
+impl Schema for RetryResult {
+    type Value = RetryRecord;
+    const RECORD: &'static str = "retry result";
+    const CURRENT: u16 = 2;
+
+    fn decode_body(version: u16, bytes: &[u8]) -> Result<RetryRecord, FormatError> {
+        match version {
+            1 => format::body::<Result<OpOutput, NsError>>(Self::RECORD, bytes).map(|result| {
+                RetryRecord {
+                    fingerprint: None,
+                    result,
+                }
+            }),
+            2 => format::body(Self::RECORD, bytes),
+            v => Err(format::unknown_version::<Self>(v)),
+        }
+    }
+}
 v1_family!(
     /// The metadata file beside a snapshot's tar.
     SnapshotMetaRecord = "snapshot meta": SnapshotMeta<MemberId, BasicNodeMeta>

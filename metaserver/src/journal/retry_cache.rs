@@ -10,7 +10,7 @@
 //! cluster had run for the expiry time, each create then cost milliseconds more, and more
 //! with every minute (`cargo bench --bench apply`, "creates, evicting").
 
-use super::format::RetryResult;
+use super::format::{RetryRecord, RetryResult};
 use super::{CallId, ClientId, Proposal};
 use crate::namespace::inode::{decode_record, encode_record};
 use crate::namespace::kv::{Cf, KvRead, Txn};
@@ -44,7 +44,10 @@ fn count<R: KvRead + ?Sized>(txn: &Txn<'_, R>) -> Result<u64, StoreError> {
         .unwrap_or(0))
 }
 
-/// The recorded result of `p`, if it was applied before.
+/// The recorded result of `p`, if its call id was applied before: its first result when it
+/// is the same operation, a `RetryMismatch` refusal when the call id recorded another one
+/// (a client that reused a call id, or another client that recorded a result under this
+/// one's future call id to have a later call answered without being applied).
 pub fn lookup<R: KvRead + ?Sized>(
     txn: &Txn<'_, R>,
     p: &Proposal,
@@ -52,9 +55,16 @@ pub fn lookup<R: KvRead + ?Sized>(
     if p.call_id == CallId::UNCACHED {
         return Ok(None);
     }
-    match txn.get(Cf::Retry, &key(&p.client, p.call_id))? {
-        Some(v) => Ok(Some(decode_record::<RetryResult>("retry", &v)?)),
-        None => Ok(None),
+    let Some(v) = txn.get(Cf::Retry, &key(&p.client, p.call_id))? else {
+        return Ok(None);
+    };
+    let record = decode_record::<RetryResult>("retry", &v)?;
+    match record.fingerprint {
+        Some(f) if f != p.op.fingerprint() => Ok(Some(Err(NsError::RetryMismatch {
+            call_id: p.call_id.get(),
+            op: p.op.name().to_owned(),
+        }))),
+        _ => Ok(Some(record.result)),
     }
 }
 
@@ -81,10 +91,14 @@ pub fn record<R: KvRead + ?Sized>(
     if p.call_id == CallId::UNCACHED {
         return Ok(());
     }
+    let record = RetryRecord {
+        fingerprint: Some(p.op.fingerprint()),
+        result: result.clone(),
+    };
     txn.put(
         Cf::Retry,
         key(&p.client, p.call_id),
-        encode_record::<RetryResult>(result),
+        encode_record::<RetryResult>(&record),
     );
     txn.put(
         Cf::RetryOrder,

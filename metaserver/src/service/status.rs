@@ -25,6 +25,7 @@ fn ns_code(e: &NsError) -> (Code, ErrorKind) {
         NsError::InvalidArgument(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
         NsError::XattrNotFound { .. } => (Code::NotFound, ErrorKind::XattrNotFound),
         NsError::XattrMismatch { .. } => (Code::Aborted, ErrorKind::XattrMismatch),
+        NsError::RetryMismatch { .. } => (Code::FailedPrecondition, ErrorKind::RetryMismatch),
     }
 }
 

@@ -400,7 +400,19 @@ fn every_error() -> Vec<NsError> {
             path: p(),
             name: "user.k".into(),
         },
+        NsError::RetryMismatch {
+            call_id: 7,
+            op: "rename".into(),
+        },
     ]
+}
+
+/// A retry record of version 1 (no fingerprint).
+fn unchecked(result: Result<OpOutput, NsError>) -> RetryRecord {
+    RetryRecord {
+        fingerprint: None,
+        result,
+    }
 }
 
 fn vote() -> Vote<MemberId> {
@@ -496,11 +508,44 @@ fn golden_retry_results_v1() {
         ("group", OpOutput::Group(file_inode(), group())),
     ];
     for (name, output) in outputs {
-        golden::<RetryResult>(&format!("retry-result-ok-{name}-v1"), 1, &Ok(output));
+        golden::<RetryResult>(
+            &format!("retry-result-ok-{name}-v1"),
+            1,
+            &unchecked(Ok(output)),
+        );
     }
-    for error in every_error() {
+    // RetryMismatch came with version 2.
+    for error in every_error()
+        .into_iter()
+        .filter(|e| !matches!(e, NsError::RetryMismatch { .. }))
+    {
         let name = format!("retry-result-err-{}-v1", error.kind());
-        golden::<RetryResult>(&name, 1, &Err(error));
+        golden::<RetryResult>(&name, 1, &unchecked(Err(error)));
+    }
+}
+
+/// Version 2 keeps the fingerprint of the operation the result answers.
+#[test]
+fn golden_retry_results_v2() {
+    let op = &every_op()[0];
+    golden::<RetryResult>(
+        "retry-result-ok-inode-v2",
+        2,
+        &RetryRecord {
+            fingerprint: Some(op.fingerprint()),
+            result: Ok(OpOutput::Inode(file_inode())),
+        },
+    );
+    for error in every_error() {
+        let name = format!("retry-result-err-{}-v2", error.kind());
+        golden::<RetryResult>(
+            &name,
+            2,
+            &RetryRecord {
+                fingerprint: Some([0xA5; 32]),
+                result: Err(error),
+            },
+        );
     }
 }
 
@@ -520,7 +565,7 @@ fn retry_results_written_before_the_envelope_are_version_1() {
         })
         .expect("postcard"),
     );
-    assert_eq!(format::decode::<RetryResult>(&old), Ok(result));
+    assert_eq!(format::decode::<RetryResult>(&old), Ok(unchecked(result)));
 }
 
 #[test]
@@ -877,6 +922,7 @@ fn ns_error() -> impl Strategy<Value = NsError> {
         s().prop_map(NsError::InvalidArgument),
         (s(), s()).prop_map(|(path, name)| NsError::XattrNotFound { path, name }),
         (s(), s()).prop_map(|(path, name)| NsError::XattrMismatch { path, name }),
+        (any::<u64>(), s()).prop_map(|(call_id, op)| NsError::RetryMismatch { call_id, op }),
     ]
 }
 
@@ -931,7 +977,8 @@ proptest! {
 
     #[test]
     fn retry_results_round_trip(result in prop_oneof![output().prop_map(Ok), ns_error().prop_map(Err)]) {
-        round_trips::<RetryResult>(&result)?;
+        round_trips::<RetryResult>(&unchecked(result.clone()))?;
+        round_trips::<RetryResult>(&RetryRecord { fingerprint: Some([7; 32]), result })?;
     }
 
     #[test]
