@@ -353,8 +353,8 @@ async fn a_follower_stopped_during_large_xattr_batches_catches_up() {
     }
 }
 
-/// Issue #16: a `TimeoutNow` that does not come from the active this voter follows, in its
-/// term, is refused and starts no election (before, `{term: 0, last_log_index: 0}` from
+/// Issue #16: a `TimeoutNow` that does not come from the active this voter follows, or names
+/// a term it has not reached, is refused and starts no election (before, `{term: 0, last_log_index: 0}` from
 /// anyone forced one); the active's own transfer still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_timeout_now_starts_no_election() {

@@ -371,20 +371,19 @@ async fn ask_to_campaign(dialer: &Dialer, addr: &str, ask: TimeoutNow) -> Result
     Ok(())
 }
 
-/// The target's side of a transfer: start an election now, if this node is a voter that
-/// follows exactly the asking active in exactly its term, and whose log reaches the active's.
+/// The target's side of a transfer: start an election now, if this node is a voter, the
+/// sender a voter it does not know to be deposed, and this node's log reaches the sender's.
 /// Anything else is refused: before, `TimeoutNow{term: 0, last_log_index: 0}` from anyone
 /// passed the catch-up check and forced an election (issue #16). Who may send it at all is
 /// for the members' certificates to settle.
 pub async fn campaign(node: &MetaNode, ask: TimeoutNow) -> Result<(), MetaError> {
-    let (is_voter, state, my_term, my_last, leader) = {
+    let (is_voter, sender_is_voter, state, my_term, my_last, leader) = {
         let m = node.raft.metrics();
         let m = m.borrow();
+        let voters: Vec<MemberId> = m.membership_config.membership().voter_ids().collect();
         (
-            m.membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == node.id),
+            voters.contains(&node.id),
+            voters.contains(&ask.leader),
             m.state,
             m.current_term,
             m.last_log_index.unwrap_or(0),
@@ -400,7 +399,11 @@ pub async fn campaign(node: &MetaNode, ask: TimeoutNow) -> Result<(), MetaError>
     if state == ServerState::Leader {
         return Ok(());
     }
-    if ask.term != my_term || leader != Some(ask.leader) {
+    // The sender must be a voter, in a term this node has reached, and the active this node
+    // follows when it knows one. The term may be behind this node's: a removed voter that
+    // still campaigns can raise the target's term while the active keeps its own.
+    let follows_another = leader.is_some_and(|l| l != ask.leader);
+    if !sender_is_voter || ask.term == 0 || ask.term > my_term || follows_another {
         return Err(MetaError::InvalidArgument(format!(
             "TimeoutNow from node {} in term {}: this node follows {leader:?} in term {my_term}",
             ask.leader, ask.term
