@@ -422,6 +422,9 @@ pub async fn campaign(node: &MetaNode, ask: TimeoutNow) -> Result<(), MetaError>
         .map_err(|e| MetaError::Unavailable(e.to_string()))
 }
 
+/// How long a checkpoint waits for a snapshot before it triggers one again.
+const CHECKPOINT_RETRIGGER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a checkpoint may take to build (a namespace of 100 million objects is one RocksDB
 /// checkpoint, hard links, and a tar of its files).
 const CHECKPOINT_WAIT: std::time::Duration = std::time::Duration::from_secs(1800);
@@ -434,22 +437,29 @@ pub async fn checkpoint(node: &MetaNode) -> Result<(u64, u64), MetaError> {
     node.ensure_active()?;
     let unavailable = |e: &dyn std::fmt::Display| MetaError::Unavailable(e.to_string());
     let applied = node.sm.applied_index();
-    node.raft
-        .trigger()
-        .snapshot()
-        .await
-        .map_err(|e| unavailable(&e))?;
-    let snapshot = node
-        .raft
-        .wait(Some(CHECKPOINT_WAIT))
-        .metrics(
-            |m| m.snapshot.is_some_and(|s| s.index >= applied),
-            "a snapshot of everything applied",
-        )
-        .await
-        .map_err(|e| unavailable(&e))?
-        .snapshot
-        .map_or(0, |s| s.index);
+    // openraft ignores a trigger while it builds a snapshot, which may cover less than
+    // `applied`: trigger again until one that covers it is there.
+    let start = Instant::now();
+    let snapshot = loop {
+        node.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let covered = node
+            .raft
+            .wait(Some(CHECKPOINT_RETRIGGER))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= applied),
+                "a snapshot of everything applied",
+            )
+            .await;
+        match covered {
+            Ok(m) => break m.snapshot.map_or(0, |s| s.index),
+            Err(e) if start.elapsed() >= CHECKPOINT_WAIT => return Err(unavailable(&e)),
+            Err(_) => {}
+        }
+    };
     node.raft
         .trigger()
         .purge_log(snapshot)

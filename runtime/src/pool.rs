@@ -56,6 +56,10 @@ impl ReadPool {
     ) -> Result<T, PoolError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
+            // A caller that gave up (its deadline passed) does not keep a thread busy.
+            if tx.is_closed() {
+                return;
+            }
             let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
         });
         match self.jobs.try_send(job) {

@@ -79,8 +79,13 @@ impl FileReader {
         let status = &first.file;
         let policy = status.storage_policy.parse::<StoragePolicy>()?;
         let codec = raftfs_codec::for_policy(&policy)?.map(Arc::from);
-        // A file being written is read up to its closed groups.
-        let length = first.readable_length.min(status.length);
+        // A file being written is read up to its closed groups. A metaserver from before
+        // paged replies sends no readable length, but every group.
+        let readable = match (first.readable_length, first.groups.last()) {
+            (0, Some(last)) if !first.more => last.offset.saturating_add(last.length),
+            (n, _) => n,
+        };
+        let length = readable.min(status.length);
         Ok(Self {
             core: Arc::new(Core {
                 client: client.clone(),

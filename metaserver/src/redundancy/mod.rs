@@ -178,6 +178,8 @@ pub struct Scan {
     pub gone: BTreeSet<GroupId>,
     /// Groups that cannot be rebuilt.
     pub unrecoverable: u64,
+    /// When the pass began reading groups (its view of the first is that old).
+    pub started: Option<std::time::Instant>,
 }
 
 /// Groups per page of the redundancy scan.
@@ -235,6 +237,7 @@ pub fn scan_some<R: crate::namespace::kv::KvRead + ?Sized>(
     if !pass.started {
         pass.started = true;
         pass.found.gone = in_flight.clone();
+        pass.found.started = Some(std::time::Instant::now());
     }
     let mut visited = 0usize;
     loop {
@@ -475,9 +478,13 @@ pub async fn scan_round(
     if let Some(s) = found {
         node.metrics
             .set_reconstruction_queues(&s.work, s.unrecoverable);
-        node.blocks
-            .scheduler
-            .update(s.work, &s.gone, s.unrecoverable, throttle);
+        node.blocks.scheduler.update_pass(
+            s.work,
+            &s.gone,
+            s.unrecoverable,
+            throttle,
+            s.started.unwrap_or_else(std::time::Instant::now),
+        );
     }
     node.metrics
         .set_reconstruction_in_flight(node.blocks.scheduler.status().0.in_flight);

@@ -97,13 +97,16 @@ struct InFlight {
     /// queues of the last scan do not hand it out again (or put another block of the group
     /// on the same server) before the new copy is in the registry.
     done: bool,
+    /// When it was reported done: a pass that began before may have read the group before
+    /// the new copy, so the record outlives that pass.
+    done_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     queues: [Vec<Work>; 3],
-    /// Work added between passes since the last `update` (see [`Scheduler::add`]).
-    recent: Vec<(usize, Work)>,
+    /// Work added between passes since the last `update`, and when (see [`Scheduler::add`]).
+    recent: Vec<(Instant, usize, Work)>,
     /// Tasks to cancel, by the node running them (sent with its next heartbeat reply).
     cancel: HashMap<BlockServerId, Vec<TaskId>>,
     unrecoverable: u64,
@@ -176,10 +179,24 @@ impl Scheduler {
         unrecoverable: u64,
         throttle: ThrottleSettings,
     ) {
+        self.update_pass(work, gone, unrecoverable, throttle, Instant::now());
+    }
+
+    /// [`Self::update`] for a pass that began reading groups at `pass_started`: work added
+    /// after that and not found by the pass (it may have read those groups before their
+    /// server died) is carried over and counts as missing; a task reported done after that
+    /// is kept in flight (the pass may have read its group before the new copy arrived), so
+    /// the pass's older view does not hand the block out again.
+    pub fn update_pass(
+        &self,
+        work: Vec<(usize, Work)>,
+        gone: &BTreeSet<GroupId>,
+        unrecoverable: u64,
+        throttle: ThrottleSettings,
+        pass_started: Instant,
+    ) {
         let mut s = self.lock();
         let now = Instant::now();
-        // Work added since the last pass began and not found by it (the pass may have read
-        // those groups before their server died) is carried over, and counts as missing.
         let found: HashSet<GroupId> = work.iter().map(|(_, w)| w.group).collect();
         let recent = std::mem::take(&mut s.recent);
         let work: Vec<(usize, Work)> = work
@@ -187,7 +204,8 @@ impl Scheduler {
             .chain(
                 recent
                     .into_iter()
-                    .filter(|(_, w)| !found.contains(&w.group)),
+                    .filter(|(at, _, w)| *at > pass_started && !found.contains(&w.group))
+                    .map(|(_, p, w)| (p, w)),
             )
             .collect();
         let still_missing: BTreeSet<(GroupId, u32)> = work
@@ -198,6 +216,9 @@ impl Scheduler {
         let mut rebuilt = 0;
         let mut cancel: Vec<(BlockServerId, TaskId)> = Vec::new();
         s.in_flight.retain(|key, f| {
+            if f.done_at.is_some_and(|t| t > pass_started) {
+                return true;
+            }
             let missing = still_missing.contains(key);
             if missing && (f.done || f.deadline > now) {
                 return !f.done || f.deadline > now;
@@ -235,22 +256,21 @@ impl Scheduler {
     }
 
     /// Adds work found between passes (the groups of a blockserver that just died), queued at
-    /// once, unless its group is queued or in flight already. It is kept when the pass under
-    /// way ends without it (that pass may have read those groups before the death).
+    /// once. A group already queued is replaced by this newer view of it (all its missing
+    /// blocks, at its priority now: a second server's death can make it more urgent). It is
+    /// kept when the pass under way ends without it (that pass may have read those groups
+    /// before the death).
     pub fn add(&self, work: Vec<(usize, Work)>) {
         let mut s = self.lock();
-        let known: HashSet<GroupId> = s
-            .queues
-            .iter()
-            .flatten()
-            .map(|w| w.group)
-            .chain(s.in_flight.keys().map(|(g, _)| *g))
-            .collect();
+        let now = Instant::now();
+        let work: Vec<(usize, Work)> = work.into_iter().filter(|(p, _)| *p < 3).collect();
+        let newer: HashSet<GroupId> = work.iter().map(|(_, w)| w.group).collect();
+        for queue in &mut s.queues {
+            queue.retain(|w| !newer.contains(&w.group));
+        }
+        s.recent.retain(|(_, _, w)| !newer.contains(&w.group));
         for (p, w) in work {
-            if known.contains(&w.group) || p >= s.queues.len() {
-                continue;
-            }
-            s.recent.push((p, w.clone()));
+            s.recent.push((now, p, w.clone()));
             s.queues[p].push(w);
         }
     }
@@ -268,6 +288,7 @@ impl Scheduler {
                     None => {
                         if let Some(f) = s.in_flight.get_mut(&key) {
                             f.done = true;
+                            f.done_at = Some(Instant::now());
                         }
                         s.finished = s.finished.saturating_add(1);
                     }
@@ -350,6 +371,7 @@ impl Scheduler {
                     target,
                     deadline,
                     done: false,
+                    done_at: None,
                 },
             );
             s.started = s.started.saturating_add(1);

@@ -351,17 +351,25 @@ fn a_server_with_any_copy_of_the_group_gets_no_other_block_of_it() {
     assert!(s.assign(BlockServerId(10), 0, &nodes).is_empty());
 }
 
-/// Work added between passes (a dead server's groups) is queued at once, not twice, and
-/// survives the end of a pass that did not see it; a pass that found the group too keeps one.
+/// Work added between passes (a dead server's groups) is queued at once, once, and a newer
+/// view of a queued group replaces it; it survives the end of a pass that began before it
+/// was added and did not see it, and its running task is not taken for rebuilt; a pass that
+/// found the group too keeps one entry.
 #[test]
 fn work_added_between_passes_is_queued_once_and_outlives_the_pass() {
     let s = scheduler(8);
+    let pass_started = Instant::now();
     let other = Work {
         group: GroupId((1 << 20) + 1),
         ..work()
     };
+    s.add(vec![(1, work())]);
     s.add(vec![(0, work())]);
-    s.add(vec![(0, work())]);
+    assert_eq!(
+        s.lock().queues.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![1, 0, 0],
+        "the newer, more urgent view replaced the first"
+    );
     let tasks = s.assign(BlockServerId(1), 0, &nodes(&[]));
     assert_eq!(
         tasks.len(),
@@ -369,11 +377,12 @@ fn work_added_between_passes_is_queued_once_and_outlives_the_pass() {
         "one task for the one missing block: {tasks:?}"
     );
     // A pass that read the group before its server died ends with other work only.
-    s.update(
+    s.update_pass(
         vec![(1, other.clone())],
         &BTreeSet::new(),
         0,
         ThrottleSettings::default(),
+        pass_started,
     );
     let queued: Vec<GroupId> = s.lock().queues.iter().flatten().map(|w| w.group).collect();
     assert_eq!(queued, vec![work().group, other.group]);
