@@ -7,9 +7,11 @@
 #   - start to serving: every member stopped, then started again, until a stat of the last
 #     generated file answers (RocksDB opens the namespace; nothing is loaded into memory);
 #   - resident memory of each member idle, and its peak under the stat and create loads;
-#   - stat of random generated files at CLIENTS clients (p50/p99, CPU per op);
+#   - stat of random generated files at CLIENTS clients (p50/p99, CPU per op), and at
+#     FEW_CLIENTS clients (latency without the queue of a saturated machine);
 #   - creates/s at CLIENTS clients, and the same on an empty namespace in the same run;
-#   - failover: kill -9 of the active until a write succeeds again;
+#   - failover: kill -9 of the active until a write succeeds again (and the same on the empty
+#     namespace, for comparison);
 #   - at sizes up to SNAPSHOT_MAX: a new member (observer) catching up through a snapshot,
 #     seconds and snapshot bytes;
 # and once: a paged `metactl fs ls` of a directory of LS_FILES entries.
@@ -23,6 +25,7 @@ STAT_OPS=${STAT_OPS:-200000}
 CREATE_OPS=${CREATE_OPS:-100000}
 SNAPSHOT_MAX=${SNAPSHOT_MAX:-10000000}
 LS_FILES=${LS_FILES:-1000000}
+FEW_CLIENTS=${FEW_CLIENTS:-8}
 . "$(dirname "$0")/peers.sh"
 ctl() { "$bin/metactl" "$@"; }
 now() { date +%s.%N; }
@@ -50,11 +53,23 @@ wait_serving() {
 active_id() {
   ctl --cluster "$1" cluster status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["leader"])'
 }
+# kill -9 of the active of the cluster in $1 until a mkdir succeeds; the member is restarted
+failover() {
+  local leader t
+  leader=$(active_id "$1")
+  t=$(now)
+  ctl local stop --dir "$1" --id "$leader" --kill >/dev/null
+  ctl --cluster "$1" fs mkdir -p "/failover-probe-$RANDOM" >/dev/null
+  echo "failover (kill -9 of the active until a mkdir succeeds): $(since "$t") s"
+  ctl local start --dir "$1" --id "$leader" >/dev/null
+  sleep 3
+}
 
 echo "== an empty namespace, for the create rate ($VOTERS voters)"
 ctl local up --dir "$work/empty" --voters "$VOTERS" --observers 0 --detach >/dev/null
 empty=$(run_cpu "$(raftfs_pids "$work/empty")" meta --op create --clients "$CLIENTS" --ops "$CREATE_OPS" --cluster "$work/empty" | figures)
 echo "creates on an empty namespace: $empty"
+if [ "$VOTERS" -ge 3 ]; then echo -n "empty namespace: "; failover "$work/empty"; fi
 ctl local down --dir "$work/empty" >/dev/null
 rm -rf "$work/empty"
 
@@ -87,6 +102,8 @@ for objects in $SIZES; do
   stat=$(run_cpu "$pids" meta --op stat --generated "$files" --clients "$CLIENTS" --ops "$STAT_OPS" --cluster "$dir" | figures)
   echo "stat of random files, $CLIENTS clients: $stat"
   echo "RSS peak under the stat load (MiB): $(rss "$dir")"
+  few=$(run_cpu "$pids" meta --op stat --generated "$files" --clients "$FEW_CLIENTS" --ops "$STAT_OPS" --cluster "$dir" | figures)
+  echo "stat of random files, $FEW_CLIENTS clients: $few"
   reset_peaks "$dir"
   create=$(run_cpu "$pids" meta --op create --clients "$CLIENTS" --ops "$CREATE_OPS" --cluster "$dir" | figures)
   echo "creates, $CLIENTS clients: $create"
@@ -96,14 +113,7 @@ import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 print(f'creates/s at $objects objects / on an empty namespace: {a[\"ops_per_sec\"]} / {b[\"ops_per_sec\"]} = {a[\"ops_per_sec\"] / max(b[\"ops_per_sec\"], 1):.2f}')" "$create" "$empty"
 
-  if [ "$VOTERS" -ge 3 ]; then
-    leader=$(active_id "$dir")
-    t=$(now)
-    ctl local stop --dir "$dir" --id "$leader" --kill >/dev/null
-    ctl --cluster "$dir" fs mkdir -p "/failover-probe" >/dev/null
-    echo "failover (kill -9 of the active until a mkdir succeeds): $(since "$t") s"
-    ctl local start --dir "$dir" --id "$leader" >/dev/null
-  fi
+  if [ "$VOTERS" -ge 3 ]; then failover "$dir"; fi
 
   if [ "$objects" -le "$SNAPSHOT_MAX" ]; then
     ctl --cluster "$dir" cluster checkpoint

@@ -43,6 +43,15 @@ impl NamespaceService {
         Self { node }
     }
 
+    /// Whether this member may answer a read whose client has seen the state in `header`
+    /// (waiting, within bounds, to apply it): the state ID the answer must reach.
+    async fn admit_read(&self, header: Option<&pb::RequestHeader>) -> Result<u64, MetaError> {
+        let last_seen = header.map_or(0, |h| h.last_seen_state_id);
+        let observer_read = header.is_some_and(|h| h.observer_read);
+        self.node.ready_for_read(last_seen, observer_read).await?;
+        Ok(last_seen)
+    }
+
     /// Runs `f` on a consistent view of the state machine; returns its result and the state
     /// ID of that view. Runs on the active and on observers alike: see
     /// [`MetaNode::ready_for_read`] for who may answer, and when.
@@ -51,9 +60,7 @@ impl NamespaceService {
         header: Option<&pb::RequestHeader>,
         f: impl FnOnce(&SnapshotKv<'_>) -> Result<T, ApplyError> + Send + 'static,
     ) -> Result<(T, u64), MetaError> {
-        let last_seen = header.map_or(0, |h| h.last_seen_state_id);
-        let observer_read = header.is_some_and(|h| h.observer_read);
-        self.node.ready_for_read(last_seen, observer_read).await?;
+        let last_seen = self.admit_read(header).await?;
         let node = self.node.clone();
         let read = tokio::task::spawn_blocking(move || view(&node, last_seen, f))
             .await
@@ -69,9 +76,7 @@ impl NamespaceService {
         header: Option<&pb::RequestHeader>,
         f: impl FnOnce(&SnapshotKv<'_>) -> Result<T, MetaError> + Send + 'static,
     ) -> Result<(T, u64), MetaError> {
-        let last_seen = header.map_or(0, |h| h.last_seen_state_id);
-        let observer_read = header.is_some_and(|h| h.observer_read);
-        self.node.ready_for_read(last_seen, observer_read).await?;
+        let last_seen = self.admit_read(header).await?;
         let node = self.node.clone();
         let read = self
             .node
