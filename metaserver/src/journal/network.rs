@@ -114,6 +114,8 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             append_entries_seconds: self.append_entries_seconds.clone(),
             max_append_bytes: self.max_append_bytes,
+            append_budget: self.max_append_bytes,
+            appending: false,
         }
     }
 }
@@ -126,6 +128,12 @@ pub struct PeerClient {
     client: Option<RaftClient<Channel>>,
     append_entries_seconds: Option<Histogram>,
     max_append_bytes: usize,
+    /// The bytes of entries the next AppendEntries may carry: halved when one did not come
+    /// back in time, grown again by a quarter of the maximum after one that came back fast.
+    append_budget: usize,
+    /// An AppendEntries with entries is under way: still set when the next one starts, it
+    /// was dropped by openraft's timeout (one heartbeat interval).
+    appending: bool,
 }
 
 /// An upper bound of one entry's size in an AppendEntries: its operations' size bounds
@@ -213,13 +221,20 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         // stored and answered in that time (a follower catching up on 256 entries of 512 KiB)
         // would time out forever. Refused here, it is sent again at once with fewer entries
         // (openraft's entries hint).
-        let fit = entries_within(&rpc.entries, self.max_append_bytes);
+        // A follower that stores and answers slower than the byte bound assumes (a loaded
+        // machine, a debug build) would time out on every resend: the bound adapts to it.
+        if self.appending {
+            self.appending = false;
+            self.append_budget = (self.append_budget / 2).max(1);
+        }
+        let fit = entries_within(&rpc.entries, self.append_budget);
         if fit < rpc.entries.len() {
             return Err(RPCError::PayloadTooLarge(
                 PayloadTooLarge::new_entries_hint(fit as u64),
             ));
         }
         let start = std::time::Instant::now();
+        self.appending = !rpc.entries.is_empty();
         let result = self
             .call::<rpc::AppendEntries, rpc::AppendEntriesReply, _, _>(
                 "append_entries",
@@ -227,6 +242,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 &option,
             )
             .await;
+        self.appending = false;
+        if result.is_ok() && start.elapsed() < option.hard_ttl() / 4 {
+            self.append_budget = self
+                .append_budget
+                .saturating_add(self.max_append_bytes / 4)
+                .min(self.max_append_bytes);
+        }
         if let Some(h) = &self.append_entries_seconds
             && !rpc.entries.is_empty()
         {
