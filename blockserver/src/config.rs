@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use raftfs_runtime::WireSecurity;
 use serde::{Deserialize, Serialize};
 
 /// Everything a blockserver needs to run.
@@ -48,6 +49,10 @@ pub struct Config {
     /// From the start of one scan of every stored block to the start of the next, seconds
     /// (HDFS's `dfs.datanode.scan.period.hours`, three weeks).
     pub scan_period_secs: u64,
+    /// The protection of `listen`, more ports, and TLS files (DESIGN §9). With TLS files,
+    /// every connection to metaservers and peers is TLS, presenting this server's certificate,
+    /// whose subject must name it (`blockserver-<id>`).
+    pub security: WireSecurity,
 }
 
 impl Default for Config {
@@ -66,6 +71,7 @@ impl Default for Config {
             metrics_addr: None,
             scan_bytes_per_sec: 1 << 20,
             scan_period_secs: 21 * 24 * 3600,
+            security: WireSecurity::default(),
         }
     }
 }
@@ -145,6 +151,9 @@ impl Config {
         if self.scan_period_secs == 0 {
             return bad("scan-period-secs must be > 0 (scan-bytes-per-sec = 0 turns scanning off)");
         }
+        self.security
+            .validate(self.listen)
+            .map_err(|e| ConfigError::Invalid(format!("security: {e}")))?;
         Ok(())
     }
 

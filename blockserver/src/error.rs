@@ -20,6 +20,9 @@ pub enum BlockError {
     /// A request that cannot be served as sent (no block named, index out of range, ...).
     #[error("invalid request: {0}")]
     InvalidArgument(String),
+    /// The caller may not make this call (DESIGN §9).
+    #[error("permission denied: {0}")]
+    Denied(#[from] raftfs_core::identity::Denied),
     /// A bug or a lost worker thread, never the peer's fault.
     #[error("internal error: {0}")]
     Internal(String),
@@ -49,11 +52,7 @@ pub enum TaskError {
     },
     /// A source's address is not one a channel can be opened to.
     #[error("{addr}: {error}")]
-    Address {
-        addr: String,
-        #[source]
-        error: tonic::transport::Error,
-    },
+    Address { addr: String, error: String },
     /// A source sent another number of bytes than asked for.
     #[error("{addr}: {got} of {want} bytes")]
     Length { addr: String, got: u64, want: u64 },

@@ -12,7 +12,8 @@ use std::time::Duration;
 use raftfs_proto as pb;
 use raftfs_proto::block_servers_client::BlockServersClient;
 use raftfs_proto::namespace_client::NamespaceClient;
-use tonic::transport::{Channel, Endpoint};
+use raftfs_runtime::Dialer;
+use tonic::transport::Channel;
 
 use crate::metrics::Metrics;
 use crate::store::BlockId;
@@ -42,14 +43,9 @@ pub struct MetaLink {
 
 impl MetaLink {
     /// Opens (lazily: the first RPC connects, and a lost connection is reopened) the channel
-    /// to `addr` (`host:port`, or a URI with a scheme).
-    pub fn connect(addr: &str) -> Result<Self, BadAddress> {
-        let uri = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(uri).map_err(|e| BadAddress {
+    /// to `addr` (`host:port`), over TLS with this server's certificate when `dialer` has one.
+    pub fn connect(dialer: &Dialer, addr: &str) -> Result<Self, BadAddress> {
+        let endpoint = dialer.endpoint(addr).map_err(|e| BadAddress {
             addr: addr.to_owned(),
             reason: e.to_string(),
         })?;
@@ -90,6 +86,7 @@ impl Metaservers {
     /// Channels to every address (none connects yet).
     pub fn connect(
         node_id: u64,
+        dialer: &Dialer,
         addrs: &[String],
         metrics: Arc<Metrics>,
     ) -> Result<Self, BadAddress> {
@@ -97,7 +94,7 @@ impl Metaservers {
             node_id,
             links: addrs
                 .iter()
-                .map(|a| MetaLink::connect(a))
+                .map(|a| MetaLink::connect(dialer, a))
                 .collect::<Result<_, _>>()?,
             metrics,
             calls: Arc::new(AtomicU64::new(1)),

@@ -11,8 +11,9 @@ use raftfs_core::namespace::blocks::GroupId;
 use raftfs_core::reconstruction::PartialCell;
 use raftfs_proto as pb;
 use raftfs_proto::block_data_client::BlockDataClient;
+use raftfs_runtime::Dialer;
 use tokio_stream::StreamExt;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::convert;
 use crate::error::TaskError;
@@ -27,20 +28,33 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The channels to the peers this server has read from.
 #[derive(Debug, Default)]
 pub struct Peers {
+    /// TLS with this server's certificate, when it has one (a `Partial` is answered only to
+    /// blockservers).
+    dialer: Dialer,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl Peers {
+    /// No channel yet; each opened through `dialer`.
+    pub fn new(dialer: Dialer) -> Self {
+        Self {
+            dialer,
+            channels: Mutex::default(),
+        }
+    }
+
     /// A client of the blockserver at `addr` on its shared channel.
     fn client(&self, addr: &str) -> Result<BlockDataClient<Channel>, TaskError> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let c = Endpoint::from_shared(format!("http://{addr}"))
+                let c = self
+                    .dialer
+                    .endpoint(addr)
                     .map_err(|error| TaskError::Address {
                         addr: addr.to_owned(),
-                        error,
+                        error: error.to_string(),
                     })?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raftfs_proto::block_data_server::BlockDataServer;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{Config, ConfigError};
 use crate::error::BlockError;
@@ -35,11 +34,21 @@ pub enum ServerError {
     Metaserver(#[from] BadAddress),
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Serve(#[from] raftfs_runtime::ServeError),
+    #[error("tls: {0}")]
+    Tls(#[from] raftfs_runtime::TlsError),
 }
 
-/// Binds the addresses `config` names.
+/// Binds the addresses `config` names: every port, the advertised one first, and metrics.
 pub fn listeners(config: &Config) -> std::io::Result<Listeners> {
-    Listeners::bind(config.listen, config.metrics_addr)
+    Listeners::bind(&rpc_addrs(config), config.metrics_addr)
+}
+
+/// The addresses of every gRPC port, in the order their listeners are bound or handed down.
+pub fn rpc_addrs(config: &Config) -> Vec<std::net::SocketAddr> {
+    let ports = config.security.ports(config.listen);
+    ports.iter().map(|p| p.addr).collect()
 }
 
 /// Runs a blockserver on already bound `listeners` (the addresses in `config` are not bound
@@ -50,8 +59,21 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let (listener, metrics_listener) = listeners.into_tokio()?;
-    let bound = listener.local_addr()?;
+    let tls = config.security.material()?;
+    let dialer = raftfs_runtime::Dialer::new(tls.as_ref());
+    let (rpc_listeners, metrics_listener) = listeners.into_tokio()?;
+    let ports = config.security.ports(config.listen);
+    let Some(first) = rpc_listeners.first() else {
+        return Err(ServerError::Io(std::io::Error::other("no gRPC listener")));
+    };
+    if rpc_listeners.len() != ports.len() {
+        return Err(ServerError::Io(std::io::Error::other(format!(
+            "{} listeners for {} configured ports",
+            rpc_listeners.len(),
+            ports.len()
+        ))));
+    }
+    let bound = first.local_addr()?;
     let advertise = config.advertised(bound);
     let (dirs, reserved) = (config.data_dirs.clone(), config.reserved_bytes);
     let volumes = tokio::task::spawn_blocking(move || Volumes::open(&dirs, reserved))
@@ -59,13 +81,19 @@ pub async fn serve(
         .map_err(BlockError::from)??;
     let volumes = Arc::new(volumes);
     let metrics = Arc::new(Metrics::new());
-    let metaservers = Metaservers::connect(config.id, &config.metaservers, metrics.clone())?;
+    let metaservers =
+        Metaservers::connect(config.id, &dialer, &config.metaservers, metrics.clone())?;
     if config.metaservers.is_empty() {
         tracing::warn!("no metaservers configured: serving data, reporting to nobody");
     }
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = Worker::new(volumes.clone(), metrics.clone(), config.rack.clone());
+    let worker = Worker::new(
+        volumes.clone(),
+        metrics.clone(),
+        config.rack.clone(),
+        dialer,
+    );
     let mut tasks = heartbeat::spawn(
         NodeInfo {
             id: config.id,
@@ -116,15 +144,16 @@ pub async fn serve(
         volumes = storage.volumes, failed_volumes = storage.failed_volumes,
         "blockserver listening"
     );
-    let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(
-            BlockDataServer::new(BlockDataService::new(node))
-                .max_decoding_message_size(MAX_DATA_MESSAGE)
-                .max_encoding_message_size(MAX_DATA_MESSAGE),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+    for p in &ports {
+        tracing::info!(addr = %p.addr, policy = %p.policy, simple = p.simple, "port");
+    }
+    let routes = tonic::service::Routes::new(
+        BlockDataServer::new(BlockDataService::new(node))
+            .max_decoding_message_size(MAX_DATA_MESSAGE)
+            .max_encoding_message_size(MAX_DATA_MESSAGE),
+    );
+    let ports = rpc_listeners.into_iter().zip(ports).collect();
+    let result = raftfs_runtime::serve_ports(routes, ports, tls.as_ref(), shutdown).await;
     let _ = stop.send(true);
     for task in tasks {
         if tokio::time::timeout(TASK_GRACE, task).await.is_err() {

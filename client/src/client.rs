@@ -10,20 +10,20 @@ use raftfs_proto as pb;
 use raftfs_proto::admin_client::AdminClient;
 use raftfs_proto::mutate_request::Op;
 use raftfs_proto::namespace_client::NamespaceClient;
-use tonic::transport::Channel;
 
 use raftfs_core::fsck::FsckReport;
 use raftfs_core::id::{BlockServerId, GroupId, MemberId};
 use raftfs_core::namespace::throttle::ThrottleChange;
 
 use crate::error::ClientError;
-use crate::failover::Targets;
+use crate::failover::{Rpc, Targets};
 use crate::model::{
     self, ClusterStatus, ContentSummary, FileStatus, ListPage, LocatedBlocks, LocatedGroup, Member,
     NodeStatus, ReconstructionStatus,
 };
 use crate::observers::Observers;
 use crate::read_mode::{AutoMsync, ReadMode};
+use crate::tls::ClientTls;
 
 /// How a client behaves.
 #[derive(Debug, Clone)]
@@ -34,8 +34,11 @@ pub struct ClientConfig {
     pub failover_deadline: Duration,
     /// How long one attempt may take.
     pub rpc_timeout: Duration,
-    /// The user name put on new files and directories.
+    /// The user this client claims to be on a simple-mode port, and puts on new files and
+    /// directories (a port that verified a client certificate takes the name from it).
     pub user: String,
+    /// TLS (the cluster's CA, and a client certificate for `mtls` ports); none: plain.
+    pub tls: Option<ClientTls>,
     /// Where reads go.
     pub read_mode: ReadMode,
     /// In observer mode, when to msync on our own before a read.
@@ -62,7 +65,8 @@ impl ClientConfig {
             metas,
             failover_deadline: Duration::from_secs(30),
             rpc_timeout: Duration::from_secs(10),
-            user: std::env::var("USER").unwrap_or_else(|_| "nobody".into()),
+            user: crate::tls::login_name(),
+            tls: None,
             read_mode: ReadMode::Active,
             auto_msync: AutoMsync::Never,
             observer_timeout: Duration::from_secs(3),
@@ -120,7 +124,12 @@ fn hex(bytes: &[u8]) -> String {
 impl Client {
     /// Creates a client; connections open lazily.
     pub fn new(config: ClientConfig) -> Result<Self, ClientError> {
-        let targets = Targets::new(config.metas.clone(), config.rpc_timeout)?;
+        let targets = Targets::new(
+            config.metas.clone(),
+            config.rpc_timeout,
+            config.tls.as_ref(),
+            &config.user,
+        )?;
         let client_id: [u8; 16] = rand::random();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -195,7 +204,7 @@ impl Client {
 
     async fn namespace_call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
     where
-        F: FnMut(NamespaceClient<Channel>) -> Fut,
+        F: FnMut(NamespaceClient<Rpc>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
         let r = self
@@ -212,7 +221,7 @@ impl Client {
     /// when no observer can answer, on the active.
     async fn read_call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
     where
-        F: FnMut(NamespaceClient<Channel>) -> Fut,
+        F: FnMut(NamespaceClient<Rpc>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
         if self.inner.config.read_mode == ReadMode::Observer {
@@ -283,7 +292,7 @@ impl Client {
     }
 
     /// A (lazily connecting, shared) channel to a blockserver.
-    pub fn block_channel(&self, addr: &str) -> Result<Channel, ClientError> {
+    pub fn block_channel(&self, addr: &str) -> Result<Rpc, ClientError> {
         self.inner.targets.channel(addr)
     }
 
@@ -348,7 +357,9 @@ impl Client {
 
     /// Tells every metaserver that a copy of an internal block is corrupt (each keeps its own
     /// view of block locations). Best effort: a metaserver that does not answer learns it
-    /// from the next reader or from reconstruction.
+    /// from the next reader or from reconstruction. Where callers are authenticated, only
+    /// blockservers may report (DESIGN §9) and this is refused; the blockserver that served
+    /// the corrupt bytes has reported them itself.
     pub async fn report_corrupt(
         &self,
         group: GroupId,
@@ -806,7 +817,7 @@ impl Client {
 
     async fn membership_call<F, Fut>(&self, mut f: F) -> Result<Vec<Member>, ClientError>
     where
-        F: FnMut(AdminClient<Channel>) -> Fut,
+        F: FnMut(AdminClient<Rpc>) -> Fut,
         Fut: std::future::Future<Output = Result<pb::MembershipChangeResponse, tonic::Status>>,
     {
         let r = self

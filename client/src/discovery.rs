@@ -31,12 +31,23 @@ pub struct BlockEntry {
     pub data_dir: String,
 }
 
+/// The TLS files a tool uses against a local TLS cluster (the superuser's certificate).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TlsEntry {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
 /// `DIR/cluster.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ClusterFile {
     pub meta: Vec<MetaEntry>,
     #[serde(default)]
     pub block: Vec<BlockEntry>,
+    /// Set when every server of the cluster is reached over TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsEntry>,
 }
 
 impl ClusterFile {
@@ -52,6 +63,21 @@ impl ClusterFile {
             .map_err(|e| ClientError::Config(format!("reading {}: {e}", path.display())))?;
         serde_json::from_str(&text)
             .map_err(|e| ClientError::Config(format!("parsing {}: {e}", path.display())))
+    }
+
+    /// The client TLS settings the cluster's tools use (its superuser's certificate), if
+    /// the cluster is a TLS one.
+    pub fn client_tls(&self) -> Result<Option<crate::ClientTls>, ClientError> {
+        self.tls
+            .as_ref()
+            .map(|t| {
+                crate::ClientTls::from_files(
+                    Path::new(&t.ca),
+                    Some(Path::new(&t.cert)),
+                    Some(Path::new(&t.key)),
+                )
+            })
+            .transpose()
     }
 
     /// Metaserver addresses, voters first.

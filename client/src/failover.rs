@@ -9,18 +9,42 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use raftfs_core::identity::CLAIMED_USER_HEADER;
 use raftfs_proto::{ErrorKind, detail_of};
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::error::ClientError;
+use crate::tls::ClientTls;
 
-/// Where calls go, and the connections to every metaserver.
+/// A connection to a server that claims this client's user name on every call: a port in
+/// simple mode knows the caller by it; a port that verified a client certificate ignores it
+/// (DESIGN §9).
+pub type Rpc = InterceptedService<Channel, ClaimUser>;
+
+/// Adds the claimed user name to a call.
+#[derive(Debug, Clone)]
+pub struct ClaimUser(MetadataValue<Ascii>);
+
+impl Interceptor for ClaimUser {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut()
+            .insert(CLAIMED_USER_HEADER, self.0.clone());
+        Ok(req)
+    }
+}
+
+/// Where calls go, and the connections to every server.
 #[derive(Debug)]
 pub struct Targets {
     addrs: Mutex<Vec<String>>,
     current: Mutex<usize>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, Rpc>>,
     rpc_timeout: Duration,
+    tls: Option<ClientTlsConfig>,
+    user: ClaimUser,
 }
 
 /// What the retry loop does with a failed attempt.
@@ -60,15 +84,26 @@ pub(crate) fn classify(status: tonic::Status) -> Next {
 }
 
 impl Targets {
-    pub fn new(addrs: Vec<String>, rpc_timeout: Duration) -> Result<Self, ClientError> {
+    pub fn new(
+        addrs: Vec<String>,
+        rpc_timeout: Duration,
+        tls: Option<&ClientTls>,
+        user: &str,
+    ) -> Result<Self, ClientError> {
         if addrs.is_empty() {
             return Err(ClientError::Config("no metaserver addresses".into()));
         }
+        let claim = raftfs_core::identity::valid_name(user)
+            .ok()
+            .and_then(|u| MetadataValue::try_from(u).ok())
+            .ok_or_else(|| ClientError::Config(format!("{user:?} is not a valid user name")))?;
         Ok(Self {
             addrs: Mutex::new(addrs),
             current: Mutex::new(0),
             channels: Mutex::new(HashMap::new()),
             rpc_timeout,
+            tls: tls.map(ClientTls::config),
+            user: ClaimUser(claim),
         })
     }
 
@@ -104,19 +139,26 @@ impl Targets {
         *Self::lock(&self.current) = i;
     }
 
-    /// A (lazily connecting) channel to `addr`.
-    pub fn channel(&self, addr: &str) -> Result<Channel, ClientError> {
+    /// A (lazily connecting) channel to `addr`: TLS when the client has TLS settings.
+    pub fn channel(&self, addr: &str) -> Result<Rpc, ClientError> {
         let mut channels = Self::lock(&self.channels);
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| ClientError::Config(format!("bad metaserver address {addr:?}: {e}")))?
+        let bad = |e: &dyn std::fmt::Display| {
+            ClientError::Config(format!("bad server address {addr:?}: {e}"))
+        };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| bad(&e))?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect_lazy();
+        if let Some(tls) = &self.tls {
+            endpoint = endpoint.tls_config(tls.clone()).map_err(|e| bad(&e))?;
+        }
+        let channel = InterceptedService::new(endpoint.connect_lazy(), self.user.clone());
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }
@@ -128,7 +170,7 @@ impl Targets {
         mut attempt: F,
     ) -> Result<T, ClientError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Rpc) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let start = Instant::now();

@@ -10,6 +10,8 @@
 //! - [`observers`]: reading from observers, moving on when one is behind or gone.
 //! - [`model`]: the plain types results come back as.
 //! - [`error`]: [`ClientError`], with the typed [`ErrorKind`] of a refusal.
+//! - [`tls`]: the CA and client certificate of a TLS cluster, and the user name claimed on a
+//!   simple-mode port.
 
 pub mod client;
 pub mod discovery;
@@ -19,6 +21,7 @@ pub mod file;
 pub mod model;
 pub mod observers;
 pub mod read_mode;
+pub mod tls;
 
 pub use client::{Client, ClientConfig, CreateOptions};
 pub use error::{ClientError, ErrorKind};
@@ -28,3 +31,4 @@ pub use model::{
     LocatedGroup, Member, NodeStatus, ReconstructionStatus, WorkerStatus,
 };
 pub use read_mode::{AutoMsync, ReadMode};
+pub use tls::ClientTls;

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use raftfs_core::member::MemberRole;
 use raftfs_proto as pb;
 use raftfs_proto::admin_client::AdminClient;
-use tonic::transport::Channel;
 
 use crate::error::ClientError;
-use crate::failover::{Next, Targets, classify};
+use crate::failover::{Next, Rpc, Targets, classify};
 
 /// How often the observer list is refreshed even when all is well (membership changes).
 const REFRESH_EVERY: Duration = Duration::from_secs(30);
@@ -119,7 +118,7 @@ impl Observers {
         mut attempt: F,
     ) -> Option<Result<(T, String), ClientError>>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(Rpc) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         if self.needs_refresh() {

@@ -109,6 +109,26 @@ impl CallId {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 pub struct ClientId(pub [u8; 16]);
 
+impl ClientId {
+    /// The id the retry cache files a call under: this client id bound to the authenticated
+    /// principal that sent it (DESIGN §9). Another principal that learns the client id (it is
+    /// the lease holder `stat` shows) files its calls under another key, so it can neither
+    /// pre-record results under the victim's future call ids nor be answered from them.
+    /// Computed by the active and carried in the entry, so every member files alike.
+    pub fn scoped_to(&self, principal: &str) -> ClientId {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"raftfs retry scope v1\0");
+        h.update((principal.len() as u64).to_be_bytes());
+        h.update(principal.as_bytes());
+        h.update(self.0);
+        let digest = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&digest[..16]);
+        ClientId(out)
+    }
+}
+
 impl fmt::Debug for ClientId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)

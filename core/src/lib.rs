@@ -3,6 +3,8 @@
 //!
 //! - [`id`]: identifiers as types (inode, block group, blockserver, member, client, call,
 //!   reconstruction task); [`member`]: a metaserver member's role.
+//! - [`identity`]: who a caller is (certificate or simple-mode claim), the port policies, and
+//!   the one rule of which class of call each may make.
 //! - [`policy`]: storage policies, their one parser and the caps every component applies.
 //! - [`layout`]: where each byte of an erasure-coded block group lives (cells, stripes,
 //!   internal block lengths), overflow-free within the policy caps.
@@ -23,6 +25,7 @@ pub mod arbitrary;
 pub mod format;
 pub mod fsck;
 pub mod id;
+pub mod identity;
 pub mod layout;
 pub mod member;
 pub mod model;

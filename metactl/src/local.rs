@@ -20,6 +20,7 @@ use raftfs_client::{Client, ClientConfig};
 use raftfs_core::id::MemberId;
 use raftfs_metaserver::config::{Config, Peer};
 
+use crate::certs;
 use crate::link_proxy::{self, LinkPlan, Route};
 use crate::sockets;
 
@@ -63,6 +64,35 @@ pub struct UpOptions {
     pub reclaim_budget: Option<u64>,
     /// A generated namespace every voter starts from (see [`generate`]).
     pub seed: Option<PathBuf>,
+    /// Nothing plaintext: a cluster CA in `DIR/tls/`, a certificate per node, every port
+    /// `mtls`, and the tools' client certificate (the superuser's) in `cluster.json`.
+    pub tls: bool,
+}
+
+/// A client of the cluster in `dir` at `addrs`: TLS with the superuser's certificate when the
+/// cluster has a CA.
+pub fn client_config(dir: &Path, addrs: &[String]) -> Result<ClientConfig> {
+    let mut config = ClientConfig::new(addrs.to_vec());
+    let superuser = raftfs_runtime::process_user();
+    if let Some(tls) = certs::user_tls(dir, &superuser)? {
+        config.tls = Some(tls);
+        config.user = superuser;
+    }
+    Ok(config)
+}
+
+/// The `[security]` of a server of the cluster in `dir` whose certificate is `cert`: one
+/// `mtls` port when the cluster has a CA, the default plain simple-mode port otherwise.
+fn wire_security(cert: Option<raftfs_runtime::TlsFiles>) -> raftfs_runtime::WireSecurity {
+    match cert {
+        Some(files) => raftfs_runtime::WireSecurity {
+            policy: raftfs_core::identity::PortPolicy::Mtls,
+            simple: false,
+            tls: Some(files),
+            ports: Vec::new(),
+        },
+        None => raftfs_runtime::WireSecurity::default(),
+    }
 }
 
 /// Where one member listens, is known, and connects from.
@@ -153,6 +183,10 @@ fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -
         config.raft.snapshot_every_entries = s;
         config.raft.keep_entries_behind_snapshot = s / 10;
     }
+    let cert = certs::LocalCa::load(&opts.dir)?
+        .map(|ca| ca.member(id))
+        .transpose()?;
+    config.security = wire_security(cert);
     config.validate()?;
     fs::write(config_path(&opts.dir, id), toml::to_string_pretty(&config)?)?;
     Ok(config)
@@ -170,8 +204,8 @@ fn entry(config: &Config, pid: u32, role: &str) -> MetaEntry {
 }
 
 /// Waits until the metaserver at `addr` answers (it may not be a member yet).
-async fn wait_listening(addr: &str, timeout: Duration) -> Result<()> {
-    let client = Client::connect(vec![addr.to_owned()])?;
+async fn wait_listening(dir: &Path, addr: &str, timeout: Duration) -> Result<()> {
+    let client = Client::new(client_config(dir, &[addr.to_owned()])?)?;
     let start = Instant::now();
     loop {
         match client.node_status(addr).await {
@@ -196,8 +230,8 @@ async fn start_observer(
     let addr = own.advertise.clone();
     let config = write_config(opts, id, &own, voters)?;
     let pid = spawn_meta(&opts.dir, id, own.held)?;
-    wait_listening(&addr, Duration::from_secs(30)).await?;
-    let mut cc = ClientConfig::new(addrs.to_vec());
+    wait_listening(&opts.dir, &addr, Duration::from_secs(30)).await?;
+    let mut cc = client_config(&opts.dir, addrs)?;
     cc.failover_deadline = Duration::from_secs(60);
     Client::new(cc)?
         .add_observer(MemberId(id), &addr)
@@ -228,6 +262,7 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         rack_blind_reconstruction: false,
         reclaim_budget: None,
         seed: None,
+        tls: false,
     };
     let e = start_observer(&opts, id, &[], &cluster.meta_addrs()).await?;
     cluster.meta.push(e);
@@ -420,6 +455,11 @@ fn write_block_config(
             .unwrap_or(defaults.scan_period_secs),
         reserved_bytes: opts.block_reserved_bytes.unwrap_or(defaults.reserved_bytes),
         metrics_addr: Some(format!("127.0.0.1:{}", ports[1]).parse()?),
+        security: wire_security(
+            certs::LocalCa::load(&opts.dir)?
+                .map(|ca| ca.blockserver(id))
+                .transpose()?,
+        ),
         ..defaults
     };
     config.validate()?;
@@ -432,8 +472,8 @@ fn write_block_config(
 
 /// Waits until the active counts `n` live blockservers (they registered and heartbeat), so
 /// that the cluster `local up` hands over can place blocks at once.
-async fn wait_blockservers(addrs: &[String], n: u64, timeout: Duration) -> Result<()> {
-    let mut config = ClientConfig::new(addrs.to_vec());
+async fn wait_blockservers(dir: &Path, addrs: &[String], n: u64, timeout: Duration) -> Result<()> {
+    let mut config = client_config(dir, addrs)?;
     config.failover_deadline = Duration::from_secs(2);
     config.rpc_timeout = Duration::from_secs(2);
     let client = Client::new(config)?;
@@ -476,6 +516,7 @@ async fn start_blockservers(opts: &UpOptions, cluster: &mut ClusterFile) -> Resu
         write_cluster_file(&opts.dir, cluster)?;
     }
     wait_blockservers(
+        &opts.dir,
         &metas,
         u64::from(opts.blockservers),
         Duration::from_secs(60),
@@ -492,8 +533,13 @@ pub fn write_cluster_file(dir: &Path, cluster: &ClusterFile) -> Result<()> {
 }
 
 /// Waits until the cluster has an active and `members` members, all caught up.
-pub async fn wait_ready(addrs: &[String], members: usize, timeout: Duration) -> Result<u64> {
-    let mut config = ClientConfig::new(addrs.to_vec());
+pub async fn wait_ready(
+    dir: &Path,
+    addrs: &[String],
+    members: usize,
+    timeout: Duration,
+) -> Result<u64> {
+    let mut config = client_config(dir, addrs)?;
     config.failover_deadline = Duration::from_secs(2);
     config.rpc_timeout = Duration::from_secs(2);
     let client = Client::new(config)?;
@@ -538,6 +584,7 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         );
     }
     fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
+    let tls = set_up_tls(opts)?;
     if opts.proxied {
         let _ = fs::remove_file(opts.dir.join("links.applied"));
         LinkPlan::default().write(&opts.dir)?;
@@ -563,7 +610,10 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
             addr: a.advertise.clone(),
         })
         .collect();
-    let mut cluster = ClusterFile::default();
+    let mut cluster = ClusterFile {
+        tls,
+        ..ClusterFile::default()
+    };
     for (peer, a) in members.iter().zip(addrs) {
         let config = write_config(opts, peer.id.get(), &a, &members)?;
         if let Some(seed) = &opts.seed {
@@ -579,14 +629,14 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
             dir.display()
         ))
     };
-    if let Err(e) = wait_ready(&cluster.meta_addrs(), n, Duration::from_secs(60)).await {
+    if let Err(e) = wait_ready(&opts.dir, &cluster.meta_addrs(), n, Duration::from_secs(60)).await {
         let _ = down(&opts.dir).await;
         return Err(fail(e, &opts.dir));
     }
     // The log of a seeded cluster does not hold the seeded tree: anyone who joins later must
     // catch up from a snapshot, so one is taken now and the log behind it purged.
     if opts.seed.is_some()
-        && let Err(e) = checkpoint(&cluster.meta_addrs()).await
+        && let Err(e) = checkpoint(&opts.dir, &cluster.meta_addrs()).await
     {
         let _ = down(&opts.dir).await;
         return Err(fail(e, &opts.dir));
@@ -605,7 +655,14 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         }
     }
     let total = cluster.meta.len();
-    if let Err(e) = wait_ready(&cluster.meta_addrs(), total, Duration::from_secs(60)).await {
+    if let Err(e) = wait_ready(
+        &opts.dir,
+        &cluster.meta_addrs(),
+        total,
+        Duration::from_secs(60),
+    )
+    .await
+    {
         let _ = down(&opts.dir).await;
         return Err(fail(e, &opts.dir));
     }
@@ -621,9 +678,28 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
     Ok(cluster)
 }
 
+/// With `--tls`, the cluster's CA (a new one, unless `DIR` keeps one from an earlier `up`)
+/// and the tools' certificate: the superuser's, whose name is the user the servers run as.
+/// Without, a CA left in `DIR` is removed, so that the servers' configs say plain.
+fn set_up_tls(opts: &UpOptions) -> Result<Option<raftfs_client::discovery::TlsEntry>> {
+    if !opts.tls {
+        let dir = certs::tls_dir(&opts.dir);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        return Ok(None);
+    }
+    let ca = match certs::LocalCa::load(&opts.dir)? {
+        Some(ca) => ca,
+        None => certs::LocalCa::create(&opts.dir)?,
+    };
+    let superuser = ca.user(&raftfs_runtime::process_user(), &[])?;
+    Ok(Some(certs::entry(&superuser)))
+}
+
 /// A checkpoint of the cluster at `metas` (`metactl cluster checkpoint`).
-async fn checkpoint(metas: &[String]) -> Result<()> {
-    let client = raftfs_client::Client::new(raftfs_client::ClientConfig::new(metas.to_vec()))?;
+async fn checkpoint(dir: &Path, metas: &[String]) -> Result<()> {
+    let client = Client::new(client_config(dir, metas)?)?;
     let (snapshot, purged) = client.checkpoint().await?;
     tracing::debug!(snapshot, purged, "seeded cluster checkpointed");
     Ok(())
@@ -725,7 +801,8 @@ pub async fn start_node(dir: &Path, id: u64) -> Result<u32> {
         bail!("metaserver {id} is already running (pid {})", entry.pid);
     }
     let config = Config::from_file(&path)?;
-    let held = sockets::bind_again(&sockets::order(config.listen_addr, config.metrics_addr))
+    let rpc = raftfs_metaserver::server::rpc_addrs(&config);
+    let held = sockets::bind_again(&sockets::order(&rpc, config.metrics_addr))
         .await
         .with_context(|| format!("starting metaserver {id} again"))?;
     entry.pid = spawn_meta(dir, id, held)?;

@@ -1,5 +1,6 @@
 //! `metactl`: raftfs admin and file commands, and the local cluster launcher.
 
+mod certs;
 mod ec;
 mod fs;
 mod link_proxy;
@@ -38,6 +39,19 @@ struct Cli {
     /// With --read-mode observer: msync `never`, `always`, or when older than a period (500ms).
     #[arg(long, global = true, default_value = "never")]
     auto_msync: AutoMsync,
+    /// The user to act as: claimed on a simple-mode port; with --cluster of a TLS cluster,
+    /// the certificate `local cert` issued to this user (default: the login user).
+    #[arg(long, global = true, env = "RAFTFS_USER")]
+    user: Option<String>,
+    /// The cluster's CA (PEM): servers are reached over TLS and verified against it.
+    #[arg(long, global = true, env = "RAFTFS_CA")]
+    ca: Option<PathBuf>,
+    /// This client's certificate (PEM), presented to ports that ask for one.
+    #[arg(long, global = true, env = "RAFTFS_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The key of --cert (PEM).
+    #[arg(long, global = true, env = "RAFTFS_KEY", requires = "cert")]
+    key: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -142,6 +156,22 @@ enum LocalCmd {
         /// machine is a copy of it (the SST files hard-linked).
         #[arg(long)]
         seed: Option<PathBuf>,
+        /// Nothing plaintext: a cluster CA and node certificates in DIR/tls, every port
+        /// mutual TLS, the tools authenticated by the superuser's certificate.
+        #[arg(long)]
+        tls: bool,
+    },
+    /// Issues a client certificate of the TLS cluster in DIR to a user (DIR/tls/users/USER.pem
+    /// and .key); `--cluster DIR --user USER` then acts as that user.
+    Cert {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        /// The user (the certificate's common name).
+        #[arg(long)]
+        user: String,
+        /// Groups the user is in (organizations of the certificate), repeated.
+        #[arg(long = "group")]
+        groups: Vec<String>,
     },
     /// Generates a synthetic namespace straight into a state-machine DB, for benchmarks at
     /// sizes not worth creating one RPC at a time; `local up --seed OUT` boots from it. Prints
@@ -370,10 +400,41 @@ enum FsCmd {
 fn client(cli: &Cli) -> Result<Client> {
     let metas = raftfs_client::discovery::resolve(cli.meta.as_deref(), cli.cluster.as_deref())?;
     let mut config = ClientConfig::new(metas);
+    if let Some(user) = &cli.user {
+        config.user = user.clone();
+    }
+    config.tls = client_tls(cli, &config.user)?;
     config.failover_deadline = cli.timeout;
     config.read_mode = cli.read_mode;
     config.auto_msync = cli.auto_msync;
     Ok(Client::new(config)?)
+}
+
+/// The TLS settings of the command: the files named by flags; else, for a local TLS cluster,
+/// the certificate of `--user` or, without one, the superuser's from `cluster.json`.
+fn client_tls(cli: &Cli, user: &str) -> Result<Option<raftfs_client::ClientTls>> {
+    if let Some(ca) = &cli.ca {
+        return Ok(Some(raftfs_client::ClientTls::from_files(
+            ca,
+            cli.cert.as_deref(),
+            cli.key.as_deref(),
+        )?));
+    }
+    let Some(dir) = &cli.cluster else {
+        return Ok(None);
+    };
+    let Ok(file) = raftfs_client::discovery::ClusterFile::read(dir) else {
+        return Ok(None);
+    };
+    if file.tls.is_none() {
+        return Ok(None);
+    }
+    if cli.user.is_some() {
+        return certs::user_tls(dir, user)?
+            .map(Some)
+            .with_context(|| format!("no certificate for user {user} in {}", dir.display()));
+    }
+    Ok(file.client_tls()?)
 }
 
 fn now_ms() -> u64 {
@@ -396,7 +457,8 @@ async fn run(cli: Cli) -> Result<()> {
             use raftfs_metaserver::server::{self, Listeners};
             server::init_tracing();
             let config = args.clone().into_config()?;
-            let listeners = match sockets::handed_down(config.listen_addr, config.metrics_addr)? {
+            let rpc = server::rpc_addrs(&config);
+            let listeners = match sockets::handed_down(&rpc, config.metrics_addr)? {
                 Some((rpc, metrics)) => Listeners { rpc, metrics },
                 None => server::listeners(&config)?,
             };
@@ -406,7 +468,8 @@ async fn run(cli: Cli) -> Result<()> {
             use raftfs_blockserver::server::{self, Listeners};
             server::init_tracing();
             let config = args.clone().into_config()?;
-            let listeners = match sockets::handed_down(config.listen, config.metrics_addr)? {
+            let rpc = server::rpc_addrs(&config);
+            let listeners = match sockets::handed_down(&rpc, config.metrics_addr)? {
                 Some((rpc, metrics)) => Listeners { rpc, metrics },
                 None => server::listeners(&config)?,
             };
@@ -431,6 +494,7 @@ async fn run(cli: Cli) -> Result<()> {
             rack_blind_reconstruction,
             reclaim_budget,
             seed,
+            tls,
         }) => {
             let opts = local::UpOptions {
                 dir: dir.clone(),
@@ -450,6 +514,7 @@ async fn run(cli: Cli) -> Result<()> {
                 rack_blind_reconstruction: *rack_blind_reconstruction,
                 reclaim_budget: *reclaim_budget,
                 seed: seed.clone(),
+                tls: *tls,
             };
             let cluster = local::up(&opts).await?;
             println!("{}", cluster.meta_addrs().join(","));
@@ -465,6 +530,13 @@ async fn run(cli: Cli) -> Result<()> {
             local::down(dir).await?;
         }
         Cmd::Local(LocalCmd::Down { dir }) => local::down(dir).await?,
+        Cmd::Local(LocalCmd::Cert { dir, user, groups }) => {
+            let ca = certs::LocalCa::load(dir)?.with_context(|| {
+                format!("{} is not a TLS cluster (local up --tls)", dir.display())
+            })?;
+            let files = ca.user(user, groups)?;
+            println!("{}\n{}", files.cert.display(), files.key.display());
+        }
         Cmd::Local(LocalCmd::Generate {
             out,
             files,

@@ -108,19 +108,20 @@ pub fn hand_down(cmd: &mut Command, listeners: Vec<TcpListener>) -> Result<()> {
     Ok(())
 }
 
-/// A server's listening addresses in the order its sockets are handed down: RPC, then metrics
-/// (when it has that).
-pub fn order(rpc: SocketAddr, metrics: Option<SocketAddr>) -> Vec<SocketAddr> {
-    std::iter::once(rpc).chain(metrics).collect()
+/// A server's listening addresses in the order its sockets are handed down: its RPC ports
+/// (the advertised one first), then metrics (when it has that).
+pub fn order(rpc: &[SocketAddr], metrics: Option<SocketAddr>) -> Vec<SocketAddr> {
+    rpc.iter().copied().chain(metrics).collect()
 }
 
 /// The sockets handed down to this process for `rpc` and `metrics` ([`order`]), each checked
 /// to listen where the config says; `None` when nothing was handed down (the server binds its
 /// addresses itself).
+#[allow(clippy::type_complexity)]
 pub fn handed_down(
-    rpc: SocketAddr,
+    rpc: &[SocketAddr],
     metrics: Option<SocketAddr>,
-) -> Result<Option<(TcpListener, Option<TcpListener>)>> {
+) -> Result<Option<(Vec<TcpListener>, Option<TcpListener>)>> {
     let mut fds = listenfd::ListenFd::from_env();
     if fds.len() == 0 {
         return Ok(None);
@@ -145,8 +146,11 @@ pub fn handed_down(
         }
         out.push(l);
     }
-    let mut out = out.into_iter();
-    Ok(out.next().map(|rpc| (rpc, out.next())))
+    let metrics = match metrics {
+        Some(_) => out.pop(),
+        None => None,
+    };
+    Ok(Some((out, metrics)))
 }
 
 /// The first port of the kernel's ephemeral range.

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use raftfs_core::id::MemberId;
+use raftfs_core::identity::{Authorizer, valid_name};
+use raftfs_runtime::WireSecurity;
 use serde::{Deserialize, Serialize};
 
 /// One initial voter.
@@ -190,6 +192,30 @@ impl StorageTuning {
     }
 }
 
+/// Who may do what (DESIGN §9): HDFS's superuser and cluster administrators.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Permissions {
+    /// The superuser: every Admin call, `chown`, and past every permission check. Defaults
+    /// to the user the metaserver runs as (as HDFS's superuser is the NameNode's user).
+    pub superuser: Option<String>,
+    /// Members of this group (from their certificates) may make Admin calls too.
+    pub admin_group: Option<String>,
+}
+
+impl Permissions {
+    /// The rule every service applies.
+    pub fn authorizer(&self) -> Authorizer {
+        Authorizer {
+            superuser: self
+                .superuser
+                .clone()
+                .unwrap_or_else(raftfs_runtime::process_user),
+            admin_group: self.admin_group.clone(),
+        }
+    }
+}
+
 /// Everything a metaserver needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -231,6 +257,9 @@ pub struct Config {
     pub blocks: BlockTuning,
     pub namespace: NamespaceTuning,
     pub storage: StorageTuning,
+    /// The protection of `listen-addr`, more ports, TLS files.
+    pub security: WireSecurity,
+    pub permissions: Permissions,
 }
 
 impl Default for Config {
@@ -253,6 +282,8 @@ impl Default for Config {
             blocks: BlockTuning::default(),
             namespace: NamespaceTuning::default(),
             storage: StorageTuning::default(),
+            security: WireSecurity::default(),
+            permissions: Permissions::default(),
         }
     }
 }
@@ -374,6 +405,13 @@ impl Config {
             return bad(format!(
                 "storage.block-cache-bytes and storage.memtable-bytes must be at least {MIN_STORAGE_BYTES}"
             ));
+        }
+        self.security
+            .validate(self.listen_addr)
+            .map_err(|e| ConfigError::Invalid(format!("security: {e}")))?;
+        let p = &self.permissions;
+        for name in p.superuser.iter().chain(&p.admin_group) {
+            valid_name(name).map_err(|e| ConfigError::Invalid(format!("permissions: {e}")))?;
         }
         if self.debug_skip_state_id_wait && !cfg!(debug_assertions) {
             return bad("debug-skip-state-id-wait exists only in debug builds".into());

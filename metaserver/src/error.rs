@@ -39,6 +39,9 @@ pub enum MetaError {
     /// A local storage failure.
     #[error("storage: {0}")]
     Storage(#[from] StoreError),
+    /// The caller may not make this call (DESIGN §9); nothing changed.
+    #[error("permission denied: {0}")]
+    Denied(#[from] raftfs_core::identity::Denied),
     /// A bug or an unexpected state.
     #[error("internal: {0}")]
     Internal(String),

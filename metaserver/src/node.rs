@@ -34,6 +34,8 @@ pub struct MetaNode {
     pub(crate) leader_position: Arc<LeaderPosition>,
     /// How connections to other metaservers are opened (source address).
     pub(crate) dialer: crate::journal::network::Dialer,
+    /// Who may make which class of call (DESIGN §9).
+    pub(crate) authorizer: raftfs_core::identity::Authorizer,
     /// The blockservers, their blocks and the work on them.
     pub(crate) blocks: BlockState,
     /// The statuses of this member's background workers (owned by the server).
@@ -99,6 +101,22 @@ impl std::fmt::Debug for MetaNode {
 }
 
 impl MetaNode {
+    /// The caller of `req`, if it may make a call of class `need`; a refusal is
+    /// `PermissionDenied` before anything is done (DESIGN §9).
+    pub(crate) fn authorize<T>(
+        &self,
+        req: &tonic::Request<T>,
+        need: raftfs_core::identity::Need,
+    ) -> Result<Arc<raftfs_core::identity::Caller>, MetaError> {
+        let caller =
+            raftfs_runtime::caller_of(req).map_err(|s| MetaError::Internal(s.message().into()))?;
+        if let Err(denied) = self.authorizer.check(&caller, need) {
+            tracing::warn!(%denied, "refused");
+            return Err(denied.into());
+        }
+        Ok(caller)
+    }
+
     /// Runs `f` on a consistent view of this member's own state, on a blocking thread,
     /// without a client's consistency checks (the active preparing an entry, its monitors).
     pub async fn read_local<T, E>(

@@ -12,7 +12,6 @@ use raftfs_proto::block_servers_server::BlockServersServer;
 use raftfs_proto::namespace_server::NamespaceServer;
 use raftfs_proto::raft_server::RaftServer;
 use raftfs_runtime::Workers;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Config;
 use crate::journal::log_store::LogStore;
@@ -49,6 +48,10 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Serve(#[from] raftfs_runtime::ServeError),
+    #[error("tls: {0}")]
+    Tls(#[from] raftfs_runtime::TlsError),
 }
 
 /// How often the active looks for blocks of deleted groups that servers reported earlier.
@@ -63,9 +66,15 @@ const WORKER_GRACE: Duration = Duration::from_secs(5);
 const LONG_READ_THREADS: usize = 2;
 const LONG_READ_QUEUE: usize = 64;
 
-/// Binds the addresses `config` names.
+/// Binds the addresses `config` names: every port, the advertised one first, and metrics.
 pub fn listeners(config: &Config) -> std::io::Result<Listeners> {
-    Listeners::bind(config.listen_addr, config.metrics_addr)
+    Listeners::bind(&rpc_addrs(config), config.metrics_addr)
+}
+
+/// The addresses of every gRPC port, in the order their listeners are bound or handed down.
+pub fn rpc_addrs(config: &Config) -> Vec<std::net::SocketAddr> {
+    let ports = config.security.ports(config.listen_addr);
+    ports.iter().map(|p| p.addr).collect()
 }
 
 /// Runs a metaserver on already bound `listeners` until `shutdown` resolves.
@@ -75,7 +84,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    let (listener, metrics_listener) = listeners.into_tokio()?;
+    let tls = config.security.material()?;
+    let (rpc_listeners, metrics_listener) = listeners.into_tokio()?;
+    let ports = config.security.ports(config.listen_addr);
+    if rpc_listeners.len() != ports.len() {
+        return Err(ServerError::Io(std::io::Error::other(format!(
+            "{} listeners for {} configured ports",
+            rpc_listeners.len(),
+            ports.len()
+        ))));
+    }
     std::fs::create_dir_all(&config.data_dir)?;
     let memory = config.storage.memory();
     let sm = StateMachine::open(&config.data_dir, memory.clone())
@@ -112,11 +130,13 @@ pub async fn serve(
     .map_err(|e| ServerError::Raft(e.to_string()))?;
     let dialer = Dialer {
         source_ip: config.source_ip,
+        wire: raftfs_runtime::Dialer::new(tls.as_ref()),
     };
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
-        NetworkFactory::new(dialer, r.max_append_bytes).timed(timings.append_entries.clone()),
+        NetworkFactory::new(dialer.clone(), r.max_append_bytes)
+            .timed(timings.append_entries.clone()),
         log_store,
         sm,
     )
@@ -145,6 +165,7 @@ pub async fn serve(
         rules: serving_rules(&config),
         leader_position: Arc::new(LeaderPosition::default()),
         dialer,
+        authorizer: config.permissions.authorizer(),
         blocks: BlockState::new(config.blocks.clone()),
         workers: workers.statuses(),
         long_reads: raftfs_runtime::ReadPool::new(
@@ -193,21 +214,25 @@ pub async fn serve(
         });
     }
 
-    tracing::info!(node = %config.node_id, addr = %listener.local_addr()?, "metaserver listening");
-    let result = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(NamespaceServer::new(NamespaceService::new(node.clone())))
-        .add_service(AdminServer::new(AdminService::new(node.clone())))
-        .add_service(BlockServersServer::new(BlockServersService::new(
-            node.clone(),
-        )))
-        .add_service(
-            RaftServer::new(RaftService::new(node))
-                .max_decoding_message_size(MAX_RAFT_MESSAGE)
-                .max_encoding_message_size(MAX_RAFT_MESSAGE),
-        )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+    for (l, p) in rpc_listeners.iter().zip(&ports) {
+        tracing::info!(
+            node = %config.node_id, addr = %l.local_addr()?, policy = %p.policy, simple = p.simple,
+            "metaserver listening"
+        );
+    }
+    let routes =
+        tonic::service::Routes::new(NamespaceServer::new(NamespaceService::new(node.clone())))
+            .add_service(AdminServer::new(AdminService::new(node.clone())))
+            .add_service(BlockServersServer::new(BlockServersService::new(
+                node.clone(),
+            )))
+            .add_service(
+                RaftServer::new(RaftService::new(node))
+                    .max_decoding_message_size(MAX_RAFT_MESSAGE)
+                    .max_encoding_message_size(MAX_RAFT_MESSAGE),
+            );
+    let ports = rpc_listeners.into_iter().zip(ports).collect();
+    let result = raftfs_runtime::serve_ports(routes, ports, tls.as_ref(), shutdown).await;
     workers.stop(WORKER_GRACE).await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");

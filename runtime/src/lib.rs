@@ -7,15 +7,22 @@
 //! - [`workers`]: background jobs with an owner: a name, a status an operator can read, and
 //!   a stop that waits for them; [`metrics`]: those statuses as Prometheus metrics.
 //! - [`pool`]: a few threads of their own for long reads, apart from tokio's blocking pool.
+//! - [`ports`]: a server's ports, each with its own protection, serving the same services,
+//!   and the authentication every call passes there; [`tls`]: a node's certificates, the
+//!   server side of its TLS ports and the dialer of its outgoing connections (DESIGN §9).
 
 pub mod listeners;
 pub mod metrics;
 pub mod pool;
+pub mod ports;
 pub mod shutdown;
+pub mod tls;
 pub mod workers;
 
 pub use listeners::{Listeners, tokio_listener};
 pub use metrics::WorkerMetrics;
 pub use pool::{PoolError, ReadPool};
-pub use shutdown::{init_tracing, signal};
+pub use ports::{Port, ServeError, WireSecurity, caller_of, serve_ports};
+pub use shutdown::{init_tracing, process_user, signal};
+pub use tls::{Dialer, TlsError, TlsFiles, TlsMaterial};
 pub use workers::{Outcome, WorkerState, WorkerStatus, WorkerStatuses, Workers};

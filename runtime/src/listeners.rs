@@ -8,29 +8,39 @@ use std::net::{SocketAddr, TcpListener};
 /// them before the server listens.
 #[derive(Debug)]
 pub struct Listeners {
-    /// The server's gRPC services.
-    pub rpc: TcpListener,
+    /// The server's gRPC ports, the advertised one first (`WireSecurity::ports` order).
+    pub rpc: Vec<TcpListener>,
     /// `/metrics` (none when the server has no metrics address).
     pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
-    /// Binds `rpc` and, when given, `metrics`.
-    pub fn bind(rpc: SocketAddr, metrics: Option<SocketAddr>) -> std::io::Result<Self> {
+    /// Binds every address of `rpc` and, when given, `metrics`.
+    pub fn bind(rpc: &[SocketAddr], metrics: Option<SocketAddr>) -> std::io::Result<Self> {
         Ok(Self {
-            rpc: TcpListener::bind(rpc)?,
+            rpc: rpc
+                .iter()
+                .map(TcpListener::bind)
+                .collect::<std::io::Result<_>>()?,
             metrics: metrics.map(TcpListener::bind).transpose()?,
         })
     }
 }
 
 impl Listeners {
-    /// Both sockets registered with the running tokio reactor: (RPC, metrics).
+    /// Every socket registered with the running tokio reactor: (RPC ports, metrics).
+    #[allow(clippy::type_complexity)]
     pub fn into_tokio(
         self,
-    ) -> std::io::Result<(tokio::net::TcpListener, Option<tokio::net::TcpListener>)> {
+    ) -> std::io::Result<(
+        Vec<tokio::net::TcpListener>,
+        Option<tokio::net::TcpListener>,
+    )> {
         Ok((
-            tokio_listener(self.rpc)?,
+            self.rpc
+                .into_iter()
+                .map(tokio_listener)
+                .collect::<std::io::Result<_>>()?,
             self.metrics.map(tokio_listener).transpose()?,
         ))
     }

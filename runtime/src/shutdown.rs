@@ -1,4 +1,4 @@
-//! Stopping on a signal, and where logs go.
+//! Stopping on a signal, where logs go, and who the process runs as.
 
 use std::io::IsTerminal;
 
@@ -37,4 +37,14 @@ pub fn init_tracing(default_filter: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// The name of the user this process runs as (`root` for uid 0), or its uid when the system
+/// knows no name for it.
+pub fn process_user() -> String {
+    let uid = nix::unistd::geteuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
+    }
 }

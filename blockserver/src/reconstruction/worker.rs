@@ -72,14 +72,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Worker {
-    pub fn new(volumes: Arc<Volumes>, metrics: Arc<Metrics>, rack: String) -> Arc<Self> {
+    pub fn new(
+        volumes: Arc<Volumes>,
+        metrics: Arc<Metrics>,
+        rack: String,
+        dialer: raftfs_runtime::Dialer,
+    ) -> Arc<Self> {
         Arc::new(Self {
             xmits: Xmits::new(),
             budgets: Arc::new(Budgets::default()),
             volumes,
             metrics,
             rack,
-            peers: Peers::default(),
+            peers: Peers::new(dialer),
             running: Mutex::new(HashSet::new()),
             handles: Mutex::new(HashMap::new()),
         })

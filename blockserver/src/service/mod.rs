@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::Stream;
+use raftfs_core::identity::{Authorizer, Need};
 use raftfs_proto as pb;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::convert;
-use crate::error::BlockError;
+use crate::error::{BlockError, TaskError};
 use crate::metaservers::Metaservers;
 use crate::metrics::Metrics;
 use crate::volumes::Volumes;
@@ -55,6 +56,19 @@ impl BlockDataService {
 }
 
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadBlockResponse, Status>> + Send>>;
+
+/// Refuses a call of class `need` from a caller that may not make it. No superuser or admin
+/// group applies on a blockserver: the classes checked here depend on the caller alone.
+fn authorize<T>(req: &Request<T>, need: Need) -> Result<(), BlockError> {
+    let caller =
+        raftfs_runtime::caller_of(req).map_err(|s| BlockError::Internal(s.message().into()))?;
+    Authorizer::without_admins()
+        .check(&caller, need)
+        .map_err(|denied| {
+            tracing::warn!(%denied, "refused");
+            BlockError::Denied(denied)
+        })
+}
 
 #[tonic::async_trait]
 impl pb::block_data_server::BlockData for BlockDataService {
@@ -133,6 +147,10 @@ impl pb::block_data_server::BlockData for BlockDataService {
         request: Request<pb::PartialRequest>,
     ) -> Result<Response<pb::PartialResponse>, Status> {
         let start = Instant::now();
+        // A partial cell is work only a blockserver rebuilding a block asks for.
+        if let Err(e) = authorize(&request, Need::AnyBlockServer) {
+            return Err(TaskError::from(e).into());
+        }
         let req = request.into_inner();
         let span = tracing::Span::current();
         span.record("group", req.group);

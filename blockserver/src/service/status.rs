@@ -26,6 +26,7 @@ fn block_code(e: &BlockError) -> (Code, ErrorKind) {
         BlockError::Store(s) => store_code(s),
         BlockError::NoVolume(_) => (Code::Unavailable, ErrorKind::Storage),
         BlockError::InvalidArgument(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
+        BlockError::Denied(_) => (Code::PermissionDenied, ErrorKind::PermissionDenied),
         BlockError::Internal(_) => (Code::Internal, ErrorKind::Internal),
     }
 }

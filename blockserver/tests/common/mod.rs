@@ -86,7 +86,10 @@ impl Blockserver {
             let until = async move {
                 let _ = stopped.await;
             };
-            let listeners = raftfs_blockserver::server::Listeners { rpc, metrics: None };
+            let listeners = raftfs_blockserver::server::Listeners {
+                rpc: vec![rpc],
+                metrics: None,
+            };
             if let Err(e) = raftfs_blockserver::server::serve(c, listeners, until).await {
                 panic!("blockserver failed: {e}");
             }

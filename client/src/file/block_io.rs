@@ -58,7 +58,7 @@ fn failure(addr: &str, status: &tonic::Status) -> BlockFailure {
 fn data_client(
     client: &Client,
     addr: &str,
-) -> Result<BlockDataClient<tonic::transport::Channel>, BlockFailure> {
+) -> Result<BlockDataClient<crate::failover::Rpc>, BlockFailure> {
     let channel = client
         .block_channel(addr)
         .map_err(|e| BlockFailure::Other(e.to_string()))?;

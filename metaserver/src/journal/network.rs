@@ -27,20 +27,20 @@ use super::{BasicNodeMeta, MemberId, TypeConfig};
 
 type Entry = openraft::Entry<TypeConfig>;
 
-/// How this metaserver opens connections to other metaservers: from `source-ip` when one is
-/// configured, so that a fault-injecting proxy (the Jepsen harness's) can tell which member a
-/// connection comes from.
-#[derive(Debug, Clone, Copy, Default)]
+/// How this metaserver opens connections to other servers: over TLS with its member
+/// certificate when it has one (DESIGN §9), and from `source-ip` when one is configured, so
+/// that a fault-injecting proxy (the Jepsen harness's) can tell which member a connection
+/// comes from.
+#[derive(Debug, Clone, Default)]
 pub struct Dialer {
     pub source_ip: Option<std::net::IpAddr>,
+    pub wire: raftfs_runtime::Dialer,
 }
 
 impl Dialer {
     /// An endpoint for `addr` (host:port), TCP_NODELAY, bound to the source address.
-    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, tonic::transport::Error> {
-        Ok(Endpoint::from_shared(format!("http://{addr}"))?
-            .tcp_nodelay(true)
-            .local_address(self.source_ip))
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, raftfs_runtime::TlsError> {
+        Ok(self.wire.endpoint(addr)?.local_address(self.source_ip))
     }
 }
 

@@ -79,9 +79,8 @@ pub async fn measure(
         };
         asks.push(async move {
             let ask = async {
-                let mut client = BlockDataClient::connect(format!("http://{addr}"))
-                    .await
-                    .ok()?;
+                let channel = node.dialer.endpoint(&addr).ok()?.connect().await.ok()?;
+                let mut client = BlockDataClient::new(channel);
                 match client
                     .block_info(pb::BlockInfoRequest { block: Some(block) })
                     .await

@@ -1,8 +1,11 @@
-//! The `Admin` service: cluster and node status for operators (`metactl cluster status`).
+//! The `Admin` service: cluster and node status for operators (`metactl cluster status`),
+//! readable by anyone the port authenticated; membership, leadership and checkpoints, for the
+//! superuser and the admin group only (DESIGN §9).
 
 use std::time::Instant;
 
 use openraft::ServerState;
+use raftfs_core::identity::Need;
 use raftfs_core::member::MemberRole;
 use raftfs_proto as pb;
 use raftfs_proto::admin_server::Admin;
@@ -176,6 +179,9 @@ impl Admin for AdminService {
         req: Request<pb::AddObserverRequest>,
     ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
         let start = Instant::now();
+        if let Err(e) = self.node.authorize(&req, Need::Admin) {
+            return self.finish("add_observer", start, Err(e));
+        }
         let req = req.into_inner();
         let r = membership::add_observer(&self.node, MemberId(req.id), &req.addr).await;
         self.finish("add_observer", start, r)
@@ -187,6 +193,9 @@ impl Admin for AdminService {
         req: Request<pb::RemoveMemberRequest>,
     ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
         let start = Instant::now();
+        if let Err(e) = self.node.authorize(&req, Need::Admin) {
+            return self.finish("remove_member", start, Err(e));
+        }
         let r = membership::remove(&self.node, MemberId(req.into_inner().id)).await;
         self.finish("remove_member", start, r)
     }
@@ -197,6 +206,9 @@ impl Admin for AdminService {
         req: Request<pb::PromoteMemberRequest>,
     ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
         let start = Instant::now();
+        if let Err(e) = self.node.authorize(&req, Need::Admin) {
+            return self.finish("promote_member", start, Err(e));
+        }
         let r = membership::promote(&self.node, MemberId(req.into_inner().id)).await;
         self.finish("promote_member", start, r)
     }
@@ -207,6 +219,9 @@ impl Admin for AdminService {
         req: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
         let start = Instant::now();
+        if let Err(e) = self.node.authorize(&req, Need::Admin) {
+            return self.finish("transfer_leader", start, Err(e));
+        }
         let r = membership::transfer_leader(&self.node, MemberId(req.into_inner().id)).await;
         self.finish("transfer_leader", start, r)
     }
@@ -214,18 +229,20 @@ impl Admin for AdminService {
     #[tracing::instrument(skip_all)]
     async fn checkpoint(
         &self,
-        _req: Request<pb::CheckpointRequest>,
+        req: Request<pb::CheckpointRequest>,
     ) -> Result<Response<pb::CheckpointResponse>, Status> {
         let start = Instant::now();
-        let r = membership::checkpoint(&self.node)
-            .await
-            .map(|(snapshot, purged)| pb::CheckpointResponse {
-                header: Some(pb::ResponseHeader {
-                    state_id: self.node.sm.applied_index(),
-                }),
-                snapshot_index: snapshot,
-                purged_index: purged,
-            });
+        let r = match self.node.authorize(&req, Need::Admin) {
+            Ok(_) => membership::checkpoint(&self.node).await,
+            Err(e) => Err(e),
+        };
+        let r = r.map(|(snapshot, purged)| pb::CheckpointResponse {
+            header: Some(pb::ResponseHeader {
+                state_id: self.node.sm.applied_index(),
+            }),
+            snapshot_index: snapshot,
+            purged_index: purged,
+        });
         self.node
             .metrics
             .observe_rpc("checkpoint", start.elapsed(), r.is_ok());

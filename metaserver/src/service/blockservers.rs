@@ -7,6 +7,7 @@
 //! may simply not have applied the group's creation yet.
 
 use raftfs_core::id::{BlockServerId, GroupId, TaskId};
+use raftfs_core::identity::Need;
 use std::time::Instant;
 
 use raftfs_proto as pb;
@@ -108,6 +109,12 @@ impl BlockServers for BlockServersService {
         req: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
         let start = Instant::now();
+        if let Err(e) = self.node.authorize(
+            &req,
+            Need::BlockServer(BlockServerId(req.get_ref().node_id)),
+        ) {
+            return self.finish("register", start, Err(e));
+        }
         let req = req.into_inner();
         let span = tracing::Span::current();
         span.record("node_id", req.node_id);
@@ -139,6 +146,12 @@ impl BlockServers for BlockServersService {
         req: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let start = Instant::now();
+        if let Err(e) = self.node.authorize(
+            &req,
+            Need::BlockServer(BlockServerId(req.get_ref().node_id)),
+        ) {
+            return self.finish("heartbeat", start, Err(e));
+        }
         let req = req.into_inner();
         tracing::Span::current().record("node_id", req.node_id);
         let storage = storage(req.storage);
@@ -205,6 +218,12 @@ impl BlockServers for BlockServersService {
         req: Request<pb::BlockReportRequest>,
     ) -> Result<Response<pb::BlockReportResponse>, Status> {
         let start = Instant::now();
+        if let Err(e) = self.node.authorize(
+            &req,
+            Need::BlockServer(BlockServerId(req.get_ref().node_id)),
+        ) {
+            return self.finish("block_report", start, Err(e));
+        }
         let req = req.into_inner();
         let span = tracing::Span::current();
         span.record("node_id", req.node_id);

@@ -3,6 +3,7 @@
 //! response carries the state ID it reflects.
 
 use raftfs_core::id::{BlockServerId, GroupId};
+use raftfs_core::identity::{Caller, Need};
 use std::time::Instant;
 
 use raftfs_proto as pb;
@@ -88,7 +89,11 @@ impl NamespaceService {
         read
     }
 
-    async fn mutate_inner(&self, req: pb::MutateRequest) -> Result<pb::MutateResponse, MetaError> {
+    async fn mutate_inner(
+        &self,
+        who: &Caller,
+        req: pb::MutateRequest,
+    ) -> Result<pb::MutateResponse, MetaError> {
         let caller = convert::caller(req.header.as_ref())?;
         let exclude = match &req.op {
             Some(pb::mutate_request::Op::AddBlock(a)) => convert::block_servers(&a.exclude_nodes),
@@ -105,7 +110,7 @@ impl NamespaceService {
         self.node.ensure_active_for_write()?;
         let op = self.prepare(op, &exclude).await?;
         let proposal = Proposal {
-            client: caller.client,
+            client: caller.client.scoped_to(&who.principal.to_string()),
             call_id: caller.call_id,
             op,
         };
@@ -255,9 +260,17 @@ impl Namespace for NamespaceService {
         req: Request<pb::MutateRequest>,
     ) -> Result<Response<pb::MutateResponse>, Status> {
         let start = Instant::now();
+        let need = match &req.get_ref().op {
+            Some(pb::mutate_request::Op::SetThrottle(_)) => Need::Admin,
+            _ => Need::User,
+        };
+        let who = match self.node.authorize(&req, need) {
+            Ok(who) => who,
+            Err(e) => return self.finish("mutate", start, Err(e)),
+        };
         let req = req.into_inner();
         tracing::Span::current().record("call_id", req.header.as_ref().map_or(0, |h| h.call_id));
-        let r = self.mutate_inner(req).await;
+        let r = self.mutate_inner(&who, req).await;
         self.finish("mutate", start, r)
     }
 
@@ -418,6 +431,12 @@ impl Namespace for NamespaceService {
         req: Request<pb::ReportCorruptRequest>,
     ) -> Result<Response<pb::ReportCorruptResponse>, Status> {
         let start = Instant::now();
+        // Only a blockserver, about its own copy: it verified the bytes itself (a reader's
+        // failed read reaches the active through the blockserver that served it).
+        let need = Need::BlockServer(BlockServerId(req.get_ref().node_id));
+        if let Err(e) = self.node.authorize(&req, need) {
+            return self.finish("report_corrupt", start, Err(e));
+        }
         let req = req.into_inner();
         let span = tracing::Span::current();
         span.record("group", req.group);

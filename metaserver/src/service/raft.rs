@@ -1,12 +1,16 @@
 //! The receiving side of the Raft transport (`journal::network` is the sending side). Every
 //! payload is a versioned record (`journal::format::rpc`): one of a version this binary does
-//! not know is refused, never misread.
+//! not know is refused, never misread. Only members send them: a member's certificate, whose
+//! id must be the sender the message names (or, on a simple-mode port, whoever reaches it).
 
 use raftfs_core::format::{self, Schema};
+use raftfs_core::identity::{Denied, Need, Principal};
 use raftfs_proto::raft_server::Raft as RaftRpc;
 use raftfs_proto::{self as pb, RaftMessage};
 use tonic::{Request, Response, Status};
 
+use crate::error::MetaError;
+use crate::journal::MemberId;
 use crate::journal::format::rpc;
 use crate::node::MetaNode;
 
@@ -33,6 +37,31 @@ fn reply<S: Schema>(v: &S::Value) -> Result<Response<RaftMessage>, Status> {
     Ok(Response::new(RaftMessage { data }))
 }
 
+impl RaftService {
+    /// Refuses a Raft message unless it comes from a member (DESIGN §9); returns the member
+    /// a certificate proved, to be compared with the sender the message names.
+    fn sending_member<T>(&self, req: &Request<T>) -> Result<Option<MemberId>, Status> {
+        let caller = self.node.authorize(req, Need::Member)?;
+        Ok(match caller.principal {
+            Principal::Member(m) => Some(m),
+            _ => None,
+        })
+    }
+}
+
+/// Refuses a message whose named sender is not the member whose certificate sent it: a
+/// member cannot speak for another one.
+fn same_sender(proved: Option<MemberId>, named: MemberId) -> Result<(), Status> {
+    match proved {
+        Some(m) if m != named => Err(MetaError::Denied(Denied {
+            caller: format!("member-{m}"),
+            what: format!("send Raft messages as member {named}"),
+        })
+        .into()),
+        _ => Ok(()),
+    }
+}
+
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
     #[tracing::instrument(level = "trace", skip_all)]
@@ -40,7 +69,9 @@ impl RaftRpc for RaftService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        let proved = self.sending_member(&req)?;
         let rpc = request::<rpc::AppendEntries>(req)?;
+        same_sender(proved, rpc.vote.leader_id.node_id)?;
         let newest = rpc
             .entries
             .last()
@@ -54,7 +85,9 @@ impl RaftRpc for RaftService {
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let proved = self.sending_member(&req)?;
         let rpc = request::<rpc::VoteRequest>(req)?;
+        same_sender(proved, rpc.vote.leader_id.node_id)?;
         // A member removed from the cluster never learns it (the active stops replicating to
         // it), keeps its old view, and campaigns with ever higher terms; openraft 0.9 would
         // let that depose the active again and again. Only voters of our membership get a
@@ -84,7 +117,9 @@ impl RaftRpc for RaftService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        let proved = self.sending_member(&req)?;
         let rpc = request::<rpc::InstallSnapshot>(req)?;
+        same_sender(proved, rpc.vote.leader_id.node_id)?;
         reply::<rpc::InstallSnapshotReply>(&self.node.raft.install_snapshot(rpc).await)
     }
 
@@ -93,9 +128,11 @@ impl RaftRpc for RaftService {
         &self,
         req: Request<pb::TimeoutNowRequest>,
     ) -> Result<Response<pb::TimeoutNowResponse>, Status> {
+        let proved = self.sending_member(&req)?;
         let req = req.into_inner();
+        same_sender(proved, MemberId(req.leader))?;
         let ask = crate::membership::TimeoutNow {
-            leader: crate::journal::MemberId(req.leader),
+            leader: MemberId(req.leader),
             term: req.term,
             last_log_index: req.last_log_index,
         };

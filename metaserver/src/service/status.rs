@@ -76,6 +76,10 @@ impl From<MetaError> for Status {
                 detail.kind = ErrorKind::Storage as i32;
                 Code::Internal
             }
+            MetaError::Denied(_) => {
+                detail.kind = ErrorKind::PermissionDenied as i32;
+                Code::PermissionDenied
+            }
             MetaError::Internal(_) => {
                 detail.kind = ErrorKind::Internal as i32;
                 Code::Internal
