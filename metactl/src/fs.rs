@@ -257,3 +257,94 @@ pub async fn getfattr(client: &Client, path: &str, name: Option<&str>) -> Result
     }
     Ok(())
 }
+
+/// A change of `fs chmod`, `fs chown` or `fs chgrp`.
+#[derive(Debug, Clone)]
+pub enum AttrChange {
+    /// An octal mode (`755`, `1777`).
+    Mode(u32),
+    /// A new owner and/or group (`chown OWNER[:GROUP]`, `chgrp GROUP`).
+    Owner {
+        owner: Option<String>,
+        group: Option<String>,
+    },
+}
+
+impl AttrChange {
+    /// `chmod`'s MODE: octal digits up to `7777`.
+    pub fn mode(text: &str) -> Result<Self> {
+        u32::from_str_radix(text, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .map(AttrChange::Mode)
+            .ok_or_else(|| anyhow::anyhow!("{text:?} is not an octal mode (e.g. 755, 1777)"))
+    }
+
+    /// `chown`'s OWNER[:GROUP].
+    pub fn owner(text: &str) -> Result<Self> {
+        let (owner, group) = match text.split_once(':') {
+            Some((o, g)) => (o, Some(g)),
+            None => (text, None),
+        };
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let change = AttrChange::Owner {
+            owner: some(owner),
+            group: group.and_then(some),
+        };
+        match &change {
+            AttrChange::Owner {
+                owner: None,
+                group: None,
+            } => anyhow::bail!("{text:?} names neither an owner nor a group"),
+            _ => Ok(change),
+        }
+    }
+}
+
+/// `fs chmod|chown|chgrp [-R]`: applies `change` to `path` and, with `recursive`, to
+/// everything below it (depth first, a page of each directory at a time).
+pub async fn change_attrs(
+    client: &Client,
+    path: &str,
+    change: &AttrChange,
+    recursive: bool,
+) -> Result<()> {
+    let status = apply_change(client, path, change).await?;
+    if !recursive || status.kind != FileKind::Directory {
+        return Ok(());
+    }
+    let mut stack = vec![path.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let mut after = String::new();
+        loop {
+            let page = client.list_page(&dir, &after, 0).await?;
+            for e in &page.entries {
+                let child = join(&dir, &e.name);
+                apply_change(client, &child, change).await?;
+                if e.kind == FileKind::Directory {
+                    stack.push(child);
+                }
+            }
+            match page.entries.last() {
+                Some(last) if page.has_more => after = last.name.clone(),
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn apply_change(client: &Client, path: &str, change: &AttrChange) -> Result<FileStatus> {
+    Ok(match change {
+        AttrChange::Mode(m) => client.set_permission(path, *m).await?,
+        AttrChange::Owner { owner, group } => {
+            client
+                .set_owner(
+                    path,
+                    owner.as_deref().unwrap_or(""),
+                    group.as_deref().unwrap_or(""),
+                )
+                .await?
+        }
+    })
+}

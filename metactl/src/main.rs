@@ -335,6 +335,34 @@ enum FsCmd {
     },
     /// Moves (renames) SRC to DST, or into DST if it is a directory.
     Mv { src: String, dst: String },
+    /// Changes the mode (octal: 755, 1777 for the sticky bit), as `hdfs dfs -chmod`: the
+    /// owner or the superuser.
+    Chmod {
+        /// Below directories too.
+        #[arg(short = 'R')]
+        r: bool,
+        mode: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Changes the owner and/or group (OWNER, OWNER:GROUP or :GROUP), as `hdfs dfs -chown`:
+    /// the owner only by the superuser.
+    Chown {
+        #[arg(short = 'R')]
+        r: bool,
+        owner: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Changes the group, as `hdfs dfs -chgrp`: the owner, to a group it is in, or the
+    /// superuser.
+    Chgrp {
+        #[arg(short = 'R')]
+        r: bool,
+        group: String,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Copies a local file into raftfs.
     Put {
         /// Overwrite an existing file.
@@ -672,6 +700,30 @@ async fn run(cli: Cli) -> Result<()> {
                     transfer::cat(&c, path)
                         .await
                         .with_context(|| format!("cat {path}"))?;
+                }
+                FsCmd::Chmod { r, mode, paths } => {
+                    let change = fs::AttrChange::mode(mode)?;
+                    for p in paths {
+                        fs::change_attrs(&c, p, &change, *r)
+                            .await
+                            .with_context(|| format!("chmod {p}"))?;
+                    }
+                }
+                FsCmd::Chown { r, owner, paths } => {
+                    let change = fs::AttrChange::owner(owner)?;
+                    for p in paths {
+                        fs::change_attrs(&c, p, &change, *r)
+                            .await
+                            .with_context(|| format!("chown {p}"))?;
+                    }
+                }
+                FsCmd::Chgrp { r, group, paths } => {
+                    let change = fs::AttrChange::owner(&format!(":{group}"))?;
+                    for p in paths {
+                        fs::change_attrs(&c, p, &change, *r)
+                            .await
+                            .with_context(|| format!("chgrp {p}"))?;
+                    }
                 }
                 FsCmd::Mv { src, dst } => fs::mv(&c, src, dst)
                     .await

@@ -51,6 +51,7 @@ fn mkdir(dir: &str, c: u64, call_id: u64) -> Proposal {
             owner: "loadgen".into(),
             group: None,
         },
+        access: None,
     }
 }
 
@@ -65,6 +66,7 @@ fn on_file(i: u64, call_id: u64, op: impl FnOnce(NsPath, String) -> Op) -> Propo
             path(&format!("/loadgen/create-1/d{}/f{i}", i / FILES_PER_DIR)),
             format!("raftfs-client-{c:032x}"),
         ),
+        access: None,
     }
 }
 

@@ -199,11 +199,26 @@ pub struct Permissions {
     /// The superuser: every Admin call, `chown`, and past every permission check. Defaults
     /// to the user the metaserver runs as (as HDFS's superuser is the NameNode's user).
     pub superuser: Option<String>,
-    /// Members of this group (from their certificates) may make Admin calls too.
+    /// Members of this group (from their certificates) may make Admin calls too, and pass
+    /// every permission check (HDFS's superuser group).
     pub admin_group: Option<String>,
+    /// Octal, taken off the mode of every file and directory created (HDFS's
+    /// `fs.permissions.umask-mode`); default `022`.
+    pub umask: Option<String>,
 }
 
 impl Permissions {
+    /// The umask as bits.
+    pub fn umask(&self) -> Result<u16, ConfigError> {
+        let text = self.umask.as_deref().unwrap_or("022");
+        u16::from_str_radix(text, 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("permissions.umask {text:?} is not an octal mode"))
+            })
+    }
+
     /// The rule every service applies.
     pub fn authorizer(&self) -> Authorizer {
         Authorizer {
@@ -413,6 +428,7 @@ impl Config {
         for name in p.superuser.iter().chain(&p.admin_group) {
             valid_name(name).map_err(|e| ConfigError::Invalid(format!("permissions: {e}")))?;
         }
+        p.umask()?;
         if self.debug_skip_state_id_wait && !cfg!(debug_assertions) {
             return bad("debug-skip-state-id-wait exists only in debug builds".into());
         }

@@ -36,6 +36,8 @@ pub struct MetaNode {
     pub(crate) dialer: crate::journal::network::Dialer,
     /// Who may make which class of call (DESIGN §9).
     pub(crate) authorizer: raftfs_core::identity::Authorizer,
+    /// Taken off the mode of everything created (`[permissions] umask`).
+    pub(crate) umask: u16,
     /// The blockservers, their blocks and the work on them.
     pub(crate) blocks: BlockState,
     /// The statuses of this member's background workers (owned by the server).

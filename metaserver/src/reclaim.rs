@@ -36,6 +36,7 @@ pub async fn reclaim_round(node: &MetaNode, budget: u64) -> Result<Outcome, Meta
             client: ClientId::default(),
             call_id: CallId::UNCACHED,
             op: Op::Reclaim { budget },
+            access: None,
         };
         let (index, result) = node.proposer.propose(proposal).await?;
         match result {

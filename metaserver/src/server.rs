@@ -166,6 +166,7 @@ pub async fn serve(
         leader_position: Arc::new(LeaderPosition::default()),
         dialer,
         authorizer: config.permissions.authorizer(),
+        umask: config.permissions.umask()?,
         blocks: BlockState::new(config.blocks.clone()),
         workers: workers.statuses(),
         long_reads: raftfs_runtime::ReadPool::new(

@@ -100,7 +100,7 @@ proptest! {
         for (i, (ops, reclaim)) in batches.iter().enumerate() {
             let mut proposals: Vec<Proposal> = ops.iter().map(|op| {
                 call += 1;
-                Proposal { client: ClientId([7; 16]), call_id: CallId(call), op: op.to_op() }
+                Proposal { client: ClientId([7; 16]), call_id: CallId(call), op: op.to_op(), access: None }
             }).collect();
             if let Some(budget) = reclaim {
                 proposals.push(reclaim_step(*budget));
@@ -138,6 +138,7 @@ fn reclaim_step(budget: u64) -> Proposal {
         client: ClientId::default(),
         call_id: CallId::UNCACHED,
         op: Op::Reclaim { budget },
+        access: None,
     }
 }
 
@@ -201,6 +202,7 @@ fn retried_call_applies_once() {
         client: ClientId([1; 16]),
         call_id: CallId(9),
         op: create,
+        access: None,
     };
     let first = sm
         .apply_for_test(

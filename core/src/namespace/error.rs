@@ -38,6 +38,13 @@ pub enum NsError {
     /// (issue #16): refused, not answered from the retry cache, and not applied.
     #[error("call {call_id} of this client was another operation: {op} is not applied")]
     RetryMismatch { call_id: u64, op: String },
+    /// The caller's permissions do not allow the operation (DESIGN §9).
+    #[error("permission denied: user {user} may not {what} {path}")]
+    PermissionDenied {
+        user: String,
+        what: String,
+        path: String,
+    },
 }
 
 impl NsError {
@@ -58,6 +65,7 @@ impl NsError {
             NsError::InvalidArgument(_) => "InvalidArgument",
             NsError::XattrNotFound { .. } => "XattrNotFound",
             NsError::XattrMismatch { .. } => "XattrMismatch",
+            NsError::PermissionDenied { .. } => "PermissionDenied",
             NsError::RetryMismatch { .. } => "RetryMismatch",
         }
     }

@@ -8,6 +8,8 @@
 //! - [`ops`]: mutations as journaled, with the leader-fixed context.
 //! - [`reclaim`]: recursive deletes in bounded steps (detach, then reclaim).
 //! - [`walk`]: a depth-first walk of a subtree in bounded memory, resumable (fsck's pages).
+//! - [`permission`]: POSIX permissions checked as HDFS's checker does, for every mutation
+//!   inside its apply ([`tree::apply_as`]) and for every read.
 //! - [`tree`]: resolution and every read; [`tree::apply`] runs a mutation (written one
 //!   function per operation in `exec/`, over the shared steps of `write.rs`).
 //!
@@ -23,6 +25,7 @@ pub mod keys;
 pub mod kv;
 pub mod ops;
 pub mod path;
+pub mod permission;
 pub mod reclaim;
 pub mod throttle;
 pub mod tree;

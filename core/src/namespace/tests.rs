@@ -39,9 +39,18 @@ impl Ns {
     }
 
     fn apply(&mut self, op: Op) -> Result<OpOutput, NsError> {
+        self.apply_as(None, op)
+    }
+
+    /// [`Self::apply`] as `access` (permissions checked): a refusal leaves no write.
+    fn apply_as(
+        &mut self,
+        access: Option<&permission::Access>,
+        op: Op,
+    ) -> Result<OpOutput, NsError> {
         let ctx = self.ctx();
         let mut txn = Txn::new(&self.kv);
-        let result = tree::apply(&mut txn, &ctx, &op);
+        let result = tree::apply_as(&mut txn, &ctx, access, &op);
         let writes = txn.into_writes();
         match result {
             Ok(out) => {
@@ -1179,4 +1188,296 @@ fn groups_are_found_by_offset_a_page_at_a_time() {
             assert_eq!(got, want, "offset {offset} len {len} limit {limit}");
         }
     }
+}
+
+// ---------------------------------------------------------------- permissions
+
+fn user(name: &str, groups: &[&str]) -> permission::Access {
+    permission::Access {
+        user: name.into(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        superuser: false,
+    }
+}
+
+impl Ns {
+    /// A directory as the active's own work, owned by `owner:group` with `mode`.
+    fn dir_of(&mut self, path: &str, owner: &str, group: &str, mode: u16) {
+        self.apply(Op::Mkdir {
+            path: p(path),
+            parents: false,
+            permission: mode,
+            owner: owner.into(),
+            group: Some(group.into()),
+        })
+        .expect("mkdir");
+    }
+
+    fn mkdir_as(&mut self, a: &permission::Access, path: &str) -> Result<OpOutput, NsError> {
+        self.apply_as(
+            Some(a),
+            Op::Mkdir {
+                path: p(path),
+                parents: false,
+                permission: 0o755,
+                owner: a.user.clone(),
+                group: None,
+            },
+        )
+    }
+
+    fn file_as(
+        &mut self,
+        a: &permission::Access,
+        path: &str,
+        mode: u16,
+    ) -> Result<OpOutput, NsError> {
+        self.apply_as(
+            Some(a),
+            Op::Create {
+                path: p(path),
+                overwrite: false,
+                create_parents: false,
+                permission: mode,
+                owner: a.user.clone(),
+                group: None,
+                policy: None,
+                holder: format!("{}-writer", a.user),
+                block_size: BLOCK,
+            },
+        )
+    }
+
+    fn read_as(
+        &self,
+        a: &permission::Access,
+        path: &str,
+        kind: permission::ReadAccess,
+    ) -> Result<(), NsError> {
+        match permission::check_read(&self.kv, a, &p(path), kind) {
+            Ok(()) => Ok(()),
+            Err(ApplyError::Ns(e)) => Err(e),
+            Err(ApplyError::Store(e)) => panic!("store error: {e}"),
+        }
+    }
+}
+
+fn denied<T: std::fmt::Debug>(r: Result<T, NsError>) {
+    assert!(
+        matches!(r, Err(NsError::PermissionDenied { .. })),
+        "expected PermissionDenied, got {r:?}"
+    );
+}
+
+#[test]
+fn private_directories_are_searched_listed_and_written_by_their_owner_only() {
+    use permission::ReadAccess::{List, Read, Stat};
+    let mut ns = Ns::new();
+    let (alice, bob) = (user("alice", &["staff"]), user("bob", &["staff"]));
+    ns.dir_of("/home", "root", "supergroup", 0o755);
+    ns.dir_of("/home/alice", "alice", "staff", 0o700);
+    ns.file_as(&alice, "/home/alice/notes", 0o600)
+        .expect("alice writes her own");
+    ns.read_as(&alice, "/home/alice/notes", Read)
+        .expect("alice reads her own");
+    denied(ns.read_as(&bob, "/home/alice/notes", Stat));
+    denied(ns.read_as(&bob, "/home/alice", List));
+    ns.read_as(&bob, "/home/alice", Stat)
+        .expect("stat needs search on the parent only");
+    denied(ns.file_as(&bob, "/home/alice/planted", 0o644));
+    denied(ns.mkdir_as(&bob, "/home/bob"));
+    let before = ns.names("/home/alice");
+    denied(ns.apply_as(
+        Some(&bob),
+        Op::Delete {
+            path: p("/home/alice/notes"),
+            recursive: false,
+        },
+    ));
+    denied(ns.apply_as(
+        Some(&bob),
+        Op::Delete {
+            path: p("/home/alice"),
+            recursive: true,
+        },
+    ));
+    denied(ns.apply_as(
+        Some(&bob),
+        Op::Rename {
+            src: p("/home/alice/notes"),
+            dst: p("/home/stolen"),
+            overwrite: false,
+        },
+    ));
+    denied(ns.apply_as(
+        Some(&bob),
+        Op::SetPermission {
+            path: p("/home/alice"),
+            permission: 0o777,
+        },
+    ));
+    assert_eq!(ns.names("/home/alice"), before);
+    assert_eq!(ns.stat("/home/alice").expect("stat").permission, 0o700);
+    // Readable to the group: bob reads, but still cannot write.
+    ns.apply_as(
+        Some(&alice),
+        Op::SetPermission {
+            path: p("/home/alice"),
+            permission: 0o750,
+        },
+    )
+    .expect("the owner changes the mode");
+    ns.apply_as(
+        Some(&alice),
+        Op::SetPermission {
+            path: p("/home/alice/notes"),
+            permission: 0o640,
+        },
+    )
+    .expect("the owner changes the mode");
+    ns.read_as(&bob, "/home/alice", List).expect("group read");
+    ns.read_as(&bob, "/home/alice/notes", Read)
+        .expect("group read");
+    denied(ns.file_as(&bob, "/home/alice/planted", 0o644));
+    let eve = user("eve", &[]);
+    denied(ns.read_as(&eve, "/home/alice/notes", Read));
+    // The superuser passes every check.
+    let root = permission::Access {
+        superuser: true,
+        ..user("ops", &[])
+    };
+    ns.apply_as(
+        Some(&root),
+        Op::Delete {
+            path: p("/home/alice"),
+            recursive: true,
+        },
+    )
+    .expect("the superuser deletes");
+}
+
+#[test]
+fn the_sticky_bit_keeps_entries_to_their_owners() {
+    let mut ns = Ns::new();
+    let (alice, bob, carol) = (user("alice", &[]), user("bob", &[]), user("carol", &[]));
+    ns.dir_of("/tmp", "carol", "supergroup", 0o1777);
+    ns.file_as(&alice, "/tmp/a", 0o666)
+        .expect("anyone creates in /tmp");
+    ns.file_as(&bob, "/tmp/b", 0o666)
+        .expect("anyone creates in /tmp");
+    denied(ns.apply_as(
+        Some(&bob),
+        Op::Delete {
+            path: p("/tmp/a"),
+            recursive: false,
+        },
+    ));
+    denied(ns.apply_as(
+        Some(&bob),
+        Op::Rename {
+            src: p("/tmp/a"),
+            dst: p("/tmp/mine"),
+            overwrite: false,
+        },
+    ));
+    denied(ns.apply_as(
+        Some(&bob),
+        Op::Rename {
+            src: p("/tmp/b"),
+            dst: p("/tmp/a"),
+            overwrite: true,
+        },
+    ));
+    assert_eq!(ns.names("/tmp"), ["a", "b"]);
+    ns.apply_as(
+        Some(&alice),
+        Op::Delete {
+            path: p("/tmp/a"),
+            recursive: false,
+        },
+    )
+    .expect("the entry's owner");
+    ns.apply_as(
+        Some(&carol),
+        Op::Delete {
+            path: p("/tmp/b"),
+            recursive: false,
+        },
+    )
+    .expect("the directory's owner");
+    // Without the sticky bit, write on the directory is enough.
+    ns.dir_of("/pub", "carol", "supergroup", 0o777);
+    ns.file_as(&alice, "/pub/a", 0o644).expect("create");
+    ns.apply_as(
+        Some(&bob),
+        Op::Delete {
+            path: p("/pub/a"),
+            recursive: false,
+        },
+    )
+    .expect("no sticky bit");
+}
+
+#[test]
+fn groups_modes_and_owners() {
+    let mut ns = Ns::new();
+    let (carol, dave) = (user("carol", &["team"]), user("dave", &["other"]));
+    ns.dir_of("/team", "lead", "team", 0o770);
+    ns.file_as(&carol, "/team/plan", 0o640)
+        .expect("group members write");
+    denied(ns.file_as(&dave, "/team/x", 0o644));
+    assert_eq!(
+        ns.stat("/team/plan").expect("stat").group,
+        "team",
+        "the parent's group"
+    );
+    // chown is the superuser's; chgrp the owner's, to a group it is in.
+    denied(ns.apply_as(
+        Some(&carol),
+        Op::SetOwner {
+            path: p("/team/plan"),
+            owner: Some("dave".into()),
+            group: None,
+        },
+    ));
+    denied(ns.apply_as(
+        Some(&carol),
+        Op::SetOwner {
+            path: p("/team/plan"),
+            owner: None,
+            group: Some("other".into()),
+        },
+    ));
+    denied(ns.apply_as(
+        Some(&dave),
+        Op::SetOwner {
+            path: p("/team/plan"),
+            owner: None,
+            group: Some("other".into()),
+        },
+    ));
+    let carol2 = user("carol", &["team", "audit"]);
+    ns.apply_as(
+        Some(&carol2),
+        Op::SetOwner {
+            path: p("/team/plan"),
+            owner: None,
+            group: Some("audit".into()),
+        },
+    )
+    .expect("the owner gives the file to a group of hers");
+    let root = permission::Access {
+        superuser: true,
+        ..user("hdfs", &[])
+    };
+    ns.apply_as(
+        Some(&root),
+        Op::SetOwner {
+            path: p("/team/plan"),
+            owner: Some("dave".into()),
+            group: None,
+        },
+    )
+    .expect("the superuser chowns");
+    assert_eq!(ns.stat("/team/plan").expect("stat").owner, "dave");
 }

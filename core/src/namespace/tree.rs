@@ -275,4 +275,4 @@ pub fn get_xattrs<R: KvRead + ?Sized>(
     Ok(out)
 }
 
-pub use super::exec::apply;
+pub use super::exec::{apply, apply_as};

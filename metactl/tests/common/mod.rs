@@ -80,16 +80,23 @@ impl LocalCluster {
         ClusterFile::read(self.path()).expect("cluster.json")
     }
 
-    pub fn client(&self) -> Client {
-        let mut c = ClientConfig::new(self.file().meta_addrs());
+    /// The settings of a client of this cluster: its tools' (the superuser's certificate) on
+    /// a TLS cluster.
+    pub fn client_config(&self) -> ClientConfig {
+        let file = self.file();
+        let mut c = ClientConfig::new(file.meta_addrs());
+        c.tls = file.client_tls().expect("the cluster's TLS files");
         c.failover_deadline = Duration::from_secs(30);
-        Client::new(c).expect("client")
+        c
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.client_config()).expect("client")
     }
 
     /// A client reading in `mode`; a paused observer is given up on after 500 ms.
     pub fn client_with(&self, mode: ReadMode, auto_msync: AutoMsync) -> Client {
-        let mut c = ClientConfig::new(self.file().meta_addrs());
-        c.failover_deadline = Duration::from_secs(30);
+        let mut c = self.client_config();
         c.read_mode = mode;
         c.auto_msync = auto_msync;
         c.observer_timeout = Duration::from_millis(500);

@@ -8,7 +8,7 @@
 //!
 //! | family (`RECORD`)           | where                                   | body reaches |
 //! |-----------------------------|-----------------------------------------|--------------|
-//! | `batch` ([`Batch`])         | nested in every `raft entry` and entry of `append entries` | `Batch`, `Proposal`, `ClientId`, `ApplyCtx`, `Op` and all it holds (`NsPath`, `StoragePolicy`, `XattrExpect`, `ThrottleChange`) |
+//! | `batch` ([`Batch`])         | nested in every `raft entry` and entry of `append entries` | `Batch`, `Proposal`, `ClientId`, `ApplyCtx`, `Access`, `Op` and all it holds (`NsPath`, `StoragePolicy`, `XattrExpect`, `ThrottleChange`) |
 //! | `raft entry` ([`LogEntry`]) | log store, CF `log`                     | openraft `Entry`, `LogId`, `EntryPayload`, `Membership`, `BasicNode`; the batch nested |
 //! | `vote` ([`VoteRecord`])     | log store, CF `store`, `vote`           | openraft `Vote` |
 //! | `committed log id`          | log store, `committed`                  | `Option<LogId>` |
@@ -21,7 +21,8 @@
 //! | `vote request` / `... reply` | `Raft.Vote`                            | `VoteRequest` / `Result<VoteResponse, RaftError>` |
 //! | `install snapshot` / `... reply` | `Raft.InstallSnapshot`             | `InstallSnapshotRequest` / `Result<InstallSnapshotResponse, RaftError<_, InstallSnapshotError>>` |
 //!
-//! Every family is at version 1. The batch is nested so that a change to `Op` (the likeliest
+//! Every family is at version 1 but `batch`, at 2 (version 1 had no caller per proposal)
+//! and `retry result`, at 2 (version 1 had no fingerprint). The batch is nested so that a change to `Op` (the likeliest
 //! change) is a new version of `batch` alone, whose old layout can be frozen in a `v1` module
 //! of our own types; the families around it are openraft's types, which only an openraft
 //! upgrade changes (openraft is pinned; the golden fixtures fail if an upgrade moves a byte,
@@ -165,9 +166,10 @@ pub mod rpc {
 
 // ---------------------------------------------------------------- batch
 
-/// Version 1 of a batch's body: `Batch`'s fields in order. `Batch`'s own serde impls write
-/// the nested record (below), so its body goes through these. To add a version, freeze these
-/// and the types they reach in `mod v1` (see `raftfs_core::format`).
+/// Version 2 of a batch's body: `Batch`'s fields in order, each proposal with the caller it
+/// runs as (`Proposal::access`). `Batch`'s own serde impls write the nested record (below),
+/// so its body goes through these. To add a version, freeze these and the types they reach
+/// in a module of their own, as `v1` below.
 #[derive(Serialize)]
 struct BatchFields<'a> {
     ctx: &'a ApplyCtx,
@@ -180,14 +182,49 @@ struct OwnedBatchFields {
     proposals: Vec<Proposal>,
 }
 
+/// Version 1 of a batch, frozen: proposals without the caller (written before permissions
+/// were checked; read as the active's own work, `access: None`).
+mod v1 {
+    use serde::Deserialize;
+
+    use crate::journal::{CallId, ClientId};
+    use crate::namespace::{ApplyCtx, Op};
+
+    #[derive(Deserialize)]
+    pub struct Proposal {
+        pub client: ClientId,
+        pub call_id: CallId,
+        pub op: Op,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Batch {
+        pub ctx: ApplyCtx,
+        pub proposals: Vec<Proposal>,
+    }
+}
+
 impl Schema for Batch {
     type Value = Self;
     const RECORD: &'static str = "batch";
-    const CURRENT: u16 = 1;
+    const CURRENT: u16 = 2;
 
     fn decode_body(version: u16, bytes: &[u8]) -> Result<Self, FormatError> {
         match version {
-            1 => format::body::<OwnedBatchFields>(Self::RECORD, bytes)
+            1 => format::body::<v1::Batch>(Self::RECORD, bytes).map(|b| Batch {
+                ctx: b.ctx,
+                proposals: b
+                    .proposals
+                    .into_iter()
+                    .map(|p| Proposal {
+                        client: p.client,
+                        call_id: p.call_id,
+                        op: p.op,
+                        access: None,
+                    })
+                    .collect(),
+            }),
+            2 => format::body::<OwnedBatchFields>(Self::RECORD, bytes)
                 .map(|OwnedBatchFields { ctx, proposals }| Batch { ctx, proposals }),
             v => Err(format::unknown_version::<Self>(v)),
         }
@@ -200,7 +237,7 @@ impl Schema for Batch {
             reason,
         };
         match version {
-            1 => postcard::to_extend(
+            2 => postcard::to_extend(
                 &BatchFields {
                     ctx: &batch.ctx,
                     proposals: &batch.proposals,
@@ -208,7 +245,7 @@ impl Schema for Batch {
                 out,
             )
             .map_err(|e| unwritable(e.to_string())),
-            _ => Err(unwritable("unknown version".into())),
+            _ => Err(unwritable("only the current version is written".into())),
         }
     }
 }

@@ -28,6 +28,7 @@ use openraft::BasicNode;
 pub type BasicNodeMeta = BasicNode;
 use serde::{Deserialize, Serialize};
 
+use crate::namespace::permission::Access;
 use crate::namespace::{ApplyCtx, NsError, Op, OpOutput};
 
 /// A member's id is the Raft node id.
@@ -40,6 +41,9 @@ pub struct Proposal {
     /// With `client`, the retry-cache key; 0 means "not cached" (internal operations).
     pub call_id: CallId,
     pub op: Op,
+    /// Who the operation runs as, decided by the active from the authenticated caller: its
+    /// permissions are checked in the apply (DESIGN §9). `None`: the active's own work.
+    pub access: Option<Access>,
 }
 
 /// The application data of one Raft entry: mutations and the context the leader fixed.

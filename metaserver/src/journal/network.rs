@@ -302,6 +302,7 @@ mod tests {
                     value: vec![7; *len],
                     expect: XattrExpect::Any,
                 },
+                access: None,
             })
             .collect();
         openraft::Entry {

@@ -156,6 +156,7 @@ mod tests {
             client: ClientId([7; 16]),
             call_id: CallId(call_id),
             op: Op::RenewLease { holder: "w".into() },
+            access: None,
         }
     }
 

@@ -241,7 +241,7 @@ fn apply_batch<R: KvRead + ?Sized>(
             out.push(first);
             continue;
         }
-        let result = match tree::apply(txn, &batch.ctx, &p.op) {
+        let result = match tree::apply_as(txn, &batch.ctx, p.access.as_ref(), &p.op) {
             Ok(o) => Ok(o),
             Err(ApplyError::Ns(e)) => Err(e),
             Err(ApplyError::Store(e)) => return Err(e),

@@ -184,6 +184,7 @@ async fn recover_expired(node: &MetaNode) -> Result<u64, MetaError> {
             client: ClientId::default(),
             call_id: CallId::UNCACHED,
             op,
+            access: None,
         };
         match node.proposer.propose(proposal).await {
             Ok((index, Ok(_))) => {

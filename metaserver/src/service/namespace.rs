@@ -4,6 +4,7 @@
 
 use raftfs_core::id::{BlockServerId, GroupId};
 use raftfs_core::identity::{Caller, Need};
+use raftfs_core::namespace::permission::{self, Access, ReadAccess};
 use std::time::Instant;
 
 use raftfs_proto as pb;
@@ -89,6 +90,48 @@ impl NamespaceService {
         read
     }
 
+    /// Who a namespace call runs as: the authenticated caller, a superuser when it is the
+    /// configured superuser or in the admin group (HDFS's superuser group).
+    fn access<T>(&self, req: &Request<T>) -> Result<Access, MetaError> {
+        let caller = self.node.authorize(req, Need::User)?;
+        Ok(self.access_of(&caller))
+    }
+
+    fn access_of(&self, caller: &Caller) -> Access {
+        match caller.principal.user() {
+            Some(user) => Access {
+                user: user.name.clone(),
+                groups: user.groups.clone(),
+                superuser: self.node.authorizer.is_admin(user),
+            },
+            None => Access {
+                user: caller.name(),
+                groups: Vec::new(),
+                superuser: false,
+            },
+        }
+    }
+
+    /// What the caller creates is its own (the owner a request names is ignored), with the
+    /// configured umask taken off the mode it asks for.
+    fn as_owner(&self, mut op: Op, access: &Access) -> Op {
+        let umask = self.node.umask;
+        match &mut op {
+            Op::Mkdir {
+                owner, permission, ..
+            }
+            | Op::Create {
+                owner, permission, ..
+            } => {
+                owner.clone_from(&access.user);
+                *permission &= !umask;
+            }
+            Op::Symlink { owner, .. } => owner.clone_from(&access.user),
+            _ => {}
+        }
+        op
+    }
+
     async fn mutate_inner(
         &self,
         who: &Caller,
@@ -108,11 +151,14 @@ impl NamespaceService {
             state_id: 0,
         })?;
         self.node.ensure_active_for_write()?;
+        let access = self.access_of(who);
+        let op = self.as_owner(op, &access);
         let op = self.prepare(op, &exclude).await?;
         let proposal = Proposal {
             client: caller.client.scoped_to(&who.principal.to_string()),
             call_id: caller.call_id,
             op,
+            access: Some(access),
         };
         let (state_id, result) = self.node.proposer.propose(proposal).await?;
         span.record("state_id", state_id);
@@ -280,12 +326,17 @@ impl Namespace for NamespaceService {
         req: Request<pb::StatRequest>,
     ) -> Result<Response<pb::StatResponse>, Status> {
         let start = Instant::now();
+        let access = self.access(&req);
         let req = req.into_inner();
         tracing::Span::current().record("path", req.path.as_str());
         let r = async {
             let path = convert::path(&req.path)?;
+            let access = access?;
             let (inode, state_id) = self
-                .read(req.header.as_ref(), move |kv| tree::stat(kv, &path))
+                .read(req.header.as_ref(), move |kv| {
+                    permission::check_read(kv, &access, &path, ReadAccess::Stat)?;
+                    tree::stat(kv, &path)
+                })
                 .await?;
             Ok(pb::StatResponse {
                 header: header(state_id),
@@ -302,9 +353,11 @@ impl Namespace for NamespaceService {
         req: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
         let start = Instant::now();
+        let access = self.access(&req);
         let req = req.into_inner();
         tracing::Span::current().record("path", req.path.as_str());
         let r = async {
+            let access = access?;
             let path = convert::path(&req.path)?;
             let limit = match req.limit {
                 0 => DEFAULT_LIST_PAGE,
@@ -313,6 +366,7 @@ impl Namespace for NamespaceService {
             let after = (!req.start_after.is_empty()).then_some(req.start_after);
             let ((entries, has_more), state_id) = self
                 .read(req.header.as_ref(), move |kv| {
+                    permission::check_read(kv, &access, &path, ReadAccess::List)?;
                     tree::list(kv, &path, after.as_deref(), limit)
                 })
                 .await?;
@@ -332,11 +386,14 @@ impl Namespace for NamespaceService {
         req: Request<pb::ContentSummaryRequest>,
     ) -> Result<Response<pb::ContentSummaryResponse>, Status> {
         let start = Instant::now();
+        let access = self.access(&req);
         let req = req.into_inner();
         let r = async {
+            let access = access?;
             let path = convert::path(&req.path)?;
             let (s, state_id) = self
                 .read_long(req.header.as_ref(), move |kv| {
+                    permission::check_read(kv, &access, &path, ReadAccess::List)?;
                     tree::content_summary(kv, &path).map_err(MetaError::from)
                 })
                 .await?;
@@ -358,12 +415,15 @@ impl Namespace for NamespaceService {
         req: Request<pb::GetXattrsRequest>,
     ) -> Result<Response<pb::GetXattrsResponse>, Status> {
         let start = Instant::now();
+        let access = self.access(&req);
         let req = req.into_inner();
         let r = async {
+            let access = access?;
             let path = convert::path(&req.path)?;
             let names = req.names;
             let (xattrs, state_id) = self
                 .read(req.header.as_ref(), move |kv| {
+                    permission::check_read(kv, &access, &path, ReadAccess::Read)?;
                     tree::get_xattrs(kv, &path, &names)
                 })
                 .await?;
@@ -385,12 +445,14 @@ impl Namespace for NamespaceService {
         req: Request<pb::GetBlocksRequest>,
     ) -> Result<Response<pb::GetBlocksResponse>, Status> {
         let start = Instant::now();
+        let access = self.access(&req);
         let req = req.into_inner();
         let span = tracing::Span::current();
         span.record("path", req.path.as_str());
         span.record("offset", req.offset);
         span.record("length", req.length);
         let r = async {
+            let access = access?;
             let path = convert::path(&req.path)?;
             let (offset, length) = (req.offset, req.length);
             let limit = match usize::try_from(req.limit) {
@@ -399,6 +461,7 @@ impl Namespace for NamespaceService {
             };
             let ((file, groups, has_more, readable), state_id) = self
                 .read(req.header.as_ref(), move |kv| {
+                    permission::check_read(kv, &access, &path, ReadAccess::Read)?;
                     let file = tree::stat(kv, &path)?;
                     let end = if length == 0 {
                         u64::MAX
@@ -458,8 +521,10 @@ impl Namespace for NamespaceService {
         req: Request<pb::FsckRequest>,
     ) -> Result<Response<pb::FsckResponse>, Status> {
         let start = Instant::now();
+        let access = self.access(&req);
         let req = req.into_inner();
         let r = async {
+            let access = access?;
             let path = if req.path.is_empty() {
                 NsPath::root()
             } else {
@@ -478,6 +543,7 @@ impl Namespace for NamespaceService {
             let list_files = req.list_files;
             let ((report, next), state_id) = self
                 .read_long(req.header.as_ref(), move |kv| {
+                    permission::check_read(kv, &access, &path, ReadAccess::List)?;
                     health::fsck_page(kv, &registry, &path, after.as_ref(), limit, list_files)
                 })
                 .await?;

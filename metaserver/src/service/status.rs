@@ -26,6 +26,7 @@ fn ns_code(e: &NsError) -> (Code, ErrorKind) {
         NsError::XattrNotFound { .. } => (Code::NotFound, ErrorKind::XattrNotFound),
         NsError::XattrMismatch { .. } => (Code::Aborted, ErrorKind::XattrMismatch),
         NsError::RetryMismatch { .. } => (Code::FailedPrecondition, ErrorKind::RetryMismatch),
+        NsError::PermissionDenied { .. } => (Code::PermissionDenied, ErrorKind::PermissionDenied),
     }
 }
 

@@ -13,6 +13,22 @@ use super::kv::{KvRead, Txn};
 use super::ops::{ApplyCtx, Op, OpOutput};
 use super::tree::Result;
 
+/// [`apply`] as `access`: the operation is first checked against the caller's permissions
+/// (`permission::check_op`) in the state it applies to, and refused with `PermissionDenied`,
+/// changing nothing, when they do not allow it. `None`: the active's own work (reclaim,
+/// lease recovery), and entries written before callers were carried.
+pub fn apply_as<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    access: Option<&super::permission::Access>,
+    op: &Op,
+) -> Result<OpOutput> {
+    if let Some(access) = access {
+        super::permission::check_op(txn, access, op)?;
+    }
+    apply(txn, ctx, op)
+}
+
 /// Applies one mutation. On a namespace error nothing it did is kept.
 pub fn apply<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,

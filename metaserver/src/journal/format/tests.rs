@@ -29,6 +29,7 @@ use super::*;
 use crate::journal::{CallId, ClientId, MemberId, TypeConfig};
 use crate::namespace::blocks::BlockGroup;
 use crate::namespace::inode::{Inode, InodeKind, UnderConstruction};
+use crate::namespace::permission::Access;
 use crate::namespace::throttle::ThrottleChange;
 use crate::namespace::{ApplyCtx, NsError, NsPath, Op, OpOutput, XattrExpect};
 use raftfs_core::{EcCodec, StoragePolicy};
@@ -109,6 +110,32 @@ where
         );
     }
     golden
+}
+
+/// A fixture of a container family at its current version that holds a nested record of an
+/// older version (a raft entry with a version-1 batch): it still decodes to `value`, but
+/// `value` now encodes with the nested record at its current version, so only the decoding
+/// is checked; [`golden_by`] checks a fixture written with the current nesting.
+fn golden_nesting_older<S: Schema>(
+    name: &str,
+    value: &S::Value,
+    same: impl Fn(&S::Value, &S::Value) -> bool,
+) where
+    S::Value: Debug,
+{
+    let path = golden_path(name);
+    let golden = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(
+        format::version_of(S::RECORD, &golden),
+        Ok(S::CURRENT),
+        "{name}"
+    );
+    let decoded = format::decode::<S>(&golden)
+        .unwrap_or_else(|e| panic!("{name}: the fixture no longer decodes: {e}"));
+    assert!(
+        same(&decoded, value),
+        "{name}: the fixture decodes to {decoded:?}, not {value:?}"
+    );
 }
 
 fn golden<S: Schema>(name: &str, version: u16, value: &S::Value) -> Vec<u8>
@@ -276,6 +303,7 @@ fn batch() -> Batch {
                     CallId(1000 + i as u64)
                 },
                 op,
+                access: None,
             })
             .collect(),
     }
@@ -302,6 +330,34 @@ fn membership() -> Membership<MemberId, BasicNode> {
         ],
         nodes,
     )
+}
+
+/// The batch of version 2: every operation, some run as a caller, one as the superuser.
+fn batch_v2() -> Batch {
+    let mut b = batch();
+    for (i, p) in b.proposals.iter_mut().enumerate() {
+        p.access = match i % 3 {
+            0 => None,
+            1 => Some(Access {
+                user: "alice".into(),
+                groups: vec!["staff".into(), "etl".into()],
+                superuser: false,
+            }),
+            _ => Some(Access {
+                user: "hdfs".into(),
+                groups: Vec::new(),
+                superuser: true,
+            }),
+        };
+    }
+    b
+}
+
+/// The three kinds of entry, the normal one holding `batch`.
+fn entries_with(batch: Batch) -> Vec<Entry<TypeConfig>> {
+    let mut e = entries();
+    e[1].payload = EntryPayload::Normal(batch);
+    e
 }
 
 fn entries() -> Vec<Entry<TypeConfig>> {
@@ -404,6 +460,11 @@ fn every_error() -> Vec<NsError> {
             call_id: 7,
             op: "rename".into(),
         },
+        NsError::PermissionDenied {
+            user: "bob".into(),
+            what: "write".into(),
+            path: p(),
+        },
     ]
 }
 
@@ -449,6 +510,12 @@ fn golden_batch_has_every_op() {
     golden::<Batch>("batch-every-op-v1", 1, &b);
 }
 
+/// Version 2 carries the caller each proposal runs as.
+#[test]
+fn golden_batch_v2() {
+    golden::<Batch>("batch-every-op-v2", 2, &batch_v2());
+}
+
 /// Variants appended to `Op` after the first fixture: a variant appended at the end changes
 /// no existing record's bytes or meaning, so it stays version 1 of the batch (an older binary
 /// refuses a batch that uses it as corrupt, never misreads it). One fixture per appended
@@ -461,6 +528,7 @@ fn golden_batch_appended_ops_v1() {
             client: ClientId([0; 16]),
             call_id: CallId::UNCACHED,
             op: Op::Reclaim { budget: 10_000 },
+            access: None,
         }],
     };
     assert_eq!(variant_index(&reclaim.proposals[0].op), 18);
@@ -471,7 +539,9 @@ fn golden_batch_appended_ops_v1() {
 fn golden_log_store_records_v1() {
     let [blank, normal, membership] = <[_; 3]>::try_from(entries()).expect("three");
     golden::<LogEntry>("raft-entry-blank-v1", 1, &blank);
-    let normal_bytes = golden::<LogEntry>("raft-entry-normal-v1", 1, &normal);
+    golden_nesting_older::<LogEntry>("raft-entry-normal-v1", &normal, PartialEq::eq);
+    let normal = entries_with(batch_v2()).swap_remove(1);
+    let normal_bytes = golden::<LogEntry>("raft-entry-normal-batch-v2-v1", 1, &normal);
     golden::<LogEntry>("raft-entry-membership-v1", 1, &membership);
     golden::<VoteRecord>("vote-committed-v1", 1, &vote());
     golden::<VoteRecord>("vote-v1", 1, &Vote::new(8, MemberId(3)));
@@ -479,7 +549,7 @@ fn golden_log_store_records_v1() {
     golden::<CommittedRecord>("committed-log-id-none-v1", 1, &None);
     golden::<PurgedRecord>("purged-log-id-v1", 1, &log_id(6, 1, 50));
     // The entry carries the batch as its own record, byte for byte.
-    let batch_bytes = format::encode::<Batch>(&batch()).expect("encode");
+    let batch_bytes = format::encode::<Batch>(&batch_v2()).expect("encode");
     assert!(
         normal_bytes
             .windows(batch_bytes.len())
@@ -514,11 +584,13 @@ fn golden_retry_results_v1() {
             &unchecked(Ok(output)),
         );
     }
-    // RetryMismatch came with version 2.
-    for error in every_error()
-        .into_iter()
-        .filter(|e| !matches!(e, NsError::RetryMismatch { .. }))
-    {
+    // RetryMismatch came with version 2, PermissionDenied later (appended: still 2).
+    for error in every_error().into_iter().filter(|e| {
+        !matches!(
+            e,
+            NsError::RetryMismatch { .. } | NsError::PermissionDenied { .. }
+        )
+    }) {
         let name = format!("retry-result-err-{}-v1", error.kind());
         golden::<RetryResult>(&name, 1, &unchecked(Err(error)));
     }
@@ -570,10 +642,15 @@ fn retry_results_written_before_the_envelope_are_version_1() {
 
 #[test]
 fn golden_raft_rpcs_v1() {
-    golden_by::<rpc::AppendEntries>(
+    golden_nesting_older::<rpc::AppendEntries>(
         "append-entries-v1",
-        1,
         &append_entries(entries()),
+        same_append_entries,
+    );
+    golden_by::<rpc::AppendEntries>(
+        "append-entries-batch-v2-v1",
+        1,
+        &append_entries(entries_with(batch_v2())),
         same_append_entries,
     );
     golden_by::<rpc::AppendEntries>(
@@ -666,19 +743,21 @@ fn with_batch_version(bytes: &[u8], version: u8) -> Vec<u8> {
 /// the batch's own typed error, not taken for garbage or misread.
 #[test]
 fn a_newer_batch_inside_an_entry_or_a_request_is_refused_typed() {
+    let newer = Batch::CURRENT + 1;
     let refusal = Err(FormatError::UnknownVersion {
         record: "batch",
-        version: 2,
-        newest: 1,
+        version: newer,
+        newest: Batch::CURRENT,
     });
+    let byte = u8::try_from(newer).expect("one byte");
     let entry = format::encode::<LogEntry>(&entries()[1]).expect("encode");
     assert_eq!(
-        format::decode::<LogEntry>(&with_batch_version(&entry, 2)),
+        format::decode::<LogEntry>(&with_batch_version(&entry, byte)),
         refusal
     );
     let request = format::encode::<rpc::AppendEntries>(&append_entries(entries())).expect("enc");
     assert_eq!(
-        format::decode::<rpc::AppendEntries>(&with_batch_version(&request, 2)).err(),
+        format::decode::<rpc::AppendEntries>(&with_batch_version(&request, byte)).err(),
         refusal.err()
     );
 }
@@ -885,8 +964,14 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 prop_compose! {
-    fn proposal()(client in any::<[u8; 16]>(), call_id in any::<u64>(), op in op()) -> Proposal {
-        Proposal { client: ClientId(client), call_id: CallId(call_id), op }
+    fn proposal()(
+        client in any::<[u8; 16]>(),
+        call_id in any::<u64>(),
+        op in op(),
+        access in prop::option::of((name(), prop::collection::vec(name(), 0..3), any::<bool>())),
+    ) -> Proposal {
+        let access = access.map(|(user, groups, superuser)| Access { user, groups, superuser });
+        Proposal { client: ClientId(client), call_id: CallId(call_id), op, access }
     }
 }
 
@@ -923,6 +1008,11 @@ fn ns_error() -> impl Strategy<Value = NsError> {
         (s(), s()).prop_map(|(path, name)| NsError::XattrNotFound { path, name }),
         (s(), s()).prop_map(|(path, name)| NsError::XattrMismatch { path, name }),
         (any::<u64>(), s()).prop_map(|(call_id, op)| NsError::RetryMismatch { call_id, op }),
+        (s(), s(), s()).prop_map(|(user, what, path)| NsError::PermissionDenied {
+            user,
+            what,
+            path
+        }),
     ]
 }
 
