@@ -76,22 +76,28 @@ fn ops_ok(results: &Value) -> u64 {
 }
 
 fn campaign(workload: &str, nemesis: &str) {
+    campaign_with(workload, nemesis, &[]);
+}
+
+/// A campaign on a cluster started with more `local up` flags (`--tls`).
+fn campaign_with(workload: &str, nemesis: &str, cluster_args: &[&str]) {
     let store = Store::new();
-    let (code, results) = jepsen(
-        store.path(),
-        &[
-            "--workload",
-            workload,
-            "--nemesis",
-            nemesis,
-            "--time",
-            "25",
-            "--rate",
-            "25",
-            "--interval",
-            "4",
-        ],
-    );
+    let mut args = vec![
+        "--workload",
+        workload,
+        "--nemesis",
+        nemesis,
+        "--time",
+        "25",
+        "--rate",
+        "25",
+        "--interval",
+        "4",
+    ];
+    for a in cluster_args {
+        args.extend(["--cluster-arg", a]);
+    }
+    let (code, results) = jepsen(store.path(), &args);
     assert_eq!(
         results["valid"]["verdict"], "valid",
         "{workload} under {nemesis}: {results:#}"
@@ -152,6 +158,18 @@ fn namespace_under_kill_and_partitions() {
 #[test]
 fn namespace_under_pause_and_membership_changes() {
     campaign("namespace", "pause,member");
+}
+
+/// Issue 16: the same guarantees on a cluster where every port is mutual TLS (members,
+/// clients and the observers added by the membership nemesis authenticate by certificate).
+#[test]
+fn namespace_under_kill_and_partitions_on_tls() {
+    campaign_with("namespace", "kill,partition", &["--tls"]);
+}
+
+#[test]
+fn register_under_membership_changes_on_tls() {
+    campaign_with("register", "member", &["--tls"]);
 }
 
 #[test]

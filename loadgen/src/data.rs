@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use raftfs_client::discovery::ClusterFile;
-use raftfs_client::{Client, ClientConfig, CreateOptions, FileReader, FileWriter};
+use raftfs_client::{Client, ClientConfig, ClientTls, CreateOptions, FileReader, FileWriter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::report::{self, Report};
@@ -35,6 +35,8 @@ pub struct DataLoad {
     pub size: u64,
     pub clients: usize,
     pub metas: Vec<String>,
+    /// The cluster's TLS settings (`cluster.json` of a `local up --tls` cluster).
+    pub tls: Option<ClientTls>,
     pub cluster: Option<PathBuf>,
     pub kill: usize,
     pub disk_dir: PathBuf,
@@ -97,6 +99,7 @@ pub async fn run(load: DataLoad) -> Result<Report> {
         }
         DataOp::Write | DataOp::Read | DataOp::DegradedRead => {
             let mut config = ClientConfig::new(load.metas.clone());
+            config.tls.clone_from(&load.tls);
             config.block_read_timeout = std::time::Duration::from_secs(5);
             let client = Client::new(config)?;
             if load.op == DataOp::Write {

@@ -29,6 +29,32 @@ pub struct EtcdLoad {
     pub serializable: bool,
     pub value_size: usize,
     pub progress: bool,
+    /// TLS to etcd: its CA, and a client certificate and key (etcd's `--client-cert-auth`).
+    pub tls: Option<EtcdTls>,
+}
+
+/// PEM bytes of etcd's CA and of the client's certificate and key.
+#[derive(Clone)]
+pub struct EtcdTls {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls").finish_non_exhaustive()
+    }
+}
+
+fn connect_options(tls: Option<&EtcdTls>) -> Option<etcd_client::ConnectOptions> {
+    tls.map(|t| {
+        etcd_client::ConnectOptions::new().with_tls(
+            etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(&t.ca))
+                .identity(etcd_client::Identity::from_pem(&t.cert, &t.key)),
+        )
+    })
 }
 
 struct Worker {
@@ -42,7 +68,9 @@ async fn workers(load: &EtcdLoad, prefix: &str) -> Result<Vec<Worker>> {
     let mut out = Vec::with_capacity(load.clients.max(1));
     for _ in 0..load.clients.max(1) {
         out.push(Worker {
-            client: Mutex::new(Client::connect(load.endpoints.clone(), None).await?),
+            client: Mutex::new(
+                Client::connect(load.endpoints.clone(), connect_options(load.tls.as_ref())).await?,
+            ),
             prefix: prefix.to_owned(),
             value: vec![b'v'; load.value_size],
             serializable: load.serializable,

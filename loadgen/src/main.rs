@@ -8,7 +8,7 @@ mod report;
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use raftfs_client::{AutoMsync, ReadMode};
 
@@ -98,7 +98,26 @@ enum Cmd {
         serializable: bool,
         #[arg(long, default_value_t = 256)]
         value_size: usize,
+        /// etcd's CA (PEM): TLS to etcd, with --etcd-cert and --etcd-key as the client's.
+        #[arg(long)]
+        etcd_ca: Option<PathBuf>,
+        #[arg(long)]
+        etcd_cert: Option<PathBuf>,
+        #[arg(long)]
+        etcd_key: Option<PathBuf>,
     },
+}
+
+/// The TLS settings of the local cluster in `dir` (none for a plain one, or without a dir).
+fn cluster_tls(dir: Option<&std::path::Path>) -> Result<Option<raftfs_client::ClientTls>> {
+    match dir {
+        Some(d) => Ok(raftfs_client::discovery::ClusterFile::read(d)?.client_tls()?),
+        None => Ok(None),
+    }
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// `1GiB`, `512MiB`, `4096` (bytes).
@@ -139,6 +158,7 @@ async fn run(cli: Cli) -> Result<()> {
                 clients,
                 ops,
                 metas,
+                tls: cluster_tls(cluster.as_deref())?,
                 files_per_dir,
                 progress,
                 read_mode: cli.read_mode,
@@ -173,6 +193,10 @@ async fn run(cli: Cli) -> Result<()> {
                 size,
                 clients,
                 metas,
+                tls: match op {
+                    data::DataOp::Disk => None,
+                    _ => cluster_tls(cluster.as_deref())?,
+                },
                 cluster,
                 kill,
                 disk_dir,
@@ -187,7 +211,19 @@ async fn run(cli: Cli) -> Result<()> {
             endpoints,
             serializable,
             value_size,
+            etcd_ca,
+            etcd_cert,
+            etcd_key,
         } => {
+            let tls = match (etcd_ca, etcd_cert, etcd_key) {
+                (Some(ca), Some(cert), Some(key)) => Some(etcd::EtcdTls {
+                    ca: read(&ca)?,
+                    cert: read(&cert)?,
+                    key: read(&key)?,
+                }),
+                (None, None, None) => None,
+                _ => anyhow::bail!("--etcd-ca, --etcd-cert and --etcd-key go together"),
+            };
             etcd::run(etcd::EtcdLoad {
                 op,
                 clients,
@@ -196,6 +232,7 @@ async fn run(cli: Cli) -> Result<()> {
                 serializable,
                 value_size,
                 progress,
+                tls,
             })
             .await?
         }

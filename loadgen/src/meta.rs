@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
-use raftfs_client::{AutoMsync, Client, ClientConfig, CreateOptions, ReadMode};
+use raftfs_client::{AutoMsync, Client, ClientConfig, ClientTls, CreateOptions, ReadMode};
 
 use crate::report::{self, Report};
 
@@ -50,6 +50,8 @@ pub struct MetaLoad {
     pub clients: usize,
     pub ops: u64,
     pub metas: Vec<String>,
+    /// The cluster's TLS settings (`cluster.json` of a `local up --tls` cluster).
+    pub tls: Option<ClientTls>,
     pub files_per_dir: u64,
     pub progress: bool,
     /// Where the timed clients read (writes always go to the active).
@@ -58,6 +60,15 @@ pub struct MetaLoad {
     /// Stat random files of a generated tree (`metactl local generate`) of this shape,
     /// instead of preparing files of its own.
     pub generated: Option<raftfs_core::synthetic::Shape>,
+}
+
+impl MetaLoad {
+    /// A client's settings: the cluster's addresses and TLS.
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new(self.metas.clone());
+        config.tls.clone_from(&self.tls);
+        config
+    }
 }
 
 struct Worker {
@@ -83,7 +94,7 @@ impl Worker {
 fn workers(load: &MetaLoad, base: &str, token: u64) -> Result<Vec<Worker>> {
     (0..load.clients.max(1))
         .map(|_| {
-            let mut config = ClientConfig::new(load.metas.clone());
+            let mut config = load.client_config();
             config.read_mode = if load.op == MetaOp::Ryow {
                 ReadMode::Observer
             } else {
@@ -116,9 +127,7 @@ fn mix(i: u64) -> u64 {
 
 /// `stat` of random files of a generated tree: nothing to prepare, the tree is there.
 async fn stat_generated(load: &MetaLoad, shape: raftfs_core::synthetic::Shape) -> Result<Report> {
-    let token = Client::new(ClientConfig::new(load.metas.clone()))?
-        .msync()
-        .await?;
+    let token = Client::new(load.client_config())?.msync().await?;
     let ws = workers(load, "/gen", token)?;
     Ok(report::run(
         "raftfs",
@@ -147,7 +156,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let base = format!("/loadgen/{}-{run_id}", load.op.name());
-    let setup = Client::new(ClientConfig::new(load.metas.clone()))?;
+    let setup = Client::new(load.client_config())?;
     setup.mkdir(&base, true).await?;
     let dirs = load.ops.div_ceil(load.files_per_dir.max(1));
     // Directories, then (for ops on existing files) the files: untimed preparation.

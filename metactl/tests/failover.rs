@@ -426,6 +426,13 @@ async fn raw_mutate(
         }),
         op: Some(op),
     };
+    // Simple mode: the call claims the superuser's name, as the cluster's own tools do.
+    let mut req = tonic::Request::new(req);
+    let me = raftfs_runtime::process_user()
+        .parse()
+        .map_err(|_| tonic::Status::internal("user name"))?;
+    req.metadata_mut()
+        .insert(raftfs_core::identity::CLAIMED_USER_HEADER, me);
     c.mutate(req).await.map(tonic::Response::into_inner)
 }
 

@@ -108,7 +108,10 @@ impl Cluster {
 
     /// A new client object of the cluster.
     pub fn client(&self, configure: impl FnOnce(&mut ClientConfig)) -> Result<Client> {
-        let mut config = ClientConfig::new(self.file()?.meta_addrs());
+        let file = self.file()?;
+        let mut config = ClientConfig::new(file.meta_addrs());
+        // A `--cluster-arg --tls` cluster: its tools' (the superuser's) certificate.
+        config.tls = file.client_tls()?;
         configure(&mut config);
         Ok(Client::new(config)?)
     }
