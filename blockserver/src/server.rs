@@ -137,6 +137,7 @@ pub async fn serve(
         metrics,
         metaservers,
         worker,
+        authorizer: raftfs_core::identity::Authorizer::without_admins(tls.is_none()),
     });
     let storage = node.volumes.storage();
     tracing::info!(

@@ -24,14 +24,16 @@ use crate::tls::ClientTls;
 /// (DESIGN §9).
 pub type Rpc = InterceptedService<Channel, ClaimUser>;
 
-/// Adds the claimed user name to a call.
+/// Adds the claimed user name to a call (none: a client that authenticates by certificate
+/// only, whose login name is not one a server would accept).
 #[derive(Debug, Clone)]
-pub struct ClaimUser(MetadataValue<Ascii>);
+pub struct ClaimUser(Option<MetadataValue<Ascii>>);
 
 impl Interceptor for ClaimUser {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut()
-            .insert(CLAIMED_USER_HEADER, self.0.clone());
+        if let Some(name) = &self.0 {
+            req.metadata_mut().insert(CLAIMED_USER_HEADER, name.clone());
+        }
         Ok(req)
     }
 }
@@ -95,8 +97,12 @@ impl Targets {
         }
         let claim = raftfs_core::identity::valid_name(user)
             .ok()
-            .and_then(|u| MetadataValue::try_from(u).ok())
-            .ok_or_else(|| ClientError::Config(format!("{user:?} is not a valid user name")))?;
+            .and_then(|u| MetadataValue::try_from(u).ok());
+        if claim.is_none() && !tls.is_some_and(ClientTls::has_certificate) {
+            return Err(ClientError::Config(format!(
+                "{user:?} is not a valid user name (and no client certificate names one)"
+            )));
+        }
         Ok(Self {
             addrs: Mutex::new(addrs),
             current: Mutex::new(0),

@@ -77,17 +77,13 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, ClientError> {
     std::fs::read(path).map_err(|e| bad(&e))
 }
 
-/// The user this process acts as: `USER` when set, else the name of the user it runs as (as
-/// Hadoop's simple mode takes the login user).
+/// The user this process acts as: the user it runs as, as Hadoop's simple mode takes the
+/// OS login user (not `$USER`, which a shell may set to anything; a tool that acts as another
+/// user says so, as `metactl --user` and `RAFTFS_USER` do).
 pub fn login_name() -> String {
-    match std::env::var("USER") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            let uid = nix::unistd::geteuid();
-            match nix::unistd::User::from_uid(uid) {
-                Ok(Some(u)) => u.name,
-                _ => uid.to_string(),
-            }
-        }
+    let uid = nix::unistd::geteuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) => u.name,
+        _ => uid.to_string(),
     }
 }

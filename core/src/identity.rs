@@ -252,7 +252,7 @@ pub enum Need {
     Member,
     /// A blockserver speaking for itself (register, heartbeat, block report).
     BlockServer(BlockServerId),
-    /// Any blockserver (a corrupt-copy report).
+    /// Any blockserver (a partial cell for a reconstruction).
     AnyBlockServer,
 }
 
@@ -272,15 +272,22 @@ pub struct Authorizer {
     pub superuser: String,
     /// Members of this group may make Admin calls (HDFS's `dfs.cluster.administrators`).
     pub admin_group: Option<String>,
+    /// Whether node calls are taken from callers known only by a claimed name: only on a
+    /// server without TLS material, whose cluster runs in simple mode throughout. A server
+    /// with certificates takes Raft, blockserver and partial-cell calls only from node
+    /// certificates, whatever port they come in on (a simple-mode port it also has serves
+    /// users, never nodes).
+    pub claimed_nodes: bool,
 }
 
 impl Authorizer {
     /// A rule under which no user is an admin: a server with no Admin calls (a blockserver)
     /// checks only the node classes.
-    pub fn without_admins() -> Self {
+    pub fn without_admins(claimed_nodes: bool) -> Self {
         Self {
             superuser: String::new(),
             admin_group: None,
+            claimed_nodes,
         }
     }
 
@@ -294,10 +301,10 @@ impl Authorizer {
                 .is_some_and(|g| user.in_group(g))
     }
 
-    /// Whether `caller` may make a call of class `need`. On a simple-mode port nodes cannot
-    /// prove who they are, so node calls are accepted from whoever reaches the port (that is
-    /// what simple mode means: the network is trusted); Admin calls still need the
-    /// superuser's or an admin's name.
+    /// Whether `caller` may make a call of class `need`. In a cluster without certificates
+    /// nodes cannot prove who they are, so node calls are accepted from whoever reaches the
+    /// port (that is what simple mode means: the network is trusted); Admin calls still
+    /// need the superuser's or an admin's name.
     pub fn check(&self, caller: &Caller, need: Need) -> Result<(), Denied> {
         let claimed = caller.proof == Proof::Claimed;
         let ok = match (need, &caller.principal) {
@@ -307,7 +314,9 @@ impl Authorizer {
             (Need::Member, Principal::Member(_)) => true,
             (Need::BlockServer(id), Principal::BlockServer(b)) => *b == id,
             (Need::AnyBlockServer, Principal::BlockServer(_)) => true,
-            (Need::Member | Need::BlockServer(_) | Need::AnyBlockServer, _) => claimed,
+            (Need::Member | Need::BlockServer(_) | Need::AnyBlockServer, _) => {
+                claimed && self.claimed_nodes
+            }
         };
         if ok {
             Ok(())
@@ -327,7 +336,7 @@ impl Need {
             Need::Admin => "change the cluster (superuser or admin group only)".into(),
             Need::Member => "send Raft messages (members only)".into(),
             Need::BlockServer(id) => format!("speak for blockserver {id}"),
-            Need::AnyBlockServer => "report a corrupt copy (blockservers only)".into(),
+            Need::AnyBlockServer => "ask for a partial cell (blockservers only)".into(),
         }
     }
 }
@@ -356,6 +365,7 @@ mod tests {
         Authorizer {
             superuser: "hdfs".into(),
             admin_group: Some("ops".into()),
+            claimed_nodes: true,
         }
     }
 
@@ -446,5 +456,18 @@ mod tests {
                 .is_ok()
         );
         assert!(a.check(&simple, Need::Admin).is_err());
+        // A server with certificates takes node calls from node certificates only.
+        let tls = Authorizer {
+            claimed_nodes: false,
+            ..a
+        };
+        assert!(tls.check(&simple, Need::Member).is_err());
+        assert!(
+            tls.check(&simple, Need::BlockServer(BlockServerId(7)))
+                .is_err()
+        );
+        assert!(tls.check(&simple, Need::AnyBlockServer).is_err());
+        assert!(tls.check(&simple, Need::User).is_ok());
+        assert!(tls.check(&m1, Need::Member).is_ok());
     }
 }

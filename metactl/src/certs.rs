@@ -60,6 +60,7 @@ fn ca_params() -> Result<CertificateParams> {
 fn write_key(path: &Path, pem: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::PermissionsExt;
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -67,6 +68,8 @@ fn write_key(path: &Path, pem: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
+    // `mode` applies only to a new file: a key written over an older one is made private too.
+    f.set_permissions(fs::Permissions::from_mode(0o600))?;
     f.write_all(pem.as_bytes())?;
     Ok(())
 }
@@ -75,14 +78,15 @@ impl LocalCa {
     /// Creates a new CA in `DIR/tls/` (refusing to replace one).
     pub fn create(cluster: &Path) -> Result<Self> {
         let dir = tls_dir(cluster);
-        if dir.join("ca.pem").exists() {
+        if dir.join("ca.key").exists() {
             bail!("{} already holds a CA", dir.display());
         }
         fs::create_dir_all(dir.join("users"))?;
         let key = KeyPair::generate()?;
         let cert = ca_params()?.self_signed(&key)?;
-        fs::write(dir.join("ca.pem"), cert.pem())?;
+        // The key first: `load` goes by it, and a CA certificate without its key is useless.
         write_key(&dir.join("ca.key"), &key.serialize_pem())?;
+        fs::write(dir.join("ca.pem"), cert.pem())?;
         Ok(Self { dir, key })
     }
 
@@ -110,10 +114,8 @@ impl LocalCa {
         let mut params =
             CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())?;
         params.distinguished_name = subject;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        // ECDSA keys sign; they encipher nothing.
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -143,7 +145,7 @@ impl LocalCa {
 
     fn node(&self, cn: &str) -> Result<TlsFiles> {
         let base = self.dir.join(cn);
-        if base.with_extension("pem").exists() {
+        if base.with_extension("pem").exists() && base.with_extension("key").exists() {
             return Ok(TlsFiles {
                 ca: self.ca_path(),
                 cert: base.with_extension("pem"),

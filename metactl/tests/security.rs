@@ -301,6 +301,18 @@ async fn callers_a_tls_port_cannot_authenticate_are_refused_on_every_service() {
             assert_eq!(kind_of(&s), Some(ErrorKind::Unauthenticated), "{service}");
         }
     }
+    // A server with certificates takes node calls from node certificates only, whatever
+    // port they come in on: its simple-mode port serves users.
+    for (service, r) in
+        one_call_per_service(&format!("127.0.0.1:{open}"), &block, &Dial::Plain).await
+    {
+        match service {
+            "Namespace.Stat" | "Admin.ClusterStatus" => r.expect(service),
+            "BlockServers.Heartbeat" | "Raft.AppendEntries" => assert_denied(service, r),
+            // The blockserver's only port is mtls.
+            _ => assert!(r.is_err(), "{service} answered a plain caller"),
+        }
+    }
     // On the simple-mode port, a claimed name is all there is: the user is who it says.
     let simple = raftfs_client::ClientConfig {
         user: "carol".into(),
@@ -673,6 +685,126 @@ async fn users_keep_to_their_own_files() {
         ),
         "chgrp to a group she is not in",
     );
+
+    // Searchable but not writable by others: write on the parent and on the file decide.
+    ok(
+        as_user(&cluster, "alice", &["fs", "chmod", "755", "/home/alice"]),
+        "chmod",
+    );
+    ok(
+        as_user(
+            &cluster,
+            "alice",
+            &["fs", "chmod", "644", "/home/alice/secret"],
+        ),
+        "chmod",
+    );
+    let before = common::snapshot_tree(&client).await;
+    for (what, args) in [
+        (
+            "bob creates in alice's home",
+            &["fs", "put", local, "/home/alice/planted"][..],
+        ),
+        (
+            "bob makes a directory there",
+            &["fs", "mkdir", "/home/alice/d"],
+        ),
+        (
+            "bob overwrites alice's file",
+            &["fs", "put", "-f", local, "/home/alice/secret"],
+        ),
+        (
+            "bob renames alice's file",
+            &["fs", "mv", "/home/alice/secret", "/home/bob/mine"],
+        ),
+        (
+            "bob deletes alice's file",
+            &["fs", "rm", "/home/alice/secret"],
+        ),
+    ] {
+        refused(as_user(&cluster, "bob", args), what);
+    }
+    assert_eq!(
+        common::snapshot_tree(&client).await,
+        before,
+        "a refusal changed the tree"
+    );
+
+    // A writer's lease is its own: bob, knowing alice's holder name, can neither complete
+    // nor extend the file she is writing.
+    let leader = client.cluster_status().await.expect("status").leader.get();
+    let at = |who: &Dial| channel(&cluster.addr_of(leader), who);
+    let (alice_tls, bob_tls) = (
+        as_cert(&cluster, "users/alice"),
+        as_cert(&cluster, "users/bob"),
+    );
+    NamespaceClient::new(at(&alice_tls))
+        .mutate(pb::MutateRequest {
+            header: None,
+            op: Some(pb::mutate_request::Op::Create(pb::CreateOp {
+                path: "/home/alice/open".into(),
+                lease_holder: "writer-1".into(),
+                ..Default::default()
+            })),
+        })
+        .await
+        .expect("alice opens a file");
+    let holder = client
+        .stat("/home/alice/open")
+        .await
+        .expect("stat")
+        .lease_holder;
+    assert_eq!(
+        holder, "alice/writer-1",
+        "the lease is named under its writer"
+    );
+    for name in ["writer-1", holder.as_str()] {
+        let r = NamespaceClient::new(at(&bob_tls))
+            .mutate(pb::MutateRequest {
+                header: None,
+                op: Some(pb::mutate_request::Op::Complete(pb::CompleteOp {
+                    path: "/home/alice/open".into(),
+                    lease_holder: name.into(),
+                    length: 0,
+                })),
+            })
+            .await;
+        let s = r.expect_err("bob completes alice's file");
+        assert_eq!(kind_of(&s), Some(ErrorKind::LeaseConflict), "{s}");
+    }
+    let still = client.stat("/home/alice/open").await.expect("stat");
+    assert_eq!(
+        still.lease_holder, "alice/writer-1",
+        "the file is still alice's to write"
+    );
+
+    // fsck lists every path below: the superuser's and the admin group's only. A summary
+    // needs every directory below readable.
+    refused(as_user(&cluster, "bob", &["fsck", "/"]), "bob runs fsck");
+    ok(
+        as_user(&cluster, &root, &["fsck", "/home"]),
+        "the superuser runs fsck",
+    );
+    ok(
+        as_user(&cluster, "alice", &["fs", "chmod", "700", "/home/alice"]),
+        "chmod",
+    );
+    let mut bob_config = cluster.client_config();
+    bob_config.tls = Some(
+        raftfs_client::ClientTls::from_files(
+            &tls_dir(&cluster).join("ca.pem"),
+            Some(&tls_dir(&cluster).join("users/bob.pem")),
+            Some(&tls_dir(&cluster).join("users/bob.key")),
+        )
+        .expect("bob's files"),
+    );
+    let bob = raftfs_client::Client::new(bob_config).expect("client");
+    let e = bob
+        .content_summary("/home")
+        .await
+        .expect_err("a summary across alice's home");
+    assert!(e.to_string().contains("permission denied"), "{e}");
+    bob.content_summary("/home/bob").await.expect("his own");
 
     // The sticky bit: anyone writes in /tmp, only owners remove.
     ok(

@@ -220,8 +220,10 @@ impl Permissions {
     }
 
     /// The rule every service applies.
-    pub fn authorizer(&self) -> Authorizer {
+    /// The rule every service applies; `claimed_nodes` when the server has no certificate.
+    pub fn authorizer(&self, claimed_nodes: bool) -> Authorizer {
         Authorizer {
+            claimed_nodes,
             superuser: self
                 .superuser
                 .clone()

@@ -482,7 +482,7 @@ mod tests {
         })
         .expect("walk");
         assert_eq!(files, 2_345);
-        let summary = tree::content_summary(&kv, &p("/gen")).expect("summary");
+        let summary = tree::content_summary(&kv, &p("/gen"), None).expect("summary");
         assert_eq!((summary.directories, summary.files), (33, 2_345));
         assert_eq!(summary.length, 2_345 * (300 << 20));
         // The last leaf holds the rest; listings are in name order.

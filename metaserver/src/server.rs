@@ -165,7 +165,7 @@ pub async fn serve(
         rules: serving_rules(&config),
         leader_position: Arc::new(LeaderPosition::default()),
         dialer,
-        authorizer: config.permissions.authorizer(),
+        authorizer: config.permissions.authorizer(tls.is_none()),
         umask: config.permissions.umask()?,
         blocks: BlockState::new(config.blocks.clone()),
         workers: workers.statuses(),

@@ -87,6 +87,12 @@ impl WireSecurity {
                 p.addr, p.policy
             ));
         }
+        if self.tls.is_some() && !self.policy.is_encrypted() {
+            return Err(format!(
+                "with certificates, the advertised port {main} must be tls or mtls: peers and \
+                 blockservers dial it over TLS"
+            ));
+        }
         if let Some(p) = ports
             .iter()
             .find(|p| p.simple && p.policy == PortPolicy::Mtls)

@@ -41,6 +41,8 @@ pub struct BlockNode {
     pub metaservers: Metaservers,
     /// Reconstruction (also serves other servers' `Partial` requests).
     pub worker: Arc<crate::reconstruction::Worker>,
+    /// Who may make which class of call (`claimed_nodes` only without certificates).
+    pub authorizer: Authorizer,
 }
 
 /// The service; cheap to clone.
@@ -59,15 +61,13 @@ type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadBlockResponse, Status
 
 /// Refuses a call of class `need` from a caller that may not make it. No superuser or admin
 /// group applies on a blockserver: the classes checked here depend on the caller alone.
-fn authorize<T>(req: &Request<T>, need: Need) -> Result<(), BlockError> {
+fn authorize<T>(rule: &Authorizer, req: &Request<T>, need: Need) -> Result<(), BlockError> {
     let caller =
         raftfs_runtime::caller_of(req).map_err(|s| BlockError::Internal(s.message().into()))?;
-    Authorizer::without_admins()
-        .check(&caller, need)
-        .map_err(|denied| {
-            tracing::warn!(%denied, "refused");
-            BlockError::Denied(denied)
-        })
+    rule.check(&caller, need).map_err(|denied| {
+        tracing::warn!(%denied, "refused");
+        BlockError::Denied(denied)
+    })
 }
 
 #[tonic::async_trait]
@@ -148,7 +148,7 @@ impl pb::block_data_server::BlockData for BlockDataService {
     ) -> Result<Response<pb::PartialResponse>, Status> {
         let start = Instant::now();
         // A partial cell is work only a blockserver rebuilding a block asks for.
-        if let Err(e) = authorize(&request, Need::AnyBlockServer) {
+        if let Err(e) = authorize(&self.node.authorizer, &request, Need::AnyBlockServer) {
             return Err(TaskError::from(e).into());
         }
         let req = request.into_inner();

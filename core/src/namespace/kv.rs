@@ -26,8 +26,12 @@ pub enum Cf {
     LeaseFiles,
     /// client id ++ call id (u64 BE) -> cached result
     Retry,
-    /// entry time (u64 BE) ++ client id ++ call id -> () : eviction order of `Retry`
+    /// entry time (u64 BE) ++ client id ++ call id -> principal tag (8 bytes; empty when
+    /// recorded without one): eviction order of `Retry`
     RetryOrder,
+    /// principal tag ++ a `RetryOrder` key -> () : each principal's results in age order, so
+    /// that a principal past its share evicts its own oldest
+    RetryByPrincipal,
     /// counters, applied log id, membership
     Meta,
     /// group id (u64 BE) -> block group
@@ -38,7 +42,7 @@ pub enum Cf {
 
 impl Cf {
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 10] = [
+    pub const ALL: [Cf; 11] = [
         Cf::Inodes,
         Cf::Dentries,
         Cf::Xattrs,
@@ -46,6 +50,7 @@ impl Cf {
         Cf::LeaseFiles,
         Cf::Retry,
         Cf::RetryOrder,
+        Cf::RetryByPrincipal,
         Cf::Meta,
         Cf::BlockGroups,
         Cf::FileBlocks,
@@ -61,6 +66,7 @@ impl Cf {
             Cf::LeaseFiles => "lease_files",
             Cf::Retry => "retry",
             Cf::RetryOrder => "retry_order",
+            Cf::RetryByPrincipal => "retry_by_principal",
             Cf::Meta => "meta",
             Cf::BlockGroups => "block_groups",
             Cf::FileBlocks => "file_blocks",

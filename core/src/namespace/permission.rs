@@ -150,7 +150,7 @@ fn traverse<R: KvRead + ?Sized>(kv: &R, access: &Access, path: &NsPath) -> Resul
             need(access, dir, EXECUTE, at)?;
         }
     }
-    let parent_exists = steps.len() == depth.max(1) && depth > 0;
+    let parent_exists = depth > 0 && steps.len() == depth;
     let ancestor = match steps.pop() {
         Some(a) => a,
         // The root itself: its "ancestor" is itself.
@@ -171,7 +171,15 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
         return Ok(());
     }
     match op {
-        Op::Mkdir { path, .. } | Op::Symlink { path, .. } => {
+        Op::Mkdir { path, group, .. } => {
+            own_group(access, group.as_deref(), path)?;
+            let f = traverse(kv, access, path)?;
+            if f.node.is_none() {
+                need_ancestor(access, &f.ancestor, WRITE | EXECUTE)?;
+            }
+            Ok(())
+        }
+        Op::Symlink { path, .. } => {
             let f = traverse(kv, access, path)?;
             if f.node.is_none() {
                 need_ancestor(access, &f.ancestor, WRITE | EXECUTE)?;
@@ -179,8 +187,12 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
             Ok(())
         }
         Op::Create {
-            path, overwrite, ..
+            path,
+            overwrite,
+            group,
+            ..
         } => {
+            own_group(access, group.as_deref(), path)?;
             let f = traverse(kv, access, path)?;
             match &f.node {
                 Some(file) if *overwrite => {
@@ -198,11 +210,19 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
                 None => Ok(()),
             }
         }
-        Op::SetTimes { path, .. }
-        | Op::SetStoragePolicy { path, .. }
-        | Op::SetXattr { path, .. }
-        | Op::AppendXattr { path, .. }
-        | Op::RemoveXattr { path, .. } => {
+        Op::SetXattr { path, name, .. }
+        | Op::AppendXattr { path, name, .. }
+        | Op::RemoveXattr { path, name } => {
+            if !user_xattr(access, name) {
+                return Err(denied(access, &format!("set attribute {name} on"), path));
+            }
+            let f = traverse(kv, access, path)?;
+            match &f.node {
+                Some(node) => need(access, node, WRITE, path),
+                None => Ok(()),
+            }
+        }
+        Op::SetTimes { path, .. } | Op::SetStoragePolicy { path, .. } => {
             let f = traverse(kv, access, path)?;
             match &f.node {
                 Some(node) => need(access, node, WRITE, path),
@@ -243,7 +263,9 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
             let Some(node) = &f.node else {
                 return Ok(());
             };
-            if owner.is_some() {
+            // As HDFS: a user may name itself the owner (`chown alice:staff` by alice), but
+            // only the superuser gives a file to someone else.
+            if owner.as_ref().is_some_and(|o| *o != access.user) {
                 return Err(denied(access, "change the owner of (superuser only)", path));
             }
             if !access.is_owner(node) {
@@ -258,11 +280,35 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
                 _ => Ok(()),
             }
         }
-        // A writer's own lease and groups: the lease holder is checked by the operation.
-        Op::Complete { .. } | Op::AddBlock { .. } | Op::RenewLease { .. } => Ok(()),
+        // A writer's own file: the lease holder (named under the caller by the active) is
+        // checked by the operation; the path must still be searchable.
+        Op::Complete { path, .. } | Op::AddBlock { path, .. } => {
+            traverse(kv, access, path).map(drop)
+        }
+        Op::RenewLease { .. } => Ok(()),
         // The active's own work, and Admin (authorized before it reaches the journal).
         Op::Reclaim { .. } | Op::SetThrottle(_) => Ok(()),
     }
+}
+
+/// Refuses a new inode's group that the caller is not in (the superuser may name any): a
+/// user cannot put a file in the admin group by creating it there.
+fn own_group(access: &Access, group: Option<&str>, path: &NsPath) -> Result<()> {
+    match group {
+        Some(g) if !access.superuser && !access.groups.iter().any(|m| m == g) => Err(denied(
+            access,
+            &format!("create in group {g} (not a member)"),
+            path,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the caller may see and change the extended attribute `name`: the superuser any,
+/// a user those of the `user.` namespace only (HDFS keeps `trusted.` and `raw.` to the
+/// superuser and `system.` and `security.` to the file system itself).
+pub fn user_xattr(access: &Access, name: &str) -> bool {
+    access.superuser || name.starts_with("user.")
 }
 
 /// Removing the entry at `path` (delete, the source of a rename): write on its parent, and
@@ -277,6 +323,20 @@ fn remove_entry<R: KvRead + ?Sized>(kv: &R, access: &Access, path: &NsPath) -> R
         return Err(denied(access, "remove (sticky bit)", path));
     }
     Ok(())
+}
+
+/// Refuses a directory at `path` the caller may not list (read and search), for the reads
+/// that descend a subtree (a content summary, as HDFS's `subAccess`).
+pub(super) fn may_list(access: &Access, inode: &Inode, path: &str) -> Result<()> {
+    if !inode.is_dir() || access.may(inode, READ | EXECUTE) {
+        return Ok(());
+    }
+    Err(NsError::PermissionDenied {
+        user: access.user.clone(),
+        what: "list".into(),
+        path: path.to_owned(),
+    }
+    .into())
 }
 
 /// What a read needs.

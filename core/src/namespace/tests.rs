@@ -664,7 +664,7 @@ fn attributes_policies_and_summary() {
         owner: "a".into(),
     })
     .expect("symlink");
-    let s = tree::content_summary(&ns.kv, &p("/")).expect("summary");
+    let s = tree::content_summary(&ns.kv, &p("/"), None).expect("summary");
     assert_eq!(
         s,
         ContentSummary {
@@ -1480,4 +1480,64 @@ fn groups_modes_and_owners() {
     )
     .expect("the superuser chowns");
     assert_eq!(ns.stat("/team/plan").expect("stat").owner, "dave");
+}
+
+#[test]
+fn groups_attributes_and_summaries_follow_the_callers_rights() {
+    let mut ns = Ns::new();
+    let alice = user("alice", &["staff"]);
+    ns.dir_of("/pub", "root", "supergroup", 0o777);
+    // A new inode's group: one of the caller's, or the parent's.
+    let in_group = |group: &str| Op::Mkdir {
+        path: p(&format!("/pub/{group}")),
+        parents: false,
+        permission: 0o755,
+        owner: "alice".into(),
+        group: Some(group.into()),
+    };
+    denied(ns.apply_as(Some(&alice), in_group("admins")));
+    ns.apply_as(Some(&alice), in_group("staff"))
+        .expect("her own group");
+    // Extended attributes: users have the user namespace only.
+    ns.file_as(&alice, "/pub/f", 0o644).expect("create");
+    for name in ["trusted.x", "system.x", "security.x", "raw.x"] {
+        denied(ns.apply_as(
+            Some(&alice),
+            Op::SetXattr {
+                path: p("/pub/f"),
+                name: name.into(),
+                value: b"v".to_vec(),
+                expect: XattrExpect::Any,
+            },
+        ));
+    }
+    ns.apply_as(
+        Some(&alice),
+        Op::SetXattr {
+            path: p("/pub/f"),
+            name: "user.x".into(),
+            value: b"v".to_vec(),
+            expect: XattrExpect::Any,
+        },
+    )
+    .expect("user namespace");
+    // chown to oneself is allowed, as HDFS allows it.
+    ns.apply_as(
+        Some(&alice),
+        Op::SetOwner {
+            path: p("/pub/f"),
+            owner: Some("alice".into()),
+            group: Some("staff".into()),
+        },
+    )
+    .expect("chown alice:staff by alice");
+    // A summary needs every directory below readable.
+    ns.dir_of("/pub/private", "bob", "bob", 0o700);
+    let summary = |a: &permission::Access| tree::content_summary(&ns.kv, &p("/pub"), Some(a));
+    assert!(matches!(
+        summary(&alice),
+        Err(ApplyError::Ns(NsError::PermissionDenied { .. }))
+    ));
+    let bob = user("bob", &[]);
+    assert_eq!(summary(&bob).expect("bob reads all of it").directories, 3);
 }

@@ -142,9 +142,18 @@ pub fn list<R: KvRead + ?Sized>(
 }
 
 /// `hdfs dfs -count`: directories (including `path` itself), files, symlinks and bytes.
-pub fn content_summary<R: KvRead + ?Sized>(kv: &R, path: &NsPath) -> Result<ContentSummary> {
+/// As `access` when given (as HDFS does, every directory below must be readable and
+/// searchable to it, or nothing is summed).
+pub fn content_summary<R: KvRead + ?Sized>(
+    kv: &R,
+    path: &NsPath,
+    access: Option<&super::permission::Access>,
+) -> Result<ContentSummary> {
     let mut summary = ContentSummary::default();
-    super::walk::walk(kv, path, None, usize::MAX, |_, n| {
+    super::walk::walk(kv, path, None, usize::MAX, |p, n| {
+        if let Some(a) = access {
+            super::permission::may_list(a, n, p)?;
+        }
         match n.kind {
             InodeKind::File => {
                 summary.files += 1;

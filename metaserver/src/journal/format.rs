@@ -21,12 +21,12 @@
 //! | `vote request` / `... reply` | `Raft.Vote`                            | `VoteRequest` / `Result<VoteResponse, RaftError>` |
 //! | `install snapshot` / `... reply` | `Raft.InstallSnapshot`             | `InstallSnapshotRequest` / `Result<InstallSnapshotResponse, RaftError<_, InstallSnapshotError>>` |
 //!
-//! Every family is at version 1 but `batch`, at 2 (version 1 had no caller per proposal)
-//! and `retry result`, at 2 (version 1 had no fingerprint). The batch is nested so that a change to `Op` (the likeliest
-//! change) is a new version of `batch` alone, whose old layout can be frozen in a `v1` module
-//! of our own types; the families around it are openraft's types, which only an openraft
-//! upgrade changes (openraft is pinned; the golden fixtures fail if an upgrade moves a byte,
-//! and the old layouts then need frozen copies too).
+//! Every family is at version 1 but `batch`, at 2 (version 1 had no caller per proposal) and
+//! `retry result`, at 2 (version 1 had no fingerprint). The batch is nested so that a change to
+//! `Op` (the likeliest change) is a new version of `batch` alone, whose old layout can be
+//! frozen in a `v1` module of our own types; the families around it are openraft's types, which
+//! only an openraft upgrade changes (openraft is pinned; the golden fixtures fail if an upgrade
+//! moves a byte, and the old layouts then need frozen copies too).
 //!
 //! A family at version 1 only is declared with `v1_family!`; to give one a version 2,
 //! replace its line by a hand-written [`Schema`] impl (as `Batch`'s below) with an arm for

@@ -246,10 +246,15 @@ fn apply_batch<R: KvRead + ?Sized>(
             Err(ApplyError::Ns(e)) => Err(e),
             Err(ApplyError::Store(e)) => return Err(e),
         };
-        retry_cache::record(txn, order_time, p, &result)?;
+        retry_cache::record(txn, order_time, p, &result, &retry_cache::Limits::DEFAULT)?;
         out.push(result);
     }
-    retry_cache::evict(txn, &batch.ctx, 2 * batch.proposals.len() + 16)?;
+    retry_cache::evict(
+        txn,
+        &batch.ctx,
+        2 * batch.proposals.len() + 16,
+        &retry_cache::Limits::DEFAULT,
+    )?;
     Ok(out)
 }
 

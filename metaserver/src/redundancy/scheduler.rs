@@ -275,14 +275,15 @@ impl Scheduler {
         }
     }
 
-    /// A blockserver reports tasks that ended.
-    pub fn finished(&self, outcomes: &[TaskOutcome]) {
+    /// Outcomes of tasks that ended, as blockserver `node` reported them; only its own tasks count (a task's id is sequential and
+    /// guessable: another server reporting it done would leave the block unbuilt).
+    pub fn finished(&self, node: BlockServerId, outcomes: &[TaskOutcome]) {
         let mut s = self.lock();
         for o in outcomes {
             let key = (o.group, o.index);
             if s.in_flight
                 .get(&key)
-                .is_some_and(|f| f.task_id == o.task_id && !f.done)
+                .is_some_and(|f| f.task_id == o.task_id && f.target == node && !f.done)
             {
                 match &o.error {
                     None => {

@@ -168,7 +168,7 @@ impl BlockServers for BlockServersService {
                     .into_iter()
                     .map(convert::task_outcome)
                     .collect();
-                scheduler.finished(&finished);
+                scheduler.finished(BlockServerId(req.node_id), &finished);
                 let (tasks, throttle, cancel) = if self.node.role() == Role::Active {
                     let nodes = self.node.blocks.registry.nodes();
                     (

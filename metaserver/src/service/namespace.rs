@@ -18,7 +18,7 @@ use crate::journal::rocks::SnapshotKv;
 use crate::journal::state_machine::applied_index_in;
 use crate::lease_recovery;
 use crate::namespace::blocks::{self, BlockGroup};
-use crate::namespace::{ApplyError, Inode, NsPath, Op, OpOutput, StoragePolicy, tree};
+use crate::namespace::{ApplyError, Inode, NsError, NsPath, Op, OpOutput, StoragePolicy, tree};
 use crate::node::MetaNode;
 use crate::placement;
 use crate::redundancy as health;
@@ -113,19 +113,32 @@ impl NamespaceService {
     }
 
     /// What the caller creates is its own (the owner a request names is ignored), with the
-    /// configured umask taken off the mode it asks for.
+    /// configured umask taken off the mode it asks for; and the lease a writer holds is
+    /// named under the caller, so that another caller who learns a holder's name (`stat`
+    /// shows it) can neither complete, extend nor renew that writer's file.
     fn as_owner(&self, mut op: Op, access: &Access) -> Op {
         let umask = self.node.umask;
         match &mut op {
             Op::Mkdir {
                 owner, permission, ..
-            }
-            | Op::Create {
-                owner, permission, ..
             } => {
                 owner.clone_from(&access.user);
                 *permission &= !umask;
             }
+            Op::Create {
+                owner,
+                permission,
+                holder,
+                ..
+            } => {
+                owner.clone_from(&access.user);
+                *permission &= !umask;
+                *holder = scoped_holder(access, holder);
+            }
+            Op::Append { holder, .. }
+            | Op::Complete { holder, .. }
+            | Op::AddBlock { holder, .. }
+            | Op::RenewLease { holder } => *holder = scoped_holder(access, holder),
             Op::Symlink { owner, .. } => owner.clone_from(&access.user),
             _ => {}
         }
@@ -153,6 +166,15 @@ impl NamespaceService {
         self.node.ensure_active_for_write()?;
         let access = self.access_of(who);
         let op = self.as_owner(op, &access);
+        // The operations whose preparation reads the namespace (and asks blockservers) are
+        // checked before it too, so that it tells a caller nothing it may not see; the check
+        // in the apply remains the one that decides.
+        if !access.superuser && matches!(op, Op::AddBlock { .. } | Op::RecoverLease { .. }) {
+            let (a, o) = (access.clone(), op.clone());
+            self.node
+                .read_local(move |kv| permission::check_op(kv, &a, &o))
+                .await?;
+        }
         let op = self.prepare(op, &exclude).await?;
         let proposal = Proposal {
             client: caller.client.scoped_to(&who.principal.to_string()),
@@ -298,6 +320,12 @@ fn record_state_id<T>(read: &Result<(T, u64), MetaError>) {
     }
 }
 
+/// A lease holder's name as the namespace keeps it: the caller's name before the one the
+/// client chose.
+fn scoped_holder(access: &Access, holder: &str) -> String {
+    format!("{}/{holder}", access.user)
+}
+
 #[tonic::async_trait]
 impl Namespace for NamespaceService {
     #[tracing::instrument(skip_all, fields(op, state_id, call_id))]
@@ -394,7 +422,7 @@ impl Namespace for NamespaceService {
             let (s, state_id) = self
                 .read_long(req.header.as_ref(), move |kv| {
                     permission::check_read(kv, &access, &path, ReadAccess::List)?;
-                    tree::content_summary(kv, &path).map_err(MetaError::from)
+                    tree::content_summary(kv, &path, Some(&access)).map_err(MetaError::from)
                 })
                 .await?;
             Ok(pb::ContentSummaryResponse {
@@ -424,7 +452,17 @@ impl Namespace for NamespaceService {
             let (xattrs, state_id) = self
                 .read(req.header.as_ref(), move |kv| {
                     permission::check_read(kv, &access, &path, ReadAccess::Read)?;
-                    tree::get_xattrs(kv, &path, &names)
+                    if let Some(name) = names.iter().find(|n| !permission::user_xattr(&access, n)) {
+                        return Err(NsError::PermissionDenied {
+                            user: access.user.clone(),
+                            what: format!("read attribute {name} of"),
+                            path: path.to_string(),
+                        }
+                        .into());
+                    }
+                    let mut all = tree::get_xattrs(kv, &path, &names)?;
+                    all.retain(|(name, _)| permission::user_xattr(&access, name));
+                    Ok(all)
                 })
                 .await?;
             Ok(pb::GetXattrsResponse {
@@ -521,10 +559,12 @@ impl Namespace for NamespaceService {
         req: Request<pb::FsckRequest>,
     ) -> Result<Response<pb::FsckResponse>, Status> {
         let start = Instant::now();
-        let access = self.access(&req);
+        // Every path below, with its health: for the superuser and the admin group (a
+        // listing would show the names inside directories the caller may not read).
+        let admin = self.node.authorize(&req, Need::Admin);
         let req = req.into_inner();
         let r = async {
-            let access = access?;
+            admin?;
             let path = if req.path.is_empty() {
                 NsPath::root()
             } else {
@@ -543,7 +583,6 @@ impl Namespace for NamespaceService {
             let list_files = req.list_files;
             let ((report, next), state_id) = self
                 .read_long(req.header.as_ref(), move |kv| {
-                    permission::check_read(kv, &access, &path, ReadAccess::List)?;
                     health::fsck_page(kv, &registry, &path, after.as_ref(), limit, list_files)
                 })
                 .await?;

@@ -120,24 +120,41 @@ fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
     assert!(!idx.contains(&0));
     // In flight: nobody gets it again until it ends.
     assert!(s.assign(BlockServerId(10), 0, &nodes).is_empty());
-    s.finished(&[TaskOutcome {
-        task_id: t.id,
-        group: t.group,
-        index: 0,
-        error: Some("source died".into()),
-    }]);
+    // Another server's report of it counts for nothing.
+    s.finished(
+        BlockServerId(11),
+        &[TaskOutcome {
+            task_id: t.id,
+            group: t.group,
+            index: 0,
+            error: None,
+        }],
+    );
+    assert_eq!(s.status().0.finished, 0, "a report by another server");
+    s.finished(
+        BlockServerId(10),
+        &[TaskOutcome {
+            task_id: t.id,
+            group: t.group,
+            index: 0,
+            error: Some("source died".into()),
+        }],
+    );
     let again = s.assign(BlockServerId(10), 0, &nodes);
     assert_eq!(again.len(), 1, "a failed task is rescheduled");
     let (status, _) = s.status();
     assert_eq!((status.started, status.failed, status.in_flight), (2, 1, 1));
     // Done: not handed out again while the last scan still lists it, nor anything else of
     // the group to the same server.
-    s.finished(&[TaskOutcome {
-        task_id: again[0].id,
-        group: again[0].group,
-        index: 0,
-        error: None,
-    }]);
+    s.finished(
+        BlockServerId(10),
+        &[TaskOutcome {
+            task_id: again[0].id,
+            group: again[0].group,
+            index: 0,
+            error: None,
+        }],
+    );
     assert!(s.assign(BlockServerId(10), 0, &nodes).is_empty());
     assert!(s.assign(BlockServerId(11), 0, &nodes).is_empty());
     assert_eq!(s.status().0.in_flight, 0);
