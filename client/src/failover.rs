@@ -47,7 +47,15 @@ pub struct Targets {
     rpc_timeout: Duration,
     tls: Option<ClientTlsConfig>,
     user: ClaimUser,
+    /// When each address last failed to answer: a hint that names one of them is not
+    /// followed for a while. A member's hint is its active's advertised address, which a
+    /// client of another port (DESIGN §9) may not be able to use; without this, the client
+    /// went back and forth between a follower and that address until its deadline.
+    failed: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long an address that failed to answer is not followed as a hint.
+const SKIP_FAILED_HINT: Duration = Duration::from_secs(2);
 
 /// What the retry loop does with a failed attempt.
 pub(crate) enum Next {
@@ -110,6 +118,7 @@ impl Targets {
             rpc_timeout,
             tls: tls.map(ClientTls::config),
             user: ClaimUser(claim),
+            failed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -169,6 +178,12 @@ impl Targets {
         Ok(channel)
     }
 
+    fn failed_recently(&self, addr: &str) -> bool {
+        Self::lock(&self.failed)
+            .get(addr)
+            .is_some_and(|t| t.elapsed() < SKIP_FAILED_HINT)
+    }
+
     /// Runs `attempt` against the active until it succeeds, is refused, or `deadline` passes.
     pub async fn call<T, F, Fut>(
         &self,
@@ -187,13 +202,27 @@ impl Targets {
             let channel = self.channel(&addr)?;
             let outcome = match tokio::time::timeout(self.rpc_timeout, attempt(channel)).await {
                 Ok(Ok(v)) => return Ok(v),
-                Ok(Err(status)) => classify(status),
-                Err(_) => Next::Rotate(format!("{addr}: no answer within {:?}", self.rpc_timeout)),
+                Ok(Err(status)) => {
+                    // No answer of a server at all (a connection that failed), as opposed to
+                    // a member that answered it has no active yet.
+                    if detail_of(&status).is_none() {
+                        Self::lock(&self.failed).insert(addr.clone(), Instant::now());
+                    }
+                    classify(status)
+                }
+                Err(_) => {
+                    Self::lock(&self.failed).insert(addr.clone(), Instant::now());
+                    Next::Rotate(format!("{addr}: no answer within {:?}", self.rpc_timeout))
+                }
             };
             let last = match outcome {
                 Next::Fail(e) => return Err(e),
                 // A hint to go elsewhere is followed at once, unless hints chase each other
                 // (a stale hint during an election): then back off like any failure.
+                Next::Redirect(to) if self.failed_recently(&to) => {
+                    self.rotate();
+                    format!("{addr} points at {to}, which did not answer just before")
+                }
                 Next::Redirect(to) if redirects_in_a_row < 3 && to != addr => {
                     tracing::debug!(from = %addr, to = %to, "following the active");
                     self.redirect(&to);
@@ -216,5 +245,52 @@ impl Targets {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_active(leader: &str) -> tonic::Status {
+        raftfs_proto::status_with_detail(
+            tonic::Code::FailedPrecondition,
+            raftfs_proto::ErrorDetail {
+                kind: ErrorKind::NotActive as i32,
+                leader_addr: leader.into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A follower's hint names the active's advertised address, which this client cannot
+    /// reach (it came in on another port): once that address has failed, the hint is not
+    /// followed again and the client goes on through its own addresses to the active's.
+    #[tokio::test]
+    async fn a_hint_to_an_address_that_just_failed_is_not_followed_again() {
+        let t = Targets::new(
+            vec!["follower:1".into(), "active-extra-port:2".into()],
+            Duration::from_secs(1),
+            None,
+            "alice",
+        )
+        .expect("targets");
+        let tried = Mutex::new(Vec::new());
+        let r = t
+            .call(Duration::from_secs(5), |_| {
+                let at = t.current();
+                tried.lock().expect("lock").push(at.clone());
+                async move {
+                    match at.as_str() {
+                        "follower:1" => Err(not_active("active-advertised:3")),
+                        "active-advertised:3" => Err(tonic::Status::unavailable("tls handshake")),
+                        _ => Ok(at),
+                    }
+                }
+            })
+            .await;
+        assert_eq!(r.expect("reached the active"), "active-extra-port:2");
+        let tried = tried.into_inner().expect("lock");
+        assert!(tried.len() <= 4, "went back and forth: {tried:?}");
     }
 }
