@@ -25,7 +25,7 @@ for run in register:kill register:pause register:member register:partition \
     verdict="NOT VALID (exit $?)"; failed=1
   fi
   results=$(ls -td "$store"/*/ | head -1)results.json
-  ops=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sum(sum(v.values()) for k,v in r["ops"].items() if k=="ok"), sum(r["faults"].values()))' "$results")
-  echo "$workload under $nemesis on TLS: $verdict (ok operations, faults: $ops)"
+  counts=$(python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); print("%d operations ok, %d faults" % (sum(r["ops"].get("ok", {}).values()), sum(r["faults"].values())))' "$results")
+  echo "$workload under $nemesis on TLS: $verdict ($counts)"
 done
 exit $failed
