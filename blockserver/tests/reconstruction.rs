@@ -177,4 +177,30 @@ async fn malformed_tasks_are_refused_and_reported_failed() {
         .expect_err("refused");
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("named twice"), "{e:?}");
+    // Issue 17's crash: 41 bytes asking for a terabyte of cells. Refused by the policy caps
+    // before anything is allocated; the server answers the next request.
+    let huge = pb::PartialRequest {
+        group: 1,
+        policy: "RS-1-1-1073741824k".into(),
+        group_length: 1 << 41,
+        lost: 1,
+        offset: 0,
+        all: vec![0],
+        local: Vec::new(),
+    };
+    let e = target
+        .client()
+        .await
+        .partial(huge)
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    target
+        .client()
+        .await
+        .block_info(pb::BlockInfoRequest {
+            block: Some(pb::BlockRef { group: 1, index: 0 }),
+        })
+        .await
+        .expect_err("no such block, but an answer");
 }

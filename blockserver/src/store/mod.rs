@@ -17,6 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 pub use checksum::CHUNK;
 use checksum::ChecksumFile;
@@ -100,6 +101,16 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Held while a block's two files change in `finalized/` (a finalize, a delete): two
+    /// streams of one block (a retried client, a cancelled reconstruction still finishing
+    /// while its rescheduled task starts) otherwise interleaved their renames into a data
+    /// file beside another stream's checksums, read back as corrupt, or put a short block
+    /// over a complete one.
+    finalizing: Arc<Mutex<()>>,
+}
+
+fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Store {
@@ -108,6 +119,7 @@ impl Store {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let store = Self {
             root: root.to_owned(),
+            finalizing: Arc::default(),
         };
         for dir in [store.finalized_dir(), store.tmp_dir()] {
             fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -160,6 +172,7 @@ impl Store {
             data_path,
             meta_tmp_path,
             finalized_dir: self.finalized_dir(),
+            finalizing: self.finalizing.clone(),
             checksums: ChecksumFile::new(),
             pending: Vec::with_capacity(CHUNK),
             length: 0,
@@ -239,6 +252,7 @@ impl Store {
 
     /// Removes a finalized block.
     pub fn delete(&self, id: BlockId) -> Result<(), StoreError> {
+        let _finalizing = lock(&self.finalizing);
         let data = self.data_path(id);
         match fs::remove_file(&data) {
             Ok(()) => {}
@@ -281,6 +295,8 @@ pub struct BlockWriter {
     data_path: PathBuf,
     meta_tmp_path: PathBuf,
     finalized_dir: PathBuf,
+    /// The store's lock over its finalized files.
+    finalizing: Arc<Mutex<()>>,
     checksums: ChecksumFile,
     /// The bytes of the chunk not yet complete.
     pending: Vec<u8>,
@@ -327,10 +343,19 @@ impl BlockWriter {
         let name = self.id.file_name();
         let data_final = self.finalized_dir.join(&name);
         let meta_final = self.finalized_dir.join(format!("{name}.crc"));
-        // Checksums first: a data file is never visible without its checksums.
-        fs::rename(&self.meta_tmp_path, &meta_final).map_err(io_err(&meta_final))?;
-        fs::rename(&self.data_path, &data_final).map_err(io_err(&data_final))?;
-        self.finalized = true;
+        {
+            // One stream of a block wins whole; the others find it there and leave it be
+            // (their temporary files go when they are dropped).
+            let finalizing = self.finalizing.clone();
+            let _finalizing = lock(&finalizing);
+            if data_final.exists() {
+                return Err(StoreError::AlreadyExists(self.id));
+            }
+            // Checksums first: a data file is never visible without its checksums.
+            fs::rename(&self.meta_tmp_path, &meta_final).map_err(io_err(&meta_final))?;
+            fs::rename(&self.data_path, &data_final).map_err(io_err(&data_final))?;
+            self.finalized = true;
+        }
         File::open(&self.finalized_dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.finalized_dir))?;
