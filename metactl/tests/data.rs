@@ -464,6 +464,107 @@ async fn a_writer_killed_mid_file_is_closed_by_lease_recovery() {
     wait_healthy(&c, "/w").await;
 }
 
+/// Issue 17: lease recovery of RS-3-2 on 5 servers, 3 stripes written, the writer killed and
+/// two of the group's servers paused (there, answering nothing): the file is closed at the 3
+/// stripes, or recovery waits; never shorter. The paused servers' blocks come back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_recovery_with_paused_holders_keeps_every_written_stripe() {
+    let cluster = data_cluster(5, 1, &["--lease-secs", "3"]);
+    let c = client(&cluster);
+    c.mkdir("/w", false).await.expect("mkdir");
+    c.set_storage_policy("/w", "RS-3-2-1024k")
+        .await
+        .expect("policy");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    let mut writer = Command::new(metactl_bin())
+        .args([
+            "--cluster",
+            &cluster.dir_arg(),
+            "fs",
+            "put",
+            "--block-size",
+            "4194304",
+            fifo.to_str().expect("utf8"),
+            "/w/f",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn put");
+    let stripe = 3 * CELL;
+    let data = bytes(4 * stripe, 9);
+    let feed = {
+        let (fifo, data) = (fifo.clone(), data.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&fifo)
+                .expect("open fifo");
+            // Three stripes of the group's four, and a little of the fourth; then hang.
+            let _ = f.write_all(&data[..3 * stripe as usize + 1000]);
+            std::thread::sleep(Duration::from_secs(600));
+        })
+    };
+    let tmp = "/w/f._COPYING_";
+    let start = Instant::now();
+    while !c.stat(tmp).await.is_ok_and(|st| st.block_groups >= 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no group allocated"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The three full stripes reach every server of the group.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    writer.kill().expect("kill -9 the writer");
+    let _ = writer.wait();
+    drop(feed);
+    cluster.pause_block(1, true);
+    cluster.pause_block(2, true);
+    let start = Instant::now();
+    let closed = loop {
+        let st = c.stat(tmp).await.expect("stat");
+        if !st.under_construction {
+            break Some(st);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    cluster.pause_block(1, false);
+    cluster.pause_block(2, false);
+    let st = match closed {
+        Some(st) => st,
+        // Recovery waited for the silent servers: it closes the file once they answer.
+        None => loop {
+            let st = c.stat(tmp).await.expect("stat");
+            if !st.under_construction {
+                break st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "never recovered: {st:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        },
+    };
+    assert_eq!(
+        st.length,
+        3 * stripe,
+        "every full stripe, nothing of the partial one: {st:?}"
+    );
+    assert_same(
+        &read_all(&c, tmp).await,
+        &data[..st.length as usize],
+        "recovered file",
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_is_a_clear_error_and_leaves_no_complete_file() {
     // Every blockserver keeps more space in reserve than its disk has.

@@ -123,6 +123,19 @@ impl LocalCluster {
         signal(self.pid_of(id), "-CONT");
     }
 
+    /// SIGSTOP (`stop = true`) or SIGCONT of blockserver `id`: a server that is there and
+    /// answers nothing.
+    pub fn pause_block(&self, id: u64, stop: bool) {
+        let pid = self
+            .file()
+            .block
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.pid)
+            .expect("blockserver in cluster.json");
+        signal(pid, if stop { "-STOP" } else { "-CONT" });
+    }
+
     /// `metactl local add-observer`: one more metaserver, added as an observer; its id.
     pub fn add_observer(&self, extra: &[&str]) -> u64 {
         let d = self.dir_arg();

@@ -9,8 +9,11 @@
 //!   in full (HDFS's safe length): a full cell on a server means the writer had the whole
 //!   stripe and its parity when it sent it; a partly written stripe is dropped, since its
 //!   parity may cover cells some blocks lack.
-//! - A server that answers without the block holds 0 bytes of it; one that does not answer
-//!   may hold some: with no answer at all, recovery waits and tries again.
+//! - A server that answers without the block holds 0 bytes of it; one the registry holds
+//!   dead holds nothing it can serve. One that is live but does not answer may hold more than
+//!   any other: unless what it could hold cannot change the length (see [`decided_length`]),
+//!   recovery waits and tries again, so that a few silent or empty servers never cut a group
+//!   shorter than a live holder would have reported (and its real copies then swept).
 //!
 //! The active runs [`monitor`] and proposes `RecoverLease` with the measured length, so that
 //! every replica applies the same decision.
@@ -60,6 +63,24 @@ pub fn agreed_length(policy: &StoragePolicy, survivors: &[(u32, u64)]) -> Option
     }
 }
 
+/// The agreed length when the servers that did not answer cannot change it: computed once
+/// without them and once as if each held a full internal block of `block_size`; `None` (wait)
+/// when the two differ or too few answered.
+pub fn decided_length(
+    policy: &StoragePolicy,
+    answered: &[(u32, u64)],
+    silent: &[u32],
+    block_size: u64,
+) -> Option<u64> {
+    let without = agreed_length(policy, answered)?;
+    if silent.is_empty() {
+        return Some(without);
+    }
+    let mut most = answered.to_vec();
+    most.extend(silent.iter().map(|i| (*i, block_size)));
+    (agreed_length(policy, &most)? == without).then_some(without)
+}
+
 /// Asks the servers of `group` how long their internal blocks are; returns the agreed length.
 pub async fn measure(
     node: &MetaNode,
@@ -67,10 +88,17 @@ pub async fn measure(
     group: &BlockGroup,
 ) -> Result<Option<u64>, MetaError> {
     let replicated = matches!(file.policy, StoragePolicy::Replicated(_));
+    let dead = node.blocks.registry.dead_nodes();
     let mut asks = Vec::new();
+    let mut silent = Vec::new();
     for (i, target) in group.targets.iter().enumerate() {
         let index = if replicated { 0 } else { i as u32 };
+        if dead.contains(target) {
+            continue;
+        }
         let Some((addr, _)) = node.blocks.registry.node(*target) else {
+            // Not registered (yet, after a failover): it may hold the block.
+            silent.push(index);
             continue;
         };
         let block = pb::BlockRef {
@@ -85,31 +113,34 @@ pub async fn measure(
                     .block_info(pb::BlockInfoRequest { block: Some(block) })
                     .await
                 {
-                    Ok(info) => Some((index, info.into_inner().length)),
+                    Ok(info) => Some(info.into_inner().length),
                     // It answered: it holds nothing of this block.
-                    Err(s) if s.code() == tonic::Code::NotFound => Some((index, 0)),
+                    Err(s) if s.code() == tonic::Code::NotFound => Some(0),
                     Err(_) => None,
                 }
             };
-            tokio::time::timeout(INFO_TIMEOUT, ask).await.ok().flatten()
+            (
+                index,
+                tokio::time::timeout(INFO_TIMEOUT, ask).await.ok().flatten(),
+            )
         });
     }
-    let survivors: Vec<(u32, u64)> = futures::future::join_all(asks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let mut survivors = Vec::new();
+    for (index, answer) in futures::future::join_all(asks).await {
+        match answer {
+            Some(length) => survivors.push((index, length)),
+            None => silent.push(index),
+        }
+    }
+    let decided = decided_length(&file.policy, &survivors, &silent, file.block_size);
     tracing::info!(
         group = %group.id,
         ?survivors,
+        ?silent,
+        ?decided,
         "lease recovery measured the open group"
     );
-    if survivors.is_empty() {
-        // Nobody answered: the blocks may be there; try again later.
-        return Ok(None);
-    }
-    Ok(agreed_length(&file.policy, &survivors)
-        .map(|l| l.min(file.policy.group_capacity(file.block_size))))
+    Ok(decided.map(|l| l.min(file.policy.group_capacity(file.block_size))))
 }
 
 /// The `RecoverLease` entry for `path`: with the open group's measured length, if it has one.
@@ -254,5 +285,48 @@ mod tests {
         let layout = Layout::new(3, 2, 1024).expect("layout");
         let all = lengths(&layout, 2 * 3072 + 100, 5);
         assert_eq!(agreed_length(&p, &all), Some(2 * 3072));
+    }
+
+    /// Issue 17: empty or silent servers never decide a length shorter than a live holder
+    /// would report; recovery waits instead.
+    #[test]
+    fn silent_or_empty_servers_never_cut_a_group_short() {
+        let block = 1 << 20;
+        // Replicated: two servers answer "nothing", the holder is silent: wait, not 0.
+        let p = StoragePolicy::Replicated(3);
+        assert_eq!(decided_length(&p, &[(0, 0), (0, 0)], &[0], block), None);
+        // A holder answered, another is silent: replicas receive in parallel, so the silent
+        // one may hold more; wait, unless the answer is already a full block.
+        assert_eq!(decided_length(&p, &[(0, 4096), (0, 0)], &[0], block), None);
+        assert_eq!(decided_length(&p, &[(0, block)], &[0], block), Some(block));
+        assert_eq!(
+            decided_length(&p, &[(0, 4096), (0, 0)], &[], block),
+            Some(4096)
+        );
+        // RS-3-2 on 5 servers, 3 stripes written, two data holders silent: the three that
+        // answer cannot tell (2 with 3 full cells, parity 4 empty): wait, never 0.
+        let rs32 = rs(3, 2, 1);
+        let answered = [(2, 3 * 1024), (3, 3 * 1024), (4, 0)];
+        assert_eq!(
+            agreed_length(&rs32, &answered),
+            Some(0),
+            "what the old rule decided"
+        );
+        assert_eq!(decided_length(&rs32, &answered, &[0, 1], block), None);
+        // Once they answer, the three stripes.
+        let all = [
+            (0, 3 * 1024),
+            (1, 3 * 1024),
+            (2, 3 * 1024),
+            (3, 3 * 1024),
+            (4, 3 * 1024),
+        ];
+        assert_eq!(decided_length(&rs32, &all, &[], block), Some(3 * 3 * 1024));
+        // A silent server cannot raise what the others agree on when a further stripe would
+        // need k full cells and only the silent one could hold one: decided without it.
+        assert_eq!(
+            decided_length(&rs32, &all[..4], &[4], block),
+            Some(3 * 3 * 1024)
+        );
     }
 }
