@@ -379,6 +379,48 @@ async fn degraded_reads_survive_m_dead_blockservers_and_corrupt_blocks() {
     assert!(err.to_string().contains("internal blocks"), "{err}");
 }
 
+/// A writer of `path` that is a separate `metactl fs put` (internal blocks of `block_size`)
+/// reading a FIFO fed with `data[..sent]`, after which the feed hangs (the writer waits for
+/// more): the test kills it when it likes. Returns the writer and the feeding thread.
+fn hanging_writer(
+    cluster: &LocalCluster,
+    dir: &Path,
+    path: &str,
+    block_size: u64,
+    data: &[u8],
+    sent: usize,
+) -> (std::process::Child, std::thread::JoinHandle<()>) {
+    let fifo = dir.join("fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    let writer = Command::new(metactl_bin())
+        .args([
+            "--cluster",
+            &cluster.dir_arg(),
+            "fs",
+            "put",
+            "--block-size",
+            &block_size.to_string(),
+            fifo.to_str().expect("utf8"),
+            path,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn put");
+    let head = data[..sent].to_vec();
+    let feed = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .expect("open fifo");
+        let _ = f.write_all(&head);
+        std::thread::sleep(Duration::from_secs(600));
+    });
+    (writer, feed)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_writer_killed_mid_file_is_closed_by_lease_recovery() {
     let cluster = data_cluster(5, 2, &["--lease-secs", "3"]);
@@ -387,41 +429,17 @@ async fn a_writer_killed_mid_file_is_closed_by_lease_recovery() {
     c.set_storage_policy("/w", "RS-3-2-1024k")
         .await
         .expect("policy");
-    // The writer is a separate `metactl fs put` reading a FIFO that this test feeds.
+    // Seven groups' worth, then the feed hangs.
     let dir = tempfile::tempdir().expect("tempdir");
-    let fifo = dir.path().join("fifo");
-    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
-    assert!(status.success());
-    let mut writer = Command::new(metactl_bin())
-        .args([
-            "--cluster",
-            &cluster.dir_arg(),
-            "fs",
-            "put",
-            "--block-size",
-            "1048576",
-            fifo.to_str().expect("utf8"),
-            "/w/f",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn put");
     let data = bytes(10 * 3 * CELL, 5);
-    let feed = {
-        let fifo = fifo.clone();
-        let data = data.clone();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&fifo)
-                .expect("open fifo");
-            // Seven groups' worth, then hang (the writer waits for more).
-            let _ = f.write_all(&data[..7 * 3 * CELL as usize + 1000]);
-            std::thread::sleep(Duration::from_secs(600));
-        })
-    };
+    let (mut writer, feed) = hanging_writer(
+        &cluster,
+        dir.path(),
+        "/w/f",
+        MIB,
+        &data,
+        7 * 3 * CELL as usize + 1000,
+    );
     let tmp = "/w/f._COPYING_";
     let start = Instant::now();
     loop {
@@ -475,40 +493,18 @@ async fn lease_recovery_with_paused_holders_keeps_every_written_stripe() {
     c.set_storage_policy("/w", "RS-3-2-1024k")
         .await
         .expect("policy");
+    // Three stripes of the group's four, and a little of the fourth; then the feed hangs.
     let dir = tempfile::tempdir().expect("tempdir");
-    let fifo = dir.path().join("fifo");
-    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
-    assert!(status.success());
-    let mut writer = Command::new(metactl_bin())
-        .args([
-            "--cluster",
-            &cluster.dir_arg(),
-            "fs",
-            "put",
-            "--block-size",
-            "4194304",
-            fifo.to_str().expect("utf8"),
-            "/w/f",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn put");
     let stripe = 3 * CELL;
     let data = bytes(4 * stripe, 9);
-    let feed = {
-        let (fifo, data) = (fifo.clone(), data.clone());
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&fifo)
-                .expect("open fifo");
-            // Three stripes of the group's four, and a little of the fourth; then hang.
-            let _ = f.write_all(&data[..3 * stripe as usize + 1000]);
-            std::thread::sleep(Duration::from_secs(600));
-        })
-    };
+    let (mut writer, feed) = hanging_writer(
+        &cluster,
+        dir.path(),
+        "/w/f",
+        4 * MIB,
+        &data,
+        3 * stripe as usize + 1000,
+    );
     let tmp = "/w/f._COPYING_";
     let start = Instant::now();
     while !c.stat(tmp).await.is_ok_and(|st| st.block_groups >= 1) {

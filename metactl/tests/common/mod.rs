@@ -126,14 +126,17 @@ impl LocalCluster {
     /// SIGSTOP (`stop = true`) or SIGCONT of blockserver `id`: a server that is there and
     /// answers nothing.
     pub fn pause_block(&self, id: u64, stop: bool) {
-        let pid = self
-            .file()
+        signal(self.block_pid(id), if stop { "-STOP" } else { "-CONT" });
+    }
+
+    /// The pid of blockserver `id`, from `cluster.json`.
+    pub fn block_pid(&self, id: u64) -> u32 {
+        self.file()
             .block
             .iter()
             .find(|b| b.id == id)
             .map(|b| b.pid)
-            .expect("blockserver in cluster.json");
-        signal(pid, if stop { "-STOP" } else { "-CONT" });
+            .expect("blockserver in cluster.json")
     }
 
     /// `metactl local add-observer`: one more metaserver, added as an observer; its id.
@@ -242,13 +245,7 @@ impl LocalCluster {
 
     /// SIGKILL of one blockserver; returns once it is gone.
     pub fn kill_block(&self, id: u64) {
-        let pid = self
-            .file()
-            .block
-            .iter()
-            .find(|b| b.id == id)
-            .map(|b| b.pid)
-            .expect("blockserver in cluster.json");
+        let pid = self.block_pid(id);
         signal(pid, "-KILL");
         let start = Instant::now();
         while Path::new(&format!("/proc/{pid}")).exists()
