@@ -379,6 +379,22 @@ async fn degraded_reads_survive_m_dead_blockservers_and_corrupt_blocks() {
     assert!(err.to_string().contains("internal blocks"), "{err}");
 }
 
+/// Bytes in the blockservers' temporary block files: what writers have sent and not
+/// finalized yet.
+fn written_not_finalized(cluster: &LocalCluster) -> u64 {
+    let mut total = 0;
+    for b in cluster.file().block {
+        let tmp = Path::new(&b.data_dir).join("tmp");
+        for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "crc") {
+                total += e.metadata().map_or(0, |m| m.len());
+            }
+        }
+    }
+    total
+}
+
 /// A writer of `path` that is a separate `metactl fs put` (internal blocks of `block_size`)
 /// reading a FIFO fed with `data[..sent]`, after which the feed hangs (the writer waits for
 /// more): the test kills it when it likes. Returns the writer and the feeding thread.
@@ -514,8 +530,16 @@ async fn lease_recovery_with_paused_holders_keeps_every_written_stripe() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The three full stripes reach every server of the group.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The three full stripes reach every server of the group: 3 cells in each of the five
+    // internal blocks being written (under `tmp/` until they are finalized).
+    let start = Instant::now();
+    while written_not_finalized(&cluster) < 5 * 3 * CELL {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the stripes never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     writer.kill().expect("kill -9 the writer");
     let _ = writer.wait();
     drop(feed);
