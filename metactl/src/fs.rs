@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use raftfs_client::{Client, ClientError, ErrorKind, FileKind, FileStatus};
 use raftfs_core::StoragePolicy;
 
@@ -299,6 +299,23 @@ impl AttrChange {
             _ => Ok(change),
         }
     }
+}
+
+/// `fs chmod|chown|chgrp [-R] PATHS...`: [`change_attrs`] on each path in turn, the first
+/// failure named by `command` and its path.
+pub async fn change_all(
+    client: &Client,
+    command: &str,
+    paths: &[String],
+    change: &AttrChange,
+    recursive: bool,
+) -> Result<()> {
+    for p in paths {
+        change_attrs(client, p, change, recursive)
+            .await
+            .with_context(|| format!("{command} {p}"))?;
+    }
+    Ok(())
 }
 
 /// `fs chmod|chown|chgrp [-R]`: applies `change` to `path` and, with `recursive`, to

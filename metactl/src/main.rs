@@ -703,27 +703,15 @@ async fn run(cli: Cli) -> Result<()> {
                 }
                 FsCmd::Chmod { r, mode, paths } => {
                     let change = fs::AttrChange::mode(mode)?;
-                    for p in paths {
-                        fs::change_attrs(&c, p, &change, *r)
-                            .await
-                            .with_context(|| format!("chmod {p}"))?;
-                    }
+                    fs::change_all(&c, "chmod", paths, &change, *r).await?;
                 }
                 FsCmd::Chown { r, owner, paths } => {
                     let change = fs::AttrChange::owner(owner)?;
-                    for p in paths {
-                        fs::change_attrs(&c, p, &change, *r)
-                            .await
-                            .with_context(|| format!("chown {p}"))?;
-                    }
+                    fs::change_all(&c, "chown", paths, &change, *r).await?;
                 }
                 FsCmd::Chgrp { r, group, paths } => {
                     let change = fs::AttrChange::owner(&format!(":{group}"))?;
-                    for p in paths {
-                        fs::change_attrs(&c, p, &change, *r)
-                            .await
-                            .with_context(|| format!("chgrp {p}"))?;
-                    }
+                    fs::change_all(&c, "chgrp", paths, &change, *r).await?;
                 }
                 FsCmd::Mv { src, dst } => fs::mv(&c, src, dst)
                     .await
