@@ -5,6 +5,8 @@
 //!   reconstruction task); [`member`]: a metaserver member's role.
 //! - [`identity`]: who a caller is (certificate or simple-mode claim), the port policies, and
 //!   the one rule of which class of call each may make.
+//! - [`block_token`]: block access tokens: the keys, what a token claims, how a blockserver
+//!   checks one.
 //! - [`policy`]: storage policies, their one parser and the caps every component applies.
 //! - [`layout`]: where each byte of an erasure-coded block group lives (cells, stripes,
 //!   internal block lengths), overflow-free within the policy caps.
@@ -22,6 +24,7 @@
 
 #[cfg(feature = "proptest")]
 pub mod arbitrary;
+pub mod block_token;
 pub mod format;
 pub mod fsck;
 pub mod id;

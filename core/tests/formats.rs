@@ -13,7 +13,10 @@ use std::path::PathBuf;
 
 use proptest::prelude::*;
 use raftfs_core::arbitrary::{block_group, inode, throttle_settings};
+use raftfs_core::block_token::{BlockKey, BlockToken, Claims, Holder, Indices};
 use raftfs_core::format::{self, FormatError, Schema};
+use raftfs_core::identity::PortPolicy;
+use raftfs_core::namespace::block_keys::BlockKeys;
 use raftfs_core::namespace::blocks::BlockGroup;
 use raftfs_core::namespace::inode::{Inode, InodeKind, LeaseRecord, UnderConstruction};
 use raftfs_core::namespace::throttle::ThrottleSettings;
@@ -168,6 +171,35 @@ fn throttle() -> ThrottleSettings {
         racks: BTreeMap::from([("r1".into(), "dc1".into()), ("r2".into(), "dc2".into())]),
         datacenter_pairs: BTreeMap::from([(("dc1".into(), "dc2".into()), 1 << 30)]),
     }
+}
+
+fn block_key(id: u32) -> BlockKey {
+    BlockKey {
+        id,
+        secret: core::array::from_fn(|i| (i as u8).wrapping_mul(37).wrapping_add(id as u8)),
+        created_ms: 1_767_225_600_000,
+        expires_ms: 1_767_225_600_000 + 11 * 3_600_000,
+    }
+}
+
+/// The block keys journaled in `meta`, and a token as blockservers receive it on the wire
+/// (signed by key 2: a token is a record of its own so that its claims can change).
+#[test]
+fn golden_block_key_records_v1() {
+    golden::<BlockKeys>("block-keys-v1", 1, &BlockKeys(vec![block_key(1), block_key(2)]));
+    let token = BlockToken::mint(
+        &block_key(2),
+        Claims {
+            pool: 0,
+            group: GroupId(1 << 20),
+            indices: Indices::of([0, 3, 8]),
+            modes: 3,
+            expires_ms: 1_767_225_600_000 + 3_600_000,
+            holder: Holder::User("alice".into()),
+            port: PortPolicy::Tls,
+        },
+    );
+    golden::<BlockToken>("block-token-v1", 1, &token);
 }
 
 #[test]

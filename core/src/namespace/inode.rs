@@ -113,6 +113,7 @@ pub struct LeaseRecord {
 // | `lease record`       | `leases`                         | LeaseRecord                         |
 // | `block group`        | `block_groups`                   | BlockGroup                          |
 // | `throttle settings`  | `meta` `reconstruction_throttle` | ThrottleSettings                    |
+// | `block keys`         | `meta` `block_keys`              | BlockKeys, BlockKey (block_keys.rs) |
 //
 // Every family is at version 1: the layout of `[1] ++ postcard` these records had before the
 // envelope existed. The retry cache's results (`retry`) are the metaserver's family

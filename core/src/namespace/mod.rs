@@ -4,7 +4,8 @@
 //! - [`inode`]: the stored records (inodes, policies, leases) and their versioned encoding.
 //! - [`kv`] / [`keys`]: the column families, order-preserving keys, a write overlay.
 //! - [`blocks`]: the block groups of files and where the active placed them.
-//! - [`throttle`]: reconstruction byte budgets, as journaled.
+//! - [`throttle`]: reconstruction byte budgets, as journaled; [`block_keys`]: the keys block
+//!   access tokens are signed with, as journaled.
 //! - [`ops`]: mutations as journaled, with the leader-fixed context.
 //! - [`reclaim`]: recursive deletes in bounded steps (detach, then reclaim).
 //! - [`walk`]: a depth-first walk of a subtree in bounded memory, resumable (fsck's pages).
@@ -17,6 +18,7 @@
 //! [`kv::MemKv`]; the property test in `tests/namespace_model.rs` checks it against a plain
 //! in-memory model.
 
+pub mod block_keys;
 pub mod blocks;
 pub mod error;
 mod exec;

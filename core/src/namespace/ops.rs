@@ -10,6 +10,7 @@ use super::inode::{Inode, StoragePolicy};
 use super::path::NsPath;
 use super::throttle::ThrottleChange;
 use super::tree::MAX_XATTR_VALUE;
+use crate::block_token::BlockKey;
 use crate::id::BlockServerId;
 
 /// Fixed by the leader for a whole entry, carried in it.
@@ -143,6 +144,11 @@ pub enum Op {
     Reclaim {
         budget: u64,
     },
+    /// Adds a block key (DESIGN §9) the active made: its secret, id and times are the
+    /// leader's, carried in the entry, so that every member holds the same keys.
+    RollBlockKey {
+        key: BlockKey,
+    },
 }
 
 /// The largest operation the namespace journals, by [`Op::size_bound`]: a deepest path of
@@ -260,6 +266,7 @@ impl Op {
             Op::RemoveXattr { path, name } => path.size_bound() + str_bound(name),
             Op::SetThrottle(change) => change.size_bound(),
             Op::Reclaim { .. } => 0,
+            Op::RollBlockKey { .. } => 64,
         };
         FIXED_BYTES.saturating_add(variable)
     }
@@ -286,6 +293,7 @@ impl Op {
             Op::AddBlock { .. } => "add_block",
             Op::SetThrottle(_) => "set_throttle",
             Op::Reclaim { .. } => "reclaim",
+            Op::RollBlockKey { .. } => "roll_block_key",
         }
     }
 }

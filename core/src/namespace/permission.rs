@@ -287,7 +287,7 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
         }
         Op::RenewLease { .. } => Ok(()),
         // The active's own work, and Admin (authorized before it reaches the journal).
-        Op::Reclaim { .. } | Op::SetThrottle(_) => Ok(()),
+        Op::Reclaim { .. } | Op::SetThrottle(_) | Op::RollBlockKey { .. } => Ok(()),
     }
 }
 

@@ -1541,3 +1541,34 @@ fn groups_attributes_and_summaries_follow_the_callers_rights() {
     let bob = user("bob", &[]);
     assert_eq!(summary(&bob).expect("bob reads all of it").directories, 3);
 }
+
+/// Block keys roll through the journal: a key's id must grow (two rolls proposed at once,
+/// the second changes nothing), and keys expired at the entry's time are forgotten.
+#[test]
+fn block_keys_roll_in_order_and_expire() {
+    use crate::block_token::BlockKey;
+    let key = |id, created_ms, expires_ms| BlockKey {
+        id,
+        secret: [id as u8; 32],
+        created_ms,
+        expires_ms,
+    };
+    let mut ns = Ns::new();
+    assert!(super::block_keys::load(&ns.kv).expect("load").is_empty());
+    ns.apply(Op::RollBlockKey {
+        key: key(1, 1_000, 5_000),
+    })
+    .expect("first key");
+    let same = ns.apply(Op::RollBlockKey {
+        key: key(1, 1_000, 9_000),
+    });
+    assert!(matches!(same, Err(NsError::InvalidArgument(_))), "{same:?}");
+    ns.now = 6_000;
+    ns.apply(Op::RollBlockKey {
+        key: key(2, 6_000, 20_000),
+    })
+    .expect("second key");
+    let ring = super::block_keys::load(&ns.kv).expect("load");
+    assert_eq!(ring.keys().map(|k| k.id).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(ring.get(2).map(|k| k.expires_ms), Some(20_000));
+}

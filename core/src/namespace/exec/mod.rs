@@ -8,6 +8,7 @@ mod attrs;
 mod dirs;
 mod files;
 
+use super::block_keys;
 use super::error::ApplyError;
 use super::kv::{KvRead, Txn};
 use super::ops::{ApplyCtx, Op, OpOutput};
@@ -124,5 +125,9 @@ fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -
         Op::AppendXattr { path, name, value } => attrs::append_xattr(txn, path, name, value),
         Op::RemoveXattr { path, name } => attrs::remove_xattr(txn, path, name),
         Op::Reclaim { budget } => dirs::reclaim(txn, budget),
+        Op::RollBlockKey { key } => {
+            block_keys::roll(txn, ctx.now_ms, key)?;
+            Ok(OpOutput::Done)
+        }
     }
 }

@@ -282,6 +282,7 @@ fn variant_index(op: &Op) -> usize {
         Op::AddBlock { .. } => 16,
         Op::SetThrottle(_) => 17,
         Op::Reclaim { .. } => 18,
+        Op::RollBlockKey { .. } => 19,
     }
 }
 
@@ -533,6 +534,29 @@ fn golden_batch_appended_ops_v1() {
     };
     assert_eq!(variant_index(&reclaim.proposals[0].op), 18);
     golden::<Batch>("batch-reclaim-v1", 1, &reclaim);
+}
+
+/// `Op::RollBlockKey`, appended at batch version 2 (the active's block keys, DESIGN §9).
+#[test]
+fn golden_batch_appended_ops_v2() {
+    let roll = Batch {
+        ctx: batch().ctx,
+        proposals: vec![Proposal {
+            client: ClientId([0; 16]),
+            call_id: CallId::UNCACHED,
+            op: Op::RollBlockKey {
+                key: raftfs_core::block_token::BlockKey {
+                    id: 7,
+                    secret: core::array::from_fn(|i| i as u8),
+                    created_ms: 1_767_225_600_000,
+                    expires_ms: 1_767_265_200_000,
+                },
+            },
+            access: None,
+        }],
+    };
+    assert_eq!(variant_index(&roll.proposals[0].op), 19);
+    golden::<Batch>("batch-roll-block-key-v2", 2, &roll);
 }
 
 #[test]
@@ -960,6 +984,16 @@ fn op() -> impl Strategy<Value = Op> {
                 }
             ),
         any::<u64>().prop_map(|budget| Op::Reclaim { budget }),
+        (any::<u32>(), any::<[u8; 32]>(), any::<u64>(), any::<u64>()).prop_map(
+            |(id, secret, created_ms, expires_ms)| Op::RollBlockKey {
+                key: raftfs_core::block_token::BlockKey {
+                    id,
+                    secret,
+                    created_ms,
+                    expires_ms,
+                },
+            }
+        ),
     ]
 }
 

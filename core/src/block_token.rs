@@ -1,0 +1,685 @@
+//! Block access tokens (DESIGN §9): what lets a blockserver, which knows nothing of files,
+//! paths or permissions, serve a block only to whom the namespace allowed it.
+//!
+//! The metaserver that answers `GetBlocks` or `AddBlock` (after its permission checks) signs,
+//! with a secret key, what the caller may do: which group's internal blocks, read or write,
+//! until when, as whom, and over which port policy. A blockserver checks the signature with
+//! the same key and serves the call only if the token covers it. As HDFS's
+//! `BlockTokenSecretManager`, with two differences that come from the journal:
+//!
+//! - Keys are rolled by the active *through the journal* ([`BlockKey`] in an entry), so every
+//!   member holds the same keys: an observer signs read tokens for the reads it serves, and a
+//!   new active keeps honouring and handing out the keys the old one made. Blockservers learn
+//!   them from every metaserver's heartbeat replies.
+//! - The token names its holder ([`Holder`]) and the policy of the port the metaserver saw
+//!   ([`PortPolicy`]): a token read off the wire by someone else is refused (another user),
+//!   and a token earned over an encrypted port is refused on a plain one (HDFS-13541's
+//!   selective encryption: a client outside the datacenter cannot have its bytes sent in
+//!   clear by presenting its token on the inside port).
+//!
+//! A token is small (about 100 bytes) and its encoding is a versioned record ("block
+//! token"), so that a change to its claims is a new version both sides can tell apart.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::format::{self, FormatError, Schema};
+use crate::id::GroupId;
+use crate::identity::{Caller, PortPolicy, Principal};
+
+/// Bytes of a key's secret (HMAC-SHA256 takes any; 32 is its block of security).
+pub const SECRET_LEN: usize = 32;
+
+/// Largest token accepted from the wire; checked before it is decoded.
+pub const MAX_TOKEN_BYTES: usize = 512;
+
+/// Most keys a ring holds (and a heartbeat reply may carry): with a roll every 10 minutes and
+/// keys living 10 hours past their roll, about 60 are live at once.
+pub const MAX_KEYS: usize = 128;
+
+/// The block pool of a cluster's one namespace. Federation (DESIGN §10) gives each
+/// nameservice its own; a token names the pool so that one namespace's tokens never open
+/// another's blocks.
+pub const DEFAULT_POOL: u64 = 0;
+
+/// A secret the active made, with when it was made and until when tokens it signed count.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockKey {
+    /// Numbered from 1 by the active, one more per roll.
+    pub id: u32,
+    pub secret: [u8; SECRET_LEN],
+    /// The active's clock when it made the key (ms since the epoch).
+    pub created_ms: u64,
+    /// No token signed with this key counts after this time.
+    pub expires_ms: u64,
+}
+
+/// Never prints the secret.
+impl fmt::Debug for BlockKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockKey")
+            .field("id", &self.id)
+            .field("created_ms", &self.created_ms)
+            .field("expires_ms", &self.expires_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a token lets its holder do with the blocks it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// Read bytes, measure a block's length, combine cells (`Partial`).
+    Read,
+    /// Write a new internal block.
+    Write,
+}
+
+impl Mode {
+    fn bit(self) -> u8 {
+        match self {
+            Mode::Read => 1,
+            Mode::Write => 2,
+        }
+    }
+}
+
+/// Who may present a token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Holder {
+    /// The user the metaserver served (by name; a user's name is never a node's).
+    User(String),
+    /// The cluster's own work (a reconstruction task's reads, lease recovery's measurements):
+    /// any member or blockserver.
+    Nodes,
+}
+
+impl Holder {
+    /// The holder a token issued to `caller` names.
+    pub fn of(caller: &Caller) -> Holder {
+        match &caller.principal {
+            Principal::User(u) => Holder::User(u.name.clone()),
+            Principal::Member(_) | Principal::BlockServer(_) => Holder::Nodes,
+        }
+    }
+
+    /// Whether `caller` may present a token of this holder. Where nodes only claim who they
+    /// are (a cluster without certificates), any caller counts as a node, as it does for
+    /// every other node call (`Authorizer::claimed_nodes`).
+    fn admits(&self, caller: &Caller, nodes_claimed: bool) -> bool {
+        match (self, &caller.principal) {
+            (Holder::User(name), Principal::User(u)) => *name == u.name,
+            (Holder::User(_), _) => false,
+            (Holder::Nodes, Principal::Member(_) | Principal::BlockServer(_)) => true,
+            (Holder::Nodes, Principal::User(_)) => nodes_claimed,
+        }
+    }
+}
+
+/// The internal blocks of a group a token covers, one bit per index (k + m ≤ 32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Indices(pub u32);
+
+impl Indices {
+    /// Every internal block of a group.
+    pub const ALL: Indices = Indices(u32::MAX);
+
+    /// Internal block `index` alone (none if it is 32 or more: no group has it).
+    pub fn one(index: u32) -> Indices {
+        Indices(1u32.checked_shl(index).unwrap_or(0))
+    }
+
+    /// The blocks `indices` name (those of 32 or more name none).
+    pub fn of(indices: impl IntoIterator<Item = u32>) -> Indices {
+        Indices(indices.into_iter().fold(0, |m, i| m | Indices::one(i).0))
+    }
+
+    /// Whether every block of `other` is among these.
+    pub fn covers(self, other: Indices) -> bool {
+        other.0 & !self.0 == 0
+    }
+}
+
+/// What a token says, signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub pool: u64,
+    pub group: GroupId,
+    pub indices: Indices,
+    /// [`Mode`] bits.
+    pub modes: u8,
+    /// ms since the epoch; the token counts up to and including this time.
+    pub expires_ms: u64,
+    pub holder: Holder,
+    /// The policy of the port the metaserver served the caller on.
+    pub port: PortPolicy,
+}
+
+impl Claims {
+    /// Claims for `caller` on `group`, in `modes`, for `lifetime_ms` from `now_ms`.
+    pub fn new(
+        caller: &Caller,
+        group: GroupId,
+        indices: Indices,
+        modes: &[Mode],
+        now_ms: u64,
+        lifetime_ms: u64,
+    ) -> Claims {
+        Claims {
+            pool: DEFAULT_POOL,
+            group,
+            indices,
+            modes: modes.iter().fold(0, |m, mode| m | mode.bit()),
+            expires_ms: now_ms.saturating_add(lifetime_ms),
+            holder: Holder::of(caller),
+            port: caller.port,
+        }
+    }
+
+    /// Claims of the cluster's own work on `group` (reconstruction, lease recovery): any
+    /// node, any port.
+    pub fn for_nodes(group: GroupId, modes: &[Mode], now_ms: u64, lifetime_ms: u64) -> Claims {
+        Claims {
+            pool: DEFAULT_POOL,
+            group,
+            indices: Indices::ALL,
+            modes: modes.iter().fold(0, |m, mode| m | mode.bit()),
+            expires_ms: now_ms.saturating_add(lifetime_ms),
+            holder: Holder::Nodes,
+            port: PortPolicy::Plain,
+        }
+    }
+}
+
+/// A signed token, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockToken {
+    /// The key that signed it.
+    pub key_id: u32,
+    pub claims: Claims,
+    pub mac: [u8; 32],
+}
+
+impl Schema for BlockToken {
+    type Value = Self;
+    const RECORD: &'static str = "block token";
+    const CURRENT: u16 = 1;
+
+    fn decode_body(version: u16, bytes: &[u8]) -> Result<Self, FormatError> {
+        match version {
+            1 => format::body(Self::RECORD, bytes),
+            v => Err(format::unknown_version::<Self>(v)),
+        }
+    }
+}
+
+/// The signature of `claims` under `key`: over a domain tag, the key's id and the claims'
+/// encoding, so that no other HMAC the cluster computes can pass for a token's.
+fn sign(key: &BlockKey, claims: &Claims) -> [u8; 32] {
+    let mut mac = mac_of(key);
+    mac.update(&signed_bytes(key.id, claims));
+    mac.finalize().into_bytes().into()
+}
+
+fn mac_of(key: &BlockKey) -> Hmac<Sha256> {
+    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+    match <Hmac<Sha256> as Mac>::new_from_slice(&key.secret) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC accepts keys of every length"),
+    }
+}
+
+fn signed_bytes(key_id: u32, claims: &Claims) -> Vec<u8> {
+    let mut out = b"raftfs block token v1\0".to_vec();
+    out.extend_from_slice(&key_id.to_be_bytes());
+    // Plain data: postcard cannot fail to encode it into a Vec.
+    out.extend_from_slice(&postcard::to_allocvec(claims).unwrap_or_default());
+    out
+}
+
+impl BlockToken {
+    /// Signs `claims` with `key`. A token never outlives its key.
+    pub fn mint(key: &BlockKey, mut claims: Claims) -> BlockToken {
+        claims.expires_ms = claims.expires_ms.min(key.expires_ms);
+        BlockToken {
+            key_id: key.id,
+            mac: sign(key, &claims),
+            claims,
+        }
+    }
+
+    /// The token's bytes for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain data: encoding cannot fail; an empty token is refused as `Missing`.
+        format::encode::<BlockToken>(self).unwrap_or_default()
+    }
+
+    /// Decodes a token from the wire, its size checked first.
+    pub fn decode(bytes: &[u8]) -> Result<BlockToken, TokenError> {
+        if bytes.is_empty() {
+            return Err(TokenError::Missing);
+        }
+        if bytes.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed(format!(
+                "{} bytes, above {MAX_TOKEN_BYTES}",
+                bytes.len()
+            )));
+        }
+        format::decode::<BlockToken>(bytes).map_err(|e| TokenError::Malformed(e.to_string()))
+    }
+}
+
+/// What a call asks of the blocks, for [`check`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Want {
+    pub group: GroupId,
+    pub indices: Indices,
+    pub mode: Mode,
+}
+
+/// Why a token does not let a call through. Every refusal changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no block token")]
+    Missing,
+    #[error("malformed block token: {0}")]
+    Malformed(String),
+    /// Signed by a key this server does not know (yet: a blockserver learns keys within a
+    /// heartbeat; or any more: the key expired).
+    #[error("block token signed by unknown key {0}")]
+    UnknownKey(u32),
+    #[error("block token signature does not match")]
+    BadSignature,
+    #[error("block token expired at {expired_ms} (now {now_ms})")]
+    Expired { expired_ms: u64, now_ms: u64 },
+    #[error("block token is for another block")]
+    WrongBlock,
+    #[error("block token does not allow {0:?}")]
+    WrongMode(Mode),
+    #[error("block token belongs to another holder")]
+    WrongHolder,
+    /// The token was earned over an encrypted port and presented on a less protected one.
+    #[error("block token was issued on a {issued:?} port, presented on a {presented:?} one")]
+    WrongPort {
+        issued: PortPolicy,
+        presented: PortPolicy,
+    },
+}
+
+impl TokenError {
+    /// The refusal's name in metrics (`reason` label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Missing => "missing",
+            TokenError::Malformed(_) => "malformed",
+            TokenError::UnknownKey(_) => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired { .. } => "expired",
+            TokenError::WrongBlock => "wrong_block",
+            TokenError::WrongMode(_) => "wrong_mode",
+            TokenError::WrongHolder => "wrong_holder",
+            TokenError::WrongPort { .. } => "wrong_port",
+        }
+    }
+
+    /// Every reason, for metrics that show each from the start.
+    pub const REASONS: [&'static str; 9] = [
+        "missing",
+        "malformed",
+        "unknown_key",
+        "bad_signature",
+        "expired",
+        "wrong_block",
+        "wrong_mode",
+        "wrong_holder",
+        "wrong_port",
+    ];
+}
+
+/// How protected a port is: a token earned on one port is good on a port at least as
+/// protected.
+fn protection(p: PortPolicy) -> u8 {
+    match p {
+        PortPolicy::Plain => 0,
+        PortPolicy::Tls => 1,
+        PortPolicy::Mtls => 2,
+    }
+}
+
+/// Checks that `bytes` is a token signed by a key of `ring` that lets `caller` do `want` at
+/// `now_ms`. `nodes_claimed`: the cluster has no certificates, nodes are who they claim.
+pub fn check(
+    ring: &KeyRing,
+    bytes: &[u8],
+    want: &Want,
+    caller: &Caller,
+    nodes_claimed: bool,
+    now_ms: u64,
+) -> Result<(), TokenError> {
+    let token = BlockToken::decode(bytes)?;
+    let key = ring
+        .get(token.key_id)
+        .ok_or(TokenError::UnknownKey(token.key_id))?;
+    let mut mac = mac_of(key);
+    mac.update(&signed_bytes(token.key_id, &token.claims));
+    // Constant time: the comparison must not tell a forger how many bytes it got right.
+    mac.verify_slice(&token.mac)
+        .map_err(|_| TokenError::BadSignature)?;
+    let c = &token.claims;
+    let expired_ms = c.expires_ms.min(key.expires_ms);
+    if now_ms > expired_ms {
+        return Err(TokenError::Expired { expired_ms, now_ms });
+    }
+    let no_block = want.indices.0 == 0;
+    if no_block || c.pool != DEFAULT_POOL || c.group != want.group || !c.indices.covers(want.indices)
+    {
+        return Err(TokenError::WrongBlock);
+    }
+    if c.modes & want.mode.bit() == 0 {
+        return Err(TokenError::WrongMode(want.mode));
+    }
+    if !c.holder.admits(caller, nodes_claimed) {
+        return Err(TokenError::WrongHolder);
+    }
+    if protection(caller.port) < protection(c.port) {
+        return Err(TokenError::WrongPort {
+            issued: c.port,
+            presented: caller.port,
+        });
+    }
+    Ok(())
+}
+
+/// The keys a server knows, by id: the journaled set on a metaserver, what heartbeat replies
+/// brought on a blockserver.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyRing {
+    keys: BTreeMap<u32, BlockKey>,
+}
+
+impl KeyRing {
+    /// A ring of `keys` (the newest [`MAX_KEYS`] of them).
+    pub fn from_keys(keys: impl IntoIterator<Item = BlockKey>) -> KeyRing {
+        let mut ring = KeyRing::default();
+        for k in keys {
+            ring.keys.insert(k.id, k);
+        }
+        ring.trim();
+        ring
+    }
+
+    /// Adds `keys` (a key already known keeps its first secret: ids are never reused, and a
+    /// peer that says otherwise is not believed) and forgets those expired at `now_ms`.
+    pub fn learn(&mut self, keys: impl IntoIterator<Item = BlockKey>, now_ms: u64) {
+        for k in keys {
+            self.keys.entry(k.id).or_insert(k);
+        }
+        self.forget_expired(now_ms);
+        self.trim();
+    }
+
+    /// Forgets keys expired at `now_ms`.
+    pub fn forget_expired(&mut self, now_ms: u64) {
+        self.keys.retain(|_, k| k.expires_ms >= now_ms);
+    }
+
+    fn trim(&mut self) {
+        while self.keys.len() > MAX_KEYS {
+            self.keys.pop_first();
+        }
+    }
+
+    pub fn get(&self, id: u32) -> Option<&BlockKey> {
+        self.keys.get(&id)
+    }
+
+    /// The key new tokens are signed with.
+    pub fn newest(&self) -> Option<&BlockKey> {
+        self.keys.last_key_value().map(|(_, k)| k)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &BlockKey> {
+        self.keys.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Signs `claims` with the newest key that is still good at `now_ms`; `None` while there
+    /// is none (a new cluster before its first key is journaled).
+    pub fn mint(&self, claims: Claims, now_ms: u64) -> Option<BlockToken> {
+        let key = self.newest().filter(|k| k.expires_ms > now_ms)?;
+        Some(BlockToken::mint(key, claims))
+    }
+
+    /// Whether the active should make a new key: none yet, or the newest is `roll_ms` old.
+    pub fn roll_due(&self, now_ms: u64, roll_ms: u64) -> bool {
+        self.newest()
+            .is_none_or(|k| now_ms.saturating_sub(k.created_ms) >= roll_ms)
+    }
+
+    /// The id the next key takes.
+    pub fn next_id(&self) -> u32 {
+        self.newest().map_or(1, |k| k.id.saturating_add(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{BlockServerId, MemberId};
+    use crate::identity::{Proof, User};
+
+    fn key(id: u32, byte: u8) -> BlockKey {
+        BlockKey {
+            id,
+            secret: [byte; SECRET_LEN],
+            created_ms: 1_000,
+            expires_ms: 100_000,
+        }
+    }
+
+    fn user(name: &str, port: PortPolicy) -> Caller {
+        Caller {
+            principal: Principal::User(User {
+                name: name.into(),
+                groups: vec![],
+            }),
+            proof: Proof::Certificate,
+            port,
+        }
+    }
+
+    fn node(port: PortPolicy) -> Caller {
+        Caller {
+            principal: Principal::BlockServer(BlockServerId(3)),
+            proof: Proof::Certificate,
+            port,
+        }
+    }
+
+    fn want(group: u64, index: u32, mode: Mode) -> Want {
+        Want {
+            group: GroupId(group),
+            indices: Indices::one(index),
+            mode,
+        }
+    }
+
+    fn alice_read(ring: &KeyRing, group: u64, port: PortPolicy) -> Vec<u8> {
+        let claims = Claims::new(
+            &user("alice", port),
+            GroupId(group),
+            Indices::ALL,
+            &[Mode::Read],
+            10_000,
+            5_000,
+        );
+        ring.mint(claims, 10_000).expect("a key").encode()
+    }
+
+    #[test]
+    fn a_token_lets_its_holder_do_what_it_names_and_nothing_else() {
+        let ring = KeyRing::from_keys([key(1, 7)]);
+        let alice = user("alice", PortPolicy::Tls);
+        let t = alice_read(&ring, 42, PortPolicy::Tls);
+        let ok = |w: &Want, c: &Caller, now| check(&ring, &t, w, c, false, now);
+        assert_eq!(ok(&want(42, 5, Mode::Read), &alice, 12_000), Ok(()));
+        assert_eq!(ok(&want(42, 5, Mode::Read), &alice, 15_000), Ok(()));
+        assert!(matches!(
+            ok(&want(42, 5, Mode::Read), &alice, 15_001),
+            Err(TokenError::Expired { .. })
+        ));
+        assert_eq!(
+            ok(&want(43, 5, Mode::Read), &alice, 12_000),
+            Err(TokenError::WrongBlock)
+        );
+        assert_eq!(
+            ok(&want(42, 5, Mode::Write), &alice, 12_000),
+            Err(TokenError::WrongMode(Mode::Write))
+        );
+        assert_eq!(
+            ok(&want(42, 5, Mode::Read), &user("bob", PortPolicy::Tls), 12_000),
+            Err(TokenError::WrongHolder)
+        );
+        assert_eq!(
+            ok(&want(42, 5, Mode::Read), &node(PortPolicy::Tls), 12_000),
+            Err(TokenError::WrongHolder)
+        );
+        assert!(matches!(
+            ok(&want(42, 5, Mode::Read), &user("alice", PortPolicy::Plain), 12_000),
+            Err(TokenError::WrongPort { .. })
+        ));
+        // A more protected port than the one it was earned on is fine.
+        assert_eq!(
+            ok(&want(42, 5, Mode::Read), &user("alice", PortPolicy::Mtls), 12_000),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn forged_tampered_and_unknown_tokens_are_refused() {
+        let ring = KeyRing::from_keys([key(1, 7)]);
+        let alice = user("alice", PortPolicy::Plain);
+        let w = want(42, 0, Mode::Read);
+        let t = alice_read(&ring, 42, PortPolicy::Plain);
+        assert_eq!(check(&ring, &t, &w, &alice, false, 12_000), Ok(()));
+        // Another cluster's key (same id, other secret).
+        let other = KeyRing::from_keys([key(1, 8)]);
+        assert_eq!(
+            check(&other, &t, &w, &alice, false, 12_000),
+            Err(TokenError::BadSignature)
+        );
+        // Claims changed after signing: another group.
+        let mut forged = BlockToken::decode(&t).expect("decodes");
+        forged.claims.group = GroupId(43);
+        assert_eq!(
+            check(&ring, &forged.encode(), &want(43, 0, Mode::Read), &alice, false, 12_000),
+            Err(TokenError::BadSignature)
+        );
+        let unknown = KeyRing::from_keys([key(2, 7)]);
+        assert_eq!(
+            check(&unknown, &t, &w, &alice, false, 12_000),
+            Err(TokenError::UnknownKey(1))
+        );
+        assert_eq!(
+            check(&ring, &[], &w, &alice, false, 12_000),
+            Err(TokenError::Missing)
+        );
+        assert!(matches!(
+            check(&ring, &[1, 2, 3], &w, &alice, false, 12_000),
+            Err(TokenError::Malformed(_))
+        ));
+        assert!(matches!(
+            check(&ring, &vec![1; MAX_TOKEN_BYTES + 1], &w, &alice, false, 12_000),
+            Err(TokenError::Malformed(_))
+        ));
+        // Every byte flipped in turn: never accepted.
+        for i in 0..t.len() {
+            let mut bad = t.clone();
+            bad[i] ^= 0x40;
+            assert!(check(&ring, &bad, &w, &alice, false, 12_000).is_err(), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn node_tokens_are_for_nodes_unless_nodes_only_claim_who_they_are() {
+        let ring = KeyRing::from_keys([key(1, 7)]);
+        let t = ring
+            .mint(
+                Claims::for_nodes(GroupId(9), &[Mode::Read], 10_000, 5_000),
+                10_000,
+            )
+            .expect("key")
+            .encode();
+        let w = want(9, 4, Mode::Read);
+        let member = Caller {
+            principal: Principal::Member(MemberId(1)),
+            proof: Proof::Certificate,
+            port: PortPolicy::Mtls,
+        };
+        assert_eq!(check(&ring, &t, &w, &member, false, 11_000), Ok(()));
+        assert_eq!(check(&ring, &t, &w, &node(PortPolicy::Plain), false, 11_000), Ok(()));
+        let mallory = user("mallory", PortPolicy::Plain);
+        assert_eq!(
+            check(&ring, &t, &w, &mallory, false, 11_000),
+            Err(TokenError::WrongHolder)
+        );
+        assert_eq!(check(&ring, &t, &w, &mallory, true, 11_000), Ok(()));
+    }
+
+    #[test]
+    fn a_token_never_outlives_its_key_and_the_ring_forgets_expired_keys() {
+        let mut k = key(1, 7);
+        k.expires_ms = 11_000;
+        let ring = KeyRing::from_keys([k]);
+        let t = alice_read(&ring, 42, PortPolicy::Plain);
+        let alice = user("alice", PortPolicy::Plain);
+        let w = want(42, 0, Mode::Read);
+        assert_eq!(check(&ring, &t, &w, &alice, false, 11_000), Ok(()));
+        assert!(matches!(
+            check(&ring, &t, &w, &alice, false, 11_001),
+            Err(TokenError::Expired { .. })
+        ));
+        let mut ring = ring;
+        ring.learn([key(2, 9)], 11_001);
+        assert_eq!(ring.len(), 1);
+        assert_eq!(ring.newest().map(|k| k.id), Some(2));
+        // A peer cannot replace a known key's secret.
+        ring.learn([key(2, 1)], 11_001);
+        assert_eq!(ring.get(2).map(|k| k.secret[0]), Some(9));
+    }
+
+    #[test]
+    fn keys_roll_when_due_and_ids_grow() {
+        let ring = KeyRing::default();
+        assert!(ring.roll_due(0, 600_000));
+        assert_eq!(ring.next_id(), 1);
+        assert!(ring.mint(Claims::for_nodes(GroupId(1), &[Mode::Read], 0, 1), 0).is_none());
+        let ring = KeyRing::from_keys([key(1, 7)]);
+        assert!(!ring.roll_due(1_000 + 599_999, 600_000));
+        assert!(ring.roll_due(1_000 + 600_000, 600_000));
+        assert_eq!(ring.next_id(), 2);
+        let many = KeyRing::from_keys((1..=MAX_KEYS as u32 + 5).map(|i| key(i, 1)));
+        assert_eq!(many.len(), MAX_KEYS);
+        assert_eq!(many.keys().next().map(|k| k.id), Some(6));
+    }
+
+    #[test]
+    fn indices_name_blocks_below_32_only() {
+        assert_eq!(Indices::one(0), Indices(1));
+        assert_eq!(Indices::one(31), Indices(1 << 31));
+        assert_eq!(Indices::one(32), Indices(0));
+        assert!(Indices::ALL.covers(Indices::of([0, 5, 31])));
+        assert!(!Indices::of([1, 2]).covers(Indices::of([2, 3])));
+        assert!(Indices::of([1, 2]).covers(Indices::of([2])));
+    }
+}
