@@ -88,6 +88,7 @@ pub fn partial_request(c: &PartialCell) -> pb::PartialRequest {
                 rack: s.rack.clone(),
             })
             .collect(),
+        token: Vec::new(),
     }
 }
 
@@ -172,6 +173,7 @@ mod tests {
                 .collect(),
             weight: 1,
             aggregate: true,
+            token: Vec::new(),
         }
     }
 

@@ -23,6 +23,9 @@ pub enum BlockError {
     /// The caller may not make this call (DESIGN §9).
     #[error("permission denied: {0}")]
     Denied(#[from] raftfs_core::identity::Denied),
+    /// The call's block access token does not cover it (DESIGN §9).
+    #[error("{0}")]
+    Token(#[from] raftfs_core::block_token::TokenError),
     /// A bug or a lost worker thread, never the peer's fault.
     #[error("internal error: {0}")]
     Internal(String),

@@ -32,6 +32,7 @@ pub mod scanner;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tokens;
 pub mod volumes;
 
 pub use config::{Config, ServeArgs};

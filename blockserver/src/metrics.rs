@@ -48,6 +48,20 @@ pub struct Metrics {
     scanned_bytes: Counter,
     scan_corrupt: Counter,
     scan_passes: Counter,
+    token_refusals: Family<RefusalLabels, Counter>,
+    fenced_orders: Family<OrderLabels, Counter>,
+    block_keys: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    method: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrderLabels {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,6 +132,19 @@ impl Metrics {
              report_corrupt), by outcome",
             meta_rpcs.clone(),
         );
+        let token_refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "token_refusals",
+            "Data calls refused for their block access token, by method and reason (DESIGN §9)",
+            token_refusals.clone(),
+        );
+        let fenced_orders = Family::<OrderLabels, Counter>::default();
+        registry.register(
+            "fenced_orders",
+            "Deletions, tasks and cancellations ignored because the metaserver that sent them \
+             was not the active of the highest term seen, by kind",
+            fenced_orders.clone(),
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -178,8 +205,22 @@ impl Metrics {
             "Passes of the block scanner over every stored block",
             scan_passes.clone(),
         );
+        let block_keys = gauge(
+            &mut registry,
+            "block_keys",
+            "Block keys this server knows (learnt from heartbeat replies)",
+        );
+        // Every reason shows from the start, at 0: a dashboard tells "none" from "unknown".
+        for method in ["write_block", "read_block", "block_info", "partial"] {
+            for reason in raftfs_core::block_token::TokenError::REASONS {
+                let _ = token_refusals.get_or_create(&RefusalLabels { method, reason });
+            }
+        }
         Self {
             registry,
+            token_refusals,
+            fenced_orders,
+            block_keys,
             scanned_bytes,
             scan_corrupt,
             scan_passes,
@@ -240,6 +281,25 @@ impl Metrics {
     }
 
     /// Sets the storage gauges.
+    /// A data call `method` refused for its token, for `reason`.
+    pub fn token_refused(&self, method: &'static str, reason: &'static str) {
+        self.token_refusals
+            .get_or_create(&RefusalLabels { method, reason })
+            .inc();
+    }
+
+    /// `n` orders of `kind` (`delete`, `task`, `cancel`) ignored from a deposed active.
+    pub fn fenced(&self, kind: &'static str, n: usize) {
+        self.fenced_orders
+            .get_or_create(&OrderLabels { kind })
+            .inc_by(n as u64);
+    }
+
+    /// How many block keys this server knows.
+    pub fn set_block_keys(&self, n: usize) {
+        self.block_keys.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     /// A reconstruction task `started`, `finished` or `failed`.
     pub fn reconstruction_task(&self, outcome: &'static str) {
         self.reconstruction_tasks

@@ -88,6 +88,7 @@ pub async fn serve(
     }
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let keys = Arc::new(crate::tokens::Keys::new(tls.is_none()));
     let worker = Worker::new(
         volumes.clone(),
         metrics.clone(),
@@ -107,6 +108,7 @@ pub async fn serve(
         volumes.clone(),
         metrics.clone(),
         worker.clone(),
+        keys.clone(),
         stopped.clone(),
     );
 
@@ -138,6 +140,7 @@ pub async fn serve(
         metaservers,
         worker,
         authorizer: raftfs_core::identity::Authorizer::without_admins(tls.is_none()),
+        keys,
     });
     let storage = node.volumes.storage();
     tracing::info!(

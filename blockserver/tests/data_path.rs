@@ -74,7 +74,10 @@ async fn unknown_blocks_and_bad_requests_are_typed_errors() {
     assert_eq!(kind(&missing), pb::ErrorKind::BlockNotFound);
 
     let unnamed = c
-        .block_info(pb::BlockInfoRequest { block: None })
+        .block_info(pb::BlockInfoRequest {
+            block: None,
+            token: Vec::new(),
+        })
         .await
         .expect_err("no block");
     assert_eq!(unnamed.code(), Code::InvalidArgument);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Blockserver, RecordingMeta, bytes, eventually, read, write};
+use common::{Blockserver, RecordingMeta, bytes, eventually, node_token, read, write};
 use raftfs_proto as pb;
 
 fn task(id: u64, group: u64, len: u64, source: &str, weight: u32) -> pb::ReconstructionTask {
@@ -23,6 +23,7 @@ fn task(id: u64, group: u64, len: u64, source: &str, weight: u32) -> pb::Reconst
         }],
         weight,
         aggregate: true,
+        token: node_token(group),
     }
 }
 
@@ -168,6 +169,7 @@ async fn malformed_tasks_are_refused_and_reported_failed() {
         offset: 0,
         all: vec![1, 2, 2],
         local: Vec::new(),
+        token: node_token(1 << 20),
     };
     let e = target
         .client()
@@ -187,6 +189,7 @@ async fn malformed_tasks_are_refused_and_reported_failed() {
         offset: 0,
         all: vec![0],
         local: Vec::new(),
+        token: node_token(1),
     };
     let e = target
         .client()
@@ -200,6 +203,7 @@ async fn malformed_tasks_are_refused_and_reported_failed() {
         .await
         .block_info(pb::BlockInfoRequest {
             block: Some(pb::BlockRef { group: 1, index: 0 }),
+            token: node_token(1),
         })
         .await
         .expect_err("no such block, but an answer");

@@ -124,12 +124,15 @@ async fn a_metaserver_that_comes_up_late_is_registered_with_and_told_everything(
         .port();
     let addr = format!("127.0.0.1:{port}");
     let a = addr.clone();
-    let server = Blockserver::start(1, move |c| c.metaservers = vec![a]).await;
+    // One metaserver is up (it hands out the block keys a write needs); the other is not.
+    let up = RecordingMeta::default();
+    let (up_addr, _up) = up.start().await;
+    let server = Blockserver::start(1, move |c| c.metaservers = vec![up_addr, a]).await;
     let mut c = server.client().await;
     // The data service works meanwhile.
     write(&mut c, 1, 0, b"early", 5)
         .await
-        .expect("write without a metaserver");
+        .expect("write while a metaserver is down");
 
     let meta = RecordingMeta::default();
     let listener = tokio::net::TcpListener::bind(&addr)

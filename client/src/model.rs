@@ -261,6 +261,30 @@ pub struct LocatedGroup {
     pub targets: Vec<BlockLocation>,
     /// Where the internal blocks are known to be complete, from block reports (reads).
     pub locations: Vec<BlockLocation>,
+    /// The block access token the metaserver signed for this caller (DESIGN §9): read for a
+    /// located group, write and read for one just allocated. Never printed or serialized.
+    #[serde(skip)]
+    pub token: AccessToken,
+}
+
+/// A block access token, as opaque bytes (the blockservers check it).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AccessToken(pub Vec<u8>);
+
+impl AccessToken {
+    /// Whether the token still counts `margin_ms` from `now_ms` (as the claims it carries
+    /// say; a token the client cannot read is left for the blockserver to judge).
+    pub fn fresh(&self, now_ms: u64, margin_ms: u64) -> bool {
+        raftfs_core::block_token::BlockToken::decode(&self.0).map_or(true, |t| {
+            t.claims.expires_ms > now_ms.saturating_add(margin_ms)
+        })
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AccessToken({} bytes)", self.0.len())
+    }
 }
 
 /// A page of a file's closed block groups, from `get_blocks`.
@@ -299,6 +323,7 @@ pub(crate) fn located_group(g: pb::BlockGroup) -> LocatedGroup {
         length: g.length,
         targets: g.targets.into_iter().map(block_location).collect(),
         locations: g.locations.into_iter().map(block_location).collect(),
+        token: AccessToken(g.token),
     }
 }
 
@@ -469,6 +494,7 @@ mod tests {
             length: 5,
             targets: vec![loc(0, 3), loc(1, 4)],
             locations: vec![loc(1, 4), loc(0, 3), loc(1, 9)],
+            token: vec![1, 2, 3],
         });
         assert_eq!(
             (g.id, g.index, g.offset, g.length),

@@ -374,7 +374,10 @@ pub fn check(
         return Err(TokenError::Expired { expired_ms, now_ms });
     }
     let no_block = want.indices.0 == 0;
-    if no_block || c.pool != DEFAULT_POOL || c.group != want.group || !c.indices.covers(want.indices)
+    if no_block
+        || c.pool != DEFAULT_POOL
+        || c.group != want.group
+        || !c.indices.covers(want.indices)
     {
         return Err(TokenError::WrongBlock);
     }
@@ -547,7 +550,11 @@ mod tests {
             Err(TokenError::WrongMode(Mode::Write))
         );
         assert_eq!(
-            ok(&want(42, 5, Mode::Read), &user("bob", PortPolicy::Tls), 12_000),
+            ok(
+                &want(42, 5, Mode::Read),
+                &user("bob", PortPolicy::Tls),
+                12_000
+            ),
             Err(TokenError::WrongHolder)
         );
         assert_eq!(
@@ -555,12 +562,20 @@ mod tests {
             Err(TokenError::WrongHolder)
         );
         assert!(matches!(
-            ok(&want(42, 5, Mode::Read), &user("alice", PortPolicy::Plain), 12_000),
+            ok(
+                &want(42, 5, Mode::Read),
+                &user("alice", PortPolicy::Plain),
+                12_000
+            ),
             Err(TokenError::WrongPort { .. })
         ));
         // A more protected port than the one it was earned on is fine.
         assert_eq!(
-            ok(&want(42, 5, Mode::Read), &user("alice", PortPolicy::Mtls), 12_000),
+            ok(
+                &want(42, 5, Mode::Read),
+                &user("alice", PortPolicy::Mtls),
+                12_000
+            ),
             Ok(())
         );
     }
@@ -582,7 +597,14 @@ mod tests {
         let mut forged = BlockToken::decode(&t).expect("decodes");
         forged.claims.group = GroupId(43);
         assert_eq!(
-            check(&ring, &forged.encode(), &want(43, 0, Mode::Read), &alice, false, 12_000),
+            check(
+                &ring,
+                &forged.encode(),
+                &want(43, 0, Mode::Read),
+                &alice,
+                false,
+                12_000
+            ),
             Err(TokenError::BadSignature)
         );
         let unknown = KeyRing::from_keys([key(2, 7)]);
@@ -599,14 +621,24 @@ mod tests {
             Err(TokenError::Malformed(_))
         ));
         assert!(matches!(
-            check(&ring, &vec![1; MAX_TOKEN_BYTES + 1], &w, &alice, false, 12_000),
+            check(
+                &ring,
+                &vec![1; MAX_TOKEN_BYTES + 1],
+                &w,
+                &alice,
+                false,
+                12_000
+            ),
             Err(TokenError::Malformed(_))
         ));
         // Every byte flipped in turn: never accepted.
         for i in 0..t.len() {
             let mut bad = t.clone();
             bad[i] ^= 0x40;
-            assert!(check(&ring, &bad, &w, &alice, false, 12_000).is_err(), "byte {i}");
+            assert!(
+                check(&ring, &bad, &w, &alice, false, 12_000).is_err(),
+                "byte {i}"
+            );
         }
     }
 
@@ -627,7 +659,10 @@ mod tests {
             port: PortPolicy::Mtls,
         };
         assert_eq!(check(&ring, &t, &w, &member, false, 11_000), Ok(()));
-        assert_eq!(check(&ring, &t, &w, &node(PortPolicy::Plain), false, 11_000), Ok(()));
+        assert_eq!(
+            check(&ring, &t, &w, &node(PortPolicy::Plain), false, 11_000),
+            Ok(())
+        );
         let mallory = user("mallory", PortPolicy::Plain);
         assert_eq!(
             check(&ring, &t, &w, &mallory, false, 11_000),
@@ -663,7 +698,10 @@ mod tests {
         let ring = KeyRing::default();
         assert!(ring.roll_due(0, 600_000));
         assert_eq!(ring.next_id(), 1);
-        assert!(ring.mint(Claims::for_nodes(GroupId(1), &[Mode::Read], 0, 1), 0).is_none());
+        assert!(
+            ring.mint(Claims::for_nodes(GroupId(1), &[Mode::Read], 0, 1), 0)
+                .is_none()
+        );
         let ring = KeyRing::from_keys([key(1, 7)]);
         assert!(!ring.roll_due(1_000 + 599_999, 600_000));
         assert!(ring.roll_due(1_000 + 600_000, 600_000));

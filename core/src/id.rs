@@ -94,10 +94,19 @@ id_newtype!(
     CallId
 );
 id_newtype!(
-    /// A reconstruction task: numbered from 1 by the active's scheduler when it takes
-    /// office; an outcome is matched to its task by id, group and index together.
+    /// A reconstruction task: numbered by the active's scheduler from
+    /// [`TaskId::first_of_term`] of the term it is active in, so that ids are unique across
+    /// failovers; an outcome is matched to its task by id, group and index together.
     TaskId
 );
+
+impl TaskId {
+    /// The first task id of Raft term `term`: the term in the high 32 bits, a counter from 1
+    /// in the low ones (4 billion tasks a term; terms past 2^32 saturate).
+    pub const fn first_of_term(term: u64) -> TaskId {
+        TaskId(term.saturating_mul(1 << 32).saturating_add(1))
+    }
+}
 
 impl CallId {
     /// The id of calls that the retry cache does not keep.

@@ -186,7 +186,11 @@ fn block_key(id: u32) -> BlockKey {
 /// (signed by key 2: a token is a record of its own so that its claims can change).
 #[test]
 fn golden_block_key_records_v1() {
-    golden::<BlockKeys>("block-keys-v1", 1, &BlockKeys(vec![block_key(1), block_key(2)]));
+    golden::<BlockKeys>(
+        "block-keys-v1",
+        1,
+        &BlockKeys(vec![block_key(1), block_key(2)]),
+    );
     let token = BlockToken::mint(
         &block_key(2),
         Claims {

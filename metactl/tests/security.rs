@@ -169,6 +169,7 @@ async fn one_call_per_service(
             ok(BlockDataClient::new(channel(block, dial))
                 .block_info(pb::BlockInfoRequest {
                     block: Some(pb::BlockRef { group: 1, index: 0 }),
+                    token: Vec::new(),
                 })
                 .await),
         ),
@@ -246,10 +247,11 @@ async fn callers_a_tls_port_cannot_authenticate_are_refused_on_every_service() {
     for (service, r) in one_call_per_service(&meta, &block, &root).await {
         match service {
             "Namespace.Stat" | "Admin.ClusterStatus" => r.expect(service),
-            // Reached: block access tokens (issue 17) will decide who reads which block.
+            // Reached, and refused for want of a block access token (DESIGN §9).
             "BlockData.BlockInfo" => {
-                let s = r.expect_err("no such block");
-                assert_eq!(s.code(), tonic::Code::NotFound, "{s}");
+                let s = r.expect_err("no token");
+                assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s}");
+                assert_eq!(kind_of(&s), Some(ErrorKind::InvalidBlockToken), "{s}");
             }
             _ => assert_denied(service, r),
         }

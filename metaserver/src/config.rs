@@ -233,6 +233,39 @@ impl Permissions {
     }
 }
 
+/// Block access tokens (DESIGN §9): how long a token counts and how often the active makes
+/// a new key. As HDFS's `dfs.block.access.token.lifetime` and `key.update.interval` (600
+/// minutes each there).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BlockTokens {
+    /// How long a token counts after the metaserver signed it, seconds. A reader or writer
+    /// whose token expired asks for the file's blocks again.
+    pub lifetime_secs: u64,
+    /// How often the active rolls a new key, seconds. A key lives `key-roll-secs +
+    /// lifetime-secs`, so that every token signed with it can run its course.
+    pub key_roll_secs: u64,
+}
+
+impl Default for BlockTokens {
+    fn default() -> Self {
+        Self {
+            lifetime_secs: 10 * 3600,
+            key_roll_secs: 600,
+        }
+    }
+}
+
+impl BlockTokens {
+    pub fn lifetime_ms(&self) -> u64 {
+        self.lifetime_secs.saturating_mul(1000)
+    }
+
+    pub fn key_roll_ms(&self) -> u64 {
+        self.key_roll_secs.saturating_mul(1000)
+    }
+}
+
 /// Everything a metaserver needs to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -277,6 +310,7 @@ pub struct Config {
     /// The protection of `listen-addr`, more ports, TLS files.
     pub security: WireSecurity,
     pub permissions: Permissions,
+    pub block_tokens: BlockTokens,
 }
 
 impl Default for Config {
@@ -301,6 +335,7 @@ impl Default for Config {
             storage: StorageTuning::default(),
             security: WireSecurity::default(),
             permissions: Permissions::default(),
+            block_tokens: BlockTokens::default(),
         }
     }
 }
@@ -362,6 +397,10 @@ impl Config {
         ids.dedup();
         if ids.len() != self.initial_members.len() || ids.contains(&MemberId(0)) {
             return bad("initial-members must have distinct ids > 0".into());
+        }
+        let t = &self.block_tokens;
+        if t.lifetime_secs == 0 || t.key_roll_secs == 0 {
+            return bad("block-tokens.lifetime-secs and key-roll-secs must be > 0".into());
         }
         let r = &self.raft;
         if r.heartbeat_ms == 0 || r.election_timeout_min_ms < 3 * r.heartbeat_ms {

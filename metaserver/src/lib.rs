@@ -13,6 +13,7 @@
 //!   into a running server ([`server::serve`]), which the `metaserver` binary and
 //!   `metactl serve-meta` both call.
 
+pub mod block_tokens;
 pub mod config;
 pub mod error;
 pub mod generate;

@@ -38,6 +38,8 @@ pub struct MetaNode {
     pub(crate) authorizer: raftfs_core::identity::Authorizer,
     /// Taken off the mode of everything created (`[permissions] umask`).
     pub(crate) umask: u16,
+    /// Block access tokens' lifetime and key roll (`[block-tokens]`).
+    pub(crate) tokens: crate::config::BlockTokens,
     /// The blockservers, their blocks and the work on them.
     pub(crate) blocks: BlockState,
     /// The statuses of this member's background workers (owned by the server).
@@ -198,6 +200,14 @@ impl MetaNode {
     /// This member's role now.
     pub fn role(&self) -> Role {
         Role::of(self.id, &self.raft.metrics().borrow())
+    }
+
+    /// This member's role and its current Raft term, read together: what a heartbeat reply
+    /// tells a blockserver, so that it can ignore a deposed active (DESIGN §9, fences).
+    pub fn role_in_term(&self) -> (Role, u64) {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        (Role::of(self.id, &m), m.current_term)
     }
 
     /// Gate of every client read: the active (with a recent quorum) serves every read, an

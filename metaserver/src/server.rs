@@ -57,6 +57,10 @@ pub enum ServerError {
 /// How often the active looks for blocks of deleted groups that servers reported earlier.
 const GARBAGE_SWEEP_PERIOD: Duration = Duration::from_secs(3);
 
+/// How often the active checks whether a new block key is due: a new active makes the
+/// cluster's first key within this of its election.
+const BLOCK_KEY_CHECK_PERIOD: Duration = Duration::from_millis(500);
+
 /// How long a stopping server waits for each background worker.
 const WORKER_GRACE: Duration = Duration::from_secs(5);
 
@@ -167,6 +171,7 @@ pub async fn serve(
         dialer,
         authorizer: config.permissions.authorizer(tls.is_none()),
         umask: config.permissions.umask()?,
+        tokens: config.block_tokens.clone(),
         blocks: BlockState::new(config.blocks.clone()),
         workers: workers.statuses(),
         long_reads: raftfs_runtime::ReadPool::new(
@@ -283,6 +288,12 @@ fn spawn_workers(workers: &mut Workers, node: &MetaNode, config: &Config) {
             async move { crate::lease_recovery::recovery_round(&n).await }
         },
     );
+    let n = node.clone();
+    let tokens = config.block_tokens.clone();
+    workers.spawn_periodic("block-keys", BLOCK_KEY_CHECK_PERIOD, move || {
+        let (n, tokens) = (n.clone(), tokens.clone());
+        async move { crate::block_tokens::roll_round(&n, &tokens).await }
+    });
     let n = node.clone();
     let budget = config.namespace.reclaim_budget;
     workers.spawn_periodic(

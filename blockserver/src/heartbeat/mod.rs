@@ -33,6 +33,7 @@ use crate::metaservers::Metaservers;
 use crate::metrics::Metrics;
 use crate::reconstruction::Worker;
 use crate::reconstruction::worker::Outbox;
+use crate::tokens::{Fence, Keys};
 use crate::volumes::{BlockEvent, Volumes};
 use report::Pending;
 
@@ -63,6 +64,9 @@ struct Ctx {
     volumes: Arc<Volumes>,
     metrics: Arc<Metrics>,
     worker: Arc<Worker>,
+    keys: Arc<Keys>,
+    /// The highest term any metaserver named: orders count only from its active.
+    fence: Fence,
 }
 
 /// Starts one task per metaserver; they end when `shutdown` turns true (or its sender goes).
@@ -72,6 +76,7 @@ pub fn spawn(
     volumes: Arc<Volumes>,
     metrics: Arc<Metrics>,
     worker: Arc<Worker>,
+    keys: Arc<Keys>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let ctx = Arc::new(Ctx {
@@ -79,6 +84,8 @@ pub fn spawn(
         volumes,
         metrics,
         worker,
+        keys,
+        fence: Fence::default(),
     });
     metaservers
         .links()
@@ -332,24 +339,67 @@ impl Task {
                 return sent;
             }
         };
-        if !reply.delete.is_empty() {
-            self.delete(&reply.delete).await;
-        }
-        if let Some(t) = reply.throttle {
-            self.ctx.worker.budgets.update(&convert::throttle(t));
-        }
-        self.ctx.worker.cancel(&convert::task_ids(&reply.cancel));
-        for task in reply.tasks {
-            let (id, group, index) = (TaskId(task.task_id), GroupId(task.group), task.index);
-            match convert::reconstruction_task(task) {
-                Ok(task) => self.ctx.worker.spawn(task, self.outbox.clone()),
-                Err(why) => self.ctx.worker.refuse(id, group, index, why, &self.outbox),
-            }
+        let known = self.ctx.keys.learn(&reply.keys);
+        self.ctx.metrics.set_block_keys(known);
+        if !self.ctx.fence.admits(reply.term, reply.active) {
+            self.ignore_orders(&reply);
+        } else {
+            self.carry_out(reply.delete, reply.throttle, &reply.cancel, reply.tasks)
+                .await;
         }
         if reply.reregister {
             Sent::Reregister
         } else {
             Sent::Done
+        }
+    }
+
+    /// Carries out what the active of the highest term sent: deletions, its budgets,
+    /// cancellations, then new tasks (a rescheduled one may follow the cancellation of its
+    /// predecessor in the same reply).
+    async fn carry_out(
+        &self,
+        delete: Vec<pb::ReportedBlock>,
+        throttle: Option<pb::Throttle>,
+        cancel: &[u64],
+        tasks: Vec<pb::ReconstructionTask>,
+    ) {
+        if !delete.is_empty() {
+            self.delete(&delete).await;
+        }
+        if let Some(t) = throttle {
+            self.ctx.worker.budgets.update(&convert::throttle(t));
+        }
+        self.ctx.worker.cancel(&convert::task_ids(cancel));
+        for mut task in tasks {
+            let (id, group, index) = (TaskId(task.task_id), GroupId(task.group), task.index);
+            let token = std::mem::take(&mut task.token);
+            match convert::reconstruction_task(task) {
+                Ok(task) => self.ctx.worker.spawn(task, token, self.outbox.clone()),
+                Err(why) => self.ctx.worker.refuse(id, group, index, why, &self.outbox),
+            }
+        }
+    }
+
+    /// A reply from a metaserver that is not the active of the highest term seen: its
+    /// orders (a deposed active's queued deletions and work) are dropped and counted.
+    fn ignore_orders(&self, reply: &pb::HeartbeatResponse) {
+        let orders = [
+            ("delete", reply.delete.len()),
+            ("task", reply.tasks.len()),
+            ("cancel", reply.cancel.len()),
+        ];
+        for (kind, n) in orders {
+            if n > 0 {
+                tracing::warn!(
+                    kind,
+                    n,
+                    term = reply.term,
+                    highest = self.ctx.fence.highest(),
+                    "orders from a metaserver that is not the active of the highest term: ignored"
+                );
+                self.ctx.metrics.fenced(kind, n);
+            }
         }
     }
 

@@ -92,7 +92,8 @@ impl Worker {
 
     /// Starts `task` (unless the same block is being rebuilt already); its outcome goes to
     /// `outbox`.
-    pub fn spawn(self: &Arc<Self>, task: ReconstructionTask, outbox: Outbox) {
+    /// `token`: the task's block access token, for its reads of the sources.
+    pub fn spawn(self: &Arc<Self>, task: ReconstructionTask, token: Vec<u8>, outbox: Outbox) {
         let key = (task.group, task.index);
         if !lock(&self.running).insert(key) {
             return;
@@ -112,7 +113,7 @@ impl Worker {
         let handle = tokio::spawn(async move {
             let _guard = guard;
             let _cleanup = cleanup;
-            let r = worker.run(&task).await;
+            let r = worker.run(&task, &token).await;
             match &r {
                 Ok(len) => {
                     worker.metrics.reconstruction_task("finished");
@@ -188,6 +189,7 @@ impl Worker {
         group: GroupId,
         offset: u64,
         len: u64,
+        token: &[u8],
     ) -> Result<Vec<u8>, TaskError> {
         if src.rack != self.rack {
             self.budgets.read(len, &src.rack).await;
@@ -196,7 +198,7 @@ impl Worker {
         }
         let out = self
             .peers
-            .read(&src.addr, group, src.index, offset, len)
+            .read(&src.addr, group, src.index, offset, len, token)
             .await?;
         self.metrics.reconstruction_read(&src.rack, len);
         Ok(out)
@@ -204,7 +206,7 @@ impl Worker {
 
     /// Rebuilds the task's block; returns its length. The task was validated when it
     /// arrived ([`crate::convert::reconstruction_task`]): its block and reads are bounded.
-    async fn run(&self, task: &ReconstructionTask) -> Result<u64, TaskError> {
+    async fn run(&self, task: &ReconstructionTask, token: &[u8]) -> Result<u64, TaskError> {
         let id = crate::convert::block_id(task.group.into(), task.index)?;
         let volumes = self.volumes.clone();
         let mut writer = tokio::task::spawn_blocking(move || volumes.create(id)).await??;
@@ -217,7 +219,8 @@ impl Worker {
         while at < len {
             let chunk = match (&task.policy.layout(), &codec) {
                 (Some(layout), Some(codec)) => {
-                    self.decode_stripe(task, *layout, codec.clone(), at).await?
+                    self.decode_stripe(task, *layout, codec.clone(), at, token)
+                        .await?
                 }
                 _ => {
                     let n = PIECE.min(len - at);
@@ -229,7 +232,7 @@ impl Worker {
                             have: 0,
                             need: 1,
                         })?;
-                    self.read(src, task.group, at, n).await?
+                    self.read(src, task.group, at, n, token).await?
                 }
             };
             if chunk.is_empty() {
@@ -261,6 +264,7 @@ impl Worker {
         layout: Layout,
         codec: Arc<dyn ErasureCodec>,
         at: u64,
+        token: &[u8],
     ) -> Result<Vec<u8>, TaskError> {
         let cell = layout.stripe_data() / codec.data_cells() as u64;
         let want = layout
@@ -286,11 +290,11 @@ impl Worker {
             }
         });
         let mine = task.partial(at, here.into_iter().cloned().collect());
-        let mine = self.partial(&mine);
+        let mine = self.partial(&mine, token);
         let theirs = remote.values().filter_map(|sources| {
             let via = *sources.first()?;
             let cell = task.partial(at, sources.iter().map(|s| (*s).clone()).collect());
-            Some(async move { (via, self.remote_partial(via, &cell).await) })
+            Some(async move { (via, self.remote_partial(via, &cell, token).await) })
         });
         let (mine, theirs) = tokio::join!(mine, futures::future::join_all(theirs));
         let mut out = mine?;
@@ -316,8 +320,9 @@ impl Worker {
         &self,
         via: &BlockSource,
         cell: &PartialCell,
+        token: &[u8],
     ) -> Result<Vec<u8>, TaskError> {
-        let data = self.peers.partial(&via.addr, cell).await?;
+        let data = self.peers.partial(&via.addr, cell, token).await?;
         // One cell crossed from that rack: counted and charged like a read from it.
         self.budgets.read(data.len() as u64, &via.rack).await;
         self.metrics
@@ -329,7 +334,8 @@ impl Worker {
     /// `req.all` with every other source's cell as zeros (as long as the stripe's cell 0).
     /// `req` was validated where it was made (a validated task's, or
     /// [`crate::convert::partial_cell`] for a peer's): k sources within the width.
-    pub async fn partial(&self, req: &PartialCell) -> Result<Vec<u8>, TaskError> {
+    /// `token` is the one the cell was asked with: the local sources are read with it.
+    pub async fn partial(&self, req: &PartialCell, token: &[u8]) -> Result<Vec<u8>, TaskError> {
         let (Some(layout), Some(codec)) =
             (req.policy.layout(), raftfs_codec::for_policy(&req.policy)?)
         else {
@@ -349,7 +355,7 @@ impl Worker {
             let bytes = if n == 0 || s.is_zeros() {
                 Vec::new()
             } else {
-                self.read(s, req.group, req.offset, n).await?
+                self.read(s, req.group, req.offset, n, token).await?
             };
             Ok::<_, TaskError>((s.index as usize, bytes))
         });

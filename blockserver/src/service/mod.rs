@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::Stream;
-use raftfs_core::identity::{Authorizer, Need};
+use raftfs_core::block_token::{Indices, Mode, Want};
+use raftfs_core::id::GroupId;
+use raftfs_core::identity::{Authorizer, Caller, Need};
 use raftfs_proto as pb;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -23,6 +25,8 @@ use crate::convert;
 use crate::error::{BlockError, TaskError};
 use crate::metaservers::Metaservers;
 use crate::metrics::Metrics;
+use crate::store::BlockId;
+use crate::tokens::Keys;
 use crate::volumes::Volumes;
 
 /// Most bytes in one data message (a write's pieces; reads send at most [`READ_PIECE`]).
@@ -43,6 +47,8 @@ pub struct BlockNode {
     pub worker: Arc<crate::reconstruction::Worker>,
     /// Who may make which class of call (`claimed_nodes` only without certificates).
     pub authorizer: Authorizer,
+    /// The block keys, to check every data call's token with (DESIGN §9).
+    pub keys: Arc<Keys>,
 }
 
 /// The service; cheap to clone.
@@ -70,6 +76,36 @@ fn authorize<T>(rule: &Authorizer, req: &Request<T>, need: Need) -> Result<(), B
     })
 }
 
+/// The caller the port established (`raftfs_runtime::ports::Authenticate`).
+fn caller_of<T>(req: &Request<T>) -> Result<Arc<Caller>, BlockError> {
+    raftfs_runtime::caller_of(req).map_err(|s| BlockError::Internal(s.message().into()))
+}
+
+/// Refuses a data call whose block access token does not cover `want` for `caller` (DESIGN
+/// §9), before anything is read, written or allocated; counted by method and reason.
+async fn check_token(
+    node: &BlockNode,
+    method: &'static str,
+    caller: &Caller,
+    token: &[u8],
+    want: Want,
+) -> Result<(), BlockError> {
+    node.keys.check(token, &want, caller).await.map_err(|e| {
+        node.metrics.token_refused(method, e.reason());
+        tracing::info!(method, error = %e, "block token refused");
+        BlockError::Token(e)
+    })
+}
+
+/// What a call on one internal block asks.
+fn want(block: BlockId, mode: Mode) -> Want {
+    Want {
+        group: GroupId(block.group),
+        indices: Indices::one(u32::from(block.index)),
+        mode,
+    }
+}
+
 #[tonic::async_trait]
 impl pb::block_data_server::BlockData for BlockDataService {
     #[tracing::instrument(skip_all, fields(group, index, length))]
@@ -78,7 +114,10 @@ impl pb::block_data_server::BlockData for BlockDataService {
         request: Request<Streaming<pb::WriteBlockRequest>>,
     ) -> Result<Response<pb::WriteBlockResponse>, Status> {
         let start = Instant::now();
-        let r = write::write_block(&self.node, request.into_inner()).await;
+        let r = match caller_of(&request) {
+            Ok(caller) => write::write_block(&self.node, &caller, request.into_inner()).await,
+            Err(e) => Err(e),
+        };
         self.node
             .metrics
             .observe_rpc("write_block", start.elapsed(), r.is_ok());
@@ -107,7 +146,13 @@ impl pb::block_data_server::BlockData for BlockDataService {
         request: Request<pb::ReadBlockRequest>,
     ) -> Result<Response<Self::ReadBlockStream>, Status> {
         let start = Instant::now();
-        match read::read_block(self.node.clone(), request.into_inner(), start).await {
+        let r = match caller_of(&request) {
+            Ok(caller) => {
+                read::read_block(self.node.clone(), &caller, request.into_inner(), start).await
+            }
+            Err(e) => Err(e),
+        };
+        match r {
             Ok(stream) => Ok(Response::new(stream)),
             Err(e) => {
                 self.node
@@ -129,7 +174,11 @@ impl pb::block_data_server::BlockData for BlockDataService {
     ) -> Result<Response<pb::BlockInfoResponse>, Status> {
         let start = Instant::now();
         let r = async {
-            let block = convert::block_ref(request.get_ref().block.as_ref())?;
+            let caller = caller_of(&request)?;
+            let req = request.get_ref();
+            let block = convert::block_ref(req.block.as_ref())?;
+            let want = want(block, Mode::Read);
+            check_token(&self.node, "block_info", &caller, &req.token, want).await?;
             let volumes = self.node.volumes.clone();
             tokio::task::spawn_blocking(move || volumes.length(block)).await?
         }
@@ -151,13 +200,26 @@ impl pb::block_data_server::BlockData for BlockDataService {
         if let Err(e) = authorize(&self.node.authorizer, &request, Need::AnyBlockServer) {
             return Err(TaskError::from(e).into());
         }
-        let req = request.into_inner();
+        let caller = caller_of(&request).map_err(TaskError::from)?;
+        let mut req = request.into_inner();
         let span = tracing::Span::current();
         span.record("group", req.group);
         span.record("lost", req.lost);
         span.record("offset", req.offset);
+        let token = std::mem::take(&mut req.token);
         let r = match convert::partial_cell(req) {
-            Ok(cell) => self.node.worker.partial(&cell).await,
+            Ok(cell) => {
+                let want = Want {
+                    group: cell.group,
+                    indices: Indices::of(cell.local.iter().map(|s| s.index)),
+                    mode: Mode::Read,
+                };
+                match check_token(&self.node, "partial", &caller, &token, want).await {
+                    // The rack's cells are read with the same token (a node's).
+                    Ok(()) => self.node.worker.partial(&cell, &token).await,
+                    Err(e) => Err(e.into()),
+                }
+            }
             Err(why) => Err(why.into()),
         };
         self.node

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use raftfs_core::block_token::Mode;
+use raftfs_core::identity::Caller;
 use raftfs_proto as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -41,10 +43,13 @@ pub(crate) fn pieces(from: u64, to: u64, piece: u64) -> impl Iterator<Item = (u6
 /// a range beyond it) are the RPC's status.
 pub(super) async fn read_block(
     node: Arc<BlockNode>,
+    caller: &Caller,
     request: pb::ReadBlockRequest,
     start: Instant,
 ) -> Result<ReadStream, BlockError> {
     let block = convert::block_ref(request.block.as_ref())?;
+    let want = super::want(block, Mode::Read);
+    super::check_token(&node, "read_block", caller, &request.token, want).await?;
     let volumes = node.volumes.clone();
     let length = tokio::task::spawn_blocking(move || volumes.length(block)).await??;
     let (offset, len) = (request.offset, request.length);

@@ -27,6 +27,7 @@ fn block_code(e: &BlockError) -> (Code, ErrorKind) {
         BlockError::NoVolume(_) => (Code::Unavailable, ErrorKind::Storage),
         BlockError::InvalidArgument(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
         BlockError::Denied(_) => (Code::PermissionDenied, ErrorKind::PermissionDenied),
+        BlockError::Token(_) => (Code::PermissionDenied, ErrorKind::InvalidBlockToken),
         BlockError::Internal(_) => (Code::Internal, ErrorKind::Internal),
     }
 }

@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use raftfs_core::block_token::Mode;
+use raftfs_core::identity::Caller;
 use raftfs_proto as pb;
 use tokio::sync::mpsc;
 use tonic::Streaming;
@@ -37,6 +39,7 @@ enum Piece {
 
 pub(super) async fn write_block(
     node: &BlockNode,
+    caller: &Caller,
     mut stream: Streaming<pb::WriteBlockRequest>,
 ) -> Result<u64, BlockError> {
     let first = match stream.message().await {
@@ -54,6 +57,8 @@ pub(super) async fn write_block(
     let span = tracing::Span::current();
     span.record("group", block.group);
     span.record("index", block.index);
+    let want = super::want(block, Mode::Write);
+    super::check_token(node, "write_block", caller, &first.token, want).await?;
 
     let volumes = node.volumes.clone();
     let writer = tokio::task::spawn_blocking(move || volumes.create(block)).await??;

@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use raftfs_blockserver::Config;
+use raftfs_core::block_token::{BlockKey, BlockToken, Claims, Indices, Mode};
+use raftfs_core::id::GroupId;
+use raftfs_core::identity::{Caller, PortPolicy, Principal, Proof};
 use raftfs_proto as pb;
 use raftfs_proto::block_data_client::BlockDataClient;
 use tokio::net::TcpListener;
@@ -51,6 +54,54 @@ pub fn bytes(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// The block key the recording metaserver hands out in its heartbeat replies.
+pub fn test_key() -> BlockKey {
+    BlockKey {
+        id: 1,
+        secret: [42; 32],
+        created_ms: 0,
+        expires_ms: u64::MAX / 2,
+    }
+}
+
+/// Who the tests are on a blockserver without certificates: the simple-mode caller that
+/// claims no name.
+pub fn test_caller() -> Caller {
+    Caller {
+        principal: Principal::claimed(raftfs_runtime::ports::ANONYMOUS_USER).expect("a name"),
+        proof: Proof::Claimed,
+        port: PortPolicy::Plain,
+    }
+}
+
+/// A token signed with [`test_key`] for `claims`.
+pub fn token_for(claims: Claims) -> Vec<u8> {
+    BlockToken::mint(&test_key(), claims).encode()
+}
+
+/// A token of the test caller to read and write every block of `group`, as a metaserver
+/// signs for a writer.
+pub fn token(group: u64) -> Vec<u8> {
+    token_for(Claims::new(
+        &test_caller(),
+        GroupId(group),
+        Indices::ALL,
+        &[Mode::Read, Mode::Write],
+        0,
+        u64::MAX / 4,
+    ))
+}
+
+/// A token of the cluster's own work on `group`, as reconstruction tasks carry.
+pub fn node_token(group: u64) -> Vec<u8> {
+    token_for(Claims::for_nodes(
+        GroupId(group),
+        &[Mode::Read],
+        0,
+        u64::MAX / 4,
+    ))
+}
+
 /// A blockserver running in this process.
 pub struct Blockserver {
     pub addr: SocketAddr,
@@ -58,6 +109,8 @@ pub struct Blockserver {
     _dirs: Vec<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// Hands out the block keys when the test gives the server no metaserver of its own.
+    _keys: Option<(RecordingMeta, oneshot::Sender<()>)>,
 }
 
 impl Blockserver {
@@ -74,7 +127,17 @@ impl Blockserver {
             ..Config::default()
         };
         tweak(&mut config);
-        Self::run(config, dirs).await
+        let keys = if config.metaservers.is_empty() {
+            let meta = RecordingMeta::default();
+            let (addr, stop) = meta.start().await;
+            config.metaservers = vec![addr];
+            Some((meta, stop))
+        } else {
+            None
+        };
+        let mut server = Self::run(config, dirs).await;
+        server._keys = keys;
+        server
     }
 
     async fn run(config: Config, dirs: Vec<tempfile::TempDir>) -> Self {
@@ -100,6 +163,7 @@ impl Blockserver {
             _dirs: dirs,
             stop: Some(stop),
             task: Some(task),
+            _keys: None,
         }
     }
 
@@ -109,7 +173,10 @@ impl Blockserver {
         let mut config = self.config.clone();
         tweak(&mut config);
         let dirs = std::mem::take(&mut self._dirs);
-        Self::run(config, dirs).await
+        let keys = self._keys.take();
+        let mut server = Self::run(config, dirs).await;
+        server._keys = keys;
+        server
     }
 
     async fn halt(&mut self) {
@@ -185,12 +252,14 @@ pub fn write_messages(
             block: None,
             data: c.to_vec(),
             finalize: false,
+            token: Vec::new(),
         })
         .collect();
     if msgs.is_empty() {
         msgs.push(pb::WriteBlockRequest::default());
     }
     msgs[0].block = Some(pb::BlockRef { group, index });
+    msgs[0].token = token(group);
     if finalize && let Some(last) = msgs.last_mut() {
         last.finalize = true;
     }
@@ -223,6 +292,7 @@ pub async fn read(
             block: Some(pb::BlockRef { group, index }),
             offset,
             length,
+            token: token(group),
         })
         .await?
         .into_inner();
@@ -243,6 +313,7 @@ pub async fn info(
     Ok(client
         .block_info(pb::BlockInfoRequest {
             block: Some(pb::BlockRef { group, index }),
+            token: token(group),
         })
         .await?
         .into_inner()
@@ -285,6 +356,9 @@ pub struct Seen {
     to_delete: Vec<pb::ReportedBlock>,
     /// Reconstruction tasks to hand out with the next heartbeat reply.
     to_run: Vec<pb::ReconstructionTask>,
+    /// The term its replies name (at least 1), and whether they say it is not the active.
+    pub term: u64,
+    pub deposed: bool,
     /// Outcomes of reconstruction tasks, as heartbeats delivered them.
     pub finished: Vec<pb::TaskOutcome>,
 }
@@ -390,10 +464,19 @@ impl pb::block_servers_server::BlockServers for RecordingMeta {
         s.finished.extend(r.finished);
         let delete = std::mem::take(&mut s.to_delete);
         let tasks = std::mem::take(&mut s.to_run);
+        let key = test_key();
         Ok(Response::new(pb::HeartbeatResponse {
             reregister: false,
             delete,
             tasks,
+            keys: vec![pb::BlockKey {
+                id: key.id,
+                secret: key.secret.to_vec(),
+                created_ms: key.created_ms,
+                expires_ms: key.expires_ms,
+            }],
+            term: s.term.max(1),
+            active: !s.deposed,
             ..Default::default()
         }))
     }

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use raftfs_core::id::{BlockServerId, GroupId};
 
 use crate::client::Client;
+use crate::model::{AccessToken, LocatedGroup};
 
 /// Messages queued per stream: with 1 MiB cells, a few MiB in flight per internal block
 /// keeps every server busy without buffering a whole block in memory.
@@ -84,6 +85,7 @@ impl BlockStream {
         addr: &str,
         group: GroupId,
         index: u32,
+        token: &AccessToken,
     ) -> Result<Self, BlockFailure> {
         let mut rpc = data_client(client, addr)?;
         let (tx, rx) = mpsc::channel(STREAM_DEPTH);
@@ -94,6 +96,7 @@ impl BlockStream {
             }),
             data: Vec::new(),
             finalize: false,
+            token: token.0.clone(),
         };
         tx.try_send(first)
             .map_err(|e| BlockFailure::Other(format!("{addr}: {e}")))?;
@@ -127,6 +130,7 @@ impl BlockStream {
             block: None,
             data,
             finalize: false,
+            token: Vec::new(),
         };
         match tokio::time::timeout(timeout, self.tx.send(req)).await {
             Ok(Ok(())) => Ok(self),
@@ -147,6 +151,7 @@ impl BlockStream {
             block: None,
             data: Vec::new(),
             finalize: true,
+            token: Vec::new(),
         };
         let addr = self.addr.clone();
         let Self { tx, done, .. } = self;
@@ -168,11 +173,11 @@ impl BlockStream {
 }
 
 /// Reads `len` bytes at `offset` of internal block `index` of `group` from `addr`, within
-/// `timeout`.
+/// `timeout`, with the group's token.
 pub async fn read(
     client: &Client,
     addr: &str,
-    group: GroupId,
+    group: &LocatedGroup,
     index: u32,
     offset: u64,
     len: u64,
@@ -181,11 +186,12 @@ pub async fn read(
     let mut rpc = data_client(client, addr)?;
     let req = pb::ReadBlockRequest {
         block: Some(pb::BlockRef {
-            group: group.get(),
+            group: group.id.get(),
             index,
         }),
         offset,
         length: len,
+        token: group.token.0.clone(),
     };
     let fetch = async {
         let mut stream = rpc
@@ -200,7 +206,8 @@ pub async fn read(
         }
         if out.len() as u64 != len {
             return Err(BlockFailure::Other(format!(
-                "{addr}: block {group}/{index} returned {} of {len} bytes",
+                "{addr}: block {}/{index} returned {} of {len} bytes",
+                group.id,
                 out.len()
             )));
         }

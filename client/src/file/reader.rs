@@ -35,6 +35,16 @@ use raftfs_core::layout::Layout;
 /// Most bytes one background fetch reads (whole stripes of an EC file when they fit).
 const FETCH: u64 = 8 << 20;
 
+/// A group's token is renewed (its page fetched again) when it has less than this to run.
+const TOKEN_MARGIN_MS: u64 = 60_000;
+
+/// The wall clock, ms since the epoch (tokens carry the signing metaserver's).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Reads one file.
 #[derive(Debug)]
 pub struct FileReader {
@@ -210,11 +220,17 @@ impl Core {
         Ok(out)
     }
 
-    /// The group that holds file offset `at`: from the page fetched last, or from a new page
-    /// fetched from `at` on.
+    /// The group that holds file offset `at`: from the page fetched last while its block
+    /// access token has [`TOKEN_MARGIN_MS`] to run, or from a new page (new tokens) fetched
+    /// from `at` on: a reader open for longer than a token's lifetime goes on reading.
     async fn group_at(&self, at: u64) -> Result<LocatedGroup, FileError> {
         let holds = |g: &LocatedGroup| g.offset <= at && at < g.offset.saturating_add(g.length);
-        if let Some(g) = self.lock_window().iter().find(|g| holds(g)) {
+        let now = now_ms();
+        if let Some(g) = self
+            .lock_window()
+            .iter()
+            .find(|g| holds(g) && g.token.fresh(now, TOKEN_MARGIN_MS))
+        {
             return Ok(g.clone());
         }
         let per_fetch = self.client.config().block_groups_per_fetch;
@@ -257,7 +273,7 @@ impl Core {
         let timeout = self.client.config().block_read_timeout;
         let mut last = String::from("no replica is known");
         for loc in group.copies(0) {
-            match block_io::read(&self.client, &loc.addr, group.id, 0, offset, len, timeout).await {
+            match block_io::read(&self.client, &loc.addr, group, 0, offset, len, timeout).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(why) => {
                     tracing::warn!(group = %group.id, node = %loc.node, %why, "replica read failed");
@@ -329,7 +345,7 @@ impl Core {
                 match block_io::read(
                     &self.client,
                     &loc.addr,
-                    group.id,
+                    group,
                     loc.index,
                     p.block_offset,
                     p.len,
@@ -420,7 +436,7 @@ impl Core {
                     match block_io::read(
                         &self.client,
                         &loc.addr,
-                        group.id,
+                        group,
                         loc.index,
                         stripe_start,
                         len,

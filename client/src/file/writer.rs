@@ -30,7 +30,7 @@ use super::FileError;
 use super::block_io::{BlockFailure, BlockStream};
 use super::lease::LeaseRenewal;
 use crate::client::{Client, CreateOptions};
-use crate::model::BlockLocation;
+use crate::model::{AccessToken, BlockLocation};
 use raftfs_codec::ErasureCodec;
 use raftfs_core::StoragePolicy;
 use raftfs_core::id::{BlockServerId, GroupId};
@@ -75,6 +75,8 @@ enum Slot {
 struct OpenGroup {
     id: GroupId,
     targets: Vec<BlockLocation>,
+    /// The token the blockservers take the group's writes with.
+    token: AccessToken,
     slots: Vec<Slot>,
     /// Data bytes written into the group.
     bytes: u64,
@@ -341,7 +343,14 @@ impl Core {
                 Slot::Open(s) => s,
                 Slot::NotOpened => {
                     let t = &group.targets[i];
-                    match BlockStream::open(&client, t.node, &t.addr, group.id, t.index) {
+                    match BlockStream::open(
+                        &client,
+                        t.node,
+                        &t.addr,
+                        group.id,
+                        t.index,
+                        &group.token,
+                    ) {
                         Ok(s) => s,
                         Err(why) => {
                             group.why = Some(why);
@@ -455,6 +464,7 @@ impl Core {
         self.group = Some(OpenGroup {
             id: group.id,
             targets: group.targets,
+            token: group.token,
             slots: (0..width).map(|_| Slot::NotOpened).collect(),
             bytes: 0,
             why: None,

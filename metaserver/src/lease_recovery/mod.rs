@@ -91,6 +91,8 @@ pub async fn measure(
     let dead = node.blocks.registry.dead_nodes();
     let mut asks = Vec::new();
     let mut silent = Vec::new();
+    let ring = crate::block_tokens::keys(node).await?;
+    let token = crate::block_tokens::for_nodes(&ring, &node.tokens, group.id);
     for (i, target) in group.targets.iter().enumerate() {
         let index = if replicated { 0 } else { i as u32 };
         if dead.contains(target) {
@@ -105,12 +107,16 @@ pub async fn measure(
             group: group.id.into(),
             index,
         };
+        let token = token.clone();
         asks.push(async move {
             let ask = async {
                 let channel = node.dialer.endpoint(&addr).ok()?.connect().await.ok()?;
                 let mut client = BlockDataClient::new(channel);
                 match client
-                    .block_info(pb::BlockInfoRequest { block: Some(block) })
+                    .block_info(pb::BlockInfoRequest {
+                        block: Some(block),
+                        token,
+                    })
                     .await
                 {
                     Ok(info) => Some(info.into_inner().length),

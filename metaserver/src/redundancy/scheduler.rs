@@ -112,6 +112,8 @@ struct State {
     unrecoverable: u64,
     in_flight: HashMap<(GroupId, u32), InFlight>,
     next_task: TaskId,
+    /// The term `next_task` counts in ([`Scheduler::enter_term`]).
+    term: u64,
     started: u64,
     finished: u64,
     failed: u64,
@@ -161,6 +163,18 @@ impl Scheduler {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called by the active before it hands out work in `term`: task ids start over at
+    /// [`TaskId::first_of_term`], so that no id of this term is one a previous active handed
+    /// out (blockservers key running tasks, and the active their outcomes, by id; an id
+    /// reused after a failover let a cancellation abort the wrong task).
+    pub fn enter_term(&self, term: u64) {
+        let mut s = self.lock();
+        if s.term != term {
+            s.term = term;
+            s.next_task = TaskId::first_of_term(term);
+        }
     }
 
     /// The groups of the tasks in flight (the scan tells which of them still exist).

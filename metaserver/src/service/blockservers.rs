@@ -15,6 +15,7 @@ use raftfs_proto::block_servers_server::BlockServers;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use crate::block_tokens;
 use crate::error::MetaError;
 use crate::namespace::blocks;
 use crate::node::MetaNode;
@@ -169,7 +170,15 @@ impl BlockServers for BlockServersService {
                     .map(convert::task_outcome)
                     .collect();
                 scheduler.finished(BlockServerId(req.node_id), &finished);
-                let (tasks, throttle, cancel) = if self.node.role() == Role::Active {
+                let ring = match block_tokens::keys(&self.node).await {
+                    Ok(ring) => ring,
+                    Err(e) => return self.finish("heartbeat", start, Err(e)),
+                };
+                // Read with the role: a reply says in which term its sender was active.
+                let (role, term) = self.node.role_in_term();
+                let active = role == Role::Active;
+                let (tasks, throttle, cancel) = if active {
+                    scheduler.enter_term(term);
                     let nodes = self.node.blocks.registry.nodes();
                     (
                         scheduler.assign(
@@ -198,9 +207,18 @@ impl BlockServers for BlockServersService {
                             length: 0,
                         })
                         .collect(),
-                    tasks: tasks.iter().map(convert::reconstruction_task).collect(),
+                    tasks: tasks
+                        .iter()
+                        .map(|t| {
+                            let token = block_tokens::for_nodes(&ring, &self.node.tokens, t.group);
+                            convert::reconstruction_task(t, token)
+                        })
+                        .collect(),
                     throttle,
                     cancel: cancel.into_iter().map(TaskId::get).collect(),
+                    keys: convert::block_keys(&ring),
+                    term,
+                    active,
                 }
             }
             Err(crate::registry::RegistryError::UnknownNode(_)) => pb::HeartbeatResponse {

@@ -2,6 +2,7 @@
 //! filled in, identities checked. Handlers only see validated domain types; their replies
 //! are built from domain types here too (inodes, groups, fsck, reconstruction tasks).
 
+use raftfs_core::block_token::KeyRing;
 use raftfs_core::id::{BlockServerId, GroupId, TaskId};
 use raftfs_proto as pb;
 use raftfs_proto::mutate_request::Op as PbOp;
@@ -294,6 +295,7 @@ pub fn group(
             .iter()
             .map(|r| location(r.index, r.node.get()))
             .collect(),
+        token: Vec::new(),
     }
 }
 
@@ -346,7 +348,8 @@ pub fn fsck_report(r: FsckReport) -> pb::FsckResponse {
 }
 
 /// A reconstruction task the scheduler planned -> the wire, for a heartbeat reply.
-pub fn reconstruction_task(t: &ReconstructionTask) -> pb::ReconstructionTask {
+/// A task -> the wire, with the token its target reads the sources with.
+pub fn reconstruction_task(t: &ReconstructionTask, token: Vec<u8>) -> pb::ReconstructionTask {
     pb::ReconstructionTask {
         task_id: t.id.get(),
         group: t.group.into(),
@@ -356,7 +359,20 @@ pub fn reconstruction_task(t: &ReconstructionTask) -> pb::ReconstructionTask {
         sources: t.sources.iter().map(block_source).collect(),
         weight: t.weight,
         aggregate: t.aggregate,
+        token,
     }
+}
+
+/// The block keys -> the wire, for a heartbeat reply.
+pub fn block_keys(ring: &KeyRing) -> Vec<pb::BlockKey> {
+    ring.keys()
+        .map(|k| pb::BlockKey {
+            id: k.id,
+            secret: k.secret.to_vec(),
+            created_ms: k.created_ms,
+            expires_ms: k.expires_ms,
+        })
+        .collect()
 }
 
 fn block_source(s: &BlockSource) -> pb::BlockLocation {

@@ -2,6 +2,7 @@
 //! journal; reads are served by the active from a consistent view of its state machine. Every
 //! response carries the state ID it reflects.
 
+use raftfs_core::block_token::Mode;
 use raftfs_core::id::{BlockServerId, GroupId};
 use raftfs_core::identity::{Caller, Need};
 use raftfs_core::namespace::permission::{self, Access, ReadAccess};
@@ -12,11 +13,13 @@ use raftfs_proto::namespace_server::Namespace;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use crate::block_tokens;
 use crate::error::MetaError;
 use crate::journal::Proposal;
 use crate::journal::rocks::SnapshotKv;
 use crate::journal::state_machine::applied_index_in;
 use crate::lease_recovery;
+use crate::namespace::block_keys;
 use crate::namespace::blocks::{self, BlockGroup};
 use crate::namespace::{ApplyError, Inode, NsError, NsPath, Op, OpOutput, StoragePolicy, tree};
 use crate::node::MetaNode;
@@ -188,7 +191,13 @@ impl NamespaceService {
             Ok(out) => {
                 let mut response = convert::output(&out, state_id);
                 if let OpOutput::Group(file, group) = &out {
-                    response.block_group = Some(self.wire_group(file, group, false));
+                    // The writer's token: write the group's internal blocks, and read them
+                    // back (a writer measures what it wrote when it resumes).
+                    let ring = block_tokens::keys(&self.node).await?;
+                    let modes = [Mode::Write, Mode::Read];
+                    let token =
+                        block_tokens::for_caller(&ring, &self.node.tokens, who, group.id, &modes);
+                    response.block_group = Some(self.wire_group(file, group, false, token));
                 }
                 Ok(response)
             }
@@ -245,7 +254,13 @@ impl NamespaceService {
 
     /// A group on the wire, with addresses, and (for reads) the copies that block reports
     /// show complete: at least as long as the group's layout says the internal block is.
-    fn wire_group(&self, file: &Inode, group: &BlockGroup, with_locations: bool) -> pb::BlockGroup {
+    fn wire_group(
+        &self,
+        file: &Inode,
+        group: &BlockGroup,
+        with_locations: bool,
+        token: Vec<u8>,
+    ) -> pb::BlockGroup {
         let registry = &self.node.blocks.registry;
         let replicated = matches!(file.policy, StoragePolicy::Replicated(_));
         let replicas: Vec<Replica> = if with_locations {
@@ -274,12 +289,15 @@ impl NamespaceService {
         } else {
             Vec::new()
         };
-        convert::group(
-            group,
-            replicated,
-            |id| registry.node(BlockServerId(id)),
-            &replicas,
-        )
+        pb::BlockGroup {
+            token,
+            ..convert::group(
+                group,
+                replicated,
+                |id| registry.node(BlockServerId(id)),
+                &replicas,
+            )
+        }
     }
 
     fn finish<T>(
@@ -483,21 +501,22 @@ impl Namespace for NamespaceService {
         req: Request<pb::GetBlocksRequest>,
     ) -> Result<Response<pb::GetBlocksResponse>, Status> {
         let start = Instant::now();
-        let access = self.access(&req);
+        let caller = self.node.authorize(&req, Need::User);
         let req = req.into_inner();
         let span = tracing::Span::current();
         span.record("path", req.path.as_str());
         span.record("offset", req.offset);
         span.record("length", req.length);
         let r = async {
-            let access = access?;
+            let caller = caller?;
+            let access = self.access_of(&caller);
             let path = convert::path(&req.path)?;
             let (offset, length) = (req.offset, req.length);
             let limit = match usize::try_from(req.limit) {
                 Ok(0) | Err(_) => GET_BLOCKS_MAX,
                 Ok(n) => n.min(GET_BLOCKS_MAX),
             };
-            let ((file, groups, has_more, readable), state_id) = self
+            let ((file, groups, has_more, readable, ring), state_id) = self
                 .read(req.header.as_ref(), move |kv| {
                     permission::check_read(kv, &access, &path, ReadAccess::Read)?;
                     let file = tree::stat(kv, &path)?;
@@ -508,15 +527,22 @@ impl Namespace for NamespaceService {
                     };
                     let (groups, more) = blocks::in_range(kv, &file, offset, end, limit)?;
                     let readable = blocks::readable_length(kv, &file)?;
-                    Ok((file, groups, more, readable))
+                    // The keys of the same view: an observer signs with what it applied.
+                    let ring = block_keys::load(kv)?;
+                    Ok((file, groups, more, readable, ring))
                 })
                 .await?;
+            let tokens = &self.node.tokens;
             Ok(pb::GetBlocksResponse {
                 header: header(state_id),
                 inode: Some(convert::inode(&file)),
                 groups: groups
                     .iter()
-                    .map(|g| self.wire_group(&file, g, true))
+                    .map(|g| {
+                        let token =
+                            block_tokens::for_caller(&ring, tokens, &caller, g.id, &[Mode::Read]);
+                        self.wire_group(&file, g, true, token)
+                    })
                     .collect(),
                 has_more,
                 readable_length: readable,

@@ -419,3 +419,32 @@ fn work_added_between_passes_is_queued_once_and_outlives_the_pass() {
     assert_eq!(queued, vec![work().group]);
     assert!(s.lock().recent.is_empty());
 }
+
+/// Task ids carry the term of the active that handed them out: a new active's first task is
+/// never an id its predecessor used, so a cancellation or an outcome names one task only.
+#[test]
+fn task_ids_are_unique_across_terms() {
+    let first = scheduler(8);
+    first.enter_term(3);
+    first.update(
+        vec![(2, work())],
+        &BTreeSet::new(),
+        0,
+        ThrottleSettings::default(),
+    );
+    let old = first.assign(BlockServerId(10), 0, &nodes(&[1]));
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].id, TaskId((3 << 32) + 1));
+    // The next active (another process, term 4) starts its own count.
+    let next = scheduler(8);
+    next.enter_term(4);
+    next.update(
+        vec![(2, work())],
+        &BTreeSet::new(),
+        0,
+        ThrottleSettings::default(),
+    );
+    let new = next.assign(BlockServerId(10), 0, &nodes(&[1]));
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].id, TaskId((4 << 32) + 1));
+}

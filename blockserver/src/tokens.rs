@@ -1,0 +1,165 @@
+//! What a blockserver knows to judge block access tokens (DESIGN §9), and the fence against
+//! deposed actives.
+//!
+//! - **Keys**: every metaserver's heartbeat reply carries the journaled keys; this server
+//!   keeps the union (a key's secret as first learnt), forgetting the expired. A token signed
+//!   by a key newer than any known here (the active rolled one a moment ago, and the next
+//!   heartbeat has not brought it yet) waits up to [`KEY_WAIT`] for it rather than failing a
+//!   client at once; a key this server has never heard of after that is refused.
+//! - **Fence**: each reply names its sender's term and whether it is the active in it.
+//!   Deletions, tasks and cancellations are carried out only from the active of the highest
+//!   term this server has seen, so a deposed active that wakes up with work queued (its
+//!   deletions computed against a namespace it no longer leads) is ignored: the standbys
+//!   already told this server the new term.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use raftfs_core::block_token::{self, BlockKey, KeyRing, SECRET_LEN, TokenError, Want};
+use raftfs_core::identity::Caller;
+use raftfs_proto as pb;
+use tokio::sync::watch;
+
+/// How long a call signed by a key newer than any known here waits for a heartbeat to bring
+/// it (heartbeats go every second to every metaserver).
+pub const KEY_WAIT: Duration = Duration::from_secs(3);
+
+/// The wall clock, ms since the epoch (tokens' expiry is the signing metaserver's clock plus
+/// the lifetime; clocks are assumed within seconds of each other, as for leases).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The keys this server knows, and who waits for new ones.
+#[derive(Debug)]
+pub struct Keys {
+    ring: watch::Sender<KeyRing>,
+    /// No certificates: nodes are who they claim (`Authorizer::claimed_nodes`).
+    nodes_claimed: bool,
+}
+
+impl Keys {
+    pub fn new(nodes_claimed: bool) -> Self {
+        Self {
+            ring: watch::Sender::new(KeyRing::default()),
+            nodes_claimed,
+        }
+    }
+
+    /// Adds the keys a heartbeat reply carried (malformed ones skipped); returns how many
+    /// keys are known now.
+    pub fn learn(&self, keys: &[pb::BlockKey]) -> usize {
+        let now = now_ms();
+        let keys: Vec<BlockKey> = keys.iter().filter_map(key).collect();
+        let mut known = 0;
+        self.ring.send_if_modified(|ring| {
+            let before = ring.clone();
+            ring.learn(keys, now);
+            known = ring.len();
+            *ring != before
+        });
+        known
+    }
+
+    /// Whether `token` lets `caller` do `want` now.
+    pub async fn check(
+        &self,
+        token: &[u8],
+        want: &Want,
+        caller: &Caller,
+    ) -> Result<(), TokenError> {
+        let mut rx = self.ring.subscribe();
+        let first = self.check_now(&rx.borrow_and_update(), token, want, caller);
+        match first {
+            Err(TokenError::UnknownKey(id)) if self.newer_than_known(id) => {
+                let wait = rx.wait_for(|ring| ring.get(id).is_some());
+                // Either the key came, or it did not in time: judge on what is known then.
+                let _ = tokio::time::timeout(KEY_WAIT, wait).await;
+                let ring = self.ring.borrow().clone();
+                self.check_now(&ring, token, want, caller)
+            }
+            other => other,
+        }
+    }
+
+    fn check_now(
+        &self,
+        ring: &KeyRing,
+        token: &[u8],
+        want: &Want,
+        caller: &Caller,
+    ) -> Result<(), TokenError> {
+        block_token::check(ring, token, want, caller, self.nodes_claimed, now_ms())
+    }
+
+    fn newer_than_known(&self, id: u32) -> bool {
+        self.ring.borrow().newest().is_none_or(|k| id > k.id)
+    }
+}
+
+/// A key from the wire; `None` for one whose secret is not [`SECRET_LEN`] bytes.
+fn key(k: &pb::BlockKey) -> Option<BlockKey> {
+    Some(BlockKey {
+        id: k.id,
+        secret: <[u8; SECRET_LEN]>::try_from(k.secret.as_slice()).ok()?,
+        created_ms: k.created_ms,
+        expires_ms: k.expires_ms,
+    })
+}
+
+/// The highest Raft term any metaserver's reply named.
+#[derive(Debug, Default)]
+pub struct Fence {
+    highest: AtomicU64,
+}
+
+impl Fence {
+    /// Notes a reply's `term`; whether its sender's orders count: it says it is the active,
+    /// and no reply from any metaserver named a later term.
+    pub fn admits(&self, term: u64, active: bool) -> bool {
+        let before = self.highest.fetch_max(term, Ordering::AcqRel);
+        active && term >= before
+    }
+
+    /// The highest term seen.
+    pub fn highest(&self) -> u64 {
+        self.highest.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orders_count_only_from_the_active_of_the_highest_term_seen() {
+        let fence = Fence::default();
+        assert!(fence.admits(3, true));
+        // A standby tells of term 4: the term-3 active is deposed.
+        assert!(!fence.admits(4, false));
+        assert!(!fence.admits(3, true));
+        assert!(fence.admits(4, true));
+        assert!(fence.admits(5, true));
+        assert!(!fence.admits(4, true));
+        assert_eq!(fence.highest(), 5);
+    }
+
+    #[test]
+    fn keys_with_a_secret_of_another_length_are_skipped() {
+        let keys = Keys::new(false);
+        let good = pb::BlockKey {
+            id: 1,
+            secret: vec![7; SECRET_LEN],
+            created_ms: 0,
+            expires_ms: u64::MAX,
+        };
+        let bad = pb::BlockKey {
+            id: 2,
+            secret: vec![7; 5],
+            ..good.clone()
+        };
+        assert_eq!(keys.learn(&[good, bad]), 1);
+    }
+}
