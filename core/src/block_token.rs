@@ -384,14 +384,14 @@ pub fn check(
     if c.modes & want.mode.bit() == 0 {
         return Err(TokenError::WrongMode(want.mode));
     }
-    if !c.holder.admits(caller, nodes_claimed) {
-        return Err(TokenError::WrongHolder);
-    }
     if protection(caller.port) < protection(c.port) {
         return Err(TokenError::WrongPort {
             issued: c.port,
             presented: caller.port,
         });
+    }
+    if !c.holder.admits(caller, nodes_claimed) {
+        return Err(TokenError::WrongHolder);
     }
     Ok(())
 }
@@ -459,8 +459,12 @@ impl KeyRing {
     /// Signs `claims` with the newest key that is still good at `now_ms`; `None` while there
     /// is none (a new cluster before its first key is journaled).
     pub fn mint(&self, claims: Claims, now_ms: u64) -> Option<BlockToken> {
-        let key = self.newest().filter(|k| k.expires_ms > now_ms)?;
-        Some(BlockToken::mint(key, claims))
+        Some(BlockToken::mint(self.signing_key(now_ms)?, claims))
+    }
+
+    /// The key tokens are signed with at `now_ms`: the newest, while it is good.
+    pub fn signing_key(&self, now_ms: u64) -> Option<&BlockKey> {
+        self.newest().filter(|k| k.expires_ms > now_ms)
     }
 
     /// Whether the active should make a new key: none yet, or the newest is `roll_ms` old.

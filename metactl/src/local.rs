@@ -57,6 +57,8 @@ pub struct UpOptions {
     /// How long a silent blockserver counts as alive, seconds (short in tests of
     /// reconstruction).
     pub dead_after_secs: Option<u64>,
+    /// How long a block access token counts, seconds (short in tests of expired tokens).
+    pub block_token_lifetime_secs: Option<u64>,
     /// Rack-blind reconstruction (random sources, no per-rack aggregation): the baseline
     /// of the rebuild benchmark.
     pub rack_blind_reconstruction: bool,
@@ -173,6 +175,9 @@ fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -
     if let Some(s) = opts.dead_after_secs {
         config.blocks.dead_after_secs = s;
     }
+    if let Some(s) = opts.block_token_lifetime_secs {
+        config.block_tokens.lifetime_secs = s;
+    }
     if opts.rack_blind_reconstruction {
         config.blocks.rack_aware_reconstruction = false;
     }
@@ -259,6 +264,7 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         block_scan_period_secs: None,
         lease_secs: None,
         dead_after_secs: None,
+        block_token_lifetime_secs: None,
         rack_blind_reconstruction: false,
         reclaim_budget: None,
         seed: None,
@@ -820,6 +826,49 @@ pub async fn stop_node(dir: &Path, id: u64, hard: bool) -> Result<()> {
         .find(|m| m.id == id)
         .ok_or_else(|| anyhow!("no metaserver {id} in {}", dir.display()))?;
     let config = config_path(dir, id);
+    if hard {
+        if runs(entry.pid, &config) {
+            signal(entry.pid, Signal::SIGKILL)?;
+        }
+        Ok(())
+    } else {
+        stop_pid(entry.pid, &config, Duration::from_secs(5)).await
+    }
+}
+
+/// `local start-block --id N`: starts a stopped blockserver again with its config (re-read:
+/// ports added to it are bound too) and its data.
+pub async fn start_block(dir: &Path, id: u64) -> Result<u32> {
+    let mut cluster = ClusterFile::read(dir)?;
+    let entry = cluster
+        .block
+        .iter_mut()
+        .find(|b| b.id == id)
+        .ok_or_else(|| anyhow!("no blockserver {id} in {}", dir.display()))?;
+    let path = block_config_path(dir, id);
+    if runs(entry.pid, &path) {
+        bail!("blockserver {id} is already running (pid {})", entry.pid);
+    }
+    let config = raftfs_blockserver::Config::from_file(&path)?;
+    let rpc = raftfs_blockserver::server::rpc_addrs(&config);
+    let held = sockets::bind_again(&sockets::order(&rpc, config.metrics_addr))
+        .await
+        .with_context(|| format!("starting blockserver {id} again"))?;
+    entry.pid = spawn_block(dir, id, held)?;
+    let pid = entry.pid;
+    write_cluster_file(dir, &cluster)?;
+    Ok(pid)
+}
+
+/// `local stop-block --id N`: stops one blockserver (SIGKILL with `kill`).
+pub async fn stop_block(dir: &Path, id: u64, hard: bool) -> Result<()> {
+    let cluster = ClusterFile::read(dir)?;
+    let entry = cluster
+        .block
+        .iter()
+        .find(|b| b.id == id)
+        .ok_or_else(|| anyhow!("no blockserver {id} in {}", dir.display()))?;
+    let config = block_config_path(dir, id);
     if hard {
         if runs(entry.pid, &config) {
             signal(entry.pid, Signal::SIGKILL)?;

@@ -145,6 +145,9 @@ enum LocalCmd {
         /// A blockserver silent this long is dead, seconds (the metaservers'; default 10).
         #[arg(long)]
         dead_after_secs: Option<u64>,
+        /// How long a block access token counts, seconds (the metaservers'; default 36000).
+        #[arg(long)]
+        block_token_lifetime_secs: Option<u64>,
         /// Random reconstruction sources, no per-rack aggregation (benchmark baseline).
         #[arg(long)]
         rack_blind_reconstruction: bool,
@@ -225,6 +228,23 @@ enum LocalCmd {
     },
     /// Stops one metaserver of the cluster in DIR.
     Stop {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        #[arg(long)]
+        id: u64,
+        /// SIGKILL, as a crash.
+        #[arg(long)]
+        kill: bool,
+    },
+    /// Starts one stopped blockserver of the cluster in DIR again (its config re-read).
+    StartBlock {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        #[arg(long)]
+        id: u64,
+    },
+    /// Stops one blockserver of the cluster in DIR.
+    StopBlock {
         #[arg(long, default_value = "raftfs-local")]
         dir: PathBuf,
         #[arg(long)]
@@ -519,6 +539,7 @@ async fn run(cli: Cli) -> Result<()> {
             block_scan_period_secs,
             lease_secs,
             dead_after_secs,
+            block_token_lifetime_secs,
             rack_blind_reconstruction,
             reclaim_budget,
             seed,
@@ -539,6 +560,7 @@ async fn run(cli: Cli) -> Result<()> {
                 block_scan_period_secs: *block_scan_period_secs,
                 lease_secs: *lease_secs,
                 dead_after_secs: *dead_after_secs,
+                block_token_lifetime_secs: *block_token_lifetime_secs,
                 rack_blind_reconstruction: *rack_blind_reconstruction,
                 reclaim_budget: *reclaim_budget,
                 seed: seed.clone(),
@@ -628,6 +650,13 @@ async fn run(cli: Cli) -> Result<()> {
             eprintln!("metaserver {id} started (pid {pid})");
         }
         Cmd::Local(LocalCmd::Stop { dir, id, kill }) => local::stop_node(dir, *id, *kill).await?,
+        Cmd::Local(LocalCmd::StartBlock { dir, id }) => {
+            let pid = local::start_block(dir, *id).await?;
+            eprintln!("blockserver {id} started (pid {pid})");
+        }
+        Cmd::Local(LocalCmd::StopBlock { dir, id, kill }) => {
+            local::stop_block(dir, *id, *kill).await?;
+        }
         Cmd::Cluster(ClusterCmd::Checkpoint) => {
             let (snapshot, purged) = client(&cli)?.checkpoint().await?;
             println!("snapshot at index {snapshot}; log purged up to {purged}");

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::LocalCluster;
+use common::dial::{Dial, as_cert, assert_denied, channel, issue_user, kind_of, tls_dir};
 use raftfs_proto as pb;
 use raftfs_proto::ErrorKind;
 use raftfs_proto::admin_client::AdminClient;
@@ -17,71 +18,6 @@ use raftfs_proto::block_data_client::BlockDataClient;
 use raftfs_proto::block_servers_client::BlockServersClient;
 use raftfs_proto::namespace_client::NamespaceClient;
 use raftfs_proto::raft_client::RaftClient;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-
-/// How a test connects: plain, or TLS trusting `ca` and presenting an optional certificate.
-#[derive(Clone)]
-enum Dial {
-    Plain,
-    Tls {
-        ca: PathBuf,
-        identity: Option<(PathBuf, PathBuf)>,
-    },
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-}
-
-fn channel(addr: &str, dial: &Dial) -> Channel {
-    match dial {
-        Dial::Plain => Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy(),
-        Dial::Tls { ca, identity } => {
-            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)));
-            if let Some((cert, key)) = identity {
-                tls = tls.identity(Identity::from_pem(read(cert), read(key)));
-            }
-            Endpoint::from_shared(format!("https://{addr}"))
-                .expect("endpoint")
-                .connect_timeout(Duration::from_secs(2))
-                .tls_config(tls)
-                .expect("tls config")
-                .connect_lazy()
-        }
-    }
-}
-
-fn tls_dir(cluster: &LocalCluster) -> PathBuf {
-    cluster.path().join("tls")
-}
-
-/// TLS as the user (or node) whose files are `DIR/tls/NAME.{pem,key}`.
-fn as_cert(cluster: &LocalCluster, name: &str) -> Dial {
-    let base = tls_dir(cluster).join(name);
-    Dial::Tls {
-        ca: tls_dir(cluster).join("ca.pem"),
-        identity: Some((base.with_extension("pem"), base.with_extension("key"))),
-    }
-}
-
-/// `metactl local cert`: a certificate for `user` in `groups`; dials as that user.
-fn issue_user(cluster: &LocalCluster, user: &str, groups: &[&str]) -> Dial {
-    let d = cluster.dir_arg();
-    let mut args = vec!["local", "cert", "--dir", &d, "--user", user];
-    for g in groups {
-        args.extend(["--group", g]);
-    }
-    let out = common::metactl(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    as_cert(cluster, &format!("users/{user}"))
-}
 
 /// A CA of its own and a certificate from it for `name` (the superuser's name): trusted by
 /// nobody in the cluster.
@@ -101,25 +37,6 @@ fn foreign_cert(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     std::fs::write(&c, cert.pem()).expect("write");
     std::fs::write(&k, key.serialize_pem()).expect("write");
     (c, k)
-}
-
-fn kind_of(status: &tonic::Status) -> Option<ErrorKind> {
-    pb::detail_of(status).and_then(|d| ErrorKind::try_from(d.kind).ok())
-}
-
-/// A refusal that names the caller's lack of permission, not any other failure (a refusal
-/// for a malformed request would prove nothing).
-fn assert_denied<T: std::fmt::Debug>(what: &str, r: Result<T, tonic::Status>) {
-    match r {
-        Err(s) if s.code() == tonic::Code::PermissionDenied => {
-            assert_eq!(
-                kind_of(&s),
-                Some(ErrorKind::PermissionDenied),
-                "{what}: {s}"
-            );
-        }
-        other => panic!("{what}: expected PermissionDenied, got {other:?}"),
-    }
 }
 
 /// One call on each service of a metaserver at `meta` and of a blockserver at `block`, each

@@ -18,7 +18,7 @@ use crate::config::BlockTokens;
 use crate::error::MetaError;
 use crate::journal::proposer::now_ms;
 use crate::journal::{CallId, ClientId, Proposal};
-use crate::namespace::{Op, block_keys};
+use crate::namespace::{NsError, Op, block_keys};
 use crate::node::MetaNode;
 use crate::observer::Role;
 
@@ -34,11 +34,29 @@ pub async fn roll_round(node: &MetaNode, settings: &BlockTokens) -> Result<Outco
         return Ok(Outcome::Skipped);
     }
     let ring = keys(node).await?;
-    let now = now_ms();
-    if !ring.roll_due(now, settings.key_roll_ms()) {
+    if !ring.roll_due(now_ms(), settings.key_roll_ms()) {
         return Ok(Outcome::Done { items: 0 });
     }
-    let key = new_key(ring.next_id(), now, settings);
+    roll(node, &ring, settings).await?;
+    Ok(Outcome::Done { items: 1 })
+}
+
+/// The keys, with one that can sign now: on the active, a cluster that has none yet (just
+/// bootstrapped: the roller's first round may not have run) journals one first, so that the
+/// first group allocated comes with its token.
+pub async fn signing_keys(node: &MetaNode, settings: &BlockTokens) -> Result<KeyRing, MetaError> {
+    let ring = keys(node).await?;
+    if ring.signing_key(now_ms()).is_some() {
+        return Ok(ring);
+    }
+    roll(node, &ring, settings).await?;
+    keys(node).await
+}
+
+/// Journals the key after the newest of `ring`. Two rolls racing name the same id and the
+/// second is refused by the apply: either way a new key is in, which is all a caller needs.
+async fn roll(node: &MetaNode, ring: &KeyRing, settings: &BlockTokens) -> Result<(), MetaError> {
+    let key = new_key(ring.next_id(), now_ms(), settings);
     let id = key.id;
     let proposal = Proposal {
         client: ClientId::default(),
@@ -47,12 +65,17 @@ pub async fn roll_round(node: &MetaNode, settings: &BlockTokens) -> Result<Outco
         access: None,
     };
     let (index, result) = node.proposer.propose(proposal).await?;
-    result.map_err(|source| MetaError::Namespace {
-        source,
-        state_id: index,
-    })?;
-    tracing::info!(id, index, "block key rolled");
-    Ok(Outcome::Done { items: 1 })
+    match result {
+        Ok(_) => tracing::info!(id, index, "block key rolled"),
+        Err(NsError::InvalidArgument(why)) => tracing::debug!(id, %why, "a concurrent roll won"),
+        Err(source) => {
+            return Err(MetaError::Namespace {
+                source,
+                state_id: index,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A fresh key: its secret from the operating system's generator (through `rand`'s

@@ -90,6 +90,27 @@ pub fn deleted<R: KvRead + ?Sized>(kv: &R, id: GroupId) -> std::result::Result<b
     Ok(load(kv, id)?.is_none() && allocated(kv, id)?)
 }
 
+/// Whether internal block `index` of group `id`, as a blockserver reported it, is garbage:
+/// its group was deleted, was never allocated, or has no internal block `index` (a group has
+/// one per target). Blocks of groups never allocated, or with an index past the group's,
+/// were planted (before block access tokens) or written by a confused peer; nothing ever
+/// reads them. The caller must have applied every allocation a client may have been told
+/// of, or a block just written for a new group would look never allocated: the active's
+/// garbage sweep waits until it has applied its whole log first.
+pub fn garbage<R: KvRead + ?Sized>(
+    kv: &R,
+    id: GroupId,
+    index: u32,
+) -> std::result::Result<bool, StoreError> {
+    if !allocated(kv, id)? {
+        return Ok(true);
+    }
+    Ok(match load(kv, id)? {
+        None => true,
+        Some(g) => usize::try_from(index).map_or(true, |i| i >= g.targets.len()),
+    })
+}
+
 /// The group at position `index` of file `inode`.
 fn at<R: KvRead + ?Sized>(kv: &R, inode: InodeId, index: u32) -> Result<BlockGroup> {
     let id = kv

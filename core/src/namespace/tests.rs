@@ -1572,3 +1572,30 @@ fn block_keys_roll_in_order_and_expire() {
     assert_eq!(ring.keys().map(|k| k.id).collect::<Vec<_>>(), vec![2]);
     assert_eq!(ring.get(2).map(|k| k.expires_ms), Some(20_000));
 }
+
+/// What the garbage sweep deletes: blocks of deleted groups, of groups never allocated (a
+/// block planted ahead of the allocation counter) and past a group's internal blocks.
+#[test]
+fn blocks_of_deleted_unallocated_or_missing_positions_are_garbage() {
+    let mut ns = Ns::new();
+    ns.create("/f", false, "w").expect("create");
+    ns.add_block("/f", "w", 0, &[1, 2, 3]).expect("add block");
+    let g = ns.groups("/f")[0].id;
+    let garbage =
+        |ns: &Ns, id: GroupId, index: u32| blocks::garbage(&ns.kv, id, index).expect("read");
+    assert!(!garbage(&ns, g, 0));
+    assert!(
+        !garbage(&ns, g, 2),
+        "replica positions are within the targets"
+    );
+    assert!(garbage(&ns, g, 3), "past the group's targets");
+    assert!(garbage(&ns, g, 40));
+    let ahead = g.checked_add(1).expect("an id");
+    assert!(garbage(&ns, ahead, 0), "never allocated (yet)");
+    ns.apply(Op::Delete {
+        path: p("/f"),
+        recursive: false,
+    })
+    .expect("delete");
+    assert!(garbage(&ns, g, 0), "deleted");
+}

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod dial;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -493,11 +493,16 @@ pub async fn scan_round(
     })
 }
 
+/// How long the sweep waits for this member to apply its log before it gives up the round.
+const SWEEP_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One round of the garbage sweep (a worker of the active): finds the internal blocks that
 /// blockservers hold for groups that no longer exist (their file was deleted or overwritten)
-/// and queues their deletion, which the next heartbeat reply carries. Block reports of such
-/// blocks are caught as they arrive; this catches the blocks reported *before* their file
-/// went away. Returns the deletions queued.
+/// or never did, or past their group's internal blocks (`blocks::garbage`), and queues their
+/// deletion, which the next heartbeat reply carries. Block reports of deleted groups' blocks
+/// are caught as they arrive; this catches the blocks reported *before* their file went
+/// away, and the rest. Returns the deletions queued.
+
 pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
     if node.role() != Role::Active {
         return Ok(Outcome::Skipped);
@@ -506,17 +511,16 @@ pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
     if reported.is_empty() {
         return Ok(Outcome::Done { items: 0 });
     }
+    // Every block reported so far was written after its group's allocation was committed,
+    // so that allocation is in the active's log (Raft's leader completeness): once this
+    // member has applied its whole log, a group it does not know was never allocated.
+    let last_log = node.raft.metrics().borrow().last_log_index.unwrap_or(0);
+    crate::observer::wait_applied(node.sm.applied_watch(), last_log, SWEEP_APPLY_WAIT).await?;
     let garbage = node
         .read_local(move |kv| -> Result<Vec<_>, MetaError> {
             let mut out = Vec::new();
-            let mut last: Option<(GroupId, bool)> = None;
             for (group, index, node) in reported {
-                let gone = match last {
-                    Some((g, gone)) if g == group => gone,
-                    _ => blocks::deleted(kv, group)?,
-                };
-                last = Some((group, gone));
-                if gone {
+                if blocks::garbage(kv, group, index)? {
                     out.push((group, index, node));
                 }
             }

@@ -193,7 +193,7 @@ impl NamespaceService {
                 if let OpOutput::Group(file, group) = &out {
                     // The writer's token: write the group's internal blocks, and read them
                     // back (a writer measures what it wrote when it resumes).
-                    let ring = block_tokens::keys(&self.node).await?;
+                    let ring = block_tokens::signing_keys(&self.node, &self.node.tokens).await?;
                     let modes = [Mode::Write, Mode::Read];
                     let token =
                         block_tokens::for_caller(&ring, &self.node.tokens, who, group.id, &modes);
@@ -533,6 +533,15 @@ impl Namespace for NamespaceService {
                 })
                 .await?;
             let tokens = &self.node.tokens;
+            if !groups.is_empty()
+                && ring
+                    .signing_key(crate::journal::proposer::now_ms())
+                    .is_none()
+            {
+                // A member that has applied no key yet (a cluster moments old): the client
+                // retries, as for any member not ready to serve.
+                return Err(MetaError::Unavailable("no block key applied yet".into()));
+            }
             Ok(pb::GetBlocksResponse {
                 header: header(state_id),
                 inode: Some(convert::inode(&file)),
