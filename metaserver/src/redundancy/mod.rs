@@ -502,7 +502,6 @@ const SWEEP_APPLY_WAIT: std::time::Duration = std::time::Duration::from_secs(10)
 /// deletion, which the next heartbeat reply carries. Block reports of deleted groups' blocks
 /// are caught as they arrive; this catches the blocks reported *before* their file went
 /// away, and the rest. Returns the deletions queued.
-
 pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
     if node.role() != Role::Active {
         return Ok(Outcome::Skipped);
