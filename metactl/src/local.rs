@@ -111,7 +111,7 @@ struct NodeAddrs {
 /// route and waits until the proxy listens for it.
 async fn node_addrs(dir: &Path, id: u64) -> Result<NodeAddrs> {
     if LinkPlan::read(dir)?.is_none() {
-        let held = sockets::bind_fresh(2)?;
+        let held = sockets::bind_fresh(dir, 2)?;
         let addr = format!("127.0.0.1:{}", sockets::port(&held[0])?);
         return Ok(NodeAddrs {
             listen: addr.clone(),
@@ -121,9 +121,9 @@ async fn node_addrs(dir: &Path, id: u64) -> Result<NodeAddrs> {
             held,
         });
     }
-    let mut held = sockets::bind_fresh(3)?;
+    let mut held = sockets::bind_fresh(dir, 3)?;
     // The proxy, already running, binds the front itself: released just before the route
-    // that names it is written.
+    // that names it is written (still reserved, so no other cluster draws it meanwhile).
     let front = held.remove(0);
     let route = Route {
         id,
@@ -504,7 +504,7 @@ async fn start_blockservers(opts: &UpOptions, cluster: &mut ClusterFile) -> Resu
     }
     let metas = cluster.meta_addrs();
     for id in 1..=u64::from(opts.blockservers) {
-        let held = sockets::bind_fresh(2)?;
+        let held = sockets::bind_fresh(&opts.dir, 2)?;
         let ports = [sockets::port(&held[0])?, sockets::port(&held[1])?];
         let config = write_block_config(opts, id, &metas, ports)?;
         let pid = spawn_block(&opts.dir, id, held)?;
@@ -590,6 +590,8 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         );
     }
     fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
+    // Ports of an earlier cluster here that was never taken down: this one draws its own.
+    sockets::release(&opts.dir)?;
     let tls = set_up_tls(opts)?;
     if opts.proxied {
         let _ = fs::remove_file(opts.dir.join("links.applied"));
@@ -727,7 +729,8 @@ pub async fn stop_pid(pid: u32, arg: &Path, grace: Duration) -> Result<()> {
     Ok(())
 }
 
-/// `local down`: stops every process of the cluster in `dir`.
+/// `local down`: stops every process of the cluster in `dir` and releases its ports
+/// ([`sockets::release`]).
 pub async fn down(dir: &Path) -> Result<()> {
     let cluster = ClusterFile::read(dir)?;
     // Blockservers first: they would otherwise spend their last seconds retrying heartbeats.
@@ -740,7 +743,8 @@ pub async fn down(dir: &Path) -> Result<()> {
     if let Some(pid) = LinkPlan::read(dir)?.and_then(|p| p.proxy_pid) {
         stop_pid(pid, dir, Duration::from_secs(5)).await?;
     }
-    Ok(())
+    // Only now that nothing listens on them: other clusters may draw its ports again.
+    sockets::release(dir)
 }
 
 /// `local partition`: cuts exactly these links (both ways), healing every other one; returns
@@ -808,7 +812,7 @@ pub async fn start_node(dir: &Path, id: u64) -> Result<u32> {
     }
     let config = Config::from_file(&path)?;
     let rpc = raftfs_metaserver::server::rpc_addrs(&config);
-    let held = sockets::bind_again(&sockets::order(&rpc, config.metrics_addr))
+    let held = sockets::bind_again(dir, &sockets::order(&rpc, config.metrics_addr))
         .await
         .with_context(|| format!("starting metaserver {id} again"))?;
     entry.pid = spawn_meta(dir, id, held)?;
