@@ -855,7 +855,7 @@ pub async fn start_block(dir: &Path, id: u64) -> Result<u32> {
     }
     let config = raftfs_blockserver::Config::from_file(&path)?;
     let rpc = raftfs_blockserver::server::rpc_addrs(&config);
-    let held = sockets::bind_again(&sockets::order(&rpc, config.metrics_addr))
+    let held = sockets::bind_again(dir, &sockets::order(&rpc, config.metrics_addr))
         .await
         .with_context(|| format!("starting blockserver {id} again"))?;
     entry.pid = spawn_block(dir, id, held)?;
