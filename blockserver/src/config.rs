@@ -49,6 +49,11 @@ pub struct Config {
     /// From the start of one scan of every stored block to the start of the next, seconds
     /// (HDFS's `dfs.datanode.scan.period.hours`, three weeks).
     pub scan_period_secs: u64,
+    /// A write stream that brings no message for this long is ended as if its writer had
+    /// gone (what arrived is kept for lease recovery), seconds: a writer whose host lost
+    /// power leaves no connection that says so (HDFS's `dfs.datanode.socket.write.timeout`
+    /// is of this order).
+    pub write_idle_secs: u64,
     /// The protection of `listen`, more ports, and TLS files (DESIGN §9). With TLS files,
     /// every connection to metaservers and peers is TLS, presenting this server's certificate,
     /// whose subject must name it (`blockserver-<id>`).
@@ -71,6 +76,7 @@ impl Default for Config {
             metrics_addr: None,
             scan_bytes_per_sec: 1 << 20,
             scan_period_secs: 21 * 24 * 3600,
+            write_idle_secs: 60,
             security: WireSecurity::default(),
         }
     }
@@ -126,6 +132,9 @@ impl Config {
         }
         if self.rack.is_empty() {
             return bad("rack must not be empty");
+        }
+        if self.write_idle_secs == 0 {
+            return bad("write-idle-secs must be > 0");
         }
         if self.data_dirs.is_empty() || self.data_dirs.iter().any(|d| d.as_os_str().is_empty()) {
             return bad("data-dirs must name at least one directory");

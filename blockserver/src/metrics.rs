@@ -51,6 +51,7 @@ pub struct Metrics {
     token_refusals: Family<RefusalLabels, Counter>,
     fenced_orders: Family<OrderLabels, Counter>,
     block_keys: Gauge,
+    idle_writes: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -205,6 +206,12 @@ impl Metrics {
             "Passes of the block scanner over every stored block",
             scan_passes.clone(),
         );
+        let idle_writes = Counter::default();
+        registry.register(
+            "idle_writes_ended",
+            "Write streams ended because their writer sent nothing for write-idle-secs",
+            idle_writes.clone(),
+        );
         let block_keys = gauge(
             &mut registry,
             "block_keys",
@@ -221,6 +228,7 @@ impl Metrics {
             token_refusals,
             fenced_orders,
             block_keys,
+            idle_writes,
             scanned_bytes,
             scan_corrupt,
             scan_passes,
@@ -293,6 +301,11 @@ impl Metrics {
         self.fenced_orders
             .get_or_create(&OrderLabels { kind })
             .inc_by(n as u64);
+    }
+
+    /// Counts a write stream ended for being idle.
+    pub fn idle_write_ended(&self) {
+        self.idle_writes.inc();
     }
 
     /// How many block keys this server knows.

@@ -106,6 +106,32 @@ async fn unknown_blocks_and_bad_requests_are_typed_errors() {
     server.stop().await;
 }
 
+/// A writer whose host lost power closes nothing: its stream, silent past `write-idle-secs`,
+/// is ended as if it had gone, keeping the bytes that arrived (for lease recovery).
+#[tokio::test]
+async fn an_idle_write_stream_is_ended_and_keeps_what_arrived() {
+    let server = Blockserver::start(1, |c| c.write_idle_secs = 1).await;
+    let mut c = server.client().await;
+    let data = bytes(70_000, 4);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    for m in common::write_messages(13, 0, &data, 30_000, false) {
+        tx.send(m).await.expect("queued");
+    }
+    // `tx` stays open and sends nothing more: the stream neither ends nor fails.
+    let started = std::time::Instant::now();
+    let length = c
+        .write_block(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("ended by the server")
+        .into_inner()
+        .length;
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert_eq!(length, data.len() as u64);
+    assert_eq!(read(&mut c, 13, 0, 0, 0).await.expect("read"), data);
+    drop(tx);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_stream_ended_without_finalize_keeps_what_arrived() {
     let server = Blockserver::start(1, |_| {}).await;

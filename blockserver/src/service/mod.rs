@@ -49,6 +49,8 @@ pub struct BlockNode {
     pub authorizer: Authorizer,
     /// The block keys, to check every data call's token with (DESIGN §9).
     pub keys: Arc<Keys>,
+    /// How long a write stream may bring nothing before it is ended (`write-idle-secs`).
+    pub write_idle: std::time::Duration,
 }
 
 /// The service; cheap to clone.

@@ -42,14 +42,20 @@ pub(super) async fn write_block(
     caller: &Caller,
     mut stream: Streaming<pb::WriteBlockRequest>,
 ) -> Result<u64, BlockError> {
-    let first = match stream.message().await {
-        Ok(Some(m)) => m,
-        Ok(None) => return Err(BlockError::InvalidArgument("empty write stream".into())),
+    let first = match tokio::time::timeout(node.write_idle, stream.message()).await {
+        Ok(Ok(Some(m))) => m,
+        Ok(Ok(None)) => return Err(BlockError::InvalidArgument("empty write stream".into())),
         // Nothing arrived: there is no block to keep.
-        Err(status) => {
+        Ok(Err(status)) => {
             return Err(BlockError::InvalidArgument(format!(
                 "write stream failed before its first message: {}",
                 status.message()
+            )));
+        }
+        Err(_) => {
+            return Err(BlockError::InvalidArgument(format!(
+                "no first message within {:?}",
+                node.write_idle
             )));
         }
     };
@@ -86,12 +92,18 @@ pub(super) async fn write_block(
             let _ = tx.send(Piece::Finalize).await;
             break;
         }
-        match stream.message().await {
-            Ok(Some(m)) => message = m,
+        match tokio::time::timeout(node.write_idle, stream.message()).await {
+            Ok(Ok(Some(m))) => message = m,
             // Ended or failed without finalize: closing the queue finalizes what arrived.
-            Ok(None) => break,
-            Err(status) => {
+            Ok(Ok(None)) => break,
+            Ok(Err(status)) => {
                 tracing::info!(%block, error = %status, "write stream failed before finalize");
+                break;
+            }
+            // A writer that went silent (its host lost power): the same.
+            Err(_) => {
+                tracing::info!(%block, idle = ?node.write_idle, "write stream idle: ended");
+                node.metrics.idle_write_ended();
                 break;
             }
         }

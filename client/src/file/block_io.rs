@@ -68,6 +68,26 @@ fn data_client(
         .max_encoding_message_size(MAX_MESSAGE))
 }
 
+/// How often an open write stream that has nothing to send sends an empty message, so that
+/// the blockserver (which ends a stream silent for its `write-idle-secs`, 60 by default)
+/// knows a slow writer from a dead one: HDFS's heartbeat packets.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Sends an empty message on the stream every [`KEEP_ALIVE`] while it is open and idle; ends
+/// when the stream's sender is gone (finished, failed or dropped).
+async fn keep_alive(tx: mpsc::WeakSender<pb::WriteBlockRequest>) {
+    loop {
+        tokio::time::sleep(KEEP_ALIVE).await;
+        let Some(tx) = tx.upgrade() else { return };
+        // A full queue is traffic enough; a closed one, the end.
+        if let Err(mpsc::error::TrySendError::Closed(_)) =
+            tx.try_send(pb::WriteBlockRequest::default())
+        {
+            return;
+        }
+    }
+}
+
 /// An open write of one internal block.
 #[derive(Debug)]
 pub struct BlockStream {
@@ -100,6 +120,7 @@ impl BlockStream {
         };
         tx.try_send(first)
             .map_err(|e| BlockFailure::Other(format!("{addr}: {e}")))?;
+        tokio::spawn(keep_alive(tx.downgrade()));
         let done = tokio::spawn(async move {
             rpc.write_block(ReceiverStream::new(rx))
                 .await
