@@ -56,6 +56,12 @@ pub enum TaskError {
     /// A source's address is not one a channel can be opened to.
     #[error("{addr}: {error}")]
     Address { addr: String, error: String },
+    /// A source's bytes did not match the checksums stored with them.
+    #[error("{addr}: {error}")]
+    Checksum {
+        addr: String,
+        error: raftfs_core::checksum::ChunkError,
+    },
     /// A source sent another number of bytes than asked for.
     #[error("{addr}: {got} of {want} bytes")]
     Length { addr: String, got: u64, want: u64 },

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use raftfs_core::checksum::ChunkedRead;
 use raftfs_core::namespace::blocks::GroupId;
 use raftfs_core::reconstruction::PartialCell;
 use raftfs_proto as pb;
@@ -136,15 +137,24 @@ impl Peers {
                     offset,
                     length: len,
                     token: token.to_vec(),
+                    checksums: true,
                 })
                 .await
                 .map_err(source)?
                 .into_inner();
-            // At most a cell or a replica's piece: the task was validated.
-            let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            // At most a cell or a replica's piece: the task was validated. Every chunk is
+            // checked against the checksum stored with it: a source's bytes damaged on the
+            // way would otherwise be rebuilt into the new block.
+            let mut out = ChunkedRead::new(offset, len, usize::try_from(len).unwrap_or(0));
             while let Some(m) = stream.next().await {
-                out.extend_from_slice(&m.map_err(source)?.data);
+                let m = m.map_err(source)?;
+                out.push(m.offset, &m.data, &m.checksums)
+                    .map_err(|e| TaskError::Checksum {
+                        addr: addr.to_owned(),
+                        error: e,
+                    })?;
             }
+            let out = out.into_bytes();
             if out.len() as u64 != len {
                 return Err(TaskError::Length {
                     addr: addr.to_owned(),

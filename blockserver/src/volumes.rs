@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::broadcast;
 
 use crate::error::BlockError;
-use crate::store::{BlockId, BlockWriter, Store, StoreError};
+use crate::store::{BlockId, BlockWriter, Chunks, Store, StoreError};
 
 /// How many block events may wait for a slow metaserver link before it falls back to a full
 /// report (a `Lagged` receiver).
@@ -267,9 +267,23 @@ impl Volumes {
 
     /// Reads `len` bytes at `offset`, verifying their checksums.
     pub fn read(&self, id: BlockId, offset: u64, len: u64) -> Result<Vec<u8>, BlockError> {
+        self.read_with(id, |store| store.read(id, offset, len))
+    }
+
+    /// The whole chunks holding `[offset, offset+len)`, verified, with their stored
+    /// checksums (for a reader that checks them again: `ReadBlock` with checksums).
+    pub fn read_chunks(&self, id: BlockId, offset: u64, len: u64) -> Result<Chunks, BlockError> {
+        self.read_with(id, |store| store.read_chunks(id, offset, len))
+    }
+
+    fn read_with<T>(
+        &self,
+        id: BlockId,
+        read: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, BlockError> {
         let (v, _) = self.locate(id)?;
         let vol = &self.volumes[v];
-        match self.check(v, vol.store.read(id, offset, len)) {
+        match self.check(v, read(&vol.store)) {
             // A block deleted while it is being read can lose its checksum file under the
             // reader; that is not a corrupt block.
             Err(StoreError::Corrupt { .. })

@@ -106,6 +106,59 @@ async fn unknown_blocks_and_bad_requests_are_typed_errors() {
     server.stop().await;
 }
 
+/// A read with checksums sends the whole chunks around the range, each message with its
+/// offset and the CRC32C stored for each chunk: the reader checks them and keeps its range.
+#[tokio::test]
+async fn reads_with_checksums_send_whole_chunks_and_their_stored_sums() {
+    let server = Blockserver::start(1, |_| {}).await;
+    let mut c = server.client().await;
+    let data = bytes(3 * (1 << 20) + 12_345, 6);
+    write(&mut c, 21, 0, &data, 1 << 20).await.expect("write");
+    for (offset, len) in [
+        (0u64, 0u64),
+        (70_000, 80_000),
+        (1_048_000, 2_000_000),
+        (3 << 20, 12_345),
+        (5, 1),
+    ] {
+        let mut stream = c
+            .read_block(pb::ReadBlockRequest {
+                block: Some(pb::BlockRef {
+                    group: 21,
+                    index: 0,
+                }),
+                offset,
+                length: len,
+                token: common::token(21),
+                checksums: true,
+            })
+            .await
+            .expect("read")
+            .into_inner();
+        let want_len = if len == 0 {
+            data.len() as u64 - offset
+        } else {
+            len
+        };
+        let mut r = raftfs_core::checksum::ChunkedRead::new(offset, want_len, 0);
+        let mut messages = 0;
+        while let Some(m) = stream.message().await.expect("message") {
+            assert_eq!(m.offset % (64 << 10), 0, "pieces start on chunk boundaries");
+            r.push(m.offset, &m.data, &m.checksums)
+                .expect("checksums match");
+            messages += 1;
+        }
+        assert!(messages >= 1);
+        let end = (offset + want_len) as usize;
+        assert_eq!(
+            r.into_bytes(),
+            data[offset as usize..end].to_vec(),
+            "{offset}+{len}"
+        );
+    }
+    server.stop().await;
+}
+
 /// A writer whose host lost power closes nothing: its stream, silent past `write-idle-secs`,
 /// is ended as if it had gone, keeping the bytes that arrived (for lease recovery).
 #[tokio::test]

@@ -25,6 +25,7 @@
 #[cfg(feature = "proptest")]
 pub mod arbitrary;
 pub mod block_token;
+pub mod checksum;
 pub mod format;
 pub mod fsck;
 pub mod id;

@@ -72,6 +72,7 @@ fn read_req(group: u64, token: &[u8]) -> pb::ReadBlockRequest {
         offset: 0,
         length: 0,
         token: token.to_vec(),
+        checksums: false,
     }
 }
 

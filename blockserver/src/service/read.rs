@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use raftfs_core::block_token::Mode;
 use raftfs_core::identity::Caller;
+use raftfs_core::policy::CHECKSUM_CHUNK;
 use raftfs_proto as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -67,29 +68,76 @@ pub(super) async fn read_block(
         }
         .into());
     };
+    // With checksums, whole chunks: the reader can check each against its stored CRC32C.
+    let (offset, end) = if request.checksums {
+        (
+            offset - offset % CHECKSUM_CHUNK,
+            end.next_multiple_of(CHECKSUM_CHUNK).min(length),
+        )
+    } else {
+        (offset, end)
+    };
     let (tx, rx) = mpsc::channel(READ_AHEAD);
-    tokio::spawn(produce(node, block, offset, end, tx, start).instrument(tracing::Span::current()));
+    let read = Read {
+        block,
+        offset,
+        end,
+        checksums: request.checksums,
+    };
+    tokio::spawn(produce(node, read, tx, start).instrument(tracing::Span::current()));
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// What the producer sends.
+#[derive(Debug, Clone, Copy)]
+struct Read {
+    block: BlockId,
+    offset: u64,
+    end: u64,
+    /// Whole chunks, each message with its offset and stored checksums.
+    checksums: bool,
+}
+
+/// One piece of a read, with its checksums when asked for.
+fn read_piece(
+    volumes: &crate::volumes::Volumes,
+    read: Read,
+    pos: u64,
+    len: u64,
+) -> Result<pb::ReadBlockResponse, BlockError> {
+    if read.checksums {
+        let c = volumes.read_chunks(read.block, pos, len)?;
+        Ok(pb::ReadBlockResponse {
+            data: c.data,
+            offset: c.offset,
+            checksums: c.sums,
+        })
+    } else {
+        Ok(pb::ReadBlockResponse {
+            data: volumes.read(read.block, pos, len)?,
+            offset: pos,
+            checksums: Vec::new(),
+        })
+    }
 }
 
 async fn produce(
     node: Arc<BlockNode>,
-    block: BlockId,
-    offset: u64,
-    end: u64,
+    read: Read,
     tx: mpsc::Sender<Result<pb::ReadBlockResponse, Status>>,
     start: Instant,
 ) {
     let mut ok = true;
-    for (pos, len) in pieces(offset, end, READ_PIECE) {
+    let block = read.block;
+    for (pos, len) in pieces(read.offset, read.end, READ_PIECE) {
         let volumes = node.volumes.clone();
-        let r = tokio::task::spawn_blocking(move || volumes.read(block, pos, len))
+        let r = tokio::task::spawn_blocking(move || read_piece(&volumes, read, pos, len))
             .await
             .map_err(BlockError::from)
             .and_then(|r| r);
         match r {
-            Ok(data) => {
-                if tx.send(Ok(pb::ReadBlockResponse { data })).await.is_err() {
+            Ok(piece) => {
+                if tx.send(Ok(piece)).await.is_err() {
                     // The reader went away; nothing more to do.
                     ok = false;
                     break;

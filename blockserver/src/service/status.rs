@@ -40,9 +40,10 @@ fn task_code(e: &TaskError) -> (Code, ErrorKind) {
             (Code::InvalidArgument, ErrorKind::InvalidArgument)
         }
         // A source in this rack failed or did not answer: another try may find it back.
-        TaskError::Source { .. } | TaskError::Length { .. } | TaskError::Timeout { .. } => {
-            (Code::Unavailable, ErrorKind::Unavailable)
-        }
+        TaskError::Source { .. }
+        | TaskError::Length { .. }
+        | TaskError::Timeout { .. }
+        | TaskError::Checksum { .. } => (Code::Unavailable, ErrorKind::Unavailable),
         TaskError::Store(b) => block_code(b),
         TaskError::Codec(_) | TaskError::NoProgress { .. } | TaskError::Thread(_) => {
             (Code::Internal, ErrorKind::Internal)

@@ -293,6 +293,7 @@ pub async fn read(
             offset,
             length,
             token: token(group),
+            checksums: false,
         })
         .await?
         .into_inner();

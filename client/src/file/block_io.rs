@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
+use raftfs_core::checksum::ChunkedRead;
 use raftfs_core::id::{BlockServerId, GroupId};
 
 use crate::client::Client;
@@ -213,6 +214,7 @@ pub async fn read(
         offset,
         length: len,
         token: group.token.0.clone(),
+        checksums: true,
     };
     let fetch = async {
         let mut stream = rpc
@@ -221,10 +223,14 @@ pub async fn read(
             .map_err(|s| failure(addr, &s))?
             .into_inner();
         let cap = usize::try_from(len).unwrap_or(0).min(MAX_MESSAGE * 4);
-        let mut out = Vec::with_capacity(cap);
+        // Every chunk checked against the CRC32C stored with it when it was written.
+        let mut out = ChunkedRead::new(offset, len, cap);
         while let Some(msg) = stream.next().await {
-            out.extend_from_slice(&msg.map_err(|s| failure(addr, &s))?.data);
+            let msg = msg.map_err(|s| failure(addr, &s))?;
+            out.push(msg.offset, &msg.data, &msg.checksums)
+                .map_err(|e| BlockFailure::Corrupt(format!("{addr}: in transit: {e}")))?;
         }
+        let out = out.into_bytes();
         if out.len() as u64 != len {
             return Err(BlockFailure::Other(format!(
                 "{addr}: block {}/{index} returned {} of {len} bytes",
