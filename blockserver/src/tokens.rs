@@ -24,6 +24,12 @@ use tokio::sync::watch;
 /// it (heartbeats go every second to every metaserver).
 pub const KEY_WAIT: Duration = Duration::from_secs(3);
 
+/// How far past the newest known key id a token's key may be and still be waited for.
+const KEY_LOOKAHEAD: u32 = 2;
+
+/// Most calls waiting for a key at once.
+const MAX_KEY_WAITERS: usize = 256;
+
 /// The wall clock, ms since the epoch (tokens' expiry is the signing metaserver's clock plus
 /// the lifetime; clocks are assumed within seconds of each other, as for leases).
 pub fn now_ms() -> u64 {
@@ -38,6 +44,8 @@ pub struct Keys {
     ring: watch::Sender<KeyRing>,
     /// No certificates: nodes are who they claim (`Authorizer::claimed_nodes`).
     nodes_claimed: bool,
+    /// Permits of the calls waiting for a key.
+    waiters: tokio::sync::Semaphore,
 }
 
 impl Keys {
@@ -45,6 +53,7 @@ impl Keys {
         Self {
             ring: watch::Sender::new(KeyRing::default()),
             nodes_claimed,
+            waiters: tokio::sync::Semaphore::new(MAX_KEY_WAITERS),
         }
     }
 
@@ -74,6 +83,10 @@ impl Keys {
         let first = self.check_now(&rx.borrow_and_update(), token, want, caller);
         match first {
             Err(TokenError::UnknownKey(id)) if self.newer_than_known(id) => {
+                // At most MAX_KEY_WAITERS calls wait at once: the rest are judged now.
+                let Ok(_waiting) = self.waiters.try_acquire() else {
+                    return first;
+                };
                 let wait = rx.wait_for(|ring| ring.get(id).is_some());
                 // Either the key came, or it did not in time: judge on what is known then.
                 let _ = tokio::time::timeout(KEY_WAIT, wait).await;
@@ -94,8 +107,13 @@ impl Keys {
         block_token::check(ring, token, want, caller, self.nodes_claimed, now_ms())
     }
 
+    /// Whether a token's key may be on its way: none known yet, or one of the next
+    /// [`KEY_LOOKAHEAD`] ids (a key id far ahead is a forgery, refused without waiting).
     fn newer_than_known(&self, id: u32) -> bool {
-        self.ring.borrow().newest().is_none_or(|k| id > k.id)
+        self.ring
+            .borrow()
+            .newest()
+            .is_none_or(|k| id > k.id && id - k.id <= KEY_LOOKAHEAD)
     }
 }
 
@@ -116,11 +134,16 @@ pub struct Fence {
 }
 
 impl Fence {
-    /// Notes a reply's `term`; whether its sender's orders count: it says it is the active,
-    /// and no reply from any metaserver named a later term.
+    /// Whether a reply's orders count: its sender says it is the active in `term`, and no
+    /// active has named a later term. Only actives raise the mark: a standby cut off from
+    /// the other members keeps starting elections (openraft has no pre-vote), and its
+    /// growing term must not fence out the real active.
     pub fn admits(&self, term: u64, active: bool) -> bool {
+        if !active {
+            return false;
+        }
         let before = self.highest.fetch_max(term, Ordering::AcqRel);
-        active && term >= before
+        term >= before
     }
 
     /// The highest term seen.
@@ -137,10 +160,12 @@ mod tests {
     fn orders_count_only_from_the_active_of_the_highest_term_seen() {
         let fence = Fence::default();
         assert!(fence.admits(3, true));
-        // A standby tells of term 4: the term-3 active is deposed.
-        assert!(!fence.admits(4, false));
-        assert!(!fence.admits(3, true));
+        // A standby's term (a cut-off one's keeps growing) is no order and no fence.
+        assert!(!fence.admits(9, false));
+        assert!(fence.admits(3, true));
+        // The active of term 4 deposes the one of term 3.
         assert!(fence.admits(4, true));
+        assert!(!fence.admits(3, true));
         assert!(fence.admits(5, true));
         assert!(!fence.admits(4, true));
         assert_eq!(fence.highest(), 5);

@@ -35,7 +35,16 @@ fn main() {
         proof: Proof::Certificate,
         port: PortPolicy::Mtls,
     };
-    let claims = |g| Claims::new(&caller, GroupId(g), Indices::ALL, &[Mode::Read], 0, 3_600_000);
+    let claims = |g| {
+        Claims::new(
+            &caller,
+            GroupId(g),
+            Indices::ALL,
+            &[Mode::Read],
+            0,
+            3_600_000,
+        )
+    };
 
     let start = Instant::now();
     let mut tokens = Vec::with_capacity(TOKENS as usize);

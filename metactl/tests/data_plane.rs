@@ -273,9 +273,16 @@ async fn data_calls_need_a_token_that_covers_them() {
         "another block",
     );
     assert_refused(
-        "write, a read token",
-        write(&mut data, gc, 0, b"planted", &a.token.0).await,
-        "another block",
+        "write, a read token of the same group",
+        write(&mut data, ga, 1, b"planted", &a.token.0).await,
+        "does not allow Write",
+    );
+    let bob = issue_user(&cluster, "bob", &[]);
+    let mut as_bob = BlockDataClient::new(channel(&block.addr, &bob));
+    assert_refused(
+        "read, another user's token",
+        read(&mut as_bob, read_req(ga, &a.token.0)).await,
+        "another holder",
     );
     assert_refused(
         "write, an mtls token on a tls port",
@@ -343,8 +350,10 @@ async fn data_calls_need_a_token_that_covers_them() {
         ("read_block", "wrong_block", 1),
         ("read_block", "wrong_port", 1),
         ("read_block", "expired", 1),
+        ("read_block", "wrong_holder", 1),
         ("write_block", "missing", 1),
-        ("write_block", "wrong_block", 2),
+        ("write_block", "wrong_block", 1),
+        ("write_block", "wrong_mode", 1),
         ("write_block", "wrong_port", 1),
         ("write_block", "expired", 1),
         ("partial", "missing", 1),

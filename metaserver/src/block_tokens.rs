@@ -7,6 +7,11 @@
 //! predecessor's keys. The roller runs on the active: when the newest key is `key-roll-secs`
 //! old (or there is none), it journals a new random one. A key lives `key-roll-secs +
 //! lifetime-secs`, so that a token signed just before the next roll runs its course.
+//!
+//! `Op::RollBlockKey` is a variant appended to `Op` (core `format.rs`): a binary older than
+//! it cannot apply it. Until rolling upgrades exist (issue 20), every member of a cluster runs
+//! one binary; that issue's upgrade gate must hold the roller (and `signing_keys`' first roll)
+//! until an upgrade that brings it is finalized.
 
 use raftfs_core::block_token::{BlockKey, BlockToken, Claims, Indices, KeyRing, Mode, SECRET_LEN};
 use raftfs_core::id::GroupId;

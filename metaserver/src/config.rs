@@ -402,6 +402,19 @@ impl Config {
         if t.lifetime_secs == 0 || t.key_roll_secs == 0 {
             return bad("block-tokens.lifetime-secs and key-roll-secs must be > 0".into());
         }
+        // A key lives roll + lifetime: that many rolls' keys are live at once, and every
+        // ring keeps at most MAX_KEYS (a key trimmed early would refuse its valid tokens).
+        let live =
+            (t.lifetime_secs.saturating_add(t.key_roll_secs) / t.key_roll_secs).saturating_add(2);
+        if live > raftfs_core::block_token::MAX_KEYS as u64 {
+            return bad(format!(
+                "block-tokens: keys rolled every {} s and living {} s more would be {live} at \
+                 once, above the {} a server keeps: roll less often",
+                t.key_roll_secs,
+                t.lifetime_secs,
+                raftfs_core::block_token::MAX_KEYS
+            ));
+        }
         let r = &self.raft;
         if r.heartbeat_ms == 0 || r.election_timeout_min_ms < 3 * r.heartbeat_ms {
             return bad("election-timeout-min-ms must be at least 3 heartbeats".into());
@@ -641,6 +654,11 @@ mod tests {
         ];
         assert!(c.validate().is_err(), "duplicate ids");
         c.initial_members.pop();
+        c.validate().expect("valid");
+        // Keys rolled so often that more would be live than a server keeps.
+        c.block_tokens.key_roll_secs = 60;
+        assert!(c.validate().is_err(), "610 live keys");
+        c.block_tokens.key_roll_secs = 600;
         c.validate().expect("valid");
         c.raft.election_timeout_min_ms = 100;
         assert!(c.validate().is_err());

@@ -32,3 +32,14 @@ pub fn detail_of(status: &tonic::Status) -> Option<ErrorDetail> {
     }
     ErrorDetail::decode(status.details()).ok()
 }
+
+/// Never prints the secret.
+impl std::fmt::Debug for BlockKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockKey")
+            .field("id", &self.id)
+            .field("created_ms", &self.created_ms)
+            .field("expires_ms", &self.expires_ms)
+            .finish_non_exhaustive()
+    }
+}

@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use raftfs_core::checksum::ChunkedRead;
+use raftfs_core::checksum::{ChunkError, ChunkedRead};
 use raftfs_core::id::{BlockServerId, GroupId};
 
 use crate::client::Client;
@@ -228,7 +228,14 @@ pub async fn read(
         while let Some(msg) = stream.next().await {
             let msg = msg.map_err(|s| failure(addr, &s))?;
             out.push(msg.offset, &msg.data, &msg.checksums)
-                .map_err(|e| BlockFailure::Corrupt(format!("{addr}: in transit: {e}")))?;
+                .map_err(|e| match e {
+                    // Bytes that do not match their checksum: a corrupt copy to this reader.
+                    ChunkError::Mismatch { .. } => {
+                        BlockFailure::Corrupt(format!("{addr}: in transit: {e}"))
+                    }
+                    // A server that broke the protocol: nothing says its copy is bad.
+                    _ => BlockFailure::Other(format!("{addr}: {e}")),
+                })?;
         }
         let out = out.into_bytes();
         if out.len() as u64 != len {

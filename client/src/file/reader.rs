@@ -204,20 +204,42 @@ impl Core {
         let mut at = offset;
         while at < end {
             let group = self.group_at(at).await?;
-            let group = &group;
-            let in_group = at - group.offset;
-            let n = (group.length - in_group).min(end - at);
-            let bytes = match (self.policy.layout(), &self.codec) {
-                (Some(layout), Some(codec)) => {
-                    self.read_striped(group, layout, codec.clone(), in_group, n)
-                        .await?
+            let (bytes, n) = match self.read_in_group(&group, at, end).await {
+                Ok(read) => read,
+                // Once more with the group as the metaserver sees it now: a fresh token (one
+                // a blockserver refused: expired by its clock, signed by a key it lost) and
+                // where the copies are now (rebuilt elsewhere since the page was fetched).
+                Err(FileError::Unreadable { why, .. }) => {
+                    tracing::info!(group = %group.id, %why, "group unreadable: asking again");
+                    self.lock_window().clear();
+                    let group = self.group_at(at).await?;
+                    self.read_in_group(&group, at, end).await?
                 }
-                _ => self.read_replicated(group, in_group, n).await?,
+                Err(e) => return Err(e),
             };
             out.extend_from_slice(&bytes);
             at += n;
         }
         Ok(out)
+    }
+
+    /// The bytes of `group` from file offset `at` to `end` or the group's end; and how many.
+    async fn read_in_group(
+        &self,
+        group: &LocatedGroup,
+        at: u64,
+        end: u64,
+    ) -> Result<(Vec<u8>, u64), FileError> {
+        let in_group = at - group.offset;
+        let n = (group.length - in_group).min(end - at);
+        let bytes = match (self.policy.layout(), &self.codec) {
+            (Some(layout), Some(codec)) => {
+                self.read_striped(group, layout, codec.clone(), in_group, n)
+                    .await?
+            }
+            _ => self.read_replicated(group, in_group, n).await?,
+        };
+        Ok((bytes, n))
     }
 
     /// The group that holds file offset `at`: from the page fetched last while its block

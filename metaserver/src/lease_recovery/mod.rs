@@ -91,7 +91,7 @@ pub async fn measure(
     let dead = node.blocks.registry.dead_nodes();
     let mut asks = Vec::new();
     let mut silent = Vec::new();
-    let ring = crate::block_tokens::keys(node).await?;
+    let ring = crate::block_tokens::signing_keys(node, &node.tokens).await?;
     let token = crate::block_tokens::for_nodes(&ring, &node.tokens, group.id);
     for (i, target) in group.targets.iter().enumerate() {
         let index = if replicated { 0 } else { i as u32 };

@@ -510,11 +510,18 @@ pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
     if reported.is_empty() {
         return Ok(Outcome::Done { items: 0 });
     }
-    // Every block reported so far was written after its group's allocation was committed,
-    // so that allocation is in the active's log (Raft's leader completeness): once this
-    // member has applied its whole log, a group it does not know was never allocated.
-    let last_log = node.raft.metrics().borrow().last_log_index.unwrap_or(0);
-    crate::observer::wait_applied(node.sm.applied_watch(), last_log, SWEEP_APPLY_WAIT).await?;
+    // Every block reported so far was written after its group's allocation was committed.
+    // A read index taken now (leadership confirmed by a quorum, so no other active can have
+    // committed past it) covers that allocation: once this member has applied up to it, a
+    // group it does not know was never allocated. An active cut off from its quorum gets no
+    // read index and sweeps nothing.
+    let read = node
+        .raft
+        .ensure_linearizable()
+        .await
+        .map_err(|e| MetaError::Unavailable(format!("no read index for the sweep: {e}")))?;
+    let index = read.map_or(0, |l| l.index);
+    crate::observer::wait_applied(node.sm.applied_watch(), index, SWEEP_APPLY_WAIT).await?;
     let garbage = node
         .read_local(move |kv| -> Result<Vec<_>, MetaError> {
             let mut out = Vec::new();

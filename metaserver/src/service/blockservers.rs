@@ -176,7 +176,10 @@ impl BlockServers for BlockServersService {
                 };
                 // Read with the role: a reply says in which term its sender was active.
                 let (role, term) = self.node.role_in_term();
-                let active = role == Role::Active;
+                // An active cut off from its quorum may have been replaced: it gives no
+                // orders (the fence would not stop them where no reply of the new active
+                // has arrived yet).
+                let active = role == Role::Active && self.node.ensure_active_for_read().is_ok();
                 let (tasks, throttle, cancel) = if active {
                     scheduler.enter_term(term);
                     let nodes = self.node.blocks.registry.nodes();
