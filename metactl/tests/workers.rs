@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::LocalCluster;
 
-const WORKERS: [&str; 4] = [
+const WORKERS: [&str; 5] = [
+    "block-keys",
     "garbage-sweep",
     "lease-recovery",
     "reclaim",
