@@ -5,8 +5,9 @@
 //! likewise run as `metactl serve-block --config DIR/block-N/blockserver.toml`, started once
 //! the metaservers are ready, with their data in `DIR/block-N/data`.
 
+use std::fmt;
 use std::fs;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -798,88 +799,104 @@ fn spawn_link_proxy(dir: &Path) -> Result<u32> {
     Ok(child.id())
 }
 
-/// `local start --id N`: starts a stopped node again with its existing config and data.
-pub async fn start_node(dir: &Path, id: u64) -> Result<u32> {
-    let mut cluster = ClusterFile::read(dir)?;
-    let entry = cluster
-        .meta
-        .iter_mut()
-        .find(|m| m.id == id)
-        .ok_or_else(|| anyhow!("no metaserver {id} in {}", dir.display()))?;
-    let path = config_path(dir, id);
-    if runs(entry.pid, &path) {
-        bail!("metaserver {id} is already running (pid {})", entry.pid);
-    }
-    let config = Config::from_file(&path)?;
-    let rpc = raftfs_metaserver::server::rpc_addrs(&config);
-    let held = sockets::bind_again(dir, &sockets::order(&rpc, config.metrics_addr))
-        .await
-        .with_context(|| format!("starting metaserver {id} again"))?;
-    entry.pid = spawn_meta(dir, id, held)?;
-    let pid = entry.pid;
-    write_cluster_file(dir, &cluster)?;
-    Ok(pid)
+/// One server of a local cluster, for `local start|stop` and `local start-block|stop-block`.
+#[derive(Debug, Clone, Copy)]
+pub enum Server {
+    Meta(u64),
+    Block(u64),
 }
 
-/// `local stop --id N`: stops one node (SIGKILL with `kill`, as a crash would).
-pub async fn stop_node(dir: &Path, id: u64, hard: bool) -> Result<()> {
-    let cluster = ClusterFile::read(dir)?;
-    let entry = cluster
-        .meta
-        .iter()
-        .find(|m| m.id == id)
-        .ok_or_else(|| anyhow!("no metaserver {id} in {}", dir.display()))?;
-    let config = config_path(dir, id);
+impl fmt::Display for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Server::Meta(id) => write!(f, "metaserver {id}"),
+            Server::Block(id) => write!(f, "blockserver {id}"),
+        }
+    }
+}
+
+impl Server {
+    /// Its config file.
+    fn config(self, dir: &Path) -> PathBuf {
+        match self {
+            Server::Meta(id) => config_path(dir, id),
+            Server::Block(id) => block_config_path(dir, id),
+        }
+    }
+
+    /// Its pid in `cluster.json`.
+    fn pid_mut(self, cluster: &mut ClusterFile) -> Option<&mut u32> {
+        match self {
+            Server::Meta(id) => cluster
+                .meta
+                .iter_mut()
+                .find(|m| m.id == id)
+                .map(|m| &mut m.pid),
+            Server::Block(id) => cluster
+                .block
+                .iter_mut()
+                .find(|b| b.id == id)
+                .map(|b| &mut b.pid),
+        }
+    }
+
+    /// The addresses it listens on (its ports in its config, re-read), in hand-down order.
+    fn addrs(self, config: &Path) -> Result<Vec<SocketAddr>> {
+        Ok(match self {
+            Server::Meta(_) => {
+                let c = Config::from_file(config)?;
+                sockets::order(&raftfs_metaserver::server::rpc_addrs(&c), c.metrics_addr)
+            }
+            Server::Block(_) => {
+                let c = raftfs_blockserver::Config::from_file(config)?;
+                sockets::order(&raftfs_blockserver::server::rpc_addrs(&c), c.metrics_addr)
+            }
+        })
+    }
+
+    fn spawn(self, dir: &Path, held: Vec<TcpListener>) -> Result<u32> {
+        match self {
+            Server::Meta(id) => spawn_meta(dir, id, held),
+            Server::Block(id) => spawn_block(dir, id, held),
+        }
+    }
+}
+
+/// `local start --id N` / `start-block --id N`: starts a stopped server again with its
+/// config (re-read: ports added to it are bound too) and its data.
+pub async fn start_server(dir: &Path, server: Server) -> Result<u32> {
+    let mut cluster = ClusterFile::read(dir)?;
+    let path = server.config(dir);
+    let pid = server
+        .pid_mut(&mut cluster)
+        .ok_or_else(|| anyhow!("no {server} in {}", dir.display()))?;
+    if runs(*pid, &path) {
+        bail!("{server} is already running (pid {pid})");
+    }
+    let held = sockets::bind_again(dir, &server.addrs(&path)?)
+        .await
+        .with_context(|| format!("starting {server} again"))?;
+    *pid = server.spawn(dir, held)?;
+    let started = *pid;
+    write_cluster_file(dir, &cluster)?;
+    Ok(started)
+}
+
+/// `local stop --id N` / `stop-block --id N`: stops one server (SIGKILL with `kill`, as a
+/// crash would).
+pub async fn stop_server(dir: &Path, server: Server, hard: bool) -> Result<()> {
+    let mut cluster = ClusterFile::read(dir)?;
+    let pid = *server
+        .pid_mut(&mut cluster)
+        .ok_or_else(|| anyhow!("no {server} in {}", dir.display()))?;
+    let config = server.config(dir);
     if hard {
-        if runs(entry.pid, &config) {
-            signal(entry.pid, Signal::SIGKILL)?;
+        if runs(pid, &config) {
+            signal(pid, Signal::SIGKILL)?;
         }
         Ok(())
     } else {
-        stop_pid(entry.pid, &config, Duration::from_secs(5)).await
-    }
-}
-
-/// `local start-block --id N`: starts a stopped blockserver again with its config (re-read:
-/// ports added to it are bound too) and its data.
-pub async fn start_block(dir: &Path, id: u64) -> Result<u32> {
-    let mut cluster = ClusterFile::read(dir)?;
-    let entry = cluster
-        .block
-        .iter_mut()
-        .find(|b| b.id == id)
-        .ok_or_else(|| anyhow!("no blockserver {id} in {}", dir.display()))?;
-    let path = block_config_path(dir, id);
-    if runs(entry.pid, &path) {
-        bail!("blockserver {id} is already running (pid {})", entry.pid);
-    }
-    let config = raftfs_blockserver::Config::from_file(&path)?;
-    let rpc = raftfs_blockserver::server::rpc_addrs(&config);
-    let held = sockets::bind_again(dir, &sockets::order(&rpc, config.metrics_addr))
-        .await
-        .with_context(|| format!("starting blockserver {id} again"))?;
-    entry.pid = spawn_block(dir, id, held)?;
-    let pid = entry.pid;
-    write_cluster_file(dir, &cluster)?;
-    Ok(pid)
-}
-
-/// `local stop-block --id N`: stops one blockserver (SIGKILL with `kill`).
-pub async fn stop_block(dir: &Path, id: u64, hard: bool) -> Result<()> {
-    let cluster = ClusterFile::read(dir)?;
-    let entry = cluster
-        .block
-        .iter()
-        .find(|b| b.id == id)
-        .ok_or_else(|| anyhow!("no blockserver {id} in {}", dir.display()))?;
-    let config = block_config_path(dir, id);
-    if hard {
-        if runs(entry.pid, &config) {
-            signal(entry.pid, Signal::SIGKILL)?;
-        }
-        Ok(())
-    } else {
-        stop_pid(entry.pid, &config, Duration::from_secs(5)).await
+        stop_pid(pid, &config, Duration::from_secs(5)).await
     }
 }
 

@@ -255,6 +255,13 @@ enum LocalCmd {
     },
 }
 
+/// `local start` / `start-block`: starts the server and says so.
+async fn start(dir: &std::path::Path, server: local::Server) -> Result<()> {
+    let pid = local::start_server(dir, server).await?;
+    eprintln!("{server} started (pid {pid})");
+    Ok(())
+}
+
 #[derive(Debug, Subcommand)]
 enum MemberCmd {
     /// Adds the running metaserver at ADDR (not yet a member) as an observer.
@@ -645,17 +652,15 @@ async fn run(cli: Cli) -> Result<()> {
                 std::process::exit(1);
             }
         }
-        Cmd::Local(LocalCmd::Start { dir, id }) => {
-            let pid = local::start_node(dir, *id).await?;
-            eprintln!("metaserver {id} started (pid {pid})");
+        Cmd::Local(LocalCmd::Start { dir, id }) => start(dir, local::Server::Meta(*id)).await?,
+        Cmd::Local(LocalCmd::Stop { dir, id, kill }) => {
+            local::stop_server(dir, local::Server::Meta(*id), *kill).await?;
         }
-        Cmd::Local(LocalCmd::Stop { dir, id, kill }) => local::stop_node(dir, *id, *kill).await?,
         Cmd::Local(LocalCmd::StartBlock { dir, id }) => {
-            let pid = local::start_block(dir, *id).await?;
-            eprintln!("blockserver {id} started (pid {pid})");
+            start(dir, local::Server::Block(*id)).await?;
         }
         Cmd::Local(LocalCmd::StopBlock { dir, id, kill }) => {
-            local::stop_block(dir, *id, *kill).await?;
+            local::stop_server(dir, local::Server::Block(*id), *kill).await?;
         }
         Cmd::Cluster(ClusterCmd::Checkpoint) => {
             let (snapshot, purged) = client(&cli)?.checkpoint().await?;
