@@ -93,8 +93,59 @@ fn event(index: usize, v: &Value) -> Result<Event, HistoryError> {
     })
 }
 
+/// Deepest nesting of collections a history may have. edn-format's parser (and the drop of
+/// what it builds) recurses once per level: some ten thousand `[` overflowed the stack and
+/// killed `jepsen check` (found by fuzz/jepsen_history); a debug build overflows a test
+/// thread's 2 MiB at 256 levels. A history nests a few levels.
+pub const MAX_NESTING: usize = 64;
+
+/// The deepest nesting of `[`, `(`, `{` in EDN `text`, outside strings, comments and
+/// character literals (an over-estimate at worst, never an under-estimate).
+fn nesting(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '[' | '(' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ']' | ')' | '}' => depth = depth.saturating_sub(1),
+            // A character literal: `\[` is the character, not a vector.
+            '\\' => {
+                chars.next();
+            }
+            ';' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Reads a history: one EDN collection of maps, or a sequence of top-level maps.
 pub fn parse(text: &str) -> Result<Vec<Event>, HistoryError> {
+    if nesting(text) > MAX_NESTING {
+        return Err(HistoryError::Edn(format!(
+            "collections nested deeper than {MAX_NESTING}"
+        )));
+    }
     let mut forms = Vec::new();
     let mut parser =
         edn_format::Parser::from_iter(text.chars(), edn_format::ParserOptions::default());
@@ -190,6 +241,37 @@ mod tests {
             assert_eq!(ops[0].outcome, OpType::Ok);
             assert_eq!(ops[0].value, Value::Integer(1));
         }
+    }
+
+    /// Found by fuzz/jepsen_history: deep nesting overflowed the stack in edn-format's
+    /// recursive parser; now it is an error, and shallow nesting in strings, comments and
+    /// character literals does not count.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for deep in [
+            "[".repeat(100_000),
+            "{:a ".repeat(50_000),
+            "(".repeat(MAX_NESTING + 1),
+        ] {
+            assert!(
+                matches!(parse(&deep), Err(HistoryError::Edn(e)) if e.contains("nested")),
+                "{}",
+                &deep[..10]
+            );
+        }
+        let fine = format!(
+            "[{}]",
+            "[".repeat(MAX_NESTING - 1) + &"]".repeat(MAX_NESTING - 1)
+        );
+        assert_eq!(nesting(&fine), MAX_NESTING);
+        assert!(!matches!(parse(&fine), Err(HistoryError::Edn(_))));
+        let quoted = format!(
+            "[{{:process 0, :type :invoke, :f :write, :value \"{}\\\"\"}} ; {}\n {{:process 0, :type :ok, :f :write, :value \\[}}]",
+            "[".repeat(1000),
+            "(".repeat(1000)
+        );
+        assert_eq!(nesting(&quoted), 2);
+        assert_eq!(parse(&quoted).expect("parses").len(), 2);
     }
 
     #[test]
