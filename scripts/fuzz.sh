@@ -95,6 +95,7 @@ for t in "${targets[@]}"; do
     grep -E "Test unit written|panicked" "$log" | sed 's/^/   /' | head -n 4
   fi
   results+=("$(printf '%-16s %12s %10s %8s %7s' "$t" "${execs:-?}" "${rate:-?}" "$crashes" "${secs}s")")
+  echo "   ${execs:-?} executions, ${rate:-?}/s, $crashes crashes, ${secs}s"
   rm -f "$log"
 done
 

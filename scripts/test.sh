@@ -25,5 +25,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace -- --test-threads=2
-echo "== fuzz targets (8 s each; scripts/fuzz.sh for long runs)"
-./scripts/fuzz.sh 8
+echo "== fuzz targets (5 s each; scripts/fuzz.sh for long runs)"
+./scripts/fuzz.sh 5

@@ -87,7 +87,7 @@ impl ChecksumFile {
         }
         let body = &bytes[HEADER..];
         let chunks = length.div_ceil(CHUNK as u64);
-        if body.len() % 4 != 0 || body.len() as u64 != chunks * 4 {
+        if !body.len().is_multiple_of(4) || body.len() as u64 != chunks * 4 {
             return Err(corrupt(
                 id,
                 &format!("{} bytes of checksums for {chunks} chunks", body.len()),
