@@ -7,7 +7,8 @@
 # Default: 60 seconds per target. `--runs N` runs each target for N executions instead
 # (the README's figures: `scripts/fuzz.sh --runs 10000000`). Naming targets runs only those.
 # Each target grows its corpus in fuzz/corpus/TARGET (not committed), starting from the seeds
-# in fuzz/seeds/TARGET (committed); a crash leaves its input in fuzz/artifacts/TARGET/ and
+# in fuzz/seeds/TARGET (committed); libFuzzer's output goes to fuzz/logs/TARGET.log (not
+# committed); a crash leaves its input in fuzz/artifacts/TARGET/ and
 # makes the script exit non-zero once every target has run. Reproduce one with
 #   "$CARGO_TARGET_DIR"/<host>/release/TARGET fuzz/artifacts/TARGET/crash-...
 # FUZZ_ARGS adds libFuzzer flags to every run (e.g. FUZZ_ARGS=-max_len=65536).
@@ -70,7 +71,8 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   dirs=("$corpus")
   [ -d "$seeds" ] && dirs+=("$seeds")
-  log=$(mktemp)
+  log="fuzz/logs/$t.log"
+  mkdir -p fuzz/logs
   before=$(find "$artifacts" -type f | wc -l)
   echo "== $t (${limit[*]})"
   start=$(date +%s)
@@ -86,17 +88,17 @@ for t in "${targets[@]}"; do
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
   after=$(find "$artifacts" -type f | wc -l)
   crashes=$((after - before))
-  if [ "$rc" -ne 0 ] && [ "$crashes" -eq 0 ]; then
+  # 72: libFuzzer interrupted (^C), its figures so far are printed; anything else is a crash.
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 72 ] && [ "$crashes" -eq 0 ]; then
     crashes=1
   fi
   if [ "$crashes" -gt 0 ]; then
     failed=1
     echo "   crashed (exit $rc): $(grep -m1 -E 'panicked|ERROR|Test unit written' "$log" || true)"
-    grep -E "Test unit written|panicked" "$log" | sed 's/^/   /' | head -n 4
+    { grep -E "Test unit written|panicked" "$log" || true; } | sed 's/^/   /' | head -n 4 || true
   fi
   results+=("$(printf '%-16s %12s %10s %8s %7s' "$t" "${execs:-?}" "${rate:-?}" "$crashes" "${secs}s")")
   echo "   ${execs:-?} executions, ${rate:-?}/s, $crashes crashes, ${secs}s"
-  rm -f "$log"
 done
 
 echo "== fuzzing: executions per target"

@@ -95,6 +95,8 @@ fn event(index: usize, v: &Value) -> Result<Event, HistoryError> {
 
 /// Deepest nesting of collections a history may have (a history nests a few levels).
 pub const MAX_NESTING: usize = 64;
+/// Most digits of a number's exponent (`1E9999`).
+pub const MAX_EXPONENT_DIGITS: usize = 4;
 
 /// Refuses, before edn-format sees it, what makes edn-format crash instead of failing (both
 /// found by fuzz/jepsen_history):
@@ -102,15 +104,28 @@ pub const MAX_NESTING: usize = 64;
 ///   builds, recurse once per level, and some ten thousand `[` overflowed the stack and
 ///   killed `jepsen check` (a debug build overflows a test thread's 2 MiB at 256);
 /// - a character literal `\u` with a non-ASCII character among the next four: it slices its
-///   lookahead at byte 5, inside that character, and panics.
+///   lookahead at byte 5, inside that character, and panics;
+/// - a number with an exponent of more than [`MAX_EXPONENT_DIGITS`] digits: a big decimal
+///   like `5E8888888888888888888M` in a set took longer than 10 s to read.
 ///
 /// Strings and comments are skipped; anything else is counted, so this refuses no more than
 /// those inputs and a few other malformed ones.
 fn check_edn(text: &str) -> Result<(), String> {
     let mut depth = 0usize;
     let mut chars = text.chars();
+    let mut after_digit = false;
     while let Some(c) = chars.next() {
+        let digit = std::mem::replace(&mut after_digit, c.is_ascii_digit());
         match c {
+            'e' | 'E' if digit => {
+                let mut ahead = chars.clone().peekable();
+                ahead.next_if(|c| *c == '+' || *c == '-');
+                if ahead.take_while(char::is_ascii_digit).count() > MAX_EXPONENT_DIGITS {
+                    return Err(format!(
+                        "a number with an exponent of more than {MAX_EXPONENT_DIGITS} digits"
+                    ));
+                }
+            }
             '[' | '(' | '{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
@@ -268,6 +283,11 @@ mod tests {
         refused(&"(".repeat(MAX_NESTING + 1), "nested");
         refused("\\uabc\u{273}", "character literal");
         refused("[{:process 0, :value \\u\u{e9}}]", "character literal");
+        refused("#{5888888E8888888888888888888M 2M}", "exponent");
+        refused("[1e+123456]", "exponent");
+        assert!(
+            parse("[{:process 0, :type :ok, :f :read, :value [1E300 2.5e-12 :e12345]}]").is_ok()
+        );
         let fine = "[".repeat(MAX_NESTING) + &"]".repeat(MAX_NESTING);
         assert_eq!(check_edn(&fine), Ok(()));
         assert!(!matches!(parse(&fine), Err(HistoryError::Edn(_))));
