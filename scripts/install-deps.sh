@@ -4,6 +4,8 @@
 #   protobuf-compiler     protoc, for the gRPC code generation (tonic-prost-build)
 #   g++ / make            RocksDB's C++ (usually present with Rust)
 #   libisal-dev           ISA-L, which the erasure codec's tests and benchmark compare against
+#   cargo-fuzz            (from crates.io) the fuzz targets in fuzz/: scripts/fuzz.sh, and
+#                         their short run at the end of scripts/test.sh
 # Idempotent: does nothing when everything is there. Uses sudo when not root.
 set -euo pipefail
 
@@ -30,3 +32,8 @@ fi
 for c in cargo rustfmt cargo-clippy; do
   command -v "$c" >/dev/null 2>&1 || { echo "error: $c is missing (install Rust with rustup's default profile)" >&2; exit 1; }
 done
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "install-deps: installing cargo-fuzz (cargo install)" >&2
+  cargo install --locked cargo-fuzz >&2
+fi

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit, property and integration tests (real
-# metaserver processes on loopback).
+# metaserver processes on loopback), and a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
@@ -9,6 +9,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
 echo "== dependency rules"
 # No server links the client; the domain crate links no RPC, storage engine or runtime.
 for server in raftfs-metaserver raftfs-blockserver; do
@@ -24,3 +25,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace -- --test-threads=2
+echo "== fuzz targets (5 s each; scripts/fuzz.sh for long runs)"
+./scripts/fuzz.sh 5

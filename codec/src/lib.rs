@@ -147,6 +147,24 @@ mod tests {
             .collect()
     }
 
+    /// Every erasure-coded policy the one parser accepts has a codec: a blockserver handed a
+    /// task or a partial cell of an accepted policy can decode it (fuzz/partial_plan found
+    /// `XOR-1-1-...` accepted by the parser and refused here).
+    #[test]
+    fn every_accepted_policy_has_a_codec() {
+        for codec in ["RS", "XOR"] {
+            for k in 0..=33 {
+                for m in 0..=33 {
+                    let name = format!("{codec}-{k}-{m}-1k");
+                    if let Ok(policy) = name.parse::<StoragePolicy>() {
+                        let c = for_policy(&policy).expect(&name).expect("erasure-coded");
+                        assert_eq!((c.data_cells(), c.parity_cells()), (k, m), "{name}");
+                    }
+                }
+            }
+        }
+    }
+
     /// Every way of losing up to m cells.
     fn loss_patterns(n: usize, m: usize) -> Vec<Vec<usize>> {
         let mut out = Vec::new();

@@ -264,6 +264,55 @@ impl PartialCell {
     }
 }
 
+/// The buffers of a [`PartialCell`]'s decode, sized from the policy, the group length and the
+/// offset before anything is allocated: each of the k cells decoded, and the part returned,
+/// is `cell_len` bytes (the stripe's cell 0 from the offset: at most one cell of the policy,
+/// so at most 4 MiB), and each local source is read for at most as many.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartialPlan {
+    /// Bytes of every cell of the decode and of the part returned.
+    pub cell_len: u64,
+    /// Bytes to read from each source of [`PartialCell::local`], in its order (0: nothing,
+    /// the block is empty there or known zeros).
+    pub reads: Vec<u64>,
+}
+
+impl PartialPlan {
+    /// The most bytes the decode holds at once: `cells` cells (the task's k sources), the
+    /// part returned, and every read.
+    pub fn bytes(&self, cells: usize) -> u64 {
+        let reads = self.reads.iter().fold(0u64, |a, r| a.saturating_add(*r));
+        self.cell_len
+            .saturating_mul(cells as u64 + 1)
+            .saturating_add(reads)
+    }
+}
+
+impl PartialCell {
+    /// The sizes of this partial cell's buffers ([`PartialPlan`]); refused for a policy
+    /// without cells. Pure arithmetic, overflow-free for any group length and offset.
+    pub fn plan(&self) -> Result<PartialPlan, InvalidTask> {
+        let layout = self
+            .policy
+            .layout()
+            .ok_or_else(|| InvalidTask::NotErasureCoded(self.policy.to_string()))?;
+        let len_of = |index: u32| {
+            layout
+                .block_len(self.group_length, index as usize)
+                .saturating_sub(self.offset)
+                .min(layout.cell())
+        };
+        Ok(PartialPlan {
+            cell_len: len_of(0),
+            reads: self
+                .local
+                .iter()
+                .map(|s| if s.is_zeros() { 0 } else { len_of(s.index) })
+                .collect(),
+        })
+    }
+}
+
 fn check_length(policy: &StoragePolicy, length: u64) -> Result<(), InvalidTask> {
     let max = policy.group_capacity(MAX_BLOCK_SIZE);
     if length > max {
@@ -482,6 +531,46 @@ mod tests {
             refused(&|p| p.policy = StoragePolicy::Replicated(3)),
             InvalidTask::NotErasureCoded(_)
         ));
+    }
+
+    #[test]
+    fn a_partial_cell_plans_at_most_a_cell_per_buffer() {
+        let t = rs63_task();
+        let p = t.partial(MIB, vec![source(4), source(5)]);
+        let plan = p.plan().expect("erasure-coded");
+        assert_eq!(
+            plan,
+            PartialPlan {
+                cell_len: MIB,
+                reads: vec![MIB, MIB]
+            }
+        );
+        assert_eq!(plan.bytes(6), 9 * MIB);
+        // Past the blocks' end, or from known zeros, nothing is read.
+        let mut p = t.partial(
+            u64::MAX,
+            vec![source(4), BlockSource::zeros(5, "r2".into())],
+        );
+        assert_eq!(
+            p.plan().expect("plan"),
+            PartialPlan {
+                cell_len: 0,
+                reads: vec![0, 0]
+            }
+        );
+        // A short last stripe: block 1 holds half a cell there.
+        p.group_length = 6 * MIB + MIB + MIB / 2;
+        p.offset = MIB;
+        p.local = vec![source(1), source(2)];
+        assert_eq!(
+            p.plan().expect("plan"),
+            PartialPlan {
+                cell_len: MIB,
+                reads: vec![MIB / 2, 0]
+            }
+        );
+        p.policy = StoragePolicy::Replicated(3);
+        assert!(matches!(p.plan(), Err(InvalidTask::NotErasureCoded(_))));
     }
 
     #[test]

@@ -93,8 +93,81 @@ fn event(index: usize, v: &Value) -> Result<Event, HistoryError> {
     })
 }
 
+/// Deepest nesting of collections a history may have (a history nests a few levels).
+pub const MAX_NESTING: usize = 64;
+/// Most digits of a number's exponent (`1E9999`).
+pub const MAX_EXPONENT_DIGITS: usize = 4;
+
+/// Refuses, before edn-format sees it, what makes edn-format crash instead of failing (both
+/// found by fuzz/jepsen_history):
+/// - collections nested deeper than [`MAX_NESTING`]: its parser, and the drop of what it
+///   builds, recurse once per level, and some ten thousand `[` overflowed the stack and
+///   killed `jepsen check` (a debug build overflows a test thread's 2 MiB at 256);
+/// - a character literal `\u` with a non-ASCII character among the next four: it slices its
+///   lookahead at byte 5, inside that character, and panics;
+/// - a number with an exponent of more than [`MAX_EXPONENT_DIGITS`] digits: a big decimal
+///   like `5E8888888888888888888M` in a set took longer than 10 s to read.
+///
+/// Strings and comments are skipped; anything else is counted, so this refuses no more than
+/// those inputs and a few other malformed ones.
+fn check_edn(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    let mut chars = text.chars();
+    let mut after_digit = false;
+    while let Some(c) = chars.next() {
+        let digit = std::mem::replace(&mut after_digit, c.is_ascii_digit());
+        match c {
+            'e' | 'E' if digit => {
+                let mut ahead = chars.clone().peekable();
+                ahead.next_if(|c| *c == '+' || *c == '-');
+                if ahead.take_while(char::is_ascii_digit).count() > MAX_EXPONENT_DIGITS {
+                    return Err(format!(
+                        "a number with an exponent of more than {MAX_EXPONENT_DIGITS} digits"
+                    ));
+                }
+            }
+            '[' | '(' | '{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(format!("collections nested deeper than {MAX_NESTING}"));
+                }
+            }
+            ']' | ')' | '}' => depth = depth.saturating_sub(1),
+            // A character literal: `\[` is the character, not a vector.
+            '\\' => {
+                let mut ahead = chars.clone();
+                if ahead.next() == Some('u') && ahead.take(4).any(|c| !c.is_ascii()) {
+                    return Err("a character literal \\u not followed by four hex digits".into());
+                }
+                chars.next();
+            }
+            ';' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Reads a history: one EDN collection of maps, or a sequence of top-level maps.
 pub fn parse(text: &str) -> Result<Vec<Event>, HistoryError> {
+    check_edn(text).map_err(HistoryError::Edn)?;
     let mut forms = Vec::new();
     let mut parser =
         edn_format::Parser::from_iter(text.chars(), edn_format::ParserOptions::default());
@@ -190,6 +263,45 @@ mod tests {
             assert_eq!(ops[0].outcome, OpType::Ok);
             assert_eq!(ops[0].value, Value::Integer(1));
         }
+    }
+
+    /// Found by fuzz/jepsen_history: deep nesting overflowed the stack in edn-format's
+    /// recursive parser, and `\u` before a multi-byte character panicked in it; both are
+    /// errors now. Nesting inside strings and comments does not count, nor a character
+    /// literal's bracket.
+    #[test]
+    fn inputs_that_crashed_edn_format_are_errors() {
+        let refused = |text: &str, why: &str| {
+            assert!(
+                matches!(parse(text), Err(HistoryError::Edn(e)) if e.contains(why)),
+                "{}",
+                text.chars().take(12).collect::<String>()
+            );
+        };
+        refused(&"[".repeat(100_000), "nested");
+        refused(&"{:a ".repeat(50_000), "nested");
+        refused(&"(".repeat(MAX_NESTING + 1), "nested");
+        refused("\\uabc\u{273}", "character literal");
+        refused("[{:process 0, :value \\u\u{e9}}]", "character literal");
+        refused("#{5888888E8888888888888888888M 2M}", "exponent");
+        refused("[1e+123456]", "exponent");
+        assert!(
+            parse("[{:process 0, :type :ok, :f :read, :value [1E300 2.5e-12 :e12345]}]").is_ok()
+        );
+        let fine = "[".repeat(MAX_NESTING) + &"]".repeat(MAX_NESTING);
+        assert_eq!(check_edn(&fine), Ok(()));
+        assert!(!matches!(parse(&fine), Err(HistoryError::Edn(_))));
+        let quoted = format!(
+            "[{{:process 0, :type :invoke, :f :write, :value \"{}\\\"\"}} ; {}\n {{:process 0, :type :ok, :f :write, :value \\[}}]",
+            "[".repeat(1000),
+            "(".repeat(1000)
+        );
+        assert_eq!(check_edn(&quoted), Ok(()));
+        assert_eq!(parse(&quoted).expect("parses").len(), 2);
+        // In a string, `\u` is edn-format's escape, which fails without panicking.
+        let escaped = "[\"\\u\u{e9}\"]";
+        assert_eq!(check_edn(escaped), Ok(()));
+        assert!(parse(escaped).is_err());
     }
 
     #[test]

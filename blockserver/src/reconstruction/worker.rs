@@ -333,26 +333,17 @@ impl Worker {
     /// The part of a lost cell that `req.local` contributes: the decode over the k sources of
     /// `req.all` with every other source's cell as zeros (as long as the stripe's cell 0).
     /// `req` was validated where it was made (a validated task's, or
-    /// [`crate::convert::partial_cell`] for a peer's): k sources within the width.
+    /// [`crate::convert::partial_cell`] for a peer's): k sources within the width; its
+    /// buffers are sized by [`PartialCell::plan`] (at most a cell each) before any is made.
     /// `token` is the one the cell was asked with: the local sources are read with it.
     pub async fn partial(&self, req: &PartialCell, token: &[u8]) -> Result<Vec<u8>, TaskError> {
-        let (Some(layout), Some(codec)) =
-            (req.policy.layout(), raftfs_codec::for_policy(&req.policy)?)
-        else {
+        let (Ok(plan), Some(codec)) = (req.plan(), raftfs_codec::for_policy(&req.policy)?) else {
             return Err(InvalidTask::NotErasureCoded(req.policy.to_string()).into());
         };
-        let width = layout.blocks();
-        let cell = layout.stripe_data() / codec.data_cells() as u64;
-        let len_of = |i: usize| {
-            layout
-                .block_len(req.group_length, i)
-                .saturating_sub(req.offset)
-                .min(cell)
-        };
-        let plen = usize::try_from(len_of(0)).unwrap_or(0);
-        let reads = req.local.iter().map(|s| async move {
-            let n = len_of(s.index as usize);
-            let bytes = if n == 0 || s.is_zeros() {
+        let width = req.policy.width();
+        let plen = usize::try_from(plan.cell_len).unwrap_or(0);
+        let reads = req.local.iter().zip(&plan.reads).map(|(s, &n)| async move {
+            let bytes = if n == 0 {
                 Vec::new()
             } else {
                 self.read(s, req.group, req.offset, n, token).await?

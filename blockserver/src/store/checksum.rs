@@ -31,6 +31,14 @@ impl ChecksumFile {
         self.sums.push(crc32c::crc32c(chunk));
     }
 
+    /// Whether `data` is chunk `index` as it was written (for the fuzz target; the store
+    /// reads through `get`).
+    #[cfg(feature = "fuzzing")]
+    pub fn verify(&self, index: u64, data: &[u8]) -> bool {
+        self.get(index)
+            .is_some_and(|sum| sum == crc32c::crc32c(data))
+    }
+
     /// The checksum of chunk `index`, as written.
     pub fn get(&self, index: u64) -> Option<u32> {
         usize::try_from(index)
@@ -39,8 +47,8 @@ impl ChecksumFile {
             .copied()
     }
 
-    /// Writes and fsyncs the file at `path`.
-    pub fn write(&self, path: &Path) -> Result<(), StoreError> {
+    /// The file's bytes: the header, then each chunk's checksum.
+    pub fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(HEADER + 4 * self.sums.len());
         bytes.extend_from_slice(MAGIC);
         bytes.push(VERSION);
@@ -48,6 +56,12 @@ impl ChecksumFile {
         for s in &self.sums {
             bytes.extend_from_slice(&s.to_le_bytes());
         }
+        bytes
+    }
+
+    /// Writes and fsyncs the file at `path`.
+    pub fn write(&self, path: &Path) -> Result<(), StoreError> {
+        let bytes = self.encode();
         let mut f = File::create(path).map_err(io_err(path))?;
         f.write_all(&bytes).map_err(io_err(path))?;
         f.sync_all().map_err(io_err(path))
@@ -56,36 +70,36 @@ impl ChecksumFile {
     /// Reads the checksums of block `id` (of `length` bytes) from `path`; a damaged file is a
     /// corrupt block, not an I/O error.
     pub fn load(path: &Path, id: BlockId, length: u64) -> Result<Self, StoreError> {
-        let corrupt = |why: &str| StoreError::Corrupt {
-            block: id,
-            chunk: 0,
-            offset: 0,
-            why: format!("checksum file: {why}"),
-        };
-        let bytes = match fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(corrupt("missing"));
-            }
-            Err(e) => return Err(io_err(path)(e)),
-        };
+        match fs::read(path) {
+            Ok(bytes) => Self::parse(&bytes, id, length),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(corrupt(id, "missing")),
+            Err(e) => Err(io_err(path)(e)),
+        }
+    }
+
+    /// The checksums of block `id` (of `length` bytes) from the bytes of its checksum file:
+    /// the header, then exactly one checksum per chunk of `length`.
+    pub fn parse(bytes: &[u8], id: BlockId, length: u64) -> Result<Self, StoreError> {
         if bytes.len() < HEADER || &bytes[..4] != MAGIC {
-            return Err(corrupt("bad header"));
+            return Err(corrupt(id, "bad header"));
         }
         if bytes[4] != VERSION {
-            return Err(corrupt(&format!("unknown version {}", bytes[4])));
+            return Err(corrupt(id, &format!("unknown version {}", bytes[4])));
         }
         let chunk = u32::from_le_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]);
         if chunk as usize != CHUNK {
-            return Err(corrupt(&format!("chunk size {chunk}, expected {CHUNK}")));
+            return Err(corrupt(
+                id,
+                &format!("chunk size {chunk}, expected {CHUNK}"),
+            ));
         }
         let body = &bytes[HEADER..];
         let chunks = length.div_ceil(CHUNK as u64);
-        if body.len() % 4 != 0 || body.len() as u64 != chunks * 4 {
-            return Err(corrupt(&format!(
-                "{} bytes of checksums for {chunks} chunks",
-                body.len()
-            )));
+        if !body.len().is_multiple_of(4) || body.len() as u64 != chunks * 4 {
+            return Err(corrupt(
+                id,
+                &format!("{} bytes of checksums for {chunks} chunks", body.len()),
+            ));
         }
         Ok(Self {
             sums: body
@@ -93,5 +107,15 @@ impl ChecksumFile {
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
         })
+    }
+}
+
+/// A damaged checksum file of block `id`.
+fn corrupt(id: BlockId, why: &str) -> StoreError {
+    StoreError::Corrupt {
+        block: id,
+        chunk: 0,
+        offset: 0,
+        why: format!("checksum file: {why}"),
     }
 }

@@ -11,6 +11,11 @@
 //! The store is synchronous: the server calls it from blocking threads, and the page cache
 //! and one `fsync` per block are what bound its speed, not the calling convention.
 
+// The checksum file's format is the store's own; the fuzz targets (`fuzz/`, which build
+// this crate with the `fuzzing` feature) parse and verify it directly.
+#[cfg(feature = "fuzzing")]
+pub mod checksum;
+#[cfg(not(feature = "fuzzing"))]
 mod checksum;
 
 use std::fs::{self, File, OpenOptions};
