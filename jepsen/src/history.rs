@@ -106,7 +106,7 @@ pub const MAX_EXPONENT_DIGITS: usize = 4;
 /// - a character literal `\u` with a non-ASCII character among the next four: it slices its
 ///   lookahead at byte 5, inside that character, and panics;
 /// - a number with an exponent of more than [`MAX_EXPONENT_DIGITS`] digits: a big decimal
-///   like `5E8888888888888888888M` in a set took longer than 10 s to read.
+///   like `5E8888888888888888888M` or `5.e148888M` in a set took longer than 10 s to read.
 ///
 /// Strings and comments are skipped; anything else is counted, so this refuses no more than
 /// those inputs and a few other malformed ones.
@@ -115,7 +115,9 @@ fn check_edn(text: &str) -> Result<(), String> {
     let mut chars = text.chars();
     let mut after_digit = false;
     while let Some(c) = chars.next() {
-        let digit = std::mem::replace(&mut after_digit, c.is_ascii_digit());
+        // In a number (`5`, `5.`): an `e` there starts its exponent.
+        let digit = after_digit;
+        after_digit = c.is_ascii_digit() || (c == '.' && digit);
         match c {
             'e' | 'E' if digit => {
                 let mut ahead = chars.clone().peekable();
@@ -135,8 +137,18 @@ fn check_edn(text: &str) -> Result<(), String> {
             ']' | ')' | '}' => depth = depth.saturating_sub(1),
             // A character literal: `\[` is the character, not a vector.
             '\\' => {
+                // edn-format reads the literal after any whitespace or comment that follows.
                 let mut ahead = chars.clone();
-                if ahead.next() == Some('u') && ahead.take(4).any(|c| !c.is_ascii()) {
+                let mut next = ahead.next();
+                while let Some(c) = next
+                    && (c.is_whitespace() || c == ',' || c == ';')
+                {
+                    if c == ';' {
+                        ahead.by_ref().take_while(|c| *c != '\n').for_each(drop);
+                    }
+                    next = ahead.next();
+                }
+                if next == Some('u') && ahead.take(4).any(|c| !c.is_ascii()) {
                     return Err("a character literal \\u not followed by four hex digits".into());
                 }
                 chars.next();
@@ -283,8 +295,11 @@ mod tests {
         refused(&"(".repeat(MAX_NESTING + 1), "nested");
         refused("\\uabc\u{273}", "character literal");
         refused("[{:process 0, :value \\u\u{e9}}]", "character literal");
+        refused("{\\;`\nu38}\u{35c}", "character literal");
+        refused("[\\ , u\u{e9}]", "character literal");
         refused("#{5888888E8888888888888888888M 2M}", "exponent");
         refused("[1e+123456]", "exponent");
+        refused("#{58888888888.e148888M 2M}", "exponent");
         assert!(
             parse("[{:process 0, :type :ok, :f :read, :value [1E300 2.5e-12 :e12345]}]").is_ok()
         );
