@@ -121,7 +121,8 @@ fn check_edn(text: &str) -> Result<(), String> {
         match c {
             'e' | 'E' if digit => {
                 let mut ahead = chars.clone().peekable();
-                ahead.next_if(|c| *c == '+' || *c == '-');
+                // edn-format takes any run of signs (`e+-0026...`), not one.
+                while ahead.next_if(|c| *c == '+' || *c == '-').is_some() {}
                 if ahead.take_while(char::is_ascii_digit).count() > MAX_EXPONENT_DIGITS {
                     return Err(format!(
                         "a number with an exponent of more than {MAX_EXPONENT_DIGITS} digits"
@@ -300,6 +301,12 @@ mod tests {
         refused("#{5888888E8888888888888888888M 2M}", "exponent");
         refused("[1e+123456]", "exponent");
         refused("#{58888888888.e148888M 2M}", "exponent");
+        // Found by fuzz/jepsen_history: signs then leading zeros, ten seconds in a set.
+        refused("#{0e+-002688888888M -44M}", "exponent");
+        refused(
+            include_str!("../../fuzz/seeds/jepsen_history/bigdecimal-set-signs-timeout.edn"),
+            "exponent",
+        );
         assert!(
             parse("[{:process 0, :type :ok, :f :read, :value [1E300 2.5e-12 :e12345]}]").is_ok()
         );
