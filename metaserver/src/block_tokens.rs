@@ -18,6 +18,7 @@ use raftfs_core::id::GroupId;
 use raftfs_core::identity::Caller;
 use raftfs_runtime::Outcome;
 use rand::Rng;
+use std::time::{Duration, Instant};
 
 use crate::config::BlockTokens;
 use crate::error::MetaError;
@@ -31,6 +32,36 @@ use crate::observer::Role;
 pub async fn keys(node: &MetaNode) -> Result<KeyRing, MetaError> {
     node.read_local(|kv| block_keys::load(kv).map_err(MetaError::from))
         .await
+}
+
+/// How long [`KeyCache`] answers without reading the state again.
+const CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The keys as of at most [`CACHE_TTL`] ago, for the heartbeat replies: every blockserver
+/// heartbeats every member every second, and the keys change once per `key-roll-secs`, so
+/// reading the record for each reply would be thousands of reads a second on a large fleet
+/// for nothing. A key rolled a moment ago reaches blockservers a second later at most, and a
+/// blockserver waits that long for a key it does not know yet.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    cached: std::sync::Mutex<Option<(Instant, KeyRing)>>,
+}
+
+impl KeyCache {
+    pub async fn get(&self, node: &MetaNode) -> Result<KeyRing, MetaError> {
+        if let Some((at, ring)) = &*self.lock()
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(ring.clone());
+        }
+        let ring = keys(node).await?;
+        *self.lock() = Some((Instant::now(), ring.clone()));
+        Ok(ring)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Instant, KeyRing)>> {
+        self.cached.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// One round of the roller: on the active, journals a new key when one is due.

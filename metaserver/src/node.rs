@@ -40,6 +40,8 @@ pub struct MetaNode {
     pub(crate) umask: u16,
     /// Block access tokens' lifetime and key roll (`[block-tokens]`).
     pub(crate) tokens: crate::config::BlockTokens,
+    /// The keys as heartbeat replies hand them out (read at most once a second).
+    pub(crate) key_cache: Arc<crate::block_tokens::KeyCache>,
     /// The blockservers, their blocks and the work on them.
     pub(crate) blocks: BlockState,
     /// The statuses of this member's background workers (owned by the server).

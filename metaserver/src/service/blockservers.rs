@@ -170,7 +170,7 @@ impl BlockServers for BlockServersService {
                     .map(convert::task_outcome)
                     .collect();
                 scheduler.finished(BlockServerId(req.node_id), &finished);
-                let ring = match block_tokens::keys(&self.node).await {
+                let ring = match self.node.key_cache.get(&self.node).await {
                     Ok(ring) => ring,
                     Err(e) => return self.finish("heartbeat", start, Err(e)),
                 };
