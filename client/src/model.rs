@@ -501,6 +501,9 @@ mod tests {
             (GroupId(7), 2, 1 << 20, 5)
         );
         assert_eq!(g.targets[1].node, BlockServerId(4));
+        // The token travels as the metaserver signed it, and is never printed.
+        assert_eq!(g.token.0, vec![1, 2, 3]);
+        assert_eq!(format!("{:?}", g.token), "AccessToken(3 bytes)");
         let copies: Vec<BlockServerId> = g.copies(1).map(|l| l.node).collect();
         assert_eq!(copies, [BlockServerId(4), BlockServerId(9)]);
     }
