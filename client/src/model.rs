@@ -546,4 +546,23 @@ mod tests {
         );
         assert_eq!(s.nodes[0].node, BlockServerId(12));
     }
+
+    /// A reader renews a group's token before it runs out; one it cannot read is left to the
+    /// blockserver.
+    #[test]
+    fn a_token_is_fresh_until_its_margin() {
+        use raftfs_core::block_token::{BlockKey, BlockToken, Claims, Mode};
+        let key = BlockKey {
+            id: 1,
+            secret: [7; 32],
+            created_ms: 0,
+            expires_ms: u64::MAX,
+        };
+        let claims = Claims::for_nodes(GroupId(9), &[Mode::Read], 1_000, 100_000);
+        let token = AccessToken(BlockToken::mint(&key, claims).encode());
+        assert!(token.fresh(1_000, 60_000));
+        assert!(token.fresh(40_999, 60_000));
+        assert!(!token.fresh(41_000, 60_000));
+        assert!(AccessToken(vec![1, 2, 3]).fresh(u64::MAX, 60_000));
+    }
 }
