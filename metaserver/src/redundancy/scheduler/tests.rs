@@ -424,27 +424,20 @@ fn work_added_between_passes_is_queued_once_and_outlives_the_pass() {
 /// never an id its predecessor used, so a cancellation or an outcome names one task only.
 #[test]
 fn task_ids_are_unique_across_terms() {
-    let first = scheduler(8);
-    first.enter_term(3);
-    first.update(
-        vec![(2, work())],
-        &BTreeSet::new(),
-        0,
-        ThrottleSettings::default(),
-    );
-    let old = first.assign(BlockServerId(10), 0, &nodes(&[1]));
-    assert_eq!(old.len(), 1);
-    assert_eq!(old[0].id, TaskId((3 << 32) + 1));
-    // The next active (another process, term 4) starts its own count.
-    let next = scheduler(8);
-    next.enter_term(4);
-    next.update(
-        vec![(2, work())],
-        &BTreeSet::new(),
-        0,
-        ThrottleSettings::default(),
-    );
-    let new = next.assign(BlockServerId(10), 0, &nodes(&[1]));
-    assert_eq!(new.len(), 1);
-    assert_eq!(new[0].id, TaskId((4 << 32) + 1));
+    // Each active is its own process with its own scheduler.
+    let first_task = |term| {
+        let s = scheduler(8);
+        s.enter_term(term);
+        s.update(
+            vec![(2, work())],
+            &BTreeSet::new(),
+            0,
+            ThrottleSettings::default(),
+        );
+        let tasks = s.assign(BlockServerId(10), 0, &nodes(&[1]));
+        assert_eq!(tasks.len(), 1);
+        tasks[0].id
+    };
+    assert_eq!(first_task(3), TaskId((3 << 32) + 1));
+    assert_eq!(first_task(4), TaskId((4 << 32) + 1));
 }
