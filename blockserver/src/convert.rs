@@ -12,7 +12,7 @@ use raftfs_core::reconstruction::{
 use raftfs_proto as pb;
 
 use crate::error::BlockError;
-use crate::store::BlockId;
+use crate::store::{BlockId, Generation};
 
 /// The block a data request names.
 pub fn block_ref(r: Option<&pb::BlockRef>) -> Result<BlockId, BlockError> {
@@ -29,11 +29,12 @@ pub fn block_id(group: u64, index: u32) -> Result<BlockId, BlockError> {
 }
 
 /// A block as block reports carry it.
-pub fn reported(block: BlockId, length: u64) -> pb::ReportedBlock {
+pub fn reported(block: BlockId, length: u64, generation: Generation) -> pb::ReportedBlock {
     pb::ReportedBlock {
         group: block.group,
         index: u32::from(block.index),
         length,
+        generation: generation.get(),
     }
 }
 
@@ -153,7 +154,8 @@ mod tests {
         ));
         let ok = block_id(3, 8).expect("valid");
         assert_eq!((ok.group, ok.index), (3, 8));
-        assert_eq!(reported(ok, 5).index, 8);
+        let r = reported(ok, 5, Generation(3));
+        assert_eq!((r.index, r.generation), (8, 3));
     }
 
     fn task() -> pb::ReconstructionTask {

@@ -26,6 +26,18 @@ pub enum BlockError {
     /// The call's block access token does not cover it (DESIGN §9).
     #[error("{0}")]
     Token(#[from] raftfs_core::block_token::TokenError),
+    /// The copy here is stamped older than the generation the call's token names: written
+    /// before a lease recovery settled its group (a stale writer's, or one the recovery never
+    /// reached). Never served: the reader takes another copy.
+    #[error("block {block} is at generation {stamped}; the group is at {wanted}")]
+    Stale {
+        block: crate::store::BlockId,
+        stamped: crate::store::Generation,
+        wanted: crate::store::Generation,
+    },
+    /// Not now: try again later (lease recovery found a write stream that would not end).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A bug or a lost worker thread, never the peer's fault.
     #[error("internal error: {0}")]
     Internal(String),

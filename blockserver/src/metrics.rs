@@ -218,7 +218,13 @@ impl Metrics {
             "Block keys this server knows (learnt from heartbeat replies)",
         );
         // Every reason shows from the start, at 0: a dashboard tells "none" from "unknown".
-        for method in ["write_block", "read_block", "block_info", "partial"] {
+        for method in [
+            "write_block",
+            "read_block",
+            "block_info",
+            "partial",
+            "recover_block",
+        ] {
             for reason in raftfs_core::block_token::TokenError::REASONS {
                 let _ = token_refusals.get_or_create(&RefusalLabels { method, reason });
             }

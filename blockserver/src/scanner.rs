@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::error::BlockError;
 use crate::metaservers::Metaservers;
 use crate::metrics::Metrics;
-use crate::store::StoreError;
+use crate::store::{Listed, StoreError};
 use crate::volumes::Volumes;
 
 /// Bytes verified per read of a block.
@@ -89,7 +89,7 @@ async fn pass(
 ) -> PassOutcome {
     let start = Instant::now();
     let mut out = PassOutcome::default();
-    for (id, length) in volumes.list() {
+    for Listed { id, length, .. } in volumes.list() {
         let mut offset = 0;
         while offset < length {
             let len = SCAN_PIECE.min(length - offset);

@@ -142,6 +142,7 @@ pub async fn serve(
         authorizer: raftfs_core::identity::Authorizer::without_admins(tls.is_none()),
         keys,
         write_idle: std::time::Duration::from_secs(config.write_idle_secs),
+        streams: Arc::default(),
     });
     let storage = node.volumes.storage();
     tracing::info!(

@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use raftfs_core::block_token::{self, BlockKey, KeyRing, SECRET_LEN, TokenError, Want};
+use raftfs_core::block_token::{self, BlockKey, Claims, KeyRing, SECRET_LEN, TokenError, Want};
 use raftfs_core::identity::Caller;
 use raftfs_proto as pb;
 use tokio::sync::watch;
@@ -72,13 +72,13 @@ impl Keys {
         known
     }
 
-    /// Whether `token` lets `caller` do `want` now.
+    /// Whether `token` lets `caller` do `want` now; its claims if so.
     pub async fn check(
         &self,
         token: &[u8],
         want: &Want,
         caller: &Caller,
-    ) -> Result<(), TokenError> {
+    ) -> Result<Claims, TokenError> {
         let mut rx = self.ring.subscribe();
         let first = self.check_now(&rx.borrow_and_update(), token, want, caller);
         match first {
@@ -103,7 +103,7 @@ impl Keys {
         token: &[u8],
         want: &Want,
         caller: &Caller,
-    ) -> Result<(), TokenError> {
+    ) -> Result<Claims, TokenError> {
         block_token::check(ring, token, want, caller, self.nodes_claimed, now_ms())
     }
 

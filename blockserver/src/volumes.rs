@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::broadcast;
 
 use crate::error::BlockError;
-use crate::store::{BlockId, BlockWriter, Chunks, Store, StoreError};
+use crate::store::{BlockId, BlockWriter, Chunks, Generation, Listed, Store, StoreError};
 
 /// How many block events may wait for a slow metaserver link before it falls back to a full
 /// report (a `Lagged` receiver).
@@ -33,12 +33,26 @@ const ROOM_RECHECK_BYTES: u64 = 8 << 20;
 /// A change of the blocks this server holds, as the block reports carry it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockEvent {
-    /// A block was finalized with this length.
-    Added { block: BlockId, length: u64 },
+    /// A block was finalized with this length and generation, or restamped.
+    Added {
+        block: BlockId,
+        length: u64,
+        generation: Generation,
+    },
     /// A block was deleted (or was asked to be and is not here).
     Removed(BlockId),
     /// A volume failed: its blocks are gone from this server, which a full report says.
     VolumeFailed,
+}
+
+/// What a deletion did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Removed,
+    /// Not here (reported removed all the same).
+    Absent,
+    /// Stamped newer than the deletion named: kept.
+    Kept,
 }
 
 /// Storage figures for heartbeats and metrics.
@@ -164,7 +178,7 @@ impl Volumes {
                 })
                 .and_then(|()| Store::open(dir))
                 .and_then(|store| {
-                    let used = store.list()?.iter().map(|(_, len)| len).sum::<u64>();
+                    let used = store.list()?.iter().map(|b| b.length).sum::<u64>();
                     Ok((store, used))
                 });
             match opened {
@@ -265,6 +279,23 @@ impl Volumes {
         self.locate(id).map(|(_, len)| len)
     }
 
+    /// The generation a finalized block is stamped with.
+    pub fn generation(&self, id: BlockId) -> Result<Generation, BlockError> {
+        self.read_with(id, |store| store.generation(id))
+    }
+
+    /// Stamps finalized block `id` with `generation` (lease recovery; see
+    /// [`Store::restamp`]) and reports it so; returns its length.
+    pub fn restamp(&self, id: BlockId, generation: Generation) -> Result<u64, BlockError> {
+        let length = self.read_with(id, |store| store.restamp(id, generation))?;
+        self.publish(BlockEvent::Added {
+            block: id,
+            length,
+            generation,
+        });
+        Ok(length)
+    }
+
     /// Reads `len` bytes at `offset`, verifying their checksums.
     pub fn read(&self, id: BlockId, offset: u64, len: u64) -> Result<Vec<u8>, BlockError> {
         self.read_with(id, |store| store.read(id, offset, len))
@@ -302,9 +333,14 @@ impl Volumes {
         Ok(space.available.saturating_sub(self.reserved))
     }
 
-    /// Starts block `id` on the volume with the most room. Fails with `NoSpace` when no
-    /// volume has room above its reserve, and with `AlreadyExists` when any volume has it.
-    pub fn create(self: &Arc<Self>, id: BlockId) -> Result<VolumeWriter, BlockError> {
+    /// Starts block `id`, stamped `generation`, on the volume with the most room. Fails with
+    /// `NoSpace` when no volume has room above its reserve, and with `AlreadyExists` when any
+    /// volume has it.
+    pub fn create(
+        self: &Arc<Self>,
+        id: BlockId,
+        generation: Generation,
+    ) -> Result<VolumeWriter, BlockError> {
         match self.locate(id) {
             Ok(_) => return Err(StoreError::AlreadyExists(id).into()),
             Err(BlockError::Store(StoreError::NotFound(_))) => {}
@@ -326,7 +362,7 @@ impl Volumes {
             });
         };
         let room = rooms.iter().find(|(i, _)| *i == v).map_or(0, |(_, r)| *r);
-        let writer = self.check(v, self.volumes[v].store.create(id))?;
+        let writer = self.check(v, self.volumes[v].store.create(id, generation))?;
         Ok(VolumeWriter {
             volumes: Arc::clone(self),
             volume: v,
@@ -340,11 +376,23 @@ impl Volumes {
     /// reported removed: a metaserver that asked for the deletion of a block this server
     /// does not have should forget it.
     pub fn delete(&self, id: BlockId) -> Result<bool, BlockError> {
+        self.delete_up_to(id, None).map(|d| d == Deleted::Removed)
+    }
+
+    /// Deletes block `id` if it is stamped `up_to` or older (any, for `None`; see
+    /// [`Store::delete_up_to`]). A block gone or absent is reported removed; one kept for
+    /// being newer is not (its newer stamp was reported when it was restamped).
+    pub fn delete_up_to(
+        &self,
+        id: BlockId,
+        up_to: Option<Generation>,
+    ) -> Result<Deleted, BlockError> {
         let found = match self.locate(id) {
             Ok((v, len)) => {
                 let vol = &self.volumes[v];
-                match self.check(v, vol.store.delete(id)) {
-                    Ok(()) => {
+                match self.check(v, vol.store.delete_up_to(id, up_to)) {
+                    Ok(false) => return Ok(Deleted::Kept),
+                    Ok(true) => {
                         let _ = vol
                             .used
                             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
@@ -360,12 +408,16 @@ impl Volumes {
             Err(e) => return Err(e),
         };
         self.publish(BlockEvent::Removed(id));
-        Ok(found)
+        Ok(if found {
+            Deleted::Removed
+        } else {
+            Deleted::Absent
+        })
     }
 
-    /// Every finalized block on the working volumes, with its length: a full block report.
-    /// A volume that fails to list is taken out of use and left out.
-    pub fn list(&self) -> Vec<(BlockId, u64)> {
+    /// Every finalized block on the working volumes, with its length and generation: a full
+    /// block report. A volume that fails to list is taken out of use and left out.
+    pub fn list(&self) -> Vec<Listed> {
         let mut out = Vec::new();
         for (v, vol) in self.working() {
             if let Ok(blocks) = self.check(v, vol.store.list()) {
@@ -449,11 +501,16 @@ impl VolumeWriter {
             ..
         } = self;
         let id = writer.id();
+        let generation = writer.generation();
         let length = volumes.check(volume, writer.finalize())?;
         volumes.volumes[volume]
             .used
             .fetch_add(length, Ordering::Relaxed);
-        volumes.publish(BlockEvent::Added { block: id, length });
+        volumes.publish(BlockEvent::Added {
+            block: id,
+            length,
+            generation,
+        });
         Ok(length)
     }
 }
@@ -497,7 +554,7 @@ mod tests {
         let vols = Arc::new(Volumes::open(&paths, 0).expect("open"));
         let mut events = vols.subscribe();
         for g in 1..=6u64 {
-            let mut w = vols.create(id(g)).expect("create");
+            let mut w = vols.create(id(g), Generation::FIRST).expect("create");
             w.write(&vec![g as u8; 1000]).expect("write");
             assert_eq!(w.finalize().expect("finalize"), 1000);
         }
@@ -509,7 +566,7 @@ mod tests {
         assert_eq!(vols.length(id(3)).expect("len"), 1000);
         assert_eq!(vols.read(id(3), 10, 3).expect("read"), vec![3u8; 3]);
         assert!(matches!(
-            vols.create(id(3)),
+            vols.create(id(3), Generation::FIRST),
             Err(BlockError::Store(StoreError::AlreadyExists(_)))
         ));
         let s = vols.storage();
@@ -527,7 +584,8 @@ mod tests {
             seen[2],
             BlockEvent::Added {
                 block: id(3),
-                length: 1000
+                length: 1000,
+                generation: Generation::FIRST,
             }
         );
         assert_eq!(seen[6..], [BlockEvent::Removed(id(3)); 2]);
@@ -538,7 +596,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let vols = Arc::new(Volumes::open(&[dir.path().to_owned()], u64::MAX / 2).expect("open"));
         assert!(matches!(
-            vols.create(id(1)),
+            vols.create(id(1), Generation::FIRST),
             Err(BlockError::Store(StoreError::NoSpace(_)))
         ));
         assert_eq!(vols.storage().available, 0);
@@ -580,7 +638,7 @@ mod tests {
         // The first disk vanishes: its directory is gone from under the store.
         std::fs::remove_dir_all(&paths[0]).expect("remove");
         for g in 1..=4 {
-            match vols.create(id(g)) {
+            match vols.create(id(g), Generation::FIRST) {
                 Ok(mut w) => {
                     w.write(b"abc").expect("write");
                     w.finalize().expect("finalize");

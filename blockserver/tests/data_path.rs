@@ -4,8 +4,12 @@
 mod common;
 
 use common::{Blockserver, RecordingMeta, bytes, eventually, info, kind, read, write};
+use raftfs_core::block_token::{Claims, Indices, Mode};
+use raftfs_core::id::{Generation, GroupId};
 use raftfs_proto as pb;
+use raftfs_proto::block_data_client::BlockDataClient;
 use tonic::Code;
+use tonic::transport::Channel;
 
 const MIB: usize = 1 << 20;
 
@@ -343,5 +347,157 @@ async fn a_volume_without_room_above_its_reserve_refuses_writes_and_keeps_nothin
         assert_eq!(kind(&missing), pb::ErrorKind::BlockNotFound);
     }
     assert!(server.temporaries().is_empty());
+    server.stop().await;
+}
+
+/// A token of the test caller for `group` at `generation`.
+fn token_at(group: u64, generation: u64, modes: &[Mode]) -> Vec<u8> {
+    common::token_for(
+        Claims::new(
+            &common::test_caller(),
+            GroupId(group),
+            Indices::ALL,
+            modes,
+            0,
+            u64::MAX / 4,
+        )
+        .at_generation(Generation(generation)),
+    )
+}
+
+async fn read_at(
+    c: &mut BlockDataClient<Channel>,
+    group: u64,
+    generation: u64,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut stream = c
+        .read_block(pb::ReadBlockRequest {
+            block: Some(pb::BlockRef { group, index: 0 }),
+            offset: 0,
+            length: 0,
+            token: token_at(group, generation, &[Mode::Read]),
+            checksums: true,
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(m) = stream.message().await? {
+        out.extend_from_slice(&m.data);
+    }
+    Ok(out)
+}
+
+async fn recover(
+    c: &mut BlockDataClient<Channel>,
+    group: u64,
+    generation: u64,
+) -> Result<pb::RecoverBlockResponse, tonic::Status> {
+    let token = common::token_for(
+        Claims::for_nodes(GroupId(group), &[Mode::Read, Mode::Write], 0, u64::MAX / 4)
+            .at_generation(Generation(generation)),
+    );
+    Ok(c.recover_block(pb::RecoverBlockRequest {
+        block: Some(pb::BlockRef { group, index: 0 }),
+        token,
+    })
+    .await?
+    .into_inner())
+}
+
+/// Issue 17, generation stamps: lease recovery ends the open stream of a writer that is cut
+/// off (what arrived is finalized), restamps the block with the group's next generation, and
+/// from then on the block is served only to tokens of that generation or older; the stale
+/// writer's stream is over and its retry finds the block there. A block stamped newer than a
+/// recovery asks is left alone; reads with a token of a newer generation than the copy's are
+/// refused (a copy the recovery did not reach).
+#[tokio::test]
+async fn recovery_ends_the_open_stream_and_restamps_the_block() {
+    let server = Blockserver::start(1, |_| {}).await;
+    let mut c = server.client().await;
+    let data = bytes(150_000, 6);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut writer = c.clone();
+    let call = tokio::spawn(async move {
+        writer
+            .write_block(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let mut msgs = common::write_messages(21, 0, &data, 50_000, false);
+    msgs[0].token = token_at(21, 1, &[Mode::Write]);
+    for m in msgs {
+        tx.send(m).await.expect("send");
+    }
+    eventually("the bytes reach the temporary file", || {
+        let size: u64 = server
+            .temporaries()
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let want = data.len() as u64;
+        async move { (size == want).then_some(()) }
+    })
+    .await;
+    // The writer is alive and silent (its host cut off): nothing is finalized yet.
+    assert_eq!(
+        info(&mut c, 21, 0).await.map_err(|s| s.code()),
+        Err(Code::NotFound)
+    );
+    let r = recover(&mut c, 21, 2).await.expect("recover");
+    assert_eq!((r.length, r.generation), (data.len() as u64, 2));
+    // The stale writer's stream was ended with what had arrived.
+    let ended = call
+        .await
+        .expect("joined")
+        .expect("the stream was finalized");
+    assert_eq!(ended.get_ref().length, data.len() as u64);
+    assert!(
+        tx.send(pb::WriteBlockRequest {
+            data: vec![1; 10],
+            ..Default::default()
+        })
+        .await
+        .is_err(),
+        "nothing more is taken from the stale writer"
+    );
+    // Its retry with its old token finds the recovered block.
+    let mut retry = common::write_messages(21, 0, &data, 50_000, true);
+    retry[0].token = token_at(21, 1, &[Mode::Write]);
+    let e = c
+        .write_block(tokio_stream::iter(retry))
+        .await
+        .expect_err("the block is there");
+    assert_eq!(e.code(), Code::AlreadyExists);
+
+    assert_eq!(read_at(&mut c, 21, 2).await.expect("current"), data);
+    assert_eq!(read_at(&mut c, 21, 1).await.expect("older token"), data);
+    let e = read_at(&mut c, 21, 3).await.expect_err("stale copy");
+    assert_eq!(
+        (e.code(), kind(&e)),
+        (Code::NotFound, pb::ErrorKind::StaleGeneration)
+    );
+    // Again at the same generation: done already. At an older one: refused, unchanged.
+    assert_eq!(recover(&mut c, 21, 2).await.expect("again").generation, 2);
+    let e = recover(&mut c, 21, 1).await.expect_err("older");
+    assert_eq!(
+        (e.code(), kind(&e)),
+        (Code::FailedPrecondition, pb::ErrorKind::StaleGeneration)
+    );
+    // A block that is not here, with no stream open: not found.
+    let e = recover(&mut c, 22, 2).await.expect_err("absent");
+    assert_eq!(e.code(), Code::NotFound);
+    // A read token cannot recover.
+    let e = c
+        .recover_block(pb::RecoverBlockRequest {
+            block: Some(pb::BlockRef {
+                group: 21,
+                index: 0,
+            }),
+            token: token_at(21, 9, &[Mode::Read]),
+        })
+        .await
+        .expect_err("read token");
+    assert_eq!(kind(&e), pb::ErrorKind::InvalidBlockToken);
+    assert_eq!(read_at(&mut c, 21, 2).await.expect("unchanged"), data);
     server.stop().await;
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::format::{self, FormatError, Schema};
-use crate::id::GroupId;
+use crate::id::{Generation, GroupId};
 use crate::identity::{Caller, PortPolicy, Principal};
 
 /// Bytes of a key's secret (HMAC-SHA256 takes any; 32 is its block of security).
@@ -156,6 +156,10 @@ pub struct Claims {
     pub holder: Holder,
     /// The policy of the port the metaserver served the caller on.
     pub port: PortPolicy,
+    /// The group's generation when the token was signed: a write stamps its block with it,
+    /// a read is served only from a block at least this new, lease recovery restamps
+    /// survivors to it (version 2; tokens of version 1 carry [`Generation::FIRST`]).
+    pub generation: Generation,
 }
 
 impl Claims {
@@ -176,7 +180,14 @@ impl Claims {
             expires_ms: now_ms.saturating_add(lifetime_ms),
             holder: Holder::of(caller),
             port: caller.port,
+            generation: Generation::FIRST,
         }
+    }
+
+    /// The same claims for the group's generation `generation`.
+    pub fn at_generation(mut self, generation: Generation) -> Claims {
+        self.generation = generation;
+        self
     }
 
     /// Claims of the cluster's own work on `group` (reconstruction, lease recovery): any
@@ -190,6 +201,7 @@ impl Claims {
             expires_ms: now_ms.saturating_add(lifetime_ms),
             holder: Holder::Nodes,
             port: PortPolicy::Plain,
+            generation: Generation::FIRST,
         }
     }
 }
@@ -201,16 +213,82 @@ pub struct BlockToken {
     pub key_id: u32,
     pub claims: Claims,
     pub mac: [u8; 32],
+    /// Which version's encoding of the claims the MAC covers: a token of version 1 (signed
+    /// by a metaserver of before generation stamps, during a rolling upgrade) is checked
+    /// against the bytes it was signed over, not against its upgraded claims. Not part of
+    /// the encoding (a token is encoded only by the metaserver that signs it).
+    #[serde(skip)]
+    pub signed_as: SignedAs,
+}
+
+/// The encoding of the claims a token's MAC covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SignedAs {
+    /// Version 1: claims without a generation (they mean [`Generation::FIRST`]).
+    V1,
+    /// The current version.
+    #[default]
+    Current,
+}
+
+/// Version 1 of the token, frozen (`crate::format`: adding a version).
+mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use crate::id::GroupId;
+    use crate::identity::PortPolicy;
+
+    use super::{Holder, Indices};
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Claims {
+        pub pool: u64,
+        pub group: GroupId,
+        pub indices: Indices,
+        pub modes: u8,
+        pub expires_ms: u64,
+        pub holder: Holder,
+        pub port: PortPolicy,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct BlockToken {
+        pub key_id: u32,
+        pub claims: Claims,
+        pub mac: [u8; 32],
+    }
+}
+
+impl From<v1::BlockToken> for BlockToken {
+    fn from(t: v1::BlockToken) -> Self {
+        let c = t.claims;
+        BlockToken {
+            key_id: t.key_id,
+            claims: Claims {
+                pool: c.pool,
+                group: c.group,
+                indices: c.indices,
+                modes: c.modes,
+                expires_ms: c.expires_ms,
+                holder: c.holder,
+                port: c.port,
+                generation: Generation::FIRST,
+            },
+            mac: t.mac,
+            signed_as: SignedAs::V1,
+        }
+    }
 }
 
 impl Schema for BlockToken {
     type Value = Self;
     const RECORD: &'static str = "block token";
-    const CURRENT: u16 = 1;
+    const CURRENT: u16 = 2;
 
     fn decode_body(version: u16, bytes: &[u8]) -> Result<Self, FormatError> {
         match version {
-            1 => format::body(Self::RECORD, bytes),
+            1 => format::body::<v1::BlockToken>(Self::RECORD, bytes).map(BlockToken::from),
+            2 => format::body(Self::RECORD, bytes),
             v => Err(format::unknown_version::<Self>(v)),
         }
     }
@@ -220,7 +298,7 @@ impl Schema for BlockToken {
 /// encoding, so that no other HMAC the cluster computes can pass for a token's.
 fn sign(key: &BlockKey, claims: &Claims) -> [u8; 32] {
     let mut mac = mac_of(key);
-    mac.update(&signed_bytes(key.id, claims));
+    mac.update(&signed_bytes(key.id, claims, SignedAs::Current));
     mac.finalize().into_bytes().into()
 }
 
@@ -232,11 +310,29 @@ fn mac_of(key: &BlockKey) -> Hmac<Sha256> {
     }
 }
 
-fn signed_bytes(key_id: u32, claims: &Claims) -> Vec<u8> {
-    let mut out = b"raftfs block token v1\0".to_vec();
-    out.extend_from_slice(&key_id.to_be_bytes());
+/// What a MAC covers: the domain tag of the token's version, the key id, and the claims as
+/// that version encoded them.
+fn signed_bytes(key_id: u32, claims: &Claims, signed_as: SignedAs) -> Vec<u8> {
     // Plain data: postcard cannot fail to encode it into a Vec.
-    out.extend_from_slice(&postcard::to_allocvec(claims).unwrap_or_default());
+    let (tag, body): (&[u8], _) = match signed_as {
+        SignedAs::V1 => {
+            let c = claims.clone();
+            let old = v1::Claims {
+                pool: c.pool,
+                group: c.group,
+                indices: c.indices,
+                modes: c.modes,
+                expires_ms: c.expires_ms,
+                holder: c.holder,
+                port: c.port,
+            };
+            (b"raftfs block token v1\0", postcard::to_allocvec(&old))
+        }
+        SignedAs::Current => (b"raftfs block token v2\0", postcard::to_allocvec(claims)),
+    };
+    let mut out = tag.to_vec();
+    out.extend_from_slice(&key_id.to_be_bytes());
+    out.extend_from_slice(&body.unwrap_or_default());
     out
 }
 
@@ -248,6 +344,7 @@ impl BlockToken {
             key_id: key.id,
             mac: sign(key, &claims),
             claims,
+            signed_as: SignedAs::Current,
         }
     }
 
@@ -350,7 +447,9 @@ fn protection(p: PortPolicy) -> u8 {
 }
 
 /// Checks that `bytes` is a token signed by a key of `ring` that lets `caller` do `want` at
-/// `now_ms`. `nodes_claimed`: the cluster has no certificates, nodes are who they claim.
+/// `now_ms`, and returns its claims (the generation they name is the caller's to compare
+/// with the block's). `nodes_claimed`: the cluster has no certificates, nodes are who they
+/// claim.
 pub fn check(
     ring: &KeyRing,
     bytes: &[u8],
@@ -358,13 +457,13 @@ pub fn check(
     caller: &Caller,
     nodes_claimed: bool,
     now_ms: u64,
-) -> Result<(), TokenError> {
+) -> Result<Claims, TokenError> {
     let token = BlockToken::decode(bytes)?;
     let key = ring
         .get(token.key_id)
         .ok_or(TokenError::UnknownKey(token.key_id))?;
     let mut mac = mac_of(key);
-    mac.update(&signed_bytes(token.key_id, &token.claims));
+    mac.update(&signed_bytes(token.key_id, &token.claims, token.signed_as));
     // Constant time: the comparison must not tell a forger how many bytes it got right.
     mac.verify_slice(&token.mac)
         .map_err(|_| TokenError::BadSignature)?;
@@ -393,7 +492,7 @@ pub fn check(
     if !c.holder.admits(caller, nodes_claimed) {
         return Err(TokenError::WrongHolder);
     }
-    Ok(())
+    Ok(token.claims)
 }
 
 /// The keys a server knows, by id: the journaled set on a metaserver, what heartbeat replies
@@ -511,6 +610,36 @@ mod tests {
             proof: Proof::Certificate,
             port,
         }
+    }
+
+    /// [`super::check`], for tests that look at the verdict alone.
+    fn check(
+        ring: &KeyRing,
+        bytes: &[u8],
+        want: &Want,
+        caller: &Caller,
+        nodes_claimed: bool,
+        now_ms: u64,
+    ) -> Result<(), TokenError> {
+        super::check(ring, bytes, want, caller, nodes_claimed, now_ms).map(|_| ())
+    }
+
+    #[test]
+    fn a_checked_token_gives_the_generation_it_was_signed_for() {
+        let ring = KeyRing::from_keys([key(1, 7)]);
+        let claims = Claims::for_nodes(GroupId(9), &[Mode::Write], 10_000, 5_000)
+            .at_generation(Generation(4));
+        let t = ring.mint(claims, 10_000).expect("key").encode();
+        let got = super::check(
+            &ring,
+            &t,
+            &want(9, 2, Mode::Write),
+            &node(PortPolicy::Plain),
+            false,
+            11_000,
+        )
+        .expect("good token");
+        assert_eq!(got.generation, Generation(4));
     }
 
     fn want(group: u64, index: u32, mode: Mode) -> Want {

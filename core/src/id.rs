@@ -100,6 +100,28 @@ id_newtype!(
     TaskId
 );
 
+id_newtype!(
+    /// The generation stamp of a block group (HDFS's `GenerationStamp`): the active gives a
+    /// new group [`Generation::FIRST`] and lease recovery the next one, so that a copy
+    /// written before the recovery (a stale writer's, one the recovery never reached) is
+    /// told from the copies the recovery settled. Blockservers keep it with each block.
+    Generation
+);
+
+impl Generation {
+    /// The generation of every new group (and of every block written before generations
+    /// existed: version 1 of the token and of the checksum file).
+    pub const FIRST: Generation = Generation(1);
+
+    /// In a deletion order: whatever generation the copy has (a copy reported corrupt).
+    pub const ANY: Generation = Generation(u64::MAX);
+
+    /// The generation after this one.
+    pub const fn next(self) -> Generation {
+        Generation(self.0.saturating_add(1))
+    }
+}
+
 impl TaskId {
     /// The first task id of Raft term `term`: the term in the high 32 bits, a counter from 1
     /// in the low ones (4 billion tasks a term; terms past 2^32 saturate).

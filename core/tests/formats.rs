@@ -6,16 +6,18 @@
 //! regenerate or edit one. `RAFTFS_WRITE_GOLDEN=1 cargo test -p raftfs-core --test formats`
 //! writes the fixtures that do not exist yet (a new family or version) and leaves the others.
 
-use raftfs_core::id::{BlockServerId, GroupId, InodeId};
+use raftfs_core::id::{BlockServerId, Generation, GroupId, InodeId};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::PathBuf;
 
 use proptest::prelude::*;
 use raftfs_core::arbitrary::{block_group, inode, throttle_settings};
-use raftfs_core::block_token::{BlockKey, BlockToken, Claims, Holder, Indices};
+use raftfs_core::block_token::{
+    BlockKey, BlockToken, Claims, Holder, Indices, KeyRing, Mode, SignedAs, TokenError, Want, check,
+};
 use raftfs_core::format::{self, FormatError, Schema};
-use raftfs_core::identity::PortPolicy;
+use raftfs_core::identity::{Caller, PortPolicy, Principal, Proof, User};
 use raftfs_core::namespace::block_keys::BlockKeys;
 use raftfs_core::namespace::blocks::BlockGroup;
 use raftfs_core::namespace::inode::{Inode, InodeKind, LeaseRecord, UnderConstruction};
@@ -182,8 +184,23 @@ fn block_key(id: u32) -> BlockKey {
     }
 }
 
+fn token_claims(generation: Generation) -> Claims {
+    Claims {
+        pool: 0,
+        group: GroupId(1 << 20),
+        indices: Indices::of([0, 3, 8]),
+        modes: 3,
+        expires_ms: 1_767_225_600_000 + 3_600_000,
+        holder: Holder::User("alice".into()),
+        port: PortPolicy::Tls,
+        generation,
+    }
+}
+
 /// The block keys journaled in `meta`, and a token as blockservers receive it on the wire
-/// (signed by key 2: a token is a record of its own so that its claims can change).
+/// (signed by key 2: a token is a record of its own so that its claims can change). A token
+/// of version 1 (before generation stamps) decodes to the generation every group had then,
+/// and keeps its signature over the bytes version 1 signed.
 #[test]
 fn golden_block_key_records_v1() {
     golden::<BlockKeys>(
@@ -191,19 +208,63 @@ fn golden_block_key_records_v1() {
         1,
         &BlockKeys(vec![block_key(1), block_key(2)]),
     );
-    let token = BlockToken::mint(
-        &block_key(2),
-        Claims {
-            pool: 0,
-            group: GroupId(1 << 20),
-            indices: Indices::of([0, 3, 8]),
-            modes: 3,
-            expires_ms: 1_767_225_600_000 + 3_600_000,
-            holder: Holder::User("alice".into()),
-            port: PortPolicy::Tls,
-        },
+    let v1 = BlockToken {
+        key_id: 2,
+        claims: token_claims(Generation::FIRST),
+        // The MAC version 1 computed over its claims' encoding (the fixture's last 32 bytes).
+        mac: [
+            0x56, 0x6f, 0x24, 0xc7, 0xe4, 0xd4, 0xad, 0x17, 0xd7, 0xb8, 0x3e, 0xd1, 0x92, 0x74,
+            0x01, 0x08, 0x2c, 0x14, 0xc4, 0x64, 0x65, 0xae, 0x67, 0x0b, 0x59, 0x3f, 0x2d, 0xcb,
+            0x64, 0xfe, 0xc6, 0x71,
+        ],
+        signed_as: SignedAs::V1,
+    };
+    golden::<BlockToken>("block-token-v1", 1, &v1);
+}
+
+/// Version 2 of the token: the claims name the group's generation. A version 1 token still
+/// checks against the key that signed it; changing its claims breaks it.
+#[test]
+fn golden_block_token_v2() {
+    let token = BlockToken::mint(&block_key(2), token_claims(Generation(3)));
+    golden::<BlockToken>("block-token-v2", 2, &token);
+
+    let ring = KeyRing::from_keys([block_key(2)]);
+    let alice = Caller {
+        principal: Principal::User(User {
+            name: "alice".into(),
+            groups: vec![],
+        }),
+        proof: Proof::Certificate,
+        port: PortPolicy::Tls,
+    };
+    let want = Want {
+        group: GroupId(1 << 20),
+        indices: Indices::one(3),
+        mode: Mode::Write,
+    };
+    let now = 1_767_225_600_000 + 1_000;
+    let v1 = golden_bytes("block-token-v1");
+    let claims = check(&ring, &v1, &want, &alice, false, now).expect("a v1 token still checks");
+    assert_eq!(claims.generation, Generation::FIRST);
+    let v2 = golden_bytes("block-token-v2");
+    let claims = check(&ring, &v2, &want, &alice, false, now).expect("a v2 token checks");
+    assert_eq!(claims.generation, Generation(3));
+    // A v1 token upgraded and re-encoded as v2 (its generation raised) is no token.
+    let mut forged = format::decode::<BlockToken>(&v1).expect("decode");
+    forged.claims.generation = Generation(9);
+    forged.signed_as = SignedAs::Current;
+    assert_eq!(
+        check(&ring, &forged.encode(), &want, &alice, false, now),
+        Err(TokenError::BadSignature)
     );
-    golden::<BlockToken>("block-token-v1", 1, &token);
+}
+
+fn golden_bytes(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.bin"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]

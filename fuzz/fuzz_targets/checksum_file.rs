@@ -1,17 +1,21 @@
-//! A block's checksum file (`blockserver/src/store/checksum.rs`): a header (`RFCK`, version
-//! 1, the chunk size) and one CRC32C per 64 KiB chunk of the data file, which every read
-//! verifies. The file comes from disk, where it may be damaged.
+//! A block's checksum file (`blockserver/src/store/checksum.rs`): a header (`RFCK`, the
+//! version, the chunk size, from version 2 the block's generation) and one CRC32C per 64 KiB
+//! chunk of the data file, which every read verifies. The file comes from disk, where it may
+//! be damaged.
 //!
 //! Properties: parsing any bytes, for any block length, never panics; what it accepts is
 //! exactly one checksum per chunk of that length, in the one encoding the writer produces
-//! (so it re-encodes to the same bytes). And for data of up to three chunks (the last short),
+//! (a version 2 file re-encodes to the same bytes; a version 1 file re-encodes as version 2
+//! of the first generation, which parses back to the same checksums). The generation read
+//! from the header alone is the one the whole file gives. And for data of up to three chunks
+//! (the last short),
 //! the checksums the writer computes parse back for that length only, verify every chunk,
 //! refuse a chunk index past the end, and catch a changed byte in exactly its chunk.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use raftfs_blockserver::store::BlockId;
+use raftfs_blockserver::store::{BlockId, Generation};
 use raftfs_blockserver::store::checksum::{CHUNK, ChecksumFile};
 use raftfs_fuzz::Num;
 
@@ -20,6 +24,7 @@ struct Input {
     file: Vec<u8>,
     length: Num,
     data_len: u32,
+    generation: u64,
     seed: Vec<u8>,
     flip: u32,
     flip_to: u8,
@@ -30,9 +35,18 @@ const ID: BlockId = BlockId { group: 1, index: 0 };
 fuzz_target!(|input: Input| {
     // Any bytes, any length.
     if let Ok(sums) = ChecksumFile::parse(&input.file, ID, input.length.0) {
-        assert_eq!(sums.encode(), input.file);
         let chunks = input.length.0.div_ceil(CHUNK as u64);
-        assert_eq!(input.file.len() as u64, 9 + 4 * chunks);
+        let header = ChecksumFile::parse_generation(&input.file, ID).expect("header parses");
+        assert_eq!(header, sums.generation());
+        if input.file[4] == 1 {
+            assert_eq!(sums.generation(), Generation::FIRST);
+            assert_eq!(input.file.len() as u64, 9 + 4 * chunks);
+            let again = ChecksumFile::parse(&sums.encode(), ID, input.length.0);
+            assert_eq!(again.as_ref().ok(), Some(&sums));
+        } else {
+            assert_eq!(sums.encode(), input.file);
+            assert_eq!(input.file.len() as u64, 17 + 4 * chunks);
+        }
     }
 
     // The writer's checksums of real data.
@@ -43,13 +57,14 @@ fuzz_target!(|input: Input| {
         let n = data.len().min(len - data.len());
         data.extend_from_within(..n);
     }
-    let mut sums = ChecksumFile::new();
+    let mut sums = ChecksumFile::new(Generation(input.generation));
     for chunk in data.chunks(CHUNK) {
         sums.push(chunk);
     }
     let bytes = sums.encode();
     let parsed = ChecksumFile::parse(&bytes, ID, len as u64).expect("the writer's file parses");
     assert_eq!(parsed.encode(), bytes);
+    assert_eq!(parsed.generation(), Generation(input.generation));
     let chunks = len.div_ceil(CHUNK);
     for (i, chunk) in data.chunks(CHUNK).enumerate() {
         assert!(parsed.verify(i as u64, chunk), "chunk {i}");

@@ -14,7 +14,7 @@
 //! until an upgrade that brings it is finalized.
 
 use raftfs_core::block_token::{BlockKey, BlockToken, Claims, Indices, KeyRing, Mode, SECRET_LEN};
-use raftfs_core::id::GroupId;
+use raftfs_core::id::{Generation, GroupId};
 use raftfs_core::identity::Caller;
 use raftfs_runtime::Outcome;
 use rand::Rng;
@@ -137,6 +137,7 @@ pub fn for_caller(
     settings: &BlockTokens,
     caller: &Caller,
     group: GroupId,
+    generation: Generation,
     modes: &[Mode],
 ) -> Vec<u8> {
     let now = now_ms();
@@ -147,15 +148,23 @@ pub fn for_caller(
         modes,
         now,
         settings.lifetime_ms(),
-    );
+    )
+    .at_generation(generation);
     encoded(ring.mint(claims, now))
 }
 
-/// A token for the cluster's own work on `group` (a reconstruction task's reads, lease
-/// recovery's measurements): any node may present it.
-pub fn for_nodes(ring: &KeyRing, settings: &BlockTokens, group: GroupId) -> Vec<u8> {
+/// A token for the cluster's own work on `group` at `generation` (a reconstruction task's
+/// reads, lease recovery's restamps): any node may present it.
+pub fn for_nodes(
+    ring: &KeyRing,
+    settings: &BlockTokens,
+    group: GroupId,
+    generation: Generation,
+    modes: &[Mode],
+) -> Vec<u8> {
     let now = now_ms();
-    let claims = Claims::for_nodes(group, &[Mode::Read], now, settings.lifetime_ms());
+    let claims =
+        Claims::for_nodes(group, modes, now, settings.lifetime_ms()).at_generation(generation);
     encoded(ring.mint(claims, now))
 }
 

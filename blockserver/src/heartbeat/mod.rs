@@ -33,8 +33,9 @@ use crate::metaservers::Metaservers;
 use crate::metrics::Metrics;
 use crate::reconstruction::Worker;
 use crate::reconstruction::worker::Outbox;
+use crate::store::Generation;
 use crate::tokens::{Fence, Keys};
-use crate::volumes::{BlockEvent, Volumes};
+use crate::volumes::{BlockEvent, Deleted, Volumes};
 use report::Pending;
 
 /// How long the first of a burst of block changes waits for the rest before the incremental
@@ -405,11 +406,13 @@ impl Task {
 
     /// Deletes blocks the metaserver no longer wants; each deletion comes back as an event
     /// and is reported removed (to every metaserver).
+    /// A deletion names the generation the metaserver saw the copy at: a copy restamped
+    /// newer since is kept (0, from a metaserver of before generation stamps: any).
     async fn delete(&self, blocks: &[pb::ReportedBlock]) {
         let ids: Vec<_> = blocks
             .iter()
             .filter_map(|b| match convert::block_id(b.group, b.index) {
-                Ok(id) => Some(id),
+                Ok(id) => Some((id, Some(Generation(b.generation)).filter(|g| g.get() > 0))),
                 Err(e) => {
                     tracing::warn!(error = %e, "ignoring a deletion");
                     None
@@ -418,8 +421,11 @@ impl Task {
             .collect();
         let volumes = self.ctx.volumes.clone();
         let done = tokio::task::spawn_blocking(move || {
-            for id in ids {
-                match volumes.delete(id) {
+            for (id, up_to) in ids {
+                match volumes.delete_up_to(id, up_to) {
+                    Ok(Deleted::Kept) => {
+                        tracing::info!(block = %id, ?up_to, "deletion of an older stamp: kept");
+                    }
                     Ok(_) => tracing::debug!(block = %id, "deleted"),
                     Err(e) => tracing::warn!(block = %id, error = %e, "deletion failed"),
                 }

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use raftfs_proto as pb;
 
 use crate::convert::reported;
-use crate::store::BlockId;
+use crate::store::{BlockId, Generation, Listed};
 use crate::volumes::BlockEvent;
 
 /// A report id not used before by this process, and unlikely to have been used by an earlier
@@ -31,11 +31,11 @@ pub fn next_report_id() -> u64 {
 pub fn split_full_report(
     node_id: u64,
     report_id: u64,
-    blocks: &[(BlockId, u64)],
+    blocks: &[Listed],
     max_per_part: usize,
 ) -> Vec<pb::BlockReportRequest> {
     let max = max_per_part.max(1);
-    let mut chunks: Vec<&[(BlockId, u64)]> = blocks.chunks(max).collect();
+    let mut chunks: Vec<&[Listed]> = blocks.chunks(max).collect();
     if chunks.is_empty() {
         chunks.push(&[]);
     }
@@ -49,7 +49,10 @@ pub fn split_full_report(
             report_id,
             part,
             parts,
-            blocks: chunk.iter().map(|(b, len)| reported(*b, *len)).collect(),
+            blocks: chunk
+                .iter()
+                .map(|b| reported(b.id, b.length, b.generation))
+                .collect(),
             removed: Vec::new(),
         })
         .collect()
@@ -61,7 +64,8 @@ pub fn split_full_report(
 /// both).
 #[derive(Debug, Default)]
 pub struct Pending {
-    added: BTreeMap<BlockId, u64>,
+    /// Block -> (length, generation).
+    added: BTreeMap<BlockId, (u64, Generation)>,
     removed: BTreeSet<BlockId>,
 }
 
@@ -69,9 +73,13 @@ impl Pending {
     /// Takes one event in; returns false for an event that calls for a full report instead.
     pub fn note(&mut self, event: BlockEvent) -> bool {
         match event {
-            BlockEvent::Added { block, length } => {
+            BlockEvent::Added {
+                block,
+                length,
+                generation,
+            } => {
                 self.removed.remove(&block);
-                self.added.insert(block, length);
+                self.added.insert(block, (length, generation));
                 true
             }
             BlockEvent::Removed(block) => {
@@ -104,9 +112,13 @@ impl Pending {
             blocks: self
                 .added
                 .iter()
-                .map(|(b, len)| reported(*b, *len))
+                .map(|(b, (len, generation))| reported(*b, *len, *generation))
                 .collect(),
-            removed: self.removed.iter().map(|b| reported(*b, 0)).collect(),
+            removed: self
+                .removed
+                .iter()
+                .map(|b| reported(*b, 0, Generation::FIRST))
+                .collect(),
         }
     }
 }
@@ -117,16 +129,15 @@ mod tests {
 
     use super::*;
 
-    fn blocks(n: u64) -> Vec<(BlockId, u64)> {
+    fn blocks(n: u64) -> Vec<Listed> {
         (0..n)
-            .map(|g| {
-                (
-                    BlockId {
-                        group: g / 3,
-                        index: (g % 3) as u16,
-                    },
-                    g * 10,
-                )
+            .map(|g| Listed {
+                id: BlockId {
+                    group: g / 3,
+                    index: (g % 3) as u16,
+                },
+                length: g * 10,
+                generation: Generation(1 + g % 2),
             })
             .collect()
     }
@@ -151,12 +162,18 @@ mod tests {
                 assert_eq!((r.part as usize, r.parts as usize), (i, parts));
                 assert!(r.blocks.len() <= max);
                 for b in &r.blocks {
-                    assert!(seen.insert((b.group, b.index, b.length)), "{b:?} twice");
+                    assert!(
+                        seen.insert((b.group, b.index, b.length, b.generation)),
+                        "{b:?} twice"
+                    );
                 }
             }
             let want: BTreeSet<_> = all
                 .iter()
-                .map(|(b, len)| (b.group, u32::from(b.index), *len))
+                .map(|b| {
+                    let (id, len) = (b.id, b.length);
+                    (id.group, u32::from(id.index), len, b.generation.get())
+                })
                 .collect();
             assert_eq!(seen, want, "every block exactly once");
         }
@@ -175,17 +192,20 @@ mod tests {
         assert!(p.is_empty());
         assert!(p.note(BlockEvent::Added {
             block: b(1),
-            length: 5
+            length: 5,
+            generation: Generation::FIRST,
         }));
         p.note(BlockEvent::Removed(b(1)));
         p.note(BlockEvent::Removed(b(2)));
         p.note(BlockEvent::Added {
             block: b(2),
             length: 7,
+            generation: Generation::FIRST,
         });
         p.note(BlockEvent::Added {
             block: b(3),
             length: 1,
+            generation: Generation::FIRST,
         });
         assert!(!p.note(BlockEvent::VolumeFailed));
         let r = p.request(4);

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use raftfs_codec::ErasureCodec;
+use raftfs_core::block_token::BlockToken;
 use raftfs_core::id::TaskId;
 use raftfs_core::layout::Layout;
 use raftfs_core::namespace::blocks::GroupId;
@@ -24,7 +25,7 @@ use raftfs_core::reconstruction::{
 
 use super::budget::Budgets;
 use super::xmits::Xmits;
-use crate::error::TaskError;
+use crate::error::{BlockError, TaskError};
 use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::volumes::Volumes;
@@ -206,10 +207,18 @@ impl Worker {
 
     /// Rebuilds the task's block; returns its length. The task was validated when it
     /// arrived ([`crate::convert::reconstruction_task`]): its block and reads are bounded.
+    /// The new block is stamped with the generation the task's token names (the group's
+    /// when the active scheduled it): the sources it reads are served only at that
+    /// generation or newer.
     async fn run(&self, task: &ReconstructionTask, token: &[u8]) -> Result<u64, TaskError> {
         let id = crate::convert::block_id(task.group.into(), task.index)?;
+        let generation = BlockToken::decode(token)
+            .map_err(|e| TaskError::Store(BlockError::Token(e)))?
+            .claims
+            .generation;
         let volumes = self.volumes.clone();
-        let mut writer = tokio::task::spawn_blocking(move || volumes.create(id)).await??;
+        let mut writer =
+            tokio::task::spawn_blocking(move || volumes.create(id, generation)).await??;
         let len = task
             .policy
             .block_len(task.group_length, task.index as usize);

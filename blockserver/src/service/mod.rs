@@ -8,14 +8,17 @@
 
 mod read;
 mod status;
+mod streams;
 mod write;
+
+pub use streams::Streams;
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futures::Stream;
-use raftfs_core::block_token::{Indices, Mode, Want};
+use raftfs_core::block_token::{Claims, Indices, Mode, Want};
 use raftfs_core::id::GroupId;
 use raftfs_core::identity::{Authorizer, Caller, Need};
 use raftfs_proto as pb;
@@ -25,7 +28,7 @@ use crate::convert;
 use crate::error::{BlockError, TaskError};
 use crate::metaservers::Metaservers;
 use crate::metrics::Metrics;
-use crate::store::BlockId;
+use crate::store::{BlockId, Generation};
 use crate::tokens::Keys;
 use crate::volumes::Volumes;
 
@@ -51,7 +54,12 @@ pub struct BlockNode {
     pub keys: Arc<Keys>,
     /// How long a write stream may bring nothing before it is ended (`write-idle-secs`).
     pub write_idle: std::time::Duration,
+    /// The write streams open here, for lease recovery to end.
+    pub streams: Arc<Streams>,
 }
+
+/// How long `RecoverBlock` waits for the streams it ended to finalize their blocks.
+const RECOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The service; cheap to clone.
 #[derive(Debug, Clone)]
@@ -85,18 +93,42 @@ fn caller_of<T>(req: &Request<T>) -> Result<Arc<Caller>, BlockError> {
 
 /// Refuses a data call whose block access token does not cover `want` for `caller` (DESIGN
 /// §9), before anything is read, written or allocated; counted by method and reason.
+/// Returns the token's claims (the group generation it names).
 async fn check_token(
     node: &BlockNode,
     method: &'static str,
     caller: &Caller,
     token: &[u8],
     want: Want,
-) -> Result<(), BlockError> {
+) -> Result<Claims, BlockError> {
     node.keys.check(token, &want, caller).await.map_err(|e| {
         node.metrics.token_refused(method, e.reason());
         tracing::info!(method, error = %e, "block token refused");
         BlockError::Token(e)
     })
+}
+
+/// The length and generation of block `id`, refused as [`BlockError::Stale`] when it is
+/// stamped older than `wanted` (the generation the caller's token names): a copy written
+/// before a lease recovery settled its group is never served.
+async fn current(
+    node: &BlockNode,
+    id: BlockId,
+    wanted: Generation,
+) -> Result<(u64, Generation), BlockError> {
+    let volumes = node.volumes.clone();
+    tokio::task::spawn_blocking(move || {
+        let stamped = volumes.generation(id)?;
+        if stamped < wanted {
+            return Err(BlockError::Stale {
+                block: id,
+                stamped,
+                wanted,
+            });
+        }
+        Ok((volumes.length(id)?, stamped))
+    })
+    .await?
 }
 
 /// What a call on one internal block asks.
@@ -180,16 +212,68 @@ impl pb::block_data_server::BlockData for BlockDataService {
             let req = request.get_ref();
             let block = convert::block_ref(req.block.as_ref())?;
             let want = want(block, Mode::Read);
-            check_token(&self.node, "block_info", &caller, &req.token, want).await?;
-            let volumes = self.node.volumes.clone();
-            tokio::task::spawn_blocking(move || volumes.length(block)).await?
+            let claims = check_token(&self.node, "block_info", &caller, &req.token, want).await?;
+            current(&self.node, block, claims.generation).await
         }
         .await;
         self.node
             .metrics
             .observe_rpc("block_info", start.elapsed(), r.is_ok());
-        r.map(|length| Response::new(pb::BlockInfoResponse { length }))
-            .map_err(|e: BlockError| e.into())
+        r.map(|(length, generation)| {
+            Response::new(pb::BlockInfoResponse {
+                length,
+                generation: generation.get(),
+            })
+        })
+        .map_err(|e: BlockError| e.into())
+    }
+
+    /// Lease recovery (see the proto): ends the block's open write streams, then stamps it
+    /// with the token's generation. Only a metaserver recovers.
+    #[tracing::instrument(skip_all, fields(
+        group = request.get_ref().block.as_ref().map(|b| b.group),
+        index = request.get_ref().block.as_ref().map(|b| b.index),
+        length,
+    ))]
+    async fn recover_block(
+        &self,
+        request: Request<pb::RecoverBlockRequest>,
+    ) -> Result<Response<pb::RecoverBlockResponse>, Status> {
+        let start = Instant::now();
+        let r = async {
+            authorize(&self.node.authorizer, &request, Need::Member)?;
+            let caller = caller_of(&request)?;
+            let req = request.get_ref();
+            let block = convert::block_ref(req.block.as_ref())?;
+            let want = want(block, Mode::Write);
+            let claims =
+                check_token(&self.node, "recover_block", &caller, &req.token, want).await?;
+            if let Err(late) = self.node.streams.end(block, RECOVER_WAIT).await {
+                return Err(BlockError::Unavailable(format!(
+                    "{late} write stream(s) of {block} did not finish within {RECOVER_WAIT:?}"
+                )));
+            }
+            let volumes = self.node.volumes.clone();
+            let generation = claims.generation;
+            let length =
+                tokio::task::spawn_blocking(move || volumes.restamp(block, generation)).await??;
+            tracing::info!(%block, length, %generation, "block recovered");
+            Ok((length, generation))
+        }
+        .await;
+        self.node
+            .metrics
+            .observe_rpc("recover_block", start.elapsed(), r.is_ok());
+        if let Ok((length, _)) = &r {
+            tracing::Span::current().record("length", length);
+        }
+        r.map(|(length, generation)| {
+            Response::new(pb::RecoverBlockResponse {
+                length,
+                generation: generation.get(),
+            })
+        })
+        .map_err(|e: BlockError| e.into())
     }
 
     #[tracing::instrument(skip_all, fields(group, lost, offset))]
@@ -218,7 +302,7 @@ impl pb::block_data_server::BlockData for BlockDataService {
                 };
                 match check_token(&self.node, "partial", &caller, &token, want).await {
                     // The rack's cells are read with the same token (a node's).
-                    Ok(()) => self.node.worker.partial(&cell, &token).await,
+                    Ok(_) => self.node.worker.partial(&cell, &token).await,
                     Err(e) => Err(e.into()),
                 }
             }

@@ -50,9 +50,8 @@ pub(super) async fn read_block(
 ) -> Result<ReadStream, BlockError> {
     let block = convert::block_ref(request.block.as_ref())?;
     let want = super::want(block, Mode::Read);
-    super::check_token(&node, "read_block", caller, &request.token, want).await?;
-    let volumes = node.volumes.clone();
-    let length = tokio::task::spawn_blocking(move || volumes.length(block)).await??;
+    let claims = super::check_token(&node, "read_block", caller, &request.token, want).await?;
+    let (length, _) = super::current(&node, block, claims.generation).await?;
     let (offset, len) = (request.offset, request.length);
     let end = if len == 0 {
         Some(length).filter(|_| offset <= length)

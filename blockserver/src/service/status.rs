@@ -18,6 +18,10 @@ fn store_code(e: &StoreError) -> (Code, ErrorKind) {
         // The writer should ask the active for another target.
         StoreError::NoSpace(_) => (Code::ResourceExhausted, ErrorKind::NoSpace),
         StoreError::Io { .. } => (Code::Internal, ErrorKind::Storage),
+        // A later lease recovery owns the block: this one gives up.
+        StoreError::NewerGeneration { .. } => {
+            (Code::FailedPrecondition, ErrorKind::StaleGeneration)
+        }
     }
 }
 
@@ -28,6 +32,9 @@ fn block_code(e: &BlockError) -> (Code, ErrorKind) {
         BlockError::InvalidArgument(_) => (Code::InvalidArgument, ErrorKind::InvalidArgument),
         BlockError::Denied(_) => (Code::PermissionDenied, ErrorKind::PermissionDenied),
         BlockError::Token(_) => (Code::PermissionDenied, ErrorKind::InvalidBlockToken),
+        // Not the block the caller wants: as if absent, so that it takes another copy.
+        BlockError::Stale { .. } => (Code::NotFound, ErrorKind::StaleGeneration),
+        BlockError::Unavailable(_) => (Code::Unavailable, ErrorKind::Unavailable),
         BlockError::Internal(_) => (Code::Internal, ErrorKind::Internal),
     }
 }
@@ -81,7 +88,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::store::BlockId;
+    use crate::store::{BlockId, Generation};
 
     #[test]
     fn every_error_carries_its_code_and_kind() {
@@ -129,6 +136,30 @@ mod tests {
                 ErrorKind::NoSpace,
             ),
             (io().into(), Code::Internal, ErrorKind::Storage),
+            (
+                StoreError::NewerGeneration {
+                    block: b,
+                    stamped: Generation(3),
+                    asked: Generation(2),
+                }
+                .into(),
+                Code::FailedPrecondition,
+                ErrorKind::StaleGeneration,
+            ),
+            (
+                BlockError::Stale {
+                    block: b,
+                    stamped: Generation(1),
+                    wanted: Generation(2),
+                },
+                Code::NotFound,
+                ErrorKind::StaleGeneration,
+            ),
+            (
+                BlockError::Unavailable("stream".into()),
+                Code::Unavailable,
+                ErrorKind::Unavailable,
+            ),
             (
                 BlockError::NoVolume(2),
                 Code::Unavailable,

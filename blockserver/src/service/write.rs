@@ -7,6 +7,10 @@
 //! writer died, or its connection did, which drops this handler altogether) leaves a
 //! finalized block of the bytes that arrived, which lease recovery measures. A write refused
 //! for space leaves nothing: the worker drops its writer, which removes the temporary file.
+//! Lease recovery ends a stream the same way (`streams`): its writer is cut off.
+//!
+//! The block is stamped with the generation of the write token: the group's when the
+//! writer was given it.
 
 use std::sync::Arc;
 
@@ -64,10 +68,14 @@ pub(super) async fn write_block(
     span.record("group", block.group);
     span.record("index", block.index);
     let want = super::want(block, Mode::Write);
-    super::check_token(node, "write_block", caller, &first.token, want).await?;
+    let claims = super::check_token(node, "write_block", caller, &first.token, want).await?;
 
+    // Listed before the block is created, so that a recovery that comes in between finds it
+    // (and kept until the block is finalized: the recovery waits for that).
+    let mut registered = node.streams.open(block);
     let volumes = node.volumes.clone();
-    let writer = tokio::task::spawn_blocking(move || volumes.create(block)).await??;
+    let generation = claims.generation;
+    let writer = tokio::task::spawn_blocking(move || volumes.create(block, generation)).await??;
     let (tx, rx) = mpsc::channel(QUEUE);
     let metrics = node.metrics.clone();
     let worker = tokio::task::spawn_blocking(move || write_pieces(writer, rx, &metrics));
@@ -92,7 +100,14 @@ pub(super) async fn write_block(
             let _ = tx.send(Piece::Finalize).await;
             break;
         }
-        match tokio::time::timeout(node.write_idle, stream.message()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(node.write_idle, stream.message()) => next,
+            () = registered.ended() => {
+                tracing::info!(%block, "write stream ended by lease recovery");
+                break;
+            }
+        };
+        match next {
             Ok(Ok(Some(m))) => message = m,
             // Ended or failed without finalize: closing the queue finalizes what arrived.
             Ok(Ok(None)) => break,
@@ -109,7 +124,9 @@ pub(super) async fn write_block(
         }
     }
     drop(tx);
-    worker.await?
+    let finalized = worker.await?;
+    drop(registered);
+    finalized
 }
 
 /// The worker: writes every piece, then finalizes (asked to, or because the queue closed).

@@ -1,10 +1,18 @@
-//! The checksum file of a block: a header (`RFCK`, version 1, chunk size) and one CRC32C per
-//! chunk of the data file, little-endian. CRC32C because CPUs compute it in hardware (and HDFS
-//! uses it too); one per 64 KiB so that a read of a few bytes verifies one chunk, not a block.
+//! The checksum file of a block: a header and one CRC32C per chunk of the data file,
+//! little-endian. CRC32C because CPUs compute it in hardware (and HDFS uses it too); one per
+//! 64 KiB so that a read of a few bytes verifies one chunk, not a block.
+//!
+//! The header is `RFCK`, the version (a byte), the chunk size (u32), and from version 2 the
+//! block's generation stamp (u64): the group generation the block was written or last
+//! restamped at (as HDFS keeps a replica's generation stamp in its meta file's name). A file
+//! of version 1 (written before generation stamps) is a block of the first generation; files
+//! are written at version 2, and lease recovery restamps a block by rewriting its file.
 
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::Path;
+
+use raftfs_core::id::Generation;
 
 use super::{BlockId, StoreError, io_err};
 
@@ -12,18 +20,36 @@ use super::{BlockId, StoreError, io_err};
 pub const CHUNK: usize = 64 * 1024;
 
 const MAGIC: &[u8; 4] = b"RFCK";
-const VERSION: u8 = 1;
-const HEADER: usize = 4 + 1 + 4;
+const VERSION: u8 = 2;
+/// The header of version 1: magic, version, chunk size.
+const HEADER_V1: usize = 4 + 1 + 4;
+/// The header of version 2: and the generation.
+pub const HEADER: usize = HEADER_V1 + 8;
 
-/// The checksums of one block.
-#[derive(Debug, Default)]
+/// The checksums of one block, and its generation.
+#[derive(Debug, PartialEq, Eq)]
 pub struct ChecksumFile {
     sums: Vec<u32>,
+    generation: Generation,
 }
 
 impl ChecksumFile {
-    pub fn new() -> Self {
-        Self::default()
+    /// The (empty) checksums of a block being written at `generation`.
+    pub fn new(generation: Generation) -> Self {
+        Self {
+            sums: Vec::new(),
+            generation,
+        }
+    }
+
+    /// The generation the block is stamped with.
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// Stamps the block with `generation` (lease recovery).
+    pub fn restamp(&mut self, generation: Generation) {
+        self.generation = generation;
     }
 
     /// Adds the checksum of the next chunk (the last may be short).
@@ -53,6 +79,7 @@ impl ChecksumFile {
         bytes.extend_from_slice(MAGIC);
         bytes.push(VERSION);
         bytes.extend_from_slice(&(CHUNK as u32).to_le_bytes());
+        bytes.extend_from_slice(&self.generation.get().to_le_bytes());
         for s in &self.sums {
             bytes.extend_from_slice(&s.to_le_bytes());
         }
@@ -77,14 +104,17 @@ impl ChecksumFile {
         }
     }
 
-    /// The checksums of block `id` (of `length` bytes) from the bytes of its checksum file:
-    /// the header, then exactly one checksum per chunk of `length`.
-    pub fn parse(bytes: &[u8], id: BlockId, length: u64) -> Result<Self, StoreError> {
-        if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+    /// The generation of block `id` from the first bytes of its checksum file (at least
+    /// [`HEADER`] of them, or the whole file if shorter): what a block report sends, without
+    /// reading every checksum.
+    pub fn parse_generation(bytes: &[u8], id: BlockId) -> Result<Generation, StoreError> {
+        Self::header(bytes, id).map(|(generation, _)| generation)
+    }
+
+    /// The generation and the header's length.
+    fn header(bytes: &[u8], id: BlockId) -> Result<(Generation, usize), StoreError> {
+        if bytes.len() < HEADER_V1 || &bytes[..4] != MAGIC {
             return Err(corrupt(id, "bad header"));
-        }
-        if bytes[4] != VERSION {
-            return Err(corrupt(id, &format!("unknown version {}", bytes[4])));
         }
         let chunk = u32::from_le_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]);
         if chunk as usize != CHUNK {
@@ -93,7 +123,25 @@ impl ChecksumFile {
                 &format!("chunk size {chunk}, expected {CHUNK}"),
             ));
         }
-        let body = &bytes[HEADER..];
+        match bytes[4] {
+            1 => Ok((Generation::FIRST, HEADER_V1)),
+            2 => {
+                let stamp = bytes
+                    .get(HEADER_V1..HEADER)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_le_bytes)
+                    .ok_or_else(|| corrupt(id, "header cut short"))?;
+                Ok((Generation(stamp), HEADER))
+            }
+            v => Err(corrupt(id, &format!("unknown version {v}"))),
+        }
+    }
+
+    /// The checksums of block `id` (of `length` bytes) from the bytes of its checksum file:
+    /// the header, then exactly one checksum per chunk of `length`.
+    pub fn parse(bytes: &[u8], id: BlockId, length: u64) -> Result<Self, StoreError> {
+        let (generation, header) = Self::header(bytes, id)?;
+        let body = &bytes[header..];
         let chunks = length.div_ceil(CHUNK as u64);
         if !body.len().is_multiple_of(4) || body.len() as u64 != chunks * 4 {
             return Err(corrupt(
@@ -106,12 +154,13 @@ impl ChecksumFile {
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
+            generation,
         })
     }
 }
 
 /// A damaged checksum file of block `id`.
-fn corrupt(id: BlockId, why: &str) -> StoreError {
+pub(super) fn corrupt(id: BlockId, why: &str) -> StoreError {
     StoreError::Corrupt {
         block: id,
         chunk: 0,

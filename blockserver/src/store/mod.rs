@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 pub use checksum::CHUNK;
 use checksum::ChecksumFile;
+pub use raftfs_core::id::Generation;
 
 /// An internal block: block group `group`, position `index` in it (0 for a replicated block;
 /// 0..k+m for the cells of an erasure-coded group).
@@ -70,6 +71,13 @@ pub enum StoreError {
         chunk: u64,
         offset: u64,
         why: String,
+    },
+    /// Lease recovery asked to restamp a block that a later recovery already stamped newer.
+    #[error("block {block} is at generation {stamped}, newer than {asked}")]
+    NewerGeneration {
+        block: BlockId,
+        stamped: Generation,
+        asked: Generation,
     },
     #[error("block {block} has {length} bytes; {offset}+{len} is beyond them")]
     OutOfRange {
@@ -153,11 +161,12 @@ impl Store {
         self.finalized_dir().join(format!("{}.crc", id.file_name()))
     }
 
-    /// Starts writing block `id`; nothing is visible until [`BlockWriter::finalize`].
+    /// Starts writing block `id`, stamped `generation`; nothing is visible until
+    /// [`BlockWriter::finalize`].
     ///
     /// Every writer has its own temporary name, so that two writers of one block (a client
     /// retrying while its first stream is still open) never write into each other's file.
-    pub fn create(&self, id: BlockId) -> Result<BlockWriter, StoreError> {
+    pub fn create(&self, id: BlockId, generation: Generation) -> Result<BlockWriter, StoreError> {
         static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
         if self.data_path(id).exists() {
             return Err(StoreError::AlreadyExists(id));
@@ -178,7 +187,7 @@ impl Store {
             meta_tmp_path,
             finalized_dir: self.finalized_dir(),
             finalizing: self.finalizing.clone(),
-            checksums: ChecksumFile::new(),
+            checksums: ChecksumFile::new(generation),
             pending: Vec::with_capacity(CHUNK),
             length: 0,
             finalized: false,
@@ -193,6 +202,60 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::NotFound(id)),
             Err(e) => Err(io_err(&path)(e)),
         }
+    }
+
+    /// The generation a finalized block is stamped with (its checksum file's header).
+    pub fn generation(&self, id: BlockId) -> Result<Generation, StoreError> {
+        let path = self.meta_path(id);
+        let mut head = Vec::with_capacity(checksum::HEADER);
+        match File::open(&path) {
+            Ok(f) => f
+                .take(checksum::HEADER as u64)
+                .read_to_end(&mut head)
+                .map_err(io_err(&path))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A block is visible once its data file is; its checksums are renamed in
+                // first, so a data file without them is a damaged block.
+                self.length(id)?;
+                return Err(checksum::corrupt(id, "missing"));
+            }
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        ChecksumFile::parse_generation(&head, id)
+    }
+
+    /// Stamps finalized block `id` with `generation` (lease recovery settled the group at
+    /// it) and returns the block's length. A block already at `generation` is left as it is;
+    /// one stamped newer is refused (`NewerGeneration`): a later recovery owns it. The
+    /// checksum file is rewritten under a temporary name and renamed over the old one, so a
+    /// crash leaves one stamp or the other, never a damaged file.
+    pub fn restamp(&self, id: BlockId, generation: Generation) -> Result<u64, StoreError> {
+        let _finalizing = lock(&self.finalizing);
+        let length = self.length(id)?;
+        let meta = self.meta_path(id);
+        let mut sums = ChecksumFile::load(&meta, id, length)?;
+        let stamped = sums.generation();
+        if stamped > generation {
+            return Err(StoreError::NewerGeneration {
+                block: id,
+                stamped,
+                asked: generation,
+            });
+        }
+        if stamped == generation {
+            return Ok(length);
+        }
+        sums.restamp(generation);
+        let tmp = self
+            .tmp_dir()
+            .join(format!("{}.restamp.crc", id.file_name()));
+        sums.write(&tmp)?;
+        fs::rename(&tmp, &meta).map_err(io_err(&meta))?;
+        let dir = self.finalized_dir();
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&dir))?;
+        Ok(length)
     }
 
     /// Reads `len` bytes at `offset` of a finalized block, verifying every chunk touched.
@@ -223,15 +286,16 @@ impl Store {
                     len,
                 })?;
         let chunk = CHUNK as u64;
+        let meta_path = self.meta_path(id);
+        let sums = ChecksumFile::load(&meta_path, id, length)?;
         if len == 0 {
             return Ok(Chunks {
                 offset: offset - offset % chunk,
                 data: Vec::new(),
                 sums: Vec::new(),
+                generation: sums.generation(),
             });
         }
-        let meta_path = self.meta_path(id);
-        let sums = ChecksumFile::load(&meta_path, id, length)?;
         let (first, last) = (offset / chunk, (end - 1) / chunk);
         let path = self.data_path(id);
         let mut file = match File::open(&path) {
@@ -278,12 +342,30 @@ impl Store {
             offset: first * chunk,
             data: buf,
             sums: stored,
+            generation: sums.generation(),
         })
     }
 
     /// Removes a finalized block.
     pub fn delete(&self, id: BlockId) -> Result<(), StoreError> {
+        self.delete_up_to(id, None).map(|_| ())
+    }
+
+    /// Removes a finalized block if it is stamped `up_to` or older (any, for `None`);
+    /// returns whether it did. A deletion the active ordered for a copy it saw at some
+    /// generation must not remove the copy a lease recovery has restamped since (the
+    /// active's view lags the blockserver's reports); the check and the removal are one
+    /// step against a restamp.
+    pub fn delete_up_to(&self, id: BlockId, up_to: Option<Generation>) -> Result<bool, StoreError> {
         let _finalizing = lock(&self.finalizing);
+        if let Some(up_to) = up_to {
+            match self.generation(id) {
+                Ok(stamped) if stamped > up_to => return Ok(false),
+                // A damaged checksum file: nothing newer to keep.
+                Ok(_) | Err(StoreError::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let data = self.data_path(id);
         match fs::remove_file(&data) {
             Ok(()) => {}
@@ -292,27 +374,49 @@ impl Store {
         }
         let meta = self.meta_path(id);
         match fs::remove_file(&meta) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
             Err(e) => Err(io_err(&meta)(e)),
         }
     }
 
-    /// Every finalized block and its length: what a full block report sends.
-    pub fn list(&self) -> Result<Vec<(BlockId, u64)>, StoreError> {
+    /// Every finalized block with its length and generation: what a full block report
+    /// sends. A block whose checksum file is unreadable is listed at the first generation
+    /// (the scanner finds it corrupt and reports it so).
+    pub fn list(&self) -> Result<Vec<Listed>, StoreError> {
         let dir = self.finalized_dir();
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
             let name = entry.file_name();
             if let Some(id) = name.to_str().and_then(BlockId::parse) {
-                let len = entry.metadata().map_err(io_err(&entry.path()))?.len();
-                out.push((id, len));
+                let length = entry.metadata().map_err(io_err(&entry.path()))?.len();
+                let generation = match self.generation(id) {
+                    Ok(g) => g,
+                    Err(StoreError::Io { path, source }) => {
+                        return Err(StoreError::Io { path, source });
+                    }
+                    // Deleted since it was listed, or damaged: nothing newer to claim.
+                    Err(_) => Generation::FIRST,
+                };
+                out.push(Listed {
+                    id,
+                    length,
+                    generation,
+                });
             }
         }
         out.sort();
         Ok(out)
     }
+}
+
+/// A finalized block as a block report lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listed {
+    pub id: BlockId,
+    pub length: u64,
+    pub generation: Generation,
 }
 
 /// Whole chunks of a block as read, verified, with their stored checksums.
@@ -323,6 +427,8 @@ pub struct Chunks {
     pub data: Vec<u8>,
     /// One per chunk of `data`.
     pub sums: Vec<u32>,
+    /// The generation the block is stamped with.
+    pub generation: Generation,
 }
 
 /// A block being written: bytes go to a temporary file, checksums are computed per chunk.
@@ -371,6 +477,11 @@ impl BlockWriter {
     /// Bytes written so far.
     pub fn length(&self) -> u64 {
         self.length
+    }
+
+    /// The generation the block is stamped with.
+    pub fn generation(&self) -> Generation {
+        self.checksums.generation()
     }
 
     /// Makes the block durable and visible; returns its length. On any error the block stays

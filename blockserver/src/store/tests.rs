@@ -3,6 +3,8 @@
 
 use super::*;
 
+const G1: Generation = Generation::FIRST;
+
 fn id(group: u64, index: u16) -> BlockId {
     BlockId { group, index }
 }
@@ -14,7 +16,7 @@ fn bytes(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn put(store: &Store, b: BlockId, data: &[u8], pieces: usize) -> u64 {
-    let mut w = store.create(b).expect("create");
+    let mut w = store.create(b, G1).expect("create");
     for piece in data.chunks(data.len().div_ceil(pieces.max(1)).max(1)) {
         w.write(piece).expect("write");
     }
@@ -44,7 +46,14 @@ fn blocks_round_trip_at_every_chunk_boundary() {
     }
     let listed = store.list().expect("list");
     assert_eq!(listed.len(), 6);
-    assert_eq!(listed[3], (id(7, 3), CHUNK as u64));
+    assert_eq!(
+        listed[3],
+        Listed {
+            id: id(7, 3),
+            length: CHUNK as u64,
+            generation: G1
+        }
+    );
 }
 
 #[test]
@@ -113,7 +122,7 @@ fn unfinalized_blocks_are_invisible_and_removed_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
     let b = id(3, 0);
-    let mut w = store.create(b).expect("create");
+    let mut w = store.create(b, G1).expect("create");
     w.write(&bytes(1000, 2)).expect("write");
     // A crash now: the writer vanishes without finalize and without cleaning up.
     std::mem::forget(w);
@@ -141,7 +150,10 @@ fn bad_requests_are_typed_errors_and_change_nothing() {
     let store = Store::open(dir.path()).expect("open");
     let b = id(4, 2);
     put(&store, b, &bytes(100, 4), 1);
-    assert!(matches!(store.create(b), Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(
+        store.create(b, G1),
+        Err(StoreError::AlreadyExists(_))
+    ));
     assert!(matches!(
         store.read(b, 90, 11),
         Err(StoreError::OutOfRange { length: 100, .. })
@@ -169,8 +181,8 @@ fn a_writer_dropped_without_finalize_removes_its_bytes_at_once() {
     let store = Store::open(dir.path()).expect("open");
     let b = id(5, 1);
     // Two writers of one block do not share a temporary file.
-    let mut w1 = store.create(b).expect("create");
-    let mut w2 = store.create(b).expect("create again");
+    let mut w1 = store.create(b, G1).expect("create");
+    let mut w2 = store.create(b, G1).expect("create again");
     w1.write(&bytes(3 * CHUNK, 1)).expect("write");
     w2.write(&bytes(10, 2)).expect("write");
     drop(w1);
@@ -210,7 +222,7 @@ fn two_streams_finalizing_one_block_never_leave_a_torn_or_short_block() {
             .into_iter()
             .map(|data| {
                 let (store, barrier) = (store.clone(), barrier.clone());
-                let mut w = store.create(b).expect("create while none is finalized");
+                let mut w = store.create(b, G1).expect("create while none is finalized");
                 w.write(&data).expect("write");
                 std::thread::spawn(move || {
                     barrier.wait();
@@ -251,4 +263,76 @@ fn two_streams_finalizing_one_block_never_leave_a_torn_or_short_block() {
             .count(),
         0
     );
+}
+
+/// Generation stamps: a block keeps the generation it was written at; lease recovery
+/// restamps it forward only, atomically, without touching its bytes; a checksum file of
+/// version 1 (before stamps) is a block of the first generation.
+#[test]
+fn blocks_keep_their_generation_and_are_restamped_forward_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let b = id(9, 2);
+    let data = bytes(CHUNK + 100, 4);
+    let mut w = store.create(b, Generation(2)).expect("create");
+    w.write(&data).expect("write");
+    assert_eq!(w.generation(), Generation(2));
+    w.finalize().expect("finalize");
+    assert_eq!(store.generation(b).expect("generation"), Generation(2));
+    assert_eq!(store.list().expect("list")[0].generation, Generation(2));
+
+    assert_eq!(
+        store.restamp(b, Generation(2)).expect("same"),
+        data.len() as u64
+    );
+    assert!(matches!(
+        store.restamp(b, G1),
+        Err(StoreError::NewerGeneration {
+            stamped: Generation(2),
+            asked: G1,
+            ..
+        })
+    ));
+    assert_eq!(
+        store.restamp(b, Generation(5)).expect("forward"),
+        data.len() as u64
+    );
+    assert_eq!(store.generation(b).expect("generation"), Generation(5));
+    let chunks = store.read_chunks(b, 0, data.len() as u64).expect("read");
+    assert_eq!(chunks.generation, Generation(5));
+    assert_eq!(chunks.data, data, "restamping leaves the bytes alone");
+    assert_eq!(
+        fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+        0,
+        "no temporary file left"
+    );
+    assert!(matches!(
+        store.restamp(id(9, 3), Generation(5)),
+        Err(StoreError::NotFound(_))
+    ));
+
+    // A version 1 checksum file: the header without a generation.
+    let crc = dir.path().join("finalized").join(format!("{b}.crc"));
+    let v2 = fs::read(&crc).expect("crc");
+    let mut v1 = v2[..9].to_vec();
+    v1[4] = 1;
+    v1.extend_from_slice(&v2[checksum::HEADER..]);
+    fs::write(&crc, &v1).expect("write v1");
+    assert_eq!(store.generation(b).expect("generation"), G1);
+    assert_eq!(
+        store
+            .read(b, 0, data.len() as u64)
+            .expect("a v1 block reads"),
+        data
+    );
+    // Restamping writes version 2.
+    store.restamp(b, Generation(2)).expect("restamp v1");
+    assert_eq!(fs::read(&crc).expect("crc")[4], 2);
+    assert_eq!(store.generation(b).expect("generation"), Generation(2));
+    // A version 2 header cut inside its generation is a damaged block.
+    fs::write(&crc, &v2[..12]).expect("cut");
+    assert!(matches!(
+        store.generation(b),
+        Err(StoreError::Corrupt { .. })
+    ));
 }

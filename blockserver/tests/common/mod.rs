@@ -383,7 +383,6 @@ impl RecordingMeta {
         s.partial = None;
     }
 
-    /// The next heartbeat reply asks the node to delete this block.
     /// Hands `task` to the blockserver with the next heartbeat reply.
     pub fn queue_task(&self, task: pb::ReconstructionTask) {
         self.seen().to_run.push(task);
@@ -394,6 +393,7 @@ impl RecordingMeta {
             group,
             index,
             length: 0,
+            generation: 0,
         });
     }
 

@@ -18,7 +18,7 @@ use super::keys;
 use super::kv::{Cf, KvRead, Txn};
 use crate::id::BlockServerId;
 
-pub use crate::id::GroupId;
+pub use crate::id::{Generation, GroupId};
 
 /// The first group id handed out (ids below are never used, so that a zero or small id in a
 /// report is recognizably bogus).
@@ -61,6 +61,30 @@ pub fn load<R: KvRead + ?Sized>(
         .transpose()
 }
 
+/// The generation of group `id` (DESIGN §9): [`Generation::FIRST`] from its allocation,
+/// one more for each lease recovery that closed it. A copy of an internal block stamped
+/// with an older one was written before the recovery and is neither served nor counted.
+pub fn generation<R: KvRead + ?Sized>(
+    kv: &R,
+    id: GroupId,
+) -> std::result::Result<Generation, StoreError> {
+    Ok(kv
+        .get(Cf::Meta, &keys::meta::generation(id))?
+        .and_then(|v| Generation::from_be_slice(&v))
+        .unwrap_or(Generation::FIRST))
+}
+
+/// Moves group `id` to its next generation (lease recovery closing it); returns it.
+fn bump_generation<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, id: GroupId) -> Result<Generation> {
+    let next = generation(txn, id)?.next();
+    txn.put(
+        Cf::Meta,
+        keys::meta::generation(id),
+        next.to_be_bytes().to_vec(),
+    );
+    Ok(next)
+}
+
 /// Whether group `id` was ever allocated (so that a block of a group that does not exist is
 /// garbage, not a group this replica has yet to apply).
 pub fn allocated<R: KvRead + ?Sized>(kv: &R, id: GroupId) -> std::result::Result<bool, StoreError> {
@@ -90,24 +114,30 @@ pub fn deleted<R: KvRead + ?Sized>(kv: &R, id: GroupId) -> std::result::Result<b
     Ok(load(kv, id)?.is_none() && allocated(kv, id)?)
 }
 
-/// Whether internal block `index` of group `id`, as a blockserver reported it, is garbage:
-/// its group was deleted, was never allocated, or has no internal block `index` (a group has
-/// one per target). Blocks of groups never allocated, or with an index past the group's,
-/// were planted (before block access tokens) or written by a confused peer; nothing ever
-/// reads them. The caller must have applied every allocation a client may have been told
-/// of, or a block just written for a new group would look never allocated: the active's
-/// garbage sweep waits until it has applied its whole log first.
+/// Whether internal block `index` of group `id`, stamped `stamped`, as a blockserver
+/// reported it, is garbage: its group was deleted, was never allocated, has no internal
+/// block `index` (a group has one per target), or has moved past the block's generation (a
+/// lease recovery closed the group without it: a stale writer's block, or one the recovery
+/// never reached). Blocks of groups never allocated, or with an index past the group's, were
+/// planted (before block access tokens) or written by a confused peer; nothing ever reads
+/// them. The caller must have applied every allocation and recovery a client or blockserver
+/// may have been told of, or a block just written for a new group would look never
+/// allocated: the active's garbage sweep waits until it has applied its whole log first.
 pub fn garbage<R: KvRead + ?Sized>(
     kv: &R,
     id: GroupId,
     index: u32,
+    stamped: Generation,
 ) -> std::result::Result<bool, StoreError> {
     if !allocated(kv, id)? {
         return Ok(true);
     }
     Ok(match load(kv, id)? {
         None => true,
-        Some(g) => usize::try_from(index).map_or(true, |i| i >= g.targets.len()),
+        Some(g) => {
+            usize::try_from(index).map_or(true, |i| i >= g.targets.len())
+                || stamped < generation(kv, id)?
+        }
     })
 }
 
@@ -232,6 +262,7 @@ pub fn close_open<R: KvRead + ?Sized>(
     if length == 0 {
         txn.delete(Cf::BlockGroups, keys::group(group.id));
         txn.delete(Cf::FileBlocks, keys::file_block(file.id, group.index));
+        txn.delete(Cf::Meta, keys::meta::generation(group.id));
         file.block_groups = group.index;
     } else {
         group.length = Some(length);
@@ -239,6 +270,27 @@ pub fn close_open<R: KvRead + ?Sized>(
     }
     file.length = file_length;
     Ok(())
+}
+
+/// Closes the open group as lease recovery does: at `file_length`, and (when it keeps any
+/// bytes) at the group's next generation, the one the leader restamped the surviving blocks
+/// to before it proposed the entry. Returns that generation; `None` when there was no open
+/// group or it was dropped empty.
+pub fn recover_open<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    file: &mut Inode,
+    file_length: u64,
+    path: &str,
+) -> Result<Option<Generation>> {
+    let open = match file.block_groups.checked_sub(1) {
+        Some(last) => Some(at(txn, file.id, last)?).filter(|g| g.length.is_none()),
+        None => None,
+    };
+    close_open(txn, file, file_length, path)?;
+    match open {
+        Some(g) if file.block_groups > g.index => Ok(Some(bump_generation(txn, g.id)?)),
+        _ => Ok(None),
+    }
 }
 
 /// Closes the open group (see [`close_open`]) and allocates the next one on `targets`.
@@ -298,6 +350,7 @@ pub fn drop_all<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, file: &Inode) -> Resul
             .and_then(|v| GroupId::from_be_slice(&v))
         {
             txn.delete(Cf::BlockGroups, keys::group(id));
+            txn.delete(Cf::Meta, keys::meta::generation(id));
         }
         txn.delete(Cf::FileBlocks, key);
     }

@@ -72,4 +72,17 @@ pub mod meta {
     pub const NEXT_INODE: &[u8] = b"next_inode";
     /// The next block group id to hand out.
     pub const NEXT_GROUP: &[u8] = b"next_group";
+
+    /// Prefix of the generation keys (see [`generation`]).
+    pub const GENERATION_PREFIX: &[u8] = b"generation/";
+
+    /// The generation of block group `id`, when lease recovery moved it past the first
+    /// (8 big-endian bytes; a group without one is at `Generation::FIRST`). Kept beside the
+    /// group's record rather than in it: the `block_groups` record stays at version 1, and
+    /// only the few groups a recovery closed carry a key.
+    pub fn generation(id: crate::id::GroupId) -> Vec<u8> {
+        let mut k = GENERATION_PREFIX.to_vec();
+        k.extend_from_slice(&id.to_be_bytes());
+        k
+    }
 }

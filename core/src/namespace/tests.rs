@@ -927,6 +927,12 @@ fn block_sizes_must_fit_the_policy_and_recovery_closes_the_open_group() {
     assert_eq!(f.length, 5 << 20);
     assert!(f.under_construction.is_none());
     assert_eq!(ns.groups("/ec/f")[0].length, Some(5 << 20));
+    // The recovered group moved to its next generation: the blocks the leader restamped
+    // count, a copy still at the first (a stale writer's) is garbage.
+    let generation = blocks::generation(&ns.kv, g.id).expect("generation");
+    assert_eq!(generation, blocks::Generation(2));
+    assert!(!blocks::garbage(&ns.kv, g.id, 4, generation).expect("read"));
+    assert!(blocks::garbage(&ns.kv, g.id, 4, blocks::Generation::FIRST).expect("read"));
     // The holder writes /r still: its lease stays.
     assert!(ns.kv.get(kv::Cf::Leases, b"w").expect("get").is_some());
     ns.apply(Op::RecoverLease {
@@ -1581,8 +1587,9 @@ fn blocks_of_deleted_unallocated_or_missing_positions_are_garbage() {
     ns.create("/f", false, "w").expect("create");
     ns.add_block("/f", "w", 0, &[1, 2, 3]).expect("add block");
     let g = ns.groups("/f")[0].id;
-    let garbage =
-        |ns: &Ns, id: GroupId, index: u32| blocks::garbage(&ns.kv, id, index).expect("read");
+    let garbage = |ns: &Ns, id: GroupId, index: u32| {
+        blocks::garbage(&ns.kv, id, index, blocks::Generation::FIRST).expect("read")
+    };
     assert!(!garbage(&ns, g, 0));
     assert!(
         !garbage(&ns, g, 2),
@@ -1592,10 +1599,24 @@ fn blocks_of_deleted_unallocated_or_missing_positions_are_garbage() {
     assert!(garbage(&ns, g, 40));
     let ahead = g.checked_add(1).expect("an id");
     assert!(garbage(&ns, ahead, 0), "never allocated (yet)");
+    ns.apply(Op::RecoverLease {
+        path: p("/f"),
+        last_group_length: Some((100, g)),
+    })
+    .expect("recover");
+    assert!(garbage(&ns, g, 0), "older than the recovered generation");
+    assert!(!blocks::garbage(&ns.kv, g, 0, blocks::Generation(2)).expect("read"));
     ns.apply(Op::Delete {
         path: p("/f"),
         recursive: false,
     })
     .expect("delete");
     assert!(garbage(&ns, g, 0), "deleted");
+    assert_eq!(
+        ns.kv
+            .get(kv::Cf::Meta, &super::keys::meta::generation(g))
+            .expect("get"),
+        None,
+        "a deleted group leaves no generation behind"
+    );
 }

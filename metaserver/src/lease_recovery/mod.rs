@@ -25,14 +25,16 @@ use raftfs_proto::block_data_client::BlockDataClient;
 
 use crate::error::MetaError;
 use crate::journal::{CallId, ClientId, Proposal};
-use crate::namespace::blocks::{self, BlockGroup};
+use crate::namespace::blocks::{self, BlockGroup, Generation};
 use crate::namespace::{Inode, NsPath, Op, StoragePolicy, tree};
 use crate::node::MetaNode;
 use crate::observer::Role;
+use raftfs_core::block_token::Mode;
 use raftfs_runtime::Outcome;
 
-/// How long the active waits for one blockserver's answer about one internal block.
-const INFO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the active waits for one blockserver's answer about one internal block (it may
+/// first wait up to 10 s for a writer's open stream to finalize).
+const INFO_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The length of the open group that every surviving internal block agrees on, from
 /// `(index, length)` of each survivor; `None` when too few survived (an erasure-coded group
@@ -81,18 +83,31 @@ pub fn decided_length(
     (agreed_length(policy, &most)? == without).then_some(without)
 }
 
-/// Asks the servers of `group` how long their internal blocks are; returns the agreed length.
+/// Asks the servers of `group` to recover their internal blocks at `generation` (the
+/// group's next: `RecoverBlock` ends the writer's open streams, then restamps what arrived)
+/// and how long they are; returns the agreed length. Restamping before the entry is
+/// proposed makes the survivors the copies of the recovered group the moment it commits; a
+/// copy the recovery did not reach keeps the old stamp and is never served or counted. A
+/// recovery whose entry never commits leaves its survivors stamped one ahead, which the
+/// next attempt (computing the same generation from the same state) finds already done.
 pub async fn measure(
     node: &MetaNode,
     file: &Inode,
     group: &BlockGroup,
+    generation: Generation,
 ) -> Result<Option<u64>, MetaError> {
     let replicated = matches!(file.policy, StoragePolicy::Replicated(_));
     let dead = node.blocks.registry.dead_nodes();
     let mut asks = Vec::new();
     let mut silent = Vec::new();
     let ring = crate::block_tokens::signing_keys(node, &node.tokens).await?;
-    let token = crate::block_tokens::for_nodes(&ring, &node.tokens, group.id);
+    let token = crate::block_tokens::for_nodes(
+        &ring,
+        &node.tokens,
+        group.id,
+        generation,
+        &[Mode::Read, Mode::Write],
+    );
     for (i, target) in group.targets.iter().enumerate() {
         let index = if replicated { 0 } else { i as u32 };
         if dead.contains(target) {
@@ -113,16 +128,19 @@ pub async fn measure(
                 let channel = node.dialer.endpoint(&addr).ok()?.connect().await.ok()?;
                 let mut client = BlockDataClient::new(channel);
                 match client
-                    .block_info(pb::BlockInfoRequest {
+                    .recover_block(pb::RecoverBlockRequest {
                         block: Some(block),
                         token,
                     })
                     .await
                 {
                     Ok(info) => Some(info.into_inner().length),
-                    // It answered: it holds nothing of this block.
+                    // It answered, with no stream of the block open: it holds nothing of it.
                     Err(s) if s.code() == tonic::Code::NotFound => Some(0),
-                    Err(_) => None,
+                    Err(s) => {
+                        tracing::info!(%addr, index, error = %s.message(), "recover block failed");
+                        None
+                    }
                 }
             };
             (
@@ -141,6 +159,7 @@ pub async fn measure(
     let decided = decided_length(&file.policy, &survivors, &silent, file.block_size);
     tracing::info!(
         group = %group.id,
+        %generation,
         ?survivors,
         ?silent,
         ?decided,
@@ -156,25 +175,32 @@ pub async fn prepare(node: &MetaNode, path: &NsPath) -> Result<Op, MetaError> {
         let path = path.clone();
         node.read_local(move |kv| -> Result<_, MetaError> {
             let file = tree::stat(kv, &path)?;
-            let open = blocks::of_file(kv, &file)?
-                .pop()
-                .filter(|g| g.length.is_none());
+            let open = match blocks::of_file(kv, &file)?.pop() {
+                // The entry moves the group to its next generation (`blocks::recover_open`).
+                Some(g) if g.length.is_none() => Some((blocks::generation(kv, g.id)?.next(), g)),
+                _ => None,
+            };
             Ok((file, open))
         })
         .await?
     };
-    let last_group_length = match &open {
-        Some(group) => Some(measure(node, &file, group).await?.ok_or_else(|| {
-            MetaError::Unavailable(format!(
-                "{path}: too few internal blocks of group {} answered to recover it",
-                group.id
-            ))
-        })?),
+    let open = open.as_ref();
+    let last_group_length = match open {
+        Some((generation, group)) => Some(
+            measure(node, &file, group, *generation)
+                .await?
+                .ok_or_else(|| {
+                    MetaError::Unavailable(format!(
+                        "{path}: too few internal blocks of group {} answered to recover it",
+                        group.id
+                    ))
+                })?,
+        ),
         None => None,
     };
     Ok(Op::RecoverLease {
         path: path.clone(),
-        last_group_length: last_group_length.zip(open.as_ref().map(|g| g.id)),
+        last_group_length: last_group_length.zip(open.map(|(_, g)| g.id)),
     })
 }
 

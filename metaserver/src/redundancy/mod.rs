@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::MetaError;
-use crate::namespace::blocks::{self, BlockGroup, GroupId};
+use crate::namespace::blocks::{self, BlockGroup, Generation, GroupId};
 use crate::namespace::{Inode, InodeId, InodeKind, NsPath, StoragePolicy, walk};
 use crate::node::MetaNode;
 use crate::observer::Role;
@@ -116,7 +116,8 @@ pub fn fsck_page<R: crate::namespace::kv::KvRead + ?Sized>(
         loop {
             let (groups, more) = blocks::in_range(kv, file, at, u64::MAX, FSCK_GROUPS_PAGE)?;
             for g in &groups {
-                judge(registry, &file.policy, g, &mut f, &mut out);
+                let current = blocks::generation(kv, g.id)?;
+                judge(registry, &file.policy, g, current, &mut f, &mut out);
             }
             match groups.last() {
                 Some(last) if more => {
@@ -146,6 +147,7 @@ fn judge(
     registry: &Registry,
     policy: &StoragePolicy,
     g: &BlockGroup,
+    current: Generation,
     f: &mut FileHealth,
     out: &mut FsckReport,
 ) {
@@ -154,7 +156,7 @@ fn judge(
     let (blocks, bytes) = stored(policy, len);
     f.internal_blocks += blocks;
     f.stored_bytes += bytes;
-    match classify(policy, len, &registry.replicas(g.id)) {
+    match classify(policy, len, &registry.replicas(g.id, current)) {
         Health::Healthy => out.healthy += 1,
         Health::Degraded => {
             out.degraded += 1;
@@ -301,7 +303,7 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
     };
     let Some(file) = file else { return Ok(()) };
     let policy = file.policy.clone();
-    let reported = registry.replicas(g.id);
+    let reported = registry.replicas(g.id, blocks::generation(kv, g.id)?);
     let replicas: Vec<Replica> = reported
         .iter()
         .filter(|r| r.length >= expected_len(&policy, length, r.index))
@@ -344,12 +346,13 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
         }
     };
     for r in stale_copies(&policy, length, &reported, &missing, live >= needed) {
-        registry.queue_delete(r.node, g.id, r.index);
+        registry.queue_delete(r.node, g.id, r.index, r.generation);
     }
     if missing.is_empty() {
         if live >= width {
             for (index, node) in registry.corrupt_of(g.id) {
-                registry.queue_delete(node, g.id, index);
+                // Corrupt whatever its stamp: the copies counted are whole again.
+                registry.queue_delete(node, g.id, index, Generation::ANY);
             }
         }
         return Ok(());
@@ -525,17 +528,19 @@ pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
     let garbage = node
         .read_local(move |kv| -> Result<Vec<_>, MetaError> {
             let mut out = Vec::new();
-            for (group, index, node) in reported {
-                if blocks::garbage(kv, group, index)? {
-                    out.push((group, index, node));
+            for (group, index, node, generation) in reported {
+                if blocks::garbage(kv, group, index, generation)? {
+                    out.push((group, index, node, generation));
                 }
             }
             Ok(out)
         })
         .await?;
     let queued = garbage.len() as u64;
-    for (group, index, n) in garbage {
-        node.blocks.registry.queue_delete(n, group, index);
+    for (group, index, n, generation) in garbage {
+        node.blocks
+            .registry
+            .queue_delete(n, group, index, generation);
     }
     Ok(Outcome::Done { items: queued })
 }
@@ -562,6 +567,7 @@ mod tests {
                 index: *i,
                 node: BlockServerId(u64::from(*i) + 1),
                 length: expected_len(policy, len, *i),
+                generation: Generation::FIRST,
             })
             .collect()
     }
@@ -604,6 +610,7 @@ mod tests {
                 group: held,
                 index: 0,
                 length: shape.file_length,
+                generation: Generation::FIRST,
             };
             registry.incremental(id, &[copy], &[]).expect("report");
         }
@@ -736,11 +743,13 @@ mod tests {
             index: 0,
             node: BlockServerId(7),
             length: 10,
+            generation: Generation::FIRST,
         };
         let full = Replica {
             index: 0,
             node: BlockServerId(8),
             length: 100,
+            generation: Generation::FIRST,
         };
         assert_eq!(
             stale_copies(&r, 100, &[short, full], &[0], true),

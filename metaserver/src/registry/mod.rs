@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use raftfs_core::id::BlockServerId;
 
-use crate::namespace::blocks::GroupId;
+use crate::namespace::blocks::{Generation, GroupId};
 
 /// Internal block positions a group can have (RS-10-4 has 14); reports of higher positions
 /// are kept but never asked for.
@@ -48,14 +48,34 @@ pub struct Reported {
     pub group: GroupId,
     pub index: u32,
     pub length: u64,
+    /// The group generation the copy is stamped with.
+    pub generation: Generation,
 }
 
-/// A copy of an internal block: which node has it, and how long it is there.
+/// A copy of an internal block: which node has it, how long it is there, and at which
+/// generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Replica {
     pub index: u32,
     pub node: BlockServerId,
     pub length: u64,
+    pub generation: Generation,
+}
+
+/// What a node reported of one internal block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Copy {
+    length: u64,
+    generation: Generation,
+}
+
+impl From<&Reported> for Copy {
+    fn from(r: &Reported) -> Self {
+        Copy {
+            length: r.length,
+            generation: r.generation,
+        }
+    }
 }
 
 /// What readers and placement need to know of a node.
@@ -83,11 +103,12 @@ struct Node {
     rack: String,
     storage: Storage,
     last_heartbeat: Instant,
-    /// (group, index) -> length.
-    blocks: HashMap<(GroupId, u32), u64>,
+    /// (group, index) -> what the node holds of it.
+    blocks: HashMap<(GroupId, u32), Copy>,
     partial: Option<PartialReport>,
-    /// Blocks of deleted groups to tell the node to remove in the next heartbeat reply.
-    to_delete: BTreeSet<(GroupId, u32)>,
+    /// Blocks of deleted groups to tell the node to remove in the next heartbeat reply,
+    /// with the generation they were reported at (the node keeps a copy stamped newer).
+    to_delete: BTreeSet<(GroupId, u32, Generation)>,
 }
 
 #[derive(Debug, Default)]
@@ -161,12 +182,13 @@ impl Registry {
         Ok(())
     }
 
-    /// Records a heartbeat; returns the blocks the node should delete.
+    /// Records a heartbeat; returns the blocks the node should delete (each up to the
+    /// generation it was reported at).
     pub fn heartbeat(
         &self,
         id: BlockServerId,
         storage: Storage,
-    ) -> Result<Vec<(GroupId, u32)>, RegistryError> {
+    ) -> Result<Vec<(GroupId, u32, Generation)>, RegistryError> {
         let mut inner = self.lock();
         let node = inner
             .nodes
@@ -209,7 +231,7 @@ impl Registry {
             }
         }
         for r in added {
-            node.blocks.insert((r.group, r.index), r.length);
+            node.blocks.insert((r.group, r.index), Copy::from(r));
             // A new copy where a corrupt one was (rewritten by reconstruction) is good again.
             inner.corrupt.remove(&(r.group, r.index, id));
             inner.by_group.entry(r.group).or_default().insert(id);
@@ -263,7 +285,7 @@ impl Registry {
         node.blocks = done
             .blocks
             .iter()
-            .map(|r| ((r.group, r.index), r.length))
+            .map(|r| ((r.group, r.index), Copy::from(r)))
             .collect();
         for g in old {
             if let Some(set) = inner.by_group.get_mut(&g) {
@@ -284,15 +306,27 @@ impl Registry {
         self.lock().corrupt.insert((group, index, node));
     }
 
-    /// Queues the deletion of a block of a group that no longer exists.
-    pub fn queue_delete(&self, node: BlockServerId, group: GroupId, index: u32) {
+    /// Queues the deletion of a block that is garbage at `generation` (the stamp it was
+    /// reported with).
+    pub fn queue_delete(
+        &self,
+        node: BlockServerId,
+        group: GroupId,
+        index: u32,
+        generation: Generation,
+    ) {
         if let Some(n) = self.lock().nodes.get_mut(&node) {
-            n.to_delete.insert((group, index));
+            n.to_delete.insert((group, index, generation));
         }
     }
 
-    /// The good copies of `group`'s internal blocks on live nodes.
-    pub fn replicas(&self, group: GroupId) -> Vec<Replica> {
+    /// The good copies of `group`'s internal blocks on live nodes: not reported corrupt, and
+    /// stamped `current` (the group's generation) or newer. An older copy was written before
+    /// a lease recovery settled the group (a stale writer's, or one the recovery did not
+    /// reach): never handed to readers nor counted; the garbage sweep removes it. A newer one
+    /// was restamped by a recovery whose entry never committed (its bytes are those the
+    /// writer sent; a later recovery stamps it again).
+    pub fn replicas(&self, group: GroupId, current: Generation) -> Vec<Replica> {
         let inner = self.lock();
         let now = Instant::now();
         let Some(nodes) = inner.by_group.get(&group) else {
@@ -307,13 +341,15 @@ impl Registry {
                 continue;
             }
             for index in 0..MAX_INDEX {
-                if let Some(length) = node.blocks.get(&(group, index))
+                if let Some(copy) = node.blocks.get(&(group, index))
+                    && copy.generation >= current
                     && !inner.corrupt.contains(&(group, index, *id))
                 {
                     out.push(Replica {
                         index,
                         node: *id,
-                        length: *length,
+                        length: copy.length,
+                        generation: copy.generation,
                     });
                 }
             }
@@ -322,14 +358,13 @@ impl Registry {
         out
     }
 
-    /// The groups some node reported a block of, and those nodes' blocks of each
-    /// (group, index, node).
-    pub fn reported_blocks(&self) -> Vec<(GroupId, u32, BlockServerId)> {
+    /// Every copy some node reported: (group, index, node, its generation).
+    pub fn reported_blocks(&self) -> Vec<(GroupId, u32, BlockServerId, Generation)> {
         let inner = self.lock();
         let mut out = Vec::new();
         for (id, node) in &inner.nodes {
-            for (group, index) in node.blocks.keys() {
-                out.push((*group, *index, *id));
+            for ((group, index), copy) in &node.blocks {
+                out.push((*group, *index, *id, copy.generation));
             }
         }
         out.sort_unstable();

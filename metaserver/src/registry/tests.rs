@@ -5,6 +5,7 @@ fn blk(group: u64, index: u32, length: u64) -> Reported {
         group: GroupId(group),
         index,
         length,
+        generation: Generation::FIRST,
     }
 }
 
@@ -46,7 +47,7 @@ fn a_split_full_report_replaces_the_blocks_only_once_every_part_arrived() {
             .expect("part 0")
     );
     // Half a report changes nothing: group 10 is still there.
-    assert_eq!(r.replicas(GroupId(10)).len(), 1);
+    assert_eq!(r.replicas(GroupId(10), Generation::FIRST).len(), 1);
     // A repeated part is not counted twice.
     assert!(
         !r.full_report_part(BlockServerId(1), 7, 0, 2, &[blk(11, 0, 5)])
@@ -57,16 +58,17 @@ fn a_split_full_report_replaces_the_blocks_only_once_every_part_arrived() {
             .expect("part 1")
     );
     assert!(
-        r.replicas(GroupId(10)).is_empty(),
+        r.replicas(GroupId(10), Generation::FIRST).is_empty(),
         "not in the full report: gone"
     );
-    assert_eq!(r.replicas(GroupId(11)).len(), 1);
+    assert_eq!(r.replicas(GroupId(11), Generation::FIRST).len(), 1);
     assert_eq!(
-        r.replicas(GroupId(12)),
+        r.replicas(GroupId(12), Generation::FIRST),
         vec![Replica {
             index: 3,
             node: BlockServerId(1),
-            length: 9
+            length: 9,
+            generation: Generation::FIRST,
         }]
     );
     assert!(
@@ -86,8 +88,8 @@ fn a_new_report_id_restarts_the_collection() {
         r.full_report_part(BlockServerId(1), 2, 0, 1, &[blk(20, 0, 1)])
             .expect("whole")
     );
-    assert!(r.replicas(GroupId(10)).is_empty());
-    assert_eq!(r.replicas(GroupId(20)).len(), 1);
+    assert!(r.replicas(GroupId(10), Generation::FIRST).is_empty());
+    assert_eq!(r.replicas(GroupId(20), Generation::FIRST).len(), 1);
 }
 
 #[test]
@@ -98,7 +100,10 @@ fn corrupt_copies_and_dead_nodes_are_not_locations() {
     r.incremental(BlockServerId(1), &[blk(10, 0, 5)], &[])
         .expect("ibr");
     std::thread::sleep(Duration::from_millis(5));
-    assert!(r.replicas(GroupId(10)).is_empty(), "dead node");
+    assert!(
+        r.replicas(GroupId(10), Generation::FIRST).is_empty(),
+        "dead node"
+    );
     let r = registry();
     r.register(BlockServerId(2), "b:1", "r2", Storage::default())
         .expect("register");
@@ -107,25 +112,29 @@ fn corrupt_copies_and_dead_nodes_are_not_locations() {
     r.incremental(BlockServerId(2), &[blk(10, 2, 5)], &[])
         .expect("ibr");
     r.mark_corrupt(GroupId(10), 1, BlockServerId(1));
-    let idx: Vec<u32> = r.replicas(GroupId(10)).iter().map(|x| x.index).collect();
+    let idx: Vec<u32> = r
+        .replicas(GroupId(10), Generation::FIRST)
+        .iter()
+        .map(|x| x.index)
+        .collect();
     assert_eq!(idx, vec![0, 2]);
     // Rewritten (by reconstruction): good again.
     r.incremental(BlockServerId(1), &[blk(10, 1, 5)], &[])
         .expect("ibr");
-    assert_eq!(r.replicas(GroupId(10)).len(), 3);
+    assert_eq!(r.replicas(GroupId(10), Generation::FIRST).len(), 3);
     r.incremental(BlockServerId(1), &[], &[blk(10, 0, 5), blk(10, 1, 5)])
         .expect("ibr");
-    assert_eq!(r.replicas(GroupId(10)).len(), 1);
+    assert_eq!(r.replicas(GroupId(10), Generation::FIRST).len(), 1);
 }
 
 #[test]
 fn deletions_are_handed_out_once() {
     let r = registry();
-    r.queue_delete(BlockServerId(1), GroupId(10), 0);
+    r.queue_delete(BlockServerId(1), GroupId(10), 0, Generation::FIRST);
     assert_eq!(
         r.heartbeat(BlockServerId(1), Storage::default())
             .expect("hb"),
-        vec![(GroupId(10), 0)]
+        vec![(GroupId(10), 0, Generation::FIRST)]
     );
     assert!(
         r.heartbeat(BlockServerId(1), Storage::default())
@@ -139,7 +148,7 @@ fn a_large_backlog_of_deletions_goes_out_a_bounded_share_per_heartbeat() {
     let r = registry();
     let queued = super::MAX_DELETES_PER_HEARTBEAT * 2 + 7;
     for g in 0..queued as u64 {
-        r.queue_delete(BlockServerId(1), GroupId(g), 0);
+        r.queue_delete(BlockServerId(1), GroupId(g), 0, Generation::FIRST);
     }
     let mut seen = Vec::new();
     loop {
@@ -155,4 +164,53 @@ fn a_large_backlog_of_deletions_goes_out_a_bounded_share_per_heartbeat() {
     // Every deletion goes out once, oldest group first.
     assert_eq!(seen.len(), queued);
     assert!(seen.windows(2).all(|w| w[0] < w[1]));
+}
+
+/// Generation stamps: a copy stamped older than the group's generation is neither a replica
+/// nor a location (a stale writer's, or one lease recovery did not reach); one stamped newer
+/// (restamped by a recovery whose entry did not commit yet) is. Reports restamp a copy.
+#[test]
+fn copies_older_than_the_group_are_not_replicas() {
+    let r = registry();
+    r.register(BlockServerId(2), "127.0.0.1:2", "r1", Storage::default())
+        .expect("register");
+    let at = |length, generation| Reported {
+        group: GroupId(10),
+        index: 0,
+        length,
+        generation: Generation(generation),
+    };
+    r.incremental(BlockServerId(1), &[at(50, 1)], &[])
+        .expect("ibr");
+    r.incremental(BlockServerId(2), &[at(50, 2)], &[])
+        .expect("ibr");
+    let nodes = |g| {
+        r.replicas(GroupId(10), Generation(g))
+            .iter()
+            .map(|c| (c.node.get(), c.generation.get()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(nodes(1), vec![(1, 1), (2, 2)]);
+    assert_eq!(nodes(2), vec![(2, 2)], "the stale copy is not counted");
+    assert_eq!(nodes(3), vec![]);
+    // Node 1's copy restamped by a recovery: counted again.
+    r.incremental(BlockServerId(1), &[at(50, 2)], &[])
+        .expect("ibr");
+    assert_eq!(nodes(2), vec![(1, 2), (2, 2)]);
+    // The sweep sees each copy's stamp, and the deletion it queues names it.
+    let mut seen = r.reported_blocks();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        vec![
+            (GroupId(10), 0, BlockServerId(1), Generation(2)),
+            (GroupId(10), 0, BlockServerId(2), Generation(2)),
+        ]
+    );
+    r.queue_delete(BlockServerId(2), GroupId(10), 0, Generation(1));
+    assert_eq!(
+        r.heartbeat(BlockServerId(2), Storage::default())
+            .expect("hb"),
+        vec![(GroupId(10), 0, Generation(1))]
+    );
 }

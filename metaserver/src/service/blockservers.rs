@@ -6,7 +6,8 @@
 //! Only the active decides that a reported block is garbage (its group was deleted): a standby
 //! may simply not have applied the group's creation yet.
 
-use raftfs_core::id::{BlockServerId, GroupId, TaskId};
+use raftfs_core::block_token::Mode;
+use raftfs_core::id::{BlockServerId, Generation, GroupId, TaskId};
 use raftfs_core::identity::Need;
 use std::time::Instant;
 
@@ -70,10 +71,12 @@ impl BlockServersService {
                 index = r.index,
                 "block of a deleted group"
             );
-            self.node
-                .blocks
-                .registry
-                .queue_delete(BlockServerId(node_id), r.group, r.index);
+            self.node.blocks.registry.queue_delete(
+                BlockServerId(node_id),
+                r.group,
+                r.index,
+                r.generation,
+            );
         }
         Ok(())
     }
@@ -98,6 +101,8 @@ fn reported(blocks: &[pb::ReportedBlock]) -> Vec<Reported> {
             group: GroupId(b.group),
             index: b.index,
             length: b.length,
+            // 0: a blockserver of before generation stamps, whose blocks are all the first.
+            generation: Generation(b.generation.max(1)),
         })
         .collect()
 }
@@ -200,20 +205,48 @@ impl BlockServers for BlockServersService {
                 if !tasks.is_empty() {
                     tracing::info!(tasks = tasks.len(), "reconstruction tasks handed out");
                 }
+                // Each task's token names its group's generation: the new block is stamped
+                // with it, and the sources are read at it (a closed group's never changes).
+                let generations = if tasks.is_empty() {
+                    Vec::new()
+                } else {
+                    let groups: Vec<GroupId> = tasks.iter().map(|t| t.group).collect();
+                    let read = self
+                        .node
+                        .read_local(move |kv| -> Result<Vec<Generation>, MetaError> {
+                            groups
+                                .iter()
+                                .map(|g| Ok(blocks::generation(kv, *g)?))
+                                .collect()
+                        })
+                        .await;
+                    match read {
+                        Ok(g) => g,
+                        Err(e) => return self.finish("heartbeat", start, Err(e)),
+                    }
+                };
                 pb::HeartbeatResponse {
                     reregister: false,
                     delete: delete
                         .into_iter()
-                        .map(|(group, index)| pb::ReportedBlock {
+                        .map(|(group, index, generation)| pb::ReportedBlock {
                             group: group.into(),
                             index,
                             length: 0,
+                            generation: generation.get(),
                         })
                         .collect(),
                     tasks: tasks
                         .iter()
-                        .map(|t| {
-                            let token = block_tokens::for_nodes(&ring, &self.node.tokens, t.group);
+                        .zip(generations)
+                        .map(|(t, generation)| {
+                            let token = block_tokens::for_nodes(
+                                &ring,
+                                &self.node.tokens,
+                                t.group,
+                                generation,
+                                &[Mode::Read],
+                            );
                             convert::reconstruction_task(t, token)
                         })
                         .collect(),

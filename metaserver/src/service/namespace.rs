@@ -3,7 +3,7 @@
 //! response carries the state ID it reflects.
 
 use raftfs_core::block_token::Mode;
-use raftfs_core::id::{BlockServerId, GroupId};
+use raftfs_core::id::{BlockServerId, Generation, GroupId};
 use raftfs_core::identity::{Caller, Need};
 use raftfs_core::namespace::permission::{self, Access, ReadAccess};
 use std::time::Instant;
@@ -195,9 +195,18 @@ impl NamespaceService {
                     // back (a writer measures what it wrote when it resumes).
                     let ring = block_tokens::signing_keys(&self.node, &self.node.tokens).await?;
                     let modes = [Mode::Write, Mode::Read];
-                    let token =
-                        block_tokens::for_caller(&ring, &self.node.tokens, who, group.id, &modes);
-                    response.block_group = Some(self.wire_group(file, group, false, token));
+                    // A new group is at its first generation.
+                    let token = block_tokens::for_caller(
+                        &ring,
+                        &self.node.tokens,
+                        who,
+                        group.id,
+                        Generation::FIRST,
+                        &modes,
+                    );
+                    let generation = Generation::FIRST;
+                    response.block_group =
+                        Some(self.wire_group(file, group, generation, false, token));
                 }
                 Ok(response)
             }
@@ -258,6 +267,7 @@ impl NamespaceService {
         &self,
         file: &Inode,
         group: &BlockGroup,
+        generation: Generation,
         with_locations: bool,
         token: Vec<u8>,
     ) -> pb::BlockGroup {
@@ -266,7 +276,7 @@ impl NamespaceService {
         let replicas: Vec<Replica> = if with_locations {
             let len = group.length.unwrap_or(0);
             let mut replicas: Vec<Replica> = registry
-                .replicas(group.id)
+                .replicas(group.id, generation)
                 .into_iter()
                 .filter(|r| r.length >= health::expected_len(&file.policy, len, r.index))
                 .collect();
@@ -283,6 +293,7 @@ impl NamespaceService {
                     index,
                     node,
                     length: health::expected_len(&file.policy, len, index),
+                    generation,
                 });
             }
             replicas
@@ -526,6 +537,10 @@ impl Namespace for NamespaceService {
                         offset.saturating_add(length)
                     };
                     let (groups, more) = blocks::in_range(kv, &file, offset, end, limit)?;
+                    let groups = groups
+                        .into_iter()
+                        .map(|g| blocks::generation(kv, g.id).map(|generation| (generation, g)))
+                        .collect::<Result<Vec<_>, _>>()?;
                     let readable = blocks::readable_length(kv, &file)?;
                     // The keys of the same view: an observer signs with what it applied.
                     let ring = block_keys::load(kv)?;
@@ -547,10 +562,16 @@ impl Namespace for NamespaceService {
                 inode: Some(convert::inode(&file)),
                 groups: groups
                     .iter()
-                    .map(|g| {
-                        let token =
-                            block_tokens::for_caller(&ring, tokens, &caller, g.id, &[Mode::Read]);
-                        self.wire_group(&file, g, true, token)
+                    .map(|(generation, g)| {
+                        let token = block_tokens::for_caller(
+                            &ring,
+                            tokens,
+                            &caller,
+                            g.id,
+                            *generation,
+                            &[Mode::Read],
+                        );
+                        self.wire_group(&file, g, *generation, true, token)
                     })
                     .collect(),
                 has_more,

@@ -217,7 +217,7 @@ pub(super) fn recover_lease<R: KvRead + ?Sized>(
     let length = node
         .length
         .saturating_add(last_group_length.map_or(0, |(l, _)| l));
-    blocks::close_open(txn, &mut node, length, &path.to_string())?;
+    blocks::recover_open(txn, &mut node, length, &path.to_string())?;
     release_lease_file(txn, &uc.holder, node.id)?;
     node.mtime_ms = now;
     put_inode(txn, &node);

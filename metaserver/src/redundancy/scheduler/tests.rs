@@ -1,4 +1,5 @@
 use super::*;
+use crate::namespace::blocks::Generation;
 use crate::namespace::inode::EcCodec;
 use crate::registry::Storage;
 
@@ -45,6 +46,7 @@ fn work() -> Work {
                 index: i,
                 node: BlockServerId(u64::from(i) + 1),
                 length: 6 << 20,
+                generation: Generation::FIRST,
             })
             .collect(),
     }
@@ -239,6 +241,7 @@ fn empty_blocks_of_a_short_group_are_free_sources() {
             index: *i,
             node: BlockServerId(u64::from(*i) + 1),
             length: expected_len(&w.policy, w.length, *i),
+            generation: Generation::FIRST,
         })
         .collect();
     s.update(
@@ -293,6 +296,7 @@ fn rack_blind_tasks_are_valid_too() {
         index: 0,
         node: BlockServerId(2),
         length: 0,
+        generation: Generation::FIRST,
     }];
     s.update(
         vec![(2, work()), (0, short), (0, replica)],
