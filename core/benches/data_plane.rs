@@ -59,6 +59,7 @@ fn main() {
             group: GroupId(g as u64),
             indices: Indices::one(3),
             mode: Mode::Read,
+            server: raftfs_core::id::BlockServerId(1),
         };
         check(&ring, black_box(t), &want, &caller, false, 1).expect("valid");
     }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::format::{self, FormatError, Schema};
-use crate::id::{Generation, GroupId};
+use crate::id::{BlockServerId, Generation, GroupId};
 use crate::identity::{Caller, PortPolicy, Principal};
 
 /// Bytes of a key's secret (HMAC-SHA256 takes any; 32 is its block of security).
@@ -160,6 +160,10 @@ pub struct Claims {
     /// a read is served only from a block at least this new, lease recovery restamps
     /// survivors to it (version 2; tokens of version 1 carry [`Generation::FIRST`]).
     pub generation: Generation,
+    /// Where a write may go: the group's targets, as the active placed them, so that a
+    /// writer cannot put copies of its group on other servers (which, once the group is
+    /// closed, would be copies nobody placed). Empty: anywhere (version 1; read tokens).
+    pub servers: Vec<BlockServerId>,
 }
 
 impl Claims {
@@ -181,7 +185,14 @@ impl Claims {
             holder: Holder::of(caller),
             port: caller.port,
             generation: Generation::FIRST,
+            servers: Vec::new(),
         }
+    }
+
+    /// The same claims, writes bound to `servers` (the group's targets).
+    pub fn on_servers(mut self, servers: &[BlockServerId]) -> Claims {
+        self.servers = servers.to_vec();
+        self
     }
 
     /// The same claims for the group's generation `generation`.
@@ -202,6 +213,7 @@ impl Claims {
             holder: Holder::Nodes,
             port: PortPolicy::Plain,
             generation: Generation::FIRST,
+            servers: Vec::new(),
         }
     }
 }
@@ -273,6 +285,7 @@ impl From<v1::BlockToken> for BlockToken {
                 holder: c.holder,
                 port: c.port,
                 generation: Generation::FIRST,
+                servers: Vec::new(),
             },
             mac: t.mac,
             signed_as: SignedAs::V1,
@@ -375,6 +388,8 @@ pub struct Want {
     pub group: GroupId,
     pub indices: Indices,
     pub mode: Mode,
+    /// The blockserver asked (a write must be to one the token names).
+    pub server: BlockServerId,
 }
 
 /// Why a token does not let a call through. Every refusal changes nothing.
@@ -396,6 +411,9 @@ pub enum TokenError {
     WrongBlock,
     #[error("block token does not allow {0:?}")]
     WrongMode(Mode),
+    /// A write token presented to a server that is not one of its group's targets.
+    #[error("block token does not allow writes on blockserver {0}")]
+    WrongServer(BlockServerId),
     #[error("block token belongs to another holder")]
     WrongHolder,
     /// The token was earned over an encrypted port and presented on a less protected one.
@@ -417,13 +435,14 @@ impl TokenError {
             TokenError::Expired { .. } => "expired",
             TokenError::WrongBlock => "wrong_block",
             TokenError::WrongMode(_) => "wrong_mode",
+            TokenError::WrongServer(_) => "wrong_server",
             TokenError::WrongHolder => "wrong_holder",
             TokenError::WrongPort { .. } => "wrong_port",
         }
     }
 
     /// Every reason, for metrics that show each from the start.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 10] = [
         "missing",
         "malformed",
         "unknown_key",
@@ -431,6 +450,7 @@ impl TokenError {
         "expired",
         "wrong_block",
         "wrong_mode",
+        "wrong_server",
         "wrong_holder",
         "wrong_port",
     ];
@@ -482,6 +502,9 @@ pub fn check(
     }
     if c.modes & want.mode.bit() == 0 {
         return Err(TokenError::WrongMode(want.mode));
+    }
+    if want.mode == Mode::Write && !c.servers.is_empty() && !c.servers.contains(&want.server) {
+        return Err(TokenError::WrongServer(want.server));
     }
     if protection(caller.port) < protection(c.port) {
         return Err(TokenError::WrongPort {
@@ -647,7 +670,39 @@ mod tests {
             group: GroupId(group),
             indices: Indices::one(index),
             mode,
+            server: BlockServerId(3),
         }
+    }
+
+    #[test]
+    fn a_write_token_bound_to_targets_writes_on_them_only() {
+        let ring = KeyRing::from_keys([key(1, 7)]);
+        let alice = user("alice", PortPolicy::Plain);
+        let claims = Claims::new(
+            &alice,
+            GroupId(5),
+            Indices::ALL,
+            &[Mode::Read, Mode::Write],
+            10_000,
+            5_000,
+        )
+        .on_servers(&[BlockServerId(2), BlockServerId(3)]);
+        let t = ring.mint(claims, 10_000).expect("key").encode();
+        let on = |server, mode| {
+            let w = Want {
+                server: BlockServerId(server),
+                ..want(5, 1, mode)
+            };
+            check(&ring, &t, &w, &alice, false, 11_000)
+        };
+        assert_eq!(on(3, Mode::Write), Ok(()));
+        assert_eq!(on(2, Mode::Write), Ok(()));
+        assert_eq!(
+            on(4, Mode::Write),
+            Err(TokenError::WrongServer(BlockServerId(4)))
+        );
+        // Reads go wherever a copy is (rebuilt copies live off the targets).
+        assert_eq!(on(4, Mode::Read), Ok(()));
     }
 
     fn alice_read(ring: &KeyRing, group: u64, port: PortPolicy) -> Vec<u8> {

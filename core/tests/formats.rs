@@ -194,6 +194,11 @@ fn token_claims(generation: Generation) -> Claims {
         holder: Holder::User("alice".into()),
         port: PortPolicy::Tls,
         generation,
+        servers: if generation == Generation::FIRST {
+            Vec::new()
+        } else {
+            vec![BlockServerId(4), BlockServerId(9)]
+        },
     }
 }
 
@@ -242,6 +247,7 @@ fn golden_block_token_v2() {
         group: GroupId(1 << 20),
         indices: Indices::one(3),
         mode: Mode::Write,
+        server: BlockServerId(9),
     };
     let now = 1_767_225_600_000 + 1_000;
     let v1 = golden_bytes("block-token-v1");

@@ -646,10 +646,10 @@ async fn write_block_at(
 }
 
 /// Issue 17, generation stamps: a writer whose lease was recovered comes back with its old
-/// write token and writes blocks of its group: on a server that lacks one, and on the third
-/// server, with other bytes. The blockservers take them (they cannot know), but they are
-/// stamped with the group's old generation: never handed to readers, never counted, and
-/// collected; the writer cannot complete the file.
+/// write token and writes its group's block, with other bytes, on the target that lacks it
+/// (the third server, not a target, refuses). The blockserver takes it (it cannot know), but
+/// the block is stamped with the group's old generation: never handed to readers, never
+/// counted, and collected; the writer cannot complete the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stale_writers_late_blocks_are_never_served_and_are_collected() {
     let cluster = data_cluster(3, 1, &["--lease-secs", "3"]);
@@ -692,11 +692,15 @@ async fn a_stale_writers_late_blocks_are_never_served_and_are_collected() {
         .into_iter()
         .find(|b| b.id != first.node.get() && b.id != second.node.get())
         .expect("a third server");
-    for addr in [&second.addr, &third.addr] {
-        write_block_at(addr, group.id.get(), 0, &late, &token)
-            .await
-            .expect("a blockserver cannot tell a stale writer");
-    }
+    // A target that lacks the block cannot tell a stale writer: it takes the block.
+    write_block_at(&second.addr, group.id.get(), 0, &late, &token)
+        .await
+        .expect("a target cannot tell a stale writer");
+    // Any other server refuses it: the write token names the group's targets.
+    let e = write_block_at(&third.addr, group.id.get(), 0, &late, &token)
+        .await
+        .expect_err("not a target");
+    assert!(e.message().contains("does not allow writes on"), "{e}");
     assert!(
         writer.complete("/s/f", late.len() as u64).await.is_err(),
         "the recovered file cannot be completed by its old writer"

@@ -14,7 +14,7 @@
 //! until an upgrade that brings it is finalized.
 
 use raftfs_core::block_token::{BlockKey, BlockToken, Claims, Indices, KeyRing, Mode, SECRET_LEN};
-use raftfs_core::id::{Generation, GroupId};
+use raftfs_core::id::{BlockServerId, Generation, GroupId};
 use raftfs_core::identity::Caller;
 use raftfs_runtime::Outcome;
 use rand::Rng;
@@ -129,42 +129,45 @@ fn new_key(id: u32, now_ms: u64, settings: &BlockTokens) -> BlockKey {
     }
 }
 
-/// A token for `caller` on every internal block of `group`, in `modes`; empty while the
+/// A token for `caller` on every internal block of `group` (at its generation), in `modes`,
+/// writes bound to `servers` (the group's targets; none for a read token); empty while the
 /// cluster has no key yet (the blockserver then refuses the call as `missing`, and the
 /// client retries as for any refused block).
 pub fn for_caller(
     ring: &KeyRing,
     settings: &BlockTokens,
     caller: &Caller,
-    group: GroupId,
-    generation: Generation,
+    group: (GroupId, Generation),
     modes: &[Mode],
+    servers: &[BlockServerId],
 ) -> Vec<u8> {
     let now = now_ms();
     let claims = Claims::new(
         caller,
-        group,
+        group.0,
         Indices::ALL,
         modes,
         now,
         settings.lifetime_ms(),
     )
-    .at_generation(generation);
+    .at_generation(group.1)
+    .on_servers(servers);
     encoded(ring.mint(claims, now))
 }
 
-/// A token for the cluster's own work on `group` at `generation` (a reconstruction task's
-/// reads, lease recovery's restamps): any node may present it.
+/// A token for the cluster's own work on `group` at its generation (a reconstruction task's
+/// reads, lease recovery's restamps on `servers`): any node may present it.
 pub fn for_nodes(
     ring: &KeyRing,
     settings: &BlockTokens,
-    group: GroupId,
-    generation: Generation,
+    group: (GroupId, Generation),
     modes: &[Mode],
+    servers: &[BlockServerId],
 ) -> Vec<u8> {
     let now = now_ms();
-    let claims =
-        Claims::for_nodes(group, modes, now, settings.lifetime_ms()).at_generation(generation);
+    let claims = Claims::for_nodes(group.0, modes, now, settings.lifetime_ms())
+        .at_generation(group.1)
+        .on_servers(servers);
     encoded(ring.mint(claims, now))
 }
 

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use futures::Stream;
 use raftfs_core::block_token::{Claims, Indices, Mode, Want};
-use raftfs_core::id::GroupId;
+use raftfs_core::id::{BlockServerId, GroupId};
 use raftfs_core::identity::{Authorizer, Caller, Need};
 use raftfs_proto as pb;
 use tonic::{Request, Response, Status, Streaming};
@@ -131,12 +131,13 @@ async fn current(
     .await?
 }
 
-/// What a call on one internal block asks.
-fn want(block: BlockId, mode: Mode) -> Want {
+/// What a call on one internal block, made to server `me`, asks.
+fn want(me: u64, block: BlockId, mode: Mode) -> Want {
     Want {
         group: GroupId(block.group),
         indices: Indices::one(u32::from(block.index)),
         mode,
+        server: BlockServerId(me),
     }
 }
 
@@ -211,7 +212,7 @@ impl pb::block_data_server::BlockData for BlockDataService {
             let caller = caller_of(&request)?;
             let req = request.get_ref();
             let block = convert::block_ref(req.block.as_ref())?;
-            let want = want(block, Mode::Read);
+            let want = want(self.node.id, block, Mode::Read);
             let claims = check_token(&self.node, "block_info", &caller, &req.token, want).await?;
             current(&self.node, block, claims.generation).await
         }
@@ -245,7 +246,7 @@ impl pb::block_data_server::BlockData for BlockDataService {
             let caller = caller_of(&request)?;
             let req = request.get_ref();
             let block = convert::block_ref(req.block.as_ref())?;
-            let want = want(block, Mode::Write);
+            let want = want(self.node.id, block, Mode::Write);
             let claims =
                 check_token(&self.node, "recover_block", &caller, &req.token, want).await?;
             if let Err(late) = self.node.streams.end(block, RECOVER_WAIT).await {
@@ -299,6 +300,7 @@ impl pb::block_data_server::BlockData for BlockDataService {
                     group: cell.group,
                     indices: Indices::of(cell.local.iter().map(|s| s.index)),
                     mode: Mode::Read,
+                    server: BlockServerId(self.node.id),
                 };
                 match check_token(&self.node, "partial", &caller, &token, want).await {
                     // The rack's cells are read with the same token (a node's).

@@ -67,7 +67,7 @@ pub(super) async fn write_block(
     let span = tracing::Span::current();
     span.record("group", block.group);
     span.record("index", block.index);
-    let want = super::want(block, Mode::Write);
+    let want = super::want(node.id, block, Mode::Write);
     let claims = super::check_token(node, "write_block", caller, &first.token, want).await?;
 
     // Listed before the block is created, so that a recovery that comes in between finds it

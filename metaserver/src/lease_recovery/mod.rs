@@ -104,9 +104,9 @@ pub async fn measure(
     let token = crate::block_tokens::for_nodes(
         &ring,
         &node.tokens,
-        group.id,
-        generation,
+        (group.id, generation),
         &[Mode::Read, Mode::Write],
+        &group.targets,
     );
     for (i, target) in group.targets.iter().enumerate() {
         let index = if replicated { 0 } else { i as u32 };

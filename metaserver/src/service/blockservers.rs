@@ -243,9 +243,9 @@ impl BlockServers for BlockServersService {
                             let token = block_tokens::for_nodes(
                                 &ring,
                                 &self.node.tokens,
-                                t.group,
-                                generation,
+                                (t.group, generation),
                                 &[Mode::Read],
+                                &[],
                             );
                             convert::reconstruction_task(t, token)
                         })

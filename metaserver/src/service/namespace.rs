@@ -195,16 +195,16 @@ impl NamespaceService {
                     // back (a writer measures what it wrote when it resumes).
                     let ring = block_tokens::signing_keys(&self.node, &self.node.tokens).await?;
                     let modes = [Mode::Write, Mode::Read];
-                    // A new group is at its first generation.
+                    // A new group is at its first generation; its blocks go to its targets.
+                    let generation = Generation::FIRST;
                     let token = block_tokens::for_caller(
                         &ring,
                         &self.node.tokens,
                         who,
-                        group.id,
-                        Generation::FIRST,
+                        (group.id, generation),
                         &modes,
+                        &group.targets,
                     );
-                    let generation = Generation::FIRST;
                     response.block_group =
                         Some(self.wire_group(file, group, generation, false, token));
                 }
@@ -567,9 +567,9 @@ impl Namespace for NamespaceService {
                             &ring,
                             tokens,
                             &caller,
-                            g.id,
-                            *generation,
+                            (g.id, *generation),
                             &[Mode::Read],
+                            &[],
                         );
                         self.wire_group(&file, g, *generation, true, token)
                     })
