@@ -200,7 +200,10 @@ enum LocalCmd {
     Partition {
         #[arg(long, default_value = "raftfs-local")]
         dir: PathBuf,
-        /// Links to cut, both ways: `A-B[,A-B...]`, members by id or `client` (e.g. `1-2,client-3`).
+        /// Links to cut, both ways: `A-B[,A-B...]`, each end a member's id, `client` (every
+        /// client), or one client host by its loopback address, as `--source-ip` sets it
+        /// (not 127.0.0.10-254, the members'), e.g. `1-2,client-3` or `127.0.1.7-1,127.0.1.7-2`.
+        /// `client` cuts named hosts too.
         #[arg(long, conflicts_with = "heal", required_unless_present = "heal")]
         cut: Option<String>,
         /// Heal every link.
