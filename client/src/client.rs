@@ -57,6 +57,10 @@ pub struct ClientConfig {
     /// Block groups a reader asks for at once (HDFS's `dfs.client.read.prefetch.size`, in
     /// groups); 0: the metaserver's page (1024).
     pub block_groups_per_fetch: u32,
+    /// The local address every connection (to metaservers and blockservers) is opened from;
+    /// none: the system's choice. A local cluster's link proxy tells clients apart by it, so
+    /// that a test can cut one client process off and not another.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 impl ClientConfig {
@@ -74,6 +78,7 @@ impl ClientConfig {
             block_write_timeout: Duration::from_secs(30),
             lease_renew_interval: Duration::from_secs(20),
             block_groups_per_fetch: 0,
+            source_ip: None,
         }
     }
 }
@@ -129,6 +134,7 @@ impl Client {
             config.rpc_timeout,
             config.tls.as_ref(),
             &config.user,
+            config.source_ip,
         )?;
         let client_id: [u8; 16] = rand::random();
         Ok(Self {
@@ -908,5 +914,59 @@ impl Client {
             last: format!("{addr} did not answer"),
         })??;
         Ok(r.into_inner().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    /// Waits for the next connection to `listener` and returns the address it came from.
+    async fn next_peer(listener: &tokio::net::TcpListener) -> IpAddr {
+        let (_conn, peer) = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+            .await
+            .expect("a connection within 5 s")
+            .expect("accept");
+        peer.ip()
+    }
+
+    /// The link proxy of a local cluster tells clients apart by their source address: both
+    /// kinds of connection a client opens, to a metaserver and to a blockserver, come from
+    /// the configured one.
+    #[tokio::test]
+    async fn every_connection_comes_from_the_configured_source_address() {
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 77));
+        let meta = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let block = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let meta_addr = meta.local_addr().expect("addr").to_string();
+        let block_addr = block.local_addr().expect("addr").to_string();
+        let mut config = ClientConfig::new(vec![meta_addr]);
+        config.source_ip = Some(source);
+        config.failover_deadline = Duration::from_secs(2);
+        config.rpc_timeout = Duration::from_millis(500);
+        let c = Client::new(config).expect("client");
+
+        // The listeners accept and never answer: the calls fail, the addresses are all we need.
+        let call = tokio::spawn({
+            let c = c.clone();
+            async move { c.msync().await }
+        });
+        assert_eq!(next_peer(&meta).await, source, "to a metaserver");
+        call.abort();
+
+        let rpc = c.block_channel(&block_addr).expect("channel");
+        let call = tokio::spawn(async move {
+            NamespaceClient::new(rpc)
+                .msync(pb::MsyncRequest::default())
+                .await
+        });
+        assert_eq!(next_peer(&block).await, source, "to a blockserver");
+        call.abort();
     }
 }

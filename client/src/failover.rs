@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,8 @@ pub struct Targets {
     rpc_timeout: Duration,
     tls: Option<ClientTlsConfig>,
     user: ClaimUser,
+    /// Where every connection is opened from (`ClientConfig::source_ip`).
+    source_ip: Option<IpAddr>,
     /// When each address last failed to answer: a hint that names one of them is not
     /// followed for a while. A member's hint is its active's advertised address, which a
     /// client of another port (DESIGN §9) may not be able to use; without this, the client
@@ -99,6 +102,7 @@ impl Targets {
         rpc_timeout: Duration,
         tls: Option<&ClientTls>,
         user: &str,
+        source_ip: Option<IpAddr>,
     ) -> Result<Self, ClientError> {
         if addrs.is_empty() {
             return Err(ClientError::Config("no metaserver addresses".into()));
@@ -118,6 +122,7 @@ impl Targets {
             rpc_timeout,
             tls: tls.map(ClientTls::config),
             user: ClaimUser(claim),
+            source_ip,
             failed: Mutex::new(HashMap::new()),
         })
     }
@@ -154,7 +159,9 @@ impl Targets {
         *Self::lock(&self.current) = i;
     }
 
-    /// A (lazily connecting) channel to `addr`: TLS when the client has TLS settings.
+    /// A (lazily connecting) channel to `addr`: TLS when the client has TLS settings, from
+    /// the client's source address when it has one. Every connection of a client, to a
+    /// metaserver or a blockserver, is opened here.
     pub fn channel(&self, addr: &str) -> Result<Rpc, ClientError> {
         let mut channels = Self::lock(&self.channels);
         if let Some(c) = channels.get(addr) {
@@ -169,7 +176,8 @@ impl Targets {
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5));
+            .keep_alive_timeout(Duration::from_secs(5))
+            .local_address(self.source_ip);
         if let Some(tls) = &self.tls {
             endpoint = endpoint.tls_config(tls.clone()).map_err(|e| bad(&e))?;
         }
@@ -273,6 +281,7 @@ mod tests {
             Duration::from_secs(1),
             None,
             "alice",
+            None,
         )
         .expect("targets");
         let tried = Mutex::new(Vec::new());

@@ -1,11 +1,20 @@
 //! A fault-injecting TCP proxy in front of every metaserver of a local cluster
 //! (`metactl local up --proxied`), so that network partitions really cut traffic: between two
-//! members, or between clients and a member (`metactl local partition`).
+//! members, between clients and a member, or between one client host and a member
+//! (`metactl local partition`).
 //!
 //! Each member listens on a private address (`back`) and advertises the proxy's (`front`):
 //! every member, observer and client reaches it through the proxy. Members open their
 //! connections from their own loopback address (`source-ip`, 127.0.0.(10+id)), so the proxy
-//! knows which member a connection comes from; anything else is a client. A link that is cut
+//! knows which member a connection comes from; anything else is a client, and the client's
+//! source address is its *host*. A client process can pick its host with `metactl
+//! --source-ip` (any loopback address outside the members' 127.0.0.10-127.0.0.254), so that a
+//! test cuts off one writer while its own tools still reach the cluster.
+//!
+//! The ends of a cut are a member's id, a host's address, or `client`, which stands for every
+//! host: `127.0.1.7-2` cuts the client process(es) on 127.0.1.7 from member 2 and leaves
+//! other clients alone; `client-2` cuts every client from member 2, named hosts included.
+//! The proxy fronts members only, so every cut has a member at one end. A link that is cut
 //! carries nothing: its open connections are dropped and new ones are accepted but never
 //! forwarded (a black hole: the peer sees timeouts, as with lost packets) until the link
 //! heals, when they are dropped so that the peer reconnects.
@@ -24,8 +33,59 @@ use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// Who is at one end of a link: a member's id, or `client`.
+/// The end of a cut that stands for every client host.
 pub const CLIENT: &str = "client";
+
+/// One end of a cut, as `local partition --cut` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Member(u64),
+    /// Every connection that does not come from a member.
+    Client,
+    /// The connections that come from one (loopback) address that is not a member's.
+    Host(Ipv4Addr),
+}
+
+impl End {
+    /// Parses a member id, `client`, or a host's loopback address. A host must not be one of
+    /// the members' source addresses: the proxy would take its connections for the member's.
+    pub fn parse(s: &str) -> Result<Self> {
+        if s == CLIENT {
+            return Ok(Self::Client);
+        }
+        if let Ok(id) = s.parse::<u64>() {
+            return Ok(Self::Member(id));
+        }
+        let Ok(ip) = s.parse::<Ipv4Addr>() else {
+            bail!("{s:?} is neither a member id, {CLIENT:?}, nor a host's IPv4 address");
+        };
+        if !ip.is_loopback() {
+            bail!("host {ip} is not a loopback address (127.x.y.z)");
+        }
+        if is_member_source(ip) {
+            let d = ip.octets()[3];
+            bail!("{ip} is kept for members (127.0.0.10-254); name a host such as 127.0.1.{d}");
+        }
+        Ok(Self::Host(ip))
+    }
+}
+
+impl std::fmt::Display for End {
+    /// The name the plan keeps: the canonical form of what [`End::parse`] takes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Member(id) => write!(f, "{id}"),
+            Self::Client => f.write_str(CLIENT),
+            Self::Host(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// Whether `ip` is in the range [`source_ip_of`] hands to members.
+fn is_member_source(ip: Ipv4Addr) -> bool {
+    let [a, b, c, d] = ip.octets();
+    (a, b, c) == (127, 0, 0) && (10..255).contains(&d)
+}
 
 /// One member behind the proxy.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,7 +108,8 @@ pub struct LinkPlan {
     #[serde(default)]
     pub generation: u64,
     pub routes: Vec<Route>,
-    /// Directed links that carry nothing: connections from `.0` to `.1` (ids or `client`).
+    /// Directed links that carry nothing: connections from `.0` to `.1` (member ids, hosts'
+    /// addresses or `client`, as [`End`] writes them).
     pub cut: BTreeSet<(String, String)>,
 }
 
@@ -133,55 +194,96 @@ pub fn source_ip_of(id: u64) -> Result<IpAddr> {
     Ok(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
 }
 
-/// Parses `A-B[,A-B...]` (members by id, or `client`) into directed links, both ways.
+/// Parses `A-B[,A-B...]` (each end a member's id, a host's loopback address, or `client`)
+/// into directed links, both ways, each end in its canonical form.
 pub fn parse_cuts(spec: &str) -> Result<BTreeSet<(String, String)>> {
     let mut cut = BTreeSet::new();
     for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (a, b) = pair
             .split_once('-')
             .with_context(|| format!("{pair:?} is not A-B"))?;
-        for end in [a, b] {
-            if end != CLIENT && end.parse::<u64>().is_err() {
-                bail!("{end:?} is neither a member id nor {CLIENT:?}");
-            }
-        }
+        let (a, b) = (End::parse(a.trim())?, End::parse(b.trim())?);
         if a == b {
-            bail!("{pair:?} cuts a member from itself");
+            bail!("{pair:?} cuts an end from itself");
         }
-        cut.insert((a.to_owned(), b.to_owned()));
-        cut.insert((b.to_owned(), a.to_owned()));
+        // The proxy sees only connections to members: a cut between two clients would hold
+        // nothing, and saying so beats a partition that silently is not one.
+        if !matches!(a, End::Member(_)) && !matches!(b, End::Member(_)) {
+            bail!("{pair:?} has no member at either end (the proxy fronts only members)");
+        }
+        let (a, b) = (a.to_string(), b.to_string());
+        cut.insert((a.clone(), b.clone()));
+        cut.insert((b, a));
     }
     Ok(cut)
 }
 
+/// Where a connection to a member comes from: a member (by its source address), or else a
+/// client host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Source {
+    Member(u64),
+    Host(IpAddr),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Member(id) => write!(f, "{id}"),
+            Self::Host(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// One connection's link: from its source to member `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Link {
+    from: Source,
+    to: u64,
+}
+
+impl Link {
+    /// Whether `cuts` cut this link: a member's by its id; a host's by its address, or by
+    /// `client`, which names every host.
+    fn is_cut(&self, cuts: &BTreeSet<(String, String)>) -> bool {
+        let to = self.to.to_string();
+        let cut_from = |from: String| cuts.contains(&(from, to.clone()));
+        match self.from {
+            Source::Member(id) => cut_from(id.to_string()),
+            Source::Host(ip) => cut_from(ip.to_string()) || cut_from(CLIENT.to_owned()),
+        }
+    }
+}
+
 type Cuts = Arc<BTreeSet<(String, String)>>;
 /// Connections being forwarded now, by link.
-type Live = Arc<std::sync::Mutex<HashMap<(String, String), usize>>>;
+type Live = Arc<std::sync::Mutex<HashMap<Link, usize>>>;
 
-fn live_count(live: &Live, link: &(String, String)) -> usize {
+/// Whether a connection `cuts` cut is still being forwarded.
+fn any_live_cut(live: &Live, cuts: &BTreeSet<(String, String)>) -> bool {
     let l = match live.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     };
-    l.get(link).copied().unwrap_or(0)
+    l.iter().any(|(link, n)| *n > 0 && link.is_cut(cuts))
 }
 
 /// Counts one forwarded connection for as long as it lives.
 struct Forwarding {
     live: Live,
-    link: (String, String),
+    link: Link,
 }
 
 impl Forwarding {
-    fn new(live: &Live, link: &(String, String)) -> Self {
+    fn new(live: &Live, link: Link) -> Self {
         let mut l = match live.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        *l.entry(link.clone()).or_default() += 1;
+        *l.entry(link).or_default() += 1;
         Self {
             live: live.clone(),
-            link: link.clone(),
+            link,
         }
     }
 }
@@ -251,9 +353,7 @@ pub async fn serve(dir: &Path) -> Result<()> {
                 cut_tx.send_replace(Arc::new(plan.cut.clone()));
                 // In force only once the connections on cut links are closed.
                 let start = tokio::time::Instant::now();
-                while plan.cut.iter().any(|l| live_count(&live, l) > 0)
-                    && start.elapsed() < Duration::from_secs(2)
-                {
+                while any_live_cut(&live, &plan.cut) && start.elapsed() < Duration::from_secs(2) {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             }
@@ -277,7 +377,6 @@ async fn accept_loop(
     cuts: watch::Receiver<Cuts>,
     live: Live,
 ) {
-    let to = route.id.to_string();
     loop {
         let (inbound, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -290,8 +389,8 @@ async fn accept_loop(
         let from = sources
             .borrow()
             .get(&peer.ip())
-            .map_or_else(|| CLIENT.to_owned(), u64::to_string);
-        let link = (from, to.clone());
+            .map_or(Source::Host(peer.ip()), |id| Source::Member(*id));
+        let link = Link { from, to: route.id };
         tokio::spawn(carry(
             inbound,
             route.back.clone(),
@@ -306,29 +405,29 @@ async fn accept_loop(
 async fn carry(
     mut inbound: TcpStream,
     back: String,
-    link: (String, String),
+    link: Link,
     mut cuts: watch::Receiver<Cuts>,
     live: Live,
 ) {
     let _ = inbound.set_nodelay(true);
-    if cuts.borrow_and_update().contains(&link) {
+    if link.is_cut(&cuts.borrow_and_update()) {
         // A black hole until the link heals (then the peer reconnects) or the peer gives up:
         // what it sends is read and dropped, so a closed socket is not held open.
         let mut sink = tokio::io::sink();
         tokio::select! {
-            _ = cuts.wait_for(|c| !c.contains(&link)) => {}
+            _ = cuts.wait_for(|c| !link.is_cut(c)) => {}
             _ = tokio::io::copy(&mut inbound, &mut sink) => {}
         }
         return;
     }
-    let _forwarding = Forwarding::new(&live, &link);
+    let _forwarding = Forwarding::new(&live, link);
     let Ok(mut outbound) = TcpStream::connect(&back).await else {
         return;
     };
     let _ = outbound.set_nodelay(true);
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-        _ = cuts.wait_for(|c| c.contains(&link)) => {
+        _ = cuts.wait_for(|c| link.is_cut(c)) => {
             // Cut: drop both sides (their reconnection meets the black hole).
         }
     }
@@ -348,6 +447,63 @@ mod tests {
         assert!(parse_cuts("1:2").is_err());
         assert!(parse_cuts("x-2").is_err());
         assert!(parse_cuts("").expect("empty heals").is_empty());
+    }
+
+    #[test]
+    fn a_host_is_named_by_its_loopback_address_outside_the_members_range() {
+        let c = parse_cuts("127.0.1.77-1,127.0.1.77-2").expect("parses");
+        assert_eq!(c.len(), 4);
+        assert!(c.contains(&("127.0.1.77".into(), "1".into())));
+        assert!(c.contains(&("2".into(), "127.0.1.77".into())));
+        // Below the members' range, and another /24 of loopback, are hosts too.
+        assert!(parse_cuts("127.0.0.2-1").is_ok());
+        assert!(parse_cuts("127.9.9.9-1").is_ok());
+        // Ends are kept in their canonical form, as the proxy compares them.
+        assert!(
+            parse_cuts(" 01 - 2 ")
+                .expect("parses")
+                .contains(&("1".into(), "2".into()))
+        );
+        for bad in [
+            "127.0.0.11-1",        // member 1's own source address
+            "127.0.0.254-1",       // member 244's
+            "10.0.0.7-1",          // not loopback
+            "::1-1",               // not IPv4
+            "127.0.1.7-127.0.1.8", // no member at either end
+            "client-127.0.1.7",    // no member at either end
+            "127.0.1.7-127.0.1.7", // itself
+        ] {
+            assert!(parse_cuts(bad).is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn a_named_host_is_cut_alone_and_client_cuts_every_host() {
+        let link = |from, to| Link { from, to };
+        let named = Source::Host(IpAddr::V4(Ipv4Addr::new(127, 0, 1, 77)));
+        let other = Source::Host(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+        let member = Source::Member(2);
+
+        let hosts = parse_cuts("127.0.1.77-1").expect("parses");
+        assert!(link(named, 1).is_cut(&hosts));
+        assert!(!link(named, 3).is_cut(&hosts), "only the member named");
+        assert!(
+            !link(other, 1).is_cut(&hosts),
+            "another client still reaches 1"
+        );
+        assert!(!link(member, 1).is_cut(&hosts));
+
+        let clients = parse_cuts("client-1").expect("parses");
+        assert!(
+            link(named, 1).is_cut(&clients),
+            "a named host is a client too"
+        );
+        assert!(link(other, 1).is_cut(&clients));
+        assert!(!link(member, 1).is_cut(&clients));
+
+        let members = parse_cuts("2-1").expect("parses");
+        assert!(link(member, 1).is_cut(&members));
+        assert!(!link(named, 1).is_cut(&members));
     }
 
     #[test]

@@ -52,6 +52,15 @@ struct Cli {
     /// The key of --cert (PEM).
     #[arg(long, global = true, env = "RAFTFS_KEY", requires = "cert")]
     key: Option<PathBuf>,
+    /// Open every connection (to metaservers and blockservers) from this local address: on a
+    /// `local up --proxied` cluster, the host `local partition --cut IP-ID` names, e.g.
+    /// 127.0.1.7 (any 127.x.y.z is local on Linux; 127.0.0.10-254 are the members').
+    #[arg(long, global = true, env = "RAFTFS_SOURCE_IP")]
+    source_ip: Option<std::net::IpAddr>,
+    /// How often a writer renews its lease (default 20s): well inside the metaservers' lease,
+    /// which a test cluster may set to a few seconds (`local up --lease-secs`).
+    #[arg(long, global = true, value_parser = parse_renew_interval)]
+    lease_renew_every: Option<Duration>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -200,7 +209,10 @@ enum LocalCmd {
     Partition {
         #[arg(long, default_value = "raftfs-local")]
         dir: PathBuf,
-        /// Links to cut, both ways: `A-B[,A-B...]`, members by id or `client` (e.g. `1-2,client-3`).
+        /// Links to cut, both ways: `A-B[,A-B...]`, each end a member's id, `client` (every
+        /// client), or one client host by its loopback address, as `--source-ip` sets it
+        /// (not 127.0.0.10-254, the members'), e.g. `1-2,client-3` or `127.0.1.7-1,127.0.1.7-2`.
+        /// `client` cuts named hosts too.
         #[arg(long, conflicts_with = "heal", required_unless_present = "heal")]
         cut: Option<String>,
         /// Heal every link.
@@ -462,7 +474,22 @@ fn client(cli: &Cli) -> Result<Client> {
     config.failover_deadline = cli.timeout;
     config.read_mode = cli.read_mode;
     config.auto_msync = cli.auto_msync;
+    config.source_ip = cli.source_ip;
+    if let Some(every) = cli.lease_renew_every {
+        config.lease_renew_interval = every;
+    }
     Ok(Client::new(config)?)
+}
+
+/// A lease renewal period: a duration, and not zero (a renewal loop without a pause would
+/// flood the active).
+fn parse_renew_interval(s: &str) -> Result<Duration> {
+    let every = humantime::parse_duration(s)?;
+    anyhow::ensure!(
+        !every.is_zero(),
+        "a lease renewal period must be above zero"
+    );
+    Ok(every)
 }
 
 /// The TLS settings of the command: the files named by flags; else, for a local TLS cluster,

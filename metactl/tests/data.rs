@@ -395,9 +395,24 @@ fn written_not_finalized(cluster: &LocalCluster) -> u64 {
     total
 }
 
-/// A writer of `path` that is a separate `metactl fs put` (internal blocks of `block_size`)
-/// reading a FIFO fed with `data[..sent]`, after which the feed hangs (the writer waits for
-/// more): the test kills it when it likes. Returns the writer and the feeding thread.
+/// The feeding end of a [`hanging_writer`]'s FIFO. While it lives the FIFO stays open and the
+/// writer waits for more; dropping it closes the FIFO (the writer then sees the end of its
+/// input, unless it was killed before).
+struct Feed {
+    more: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl Feed {
+    /// Sends `rest` and closes the FIFO: the writer reads to the end and finishes its file.
+    fn finish(self, rest: &[u8]) {
+        // A feeder that is gone (the writer died and the FIFO broke) has nothing to finish.
+        let _ = self.more.send(rest.to_vec());
+    }
+}
+
+/// A writer of `path` that is a separate `metactl [GLOBAL...] fs put` (internal blocks of
+/// `block_size`) reading a FIFO fed with `data[..sent]`, after which the feed hangs (the
+/// writer waits for more): the test kills it, or feeds it the rest, when it likes.
 fn hanging_writer(
     cluster: &LocalCluster,
     dir: &Path,
@@ -405,14 +420,15 @@ fn hanging_writer(
     block_size: u64,
     data: &[u8],
     sent: usize,
-) -> (std::process::Child, std::thread::JoinHandle<()>) {
+    global: &[&str],
+) -> (std::process::Child, Feed) {
     let fifo = dir.join("fifo");
     let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
     assert!(status.success());
     let writer = Command::new(metactl_bin())
+        .args(["--cluster", &cluster.dir_arg()])
+        .args(global)
         .args([
-            "--cluster",
-            &cluster.dir_arg(),
             "fs",
             "put",
             "--block-size",
@@ -425,16 +441,22 @@ fn hanging_writer(
         .spawn()
         .expect("spawn put");
     let head = data[..sent].to_vec();
-    let feed = std::thread::spawn(move || {
+    let (more, chunks) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .open(&fifo)
             .expect("open fifo");
         let _ = f.write_all(&head);
-        std::thread::sleep(Duration::from_secs(600));
+        // Until the Feed is dropped; then the FIFO closes with `f`.
+        for chunk in chunks {
+            if f.write_all(&chunk).is_err() {
+                return;
+            }
+        }
     });
-    (writer, feed)
+    (writer, Feed { more })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -455,6 +477,7 @@ async fn a_writer_killed_mid_file_is_closed_by_lease_recovery() {
         MIB,
         &data,
         7 * 3 * CELL as usize + 1000,
+        &[],
     );
     let tmp = "/w/f._COPYING_";
     let start = Instant::now();
@@ -520,6 +543,7 @@ async fn lease_recovery_with_paused_holders_keeps_every_written_stripe() {
         4 * MIB,
         &data,
         3 * stripe as usize + 1000,
+        &[],
     );
     let tmp = "/w/f._COPYING_";
     let start = Instant::now();
@@ -582,6 +606,158 @@ async fn lease_recovery_with_paused_holders_keeps_every_written_stripe() {
         &read_all(&c, tmp).await,
         &data[..st.length as usize],
         "recovered file",
+    );
+}
+
+/// Where the writer of the test below connects from: a host of its own, which the link proxy
+/// cuts off while the test's client (on 127.0.0.1) still reaches the cluster.
+const WRITER_HOST: &str = "127.0.1.77";
+
+/// Issue 17, the asymmetric case: lease recovery of RS-3-2 on 5 servers, 3 stripes written,
+/// the writer's host cut off from every metaserver by the link proxy. The writer lives on and
+/// its streams to the blockservers (not proxied) stay open: the blocks recovery asks about
+/// are still being written. The file is closed at the 3 stripes, or recovery waits; never
+/// shorter. Fed the rest once the cut heals, the writer fails (its group was recovered under
+/// it) and changes nothing of the recovered file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_recovery_with_the_writers_host_cut_off_keeps_every_written_stripe() {
+    let cluster = data_cluster(5, 1, &["--lease-secs", "3", "--proxied"]);
+    let c = client(&cluster);
+    c.mkdir("/w", false).await.expect("mkdir");
+    c.set_storage_policy("/w", "RS-3-2-1024k")
+        .await
+        .expect("policy");
+    // The writer acts as a user of its own, so that /w can be closed to it below.
+    c.set_permission("/w", 0o777).await.expect("chmod 777");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stripe = 3 * CELL;
+    let data = bytes(4 * stripe, 17);
+    let sent = 3 * stripe as usize + 1000;
+    let (mut writer, feed) = hanging_writer(
+        &cluster,
+        dir.path(),
+        "/w/f",
+        4 * MIB,
+        &data,
+        sent,
+        &[
+            "--source-ip",
+            WRITER_HOST,
+            "--user",
+            "writer",
+            // Well inside the 3 s lease: only the cut ends it (the default, 20 s, would not).
+            "--lease-renew-every",
+            "500ms",
+        ],
+    );
+    let tmp = "/w/f._COPYING_";
+    let start = Instant::now();
+    while !c.stat(tmp).await.is_ok_and(|st| st.block_groups >= 1) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no group allocated"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let start = Instant::now();
+    while written_not_finalized(&cluster) < 5 * 3 * CELL {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the stripes never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past a lease's length with nothing to write, the writer still holds the file: what
+    // takes its lease below is the cut, nothing else.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let st = c.stat(tmp).await.expect("stat");
+    assert!(st.under_construction, "recovered before any cut: {st:?}");
+
+    let cut: Vec<String> = cluster
+        .file()
+        .meta
+        .iter()
+        .map(|m| format!("{WRITER_HOST}-{}", m.id))
+        .collect();
+    cluster.partition(&cut.join(","));
+    let start = Instant::now();
+    let closed = loop {
+        let st = c
+            .stat(tmp)
+            .await
+            .expect("stat (this client is not cut off)");
+        if !st.under_construction {
+            break Some(st);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        writer.try_wait().expect("try_wait").is_none(),
+        "the writer did not outlive the cut"
+    );
+    cluster.partition("");
+    let st = match closed {
+        Some(st) => st,
+        // Recovery waited for the blocks still being written: it closes the file later.
+        None => loop {
+            let st = c.stat(tmp).await.expect("stat");
+            if !st.under_construction {
+                break st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "never recovered: {st:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        },
+    };
+    assert_eq!(
+        st.length,
+        3 * stripe,
+        "every full stripe, nothing of the partial one: {st:?}"
+    );
+    let recovered = read_all(&c, tmp).await;
+    assert_same(&recovered, &data[..st.length as usize], "recovered file");
+
+    // The writer goes on with the rest of its input. On failure `fs put` removes its
+    // `._COPYING_` file (as `hdfs dfs -put` does), which would take the evidence with it:
+    // /w is closed to the writer's user first, so that removal is refused and what the
+    // writer's late bytes did to the file can be read.
+    c.set_permission("/w", 0o755).await.expect("chmod 755");
+    feed.finish(&data[sent..]);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = writer.try_wait().expect("try_wait") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(90) {
+            let _ = writer.kill();
+            panic!("the writer of a recovered group neither finished nor failed");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = writer.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(
+        !status.success(),
+        "the writer of a recovered group succeeded: {stderr}"
+    );
+    let after = c.stat(tmp).await.expect("the recovered file stays");
+    assert_eq!(
+        (after.length, after.under_construction),
+        (3 * stripe, false),
+        "after the writer's late bytes ({stderr}): {after:?}"
+    );
+    assert_same(
+        &read_all(&c, tmp).await,
+        &data[..3 * stripe as usize],
+        "recovered file after the writer's late bytes",
     );
 }
 
