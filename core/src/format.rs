@@ -43,8 +43,8 @@
 //!   never overwrites one.
 //!
 //! Values that are not postcard carry no version: fixed-width big-endian integers (a
-//! dentry's child id, a `file_blocks` group id, the id counters and the retry count in
-//! `meta`), the retry cache's eviction cursor (a `retry_order` key), empty marker values,
+//! dentry's child id, a `file_blocks` group id, the id counters, a group's generation and
+//! the retry count in `meta`), the retry cache's eviction cursor (a `retry_order` key), empty marker values,
 //! xattr values (the user's bytes), and every key (keys must sort by their bytes). Their
 //! layout cannot drift with a Rust type; changing one means a new key or column family.
 //!
