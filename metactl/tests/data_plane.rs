@@ -224,12 +224,18 @@ async fn data_calls_need_a_token_that_covers_them() {
     put(&client, "/b", &b_bytes).await;
     let a = group_of(&client, "/a").await;
     let b = group_of(&client, "/b").await;
-    // A writer's token for a new group of a third file (write and read).
-    client
-        .create("/c", &CreateOptions::default())
+    // A writer's token for a new group of a third file (write and read), on servers 1 and 2.
+    let two = CreateOptions {
+        storage_policy: "REPLICATED-2".into(),
+        ..CreateOptions::default()
+    };
+    client.create("/c", &two).await.expect("create");
+    let outsider = raftfs_core::id::BlockServerId(3);
+    let (_, c) = client
+        .add_block("/c", 0, &[outsider])
         .await
-        .expect("create");
-    let (_, c) = client.add_block("/c", 0, &[]).await.expect("add block");
+        .expect("add block");
+    assert!(c.targets.iter().all(|t| t.node != outsider));
     let block = cluster.file().block[0].clone();
     assert_eq!(block.id, 1);
     let root = as_cert(
@@ -276,6 +282,20 @@ async fn data_calls_need_a_token_that_covers_them() {
         "write, a read token of the same group",
         write(&mut data, ga, 1, b"planted", &a.token.0).await,
         "does not allow Write",
+    );
+    let third = cluster.file().block[2].clone();
+    assert_eq!(third.id, outsider.get());
+    assert_refused(
+        "write, on a server that is not one of the group's targets",
+        write(
+            &mut BlockDataClient::new(channel(&third.addr, &root)),
+            gc,
+            0,
+            b"planted",
+            &c.token.0,
+        )
+        .await,
+        "does not allow writes on blockserver 3",
     );
     let bob = issue_user(&cluster, "bob", &[]);
     let mut as_bob = BlockDataClient::new(channel(&block.addr, &bob));
@@ -364,6 +384,12 @@ async fn data_calls_need_a_token_that_covers_them() {
     ] {
         assert_eq!(n(method, reason), want, "{method} {reason}: {counted:?}");
     }
+    let on_third = refusals(&cluster, 3);
+    assert_eq!(
+        on_third.get(&("write_block".to_owned(), "wrong_server".to_owned())),
+        Some(&1),
+        "{on_third:?}"
+    );
 }
 
 /// The planting attack of issue 17: an authenticated user writes blocks ahead for the next
