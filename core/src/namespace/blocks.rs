@@ -201,6 +201,15 @@ pub fn readable_length<R: KvRead + ?Sized>(kv: &R, file: &Inode) -> Result<u64> 
     Ok(g.length.map_or(g.offset, |l| g.offset.saturating_add(l)))
 }
 
+/// The open last group of `file` (being written), if it has one; one read whatever the
+/// file's size.
+pub fn open_group<R: KvRead + ?Sized>(kv: &R, file: &Inode) -> Result<Option<BlockGroup>> {
+    match file.block_groups.checked_sub(1) {
+        Some(last) => Ok(Some(at(kv, file.id, last)?).filter(|g| g.length.is_none())),
+        None => Ok(None),
+    }
+}
+
 /// Every group of `file`, in order.
 pub fn of_file<R: KvRead + ?Sized>(kv: &R, file: &Inode) -> Result<Vec<BlockGroup>> {
     (0..file.block_groups).map(|i| at(kv, file.id, i)).collect()
@@ -282,10 +291,7 @@ pub fn recover_open<R: KvRead + ?Sized>(
     file_length: u64,
     path: &str,
 ) -> Result<Option<Generation>> {
-    let open = match file.block_groups.checked_sub(1) {
-        Some(last) => Some(at(txn, file.id, last)?).filter(|g| g.length.is_none()),
-        None => None,
-    };
+    let open = open_group(txn, file)?;
     close_open(txn, file, file_length, path)?;
     match open {
         Some(g) if file.block_groups > g.index => Ok(Some(bump_generation(txn, g.id)?)),

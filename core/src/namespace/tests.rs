@@ -1620,3 +1620,36 @@ fn blocks_of_deleted_unallocated_or_missing_positions_are_garbage() {
         "a deleted group leaves no generation behind"
     );
 }
+
+/// Issue 17: a writer whose lease ran out with a group open may still be writing it (cut
+/// off, not dead); another holder's append waits for lease recovery to close that group
+/// (and move it to its next generation) instead of taking the file over with it open.
+#[test]
+fn an_append_over_an_expired_writers_open_group_waits_for_recovery() {
+    let mut ns = Ns::new();
+    ns.create("/f", false, "w1").expect("create");
+    ns.add_block("/f", "w1", 0, &[1, 2, 3]).expect("add block");
+    let g = ns.groups("/f")[0].id;
+    ns.now += 3_600_000;
+    let append = |ns: &mut Ns| {
+        ns.apply(Op::Append {
+            path: p("/f"),
+            holder: "w2".into(),
+        })
+    };
+    assert_eq!(Ns::kind(append(&mut ns)), "LeaseConflict");
+    assert!(
+        ns.stat("/f").expect("stat").under_construction.is_some(),
+        "still the first writer's, unchanged"
+    );
+    ns.apply(Op::RecoverLease {
+        path: p("/f"),
+        last_group_length: Some((4096, g)),
+    })
+    .expect("recover");
+    assert_eq!(
+        blocks::generation(&ns.kv, g).expect("generation"),
+        blocks::Generation(2)
+    );
+    append(&mut ns).expect("the recovered file is appended to");
+}

@@ -175,10 +175,10 @@ pub async fn prepare(node: &MetaNode, path: &NsPath) -> Result<Op, MetaError> {
         let path = path.clone();
         node.read_local(move |kv| -> Result<_, MetaError> {
             let file = tree::stat(kv, &path)?;
-            let open = match blocks::of_file(kv, &file)?.pop() {
+            let open = match blocks::open_group(kv, &file)? {
                 // The entry moves the group to its next generation (`blocks::recover_open`).
-                Some(g) if g.length.is_none() => Some((blocks::generation(kv, g.id)?.next(), g)),
-                _ => None,
+                Some(g) => Some((blocks::generation(kv, g.id)?.next(), g)),
+                None => None,
             };
             Ok((file, open))
         })

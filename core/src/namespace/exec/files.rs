@@ -155,7 +155,18 @@ pub(super) fn append<R: KvRead + ?Sized>(
             }
             .into());
         }
-        // The old writer's lease ran out: the new one takes the file over.
+        // The old writer's lease ran out. With an open group it may still be writing that
+        // group's blocks (cut off, not dead): the group must be recovered first (its blocks'
+        // streams ended and restamped, `RecoverLease`, which the active's lease worker runs
+        // for every expired lease), as HDFS's append triggers lease recovery and refuses
+        // until it is done. Without one, the new writer takes the file over.
+        if blocks::open_group(txn, &node)?.is_some() {
+            return Err(NsError::LeaseConflict {
+                path: path.to_string(),
+                holder: uc.holder.clone(),
+            }
+            .into());
+        }
         release_lease_file(txn, &uc.holder, node.id)?;
     }
     node.under_construction = Some(UnderConstruction {
