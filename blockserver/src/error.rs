@@ -35,6 +35,13 @@ pub enum BlockError {
         stamped: crate::store::Generation,
         wanted: crate::store::Generation,
     },
+    /// The write stream was ended by lease recovery: its first `length` bytes were
+    /// finalized, for the recovery to measure; the writer's block is not what it sent.
+    #[error("write of {block} ended by lease recovery after {length} bytes")]
+    Recovered {
+        block: crate::store::BlockId,
+        length: u64,
+    },
     /// Not now: try again later (lease recovery found a write stream that would not end).
     #[error("unavailable: {0}")]
     Unavailable(String),

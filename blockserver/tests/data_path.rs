@@ -393,7 +393,7 @@ async fn recover(
     generation: u64,
 ) -> Result<pb::RecoverBlockResponse, tonic::Status> {
     let token = common::token_for(
-        Claims::for_nodes(GroupId(group), &[Mode::Read, Mode::Write], 0, u64::MAX / 4)
+        Claims::for_nodes(GroupId(group), &[Mode::Recover], 0, u64::MAX / 4)
             .at_generation(Generation(generation)),
     );
     Ok(c.recover_block(pb::RecoverBlockRequest {
@@ -445,12 +445,13 @@ async fn recovery_ends_the_open_stream_and_restamps_the_block() {
     );
     let r = recover(&mut c, 21, 2).await.expect("recover");
     assert_eq!((r.length, r.generation), (data.len() as u64, 2));
-    // The stale writer's stream was ended with what had arrived.
-    let ended = call
-        .await
-        .expect("joined")
-        .expect("the stream was finalized");
-    assert_eq!(ended.get_ref().length, data.len() as u64);
+    // The stale writer's stream was ended (what had arrived was kept for the recovery), and
+    // the writer is told so: its block is not the one it was writing.
+    let ended = call.await.expect("joined").expect_err("ended by recovery");
+    assert_eq!(
+        (ended.code(), kind(&ended)),
+        (Code::Aborted, pb::ErrorKind::StaleGeneration)
+    );
     assert!(
         tx.send(pb::WriteBlockRequest {
             data: vec![1; 10],
@@ -486,6 +487,17 @@ async fn recovery_ends_the_open_stream_and_restamps_the_block() {
     // A block that is not here, with no stream open: not found.
     let e = recover(&mut c, 22, 2).await.expect_err("absent");
     assert_eq!(e.code(), Code::NotFound);
+    // A recovery token opens no write (nor read).
+    let mut planted = common::write_messages(23, 0, &data, 50_000, true);
+    planted[0].token = common::token_for(
+        Claims::for_nodes(GroupId(23), &[Mode::Recover], 0, u64::MAX / 4)
+            .at_generation(Generation(2)),
+    );
+    let e = c
+        .write_block(tokio_stream::iter(planted))
+        .await
+        .expect_err("a recovery token");
+    assert_eq!(kind(&e), pb::ErrorKind::InvalidBlockToken);
     // A read token cannot recover.
     let e = c
         .recover_block(pb::RecoverBlockRequest {

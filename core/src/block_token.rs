@@ -76,6 +76,10 @@ pub enum Mode {
     Read,
     /// Write a new internal block.
     Write,
+    /// Lease recovery: end a block's open write streams and restamp it (`RecoverBlock`). A
+    /// mode of its own, so that the token the active sends every server of the group opens
+    /// no write (with a write token a node could put copies of the new generation anywhere).
+    Recover,
 }
 
 impl Mode {
@@ -83,6 +87,7 @@ impl Mode {
         match self {
             Mode::Read => 1,
             Mode::Write => 2,
+            Mode::Recover => 4,
         }
     }
 }
@@ -503,7 +508,7 @@ pub fn check(
     if c.modes & want.mode.bit() == 0 {
         return Err(TokenError::WrongMode(want.mode));
     }
-    if want.mode == Mode::Write && !c.servers.is_empty() && !c.servers.contains(&want.server) {
+    if want.mode != Mode::Read && !c.servers.is_empty() && !c.servers.contains(&want.server) {
         return Err(TokenError::WrongServer(want.server));
     }
     if protection(caller.port) < protection(c.port) {

@@ -171,6 +171,26 @@ pub fn for_nodes(
     encoded(ring.mint(claims, now))
 }
 
+/// Lease recovery's token for `group`'s servers: `RecoverBlock` only (no read, no write), at
+/// the generation the recovery moves the group to, on its targets, and short-lived (a
+/// recovery's calls take seconds): a server that keeps it can do nothing with it later.
+pub fn for_recovery(
+    ring: &KeyRing,
+    settings: &BlockTokens,
+    group: &crate::namespace::blocks::BlockGroup,
+    generation: Generation,
+) -> Vec<u8> {
+    let now = now_ms();
+    let lifetime = RECOVERY_TOKEN_LIFETIME_MS.min(settings.lifetime_ms());
+    let claims = Claims::for_nodes(group.id, &[Mode::Recover], now, lifetime)
+        .at_generation(generation)
+        .on_servers(&group.targets);
+    encoded(ring.mint(claims, now))
+}
+
+/// Lifetime of lease recovery's tokens.
+const RECOVERY_TOKEN_LIFETIME_MS: u64 = 60_000;
+
 fn encoded(token: Option<BlockToken>) -> Vec<u8> {
     token.map(|t| t.encode()).unwrap_or_default()
 }

@@ -246,7 +246,7 @@ impl pb::block_data_server::BlockData for BlockDataService {
             let caller = caller_of(&request)?;
             let req = request.get_ref();
             let block = convert::block_ref(req.block.as_ref())?;
-            let want = want(self.node.id, block, Mode::Write);
+            let want = want(self.node.id, block, Mode::Recover);
             let claims =
                 check_token(&self.node, "recover_block", &caller, &req.token, want).await?;
             if let Err(late) = self.node.streams.end(block, RECOVER_WAIT).await {

@@ -35,6 +35,8 @@ fn block_code(e: &BlockError) -> (Code, ErrorKind) {
         // Not the block the caller wants: as if absent, so that it takes another copy.
         BlockError::Stale { .. } => (Code::NotFound, ErrorKind::StaleGeneration),
         BlockError::Unavailable(_) => (Code::Unavailable, ErrorKind::Unavailable),
+        // The writer lost its group to lease recovery.
+        BlockError::Recovered { .. } => (Code::Aborted, ErrorKind::StaleGeneration),
         BlockError::Internal(_) => (Code::Internal, ErrorKind::Internal),
     }
 }
@@ -159,6 +161,14 @@ mod tests {
                 BlockError::Unavailable("stream".into()),
                 Code::Unavailable,
                 ErrorKind::Unavailable,
+            ),
+            (
+                BlockError::Recovered {
+                    block: b,
+                    length: 7,
+                },
+                Code::Aborted,
+                ErrorKind::StaleGeneration,
             ),
             (
                 BlockError::NoVolume(2),

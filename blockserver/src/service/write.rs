@@ -81,6 +81,7 @@ pub(super) async fn write_block(
     let worker = tokio::task::spawn_blocking(move || write_pieces(writer, rx, &metrics));
 
     let mut message = first;
+    let mut recovered = false;
     loop {
         if let Some(other) = &message.block
             && (other.group, other.index) != (block.group, u32::from(block.index))
@@ -104,6 +105,7 @@ pub(super) async fn write_block(
             next = tokio::time::timeout(node.write_idle, stream.message()) => next,
             () = registered.ended() => {
                 tracing::info!(%block, "write stream ended by lease recovery");
+                recovered = true;
                 break;
             }
         };
@@ -124,9 +126,17 @@ pub(super) async fn write_block(
         }
     }
     drop(tx);
-    let finalized = worker.await?;
+    let finalized = worker.await??;
     drop(registered);
-    finalized
+    if recovered {
+        // What arrived is kept, for the recovery; the writer is told its block was not
+        // the one it wrote (it must not count it as a finalized copy).
+        return Err(BlockError::Recovered {
+            block,
+            length: finalized,
+        });
+    }
+    Ok(finalized)
 }
 
 /// The worker: writes every piece, then finalizes (asked to, or because the queue closed).

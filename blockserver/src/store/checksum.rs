@@ -5,8 +5,9 @@
 //! The header is `RFCK`, the version (a byte), the chunk size (u32), and from version 2 the
 //! block's generation stamp (u64): the group generation the block was written or last
 //! restamped at (as HDFS keeps a replica's generation stamp in its meta file's name). A file
-//! of version 1 (written before generation stamps) is a block of the first generation; files
-//! are written at version 2, and lease recovery restamps a block by rewriting its file.
+//! of version 1 is a block of the first generation, and is how such a block is still written
+//! (a binary of before generation stamps reads it); a block of a later generation is written
+//! at version 2, and lease recovery restamps a block by rewriting its file.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -73,13 +74,20 @@ impl ChecksumFile {
             .copied()
     }
 
-    /// The file's bytes: the header, then each chunk's checksum.
+    /// The file's bytes: the header, then each chunk's checksum. A block of the first
+    /// generation is written at version 1 (which means the first): a binary of before
+    /// generation stamps, rolled back to, still reads every block no recovery restamped.
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(HEADER + 4 * self.sums.len());
         bytes.extend_from_slice(MAGIC);
-        bytes.push(VERSION);
-        bytes.extend_from_slice(&(CHUNK as u32).to_le_bytes());
-        bytes.extend_from_slice(&self.generation.get().to_le_bytes());
+        if self.generation == Generation::FIRST {
+            bytes.push(1);
+            bytes.extend_from_slice(&(CHUNK as u32).to_le_bytes());
+        } else {
+            bytes.push(VERSION);
+            bytes.extend_from_slice(&(CHUNK as u32).to_le_bytes());
+            bytes.extend_from_slice(&self.generation.get().to_le_bytes());
+        }
         for s in &self.sums {
             bytes.extend_from_slice(&s.to_le_bytes());
         }

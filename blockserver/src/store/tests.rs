@@ -329,6 +329,14 @@ fn blocks_keep_their_generation_and_are_restamped_forward_only() {
     store.restamp(b, Generation(2)).expect("restamp v1");
     assert_eq!(fs::read(&crc).expect("crc")[4], 2);
     assert_eq!(store.generation(b).expect("generation"), Generation(2));
+    // A block of the first generation is written at version 1 (an older binary reads it).
+    let first = id(9, 4);
+    let mut w = store.create(first, G1).expect("create");
+    w.write(&data).expect("write");
+    w.finalize().expect("finalize");
+    let crc1 = dir.path().join("finalized").join(format!("{first}.crc"));
+    assert_eq!(fs::read(&crc1).expect("crc")[4], 1);
+    assert_eq!(store.generation(first).expect("generation"), G1);
     // A version 2 header cut inside its generation is a damaged block.
     fs::write(&crc, &v2[..12]).expect("cut");
     assert!(matches!(

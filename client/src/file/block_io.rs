@@ -96,6 +96,8 @@ pub struct BlockStream {
     pub addr: String,
     tx: mpsc::Sender<pb::WriteBlockRequest>,
     done: JoinHandle<Result<u64, tonic::Status>>,
+    /// Bytes queued so far: what the server must acknowledge at finalize.
+    sent: u64,
 }
 
 impl BlockStream {
@@ -132,6 +134,7 @@ impl BlockStream {
             addr: addr.to_owned(),
             tx,
             done,
+            sent: 0,
         })
     }
 
@@ -147,7 +150,8 @@ impl BlockStream {
 
     /// Queues `data`; waits (up to `timeout`) while the server is behind. On failure the
     /// stream is consumed and the reason returned.
-    pub async fn send(self, data: Vec<u8>, timeout: Duration) -> Result<Self, BlockFailure> {
+    pub async fn send(mut self, data: Vec<u8>, timeout: Duration) -> Result<Self, BlockFailure> {
+        let len = data.len() as u64;
         let req = pb::WriteBlockRequest {
             block: None,
             data,
@@ -155,7 +159,10 @@ impl BlockStream {
             token: Vec::new(),
         };
         match tokio::time::timeout(timeout, self.tx.send(req)).await {
-            Ok(Ok(())) => Ok(self),
+            Ok(Ok(())) => {
+                self.sent = self.sent.saturating_add(len);
+                Ok(self)
+            }
             Ok(Err(_)) => Err(self.ended().await),
             Err(_) => {
                 self.done.abort();
@@ -167,7 +174,9 @@ impl BlockStream {
         }
     }
 
-    /// Finalizes the block: returns once the server has fsynced it, with its length.
+    /// Finalizes the block: returns once the server has fsynced it, with its length, which
+    /// must be every byte sent (a server that finalized fewer, its stream cut short by lease
+    /// recovery, did not store the block this writer wrote).
     pub async fn finish(self, timeout: Duration) -> Result<u64, BlockFailure> {
         let last = pb::WriteBlockRequest {
             block: None,
@@ -176,14 +185,17 @@ impl BlockStream {
             token: Vec::new(),
         };
         let addr = self.addr.clone();
-        let Self { tx, done, .. } = self;
+        let Self { tx, done, sent, .. } = self;
         let wait = async move {
             if tx.send(last).await.is_err() {
                 // The RPC already ended; its result says why.
             }
             drop(tx);
             match done.await {
-                Ok(Ok(len)) => Ok(len),
+                Ok(Ok(len)) if len == sent => Ok(len),
+                Ok(Ok(len)) => Err(BlockFailure::Other(format!(
+                    "{addr}: finalized {len} of the {sent} bytes sent"
+                ))),
                 Ok(Err(status)) => Err(failure(&addr, &status)),
                 Err(e) => Err(BlockFailure::Other(format!("{addr}: write task: {e}"))),
             }

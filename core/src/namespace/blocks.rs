@@ -68,10 +68,14 @@ pub fn generation<R: KvRead + ?Sized>(
     kv: &R,
     id: GroupId,
 ) -> std::result::Result<Generation, StoreError> {
-    Ok(kv
-        .get(Cf::Meta, &keys::meta::generation(id))?
-        .and_then(|v| Generation::from_be_slice(&v))
-        .unwrap_or(Generation::FIRST))
+    match kv.get(Cf::Meta, &keys::meta::generation(id))? {
+        None => Ok(Generation::FIRST),
+        // A damaged value must not read as the first generation: stale copies would count.
+        Some(v) => Generation::from_be_slice(&v).ok_or_else(|| StoreError::Corrupt {
+            cf: "meta",
+            reason: format!("generation of group {id}: {} bytes", v.len()),
+        }),
+    }
 }
 
 /// Moves group `id` to its next generation (lease recovery closing it); returns it.

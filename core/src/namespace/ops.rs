@@ -149,6 +149,11 @@ pub enum Op {
     RollBlockKey {
         key: BlockKey,
     },
+    /// Moves a file to lease recovery's holder before the active ends its writer's streams
+    /// (`exec::files::begin_lease_recovery`). Appended after `RollBlockKey`.
+    BeginLeaseRecovery {
+        path: NsPath,
+    },
 }
 
 /// The largest operation the namespace journals, by [`Op::size_bound`]: a deepest path of
@@ -239,7 +244,8 @@ impl Op {
             | Op::SetPermission { path, .. }
             | Op::SetTimes { path, .. }
             | Op::SetStoragePolicy { path, .. }
-            | Op::RecoverLease { path, .. } => path.size_bound(),
+            | Op::RecoverLease { path, .. }
+            | Op::BeginLeaseRecovery { path } => path.size_bound(),
             Op::SetOwner { path, owner, group } => path.size_bound() + opt(owner) + opt(group),
             Op::RenewLease { holder } => str_bound(holder),
             Op::Symlink {
@@ -294,6 +300,7 @@ impl Op {
             Op::SetThrottle(_) => "set_throttle",
             Op::Reclaim { .. } => "reclaim",
             Op::RollBlockKey { .. } => "roll_block_key",
+            Op::BeginLeaseRecovery { .. } => "begin_lease_recovery",
         }
     }
 }

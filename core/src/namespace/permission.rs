@@ -286,8 +286,13 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
             traverse(kv, access, path).map(drop)
         }
         Op::RenewLease { .. } => Ok(()),
-        // The active's own work, and Admin (authorized before it reaches the journal).
-        Op::Reclaim { .. } | Op::SetThrottle(_) | Op::RollBlockKey { .. } => Ok(()),
+        // The active's own work, and Admin (authorized before it reaches the journal). No
+        // request carries `BeginLeaseRecovery`: the active proposes it, for a recovery it
+        // runs itself or one a caller's `RecoverLease` passed this check for.
+        Op::Reclaim { .. }
+        | Op::SetThrottle(_)
+        | Op::RollBlockKey { .. }
+        | Op::BeginLeaseRecovery { .. } => Ok(()),
     }
 }
 

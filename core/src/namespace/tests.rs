@@ -1653,3 +1653,57 @@ fn an_append_over_an_expired_writers_open_group_waits_for_recovery() {
     );
     append(&mut ns).expect("the recovered file is appended to");
 }
+
+/// Issue 17 (review): lease recovery fences the writer before it ends its streams. After
+/// `BeginLeaseRecovery` the writer can neither complete the file (at a length no copy may
+/// have once its streams were cut short) nor add a group; no client can claim the
+/// recovery's holder; a second begin (an active that failed over midway) is harmless, and
+/// `RecoverLease` closes the file and its lease.
+#[test]
+fn beginning_lease_recovery_fences_the_writer() {
+    let mut ns = Ns::new();
+    ns.create("/f", false, "w1").expect("create");
+    ns.add_block("/f", "w1", 0, &[1, 2, 3]).expect("add block");
+    let g = ns.groups("/f")[0].id;
+    let begin = |ns: &mut Ns| ns.apply(Op::BeginLeaseRecovery { path: p("/f") });
+    begin(&mut ns).expect("begin");
+    assert_eq!(
+        ns.stat("/f")
+            .expect("stat")
+            .under_construction
+            .map(|u| u.holder),
+        Some(super::RECOVERY_HOLDER.to_owned())
+    );
+    assert_eq!(Ns::kind(ns.complete("/f", "w1", 4096)), "LeaseConflict");
+    assert_eq!(
+        Ns::kind(ns.add_block("/f", "w1", 4096, &[1, 2, 3])),
+        "LeaseConflict"
+    );
+    assert!(
+        lease_of(&ns, "w1").is_none(),
+        "the writer's lease went with its file"
+    );
+    for op in [
+        Op::Complete {
+            path: p("/f"),
+            holder: super::RECOVERY_HOLDER.into(),
+            length: 4096,
+        },
+        Op::RenewLease {
+            holder: super::RECOVERY_HOLDER.into(),
+        },
+    ] {
+        assert_eq!(Ns::kind(ns.apply(op)), "InvalidArgument", "reserved");
+    }
+    begin(&mut ns).expect("begin again");
+    ns.apply(Op::RecoverLease {
+        path: p("/f"),
+        last_group_length: Some((4096, g)),
+    })
+    .expect("recover");
+    let f = ns.stat("/f").expect("stat");
+    assert!(f.under_construction.is_none());
+    assert_eq!(f.length, 4096);
+    assert!(lease_of(&ns, super::RECOVERY_HOLDER).is_none());
+    assert_eq!(Ns::kind(begin(&mut ns)), "NotUnderConstruction");
+}

@@ -165,6 +165,23 @@ pub(super) fn release_lease_file<R: KvRead + ?Sized>(
     Ok(())
 }
 
+/// The lease holder a file is moved to while lease recovery runs (`BeginLeaseRecovery`): its
+/// writer, cut off but alive, can no longer add a group, complete the file or append to it
+/// while the recovery ends its streams and restamps its blocks (HDFS's `internalReleaseLease`
+/// reassigns the lease to the NameNode so). No client may use the name.
+pub const RECOVERY_HOLDER: &str = "raftfs:lease-recovery";
+
+/// A lease holder a client sent: a name, and not the recovery's.
+pub(super) fn validate_holder(holder: &str) -> std::result::Result<(), NsError> {
+    validate_name("lease holder", holder, 1024)?;
+    if holder == RECOVERY_HOLDER {
+        return Err(NsError::InvalidArgument(format!(
+            "lease holder {holder:?} is reserved"
+        )));
+    }
+    Ok(())
+}
+
 pub(super) fn validate_name(what: &str, s: &str, max: usize) -> std::result::Result<(), NsError> {
     if s.is_empty() || s.len() > max || s.contains('\0') {
         return Err(NsError::InvalidArgument(format!(
@@ -340,6 +357,7 @@ pub(super) fn written_by<R: KvRead + ?Sized>(
     path: &NsPath,
     holder: &str,
 ) -> Result<Inode> {
+    validate_holder(holder)?;
     let node = resolve(txn, path)?;
     match node.kind {
         InodeKind::Directory => return Err(NsError::IsADirectory(path.to_string()).into()),

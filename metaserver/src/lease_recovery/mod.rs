@@ -26,15 +26,26 @@ use raftfs_proto::block_data_client::BlockDataClient;
 use crate::error::MetaError;
 use crate::journal::{CallId, ClientId, Proposal};
 use crate::namespace::blocks::{self, BlockGroup, Generation};
-use crate::namespace::{Inode, NsPath, Op, StoragePolicy, tree};
+use crate::namespace::{Inode, NsPath, Op, RECOVERY_HOLDER, StoragePolicy, tree};
 use crate::node::MetaNode;
 use crate::observer::Role;
-use raftfs_core::block_token::Mode;
+use crate::registry::Reported;
 use raftfs_runtime::Outcome;
+
+/// How long the active waits to have applied its own `BeginLeaseRecovery`.
+const FENCE_APPLY_WAIT: Duration = Duration::from_secs(10);
 
 /// How long the active waits for one blockserver's answer about one internal block (it may
 /// first wait up to 10 s for a writer's open stream to finalize).
 const INFO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A server's answer to `RecoverBlock`.
+enum Answer {
+    /// Its block, restamped, has this many bytes.
+    Holds(u64),
+    /// It has no block (nor stream) of the group, or only a damaged one.
+    Nothing,
+}
 
 /// The length of the open group that every surviving internal block agrees on, from
 /// `(index, length)` of each survivor; `None` when too few survived (an erasure-coded group
@@ -101,19 +112,13 @@ pub async fn measure(
     let mut asks = Vec::new();
     let mut silent = Vec::new();
     let ring = crate::block_tokens::signing_keys(node, &node.tokens).await?;
-    let token = crate::block_tokens::for_nodes(
-        &ring,
-        &node.tokens,
-        (group.id, generation),
-        &[Mode::Read, Mode::Write],
-        &group.targets,
-    );
-    for (i, target) in group.targets.iter().enumerate() {
+    let token = crate::block_tokens::for_recovery(&ring, &node.tokens, group, generation);
+    for (i, target) in group.targets.iter().copied().enumerate() {
         let index = if replicated { 0 } else { i as u32 };
-        if dead.contains(target) {
+        if dead.contains(&target) {
             continue;
         }
-        let Some((addr, _)) = node.blocks.registry.node(*target) else {
+        let Some((addr, _)) = node.blocks.registry.node(target) else {
             // Not registered (yet, after a failover): it may hold the block.
             silent.push(index);
             continue;
@@ -134,9 +139,13 @@ pub async fn measure(
                     })
                     .await
                 {
-                    Ok(info) => Some(info.into_inner().length),
+                    Ok(info) => Some(Answer::Holds(info.into_inner().length)),
                     // It answered, with no stream of the block open: it holds nothing of it.
-                    Err(s) if s.code() == tonic::Code::NotFound => Some(0),
+                    // A copy whose checksums are damaged holds nothing usable either (and
+                    // must not hold the recovery up forever).
+                    Err(s) if matches!(s.code(), tonic::Code::NotFound | tonic::Code::DataLoss) => {
+                        Some(Answer::Nothing)
+                    }
                     Err(s) => {
                         tracing::info!(%addr, index, error = %s.message(), "recover block failed");
                         None
@@ -145,14 +154,27 @@ pub async fn measure(
             };
             (
                 index,
+                target,
                 tokio::time::timeout(INFO_TIMEOUT, ask).await.ok().flatten(),
             )
         });
     }
     let mut survivors = Vec::new();
-    for (index, answer) in futures::future::join_all(asks).await {
+    for (index, target, answer) in futures::future::join_all(asks).await {
         match answer {
-            Some(length) => survivors.push((index, length)),
+            Some(Answer::Holds(length)) => {
+                survivors.push((index, length));
+                // The restamped copy counts here at once: its server's report may arrive
+                // after the entry commits, and the recovered group must be readable then.
+                let copy = Reported {
+                    group: group.id,
+                    index,
+                    length,
+                    generation,
+                };
+                node.blocks.registry.restamped(target, copy);
+            }
+            Some(Answer::Nothing) => survivors.push((index, 0)),
             None => silent.push(index),
         }
     }
@@ -171,18 +193,16 @@ pub async fn measure(
 /// The `RecoverLease` entry for `path`: with the open group's measured length, if it has one.
 /// Fails (`Unavailable`) when too few internal blocks answered; the caller retries later.
 pub async fn prepare(node: &MetaNode, path: &NsPath) -> Result<Op, MetaError> {
-    let (file, open) = {
-        let path = path.clone();
-        node.read_local(move |kv| -> Result<_, MetaError> {
-            let file = tree::stat(kv, &path)?;
-            let open = match blocks::open_group(kv, &file)? {
-                // The entry moves the group to its next generation (`blocks::recover_open`).
-                Some(g) => Some((blocks::generation(kv, g.id)?.next(), g)),
-                None => None,
-            };
-            Ok((file, open))
-        })
-        .await?
+    let (file, open) = read_open_group(node, path).await?;
+    let (file, open) = match open {
+        // Fence the writer before its streams are ended: from `BeginLeaseRecovery` on, its
+        // `AddBlock` and `Complete` are refused, so it cannot close the group at a length no
+        // copy has (nor open another one) while the servers restamp what arrived.
+        Some(_) if !fenced(&file) => {
+            begin(node, path).await?;
+            read_open_group(node, path).await?
+        }
+        _ => (file, open),
     };
     let open = open.as_ref();
     let last_group_length = match open {
@@ -202,6 +222,50 @@ pub async fn prepare(node: &MetaNode, path: &NsPath) -> Result<Op, MetaError> {
         path: path.clone(),
         last_group_length: last_group_length.zip(open.map(|(_, g)| g.id)),
     })
+}
+
+/// The file at `path` and its open group, with the generation recovery moves it to.
+async fn read_open_group(
+    node: &MetaNode,
+    path: &NsPath,
+) -> Result<(Inode, Option<(Generation, BlockGroup)>), MetaError> {
+    let path = path.clone();
+    node.read_local(move |kv| -> Result<_, MetaError> {
+        let file = tree::stat(kv, &path)?;
+        let open = match blocks::open_group(kv, &file)? {
+            // The entry moves the group to its next generation (`blocks::recover_open`).
+            Some(g) => Some((blocks::generation(kv, g.id)?.next(), g)),
+            None => None,
+        };
+        Ok((file, open))
+    })
+    .await
+}
+
+/// Whether the file is already lease recovery's (an earlier attempt fenced its writer).
+fn fenced(file: &Inode) -> bool {
+    file.under_construction
+        .as_ref()
+        .is_some_and(|uc| uc.holder == RECOVERY_HOLDER)
+}
+
+/// Journals `BeginLeaseRecovery` for `path` and waits for it to apply here.
+async fn begin(node: &MetaNode, path: &NsPath) -> Result<(), MetaError> {
+    let proposal = Proposal {
+        client: ClientId::default(),
+        call_id: CallId::UNCACHED,
+        op: Op::BeginLeaseRecovery { path: path.clone() },
+        access: None,
+    };
+    let (index, applied) = node.proposer.propose(proposal).await?;
+    applied.map_err(|source| MetaError::Namespace {
+        source,
+        state_id: index,
+    })?;
+    tracing::info!(%path, index, "lease recovery began: the writer is fenced");
+    crate::observer::wait_applied(node.sm.applied_watch(), index, FENCE_APPLY_WAIT)
+        .await
+        .map(drop)
 }
 
 /// One round of lease recovery (a worker of the active, every `lease-check-ms`): closes the

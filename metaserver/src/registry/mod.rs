@@ -239,6 +239,19 @@ impl Registry {
         Ok(())
     }
 
+    /// Records a copy lease recovery restamped on `id` (what its `RecoverBlock` answered),
+    /// ahead of the node's own report: a copy reported corrupt stays so. Unknown nodes are
+    /// left for their registration's full report.
+    pub fn restamped(&self, id: BlockServerId, copy: Reported) {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if let Some(node) = inner.nodes.get_mut(&id) {
+            node.blocks
+                .insert((copy.group, copy.index), Copy::from(&copy));
+            inner.by_group.entry(copy.group).or_default().insert(id);
+        }
+    }
+
     /// Receives part `part` of `parts` of full report `report_id`; when the last part
     /// arrives, replaces the node's blocks with the whole report. Returns whether it did.
     pub fn full_report_part(
@@ -372,12 +385,15 @@ impl Registry {
     }
 
     /// Of the `(index, node)` copies a group was written to, those on live nodes that have
-    /// not reported them yet (and were not reported corrupt): a reader right after the
-    /// write may try them before the incremental reports arrive.
+    /// not reported them yet, or only at a generation older than `current` (and were not
+    /// reported corrupt): a reader right after the write, or right after a lease recovery
+    /// restamped the copies, may try them before the incremental reports arrive (a copy
+    /// that really is stale, the blockserver refuses to serve).
     pub fn unreported(
         &self,
         group: GroupId,
         targets: &[(u32, BlockServerId)],
+        current: Generation,
     ) -> Vec<(u32, BlockServerId)> {
         let inner = self.lock();
         let now = Instant::now();
@@ -387,7 +403,9 @@ impl Registry {
             .filter(|(index, id)| {
                 inner.nodes.get(id).is_some_and(|n| {
                     now.duration_since(n.last_heartbeat) <= self.dead_after
-                        && !n.blocks.contains_key(&(group, *index))
+                        && n.blocks
+                            .get(&(group, *index))
+                            .is_none_or(|c| c.generation < current)
                 }) && !inner.corrupt.contains(&(group, *index, *id))
             })
             .collect()

@@ -214,3 +214,42 @@ fn copies_older_than_the_group_are_not_replicas() {
         vec![(GroupId(10), 0, Generation(1))]
     );
 }
+
+/// A copy lease recovery restamped counts at once on the active (its server's report may
+/// come after the entry commits); one not yet reported at the group's generation is still
+/// offered to readers, last, as an unreported target.
+#[test]
+fn restamped_copies_count_before_their_report() {
+    let r = registry();
+    let old = Reported {
+        group: GroupId(10),
+        index: 0,
+        length: 50,
+        generation: Generation(1),
+    };
+    r.incremental(BlockServerId(1), &[old], &[]).expect("ibr");
+    let targets = [(0, BlockServerId(1))];
+    assert!(r.replicas(GroupId(10), Generation(2)).is_empty());
+    assert_eq!(
+        r.unreported(GroupId(10), &targets, Generation(2)),
+        targets.to_vec(),
+        "reported only at an older generation: offered as unreported"
+    );
+    r.restamped(
+        BlockServerId(1),
+        Reported {
+            generation: Generation(2),
+            ..old
+        },
+    );
+    assert_eq!(r.replicas(GroupId(10), Generation(2)).len(), 1);
+    assert!(
+        r.unreported(GroupId(10), &targets, Generation(2))
+            .is_empty()
+    );
+    r.restamped(BlockServerId(9), old);
+    assert!(
+        r.holders(GroupId(10)) == vec![BlockServerId(1)],
+        "unknown nodes ignored"
+    );
+}

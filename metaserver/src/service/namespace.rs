@@ -288,7 +288,7 @@ impl NamespaceService {
                 .enumerate()
                 .map(|(i, n)| (if replicated { 0 } else { i as u32 }, *n))
                 .collect();
-            for (index, node) in registry.unreported(group.id, &targets) {
+            for (index, node) in registry.unreported(group.id, &targets, generation) {
                 replicas.push(Replica {
                     index,
                     node,

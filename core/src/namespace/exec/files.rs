@@ -46,7 +46,7 @@ pub(super) fn create<R: KvRead + ?Sized>(
     let now = ctx.now_ms;
     validate_permission(permission)?;
     validate_name("owner", owner, 256)?;
-    validate_name("lease holder", holder, 1024)?;
+    validate_holder(holder)?;
     if path.is_root() {
         return Err(NsError::IsADirectory("/".into()).into());
     }
@@ -134,7 +134,7 @@ pub(super) fn append<R: KvRead + ?Sized>(
     holder: &str,
 ) -> Result<OpOutput> {
     let now = ctx.now_ms;
-    validate_name("lease holder", holder, 1024)?;
+    validate_holder(holder)?;
     let mut node = resolve(txn, path)?;
     match node.kind {
         InodeKind::Directory => return Err(NsError::IsADirectory(path.to_string()).into()),
@@ -178,6 +178,33 @@ pub(super) fn append<R: KvRead + ?Sized>(
     Ok(OpOutput::Inode(node))
 }
 
+/// Moves a file whose open group lease recovery is about to end and restamp to the
+/// recovery's holder ([`RECOVERY_HOLDER`]), with a lease of its own: from this entry on, its
+/// writer's `AddBlock`, `Complete` and `RenewLease` no longer touch it, so nothing the writer
+/// does can close the group at a length no copy has once its streams are ended. If the
+/// active fails before `RecoverLease`, the recovery's lease runs out and the next active's
+/// lease worker starts over. Proposed by the active only (no request carries it).
+pub(super) fn begin_lease_recovery<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    path: &NsPath,
+) -> Result<OpOutput> {
+    let mut node = resolve(txn, path)?;
+    if node.is_dir() {
+        return Err(NsError::IsADirectory(path.to_string()).into());
+    }
+    let Some(uc) = node.under_construction.as_mut() else {
+        return Err(NsError::NotUnderConstruction(path.to_string()).into());
+    };
+    if uc.holder != RECOVERY_HOLDER {
+        release_lease_file(txn, &uc.holder, node.id)?;
+        uc.holder = RECOVERY_HOLDER.to_owned();
+    }
+    grant_lease(txn, ctx, RECOVERY_HOLDER, node.id)?;
+    put_inode(txn, &node);
+    Ok(OpOutput::Inode(node))
+}
+
 /// Extends `holder`'s lease (a holder with no lease record has nothing to renew).
 pub(super) fn renew_lease<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,
@@ -185,7 +212,7 @@ pub(super) fn renew_lease<R: KvRead + ?Sized>(
     holder: &str,
 ) -> Result<OpOutput> {
     let now = ctx.now_ms;
-    validate_name("lease holder", holder, 1024)?;
+    validate_holder(holder)?;
     if let Some(r) = lease_record(txn, holder)? {
         let record = LeaseRecord {
             expiry_ms: now.saturating_add(ctx.lease_ms),

@@ -129,5 +129,6 @@ fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -
             block_keys::roll(txn, ctx.now_ms, key)?;
             Ok(OpOutput::Done)
         }
+        Op::BeginLeaseRecovery { path } => files::begin_lease_recovery(txn, ctx, path),
     }
 }

@@ -283,6 +283,7 @@ fn variant_index(op: &Op) -> usize {
         Op::SetThrottle(_) => 17,
         Op::Reclaim { .. } => 18,
         Op::RollBlockKey { .. } => 19,
+        Op::BeginLeaseRecovery { .. } => 20,
     }
 }
 
@@ -557,6 +558,24 @@ fn golden_batch_appended_ops_v2() {
     };
     assert_eq!(variant_index(&roll.proposals[0].op), 19);
     golden::<Batch>("batch-roll-block-key-v2", 2, &roll);
+}
+
+/// `Op::BeginLeaseRecovery`, appended at batch version 2 (lease recovery's fence, DESIGN §9).
+#[test]
+fn golden_batch_begin_lease_recovery_v2() {
+    let begin = Batch {
+        ctx: batch().ctx,
+        proposals: vec![Proposal {
+            client: ClientId([0; 16]),
+            call_id: CallId::UNCACHED,
+            op: Op::BeginLeaseRecovery {
+                path: NsPath::parse("/logs/app.log").expect("path"),
+            },
+            access: None,
+        }],
+    };
+    assert_eq!(variant_index(&begin.proposals[0].op), 20);
+    golden::<Batch>("batch-begin-lease-recovery-v2", 2, &begin);
 }
 
 #[test]
@@ -984,6 +1003,7 @@ fn op() -> impl Strategy<Value = Op> {
                 }
             ),
         any::<u64>().prop_map(|budget| Op::Reclaim { budget }),
+        ns_path().prop_map(|path| Op::BeginLeaseRecovery { path }),
         (any::<u32>(), any::<[u8; 32]>(), any::<u64>(), any::<u64>()).prop_map(
             |(id, secret, created_ms, expires_ms)| Op::RollBlockKey {
                 key: raftfs_core::block_token::BlockKey {
