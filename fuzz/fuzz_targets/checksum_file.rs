@@ -15,8 +15,8 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use raftfs_blockserver::store::{BlockId, Generation};
 use raftfs_blockserver::store::checksum::{CHUNK, ChecksumFile};
+use raftfs_blockserver::store::{BlockId, Generation};
 use raftfs_fuzz::Num;
 
 #[derive(Debug, Arbitrary)]
