@@ -38,7 +38,7 @@ pub use error::{ApplyError, NsError, StoreError};
 pub use inode::{Inode, InodeId, InodeKind, StoragePolicy};
 pub use ops::{ApplyCtx, ContentSummary, Op, OpOutput, XattrExpect};
 pub use path::NsPath;
-pub use write::RECOVERY_HOLDER;
+pub use write::{RECOVERY_PREFIX, recovery_holder};
 
 #[cfg(test)]
 mod tests;

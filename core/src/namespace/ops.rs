@@ -11,7 +11,7 @@ use super::path::NsPath;
 use super::throttle::ThrottleChange;
 use super::tree::MAX_XATTR_VALUE;
 use crate::block_token::BlockKey;
-use crate::id::BlockServerId;
+use crate::id::{BlockServerId, InodeId};
 
 /// Fixed by the leader for a whole entry, carried in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,9 +150,15 @@ pub enum Op {
         key: BlockKey,
     },
     /// Moves a file to lease recovery's holder before the active ends its writer's streams
-    /// (`exec::files::begin_lease_recovery`). Appended after `RollBlockKey`.
+    /// (`exec::files::begin_lease_recovery`): the file at `path` must still be `inode`,
+    /// written by `holder` (or already the recovery's), and, unless `force` (a caller's
+    /// `RecoverLease`), `holder`'s lease must have run out by the entry's time. Appended
+    /// after `RollBlockKey`.
     BeginLeaseRecovery {
         path: NsPath,
+        inode: InodeId,
+        holder: String,
+        force: bool,
     },
 }
 
@@ -244,8 +250,8 @@ impl Op {
             | Op::SetPermission { path, .. }
             | Op::SetTimes { path, .. }
             | Op::SetStoragePolicy { path, .. }
-            | Op::RecoverLease { path, .. }
-            | Op::BeginLeaseRecovery { path } => path.size_bound(),
+            | Op::RecoverLease { path, .. } => path.size_bound(),
+            Op::BeginLeaseRecovery { path, holder, .. } => path.size_bound() + str_bound(holder),
             Op::SetOwner { path, owner, group } => path.size_bound() + opt(owner) + opt(group),
             Op::RenewLease { holder } => str_bound(holder),
             Op::Symlink {

@@ -1656,23 +1656,43 @@ fn an_append_over_an_expired_writers_open_group_waits_for_recovery() {
 
 /// Issue 17 (review): lease recovery fences the writer before it ends its streams. After
 /// `BeginLeaseRecovery` the writer can neither complete the file (at a length no copy may
-/// have once its streams were cut short) nor add a group; no client can claim the
-/// recovery's holder; a second begin (an active that failed over midway) is harmless, and
-/// `RecoverLease` closes the file and its lease.
+/// have once its streams were cut short) nor add a group; no client can claim a recovery's
+/// holder; a begin for a writer that renewed in time, or for a file replaced since, changes
+/// nothing; a second begin renews the recovery's own lease (the wait before a stuck recovery
+/// is tried again), and `RecoverLease` closes the file and its lease.
 #[test]
 fn beginning_lease_recovery_fences_the_writer() {
     let mut ns = Ns::new();
     ns.create("/f", false, "w1").expect("create");
     ns.add_block("/f", "w1", 0, &[1, 2, 3]).expect("add block");
     let g = ns.groups("/f")[0].id;
-    let begin = |ns: &mut Ns| ns.apply(Op::BeginLeaseRecovery { path: p("/f") });
-    begin(&mut ns).expect("begin");
+    let id = ns.stat("/f").expect("stat").id;
+    let fence = super::recovery_holder(id);
+    let begin = |ns: &mut Ns, inode, holder: &str, force| {
+        ns.apply(Op::BeginLeaseRecovery {
+            path: p("/f"),
+            inode,
+            holder: holder.into(),
+            force,
+        })
+    };
+    // The writer's lease is live: only a caller's forced recovery may fence it.
+    assert_eq!(Ns::kind(begin(&mut ns, id, "w1", false)), "LeaseConflict");
+    ns.now += 3_600_000;
+    // Another file now, or another writer: nothing happens.
+    let other = InodeId(id.0 + 1000);
+    assert_eq!(
+        Ns::kind(begin(&mut ns, other, "w1", false)),
+        "InvalidArgument"
+    );
+    assert_eq!(Ns::kind(begin(&mut ns, id, "w9", false)), "LeaseConflict");
+    begin(&mut ns, id, "w1", false).expect("begin");
     assert_eq!(
         ns.stat("/f")
             .expect("stat")
             .under_construction
             .map(|u| u.holder),
-        Some(super::RECOVERY_HOLDER.to_owned())
+        Some(fence.clone())
     );
     assert_eq!(Ns::kind(ns.complete("/f", "w1", 4096)), "LeaseConflict");
     assert_eq!(
@@ -1686,16 +1706,27 @@ fn beginning_lease_recovery_fences_the_writer() {
     for op in [
         Op::Complete {
             path: p("/f"),
-            holder: super::RECOVERY_HOLDER.into(),
+            holder: fence.clone(),
             length: 4096,
         },
         Op::RenewLease {
-            holder: super::RECOVERY_HOLDER.into(),
+            holder: fence.clone(),
+        },
+        Op::RenewLease {
+            holder: format!("{}other", super::RECOVERY_PREFIX),
         },
     ] {
         assert_eq!(Ns::kind(ns.apply(op)), "InvalidArgument", "reserved");
     }
-    begin(&mut ns).expect("begin again");
+    let first = lease_of(&ns, &fence)
+        .expect("the recovery's lease")
+        .expiry_ms;
+    ns.now += 1_000;
+    begin(&mut ns, id, "w1", false).expect("begin again");
+    assert!(
+        lease_of(&ns, &fence).expect("lease").expiry_ms > first,
+        "renewed"
+    );
     ns.apply(Op::RecoverLease {
         path: p("/f"),
         last_group_length: Some((4096, g)),
@@ -1704,6 +1735,9 @@ fn beginning_lease_recovery_fences_the_writer() {
     let f = ns.stat("/f").expect("stat");
     assert!(f.under_construction.is_none());
     assert_eq!(f.length, 4096);
-    assert!(lease_of(&ns, super::RECOVERY_HOLDER).is_none());
-    assert_eq!(Ns::kind(begin(&mut ns)), "NotUnderConstruction");
+    assert!(lease_of(&ns, &fence).is_none());
+    assert_eq!(
+        Ns::kind(begin(&mut ns, id, "w1", true)),
+        "NotUnderConstruction"
+    );
 }

@@ -165,16 +165,23 @@ pub(super) fn release_lease_file<R: KvRead + ?Sized>(
     Ok(())
 }
 
-/// The lease holder a file is moved to while lease recovery runs (`BeginLeaseRecovery`): its
-/// writer, cut off but alive, can no longer add a group, complete the file or append to it
-/// while the recovery ends its streams and restamps its blocks (HDFS's `internalReleaseLease`
-/// reassigns the lease to the NameNode so). No client may use the name.
-pub const RECOVERY_HOLDER: &str = "raftfs:lease-recovery";
+/// The prefix of the lease holders lease recovery moves files to (`BeginLeaseRecovery`),
+/// one per file ([`recovery_holder`]): its writer, cut off but alive, can no longer add a
+/// group, complete the file or append to it while the recovery ends its streams and
+/// restamps its blocks (HDFS's `internalReleaseLease` reassigns the lease to the NameNode
+/// so). No client may use a name with this prefix.
+pub const RECOVERY_PREFIX: &str = "raftfs:lease-recovery/";
 
-/// A lease holder a client sent: a name, and not the recovery's.
+/// The holder lease recovery moves file `inode` to: one per file, so that each recovery's
+/// lease (the wait before a stuck one is tried again) is its own.
+pub fn recovery_holder(inode: crate::id::InodeId) -> String {
+    format!("{RECOVERY_PREFIX}{inode}")
+}
+
+/// A lease holder a client sent: a name, and not one of the recovery's.
 pub(super) fn validate_holder(holder: &str) -> std::result::Result<(), NsError> {
     validate_name("lease holder", holder, 1024)?;
-    if holder == RECOVERY_HOLDER {
+    if holder.starts_with(RECOVERY_PREFIX) {
         return Err(NsError::InvalidArgument(format!(
             "lease holder {holder:?} is reserved"
         )));

@@ -26,7 +26,7 @@ use raftfs_proto::block_data_client::BlockDataClient;
 use crate::error::MetaError;
 use crate::journal::{CallId, ClientId, Proposal};
 use crate::namespace::blocks::{self, BlockGroup, Generation};
-use crate::namespace::{Inode, NsPath, Op, RECOVERY_HOLDER, StoragePolicy, tree};
+use crate::namespace::{Inode, InodeId, NsPath, Op, StoragePolicy, tree};
 use crate::node::MetaNode;
 use crate::observer::Role;
 use crate::registry::Reported;
@@ -43,8 +43,10 @@ const INFO_TIMEOUT: Duration = Duration::from_secs(15);
 enum Answer {
     /// Its block, restamped, has this many bytes.
     Holds(u64),
-    /// It has no block (nor stream) of the group, or only a damaged one.
+    /// It has no block (nor stream) of the group.
     Nothing,
+    /// Its block's checksum file is damaged: nothing usable.
+    Damaged,
 }
 
 /// The length of the open group that every surviving internal block agrees on, from
@@ -111,11 +113,13 @@ pub async fn measure(
     let dead = node.blocks.registry.dead_nodes();
     let mut asks = Vec::new();
     let mut silent = Vec::new();
+    let mut dead_indices = Vec::new();
     let ring = crate::block_tokens::signing_keys(node, &node.tokens).await?;
     let token = crate::block_tokens::for_recovery(&ring, &node.tokens, group, generation);
     for (i, target) in group.targets.iter().copied().enumerate() {
         let index = if replicated { 0 } else { i as u32 };
         if dead.contains(&target) {
+            dead_indices.push(index);
             continue;
         }
         let Some((addr, _)) = node.blocks.registry.node(target) else {
@@ -141,11 +145,9 @@ pub async fn measure(
                 {
                     Ok(info) => Some(Answer::Holds(info.into_inner().length)),
                     // It answered, with no stream of the block open: it holds nothing of it.
-                    // A copy whose checksums are damaged holds nothing usable either (and
-                    // must not hold the recovery up forever).
-                    Err(s) if matches!(s.code(), tonic::Code::NotFound | tonic::Code::DataLoss) => {
-                        Some(Answer::Nothing)
-                    }
+                    Err(s) if s.code() == tonic::Code::NotFound => Some(Answer::Nothing),
+                    // Its copy's checksums are damaged: nothing usable either.
+                    Err(s) if s.code() == tonic::Code::DataLoss => Some(Answer::Damaged),
                     Err(s) => {
                         tracing::info!(%addr, index, error = %s.message(), "recover block failed");
                         None
@@ -160,6 +162,7 @@ pub async fn measure(
         });
     }
     let mut survivors = Vec::new();
+    let mut damaged = false;
     for (index, target, answer) in futures::future::join_all(asks).await {
         match answer {
             Some(Answer::Holds(length)) => {
@@ -175,10 +178,23 @@ pub async fn measure(
                 node.blocks.registry.restamped(target, copy);
             }
             Some(Answer::Nothing) => survivors.push((index, 0)),
+            Some(Answer::Damaged) => {
+                damaged = true;
+                survivors.push((index, 0));
+            }
             None => silent.push(index),
         }
     }
-    let decided = decided_length(&file.policy, &survivors, &silent, file.block_size);
+    let mut decided = decided_length(&file.policy, &survivors, &silent, file.block_size);
+    if damaged {
+        // A damaged copy counts as holding nothing only when the dead servers, back with
+        // whole blocks, could not change the length either: otherwise an outage and one
+        // bad checksum file would cut a group their return could still decode.
+        let mut unknown = silent.clone();
+        unknown.extend_from_slice(&dead_indices);
+        let with_dead = decided_length(&file.policy, &survivors, &unknown, file.block_size);
+        decided = decided.filter(|d| with_dead == Some(*d));
+    }
     tracing::info!(
         group = %group.id,
         %generation,
@@ -192,17 +208,33 @@ pub async fn measure(
 
 /// The `RecoverLease` entry for `path`: with the open group's measured length, if it has one.
 /// Fails (`Unavailable`) when too few internal blocks answered; the caller retries later.
-pub async fn prepare(node: &MetaNode, path: &NsPath) -> Result<Op, MetaError> {
+pub async fn prepare(
+    node: &MetaNode,
+    path: &NsPath,
+    expired: Option<(InodeId, &str)>,
+) -> Result<Op, MetaError> {
     let (file, open) = read_open_group(node, path).await?;
     let (file, open) = match open {
         // Fence the writer before its streams are ended: from `BeginLeaseRecovery` on, its
         // `AddBlock` and `Complete` are refused, so it cannot close the group at a length no
-        // copy has (nor open another one) while the servers restamp what arrived.
-        Some(_) if !fenced(&file) => {
-            begin(node, path).await?;
+        // copy has (nor open another one) while the servers restamp what arrived. Proposed
+        // at every attempt: it renews the recovery's own lease, so that a recovery that
+        // cannot finish yet is tried again a lease later, not at every round.
+        Some(_) => {
+            let holder = file
+                .under_construction
+                .as_ref()
+                .map(|uc| uc.holder.clone())
+                .unwrap_or_default();
+            let (inode, holder, force) = match expired {
+                Some((inode, holder)) => (inode, holder.to_owned(), false),
+                // A caller's `RecoverLease`: whoever writes the file now.
+                None => (file.id, holder, true),
+            };
+            begin(node, path, inode, holder, force).await?;
             read_open_group(node, path).await?
         }
-        _ => (file, open),
+        None => (file, open),
     };
     let open = open.as_ref();
     let last_group_length = match open {
@@ -242,19 +274,23 @@ async fn read_open_group(
     .await
 }
 
-/// Whether the file is already lease recovery's (an earlier attempt fenced its writer).
-fn fenced(file: &Inode) -> bool {
-    file.under_construction
-        .as_ref()
-        .is_some_and(|uc| uc.holder == RECOVERY_HOLDER)
-}
-
 /// Journals `BeginLeaseRecovery` for `path` and waits for it to apply here.
-async fn begin(node: &MetaNode, path: &NsPath) -> Result<(), MetaError> {
+async fn begin(
+    node: &MetaNode,
+    path: &NsPath,
+    inode: InodeId,
+    holder: String,
+    force: bool,
+) -> Result<(), MetaError> {
     let proposal = Proposal {
         client: ClientId::default(),
         call_id: CallId::UNCACHED,
-        op: Op::BeginLeaseRecovery { path: path.clone() },
+        op: Op::BeginLeaseRecovery {
+            path: path.clone(),
+            inode,
+            holder,
+            force,
+        },
         access: None,
     };
     let (index, applied) = node.proposer.propose(proposal).await?;
@@ -288,7 +324,7 @@ async fn recover_expired(node: &MetaNode) -> Result<u64, MetaError> {
             for (holder, files) in tree::expired_leases(kv, now)? {
                 for id in files {
                     if let Some(path) = tree::path_of(kv, id)? {
-                        out.push((holder.clone(), path));
+                        out.push((holder.clone(), id, path));
                     }
                 }
             }
@@ -296,11 +332,11 @@ async fn recover_expired(node: &MetaNode) -> Result<u64, MetaError> {
         })
         .await?;
     let mut closed = 0;
-    for (holder, path) in expired {
+    for (holder, id, path) in expired {
         let Ok(path) = NsPath::parse(&path) else {
             continue;
         };
-        let op = match prepare(node, &path).await {
+        let op = match prepare(node, &path, Some((id, &holder))).await {
             Ok(op) => op,
             Err(e) => {
                 tracing::warn!(%holder, %path, error = %e, "lease recovery postponed");

@@ -116,8 +116,11 @@ pub fn fsck_page<R: crate::namespace::kv::KvRead + ?Sized>(
         loop {
             let (groups, more) = blocks::in_range(kv, file, at, u64::MAX, FSCK_GROUPS_PAGE)?;
             for g in &groups {
-                let current = blocks::generation(kv, g.id)?;
-                judge(registry, &file.policy, g, current, &mut f, &mut out);
+                // A group whose generation cannot be read is not judged (one damaged value
+                // must not stop the report).
+                if let Some(current) = generation_of(kv, g.id) {
+                    judge(registry, &file.policy, g, current, &mut f, &mut out);
+                }
             }
             match groups.last() {
                 Some(last) if more => {
@@ -140,6 +143,16 @@ pub fn fsck_page<R: crate::namespace::kv::KvRead + ?Sized>(
         walk::Walked::Done => (out, None),
         walk::Walked::StoppedAfter(path) => (out, Some(path)),
     })
+}
+
+/// The generation of group `id`, or `None` (logged) when its stored value is damaged.
+fn generation_of<R: crate::namespace::kv::KvRead + ?Sized>(
+    kv: &R,
+    id: GroupId,
+) -> Option<Generation> {
+    blocks::generation(kv, id)
+        .map_err(|e| tracing::error!(group = %id, error = %e, "group generation unreadable"))
+        .ok()
 }
 
 /// Counts one closed group of a file by health, in the file's line and in the totals.
@@ -303,7 +316,12 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
     };
     let Some(file) = file else { return Ok(()) };
     let policy = file.policy.clone();
-    let reported = registry.replicas(g.id, blocks::generation(kv, g.id)?);
+    // A group whose generation cannot be read is left alone: neither rebuilt nor trimmed
+    // (one damaged value must not stop the scan of every other group).
+    let Some(current) = generation_of(kv, g.id) else {
+        return Ok(());
+    };
+    let reported = registry.replicas(g.id, current);
     let replicas: Vec<Replica> = reported
         .iter()
         .filter(|r| r.length >= expected_len(&policy, length, r.index))
@@ -529,8 +547,11 @@ pub async fn sweep_round(node: &MetaNode) -> Result<Outcome, MetaError> {
         .read_local(move |kv| -> Result<Vec<_>, MetaError> {
             let mut out = Vec::new();
             for (group, index, node, generation) in reported {
-                if blocks::garbage(kv, group, index, generation)? {
-                    out.push((group, index, node, generation));
+                match blocks::garbage(kv, group, index, generation) {
+                    Ok(true) => out.push((group, index, node, generation)),
+                    Ok(false) => {}
+                    // Not known to be garbage: kept (and the rest of the sweep goes on).
+                    Err(e) => tracing::error!(%group, index, error = %e, "sweep skips a block"),
                 }
             }
             Ok(out)

@@ -9,6 +9,7 @@
 use raftfs_core::block_token::Mode;
 use raftfs_core::id::{BlockServerId, Generation, GroupId, TaskId};
 use raftfs_core::identity::Need;
+use raftfs_core::reconstruction::{ReconstructionTask, TaskOutcome};
 use std::time::Instant;
 
 use raftfs_proto as pb;
@@ -79,6 +80,64 @@ impl BlockServersService {
             );
         }
         Ok(())
+    }
+
+    /// Each task's group generation, read on this member. A task whose generation cannot be
+    /// read (one damaged value, or the whole read failing) is not sent: it is reported back
+    /// to the scheduler as failed at once, so it is scheduled again (to this server or
+    /// another) instead of holding its slot until it times out.
+    async fn task_generations(
+        &self,
+        node_id: u64,
+        tasks: Vec<ReconstructionTask>,
+    ) -> (Vec<ReconstructionTask>, Vec<Generation>) {
+        if tasks.is_empty() {
+            return (tasks, Vec::new());
+        }
+        let groups: Vec<GroupId> = tasks.iter().map(|t| t.group).collect();
+        let read = self
+            .node
+            .read_local(
+                move |kv| -> Result<Vec<Result<Generation, String>>, MetaError> {
+                    Ok(groups
+                        .iter()
+                        .map(|g| blocks::generation(kv, *g).map_err(|e| e.to_string()))
+                        .collect())
+                },
+            )
+            .await;
+        let read = match read {
+            Ok(read) => read,
+            Err(e) => vec![Err(e.to_string()); tasks.len()],
+        };
+        let mut sent = Vec::with_capacity(tasks.len());
+        let mut generations = Vec::with_capacity(tasks.len());
+        let mut unsent = Vec::new();
+        for (task, generation) in tasks.into_iter().zip(read) {
+            match generation {
+                Ok(g) => {
+                    sent.push(task);
+                    generations.push(g);
+                }
+                Err(error) => {
+                    tracing::warn!(group = %task.group, index = task.index, %error,
+                        "no generation for the task: not sent");
+                    unsent.push(TaskOutcome {
+                        task_id: task.id,
+                        group: task.group,
+                        index: task.index,
+                        error: Some(format!("generation unreadable: {error}")),
+                    });
+                }
+            }
+        }
+        if !unsent.is_empty() {
+            self.node
+                .blocks
+                .scheduler
+                .finished(BlockServerId(node_id), &unsent);
+        }
+        (sent, generations)
     }
 }
 
@@ -207,29 +266,7 @@ impl BlockServers for BlockServersService {
                 }
                 // Each task's token names its group's generation: the new block is stamped
                 // with it, and the sources are read at it (a closed group's never changes).
-                let generations = if tasks.is_empty() {
-                    Vec::new()
-                } else {
-                    let groups: Vec<GroupId> = tasks.iter().map(|t| t.group).collect();
-                    let read = self
-                        .node
-                        .read_local(move |kv| -> Result<Vec<Generation>, MetaError> {
-                            groups
-                                .iter()
-                                .map(|g| Ok(blocks::generation(kv, *g)?))
-                                .collect()
-                        })
-                        .await;
-                    match read {
-                        Ok(g) => g,
-                        // The reply still carries its deletions (handed out once); the
-                        // tasks are not sent and time out to be scheduled again.
-                        Err(e) => {
-                            tracing::warn!(error = %e, "no generations for the tasks: not sent");
-                            Vec::new()
-                        }
-                    }
-                };
+                let (tasks, generations) = self.task_generations(req.node_id, tasks).await;
                 pb::HeartbeatResponse {
                     reregister: false,
                     delete: delete

@@ -256,7 +256,9 @@ impl NamespaceService {
                     targets,
                 }
             }
-            Op::RecoverLease { path, .. } => lease_recovery::prepare(&self.node, &path).await?,
+            Op::RecoverLease { path, .. } => {
+                lease_recovery::prepare(&self.node, &path, None).await?
+            }
             other => other,
         })
     }

@@ -1,7 +1,7 @@
 //! Operations on files' lifecycle: create, the writer's block groups, complete, append,
 //! and leases.
 
-use crate::id::BlockServerId;
+use crate::id::{BlockServerId, InodeId};
 use crate::namespace::blocks::{self, GroupId};
 use crate::namespace::error::NsError;
 use crate::namespace::inode::{InodeKind, LeaseRecord, StoragePolicy, UnderConstruction, encode};
@@ -179,28 +179,49 @@ pub(super) fn append<R: KvRead + ?Sized>(
 }
 
 /// Moves a file whose open group lease recovery is about to end and restamp to the
-/// recovery's holder ([`RECOVERY_HOLDER`]), with a lease of its own: from this entry on, its
+/// recovery's holder ([`recovery_holder`]), with a lease of its own: from this entry on, its
 /// writer's `AddBlock`, `Complete` and `RenewLease` no longer touch it, so nothing the writer
-/// does can close the group at a length no copy has once its streams are ended. If the
-/// active fails before `RecoverLease`, the recovery's lease runs out and the next active's
-/// lease worker starts over. Proposed by the active only (no request carries it).
+/// does can close the group at a length no copy has once its streams are ended. The file at
+/// `path` must still be `inode` and written by `holder` (a writer that renewed in time, or a
+/// new file created over the old one, is not recovered), unless the recovery holds it
+/// already: then its lease is renewed, which spaces out the attempts at a recovery that
+/// cannot finish yet. If the active fails before `RecoverLease`, the recovery's lease runs
+/// out and the next active starts over. Proposed by the active only (no request carries it).
 pub(super) fn begin_lease_recovery<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,
     ctx: &ApplyCtx,
     path: &NsPath,
+    inode: InodeId,
+    holder: &str,
+    force: bool,
 ) -> Result<OpOutput> {
     let mut node = resolve(txn, path)?;
+    if node.id != inode {
+        return Err(NsError::InvalidArgument(format!(
+            "{path} is no longer inode {inode}, whose lease recovery began"
+        ))
+        .into());
+    }
     if node.is_dir() {
         return Err(NsError::IsADirectory(path.to_string()).into());
     }
+    let fence = recovery_holder(node.id);
     let Some(uc) = node.under_construction.as_mut() else {
         return Err(NsError::NotUnderConstruction(path.to_string()).into());
     };
-    if uc.holder != RECOVERY_HOLDER {
-        release_lease_file(txn, &uc.holder, node.id)?;
-        uc.holder = RECOVERY_HOLDER.to_owned();
+    if uc.holder != fence {
+        let live = !force && lease_live(txn, &uc.holder, ctx.now_ms)?;
+        if uc.holder != holder || live {
+            return Err(NsError::LeaseConflict {
+                path: path.to_string(),
+                holder: uc.holder.clone(),
+            }
+            .into());
+        }
+        release_lease_file(txn, holder, node.id)?;
+        uc.holder = fence.clone();
     }
-    grant_lease(txn, ctx, RECOVERY_HOLDER, node.id)?;
+    grant_lease(txn, ctx, &fence, node.id)?;
     put_inode(txn, &node);
     Ok(OpOutput::Inode(node))
 }

@@ -129,6 +129,11 @@ fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -
             block_keys::roll(txn, ctx.now_ms, key)?;
             Ok(OpOutput::Done)
         }
-        Op::BeginLeaseRecovery { path } => files::begin_lease_recovery(txn, ctx, path),
+        Op::BeginLeaseRecovery {
+            path,
+            inode,
+            holder,
+            force,
+        } => files::begin_lease_recovery(txn, ctx, path, *inode, holder, *force),
     }
 }

@@ -570,6 +570,9 @@ fn golden_batch_begin_lease_recovery_v2() {
             call_id: CallId::UNCACHED,
             op: Op::BeginLeaseRecovery {
                 path: NsPath::parse("/logs/app.log").expect("path"),
+                inode: raftfs_core::id::InodeId(4242),
+                holder: "alice/client-7".into(),
+                force: false,
             },
             access: None,
         }],
@@ -1003,7 +1006,14 @@ fn op() -> impl Strategy<Value = Op> {
                 }
             ),
         any::<u64>().prop_map(|budget| Op::Reclaim { budget }),
-        ns_path().prop_map(|path| Op::BeginLeaseRecovery { path }),
+        (ns_path(), any::<u64>(), ".{0,40}", any::<bool>()).prop_map(
+            |(path, inode, holder, force)| Op::BeginLeaseRecovery {
+                path,
+                inode: raftfs_core::id::InodeId(inode),
+                holder,
+                force,
+            }
+        ),
         (any::<u32>(), any::<[u8; 32]>(), any::<u64>(), any::<u64>()).prop_map(
             |(id, secret, created_ms, expires_ms)| Op::RollBlockKey {
                 key: raftfs_core::block_token::BlockKey {
