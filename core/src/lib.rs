@@ -16,6 +16,8 @@
 //! - [`model`]: the namespace's plain reference model, for property tests and checkers.
 //! - [`reconstruction`], [`fsck`]: rebuilding lost internal blocks, and the health report of
 //!   block groups, as the active computes them and the other side receives them.
+//! - [`federation`]: nameservices, their block pools and the mount table that joins their
+//!   namespaces into one tree (DESIGN §10).
 //! - [`synthetic`]: the shape of a generated benchmark namespace and the paths in it.
 //! - [`format`](mod@format): the versioned envelope of every record raftfs replicates or
 //!   persists, and the rules for changing a record's type.
@@ -26,6 +28,7 @@
 pub mod arbitrary;
 pub mod block_token;
 pub mod checksum;
+pub mod federation;
 pub mod format;
 pub mod fsck;
 pub mod id;
