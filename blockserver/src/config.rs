@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use raftfs_core::federation::NameserviceId;
 use raftfs_runtime::WireSecurity;
+
+use crate::pools::Pool;
 use serde::{Deserialize, Serialize};
 
 /// Everything a blockserver needs to run.
@@ -27,9 +30,13 @@ pub struct Config {
     /// Data directories, one per disk ("volume"). A new block goes to the volume with the most
     /// available space; a volume whose I/O fails is taken out of use.
     pub data_dirs: Vec<PathBuf>,
-    /// Every metaserver (voters and observers): the blockserver registers, heartbeats and
-    /// reports to each, so that any of them can become the active with block locations at hand.
+    /// Every metaserver (voters and observers) of the unnamed nameservice (a cluster without
+    /// federation): the blockserver registers, heartbeats and reports to each, so that any of
+    /// them can become the active with block locations at hand.
     pub metaservers: Vec<String>,
+    /// The nameservices of a federated cluster (DESIGN §10), each with every one of its
+    /// members: one block pool each, in `DIR/pools/NAME/` of every data directory.
+    pub nameservices: Vec<NameserviceConfig>,
     /// Heartbeat period, ms. Metaservers declare a node dead after several missed ones.
     pub heartbeat_ms: u64,
     /// Period of full block reports, seconds. One is also sent right after every (re)registration;
@@ -69,6 +76,7 @@ impl Default for Config {
             rack: "default".into(),
             data_dirs: vec![PathBuf::from("data/block")],
             metaservers: Vec::new(),
+            nameservices: Vec::new(),
             heartbeat_ms: 1000,
             full_report_secs: 3600,
             report_split_blocks: 10_000,
@@ -80,6 +88,22 @@ impl Default for Config {
             security: WireSecurity::default(),
         }
     }
+}
+
+/// One nameservice this blockserver keeps a pool for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NameserviceConfig {
+    pub name: NameserviceId,
+    /// Every member of it, voters and observers.
+    pub metaservers: Vec<String>,
+}
+
+/// A block pool this server keeps, and the members of its nameservice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    pub pool: Pool,
+    pub metaservers: Vec<String>,
 }
 
 /// A configuration that cannot work.
@@ -148,6 +172,21 @@ impl Config {
         if self.metaservers.iter().any(String::is_empty) {
             return bad("metaservers must not contain an empty address");
         }
+        let mut pools = std::collections::BTreeMap::new();
+        for ns in &self.nameservices {
+            if ns.metaservers.is_empty() || ns.metaservers.iter().any(String::is_empty) {
+                return bad(&format!(
+                    "nameservice {} must name its metaservers, none empty",
+                    ns.name
+                ));
+            }
+            if let Some(other) = pools.insert(ns.name.pool(), &ns.name) {
+                return bad(&format!(
+                    "nameservices {other} and {} are both listed, or share a pool number",
+                    ns.name
+                ));
+            }
+        }
         if self.heartbeat_ms == 0 {
             return bad("heartbeat-ms must be > 0");
         }
@@ -164,6 +203,23 @@ impl Config {
             .validate(self.listen)
             .map_err(|e| ConfigError::Invalid(format!("security: {e}")))?;
         Ok(())
+    }
+
+    /// The pools this server keeps: the unnamed nameservice's when `metaservers` names its
+    /// members or no nameservice is listed, and one per listed nameservice.
+    pub fn pools(&self) -> Vec<PoolConfig> {
+        let unnamed =
+            (!self.metaservers.is_empty() || self.nameservices.is_empty()).then(|| PoolConfig {
+                pool: Pool::unnamed(),
+                metaservers: self.metaservers.clone(),
+            });
+        unnamed
+            .into_iter()
+            .chain(self.nameservices.iter().map(|ns| PoolConfig {
+                pool: Pool::named(ns.name.clone()),
+                metaservers: ns.metaservers.clone(),
+            }))
+            .collect()
     }
 
     /// The heartbeat period.

@@ -14,18 +14,18 @@ use raftfs_proto as pb;
 use crate::error::BlockError;
 use crate::store::{BlockId, Generation};
 
-/// The block a data request names.
-pub fn block_ref(r: Option<&pb::BlockRef>) -> Result<BlockId, BlockError> {
+/// The block of pool `pool` a data request names (the pool is the one its token names).
+pub fn block_ref(pool: u64, r: Option<&pb::BlockRef>) -> Result<BlockId, BlockError> {
     let r = r.ok_or_else(|| BlockError::InvalidArgument("no block named".into()))?;
-    block_id(r.group, r.index)
+    block_id(pool, r.group, r.index)
 }
 
-/// A block from its group and its index on the wire (a u32 there; at most u16 here, far
-/// beyond any erasure-coding width).
-pub fn block_id(group: u64, index: u32) -> Result<BlockId, BlockError> {
+/// A block of pool `pool` from its group and its index on the wire (a u32 there; at most
+/// u16 here, far beyond any erasure-coding width).
+pub fn block_id(pool: u64, group: u64, index: u32) -> Result<BlockId, BlockError> {
     let index = u16::try_from(index)
         .map_err(|_| BlockError::InvalidArgument(format!("block index {index} out of range")))?;
-    Ok(BlockId { group, index })
+    Ok(BlockId { pool, group, index })
 }
 
 /// A block as block reports carry it.
@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn blocks_out_of_range_or_missing_are_refused() {
         assert!(matches!(
-            block_ref(None),
+            block_ref(0, None),
             Err(BlockError::InvalidArgument(_))
         ));
         let r = pb::BlockRef {
@@ -149,11 +149,11 @@ mod tests {
             index: 70_000,
         };
         assert!(matches!(
-            block_ref(Some(&r)),
+            block_ref(0, Some(&r)),
             Err(BlockError::InvalidArgument(_))
         ));
-        let ok = block_id(3, 8).expect("valid");
-        assert_eq!((ok.group, ok.index), (3, 8));
+        let ok = block_id(5, 3, 8).expect("valid");
+        assert_eq!((ok.pool, ok.group, ok.index), (5, 3, 8));
         let r = reported(ok, 5, Generation(3));
         assert_eq!((r.index, r.generation), (8, 3));
     }

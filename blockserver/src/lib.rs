@@ -4,7 +4,9 @@
 //!
 //! - [`store`]: internal blocks in one directory, each with CRC32C checksums per 64 KiB
 //!   chunk, written under a temporary name and made visible only when durable.
-//! - [`volumes`]: one store per disk; where a new block goes, which volume failed, the
+//! - [`pools`]: the block pools this server keeps, one per nameservice (DESIGN §10): a
+//!   block is named by (pool, group, index), each pool has its directory in every volume.
+//! - [`volumes`]: one store per disk and pool; where a new block goes, which volume failed, the
 //!   storage figures, and the news of every block added or removed.
 //! - [`service`]: the `BlockData` gRPC service (write, read, measure a block, a rack's part
 //!   of a lost cell); its `status` module is the one map from [`BlockError`] and
@@ -27,6 +29,7 @@ pub mod heartbeat;
 pub mod metaservers;
 pub mod metrics;
 pub mod peers;
+pub mod pools;
 pub mod reconstruction;
 pub mod scanner;
 pub mod server;

@@ -15,7 +15,9 @@ use raftfs_proto::namespace_client::NamespaceClient;
 use raftfs_runtime::Dialer;
 use tonic::transport::Channel;
 
+use crate::config::PoolConfig;
 use crate::metrics::Metrics;
+use crate::pools::Pool;
 use crate::store::BlockId;
 
 /// How long a connection attempt to a metaserver may take.
@@ -38,13 +40,15 @@ pub struct BadAddress {
 pub struct MetaLink {
     /// The address as configured.
     pub addr: String,
+    /// The pool of the nameservice this metaserver is a member of (DESIGN §10).
+    pub pool: Pool,
     channel: Channel,
 }
 
 impl MetaLink {
     /// Opens (lazily: the first RPC connects, and a lost connection is reopened) the channel
     /// to `addr` (`host:port`), over TLS with this server's certificate when `dialer` has one.
-    pub fn connect(dialer: &Dialer, addr: &str) -> Result<Self, BadAddress> {
+    pub fn connect(dialer: &Dialer, addr: &str, pool: Pool) -> Result<Self, BadAddress> {
         let endpoint = dialer.endpoint(addr).map_err(|e| BadAddress {
             addr: addr.to_owned(),
             reason: e.to_string(),
@@ -58,6 +62,7 @@ impl MetaLink {
             .connect_lazy();
         Ok(Self {
             addr: addr.to_owned(),
+            pool,
             channel,
         })
     }
@@ -83,18 +88,19 @@ pub struct Metaservers {
 }
 
 impl Metaservers {
-    /// Channels to every address (none connects yet).
+    /// Channels to every member of every pool's nameservice (none connects yet).
     pub fn connect(
         node_id: u64,
         dialer: &Dialer,
-        addrs: &[String],
+        pools: &[PoolConfig],
         metrics: Arc<Metrics>,
     ) -> Result<Self, BadAddress> {
         Ok(Self {
             node_id,
-            links: addrs
+            links: pools
                 .iter()
-                .map(|a| MetaLink::connect(dialer, a))
+                .flat_map(|p| p.metaservers.iter().map(|a| (a, p.pool.clone())))
+                .map(|(a, pool)| MetaLink::connect(dialer, a, pool))
                 .collect::<Result<_, _>>()?,
             metrics,
             calls: Arc::new(AtomicU64::new(1)),
@@ -106,12 +112,12 @@ impl Metaservers {
         &self.links
     }
 
-    /// Tells every metaserver, in the background, that this server's copy of `block` is
-    /// corrupt; only the active acts on it (the others refuse, which is fine). Fire and
-    /// forget: the reader already has its error, and a lost report is made good by the next
-    /// reader that finds the same corruption.
+    /// Tells every metaserver of the block's nameservice, in the background, that this
+    /// server's copy of `block` is corrupt; only the active acts on it (the others refuse,
+    /// which is fine). Fire and forget: the reader already has its error, and a lost report
+    /// is made good by the next reader that finds the same corruption.
     pub fn report_corrupt(&self, block: BlockId, reason: String) {
-        for link in &self.links {
+        for link in self.links.iter().filter(|l| l.pool.id == block.pool) {
             let request = pb::ReportCorruptRequest {
                 header: Some(pb::RequestHeader {
                     client_id: format!("blockserver-{}", self.node_id).into_bytes(),

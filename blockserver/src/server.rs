@@ -75,20 +75,22 @@ pub async fn serve(
     }
     let bound = first.local_addr()?;
     let advertise = config.advertised(bound);
+    let pools = config.pools();
     let (dirs, reserved) = (config.data_dirs.clone(), config.reserved_bytes);
-    let volumes = tokio::task::spawn_blocking(move || Volumes::open(&dirs, reserved))
+    let kept: Vec<_> = pools.iter().map(|p| p.pool.clone()).collect();
+    let volumes = tokio::task::spawn_blocking(move || Volumes::open(&dirs, &kept, reserved))
         .await
         .map_err(BlockError::from)??;
     let volumes = Arc::new(volumes);
     let metrics = Arc::new(Metrics::new());
-    let metaservers =
-        Metaservers::connect(config.id, &dialer, &config.metaservers, metrics.clone())?;
-    if config.metaservers.is_empty() {
+    let metaservers = Metaservers::connect(config.id, &dialer, &pools, metrics.clone())?;
+    if metaservers.links().is_empty() {
         tracing::warn!("no metaservers configured: serving data, reporting to nobody");
     }
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let keys = Arc::new(crate::tokens::Keys::new(tls.is_none()));
+    let pool_ids: Vec<u64> = pools.iter().map(|p| p.pool.id).collect();
+    let keys = Arc::new(crate::tokens::Keys::new(tls.is_none(), &pool_ids));
     let worker = Worker::new(
         volumes.clone(),
         metrics.clone(),

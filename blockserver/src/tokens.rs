@@ -12,6 +12,7 @@
 //!   deletions computed against a namespace it no longer leads) is ignored: the standbys
 //!   already told this server the new term.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,10 +39,12 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The keys this server knows, and who waits for new ones.
+/// The keys this server knows, one ring per pool (each nameservice's active makes its own
+/// keys: a token is checked with the ring of the pool it names, so one nameservice can never
+/// sign for another's blocks), and who waits for new ones.
 #[derive(Debug)]
 pub struct Keys {
-    ring: watch::Sender<KeyRing>,
+    rings: BTreeMap<u64, watch::Sender<KeyRing>>,
     /// No certificates: nodes are who they claim (`Authorizer::claimed_nodes`).
     nodes_claimed: bool,
     /// Permits of the calls waiting for a key.
@@ -49,40 +52,51 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(nodes_claimed: bool) -> Self {
+    /// Empty rings for `pools`.
+    pub fn new(nodes_claimed: bool, pools: &[u64]) -> Self {
         Self {
-            ring: watch::Sender::new(KeyRing::default()),
+            rings: pools
+                .iter()
+                .map(|p| (*p, watch::Sender::new(KeyRing::default())))
+                .collect(),
             nodes_claimed,
             waiters: tokio::sync::Semaphore::new(MAX_KEY_WAITERS),
         }
     }
 
-    /// Adds the keys a heartbeat reply carried (malformed ones skipped); returns how many
-    /// keys are known now.
-    pub fn learn(&self, keys: &[pb::BlockKey]) -> usize {
+    /// Adds the keys a heartbeat reply from a member of `pool`'s nameservice carried
+    /// (malformed ones skipped); returns how many keys are known now, over every pool.
+    pub fn learn(&self, pool: u64, keys: &[pb::BlockKey]) -> usize {
         let now = now_ms();
         let keys: Vec<BlockKey> = keys.iter().filter_map(key).collect();
-        let mut known = 0;
-        self.ring.send_if_modified(|ring| {
-            let before = ring.clone();
-            ring.learn(keys, now);
-            known = ring.len();
-            *ring != before
-        });
-        known
+        if let Some(ring) = self.rings.get(&pool) {
+            ring.send_if_modified(|ring| {
+                let before = ring.clone();
+                ring.learn(keys, now);
+                *ring != before
+            });
+        }
+        self.rings.values().map(|r| r.borrow().len()).sum()
     }
 
-    /// Whether `token` lets `caller` do `want` now; its claims if so.
+    /// Whether `token` lets `caller` do `want` now (checked with the ring of `want.pool`);
+    /// its claims if so.
     pub async fn check(
         &self,
         token: &[u8],
         want: &Want,
         caller: &Caller,
     ) -> Result<Claims, TokenError> {
-        let mut rx = self.ring.subscribe();
+        let Some(ring) = self.rings.get(&want.pool) else {
+            // A pool this server does not keep: no block of it is here (a token that is
+            // not one at all says so first).
+            block_token::BlockToken::decode(token)?;
+            return Err(TokenError::WrongBlock);
+        };
+        let mut rx = ring.subscribe();
         let first = self.check_now(&rx.borrow_and_update(), token, want, caller);
         match first {
-            Err(TokenError::UnknownKey(id)) if self.newer_than_known(id) => {
+            Err(TokenError::UnknownKey(id)) if newer_than_known(&ring.borrow(), id) => {
                 // At most MAX_KEY_WAITERS calls wait at once: the rest are judged now.
                 let Ok(_waiting) = self.waiters.try_acquire() else {
                     return first;
@@ -90,8 +104,8 @@ impl Keys {
                 let wait = rx.wait_for(|ring| ring.get(id).is_some());
                 // Either the key came, or it did not in time: judge on what is known then.
                 let _ = tokio::time::timeout(KEY_WAIT, wait).await;
-                let ring = self.ring.borrow().clone();
-                self.check_now(&ring, token, want, caller)
+                let known = ring.borrow().clone();
+                self.check_now(&known, token, want, caller)
             }
             other => other,
         }
@@ -106,15 +120,13 @@ impl Keys {
     ) -> Result<Claims, TokenError> {
         block_token::check(ring, token, want, caller, self.nodes_claimed, now_ms())
     }
+}
 
-    /// Whether a token's key may be on its way: none known yet, or one of the next
-    /// [`KEY_LOOKAHEAD`] ids (a key id far ahead is a forgery, refused without waiting).
-    fn newer_than_known(&self, id: u32) -> bool {
-        self.ring
-            .borrow()
-            .newest()
-            .is_none_or(|k| id > k.id && id - k.id <= KEY_LOOKAHEAD)
-    }
+/// Whether a token's key may be on its way: none known yet, or one of the next
+/// [`KEY_LOOKAHEAD`] ids (a key id far ahead is a forgery, refused without waiting).
+fn newer_than_known(ring: &KeyRing, id: u32) -> bool {
+    ring.newest()
+        .is_none_or(|k| id > k.id && id - k.id <= KEY_LOOKAHEAD)
 }
 
 /// A key from the wire; `None` for one whose secret is not [`SECRET_LEN`] bytes.
@@ -171,9 +183,61 @@ mod tests {
         assert_eq!(fence.highest(), 5);
     }
 
+    #[tokio::test]
+    async fn a_token_is_checked_with_the_keys_of_the_pool_it_names() {
+        use raftfs_core::block_token::{Indices, Mode};
+        use raftfs_core::id::{BlockServerId, GroupId};
+        use raftfs_core::identity::{PortPolicy, Principal, Proof};
+        let (a, b) = (11u64, 22u64);
+        let keys = Keys::new(false, &[a, b]);
+        // Both nameservices' actives numbered their first key 1; the secrets differ.
+        let wire = |secret: u8| pb::BlockKey {
+            id: 1,
+            secret: vec![secret; SECRET_LEN],
+            created_ms: 0,
+            expires_ms: u64::MAX,
+        };
+        keys.learn(a, &[wire(1)]);
+        assert_eq!(keys.learn(b, &[wire(2)]), 2);
+        let ring_a = KeyRing::from_keys(key(&wire(1)));
+        let node = Caller {
+            principal: Principal::BlockServer(BlockServerId(3)),
+            proof: Proof::Claimed,
+            port: PortPolicy::Plain,
+        };
+        let now = now_ms();
+        let token = |pool| {
+            let claims = Claims::for_nodes(GroupId(9), &[Mode::Read], now, 60_000).in_pool(pool);
+            ring_a.mint(claims, now).expect("key").encode()
+        };
+        let want = |pool| Want {
+            pool,
+            group: GroupId(9),
+            indices: Indices::one(0),
+            mode: Mode::Read,
+            server: BlockServerId(3),
+        };
+        assert!(keys.check(&token(a), &want(a), &node).await.is_ok());
+        // Pool a's key signing for pool b's blocks: b's ring refuses the signature.
+        assert_eq!(
+            keys.check(&token(b), &want(b), &node).await.map(|_| ()),
+            Err(TokenError::BadSignature)
+        );
+        // A token for one pool does not open another's block of the same group.
+        assert_eq!(
+            keys.check(&token(a), &want(b), &node).await.map(|_| ()),
+            Err(TokenError::BadSignature)
+        );
+        // A pool this server does not keep.
+        assert_eq!(
+            keys.check(&token(a), &want(33), &node).await.map(|_| ()),
+            Err(TokenError::WrongBlock)
+        );
+    }
+
     #[test]
     fn keys_with_a_secret_of_another_length_are_skipped() {
-        let keys = Keys::new(false);
+        let keys = Keys::new(false, &[block_token::DEFAULT_POOL]);
         let good = pb::BlockKey {
             id: 1,
             secret: vec![7; SECRET_LEN],
@@ -185,6 +249,6 @@ mod tests {
             secret: vec![7; 5],
             ..good.clone()
         };
-        assert_eq!(keys.learn(&[good, bad]), 1);
+        assert_eq!(keys.learn(block_token::DEFAULT_POOL, &[good, bad]), 1);
     }
 }

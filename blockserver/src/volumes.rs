@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::broadcast;
 
 use crate::error::BlockError;
+use crate::pools::Pool;
 use crate::store::{BlockId, BlockWriter, Chunks, Generation, Listed, Store, StoreError};
 
 /// How many block events may wait for a slow metaserver link before it falls back to a full
@@ -43,6 +44,16 @@ pub enum BlockEvent {
     Removed(BlockId),
     /// A volume failed: its blocks are gone from this server, which a full report says.
     VolumeFailed,
+}
+
+impl BlockEvent {
+    /// The pool of the block it is about (`None`: a volume's, every pool's).
+    pub fn pool(&self) -> Option<u64> {
+        match self {
+            BlockEvent::Added { block, .. } | BlockEvent::Removed(block) => Some(block.pool),
+            BlockEvent::VolumeFailed => None,
+        }
+    }
 }
 
 /// What a deletion did.
@@ -77,19 +88,25 @@ struct FsSpace {
     available: u64,
 }
 
-/// Whether the volume at `root` still works: its directories exist and a small file can be
-/// written, synced and removed. A full disk still works (it fails writes with `NoSpace`).
-fn probe(root: &Path) -> Result<(), std::io::Error> {
+/// Whether a volume still works: the directories of its pools (`roots`) exist and a small
+/// file can be written, synced and removed. A full disk still works (it fails writes with
+/// `NoSpace`).
+fn probe(roots: &[PathBuf]) -> Result<(), std::io::Error> {
     use std::io::Write;
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    for dir in ["finalized", "tmp"] {
-        if !root.join(dir).is_dir() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{dir}/ is gone"),
-            ));
+    for root in roots {
+        for dir in ["finalized", "tmp"] {
+            if !root.join(dir).is_dir() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{}/{dir}/ is gone", root.display()),
+                ));
+            }
         }
     }
+    let Some(root) = roots.first() else {
+        return Ok(());
+    };
     let path = root
         .join("tmp")
         .join(format!(".probe-{}", SEQ.fetch_add(1, Ordering::Relaxed)));
@@ -122,7 +139,8 @@ fn fs_space(path: &Path) -> Result<FsSpace, StoreError> {
 #[derive(Debug)]
 struct Volume {
     root: PathBuf,
-    store: Store,
+    /// One store per pool, in the pool's directory.
+    stores: Vec<(u64, Store)>,
     /// Bytes of finalized block data.
     used: AtomicU64,
     failed: AtomicBool,
@@ -131,6 +149,36 @@ struct Volume {
 impl Volume {
     fn working(&self) -> bool {
         !self.failed.load(Ordering::Relaxed)
+    }
+
+    /// The store of `id`'s pool; a pool this server does not keep holds no block.
+    fn store(&self, id: BlockId) -> Result<&Store, StoreError> {
+        self.stores
+            .iter()
+            .find(|(pool, _)| *pool == id.pool)
+            .map(|(_, store)| store)
+            .ok_or(StoreError::NotFound(id))
+    }
+
+    /// Opens the stores of `pools` in the volume at `root` (creating their directories);
+    /// returns them with the bytes of the blocks they hold.
+    fn open(root: &Path, pools: &[Pool]) -> Result<(Vec<(u64, Store)>, u64), StoreError> {
+        let mut stores = Vec::with_capacity(pools.len());
+        let mut used = 0u64;
+        for pool in pools {
+            let dir = pool.dir(root);
+            std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            let store = Store::open_pool(&dir, pool.id)?;
+            used = store
+                .list()?
+                .iter()
+                .fold(used, |u, b| u.saturating_add(b.length));
+            stores.push((pool.id, store));
+        }
+        Ok((stores, used))
     }
 }
 
@@ -165,26 +213,17 @@ fn roomiest(rooms: &[(usize, u64)], margin: u64, start: usize) -> Option<usize> 
 }
 
 impl Volumes {
-    /// Opens every directory (creating it). A directory that cannot be opened counts as a
-    /// failed volume; the server runs as long as one volume works.
-    pub fn open(dirs: &[PathBuf], reserved: u64) -> Result<Self, BlockError> {
+    /// Opens every directory (creating it) with a store for each of `pools`. A directory
+    /// that cannot be opened counts as a failed volume; the server runs as long as one volume
+    /// works.
+    pub fn open(dirs: &[PathBuf], pools: &[Pool], reserved: u64) -> Result<Self, BlockError> {
         let mut volumes = Vec::new();
         let mut failed_at_open = 0u32;
         for dir in dirs {
-            let opened = std::fs::create_dir_all(dir)
-                .map_err(|source| StoreError::Io {
-                    path: dir.clone(),
-                    source,
-                })
-                .and_then(|()| Store::open(dir))
-                .and_then(|store| {
-                    let used = store.list()?.iter().map(|b| b.length).sum::<u64>();
-                    Ok((store, used))
-                });
-            match opened {
-                Ok((store, used)) => volumes.push(Volume {
+            match Volume::open(dir, pools) {
+                Ok((stores, used)) => volumes.push(Volume {
                     root: dir.clone(),
-                    store,
+                    stores,
                     used: AtomicU64::new(used),
                     failed: AtomicBool::new(false),
                 }),
@@ -225,7 +264,12 @@ impl Volumes {
         let Some(vol) = self.volumes.get(v) else {
             return r;
         };
-        match probe(&vol.root) {
+        let roots: Vec<PathBuf> = vol
+            .stores
+            .iter()
+            .map(|(_, s)| s.root().to_owned())
+            .collect();
+        match probe(&roots) {
             Ok(()) => tracing::warn!(
                 volume = %vol.root.display(), path = %path.display(), error = %source,
                 "i/o error on a volume that still passes its probe"
@@ -261,7 +305,7 @@ impl Volumes {
         let mut any = false;
         for (v, vol) in self.working() {
             any = true;
-            match self.check(v, vol.store.length(id)) {
+            match self.check(v, vol.store(id).and_then(|s| s.length(id))) {
                 Ok(len) => return Ok((v, len)),
                 Err(StoreError::NotFound(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -314,11 +358,12 @@ impl Volumes {
     ) -> Result<T, BlockError> {
         let (v, _) = self.locate(id)?;
         let vol = &self.volumes[v];
-        match self.check(v, read(&vol.store)) {
+        let store = vol.store(id)?;
+        match self.check(v, read(store)) {
             // A block deleted while it is being read can lose its checksum file under the
             // reader; that is not a corrupt block.
             Err(StoreError::Corrupt { .. })
-                if matches!(vol.store.length(id), Err(StoreError::NotFound(_))) =>
+                if matches!(store.length(id), Err(StoreError::NotFound(_))) =>
             {
                 Err(StoreError::NotFound(id).into())
             }
@@ -362,7 +407,8 @@ impl Volumes {
             });
         };
         let room = rooms.iter().find(|(i, _)| *i == v).map_or(0, |(_, r)| *r);
-        let writer = self.check(v, self.volumes[v].store.create(id, generation))?;
+        let store = self.volumes[v].store(id)?;
+        let writer = self.check(v, store.create(id, generation))?;
         Ok(VolumeWriter {
             volumes: Arc::clone(self),
             volume: v,
@@ -390,7 +436,7 @@ impl Volumes {
         let found = match self.locate(id) {
             Ok((v, len)) => {
                 let vol = &self.volumes[v];
-                match self.check(v, vol.store.delete_up_to(id, up_to)) {
+                match self.check(v, vol.store(id).and_then(|s| s.delete_up_to(id, up_to))) {
                     Ok(false) => return Ok(Deleted::Kept),
                     Ok(true) => {
                         let _ = vol
@@ -418,10 +464,21 @@ impl Volumes {
     /// Every finalized block on the working volumes, with its length and generation: a full
     /// block report. A volume that fails to list is taken out of use and left out.
     pub fn list(&self) -> Vec<Listed> {
+        self.list_where(|_| true)
+    }
+
+    /// The blocks of pool `pool` alone: a full report to its nameservice.
+    pub fn list_pool(&self, pool: u64) -> Vec<Listed> {
+        self.list_where(|p| p == pool)
+    }
+
+    fn list_where(&self, pools: impl Fn(u64) -> bool) -> Vec<Listed> {
         let mut out = Vec::new();
         for (v, vol) in self.working() {
-            if let Ok(blocks) = self.check(v, vol.store.list()) {
-                out.extend(blocks);
+            for (_, store) in vol.stores.iter().filter(|(p, _)| pools(*p)) {
+                if let Ok(blocks) = self.check(v, store.list()) {
+                    out.extend(blocks);
+                }
             }
         }
         out.sort();
@@ -520,7 +577,11 @@ mod tests {
     use super::*;
 
     fn id(group: u64) -> BlockId {
-        BlockId { group, index: 0 }
+        BlockId {
+            pool: 0,
+            group,
+            index: 0,
+        }
     }
 
     #[test]
@@ -551,7 +612,7 @@ mod tests {
             tempfile::tempdir().expect("d2"),
         ];
         let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_owned()).collect();
-        let vols = Arc::new(Volumes::open(&paths, 0).expect("open"));
+        let vols = Arc::new(Volumes::open(&paths, &[Pool::unnamed()], 0).expect("open"));
         let mut events = vols.subscribe();
         for g in 1..=6u64 {
             let mut w = vols.create(id(g), Generation::FIRST).expect("create");
@@ -592,9 +653,68 @@ mod tests {
     }
 
     #[test]
+    fn pools_keep_their_blocks_apart() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ns =
+            |n: &str| Pool::named(raftfs_core::federation::NameserviceId::parse(n).expect("name"));
+        let pools = [Pool::unnamed(), ns("ns1"), ns("ns2")];
+        let vols = Arc::new(Volumes::open(&[dir.path().to_owned()], &pools, 0).expect("open"));
+        // The same group and index in each pool: three different blocks.
+        for (i, pool) in pools.iter().enumerate() {
+            let b = BlockId {
+                pool: pool.id,
+                ..id(7)
+            };
+            let mut w = vols.create(b, Generation::FIRST).expect("create");
+            w.write(&vec![i as u8; 10 + i]).expect("write");
+            w.finalize().expect("finalize");
+        }
+        for (i, pool) in pools.iter().enumerate() {
+            let b = BlockId {
+                pool: pool.id,
+                ..id(7)
+            };
+            assert_eq!(vols.read(b, 0, 1).expect("read"), vec![i as u8]);
+            assert_eq!(vols.list_pool(pool.id).len(), 1);
+            let file = pool
+                .dir(dir.path())
+                .join("finalized/blk_0000000000000007_0");
+            assert_eq!(std::fs::metadata(&file).expect("file").len(), 10 + i as u64);
+        }
+        // A deletion in one pool leaves the others' copies alone.
+        assert!(
+            vols.delete(BlockId {
+                pool: pools[1].id,
+                ..id(7)
+            })
+            .expect("delete")
+        );
+        assert_eq!(vols.list().len(), 2);
+        assert!(vols.list_pool(pools[1].id).is_empty());
+        // A pool this server does not keep holds nothing and takes nothing.
+        let other = BlockId {
+            pool: ns("ns9").id,
+            ..id(7)
+        };
+        assert!(matches!(
+            vols.length(other),
+            Err(BlockError::Store(StoreError::NotFound(_)))
+        ));
+        assert!(vols.create(other, Generation::FIRST).is_err());
+        // Reopened, each pool finds its blocks again.
+        drop(vols);
+        let vols = Volumes::open(&[dir.path().to_owned()], &pools, 0).expect("reopen");
+        assert_eq!(vols.list_pool(pools[2].id).len(), 1);
+        assert_eq!(vols.storage().used, 10 + 12);
+    }
+
+    #[test]
     fn a_volume_without_room_above_its_reserve_takes_nothing_and_keeps_nothing() {
         let dir = tempfile::tempdir().expect("dir");
-        let vols = Arc::new(Volumes::open(&[dir.path().to_owned()], u64::MAX / 2).expect("open"));
+        let vols = Arc::new(
+            Volumes::open(&[dir.path().to_owned()], &[Pool::unnamed()], u64::MAX / 2)
+                .expect("open"),
+        );
         assert!(matches!(
             vols.create(id(1), Generation::FIRST),
             Err(BlockError::Store(StoreError::NoSpace(_)))
@@ -612,7 +732,7 @@ mod tests {
     #[test]
     fn an_io_error_on_a_volume_that_passes_its_probe_fails_only_that_operation() {
         let dir = tempfile::tempdir().expect("dir");
-        let vols = Volumes::open(&[dir.path().to_owned()], 0).expect("open");
+        let vols = Volumes::open(&[dir.path().to_owned()], &[Pool::unnamed()], 0).expect("open");
         let mut events = vols.subscribe();
         let r: Result<(), StoreError> = vols.check(
             0,
@@ -633,7 +753,7 @@ mod tests {
             tempfile::tempdir().expect("d2"),
         ];
         let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().join("vol")).collect();
-        let vols = Arc::new(Volumes::open(&paths, 0).expect("open"));
+        let vols = Arc::new(Volumes::open(&paths, &[Pool::unnamed()], 0).expect("open"));
         let mut events = vols.subscribe();
         // The first disk vanishes: its directory is gone from under the store.
         std::fs::remove_dir_all(&paths[0]).expect("remove");

@@ -48,6 +48,18 @@ pub struct ClusterFile {
     /// Set when every server of the cluster is reached over TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsEntry>,
+    /// A federated cluster (DESIGN §10): its nameservices, each a cluster directory of its
+    /// own (its members' `cluster.json`), sharing the blockservers listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservices: Vec<NameserviceEntry>,
+}
+
+/// One nameservice of a federated local cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NameserviceEntry {
+    pub name: String,
+    /// Its cluster directory.
+    pub dir: String,
 }
 
 impl ClusterFile {
@@ -107,7 +119,16 @@ pub fn resolve(meta: Option<&str>, cluster: Option<&Path>) -> Result<Vec<String>
         }
     }
     if let Some(dir) = cluster {
-        return Ok(ClusterFile::read(dir)?.meta_addrs());
+        let file = ClusterFile::read(dir)?;
+        if file.meta.is_empty() && !file.nameservices.is_empty() {
+            let dirs: Vec<&str> = file.nameservices.iter().map(|n| n.dir.as_str()).collect();
+            return Err(ClientError::Config(format!(
+                "{} is a federated cluster: name one nameservice's directory ({})",
+                dir.display(),
+                dirs.join(", ")
+            )));
+        }
+        return Ok(file.meta_addrs());
     }
     if let Ok(m) = std::env::var("RAFTFS_META") {
         let addrs = parse_addrs(&m);

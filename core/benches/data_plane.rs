@@ -10,7 +10,9 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use raftfs_core::block_token::{BlockKey, Claims, Indices, KeyRing, Mode, Want, check};
+use raftfs_core::block_token::{
+    BlockKey, Claims, DEFAULT_POOL, Indices, KeyRing, Mode, Want, check,
+};
 use raftfs_core::checksum::{ChunkedRead, crc32c};
 use raftfs_core::id::GroupId;
 use raftfs_core::identity::{Caller, PortPolicy, Principal, Proof, User};
@@ -56,6 +58,7 @@ fn main() {
     let start = Instant::now();
     for (g, t) in tokens.iter().enumerate() {
         let want = Want {
+            pool: DEFAULT_POOL,
             group: GroupId(g as u64),
             indices: Indices::one(3),
             mode: Mode::Read,

@@ -200,6 +200,12 @@ impl Claims {
         self
     }
 
+    /// The same claims for the blocks of pool `pool` (a nameservice's, DESIGN §10).
+    pub fn in_pool(mut self, pool: u64) -> Claims {
+        self.pool = pool;
+        self
+    }
+
     /// The same claims for the group's generation `generation`.
     pub fn at_generation(mut self, generation: Generation) -> Claims {
         self.generation = generation;
@@ -390,6 +396,8 @@ impl BlockToken {
 /// What a call asks of the blocks, for [`check`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Want {
+    /// The pool whose key ring checks the token (a blockserver picks it by [`pool_of`]).
+    pub pool: u64,
     pub group: GroupId,
     pub indices: Indices,
     pub mode: Mode,
@@ -498,11 +506,7 @@ pub fn check(
         return Err(TokenError::Expired { expired_ms, now_ms });
     }
     let no_block = want.indices.0 == 0;
-    if no_block
-        || c.pool != DEFAULT_POOL
-        || c.group != want.group
-        || !c.indices.covers(want.indices)
-    {
+    if no_block || c.pool != want.pool || c.group != want.group || !c.indices.covers(want.indices) {
         return Err(TokenError::WrongBlock);
     }
     if c.modes & want.mode.bit() == 0 {
@@ -521,6 +525,13 @@ pub fn check(
         return Err(TokenError::WrongHolder);
     }
     Ok(token.claims)
+}
+
+/// The pool a token names, read without checking it: which key ring is to check it (a
+/// blockserver keeps one per pool). Whatever a forger writes here only picks the ring that
+/// then refuses its signature.
+pub fn pool_of(bytes: &[u8]) -> Result<u64, TokenError> {
+    Ok(BlockToken::decode(bytes)?.claims.pool)
 }
 
 /// The keys a server knows, by id: the journaled set on a metaserver, what heartbeat replies
@@ -672,11 +683,37 @@ mod tests {
 
     fn want(group: u64, index: u32, mode: Mode) -> Want {
         Want {
+            pool: DEFAULT_POOL,
             group: GroupId(group),
             indices: Indices::one(index),
             mode,
             server: BlockServerId(3),
         }
+    }
+
+    #[test]
+    fn a_token_opens_the_blocks_of_its_own_pool_only() {
+        let ring = KeyRing::from_keys([key(1, 7)]);
+        let alice = user("alice", PortPolicy::Plain);
+        let claims = Claims::new(
+            &alice,
+            GroupId(5),
+            Indices::ALL,
+            &[Mode::Read],
+            10_000,
+            5_000,
+        )
+        .in_pool(42);
+        let t = ring.mint(claims, 10_000).expect("key").encode();
+        assert_eq!(pool_of(&t), Ok(42));
+        let w = want(5, 1, Mode::Read);
+        assert_eq!(
+            check(&ring, &t, &w, &alice, false, 11_000).map(|_| ()),
+            Err(TokenError::WrongBlock)
+        );
+        let w = Want { pool: 42, ..w };
+        assert!(check(&ring, &t, &w, &alice, false, 11_000).is_ok());
+        assert!(matches!(pool_of(b"junk"), Err(TokenError::Malformed(_))));
     }
 
     #[test]

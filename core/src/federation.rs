@@ -16,6 +16,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::block_token::DEFAULT_POOL;
 use crate::namespace::NsPath;
 
 /// Longest nameservice name, in bytes.
@@ -58,6 +59,22 @@ impl NameserviceId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The number block access tokens name this nameservice's pool by (`Claims::pool`):
+    /// FNV-1a of the name, never [`DEFAULT_POOL`] (the unnamed nameservice's). Stable across
+    /// versions and machines: it is signed into tokens every member mints. A blockserver
+    /// refuses a configuration where two names share a number.
+    pub fn pool(&self) -> u64 {
+        let hash = self.0.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        if hash == DEFAULT_POOL { 1 } else { hash }
+    }
+}
+
+/// The pool number of a nameservice, or of the unnamed one.
+pub fn pool_of(nameservice: Option<&NameserviceId>) -> u64 {
+    nameservice.map_or(DEFAULT_POOL, NameserviceId::pool)
 }
 
 impl fmt::Display for NameserviceId {
@@ -373,6 +390,15 @@ mod tests {
         assert!(postcard::from_bytes::<NameserviceId>(&bytes).is_err());
         let bytes = postcard::to_allocvec(&ns("ns2")).expect("encode");
         assert_eq!(postcard::from_bytes::<NameserviceId>(&bytes), Ok(ns("ns2")));
+    }
+
+    #[test]
+    fn pools_are_stable_and_never_the_unnamed_one() {
+        // Signed into tokens: a change here would refuse every token in flight.
+        assert_eq!(ns("ns1").pool(), 0x20fc_0b19_253e_64d5);
+        assert_ne!(ns("ns1").pool(), ns("ns2").pool());
+        assert_eq!(pool_of(None), DEFAULT_POOL);
+        assert_eq!(pool_of(Some(&ns("ns2"))), ns("ns2").pool());
     }
 
     #[test]

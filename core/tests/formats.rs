@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use proptest::prelude::*;
 use raftfs_core::arbitrary::{block_group, inode, throttle_settings};
 use raftfs_core::block_token::{
-    BlockKey, BlockToken, Claims, Holder, Indices, KeyRing, Mode, SignedAs, TokenError, Want, check,
+    BlockKey, BlockToken, Claims, DEFAULT_POOL, Holder, Indices, KeyRing, Mode, SignedAs,
+    TokenError, Want, check,
 };
 use raftfs_core::format::{self, FormatError, Schema};
 use raftfs_core::identity::{Caller, PortPolicy, Principal, Proof, User};
@@ -244,6 +245,7 @@ fn golden_block_token_v2() {
         port: PortPolicy::Tls,
     };
     let want = Want {
+        pool: DEFAULT_POOL,
         group: GroupId(1 << 20),
         indices: Indices::one(3),
         mode: Mode::Write,

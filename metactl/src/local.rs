@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftfs_client::discovery::{BlockEntry, ClusterFile, MetaEntry};
+use raftfs_client::discovery::{BlockEntry, ClusterFile, MetaEntry, NameserviceEntry};
 use raftfs_client::{Client, ClientConfig};
+use raftfs_core::federation::NameserviceId;
 use raftfs_core::id::MemberId;
 use raftfs_metaserver::config::{Config, Peer};
 
@@ -70,6 +71,22 @@ pub struct UpOptions {
     /// Nothing plaintext: a cluster CA in `DIR/tls/`, a certificate per node, every port
     /// `mtls`, and the tools' client certificate (the superuser's) in `cluster.json`.
     pub tls: bool,
+    /// Federation (DESIGN §10): this many nameservices, `ns1`..`nsN`, each `voters` voters
+    /// and `observers` observers in `DIR/nsK/` (its own `cluster.json`), sharing the
+    /// blockservers, which keep a pool for each. 0: one unnamed nameservice, as before.
+    pub nameservices: u32,
+    /// The nameservice the metaservers being started belong to (set for each of a
+    /// federated cluster's nameservices).
+    pub nameservice: Option<NameserviceId>,
+}
+
+/// The members a blockserver reports to for one pool.
+#[derive(Debug, Clone)]
+struct PoolTarget {
+    name: Option<NameserviceId>,
+    /// The nameservice's cluster directory.
+    dir: PathBuf,
+    metas: Vec<String>,
 }
 
 /// A client of the cluster in `dir` at `addrs`: TLS with the superuser's certificate when the
@@ -155,6 +172,7 @@ fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -
     let is_voter = voters.iter().any(|p| p.id.get() == id);
     let mut config = Config {
         node_id: MemberId(id),
+        nameservice: opts.nameservice.clone(),
         listen_addr: addrs.listen.parse()?,
         advertise_addr: Some(addrs.advertise.clone()),
         source_ip: addrs.source_ip,
@@ -250,8 +268,15 @@ async fn start_observer(
 pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<u64> {
     let mut cluster = ClusterFile::read(dir)?;
     let id = cluster.meta.iter().map(|m| m.id).max().unwrap_or(0) + 1;
+    // A member of a nameservice joins it under its name: the first member's config says it.
+    let nameservice = match cluster.meta.first() {
+        Some(m) => Config::from_file(&config_path(dir, m.id))?.nameservice,
+        None => None,
+    };
     let opts = UpOptions {
         dir: dir.to_owned(),
+        nameservices: 0,
+        nameservice,
         voters: 0,
         observers: 1,
         snapshot_every: None,
@@ -438,12 +463,12 @@ pub fn rack_of(id: u64, racks: u32) -> String {
     format!("r{}", id.saturating_sub(1) % u64::from(racks.max(1)) + 1)
 }
 
-/// Writes the config of blockserver `id` into `DIR/block-ID/`, reporting to `metas`, serving
-/// on `ports` (data, metrics).
+/// Writes the config of blockserver `id` into `DIR/block-ID/`, keeping a pool for each of
+/// `pools` and reporting to its members, serving on `ports` (data, metrics).
 fn write_block_config(
     opts: &UpOptions,
     id: u64,
-    metas: &[String],
+    pools: &[PoolTarget],
     ports: [u16; 2],
 ) -> Result<raftfs_blockserver::Config> {
     let bd = block_dir(&opts.dir, id);
@@ -455,7 +480,20 @@ fn write_block_config(
         advertise: None,
         rack: rack_of(id, opts.racks),
         data_dirs: vec![bd.join("data")],
-        metaservers: metas.to_vec(),
+        metaservers: pools
+            .iter()
+            .filter(|p| p.name.is_none())
+            .flat_map(|p| p.metas.iter().cloned())
+            .collect(),
+        nameservices: pools
+            .iter()
+            .filter_map(|p| {
+                Some(raftfs_blockserver::config::NameserviceConfig {
+                    name: p.name.clone()?,
+                    metaservers: p.metas.clone(),
+                })
+            })
+            .collect(),
         heartbeat_ms: opts.block_heartbeat_ms.unwrap_or(defaults.heartbeat_ms),
         scan_period_secs: opts
             .block_scan_period_secs
@@ -497,17 +535,21 @@ async fn wait_blockservers(dir: &Path, addrs: &[String], n: u64, timeout: Durati
     bail!("blockservers did not register within {timeout:?}: {last}")
 }
 
-/// Starts `opts.blockservers` blockservers reporting to every metaserver of `cluster`,
-/// recording each in `cluster.json` as it starts (so that `down` finds it whatever happens).
-async fn start_blockservers(opts: &UpOptions, cluster: &mut ClusterFile) -> Result<()> {
+/// Starts `opts.blockservers` blockservers keeping a pool for each of `pools` (reporting to
+/// every member of its nameservice), recording each in `cluster.json` as it starts (so that
+/// `down` finds it whatever happens).
+async fn start_blockservers(
+    opts: &UpOptions,
+    cluster: &mut ClusterFile,
+    pools: &[PoolTarget],
+) -> Result<()> {
     if opts.racks == 0 {
         bail!("--racks must be at least 1");
     }
-    let metas = cluster.meta_addrs();
     for id in 1..=u64::from(opts.blockservers) {
         let held = sockets::bind_fresh(&opts.dir, 2)?;
         let ports = [sockets::port(&held[0])?, sockets::port(&held[1])?];
-        let config = write_block_config(opts, id, &metas, ports)?;
+        let config = write_block_config(opts, id, pools, ports)?;
         let pid = spawn_block(&opts.dir, id, held)?;
         cluster.block.push(BlockEntry {
             id,
@@ -522,13 +564,16 @@ async fn start_blockservers(opts: &UpOptions, cluster: &mut ClusterFile) -> Resu
         });
         write_cluster_file(&opts.dir, cluster)?;
     }
-    wait_blockservers(
-        &opts.dir,
-        &metas,
-        u64::from(opts.blockservers),
-        Duration::from_secs(60),
-    )
-    .await
+    for pool in pools {
+        wait_blockservers(
+            &pool.dir,
+            &pool.metas,
+            u64::from(opts.blockservers),
+            Duration::from_secs(60),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Writes `cluster.json` atomically.
@@ -572,6 +617,76 @@ pub async fn wait_ready(
 
 /// `local up`.
 pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
+    if opts.nameservices == 0 {
+        return up_nameservice(opts).await;
+    }
+    up_federated(opts).await
+}
+
+/// `local up --nameservices N`: the nameservices one after another, each in `DIR/nsK/`,
+/// then the blockservers in `DIR/`, keeping a pool for each. `DIR/cluster.json` lists the
+/// blockservers and the nameservices' directories.
+async fn up_federated(opts: &UpOptions) -> Result<ClusterFile> {
+    if opts.tls || opts.proxied || opts.seed.is_some() {
+        bail!("--nameservices does not combine with --tls, --proxied or --seed yet");
+    }
+    if let Ok(existing) = ClusterFile::read(&opts.dir)
+        && existing
+            .block
+            .iter()
+            .any(|b| runs(b.pid, &block_config_path(&opts.dir, b.id)))
+    {
+        bail!(
+            "a cluster is already running in {} (metactl local down --dir {0})",
+            opts.dir.display()
+        );
+    }
+    fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
+    sockets::release(&opts.dir)?;
+    let mut top = ClusterFile::default();
+    let mut pools = Vec::new();
+    for k in 1..=opts.nameservices {
+        let name = NameserviceId::parse(&format!("ns{k}"))?;
+        let dir = opts.dir.join(name.as_str());
+        // Listed before it starts: `down` takes down whatever of it came up.
+        top.nameservices.push(NameserviceEntry {
+            name: name.to_string(),
+            dir: dir.display().to_string(),
+        });
+        write_cluster_file(&opts.dir, &top)?;
+        let sub = UpOptions {
+            dir: dir.clone(),
+            blockservers: 0,
+            nameservices: 0,
+            nameservice: Some(name.clone()),
+            ..opts.clone()
+        };
+        match up_nameservice(&sub).await {
+            Ok(cluster) => pools.push(PoolTarget {
+                name: Some(name),
+                dir,
+                metas: cluster.meta_addrs(),
+            }),
+            Err(e) => {
+                let _ = down(&opts.dir).await;
+                return Err(e);
+            }
+        }
+    }
+    if opts.blockservers > 0
+        && let Err(e) = start_blockservers(opts, &mut top, &pools).await
+    {
+        let _ = down(&opts.dir).await;
+        return Err(e.context(format!(
+            "see the logs in {}/block-*/blockserver.log",
+            opts.dir.display()
+        )));
+    }
+    Ok(top)
+}
+
+/// One nameservice's metaservers (and, unfederated, the blockservers).
+async fn up_nameservice(opts: &UpOptions) -> Result<ClusterFile> {
     if opts.voters == 0 {
         bail!("--voters must be at least 1");
     }
@@ -675,8 +790,13 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterFile> {
         let _ = down(&opts.dir).await;
         return Err(fail(e, &opts.dir));
     }
+    let pools = [PoolTarget {
+        name: opts.nameservice.clone(),
+        dir: opts.dir.clone(),
+        metas: cluster.meta_addrs(),
+    }];
     if opts.blockservers > 0
-        && let Err(e) = start_blockservers(opts, &mut cluster).await
+        && let Err(e) = start_blockservers(opts, &mut cluster, &pools).await
     {
         let _ = down(&opts.dir).await;
         return Err(e.context(format!(
@@ -743,6 +863,12 @@ pub async fn down(dir: &Path) -> Result<()> {
     }
     if let Some(pid) = LinkPlan::read(dir)?.and_then(|p| p.proxy_pid) {
         stop_pid(pid, dir, Duration::from_secs(5)).await?;
+    }
+    for ns in &cluster.nameservices {
+        let ns_dir = PathBuf::from(&ns.dir);
+        if ClusterFile::path(&ns_dir).exists() {
+            Box::pin(down(&ns_dir)).await?;
+        }
     }
     // Only now that nothing listens on them: other clusters may draw its ports again.
     sockets::release(dir)

@@ -172,6 +172,10 @@ enum LocalCmd {
         /// mutual TLS, the tools authenticated by the superuser's certificate.
         #[arg(long)]
         tls: bool,
+        /// Federation: N nameservices ns1..nsN, each with --voters and --observers, in
+        /// DIR/nsK (each its own --cluster directory), sharing the blockservers.
+        #[arg(long, default_value_t = 0)]
+        nameservices: u32,
     },
     /// Issues a client certificate of the TLS cluster in DIR to a user (DIR/tls/users/USER.pem
     /// and .key); `--cluster DIR --user USER` then acts as that user.
@@ -578,6 +582,7 @@ async fn run(cli: Cli) -> Result<()> {
             reclaim_budget,
             seed,
             tls,
+            nameservices,
         }) => {
             let opts = local::UpOptions {
                 dir: dir.clone(),
@@ -599,9 +604,18 @@ async fn run(cli: Cli) -> Result<()> {
                 reclaim_budget: *reclaim_budget,
                 seed: seed.clone(),
                 tls: *tls,
+                nameservices: *nameservices,
+                nameservice: None,
             };
             let cluster = local::up(&opts).await?;
-            println!("{}", cluster.meta_addrs().join(","));
+            if cluster.nameservices.is_empty() {
+                println!("{}", cluster.meta_addrs().join(","));
+            }
+            for ns in &cluster.nameservices {
+                let file =
+                    raftfs_client::discovery::ClusterFile::read(std::path::Path::new(&ns.dir))?;
+                println!("{} {} {}", ns.name, ns.dir, file.meta_addrs().join(","));
+            }
             if *detach {
                 eprintln!(
                     "cluster running; state in {}; stop it with: metactl local down --dir {0}",

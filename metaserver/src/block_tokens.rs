@@ -136,6 +136,7 @@ fn new_key(id: u32, now_ms: u64, settings: &BlockTokens) -> BlockKey {
 pub fn for_caller(
     ring: &KeyRing,
     settings: &BlockTokens,
+    pool: u64,
     caller: &Caller,
     group: (GroupId, Generation),
     modes: &[Mode],
@@ -150,6 +151,7 @@ pub fn for_caller(
         now,
         settings.lifetime_ms(),
     )
+    .in_pool(pool)
     .at_generation(group.1)
     .on_servers(servers);
     encoded(ring.mint(claims, now))
@@ -160,12 +162,14 @@ pub fn for_caller(
 pub fn for_nodes(
     ring: &KeyRing,
     settings: &BlockTokens,
+    pool: u64,
     group: (GroupId, Generation),
     modes: &[Mode],
     servers: &[BlockServerId],
 ) -> Vec<u8> {
     let now = now_ms();
     let claims = Claims::for_nodes(group.0, modes, now, settings.lifetime_ms())
+        .in_pool(pool)
         .at_generation(group.1)
         .on_servers(servers);
     encoded(ring.mint(claims, now))
@@ -177,12 +181,14 @@ pub fn for_nodes(
 pub fn for_recovery(
     ring: &KeyRing,
     settings: &BlockTokens,
+    pool: u64,
     group: &crate::namespace::blocks::BlockGroup,
     generation: Generation,
 ) -> Vec<u8> {
     let now = now_ms();
     let lifetime = RECOVERY_TOKEN_LIFETIME_MS.min(settings.lifetime_ms());
     let claims = Claims::for_nodes(group.id, &[Mode::Recover], now, lifetime)
+        .in_pool(pool)
         .at_generation(generation)
         .on_servers(&group.targets);
     encoded(ring.mint(claims, now))

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use raftfs_core::federation::NameserviceId;
 use raftfs_core::id::MemberId;
 use raftfs_core::identity::{Authorizer, valid_name};
 use raftfs_runtime::WireSecurity;
@@ -272,6 +273,10 @@ impl BlockTokens {
 pub struct Config {
     /// This server's Raft node id: unique in the cluster, > 0.
     pub node_id: MemberId,
+    /// The nameservice this member belongs to (DESIGN §10): its blocks live in that pool on
+    /// every blockserver, and its tokens open that pool only. None: the unnamed nameservice of
+    /// a cluster without federation. Every member of one Raft group names the same.
+    pub nameservice: Option<NameserviceId>,
     /// Address the gRPC server binds (clients, peers and admin share it).
     pub listen_addr: SocketAddr,
     /// Address peers and clients reach this server at; defaults to `listen-addr`.
@@ -317,6 +322,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             node_id: MemberId(1),
+            nameservice: None,
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7070)),
             advertise_addr: None,
             source_ip: None,
@@ -521,6 +527,9 @@ pub struct ServeArgs {
     /// Data directory.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The nameservice this member belongs to (federation).
+    #[arg(long)]
+    pub nameservice: Option<NameserviceId>,
     /// Initial voters: `1=host:port,2=host:port,...`.
     #[arg(long, value_delimiter = ',')]
     pub initial_members: Vec<String>,
@@ -566,6 +575,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.data_dir {
             c.data_dir = v;
+        }
+        if let Some(v) = self.nameservice {
+            c.nameservice = Some(v);
         }
         if !self.initial_members.is_empty() {
             c.initial_members = self

@@ -42,6 +42,9 @@ pub enum MetaError {
     /// The caller may not make this call (DESIGN §9); nothing changed.
     #[error("permission denied: {0}")]
     Denied(#[from] raftfs_core::identity::Denied),
+    /// A blockserver registered for another nameservice's pool (DESIGN §10); nothing changed.
+    #[error("this member serves nameservice {ours}, not {theirs}")]
+    WrongNameservice { ours: String, theirs: String },
     /// A bug or an unexpected state.
     #[error("internal: {0}")]
     Internal(String),

@@ -40,6 +40,9 @@ pub struct MetaNode {
     pub(crate) umask: u16,
     /// Block access tokens' lifetime and key roll (`[block-tokens]`).
     pub(crate) tokens: crate::config::BlockTokens,
+    /// This member's nameservice (DESIGN §10; none: the unnamed one): its tokens name that
+    /// pool, and only blockservers registering for it are taken.
+    pub(crate) nameservice: Option<raftfs_core::federation::NameserviceId>,
     /// The keys as heartbeat replies hand them out (read at most once a second).
     pub(crate) key_cache: Arc<crate::block_tokens::KeyCache>,
     /// The blockservers, their blocks and the work on them.
@@ -107,6 +110,18 @@ impl std::fmt::Debug for MetaNode {
 }
 
 impl MetaNode {
+    /// The pool this member's tokens name (DESIGN §10).
+    pub(crate) fn pool(&self) -> u64 {
+        raftfs_core::federation::pool_of(self.nameservice.as_ref())
+    }
+
+    /// This member's nameservice as the wire names it ("" for the unnamed one).
+    pub(crate) fn nameservice_name(&self) -> &str {
+        self.nameservice
+            .as_ref()
+            .map_or("", raftfs_core::federation::NameserviceId::as_str)
+    }
+
     /// The caller of `req`, if it may make a call of class `need`; a refusal is
     /// `PermissionDenied` before anything is done (DESIGN §9).
     pub(crate) fn authorize<T>(

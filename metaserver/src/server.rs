@@ -172,6 +172,7 @@ pub async fn serve(
         authorizer: config.permissions.authorizer(tls.is_none()),
         umask: config.permissions.umask()?,
         tokens: config.block_tokens.clone(),
+        nameservice: config.nameservice.clone(),
         key_cache: Arc::default(),
         blocks: BlockState::new(config.blocks.clone()),
         workers: workers.statuses(),

@@ -31,6 +31,7 @@ use tonic::transport::Channel;
 use crate::convert;
 use crate::metaservers::Metaservers;
 use crate::metrics::Metrics;
+use crate::pools::Pool;
 use crate::reconstruction::Worker;
 use crate::reconstruction::worker::Outbox;
 use crate::store::Generation;
@@ -58,19 +59,23 @@ pub struct NodeInfo {
     pub report_split_blocks: usize,
 }
 
-/// Shared by the tasks.
+/// Shared by the tasks of one nameservice's members.
 #[derive(Debug)]
 struct Ctx {
     node: NodeInfo,
+    /// The nameservice's pool: its members' orders touch it alone, reports list it alone.
+    pool: Pool,
     volumes: Arc<Volumes>,
     metrics: Arc<Metrics>,
     worker: Arc<Worker>,
     keys: Arc<Keys>,
-    /// The highest term any metaserver named: orders count only from its active.
+    /// The highest term any member of this nameservice named: orders count only from its
+    /// active (terms of different nameservices are unrelated).
     fence: Fence,
 }
 
-/// Starts one task per metaserver; they end when `shutdown` turns true (or its sender goes).
+/// Starts one task per metaserver, sharing one context per nameservice; they end when
+/// `shutdown` turns true (or its sender goes).
 pub fn spawn(
     node: NodeInfo,
     metaservers: &Metaservers,
@@ -80,18 +85,27 @@ pub fn spawn(
     keys: Arc<Keys>,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let ctx = Arc::new(Ctx {
-        node,
-        volumes,
-        metrics,
-        worker,
-        keys,
-        fence: Fence::default(),
-    });
+    let mut contexts: Vec<Arc<Ctx>> = Vec::new();
     metaservers
         .links()
         .iter()
         .map(|link| {
+            let ctx = match contexts.iter().find(|c| c.pool == link.pool) {
+                Some(ctx) => ctx.clone(),
+                None => {
+                    let ctx = Arc::new(Ctx {
+                        node: node.clone(),
+                        pool: link.pool.clone(),
+                        volumes: volumes.clone(),
+                        metrics: metrics.clone(),
+                        worker: worker.clone(),
+                        keys: keys.clone(),
+                        fence: Fence::default(),
+                    });
+                    contexts.push(ctx.clone());
+                    ctx
+                }
+            };
             // Subscribed before the first registration: no change can fall between the first
             // full report's listing and the events that follow it.
             let events = ctx.volumes.subscribe();
@@ -103,7 +117,7 @@ pub fn spawn(
                 pending: Pending::default(),
                 outbox: Outbox::default(),
             };
-            let span = tracing::info_span!("metaserver", addr = %link.addr);
+            let span = tracing::info_span!("metaserver", addr = %link.addr, pool = %link.pool);
             tokio::spawn(tracing::Instrument::instrument(
                 async move { task.run().await },
                 span,
@@ -203,18 +217,31 @@ impl Task {
             if self.stopping() {
                 return false;
             }
+            let ours = self.ctx.pool.wire_name();
             let request = pb::RegisterRequest {
                 node_id: self.ctx.node.id,
                 addr: self.ctx.node.addr.clone(),
                 rack: self.ctx.node.rack.clone(),
                 storage: Some(self.storage().await),
+                nameservice: ours.to_owned(),
             };
             let r = self.client.register(request).await;
             self.ctx.metrics.observe_meta_rpc("register", r.is_ok());
             match r {
-                Ok(reply) => {
+                Ok(reply) if reply.get_ref().nameservice == ours => {
                     tracing::info!(metaserver_id = reply.get_ref().metaserver_id, "registered");
                     return true;
+                }
+                // A member of another nameservice (or of before federation, for a named
+                // pool) took the registration: no session, or the pools would mix.
+                Ok(reply) => {
+                    failures += 1;
+                    if failures % 20 == 1 {
+                        tracing::error!(
+                            theirs = %reply.get_ref().nameservice,
+                            "this metaserver serves another nameservice than the configured one"
+                        );
+                    }
                 }
                 Err(e) => {
                     failures += 1;
@@ -278,7 +305,7 @@ impl Task {
                 }
                 event = self.events.recv() => {
                     match event {
-                        Ok(e) => need_full |= !self.pending.note(e),
+                        Ok(e) => need_full |= !self.note(e),
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             tracing::warn!(lost = n, "fell behind on block changes: full report");
                             need_full = true;
@@ -304,12 +331,21 @@ impl Task {
         }
     }
 
+    /// Takes an event of this nameservice's pool into `pending` (others are not its
+    /// business); false if it calls for a full report.
+    fn note(&mut self, event: BlockEvent) -> bool {
+        if event.pool().is_some_and(|p| p != self.ctx.pool.id) {
+            return true;
+        }
+        self.pending.note(event)
+    }
+
     /// Moves every queued event into `pending`; false if one calls for a full report.
     fn drain_events(&mut self) -> bool {
         let mut fine = true;
         loop {
             match self.events.try_recv() {
-                Ok(e) => fine &= self.pending.note(e),
+                Ok(e) => fine &= self.note(e),
                 Err(broadcast::error::TryRecvError::Lagged(_)) => fine = false,
                 Err(_) => return fine,
             }
@@ -340,7 +376,7 @@ impl Task {
                 return sent;
             }
         };
-        let known = self.ctx.keys.learn(&reply.keys);
+        let known = self.ctx.keys.learn(self.ctx.pool.id, &reply.keys);
         self.ctx.metrics.set_block_keys(known);
         if !self.ctx.fence.admits(reply.term, reply.active) {
             self.ignore_orders(&reply);
@@ -369,14 +405,25 @@ impl Task {
             self.delete(&delete).await;
         }
         if let Some(t) = throttle {
-            self.ctx.worker.budgets.update(&convert::throttle(t));
+            let pool = self.ctx.pool.id;
+            self.ctx
+                .worker
+                .budgets
+                .update_from(pool, &convert::throttle(t));
         }
-        self.ctx.worker.cancel(&convert::task_ids(cancel));
+        self.ctx
+            .worker
+            .cancel(self.ctx.pool.id, &convert::task_ids(cancel));
         for mut task in tasks {
             let (id, group, index) = (TaskId(task.task_id), GroupId(task.group), task.index);
             let token = std::mem::take(&mut task.token);
             match convert::reconstruction_task(task) {
-                Ok(task) => self.ctx.worker.spawn(task, token, self.outbox.clone()),
+                Ok(task) => {
+                    let pool = self.ctx.pool.id;
+                    self.ctx
+                        .worker
+                        .spawn(task, token, pool, self.outbox.clone());
+                }
                 Err(why) => self.ctx.worker.refuse(id, group, index, why, &self.outbox),
             }
         }
@@ -411,13 +458,15 @@ impl Task {
     async fn delete(&self, blocks: &[pb::ReportedBlock]) {
         let ids: Vec<_> = blocks
             .iter()
-            .filter_map(|b| match convert::block_id(b.group, b.index) {
-                Ok(id) => Some((id, Some(Generation(b.generation)).filter(|g| g.get() > 0))),
-                Err(e) => {
-                    tracing::warn!(error = %e, "ignoring a deletion");
-                    None
-                }
-            })
+            .filter_map(
+                |b| match convert::block_id(self.ctx.pool.id, b.group, b.index) {
+                    Ok(id) => Some((id, Some(Generation(b.generation)).filter(|g| g.get() > 0))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ignoring a deletion");
+                        None
+                    }
+                },
+            )
             .collect();
         let volumes = self.ctx.volumes.clone();
         let done = tokio::task::spawn_blocking(move || {
@@ -441,8 +490,8 @@ impl Task {
     async fn full_report(&mut self) -> Sent {
         self.drain_events();
         self.pending.clear();
-        let volumes = self.ctx.volumes.clone();
-        let blocks = match tokio::task::spawn_blocking(move || volumes.list()).await {
+        let (volumes, pool) = (self.ctx.volumes.clone(), self.ctx.pool.id);
+        let blocks = match tokio::task::spawn_blocking(move || volumes.list_pool(pool)).await {
             Ok(b) => b,
             Err(e) => return Sent::Failed(tonic::Status::internal(e.to_string())),
         };

@@ -133,6 +133,7 @@ mod tests {
         (0..n)
             .map(|g| Listed {
                 id: BlockId {
+                    pool: 0,
                     group: g / 3,
                     index: (g % 3) as u16,
                 },
@@ -187,7 +188,11 @@ mod tests {
 
     #[test]
     fn pending_changes_keep_their_net_effect() {
-        let b = |g| BlockId { group: g, index: 0 };
+        let b = |g| BlockId {
+            pool: 0,
+            group: g,
+            index: 0,
+        };
         let mut p = Pending::default();
         assert!(p.is_empty());
         assert!(p.note(BlockEvent::Added {

@@ -7,11 +7,11 @@
 //! any interval the bytes moved stay within `rate × interval` plus a burst of a fifth of a
 //! second; buckets start empty, so a rebuild cannot open with a burst.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use raftfs_core::reconstruction::Throttle;
+use raftfs_core::reconstruction::{ByteBudget, Throttle};
 
 /// The burst a bucket may accumulate, in seconds of its rate.
 const BURST_SECS: f64 = 0.2;
@@ -63,6 +63,33 @@ struct Inner {
     node: Option<Bucket>,
     /// name -> (source racks it applies to, bucket)
     shares: HashMap<String, (Vec<String>, Bucket)>,
+    /// What each pool's active last sent (DESIGN §10): the buckets run at the lowest of them.
+    sent: BTreeMap<u64, Throttle>,
+}
+
+/// The budgets several actives sent, as one: every limit at the lowest rate any of them
+/// gave it (0, unlimited, lifts no one's limit), so that tasks of every pool, charged to the
+/// same buckets, stay within what each nameservice allows.
+fn lowest<'a>(sent: impl IntoIterator<Item = &'a Throttle>) -> Throttle {
+    let min = |a: u64, b: u64| match (a, b) {
+        (0, r) | (r, 0) => r,
+        (a, b) => a.min(b),
+    };
+    let mut node = 0u64;
+    let mut shares: BTreeMap<&str, ByteBudget> = BTreeMap::new();
+    for t in sent {
+        node = min(node, t.node_bytes_per_sec);
+        for b in &t.budgets {
+            shares
+                .entry(b.name.as_str())
+                .and_modify(|s| s.bytes_per_sec = min(s.bytes_per_sec, b.bytes_per_sec))
+                .or_insert_with(|| b.clone());
+        }
+    }
+    Throttle {
+        node_bytes_per_sec: node,
+        budgets: shares.into_values().collect(),
+    }
 }
 
 /// The budgets of one blockserver.
@@ -76,10 +103,23 @@ impl Budgets {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Installs the budgets the active of pool `pool`'s nameservice sent: with several
+    /// pools, the lowest of what each sent ([`lowest`]).
+    pub fn update_from(&self, pool: u64, t: &Throttle) {
+        let mut inner = self.lock();
+        inner.sent.insert(pool, t.clone());
+        let merged = lowest(inner.sent.values());
+        Self::install(&mut inner, &merged);
+    }
+
     /// Installs the budgets the active sent; a bucket whose rate did not change keeps its
     /// state (so a heartbeat does not refill it).
     pub fn update(&self, t: &Throttle) {
         let mut inner = self.lock();
+        Self::install(&mut inner, t);
+    }
+
+    fn install(inner: &mut Inner, t: &Throttle) {
         let node_rate = t.node_bytes_per_sec;
         match (&mut inner.node, node_rate) {
             (_, 0) => inner.node = None,
@@ -139,7 +179,40 @@ impl Budgets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use raftfs_core::reconstruction::ByteBudget;
+
+    #[test]
+    fn several_pools_budgets_hold_at_the_lowest_each_sent() {
+        let share = |name: &str, rate| ByteBudget {
+            name: name.into(),
+            from_racks: vec!["r2".into()],
+            bytes_per_sec: rate,
+        };
+        let ns1 = Throttle {
+            node_bytes_per_sec: 0,
+            budgets: vec![share("rack r2>r1", 4_000_000), share("rack r3>r1", 1_000)],
+        };
+        let ns2 = Throttle {
+            node_bytes_per_sec: 50_000_000,
+            budgets: vec![share("rack r2>r1", 2_000_000), share("rack r3>r1", 0)],
+        };
+        let merged = lowest([&ns1, &ns2]);
+        assert_eq!(
+            merged.node_bytes_per_sec, 50_000_000,
+            "unlimited lifts no limit"
+        );
+        assert_eq!(
+            merged.budgets,
+            vec![share("rack r2>r1", 2_000_000), share("rack r3>r1", 1_000)]
+        );
+        let budgets = Budgets::default();
+        budgets.update_from(1, &ns1);
+        budgets.update_from(2, &ns2);
+        // A later heartbeat of one pool does not undo the other's lower limit.
+        budgets.update_from(1, &ns1);
+        let inner = budgets.lock();
+        assert_eq!(inner.shares["rack r2>r1"].1.rate, 2_000_000.0);
+        assert_eq!(inner.node.as_ref().map(|b| b.rate), Some(50_000_000.0));
+    }
 
     #[test]
     fn a_bucket_holds_its_rate_over_time() {

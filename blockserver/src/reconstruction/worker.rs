@@ -36,14 +36,18 @@ const PIECE: u64 = 1 << 20;
 /// Where a task's outcome goes: the outbox of the metaserver link that sent it.
 pub type Outbox = Arc<Mutex<Vec<TaskOutcome>>>;
 
-/// A running task: how to stop it, and the block (group, index) it rebuilds.
-type Running = (tokio::task::AbortHandle, (GroupId, u32));
+/// The block a task rebuilds: (pool, group, index). Group ids, and task ids, are scoped by
+/// pool: two nameservices may rebuild their group 7 at once, and number their tasks alike.
+type BlockKey = (u64, GroupId, u32);
+
+/// A running task: how to stop it, and the block it rebuilds.
+type Running = (tokio::task::AbortHandle, BlockKey);
 
 /// Clears a task's bookkeeping when its future is dropped, however it ends.
 struct Cleanup {
     worker: Arc<Worker>,
-    key: (GroupId, u32),
-    task_id: TaskId,
+    key: BlockKey,
+    task_id: (u64, TaskId),
 }
 
 impl Drop for Cleanup {
@@ -63,9 +67,9 @@ pub struct Worker {
     rack: String,
     /// The channels to the sources, shared by every task's reads.
     peers: Peers,
-    running: Mutex<HashSet<(GroupId, u32)>>,
-    /// task id -> its tokio task and block, for cancellation.
-    handles: Mutex<HashMap<TaskId, Running>>,
+    running: Mutex<HashSet<BlockKey>>,
+    /// (pool, task id) -> its tokio task and block, for cancellation.
+    handles: Mutex<HashMap<(u64, TaskId), Running>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -91,11 +95,17 @@ impl Worker {
         })
     }
 
-    /// Starts `task` (unless the same block is being rebuilt already); its outcome goes to
-    /// `outbox`.
+    /// Starts `task`, sent by the active of pool `pool`'s nameservice (unless the same block
+    /// is being rebuilt already); its outcome goes to `outbox`.
     /// `token`: the task's block access token, for its reads of the sources.
-    pub fn spawn(self: &Arc<Self>, task: ReconstructionTask, token: Vec<u8>, outbox: Outbox) {
-        let key = (task.group, task.index);
+    pub fn spawn(
+        self: &Arc<Self>,
+        task: ReconstructionTask,
+        token: Vec<u8>,
+        pool: u64,
+        outbox: Outbox,
+    ) {
+        let key = (pool, task.group, task.index);
         if !lock(&self.running).insert(key) {
             return;
         }
@@ -103,7 +113,7 @@ impl Worker {
         let guard = self.xmits.take(task.weight);
         let worker = self.clone();
         self.metrics.reconstruction_task("started");
-        let task_id = task.id;
+        let task_id = (pool, task.id);
         // Whatever ends the task (its end, an error, a panic, an abort) drops this, which
         // clears its bookkeeping; the xmits guard inside gives its weight back the same way.
         let cleanup = Cleanup {
@@ -114,7 +124,7 @@ impl Worker {
         let handle = tokio::spawn(async move {
             let _guard = guard;
             let _cleanup = cleanup;
-            let r = worker.run(&task, &token).await;
+            let r = worker.run(&task, &token, pool).await;
             match &r {
                 Ok(len) => {
                     worker.metrics.reconstruction_task("finished");
@@ -167,11 +177,12 @@ impl Worker {
         });
     }
 
-    /// Stops the tasks the active cancelled (their group was deleted, or they timed out).
-    pub fn cancel(&self, task_ids: &[TaskId]) {
+    /// Stops the tasks the active of pool `pool`'s nameservice cancelled (their group was
+    /// deleted, or they timed out).
+    pub fn cancel(&self, pool: u64, task_ids: &[TaskId]) {
         let mut handles = lock(&self.handles);
         for id in task_ids {
-            if let Some((h, key)) = handles.remove(id) {
+            if let Some((h, key)) = handles.remove(&(pool, *id)) {
                 tracing::info!(task = %id, "reconstruction task cancelled");
                 self.metrics.reconstruction_task("cancelled");
                 h.abort();
@@ -210,12 +221,24 @@ impl Worker {
     /// The new block is stamped with the generation the task's token names (the group's
     /// when the active scheduled it): the sources it reads are served only at that
     /// generation or newer.
-    async fn run(&self, task: &ReconstructionTask, token: &[u8]) -> Result<u64, TaskError> {
-        let id = crate::convert::block_id(task.group.into(), task.index)?;
-        let generation = BlockToken::decode(token)
+    /// The token must name the pool of the nameservice that sent the task: one nameservice's
+    /// work never writes into another's pool.
+    async fn run(
+        &self,
+        task: &ReconstructionTask,
+        token: &[u8],
+        pool: u64,
+    ) -> Result<u64, TaskError> {
+        let claims = BlockToken::decode(token)
             .map_err(|e| TaskError::Store(BlockError::Token(e)))?
-            .claims
-            .generation;
+            .claims;
+        if claims.pool != pool {
+            return Err(TaskError::Store(BlockError::Token(
+                raftfs_core::block_token::TokenError::WrongBlock,
+            )));
+        }
+        let id = crate::convert::block_id(pool, task.group.into(), task.index)?;
+        let generation = claims.generation;
         let volumes = self.volumes.clone();
         let mut writer =
             tokio::task::spawn_blocking(move || volumes.create(id, generation)).await??;

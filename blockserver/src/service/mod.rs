@@ -131,9 +131,17 @@ async fn current(
     .await?
 }
 
+/// The pool a call's token names: the call is about a block of that pool, and the pool's
+/// key ring checks the token (whatever a forger puts here picks a ring that refuses it; a
+/// token that is not one is refused by the check, whatever pool it is taken for).
+fn pool_of(token: &[u8]) -> u64 {
+    raftfs_core::block_token::pool_of(token).unwrap_or(raftfs_core::block_token::DEFAULT_POOL)
+}
+
 /// What a call on one internal block, made to server `me`, asks.
 fn want(me: u64, block: BlockId, mode: Mode) -> Want {
     Want {
+        pool: block.pool,
         group: GroupId(block.group),
         indices: Indices::one(u32::from(block.index)),
         mode,
@@ -211,7 +219,7 @@ impl pb::block_data_server::BlockData for BlockDataService {
         let r = async {
             let caller = caller_of(&request)?;
             let req = request.get_ref();
-            let block = convert::block_ref(req.block.as_ref())?;
+            let block = convert::block_ref(pool_of(&req.token), req.block.as_ref())?;
             let want = want(self.node.id, block, Mode::Read);
             let claims = check_token(&self.node, "block_info", &caller, &req.token, want).await?;
             current(&self.node, block, claims.generation).await
@@ -245,7 +253,7 @@ impl pb::block_data_server::BlockData for BlockDataService {
             authorize(&self.node.authorizer, &request, Need::Member)?;
             let caller = caller_of(&request)?;
             let req = request.get_ref();
-            let block = convert::block_ref(req.block.as_ref())?;
+            let block = convert::block_ref(pool_of(&req.token), req.block.as_ref())?;
             let want = want(self.node.id, block, Mode::Recover);
             let claims =
                 check_token(&self.node, "recover_block", &caller, &req.token, want).await?;
@@ -297,6 +305,7 @@ impl pb::block_data_server::BlockData for BlockDataService {
         let r = match convert::partial_cell(req) {
             Ok(cell) => {
                 let want = Want {
+                    pool: pool_of(&token),
                     group: cell.group,
                     indices: Indices::of(cell.local.iter().map(|s| s.index)),
                     mode: Mode::Read,

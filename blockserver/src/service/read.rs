@@ -48,7 +48,7 @@ pub(super) async fn read_block(
     request: pb::ReadBlockRequest,
     start: Instant,
 ) -> Result<ReadStream, BlockError> {
-    let block = convert::block_ref(request.block.as_ref())?;
+    let block = convert::block_ref(super::pool_of(&request.token), request.block.as_ref())?;
     let want = super::want(node.id, block, Mode::Read);
     let claims = super::check_token(&node, "read_block", caller, &request.token, want).await?;
     let (length, _) = super::current(&node, block, claims.generation).await?;

@@ -94,7 +94,11 @@ mod tests {
 
     #[test]
     fn every_error_carries_its_code_and_kind() {
-        let b = BlockId { group: 1, index: 0 };
+        let b = BlockId {
+            pool: 0,
+            group: 1,
+            index: 0,
+        };
         let io = || StoreError::Io {
             path: PathBuf::from("/d"),
             source: std::io::Error::other("EIO"),
@@ -198,7 +202,11 @@ mod tests {
 
     #[test]
     fn every_task_error_carries_its_code_and_kind() {
-        let b = BlockId { group: 1, index: 0 };
+        let b = BlockId {
+            pool: 0,
+            group: 1,
+            index: 0,
+        };
         let cases: Vec<(TaskError, Code, ErrorKind)> = vec![
             (
                 raftfs_core::reconstruction::InvalidTask::DuplicateSource(3).into(),

@@ -129,14 +129,22 @@ impl Drop for Registered {
 mod tests {
     use super::*;
 
-    const B: BlockId = BlockId { group: 7, index: 1 };
+    const B: BlockId = BlockId {
+        pool: 0,
+        group: 7,
+        index: 1,
+    };
 
     #[tokio::test]
     async fn ending_a_block_stops_its_streams_and_waits_for_them() {
         let streams = Arc::new(Streams::default());
         assert_eq!(streams.end(B, Duration::from_millis(10)).await, Ok(0));
         let mut a = streams.open(B);
-        let other = streams.open(BlockId { group: 8, index: 1 });
+        let other = streams.open(BlockId {
+            pool: 0,
+            group: 8,
+            index: 1,
+        });
         assert_eq!(streams.count(B), 1);
         let finish = tokio::spawn(async move {
             a.ended().await;

@@ -63,7 +63,7 @@ pub(super) async fn write_block(
             )));
         }
     };
-    let block = convert::block_ref(first.block.as_ref())?;
+    let block = convert::block_ref(super::pool_of(&first.token), first.block.as_ref())?;
     let span = tracing::Span::current();
     span.record("group", block.group);
     span.record("index", block.index);

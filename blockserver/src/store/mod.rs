@@ -28,23 +28,27 @@ pub use checksum::CHUNK;
 use checksum::ChecksumFile;
 pub use raftfs_core::id::Generation;
 
-/// An internal block: block group `group`, position `index` in it (0 for a replicated block;
+/// An internal block: in the block pool `pool` (a nameservice's, DESIGN §10; group ids are
+/// scoped by pool), block group `group`, position `index` in it (0 for a replicated block;
 /// 0..k+m for the cells of an erasure-coded group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlockId {
+    pub pool: u64,
     pub group: u64,
     pub index: u16,
 }
 
 impl BlockId {
+    /// The file name within its pool's directory (the directory says the pool).
     fn file_name(&self) -> String {
         format!("blk_{:016x}_{}", self.group, self.index)
     }
 
-    fn parse(name: &str) -> Option<Self> {
+    fn parse(name: &str, pool: u64) -> Option<Self> {
         let rest = name.strip_prefix("blk_")?;
         let (group, index) = rest.split_once('_')?;
         Some(Self {
+            pool,
             group: u64::from_str_radix(group, 16).ok()?,
             index: index.parse().ok()?,
         })
@@ -53,7 +57,11 @@ impl BlockId {
 
 impl std::fmt::Display for BlockId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file_name())
+        if self.pool == raftfs_core::block_token::DEFAULT_POOL {
+            write!(f, "{}", self.file_name())
+        } else {
+            write!(f, "{:016x}/{}", self.pool, self.file_name())
+        }
     }
 }
 
@@ -114,6 +122,8 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    /// The pool whose blocks this directory holds.
+    pool: u64,
     /// Held while a block's two files change in `finalized/` (a finalize, a delete): two
     /// streams of one block (a retried client, a cancelled reconstruction still finishing
     /// while its rescheduled task starts) otherwise interleaved their renames into a data
@@ -127,11 +137,17 @@ fn lock(m: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
 }
 
 impl Store {
-    /// Opens (creating) the store in `root`; removes the temporary files of blocks a crash
-    /// interrupted.
+    /// Opens (creating) the store of the unnamed nameservice's pool in `root`; removes the
+    /// temporary files of blocks a crash interrupted.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
+        Self::open_pool(root, raftfs_core::block_token::DEFAULT_POOL)
+    }
+
+    /// Opens (creating) the store of pool `pool` in `root`, as [`Store::open`].
+    pub fn open_pool(root: &Path, pool: u64) -> Result<Self, StoreError> {
         let store = Self {
             root: root.to_owned(),
+            pool,
             finalizing: Arc::default(),
         };
         for dir in [store.finalized_dir(), store.tmp_dir()] {
@@ -143,6 +159,11 @@ impl Store {
             fs::remove_file(&path).map_err(io_err(&path))?;
         }
         Ok(store)
+    }
+
+    /// The directory this store keeps its blocks under.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     fn finalized_dir(&self) -> PathBuf {
@@ -389,7 +410,7 @@ impl Store {
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
             let name = entry.file_name();
-            if let Some(id) = name.to_str().and_then(BlockId::parse) {
+            if let Some(id) = name.to_str().and_then(|n| BlockId::parse(n, self.pool)) {
                 let length = entry.metadata().map_err(io_err(&entry.path()))?.len();
                 let generation = match self.generation(id) {
                     Ok(g) => g,

@@ -6,7 +6,11 @@ use super::*;
 const G1: Generation = Generation::FIRST;
 
 fn id(group: u64, index: u16) -> BlockId {
-    BlockId { group, index }
+    BlockId {
+        pool: 0,
+        group,
+        index,
+    }
 }
 
 fn bytes(len: usize, seed: u8) -> Vec<u8> {

@@ -445,7 +445,10 @@ impl pb::block_servers_server::BlockServers for RecordingMeta {
         s.rack = r.rack;
         s.addr = r.addr;
         s.storage = r.storage;
-        Ok(Response::new(pb::RegisterResponse { metaserver_id: 1 }))
+        Ok(Response::new(pb::RegisterResponse {
+            metaserver_id: 1,
+            ..Default::default()
+        }))
     }
 
     async fn heartbeat(

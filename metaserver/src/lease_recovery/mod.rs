@@ -115,7 +115,8 @@ pub async fn measure(
     let mut silent = Vec::new();
     let mut dead_indices = Vec::new();
     let ring = crate::block_tokens::signing_keys(node, &node.tokens).await?;
-    let token = crate::block_tokens::for_recovery(&ring, &node.tokens, group, generation);
+    let token =
+        crate::block_tokens::for_recovery(&ring, &node.tokens, node.pool(), group, generation);
     for (i, target) in group.targets.iter().copied().enumerate() {
         let index = if replicated { 0 } else { i as u32 };
         if dead.contains(&target) {

@@ -185,6 +185,14 @@ impl BlockServers for BlockServersService {
         span.record("node_id", req.node_id);
         span.record("addr", req.addr.as_str());
         span.record("rack", req.rack.as_str());
+        let ours = self.node.nameservice_name();
+        if req.nameservice != ours {
+            let wrong = MetaError::WrongNameservice {
+                ours: ours.to_owned(),
+                theirs: req.nameservice,
+            };
+            return self.finish("register", start, Err(wrong));
+        }
         let r = self
             .node
             .blocks
@@ -199,6 +207,7 @@ impl BlockServers for BlockServersService {
                 tracing::info!("blockserver registered");
                 pb::RegisterResponse {
                     metaserver_id: self.node.id.get(),
+                    nameservice: ours.to_owned(),
                 }
             })
             .map_err(MetaError::from);
@@ -285,6 +294,7 @@ impl BlockServers for BlockServersService {
                             let token = block_tokens::for_nodes(
                                 &ring,
                                 &self.node.tokens,
+                                self.node.pool(),
                                 (t.group, generation),
                                 &[Mode::Read],
                                 &[],

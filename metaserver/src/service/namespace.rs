@@ -200,6 +200,7 @@ impl NamespaceService {
                     let token = block_tokens::for_caller(
                         &ring,
                         &self.node.tokens,
+                        self.node.pool(),
                         who,
                         (group.id, generation),
                         &modes,
@@ -568,6 +569,7 @@ impl Namespace for NamespaceService {
                         let token = block_tokens::for_caller(
                             &ring,
                             tokens,
+                            self.node.pool(),
                             &caller,
                             (g.id, *generation),
                             &[Mode::Read],

@@ -81,6 +81,10 @@ impl From<MetaError> for Status {
                 detail.kind = ErrorKind::PermissionDenied as i32;
                 Code::PermissionDenied
             }
+            MetaError::WrongNameservice { .. } => {
+                detail.kind = ErrorKind::WrongNameservice as i32;
+                Code::FailedPrecondition
+            }
             MetaError::Internal(_) => {
                 detail.kind = ErrorKind::Internal as i32;
                 Code::Internal

@@ -1,0 +1,195 @@
+//! Federation on real processes (DESIGN §10, issue 18): two nameservices, each its own Raft
+//! group, share nine blockservers, which keep one block pool for each. The same path in both
+//! nameservices gets the same group ids; the pools keep them apart on every disk, in every
+//! read and in every deletion.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::dial::{Dial, channel, kind_of};
+use common::{LocalCluster, metactl};
+use raftfs_client::discovery::ClusterFile;
+use raftfs_client::{Client, ClientConfig, CreateOptions, FileReader, FileWriter};
+use raftfs_proto as pb;
+use raftfs_proto::ErrorKind;
+use raftfs_proto::block_servers_client::BlockServersClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u64).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+fn client_of(dir: &Path) -> Client {
+    let file = ClusterFile::read(dir).expect("the nameservice's cluster.json");
+    let mut c = ClientConfig::new(file.meta_addrs());
+    c.failover_deadline = Duration::from_secs(30);
+    Client::new(c).expect("client")
+}
+
+async fn put(c: &Client, path: &str, policy: &str, data: &[u8]) {
+    let opts = CreateOptions {
+        storage_policy: policy.into(),
+        ..CreateOptions::default()
+    };
+    let mut w = FileWriter::create(c, path, &opts).await.expect("create");
+    w.write_all(data).await.expect("write");
+    w.shutdown().await.expect("close");
+}
+
+async fn get(c: &Client, path: &str) -> Vec<u8> {
+    let mut r = FileReader::open(c, path).await.expect("open");
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).await.expect("read");
+    out
+}
+
+/// The finalized files of pool `pool` (a nameservice's name, or "" for the unnamed pool's
+/// place, the data directory itself) on every blockserver.
+fn pool_files(cluster: &LocalCluster, pool: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for b in &cluster.file().block {
+        let data = PathBuf::from(&b.data_dir);
+        let dir = if pool.is_empty() {
+            data.join("finalized")
+        } else {
+            data.join("pools").join(pool).join("finalized")
+        };
+        out.extend(
+            std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path()),
+        );
+    }
+    out.sort();
+    out
+}
+
+/// The bytes of every file in `files`.
+fn snapshot(files: &[PathBuf]) -> Vec<(PathBuf, Vec<u8>)> {
+    files
+        .iter()
+        .map(|f| (f.clone(), std::fs::read(f).expect("block file")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nameservices_keep_their_blocks_in_their_own_pools() {
+    let cluster = LocalCluster::up(
+        3,
+        &[
+            "--nameservices",
+            "2",
+            "--observers",
+            "0",
+            "--blockservers",
+            "9",
+            "--racks",
+            "3",
+        ],
+    );
+    let top = cluster.file();
+    assert!(top.meta.is_empty(), "the top directory lists no members");
+    let names: Vec<&str> = top.nameservices.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["ns1", "ns2"]);
+    let ns1_dir = PathBuf::from(&top.nameservices[0].dir);
+    let ns2_dir = PathBuf::from(&top.nameservices[1].dir);
+    let (ns1, ns2) = (client_of(&ns1_dir), client_of(&ns2_dir));
+
+    // Every blockserver registered with both nameservices.
+    for c in [&ns1, &ns2] {
+        let report = c.fsck("/", false).await.expect("fsck");
+        assert_eq!(report.live_blockservers, 9);
+    }
+    // A client of the whole directory is told to pick a nameservice.
+    let out = metactl(&["--cluster", &cluster.dir_arg(), "fs", "ls", "/"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("federated cluster"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The same paths in both: the same group ids, different bytes.
+    let (a1, a2) = (content(3 << 20, 1), content(3 << 20, 2));
+    let (b1, b2) = (content(6_500_000, 3), content(6_400_000, 4));
+    put(&ns1, "/f", "REPLICATED-3", &a1).await;
+    put(&ns2, "/f", "REPLICATED-3", &a2).await;
+    put(&ns1, "/ec", "RS-6-3-1024k", &b1).await;
+    put(&ns2, "/ec", "RS-6-3-1024k", &b2).await;
+    let g1 = ns1.get_blocks("/f", 0, 0, 0).await.expect("blocks").groups;
+    let g2 = ns2.get_blocks("/f", 0, 0, 0).await.expect("blocks").groups;
+    assert_eq!(g1[0].id, g2[0].id, "group ids are scoped by nameservice");
+
+    assert_eq!(get(&ns1, "/f").await, a1);
+    assert_eq!(get(&ns2, "/f").await, a2);
+    assert_eq!(get(&ns1, "/ec").await, b1);
+    assert_eq!(get(&ns2, "/ec").await, b2);
+
+    // On disk: each pool in its own directory, nothing in the unnamed pool's place.
+    let files1 = pool_files(&cluster, "ns1");
+    let files2 = pool_files(&cluster, "ns2");
+    // 3 replicas (data + checksum file each) + the EC group's 9 internal blocks (more than
+    // one stripe's data cells: every block holds bytes).
+    assert_eq!(files1.len(), 2 * (3 + 9), "{files1:?}");
+    assert_eq!(files2.len(), 2 * (3 + 9), "{files2:?}");
+    assert!(pool_files(&cluster, "").is_empty());
+    let before2 = snapshot(&files2);
+
+    // Deleting in ns1 empties its pool and leaves every byte of ns2's alone.
+    ns1.delete("/f", false).await.expect("delete");
+    ns1.delete("/ec", false).await.expect("delete");
+    let start = Instant::now();
+    while !pool_files(&cluster, "ns1").is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "ns1's blocks not deleted: {:?}\n{}",
+            pool_files(&cluster, "ns1"),
+            LocalCluster::logs(cluster.path())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Give a wrongly scoped deletion time to happen before looking.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(snapshot(&pool_files(&cluster, "ns2")), before2);
+    assert_eq!(get(&ns2, "/f").await, a2);
+    assert_eq!(get(&ns2, "/ec").await, b2);
+
+    // A blockserver that registers for ns1 with a member of ns2 is refused: pools never mix.
+    let ns2_member = ClusterFile::read(&ns2_dir).expect("ns2").meta_addrs()[0].clone();
+    let mut bs = BlockServersClient::new(channel(&ns2_member, &Dial::Plain));
+    let refused = bs
+        .register(pb::RegisterRequest {
+            node_id: 1,
+            addr: top.block[0].addr.clone(),
+            rack: "r1".into(),
+            nameservice: "ns1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("registered for another nameservice");
+    assert_eq!(kind_of(&refused), Some(ErrorKind::WrongNameservice));
+    let accepted = bs
+        .register(pb::RegisterRequest {
+            node_id: 1,
+            addr: top.block[0].addr.clone(),
+            rack: "r1".into(),
+            nameservice: "ns2".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("its own nameservice");
+    assert_eq!(accepted.get_ref().nameservice, "ns2");
+
+    let down = metactl(&["local", "down", "--dir", &cluster.dir_arg()]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+}
