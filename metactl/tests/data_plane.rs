@@ -9,40 +9,20 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::Duration;
 
-use common::LocalCluster;
 use common::dial::{Dial, as_cert, channel, issue_user, kind_of};
+use common::{LocalCluster, content, get_file, put_file};
 use raftfs_client::model::LocatedGroup;
-use raftfs_client::{Client, CreateOptions, FileReader, FileWriter};
+use raftfs_client::{Client, CreateOptions};
 use raftfs_core::identity::PortPolicy;
 use raftfs_proto as pb;
 use raftfs_proto::ErrorKind;
 use raftfs_proto::block_data_client::BlockDataClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Lifetime of the test clusters' tokens: short, so that a token expires within the test.
 const LIFETIME_SECS: u64 = 5;
 
-fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u64).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
-        .collect()
-}
-
 async fn put(c: &Client, path: &str, data: &[u8]) {
-    let opts = CreateOptions {
-        storage_policy: "REPLICATED-3".into(),
-        ..CreateOptions::default()
-    };
-    let mut w = FileWriter::create(c, path, &opts).await.expect("create");
-    w.write_all(data).await.expect("write");
-    w.shutdown().await.expect("close");
-}
-
-async fn get(c: &Client, path: &str) -> Vec<u8> {
-    let mut r = FileReader::open(c, path).await.expect("open");
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).await.expect("read");
-    out
+    put_file(c, path, "REPLICATED-3", data).await;
 }
 
 async fn group_of(c: &Client, path: &str) -> LocatedGroup {
@@ -355,8 +335,8 @@ async fn data_calls_need_a_token_that_covers_them() {
         !files.iter().any(|f| f.to_string_lossy().contains(&c_name)),
         "a refused write left {c_name}"
     );
-    assert_eq!(get(&client, "/a").await, a_bytes);
-    assert_eq!(get(&client, "/b").await, b_bytes);
+    assert_eq!(get_file(&client, "/a").await, a_bytes);
+    assert_eq!(get_file(&client, "/b").await, b_bytes);
 
     let counted = refusals(&cluster, 1);
     let n = |method: &str, reason: &str| {
@@ -478,7 +458,7 @@ async fn blocks_planted_for_future_groups_never_reach_a_reader() {
     let file = content(300_000, 7);
     put(&client, "/victim", &file).await;
     for i in 0..50 {
-        assert_eq!(get(&client, "/victim").await, file, "read {i}");
+        assert_eq!(get_file(&client, "/victim").await, file, "read {i}");
     }
 }
 
@@ -582,5 +562,5 @@ async fn a_deposed_actives_queued_deletions_are_ignored() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(get(&client, "/keep").await, keep);
+    assert_eq!(get_file(&client, "/keep").await, keep);
 }

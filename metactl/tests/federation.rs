@@ -9,42 +9,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::dial::{Dial, channel, kind_of};
-use common::{LocalCluster, metactl};
+use common::{LocalCluster, content, get_file, metactl, put_file};
 use raftfs_client::discovery::ClusterFile;
-use raftfs_client::{Client, ClientConfig, CreateOptions, FileReader, FileWriter};
+use raftfs_client::{Client, ClientConfig};
 use raftfs_proto as pb;
 use raftfs_proto::ErrorKind;
 use raftfs_proto::block_servers_client::BlockServersClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u64).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
-        .collect()
-}
 
 fn client_of(dir: &Path) -> Client {
     let file = ClusterFile::read(dir).expect("the nameservice's cluster.json");
     let mut c = ClientConfig::new(file.meta_addrs());
     c.failover_deadline = Duration::from_secs(30);
     Client::new(c).expect("client")
-}
-
-async fn put(c: &Client, path: &str, policy: &str, data: &[u8]) {
-    let opts = CreateOptions {
-        storage_policy: policy.into(),
-        ..CreateOptions::default()
-    };
-    let mut w = FileWriter::create(c, path, &opts).await.expect("create");
-    w.write_all(data).await.expect("write");
-    w.shutdown().await.expect("close");
-}
-
-async fn get(c: &Client, path: &str) -> Vec<u8> {
-    let mut r = FileReader::open(c, path).await.expect("open");
-    let mut out = Vec::new();
-    r.read_to_end(&mut out).await.expect("read");
-    out
 }
 
 /// The finalized files of pool `pool` (a nameservice's name, or "" for the unnamed pool's
@@ -118,18 +94,18 @@ async fn two_nameservices_keep_their_blocks_in_their_own_pools() {
     // The same paths in both: the same group ids, different bytes.
     let (a1, a2) = (content(3 << 20, 1), content(3 << 20, 2));
     let (b1, b2) = (content(6_500_000, 3), content(6_400_000, 4));
-    put(&ns1, "/f", "REPLICATED-3", &a1).await;
-    put(&ns2, "/f", "REPLICATED-3", &a2).await;
-    put(&ns1, "/ec", "RS-6-3-1024k", &b1).await;
-    put(&ns2, "/ec", "RS-6-3-1024k", &b2).await;
+    put_file(&ns1, "/f", "REPLICATED-3", &a1).await;
+    put_file(&ns2, "/f", "REPLICATED-3", &a2).await;
+    put_file(&ns1, "/ec", "RS-6-3-1024k", &b1).await;
+    put_file(&ns2, "/ec", "RS-6-3-1024k", &b2).await;
     let g1 = ns1.get_blocks("/f", 0, 0, 0).await.expect("blocks").groups;
     let g2 = ns2.get_blocks("/f", 0, 0, 0).await.expect("blocks").groups;
     assert_eq!(g1[0].id, g2[0].id, "group ids are scoped by nameservice");
 
-    assert_eq!(get(&ns1, "/f").await, a1);
-    assert_eq!(get(&ns2, "/f").await, a2);
-    assert_eq!(get(&ns1, "/ec").await, b1);
-    assert_eq!(get(&ns2, "/ec").await, b2);
+    assert_eq!(get_file(&ns1, "/f").await, a1);
+    assert_eq!(get_file(&ns2, "/f").await, a2);
+    assert_eq!(get_file(&ns1, "/ec").await, b1);
+    assert_eq!(get_file(&ns2, "/ec").await, b2);
 
     // On disk: each pool in its own directory, nothing in the unnamed pool's place.
     let files1 = pool_files(&cluster, "ns1");
@@ -157,8 +133,8 @@ async fn two_nameservices_keep_their_blocks_in_their_own_pools() {
     // Give a wrongly scoped deletion time to happen before looking.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(snapshot(&pool_files(&cluster, "ns2")), before2);
-    assert_eq!(get(&ns2, "/f").await, a2);
-    assert_eq!(get(&ns2, "/ec").await, b2);
+    assert_eq!(get_file(&ns2, "/f").await, a2);
+    assert_eq!(get_file(&ns2, "/ec").await, b2);
 
     // A blockserver that registers for ns1 with a member of ns2 is refused: pools never mix.
     let ns2_member = ClusterFile::read(&ns2_dir).expect("ns2").meta_addrs()[0].clone();

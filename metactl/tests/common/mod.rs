@@ -10,7 +10,10 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use raftfs_client::discovery::ClusterFile;
-use raftfs_client::{AutoMsync, Client, ClientConfig, FileKind, ReadMode};
+use raftfs_client::{
+    AutoMsync, Client, ClientConfig, CreateOptions, FileKind, FileReader, FileWriter, ReadMode,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub fn metactl_bin() -> &'static str {
     env!("CARGO_BIN_EXE_metactl")
@@ -400,5 +403,31 @@ pub fn finalized_files(data_dir: &Path) -> Vec<PathBuf> {
             }
         }
     }
+    out
+}
+
+/// `len` bytes that differ with `seed` and along the file (a misplaced block shows).
+pub fn content(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u64).wrapping_mul(2_654_435_761).to_le_bytes()[1] ^ seed)
+        .collect()
+}
+
+/// Writes `data` to a new file `path` of storage policy `policy`, and closes it.
+pub async fn put_file(c: &Client, path: &str, policy: &str, data: &[u8]) {
+    let opts = CreateOptions {
+        storage_policy: policy.into(),
+        ..CreateOptions::default()
+    };
+    let mut w = FileWriter::create(c, path, &opts).await.expect("create");
+    w.write_all(data).await.expect("write");
+    w.shutdown().await.expect("close");
+}
+
+/// The whole of file `path`.
+pub async fn get_file(c: &Client, path: &str) -> Vec<u8> {
+    let mut r = FileReader::open(c, path).await.expect("open");
+    let mut out = Vec::new();
+    r.read_to_end(&mut out).await.expect("read");
     out
 }
