@@ -11,6 +11,7 @@ use raftfs_proto::admin_client::AdminClient;
 use raftfs_proto::mutate_request::Op;
 use raftfs_proto::namespace_client::NamespaceClient;
 
+use raftfs_core::federation::MountTable;
 use raftfs_core::fsck::FsckReport;
 use raftfs_core::id::{BlockServerId, GroupId, MemberId};
 use raftfs_core::namespace::throttle::ThrottleChange;
@@ -804,6 +805,61 @@ impl Client {
         self.mutate(Op::SetThrottle(model::throttle_change_pb(change)))
             .await
             .map(|_| ())
+    }
+
+    /// Adds mount point `at` -> `nameservice:path` to the federation's mount table this
+    /// nameservice keeps (DESIGN §10; admin only).
+    pub async fn mount_add(
+        &self,
+        at: &str,
+        nameservice: &str,
+        path: &str,
+    ) -> Result<(), ClientError> {
+        self.mutate(Op::MountAdd(pb::MountAddOp {
+            at: at.into(),
+            nameservice: nameservice.into(),
+            path: path.into(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Removes mount point `at` (admin only; the data stays in its nameservice).
+    pub async fn mount_remove(&self, at: &str) -> Result<(), ClientError> {
+        self.mutate(Op::MountRemove(pb::MountRemoveOp { at: at.into() }))
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets (`None`: clears) the nameservice of the paths under no mount point (admin only).
+    pub async fn set_default_nameservice(
+        &self,
+        nameservice: Option<&str>,
+    ) -> Result<(), ClientError> {
+        self.mutate(Op::SetDefaultNameservice(pb::SetDefaultNameserviceOp {
+            nameservice: nameservice.unwrap_or_default().into(),
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// The federation's mount table this nameservice keeps, read as every read is (at least
+    /// as new as what this client has seen). A reply that is not a valid table is an error.
+    pub async fn mount_table(&self) -> Result<MountTable, ClientError> {
+        let r = self
+            .read_call(|mut c| {
+                let req = pb::GetMountTableRequest {
+                    header: Some(self.header(0)),
+                };
+                async move {
+                    c.get_mount_table(req)
+                        .await
+                        .map(tonic::Response::into_inner)
+                }
+            })
+            .await?;
+        self.seen(r.header.as_ref());
+        model::mount_table(r)
     }
 
     /// The membership as the member this client talks to knows it (any member answers).

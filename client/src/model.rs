@@ -1,8 +1,10 @@
 //! What the client hands back: plain Rust types converted from the wire once.
 
+use raftfs_core::federation::{Destination, MountTable, NameserviceId};
 use raftfs_core::fsck::{FileHealth, FsckReport};
 use raftfs_core::id::{BlockServerId, GroupId, MemberId};
 use raftfs_core::member::MemberRole;
+use raftfs_core::namespace::NsPath;
 use raftfs_core::namespace::throttle::{ThrottleChange, ThrottleSettings};
 use raftfs_core::policy::PolicyError;
 use raftfs_proto as pb;
@@ -455,6 +457,30 @@ pub(crate) fn throttle_change_pb(c: &ThrottleChange) -> pb::SetThrottleOp {
             .collect(),
         datacenter_pairs: c.datacenter_pairs.iter().map(pair).collect(),
     }
+}
+
+/// `Namespace.GetMountTable`'s reply as core's table; an entry that is not a valid mount (a
+/// bad path or name, one mount point twice) is a protocol error, not a table.
+pub(crate) fn mount_table(r: pb::GetMountTableResponse) -> Result<MountTable, ClientError> {
+    let bad =
+        |what: String| ClientError::Rpc(tonic::Status::internal(format!("mount table: {what}")));
+    let path = |p: &str| NsPath::parse(p).map_err(|e| bad(e.to_string()));
+    let name = |n: &str| NameserviceId::parse(n).map_err(|e| bad(e.to_string()));
+    let default = match r.default_nameservice.as_str() {
+        "" => None,
+        n => Some(name(n)?),
+    };
+    let mut table = MountTable::new(default);
+    for e in r.entries {
+        let to = Destination {
+            nameservice: name(&e.nameservice)?,
+            path: path(&e.path)?,
+        };
+        table
+            .add(path(&e.at)?, to)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(table)
 }
 
 #[cfg(test)]

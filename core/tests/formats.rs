@@ -354,3 +354,33 @@ proptest! {
         prop_assert!(format::decode::<Inode>(&bytes).is_err());
     }
 }
+
+/// The federation's mount table journaled in `meta` (DESIGN §10).
+#[test]
+fn golden_mount_table_v1() {
+    use raftfs_core::federation::{Destination, MountTable, NameserviceId};
+    use raftfs_core::namespace::NsPath;
+    use raftfs_core::namespace::mounts::MountRecord;
+    let ns = |n: &str| NameserviceId::parse(n).expect("name");
+    let path = |p: &str| NsPath::parse(p).expect("path");
+    let mut table = MountTable::new(Some(ns("ns0")));
+    table
+        .add(
+            path("/user"),
+            Destination {
+                nameservice: ns("ns1"),
+                path: path("/user"),
+            },
+        )
+        .expect("add");
+    table
+        .add(
+            path("/logs"),
+            Destination {
+                nameservice: ns("ns2"),
+                path: path("/"),
+            },
+        )
+        .expect("add");
+    golden::<MountRecord>("mount-table-v1", 1, &MountRecord(table));
+}

@@ -5,6 +5,7 @@ mod ec;
 mod fs;
 mod link_proxy;
 mod local;
+mod mount;
 mod reconstruction;
 mod sockets;
 mod transfer;
@@ -82,6 +83,9 @@ enum Cmd {
     /// Rebuilding of lost internal blocks: status and byte-rate budgets.
     #[command(subcommand)]
     Reconstruction(ReconstructionCmd),
+    /// Federation's mount table, kept by the nameservice --cluster names (admin to edit).
+    #[command(subcommand)]
+    Mount(MountCmd),
     /// Health of the block groups at or below PATH (exit 1 when any is missing).
     Fsck {
         #[arg(default_value = "/")]
@@ -297,6 +301,26 @@ enum MemberCmd {
     List {
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MountCmd {
+    /// Mounts NAMESERVICE:PATH at AT (`mount add /user ns1:/user`).
+    Add { at: String, to: String },
+    /// Removes mount point AT (its data stays in its nameservice).
+    Remove { at: String },
+    /// Every mount point, and the default nameservice.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sets the nameservice of the paths under no mount point (--none: nobody's).
+    Default {
+        #[arg(required_unless_present = "none")]
+        nameservice: Option<String>,
+        #[arg(long, conflicts_with = "nameservice")]
+        none: bool,
     },
 }
 
@@ -677,6 +701,12 @@ async fn run(cli: Cli) -> Result<()> {
             }
             EcCmd::Report { path, json } => ec::report(&client(&cli)?, path, *json).await?,
         },
+        Cmd::Mount(MountCmd::Add { at, to }) => mount::add(&client(&cli)?, at, to).await?,
+        Cmd::Mount(MountCmd::Remove { at }) => client(&cli)?.mount_remove(at).await?,
+        Cmd::Mount(MountCmd::List { json }) => mount::list(&client(&cli)?, *json).await?,
+        Cmd::Mount(MountCmd::Default { nameservice, .. }) => {
+            mount::default(&client(&cli)?, nameservice.as_deref()).await?;
+        }
         Cmd::Reconstruction(ReconstructionCmd::Status { json }) => {
             reconstruction::status(&client(&cli)?, *json).await?;
         }

@@ -55,7 +55,7 @@ fn snapshot(files: &[PathBuf]) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nameservices_keep_their_blocks_in_their_own_pools() {
+async fn two_nameservices_keep_their_pools_apart_and_one_keeps_the_mount_table() {
     let cluster = LocalCluster::up(
         3,
         &[
@@ -161,6 +161,48 @@ async fn two_nameservices_keep_their_blocks_in_their_own_pools() {
         .await
         .expect("its own nameservice");
     assert_eq!(accepted.get_ref().nameservice, "ns2");
+
+    // The mount table, kept by ns1: edited by the admin through its journal, read by anyone
+    // at a state ID, refused to a user and for a mount point taken.
+    let ns1_arg = ns1_dir.to_str().expect("utf8").to_owned();
+    let ctl = |args: &[&str]| {
+        let mut all = vec!["--cluster", ns1_arg.as_str()];
+        all.extend_from_slice(args);
+        metactl(&all)
+    };
+    for (at, to) in [("/user", "ns1:/user"), ("/logs", "ns2:/")] {
+        let out = ctl(&["mount", "add", at, to]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let taken = ctl(&["mount", "add", "/user", "ns2:/"]);
+    assert!(!taken.status.success(), "a mount point added twice");
+    let user = ctl(&["--user", "alice", "mount", "add", "/x", "ns1:/x"]);
+    assert!(!user.status.success(), "a user edited the mount table");
+    assert!(ctl(&["mount", "default", "ns1"]).status.success());
+    let listed = ctl(&["mount", "list", "--json"]);
+    let listed: serde_json::Value =
+        serde_json::from_slice(&listed.stdout).expect("mount list --json");
+    assert_eq!(listed["default_nameservice"], "ns1");
+    assert_eq!(listed["mounts"].as_array().map(Vec::len), Some(2));
+    let table = ns1.mount_table().await.expect("the table");
+    let path = |p: &str| raftfs_core::namespace::NsPath::parse(p).expect("path");
+    let r = table.resolve(&path("/logs/app/1.log")).expect("resolve");
+    assert_eq!(
+        (r.nameservice.as_str(), r.path),
+        ("ns2", path("/app/1.log"))
+    );
+    assert!(matches!(
+        table.resolve_rename(&path("/user/a"), &path("/logs/a")),
+        Err(raftfs_core::federation::FederationError::CrossNamespaceRename { .. })
+    ));
+    // ns2 keeps no table.
+    assert!(ns2.mount_table().await.expect("ns2's").is_empty());
+    assert!(ctl(&["mount", "remove", "/logs"]).status.success());
+    assert_eq!(ns1.mount_table().await.expect("the table").len(), 1);
 
     let down = metactl(&["local", "down", "--dir", &cluster.dir_arg()]);
     assert!(

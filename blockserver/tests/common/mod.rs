@@ -592,4 +592,11 @@ impl pb::namespace_server::Namespace for RecordingMeta {
     ) -> Result<Response<pb::FsckResponse>, Status> {
         unimplemented()
     }
+
+    async fn get_mount_table(
+        &self,
+        _: Request<pb::GetMountTableRequest>,
+    ) -> Result<Response<pb::GetMountTableResponse>, Status> {
+        unimplemented()
+    }
 }

@@ -25,6 +25,7 @@ mod exec;
 pub mod inode;
 pub mod keys;
 pub mod kv;
+pub mod mounts;
 pub mod ops;
 pub mod path;
 pub mod permission;

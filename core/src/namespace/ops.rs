@@ -11,6 +11,7 @@ use super::path::NsPath;
 use super::throttle::ThrottleChange;
 use super::tree::MAX_XATTR_VALUE;
 use crate::block_token::BlockKey;
+use crate::federation::{Destination, NameserviceId};
 use crate::id::{BlockServerId, InodeId};
 
 /// Fixed by the leader for a whole entry, carried in it.
@@ -160,6 +161,20 @@ pub enum Op {
         holder: String,
         force: bool,
     },
+    /// Adds a mount point to the federation's mount table this nameservice keeps (DESIGN
+    /// §10). Admin only. Appended after `BeginLeaseRecovery`.
+    MountAdd {
+        at: NsPath,
+        to: Destination,
+    },
+    /// Removes a mount point (its data stays in its nameservice). Admin only.
+    MountRemove {
+        at: NsPath,
+    },
+    /// Sets the nameservice of the paths under no mount point (`None`: nobody's). Admin only.
+    SetDefaultNameservice {
+        nameservice: Option<NameserviceId>,
+    },
 }
 
 /// The largest operation the namespace journals, by [`Op::size_bound`]: a deepest path of
@@ -279,6 +294,13 @@ impl Op {
             Op::SetThrottle(change) => change.size_bound(),
             Op::Reclaim { .. } => 0,
             Op::RollBlockKey { .. } => 64,
+            Op::MountAdd { at, to } => {
+                at.size_bound() + to.path.size_bound() + str_bound(to.nameservice.as_str())
+            }
+            Op::MountRemove { at } => at.size_bound(),
+            Op::SetDefaultNameservice { nameservice } => {
+                nameservice.as_ref().map_or(0, |n| str_bound(n.as_str()))
+            }
         };
         FIXED_BYTES.saturating_add(variable)
     }
@@ -307,6 +329,9 @@ impl Op {
             Op::Reclaim { .. } => "reclaim",
             Op::RollBlockKey { .. } => "roll_block_key",
             Op::BeginLeaseRecovery { .. } => "begin_lease_recovery",
+            Op::MountAdd { .. } => "mount_add",
+            Op::MountRemove { .. } => "mount_remove",
+            Op::SetDefaultNameservice { .. } => "set_default_nameservice",
         }
     }
 }

@@ -292,7 +292,10 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
         Op::Reclaim { .. }
         | Op::SetThrottle(_)
         | Op::RollBlockKey { .. }
-        | Op::BeginLeaseRecovery { .. } => Ok(()),
+        | Op::BeginLeaseRecovery { .. }
+        | Op::MountAdd { .. }
+        | Op::MountRemove { .. }
+        | Op::SetDefaultNameservice { .. } => Ok(()),
     }
 }
 

@@ -1741,3 +1741,58 @@ fn beginning_lease_recovery_fences_the_writer() {
         "NotUnderConstruction"
     );
 }
+
+/// The federation's mount table as journaled (DESIGN §10): edits apply in order, a refused
+/// one changes nothing, and the table reads back whole.
+#[test]
+fn the_mount_table_is_edited_through_the_journal() {
+    use crate::federation::{Destination, NameserviceId};
+    let ns_id = |n: &str| NameserviceId::parse(n).expect("name");
+    let to = |n: &str, path: &str| Destination {
+        nameservice: ns_id(n),
+        path: p(path),
+    };
+    let mut ns = Ns::new();
+    assert!(super::mounts::load(&ns.kv).expect("load").is_empty());
+    ns.apply(Op::MountAdd {
+        at: p("/user"),
+        to: to("ns1", "/user"),
+    })
+    .expect("add");
+    ns.apply(Op::MountAdd {
+        at: p("/logs"),
+        to: to("ns2", "/"),
+    })
+    .expect("add");
+    let before = super::mounts::load(&ns.kv).expect("load");
+    assert_eq!(
+        Ns::kind(ns.apply(Op::MountAdd {
+            at: p("/user"),
+            to: to("ns3", "/")
+        })),
+        "AlreadyExists"
+    );
+    assert_eq!(
+        Ns::kind(ns.apply(Op::MountAdd {
+            at: p("/"),
+            to: to("ns3", "/")
+        })),
+        "InvalidArgument"
+    );
+    assert_eq!(
+        Ns::kind(ns.apply(Op::MountRemove { at: p("/nothing") })),
+        "NotFound"
+    );
+    assert_eq!(super::mounts::load(&ns.kv).expect("load"), before);
+    ns.apply(Op::SetDefaultNameservice {
+        nameservice: Some(ns_id("ns1")),
+    })
+    .expect("default");
+    ns.apply(Op::MountRemove { at: p("/logs") })
+        .expect("remove");
+    let table = super::mounts::load(&ns.kv).expect("load");
+    assert_eq!(table.len(), 1);
+    assert_eq!(table.default_nameservice(), Some(&ns_id("ns1")));
+    let r = table.resolve(&p("/logs/x")).expect("resolve");
+    assert_eq!((r.nameservice, r.path), (ns_id("ns1"), p("/logs/x")));
+}

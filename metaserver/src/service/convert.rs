@@ -3,6 +3,7 @@
 //! are built from domain types here too (inodes, groups, fsck, reconstruction tasks).
 
 use raftfs_core::block_token::KeyRing;
+use raftfs_core::federation::{Destination, MountTable, NameserviceId};
 use raftfs_core::id::{BlockServerId, GroupId, TaskId};
 use raftfs_proto as pb;
 use raftfs_proto::mutate_request::Op as PbOp;
@@ -59,6 +60,27 @@ pub fn block_servers(ids: &[u64]) -> Vec<BlockServerId> {
 
 pub fn path(s: &str) -> Result<NsPath, NsError> {
     NsPath::parse(s)
+}
+
+/// A nameservice's name from the wire (DESIGN §10).
+fn nameservice(s: &str) -> Result<NameserviceId, NsError> {
+    NameserviceId::parse(s).map_err(|e| NsError::InvalidArgument(e.to_string()))
+}
+
+/// The mount table as `GetMountTable` answers it.
+pub fn mount_table(table: &MountTable) -> (Vec<pb::MountEntry>, String) {
+    let entries = table
+        .entries()
+        .map(|(at, to)| pb::MountEntry {
+            at: at.to_string(),
+            nameservice: to.nameservice.to_string(),
+            path: to.path.to_string(),
+        })
+        .collect();
+    let default = table
+        .default_nameservice()
+        .map_or_else(String::new, ToString::to_string);
+    (entries, default)
 }
 
 fn permission(p: u32, default: u16) -> Result<u16, NsError> {
@@ -179,6 +201,20 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
             value: a.value,
         },
         PbOp::SetThrottle(t) => Op::SetThrottle(throttle_change(t)),
+        PbOp::MountAdd(m) => Op::MountAdd {
+            at: path(&m.at)?,
+            to: Destination {
+                nameservice: nameservice(&m.nameservice)?,
+                path: path(&m.path)?,
+            },
+        },
+        PbOp::MountRemove(m) => Op::MountRemove { at: path(&m.at)? },
+        PbOp::SetDefaultNameservice(d) => Op::SetDefaultNameservice {
+            nameservice: match d.nameservice.as_str() {
+                "" => None,
+                name => Some(nameservice(name)?),
+            },
+        },
         PbOp::AddBlock(a) => Op::AddBlock {
             path: path(&a.path)?,
             holder: a.lease_holder,

@@ -19,9 +19,9 @@ use crate::journal::Proposal;
 use crate::journal::rocks::SnapshotKv;
 use crate::journal::state_machine::applied_index_in;
 use crate::lease_recovery;
-use crate::namespace::block_keys;
 use crate::namespace::blocks::{self, BlockGroup};
 use crate::namespace::{ApplyError, Inode, NsError, NsPath, Op, OpOutput, StoragePolicy, tree};
+use crate::namespace::{block_keys, mounts};
 use crate::node::MetaNode;
 use crate::placement;
 use crate::redundancy as health;
@@ -367,7 +367,12 @@ impl Namespace for NamespaceService {
     ) -> Result<Response<pb::MutateResponse>, Status> {
         let start = Instant::now();
         let need = match &req.get_ref().op {
-            Some(pb::mutate_request::Op::SetThrottle(_)) => Need::Admin,
+            Some(
+                pb::mutate_request::Op::SetThrottle(_)
+                | pb::mutate_request::Op::MountAdd(_)
+                | pb::mutate_request::Op::MountRemove(_)
+                | pb::mutate_request::Op::SetDefaultNameservice(_),
+            ) => Need::Admin,
             _ => Need::User,
         };
         let who = match self.node.authorize(&req, need) {
@@ -405,6 +410,31 @@ impl Namespace for NamespaceService {
         }
         .await;
         self.finish("stat", start, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(state_id))]
+    async fn get_mount_table(
+        &self,
+        req: Request<pb::GetMountTableRequest>,
+    ) -> Result<Response<pb::GetMountTableResponse>, Status> {
+        let start = Instant::now();
+        let access = self.access(&req);
+        let req = req.into_inner();
+        let r = async {
+            // Any authenticated caller may read where paths live, as any may resolve them.
+            access?;
+            let (table, state_id) = self
+                .read(req.header.as_ref(), |kv| Ok(mounts::load(kv)?))
+                .await?;
+            let (entries, default_nameservice) = convert::mount_table(&table);
+            Ok(pb::GetMountTableResponse {
+                header: header(state_id),
+                entries,
+                default_nameservice,
+            })
+        }
+        .await;
+        self.finish("get_mount_table", start, r)
     }
 
     #[tracing::instrument(skip_all, fields(path, state_id))]

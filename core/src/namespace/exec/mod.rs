@@ -8,11 +8,11 @@ mod attrs;
 mod dirs;
 mod files;
 
-use super::block_keys;
 use super::error::ApplyError;
 use super::kv::{KvRead, Txn};
 use super::ops::{ApplyCtx, Op, OpOutput};
 use super::tree::Result;
+use super::{block_keys, mounts};
 
 /// [`apply`] as `access`: the operation is first checked against the caller's permissions
 /// (`permission::check_op`) in the state it applies to, and refused with `PermissionDenied`,
@@ -135,5 +135,17 @@ fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -
             holder,
             force,
         } => files::begin_lease_recovery(txn, ctx, path, *inode, holder, *force),
+        Op::MountAdd { at, to } => {
+            mounts::add(txn, at, to)?;
+            Ok(OpOutput::Done)
+        }
+        Op::MountRemove { at } => {
+            mounts::remove(txn, at)?;
+            Ok(OpOutput::Done)
+        }
+        Op::SetDefaultNameservice { nameservice } => {
+            mounts::set_default(txn, nameservice.as_ref())?;
+            Ok(OpOutput::Done)
+        }
     }
 }

@@ -284,6 +284,9 @@ fn variant_index(op: &Op) -> usize {
         Op::Reclaim { .. } => 18,
         Op::RollBlockKey { .. } => 19,
         Op::BeginLeaseRecovery { .. } => 20,
+        Op::MountAdd { .. } => 21,
+        Op::MountRemove { .. } => 22,
+        Op::SetDefaultNameservice { .. } => 23,
     }
 }
 
@@ -579,6 +582,48 @@ fn golden_batch_begin_lease_recovery_v2() {
     };
     assert_eq!(variant_index(&begin.proposals[0].op), 20);
     golden::<Batch>("batch-begin-lease-recovery-v2", 2, &begin);
+}
+
+/// The mount table's edits, appended at batch version 2 (federation, DESIGN §10).
+#[test]
+fn golden_batch_mount_ops_v2() {
+    use raftfs_core::federation::{Destination, NameserviceId};
+    let ns = |n: &str| NameserviceId::parse(n).expect("name");
+    let ops = [
+        Op::MountAdd {
+            at: NsPath::parse("/user").expect("path"),
+            to: Destination {
+                nameservice: ns("ns1"),
+                path: NsPath::parse("/user").expect("path"),
+            },
+        },
+        Op::MountRemove {
+            at: NsPath::parse("/logs").expect("path"),
+        },
+        Op::SetDefaultNameservice {
+            nameservice: Some(ns("ns2")),
+        },
+        Op::SetDefaultNameservice { nameservice: None },
+    ];
+    let mounts = Batch {
+        ctx: batch().ctx,
+        proposals: ops
+            .into_iter()
+            .map(|op| Proposal {
+                client: ClientId([0; 16]),
+                call_id: CallId::UNCACHED,
+                op,
+                access: None,
+            })
+            .collect(),
+    };
+    let seen: Vec<usize> = mounts
+        .proposals
+        .iter()
+        .map(|p| variant_index(&p.op))
+        .collect();
+    assert_eq!(seen, [21, 22, 23, 23]);
+    golden::<Batch>("batch-mount-ops-v2", 2, &mounts);
 }
 
 #[test]
@@ -1024,6 +1069,25 @@ fn op() -> impl Strategy<Value = Op> {
                 },
             }
         ),
+        (ns_path(), "[a-z][a-z0-9-]{0,31}", ns_path()).prop_map(|(at, name, path)| {
+            Op::MountAdd {
+                at,
+                to: raftfs_core::federation::Destination {
+                    nameservice: raftfs_core::federation::NameserviceId::parse(&name)
+                        .expect("the pattern is a name"),
+                    path,
+                },
+            }
+        }),
+        ns_path().prop_map(|at| Op::MountRemove { at }),
+        proptest::option::of("[a-z][a-z0-9-]{0,31}").prop_map(|name| {
+            Op::SetDefaultNameservice {
+                nameservice: name.map(|n| {
+                    raftfs_core::federation::NameserviceId::parse(&n)
+                        .expect("the pattern is a name")
+                }),
+            }
+        }),
     ]
 }
 
