@@ -211,3 +211,129 @@ async fn two_nameservices_keep_their_pools_apart_and_one_keeps_the_mount_table()
         String::from_utf8_lossy(&down.stderr)
     );
 }
+
+/// Waits until nameservice `c` counts `live` blockservers and every group is healthy.
+async fn wait_healthy(c: &Client, live: u64, within: Duration) {
+    let start = Instant::now();
+    loop {
+        let r = c.fsck("/", false).await.expect("fsck");
+        if r.live_blockservers == live && r.degraded == 0 && r.missing == 0 {
+            return;
+        }
+        assert!(start.elapsed() < within, "never healthy: {r:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Bytes the blockservers of rack `to` read from rack `from` for rebuilds, whatever pool.
+fn crossing(cluster: &LocalCluster, from: &str, to: &str) -> u64 {
+    common::block_counter(
+        cluster,
+        Some(to),
+        "raftfs_block_reconstruction_read_bytes_total",
+        &format!("from_rack=\"{from}\""),
+    )
+}
+
+/// Two nameservices rebuild at once after one blockserver dies: every task of both pools
+/// charges the same buckets, so the rack pair's budget holds for the two together, as it
+/// would for one (DESIGN §10: budgets shared across pools).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rack_pair_budget_holds_across_both_pools_rebuilding_at_once() {
+    // 0.5 MB/s: with two nameservices and twelve blockservers on this machine's two cores,
+    // the unthrottled rebuild crosses at about 2 MB/s, so a higher budget would not bind
+    // (and the test could not fail).
+    const BUDGET: f64 = 0.5e6;
+    let cluster = LocalCluster::up(
+        3,
+        &[
+            "--nameservices",
+            "2",
+            "--observers",
+            "0",
+            "--blockservers",
+            "12",
+            "--racks",
+            "3",
+            "--dead-after-secs",
+            "3",
+        ],
+    );
+    let top = cluster.file();
+    let dirs: Vec<PathBuf> = top
+        .nameservices
+        .iter()
+        .map(|n| PathBuf::from(&n.dir))
+        .collect();
+    let clients: Vec<Client> = dirs.iter().map(|d| client_of(d)).collect();
+    let mut files = Vec::new();
+    // Only ns1's active is told the budget: ns2 sends none (unlimited), which lifts no
+    // limit, since the servers run at the lowest rate any pool's active sent. A server that
+    // took whichever heartbeat came last would let ns2's tasks, and every task half the
+    // time, run unlimited.
+    let out = metactl(&[
+        "--cluster",
+        dirs[0].to_str().expect("utf8"),
+        "reconstruction",
+        "throttle",
+        "--rack-pair",
+        "r1:r2=0.5",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (i, c) in clients.iter().enumerate() {
+        let data = content(36 << 20, 10 + i as u8);
+        put_file(c, "/f", "RS-6-3-1024k", &data).await;
+        files.push(data);
+    }
+    for c in &clients {
+        wait_healthy(c, 12, Duration::from_secs(30)).await;
+    }
+    let victim = top
+        .block
+        .iter()
+        .find(|b| b.rack == "r2")
+        .expect("an r2 server")
+        .id;
+    let before = crossing(&cluster, "r1", "r2");
+    let start = Instant::now();
+    cluster.kill_block(victim);
+    let mut last = (before, Instant::now());
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let now = crossing(&cluster, "r1", "r2");
+        if now > last.0 {
+            last = (now, Instant::now());
+        }
+        let mut healthy = true;
+        for c in &clients {
+            let r = c.fsck("/", false).await.expect("fsck");
+            healthy &= r.live_blockservers == 11 && r.degraded == 0 && r.missing == 0;
+        }
+        if healthy && last.0 > before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rebuild never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bytes = (last.0 - before) as f64;
+    // From the kill (no byte can cross before it) to the last byte counted; the buckets
+    // allow a burst of a fifth of a second per server of r2.
+    let seconds = last.1.duration_since(start).as_secs_f64();
+    let allowed = BUDGET * seconds * 1.1 + BUDGET * 0.2 * 4.0;
+    eprintln!(
+        "r1 -> r2: {bytes} bytes in {seconds:.2} s ({:.2} MB/s)",
+        bytes / seconds / 1e6
+    );
+    assert!(
+        bytes <= allowed,
+        "{bytes} bytes crossed r1 -> r2 in {seconds:.2} s for two pools: more than 0.5 MB/s allows ({allowed:.0})"
+    );
+    // Both pools' rebuilt files read back right.
+    for (c, data) in clients.iter().zip(&files) {
+        assert_eq!(&get_file(c, "/f").await, data);
+    }
+}

@@ -166,40 +166,9 @@ async fn lost_blockservers_are_rebuilt_and_the_rebuilt_bytes_are_right() {
     );
 }
 
-/// Sum over the blockservers of rack `to` of the bytes they read for reconstruction from
-/// rack `from`, from their own /metrics.
-/// The sum, over the blockservers of rack `rack` (or of every rack), of the metric lines that
-/// start with `metric` and contain `label`.
-fn block_counter(cluster: &LocalCluster, rack: Option<&str>, metric: &str, label: &str) -> u64 {
-    let mut total = 0u64;
-    for b in cluster
-        .file()
-        .block
-        .iter()
-        .filter(|b| rack.is_none_or(|r| b.rack == r))
-    {
-        let Some(addr) = common::block_metrics_addr(cluster, b.id) else {
-            continue;
-        };
-        let Ok(text) = common::http_get(&addr, "/metrics") else {
-            continue;
-        };
-        for line in text.lines() {
-            if line.starts_with(metric) && line.contains(label) {
-                total += line
-                    .rsplit(' ')
-                    .next()
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0) as u64;
-            }
-        }
-    }
-    total
-}
-
 /// Bytes the blockservers of rack `to` read from rack `from` for rebuilds.
 fn crossing(cluster: &LocalCluster, from: &str, to: &str) -> u64 {
-    block_counter(
+    common::block_counter(
         cluster,
         Some(to),
         "raftfs_block_reconstruction_read_bytes_total",
@@ -224,7 +193,7 @@ async fn rebuild_r1_to_r2(cluster: &LocalCluster, c: &Client) -> (u64, f64) {
     loop {
         let poll = Instant::now();
         if !started {
-            let tasks = block_counter(
+            let tasks = common::block_counter(
                 cluster,
                 Some("r2"),
                 "raftfs_block_reconstruction_tasks_total",
@@ -348,7 +317,7 @@ async fn dying_sources_and_cancelled_tasks_leave_no_xmits_behind() {
     let s = wait_idle(&cluster);
     assert_eq!(s["in_flight"], 0, "{s}");
     let counted = |outcome: &str| -> u64 {
-        block_counter(
+        common::block_counter(
             &cluster,
             None,
             "raftfs_block_reconstruction_tasks_total",
@@ -435,10 +404,10 @@ async fn a_block_that_rots_unread_is_found_by_the_scanner_and_rebuilt() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let found = block_counter(&cluster, None, "raftfs_block_scan_corrupt_total", "");
+    let found = common::block_counter(&cluster, None, "raftfs_block_scan_corrupt_total", "");
     assert!(found >= 1, "the scanner counted {found} corrupt blocks");
     assert_eq!(
-        block_counter(&cluster, None, "raftfs_block_corrupt_reads_total", ""),
+        common::block_counter(&cluster, None, "raftfs_block_corrupt_reads_total", ""),
         0,
         "no read found it: the scanner did"
     );

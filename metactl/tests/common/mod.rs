@@ -431,3 +431,32 @@ pub async fn get_file(c: &Client, path: &str) -> Vec<u8> {
     r.read_to_end(&mut out).await.expect("read");
     out
 }
+
+/// The sum, over the blockservers of rack `rack` (or of every rack), of the metric lines that
+/// start with `metric` and contain `label`.
+pub fn block_counter(cluster: &LocalCluster, rack: Option<&str>, metric: &str, label: &str) -> u64 {
+    let mut total = 0u64;
+    for b in cluster
+        .file()
+        .block
+        .iter()
+        .filter(|b| rack.is_none_or(|r| b.rack == r))
+    {
+        let Some(addr) = block_metrics_addr(cluster, b.id) else {
+            continue;
+        };
+        let Ok(text) = http_get(&addr, "/metrics") else {
+            continue;
+        };
+        for line in text.lines() {
+            if line.starts_with(metric) && line.contains(label) {
+                total += line
+                    .rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0) as u64;
+            }
+        }
+    }
+    total
+}
