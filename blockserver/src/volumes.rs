@@ -136,13 +136,20 @@ fn fs_space(path: &Path) -> Result<FsSpace, StoreError> {
     })
 }
 
+/// One pool's blocks on one volume.
+#[derive(Debug)]
+struct PoolStore {
+    pool: u64,
+    store: Store,
+    /// Bytes of finalized block data.
+    used: AtomicU64,
+}
+
 #[derive(Debug)]
 struct Volume {
     root: PathBuf,
     /// One store per pool, in the pool's directory.
-    stores: Vec<(u64, Store)>,
-    /// Bytes of finalized block data.
-    used: AtomicU64,
+    stores: Vec<PoolStore>,
     failed: AtomicBool,
 }
 
@@ -153,18 +160,27 @@ impl Volume {
 
     /// The store of `id`'s pool; a pool this server does not keep holds no block.
     fn store(&self, id: BlockId) -> Result<&Store, StoreError> {
-        self.stores
-            .iter()
-            .find(|(pool, _)| *pool == id.pool)
-            .map(|(_, store)| store)
+        self.pool(id.pool)
+            .map(|p| &p.store)
             .ok_or(StoreError::NotFound(id))
     }
 
-    /// Opens the stores of `pools` in the volume at `root` (creating their directories);
-    /// returns them with the bytes of the blocks they hold.
-    fn open(root: &Path, pools: &[Pool]) -> Result<(Vec<(u64, Store)>, u64), StoreError> {
+    fn pool(&self, pool: u64) -> Option<&PoolStore> {
+        self.stores.iter().find(|p| p.pool == pool)
+    }
+
+    /// Bytes of block data, every pool's.
+    fn used(&self) -> u64 {
+        self.stores
+            .iter()
+            .map(|p| p.used.load(Ordering::Relaxed))
+            .fold(0, u64::saturating_add)
+    }
+
+    /// Opens the stores of `pools` in the volume at `root` (creating their directories),
+    /// each with the bytes of the blocks it holds.
+    fn open(root: &Path, pools: &[Pool]) -> Result<Vec<PoolStore>, StoreError> {
         let mut stores = Vec::with_capacity(pools.len());
-        let mut used = 0u64;
         for pool in pools {
             let dir = pool.dir(root);
             std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
@@ -172,13 +188,17 @@ impl Volume {
                 source,
             })?;
             let store = Store::open_pool(&dir, pool.id)?;
-            used = store
+            let used = store
                 .list()?
                 .iter()
-                .fold(used, |u, b| u.saturating_add(b.length));
-            stores.push((pool.id, store));
+                .fold(0u64, |u, b| u.saturating_add(b.length));
+            stores.push(PoolStore {
+                pool: pool.id,
+                store,
+                used: AtomicU64::new(used),
+            });
         }
-        Ok((stores, used))
+        Ok(stores)
     }
 }
 
@@ -221,10 +241,9 @@ impl Volumes {
         let mut failed_at_open = 0u32;
         for dir in dirs {
             match Volume::open(dir, pools) {
-                Ok((stores, used)) => volumes.push(Volume {
+                Ok(stores) => volumes.push(Volume {
                     root: dir.clone(),
                     stores,
-                    used: AtomicU64::new(used),
                     failed: AtomicBool::new(false),
                 }),
                 Err(e) => {
@@ -267,7 +286,7 @@ impl Volumes {
         let roots: Vec<PathBuf> = vol
             .stores
             .iter()
-            .map(|(_, s)| s.root().to_owned())
+            .map(|p| p.store.root().to_owned())
             .collect();
         match probe(&roots) {
             Ok(()) => tracing::warn!(
@@ -439,11 +458,13 @@ impl Volumes {
                 match self.check(v, vol.store(id).and_then(|s| s.delete_up_to(id, up_to))) {
                     Ok(false) => return Ok(Deleted::Kept),
                     Ok(true) => {
-                        let _ = vol
-                            .used
-                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
-                                Some(u.saturating_sub(len))
-                            });
+                        if let Some(p) = vol.pool(id.pool) {
+                            let _ =
+                                p.used
+                                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                                        Some(u.saturating_sub(len))
+                                    });
+                        }
                         true
                     }
                     Err(StoreError::NotFound(_)) => false,
@@ -475,14 +496,23 @@ impl Volumes {
     fn list_where(&self, pools: impl Fn(u64) -> bool) -> Vec<Listed> {
         let mut out = Vec::new();
         for (v, vol) in self.working() {
-            for (_, store) in vol.stores.iter().filter(|(p, _)| pools(*p)) {
-                if let Ok(blocks) = self.check(v, store.list()) {
+            for p in vol.stores.iter().filter(|p| pools(p.pool)) {
+                if let Ok(blocks) = self.check(v, p.store.list()) {
                     out.extend(blocks);
                 }
             }
         }
         out.sort();
         out
+    }
+
+    /// Bytes of pool `pool`'s block data on the working volumes (its nameservice's share of
+    /// this server, DESIGN §10).
+    pub fn pool_used(&self, pool: u64) -> u64 {
+        self.working()
+            .filter_map(|(_, vol)| vol.pool(pool))
+            .map(|p| p.used.load(Ordering::Relaxed))
+            .fold(0, u64::saturating_add)
     }
 
     /// Capacity, use and room of the working volumes.
@@ -499,7 +529,7 @@ impl Volumes {
                 s.available = s
                     .available
                     .saturating_add(space.available.saturating_sub(self.reserved));
-                s.used = s.used.saturating_add(vol.used.load(Ordering::Relaxed));
+                s.used = s.used.saturating_add(vol.used());
             }
         }
         s.failed_volumes = self.failed_count();
@@ -560,9 +590,9 @@ impl VolumeWriter {
         let id = writer.id();
         let generation = writer.generation();
         let length = volumes.check(volume, writer.finalize())?;
-        volumes.volumes[volume]
-            .used
-            .fetch_add(length, Ordering::Relaxed);
+        if let Some(p) = volumes.volumes[volume].pool(id.pool) {
+            p.used.fetch_add(length, Ordering::Relaxed);
+        }
         volumes.publish(BlockEvent::Added {
             block: id,
             length,
@@ -706,6 +736,14 @@ mod tests {
         let vols = Volumes::open(&[dir.path().to_owned()], &pools, 0).expect("reopen");
         assert_eq!(vols.list_pool(pools[2].id).len(), 1);
         assert_eq!(vols.storage().used, 10 + 12);
+        assert_eq!(
+            (
+                vols.pool_used(pools[0].id),
+                vols.pool_used(pools[1].id),
+                vols.pool_used(pools[2].id)
+            ),
+            (10, 0, 12)
+        );
     }
 
     #[test]

@@ -19,8 +19,8 @@ use raftfs_core::namespace::throttle::ThrottleChange;
 use crate::error::ClientError;
 use crate::failover::{Rpc, Targets};
 use crate::model::{
-    self, ClusterStatus, ContentSummary, FileStatus, ListPage, LocatedBlocks, LocatedGroup, Member,
-    NodeStatus, ReconstructionStatus,
+    self, BlockServerInfo, ClusterStatus, ContentSummary, FileStatus, ListPage, LocatedBlocks,
+    LocatedGroup, Member, NodeStatus, ReconstructionStatus,
 };
 use crate::observers::Observers;
 use crate::read_mode::{AutoMsync, ReadMode};
@@ -798,6 +798,25 @@ impl Client {
             })
             .await?;
         Ok(model::reconstruction_status(r))
+    }
+
+    /// The blockservers as this nameservice's active knows them, and the nameservice's name
+    /// ("" for the unnamed one).
+    pub async fn block_servers(&self) -> Result<(String, Vec<BlockServerInfo>), ClientError> {
+        let r = self
+            .inner
+            .targets
+            .call(self.inner.config.failover_deadline, |ch| async move {
+                AdminClient::new(ch)
+                    .list_block_servers(pb::ListBlockServersRequest {})
+                    .await
+                    .map(tonic::Response::into_inner)
+            })
+            .await?;
+        Ok((
+            r.nameservice,
+            r.servers.into_iter().map(BlockServerInfo::from).collect(),
+        ))
     }
 
     /// Changes the reconstruction byte budgets (journaled: they survive failover).

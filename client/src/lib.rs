@@ -27,8 +27,8 @@ pub use client::{Client, ClientConfig, CreateOptions};
 pub use error::{ClientError, ErrorKind};
 pub use file::{FileError, FileReader, FileWriter};
 pub use model::{
-    BlockLocation, ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage, LocatedBlocks,
-    LocatedGroup, Member, NodeStatus, ReconstructionStatus, WorkerStatus,
+    BlockLocation, BlockServerInfo, ClusterStatus, ContentSummary, FileKind, FileStatus, ListPage,
+    LocatedBlocks, LocatedGroup, Member, NodeStatus, ReconstructionStatus, WorkerStatus,
 };
 pub use read_mode::{AutoMsync, ReadMode};
 pub use tls::ClientTls;

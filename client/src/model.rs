@@ -341,6 +341,46 @@ pub struct NodeReconstruction {
 }
 
 /// The active's reconstruction queues, tasks and budgets (`metactl reconstruction status`).
+/// A blockserver as a nameservice's active knows it, with that nameservice's pool's share
+/// of its storage (DESIGN §10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlockServerInfo {
+    pub id: BlockServerId,
+    pub addr: String,
+    pub rack: String,
+    pub live: bool,
+    pub capacity: u64,
+    /// Every pool's block bytes.
+    pub used: u64,
+    /// This nameservice's pool's block bytes.
+    pub pool_used: u64,
+    pub available: u64,
+    /// Internal blocks of this nameservice it reported.
+    pub blocks: u64,
+    pub volumes: u32,
+    pub failed_volumes: u32,
+    pub xmits_in_progress: u32,
+}
+
+impl From<pb::BlockServerInfo> for BlockServerInfo {
+    fn from(b: pb::BlockServerInfo) -> Self {
+        Self {
+            id: BlockServerId(b.id),
+            addr: b.addr,
+            rack: b.rack,
+            live: b.live,
+            capacity: b.capacity,
+            used: b.used,
+            pool_used: b.pool_used,
+            available: b.available,
+            blocks: b.blocks,
+            volumes: b.volumes,
+            failed_volumes: b.failed_volumes,
+            xmits_in_progress: b.xmits_in_progress,
+        }
+    }
+}
+
 /// Not `Serialize`: the budgets are keyed by rack pairs, which JSON maps cannot key; metactl
 /// writes its own document.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! `metactl`: raftfs admin and file commands, and the local cluster launcher.
 
+mod blockserver;
 mod certs;
 mod ec;
 mod fs;
@@ -83,6 +84,9 @@ enum Cmd {
     /// Rebuilding of lost internal blocks: status and byte-rate budgets.
     #[command(subcommand)]
     Reconstruction(ReconstructionCmd),
+    /// The blockservers as the active knows them, with its nameservice's pool's usage.
+    #[command(subcommand)]
+    Blockserver(BlockserverCmd),
     /// Federation's mount table, kept by the nameservice --cluster names (admin to edit).
     #[command(subcommand)]
     Mount(MountCmd),
@@ -298,6 +302,15 @@ enum MemberCmd {
     /// Makes a voter the active.
     TransferLeader { id: MemberId },
     /// Lists the members as the cluster knows them.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BlockserverCmd {
+    /// Every blockserver: liveness, usage (all pools, and this nameservice's), blocks.
     List {
         #[arg(long)]
         json: bool,
@@ -701,6 +714,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             EcCmd::Report { path, json } => ec::report(&client(&cli)?, path, *json).await?,
         },
+        Cmd::Blockserver(BlockserverCmd::List { json }) => {
+            blockserver::list(&client(&cli)?, *json).await?;
+        }
         Cmd::Mount(MountCmd::Add { at, to }) => mount::add(&client(&cli)?, at, to).await?,
         Cmd::Mount(MountCmd::Remove { at }) => client(&cli)?.mount_remove(at).await?,
         Cmd::Mount(MountCmd::List { json }) => mount::list(&client(&cli)?, *json).await?,

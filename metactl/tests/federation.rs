@@ -117,6 +117,62 @@ async fn two_nameservices_keep_their_pools_apart_and_one_keeps_the_mount_table()
     assert!(pool_files(&cluster, "").is_empty());
     let before2 = snapshot(&files2);
 
+    // `blockserver list`: each nameservice's active shows its own pool's bytes on every
+    // server (the block data files on disk, checksum files aside) and every pool's together.
+    let data_bytes = |files: &[PathBuf]| -> u64 {
+        files
+            .iter()
+            .filter(|f| f.extension().is_none())
+            .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+            .sum()
+    };
+    let (want1, want2) = (data_bytes(&files1), data_bytes(&files2));
+    let listed = |dir: &Path| -> serde_json::Value {
+        let out = metactl(&[
+            "--cluster",
+            dir.to_str().expect("utf8"),
+            "blockserver",
+            "list",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("blockserver list --json")
+    };
+    let sum = |v: &serde_json::Value, field: &str| -> u64 {
+        v["blockservers"]
+            .as_array()
+            .expect("servers")
+            .iter()
+            .map(|b| b[field].as_u64().expect("a count"))
+            .sum()
+    };
+    let start = Instant::now();
+    loop {
+        let (v1, v2) = (listed(&ns1_dir), listed(&ns2_dir));
+        assert_eq!(
+            (&v1["nameservice"], &v2["nameservice"]),
+            (&"ns1".into(), &"ns2".into())
+        );
+        assert_eq!(v1["blockservers"].as_array().map(Vec::len), Some(9));
+        let got = (
+            sum(&v1, "pool_used"),
+            sum(&v2, "pool_used"),
+            sum(&v1, "used"),
+        );
+        if got == (want1, want2, want1 + want2) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "pool usage {got:?}, on disk {want1} + {want2}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     // Deleting in ns1 empties its pool and leaves every byte of ns2's alone.
     ns1.delete("/f", false).await.expect("delete");
     ns1.delete("/ec", false).await.expect("delete");

@@ -195,11 +195,13 @@ impl Task {
     }
 
     async fn storage(&self) -> pb::StorageReport {
-        let volumes = self.ctx.volumes.clone();
-        let s = tokio::task::spawn_blocking(move || volumes.storage())
-            .await
-            .unwrap_or_default();
+        let (volumes, pool) = (self.ctx.volumes.clone(), self.ctx.pool.id);
+        let (s, pool_used) =
+            tokio::task::spawn_blocking(move || (volumes.storage(), volumes.pool_used(pool)))
+                .await
+                .unwrap_or_default();
         pb::StorageReport {
+            pool_used,
             capacity: s.capacity,
             used: s.used,
             available: s.available,

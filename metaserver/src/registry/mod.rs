@@ -40,6 +40,8 @@ pub struct Storage {
     pub volumes: u32,
     pub failed_volumes: u32,
     pub xmits_in_progress: u32,
+    /// Bytes of this nameservice's pool (DESIGN §10); `used` is every pool's.
+    pub pool_used: u64,
 }
 
 /// One internal block as a blockserver reported it.

@@ -263,6 +263,46 @@ impl Admin for AdminService {
     }
 
     #[tracing::instrument(skip_all)]
+    #[tracing::instrument(skip_all)]
+    async fn list_block_servers(
+        &self,
+        _req: Request<pb::ListBlockServersRequest>,
+    ) -> Result<Response<pb::ListBlockServersResponse>, Status> {
+        let start = Instant::now();
+        // The active's view: which servers are live is its call.
+        let r = self
+            .node
+            .ensure_active()
+            .map(|()| pb::ListBlockServersResponse {
+                nameservice: self.node.nameservice_name().to_owned(),
+                servers: self
+                    .node
+                    .blocks
+                    .registry
+                    .nodes()
+                    .iter()
+                    .map(|n| pb::BlockServerInfo {
+                        id: n.id.get(),
+                        addr: n.addr.clone(),
+                        rack: n.rack.clone(),
+                        live: n.live,
+                        capacity: n.storage.capacity,
+                        used: n.storage.used,
+                        pool_used: n.storage.pool_used,
+                        available: n.storage.available,
+                        blocks: n.blocks as u64,
+                        volumes: n.storage.volumes,
+                        failed_volumes: n.storage.failed_volumes,
+                        xmits_in_progress: n.storage.xmits_in_progress,
+                    })
+                    .collect(),
+            });
+        self.node
+            .metrics
+            .observe_rpc("list_block_servers", start.elapsed(), r.is_ok());
+        r.map(Response::new).map_err(Status::from)
+    }
+
     async fn reconstruction_status(
         &self,
         _req: Request<pb::ReconstructionStatusRequest>,

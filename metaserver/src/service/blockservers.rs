@@ -150,6 +150,7 @@ fn storage(s: Option<pb::StorageReport>) -> Storage {
         volumes: s.volumes,
         failed_volumes: s.failed_volumes,
         xmits_in_progress: s.xmits_in_progress,
+        pool_used: s.pool_used,
     }
 }
 
