@@ -128,6 +128,7 @@ impl Metaservers {
                 index: u32::from(block.index),
                 node_id: self.node_id,
                 reason: reason.clone(),
+                nameservice: link.pool.wire_name().to_owned(),
             };
             let (mut client, addr, metrics) =
                 (link.namespace(), link.addr.clone(), self.metrics.clone());

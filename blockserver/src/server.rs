@@ -76,6 +76,7 @@ pub async fn serve(
     let bound = first.local_addr()?;
     let advertise = config.advertised(bound);
     let pools = config.pools();
+    warn_of_unkept_blocks(&config.data_dirs, &pools);
     let (dirs, reserved) = (config.data_dirs.clone(), config.reserved_bytes);
     let kept: Vec<_> = pools.iter().map(|p| p.pool.clone()).collect();
     let volumes = tokio::task::spawn_blocking(move || Volumes::open(&dirs, &kept, reserved))
@@ -169,6 +170,27 @@ pub async fn serve(
         }
     }
     result.map_err(ServerError::from)
+}
+
+/// Says so, loudly, when a data directory holds blocks of the unnamed pool (a cluster of
+/// before federation, or one configured with `metaservers`) but the configuration keeps no
+/// such pool: those blocks are not opened, reported, counted or collected until it does.
+fn warn_of_unkept_blocks(dirs: &[std::path::PathBuf], pools: &[crate::config::PoolConfig]) {
+    if pools.iter().any(|p| p.pool.name.is_none()) {
+        return;
+    }
+    for dir in dirs {
+        let finalized = dir.join("finalized");
+        let held = std::fs::read_dir(&finalized).is_ok_and(|mut d| d.next().is_some());
+        if held {
+            tracing::warn!(
+                dir = %finalized.display(),
+                "blocks of the unnamed pool are here, but no `metaservers` are configured for it: \
+                 they are not reported to anyone (keep the unnamed nameservice's `metaservers` \
+                 until they are moved)"
+            );
+        }
+    }
 }
 
 /// Installs the log subscriber (`RUST_LOG`, default `info`).

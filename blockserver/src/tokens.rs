@@ -44,10 +44,17 @@ pub fn now_ms() -> u64 {
 /// sign for another's blocks), and who waits for new ones.
 #[derive(Debug)]
 pub struct Keys {
-    rings: BTreeMap<u64, watch::Sender<KeyRing>>,
+    rings: BTreeMap<u64, PoolKeys>,
     /// No certificates: nodes are who they claim (`Authorizer::claimed_nodes`).
     nodes_claimed: bool,
-    /// Permits of the calls waiting for a key.
+}
+
+/// One pool's ring, and the calls waiting for its keys: each pool has its own permits, so
+/// tokens naming a pool whose nameservice is down (its ring empty, every key id "on its
+/// way") cannot take the waits of another pool's calls.
+#[derive(Debug)]
+struct PoolKeys {
+    ring: watch::Sender<KeyRing>,
     waiters: tokio::sync::Semaphore,
 }
 
@@ -57,10 +64,15 @@ impl Keys {
         Self {
             rings: pools
                 .iter()
-                .map(|p| (*p, watch::Sender::new(KeyRing::default())))
+                .map(|p| {
+                    let keys = PoolKeys {
+                        ring: watch::Sender::new(KeyRing::default()),
+                        waiters: tokio::sync::Semaphore::new(MAX_KEY_WAITERS),
+                    };
+                    (*p, keys)
+                })
                 .collect(),
             nodes_claimed,
-            waiters: tokio::sync::Semaphore::new(MAX_KEY_WAITERS),
         }
     }
 
@@ -69,14 +81,14 @@ impl Keys {
     pub fn learn(&self, pool: u64, keys: &[pb::BlockKey]) -> usize {
         let now = now_ms();
         let keys: Vec<BlockKey> = keys.iter().filter_map(key).collect();
-        if let Some(ring) = self.rings.get(&pool) {
-            ring.send_if_modified(|ring| {
+        if let Some(pool) = self.rings.get(&pool) {
+            pool.ring.send_if_modified(|ring| {
                 let before = ring.clone();
                 ring.learn(keys, now);
                 *ring != before
             });
         }
-        self.rings.values().map(|r| r.borrow().len()).sum()
+        self.rings.values().map(|k| k.ring.borrow().len()).sum()
     }
 
     /// Whether `token` lets `caller` do `want` now (checked with the ring of `want.pool`);
@@ -87,7 +99,7 @@ impl Keys {
         want: &Want,
         caller: &Caller,
     ) -> Result<Claims, TokenError> {
-        let Some(ring) = self.rings.get(&want.pool) else {
+        let Some(PoolKeys { ring, waiters }) = self.rings.get(&want.pool) else {
             // A pool this server does not keep: no block of it is here (a token that is
             // not one at all says so first).
             block_token::BlockToken::decode(token)?;
@@ -98,7 +110,7 @@ impl Keys {
         match first {
             Err(TokenError::UnknownKey(id)) if newer_than_known(&ring.borrow(), id) => {
                 // At most MAX_KEY_WAITERS calls wait at once: the rest are judged now.
-                let Ok(_waiting) = self.waiters.try_acquire() else {
+                let Ok(_waiting) = waiters.try_acquire() else {
                     return first;
                 };
                 let wait = rx.wait_for(|ring| ring.get(id).is_some());

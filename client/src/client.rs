@@ -382,6 +382,9 @@ impl Client {
                 index,
                 node_id: node.get(),
                 reason: reason.to_owned(),
+                // The client does not know its nameservice's name: a federated one's members
+                // refuse the report, and the serving blockserver's own report stands.
+                nameservice: String::new(),
             };
             let channel = self.inner.targets.channel(&addr);
             async move {

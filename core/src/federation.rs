@@ -27,6 +27,11 @@ pub const MAX_NAMESERVICE_BYTES: usize = 32;
 /// hundreds to low thousands.
 pub const MAX_MOUNTS: usize = 10_000;
 
+/// Largest encoded table, in bytes (bounded by the paths' and names' size bounds): every edit
+/// rewrites the whole record and every `GetMountTable` reply carries it, which must stay well
+/// inside a gRPC message (4 MiB by default).
+pub const MAX_TABLE_BYTES: usize = 1 << 20;
+
 /// A nameservice's name (`ns1`, `logs-2`): 1 to 32 bytes of lowercase ASCII letters, digits
 /// and `-`, beginning with a letter. It names the nameservice in configurations, in the mount
 /// table and in a blockserver's pool directory, so it must be safe as a file name and stable.
@@ -124,7 +129,7 @@ pub enum FederationError {
     MountPoint(NsPath),
     #[error("{0} is already a mount point")]
     AlreadyMounted(NsPath),
-    #[error("the mount table holds at most {MAX_MOUNTS} entries")]
+    #[error("the mount table holds at most {MAX_MOUNTS} entries and {MAX_TABLE_BYTES} bytes")]
     TooManyMounts,
     /// `/` is the default nameservice's, set as such, never a mount point.
     #[error("`/` cannot be a mount point; set a default nameservice instead")]
@@ -142,6 +147,13 @@ impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.nameservice, self.path)
     }
+}
+
+/// An upper bound of one entry's encoded size.
+fn entry_bound(at: &NsPath, to: &Destination) -> usize {
+    at.size_bound()
+        .saturating_add(to.path.size_bound())
+        .saturating_add(to.nameservice.0.len() + 5)
 }
 
 /// A path of the federated tree, resolved.
@@ -217,11 +229,20 @@ impl MountTable {
         if self.mounts.contains_key(&at) {
             return Err(FederationError::AlreadyMounted(at));
         }
-        if self.mounts.len() >= MAX_MOUNTS {
+        let grown = self.size_bound().saturating_add(entry_bound(&at, &to));
+        if self.mounts.len() >= MAX_MOUNTS || grown > MAX_TABLE_BYTES {
             return Err(FederationError::TooManyMounts);
         }
         self.mounts.insert(at, to);
         Ok(())
+    }
+
+    /// An upper bound of the table's encoded size, in bytes.
+    pub fn size_bound(&self) -> usize {
+        self.mounts.iter().map(|(at, to)| entry_bound(at, to)).fold(
+            self.default.as_ref().map_or(1, |n| n.0.len() + 6),
+            usize::saturating_add,
+        )
     }
 
     /// Removes mount point `at`; its destination if it was one. The data stays in its
@@ -436,6 +457,21 @@ mod tests {
             t.add(p("/"), to("ns3", "/")),
             Err(FederationError::RootMount)
         );
+        // The whole table stays far inside a reply: long mount points run out of room
+        // before the entry count does.
+        let long = format!("/{}", vec!["d".repeat(250); 200].join("/"));
+        let mut big = MountTable::new(None);
+        let mut added = 0usize;
+        let refused = loop {
+            match big.add(p(&format!("{long}/{added}")), to("ns1", "/")) {
+                Ok(()) => added += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(refused, FederationError::TooManyMounts);
+        assert!(added < MAX_MOUNTS && big.size_bound() <= MAX_TABLE_BYTES);
+        let bytes = postcard::to_allocvec(&big).expect("encode");
+        assert!(bytes.len() <= big.size_bound(), "{} > bound", bytes.len());
         assert_eq!(t.remove(&p("/logs")), Some(to("ns2", "/")));
         assert_eq!(t.remove(&p("/logs")), None);
         assert_eq!(t.nameservices(), vec![ns("ns1"), ns("ns2")]);

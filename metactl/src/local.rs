@@ -267,6 +267,18 @@ async fn start_observer(
 /// `local add-observer`: one more observer for the running cluster in `dir`; returns its id.
 pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<u64> {
     let mut cluster = ClusterFile::read(dir)?;
+    if cluster.meta.is_empty() {
+        let dirs: Vec<&str> = cluster
+            .nameservices
+            .iter()
+            .map(|n| n.dir.as_str())
+            .collect();
+        bail!(
+            "{} lists no metaserver to join (a federated cluster: add it to one nameservice's directory: {})",
+            dir.display(),
+            dirs.join(", ")
+        );
+    }
     let id = cluster.meta.iter().map(|m| m.id).max().unwrap_or(0) + 1;
     // A member of a nameservice joins it under its name: the first member's config says it.
     let nameservice = match cluster.meta.first() {
@@ -630,12 +642,7 @@ async fn up_federated(opts: &UpOptions) -> Result<ClusterFile> {
     if opts.tls || opts.proxied || opts.seed.is_some() {
         bail!("--nameservices does not combine with --tls, --proxied or --seed yet");
     }
-    if let Ok(existing) = ClusterFile::read(&opts.dir)
-        && existing
-            .block
-            .iter()
-            .any(|b| runs(b.pid, &block_config_path(&opts.dir, b.id)))
-    {
+    if running(&opts.dir) {
         bail!(
             "a cluster is already running in {} (metactl local down --dir {0})",
             opts.dir.display()
@@ -643,11 +650,13 @@ async fn up_federated(opts: &UpOptions) -> Result<ClusterFile> {
     }
     fs::create_dir_all(&opts.dir).with_context(|| format!("creating {}", opts.dir.display()))?;
     sockets::release(&opts.dir)?;
+    // Recorded absolute: `down` may run from another directory.
+    let base = absolute(&opts.dir);
     let mut top = ClusterFile::default();
     let mut pools = Vec::new();
     for k in 1..=opts.nameservices {
         let name = NameserviceId::parse(&format!("ns{k}"))?;
-        let dir = opts.dir.join(name.as_str());
+        let dir = base.join(name.as_str());
         // Listed before it starts: `down` takes down whatever of it came up.
         top.nameservices.push(NameserviceEntry {
             name: name.to_string(),
@@ -685,21 +694,32 @@ async fn up_federated(opts: &UpOptions) -> Result<ClusterFile> {
     Ok(top)
 }
 
+/// Whether any server the cluster file in `dir` lists still runs: its metaservers, its
+/// blockservers, and those of the nameservices it lists.
+fn running(dir: &Path) -> bool {
+    let Ok(existing) = ClusterFile::read(dir) else {
+        return false;
+    };
+    existing
+        .meta
+        .iter()
+        .any(|m| runs(m.pid, &config_path(dir, m.id)))
+        || existing
+            .block
+            .iter()
+            .any(|b| runs(b.pid, &block_config_path(dir, b.id)))
+        || existing
+            .nameservices
+            .iter()
+            .any(|ns| running(Path::new(&ns.dir)))
+}
+
 /// One nameservice's metaservers (and, unfederated, the blockservers).
 async fn up_nameservice(opts: &UpOptions) -> Result<ClusterFile> {
     if opts.voters == 0 {
         bail!("--voters must be at least 1");
     }
-    if let Ok(existing) = ClusterFile::read(&opts.dir)
-        && (existing
-            .meta
-            .iter()
-            .any(|m| runs(m.pid, &config_path(&opts.dir, m.id)))
-            || existing
-                .block
-                .iter()
-                .any(|b| runs(b.pid, &block_config_path(&opts.dir, b.id))))
-    {
+    if running(&opts.dir) {
         bail!(
             "a cluster is already running in {} (metactl local down --dir {0})",
             opts.dir.display()
@@ -865,9 +885,13 @@ pub async fn down(dir: &Path) -> Result<()> {
         stop_pid(pid, dir, Duration::from_secs(5)).await?;
     }
     for ns in &cluster.nameservices {
-        let ns_dir = PathBuf::from(&ns.dir);
+        // A nameservice listed before it started may have no cluster file yet (its `up`
+        // failed first); one recorded relative is taken from `dir`.
+        let ns_dir = dir.join(&ns.dir);
         if ClusterFile::path(&ns_dir).exists() {
             Box::pin(down(&ns_dir)).await?;
+        } else {
+            tracing::debug!(dir = %ns_dir.display(), "nameservice never started");
         }
     }
     // Only now that nothing listens on them: other clusters may draw its ports again.

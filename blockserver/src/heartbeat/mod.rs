@@ -307,6 +307,9 @@ impl Task {
                 }
                 event = self.events.recv() => {
                     match event {
+                        // Another pool's news: not this nameservice's business, and no
+                        // reason to wait for a batch or send a report.
+                        Ok(e) if !self.concerns(&e) => continue,
                         Ok(e) => need_full |= !self.note(e),
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             tracing::warn!(lost = n, "fell behind on block changes: full report");
@@ -319,7 +322,7 @@ impl Task {
                         tokio::time::sleep(BATCH_WINDOW).await;
                         need_full |= !self.drain_events();
                     }
-                    if !need_full && Instant::now() >= incremental_after {
+                    if !need_full && !self.pending.is_empty() && Instant::now() >= incremental_after {
                         match self.incremental_report().await {
                             Sent::Done => {}
                             Sent::Reregister => return SessionEnd::Reregister,
@@ -336,10 +339,15 @@ impl Task {
     /// Takes an event of this nameservice's pool into `pending` (others are not its
     /// business); false if it calls for a full report.
     fn note(&mut self, event: BlockEvent) -> bool {
-        if event.pool().is_some_and(|p| p != self.ctx.pool.id) {
+        if !self.concerns(&event) {
             return true;
         }
         self.pending.note(event)
+    }
+
+    /// Whether `event` is about this nameservice's pool (a volume's failure is every pool's).
+    fn concerns(&self, event: &BlockEvent) -> bool {
+        event.pool().is_none_or(|p| p == self.ctx.pool.id)
     }
 
     /// Moves every queued event into `pending`; false if one calls for a full report.

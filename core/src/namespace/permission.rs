@@ -292,10 +292,17 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
         Op::Reclaim { .. }
         | Op::SetThrottle(_)
         | Op::RollBlockKey { .. }
-        | Op::BeginLeaseRecovery { .. }
-        | Op::MountAdd { .. }
-        | Op::MountRemove { .. }
-        | Op::SetDefaultNameservice { .. } => Ok(()),
+        | Op::BeginLeaseRecovery { .. } => Ok(()),
+        // The federation's mount table: the superuser's (checked above) alone, here as well
+        // as by the service's Admin rule, so that no other way in (a router) can skip it.
+        Op::MountAdd { at, .. } | Op::MountRemove { at } => {
+            Err(denied(access, "edit the mount table at", at))
+        }
+        Op::SetDefaultNameservice { .. } => Err(denied(
+            access,
+            "set the default nameservice of",
+            &NsPath::root(),
+        )),
     }
 }
 

@@ -8,7 +8,7 @@
 //!
 //! | family (`RECORD`)           | where                                   | body reaches |
 //! |-----------------------------|-----------------------------------------|--------------|
-//! | `batch` ([`Batch`])         | nested in every `raft entry` and entry of `append entries` | `Batch`, `Proposal`, `ClientId`, `ApplyCtx`, `Access`, `Op` and all it holds (`NsPath`, `StoragePolicy`, `XattrExpect`, `ThrottleChange`) |
+//! | `batch` ([`Batch`])         | nested in every `raft entry` and entry of `append entries` | `Batch`, `Proposal`, `ClientId`, `ApplyCtx`, `Access`, `Op` and all it holds (`NsPath`, `StoragePolicy`, `XattrExpect`, `ThrottleChange`, `BlockKey`, federation's `Destination` and `NameserviceId`) |
 //! | `raft entry` ([`LogEntry`]) | log store, CF `log`                     | openraft `Entry`, `LogId`, `EntryPayload`, `Membership`, `BasicNode`; the batch nested |
 //! | `vote` ([`VoteRecord`])     | log store, CF `store`, `vote`           | openraft `Vote` |
 //! | `committed log id`          | log store, `committed`                  | `Option<LogId>` |

@@ -263,7 +263,6 @@ impl Admin for AdminService {
     }
 
     #[tracing::instrument(skip_all)]
-    #[tracing::instrument(skip_all)]
     async fn list_block_servers(
         &self,
         _req: Request<pb::ListBlockServersRequest>,
@@ -303,6 +302,7 @@ impl Admin for AdminService {
         r.map(Response::new).map_err(Status::from)
     }
 
+    #[tracing::instrument(skip_all)]
     async fn reconstruction_status(
         &self,
         _req: Request<pb::ReconstructionStatusRequest>,

@@ -633,6 +633,15 @@ impl Namespace for NamespaceService {
         span.record("group", req.group);
         span.record("index", req.index);
         span.record("node_id", req.node_id);
+        let ours = self.node.nameservice_name();
+        if req.nameservice != ours {
+            // Another pool's group of the same id: marking it here would condemn a good copy.
+            let wrong = MetaError::WrongNameservice {
+                ours: ours.to_owned(),
+                theirs: req.nameservice,
+            };
+            return self.finish("report_corrupt", start, Err(wrong));
+        }
         tracing::warn!(reason = %req.reason, "internal block reported corrupt");
         self.node.blocks.registry.mark_corrupt(
             GroupId(req.group),
