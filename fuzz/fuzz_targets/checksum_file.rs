@@ -30,7 +30,11 @@ struct Input {
     flip_to: u8,
 }
 
-const ID: BlockId = BlockId { pool: 0, group: 1, index: 0 };
+const ID: BlockId = BlockId {
+    pool: 0,
+    group: 1,
+    index: 0,
+};
 
 fuzz_target!(|input: Input| {
     // Any bytes, any length.
