@@ -84,6 +84,10 @@ enum Built {
     /// With how many targets the leader found (`None`: as many as the file's width).
     AddBlock(WirePath, Principal, Num, Option<u8>),
     SetThrottle(Option<u64>, Vec<(Name, Name, u64)>, Vec<(Name, Name)>),
+    /// The federation's mount table (a name from the vocabulary may not be a nameservice's).
+    MountAdd(WirePath, Name, WirePath),
+    MountRemove(WirePath),
+    SetDefaultNameservice(Option<Name>),
 }
 
 #[derive(Debug, Arbitrary)]
@@ -220,6 +224,17 @@ impl Built {
                     .collect(),
                 datacenter_pairs: Vec::new(),
             }),
+            Built::MountAdd(at, ns, path) => PbOp::MountAdd(pb::MountAddOp {
+                at: at.0,
+                nameservice: ns.0,
+                path: path.0,
+            }),
+            Built::MountRemove(at) => PbOp::MountRemove(pb::MountRemoveOp { at: at.0 }),
+            Built::SetDefaultNameservice(ns) => {
+                PbOp::SetDefaultNameservice(pb::SetDefaultNameserviceOp {
+                    nameservice: ns.map(|n| n.0).unwrap_or_default(),
+                })
+            }
         };
         (op, targets, recovered)
     }

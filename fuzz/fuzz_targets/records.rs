@@ -1,6 +1,7 @@
 //! Decoding of every versioned record raftfs persists or sends between metaservers
 //! (`core/src/format.rs`'s envelope): the namespace's records (`core/src/namespace/inode.rs`:
-//! inode, lease record, block group, throttle settings) and the journal's
+//! inode, lease record, block group, throttle settings, block keys, the federation's mount
+//! table) and the journal's
 //! (`metaserver/src/journal/format.rs`: Raft entries and the batch nested in them, vote, log
 //! ids, membership, retry results, snapshot metadata, and each Raft RPC's request and reply).
 //! These bytes come from disk (a corrupt or foreign file) or from a peer.
@@ -19,8 +20,10 @@ use std::fmt::Debug;
 use libfuzzer_sys::fuzz_target;
 use raftfs_core::format::{self, Schema};
 use raftfs_core::namespace::Inode;
+use raftfs_core::namespace::block_keys::BlockKeys;
 use raftfs_core::namespace::blocks::BlockGroup;
 use raftfs_core::namespace::inode::LeaseRecord;
+use raftfs_core::namespace::mounts::MountRecord;
 use raftfs_core::namespace::throttle::ThrottleSettings;
 use raftfs_fuzz as _;
 use raftfs_metaserver::journal::Batch;
@@ -48,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&family, bytes)) = data.split_first() else {
         return;
     };
-    match family % 18 {
+    match family % 20 {
         0 => round_trip::<Inode>(bytes),
         1 => round_trip::<LeaseRecord>(bytes),
         2 => round_trip::<BlockGroup>(bytes),
@@ -66,9 +69,11 @@ fuzz_target!(|data: &[u8]| {
         14 => round_trip::<rpc::AppendEntriesReply>(bytes),
         15 => round_trip::<rpc::VoteRequest>(bytes),
         16 => round_trip::<rpc::VoteReply>(bytes),
-        _ => {
+        17 => {
             round_trip::<rpc::InstallSnapshot>(bytes);
             round_trip::<rpc::InstallSnapshotReply>(bytes);
         }
+        18 => round_trip::<MountRecord>(bytes),
+        _ => round_trip::<BlockKeys>(bytes),
     }
 });
