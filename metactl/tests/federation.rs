@@ -15,6 +15,7 @@ use raftfs_client::{Client, ClientConfig};
 use raftfs_proto as pb;
 use raftfs_proto::ErrorKind;
 use raftfs_proto::block_servers_client::BlockServersClient;
+use raftfs_proto::namespace_client::NamespaceClient;
 
 fn client_of(dir: &Path) -> Client {
     let file = ClusterFile::read(dir).expect("the nameservice's cluster.json");
@@ -194,29 +195,36 @@ async fn two_nameservices_keep_their_pools_apart_and_one_keeps_the_mount_table()
 
     // A blockserver that registers for ns1 with a member of ns2 is refused: pools never mix.
     let ns2_member = ClusterFile::read(&ns2_dir).expect("ns2").meta_addrs()[0].clone();
-    let mut bs = BlockServersClient::new(channel(&ns2_member, &Dial::Plain));
+    let to_ns2 = channel(&ns2_member, &Dial::Plain);
+    let register = |nameservice: &str| pb::RegisterRequest {
+        node_id: 1,
+        addr: top.block[0].addr.clone(),
+        rack: "r1".into(),
+        nameservice: nameservice.into(),
+        ..Default::default()
+    };
+    let mut bs = BlockServersClient::new(to_ns2.clone());
     let refused = bs
-        .register(pb::RegisterRequest {
+        .register(register("ns1"))
+        .await
+        .expect_err("registered for another nameservice");
+    assert_eq!(kind_of(&refused), Some(ErrorKind::WrongNameservice));
+    let accepted = bs.register(register("ns2")).await.expect("its own");
+    assert_eq!(accepted.get_ref().nameservice, "ns2");
+    // Nor does a corrupt report of ns1's group reach ns2's copy of the same group id.
+    let corrupt = NamespaceClient::new(to_ns2)
+        .report_corrupt(pb::ReportCorruptRequest {
+            group: g1[0].id.get(),
+            index: 0,
             node_id: 1,
-            addr: top.block[0].addr.clone(),
-            rack: "r1".into(),
+            reason: "test".into(),
             nameservice: "ns1".into(),
             ..Default::default()
         })
         .await
-        .expect_err("registered for another nameservice");
-    assert_eq!(kind_of(&refused), Some(ErrorKind::WrongNameservice));
-    let accepted = bs
-        .register(pb::RegisterRequest {
-            node_id: 1,
-            addr: top.block[0].addr.clone(),
-            rack: "r1".into(),
-            nameservice: "ns2".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("its own nameservice");
-    assert_eq!(accepted.get_ref().nameservice, "ns2");
+        .expect_err("a corrupt report for another nameservice's pool");
+    assert_eq!(kind_of(&corrupt), Some(ErrorKind::WrongNameservice));
+    assert_eq!(get_file(&ns2, "/f").await, a2);
 
     // The mount table, kept by ns1: edited by the admin through its journal, read by anyone
     // at a state ID, refused to a user and for a mount point taken.
