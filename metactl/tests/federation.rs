@@ -55,21 +55,25 @@ fn snapshot(files: &[PathBuf]) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// Two nameservices of three voters each, sharing `blockservers` blockservers in 3 racks.
+fn federated(blockservers: &str, extra: &[&str]) -> LocalCluster {
+    let mut args = vec![
+        "--nameservices",
+        "2",
+        "--observers",
+        "0",
+        "--blockservers",
+        blockservers,
+        "--racks",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    LocalCluster::up(3, &args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nameservices_keep_their_pools_apart_and_one_keeps_the_mount_table() {
-    let cluster = LocalCluster::up(
-        3,
-        &[
-            "--nameservices",
-            "2",
-            "--observers",
-            "0",
-            "--blockservers",
-            "9",
-            "--racks",
-            "3",
-        ],
-    );
+    let cluster = federated("9", &[]);
     let top = cluster.file();
     assert!(top.meta.is_empty(), "the top directory lists no members");
     let names: Vec<&str> = top.nameservices.iter().map(|n| n.name.as_str()).collect();
@@ -276,29 +280,6 @@ async fn two_nameservices_keep_their_pools_apart_and_one_keeps_the_mount_table()
     );
 }
 
-/// Waits until nameservice `c` counts `live` blockservers and every group is healthy.
-async fn wait_healthy(c: &Client, live: u64, within: Duration) {
-    let start = Instant::now();
-    loop {
-        let r = c.fsck("/", false).await.expect("fsck");
-        if r.live_blockservers == live && r.degraded == 0 && r.missing == 0 {
-            return;
-        }
-        assert!(start.elapsed() < within, "never healthy: {r:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Bytes the blockservers of rack `to` read from rack `from` for rebuilds, whatever pool.
-fn crossing(cluster: &LocalCluster, from: &str, to: &str) -> u64 {
-    common::block_counter(
-        cluster,
-        Some(to),
-        "raftfs_block_reconstruction_read_bytes_total",
-        &format!("from_rack=\"{from}\""),
-    )
-}
-
 /// Two nameservices rebuild at once after one blockserver dies: every task of both pools
 /// charges the same buckets, so the rack pair's budget holds for the two together, as it
 /// would for one (DESIGN §10: budgets shared across pools).
@@ -308,21 +289,7 @@ async fn a_rack_pair_budget_holds_across_both_pools_rebuilding_at_once() {
     // the unthrottled rebuild crosses at about 2 MB/s, so a higher budget would not bind
     // (and the test could not fail).
     const BUDGET: f64 = 0.5e6;
-    let cluster = LocalCluster::up(
-        3,
-        &[
-            "--nameservices",
-            "2",
-            "--observers",
-            "0",
-            "--blockservers",
-            "12",
-            "--racks",
-            "3",
-            "--dead-after-secs",
-            "3",
-        ],
-    );
+    let cluster = federated("12", &["--dead-after-secs", "3"]);
     let top = cluster.file();
     let dirs: Vec<PathBuf> = top
         .nameservices
@@ -331,18 +298,26 @@ async fn a_rack_pair_budget_holds_across_both_pools_rebuilding_at_once() {
         .collect();
     let clients: Vec<Client> = dirs.iter().map(|d| client_of(d)).collect();
     let mut files = Vec::new();
-    // Only ns1's active is told the budget: ns2 sends none (unlimited), which lifts no
-    // limit, since the servers run at the lowest rate any pool's active sent. A server that
-    // took whichever heartbeat came last would let ns2's tasks, and every task half the
-    // time, run unlimited.
-    let out = metactl(&[
-        "--cluster",
-        dirs[0].to_str().expect("utf8"),
-        "reconstruction",
-        "throttle",
-        "--rack-pair",
-        "r1:r2=0.5",
-    ]);
+    // Only ns1's active is told the budget, on every rack pair (a rebuilt block may land in
+    // any rack): ns2 sends none (unlimited), which lifts no limit, since the servers run at
+    // the lowest rate any pool's active sent. A server that took whichever heartbeat came
+    // last would let ns2's tasks, and every task half the time, run unlimited.
+    let racks = ["r1", "r2", "r3"];
+    let pairs: Vec<(&str, &str)> = racks
+        .iter()
+        .flat_map(|f| racks.iter().filter(move |t| *t != f).map(move |t| (*f, *t)))
+        .collect();
+    let mut args = vec![
+        "--cluster".to_owned(),
+        dirs[0].to_str().expect("utf8").to_owned(),
+        "reconstruction".into(),
+        "throttle".into(),
+    ];
+    for (f, t) in &pairs {
+        args.extend(["--rack-pair".to_owned(), format!("{f}:{t}=0.5")]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = metactl(&args);
     assert!(
         out.status.success(),
         "{}",
@@ -354,48 +329,65 @@ async fn a_rack_pair_budget_holds_across_both_pools_rebuilding_at_once() {
         files.push(data);
     }
     for c in &clients {
-        wait_healthy(c, 12, Duration::from_secs(30)).await;
+        common::wait_healthy(c, 12, Duration::from_secs(30)).await;
     }
+    // A server that holds internal blocks of both pools: both nameservices rebuild.
+    let holds = |b: &raftfs_client::discovery::BlockEntry, pool: &str| {
+        std::fs::read_dir(
+            PathBuf::from(&b.data_dir)
+                .join("pools")
+                .join(pool)
+                .join("finalized"),
+        )
+        .is_ok_and(|mut d| d.next().is_some())
+    };
     let victim = top
         .block
         .iter()
-        .find(|b| b.rack == "r2")
-        .expect("an r2 server")
+        .find(|b| holds(b, "ns1") && holds(b, "ns2"))
+        .expect("a server with blocks of both pools")
         .id;
-    let before = crossing(&cluster, "r1", "r2");
+    let crossed = |c: &LocalCluster| -> Vec<u64> {
+        pairs
+            .iter()
+            .map(|(f, t)| common::crossing(c, f, t))
+            .collect()
+    };
+    let before = crossed(&cluster);
     let start = Instant::now();
     cluster.kill_block(victim);
-    let mut last = (before, Instant::now());
+    // Per pair: the bytes so far, and when they last grew.
+    let mut last: Vec<(u64, Instant)> = before.iter().map(|b| (*b, start)).collect();
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        let now = crossing(&cluster, "r1", "r2");
-        if now > last.0 {
-            last = (now, Instant::now());
+        for (l, now) in last.iter_mut().zip(crossed(&cluster)) {
+            if now > l.0 {
+                *l = (now, Instant::now());
+            }
         }
         let mut healthy = true;
         for c in &clients {
             let r = c.fsck("/", false).await.expect("fsck");
             healthy &= r.live_blockservers == 11 && r.degraded == 0 && r.missing == 0;
         }
-        if healthy && last.0 > before {
+        if healthy && last.iter().zip(&before).any(|(l, b)| l.0 > *b) {
             break;
         }
         assert!(Instant::now() < deadline, "the rebuild never ended");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let bytes = (last.0 - before) as f64;
-    // From the kill (no byte can cross before it) to the last byte counted; the buckets
-    // allow a burst of a fifth of a second per server of r2.
-    let seconds = last.1.duration_since(start).as_secs_f64();
-    let allowed = BUDGET * seconds * 1.1 + BUDGET * 0.2 * 4.0;
-    eprintln!(
-        "r1 -> r2: {bytes} bytes in {seconds:.2} s ({:.2} MB/s)",
-        bytes / seconds / 1e6
-    );
-    assert!(
-        bytes <= allowed,
-        "{bytes} bytes crossed r1 -> r2 in {seconds:.2} s for two pools: more than 0.5 MB/s allows ({allowed:.0})"
-    );
+    // Each pair from the kill (no byte can cross before it) to its last byte counted; the
+    // buckets allow a burst of a fifth of a second per server of the receiving rack.
+    for (((f, t), l), b) in pairs.iter().zip(&last).zip(&before) {
+        let bytes = (l.0 - b) as f64;
+        let seconds = l.1.duration_since(start).as_secs_f64();
+        let allowed = BUDGET * seconds * 1.1 + BUDGET * 0.2 * 4.0;
+        eprintln!("{f} -> {t}: {bytes} bytes in {seconds:.2} s");
+        assert!(
+            bytes <= allowed,
+            "{bytes} bytes crossed {f} -> {t} in {seconds:.2} s for two pools: more than 0.5 MB/s allows ({allowed:.0})"
+        );
+    }
     // Both pools' rebuilt files read back right.
     for (c, data) in clients.iter().zip(&files) {
         assert_eq!(&get_file(c, "/f").await, data);

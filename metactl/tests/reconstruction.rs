@@ -64,20 +64,6 @@ async fn read_all(c: &Client, path: &str) -> Vec<u8> {
     out
 }
 
-/// Waits until `live` blockservers are live (the dead ones declared dead) and every group
-/// is healthy.
-async fn wait_healthy(c: &Client, live: u64, within: Duration) -> raftfs_core::fsck::FsckReport {
-    let start = Instant::now();
-    loop {
-        let r = c.fsck("/", false).await.expect("fsck");
-        if r.live_blockservers == live && r.degraded == 0 && r.missing == 0 {
-            return r;
-        }
-        assert!(start.elapsed() < within, "never healthy again: {r:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 fn status(cluster: &LocalCluster) -> serde_json::Value {
     let out = cluster.ctl(&["reconstruction", "status", "--json"]);
     assert!(
@@ -129,7 +115,7 @@ async fn lost_blockservers_are_rebuilt_and_the_rebuilt_bytes_are_right() {
     let rep = bytes(3 * MIB + 5, 2);
     write(&c, "/ec/f", &ec, "RS-6-3-1024k").await;
     write(&c, "/rep/f", &rep, "REPLICATED-3").await;
-    wait_healthy(&c, 12, Duration::from_secs(30)).await;
+    common::wait_healthy(&c, 12, Duration::from_secs(30)).await;
 
     // Three servers of rack r1 die: every group loses up to 3 internal blocks (a replicated
     // block one replica).
@@ -137,7 +123,7 @@ async fn lost_blockservers_are_rebuilt_and_the_rebuilt_bytes_are_right() {
     for id in &r1[..3] {
         cluster.kill_block(*id);
     }
-    wait_healthy(&c, 9, Duration::from_secs(90)).await;
+    common::wait_healthy(&c, 9, Duration::from_secs(90)).await;
     wait_idle(&cluster);
     // Rebuilt blocks are reported at once; the tasks' outcomes come with the next heartbeats.
     let start = Instant::now();
@@ -164,16 +150,6 @@ async fn lost_blockservers_are_rebuilt_and_the_rebuilt_bytes_are_right() {
         rep,
         "replicated file after rebuild"
     );
-}
-
-/// Bytes the blockservers of rack `to` read from rack `from` for rebuilds.
-fn crossing(cluster: &LocalCluster, from: &str, to: &str) -> u64 {
-    common::block_counter(
-        cluster,
-        Some(to),
-        "raftfs_block_reconstruction_read_bytes_total",
-        &format!("from_rack=\"{from}\""),
-    )
 }
 
 /// Kills one r2 server and measures the r1 -> r2 bytes of its rebuild: (bytes, seconds). The
@@ -205,7 +181,7 @@ async fn rebuild_r1_to_r2(cluster: &LocalCluster, c: &Client) -> (u64, f64) {
                 started = true;
             }
         }
-        let now = crossing(cluster, "r1", "r2");
+        let now = common::crossing(cluster, "r1", "r2");
         if now > last.0 {
             last = (now, Instant::now());
         }
@@ -242,7 +218,7 @@ async fn a_rack_pair_budget_holds_and_without_it_the_rebuild_is_faster() {
             assert_eq!(s["throttle"]["rack_pairs"][0]["mb_per_sec"], 2.0, "{s}");
         }
         write(&c, "/ec/f", &data, "RS-6-3-1024k").await;
-        wait_healthy(&c, 12, Duration::from_secs(30)).await;
+        common::wait_healthy(&c, 12, Duration::from_secs(30)).await;
         let (bytes, seconds) = rebuild_r1_to_r2(&cluster, &c).await;
         assert!(bytes > 0, "the rebuild read across r1 -> r2");
         if budget.is_some() {
@@ -277,7 +253,7 @@ async fn dying_sources_and_cancelled_tasks_leave_no_xmits_behind() {
     );
     let data = bytes(6 * 6 * MIB, 4);
     write(&c, "/ec/slow", &data, "RS-6-3-1024k").await;
-    wait_healthy(&c, 12, Duration::from_secs(30)).await;
+    common::wait_healthy(&c, 12, Duration::from_secs(30)).await;
     let servers = ids_in_rack(&cluster, "r1");
     cluster.kill_block(servers[0]);
     // Wait until rebuilds are running somewhere.
@@ -370,7 +346,7 @@ async fn a_block_that_rots_unread_is_found_by_the_scanner_and_rebuilt() {
     let c = client(&cluster);
     let ec = bytes(6 * MIB, 3);
     write(&c, "/ec/quiet", &ec, "RS-6-3-1024k").await;
-    wait_healthy(&c, 12, Duration::from_secs(30)).await;
+    common::wait_healthy(&c, 12, Duration::from_secs(30)).await;
     let groups = c
         .get_blocks("/ec/quiet", 0, 0, 0)
         .await

@@ -460,3 +460,31 @@ pub fn block_counter(cluster: &LocalCluster, rack: Option<&str>, metric: &str, l
     }
     total
 }
+
+/// Waits until `live` blockservers are live (the dead ones declared dead) and every group
+/// is healthy.
+pub async fn wait_healthy(
+    c: &Client,
+    live: u64,
+    within: Duration,
+) -> raftfs_core::fsck::FsckReport {
+    let start = Instant::now();
+    loop {
+        let r = c.fsck("/", false).await.expect("fsck");
+        if r.live_blockservers == live && r.degraded == 0 && r.missing == 0 {
+            return r;
+        }
+        assert!(start.elapsed() < within, "never healthy again: {r:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Bytes the blockservers of rack `to` read from rack `from` for rebuilds, whatever pool.
+pub fn crossing(cluster: &LocalCluster, from: &str, to: &str) -> u64 {
+    block_counter(
+        cluster,
+        Some(to),
+        "raftfs_block_reconstruction_read_bytes_total",
+        &format!("from_rack=\"{from}\""),
+    )
+}

@@ -488,11 +488,21 @@ impl Scheduler {
         let Some(me) = nodes.iter().find(|n| n.id == node) else {
             return Throttle::default();
         };
+        // Servers rebuilding: this active's tasks, and any server whose heartbeat says it
+        // holds xmits, which counts every nameservice's tasks (DESIGN §10). Counting only its
+        // own, each active of a federation gave each of its busy servers the whole budget, so
+        // two pools rebuilding on different servers crossed at twice the budget.
         let busy: BTreeSet<BlockServerId> = s
             .in_flight
             .values()
             .filter(|f| !f.done)
             .map(|f| f.target)
+            .chain(
+                nodes
+                    .iter()
+                    .filter(|n| n.storage.xmits_in_progress > 0)
+                    .map(|n| n.id),
+            )
             .collect();
         let working = |member: &dyn Fn(&NodeView) -> bool| {
             let live: Vec<&NodeView> = nodes.iter().filter(|n| n.live && member(n)).collect();
