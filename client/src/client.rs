@@ -2,6 +2,7 @@
 //! value (and its clones) is one client object in the sense of DESIGN §5: it has one client
 //! id, numbers its calls, and remembers the highest state ID it has seen.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,6 +85,14 @@ impl ClientConfig {
     }
 }
 
+/// What a client has seen, as a causality token to hand to another client (DESIGN §5):
+/// its state ID and, through a router, the highest state ID of each nameservice (§10).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateToken {
+    pub state_id: u64,
+    pub nameservices: BTreeMap<String, u64>,
+}
+
 /// Options of [`Client::create`].
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -104,6 +113,8 @@ struct Inner {
     client_id: [u8; 16],
     next_call: AtomicU64,
     last_seen: AtomicU64,
+    /// Through a router: the highest state ID seen of each nameservice (DESIGN §10).
+    state_ids: Mutex<BTreeMap<String, u64>>,
     observers: Observers,
     last_msync: Mutex<Option<Instant>>,
     /// The member that answered the last read.
@@ -145,6 +156,7 @@ impl Client {
                 client_id,
                 next_call: AtomicU64::new(1),
                 last_seen: AtomicU64::new(0),
+                state_ids: Mutex::new(BTreeMap::new()),
                 observers: Observers::default(),
                 last_msync: Mutex::new(None),
                 last_reader: Mutex::new(String::new()),
@@ -172,25 +184,59 @@ impl Client {
         self.inner.last_seen.fetch_max(state_id, Ordering::AcqRel);
     }
 
+    /// Everything this client has seen, to hand to another client ([`Self::observe_token`]):
+    /// its state ID and, through a router, each nameservice's.
+    pub fn token(&self) -> StateToken {
+        StateToken {
+            state_id: self.state_id(),
+            nameservices: lock(&self.inner.state_ids).clone(),
+        }
+    }
+
+    /// Raises this client's state IDs to at least a token's (another client's).
+    pub fn observe_token(&self, token: &StateToken) {
+        self.observe(token.state_id);
+        self.observe_nameservices(token.nameservices.iter().map(|(k, v)| (k.as_str(), *v)));
+    }
+
+    fn observe_nameservices<'a>(&self, seen: impl IntoIterator<Item = (&'a str, u64)>) {
+        let mut map = lock(&self.inner.state_ids);
+        for (name, id) in seen {
+            let e = map.entry(name.to_owned()).or_default();
+            *e = (*e).max(id);
+        }
+    }
+
     fn header(&self, call_id: u64) -> pb::RequestHeader {
         pb::RequestHeader {
             client_id: self.inner.client_id.to_vec(),
             call_id,
             last_seen_state_id: self.state_id(),
             observer_read: self.inner.config.read_mode == ReadMode::Observer,
+            state_ids: lock(&self.inner.state_ids)
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
         }
     }
 
     fn seen(&self, header: Option<&pb::ResponseHeader>) {
         if let Some(h) = header {
             self.observe(h.state_id);
+            self.observe_nameservices(h.state_ids.iter().map(|(k, v)| (k.as_str(), *v)));
         }
     }
 
     /// A refusal reflects a state too (`NotFound` at state 90): later reads must not go back.
     fn seen_refusal<T>(&self, r: Result<T, ClientError>) -> Result<T, ClientError> {
-        if let Err(ClientError::Refused { state_id, .. }) = &r {
+        if let Err(ClientError::Refused {
+            state_id,
+            state_ids,
+            ..
+        }) = &r
+        {
             self.observe(*state_id);
+            self.observe_nameservices(state_ids.iter().map(|(k, v)| (k.as_str(), *v)));
         }
         r
     }
@@ -226,14 +272,38 @@ impl Client {
 
     /// A read: on an observer in observer mode (after an auto-msync if one is due), else, or
     /// when no observer can answer, on the active.
-    async fn read_call<T, F, Fut>(&self, mut f: F) -> Result<T, ClientError>
+    async fn read_call<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
     where
         F: FnMut(NamespaceClient<Rpc>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
-        if self.inner.config.read_mode == ReadMode::Observer {
+        let on_observer = self.inner.config.read_mode == ReadMode::Observer;
+        if on_observer {
             self.auto_msync().await?;
-            let on_observer = self
+        }
+        let r = self.read_on(on_observer, f).await;
+        match r {
+            Ok((v, addr)) => {
+                self.set_last_reader(addr);
+                Ok(v)
+            }
+            Err(e) => self.seen_refusal(Err(e)),
+        }
+    }
+
+    /// A read on an observer (when `on_observer`; the active when none can answer) or on the
+    /// active, with the member that answered.
+    async fn read_on<T, F, Fut>(
+        &self,
+        on_observer: bool,
+        mut f: F,
+    ) -> Result<(T, String), ClientError>
+    where
+        F: FnMut(NamespaceClient<Rpc>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        if on_observer {
+            let answer = self
                 .inner
                 .observers
                 .call(
@@ -242,18 +312,31 @@ impl Client {
                     |ch| f(NamespaceClient::new(ch)),
                 )
                 .await;
-            match on_observer {
-                Some(Ok((v, addr))) => {
-                    self.set_last_reader(addr);
-                    return Ok(v);
-                }
-                Some(Err(e)) => return self.seen_refusal(Err(e)),
-                None => {}
+            if let Some(answer) = answer {
+                return answer;
             }
         }
-        let r = self.namespace_call(f).await;
-        self.set_last_reader(self.inner.targets.current());
-        r
+        let v = self
+            .inner
+            .targets
+            .call(self.inner.config.failover_deadline, |ch| {
+                f(NamespaceClient::new(ch))
+            })
+            .await?;
+        Ok((v, self.inner.targets.current()))
+    }
+
+    /// Runs a call that another client made (a router forwarding it, DESIGN §10) through
+    /// this client's failover and read-mode logic: on an observer first when `observer_read`
+    /// (a read the caller allowed there), else on the active. `f` builds the whole request,
+    /// header included (the caller's client id, call id and state ID); this client's own
+    /// state IDs and call numbers are neither used nor changed.
+    pub async fn forward<T, F, Fut>(&self, observer_read: bool, f: F) -> Result<T, ClientError>
+    where
+        F: FnMut(NamespaceClient<Rpc>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        self.read_on(observer_read, f).await.map(|(v, _)| v)
     }
 
     async fn auto_msync(&self) -> Result<(), ClientError> {

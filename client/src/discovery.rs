@@ -52,6 +52,18 @@ pub struct ClusterFile {
     /// own (its members' `cluster.json`), sharing the blockservers listed here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nameservices: Vec<NameserviceEntry>,
+    /// A federated cluster's routers: what its tools and clients call (one tree over every
+    /// nameservice).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<RouterEntry>,
+}
+
+/// One router of a federated local cluster (DESIGN §10).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouterEntry {
+    pub id: u64,
+    pub addr: String,
+    pub pid: u32,
 }
 
 /// One nameservice of a federated local cluster.
@@ -92,8 +104,12 @@ impl ClusterFile {
             .transpose()
     }
 
-    /// Metaserver addresses, voters first.
+    /// Where clients call: metaserver addresses, voters first; a federated cluster's routers.
     pub fn meta_addrs(&self) -> Vec<String> {
+        if self.meta.is_empty() {
+            // A federated cluster: its routers speak the client protocol for every nameservice.
+            return self.routers.iter().map(|r| r.addr.clone()).collect();
+        }
         let mut metas: Vec<&MetaEntry> = self.meta.iter().collect();
         metas.sort_by_key(|m| (m.role != "voter", m.id));
         metas.into_iter().map(|m| m.addr.clone()).collect()
@@ -120,10 +136,10 @@ pub fn resolve(meta: Option<&str>, cluster: Option<&Path>) -> Result<Vec<String>
     }
     if let Some(dir) = cluster {
         let file = ClusterFile::read(dir)?;
-        if file.meta.is_empty() && !file.nameservices.is_empty() {
+        if file.meta.is_empty() && file.routers.is_empty() && !file.nameservices.is_empty() {
             let dirs: Vec<&str> = file.nameservices.iter().map(|n| n.dir.as_str()).collect();
             return Err(ClientError::Config(format!(
-                "{} is a federated cluster: name one nameservice's directory ({})",
+                "{} is a federated cluster without routers: name one nameservice's directory ({})",
                 dir.display(),
                 dirs.join(", ")
             )));

@@ -9,12 +9,14 @@ pub use raftfs_proto::ErrorKind;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The metaserver refused the operation (typed: `kind` says why); nothing changed.
-    /// `state_id` is the state the refusal reflects (0 when it reflects none).
+    /// `state_id` is the state the refusal reflects (0 when it reflects none); through a
+    /// router, `state_ids` names the nameservice that refused with its state (DESIGN §10).
     #[error("{message}")]
     Refused {
         kind: ErrorKind,
         message: String,
         state_id: u64,
+        state_ids: std::collections::BTreeMap<String, u64>,
     },
     /// No active metaserver answered within the failover deadline.
     #[error("no active metaserver answered within {deadline:?}: {last}")]

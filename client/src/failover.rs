@@ -25,14 +25,17 @@ use crate::tls::ClientTls;
 /// (DESIGN §9).
 pub type Rpc = InterceptedService<Channel, ClaimUser>;
 
-/// Adds the claimed user name to a call (none: a client that authenticates by certificate
-/// only, whose login name is not one a server would accept).
+/// Adds the claimed user name to a call that does not claim one already (none: a client that
+/// authenticates by certificate only, whose login name is not one a server would accept). A
+/// router forwarding its callers' calls sets each call's own claim (DESIGN §10).
 #[derive(Debug, Clone)]
 pub struct ClaimUser(Option<MetadataValue<Ascii>>);
 
 impl Interceptor for ClaimUser {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(name) = &self.0 {
+        if let Some(name) = &self.0
+            && !req.metadata().contains_key(CLAIMED_USER_HEADER)
+        {
             req.metadata_mut().insert(CLAIMED_USER_HEADER, name.clone());
         }
         Ok(req)
@@ -84,6 +87,7 @@ pub(crate) fn classify(status: tonic::Status) -> Next {
                 kind,
                 message: detail.message,
                 state_id: detail.state_id,
+                state_ids: detail.state_ids.into_iter().collect(),
             }),
         };
     }

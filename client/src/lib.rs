@@ -23,7 +23,7 @@ pub mod observers;
 pub mod read_mode;
 pub mod tls;
 
-pub use client::{Client, ClientConfig, CreateOptions};
+pub use client::{Client, ClientConfig, CreateOptions, StateToken};
 pub use error::{ClientError, ErrorKind};
 pub use file::{FileError, FileReader, FileWriter};
 pub use model::{

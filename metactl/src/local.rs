@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftfs_client::discovery::{BlockEntry, ClusterFile, MetaEntry, NameserviceEntry};
+use raftfs_client::discovery::{BlockEntry, ClusterFile, MetaEntry, NameserviceEntry, RouterEntry};
 use raftfs_client::{Client, ClientConfig};
 use raftfs_core::federation::NameserviceId;
 use raftfs_core::id::MemberId;
@@ -78,6 +78,12 @@ pub struct UpOptions {
     /// The nameservice the metaservers being started belong to (set for each of a
     /// federated cluster's nameservices).
     pub nameservice: Option<NameserviceId>,
+    /// A federated cluster's routers (`router-K/`), listed in `DIR/cluster.json`: the
+    /// cluster's tools and clients call them. `ns1` keeps the mount table.
+    pub routers: u32,
+    /// Debug builds only: the routers forward the wrong nameservice's state ID
+    /// (HDFS-17156; the Jepsen harness shows that it finds the stale reads).
+    pub debug_router_wrong_state_id: bool,
 }
 
 /// The members a blockserver reports to for one pool.
@@ -289,6 +295,8 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         dir: dir.to_owned(),
         nameservices: 0,
         nameservice,
+        routers: 0,
+        debug_router_wrong_state_id: false,
         voters: 0,
         observers: 1,
         snapshot_every: None,
@@ -691,7 +699,96 @@ async fn up_federated(opts: &UpOptions) -> Result<ClusterFile> {
             opts.dir.display()
         )));
     }
+    if let Err(e) = start_routers(opts, &mut top, &pools).await {
+        let _ = down(&opts.dir).await;
+        return Err(e.context(format!(
+            "see the logs in {}/router-*/router.log",
+            opts.dir.display()
+        )));
+    }
     Ok(top)
+}
+
+/// The nameservice that keeps a local federation's mount table.
+const MOUNT_TABLE_KEEPER: &str = "ns1";
+
+fn router_dir(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("router-{id}"))
+}
+
+fn router_config_path(dir: &Path, id: u64) -> PathBuf {
+    router_dir(dir, id).join("router.toml")
+}
+
+/// Starts `opts.routers` routers over `pools`' nameservices, recording each in
+/// `cluster.json` as it starts; returns once each answers.
+async fn start_routers(
+    opts: &UpOptions,
+    cluster: &mut ClusterFile,
+    pools: &[PoolTarget],
+) -> Result<()> {
+    for id in 1..=u64::from(opts.routers) {
+        let held = sockets::bind_fresh(&opts.dir, 1)?;
+        let addr = format!("127.0.0.1:{}", sockets::port(&held[0])?);
+        let rd = router_dir(&opts.dir, id);
+        fs::create_dir_all(&rd).with_context(|| format!("creating {}", rd.display()))?;
+        fs::write(
+            router_config_path(&opts.dir, id),
+            router_toml(opts, &addr, pools)?,
+        )?;
+        let pid = spawn_server(
+            "serve-router",
+            &router_config_path(&opts.dir, id),
+            &rd.join("router.log"),
+            held,
+        )?;
+        cluster.routers.push(RouterEntry {
+            id,
+            addr: addr.clone(),
+            pid,
+        });
+        write_cluster_file(&opts.dir, cluster)?;
+    }
+    for r in &cluster.routers {
+        wait_router(&opts.dir, &r.addr, Duration::from_secs(30)).await?;
+    }
+    Ok(())
+}
+
+/// A router's configuration: every nameservice with its members, `ns1` keeping the table.
+fn router_toml(opts: &UpOptions, addr: &str, pools: &[PoolTarget]) -> Result<String> {
+    let mut out = format!("listen-addr = {addr:?}\nmount-table = {MOUNT_TABLE_KEEPER:?}\n");
+    if opts.debug_router_wrong_state_id {
+        out.push_str("debug-wrong-state-id = true\n");
+    }
+    for pool in pools {
+        let Some(name) = &pool.name else {
+            bail!("a router forwards to named nameservices only");
+        };
+        out.push_str(&format!(
+            "\n[[nameservices]]\nname = {:?}\nmetaservers = {:?}\n",
+            name.as_str(),
+            pool.metas
+        ));
+    }
+    Ok(out)
+}
+
+/// Waits until the router at `addr` answers a `stat /` (it read the mount table).
+async fn wait_router(dir: &Path, addr: &str, timeout: Duration) -> Result<()> {
+    let mut config = client_config(dir, &[addr.to_owned()])?;
+    config.failover_deadline = Duration::from_secs(1);
+    let client = Client::new(config)?;
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < timeout {
+        match client.stat("/").await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("router {addr} did not answer within {timeout:?}: {last}")
 }
 
 /// Whether any server the cluster file in `dir` lists still runs: its metaservers, its
@@ -708,6 +805,10 @@ fn running(dir: &Path) -> bool {
             .block
             .iter()
             .any(|b| runs(b.pid, &block_config_path(dir, b.id)))
+        || existing
+            .routers
+            .iter()
+            .any(|r| runs(r.pid, &router_config_path(dir, r.id)))
         || existing
             .nameservices
             .iter()
@@ -874,6 +975,14 @@ pub async fn stop_pid(pid: u32, arg: &Path, grace: Duration) -> Result<()> {
 /// ([`sockets::release`]).
 pub async fn down(dir: &Path) -> Result<()> {
     let cluster = ClusterFile::read(dir)?;
+    for r in &cluster.routers {
+        stop_pid(
+            r.pid,
+            &router_config_path(dir, r.id),
+            Duration::from_secs(5),
+        )
+        .await?;
+    }
     // Blockservers first: they would otherwise spend their last seconds retrying heartbeats.
     for b in &cluster.block {
         stop_pid(b.pid, &block_config_path(dir, b.id), Duration::from_secs(5)).await?;

@@ -106,6 +106,9 @@ enum Cmd {
     /// Runs a blockserver (what `local up` starts; the same entry point as `blockserver`).
     #[command(hide = true)]
     ServeBlock(raftfs_blockserver::ServeArgs),
+    /// Runs a router (what `local up --nameservices` starts; the same entry point as `router`).
+    #[command(hide = true)]
+    ServeRouter(raftfs_router::ServeArgs),
     /// Runs the fault-injecting proxy of a `local up --proxied` cluster (what `local up` starts).
     #[command(hide = true)]
     ServeLinkProxy {
@@ -184,6 +187,13 @@ enum LocalCmd {
         /// DIR/nsK (each its own --cluster directory), sharing the blockservers.
         #[arg(long, default_value_t = 0)]
         nameservices: u32,
+        /// With --nameservices: this many routers, which DIR/cluster.json lists for the
+        /// tools and clients (one tree over every nameservice; ns1 keeps the mount table).
+        #[arg(long, default_value_t = 1)]
+        routers: u32,
+        /// Debug builds only: routers forward the wrong nameservice's state ID (HDFS-17156).
+        #[arg(long, hide = true)]
+        debug_router_wrong_state_id: bool,
     },
     /// Issues a client certificate of the TLS cluster in DIR to a user (DIR/tls/users/USER.pem
     /// and .key); `--cluster DIR --user USER` then acts as that user.
@@ -598,6 +608,16 @@ async fn run(cli: Cli) -> Result<()> {
             };
             server::serve(config, listeners, server::signal()).await?;
         }
+        Cmd::ServeRouter(args) => {
+            raftfs_runtime::init_tracing("info");
+            let config = args.clone().into_config()?;
+            let listener = match sockets::handed_down(&[config.listen_addr], None)? {
+                Some((mut rpc, _)) if rpc.len() == 1 => rpc.remove(0),
+                Some(_) => anyhow::bail!("a router serves on one socket"),
+                None => raftfs_router::server::listener(&config)?,
+            };
+            raftfs_router::server::serve(config, listener, raftfs_runtime::signal()).await?;
+        }
         Cmd::Local(LocalCmd::Up {
             dir,
             voters,
@@ -620,6 +640,8 @@ async fn run(cli: Cli) -> Result<()> {
             seed,
             tls,
             nameservices,
+            routers,
+            debug_router_wrong_state_id,
         }) => {
             let opts = local::UpOptions {
                 dir: dir.clone(),
@@ -643,6 +665,8 @@ async fn run(cli: Cli) -> Result<()> {
                 tls: *tls,
                 nameservices: *nameservices,
                 nameservice: None,
+                routers: *routers,
+                debug_router_wrong_state_id: *debug_router_wrong_state_id,
             };
             let cluster = local::up(&opts).await?;
             if cluster.nameservices.is_empty() {

@@ -423,6 +423,7 @@ async fn raw_mutate(
             call_id,
             last_seen_state_id: 0,
             observer_read: false,
+            state_ids: Default::default(),
         }),
         op: Some(op),
     };

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::dial::{Dial, channel, kind_of};
 use common::{LocalCluster, content, get_file, metactl, put_file};
 use raftfs_client::discovery::ClusterFile;
-use raftfs_client::{Client, ClientConfig};
+use raftfs_client::{Client, ClientConfig, ReadMode};
 use raftfs_proto as pb;
 use raftfs_proto::ErrorKind;
 use raftfs_proto::block_servers_client::BlockServersClient;
@@ -66,6 +66,9 @@ fn federated(blockservers: &str, extra: &[&str]) -> LocalCluster {
         blockservers,
         "--racks",
         "3",
+        // Each nameservice is reached directly here; the router has its own test.
+        "--routers",
+        "0",
     ];
     args.extend_from_slice(extra);
     LocalCluster::up(3, &args)
@@ -87,7 +90,7 @@ async fn two_nameservices_keep_their_pools_apart_and_one_keeps_the_mount_table()
         let report = c.fsck("/", false).await.expect("fsck");
         assert_eq!(report.live_blockservers, 9);
     }
-    // A client of the whole directory is told to pick a nameservice.
+    // Without routers, a client of the whole directory is told to pick a nameservice.
     let out = metactl(&["--cluster", &cluster.dir_arg(), "fs", "ls", "/"]);
     assert!(!out.status.success());
     assert!(
@@ -392,4 +395,158 @@ async fn a_rack_pair_budget_holds_across_both_pools_rebuilding_at_once() {
     for (c, data) in clients.iter().zip(&files) {
         assert_eq!(&get_file(c, "/f").await, data);
     }
+}
+
+fn router_client(addr: &str, mode: ReadMode) -> Client {
+    let mut c = ClientConfig::new(vec![addr.to_owned()]);
+    c.failover_deadline = Duration::from_secs(30);
+    c.read_mode = mode;
+    Client::new(c).expect("client")
+}
+
+/// Waits until `f` holds, for at most `within`.
+async fn eventually(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The router (DESIGN §10): two routers over two nameservices (one voter and one observer
+/// each) and nine blockservers show one tree. Files written through a router land in their
+/// nameservice's pool and read back through the other router and directly; a mount added
+/// at one nameservice is seen by both routers; calls that would span nameservices are
+/// refused and change nothing; a client's state IDs are kept per nameservice, and its msync
+/// reaches only the nameservices it has been answered by; deleting in ns1 leaves ns2's
+/// blocks alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_show_one_tree_over_two_nameservices() {
+    let cluster = LocalCluster::up(
+        1,
+        &[
+            "--nameservices",
+            "2",
+            "--observers",
+            "1",
+            "--blockservers",
+            "9",
+            "--racks",
+            "3",
+            "--routers",
+            "2",
+        ],
+    );
+    let top = cluster.file();
+    let routers: Vec<String> = top.routers.iter().map(|r| r.addr.clone()).collect();
+    assert_eq!(routers.len(), 2);
+    let ns1_dir = PathBuf::from(&top.nameservices[0].dir);
+    let ns2_dir = PathBuf::from(&top.nameservices[1].dir);
+    let (ns1, ns2) = (client_of(&ns1_dir), client_of(&ns2_dir));
+    let r1 = router_client(&routers[0], ReadMode::Active);
+    let r2 = router_client(&routers[1], ReadMode::Observer);
+
+    // A mount added through one router is used through the other at once (a miss re-reads
+    // the table); one added at the keeping nameservice itself shows within a poll.
+    r1.mount_add("/user", "ns1", "/user")
+        .await
+        .expect("mount /user");
+    r2.mkdir("/user/alice", true)
+        .await
+        .expect("mkdir through router 2");
+    ns1.stat("/user/alice").await.expect("made in ns1");
+    ns1.mount_add("/logs", "ns2", "/")
+        .await
+        .expect("mount /logs");
+    for r in [&r1, &r2] {
+        eventually("the new mount seen", Duration::from_secs(5), async || {
+            r.list("/")
+                .await
+                .is_ok_and(|l| l.iter().any(|e| e.name == "logs"))
+        })
+        .await;
+    }
+    // The top directory's tools go through the routers too.
+    let out = metactl(&["--cluster", &cluster.dir_arg(), "mount", "list"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("/logs -> ns2:/"));
+
+    let (ec, rep) = (content(6_500_000, 5), content(3 << 20, 6));
+    put_file(&r1, "/user/alice/ec", "RS-6-3-1024k", &ec).await;
+    put_file(&r1, "/logs/l", "REPLICATED-3", &rep).await;
+    // Back through the other router (its reads on observers), and directly.
+    assert_eq!(get_file(&r2, "/user/alice/ec").await, ec);
+    assert_eq!(get_file(&r2, "/logs/l").await, rep);
+    assert_eq!(get_file(&ns1, "/user/alice/ec").await, ec);
+    assert_eq!(get_file(&ns2, "/l").await, rep);
+    // Each file's blocks are in its nameservice's pool directories.
+    assert_eq!(pool_files(&cluster, "ns1").len(), 2 * 9);
+    assert_eq!(pool_files(&cluster, "ns2").len(), 2 * 3);
+
+    // One tree: the mount points in `/`, an inode at a mount point named as mounted, paths
+    // of a report in the federated tree.
+    let names: Vec<String> = r1
+        .list("/")
+        .await
+        .expect("ls /")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["logs", "user"]);
+    assert_eq!(r1.stat("/logs").await.expect("stat").name, "logs");
+    let report = r1.fsck("/logs", true).await.expect("fsck through a router");
+    let paths: Vec<&str> = report.all.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["/logs/l"]);
+
+    // State IDs per nameservice; an msync reaches only those the client has been answered by.
+    let token = r1.token();
+    assert_eq!(
+        token.nameservices.keys().collect::<Vec<_>>(),
+        ["ns1", "ns2"]
+    );
+    let fresh = router_client(&routers[0], ReadMode::Observer);
+    fresh.stat("/user/alice").await.expect("stat");
+    fresh.msync().await.expect("msync");
+    assert_eq!(
+        fresh.token().nameservices.keys().collect::<Vec<_>>(),
+        ["ns1"],
+        "msync went to a nameservice the client never used"
+    );
+
+    // Calls that would span nameservices are refused before either is asked.
+    let refused = r1
+        .rename("/user/alice/ec", "/logs/ec", false)
+        .await
+        .expect_err("crosses");
+    assert!(refused.is(ErrorKind::CrossNamespaceRename), "{refused}");
+    let refused = r1
+        .rename("/user", "/user2", false)
+        .await
+        .expect_err("a mount point");
+    assert!(refused.is(ErrorKind::MountPoint), "{refused}");
+    let refused = r1.delete("/logs", true).await.expect_err("a mount point");
+    assert!(refused.is(ErrorKind::MountPoint), "{refused}");
+    ns1.stat("/user/alice/ec").await.expect("still there");
+    assert!(
+        ns2.stat("/ec")
+            .await
+            .expect_err("never made")
+            .is(ErrorKind::NotFound)
+    );
+    assert_eq!(get_file(&r2, "/logs/l").await, rep);
+
+    // Deleting in ns1 through a router: ns1's blocks go, ns2's stay byte for byte.
+    let before2 = snapshot(&pool_files(&cluster, "ns2"));
+    r1.delete("/user/alice/ec", false).await.expect("delete");
+    eventually(
+        "ns1's blocks deleted",
+        Duration::from_secs(60),
+        async || pool_files(&cluster, "ns1").is_empty(),
+    )
+    .await;
+    assert_eq!(snapshot(&pool_files(&cluster, "ns2")), before2);
 }

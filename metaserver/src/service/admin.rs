@@ -136,6 +136,7 @@ fn change_pb(c: &membership::Changed) -> pb::MembershipChangeResponse {
     pb::MembershipChangeResponse {
         header: Some(pb::ResponseHeader {
             state_id: c.log_index,
+            ..Default::default()
         }),
         leader: c.leader.get(),
         members: c.members.iter().map(member_pb).collect(),
@@ -239,6 +240,7 @@ impl Admin for AdminService {
         let r = r.map(|(snapshot, purged)| pb::CheckpointResponse {
             header: Some(pb::ResponseHeader {
                 state_id: self.node.sm.applied_index(),
+                ..Default::default()
             }),
             snapshot_index: snapshot,
             purged_index: purged,

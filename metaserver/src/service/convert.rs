@@ -337,7 +337,10 @@ pub fn group(
 
 /// A mutation's output -> the wire response body.
 pub fn output(out: &OpOutput, state_id: u64) -> pb::MutateResponse {
-    let header = Some(pb::ResponseHeader { state_id });
+    let header = Some(pb::ResponseHeader {
+        state_id,
+        ..Default::default()
+    });
     match out {
         OpOutput::Inode(i) | OpOutput::Group(i, _) => pb::MutateResponse {
             header,

@@ -325,7 +325,10 @@ impl NamespaceService {
 }
 
 fn header(state_id: u64) -> Option<pb::ResponseHeader> {
-    Some(pb::ResponseHeader { state_id })
+    Some(pb::ResponseHeader {
+        state_id,
+        ..Default::default()
+    })
 }
 
 /// Runs `f` on a point-in-time view of `node`'s state machine, which must hold at least

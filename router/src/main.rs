@@ -1,0 +1,29 @@
+//! The `router` binary: a config file in, a running router out.
+
+use clap::Parser;
+
+/// raftfs router: one tree over several nameservices.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    serve: raftfs_router::ServeArgs,
+}
+
+#[tokio::main]
+async fn main() {
+    raftfs_runtime::init_tracing("info");
+    let cli = Cli::parse();
+    if let Err(e) = run(cli.serve).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: raftfs_router::ServeArgs) -> Result<(), String> {
+    let config = args.into_config().map_err(|e| e.to_string())?;
+    let listener = raftfs_router::server::listener(&config).map_err(|e| e.to_string())?;
+    raftfs_router::server::serve(config, listener, raftfs_runtime::signal())
+        .await
+        .map_err(|e| e.to_string())
+}

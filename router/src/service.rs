@@ -1,0 +1,639 @@
+//! The client protocol, served by a router: each call goes to the nameservice that owns its
+//! path (`MountTable::resolve`, the function clients that resolve the table themselves
+//! share), with the caller's identity, client id, call id and that nameservice's state ID;
+//! the answer comes back with paths in the federated tree and the nameservice's state ID
+//! named by nameservice (DESIGN §10).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::try_join_all;
+use raftfs_client::failover::Rpc;
+use raftfs_core::federation::{FederationError, NameserviceId, Resolved};
+use raftfs_core::identity::CLAIMED_USER_HEADER;
+use raftfs_core::namespace::NsPath;
+use raftfs_proto as pb;
+use raftfs_proto::admin_server::Admin;
+use raftfs_proto::mutate_request::Op;
+use raftfs_proto::namespace_client::NamespaceClient;
+use raftfs_proto::namespace_server::Namespace;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::{Request, Response, Status};
+
+use crate::error::RouterError;
+use crate::paths::{self, back, merge_listing, mount_dir, name_as_mounted, rebase};
+use crate::state_ids::{answered, forwarded, touched};
+use crate::table::Table;
+use crate::upstreams::Upstreams;
+
+/// What every call of a router shares.
+#[derive(Debug)]
+pub struct Router {
+    pub upstreams: Upstreams,
+    pub table: Table,
+    /// Debug builds only: forward the wrong nameservice's state ID (HDFS-17156).
+    pub wrong_state_id: bool,
+}
+
+/// The `Namespace` and `Admin` services of a router.
+#[derive(Debug, Clone)]
+pub struct RouterService {
+    router: Arc<Router>,
+}
+
+type Claim = MetadataValue<Ascii>;
+
+/// The name the caller's call claims at the nameservice: the caller the router's port
+/// established (simple mode: the name it claimed).
+fn claim<T>(req: &Request<T>) -> Result<Claim, Status> {
+    let caller = raftfs_runtime::caller_of(req)?;
+    MetadataValue::try_from(caller.name())
+        .map_err(|_| Status::invalid_argument("the caller's name cannot be forwarded"))
+}
+
+/// One call of a client, on its way to one nameservice.
+struct Call<'a> {
+    router: &'a Router,
+    user: Claim,
+    header: Option<pb::RequestHeader>,
+}
+
+impl Call<'_> {
+    /// The header `ns` is sent: this caller's, with `ns`'s own state ID.
+    fn header_for(&self, ns: &NameserviceId) -> Option<pb::RequestHeader> {
+        Some(forwarded(
+            ns,
+            self.header.as_ref(),
+            self.router.wrong_state_id,
+        ))
+    }
+
+    /// Sends `req` (its header already `ns`'s) to nameservice `ns` through its client's
+    /// failover: to an observer first when the forwarded header allows it.
+    async fn send<Req, Resp, F, Fut>(
+        &self,
+        ns: &NameserviceId,
+        observer_read: bool,
+        req: Req,
+        rpc: F,
+    ) -> Result<Resp, RouterError>
+    where
+        Req: Clone,
+        F: Fn(NamespaceClient<Rpc>, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let client = self.router.upstreams.get(ns)?;
+        client
+            .forward(observer_read, |c| {
+                let mut r = Request::new(req.clone());
+                r.metadata_mut()
+                    .insert(CLAIMED_USER_HEADER, self.user.clone());
+                let answer = rpc(c, r);
+                async move { answer.await.map(Response::into_inner) }
+            })
+            .await
+            .map_err(RouterError::upstream(ns))
+    }
+
+    fn observer_read(&self, ns: &NameserviceId) -> bool {
+        self.header_for(ns).is_some_and(|h| h.observer_read)
+    }
+
+    /// Where `path` lives.
+    async fn resolve(&self, path: &NsPath) -> Result<Resolved, RouterError> {
+        Ok(self.router.table.with(|t| t.resolve(path)).await?.1)
+    }
+}
+
+impl RouterService {
+    pub fn new(router: Arc<Router>) -> Self {
+        Self { router }
+    }
+
+    /// A call of `user` with the header its request carried.
+    fn call(&self, user: Claim, header: Option<pb::RequestHeader>) -> Call<'_> {
+        Call {
+            router: &self.router,
+            user,
+            header,
+        }
+    }
+}
+
+/// The single path a mutation names, for those that name one.
+fn path_of(op: &mut Op) -> Option<&mut String> {
+    Some(match op {
+        Op::Mkdir(o) => &mut o.path,
+        Op::Create(o) => &mut o.path,
+        Op::Complete(o) => &mut o.path,
+        Op::Append(o) => &mut o.path,
+        Op::SetPermission(o) => &mut o.path,
+        Op::SetOwner(o) => &mut o.path,
+        Op::SetTimes(o) => &mut o.path,
+        Op::SetStoragePolicy(o) => &mut o.path,
+        Op::RecoverLease(o) => &mut o.path,
+        Op::Symlink(o) => &mut o.path,
+        Op::SetXattr(o) => &mut o.path,
+        Op::RemoveXattr(o) => &mut o.path,
+        Op::AppendXattr(o) => &mut o.path,
+        Op::AddBlock(o) => &mut o.path,
+        Op::Rename(_)
+        | Op::Delete(_)
+        | Op::RenewLease(_)
+        | Op::SetThrottle(_)
+        | Op::MountAdd(_)
+        | Op::MountRemove(_)
+        | Op::SetDefaultNameservice(_) => return None,
+    })
+}
+
+/// Where a mutation goes, with its paths rewritten for that nameservice; and the federated
+/// path of the inode its answer carries.
+enum Route {
+    /// One nameservice.
+    To(NameserviceId, Option<NsPath>),
+    /// Every nameservice the caller has been answered by (a lease renewal).
+    Touched,
+}
+
+impl Call<'_> {
+    async fn route_mutation(&self, op: &mut Op) -> Result<Route, RouterError> {
+        let table = &self.router.table;
+        match op {
+            Op::Rename(r) => {
+                let (src, dst) = (paths::parse(&r.src)?, paths::parse(&r.dst)?);
+                let (_, (from, to)) = table.with(|t| t.resolve_rename(&src, &dst)).await?;
+                r.src = from.path.to_string();
+                r.dst = to.path.to_string();
+                Ok(Route::To(from.nameservice, Some(dst)))
+            }
+            Op::Delete(d) => {
+                let path = paths::parse(&d.path)?;
+                let (_, r) = table.with(|t| t.resolve_delete(&path)).await?;
+                d.path = r.path.to_string();
+                Ok(Route::To(r.nameservice, None))
+            }
+            Op::RenewLease(_) => Ok(Route::Touched),
+            Op::SetThrottle(_) => Err(RouterError::NotThroughRouter(
+                "reconstruction budgets are each nameservice's",
+            )),
+            Op::MountAdd(_) | Op::MountRemove(_) | Op::SetDefaultNameservice(_) => {
+                Ok(Route::To(table.keeper().clone(), None))
+            }
+            other => {
+                let Some(p) = path_of(other) else {
+                    return Err(RouterError::NotThroughRouter("this operation"));
+                };
+                let path = paths::parse(p)?;
+                let r = self.resolve(&path).await?;
+                *p = r.path.to_string();
+                Ok(Route::To(r.nameservice, Some(path)))
+            }
+        }
+    }
+
+    /// A mutation on one nameservice's active.
+    async fn mutate_on(
+        &self,
+        ns: &NameserviceId,
+        op: Op,
+    ) -> Result<pb::MutateResponse, RouterError> {
+        let req = pb::MutateRequest {
+            header: self.header_for(ns),
+            op: Some(op),
+        };
+        let mut r = self
+            .send(ns, false, req, |mut c, r| async move { c.mutate(r).await })
+            .await?;
+        r.header = Some(answered([(ns, state_of(r.header.as_ref()))]));
+        Ok(r)
+    }
+
+    /// A lease renewal on every nameservice the caller has been answered by (where its
+    /// leases can be).
+    async fn mutate_touched(&self, op: Op) -> Result<pb::MutateResponse, RouterError> {
+        let names: Vec<NameserviceId> = touched(self.header.as_ref())
+            .iter()
+            .filter_map(|n| self.router.upstreams.known(n).map(|(ns, _)| ns.clone()))
+            .collect();
+        let answers = try_join_all(names.iter().map(|ns| self.mutate_on(ns, op.clone()))).await?;
+        let reached = names
+            .iter()
+            .zip(&answers)
+            .map(|(ns, r)| (ns, state_of(r.header.as_ref())));
+        Ok(pb::MutateResponse {
+            header: Some(answered(reached)),
+            ..Default::default()
+        })
+    }
+
+    /// The msync of the nameservices the caller has been answered by: only those
+    /// (HDFS-16452, HDFS-17111 fanned it out to all). One it never heard from reads on its
+    /// active anyway (`state_ids::forwarded`).
+    async fn msync(&self) -> Result<pb::MsyncResponse, RouterError> {
+        let names: Vec<NameserviceId> = touched(self.header.as_ref())
+            .iter()
+            .filter_map(|n| self.router.upstreams.known(n).map(|(ns, _)| ns.clone()))
+            .collect();
+        let answers = try_join_all(names.iter().map(|ns| {
+            let req = pb::MsyncRequest {
+                header: self.header_for(ns),
+            };
+            self.send(ns, false, req, |mut c, r| async move { c.msync(r).await })
+        }))
+        .await?;
+        let reached = names
+            .iter()
+            .zip(&answers)
+            .map(|(ns, r)| (ns, state_of(r.header.as_ref())));
+        Ok(pb::MsyncResponse {
+            header: Some(answered(reached)),
+        })
+    }
+
+    /// `stat` of a path; a directory that only leads to mount points (or `/` with no
+    /// default nameservice) is shown as the router's.
+    async fn stat(&self, path: NsPath) -> Result<pb::StatResponse, RouterError> {
+        let (table, resolved) = self.resolve_or_mount_dir(&path).await?;
+        let mounts = table.children_at(&path).len() as u64;
+        let Some(r) = resolved else {
+            return Ok(pb::StatResponse {
+                header: Some(answered([])),
+                inode: Some(mount_dir(path.name().unwrap_or_default(), mounts)),
+            });
+        };
+        let req = pb::StatRequest {
+            header: self.header_for(&r.nameservice),
+            path: r.path.to_string(),
+        };
+        let answer = self
+            .send(
+                &r.nameservice,
+                self.observer_read(&r.nameservice),
+                req,
+                |mut c, r| async move { c.stat(r).await },
+            )
+            .await;
+        match answer {
+            Ok(mut a) => {
+                if let Some(i) = a.inode.as_mut() {
+                    name_as_mounted(i, &path);
+                    // A listing shows the mount points below too (one that shadows an entry
+                    // of the same name is counted twice).
+                    if i.kind == pb::InodeKind::Directory as i32 {
+                        i.children = i.children.saturating_add(mounts);
+                    }
+                }
+                a.header = Some(answered([(&r.nameservice, state_of(a.header.as_ref()))]));
+                Ok(a)
+            }
+            Err(e) if is_not_found(&e) && mounts > 0 => Ok(pb::StatResponse {
+                header: Some(answered([])),
+                inode: Some(mount_dir(path.name().unwrap_or_default(), mounts)),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where `path` lives; `None` when no nameservice does but mount points lie below it.
+    async fn resolve_or_mount_dir(
+        &self,
+        path: &NsPath,
+    ) -> Result<(Arc<raftfs_core::federation::MountTable>, Option<Resolved>), RouterError> {
+        match self.router.table.with(|t| t.resolve(path)).await {
+            Ok((t, r)) => Ok((t, Some(r))),
+            Err(RouterError::Federation(FederationError::NotMounted(p))) => {
+                let table = self.router.table.get().await?;
+                if path.is_root() || !table.children_at(path).is_empty() {
+                    Ok((table, None))
+                } else {
+                    Err(FederationError::NotMounted(p).into())
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One page of a listing, with the mount points below the directory.
+    async fn list(
+        &self,
+        path: NsPath,
+        req: pb::ListRequest,
+    ) -> Result<pb::ListResponse, RouterError> {
+        let (table, resolved) = self.resolve_or_mount_dir(&path).await?;
+        let mounts = table.children_at(&path);
+        let mut header = answered([]);
+        let page = match &resolved {
+            None => None,
+            Some(r) => {
+                let fwd = pb::ListRequest {
+                    header: self.header_for(&r.nameservice),
+                    path: r.path.to_string(),
+                    ..req.clone()
+                };
+                let answer = self
+                    .send(
+                        &r.nameservice,
+                        self.observer_read(&r.nameservice),
+                        fwd,
+                        |mut c, r| async move { c.list(r).await },
+                    )
+                    .await;
+                match answer {
+                    Ok(a) => {
+                        header = answered([(&r.nameservice, state_of(a.header.as_ref()))]);
+                        Some((a.entries, a.has_more))
+                    }
+                    Err(e) if is_not_found(&e) && !mounts.is_empty() => None,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let (entries, has_more) = merge_listing(page, &mounts, &req.start_after, req.limit);
+        Ok(pb::ListResponse {
+            header: Some(header),
+            entries,
+            has_more,
+        })
+    }
+
+    /// A page of `fsck` below a path of one nameservice (mount points below it are their
+    /// own nameservices' business: `fsck` them by their paths).
+    async fn fsck(
+        &self,
+        path: NsPath,
+        req: pb::FsckRequest,
+    ) -> Result<pb::FsckResponse, RouterError> {
+        let r = self.resolve(&path).await?;
+        let after = if req.after.is_empty() {
+            String::new()
+        } else {
+            let after = paths::parse(&req.after)?;
+            rebase(&after, &path, &r.path)
+                .ok_or_else(|| RouterError::InvalidPath {
+                    path: req.after.clone(),
+                    why: format!("not below {path}"),
+                })?
+                .to_string()
+        };
+        let fwd = pb::FsckRequest {
+            header: self.header_for(&r.nameservice),
+            path: r.path.to_string(),
+            after,
+            ..req
+        };
+        let mut a = self
+            .send(
+                &r.nameservice,
+                self.observer_read(&r.nameservice),
+                fwd,
+                |mut c, r| async move { c.fsck(r).await },
+            )
+            .await?;
+        for f in a.unhealthy.iter_mut().chain(a.all.iter_mut()) {
+            f.path = back(&f.path, &r.path, &path);
+        }
+        if !a.next_after.is_empty() {
+            a.next_after = back(&a.next_after, &r.path, &path);
+        }
+        a.header = Some(answered([(&r.nameservice, state_of(a.header.as_ref()))]));
+        Ok(a)
+    }
+}
+
+fn state_of(h: Option<&pb::ResponseHeader>) -> u64 {
+    h.map_or(0, |h| h.state_id)
+}
+
+fn is_not_found(e: &RouterError) -> bool {
+    matches!(e, RouterError::Upstream { source, .. } if source.is(pb::ErrorKind::NotFound))
+}
+
+/// A read of one path on its nameservice: `$req` gets the nameservice's path and header, the
+/// answer the nameservice's state ID (and, with `$inode`, the inode the mount point's name).
+macro_rules! read_path {
+    ($self:ident, $request:ident, $method:ident $(, inode $inode:ident)?) => {{
+        let user = claim(&$request)?;
+        let mut req = $request.into_inner();
+        let call = $self.call(user, req.header.take());
+        let path = paths::parse(&req.path)?;
+        let r = call.resolve(&path).await?;
+        req.header = call.header_for(&r.nameservice);
+        req.path = r.path.to_string();
+        let mut a = call
+            .send(&r.nameservice, call.observer_read(&r.nameservice), req, |mut c, r| async move {
+                c.$method(r).await
+            })
+            .await?;
+        $( if let Some(i) = a.$inode.as_mut() { name_as_mounted(i, &path); } )?
+        a.header = Some(answered([(&r.nameservice, state_of(a.header.as_ref()))]));
+        Ok(Response::new(a))
+    }};
+}
+
+#[tonic::async_trait]
+impl Namespace for RouterService {
+    #[tracing::instrument(skip_all, fields(op, ns))]
+    async fn mutate(
+        &self,
+        request: Request<pb::MutateRequest>,
+    ) -> Result<Response<pb::MutateResponse>, Status> {
+        let user = claim(&request)?;
+        let req = request.into_inner();
+        let call = self.call(user, req.header);
+        let mut op = req
+            .op
+            .ok_or_else(|| Status::invalid_argument("a mutation without an operation"))?;
+        let route = call.route_mutation(&mut op).await?;
+        let keeps_table = matches!(
+            op,
+            Op::MountAdd(_) | Op::MountRemove(_) | Op::SetDefaultNameservice(_)
+        );
+        let answer = match route {
+            Route::Touched => call.mutate_touched(op).await?,
+            Route::To(ns, path) => {
+                tracing::Span::current().record("ns", ns.as_str());
+                let mut a = call.mutate_on(&ns, op).await?;
+                if let (Some(i), Some(p)) = (a.inode.as_mut(), path) {
+                    name_as_mounted(i, &p);
+                }
+                a
+            }
+        };
+        if keeps_table && let Err(e) = self.router.table.refresh().await {
+            tracing::warn!(error = %e, "re-reading the mount table after an edit");
+        }
+        Ok(Response::new(answer))
+    }
+
+    #[tracing::instrument(skip_all, fields(path))]
+    async fn stat(
+        &self,
+        request: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::StatResponse>, Status> {
+        let user = claim(&request)?;
+        let req = request.into_inner();
+        let call = self.call(user, req.header);
+        let path = paths::parse(&req.path)?;
+        Ok(Response::new(call.stat(path).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(path))]
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let user = claim(&request)?;
+        let mut req = request.into_inner();
+        let call = self.call(user, req.header.take());
+        let path = paths::parse(&req.path)?;
+        Ok(Response::new(call.list(path, req).await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(path))]
+    async fn content_summary(
+        &self,
+        request: Request<pb::ContentSummaryRequest>,
+    ) -> Result<Response<pb::ContentSummaryResponse>, Status> {
+        read_path!(self, request, content_summary)
+    }
+
+    #[tracing::instrument(skip_all, fields(path))]
+    async fn get_xattrs(
+        &self,
+        request: Request<pb::GetXattrsRequest>,
+    ) -> Result<Response<pb::GetXattrsResponse>, Status> {
+        read_path!(self, request, get_xattrs)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn msync(
+        &self,
+        request: Request<pb::MsyncRequest>,
+    ) -> Result<Response<pb::MsyncResponse>, Status> {
+        let user = claim(&request)?;
+        let call = self.call(user, request.into_inner().header);
+        Ok(Response::new(call.msync().await?))
+    }
+
+    #[tracing::instrument(skip_all, fields(path))]
+    async fn get_blocks(
+        &self,
+        request: Request<pb::GetBlocksRequest>,
+    ) -> Result<Response<pb::GetBlocksResponse>, Status> {
+        read_path!(self, request, get_blocks, inode inode)
+    }
+
+    async fn report_corrupt(
+        &self,
+        _request: Request<pb::ReportCorruptRequest>,
+    ) -> Result<Response<pb::ReportCorruptResponse>, Status> {
+        Err(RouterError::NotThroughRouter("a corrupt copy is reported by its blockserver").into())
+    }
+
+    #[tracing::instrument(skip_all, fields(path))]
+    async fn fsck(
+        &self,
+        request: Request<pb::FsckRequest>,
+    ) -> Result<Response<pb::FsckResponse>, Status> {
+        let user = claim(&request)?;
+        let mut req = request.into_inner();
+        let call = self.call(user, req.header.take());
+        let path = paths::parse(&req.path)?;
+        Ok(Response::new(call.fsck(path, req).await?))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_mount_table(
+        &self,
+        request: Request<pb::GetMountTableRequest>,
+    ) -> Result<Response<pb::GetMountTableResponse>, Status> {
+        let user = claim(&request)?;
+        let call = self.call(user, request.into_inner().header);
+        let keeper = self.router.table.keeper();
+        let req = pb::GetMountTableRequest {
+            header: call.header_for(keeper),
+        };
+        let mut a = call
+            .send(
+                keeper,
+                call.observer_read(keeper),
+                req,
+                |mut c, r| async move { c.get_mount_table(r).await },
+            )
+            .await?;
+        a.header = Some(answered([(keeper, state_of(a.header.as_ref()))]));
+        Ok(Response::new(a))
+    }
+}
+
+fn not_through_router<T>(what: &'static str) -> Result<Response<T>, Status> {
+    Err(RouterError::NotThroughRouter(what).into())
+}
+
+/// A router's `Admin`: it has no members and no observers of its own (a client in observer
+/// mode then sends its reads to the router, which picks each nameservice's observers); the
+/// rest is each nameservice's.
+#[tonic::async_trait]
+impl Admin for RouterService {
+    async fn cluster_status(
+        &self,
+        _: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        not_through_router("cluster status")
+    }
+    async fn node_status(
+        &self,
+        _: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatusResponse>, Status> {
+        not_through_router("node status")
+    }
+    async fn members(
+        &self,
+        _: Request<pb::MembersRequest>,
+    ) -> Result<Response<pb::MembersResponse>, Status> {
+        Ok(Response::new(pb::MembersResponse::default()))
+    }
+    async fn add_observer(
+        &self,
+        _: Request<pb::AddObserverRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        not_through_router("membership")
+    }
+    async fn remove_member(
+        &self,
+        _: Request<pb::RemoveMemberRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        not_through_router("membership")
+    }
+    async fn promote_member(
+        &self,
+        _: Request<pb::PromoteMemberRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        not_through_router("membership")
+    }
+    async fn transfer_leader(
+        &self,
+        _: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::MembershipChangeResponse>, Status> {
+        not_through_router("membership")
+    }
+    async fn checkpoint(
+        &self,
+        _: Request<pb::CheckpointRequest>,
+    ) -> Result<Response<pb::CheckpointResponse>, Status> {
+        not_through_router("checkpoint")
+    }
+    async fn list_block_servers(
+        &self,
+        _: Request<pb::ListBlockServersRequest>,
+    ) -> Result<Response<pb::ListBlockServersResponse>, Status> {
+        not_through_router("the blockserver list")
+    }
+    async fn reconstruction_status(
+        &self,
+        _: Request<pb::ReconstructionStatusRequest>,
+    ) -> Result<Response<pb::ReconstructionStatusResponse>, Status> {
+        not_through_router("reconstruction status")
+    }
+}

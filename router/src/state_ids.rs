@@ -1,0 +1,130 @@
+//! The consistency contract through a router (DESIGN §5, §10): a client keeps one state ID
+//! per nameservice, and the router hands each nameservice only its own.
+//!
+//! HDFS-17156 was a router that forwarded a state ID of the wrong namespace: observers then
+//! answered from states older than what the client had seen, and about 1% of jobs failed.
+//! Here a call to nameservice X carries the client's X entry as its `last_seen_state_id`,
+//! never the client's scalar or another entry; a client with no X entry has never been
+//! answered by X through a router, so its read goes to X's active (linearizable, hence at
+//! least as new as anything an msync could have promised), and the answer gives it an entry.
+
+use std::collections::HashMap;
+
+use raftfs_core::federation::NameserviceId;
+use raftfs_proto as pb;
+
+/// The request header a nameservice is sent for a client's call.
+pub fn forwarded(
+    to: &NameserviceId,
+    from_client: Option<&pb::RequestHeader>,
+    wrong_entry: bool,
+) -> pb::RequestHeader {
+    let Some(h) = from_client else {
+        return pb::RequestHeader::default();
+    };
+    let own = h.state_ids.get(to.as_str()).copied();
+    let (last_seen, observer_read) = if wrong_entry {
+        // The deliberate bug (debug builds only): another nameservice's entry, trusted as if
+        // it were this one's.
+        (another_entry(to, &h.state_ids), h.observer_read)
+    } else {
+        (own.unwrap_or(0), h.observer_read && own.is_some())
+    };
+    pb::RequestHeader {
+        client_id: h.client_id.clone(),
+        call_id: h.call_id,
+        last_seen_state_id: last_seen,
+        observer_read,
+        state_ids: HashMap::new(),
+    }
+}
+
+/// The lowest entry of a nameservice other than `to` (0 when there is none).
+fn another_entry(to: &NameserviceId, ids: &HashMap<String, u64>) -> u64 {
+    ids.iter()
+        .filter(|(name, _)| name.as_str() != to.as_str())
+        .map(|(_, id)| *id)
+        .min()
+        .unwrap_or(0)
+}
+
+/// The header of a router's answer: the state ID of each nameservice the call reached.
+pub fn answered<'a>(
+    reached: impl IntoIterator<Item = (&'a NameserviceId, u64)>,
+) -> pb::ResponseHeader {
+    let state_ids: HashMap<String, u64> = reached
+        .into_iter()
+        .map(|(ns, id)| (ns.as_str().to_owned(), id))
+        .collect();
+    pb::ResponseHeader {
+        state_id: state_ids.values().copied().max().unwrap_or(0),
+        state_ids,
+    }
+}
+
+/// The nameservices a client has been answered by (those in its header), which an `msync`
+/// and a lease renewal reach: HDFS-16452 and HDFS-17111 sent them to every nameservice.
+pub fn touched(header: Option<&pb::RequestHeader>) -> Vec<String> {
+    let mut names: Vec<String> = header
+        .map(|h| h.state_ids.keys().cloned().collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(s: &str) -> NameserviceId {
+        NameserviceId::parse(s).expect("name")
+    }
+
+    fn header(ids: &[(&str, u64)], scalar: u64, observer: bool) -> pb::RequestHeader {
+        pb::RequestHeader {
+            client_id: vec![7; 16],
+            call_id: 42,
+            last_seen_state_id: scalar,
+            observer_read: observer,
+            state_ids: ids.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn each_nameservice_gets_its_own_entry_never_the_scalar_or_another() {
+        let h = header(&[("ns1", 90), ("ns2", 5)], 90, true);
+        let to1 = forwarded(&ns("ns1"), Some(&h), false);
+        let to2 = forwarded(&ns("ns2"), Some(&h), false);
+        assert_eq!((to1.last_seen_state_id, to1.observer_read), (90, true));
+        assert_eq!((to2.last_seen_state_id, to2.observer_read), (5, true));
+        // The client's identity passes through, for the nameservice's retry cache.
+        assert_eq!((to1.client_id.clone(), to1.call_id), (vec![7; 16], 42));
+        assert!(to1.state_ids.is_empty());
+    }
+
+    #[test]
+    fn a_nameservice_the_client_never_heard_from_is_read_on_its_active() {
+        let h = header(&[("ns1", 90)], 90, true);
+        let to3 = forwarded(&ns("ns3"), Some(&h), false);
+        assert_eq!((to3.last_seen_state_id, to3.observer_read), (0, false));
+    }
+
+    #[test]
+    fn the_debug_switch_forwards_another_entry_and_trusts_it() {
+        let h = header(&[("ns1", 90), ("ns2", 5)], 90, true);
+        let to1 = forwarded(&ns("ns1"), Some(&h), true);
+        assert_eq!((to1.last_seen_state_id, to1.observer_read), (5, true));
+    }
+
+    #[test]
+    fn an_answer_names_every_nameservice_it_reached() {
+        let (a, b) = (ns("ns1"), ns("ns2"));
+        let h = answered([(&a, 12), (&b, 30)]);
+        assert_eq!(h.state_id, 30);
+        assert_eq!(h.state_ids.get("ns1"), Some(&12));
+        assert_eq!(
+            touched(Some(&header(&[("b", 1), ("a", 2)], 0, false))),
+            ["a", "b"]
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! The nameservices a router forwards to: one client-crate [`Client`] each, whose failover
+//! and observer logic (not a copy of it) finds each nameservice's active and observers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use raftfs_client::{Client, ClientConfig, ReadMode};
+use raftfs_core::federation::NameserviceId;
+
+use crate::config::Config;
+use crate::error::RouterError;
+
+/// The user the router's own calls claim (reading the mount table); a forwarded call claims
+/// its caller's name instead.
+pub const ROUTER_USER: &str = "raftfs-router";
+
+/// One client per nameservice.
+#[derive(Debug)]
+pub struct Upstreams {
+    by_name: BTreeMap<NameserviceId, Client>,
+}
+
+impl Upstreams {
+    /// Clients for every nameservice of `config` (connections open lazily).
+    pub fn new(config: &Config) -> Result<Self, raftfs_client::ClientError> {
+        let mut by_name = BTreeMap::new();
+        for ns in &config.nameservices {
+            let mut c = ClientConfig::new(ns.metaservers.clone());
+            c.user = ROUTER_USER.to_owned();
+            // Observer mode: a forwarded read goes to observers when its caller allows it
+            // (`Client::forward`); the router's own reads of the table go there too.
+            c.read_mode = ReadMode::Observer;
+            c.failover_deadline = Duration::from_millis(config.failover_deadline_ms);
+            c.rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
+            c.observer_timeout = Duration::from_millis(config.observer_timeout_ms);
+            by_name.insert(ns.name.clone(), Client::new(c)?);
+        }
+        Ok(Self { by_name })
+    }
+
+    /// The client of nameservice `ns`.
+    pub fn get(&self, ns: &NameserviceId) -> Result<&Client, RouterError> {
+        self.by_name
+            .get(ns)
+            .ok_or_else(|| RouterError::UnknownNameservice(ns.to_string()))
+    }
+
+    /// The nameservice named `name`, when this router forwards to it.
+    pub fn known(&self, name: &str) -> Option<(&NameserviceId, &Client)> {
+        self.by_name.iter().find(|(ns, _)| ns.as_str() == name)
+    }
+}
