@@ -951,6 +951,14 @@ impl Client {
     /// The federation's mount table this nameservice keeps, read as every read is (at least
     /// as new as what this client has seen). A reply that is not a valid table is an error.
     pub async fn mount_table(&self) -> Result<MountTable, ClientError> {
+        Ok(self.mount_table_at(0).await?.0)
+    }
+
+    /// [`Self::mount_table`] at a state at least `at_least` of the nameservice that keeps it
+    /// (a router reading the table as new as a caller has seen it), with the state it
+    /// reflects.
+    pub async fn mount_table_at(&self, at_least: u64) -> Result<(MountTable, u64), ClientError> {
+        self.observe(at_least);
         let r = self
             .read_call(|mut c| {
                 let req = pb::GetMountTableRequest {
@@ -964,7 +972,8 @@ impl Client {
             })
             .await?;
         self.seen(r.header.as_ref());
-        model::mount_table(r)
+        let state_id = r.header.as_ref().map_or(0, |h| h.state_id);
+        Ok((model::mount_table(r)?, state_id))
     }
 
     /// The membership as the member this client talks to knows it (any member answers).

@@ -58,6 +58,11 @@ enum Cmd {
         /// A local cluster's directory (DIR/cluster.json).
         #[arg(long)]
         cluster: Option<PathBuf>,
+        /// Directories the run's tree goes under, comma-separated: operation i under the
+        /// (i mod n)-th, so that every client spreads its calls over all of them (a
+        /// federation's mount points, one per nameservice).
+        #[arg(long, value_delimiter = ',', default_value = "/loadgen")]
+        roots: Vec<String>,
     },
     /// Streaming file writes and reads against raftfs (or the local disk, `--op disk`).
     Data {
@@ -151,9 +156,11 @@ async fn run(cli: Cli) -> Result<()> {
             fanout,
             meta,
             cluster,
+            roots,
         } => {
             let metas = raftfs_client::discovery::resolve(meta.as_deref(), cluster.as_deref())?;
             meta::run(meta::MetaLoad {
+                roots,
                 op,
                 clients,
                 ops,

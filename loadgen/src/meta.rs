@@ -60,6 +60,8 @@ pub struct MetaLoad {
     /// Stat random files of a generated tree (`metactl local generate`) of this shape,
     /// instead of preparing files of its own.
     pub generated: Option<raftfs_core::synthetic::Shape>,
+    /// Directories the tree goes under (operation i under the (i mod n)-th).
+    pub roots: Vec<String>,
 }
 
 impl MetaLoad {
@@ -73,25 +75,33 @@ impl MetaLoad {
 
 struct Worker {
     client: Client,
-    base: String,
+    /// The run's directory under each root.
+    bases: Arc<Vec<String>>,
     files_per_dir: u64,
 }
 
 impl Worker {
+    /// The run's directory that operation `i` goes under.
+    fn base(&self, i: u64) -> &str {
+        let n = self.bases.len().max(1) as u64;
+        self.bases
+            .get((i % n) as usize)
+            .map_or("/loadgen", String::as_str)
+    }
     fn file(&self, i: u64) -> String {
-        format!("{}/d{}/f{i}", self.base, i / self.files_per_dir)
+        format!("{}/d{}/f{i}", self.base(i), i / self.files_per_dir)
     }
     fn other(&self, i: u64) -> String {
-        format!("{}/d{}/r{i}", self.base, i / self.files_per_dir)
+        format!("{}/d{}/r{i}", self.base(i), i / self.files_per_dir)
     }
     fn dir(&self, i: u64) -> String {
-        format!("{}/d{}", self.base, i / self.files_per_dir)
+        format!("{}/d{}", self.base(i), i / self.files_per_dir)
     }
 }
 
 /// One client object per worker. `token`: a state ID every worker starts from, so that reads
 /// on observers see the prepared tree (a causality token, DESIGN §5).
-fn workers(load: &MetaLoad, base: &str, token: u64) -> Result<Vec<Worker>> {
+fn workers(load: &MetaLoad, bases: &Arc<Vec<String>>, token: u64) -> Result<Vec<Worker>> {
     (0..load.clients.max(1))
         .map(|_| {
             let mut config = load.client_config();
@@ -105,7 +115,7 @@ fn workers(load: &MetaLoad, base: &str, token: u64) -> Result<Vec<Worker>> {
             client.observe(token);
             Ok(Worker {
                 client,
-                base: base.to_owned(),
+                bases: bases.clone(),
                 files_per_dir: load.files_per_dir.max(1),
             })
         })
@@ -128,7 +138,7 @@ fn mix(i: u64) -> u64 {
 /// `stat` of random files of a generated tree: nothing to prepare, the tree is there.
 async fn stat_generated(load: &MetaLoad, shape: raftfs_core::synthetic::Shape) -> Result<Report> {
     let token = Client::new(load.client_config())?.msync().await?;
-    let ws = workers(load, "/gen", token)?;
+    let ws = workers(load, &Arc::new(vec!["/gen".to_owned()]), token)?;
     Ok(report::run(
         "raftfs",
         "stat",
@@ -155,23 +165,35 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let base = format!("/loadgen/{}-{run_id}", load.op.name());
+    let roots = if load.roots.is_empty() {
+        vec!["/loadgen".to_owned()]
+    } else {
+        load.roots.clone()
+    };
+    let bases: Arc<Vec<String>> = Arc::new(
+        roots
+            .iter()
+            .map(|r| format!("{}/{}-{run_id}", r.trim_end_matches('/'), load.op.name()))
+            .collect(),
+    );
     let setup = Client::new(load.client_config())?;
-    setup.mkdir(&base, true).await?;
+    for base in bases.iter() {
+        setup.mkdir(base, true).await?;
+    }
     let dirs = load.ops.div_ceil(load.files_per_dir.max(1));
-    // Directories, then (for ops on existing files) the files: untimed preparation.
+    // Directories (each under every root), then (for ops on existing files) the files:
+    // untimed preparation.
+    let n = bases.len() as u64;
     let prep = report::run(
         "raftfs",
         "prepare-dirs",
-        workers(&load, &base, 0)?,
-        dirs,
+        workers(&load, &bases, 0)?,
+        dirs * n,
         false,
-        |w: Arc<Worker>, d| async move {
-            w.client
-                .mkdir(&format!("{}/d{d}", w.base), true)
-                .await
-                .map(|_| ())
-                .map_err(err)
+        move |w: Arc<Worker>, j| async move {
+            let (root, d) = (j % n, j / n);
+            let dir = format!("{}/d{d}", w.bases[root as usize]);
+            w.client.mkdir(&dir, true).await.map(|_| ()).map_err(err)
         },
     )
     .await;
@@ -190,7 +212,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
         let prep = report::run(
             "raftfs",
             "prepare-files",
-            workers(&load, &base, 0)?,
+            workers(&load, &bases, 0)?,
             prep_files,
             load.progress,
             |w: Arc<Worker>, i| async move {
@@ -210,7 +232,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
         }
     }
     let token = setup.msync().await?;
-    let ws = workers(&load, &base, token)?;
+    let ws = workers(&load, &bases, token)?;
     let report =
         match load.op {
             MetaOp::Create => {

@@ -43,8 +43,9 @@ pub struct Config {
     /// How long a read on one observer may take before the next is tried.
     #[serde(default = "default_observer_timeout_ms")]
     pub observer_timeout_ms: u64,
-    /// Debug builds only: forward another nameservice's state ID than the one a call goes to
-    /// (the router bug of HDFS-17156), so that the Jepsen harness can show it finds it.
+    /// Debug builds only: forward an older state ID than the client saw of the nameservice a
+    /// call goes to (another nameservice's where that is older, else none: the router bug of
+    /// HDFS-17156), so that the Jepsen harness can show it finds the stale reads.
     #[serde(default)]
     pub debug_wrong_state_id: bool,
 }
@@ -179,6 +180,15 @@ mod tests {
         assert_eq!(c.nameservices.len(), 2);
         assert_eq!(c.table_poll(), Duration::from_secs(1));
         assert!(!c.debug_wrong_state_id);
+    }
+
+    /// `etc/router.toml` documents every field, and is a valid configuration.
+    #[test]
+    fn the_example_configuration_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../etc/router.toml");
+        let c = Config::load(&path).expect("etc/router.toml");
+        assert_eq!(c.mount_table.as_str(), "ns1");
+        assert_eq!(c.nameservices.len(), 2);
     }
 
     #[test]

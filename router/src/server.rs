@@ -65,7 +65,7 @@ pub async fn serve(
     workers.spawn_periodic("mount-table", config.table_poll(), move || {
         let r = r.clone();
         async move {
-            let table = r.table.refresh().await?;
+            let table = r.table.refresh(0).await?;
             Ok::<_, crate::error::RouterError>(Outcome::Done {
                 items: table.len() as u64,
             })

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use raftfs_client::failover::Rpc;
-use raftfs_core::federation::{FederationError, NameserviceId, Resolved};
+use raftfs_core::federation::{FederationError, MountTable, NameserviceId, Resolved};
 use raftfs_core::identity::CLAIMED_USER_HEADER;
 use raftfs_core::namespace::NsPath;
 use raftfs_proto as pb;
@@ -99,9 +99,27 @@ impl Call<'_> {
         self.header_for(ns).is_some_and(|h| h.observer_read)
     }
 
+    /// The keeper's state this caller has seen: the table must be at least as new (a mount
+    /// it added, or was handed a token of, routes its next call).
+    fn table_seen(&self) -> u64 {
+        let keeper = self.router.table.keeper().as_str();
+        self.header
+            .as_ref()
+            .and_then(|h| h.state_ids.get(keeper).copied())
+            .unwrap_or(0)
+    }
+
+    /// `f` on the mount table as new as this caller needs it.
+    async fn with_table<T>(
+        &self,
+        f: impl Fn(&MountTable) -> Result<T, FederationError>,
+    ) -> Result<(Arc<MountTable>, T), RouterError> {
+        self.router.table.with(self.table_seen(), f).await
+    }
+
     /// Where `path` lives.
     async fn resolve(&self, path: &NsPath) -> Result<Resolved, RouterError> {
-        Ok(self.router.table.with(|t| t.resolve(path)).await?.1)
+        Ok(self.with_table(|t| t.resolve(path)).await?.1)
     }
 }
 
@@ -162,14 +180,14 @@ impl Call<'_> {
         match op {
             Op::Rename(r) => {
                 let (src, dst) = (paths::parse(&r.src)?, paths::parse(&r.dst)?);
-                let (_, (from, to)) = table.with(|t| t.resolve_rename(&src, &dst)).await?;
+                let (_, (from, to)) = self.with_table(|t| t.resolve_rename(&src, &dst)).await?;
                 r.src = from.path.to_string();
                 r.dst = to.path.to_string();
                 Ok(Route::To(from.nameservice, Some(dst)))
             }
             Op::Delete(d) => {
                 let path = paths::parse(&d.path)?;
-                let (_, r) = table.with(|t| t.resolve_delete(&path)).await?;
+                let (_, r) = self.with_table(|t| t.resolve_delete(&path)).await?;
                 d.path = r.path.to_string();
                 Ok(Route::To(r.nameservice, None))
             }
@@ -299,11 +317,11 @@ impl Call<'_> {
     async fn resolve_or_mount_dir(
         &self,
         path: &NsPath,
-    ) -> Result<(Arc<raftfs_core::federation::MountTable>, Option<Resolved>), RouterError> {
-        match self.router.table.with(|t| t.resolve(path)).await {
+    ) -> Result<(Arc<MountTable>, Option<Resolved>), RouterError> {
+        match self.with_table(|t| t.resolve(path)).await {
             Ok((t, r)) => Ok((t, Some(r))),
             Err(RouterError::Federation(FederationError::NotMounted(p))) => {
-                let table = self.router.table.get().await?;
+                let table = self.router.table.get(self.table_seen()).await?;
                 if path.is_root() || !table.children_at(path).is_empty() {
                     Ok((table, None))
                 } else {
@@ -460,7 +478,8 @@ impl Namespace for RouterService {
                 a
             }
         };
-        if keeps_table && let Err(e) = self.router.table.refresh().await {
+        let edited_at = answer.header.as_ref().map_or(0, |h| h.state_id);
+        if keeps_table && let Err(e) = self.router.table.refresh(edited_at).await {
             tracing::warn!(error = %e, "re-reading the mount table after an edit");
         }
         Ok(Response::new(answer))

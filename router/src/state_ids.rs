@@ -24,9 +24,12 @@ pub fn forwarded(
     };
     let own = h.state_ids.get(to.as_str()).copied();
     let (last_seen, observer_read) = if wrong_entry {
-        // The deliberate bug (debug builds only): another nameservice's entry, trusted as if
-        // it were this one's.
-        (another_entry(to, &h.state_ids), h.observer_read)
+        // The deliberate bug (debug builds only): an older state ID than the client saw of
+        // this nameservice, trusted as if it were this one's.
+        (
+            older_entry(to, own.unwrap_or(0), &h.state_ids),
+            h.observer_read,
+        )
     } else {
         (own.unwrap_or(0), h.observer_read && own.is_some())
     };
@@ -39,10 +42,13 @@ pub fn forwarded(
     }
 }
 
-/// The lowest entry of a nameservice other than `to` (0 when there is none).
-fn another_entry(to: &NameserviceId, ids: &HashMap<String, u64>) -> u64 {
+/// The debug switch's wrong entry: another nameservice's, where one is older than `own`
+/// (HDFS-17156's router handed out another namespace's older state ID), else none (0). Always
+/// older, never newer: a newer one would only make the call wait, which no checker could
+/// tell from a slow observer.
+fn older_entry(to: &NameserviceId, own: u64, ids: &HashMap<String, u64>) -> u64 {
     ids.iter()
-        .filter(|(name, _)| name.as_str() != to.as_str())
+        .filter(|(name, id)| name.as_str() != to.as_str() && **id < own)
         .map(|(_, id)| *id)
         .min()
         .unwrap_or(0)
@@ -110,10 +116,12 @@ mod tests {
     }
 
     #[test]
-    fn the_debug_switch_forwards_another_entry_and_trusts_it() {
+    fn the_debug_switch_forwards_an_older_entry_and_trusts_it() {
         let h = header(&[("ns1", 90), ("ns2", 5)], 90, true);
         let to1 = forwarded(&ns("ns1"), Some(&h), true);
         assert_eq!((to1.last_seen_state_id, to1.observer_read), (5, true));
+        let to2 = forwarded(&ns("ns2"), Some(&h), true);
+        assert_eq!((to2.last_seen_state_id, to2.observer_read), (0, true));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The mount table as a router knows it: read from the nameservice that keeps it every poll
-//! period, and again at once when a call names a path under no mount point (a mount added a
-//! moment ago), so that every router sees a new mount within one poll.
+//! period, again at once when a call names a path under no mount point (a mount added a
+//! moment ago), and again before any call whose client has seen a newer state of the keeper
+//! than the table was read at. So a client that added a mount (or was handed a token of a
+//! client that did) is routed by it from its next call on, through every router: the mount
+//! table follows the consistency contract of DESIGN §5 like any read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,12 +18,15 @@ use crate::error::RouterError;
 /// point must not turn every call into a read of the keeper.
 const MISS_REFRESH_EVERY: Duration = Duration::from_millis(100);
 
+/// The table and the keeper's state ID it was read at.
+type Read = (Arc<MountTable>, u64);
+
 /// The router's copy of the mount table.
 #[derive(Debug)]
 pub struct Table {
     keeper: NameserviceId,
     client: Client,
-    current: RwLock<Option<Arc<MountTable>>>,
+    current: RwLock<Option<Read>>,
     /// Held while reading the table; when it was last read.
     refreshing: Mutex<Option<Instant>>,
 }
@@ -40,52 +46,55 @@ impl Table {
         &self.keeper
     }
 
-    /// Reads the table from its keeper now.
-    pub async fn refresh(&self) -> Result<Arc<MountTable>, RouterError> {
+    /// Reads the table from its keeper now, at a state at least `at_least`.
+    pub async fn refresh(&self, at_least: u64) -> Result<Arc<MountTable>, RouterError> {
         let mut last = self.refreshing.lock().await;
-        let table = Arc::new(
-            self.client
-                .mount_table()
-                .await
-                .map_err(RouterError::upstream(&self.keeper))?,
-        );
-        *self.current.write().await = Some(table.clone());
+        if let Some((t, at)) = self.current.read().await.clone()
+            && at >= at_least
+            && last.is_some_and(|l| l.elapsed() < MISS_REFRESH_EVERY)
+        {
+            // Read by another call while this one waited.
+            return Ok(t);
+        }
+        let (table, at) = self
+            .client
+            .mount_table_at(at_least)
+            .await
+            .map_err(RouterError::upstream(&self.keeper))?;
+        let table = Arc::new(table);
+        let mut current = self.current.write().await;
+        // Never back to an older read (two refreshes that raced).
+        if current.as_ref().is_none_or(|(_, was)| *was <= at) {
+            *current = Some((table.clone(), at));
+        }
         *last = Some(Instant::now());
         Ok(table)
     }
 
-    /// Refreshes after a miss, unless the table was read a moment ago.
-    async fn refresh_after_miss(&self) -> Result<Arc<MountTable>, RouterError> {
-        let recent = self
-            .refreshing
-            .lock()
-            .await
-            .is_some_and(|t| t.elapsed() < MISS_REFRESH_EVERY);
-        match self.current.read().await.clone() {
-            Some(t) if recent => Ok(t),
-            _ => self.refresh().await,
-        }
-    }
-
-    /// The table as last read (read now when it never was).
-    pub async fn get(&self) -> Result<Arc<MountTable>, RouterError> {
-        if let Some(t) = self.current.read().await.clone() {
+    /// The table, read at a state at least `at_least` of the keeper (the caller's own
+    /// state ID of it; 0 when it has none).
+    pub async fn get(&self, at_least: u64) -> Result<Arc<MountTable>, RouterError> {
+        if let Some((t, at)) = self.current.read().await.clone()
+            && at >= at_least
+        {
             return Ok(t);
         }
-        self.refresh()
+        self.refresh(at_least)
             .await
             .map_err(|e| RouterError::NoTable(e.to_string()))
     }
 
-    /// `f` on the table; when it finds a path under no mount point, on the table read again.
+    /// `f` on the table (at least `at_least`); when it finds a path under no mount point,
+    /// on the table read again.
     pub async fn with<T>(
         &self,
+        at_least: u64,
         f: impl Fn(&MountTable) -> Result<T, FederationError>,
     ) -> Result<(Arc<MountTable>, T), RouterError> {
-        let table = self.get().await?;
+        let table = self.get(at_least).await?;
         match f(&table) {
             Err(FederationError::NotMounted(_)) => {
-                let table = self.refresh_after_miss().await?;
+                let table = self.refresh(at_least).await?;
                 let v = f(&table)?;
                 Ok((table, v))
             }

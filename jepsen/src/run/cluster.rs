@@ -14,11 +14,23 @@ use raftfs_client::{Client, ClientConfig};
 /// The link end that stands for every client (`metactl local partition`).
 pub const CLIENT: &str = "client";
 
-/// A local cluster in `dir`, driven through the `metactl` binary at `metactl`.
+/// A local cluster in `dir`, driven through the `metactl` binary at `metactl`. A federated
+/// one (DESIGN §10) is started in `top`, its clients call its routers, and faults hit the
+/// members of its first nameservice, in `dir` (`top/ns1`).
 #[derive(Debug, Clone)]
 pub struct Cluster {
+    /// The members faults hit.
     pub dir: PathBuf,
+    /// What `local up` started: where clients find the cluster (its routers, when federated).
+    pub top: PathBuf,
     metactl: PathBuf,
+}
+
+/// A federated cluster's shape: its nameservices and routers.
+#[derive(Debug, Clone, Copy)]
+pub struct Federation {
+    pub nameservices: u32,
+    pub routers: u32,
 }
 
 /// Whether `pid` still runs: a zombie (killed, not yet reaped by whoever adopted it) does not.
@@ -49,39 +61,60 @@ pub fn default_metactl() -> Result<PathBuf> {
 
 impl Cluster {
     /// Starts `voters` voters and `observers` observers in `dir` (`extra`: more `local up`
-    /// flags, e.g. debug switches).
+    /// flags, e.g. debug switches); with `federation`, that many nameservices of that shape
+    /// and routers (not behind the link proxy: partitions are for unfederated runs).
     pub fn up(
         metactl: PathBuf,
         dir: &Path,
         voters: u32,
         observers: u32,
+        federation: Option<Federation>,
         extra: &[String],
     ) -> Result<Self> {
         let cluster = Self {
-            dir: dir.to_owned(),
+            dir: match federation {
+                Some(_) => dir.join("ns1"),
+                None => dir.to_owned(),
+            },
+            top: dir.to_owned(),
             metactl,
         };
         let (voters, observers) = (voters.to_string(), observers.to_string());
-        let mut args: Vec<&str> = vec![
+        let mut args: Vec<String> = [
             "local",
             "up",
             "--voters",
             &voters,
             "--observers",
             &observers,
-            "--detach",
-            "--proxied",
-        ];
-        args.extend(extra.iter().map(String::as_str));
-        cluster.ctl(&args)?;
+        ]
+        .map(str::to_owned)
+        .into();
+        args.push("--detach".into());
+        match federation {
+            None => args.push("--proxied".into()),
+            Some(f) => args.extend([
+                "--nameservices".into(),
+                f.nameservices.to_string(),
+                "--routers".into(),
+                f.routers.to_string(),
+            ]),
+        }
+        args.extend(extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cluster.ctl_in(&cluster.top, &args)?;
         Ok(cluster)
     }
 
     fn ctl(&self, args: &[&str]) -> Result<String> {
+        self.ctl_in(&self.dir, args)
+    }
+
+    fn ctl_in(&self, dir: &Path, args: &[&str]) -> Result<String> {
         let mut cmd = Command::new(&self.metactl);
         cmd.args(&args[..args.len().min(2)])
             .arg("--dir")
-            .arg(&self.dir)
+            .arg(dir)
             .args(&args[args.len().min(2)..]);
         let out = cmd
             .output()
@@ -106,9 +139,24 @@ impl Cluster {
         Ok(self.file()?.meta)
     }
 
-    /// A new client object of the cluster.
+    /// A new client object of the cluster (of its routers, when federated).
     pub fn client(&self, configure: impl FnOnce(&mut ClientConfig)) -> Result<Client> {
-        let file = self.file()?;
+        Self::client_of(&self.top, configure)
+    }
+
+    /// A new client of the members faults hit (the nemesis's, and the recovery check's).
+    pub fn member_client(&self, configure: impl FnOnce(&mut ClientConfig)) -> Result<Client> {
+        Self::client_of(&self.dir, configure)
+    }
+
+    /// A federated cluster's nameservices, by name (none otherwise).
+    pub fn nameservices(&self) -> Result<Vec<String>> {
+        let file = ClusterFile::read(&self.top)?;
+        Ok(file.nameservices.into_iter().map(|n| n.name).collect())
+    }
+
+    fn client_of(dir: &Path, configure: impl FnOnce(&mut ClientConfig)) -> Result<Client> {
+        let file = ClusterFile::read(dir)?;
         let mut config = ClientConfig::new(file.meta_addrs());
         // A `--cluster-arg --tls` cluster: its tools' (the superuser's) certificate.
         config.tls = file.client_tls()?;
@@ -209,18 +257,27 @@ impl Cluster {
                 let _ = self.signal(m.id, nix::sys::signal::Signal::SIGCONT);
             }
         }
-        self.ctl(&["local", "down"]).map(|_| ())
+        self.ctl_in(&self.top, &["local", "down"]).map(|_| ())
     }
 
-    /// Copies every metaserver's log into `to`.
+    /// Copies every server's log into `to`: metaservers', and a federated cluster's
+    /// routers' and its nameservices' members' (`ns2-meta-1.log`).
     pub fn copy_logs(&self, to: &Path) -> Result<()> {
         std::fs::create_dir_all(to)?;
-        for entry in std::fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let log = entry.path().join("metaserver.log");
-            if log.exists() {
-                let name = format!("{}.log", entry.file_name().to_string_lossy());
-                std::fs::copy(&log, to.join(name))?;
+        let mut dirs = vec![(String::new(), self.top.clone())];
+        for ns in self.nameservices().unwrap_or_default() {
+            dirs.push((format!("{ns}-"), self.top.join(&ns)));
+        }
+        for (prefix, dir) in dirs {
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                for log in ["metaserver.log", "router.log"] {
+                    let log = entry.path().join(log);
+                    if log.exists() {
+                        let name = format!("{prefix}{}.log", entry.file_name().to_string_lossy());
+                        std::fs::copy(&log, to.join(name))?;
+                    }
+                }
             }
         }
         Ok(())

@@ -79,6 +79,14 @@ pub struct RunOptions {
     /// Give the linearizability search at most this long.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub check_time_limit: Duration,
+    /// Federation (DESIGN §10): this many nameservices, each of --voters and --observers,
+    /// behind --routers routers, which the clients call; faults hit the first nameservice.
+    /// `rw-observer`'s keys are spread over every nameservice.
+    #[arg(long, default_value_t = 0)]
+    pub nameservices: u32,
+    /// Routers of a federated run.
+    #[arg(long, default_value_t = 2)]
+    pub routers: u32,
     /// More `metactl local up` flags, e.g. debug switches (debug builds only).
     #[arg(long = "cluster-arg", allow_hyphen_values = true)]
     pub cluster_args: Vec<String>,
@@ -95,6 +103,9 @@ pub struct Results {
     pub rate: f64,
     pub concurrency: u32,
     pub read_mode: String,
+    /// Nameservices and routers of a federated run (0 and 0 otherwise).
+    pub nameservices: u32,
+    pub routers: u32,
     /// Completions by type (`ok`, `fail`, `info`) and by `:f`.
     pub ops: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
     /// Faults and heals by kind.
@@ -122,11 +133,16 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
         Some(p) => p.clone(),
         None => cluster::default_metactl()?,
     };
+    let federation = (opts.nameservices > 0).then_some(cluster::Federation {
+        nameservices: opts.nameservices,
+        routers: opts.routers,
+    });
     let cluster = Cluster::up(
         metactl,
         &store.join("cluster"),
         opts.voters,
         opts.observers,
+        federation,
         &opts.cluster_args,
     )?;
     let recorder = Arc::new(Recorder::new());
@@ -221,6 +237,12 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
         rate: opts.rate,
         concurrency: opts.concurrency,
         read_mode: read_mode(&opts).to_string(),
+        nameservices: opts.nameservices,
+        routers: if opts.nameservices > 0 {
+            opts.routers
+        } else {
+            0
+        },
         ops: counts,
         faults,
         checkers,
@@ -257,21 +279,15 @@ async fn drive(
 ) -> Result<Drive> {
     let mode = read_mode(opts);
     let auto_msync = opts.auto_msync;
-    let new_client = {
-        let cluster = cluster.clone();
-        move || {
-            cluster.client(|c| {
-                c.read_mode = mode;
-                c.auto_msync = auto_msync;
-                c.failover_deadline = Duration::from_secs(5);
-                c.rpc_timeout = Duration::from_secs(1);
-                c.observer_timeout = Duration::from_secs(1);
-            })
-        }
-    };
+    // Set-up and final reads through the routers of a federated run; the nemesis and the
+    // recovery check on the members faults hit.
     let admin = cluster.client(|c| {
         c.failover_deadline = Duration::from_secs(10);
     })?;
+    let members = cluster.member_client(|c| {
+        c.failover_deadline = Duration::from_secs(10);
+    })?;
+    workload::federate(&admin, &cluster.nameservices()?).await?;
     let keys = match opts.workload {
         WorkloadName::Register => opts.keys.max(1),
         WorkloadName::RwObserver => i64::from(opts.concurrency.max(1)),
@@ -283,6 +299,23 @@ async fn drive(
         }
     };
     workload::setup(&admin, opts.workload, keys).await?;
+    // Every process starts from what the set-up saw (its files, a federated run's mount
+    // table): the set-up happened before any of them, as in Jepsen.
+    let setup_token = admin.token();
+    let new_client = {
+        let cluster = cluster.clone();
+        move || {
+            let c = cluster.client(|c| {
+                c.read_mode = mode;
+                c.auto_msync = auto_msync;
+                c.failover_deadline = Duration::from_secs(5);
+                c.rpc_timeout = Duration::from_secs(1);
+                c.observer_timeout = Duration::from_secs(1);
+            })?;
+            c.observe_token(&setup_token);
+            anyhow::Ok(c)
+        }
+    };
 
     let mailbox = Arc::new(Mailbox::new(keys));
     let start = tokio::time::Instant::now();
@@ -348,7 +381,7 @@ async fn drive(
 
     let mut nemesis = Nemesis::new(
         cluster.clone(),
-        admin.clone(),
+        members.clone(),
         recorder.clone(),
         StdRng::seed_from_u64(seed),
         opts.targets.clone(),
@@ -385,7 +418,7 @@ async fn drive(
         WorkloadName::RwObserver => mailbox.rw_keys(),
         _ => keys,
     };
-    let final_error = final_reads(cluster, &admin, recorder, opts, keys, concurrency)
+    let final_error = final_reads(cluster, &members, recorder, opts, keys, concurrency)
         .await
         .err();
     let invariants = if opts.workload == WorkloadName::Namespace && final_error.is_none() {

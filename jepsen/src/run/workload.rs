@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use edn_format::Value;
-use raftfs_client::{Client, ClientError, CreateOptions, ErrorKind};
+use raftfs_client::{Client, ClientError, CreateOptions, ErrorKind, StateToken};
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -100,7 +100,7 @@ pub enum Op {
     ReadToken {
         key: i64,
         at_least: i64,
-        token: u64,
+        token: StateToken,
     },
     /// A read after an msync begun once the write of `at_least` had completed.
     ReadMsync {
@@ -204,17 +204,27 @@ impl Op {
 pub fn key_path(workload: WorkloadName, key: i64) -> String {
     match workload {
         WorkloadName::Register => format!("/jepsen/register/k{key}"),
-        WorkloadName::RwObserver => format!("/jepsen/rw/k{key}"),
+        WorkloadName::RwObserver => format!("{}/k{key}", rw_bucket(key)),
         WorkloadName::Namespace => NAMESPACE_BASE.to_owned(),
         WorkloadName::Append => format!("/jepsen/append/k{key}"),
     }
+}
+
+/// `rw-observer`'s keys are spread over this many directories: in a federated run each is
+/// a mount point of its own nameservice's (`setup`), so that every process reads and writes
+/// both nameservices.
+pub const RW_BUCKETS: i64 = 2;
+
+/// The directory of `rw-observer` key `key`.
+pub fn rw_bucket(key: i64) -> String {
+    format!("/jepsen/rw/b{}", key.rem_euclid(RW_BUCKETS))
 }
 
 /// What the workers share: in `rw-observer`, the latest completed write of each key with the
 /// writer's state ID (what processes hand to each other); in `append`, the keys in use.
 #[derive(Debug, Default)]
 pub struct Mailbox {
-    latest: Mutex<HashMap<i64, (i64, u64)>>,
+    latest: Mutex<HashMap<i64, (i64, StateToken)>>,
     lists: Mutex<AppendKeys>,
     /// `rw-observer`: keys `0..rw_keys` are in use (a worker moves to a fresh key after a
     /// write of unknown outcome, which may still land after its next one).
@@ -298,18 +308,18 @@ impl Mailbox {
         Op::Append { key, value }
     }
 
-    fn post(&self, key: i64, value: i64, token: u64) {
+    fn post(&self, key: i64, value: i64, token: StateToken) {
         let mut m = match self.latest.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let e = m.entry(key).or_insert((0, 0));
+        let e = m.entry(key).or_default();
         if value > e.0 {
             *e = (value, token);
         }
     }
 
-    fn pick(&self, rng: &mut StdRng, not: i64) -> Option<(i64, i64, u64)> {
+    fn pick(&self, rng: &mut StdRng, not: i64) -> Option<(i64, i64, StateToken)> {
         let m = match self.latest.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -319,7 +329,7 @@ impl Mailbox {
             return None;
         }
         let (k, (v, t)) = keys[rng.random_range(0..keys.len())];
-        Some((*k, *v, *t))
+        Some((*k, *v, t.clone()))
     }
 }
 
@@ -551,7 +561,7 @@ pub async fn apply(
             .set_xattr(&path, XATTR, value.to_string().as_bytes(), None)
             .await
             .map(|()| {
-                mailbox.post(key, value, client.state_id());
+                mailbox.post(key, value, client.token());
                 op.invoke_value()
             }),
         Op::Cas { old, new, .. } => client
@@ -563,8 +573,8 @@ pub async fn apply(
             )
             .await
             .map(|()| op.invoke_value()),
-        Op::ReadToken { key, token, .. } => {
-            client.observe(token);
+        Op::ReadToken { key, ref token, .. } => {
+            client.observe_token(token);
             read_key(client, workload, key)
                 .await
                 .map(|v| Value::Vector(vec![Value::Integer(key), v]))
@@ -586,15 +596,48 @@ pub async fn apply(
     }
 }
 
+/// A federated run's mount table, made through the routers before `setup`: every path is
+/// `nameservices[0]`'s, except `rw-observer`'s key directories, spread over all of them (each
+/// process then reads and writes every nameservice, through every router).
+pub async fn federate(client: &Client, nameservices: &[String]) -> anyhow::Result<()> {
+    let Some(first) = nameservices.first() else {
+        return Ok(());
+    };
+    client.set_default_nameservice(Some(first)).await?;
+    for b in 0..RW_BUCKETS {
+        let ns = &nameservices[b as usize % nameservices.len()];
+        if ns != first {
+            let dir = rw_bucket(b);
+            match client.mount_add(&dir, ns, &dir).await {
+                Ok(()) => {}
+                Err(e) if e.is(ErrorKind::AlreadyExists) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Creates the files of `keys` keys (registers start at 0, as the model does).
 pub async fn setup(client: &Client, workload: WorkloadName, keys: i64) -> anyhow::Result<()> {
     if workload == WorkloadName::Namespace {
         client.mkdir(NAMESPACE_BASE, true).await?;
         return Ok(());
     }
-    let dir = key_path(workload, 0);
-    let dir = dir.rsplit_once('/').map_or("/jepsen", |(d, _)| d);
-    client.mkdir(dir, true).await?;
+    let dirs: Vec<String> = match workload {
+        WorkloadName::RwObserver => (0..RW_BUCKETS).map(rw_bucket).collect(),
+        _ => {
+            let path = key_path(workload, 0);
+            vec![
+                path.rsplit_once('/')
+                    .map_or("/jepsen", |(d, _)| d)
+                    .to_owned(),
+            ]
+        }
+    };
+    for dir in dirs {
+        client.mkdir(&dir, true).await?;
+    }
     for key in 0..keys {
         let path = key_path(workload, key);
         match client.create(&path, &CreateOptions::default()).await {
