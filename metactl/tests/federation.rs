@@ -497,6 +497,21 @@ async fn routers_show_one_tree_over_two_nameservices() {
         .map(|e| e.name)
         .collect();
     assert_eq!(names, ["logs", "user"]);
+    assert_eq!(r1.stat("/").await.expect("stat /").children, 2);
+    // Under a default nameservice, `/` is its root: its `user` (made by the mkdir above) is
+    // the mount point's place, counted once.
+    r1.set_default_nameservice(Some("ns1"))
+        .await
+        .expect("default");
+    assert_eq!(r1.stat("/").await.expect("stat /").children, 2);
+    let names: Vec<String> = r1
+        .list("/")
+        .await
+        .expect("ls /")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["logs", "user"]);
     assert_eq!(r1.stat("/logs").await.expect("stat").name, "logs");
     let report = r1.fsck("/logs", true).await.expect("fsck through a router");
     let paths: Vec<&str> = report.all.iter().map(|f| f.path.as_str()).collect();

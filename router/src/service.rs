@@ -294,13 +294,19 @@ impl Call<'_> {
             .await;
         match answer {
             Ok(mut a) => {
+                let is_dir = a
+                    .inode
+                    .as_ref()
+                    .is_some_and(|i| i.kind == pb::InodeKind::Directory as i32);
+                let extra = if is_dir && mounts > 0 {
+                    self.mounts_not_in(&r, &table.children_at(&path)).await?
+                } else {
+                    0
+                };
                 if let Some(i) = a.inode.as_mut() {
                     name_as_mounted(i, &path);
-                    // A listing shows the mount points below too (one that shadows an entry
-                    // of the same name is counted twice).
-                    if i.kind == pb::InodeKind::Directory as i32 {
-                        i.children = i.children.saturating_add(mounts);
-                    }
+                    // A listing shows the mount points below too.
+                    i.children = i.children.saturating_add(extra);
                 }
                 a.header = Some(answered([(&r.nameservice, state_of(a.header.as_ref()))]));
                 Ok(a)
@@ -311,6 +317,31 @@ impl Call<'_> {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// How many of the mount points `names` (directly below `dir`) its nameservice has no
+    /// entry of: those a listing adds to the directory's own entries (one of the same name
+    /// takes that entry's place).
+    async fn mounts_not_in(&self, dir: &Resolved, names: &[String]) -> Result<u64, RouterError> {
+        let ns = &dir.nameservice;
+        let stats = names.iter().map(|name| {
+            let req = pb::StatRequest {
+                header: self.header_for(ns),
+                path: dir.path.child(name).to_string(),
+            };
+            self.send(ns, self.observer_read(ns), req, |mut c, r| async move {
+                c.stat(r).await
+            })
+        });
+        let mut absent = 0;
+        for answer in futures::future::join_all(stats).await {
+            match answer {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => absent += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(absent)
     }
 
     /// Where `path` lives; `None` when no nameservice does but mount points lie below it.

@@ -1,22 +1,20 @@
-//! The mount table as a router knows it: read from the nameservice that keeps it every poll
-//! period, again at once when a call names a path under no mount point (a mount added a
-//! moment ago), and again before any call whose client has seen a newer state of the keeper
-//! than the table was read at. So a client that added a mount (or was handed a token of a
-//! client that did) is routed by it from its next call on, through every router: the mount
-//! table follows the consistency contract of DESIGN §5 like any read.
+//! The mount table as a router knows it: read from the nameservice that keeps it (on its
+//! active) every poll period, again at once when a call names a path under no mount point (a
+//! mount added a moment ago, through another router), and again before any call whose client
+//! has seen a newer state of the keeper than the table was read at. So a client that added a
+//! mount (or was handed a token of a client that did) is routed by it from its next call on,
+//! through every router: the mount table follows the consistency contract of DESIGN §5 like
+//! any read. A mount that takes over paths a default nameservice answered reaches a client
+//! that knows nothing of it within one poll.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use raftfs_client::Client;
 use raftfs_core::federation::{FederationError, MountTable, NameserviceId};
 use tokio::sync::{Mutex, RwLock};
 
 use crate::error::RouterError;
-
-/// A miss refreshes the table at most this often: a client calling paths under no mount
-/// point must not turn every call into a read of the keeper.
-const MISS_REFRESH_EVERY: Duration = Duration::from_millis(100);
 
 /// The table and the keeper's state ID it was read at.
 type Read = (Arc<MountTable>, u64);
@@ -27,7 +25,9 @@ pub struct Table {
     keeper: NameserviceId,
     client: Client,
     current: RwLock<Option<Read>>,
-    /// Held while reading the table; when it was last read.
+    /// Held while reading the table; when the last read began. Calls that miss together
+    /// share one read: a client calling paths under no mount point cannot make the router
+    /// read the table more than one at a time.
     refreshing: Mutex<Option<Instant>>,
 }
 
@@ -48,14 +48,16 @@ impl Table {
 
     /// Reads the table from its keeper now, at a state at least `at_least`.
     pub async fn refresh(&self, at_least: u64) -> Result<Arc<MountTable>, RouterError> {
+        let asked = Instant::now();
         let mut last = self.refreshing.lock().await;
         if let Some((t, at)) = self.current.read().await.clone()
             && at >= at_least
-            && last.is_some_and(|l| l.elapsed() < MISS_REFRESH_EVERY)
+            && last.is_some_and(|began| began >= asked)
         {
-            // Read by another call while this one waited.
+            // Read by another call that began after this one asked: as new as a read now.
             return Ok(t);
         }
+        let began = Instant::now();
         let (table, at) = self
             .client
             .mount_table_at(at_least)
@@ -67,7 +69,7 @@ impl Table {
         if current.as_ref().is_none_or(|(_, was)| *was <= at) {
             *current = Some((table.clone(), at));
         }
-        *last = Some(Instant::now());
+        *last = Some(began);
         Ok(table)
     }
 

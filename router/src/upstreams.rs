@@ -27,9 +27,11 @@ impl Upstreams {
         for ns in &config.nameservices {
             let mut c = ClientConfig::new(ns.metaservers.clone());
             c.user = ROUTER_USER.to_owned();
-            // Observer mode: a forwarded read goes to observers when its caller allows it
-            // (`Client::forward`); the router's own reads of the table go there too.
-            c.read_mode = ReadMode::Observer;
+            // The router's own reads (the mount table) on the active: linearizable, so a
+            // table read after a miss sees a mount added a moment ago through another router.
+            // A forwarded read goes to observers when its caller allows it, whatever this
+            // says (`Client::forward`).
+            c.read_mode = ReadMode::Active;
             c.failover_deadline = Duration::from_millis(config.failover_deadline_ms);
             c.rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
             c.observer_timeout = Duration::from_millis(config.observer_timeout_ms);
