@@ -99,4 +99,13 @@ pub enum TaskError {
     /// A blocking thread of the task was lost (it panicked).
     #[error("worker thread: {0}")]
     Thread(#[from] tokio::task::JoinError),
+    /// The server already runs as much reconstruction work as the actives allow (two
+    /// nameservices' actives handed out in the same second, DESIGN §10): refused before
+    /// anything is read or allocated; the active reschedules it.
+    #[error("busy: {running} xmits running, {weight} more would pass the limit of {limit}")]
+    Busy {
+        running: u32,
+        weight: u32,
+        limit: u32,
+    },
 }

@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::RouterError;
 use crate::paths::{self, back, merge_listing, mount_dir, name_as_mounted, rebase};
-use crate::state_ids::{answered, forwarded, touched};
+use crate::state_ids::{self, forwarded, touched};
 use crate::table::Table;
 use crate::upstreams::Upstreams;
 
@@ -99,14 +99,17 @@ impl Call<'_> {
         self.header_for(ns).is_some_and(|h| h.observer_read)
     }
 
-    /// The keeper's state this caller has seen: the table must be at least as new (a mount
-    /// it added, or was handed a token of, routes its next call).
+    /// The newest table this caller was routed by: this call's must be at least as new.
     fn table_seen(&self) -> u64 {
-        let keeper = self.router.table.keeper().as_str();
-        self.header
-            .as_ref()
-            .and_then(|h| h.state_ids.get(keeper).copied())
-            .unwrap_or(0)
+        state_ids::table_seen(self.header.as_ref())
+    }
+
+    /// The header of an answer: the state IDs of the nameservices reached, and the table's.
+    fn answered<'n>(
+        &self,
+        reached: impl IntoIterator<Item = (&'n NameserviceId, u64)>,
+    ) -> pb::ResponseHeader {
+        state_ids::answered(reached, self.router.table.read_at())
     }
 
     /// `f` on the mount table as new as this caller needs it.
@@ -223,7 +226,7 @@ impl Call<'_> {
         let mut r = self
             .send(ns, false, req, |mut c, r| async move { c.mutate(r).await })
             .await?;
-        r.header = Some(answered([(ns, state_of(r.header.as_ref()))]));
+        r.header = Some(self.answered([(ns, state_of(r.header.as_ref()))]));
         Ok(r)
     }
 
@@ -240,7 +243,7 @@ impl Call<'_> {
             .zip(&answers)
             .map(|(ns, r)| (ns, state_of(r.header.as_ref())));
         Ok(pb::MutateResponse {
-            header: Some(answered(reached)),
+            header: Some(self.answered(reached)),
             ..Default::default()
         })
     }
@@ -265,7 +268,7 @@ impl Call<'_> {
             .zip(&answers)
             .map(|(ns, r)| (ns, state_of(r.header.as_ref())));
         Ok(pb::MsyncResponse {
-            header: Some(answered(reached)),
+            header: Some(self.answered(reached)),
         })
     }
 
@@ -276,7 +279,7 @@ impl Call<'_> {
         let mounts = table.children_at(&path).len() as u64;
         let Some(r) = resolved else {
             return Ok(pb::StatResponse {
-                header: Some(answered([])),
+                header: Some(self.answered([])),
                 inode: Some(mount_dir(path.name().unwrap_or_default(), mounts)),
             });
         };
@@ -308,11 +311,11 @@ impl Call<'_> {
                     // A listing shows the mount points below too.
                     i.children = i.children.saturating_add(extra);
                 }
-                a.header = Some(answered([(&r.nameservice, state_of(a.header.as_ref()))]));
+                a.header = Some(self.answered([(&r.nameservice, state_of(a.header.as_ref()))]));
                 Ok(a)
             }
             Err(e) if is_not_found(&e) && mounts > 0 => Ok(pb::StatResponse {
-                header: Some(answered([])),
+                header: Some(self.answered([])),
                 inode: Some(mount_dir(path.name().unwrap_or_default(), mounts)),
             }),
             Err(e) => Err(e),
@@ -371,7 +374,7 @@ impl Call<'_> {
     ) -> Result<pb::ListResponse, RouterError> {
         let (table, resolved) = self.resolve_or_mount_dir(&path).await?;
         let mounts = table.children_at(&path);
-        let mut header = answered([]);
+        let mut header = self.answered([]);
         let page = match &resolved {
             None => None,
             Some(r) => {
@@ -390,7 +393,7 @@ impl Call<'_> {
                     .await;
                 match answer {
                     Ok(a) => {
-                        header = answered([(&r.nameservice, state_of(a.header.as_ref()))]);
+                        header = self.answered([(&r.nameservice, state_of(a.header.as_ref()))]);
                         Some((a.entries, a.has_more))
                     }
                     Err(e) if is_not_found(&e) && !mounts.is_empty() => None,
@@ -445,7 +448,7 @@ impl Call<'_> {
         if !a.next_after.is_empty() {
             a.next_after = back(&a.next_after, &r.path, &path);
         }
-        a.header = Some(answered([(&r.nameservice, state_of(a.header.as_ref()))]));
+        a.header = Some(self.answered([(&r.nameservice, state_of(a.header.as_ref()))]));
         Ok(a)
     }
 }
@@ -475,7 +478,7 @@ macro_rules! read_path {
             })
             .await?;
         $( if let Some(i) = a.$inode.as_mut() { name_as_mounted(i, &path); } )?
-        a.header = Some(answered([(&r.nameservice, state_of(a.header.as_ref()))]));
+        a.header = Some(call.answered([(&r.nameservice, state_of(a.header.as_ref()))]));
         Ok(Response::new(a))
     }};
 }
@@ -498,7 +501,7 @@ impl Namespace for RouterService {
             op,
             Op::MountAdd(_) | Op::MountRemove(_) | Op::SetDefaultNameservice(_)
         );
-        let answer = match route {
+        let mut answer = match route {
             Route::Touched => call.mutate_touched(op).await?,
             Route::To(ns, path) => {
                 tracing::Span::current().record("ns", ns.as_str());
@@ -509,9 +512,21 @@ impl Namespace for RouterService {
                 a
             }
         };
-        let edited_at = answer.header.as_ref().map_or(0, |h| h.state_id);
-        if keeps_table && let Err(e) = self.router.table.refresh(edited_at).await {
-            tracing::warn!(error = %e, "re-reading the mount table after an edit");
+        if keeps_table {
+            // The edit's answer names the table read after it, which every router then
+            // reads before this client's next call.
+            let edited_at = answer.header.as_ref().map_or(0, |h| h.state_id);
+            match self.router.table.refresh(edited_at).await {
+                Ok(_) => {
+                    if let Some(h) = answer.header.as_mut() {
+                        h.state_ids.insert(
+                            state_ids::TABLE_ENTRY.to_owned(),
+                            self.router.table.read_at(),
+                        );
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "re-reading the mount table after an edit"),
+            }
         }
         Ok(Response::new(answer))
     }
@@ -612,7 +627,7 @@ impl Namespace for RouterService {
                 |mut c, r| async move { c.get_mount_table(r).await },
             )
             .await?;
-        a.header = Some(answered([(keeper, state_of(a.header.as_ref()))]));
+        a.header = Some(call.answered([(keeper, state_of(a.header.as_ref()))]));
         Ok(Response::new(a))
     }
 }

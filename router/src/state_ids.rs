@@ -54,18 +54,39 @@ fn older_entry(to: &NameserviceId, own: u64, ids: &HashMap<String, u64>) -> u64 
         .unwrap_or(0)
 }
 
-/// The header of a router's answer: the state ID of each nameservice the call reached.
+/// The entry of a client's map that carries the newest mount table it was routed by: the
+/// keeper's state ID the router had read the table at. Not a nameservice's name (those begin
+/// with a letter), so never forwarded, msynced or renewed. A client carries it from router
+/// to router like any entry: a router with an older table reads it again before the call,
+/// so a client that added a mount (or was handed a token of one that did) is routed by it,
+/// and no client is ever routed by an older table than before (monotonic, as §5's reads).
+pub const TABLE_ENTRY: &str = "@mount-table";
+
+/// The header of a router's answer: the state ID of each nameservice the call reached, and
+/// the mount table's entry (`table_at`, the keeper state the router's table was read at).
 pub fn answered<'a>(
     reached: impl IntoIterator<Item = (&'a NameserviceId, u64)>,
+    table_at: u64,
 ) -> pb::ResponseHeader {
-    let state_ids: HashMap<String, u64> = reached
+    let mut state_ids: HashMap<String, u64> = reached
         .into_iter()
         .map(|(ns, id)| (ns.as_str().to_owned(), id))
         .collect();
+    let state_id = state_ids.values().copied().max().unwrap_or(0);
+    if table_at > 0 {
+        state_ids.insert(TABLE_ENTRY.to_owned(), table_at);
+    }
     pb::ResponseHeader {
-        state_id: state_ids.values().copied().max().unwrap_or(0),
+        state_id,
         state_ids,
     }
+}
+
+/// The table entry a client holds (0: none).
+pub fn table_seen(header: Option<&pb::RequestHeader>) -> u64 {
+    header
+        .and_then(|h| h.state_ids.get(TABLE_ENTRY).copied())
+        .unwrap_or(0)
 }
 
 /// The nameservices a client has been answered by (those in its header), which an `msync`
@@ -127,9 +148,17 @@ mod tests {
     #[test]
     fn an_answer_names_every_nameservice_it_reached() {
         let (a, b) = (ns("ns1"), ns("ns2"));
-        let h = answered([(&a, 12), (&b, 30)]);
-        assert_eq!(h.state_id, 30);
+        let h = answered([(&a, 12), (&b, 30)], 99);
+        assert_eq!(
+            h.state_id, 30,
+            "the table's entry is no nameservice's state"
+        );
         assert_eq!(h.state_ids.get("ns1"), Some(&12));
+        assert_eq!(h.state_ids.get(TABLE_ENTRY), Some(&99));
+        assert!(
+            NameserviceId::parse(TABLE_ENTRY).is_err(),
+            "never a nameservice's name"
+        );
         assert_eq!(
             touched(Some(&header(&[("b", 1), ("a", 2)], 0, false))),
             ["a", "b"]

@@ -1,13 +1,15 @@
 //! The mount table as a router knows it: read from the nameservice that keeps it (on its
 //! active) every poll period, again at once when a call names a path under no mount point (a
 //! mount added a moment ago, through another router), and again before any call whose client
-//! has seen a newer state of the keeper than the table was read at. So a client that added a
-//! mount (or was handed a token of a client that did) is routed by it from its next call on,
-//! through every router: the mount table follows the consistency contract of DESIGN §5 like
-//! any read. A mount that takes over paths a default nameservice answered reaches a client
-//! that knows nothing of it within one poll.
+//! was routed by a newer table (`state_ids::TABLE_ENTRY`: the keeper state a router read its
+//! table at, carried in every answer). So a client that added a mount through a router (or
+//! was handed a token of one that did) is routed by it from its next call on, through every
+//! router, and no client is routed by an older table than before. A mount that takes over
+//! paths a default nameservice answered reaches a client that knows nothing of it within one
+//! poll.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use raftfs_client::Client;
@@ -25,6 +27,8 @@ pub struct Table {
     keeper: NameserviceId,
     client: Client,
     current: RwLock<Option<Read>>,
+    /// The keeper state the current table was read at (0: never read), for answers.
+    read_at: AtomicU64,
     /// Held while reading the table; when the last read began. Calls that miss together
     /// share one read: a client calling paths under no mount point cannot make the router
     /// read the table more than one at a time.
@@ -37,8 +41,14 @@ impl Table {
             keeper,
             client,
             current: RwLock::new(None),
+            read_at: AtomicU64::new(0),
             refreshing: Mutex::new(None),
         }
+    }
+
+    /// The keeper state the table in use was read at (0: not read yet).
+    pub fn read_at(&self) -> u64 {
+        self.read_at.load(Ordering::Acquire)
     }
 
     /// The nameservice that keeps the table.
@@ -68,6 +78,7 @@ impl Table {
         // Never back to an older read (two refreshes that raced).
         if current.as_ref().is_none_or(|(_, was)| *was <= at) {
             *current = Some((table.clone(), at));
+            self.read_at.store(at, Ordering::Release);
         }
         *last = Some(began);
         Ok(table)

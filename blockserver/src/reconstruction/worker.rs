@@ -106,11 +106,29 @@ impl Worker {
         outbox: Outbox,
     ) {
         let key = (pool, task.group, task.index);
+        if lock(&self.running).contains(&key) {
+            return;
+        }
+        // The weight is held from here until the task's future is gone, whatever ends it;
+        // past the lowest limit any pool's active sent, the task is refused.
+        let guard = match self.budgets.max_xmits() {
+            None => self.xmits.take(task.weight),
+            Some(limit) => match self.xmits.try_take(task.weight, limit) {
+                Some(guard) => guard,
+                None => {
+                    let busy = TaskError::Busy {
+                        running: self.xmits.in_progress(),
+                        weight: task.weight,
+                        limit,
+                    };
+                    self.fail_at_once(task.id, task.group, task.index, busy, &outbox);
+                    return;
+                }
+            },
+        };
         if !lock(&self.running).insert(key) {
             return;
         }
-        // The weight is held from here until the task's future is gone, whatever ends it.
-        let guard = self.xmits.take(task.weight);
         let worker = self.clone();
         self.metrics.reconstruction_task("started");
         let task_id = (pool, task.id);
@@ -165,7 +183,18 @@ impl Worker {
         why: InvalidTask,
         outbox: &Outbox,
     ) {
-        let error = TaskError::BadTask(why);
+        self.fail_at_once(task_id, group, index, TaskError::BadTask(why), outbox);
+    }
+
+    /// A task that fails before it starts: the active hears so with the next heartbeat.
+    fn fail_at_once(
+        &self,
+        task_id: TaskId,
+        group: GroupId,
+        index: u32,
+        error: TaskError,
+        outbox: &Outbox,
+    ) {
         self.metrics.reconstruction_task("started");
         self.metrics.reconstruction_task("failed");
         tracing::warn!(%group, index, %error, "reconstruction task refused");

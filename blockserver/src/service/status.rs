@@ -52,7 +52,8 @@ fn task_code(e: &TaskError) -> (Code, ErrorKind) {
         TaskError::Source { .. }
         | TaskError::Length { .. }
         | TaskError::Timeout { .. }
-        | TaskError::Checksum { .. } => (Code::Unavailable, ErrorKind::Unavailable),
+        | TaskError::Checksum { .. }
+        | TaskError::Busy { .. } => (Code::Unavailable, ErrorKind::Unavailable),
         TaskError::Store(b) => block_code(b),
         TaskError::Codec(_) | TaskError::NoProgress { .. } | TaskError::Thread(_) => {
             (Code::Internal, ErrorKind::Internal)
