@@ -106,7 +106,7 @@ fn block_source(l: pb::BlockLocation) -> BlockSource {
 pub fn throttle(t: pb::Throttle) -> Throttle {
     Throttle {
         node_bytes_per_sec: t.node_bytes_per_sec,
-        max_xmits: t.max_xmits,
+        max_tasks: t.max_tasks,
         budgets: t
             .budgets
             .into_iter()
@@ -250,7 +250,7 @@ mod tests {
             .ok
         );
         let t = throttle(pb::Throttle {
-            max_xmits: 8,
+            max_tasks: 8,
             node_bytes_per_sec: 5,
             budgets: vec![pb::ByteBudget {
                 name: "rack r1>r2".into(),

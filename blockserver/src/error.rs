@@ -102,10 +102,6 @@ pub enum TaskError {
     /// The server already runs as much reconstruction work as the actives allow (two
     /// nameservices' actives handed out in the same second, DESIGN §10): refused before
     /// anything is read or allocated; the active reschedules it.
-    #[error("busy: {running} xmits running, {weight} more would pass the limit of {limit}")]
-    Busy {
-        running: u32,
-        weight: u32,
-        limit: u32,
-    },
+    #[error("busy: {running} reconstruction tasks running, the limit is {limit}")]
+    Busy { running: usize, limit: u32 },
 }

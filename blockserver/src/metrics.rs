@@ -222,6 +222,7 @@ impl Metrics {
             "write_block",
             "read_block",
             "block_info",
+            "block_checksums",
             "partial",
             "recover_block",
         ] {

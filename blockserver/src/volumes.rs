@@ -347,6 +347,11 @@ impl Volumes {
         self.read_with(id, |store| store.generation(id))
     }
 
+    /// A finalized block's length, generation and stored chunk checksums.
+    pub fn checksums(&self, id: BlockId) -> Result<(u64, Generation, Vec<u32>), BlockError> {
+        self.read_with(id, |store| store.checksums(id))
+    }
+
     /// Stamps finalized block `id` with `generation` (lease recovery; see
     /// [`Store::restamp`]) and reports it so; returns its length.
     pub fn restamp(&self, id: BlockId, generation: Generation) -> Result<u64, BlockError> {

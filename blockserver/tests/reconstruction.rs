@@ -51,6 +51,61 @@ async fn outcome(meta: &RecordingMeta, id: u64) -> pb::TaskOutcome {
     o
 }
 
+/// Two nameservices' actives may each hand a server `max-streams` tasks in the same second:
+/// past the lowest limit an active sent, a task is refused (`busy`), before anything is read
+/// or allocated, and the active hears so.
+#[tokio::test]
+async fn tasks_past_the_limit_the_actives_sent_are_refused_as_busy() {
+    let meta = RecordingMeta::default();
+    let (maddr, _m) = meta.start().await;
+    meta.seen().throttle = Some(pb::Throttle {
+        max_tasks: 2,
+        ..Default::default()
+    });
+    let target = Blockserver::start(1, |c| {
+        c.id = 1;
+        c.metaservers = vec![maddr.clone()];
+    })
+    .await;
+    eventually("registered", || {
+        let ok = meta.seen().registered;
+        async move { ok.then_some(()) }
+    })
+    .await;
+    // A source that accepts and never answers: the first tasks run (waiting on it) while the
+    // third arrives.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let source = silent.local_addr().expect("addr").to_string();
+    for id in 1..=3u64 {
+        meta.queue_task(task(id, id << 20, 1 << 20, &source, 1));
+    }
+    let refused = eventually("the third task's outcome", || {
+        let o = meta
+            .seen()
+            .finished
+            .iter()
+            .find(|o| o.task_id == 3)
+            .cloned();
+        async move { o }
+    })
+    .await;
+    assert!(
+        !refused.ok && refused.error.starts_with("busy"),
+        "{refused:?}"
+    );
+    assert!(target.block_file(3 << 20, 0).is_none());
+    let running = meta
+        .seen()
+        .finished
+        .iter()
+        .filter(|o| o.task_id < 3)
+        .count();
+    assert_eq!(running, 0, "the first two are still running");
+    drop(silent);
+}
+
 #[tokio::test]
 async fn tasks_copy_replicas_and_failures_give_their_weight_back() {
     let meta = RecordingMeta::default();

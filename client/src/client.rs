@@ -956,13 +956,15 @@ impl Client {
 
     /// [`Self::mount_table`] at a state at least `at_least` of the nameservice that keeps it
     /// (a router reading the table as new as a caller has seen it), with the state it
-    /// reflects.
+    /// reflects. `at_least` holds for this read only: a bogus one fails this read and leaves
+    /// the client's own state ID as it was.
     pub async fn mount_table_at(&self, at_least: u64) -> Result<(MountTable, u64), ClientError> {
-        self.observe(at_least);
         let r = self
             .read_call(|mut c| {
+                let mut header = self.header(0);
+                header.last_seen_state_id = header.last_seen_state_id.max(at_least);
                 let req = pb::GetMountTableRequest {
-                    header: Some(self.header(0)),
+                    header: Some(header),
                 };
                 async move {
                     c.get_mount_table(req)

@@ -154,8 +154,10 @@ impl Observers {
             }
         }
         let mut s = self.lock();
-        // Every observer failed (or is being skipped): look again before long.
-        if s.failed.iter().all(Option::is_some) {
+        // Every observer failed (or is being skipped): look again before long. (None at all
+        // is no failure: a cluster without observers, or a router, is asked again on the
+        // regular refresh, not before every read.)
+        if !s.failed.is_empty() && s.failed.iter().all(Option::is_some) {
             s.stale = true;
         }
         None

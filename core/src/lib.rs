@@ -29,6 +29,7 @@ pub mod arbitrary;
 pub mod block_token;
 pub mod checksum;
 pub mod federation;
+pub mod file_checksum;
 pub mod format;
 pub mod fsck;
 pub mod id;

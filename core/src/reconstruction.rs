@@ -100,11 +100,11 @@ pub struct Throttle {
     /// Bytes per second this server may read and write for reconstruction; 0: unlimited.
     pub node_bytes_per_sec: u64,
     pub budgets: Vec<ByteBudget>,
-    /// The most xmits weight the sending active lets this server run (its `max-streams`);
-    /// 0: no limit. Every active hands out at most `max-streams - xmits` of the server's
-    /// total; two actives of a federation handing out in the same second could still
-    /// overshoot by one heartbeat's tasks, which the server refuses past this (DESIGN §10).
-    pub max_xmits: u32,
+    /// The most tasks the sending active lets this server run at once (its `max-streams`);
+    /// 0: no limit. An active hands out at most `max-streams - xmits` tasks, each weighing at
+    /// least 1, so alone it never passes this; two actives of a federation handing out in
+    /// the same second could, and the server refuses tasks past it (DESIGN §10).
+    pub max_tasks: u32,
 }
 
 /// This server's share of one pair budget: reads from a source in one of `from_racks` are

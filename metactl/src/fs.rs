@@ -108,6 +108,24 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// `fs stat`.
+/// `fs checksum`: as `hadoop fs -checksum` in COMPOSITE_CRC mode prints it (path, algorithm,
+/// checksum), with the bytes it covers.
+pub async fn checksum(client: &Client, path: &str, json: bool) -> Result<()> {
+    let sum = raftfs_client::file::file_checksum(client, path).await?;
+    if json {
+        let mut doc = serde_json::to_value(sum)?;
+        doc["path"] = serde_json::Value::String(path.to_owned());
+        doc["algorithm"] = serde_json::Value::String("COMPOSITE-CRC32C".into());
+        println!("{}", serde_json::to_string(&doc)?);
+    } else {
+        println!(
+            "{path}\tCOMPOSITE-CRC32C\t{:08x}\t{} bytes",
+            sum.crc32c, sum.length
+        );
+    }
+    Ok(())
+}
+
 pub async fn stat(client: &Client, path: &str, json: bool) -> Result<()> {
     let st = client.stat(path).await?;
     if json {

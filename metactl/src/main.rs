@@ -423,6 +423,14 @@ enum FsCmd {
         json: bool,
         path: String,
     },
+    /// A file's checksum, the same for a replicated and an erasure-coded copy of the same
+    /// bytes, on any cluster (HDFS's COMPOSITE_CRC): the CRC32C of its bytes, put together
+    /// from the checksums the blockservers stored, without reading the bytes.
+    Checksum {
+        #[arg(long)]
+        json: bool,
+        path: String,
+    },
     /// Moves (renames) SRC to DST, or into DST if it is a directory.
     Mv { src: String, dst: String },
     /// Changes the mode (octal: 755, 1777 for the sticky bit), as `hdfs dfs -chmod`: the
@@ -820,6 +828,9 @@ async fn run(cli: Cli) -> Result<()> {
                 FsCmd::Stat { json, path } => fs::stat(&c, path, *json)
                     .await
                     .with_context(|| format!("stat {path}"))?,
+                FsCmd::Checksum { json, path } => fs::checksum(&c, path, *json)
+                    .await
+                    .with_context(|| format!("checksum {path}"))?,
                 FsCmd::Put {
                     f,
                     policy,

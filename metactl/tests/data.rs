@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{LocalCluster, metactl_bin};
+use raftfs_client::file::file_checksum;
 use raftfs_client::{Client, ClientConfig, CreateOptions, FileReader, FileWriter};
+use raftfs_core::checksum::crc32c;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 const MIB: u64 = 1 << 20;
@@ -124,6 +126,15 @@ async fn put_and_get_every_policy_at_every_boundary() {
             assert!(!st.under_construction, "{path}");
             assert_eq!(st.storage_policy, policy, "{path}");
             assert_same(&read_all(&c, &path).await, &data, &path);
+            // The same bytes, the same checksum whatever the layout: the CRC32C of the bytes
+            // (sizes 0..4 are the same content under every policy), put together from the
+            // stored checksums, nothing read.
+            let sum = file_checksum(&c, &path).await.expect("checksum");
+            assert_eq!(
+                (sum.crc32c, sum.length, sum.groups_read),
+                (crc32c(&data), size, 0),
+                "{path}"
+            );
         }
         // Many block groups: 1 MiB internal blocks put one stripe in each group.
         let path = format!("/{policy}/groups");
@@ -132,6 +143,8 @@ async fn put_and_get_every_policy_at_every_boundary() {
         let st = c.stat(&path).await.expect("stat");
         assert_eq!(st.block_groups, 4, "{path}");
         assert_same(&read_all(&c, &path).await, &data, &path);
+        let sum = file_checksum(&c, &path).await.expect("checksum");
+        assert_eq!((sum.crc32c, sum.groups), (crc32c(&data), 4), "{path}");
         // Seek and read across a group boundary.
         let mut r = FileReader::open(&c, &path).await.expect("open");
         let at = stripe - 10;
@@ -173,6 +186,11 @@ async fn put_and_get_every_policy_at_every_boundary() {
     ok(&["fs", "get", "/cli/f", back.to_str().expect("utf8")]);
     assert_same(&std::fs::read(&back).expect("read back"), &data, "fs get");
     assert_same(&ok(&["fs", "cat", "/cli/f"]), &data, "fs cat");
+    let sum = String::from_utf8_lossy(&ok(&["fs", "checksum", "/cli/f"])).into_owned();
+    assert!(
+        sum.contains(&format!("COMPOSITE-CRC32C\t{:08x}", crc32c(&data))),
+        "{sum}"
+    );
     let fsck: serde_json::Value =
         serde_json::from_slice(&ok(&["fsck", "--json"])).expect("fsck json");
     assert_eq!(fsck["missing"], 0, "{fsck}");
@@ -364,6 +382,14 @@ async fn degraded_reads_survive_m_dead_blockservers_and_corrupt_blocks() {
         &rep,
         "replicated read, 3 servers dead",
     );
+    // Checksums: with data blocks gone, a group is read (decoded) instead of summed.
+    let sum = file_checksum(&c, "/ec/f")
+        .await
+        .expect("checksum, degraded");
+    assert_eq!(sum.crc32c, crc32c(&ec));
+    assert!(sum.groups_read > 0, "{sum:?}");
+    let sum = file_checksum(&c, "/rep/f").await.expect("checksum");
+    assert_eq!((sum.crc32c, sum.groups_read), (crc32c(&rep), 0));
     // A fourth loss is one too many for some stripe of RS-6-3: a clear error, not garbage.
     let fourth = cluster
         .file()

@@ -13,6 +13,8 @@ pub enum RouterError {
     Federation(#[from] FederationError),
     #[error("invalid path {path:?}: {why}")]
     InvalidPath { path: String, why: String },
+    #[error("{0}")]
+    InvalidArgument(&'static str),
     /// A call a router does not forward (it is one nameservice's business, or a blockserver's).
     #[error("{0}: ask the nameservice's members directly")]
     NotThroughRouter(&'static str),
@@ -91,8 +93,11 @@ impl From<RouterError> for Status {
         match e {
             RouterError::Federation(f) => refused(federation_kind(&f), message),
             RouterError::InvalidPath { .. } => refused(ErrorKind::InvalidPath, message),
-            RouterError::NotThroughRouter(_) => refused(ErrorKind::InvalidArgument, message),
-            RouterError::UnknownNameservice(_) => refused(ErrorKind::NotMounted, message),
+            RouterError::NotThroughRouter(_) | RouterError::InvalidArgument(_) => {
+                refused(ErrorKind::InvalidArgument, message)
+            }
+            // Another router may be configured for it: the client moves on.
+            RouterError::UnknownNameservice(_) => refused(ErrorKind::Unavailable, message),
             // Another router may have the table: the client moves on.
             RouterError::NoTable(_) => refused(ErrorKind::Unavailable, message),
             RouterError::Upstream {
@@ -114,7 +119,11 @@ fn upstream_status(ns: &NameserviceId, e: ClientError, message: String) -> Statu
                 kind: kind as i32,
                 message,
                 state_id,
-                state_ids: [(ns.as_str().to_owned(), state_id)].into_iter().collect(),
+                // 0: the refusal reflects no state (refused before anything was journaled).
+                state_ids: [(ns.as_str().to_owned(), state_id)]
+                    .into_iter()
+                    .filter(|(_, id)| *id > 0)
+                    .collect(),
                 ..Default::default()
             },
         ),

@@ -48,13 +48,12 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     config.validate()?;
     if config.debug_wrong_state_id {
-        tracing::warn!("debug-wrong-state-id: this router forwards other nameservices' state IDs");
+        tracing::warn!(
+            "debug-wrong-state-id: this router forwards older state IDs than its clients saw"
+        );
     }
     let upstreams = Upstreams::new(&config)?;
-    let keeper = upstreams
-        .get(&config.mount_table)
-        .map_err(|e| crate::config::ConfigError::Invalid(e.to_string()))?;
-    let table = Table::new(config.mount_table.clone(), keeper.clone());
+    let table = Table::new(config.mount_table.clone(), upstreams.table_reader(&config)?);
     let router = Arc::new(Router {
         upstreams,
         table,

@@ -352,6 +352,14 @@ impl Call<'_> {
         &self,
         path: &NsPath,
     ) -> Result<(Arc<MountTable>, Option<Resolved>), RouterError> {
+        // A directory that leads to mount points and that no nameservice owns is the
+        // router's as the table stands: no re-read of the table (`ls /` without a default
+        // would otherwise read it on every call). A mount added below it shows within a
+        // poll, or at once to a client routed by a newer table.
+        let table = self.router.table.get(self.table_seen()).await?;
+        if table.resolve(path).is_err() && (path.is_root() || !table.children_at(path).is_empty()) {
+            return Ok((table, None));
+        }
         match self.with_table(|t| t.resolve(path)).await {
             Ok((t, r)) => Ok((t, Some(r))),
             Err(RouterError::Federation(FederationError::NotMounted(p))) => {
@@ -461,26 +469,117 @@ fn is_not_found(e: &RouterError) -> bool {
     matches!(e, RouterError::Upstream { source, .. } if source.is(pb::ErrorKind::NotFound))
 }
 
-/// A read of one path on its nameservice: `$req` gets the nameservice's path and header, the
-/// answer the nameservice's state ID (and, with `$inode`, the inode the mount point's name).
-macro_rules! read_path {
-    ($self:ident, $request:ident, $method:ident $(, inode $inode:ident)?) => {{
-        let user = claim(&$request)?;
-        let mut req = $request.into_inner();
-        let call = $self.call(user, req.header.take());
-        let path = paths::parse(&req.path)?;
-        let r = call.resolve(&path).await?;
-        req.header = call.header_for(&r.nameservice);
-        req.path = r.path.to_string();
-        let mut a = call
-            .send(&r.nameservice, call.observer_read(&r.nameservice), req, |mut c, r| async move {
-                c.$method(r).await
-            })
+impl Call<'_> {
+    /// A read of one path on its nameservice: the request gets the nameservice's path and
+    /// header (`set`), the answer the nameservice's state ID (`header`) and, where it holds
+    /// an inode, the mount point's name (`inode`).
+    async fn read_path<Req, Resp, F, Fut>(
+        &self,
+        path: &str,
+        req: Req,
+        set: impl FnOnce(&mut Req, Option<pb::RequestHeader>, String),
+        rpc: F,
+        answer: impl FnOnce(&mut Resp) -> (&mut Option<pb::ResponseHeader>, Option<&mut pb::Inode>),
+    ) -> Result<Resp, RouterError>
+    where
+        Req: Clone,
+        F: Fn(NamespaceClient<Rpc>, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let path = paths::parse(path)?;
+        let r = self.resolve(&path).await?;
+        let mut req = req;
+        set(
+            &mut req,
+            self.header_for(&r.nameservice),
+            r.path.to_string(),
+        );
+        let mut a = self
+            .send(&r.nameservice, self.observer_read(&r.nameservice), req, rpc)
             .await?;
-        $( if let Some(i) = a.$inode.as_mut() { name_as_mounted(i, &path); } )?
-        a.header = Some(call.answered([(&r.nameservice, state_of(a.header.as_ref()))]));
-        Ok(Response::new(a))
-    }};
+        let (header, inode) = answer(&mut a);
+        if let Some(i) = inode {
+            name_as_mounted(i, &path);
+        }
+        *header = Some(self.answered([(&r.nameservice, state_of(header.as_ref()))]));
+        Ok(a)
+    }
+
+    /// A mutation, routed and forwarded; a mount-table edit answers with the table read
+    /// after it (or, when that read failed, the edit's state: every router reads the table
+    /// at least that new before this client's next call).
+    async fn mutate(&self, op: Option<Op>) -> Result<pb::MutateResponse, RouterError> {
+        let mut op = op.ok_or(RouterError::InvalidArgument(
+            "a mutation without an operation",
+        ))?;
+        let route = self.route_mutation(&mut op).await?;
+        let keeps_table = matches!(
+            op,
+            Op::MountAdd(_) | Op::MountRemove(_) | Op::SetDefaultNameservice(_)
+        );
+        let mut answer = match route {
+            Route::Touched => self.mutate_touched(op).await?,
+            Route::To(ns, path) => {
+                tracing::Span::current().record("ns", ns.as_str());
+                let mut a = self.mutate_on(&ns, op).await?;
+                if let (Some(i), Some(p)) = (a.inode.as_mut(), path) {
+                    name_as_mounted(i, &p);
+                }
+                a
+            }
+        };
+        if keeps_table {
+            let edited_at = answer.header.as_ref().map_or(0, |h| h.state_id);
+            if let Err(e) = self.router.table.refresh(edited_at).await {
+                tracing::warn!(error = %e, "re-reading the mount table after an edit");
+            }
+            let table_at = self.router.table.read_at().max(edited_at);
+            if let Some(h) = answer.header.as_mut() {
+                h.state_ids
+                    .insert(state_ids::TABLE_ENTRY.to_owned(), table_at);
+            }
+        }
+        Ok(answer)
+    }
+
+    /// The mount table, read on its keeper at this caller's state ID of it.
+    async fn get_mount_table(&self) -> Result<pb::GetMountTableResponse, RouterError> {
+        let keeper = self.router.table.keeper();
+        let req = pb::GetMountTableRequest {
+            header: self.header_for(keeper),
+        };
+        let mut a = self
+            .send(
+                keeper,
+                self.observer_read(keeper),
+                req,
+                |mut c, r| async move { c.get_mount_table(r).await },
+            )
+            .await?;
+        a.header = Some(self.answered([(keeper, state_of(a.header.as_ref()))]));
+        Ok(a)
+    }
+}
+
+impl RouterService {
+    /// An answer, or the refusal as a status that also names the mount table the call was
+    /// routed by (`@mount-table`: a client is never routed by an older one afterwards, on
+    /// any router, whether its call succeeded or not).
+    fn reply<T>(&self, r: Result<T, RouterError>) -> Result<Response<T>, Status> {
+        r.map(Response::new).map_err(|e| {
+            let status = Status::from(e);
+            let table_at = self.router.table.read_at();
+            match raftfs_proto::detail_of(&status) {
+                Some(mut detail) if table_at > 0 => {
+                    detail
+                        .state_ids
+                        .insert(state_ids::TABLE_ENTRY.to_owned(), table_at);
+                    raftfs_proto::status_with_detail(status.code(), detail)
+                }
+                _ => status,
+            }
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -493,42 +592,7 @@ impl Namespace for RouterService {
         let user = claim(&request)?;
         let req = request.into_inner();
         let call = self.call(user, req.header);
-        let mut op = req
-            .op
-            .ok_or_else(|| Status::invalid_argument("a mutation without an operation"))?;
-        let route = call.route_mutation(&mut op).await?;
-        let keeps_table = matches!(
-            op,
-            Op::MountAdd(_) | Op::MountRemove(_) | Op::SetDefaultNameservice(_)
-        );
-        let mut answer = match route {
-            Route::Touched => call.mutate_touched(op).await?,
-            Route::To(ns, path) => {
-                tracing::Span::current().record("ns", ns.as_str());
-                let mut a = call.mutate_on(&ns, op).await?;
-                if let (Some(i), Some(p)) = (a.inode.as_mut(), path) {
-                    name_as_mounted(i, &p);
-                }
-                a
-            }
-        };
-        if keeps_table {
-            // The edit's answer names the table read after it, which every router then
-            // reads before this client's next call.
-            let edited_at = answer.header.as_ref().map_or(0, |h| h.state_id);
-            match self.router.table.refresh(edited_at).await {
-                Ok(_) => {
-                    if let Some(h) = answer.header.as_mut() {
-                        h.state_ids.insert(
-                            state_ids::TABLE_ENTRY.to_owned(),
-                            self.router.table.read_at(),
-                        );
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "re-reading the mount table after an edit"),
-            }
-        }
-        Ok(Response::new(answer))
+        self.reply(call.mutate(req.op).await)
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -539,8 +603,11 @@ impl Namespace for RouterService {
         let user = claim(&request)?;
         let req = request.into_inner();
         let call = self.call(user, req.header);
-        let path = paths::parse(&req.path)?;
-        Ok(Response::new(call.stat(path).await?))
+        let r = match paths::parse(&req.path) {
+            Ok(path) => call.stat(path).await,
+            Err(e) => Err(e),
+        };
+        self.reply(r)
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -551,8 +618,11 @@ impl Namespace for RouterService {
         let user = claim(&request)?;
         let mut req = request.into_inner();
         let call = self.call(user, req.header.take());
-        let path = paths::parse(&req.path)?;
-        Ok(Response::new(call.list(path, req).await?))
+        let r = match paths::parse(&req.path) {
+            Ok(path) => call.list(path, req).await,
+            Err(e) => Err(e),
+        };
+        self.reply(r)
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -560,7 +630,20 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::ContentSummaryRequest>,
     ) -> Result<Response<pb::ContentSummaryResponse>, Status> {
-        read_path!(self, request, content_summary)
+        let user = claim(&request)?;
+        let mut req = request.into_inner();
+        let call = self.call(user, req.header.take());
+        let path = req.path.clone();
+        let r = call
+            .read_path(
+                &path,
+                req,
+                |r, h, p| (r.header, r.path) = (h, p),
+                |mut c, r| async move { c.content_summary(r).await },
+                |a| (&mut a.header, None),
+            )
+            .await;
+        self.reply(r)
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -568,7 +651,20 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::GetXattrsRequest>,
     ) -> Result<Response<pb::GetXattrsResponse>, Status> {
-        read_path!(self, request, get_xattrs)
+        let user = claim(&request)?;
+        let mut req = request.into_inner();
+        let call = self.call(user, req.header.take());
+        let path = req.path.clone();
+        let r = call
+            .read_path(
+                &path,
+                req,
+                |r, h, p| (r.header, r.path) = (h, p),
+                |mut c, r| async move { c.get_xattrs(r).await },
+                |a| (&mut a.header, None),
+            )
+            .await;
+        self.reply(r)
     }
 
     #[tracing::instrument(skip_all)]
@@ -578,7 +674,7 @@ impl Namespace for RouterService {
     ) -> Result<Response<pb::MsyncResponse>, Status> {
         let user = claim(&request)?;
         let call = self.call(user, request.into_inner().header);
-        Ok(Response::new(call.msync().await?))
+        self.reply(call.msync().await)
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -586,14 +682,29 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::GetBlocksRequest>,
     ) -> Result<Response<pb::GetBlocksResponse>, Status> {
-        read_path!(self, request, get_blocks, inode inode)
+        let user = claim(&request)?;
+        let mut req = request.into_inner();
+        let call = self.call(user, req.header.take());
+        let path = req.path.clone();
+        let r = call
+            .read_path(
+                &path,
+                req,
+                |r, h, p| (r.header, r.path) = (h, p),
+                |mut c, r| async move { c.get_blocks(r).await },
+                |a| (&mut a.header, a.inode.as_mut()),
+            )
+            .await;
+        self.reply(r)
     }
 
     async fn report_corrupt(
         &self,
         _request: Request<pb::ReportCorruptRequest>,
     ) -> Result<Response<pb::ReportCorruptResponse>, Status> {
-        Err(RouterError::NotThroughRouter("a corrupt copy is reported by its blockserver").into())
+        self.reply(Err(RouterError::NotThroughRouter(
+            "a corrupt copy is reported by its blockserver",
+        )))
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -604,8 +715,11 @@ impl Namespace for RouterService {
         let user = claim(&request)?;
         let mut req = request.into_inner();
         let call = self.call(user, req.header.take());
-        let path = paths::parse(&req.path)?;
-        Ok(Response::new(call.fsck(path, req).await?))
+        let r = match paths::parse(&req.path) {
+            Ok(path) => call.fsck(path, req).await,
+            Err(e) => Err(e),
+        };
+        self.reply(r)
     }
 
     #[tracing::instrument(skip_all)]
@@ -615,20 +729,7 @@ impl Namespace for RouterService {
     ) -> Result<Response<pb::GetMountTableResponse>, Status> {
         let user = claim(&request)?;
         let call = self.call(user, request.into_inner().header);
-        let keeper = self.router.table.keeper();
-        let req = pb::GetMountTableRequest {
-            header: call.header_for(keeper),
-        };
-        let mut a = call
-            .send(
-                keeper,
-                call.observer_read(keeper),
-                req,
-                |mut c, r| async move { c.get_mount_table(r).await },
-            )
-            .await?;
-        a.header = Some(call.answered([(keeper, state_of(a.header.as_ref()))]));
-        Ok(Response::new(a))
+        self.reply(call.get_mount_table().await)
     }
 }
 

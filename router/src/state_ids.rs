@@ -22,7 +22,8 @@ pub fn forwarded(
     let Some(h) = from_client else {
         return pb::RequestHeader::default();
     };
-    let own = h.state_ids.get(to.as_str()).copied();
+    // An entry of 0 says nothing was seen (a refusal before anything was journaled): as none.
+    let own = h.state_ids.get(to.as_str()).copied().filter(|id| *id > 0);
     let (last_seen, observer_read) = if wrong_entry {
         // The deliberate bug (debug builds only): an older state ID than the client saw of
         // this nameservice, trusted as if it were this one's.
@@ -70,6 +71,7 @@ pub fn answered<'a>(
 ) -> pb::ResponseHeader {
     let mut state_ids: HashMap<String, u64> = reached
         .into_iter()
+        .filter(|(_, id)| *id > 0)
         .map(|(ns, id)| (ns.as_str().to_owned(), id))
         .collect();
     let state_id = state_ids.values().copied().max().unwrap_or(0);
@@ -131,9 +133,13 @@ mod tests {
 
     #[test]
     fn a_nameservice_the_client_never_heard_from_is_read_on_its_active() {
-        let h = header(&[("ns1", 90)], 90, true);
+        let h = header(&[("ns1", 90), ("ns2", 0)], 90, true);
         let to3 = forwarded(&ns("ns3"), Some(&h), false);
         assert_eq!((to3.last_seen_state_id, to3.observer_read), (0, false));
+        // An entry of 0 (a refusal that reflected no state) is none.
+        let to2 = forwarded(&ns("ns2"), Some(&h), false);
+        assert_eq!((to2.last_seen_state_id, to2.observer_read), (0, false));
+        assert!(!answered([(&ns("ns2"), 0)], 0).state_ids.contains_key("ns2"));
     }
 
     #[test]

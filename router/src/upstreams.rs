@@ -20,24 +20,58 @@ pub struct Upstreams {
     by_name: BTreeMap<NameserviceId, Client>,
 }
 
+/// How long one read of the mount table may keep trying: a table read at a state the keeper
+/// has not reached (a bogus `@mount-table` entry) fails this soon.
+const TABLE_READ_DEADLINE: Duration = Duration::from_secs(2);
+
 impl Upstreams {
     /// Clients for every nameservice of `config` (connections open lazily).
     pub fn new(config: &Config) -> Result<Self, raftfs_client::ClientError> {
         let mut by_name = BTreeMap::new();
         for ns in &config.nameservices {
-            let mut c = ClientConfig::new(ns.metaservers.clone());
-            c.user = ROUTER_USER.to_owned();
-            // The router's own reads (the mount table) on the active: linearizable, so a
-            // table read after a miss sees a mount added a moment ago through another router.
-            // A forwarded read goes to observers when its caller allows it, whatever this
-            // says (`Client::forward`).
-            c.read_mode = ReadMode::Active;
-            c.failover_deadline = Duration::from_millis(config.failover_deadline_ms);
-            c.rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
-            c.observer_timeout = Duration::from_millis(config.observer_timeout_ms);
-            by_name.insert(ns.name.clone(), Client::new(c)?);
+            by_name.insert(
+                ns.name.clone(),
+                Self::client(config, &ns.metaservers, None)?,
+            );
         }
         Ok(Self { by_name })
+    }
+
+    /// A client of its own for reading the mount table from its keeper (on the active, with
+    /// a short deadline; its state IDs apart from the forwarded calls').
+    pub fn table_reader(&self, config: &Config) -> Result<Client, raftfs_client::ClientError> {
+        let keeper = config
+            .nameservices
+            .iter()
+            .find(|ns| ns.name == config.mount_table)
+            .ok_or_else(|| {
+                raftfs_client::ClientError::Config(format!(
+                    "no members for the mount table's nameservice {}",
+                    config.mount_table
+                ))
+            })?;
+        Self::client(config, &keeper.metaservers, Some(TABLE_READ_DEADLINE))
+    }
+
+    fn client(
+        config: &Config,
+        metas: &[String],
+        deadline: Option<Duration>,
+    ) -> Result<Client, raftfs_client::ClientError> {
+        let mut c = ClientConfig::new(metas.to_vec());
+        c.user = ROUTER_USER.to_owned();
+        // The router's own reads (the mount table) on the active: linearizable, so a table
+        // read after a miss sees a mount added a moment ago through another router. A
+        // forwarded read goes to observers when its caller allows it, whatever this says
+        // (`Client::forward`).
+        c.read_mode = ReadMode::Active;
+        c.failover_deadline = Duration::from_millis(config.failover_deadline_ms);
+        c.rpc_timeout = Duration::from_millis(config.rpc_timeout_ms);
+        c.observer_timeout = Duration::from_millis(config.observer_timeout_ms);
+        if let Some(d) = deadline {
+            c.failover_deadline = c.failover_deadline.min(d);
+        }
+        Client::new(c)
     }
 
     /// The client of nameservice `ns`.

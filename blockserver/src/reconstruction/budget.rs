@@ -65,8 +65,8 @@ struct Inner {
     shares: HashMap<String, (Vec<String>, Bucket)>,
     /// What each pool's active last sent (DESIGN §10): the buckets run at the lowest of them.
     sent: BTreeMap<u64, Throttle>,
-    /// The most xmits weight any active lets this server run (the lowest; 0: no limit).
-    max_xmits: u32,
+    /// The most tasks any active lets this server run at once (the lowest; 0: no limit).
+    max_tasks: u32,
 }
 
 /// The budgets several actives sent, as one: every limit at the lowest rate any of them
@@ -78,11 +78,11 @@ fn lowest<'a>(sent: impl IntoIterator<Item = &'a Throttle>) -> Throttle {
         (a, b) => a.min(b),
     };
     let mut node = 0u64;
-    let mut max_xmits = 0u32;
+    let mut max_tasks = 0u32;
     let mut shares: BTreeMap<&str, ByteBudget> = BTreeMap::new();
     for t in sent {
         node = min(node, t.node_bytes_per_sec);
-        max_xmits = match (max_xmits, t.max_xmits) {
+        max_tasks = match (max_tasks, t.max_tasks) {
             (0, m) | (m, 0) => m,
             (a, b) => a.min(b),
         };
@@ -96,7 +96,7 @@ fn lowest<'a>(sent: impl IntoIterator<Item = &'a Throttle>) -> Throttle {
     Throttle {
         node_bytes_per_sec: node,
         budgets: shares.into_values().collect(),
-        max_xmits,
+        max_tasks,
     }
 }
 
@@ -127,13 +127,13 @@ impl Budgets {
         Self::install(&mut inner, t);
     }
 
-    /// The most xmits weight this server may run at once (none: no active set a limit).
-    pub fn max_xmits(&self) -> Option<u32> {
-        Some(self.lock().max_xmits).filter(|m| *m > 0)
+    /// The most tasks this server may run at once (none: no active set a limit).
+    pub fn max_tasks(&self) -> Option<u32> {
+        Some(self.lock().max_tasks).filter(|m| *m > 0)
     }
 
     fn install(inner: &mut Inner, t: &Throttle) {
-        inner.max_xmits = t.max_xmits;
+        inner.max_tasks = t.max_tasks;
         let node_rate = t.node_bytes_per_sec;
         match (&mut inner.node, node_rate) {
             (_, 0) => inner.node = None,
@@ -204,12 +204,12 @@ mod tests {
         let ns1 = Throttle {
             node_bytes_per_sec: 0,
             budgets: vec![share("rack r2>r1", 4_000_000), share("rack r3>r1", 1_000)],
-            max_xmits: 8,
+            max_tasks: 8,
         };
         let ns2 = Throttle {
             node_bytes_per_sec: 50_000_000,
             budgets: vec![share("rack r2>r1", 2_000_000), share("rack r3>r1", 0)],
-            max_xmits: 0,
+            max_tasks: 0,
         };
         let merged = lowest([&ns1, &ns2]);
         assert_eq!(
@@ -229,15 +229,15 @@ mod tests {
         assert_eq!(inner.shares["rack r2>r1"].1.rate, 2_000_000.0);
         assert_eq!(inner.node.as_ref().map(|b| b.rate), Some(50_000_000.0));
         drop(inner);
-        assert_eq!(budgets.max_xmits(), Some(8), "no limit lifts no limit");
+        assert_eq!(budgets.max_tasks(), Some(8), "no limit lifts no limit");
         budgets.update_from(
             2,
             &Throttle {
-                max_xmits: 4,
+                max_tasks: 4,
                 ..ns2
             },
         );
-        assert_eq!(budgets.max_xmits(), Some(4), "the lowest");
+        assert_eq!(budgets.max_tasks(), Some(4), "the lowest");
     }
 
     #[test]
@@ -264,7 +264,7 @@ mod tests {
                 from_racks: vec!["r1".into()],
                 bytes_per_sec: 10_000_000,
             }],
-            max_xmits: 0,
+            max_tasks: 0,
         });
         let start = Instant::now();
         budgets.read(100_000_000, "r3").await;

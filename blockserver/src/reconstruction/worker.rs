@@ -11,7 +11,7 @@
 //! they arrive (`crate::convert`); the peers' wire is `crate::peers`'s; every failure is a
 //! [`TaskError`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use raftfs_codec::ErasureCodec;
@@ -52,8 +52,20 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        lock(&self.worker.running).remove(&self.key);
-        lock(&self.worker.handles).remove(&self.task_id);
+        // Only its own entries: a cancelled task's future may be dropped after a task that
+        // rebuilds the same block took its place (in the same reply as the cancellation).
+        let mut running = lock(&self.worker.running);
+        if running.get(&self.key) == Some(&self.task_id) {
+            running.remove(&self.key);
+        }
+        drop(running);
+        let mut handles = lock(&self.worker.handles);
+        if handles
+            .get(&self.task_id)
+            .is_some_and(|(_, key)| *key == self.key)
+        {
+            handles.remove(&self.task_id);
+        }
     }
 }
 
@@ -67,7 +79,8 @@ pub struct Worker {
     rack: String,
     /// The channels to the sources, shared by every task's reads.
     peers: Peers,
-    running: Mutex<HashSet<BlockKey>>,
+    /// The blocks being rebuilt, and by which task: as many as the tasks running.
+    running: Mutex<HashMap<BlockKey, (u64, TaskId)>>,
     /// (pool, task id) -> its tokio task and block, for cancellation.
     handles: Mutex<HashMap<(u64, TaskId), Running>>,
 }
@@ -90,7 +103,7 @@ impl Worker {
             metrics,
             rack,
             peers: Peers::new(dialer),
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
         })
     }
@@ -106,32 +119,33 @@ impl Worker {
         outbox: Outbox,
     ) {
         let key = (pool, task.group, task.index);
-        if lock(&self.running).contains(&key) {
-            return;
+        let task_id = (pool, task.id);
+        {
+            let mut running = lock(&self.running);
+            if running.contains_key(&key) {
+                return;
+            }
+            // Each active sends at most `max-streams - xmits` tasks, and a task weighs at
+            // least 1, so one active never makes a server run more than `max-streams` tasks;
+            // two actives answering in the same second could. Past the lowest limit any
+            // pool's active sent, a task is refused (DESIGN §10).
+            if let Some(limit) = self.budgets.max_tasks()
+                && running.len() >= limit as usize
+            {
+                let busy = TaskError::Busy {
+                    running: running.len(),
+                    limit,
+                };
+                drop(running);
+                self.fail_at_once(task.id, task.group, task.index, busy, &outbox);
+                return;
+            }
+            running.insert(key, task_id);
         }
-        // The weight is held from here until the task's future is gone, whatever ends it;
-        // past the lowest limit any pool's active sent, the task is refused.
-        let guard = match self.budgets.max_xmits() {
-            None => self.xmits.take(task.weight),
-            Some(limit) => match self.xmits.try_take(task.weight, limit) {
-                Some(guard) => guard,
-                None => {
-                    let busy = TaskError::Busy {
-                        running: self.xmits.in_progress(),
-                        weight: task.weight,
-                        limit,
-                    };
-                    self.fail_at_once(task.id, task.group, task.index, busy, &outbox);
-                    return;
-                }
-            },
-        };
-        if !lock(&self.running).insert(key) {
-            return;
-        }
+        // The weight is held from here until the task's future is gone, whatever ends it.
+        let guard = self.xmits.take(task.weight);
         let worker = self.clone();
         self.metrics.reconstruction_task("started");
-        let task_id = (pool, task.id);
         // Whatever ends the task (its end, an error, a panic, an abort) drops this, which
         // clears its bookkeeping; the xmits guard inside gives its weight back the same way.
         let cleanup = Cleanup {
@@ -217,7 +231,10 @@ impl Worker {
                 h.abort();
                 // The block is free for a new task now (a rescheduled one may come in the
                 // same reply), even before the aborted future is dropped.
-                lock(&self.running).remove(&key);
+                let mut running = lock(&self.running);
+                if running.get(&key) == Some(&(pool, *id)) {
+                    running.remove(&key);
+                }
             }
         }
     }

@@ -45,25 +45,6 @@ impl Xmits {
     }
 }
 
-impl Xmits {
-    /// [`Xmits::take`] if the work fits `limit`: the weight running now plus `weight` at
-    /// most `limit`, or nothing running (a task heavier than the limit alone still runs, as
-    /// the active sends it only to an idle server). `None`: it does not fit; nothing added.
-    pub fn try_take(self: &Arc<Self>, weight: u32, limit: u32) -> Option<XmitsGuard> {
-        self.in_progress
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
-                // From 0, any weight fits the counter.
-                (now == 0 || now.checked_add(weight).is_some_and(|t| t <= limit))
-                    .then(|| now.saturating_add(weight))
-            })
-            .ok()
-            .map(|_| XmitsGuard {
-                xmits: self.clone(),
-                weight,
-            })
-    }
-}
-
 /// Holds a task's weight in [`Xmits`]; gives exactly that weight back when dropped.
 #[derive(Debug)]
 #[must_use = "the weight is given back when the guard is dropped"]
@@ -126,26 +107,6 @@ mod tests {
         drop(a);
         assert_eq!(xmits.in_progress(), 1);
         drop(b);
-        assert_eq!(xmits.in_progress(), 0);
-    }
-
-    /// Two actives (two nameservices) may each hand out up to the limit in the same second:
-    /// past the limit the server refuses, and nothing is added for a refused task.
-    #[test]
-    fn work_past_the_limit_is_refused_and_adds_nothing() {
-        let xmits = Xmits::new();
-        let a = xmits.try_take(3, 8).expect("fits");
-        let b = xmits.try_take(5, 8).expect("fits exactly");
-        assert!(xmits.try_take(1, 8).is_none(), "past the limit");
-        assert_eq!(xmits.in_progress(), 8);
-        drop(a);
-        let c = xmits.try_take(3, 8).expect("room again");
-        drop((b, c));
-        assert_eq!(xmits.in_progress(), 0);
-        // Alone, a task heavier than the limit still runs.
-        let heavy = xmits.try_take(20, 8).expect("an idle server takes it");
-        assert!(xmits.try_take(1, 8).is_none());
-        drop(heavy);
         assert_eq!(xmits.in_progress(), 0);
     }
 

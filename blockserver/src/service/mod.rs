@@ -237,6 +237,50 @@ impl pb::block_data_server::BlockData for BlockDataService {
         .map_err(|e: BlockError| e.into())
     }
 
+    /// The block's stored chunk checksums (see the proto), from a copy at least as new as
+    /// the token's generation.
+    #[tracing::instrument(skip_all, fields(
+        group = request.get_ref().block.as_ref().map(|b| b.group),
+        index = request.get_ref().block.as_ref().map(|b| b.index),
+    ))]
+    async fn block_checksums(
+        &self,
+        request: Request<pb::BlockChecksumsRequest>,
+    ) -> Result<Response<pb::BlockChecksumsResponse>, Status> {
+        let start = Instant::now();
+        let r = async {
+            let caller = caller_of(&request)?;
+            let req = request.get_ref();
+            let block = convert::block_ref(pool_of(&req.token), req.block.as_ref())?;
+            let want = want(self.node.id, block, Mode::Read);
+            let claims =
+                check_token(&self.node, "block_checksums", &caller, &req.token, want).await?;
+            let volumes = self.node.volumes.clone();
+            let (length, generation, sums) =
+                tokio::task::spawn_blocking(move || volumes.checksums(block)).await??;
+            if generation < claims.generation {
+                return Err(BlockError::Stale {
+                    block,
+                    stamped: generation,
+                    wanted: claims.generation,
+                });
+            }
+            Ok((length, generation, sums))
+        }
+        .await;
+        self.node
+            .metrics
+            .observe_rpc("block_checksums", start.elapsed(), r.is_ok());
+        r.map(|(length, generation, checksums)| {
+            Response::new(pb::BlockChecksumsResponse {
+                length,
+                generation: generation.get(),
+                checksums,
+            })
+        })
+        .map_err(|e: BlockError| e.into())
+    }
+
     /// Lease recovery (see the proto): ends the block's open write streams, then stamps it
     /// with the token's generation. Only a metaserver recovers.
     #[tracing::instrument(skip_all, fields(

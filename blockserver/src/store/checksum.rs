@@ -66,6 +66,11 @@ impl ChecksumFile {
             .is_some_and(|sum| sum == crc32c::crc32c(data))
     }
 
+    /// Every chunk's checksum, as written.
+    pub fn sums(&self) -> &[u32] {
+        &self.sums
+    }
+
     /// The checksum of chunk `index`, as written.
     pub fn get(&self, index: u64) -> Option<u32> {
         usize::try_from(index)

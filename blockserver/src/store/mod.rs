@@ -279,6 +279,14 @@ impl Store {
         Ok(length)
     }
 
+    /// A finalized block's length, generation and stored chunk checksums (a file checksum is
+    /// put together from them without reading the bytes; DESIGN §6).
+    pub fn checksums(&self, id: BlockId) -> Result<(u64, Generation, Vec<u32>), StoreError> {
+        let length = self.length(id)?;
+        let sums = ChecksumFile::load(&self.meta_path(id), id, length)?;
+        Ok((length, sums.generation(), sums.sums().to_vec()))
+    }
+
     /// Reads `len` bytes at `offset` of a finalized block, verifying every chunk touched.
     pub fn read(&self, id: BlockId, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
         let chunks = self.read_chunks(id, offset, len)?;

@@ -357,6 +357,8 @@ pub struct Seen {
     to_delete: Vec<pb::ReportedBlock>,
     /// Reconstruction tasks to hand out with the next heartbeat reply.
     to_run: Vec<pb::ReconstructionTask>,
+    /// The budgets every heartbeat reply carries (none: none sent).
+    pub throttle: Option<pb::Throttle>,
     /// The term its replies name (at least 1), and whether they say it is not the active.
     pub term: u64,
     pub deposed: bool,
@@ -481,6 +483,7 @@ impl pb::block_servers_server::BlockServers for RecordingMeta {
             }],
             term: s.term.max(1),
             active: !s.deposed,
+            throttle: s.throttle.clone(),
             ..Default::default()
         }))
     }

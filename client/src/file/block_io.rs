@@ -57,7 +57,7 @@ fn failure(addr: &str, status: &tonic::Status) -> BlockFailure {
     }
 }
 
-fn data_client(
+pub(crate) fn data_client(
     client: &Client,
     addr: &str,
 ) -> Result<BlockDataClient<crate::failover::Rpc>, BlockFailure> {

@@ -7,14 +7,18 @@
 //! - [`reader`]: reads only the cells a range needs, and decodes around internal blocks that
 //!   are missing, corrupt or slow (a degraded read).
 //! - [`lease`]: renews the lease of a client's open writers.
+//! - [`checksum`]: a file's checksum comparable across layouts, from the stored chunk
+//!   checksums.
 
 pub mod block_io;
+pub mod checksum;
 pub mod lease;
 pub mod reader;
 pub mod writer;
 
 use std::io;
 
+pub use checksum::{FileChecksum, file_checksum};
 pub use reader::FileReader;
 pub use writer::FileWriter;
 

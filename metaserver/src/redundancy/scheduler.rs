@@ -548,7 +548,7 @@ impl Scheduler {
         Throttle {
             node_bytes_per_sec: s.throttle.node_bytes_per_sec,
             budgets,
-            max_xmits: self.config.max_streams,
+            max_tasks: self.config.max_streams,
         }
     }
 

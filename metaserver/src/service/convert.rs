@@ -427,7 +427,7 @@ fn block_source(s: &BlockSource) -> pb::BlockLocation {
 pub fn node_throttle(t: &Throttle) -> pb::Throttle {
     pb::Throttle {
         node_bytes_per_sec: t.node_bytes_per_sec,
-        max_xmits: t.max_xmits,
+        max_tasks: t.max_tasks,
         budgets: t
             .budgets
             .iter()
