@@ -1,0 +1,531 @@
+//! `metactl copy SRC DST`: a tree from one cluster (or nameservice) to another, as HDFS's
+//! `distcp -update`: directories, files and symlinks, in parallel, each file written under
+//! `NAME._COPYING_` and renamed into place once complete and verified (its checksum,
+//! comparable across layouts, equal on both sides), with owner, mode, times, extended
+//! attributes and storage policy kept unless told otherwise. A file already at the
+//! destination with the same length and checksum is skipped, so a round that was interrupted
+//! resumes where it stopped when run again. Every action goes to the log (JSON lines).
+//!
+//! Each side is named as distcp names it: `raftfs://HOST:PORT[,HOST:PORT...]/path`, or a bare
+//! path on the cluster of `--cluster`/`--meta`.
+
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use raftfs_client::file::file_checksum;
+use raftfs_client::{Client, ClientConfig, CreateOptions, ErrorKind, FileKind, FileStatus};
+use raftfs_client::{FileReader, FileWriter};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Copy buffer: a few cells, so that the writer always has a whole stripe to hand over.
+const COPY_BUF: usize = 4 << 20;
+
+/// One side of a copy: a cluster and a path in it.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub client: Client,
+    pub path: String,
+}
+
+/// Parses `raftfs://HOST:PORT[,HOST:PORT...]/path` into the cluster's addresses and the path;
+/// `None` for a bare path (the `--cluster` cluster's).
+pub fn parse_uri(uri: &str) -> Result<Option<(Vec<String>, String)>> {
+    let Some(rest) = uri.strip_prefix("raftfs://") else {
+        if uri.contains("://") {
+            bail!("{uri}: only raftfs:// URIs and bare paths are understood");
+        }
+        return Ok(None);
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addrs = raftfs_client::discovery::parse_addrs(authority);
+    if addrs.is_empty() {
+        bail!("{uri}: no metaserver address");
+    }
+    Ok(Some((addrs, path.to_owned())))
+}
+
+/// The side `uri` names: its own cluster (the settings of `base`, another cluster's
+/// addresses), or `base`'s cluster for a bare path.
+pub fn side(uri: &str, base: &Client) -> Result<Side> {
+    match parse_uri(uri)? {
+        None => Ok(Side {
+            client: base.clone(),
+            path: uri.to_owned(),
+        }),
+        Some((metas, path)) => {
+            let config = ClientConfig {
+                metas,
+                ..base.config().clone()
+            };
+            Ok(Side {
+                client: Client::new(config)?,
+                path,
+            })
+        }
+    }
+}
+
+/// What a copy keeps of each source entry besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Preserve {
+    pub owner: bool,
+    pub mode: bool,
+    pub times: bool,
+    pub xattrs: bool,
+    pub policy: bool,
+}
+
+impl Preserve {
+    pub const ALL: Preserve = Preserve {
+        owner: true,
+        mode: true,
+        times: true,
+        xattrs: true,
+        policy: true,
+    };
+
+    /// Everything but the attributes named (`owner,mode,times,xattrs,policy`).
+    pub fn all_but(names: &[String]) -> Result<Self> {
+        let mut p = Self::ALL;
+        for n in names {
+            match n.as_str() {
+                "owner" => p.owner = false,
+                "mode" => p.mode = false,
+                "times" => p.times = false,
+                "xattrs" => p.xattrs = false,
+                "policy" => p.policy = false,
+                other => {
+                    bail!("--no-preserve {other}: not one of owner, mode, times, xattrs, policy")
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// How a copy runs.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Files copied at once.
+    pub workers: usize,
+    pub preserve: Preserve,
+    /// Where every action is logged (JSON lines); none: nowhere.
+    pub log: Option<PathBuf>,
+}
+
+/// What a copy did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Summary {
+    pub directories: u64,
+    pub files_copied: u64,
+    pub files_skipped: u64,
+    pub symlinks: u64,
+    pub bytes_copied: u64,
+    pub errors: u64,
+}
+
+/// One entry of the source tree, by its path below the copy's root.
+#[derive(Debug, Clone)]
+struct Entry {
+    rel: String,
+    status: FileStatus,
+}
+
+fn join(base: &str, rel: &str) -> String {
+    match (base.trim_end_matches('/'), rel) {
+        ("", "") => "/".to_owned(),
+        (b, "") => b.to_owned(),
+        (b, r) => format!("{b}/{r}"),
+    }
+}
+
+/// The log of a copy: one JSON line per action, flushed as written.
+struct Log(Option<Mutex<std::fs::File>>);
+
+impl Log {
+    fn open(path: Option<&PathBuf>) -> Result<Self> {
+        Ok(Self(match path {
+            None => None,
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("opening the log {}", p.display()))?,
+            )),
+        }))
+    }
+
+    fn write(&self, action: &str, path: &str, detail: serde_json::Value) {
+        let Some(f) = &self.0 else { return };
+        let line = serde_json::json!({
+            "time_ms": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+            "action": action,
+            "path": path,
+            "detail": detail,
+        });
+        let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Copies `src` to `dst`.
+pub async fn run(src: &Side, dst: &Side, opts: &CopyOptions) -> Result<Summary> {
+    let log = Arc::new(Log::open(opts.log.as_ref())?);
+    let root = src
+        .client
+        .stat(&src.path)
+        .await
+        .with_context(|| format!("source {}", src.path))?;
+    log.write("start", &src.path, serde_json::json!({ "to": dst.path }));
+    let entries = walk(src, root).await?;
+    let mut summary = Summary::default();
+    let total: u64 = entries
+        .iter()
+        .filter(|e| e.status.kind == FileKind::File)
+        .map(|e| e.status.length)
+        .sum();
+    // Directories first (parents before children), then files in parallel, then symlinks,
+    // then the directories' attributes (deepest first: adding children moves a directory's
+    // times).
+    for e in entries
+        .iter()
+        .filter(|e| e.status.kind == FileKind::Directory)
+    {
+        let to = join(&dst.path, &e.rel);
+        dst.client
+            .mkdir(&to, true)
+            .await
+            .with_context(|| format!("mkdir {to}"))?;
+        if opts.preserve.policy && !e.status.storage_policy.is_empty() {
+            dst.client
+                .set_storage_policy(&to, &e.status.storage_policy)
+                .await
+                .with_context(|| format!("storage policy of {to}"))?;
+        }
+        summary.directories += 1;
+    }
+    let bar = bar(total);
+    let files: VecDeque<Entry> = entries
+        .iter()
+        .filter(|e| e.status.kind == FileKind::File)
+        .cloned()
+        .collect();
+    let queue = Arc::new(Mutex::new(files));
+    let totals = Arc::new(Mutex::new(Summary::default()));
+    let mut workers = Vec::new();
+    for _ in 0..opts.workers.max(1) {
+        let (src, dst, queue, totals, log, bar) = (
+            src.clone(),
+            dst.clone(),
+            queue.clone(),
+            totals.clone(),
+            log.clone(),
+            bar.clone(),
+        );
+        let preserve = opts.preserve;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                let Some(e) = next else { return };
+                let from = join(&src.path, &e.rel);
+                let to = join(&dst.path, &e.rel);
+                let r = copy_file(&src.client, &from, &dst.client, &to, &e.status, preserve, bar.as_ref()).await;
+                let mut t = totals.lock().unwrap_or_else(|p| p.into_inner());
+                match r {
+                    Ok(Copied::Skipped) => {
+                        t.files_skipped += 1;
+                        if let Some(b) = &bar {
+                            b.inc(e.status.length);
+                        }
+                        log.write("skip", &from, serde_json::json!({ "reason": "same length and checksum" }));
+                    }
+                    Ok(Copied::Bytes(n, crc)) => {
+                        t.files_copied += 1;
+                        t.bytes_copied += n;
+                        log.write("copy", &from, serde_json::json!({ "to": to, "bytes": n, "crc32c": format!("{crc:08x}") }));
+                    }
+                    Err(err) => {
+                        t.errors += 1;
+                        eprintln!("error: {from}: {err:#}");
+                        log.write("error", &from, serde_json::json!({ "error": format!("{err:#}") }));
+                    }
+                }
+            }
+        }));
+    }
+    for w in workers {
+        w.await.context("a copy worker panicked")?;
+    }
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    {
+        let t = totals.lock().unwrap_or_else(|p| p.into_inner());
+        summary.files_copied = t.files_copied;
+        summary.files_skipped = t.files_skipped;
+        summary.bytes_copied = t.bytes_copied;
+        summary.errors = t.errors;
+    }
+    for e in entries
+        .iter()
+        .filter(|e| e.status.kind == FileKind::Symlink)
+    {
+        let to = join(&dst.path, &e.rel);
+        match dst.client.stat(&to).await {
+            Ok(existing) if existing.symlink_target == e.status.symlink_target => {}
+            Ok(_) => {
+                dst.client.delete(&to, false).await?;
+                dst.client.symlink(&to, &e.status.symlink_target).await?;
+            }
+            Err(err) if err.is(ErrorKind::NotFound) => {
+                dst.client.symlink(&to, &e.status.symlink_target).await?;
+            }
+            Err(err) => return Err(err.into()),
+        }
+        if opts.preserve.times {
+            dst.client
+                .set_times(&to, Some(e.status.mtime_ms), Some(e.status.atime_ms))
+                .await
+                .with_context(|| format!("times of {to}"))?;
+        }
+        summary.symlinks += 1;
+        log.write(
+            "symlink",
+            &to,
+            serde_json::json!({ "target": e.status.symlink_target }),
+        );
+    }
+    let mut dirs: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.status.kind == FileKind::Directory)
+        .collect();
+    dirs.sort_by_key(|e| {
+        std::cmp::Reverse(e.rel.matches('/').count() + usize::from(!e.rel.is_empty()))
+    });
+    for e in dirs {
+        let to = join(&dst.path, &e.rel);
+        let from = join(&src.path, &e.rel);
+        set_attributes(
+            &src.client,
+            &from,
+            &dst.client,
+            &to,
+            &e.status,
+            opts.preserve,
+        )
+        .await
+        .with_context(|| format!("attributes of {to}"))?;
+    }
+    log.write("end", &src.path, serde_json::to_value(&summary)?);
+    Ok(summary)
+}
+
+fn bar(total: u64) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(total);
+    if let Ok(style) = ProgressStyle::with_template(
+        "copy [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    Some(bar)
+}
+
+/// Every entry of the source tree (the root first, parents before children).
+async fn walk(src: &Side, root: FileStatus) -> Result<Vec<Entry>> {
+    let mut out = vec![Entry {
+        rel: String::new(),
+        status: root,
+    }];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].status.kind == FileKind::Directory {
+            let rel = out[i].rel.clone();
+            let dir = join(&src.path, &rel);
+            let children = src
+                .client
+                .list(&dir)
+                .await
+                .with_context(|| format!("listing {dir}"))?;
+            for c in children {
+                out.push(Entry {
+                    rel: join(&rel, &c.name).trim_start_matches('/').to_owned(),
+                    status: c,
+                });
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+enum Copied {
+    Skipped,
+    Bytes(u64, u32),
+}
+
+/// Copies one file (unless the destination has the same length and checksum), verifies the
+/// copy's checksum, and sets its attributes.
+#[allow(clippy::too_many_arguments)]
+async fn copy_file(
+    src: &Client,
+    from: &str,
+    dst: &Client,
+    to: &str,
+    status: &FileStatus,
+    preserve: Preserve,
+    bar: Option<&ProgressBar>,
+) -> Result<Copied> {
+    let want = file_checksum(src, from).await?;
+    match dst.stat(to).await {
+        Ok(there) if there.kind == FileKind::File && there.length == status.length => {
+            let have = file_checksum(dst, to).await?;
+            if have.crc32c == want.crc32c && have.length == want.length {
+                set_attributes(src, from, dst, to, status, preserve).await?;
+                return Ok(Copied::Skipped);
+            }
+        }
+        Ok(_) => {}
+        Err(e) if e.is(ErrorKind::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let tmp = format!("{to}._COPYING_");
+    let create = CreateOptions {
+        overwrite: true,
+        create_parents: true,
+        storage_policy: if preserve.policy {
+            status.storage_policy.clone()
+        } else {
+            String::new()
+        },
+        block_size: if preserve.policy {
+            status.block_size
+        } else {
+            0
+        },
+        ..CreateOptions::default()
+    };
+    let written = async {
+        let mut reader = FileReader::open(src, from).await?;
+        let mut writer = FileWriter::create(dst, &tmp, &create).await?;
+        let mut buf = vec![0u8; COPY_BUF];
+        let mut n = 0u64;
+        loop {
+            let got = reader.read(&mut buf).await?;
+            if got == 0 {
+                break;
+            }
+            writer.write_all(&buf[..got]).await?;
+            n += got as u64;
+            if let Some(b) = bar {
+                b.inc(got as u64);
+            }
+        }
+        writer.shutdown().await?;
+        let have = file_checksum(dst, &tmp).await?;
+        if have.crc32c != want.crc32c || have.length != want.length {
+            bail!(
+                "the copy's checksum {:08x} ({} bytes) is not the source's {:08x} ({} bytes)",
+                have.crc32c,
+                have.length,
+                want.crc32c,
+                want.length
+            );
+        }
+        Ok::<u64, anyhow::Error>(n)
+    }
+    .await;
+    let n = match written {
+        Ok(n) => n,
+        Err(e) => {
+            if let Err(cleanup) = dst.delete(&tmp, false).await
+                && !cleanup.is(ErrorKind::NotFound)
+            {
+                tracing::warn!(error = %cleanup, "could not remove {tmp}");
+            }
+            return Err(e);
+        }
+    };
+    dst.rename(&tmp, to, true).await?;
+    set_attributes(src, from, dst, to, status, preserve).await?;
+    Ok(Copied::Bytes(n, want.crc32c))
+}
+
+/// Sets what `preserve` keeps of the source entry on its copy: extended attributes, owner,
+/// mode, then times (last: the other changes move them).
+async fn set_attributes(
+    src: &Client,
+    from: &str,
+    dst: &Client,
+    to: &str,
+    status: &FileStatus,
+    preserve: Preserve,
+) -> Result<()> {
+    if preserve.xattrs {
+        let want = src.get_xattrs(from, &[]).await?;
+        let have = dst.get_xattrs(to, &[]).await?;
+        for (name, value) in &want {
+            if !have.iter().any(|(n, v)| n == name && v == value) {
+                dst.set_xattr(to, name, value, None).await?;
+            }
+        }
+        for (name, _) in &have {
+            if !want.iter().any(|(n, _)| n == name) {
+                dst.remove_xattr(to, name).await?;
+            }
+        }
+    }
+    if preserve.owner {
+        dst.set_owner(to, &status.owner, &status.group).await?;
+    }
+    if preserve.mode {
+        dst.set_permission(to, status.permission).await?;
+    }
+    if preserve.times {
+        dst.set_times(to, Some(status.mtime_ms), Some(status.atime_ms))
+            .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_name_a_cluster_and_a_path() {
+        let (addrs, path) = parse_uri("raftfs://a:1,b:2/x/y")
+            .expect("parses")
+            .expect("a uri");
+        assert_eq!(addrs, ["a:1", "b:2"]);
+        assert_eq!(path, "/x/y");
+        let (_, root) = parse_uri("raftfs://a:1").expect("parses").expect("a uri");
+        assert_eq!(root, "/");
+        assert!(parse_uri("/bare/path").expect("parses").is_none());
+        assert!(parse_uri("hdfs://nn:8020/x").is_err());
+        assert!(parse_uri("raftfs:///x").is_err());
+    }
+
+    #[test]
+    fn paths_join_below_the_roots() {
+        assert_eq!(join("/", ""), "/");
+        assert_eq!(join("/", "a/b"), "/a/b");
+        assert_eq!(join("/backup/", "a"), "/backup/a");
+        assert_eq!(join("/backup", ""), "/backup");
+        assert!(Preserve::all_but(&["owner".into(), "times".into()]).is_ok());
+        assert!(Preserve::all_but(&["acl".into()]).is_err());
+    }
+}
