@@ -64,6 +64,9 @@ pub struct RouterEntry {
     pub id: u64,
     pub addr: String,
     pub pid: u32,
+    /// Prometheus `/metrics` address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
 }
 
 /// One nameservice of a federated local cluster.

@@ -728,13 +728,14 @@ async fn start_routers(
     pools: &[PoolTarget],
 ) -> Result<()> {
     for id in 1..=u64::from(opts.routers) {
-        let held = sockets::bind_fresh(&opts.dir, 1)?;
+        let held = sockets::bind_fresh(&opts.dir, 2)?;
         let addr = format!("127.0.0.1:{}", sockets::port(&held[0])?);
+        let metrics = format!("127.0.0.1:{}", sockets::port(&held[1])?);
         let rd = router_dir(&opts.dir, id);
         fs::create_dir_all(&rd).with_context(|| format!("creating {}", rd.display()))?;
         fs::write(
             router_config_path(&opts.dir, id),
-            router_toml(opts, &addr, pools)?,
+            router_toml(opts, &addr, &metrics, pools)?,
         )?;
         let pid = spawn_server(
             "serve-router",
@@ -746,6 +747,7 @@ async fn start_routers(
             id,
             addr: addr.clone(),
             pid,
+            metrics_addr: Some(metrics),
         });
         write_cluster_file(&opts.dir, cluster)?;
     }
@@ -756,8 +758,15 @@ async fn start_routers(
 }
 
 /// A router's configuration: every nameservice with its members, `ns1` keeping the table.
-fn router_toml(opts: &UpOptions, addr: &str, pools: &[PoolTarget]) -> Result<String> {
-    let mut out = format!("listen-addr = {addr:?}\nmount-table = {MOUNT_TABLE_KEEPER:?}\n");
+fn router_toml(
+    opts: &UpOptions,
+    addr: &str,
+    metrics: &str,
+    pools: &[PoolTarget],
+) -> Result<String> {
+    let mut out = format!(
+        "listen-addr = {addr:?}\nmetrics-addr = {metrics:?}\nmount-table = {MOUNT_TABLE_KEEPER:?}\n"
+    );
     if opts.debug_router_wrong_state_id {
         out.push_str("debug-wrong-state-id = true\n");
     }

@@ -640,12 +640,13 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::ServeRouter(args) => {
             raftfs_runtime::init_tracing("info");
             let config = args.clone().into_config()?;
-            let listener = match sockets::handed_down(&[config.listen_addr], None)? {
-                Some((mut rpc, _)) if rpc.len() == 1 => rpc.remove(0),
-                Some(_) => anyhow::bail!("a router serves on one socket"),
-                None => raftfs_router::server::listener(&config)?,
+            let listeners = match sockets::handed_down(&[config.listen_addr], config.metrics_addr)?
+            {
+                Some((mut rpc, metrics)) if rpc.len() == 1 => (rpc.remove(0), metrics),
+                Some(_) => anyhow::bail!("a router serves on one gRPC socket"),
+                None => raftfs_router::server::listeners(&config)?,
             };
-            raftfs_router::server::serve(config, listener, raftfs_runtime::signal()).await?;
+            raftfs_router::server::serve(config, listeners, raftfs_runtime::signal()).await?;
         }
         Cmd::Local(LocalCmd::Up {
             dir,

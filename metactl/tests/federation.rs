@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::dial::{Dial, channel, kind_of};
-use common::{LocalCluster, content, get_file, metactl, put_file};
+use common::{LocalCluster, content, get_file, http_get, metactl, put_file};
 use raftfs_client::discovery::ClusterFile;
 use raftfs_client::{Client, ClientConfig, ReadMode};
 use raftfs_proto as pb;
@@ -569,4 +569,18 @@ async fn routers_show_one_tree_over_two_nameservices() {
     )
     .await;
     assert_eq!(snapshot(&pool_files(&cluster, "ns2")), before2);
+
+    // What an operator watches: each router's calls by method and nameservice.
+    let metrics = top.routers[0]
+        .metrics_addr
+        .clone()
+        .expect("metrics address");
+    let text = http_get(&metrics, "/metrics").expect("router /metrics");
+    for want in [
+        r#"raftfs_router_rpc_total{method="mutate",nameservice="ns1",outcome="ok"}"#,
+        r#"raftfs_router_rpc_total{method="mutate",nameservice="",outcome="error"}"#,
+        "raftfs_router_mount_points 2",
+    ] {
+        assert!(text.contains(want), "{want} not in:\n{text}");
+    }
 }

@@ -24,6 +24,9 @@ pub struct NameserviceConfig {
 pub struct Config {
     /// Where clients call (the client protocol: `Namespace`, and `Admin.Members`).
     pub listen_addr: SocketAddr,
+    /// Prometheus `/metrics` (none: not served).
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
     /// The nameservices of the federation, each with its members.
     pub nameservices: Vec<NameserviceConfig>,
     /// The nameservice whose journal keeps the mount table (DESIGN §10).

@@ -11,10 +11,12 @@
 //! - [`table`]: the mount table, polled from the nameservice that keeps it.
 //! - [`upstreams`]: one client-crate client per nameservice (its failover and observer reads).
 //! - [`error`]: [`RouterError`] and its one status map.
+//! - [`metrics`]: `/metrics`: calls by method and nameservice, the mount table's reads.
 //! - [`config`], [`server`]: configuration and wiring.
 
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod paths;
 pub mod server;
 pub mod service;

@@ -22,8 +22,8 @@ async fn main() {
 
 async fn run(args: raftfs_router::ServeArgs) -> Result<(), String> {
     let config = args.into_config().map_err(|e| e.to_string())?;
-    let listener = raftfs_router::server::listener(&config).map_err(|e| e.to_string())?;
-    raftfs_router::server::serve(config, listener, raftfs_runtime::signal())
+    let listeners = raftfs_router::server::listeners(&config).map_err(|e| e.to_string())?;
+    raftfs_router::server::serve(config, listeners, raftfs_runtime::signal())
         .await
         .map_err(|e| e.to_string())
 }

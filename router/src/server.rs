@@ -12,6 +12,7 @@ use raftfs_proto::namespace_server::NamespaceServer;
 use raftfs_runtime::{Outcome, Port, Workers};
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::service::{Router, RouterService};
 use crate::table::Table;
 use crate::upstreams::Upstreams;
@@ -32,9 +33,12 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// Binds the listen address.
-pub fn listener(config: &Config) -> std::io::Result<TcpListener> {
-    TcpListener::bind(config.listen_addr)
+/// Binds the listen address and the metrics address, if any.
+pub fn listeners(config: &Config) -> std::io::Result<(TcpListener, Option<TcpListener>)> {
+    Ok((
+        TcpListener::bind(config.listen_addr)?,
+        config.metrics_addr.map(TcpListener::bind).transpose()?,
+    ))
 }
 
 /// Serves on `listener` (bound to `config.listen_addr`, here or by whoever started the
@@ -43,7 +47,7 @@ pub fn listener(config: &Config) -> std::io::Result<TcpListener> {
 /// which the wire-security design does not have yet.)
 pub async fn serve(
     config: Config,
-    listener: TcpListener,
+    (listener, metrics_listener): (TcpListener, Option<TcpListener>),
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
@@ -52,11 +56,17 @@ pub async fn serve(
             "debug-wrong-state-id: this router forwards older state IDs than its clients saw"
         );
     }
+    let metrics = Arc::new(Metrics::new());
     let upstreams = Upstreams::new(&config)?;
-    let table = Table::new(config.mount_table.clone(), upstreams.table_reader(&config)?);
+    let table = Table::new(
+        config.mount_table.clone(),
+        upstreams.table_reader(&config)?,
+        metrics.clone(),
+    );
     let router = Arc::new(Router {
         upstreams,
         table,
+        metrics: metrics.clone(),
         wrong_state_id: config.debug_wrong_state_id,
     });
     let mut workers = Workers::new();
@@ -80,8 +90,34 @@ pub async fn serve(
     };
     tracing::info!(addr = %config.listen_addr, "router serving");
     let listener = raftfs_runtime::tokio_listener(listener)?;
-    let result = raftfs_runtime::serve_ports(routes, vec![(listener, port)], None, shutdown).await;
+    // One shutdown for both servers.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let metrics_task = match metrics_listener {
+        Some(l) => {
+            let l = raftfs_runtime::tokio_listener(l)?;
+            let statuses = workers.statuses();
+            let stop = until(stopped.clone());
+            Some(tokio::spawn(crate::metrics::serve(
+                l, metrics, statuses, stop,
+            )))
+        }
+        None => None,
+    };
+    let result =
+        raftfs_runtime::serve_ports(routes, vec![(listener, port)], None, until(stopped)).await;
     workers.stop(WORKER_GRACE).await;
+    if let Some(t) = metrics_task
+        && let Ok(Err(e)) = t.await
+    {
+        tracing::warn!(error = %e, "metrics server");
+    }
     tracing::info!("router stopped");
     Ok(result?)
 }

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::future::try_join_all;
 use raftfs_client::failover::Rpc;
@@ -31,6 +32,7 @@ use crate::upstreams::Upstreams;
 pub struct Router {
     pub upstreams: Upstreams,
     pub table: Table,
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Debug builds only: forward the wrong nameservice's state ID (HDFS-17156).
     pub wrong_state_id: bool,
 }
@@ -56,6 +58,8 @@ struct Call<'a> {
     router: &'a Router,
     user: Claim,
     header: Option<pb::RequestHeader>,
+    /// The nameservices this call was sent to, for the metrics.
+    reached: std::sync::Mutex<Vec<String>>,
 }
 
 impl Call<'_> {
@@ -83,6 +87,12 @@ impl Call<'_> {
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let client = self.router.upstreams.get(ns)?;
+        {
+            let mut reached = self.reached.lock().unwrap_or_else(|p| p.into_inner());
+            if !reached.iter().any(|n| n == ns.as_str()) {
+                reached.push(ns.as_str().to_owned());
+            }
+        }
         client
             .forward(observer_read, |c| {
                 let mut r = Request::new(req.clone());
@@ -137,6 +147,7 @@ impl RouterService {
             router: &self.router,
             user,
             header,
+            reached: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -565,7 +576,21 @@ impl RouterService {
     /// An answer, or the refusal as a status that also names the mount table the call was
     /// routed by (`@mount-table`: a client is never routed by an older one afterwards, on
     /// any router, whether its call succeeded or not).
-    fn reply<T>(&self, r: Result<T, RouterError>) -> Result<Response<T>, Status> {
+    fn reply<T>(
+        &self,
+        method: &'static str,
+        call: &Call<'_>,
+        started: Instant,
+        r: Result<T, RouterError>,
+    ) -> Result<Response<T>, Status> {
+        let reached = call
+            .reached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join(",");
+        self.router
+            .metrics
+            .call(method, &reached, r.is_ok(), started.elapsed());
         r.map(Response::new).map_err(|e| {
             let status = Status::from(e);
             let table_at = self.router.table.read_at();
@@ -589,10 +614,11 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::MutateRequest>,
     ) -> Result<Response<pb::MutateResponse>, Status> {
+        let started = Instant::now();
         let user = claim(&request)?;
         let req = request.into_inner();
         let call = self.call(user, req.header);
-        self.reply(call.mutate(req.op).await)
+        self.reply("mutate", &call, started, call.mutate(req.op).await)
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -600,6 +626,7 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::StatRequest>,
     ) -> Result<Response<pb::StatResponse>, Status> {
+        let started = Instant::now();
         let user = claim(&request)?;
         let req = request.into_inner();
         let call = self.call(user, req.header);
@@ -607,7 +634,7 @@ impl Namespace for RouterService {
             Ok(path) => call.stat(path).await,
             Err(e) => Err(e),
         };
-        self.reply(r)
+        self.reply("stat", &call, started, r)
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -615,6 +642,7 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
+        let started = Instant::now();
         let user = claim(&request)?;
         let mut req = request.into_inner();
         let call = self.call(user, req.header.take());
@@ -622,7 +650,7 @@ impl Namespace for RouterService {
             Ok(path) => call.list(path, req).await,
             Err(e) => Err(e),
         };
-        self.reply(r)
+        self.reply("list", &call, started, r)
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -630,6 +658,7 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::ContentSummaryRequest>,
     ) -> Result<Response<pb::ContentSummaryResponse>, Status> {
+        let started = Instant::now();
         let user = claim(&request)?;
         let mut req = request.into_inner();
         let call = self.call(user, req.header.take());
@@ -643,7 +672,7 @@ impl Namespace for RouterService {
                 |a| (&mut a.header, None),
             )
             .await;
-        self.reply(r)
+        self.reply("content_summary", &call, started, r)
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -651,6 +680,7 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::GetXattrsRequest>,
     ) -> Result<Response<pb::GetXattrsResponse>, Status> {
+        let started = Instant::now();
         let user = claim(&request)?;
         let mut req = request.into_inner();
         let call = self.call(user, req.header.take());
@@ -664,7 +694,7 @@ impl Namespace for RouterService {
                 |a| (&mut a.header, None),
             )
             .await;
-        self.reply(r)
+        self.reply("get_xattrs", &call, started, r)
     }
 
     #[tracing::instrument(skip_all)]
@@ -672,9 +702,10 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::MsyncRequest>,
     ) -> Result<Response<pb::MsyncResponse>, Status> {
+        let started = Instant::now();
         let user = claim(&request)?;
         let call = self.call(user, request.into_inner().header);
-        self.reply(call.msync().await)
+        self.reply("msync", &call, started, call.msync().await)
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -682,6 +713,7 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::GetBlocksRequest>,
     ) -> Result<Response<pb::GetBlocksResponse>, Status> {
+        let started = Instant::now();
         let user = claim(&request)?;
         let mut req = request.into_inner();
         let call = self.call(user, req.header.take());
@@ -695,16 +727,14 @@ impl Namespace for RouterService {
                 |a| (&mut a.header, a.inode.as_mut()),
             )
             .await;
-        self.reply(r)
+        self.reply("get_blocks", &call, started, r)
     }
 
     async fn report_corrupt(
         &self,
         _request: Request<pb::ReportCorruptRequest>,
     ) -> Result<Response<pb::ReportCorruptResponse>, Status> {
-        self.reply(Err(RouterError::NotThroughRouter(
-            "a corrupt copy is reported by its blockserver",
-        )))
+        Err(RouterError::NotThroughRouter("a corrupt copy is reported by its blockserver").into())
     }
 
     #[tracing::instrument(skip_all, fields(path))]
@@ -712,6 +742,7 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::FsckRequest>,
     ) -> Result<Response<pb::FsckResponse>, Status> {
+        let started = Instant::now();
         let user = claim(&request)?;
         let mut req = request.into_inner();
         let call = self.call(user, req.header.take());
@@ -719,7 +750,7 @@ impl Namespace for RouterService {
             Ok(path) => call.fsck(path, req).await,
             Err(e) => Err(e),
         };
-        self.reply(r)
+        self.reply("fsck", &call, started, r)
     }
 
     #[tracing::instrument(skip_all)]
@@ -727,9 +758,15 @@ impl Namespace for RouterService {
         &self,
         request: Request<pb::GetMountTableRequest>,
     ) -> Result<Response<pb::GetMountTableResponse>, Status> {
+        let started = Instant::now();
         let user = claim(&request)?;
         let call = self.call(user, request.into_inner().header);
-        self.reply(call.get_mount_table().await)
+        self.reply(
+            "get_mount_table",
+            &call,
+            started,
+            call.get_mount_table().await,
+        )
     }
 }
 

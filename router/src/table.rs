@@ -29,6 +29,7 @@ pub struct Table {
     current: RwLock<Option<Read>>,
     /// The keeper state the current table was read at (0: never read), for answers.
     read_at: AtomicU64,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Held while reading the table; when the last read began. Calls that miss together
     /// share one read: a client calling paths under no mount point cannot make the router
     /// read the table more than one at a time.
@@ -36,10 +37,15 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn new(keeper: NameserviceId, client: Client) -> Self {
+    pub fn new(
+        keeper: NameserviceId,
+        client: Client,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Self {
             keeper,
             client,
+            metrics,
             current: RwLock::new(None),
             read_at: AtomicU64::new(0),
             refreshing: Mutex::new(None),
@@ -68,11 +74,10 @@ impl Table {
             return Ok(t);
         }
         let began = Instant::now();
-        let (table, at) = self
-            .client
-            .mount_table_at(at_least)
-            .await
-            .map_err(RouterError::upstream(&self.keeper))?;
+        let read = self.client.mount_table_at(at_least).await;
+        self.metrics
+            .table_read(read.as_ref().ok().map(|(t, at)| (*at, t.len())));
+        let (table, at) = read.map_err(RouterError::upstream(&self.keeper))?;
         let table = Arc::new(table);
         let mut current = self.current.write().await;
         // Never back to an older read (two refreshes that raced).
