@@ -382,21 +382,15 @@ pub async fn serve(
     volumes: Arc<Volumes>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let (metrics, volumes) = (metrics.clone(), volumes.clone());
-            async move {
-                let storage = tokio::task::spawn_blocking(move || volumes.storage())
-                    .await
-                    .unwrap_or_default();
-                metrics.set_storage(&storage, 0);
-                metrics.encode()
-            }
-        }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let render = move || {
+        let (metrics, volumes) = (metrics.clone(), volumes.clone());
+        async move {
+            let storage = tokio::task::spawn_blocking(move || volumes.storage())
+                .await
+                .unwrap_or_default();
+            metrics.set_storage(&storage, 0);
+            metrics.encode()
+        }
+    };
+    raftfs_runtime::metrics::serve(listener, render, shutdown).await
 }

@@ -329,17 +329,12 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     node: MetaNode,
 ) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            let node = node.clone();
-            async move {
-                metrics.refresh(&node);
-                metrics.encode()
-            }
-        }),
-    );
-    axum::serve(listener, app).await
+    let render = move || {
+        let (metrics, node) = (metrics.clone(), node.clone());
+        async move {
+            metrics.refresh(&node);
+            metrics.encode()
+        }
+    };
+    raftfs_runtime::metrics::serve(listener, render, std::future::pending()).await
 }

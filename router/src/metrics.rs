@@ -143,17 +143,11 @@ pub async fn serve(
     statuses: WorkerStatuses,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let (metrics, statuses) = (metrics.clone(), statuses.clone());
-            async move { metrics.encode(&statuses) }
-        }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let render = move || {
+        let (metrics, statuses) = (metrics.clone(), statuses.clone());
+        async move { metrics.encode(&statuses) }
+    };
+    raftfs_runtime::metrics::serve(listener, render, shutdown).await
 }
 
 #[cfg(test)]

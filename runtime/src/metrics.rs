@@ -85,3 +85,20 @@ fn catch_up(counter: &Counter, total: u64) {
         counter.inc_by(total - have);
     }
 }
+
+/// Serves `/metrics` on `listener` until `shutdown` resolves, each scrape answered with the
+/// text `render` makes then (the one metrics endpoint of every server).
+pub async fn serve<F, Fut>(
+    listener: tokio::net::TcpListener,
+    render: F,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
+    let app = axum::Router::new().route("/metrics", axum::routing::get(render));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
