@@ -119,6 +119,10 @@ pub struct CopyOptions {
     pub preserve: Preserve,
     /// Where every action is logged (JSON lines); none: nowhere.
     pub log: Option<PathBuf>,
+    /// Remove what the destination has and the source has not (and an entry of another
+    /// kind than the source's of that name), as distcp's `-delete`: the destination ends
+    /// equal to the source.
+    pub delete: bool,
 }
 
 /// What a copy did.
@@ -128,6 +132,8 @@ pub struct Summary {
     pub files_copied: u64,
     pub files_skipped: u64,
     pub symlinks: u64,
+    /// Entries removed from the destination (`--delete`), each with what was below it.
+    pub deleted: u64,
     pub bytes_copied: u64,
     pub errors: u64,
 }
@@ -190,6 +196,9 @@ pub async fn run(src: &Side, dst: &Side, opts: &CopyOptions) -> Result<Summary> 
     log.write("start", &src.path, serde_json::json!({ "to": dst.path }));
     let entries = walk(src, root).await?;
     let mut summary = Summary::default();
+    if opts.delete {
+        summary.deleted = delete_extras(&entries, dst, &log).await?;
+    }
     let total: u64 = entries
         .iter()
         .filter(|e| e.status.kind == FileKind::File)
@@ -342,6 +351,44 @@ fn bar(total: u64) -> Option<ProgressBar> {
         bar.set_style(style.progress_chars("=> "));
     }
     Some(bar)
+}
+
+/// Removes what the destination has below its root and the source has not, or has as
+/// another kind: the topmost such entries, each with its subtree. Returns how many.
+async fn delete_extras(entries: &[Entry], dst: &Side, log: &Log) -> Result<u64> {
+    let root = match dst.client.stat(&dst.path).await {
+        Ok(r) => r,
+        Err(e) if e.is(ErrorKind::NotFound) => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
+    let there = walk(dst, root).await?;
+    let kinds: std::collections::HashMap<&str, FileKind> = entries
+        .iter()
+        .map(|e| (e.rel.as_str(), e.status.kind))
+        .collect();
+    let mut removed: Vec<String> = Vec::new();
+    let mut n = 0;
+    for e in &there {
+        if e.rel.is_empty() || removed.iter().any(|r| e.rel.starts_with(&format!("{r}/"))) {
+            continue;
+        }
+        if kinds.get(e.rel.as_str()) == Some(&e.status.kind) {
+            continue;
+        }
+        let path = join(&dst.path, &e.rel);
+        dst.client
+            .delete(&path, true)
+            .await
+            .with_context(|| format!("delete {path}"))?;
+        log.write(
+            "delete",
+            &path,
+            serde_json::json!({ "kind": format!("{:?}", e.status.kind) }),
+        );
+        removed.push(e.rel.clone());
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Every entry of the source tree (the root first, parents before children).

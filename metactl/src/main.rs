@@ -107,6 +107,9 @@ enum Cmd {
         /// Every action as a JSON line, appended to this file.
         #[arg(long)]
         log: Option<PathBuf>,
+        /// Remove from DST what SRC does not have (distcp's -delete).
+        #[arg(long)]
+        delete: bool,
         /// The summary as JSON.
         #[arg(long)]
         json: bool,
@@ -840,6 +843,7 @@ async fn run(cli: Cli) -> Result<()> {
             workers,
             no_preserve,
             log,
+            delete,
             json,
         } => {
             let base = client(&cli)?;
@@ -848,18 +852,20 @@ async fn run(cli: Cli) -> Result<()> {
                 workers: *workers,
                 preserve: copy::Preserve::all_but(no_preserve)?,
                 log: log.clone(),
+                delete: *delete,
             };
             let summary = copy::run(&from, &to, &opts).await?;
             if *json {
                 println!("{}", serde_json::to_string(&summary)?);
             } else {
                 println!(
-                    "{} directories, {} files copied ({} bytes), {} unchanged, {} symlinks, {} errors",
+                    "{} directories, {} files copied ({} bytes), {} unchanged, {} symlinks, {} deleted, {} errors",
                     summary.directories,
                     summary.files_copied,
                     summary.bytes_copied,
                     summary.files_skipped,
                     summary.symlinks,
+                    summary.deleted,
                     summary.errors
                 );
             }

@@ -34,9 +34,12 @@ fn copy(src: &LocalCluster, from: &str, to_uri: &str, log: &std::path::Path) -> 
     serde_json::from_slice(&out.stdout).expect("summary")
 }
 
-/// Every entry below `root`, by path below it, with its extended attributes and (files) its
-/// checksum: what a copy must reproduce.
-async fn tree(c: &Client, root: &str) -> Vec<(String, FileStatus, Vec<(String, Vec<u8>)>, u32)> {
+/// An entry below a root: its path below it, status, extended attributes and (files)
+/// checksum.
+type Seen = (String, FileStatus, Vec<(String, Vec<u8>)>, u32);
+
+/// Every entry below `root`: what a copy must reproduce.
+async fn tree(c: &Client, root: &str) -> Vec<Seen> {
     let mut out = Vec::new();
     let mut stack = vec![String::new()];
     while let Some(rel) = stack.pop() {
@@ -155,6 +158,27 @@ async fn a_tree_is_copied_with_its_attributes_and_later_rounds_copy_only_what_ch
     let resumed = copy(&old, "/data", &new_uri, log.path());
     assert_eq!(resumed["files_copied"], 1, "{resumed}");
     assert_eq!(tree(&dst, "/backup").await.len(), want.len());
+
+    // With --delete the destination ends equal to the source: what the source no longer has,
+    // and a name that became another kind, are removed at the destination.
+    src.delete("/data/sub/deep", true).await.expect("delete");
+    src.delete("/data/link", false).await.expect("delete");
+    src.mkdir("/data/link", false)
+        .await
+        .expect("a directory of that name");
+    let out = old.ctl(&["copy", "/data", &new_uri, "--delete", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pruned: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(pruned["deleted"], 2, "{pruned}");
+    let (want, got) = (tree(&src, "/data").await, tree(&dst, "/backup").await);
+    let names = |t: &[Seen]| -> Vec<(String, FileKind)> {
+        t.iter().map(|(p, s, _, _)| (p.clone(), s.kind)).collect()
+    };
+    assert_eq!(names(&want), names(&got));
 
     // Everything a copy did is in its log.
     let lines = std::fs::read_to_string(log.path()).expect("log");
