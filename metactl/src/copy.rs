@@ -512,7 +512,8 @@ async fn copy_file(
 }
 
 /// Sets what `preserve` keeps of the source entry on its copy: extended attributes, owner,
-/// mode, then times (last: the other changes move them).
+/// mode, then times (last: the other changes may move them). Only what differs is written:
+/// a round with nothing changed journals nothing at the destination.
 async fn set_attributes(
     src: &Client,
     from: &str,
@@ -521,27 +522,34 @@ async fn set_attributes(
     status: &FileStatus,
     preserve: Preserve,
 ) -> Result<()> {
+    let mut wrote = false;
     if preserve.xattrs {
         let want = src.get_xattrs(from, &[]).await?;
         let have = dst.get_xattrs(to, &[]).await?;
         for (name, value) in &want {
             if !have.iter().any(|(n, v)| n == name && v == value) {
                 dst.set_xattr(to, name, value, None).await?;
+                wrote = true;
             }
         }
         for (name, _) in &have {
             if !want.iter().any(|(n, _)| n == name) {
                 dst.remove_xattr(to, name).await?;
+                wrote = true;
             }
         }
     }
-    if preserve.owner {
+    let have = dst.stat(to).await?;
+    if preserve.owner && (have.owner != status.owner || have.group != status.group) {
         dst.set_owner(to, &status.owner, &status.group).await?;
+        wrote = true;
     }
-    if preserve.mode {
+    if preserve.mode && have.permission != status.permission {
         dst.set_permission(to, status.permission).await?;
+        wrote = true;
     }
-    if preserve.times {
+    let times_differ = have.mtime_ms != status.mtime_ms || have.atime_ms != status.atime_ms;
+    if preserve.times && (wrote || times_differ) {
         dst.set_times(to, Some(status.mtime_ms), Some(status.atime_ms))
             .await?;
     }

@@ -128,11 +128,7 @@ impl Metrics {
     /// The Prometheus text of every metric, the workers' brought up to `statuses`.
     pub fn encode(&self, statuses: &WorkerStatuses) -> String {
         self.workers.refresh(statuses);
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+        raftfs_runtime::metrics::encode(&self.registry)
     }
 }
 

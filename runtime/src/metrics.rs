@@ -86,6 +86,15 @@ fn catch_up(counter: &Counter, total: u64) {
     }
 }
 
+/// The Prometheus text of every metric in `registry` (empty if it cannot be encoded).
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
 /// Serves `/metrics` on `listener` until `shutdown` resolves, each scrape answered with the
 /// text `render` makes then (the one metrics endpoint of every server).
 pub async fn serve<F, Fut>(

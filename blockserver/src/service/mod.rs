@@ -118,17 +118,23 @@ async fn current(
 ) -> Result<(u64, Generation), BlockError> {
     let volumes = node.volumes.clone();
     tokio::task::spawn_blocking(move || {
-        let stamped = volumes.generation(id)?;
-        if stamped < wanted {
-            return Err(BlockError::Stale {
-                block: id,
-                stamped,
-                wanted,
-            });
-        }
+        let stamped = fresh(id, volumes.generation(id)?, wanted)?;
         Ok((volumes.length(id)?, stamped))
     })
     .await?
+}
+
+/// A copy stamped `stamped` may answer for a token of generation `wanted` only when it is at
+/// least that new (an older one was written before lease recovery settled its group).
+fn fresh(id: BlockId, stamped: Generation, wanted: Generation) -> Result<Generation, BlockError> {
+    if stamped < wanted {
+        return Err(BlockError::Stale {
+            block: id,
+            stamped,
+            wanted,
+        });
+    }
+    Ok(stamped)
 }
 
 /// The pool a call's token names: the call is about a block of that pool, and the pool's
@@ -258,14 +264,7 @@ impl pb::block_data_server::BlockData for BlockDataService {
             let volumes = self.node.volumes.clone();
             let (length, generation, sums) =
                 tokio::task::spawn_blocking(move || volumes.checksums(block)).await??;
-            if generation < claims.generation {
-                return Err(BlockError::Stale {
-                    block,
-                    stamped: generation,
-                    wanted: claims.generation,
-                });
-            }
-            Ok((length, generation, sums))
+            Ok((length, fresh(block, generation, claims.generation)?, sums))
         }
         .await;
         self.node
