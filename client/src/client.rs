@@ -929,6 +929,60 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Makes directory `path` snapshottable (DESIGN §13; the superuser's).
+    pub async fn allow_snapshot(&self, path: &str) -> Result<(), ClientError> {
+        let op = Op::AllowSnapshot(pb::AllowSnapshotOp { path: path.into() });
+        self.mutate(op).await.map(drop)
+    }
+
+    /// Makes directory `path` no longer snapshottable (refused while it has snapshots).
+    pub async fn disallow_snapshot(&self, path: &str) -> Result<(), ClientError> {
+        let op = Op::DisallowSnapshot(pb::DisallowSnapshotOp { path: path.into() });
+        self.mutate(op).await.map(drop)
+    }
+
+    /// Takes a snapshot of directory `path`, named `name` (or after the time); returns its
+    /// name: it is read at `path/.snapshot/NAME`.
+    pub async fn create_snapshot(
+        &self,
+        path: &str,
+        name: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let op = Op::CreateSnapshot(pb::CreateSnapshotOp {
+            path: path.into(),
+            name: name.unwrap_or_default().into(),
+        });
+        let answer = self.mutate(op).await?;
+        Ok(answer
+            .inode
+            .map(|i| i.name)
+            .unwrap_or_else(|| name.unwrap_or_default().to_owned()))
+    }
+
+    /// Deletes snapshot `name` of `path`.
+    pub async fn delete_snapshot(&self, path: &str, name: &str) -> Result<(), ClientError> {
+        let op = Op::DeleteSnapshot(pb::DeleteSnapshotOp {
+            path: path.into(),
+            name: name.into(),
+        });
+        self.mutate(op).await.map(drop)
+    }
+
+    /// Renames snapshot `from` of `path` to `to`.
+    pub async fn rename_snapshot(
+        &self,
+        path: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<(), ClientError> {
+        let op = Op::RenameSnapshot(pb::RenameSnapshotOp {
+            path: path.into(),
+            from: from.into(),
+            to: to.into(),
+        });
+        self.mutate(op).await.map(drop)
+    }
+
     /// Removes mount point `at` (admin only; the data stays in its nameservice).
     pub async fn mount_remove(&self, at: &str) -> Result<(), ClientError> {
         self.mutate(Op::MountRemove(pb::MountRemoveOp { at: at.into() }))

@@ -101,6 +101,13 @@ id_newtype!(
 );
 
 id_newtype!(
+    /// A namespace snapshot (DESIGN §13): allocated from a counter in the replicated state,
+    /// from 1, never reused, so that ids are in the order the snapshots were taken, across
+    /// every directory.
+    SnapshotId
+);
+
+id_newtype!(
     /// The generation stamp of a block group (HDFS's `GenerationStamp`): the active gives a
     /// new group [`Generation::FIRST`] and lease recovery the next one, so that a copy
     /// written before the recovery (a stale writer's, one the recovery never reached) is

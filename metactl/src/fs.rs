@@ -59,6 +59,11 @@ fn join(dir: &str, name: &str) -> String {
     }
 }
 
+/// Where snapshot `name` of `dir` is read: `DIR/.snapshot/NAME`.
+pub fn snapshot_path(dir: &str, name: &str) -> String {
+    format!("{}/.snapshot/{name}", dir.trim_end_matches('/'))
+}
+
 /// `fs ls`.
 pub async fn ls(client: &Client, path: &str, json: bool) -> Result<()> {
     let st = client.stat(path).await?;

@@ -457,6 +457,27 @@ enum FsCmd {
     },
     /// Moves (renames) SRC to DST, or into DST if it is a directory.
     Mv { src: String, dst: String },
+    /// Makes DIR snapshottable (`hdfs dfsadmin -allowSnapshot`; the superuser's).
+    AllowSnapshot { dir: String },
+    /// Makes DIR no longer snapshottable (refused while it has snapshots).
+    DisallowSnapshot { dir: String },
+    /// Takes a snapshot of DIR, named NAME or after the time (UTC), read at
+    /// DIR/.snapshot/NAME; prints that path. One journal entry, whatever DIR holds.
+    CreateSnapshot { dir: String, name: Option<String> },
+    /// Deletes snapshot NAME of DIR (what only it kept is reclaimed in the background).
+    DeleteSnapshot { dir: String, name: String },
+    /// Renames snapshot FROM of DIR to TO.
+    RenameSnapshot {
+        dir: String,
+        from: String,
+        to: String,
+    },
+    /// The snapshots of DIR (the listing of DIR/.snapshot).
+    LsSnapshots {
+        #[arg(long)]
+        json: bool,
+        dir: String,
+    },
     /// Changes the mode (octal: 755, 1777 for the sticky bit), as `hdfs dfs -chmod`: the
     /// owner or the superuser.
     Chmod {
@@ -933,6 +954,41 @@ async fn run(cli: Cli) -> Result<()> {
                 FsCmd::Mv { src, dst } => fs::mv(&c, src, dst)
                     .await
                     .with_context(|| format!("mv {src} {dst}"))?,
+                FsCmd::AllowSnapshot { dir } => {
+                    c.allow_snapshot(dir)
+                        .await
+                        .with_context(|| format!("allow-snapshot {dir}"))?;
+                    println!("Allowing snapshots on {dir} succeeded");
+                }
+                FsCmd::DisallowSnapshot { dir } => {
+                    c.disallow_snapshot(dir)
+                        .await
+                        .with_context(|| format!("disallow-snapshot {dir}"))?;
+                    println!("Disallowing snapshots on {dir} succeeded");
+                }
+                FsCmd::CreateSnapshot { dir, name } => {
+                    let name = c
+                        .create_snapshot(dir, name.as_deref())
+                        .await
+                        .with_context(|| format!("create-snapshot {dir}"))?;
+                    println!("{}", fs::snapshot_path(dir, &name));
+                }
+                FsCmd::DeleteSnapshot { dir, name } => c
+                    .delete_snapshot(dir, name)
+                    .await
+                    .with_context(|| format!("delete-snapshot {dir} {name}"))?,
+                FsCmd::RenameSnapshot { dir, from, to } => {
+                    c.rename_snapshot(dir, from, to)
+                        .await
+                        .with_context(|| format!("rename-snapshot {dir} {from} {to}"))?
+                }
+                FsCmd::LsSnapshots { json, dir } => {
+                    let at = fs::snapshot_path(dir, "");
+                    let at = at.trim_end_matches('/');
+                    fs::ls(&c, at, *json)
+                        .await
+                        .with_context(|| format!("ls-snapshots {dir}"))?;
+                }
                 FsCmd::Rm { r, paths } => {
                     for path in paths {
                         fs::rm(&c, path, *r)

@@ -4,9 +4,13 @@
 
 mod common;
 
-use common::{LocalCluster, content, put_file};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{LocalCluster, content, get_file, put_file};
 use raftfs_client::file::file_checksum;
-use raftfs_client::{Client, FileKind, FileStatus};
+use raftfs_client::{AutoMsync, Client, ErrorKind, FileKind, FileStatus, ReadMode};
 
 /// A small cluster: one voter, three blockservers in three racks.
 fn cluster() -> LocalCluster {
@@ -187,4 +191,146 @@ async fn a_tree_is_copied_with_its_attributes_and_later_rounds_copy_only_what_ch
         .filter(|l| l.contains("\"action\":\"copy\""))
         .count();
     assert_eq!(copies, 3 + 1 + 1, "{lines}");
+}
+
+/// Every block file (data and checksums) on every blockserver of `cluster`.
+fn block_files(cluster: &LocalCluster) -> BTreeSet<PathBuf> {
+    cluster
+        .file()
+        .block
+        .iter()
+        .flat_map(|b| common::finalized_files(Path::new(&b.data_dir)))
+        .collect()
+}
+
+/// Waits (up to two minutes) until none of `files` is on a disk.
+async fn wait_gone(what: &str, cluster: &LocalCluster, files: &BTreeSet<PathBuf>) {
+    let start = Instant::now();
+    while !block_files(cluster).is_disjoint(files) {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for the blocks of {what} to leave the disks"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes `path` and returns the block files it added.
+async fn put_tracked(
+    cluster: &LocalCluster,
+    c: &Client,
+    path: &str,
+    policy: &str,
+    data: &[u8],
+) -> BTreeSet<PathBuf> {
+    let before = block_files(cluster);
+    put_file(c, path, policy, data).await;
+    // Blockservers finalize as the writer closes each block: wait for all of them.
+    let start = Instant::now();
+    loop {
+        let added: BTreeSet<PathBuf> = block_files(cluster).difference(&before).cloned().collect();
+        if !added.is_empty() || start.elapsed() > Duration::from_secs(10) {
+            return added;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+/// Namespace snapshots on real processes (DESIGN §13): taken by `metactl`, read at
+/// `DIR/.snapshot/NAME` (bytes, attributes, checksums) after the live tree was rewritten and
+/// deleted, on an observer as well, across a checkpoint and a restart; read-only; their
+/// blocks outlive the live files until the snapshot is deleted, then leave the disks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_show_the_tree_as_it_was_and_keep_its_blocks_until_deleted() {
+    let cluster = LocalCluster::up(
+        1,
+        &["--observers", "1", "--blockservers", "3", "--racks", "3"],
+    );
+    let c = cluster.client();
+    c.mkdir("/data/sub", true).await.expect("mkdir");
+    let (a1, b1) = (content(3 << 20, 1), content(700_000, 2));
+    let a1_blocks = put_tracked(&cluster, &c, "/data/a", "XOR-2-1-1024k", &a1).await;
+    put_file(&c, "/data/sub/b", "REPLICATED-3", &b1).await;
+    c.set_xattr("/data/a", "user.v", b"1", None)
+        .await
+        .expect("xattr");
+    assert!(!a1_blocks.is_empty());
+
+    ok(cluster.ctl(&["fs", "allow-snapshot", "/data"]));
+    let made = ok(cluster.ctl(&["fs", "create-snapshot", "/data", "s1"]));
+    assert_eq!(made.trim(), "/data/.snapshot/s1");
+    let then = tree(&c, "/data").await;
+
+    // The live tree moves on: a file rewritten, a subtree deleted, one added; and a file
+    // outside any snapshot is written and deleted, to see the garbage sweep run.
+    c.delete("/data/a", false).await.expect("delete");
+    put_file(&c, "/data/a", "REPLICATED-3", &content(1 << 20, 9)).await;
+    c.set_xattr("/data/a", "user.v", b"2", None)
+        .await
+        .expect("xattr");
+    c.delete("/data/sub", true).await.expect("delete");
+    c.mkdir("/data/new", false).await.expect("mkdir");
+    let scratch = put_tracked(&cluster, &c, "/scratch", "REPLICATED-3", &content(5000, 4)).await;
+    c.delete("/scratch", false).await.expect("delete");
+    wait_gone("a deleted file", &cluster, &scratch).await;
+
+    let seen = tree(&c, "/data/.snapshot/s1").await;
+    assert_eq!(seen.len(), then.len(), "{seen:#?}");
+    for ((wp, ws, wx, wsum), (gp, gs, gx, gsum)) in then.iter().zip(&seen) {
+        assert_eq!(wp, gp);
+        assert!(same(ws, gs), "{wp}: {ws:?} reads as {gs:?}");
+        assert_eq!((wx, wsum), (gx, gsum), "{wp}");
+    }
+    assert!(block_files(&cluster).is_superset(&a1_blocks), "kept");
+    assert_eq!(get_file(&c, "/data/.snapshot/s1/a").await, a1);
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(cluster.ctl(&["fs", "ls-snapshots", "/data", "--json"])))
+            .expect("json");
+    assert_eq!(listed["entries"][0]["name"], "s1", "{listed}");
+
+    // Read-only.
+    let refused = c
+        .mkdir("/data/.snapshot/s1/x", false)
+        .await
+        .expect_err("read-only");
+    assert_eq!(refused.kind(), Some(ErrorKind::Snapshot), "{refused}");
+
+    // An observer serves it under the state-ID rule.
+    let observer = cluster.client_with(ReadMode::Observer, AutoMsync::Always);
+    assert_eq!(get_file(&observer, "/data/.snapshot/s1/sub/b").await, b1);
+
+    // It is in the state machine's snapshot, and read back after a restart.
+    ok(cluster.ctl(&["cluster", "checkpoint"]));
+    let voter = cluster.ids("voter")[0];
+    cluster.stop(voter);
+    cluster.start(voter);
+    // The restarted active knows where blocks are once the blockservers report again.
+    let start = Instant::now();
+    while c
+        .get_blocks("/data/.snapshot/s1/a", 0, 0, 0)
+        .await
+        .map_or(true, |b| b.groups.iter().any(|g| g.locations.len() < 3))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no block reports"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get_file(&c, "/data/.snapshot/s1/a").await, a1);
+
+    // Deleted, its blocks go.
+    ok(cluster.ctl(&["fs", "delete-snapshot", "/data", "s1"]));
+    wait_gone("the snapshot's old file", &cluster, &a1_blocks).await;
+    assert!(c.stat("/data/.snapshot/s1").await.is_err());
+    assert_eq!(tree(&c, "/data").await.len(), 2, "a and new");
 }

@@ -169,6 +169,11 @@ fn path_of(op: &mut Op) -> Option<&mut String> {
         Op::RemoveXattr(o) => &mut o.path,
         Op::AppendXattr(o) => &mut o.path,
         Op::AddBlock(o) => &mut o.path,
+        Op::AllowSnapshot(o) => &mut o.path,
+        Op::DisallowSnapshot(o) => &mut o.path,
+        Op::CreateSnapshot(o) => &mut o.path,
+        Op::DeleteSnapshot(o) => &mut o.path,
+        Op::RenameSnapshot(o) => &mut o.path,
         Op::Rename(_)
         | Op::Delete(_)
         | Op::RenewLease(_)

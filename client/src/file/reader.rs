@@ -467,7 +467,10 @@ impl Core {
                     .await
                     {
                         Ok(bytes) => return Some((i, bytes)),
-                        Err(why) => self.report(group.id, loc, &why).await,
+                        Err(why) => {
+                            tracing::warn!(group = %group.id, index = i, node = %loc.node, %why, "internal block read failed");
+                            self.report(group.id, loc, &why).await;
+                        }
                     }
                 }
                 None

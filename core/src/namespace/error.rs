@@ -45,6 +45,12 @@ pub enum NsError {
         what: String,
         path: String,
     },
+    /// A rule of snapshots refused the operation (DESIGN §13; HDFS's `SnapshotException`):
+    /// a directory that is not snapshottable, one with snapshots removed or disallowed,
+    /// nested snapshottable directories, a change inside a read-only snapshot or to an
+    /// entry named `.snapshot`.
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 impl NsError {
@@ -67,6 +73,7 @@ impl NsError {
             NsError::XattrMismatch { .. } => "XattrMismatch",
             NsError::PermissionDenied { .. } => "PermissionDenied",
             NsError::RetryMismatch { .. } => "RetryMismatch",
+            NsError::Snapshot(_) => "Snapshot",
         }
     }
 }

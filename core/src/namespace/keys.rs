@@ -73,6 +73,9 @@ pub mod meta {
     /// The next block group id to hand out.
     pub const NEXT_GROUP: &[u8] = b"next_group";
 
+    /// The next snapshot id to hand out (DESIGN §13).
+    pub const NEXT_SNAPSHOT: &[u8] = b"next_snapshot";
+
     /// Prefix of the generation keys (see [`generation`]).
     pub const GENERATION_PREFIX: &[u8] = b"generation/";
 

@@ -38,11 +38,18 @@ pub enum Cf {
     BlockGroups,
     /// inode id (u64 BE) ++ group position (u32 BE) -> group id (u64 BE)
     FileBlocks,
+    /// Snapshots' own records (`snapshot::keys`): snapshottable directories, snapshot names
+    /// and ids, escaped subtrees, deleted snapshots awaiting collection, retained groups
+    Snapshots,
+    /// Saved versions of namespace records, as they were at a snapshot (`snapshot::cow`)
+    SnapshotRecords,
+    /// The saved versions of each snapshot id, by owner (diff and collection)
+    SnapshotChanges,
 }
 
 impl Cf {
     /// Every column family, in a fixed order.
-    pub const ALL: [Cf; 11] = [
+    pub const ALL: [Cf; 14] = [
         Cf::Inodes,
         Cf::Dentries,
         Cf::Xattrs,
@@ -54,6 +61,9 @@ impl Cf {
         Cf::Meta,
         Cf::BlockGroups,
         Cf::FileBlocks,
+        Cf::Snapshots,
+        Cf::SnapshotRecords,
+        Cf::SnapshotChanges,
     ];
 
     /// The RocksDB column family name.
@@ -70,6 +80,9 @@ impl Cf {
             Cf::Meta => "meta",
             Cf::BlockGroups => "block_groups",
             Cf::FileBlocks => "file_blocks",
+            Cf::Snapshots => "snapshots",
+            Cf::SnapshotRecords => "snapshot_records",
+            Cf::SnapshotChanges => "snapshot_changes",
         }
     }
 }
@@ -113,6 +126,15 @@ struct Undo {
     key: (Cf, Vec<u8>),
     /// The overlay's entry before the write (`None`: there was none).
     previous: Option<Option<Vec<u8>>>,
+}
+
+/// One key an operation changed ([`Txn::changes_since`]): `None` is absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub cf: Cf,
+    pub key: Vec<u8>,
+    pub before: Option<Vec<u8>>,
+    pub after: Option<Vec<u8>>,
 }
 
 /// A point to roll a [`Txn`] back to.
@@ -170,6 +192,33 @@ impl<'a, R: KvRead + ?Sized> Txn<'a, R> {
                 }
             }
         }
+    }
+
+    /// Every key written since `savepoint` whose value differs from what it held before the
+    /// first of those writes, with both values, in key order: what one operation changed
+    /// (snapshots save the `before` of what they protect).
+    pub fn changes_since(&self, savepoint: Savepoint) -> Result<Vec<Change>, StoreError> {
+        let mut first: BTreeMap<&(Cf, Vec<u8>), &Undo> = BTreeMap::new();
+        for undo in self.undo.get(savepoint.0..).unwrap_or_default() {
+            first.entry(&undo.key).or_insert(undo);
+        }
+        let mut out = Vec::with_capacity(first.len());
+        for ((cf, key), undo) in first {
+            let before = match &undo.previous {
+                Some(v) => v.clone(),
+                None => self.base.get(*cf, key)?,
+            };
+            let after = self.writes.get(&(*cf, key.clone())).cloned().flatten();
+            if before != after {
+                out.push(Change {
+                    cf: *cf,
+                    key: key.clone(),
+                    before,
+                    after,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Number of buffered writes.

@@ -8,6 +8,8 @@
 //!   access tokens are signed with, as journaled.
 //! - [`ops`]: mutations as journaled, with the leader-fixed context.
 //! - [`reclaim`]: recursive deletes in bounded steps (detach, then reclaim).
+//! - [`snapshot`]: read-only snapshots of directories, copy on first write, and their
+//!   diffs.
 //! - [`walk`]: a depth-first walk of a subtree in bounded memory, resumable (fsck's pages).
 //! - [`permission`]: POSIX permissions checked as HDFS's checker does, for every mutation
 //!   inside its apply ([`tree::apply_as`]) and for every read.
@@ -30,6 +32,7 @@ pub mod ops;
 pub mod path;
 pub mod permission;
 pub mod reclaim;
+pub mod snapshot;
 pub mod throttle;
 pub mod tree;
 pub mod walk;

@@ -175,6 +175,30 @@ pub enum Op {
     SetDefaultNameservice {
         nameservice: Option<NameserviceId>,
     },
+    /// Makes a directory snapshottable (DESIGN §13). The superuser's. Appended after
+    /// `SetDefaultNameservice`, as the four after it.
+    AllowSnapshot {
+        path: NsPath,
+    },
+    /// Makes a directory without snapshots no longer snapshottable. The superuser's.
+    DisallowSnapshot {
+        path: NsPath,
+    },
+    /// Takes a snapshot of a snapshottable directory, named `name` or, without one, after
+    /// the entry's time (`snapshot::default_name`). Its owner's or the superuser's.
+    CreateSnapshot {
+        path: NsPath,
+        name: Option<String>,
+    },
+    DeleteSnapshot {
+        path: NsPath,
+        name: String,
+    },
+    RenameSnapshot {
+        path: NsPath,
+        from: String,
+        to: String,
+    },
 }
 
 /// The largest operation the namespace journals, by [`Op::size_bound`]: a deepest path of
@@ -301,6 +325,10 @@ impl Op {
             Op::SetDefaultNameservice { nameservice } => {
                 nameservice.as_ref().map_or(0, |n| str_bound(n.as_str()))
             }
+            Op::AllowSnapshot { path } | Op::DisallowSnapshot { path } => path.size_bound(),
+            Op::CreateSnapshot { path, name } => path.size_bound() + opt(name),
+            Op::DeleteSnapshot { path, name } => path.size_bound() + str_bound(name),
+            Op::RenameSnapshot { path, from, to } => path.size_bound() + strs(&[from, to]),
         };
         FIXED_BYTES.saturating_add(variable)
     }
@@ -332,6 +360,46 @@ impl Op {
             Op::MountAdd { .. } => "mount_add",
             Op::MountRemove { .. } => "mount_remove",
             Op::SetDefaultNameservice { .. } => "set_default_nameservice",
+            Op::AllowSnapshot { .. } => "allow_snapshot",
+            Op::DisallowSnapshot { .. } => "disallow_snapshot",
+            Op::CreateSnapshot { .. } => "create_snapshot",
+            Op::DeleteSnapshot { .. } => "delete_snapshot",
+            Op::RenameSnapshot { .. } => "rename_snapshot",
+        }
+    }
+
+    /// The paths the operation changes something at (snapshots' own operations name their
+    /// directory, which they do not change).
+    pub fn written_paths(&self) -> Vec<&NsPath> {
+        match self {
+            Op::Mkdir { path, .. }
+            | Op::Create { path, .. }
+            | Op::Complete { path, .. }
+            | Op::Append { path, .. }
+            | Op::Delete { path, .. }
+            | Op::SetPermission { path, .. }
+            | Op::SetOwner { path, .. }
+            | Op::SetTimes { path, .. }
+            | Op::SetStoragePolicy { path, .. }
+            | Op::RecoverLease { path, .. }
+            | Op::Symlink { path, .. }
+            | Op::SetXattr { path, .. }
+            | Op::RemoveXattr { path, .. }
+            | Op::AppendXattr { path, .. }
+            | Op::AddBlock { path, .. }
+            | Op::BeginLeaseRecovery { path, .. } => vec![path],
+            Op::Rename { src, dst, .. } => vec![src, dst],
+            Op::MountAdd { at, .. } | Op::MountRemove { at } => vec![at],
+            Op::RenewLease { .. }
+            | Op::SetThrottle(_)
+            | Op::Reclaim { .. }
+            | Op::RollBlockKey { .. }
+            | Op::SetDefaultNameservice { .. }
+            | Op::AllowSnapshot { .. }
+            | Op::DisallowSnapshot { .. }
+            | Op::CreateSnapshot { .. }
+            | Op::DeleteSnapshot { .. }
+            | Op::RenameSnapshot { .. } => Vec::new(),
         }
     }
 }

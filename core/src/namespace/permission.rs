@@ -303,6 +303,24 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
             "set the default nameservice of",
             &NsPath::root(),
         )),
+        // As HDFS: making a directory snapshottable is the superuser's; its owner takes,
+        // deletes and renames its snapshots.
+        Op::AllowSnapshot { path } | Op::DisallowSnapshot { path } => Err(denied(
+            access,
+            "change whether snapshots are allowed on",
+            path,
+        )),
+        Op::CreateSnapshot { path, .. }
+        | Op::DeleteSnapshot { path, .. }
+        | Op::RenameSnapshot { path, .. } => {
+            let f = traverse(kv, access, path)?;
+            match &f.node {
+                Some(node) if !access.is_owner(node) => {
+                    Err(denied(access, "manage the snapshots of (owner only)", path))
+                }
+                _ => Ok(()),
+            }
+        }
     }
 }
 

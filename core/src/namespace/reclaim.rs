@@ -60,11 +60,12 @@ pub(super) fn detach<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, mut root: Inode) 
     put_inode(txn, &root);
 }
 
-/// Whether any detached subtree is left to reclaim.
+/// Whether any detached subtree, or deleted snapshot (`snapshot::gc`), is left to reclaim.
 pub fn pending<R: KvRead + ?Sized>(kv: &R) -> std::result::Result<bool, StoreError> {
     Ok(!kv
         .scan(Cf::Dentries, &keys::dentry_prefix(RECLAIM_ID), None, 1)?
-        .is_empty())
+        .is_empty()
+        || super::snapshot::collection_pending(kv)?)
 }
 
 /// Removes detached records until `budget` is spent (at least one inode per call, so that
@@ -100,6 +101,10 @@ pub(super) fn reclaim<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, budget: u64) -> 
             spent = spent.saturating_add(cost(&dir));
             removed = removed.saturating_add(1);
         }
+    }
+    // What is left of the budget collects deleted snapshots.
+    if spent < budget.max(1) {
+        super::snapshot::collect(txn, budget.max(1) - spent)?;
     }
     Ok(removed)
 }

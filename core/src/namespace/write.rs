@@ -86,6 +86,7 @@ pub(super) fn drop_inode_records<R: KvRead + ?Sized>(
     inode: &Inode,
 ) -> Result<()> {
     txn.delete(Cf::Inodes, keys::inode(inode.id));
+    super::snapshot::forget(txn, inode)?;
     blocks::drop_all(txn, inode)?;
     if let Some(uc) = &inode.under_construction {
         release_lease_file(txn, &uc.holder, inode.id)?;

@@ -309,7 +309,11 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
     let file = match files.get(&g.inode) {
         Some(f) => f.clone(),
         None => {
-            let f = crate::namespace::tree::load_inode(kv, g.inode)?;
+            // A group only snapshots keep is kept whole as well (DESIGN §13).
+            let f = match crate::namespace::tree::load_inode(kv, g.inode)? {
+                Some(f) => Some(f),
+                None => crate::namespace::snapshot::kept_inode(kv, g.inode)?,
+            };
             files.insert(g.inode, f.clone());
             f
         }

@@ -215,6 +215,25 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
                 name => Some(nameservice(name)?),
             },
         },
+        PbOp::AllowSnapshot(a) => Op::AllowSnapshot {
+            path: path(&a.path)?,
+        },
+        PbOp::DisallowSnapshot(a) => Op::DisallowSnapshot {
+            path: path(&a.path)?,
+        },
+        PbOp::CreateSnapshot(c) => Op::CreateSnapshot {
+            path: path(&c.path)?,
+            name: (!c.name.is_empty()).then_some(c.name),
+        },
+        PbOp::DeleteSnapshot(d) => Op::DeleteSnapshot {
+            path: path(&d.path)?,
+            name: d.name,
+        },
+        PbOp::RenameSnapshot(r) => Op::RenameSnapshot {
+            path: path(&r.path)?,
+            from: r.from,
+            to: r.to,
+        },
         PbOp::AddBlock(a) => Op::AddBlock {
             path: path(&a.path)?,
             holder: a.lease_holder,

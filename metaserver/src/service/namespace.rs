@@ -21,7 +21,7 @@ use crate::journal::state_machine::applied_index_in;
 use crate::lease_recovery;
 use crate::namespace::blocks::{self, BlockGroup};
 use crate::namespace::{ApplyError, Inode, NsError, NsPath, Op, OpOutput, StoragePolicy, tree};
-use crate::namespace::{block_keys, mounts};
+use crate::namespace::{block_keys, mounts, snapshot};
 use crate::node::MetaNode;
 use crate::placement;
 use crate::redundancy as health;
@@ -402,8 +402,14 @@ impl Namespace for NamespaceService {
             let access = access?;
             let (inode, state_id) = self
                 .read(req.header.as_ref(), move |kv| {
-                    permission::check_read(kv, &access, &path, ReadAccess::Stat)?;
-                    tree::stat(kv, &path)
+                    if let Some(dir) = snapshot::stat_snapshots(kv, &path)? {
+                        permission::check_read(kv, &access, &path, ReadAccess::Stat)?;
+                        return Ok(dir);
+                    }
+                    snapshot::read(kv, &path, |kv, path| {
+                        permission::check_read(kv, &access, path, ReadAccess::Stat)?;
+                        tree::stat(kv, path)
+                    })
                 })
                 .await?;
             Ok(pb::StatResponse {
@@ -459,8 +465,15 @@ impl Namespace for NamespaceService {
             let after = (!req.start_after.is_empty()).then_some(req.start_after);
             let ((entries, has_more), state_id) = self
                 .read(req.header.as_ref(), move |kv| {
-                    permission::check_read(kv, &access, &path, ReadAccess::List)?;
-                    tree::list(kv, &path, after.as_deref(), limit)
+                    let after = after.as_deref();
+                    if let Some(page) = snapshot::list_snapshots(kv, &path, after, limit)? {
+                        permission::check_read(kv, &access, &path, ReadAccess::List)?;
+                        return Ok(page);
+                    }
+                    snapshot::read(kv, &path, |kv, path| {
+                        permission::check_read(kv, &access, path, ReadAccess::List)?;
+                        tree::list(kv, path, after, limit)
+                    })
                 })
                 .await?;
             Ok(pb::ListResponse {
@@ -486,8 +499,11 @@ impl Namespace for NamespaceService {
             let path = convert::path(&req.path)?;
             let (s, state_id) = self
                 .read_long(req.header.as_ref(), move |kv| {
-                    permission::check_read(kv, &access, &path, ReadAccess::List)?;
-                    tree::content_summary(kv, &path, Some(&access)).map_err(MetaError::from)
+                    snapshot::read(kv, &path, |kv, path| {
+                        permission::check_read(kv, &access, path, ReadAccess::List)?;
+                        tree::content_summary(kv, path, Some(&access))
+                    })
+                    .map_err(MetaError::from)
                 })
                 .await?;
             Ok(pb::ContentSummaryResponse {
@@ -516,18 +532,22 @@ impl Namespace for NamespaceService {
             let names = req.names;
             let (xattrs, state_id) = self
                 .read(req.header.as_ref(), move |kv| {
-                    permission::check_read(kv, &access, &path, ReadAccess::Read)?;
-                    if let Some(name) = names.iter().find(|n| !permission::user_xattr(&access, n)) {
-                        return Err(NsError::PermissionDenied {
-                            user: access.user.clone(),
-                            what: format!("read attribute {name} of"),
-                            path: path.to_string(),
+                    snapshot::read(kv, &path, |kv, path| {
+                        permission::check_read(kv, &access, path, ReadAccess::Read)?;
+                        if let Some(name) =
+                            names.iter().find(|n| !permission::user_xattr(&access, n))
+                        {
+                            return Err(NsError::PermissionDenied {
+                                user: access.user.clone(),
+                                what: format!("read attribute {name} of"),
+                                path: path.to_string(),
+                            }
+                            .into());
                         }
-                        .into());
-                    }
-                    let mut all = tree::get_xattrs(kv, &path, &names)?;
-                    all.retain(|(name, _)| permission::user_xattr(&access, name));
-                    Ok(all)
+                        let mut all = tree::get_xattrs(kv, path, &names)?;
+                        all.retain(|(name, _)| permission::user_xattr(&access, name));
+                        Ok(all)
+                    })
                 })
                 .await?;
             Ok(pb::GetXattrsResponse {
@@ -565,22 +585,24 @@ impl Namespace for NamespaceService {
             };
             let ((file, groups, has_more, readable, ring), state_id) = self
                 .read(req.header.as_ref(), move |kv| {
-                    permission::check_read(kv, &access, &path, ReadAccess::Read)?;
-                    let file = tree::stat(kv, &path)?;
-                    let end = if length == 0 {
-                        u64::MAX
-                    } else {
-                        offset.saturating_add(length)
-                    };
-                    let (groups, more) = blocks::in_range(kv, &file, offset, end, limit)?;
-                    let groups = groups
-                        .into_iter()
-                        .map(|g| blocks::generation(kv, g.id).map(|generation| (generation, g)))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    let readable = blocks::readable_length(kv, &file)?;
-                    // The keys of the same view: an observer signs with what it applied.
-                    let ring = block_keys::load(kv)?;
-                    Ok((file, groups, more, readable, ring))
+                    snapshot::read(kv, &path, |kv, path| {
+                        permission::check_read(kv, &access, path, ReadAccess::Read)?;
+                        let file = tree::stat(kv, path)?;
+                        let end = if length == 0 {
+                            u64::MAX
+                        } else {
+                            offset.saturating_add(length)
+                        };
+                        let (groups, more) = blocks::in_range(kv, &file, offset, end, limit)?;
+                        let groups = groups
+                            .into_iter()
+                            .map(|g| blocks::generation(kv, g.id).map(|generation| (generation, g)))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let readable = blocks::readable_length(kv, &file)?;
+                        // The keys of the same view: an observer signs with what it applied.
+                        let ring = block_keys::load(kv)?;
+                        Ok((file, groups, more, readable, ring))
+                    })
                 })
                 .await?;
             let tokens = &self.node.tokens;

@@ -27,6 +27,7 @@ fn ns_code(e: &NsError) -> (Code, ErrorKind) {
         NsError::XattrMismatch { .. } => (Code::Aborted, ErrorKind::XattrMismatch),
         NsError::RetryMismatch { .. } => (Code::FailedPrecondition, ErrorKind::RetryMismatch),
         NsError::PermissionDenied { .. } => (Code::PermissionDenied, ErrorKind::PermissionDenied),
+        NsError::Snapshot(_) => (Code::FailedPrecondition, ErrorKind::Snapshot),
     }
 }
 

@@ -5,9 +5,9 @@ use crate::namespace::inode::{InodeKind, ROOT_ID};
 use crate::namespace::kv::{KvRead, Txn};
 use crate::namespace::ops::{ApplyCtx, OpOutput};
 use crate::namespace::path::NsPath;
-use crate::namespace::reclaim;
 use crate::namespace::tree::{Result, lookup, must_load, resolve, resolve_parent};
 use crate::namespace::write::*;
+use crate::namespace::{reclaim, snapshot};
 
 /// Creates a directory (and, with `parents`, its missing ancestors).
 pub(super) fn mkdir<R: KvRead + ?Sized>(
@@ -129,6 +129,7 @@ pub(super) fn rename<R: KvRead + ?Sized>(
             }
             _ => {}
         }
+        snapshot::check_removable(txn, &existing, dst)?;
         drop_inode_records(txn, &existing)?;
         unlink(txn, dparent.id, dname, now)?;
     }
@@ -160,6 +161,7 @@ pub(super) fn delete<R: KvRead + ?Sized>(
     if node.is_dir() && node.children > 0 && !recursive {
         return Err(NsError::DirectoryNotEmpty(path.to_string()).into());
     }
+    snapshot::check_removable(txn, &node, path)?;
     unlink(txn, node.parent, &node.name, now)?;
     if node.is_dir() && node.children > 0 {
         reclaim::detach(txn, node);

@@ -12,7 +12,7 @@ use super::error::ApplyError;
 use super::kv::{KvRead, Txn};
 use super::ops::{ApplyCtx, Op, OpOutput};
 use super::tree::Result;
-use super::{block_keys, mounts};
+use super::{block_keys, mounts, snapshot};
 
 /// [`apply`] as `access`: the operation is first checked against the caller's permissions
 /// (`permission::check_op`) in the state it applies to, and refused with `PermissionDenied`,
@@ -37,7 +37,16 @@ pub fn apply<R: KvRead + ?Sized>(
     op: &Op,
 ) -> Result<OpOutput> {
     let savepoint = txn.savepoint();
-    let result = dispatch(txn, ctx, op);
+    let result = op
+        .written_paths()
+        .into_iter()
+        .try_for_each(snapshot::check_writable)
+        .map_err(ApplyError::from)
+        .and_then(|()| dispatch(txn, ctx, op))
+        .and_then(|out| {
+            snapshot::preserve(txn, savepoint)?;
+            Ok(out)
+        });
     if matches!(result, Err(ApplyError::Ns(_))) {
         txn.rollback_to(savepoint);
     }
@@ -147,5 +156,10 @@ fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -
             mounts::set_default(txn, nameservice.as_ref())?;
             Ok(OpOutput::Done)
         }
+        Op::AllowSnapshot { path } => snapshot::allow(txn, path),
+        Op::DisallowSnapshot { path } => snapshot::disallow(txn, path),
+        Op::CreateSnapshot { path, name } => snapshot::create(txn, ctx, path, name.as_deref()),
+        Op::DeleteSnapshot { path, name } => snapshot::delete(txn, path, name),
+        Op::RenameSnapshot { path, from, to } => snapshot::rename(txn, path, from, to),
     }
 }

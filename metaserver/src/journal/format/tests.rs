@@ -287,6 +287,11 @@ fn variant_index(op: &Op) -> usize {
         Op::MountAdd { .. } => 21,
         Op::MountRemove { .. } => 22,
         Op::SetDefaultNameservice { .. } => 23,
+        Op::AllowSnapshot { .. } => 24,
+        Op::DisallowSnapshot { .. } => 25,
+        Op::CreateSnapshot { .. } => 26,
+        Op::DeleteSnapshot { .. } => 27,
+        Op::RenameSnapshot { .. } => 28,
     }
 }
 
@@ -470,6 +475,7 @@ fn every_error() -> Vec<NsError> {
             what: "write".into(),
             path: p(),
         },
+        NsError::Snapshot("/a/b: not a snapshottable directory".into()),
     ]
 }
 
@@ -626,6 +632,55 @@ fn golden_batch_mount_ops_v2() {
     golden::<Batch>("batch-mount-ops-v2", 2, &mounts);
 }
 
+/// Snapshots' operations (appended after the mount table's, in batch version 2).
+#[test]
+fn golden_batch_snapshot_ops_v2() {
+    let ops = [
+        Op::AllowSnapshot {
+            path: path("/data"),
+        },
+        Op::DisallowSnapshot {
+            path: path("/data"),
+        },
+        Op::CreateSnapshot {
+            path: path("/data"),
+            name: Some("s1".into()),
+        },
+        Op::CreateSnapshot {
+            path: path("/data"),
+            name: None,
+        },
+        Op::DeleteSnapshot {
+            path: path("/data"),
+            name: "s1".into(),
+        },
+        Op::RenameSnapshot {
+            path: path("/data"),
+            from: "s1".into(),
+            to: "s2".into(),
+        },
+    ];
+    let snapshots = Batch {
+        ctx: batch().ctx,
+        proposals: ops
+            .into_iter()
+            .map(|op| Proposal {
+                client: ClientId([7; 16]),
+                call_id: CallId(9),
+                op,
+                access: None,
+            })
+            .collect(),
+    };
+    let seen: Vec<usize> = snapshots
+        .proposals
+        .iter()
+        .map(|p| variant_index(&p.op))
+        .collect();
+    assert_eq!(seen, [24, 25, 26, 26, 27, 28]);
+    golden::<Batch>("batch-snapshot-ops-v2", 2, &snapshots);
+}
+
 #[test]
 fn golden_log_store_records_v1() {
     let [blank, normal, membership] = <[_; 3]>::try_from(entries()).expect("three");
@@ -679,7 +734,7 @@ fn golden_retry_results_v1() {
     for error in every_error().into_iter().filter(|e| {
         !matches!(
             e,
-            NsError::RetryMismatch { .. } | NsError::PermissionDenied { .. }
+            NsError::RetryMismatch { .. } | NsError::PermissionDenied { .. } | NsError::Snapshot(_)
         )
     }) {
         let name = format!("retry-result-err-{}-v1", error.kind());
@@ -1080,6 +1135,16 @@ fn op() -> impl Strategy<Value = Op> {
             }
         }),
         ns_path().prop_map(|at| Op::MountRemove { at }),
+        ns_path().prop_map(|path| Op::AllowSnapshot { path }),
+        ns_path().prop_map(|path| Op::DisallowSnapshot { path }),
+        (ns_path(), proptest::option::of(name()))
+            .prop_map(|(path, name)| Op::CreateSnapshot { path, name }),
+        (ns_path(), name()).prop_map(|(path, name)| Op::DeleteSnapshot { path, name }),
+        (ns_path(), name(), name()).prop_map(|(path, from, to)| Op::RenameSnapshot {
+            path,
+            from,
+            to
+        }),
         proptest::option::of("[a-z][a-z0-9-]{0,31}").prop_map(|name| {
             Op::SetDefaultNameservice {
                 nameservice: name.map(|n| {
@@ -1141,6 +1206,7 @@ fn ns_error() -> impl Strategy<Value = NsError> {
             what,
             path
         }),
+        s().prop_map(NsError::Snapshot),
     ]
 }
 
