@@ -840,6 +840,41 @@ impl Client {
         })
     }
 
+    /// What changed in directory `path` from snapshot `from` to `to` (`"."`: the live tree),
+    /// every page read; paths relative to `path`.
+    pub async fn snapshot_diff(
+        &self,
+        path: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<crate::model::DiffEntry>, ClientError> {
+        let mut out = Vec::new();
+        let mut cursor = Vec::new();
+        loop {
+            let r = self
+                .read_call(|mut c| {
+                    let req = pb::SnapshotDiffRequest {
+                        header: Some(self.header(0)),
+                        path: path.into(),
+                        from: from.into(),
+                        to: to.into(),
+                        cursor: cursor.clone(),
+                        limit: 0,
+                    };
+                    async move { c.snapshot_diff(req).await.map(tonic::Response::into_inner) }
+                })
+                .await?;
+            self.seen(r.header.as_ref());
+            for e in r.entries {
+                out.push(crate::model::diff_entry(e)?);
+            }
+            if r.cursor.is_empty() {
+                return Ok(out);
+            }
+            cursor = r.cursor;
+        }
+    }
+
     /// Raises this client's state ID to the active's committed index, so that later reads see
     /// everything acknowledged to anyone before this call.
     pub async fn msync(&self) -> Result<u64, ClientError> {

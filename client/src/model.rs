@@ -87,6 +87,30 @@ pub struct ListPage {
     pub has_more: bool,
 }
 
+pub use raftfs_core::namespace::snapshot::{DiffEntry, DiffKind};
+
+/// A line of a snapshot diff from the wire; a kind this client does not know is an error
+/// (never guessed).
+pub(crate) fn diff_entry(e: pb::DiffEntry) -> Result<DiffEntry, ClientError> {
+    let kind = match pb::DiffKind::try_from(e.kind) {
+        Ok(pb::DiffKind::Created) => DiffKind::Created,
+        Ok(pb::DiffKind::Deleted) => DiffKind::Deleted,
+        Ok(pb::DiffKind::Modified) => DiffKind::Modified,
+        Ok(pb::DiffKind::Renamed) => DiffKind::Renamed,
+        _ => {
+            return Err(ClientError::Rpc(tonic::Status::internal(format!(
+                "a snapshot diff entry of unknown kind {}",
+                e.kind
+            ))));
+        }
+    };
+    Ok(DiffEntry {
+        kind,
+        path: e.path,
+        target: (kind == DiffKind::Renamed).then_some(e.target),
+    })
+}
+
 /// `hdfs dfs -count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ContentSummary {

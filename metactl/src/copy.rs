@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use raftfs_client::file::file_checksum;
-use raftfs_client::{Client, ClientConfig, CreateOptions, ErrorKind, FileKind, FileStatus};
+use raftfs_client::{
+    Client, ClientConfig, CreateOptions, DiffEntry, DiffKind, ErrorKind, FileKind, FileStatus,
+};
 use raftfs_client::{FileReader, FileWriter};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -132,8 +134,11 @@ pub struct Summary {
     pub files_copied: u64,
     pub files_skipped: u64,
     pub symlinks: u64,
-    /// Entries removed from the destination (`--delete`), each with what was below it.
+    /// Entries removed from the destination (`--delete`, or deleted at the source between
+    /// the snapshots of `--diff`), each with what was below it.
     pub deleted: u64,
+    /// Entries moved at the destination as they were at the source (`--diff`).
+    pub renamed: u64,
     pub bytes_copied: u64,
     pub errors: u64,
 }
@@ -199,14 +204,27 @@ pub async fn run(src: &Side, dst: &Side, opts: &CopyOptions) -> Result<Summary> 
     if opts.delete {
         summary.deleted = delete_extras(&entries, dst, &log).await?;
     }
+    apply(src, dst, &entries, opts, &log, &mut summary).await?;
+    log.write("end", &src.path, serde_json::to_value(&summary)?);
+    Ok(summary)
+}
+
+/// Writes `entries` of `src` at `dst`: directories first (parents before children), then
+/// files in parallel, then symlinks, then the directories' attributes (deepest first:
+/// adding children moves a directory's times).
+async fn apply(
+    src: &Side,
+    dst: &Side,
+    entries: &[Entry],
+    opts: &CopyOptions,
+    log: &Arc<Log>,
+    summary: &mut Summary,
+) -> Result<()> {
     let total: u64 = entries
         .iter()
         .filter(|e| e.status.kind == FileKind::File)
         .map(|e| e.status.length)
         .sum();
-    // Directories first (parents before children), then files in parallel, then symlinks,
-    // then the directories' attributes (deepest first: adding children moves a directory's
-    // times).
     for e in entries
         .iter()
         .filter(|e| e.status.kind == FileKind::Directory)
@@ -281,10 +299,10 @@ pub async fn run(src: &Side, dst: &Side, opts: &CopyOptions) -> Result<Summary> 
     }
     {
         let t = totals.lock().unwrap_or_else(|p| p.into_inner());
-        summary.files_copied = t.files_copied;
-        summary.files_skipped = t.files_skipped;
-        summary.bytes_copied = t.bytes_copied;
-        summary.errors = t.errors;
+        summary.files_copied += t.files_copied;
+        summary.files_skipped += t.files_skipped;
+        summary.bytes_copied += t.bytes_copied;
+        summary.errors += t.errors;
     }
     for e in entries
         .iter()
@@ -319,9 +337,7 @@ pub async fn run(src: &Side, dst: &Side, opts: &CopyOptions) -> Result<Summary> 
         .iter()
         .filter(|e| e.status.kind == FileKind::Directory)
         .collect();
-    dirs.sort_by_key(|e| {
-        std::cmp::Reverse(e.rel.matches('/').count() + usize::from(!e.rel.is_empty()))
-    });
+    dirs.sort_by_key(|e| std::cmp::Reverse(depth(&e.rel)));
     for e in dirs {
         let to = join(&dst.path, &e.rel);
         let from = join(&src.path, &e.rel);
@@ -336,8 +352,242 @@ pub async fn run(src: &Side, dst: &Side, opts: &CopyOptions) -> Result<Summary> 
         .await
         .with_context(|| format!("attributes of {to}"))?;
     }
+    Ok(())
+}
+
+/// How deep a path below the copy's root is (the root: 0).
+fn depth(rel: &str) -> usize {
+    rel.matches('/').count() + usize::from(!rel.is_empty())
+}
+
+/// The extended attribute a `--diff` round keeps on the destination's root while it runs
+/// (`FROM TO`): a round interrupted part-way is resumed, not refused for the changes it made.
+const ROUND_MARK: &str = "user.raftfs.copy-diff";
+/// Where a round holds what it moves (below the destination's root, removed after).
+const HOLD: &str = ".raftfs-copy-diff";
+
+/// A round of `copy --diff FROM TO` (distcp's `-update -diff`): the destination, which
+/// must hold snapshot FROM and nothing changed since, gets only what changed at the source
+/// between its snapshots FROM and TO: deletions and renames first (deepest first, moved
+/// entries held below the root and put at their targets shallowest first), then what was
+/// created or modified, read from `SRC/.snapshot/TO`; then the destination takes snapshot
+/// TO, so that the next round starts from it. Its cost grows with the changes, not the tree.
+pub async fn run_diff(
+    src: &Side,
+    dst: &Side,
+    from: &str,
+    to: &str,
+    opts: &CopyOptions,
+) -> Result<Summary> {
+    let log = Arc::new(Log::open(opts.log.as_ref())?);
+    let round = format!("{from} {to}");
+    let marked = dst
+        .client
+        .get_xattrs(&dst.path, &[])
+        .await
+        .with_context(|| format!("destination {}", dst.path))?
+        .into_iter()
+        .find(|(n, _)| n == ROUND_MARK)
+        .map(|(_, v)| String::from_utf8_lossy(&v).into_owned());
+    match marked.as_deref() {
+        Some(m) if m == round => {}
+        Some(other) => bail!(
+            "{}: a round {other} was interrupted there; finish it first",
+            dst.path
+        ),
+        None => {
+            check_unchanged(dst, from).await?;
+            dst.client
+                .set_xattr(&dst.path, ROUND_MARK, round.as_bytes(), None)
+                .await?;
+        }
+    }
+    log.write(
+        "start",
+        &src.path,
+        serde_json::json!({ "to": dst.path, "diff": [from, to], "resumed": marked.is_some() }),
+    );
+    let diff = src
+        .client
+        .snapshot_diff(&src.path, from, to)
+        .await
+        .with_context(|| format!("snapshot diff of {} from {from} to {to}", src.path))?;
+    let mut summary = Summary::default();
+    move_and_delete(dst, &diff, &log, &mut summary).await?;
+    let snap = Side {
+        client: src.client.clone(),
+        path: format!("{}/.snapshot/{to}", src.path.trim_end_matches('/')),
+    };
+    let entries = changed(&snap, &diff).await?;
+    let (root, below): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| e.rel.is_empty());
+    apply(&snap, dst, &below, opts, &log, &mut summary).await?;
+    if summary.errors > 0 {
+        log.write("end", &src.path, serde_json::to_value(&summary)?);
+        return Ok(summary);
+    }
+    dst.client.remove_xattr(&dst.path, ROUND_MARK).await?;
+    // The root last (what the round did below it moved its times).
+    let root = match root.into_iter().next() {
+        Some(r) => r,
+        None => Entry {
+            rel: String::new(),
+            status: snap.client.stat(&snap.path).await?,
+        },
+    };
+    set_attributes(
+        &snap.client,
+        &snap.path,
+        &dst.client,
+        &dst.path,
+        &root.status,
+        opts.preserve,
+    )
+    .await
+    .with_context(|| format!("attributes of {}", dst.path))?;
+    match dst.client.create_snapshot(&dst.path, Some(to)).await {
+        Ok(_) => {}
+        Err(e) if e.is(ErrorKind::AlreadyExists) => {}
+        Err(e) => return Err(e).with_context(|| format!("snapshot {to} of {}", dst.path)),
+    }
     log.write("end", &src.path, serde_json::to_value(&summary)?);
     Ok(summary)
+}
+
+/// Refuses a destination that is not as its snapshot `from` left it (as distcp does: the
+/// diff would be applied to a tree it does not describe).
+async fn check_unchanged(dst: &Side, from: &str) -> Result<()> {
+    let changes = dst
+        .client
+        .snapshot_diff(&dst.path, from, ".")
+        .await
+        .with_context(|| format!("{}: snapshot {from} of the destination", dst.path))?;
+    if !changes.is_empty() {
+        bail!(
+            "{} changed since its snapshot {from} ({} changes, the first: {} {}): refusing to apply a diff to it",
+            dst.path,
+            changes.len(),
+            changes[0].kind.mark(),
+            changes[0].path
+        );
+    }
+    Ok(())
+}
+
+/// Deletions and renames of `diff` at `dst`: both taken out deepest first (a deletion
+/// inside a moved subtree goes before the move, a move out of a deleted subtree before the
+/// deletion), moved entries held below the root, then put at their targets shallowest
+/// first. Each step tolerates having been done already (a resumed round).
+async fn move_and_delete(
+    dst: &Side,
+    diff: &[DiffEntry],
+    log: &Log,
+    summary: &mut Summary,
+) -> Result<()> {
+    let mut out: Vec<&DiffEntry> = diff
+        .iter()
+        .filter(|e| matches!(e.kind, DiffKind::Deleted | DiffKind::Renamed))
+        .collect();
+    out.sort_by(|a, b| {
+        depth(&b.path)
+            .cmp(&depth(&a.path))
+            .then(a.path.cmp(&b.path))
+    });
+    let hold = join(&dst.path, HOLD);
+    if out.iter().any(|e| e.kind == DiffKind::Renamed) {
+        dst.client.mkdir(&hold, true).await?;
+    }
+    let mut held = Vec::new();
+    for (i, e) in out.iter().enumerate() {
+        let at = join(&dst.path, &e.path);
+        match (&e.kind, &e.target) {
+            (DiffKind::Renamed, Some(target)) => {
+                let slot = join(&hold, &i.to_string());
+                gone_ok(dst.client.rename(&at, &slot, false).await)?;
+                held.push((target.clone(), slot, at));
+            }
+            _ => {
+                if gone_ok(dst.client.delete(&at, true).await)? {
+                    log.write("delete", &at, serde_json::json!({}));
+                }
+                summary.deleted += 1;
+            }
+        }
+    }
+    held.sort_by_key(|(target, _, _)| depth(target));
+    for (target, slot, was) in held {
+        let to = join(&dst.path, &target);
+        if let Some((parent, _)) = to.rsplit_once('/')
+            && !parent.is_empty()
+        {
+            dst.client.mkdir(parent, true).await?;
+        }
+        if gone_ok(dst.client.rename(&slot, &to, false).await)? {
+            log.write("rename", &was, serde_json::json!({ "to": to }));
+        }
+        summary.renamed += 1;
+    }
+    if exists(&dst.client, &hold).await? {
+        dst.client.delete(&hold, false).await?;
+    }
+    Ok(())
+}
+
+/// `Ok(true)` when the step was done now, `Ok(false)` when its source is gone already (done
+/// by the round this one resumes).
+fn gone_ok<T>(r: Result<T, raftfs_client::ClientError>) -> Result<bool> {
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if e.is(ErrorKind::NotFound) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn exists(c: &Client, path: &str) -> Result<bool> {
+    match c.stat(path).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.is(ErrorKind::NotFound) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What `diff` created or modified, as it is in `snap` (a created directory with all it
+/// holds), by path below the root, parents before children.
+async fn changed(snap: &Side, diff: &[DiffEntry]) -> Result<Vec<Entry>> {
+    let mut found: std::collections::BTreeMap<String, Entry> = std::collections::BTreeMap::new();
+    for e in diff {
+        let rel = match e.kind {
+            DiffKind::Created | DiffKind::Modified => &e.path,
+            DiffKind::Deleted | DiffKind::Renamed => continue,
+        };
+        let at = join(&snap.path, rel);
+        let status = snap
+            .client
+            .stat(&at)
+            .await
+            .with_context(|| format!("stat {at}"))?;
+        if e.kind == DiffKind::Created && status.kind == FileKind::Directory {
+            let below = Side {
+                client: snap.client.clone(),
+                path: at,
+            };
+            for mut sub in walk(&below, status).await? {
+                sub.rel = join(rel, &sub.rel).trim_start_matches('/').to_owned();
+                found.insert(sub.rel.clone(), sub);
+            }
+        } else {
+            found.insert(
+                rel.clone(),
+                Entry {
+                    rel: rel.clone(),
+                    status,
+                },
+            );
+        }
+    }
+    let mut out: Vec<Entry> = found.into_values().collect();
+    out.sort_by_key(|e| depth(&e.rel));
+    Ok(out)
 }
 
 fn bar(total: u64) -> Option<ProgressBar> {

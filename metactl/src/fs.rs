@@ -64,6 +64,45 @@ pub fn snapshot_path(dir: &str, name: &str) -> String {
     format!("{}/.snapshot/{name}", dir.trim_end_matches('/'))
 }
 
+/// `fs snapshot-diff`, printed as HDFS's report (`./` before each relative path).
+pub async fn snapshot_diff(
+    client: &Client,
+    dir: &str,
+    from: &str,
+    to: &str,
+    json: bool,
+) -> Result<()> {
+    let entries = client.snapshot_diff(dir, from, to).await?;
+    if json {
+        let doc = serde_json::json!({ "path": dir, "from": from, "to": to, "entries": entries });
+        println!("{}", serde_json::to_string(&doc)?);
+        return Ok(());
+    }
+    let side = |s: &str| match s {
+        "." | "" => "the current tree".to_owned(),
+        name => format!("snapshot {name}"),
+    };
+    let rel = |p: &str| {
+        if p.is_empty() {
+            ".".to_owned()
+        } else {
+            format!("./{p}")
+        }
+    };
+    println!(
+        "Difference between {} and {} under directory {dir}:",
+        side(from),
+        side(to)
+    );
+    for e in &entries {
+        match &e.target {
+            Some(t) => println!("{}\t{} -> {}", e.kind.mark(), rel(&e.path), rel(t)),
+            None => println!("{}\t{}", e.kind.mark(), rel(&e.path)),
+        }
+    }
+    Ok(())
+}
+
 /// `fs ls`.
 pub async fn ls(client: &Client, path: &str, json: bool) -> Result<()> {
     let st = client.stat(path).await?;

@@ -108,8 +108,14 @@ enum Cmd {
         #[arg(long)]
         log: Option<PathBuf>,
         /// Remove from DST what SRC does not have (distcp's -delete).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "diff")]
         delete: bool,
+        /// FROM TO: copy only what changed at SRC between its snapshots FROM and TO
+        /// (distcp's -update -diff). DST must hold snapshot FROM and nothing changed since;
+        /// it takes snapshot TO after the round. Run it with SRC and DST swapped (the new
+        /// cluster's snapshots) to bring the old cluster back in line.
+        #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
+        diff: Vec<String>,
         /// The summary as JSON.
         #[arg(long)]
         json: bool,
@@ -468,6 +474,15 @@ enum FsCmd {
     DeleteSnapshot { dir: String, name: String },
     /// Renames snapshot FROM of DIR to TO.
     RenameSnapshot {
+        dir: String,
+        from: String,
+        to: String,
+    },
+    /// What changed in DIR from snapshot FROM to TO ("." is the live tree), as HDFS's
+    /// `snapshotDiff`: + created, - deleted, M modified, R renamed; paths relative to DIR.
+    SnapshotDiff {
+        #[arg(long)]
+        json: bool,
         dir: String,
         from: String,
         to: String,
@@ -865,6 +880,7 @@ async fn run(cli: Cli) -> Result<()> {
             no_preserve,
             log,
             delete,
+            diff,
             json,
         } => {
             let base = client(&cli)?;
@@ -875,18 +891,22 @@ async fn run(cli: Cli) -> Result<()> {
                 log: log.clone(),
                 delete: *delete,
             };
-            let summary = copy::run(&from, &to, &opts).await?;
+            let summary = match diff.as_slice() {
+                [a, b] => copy::run_diff(&from, &to, a, b, &opts).await?,
+                _ => copy::run(&from, &to, &opts).await?,
+            };
             if *json {
                 println!("{}", serde_json::to_string(&summary)?);
             } else {
                 println!(
-                    "{} directories, {} files copied ({} bytes), {} unchanged, {} symlinks, {} deleted, {} errors",
+                    "{} directories, {} files copied ({} bytes), {} unchanged, {} symlinks, {} deleted, {} renamed, {} errors",
                     summary.directories,
                     summary.files_copied,
                     summary.bytes_copied,
                     summary.files_skipped,
                     summary.symlinks,
                     summary.deleted,
+                    summary.renamed,
                     summary.errors
                 );
             }
@@ -982,6 +1002,14 @@ async fn run(cli: Cli) -> Result<()> {
                         .await
                         .with_context(|| format!("rename-snapshot {dir} {from} {to}"))?
                 }
+                FsCmd::SnapshotDiff {
+                    json,
+                    dir,
+                    from,
+                    to,
+                } => fs::snapshot_diff(&c, dir, from, to, *json)
+                    .await
+                    .with_context(|| format!("snapshot-diff {dir} {from} {to}"))?,
                 FsCmd::LsSnapshots { json, dir } => {
                     let at = fs::snapshot_path(dir, "");
                     let at = at.trim_end_matches('/');

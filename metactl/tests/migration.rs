@@ -297,6 +297,12 @@ async fn snapshots_show_the_tree_as_it_was_and_keep_its_blocks_until_deleted() {
             .expect("json");
     assert_eq!(listed["entries"][0]["name"], "s1", "{listed}");
 
+    // What changed since: the file rewritten is another file, the subtree deleted.
+    let report = ok(cluster.ctl(&["fs", "snapshot-diff", "/data", "s1", "."]));
+    for line in ["M\t.", "-\t./a", "+\t./a", "-\t./sub", "+\t./new"] {
+        assert!(report.lines().any(|l| l == line), "{line:?} in {report}");
+    }
+
     // Read-only.
     let refused = c
         .mkdir("/data/.snapshot/s1/x", false)
@@ -333,4 +339,244 @@ async fn snapshots_show_the_tree_as_it_was_and_keep_its_blocks_until_deleted() {
     wait_gone("the snapshot's old file", &cluster, &a1_blocks).await;
     assert!(c.stat("/data/.snapshot/s1").await.is_err());
     assert_eq!(tree(&c, "/data").await.len(), 2, "a and new");
+}
+
+/// What a writer on a cluster did, and how many of its operations failed.
+#[derive(Default)]
+struct Workload {
+    ops: u64,
+    failed: Vec<String>,
+}
+
+/// A writer that keeps creating, rewriting, appending (reopening a file and adding to an
+/// attribute list), renaming (files and directories) and deleting below `root` until
+/// `stop`, one operation at a time; each must succeed.
+async fn keep_writing(
+    c: Client,
+    root: String,
+    seed: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Workload {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut w = Workload::default();
+    let mut dirs: Vec<String> = vec![format!("{root}/w0")];
+    let mut files: Vec<String> = Vec::new();
+    let _ = c.mkdir(&dirs[0], true).await;
+    let mut n = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let pick =
+            |rng: &mut rand::rngs::StdRng, v: &Vec<String>| v[rng.random_range(0..v.len())].clone();
+        let op = rng.random_range(0..10);
+        let r: Result<(), String> = match op {
+            0..=2 => {
+                let path = format!("{}/f{n}", pick(&mut rng, &dirs));
+                let len = rng.random_range(1..20_000);
+                put_file(&c, &path, "REPLICATED-3", &content(len, n as u8)).await;
+                files.push(path);
+                Ok(())
+            }
+            3 if !files.is_empty() => {
+                let path = pick(&mut rng, &files);
+                match c.delete(&path, false).await {
+                    Ok(()) => {
+                        let len = rng.random_range(1..20_000);
+                        put_file(&c, &path, "REPLICATED-3", &content(len, 7)).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            4 if !files.is_empty() => {
+                let path = pick(&mut rng, &files);
+                async {
+                    let len = c.stat(&path).await?.length;
+                    c.append(&path).await?;
+                    c.complete(&path, len).await?;
+                    c.append_xattr(&path, "user.log", format!("{n},").as_bytes())
+                        .await
+                }
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+            }
+            5 if !files.is_empty() => {
+                let i = rng.random_range(0..files.len());
+                let to = format!("{}/g{n}", pick(&mut rng, &dirs));
+                let r = c.rename(&files[i], &to, false).await.map(drop);
+                files[i] = to;
+                r.map_err(|e| e.to_string())
+            }
+            6 if !files.is_empty() => {
+                let path = files.swap_remove(rng.random_range(0..files.len()));
+                c.delete(&path, false).await.map_err(|e| e.to_string())
+            }
+            7 => {
+                let path = format!("{root}/w{n}");
+                dirs.push(path.clone());
+                c.mkdir(&path, false)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            8 if dirs.len() > 1 => {
+                let i = rng.random_range(1..dirs.len());
+                let (from, to) = (dirs[i].clone(), format!("{root}/d{n}"));
+                let r = c
+                    .rename(&from, &to, false)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string());
+                for f in files
+                    .iter_mut()
+                    .filter(|f| f.starts_with(&format!("{from}/")))
+                {
+                    *f = format!("{to}{}", &f[from.len()..]);
+                }
+                dirs[i] = to;
+                r
+            }
+            _ => Ok(()),
+        };
+        w.ops += 1;
+        if let Err(e) = r {
+            w.failed.push(format!("op {op}: {e}"));
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    w
+}
+
+/// Asserts that two trees hold the same entries, attributes, extended attributes and bytes.
+async fn assert_level(what: &str, a: &Client, a_root: &str, b: &Client, b_root: &str) {
+    let (want, got) = (tree(a, a_root).await, tree(b, b_root).await);
+    let names = |t: &[Seen]| t.iter().map(|(p, _, _, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&want), names(&got), "{what}: names");
+    for ((wp, ws, wx, wsum), (_, gs, gx, gsum)) in want.iter().zip(&got) {
+        assert!(same(ws, gs), "{what}: {wp}: {ws:?} copied as {gs:?}");
+        assert_eq!((wx, wsum), (gx, gsum), "{what}: {wp}");
+    }
+}
+
+/// `metactl copy --diff FROM TO` run from `on`'s cluster; its JSON summary.
+fn copy_diff(
+    on: &LocalCluster,
+    from: &str,
+    to: &str,
+    src: &str,
+    dst_uri: &str,
+) -> serde_json::Value {
+    let out = on.ctl(&["copy", src, dst_uri, "--diff", from, to, "--json"]);
+    serde_json::from_str(&ok(out)).expect("summary")
+}
+
+/// The seed's procedure (issue 19): an old and a new cluster side by side; a writer keeps
+/// changing the old one; an initial copy of a snapshot, then five diff rounds, each making
+/// the new cluster equal to the old at that round's snapshot (listing, attributes,
+/// checksums); the workload moves to the new cluster; a round the other way brings the old
+/// one level again. No client operation fails on either cluster, and a destination changed
+/// behind a round's back is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn diff_rounds_keep_a_new_cluster_level_with_a_busy_old_one_and_back() {
+    let (old, new) = (cluster(), cluster());
+    let (src, dst) = (old.client(), new.client());
+    let uri = |c: &LocalCluster, path: &str| {
+        format!("raftfs://{}{path}", c.file().meta_addrs().join(","))
+    };
+    src.mkdir("/data/w0", true).await.expect("mkdir");
+    for i in 0..10 {
+        put_file(
+            &src,
+            &format!("/data/w0/seed{i}"),
+            "REPLICATED-3",
+            &content(50_000 + i * 1000, i as u8),
+        )
+        .await;
+    }
+    src.allow_snapshot("/data").await.expect("allow");
+    src.create_snapshot("/data", Some("s0"))
+        .await
+        .expect("snapshot");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writer = Some(tokio::spawn(keep_writing(
+        src.clone(),
+        "/data".into(),
+        1,
+        stop.clone(),
+    )));
+
+    // The initial copy, of the snapshot; the destination takes the same snapshot.
+    let first = old.ctl(&["copy", "/data/.snapshot/s0", &uri(&new, "/data"), "--json"]);
+    ok(first);
+    dst.allow_snapshot("/data").await.expect("allow");
+    dst.create_snapshot("/data", Some("s0"))
+        .await
+        .expect("snapshot");
+    assert_level("s0", &src, "/data/.snapshot/s0", &dst, "/data/.snapshot/s0").await;
+
+    let mut prev = "s0".to_owned();
+    for round in 1..=5 {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        if round == 5 {
+            // The cut-over: writes stop, the last round runs.
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let name = format!("s{round}");
+        if round == 5 {
+            let w = writer
+                .take()
+                .expect("the writer runs until the cut-over")
+                .await
+                .expect("writer");
+            assert!(
+                w.failed.is_empty(),
+                "old cluster: {} of {} failed: {:?}",
+                w.failed.len(),
+                w.ops,
+                w.failed
+            );
+            assert!(w.ops > 30, "{} operations", w.ops);
+        }
+        src.create_snapshot("/data", Some(&name))
+            .await
+            .expect("snapshot");
+        let summary = copy_diff(&old, &prev, &name, "/data", &uri(&new, "/data"));
+        assert_eq!(summary["errors"], 0, "{summary}");
+        assert_level(
+            &name,
+            &src,
+            &format!("/data/.snapshot/{name}"),
+            &dst,
+            &format!("/data/.snapshot/{name}"),
+        )
+        .await;
+        prev = name;
+    }
+    assert_level("after the cut-over", &src, "/data", &dst, "/data").await;
+
+    // A destination changed behind the rounds' back is refused.
+    dst.mkdir("/data/stray", false).await.expect("mkdir");
+    src.create_snapshot("/data", Some("s5b"))
+        .await
+        .expect("snapshot");
+    let refused = old.ctl(&["copy", "/data", &uri(&new, "/data"), "--diff", "s5", "s5b"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("changed since its snapshot s5"));
+    dst.delete("/data/stray", false).await.expect("delete");
+
+    // The workload moves to the new cluster; a reverse round brings the old one level.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn(keep_writing(dst.clone(), "/data".into(), 2, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let w = writer.await.expect("writer");
+    assert!(w.failed.is_empty(), "new cluster: {:?}", w.failed);
+    dst.create_snapshot("/data", Some("s6"))
+        .await
+        .expect("snapshot");
+    let back = copy_diff(&new, "s5", "s6", "/data", &uri(&old, "/data"));
+    assert_eq!(back["errors"], 0, "{back}");
+    assert_level("reverse", &dst, "/data/.snapshot/s6", &src, "/data").await;
 }

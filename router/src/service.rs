@@ -681,6 +681,28 @@ impl Namespace for RouterService {
     }
 
     #[tracing::instrument(skip_all, fields(path))]
+    async fn snapshot_diff(
+        &self,
+        request: Request<pb::SnapshotDiffRequest>,
+    ) -> Result<Response<pb::SnapshotDiffResponse>, Status> {
+        let started = Instant::now();
+        let user = claim(&request)?;
+        let mut req = request.into_inner();
+        let call = self.call(user, req.header.take());
+        let path = req.path.clone();
+        let r = call
+            .read_path(
+                &path,
+                req,
+                |r, h, p| (r.header, r.path) = (h, p),
+                |mut c, r| async move { c.snapshot_diff(r).await },
+                |a| (&mut a.header, None),
+            )
+            .await;
+        self.reply("snapshot_diff", &call, started, r)
+    }
+
+    #[tracing::instrument(skip_all, fields(path))]
     async fn get_xattrs(
         &self,
         request: Request<pb::GetXattrsRequest>,

@@ -602,4 +602,11 @@ impl pb::namespace_server::Namespace for RecordingMeta {
     ) -> Result<Response<pb::GetMountTableResponse>, Status> {
         unimplemented()
     }
+
+    async fn snapshot_diff(
+        &self,
+        _: Request<pb::SnapshotDiffRequest>,
+    ) -> Result<Response<pb::SnapshotDiffResponse>, Status> {
+        unimplemented()
+    }
 }

@@ -181,7 +181,9 @@ pub fn in_range<R: KvRead + ?Sized>(
     for i in lo.saturating_sub(1)..n {
         let g = at(kv, file.id, i)?;
         let Some(len) = g.length else { break };
-        if g.offset >= end {
+        // A group from the file's length on was open when the inode was (a file read in a
+        // snapshot taken while it was written: the group closed after, in place).
+        if g.offset >= end || g.offset >= file.length {
             break;
         }
         if g.offset.saturating_add(len) <= offset {
@@ -202,7 +204,9 @@ pub fn readable_length<R: KvRead + ?Sized>(kv: &R, file: &Inode) -> Result<u64> 
         return Ok(0);
     };
     let g = at(kv, file.id, last)?;
-    Ok(g.length.map_or(g.offset, |l| g.offset.saturating_add(l)))
+    let end = g.length.map_or(g.offset, |l| g.offset.saturating_add(l));
+    // Never past the inode's length: a snapshot's file whose open group closed since.
+    Ok(end.min(file.length))
 }
 
 /// The open last group of `file` (being written), if it has one; one read whatever the

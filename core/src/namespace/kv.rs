@@ -106,6 +106,22 @@ pub trait KvRead {
     ) -> Result<Vec<KvPair>, StoreError>;
 }
 
+impl<T: KvRead + ?Sized> KvRead for &T {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        (**self).get(cf, key)
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        (**self).scan(cf, prefix, after, limit)
+    }
+}
+
 /// Buffered writes: `None` is a delete.
 pub type Writes = BTreeMap<(Cf, Vec<u8>), Option<Vec<u8>>>;
 

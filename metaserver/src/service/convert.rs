@@ -102,6 +102,22 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 /// Converts the operation of a `Mutate` request.
+/// A line of a snapshot diff on the wire.
+pub fn diff_entry(e: &crate::namespace::snapshot::DiffEntry) -> pb::DiffEntry {
+    use crate::namespace::snapshot::DiffKind;
+    let kind = match e.kind {
+        DiffKind::Created => pb::DiffKind::Created,
+        DiffKind::Deleted => pb::DiffKind::Deleted,
+        DiffKind::Modified => pb::DiffKind::Modified,
+        DiffKind::Renamed => pb::DiffKind::Renamed,
+    };
+    pb::DiffEntry {
+        kind: kind as i32,
+        path: e.path.clone(),
+        target: e.target.clone().unwrap_or_default(),
+    }
+}
+
 pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
     let op =
         op.ok_or_else(|| NsError::InvalidArgument("mutate request without an operation".into()))?;

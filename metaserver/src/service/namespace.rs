@@ -421,6 +421,40 @@ impl Namespace for NamespaceService {
         self.finish("stat", start, r)
     }
 
+    #[tracing::instrument(skip_all, fields(path, state_id))]
+    async fn snapshot_diff(
+        &self,
+        req: Request<pb::SnapshotDiffRequest>,
+    ) -> Result<Response<pb::SnapshotDiffResponse>, Status> {
+        let start = Instant::now();
+        let access = self.access(&req);
+        let req = req.into_inner();
+        tracing::Span::current().record("path", req.path.as_str());
+        let r = async {
+            let access = access?;
+            let path = convert::path(&req.path)?;
+            let limit = match req.limit {
+                0 => DEFAULT_LIST_PAGE,
+                n => n.min(MAX_LIST_PAGE),
+            } as usize;
+            let (from, to, cursor) = (req.from, req.to, req.cursor);
+            let (page, state_id) = self
+                .read_long(req.header.as_ref(), move |kv| {
+                    permission::check_read(kv, &access, &path, ReadAccess::List)?;
+                    let cursor = (!cursor.is_empty()).then_some(cursor.as_slice());
+                    Ok(snapshot::diff(kv, &path, &from, &to, cursor, limit)?)
+                })
+                .await?;
+            Ok(pb::SnapshotDiffResponse {
+                header: header(state_id),
+                entries: page.entries.iter().map(convert::diff_entry).collect(),
+                cursor: page.cursor.unwrap_or_default(),
+            })
+        }
+        .await;
+        self.finish("snapshot_diff", start, r)
+    }
+
     #[tracing::instrument(skip_all, fields(state_id))]
     async fn get_mount_table(
         &self,

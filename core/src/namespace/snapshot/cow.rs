@@ -32,9 +32,19 @@ use crate::namespace::kv::{Cf, Change, KvRead, Savepoint, Txn};
 use crate::namespace::reclaim::RECLAIM_ID;
 use crate::namespace::tree::Result;
 
-/// Longest chain of parent links walked (paths are at most 1000 deep; a detached subtree
-/// hangs below the reclaim directory).
-pub(crate) const MAX_WALK: usize = 2_000;
+/// Longest chain of parent links walked. A path is at most 1000 deep, but renames can hang a
+/// subtree deeper (each rename checks only its own paths); past this an operation that must
+/// walk is refused (a typed refusal, the same on every member), never a storage error that
+/// would stop the state machine.
+pub(crate) const MAX_WALK: usize = 100_000;
+
+/// The refusal of an operation that would walk more than [`MAX_WALK`] parent links.
+pub(crate) fn too_deep(id: InodeId) -> crate::namespace::ApplyError {
+    crate::namespace::NsError::InvalidArgument(format!(
+        "inode {id} is more than {MAX_WALK} directories deep"
+    ))
+    .into()
+}
 
 /// A point read of the namespace as it was before the operation, or as it is after.
 type Get<'a> = dyn Fn(Cf, &[u8]) -> std::result::Result<Option<Vec<u8>>, StoreError> + 'a;
@@ -63,9 +73,7 @@ fn protected(
             break known;
         }
         if seen.len() > MAX_WALK {
-            return Err(corrupt(format!(
-                "parent links of inode {start} form a cycle"
-            )));
+            return Err(too_deep(start));
         }
         seen.push(at);
         if at == RECLAIM_ID {
@@ -229,9 +237,7 @@ fn plan<R: KvRead + ?Sized>(
         Some(v) => Ok((*v).clone()),
         None => txn.get(cf, key),
     };
-    let post = |cf: Cf, key: &[u8]| txn.get(cf, key);
     let mut pre_cache = HashMap::new();
-    let mut post_cache = HashMap::new();
     let mut plan = Plan::default();
     for c in changes {
         if let Some(tag) = keys::record_tag(c.cf) {
@@ -246,25 +252,29 @@ fn plan<R: KvRead + ?Sized>(
                     before: c.before.clone(),
                 });
             }
-            if c.cf == Cf::Inodes {
-                match (&c.before, &c.after) {
-                    (Some(b), Some(a)) if shown => {
-                        let (b, a): (Inode, Inode) = (decode("inodes", b)?, decode("inodes", a)?);
-                        if b.parent != a.parent
-                            && !protected(&post, owner, oldest, &mut post_cache)?
-                        {
-                            plan.escaped.push(owner);
-                        }
-                    }
-                    _ => {}
-                }
+            // A shown inode that moves carries its own mark: whatever protects it where it
+            // went (another directory's snapshots, another escaped subtree's mark) may end
+            // before the snapshots that show it where it was.
+            if c.cf == Cf::Inodes
+                && shown
+                && let (Some(b), Some(a)) = (&c.before, &c.after)
+                && decode::<Inode>("inodes", b)?.parent != decode::<Inode>("inodes", a)?.parent
+            {
+                plan.escaped.push(owner);
             }
         } else if c.cf == Cf::BlockGroups
             && c.after.is_none()
             && let Some(record) = &c.before
         {
             let group: BlockGroup = decode("block_groups", record)?;
-            if group.id < newest.next_group
+            // A file drops a group with its index entry; a collection deletes a group the
+            // snapshots no longer need alone, and is not undone.
+            let index = crate::namespace::keys::file_block(group.inode, group.index);
+            let dropped = changes
+                .iter()
+                .any(|d| d.cf == Cf::FileBlocks && d.key == index && d.after.is_none());
+            if dropped
+                && group.id < newest.next_group
                 && group.inode < newest.next_inode
                 && protected(&pre, group.inode, oldest, &mut pre_cache)?
             {

@@ -22,6 +22,7 @@
 //!   its cost grows with the changes, not with the tree.
 
 mod cow;
+pub mod diff;
 
 mod gc;
 mod view;
@@ -38,9 +39,10 @@ use crate::format::{self, FormatError, Schema};
 use crate::id::{GroupId, SnapshotId};
 
 pub(super) use cow::preserve;
+pub use diff::{DiffEntry, DiffKind, DiffPage, diff};
 pub(super) use gc::collect;
 pub use gc::pending as collection_pending;
-pub use view::SnapshotView;
+pub use view::{Anchored, SnapshotView};
 
 /// The path component that reaches a directory's snapshots; no entry may be named so.
 pub const RESERVED: &str = ".snapshot";
@@ -355,7 +357,7 @@ fn is_ancestor<R: KvRead + ?Sized>(kv: &R, ancestor: InodeId, id: InodeId) -> Re
             None => return Ok(false),
         }
     }
-    Err(corrupt(format!("parent links of inode {id} form a cycle")))
+    Err(cow::too_deep(id))
 }
 
 // ---------------------------------------------------------------- names
@@ -363,7 +365,7 @@ fn is_ancestor<R: KvRead + ?Sized>(kv: &R, ancestor: InodeId, id: InodeId) -> Re
 /// A snapshot name: a path component, and not the reserved one.
 fn check_name(name: &str) -> Result<()> {
     NsPath::parse(&format!("/{name}")).and_then(|p| {
-        if p.components().len() == 1 {
+        if p.components() == [name] {
             Ok(())
         } else {
             Err(NsError::InvalidArgument(format!(
@@ -684,8 +686,8 @@ pub(super) fn check_removable<R: KvRead + ?Sized>(
 pub enum ReadAt {
     /// The live tree.
     Live(NsPath),
-    /// Snapshot `info`, at `path` as the tree was then (the snapshottable directory's path
-    /// at the snapshot, with the rest of the asked path).
+    /// Snapshot `info`, at `path` below its directory (read [`Anchored`] there: `/` is the
+    /// directory).
     Snapshot { info: SnapshotInfo, path: NsPath },
     /// `DIR/.snapshot` itself: the directory's snapshots.
     Snapshots { dir: Inode },
@@ -712,17 +714,11 @@ pub fn read_at<R: KvRead + ?Sized>(kv: &R, path: &NsPath) -> Result<ReadAt> {
         return Err(NsError::NotFound(path.to_string()).into());
     };
     let info = must_info(kv, id)?;
-    let view = SnapshotView::new(kv, info.clone());
-    let then = path_of(&view, dir.id)?
-        .ok_or_else(|| corrupt(format!("snapshot {id}: its directory is not in it")))?;
-    let mut in_view = NsPath::parse(&then)?;
+    let mut below = NsPath::root();
     for c in &components[at + 2..] {
-        in_view = in_view.child(c);
+        below = below.child(c);
     }
-    Ok(ReadAt::Snapshot {
-        info,
-        path: in_view,
-    })
+    Ok(ReadAt::Snapshot { info, path: below })
 }
 
 /// Runs a read of `path` on the tree it names: the live one, or a snapshot's. `DIR/.snapshot`
@@ -734,7 +730,10 @@ pub fn read<R: KvRead, T>(
 ) -> Result<T> {
     match read_at(kv, path)? {
         ReadAt::Live(p) => f(kv, &p),
-        ReadAt::Snapshot { info, path } => f(&SnapshotView::new(kv, info), &path),
+        ReadAt::Snapshot { info, path } => {
+            let dir = info.dir;
+            f(&Anchored::new(SnapshotView::new(kv, info), dir), &path)
+        }
         ReadAt::Snapshots { dir } => {
             let p = NsPath::parse(&path_of(kv, dir.id)?.unwrap_or_else(|| "/".into()))?;
             f(kv, &p)

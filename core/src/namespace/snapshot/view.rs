@@ -7,6 +7,7 @@ use super::cow::saved_from;
 use super::{SnapshotInfo, keys};
 use crate::id::InodeId;
 use crate::namespace::error::StoreError;
+use crate::namespace::inode::ROOT_ID;
 use crate::namespace::kv::{Cf, KvPair, KvRead};
 
 /// Rows read at once from the live tree while merging a listing.
@@ -82,6 +83,51 @@ impl<'a, R: KvRead + ?Sized> SnapshotView<'a, R> {
             }
             None => Ok(None),
         }
+    }
+}
+
+/// A tree read from directory `anchor` down, as if it were the root: `/` loads the
+/// anchor's inode, and everything below is found from it by id. A snapshot is read so, from
+/// its directory: the snapshot saves the records below the directory, not the entries above
+/// it, which may have moved since (the directory itself renamed).
+pub struct Anchored<K> {
+    inner: K,
+    anchor: InodeId,
+}
+
+impl<K: KvRead> Anchored<K> {
+    pub fn new(inner: K, anchor: InodeId) -> Self {
+        Self { inner, anchor }
+    }
+}
+
+impl<K> std::fmt::Debug for Anchored<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anchored")
+            .field("anchor", &self.anchor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: KvRead> KvRead for Anchored<K> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let root = crate::namespace::keys::inode(ROOT_ID);
+        if cf == Cf::Inodes && key == root.as_slice() {
+            return self
+                .inner
+                .get(cf, &crate::namespace::keys::inode(self.anchor));
+        }
+        self.inner.get(cf, key)
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<KvPair>, StoreError> {
+        self.inner.scan(cf, prefix, after, limit)
     }
 }
 
