@@ -108,6 +108,7 @@ pub(crate) fn diff_entry(e: pb::DiffEntry) -> Result<DiffEntry, ClientError> {
         kind,
         path: e.path,
         target: (kind == DiffKind::Renamed).then_some(e.target),
+        content: e.content,
     })
 }
 

@@ -26,6 +26,9 @@ pub enum MetaOp {
     Ryow,
     /// `msync`: a read-index round on the active.
     Msync,
+    /// Set an existing file's modification time (one journaled mutation; a snapshot diff
+    /// reports the file modified, its bytes unchanged).
+    Touch,
 }
 
 impl MetaOp {
@@ -39,6 +42,7 @@ impl MetaOp {
             MetaOp::Delete => "delete",
             MetaOp::Ryow => "ryow",
             MetaOp::Msync => "msync",
+            MetaOp::Touch => "touch",
         }
     }
 }
@@ -135,6 +139,45 @@ fn mix(i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The `i`-th of `n` distinct files of a generated tree of `files` (a stride prime to
+/// `files` visits each at most once per `files` operations).
+fn spread(i: u64, files: u64) -> u64 {
+    const STRIDE: u64 = 2_654_435_761;
+    let stride = if files.is_multiple_of(STRIDE) {
+        1
+    } else {
+        STRIDE
+    };
+    i.wrapping_mul(stride) % files.max(1)
+}
+
+/// `touch` of distinct files of a generated tree (set their modification time): changes
+/// that a snapshot diff reports, spread over the whole tree.
+async fn touch_generated(load: &MetaLoad, shape: raftfs_core::synthetic::Shape) -> Result<Report> {
+    let token = Client::new(load.client_config())?.msync().await?;
+    let ws = workers(load, &Arc::new(vec!["/gen".to_owned()]), token)?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Ok(report::run(
+        "raftfs",
+        "touch",
+        ws,
+        load.ops,
+        load.progress,
+        move |w: Arc<Worker>, i| async move {
+            let path = raftfs_core::synthetic::file_path(&shape, spread(i, shape.files))
+                .ok_or_else(|| "no such generated file".to_owned())?;
+            w.client
+                .set_times(&path, Some(now_ms), None)
+                .await
+                .map(drop)
+                .map_err(err)
+        },
+    )
+    .await)
+}
+
 /// `stat` of random files of a generated tree: nothing to prepare, the tree is there.
 async fn stat_generated(load: &MetaLoad, shape: raftfs_core::synthetic::Shape) -> Result<Report> {
     let token = Client::new(load.client_config())?.msync().await?;
@@ -157,10 +200,11 @@ async fn stat_generated(load: &MetaLoad, shape: raftfs_core::synthetic::Shape) -
 /// Runs the load and returns its report.
 pub async fn run(load: MetaLoad) -> Result<Report> {
     if let Some(shape) = load.generated {
-        if load.op != MetaOp::Stat {
-            bail!("--generated goes with --op stat");
-        }
-        return stat_generated(&load, shape).await;
+        return match load.op {
+            MetaOp::Stat => stat_generated(&load, shape).await,
+            MetaOp::Touch => touch_generated(&load, shape).await,
+            _ => bail!("--generated goes with --op stat or --op touch"),
+        };
     }
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -204,7 +248,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
         );
     }
     let prep_files = match load.op {
-        MetaOp::Stat | MetaOp::Rename | MetaOp::Delete => load.ops,
+        MetaOp::Stat | MetaOp::Rename | MetaOp::Delete | MetaOp::Touch => load.ops,
         MetaOp::List => load.files_per_dir.min(load.ops.max(1)),
         MetaOp::Create | MetaOp::Mkdir | MetaOp::Ryow | MetaOp::Msync => 0,
     };
@@ -264,6 +308,26 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
                             .mkdir(&w.other(i), false)
                             .await
                             .map(|_| ())
+                            .map_err(err)
+                    },
+                )
+                .await
+            }
+            MetaOp::Touch => {
+                let now_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                report::run(
+                    "raftfs",
+                    "touch",
+                    ws,
+                    load.ops,
+                    load.progress,
+                    move |w: Arc<Worker>, i| async move {
+                        w.client
+                            .set_times(&w.file(i), Some(now_ms), None)
+                            .await
+                            .map(drop)
                             .map_err(err)
                     },
                 )

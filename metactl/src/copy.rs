@@ -139,6 +139,9 @@ pub struct Summary {
     pub deleted: u64,
     /// Entries moved at the destination as they were at the source (`--diff`).
     pub renamed: u64,
+    /// Files whose attributes alone changed at the source, set without reading bytes
+    /// (`--diff`).
+    pub attributes: u64,
     pub bytes_copied: u64,
     pub errors: u64,
 }
@@ -418,10 +421,11 @@ pub async fn run_diff(
         client: src.client.clone(),
         path: format!("{}/.snapshot/{to}", src.path.trim_end_matches('/')),
     };
-    let entries = changed(&snap, &diff).await?;
+    let (entries, attributes) = changed(&snap, &diff).await?;
     let (root, below): (Vec<Entry>, Vec<Entry>) =
         entries.into_iter().partition(|e| e.rel.is_empty());
     apply(&snap, dst, &below, opts, &log, &mut summary).await?;
+    summary.attributes = set_all_attributes(&snap, dst, attributes, opts, &log).await?;
     if summary.errors > 0 {
         log.write("end", &src.path, serde_json::to_value(&summary)?);
         return Ok(summary);
@@ -452,6 +456,46 @@ pub async fn run_diff(
     }
     log.write("end", &src.path, serde_json::to_value(&summary)?);
     Ok(summary)
+}
+
+/// Sets the attributes of `entries` (files whose bytes did not change) at `dst`, by
+/// `--workers` at once; returns how many.
+async fn set_all_attributes(
+    snap: &Side,
+    dst: &Side,
+    entries: Vec<Entry>,
+    opts: &CopyOptions,
+    log: &Arc<Log>,
+) -> Result<u64> {
+    let n = entries.len() as u64;
+    let queue = Arc::new(Mutex::new(VecDeque::from(entries)));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..opts.workers.max(1) {
+        let (snap, dst, queue, log, preserve) = (
+            snap.clone(),
+            dst.clone(),
+            queue.clone(),
+            log.clone(),
+            opts.preserve,
+        );
+        workers.spawn(async move {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                let Some(e) = next else {
+                    return Ok::<(), anyhow::Error>(());
+                };
+                let (from, to) = (join(&snap.path, &e.rel), join(&dst.path, &e.rel));
+                set_attributes(&snap.client, &from, &dst.client, &to, &e.status, preserve)
+                    .await
+                    .with_context(|| format!("attributes of {to}"))?;
+                log.write("attributes", &to, serde_json::json!({}));
+            }
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.context("an attribute worker panicked")??;
+    }
+    Ok(n)
 }
 
 /// Refuses a destination that is not as its snapshot `from` left it (as distcp does: the
@@ -552,9 +596,11 @@ async fn exists(c: &Client, path: &str) -> Result<bool> {
 }
 
 /// What `diff` created or modified, as it is in `snap` (a created directory with all it
-/// holds), by path below the root, parents before children.
-async fn changed(snap: &Side, diff: &[DiffEntry]) -> Result<Vec<Entry>> {
+/// holds), by path below the root, parents before children; and apart, the files whose
+/// attributes alone changed (no bytes to read).
+async fn changed(snap: &Side, diff: &[DiffEntry]) -> Result<(Vec<Entry>, Vec<Entry>)> {
     let mut found: std::collections::BTreeMap<String, Entry> = std::collections::BTreeMap::new();
+    let mut attributes = Vec::new();
     for e in diff {
         let rel = match e.kind {
             DiffKind::Created | DiffKind::Modified => &e.path,
@@ -566,6 +612,13 @@ async fn changed(snap: &Side, diff: &[DiffEntry]) -> Result<Vec<Entry>> {
             .stat(&at)
             .await
             .with_context(|| format!("stat {at}"))?;
+        if e.kind == DiffKind::Modified && !e.content && status.kind == FileKind::File {
+            attributes.push(Entry {
+                rel: rel.clone(),
+                status,
+            });
+            continue;
+        }
         if e.kind == DiffKind::Created && status.kind == FileKind::Directory {
             let below = Side {
                 client: snap.client.clone(),
@@ -587,7 +640,7 @@ async fn changed(snap: &Side, diff: &[DiffEntry]) -> Result<Vec<Entry>> {
     }
     let mut out: Vec<Entry> = found.into_values().collect();
     out.sort_by_key(|e| depth(&e.rel));
-    Ok(out)
+    Ok((out, attributes))
 }
 
 fn bar(total: u64) -> Option<ProgressBar> {

@@ -115,6 +115,7 @@ pub fn diff_entry(e: &crate::namespace::snapshot::DiffEntry) -> pb::DiffEntry {
         kind: kind as i32,
         path: e.path.clone(),
         target: e.target.clone().unwrap_or_default(),
+        content: e.content,
     }
 }
 

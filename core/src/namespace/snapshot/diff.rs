@@ -24,7 +24,7 @@ use super::cow::saved_from;
 use super::{Anchored, SnapshotInfo, SnapshotView, by_name, corrupt, keys, must_info, refused};
 use crate::id::{InodeId, SnapshotId};
 use crate::namespace::error::NsError;
-use crate::namespace::inode::{Inode, ROOT_ID};
+use crate::namespace::inode::{Inode, InodeKind, ROOT_ID};
 use crate::namespace::kv::{Cf, KvRead};
 use crate::namespace::path::NsPath;
 use crate::namespace::tree::{Result, child_id, get_xattrs, load_inode, resolve};
@@ -58,6 +58,9 @@ pub struct DiffEntry {
     pub path: String,
     /// A rename's path at the newer side.
     pub target: Option<String>,
+    /// `M` of a file: its bytes changed (another length or other block groups), not only its
+    /// attributes; a copy of an unchanged file's attributes reads no bytes.
+    pub content: bool,
 }
 
 /// One page of a diff.
@@ -170,6 +173,14 @@ fn attributes_differ(a: &Inode, b: &Inode) -> bool {
         b.block_size,
         b.block_groups,
     )
+}
+
+/// The block groups of `file`, in order.
+fn group_ids(kv: &dyn KvRead, file: &Inode) -> Result<Vec<crate::id::GroupId>> {
+    Ok(crate::namespace::blocks::of_file(kv, file)?
+        .into_iter()
+        .map(|g| g.id)
+        .collect())
 }
 
 /// One page of the diff of directory `path` from snapshot `from` to `to` (a snapshot, or
@@ -305,10 +316,15 @@ impl<R: KvRead> Walk<'_, '_, R> {
             || get_xattrs(&*self.older.kv, &Side::path(&pa)?, &[])?
                 != get_xattrs(&*self.newer.kv, &Side::path(&pb)?, &[])?;
         if changed {
+            let content = a.kind == InodeKind::File
+                && (a.length != b.length
+                    || a.block_groups != b.block_groups
+                    || group_ids(&*self.older.kv, &a)? != group_ids(&*self.newer.kv, &b)?);
             out.push(DiffEntry {
                 kind: DiffKind::Modified,
                 path: pb,
                 target: None,
+                content,
             });
         }
         Ok(())
@@ -339,11 +355,13 @@ impl<R: KvRead> Walk<'_, '_, R> {
                     kind: DiffKind::Renamed,
                     path,
                     target: Some(target),
+                    content: false,
                 },
                 None => DiffEntry {
                     kind: DiffKind::Deleted,
                     path,
                     target: None,
+                    content: false,
                 },
             });
         }
@@ -355,6 +373,7 @@ impl<R: KvRead> Walk<'_, '_, R> {
                     kind: DiffKind::Created,
                     path,
                     target: None,
+                    content: false,
                 }),
                 // Moved here: reported from its old entry, unless that entry is judged by
                 // no walk of this range (its directory is newer than the range's start: a
@@ -363,6 +382,7 @@ impl<R: KvRead> Walk<'_, '_, R> {
                     kind: DiffKind::Renamed,
                     path: old,
                     target: Some(path),
+                    content: false,
                 }),
                 Some(_) => {}
             }

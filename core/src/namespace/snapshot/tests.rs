@@ -653,6 +653,7 @@ fn a_diff_reports_creations_deletions_modifications_and_renames() {
         kind,
         path: path.into(),
         target: target.map(Into::into),
+        content: path == "f",
     };
     assert_eq!(
         got,
