@@ -2,8 +2,9 @@
 # A `copy --diff` round's time against the number of changes and the tree's size (issue 19).
 # Two single-voter clusters, old and new, booted from the same generated namespace (FILES
 # files under /gen: the same tree on both, as after an initial copy); / made snapshottable
-# and snapshot s0 taken on both. Then, for each N of CHANGES: N files created on the old
-# one (loadgen meta --op create, 32 clients), snapshot on it, and timed on the old:
+# and snapshot s0 taken on both. Then, for each N of CHANGES: N generated files touched on
+# the old one (loadgen meta --op touch --generated, 32 clients: their mtime set, spread
+# over the whole tree), snapshot on it, and timed on the old:
 #   metactl fs snapshot-diff / PREV NEXT --json              (the diff alone)
 #   metactl copy / raftfs://NEW/ --diff PREV NEXT --json     (the round: check, diff, copy, snapshot)
 # with the CPU seconds each member used during the round.
@@ -44,7 +45,7 @@ echo "tree: $FILES generated files ($(( FILES * 2 )) objects)"
 printf '%10s %12s %10s %10s %14s %14s\n' changes diff_entries diff_s round_s old_cpu_s new_cpu_s
 for n in $CHANGES; do
   next="s$n"
-  run meta --op create --clients 32 --ops "$n" --cluster "$work/old" >/dev/null
+  run meta --op touch --generated "$FILES" --clients 32 --ops "$n" --cluster "$work/old" >/dev/null
   "$bin/metactl" --cluster "$work/old" fs create-snapshot / "$next" >/dev/null
   t0=$(date +%s.%N)
   entries=$("$bin/metactl" --cluster "$work/old" fs snapshot-diff / "$prev" "$next" --json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["entries"]))')
