@@ -214,9 +214,21 @@ impl<'a, R: KvRead + ?Sized> Txn<'a, R> {
     /// first of those writes, with both values, in key order: what one operation changed
     /// (snapshots save the `before` of what they protect).
     pub fn changes_since(&self, savepoint: Savepoint) -> Result<Vec<Change>, StoreError> {
+        self.changes_since_where(savepoint, |_, _| true)
+    }
+
+    /// [`Txn::changes_since`] of the keys `wanted` picks: the value before is read (from the
+    /// store, for a key the overlay did not hold) only for those.
+    pub fn changes_since_where(
+        &self,
+        savepoint: Savepoint,
+        wanted: impl Fn(Cf, &[u8]) -> bool,
+    ) -> Result<Vec<Change>, StoreError> {
         let mut first: BTreeMap<&(Cf, Vec<u8>), &Undo> = BTreeMap::new();
         for undo in self.undo.get(savepoint.0..).unwrap_or_default() {
-            first.entry(&undo.key).or_insert(undo);
+            if wanted(undo.key.0, &undo.key.1) {
+                first.entry(&undo.key).or_insert(undo);
+            }
         }
         let mut out = Vec::with_capacity(first.len());
         for ((cf, key), undo) in first {

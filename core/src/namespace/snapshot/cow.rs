@@ -163,7 +163,18 @@ pub(crate) fn preserve<R: KvRead + ?Sized>(
         return Ok(());
     };
     let oldest = super::newer_than(txn, SnapshotId(0))?.map_or(newest.id, |i| i.id);
-    let changes = txn.changes_since(savepoint)?;
+    // Only what a snapshot may show: records of inodes older than the newest snapshot (so
+    // an operation on what was created since reads nothing more), dropped groups and their
+    // generations, and the snapshots' own records.
+    let generations = crate::namespace::keys::meta::GENERATION_PREFIX;
+    let changes = txn.changes_since_where(savepoint, |cf, key| match cf {
+        Cf::BlockGroups | Cf::Snapshots => true,
+        Cf::Meta => key.starts_with(generations),
+        cf if keys::record_tag(cf).is_some() => {
+            keys::u64_at(key, 0).is_some_and(|owner| InodeId(owner) < newest.next_inode)
+        }
+        _ => false,
+    })?;
     if changes.is_empty() {
         return Ok(());
     }
