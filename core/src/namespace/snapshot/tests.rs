@@ -95,6 +95,28 @@ impl Ns {
         self.extend(path, 0, groups, len)
     }
 
+    /// Creates `path` (over whatever file is there) with one open block group.
+    fn open(&mut self, path: &str) -> std::result::Result<(), NsError> {
+        self.apply(Op::Create {
+            path: p(path),
+            overwrite: true,
+            create_parents: false,
+            permission: 0o644,
+            owner: "alice".into(),
+            group: None,
+            policy: None,
+            holder: "w".into(),
+            block_size: BLOCK,
+        })?;
+        self.apply(Op::AddBlock {
+            path: p(path),
+            holder: "w".into(),
+            file_length: 0,
+            targets: vec![BlockServerId(1), BlockServerId(2), BlockServerId(3)],
+        })
+        .map(drop)
+    }
+
     fn extend(
         &mut self,
         path: &str,
@@ -728,7 +750,7 @@ proptest! {
     }
 }
 
-// ------------------------------------------------------------------ found by review
+// ------------------------------------------------------------------ cases a review found
 
 fn del(ns: &mut Ns, path: &str, name: &str) {
     ns.ok(Op::DeleteSnapshot {
@@ -754,7 +776,8 @@ fn xattr(ns: &mut Ns, path: &str, v: &[u8]) {
     });
 }
 
-/// Renaming the snapshottable directory itself makes its snapshots unreadable.
+/// Renaming the snapshottable directory itself leaves its snapshots readable (they are
+/// read from the directory down, not through the entries above it).
 #[test]
 fn rename_of_the_snapshottable_directory() {
     let mut ns = Ns::new();
@@ -772,7 +795,7 @@ fn rename_of_the_snapshottable_directory() {
     assert_eq!(ns.dump("/x/B/.snapshot/s1"), at_s1);
 }
 
-/// Same, and the old name reused by a directory made after the snapshot.
+/// Same, with the old name taken by another directory, old or made after the snapshot.
 #[test]
 fn rename_of_the_snapshottable_directory_then_name_reused() {
     let mut ns = Ns::new();
@@ -800,8 +823,9 @@ fn rename_of_the_snapshottable_directory_then_name_reused() {
     assert_eq!(names(&ns), ["f"], "not a directory made after the snapshot");
 }
 
-/// A file shown by snapshot s1 of /A moves into /B, which has snapshots of its own (so no
-/// escape mark); B's snapshots are deleted; what then happens to the file is not saved.
+/// A file shown by snapshot s1 of /A moves into /B, which has snapshots of its own; B's
+/// snapshots are deleted; what then happens to the file is still saved for s1 (a moved
+/// inode carries its own escape mark).
 #[test]
 fn moved_into_another_protected_subtree() {
     let mut ns = Ns::new();
@@ -829,8 +853,8 @@ fn moved_into_another_protected_subtree() {
 }
 
 /// One snapshottable directory: a directory E escapes /A (marked s1), s2 is taken, f (in s2)
-/// moves into E (protected by E's mark, so f gets none), s1 is deleted: E's mark no longer
-/// counts and f's later changes are not saved although s2 shows f.
+/// moves into E, s1 is deleted: E's mark no longer counts, f's own does, and s2 keeps
+/// showing f as it was.
 #[test]
 fn moved_into_an_escaped_subtree() {
     let mut ns = Ns::new();
@@ -857,31 +881,14 @@ fn moved_into_an_escaped_subtree() {
     assert!(kept.is_subset(&stored), "s2's groups dropped");
 }
 
-/// A file being written at the snapshot: its open group, closed later, shows in the
-/// snapshot with bytes written after it.
+/// A file being written at the snapshot: its open group, closed later in place, does not
+/// show in the snapshot with the bytes written after it.
 #[test]
 fn open_group_closed_after_the_snapshot() {
     let mut ns = Ns::new();
     ns.mkdir("/A").expect("mkdir");
     ns.ok(Op::AllowSnapshot { path: p("/A") });
-    ns.apply(Op::Create {
-        path: p("/A/f"),
-        overwrite: true,
-        create_parents: false,
-        permission: 0o644,
-        owner: "alice".into(),
-        group: None,
-        policy: None,
-        holder: "w".into(),
-        block_size: BLOCK,
-    })
-    .expect("create");
-    ns.ok(Op::AddBlock {
-        path: p("/A/f"),
-        holder: "w".into(),
-        file_length: 0,
-        targets: vec![BlockServerId(1), BlockServerId(2), BlockServerId(3)],
-    });
+    ns.open("/A/f").expect("open");
     ns.ok(snap("/A", "s1"));
     let f = |ns: &Ns| {
         read(&ns.kv, &p("/A/.snapshot/s1/f"), |kv, at| {
@@ -904,31 +911,15 @@ fn open_group_closed_after_the_snapshot() {
     assert_eq!(before, after, "the snapshot's file grew");
 }
 
-/// A group only a deleted snapshot kept, dropped from a live file that is still protected
-/// by a later snapshot: the collection's delete is undone by `preserve` and re-filed.
+/// A group only a deleted snapshot kept, dropped from a live file that a later snapshot
+/// still protects: the collection's delete stays (the copy on first write does not take it
+/// for the file dropping a group and keep it again).
 #[test]
 fn collection_re_retains_a_group() {
     let mut ns = Ns::new();
     ns.mkdir("/A").expect("mkdir");
     ns.ok(Op::AllowSnapshot { path: p("/A") });
-    ns.apply(Op::Create {
-        path: p("/A/f"),
-        overwrite: true,
-        create_parents: false,
-        permission: 0o644,
-        owner: "alice".into(),
-        group: None,
-        policy: None,
-        holder: "w".into(),
-        block_size: BLOCK,
-    })
-    .expect("create");
-    ns.ok(Op::AddBlock {
-        path: p("/A/f"),
-        holder: "w".into(),
-        file_length: 0,
-        targets: vec![BlockServerId(1), BlockServerId(2), BlockServerId(3)],
-    });
+    ns.open("/A/f").expect("open");
     ns.ok(snap("/A", "s1"));
     // Closed empty: the open group is dropped, and kept for s1.
     ns.ok(Op::Complete {
@@ -944,7 +935,7 @@ fn collection_re_retains_a_group() {
 }
 
 /// An ancestor of the snapshottable directory moves below a directory made after the
-/// snapshot: the view hides that directory, so the snapshot's own directory has no path in it.
+/// snapshot (which the snapshot's view hides): the snapshot is still read.
 #[test]
 fn ancestor_moved_below_a_new_directory() {
     let mut ns = Ns::new();
