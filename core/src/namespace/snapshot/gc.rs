@@ -71,9 +71,47 @@ struct Step {
     limit: u64,
 }
 
+/// How far a phase went in one step.
+struct Walked {
+    handled: u64,
+    /// The phase's range is done.
+    done: bool,
+    /// The last key handled.
+    last: Option<Vec<u8>>,
+}
+
 impl Step {
     fn in_range(&self, id: SnapshotId) -> bool {
         id >= self.deleted && self.next.is_none_or(|n| id < n)
+    }
+
+    /// Hands `handle` up to `limit` keys of family `tag` in `cf` (keyed `tag ++ id ++ ...`)
+    /// whose id is in the deleted snapshot's range, after `after` (the phase's start).
+    fn walk<R: KvRead + ?Sized>(
+        &self,
+        txn: &mut Txn<'_, R>,
+        (cf, tag): (Cf, u8),
+        after: Option<Bytes>,
+        mut handle: impl FnMut(&mut Txn<'_, R>, &[u8], SnapshotId) -> Result<()>,
+    ) -> Result<Walked> {
+        let after = after.map_or_else(|| keys::before_id(tag, self.deleted), |b| b.0);
+        let page = txn.scan(cf, &[tag], Some(&after), self.limit as usize)?;
+        let mut walked = Walked {
+            handled: 0,
+            done: (page.len() as u64) < self.limit,
+            last: None,
+        };
+        for (k, _) in page {
+            let id = SnapshotId(keys::u64_at(&k, 1).ok_or_else(|| corrupt("bad key"))?);
+            if !self.in_range(id) {
+                walked.done = true;
+                break;
+            }
+            handle(txn, &k, id)?;
+            walked.handled += 1;
+            walked.last = Some(k);
+        }
+        Ok(walked)
     }
 
     /// Handles up to `limit` saved versions; returns how many and the progress (phase 1
@@ -83,60 +121,45 @@ impl Step {
         txn: &mut Txn<'_, R>,
         progress: Collection,
     ) -> Result<(u64, Option<Collection>)> {
-        let after = progress
-            .after
-            .map_or_else(|| keys::before_id(keys::CHANGE, self.deleted), |b| b.0);
-        let page = txn.scan(
-            Cf::SnapshotChanges,
-            &[keys::CHANGE],
-            Some(&after),
-            self.limit as usize,
+        let walked = self.walk(
+            txn,
+            (Cf::SnapshotChanges, keys::CHANGE),
+            progress.after,
+            |txn, k, id| {
+                let owner = InodeId(keys::u64_at(k, 9).ok_or_else(|| corrupt("bad change key"))?);
+                let (tag, record) = match k.get(17..) {
+                    Some([tag, record @ ..]) => (*tag, record),
+                    _ => return Err(corrupt("bad change key")),
+                };
+                let needed = match &self.prev {
+                    Some(p) => saved_from(txn, tag, record, p.id)?.map(|(at, _)| at) == Some(id),
+                    None => false,
+                };
+                if !needed {
+                    txn.delete(Cf::SnapshotRecords, keys::version(tag, record, id));
+                    txn.delete(Cf::SnapshotChanges, k.to_vec());
+                    if txn
+                        .scan(Cf::SnapshotChanges, &keys::changes_of(id, owner), None, 1)?
+                        .is_empty()
+                    {
+                        txn.delete(Cf::SnapshotChanges, keys::owner(owner, id));
+                    }
+                }
+                Ok(())
+            },
         )?;
-        let mut done = (page.len() as u64) < self.limit;
-        let mut handled = 0;
-        let mut last = None;
-        for (k, _) in page {
-            let id = SnapshotId(keys::u64_at(&k, 1).ok_or_else(|| corrupt("bad change key"))?);
-            if !self.in_range(id) {
-                done = true;
-                break;
+        let next = if walked.done {
+            Collection {
+                phase: 1,
+                after: None,
             }
-            let owner = InodeId(keys::u64_at(&k, 9).ok_or_else(|| corrupt("bad change key"))?);
-            let (tag, record) = match k.get(17..) {
-                Some([tag, record @ ..]) => (*tag, record.to_vec()),
-                _ => return Err(corrupt("bad change key")),
-            };
-            let needed = match &self.prev {
-                Some(p) => saved_from(txn, tag, &record, p.id)?.map(|(at, _)| at) == Some(id),
-                None => false,
-            };
-            if !needed {
-                txn.delete(Cf::SnapshotRecords, keys::version(tag, &record, id));
-                txn.delete(Cf::SnapshotChanges, k.clone());
-                if txn
-                    .scan(Cf::SnapshotChanges, &keys::changes_of(id, owner), None, 1)?
-                    .is_empty()
-                {
-                    txn.delete(Cf::SnapshotChanges, keys::owner(owner, id));
-                }
+        } else {
+            Collection {
+                phase: 0,
+                after: walked.last.map(Bytes),
             }
-            handled += 1;
-            last = Some(k);
-        }
-        Ok((
-            handled,
-            Some(if done {
-                Collection {
-                    phase: 1,
-                    after: None,
-                }
-            } else {
-                Collection {
-                    phase: 0,
-                    after: last.map(Bytes),
-                }
-            }),
-        ))
+        };
+        Ok((walked.handled, Some(next)))
     }
 
     /// Handles up to `limit` retained groups; `None` once the range is done.
@@ -145,44 +168,29 @@ impl Step {
         txn: &mut Txn<'_, R>,
         progress: Collection,
     ) -> Result<(u64, Option<Collection>)> {
-        let after = progress
-            .after
-            .map_or_else(|| keys::before_id(keys::RETAINED, self.deleted), |b| b.0);
-        let page = txn.scan(
-            Cf::Snapshots,
-            &[keys::RETAINED],
-            Some(&after),
-            self.limit as usize,
+        let walked = self.walk(
+            txn,
+            (Cf::Snapshots, keys::RETAINED),
+            progress.after,
+            |txn, k, _| {
+                let group = GroupId(keys::u64_at(k, 9).ok_or_else(|| corrupt("bad retained key"))?);
+                txn.delete(Cf::Snapshots, k.to_vec());
+                match &self.prev {
+                    Some(p) if group < p.next_group => {
+                        txn.put(Cf::Snapshots, keys::retained(p.id, group), Vec::new());
+                    }
+                    _ => {
+                        txn.delete(Cf::BlockGroups, crate::namespace::keys::group(group));
+                        txn.delete(Cf::Meta, crate::namespace::keys::meta::generation(group));
+                    }
+                }
+                Ok(())
+            },
         )?;
-        let mut done = (page.len() as u64) < self.limit;
-        let mut handled = 0;
-        let mut last = None;
-        for (k, _) in page {
-            let id = SnapshotId(keys::u64_at(&k, 1).ok_or_else(|| corrupt("bad retained key"))?);
-            if !self.in_range(id) {
-                done = true;
-                break;
-            }
-            let group = GroupId(keys::u64_at(&k, 9).ok_or_else(|| corrupt("bad retained key"))?);
-            txn.delete(Cf::Snapshots, k.clone());
-            match &self.prev {
-                Some(p) if group < p.next_group => {
-                    txn.put(Cf::Snapshots, keys::retained(p.id, group), Vec::new());
-                }
-                _ => {
-                    txn.delete(Cf::BlockGroups, crate::namespace::keys::group(group));
-                    txn.delete(Cf::Meta, crate::namespace::keys::meta::generation(group));
-                }
-            }
-            handled += 1;
-            last = Some(k);
-        }
-        Ok((
-            handled,
-            (!done).then(|| Collection {
-                phase: 1,
-                after: last.map(Bytes),
-            }),
-        ))
+        let next = (!walked.done).then(|| Collection {
+            phase: 1,
+            after: walked.last.map(Bytes),
+        });
+        Ok((walked.handled, next))
     }
 }

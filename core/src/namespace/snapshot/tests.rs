@@ -81,6 +81,12 @@ impl Ns {
 
     /// Writes `path` (over whatever file is there) with `groups` block groups of `len` bytes.
     fn write(&mut self, path: &str, groups: u64, len: u64) -> std::result::Result<(), NsError> {
+        self.create(path)?;
+        self.extend(path, 0, groups, len)
+    }
+
+    /// Creates `path` (over whatever file is there), being written by `w`.
+    fn create(&mut self, path: &str) -> std::result::Result<(), NsError> {
         self.apply(Op::Create {
             path: p(path),
             overwrite: true,
@@ -91,27 +97,22 @@ impl Ns {
             policy: None,
             holder: "w".into(),
             block_size: BLOCK,
-        })?;
-        self.extend(path, 0, groups, len)
+        })
+        .map(drop)
     }
 
     /// Creates `path` (over whatever file is there) with one open block group.
     fn open(&mut self, path: &str) -> std::result::Result<(), NsError> {
-        self.apply(Op::Create {
-            path: p(path),
-            overwrite: true,
-            create_parents: false,
-            permission: 0o644,
-            owner: "alice".into(),
-            group: None,
-            policy: None,
-            holder: "w".into(),
-            block_size: BLOCK,
-        })?;
+        self.create(path)?;
+        self.add_block(path, 0)
+    }
+
+    /// Closes `path`'s open group at `at` bytes and opens the next.
+    fn add_block(&mut self, path: &str, at: u64) -> std::result::Result<(), NsError> {
         self.apply(Op::AddBlock {
             path: p(path),
             holder: "w".into(),
-            file_length: 0,
+            file_length: at,
             targets: vec![BlockServerId(1), BlockServerId(2), BlockServerId(3)],
         })
         .map(drop)
@@ -126,12 +127,7 @@ impl Ns {
     ) -> std::result::Result<(), NsError> {
         let mut at = from;
         for _ in 0..groups {
-            self.apply(Op::AddBlock {
-                path: p(path),
-                holder: "w".into(),
-                file_length: at,
-                targets: vec![BlockServerId(1), BlockServerId(2), BlockServerId(3)],
-            })?;
+            self.add_block(path, at)?;
             at += len;
         }
         self.apply(Op::Complete {
