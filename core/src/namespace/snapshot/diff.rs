@@ -260,11 +260,8 @@ struct Walk<'s, 'a, R> {
 impl<R: KvRead> Walk<'_, '_, R> {
     /// Judges one saved record (its change key), if this is its first save in the range.
     fn judge(&self, key: &[u8], id: SnapshotId, out: &mut Vec<DiffEntry>) -> Result<()> {
-        let owner = InodeId(keys::u64_at(key, 9).ok_or_else(|| corrupt("bad change key"))?);
-        let (tag, record) = match key.get(17..) {
-            Some([tag, record @ ..]) => (*tag, record),
-            _ => return Err(corrupt("bad change key")),
-        };
+        let (owner, tag, record) =
+            keys::parse_change(key).ok_or_else(|| corrupt("bad change key"))?;
         if self.first_of_owner(key, id, owner)? {
             self.modified(owner, out)?;
         }

@@ -12,7 +12,7 @@
 
 use super::cow::saved_from;
 use super::{Bytes, Collection, corrupt, keys};
-use crate::id::{GroupId, InodeId, SnapshotId};
+use crate::id::{GroupId, SnapshotId};
 use crate::namespace::error::StoreError;
 use crate::namespace::inode::{decode, encode};
 use crate::namespace::kv::{Cf, KvRead, Txn};
@@ -126,11 +126,8 @@ impl Step {
             (Cf::SnapshotChanges, keys::CHANGE),
             progress.after,
             |txn, k, id| {
-                let owner = InodeId(keys::u64_at(k, 9).ok_or_else(|| corrupt("bad change key"))?);
-                let (tag, record) = match k.get(17..) {
-                    Some([tag, record @ ..]) => (*tag, record),
-                    _ => return Err(corrupt("bad change key")),
-                };
+                let (owner, tag, record) =
+                    keys::parse_change(k).ok_or_else(|| corrupt("bad change key"))?;
                 let needed = match &self.prev {
                     Some(p) => saved_from(txn, tag, record, p.id)?.map(|(at, _)| at) == Some(id),
                     None => false,

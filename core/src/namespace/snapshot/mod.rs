@@ -212,6 +212,14 @@ pub mod keys {
             &[&id.to_be_bytes(), &owner.to_be_bytes(), &[tag], key],
         )
     }
+    /// The owner, record tag and record key of a [`change`] key.
+    pub fn parse_change(key: &[u8]) -> Option<(InodeId, u8, &[u8])> {
+        let owner = InodeId(u64_at(key, 9)?);
+        match key.get(17..)? {
+            [tag, record @ ..] => Some((owner, *tag, record)),
+            [] => None,
+        }
+    }
     pub fn changes_of(id: SnapshotId, owner: InodeId) -> Vec<u8> {
         tagged(CHANGE, &[&id.to_be_bytes(), &owner.to_be_bytes()])
     }
