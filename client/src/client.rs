@@ -1018,6 +1018,35 @@ impl Client {
         self.mutate(op).await.map(drop)
     }
 
+    /// Points mount point `at`, which must lead to `from` (`NAMESERVICE`, path), at `to`:
+    /// one edit of the table (admin only; `balance`'s switch).
+    pub async fn mount_move(
+        &self,
+        at: &str,
+        from: (&str, &str),
+        to: (&str, &str),
+    ) -> Result<(), ClientError> {
+        self.mutate(Op::MountMove(pb::MountMoveOp {
+            at: at.into(),
+            from_nameservice: from.0.into(),
+            from_path: from.1.into(),
+            nameservice: to.0.into(),
+            path: to.1.into(),
+        }))
+        .await
+        .map(drop)
+    }
+
+    /// Makes `path` read-only (`frozen`) or writable again (the superuser's; DESIGN §13):
+    /// while frozen, every change under it is refused with the retriable `ReadOnly`.
+    pub async fn freeze(&self, path: &str, frozen: bool) -> Result<(), ClientError> {
+        let op = Op::Freeze(pb::FreezeOp {
+            path: path.into(),
+            frozen,
+        });
+        self.mutate(op).await.map(drop)
+    }
+
     /// Removes mount point `at` (admin only; the data stays in its nameservice).
     pub async fn mount_remove(&self, at: &str) -> Result<(), ClientError> {
         self.mutate(Op::MountRemove(pb::MountRemoveOp { at: at.into() }))

@@ -42,4 +42,19 @@ impl ClientError {
     pub fn is(&self, kind: ErrorKind) -> bool {
         self.kind() == Some(kind)
     }
+
+    /// Whether the same call may succeed later unchanged: a refusal that reflects a passing
+    /// state (`ReadOnly`: a `balance` window; no active or observer caught up within the
+    /// deadline), never one of the request or the namespace (`NotFound`, permissions...).
+    pub fn is_retriable(&self) -> bool {
+        matches!(
+            self.kind(),
+            Some(
+                ErrorKind::ReadOnly
+                    | ErrorKind::Unavailable
+                    | ErrorKind::NotActive
+                    | ErrorKind::ObserverBehind
+            )
+        )
+    }
 }

@@ -384,3 +384,17 @@ fn golden_mount_table_v1() {
         .expect("add");
     golden::<MountRecord>("mount-table-v1", 1, &MountRecord(table));
 }
+
+/// The paths `balance` froze, journaled in `meta` (DESIGN §13).
+#[test]
+fn golden_frozen_paths_v1() {
+    use raftfs_core::namespace::NsPath;
+    use raftfs_core::namespace::freeze::FrozenRecord;
+    let path = |p: &str| NsPath::parse(p).expect("path");
+    let record = FrozenRecord(
+        [(path("/data"), 1_767_225_600_000), (path("/logs/x"), 7)]
+            .into_iter()
+            .collect(),
+    );
+    golden::<FrozenRecord>("frozen-paths-v1", 1, &record);
+}

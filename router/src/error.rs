@@ -58,7 +58,9 @@ fn code_of(kind: ErrorKind) -> Code {
         ErrorKind::PermissionDenied => Code::PermissionDenied,
         ErrorKind::Unauthenticated => Code::Unauthenticated,
         ErrorKind::XattrMismatch => Code::Aborted,
-        ErrorKind::Unavailable | ErrorKind::ObserverBehind => Code::Unavailable,
+        ErrorKind::Unavailable | ErrorKind::ObserverBehind | ErrorKind::ReadOnly => {
+            Code::Unavailable
+        }
         ErrorKind::Internal | ErrorKind::Storage => Code::Internal,
         _ => Code::FailedPrecondition,
     }

@@ -174,12 +174,14 @@ fn path_of(op: &mut Op) -> Option<&mut String> {
         Op::CreateSnapshot(o) => &mut o.path,
         Op::DeleteSnapshot(o) => &mut o.path,
         Op::RenameSnapshot(o) => &mut o.path,
+        Op::Freeze(o) => &mut o.path,
         Op::Rename(_)
         | Op::Delete(_)
         | Op::RenewLease(_)
         | Op::SetThrottle(_)
         | Op::MountAdd(_)
         | Op::MountRemove(_)
+        | Op::MountMove(_)
         | Op::SetDefaultNameservice(_) => return None,
     })
 }
@@ -214,9 +216,10 @@ impl Call<'_> {
             Op::SetThrottle(_) => Err(RouterError::NotThroughRouter(
                 "reconstruction budgets are each nameservice's",
             )),
-            Op::MountAdd(_) | Op::MountRemove(_) | Op::SetDefaultNameservice(_) => {
-                Ok(Route::To(table.keeper().clone(), None))
-            }
+            Op::MountAdd(_)
+            | Op::MountRemove(_)
+            | Op::MountMove(_)
+            | Op::SetDefaultNameservice(_) => Ok(Route::To(table.keeper().clone(), None)),
             other => {
                 let Some(p) = path_of(other) else {
                     return Err(RouterError::NotThroughRouter("this operation"));
@@ -481,6 +484,10 @@ fn state_of(h: Option<&pb::ResponseHeader>) -> u64 {
     h.map_or(0, |h| h.state_id)
 }
 
+fn is_read_only(e: &RouterError) -> bool {
+    matches!(e, RouterError::Upstream { source, .. } if source.is(pb::ErrorKind::ReadOnly))
+}
+
 fn is_not_found(e: &RouterError) -> bool {
     matches!(e, RouterError::Upstream { source, .. } if source.is(pb::ErrorKind::NotFound))
 }
@@ -528,16 +535,20 @@ impl Call<'_> {
         let mut op = op.ok_or(RouterError::InvalidArgument(
             "a mutation without an operation",
         ))?;
+        let original = op.clone();
         let route = self.route_mutation(&mut op).await?;
         let keeps_table = matches!(
             op,
-            Op::MountAdd(_) | Op::MountRemove(_) | Op::SetDefaultNameservice(_)
+            Op::MountAdd(_) | Op::MountRemove(_) | Op::MountMove(_) | Op::SetDefaultNameservice(_)
         );
         let mut answer = match route {
             Route::Touched => self.mutate_touched(op).await?,
             Route::To(ns, path) => {
                 tracing::Span::current().record("ns", ns.as_str());
-                let mut a = self.mutate_on(&ns, op).await?;
+                let (mut a, path) = match self.mutate_on(&ns, op).await {
+                    Err(e) if is_read_only(&e) => self.moved_since(original, &ns, e).await?,
+                    r => (r?, path),
+                };
                 if let (Some(i), Some(p)) = (a.inode.as_mut(), path) {
                     name_as_mounted(i, &p);
                 }
@@ -556,6 +567,30 @@ impl Call<'_> {
             }
         }
         Ok(answer)
+    }
+
+    /// A mutation that nameservice `ns` refused as read-only (a `balance` of its path is
+    /// in its window, or has just moved the mount): the table is read again and, if the
+    /// path now leads to another nameservice, the call goes there (it changed nothing at
+    /// `ns`); else the refusal stands, for the client to retry.
+    async fn moved_since(
+        &self,
+        op: Op,
+        ns: &NameserviceId,
+        refused: RouterError,
+    ) -> Result<(pb::MutateResponse, Option<NsPath>), RouterError> {
+        if let Err(e) = self.router.table.refresh(self.table_seen()).await {
+            tracing::warn!(error = %e, "re-reading the mount table after a read-only refusal");
+            return Err(refused);
+        }
+        let mut op = op;
+        match self.route_mutation(&mut op).await? {
+            Route::To(now, path) if now != *ns => {
+                tracing::Span::current().record("ns", now.as_str());
+                Ok((self.mutate_on(&now, op).await?, path))
+            }
+            _ => Err(refused),
+        }
     }
 
     /// The mount table, read on its keeper at this caller's state ID of it.

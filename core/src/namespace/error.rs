@@ -51,6 +51,11 @@ pub enum NsError {
     /// entry named `.snapshot`.
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// The path is frozen (DESIGN §13: a `balance` moving it to another nameservice is in
+    /// its read-only window): nothing changed; the same call may succeed once the window
+    /// ends, here or, after the mount's switch, at the nameservice the mount then names.
+    #[error("{path}: read-only while {frozen} is frozen")]
+    ReadOnly { path: String, frozen: String },
 }
 
 impl NsError {
@@ -74,6 +79,7 @@ impl NsError {
             NsError::PermissionDenied { .. } => "PermissionDenied",
             NsError::RetryMismatch { .. } => "RetryMismatch",
             NsError::Snapshot(_) => "Snapshot",
+            NsError::ReadOnly { .. } => "ReadOnly",
         }
     }
 }

@@ -115,6 +115,7 @@ pub struct LeaseRecord {
 // | `throttle settings`  | `meta` `reconstruction_throttle` | ThrottleSettings                    |
 // | `block keys`         | `meta` `block_keys`              | BlockKeys, BlockKey (block_keys.rs) |
 // | `mount table`        | `meta` `mount_table`             | MountRecord (mounts.rs), MountTable, Destination, NameserviceId, NsPath (federation.rs) |
+// | `frozen paths`       | `meta` `frozen`                  | FrozenRecord (freeze.rs), NsPath    |
 //
 // Every family is at version 1: the layout of `[1] ++ postcard` these records had before the
 // envelope existed. The retry cache's results (`retry`) are the metaserver's family

@@ -24,6 +24,7 @@ pub mod block_keys;
 pub mod blocks;
 pub mod error;
 mod exec;
+pub mod freeze;
 pub mod inode;
 pub mod keys;
 pub mod kv;

@@ -78,6 +78,30 @@ pub fn remove<R: KvRead + ?Sized>(
     Ok(())
 }
 
+/// Points mount point `at` at `to`, if it leads to `from` (a compare-and-set: two tools
+/// moving one mount cannot both succeed); `NotFound` when `at` is no mount point.
+pub fn switch<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    at: &NsPath,
+    from: &Destination,
+    to: &Destination,
+) -> Result<(), super::ApplyError> {
+    let mut table = load(txn)?;
+    match table.remove(at) {
+        None => return Err(NsError::NotFound(format!("mount point {at}")).into()),
+        Some(now) if now != *from => {
+            return Err(NsError::InvalidArgument(format!(
+                "mount point {at} leads to {now}, not {from}"
+            ))
+            .into());
+        }
+        Some(_) => {}
+    }
+    table.add(at.clone(), to.clone()).map_err(refused)?;
+    store(txn, table);
+    Ok(())
+}
+
 /// Sets (or, with `None`, clears) the nameservice of the paths under no mount point.
 pub fn set_default<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,

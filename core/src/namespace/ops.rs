@@ -199,6 +199,21 @@ pub enum Op {
         from: String,
         to: String,
     },
+    /// Makes `path` read-only (`frozen`) or writable again (DESIGN §13, `balance`'s window):
+    /// while frozen, every change at or below it, and any that would move or remove it, is
+    /// refused with the retriable `ReadOnly`, whoever sends it. The superuser's. Appended
+    /// after `RenameSnapshot`, as the one after it.
+    Freeze {
+        path: NsPath,
+        frozen: bool,
+    },
+    /// Points mount point `at`, which must lead to `from`, at `to`: one entry, so that the
+    /// table never lacks the mount (`balance`'s switch). Admin only.
+    MountMove {
+        at: NsPath,
+        from: Destination,
+        to: Destination,
+    },
 }
 
 /// The largest operation the namespace journals, by [`Op::size_bound`]: a deepest path of
@@ -329,6 +344,14 @@ impl Op {
             Op::CreateSnapshot { path, name } => path.size_bound() + opt(name),
             Op::DeleteSnapshot { path, name } => path.size_bound() + str_bound(name),
             Op::RenameSnapshot { path, from, to } => path.size_bound() + strs(&[from, to]),
+            Op::Freeze { path, .. } => path.size_bound(),
+            Op::MountMove { at, from, to } => {
+                at.size_bound()
+                    + from.path.size_bound()
+                    + to.path.size_bound()
+                    + str_bound(from.nameservice.as_str())
+                    + str_bound(to.nameservice.as_str())
+            }
         };
         FIXED_BYTES.saturating_add(variable)
     }
@@ -365,6 +388,8 @@ impl Op {
             Op::CreateSnapshot { .. } => "create_snapshot",
             Op::DeleteSnapshot { .. } => "delete_snapshot",
             Op::RenameSnapshot { .. } => "rename_snapshot",
+            Op::Freeze { .. } => "freeze",
+            Op::MountMove { .. } => "mount_move",
         }
     }
 
@@ -389,7 +414,9 @@ impl Op {
             | Op::AddBlock { path, .. }
             | Op::BeginLeaseRecovery { path, .. } => vec![path],
             Op::Rename { src, dst, .. } => vec![src, dst],
-            Op::MountAdd { at, .. } | Op::MountRemove { at } => vec![at],
+            Op::MountAdd { at, .. } | Op::MountRemove { at } | Op::MountMove { at, .. } => {
+                vec![at]
+            }
             Op::RenewLease { .. }
             | Op::SetThrottle(_)
             | Op::Reclaim { .. }
@@ -399,7 +426,8 @@ impl Op {
             | Op::DisallowSnapshot { .. }
             | Op::CreateSnapshot { .. }
             | Op::DeleteSnapshot { .. }
-            | Op::RenameSnapshot { .. } => Vec::new(),
+            | Op::RenameSnapshot { .. }
+            | Op::Freeze { .. } => Vec::new(),
         }
     }
 }

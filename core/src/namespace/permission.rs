@@ -295,9 +295,10 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
         | Op::BeginLeaseRecovery { .. } => Ok(()),
         // The federation's mount table: the superuser's (checked above) alone, here as well
         // as by the service's Admin rule, so that no other way in (a router) can skip it.
-        Op::MountAdd { at, .. } | Op::MountRemove { at } => {
+        Op::MountAdd { at, .. } | Op::MountRemove { at } | Op::MountMove { at, .. } => {
             Err(denied(access, "edit the mount table at", at))
         }
+        Op::Freeze { path, .. } => Err(denied(access, "freeze or thaw", path)),
         Op::SetDefaultNameservice { .. } => Err(denied(
             access,
             "set the default nameservice of",

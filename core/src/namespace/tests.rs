@@ -1796,3 +1796,172 @@ fn the_mount_table_is_edited_through_the_journal() {
     let r = table.resolve(&p("/logs/x")).expect("resolve");
     assert_eq!((r.nameservice, r.path), (ns_id("ns1"), p("/logs/x")));
 }
+
+/// `MountMove` (balance's switch) is a compare-and-set on one mount point: it moves the
+/// mount only from the destination it names, in one entry.
+#[test]
+fn a_mount_moves_in_one_entry_from_the_destination_it_names() {
+    use crate::federation::{Destination, NameserviceId};
+    let to = |n: &str, path: &str| Destination {
+        nameservice: NameserviceId::parse(n).expect("name"),
+        path: p(path),
+    };
+    let mut ns = Ns::new();
+    ns.apply(Op::MountAdd {
+        at: p("/data"),
+        to: to("ns1", "/data"),
+    })
+    .expect("add");
+    let moved = |from: Destination| Op::MountMove {
+        at: p("/data"),
+        from,
+        to: to("ns2", "/data"),
+    };
+    assert_eq!(
+        Ns::kind(ns.apply(moved(to("ns3", "/data")))),
+        "InvalidArgument"
+    );
+    assert_eq!(
+        Ns::kind(ns.apply(Op::MountMove {
+            at: p("/elsewhere"),
+            from: to("ns1", "/data"),
+            to: to("ns2", "/data"),
+        })),
+        "NotFound"
+    );
+    ns.apply(moved(to("ns1", "/data"))).expect("move");
+    let r = super::mounts::load(&ns.kv)
+        .expect("load")
+        .resolve(&p("/data/x"))
+        .expect("resolve");
+    assert_eq!((r.nameservice.as_str(), r.path), ("ns2", p("/data/x")));
+    // Done once: a second move from the old destination is refused.
+    assert_eq!(
+        Ns::kind(ns.apply(moved(to("ns1", "/data")))),
+        "InvalidArgument"
+    );
+}
+
+/// A frozen path (balance's read-only window) refuses every change at or below it and any
+/// that would move or remove it, to anyone, changing nothing; snapshots of it may still be
+/// taken; the superuser may move the frozen directory itself, and the freeze stays on the
+/// path; lifting it makes the path writable again.
+#[test]
+fn a_frozen_path_refuses_every_change_under_it_until_thawed() {
+    let root = permission::Access {
+        superuser: true,
+        ..user("ops", &[])
+    };
+    let alice = user("alice", &[]);
+    let mut ns = Ns::new();
+    ns.mkdir("/a/data/sub", true).expect("mkdir");
+    ns.mkdir("/a/other", true).expect("mkdir");
+    ns.create("/a/data/f", false, "w").expect("create");
+    let freeze = |frozen| Op::Freeze {
+        path: p("/a/data"),
+        frozen,
+    };
+    assert_eq!(
+        Ns::kind(ns.apply_as(Some(&alice), freeze(true))),
+        "PermissionDenied"
+    );
+    ns.apply_as(Some(&root), freeze(true)).expect("freeze");
+    assert_eq!(
+        Ns::kind(ns.apply_as(Some(&root), freeze(true))),
+        "AlreadyExists"
+    );
+    assert_eq!(
+        super::freeze::load(&ns.kv)
+            .expect("load")
+            .get(&p("/a/data")),
+        Some(&1_000)
+    );
+    let refused = [
+        ns.mkdir("/a/data/new", false),
+        ns.create("/a/data/sub/g", false, "w"),
+        ns.apply(Op::SetTimes {
+            path: p("/a/data"),
+            mtime_ms: Some(5),
+            atime_ms: None,
+        }),
+        ns.apply(Op::Delete {
+            path: p("/a/data/f"),
+            recursive: false,
+        }),
+        // Moving it away, or something into it, or removing what holds it.
+        ns.apply_as(
+            Some(&alice),
+            Op::Rename {
+                src: p("/a/data"),
+                dst: p("/a/moved"),
+                overwrite: false,
+            },
+        ),
+        ns.apply(Op::Rename {
+            src: p("/a/other"),
+            dst: p("/a/data/other"),
+            overwrite: false,
+        }),
+        ns.apply_as(
+            Some(&root),
+            Op::Rename {
+                src: p("/a"),
+                dst: p("/b"),
+                overwrite: false,
+            },
+        ),
+        ns.apply_as(
+            Some(&root),
+            Op::Delete {
+                path: p("/a"),
+                recursive: true,
+            },
+        ),
+        ns.apply_as(
+            Some(&root),
+            Op::Delete {
+                path: p("/a/data"),
+                recursive: true,
+            },
+        ),
+    ];
+    for r in refused {
+        assert!(
+            matches!(r, Err(NsError::ReadOnly { ref frozen, .. }) if frozen == "/a/data"),
+            "{r:?}"
+        );
+    }
+    // Beside it, and reads, go on; so does a snapshot of it.
+    ns.mkdir("/a/other/x", false).expect("beside");
+    assert!(ns.stat("/a/data/f").is_ok());
+    ns.apply_as(Some(&root), Op::AllowSnapshot { path: p("/a/data") })
+        .expect("allow");
+    ns.apply(Op::CreateSnapshot {
+        path: p("/a/data"),
+        name: Some("s1".into()),
+    })
+    .expect("snapshot while frozen");
+    // The superuser moves the directory itself; the path stays frozen.
+    ns.mkdir("/trash", false).expect("trash");
+    ns.apply_as(
+        Some(&root),
+        Op::Rename {
+            src: p("/a/data"),
+            dst: p("/trash/data"),
+            overwrite: false,
+        },
+    )
+    .expect("own move");
+    assert!(matches!(
+        ns.mkdir("/a/data", false),
+        Err(NsError::ReadOnly { .. })
+    ));
+    ns.mkdir("/trash/data/kept", false)
+        .expect("moved out of the freeze");
+    ns.apply_as(Some(&root), freeze(false)).expect("thaw");
+    assert_eq!(
+        Ns::kind(ns.apply_as(Some(&root), freeze(false))),
+        "NotFound"
+    );
+    ns.mkdir("/a/data", false).expect("writable again");
+}

@@ -226,6 +226,21 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
             },
         },
         PbOp::MountRemove(m) => Op::MountRemove { at: path(&m.at)? },
+        PbOp::MountMove(m) => Op::MountMove {
+            at: path(&m.at)?,
+            from: Destination {
+                nameservice: nameservice(&m.from_nameservice)?,
+                path: path(&m.from_path)?,
+            },
+            to: Destination {
+                nameservice: nameservice(&m.nameservice)?,
+                path: path(&m.path)?,
+            },
+        },
+        PbOp::Freeze(f) => Op::Freeze {
+            path: path(&f.path)?,
+            frozen: f.frozen,
+        },
         PbOp::SetDefaultNameservice(d) => Op::SetDefaultNameservice {
             nameservice: match d.nameservice.as_str() {
                 "" => None,

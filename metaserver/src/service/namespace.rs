@@ -374,6 +374,8 @@ impl Namespace for NamespaceService {
                 pb::mutate_request::Op::SetThrottle(_)
                 | pb::mutate_request::Op::MountAdd(_)
                 | pb::mutate_request::Op::MountRemove(_)
+                | pb::mutate_request::Op::MountMove(_)
+                | pb::mutate_request::Op::Freeze(_)
                 | pb::mutate_request::Op::SetDefaultNameservice(_),
             ) => Need::Admin,
             _ => Need::User,

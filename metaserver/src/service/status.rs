@@ -28,6 +28,8 @@ fn ns_code(e: &NsError) -> (Code, ErrorKind) {
         NsError::RetryMismatch { .. } => (Code::FailedPrecondition, ErrorKind::RetryMismatch),
         NsError::PermissionDenied { .. } => (Code::PermissionDenied, ErrorKind::PermissionDenied),
         NsError::Snapshot(_) => (Code::FailedPrecondition, ErrorKind::Snapshot),
+        // Retriable: the window ends, or the mount moves.
+        NsError::ReadOnly { .. } => (Code::Unavailable, ErrorKind::ReadOnly),
     }
 }
 

@@ -12,7 +12,7 @@ use super::error::ApplyError;
 use super::kv::{KvRead, Txn};
 use super::ops::{ApplyCtx, Op, OpOutput};
 use super::tree::Result;
-use super::{block_keys, mounts, snapshot};
+use super::{block_keys, freeze, mounts, snapshot};
 
 /// [`apply`] as `access`: the operation is first checked against the caller's permissions
 /// (`permission::check_op`) in the state it applies to, and refused with `PermissionDenied`,
@@ -27,6 +27,7 @@ pub fn apply_as<R: KvRead + ?Sized>(
     if let Some(access) = access {
         super::permission::check_op(txn, access, op)?;
     }
+    freeze::check(txn, op, access.is_none_or(|a| a.superuser))?;
     apply(txn, ctx, op)
 }
 
@@ -161,5 +162,13 @@ fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -
         Op::CreateSnapshot { path, name } => snapshot::create(txn, ctx, path, name.as_deref()),
         Op::DeleteSnapshot { path, name } => snapshot::delete(txn, path, name),
         Op::RenameSnapshot { path, from, to } => snapshot::rename(txn, path, from, to),
+        Op::Freeze { path, frozen } => {
+            freeze::set(txn, path, *frozen, ctx.now_ms)?;
+            Ok(OpOutput::Done)
+        }
+        Op::MountMove { at, from, to } => {
+            mounts::switch(txn, at, from, to)?;
+            Ok(OpOutput::Done)
+        }
     }
 }

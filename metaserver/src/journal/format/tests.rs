@@ -292,6 +292,8 @@ fn variant_index(op: &Op) -> usize {
         Op::CreateSnapshot { .. } => 26,
         Op::DeleteSnapshot { .. } => 27,
         Op::RenameSnapshot { .. } => 28,
+        Op::Freeze { .. } => 29,
+        Op::MountMove { .. } => 30,
     }
 }
 
@@ -476,6 +478,10 @@ fn every_error() -> Vec<NsError> {
             path: p(),
         },
         NsError::Snapshot("/a/b: not a snapshottable directory".into()),
+        NsError::ReadOnly {
+            path: "/data/f".into(),
+            frozen: "/data".into(),
+        },
     ]
 }
 
@@ -681,6 +687,53 @@ fn golden_batch_snapshot_ops_v2() {
     golden::<Batch>("batch-snapshot-ops-v2", 2, &snapshots);
 }
 
+/// `balance`'s operations (appended after the snapshots', in batch version 2).
+#[test]
+fn golden_batch_balance_ops_v2() {
+    use raftfs_core::federation::{Destination, NameserviceId};
+    let ns = |n: &str| NameserviceId::parse(n).expect("name");
+    let ops = [
+        Op::Freeze {
+            path: path("/data"),
+            frozen: true,
+        },
+        Op::Freeze {
+            path: path("/data"),
+            frozen: false,
+        },
+        Op::MountMove {
+            at: path("/data"),
+            from: Destination {
+                nameservice: ns("ns1"),
+                path: path("/data"),
+            },
+            to: Destination {
+                nameservice: ns("ns2"),
+                path: path("/data"),
+            },
+        },
+    ];
+    let balance = Batch {
+        ctx: batch().ctx,
+        proposals: ops
+            .into_iter()
+            .map(|op| Proposal {
+                client: ClientId([8; 16]),
+                call_id: CallId(10),
+                op,
+                access: None,
+            })
+            .collect(),
+    };
+    let seen: Vec<usize> = balance
+        .proposals
+        .iter()
+        .map(|p| variant_index(&p.op))
+        .collect();
+    assert_eq!(seen, [29, 29, 30]);
+    golden::<Batch>("batch-balance-ops-v2", 2, &balance);
+}
+
 #[test]
 fn golden_log_store_records_v1() {
     let [blank, normal, membership] = <[_; 3]>::try_from(entries()).expect("three");
@@ -734,7 +787,10 @@ fn golden_retry_results_v1() {
     for error in every_error().into_iter().filter(|e| {
         !matches!(
             e,
-            NsError::RetryMismatch { .. } | NsError::PermissionDenied { .. } | NsError::Snapshot(_)
+            NsError::RetryMismatch { .. }
+                | NsError::PermissionDenied { .. }
+                | NsError::Snapshot(_)
+                | NsError::ReadOnly { .. }
         )
     }) {
         let name = format!("retry-result-err-{}-v1", error.kind());
@@ -1135,6 +1191,18 @@ fn op() -> impl Strategy<Value = Op> {
             }
         }),
         ns_path().prop_map(|at| Op::MountRemove { at }),
+        (ns_path(), any::<bool>()).prop_map(|(path, frozen)| Op::Freeze { path, frozen }),
+        (ns_path(), ns_path(), ns_path()).prop_map(|(at, from, to)| Op::MountMove {
+            at,
+            from: raftfs_core::federation::Destination {
+                nameservice: raftfs_core::federation::NameserviceId::parse("ns1").expect("a name"),
+                path: from,
+            },
+            to: raftfs_core::federation::Destination {
+                nameservice: raftfs_core::federation::NameserviceId::parse("ns2").expect("a name"),
+                path: to,
+            },
+        }),
         ns_path().prop_map(|path| Op::AllowSnapshot { path }),
         ns_path().prop_map(|path| Op::DisallowSnapshot { path }),
         (ns_path(), proptest::option::of(name()))
@@ -1207,6 +1275,7 @@ fn ns_error() -> impl Strategy<Value = NsError> {
             path
         }),
         s().prop_map(NsError::Snapshot),
+        (s(), s()).prop_map(|(path, frozen)| NsError::ReadOnly { path, frozen }),
     ]
 }
 
