@@ -142,7 +142,7 @@ pub async fn run(load: EtcdLoad) -> Result<Report> {
                     let mut c = w.client.lock().await;
                     let r = c.get(key, opts).await.map_err(|e| e.to_string())?;
                     if r.kvs().is_empty() {
-                        Err("key not found".into())
+                        Err("key not found".to_owned())
                     } else {
                         Ok(())
                     }

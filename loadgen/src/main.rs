@@ -27,6 +27,14 @@ struct Cli {
     /// raftfs reads in observer mode: msync `never`, `always` or when older than a period.
     #[arg(long, global = true, default_value = "never")]
     auto_msync: AutoMsync,
+    /// Operations per second over all clients (default: as fast as they go): a steady load
+    /// beside something else (a `metactl balance`).
+    #[arg(long, global = true)]
+    rate: Option<f64>,
+    /// Every failed operation as a JSON line (when it began and ended, ms since the epoch;
+    /// its kind and message), appended to this file.
+    #[arg(long, global = true)]
+    error_log: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -146,6 +154,23 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 async fn run(cli: Cli) -> Result<()> {
     let progress = !cli.json;
+    let error_log = match &cli.error_log {
+        Some(path) => Some(std::sync::Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("error log {}", path.display()))?,
+        )),
+        None => None,
+    };
+    if cli.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        anyhow::bail!("--rate must be a number of operations per second above 0");
+    }
+    report::configure(report::Settings {
+        rate: cli.rate,
+        error_log,
+    });
     let report = match cli.command {
         Cmd::Meta {
             op,

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Result, bail};
 use raftfs_client::{AutoMsync, Client, ClientConfig, ClientTls, CreateOptions, ReadMode};
 
-use crate::report::{self, Report};
+use crate::report::{self, Failure, Report};
 
 /// The metadata operations `loadgen meta` can time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -126,8 +126,14 @@ fn workers(load: &MetaLoad, bases: &Arc<Vec<String>>, token: u64) -> Result<Vec<
         .collect()
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
+/// A failed call as the report counts it: by the refusal's kind (`ReadOnly`, `NotFound`...).
+fn err(e: raftfs_client::ClientError) -> Failure {
+    Failure {
+        kind: e
+            .kind()
+            .map_or_else(|| "other".to_owned(), |k| format!("{k:?}")),
+        message: e.to_string(),
+    }
 }
 
 /// A well-mixed 64-bit value of `i` (splitmix64): the generated files a stat load visits,
@@ -167,7 +173,7 @@ async fn touch_generated(load: &MetaLoad, shape: raftfs_core::synthetic::Shape) 
         load.progress,
         move |w: Arc<Worker>, i| async move {
             let path = raftfs_core::synthetic::file_path(&shape, spread(i, shape.files))
-                .ok_or_else(|| "no such generated file".to_owned())?;
+                .ok_or_else(|| Failure::from("no such generated file"))?;
             w.client
                 .set_times(&path, Some(now_ms), None)
                 .await
@@ -190,7 +196,7 @@ async fn stat_generated(load: &MetaLoad, shape: raftfs_core::synthetic::Shape) -
         load.progress,
         move |w: Arc<Worker>, i| async move {
             let path = raftfs_core::synthetic::file_path(&shape, mix(i) % shape.files)
-                .ok_or_else(|| "no such generated file".to_owned())?;
+                .ok_or_else(|| Failure::from("no such generated file"))?;
             w.client.stat(&path).await.map(|_| ()).map_err(err)
         },
     )
@@ -356,7 +362,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
                     |w: Arc<Worker>, _i| async move {
                         let page = w.client.list_page(&w.dir(0), "", 1000).await.map_err(err)?;
                         if page.entries.is_empty() {
-                            Err("listing came back empty".into())
+                            Err(Failure::from("listing came back empty"))
                         } else {
                             Ok(())
                         }
@@ -409,7 +415,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
                             w.client.stat(&w.file(i)).await.map_err(err)?;
                             let lag = t.elapsed();
                             if w.client.last_reader() == *active {
-                                return Err("the read fell back to the active".to_owned());
+                                return Err(Failure::from("the read fell back to the active"));
                             }
                             Ok(lag)
                         }

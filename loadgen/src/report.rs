@@ -2,10 +2,11 @@
 //! its latencies in an HDR histogram; the report is the same for every target, so raftfs
 //! and its peer pay the same client-side overhead.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::IsTerminal;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -27,6 +28,9 @@ pub struct Report {
     pub max_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// Failed operations by kind (a refusal's `ErrorKind`, else `other`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors_by_kind: BTreeMap<String, u64>,
     /// Data loads: 10^6 bytes per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mb_per_sec: Option<f64>,
@@ -55,7 +59,74 @@ impl Report {
         if let Some(e) = &self.first_error {
             println!("first error: {e}");
         }
+        for (kind, n) in &self.errors_by_kind {
+            println!("errors {kind}: {n}");
+        }
     }
+}
+
+/// A failed operation: its kind (a refusal's `ErrorKind`, `other` for anything else) and
+/// what it said.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: String,
+    pub message: String,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Self {
+            kind: "other".to_owned(),
+            message,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
+/// How every run of this process paces itself and records failures (`--rate`,
+/// `--error-log`): set once, by `main`, before any load starts.
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// Operations per second over all clients (none: as fast as they go).
+    pub rate: Option<f64>,
+    /// Every failed operation as a JSON line: when it began and ended (ms since the epoch),
+    /// the run's operation, its index, kind and message.
+    pub error_log: Option<Mutex<std::fs::File>>,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// Sets the process's [`Settings`]; the first call wins.
+pub fn configure(settings: Settings) {
+    let _ = SETTINGS.set(settings);
+}
+
+fn settings() -> &'static Settings {
+    SETTINGS.get_or_init(Settings::default)
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Appends failure `f` of operation `i` (begun at `began_ms`) to the error log, if any.
+fn log_failure(name: &str, i: u64, began_ms: u64, f: &Failure) {
+    let Some(log) = &settings().error_log else {
+        return;
+    };
+    let line = serde_json::json!({
+        "began_ms": began_ms, "ended_ms": epoch_ms(), "op": name, "i": i,
+        "kind": f.kind, "message": f.message,
+    });
+    let mut file = log.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(file, "{line}");
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -67,7 +138,7 @@ fn new_histogram() -> Histogram<u64> {
 /// Runs `ops` operations spread over `clients` concurrent tasks. `op(client, i)` performs
 /// operation `i` (0-based, global) for task `client`, using that task's own state; each
 /// operation is timed as a whole.
-pub async fn run<S, F, Fut>(
+pub async fn run<S, F, Fut, E>(
     target: &str,
     name: &str,
     states: Vec<S>,
@@ -78,7 +149,8 @@ pub async fn run<S, F, Fut>(
 where
     S: Send + Sync + 'static,
     F: Fn(Arc<S>, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<Failure> + Send + 'static,
 {
     run_timed(target, name, states, ops, show_progress, move |s, i| {
         let f = op(s, i);
@@ -92,7 +164,7 @@ where
 
 /// Like [`run`], but each operation reports the duration to record itself: for operations
 /// whose measured part follows an untimed set-up (write, then time the read of it).
-pub async fn run_timed<S, F, Fut>(
+pub async fn run_timed<S, F, Fut, E>(
     target: &str,
     name: &str,
     states: Vec<S>,
@@ -103,7 +175,8 @@ pub async fn run_timed<S, F, Fut>(
 where
     S: Send + Sync + 'static,
     F: Fn(Arc<S>, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Duration, String>> + Send,
+    Fut: Future<Output = Result<Duration, E>> + Send,
+    E: Into<Failure> + Send + 'static,
 {
     let clients = states.len().max(1);
     let progress = if show_progress && std::io::stderr().is_terminal() {
@@ -120,44 +193,60 @@ where
     };
     let op = Arc::new(op);
     let start = Instant::now();
+    let rate = settings().rate.filter(|r| *r > 0.0);
     let mut tasks = Vec::with_capacity(clients);
     for (c, state) in states.into_iter().enumerate() {
         let op = op.clone();
         let progress = progress.clone();
         let state = Arc::new(state);
+        let name = name.to_owned();
         // Task c does operations c, c + clients, c + 2*clients, ...
         tasks.push(tokio::spawn(async move {
             let mut hist = new_histogram();
             let mut errors = 0u64;
             let mut first_error = None;
+            let mut by_kind = BTreeMap::<String, u64>::new();
             let mut i = c as u64;
             while i < ops {
+                if let Some(rate) = rate {
+                    // Operation i is due at i / rate seconds: the run's pace, not each task's.
+                    let due = start + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                let began_ms = epoch_ms();
                 match op(state.clone(), i).await {
                     Ok(took) => {
                         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
                         let _ = hist.record(us);
                     }
                     Err(e) => {
+                        let f: Failure = e.into();
+                        log_failure(&name, i, began_ms, &f);
                         errors += 1;
-                        first_error.get_or_insert(e);
+                        *by_kind.entry(f.kind.clone()).or_default() += 1;
+                        first_error.get_or_insert(f.message);
                     }
                 }
                 progress.inc(1);
                 i += clients as u64;
             }
-            (hist, errors, first_error)
+            (hist, errors, first_error, by_kind)
         }));
     }
     let mut hist = new_histogram();
     let mut errors = 0;
     let mut first_error = None;
+    let mut errors_by_kind = BTreeMap::new();
     for t in tasks {
         match t.await {
-            Ok((h, e, fe)) => {
+            Ok((h, e, fe, kinds)) => {
                 let _ = hist.add(&h);
                 errors += e;
                 if first_error.is_none() {
                     first_error = fe;
+                }
+                for (k, n) in kinds {
+                    *errors_by_kind.entry(k).or_default() += n;
                 }
             }
             Err(e) => {
@@ -183,6 +272,7 @@ where
         p99_ms: ms(0.99),
         max_ms: hist.max() as f64 / 1000.0,
         first_error,
+        errors_by_kind,
         mb_per_sec: None,
     }
 }

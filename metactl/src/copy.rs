@@ -162,10 +162,10 @@ fn join(base: &str, rel: &str) -> String {
 }
 
 /// The log of a copy: one JSON line per action, flushed as written.
-struct Log(Option<Mutex<std::fs::File>>);
+pub struct Log(Option<Mutex<std::fs::File>>);
 
 impl Log {
-    fn open(path: Option<&PathBuf>) -> Result<Self> {
+    pub fn open(path: Option<&PathBuf>) -> Result<Self> {
         Ok(Self(match path {
             None => None,
             Some(p) => Some(Mutex::new(
@@ -178,7 +178,7 @@ impl Log {
         }))
     }
 
-    fn write(&self, action: &str, path: &str, detail: serde_json::Value) {
+    pub fn write(&self, action: &str, path: &str, detail: serde_json::Value) {
         let Some(f) = &self.0 else { return };
         let line = serde_json::json!({
             "time_ms": std::time::SystemTime::now()
@@ -253,7 +253,9 @@ async fn apply(
         .collect();
     let queue = Arc::new(Mutex::new(files));
     let totals = Arc::new(Mutex::new(Summary::default()));
-    let mut workers = Vec::new();
+    // A JoinSet: a copy cancelled (its future dropped: `balance`'s Ctrl-C) stops its workers
+    // too, instead of leaving them writing after the rollback.
+    let mut workers = tokio::task::JoinSet::new();
     for _ in 0..opts.workers.max(1) {
         let (src, dst, queue, totals, log, bar) = (
             src.clone(),
@@ -264,7 +266,7 @@ async fn apply(
             bar.clone(),
         );
         let preserve = opts.preserve;
-        workers.push(tokio::spawn(async move {
+        workers.spawn(async move {
             loop {
                 let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                 let Some(e) = next else { return };
@@ -292,10 +294,10 @@ async fn apply(
                     }
                 }
             }
-        }));
+        });
     }
-    for w in workers {
-        w.await.context("a copy worker panicked")?;
+    while let Some(w) = workers.join_next().await {
+        w.context("a copy worker panicked")?;
     }
     if let Some(b) = &bar {
         b.finish_and_clear();

@@ -712,6 +712,12 @@ async fn up_federated(opts: &UpOptions) -> Result<ClusterFile> {
 /// The nameservice that keeps a local federation's mount table.
 const MOUNT_TABLE_KEEPER: &str = "ns1";
 
+/// The federation a `local up --nameservices N` cluster in `dir` runs: its first router's
+/// configuration, which names every nameservice, its members and the table's keeper.
+pub fn federation_file(dir: &Path) -> PathBuf {
+    router_config_path(dir, 1)
+}
+
 fn router_dir(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("router-{id}"))
 }

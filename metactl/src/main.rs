@@ -1,5 +1,6 @@
 //! `metactl`: raftfs admin and file commands, and the local cluster launcher.
 
+mod balance;
 mod blockserver;
 mod certs;
 mod copy;
@@ -117,6 +118,38 @@ enum Cmd {
         #[arg(long, num_args = 2, value_names = ["FROM", "TO"])]
         diff: Vec<String>,
         /// The summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Moves the subtree behind mount point MOUNT to nameservice DST_NS while its clients
+    /// run (HDFS's fedbalance): snapshot and full copy, diff rounds until one is small, a
+    /// read-only window (the source frozen) for the last round and the mount's switch, then
+    /// the source into /.balance-trash on its nameservice. A failure or Ctrl-C before the
+    /// switch rolls back. Prints the window's length.
+    Balance {
+        mount: String,
+        dst_ns: String,
+        /// The federation (a router's configuration: nameservices, members, the table's
+        /// keeper); default, for `--cluster DIR`, its first router's.
+        #[arg(long)]
+        federation: Option<PathBuf>,
+        /// Files copied at once.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        /// A diff round that moved fewer entries than this is the last before the window.
+        #[arg(long, default_value_t = 100)]
+        small: u64,
+        /// Most diff rounds before the window.
+        #[arg(long, default_value_t = 10)]
+        max_rounds: u32,
+        /// How long the source stays frozen after the switch before it moves to the trash
+        /// (above the routers' table-poll period).
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        settle: Duration,
+        /// Every step and copy as a JSON line, appended to this file.
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// The report as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -472,6 +505,11 @@ enum FsCmd {
     CreateSnapshot { dir: String, name: Option<String> },
     /// Deletes snapshot NAME of DIR (what only it kept is reclaimed in the background).
     DeleteSnapshot { dir: String, name: String },
+    /// Makes PATH read-only on this nameservice (the superuser's; what `balance` does for
+    /// its window): every change under it is refused with the retriable READ_ONLY.
+    Freeze { path: String },
+    /// Makes a frozen PATH writable again (after a balance that could not roll back).
+    Thaw { path: String },
     /// Renames snapshot FROM of DIR to TO.
     RenameSnapshot {
         dir: String,
@@ -914,6 +952,56 @@ async fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("{} files could not be copied", summary.errors);
             }
         }
+        Cmd::Balance {
+            mount,
+            dst_ns,
+            federation,
+            workers,
+            small,
+            max_rounds,
+            settle,
+            log,
+            json,
+        } => {
+            let base = client(&cli)?;
+            let file = match (federation, &cli.cluster) {
+                (Some(f), _) => f.clone(),
+                (None, Some(dir)) => local::federation_file(dir),
+                (None, None) => anyhow::bail!("--federation FILE (a router's configuration)"),
+            };
+            let fed = balance::Federation::load(&file, &base)?;
+            let opts = balance::BalanceOptions {
+                copy: copy::CopyOptions {
+                    workers: *workers,
+                    preserve: copy::Preserve::ALL,
+                    log: log.clone(),
+                    delete: false,
+                },
+                small: *small,
+                max_rounds: *max_rounds,
+                settle: *settle,
+            };
+            let report = balance::run(&fed, mount, dst_ns, &opts).await?;
+            if *json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                for r in &report.rounds {
+                    println!(
+                        "round {}: {} changes, {} bytes in {:.2} s",
+                        r.snapshot, r.changes, r.bytes, r.seconds
+                    );
+                }
+                println!(
+                    "{} moved from {} to {}; read-only window {} ms; the source is in {} ({:.1} s in all)",
+                    report.mount,
+                    report.from,
+                    report.to,
+                    report.window_ms,
+                    report.trash,
+                    report.seconds
+                );
+            }
+        }
         Cmd::Fs(cmd) => {
             let c = client(&cli)?;
             match cmd {
@@ -986,6 +1074,14 @@ async fn run(cli: Cli) -> Result<()> {
                         .with_context(|| format!("disallow-snapshot {dir}"))?;
                     println!("Disallowing snapshots on {dir} succeeded");
                 }
+                FsCmd::Freeze { path } => c
+                    .freeze(path, true)
+                    .await
+                    .with_context(|| format!("freeze {path}"))?,
+                FsCmd::Thaw { path } => c
+                    .freeze(path, false)
+                    .await
+                    .with_context(|| format!("thaw {path}"))?,
                 FsCmd::CreateSnapshot { dir, name } => {
                     let name = c
                         .create_snapshot(dir, name.as_deref())

@@ -580,3 +580,237 @@ async fn diff_rounds_keep_a_new_cluster_level_with_a_busy_old_one_and_back() {
     assert_eq!(back["errors"], 0, "{back}");
     assert_level("reverse", &dst, "/data/.snapshot/s6", &src, "/data").await;
 }
+
+/// `loadgen` beside this test's `metactl` (both built into the same target directory; the
+/// loadgen crate's own test makes `cargo test --workspace` build it).
+fn loadgen_bin() -> PathBuf {
+    let path = Path::new(common::metactl_bin()).with_file_name("loadgen");
+    assert!(
+        path.exists(),
+        "{} not found: cargo build --workspace",
+        path.display()
+    );
+    path
+}
+
+fn client_at(addrs: Vec<String>) -> Client {
+    let mut c = raftfs_client::ClientConfig::new(addrs);
+    c.failover_deadline = Duration::from_secs(30);
+    Client::new(c).expect("client")
+}
+
+/// The files below `dir` (its subdirectories' files, one level down), through `c`.
+async fn files_below(c: &Client, dir: &str) -> usize {
+    let mut n = 0;
+    for run in c.list(dir).await.expect("list") {
+        let run = format!("{dir}/{}", run.name);
+        for sub in c.list(&run).await.expect("list run") {
+            n += c
+                .list(&format!("{run}/{}", sub.name))
+                .await
+                .expect("list dir")
+                .len();
+        }
+    }
+    n
+}
+
+/// Item 5 (`metactl balance`, HDFS's fedbalance) under a running `loadgen meta` load through
+/// a router: a balance cancelled (Ctrl-C) after its first rounds rolls back (the mount, the
+/// source and the destination as they were); a full one moves `/data` from ns1 to ns2 in
+/// rounds and a short read-only window. The only failed operations of the load are creates
+/// refused as `ReadOnly` (typed, retriable) during that window; every acknowledged create is
+/// in ns2 afterwards, the data files' bytes too; the source went to ns1's trash, unfrozen,
+/// without the balance's snapshots.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balance_moves_a_mount_under_load_and_only_its_window_refuses_writes() {
+    let cluster = LocalCluster::up(
+        1,
+        &[
+            "--nameservices",
+            "2",
+            "--observers",
+            "0",
+            "--blockservers",
+            "3",
+            "--racks",
+            "3",
+            "--routers",
+            "1",
+        ],
+    );
+    let top = cluster.file();
+    let router = client_at(vec![top.routers[0].addr.clone()]);
+    let ns_client = |i: usize| {
+        let file = raftfs_client::discovery::ClusterFile::read(Path::new(&top.nameservices[i].dir))
+            .expect("the nameservice's cluster.json");
+        client_at(file.meta_addrs())
+    };
+    let (ns1, ns2) = (ns_client(0), ns_client(1));
+    router
+        .mount_add("/data", "ns1", "/data")
+        .await
+        .expect("mount");
+    router.mkdir("/data/files", true).await.expect("mkdir");
+    let mut datas = Vec::new();
+    for i in 0..3u8 {
+        let path = format!("/data/files/f{i}");
+        let bytes = content(200_000 + usize::from(i) * 7_000, i);
+        put_file(&router, &path, "REPLICATED-3", &bytes).await;
+        datas.push((path, bytes));
+    }
+    router
+        .set_xattr("/data/files", "user.team", b"storage", None)
+        .await
+        .expect("xattr");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let errors = tmp.path().join("errors.jsonl");
+    let dir = cluster.dir_arg();
+    let load_started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let load = std::process::Command::new(loadgen_bin())
+        .args(["--rate", "20", "--error-log"])
+        .arg(&errors)
+        .args(["--json", "meta", "--op", "create", "--clients", "4"])
+        .args(["--ops", "1200", "--roots", "/data", "--cluster", &dir])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("loadgen");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // A balance cancelled after two rounds rolls back.
+    let cancelled_log = tmp.path().join("cancelled.jsonl");
+    let cancelled = std::process::Command::new(common::metactl_bin())
+        .args(["--cluster", &dir, "balance", "/data", "ns2", "--small", "0"])
+        .args(["--max-rounds", "1000", "--log"])
+        .arg(&cancelled_log)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("balance");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&cancelled_log).is_ok_and(|l| l.contains("balance-2")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no second round within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(cancelled.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let out = cancelled.wait_with_output().expect("balance ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a cancelled balance succeeded");
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    let table = router.mount_table().await.expect("table");
+    let (_, to) = table.entries().next().expect("the mount");
+    assert_eq!(to.to_string(), "ns1:/data");
+    assert!(
+        ns1.freeze("/data", false)
+            .await
+            .is_err_and(|e| e.is(ErrorKind::NotFound))
+    );
+    let snaps = ns1.list("/data/.snapshot").await;
+    assert!(
+        snaps.is_err(),
+        "{snaps:?}: the source is snapshottable still"
+    );
+    let dst = ns2.stat("/data").await;
+    assert!(
+        dst.as_ref().is_err_and(|e| e.is(ErrorKind::NotFound)),
+        "a copy is left: {dst:?}\n{stderr}\n{}",
+        std::fs::read_to_string(&cancelled_log).unwrap_or_default()
+    );
+
+    // The full balance.
+    let log = tmp.path().join("balance.jsonl");
+    let out = cluster.ctl(&[
+        "balance",
+        "/data",
+        "ns2",
+        "--small",
+        "200",
+        "--settle",
+        "3s",
+        "--json",
+        "--log",
+        log.to_str().expect("utf8"),
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&ok(out)).expect("report");
+    eprintln!("balance: {report}");
+    let window = (
+        report["window_start_ms"].as_u64().expect("start"),
+        report["window_end_ms"].as_u64().expect("end"),
+    );
+    assert!(window.1 > window.0, "{report}");
+    assert!(report["rounds"].as_array().expect("rounds").len() >= 3);
+    let trash = report["trash"].as_str().expect("trash").to_owned();
+
+    let out = load.wait_with_output().expect("loadgen ends");
+    let load_report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&out.stderr));
+    });
+    eprintln!("load: {load_report}");
+    let failed = load_report["errors"].as_u64().expect("errors");
+    let log_lines = std::fs::read_to_string(&errors).unwrap_or_default();
+    let failures: Vec<serde_json::Value> = log_lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(failures.len() as u64, failed, "{log_lines}");
+    for f in &failures {
+        assert_eq!(f["kind"], "ReadOnly", "{f}");
+        let (began, ended) = (f["began_ms"].as_u64(), f["ended_ms"].as_u64());
+        let (began, ended) = (began.expect("began"), ended.expect("ended"));
+        assert!(
+            began <= window.1 && ended >= window.0,
+            "{f}: outside the window {window:?}"
+        );
+    }
+    // The load ran through the window (else it showed nothing): its timed part alone
+    // ended after the window did.
+    let seconds = load_report["seconds"].as_f64().expect("seconds");
+    assert!(
+        load_started_ms + (seconds * 1000.0) as u64 > window.1,
+        "the load ended before the window: {load_report}"
+    );
+
+    // Every acknowledged create is in ns2, as are the data files and their attributes.
+    let table = router.mount_table().await.expect("table");
+    let (_, to) = table.entries().next().expect("the mount");
+    assert_eq!(to.to_string(), "ns2:/data");
+    let created = files_below(&router, "/data").await - datas.len();
+    let ops = load_report["ops"].as_u64().expect("ops");
+    assert_eq!(created as u64, ops - failed, "acknowledged creates lost");
+    assert_eq!(files_below(&ns2, "/data").await, created + datas.len());
+    for (path, bytes) in &datas {
+        assert_eq!(&get_file(&router, path).await, bytes, "{path}");
+        assert_eq!(&get_file(&ns2, path).await, bytes, "{path}");
+    }
+    let xattrs = ns2.get_xattrs("/data/files", &[]).await.expect("xattrs");
+    assert!(
+        xattrs
+            .iter()
+            .any(|(n, v)| n == "user.team" && v == b"storage")
+    );
+    // The source: in ns1's trash, no longer frozen, without the balance's snapshots.
+    assert!(ns1.stat(&trash).await.is_ok(), "{trash}");
+    assert!(
+        ns1.stat("/data")
+            .await
+            .is_err_and(|e| e.is(ErrorKind::NotFound))
+    );
+    assert!(
+        ns1.freeze("/data", false)
+            .await
+            .is_err_and(|e| e.is(ErrorKind::NotFound))
+    );
+    assert!(ns1.list(&format!("{trash}/.snapshot")).await.is_err());
+    assert!(ns2.list("/data/.snapshot").await.is_err());
+}
