@@ -164,8 +164,8 @@ async fn run(cli: Cli) -> Result<()> {
         )),
         None => None,
     };
-    if cli.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        anyhow::bail!("--rate must be a number of operations per second above 0");
+    if cli.rate.is_some_and(|r| !(0.001..=1e9).contains(&r)) {
+        anyhow::bail!("--rate must be a number of operations per second from 0.001 to 10^9");
     }
     report::configure(report::Settings {
         rate: cli.rate,

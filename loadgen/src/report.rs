@@ -101,6 +101,9 @@ pub struct Settings {
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
+/// The name of an untimed preparation run (`prepare-dirs`...): neither paced nor logged.
+pub const UNTIMED_PREFIX: &str = "prepare-";
+
 /// Sets the process's [`Settings`]; the first call wins.
 pub fn configure(settings: Settings) {
     let _ = SETTINGS.set(settings);
@@ -193,7 +196,9 @@ where
     };
     let op = Arc::new(op);
     let start = Instant::now();
-    let rate = settings().rate.filter(|r| *r > 0.0);
+    // Preparation runs (untimed) go as fast as they can and log nothing.
+    let timed = !name.starts_with(UNTIMED_PREFIX);
+    let rate = settings().rate.filter(|r| timed && *r > 0.0);
     let mut tasks = Vec::with_capacity(clients);
     for (c, state) in states.into_iter().enumerate() {
         let op = op.clone();
@@ -208,20 +213,30 @@ where
             let mut by_kind = BTreeMap::<String, u64>::new();
             let mut i = c as u64;
             while i < ops {
+                // Behind its pace, an operation's latency counts from when it was due (a
+                // paced load that falls behind would otherwise hide its queueing).
+                let mut late = Duration::ZERO;
                 if let Some(rate) = rate {
                     // Operation i is due at i / rate seconds: the run's pace, not each task's.
-                    let due = start + Duration::from_secs_f64(i as f64 / rate);
+                    let due = Duration::try_from_secs_f64(i as f64 / rate)
+                        .ok()
+                        .and_then(|d| start.checked_add(d))
+                        .unwrap_or_else(Instant::now);
                     tokio::time::sleep_until(due.into()).await;
+                    late = Instant::now().saturating_duration_since(due);
                 }
                 let began_ms = epoch_ms();
                 match op(state.clone(), i).await {
                     Ok(took) => {
+                        let took = took + late;
                         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
                         let _ = hist.record(us);
                     }
                     Err(e) => {
                         let f: Failure = e.into();
-                        log_failure(&name, i, began_ms, &f);
+                        if timed {
+                            log_failure(&name, i, began_ms, &f);
+                        }
                         errors += 1;
                         *by_kind.entry(f.kind.clone()).or_default() += 1;
                         first_error.get_or_insert(f.message);

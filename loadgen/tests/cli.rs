@@ -13,7 +13,13 @@ fn loadgen(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn a_rate_that_cannot_be_kept_is_refused_before_anything_runs() {
-    for rate in ["--rate=0", "--rate=-5", "--rate=NaN", "--rate=inf"] {
+    for rate in [
+        "--rate=0",
+        "--rate=-5",
+        "--rate=NaN",
+        "--rate=inf",
+        "--rate=1e-30",
+    ] {
         let out = loadgen(&[rate, "meta", "--op", "stat", "--meta", "127.0.0.1:1"]);
         assert!(!out.status.success(), "{rate} accepted");
         let err = String::from_utf8_lossy(&out.stderr);

@@ -13,12 +13,17 @@
 //!    points the mount at `DST_NS`; the window's length is printed;
 //! 5. cleanup, after `--settle` (routers read the new table; one that still sends a write to
 //!    the source meets the freeze, reads the table again and sends it on): the source
-//!    moves to `/.balance-trash/` on its nameservice, the balance's snapshots go on both
-//!    sides, the freeze is lifted.
+//!    moves to `/.balance-trash/` on its nameservice and the balance's snapshots go on both
+//!    sides. The freeze stays on the source *path*, so that no late call (a router that
+//!    could not read the table, a client of the nameservice itself) writes where nobody
+//!    reads any more; a later balance back to that path lifts it, as `fs thaw` does.
 //!
-//! A failure or a cancel (Ctrl-C) before the switch rolls back: the freeze is lifted, the
-//! snapshots and the destination's copy removed; the source was never changed. Every step
-//! goes to the log (`--log`, JSON lines) beside the copies' own entries.
+//! A failure or a cancel (Ctrl-C) during the copy rounds, or a failure in the window before
+//! the switch, rolls back: the freeze is lifted, the balance's snapshots and the
+//! destination's copy removed; the source was never changed. The window itself cannot be
+//! cancelled (Ctrl-C is ignored there), and a switch whose answer was lost is decided by
+//! reading the table again: never rolled back once the mount may lead to the copy. Every
+//! step goes to the log (`--log`, JSON lines) beside the copies' own entries.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -112,14 +117,24 @@ pub struct Report {
     pub seconds: f64,
 }
 
-/// What has been done so far: what a rollback undoes.
+/// What has been done so far (or sent: a call whose answer was lost may have applied):
+/// what a rollback undoes.
 #[derive(Debug, Default)]
 struct Progress {
     src_snapshots: Vec<String>,
     dst_created: bool,
+    /// The destination path was frozen (left by an earlier balance away from it) and thawed.
+    dst_thawed: bool,
     dst_snapshots: Vec<String>,
     frozen: bool,
-    switched: bool,
+}
+
+/// Why the balance did not switch the mount, or could not tell whether it did.
+enum Switch {
+    /// The table still leads to the source: nothing moved.
+    NotDone(anyhow::Error),
+    /// The answer was lost and the table could not be read: nothing is undone.
+    Unknown(anyhow::Error),
 }
 
 /// The balance of one mount, resolved.
@@ -165,17 +180,23 @@ pub async fn run(
     let plan = Plan::resolve(fed, mount, dst_ns, opts).await?;
     let src_allowed_before = plan.preflight().await?;
     let mut progress = Progress::default();
-    let moved = tokio::select! {
-        r = plan.move_data(&mut progress, opts) => r,
+    let copied = tokio::select! {
+        r = plan.copy_rounds(&mut progress, opts) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("cancelled")),
+    };
+    // From here on Ctrl-C is ignored: the window ends on its own, and is never left half
+    // done by a signal.
+    let moved = match copied {
+        Ok(rounds) => plan.window(&mut progress, rounds, opts).await,
+        Err(e) => Err(Switch::NotDone(e)),
     };
     let (rounds, window) = match moved {
         Ok(done) => done,
-        Err(e) if !progress.switched => {
+        Err(Switch::NotDone(e)) => {
             plan.log.write(
                 "rollback",
                 &plan.src.path,
-                serde_json::json!({ "why": e.to_string() }),
+                serde_json::json!({ "why": format!("{e:#}") }),
             );
             if let Err(r) = plan.roll_back(&progress, src_allowed_before).await {
                 return Err(e.context(format!(
@@ -184,7 +205,13 @@ pub async fn run(
             }
             return Err(e.context("balance rolled back: the mount and the source are as they were"));
         }
-        Err(e) => return Err(e),
+        Err(Switch::Unknown(e)) => {
+            return Err(e.context(format!(
+                "the mount's switch may have applied: nothing was undone; the source is frozen; \
+                 see `metactl mount list` for where {} leads",
+                plan.at
+            )));
+        }
     };
     tokio::time::sleep(opts.settle).await;
     let trash = plan
@@ -241,6 +268,20 @@ impl Plan {
             client: fed.client(&to.nameservice)?.clone(),
             path: to.path.to_string(),
         };
+        // Another mount reaching into the source or the destination tree (or above it)
+        // would lead into the trash, or into the copy, afterwards.
+        let overlaps = |d: &Destination, of: &Destination| {
+            d.nameservice == of.nameservice
+                && (d.path == of.path
+                    || d.path.is_strictly_under(&of.path)
+                    || of.path.is_strictly_under(&d.path))
+        };
+        if let Some((other, d)) = table
+            .entries()
+            .find(|(m, d)| **m != at && (overlaps(d, &from) || overlaps(d, &to)))
+        {
+            bail!("mount point {other} leads to {d}, which overlaps {from} or {to}: move it first");
+        }
         if from.path.is_root() {
             bail!(
                 "{at} leads to the root of {}: balance moves a directory",
@@ -294,14 +335,14 @@ impl Plan {
         }
     }
 
-    /// Steps 2 to 4: the copies, the window and the switch. Returns the rounds and the
-    /// window (ms since the epoch).
-    async fn move_data(
+    /// Steps 2 and 3: the full copy and the diff rounds while the source keeps changing.
+    async fn copy_rounds(
         &self,
         progress: &mut Progress,
         opts: &BalanceOptions,
-    ) -> Result<(Vec<Round>, (u64, u64))> {
+    ) -> Result<Vec<Round>> {
         let (src, dst) = (&self.src, &self.dst);
+        self.thaw_destination(progress).await?;
         src.client.allow_snapshot(&src.path).await?;
         let first = snapshot_name(0);
         self.snapshot_src(progress, &first).await?;
@@ -314,8 +355,11 @@ impl Plan {
         let summary = copy::run(&whole, dst, &opts.copy).await?;
         check_copied(&summary)?;
         dst.client.allow_snapshot(&dst.path).await?;
-        dst.client.create_snapshot(&dst.path, Some(&first)).await?;
         progress.dst_snapshots.push(first.clone());
+        snapshot_taken(
+            dst.client.create_snapshot(&dst.path, Some(&first)).await,
+            &mut progress.dst_snapshots,
+        )?;
         let mut rounds = vec![round(&first, &summary, t)];
         self.log_round(rounds.last());
         // Diff rounds while the source keeps changing.
@@ -329,46 +373,120 @@ impl Plan {
                 break;
             }
         }
-        // The window: from the freeze's request (it applies before its answer comes back)
-        // to the switch's answer, so that the figure bounds what clients saw.
+        Ok(rounds)
+    }
+
+    /// Step 4, the window: the source frozen, the last round, the switch. Returns the
+    /// rounds and the window (ms since the epoch): from the freeze's request (it applies
+    /// before its answer comes back) to the switch's answer, so that the figure bounds
+    /// what clients saw.
+    async fn window(
+        &self,
+        progress: &mut Progress,
+        mut rounds: Vec<Round>,
+        opts: &BalanceOptions,
+    ) -> Result<(Vec<Round>, (u64, u64)), Switch> {
+        let src = &self.src;
         let start = now_ms();
         progress.frozen = true;
-        src.client
-            .freeze(&src.path, true)
-            .await
-            .context("freezing the source")?;
+        match src.client.freeze(&src.path, true).await {
+            Ok(()) => {}
+            Err(e) if e.is(ErrorKind::AlreadyExists) => {
+                // Someone else's freeze (another balance?): not ours to lift.
+                progress.frozen = false;
+                return Err(Switch::NotDone(anyhow!(
+                    "{} is frozen already (another balance, or `fs freeze`)",
+                    src.path
+                )));
+            }
+            Err(e) => {
+                return Err(Switch::NotDone(
+                    anyhow::Error::from(e).context("freezing the source"),
+                ));
+            }
+        }
         self.log
             .write("frozen", &src.path, serde_json::json!({ "at_ms": start }));
-        let last = self.diff_round(progress, rounds.len(), opts).await?;
+        let last = self
+            .diff_round(progress, rounds.len(), opts)
+            .await
+            .map_err(Switch::NotDone)?;
         rounds.push(last);
         self.log_round(rounds.last());
-        self.keeper
+        let sent = self
+            .keeper
             .mount_move(
                 &self.at.to_string(),
                 (self.from.nameservice.as_str(), &self.from.path.to_string()),
                 (self.to.nameservice.as_str(), &self.to.path.to_string()),
             )
-            .await
-            .context("switching the mount")?;
-        progress.switched = true;
+            .await;
+        if let Err(e) = sent {
+            let e = anyhow::Error::from(e).context("switching the mount");
+            match self.switch_outcome().await {
+                Some(true) => {}
+                Some(false) => return Err(Switch::NotDone(e)),
+                None => return Err(Switch::Unknown(e)),
+            }
+        }
         let end = now_ms();
         self.log.write(
             "switched",
             &self.at.to_string(),
-            serde_json::json!({ "to": self.to.to_string(), "window_ms": end - start }),
+            serde_json::json!({ "to": self.to.to_string(), "window_ms": end.saturating_sub(start) }),
         );
         Ok((rounds, (start, end)))
     }
 
-    /// Snapshot `name` of the source, recorded for the rollback.
+    /// After a switch whose answer was an error: whether the mount leads to the
+    /// destination (`Some(true)`), still to the source (`Some(false)`), or cannot be told
+    /// (`None`: the table could not be read within a minute). The read is linearizable on
+    /// the keeper's active, so an entry the switch left in its log is applied by then.
+    async fn switch_outcome(&self) -> Option<bool> {
+        for _ in 0..60 {
+            if let Ok(table) = self.keeper.mount_table().await {
+                let now = table
+                    .entries()
+                    .find(|(m, _)| **m == self.at)
+                    .map(|(_, d)| d.clone());
+                return match now {
+                    Some(d) if d == self.to => Some(true),
+                    Some(d) if d == self.from => Some(false),
+                    // Someone else moved or removed it: not ours to undo.
+                    _ => None,
+                };
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        None
+    }
+
+    /// A destination path left frozen by an earlier balance away from it (it does not
+    /// exist, checked first) is thawed, so that the copy can be written there.
+    async fn thaw_destination(&self, progress: &mut Progress) -> Result<()> {
+        match self.dst.client.freeze(&self.dst.path, false).await {
+            Ok(()) => {
+                progress.dst_thawed = true;
+                self.log
+                    .write("thawed", &self.dst.path, serde_json::json!({}));
+                Ok(())
+            }
+            Err(e) if e.is(ErrorKind::NotFound) => Ok(()),
+            Err(e) => Err(e).context("thawing the destination path"),
+        }
+    }
+
+    /// Snapshot `name` of the source, recorded for the rollback before it is asked for (a
+    /// cancel may drop the call after it applied).
     async fn snapshot_src(&self, progress: &mut Progress, name: &str) -> Result<()> {
-        self.src
+        progress.src_snapshots.push(name.to_owned());
+        let r = self
+            .src
             .client
             .create_snapshot(&self.src.path, Some(name))
-            .await
-            .with_context(|| format!("snapshot {name} of {}", self.src.path))?;
-        progress.src_snapshots.push(name.to_owned());
-        Ok(())
+            .await;
+        snapshot_taken(r, &mut progress.src_snapshots)
+            .with_context(|| format!("snapshot {name} of {}", self.src.path))
     }
 
     /// Round `k`: snapshot `balance-k` of the source, and what changed since `balance-(k-1)`
@@ -382,9 +500,10 @@ impl Plan {
         let (from, to) = (snapshot_name(k - 1), snapshot_name(k));
         self.snapshot_src(progress, &to).await?;
         let t = Instant::now();
+        // The round ends with the destination taking snapshot `to`.
+        progress.dst_snapshots.push(to.clone());
         let summary = copy::run_diff(&self.src, &self.dst, &from, &to, &opts.copy).await?;
         check_copied(&summary)?;
-        progress.dst_snapshots.push(to.clone());
         Ok(round(&to, &summary, t))
     }
 
@@ -409,15 +528,15 @@ impl Plan {
             for s in &progress.dst_snapshots {
                 gone_ok(dst.client.delete_snapshot(&dst.path, s).await)?;
             }
-            // Also one a cancelled round took before it was recorded.
-            self.delete_balance_snapshots(dst).await?;
             gone_ok(dst.client.disallow_snapshot(&dst.path).await)?;
             self.remove_copy().await?;
+        }
+        if progress.dst_thawed {
+            dst.client.freeze(&dst.path, true).await?;
         }
         for s in &progress.src_snapshots {
             gone_ok(src.client.delete_snapshot(&src.path, s).await)?;
         }
-        self.delete_balance_snapshots(src).await?;
         if !src_allowed_before {
             gone_ok(src.client.disallow_snapshot(&src.path).await)?;
         }
@@ -443,21 +562,9 @@ impl Plan {
         bail!("{}:{} keeps coming back", self.to.nameservice, self.to.path)
     }
 
-    /// Every `balance-*` snapshot of `side` (none when it is not snapshottable).
-    async fn delete_balance_snapshots(&self, side: &Side) -> Result<()> {
-        let snaps = format!("{}/.snapshot", side.path);
-        let Ok(page) = side.client.list_page(&snaps, "", 10_000).await else {
-            return Ok(());
-        };
-        for e in page.entries.iter().filter(|e| e.name.starts_with(SNAPSHOT)) {
-            gone_ok(side.client.delete_snapshot(&side.path, &e.name).await)?;
-        }
-        Ok(())
-    }
-
-    /// Step 5, once the mount leads to the destination: the source into the trash (still
-    /// frozen while it moves), the balance's snapshots deleted, the freeze lifted. Returns
-    /// where the source went.
+    /// Step 5, once the mount leads to the destination: the source into the trash (its
+    /// path stays frozen), the balance's snapshots deleted on both sides. Returns where the
+    /// source went.
     async fn clean_up(&self, progress: &Progress, src_allowed_before: bool) -> Result<String> {
         let (src, dst) = (&self.src, &self.dst);
         for s in &progress.dst_snapshots {
@@ -477,10 +584,6 @@ impl Plan {
         if !src_allowed_before {
             gone_ok(src.client.disallow_snapshot(&trash).await)?;
         }
-        src.client
-            .freeze(&src.path, false)
-            .await
-            .context("lifting the freeze")?;
         self.log.write(
             "cleaned up",
             &src.path,
@@ -496,6 +599,23 @@ fn round(snapshot: &str, s: &Summary, t: Instant) -> Round {
         changes: changes(s),
         bytes: s.bytes_copied,
         seconds: t.elapsed().as_secs_f64(),
+    }
+}
+
+/// A snapshot's creation: `AlreadyExists` means another's snapshot of that name (another
+/// balance), which is then not recorded as this balance's to delete.
+fn snapshot_taken(
+    r: Result<String, raftfs_client::ClientError>,
+    recorded: &mut Vec<String>,
+) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            if e.is(ErrorKind::AlreadyExists) {
+                recorded.pop();
+            }
+            Err(e.into())
+        }
     }
 }
 

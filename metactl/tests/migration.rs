@@ -799,18 +799,34 @@ async fn balance_moves_a_mount_under_load_and_only_its_window_refuses_writes() {
             .iter()
             .any(|(n, v)| n == "user.team" && v == b"storage")
     );
-    // The source: in ns1's trash, no longer frozen, without the balance's snapshots.
+    // The source: in ns1's trash, without the balance's snapshots; its path stays frozen, so
+    // that a late write cannot land where nobody reads.
     assert!(ns1.stat(&trash).await.is_ok(), "{trash}");
     assert!(
         ns1.stat("/data")
             .await
             .is_err_and(|e| e.is(ErrorKind::NotFound))
     );
-    assert!(
-        ns1.freeze("/data", false)
-            .await
-            .is_err_and(|e| e.is(ErrorKind::NotFound))
-    );
+    let late = ns1.mkdir("/data/late", true).await;
+    assert!(late.is_err_and(|e| e.is(ErrorKind::ReadOnly) && e.is_retriable()));
     assert!(ns1.list(&format!("{trash}/.snapshot")).await.is_err());
     assert!(ns2.list("/data/.snapshot").await.is_err());
+
+    // And back: the balance to ns1 thaws the path it left there.
+    let out = cluster.ctl(&["balance", "/data", "ns1", "--settle", "1s", "--json"]);
+    let back: serde_json::Value = serde_json::from_str(&ok(out)).expect("report");
+    eprintln!("back: {back}");
+    let table = router.mount_table().await.expect("table");
+    let (_, to) = table.entries().next().expect("the mount");
+    assert_eq!(to.to_string(), "ns1:/data");
+    assert_eq!(files_below(&ns1, "/data").await, created + datas.len());
+    for (path, bytes) in &datas {
+        assert_eq!(&get_file(&router, path).await, bytes, "{path}");
+    }
+    let late = ns2.mkdir("/data/late", true).await;
+    assert!(late.is_err_and(|e| e.is(ErrorKind::ReadOnly)));
+    router
+        .mkdir("/data/after", false)
+        .await
+        .expect("writable through the mount");
 }

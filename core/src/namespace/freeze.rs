@@ -4,6 +4,9 @@
 //! and through whichever router: the freeze is an entry of the nameservice's own journal,
 //! so no member and no router can miss it, unlike a flag each router would have to read.
 //!
+//! Snapshots of a frozen directory may still be taken (`balance`'s last one is); deleting or
+//! renaming them is the superuser's alone while it is frozen.
+//!
 //! One move is allowed: the superuser renaming the frozen directory itself (`balance`'s
 //! cleanup moves it into a trash directory). The freeze stays on the *path*, which then
 //! names nothing here, so that a call a router still sends here after the mount moved is
@@ -24,8 +27,9 @@ use crate::format::{self, FormatError, Schema};
 /// Key of the record in the `meta` column family.
 const KEY: &[u8] = b"frozen";
 
-/// Most paths frozen at once: each is one balance in its window; every mutation checks them.
-pub const MAX_FROZEN: usize = 64;
+/// Most paths frozen at once: a balance's window, and the path a balance moved away from
+/// (its freeze stays); every mutation reads them (one record of a few KB at most).
+pub const MAX_FROZEN: usize = 256;
 
 /// The record: each frozen path, with the time (ms) its freeze was applied.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +99,18 @@ pub fn check<R: KvRead + ?Sized>(
     ) {
         return Ok(());
     }
-    let paths = op.written_paths();
+    // Snapshots of a frozen directory may be taken (the balance's last one is); deleting or
+    // renaming one, or its snapshottable mark, is a change the superuser alone may make.
+    let paths = match op {
+        Op::DeleteSnapshot { path, .. }
+        | Op::RenameSnapshot { path, .. }
+        | Op::DisallowSnapshot { path }
+            if !privileged =>
+        {
+            vec![path]
+        }
+        _ => op.written_paths(),
+    };
     if paths.is_empty() {
         return Ok(());
     }

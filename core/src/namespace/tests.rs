@@ -1941,6 +1941,29 @@ fn a_frozen_path_refuses_every_change_under_it_until_thawed() {
         name: Some("s1".into()),
     })
     .expect("snapshot while frozen");
+    // Its owner may not delete or rename it while frozen; the superuser may.
+    for op in [
+        Op::DeleteSnapshot {
+            path: p("/a/data"),
+            name: "s1".into(),
+        },
+        Op::RenameSnapshot {
+            path: p("/a/data"),
+            from: "s1".into(),
+            to: "s2".into(),
+        },
+    ] {
+        assert_eq!(Ns::kind(ns.apply_as(Some(&alice), op)), "ReadOnly");
+    }
+    ns.apply_as(
+        Some(&root),
+        Op::RenameSnapshot {
+            path: p("/a/data"),
+            from: "s1".into(),
+            to: "s2".into(),
+        },
+    )
+    .expect("the superuser's");
     // The superuser moves the directory itself; the path stays frozen.
     ns.mkdir("/trash", false).expect("trash");
     ns.apply_as(
