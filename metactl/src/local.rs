@@ -970,12 +970,18 @@ async fn checkpoint(dir: &Path, metas: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Stops one process: SIGTERM, then SIGKILL if it lingers.
+/// Stops one process: SIGTERM (a planned stop: a metaserver hands its leadership over),
+/// then SIGKILL if it lingers.
 pub async fn stop_pid(pid: u32, arg: &Path, grace: Duration) -> Result<()> {
+    stop_pid_with(pid, arg, grace, Signal::SIGTERM).await
+}
+
+/// [`stop_pid`] with `first` instead of SIGTERM (SIGINT: a stop without hand-off).
+async fn stop_pid_with(pid: u32, arg: &Path, grace: Duration, first: Signal) -> Result<()> {
     if !runs(pid, arg) {
         return Ok(());
     }
-    signal(pid, Signal::SIGTERM)?;
+    signal(pid, first)?;
     let start = Instant::now();
     while runs(pid, arg) && start.elapsed() < grace {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1002,8 +1008,10 @@ pub async fn down(dir: &Path) -> Result<()> {
     for b in &cluster.block {
         stop_pid(b.pid, &block_config_path(dir, b.id), Duration::from_secs(5)).await?;
     }
+    // The whole cluster stops: no member hands its leadership to one about to stop too.
     for m in &cluster.meta {
-        stop_pid(m.pid, &config_path(dir, m.id), Duration::from_secs(5)).await?;
+        let config = config_path(dir, m.id);
+        stop_pid_with(m.pid, &config, Duration::from_secs(5), Signal::SIGINT).await?;
     }
     if let Some(pid) = LinkPlan::read(dir)?.and_then(|p| p.proxy_pid) {
         stop_pid(pid, dir, Duration::from_secs(5)).await?;
@@ -1172,6 +1180,121 @@ pub async fn stop_server(dir: &Path, server: Server, hard: bool) -> Result<()> {
     } else {
         stop_pid(pid, &config, Duration::from_secs(5)).await
     }
+}
+
+/// `local restart --id N`: a planned restart of metaserver N (SIGTERM: an active hands its
+/// leadership over first), started again with its config and data, and waited for until it
+/// is a member again with nothing left to apply (`lag` 0) under an active.
+pub async fn restart_meta(dir: &Path, id: u64, timeout: Duration) -> Result<()> {
+    stop_server(dir, Server::Meta(id), false).await?;
+    start_server(dir, Server::Meta(id)).await?;
+    wait_member(dir, id, timeout).await
+}
+
+/// Waits until member `id` of the cluster in `dir` is caught up under an active.
+async fn wait_member(dir: &Path, id: u64, timeout: Duration) -> Result<()> {
+    let cluster = ClusterFile::read(dir)?;
+    let mut config = client_config(dir, &cluster.meta_addrs())?;
+    config.failover_deadline = Duration::from_secs(2);
+    config.rpc_timeout = Duration::from_secs(2);
+    let client = Client::new(config)?;
+    let start = Instant::now();
+    let mut last = String::from("no answer yet");
+    while start.elapsed() < timeout {
+        match client.cluster_status().await {
+            Ok(s) => match s.members.iter().find(|m| m.id.get() == id) {
+                Some(m) if m.lag == 0 && s.leader.get() != 0 => return Ok(()),
+                Some(m) => last = format!("node {id} is {} entries behind", m.lag),
+                None => last = format!("node {id} is not a member"),
+            },
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("node {id} did not catch up within {timeout:?}: {last}")
+}
+
+/// `local restart-block --id N`: a planned restart of blockserver N, waited for until every
+/// nameservice counts it live again with at least the blocks it reported before.
+pub async fn restart_block(dir: &Path, id: u64, timeout: Duration) -> Result<()> {
+    let pools = pool_dirs(dir)?;
+    let mut before = Vec::with_capacity(pools.len());
+    for pool in &pools {
+        before.push(blocks_of(pool, id).await?.map_or(0, |(_, blocks)| blocks));
+    }
+    stop_server(dir, Server::Block(id), false).await?;
+    start_server(dir, Server::Block(id)).await?;
+    let start = Instant::now();
+    for (pool, want) in pools.iter().zip(before) {
+        loop {
+            let last = match blocks_of(pool, id).await {
+                Ok(Some((true, blocks))) if blocks >= want => break,
+                Ok(Some((live, blocks))) => {
+                    format!("live {live}, {blocks} of {want} blocks reported")
+                }
+                Ok(None) => "not registered".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() >= timeout {
+                bail!(
+                    "blockserver {id} not back in {} within {timeout:?}: {last}",
+                    pool.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The cluster directories whose metaservers count blockservers: `dir` itself, or each
+/// nameservice's of a federation.
+fn pool_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let cluster = ClusterFile::read(dir)?;
+    if cluster.nameservices.is_empty() {
+        return Ok(vec![dir.to_owned()]);
+    }
+    Ok(cluster
+        .nameservices
+        .iter()
+        .map(|n| dir.join(&n.dir))
+        .collect())
+}
+
+/// Whether blockserver `id` is live to the cluster in `dir`, and its blocks there.
+async fn blocks_of(dir: &Path, id: u64) -> Result<Option<(bool, u64)>> {
+    let cluster = ClusterFile::read(dir)?;
+    let mut config = client_config(dir, &cluster.meta_addrs())?;
+    config.failover_deadline = Duration::from_secs(2);
+    config.rpc_timeout = Duration::from_secs(2);
+    let (_, servers) = Client::new(config)?.block_servers().await?;
+    Ok(servers
+        .iter()
+        .find(|b| b.id.0 == id)
+        .map(|b| (b.live, b.blocks)))
+}
+
+/// `local rolling-restart`: every metaserver (followers first, the active last: one
+/// hand-off), then every blockserver, one at a time, each waited for until healthy.
+pub async fn rolling_restart(dir: &Path, timeout: Duration) -> Result<()> {
+    let cluster = ClusterFile::read(dir)?;
+    for pool in pool_dirs(dir)? {
+        let ns = ClusterFile::read(&pool)?;
+        let mut config = client_config(&pool, &ns.meta_addrs())?;
+        config.failover_deadline = Duration::from_secs(10);
+        let active = Client::new(config)?.cluster_status().await?.leader.get();
+        let mut order: Vec<u64> = ns.meta.iter().map(|m| m.id).collect();
+        order.sort_by_key(|id| *id == active);
+        for id in order {
+            eprintln!("restarting metaserver {id} of {}", pool.display());
+            restart_meta(&pool, id, timeout).await?;
+        }
+    }
+    for b in &cluster.block {
+        eprintln!("restarting blockserver {}", b.id);
+        restart_block(dir, b.id, timeout).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

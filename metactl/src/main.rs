@@ -323,6 +323,36 @@ enum LocalCmd {
         #[arg(long)]
         id: u64,
     },
+    /// A planned restart of metaserver N of the cluster in DIR: SIGTERM (an active hands its
+    /// leadership to the most caught-up voter first), started again, waited for until it is
+    /// caught up.
+    Restart {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        #[arg(long)]
+        id: u64,
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// A planned restart of blockserver N, waited for until it is live with its blocks
+    /// reported again.
+    RestartBlock {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        #[arg(long)]
+        id: u64,
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Restarts every metaserver (followers first, the active last), then every blockserver,
+    /// one at a time, each waited for until healthy: clients see no failed call.
+    RollingRestart {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+        /// How long each server may take to be healthy again.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
     /// Stops one metaserver of the cluster in DIR.
     Stop {
         #[arg(long, default_value = "raftfs-local")]
@@ -871,6 +901,15 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Local(LocalCmd::Start { dir, id }) => start(dir, local::Server::Meta(*id)).await?,
+        Cmd::Local(LocalCmd::Restart { dir, id, wait }) => {
+            local::restart_meta(dir, *id, *wait).await?;
+        }
+        Cmd::Local(LocalCmd::RestartBlock { dir, id, wait }) => {
+            local::restart_block(dir, *id, *wait).await?;
+        }
+        Cmd::Local(LocalCmd::RollingRestart { dir, wait }) => {
+            local::rolling_restart(dir, *wait).await?;
+        }
         Cmd::Local(LocalCmd::Stop { dir, id, kill }) => {
             local::stop_server(dir, local::Server::Meta(*id), *kill).await?;
         }

@@ -581,18 +581,6 @@ async fn diff_rounds_keep_a_new_cluster_level_with_a_busy_old_one_and_back() {
     assert_level("reverse", &dst, "/data/.snapshot/s6", &src, "/data").await;
 }
 
-/// `loadgen` beside this test's `metactl` (both built into the same target directory; the
-/// loadgen crate's own test makes `cargo test --workspace` build it).
-fn loadgen_bin() -> PathBuf {
-    let path = Path::new(common::metactl_bin()).with_file_name("loadgen");
-    assert!(
-        path.exists(),
-        "{} not found: cargo build --workspace",
-        path.display()
-    );
-    path
-}
-
 fn client_at(addrs: Vec<String>) -> Client {
     let mut c = raftfs_client::ClientConfig::new(addrs);
     c.failover_deadline = Duration::from_secs(30);
@@ -671,7 +659,7 @@ async fn balance_moves_a_mount_under_load_and_only_its_window_refuses_writes() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as u64;
-    let load = std::process::Command::new(loadgen_bin())
+    let load = std::process::Command::new(common::loadgen_bin())
         .args(["--rate", "20", "--error-log"])
         .arg(&errors)
         .args(["--json", "meta", "--op", "create", "--clients", "4"])

@@ -296,8 +296,63 @@ fn progress(node: &MetaNode, target: MemberId) -> Progress {
     }
 }
 
+/// How long a stopping active tries to hand its leadership over (below `local stop`'s 5 s
+/// grace before SIGKILL, and a few election timeouts).
+pub const HANDOFF_DEADLINE: Duration = Duration::from_secs(3);
+
+/// A graceful stop of the active (SIGTERM): leadership goes to the most caught-up other voter
+/// before this member stops serving, so that clients follow the new active at once
+/// (`NOT_ACTIVE` names it) instead of waiting out an election timeout. Returns the new active;
+/// `None` when this member is not the active, is the only voter, or the hand-off did not
+/// finish within [`HANDOFF_DEADLINE`] (the stop goes on: the others elect one as after a
+/// crash).
+pub async fn hand_off(node: &MetaNode) -> Option<MemberId> {
+    if node.ensure_active().is_err() {
+        return None;
+    }
+    let target = most_caught_up_voter(node)?;
+    match transfer_within(node, target, HANDOFF_DEADLINE).await {
+        Ok(c) => {
+            tracing::info!(to = %c.leader, "stopping: leadership handed over");
+            Some(c.leader)
+        }
+        Err(e) => {
+            tracing::warn!(%target, error = %e, "stopping: leadership not handed over");
+            None
+        }
+    }
+}
+
+/// The other voter whose log matches the active's furthest (ties: the lowest id).
+fn most_caught_up_voter(node: &MetaNode) -> Option<MemberId> {
+    let (_, members) = members(node);
+    let m = node.raft.metrics();
+    let m = m.borrow();
+    let matched = |id: MemberId| {
+        m.replication
+            .as_ref()
+            .and_then(|r| r.get(&id))
+            .and_then(|l| l.as_ref())
+            .map_or(0, |l| l.index)
+    };
+    members
+        .iter()
+        .filter(|x| x.role.is_voter() && x.id != node.id)
+        .max_by_key(|x| (matched(x.id), std::cmp::Reverse(x.id)))
+        .map(|x| x.id)
+}
+
 /// Hands leadership to the voter `target`; answers once `target` is the active.
 pub async fn transfer_leader(node: &MetaNode, target: MemberId) -> Result<Changed, MetaError> {
+    transfer_within(node, target, TRANSFER_DEADLINE).await
+}
+
+/// [`transfer_leader`] within `deadline`.
+async fn transfer_within(
+    node: &MetaNode,
+    target: MemberId,
+    deadline: Duration,
+) -> Result<Changed, MetaError> {
     node.ensure_active()?;
     let member = find(node, target)?;
     if !member.role.is_voter() {
@@ -311,7 +366,7 @@ pub async fn transfer_leader(node: &MetaNode, target: MemberId) -> Result<Change
     let _hold = node.proposer.hold();
     let start = Instant::now();
     let mut last_ask: Option<Instant> = None;
-    while start.elapsed() < TRANSFER_DEADLINE {
+    while start.elapsed() < deadline {
         let p = progress(node, target);
         if !p.is_leader {
             match p.leader {
@@ -346,7 +401,7 @@ pub async fn transfer_leader(node: &MetaNode, target: MemberId) -> Result<Change
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Err(MetaError::Unavailable(format!(
-        "node {target} did not become the active within {TRANSFER_DEADLINE:?}"
+        "node {target} did not become the active within {deadline:?}"
     )))
 }
 

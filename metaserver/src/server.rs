@@ -228,6 +228,7 @@ pub async fn serve(
             "metaserver listening"
         );
     }
+    let stopping = node.clone();
     let routes =
         tonic::service::Routes::new(NamespaceServer::new(NamespaceService::new(node.clone())))
             .add_service(AdminServer::new(AdminService::new(node.clone())))
@@ -235,11 +236,19 @@ pub async fn serve(
                 node.clone(),
             )))
             .add_service(
-                RaftServer::new(RaftService::new(node))
+                RaftServer::new(RaftService::new(node.clone()))
                     .max_decoding_message_size(MAX_RAFT_MESSAGE)
                     .max_encoding_message_size(MAX_RAFT_MESSAGE),
             );
     let ports = rpc_listeners.into_iter().zip(ports).collect();
+    // A planned stop (SIGTERM) first hands the leadership over, still serving, so that the
+    // callers' next attempts are redirected to the new active; SIGINT stops at once.
+    let shutdown = async move {
+        shutdown.await;
+        if raftfs_runtime::terminated() {
+            crate::membership::hand_off(&stopping).await;
+        }
+    };
     let result = raftfs_runtime::serve_ports(routes, ports, tls.as_ref(), shutdown).await;
     workers.stop(WORKER_GRACE).await;
     if let Err(e) = raft.shutdown().await {

@@ -23,6 +23,6 @@ pub use listeners::{Listeners, tokio_listener};
 pub use metrics::WorkerMetrics;
 pub use pool::{PoolError, ReadPool};
 pub use ports::{Port, ServeError, WireSecurity, caller_of, serve_ports};
-pub use shutdown::{init_tracing, process_user, signal};
+pub use shutdown::{init_tracing, process_user, signal, terminated};
 pub use tls::{Dialer, TlsError, TlsFiles, TlsMaterial};
 pub use workers::{Outcome, WorkerState, WorkerStatus, WorkerStatuses, Workers};

@@ -1,9 +1,20 @@
 //! Stopping on a signal, where logs go, and who the process runs as.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set when [`signal`] resolved on SIGTERM.
+static TERMINATED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the process was asked to stop by SIGTERM (a planned stop: `metactl local stop`,
+/// a rolling restart, systemd), rather than SIGINT (Ctrl-C, or `local down` stopping a
+/// whole cluster). A metaserver hands its leadership over only on the first.
+pub fn terminated() -> bool {
+    TERMINATED.load(Ordering::Acquire)
+}
 
 /// Resolves on SIGINT or SIGTERM: the server then stops accepting RPCs, stops its workers
-/// and exits.
+/// and exits (a metaserver stopped by SIGTERM first hands its leadership over).
 pub async fn signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -18,7 +29,7 @@ pub async fn signal() {
             };
         tokio::select! {
             _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = term.recv() => TERMINATED.store(true, Ordering::Release),
         }
     }
     #[cfg(not(unix))]

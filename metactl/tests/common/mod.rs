@@ -19,6 +19,18 @@ pub fn metactl_bin() -> &'static str {
     env!("CARGO_BIN_EXE_metactl")
 }
 
+/// `loadgen` beside this test's `metactl` (both built into the same target directory; the
+/// loadgen crate's own test makes `cargo test --workspace` build it).
+pub fn loadgen_bin() -> PathBuf {
+    let path = Path::new(metactl_bin()).with_file_name("loadgen");
+    assert!(
+        path.exists(),
+        "{} not found: cargo build --workspace",
+        path.display()
+    );
+    path
+}
+
 /// Runs `metactl ARGS` and returns its output.
 pub fn metactl(args: &[&str]) -> Output {
     Command::new(metactl_bin())
