@@ -35,6 +35,10 @@ struct Cli {
     /// its kind and message), appended to this file.
     #[arg(long, global = true)]
     error_log: Option<PathBuf>,
+    /// Every timed operation that succeeded as a JSON line (when it began, ms since the
+    /// epoch; its latency in ms), appended to this file.
+    #[arg(long, global = true)]
+    latency_log: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -154,22 +158,24 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 async fn run(cli: Cli) -> Result<()> {
     let progress = !cli.json;
-    let error_log = match &cli.error_log {
-        Some(path) => Some(std::sync::Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("error log {}", path.display()))?,
-        )),
-        None => None,
+    let append = |path: &Option<PathBuf>| -> Result<Option<std::sync::Mutex<std::fs::File>>> {
+        let Some(path) = path else { return Ok(None) };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("log {}", path.display()))?;
+        Ok(Some(std::sync::Mutex::new(file)))
     };
+    let error_log = append(&cli.error_log)?;
+    let latency_log = append(&cli.latency_log)?;
     if cli.rate.is_some_and(|r| !(0.001..=1e9).contains(&r)) {
         anyhow::bail!("--rate must be a number of operations per second from 0.001 to 10^9");
     }
     report::configure(report::Settings {
         rate: cli.rate,
         error_log,
+        latency_log,
     });
     let report = match cli.command {
         Cmd::Meta {

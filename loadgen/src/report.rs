@@ -97,6 +97,9 @@ pub struct Settings {
     /// Every failed operation as a JSON line: when it began and ended (ms since the epoch),
     /// the run's operation, its index, kind and message.
     pub error_log: Option<Mutex<std::fs::File>>,
+    /// Every timed operation that succeeded as a JSON line: when it began (ms since the
+    /// epoch) and its latency (ms), for percentiles over a stretch of the run (a failover).
+    pub latency_log: Option<Mutex<std::fs::File>>,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
@@ -117,6 +120,16 @@ fn epoch_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Appends the latency of operation `i` (begun at `began_ms`) to the latency log, if any.
+fn log_latency(i: u64, began_ms: u64, took: Duration) {
+    let Some(log) = &settings().latency_log else {
+        return;
+    };
+    let line = serde_json::json!({ "began_ms": began_ms, "i": i, "ms": took.as_secs_f64() * 1e3 });
+    let mut file = log.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(file, "{line}");
 }
 
 /// Appends failure `f` of operation `i` (begun at `began_ms`) to the error log, if any.
@@ -229,6 +242,9 @@ where
                 match op(state.clone(), i).await {
                     Ok(took) => {
                         let took = took + late;
+                        if timed {
+                            log_latency(i, began_ms, took);
+                        }
                         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
                         let _ = hist.record(us);
                     }

@@ -366,6 +366,13 @@ async fn transfer_within(
     let _hold = node.proposer.hold();
     let start = Instant::now();
     let mut last_ask: Option<Instant> = None;
+    // openraft 0.9 grants no vote while the voter's own vote is younger than the leader lease
+    // (the longest election timeout): a leader elected less than that ago refuses the
+    // target's vote, steps down on seeing its term, and may win the next election itself
+    // (within an election timeout) with a fresh vote, which the voters then hold for a
+    // lease. A campaign is asked for again only once both have passed, so that it can win;
+    // a leader of some standing hands over on the first ask.
+    let reask = node.rules.write_quorum_timeout * 2 + Duration::from_millis(100);
     while start.elapsed() < deadline {
         let p = progress(node, target);
         if !p.is_leader {
@@ -385,9 +392,7 @@ async fn transfer_within(
                 }
                 _ => {}
             }
-        } else if p.target_matched >= p.last_log
-            && last_ask.is_none_or(|t| t.elapsed() >= Duration::from_millis(300))
-        {
+        } else if p.target_matched >= p.last_log && last_ask.is_none_or(|t| t.elapsed() >= reask) {
             last_ask = Some(Instant::now());
             let ask = TimeoutNow {
                 leader: node.id,
