@@ -17,8 +17,13 @@ results=()
 for how in handoff kill; do
   dir="$work/$how"
   "$bin/metactl" local up --dir "$dir" --voters 3 --observers 0 --detach >/dev/null
-  active=$("$bin/metactl" --cluster "$dir" cluster status --json |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["leader"])')
+  # A leader of some standing (openraft: a vote younger than the lease is not given up).
+  sleep 2
+  status() {
+    "$bin/metactl" --cluster "$dir" cluster status --json |
+      python3 -c 'import json, sys; s = json.load(sys.stdin); print(s["leader"], s["term"])'
+  }
+  read -r active term0 < <(status)
   echo "\$ loadgen --rate $RATE meta --op create --clients 8 --ops $((RATE * SECONDS_))   ($how of node $active at ${RESTART_AT}s)" >&2
   "$bin/loadgen" --rate "$RATE" --latency-log "$work/$how.lat" --error-log "$work/$how.err" \
     --json meta --op create --clients 8 --ops $((RATE * SECONDS_)) \
@@ -32,6 +37,9 @@ for how in handoff kill; do
     "$bin/metactl" local stop --dir "$dir" --id "$active" --kill
   fi
   t1=$(date +%s%3N)
+  sleep 2
+  read -r leader term1 < <(status)
+  echo "  active $active (term $term0) -> $leader (term $term1)" >&2
   "$bin/metactl" local start --dir "$dir" --id "$active" 2>/dev/null
   wait "$load"
   "$bin/metactl" local down --dir "$dir" >/dev/null
