@@ -234,7 +234,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
     // Directories (each under every root), then (for ops on existing files) the files:
     // untimed preparation.
     let n = bases.len() as u64;
-    let prep = report::run(
+    let prep = report::prepare(
         "raftfs",
         "prepare-dirs",
         workers(&load, &bases, 0)?,
@@ -259,7 +259,7 @@ pub async fn run(load: MetaLoad) -> Result<Report> {
         MetaOp::Create | MetaOp::Mkdir | MetaOp::Ryow | MetaOp::Msync => 0,
     };
     if prep_files > 0 {
-        let prep = report::run(
+        let prep = report::prepare(
             "raftfs",
             "prepare-files",
             workers(&load, &bases, 0)?,

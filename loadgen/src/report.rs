@@ -104,9 +104,6 @@ pub struct Settings {
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
-/// The name of an untimed preparation run (`prepare-dirs`...): neither paced nor logged.
-pub const UNTIMED_PREFIX: &str = "prepare-";
-
 /// Sets the process's [`Settings`]; the first call wins.
 pub fn configure(settings: Settings) {
     let _ = SETTINGS.set(settings);
@@ -168,19 +165,76 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Into<Failure> + Send + 'static,
 {
-    run_timed(target, name, states, ops, show_progress, move |s, i| {
+    run_as(true, target, name, states, ops, show_progress, op).await
+}
+
+/// Like [`run`], for the untimed preparation of a load (its directories, its files): as fast
+/// as it goes whatever `--rate` says, and nothing written to the error or latency log.
+pub async fn prepare<S, F, Fut, E>(
+    target: &str,
+    name: &str,
+    states: Vec<S>,
+    ops: u64,
+    show_progress: bool,
+    op: F,
+) -> Report
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<Failure> + Send + 'static,
+{
+    run_as(false, target, name, states, ops, show_progress, op).await
+}
+
+/// [`run`] (`measured`) or [`prepare`]: each operation timed as a whole.
+async fn run_as<S, F, Fut, E>(
+    measured: bool,
+    target: &str,
+    name: &str,
+    states: Vec<S>,
+    ops: u64,
+    show_progress: bool,
+    op: F,
+) -> Report
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<Failure> + Send + 'static,
+{
+    let timed = move |s, i| {
         let f = op(s, i);
         async move {
             let t = Instant::now();
             f.await.map(|()| t.elapsed())
         }
-    })
-    .await
+    };
+    execute(measured, target, name, states, ops, show_progress, timed).await
 }
 
 /// Like [`run`], but each operation reports the duration to record itself: for operations
 /// whose measured part follows an untimed set-up (write, then time the read of it).
 pub async fn run_timed<S, F, Fut, E>(
+    target: &str,
+    name: &str,
+    states: Vec<S>,
+    ops: u64,
+    show_progress: bool,
+    op: F,
+) -> Report
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Duration, E>> + Send,
+    E: Into<Failure> + Send + 'static,
+{
+    execute(true, target, name, states, ops, show_progress, op).await
+}
+
+/// The loop behind every run: `measured` runs are paced by `--rate` and logged.
+async fn execute<S, F, Fut, E>(
+    measured: bool,
     target: &str,
     name: &str,
     states: Vec<S>,
@@ -209,9 +263,7 @@ where
     };
     let op = Arc::new(op);
     let start = Instant::now();
-    // Preparation runs (untimed) go as fast as they can and log nothing.
-    let timed = !name.starts_with(UNTIMED_PREFIX);
-    let rate = settings().rate.filter(|r| timed && *r > 0.0);
+    let rate = settings().rate.filter(|r| measured && *r > 0.0);
     let mut tasks = Vec::with_capacity(clients);
     for (c, state) in states.into_iter().enumerate() {
         let op = op.clone();
@@ -242,7 +294,7 @@ where
                 match op(state.clone(), i).await {
                     Ok(took) => {
                         let took = took + late;
-                        if timed {
+                        if measured {
                             log_latency(i, began_ms, took);
                         }
                         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
@@ -250,7 +302,7 @@ where
                     }
                     Err(e) => {
                         let f: Failure = e.into();
-                        if timed {
+                        if measured {
                             log_failure(&name, i, began_ms, &f);
                         }
                         errors += 1;

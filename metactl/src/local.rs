@@ -1193,11 +1193,7 @@ pub async fn restart_meta(dir: &Path, id: u64, timeout: Duration) -> Result<()> 
 
 /// Waits until member `id` of the cluster in `dir` is caught up under an active.
 async fn wait_member(dir: &Path, id: u64, timeout: Duration) -> Result<()> {
-    let cluster = ClusterFile::read(dir)?;
-    let mut config = client_config(dir, &cluster.meta_addrs())?;
-    config.failover_deadline = Duration::from_secs(2);
-    config.rpc_timeout = Duration::from_secs(2);
-    let client = Client::new(config)?;
+    let client = pool_client(dir)?;
     let start = Instant::now();
     let mut last = String::from("no answer yet");
     while start.elapsed() < timeout {
@@ -1218,16 +1214,18 @@ async fn wait_member(dir: &Path, id: u64, timeout: Duration) -> Result<()> {
 /// nameservice counts it live again with at least the blocks it reported before.
 pub async fn restart_block(dir: &Path, id: u64, timeout: Duration) -> Result<()> {
     let pools = pool_dirs(dir)?;
-    let mut before = Vec::with_capacity(pools.len());
+    let mut clients = Vec::with_capacity(pools.len());
     for pool in &pools {
-        before.push(blocks_of(pool, id).await?.map_or(0, |(_, blocks)| blocks));
+        let c = pool_client(pool)?;
+        let before = blocks_of(&c, id).await?.map_or(0, |(_, blocks)| blocks);
+        clients.push((pool, c, before));
     }
     stop_server(dir, Server::Block(id), false).await?;
     start_server(dir, Server::Block(id)).await?;
     let start = Instant::now();
-    for (pool, want) in pools.iter().zip(before) {
+    for (pool, client, want) in clients {
         loop {
-            let last = match blocks_of(pool, id).await {
+            let last = match blocks_of(&client, id).await {
                 Ok(Some((true, blocks))) if blocks >= want => break,
                 Ok(Some((live, blocks))) => {
                     format!("live {live}, {blocks} of {want} blocks reported")
@@ -1261,13 +1259,19 @@ fn pool_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Whether blockserver `id` is live to the cluster in `dir`, and its blocks there.
-async fn blocks_of(dir: &Path, id: u64) -> Result<Option<(bool, u64)>> {
+/// A client of the cluster in `dir` for polling: short deadlines, so that a poll that
+/// fails is retried soon.
+fn pool_client(dir: &Path) -> Result<Client> {
     let cluster = ClusterFile::read(dir)?;
     let mut config = client_config(dir, &cluster.meta_addrs())?;
     config.failover_deadline = Duration::from_secs(2);
     config.rpc_timeout = Duration::from_secs(2);
-    let (_, servers) = Client::new(config)?.block_servers().await?;
+    Ok(Client::new(config)?)
+}
+
+/// Whether blockserver `id` is live to `client`'s cluster, and its blocks there.
+async fn blocks_of(client: &Client, id: u64) -> Result<Option<(bool, u64)>> {
+    let (_, servers) = client.block_servers().await?;
     Ok(servers
         .iter()
         .find(|b| b.id.0 == id)

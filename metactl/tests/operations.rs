@@ -76,10 +76,10 @@ async fn a_rolling_restart_under_load_fails_no_call() {
     );
     let client = client_of(&cluster);
     let mut files = Vec::new();
+    client.mkdir("/data", true).await.expect("mkdir");
     for i in 0..3u8 {
         let path = format!("/data/f{i}");
         let bytes = content(300_000 + usize::from(i) * 1_000, i);
-        client.mkdir("/data", true).await.expect("mkdir");
         put_file(&client, &path, "REPLICATED-3", &bytes).await;
         files.push((path, bytes));
     }
