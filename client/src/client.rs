@@ -15,6 +15,7 @@ use raftfs_proto::namespace_client::NamespaceClient;
 use raftfs_core::federation::MountTable;
 use raftfs_core::fsck::FsckReport;
 use raftfs_core::id::{BlockServerId, GroupId, MemberId};
+use raftfs_core::namespace::admin_state::AdminChange;
 use raftfs_core::namespace::throttle::ThrottleChange;
 
 use crate::error::ClientError;
@@ -945,6 +946,29 @@ impl Client {
         self.mutate(Op::SetThrottle(model::throttle_change_pb(change)))
             .await
             .map(|_| ())
+    }
+
+    /// Takes blockserver `server` out of service or back (DESIGN §11; admin only): this
+    /// nameservice's active drains it (decommission) or keeps counting its blocks
+    /// (maintenance for `for`, up to 30 days).
+    pub async fn set_admin_state(
+        &self,
+        server: BlockServerId,
+        change: AdminChange,
+    ) -> Result<(), ClientError> {
+        use pb::set_admin_state_op::Change;
+        let (change, maintenance_ms) = match change {
+            AdminChange::InService => (Change::InService, 0),
+            AdminChange::Decommission => (Change::Decommission, 0),
+            AdminChange::Maintenance { for_ms } => (Change::Maintenance, for_ms),
+        };
+        self.mutate(Op::SetAdminState(pb::SetAdminStateOp {
+            server: server.get(),
+            change: change as i32,
+            maintenance_ms,
+        }))
+        .await
+        .map(|_| ())
     }
 
     /// Adds mount point `at` -> `nameservice:path` to the federation's mount table this

@@ -27,9 +27,9 @@ pub use client::{Client, ClientConfig, CreateOptions, StateToken};
 pub use error::{ClientError, ErrorKind};
 pub use file::{FileError, FileReader, FileWriter};
 pub use model::{
-    BlockLocation, BlockServerInfo, ClusterStatus, ContentSummary, DiffEntry, DiffKind, FileKind,
-    FileStatus, ListPage, LocatedBlocks, LocatedGroup, Member, NodeStatus, ReconstructionStatus,
-    WorkerStatus,
+    AdminLabel, AdminStatus, BlockLocation, BlockServerInfo, ClusterStatus, ContentSummary,
+    DiffEntry, DiffKind, FileKind, FileStatus, ListPage, LocatedBlocks, LocatedGroup, Member,
+    NodeStatus, ReconstructionStatus, WorkerStatus,
 };
 pub use read_mode::{AutoMsync, ReadMode};
 pub use tls::ClientTls;

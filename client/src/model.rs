@@ -354,6 +354,64 @@ pub(crate) fn located_group(g: pb::BlockGroup) -> LocatedGroup {
     }
 }
 
+/// Where a blockserver stands in or out of service (DESIGN §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminLabel {
+    InService,
+    Decommissioning,
+    /// Decommissioning, and no group needs it any more: it may be stopped.
+    Decommissioned,
+    InMaintenance,
+}
+
+impl std::fmt::Display for AdminLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AdminLabel::InService => "in service",
+            AdminLabel::Decommissioning => "decommissioning",
+            AdminLabel::Decommissioned => "decommissioned",
+            AdminLabel::InMaintenance => "in maintenance",
+        })
+    }
+}
+
+/// A blockserver's admin state as the active sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AdminStatus {
+    pub state: AdminLabel,
+    /// Decommissioning: when it began (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// In maintenance: when it ends (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until_ms: Option<u64>,
+    /// Decommissioning: its internal blocks that groups still need, from the last whole scan
+    /// since it began (none: no such scan ended yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_remaining: Option<u64>,
+}
+
+impl From<Option<pb::AdminStatus>> for AdminStatus {
+    fn from(a: Option<pb::AdminStatus>) -> Self {
+        use pb::admin_status::State;
+        let a = a.unwrap_or_default();
+        // An unknown state (a newer server's) reads as in service: shown, never acted on.
+        let state = match State::try_from(a.state) {
+            Ok(State::Decommissioning) => AdminLabel::Decommissioning,
+            Ok(State::Decommissioned) => AdminLabel::Decommissioned,
+            Ok(State::InMaintenance) => AdminLabel::InMaintenance,
+            Ok(State::InService) | Err(_) => AdminLabel::InService,
+        };
+        Self {
+            state,
+            since_ms: (a.since_ms > 0).then_some(a.since_ms),
+            until_ms: (a.until_ms > 0).then_some(a.until_ms),
+            drain_remaining: a.drain_remaining,
+        }
+    }
+}
+
 /// One blockserver in the active's reconstruction view.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeReconstruction {
@@ -363,6 +421,7 @@ pub struct NodeReconstruction {
     /// Transfers it reported in progress (HDFS's xmits), and tasks the active sent it.
     pub xmits_in_progress: u32,
     pub tasks_in_flight: u64,
+    pub admin: AdminStatus,
 }
 
 /// The active's reconstruction queues, tasks and budgets (`metactl reconstruction status`).
@@ -385,6 +444,7 @@ pub struct BlockServerInfo {
     pub volumes: u32,
     pub failed_volumes: u32,
     pub xmits_in_progress: u32,
+    pub admin: AdminStatus,
 }
 
 impl From<pb::BlockServerInfo> for BlockServerInfo {
@@ -402,6 +462,7 @@ impl From<pb::BlockServerInfo> for BlockServerInfo {
             volumes: b.volumes,
             failed_volumes: b.failed_volumes,
             xmits_in_progress: b.xmits_in_progress,
+            admin: AdminStatus::from(b.admin),
         }
     }
 }
@@ -460,6 +521,7 @@ pub(crate) fn reconstruction_status(r: pb::ReconstructionStatusResponse) -> Reco
                 live: n.live,
                 xmits_in_progress: n.xmits_in_progress,
                 tasks_in_flight: n.tasks_in_flight,
+                admin: AdminStatus::from(n.admin),
             })
             .collect(),
     }
@@ -624,6 +686,7 @@ mod tests {
                 xmits_in_progress: 3,
                 tasks_in_flight: 1,
                 live: true,
+                admin: None,
             }],
             ..Default::default()
         });

@@ -173,8 +173,8 @@ pub enum InvalidTask {
 
 impl ReconstructionTask {
     /// Checks what the worker relies on: the lost block and every source within the group's
-    /// width; for erasure coding exactly k distinct sources, none of them the lost block; for
-    /// a replica at least one; known zeros only where the layout leaves a block empty; and a
+    /// width; for erasure coding exactly k distinct sources, none of them the lost block, or
+    /// one copy of the block itself ([`Self::is_copy`]); for a replica at least one; known zeros only where the layout leaves a block empty; and a
     /// group no longer than the policy holds with blocks of [`MAX_BLOCK_SIZE`], which bounds
     /// the block written and every read.
     pub fn validate(&self) -> Result<(), InvalidTask> {
@@ -183,6 +183,12 @@ impl ReconstructionTask {
         check_index(self.index, width)?;
         let erasure_coded = matches!(self.policy, StoragePolicy::ErasureCoded { .. });
         let need = self.policy.data_blocks();
+        if erasure_coded && self.is_copy() {
+            return self.sources.iter().try_for_each(|s| {
+                check_index(s.index, width)?;
+                check_zeros(&self.policy, self.group_length, s)
+            });
+        }
         let count_ok = if erasure_coded {
             self.sources.len() == need
         } else {
@@ -209,6 +215,18 @@ impl ReconstructionTask {
             check_zeros(&self.policy, self.group_length, s)?;
         }
         Ok(())
+    }
+
+    /// Whether the block is copied from one copy of itself rather than decoded: always for a
+    /// replica; for an erasure-coded group, a block whose copy is on a server being drained
+    /// (one source, the block itself).
+    pub fn is_copy(&self) -> bool {
+        match self.policy {
+            StoragePolicy::Replicated(_) => true,
+            StoragePolicy::ErasureCoded { .. } => {
+                matches!(self.sources.as_slice(), [s] if s.index == self.index && !s.is_zeros())
+            }
+        }
     }
 
     /// The part of the lost cell at block offset `offset` that the sources `local` give.
@@ -411,6 +429,27 @@ mod tests {
         t.group_length = 0;
         t.sources = vec![BlockSource::zeros(1, String::new())];
         assert_eq!(t.validate(), Ok(()));
+    }
+
+    /// A drained server's erasure-coded block is copied from it: one source, the block
+    /// itself; a lone source of another block, or of zeros, is still refused.
+    #[test]
+    fn an_erasure_coded_block_may_be_copied_from_a_copy_of_itself() {
+        let mut t = rs63_task();
+        t.sources = vec![source(0)];
+        assert!(t.is_copy());
+        assert_eq!(t.validate(), Ok(()));
+        t.sources = vec![source(1)];
+        assert!(!t.is_copy());
+        assert!(t.validate().is_err());
+        t.sources = vec![BlockSource::zeros(0, String::new())];
+        assert!(!t.is_copy());
+        assert!(t.validate().is_err());
+        t.sources = vec![source(20)];
+        t.index = 20;
+        assert!(t.validate().is_err(), "beyond the width");
+        assert!(!rs63_task().is_copy());
+        assert!(replica_task().is_copy());
     }
 
     #[test]

@@ -398,3 +398,29 @@ fn golden_frozen_paths_v1() {
     );
     golden::<FrozenRecord>("frozen-paths-v1", 1, &record);
 }
+
+/// The blockservers out of service, journaled in `meta` (DESIGN §11).
+#[test]
+fn golden_blockserver_admin_states_v1() {
+    use raftfs_core::id::BlockServerId;
+    use raftfs_core::namespace::admin_state::{AdminRecord, AdminState};
+    let record = AdminRecord(
+        [
+            (
+                BlockServerId(3),
+                AdminState::Decommissioning {
+                    since_ms: 1_767_225_600_000,
+                },
+            ),
+            (
+                BlockServerId(12),
+                AdminState::Maintenance {
+                    until_ms: 1_767_232_800_000,
+                },
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    golden::<AdminRecord>("blockserver-admin-states-v1", 1, &record);
+}

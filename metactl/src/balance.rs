@@ -70,6 +70,11 @@ impl Federation {
         })
     }
 
+    /// Every nameservice's client, by name.
+    pub fn clients(&self) -> impl Iterator<Item = (&NameserviceId, &Client)> {
+        self.clients.iter()
+    }
+
     fn client(&self, ns: &NameserviceId) -> Result<&Client> {
         self.clients
             .get(ns)

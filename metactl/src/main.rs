@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use raftfs_client::{AutoMsync, Client, ClientConfig, ReadMode};
 use raftfs_core::id::MemberId;
+use raftfs_core::namespace::admin_state::AdminChange;
 
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -413,11 +414,54 @@ enum MemberCmd {
 
 #[derive(Debug, Subcommand)]
 enum BlockserverCmd {
-    /// Every blockserver: liveness, usage (all pools, and this nameservice's), blocks.
+    /// Every blockserver: liveness, state, usage (all pools, and this nameservice's), blocks.
     List {
         #[arg(long)]
         json: bool,
     },
+    /// Drains blockservers: their internal blocks are copied to others under the
+    /// reconstruction budgets (rack rules kept); once no group needs them they show as
+    /// decommissioned and may be stopped. In every nameservice of a federation.
+    Decommission {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        /// Waits until every one is decommissioned in every nameservice.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        wait_timeout: Duration,
+        #[command(flatten)]
+        federation: FederationArg,
+    },
+    /// Puts blockservers back in service (cancels a decommission or a maintenance).
+    Recommission {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        #[command(flatten)]
+        federation: FederationArg,
+    },
+    /// Takes blockservers out for maintenance (a reboot, a disk swap): their blocks keep
+    /// counting while every group keeps `maintenance-min-live` live copies elsewhere; it
+    /// ends on its own after --for.
+    Maintenance {
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        /// How long (e.g. 30m, 2h; at most 30 days).
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[command(flatten)]
+        federation: FederationArg,
+    },
+}
+
+/// Which nameservices a blockserver admin command goes to.
+#[derive(Debug, clap::Args)]
+struct FederationArg {
+    /// A federation (a router's configuration): the command goes to every nameservice.
+    /// Default: a local federation's (`--cluster`), else the one nameservice.
+    #[arg(long)]
+    federation: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -668,6 +712,27 @@ fn client(cli: &Cli) -> Result<Client> {
     Ok(Client::new(config)?)
 }
 
+/// The nameservices a blockserver admin command goes to: a federation's every one (named by
+/// `--federation`, or a local federation's router configuration), else the one of `client`.
+fn nameservice_clients(cli: &Cli, arg: &FederationArg) -> Result<Vec<(String, Client)>> {
+    let base = client(cli)?;
+    let file = match (&arg.federation, &cli.cluster) {
+        (Some(f), _) => Some(f.clone()),
+        (None, Some(dir)) if local::federation_file(dir).exists() => {
+            Some(local::federation_file(dir))
+        }
+        _ => None,
+    };
+    let Some(file) = file else {
+        return Ok(vec![(String::new(), base)]);
+    };
+    let fed = balance::Federation::load(&file, &base)?;
+    Ok(fed
+        .clients()
+        .map(|(ns, c)| (ns.to_string(), c.clone()))
+        .collect())
+}
+
 /// A lease renewal period: a duration, and not zero (a renewal loop without a pause would
 /// flood the active).
 fn parse_renew_interval(s: &str) -> Result<Duration> {
@@ -877,6 +942,31 @@ async fn run(cli: Cli) -> Result<()> {
         },
         Cmd::Blockserver(BlockserverCmd::List { json }) => {
             blockserver::list(&client(&cli)?, *json).await?;
+        }
+        Cmd::Blockserver(BlockserverCmd::Decommission {
+            ids,
+            wait,
+            wait_timeout,
+            federation,
+        }) => {
+            let clients = nameservice_clients(&cli, federation)?;
+            blockserver::set_state(&clients, ids, AdminChange::Decommission).await?;
+            if *wait {
+                blockserver::wait_decommissioned(&clients, ids, *wait_timeout).await?;
+            }
+        }
+        Cmd::Blockserver(BlockserverCmd::Recommission { ids, federation }) => {
+            let clients = nameservice_clients(&cli, federation)?;
+            blockserver::set_state(&clients, ids, AdminChange::InService).await?;
+        }
+        Cmd::Blockserver(BlockserverCmd::Maintenance {
+            ids,
+            duration,
+            federation,
+        }) => {
+            let for_ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+            let clients = nameservice_clients(&cli, federation)?;
+            blockserver::set_state(&clients, ids, AdminChange::Maintenance { for_ms }).await?;
         }
         Cmd::Mount(MountCmd::Add { at, to }) => mount::add(&client(&cli)?, at, to).await?,
         Cmd::Mount(MountCmd::Remove { at }) => client(&cli)?.mount_remove(at).await?,

@@ -86,7 +86,7 @@ pub async fn status(client: &Client, as_json: bool) -> Result<()> {
                 "racks": t.racks.iter().map(|(rack, dc)| json!({"rack": rack, "datacenter": dc})).collect::<Vec<_>>(),
                 "datacenter_pairs": t.datacenter_pairs.iter().map(pair).collect::<Vec<_>>(),
             },
-            "nodes": r.nodes.iter().map(|n| json!({"id": n.node, "rack": n.rack, "live": n.live, "xmits_in_progress": n.xmits_in_progress, "tasks_in_flight": n.tasks_in_flight})).collect::<Vec<_>>(),
+            "nodes": r.nodes.iter().map(|n| json!({"id": n.node, "rack": n.rack, "live": n.live, "xmits_in_progress": n.xmits_in_progress, "tasks_in_flight": n.tasks_in_flight, "admin": n.admin})).collect::<Vec<_>>(),
         });
         println!("{doc}");
         return Ok(());
@@ -115,13 +115,18 @@ pub async fn status(client: &Client, as_json: bool) -> Result<()> {
         println!("datacenter pair {from} -> {to}: {:.1} MB/s", mbps(*bps));
     }
     println!(
-        "{:>6} {:<10} {:>5} {:>6} {:>9}",
+        "{:>6} {:<10} {:>5} {:>6} {:>9}  state",
         "node", "rack", "live", "xmits", "in flight"
     );
     for n in &r.nodes {
         println!(
-            "{:>6} {:<10} {:>5} {:>6} {:>9}",
-            n.node, n.rack, n.live, n.xmits_in_progress, n.tasks_in_flight
+            "{:>6} {:<10} {:>5} {:>6} {:>9}  {}",
+            n.node,
+            n.rack,
+            n.live,
+            n.xmits_in_progress,
+            n.tasks_in_flight,
+            crate::blockserver::state_text(&n.admin)
         );
     }
     Ok(())

@@ -120,6 +120,11 @@ pub struct BlockTuning {
     /// each other rack's cells combined there into one. `false`: random sources, every cell
     /// read on its own (HDFS's way; kept for comparison).
     pub rack_aware_reconstruction: bool,
+    /// While servers holding a group's copies are in maintenance, the live copies it keeps
+    /// on servers in service (HDFS's `dfs.namenode.maintenance.replication.min`): that many
+    /// replicas, or k + this − 1 internal blocks; the rest count as present until the
+    /// maintenance ends.
+    pub maintenance_min_live: usize,
 }
 
 impl Default for BlockTuning {
@@ -134,6 +139,7 @@ impl Default for BlockTuning {
             redundancy_scan_ms: 1000,
             redundancy_scan_groups: 50_000,
             rack_aware_reconstruction: true,
+            maintenance_min_live: 1,
         }
     }
 }
@@ -465,6 +471,9 @@ impl Config {
             || b.redundancy_scan_groups == 0
         {
             return bad("blocks: xmits-weight must be >= 0; reconstruction-timeout-secs, redundancy-scan-ms and redundancy-scan-groups > 0".into());
+        }
+        if b.maintenance_min_live == 0 {
+            return bad("blocks.maintenance-min-live must be >= 1".into());
         }
         if b.dead_after_secs == 0 || b.lease_check_ms == 0 {
             return bad("blocks.dead-after-secs and blocks.lease-check-ms must be > 0".into());

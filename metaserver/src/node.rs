@@ -71,7 +71,10 @@ impl BlockState {
     /// An empty registry and idle scheduler, tuned by the configuration.
     pub fn new(tuning: BlockTuning) -> Self {
         Self {
-            registry: Arc::new(Registry::new(Duration::from_secs(tuning.dead_after_secs))),
+            registry: Arc::new(
+                Registry::new(Duration::from_secs(tuning.dead_after_secs))
+                    .with_maintenance_min_live(tuning.maintenance_min_live),
+            ),
             scheduler: Arc::new(Scheduler::new(SchedulerConfig {
                 max_streams: tuning.max_streams,
                 xmits_weight: tuning.xmits_weight,

@@ -179,6 +179,7 @@ fn path_of(op: &mut Op) -> Option<&mut String> {
         | Op::Delete(_)
         | Op::RenewLease(_)
         | Op::SetThrottle(_)
+        | Op::SetAdminState(_)
         | Op::MountAdd(_)
         | Op::MountRemove(_)
         | Op::MountMove(_)
@@ -215,6 +216,9 @@ impl Call<'_> {
             Op::RenewLease(_) => Ok(Route::Touched),
             Op::SetThrottle(_) => Err(RouterError::NotThroughRouter(
                 "reconstruction budgets are each nameservice's",
+            )),
+            Op::SetAdminState(_) => Err(RouterError::NotThroughRouter(
+                "blockserver admin states are each nameservice's (metactl blockserver --federation)",
             )),
             Op::MountAdd(_)
             | Op::MountRemove(_)

@@ -4,7 +4,8 @@
 //! An erasure-coded block is rebuilt a stripe at a time: the cell of each of the k sources
 //! for that stripe is read (in parallel, each read charged to the budgets of its source's
 //! rack), the lost cell decoded, and appended to the new block; memory holds k+1 cells. A
-//! replica is copied in 1 MiB pieces. The new block is finalized (fsynced, renamed) and the
+//! replica, or an erasure-coded block copied from a server being drained, is copied in 1 MiB
+//! pieces. The new block is finalized (fsynced, renamed) and the
 //! volume's event sends the incremental report; on any failure nothing becomes visible.
 //!
 //! Tasks and partial cells are `raftfs_core::reconstruction`'s types, validated once where
@@ -295,8 +296,10 @@ impl Worker {
         let codec: Option<Arc<dyn ErasureCodec>> =
             raftfs_codec::for_policy(&task.policy)?.map(Arc::from);
         while at < len {
+            // A block copied from a copy of itself (a replica; an erasure-coded block on a
+            // server being drained) is read as it is; any other is decoded.
             let chunk = match (&task.policy.layout(), &codec) {
-                (Some(layout), Some(codec)) => {
+                (Some(layout), Some(codec)) if !task.is_copy() => {
                     self.decode_stripe(task, *layout, codec.clone(), at, token)
                         .await?
                 }

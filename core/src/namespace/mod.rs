@@ -20,6 +20,7 @@
 //! [`kv::MemKv`]; the property test in `tests/namespace_model.rs` checks it against a plain
 //! in-memory model.
 
+pub mod admin_state;
 pub mod block_keys;
 pub mod blocks;
 pub mod error;

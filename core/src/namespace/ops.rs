@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::admin_state::AdminChange;
 use super::blocks::{self, BlockGroup};
 use super::error::NsError;
 use super::inode::{Inode, StoragePolicy};
@@ -214,6 +215,12 @@ pub enum Op {
         from: Destination,
         to: Destination,
     },
+    /// Takes blockserver `server` out of service or back (DESIGN §11: decommission,
+    /// maintenance). Admin only. Appended after `MountMove`.
+    SetAdminState {
+        server: BlockServerId,
+        change: AdminChange,
+    },
 }
 
 /// The largest operation the namespace journals, by [`Op::size_bound`]: a deepest path of
@@ -352,6 +359,7 @@ impl Op {
                     + str_bound(from.nameservice.as_str())
                     + str_bound(to.nameservice.as_str())
             }
+            Op::SetAdminState { .. } => 0,
         };
         FIXED_BYTES.saturating_add(variable)
     }
@@ -390,6 +398,7 @@ impl Op {
             Op::RenameSnapshot { .. } => "rename_snapshot",
             Op::Freeze { .. } => "freeze",
             Op::MountMove { .. } => "mount_move",
+            Op::SetAdminState { .. } => "set_admin_state",
         }
     }
 
@@ -427,7 +436,8 @@ impl Op {
             | Op::CreateSnapshot { .. }
             | Op::DeleteSnapshot { .. }
             | Op::RenameSnapshot { .. }
-            | Op::Freeze { .. } => Vec::new(),
+            | Op::Freeze { .. }
+            | Op::SetAdminState { .. } => Vec::new(),
         }
     }
 }

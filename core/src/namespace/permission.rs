@@ -291,6 +291,7 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
         // runs itself or one a caller's `RecoverLease` passed this check for.
         Op::Reclaim { .. }
         | Op::SetThrottle(_)
+        | Op::SetAdminState { .. }
         | Op::RollBlockKey { .. }
         | Op::BeginLeaseRecovery { .. } => Ok(()),
         // The federation's mount table: the superuser's (checked above) alone, here as well

@@ -3,8 +3,9 @@
 //!
 //! Every internal block on a distinct blockserver; blockservers spread over racks as evenly
 //! as the topology allows (a group survives the loss of a rack when it has more racks than
-//! parity blocks); dead servers, servers with failed volumes only, servers the writer asked
-//! to avoid, and servers without room for a whole internal block are skipped.
+//! parity blocks); dead servers, servers out of service (decommissioning, in maintenance),
+//! servers with failed volumes only, servers the writer asked to avoid, and servers without
+//! room for a whole internal block are skipped.
 
 use std::collections::BTreeMap;
 
@@ -50,7 +51,7 @@ pub fn choose(
     let usable: Vec<&NodeView> = nodes
         .iter()
         .filter(|n| {
-            n.live
+            n.takes_new_blocks()
                 && !req.exclude.contains(&n.id)
                 && n.storage.available >= req.block_bytes
                 && n.storage.failed_volumes < n.storage.volumes.max(1)
@@ -122,6 +123,9 @@ mod tests {
             },
             live,
             blocks: 0,
+            admin: raftfs_core::namespace::admin_state::Admin::InService,
+            admin_state: None,
+            drain_remaining: None,
         }
     }
 

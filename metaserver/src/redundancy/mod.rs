@@ -18,7 +18,10 @@ use crate::registry::{Registry, Replica};
 pub use raftfs_core::fsck::{FileHealth, FsckReport};
 use raftfs_runtime::Outcome;
 
+pub mod counting;
 pub mod scheduler;
+
+use counting::Counting;
 
 /// The health of one group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +103,7 @@ pub fn fsck_page<R: crate::namespace::kv::KvRead + ?Sized>(
         live_blockservers: registry.nodes().iter().filter(|n| n.live).count() as u64,
         ..Default::default()
     };
+    let counting = counting_now(registry);
     let walked = walk::walk(kv, root, after, limit, |path, file| {
         if file.kind != InodeKind::File {
             return Ok(());
@@ -119,7 +123,15 @@ pub fn fsck_page<R: crate::namespace::kv::KvRead + ?Sized>(
                 // A group whose generation cannot be read is not judged (one damaged value
                 // must not stop the report).
                 if let Some(current) = generation_of(kv, g.id) {
-                    judge(registry, &file.policy, g, current, &mut f, &mut out);
+                    judge(
+                        registry,
+                        &counting,
+                        &file.policy,
+                        g,
+                        current,
+                        &mut f,
+                        &mut out,
+                    );
                 }
             }
             match groups.last() {
@@ -155,9 +167,12 @@ fn generation_of<R: crate::namespace::kv::KvRead + ?Sized>(
         .ok()
 }
 
-/// Counts one closed group of a file by health, in the file's line and in the totals.
+/// Counts one closed group of a file by health, in the file's line and in the totals. Copies
+/// on servers being drained count (they are readable until the server leaves), and so do
+/// those on servers down for maintenance (HDFS's fsck likewise counts maintenance replicas).
 fn judge(
     registry: &Registry,
+    counting: &Counting,
     policy: &StoragePolicy,
     g: &BlockGroup,
     current: Generation,
@@ -169,7 +184,11 @@ fn judge(
     let (blocks, bytes) = stored(policy, len);
     f.internal_blocks += blocks;
     f.stored_bytes += bytes;
-    match classify(policy, len, &registry.replicas(g.id, current)) {
+    let mut copies = registry.replicas(g.id, current);
+    if counting.any_maintenance() {
+        copies.extend(registry.resting(g.id, current, &counting.admin));
+    }
+    match classify(policy, len, &copies) {
         Health::Healthy => out.healthy += 1,
         Health::Degraded => {
             out.degraded += 1;
@@ -195,6 +214,12 @@ pub struct Scan {
     pub unrecoverable: u64,
     /// When the pass began reading groups (its view of the first is that old).
     pub started: Option<std::time::Instant>,
+    /// Decommissioning servers -> the internal blocks on them that groups still need (open
+    /// groups they hold count: a block being written is not drained yet).
+    pub draining: std::collections::BTreeMap<raftfs_core::id::BlockServerId, u64>,
+    /// The servers that were decommissioning when the pass began: those the pass judged
+    /// whole (a server absent from `draining` is needed by nothing).
+    pub drain_judged: BTreeSet<raftfs_core::id::BlockServerId>,
 }
 
 /// Groups per page of the redundancy scan.
@@ -249,10 +274,17 @@ pub fn scan_some<R: crate::namespace::kv::KvRead + ?Sized>(
     in_flight: &BTreeSet<GroupId>,
     budget: usize,
 ) -> Result<Option<Scan>, MetaError> {
+    let counting = counting_now(registry);
     if !pass.started {
         pass.started = true;
         pass.found.gone = in_flight.clone();
         pass.found.started = Some(std::time::Instant::now());
+        pass.found.drain_judged = counting
+            .admin
+            .iter()
+            .filter(|(_, a)| **a == raftfs_core::namespace::admin_state::Admin::Decommissioning)
+            .map(|(id, _)| *id)
+            .collect();
     }
     let mut visited = 0usize;
     loop {
@@ -263,7 +295,7 @@ pub fn scan_some<R: crate::namespace::kv::KvRead + ?Sized>(
         // Files of this page's groups (consecutive groups mostly share one).
         let mut files = std::collections::HashMap::new();
         for g in &page {
-            scan_group(kv, registry, g, &mut files, &mut pass.found)?;
+            scan_group(kv, registry, g, &mut files, &mut pass.found, &counting)?;
         }
         if done {
             return Ok(Some(std::mem::take(pass).found));
@@ -284,12 +316,21 @@ pub fn scan_groups<R: crate::namespace::kv::KvRead + ?Sized>(
 ) -> Result<Scan, MetaError> {
     let mut found = Scan::default();
     let mut files = std::collections::HashMap::new();
+    let counting = counting_now(registry);
     for id in groups {
         if let Some(g) = blocks::load(kv, *id)? {
-            scan_group(kv, registry, &g, &mut files, &mut found)?;
+            scan_group(kv, registry, &g, &mut files, &mut found, &counting)?;
         }
     }
     Ok(found)
+}
+
+/// The servers out of service now, as the registry holds their journaled states.
+fn counting_now(registry: &Registry) -> Counting {
+    Counting {
+        admin: registry.admin_now(),
+        maintenance_min_live: registry.maintenance_min_live(),
+    }
 }
 
 /// Judges one group against the registry: its missing blocks as work, or its stale and
@@ -300,8 +341,18 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
     g: &BlockGroup,
     files: &mut std::collections::HashMap<InodeId, Option<Inode>>,
     found: &mut Scan,
+    counting: &Counting,
 ) -> Result<(), MetaError> {
     let Some(length) = g.length else {
+        // A group being written keeps its servers: a drain ends after the file is closed
+        // (as HDFS waits for open files on a decommissioning DataNode).
+        if !counting.admin.is_empty() {
+            for node in registry.holders(g.id) {
+                if counting.draining(node) {
+                    *found.draining.entry(node).or_default() += 1;
+                }
+            }
+        }
         return Ok(());
     };
     found.scanned += 1;
@@ -326,52 +377,27 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
         return Ok(());
     };
     let reported = registry.replicas(g.id, current);
+    let resting = if counting.any_maintenance() {
+        registry.resting(g.id, current, &counting.admin)
+    } else {
+        Vec::new()
+    };
+    let need = counting::need(&policy, length, &reported, &resting, counting);
+    for node in &need.draining {
+        *found.draining.entry(*node).or_default() += 1;
+    }
     let replicas: Vec<Replica> = reported
         .iter()
         .filter(|r| r.length >= expected_len(&policy, length, r.index))
         .copied()
         .collect();
-    let (width, needed) = match &policy {
-        StoragePolicy::Replicated(n) => (usize::from(*n), 1),
-        StoragePolicy::ErasureCoded { data, parity, .. } => (
-            usize::from(*data) + usize::from(*parity),
-            usize::from(*data),
-        ),
-    };
-    let (missing, live) = match policy {
-        StoragePolicy::Replicated(_) => {
-            let live = replicas.len();
-            // One rebuild at a time per replicated block (index 0); more follow as
-            // the copies are reported.
-            (
-                if live < width && live > 0 {
-                    vec![0]
-                } else {
-                    Vec::new()
-                },
-                live,
-            )
-        }
-        StoragePolicy::ErasureCoded { .. } => {
-            let present: std::collections::BTreeSet<u32> =
-                replicas.iter().map(|r| r.index).collect();
-            let mut missing = Vec::new();
-            let mut live = 0;
-            for i in 0..width as u32 {
-                if present.contains(&i) || expected_len(&policy, length, i) == 0 {
-                    live += 1;
-                } else {
-                    missing.push(i);
-                }
-            }
-            (missing, live)
-        }
-    };
-    for r in stale_copies(&policy, length, &reported, &missing, live >= needed) {
+    let (width, needed) = (policy.width(), policy.data_blocks());
+    let decodable = need.readable >= needed;
+    for r in stale_copies(&policy, length, &reported, &need.missing, decodable) {
         registry.queue_delete(r.node, g.id, r.index, r.generation);
     }
-    if missing.is_empty() {
-        if live >= width {
+    if need.missing.is_empty() {
+        if need.present >= width {
             for (index, node) in registry.corrupt_of(g.id) {
                 // Corrupt whatever its stamp: the copies counted are whole again.
                 registry.queue_delete(node, g.id, index, Generation::ANY);
@@ -379,7 +405,8 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
         }
         return Ok(());
     }
-    match scheduler::priority(live, needed) {
+    let missing = need.missing;
+    match scheduler::priority(need.readable, needed) {
         Some(p) => found.work.push((
             p,
             scheduler::Work {
@@ -483,6 +510,7 @@ pub async fn scan_round(
     let (current, urgent_found, found, throttle) = node
         .read_local(move |kv| -> Result<_, MetaError> {
             let throttle = crate::namespace::throttle::load(kv)?;
+            registry.set_admin(crate::namespace::admin_state::load(kv)?);
             let urgent_found = scan_groups(kv, &registry, &urgent)?;
             let rest = budget.saturating_sub(urgent.len()).max(1);
             let found = scan_some(kv, &registry, &mut current.pass, &in_flight, rest)?;
@@ -501,6 +529,7 @@ pub async fn scan_round(
         *p = current;
     }
     if let Some(s) = found {
+        record_drain(&node.blocks.registry, &s);
         node.metrics
             .set_reconstruction_queues(&s.work, s.unrecoverable);
         node.blocks.scheduler.update_pass(
@@ -516,6 +545,27 @@ pub async fn scan_round(
     Ok(Outcome::Done {
         items: scanned + checked,
     })
+}
+
+/// Records, for each server that was decommissioning when the pass began, what the pass
+/// found still needs it; those it found unneeded are decommissioned (logged once).
+fn record_drain(registry: &Registry, pass: &Scan) {
+    let before: std::collections::BTreeMap<_, _> = registry
+        .nodes()
+        .into_iter()
+        .map(|n| (n.id, n.drain_remaining))
+        .collect();
+    let remaining: std::collections::BTreeMap<_, _> = pass
+        .drain_judged
+        .iter()
+        .map(|id| (*id, pass.draining.get(id).copied().unwrap_or(0)))
+        .collect();
+    for (id, n) in &remaining {
+        if *n == 0 && before.get(id).copied().flatten() != Some(0) {
+            tracing::info!(server = %id, "blockserver decommissioned: no group needs it");
+        }
+    }
+    registry.record_drain(remaining);
 }
 
 /// How long the sweep waits for this member to apply its log before it gives up the round.

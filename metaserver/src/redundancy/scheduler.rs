@@ -14,7 +14,9 @@
 //!   unless no live server elsewhere qualifies) and for which X is among the best targets
 //!   (fewest sources outside its rack and datacenter).
 //! - Sources: k surviving internal blocks (one replica), from X's rack first, then X's
-//!   datacenter, then anywhere, so that the fewest bytes cross racks.
+//!   datacenter, then anywhere, so that the fewest bytes cross racks. A block whose only
+//!   copy is on a server out of service (decommissioning, in maintenance) is copied from
+//!   there instead of decoded.
 //! - Each task carries its xmits weight, `max(max(sources, targets) × weight, 1)` for EC and
 //!   1 for a replica, computed here with saturating arithmetic.
 //!
@@ -413,7 +415,7 @@ impl Scheduler {
             .collect();
         let need = expected_len(&w.policy, w.length, index);
         let eligible = |n: &NodeView| {
-            n.live
+            n.takes_new_blocks()
                 && !holders.contains(&n.id)
                 && n.storage.available >= need
                 && n.storage.failed_volumes < n.storage.volumes.max(1)
@@ -422,14 +424,16 @@ impl Scheduler {
             return None;
         }
         // Rack share: a rack should not hold more of the group than an even spread gives it,
-        // unless no live server on another rack can take the block.
+        // unless no live server on another rack can take the block. Copies on servers being
+        // drained are leaving and do not count: a drained rack's blocks go back to it only
+        // when no other rack has room.
         let width = w.policy.width();
         let live_racks = racks.live_racks.len().max(1);
         let share = width.div_ceil(live_racks);
         let in_rack = |rack: &str| {
             w.replicas
                 .iter()
-                .filter(|r| racks.rack_of(r.node) == Some(rack))
+                .filter(|r| racks.rack_of(r.node) == Some(rack) && !racks.draining(r.node))
                 .count()
                 + busy
                     .iter()
@@ -589,13 +593,21 @@ impl<'a> RackMap<'a> {
     fn new(nodes: &'a [NodeView], throttle: &'a ThrottleSettings) -> Self {
         Self {
             nodes,
+            // The racks a group can spread over: those with a server that takes new blocks.
             live_racks: nodes
                 .iter()
-                .filter(|n| n.live)
+                .filter(|n| n.takes_new_blocks())
                 .map(|n| n.rack.as_str())
                 .collect(),
             datacenters: &throttle.racks,
         }
+    }
+
+    /// Whether `node` is being decommissioned (its copies are leaving).
+    fn draining(&self, node: BlockServerId) -> bool {
+        self.nodes.iter().any(|n| {
+            n.id == node && n.admin == raftfs_core::namespace::admin_state::Admin::Decommissioning
+        })
     }
 
     fn rack_of(&self, node: BlockServerId) -> Option<&str> {
@@ -616,6 +628,39 @@ impl<'a> RackMap<'a> {
         }
     }
 
+    /// Of an erasure-coded group (`needed` > 1), a readable copy of the lost block itself: on a
+    /// server being decommissioned or in maintenance, whose copy no longer counts. It is
+    /// copied rather than decoded, one block read instead of k (HDFS likewise copies a
+    /// draining DataNode's internal blocks); the nearest to `target` first.
+    fn copy_of(
+        &self,
+        replicas: &[Replica],
+        lost: u32,
+        needed: usize,
+        target: Option<&NodeView>,
+    ) -> Option<BlockSource> {
+        if needed <= 1 {
+            return None;
+        }
+        replicas
+            .iter()
+            .filter(|r| r.index == lost)
+            .filter_map(|r| self.nodes.iter().find(|n| n.id == r.node && n.live))
+            .min_by_key(|n| {
+                (
+                    target.map_or(0, |t| self.distance(&n.rack, &t.rack)),
+                    n.storage.xmits_in_progress,
+                    n.id,
+                )
+            })
+            .map(|n| BlockSource {
+                index: lost,
+                node: n.id,
+                addr: n.addr.clone(),
+                rack: n.rack.clone(),
+            })
+    }
+
     /// `needed` good copies of distinct other internal blocks, chosen at random (the
     /// rack-blind baseline).
     fn pick_random_sources(
@@ -626,6 +671,9 @@ impl<'a> RackMap<'a> {
         needed: usize,
     ) -> Option<Vec<BlockSource>> {
         use rand::seq::SliceRandom;
+        if let Some(copy) = self.copy_of(replicas, lost, needed, None) {
+            return Some(vec![copy]);
+        }
         let mut shuffled: Vec<&Replica> = replicas
             .iter()
             .filter(|r| r.index != lost || needed == 1)
@@ -667,6 +715,9 @@ impl<'a> RackMap<'a> {
         needed: usize,
         target: &NodeView,
     ) -> Option<Vec<BlockSource>> {
+        if let Some(copy) = self.copy_of(replicas, lost, needed, Some(target)) {
+            return Some(vec![copy]);
+        }
         let mut candidates: Vec<(u32, &NodeView, u32)> = replicas
             .iter()
             .filter(|r| r.index != lost || needed == 1)

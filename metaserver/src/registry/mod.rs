@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use raftfs_core::id::BlockServerId;
+use raftfs_core::namespace::admin_state::{Admin, AdminState};
 
 use crate::namespace::blocks::{Generation, GroupId};
 
@@ -89,6 +90,26 @@ pub struct NodeView {
     pub storage: Storage,
     pub live: bool,
     pub blocks: usize,
+    /// In service, decommissioning or in maintenance (the journaled state, at this time).
+    pub admin: Admin,
+    /// The journaled state, when out of service (its times).
+    pub admin_state: Option<AdminState>,
+    /// Of a decommissioning server: its internal blocks that some group still needs, as the
+    /// last whole scan pass since the decommission began counted them (none: no such pass
+    /// ended yet). 0 is *decommissioned*: it may be stopped.
+    pub drain_remaining: Option<u64>,
+}
+
+impl NodeView {
+    /// Whether new internal blocks (writes, rebuilds) may go to the server.
+    pub fn takes_new_blocks(&self) -> bool {
+        self.live && self.admin.takes_new_blocks()
+    }
+
+    /// Decommissioned: draining, and the last pass found nothing that still needs it.
+    pub fn decommissioned(&self) -> bool {
+        self.admin == Admin::Decommissioning && self.drain_remaining == Some(0)
+    }
 }
 
 #[derive(Debug)]
@@ -120,6 +141,11 @@ struct Inner {
     by_group: HashMap<GroupId, BTreeSet<BlockServerId>>,
     /// Internal blocks reported corrupt: never handed to readers.
     corrupt: HashSet<(GroupId, u32, BlockServerId)>,
+    /// The journaled admin states of the servers out of service (DESIGN §11), as the last
+    /// scan round (or `blockserver list`) read them.
+    admin: BTreeMap<BlockServerId, AdminState>,
+    /// Decommissioning servers -> their blocks still needed, from the last whole pass.
+    drain: BTreeMap<BlockServerId, u64>,
 }
 
 /// Most block deletions one heartbeat reply carries (about 20 bytes each on the wire: well
@@ -133,6 +159,17 @@ pub struct Registry {
     inner: Mutex<Inner>,
     /// A node silent for this long is dead: no new blocks go to it, readers are not sent to it.
     dead_after: Duration,
+    /// Live copies (beyond those a read needs, plus one) every group keeps while servers
+    /// holding its other copies are in maintenance (HDFS's
+    /// `dfs.namenode.maintenance.replication.min`).
+    maintenance_min_live: usize,
+}
+
+/// Milliseconds since the epoch by this server's clock (the time admin states are judged at).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Registry {
@@ -140,6 +177,53 @@ impl Registry {
         Self {
             inner: Mutex::new(Inner::default()),
             dead_after,
+            maintenance_min_live: 1,
+        }
+    }
+
+    /// With `n` as the live copies a group keeps while others are in maintenance (at least 1).
+    pub fn with_maintenance_min_live(mut self, n: usize) -> Self {
+        self.maintenance_min_live = n.max(1);
+        self
+    }
+
+    /// See [`Self::with_maintenance_min_live`].
+    pub fn maintenance_min_live(&self) -> usize {
+        self.maintenance_min_live
+    }
+
+    /// Replaces the admin states with the journaled ones; drain progress of servers no longer
+    /// decommissioning is forgotten.
+    pub fn set_admin(&self, states: BTreeMap<BlockServerId, AdminState>) {
+        let mut inner = self.lock();
+        inner
+            .drain
+            .retain(|id, _| matches!(states.get(id), Some(AdminState::Decommissioning { .. })));
+        inner.admin = states;
+    }
+
+    /// Every server out of service now (a lapsed maintenance is service again).
+    pub fn admin_now(&self) -> BTreeMap<BlockServerId, Admin> {
+        let now = now_ms();
+        self.lock()
+            .admin
+            .iter()
+            .map(|(id, s)| (*id, s.at(now)))
+            .filter(|(_, a)| *a != Admin::InService)
+            .collect()
+    }
+
+    /// Records what a whole scan pass found of the servers that were decommissioning when it
+    /// began: for each, its blocks some group still needs (0: decommissioned).
+    pub fn record_drain(&self, remaining: BTreeMap<BlockServerId, u64>) {
+        let mut inner = self.lock();
+        for (id, n) in remaining {
+            if matches!(
+                inner.admin.get(&id),
+                Some(AdminState::Decommissioning { .. })
+            ) {
+                inner.drain.insert(id, n);
+            }
         }
     }
 
@@ -373,6 +457,48 @@ impl Registry {
         out
     }
 
+    /// The good copies of `group` on servers that are down but in maintenance (`in_maintenance`):
+    /// not readable now, yet counted as present while the group keeps its minimum of live
+    /// copies (DESIGN §11).
+    pub fn resting(
+        &self,
+        group: GroupId,
+        current: Generation,
+        in_maintenance: &BTreeMap<BlockServerId, Admin>,
+    ) -> Vec<Replica> {
+        let inner = self.lock();
+        let now = Instant::now();
+        let Some(nodes) = inner.by_group.get(&group) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for id in nodes {
+            let Some(node) = inner.nodes.get(id) else {
+                continue;
+            };
+            if now.duration_since(node.last_heartbeat) <= self.dead_after
+                || in_maintenance.get(id) != Some(&Admin::InMaintenance)
+            {
+                continue;
+            }
+            for index in 0..MAX_INDEX {
+                if let Some(copy) = node.blocks.get(&(group, index))
+                    && copy.generation >= current
+                    && !inner.corrupt.contains(&(group, index, *id))
+                {
+                    out.push(Replica {
+                        index,
+                        node: *id,
+                        length: copy.length,
+                        generation: copy.generation,
+                    });
+                }
+            }
+        }
+        out.sort_by_key(|r| (r.index, r.node));
+        out
+    }
+
     /// Every copy some node reported: (group, index, node, its generation).
     pub fn reported_blocks(&self) -> Vec<(GroupId, u32, BlockServerId, Generation)> {
         let inner = self.lock();
@@ -461,16 +587,23 @@ impl Registry {
     pub fn nodes(&self) -> Vec<NodeView> {
         let inner = self.lock();
         let now = Instant::now();
+        let wall = now_ms();
         inner
             .nodes
             .iter()
-            .map(|(id, n)| NodeView {
-                id: *id,
-                addr: n.addr.clone(),
-                rack: n.rack.clone(),
-                storage: n.storage,
-                live: now.duration_since(n.last_heartbeat) <= self.dead_after,
-                blocks: n.blocks.len(),
+            .map(|(id, n)| {
+                let admin_state = inner.admin.get(id).copied();
+                NodeView {
+                    id: *id,
+                    addr: n.addr.clone(),
+                    rack: n.rack.clone(),
+                    storage: n.storage,
+                    live: now.duration_since(n.last_heartbeat) <= self.dead_after,
+                    blocks: n.blocks.len(),
+                    admin: admin_state.map_or(Admin::InService, |s| s.at(wall)),
+                    admin_state,
+                    drain_remaining: inner.drain.get(id).copied(),
+                }
             })
             .collect()
     }

@@ -270,10 +270,19 @@ impl Admin for AdminService {
         _req: Request<pb::ListBlockServersRequest>,
     ) -> Result<Response<pb::ListBlockServersResponse>, Status> {
         let start = Instant::now();
+        // The journaled admin states, fresher than the scan's copy.
+        let admin = self
+            .node
+            .read_local(|kv| crate::namespace::admin_state::load(kv))
+            .await;
         // The active's view: which servers are live is its call.
         let r = self
             .node
             .ensure_active()
+            .and_then(|()| {
+                self.node.blocks.registry.set_admin(admin?);
+                Ok(())
+            })
             .map(|()| pb::ListBlockServersResponse {
                 nameservice: self.node.nameservice_name().to_owned(),
                 servers: self
@@ -295,6 +304,7 @@ impl Admin for AdminService {
                         volumes: n.storage.volumes,
                         failed_volumes: n.storage.failed_volumes,
                         xmits_in_progress: n.storage.xmits_in_progress,
+                        admin: Some(super::convert::admin_status(n)),
                     })
                     .collect(),
             });
@@ -336,6 +346,7 @@ impl Admin for AdminService {
                         xmits_in_progress: n.storage.xmits_in_progress,
                         tasks_in_flight: status.in_flight_by_node.get(&n.id).copied().unwrap_or(0),
                         live: n.live,
+                        admin: Some(super::convert::admin_status(n)),
                     })
                     .collect(),
             })

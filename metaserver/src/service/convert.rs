@@ -9,6 +9,7 @@ use raftfs_proto as pb;
 use raftfs_proto::mutate_request::Op as PbOp;
 
 use crate::journal::{CallId, ClientId};
+use crate::namespace::admin_state::{Admin, AdminChange};
 use crate::namespace::blocks::BlockGroup;
 use crate::namespace::throttle::{ThrottleChange, ThrottleSettings};
 use crate::namespace::{Inode, InodeKind, NsError, NsPath, Op, OpOutput, XattrExpect};
@@ -237,6 +238,10 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
                 path: path(&m.path)?,
             },
         },
+        PbOp::SetAdminState(a) => Op::SetAdminState {
+            server: BlockServerId(a.server),
+            change: admin_change(&a)?,
+        },
         PbOp::Freeze(f) => Op::Freeze {
             path: path(&f.path)?,
             frozen: f.frozen,
@@ -273,6 +278,48 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
             targets: Vec::new(),
         },
     })
+}
+
+/// A blockserver's admin state as the active sees it -> wire.
+pub fn admin_status(n: &crate::registry::NodeView) -> pb::AdminStatus {
+    use crate::namespace::admin_state::AdminState;
+    use pb::admin_status::State;
+    let state = if n.decommissioned() {
+        State::Decommissioned
+    } else {
+        match n.admin {
+            Admin::InService => State::InService,
+            Admin::Decommissioning => State::Decommissioning,
+            Admin::InMaintenance => State::InMaintenance,
+        }
+    };
+    let (since_ms, until_ms) = match n.admin_state {
+        Some(AdminState::Decommissioning { since_ms }) => (since_ms, 0),
+        Some(AdminState::Maintenance { until_ms }) => (0, until_ms),
+        None => (0, 0),
+    };
+    pb::AdminStatus {
+        state: state as i32,
+        since_ms,
+        until_ms,
+        drain_remaining: n.drain_remaining,
+    }
+}
+
+/// Wire admin change -> domain; an unknown change is refused (a newer client's).
+fn admin_change(a: &pb::SetAdminStateOp) -> Result<AdminChange, NsError> {
+    use pb::set_admin_state_op::Change;
+    match Change::try_from(a.change) {
+        Ok(Change::InService) => Ok(AdminChange::InService),
+        Ok(Change::Decommission) => Ok(AdminChange::Decommission),
+        Ok(Change::Maintenance) => Ok(AdminChange::Maintenance {
+            for_ms: a.maintenance_ms,
+        }),
+        Err(_) => Err(NsError::InvalidArgument(format!(
+            "unknown admin state change {}",
+            a.change
+        ))),
+    }
 }
 
 fn throttle_change(t: pb::SetThrottleOp) -> ThrottleChange {

@@ -232,12 +232,20 @@ impl NamespaceService {
                 file_length,
                 targets: _,
             } => {
-                let file = {
+                // With the journaled admin states: a server taken out of service a moment
+                // ago gets no new block, whatever the scan has read yet.
+                let (file, admin) = {
                     let path = path.clone();
                     self.node
-                        .read_local(move |kv| tree::stat(kv, &path))
+                        .read_local(move |kv| -> Result<_, MetaError> {
+                            Ok((
+                                tree::stat(kv, &path)?,
+                                crate::namespace::admin_state::load(kv)?,
+                            ))
+                        })
                         .await?
                 };
+                self.node.blocks.registry.set_admin(admin);
                 let count = file.policy.width();
                 let req = placement::Request {
                     count,
@@ -376,6 +384,7 @@ impl Namespace for NamespaceService {
                 | pb::mutate_request::Op::MountRemove(_)
                 | pb::mutate_request::Op::MountMove(_)
                 | pb::mutate_request::Op::Freeze(_)
+                | pb::mutate_request::Op::SetAdminState(_)
                 | pb::mutate_request::Op::SetDefaultNameservice(_),
             ) => Need::Admin,
             _ => Need::User,

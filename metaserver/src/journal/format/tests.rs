@@ -294,6 +294,7 @@ fn variant_index(op: &Op) -> usize {
         Op::RenameSnapshot { .. } => 28,
         Op::Freeze { .. } => 29,
         Op::MountMove { .. } => 30,
+        Op::SetAdminState { .. } => 31,
     }
 }
 
@@ -732,6 +733,40 @@ fn golden_batch_balance_ops_v2() {
         .collect();
     assert_eq!(seen, [29, 29, 30]);
     golden::<Batch>("batch-balance-ops-v2", 2, &balance);
+}
+
+/// The blockserver admin changes (DESIGN §11; appended after `balance`'s, in batch version 2).
+#[test]
+fn golden_batch_admin_state_ops_v2() {
+    use raftfs_core::id::BlockServerId;
+    use raftfs_core::namespace::admin_state::AdminChange;
+    let changes = [
+        AdminChange::Decommission,
+        AdminChange::Maintenance { for_ms: 7_200_000 },
+        AdminChange::InService,
+    ];
+    let admin = Batch {
+        ctx: batch().ctx,
+        proposals: changes
+            .into_iter()
+            .map(|change| Proposal {
+                client: ClientId([9; 16]),
+                call_id: CallId(11),
+                op: Op::SetAdminState {
+                    server: BlockServerId(4),
+                    change,
+                },
+                access: None,
+            })
+            .collect(),
+    };
+    let seen: Vec<usize> = admin
+        .proposals
+        .iter()
+        .map(|p| variant_index(&p.op))
+        .collect();
+    assert_eq!(seen, [31, 31, 31]);
+    golden::<Batch>("batch-admin-state-ops-v2", 2, &admin);
 }
 
 #[test]
@@ -1192,6 +1227,17 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         ns_path().prop_map(|at| Op::MountRemove { at }),
         (ns_path(), any::<bool>()).prop_map(|(path, frozen)| Op::Freeze { path, frozen }),
+        (1u64..100, 0u8..3, any::<u64>()).prop_map(|(server, kind, for_ms)| {
+            use raftfs_core::namespace::admin_state::AdminChange;
+            Op::SetAdminState {
+                server: raftfs_core::id::BlockServerId(server),
+                change: match kind {
+                    0 => AdminChange::Decommission,
+                    1 => AdminChange::Maintenance { for_ms },
+                    _ => AdminChange::InService,
+                },
+            }
+        }),
         (ns_path(), ns_path(), ns_path()).prop_map(|(at, from, to)| Op::MountMove {
             at,
             from: raftfs_core::federation::Destination {

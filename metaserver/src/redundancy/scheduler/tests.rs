@@ -29,6 +29,9 @@ fn nodes(dead: &[u64]) -> Vec<NodeView> {
             },
             live: !dead.contains(&id),
             blocks: 0,
+            admin: raftfs_core::namespace::admin_state::Admin::InService,
+            admin_state: None,
+            drain_remaining: None,
         })
         .collect()
 }
@@ -88,6 +91,54 @@ fn priorities_put_the_group_closest_to_loss_first() {
     assert_eq!(priority(5, 6), None, "below k: unrecoverable");
     assert_eq!(priority(1, 1), Some(0), "one replica left");
     assert_eq!(priority(2, 1), Some(1));
+}
+
+/// A block whose copy is on a server being drained is copied from there (one source, the
+/// block itself, weight 1), and never to another server out of service.
+#[test]
+fn a_drained_servers_block_is_copied_not_decoded_and_not_to_a_drained_server() {
+    use raftfs_core::namespace::admin_state::Admin;
+    let s = scheduler(8);
+    let mut nodes = nodes(&[]);
+    // Server 1 (r1) holds block 0 and drains; server 4 (r1) is in maintenance.
+    nodes[0].admin = Admin::Decommissioning;
+    nodes[3].admin = Admin::InMaintenance;
+    let mut w = work();
+    w.replicas.insert(
+        0,
+        Replica {
+            index: 0,
+            node: BlockServerId(1),
+            length: 6 << 20,
+            generation: Generation::FIRST,
+        },
+    );
+    s.update(
+        vec![(2, w)],
+        &BTreeSet::new(),
+        0,
+        ThrottleSettings::default(),
+    );
+    assert!(
+        s.assign(BlockServerId(4), 0, &nodes).is_empty(),
+        "in maintenance"
+    );
+    // r1 keeps 2 of the group once server 1 is drained: the block goes back to r1, not to
+    // r2 (which would then hold 4 of 9, more than RS-6-3 survives losing).
+    assert!(
+        s.assign(BlockServerId(11), 0, &nodes).is_empty(),
+        "r2 is full"
+    );
+    let tasks = s.assign(BlockServerId(10), 0, &nodes);
+    assert_eq!(tasks.len(), 1);
+    let t = &tasks[0];
+    assert_eq!(t.validate(), Ok(()));
+    assert!(t.is_copy());
+    assert_eq!((t.index, t.weight), (0, 1));
+    assert_eq!(
+        (t.sources[0].node, t.sources[0].index),
+        (BlockServerId(1), 0)
+    );
 }
 
 #[test]
