@@ -88,6 +88,8 @@ enum Built {
     MountAdd(WirePath, Name, WirePath),
     MountRemove(WirePath),
     SetDefaultNameservice(Option<Name>),
+    /// A blockserver admin change (any id, any change number, any duration).
+    SetAdminState(u64, i32, u64),
 }
 
 #[derive(Debug, Arbitrary)]
@@ -233,6 +235,13 @@ impl Built {
             Built::SetDefaultNameservice(ns) => {
                 PbOp::SetDefaultNameservice(pb::SetDefaultNameserviceOp {
                     nameservice: ns.map(|n| n.0).unwrap_or_default(),
+                })
+            }
+            Built::SetAdminState(server, change, maintenance_ms) => {
+                PbOp::SetAdminState(pb::SetAdminStateOp {
+                    server,
+                    change,
+                    maintenance_ms,
                 })
             }
         };
