@@ -17,6 +17,7 @@ use raftfs_core::fsck::FsckReport;
 use raftfs_core::id::{BlockServerId, GroupId, MemberId};
 use raftfs_core::namespace::admin_state::AdminChange;
 use raftfs_core::namespace::throttle::ThrottleChange;
+use raftfs_core::namespace::upgrade::UpgradeStep;
 
 use crate::error::ClientError;
 use crate::failover::{Rpc, Targets};
@@ -946,6 +947,23 @@ impl Client {
         self.mutate(Op::SetThrottle(model::throttle_change_pb(change)))
             .await
             .map(|_| ())
+    }
+
+    /// A step of a rolling upgrade (DESIGN §11; admin only). `Finalize` raises the cluster's
+    /// format level: check first that every member's binary writes it (`node_status`).
+    pub async fn upgrade(&self, step: UpgradeStep) -> Result<(), ClientError> {
+        use pb::upgrade_op::Step;
+        let (step, level) = match step {
+            UpgradeStep::Prepare => (Step::Prepare, 0),
+            UpgradeStep::Finalize { to } => (Step::Finalize, u32::from(to.0)),
+            UpgradeStep::Rollback => (Step::Rollback, 0),
+        };
+        self.mutate(Op::Upgrade(pb::UpgradeOp {
+            step: step as i32,
+            level,
+        }))
+        .await
+        .map(|_| ())
     }
 
     /// Takes blockserver `server` out of service or back (DESIGN §11; admin only): this

@@ -193,6 +193,13 @@ pub struct NodeStatus {
     pub snapshots_installed: u64,
     /// This member's background workers.
     pub workers: Vec<WorkerStatus>,
+    /// This member's binary, and the newest format level it writes (DESIGN §11).
+    pub binary_version: String,
+    pub newest_level: u32,
+    /// The cluster's format level and when an upgrade was prepared, as this member's state
+    /// holds them.
+    pub level: u32,
+    pub upgrade_prepared_ms: Option<u64>,
 }
 
 impl From<pb::NodeStatusResponse> for NodeStatus {
@@ -209,6 +216,10 @@ impl From<pb::NodeStatusResponse> for NodeStatus {
             purged_index: n.purged_index,
             snapshots_installed: n.snapshots_installed,
             workers: n.workers.into_iter().map(WorkerStatus::from).collect(),
+            binary_version: n.binary_version,
+            newest_level: n.newest_level,
+            level: n.level,
+            upgrade_prepared_ms: (n.upgrade_prepared_ms > 0).then_some(n.upgrade_prepared_ms),
         }
     }
 }

@@ -35,6 +35,7 @@ pub mod fsck;
 pub mod id;
 pub mod identity;
 pub mod layout;
+pub mod level;
 pub mod member;
 pub mod model;
 pub mod namespace;

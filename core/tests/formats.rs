@@ -424,3 +424,26 @@ fn golden_blockserver_admin_states_v1() {
     );
     golden::<AdminRecord>("blockserver-admin-states-v1", 1, &record);
 }
+
+/// The cluster's format level and a prepared upgrade, journaled in `meta` (DESIGN §11).
+#[test]
+fn golden_upgrade_state_v1() {
+    use raftfs_core::level::Level;
+    use raftfs_core::namespace::upgrade::UpgradeState;
+    golden::<UpgradeState>(
+        "upgrade-state-prepared-v1",
+        1,
+        &UpgradeState {
+            level: Level(1),
+            prepared_ms: Some(1_767_225_600_000),
+        },
+    );
+    golden::<UpgradeState>(
+        "upgrade-state-finalized-v1",
+        1,
+        &UpgradeState {
+            level: Level(2),
+            prepared_ms: None,
+        },
+    );
+}

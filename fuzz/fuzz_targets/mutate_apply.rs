@@ -90,6 +90,8 @@ enum Built {
     SetDefaultNameservice(Option<Name>),
     /// A blockserver admin change (any id, any change number, any duration).
     SetAdminState(u64, i32, u64),
+    /// An upgrade step (any step number, any level).
+    Upgrade(i32, u32),
 }
 
 #[derive(Debug, Arbitrary)]
@@ -237,6 +239,7 @@ impl Built {
                     nameservice: ns.map(|n| n.0).unwrap_or_default(),
                 })
             }
+            Built::Upgrade(step, level) => PbOp::Upgrade(pb::UpgradeOp { step, level }),
             Built::SetAdminState(server, change, maintenance_ms) => {
                 PbOp::SetAdminState(pb::SetAdminStateOp {
                     server,

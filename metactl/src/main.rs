@@ -12,6 +12,7 @@ mod mount;
 mod reconstruction;
 mod sockets;
 mod transfer;
+mod upgrade;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -90,6 +91,9 @@ enum Cmd {
     /// The blockservers as the active knows them, with its nameservice's pool's usage.
     #[command(subcommand)]
     Blockserver(BlockserverCmd),
+    /// Rolling upgrade of the metaservers' formats: prepare, status, finalize, rollback.
+    #[command(subcommand)]
+    Upgrade(UpgradeCmd),
     /// Federation's mount table, kept by the nameservice --cluster names (admin to edit).
     #[command(subcommand)]
     Mount(MountCmd),
@@ -453,6 +457,22 @@ enum BlockserverCmd {
         #[command(flatten)]
         federation: FederationArg,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum UpgradeCmd {
+    /// Marks an upgrade in progress; then restart every member onto the new binary.
+    Prepare,
+    /// Each member's binary and the newest format level it writes; the cluster's level.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Raises the cluster's format level to the newest every member writes (every member
+    /// must answer); the old binary can no longer follow.
+    Finalize,
+    /// Cancels a prepared upgrade: the members may go back to the old binary.
+    Rollback,
 }
 
 /// Which nameservices a blockserver admin command goes to.
@@ -955,6 +975,12 @@ async fn run(cli: Cli) -> Result<()> {
                 blockserver::wait_decommissioned(&clients, ids, *wait_timeout).await?;
             }
         }
+        Cmd::Upgrade(UpgradeCmd::Prepare) => upgrade::prepare(&client(&cli)?).await?,
+        Cmd::Upgrade(UpgradeCmd::Status { json }) => {
+            upgrade::status(&client(&cli)?, *json).await?;
+        }
+        Cmd::Upgrade(UpgradeCmd::Finalize) => upgrade::finalize(&client(&cli)?).await?,
+        Cmd::Upgrade(UpgradeCmd::Rollback) => upgrade::rollback(&client(&cli)?).await?,
         Cmd::Blockserver(BlockserverCmd::Recommission { ids, federation }) => {
             let clients = nameservice_clients(&cli, federation)?;
             blockserver::set_state(&clients, ids, AdminChange::InService).await?;

@@ -130,3 +130,54 @@ async fn a_rolling_restart_under_load_fails_no_call() {
         assert_eq!(&get_file(&client, path).await, bytes, "{path}");
     }
 }
+
+/// `metactl upgrade` on a cluster of one binary (DESIGN §11): every member reports its binary
+/// and the newest format level it writes; finalize needs a prepared upgrade and every member's
+/// answer (a member down refuses it), and ends the upgrade at the level they all write;
+/// rollback cancels a prepared one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_steps_need_a_prepared_upgrade_and_every_members_answer() {
+    let cluster = LocalCluster::up(2, &["--observers", "1"]);
+    let status = |cluster: &LocalCluster| -> serde_json::Value {
+        serde_json::from_str(&ok(cluster.ctl(&["upgrade", "status", "--json"]))).expect("json")
+    };
+    let fails = |args: &[&str], why: &str| {
+        let out = cluster.ctl(args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{args:?}: {err}");
+    };
+    let s = status(&cluster);
+    assert_eq!(s["level"], 1);
+    assert!(s["prepared_ms"].is_null());
+    let members = s["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3);
+    let version = env!("CARGO_PKG_VERSION");
+    for m in members {
+        assert_eq!(m["binary"], version, "{m}");
+        assert_eq!(m["newest_level"], 1, "{m}");
+    }
+    assert_eq!(s["finalize_to"], 1);
+
+    fails(&["upgrade", "finalize"], "prepared upgrade");
+    fails(&["upgrade", "rollback"], "prepared upgrade");
+    ok(cluster.ctl(&["upgrade", "prepare"]));
+    fails(&["upgrade", "prepare"], "prepared upgrade");
+    assert!(status(&cluster)["prepared_ms"].as_u64().is_some());
+    ok(cluster.ctl(&["upgrade", "rollback"]));
+    assert!(status(&cluster)["prepared_ms"].is_null());
+
+    // With the observer down, finalize is refused: it may still run another binary.
+    ok(cluster.ctl(&["upgrade", "prepare"]));
+    let observer = cluster.ids("observer")[0];
+    cluster.stop(observer);
+    fails(&["upgrade", "finalize"], "did not answer");
+    assert!(status(&cluster)["finalize_to"].is_null());
+    cluster.start(observer);
+    ok(cluster.ctl(&["upgrade", "finalize"]));
+    let s = status(&cluster);
+    assert_eq!(
+        (s["level"].as_u64(), s["prepared_ms"].is_null()),
+        (Some(1), true)
+    );
+}

@@ -180,6 +180,7 @@ fn path_of(op: &mut Op) -> Option<&mut String> {
         | Op::RenewLease(_)
         | Op::SetThrottle(_)
         | Op::SetAdminState(_)
+        | Op::Upgrade(_)
         | Op::MountAdd(_)
         | Op::MountRemove(_)
         | Op::MountMove(_)
@@ -219,6 +220,9 @@ impl Call<'_> {
             )),
             Op::SetAdminState(_) => Err(RouterError::NotThroughRouter(
                 "blockserver admin states are each nameservice's (metactl blockserver --federation)",
+            )),
+            Op::Upgrade(_) => Err(RouterError::NotThroughRouter(
+                "an upgrade is each nameservice's (metactl upgrade against its members)",
             )),
             Op::MountAdd(_)
             | Op::MountRemove(_)

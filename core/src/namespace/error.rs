@@ -101,6 +101,16 @@ pub enum StoreError {
         cf: &'static str,
         source: crate::format::FormatError,
     },
+    /// The cluster is at (or is finalizing an upgrade to) a format level this binary does not
+    /// write (DESIGN §11): the member must run a newer binary.
+    #[error(
+        "the cluster's format level is (or is being finalized to) {level}; this binary ({binary}) writes levels up to {newest}: run a newer binary on this member"
+    )]
+    LevelUnsupported {
+        level: crate::level::Level,
+        newest: crate::level::Level,
+        binary: String,
+    },
 }
 
 /// What a namespace call can end in: a recorded refusal, or a local storage failure.

@@ -179,6 +179,16 @@ pub fn encode<T: Schema<Value = T>>(value: &T) -> Vec<u8> {
     encode_record::<T>(value)
 }
 
+/// Encodes an inode as record version `version` (the cluster's format level says which).
+/// The state machine refuses a level this binary does not write before it applies anything
+/// (`Level::supported`), so every version asked for here is one it writes.
+pub fn encode_at(inode: &Inode, version: u16) -> Vec<u8> {
+    match format::encode_as::<Inode>(inode, version) {
+        Ok(v) => v,
+        Err(e) => panic!("encoding an inode failed: {e}"),
+    }
+}
+
 /// Decodes a namespace record read from column family `cf`.
 pub fn decode<T: Schema<Value = T>>(cf: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     decode_record::<T>(cf, bytes)

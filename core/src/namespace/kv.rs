@@ -134,6 +134,9 @@ pub struct Txn<'a, R: KvRead + ?Sized> {
     /// so that a rollback undoes exactly the writes since its savepoint. Cloning the overlay
     /// at each savepoint instead made one apply of a large batch quadratic.
     undo: Vec<Undo>,
+    /// The cluster's format level: which version of each record family the writes use
+    /// (`crate::level`); set by the state machine from the replicated state.
+    level: crate::level::Level,
 }
 
 /// One overlay write, as [`Txn::rollback_to`] undoes it.
@@ -163,7 +166,18 @@ impl<'a, R: KvRead + ?Sized> Txn<'a, R> {
             base,
             writes: BTreeMap::new(),
             undo: Vec::new(),
+            level: crate::level::Level::FIRST,
         }
+    }
+
+    /// Writes records at `level` from now on.
+    pub fn set_level(&mut self, level: crate::level::Level) {
+        self.level = level;
+    }
+
+    /// The format level the writes use.
+    pub fn level(&self) -> crate::level::Level {
+        self.level
     }
 
     fn write(&mut self, cf: Cf, key: Vec<u8>, value: Option<Vec<u8>>) {

@@ -37,6 +37,7 @@ pub mod reclaim;
 pub mod snapshot;
 pub mod throttle;
 pub mod tree;
+pub mod upgrade;
 pub mod walk;
 mod write;
 

@@ -11,6 +11,7 @@ use super::inode::{Inode, StoragePolicy};
 use super::path::NsPath;
 use super::throttle::ThrottleChange;
 use super::tree::MAX_XATTR_VALUE;
+use super::upgrade::UpgradeStep;
 use crate::block_token::BlockKey;
 use crate::federation::{Destination, NameserviceId};
 use crate::id::{BlockServerId, InodeId};
@@ -221,6 +222,9 @@ pub enum Op {
         server: BlockServerId,
         change: AdminChange,
     },
+    /// A step of a rolling upgrade (DESIGN §11): prepare, finalize (raise the cluster's
+    /// format level), rollback. Admin only. Appended after `SetAdminState`.
+    Upgrade(UpgradeStep),
 }
 
 /// The largest operation the namespace journals, by [`Op::size_bound`]: a deepest path of
@@ -359,7 +363,7 @@ impl Op {
                     + str_bound(from.nameservice.as_str())
                     + str_bound(to.nameservice.as_str())
             }
-            Op::SetAdminState { .. } => 0,
+            Op::SetAdminState { .. } | Op::Upgrade(_) => 0,
         };
         FIXED_BYTES.saturating_add(variable)
     }
@@ -399,6 +403,7 @@ impl Op {
             Op::Freeze { .. } => "freeze",
             Op::MountMove { .. } => "mount_move",
             Op::SetAdminState { .. } => "set_admin_state",
+            Op::Upgrade(_) => "upgrade",
         }
     }
 
@@ -437,7 +442,8 @@ impl Op {
             | Op::DeleteSnapshot { .. }
             | Op::RenameSnapshot { .. }
             | Op::Freeze { .. }
-            | Op::SetAdminState { .. } => Vec::new(),
+            | Op::SetAdminState { .. }
+            | Op::Upgrade(_) => Vec::new(),
         }
     }
 }

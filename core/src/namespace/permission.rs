@@ -292,6 +292,7 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
         Op::Reclaim { .. }
         | Op::SetThrottle(_)
         | Op::SetAdminState { .. }
+        | Op::Upgrade(_)
         | Op::RollBlockKey { .. }
         | Op::BeginLeaseRecovery { .. } => Ok(()),
         // The federation's mount table: the superuser's (checked above) alone, here as well

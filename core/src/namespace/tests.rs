@@ -1988,3 +1988,50 @@ fn a_frozen_path_refuses_every_change_under_it_until_thawed() {
     );
     ns.mkdir("/a/data", false).expect("writable again");
 }
+
+/// The upgrade's steps (DESIGN §11): finalize and rollback need a prepared upgrade, a second
+/// prepare is refused, and finalize raises the level (never lowers it).
+#[test]
+fn an_upgrade_is_prepared_then_finalized_or_rolled_back() {
+    use super::upgrade::{self, UpgradeStep};
+    use crate::level::Level;
+    let mut ns = Ns::new();
+    let state = |ns: &Ns| upgrade::load(&ns.kv).expect("load");
+    assert_eq!(state(&ns).level, Level::FIRST);
+    assert_eq!(
+        Ns::kind(ns.apply(Op::Upgrade(UpgradeStep::Rollback))),
+        "NotFound"
+    );
+    assert_eq!(
+        Ns::kind(ns.apply(Op::Upgrade(UpgradeStep::Finalize { to: Level(2) }))),
+        "NotFound"
+    );
+    ns.apply(Op::Upgrade(UpgradeStep::Prepare))
+        .expect("prepare");
+    assert_eq!(state(&ns).prepared_ms, Some(1_000));
+    assert_eq!(
+        Ns::kind(ns.apply(Op::Upgrade(UpgradeStep::Prepare))),
+        "AlreadyExists"
+    );
+    ns.apply(Op::Upgrade(UpgradeStep::Rollback))
+        .expect("rollback");
+    assert_eq!(state(&ns).prepared_ms, None);
+    ns.apply(Op::Upgrade(UpgradeStep::Prepare))
+        .expect("prepare");
+    ns.apply(Op::Upgrade(UpgradeStep::Finalize { to: Level(2) }))
+        .expect("finalize");
+    assert_eq!(
+        state(&ns),
+        upgrade::UpgradeState {
+            level: Level(2),
+            prepared_ms: None
+        }
+    );
+    ns.apply(Op::Upgrade(UpgradeStep::Prepare))
+        .expect("prepare");
+    assert_eq!(
+        Ns::kind(ns.apply(Op::Upgrade(UpgradeStep::Finalize { to: Level(1) }))),
+        "InvalidArgument"
+    );
+    assert_eq!(state(&ns).level, Level(2));
+}

@@ -31,7 +31,7 @@ use super::snapshot::{SnapshotDir, SnapshotFile};
 use super::{BasicNodeMeta, Batch, BatchResponse, MemberId, TypeConfig, retry_cache};
 use crate::namespace::inode::decode_record;
 use crate::namespace::kv::{Cf, KvRead, Txn};
-use crate::namespace::{ApplyError, StoreError, tree};
+use crate::namespace::{ApplyError, Op, StoreError, tree};
 
 const KEY_APPLIED: &[u8] = b"applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
@@ -235,6 +235,7 @@ fn apply_batch<R: KvRead + ?Sized>(
     batch: &Batch,
 ) -> Result<BatchResponse, StoreError> {
     let mut out = Vec::with_capacity(batch.proposals.len());
+    follow_level(txn, batch)?;
     let order_time = retry_cache::order_time(txn, &batch.ctx)?;
     for p in &batch.proposals {
         if let Some(first) = retry_cache::lookup(txn, p)? {
@@ -256,6 +257,35 @@ fn apply_batch<R: KvRead + ?Sized>(
         &retry_cache::Limits::DEFAULT,
     )?;
     Ok(out)
+}
+
+/// Sets the transaction's format level from the replicated state (DESIGN §11): every member
+/// writes the versions of the cluster's level, whatever binary it runs. A member whose binary
+/// cannot write that level, or is asked to finalize an upgrade to a level it cannot write,
+/// stops applying (a storage error, fatal to this replica) rather than write something the
+/// others would not: a binary older than the cluster must be upgraded first.
+fn follow_level<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, batch: &Batch) -> Result<(), StoreError> {
+    use crate::namespace::upgrade::{self, UpgradeStep};
+    use raftfs_core::level::{self, Level};
+    let level = upgrade::load(txn)?.level;
+    let finalizing = batch.proposals.iter().find_map(|p| match p.op {
+        Op::Upgrade(UpgradeStep::Finalize { to }) if !to.supported() => Some(to),
+        _ => None,
+    });
+    let unwritable = if level.supported() {
+        finalizing
+    } else {
+        Some(level)
+    };
+    if let Some(level) = unwritable {
+        return Err(StoreError::LevelUnsupported {
+            level,
+            newest: Level::NEWEST,
+            binary: level::binary_version(),
+        });
+    }
+    txn.set_level(level);
+    Ok(())
 }
 
 /// The state machine handed to openraft.

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use openraft::ServerState;
 use raftfs_core::identity::Need;
+use raftfs_core::level::Level;
 use raftfs_core::member::MemberRole;
 use raftfs_proto as pb;
 use raftfs_proto::admin_server::Admin;
@@ -14,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::error::MetaError;
 use crate::journal::MemberId;
 use crate::membership;
+use crate::namespace::upgrade::UpgradeState;
 use crate::node::MetaNode;
 
 /// The `Admin` gRPC service.
@@ -27,7 +29,7 @@ impl AdminService {
         Self { node }
     }
 
-    fn node_status(&self) -> pb::NodeStatusResponse {
+    fn node_status(&self, upgrade: UpgradeState) -> pb::NodeStatusResponse {
         let m = self.node.raft.metrics();
         let m = m.borrow();
         pb::NodeStatusResponse {
@@ -49,6 +51,10 @@ impl AdminService {
             purged_index: m.purged.map_or(0, |l| l.index),
             snapshots_installed: self.node.sm.snapshots_installed(),
             workers: self.workers_pb(),
+            binary_version: raftfs_core::level::binary_version(),
+            newest_level: u32::from(Level::NEWEST.0),
+            level: u32::from(upgrade.level.0),
+            upgrade_prepared_ms: upgrade.prepared_ms.unwrap_or(0),
         }
     }
 
@@ -257,10 +263,17 @@ impl Admin for AdminService {
         _req: Request<pb::NodeStatusRequest>,
     ) -> Result<Response<pb::NodeStatusResponse>, Status> {
         let start = Instant::now();
-        let r = self.node_status();
+        // A member whose state cannot be read still answers (the rest of its status says
+        // why it is behind); the upgrade state then shows as level 1, nothing prepared.
+        let upgrade = self
+            .node
+            .read_local(|kv| crate::namespace::upgrade::load(kv))
+            .await;
+        let ok = upgrade.is_ok();
+        let r = self.node_status(upgrade.unwrap_or_default());
         self.node
             .metrics
-            .observe_rpc("node_status", start.elapsed(), true);
+            .observe_rpc("node_status", start.elapsed(), ok);
         Ok(Response::new(r))
     }
 

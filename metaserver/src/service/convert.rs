@@ -12,9 +12,11 @@ use crate::journal::{CallId, ClientId};
 use crate::namespace::admin_state::{Admin, AdminChange};
 use crate::namespace::blocks::BlockGroup;
 use crate::namespace::throttle::{ThrottleChange, ThrottleSettings};
+use crate::namespace::upgrade::UpgradeStep;
 use crate::namespace::{Inode, InodeKind, NsError, NsPath, Op, OpOutput, XattrExpect};
 use crate::redundancy::{FileHealth, FsckReport};
 use crate::registry::Replica;
+use raftfs_core::level::Level;
 use raftfs_core::reconstruction::{BlockSource, ReconstructionTask, TaskOutcome, Throttle};
 
 /// Identity and position of the caller.
@@ -238,6 +240,7 @@ pub fn op(op: Option<PbOp>) -> Result<Op, NsError> {
                 path: path(&m.path)?,
             },
         },
+        PbOp::Upgrade(u) => Op::Upgrade(upgrade_step(&u)?),
         PbOp::SetAdminState(a) => Op::SetAdminState {
             server: BlockServerId(a.server),
             change: admin_change(&a)?,
@@ -303,6 +306,24 @@ pub fn admin_status(n: &crate::registry::NodeView) -> pb::AdminStatus {
         since_ms,
         until_ms,
         drain_remaining: n.drain_remaining,
+    }
+}
+
+/// Wire upgrade step -> domain; an unknown step or a level beyond u16 is refused.
+fn upgrade_step(u: &pb::UpgradeOp) -> Result<UpgradeStep, NsError> {
+    use pb::upgrade_op::Step;
+    match Step::try_from(u.step) {
+        Ok(Step::Prepare) => Ok(UpgradeStep::Prepare),
+        Ok(Step::Rollback) => Ok(UpgradeStep::Rollback),
+        Ok(Step::Finalize) => u16::try_from(u.level)
+            .ok()
+            .filter(|l| *l >= 1)
+            .map(|l| UpgradeStep::Finalize { to: Level(l) })
+            .ok_or_else(|| NsError::InvalidArgument(format!("no format level {}", u.level))),
+        Err(_) => Err(NsError::InvalidArgument(format!(
+            "unknown upgrade step {}",
+            u.step
+        ))),
     }
 }
 

@@ -385,6 +385,7 @@ impl Namespace for NamespaceService {
                 | pb::mutate_request::Op::MountMove(_)
                 | pb::mutate_request::Op::Freeze(_)
                 | pb::mutate_request::Op::SetAdminState(_)
+                | pb::mutate_request::Op::Upgrade(_)
                 | pb::mutate_request::Op::SetDefaultNameservice(_),
             ) => Need::Admin,
             _ => Need::User,

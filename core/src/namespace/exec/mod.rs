@@ -12,7 +12,7 @@ use super::error::ApplyError;
 use super::kv::{KvRead, Txn};
 use super::ops::{ApplyCtx, Op, OpOutput};
 use super::tree::Result;
-use super::{admin_state, block_keys, freeze, mounts, snapshot};
+use super::{admin_state, block_keys, freeze, mounts, snapshot, upgrade};
 
 /// [`apply`] as `access`: the operation is first checked against the caller's permissions
 /// (`permission::check_op`) in the state it applies to, and refused with `PermissionDenied`,
@@ -172,6 +172,10 @@ fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -
         }
         Op::SetAdminState { server, change } => {
             admin_state::set(txn, *server, *change, ctx.now_ms)?;
+            Ok(OpOutput::Done)
+        }
+        Op::Upgrade(step) => {
+            upgrade::apply(txn, *step, ctx.now_ms)?;
             Ok(OpOutput::Done)
         }
     }

@@ -295,6 +295,7 @@ fn variant_index(op: &Op) -> usize {
         Op::Freeze { .. } => 29,
         Op::MountMove { .. } => 30,
         Op::SetAdminState { .. } => 31,
+        Op::Upgrade(_) => 32,
     }
 }
 
@@ -769,6 +770,38 @@ fn golden_batch_admin_state_ops_v2() {
     golden::<Batch>("batch-admin-state-ops-v2", 2, &admin);
 }
 
+/// The rolling upgrade's steps (DESIGN §11; appended after the admin states', in batch
+/// version 2).
+#[test]
+fn golden_batch_upgrade_ops_v2() {
+    use raftfs_core::level::Level;
+    use raftfs_core::namespace::upgrade::UpgradeStep;
+    let steps = [
+        UpgradeStep::Prepare,
+        UpgradeStep::Finalize { to: Level(2) },
+        UpgradeStep::Rollback,
+    ];
+    let upgrade = Batch {
+        ctx: batch().ctx,
+        proposals: steps
+            .into_iter()
+            .map(|step| Proposal {
+                client: ClientId([10; 16]),
+                call_id: CallId(12),
+                op: Op::Upgrade(step),
+                access: None,
+            })
+            .collect(),
+    };
+    let seen: Vec<usize> = upgrade
+        .proposals
+        .iter()
+        .map(|p| variant_index(&p.op))
+        .collect();
+    assert_eq!(seen, [32, 32, 32]);
+    golden::<Batch>("batch-upgrade-ops-v2", 2, &upgrade);
+}
+
 #[test]
 fn golden_log_store_records_v1() {
     let [blank, normal, membership] = <[_; 3]>::try_from(entries()).expect("three");
@@ -1227,6 +1260,16 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         ns_path().prop_map(|at| Op::MountRemove { at }),
         (ns_path(), any::<bool>()).prop_map(|(path, frozen)| Op::Freeze { path, frozen }),
+        (0u8..3, 1u16..4).prop_map(|(kind, to)| {
+            use raftfs_core::namespace::upgrade::UpgradeStep;
+            Op::Upgrade(match kind {
+                0 => UpgradeStep::Prepare,
+                1 => UpgradeStep::Finalize {
+                    to: raftfs_core::level::Level(to),
+                },
+                _ => UpgradeStep::Rollback,
+            })
+        }),
         (1u64..100, 0u8..3, any::<u64>()).prop_map(|(server, kind, for_ms)| {
             use raftfs_core::namespace::admin_state::AdminChange;
             Op::SetAdminState {
