@@ -62,7 +62,10 @@ prop_compose! {
             atime_ms: times.1,
             policy,
             length,
-            under_construction: holder.map(|holder| UnderConstruction { holder }),
+            under_construction: holder.map(|holder| UnderConstruction {
+                holder,
+                client_machine: String::new(),
+            }),
             symlink_target,
             children: sizes.0,
             block_size: sizes.1,

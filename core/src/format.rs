@@ -134,6 +134,15 @@ pub trait Schema {
     /// of old versions are never removed.
     fn decode_body(version: u16, body: &[u8]) -> Result<Self::Value, FormatError>;
 
+    /// The version [`encode`] writes `value` as: by default `CURRENT`. A family with a
+    /// version that only some binaries read (a rolling upgrade's new version, DESIGN §11)
+    /// writes the oldest version that holds the value, so that a value without anything new
+    /// stays readable by every member; what is new is only set once the cluster's format
+    /// level says every member reads it.
+    fn version_for(_value: &Self::Value) -> u16 {
+        Self::CURRENT
+    }
+
     /// Appends the body of `value` as `version` to `out`. The default writes `CURRENT` only;
     /// a family that must also write an older version during a rolling upgrade overrides it.
     fn encode_body(
@@ -156,9 +165,10 @@ pub trait Schema {
     }
 }
 
-/// Encodes `value` as a record of the current version.
+/// Encodes `value` as a record of the version its family writes it as
+/// ([`Schema::version_for`]: the current one, unless the family says otherwise).
 pub fn encode<S: Schema>(value: &S::Value) -> Result<Vec<u8>, FormatError> {
-    encode_as::<S>(value, S::CURRENT)
+    encode_as::<S>(value, S::version_for(value))
 }
 
 /// Encodes `value` as a record of `version` (for a rolling upgrade: what the oldest member

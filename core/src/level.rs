@@ -5,13 +5,17 @@
 //! newer binary writes what the older ones read, so that any member can still go back to the
 //! older binary (HDFS's rolling upgrade keeps its old layout until finalize the same way).
 //!
-//! A level names one version of each family whose newest version needs it; a family absent
-//! from the mapping is written at its current version on every level (its versions were all
-//! readable by every binary that can join the cluster).
+//! The level gates what is *new*: a record family with a version only newer binaries read
+//! writes each value as the oldest version that holds it (`format::Schema::version_for`),
+//! and the new things that need the new version (a field) are only set once the level says
+//! every member reads it. So before finalize every record is in the old versions, and after
+//! it the new ones appear as the new things are used. The state machine sets each batch's
+//! level from the replicated state, so every member decides the same.
 //!
 //! Level 1 is every format of the first binary with levels. The `next-format` feature builds
-//! the "new version" the upgrade tests roll onto: a binary whose newest level is 2, with
-//! newer versions of the inode record and of the journal's batch.
+//! the "new version" the upgrade tests roll onto, whose newest level is 2: the writer's
+//! machine of a file under construction (inode version 2, retry result version 3) and the
+//! caller's machine of every journaled operation (batch version 3).
 
 use serde::{Deserialize, Serialize};
 
@@ -33,24 +37,6 @@ impl Level {
     /// Whether this binary can write (and so apply entries) at this level.
     pub fn supported(self) -> bool {
         self >= Self::FIRST && self <= Self::NEWEST
-    }
-
-    /// The inode record version written at this level.
-    pub fn inode_version(self) -> u16 {
-        if self.0 >= 2 && cfg!(feature = "next-format") {
-            2
-        } else {
-            1
-        }
-    }
-
-    /// The journal's batch version written at this level.
-    pub fn batch_version(self) -> u16 {
-        if self.0 >= 2 && cfg!(feature = "next-format") {
-            3
-        } else {
-            2
-        }
     }
 }
 
@@ -78,8 +64,6 @@ mod tests {
     fn level_1_writes_the_first_formats() {
         assert!(Level::FIRST.supported());
         assert!(!Level(0).supported());
-        assert_eq!(Level::FIRST.inode_version(), 1);
-        assert_eq!(Level::FIRST.batch_version(), 2);
         assert_eq!(Level(2).supported(), cfg!(feature = "next-format"));
     }
 }

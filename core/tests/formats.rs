@@ -122,6 +122,7 @@ fn file() -> Inode {
         length: 3 << 30,
         under_construction: Some(UnderConstruction {
             holder: "raftfs-client-00112233445566778899aabbccddeeff".into(),
+            client_machine: String::new(),
         }),
         block_size: 128 << 20,
         block_groups: 2,
@@ -303,7 +304,10 @@ fn golden_namespace_records_v1() {
 #[test]
 fn records_written_before_the_envelope_are_version_1() {
     let mut old = vec![1u8];
-    old.extend(postcard::to_stdvec(&file()).expect("postcard"));
+    // The layout of then is version 1's (inode version 2 added the writer's machine).
+    let inode = file();
+    let v1 = raftfs_core::namespace::inode::v1::InodeRef::try_from(&inode).expect("v1");
+    old.extend(postcard::to_stdvec(&v1).expect("postcard"));
     assert_eq!(format::decode::<Inode>(&old), Ok(file()));
 }
 
@@ -446,4 +450,20 @@ fn golden_upgrade_state_v1() {
             prepared_ms: None,
         },
     );
+}
+
+/// Inode version 2 (the `next-format` build): a file under construction with its writer's
+/// machine, recorded from format level 2 on (DESIGN §11).
+#[cfg(feature = "next-format")]
+#[test]
+fn golden_inode_with_a_writers_machine_v2() {
+    use raftfs_core::namespace::inode::UnderConstruction;
+    let inode = Inode {
+        under_construction: Some(UnderConstruction {
+            holder: "raftfs-client-00112233445566778899aabbccddeeff".into(),
+            client_machine: "10.1.2.3".into(),
+        }),
+        ..file()
+    };
+    golden::<Inode>("inode-file-writer-machine-v2", 2, &inode);
 }

@@ -31,6 +31,9 @@ pub use crate::policy::{EC_POLICIES, EcCodec, StoragePolicy};
 pub struct UnderConstruction {
     /// Lease holder (the writing client's name).
     pub holder: String,
+    /// The writer's machine (HDFS's `clientMachine`), from the operation that opened the
+    /// file; recorded from format level 2 on, empty before (inode version 2).
+    pub client_machine: String,
 }
 
 /// One file, directory or symlink. Stored in the `inodes` column family under its id.
@@ -125,12 +128,162 @@ pub struct LeaseRecord {
 impl Schema for Inode {
     type Value = Self;
     const RECORD: &'static str = "inode";
-    const CURRENT: u16 = 1;
+    /// Version 2 (the writer's machine) is written from format level 2 on, which only the
+    /// `next-format` build reaches; without it this binary is the "old version" of the
+    /// upgrade tests, which reads and writes version 1 only.
+    const CURRENT: u16 = if cfg!(feature = "next-format") { 2 } else { 1 };
 
     fn decode_body(version: u16, bytes: &[u8]) -> Result<Self, FormatError> {
         match version {
-            1 => format::body(Self::RECORD, bytes),
+            1 => format::body::<v1::Inode>(Self::RECORD, bytes).map(Inode::from),
+            2 => format::body(Self::RECORD, bytes),
             v => Err(format::unknown_version::<Self>(v)),
+        }
+    }
+
+    /// Version 1 unless the inode records a writer's machine (set from format level 2 on).
+    fn version_for(inode: &Self) -> u16 {
+        match &inode.under_construction {
+            Some(uc) if !uc.client_machine.is_empty() => 2,
+            _ => 1,
+        }
+    }
+
+    fn encode_body(inode: &Self, version: u16, out: Vec<u8>) -> Result<Vec<u8>, FormatError> {
+        let unwritable = |reason: String| FormatError::Unwritable {
+            record: Self::RECORD,
+            version,
+            reason,
+        };
+        match version {
+            1 => postcard::to_extend(&v1::InodeRef::try_from(inode).map_err(unwritable)?, out)
+                .map_err(|e| unwritable(e.to_string())),
+            2 if version <= Self::CURRENT => {
+                postcard::to_extend(inode, out).map_err(|e| unwritable(e.to_string()))
+            }
+            _ => Err(unwritable(format!(
+                "this binary writes versions up to {}",
+                Self::CURRENT
+            ))),
+        }
+    }
+}
+
+/// Version 1 of an inode, frozen: without the writer's machine. Decoded into the current
+/// type (an empty machine); written from a borrowed view, so that writing the old version
+/// (every write before an upgrade is finalized) copies nothing.
+pub mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use super::{InodeId, InodeKind, StoragePolicy};
+
+    #[derive(Debug, Deserialize)]
+    pub struct UnderConstruction {
+        pub holder: String,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct Inode {
+        pub id: InodeId,
+        pub parent: InodeId,
+        pub name: String,
+        pub kind: InodeKind,
+        pub permission: u16,
+        pub owner: String,
+        pub group: String,
+        pub mtime_ms: u64,
+        pub atime_ms: u64,
+        pub policy: StoragePolicy,
+        pub length: u64,
+        pub under_construction: Option<UnderConstruction>,
+        pub symlink_target: Option<String>,
+        pub children: u64,
+        pub block_size: u64,
+        pub block_groups: u32,
+    }
+
+    #[derive(Debug, Serialize)]
+    pub struct UnderConstructionRef<'a> {
+        pub holder: &'a str,
+    }
+
+    /// [`Inode`]'s layout over a current inode's fields.
+    #[derive(Debug, Serialize)]
+    pub struct InodeRef<'a> {
+        pub id: InodeId,
+        pub parent: InodeId,
+        pub name: &'a str,
+        pub kind: InodeKind,
+        pub permission: u16,
+        pub owner: &'a str,
+        pub group: &'a str,
+        pub mtime_ms: u64,
+        pub atime_ms: u64,
+        pub policy: &'a StoragePolicy,
+        pub length: u64,
+        pub under_construction: Option<UnderConstructionRef<'a>>,
+        pub symlink_target: Option<&'a str>,
+        pub children: u64,
+        pub block_size: u64,
+        pub block_groups: u32,
+    }
+
+    impl<'a> TryFrom<&'a super::Inode> for InodeRef<'a> {
+        type Error = String;
+
+        /// Refuses an inode that version 1 cannot hold (a writer's machine).
+        fn try_from(i: &'a super::Inode) -> Result<Self, String> {
+            let under_construction = match &i.under_construction {
+                Some(uc) if !uc.client_machine.is_empty() => {
+                    return Err("version 1 has no writer's machine".into());
+                }
+                Some(uc) => Some(UnderConstructionRef { holder: &uc.holder }),
+                None => None,
+            };
+            Ok(InodeRef {
+                id: i.id,
+                parent: i.parent,
+                name: &i.name,
+                kind: i.kind,
+                permission: i.permission,
+                owner: &i.owner,
+                group: &i.group,
+                mtime_ms: i.mtime_ms,
+                atime_ms: i.atime_ms,
+                policy: &i.policy,
+                length: i.length,
+                under_construction,
+                symlink_target: i.symlink_target.as_deref(),
+                children: i.children,
+                block_size: i.block_size,
+                block_groups: i.block_groups,
+            })
+        }
+    }
+
+    impl From<Inode> for super::Inode {
+        fn from(i: Inode) -> Self {
+            super::Inode {
+                id: i.id,
+                parent: i.parent,
+                name: i.name,
+                kind: i.kind,
+                permission: i.permission,
+                owner: i.owner,
+                group: i.group,
+                mtime_ms: i.mtime_ms,
+                atime_ms: i.atime_ms,
+                policy: i.policy,
+                length: i.length,
+                under_construction: i.under_construction.map(|uc| super::UnderConstruction {
+                    holder: uc.holder,
+                    client_machine: String::new(),
+                }),
+                symlink_target: i.symlink_target,
+                children: i.children,
+                block_size: i.block_size,
+                block_groups: i.block_groups,
+            }
         }
     }
 }
@@ -179,16 +332,6 @@ pub fn encode<T: Schema<Value = T>>(value: &T) -> Vec<u8> {
     encode_record::<T>(value)
 }
 
-/// Encodes an inode as record version `version` (the cluster's format level says which).
-/// The state machine refuses a level this binary does not write before it applies anything
-/// (`Level::supported`), so every version asked for here is one it writes.
-pub fn encode_at(inode: &Inode, version: u16) -> Vec<u8> {
-    match format::encode_as::<Inode>(inode, version) {
-        Ok(v) => v,
-        Err(e) => panic!("encoding an inode failed: {e}"),
-    }
-}
-
 /// Decodes a namespace record read from column family `cf`.
 pub fn decode<T: Schema<Value = T>>(cf: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
     decode_record::<T>(cf, bytes)
@@ -214,6 +357,38 @@ pub fn decode_record<S: Schema>(cf: &'static str, bytes: &[u8]) -> Result<S::Val
 mod tests {
     use super::*;
 
+    /// A file opened from a known machine is version 2, which only the `next-format` build
+    /// writes and reads; without a machine every build writes version 1.
+    #[test]
+    fn an_inode_with_a_writers_machine_needs_version_2() {
+        let mut inode = Inode::root();
+        inode.under_construction = Some(UnderConstruction {
+            holder: "w".into(),
+            client_machine: String::new(),
+        });
+        assert_eq!(encode(&inode)[0], 1);
+        inode.under_construction = Some(UnderConstruction {
+            holder: "w".into(),
+            client_machine: "10.0.0.7".into(),
+        });
+        let v1 = format::encode_as::<Inode>(&inode, 1);
+        assert!(matches!(
+            v1,
+            Err(FormatError::Unwritable { version: 1, .. })
+        ));
+        let v2 = format::encode::<Inode>(&inode);
+        if cfg!(feature = "next-format") {
+            let v2 = v2.expect("version 2");
+            assert_eq!(v2[0], 2);
+            assert_eq!(decode::<Inode>("inodes", &v2).expect("decodes"), inode);
+        } else {
+            assert!(matches!(
+                v2,
+                Err(FormatError::Unwritable { version: 2, .. })
+            ));
+        }
+    }
+
     #[test]
     fn records_round_trip_and_reject_unknown_versions() {
         let inode = Inode::root();
@@ -232,7 +407,7 @@ mod tests {
                 source: FormatError::UnknownVersion {
                     record: "inode",
                     version: 9,
-                    newest: 1
+                    newest: Inode::CURRENT,
                 }
             })
         ));

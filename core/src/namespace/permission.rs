@@ -36,6 +36,9 @@ pub struct Access {
     pub groups: Vec<String>,
     /// Decided by the active from its configuration: passes every check.
     pub superuser: bool,
+    /// The caller's machine (its address as the active saw it), carried from format level 2
+    /// on (batch version 3); empty before, and for the active's own work.
+    pub machine: String,
 }
 
 impl Access {

@@ -1203,6 +1203,7 @@ fn user(name: &str, groups: &[&str]) -> permission::Access {
         user: name.into(),
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         superuser: false,
+        machine: String::new(),
     }
 }
 
@@ -2034,4 +2035,41 @@ fn an_upgrade_is_prepared_then_finalized_or_rolled_back() {
         "InvalidArgument"
     );
     assert_eq!(state(&ns).level, Level(2));
+}
+
+/// The caller's machine is recorded on the file it opens only from format level 2 on (DESIGN
+/// §11): below it, even a caller that carries one gets an inode every binary reads.
+#[test]
+fn a_writers_machine_is_recorded_only_from_format_level_2() {
+    use crate::level::Level;
+    let create = |path: &str| Op::Create {
+        path: p(path),
+        overwrite: false,
+        create_parents: false,
+        permission: 0o644,
+        owner: "root".into(),
+        group: None,
+        policy: None,
+        holder: "w".into(),
+        block_size: BLOCK,
+    };
+    let root = permission::Access {
+        superuser: true,
+        machine: "10.0.0.9".into(),
+        ..user("root", &[])
+    };
+    let mut ns = Ns::new();
+    let machine_of = |out: OpOutput| match out {
+        OpOutput::Inode(i) => i.under_construction.expect("open").client_machine,
+        other => panic!("{other:?}"),
+    };
+    let out = ns.apply_as(Some(&root), create("/a")).expect("create");
+    assert_eq!(machine_of(out), "");
+    if cfg!(feature = "next-format") {
+        let ctx = ns.ctx();
+        let mut txn = Txn::new(&ns.kv);
+        txn.set_level(Level(2));
+        let out = tree::apply_as(&mut txn, &ctx, Some(&root), &create("/b")).expect("create");
+        assert_eq!(machine_of(out), "10.0.0.9");
+    }
 }

@@ -18,10 +18,8 @@ use super::tree::{
     resolve_parent,
 };
 
-/// Writes `inode` at the version of the transaction's format level.
 pub(super) fn put_inode<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, inode: &Inode) {
-    let bytes = super::inode::encode_at(inode, txn.level().inode_version());
-    txn.put(Cf::Inodes, keys::inode(inode.id), bytes);
+    txn.put(Cf::Inodes, keys::inode(inode.id), encode(inode));
 }
 
 pub(super) fn alloc_id<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>) -> Result<InodeId> {

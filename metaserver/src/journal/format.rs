@@ -112,19 +112,127 @@ pub enum RetryResult {}
 impl Schema for RetryResult {
     type Value = RetryRecord;
     const RECORD: &'static str = "retry result";
-    const CURRENT: u16 = 2;
+    /// Version 3 (inodes with the writer's machine) only in the `next-format` build.
+    const CURRENT: u16 = if cfg!(feature = "next-format") { 3 } else { 2 };
 
     fn decode_body(version: u16, bytes: &[u8]) -> Result<RetryRecord, FormatError> {
         match version {
-            1 => format::body::<Result<OpOutput, NsError>>(Self::RECORD, bytes).map(|result| {
-                RetryRecord {
+            1 => format::body::<Result<retry_v2::OpOutput, NsError>>(Self::RECORD, bytes).map(
+                |result| RetryRecord {
                     fingerprint: None,
-                    result,
-                }
+                    result: result.map(OpOutput::from),
+                },
+            ),
+            2 => format::body::<retry_v2::RetryRecord>(Self::RECORD, bytes).map(|r| RetryRecord {
+                fingerprint: r.fingerprint,
+                result: r.result.map(OpOutput::from),
             }),
-            2 => format::body(Self::RECORD, bytes),
+            3 => format::body(Self::RECORD, bytes),
             v => Err(format::unknown_version::<Self>(v)),
         }
+    }
+
+    /// Version 2 unless an inode of the result records a writer's machine.
+    fn version_for(r: &RetryRecord) -> u16 {
+        let new = |i: &crate::namespace::Inode| {
+            i.under_construction
+                .as_ref()
+                .is_some_and(|uc| !uc.client_machine.is_empty())
+        };
+        match &r.result {
+            Ok(OpOutput::Inode(i) | OpOutput::Group(i, _)) if new(i) => 3,
+            _ => 2,
+        }
+    }
+
+    fn encode_body(r: &RetryRecord, version: u16, out: Vec<u8>) -> Result<Vec<u8>, FormatError> {
+        let unwritable = |reason: String| FormatError::Unwritable {
+            record: Self::RECORD,
+            version,
+            reason,
+        };
+        match version {
+            2 => {
+                let result = match &r.result {
+                    Ok(o) => Ok(retry_v2::OpOutputRef::try_from(o).map_err(unwritable)?),
+                    Err(e) => Err(e),
+                };
+                let record = retry_v2::RetryRecordRef {
+                    fingerprint: &r.fingerprint,
+                    result,
+                };
+                postcard::to_extend(&record, out).map_err(|e| unwritable(e.to_string()))
+            }
+            3 if version <= Self::CURRENT => {
+                postcard::to_extend(r, out).map_err(|e| unwritable(e.to_string()))
+            }
+            _ => Err(unwritable(format!(
+                "this binary writes versions 2 to {}",
+                Self::CURRENT
+            ))),
+        }
+    }
+}
+
+/// Versions 1 and 2 of a retry result, frozen: the results' inodes are inode version 1
+/// (without the writer's machine); read into the current types, written from borrowed views.
+mod retry_v2 {
+    use serde::{Deserialize, Serialize};
+
+    use crate::namespace::blocks::BlockGroup;
+    use crate::namespace::inode::v1;
+    use crate::namespace::{NsError, OpOutput as Current};
+
+    #[derive(Debug, Deserialize)]
+    pub enum OpOutput {
+        Inode(v1::Inode),
+        Removed(u64),
+        Done,
+        Group(v1::Inode, BlockGroup),
+    }
+
+    impl From<OpOutput> for Current {
+        fn from(o: OpOutput) -> Self {
+            match o {
+                OpOutput::Inode(i) => Current::Inode(i.into()),
+                OpOutput::Removed(n) => Current::Removed(n),
+                OpOutput::Done => Current::Done,
+                OpOutput::Group(i, g) => Current::Group(i.into(), g),
+            }
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct RetryRecord {
+        pub fingerprint: Option<[u8; 32]>,
+        pub result: Result<OpOutput, NsError>,
+    }
+
+    #[derive(Debug, Serialize)]
+    pub enum OpOutputRef<'a> {
+        Inode(v1::InodeRef<'a>),
+        Removed(u64),
+        Done,
+        Group(v1::InodeRef<'a>, &'a BlockGroup),
+    }
+
+    impl<'a> TryFrom<&'a Current> for OpOutputRef<'a> {
+        type Error = String;
+
+        fn try_from(o: &'a Current) -> Result<Self, String> {
+            Ok(match o {
+                Current::Inode(i) => OpOutputRef::Inode(i.try_into()?),
+                Current::Removed(n) => OpOutputRef::Removed(*n),
+                Current::Done => OpOutputRef::Done,
+                Current::Group(i, g) => OpOutputRef::Group(i.try_into()?, g),
+            })
+        }
+    }
+
+    #[derive(Debug, Serialize)]
+    pub struct RetryRecordRef<'a> {
+        pub fingerprint: &'a Option<[u8; 32]>,
+        pub result: Result<OpOutputRef<'a>, &'a NsError>,
     }
 }
 v1_family!(
@@ -166,10 +274,11 @@ pub mod rpc {
 
 // ---------------------------------------------------------------- batch
 
-/// Version 2 of a batch's body: `Batch`'s fields in order, each proposal with the caller it
-/// runs as (`Proposal::access`). `Batch`'s own serde impls write the nested record (below),
-/// so its body goes through these. To add a version, freeze these and the types they reach
-/// in a module of their own, as `v1` below.
+/// Version 3 of a batch's body (the `next-format` build): `Batch`'s fields in order, each
+/// proposal with the caller it runs as (`Proposal::access`), the caller's machine included.
+/// `Batch`'s own serde impls write the nested record (below), so its body goes through
+/// these. To add a version, freeze these and the types they reach in a module of their own,
+/// as `v1` and `v2` below.
 #[derive(Serialize)]
 struct BatchFields<'a> {
     ctx: &'a ApplyCtx,
@@ -190,24 +299,136 @@ mod v1 {
     use crate::journal::{CallId, ClientId};
     use crate::namespace::{ApplyCtx, Op};
 
-    #[derive(Deserialize)]
+    #[derive(Debug, Deserialize)]
     pub struct Proposal {
         pub client: ClientId,
         pub call_id: CallId,
         pub op: Op,
     }
 
-    #[derive(Deserialize)]
+    #[derive(Debug, Deserialize)]
     pub struct Batch {
         pub ctx: ApplyCtx,
         pub proposals: Vec<Proposal>,
     }
 }
 
+/// Version 2 of a batch, frozen: the caller without its machine. Read into the current
+/// types (an empty machine), written from borrowed views.
+mod v2 {
+    use serde::{Deserialize, Serialize};
+
+    use crate::journal::{CallId, ClientId};
+    use crate::namespace::{ApplyCtx, Op};
+
+    #[derive(Debug, Deserialize)]
+    pub struct Access {
+        pub user: String,
+        pub groups: Vec<String>,
+        pub superuser: bool,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct Proposal {
+        pub client: ClientId,
+        pub call_id: CallId,
+        pub op: Op,
+        pub access: Option<Access>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    pub struct Batch {
+        pub ctx: ApplyCtx,
+        pub proposals: Vec<Proposal>,
+    }
+
+    #[derive(Debug, Serialize)]
+    pub struct AccessRef<'a> {
+        pub user: &'a str,
+        pub groups: &'a [String],
+        pub superuser: bool,
+    }
+
+    #[derive(Debug, Serialize)]
+    pub struct ProposalRef<'a> {
+        pub client: ClientId,
+        pub call_id: CallId,
+        pub op: &'a Op,
+        pub access: Option<AccessRef<'a>>,
+    }
+
+    #[derive(Debug, Serialize)]
+    pub struct BatchRef<'a> {
+        pub ctx: &'a ApplyCtx,
+        pub proposals: Vec<ProposalRef<'a>>,
+    }
+
+    impl From<Proposal> for super::Proposal {
+        fn from(p: Proposal) -> Self {
+            super::Proposal {
+                client: p.client,
+                call_id: p.call_id,
+                op: p.op,
+                access: p.access.map(|a| crate::namespace::permission::Access {
+                    user: a.user,
+                    groups: a.groups,
+                    superuser: a.superuser,
+                    machine: String::new(),
+                }),
+            }
+        }
+    }
+
+    impl<'a> TryFrom<&'a super::Batch> for BatchRef<'a> {
+        type Error = String;
+
+        /// Refuses a batch that version 2 cannot hold (a caller's machine).
+        fn try_from(b: &'a super::Batch) -> Result<Self, String> {
+            let proposals = b
+                .proposals
+                .iter()
+                .map(|p| {
+                    let access = match &p.access {
+                        Some(a) if !a.machine.is_empty() => {
+                            return Err("version 2 has no caller's machine".to_owned());
+                        }
+                        Some(a) => Some(AccessRef {
+                            user: &a.user,
+                            groups: &a.groups,
+                            superuser: a.superuser,
+                        }),
+                        None => None,
+                    };
+                    Ok(ProposalRef {
+                        client: p.client,
+                        call_id: p.call_id,
+                        op: &p.op,
+                        access,
+                    })
+                })
+                .collect::<Result<_, String>>()?;
+            Ok(BatchRef {
+                ctx: &b.ctx,
+                proposals,
+            })
+        }
+    }
+}
+
 impl Schema for Batch {
     type Value = Self;
     const RECORD: &'static str = "batch";
-    const CURRENT: u16 = 2;
+    /// Version 3 (the caller's machine) only in the `next-format` build.
+    const CURRENT: u16 = if cfg!(feature = "next-format") { 3 } else { 2 };
+
+    /// Version 2 unless a proposal carries its caller's machine (from format level 2 on).
+    fn version_for(batch: &Self) -> u16 {
+        let new = batch
+            .proposals
+            .iter()
+            .any(|p| p.access.as_ref().is_some_and(|a| !a.machine.is_empty()));
+        if new { 3 } else { 2 }
+    }
 
     fn decode_body(version: u16, bytes: &[u8]) -> Result<Self, FormatError> {
         match version {
@@ -224,7 +445,11 @@ impl Schema for Batch {
                     })
                     .collect(),
             }),
-            2 => format::body::<OwnedBatchFields>(Self::RECORD, bytes)
+            2 => format::body::<v2::Batch>(Self::RECORD, bytes).map(|b| Batch {
+                ctx: b.ctx,
+                proposals: b.proposals.into_iter().map(Proposal::from).collect(),
+            }),
+            3 => format::body::<OwnedBatchFields>(Self::RECORD, bytes)
                 .map(|OwnedBatchFields { ctx, proposals }| Batch { ctx, proposals }),
             v => Err(format::unknown_version::<Self>(v)),
         }
@@ -237,7 +462,9 @@ impl Schema for Batch {
             reason,
         };
         match version {
-            2 => postcard::to_extend(
+            2 => postcard::to_extend(&v2::BatchRef::try_from(batch).map_err(unwritable)?, out)
+                .map_err(|e| unwritable(e.to_string())),
+            3 if version <= Self::CURRENT => postcard::to_extend(
                 &BatchFields {
                     ctx: &batch.ctx,
                     proposals: &batch.proposals,
@@ -245,7 +472,10 @@ impl Schema for Batch {
                 out,
             )
             .map_err(|e| unwritable(e.to_string())),
-            _ => Err(unwritable("only the current version is written".into())),
+            _ => Err(unwritable(format!(
+                "this binary writes versions 2 to {}",
+                Self::CURRENT
+            ))),
         }
     }
 }

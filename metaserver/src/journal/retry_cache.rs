@@ -346,6 +346,7 @@ mod tests {
                 user: user.into(),
                 groups: Vec::new(),
                 superuser: false,
+                machine: String::new(),
             }),
             ..call(call_id)
         }

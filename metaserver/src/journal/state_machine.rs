@@ -78,6 +78,9 @@ pub struct SmShared {
     apply_gate: Mutex<()>,
     snapshots: SnapshotDir,
     applied_tx: watch::Sender<u64>,
+    /// The cluster's format level as of the applied state (DESIGN §11): what the service
+    /// may put into new entries.
+    level: std::sync::atomic::AtomicU16,
     snapshots_installed: AtomicU64,
     /// Where apply records how long after the active fixed an entry it was applied here.
     apply_lag: OnceLock<Histogram>,
@@ -117,6 +120,17 @@ impl SmShared {
 
     pub fn applied_index(&self) -> u64 {
         *self.applied_tx.borrow()
+    }
+
+    /// The cluster's format level as of the applied state.
+    pub fn level(&self) -> raftfs_core::level::Level {
+        raftfs_core::level::Level(self.level.load(Ordering::Acquire))
+    }
+
+    fn note_level<R: KvRead + ?Sized>(&self, kv: &R) -> Result<(), StoreError> {
+        let level = crate::namespace::upgrade::load(kv)?.level;
+        self.level.store(level.0, Ordering::Release);
+        Ok(())
     }
 
     /// Sets the histograms apply fills: each entry's lag behind the active's clock, and how
@@ -195,6 +209,9 @@ impl SmShared {
         let Some(last) = last_applied else {
             return Ok(responses);
         };
+        let level = crate::namespace::upgrade::load(&txn)
+            .map_err(sm_write)?
+            .level;
         txn.put(
             Cf::Meta,
             KEY_APPLIED.to_vec(),
@@ -224,6 +241,7 @@ impl SmShared {
         } else {
             db.write(batch).map_err(sm_write)?;
         }
+        self.level.store(level.0, Ordering::Release);
         self.applied_tx.send_replace(last.index);
         Ok(responses)
     }
@@ -315,6 +333,7 @@ impl StateMachine {
         let db = super::rocks::open(&data_dir.join(&current), &cf_names(), &memory)
             .map_err(engine_error)?;
         let (applied, _) = SmShared::applied_state_of(&db)?;
+        let level = crate::namespace::upgrade::load(&LiveKv(&db))?.level;
         let snapshots = SnapshotDir::open(data_dir.join("snapshots")).map_err(io)?;
         remove_received(snapshots.path());
         let (applied_tx, _) = watch::channel(applied.map_or(0, |l| l.index));
@@ -326,6 +345,7 @@ impl StateMachine {
                 apply_gate: Mutex::new(()),
                 snapshots,
                 applied_tx,
+                level: std::sync::atomic::AtomicU16::new(level.0),
                 snapshots_installed: AtomicU64::new(0),
                 apply_lag: OnceLock::new(),
                 apply_seconds: OnceLock::new(),
@@ -397,6 +417,8 @@ impl StateMachine {
         s.snapshots
             .publish(tar, meta)
             .map_err(|e| format!("publish snapshot: {e}"))?;
+        s.note_level(&LiveKv(&s.db()))
+            .map_err(|e| format!("read the installed state's format level: {e}"))?;
         s.applied_tx
             .send_replace(meta.last_log_id.map_or(0, |l| l.index));
         s.snapshots_installed.fetch_add(1, Ordering::Relaxed);

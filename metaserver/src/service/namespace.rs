@@ -106,11 +106,13 @@ impl NamespaceService {
                 user: user.name.clone(),
                 groups: user.groups.clone(),
                 superuser: self.node.authorizer.is_admin(user),
+                machine: String::new(),
             },
             None => Access {
                 user: caller.name(),
                 groups: Vec::new(),
                 superuser: false,
+                machine: String::new(),
             },
         }
     }
@@ -152,6 +154,7 @@ impl NamespaceService {
         &self,
         who: &Caller,
         req: pb::MutateRequest,
+        machine: Option<std::net::IpAddr>,
     ) -> Result<pb::MutateResponse, MetaError> {
         let caller = convert::caller(req.header.as_ref())?;
         let exclude = match &req.op {
@@ -167,7 +170,12 @@ impl NamespaceService {
             state_id: 0,
         })?;
         self.node.ensure_active_for_write()?;
-        let access = self.access_of(who);
+        let mut access = self.access_of(who);
+        // The caller's machine goes into the entry only once every member reads it (format
+        // level 2, batch version 3: DESIGN §11).
+        if self.node.sm.level() >= raftfs_core::level::Level(2) {
+            access.machine = machine.map(|ip| ip.to_string()).unwrap_or_default();
+        }
         let op = self.as_owner(op, &access);
         // The operations whose preparation reads the namespace (and asks blockservers) are
         // checked before it too, so that it tells a caller nothing it may not see; the check
@@ -394,9 +402,10 @@ impl Namespace for NamespaceService {
             Ok(who) => who,
             Err(e) => return self.finish("mutate", start, Err(e)),
         };
+        let machine = req.remote_addr().map(|a| a.ip());
         let req = req.into_inner();
         tracing::Span::current().record("call_id", req.header.as_ref().map_or(0, |h| h.call_id));
-        let r = self.mutate_inner(&who, req).await;
+        let r = self.mutate_inner(&who, req, machine).await;
         self.finish("mutate", start, r)
     }
 

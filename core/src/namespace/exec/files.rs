@@ -23,6 +23,22 @@ pub(super) struct NewFile<'a> {
     pub(super) policy: Option<&'a StoragePolicy>,
     pub(super) holder: &'a str,
     pub(super) block_size: u64,
+    /// The caller's machine (see [`writer`]).
+    pub(super) machine: &'a str,
+}
+
+/// The writer of a file opened by `holder` from `machine`: the machine is recorded from
+/// format level 2 on (inode version 2), so that nothing an older binary cannot read is
+/// written before an upgrade to it is finalized.
+fn writer<R: KvRead + ?Sized>(txn: &Txn<'_, R>, holder: &str, machine: &str) -> UnderConstruction {
+    UnderConstruction {
+        holder: holder.to_owned(),
+        client_machine: if txn.level() >= crate::level::Level(2) {
+            machine.to_owned()
+        } else {
+            String::new()
+        },
+    }
 }
 
 /// Creates a file under construction, leased to `holder` (overwriting a file whose lease is
@@ -42,6 +58,7 @@ pub(super) fn create<R: KvRead + ?Sized>(
         policy,
         holder,
         block_size,
+        machine,
     } = file;
     let now = ctx.now_ms;
     validate_permission(permission)?;
@@ -80,9 +97,7 @@ pub(super) fn create<R: KvRead + ?Sized>(
         owner,
         group,
         policy: policy.cloned(),
-        under_construction: Some(UnderConstruction {
-            holder: holder.to_owned(),
-        }),
+        under_construction: Some(writer(txn, holder, machine)),
         symlink_target: None,
         block_size,
     };
@@ -132,6 +147,7 @@ pub(super) fn append<R: KvRead + ?Sized>(
     ctx: &ApplyCtx,
     path: &NsPath,
     holder: &str,
+    machine: &str,
 ) -> Result<OpOutput> {
     let now = ctx.now_ms;
     validate_holder(holder)?;
@@ -169,9 +185,7 @@ pub(super) fn append<R: KvRead + ?Sized>(
         }
         release_lease_file(txn, &uc.holder, node.id)?;
     }
-    node.under_construction = Some(UnderConstruction {
-        holder: holder.to_owned(),
-    });
+    node.under_construction = Some(writer(txn, holder, machine));
     node.mtime_ms = now;
     put_inode(txn, &node);
     grant_lease(txn, ctx, holder, node.id)?;

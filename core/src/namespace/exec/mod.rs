@@ -28,7 +28,7 @@ pub fn apply_as<R: KvRead + ?Sized>(
         super::permission::check_op(txn, access, op)?;
     }
     freeze::check(txn, op, access.is_none_or(|a| a.superuser))?;
-    apply(txn, ctx, op)
+    apply_from(txn, ctx, op, access.map_or("", |a| a.machine.as_str()))
 }
 
 /// Applies one mutation. On a namespace error nothing it did is kept.
@@ -37,13 +37,24 @@ pub fn apply<R: KvRead + ?Sized>(
     ctx: &ApplyCtx,
     op: &Op,
 ) -> Result<OpOutput> {
+    apply_from(txn, ctx, op, "")
+}
+
+/// [`apply`] of an operation its caller sent from `machine` (recorded on the files it
+/// opens for writing from format level 2 on; empty: not known).
+fn apply_from<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    op: &Op,
+    machine: &str,
+) -> Result<OpOutput> {
     let savepoint = txn.savepoint();
     let result = op
         .written_paths()
         .into_iter()
         .try_for_each(snapshot::check_writable)
         .map_err(ApplyError::from)
-        .and_then(|()| dispatch(txn, ctx, op))
+        .and_then(|()| dispatch(txn, ctx, op, machine))
         .and_then(|out| {
             snapshot::preserve(txn, savepoint)?;
             Ok(out)
@@ -54,7 +65,12 @@ pub fn apply<R: KvRead + ?Sized>(
     result
 }
 
-fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -> Result<OpOutput> {
+fn dispatch<R: KvRead + ?Sized>(
+    txn: &mut Txn<'_, R>,
+    ctx: &ApplyCtx,
+    op: &Op,
+    machine: &str,
+) -> Result<OpOutput> {
     match op {
         Op::Mkdir {
             path,
@@ -86,6 +102,7 @@ fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -
                 policy: policy.as_ref(),
                 holder,
                 block_size: *block_size,
+                machine,
             },
         ),
         Op::Complete {
@@ -100,7 +117,7 @@ fn dispatch<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, ctx: &ApplyCtx, op: &Op) -
             file_length,
             targets,
         } => files::add_block(txn, ctx, path, holder, file_length, targets),
-        Op::Append { path, holder } => files::append(txn, ctx, path, holder),
+        Op::Append { path, holder } => files::append(txn, ctx, path, holder, machine),
         Op::Rename {
             src,
             dst,

@@ -356,11 +356,13 @@ fn batch_v2() -> Batch {
                 user: "alice".into(),
                 groups: vec!["staff".into(), "etl".into()],
                 superuser: false,
+                machine: String::new(),
             }),
             _ => Some(Access {
                 user: "hdfs".into(),
                 groups: Vec::new(),
                 superuser: true,
+                machine: String::new(),
             }),
         };
     }
@@ -419,6 +421,7 @@ fn file_inode() -> Inode {
         length: 0,
         under_construction: Some(UnderConstruction {
             holder: HOLDER.into(),
+            client_machine: String::new(),
         }),
         symlink_target: None,
         children: 0,
@@ -770,6 +773,59 @@ fn golden_batch_admin_state_ops_v2() {
     golden::<Batch>("batch-admin-state-ops-v2", 2, &admin);
 }
 
+/// A caller's machine (set from format level 2 on) needs batch version 3, which only the
+/// `next-format` build writes; without one every build writes version 2.
+#[test]
+fn a_callers_machine_needs_batch_version_3() {
+    let plain = batch_v2();
+    assert_eq!(format::encode::<Batch>(&plain).expect("encode")[0], 2);
+    let mut with_machine = batch_v2();
+    if let Some(a) = with_machine.proposals[1].access.as_mut() {
+        a.machine = "10.1.2.3".into();
+    }
+    assert!(matches!(
+        format::encode_as::<Batch>(&with_machine, 2),
+        Err(FormatError::Unwritable { version: 2, .. })
+    ));
+    let encoded = format::encode::<Batch>(&with_machine);
+    if cfg!(feature = "next-format") {
+        let bytes = encoded.expect("version 3");
+        assert_eq!(bytes[0], 3);
+        assert_eq!(format::decode::<Batch>(&bytes), Ok(with_machine));
+    } else {
+        assert!(matches!(
+            encoded,
+            Err(FormatError::Unwritable { version: 3, .. })
+        ));
+    }
+}
+
+/// Batch version 3 and retry result version 3 (the `next-format` build): a caller's machine,
+/// and the file it opened recording it (DESIGN §11).
+#[cfg(feature = "next-format")]
+#[test]
+fn golden_next_format_records_v3() {
+    let mut with_machine = batch_v2();
+    for p in &mut with_machine.proposals {
+        if let Some(a) = p.access.as_mut() {
+            a.machine = "10.1.2.3".into();
+        }
+    }
+    golden::<Batch>("batch-caller-machine-v3", 3, &with_machine);
+    let mut inode = file_inode();
+    if let Some(uc) = inode.under_construction.as_mut() {
+        uc.client_machine = "10.1.2.3".into();
+    }
+    golden::<RetryResult>(
+        "retry-result-ok-inode-writer-machine-v3",
+        3,
+        &RetryRecord {
+            fingerprint: Some([0x5A; 32]),
+            result: Ok(OpOutput::Inode(inode)),
+        },
+    );
+}
+
 /// The rolling upgrade's steps (DESIGN §11; appended after the admin states', in batch
 /// version 2).
 #[test]
@@ -895,15 +951,17 @@ fn golden_retry_results_v2() {
 /// result) are its version 1.
 #[test]
 fn retry_results_written_before_the_envelope_are_version_1() {
+    // The layout of then is version 2's result (inode version 1 inside).
     #[derive(Serialize)]
-    struct RetryRecord {
-        result: Result<OpOutput, NsError>,
+    struct RetryRecord<'a> {
+        result: Result<super::retry_v2::OpOutputRef<'a>, &'a NsError>,
     }
     let result = Ok(OpOutput::Group(file_inode(), group()));
+    let output = OpOutput::Group(file_inode(), group());
     let mut old = vec![1u8];
     old.extend(
         postcard::to_stdvec(&RetryRecord {
-            result: result.clone(),
+            result: Ok((&output).try_into().expect("v2")),
         })
         .expect("postcard"),
     );
@@ -1320,7 +1378,12 @@ prop_compose! {
         op in op(),
         access in prop::option::of((name(), prop::collection::vec(name(), 0..3), any::<bool>())),
     ) -> Proposal {
-        let access = access.map(|(user, groups, superuser)| Access { user, groups, superuser });
+        let access = access.map(|(user, groups, superuser)| Access {
+            user,
+            groups,
+            superuser,
+            machine: String::new(),
+        });
         Proposal { client: ClientId(client), call_id: CallId(call_id), op, access }
     }
 }
