@@ -25,5 +25,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace -- --test-threads=2
+echo "== the rolling upgrade's new version (next-format): its formats and its lints"
+cargo clippy -p raftfs-metactl --all-targets --features next-format -- -D warnings
+cargo test -p raftfs-core -p raftfs-metaserver --features raftfs-core/next-format,raftfs-metaserver/next-format --lib --test formats -- --test-threads=2
 echo "== fuzz targets (5 s each; scripts/fuzz.sh for long runs)"
 ./scripts/fuzz.sh 5

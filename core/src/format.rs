@@ -67,11 +67,13 @@
 //! 4. Add golden fixtures of version 2 beside the version 1 ones (`*-v2.bin`, written with
 //!    `RAFTFS_WRITE_GOLDEN=1`), and a test that each v1 fixture decodes to the upgraded
 //!    value. Leave every v1 fixture and the v1 decoding tests as they are.
-//! 5. Rolling upgrade (issue #20): while older binaries are still members, nodes must keep
+//! 5. Rolling upgrade (DESIGN §11): while older binaries are still members, nodes must keep
 //!    writing what the oldest member reads, until the operator finalizes the upgrade.
-//!    Override [`Schema::encode_body`] to also write version 1 (convert to `v1::Batch`,
-//!    refusing values v1 cannot express with [`FormatError::Unwritable`]) and have the
-//!    writers call [`encode_as`] with the finalized version instead of [`encode`].
+//!    Override [`Schema::encode_body`] to also write version 1 (from a borrowed view of the
+//!    current value, refusing values v1 cannot express with [`FormatError::Unwritable`]) and
+//!    [`Schema::version_for`] to pick the oldest version that holds each value; then set
+//!    what needs version 2 only once the cluster's format level (`crate::level`) is one
+//!    every member reads. The inode, the journal's batch and the retry results do so.
 //!
 //! The `versions` test in this module shows steps 1 to 5 on a toy record.
 //!

@@ -259,7 +259,7 @@ async fn start_observer(
     let own = node_addrs(&opts.dir, id).await?;
     let addr = own.advertise.clone();
     let config = write_config(opts, id, &own, voters)?;
-    let pid = spawn_meta(&opts.dir, id, own.held)?;
+    let pid = spawn_meta(&opts.dir, id, own.held, None)?;
     wait_listening(&opts.dir, &addr, Duration::from_secs(30)).await?;
     let mut cc = client_config(&opts.dir, addrs)?;
     cc.failover_deadline = Duration::from_secs(60);
@@ -415,10 +415,17 @@ pub fn signal(pid: u32, signal: Signal) -> Result<()> {
     }
 }
 
-/// Starts the metaserver whose config is in `DIR/meta-ID/`, detached from this process.
-pub fn spawn_meta(dir: &Path, id: u64, sockets: Vec<TcpListener>) -> Result<u32> {
+/// Starts the metaserver whose config is in `DIR/meta-ID/`, detached from this process, from
+/// `exe` (another metactl binary: a rolling upgrade's new or old version) or this one.
+pub fn spawn_meta(
+    dir: &Path,
+    id: u64,
+    sockets: Vec<TcpListener>,
+    exe: Option<&Path>,
+) -> Result<u32> {
     let nd = node_dir(dir, id);
     spawn_server(
+        exe,
         "serve-meta",
         &config_path(dir, id),
         &nd.join("metaserver.log"),
@@ -426,10 +433,17 @@ pub fn spawn_meta(dir: &Path, id: u64, sockets: Vec<TcpListener>) -> Result<u32>
     )
 }
 
-/// Starts the blockserver whose config is in `DIR/block-ID/`, detached from this process.
-pub fn spawn_block(dir: &Path, id: u64, sockets: Vec<TcpListener>) -> Result<u32> {
+/// Starts the blockserver whose config is in `DIR/block-ID/`, detached from this process,
+/// from `exe` or this binary.
+pub fn spawn_block(
+    dir: &Path,
+    id: u64,
+    sockets: Vec<TcpListener>,
+    exe: Option<&Path>,
+) -> Result<u32> {
     let bd = block_dir(dir, id);
     spawn_server(
+        exe,
         "serve-block",
         &block_config_path(dir, id),
         &bd.join("blockserver.log"),
@@ -441,12 +455,16 @@ pub fn spawn_block(dir: &Path, id: u64, sockets: Vec<TcpListener>) -> Result<u32
 /// on `sockets` (bound to the addresses in the config, in the order [`sockets::order`]
 /// gives).
 fn spawn_server(
+    exe: Option<&Path>,
     subcommand: &str,
     config: &Path,
     log: &Path,
     sockets: Vec<TcpListener>,
 ) -> Result<u32> {
-    let exe = std::env::current_exe().context("locating metactl")?;
+    let exe = match exe {
+        Some(exe) => absolute(exe),
+        None => std::env::current_exe().context("locating metactl")?,
+    };
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -570,7 +588,7 @@ async fn start_blockservers(
         let held = sockets::bind_fresh(&opts.dir, 2)?;
         let ports = [sockets::port(&held[0])?, sockets::port(&held[1])?];
         let config = write_block_config(opts, id, pools, ports)?;
-        let pid = spawn_block(&opts.dir, id, held)?;
+        let pid = spawn_block(&opts.dir, id, held, None)?;
         cluster.block.push(BlockEntry {
             id,
             addr: config.listen.to_string(),
@@ -744,6 +762,7 @@ async fn start_routers(
             router_toml(opts, &addr, &metrics, pools)?,
         )?;
         let pid = spawn_server(
+            None,
             "serve-router",
             &router_config_path(&opts.dir, id),
             &rd.join("router.log"),
@@ -879,7 +898,7 @@ async fn up_nameservice(opts: &UpOptions) -> Result<ClusterFile> {
         if let Some(seed) = &opts.seed {
             plant_seed(seed, &config.data_dir)?;
         }
-        let pid = spawn_meta(&opts.dir, peer.id.get(), a.held)?;
+        let pid = spawn_meta(&opts.dir, peer.id.get(), a.held, None)?;
         cluster.meta.push(entry(&config, pid, "voter"));
     }
     write_cluster_file(&opts.dir, &cluster)?;
@@ -1136,17 +1155,18 @@ impl Server {
         })
     }
 
-    fn spawn(self, dir: &Path, held: Vec<TcpListener>) -> Result<u32> {
+    fn spawn(self, dir: &Path, held: Vec<TcpListener>, exe: Option<&Path>) -> Result<u32> {
         match self {
-            Server::Meta(id) => spawn_meta(dir, id, held),
-            Server::Block(id) => spawn_block(dir, id, held),
+            Server::Meta(id) => spawn_meta(dir, id, held, exe),
+            Server::Block(id) => spawn_block(dir, id, held, exe),
         }
     }
 }
 
 /// `local start --id N` / `start-block --id N`: starts a stopped server again with its
-/// config (re-read: ports added to it are bound too) and its data.
-pub async fn start_server(dir: &Path, server: Server) -> Result<u32> {
+/// config (re-read: ports added to it are bound too) and its data, from `exe` (`--bin`) or
+/// this binary.
+pub async fn start_server(dir: &Path, server: Server, exe: Option<&Path>) -> Result<u32> {
     let mut cluster = ClusterFile::read(dir)?;
     let path = server.config(dir);
     let pid = server
@@ -1158,7 +1178,7 @@ pub async fn start_server(dir: &Path, server: Server) -> Result<u32> {
     let held = sockets::bind_again(dir, &server.addrs(&path)?)
         .await
         .with_context(|| format!("starting {server} again"))?;
-    *pid = server.spawn(dir, held)?;
+    *pid = server.spawn(dir, held, exe)?;
     let started = *pid;
     write_cluster_file(dir, &cluster)?;
     Ok(started)
@@ -1185,21 +1205,46 @@ pub async fn stop_server(dir: &Path, server: Server, hard: bool) -> Result<()> {
 /// `local restart --id N`: a planned restart of metaserver N (SIGTERM: an active hands its
 /// leadership over first), started again with its config and data, and waited for until it
 /// is a member again with nothing left to apply (`lag` 0) under an active.
-pub async fn restart_meta(dir: &Path, id: u64, timeout: Duration) -> Result<()> {
+pub async fn restart_meta(
+    dir: &Path,
+    id: u64,
+    timeout: Duration,
+    exe: Option<&Path>,
+) -> Result<()> {
     stop_server(dir, Server::Meta(id), false).await?;
-    start_server(dir, Server::Meta(id)).await?;
+    start_server(dir, Server::Meta(id), exe).await?;
     wait_member(dir, id, timeout).await
 }
 
-/// Waits until member `id` of the cluster in `dir` is caught up under an active.
+/// Waits until member `id` of the cluster in `dir` is caught up under an active: the
+/// active counts it caught up, and it answers itself, having applied what the active had
+/// committed (the active's count alone still says 0 behind for a member that died at start
+/// if nothing was written since, as a binary refusing the cluster's format level does).
 async fn wait_member(dir: &Path, id: u64, timeout: Duration) -> Result<()> {
     let client = pool_client(dir)?;
+    let addr = ClusterFile::read(dir)?
+        .meta
+        .iter()
+        .find(|m| m.id == id)
+        .map(|m| m.addr.clone())
+        .ok_or_else(|| anyhow::anyhow!("node {id} is not in {}", dir.display()))?;
     let start = Instant::now();
     let mut last = String::from("no answer yet");
     while start.elapsed() < timeout {
         match client.cluster_status().await {
             Ok(s) => match s.members.iter().find(|m| m.id.get() == id) {
-                Some(m) if m.lag == 0 && s.leader.get() != 0 => return Ok(()),
+                Some(m) if m.lag == 0 && s.leader.get() != 0 => {
+                    match client.node_status(&addr).await {
+                        Ok(n) if n.applied_index >= s.committed_index => return Ok(()),
+                        Ok(n) => {
+                            last = format!(
+                                "node {id} applied {} of {}",
+                                n.applied_index, s.committed_index
+                            );
+                        }
+                        Err(e) => last = format!("node {id} does not answer: {e}"),
+                    }
+                }
                 Some(m) => last = format!("node {id} is {} entries behind", m.lag),
                 None => last = format!("node {id} is not a member"),
             },
@@ -1212,7 +1257,12 @@ async fn wait_member(dir: &Path, id: u64, timeout: Duration) -> Result<()> {
 
 /// `local restart-block --id N`: a planned restart of blockserver N, waited for until every
 /// nameservice counts it live again with at least the blocks it reported before.
-pub async fn restart_block(dir: &Path, id: u64, timeout: Duration) -> Result<()> {
+pub async fn restart_block(
+    dir: &Path,
+    id: u64,
+    timeout: Duration,
+    exe: Option<&Path>,
+) -> Result<()> {
     let pools = pool_dirs(dir)?;
     let mut clients = Vec::with_capacity(pools.len());
     for pool in &pools {
@@ -1221,7 +1271,7 @@ pub async fn restart_block(dir: &Path, id: u64, timeout: Duration) -> Result<()>
         clients.push((pool, c, before));
     }
     stop_server(dir, Server::Block(id), false).await?;
-    start_server(dir, Server::Block(id)).await?;
+    start_server(dir, Server::Block(id), exe).await?;
     let start = Instant::now();
     for (pool, client, want) in clients {
         loop {
@@ -1279,8 +1329,9 @@ async fn blocks_of(client: &Client, id: u64) -> Result<Option<(bool, u64)>> {
 }
 
 /// `local rolling-restart`: every metaserver (followers first, the active last: one
-/// hand-off), then every blockserver, one at a time, each waited for until healthy.
-pub async fn rolling_restart(dir: &Path, timeout: Duration) -> Result<()> {
+/// hand-off), then every blockserver, one at a time, each waited for until healthy; each
+/// started from `exe` (`--bin`: a rolling upgrade onto another binary) or this one.
+pub async fn rolling_restart(dir: &Path, timeout: Duration, exe: Option<&Path>) -> Result<()> {
     let cluster = ClusterFile::read(dir)?;
     for pool in pool_dirs(dir)? {
         let ns = ClusterFile::read(&pool)?;
@@ -1291,12 +1342,12 @@ pub async fn rolling_restart(dir: &Path, timeout: Duration) -> Result<()> {
         order.sort_by_key(|id| *id == active);
         for id in order {
             eprintln!("restarting metaserver {id} of {}", pool.display());
-            restart_meta(&pool, id, timeout).await?;
+            restart_meta(&pool, id, timeout, exe).await?;
         }
     }
     for b in &cluster.block {
         eprintln!("restarting blockserver {}", b.id);
-        restart_block(dir, b.id, timeout).await?;
+        restart_block(dir, b.id, timeout, exe).await?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `metactl`: raftfs admin and file commands, and the local cluster launcher.
+// `metactl`: raftfs admin and file commands, and the local cluster launcher (also built as
+// `metactl-next`, see next.rs: no inner attributes or doc comments here).
 
 mod balance;
 mod blockserver;
@@ -338,6 +339,10 @@ enum LocalCmd {
         id: u64,
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         wait: Duration,
+        /// Start it from this metactl binary (a rolling upgrade's new version, or the old
+        /// one to go back to) instead of the running one.
+        #[arg(long = "bin")]
+        exe: Option<PathBuf>,
     },
     /// A planned restart of blockserver N, waited for until it is live with its blocks
     /// reported again.
@@ -348,6 +353,10 @@ enum LocalCmd {
         id: u64,
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         wait: Duration,
+        /// Start it from this metactl binary (a rolling upgrade's new version, or the old
+        /// one to go back to) instead of the running one.
+        #[arg(long = "bin")]
+        exe: Option<PathBuf>,
     },
     /// Restarts every metaserver (followers first, the active last), then every blockserver,
     /// one at a time, each waited for until healthy: clients see no failed call.
@@ -357,6 +366,9 @@ enum LocalCmd {
         /// How long each server may take to be healthy again.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         wait: Duration,
+        /// Start every server from this metactl binary (a rolling upgrade onto it).
+        #[arg(long = "bin")]
+        exe: Option<PathBuf>,
     },
     /// Stops one metaserver of the cluster in DIR.
     Stop {
@@ -389,7 +401,7 @@ enum LocalCmd {
 
 /// `local start` / `start-block`: starts the server and says so.
 async fn start(dir: &std::path::Path, server: local::Server) -> Result<()> {
-    let pid = local::start_server(dir, server).await?;
+    let pid = local::start_server(dir, server, None).await?;
     eprintln!("{server} started (pid {pid})");
     Ok(())
 }
@@ -1017,14 +1029,14 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Local(LocalCmd::Start { dir, id }) => start(dir, local::Server::Meta(*id)).await?,
-        Cmd::Local(LocalCmd::Restart { dir, id, wait }) => {
-            local::restart_meta(dir, *id, *wait).await?;
+        Cmd::Local(LocalCmd::Restart { dir, id, wait, exe }) => {
+            local::restart_meta(dir, *id, *wait, exe.as_deref()).await?;
         }
-        Cmd::Local(LocalCmd::RestartBlock { dir, id, wait }) => {
-            local::restart_block(dir, *id, *wait).await?;
+        Cmd::Local(LocalCmd::RestartBlock { dir, id, wait, exe }) => {
+            local::restart_block(dir, *id, *wait, exe.as_deref()).await?;
         }
-        Cmd::Local(LocalCmd::RollingRestart { dir, wait }) => {
-            local::rolling_restart(dir, *wait).await?;
+        Cmd::Local(LocalCmd::RollingRestart { dir, wait, exe }) => {
+            local::rolling_restart(dir, *wait, exe.as_deref()).await?;
         }
         Cmd::Local(LocalCmd::Stop { dir, id, kill }) => {
             local::stop_server(dir, local::Server::Meta(*id), *kill).await?;

@@ -31,6 +31,33 @@ pub fn loadgen_bin() -> PathBuf {
     path
 }
 
+/// `metactl-next` (metactl with the `next-format` feature: the rolling-upgrade tests' new
+/// version, DESIGN §11), built into this test's target directory and profile if it is not
+/// there or is older than the sources (cargo decides).
+pub fn metactl_next_bin() -> PathBuf {
+    let metactl = Path::new(metactl_bin());
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-p", "raftfs-metactl", "--bin", "metactl-next"])
+        .args(["--features", "next-format"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if metactl
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == "release")
+    {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building metactl-next: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = metactl.with_file_name("metactl-next");
+    assert!(path.exists(), "{} not built", path.display());
+    path
+}
+
 /// Runs `metactl ARGS` and returns its output.
 pub fn metactl(args: &[&str]) -> Output {
     Command::new(metactl_bin())

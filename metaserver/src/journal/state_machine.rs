@@ -129,6 +129,13 @@ impl SmShared {
 
     fn note_level<R: KvRead + ?Sized>(&self, kv: &R) -> Result<(), StoreError> {
         let level = crate::namespace::upgrade::load(kv)?.level;
+        if !level.supported() {
+            return Err(StoreError::LevelUnsupported {
+                level,
+                newest: raftfs_core::level::Level::NEWEST,
+                binary: raftfs_core::level::binary_version(),
+            });
+        }
         self.level.store(level.0, Ordering::Release);
         Ok(())
     }
@@ -334,6 +341,15 @@ impl StateMachine {
             .map_err(engine_error)?;
         let (applied, _) = SmShared::applied_state_of(&db)?;
         let level = crate::namespace::upgrade::load(&LiveKv(&db))?.level;
+        // A binary older than the cluster's format level stops here, saying so, rather than
+        // at the first entry it cannot read (DESIGN §11).
+        if !level.supported() {
+            return Err(StoreError::LevelUnsupported {
+                level,
+                newest: raftfs_core::level::Level::NEWEST,
+                binary: raftfs_core::level::binary_version(),
+            });
+        }
         let snapshots = SnapshotDir::open(data_dir.join("snapshots")).map_err(io)?;
         remove_received(snapshots.path());
         let (applied_tx, _) = watch::channel(applied.map_or(0, |l| l.index));
