@@ -30,8 +30,8 @@
 //! - A family's version covers everything its body reaches. A family may nest another as an
 //!   opaque byte string ([`serialize_nested`] / [`deserialize_nested`]: a Raft entry carries
 //!   its batch of operations so), and then the outer version does not cover the inner one.
-//! - [`encode`] writes `CURRENT`; [`encode_as`] writes an older version, for a rolling
-//!   upgrade (see below).
+//! - [`encode`] writes the version [`Schema::version_for`] picks (`CURRENT` unless the
+//!   family says otherwise); [`encode_as`] writes a given one (see "Adding a version").
 //! - A body's types use no serde attribute that makes the layout depend on the value
 //!   (`skip_serializing_if`, `flatten`, `untagged`): postcard cannot read those back.
 //! - Golden fixtures (`core/tests/golden/`, `metaserver/tests/golden/`) hold a record of

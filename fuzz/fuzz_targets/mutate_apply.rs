@@ -357,6 +357,7 @@ fuzz_target!(|input: Input| {
         user: user.0,
         groups: groups.into_iter().map(|g| g.0).collect(),
         superuser,
+        machine: String::new(),
     });
     let access = access.as_ref();
     let mut kv = MemKv::new();

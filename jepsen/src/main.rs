@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Starts a local cluster, runs a workload under faults, records and checks the history.
-    Run(raftfs_jepsen::run::RunOptions),
+    Run(Box<raftfs_jepsen::run::RunOptions>),
     /// Checks a stored history (Jepsen or Knossos EDN) against a model.
     Check {
         #[arg(long, value_enum)]
@@ -46,7 +46,7 @@ fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Cmd::Run(opts) => {
             let runtime = tokio::runtime::Runtime::new()?;
-            let (results, store) = runtime.block_on(raftfs_jepsen::run::run(opts))?;
+            let (results, store) = runtime.block_on(raftfs_jepsen::run::run(*opts))?;
             print!("{}", raftfs_jepsen::run::summary(&results, &store));
             Ok(exit_code(&results.valid))
         }

@@ -177,6 +177,81 @@ fn append_under_kill_and_partitions() {
     campaign("append", "kill,partition");
 }
 
+/// `metactl-next` (the next-format build: the rolling upgrade's new version, DESIGN §11),
+/// built beside the `jepsen` and `metactl` this test runs.
+fn metactl_next() -> std::path::PathBuf {
+    let jepsen = Path::new(env!("CARGO_BIN_EXE_jepsen"));
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-p", "raftfs-metactl", "--bin", "metactl-next"])
+        .args(["--features", "next-format"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if jepsen
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == "release")
+    {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building metactl-next: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    jepsen.with_file_name("metactl-next")
+}
+
+/// Issue 20: a rolling upgrade as the nemesis: onto the new binary, rolled back onto the old
+/// one, onto the new one again, finalized, then restarted on it; each step a planned restart
+/// of every member under the workload.
+fn campaign_under_upgrade(workload: &str) {
+    let next = metactl_next();
+    let store = Store::new();
+    let next = next.display().to_string();
+    let args = [
+        "--workload",
+        workload,
+        "--nemesis",
+        "upgrade",
+        "--next-metactl",
+        &next,
+        "--time",
+        "50",
+        "--rate",
+        "25",
+        "--interval",
+        "2",
+    ];
+    let (code, results) = jepsen(store.path(), &args);
+    assert_eq!(
+        results["valid"]["verdict"], "valid",
+        "{workload} under upgrade: {results:#}"
+    );
+    assert_eq!(code, 0);
+    assert!(ops_ok(&results) > 100, "too few operations: {results:#}");
+    let faults = &results["faults"];
+    for step in [
+        "upgrade-prepare",
+        "restarted-onto-new",
+        "upgrade-rollback",
+        "restarted-onto-old",
+        "upgrade-finalize",
+    ] {
+        assert!(faults[step].as_u64() > Some(0), "no {step}: {results:#}");
+    }
+    assert!(faults["error"].is_null(), "a step failed: {results:#}");
+}
+
+#[test]
+fn register_under_a_rolling_upgrade() {
+    campaign_under_upgrade("register");
+}
+
+#[test]
+fn append_under_a_rolling_upgrade() {
+    campaign_under_upgrade("append");
+}
+
 /// With observers answering without the state-ID wait, reads right after a write see older
 /// state: the session checker must say so (and the run exit non-zero).
 #[test]

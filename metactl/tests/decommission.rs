@@ -258,7 +258,7 @@ async fn a_decommissioned_rack_is_drained_under_the_rack_rules_and_the_files_out
 
 /// A server down for maintenance keeps its blocks counted: fsck healthy, no task, every file
 /// readable; when the maintenance runs out with the server still down, its blocks are rebuilt.
-/// A recommission cancels a decommission at once.
+/// A recommission cancels a decommission.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_down_for_maintenance_starts_no_rebuild_until_its_maintenance_ends() {
     let cluster = LocalCluster::up(
@@ -277,20 +277,6 @@ async fn a_server_down_for_maintenance_starts_no_rebuild_until_its_maintenance_e
     let c = cluster.client();
     let files = write_files(&c, "/d", 7).await;
     common::wait_healthy(&c, 6, Duration::from_secs(30)).await;
-
-    let out = cluster.ctl(&["blockserver", "decommission", "3"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = cluster.ctl(&["blockserver", "recommission", "3"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(states(&cluster)[&3].0, "in_service");
 
     let out = cluster.ctl(&["blockserver", "maintenance", "2", "--for", "1h"]);
     assert!(
@@ -332,4 +318,20 @@ async fn a_server_down_for_maintenance_starts_no_rebuild_until_its_maintenance_e
     for (path, data) in &files {
         assert!(get_file(&c, path).await == *data, "{path} reads back wrong");
     }
+
+    // A recommission cancels a decommission.
+    let out = cluster.ctl(&["blockserver", "decommission", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(states(&cluster)[&3].0, "decommissioning");
+    let out = cluster.ctl(&["blockserver", "recommission", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(states(&cluster)[&3].0, "in_service");
 }

@@ -294,10 +294,16 @@ pub fn check_op<R: KvRead + ?Sized>(kv: &R, access: &Access, op: &Op) -> Result<
         // runs itself or one a caller's `RecoverLease` passed this check for.
         Op::Reclaim { .. }
         | Op::SetThrottle(_)
-        | Op::SetAdminState { .. }
-        | Op::Upgrade(_)
         | Op::RollBlockKey { .. }
         | Op::BeginLeaseRecovery { .. } => Ok(()),
+        // Blockservers out of service, and the cluster's format level: the superuser's
+        // (checked above) alone, here as well as by the service's Admin rule.
+        Op::SetAdminState { .. } => Err(denied(
+            access,
+            "take a blockserver out of service for",
+            &NsPath::root(),
+        )),
+        Op::Upgrade(_) => Err(denied(access, "upgrade the cluster of", &NsPath::root())),
         // The federation's mount table: the superuser's (checked above) alone, here as well
         // as by the service's Admin rule, so that no other way in (a router) can skip it.
         Op::MountAdd { at, .. } | Op::MountRemove { at } | Op::MountMove { at, .. } => {

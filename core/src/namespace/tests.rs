@@ -2034,7 +2034,16 @@ fn an_upgrade_is_prepared_then_finalized_or_rolled_back() {
         Ns::kind(ns.apply(Op::Upgrade(UpgradeStep::Finalize { to: Level(1) }))),
         "InvalidArgument"
     );
+    // Never past the next level (one no binary writes would stop every member).
+    assert_eq!(
+        Ns::kind(ns.apply(Op::Upgrade(UpgradeStep::Finalize {
+            to: Level(u16::MAX)
+        }))),
+        "InvalidArgument"
+    );
     assert_eq!(state(&ns).level, Level(2));
+    ns.apply(Op::Upgrade(UpgradeStep::Finalize { to: Level(2) }))
+        .expect("an upgrade that changed no format ends at the same level");
 }
 
 /// The caller's machine is recorded on the file it opens only from format level 2 on (DESIGN

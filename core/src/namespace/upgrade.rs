@@ -72,35 +72,47 @@ pub fn load<R: KvRead + ?Sized>(kv: &R) -> Result<UpgradeState, StoreError> {
     })
 }
 
-/// `Op::Upgrade`: applies `step` at `now_ms`. A second prepare, and a finalize or rollback
-/// with none prepared, are refused, so that a tool retrying after a lost answer can tell.
+impl UpgradeState {
+    /// The state after `step` at `now_ms`, or why it is refused. A second prepare, and a
+    /// finalize or rollback with none prepared, are refused, so that a tool retrying after a
+    /// lost answer can tell; a finalize goes up one level at a time (to the current level,
+    /// ending an upgrade that changed no format, or the next), never down and never past
+    /// the next: a level no binary writes would stop every member.
+    pub fn after(self, step: UpgradeStep, now_ms: u64) -> Result<UpgradeState, NsError> {
+        let mut state = self;
+        match (step, state.prepared_ms) {
+            (UpgradeStep::Prepare, Some(_)) => {
+                return Err(NsError::AlreadyExists("a prepared upgrade".into()));
+            }
+            (UpgradeStep::Prepare, None) => state.prepared_ms = Some(now_ms),
+            (UpgradeStep::Finalize { .. } | UpgradeStep::Rollback, None) => {
+                return Err(NsError::NotFound("a prepared upgrade".into()));
+            }
+            (UpgradeStep::Finalize { to }, Some(_)) => {
+                if to < state.level || to.0 > state.level.0.saturating_add(1) {
+                    return Err(NsError::InvalidArgument(format!(
+                        "the cluster is at format level {}: a finalize goes to {} or {}",
+                        state.level,
+                        state.level,
+                        state.level.0.saturating_add(1)
+                    )));
+                }
+                state.level = to;
+                state.prepared_ms = None;
+            }
+            (UpgradeStep::Rollback, Some(_)) => state.prepared_ms = None,
+        }
+        Ok(state)
+    }
+}
+
+/// `Op::Upgrade`: applies `step` at `now_ms` ([`UpgradeState::after`]).
 pub fn apply<R: KvRead + ?Sized>(
     txn: &mut Txn<'_, R>,
     step: UpgradeStep,
     now_ms: u64,
 ) -> Result<(), super::ApplyError> {
-    let mut state = load(txn)?;
-    match (step, state.prepared_ms) {
-        (UpgradeStep::Prepare, Some(_)) => {
-            return Err(NsError::AlreadyExists("a prepared upgrade".into()).into());
-        }
-        (UpgradeStep::Prepare, None) => state.prepared_ms = Some(now_ms),
-        (UpgradeStep::Finalize { .. } | UpgradeStep::Rollback, None) => {
-            return Err(NsError::NotFound("a prepared upgrade".into()).into());
-        }
-        (UpgradeStep::Finalize { to }, Some(_)) => {
-            if to < state.level {
-                return Err(NsError::InvalidArgument(format!(
-                    "the cluster is at format level {}; it cannot go back to {to}",
-                    state.level
-                ))
-                .into());
-            }
-            state.level = to;
-            state.prepared_ms = None;
-        }
-        (UpgradeStep::Rollback, Some(_)) => state.prepared_ms = None,
-    }
+    let state = load(txn)?.after(step, now_ms)?;
     txn.put(Cf::Meta, KEY.to_vec(), encode(&state));
     Ok(())
 }

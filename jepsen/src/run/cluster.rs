@@ -214,6 +214,17 @@ impl Cluster {
             .map(|_| ())
     }
 
+    /// A planned restart of every server, one at a time (the active last), each waited for
+    /// until caught up; from `exe` (another metactl binary) or the one the cluster runs.
+    pub fn rolling_restart(&self, exe: Option<&Path>) -> Result<()> {
+        let exe = exe.map(|p| p.display().to_string());
+        let mut args = vec!["local", "rolling-restart"];
+        if let Some(exe) = &exe {
+            args.extend(["--bin", exe]);
+        }
+        self.ctl(&args).map(|_| ())
+    }
+
     /// Heals every link.
     pub fn heal_links(&self) -> Result<()> {
         self.ctl(&["local", "partition", "--heal"]).map(|_| ())

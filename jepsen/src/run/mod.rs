@@ -76,6 +76,11 @@ pub struct RunOptions {
     /// The metactl binary (default: next to this one).
     #[arg(long)]
     pub metactl: Option<PathBuf>,
+    /// The new binary the `upgrade` fault rolls onto (default: `metactl-next` next to this
+    /// one, the next-format build: `cargo build -p raftfs-metactl --bin metactl-next
+    /// --features next-format`).
+    #[arg(long)]
+    pub next_metactl: Option<PathBuf>,
     /// Give the linearizability search at most this long.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub check_time_limit: Duration,
@@ -386,6 +391,18 @@ async fn drive(
         StdRng::seed_from_u64(seed),
         opts.targets.clone(),
     );
+    if opts.nemesis.contains(&FaultKind::Upgrade) {
+        let next = match &opts.next_metactl {
+            Some(p) => p.clone(),
+            None => cluster::default_metactl()?.with_file_name("metactl-next"),
+        };
+        anyhow::ensure!(
+            next.exists(),
+            "{} not found: the upgrade fault needs the new binary (--next-metactl)",
+            next.display()
+        );
+        nemesis = nemesis.with_next_metactl(next);
+    }
     let ticker = {
         let progress = progress.clone();
         tokio::spawn(async move {

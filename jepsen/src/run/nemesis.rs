@@ -11,6 +11,11 @@
 //!   the active isolated from every other member, a majorities ring (each member sees a
 //!   majority, no two the same one), or the clients cut off from one member; healed by
 //!   restoring every link.
+//! - `upgrade`: a rolling upgrade (DESIGN §11), one step per fault, in this order: `upgrade
+//!   prepare` and every server restarted onto the new binary (`--next-metactl`); `upgrade
+//!   rollback` and every server restarted onto the old one; prepared and restarted onto the
+//!   new one again; `upgrade finalize`; then plain rolling restarts on the new binary. Each
+//!   restart is planned (SIGTERM, the active last, each member waited for until caught up).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +42,7 @@ pub enum FaultKind {
     Pause,
     Member,
     Partition,
+    Upgrade,
 }
 
 /// Whom `kill` and `pause` hit (Jepsen's node specs).
@@ -74,6 +80,9 @@ pub struct Nemesis {
     in_force: Vec<Injected>,
     /// Faults injected so far, by kind.
     pub counts: std::collections::BTreeMap<String, u64>,
+    /// The rolling upgrade's new binary, and how many of its steps were taken.
+    next_metactl: Option<std::path::PathBuf>,
+    upgrade_steps: u32,
 }
 
 fn ids(v: &[u64]) -> Value {
@@ -96,7 +105,15 @@ impl Nemesis {
             targets,
             in_force: Vec::new(),
             counts: Default::default(),
+            next_metactl: None,
+            upgrade_steps: 0,
         }
+    }
+
+    /// The metactl binary the `upgrade` fault rolls onto.
+    pub fn with_next_metactl(mut self, next: std::path::PathBuf) -> Self {
+        self.next_metactl = Some(next);
+        self
     }
 
     fn note(&mut self, f: &str, value: Value) {
@@ -178,6 +195,10 @@ impl Nemesis {
                 self.in_force.push(Injected::None);
                 self.membership_change().await
             }
+            FaultKind::Upgrade => {
+                self.in_force.push(Injected::None);
+                self.upgrade_step().await
+            }
             FaultKind::Partition => {
                 let (name, pairs) = self.grudge().await?;
                 self.in_force.push(Injected::Partitioned);
@@ -250,6 +271,54 @@ impl Nemesis {
                 )
             }
         })
+    }
+
+    /// The next step of the rolling upgrade (see the module's documentation).
+    async fn upgrade_step(&mut self) -> Result<()> {
+        use raftfs_core::namespace::upgrade::UpgradeStep;
+        let next = self
+            .next_metactl
+            .clone()
+            .context("the upgrade fault needs the new binary (--next-metactl)")?;
+        let step = self.upgrade_steps;
+        self.upgrade_steps += 1;
+        match step {
+            0 | 2 => {
+                self.admin.upgrade(UpgradeStep::Prepare).await?;
+                self.note("upgrade-prepare", Value::Nil);
+                self.cluster.rolling_restart(Some(&next))?;
+                self.note("restarted-onto-new", Value::Nil);
+            }
+            1 => {
+                self.admin.upgrade(UpgradeStep::Rollback).await?;
+                self.note("upgrade-rollback", Value::Nil);
+                self.cluster.rolling_restart(None)?;
+                self.note("restarted-onto-old", Value::Nil);
+            }
+            3 => {
+                let to = self.newest_level_everywhere().await?;
+                self.admin
+                    .upgrade(UpgradeStep::Finalize {
+                        to: raftfs_core::level::Level(to),
+                    })
+                    .await?;
+                self.note("upgrade-finalize", Value::Integer(i64::from(to)));
+            }
+            _ => {
+                self.cluster.rolling_restart(Some(&next))?;
+                self.note("restarted-onto-new", Value::Nil);
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest format level every member writes (each must answer).
+    async fn newest_level_everywhere(&self) -> Result<u16> {
+        let mut to = u32::MAX;
+        for m in self.admin.members().await? {
+            to = to.min(self.admin.node_status(&m.addr).await?.newest_level);
+        }
+        u16::try_from(to).context("no member or no level")
     }
 
     async fn membership_change(&mut self) -> Result<()> {

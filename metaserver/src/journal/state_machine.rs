@@ -292,9 +292,16 @@ fn apply_batch<R: KvRead + ?Sized>(
 fn follow_level<R: KvRead + ?Sized>(txn: &mut Txn<'_, R>, batch: &Batch) -> Result<(), StoreError> {
     use crate::namespace::upgrade::{self, UpgradeStep};
     use raftfs_core::level::{self, Level};
-    let level = upgrade::load(txn)?.level;
+    let state = upgrade::load(txn)?;
+    let level = state.level;
+    // Only a finalize that the apply would take stops this member (one it refuses changes
+    // nothing, on every member alike).
     let finalizing = batch.proposals.iter().find_map(|p| match p.op {
-        Op::Upgrade(UpgradeStep::Finalize { to }) if !to.supported() => Some(to),
+        Op::Upgrade(step @ UpgradeStep::Finalize { to })
+            if !to.supported() && state.after(step, 0).is_ok() =>
+        {
+            Some(to)
+        }
         _ => None,
     });
     let unwritable = if level.supported() {

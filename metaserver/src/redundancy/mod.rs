@@ -169,7 +169,8 @@ fn generation_of<R: crate::namespace::kv::KvRead + ?Sized>(
 
 /// Counts one closed group of a file by health, in the file's line and in the totals. Copies
 /// on servers being drained count (they are readable until the server leaves), and so do
-/// those on servers down for maintenance (HDFS's fsck likewise counts maintenance replicas).
+/// those on servers down for maintenance (HDFS's fsck likewise counts maintenance replicas)
+/// when the group is readable without them.
 fn judge(
     registry: &Registry,
     counting: &Counting,
@@ -185,7 +186,9 @@ fn judge(
     f.internal_blocks += blocks;
     f.stored_bytes += bytes;
     let mut copies = registry.replicas(g.id, current);
-    if counting.any_maintenance() {
+    // Down copies in maintenance count only for a group readable without them: one that
+    // is not shows missing, as a read of it would fail.
+    if counting.any_maintenance() && classify(policy, len, &copies) != Health::Missing {
         copies.extend(registry.resting(g.id, current, &counting.admin));
     }
     match classify(policy, len, &copies) {
@@ -217,9 +220,10 @@ pub struct Scan {
     /// Decommissioning servers -> the internal blocks on them that groups still need (open
     /// groups they hold count: a block being written is not drained yet).
     pub draining: std::collections::BTreeMap<raftfs_core::id::BlockServerId, u64>,
-    /// The servers that were decommissioning when the pass began: those the pass judged
-    /// whole (a server absent from `draining` is needed by nothing).
-    pub drain_judged: BTreeSet<raftfs_core::id::BlockServerId>,
+    /// The servers being decommissioned that the pass judges (live and fully reported when
+    /// it began), with when their decommission began: a server absent from `draining` is
+    /// needed by nothing, if it stayed so until the pass ended.
+    pub drain_judged: std::collections::BTreeMap<raftfs_core::id::BlockServerId, u64>,
 }
 
 /// Groups per page of the redundancy scan.
@@ -279,12 +283,7 @@ pub fn scan_some<R: crate::namespace::kv::KvRead + ?Sized>(
         pass.started = true;
         pass.found.gone = in_flight.clone();
         pass.found.started = Some(std::time::Instant::now());
-        pass.found.drain_judged = counting
-            .admin
-            .iter()
-            .filter(|(_, a)| **a == raftfs_core::namespace::admin_state::Admin::Decommissioning)
-            .map(|(id, _)| *id)
-            .collect();
+        pass.found.drain_judged = registry.drains_to_judge();
     }
     let mut visited = 0usize;
     loop {
@@ -406,7 +405,12 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
         return Ok(());
     }
     let missing = need.missing;
-    match scheduler::priority(need.readable, needed) {
+    // Urgency counts the copies that stay (in service, and in maintenance while they count):
+    // a group whose only copies of some blocks are on draining servers is as close to loss
+    // as its copies in service say (HDFS puts "only decommissioning replicas" first); it
+    // can be rebuilt while it is readable at all.
+    let urgency = (need.readable >= needed).then(|| need.present.max(needed));
+    match urgency.and_then(|live| scheduler::priority(live, needed)) {
         Some(p) => found.work.push((
             p,
             scheduler::Work {
@@ -503,6 +507,7 @@ pub async fn scan_round(
         return Ok(Outcome::Skipped);
     }
     let registry = node.blocks.registry.clone();
+    let applied = node.sm.applied_index();
     current.note_dead(&registry);
     let urgent = current.take_urgent(budget);
     let in_flight = node.blocks.scheduler.in_flight_groups();
@@ -510,7 +515,7 @@ pub async fn scan_round(
     let (current, urgent_found, found, throttle) = node
         .read_local(move |kv| -> Result<_, MetaError> {
             let throttle = crate::namespace::throttle::load(kv)?;
-            registry.set_admin(crate::namespace::admin_state::load(kv)?);
+            registry.set_admin(applied, crate::namespace::admin_state::load(kv)?);
             let urgent_found = scan_groups(kv, &registry, &urgent)?;
             let rest = budget.saturating_sub(urgent.len()).max(1);
             let found = scan_some(kv, &registry, &mut current.pass, &in_flight, rest)?;
@@ -520,6 +525,17 @@ pub async fn scan_round(
     let checked = urgent_found.scanned;
     if !urgent_found.work.is_empty() {
         node.blocks.scheduler.add(urgent_found.work);
+    }
+    // What the urgent checks found still needs a draining server counts for the pass under
+    // way (or ending now): a group the pass judged before its copy in service was lost.
+    let mut current = current;
+    let mut found = found;
+    let drains = match found.as_mut() {
+        Some(s) => &mut s.draining,
+        None => &mut current.pass.found.draining,
+    };
+    for (id, n) in urgent_found.draining {
+        *drains.entry(id).or_default() += n;
     }
     let scanned = match &found {
         Some(s) => s.scanned - before,
@@ -547,9 +563,12 @@ pub async fn scan_round(
     })
 }
 
-/// Records, for each server that was decommissioning when the pass began, what the pass
-/// found still needs it; those it found unneeded are decommissioned (logged once).
+/// Records, for each server the pass judged that stayed live and fully reported all along,
+/// what the pass found still needs it; those it found unneeded are decommissioned (logged
+/// once). A server that died or registered again meanwhile is judged by a later pass: what
+/// this one saw of it may not be all it holds.
 fn record_drain(registry: &Registry, pass: &Scan) {
+    let Some(started) = pass.started else { return };
     let before: std::collections::BTreeMap<_, _> = registry
         .nodes()
         .into_iter()
@@ -558,9 +577,10 @@ fn record_drain(registry: &Registry, pass: &Scan) {
     let remaining: std::collections::BTreeMap<_, _> = pass
         .drain_judged
         .iter()
-        .map(|id| (*id, pass.draining.get(id).copied().unwrap_or(0)))
+        .filter(|(id, _)| registry.steady_since(**id, started))
+        .map(|(id, since)| (*id, (*since, pass.draining.get(id).copied().unwrap_or(0))))
         .collect();
-    for (id, n) in &remaining {
+    for (id, (_, n)) in &remaining {
         if *n == 0 && before.get(id).copied().flatten() != Some(0) {
             tracing::info!(server = %id, "blockserver decommissioned: no group needs it");
         }

@@ -132,6 +132,9 @@ struct Node {
     /// Blocks of deleted groups to tell the node to remove in the next heartbeat reply,
     /// with the generation they were reported at (the node keeps a copy stamped newer).
     to_delete: BTreeSet<(GroupId, u32, Generation)>,
+    /// When its last registration's first full report was complete: until then its block
+    /// list is what an earlier life reported (or nothing), and a drain cannot be judged.
+    fully_reported: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -141,11 +144,14 @@ struct Inner {
     by_group: HashMap<GroupId, BTreeSet<BlockServerId>>,
     /// Internal blocks reported corrupt: never handed to readers.
     corrupt: HashSet<(GroupId, u32, BlockServerId)>,
-    /// The journaled admin states of the servers out of service (DESIGN §11), as the last
-    /// scan round (or `blockserver list`) read them.
+    /// The journaled admin states of the servers out of service (DESIGN §11), as the
+    /// freshest read of them (a scan round, an `AddBlock`, `blockserver list`) found them,
+    /// and the applied index that read saw at least.
     admin: BTreeMap<BlockServerId, AdminState>,
-    /// Decommissioning servers -> their blocks still needed, from the last whole pass.
-    drain: BTreeMap<BlockServerId, u64>,
+    admin_index: u64,
+    /// Decommissioning servers -> (the decommission's start, its blocks still needed), from
+    /// the last whole pass that judged it.
+    drain: BTreeMap<BlockServerId, (u64, u64)>,
 }
 
 /// Most block deletions one heartbeat reply carries (about 20 bytes each on the wire: well
@@ -192,14 +198,55 @@ impl Registry {
         self.maintenance_min_live
     }
 
-    /// Replaces the admin states with the journaled ones; drain progress of servers no longer
-    /// decommissioning is forgotten.
-    pub fn set_admin(&self, states: BTreeMap<BlockServerId, AdminState>) {
+    /// Replaces the admin states with the journaled ones, as a read that saw at least
+    /// applied index `index` found them; an older read than the last one changes nothing
+    /// (reads run concurrently). Drain progress of servers no longer decommissioning, or
+    /// decommissioning since another time (recommissioned and decommissioned again), is
+    /// forgotten.
+    pub fn set_admin(&self, index: u64, states: BTreeMap<BlockServerId, AdminState>) {
         let mut inner = self.lock();
-        inner
-            .drain
-            .retain(|id, _| matches!(states.get(id), Some(AdminState::Decommissioning { .. })));
+        if index < inner.admin_index {
+            return;
+        }
+        inner.admin_index = index;
+        inner.drain.retain(|id, (since, _)| {
+            matches!(
+                states.get(id),
+                Some(AdminState::Decommissioning { since_ms }) if since_ms == since
+            )
+        });
         inner.admin = states;
+    }
+
+    /// The servers being decommissioned that a pass beginning now can judge: live, fully
+    /// reported since they last registered; with when their decommission began.
+    pub fn drains_to_judge(&self) -> BTreeMap<BlockServerId, u64> {
+        let inner = self.lock();
+        let now = Instant::now();
+        inner
+            .admin
+            .iter()
+            .filter_map(|(id, s)| match s {
+                AdminState::Decommissioning { since_ms } => Some((*id, *since_ms)),
+                AdminState::Maintenance { .. } => None,
+            })
+            .filter(|(id, _)| {
+                inner.nodes.get(id).is_some_and(|n| {
+                    n.fully_reported.is_some()
+                        && now.duration_since(n.last_heartbeat) <= self.dead_after
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `id` has been live and fully reported since before `since` (a pass's start):
+    /// what the pass saw of it is all it holds.
+    pub fn steady_since(&self, id: BlockServerId, since: Instant) -> bool {
+        let now = Instant::now();
+        self.lock().nodes.get(&id).is_some_and(|n| {
+            n.fully_reported.is_some_and(|t| t <= since)
+                && now.duration_since(n.last_heartbeat) <= self.dead_after
+        })
     }
 
     /// Every server out of service now (a lapsed maintenance is service again).
@@ -213,16 +260,17 @@ impl Registry {
             .collect()
     }
 
-    /// Records what a whole scan pass found of the servers that were decommissioning when it
-    /// began: for each, its blocks some group still needs (0: decommissioned).
-    pub fn record_drain(&self, remaining: BTreeMap<BlockServerId, u64>) {
+    /// Records what a whole scan pass found of the servers it judged: for each, when its
+    /// decommission began and its blocks some group still needs (0: decommissioned). A
+    /// server decommissioned since another time now is left alone.
+    pub fn record_drain(&self, remaining: BTreeMap<BlockServerId, (u64, u64)>) {
         let mut inner = self.lock();
-        for (id, n) in remaining {
+        for (id, (since, n)) in remaining {
             if matches!(
                 inner.admin.get(&id),
-                Some(AdminState::Decommissioning { .. })
+                Some(AdminState::Decommissioning { since_ms }) if *since_ms == since
             ) {
-                inner.drain.insert(id, n);
+                inner.drain.insert(id, (since, n));
             }
         }
     }
@@ -259,12 +307,14 @@ impl Registry {
             blocks: HashMap::new(),
             partial: None,
             to_delete: BTreeSet::new(),
+            fully_reported: None,
         });
         node.addr = addr.to_owned();
         node.rack = rack.to_owned();
         node.storage = storage;
         node.last_heartbeat = Instant::now();
         node.partial = None;
+        node.fully_reported = None;
         Ok(())
     }
 
@@ -386,6 +436,7 @@ impl Registry {
             .iter()
             .map(|r| ((r.group, r.index), Copy::from(r)))
             .collect();
+        node.fully_reported.get_or_insert_with(Instant::now);
         for g in old {
             if let Some(set) = inner.by_group.get_mut(&g) {
                 set.remove(&id);
@@ -602,7 +653,7 @@ impl Registry {
                     blocks: n.blocks.len(),
                     admin: admin_state.map_or(Admin::InService, |s| s.at(wall)),
                     admin_state,
-                    drain_remaining: inner.drain.get(id).copied(),
+                    drain_remaining: inner.drain.get(id).map(|(_, n)| *n),
                 }
             })
             .collect()

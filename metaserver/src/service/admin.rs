@@ -284,6 +284,7 @@ impl Admin for AdminService {
     ) -> Result<Response<pb::ListBlockServersResponse>, Status> {
         let start = Instant::now();
         // The journaled admin states, fresher than the scan's copy.
+        let applied = self.node.sm.applied_index();
         let admin = self
             .node
             .read_local(|kv| crate::namespace::admin_state::load(kv))
@@ -293,7 +294,7 @@ impl Admin for AdminService {
             .node
             .ensure_active()
             .and_then(|()| {
-                self.node.blocks.registry.set_admin(admin?);
+                self.node.blocks.registry.set_admin(applied, admin?);
                 Ok(())
             })
             .map(|()| pb::ListBlockServersResponse {

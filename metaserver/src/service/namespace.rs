@@ -6,6 +6,7 @@ use raftfs_core::block_token::Mode;
 use raftfs_core::id::{BlockServerId, Generation, GroupId};
 use raftfs_core::identity::{Caller, Need};
 use raftfs_core::namespace::permission::{self, Access, ReadAccess};
+use raftfs_core::namespace::upgrade::UpgradeStep;
 use std::time::Instant;
 
 use raftfs_proto as pb;
@@ -170,6 +171,20 @@ impl NamespaceService {
             state_id: 0,
         })?;
         self.node.ensure_active_for_write()?;
+        // A level this active's own binary does not write would stop it, and every member
+        // like it, once applied: refused before the journal (`metactl upgrade finalize`
+        // checks every member's binary first).
+        if let Op::Upgrade(UpgradeStep::Finalize { to }) = &op
+            && !to.supported()
+        {
+            return Err(MetaError::Namespace {
+                source: NsError::InvalidArgument(format!(
+                    "format level {to}: this active's binary writes levels up to {}",
+                    raftfs_core::level::Level::NEWEST
+                )),
+                state_id: 0,
+            });
+        }
         let mut access = self.access_of(who);
         // The caller's machine goes into the entry only once every member reads it (format
         // level 2, batch version 3: DESIGN §11).
@@ -242,6 +257,7 @@ impl NamespaceService {
             } => {
                 // With the journaled admin states: a server taken out of service a moment
                 // ago gets no new block, whatever the scan has read yet.
+                let applied = self.node.sm.applied_index();
                 let (file, admin) = {
                     let path = path.clone();
                     self.node
@@ -253,7 +269,7 @@ impl NamespaceService {
                         })
                         .await?
                 };
-                self.node.blocks.registry.set_admin(admin);
+                self.node.blocks.registry.set_admin(applied, admin);
                 let count = file.policy.width();
                 let req = placement::Request {
                     count,
