@@ -177,8 +177,9 @@ fuzz_target!(|input: Input| {
                     task.policy.block_len(task.group_length, s.index as usize) <= MAX_BLOCK_SIZE
                 );
             }
-            if task.policy.layout().is_some() {
-                // What the worker asks of each rack: the rack's own sources.
+            // A decoded block (not one copied from a copy of itself, as a drained server's
+            // is): what the worker asks of each rack, the rack's own sources.
+            if task.policy.layout().is_some() && !task.is_copy() {
                 for rack in ["r0", "r1", "r2"] {
                     let local = task
                         .sources

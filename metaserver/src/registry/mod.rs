@@ -477,35 +477,10 @@ impl Registry {
     /// was restamped by a recovery whose entry never committed (its bytes are those the
     /// writer sent; a later recovery stamps it again).
     pub fn replicas(&self, group: GroupId, current: Generation) -> Vec<Replica> {
-        let inner = self.lock();
         let now = Instant::now();
-        let Some(nodes) = inner.by_group.get(&group) else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for id in nodes {
-            let Some(node) = inner.nodes.get(id) else {
-                continue;
-            };
-            if now.duration_since(node.last_heartbeat) > self.dead_after {
-                continue;
-            }
-            for index in 0..MAX_INDEX {
-                if let Some(copy) = node.blocks.get(&(group, index))
-                    && copy.generation >= current
-                    && !inner.corrupt.contains(&(group, index, *id))
-                {
-                    out.push(Replica {
-                        index,
-                        node: *id,
-                        length: copy.length,
-                        generation: copy.generation,
-                    });
-                }
-            }
-        }
-        out.sort_by_key(|r| (r.index, r.node));
-        out
+        self.good_copies(group, current, |_, node| {
+            now.duration_since(node.last_heartbeat) <= self.dead_after
+        })
     }
 
     /// The good copies of `group` on servers that are down but in maintenance (`in_maintenance`):
@@ -517,21 +492,30 @@ impl Registry {
         current: Generation,
         in_maintenance: &BTreeMap<BlockServerId, Admin>,
     ) -> Vec<Replica> {
-        let inner = self.lock();
         let now = Instant::now();
+        self.good_copies(group, current, |id, node| {
+            now.duration_since(node.last_heartbeat) > self.dead_after
+                && in_maintenance.get(&id) == Some(&Admin::InMaintenance)
+        })
+    }
+
+    /// The copies of `group` stamped `current` or newer, not reported corrupt, on the nodes
+    /// `on` keeps; ordered by index, then node.
+    fn good_copies(
+        &self,
+        group: GroupId,
+        current: Generation,
+        on: impl Fn(BlockServerId, &Node) -> bool,
+    ) -> Vec<Replica> {
+        let inner = self.lock();
         let Some(nodes) = inner.by_group.get(&group) else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for id in nodes {
-            let Some(node) = inner.nodes.get(id) else {
+            let Some(node) = inner.nodes.get(id).filter(|n| on(*id, n)) else {
                 continue;
             };
-            if now.duration_since(node.last_heartbeat) <= self.dead_after
-                || in_maintenance.get(id) != Some(&Admin::InMaintenance)
-            {
-                continue;
-            }
             for index in 0..MAX_INDEX {
                 if let Some(copy) = node.blocks.get(&(group, index))
                     && copy.generation >= current
