@@ -25,7 +25,7 @@ use model::CasRegister;
 /// The models `jepsen check` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModelName {
-    /// One compare-and-set register, initially 0.
+    /// One compare-and-set register, initially 0 (or `--initial`).
     CasRegister,
     /// Independent registers, one per key (`:value [key value]`), each checked on its own.
     Kv,
@@ -34,15 +34,29 @@ pub enum ModelName {
     Namespace,
 }
 
-/// Checks a history text against a model within `time_limit`.
+/// Checks a history text against a model within `time_limit`; registers start at 0.
 pub fn check_text(text: &str, model: ModelName, time_limit: Duration) -> anyhow::Result<Verdict> {
+    check_text_from(text, model, time_limit, &edn_format::Value::Integer(0))
+}
+
+/// [`check_text`] with the registers (`cas-register`, `kv`) starting at `initial` (`nil`:
+/// Knossos's `(cas-register)` without an argument).
+pub fn check_text_from(
+    text: &str,
+    model: ModelName,
+    time_limit: Duration,
+    initial: &edn_format::Value,
+) -> anyhow::Result<Verdict> {
+    let register = CasRegister {
+        initial: initial.clone(),
+    };
     let ops = history::operations(&history::parse(text)?)?;
     let limits = Limits {
         deadline: Some(Instant::now() + time_limit),
         ..Limits::default()
     };
     Ok(match model {
-        ModelName::CasRegister => linearizable::check(&CasRegister, &ops, limits),
+        ModelName::CasRegister => linearizable::check(&register, &ops, limits),
         ModelName::Namespace => linearizable::check(
             &model::namespace::NamespaceModel {
                 base: run::workload::NAMESPACE_BASE.to_owned(),
@@ -54,7 +68,7 @@ pub fn check_text(text: &str, model: ModelName, time_limit: Duration) -> anyhow:
             let keys = model::split_by_key(&ops).map_err(anyhow::Error::msg)?;
             Verdict::all(
                 keys.into_iter()
-                    .map(|(_, ops)| linearizable::check(&CasRegister, &ops, limits)),
+                    .map(|(_, ops)| linearizable::check(&register, &ops, limits)),
             )
         }
     })
@@ -63,6 +77,29 @@ pub fn check_text(text: &str, model: ModelName, time_limit: Duration) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A register that starts at nil (Knossos's `(cas-register)`): a first compare-and-set
+    /// from nil succeeds only there, one from 0 only on a register that starts at 0.
+    #[test]
+    fn the_register_starts_where_it_is_told() {
+        let limit = Duration::from_secs(10);
+        let from_nil = "[{:process 0 :type :invoke :f :cas :value [nil 1]} {:process 0 :type :ok :f :cas :value [nil 1]} {:process 1 :type :invoke :f :read :value nil} {:process 1 :type :ok :f :read :value 1}]";
+        let from_zero = from_nil.replace("nil 1]", "0 1]");
+        let nil = edn_format::Value::Nil;
+        let zero = edn_format::Value::Integer(0);
+        let verdict = |text: &str, initial: &edn_format::Value| {
+            check_text_from(text, ModelName::CasRegister, limit, initial).expect("check")
+        };
+        assert_eq!(verdict(from_nil, &nil), Verdict::Valid);
+        assert!(matches!(verdict(from_nil, &zero), Verdict::Invalid { .. }));
+        assert_eq!(verdict(&from_zero, &zero), Verdict::Valid);
+        assert!(matches!(verdict(&from_zero, &nil), Verdict::Invalid { .. }));
+        assert_eq!(
+            check_text(&from_zero, ModelName::CasRegister, limit).expect("check"),
+            Verdict::Valid,
+            "0 by default"
+        );
+    }
 
     #[test]
     fn kv_checks_each_key_on_its_own() {

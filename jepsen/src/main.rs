@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use raftfs_jepsen::checker::Verdict;
-use raftfs_jepsen::{ModelName, check_text};
+use raftfs_jepsen::{ModelName, check_text_from};
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -30,8 +30,18 @@ enum Cmd {
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
+        /// The registers' first value, in EDN (`cas-register`, `kv`): `0` as the Knossos
+        /// corpus is checked, `nil` for Knossos's `(cas-register)` without an argument (the
+        /// histories of Jepsen's own etcd tests).
+        #[arg(long, default_value = "0", value_parser = parse_edn)]
+        initial: edn_format::Value,
         history: PathBuf,
     },
+}
+
+/// One EDN value from the command line.
+fn parse_edn(s: &str) -> Result<edn_format::Value, String> {
+    edn_format::parse_str(s).map_err(|e| format!("not an EDN value: {e:?}"))
 }
 
 fn exit_code(verdict: &Verdict) -> i32 {
@@ -54,11 +64,12 @@ fn run(cli: Cli) -> Result<i32> {
             model,
             time_limit,
             json,
+            initial,
             history,
         } => {
             let text = std::fs::read_to_string(&history)
                 .with_context(|| format!("reading {}", history.display()))?;
-            let verdict = check_text(&text, model, time_limit)
+            let verdict = check_text_from(&text, model, time_limit, &initial)
                 .with_context(|| format!("checking {}", history.display()))?;
             if json {
                 println!("{}", serde_json::to_string(&verdict)?);

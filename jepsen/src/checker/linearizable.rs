@@ -249,7 +249,7 @@ mod tests {
 
     fn verdict(text: &str) -> Verdict {
         let ops = operations(&parse(text).expect("parses")).expect("pairs");
-        check(&CasRegister, &ops, Limits::default())
+        check(&CasRegister::default(), &ops, Limits::default())
     }
 
     #[test]
@@ -299,7 +299,7 @@ mod tests {
         };
         // One configuration fills the cache: the search may not go on, so it cannot say valid.
         let v = check(
-            &CasRegister,
+            &CasRegister::default(),
             &ops,
             Limits {
                 max_cached: 0,

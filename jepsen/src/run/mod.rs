@@ -190,7 +190,7 @@ pub async fn run(opts: RunOptions) -> Result<(Results, PathBuf)> {
                 "linearizable".to_owned(),
                 Verdict::all(
                     keys.into_iter()
-                        .map(|(_, ops)| linearizable::check(&CasRegister, &ops, limits)),
+                        .map(|(_, ops)| linearizable::check(&CasRegister::default(), &ops, limits)),
                 ),
             );
         }
