@@ -114,18 +114,7 @@ async fn a_rolling_restart_under_load_fails_no_call() {
         "no hand-off"
     );
     // Every create is there.
-    let mut created = 0;
-    for run in client.list("/load").await.expect("list") {
-        let run = format!("/load/{}", run.name);
-        for d in client.list(&run).await.expect("list run") {
-            created += client
-                .list(&format!("{run}/{}", d.name))
-                .await
-                .expect("list dir")
-                .len();
-        }
-    }
-    assert_eq!(created, 1500);
+    assert_eq!(common::created_under(&client, "/load").await, 1500);
     for (path, bytes) in &files {
         assert_eq!(&get_file(&client, path).await, bytes, "{path}");
     }

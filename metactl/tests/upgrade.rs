@@ -136,22 +136,6 @@ fn assert_members(s: &serde_json::Value, suffix: &str, newest: u64) {
     }
 }
 
-/// Files created under `root` (`loadgen meta`'s runs, each with its directories).
-async fn created_under(client: &raftfs_client::Client, root: &str) -> u64 {
-    let mut n = 0;
-    for run in client.list(root).await.expect("list") {
-        let run = format!("{root}/{}", run.name);
-        for d in client.list(&run).await.expect("list run") {
-            n += client
-                .list(&format!("{run}/{}", d.name))
-                .await
-                .expect("list dir")
-                .len() as u64;
-        }
-    }
-    n
-}
-
 fn rolling_restart(cluster: &LocalCluster, exe: Option<&Path>) {
     let dir = cluster.dir_arg();
     let mut args = vec!["local", "rolling-restart", "--dir", &dir];
@@ -245,8 +229,8 @@ async fn a_rolling_upgrade_under_load_rolls_back_then_finalizes_without_a_failed
     ]));
 
     // Every acknowledged create is there; every byte reads back.
-    assert_eq!(created_under(&client, "/load-a").await, created_a);
-    assert_eq!(created_under(&client, "/load-b").await, created_b);
+    assert_eq!(common::created_under(&client, "/load-a").await, created_a);
+    assert_eq!(common::created_under(&client, "/load-b").await, created_b);
     for (policy, size) in [("REPLICATED-3", "24MiB"), ("RS-3-2-1024k", "12MiB")] {
         let r = loadgen(&[
             "data",

@@ -58,6 +58,23 @@ pub fn metactl_next_bin() -> PathBuf {
     path
 }
 
+/// Files `loadgen meta --op create --roots ROOT` made under `root` (each run's directories,
+/// each directory's files).
+pub async fn created_under(client: &Client, root: &str) -> u64 {
+    let mut n = 0;
+    for run in client.list(root).await.expect("list") {
+        let run = format!("{root}/{}", run.name);
+        for d in client.list(&run).await.expect("list run") {
+            n += client
+                .list(&format!("{run}/{}", d.name))
+                .await
+                .expect("list dir")
+                .len() as u64;
+        }
+    }
+    n
+}
+
 /// Runs `metactl ARGS` and returns its output.
 pub fn metactl(args: &[&str]) -> Output {
     Command::new(metactl_bin())

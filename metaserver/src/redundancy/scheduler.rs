@@ -586,6 +586,9 @@ impl Scheduler {
 struct RackMap<'a> {
     nodes: &'a [NodeView],
     live_racks: BTreeSet<&'a str>,
+    /// Servers being decommissioned (their copies are leaving), found once per heartbeat's
+    /// planning rather than once per copy and candidate.
+    draining: BTreeSet<BlockServerId>,
     datacenters: &'a BTreeMap<String, String>,
 }
 
@@ -599,15 +602,18 @@ impl<'a> RackMap<'a> {
                 .filter(|n| n.takes_new_blocks())
                 .map(|n| n.rack.as_str())
                 .collect(),
+            draining: nodes
+                .iter()
+                .filter(|n| n.admin == raftfs_core::namespace::admin_state::Admin::Decommissioning)
+                .map(|n| n.id)
+                .collect(),
             datacenters: &throttle.racks,
         }
     }
 
     /// Whether `node` is being decommissioned (its copies are leaving).
     fn draining(&self, node: BlockServerId) -> bool {
-        self.nodes.iter().any(|n| {
-            n.id == node && n.admin == raftfs_core::namespace::admin_state::Admin::Decommissioning
-        })
+        self.draining.contains(&node)
     }
 
     fn rack_of(&self, node: BlockServerId) -> Option<&str> {
