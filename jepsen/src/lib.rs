@@ -12,6 +12,7 @@
 //! that our verdicts can be compared with Knossos's on the same files.
 
 pub mod checker;
+pub mod generate;
 pub mod history;
 pub mod model;
 pub mod run;
@@ -19,7 +20,7 @@ pub mod run;
 use std::time::{Duration, Instant};
 
 use checker::Verdict;
-use checker::linearizable::{self, Limits};
+use checker::linearizable::{self, Cost, Limits, Search};
 use model::CasRegister;
 
 /// The models `jepsen check` knows.
@@ -36,17 +37,17 @@ pub enum ModelName {
 
 /// Checks a history text against a model within `time_limit`; registers start at 0.
 pub fn check_text(text: &str, model: ModelName, time_limit: Duration) -> anyhow::Result<Verdict> {
-    check_text_from(text, model, time_limit, &edn_format::Value::Integer(0))
+    Ok(check_text_from(text, model, time_limit, &edn_format::Value::Integer(0))?.verdict)
 }
 
 /// [`check_text`] with the registers (`cas-register`, `kv`) starting at `initial` (`nil`:
-/// Knossos's `(cas-register)` without an argument).
+/// Knossos's `(cas-register)` without an argument), and what the search cost.
 pub fn check_text_from(
     text: &str,
     model: ModelName,
     time_limit: Duration,
     initial: &edn_format::Value,
-) -> anyhow::Result<Verdict> {
+) -> anyhow::Result<Search> {
     let register = CasRegister {
         initial: initial.clone(),
     };
@@ -56,8 +57,8 @@ pub fn check_text_from(
         ..Limits::default()
     };
     Ok(match model {
-        ModelName::CasRegister => linearizable::check(&register, &ops, limits),
-        ModelName::Namespace => linearizable::check(
+        ModelName::CasRegister => linearizable::search(&register, &ops, limits),
+        ModelName::Namespace => linearizable::search(
             &model::namespace::NamespaceModel {
                 base: run::workload::NAMESPACE_BASE.to_owned(),
             },
@@ -66,10 +67,14 @@ pub fn check_text_from(
         ),
         ModelName::Kv => {
             let keys = model::split_by_key(&ops).map_err(anyhow::Error::msg)?;
-            Verdict::all(
-                keys.into_iter()
-                    .map(|(_, ops)| linearizable::check(&register, &ops, limits)),
-            )
+            let searches: Vec<Search> = keys
+                .into_iter()
+                .map(|(_, ops)| linearizable::search(&register, &ops, limits))
+                .collect();
+            Search {
+                cost: searches.iter().fold(Cost::default(), |c, s| c.plus(s.cost)),
+                verdict: Verdict::all(searches.into_iter().map(|s| s.verdict)),
+            }
         }
     })
 }
@@ -88,7 +93,9 @@ mod tests {
         let nil = edn_format::Value::Nil;
         let zero = edn_format::Value::Integer(0);
         let verdict = |text: &str, initial: &edn_format::Value| {
-            check_text_from(text, ModelName::CasRegister, limit, initial).expect("check")
+            check_text_from(text, ModelName::CasRegister, limit, initial)
+                .expect("check")
+                .verdict
         };
         assert_eq!(verdict(from_nil, &nil), Verdict::Valid);
         assert!(matches!(verdict(from_nil, &zero), Verdict::Invalid { .. }));

@@ -37,6 +37,27 @@ enum Cmd {
         initial: edn_format::Value,
         history: PathBuf,
     },
+    /// Prints a generated cas-register history (Jepsen's `history.edn` form), valid by
+    /// construction, with many indeterminate operations: the checkers' stress set.
+    Generate {
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Operations invoked.
+        #[arg(long, default_value_t = 300)]
+        ops: usize,
+        /// Processes running at once.
+        #[arg(long, default_value_t = 9)]
+        processes: usize,
+        /// Share of writes and compare-and-sets whose process crashes (`:info`).
+        #[arg(long, default_value_t = 0.1)]
+        crash_ratio: f64,
+        /// Values are drawn from 0..VALUES.
+        #[arg(long, default_value_t = 5)]
+        values: i64,
+        /// Make it invalid: one read sees a value never written.
+        #[arg(long)]
+        corrupt: bool,
+    },
 }
 
 /// One EDN value from the command line.
@@ -60,6 +81,32 @@ fn run(cli: Cli) -> Result<i32> {
             print!("{}", raftfs_jepsen::run::summary(&results, &store));
             Ok(exit_code(&results.valid))
         }
+        Cmd::Generate {
+            seed,
+            ops,
+            processes,
+            crash_ratio,
+            values,
+            corrupt,
+        } => {
+            anyhow::ensure!(
+                processes > 0 && (0.0..=1.0).contains(&crash_ratio) && values > 0,
+                "--processes and --values must be positive, --crash-ratio within 0..=1"
+            );
+            let shape = raftfs_jepsen::generate::Shape {
+                ops,
+                processes,
+                crash_ratio,
+                values,
+            };
+            let mut events = raftfs_jepsen::generate::cas_register(seed, shape);
+            if corrupt {
+                raftfs_jepsen::generate::corrupt(&mut events, seed, shape)
+                    .context("the history has no read to corrupt")?;
+            }
+            print!("{}", raftfs_jepsen::generate::to_edn(&events));
+            Ok(0)
+        }
         Cmd::Check {
             model,
             time_limit,
@@ -69,18 +116,26 @@ fn run(cli: Cli) -> Result<i32> {
         } => {
             let text = std::fs::read_to_string(&history)
                 .with_context(|| format!("reading {}", history.display()))?;
-            let verdict = check_text_from(&text, model, time_limit, &initial)
+            let search = check_text_from(&text, model, time_limit, &initial)
                 .with_context(|| format!("checking {}", history.display()))?;
+            let cost = search.cost;
             if json {
-                println!("{}", serde_json::to_string(&verdict)?);
+                let mut out = serde_json::to_value(&search.verdict)?;
+                out["cost"] = serde_json::to_value(cost)?;
+                println!("{out}");
             } else {
-                match &verdict {
+                match &search.verdict {
                     Verdict::Valid => println!("valid"),
                     Verdict::Invalid { op } => println!("invalid: {op}"),
                     Verdict::Unknown { reason } => println!("unknown: {reason}"),
                 }
+                // On stderr, so that the verdict stays the first line of the output.
+                eprintln!(
+                    "cost: {} configurations explored in {:.3} s",
+                    cost.configurations, cost.seconds
+                );
             }
-            Ok(exit_code(&verdict))
+            Ok(exit_code(&search.verdict))
         }
     }
 }

@@ -15,6 +15,19 @@ pub trait Model {
     /// with the result it reported (a read of another value, a compare-and-set that should
     /// have failed).
     fn step(&self, state: &Self::State, op: &Operation) -> Option<Self::State>;
+
+    /// Whether `op`, when its outcome is unknown, cannot change the state (a read): the
+    /// checker then leaves it out, which halves its search for every such operation.
+    fn inert_unless_ok(&self, _op: &Operation) -> bool {
+        false
+    }
+
+    /// Whether indeterminate `stronger` can do whatever indeterminate `weaker` can: in every
+    /// state where `weaker` takes effect, `stronger` does too, with the same result. The
+    /// checker then prefers to spend the weaker one.
+    fn covers(&self, _stronger: &Operation, _weaker: &Operation) -> bool {
+        false
+    }
 }
 
 /// One compare-and-set register (Knossos's `cas-register`): `:write v`, `:cas [old new]`,
@@ -61,6 +74,20 @@ impl Model for CasRegister {
             },
             _ => None,
         }
+    }
+
+    fn inert_unless_ok(&self, op: &Operation) -> bool {
+        op.f == "read"
+    }
+
+    /// A write of `v` covers another write of `v` and every compare-and-set to `v`.
+    fn covers(&self, stronger: &Operation, weaker: &Operation) -> bool {
+        let to = match (weaker.f.as_str(), &weaker.invoke_value) {
+            ("write", v) => v,
+            ("cas", Value::Vector(v) | Value::List(v)) if v.len() == 2 => &v[1],
+            _ => return false,
+        };
+        stronger.f == "write" && stronger.invoke_value == *to
     }
 }
 
