@@ -113,6 +113,21 @@ impl std::fmt::Debug for MetaNode {
 }
 
 impl MetaNode {
+    /// This member's id.
+    pub fn id(&self) -> MemberId {
+        self.id
+    }
+
+    /// This member's Raft (its metrics: role, term, indexes).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// This member's state machine (what it applied, its database, snapshots installed).
+    pub fn state_machine(&self) -> &Arc<SmShared> {
+        &self.sm
+    }
+
     /// The pool this member's tokens name (DESIGN §10).
     pub(crate) fn pool(&self) -> u64 {
         raftfs_core::federation::pool_of(self.nameservice.as_ref())

@@ -15,7 +15,7 @@ use raftfs_runtime::Workers;
 
 use crate::config::Config;
 use crate::journal::log_store::LogStore;
-use crate::journal::network::{Dialer, NetworkFactory};
+use crate::journal::network::{Dialer, GrpcTransport, NetworkFactory, RaftTransport};
 use crate::journal::proposer::{Proposer, ProposerConfig};
 use crate::journal::state_machine::StateMachine;
 use crate::journal::{MemberId, Raft};
@@ -81,6 +81,166 @@ pub fn rpc_addrs(config: &Config) -> Vec<std::net::SocketAddr> {
     ports.iter().map(|p| p.addr).collect()
 }
 
+/// One metaserver's running parts without its gRPC ports: its node (the context every
+/// service shares), its Raft and its background workers. [`serve`] puts the ports in front of
+/// one; the in-process cluster (`raftfs-sim`) runs several over its own transport.
+#[derive(Debug)]
+pub struct Member {
+    node: MetaNode,
+    workers: Workers,
+}
+
+impl Member {
+    /// Opens the stores in `config.data_dir`, starts Raft over `transport`, the proposer and
+    /// the workers, and initializes the cluster if `config.bootstrap` asks for it.
+    pub async fn start<T: RaftTransport>(
+        config: &Config,
+        transport: T,
+    ) -> Result<Self, ServerError> {
+        config.validate()?;
+        let tls = config.security.material()?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let memory = config.storage.memory();
+        let sm = StateMachine::open(&config.data_dir, memory.clone())
+            .map_err(|e| ServerError::Storage(e.to_string()))?;
+        let sm_shared = sm.shared();
+        let metrics = Arc::new(Metrics::new());
+        let timings = metrics.journal_timings();
+        sm_shared.set_metrics(metrics.apply_lag_seconds(), timings.apply.clone());
+        let mut log_store = LogStore::open(&config.data_dir.join("log"), &memory)
+            .map_err(|e| ServerError::Storage(e.to_string()))?
+            .timed(timings.log_append.clone());
+        if config.debug_ack_before_fsync {
+            tracing::warn!(
+                "debug-ack-before-fsync: this node acknowledges log entries it may lose"
+            );
+            log_store = log_store.acking_before_fsync();
+            sm_shared.make_volatile_for_debug();
+        }
+        let r = &config.raft;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config(config)?),
+            NetworkFactory::over(transport, r.max_append_bytes)
+                .timed(timings.append_entries.clone()),
+            log_store,
+            sm,
+        )
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+        let proposer = Proposer::spawn(
+            raft.clone(),
+            ProposerConfig {
+                max_batch: config.proposer.max_batch,
+                max_batch_bytes: config.proposer.max_batch_bytes,
+                max_in_flight: config.proposer.max_in_flight,
+                lease: config.lease(),
+            },
+            metrics.proposals_per_entry(),
+            timings.entry,
+        );
+        let mut workers = Workers::new();
+        let node = MetaNode {
+            id: config.node_id,
+            advertise_addr: config.advertised(),
+            raft: raft.clone(),
+            sm: sm_shared.clone(),
+            proposer,
+            metrics: metrics.clone(),
+            rules: serving_rules(config),
+            leader_position: Arc::new(LeaderPosition::default()),
+            dialer: Dialer {
+                source_ip: config.source_ip,
+                wire: raftfs_runtime::Dialer::new(tls.as_ref()),
+            },
+            authorizer: config.permissions.authorizer(tls.is_none()),
+            umask: config.permissions.umask()?,
+            tokens: config.block_tokens.clone(),
+            nameservice: config.nameservice.clone(),
+            key_cache: Arc::default(),
+            blocks: BlockState::new(config.blocks.clone()),
+            workers: workers.statuses(),
+            long_reads: raftfs_runtime::ReadPool::new(
+                "long-reads",
+                LONG_READ_THREADS,
+                LONG_READ_QUEUE,
+            )?,
+        };
+        spawn_workers(&mut workers, &node, config);
+        if node.rules.skip_state_id_wait {
+            tracing::warn!("debug-skip-state-id-wait: this observer may serve stale reads");
+        }
+        if config.bootstrap {
+            bootstrap(&raft, config).await?;
+        }
+        Ok(Member { node, workers })
+    }
+
+    /// The context every service of this member shares.
+    pub fn node(&self) -> &MetaNode {
+        &self.node
+    }
+
+    /// Stops the workers, then Raft (a clean stop: what is in the log stays there).
+    pub async fn stop(self) {
+        let Member { node, workers } = self;
+        workers.stop(WORKER_GRACE).await;
+        if let Err(e) = node.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// openraft's configuration from ours.
+fn raft_config(config: &Config) -> Result<openraft::Config, ServerError> {
+    let r = &config.raft;
+    openraft::Config {
+        cluster_name: "raftfs".into(),
+        heartbeat_interval: r.heartbeat_ms,
+        election_timeout_min: r.election_timeout_min_ms,
+        election_timeout_max: r.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: r.keep_entries_behind_snapshot,
+        max_payload_entries: r.max_entries_per_append,
+        // openraft's 200 ms default cancels a multi-MiB chunk on a busy machine; a cancelled
+        // transfer starves the follower of heartbeats and it starts elections it cannot win.
+        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
+        install_snapshot_timeout: r.snapshot_chunk_timeout_ms,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| ServerError::Raft(e.to_string()))
+}
+
+/// Initializes the cluster with the configured initial members, unless it already is.
+async fn bootstrap(raft: &Raft, config: &Config) -> Result<(), ServerError> {
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| ServerError::Raft(e.to_string()))?;
+    if initialized {
+        return Ok(());
+    }
+    let members: BTreeMap<MemberId, BasicNode> = config
+        .initial_members
+        .iter()
+        .map(|p| {
+            (
+                p.id,
+                BasicNode {
+                    addr: p.addr.clone(),
+                },
+            )
+        })
+        .collect();
+    // Every initial voter does this with the same members; whichever vote wins, the
+    // others' attempts are harmless (openraft refuses a second initialization).
+    if let Err(e) = raft.initialize(members).await {
+        tracing::info!(error = %e, "cluster already initialized");
+    }
+    Ok(())
+}
+
 /// Runs a metaserver on already bound `listeners` until `shutdown` resolves.
 pub async fn serve(
     config: Config,
@@ -98,123 +258,14 @@ pub async fn serve(
             ports.len()
         ))));
     }
-    std::fs::create_dir_all(&config.data_dir)?;
-    let memory = config.storage.memory();
-    let sm = StateMachine::open(&config.data_dir, memory.clone())
-        .map_err(|e| ServerError::Storage(e.to_string()))?;
-    let sm_shared = sm.shared();
-    let metrics = Arc::new(Metrics::new());
-    let timings = metrics.journal_timings();
-    sm_shared.set_metrics(metrics.apply_lag_seconds(), timings.apply.clone());
-    let mut log_store = LogStore::open(&config.data_dir.join("log"), &memory)
-        .map_err(|e| ServerError::Storage(e.to_string()))?
-        .timed(timings.log_append.clone());
-    if config.debug_ack_before_fsync {
-        tracing::warn!("debug-ack-before-fsync: this node acknowledges log entries it may lose");
-        log_store = log_store.acking_before_fsync();
-        sm_shared.make_volatile_for_debug();
-    }
-
-    let r = &config.raft;
-    let raft_config = openraft::Config {
-        cluster_name: "raftfs".into(),
-        heartbeat_interval: r.heartbeat_ms,
-        election_timeout_min: r.election_timeout_min_ms,
-        election_timeout_max: r.election_timeout_max_ms,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
-        max_in_snapshot_log_to_keep: r.keep_entries_behind_snapshot,
-        max_payload_entries: r.max_entries_per_append,
-        // openraft's 200 ms default cancels a multi-MiB chunk on a busy machine; a cancelled
-        // transfer starves the follower of heartbeats and it starts elections it cannot win.
-        snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
-        install_snapshot_timeout: r.snapshot_chunk_timeout_ms,
-        ..Default::default()
-    }
-    .validate()
-    .map_err(|e| ServerError::Raft(e.to_string()))?;
-    let dialer = Dialer {
+    let transport = GrpcTransport::new(Dialer {
         source_ip: config.source_ip,
         wire: raftfs_runtime::Dialer::new(tls.as_ref()),
-    };
-    let raft = Raft::new(
-        config.node_id,
-        Arc::new(raft_config),
-        NetworkFactory::new(dialer.clone(), r.max_append_bytes)
-            .timed(timings.append_entries.clone()),
-        log_store,
-        sm,
-    )
-    .await
-    .map_err(|e| ServerError::Raft(e.to_string()))?;
-
-    let proposer = Proposer::spawn(
-        raft.clone(),
-        ProposerConfig {
-            max_batch: config.proposer.max_batch,
-            max_batch_bytes: config.proposer.max_batch_bytes,
-            max_in_flight: config.proposer.max_in_flight,
-            lease: config.lease(),
-        },
-        metrics.proposals_per_entry(),
-        timings.entry,
-    );
-    let mut workers = Workers::new();
-    let node = MetaNode {
-        id: config.node_id,
-        advertise_addr: config.advertised(),
-        raft: raft.clone(),
-        sm: sm_shared.clone(),
-        proposer,
-        metrics: metrics.clone(),
-        rules: serving_rules(&config),
-        leader_position: Arc::new(LeaderPosition::default()),
-        dialer,
-        authorizer: config.permissions.authorizer(tls.is_none()),
-        umask: config.permissions.umask()?,
-        tokens: config.block_tokens.clone(),
-        nameservice: config.nameservice.clone(),
-        key_cache: Arc::default(),
-        blocks: BlockState::new(config.blocks.clone()),
-        workers: workers.statuses(),
-        long_reads: raftfs_runtime::ReadPool::new(
-            "long-reads",
-            LONG_READ_THREADS,
-            LONG_READ_QUEUE,
-        )?,
-    };
-    spawn_workers(&mut workers, &node, &config);
-    if node.rules.skip_state_id_wait {
-        tracing::warn!("debug-skip-state-id-wait: this observer may serve stale reads");
-    }
-
-    if config.bootstrap {
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| ServerError::Raft(e.to_string()))?;
-        if !initialized {
-            let members: BTreeMap<MemberId, BasicNode> = config
-                .initial_members
-                .iter()
-                .map(|p| {
-                    (
-                        p.id,
-                        BasicNode {
-                            addr: p.addr.clone(),
-                        },
-                    )
-                })
-                .collect();
-            // Every initial voter does this with the same members; whichever vote wins, the
-            // others' attempts are harmless (openraft refuses a second initialization).
-            if let Err(e) = raft.initialize(members).await {
-                tracing::info!(error = %e, "cluster already initialized");
-            }
-        }
-    }
-
+    });
+    let member = Member::start(&config, transport).await?;
+    let node = member.node.clone();
     if let Some(listener) = metrics_listener {
-        let (m, n) = (metrics.clone(), node.clone());
+        let (m, n) = (node.metrics.clone(), node.clone());
         tokio::spawn(async move {
             if let Err(e) = crate::metrics::serve(listener, m, n).await {
                 tracing::error!(error = %e, "metrics server failed");
@@ -250,10 +301,7 @@ pub async fn serve(
         }
     };
     let result = raftfs_runtime::serve_ports(routes, ports, tls.as_ref(), shutdown).await;
-    workers.stop(WORKER_GRACE).await;
-    if let Err(e) = raft.shutdown().await {
-        tracing::warn!(error = %e, "raft shutdown");
-    }
+    member.stop().await;
     tracing::info!(node = %config.node_id, "metaserver stopped");
     result.map_err(ServerError::from)
 }

@@ -44,38 +44,70 @@ impl Dialer {
     }
 }
 
-/// Creates a [`PeerClient`] per target, all of one target sharing one HTTP/2 connection.
+/// Which Raft RPC a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RaftMethod {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl RaftMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            RaftMethod::AppendEntries => "append_entries",
+            RaftMethod::Vote => "vote",
+            RaftMethod::InstallSnapshot => "install_snapshot",
+        }
+    }
+}
+
+/// Why a Raft message brought back no reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The member cannot be reached (no connection, a partition): openraft backs off.
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The message went out and no usable reply came back (a timeout, a refusal).
+    #[error("{0}")]
+    Network(String),
+}
+
+/// Carries one Raft message to a member and brings back its reply, both as the bytes of a
+/// versioned record (`journal::format::rpc`): gRPC between processes ([`GrpcTransport`]),
+/// a router in one process (the in-process cluster of `raftfs-sim`), Maelstrom messages.
+/// Encoding, decoding and openraft's error types stay in [`PeerClient`], written once.
+pub trait RaftTransport: Clone + Send + Sync + 'static {
+    /// Sends `data` to member `to` (at `addr`, as the membership names it) and waits at most
+    /// `ttl` for the reply.
+    fn send(
+        &self,
+        to: MemberId,
+        addr: &str,
+        method: RaftMethod,
+        data: Vec<u8>,
+        ttl: Duration,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, SendError>> + Send;
+}
+
+/// Raft messages over gRPC, all of one target sharing one HTTP/2 connection.
 ///
 /// openraft asks for a client per replication stream, but also for every read-index round
 /// (`ensure_linearizable`, behind each msync): a fresh connection there cost a TCP and HTTP/2
 /// handshake per msync, and a delayed-ACK stall (~40 ms) on a good share of them. A cached
 /// channel multiplexes those heartbeats with replication on the connection already open.
 #[derive(Debug, Clone)]
-pub struct NetworkFactory {
+pub struct GrpcTransport {
     dialer: Dialer,
-    /// Most bytes of entries in one AppendEntries (one entry always goes, whatever its size).
-    max_append_bytes: usize,
-    /// Round trips of AppendEntries that carry entries (`journal_append_entries_seconds`).
-    append_entries_seconds: Option<Histogram>,
     channels: std::sync::Arc<std::sync::Mutex<HashMap<(MemberId, String), Channel>>>,
 }
 
-impl NetworkFactory {
-    /// Connections through `dialer`; AppendEntries of at most `max_append_bytes` of entries.
-    pub fn new(dialer: Dialer, max_append_bytes: usize) -> Self {
+impl GrpcTransport {
+    pub fn new(dialer: Dialer) -> Self {
         Self {
             dialer,
-            max_append_bytes,
-            append_entries_seconds: None,
             channels: Default::default(),
         }
-    }
-
-    /// Records the round trip of every AppendEntries that carries entries in `histogram`.
-    #[must_use]
-    pub fn timed(mut self, histogram: Histogram) -> Self {
-        self.append_entries_seconds = Some(histogram);
-        self
     }
 
     fn channel(&self, target: MemberId, addr: &str) -> Option<Channel> {
@@ -104,13 +136,83 @@ impl NetworkFactory {
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
-    type Network = PeerClient;
+impl RaftTransport for GrpcTransport {
+    async fn send(
+        &self,
+        to: MemberId,
+        addr: &str,
+        method: RaftMethod,
+        data: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, SendError> {
+        let Some(channel) = self.channel(to, addr) else {
+            return Err(SendError::Unreachable(format!(
+                "invalid peer address {addr:?}"
+            )));
+        };
+        let mut client = RaftClient::new(channel);
+        let mut request = tonic::Request::new(RaftMessage { data });
+        request.set_timeout(ttl);
+        let reply = match method {
+            RaftMethod::AppendEntries => client.append_entries(request).await,
+            RaftMethod::Vote => client.vote(request).await,
+            RaftMethod::InstallSnapshot => client.install_snapshot(request).await,
+        };
+        match reply {
+            Ok(r) => Ok(r.into_inner().data),
+            Err(status) => {
+                let why = format!("{} to node {to}: {status}", method.name());
+                Err(match status.code() {
+                    tonic::Code::Unavailable => SendError::Unreachable(why),
+                    _ => SendError::Network(why),
+                })
+            }
+        }
+    }
+}
 
-    async fn new_client(&mut self, target: MemberId, node: &BasicNodeMeta) -> PeerClient {
+/// Creates a [`PeerClient`] per target, over one transport.
+#[derive(Debug, Clone)]
+pub struct NetworkFactory<T = GrpcTransport> {
+    transport: T,
+    /// Most bytes of entries in one AppendEntries (one entry always goes, whatever its size).
+    max_append_bytes: usize,
+    /// Round trips of AppendEntries that carry entries (`journal_append_entries_seconds`).
+    append_entries_seconds: Option<Histogram>,
+}
+
+impl NetworkFactory<GrpcTransport> {
+    /// Connections through `dialer`; AppendEntries of at most `max_append_bytes` of entries.
+    pub fn new(dialer: Dialer, max_append_bytes: usize) -> Self {
+        Self::over(GrpcTransport::new(dialer), max_append_bytes)
+    }
+}
+
+impl<T: RaftTransport> NetworkFactory<T> {
+    /// Messages over `transport`; AppendEntries of at most `max_append_bytes` of entries.
+    pub fn over(transport: T, max_append_bytes: usize) -> Self {
+        Self {
+            transport,
+            max_append_bytes,
+            append_entries_seconds: None,
+        }
+    }
+
+    /// Records the round trip of every AppendEntries that carries entries in `histogram`.
+    #[must_use]
+    pub fn timed(mut self, histogram: Histogram) -> Self {
+        self.append_entries_seconds = Some(histogram);
+        self
+    }
+}
+
+impl<T: RaftTransport> RaftNetworkFactory<TypeConfig> for NetworkFactory<T> {
+    type Network = PeerClient<T>;
+
+    async fn new_client(&mut self, target: MemberId, node: &BasicNodeMeta) -> PeerClient<T> {
         PeerClient {
             target,
-            client: self.channel(target, &node.addr).map(RaftClient::new),
+            transport: self.transport.clone(),
             addr: node.addr.clone(),
             append_entries_seconds: self.append_entries_seconds.clone(),
             max_append_bytes: self.max_append_bytes,
@@ -122,10 +224,10 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
 /// The connection to one peer.
 #[derive(Debug)]
-pub struct PeerClient {
+pub struct PeerClient<T = GrpcTransport> {
     target: MemberId,
     addr: String,
-    client: Option<RaftClient<Channel>>,
+    transport: T,
     append_entries_seconds: Option<Histogram>,
     max_append_bytes: usize,
     /// The bytes of entries the next AppendEntries may carry: halved when one did not come
@@ -164,15 +266,11 @@ fn entries_within(entries: &[Entry], budget: usize) -> usize {
     n
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct TransportError(String);
-
-impl PeerClient {
+impl<T: RaftTransport> PeerClient<T> {
     /// Sends `req` as a record of family `Req` and decodes the reply as one of `Reply`.
     async fn call<Req, Reply, Resp, E>(
         &mut self,
-        method: &'static str,
+        method: RaftMethod,
         req: &Req::Value,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<MemberId, BasicNodeMeta, RaftError<MemberId, E>>>
@@ -181,33 +279,23 @@ impl PeerClient {
         Reply: Schema<Value = Result<Resp, RaftError<MemberId, E>>>,
         E: std::error::Error,
     {
-        let Some(client) = self.client.as_mut() else {
-            let e = TransportError(format!("invalid peer address {:?}", self.addr));
-            return Err(RPCError::Unreachable(Unreachable::new(&e)));
-        };
         let data =
             format::encode::<Req>(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(RaftMessage { data });
-        request.set_timeout(option.hard_ttl());
-        let reply = match method {
-            "append_entries" => client.append_entries(request).await,
-            "vote" => client.vote(request).await,
-            _ => client.install_snapshot(request).await,
-        };
-        let reply = reply.map_err(|status| {
-            let e = TransportError(format!("{method} to node {}: {status}", self.target));
-            match status.code() {
-                tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&e)),
-                _ => RPCError::Network(NetworkError::new(&e)),
-            }
-        })?;
-        let result = format::decode::<Reply>(&reply.into_inner().data)
+        let reply = self
+            .transport
+            .send(self.target, &self.addr, method, data, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
+                SendError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
+                SendError::Network(_) => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        let result = format::decode::<Reply>(&reply)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerClient {
+impl<T: RaftTransport> RaftNetwork<TypeConfig> for PeerClient<T> {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
@@ -237,7 +325,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         self.appending = !rpc.entries.is_empty();
         let result = self
             .call::<rpc::AppendEntries, rpc::AppendEntriesReply, _, _>(
-                "append_entries",
+                RaftMethod::AppendEntries,
                 &rpc,
                 &option,
             )
@@ -266,7 +354,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         RPCError<MemberId, BasicNodeMeta, RaftError<MemberId, InstallSnapshotError>>,
     > {
         self.call::<rpc::InstallSnapshot, rpc::InstallSnapshotReply, _, _>(
-            "install_snapshot",
+            RaftMethod::InstallSnapshot,
             &rpc,
             &option,
         )
@@ -279,7 +367,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<MemberId>, RPCError<MemberId, BasicNodeMeta, RaftError<MemberId>>>
     {
-        self.call::<rpc::VoteRequest, rpc::VoteReply, _, _>("vote", &rpc, &option)
+        self.call::<rpc::VoteRequest, rpc::VoteReply, _, _>(RaftMethod::Vote, &rpc, &option)
             .await
     }
 }

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::error::MetaError;
 use crate::journal::MemberId;
 use crate::journal::format::rpc;
+use crate::journal::network::RaftMethod;
 use crate::node::MetaNode;
 
 /// The `Raft` gRPC service.
@@ -26,18 +27,86 @@ impl RaftService {
     }
 }
 
-fn request<S: Schema>(req: Request<RaftMessage>) -> Result<S::Value, Status> {
-    format::decode::<S>(&req.into_inner().data)
+fn request<S: Schema>(data: &[u8]) -> Result<S::Value, Status> {
+    format::decode::<S>(data)
         .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
 }
 
-fn reply<S: Schema>(v: &S::Value) -> Result<Response<RaftMessage>, Status> {
-    let data = format::encode::<S>(v)
-        .map_err(|e| Status::internal(format!("unencodable raft reply: {e}")))?;
-    Ok(Response::new(RaftMessage { data }))
+fn reply<S: Schema>(v: &S::Value) -> Result<Vec<u8>, Status> {
+    format::encode::<S>(v).map_err(|e| Status::internal(format!("unencodable raft reply: {e}")))
+}
+
+/// Takes one Raft message (the bytes of a versioned record) into `node`'s Raft and returns
+/// the reply's bytes: what every transport delivers to, gRPC here, the in-process router of
+/// `raftfs-sim`, Maelstrom messages. `proved`: the member a certificate proved sent it, if
+/// any; a message naming another sender is refused.
+pub async fn receive(
+    node: &MetaNode,
+    method: RaftMethod,
+    data: &[u8],
+    proved: Option<MemberId>,
+) -> Result<Vec<u8>, Status> {
+    match method {
+        RaftMethod::AppendEntries => {
+            let rpc = request::<rpc::AppendEntries>(data)?;
+            same_sender(proved, rpc.vote.leader_id.node_id)?;
+            let newest = rpc
+                .entries
+                .last()
+                .map(|e| e.log_id.index)
+                .max(rpc.leader_commit.map(|l| l.index));
+            if let Some(index) = newest {
+                node.leader_position.heard(index);
+            }
+            reply::<rpc::AppendEntriesReply>(&node.raft.append_entries(rpc).await)
+        }
+        RaftMethod::Vote => {
+            let rpc = request::<rpc::VoteRequest>(data)?;
+            same_sender(proved, rpc.vote.leader_id.node_id)?;
+            // A member removed from the cluster never learns it (the active stops
+            // replicating to it), keeps its old view, and campaigns with ever higher terms;
+            // openraft 0.9 would let that depose the active again and again. Only voters of
+            // our membership get a vote (a node that has not joined yet has none, and
+            // refuses nothing).
+            let candidate = rpc.vote.leader_id.node_id;
+            let stranger = {
+                let m = node.raft.metrics();
+                let m = m.borrow();
+                let membership = m.membership_config.membership();
+                let mut voters = membership.voter_ids().peekable();
+                voters.peek().is_some() && !membership.voter_ids().any(|v| v == candidate)
+            };
+            if stranger {
+                tracing::debug!(
+                    %candidate,
+                    "vote request from a node that is not a voter here"
+                );
+                return Err(Status::failed_precondition(format!(
+                    "node {candidate} is not a voter of this cluster"
+                )));
+            }
+            reply::<rpc::VoteReply>(&node.raft.vote(rpc).await)
+        }
+        RaftMethod::InstallSnapshot => {
+            let rpc = request::<rpc::InstallSnapshot>(data)?;
+            same_sender(proved, rpc.vote.leader_id.node_id)?;
+            reply::<rpc::InstallSnapshotReply>(&node.raft.install_snapshot(rpc).await)
+        }
+    }
 }
 
 impl RaftService {
+    /// Checks who sent a gRPC Raft message and hands it to [`receive`].
+    async fn deliver(
+        &self,
+        method: RaftMethod,
+        req: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let proved = self.sending_member(&req)?;
+        let data = receive(&self.node, method, &req.into_inner().data, proved).await?;
+        Ok(Response::new(RaftMessage { data }))
+    }
+
     /// Refuses a Raft message unless it comes from a member (DESIGN §9); returns the member
     /// a certificate proved, to be compared with the sender the message names.
     fn sending_member<T>(&self, req: &Request<T>) -> Result<Option<MemberId>, Status> {
@@ -69,47 +138,12 @@ impl RaftRpc for RaftService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let proved = self.sending_member(&req)?;
-        let rpc = request::<rpc::AppendEntries>(req)?;
-        same_sender(proved, rpc.vote.leader_id.node_id)?;
-        let newest = rpc
-            .entries
-            .last()
-            .map(|e| e.log_id.index)
-            .max(rpc.leader_commit.map(|l| l.index));
-        if let Some(index) = newest {
-            self.node.leader_position.heard(index);
-        }
-        reply::<rpc::AppendEntriesReply>(&self.node.raft.append_entries(rpc).await)
+        self.deliver(RaftMethod::AppendEntries, req).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let proved = self.sending_member(&req)?;
-        let rpc = request::<rpc::VoteRequest>(req)?;
-        same_sender(proved, rpc.vote.leader_id.node_id)?;
-        // A member removed from the cluster never learns it (the active stops replicating to
-        // it), keeps its old view, and campaigns with ever higher terms; openraft 0.9 would
-        // let that depose the active again and again. Only voters of our membership get a
-        // vote (a node that has not joined yet has none, and refuses nothing).
-        let candidate = rpc.vote.leader_id.node_id;
-        let stranger = {
-            let m = self.node.raft.metrics();
-            let m = m.borrow();
-            let membership = m.membership_config.membership();
-            let mut voters = membership.voter_ids().peekable();
-            voters.peek().is_some() && !membership.voter_ids().any(|v| v == candidate)
-        };
-        if stranger {
-            tracing::debug!(
-                %candidate,
-                "vote request from a node that is not a voter here"
-            );
-            return Err(Status::failed_precondition(format!(
-                "node {candidate} is not a voter of this cluster"
-            )));
-        }
-        reply::<rpc::VoteReply>(&self.node.raft.vote(rpc).await)
+        self.deliver(RaftMethod::Vote, req).await
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -117,10 +151,7 @@ impl RaftRpc for RaftService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let proved = self.sending_member(&req)?;
-        let rpc = request::<rpc::InstallSnapshot>(req)?;
-        same_sender(proved, rpc.vote.leader_id.node_id)?;
-        reply::<rpc::InstallSnapshotReply>(&self.node.raft.install_snapshot(rpc).await)
+        self.deliver(RaftMethod::InstallSnapshot, req).await
     }
 
     #[tracing::instrument(skip_all, fields(term = req.get_ref().term, index = req.get_ref().last_log_index))]

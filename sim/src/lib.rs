@@ -1,0 +1,14 @@
+//! In-process clusters of real metaservers (issue 21): the journal, the state machine, the
+//! namespace and the services' logic of `raftfs-metaserver`, several members in one process,
+//! their Raft messages carried by a [`net::Net`] that can partition, drop, delay, reorder and
+//! duplicate them. For multi-node tests without ports, processes or wall-clock races.
+//!
+//! - [`net`]: the transport between members, and its faults.
+//! - [`cluster`]: the members, started and stopped from their data directories, and a client
+//!   that calls their services directly.
+
+pub mod cluster;
+pub mod net;
+
+pub use cluster::{Cluster, SimClient, SimError};
+pub use net::{Fault, Filter, Net};
