@@ -6,8 +6,11 @@
 //! - [`net`]: the transport between members, and its faults.
 //! - [`cluster`]: the members, started and stopped from their data directories, and a client
 //!   that calls their services directly.
+//! - [`maelstrom`]: a member as a Maelstrom `lin-kv` node (bin `maelstrom-node`), its Raft
+//!   messages carried as Maelstrom messages.
 
 pub mod cluster;
+pub mod maelstrom;
 pub mod net;
 
 pub use cluster::{Cluster, SimClient, SimError};

@@ -1,0 +1,77 @@
+//! `maelstrom-node`: a raftfs member as a Maelstrom `lin-kv` node (`raftfs_sim::maelstrom`).
+//!
+//! ```sh
+//! maelstrom test -w lin-kv --bin target/release/maelstrom-node --node-count 3 \
+//!     --time-limit 30 --nemesis partition
+//! ```
+//!
+//! Messages come one JSON object per line on stdin and go out on stdout; logs go to stderr.
+//! Each node keeps its member's data under `RAFTFS_MAELSTROM_DIR` (default: a directory of
+//! its own under the system's temporary directory, removed when the node exits cleanly).
+//! `RUST_LOG` sets the log filter (default `warn,openraft=off`: openraft reports every lost
+//! message as an error, and Maelstrom's partitions lose many).
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=off")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run()) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> std::io::Result<()> {
+    let (scratch, root) = match std::env::var_os("RAFTFS_MAELSTROM_DIR") {
+        Some(dir) => (None, std::path::PathBuf::from(dir)),
+        None => {
+            let d = tempfile::Builder::new()
+                .prefix("raftfs-maelstrom-")
+                .tempdir()?;
+            let p = d.path().to_owned();
+            (Some(d), p)
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let writer = tokio::spawn(async move {
+        let mut out = tokio::io::stdout();
+        while let Some(line) = rx.recv().await {
+            if out.write_all(line.as_bytes()).await.is_err()
+                || out.write_all(b"\n").await.is_err()
+                || out.flush().await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    let node = raftfs_sim::maelstrom::Node::new(raftfs_sim::maelstrom::Wire::new(tx), root);
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(line) = lines.next_line().await? {
+        if !line.trim().is_empty() {
+            node.handle_line(&line);
+        }
+    }
+    // Maelstrom closes stdin at the end of a test.
+    drop(node);
+    writer.abort();
+    drop(scratch);
+    Ok(())
+}

@@ -1,0 +1,581 @@
+//! A Maelstrom node (issue 21): Jepsen's workbench drives nodes over JSON messages on stdin
+//! and stdout (<https://github.com/jepsen-io/maelstrom/blob/main/doc/protocol.md>). This one
+//! serves the `lin-kv` workload (`read`, `write`, `cas`; errors 20 key-does-not-exist, 22
+//! precondition-failed) from a real raftfs member: its journal, state machine and namespace
+//! services, with the Raft messages between members carried as Maelstrom messages
+//! (`raft`/`raft_ok`, the versioned record's bytes in base64), so that Maelstrom's network,
+//! and its partitions, are what the journal runs over.
+//!
+//! A key is the file `/lin-kv/<key>` and its value the extended attribute `user.v` (the
+//! value's JSON text): `write` creates the file when absent and sets it, `cas` is a set with
+//! an expected value, `read` reads it on the active (a linearizable read). A node that is not
+//! the active forwards a client's request to the active it knows (`forward`), and relays the
+//! answer.
+//!
+//! Error codes follow the protocol: 20 and 22 as above, 11 (temporarily unavailable,
+//! definite) only where nothing was proposed (no active known, not the active), 0 (timeout,
+//! indefinite) whenever the operation may have happened, 10 (not supported), 12 (malformed).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use raftfs_metaserver::journal::MemberId;
+use raftfs_metaserver::journal::network::{RaftMethod, RaftTransport, SendError};
+use raftfs_metaserver::node::MetaNode;
+use raftfs_metaserver::service::namespace::NamespaceService;
+use raftfs_proto as pb;
+use raftfs_proto::namespace_server::Namespace;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::cluster::as_process_user;
+
+/// Maelstrom's error codes this node answers with.
+pub mod code {
+    pub const TIMEOUT: u64 = 0;
+    pub const NOT_SUPPORTED: u64 = 10;
+    pub const TEMPORARILY_UNAVAILABLE: u64 = 11;
+    pub const MALFORMED_REQUEST: u64 = 12;
+    pub const CRASH: u64 = 13;
+    pub const KEY_DOES_NOT_EXIST: u64 = 20;
+    pub const PRECONDITION_FAILED: u64 = 22;
+}
+
+/// How long a forwarded request or a client operation may take before it is answered as a
+/// timeout (indefinite).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where keys live.
+const ROOT: &str = "/lin-kv";
+const XATTR: &str = "user.v";
+
+/// One message: `src`, `dest` and a `body` with its `type`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Message {
+    pub src: String,
+    pub dest: String,
+    pub body: Value,
+}
+
+/// Why an input line is not a message this node can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("not a message: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Field(String),
+}
+
+fn field<'a>(body: &'a Value, name: &str) -> Result<&'a Value, ProtocolError> {
+    body.get(name)
+        .ok_or_else(|| ProtocolError::Field(format!("no {name:?} in {body}")))
+}
+
+/// The sending half: lines to stdout, and the replies awaited by `msg_id`.
+#[derive(Debug, Clone)]
+pub struct Wire {
+    me: Arc<Mutex<String>>,
+    out: mpsc::UnboundedSender<String>,
+    waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Wire {
+    /// A wire whose lines go to `out`.
+    pub fn new(out: mpsc::UnboundedSender<String>) -> Self {
+        Wire {
+            me: Arc::new(Mutex::new(String::new())),
+            out,
+            waiting: Arc::default(),
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    fn me(&self) -> String {
+        match self.me.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Value>>> {
+        match self.waiting.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Sends `body` to `dest`.
+    pub fn send(&self, dest: &str, body: Value) {
+        let m = Message {
+            src: self.me(),
+            dest: dest.to_owned(),
+            body,
+        };
+        if let Ok(line) = serde_json::to_string(&m) {
+            // The writer only stops when the process does.
+            let _ = self.out.send(line);
+        }
+    }
+
+    /// Answers `to` with `body` (`in_reply_to` its `msg_id`).
+    pub fn reply(&self, to: &Message, mut body: Value) {
+        if let (Some(id), Some(map)) = (to.body.get("msg_id"), body.as_object_mut()) {
+            map.insert("in_reply_to".into(), id.clone());
+        }
+        self.send(&to.src, body);
+    }
+
+    /// Answers `to` with error `code`.
+    pub fn error(&self, to: &Message, code: u64, text: impl Into<String>) {
+        self.reply(
+            to,
+            json!({"type": "error", "code": code, "text": text.into()}),
+        );
+    }
+
+    /// Sends `body` to `dest` with a fresh `msg_id` and waits up to `ttl` for the reply.
+    pub async fn call(&self, dest: &str, mut body: Value, ttl: Duration) -> Option<Value> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiting().insert(id, tx);
+        if let Some(map) = body.as_object_mut() {
+            map.insert("msg_id".into(), json!(id));
+        }
+        self.send(dest, body);
+        let reply = tokio::time::timeout(ttl, rx)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        self.waiting().remove(&id);
+        reply
+    }
+
+    /// Hands a reply to whoever waits for it; `false` when nobody does (late, or forged).
+    fn deliver(&self, in_reply_to: u64, body: Value) -> bool {
+        match self.waiting().remove(&in_reply_to) {
+            Some(tx) => tx.send(body).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Raft messages as Maelstrom messages: `{"type": "raft", "method": ..., "data": base64}`,
+/// answered `raft_ok` with the reply's bytes, or `error`.
+#[derive(Debug, Clone)]
+pub struct MaelstromTransport {
+    wire: Wire,
+    /// Node names by member id − 1 (Maelstrom's `node_ids`).
+    names: Arc<Vec<String>>,
+}
+
+impl RaftTransport for MaelstromTransport {
+    async fn send(
+        &self,
+        to: MemberId,
+        _addr: &str,
+        method: RaftMethod,
+        data: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<Vec<u8>, SendError> {
+        let Some(dest) = name_of(&self.names, to) else {
+            return Err(SendError::Unreachable(format!("no node for member {to}")));
+        };
+        let body = json!({
+            "type": "raft",
+            "method": method.name(),
+            "data": base64::engine::general_purpose::STANDARD.encode(&data),
+        });
+        let Some(reply) = self.wire.call(dest, body, ttl).await else {
+            return Err(SendError::Network(format!(
+                "{} to {dest}: timed out",
+                method.name()
+            )));
+        };
+        match reply.get("type").and_then(Value::as_str) {
+            // A node not started yet, or refusing: openraft backs off from an unreachable one.
+            Some("error") if reply.get("code") == Some(&json!(code::TEMPORARILY_UNAVAILABLE)) => {
+                Err(SendError::Unreachable(format!("{dest}: {reply}")))
+            }
+            Some("raft_ok") => reply
+                .get("data")
+                .and_then(Value::as_str)
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .ok_or_else(|| SendError::Network(format!("{dest}: raft_ok without data"))),
+            _ => Err(SendError::Network(format!("{dest}: {reply}"))),
+        }
+    }
+}
+
+fn name_of(names: &[String], id: MemberId) -> Option<&str> {
+    let i = usize::try_from(id.0).ok()?.checked_sub(1)?;
+    names.get(i).map(String::as_str)
+}
+
+fn method_of(name: &str) -> Option<RaftMethod> {
+    [
+        RaftMethod::AppendEntries,
+        RaftMethod::Vote,
+        RaftMethod::InstallSnapshot,
+    ]
+    .into_iter()
+    .find(|m| m.name() == name)
+}
+
+/// The member behind a node, once `init` started it.
+#[derive(Debug)]
+struct Running {
+    node: MetaNode,
+    names: Arc<Vec<String>>,
+    client_id: [u8; 16],
+    calls: AtomicU64,
+    _member: raftfs_metaserver::server::Member,
+}
+
+/// One Maelstrom node: reads messages, answers them.
+#[derive(Debug, Clone)]
+pub struct Node {
+    wire: Wire,
+    running: Arc<tokio::sync::OnceCell<Running>>,
+    /// Where members keep their data (one directory per node under it).
+    data_root: std::path::PathBuf,
+}
+
+impl Node {
+    pub fn new(wire: Wire, data_root: std::path::PathBuf) -> Self {
+        Node {
+            wire,
+            running: Arc::default(),
+            data_root,
+        }
+    }
+
+    /// Acts on one input line. Bad input is logged and changes nothing.
+    pub fn handle_line(&self, line: &str) {
+        let m: Message = match serde_json::from_str(line) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignored a line that is not a message");
+                return;
+            }
+        };
+        if let Some(id) = m.body.get("in_reply_to").and_then(Value::as_u64) {
+            if !self.wire.deliver(id, m.body.clone()) {
+                tracing::debug!(id, "a reply nobody waits for");
+            }
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move { this.dispatch(m).await });
+    }
+
+    async fn dispatch(&self, m: Message) {
+        let kind = m.body.get("type").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "init" => self.init(&m).await,
+            "raft" => self.raft(&m).await,
+            "read" | "write" | "cas" => self.client(&m).await,
+            "forward" => self.forwarded(&m).await,
+            other => self
+                .wire
+                .error(&m, code::NOT_SUPPORTED, format!("type {other:?}")),
+        }
+    }
+
+    async fn init(&self, m: &Message) {
+        let parsed = (|| -> Result<(String, Vec<String>), ProtocolError> {
+            let me = field(&m.body, "node_id")?
+                .as_str()
+                .ok_or_else(|| ProtocolError::Field("node_id is not a string".into()))?
+                .to_owned();
+            let names: Vec<String> = serde_json::from_value(field(&m.body, "node_ids")?.clone())?;
+            Ok((me, names))
+        })();
+        let (me, names) = match parsed {
+            Ok(p) => p,
+            Err(e) => return self.wire.error(m, code::MALFORMED_REQUEST, e.to_string()),
+        };
+        let Some(index) = names.iter().position(|n| *n == me) else {
+            return self
+                .wire
+                .error(m, code::MALFORMED_REQUEST, "node_id is not among node_ids");
+        };
+        if let Ok(mut g) = self.wire.me.lock() {
+            *g = me.clone();
+        }
+        let names = Arc::new(names);
+        let result = self
+            .running
+            .get_or_try_init(|| self.start(index, &me, names.clone()))
+            .await;
+        match result {
+            Ok(_) => self.wire.reply(m, json!({"type": "init_ok"})),
+            Err(e) => self.wire.error(m, code::CRASH, e),
+        }
+    }
+
+    async fn start(
+        &self,
+        index: usize,
+        me: &str,
+        names: Arc<Vec<String>>,
+    ) -> Result<Running, String> {
+        let id = MemberId(index as u64 + 1);
+        let config = raftfs_metaserver::Config {
+            node_id: id,
+            advertise_addr: Some(me.to_owned()),
+            data_dir: self.data_root.join(me),
+            initial_members: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| raftfs_metaserver::config::Peer {
+                    id: MemberId(i as u64 + 1),
+                    addr: n.clone(),
+                })
+                .collect(),
+            bootstrap: true,
+            ..raftfs_metaserver::Config::default()
+        };
+        let transport = MaelstromTransport {
+            wire: self.wire.clone(),
+            names: names.clone(),
+        };
+        let member = raftfs_metaserver::server::Member::start(&config, transport)
+            .await
+            .map_err(|e| format!("starting the member: {e}"))?;
+        let mut client_id = [0u8; 16];
+        client_id[..4].copy_from_slice(b"mael");
+        client_id[8..].copy_from_slice(&id.0.to_be_bytes());
+        Ok(Running {
+            node: member.node().clone(),
+            names,
+            client_id,
+            calls: AtomicU64::new(1),
+            _member: member,
+        })
+    }
+
+    async fn raft(&self, m: &Message) {
+        let Some(running) = self.running.get() else {
+            return self
+                .wire
+                .error(m, code::TEMPORARILY_UNAVAILABLE, "not initialized");
+        };
+        let method = m
+            .body
+            .get("method")
+            .and_then(Value::as_str)
+            .and_then(method_of);
+        let data = m
+            .body
+            .get("data")
+            .and_then(Value::as_str)
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok());
+        let (Some(method), Some(data)) = (method, data) else {
+            return self.wire.error(
+                m,
+                code::MALFORMED_REQUEST,
+                "raft needs a method and base64 data",
+            );
+        };
+        let from = running
+            .names
+            .iter()
+            .position(|n| *n == m.src)
+            .map(|i| MemberId(i as u64 + 1));
+        if from.is_none() {
+            return self.wire.error(
+                m,
+                code::MALFORMED_REQUEST,
+                "raft from a node not in node_ids",
+            );
+        }
+        match raftfs_metaserver::service::raft::receive(&running.node, method, &data, from).await {
+            Ok(reply) => self.wire.reply(
+                m,
+                json!({"type": "raft_ok", "data": base64::engine::general_purpose::STANDARD.encode(reply)}),
+            ),
+            Err(status) => self.wire.error(m, code::CRASH, status.message()),
+        }
+    }
+
+    /// A client's request: served here on the active, forwarded to it otherwise.
+    async fn client(&self, m: &Message) {
+        let Some(running) = self.running.get() else {
+            return self
+                .wire
+                .error(m, code::TEMPORARILY_UNAVAILABLE, "not initialized");
+        };
+        let leader = running.node.raft().metrics().borrow().current_leader;
+        match leader {
+            Some(l) if l == running.node.id() => {
+                let answer = serve(running, &m.body).await;
+                self.wire.reply(m, answer);
+            }
+            Some(l) => {
+                let Some(dest) = name_of(&running.names, l) else {
+                    return self
+                        .wire
+                        .error(m, code::TEMPORARILY_UNAVAILABLE, "no active");
+                };
+                let body = json!({"type": "forward", "request": m.body});
+                match self.wire.call(dest, body, CLIENT_TIMEOUT).await {
+                    Some(reply) => match reply.get("reply") {
+                        Some(answer) => self.wire.reply(m, answer.clone()),
+                        None => self.wire.reply(m, reply),
+                    },
+                    None => self
+                        .wire
+                        .error(m, code::TIMEOUT, "the active did not answer"),
+                }
+            }
+            None => self
+                .wire
+                .error(m, code::TEMPORARILY_UNAVAILABLE, "no active known"),
+        }
+    }
+
+    /// A request another node forwarded: served here if this is still the active.
+    async fn forwarded(&self, m: &Message) {
+        let Some(running) = self.running.get() else {
+            return self
+                .wire
+                .error(m, code::TEMPORARILY_UNAVAILABLE, "not initialized");
+        };
+        let Some(request) = m.body.get("request") else {
+            return self
+                .wire
+                .error(m, code::MALFORMED_REQUEST, "forward without a request");
+        };
+        let answer = serve(running, request).await;
+        self.wire
+            .reply(m, json!({"type": "forward_ok", "reply": answer}));
+    }
+}
+
+/// Serves one `read`, `write` or `cas` on this member: the answer's body.
+async fn serve(running: &Running, body: &Value) -> Value {
+    match tokio::time::timeout(CLIENT_TIMEOUT, operate(running, body)).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err((code, text))) => json!({"type": "error", "code": code, "text": text}),
+        Err(_) => json!({"type": "error", "code": code::TIMEOUT, "text": "timed out"}),
+    }
+}
+
+type Refusal = (u64, String);
+
+async fn operate(running: &Running, body: &Value) -> Result<Value, Refusal> {
+    let malformed = |e: ProtocolError| (code::MALFORMED_REQUEST, e.to_string());
+    let key = field(body, "key").map_err(malformed)?;
+    // The key's JSON text, in hex: any key is a valid file name.
+    let path = format!("{ROOT}/{}", hex(key.to_string().as_bytes()));
+    let svc = NamespaceService::new(running.node.clone());
+    match body.get("type").and_then(Value::as_str) {
+        Some("read") => {
+            let req = pb::GetXattrsRequest {
+                header: header(running),
+                path,
+                names: vec![XATTR.into()],
+            };
+            let r = svc
+                .get_xattrs(as_process_user(req))
+                .await
+                .map_err(refusal)?
+                .into_inner();
+            let value = r
+                .xattrs
+                .first()
+                .and_then(|x| serde_json::from_slice::<Value>(&x.value).ok())
+                .ok_or((code::KEY_DOES_NOT_EXIST, "no value".into()))?;
+            Ok(json!({"type": "read_ok", "value": value}))
+        }
+        Some("write") => {
+            let value = field(body, "value").map_err(malformed)?.to_string();
+            let create = pb::mutate_request::Op::Create(pb::CreateOp {
+                path: path.clone(),
+                create_parents: true,
+                lease_holder: "maelstrom".into(),
+                ..Default::default()
+            });
+            match mutate(running, &svc, create).await {
+                Ok(()) => {}
+                Err((_, text)) if text.starts_with("AlreadyExists") => {}
+                Err(e) => return Err(e),
+            }
+            let set = pb::mutate_request::Op::SetXattr(pb::SetXattrOp {
+                path,
+                name: XATTR.into(),
+                value: value.into_bytes(),
+                ..Default::default()
+            });
+            mutate(running, &svc, set).await?;
+            Ok(json!({"type": "write_ok"}))
+        }
+        Some("cas") => {
+            let from = field(body, "from").map_err(malformed)?.to_string();
+            let to = field(body, "to").map_err(malformed)?.to_string();
+            let set = pb::mutate_request::Op::SetXattr(pb::SetXattrOp {
+                path,
+                name: XATTR.into(),
+                value: to.into_bytes(),
+                expected: Some(from.into_bytes()),
+                ..Default::default()
+            });
+            mutate(running, &svc, set).await?;
+            Ok(json!({"type": "cas_ok"}))
+        }
+        other => Err((code::NOT_SUPPORTED, format!("type {other:?}"))),
+    }
+}
+
+async fn mutate(
+    running: &Running,
+    svc: &NamespaceService,
+    op: pb::mutate_request::Op,
+) -> Result<(), Refusal> {
+    let req = pb::MutateRequest {
+        header: header(running),
+        op: Some(op),
+    };
+    svc.mutate(as_process_user(req))
+        .await
+        .map(|_| ())
+        .map_err(refusal)
+}
+
+fn header(running: &Running) -> Option<pb::RequestHeader> {
+    Some(pb::RequestHeader {
+        client_id: running.client_id.to_vec(),
+        call_id: running.calls.fetch_add(1, Ordering::Relaxed),
+        ..Default::default()
+    })
+}
+
+/// A service's refusal as a Maelstrom error: definite only where nothing was proposed.
+fn refusal(s: tonic::Status) -> Refusal {
+    use pb::ErrorKind;
+    let kind = pb::detail_of(&s).and_then(|d| ErrorKind::try_from(d.kind).ok());
+    let text = format!("{kind:?}: {}", s.message());
+    let code = match kind {
+        Some(ErrorKind::NotFound | ErrorKind::XattrNotFound | ErrorKind::ParentNotFound) => {
+            code::KEY_DOES_NOT_EXIST
+        }
+        Some(ErrorKind::XattrMismatch) => code::PRECONDITION_FAILED,
+        Some(ErrorKind::NotActive) => code::TEMPORARILY_UNAVAILABLE,
+        Some(ErrorKind::AlreadyExists) => {
+            return (
+                code::PRECONDITION_FAILED,
+                format!("AlreadyExists: {}", s.message()),
+            );
+        }
+        _ => code::TIMEOUT,
+    };
+    (code, text)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
