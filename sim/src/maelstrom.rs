@@ -48,6 +48,9 @@ pub mod code {
 /// timeout (indefinite).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The debug switch that serves reads from any node's own state (see `Running`).
+pub const DEBUG_LOCAL_READS: &str = "RAFTFS_MAELSTROM_DEBUG_LOCAL_READS";
+
 /// Where keys live.
 const ROOT: &str = "/lin-kv";
 const XATTR: &str = "user.v";
@@ -232,6 +235,10 @@ struct Running {
     names: Arc<Vec<String>>,
     client_id: [u8; 16],
     calls: AtomicU64,
+    /// Debug builds only: reads answered from this node's own state, on any node, without
+    /// asking whether it is the active (`RAFTFS_MAELSTROM_DEBUG_LOCAL_READS=1`), so that the
+    /// test driver can show its checker finds the stale reads this lets through.
+    local_reads: bool,
     _member: raftfs_metaserver::server::Member,
 }
 
@@ -349,11 +356,16 @@ impl Node {
         let mut client_id = [0u8; 16];
         client_id[..4].copy_from_slice(b"mael");
         client_id[8..].copy_from_slice(&id.0.to_be_bytes());
+        let local_reads = std::env::var_os(DEBUG_LOCAL_READS).is_some_and(|v| v == "1");
+        if local_reads && !cfg!(debug_assertions) {
+            return Err(format!("{DEBUG_LOCAL_READS} is for debug builds only"));
+        }
         Ok(Running {
             node: member.node().clone(),
             names,
             client_id,
             calls: AtomicU64::new(1),
+            local_reads,
             _member: member,
         })
     }
@@ -409,6 +421,10 @@ impl Node {
                 .wire
                 .error(m, code::TEMPORARILY_UNAVAILABLE, "not initialized");
         };
+        if running.local_reads && m.body.get("type") == Some(&json!("read")) {
+            let answer = serve(running, &m.body).await;
+            return self.wire.reply(m, answer);
+        }
         let leader = running.node.raft().metrics().borrow().current_leader;
         match leader {
             Some(l) if l == running.node.id() => {
@@ -474,6 +490,22 @@ async fn operate(running: &Running, body: &Value) -> Result<Value, Refusal> {
     let path = format!("{ROOT}/{}", hex(key.to_string().as_bytes()));
     let svc = NamespaceService::new(running.node.clone());
     match body.get("type").and_then(Value::as_str) {
+        Some("read") if running.local_reads => {
+            let path = raftfs_metaserver::namespace::NsPath::parse(&path)
+                .map_err(|e| (code::MALFORMED_REQUEST, e.to_string()))?;
+            let got = running
+                .node
+                .read_local(move |kv| {
+                    raftfs_metaserver::namespace::tree::get_xattrs(kv, &path, &[XATTR.into()])
+                })
+                .await
+                .map_err(|e| (code::KEY_DOES_NOT_EXIST, e.to_string()))?;
+            let value = got
+                .first()
+                .and_then(|(_, v)| serde_json::from_slice::<Value>(v).ok())
+                .ok_or((code::KEY_DOES_NOT_EXIST, "no value".into()))?;
+            Ok(json!({"type": "read_ok", "value": value}))
+        }
         Some("read") => {
             let req = pb::GetXattrsRequest {
                 header: header(running),

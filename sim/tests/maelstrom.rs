@@ -40,6 +40,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Maelstrom {
     async fn spawn(count: usize) -> Maelstrom {
+        Self::spawn_with(count, &[]).await
+    }
+
+    /// `count` nodes, each started with the environment variables `env`.
+    async fn spawn_with(count: usize, env: &[(&str, &str)]) -> Maelstrom {
         let data = tempfile::tempdir().expect("tempdir");
         let names: Vec<String> = (0..count).map(|i| format!("n{i}")).collect();
         let mut m = Maelstrom {
@@ -56,6 +61,7 @@ impl Maelstrom {
         for name in &names {
             let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_maelstrom-node"))
                 .env("RAFTFS_MAELSTROM_DIR", m._data.path())
+                .envs(env.iter().copied())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -286,10 +292,44 @@ fn edn_value(f: &str, key: i64, value: &Value) -> String {
     }
 }
 
+/// What a lin-kv run gave: the checker's search, operations acknowledged, messages the
+/// partitions dropped, and the history.
+struct Run {
+    search: raftfs_jepsen::checker::linearizable::Search,
+    ok: usize,
+    dropped: u64,
+    history: String,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lin_kv_run_under_partitions_is_linearizable() {
+    let run = lin_kv(&[]).await;
+    assert!(
+        run.search.verdict.is_valid(),
+        "{:?}\n{}",
+        run.search.verdict,
+        run.history
+    );
+    assert!(run.ok > 50, "only {} operations succeeded", run.ok);
+    assert!(run.dropped > 0, "the partitions dropped nothing");
+}
+
+/// The same run with the debug switch that lets every node answer reads from its own state:
+/// the nodes cut off by the partitions serve stale values, and the checker says so.
+#[cfg(debug_assertions)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_reads_under_partitions_are_caught() {
+    let run = lin_kv(&[(raftfs_sim::maelstrom::DEBUG_LOCAL_READS, "1")]).await;
+    assert!(
+        run.search.verdict.is_invalid(),
+        "stale reads went unnoticed: {:?}",
+        run.search.verdict
+    );
+}
+
+async fn lin_kv(env: &[(&str, &str)]) -> Run {
     const CLIENTS: usize = 5;
-    let m = Arc::new(Maelstrom::spawn(3).await);
+    let m = Arc::new(Maelstrom::spawn_with(3, env).await);
     m.settled(json!({"type": "read", "key": 0})).await;
     let history = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -383,17 +423,17 @@ async fn a_lin_kv_run_under_partitions_is_linearizable() {
         &edn_format::Value::Nil,
     )
     .expect("a history");
+    let dropped = m.dropped.load(Ordering::Relaxed);
     eprintln!(
-        "{} s: {ok} operations ok, {infos} indeterminate, {} messages dropped by the partitions; {:?} in {:?}",
+        "{} s: {ok} operations ok, {infos} indeterminate, {dropped} messages dropped by the partitions; {:?} in {:?}",
         started.elapsed().as_secs(),
-        m.dropped.load(Ordering::Relaxed),
         search.verdict,
         search.cost
     );
-    assert!(search.verdict.is_valid(), "{:?}\n{text}", search.verdict);
-    assert!(ok > 50, "only {ok} operations succeeded");
-    assert!(
-        m.dropped.load(Ordering::Relaxed) > 0,
-        "the partitions dropped nothing"
-    );
+    Run {
+        search,
+        ok,
+        dropped,
+        history: text,
+    }
 }
