@@ -11,7 +11,12 @@
 //! `RUST_LOG` sets the log filter (default `warn,openraft=off`: openraft reports every lost
 //! message as an error, and Maelstrom's partitions lose many).
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+/// The longest input line: a Raft message of the largest size a member sends, in base64,
+/// and room for the envelope.
+const MAX_LINE: usize = raftfs_metaserver::server::MAX_RAFT_MESSAGE / 3 * 4 + (1 << 20);
 
 fn main() {
     tracing_subscriber::fmt()
@@ -63,10 +68,17 @@ async fn run() -> std::io::Result<()> {
         }
     });
     let node = raftfs_sim::maelstrom::Node::new(raftfs_sim::maelstrom::Wire::new(tx), root);
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    while let Some(line) = lines.next_line().await? {
-        if !line.trim().is_empty() {
-            node.handle_line(&line);
+    // A line longer than any message a member sends is refused before it is read whole.
+    let codec = tokio_util::codec::LinesCodec::new_with_max_length(MAX_LINE);
+    let mut lines = tokio_util::codec::FramedRead::new(tokio::io::stdin(), codec);
+    while let Some(line) = lines.next().await {
+        match line {
+            Ok(line) if !line.trim().is_empty() => node.handle_line(&line),
+            Ok(_) => {}
+            Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded) => {
+                tracing::warn!(max = MAX_LINE, "ignored a line longer than any message");
+            }
+            Err(tokio_util::codec::LinesCodecError::Io(e)) => return Err(e),
         }
     }
     // Maelstrom closes stdin at the end of a test.
