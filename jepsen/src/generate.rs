@@ -180,16 +180,10 @@ pub fn to_edn(events: &[Event]) -> String {
     use crate::run::recorder::kw;
     let mut out = String::new();
     for e in events {
-        let kind = match e.kind {
-            OpType::Invoke => "invoke",
-            OpType::Ok => "ok",
-            OpType::Fail => "fail",
-            OpType::Info => "info",
-        };
         let map = Value::Map(
             [
                 (kw("index"), Value::Integer(e.index as i64)),
-                (kw("type"), kw(kind)),
+                (kw("type"), kw(e.kind.name())),
                 (kw("process"), Value::Integer(e.process)),
                 (kw("f"), kw(&e.f)),
                 (kw("value"), e.value.clone()),

@@ -19,6 +19,18 @@ pub enum OpType {
     Info,
 }
 
+impl OpType {
+    /// The `:type` keyword's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpType::Invoke => "invoke",
+            OpType::Ok => "ok",
+            OpType::Fail => "fail",
+            OpType::Info => "info",
+        }
+    }
+}
+
 /// One event of a history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {

@@ -99,6 +99,20 @@ impl Member {
     ) -> Result<Self, ServerError> {
         config.validate()?;
         let tls = config.security.material()?;
+        Self::start_with(config, transport, tls.as_ref()).await
+    }
+
+    /// [`Member::start`] with `config` validated and its TLS material loaded already.
+    async fn start_with<T: RaftTransport>(
+        config: &Config,
+        transport: T,
+        tls: Option<&raftfs_runtime::TlsMaterial>,
+    ) -> Result<Self, ServerError> {
+        // What can fail is done before Raft starts: a Raft left running would hold the
+        // stores' locks, and the next start on this directory would fail.
+        let umask = config.permissions.umask()?;
+        let long_reads =
+            raftfs_runtime::ReadPool::new("long-reads", LONG_READ_THREADS, LONG_READ_QUEUE)?;
         std::fs::create_dir_all(&config.data_dir)?;
         let memory = config.storage.memory();
         let sm = StateMachine::open(&config.data_dir, memory.clone())
@@ -151,29 +165,29 @@ impl Member {
             leader_position: Arc::new(LeaderPosition::default()),
             dialer: Dialer {
                 source_ip: config.source_ip,
-                wire: raftfs_runtime::Dialer::new(tls.as_ref()),
+                wire: raftfs_runtime::Dialer::new(tls),
             },
             authorizer: config.permissions.authorizer(tls.is_none()),
-            umask: config.permissions.umask()?,
+            umask,
             tokens: config.block_tokens.clone(),
             nameservice: config.nameservice.clone(),
             key_cache: Arc::default(),
             blocks: BlockState::new(config.blocks.clone()),
             workers: workers.statuses(),
-            long_reads: raftfs_runtime::ReadPool::new(
-                "long-reads",
-                LONG_READ_THREADS,
-                LONG_READ_QUEUE,
-            )?,
+            long_reads,
         };
         spawn_workers(&mut workers, &node, config);
         if node.rules.skip_state_id_wait {
             tracing::warn!("debug-skip-state-id-wait: this observer may serve stale reads");
         }
-        if config.bootstrap {
-            bootstrap(&raft, config).await?;
+        let member = Member { node, workers };
+        if config.bootstrap
+            && let Err(e) = bootstrap(&raft, config).await
+        {
+            member.stop().await;
+            return Err(e);
         }
-        Ok(Member { node, workers })
+        Ok(member)
     }
 
     /// The context every service of this member shares.
@@ -262,7 +276,7 @@ pub async fn serve(
         source_ip: config.source_ip,
         wire: raftfs_runtime::Dialer::new(tls.as_ref()),
     });
-    let member = Member::start(&config, transport).await?;
+    let member = Member::start_with(&config, transport, tls.as_ref()).await?;
     let node = member.node.clone();
     if let Some(listener) = metrics_listener {
         let (m, n) = (node.metrics.clone(), node.clone());

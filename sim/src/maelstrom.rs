@@ -55,6 +55,15 @@ pub const DEBUG_LOCAL_READS: &str = "RAFTFS_MAELSTROM_DEBUG_LOCAL_READS";
 const ROOT: &str = "/lin-kv";
 const XATTR: &str = "user.v";
 
+/// Why a node could not start its member.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("starting the member: {0}")]
+    Start(#[from] raftfs_metaserver::server::ServerError),
+    #[error("{0} is for debug builds only")]
+    DebugSwitch(&'static str),
+}
+
 /// One message: `src`, `dest` and a `body` with its `type`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
@@ -77,12 +86,17 @@ fn field<'a>(body: &'a Value, name: &str) -> Result<&'a Value, ProtocolError> {
         .ok_or_else(|| ProtocolError::Field(format!("no {name:?} in {body}")))
 }
 
+/// A call awaiting its reply: the node it went to (only that node's reply counts), and the
+/// waiter.
+type Awaited = (String, oneshot::Sender<Value>);
+
 /// The sending half: lines to stdout, and the replies awaited by `msg_id`.
 #[derive(Debug, Clone)]
 pub struct Wire {
     me: Arc<Mutex<String>>,
     out: mpsc::UnboundedSender<String>,
-    waiting: Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>,
+    /// Calls awaiting a reply, by `msg_id`.
+    waiting: Arc<Mutex<HashMap<u64, Awaited>>>,
     next_id: Arc<AtomicU64>,
 }
 
@@ -104,7 +118,7 @@ impl Wire {
         }
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Value>>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Awaited>> {
         match self.waiting.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -144,7 +158,7 @@ impl Wire {
     pub async fn call(&self, dest: &str, mut body: Value, ttl: Duration) -> Option<Value> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.waiting().insert(id, tx);
+        self.waiting().insert(id, (dest.to_owned(), tx));
         if let Some(map) = body.as_object_mut() {
             map.insert("msg_id".into(), json!(id));
         }
@@ -157,10 +171,18 @@ impl Wire {
         reply
     }
 
-    /// Hands a reply to whoever waits for it; `false` when nobody does (late, or forged).
-    fn deliver(&self, in_reply_to: u64, body: Value) -> bool {
-        match self.waiting().remove(&in_reply_to) {
-            Some(tx) => tx.send(body).is_ok(),
+    /// Hands a reply from `src` to whoever waits for it; `false` when nobody does (late, or
+    /// from another node than the call went to).
+    fn deliver(&self, src: &str, in_reply_to: u64, body: Value) -> bool {
+        let mut waiting = self.waiting();
+        if waiting
+            .get(&in_reply_to)
+            .is_none_or(|(dest, _)| dest != src)
+        {
+            return false;
+        }
+        match waiting.remove(&in_reply_to) {
+            Some((_, tx)) => tx.send(body).is_ok(),
             None => false,
         }
     }
@@ -239,7 +261,8 @@ struct Running {
     /// asking whether it is the active (`RAFTFS_MAELSTROM_DEBUG_LOCAL_READS=1`), so that the
     /// test driver can show its checker finds the stale reads this lets through.
     local_reads: bool,
-    _member: raftfs_metaserver::server::Member,
+    /// Taken when the node stops.
+    member: tokio::sync::Mutex<Option<raftfs_metaserver::server::Member>>,
 }
 
 /// One Maelstrom node: reads messages, answers them.
@@ -260,6 +283,15 @@ impl Node {
         }
     }
 
+    /// Stops the member (at the end of the input), so that its stores close cleanly.
+    pub async fn stop(&self) {
+        if let Some(running) = self.running.get()
+            && let Some(member) = running.member.lock().await.take()
+        {
+            member.stop().await;
+        }
+    }
+
     /// Acts on one input line. Bad input is logged and changes nothing.
     pub fn handle_line(&self, line: &str) {
         let m: Message = match serde_json::from_str(line) {
@@ -270,7 +302,7 @@ impl Node {
             }
         };
         if let Some(id) = m.body.get("in_reply_to").and_then(Value::as_u64) {
-            if !self.wire.deliver(id, m.body.clone()) {
+            if !self.wire.deliver(&m.src, id, m.body.clone()) {
                 tracing::debug!(id, "a reply nobody waits for");
             }
             return;
@@ -281,6 +313,12 @@ impl Node {
 
     async fn dispatch(&self, m: Message) {
         let kind = m.body.get("type").and_then(Value::as_str).unwrap_or("");
+        // An error that answers nothing, or a request nobody can be answered about, gets no
+        // answer: two nodes must not trade error replies forever.
+        if kind == "error" || m.body.get("msg_id").is_none() {
+            tracing::warn!(src = %m.src, %kind, "ignored a message that asks for no answer");
+            return;
+        }
         match kind {
             "init" => self.init(&m).await,
             "raft" => self.raft(&m).await,
@@ -310,17 +348,27 @@ impl Node {
                 .wire
                 .error(m, code::MALFORMED_REQUEST, "node_id is not among node_ids");
         };
-        if let Ok(mut g) = self.wire.me.lock() {
-            *g = me.clone();
-        }
         let names = Arc::new(names);
         let result = self
             .running
-            .get_or_try_init(|| self.start(index, &me, names.clone()))
+            .get_or_try_init(|| async {
+                if let Ok(mut g) = self.wire.me.lock() {
+                    *g = me.clone();
+                }
+                self.start(index, &me, names.clone()).await
+            })
             .await;
         match result {
-            Ok(_) => self.wire.reply(m, json!({"type": "init_ok"})),
-            Err(e) => self.wire.error(m, code::CRASH, e),
+            // Once started, a node is the member it started as.
+            Ok(running) if running.names.get(index) == Some(&me) && running.names == names => {
+                self.wire.reply(m, json!({"type": "init_ok"}))
+            }
+            Ok(_) => self.wire.error(
+                m,
+                code::MALFORMED_REQUEST,
+                "already initialized as another node",
+            ),
+            Err(e) => self.wire.error(m, code::CRASH, e.to_string()),
         }
     }
 
@@ -329,7 +377,11 @@ impl Node {
         index: usize,
         me: &str,
         names: Arc<Vec<String>>,
-    ) -> Result<Running, String> {
+    ) -> Result<Running, NodeError> {
+        let local_reads = std::env::var_os(DEBUG_LOCAL_READS).is_some_and(|v| v == "1");
+        if local_reads && !cfg!(debug_assertions) {
+            return Err(NodeError::DebugSwitch(DEBUG_LOCAL_READS));
+        }
         let id = MemberId(index as u64 + 1);
         let config = raftfs_metaserver::Config {
             node_id: id,
@@ -350,23 +402,20 @@ impl Node {
             wire: self.wire.clone(),
             names: names.clone(),
         };
-        let member = raftfs_metaserver::server::Member::start(&config, transport)
-            .await
-            .map_err(|e| format!("starting the member: {e}"))?;
+        let member = raftfs_metaserver::server::Member::start(&config, transport).await?;
+        // Unique to this boot: a node restarted on the same data must not meet its earlier
+        // calls in the retry cache.
         let mut client_id = [0u8; 16];
         client_id[..4].copy_from_slice(b"mael");
+        client_id[4..8].copy_from_slice(&std::process::id().to_be_bytes());
         client_id[8..].copy_from_slice(&id.0.to_be_bytes());
-        let local_reads = std::env::var_os(DEBUG_LOCAL_READS).is_some_and(|v| v == "1");
-        if local_reads && !cfg!(debug_assertions) {
-            return Err(format!("{DEBUG_LOCAL_READS} is for debug builds only"));
-        }
         Ok(Running {
             node: member.node().clone(),
             names,
             client_id,
             calls: AtomicU64::new(1),
             local_reads,
-            _member: member,
+            member: tokio::sync::Mutex::new(Some(member)),
         })
     }
 
@@ -474,17 +523,40 @@ impl Node {
 
 /// Serves one `read`, `write` or `cas` on this member: the answer's body.
 async fn serve(running: &Running, body: &Value) -> Value {
+    // Refused here, before anything is proposed, "not the active" is definite; once the
+    // operation is proposed it no longer is (see `mutate`).
+    if body.get("type") != Some(&json!("read"))
+        && let Err(e) = running.node.ensure_active_for_write()
+    {
+        return json!({"type": "error", "code": code::TEMPORARILY_UNAVAILABLE, "text": e.to_string()});
+    }
     match tokio::time::timeout(CLIENT_TIMEOUT, operate(running, body)).await {
         Ok(Ok(answer)) => answer,
-        Ok(Err((code, text))) => json!({"type": "error", "code": code, "text": text}),
+        Ok(Err(r)) => json!({"type": "error", "code": r.code, "text": r.text}),
         Err(_) => json!({"type": "error", "code": code::TIMEOUT, "text": "timed out"}),
     }
 }
 
-type Refusal = (u64, String);
+/// A Maelstrom error: its code, its text, and the service's kind of error behind it.
+#[derive(Debug)]
+struct Refusal {
+    code: u64,
+    text: String,
+    kind: Option<pb::ErrorKind>,
+}
+
+impl Refusal {
+    fn new(code: u64, text: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            text: text.into(),
+            kind: None,
+        }
+    }
+}
 
 async fn operate(running: &Running, body: &Value) -> Result<Value, Refusal> {
-    let malformed = |e: ProtocolError| (code::MALFORMED_REQUEST, e.to_string());
+    let malformed = |e: ProtocolError| Refusal::new(code::MALFORMED_REQUEST, e.to_string());
     let key = field(body, "key").map_err(malformed)?;
     // The key's JSON text, in hex: any key is a valid file name.
     let path = format!("{ROOT}/{}", hex(key.to_string().as_bytes()));
@@ -492,18 +564,18 @@ async fn operate(running: &Running, body: &Value) -> Result<Value, Refusal> {
     match body.get("type").and_then(Value::as_str) {
         Some("read") if running.local_reads => {
             let path = raftfs_metaserver::namespace::NsPath::parse(&path)
-                .map_err(|e| (code::MALFORMED_REQUEST, e.to_string()))?;
+                .map_err(|e| Refusal::new(code::MALFORMED_REQUEST, e.to_string()))?;
             let got = running
                 .node
                 .read_local(move |kv| {
                     raftfs_metaserver::namespace::tree::get_xattrs(kv, &path, &[XATTR.into()])
                 })
                 .await
-                .map_err(|e| (code::KEY_DOES_NOT_EXIST, e.to_string()))?;
+                .map_err(|e| Refusal::new(code::KEY_DOES_NOT_EXIST, e.to_string()))?;
             let value = got
                 .first()
                 .and_then(|(_, v)| serde_json::from_slice::<Value>(v).ok())
-                .ok_or((code::KEY_DOES_NOT_EXIST, "no value".into()))?;
+                .ok_or_else(|| Refusal::new(code::KEY_DOES_NOT_EXIST, "no value"))?;
             Ok(json!({"type": "read_ok", "value": value}))
         }
         Some("read") => {
@@ -521,7 +593,7 @@ async fn operate(running: &Running, body: &Value) -> Result<Value, Refusal> {
                 .xattrs
                 .first()
                 .and_then(|x| serde_json::from_slice::<Value>(&x.value).ok())
-                .ok_or((code::KEY_DOES_NOT_EXIST, "no value".into()))?;
+                .ok_or_else(|| Refusal::new(code::KEY_DOES_NOT_EXIST, "no value"))?;
             Ok(json!({"type": "read_ok", "value": value}))
         }
         Some("write") => {
@@ -534,7 +606,7 @@ async fn operate(running: &Running, body: &Value) -> Result<Value, Refusal> {
             });
             match mutate(running, &svc, create).await {
                 Ok(()) => {}
-                Err((_, text)) if text.starts_with("AlreadyExists") => {}
+                Err(r) if r.kind == Some(pb::ErrorKind::AlreadyExists) => {}
                 Err(e) => return Err(e),
             }
             let set = pb::mutate_request::Op::SetXattr(pb::SetXattrOp {
@@ -559,7 +631,7 @@ async fn operate(running: &Running, body: &Value) -> Result<Value, Refusal> {
             mutate(running, &svc, set).await?;
             Ok(json!({"type": "cas_ok"}))
         }
-        other => Err((code::NOT_SUPPORTED, format!("type {other:?}"))),
+        other => Err(Refusal::new(code::NOT_SUPPORTED, format!("type {other:?}"))),
     }
 }
 
@@ -575,7 +647,16 @@ async fn mutate(
     svc.mutate(as_process_user(req))
         .await
         .map(|_| ())
-        .map_err(refusal)
+        .map_err(|s| match refusal(s) {
+            // Not definite for a mutation: an entry of a deposed active is truncated here,
+            // its caller told "not the active", and yet it may be committed by another
+            // member that holds it.
+            r if r.kind == Some(pb::ErrorKind::NotActive) => Refusal {
+                code: code::TIMEOUT,
+                ..r
+            },
+            r => r,
+        })
 }
 
 fn header(running: &Running) -> Option<pb::RequestHeader> {
@@ -586,26 +667,25 @@ fn header(running: &Running) -> Option<pb::RequestHeader> {
     })
 }
 
-/// A service's refusal as a Maelstrom error: definite only where nothing was proposed.
+/// A service's refusal as a Maelstrom error: definite only where the refusal is the answer
+/// (no such key, another value) or nothing was proposed (a read on a member that is not the
+/// active); a mutation's "not the active" is made indefinite by [`mutate`].
 fn refusal(s: tonic::Status) -> Refusal {
     use pb::ErrorKind;
     let kind = pb::detail_of(&s).and_then(|d| ErrorKind::try_from(d.kind).ok());
-    let text = format!("{kind:?}: {}", s.message());
     let code = match kind {
         Some(ErrorKind::NotFound | ErrorKind::XattrNotFound | ErrorKind::ParentNotFound) => {
             code::KEY_DOES_NOT_EXIST
         }
-        Some(ErrorKind::XattrMismatch) => code::PRECONDITION_FAILED,
+        Some(ErrorKind::XattrMismatch | ErrorKind::AlreadyExists) => code::PRECONDITION_FAILED,
         Some(ErrorKind::NotActive) => code::TEMPORARILY_UNAVAILABLE,
-        Some(ErrorKind::AlreadyExists) => {
-            return (
-                code::PRECONDITION_FAILED,
-                format!("AlreadyExists: {}", s.message()),
-            );
-        }
         _ => code::TIMEOUT,
     };
-    (code, text)
+    Refusal {
+        code,
+        text: format!("{kind:?}: {}", s.message()),
+        kind,
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -12,7 +12,9 @@
 //!   thrown away), as a retransmission would.
 //!
 //! Faults are decided from one seeded generator, so a run's choices depend only on the seed
-//! and the order the messages come in.
+//! and the order the messages come in; that order still depends on the threads and the real
+//! clock (the members run on a multi-threaded runtime), so a run is not replayed exactly from
+//! its seed: that is the deterministic simulation's job (docs/DESIGN.md §14).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -261,6 +263,7 @@ impl RaftTransport for Endpoint {
         data: Vec<u8>,
         ttl: Duration,
     ) -> Result<Vec<u8>, SendError> {
+        let sent = tokio::time::Instant::now();
         let (fate, node) = self.net.fate(self.from, to, method)?;
         let timed_out = || SendError::Network(format!("{} to {to}: timed out", method.name()));
         if fate.lost {
@@ -288,8 +291,8 @@ impl RaftTransport for Endpoint {
         .map_err(|status| SendError::Network(format!("{} to {to}: {status}", method.name())))?;
         self.net.delivered();
         if fate.reply_lost {
-            // The receiver acted on it; the sender never learns.
-            tokio::time::sleep(ttl - fate.delay).await;
+            // The receiver acted on it; the sender never learns, and times out.
+            tokio::time::sleep_until(sent + ttl).await;
             return Err(timed_out());
         }
         Ok(reply)

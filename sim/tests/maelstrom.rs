@@ -339,14 +339,17 @@ async fn lin_kv(env: &[(&str, &str)]) -> Run {
         clients.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(c as u64);
             let mut process = c as i64;
+            let mut seen: HashMap<i64, i64> = HashMap::new();
             let mut ok = 0;
             while !stop.load(Ordering::Relaxed) {
                 let key = rng.random_range(0..3i64);
                 let node = m.names[rng.random_range(0..m.names.len())].clone();
                 let (f, body, asked) = match rng.random_range(0..3) {
                     0 => ("read", json!({"type": "read", "key": key}), Value::Null),
+                    // Values from a wide range: a read of an old value cannot be explained
+                    // away by an unrelated write of the same value.
                     1 => {
-                        let v = rng.random_range(0..5);
+                        let v = rng.random_range(0..1_000_000);
                         (
                             "write",
                             json!({"type": "write", "key": key, "value": v}),
@@ -354,7 +357,9 @@ async fn lin_kv(env: &[(&str, &str)]) -> Run {
                         )
                     }
                     _ => {
-                        let (a, b) = (rng.random_range(0..5), rng.random_range(0..5));
+                        // A cas expects the value this client last read of the key.
+                        let a = seen.get(&key).copied().unwrap_or(0);
+                        let b = rng.random_range(0..1_000_000);
                         (
                             "cas",
                             json!({"type": "cas", "key": key, "from": a, "to": b}),
@@ -372,6 +377,9 @@ async fn lin_kv(env: &[(&str, &str)]) -> Run {
                 let (kind, value) = match reply {
                     Some(r) if r["type"] == json!(format!("{f}_ok")) => {
                         ok += 1;
+                        if let Some(v) = r["value"].as_i64() {
+                            seen.insert(key, v);
+                        }
                         (
                             "ok",
                             if f == "read" {

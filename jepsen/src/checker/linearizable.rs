@@ -20,8 +20,8 @@
 //!   not explored.
 //! - **Order.** Configurations are explored by how many indeterminate operations they
 //!   linearized, fewest first (depth first within that number, so a valid history is found
-//!   quickly). So a configuration is seen after every one that dominates it, and is explored
-//!   only when none does. A plain depth-first search meets the dominated ones first: on
+//!   quickly). So a configuration is explored after every one that dominates it, and only
+//!   when none does. A plain depth-first search meets the dominated ones first: on
 //!   generated histories with twenty indeterminate operations, it explored a few hundred
 //!   times more configurations than it kept, and took seconds where this takes milliseconds.
 //!
@@ -239,7 +239,6 @@ type Antichain = Vec<(Bits, usize)>;
 /// with it, and the (minimal) sets of indeterminate operations linearized on the way.
 struct Seen<S> {
     by_ok: HashMap<Bits, Vec<(S, Antichain)>>,
-    size: usize,
     /// By number: whether a configuration was dropped, dominated by one seen after it.
     dominated: Vec<bool>,
 }
@@ -248,7 +247,6 @@ impl<S: Eq + Clone> Seen<S> {
     fn new() -> Self {
         Seen {
             by_ok: HashMap::new(),
-            size: 0,
             dominated: Vec::new(),
         }
     }
@@ -284,7 +282,6 @@ impl<S: Eq + Clone> Seen<S> {
             keep
         });
         sets.push((c.info.clone(), id));
-        self.size = self.size + 1 - dropped.len();
         self.dominated.push(false);
         for d in dropped {
             self.dominated[d] = true;
@@ -424,9 +421,13 @@ fn explore<M: Model>(
             if !seen.insert(&mut next) {
                 continue;
             }
-            if seen.size > limits.max_cached {
+            // Every configuration recorded counts, dominated ones too: they stay queued.
+            if seen.dominated.len() > limits.max_cached {
                 return Some(Verdict::Unknown {
-                    reason: format!("{} configurations kept: memory limit", seen.size),
+                    reason: format!(
+                        "{} configurations recorded: memory limit",
+                        seen.dominated.len()
+                    ),
                 });
             }
             if next.ok.first_clear(h.ok.len()).is_none() {
@@ -500,7 +501,7 @@ fn describe_furthest(f: &Furthest, h: &Prepared) -> String {
         .collect();
     if !others.is_empty() {
         text.push_str(&format!(
-            "; none of the calls open there fits before it either: {}",
+            "; the calls open there lead no further either: {}",
             others.join(", ")
         ));
     }
@@ -509,17 +510,12 @@ fn describe_furthest(f: &Furthest, h: &Prepared) -> String {
 }
 
 fn short(op: &Operation) -> String {
-    let outcome = match op.outcome {
-        OpType::Ok => "ok",
-        OpType::Info => "info",
-        OpType::Fail => "fail",
-        OpType::Invoke => "invoke",
-    };
     format!(
-        "process {} {} {} ({outcome}, invoked at {})",
+        "process {} {} {} ({}, invoked at {})",
         op.process,
         op.f,
         edn_format::emit_str(&op.value),
+        op.outcome.name(),
         op.invoke
     )
 }

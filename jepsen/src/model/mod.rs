@@ -23,8 +23,8 @@ pub trait Model {
     }
 
     /// Whether indeterminate `stronger` can do whatever indeterminate `weaker` can: in every
-    /// state where `weaker` takes effect, `stronger` does too, with the same result. The
-    /// checker then prefers to spend the weaker one.
+    /// state where `weaker` takes effect, `stronger` does too, with the same result (so the
+    /// relation is transitive). The checker then prefers to spend the weaker one.
     fn covers(&self, _stronger: &Operation, _weaker: &Operation) -> bool {
         false
     }

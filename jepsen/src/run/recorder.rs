@@ -123,12 +123,6 @@ impl Recorder {
         };
         let mut out = String::new();
         for (index, e) in events.iter().enumerate() {
-            let kind = match e.kind {
-                OpType::Invoke => "invoke",
-                OpType::Ok => "ok",
-                OpType::Fail => "fail",
-                OpType::Info => "info",
-            };
             let process = match e.actor {
                 Actor::Process(p) => Value::Integer(p),
                 Actor::Nemesis => kw("nemesis"),
@@ -139,7 +133,7 @@ impl Recorder {
                     kw("time"),
                     Value::Integer(i64::try_from(e.time_ns).unwrap_or(i64::MAX)),
                 ),
-                (kw("type"), kw(kind)),
+                (kw("type"), kw(e.kind.name())),
                 (kw("process"), process),
                 (kw("f"), kw(&e.f)),
                 (kw("value"), e.value.clone()),

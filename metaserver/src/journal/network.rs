@@ -99,7 +99,9 @@ pub trait RaftTransport: Clone + Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct GrpcTransport {
     dialer: Dialer,
-    channels: std::sync::Arc<std::sync::Mutex<HashMap<(MemberId, String), Channel>>>,
+    /// Each member's address and the channel to it, looked up on every message without
+    /// allocating.
+    channels: std::sync::Arc<std::sync::Mutex<HashMap<MemberId, (String, Channel)>>>,
 }
 
 impl GrpcTransport {
@@ -115,7 +117,9 @@ impl GrpcTransport {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        if let Some(c) = channels.get(&(target, addr.to_owned())) {
+        if let Some((known, c)) = channels.get(&target)
+            && known == addr
+        {
             return Some(c.clone());
         }
         let channel = self
@@ -130,8 +134,7 @@ impl GrpcTransport {
             .keep_alive_while_idle(true)
             .connect_lazy();
         // A member that moved to another address leaves its old channel behind.
-        channels.retain(|(id, _), _| *id != target);
-        channels.insert((target, addr.to_owned()), channel.clone());
+        channels.insert(target, (addr.to_owned(), channel.clone()));
         Some(channel)
     }
 }

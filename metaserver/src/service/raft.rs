@@ -40,6 +40,7 @@ fn reply<S: Schema>(v: &S::Value) -> Result<Vec<u8>, Status> {
 /// the reply's bytes: what every transport delivers to, gRPC here, the in-process router of
 /// `raftfs-sim`, Maelstrom messages. `proved`: the member a certificate proved sent it, if
 /// any; a message naming another sender is refused.
+#[tracing::instrument(level = "trace", skip_all, fields(method = method.name()))]
 pub async fn receive(
     node: &MetaNode,
     method: RaftMethod,

@@ -71,19 +71,26 @@ async fn run() -> std::io::Result<()> {
     // A line longer than any message a member sends is refused before it is read whole.
     let codec = tokio_util::codec::LinesCodec::new_with_max_length(MAX_LINE);
     let mut lines = tokio_util::codec::FramedRead::new(tokio::io::stdin(), codec);
-    while let Some(line) = lines.next().await {
-        match line {
-            Ok(line) if !line.trim().is_empty() => node.handle_line(&line),
-            Ok(_) => {}
-            Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded) => {
+    // After a decoding error the stream yields one `None` that is not the end of the input.
+    let mut after_error = false;
+    loop {
+        match lines.next().await {
+            Some(Ok(line)) if !line.trim().is_empty() => node.handle_line(&line),
+            Some(Ok(_)) => {}
+            Some(Err(tokio_util::codec::LinesCodecError::MaxLineLengthExceeded)) => {
                 tracing::warn!(max = MAX_LINE, "ignored a line longer than any message");
+                after_error = true;
             }
-            Err(tokio_util::codec::LinesCodecError::Io(e)) => return Err(e),
+            Some(Err(tokio_util::codec::LinesCodecError::Io(e))) => return Err(e),
+            None if after_error => after_error = false,
+            None => break,
         }
     }
-    // Maelstrom closes stdin at the end of a test.
+    // Maelstrom closes stdin at the end of a test: the member stops cleanly, what is queued
+    // for stdout goes out, and only then is the data directory removed.
+    node.stop().await;
     drop(node);
-    writer.abort();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
     drop(scratch);
     Ok(())
 }
