@@ -571,7 +571,9 @@ async fn operate(running: &Running, body: &Value) -> Result<Value, Refusal> {
                     raftfs_metaserver::namespace::tree::get_xattrs(kv, &path, &[XATTR.into()])
                 })
                 .await
-                .map_err(|e| Refusal::new(code::KEY_DOES_NOT_EXIST, e.to_string()))?;
+                // Through the services' status map, as every other answer: only a missing
+                // key is "does not exist", anything else is indefinite.
+                .map_err(|e| refusal(tonic::Status::from(e)))?;
             let value = got
                 .first()
                 .and_then(|(_, v)| serde_json::from_slice::<Value>(v).ok())

@@ -204,40 +204,47 @@ impl Net {
             return Err(SendError::Unreachable(format!("{to} is down")));
         };
         let mut fate = Fate::default();
-        let filters = s.filters.clone();
+        // Borrowed apart, so that the generator can be drawn from while the faults are read
+        // (no copy of them per message).
+        let State {
+            cut,
+            filters,
+            rng,
+            counts,
+            ..
+        } = &mut *s;
         for f in filters.iter().filter(|f| f.matches(from, to, method)) {
             match f.fault {
                 Fault::Drop(p) => {
-                    fate.lost |= s.rng.random_bool(p.clamp(0.0, 1.0));
+                    fate.lost |= rng.random_bool(p.clamp(0.0, 1.0));
                 }
                 Fault::Delay(min, max) => {
-                    let ms = s
-                        .rng
-                        .random_range(min.as_millis()..=max.as_millis().max(min.as_millis()));
+                    let ms =
+                        rng.random_range(min.as_millis()..=max.as_millis().max(min.as_millis()));
                     fate.delay += Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX));
                 }
                 Fault::Duplicate(p) => {
-                    fate.duplicate |= s.rng.random_bool(p.clamp(0.0, 1.0));
+                    fate.duplicate |= rng.random_bool(p.clamp(0.0, 1.0));
                 }
             }
         }
         // The reply travels the other way: a one-way cut or a drop there loses it.
-        if s.cut.contains(&(to, from)) {
+        if cut.contains(&(to, from)) {
             fate.reply_lost = true;
         }
         for f in filters.iter().filter(|f| f.matches(to, from, method)) {
             if let Fault::Drop(p) = f.fault {
-                fate.reply_lost |= s.rng.random_bool(p.clamp(0.0, 1.0));
+                fate.reply_lost |= rng.random_bool(p.clamp(0.0, 1.0));
             }
         }
         if fate.lost || fate.reply_lost {
-            s.counts.dropped += 1;
+            counts.dropped += 1;
         }
         if !fate.delay.is_zero() {
-            s.counts.delayed += 1;
+            counts.delayed += 1;
         }
         if fate.duplicate {
-            s.counts.duplicated += 1;
+            counts.duplicated += 1;
         }
         Ok((fate, node))
     }

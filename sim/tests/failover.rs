@@ -22,14 +22,19 @@ async fn cluster(voters: u64, tune: impl Fn(&mut raftfs_metaserver::Config)) -> 
     Cluster::start(voters, 1, tune).await.expect("cluster")
 }
 
+/// What member `id` has applied (0 when it is down).
+fn applied(cluster: &Cluster, id: MemberId) -> u64 {
+    cluster
+        .node(id)
+        .and_then(|n| n.raft().metrics().borrow().last_applied)
+        .map_or(0, |l| l.index)
+}
+
 /// Waits until member `id` applied `index`.
 async fn wait_applied(cluster: &Cluster, id: MemberId, index: u64, within: Duration) {
     let start = Instant::now();
     loop {
-        let applied = cluster
-            .node(id)
-            .and_then(|n| n.raft().metrics().borrow().last_applied)
-            .map_or(0, |l| l.index);
+        let applied = applied(cluster, id);
         if applied >= index {
             return;
         }
@@ -39,13 +44,6 @@ async fn wait_applied(cluster: &Cluster, id: MemberId, index: u64, within: Durat
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-fn applied(cluster: &Cluster, id: MemberId) -> u64 {
-    cluster
-        .node(id)
-        .and_then(|n| n.raft().metrics().borrow().last_applied)
-        .map_or(0, |l| l.index)
 }
 
 /// Member `id` stopped, and its own state machine opened from its data directory.
