@@ -64,6 +64,9 @@ const BLOCK_KEY_CHECK_PERIOD: Duration = Duration::from_millis(500);
 /// How long a stopping server waits for each background worker.
 const WORKER_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a stopping member waits for its stores to be closed.
+const STORE_CLOSE_GRACE: Duration = Duration::from_secs(10);
+
 /// Threads for long reads, and how many such reads may wait for them: two threads leave
 /// the machine's other cores to the journal and short reads; past the queue a long read is
 /// answered `Unavailable` (busy) at once.
@@ -88,6 +91,8 @@ pub fn rpc_addrs(config: &Config) -> Vec<std::net::SocketAddr> {
 pub struct Member {
     node: MetaNode,
     workers: Workers,
+    /// The log's RocksDB, to see it closed on [`Member::stop`] (Raft owns the store).
+    log_db: std::sync::Weak<rocksdb::DB>,
 }
 
 impl Member {
@@ -131,6 +136,7 @@ impl Member {
             log_store = log_store.acking_before_fsync();
             sm_shared.make_volatile_for_debug();
         }
+        let log_db = log_store.closed_when_gone();
         let r = &config.raft;
         let raft = Raft::new(
             config.node_id,
@@ -180,7 +186,11 @@ impl Member {
         if node.rules.skip_state_id_wait {
             tracing::warn!("debug-skip-state-id-wait: this observer may serve stale reads");
         }
-        let member = Member { node, workers };
+        let member = Member {
+            node,
+            workers,
+            log_db,
+        };
         if config.bootstrap
             && let Err(e) = bootstrap(&raft, config).await
         {
@@ -195,12 +205,29 @@ impl Member {
         &self.node
     }
 
-    /// Stops the workers, then Raft (a clean stop: what is in the log stays there).
+    /// Stops the workers, then Raft (a clean stop: what is in the log stays there), and
+    /// waits, up to [`STORE_CLOSE_GRACE`], for tasks that still hold a store (Raft's state
+    /// machine worker, a blocking write finishing) to let go of it: a member started again
+    /// on this directory in the same process would otherwise find RocksDB's lock taken.
     pub async fn stop(self) {
-        let Member { node, workers } = self;
+        let Member {
+            node,
+            workers,
+            log_db,
+        } = self;
         workers.stop(WORKER_GRACE).await;
         if let Err(e) = node.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+        let sm_db = Arc::downgrade(&node.sm.db());
+        drop(node);
+        let deadline = tokio::time::Instant::now() + STORE_CLOSE_GRACE;
+        while sm_db.strong_count() > 0 || log_db.strong_count() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("a store is still open after the member stopped");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

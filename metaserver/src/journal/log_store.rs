@@ -83,6 +83,12 @@ impl LogStore {
         })
     }
 
+    /// A handle that tells when this store's RocksDB is closed (every clone dropped), so
+    /// that a member stopped in-process can be started again on the same directory.
+    pub fn closed_when_gone(&self) -> std::sync::Weak<DB> {
+        Arc::downgrade(&self.db)
+    }
+
     /// Records the duration of every append (write and fsync) in `histogram`.
     #[must_use]
     pub fn timed(mut self, histogram: Histogram) -> Self {
@@ -102,11 +108,13 @@ impl LogStore {
         }
         let unsynced: Unsynced = Arc::default();
         self.unsynced = Some(unsynced.clone());
-        let db = self.db.clone();
+        // Weak, so that the write-back ends with the store and does not hold its lock.
+        let weak = Arc::downgrade(&self.db);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(DEBUG_WRITE_BACK / 10).await;
-                let (db, unsynced) = (db.clone(), unsynced.clone());
+                let Some(db) = weak.upgrade() else { return };
+                let unsynced = unsynced.clone();
                 let written = tokio::task::spawn_blocking(move || {
                     // Under the lock, so that a reader sees each entry in one place or the other.
                     let mut pending = lock_unsynced(&unsynced);
