@@ -17,7 +17,6 @@ use raftfs_core::block_token::{BlockKey, BlockToken, Claims, Indices, KeyRing, M
 use raftfs_core::id::{BlockServerId, Generation, GroupId};
 use raftfs_core::identity::Caller;
 use raftfs_runtime::Outcome;
-use rand::Rng;
 use std::time::{Duration, Instant};
 
 use crate::config::BlockTokens;
@@ -118,7 +117,7 @@ async fn roll(node: &MetaNode, ring: &KeyRing, settings: &BlockTokens) -> Result
 /// cryptographically secure thread generator, reseeded from it).
 fn new_key(id: u32, now_ms: u64, settings: &BlockTokens) -> BlockKey {
     let mut secret = [0u8; SECRET_LEN];
-    rand::rng().fill(&mut secret);
+    raftfs_runtime::simulation::fill(&mut secret);
     BlockKey {
         id,
         secret,

@@ -313,6 +313,10 @@ pub struct Config {
     /// appends are acknowledged while they are only in RocksDB's memtable (no WAL, no fsync),
     /// so a SIGKILL loses entries this node told the leader were durable.
     pub debug_ack_before_fsync: bool,
+    /// Debug builds only, for the simulation to show that it finds stale reads: the active
+    /// answers reads without its quorum lease, so a deposed active that has not heard of its
+    /// successor keeps answering from its old state.
+    pub debug_reads_without_lease: bool,
     pub raft: RaftTuning,
     pub proposer: ProposerTuning,
     pub blocks: BlockTuning,
@@ -340,6 +344,7 @@ impl Default for Config {
             read_wait_ms: 2000,
             debug_skip_state_id_wait: false,
             debug_ack_before_fsync: false,
+            debug_reads_without_lease: false,
             raft: RaftTuning::default(),
             proposer: ProposerTuning::default(),
             blocks: BlockTuning::default(),
@@ -503,6 +508,9 @@ impl Config {
         }
         if self.debug_ack_before_fsync && !cfg!(debug_assertions) {
             return bad("debug-ack-before-fsync exists only in debug builds".into());
+        }
+        if self.debug_reads_without_lease && !cfg!(debug_assertions) {
+            return bad("debug-reads-without-lease exists only in debug builds".into());
         }
         Ok(())
     }

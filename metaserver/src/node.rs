@@ -101,6 +101,9 @@ pub struct ServingRules {
     /// Debug builds only: serve observer reads without the state-ID wait, so that tests can
     /// show that their checks catch the stale reads this lets through.
     pub skip_state_id_wait: bool,
+    /// Debug builds only: the active serves reads without its quorum lease (the simulation
+    /// shows that it finds the stale reads of a deposed active).
+    pub skip_read_lease: bool,
 }
 
 impl std::fmt::Debug for MetaNode {
@@ -167,7 +170,7 @@ impl MetaNode {
         E: Into<MetaError> + Send + 'static,
     {
         let sm = self.sm.clone();
-        tokio::task::spawn_blocking(move || {
+        raftfs_runtime::simulation::blocking(move || {
             let db = sm.db();
             f(&crate::journal::rocks::SnapshotKv::new(&db)).map_err(Into::into)
         })
@@ -293,6 +296,9 @@ impl MetaNode {
     /// a quorum within the lease: a deposed leader does not keep answering reads.
     pub fn ensure_active_for_read(&self) -> Result<(), MetaError> {
         self.ensure_active()?;
+        if self.rules.skip_read_lease {
+            return Ok(());
+        }
         let m = self.raft.metrics();
         let ack = m.borrow().millis_since_quorum_ack;
         match ack {

@@ -136,6 +136,9 @@ impl Member {
             log_store = log_store.acking_before_fsync();
             sm_shared.make_volatile_for_debug();
         }
+        if config.debug_reads_without_lease {
+            tracing::warn!("debug-reads-without-lease: this node may serve stale reads");
+        }
         let log_db = log_store.closed_when_gone();
         let r = &config.raft;
         let raft = Raft::new(
@@ -358,6 +361,7 @@ fn serving_rules(config: &Config) -> ServingRules {
         write_quorum_timeout: Duration::from_millis(raft.election_timeout_max_ms),
         read_wait: config.read_wait(),
         skip_state_id_wait: config.debug_skip_state_id_wait,
+        skip_read_lease: config.debug_reads_without_lease,
     }
 }
 

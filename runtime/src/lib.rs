@@ -6,6 +6,8 @@
 //! - [`shutdown`]: SIGINT / SIGTERM as a future, and the log subscriber.
 //! - [`workers`]: background jobs with an owner: a name, a status an operator can read, and
 //!   a stop that waits for them; [`metrics`]: those statuses as Prometheus metrics.
+//! - [`simulation`]: the switch a deterministic simulation turns on (work inline, its clock
+//!   and its seeded randomness).
 //! - [`pool`]: a few threads of their own for long reads, apart from tokio's blocking pool.
 //! - [`ports`]: a server's ports, each with its own protection, serving the same services,
 //!   and the authentication every call passes there; [`tls`]: a node's certificates, the
@@ -16,6 +18,7 @@ pub mod metrics;
 pub mod pool;
 pub mod ports;
 pub mod shutdown;
+pub mod simulation;
 pub mod tls;
 pub mod workers;
 

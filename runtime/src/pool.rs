@@ -54,6 +54,11 @@ impl ReadPool {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, PoolError> {
+        // A simulation runs every member on one thread (see `simulation`).
+        if crate::simulation::active() {
+            return catch_unwind(AssertUnwindSafe(f))
+                .map_err(|_| PoolError::Panicked(self.name.to_string()));
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             // A caller that gave up (its deadline passed) does not keep a thread busy.

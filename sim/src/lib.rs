@@ -7,11 +7,16 @@
 //! - [`cluster`]: the members, started and stopped from their data directories, and a client
 //!   that calls their services directly.
 //! - [`maelstrom`]: a member as a Maelstrom `lin-kv` node (bin `maelstrom-node`), its Raft
-//!   messages carried as Maelstrom messages.
+//!   messages carried as Maelstrom messages; [`lin_kv`]: a Jepsen-style client of it that
+//!   records the history.
+//! - [`simulation`]: the same nodes on turmoil's simulated time and network, under faults
+//!   drawn from a seed, their clients' history checked: a seed replays its run exactly.
 
 pub mod cluster;
+pub mod lin_kv;
 pub mod maelstrom;
 pub mod net;
+pub mod simulation;
 
 pub use cluster::{Cluster, SimClient, SimError};
 pub use net::{Fault, Filter, Net};

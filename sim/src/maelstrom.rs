@@ -265,6 +265,38 @@ struct Running {
     member: tokio::sync::Mutex<Option<raftfs_metaserver::server::Member>>,
 }
 
+/// A change to a member's configuration.
+pub type Tune = Arc<dyn Fn(&mut raftfs_metaserver::Config) + Send + Sync>;
+
+/// How a node's member is set up beyond what `init` says.
+#[derive(Clone, Default)]
+pub struct NodeOptions {
+    /// Debug builds only: serve reads from this node's own state (see `Running`).
+    pub local_reads: bool,
+    /// Changes the member's configuration before it starts (a simulation's timeouts, its
+    /// debug switches).
+    pub tune: Option<Tune>,
+}
+
+impl std::fmt::Debug for NodeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeOptions")
+            .field("local_reads", &self.local_reads)
+            .field("tune", &self.tune.is_some())
+            .finish()
+    }
+}
+
+impl NodeOptions {
+    /// The options `maelstrom-node` takes from its environment ([`DEBUG_LOCAL_READS`]).
+    pub fn from_env() -> Self {
+        NodeOptions {
+            local_reads: std::env::var_os(DEBUG_LOCAL_READS).is_some_and(|v| v == "1"),
+            tune: None,
+        }
+    }
+}
+
 /// One Maelstrom node: reads messages, answers them.
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -272,15 +304,25 @@ pub struct Node {
     running: Arc<tokio::sync::OnceCell<Running>>,
     /// Where members keep their data (one directory per node under it).
     data_root: std::path::PathBuf,
+    options: NodeOptions,
 }
 
 impl Node {
-    pub fn new(wire: Wire, data_root: std::path::PathBuf) -> Self {
+    pub fn new(wire: Wire, data_root: std::path::PathBuf, options: NodeOptions) -> Self {
         Node {
             wire,
             running: Arc::default(),
             data_root,
+            options,
         }
+    }
+
+    /// Whether this node's member believes it is the active (a simulation's nemesis aims at
+    /// it).
+    pub fn believes_active(&self) -> bool {
+        self.running
+            .get()
+            .is_some_and(|r| r.node.role() == raftfs_metaserver::observer::Role::Active)
     }
 
     /// Stops the member (at the end of the input), so that its stores close cleanly.
@@ -378,12 +420,12 @@ impl Node {
         me: &str,
         names: Arc<Vec<String>>,
     ) -> Result<Running, NodeError> {
-        let local_reads = std::env::var_os(DEBUG_LOCAL_READS).is_some_and(|v| v == "1");
+        let local_reads = self.options.local_reads;
         if local_reads && !cfg!(debug_assertions) {
             return Err(NodeError::DebugSwitch(DEBUG_LOCAL_READS));
         }
         let id = MemberId(index as u64 + 1);
-        let config = raftfs_metaserver::Config {
+        let mut config = raftfs_metaserver::Config {
             node_id: id,
             advertise_addr: Some(me.to_owned()),
             data_dir: self.data_root.join(me),
@@ -398,16 +440,18 @@ impl Node {
             bootstrap: true,
             ..raftfs_metaserver::Config::default()
         };
+        if let Some(tune) = &self.options.tune {
+            tune(&mut config);
+        }
         let transport = MaelstromTransport {
             wire: self.wire.clone(),
             names: names.clone(),
         };
         let member = raftfs_metaserver::server::Member::start(&config, transport).await?;
-        // Unique to this boot: a node restarted on the same data must not meet its earlier
-        // calls in the retry cache.
+        // Unique to this boot: a node restarted on the same data (or another node of a
+        // simulation, in this process) must not meet earlier calls in the retry cache.
         let mut client_id = [0u8; 16];
-        client_id[..4].copy_from_slice(b"mael");
-        client_id[4..8].copy_from_slice(&std::process::id().to_be_bytes());
+        client_id[..8].copy_from_slice(&raftfs_runtime::simulation::random_u64().to_be_bytes());
         client_id[8..].copy_from_slice(&id.0.to_be_bytes());
         Ok(Running {
             node: member.node().clone(),

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
@@ -277,21 +275,6 @@ async fn the_node_speaks_the_protocol() {
     assert_eq!(r["value"], json!(5), "{r}");
 }
 
-/// One client operation of the history.
-fn edn_value(f: &str, key: i64, value: &Value) -> String {
-    let v = |x: &Value| {
-        if x.is_null() {
-            "nil".to_owned()
-        } else {
-            x.to_string()
-        }
-    };
-    match f {
-        "cas" => format!("[{key} [{} {}]]", v(&value[0]), v(&value[1])),
-        _ => format!("[{key} {}]", v(value)),
-    }
-}
-
 /// What a lin-kv run gave: the checker's search, operations acknowledged, messages the
 /// partitions dropped, and the history.
 struct Run {
@@ -337,72 +320,24 @@ async fn lin_kv(env: &[(&str, &str)]) -> Run {
     for c in 0..CLIENTS {
         let (m, history, stop) = (m.clone(), history.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(c as u64);
-            let mut process = c as i64;
-            let mut seen: HashMap<i64, i64> = HashMap::new();
+            let mut client = raftfs_sim::lin_kv::Client::new(c, CLIENTS, 3, 0);
             let mut ok = 0;
             while !stop.load(Ordering::Relaxed) {
-                let key = rng.random_range(0..3i64);
-                let node = m.names[rng.random_range(0..m.names.len())].clone();
-                let (f, body, asked) = match rng.random_range(0..3) {
-                    0 => ("read", json!({"type": "read", "key": key}), Value::Null),
-                    // Values from a wide range: a read of an old value cannot be explained
-                    // away by an unrelated write of the same value.
-                    1 => {
-                        let v = rng.random_range(0..1_000_000);
-                        (
-                            "write",
-                            json!({"type": "write", "key": key, "value": v}),
-                            json!(v),
-                        )
-                    }
-                    _ => {
-                        // A cas expects the value this client last read of the key.
-                        let a = seen.get(&key).copied().unwrap_or(0);
-                        let b = rng.random_range(0..1_000_000);
-                        (
-                            "cas",
-                            json!({"type": "cas", "key": key, "from": a, "to": b}),
-                            json!([a, b]),
-                        )
-                    }
-                };
-                lock(&history).push(format!(
-                    "{{:process {process}, :type :invoke, :f :{f}, :value {}}}",
-                    edn_value(f, key, &asked)
-                ));
+                let op = client.next_operation();
+                let node = m.names[client.draw(m.names.len() as u64) as usize].clone();
+                lock(&history).push(client.invoke(&op, None));
                 let reply = m
-                    .call(&format!("c{}", c + 1), &node, body, Duration::from_secs(2))
+                    .call(
+                        &format!("c{}", c + 1),
+                        &node,
+                        op.body.clone(),
+                        Duration::from_secs(2),
+                    )
                     .await;
-                let (kind, value) = match reply {
-                    Some(r) if r["type"] == json!(format!("{f}_ok")) => {
-                        ok += 1;
-                        if let Some(v) = r["value"].as_i64() {
-                            seen.insert(key, v);
-                        }
-                        (
-                            "ok",
-                            if f == "read" {
-                                r["value"].clone()
-                            } else {
-                                asked.clone()
-                            },
-                        )
-                    }
-                    // Definite errors: it did not happen.
-                    Some(r) if [10, 11, 12, 20, 22].contains(&r["code"].as_u64().unwrap_or(0)) => {
-                        ("fail", asked.clone())
-                    }
-                    _ if f == "read" => ("fail", asked.clone()),
-                    _ => ("info", asked.clone()),
-                };
-                lock(&history).push(format!(
-                    "{{:process {process}, :type :{kind}, :f :{f}, :value {}}}",
-                    edn_value(f, key, &value)
-                ));
-                if kind == "info" {
-                    // As Jepsen does: a process whose operation may still happen is replaced.
-                    process += CLIENTS as i64;
+                let (line, outcome) = client.complete(&op, reply.as_ref(), None);
+                lock(&history).push(line);
+                if outcome == raftfs_sim::lin_kv::Outcome::Ok {
+                    ok += 1;
                 }
             }
             ok

@@ -115,7 +115,7 @@ impl LogStore {
                 tokio::time::sleep(DEBUG_WRITE_BACK / 10).await;
                 let Some(db) = weak.upgrade() else { return };
                 let unsynced = unsynced.clone();
-                let written = tokio::task::spawn_blocking(move || {
+                let written = raftfs_runtime::simulation::blocking(move || {
                     // Under the lock, so that a reader sees each entry in one place or the other.
                     let mut pending = lock_unsynced(&unsynced);
                     let due: Vec<u64> = pending
@@ -169,7 +169,7 @@ impl LogStore {
     /// Writes a batch durably, off the async runtime's threads.
     async fn write_synced(&self, batch: WriteBatch) -> StorageResult<()> {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
+        raftfs_runtime::simulation::blocking(move || {
             let mut opts = WriteOptions::default();
             opts.set_sync(true);
             db.write_opt(batch, &opts)

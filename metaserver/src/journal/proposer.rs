@@ -3,7 +3,7 @@
 //! are fixed here, once per entry, and carried in it.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use prometheus_client::metrics::histogram::Histogram;
@@ -68,9 +68,7 @@ impl Drop for Hold {
 
 /// The wall clock, ms since the epoch (what the leader writes into entries).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    raftfs_runtime::simulation::now_ms()
 }
 
 impl Proposer {

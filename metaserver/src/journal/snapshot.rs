@@ -121,10 +121,8 @@ impl SnapshotDir {
 
     /// A fresh, unused path inside the directory for temporary work.
     pub fn scratch(&self, what: &str) -> PathBuf {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        self.dir.join(format!("{what}-{nanos}"))
+        let suffix = raftfs_runtime::simulation::unique_suffix();
+        self.dir.join(format!("{what}-{suffix}"))
     }
 
     /// Packs the checkpoint directory `checkpoint` into one tar file (fsynced).

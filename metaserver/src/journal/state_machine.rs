@@ -12,7 +12,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::metrics::histogram::Histogram;
 use raftfs_core::format;
@@ -61,9 +60,7 @@ type AppliedState = (
 );
 
 fn wall_clock_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    raftfs_runtime::simulation::now_ms()
 }
 
 /// What the state machine shares with the services that read it.
@@ -405,10 +402,7 @@ impl StateMachine {
         tar: &Path,
     ) -> Result<(), String> {
         let s = &self.shared;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name = format!("sm-{nanos}");
+        let name = format!("sm-{}", raftfs_runtime::simulation::unique_suffix());
         let dir = s.data_dir.join(&name);
         SnapshotDir::unpack(tar, &dir).map_err(|e| format!("unpack snapshot: {e}"))?;
         let db = super::rocks::open(&dir, &cf_names(), &s.memory)
@@ -502,7 +496,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let entries: Vec<_> = entries.into_iter().collect();
         let shared = self.shared.clone();
         let start = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || shared.apply_entries(entries))
+        let result = raftfs_runtime::simulation::blocking(move || shared.apply_entries(entries))
             .await
             .map_err(sm_write)?;
         if let Some(h) = self.shared.apply_seconds.get() {
@@ -539,7 +533,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         drop(file);
         let this = self.clone();
         let meta2 = meta.clone();
-        tokio::task::spawn_blocking(move || this.install(&meta2, &path))
+        raftfs_runtime::simulation::blocking(move || this.install(&meta2, &path))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;
@@ -583,9 +577,7 @@ impl SnapshotBuilder {
             .pack(&checkpoint_dir)
             .map_err(|e| format!("pack: {e}"))?;
         let _ = fs::remove_dir_all(&checkpoint_dir);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
+        let nanos = raftfs_runtime::simulation::unique_suffix();
         let (term, index) = applied.map_or((0, 0), |l| (l.leader_id.term, l.index));
         let meta = SnapshotMeta {
             last_log_id: applied,
@@ -603,7 +595,7 @@ impl SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let shared = self.shared.clone();
-        let (meta, path) = tokio::task::spawn_blocking(move || Self::build(&shared))
+        let (meta, path) = raftfs_runtime::simulation::blocking(move || Self::build(&shared))
             .await
             .map_err(snap_err)?
             .map_err(snap_err)?;

@@ -684,7 +684,7 @@ impl<'a> RackMap<'a> {
             .iter()
             .filter(|r| r.index != lost || needed == 1)
             .collect();
-        shuffled.shuffle(&mut rand::rng());
+        shuffled.shuffle(&mut raftfs_runtime::simulation::rng());
         let mut seen = BTreeSet::new();
         let mut out: Vec<BlockSource> = Vec::new();
         for index in empty {

@@ -173,9 +173,7 @@ pub struct Registry {
 
 /// Milliseconds since the epoch by this server's clock (the time admin states are judged at).
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    raftfs_runtime::simulation::now_ms()
 }
 
 impl Registry {

@@ -68,7 +68,7 @@ impl NamespaceService {
     ) -> Result<(T, u64), MetaError> {
         let last_seen = self.admit_read(header).await?;
         let node = self.node.clone();
-        let read = tokio::task::spawn_blocking(move || view(&node, last_seen, f))
+        let read = raftfs_runtime::simulation::blocking(move || view(&node, last_seen, f))
             .await
             .map_err(|e| MetaError::Internal(format!("read task: {e}")))?;
         record_state_id(&read);
@@ -280,8 +280,11 @@ impl NamespaceService {
                     block_bytes: file.block_size,
                     exclude,
                 };
-                let targets =
-                    placement::choose(&self.node.blocks.registry.nodes(), &req, &mut rand::rng())?;
+                let targets = placement::choose(
+                    &self.node.blocks.registry.nodes(),
+                    &req,
+                    &mut raftfs_runtime::simulation::rng(),
+                )?;
                 Op::AddBlock {
                     path,
                     holder,

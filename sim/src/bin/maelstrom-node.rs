@@ -67,7 +67,11 @@ async fn run() -> std::io::Result<()> {
             }
         }
     });
-    let node = raftfs_sim::maelstrom::Node::new(raftfs_sim::maelstrom::Wire::new(tx), root);
+    let node = raftfs_sim::maelstrom::Node::new(
+        raftfs_sim::maelstrom::Wire::new(tx),
+        root,
+        raftfs_sim::maelstrom::NodeOptions::from_env(),
+    );
     // A line longer than any message a member sends is refused before it is read whole.
     let codec = tokio_util::codec::LinesCodec::new_with_max_length(MAX_LINE);
     let mut lines = tokio_util::codec::FramedRead::new(tokio::io::stdin(), codec);
