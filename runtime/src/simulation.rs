@@ -21,6 +21,27 @@ pub struct Simulation {
     pub since_epoch: fn() -> Option<Duration>,
     /// A seeded 64-bit random number (deterministic in the order it is asked for).
     pub random: fn() -> u64,
+    /// Whether the storage write at `point` fails, and how (drawn from the seed).
+    pub io_fault: fn(IoPoint) -> Option<IoFault>,
+}
+
+/// A storage write a simulation may make fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoPoint {
+    /// A synced write to the Raft log (entries, vote, truncation, purge).
+    LogWrite,
+    /// The write of a batch of applied entries to the state machine.
+    Apply,
+}
+
+/// How a simulated storage write fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoFault {
+    /// Nothing is written and an error is returned.
+    Before,
+    /// The write happens, and an error is returned all the same (an fsync that reports a
+    /// failure after the data reached the disk).
+    After,
 }
 
 static SIMULATION: OnceLock<Simulation> = OnceLock::new();
@@ -34,6 +55,11 @@ pub fn enter(simulation: Simulation) {
 /// Whether this process runs simulations.
 pub fn active() -> bool {
     SIMULATION.get().is_some()
+}
+
+/// Whether the storage write at `point` is to fail (only ever in a simulation).
+pub fn io_fault(point: IoPoint) -> Option<IoFault> {
+    SIMULATION.get().and_then(|s| (s.io_fault)(point))
 }
 
 /// Runs `f`, which blocks (RocksDB, files), off the async threads; in a simulation, on this

@@ -325,6 +325,14 @@ impl Node {
             .is_some_and(|r| r.node.role() == raftfs_metaserver::observer::Role::Active)
     }
 
+    /// Whether this node's Raft stopped on a fatal error (a failed write to its storage):
+    /// the member must be restarted, as systemd would.
+    pub fn failed(&self) -> bool {
+        self.running
+            .get()
+            .is_some_and(|r| r.node.raft().metrics().borrow().running_state.is_err())
+    }
+
     /// Stops the member (at the end of the input), so that its stores close cleanly.
     pub async fn stop(&self) {
         if let Some(running) = self.running.get()

@@ -30,6 +30,8 @@ use serde_json::{Value, json};
 use sha2::Digest;
 use turmoil::net::UdpSocket;
 
+use raftfs_runtime::simulation::{IoFault, IoPoint};
+
 use crate::lin_kv::{self, Outcome};
 use crate::maelstrom::{Node, NodeOptions, Wire};
 
@@ -114,6 +116,9 @@ pub struct Faults {
     pub power_cuts: bool,
     /// Messages between nodes lost at random.
     pub loss: bool,
+    /// Storage writes that fail (before or after writing) at points drawn from the seed;
+    /// the member stops and is restarted, as systemd would.
+    pub io_errors: bool,
 }
 
 impl Faults {
@@ -123,6 +128,7 @@ impl Faults {
             crashes: true,
             power_cuts: true,
             loss: true,
+            io_errors: true,
         }
     }
 
@@ -132,6 +138,7 @@ impl Faults {
             crashes: false,
             power_cuts: false,
             loss: false,
+            io_errors: false,
         }
     }
 }
@@ -179,6 +186,29 @@ pub enum SimulationError {
 
 /// The generator every simulated draw comes from, set for the run in progress.
 static RANDOM: Mutex<Option<StdRng>> = Mutex::new(None);
+
+/// One storage write in this many fails, when the plan has I/O errors (0: none).
+static IO_ERROR_ONE_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How often a storage write fails: rare enough that the cluster keeps a quorum most of the
+/// time (a run has some thousands of writes).
+const IO_ERROR_ONE_IN_PLAN: u64 = 1500;
+
+fn io_fault(_point: IoPoint) -> Option<IoFault> {
+    let one_in = IO_ERROR_ONE_IN.load(std::sync::atomic::Ordering::Relaxed);
+    if one_in == 0 {
+        return None;
+    }
+    let draw = random();
+    if !draw.is_multiple_of(one_in) {
+        return None;
+    }
+    Some(if (draw / one_in).is_multiple_of(2) {
+        IoFault::Before
+    } else {
+        IoFault::After
+    })
+}
 
 /// One simulation at a time: the hooks are process-wide.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -253,7 +283,16 @@ pub fn run(plan: &Plan) -> Result<Report, SimulationError> {
     raftfs_runtime::simulation::enter(raftfs_runtime::simulation::Simulation {
         since_epoch: turmoil::since_epoch,
         random,
+        io_fault,
     });
+    IO_ERROR_ONE_IN.store(
+        if plan.faults.io_errors {
+            IO_ERROR_ONE_IN_PLAN
+        } else {
+            0
+        },
+        std::sync::atomic::Ordering::Relaxed,
+    );
     set_random(Some(StdRng::seed_from_u64(plan.seed)));
     catch_panics();
     *panics() = Some(Vec::new());
@@ -388,6 +427,9 @@ fn node_options(bug: Option<Bug>) -> NodeOptions {
             r.election_timeout_min_ms = 300 + raftfs_runtime::simulation::random_u64() % 40;
             r.election_timeout_max_ms = r.election_timeout_min_ms + 1;
             r.max_append_bytes = 1 << 20;
+            // Snapshots, purges and their transfer to members that fell behind, within a run.
+            r.snapshot_every_entries = 200;
+            r.keep_entries_behind_snapshot = 10;
             config.debug_ack_before_fsync = bug == Some(Bug::AckBeforeFsync);
             config.debug_reads_without_lease = bug == Some(Bug::ReadsWithoutLease);
         })),
@@ -522,6 +564,8 @@ struct Nemesis {
     /// (start, end, fault), in time order.
     schedule: Vec<(Duration, Duration, Fault)>,
     active: Option<(Duration, Fault)>,
+    /// Members whose Raft stopped on a storage error, and when each starts again.
+    restarts: Vec<(Duration, String)>,
     log: Vec<String>,
 }
 
@@ -565,6 +609,7 @@ impl Nemesis {
             live,
             schedule,
             active: None,
+            restarts: Vec::new(),
             log: Vec::new(),
         }
     }
@@ -572,6 +617,7 @@ impl Nemesis {
     /// Starts or ends faults that are due at the simulation's time.
     fn act(&mut self, sim: &mut turmoil::Sim<'_>) {
         let now = sim.elapsed();
+        self.restart_failed(sim, now);
         if let Some((end, fault)) = &self.active
             && now >= *end
         {
@@ -589,6 +635,32 @@ impl Nemesis {
             self.start(sim, &fault);
             self.log.push(format!("{:?} start {fault:?}", now));
             self.active = Some((end, fault));
+        }
+    }
+
+    /// Members whose Raft stopped (a storage error) are stopped, and started again a second
+    /// later.
+    fn restart_failed(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) {
+        let failed: Vec<String> = self
+            .live
+            .borrow()
+            .iter()
+            .filter(|(_, node)| node.failed())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in failed {
+            self.live.borrow_mut().remove(&name);
+            sim.crash(name.as_str());
+            self.log
+                .push(format!("{now:?} {name} failed on a storage error"));
+            self.restarts.push((now + Duration::from_secs(1), name));
+        }
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.restarts.drain(..).partition(|(at, _)| *at <= now);
+        self.restarts = later;
+        for (_, name) in due {
+            sim.bounce(name.as_str());
+            self.log.push(format!("{now:?} {name} restarted"));
         }
     }
 

@@ -62,6 +62,20 @@ fn lock_unsynced(u: &Unsynced) -> std::sync::MutexGuard<'_, UnsyncedMap> {
     }
 }
 
+fn lock_unsynced_committed(
+    u: &Mutex<Option<Vec<u8>>>,
+) -> std::sync::MutexGuard<'_, Option<Vec<u8>>> {
+    match u.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The error a simulation's failing disk returns.
+fn simulated_io_error() -> std::io::Error {
+    std::io::Error::other("simulated I/O error")
+}
+
 /// The log store; cheap to clone (the reader openraft asks for is a clone).
 #[derive(Clone, Debug)]
 pub struct LogStore {
@@ -71,6 +85,9 @@ pub struct LogStore {
     unsynced: Option<Unsynced>,
     /// Where each append's write and fsync time goes (`journal_log_append_seconds`).
     append_seconds: Option<Histogram>,
+    /// In a simulation: the committed log id written without a sync, held here until the
+    /// next synced write carries it, as the disk would (a crash loses it).
+    unsynced_committed: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 impl LogStore {
@@ -80,6 +97,7 @@ impl LogStore {
             db: Arc::new(super::rocks::open(path, &[CF_LOG, CF_STORE], memory)?),
             unsynced: None,
             append_seconds: None,
+            unsynced_committed: Arc::default(),
         })
     }
 
@@ -166,8 +184,17 @@ impl LogStore {
         }
     }
 
-    /// Writes a batch durably, off the async runtime's threads.
-    async fn write_synced(&self, batch: WriteBatch) -> StorageResult<()> {
+    /// Writes a batch durably, off the async runtime's threads. In a simulation it carries
+    /// the committed id written unsynced before it, and may fail as the seed says.
+    async fn write_synced(&self, mut batch: WriteBatch) -> StorageResult<()> {
+        use raftfs_runtime::simulation::{IoFault, IoPoint, io_fault};
+        if let Some(v) = lock_unsynced_committed(&self.unsynced_committed).take() {
+            batch.put_cf(self.cf(CF_STORE)?, KEY_COMMITTED, v);
+        }
+        let fault = io_fault(IoPoint::LogWrite);
+        if fault == Some(IoFault::Before) {
+            return Err(write_err(simulated_io_error()));
+        }
         let db = self.db.clone();
         raftfs_runtime::simulation::blocking(move || {
             let mut opts = WriteOptions::default();
@@ -176,7 +203,11 @@ impl LogStore {
         })
         .await
         .map_err(write_err)?
-        .map_err(write_err)
+        .map_err(write_err)?;
+        match fault {
+            Some(_) => Err(write_err(simulated_io_error())),
+            None => Ok(()),
+        }
     }
 
     /// The index of the newest entry (or of the last purged one), for status reports.
@@ -297,12 +328,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         }
         let v = format::encode::<CommittedRecord>(&committed).map_err(write_err)?;
+        if raftfs_runtime::simulation::active() {
+            *lock_unsynced_committed(&self.unsynced_committed) = Some(v);
+            return Ok(());
+        }
         self.db
             .put_cf(self.cf(CF_STORE)?, KEY_COMMITTED, v)
             .map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<MemberId>>> {
+        if let Some(v) = lock_unsynced_committed(&self.unsynced_committed).as_ref() {
+            return format::decode::<CommittedRecord>(v).map_err(read_err);
+        }
         Ok(self.get_meta::<CommittedRecord>(KEY_COMMITTED)?.flatten())
     }
 

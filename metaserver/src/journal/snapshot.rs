@@ -24,24 +24,57 @@ use super::{BasicNodeMeta, MemberId};
 #[derive(Debug)]
 pub struct SnapshotFile {
     path: PathBuf,
-    file: tokio::fs::File,
+    file: FileIo,
+}
+
+/// The file behind a [`SnapshotFile`]: tokio's (its calls on the blocking pool), or, in a
+/// simulation, a plain file called inline so that each call completes at the same point of
+/// every run (`raftfs_runtime::simulation`).
+#[derive(Debug)]
+enum FileIo {
+    Async(tokio::fs::File),
+    Inline {
+        file: fs::File,
+        /// Where the last `start_seek` went (what `poll_complete` answers).
+        sought: Option<io::Result<u64>>,
+    },
+}
+
+impl FileIo {
+    fn inline(file: fs::File) -> Self {
+        FileIo::Inline { file, sought: None }
+    }
 }
 
 impl SnapshotFile {
     /// Opens an existing snapshot file for reading.
     pub async fn open(path: PathBuf) -> io::Result<Self> {
-        let file = tokio::fs::File::open(&path).await?;
+        let file = if raftfs_runtime::simulation::active() {
+            FileIo::inline(fs::File::open(&path)?)
+        } else {
+            FileIo::Async(tokio::fs::File::open(&path).await?)
+        };
         Ok(Self { path, file })
     }
 
     /// Creates a file to receive a snapshot into.
     pub async fn create(path: PathBuf) -> io::Result<Self> {
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .await?;
+        let file = if raftfs_runtime::simulation::active() {
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            FileIo::inline(f)
+        } else {
+            let f = tokio::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .await?;
+            FileIo::Async(f)
+        };
         Ok(Self { path, file })
     }
 
@@ -52,8 +85,13 @@ impl SnapshotFile {
     /// Flushes and fsyncs what was received.
     pub async fn sync(&mut self) -> io::Result<()> {
         use tokio::io::AsyncWriteExt;
-        self.file.flush().await?;
-        self.file.sync_all().await
+        match &mut self.file {
+            FileIo::Async(f) => {
+                f.flush().await?;
+                f.sync_all().await
+            }
+            FileIo::Inline { file, .. } => file.sync_all(),
+        }
     }
 }
 
@@ -63,7 +101,14 @@ impl AsyncRead for SnapshotFile {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_read(cx, buf)
+        match &mut self.file {
+            FileIo::Async(f) => Pin::new(f).poll_read(cx, buf),
+            FileIo::Inline { file, .. } => {
+                let n = io::Read::read(file, buf.initialize_unfilled())?;
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 }
 
@@ -73,25 +118,47 @@ impl AsyncWrite for SnapshotFile {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.file).poll_write(cx, buf)
+        match &mut self.file {
+            FileIo::Async(f) => Pin::new(f).poll_write(cx, buf),
+            FileIo::Inline { file, .. } => Poll::Ready(io::Write::write(file, buf)),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_flush(cx)
+        match &mut self.file {
+            FileIo::Async(f) => Pin::new(f).poll_flush(cx),
+            FileIo::Inline { .. } => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_shutdown(cx)
+        match &mut self.file {
+            FileIo::Async(f) => Pin::new(f).poll_shutdown(cx),
+            FileIo::Inline { .. } => Poll::Ready(Ok(())),
+        }
     }
 }
 
 impl AsyncSeek for SnapshotFile {
     fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
-        Pin::new(&mut self.file).start_seek(position)
+        match &mut self.file {
+            FileIo::Async(f) => Pin::new(f).start_seek(position),
+            FileIo::Inline { file, sought } => {
+                *sought = Some(io::Seek::seek(file, position));
+                Ok(())
+            }
+        }
     }
 
     fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        Pin::new(&mut self.file).poll_complete(cx)
+        match &mut self.file {
+            FileIo::Async(f) => Pin::new(f).poll_complete(cx),
+            FileIo::Inline { file, sought } => Poll::Ready(
+                sought
+                    .take()
+                    .unwrap_or_else(|| io::Seek::stream_position(file)),
+            ),
+        }
     }
 }
 

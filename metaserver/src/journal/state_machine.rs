@@ -21,6 +21,7 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
+use raftfs_runtime::simulation::{IoFault, IoPoint};
 use rocksdb::{DB, WriteBatch};
 use tokio::sync::watch;
 
@@ -238,17 +239,44 @@ impl SmShared {
                 None => batch.delete_cf(handle, key),
             }
         }
-        if self.volatile.load(Ordering::Relaxed) {
+        let simulated = raftfs_runtime::simulation::active();
+        let fault = raftfs_runtime::simulation::io_fault(IoPoint::Apply);
+        if fault == Some(IoFault::Before) {
+            return Err(sm_write("simulated I/O error"));
+        }
+        if self.volatile.load(Ordering::Relaxed) || simulated {
             let mut opts = rocksdb::WriteOptions::default();
             opts.disable_wal(true);
             db.write_opt(batch, &opts).map_err(sm_write)?;
         } else {
             db.write(batch).map_err(sm_write)?;
         }
+        if simulated {
+            simulated_durability(&db)?;
+        }
+        if fault.is_some() {
+            return Err(sm_write("simulated I/O error"));
+        }
         self.level.store(level.0, Ordering::Release);
         self.applied_tx.send_replace(last.index);
         Ok(responses)
     }
+}
+
+/// In a simulation the state machine writes without its WAL (see `apply_entries`), so that a
+/// crash loses every apply since the last flush: the most a power cut could take (the log,
+/// synced, has them all). A flush of every column family together (the DB's atomic flush)
+/// follows an apply at points drawn from the seed, so that runs restart from various states.
+fn simulated_durability(db: &DB) -> StorageResult<()> {
+    if !raftfs_runtime::simulation::random_u64().is_multiple_of(32) {
+        return Ok(());
+    }
+    let handles: Vec<_> = cf_names()
+        .iter()
+        .filter_map(|name| db.cf_handle(name))
+        .collect();
+    db.flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
+        .map_err(sm_write)
 }
 
 /// Applies the proposals of one entry, consulting and filling the retry cache.

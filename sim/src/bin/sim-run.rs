@@ -8,6 +8,8 @@
 //!                                  # (local-reads, ack-before-fsync, reads-without-lease)
 //! ```
 //!
+//! `RUST_LOG` turns the members' logs on (stderr).
+//!
 //! Exit status: 0 when every run passed, 1 when one found an anomaly, 2 on bad arguments.
 
 use std::time::Instant;
@@ -61,6 +63,14 @@ fn parse() -> Result<Args, String> {
 }
 
 fn main() {
+    // Logs only when asked (`RUST_LOG=info`): a seed replays exactly, with its logs.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
     let args = match parse() {
         Ok(a) => a,
         Err(e) => {
