@@ -374,6 +374,7 @@ impl Node {
             "raft" => self.raft(&m).await,
             "read" | "write" | "cas" => self.client(&m).await,
             "forward" => self.forwarded(&m).await,
+            "msync" => self.msync(&m).await,
             other => self
                 .wire
                 .error(&m, code::NOT_SUPPORTED, format!("type {other:?}")),
@@ -381,15 +382,19 @@ impl Node {
     }
 
     async fn init(&self, m: &Message) {
-        let parsed = (|| -> Result<(String, Vec<String>), ProtocolError> {
+        let parsed = (|| -> Result<(String, Vec<String>, Vec<String>), ProtocolError> {
             let me = field(&m.body, "node_id")?
                 .as_str()
                 .ok_or_else(|| ProtocolError::Field("node_id is not a string".into()))?
                 .to_owned();
             let names: Vec<String> = serde_json::from_value(field(&m.body, "node_ids")?.clone())?;
-            Ok((me, names))
+            let observers: Vec<String> = match m.body.get("observer_ids") {
+                Some(v) => serde_json::from_value(v.clone())?,
+                None => Vec::new(),
+            };
+            Ok((me, names, observers))
         })();
-        let (me, names) = match parsed {
+        let (me, names, observers) = match parsed {
             Ok(p) => p,
             Err(e) => return self.wire.error(m, code::MALFORMED_REQUEST, e.to_string()),
         };
@@ -398,14 +403,24 @@ impl Node {
                 .wire
                 .error(m, code::MALFORMED_REQUEST, "node_id is not among node_ids");
         };
+        // The nodes that join as observers (non-voters): `observer_ids`, an extension of the
+        // protocol for the simulation.
+        let observers: Vec<MemberId> = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| observers.contains(n))
+            .map(|(i, _)| MemberId(i as u64 + 1))
+            .collect();
         let names = Arc::new(names);
+        let observers = Arc::new(observers);
         let result = self
             .running
             .get_or_try_init(|| async {
                 if let Ok(mut g) = self.wire.me.lock() {
                     *g = me.clone();
                 }
-                self.start(index, &me, names.clone()).await
+                self.start(index, &me, names.clone(), observers.clone())
+                    .await
             })
             .await;
         match result {
@@ -427,16 +442,19 @@ impl Node {
         index: usize,
         me: &str,
         names: Arc<Vec<String>>,
+        observers: Arc<Vec<MemberId>>,
     ) -> Result<Running, NodeError> {
         let local_reads = self.options.local_reads;
         if local_reads && !cfg!(debug_assertions) {
             return Err(NodeError::DebugSwitch(DEBUG_LOCAL_READS));
         }
         let id = MemberId(index as u64 + 1);
+        let observer = observers.contains(&id);
         let mut config = raftfs_metaserver::Config {
             node_id: id,
             advertise_addr: Some(me.to_owned()),
             data_dir: self.data_root.join(me),
+            // The voters; an observer waits for the active to add it.
             initial_members: names
                 .iter()
                 .enumerate()
@@ -444,8 +462,9 @@ impl Node {
                     id: MemberId(i as u64 + 1),
                     addr: n.clone(),
                 })
+                .filter(|p| !observers.contains(&p.id))
                 .collect(),
-            bootstrap: true,
+            bootstrap: !observer,
             ..raftfs_metaserver::Config::default()
         };
         if let Some(tune) = &self.options.tune {
@@ -461,6 +480,13 @@ impl Node {
         let mut client_id = [0u8; 16];
         client_id[..8].copy_from_slice(&raftfs_runtime::simulation::random_u64().to_be_bytes());
         client_id[8..].copy_from_slice(&id.0.to_be_bytes());
+        if !observers.is_empty() {
+            tokio::spawn(add_observers(
+                member.node().clone(),
+                names.clone(),
+                observers.clone(),
+            ));
+        }
         Ok(Running {
             node: member.node().clone(),
             names,
@@ -526,6 +552,12 @@ impl Node {
             let answer = serve(running, &m.body).await;
             return self.wire.reply(m, answer);
         }
+        if m.body.get("type") == Some(&json!("read"))
+            && running.node.role() == raftfs_metaserver::observer::Role::Observer
+        {
+            let answer = self.observer_read(running, &m.body).await;
+            return self.wire.reply(m, answer);
+        }
         let leader = running.node.raft().metrics().borrow().current_leader;
         match leader {
             Some(l) if l == running.node.id() => {
@@ -552,6 +584,59 @@ impl Node {
             None => self
                 .wire
                 .error(m, code::TEMPORARILY_UNAVAILABLE, "no active known"),
+        }
+    }
+
+    /// A read on an observer, as an HDFS client reads from one after `msync`: the active's
+    /// state ID first (a read-index round there), then this member's state once it has
+    /// applied that far. Linearizable; without the wait (`debug-skip-state-id-wait`), not.
+    async fn observer_read(&self, running: &Running, body: &Value) -> Value {
+        let unavailable = |text: &str| json!({"type": "error", "code": code::TEMPORARILY_UNAVAILABLE, "text": text});
+        let leader = running.node.raft().metrics().borrow().current_leader;
+        let Some(dest) = leader.and_then(|l| name_of(&running.names, l)) else {
+            return unavailable("no active known");
+        };
+        let reply = self
+            .wire
+            .call(dest, json!({"type": "msync"}), CLIENT_TIMEOUT)
+            .await;
+        let Some(state_id) = reply
+            .as_ref()
+            .filter(|r| r.get("type") == Some(&json!("msync_ok")))
+            .and_then(|r| r.get("state_id"))
+            .and_then(Value::as_u64)
+        else {
+            return unavailable("msync failed");
+        };
+        let read = operate_at(running, body, Some(state_id));
+        match tokio::time::timeout(CLIENT_TIMEOUT, read).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(r)) => json!({"type": "error", "code": r.code, "text": r.text}),
+            Err(_) => json!({"type": "error", "code": code::TIMEOUT, "text": "timed out"}),
+        }
+    }
+
+    /// `msync` from an observer: the active's state ID after a read-index round.
+    async fn msync(&self, m: &Message) {
+        let Some(running) = self.running.get() else {
+            return self
+                .wire
+                .error(m, code::TEMPORARILY_UNAVAILABLE, "not initialized");
+        };
+        let svc = NamespaceService::new(running.node.clone());
+        let req = pb::MsyncRequest {
+            header: header(running, None),
+        };
+        match svc.msync(as_process_user(req)).await {
+            Ok(r) => {
+                let state_id = r.into_inner().header.map_or(0, |h| h.state_id);
+                self.wire
+                    .reply(m, json!({"type": "msync_ok", "state_id": state_id}))
+            }
+            Err(s) => {
+                let r = refusal(s);
+                self.wire.error(m, r.code, r.text)
+            }
         }
     }
 
@@ -608,6 +693,15 @@ impl Refusal {
 }
 
 async fn operate(running: &Running, body: &Value) -> Result<Value, Refusal> {
+    operate_at(running, body, None).await
+}
+
+/// [`operate`]; a read with `observer_state` is an observer's read of at least that state.
+async fn operate_at(
+    running: &Running,
+    body: &Value,
+    observer_state: Option<u64>,
+) -> Result<Value, Refusal> {
     let malformed = |e: ProtocolError| Refusal::new(code::MALFORMED_REQUEST, e.to_string());
     let key = field(body, "key").map_err(malformed)?;
     // The key's JSON text, in hex: any key is a valid file name.
@@ -634,7 +728,7 @@ async fn operate(running: &Running, body: &Value) -> Result<Value, Refusal> {
         }
         Some("read") => {
             let req = pb::GetXattrsRequest {
-                header: header(running),
+                header: header(running, observer_state),
                 path,
                 names: vec![XATTR.into()],
             };
@@ -695,7 +789,7 @@ async fn mutate(
     op: pb::mutate_request::Op,
 ) -> Result<(), Refusal> {
     let req = pb::MutateRequest {
-        header: header(running),
+        header: header(running, None),
         op: Some(op),
     };
     svc.mutate(as_process_user(req))
@@ -713,12 +807,44 @@ async fn mutate(
         })
 }
 
-fn header(running: &Running) -> Option<pb::RequestHeader> {
+/// A request's header; `observer_state`: an observer's read of at least that state.
+fn header(running: &Running, observer_state: Option<u64>) -> Option<pb::RequestHeader> {
     Some(pb::RequestHeader {
         client_id: running.client_id.to_vec(),
         call_id: running.calls.fetch_add(1, Ordering::Relaxed),
+        last_seen_state_id: observer_state.unwrap_or(0),
+        observer_read: observer_state.is_some(),
         ..Default::default()
     })
+}
+
+/// On the active, adds the observers the membership lacks (as learners); on the others,
+/// nothing. Runs for the member's life, every half second.
+async fn add_observers(node: MetaNode, names: Arc<Vec<String>>, observers: Arc<Vec<MemberId>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if node.raft().metrics().borrow().state == openraft::ServerState::Shutdown {
+            return;
+        }
+        if node.role() != raftfs_metaserver::observer::Role::Active {
+            continue;
+        }
+        let membership = node.raft().metrics().borrow().membership_config.clone();
+        for id in observers.iter() {
+            if membership.membership().get_node(id).is_some() {
+                continue;
+            }
+            let Some(addr) = name_of(&names, *id) else {
+                continue;
+            };
+            let node_meta = openraft::BasicNode {
+                addr: addr.to_owned(),
+            };
+            if let Err(e) = node.raft().add_learner(*id, node_meta, false).await {
+                tracing::debug!(error = %e, observer = %id, "adding an observer");
+            }
+        }
+    }
 }
 
 /// A service's refusal as a Maelstrom error: definite only where the refusal is the answer

@@ -57,16 +57,26 @@ pub enum Bug {
     /// active cut off from the others keeps answering from its old state after its
     /// successor took writes.
     ReadsWithoutLease,
+    /// An observer answers reads without waiting for the state ID its reader brought from
+    /// the active's `msync` (`debug-skip-state-id-wait`, the real-process campaigns'
+    /// switch); the plan gets an observer if it has none.
+    StaleObserverReads,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 3] = [Bug::LocalReads, Bug::AckBeforeFsync, Bug::ReadsWithoutLease];
+    pub const ALL: [Bug; 4] = [
+        Bug::LocalReads,
+        Bug::AckBeforeFsync,
+        Bug::ReadsWithoutLease,
+        Bug::StaleObserverReads,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Bug::LocalReads => "local-reads",
             Bug::AckBeforeFsync => "ack-before-fsync",
             Bug::ReadsWithoutLease => "reads-without-lease",
+            Bug::StaleObserverReads => "stale-observer-reads",
         }
     }
 
@@ -79,7 +89,10 @@ impl Bug {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub seed: u64,
+    /// Voting members.
     pub nodes: usize,
+    /// Observers (non-voting members that serve reads after the reader's `msync`).
+    pub observers: usize,
     pub clients: usize,
     /// Keys the clients use (each an independent register).
     pub keys: i64,
@@ -96,6 +109,7 @@ impl Plan {
         Plan {
             seed,
             nodes: 3,
+            observers: 0,
             clients: 6,
             keys: 2,
             duration: Duration::from_secs(20),
@@ -314,7 +328,15 @@ fn set_random(rng: Option<StdRng>) {
 
 fn simulate(plan: &Plan) -> Result<Report, SimulationError> {
     let data = scratch_dir()?;
-    let nodes: Vec<String> = (1..=plan.nodes).map(|i| format!("n{i}")).collect();
+    let observers = if plan.bug == Some(Bug::StaleObserverReads) {
+        plan.observers.max(1)
+    } else {
+        plan.observers
+    };
+    let nodes: Vec<String> = (1..=plan.nodes + observers)
+        .map(|i| format!("n{i}"))
+        .collect();
+    let observer_names: Arc<Vec<String>> = Arc::new(nodes[plan.nodes..].to_vec());
     let clients: Vec<String> = (1..=plan.clients).map(|i| format!("c{i}")).collect();
     let hosts: Arc<BTreeSet<String>> = Arc::new(nodes.iter().chain(&clients).cloned().collect());
     let live: Live = Rc::default();
@@ -333,13 +355,17 @@ fn simulate(plan: &Plan) -> Result<Report, SimulationError> {
 
     for name in &nodes {
         let (me, names, hosts) = (name.clone(), Arc::new(nodes.clone()), hosts.clone());
+        let observer_names = observer_names.clone();
         let root = data.path().to_owned();
         let options = node_options(plan.bug);
         let live = live.clone();
         sim.host(name.as_str(), move || {
             serve_node(
                 me.clone(),
-                names.clone(),
+                Cluster {
+                    names: names.clone(),
+                    observers: observer_names.clone(),
+                },
                 hosts.clone(),
                 root.clone(),
                 options.clone(),
@@ -432,15 +458,22 @@ fn node_options(bug: Option<Bug>) -> NodeOptions {
             r.keep_entries_behind_snapshot = 10;
             config.debug_ack_before_fsync = bug == Some(Bug::AckBeforeFsync);
             config.debug_reads_without_lease = bug == Some(Bug::ReadsWithoutLease);
+            config.debug_skip_state_id_wait = bug == Some(Bug::StaleObserverReads);
         })),
     }
 }
 
 /// A member's host: a Maelstrom node whose messages travel as turmoil datagrams. It starts
 /// itself (the `init` Maelstrom would send), and again after each restart, from its directory.
+/// The members a node is told of at `init`.
+struct Cluster {
+    names: Arc<Vec<String>>,
+    observers: Arc<Vec<String>>,
+}
+
 async fn serve_node(
     me: String,
-    names: Arc<Vec<String>>,
+    cluster: Cluster,
     hosts: Arc<BTreeSet<String>>,
     root: PathBuf,
     options: NodeOptions,
@@ -463,7 +496,8 @@ async fn serve_node(
         }
     });
     let init = json!({"src": "sim", "dest": me, "body": {
-        "type": "init", "msg_id": 1, "node_id": me, "node_ids": *names}});
+        "type": "init", "msg_id": 1, "node_id": me, "node_ids": *cluster.names,
+        "observer_ids": *cluster.observers}});
     node.handle_line(&init.to_string());
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {

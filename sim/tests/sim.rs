@@ -5,13 +5,14 @@
 //! Its own harness, so that a failing seed replays with the command it prints:
 //!
 //! ```sh
-//! cargo test -p raftfs-sim --test sim -- --seed 7 [--bug reads-without-lease]
+//! cargo test -p raftfs-sim --test sim -- --seed 7 [--observers 1] [--bug reads-without-lease]
 //! ```
 
 use raftfs_sim::simulation::{self, Bug, Plan, Report};
 
-/// The seeds every CI run checks.
+/// The seeds every CI run checks, of the standard plan and of the plan with an observer.
 const CI_SEEDS: std::ops::Range<u64> = 0..6;
+const CI_OBSERVER_SEEDS: std::ops::Range<u64> = 0..2;
 
 /// Within how many seeds (from 0) each bug switch must be found.
 const FOUND_WITHIN: u64 = 10;
@@ -27,8 +28,10 @@ fn main() {
     if let Some(seed) = value("--seed") {
         let seed: u64 = seed.parse().expect("--seed takes a number");
         let bug = value("--bug").map(|b| Bug::parse(&b).expect("--bug: unknown switch"));
+        let observers = value("--observers").map_or(0, |o| o.parse().expect("--observers"));
         let report = run(&Plan {
             bug,
+            observers,
             ..Plan::standard(seed)
         });
         println!("{}", report.history);
@@ -88,12 +91,19 @@ fn the_same_seed_gives_the_same_history() {
 }
 
 fn fixed_seeds_pass() {
-    for seed in CI_SEEDS {
-        let r = run(&Plan::standard(seed));
+    let plans = CI_SEEDS
+        .map(Plan::standard)
+        .chain(CI_OBSERVER_SEEDS.map(|seed| Plan {
+            observers: 1,
+            ..Plan::standard(seed)
+        }));
+    for plan in plans {
+        let (seed, observers) = (plan.seed, plan.observers);
+        let r = run(&plan);
         summary(&r);
         assert!(
             r.passed(),
-            "seed {seed}: {:?}, panics {:?}; replay: cargo test -p raftfs-sim --test sim -- --seed {seed}",
+            "seed {seed}: {:?}, panics {:?}; replay: cargo test -p raftfs-sim --test sim -- --seed {seed} --observers {observers}",
             r.search.verdict,
             r.panics
         );

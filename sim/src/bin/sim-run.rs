@@ -4,6 +4,7 @@
 //! sim-run --seed 7                 # one run: its faults, verdict and history digest
 //! sim-run --seeds 0..100           # runs per second and the seeds that failed
 //! sim-run --seed 7 --history h.edn # the history, to replay or check with `jepsen check`
+//! sim-run --seeds 0..100 --observers 1   # with an observer, read after `msync`
 //! sim-run --seeds 0..50 --bug ack-before-fsync   # debug builds: does it find the bug?
 //!                                  # (local-reads, ack-before-fsync, reads-without-lease)
 //! ```
@@ -20,6 +21,7 @@ struct Args {
     seeds: std::ops::Range<u64>,
     bug: Option<Bug>,
     history: Option<std::path::PathBuf>,
+    observers: usize,
     verbose: bool,
 }
 
@@ -28,6 +30,7 @@ fn parse() -> Result<Args, String> {
         seeds: 0..1,
         bug: None,
         history: None,
+        observers: 0,
         verbose: false,
     };
     let mut it = std::env::args().skip(1);
@@ -55,6 +58,9 @@ fn parse() -> Result<Args, String> {
                 })?);
             }
             "--history" => args.history = Some(value()?.into()),
+            "--observers" => {
+                args.observers = value()?.parse().map_err(|e| format!("--observers: {e}"))?;
+            }
             "-v" | "--verbose" => args.verbose = true,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -83,6 +89,7 @@ fn main() {
     for seed in args.seeds.clone() {
         let plan = Plan {
             bug: args.bug,
+            observers: args.observers,
             ..Plan::standard(seed)
         };
         let one = Instant::now();
