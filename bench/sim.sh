@@ -40,7 +40,7 @@ for ((j = 0; j < J; j++)); do
 done
 wait || true
 end=$(date +%s.%N)
-cat "$work"/out.* | grep -E '^seed [0-9]+: (INVALID|FAILED|a member panicked)' | cut -c1-300 || true
+cat "$work"/out.* | grep -E '^seed [0-9]+: (INVALID|FAILED|a panic)' | cut -c1-300 || true
 python3 - "$work" "$N" "$start" "$end" <<'PY'
 import glob, re, sys
 work, n, start, end = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])

@@ -208,20 +208,31 @@ impl Member {
         &self.node
     }
 
-    /// Stops the workers, then Raft (a clean stop: what is in the log stays there), and
-    /// waits, up to [`STORE_CLOSE_GRACE`], for tasks that still hold a store (Raft's state
-    /// machine worker, a blocking write finishing) to let go of it: a member started again
-    /// on this directory in the same process would otherwise find RocksDB's lock taken.
+    /// Stops the workers, then Raft (a clean stop: what is in the log stays there).
     pub async fn stop(self) {
+        let Member { node, workers, .. } = self;
+        Self::stop_parts(&node, workers).await;
+    }
+
+    async fn stop_parts(node: &MetaNode, workers: Workers) {
+        workers.stop(WORKER_GRACE).await;
+        if let Err(e) = node.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+
+    /// [`Member::stop`], then waits, up to [`STORE_CLOSE_GRACE`], for tasks that still hold
+    /// a store (Raft's state machine worker, a blocking write finishing) to let go of it, so
+    /// that a member can be started again on this directory in the same process (RocksDB
+    /// locks a directory per process). The caller must have dropped its own clones of the
+    /// node ([`Member::node`]); a server process, which exits after the stop, has no need.
+    pub async fn stop_and_close(self) {
         let Member {
             node,
             workers,
             log_db,
         } = self;
-        workers.stop(WORKER_GRACE).await;
-        if let Err(e) = node.raft.shutdown().await {
-            tracing::warn!(error = %e, "raft shutdown");
-        }
+        Self::stop_parts(&node, workers).await;
         let sm_db = Arc::downgrade(&node.sm.db());
         drop(node);
         let deadline = tokio::time::Instant::now() + STORE_CLOSE_GRACE;

@@ -4,8 +4,9 @@
 //! same each time its seed is given. Three things in a server would make it otherwise, and
 //! go through here: work handed to other threads (RocksDB calls on tokio's blocking pool,
 //! the long-read pool), the wall clock, and random numbers. Outside a simulation this module
-//! changes nothing: work goes to the blocking pool, the clock is the system's, and the
-//! randomness is the operating system's.
+//! changes nothing: work goes to the blocking pool, the clock is the system's, and random
+//! numbers come from the operating system (secrets directly through `rand`'s secure thread
+//! generator; shuffles from a generator seeded from it).
 //!
 //! The switch is a process-wide value set at run time, not a Cargo feature: a feature
 //! would be unified across the workspace and could reach a production binary unnoticed.

@@ -124,7 +124,7 @@ impl Cluster {
     pub async fn stop_member(&mut self, id: MemberId) -> Result<(), SimError> {
         self.net.detach(id);
         let member = self.members.remove(&id).ok_or(SimError::NoMember(id))?;
-        member.stop().await;
+        member.stop_and_close().await;
         Ok(())
     }
 

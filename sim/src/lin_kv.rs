@@ -61,7 +61,11 @@ impl Client {
             process: index as i64,
             clients: clients as i64,
             keys: keys.max(1),
-            rng: StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            // Salted: a client's draws are not those of anything else seeded with `seed`.
+            rng: StdRng::seed_from_u64(
+                (seed ^ 0x6c69_6e2d_6b76)
+                    .wrapping_add((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            ),
             seen: BTreeMap::new(),
         }
     }

@@ -107,7 +107,11 @@ impl Wire {
             me: Arc::new(Mutex::new(String::new())),
             out,
             waiting: Arc::default(),
-            next_id: Arc::new(AtomicU64::new(1)),
+            // From a number of this boot's own (below 2^40, exact in any JSON reader), so that
+            // a late reply to a call of an earlier boot of this node matches no call of this one.
+            next_id: Arc::new(AtomicU64::new(
+                1 + raftfs_runtime::simulation::random_u64() % (1 << 40),
+            )),
         }
     }
 
@@ -302,6 +306,8 @@ impl NodeOptions {
 pub struct Node {
     wire: Wire,
     running: Arc<tokio::sync::OnceCell<Running>>,
+    /// Why the member could not start, once `init` tried and failed.
+    start_error: Arc<Mutex<Option<String>>>,
     /// Where members keep their data (one directory per node under it).
     data_root: std::path::PathBuf,
     options: NodeOptions,
@@ -312,9 +318,15 @@ impl Node {
         Node {
             wire,
             running: Arc::default(),
+            start_error: Arc::default(),
             data_root,
             options,
         }
+    }
+
+    /// Why the member could not start, if `init` failed to start it.
+    pub fn start_error(&self) -> Option<String> {
+        self.start_error.lock().ok().and_then(|g| g.clone())
     }
 
     /// Whether this node's member believes it is the active (a simulation's nemesis aims at
@@ -433,7 +445,12 @@ impl Node {
                 code::MALFORMED_REQUEST,
                 "already initialized as another node",
             ),
-            Err(e) => self.wire.error(m, code::CRASH, e.to_string()),
+            Err(e) => {
+                if let Ok(mut g) = self.start_error.lock() {
+                    *g = Some(e.to_string());
+                }
+                self.wire.error(m, code::CRASH, e.to_string())
+            }
         }
     }
 

@@ -204,6 +204,10 @@ static RANDOM: Mutex<Option<StdRng>> = Mutex::new(None);
 /// One storage write in this many fails, when the plan has I/O errors (0: none).
 static IO_ERROR_ONE_IN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Starts of one member that may fail in a row (each on an injected storage error, at most
+/// one in [`IO_ERROR_ONE_IN_PLAN`] writes) before the run fails.
+const START_ATTEMPTS: u32 = 5;
+
 /// How often a storage write fails: rare enough that the cluster keeps a quorum most of the
 /// time (a run has some thousands of writes).
 const IO_ERROR_ONE_IN_PLAN: u64 = 1500;
@@ -227,18 +231,20 @@ fn io_fault(_point: IoPoint) -> Option<IoFault> {
 /// One simulation at a time: the hooks are process-wide.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// Panics during the run in progress (`None`: no run in progress).
-static PANICS: Mutex<Option<Vec<String>>> = Mutex::new(None);
+/// The thread of the run in progress (every host runs on it) and the panics there (`None`:
+/// no run in progress).
+type Caught = Option<(std::thread::ThreadId, Vec<String>)>;
+static PANICS: Mutex<Caught> = Mutex::new(None);
 
-fn panics() -> std::sync::MutexGuard<'static, Option<Vec<String>>> {
+fn panics() -> std::sync::MutexGuard<'static, Caught> {
     match PANICS.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
 }
 
-/// Records the panics of a run in progress (one line each), and leaves others to the hook
-/// that was there before.
+/// Records the panics on the thread of a run in progress (one line each: tokio catches
+/// them and the run goes on), and leaves every other panic to the hook that was there before.
 fn catch_panics() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -246,16 +252,16 @@ fn catch_panics() {
         std::panic::set_hook(Box::new(move |info| {
             let mut g = panics();
             match g.as_mut() {
-                Some(list) => {
+                Some((thread, list)) if *thread == std::thread::current().id() => {
                     let line = format!(
                         "{} at {}",
                         panic_message(info.payload()),
                         info.location().map_or(String::new(), |l| l.to_string())
                     );
-                    eprintln!("simulation: a member panicked: {line}");
+                    eprintln!("simulation: a panic during the run: {line}");
                     list.push(line);
                 }
-                None => {
+                _ => {
                     drop(g);
                     before(info);
                 }
@@ -309,14 +315,26 @@ pub fn run(plan: &Plan) -> Result<Report, SimulationError> {
     );
     set_random(Some(StdRng::seed_from_u64(plan.seed)));
     catch_panics();
-    *panics() = Some(Vec::new());
+    *panics() = Some((std::thread::current().id(), Vec::new()));
+    // The run's state is reset however the run ends, unwinding included.
+    let _reset = ResetAfterRun;
     let result = simulate(plan);
-    let caught = panics().take().unwrap_or_default();
-    set_random(None);
+    let caught = panics().take().map(|(_, list)| list).unwrap_or_default();
     result.map(|report| Report {
         panics: caught,
         ..report
     })
+}
+
+/// Puts the process-wide state of a run back when the run ends.
+struct ResetAfterRun;
+
+impl Drop for ResetAfterRun {
+    fn drop(&mut self) {
+        set_random(None);
+        IO_ERROR_ONE_IN.store(0, std::sync::atomic::Ordering::Relaxed);
+        *panics() = None;
+    }
 }
 
 fn set_random(rng: Option<StdRng>) {
@@ -395,7 +413,12 @@ fn simulate(plan: &Plan) -> Result<Report, SimulationError> {
         if done {
             break;
         }
-        nemesis.act(&mut sim);
+        nemesis
+            .act(&mut sim)
+            .map_err(|message| SimulationError::Run {
+                seed: plan.seed,
+                message,
+            })?;
     }
     let simulated = sim.elapsed();
     drop(sim);
@@ -463,14 +486,14 @@ fn node_options(bug: Option<Bug>) -> NodeOptions {
     }
 }
 
-/// A member's host: a Maelstrom node whose messages travel as turmoil datagrams. It starts
-/// itself (the `init` Maelstrom would send), and again after each restart, from its directory.
 /// The members a node is told of at `init`.
 struct Cluster {
     names: Arc<Vec<String>>,
     observers: Arc<Vec<String>>,
 }
 
+/// A member's host: a Maelstrom node whose messages travel as turmoil datagrams. It starts
+/// itself (the `init` Maelstrom would send), and again after each restart, from its directory.
 async fn serve_node(
     me: String,
     cluster: Cluster,
@@ -600,6 +623,8 @@ struct Nemesis {
     active: Option<(Duration, Fault)>,
     /// Members whose Raft stopped on a storage error, and when each starts again.
     restarts: Vec<(Duration, String)>,
+    /// Starts that failed in a row, by member.
+    failed_starts: std::collections::BTreeMap<String, u32>,
     log: Vec<String>,
 }
 
@@ -644,14 +669,16 @@ impl Nemesis {
             schedule,
             active: None,
             restarts: Vec::new(),
+            failed_starts: std::collections::BTreeMap::new(),
             log: Vec::new(),
         }
     }
 
-    /// Starts or ends faults that are due at the simulation's time.
-    fn act(&mut self, sim: &mut turmoil::Sim<'_>) {
+    /// Starts or ends faults that are due at the simulation's time; an error when a member
+    /// cannot start again.
+    fn act(&mut self, sim: &mut turmoil::Sim<'_>) -> Result<(), String> {
         let now = sim.elapsed();
-        self.restart_failed(sim, now);
+        self.restart_failed(sim, now)?;
         if let Some((end, fault)) = &self.active
             && now >= *end
         {
@@ -670,23 +697,41 @@ impl Nemesis {
             self.log.push(format!("{:?} start {fault:?}", now));
             self.active = Some((end, fault));
         }
+        Ok(())
     }
 
-    /// Members whose Raft stopped (a storage error) are stopped, and started again a second
-    /// later.
-    fn restart_failed(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) {
-        let failed: Vec<String> = self
+    /// Members whose Raft stopped (a storage error), or that could not start (one met at
+    /// its start), are stopped, and started again a second later. A member that cannot start
+    /// [`START_ATTEMPTS`] times in a row is an error of the run: its stores are broken.
+    fn restart_failed(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) -> Result<(), String> {
+        let failed: Vec<(String, Option<String>)> = self
             .live
             .borrow()
             .iter()
-            .filter(|(_, node)| node.failed())
-            .map(|(name, _)| name.clone())
+            .filter_map(|(name, node)| match node.start_error() {
+                Some(e) => Some((name.clone(), Some(e))),
+                None => node.failed().then(|| (name.clone(), None)),
+            })
             .collect();
-        for name in failed {
+        for (name, start_error) in failed {
+            let attempts = self.failed_starts.entry(name.clone()).or_insert(0);
+            match &start_error {
+                Some(e) => {
+                    *attempts += 1;
+                    if *attempts >= START_ATTEMPTS {
+                        return Err(format!("{name} could not start {attempts} times: {e}"));
+                    }
+                    self.log
+                        .push(format!("{now:?} {name} could not start: {e}"));
+                }
+                None => {
+                    *attempts = 0;
+                    self.log
+                        .push(format!("{now:?} {name} failed on a storage error"));
+                }
+            }
             self.live.borrow_mut().remove(&name);
             sim.crash(name.as_str());
-            self.log
-                .push(format!("{now:?} {name} failed on a storage error"));
             self.restarts.push((now + Duration::from_secs(1), name));
         }
         let (due, later): (Vec<_>, Vec<_>) =
@@ -696,6 +741,7 @@ impl Nemesis {
             sim.bounce(name.as_str());
             self.log.push(format!("{now:?} {name} restarted"));
         }
+        Ok(())
     }
 
     /// A fault aimed at the active, given the node that believes it is.
@@ -718,7 +764,7 @@ impl Nemesis {
         self.nodes.iter().filter(move |n| *n != node)
     }
 
-    fn start(&self, sim: &mut turmoil::Sim<'_>, fault: &Fault) {
+    fn start(&mut self, sim: &mut turmoil::Sim<'_>, fault: &Fault) {
         match fault {
             Fault::Isolate(node) | Fault::IsolateActive(Some(node)) => {
                 for other in self.others(node) {
@@ -727,10 +773,13 @@ impl Nemesis {
             }
             Fault::IsolateActive(None) => {}
             Fault::Crash(node) => {
+                // The fault's end restarts it, not a restart pending from a failure.
+                self.restarts.retain(|(_, n)| n != node);
                 self.live.borrow_mut().remove(node);
                 sim.crash(node.as_str());
             }
             Fault::PowerCut => {
+                self.restarts.clear();
                 self.live.borrow_mut().clear();
                 for node in &self.nodes {
                     sim.crash(node.as_str());

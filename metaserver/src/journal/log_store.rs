@@ -51,9 +51,9 @@ pub const DEBUG_WRITE_BACK: std::time::Duration = std::time::Duration::from_secs
 
 /// Entries acknowledged but not yet written (`debug-ack-before-fsync` only), by index, with
 /// when they were acknowledged.
-type Unsynced = Arc<Mutex<BTreeMap<u64, (Entry<TypeConfig>, std::time::Instant)>>>;
+type Unsynced = Arc<Mutex<BTreeMap<u64, (Entry<TypeConfig>, tokio::time::Instant)>>>;
 
-type UnsyncedMap = BTreeMap<u64, (Entry<TypeConfig>, std::time::Instant)>;
+type UnsyncedMap = BTreeMap<u64, (Entry<TypeConfig>, tokio::time::Instant)>;
 
 fn lock_unsynced(u: &Unsynced) -> std::sync::MutexGuard<'_, UnsyncedMap> {
     match u.lock() {
@@ -350,7 +350,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         if let Some(unsynced) = &self.unsynced {
-            let now = std::time::Instant::now();
+            let now = tokio::time::Instant::now();
             lock_unsynced(unsynced).extend(entries.into_iter().map(|e| (e.log_id.index, (e, now))));
             callback.log_io_completed(Ok(()));
             return Ok(());

@@ -6,7 +6,8 @@
 //! sim-run --seed 7 --history h.edn # the history, to replay or check with `jepsen check`
 //! sim-run --seeds 0..100 --observers 1   # with an observer, read after `msync`
 //! sim-run --seeds 0..50 --bug ack-before-fsync   # debug builds: does it find the bug?
-//!                                  # (local-reads, ack-before-fsync, reads-without-lease)
+//!                                  # (local-reads, ack-before-fsync, reads-without-lease,
+//!                                  # stale-observer-reads)
 //! ```
 //!
 //! `RUST_LOG` turns the members' logs on (stderr).
@@ -57,6 +58,7 @@ fn parse() -> Result<Args, String> {
                     format!("--bug {v}: one of {}", names.join(", "))
                 })?);
             }
+            // With several seeds, the last one's.
             "--history" => args.history = Some(value()?.into()),
             "--observers" => {
                 args.observers = value()?.parse().map_err(|e| format!("--observers: {e}"))?;
@@ -115,7 +117,7 @@ fn main() {
                     println!("seed {seed}: {:?}", report.search.verdict);
                 }
                 for p in &report.panics {
-                    println!("seed {seed}: a member panicked: {p}");
+                    println!("seed {seed}: a panic: {p}");
                 }
                 if !report.passed() {
                     failed.push(seed);
