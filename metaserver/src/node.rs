@@ -47,6 +47,8 @@ pub struct MetaNode {
     pub(crate) key_cache: Arc<crate::block_tokens::KeyCache>,
     /// The blockservers, their blocks and the work on them.
     pub(crate) blocks: BlockState,
+    /// The newest log id known committed: the active's read index.
+    pub(crate) committed: crate::journal::log_store::Committed,
     /// The statuses of this member's background workers (owned by the server).
     pub(crate) workers: raftfs_runtime::WorkerStatuses,
     /// Threads of their own for long reads (`fsck` pages, content summaries), apart from the
@@ -260,8 +262,13 @@ impl MetaNode {
         match self.role() {
             Role::Active => {
                 self.ensure_active_for_read()?;
-                observer::wait_applied(self.sm.applied_watch(), last_seen, self.rules.read_wait)
-                    .await?;
+                let read_index = self.read_index().await?;
+                observer::wait_applied(
+                    self.sm.applied_watch(),
+                    last_seen.max(read_index),
+                    self.rules.read_wait,
+                )
+                .await?;
                 Ok(())
             }
             Role::Observer if !observer_read => Err(MetaError::NotActive {
@@ -276,6 +283,33 @@ impl MetaNode {
             Role::Standby | Role::Outside => Err(MetaError::NotActive {
                 leader: self.leader_hint(),
             }),
+        }
+    }
+
+    /// The index the active's state must have applied before it answers a read: everything
+    /// committed when the read arrived. Within its lease no other member can have committed
+    /// more, so an answer from that state sees every write acknowledged before the read. A
+    /// new active first commits an entry of its own term (openraft's first entry): until then
+    /// what the previous active committed is not known here, and the read waits for it.
+    ///
+    /// Without this an active answered from whatever it had applied: right after an election,
+    /// behind writes its predecessor had acknowledged (found by the simulation, seed 1006652).
+    async fn read_index(&self) -> Result<u64, MetaError> {
+        let term = self.raft.metrics().borrow().current_term;
+        if let Some(c) = self.committed.get()
+            && c.leader_id.term == term
+        {
+            return Ok(c.index);
+        }
+        // The first entry of this term is in the log: once it is applied it was committed.
+        let first_of_term = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        observer::wait_applied(self.sm.applied_watch(), first_of_term, self.rules.read_wait)
+            .await?;
+        match self.committed.get() {
+            Some(c) if c.leader_id.term == term => Ok(c.index),
+            _ => Err(MetaError::Unavailable(
+                "the active has not committed an entry of its term yet".into(),
+            )),
         }
     }
 

@@ -140,6 +140,7 @@ impl Member {
             tracing::warn!("debug-reads-without-lease: this node may serve stale reads");
         }
         let log_db = log_store.closed_when_gone();
+        let committed = log_store.committed();
         let r = &config.raft;
         let raft = Raft::new(
             config.node_id,
@@ -182,6 +183,7 @@ impl Member {
             nameservice: config.nameservice.clone(),
             key_cache: Arc::default(),
             blocks: BlockState::new(config.blocks.clone()),
+            committed,
             workers: workers.statuses(),
             long_reads,
         };

@@ -88,6 +88,28 @@ pub struct LogStore {
     /// In a simulation: the committed log id written without a sync, held here until the
     /// next synced write carries it, as the disk would (a crash loses it).
     unsynced_committed: Arc<Mutex<Option<Vec<u8>>>>,
+    /// The newest committed log id openraft told this store of, for the active's reads.
+    committed: Committed,
+}
+
+/// The newest log id this member knows to be committed (openraft saves it before applying
+/// the entries up to it): the read index of the active's reads, which are answered once
+/// the state machine has applied that far (DESIGN §5). Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Committed(Arc<Mutex<Option<LogId<MemberId>>>>);
+
+impl Committed {
+    pub fn get(&self) -> Option<LogId<MemberId>> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set(&self, committed: Option<LogId<MemberId>>) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Forward only: a commit index never goes back.
+        if committed > *g {
+            *g = committed;
+        }
+    }
 }
 
 impl LogStore {
@@ -98,7 +120,13 @@ impl LogStore {
             unsynced: None,
             append_seconds: None,
             unsynced_committed: Arc::default(),
+            committed: Committed::default(),
         })
+    }
+
+    /// The committed log id as openraft reports it to this store.
+    pub fn committed(&self) -> Committed {
+        self.committed.clone()
     }
 
     /// A handle that tells when this store's RocksDB is closed (every clone dropped), so
@@ -322,6 +350,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<MemberId>>) -> StorageResult<()> {
+        self.committed.set(committed);
         // Not synced: a lost `committed` only means re-learning it from the leader.
         if self.unsynced.is_some() {
             // A committed index ahead of the entries on disk would not survive a restart.
