@@ -60,10 +60,6 @@ type AppliedState = (
     StoredMembership<MemberId, BasicNodeMeta>,
 );
 
-fn wall_clock_ms() -> u64 {
-    raftfs_runtime::simulation::now_ms()
-}
-
 /// What the state machine shares with the services that read it.
 #[derive(Debug)]
 pub struct SmShared {
@@ -194,7 +190,8 @@ impl SmShared {
                     if let Some(h) = self.apply_lag.get() {
                         // Wall clocks of two hosts: a measure for operators, never an input
                         // to the state (apply stays deterministic).
-                        let lag_ms = wall_clock_ms().saturating_sub(batch.ctx.now_ms);
+                        let lag_ms =
+                            raftfs_runtime::simulation::now_ms().saturating_sub(batch.ctx.now_ms);
                         h.observe(lag_ms as f64 / 1000.0);
                     }
                     responses.push(apply_batch(&mut txn, &batch).map_err(|e| {
@@ -605,12 +602,12 @@ impl SnapshotBuilder {
             .pack(&checkpoint_dir)
             .map_err(|e| format!("pack: {e}"))?;
         let _ = fs::remove_dir_all(&checkpoint_dir);
-        let nanos = raftfs_runtime::simulation::unique_suffix();
+        let suffix = raftfs_runtime::simulation::unique_suffix();
         let (term, index) = applied.map_or((0, 0), |l| (l.leader_id.term, l.index));
         let meta = SnapshotMeta {
             last_log_id: applied,
             last_membership: membership,
-            snapshot_id: format!("{term}-{index}-{nanos}"),
+            snapshot_id: format!("{term}-{index}-{suffix}"),
         };
         let path = shared
             .snapshots
