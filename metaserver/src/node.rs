@@ -49,6 +49,8 @@ pub struct MetaNode {
     pub(crate) blocks: BlockState,
     /// The newest log id known committed: the active's read index.
     pub(crate) committed: crate::journal::log_store::Committed,
+    /// The end of the active's log when it first served a read in its term.
+    pub(crate) term_floor: Arc<TermFloor>,
     /// The statuses of this member's background workers (owned by the server).
     pub(crate) workers: raftfs_runtime::WorkerStatuses,
     /// Threads of their own for long reads (`fsck` pages, content summaries), apart from the
@@ -106,6 +108,34 @@ pub struct ServingRules {
     /// Debug builds only: the active serves reads without its quorum lease (the simulation
     /// shows that it finds the stale reads of a deposed active).
     pub skip_read_lease: bool,
+}
+
+/// The end of the active's log when it first served a read in a term: a floor under its
+/// read index for the rest of that term (see [`MetaNode::read_index`]).
+#[derive(Debug, Default)]
+pub struct TermFloor(std::sync::Mutex<TermEnd>);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct TermEnd {
+    term: u64,
+    last_log: u64,
+}
+
+impl TermFloor {
+    /// The floor of `term`, recorded as `last_log` if this is the term's first read. A term
+    /// older than the recorded one (a metrics value read just before an election) has no
+    /// floor of its own: `last_log` is used as it is.
+    fn of(&self, term: u64, last_log: u64) -> u64 {
+        let mut end = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if term > end.term {
+            *end = TermEnd { term, last_log };
+        }
+        if term == end.term {
+            end.last_log
+        } else {
+            last_log
+        }
+    }
 }
 
 impl std::fmt::Debug for MetaNode {
@@ -262,7 +292,7 @@ impl MetaNode {
         match self.role() {
             Role::Active => {
                 self.ensure_active_for_read()?;
-                let read_index = self.read_index().await?;
+                let read_index = self.read_index();
                 observer::wait_applied(
                     self.sm.applied_watch(),
                     last_seen.max(read_index),
@@ -288,31 +318,26 @@ impl MetaNode {
 
     /// The index the active's state must have applied before it answers a read: everything
     /// committed when the read arrived. Within its lease no other member can have committed
-    /// more, so an answer from that state sees every write acknowledged before the read. A
-    /// new active first commits an entry of its own term (openraft's first entry): until then
-    /// what the previous active committed is not known here, and the read waits for it.
+    /// more, so an answer from that state sees every write acknowledged before the read.
+    ///
+    /// What is committed is known here only from the commits this process saw, and those of
+    /// a new term may trail what earlier terms acknowledged: a new active's first commit, or
+    /// a restarted one's (openraft 0.9 restores a leader in its own term, with no entry to
+    /// commit, and re-learns from its followers one reply at a time). Every acknowledged
+    /// write is in the active's log, though, so the read index is never below the end of its
+    /// log when it first served a read in this term ([`TermFloor`]).
     ///
     /// Without this an active answered from whatever it had applied: right after an election,
     /// behind writes its predecessor had acknowledged (found by the simulation, seed 1006652).
-    async fn read_index(&self) -> Result<u64, MetaError> {
-        let term = self.raft.metrics().borrow().current_term;
-        if let Some(c) = self.committed.get()
-            && c.leader_id.term == term
-        {
-            return Ok(c.index);
-        }
-        // The first entry of this term is in the log: once it is applied it was committed.
-        let first_of_term = self.raft.metrics().borrow().last_log_index.unwrap_or(0);
-        observer::wait_applied(self.sm.applied_watch(), first_of_term, self.rules.read_wait)
-            .await?;
-        match self.committed.get() {
-            Some(c) if c.leader_id.term == term => Ok(c.index),
-            _ => Err(MetaError::Unavailable(
-                "the active has not committed an entry of its term yet".into(),
-            )),
-        }
+    fn read_index(&self) -> u64 {
+        let (term, last_log) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_term, m.last_log_index.unwrap_or(0))
+        };
+        let floor = self.term_floor.of(term, last_log);
+        self.committed.get().map_or(0, |c| c.index).max(floor)
     }
-
     /// Whether an answer whose state is `state_id` may go to a client that has seen
     /// `last_seen`: checked on the very snapshot the answer was read from.
     pub fn check_state_id(&self, state_id: u64, last_seen: u64) -> Result<(), MetaError> {
@@ -341,5 +366,20 @@ impl MetaNode {
                 "the active has not heard from a quorum recently".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TermFloor;
+
+    #[test]
+    fn a_terms_floor_is_its_log_end_at_its_first_read() {
+        let floor = TermFloor::default();
+        assert_eq!(floor.of(2, 10), 10);
+        assert_eq!(floor.of(2, 15), 10, "kept for the term");
+        assert_eq!(floor.of(1, 7), 7, "an older term's view has no floor");
+        assert_eq!(floor.of(2, 16), 10);
+        assert_eq!(floor.of(3, 20), 20, "a new term, a new floor");
     }
 }

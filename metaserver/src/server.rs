@@ -184,6 +184,7 @@ impl Member {
             key_cache: Arc::default(),
             blocks: BlockState::new(config.blocks.clone()),
             committed,
+            term_floor: Arc::default(),
             workers: workers.statuses(),
             long_reads,
         };

@@ -189,6 +189,51 @@ async fn stopping_the_active_loses_no_acknowledged_write() {
     assert_eq!(state, openraft::ServerState::Follower);
 }
 
+/// A lone voter stopped cleanly and started again is the active at once, in the same term
+/// and with nothing to commit (openraft 0.9 restores a leader that way): it serves reads
+/// before any write. Its read index once waited for a commit of the term, which never came
+/// while nobody wrote (a CI failure of `metactl/tests/migration.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_lone_active_serves_reads_before_any_write() {
+    let mut cluster = cluster(1, |_| {}).await;
+    let client = cluster.client();
+    client.mkdir("/r/a").await.expect("mkdir");
+    let id = cluster.active(ELECTION).await.expect("active");
+    let log_end = |cluster: &Cluster| {
+        let m = cluster
+            .node(id)
+            .expect("up")
+            .raft()
+            .metrics()
+            .borrow()
+            .clone();
+        (m.current_term, m.last_log_index.unwrap_or(0))
+    };
+    // Stopped once its start-up writes (the first block key) are in: after the restart
+    // nothing is left to commit.
+    let mut quiet = (log_end(&cluster), Instant::now());
+    while quiet.1.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if log_end(&cluster) != quiet.0 {
+            quiet = (log_end(&cluster), Instant::now());
+        }
+    }
+    cluster.stop_member(id).await.expect("stop");
+    cluster.start_member(id).await.expect("restart");
+    cluster.active(ELECTION).await.expect("active again");
+    assert_eq!(
+        log_end(&cluster),
+        quiet.0,
+        "restored in its term, nothing new"
+    );
+    let started = Instant::now();
+    assert_eq!(client.list("/r").await.expect("a read"), ["a"]);
+    eprintln!(
+        "the first read after the restart took {} ms",
+        started.elapsed().as_millis()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_far_behind_catches_up_through_a_snapshot() {
     const FILES: u64 = 100_000;
