@@ -100,6 +100,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Which faults the nemesis may inject.
     pub faults: Faults,
+    /// Faults at fixed times (start, end, fault) instead of drawn ones: a scripted scenario.
+    pub script: Vec<(Duration, Duration, Fault)>,
     pub bug: Option<Bug>,
 }
 
@@ -114,6 +116,31 @@ impl Plan {
             keys: 2,
             duration: Duration::from_secs(20),
             faults: Faults::all(),
+            script: Vec::new(),
+            bug: None,
+        }
+    }
+
+    /// `sim/tests/maelstrom.rs`'s lin-kv run on real processes, simulated: 3 members, 5
+    /// clients on 3 keys, each member in turn cut off from the others for 2 s after 1 s of
+    /// quiet, 10 s in all; no other fault.
+    pub fn partitions_in_turn(seed: u64) -> Plan {
+        let script = (0..3u64)
+            .map(|i| {
+                let start = Duration::from_secs(1 + 3 * i);
+                let node = format!("n{}", i + 1);
+                (start, start + Duration::from_secs(2), Fault::Isolate(node))
+            })
+            .collect();
+        Plan {
+            seed,
+            nodes: 3,
+            observers: 0,
+            clients: 5,
+            keys: 3,
+            duration: Duration::from_secs(10),
+            faults: Faults::none(),
+            script,
             bug: None,
         }
     }
@@ -601,15 +628,19 @@ fn now_ns() -> u64 {
 /// The nodes running now, by name (a crashed one leaves; its restart enters again).
 type Live = Rc<RefCell<std::collections::BTreeMap<String, Node>>>;
 
-/// What the nemesis does next, and undoes after.
-#[derive(Debug, Clone)]
-enum Fault {
+/// What the nemesis does next, and undoes after. Members are named `n1`…`nN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The member cut off from the other members (clients still reach it).
     Isolate(String),
     /// The node that believes it is the active, cut off (any node when none does); the
     /// node is chosen when the fault starts.
     IsolateActive(Option<String>),
+    /// The member crashed (`kill -9`), restarted at the fault's end.
     Crash(String),
+    /// Every member crashed, restarted at the fault's end.
     PowerCut,
+    /// 20% of the messages between members lost.
     Loss,
 }
 
@@ -647,9 +678,9 @@ impl Nemesis {
         if matches!(plan.bug, Some(Bug::AckBeforeFsync)) && !kinds.contains(&2) {
             kinds.push(2);
         }
-        let mut schedule = Vec::new();
+        let mut schedule = plan.script.clone();
         let mut t = Duration::from_millis(rng.random_range(1_000..3_000));
-        while !kinds.is_empty() && t < plan.duration {
+        while plan.script.is_empty() && !kinds.is_empty() && t < plan.duration {
             let held = Duration::from_millis(rng.random_range(500..3_000));
             let node = nodes[rng.random_range(0..nodes.len())].clone();
             let fault = match kinds[rng.random_range(0..kinds.len())] {

@@ -50,6 +50,7 @@ fn main() {
     }
     the_same_seed_gives_the_same_history();
     fixed_seeds_pass();
+    the_maelstrom_partition_runs_simulated();
     #[cfg(debug_assertions)]
     for bug in Bug::ALL {
         each_bug_switch_is_found(bug);
@@ -120,6 +121,41 @@ fn fixed_seeds_pass() {
         );
         assert!(!r.faults.is_empty(), "seed {seed}: no faults");
     }
+}
+
+/// `sim/tests/maelstrom.rs`'s two lin-kv tests on real processes, as scripted simulations with
+/// the same workload and checks: each member in turn cut off; the history linearizable with
+/// more than 50 operations acknowledged, and (debug builds) the same run with every node
+/// answering reads from its own state refuted.
+fn the_maelstrom_partition_runs_simulated() {
+    let started = std::time::Instant::now();
+    let plan = Plan::partitions_in_turn(0);
+    let r = run(&plan);
+    summary(&r);
+    assert!(r.passed(), "{:?}, panics {:?}", r.search.verdict, r.panics);
+    assert!(r.ok > 50, "only {} operations succeeded", r.ok);
+    let cut = r
+        .faults
+        .iter()
+        .filter(|f| f.contains("start Isolate"))
+        .count();
+    assert_eq!(cut, 3, "{:?}", r.faults);
+    #[cfg(debug_assertions)]
+    {
+        let r = run(&Plan {
+            bug: Some(Bug::LocalReads),
+            ..plan
+        });
+        assert!(
+            r.search.verdict.is_invalid(),
+            "stale reads went unnoticed: {:?}",
+            r.search.verdict
+        );
+    }
+    println!(
+        "simulation: the Maelstrom partition runs in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The switch's anomaly shows within [`FOUND_WITHIN`] seeds: the simulation can fail. An

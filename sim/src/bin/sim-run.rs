@@ -5,6 +5,7 @@
 //! sim-run --seeds 0..100           # runs per second and the seeds that failed
 //! sim-run --seed 7 --history h.edn # the history, to replay or check with `jepsen check`
 //! sim-run --seeds 0..100 --observers 1   # with an observer, read after `msync`
+//! sim-run --plan partitions-in-turn --seed 0     # sim/tests/maelstrom.rs's scenario
 //! sim-run --seeds 0..50 --bug ack-before-fsync   # debug builds: does it find the bug?
 //!                                  # (local-reads, ack-before-fsync, reads-without-lease,
 //!                                  # stale-observer-reads)
@@ -23,6 +24,8 @@ struct Args {
     bug: Option<Bug>,
     history: Option<std::path::PathBuf>,
     observers: usize,
+    /// `Plan::partitions_in_turn` instead of the standard plan.
+    partitions_in_turn: bool,
     verbose: bool,
 }
 
@@ -32,6 +35,7 @@ fn parse() -> Result<Args, String> {
         bug: None,
         history: None,
         observers: 0,
+        partitions_in_turn: false,
         verbose: false,
     };
     let mut it = std::env::args().skip(1);
@@ -63,6 +67,11 @@ fn parse() -> Result<Args, String> {
             "--observers" => {
                 args.observers = value()?.parse().map_err(|e| format!("--observers: {e}"))?;
             }
+            "--plan" => match value()?.as_str() {
+                "standard" => args.partitions_in_turn = false,
+                "partitions-in-turn" => args.partitions_in_turn = true,
+                v => return Err(format!("--plan {v}: standard or partitions-in-turn")),
+            },
             "-v" | "--verbose" => args.verbose = true,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -89,10 +98,15 @@ fn main() {
     let started = Instant::now();
     let (mut runs, mut failed) = (0u64, Vec::new());
     for seed in args.seeds.clone() {
+        let base = if args.partitions_in_turn {
+            Plan::partitions_in_turn(seed)
+        } else {
+            Plan::standard(seed)
+        };
         let plan = Plan {
             bug: args.bug,
             observers: args.observers,
-            ..Plan::standard(seed)
+            ..base
         };
         let one = Instant::now();
         runs += 1;
