@@ -456,6 +456,10 @@ pub struct BlockServerInfo {
     pub failed_volumes: u32,
     pub xmits_in_progress: u32,
     pub admin: AdminStatus,
+    /// When it last registered with the active (the active's clock, ms since the epoch).
+    pub registered_ms: u64,
+    /// Whether the active has its full report since that registration.
+    pub fully_reported: bool,
 }
 
 impl From<pb::BlockServerInfo> for BlockServerInfo {
@@ -474,6 +478,8 @@ impl From<pb::BlockServerInfo> for BlockServerInfo {
             failed_volumes: b.failed_volumes,
             xmits_in_progress: b.xmits_in_progress,
             admin: AdminStatus::from(b.admin),
+            registered_ms: b.registered_ms,
+            fully_reported: b.fully_reported,
         }
     }
 }

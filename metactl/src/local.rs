@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use raftfs_client::discovery::{BlockEntry, ClusterFile, MetaEntry, NameserviceEntry, RouterEntry};
-use raftfs_client::{Client, ClientConfig};
+use raftfs_client::{BlockServerInfo, Client, ClientConfig};
 use raftfs_core::federation::NameserviceId;
 use raftfs_core::id::MemberId;
 use raftfs_metaserver::config::{Config, Peer};
@@ -1267,19 +1267,25 @@ pub async fn restart_block(
     let mut clients = Vec::with_capacity(pools.len());
     for pool in &pools {
         let c = pool_client(pool)?;
-        let before = blocks_of(&c, id).await?.map_or(0, |(_, blocks)| blocks);
+        let before = block_server(&c, id).await?.map_or(0, |b| b.registered_ms);
         clients.push((pool, c, before));
     }
     stop_server(dir, Server::Block(id), false).await?;
     start_server(dir, Server::Block(id), exe).await?;
     let start = Instant::now();
-    for (pool, client, want) in clients {
+    // Back once registered again and its full report is in: its block count then is what
+    // it holds now, which a load that overwrites files may have made smaller than before.
+    for (pool, client, before) in clients {
         loop {
-            let last = match blocks_of(&client, id).await {
-                Ok(Some((true, blocks))) if blocks >= want => break,
-                Ok(Some((live, blocks))) => {
-                    format!("live {live}, {blocks} of {want} blocks reported")
-                }
+            let last = match block_server(&client, id).await {
+                Ok(Some(b)) if b.live && b.registered_ms != before && b.fully_reported => break,
+                Ok(Some(b)) if b.registered_ms == before => "not registered again yet".to_owned(),
+                Ok(Some(b)) => format!(
+                    "live {}, {} blocks reported, the full report {}",
+                    b.live,
+                    b.blocks,
+                    if b.fully_reported { "in" } else { "not in yet" }
+                ),
                 Ok(None) => "not registered".to_owned(),
                 Err(e) => e.to_string(),
             };
@@ -1320,12 +1326,9 @@ fn pool_client(dir: &Path) -> Result<Client> {
 }
 
 /// Whether blockserver `id` is live to `client`'s cluster, and its blocks there.
-async fn blocks_of(client: &Client, id: u64) -> Result<Option<(bool, u64)>> {
+async fn block_server(client: &Client, id: u64) -> Result<Option<BlockServerInfo>> {
     let (_, servers) = client.block_servers().await?;
-    Ok(servers
-        .iter()
-        .find(|b| b.id.0 == id)
-        .map(|b| (b.live, b.blocks)))
+    Ok(servers.into_iter().find(|b| b.id.0 == id))
 }
 
 /// `local rolling-restart`: every metaserver (followers first, the active last: one

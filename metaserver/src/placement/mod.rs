@@ -123,6 +123,8 @@ mod tests {
             },
             live,
             blocks: 0,
+            registered_ms: 0,
+            fully_reported: true,
             admin: raftfs_core::namespace::admin_state::Admin::InService,
             admin_state: None,
             drain_remaining: None,

@@ -90,6 +90,11 @@ pub struct NodeView {
     pub storage: Storage,
     pub live: bool,
     pub blocks: usize,
+    /// When it last registered (this server's clock, ms since the epoch): a new value means
+    /// it registered again (restarted).
+    pub registered_ms: u64,
+    /// Whether its full report since that registration is in: `blocks` is complete.
+    pub fully_reported: bool,
     /// In service, decommissioning or in maintenance (the journaled state, at this time).
     pub admin: Admin,
     /// The journaled state, when out of service (its times).
@@ -135,6 +140,8 @@ struct Node {
     /// When its last registration's first full report was complete: until then its block
     /// list is what an earlier life reported (or nothing), and a drain cannot be judged.
     fully_reported: Option<Instant>,
+    /// When its last registration came, in ms since the epoch.
+    registered_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -306,6 +313,7 @@ impl Registry {
             partial: None,
             to_delete: BTreeSet::new(),
             fully_reported: None,
+            registered_ms: 0,
         });
         node.addr = addr.to_owned();
         node.rack = rack.to_owned();
@@ -313,6 +321,7 @@ impl Registry {
         node.last_heartbeat = Instant::now();
         node.partial = None;
         node.fully_reported = None;
+        node.registered_ms = now_ms();
         Ok(())
     }
 
@@ -633,6 +642,8 @@ impl Registry {
                     storage: n.storage,
                     live: now.duration_since(n.last_heartbeat) <= self.dead_after,
                     blocks: n.blocks.len(),
+                    registered_ms: n.registered_ms,
+                    fully_reported: n.fully_reported.is_some(),
                     admin: admin_state.map_or(Admin::InService, |s| s.at(wall)),
                     admin_state,
                     drain_remaining: inner.drain.get(id).map(|(_, n)| *n),

@@ -319,6 +319,8 @@ impl Admin for AdminService {
                         failed_volumes: n.storage.failed_volumes,
                         xmits_in_progress: n.storage.xmits_in_progress,
                         admin: Some(super::convert::admin_status(n)),
+                        registered_ms: n.registered_ms,
+                        fully_reported: n.fully_reported,
                     })
                     .collect(),
             });

@@ -29,6 +29,8 @@ fn nodes(dead: &[u64]) -> Vec<NodeView> {
             },
             live: !dead.contains(&id),
             blocks: 0,
+            registered_ms: 0,
+            fully_reported: true,
             admin: raftfs_core::namespace::admin_state::Admin::InService,
             admin_state: None,
             drain_remaining: None,
