@@ -6,6 +6,9 @@
 #   libisal-dev           ISA-L, which the erasure codec's tests and benchmark compare against
 #   cargo-fuzz            (from crates.io) the fuzz targets in fuzz/: scripts/fuzz.sh, and
 #                         their short run at the end of scripts/test.sh
+#   python3-venv          a virtual environment (~/.cache/raftfs/python) with the WebHDFS
+#                         clients HDFS users have, from PyPI: HdfsCLI (`hdfs`) and fsspec,
+#                         which metactl/tests/webhdfs.rs drives against the gateway
 # Idempotent: does nothing when everything is there. Uses sudo when not root.
 set -euo pipefail
 
@@ -20,6 +23,9 @@ fi
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1; then
   need+=(libclang-dev)
 fi
+
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}" >&2
@@ -36,4 +42,13 @@ done
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "install-deps: installing cargo-fuzz (cargo install)" >&2
   cargo install --locked cargo-fuzz >&2
+fi
+
+# The Python WebHDFS clients, pinned (what the gateway's test was checked with).
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/raftfs/python"
+python_clients="hdfs==2.7.3 fsspec==2026.9.0 requests"
+if ! "$venv/bin/python" -c 'import hdfs, fsspec' >/dev/null 2>&1; then
+  echo "install-deps: installing the WebHDFS Python clients into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q $python_clients >&2
 fi

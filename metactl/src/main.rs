@@ -178,6 +178,15 @@ enum Cmd {
     /// Runs a router (what `local up --nameservices` starts; the same entry point as `router`).
     #[command(hide = true)]
     ServeRouter(raftfs_router::ServeArgs),
+    /// Serves WebHDFS (`/webhdfs/v1/PATH?op=...`) in front of the cluster, as HDFS's HttpFS:
+    /// HdfsCLI, fsspec and curl reach raftfs through it. Callers name their user with
+    /// `user.name` (the cluster's ports must allow simple mode). Prints the address it
+    /// listens on, then serves until interrupted.
+    Gateway {
+        /// The address to listen on (port 0: any free port).
+        #[arg(long, default_value = "127.0.0.1:9870")]
+        listen: std::net::SocketAddr,
+    },
     /// Runs the fault-injecting proxy of a `local up --proxied` cluster (what `local up` starts).
     #[command(hide = true)]
     ServeLinkProxy {
@@ -811,6 +820,17 @@ fn now_ms() -> u64 {
 
 async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
+        Cmd::Gateway { listen } => {
+            raftfs_runtime::init_tracing("info");
+            let base = client(&cli)?.config().clone();
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            // The first line is the address, for scripts and tests that asked for port 0.
+            println!("{}", listener.local_addr()?);
+            let gateway = std::sync::Arc::new(raftfs_gateway::Gateway::new(
+                raftfs_gateway::Users::new(base),
+            ));
+            raftfs_gateway::serve(listener, gateway, raftfs_runtime::signal()).await?;
+        }
         Cmd::ServeLinkProxy { dir } => {
             raftfs_metaserver::server::init_tracing();
             link_proxy::serve(dir).await?;

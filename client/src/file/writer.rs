@@ -117,6 +117,22 @@ impl FileWriter {
         opts: &CreateOptions,
     ) -> Result<Self, FileError> {
         let status = client.create(path, opts).await?;
+        Self::writing(client, path, &status)
+    }
+
+    /// Reopens the closed file `path` (see [`Client::append`]) and writes after its end, in
+    /// new block groups: a closed group is never reopened.
+    pub async fn append(client: &Client, path: &str) -> Result<Self, FileError> {
+        let status = client.append(path).await?;
+        Self::writing(client, path, &status)
+    }
+
+    /// The writer of a file this client holds the lease of, `status.length` bytes long.
+    fn writing(
+        client: &Client,
+        path: &str,
+        status: &crate::model::FileStatus,
+    ) -> Result<Self, FileError> {
         let policy = status.storage_policy.parse::<StoragePolicy>()?;
         let codec: Option<Arc<dyn ErasureCodec>> =
             raftfs_codec::for_policy(&policy)?.map(Arc::from);
@@ -132,7 +148,7 @@ impl FileWriter {
             codec,
             unit,
             buf: Vec::with_capacity(unit),
-            written: 0,
+            written: status.length,
             group: None,
             excluded: Vec::new(),
             _lease: LeaseRenewal::start(client),

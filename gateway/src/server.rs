@@ -1,0 +1,497 @@
+//! The HTTP side: `/webhdfs/v1/<path>?op=…` routed to the operations, each answered with
+//! WebHDFS's JSON or bytes. `OPEN` and `CREATE` are two steps, as on a NameNode: the first
+//! answers 307 with the `Location` of the data step (this gateway again, `data=true`), which
+//! streams the bytes through the client crate's reader and writer: striping, degraded reads,
+//! failover and state IDs are the client's, not written again here.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use raftfs_client::{
+    Client, ClientError, CreateOptions, ErrorKind, FileKind, FileReader, FileWriter,
+};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::GatewayError;
+use crate::request::{self, Create, Encoding, Op, XattrFlag};
+use crate::status;
+use crate::users::Users;
+
+/// The URL prefix of every WebHDFS call.
+pub const PREFIX: &str = "/webhdfs/v1";
+
+/// Bytes read from the cluster per piece of an `OPEN` answer.
+const READ_CHUNK: u64 = 4 << 20;
+
+/// A page of `LISTSTATUS` asked of the metaserver.
+const LIST_PAGE: u32 = 1000;
+
+/// The gateway's state: the clients of its users.
+#[derive(Debug)]
+pub struct Gateway {
+    users: Users,
+}
+
+impl Gateway {
+    pub fn new(users: Users) -> Self {
+        Self { users }
+    }
+}
+
+/// The gateway's routes.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route(PREFIX, axum::routing::any(handle))
+        .route(&format!("{PREFIX}/"), axum::routing::any(handle))
+        .route(&format!("{PREFIX}/{{*path}}"), axum::routing::any(handle))
+        .with_state(gateway)
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(gateway))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[tracing::instrument(skip_all, fields(method = %method, path = uri.path()))]
+async fn handle(
+    State(gw): State<Arc<Gateway>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+    body: Body,
+) -> Response {
+    match answer(&gw, &method, &uri, &headers, query, body).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "refused");
+            let path = fs_path(&uri).unwrap_or_default();
+            e.in_hdfs_words(&path).into_response()
+        }
+    }
+}
+
+/// The file system path a request names: the URL path after the prefix, percent-decoded.
+fn fs_path(uri: &Uri) -> Result<String, GatewayError> {
+    let raw = uri.path().strip_prefix(PREFIX).unwrap_or("");
+    let decoded = percent_decode(raw)
+        .ok_or_else(|| GatewayError::BadRequest(format!("{raw:?} is not a valid path")))?;
+    Ok(if decoded.is_empty() {
+        "/".to_owned()
+    } else {
+        decoded
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn answer(
+    gw: &Gateway,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    query: Vec<(String, String)>,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let req = request::parse(method, query)?;
+    let path = fs_path(uri)?;
+    let client = gw.users.client(req.user.as_deref())?;
+    match req.op {
+        Op::Open { .. } | Op::Create(_) | Op::Append if !req.data_step => {
+            redirect(uri, headers, req.no_redirect, &req.op)
+        }
+        Op::Open { offset, length } => open(&client, &path, offset, length).await,
+        Op::Create(c) => create(&client, &path, &c, body).await,
+        Op::Append => append(&client, &path, body).await,
+        Op::GetFileStatus => Ok(json_ok(status::get_file_status(&client.stat(&path).await?))),
+        Op::ListStatus => list_status(&client, &path).await,
+        Op::ListStatusBatch { .. } => Err(GatewayError::BadRequest(
+            "LISTSTATUS_BATCH is not served yet".into(),
+        )),
+        Op::GetContentSummary => Ok(json_ok(status::content_summary(
+            &client.content_summary(&path).await?,
+        ))),
+        Op::GetFileChecksum => Ok(json_ok(status::file_checksum(
+            &raftfs_client::file::file_checksum(&client, &path).await?,
+        ))),
+        Op::GetHomeDirectory => Ok(json_ok(json!({
+            "Path": format!("/user/{}", req.user.as_deref().unwrap_or(crate::users::ANONYMOUS)),
+        }))),
+        Op::Mkdirs { permission } => mkdirs(&client, &path, permission).await,
+        Op::Rename { destination } => rename(&client, &path, &destination).await,
+        Op::Delete { recursive } => delete(&client, &path, recursive).await,
+        Op::SetPermission { permission } => {
+            client.set_permission(&path, permission).await?;
+            Ok(empty_ok())
+        }
+        Op::SetOwner { owner, group } => {
+            client.set_owner(&path, &owner, &group).await?;
+            Ok(empty_ok())
+        }
+        Op::SetTimes { mtime, atime } => {
+            client.set_times(&path, mtime, atime).await?;
+            Ok(empty_ok())
+        }
+        Op::GetXattrs { names, encoding } => get_xattrs(&client, &path, &names, encoding).await,
+        Op::ListXattrs => {
+            let names: Vec<String> = client
+                .get_xattrs(&path, &[])
+                .await?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            // HDFS answers the names as a string holding a JSON array.
+            let inner = serde_json::to_string(&names).unwrap_or_else(|_| "[]".into());
+            Ok(json_ok(json!({ "XAttrNames": inner })))
+        }
+        Op::SetXattr { name, value, flag } => {
+            set_xattr(&client, &path, &name, &value, flag).await?;
+            Ok(empty_ok())
+        }
+        Op::RemoveXattr { name } => {
+            client.remove_xattr(&path, &name).await?;
+            Ok(empty_ok())
+        }
+    }
+}
+
+fn json_ok(v: Value) -> Response {
+    (StatusCode::OK, axum::Json(v)).into_response()
+}
+
+fn empty_ok() -> Response {
+    (StatusCode::OK, [(header::CONTENT_LENGTH, "0")]).into_response()
+}
+
+fn boolean(b: bool) -> Response {
+    json_ok(json!({ "boolean": b }))
+}
+
+/// The first step of `OPEN`, `CREATE` and `APPEND`: where the bytes go, this gateway again with
+/// `data=true`, at the address the caller reached it by.
+fn redirect(
+    uri: &Uri,
+    headers: &HeaderMap,
+    no_redirect: bool,
+    op: &Op,
+) -> Result<Response, GatewayError> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| GatewayError::BadRequest("the request has no Host header".into()))?;
+    let query = uri.query().unwrap_or("");
+    let location = format!("http://{host}{}?{query}&data=true", uri.path());
+    if no_redirect {
+        return Ok(json_ok(json!({ "Location": location })));
+    }
+    let value = HeaderValue::from_str(&location)
+        .map_err(|_| GatewayError::BadRequest("the request's URL is not a valid header".into()))?;
+    tracing::debug!(?op, %location, "redirected to the data step");
+    Ok((
+        StatusCode::TEMPORARY_REDIRECT,
+        [
+            (header::LOCATION, value),
+            (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
+        ],
+    )
+        .into_response())
+}
+
+/// `OPEN`'s data step: the bytes `[offset, offset + length)` (to the end without a length),
+/// streamed as they are read.
+async fn open(
+    client: &Client,
+    path: &str,
+    offset: u64,
+    length: Option<u64>,
+) -> Result<Response, GatewayError> {
+    let reader = Arc::new(FileReader::open(client, path).await?);
+    let len = reader.len();
+    if offset > len {
+        return Err(GatewayError::BadRequest(format!(
+            "offset {offset} is past the end of {path} ({len} bytes)"
+        )));
+    }
+    let end = length.map_or(len, |l| offset.saturating_add(l).min(len));
+    let stream = futures::stream::unfold(offset, move |pos| {
+        let reader = reader.clone();
+        async move {
+            if pos >= end {
+                return None;
+            }
+            let n = READ_CHUNK.min(end - pos);
+            match reader.read_at(pos, n).await {
+                Ok(bytes) if bytes.is_empty() => None,
+                Ok(bytes) => {
+                    let next = pos + bytes.len() as u64;
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)), next))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, pos, "OPEN failed while streaming");
+                    Some((Err(std::io::Error::from(e)), end))
+                }
+            }
+        }
+    });
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(end - offset)),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// The storage policy a `replication` asks for: `REPLICATED-N` where the file would be
+/// replicated anyway; an erasure-coded directory's files stay coded (HDFS ignores the
+/// replication of files under an erasure-coding policy too).
+async fn policy_for(client: &Client, path: &str, c: &Create) -> Result<String, GatewayError> {
+    let Some(n) = c.replication else {
+        return Ok(String::new());
+    };
+    let parent = match path.rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((p, _)) => p,
+    };
+    let inherited = match client.get_storage_policy(parent).await {
+        Ok(p) => p,
+        // A missing parent is created with the file, under its own nearest ancestor: leave
+        // the choice to the metaserver.
+        Err(e) if e.is(ErrorKind::NotFound) => return Ok(format!("REPLICATED-{n}")),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(if inherited.starts_with("REPLICATED") {
+        format!("REPLICATED-{n}")
+    } else {
+        String::new()
+    })
+}
+
+/// `CREATE`'s data step: the body streamed into a new file, completed when it ends.
+async fn create(
+    client: &Client,
+    path: &str,
+    c: &Create,
+    body: Body,
+) -> Result<Response, GatewayError> {
+    let opts = CreateOptions {
+        overwrite: c.overwrite,
+        create_parents: true,
+        permission: c.permission.unwrap_or(0),
+        storage_policy: policy_for(client, path, c).await?,
+        block_size: c.block_size.unwrap_or(0),
+    };
+    let writer = FileWriter::create(client, path, &opts).await?;
+    write_body(writer, body).await?;
+    Ok((StatusCode::CREATED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}
+
+/// `APPEND`'s data step: the body written after the file's end.
+async fn append(client: &Client, path: &str, body: Body) -> Result<Response, GatewayError> {
+    let writer = FileWriter::append(client, path).await?;
+    write_body(writer, body).await?;
+    Ok(empty_ok())
+}
+
+/// Streams `body` into `writer` and completes the file.
+async fn write_body(mut writer: FileWriter, body: Body) -> Result<(), GatewayError> {
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| GatewayError::Body(e.to_string()))?;
+        writer
+            .write_all(&chunk)
+            .await
+            .map_err(|e| GatewayError::Body(e.to_string()))?;
+    }
+    writer
+        .shutdown()
+        .await
+        .map_err(|e| GatewayError::Body(e.to_string()))
+}
+
+/// `LISTSTATUS`: a directory's entries; a file lists as itself.
+async fn list_status(client: &Client, path: &str) -> Result<Response, GatewayError> {
+    let mut entries = Vec::new();
+    loop {
+        let after = entries
+            .last()
+            .map(|e: &raftfs_client::FileStatus| e.name.clone())
+            .unwrap_or_default();
+        match client.list_page(path, &after, LIST_PAGE).await {
+            Ok(page) => {
+                entries.extend(page.entries);
+                if !page.has_more {
+                    break;
+                }
+            }
+            Err(e) if e.is(ErrorKind::NotADirectory) && entries.is_empty() => {
+                let f = client.stat(path).await?;
+                return Ok(json_ok(json!({
+                    "FileStatuses": { "FileStatus": [status::file_status(&f, "")] }
+                })));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(json_ok(status::list_status(&entries)))
+}
+
+/// `MKDIRS`: true once the directory exists (it may have before); a file in the way is
+/// refused.
+async fn mkdirs(
+    client: &Client,
+    path: &str,
+    permission: Option<u32>,
+) -> Result<Response, GatewayError> {
+    match client.mkdir(path, true).await {
+        Ok(_) => {
+            if let Some(p) = permission {
+                client.set_permission(path, p).await?;
+            }
+            Ok(boolean(true))
+        }
+        Err(e) if e.is(ErrorKind::AlreadyExists) => {
+            let f = client.stat(path).await?;
+            if f.kind == FileKind::Directory {
+                Ok(boolean(true))
+            } else {
+                Err(e.into())
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `RENAME`, with HDFS's rules: onto an existing directory moves the source into it, and a
+/// rename that cannot be done for the paths' state (no source, the destination taken, no
+/// parent) answers false rather than an error.
+async fn rename(client: &Client, src: &str, destination: &str) -> Result<Response, GatewayError> {
+    if !destination.starts_with('/') {
+        return Err(GatewayError::BadRequest(format!(
+            "destination {destination:?} is not an absolute path"
+        )));
+    }
+    let dst = match client.stat(destination).await {
+        Ok(d) if d.kind == FileKind::Directory => {
+            let name = src.rsplit('/').next().unwrap_or_default();
+            format!("{}/{name}", destination.trim_end_matches('/'))
+        }
+        _ => destination.to_owned(),
+    };
+    match client.rename(src, &dst, false).await {
+        Ok(_) => Ok(boolean(true)),
+        Err(ClientError::Refused {
+            kind: ErrorKind::NotFound | ErrorKind::AlreadyExists | ErrorKind::ParentNotFound,
+            ..
+        }) => Ok(boolean(false)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `DELETE`: false when there was nothing to delete.
+async fn delete(client: &Client, path: &str, recursive: bool) -> Result<Response, GatewayError> {
+    match client.delete(path, recursive).await {
+        Ok(()) => Ok(boolean(true)),
+        Err(e) if e.is(ErrorKind::NotFound) => Ok(boolean(false)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn get_xattrs(
+    client: &Client,
+    path: &str,
+    names: &[String],
+    encoding: Encoding,
+) -> Result<Response, GatewayError> {
+    let found = client.get_xattrs(path, names).await?;
+    if let Some(missing) = names.iter().find(|n| !found.iter().any(|(f, _)| f == *n)) {
+        return Err(GatewayError::Client(ClientError::Refused {
+            kind: ErrorKind::XattrNotFound,
+            message: format!("At least one of the attributes provided was not found: {missing}"),
+            state_id: 0,
+            state_ids: Default::default(),
+        }));
+    }
+    let list: Vec<Value> = found
+        .iter()
+        .map(|(name, value)| json!({ "name": name, "value": request::encode_value(value, encoding) }))
+        .collect();
+    Ok(json_ok(json!({ "XAttrs": list })))
+}
+
+/// `SETXATTR` with its flag: `CREATE` only if absent, `REPLACE` only if present (a
+/// compare-and-set on the value read), neither: either.
+async fn set_xattr(
+    client: &Client,
+    path: &str,
+    name: &str,
+    value: &[u8],
+    flag: XattrFlag,
+) -> Result<(), GatewayError> {
+    match flag {
+        XattrFlag::Either => client.set_xattr(path, name, value, None).await?,
+        XattrFlag::Create => client.set_xattr(path, name, value, Some(None)).await?,
+        XattrFlag::Replace => {
+            let now = client.get_xattrs(path, &[name.to_owned()]).await?;
+            let Some((_, current)) = now.into_iter().find(|(n, _)| n == name) else {
+                return Err(GatewayError::Client(ClientError::Refused {
+                    kind: ErrorKind::XattrNotFound,
+                    message: format!("XAttr: {name} does not exist"),
+                    state_id: 0,
+                    state_ids: Default::default(),
+                }));
+            };
+            client
+                .set_xattr(path, name, value, Some(Some(&current)))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_decoded_from_the_url() {
+        let uri: Uri = "/webhdfs/v1/a%20b/c%25?op=OPEN".parse().expect("uri");
+        assert_eq!(fs_path(&uri).expect("path"), "/a b/c%");
+        let uri: Uri = "/webhdfs/v1?op=LISTSTATUS".parse().expect("uri");
+        assert_eq!(fs_path(&uri).expect("path"), "/");
+        let uri: Uri = "/webhdfs/v1/%zz".parse().expect("uri");
+        assert!(fs_path(&uri).is_err());
+    }
+}

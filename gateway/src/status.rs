@@ -1,0 +1,99 @@
+//! WebHDFS's JSON shapes for what the client crate returns: `FileStatus`, `ContentSummary`,
+//! `FileChecksum`. Field names and types are HDFS's (permission an octal string, times in
+//! milliseconds, `type` in capitals), so that clients written for HDFS parse them unchanged.
+
+use raftfs_client::file::checksum::FileChecksum;
+use raftfs_client::{ContentSummary, FileKind, FileStatus};
+use raftfs_core::policy::StoragePolicy;
+use serde_json::{Value, json};
+
+/// One `FileStatus` object. `pathSuffix` is the entry's name in a listing and empty for the
+/// path itself, as HDFS answers `GETFILESTATUS`.
+pub fn file_status(f: &FileStatus, path_suffix: &str) -> Value {
+    let kind = match f.kind {
+        FileKind::Directory => "DIRECTORY",
+        FileKind::File => "FILE",
+        FileKind::Symlink => "SYMLINK",
+    };
+    let mut v = json!({
+        "accessTime": f.atime_ms,
+        "blockSize": f.block_size,
+        "childrenNum": f.children,
+        "fileId": f.id,
+        "group": f.group,
+        "length": f.length,
+        "modificationTime": f.mtime_ms,
+        "owner": f.owner,
+        "pathSuffix": path_suffix,
+        "permission": format!("{:o}", f.permission & 0o7777),
+        "replication": 0,
+        "storagePolicy": 0,
+        "type": kind,
+    });
+    if f.kind == FileKind::Symlink {
+        v["symlink"] = json!(f.symlink_target);
+    }
+    if f.kind == FileKind::File {
+        // HDFS shows an erasure-coded file with replication 1 and its policy's name.
+        match f.storage_policy.parse::<StoragePolicy>() {
+            Ok(StoragePolicy::Replicated(n)) => v["replication"] = json!(n),
+            Ok(p @ StoragePolicy::ErasureCoded { .. }) => {
+                v["replication"] = json!(1);
+                v["ecPolicy"] = json!(p.to_string());
+                v["ecBit"] = json!(true);
+            }
+            Err(_) => {}
+        }
+    }
+    v
+}
+
+/// `GETFILESTATUS`'s answer.
+pub fn get_file_status(f: &FileStatus) -> Value {
+    json!({ "FileStatus": file_status(f, "") })
+}
+
+/// `LISTSTATUS`'s answer.
+pub fn list_status(entries: &[FileStatus]) -> Value {
+    let list: Vec<Value> = entries.iter().map(|e| file_status(e, &e.name)).collect();
+    json!({ "FileStatuses": { "FileStatus": list } })
+}
+
+/// `LISTSTATUS_BATCH`'s answer: one page and how many entries follow it.
+pub fn list_status_batch(entries: &[FileStatus], remaining: u64) -> Value {
+    let list: Vec<Value> = entries.iter().map(|e| file_status(e, &e.name)).collect();
+    json!({
+        "DirectoryListing": {
+            "partialListing": { "FileStatuses": { "FileStatus": list } },
+            "remainingEntries": remaining,
+        }
+    })
+}
+
+/// `GETCONTENTSUMMARY`'s answer. raftfs has no quotas (-1, HDFS's "none"); symbolic links
+/// count as files, as HDFS counts them.
+pub fn content_summary(s: &ContentSummary) -> Value {
+    json!({
+        "ContentSummary": {
+            "directoryCount": s.directories,
+            "fileCount": s.files + s.symlinks,
+            "length": s.length,
+            "quota": -1,
+            "spaceQuota": -1,
+            "typeQuota": {},
+        }
+    })
+}
+
+/// `GETFILECHECKSUM`'s answer: HDFS's composite CRC (`dfs.checksum.combine.mode=COMPOSITE_CRC`),
+/// the CRC32C of the file's bytes, which does not depend on how the file is laid out in
+/// blocks, so it compares across clusters and policies as HDFS's does across block sizes.
+pub fn file_checksum(c: &FileChecksum) -> Value {
+    json!({
+        "FileChecksum": {
+            "algorithm": "COMPOSITE-CRC32C",
+            "bytes": format!("{:08x}", c.crc32c),
+            "length": 4,
+        }
+    })
+}
