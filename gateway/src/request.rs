@@ -57,6 +57,27 @@ pub enum Op {
     RemoveXattr {
         name: String,
     },
+    GetEcPolicy,
+    SetEcPolicy {
+        policy: String,
+    },
+    UnsetEcPolicy,
+    AllowSnapshot,
+    DisallowSnapshot,
+    CreateSnapshot {
+        name: Option<String>,
+    },
+    DeleteSnapshot {
+        name: String,
+    },
+    RenameSnapshot {
+        from: String,
+        to: String,
+    },
+    GetSnapshotDiff {
+        from: String,
+        to: String,
+    },
 }
 
 /// `CREATE`'s parameters.
@@ -178,11 +199,13 @@ impl Params {
 fn method_of(op: &str) -> Option<Method> {
     Some(match op {
         "OPEN" | "GETFILESTATUS" | "LISTSTATUS" | "LISTSTATUS_BATCH" | "GETCONTENTSUMMARY"
-        | "GETFILECHECKSUM" | "GETHOMEDIRECTORY" | "GETXATTRS" | "LISTXATTRS" => Method::GET,
+        | "GETFILECHECKSUM" | "GETHOMEDIRECTORY" | "GETXATTRS" | "LISTXATTRS" | "GETECPOLICY"
+        | "GETSNAPSHOTDIFF" => Method::GET,
         "CREATE" | "MKDIRS" | "RENAME" | "SETPERMISSION" | "SETOWNER" | "SETTIMES" | "SETXATTR"
-        | "REMOVEXATTR" => Method::PUT,
-        "APPEND" => Method::POST,
-        "DELETE" => Method::DELETE,
+        | "REMOVEXATTR" | "SETECPOLICY" | "ALLOWSNAPSHOT" | "DISALLOWSNAPSHOT"
+        | "CREATESNAPSHOT" | "RENAMESNAPSHOT" => Method::PUT,
+        "APPEND" | "UNSETECPOLICY" => Method::POST,
+        "DELETE" | "DELETESNAPSHOT" => Method::DELETE,
         _ => return None,
     })
 }
@@ -282,6 +305,27 @@ pub fn parse(method: &Method, query: Vec<(String, String)>) -> Result<Request, G
         },
         "REMOVEXATTR" => Op::RemoveXattr {
             name: p.required("xattr.name")?.to_owned(),
+        },
+        "GETECPOLICY" => Op::GetEcPolicy,
+        "SETECPOLICY" => Op::SetEcPolicy {
+            policy: p.required("ecpolicy")?.to_owned(),
+        },
+        "UNSETECPOLICY" => Op::UnsetEcPolicy,
+        "ALLOWSNAPSHOT" => Op::AllowSnapshot,
+        "DISALLOWSNAPSHOT" => Op::DisallowSnapshot,
+        "CREATESNAPSHOT" => Op::CreateSnapshot {
+            name: p.get("snapshotname").map(str::to_owned),
+        },
+        "DELETESNAPSHOT" => Op::DeleteSnapshot {
+            name: p.required("snapshotname")?.to_owned(),
+        },
+        "RENAMESNAPSHOT" => Op::RenameSnapshot {
+            from: p.required("oldsnapshotname")?.to_owned(),
+            to: p.required("snapshotname")?.to_owned(),
+        },
+        "GETSNAPSHOTDIFF" => Op::GetSnapshotDiff {
+            from: p.get("oldsnapshotname").unwrap_or_default().to_owned(),
+            to: p.get("snapshotname").unwrap_or_default().to_owned(),
         },
         other => {
             return Err(GatewayError::BadRequest(format!(

@@ -179,6 +179,68 @@ async fn answer(
             client.remove_xattr(&path, &name).await?;
             Ok(empty_ok())
         }
+        Op::GetEcPolicy => Ok(json_ok(status::ec_policy(
+            &client.get_storage_policy(&path).await?,
+        ))),
+        Op::SetEcPolicy { policy } => {
+            client.set_storage_policy(&path, &policy).await?;
+            Ok(empty_ok())
+        }
+        Op::UnsetEcPolicy => {
+            // raftfs keeps a policy on every directory: unset is its parent's again.
+            let parent = parent_of(&path).ok_or_else(|| {
+                GatewayError::BadRequest("the root's policy cannot be unset".into())
+            })?;
+            let inherited = client.get_storage_policy(parent).await?;
+            client.set_storage_policy(&path, &inherited).await?;
+            Ok(empty_ok())
+        }
+        Op::AllowSnapshot => {
+            client.allow_snapshot(&path).await?;
+            Ok(empty_ok())
+        }
+        Op::DisallowSnapshot => {
+            client.disallow_snapshot(&path).await?;
+            Ok(empty_ok())
+        }
+        Op::CreateSnapshot { name } => {
+            let made = client.create_snapshot(&path, name.as_deref()).await?;
+            let root = path.trim_end_matches('/');
+            Ok(json_ok(
+                json!({ "Path": format!("{root}/.snapshot/{made}") }),
+            ))
+        }
+        Op::DeleteSnapshot { name } => {
+            client.delete_snapshot(&path, &name).await?;
+            Ok(empty_ok())
+        }
+        Op::RenameSnapshot { from, to } => {
+            client.rename_snapshot(&path, &from, &to).await?;
+            Ok(empty_ok())
+        }
+        Op::GetSnapshotDiff { from, to } => {
+            // HDFS names the live tree "" where raftfs names it ".".
+            let side = |s: &str| {
+                if s.is_empty() {
+                    ".".to_owned()
+                } else {
+                    s.to_owned()
+                }
+            };
+            let diff = client
+                .snapshot_diff(&path, &side(&from), &side(&to))
+                .await?;
+            Ok(json_ok(status::snapshot_diff(&path, &from, &to, &diff)))
+        }
+    }
+}
+
+/// The parent directory of `path`; none for the root.
+fn parent_of(path: &str) -> Option<&str> {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", name)) if !name.is_empty() => Some("/"),
+        Some((parent, name)) if !name.is_empty() => Some(parent),
+        _ => None,
     }
 }
 
@@ -281,10 +343,7 @@ async fn policy_for(client: &Client, path: &str, c: &Create) -> Result<String, G
     let Some(n) = c.replication else {
         return Ok(String::new());
     };
-    let parent = match path.rsplit_once('/') {
-        Some(("", _)) | None => "/",
-        Some((p, _)) => p,
-    };
+    let parent = parent_of(path).unwrap_or("/");
     let inherited = match client.get_storage_policy(parent).await {
         Ok(p) => p,
         // A missing parent is created with the file, under its own nearest ancestor: leave
@@ -493,5 +552,12 @@ mod tests {
         assert_eq!(fs_path(&uri).expect("path"), "/");
         let uri: Uri = "/webhdfs/v1/%zz".parse().expect("uri");
         assert!(fs_path(&uri).is_err());
+    }
+
+    #[test]
+    fn parents() {
+        assert_eq!(parent_of("/a"), Some("/"));
+        assert_eq!(parent_of("/a/b/"), Some("/a"));
+        assert_eq!(parent_of("/"), None);
     }
 }

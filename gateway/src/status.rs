@@ -3,7 +3,7 @@
 //! milliseconds, `type` in capitals), so that clients written for HDFS parse them unchanged.
 
 use raftfs_client::file::checksum::FileChecksum;
-use raftfs_client::{ContentSummary, FileKind, FileStatus};
+use raftfs_client::{ContentSummary, DiffEntry, DiffKind, FileKind, FileStatus};
 use raftfs_core::policy::StoragePolicy;
 use serde_json::{Value, json};
 
@@ -94,6 +94,68 @@ pub fn file_checksum(c: &FileChecksum) -> Value {
             "algorithm": "COMPOSITE-CRC32C",
             "bytes": format!("{:08x}", c.crc32c),
             "length": 4,
+        }
+    })
+}
+
+/// `GETECPOLICY`'s answer: the erasure-coding policy in effect (HDFS's `ErasureCodingPolicy`
+/// object), or null where files are replicated.
+pub fn ec_policy(policy: &str) -> Value {
+    let v = match policy.parse::<StoragePolicy>() {
+        Ok(
+            p @ StoragePolicy::ErasureCoded {
+                codec,
+                data,
+                parity,
+                cell_kib,
+            },
+        ) => json!({
+            "name": p.to_string(),
+            "codecName": codec.name().to_ascii_lowercase(),
+            "numDataUnits": data,
+            "numParityUnits": parity,
+            "cellSize": u64::from(cell_kib) * 1024,
+            "replicationPolicy": false,
+            "systemPolicy": true,
+        }),
+        _ => Value::Null,
+    };
+    json!({ "ErasureCodingPolicy": v })
+}
+
+/// `GETSNAPSHOTDIFF`'s answer (HDFS's `SnapshotDiffReport`): paths relative to the snapshot
+/// root, "" for the root itself; a rename has its new path as `targetPath`.
+pub fn snapshot_diff(root: &str, from: &str, to: &str, diff: &[DiffEntry]) -> Value {
+    let relative = |p: &str| -> String {
+        let p = p.strip_prefix("./").unwrap_or(p);
+        if p == "." {
+            String::new()
+        } else {
+            p.to_owned()
+        }
+    };
+    let list: Vec<Value> = diff
+        .iter()
+        .map(|e| {
+            let kind = match e.kind {
+                DiffKind::Created => "CREATE",
+                DiffKind::Deleted => "DELETE",
+                DiffKind::Modified => "MODIFY",
+                DiffKind::Renamed => "RENAME",
+            };
+            let mut v = json!({ "sourcePath": relative(&e.path), "type": kind });
+            if let Some(t) = &e.target {
+                v["targetPath"] = json!(relative(t));
+            }
+            v
+        })
+        .collect();
+    json!({
+        "SnapshotDiffReport": {
+            "diffList": list,
+            "fromSnapshot": from,
+            "snapshotRoot": root,
+            "toSnapshot": to,
         }
     })
 }

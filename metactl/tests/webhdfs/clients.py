@@ -17,6 +17,7 @@ import sys
 from urllib.parse import urlparse
 
 import fsspec
+import requests
 from hdfs import HdfsError, InsecureClient
 
 URL, SCRATCH, SPEC = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -154,7 +155,51 @@ def fs_spec(d, seed):
     assert not fs.exists(f"{base}/sub")
 
 
+def snapshots_and_policies(rep, rs):
+    """Snapshots through HdfsCLI (the superuser allows them), a diff and the erasure-coding
+    policies through plain requests (neither client has a call for them)."""
+    root = InsecureClient(URL, user="root")
+    alice = InsecureClient(URL, user="alice")
+    root.allow_snapshot(rep)
+    assert root.create_snapshot(rep, "s1") == f"{rep}/.snapshot/s1"
+    alice.write(f"{rep}/after-s1.txt", data=b"later")
+    report = requests.get(
+        f"{URL}/webhdfs/v1{rep}",
+        params={"op": "GETSNAPSHOTDIFF", "oldsnapshotname": "s1", "snapshotname": "",
+                "user.name": "root"},
+    ).json()["SnapshotDiffReport"]
+    assert {"sourcePath": "after-s1.txt", "type": "CREATE"} in report["diffList"], report
+    root.rename_snapshot(rep, "s1", "s2")
+    with alice.read(f"{rep}/.snapshot/s2/by-hdfscli.bin") as r:
+        assert sha(r.read()) == written[f"{rep}/by-hdfscli.bin"]
+    assert alice.status(f"{rep}/.snapshot/s2/after-s1.txt", strict=False) is None
+    root.delete_snapshot(rep, "s2")
+    root.disallow_snapshot(rep)
+
+    def ec(path):
+        r = requests.get(f"{URL}/webhdfs/v1{path}",
+                         params={"op": "GETECPOLICY", "user.name": "alice"})
+        r.raise_for_status()
+        return r.json()["ErasureCodingPolicy"]
+
+    got = ec(rs)
+    assert got["name"] == "RS-6-3-1024k" and got["numDataUnits"] == 6, got
+    assert got["cellSize"] == 1 << 20, got
+    assert ec(rep) is None
+    alice.makedirs(f"{rep}/coded")
+    r = requests.put(f"{URL}/webhdfs/v1{rep}/coded",
+                     params={"op": "SETECPOLICY", "ecpolicy": "XOR-2-1-1024k",
+                             "user.name": "alice"})
+    r.raise_for_status()
+    assert ec(f"{rep}/coded")["name"] == "XOR-2-1-1024k"
+    requests.post(f"{URL}/webhdfs/v1{rep}/coded",
+                  params={"op": "UNSETECPOLICY", "user.name": "alice"}).raise_for_status()
+    assert ec(f"{rep}/coded") is None
+    alice.delete(f"{rep}/coded")
+
+
 for i, d in enumerate(SPEC["dirs"]):
     hdfscli(d, 10 + i)
     fs_spec(d, 20 + i)
+snapshots_and_policies(*SPEC["dirs"])
 print(json.dumps({"written": written}))
