@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The WebHDFS gateway beside metactl, same cluster, same run (issue 22): a SIZE file written
+# and read through the gateway (curl: two-step CREATE, OPEN) and through metactl (fs put,
+# fs cat), for REPLICATED-3 and RS-6-3-1024k; and a directory of ENTRIES files listed by
+# LISTSTATUS and by `metactl fs ls`. Both sides' copies are checked by checksum. Prints
+# MB/s (entries/s), the gateway's ratio to metactl, and the gateway's CPU per MiB.
+#   bench/webhdfs.sh              (SIZE_MIB=1024 ENTRIES=100000 by default)
+SIZE_MIB=${SIZE_MIB:-1024}
+ENTRIES=${ENTRIES:-100000}
+. "$(dirname "$0")/peers.sh"
+
+"$bin/metactl" local up --dir "$work/raftfs" --voters 3 --observers 0 \
+  --blockservers 9 --racks 3 --detach >/dev/null
+m=("$bin/metactl" --cluster "$work/raftfs")
+"${m[@]}" gateway --listen 127.0.0.1:0 > "$work/gateway.addr" 2> "$work/gateway.log" &
+gw_pid=$!
+trap 'kill $gw_pid 2>/dev/null || true; cleanup' EXIT
+for _ in $(seq 50); do [ -s "$work/gateway.addr" ] && break; sleep 0.1; done
+url="http://$(head -1 "$work/gateway.addr")/webhdfs/v1"
+head -c $((SIZE_MIB << 20)) /dev/urandom > "$work/src.bin"
+
+cpu() { # utime + stime of a process, seconds
+  python3 -c "import os,sys; f=open(f'/proc/{sys.argv[1]}/stat').read().rsplit(')',1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))" "$1"
+}
+# timed NAME CMD...: wall seconds of CMD and the gateway's CPU seconds meanwhile, as a line.
+timed() {
+  local name=$1; shift
+  local c0 t0 t1 c1
+  c0=$(cpu $gw_pid); t0=$(date +%s.%N)
+  "$@"
+  t1=$(date +%s.%N); c1=$(cpu $gw_pid)
+  echo "$name $(awk "BEGIN{print $t1 - $t0}") $(awk "BEGIN{print $c1 - $c0}")" >> "$work/times"
+}
+checksum() { "${m[@]}" fs checksum "$1" | cut -f3; }
+
+for policy in REPLICATED-3 RS-6-3-1024k; do
+  d=/bench/$policy
+  "${m[@]}" fs mkdir -p "$d" >/dev/null
+  "${m[@]}" ec set-policy "$d" "$policy" >/dev/null
+  echo "== $policy: $SIZE_MIB MiB" >&2
+  timed "$policy metactl-put" "${m[@]}" fs put "$work/src.bin" "$d/by-metactl"
+  timed "$policy gateway-create" curl -sSf -L -X PUT -T "$work/src.bin" \
+    "$url$d/by-gateway?op=CREATE&user.name=root"
+  timed "$policy metactl-cat" sh -c "\"\$@\" fs cat $d/by-gateway > /dev/null" _ "${m[@]}"
+  timed "$policy gateway-open" curl -sSf -L -o /dev/null \
+    "$url$d/by-metactl?op=OPEN&user.name=root"
+  a=$(checksum "$d/by-metactl"); b=$(checksum "$d/by-gateway")
+  [ "$a" = "$b" ] || { echo "checksums differ: $a $b" >&2; exit 1; }
+done
+
+echo "== $ENTRIES entries" >&2
+run meta --op create --ops "$ENTRIES" --files-per-dir "$ENTRIES" --clients 64 \
+  --roots /list --cluster "$work/raftfs" > /dev/null
+dir=$("${m[@]}" fs ls /list | tail -n +2 | awk '{print $NF}' | head -1)
+dir=$dir/d0
+timed "list metactl-ls" sh -c "\"\$@\" fs ls $dir > $work/ls.txt" _ "${m[@]}"
+timed "list gateway-liststatus" curl -sSf -o "$work/ls.json" "$url$dir?op=LISTSTATUS&user.name=root"
+
+python3 - "$work/times" "$SIZE_MIB" "$ENTRIES" "$work/ls.txt" "$work/ls.json" <<'PY'
+import json, sys
+times, size, entries = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+t = {}
+for line in open(times):
+    *name, wall, cpu = line.split()
+    t[" ".join(name)] = (float(wall), float(cpu))
+listed = len(json.load(open(sys.argv[5]))["FileStatuses"]["FileStatus"])
+lines = sum(1 for _ in open(sys.argv[4])) - 1  # after "Found N items"
+assert listed == entries, (listed, entries)
+print(f"\n{'run':<38}{'metactl':>10}{'gateway':>10}{'ratio':>8}{'gateway CPU':>14}")
+for policy in ("REPLICATED-3", "RS-6-3-1024k"):
+    for what, mine, theirs in (("write", "metactl-put", "gateway-create"),
+                               ("read", "metactl-cat", "gateway-open")):
+        mw, _ = t[f"{policy} {mine}"]
+        gw, gc = t[f"{policy} {theirs}"]
+        print(f"{policy + ' ' + what + ', MB/s':<38}{size*1.048576/mw:>10.1f}"
+              f"{size*1.048576/gw:>10.1f}{mw/gw:>8.2f}{gc/size*1000:>10.2f} ms/MiB")
+mw, _ = t["list metactl-ls"]
+gw, gc = t["list gateway-liststatus"]
+print(f"{f'list {entries} entries, entries/s':<38}{lines/mw:>10.0f}{listed/gw:>10.0f}"
+      f"{mw/gw:>8.2f}{gc/listed*1e6:>10.1f} us/entry")
+PY
