@@ -198,8 +198,38 @@ def snapshots_and_policies(rep, rs):
     alice.delete(f"{rep}/coded")
 
 
+def bad_requests(d):
+    """Requests a NameNode refuses are refused the same way, and change nothing."""
+    def call(method, path, **params):
+        params.setdefault("user.name", "alice")
+        r = requests.request(method, f"{URL}/webhdfs/v1{path}", params=params,
+                             allow_redirects=False)
+        return r.status_code, r.json()["RemoteException"]["exception"]
+
+    before = sorted(InsecureClient(URL, user="alice").list(d))
+    for method, params in [
+        ("GET", {"op": "NOSUCHOP"}),
+        ("GET", {}),
+        ("GET", {"op": "MKDIRS"}),
+        ("PUT", {"op": "SETPERMISSION", "permission": "999"}),
+        ("PUT", {"op": "SETTIMES", "modificationtime": "yesterday"}),
+        ("DELETE", {"op": "DELETE", "recursive": "maybe"}),
+        ("PUT", {"op": "RENAME", "destination": "relative/path"}),
+        ("PUT", {"op": "SETXATTR", "xattr.name": "user.a", "xattr.value": "0xabc"}),
+    ]:
+        status, exception = call(method, d, **params)
+        assert (status, exception) == (400, "IllegalArgumentException"), (params, status)
+    assert call("GET", f"{d}/by-hdfscli.bin", op="OPEN", offset=str(1 << 40),
+                data="true") == (400, "IllegalArgumentException")
+    assert call("GET", d, op="GETFILESTATUS", **{"user.name": "-bad"}) == (
+        403, "SecurityException")
+    assert call("PUT", f"{d}/../../x", op="MKDIRS")[0] in (400, 403, 404)
+    assert sorted(InsecureClient(URL, user="alice").list(d)) == before
+
+
 for i, d in enumerate(SPEC["dirs"]):
     hdfscli(d, 10 + i)
     fs_spec(d, 20 + i)
 snapshots_and_policies(*SPEC["dirs"])
+bad_requests(SPEC["dirs"][0])
 print(json.dumps({"written": written}))
