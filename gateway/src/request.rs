@@ -349,9 +349,12 @@ pub fn decode_value(v: &str) -> Result<Vec<u8>, GatewayError> {
         if !hex.len().is_multiple_of(2) {
             return Err(bad());
         }
-        return (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad()))
+        // By bytes: a slice of the text at an odd place could split a character.
+        let nibble = |c: u8| char::from(c).to_digit(16).ok_or_else(bad);
+        return hex
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| Ok((nibble(pair[0])? << 4 | nibble(pair[1])?) as u8))
             .collect();
     }
     if let Some(b64) = v.strip_prefix("0s").or_else(|| v.strip_prefix("0S")) {
@@ -510,6 +513,10 @@ mod tests {
             }
         }
         assert_eq!(decode_value("\"v1\"").expect("text"), b"v1");
+        assert_eq!(decode_value("0x00fF").expect("hex"), [0, 255]);
+        assert!(decode_value("0xaé1").is_err(), "a character across a pair");
+        assert!(decode_value("0xzz").is_err());
+        assert!(decode_value("0s*").is_err());
         assert_eq!(decode_value("v1").expect("text"), b"v1");
         assert_eq!(base64_encode(b"ab"), "YWI=");
         assert_eq!(base64_decode("YWI=").expect("b64"), b"ab");
