@@ -527,10 +527,20 @@ impl Client {
 
     /// `mkdir` (with `parents`: `mkdir -p`).
     pub async fn mkdir(&self, path: &str, parents: bool) -> Result<FileStatus, ClientError> {
+        self.mkdir_with_permission(path, parents, 0).await
+    }
+
+    /// [`Client::mkdir`] with the new directory's mode (0: the default, under the umask).
+    pub async fn mkdir_with_permission(
+        &self,
+        path: &str,
+        parents: bool,
+        permission: u32,
+    ) -> Result<FileStatus, ClientError> {
         self.mutate_inode(Op::Mkdir(pb::MkdirOp {
             path: path.into(),
             parents,
-            permission: 0,
+            permission,
             owner: self.inner.config.user.clone(),
             group: String::new(),
         }))

@@ -14,9 +14,6 @@ pub enum GatewayError {
     /// The request itself is wrong (operation, parameter, path): nothing was asked.
     #[error("{0}")]
     BadRequest(String),
-    /// The user name is not one HDFS would accept.
-    #[error("{0}")]
-    BadUser(String),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
@@ -24,6 +21,21 @@ pub enum GatewayError {
     /// Reading the request's body failed (the caller went away, or sent a broken body).
     #[error("reading the request body: {0}")]
     Body(String),
+    /// Writing the file failed for a reason that is not a `FileError`.
+    #[error("writing the file: {0}")]
+    Write(String),
+}
+
+impl GatewayError {
+    /// A failure of a `FileWriter` (through `AsyncWrite`'s `io::Error`): the file error it
+    /// carries, so that it is mapped as any other (a cluster between actives, no space).
+    pub fn from_write(e: std::io::Error) -> GatewayError {
+        let text = e.to_string();
+        match e.into_inner().map(|inner| inner.downcast::<FileError>()) {
+            Some(Ok(file)) => GatewayError::File(*file),
+            _ => GatewayError::Write(text),
+        }
+    }
 }
 
 /// The Java exception, its class and the HTTP status for one failure.
@@ -136,11 +148,6 @@ impl GatewayError {
     fn remote(&self) -> Remote {
         match self {
             GatewayError::BadRequest(_) => ILLEGAL,
-            GatewayError::BadUser(_) => remote(
-                StatusCode::FORBIDDEN,
-                "SecurityException",
-                "java.lang.SecurityException",
-            ),
             GatewayError::Client(e) => remote_of_client(e),
             GatewayError::File(FileError::Namespace(e)) => remote_of_client(e),
             GatewayError::File(FileError::Policy(_)) => ILLEGAL,
@@ -152,7 +159,7 @@ impl GatewayError {
                 | FileError::Codec(_)
                 | FileError::Closed,
             ) => IO,
-            GatewayError::Body(_) => IO,
+            GatewayError::Body(_) | GatewayError::Write(_) => IO,
         }
     }
 

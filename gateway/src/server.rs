@@ -128,8 +128,18 @@ async fn answer(
             redirect(uri, headers, req.no_redirect, &req.op)
         }
         Op::Open { offset, length } => open(&client, &path, offset, length).await,
-        Op::Create(c) => create(&client, &path, &c, body).await,
-        Op::Append => append(&client, &path, body).await,
+        Op::Create(c) => {
+            let writer = gw.users.writer(req.user.as_deref())?;
+            let r = create(&writer, &path, &c, body).await;
+            gw.users.seen(req.user.as_deref(), &writer)?;
+            r
+        }
+        Op::Append => {
+            let writer = gw.users.writer(req.user.as_deref())?;
+            let r = append(&writer, &path, body).await;
+            gw.users.seen(req.user.as_deref(), &writer)?;
+            r
+        }
         Op::GetFileStatus => Ok(json_ok(status::get_file_status(&client.stat(&path).await?))),
         Op::ListStatus => list_status(&client, &path).await,
         Op::ListStatusBatch { .. } => Err(GatewayError::BadRequest(
@@ -343,13 +353,16 @@ async fn policy_for(client: &Client, path: &str, c: &Create) -> Result<String, G
     let Some(n) = c.replication else {
         return Ok(String::new());
     };
-    let parent = parent_of(path).unwrap_or("/");
-    let inherited = match client.get_storage_policy(parent).await {
-        Ok(p) => p,
-        // A missing parent is created with the file, under its own nearest ancestor: leave
-        // the choice to the metaserver.
-        Err(e) if e.is(ErrorKind::NotFound) => return Ok(format!("REPLICATED-{n}")),
-        Err(e) => return Err(e.into()),
+    // Missing parents are created with the file: the nearest existing ancestor decides.
+    let mut ancestor = parent_of(path).unwrap_or("/");
+    let inherited = loop {
+        match client.get_storage_policy(ancestor).await {
+            Ok(p) => break p,
+            Err(e) if e.is(ErrorKind::NotFound) && ancestor != "/" => {
+                ancestor = parent_of(ancestor).unwrap_or("/");
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     Ok(if inherited.starts_with("REPLICATED") {
         format!("REPLICATED-{n}")
@@ -392,12 +405,9 @@ async fn write_body(mut writer: FileWriter, body: Body) -> Result<(), GatewayErr
         writer
             .write_all(&chunk)
             .await
-            .map_err(|e| GatewayError::Body(e.to_string()))?;
+            .map_err(GatewayError::from_write)?;
     }
-    writer
-        .shutdown()
-        .await
-        .map_err(|e| GatewayError::Body(e.to_string()))
+    writer.shutdown().await.map_err(GatewayError::from_write)
 }
 
 /// `LISTSTATUS`: a directory's entries; a file lists as itself.
@@ -434,13 +444,12 @@ async fn mkdirs(
     path: &str,
     permission: Option<u32>,
 ) -> Result<Response, GatewayError> {
-    match client.mkdir(path, true).await {
-        Ok(_) => {
-            if let Some(p) = permission {
-                client.set_permission(path, p).await?;
-            }
-            Ok(boolean(true))
-        }
+    // The mode goes with the creation: a directory that exists keeps its own.
+    match client
+        .mkdir_with_permission(path, true, permission.unwrap_or(0))
+        .await
+    {
+        Ok(_) => Ok(boolean(true)),
         Err(e) if e.is(ErrorKind::AlreadyExists) => {
             let f = client.stat(path).await?;
             if f.kind == FileKind::Directory {

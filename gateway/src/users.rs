@@ -41,12 +41,7 @@ impl Users {
 
     /// The client of `user` (the anonymous user when none is named).
     pub fn client(&self, user: Option<&str>) -> Result<Client, GatewayError> {
-        let name = user.unwrap_or(ANONYMOUS);
-        if raftfs_core::identity::valid_name(name).is_err() {
-            return Err(GatewayError::BadUser(format!(
-                "{name:?} is not a valid user name"
-            )));
-        }
+        let name = checked(user)?;
         let tick = self.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((used, c)) = clients.get_mut(name) {
@@ -61,10 +56,40 @@ impl Users {
         {
             clients.remove(&oldest);
         }
-        let mut config = self.base.clone();
-        config.user = name.to_owned();
-        let client = Client::new(config)?;
+        let client = self.fresh(name)?;
         clients.insert(name.to_owned(), (tick, client.clone()));
         Ok(client)
+    }
+
+    /// A client of `user` for one upload (`CREATE`, `APPEND`): a lease holder of its own,
+    /// as HDFS gives each WebHDFS write its own DFSClient. Two uploads of one user then
+    /// conflict on the file's lease instead of writing its groups over each other, and an
+    /// upload its caller abandoned stops renewing its lease, so the file is recovered.
+    /// [`Users::seen`] hands what it wrote to the user's reads.
+    pub fn writer(&self, user: Option<&str>) -> Result<Client, GatewayError> {
+        self.fresh(checked(user)?)
+    }
+
+    /// Raises `user`'s client to what `writer` has seen: the user reads its own upload.
+    pub fn seen(&self, user: Option<&str>, writer: &Client) -> Result<(), GatewayError> {
+        self.client(user)?.observe(writer.state_id());
+        Ok(())
+    }
+
+    fn fresh(&self, name: &str) -> Result<Client, GatewayError> {
+        let mut config = self.base.clone();
+        config.user = name.to_owned();
+        Ok(Client::new(config)?)
+    }
+}
+
+/// The user a request names (`dr.who` when none), if it is a name HDFS accepts.
+fn checked(user: Option<&str>) -> Result<&str, GatewayError> {
+    let name = user.unwrap_or(ANONYMOUS);
+    match raftfs_core::identity::valid_name(name) {
+        Ok(_) => Ok(name),
+        Err(_) => Err(GatewayError::BadRequest(format!(
+            "invalid value for user.name: {name:?}"
+        ))),
     }
 }

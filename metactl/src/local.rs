@@ -1266,20 +1266,28 @@ pub async fn restart_block(
     let pools = pool_dirs(dir)?;
     let mut clients = Vec::with_capacity(pools.len());
     for pool in &pools {
-        let c = pool_client(pool)?;
-        let before = block_server(&c, id).await?.map_or(0, |b| b.registered_ms);
-        clients.push((pool, c, before));
+        clients.push((pool, pool_client(pool)?));
     }
     stop_server(dir, Server::Block(id), false).await?;
+    // A local cluster's servers share this machine's clock: a registration stamped at or
+    // after this instant is the new process's, whichever member is active by then (each
+    // member stamps the registrations it takes).
+    let stopped_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     start_server(dir, Server::Block(id), exe).await?;
     let start = Instant::now();
     // Back once registered again and its full report is in: its block count then is what
     // it holds now, which a load that overwrites files may have made smaller than before.
-    for (pool, client, before) in clients {
+    for (pool, client) in clients {
         loop {
             let last = match block_server(&client, id).await {
-                Ok(Some(b)) if b.live && b.registered_ms != before && b.fully_reported => break,
-                Ok(Some(b)) if b.registered_ms == before => "not registered again yet".to_owned(),
+                Ok(Some(b)) if b.live && b.registered_ms >= stopped_ms && b.fully_reported => {
+                    break;
+                }
+                Ok(Some(b)) if b.registered_ms < stopped_ms => {
+                    "not registered again yet".to_owned()
+                }
                 Ok(Some(b)) => format!(
                     "live {}, {} blocks reported, the full report {}",
                     b.live,

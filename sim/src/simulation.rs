@@ -223,6 +223,46 @@ pub enum SimulationError {
     Check(String),
     #[error("{0} is a debug-build switch")]
     DebugOnly(&'static str),
+    /// A scripted plan that cannot run as written.
+    #[error("plan: {0}")]
+    Plan(String),
+}
+
+/// A script's faults must come in time order, one at a time, on members the plan has; and
+/// a bug that needs crashes to show must have one.
+fn check_script(plan: &Plan) -> Result<(), SimulationError> {
+    let members = plan.nodes + plan.observers;
+    let known = |n: &str| {
+        n.strip_prefix('n')
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| (1..=members).contains(&i))
+    };
+    let mut end = Duration::ZERO;
+    for (start, stop, fault) in &plan.script {
+        if start < &end || stop < start {
+            return Err(SimulationError::Plan(format!(
+                "{fault:?} at {start:?}..{stop:?} is out of order or overlaps the fault before"
+            )));
+        }
+        end = *stop;
+        let node = match fault {
+            Fault::Isolate(n) | Fault::Crash(n) | Fault::IsolateActive(Some(n)) => Some(n),
+            _ => None,
+        };
+        if let Some(n) = node.filter(|n| !known(n)) {
+            return Err(SimulationError::Plan(format!("no member {n}")));
+        }
+    }
+    let crashes = plan
+        .script
+        .iter()
+        .any(|(_, _, f)| matches!(f, Fault::Crash(_) | Fault::PowerCut));
+    if plan.bug == Some(Bug::AckBeforeFsync) && !plan.script.is_empty() && !crashes {
+        return Err(SimulationError::Plan(
+            "ack-before-fsync shows only on a crash, and the script has none".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The generator every simulated draw comes from, set for the run in progress.
@@ -323,6 +363,7 @@ pub fn run(plan: &Plan) -> Result<Report, SimulationError> {
     if plan.bug.is_some() && !cfg!(debug_assertions) {
         return Err(SimulationError::DebugOnly("a bug switch"));
     }
+    check_script(plan)?;
     let _one = match ONE_AT_A_TIME.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),

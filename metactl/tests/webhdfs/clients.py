@@ -198,6 +198,32 @@ def snapshots_and_policies(rep, rs):
     alice.delete(f"{rep}/coded")
 
 
+def concurrent_uploads(d):
+    """Two uploads by one user to one path at once: each has its own lease holder, so the
+    second is refused while the first writes (HDFS's AlreadyBeingCreatedException) or
+    replaces the file whole; the file is one of the two, never a mix."""
+    import threading
+    alice = InsecureClient(URL, user="alice")
+    a, b = b"a" * (3 << 20), b"b" * (3 << 20)
+    errors = []
+
+    def upload(data):
+        try:
+            alice.write(f"{d}/race.bin", data=data, overwrite=True)
+        except HdfsError as e:
+            errors.append(e.exception)
+
+    threads = [threading.Thread(target=upload, args=(x,)) for x in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(errors) <= {"AlreadyBeingCreatedException"}, errors
+    with alice.read(f"{d}/race.bin") as r:
+        assert r.read() in (a, b)
+    alice.delete(f"{d}/race.bin")
+
+
 def bad_requests(d):
     """Requests a NameNode refuses are refused the same way, and change nothing."""
     def call(method, path, **params):
@@ -222,7 +248,7 @@ def bad_requests(d):
     assert call("GET", f"{d}/by-hdfscli.bin", op="OPEN", offset=str(1 << 40),
                 data="true") == (400, "IllegalArgumentException")
     assert call("GET", d, op="GETFILESTATUS", **{"user.name": "-bad"}) == (
-        403, "SecurityException")
+        400, "IllegalArgumentException")
     assert call("PUT", f"{d}/../../x", op="MKDIRS")[0] in (400, 403, 404)
     assert sorted(InsecureClient(URL, user="alice").list(d)) == before
 
@@ -232,4 +258,6 @@ for i, d in enumerate(SPEC["dirs"]):
     fs_spec(d, 20 + i)
 snapshots_and_policies(*SPEC["dirs"])
 bad_requests(SPEC["dirs"][0])
+for d in SPEC["dirs"]:
+    concurrent_uploads(d)
 print(json.dumps({"written": written}))
