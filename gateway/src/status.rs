@@ -59,17 +59,6 @@ pub fn list_status(entries: &[FileStatus]) -> Value {
     json!({ "FileStatuses": { "FileStatus": list } })
 }
 
-/// `LISTSTATUS_BATCH`'s answer: one page and how many entries follow it.
-pub fn list_status_batch(entries: &[FileStatus], remaining: u64) -> Value {
-    let list: Vec<Value> = entries.iter().map(|e| file_status(e, &e.name)).collect();
-    json!({
-        "DirectoryListing": {
-            "partialListing": { "FileStatuses": { "FileStatus": list } },
-            "remainingEntries": remaining,
-        }
-    })
-}
-
 /// `GETCONTENTSUMMARY`'s answer. raftfs has no quotas (-1, HDFS's "none"); symbolic links
 /// count as files, as HDFS counts them.
 pub fn content_summary(s: &ContentSummary) -> Value {
