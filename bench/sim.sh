@@ -27,7 +27,9 @@ if [[ -z "${RAFTFS_BIN:-}" ]]; then
     RAFTFS_BIN=${CARGO_TARGET_DIR:-target}/$profile
 fi
 work=$(mktemp -d)
+# Stopped early, the summary below still runs: the seeds that ran are counted and listed.
 trap 'rm -rf "$work"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true' INT TERM
 bug=()
 [[ -n "${BUG:-}" ]] && bug=(--bug "$BUG")
 echo "sim: $N seeds from $FIRST in $J processes${BUG:+, bug switch $BUG}"
@@ -44,16 +46,22 @@ cat "$work"/out.* | grep -E '^seed [0-9]+: (INVALID|FAILED|a panic)' | cut -c1-3
 python3 - "$work" "$N" "$start" "$end" <<'PY'
 import glob, re, sys
 work, n, start, end = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+# Counted from each seed's own line, so that a campaign stopped early (Ctrl-C, a kill)
+# still reports the seeds it ran, and which.
 runs = failed = 0
-seeds = []
-for path in glob.glob(f"{work}/out.*"):
+seeds, ranges = [], []
+for path in sorted(glob.glob(f"{work}/out.*")):
+    done = []
     for line in open(path):
-        m = re.match(r"(\d+) runs in .* (\d+) failed(?:: seeds \[(.*)\])?", line)
+        m = re.match(r"seed (\d+): (valid|INVALID|FAILED)", line)
         if m:
-            runs += int(m.group(1))
-            failed += int(m.group(2))
-            if m.group(3):
-                seeds += [int(s) for s in m.group(3).split(",")]
+            done.append(int(m.group(1)))
+            if m.group(2) != "valid":
+                seeds.append(int(m.group(1)))
+    runs += len(done)
+    if done:
+        ranges.append(f"{min(done)}..{max(done) + 1}")
+failed = len(seeds)
 cpu = 0.0
 for path in glob.glob(f"{work}/cpu.*"):
     for line in open(path):
@@ -63,6 +71,7 @@ for path in glob.glob(f"{work}/cpu.*"):
 wall = end - start
 print(f"{runs}/{n} runs in {wall:.0f} s: {runs / wall:.2f} runs/s, "
       f"{cpu / max(runs, 1):.2f} CPU s per run; {failed} failed"
-      + (f": seeds {sorted(seeds)}" if seeds else ""))
+      + (f": seeds {sorted(seeds)}" if seeds else "")
+      + f"; seeds run: {', '.join(ranges)}")
 sys.exit(1 if failed or runs != n else 0)
 PY
