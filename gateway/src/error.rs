@@ -27,6 +27,16 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// A refusal the gateway words itself, mapped as the cluster's of the same kind.
+    pub fn refused(kind: ErrorKind, message: String) -> GatewayError {
+        GatewayError::Client(ClientError::Refused {
+            kind,
+            message,
+            state_id: 0,
+            state_ids: Default::default(),
+        })
+    }
+
     /// A failure of a `FileWriter` (through `AsyncWrite`'s `io::Error`): the file error it
     /// carries, so that it is mapped as any other (a cluster between actives, no space).
     pub fn from_write(e: std::io::Error) -> GatewayError {
@@ -175,12 +185,7 @@ impl GatewayError {
         if !not_found {
             return self;
         }
-        GatewayError::Client(ClientError::Refused {
-            kind: ErrorKind::NotFound,
-            message: format!("File {path} does not exist."),
-            state_id: 0,
-            state_ids: Default::default(),
-        })
+        GatewayError::refused(ErrorKind::NotFound, format!("File {path} does not exist."))
     }
 
     /// The HTTP status this error is answered with.

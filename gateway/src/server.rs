@@ -505,12 +505,10 @@ async fn get_xattrs(
 ) -> Result<Response, GatewayError> {
     let found = client.get_xattrs(path, names).await?;
     if let Some(missing) = names.iter().find(|n| !found.iter().any(|(f, _)| f == *n)) {
-        return Err(GatewayError::Client(ClientError::Refused {
-            kind: ErrorKind::XattrNotFound,
-            message: format!("At least one of the attributes provided was not found: {missing}"),
-            state_id: 0,
-            state_ids: Default::default(),
-        }));
+        return Err(GatewayError::refused(
+            ErrorKind::XattrNotFound,
+            format!("At least one of the attributes provided was not found: {missing}"),
+        ));
     }
     let list: Vec<Value> = found
         .iter()
@@ -534,12 +532,10 @@ async fn set_xattr(
         XattrFlag::Replace => {
             let now = client.get_xattrs(path, &[name.to_owned()]).await?;
             let Some((_, current)) = now.into_iter().find(|(n, _)| n == name) else {
-                return Err(GatewayError::Client(ClientError::Refused {
-                    kind: ErrorKind::XattrNotFound,
-                    message: format!("XAttr: {name} does not exist"),
-                    state_id: 0,
-                    state_ids: Default::default(),
-                }));
+                return Err(GatewayError::refused(
+                    ErrorKind::XattrNotFound,
+                    format!("XAttr: {name} does not exist"),
+                ));
             };
             client
                 .set_xattr(path, name, value, Some(Some(&current)))
