@@ -9,6 +9,10 @@
 #   python3-venv          a virtual environment (~/.cache/raftfs/python) with the WebHDFS
 #                         clients HDFS users have, from PyPI: HdfsCLI (`hdfs`) and fsspec,
 #                         which metactl/tests/webhdfs.rs drives against the gateway
+#   rsync, attr, fuse3    what metactl/tests/fuse.rs runs through the FUSE mount (rsync,
+#                         setfattr/getfattr; fusermount3 for mounts by users other than root)
+#   pjdfstest, fsx        (from crates.io) the POSIX test suite and the file system exerciser
+#                         metactl/tests/fuse.rs runs on the mount
 # Idempotent: does nothing when everything is there. Uses sudo when not root.
 set -euo pipefail
 
@@ -24,6 +28,10 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ls /usr/lib/*/lib
   need+=(libclang-dev)
 fi
 
+command -v rsync >/dev/null 2>&1 || need+=(rsync)
+command -v setfattr >/dev/null 2>&1 || need+=(attr)
+command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
@@ -43,6 +51,13 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "install-deps: installing cargo-fuzz (cargo install)" >&2
   cargo install --locked cargo-fuzz >&2
 fi
+
+for tool in pjdfstest fsx; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "install-deps: installing $tool (cargo install)" >&2
+    cargo install --locked "$tool" >&2
+  fi
+done
 
 # The Python WebHDFS clients, pinned (what the gateway's test was checked with).
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/raftfs/python"

@@ -95,9 +95,9 @@ enum Cmd {
     /// Rolling upgrade of the metaservers' formats: prepare, status, finalize, rollback.
     #[command(subcommand)]
     Upgrade(UpgradeCmd),
-    /// Federation's mount table, kept by the nameservice --cluster names (admin to edit).
-    #[command(subcommand)]
-    Mount(MountCmd),
+    /// Mounts raftfs at a directory (FUSE), or edits federation's mount table (`mount add`,
+    /// `remove`, `list`, `default`: kept by the nameservice --cluster names; admin to edit).
+    Mount(MountArgs),
     /// Copies a tree between clusters (or nameservices), as `distcp -update`: SRC and DST are
     /// `raftfs://HOST:PORT[,HOST:PORT...]/path` or a bare path on the --cluster cluster. A
     /// file already at DST with the same length and checksum is skipped (a round that was
@@ -503,6 +503,30 @@ struct FederationArg {
     /// Default: a local federation's (`--cluster`), else the one nameservice.
     #[arg(long)]
     federation: Option<PathBuf>,
+}
+
+/// `metactl mount MOUNTPOINT` (FUSE) or `metactl mount add|remove|list|default` (federation).
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct MountArgs {
+    #[command(subcommand)]
+    table: Option<MountCmd>,
+    /// The directory to mount raftfs at: serves until it is unmounted (`umount DIR`) or
+    /// interrupted. The mount acts as --user; the kernel checks local callers against
+    /// raftfs's modes and owners. Reads follow --read-mode (with observers: this mount's
+    /// own writes are always seen).
+    #[arg(required = true)]
+    mountpoint: Option<PathBuf>,
+    /// How long the kernel keeps entries and attributes: changes made by other clients show
+    /// after at most this long.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    attr_timeout: Duration,
+    /// Lets users other than the one who mounted use the mount (`allow_other`).
+    #[arg(long)]
+    allow_other: bool,
+    /// Mounts read-only.
+    #[arg(long)]
+    read_only: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1026,10 +1050,50 @@ async fn run(cli: Cli) -> Result<()> {
             let clients = nameservice_clients(&cli, federation)?;
             blockserver::set_state(&clients, ids, AdminChange::Maintenance { for_ms }).await?;
         }
-        Cmd::Mount(MountCmd::Add { at, to }) => mount::add(&client(&cli)?, at, to).await?,
-        Cmd::Mount(MountCmd::Remove { at }) => client(&cli)?.mount_remove(at).await?,
-        Cmd::Mount(MountCmd::List { json }) => mount::list(&client(&cli)?, *json).await?,
-        Cmd::Mount(MountCmd::Default { nameservice, .. }) => {
+        Cmd::Mount(MountArgs {
+            table: None,
+            mountpoint: Some(dir),
+            attr_timeout,
+            allow_other,
+            read_only,
+        }) => {
+            raftfs_runtime::init_tracing("info");
+            let options = raftfs_fuse::MountOptions {
+                attr_ttl: *attr_timeout,
+                allow_other: *allow_other,
+                read_only: *read_only,
+            };
+            // The line scripts and tests wait for: the kernel serves the mount from here.
+            let mounted = || println!("mounted {}", dir.display());
+            raftfs_fuse::serve(
+                client(&cli)?,
+                dir,
+                options,
+                mounted,
+                raftfs_runtime::signal(),
+            )
+            .await
+            .with_context(|| format!("mounting at {}", dir.display()))?;
+        }
+        Cmd::Mount(MountArgs { table: None, .. }) => {
+            anyhow::bail!("metactl mount: name a directory to mount at, or add|remove|list|default")
+        }
+        Cmd::Mount(MountArgs {
+            table: Some(MountCmd::Add { at, to }),
+            ..
+        }) => mount::add(&client(&cli)?, at, to).await?,
+        Cmd::Mount(MountArgs {
+            table: Some(MountCmd::Remove { at }),
+            ..
+        }) => client(&cli)?.mount_remove(at).await?,
+        Cmd::Mount(MountArgs {
+            table: Some(MountCmd::List { json }),
+            ..
+        }) => mount::list(&client(&cli)?, *json).await?,
+        Cmd::Mount(MountArgs {
+            table: Some(MountCmd::Default { nameservice, .. }),
+            ..
+        }) => {
             mount::default(&client(&cli)?, nameservice.as_deref()).await?;
         }
         Cmd::Reconstruction(ReconstructionCmd::Status { json }) => {
