@@ -32,15 +32,27 @@ const READ_CHUNK: u64 = 4 << 20;
 /// A page of `LISTSTATUS` asked of the metaserver.
 const LIST_PAGE: u32 = 1000;
 
-/// The gateway's state: the clients of its users.
+/// The gateway's state: the clients of its users, and how many entries a listing's page
+/// holds.
 #[derive(Debug)]
 pub struct Gateway {
     users: Users,
+    ls_limit: u32,
 }
 
 impl Gateway {
     pub fn new(users: Users) -> Self {
-        Self { users }
+        Self {
+            users,
+            ls_limit: LIST_PAGE,
+        }
+    }
+
+    /// Entries per page: a `LISTSTATUS_BATCH` answer, and each call `LISTSTATUS` makes
+    /// (HDFS's `dfs.ls.limit`).
+    pub fn with_ls_limit(mut self, limit: u32) -> Self {
+        self.ls_limit = limit.max(1);
+        self
     }
 }
 
@@ -141,10 +153,10 @@ async fn answer(
             r
         }
         Op::GetFileStatus => Ok(json_ok(status::get_file_status(&client.stat(&path).await?))),
-        Op::ListStatus => list_status(&client, &path).await,
-        Op::ListStatusBatch { .. } => Err(GatewayError::BadRequest(
-            "LISTSTATUS_BATCH is not served yet".into(),
-        )),
+        Op::ListStatus => list_status(&client, &path, gw.ls_limit).await,
+        Op::ListStatusBatch { start_after } => {
+            list_status_batch(&client, &path, &start_after, gw.ls_limit).await
+        }
         Op::GetContentSummary => Ok(json_ok(status::content_summary(
             &client.content_summary(&path).await?,
         ))),
@@ -411,14 +423,51 @@ async fn write_body(mut writer: FileWriter, body: Body) -> Result<(), GatewayErr
 }
 
 /// `LISTSTATUS`: a directory's entries; a file lists as itself.
-async fn list_status(client: &Client, path: &str) -> Result<Response, GatewayError> {
+/// `LISTSTATUS_BATCH`: one page of the listing after `startAfter`. `remainingEntries` is 0
+/// exactly when the listing is done, which is what clients go on by; before that it is the
+/// directory's children less this page: exact for the first page, an upper bound after
+/// (raftfs lists by name after a name and keeps no rank of names).
+async fn list_status_batch(
+    client: &Client,
+    path: &str,
+    start_after: &str,
+    limit: u32,
+) -> Result<Response, GatewayError> {
+    let page = match client.list_page(path, start_after, limit).await {
+        Ok(page) => page,
+        Err(e) if e.is(ErrorKind::NotADirectory) && start_after.is_empty() => {
+            let f = client.stat(path).await?;
+            return Ok(json_ok(status::list_status_batch(&[(f, "")], 0)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let remaining = if page.has_more {
+        let listed = page.entries.len() as u64;
+        client
+            .stat(path)
+            .await?
+            .children
+            .saturating_sub(listed)
+            .max(1)
+    } else {
+        0
+    };
+    let entries: Vec<_> = page
+        .entries
+        .iter()
+        .map(|e| (e.clone(), e.name.as_str()))
+        .collect();
+    Ok(json_ok(status::list_status_batch(&entries, remaining)))
+}
+
+async fn list_status(client: &Client, path: &str, limit: u32) -> Result<Response, GatewayError> {
     let mut entries = Vec::new();
     loop {
         let after = entries
             .last()
             .map(|e: &raftfs_client::FileStatus| e.name.clone())
             .unwrap_or_default();
-        match client.list_page(path, &after, LIST_PAGE).await {
+        match client.list_page(path, &after, limit).await {
             Ok(page) => {
                 entries.extend(page.entries);
                 if !page.has_more {

@@ -59,6 +59,20 @@ pub fn list_status(entries: &[FileStatus]) -> Value {
     json!({ "FileStatuses": { "FileStatus": list } })
 }
 
+/// `LISTSTATUS_BATCH`'s answer: a page of (status, path suffix), and how many remain.
+pub fn list_status_batch(entries: &[(FileStatus, &str)], remaining: u64) -> Value {
+    let list: Vec<Value> = entries
+        .iter()
+        .map(|(e, name)| file_status(e, name))
+        .collect();
+    json!({
+        "DirectoryListing": {
+            "partialListing": { "FileStatuses": { "FileStatus": list } },
+            "remainingEntries": remaining,
+        }
+    })
+}
+
 /// `GETCONTENTSUMMARY`'s answer. raftfs has no quotas (-1, HDFS's "none"); symbolic links
 /// count as files, as HDFS counts them.
 pub fn content_summary(s: &ContentSummary) -> Value {

@@ -186,6 +186,9 @@ enum Cmd {
         /// The address to listen on (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:9870")]
         listen: std::net::SocketAddr,
+        /// Entries per listing page: a LISTSTATUS_BATCH answer (HDFS's dfs.ls.limit).
+        #[arg(long, default_value_t = 1000)]
+        ls_limit: u32,
     },
     /// Runs the fault-injecting proxy of a `local up --proxied` cluster (what `local up` starts).
     #[command(hide = true)]
@@ -844,15 +847,16 @@ fn now_ms() -> u64 {
 
 async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
-        Cmd::Gateway { listen } => {
+        Cmd::Gateway { listen, ls_limit } => {
             raftfs_runtime::init_tracing("info");
             let base = client(&cli)?.config().clone();
             let listener = tokio::net::TcpListener::bind(listen).await?;
             // The first line is the address, for scripts and tests that asked for port 0.
             println!("{}", listener.local_addr()?);
-            let gateway = std::sync::Arc::new(raftfs_gateway::Gateway::new(
-                raftfs_gateway::Users::new(base),
-            ));
+            let gateway = std::sync::Arc::new(
+                raftfs_gateway::Gateway::new(raftfs_gateway::Users::new(base))
+                    .with_ls_limit(*ls_limit),
+            );
             raftfs_gateway::serve(listener, gateway, raftfs_runtime::signal()).await?;
         }
         Cmd::ServeLinkProxy { dir } => {

@@ -45,6 +45,8 @@ impl Gateway {
         let mut child = Command::new(common::metactl_bin())
             .args(["--cluster", &cluster.dir_arg(), "gateway"])
             .args(["--listen", "127.0.0.1:0"])
+            // Small pages, so that LISTSTATUS_BATCH pages and LISTSTATUS goes on across pages.
+            .args(["--ls-limit", "3"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -224,6 +224,38 @@ def concurrent_uploads(d):
     alice.delete(f"{d}/race.bin")
 
 
+def list_in_batches(d):
+    """LISTSTATUS_BATCH (the gateway runs with --ls-limit 3): pages after startAfter, as the
+    Java client reads them, until remainingEntries is 0; together what LISTSTATUS lists."""
+    alice = InsecureClient(URL, user="alice")
+    alice.makedirs(f"{d}/many")
+    names = [f"e{i:02}" for i in range(8)]
+    for n in names:
+        alice.makedirs(f"{d}/many/{n}")
+    whole = [s["pathSuffix"] for s in requests.get(
+        f"{URL}/webhdfs/v1{d}/many", params={"op": "LISTSTATUS", "user.name": "alice"}
+    ).json()["FileStatuses"]["FileStatus"]]
+    assert whole == names, whole
+    got, after, pages = [], "", []
+    while True:
+        params = {"op": "LISTSTATUS_BATCH", "user.name": "alice"}
+        if after:
+            params["startAfter"] = after
+        r = requests.get(f"{URL}/webhdfs/v1{d}/many", params=params)
+        r.raise_for_status()
+        listing = r.json()["DirectoryListing"]
+        batch = [s["pathSuffix"] for s in listing["partialListing"]["FileStatuses"]["FileStatus"]]
+        pages.append((len(batch), listing["remainingEntries"]))
+        got += batch
+        if listing["remainingEntries"] == 0:
+            break
+        assert batch, pages
+        after = batch[-1]
+    assert got == names, got
+    assert pages[0] == (3, 5) and pages[-1][1] == 0 and all(n <= 3 for n, _ in pages), pages
+    alice.delete(f"{d}/many", recursive=True)
+
+
 def bad_requests(d):
     """Requests a NameNode refuses are refused the same way, and change nothing."""
     def call(method, path, **params):
@@ -257,6 +289,7 @@ for i, d in enumerate(SPEC["dirs"]):
     hdfscli(d, 10 + i)
     fs_spec(d, 20 + i)
 snapshots_and_policies(*SPEC["dirs"])
+list_in_batches(SPEC["dirs"][0])
 bad_requests(SPEC["dirs"][0])
 for d in SPEC["dirs"]:
     concurrent_uploads(d)
