@@ -849,6 +849,7 @@ impl Client {
             files: r.files,
             symlinks: r.symlinks,
             length: r.length,
+            space_consumed: r.space_consumed,
         })
     }
 

@@ -119,6 +119,8 @@ pub struct ContentSummary {
     pub files: u64,
     pub symlinks: u64,
     pub length: u64,
+    /// Bytes stored: copies and parity included.
+    pub space_consumed: u64,
 }
 
 /// One member in `cluster status`.

@@ -229,6 +229,24 @@ impl StoragePolicy {
         block_size.saturating_mul(self.data_blocks() as u64)
     }
 
+    /// Bytes the blockservers store for a file of `length` bytes with `block_size`-byte
+    /// internal blocks: every internal block of every group, copies and parity included
+    /// (HDFS's `spaceConsumed`).
+    pub fn stored_bytes(&self, length: u64, block_size: u64) -> u64 {
+        let group = |len: u64| -> u64 {
+            (0..self.width())
+                .map(|i| self.block_len(len, i))
+                .fold(0u64, u64::saturating_add)
+        };
+        let capacity = self.group_capacity(block_size);
+        if capacity == 0 {
+            return group(length);
+        }
+        let full = length / capacity;
+        full.saturating_mul(group(capacity))
+            .saturating_add(group(length % capacity))
+    }
+
     /// How long internal block `index` of a group of `group_len` bytes is.
     pub fn block_len(&self, group_len: u64, index: usize) -> u64 {
         match self.layout() {
@@ -257,6 +275,21 @@ impl StoragePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_bytes_count_every_copy_and_parity_cell() {
+        let rep: StoragePolicy = "REPLICATED-3".parse().expect("policy");
+        assert_eq!(rep.stored_bytes(10, 1 << 20), 30);
+        assert_eq!(rep.stored_bytes(3 << 20, 1 << 20), 9 << 20, "three groups");
+        let rs: StoragePolicy = "RS-6-3-1024k".parse().expect("policy");
+        // One whole stripe: six data cells and three parity cells.
+        assert_eq!(rs.stored_bytes(6 << 20, 8 << 20), 9 << 20);
+        // A byte: one short data cell, and parity cells as long as it.
+        assert_eq!(rs.stored_bytes(1, 8 << 20), 4);
+        // Two groups of 48 MiB each (8 MiB internal blocks).
+        assert_eq!(rs.stored_bytes(96 << 20, 8 << 20), 144 << 20);
+        assert_eq!(rs.stored_bytes(0, 8 << 20), 0);
+    }
 
     #[test]
     fn names_round_trip() {

@@ -81,6 +81,7 @@ pub fn content_summary(s: &ContentSummary) -> Value {
             "directoryCount": s.directories,
             "fileCount": s.files + s.symlinks,
             "length": s.length,
+            "spaceConsumed": s.space_consumed,
             "quota": -1,
             "spaceQuota": -1,
             "typeQuota": {},

@@ -469,4 +469,7 @@ pub struct ContentSummary {
     pub files: u64,
     pub symlinks: u64,
     pub length: u64,
+    /// Bytes stored for the files: copies and parity included (HDFS's `spaceConsumed`).
+    #[serde(default)]
+    pub space_consumed: u64,
 }

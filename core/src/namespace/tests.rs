@@ -671,7 +671,8 @@ fn attributes_policies_and_summary() {
             directories: 3,
             files: 2,
             symlinks: 1,
-            length: 0
+            length: 0,
+            space_consumed: 0,
         }
     );
 }

@@ -158,6 +158,8 @@ pub fn content_summary<R: KvRead + ?Sized>(
             InodeKind::File => {
                 summary.files += 1;
                 summary.length = summary.length.saturating_add(n.length);
+                let stored = n.policy.stored_bytes(n.length, n.block_size);
+                summary.space_consumed = summary.space_consumed.saturating_add(stored);
             }
             InodeKind::Symlink => summary.symlinks += 1,
             InodeKind::Directory => summary.directories += 1,

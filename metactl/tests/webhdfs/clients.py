@@ -81,6 +81,12 @@ def hdfscli(d, seed):
     summary = alice.content(base)
     assert summary["fileCount"] == 2 and summary["directoryCount"] == 2, summary
     assert summary["length"] == len(data) + len(small), summary
+    # Copies and parity: three replicas; or six data cells and three parity cells a stripe
+    # (a short stripe's parity cells as long as its longest data cell).
+    if "/rep/" in base:
+        assert summary["spaceConsumed"] == 3 * summary["length"], summary
+    else:
+        assert summary["length"] < summary["spaceConsumed"] <= 4 * summary["length"], summary
     sum1 = alice.checksum(f"{base}/up.bin")
     assert sum1["algorithm"] == "COMPOSITE-CRC32C" and sum1["length"] == 4, sum1
     alice.set_permission(f"{base}/up.bin", "600")

@@ -586,6 +586,7 @@ impl Namespace for NamespaceService {
                 files: s.files,
                 symlinks: s.symlinks,
                 length: s.length,
+                space_consumed: s.space_consumed,
             })
         }
         .await;
