@@ -148,6 +148,17 @@ fail!(
     ReplyXattr
 );
 
+/// Attributes the kernel and `ls` ask every file for, which raftfs gives no meaning: SELinux
+/// labels, file capabilities (asked before each write) and POSIX ACLs (raftfs has none).
+/// The mount answers "none" itself rather than a call each; other `security.` and `system.`
+/// names go to raftfs.
+const PROBED: [&str; 4] = [
+    "security.selinux",
+    "security.capability",
+    "system.posix_acl_access",
+    "system.posix_acl_default",
+];
+
 /// The longest name raftfs takes, in bytes (HDFS's default too).
 const MAX_NAME: usize = 255;
 
@@ -1002,6 +1013,9 @@ impl Filesystem for RaftFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if name.to_str().is_some_and(|n| PROBED.contains(&n)) {
+            return reply.error(Errno::ENODATA);
+        }
         let path = self.inner.path(ino);
         let name = name_of(name).map(str::to_owned);
         self.run(

@@ -367,6 +367,12 @@ async fn the_mount_keeps_posix_promises_and_refuses_with_the_right_errno() {
     assert!(sh(&format!("getfattr -d {}", f.display())).contains("user.color=\"blue\""));
     let x = client.get_xattrs("/own/log", &[]).await.expect("xattrs");
     assert_eq!(x, vec![("user.color".to_owned(), b"blue".to_vec())]);
+    // What the kernel and ls ask of every file, answered by the mount: none.
+    let label = sh(&format!(
+        "getfattr -n security.selinux {} 2>&1 || true",
+        f.display()
+    ));
+    assert!(label.contains("No such attribute"), "{label}");
     sh(&format!("setfattr -x user.color {}", f.display()));
     let gone = sh(&format!(
         "getfattr -n user.color {} 2>&1 || true",
