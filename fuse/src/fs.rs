@@ -24,7 +24,7 @@ use crate::attrs::{self, Owners};
 use crate::dir::{Cursor, DOTS};
 use crate::error::{FsError, log_failure};
 use crate::inodes::{Inodes, ROOT};
-use crate::read::ReadAhead;
+use crate::read::{Bytes, ReadAhead};
 use crate::write::{WriteOp, WriterHandle, replacing};
 
 /// How the mount behaves.
@@ -440,7 +440,10 @@ impl Filesystem for RaftFs {
             tracing::info!("the kernel lacks {missing:?}");
         }
         let _ = config.set_max_write(1 << 20);
-        let _ = config.set_max_readahead(1 << 20);
+        // As much readahead as the kernel takes, up to 1 MiB (its pieces' size).
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
         Ok(())
     }
 
@@ -754,7 +757,7 @@ impl Filesystem for RaftFs {
                     .await
                     .map_err(|e| FsError::refused(e.errno(), e.to_string()))
             },
-            |reply, bytes: Vec<u8>| reply.data(&bytes),
+            |reply, bytes: Bytes| reply.data(bytes.as_slice()),
         );
     }
 
@@ -773,11 +776,7 @@ impl Filesystem for RaftFs {
         match self.opened(fh.0).as_deref() {
             Some(Open::File(OpenFile {
                 writer: Some(w), ..
-            })) => w.send(WriteOp::Write {
-                offset,
-                data: data.to_vec(),
-                reply,
-            }),
+            })) => w.write(offset, data, reply),
             _ => reply.error(Errno::EBADF),
         }
     }

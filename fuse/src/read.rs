@@ -24,6 +24,22 @@ const KEPT: usize = 3;
 /// A chunk's fetch, awaited by every request that falls in it.
 type Fetch = Shared<BoxFuture<'static, Result<Arc<Vec<u8>>, Arc<FsError>>>>;
 
+/// The bytes of a read: a range of a chunk, or bytes of their own.
+#[derive(Debug)]
+pub enum Bytes {
+    Chunk(Arc<Vec<u8>>, std::ops::Range<usize>),
+    Owned(Vec<u8>),
+}
+
+impl Bytes {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Chunk(chunk, range) => chunk.get(range.clone()).unwrap_or_default(),
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
 /// One open file's reader and its chunks.
 #[derive(Debug)]
 pub struct ReadAhead {
@@ -70,18 +86,31 @@ impl ReadAhead {
     }
 
     /// Up to `size` bytes at `offset` (fewer at the end of the file).
-    pub async fn read(&self, offset: u64, size: u32) -> Result<Vec<u8>, Arc<FsError>> {
+    pub async fn read(&self, offset: u64, size: u32) -> Result<Bytes, Arc<FsError>> {
         let end = offset.saturating_add(u64::from(size)).min(self.len());
         if offset >= end {
-            return Ok(Vec::new());
+            return Ok(Bytes::Owned(Vec::new()));
         }
         let Some(fetches) = self.sequential(offset, end) else {
             return self
                 .reader
                 .read_at(offset, end - offset)
                 .await
+                .map(Bytes::Owned)
                 .map_err(|e| Arc::new(e.into()));
         };
+        if let [(index, fetch)] = fetches.as_slice() {
+            // Within one chunk (the usual case): answered from the chunk, not copied.
+            let chunk = fetch.clone().await?;
+            let start = index * CHUNK;
+            let from = usize::try_from(offset - start)
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
+            let to = usize::try_from(end - start)
+                .unwrap_or(usize::MAX)
+                .min(chunk.len());
+            return Ok(Bytes::Chunk(chunk, from..to.max(from)));
+        }
         let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
         let mut at = offset;
         for (index, fetch) in fetches {
@@ -95,7 +124,7 @@ impl ReadAhead {
             out.extend_from_slice(piece);
             at = start + to as u64;
         }
-        Ok(out)
+        Ok(Bytes::Owned(out))
     }
 
     /// The fetches of the chunks that hold `offset..end` when the request is sequential

@@ -5,10 +5,14 @@
 //! is whole for every reader at once; a later write at the end reopens it for appending.
 //!
 //! Each open file's writes run in order on one task that owns its writer; the kernel's
-//! callbacks hand them over through a bounded channel (the writer's pace holds them back).
+//! callbacks hand them over through a bounded channel. A write is answered once it is queued
+//! (write-behind, as a local disk answers once the bytes are in its page cache), so that the
+//! kernel's next piece travels while the writer sends the last; the queue's bound holds a
+//! fast writer back. A write that fails after its answer fails every later write of the
+//! handle, and the `close` (or `fsync`) that ends it: nothing is reported done that was not.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use fuser::{Errno, ReplyEmpty, ReplyWrite};
 use raftfs_client::{Client, CreateOptions, FileStatus, FileWriter};
@@ -18,17 +22,14 @@ use tracing::Instrument;
 
 use crate::error::{FsError, log_failure};
 
-/// Requests queued for one file's writer task.
-const QUEUED: usize = 4;
+/// Writes queued for one file's writer task (the kernel's pieces are at most 1 MiB).
+const QUEUED: usize = 8;
 
 /// What the kernel asks of an open file's writer.
 #[derive(Debug)]
 pub enum WriteOp {
-    Write {
-        offset: u64,
-        data: Vec<u8>,
-        reply: ReplyWrite,
-    },
+    /// Bytes at `offset`, answered already.
+    Write { offset: u64, data: Vec<u8> },
     /// `flush` or `fsync`: the file completed.
     Close { reply: ReplyEmpty },
     /// `release`: completed if not yet, and the task ends.
@@ -49,8 +50,12 @@ pub enum WriteOp {
 #[derive(Debug, Clone)]
 pub struct WriterHandle {
     ops: mpsc::Sender<WriteOp>,
-    /// The file's length as written through this handle (what `stat` shows meanwhile).
+    /// The file's length as written through this handle, queued writes included (what
+    /// `stat` shows meanwhile).
     pub size: Arc<AtomicU64>,
+    /// The errno of a write that failed after it was answered (0: none).
+    failed: Arc<AtomicI32>,
+    rt: tokio::runtime::Handle,
 }
 
 impl WriterHandle {
@@ -64,26 +69,81 @@ impl WriterHandle {
         writer: Option<FileWriter>,
     ) -> Self {
         let (ops, rx) = mpsc::channel(QUEUED);
-        let size = Arc::new(AtomicU64::new(size));
+        let failed = Arc::new(AtomicI32::new(0));
         let task = Writing {
             client,
             span: tracing::info_span!("fuse_write", path = %path),
             path,
             writer,
-            size: size.clone(),
-            broken: None,
+            end: size,
+            failed: failed.clone(),
         };
         rt.spawn(task.run(rx));
-        Self { ops, size }
+        Self {
+            ops,
+            size: Arc::new(AtomicU64::new(size)),
+            failed,
+            rt: rt.clone(),
+        }
     }
 
-    /// Hands `op` to the task, in the order the kernel sent it. Called from the session's
-    /// threads, never from the runtime's.
+    /// A write from the kernel, checked and queued in the order it came, and answered once
+    /// queued. Called from the session's thread (one: the kernel's order is kept).
+    pub fn write(&self, offset: u64, data: &[u8], reply: ReplyWrite) {
+        if let Some(errno) = self.failure() {
+            return reply.error(errno);
+        }
+        let end = self.size.load(Ordering::Acquire);
+        if offset != end {
+            let e = FsError::refused(
+                Errno::EOPNOTSUPP,
+                format!(
+                    "a write at offset {offset}, which is not the file's end ({end}): \
+                     raftfs files are written front to back"
+                ),
+            );
+            log_failure("write", &e);
+            return reply.error(e.errno());
+        }
+        let Ok(len) = u32::try_from(data.len()) else {
+            return reply.error(Errno::EINVAL);
+        };
+        self.size.store(end + u64::from(len), Ordering::Release);
+        let op = WriteOp::Write {
+            offset,
+            data: data.to_vec(),
+        };
+        match self.ops.try_send(op) {
+            Ok(()) => reply.written(len),
+            // The queue is full: answered once there is room (the kernel sends this file's
+            // next piece only after the answer), without holding up the session's thread.
+            Err(mpsc::error::TrySendError::Full(op)) => {
+                let ops = self.ops.clone();
+                self.rt.spawn(async move {
+                    match ops.send(op).await {
+                        Ok(()) => reply.written(len),
+                        Err(_) => reply.error(Errno::EIO),
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => reply.error(Errno::EIO),
+        }
+    }
+
+    fn failure(&self) -> Option<Errno> {
+        match self.failed.load(Ordering::Acquire) {
+            0 => None,
+            errno => Some(Errno::from_i32(errno)),
+        }
+    }
+
+    /// Hands a `flush`, `fsync` or `release` to the task, after the writes queued before it.
+    /// Called from the session's thread, never from the runtime's.
     pub fn send(&self, op: WriteOp) {
         if let Err(mpsc::error::SendError(op)) = self.ops.blocking_send(op) {
             // The task is gone (the runtime is shutting down).
             match op {
-                WriteOp::Write { reply, .. } => reply.error(Errno::EIO),
+                WriteOp::Write { .. } => {}
                 WriteOp::Close { reply } | WriteOp::Release { reply } => reply.error(Errno::EIO),
                 WriteOp::Complete { done } => {
                     let _ = done.send(Err(Errno::EIO));
@@ -102,7 +162,9 @@ impl WriterHandle {
             .send(WriteOp::Empty { done })
             .await
             .map_err(|_| Errno::EIO)?;
-        result.await.map_err(|_| Errno::EIO)?
+        let id = result.await.map_err(|_| Errno::EIO)??;
+        self.size.store(0, Ordering::Release);
+        Ok(id)
     }
 
     /// Completes what was written (from the runtime: a read waits for it).
@@ -121,9 +183,10 @@ struct Writing {
     path: String,
     span: tracing::Span,
     writer: Option<FileWriter>,
-    size: Arc<AtomicU64>,
-    /// Why the writer failed: every later write fails the same way.
-    broken: Option<Errno>,
+    /// The file's length as the writer has it.
+    end: u64,
+    /// Why a write failed (0: none): every later write, and every close, fails the same way.
+    failed: Arc<AtomicI32>,
 }
 
 impl Writing {
@@ -132,30 +195,27 @@ impl Writing {
         async move {
             while let Some(op) = ops.recv().await {
                 match op {
-                    WriteOp::Write {
-                        offset,
-                        data,
-                        reply,
-                    } => match self.write(offset, &data).await {
-                        Ok(n) => reply.written(n),
-                        Err(e) => reply.error(self.failed("write", &e)),
-                    },
+                    WriteOp::Write { offset, data } => {
+                        if let Err(e) = self.write(offset, &data).await {
+                            self.fail("write", &e);
+                        }
+                    }
                     WriteOp::Close { reply } => match self.close().await {
                         Ok(()) => reply.ok(),
-                        Err(e) => reply.error(self.failed("close", &e)),
+                        Err(e) => reply.error(self.fail("close", &e)),
                     },
                     WriteOp::Complete { done } => {
-                        let r = self.close().await.map_err(|e| self.failed("complete", &e));
+                        let r = self.close().await.map_err(|e| self.fail("complete", &e));
                         let _ = done.send(r);
                     }
                     WriteOp::Empty { done } => {
-                        let r = self.empty().await.map_err(|e| self.failed("truncate", &e));
+                        let r = self.empty().await.map_err(|e| self.fail("truncate", &e));
                         let _ = done.send(r);
                     }
                     WriteOp::Release { reply } => {
                         match self.close().await {
                             Ok(()) => reply.ok(),
-                            Err(e) => reply.error(self.failed("release", &e)),
+                            Err(e) => reply.error(self.fail("release", &e)),
                         }
                         return;
                     }
@@ -163,38 +223,47 @@ impl Writing {
             }
             // The kernel went away without a release (an unmount): complete what was written.
             if let Err(e) = self.close().await {
-                self.failed("close at unmount", &e);
+                self.fail("close at unmount", &e);
             }
         }
         .instrument(span)
         .await;
     }
 
-    fn failed(&mut self, what: &str, e: &FsError) -> Errno {
+    /// Records a failure (the first one stays) and logs it; its errno.
+    fn fail(&mut self, what: &str, e: &FsError) -> Errno {
         log_failure(what, e);
-        e.errno()
+        let errno = e.errno();
+        let _ = self
+            .failed
+            .compare_exchange(0, errno.code(), Ordering::AcqRel, Ordering::Acquire);
+        errno
     }
 
-    async fn write(&mut self, offset: u64, data: &[u8]) -> Result<u32, FsError> {
-        if let Some(errno) = self.broken {
-            return Err(FsError::refused(
-                errno,
-                "an earlier write of this file failed",
-            ));
+    /// The failure recorded, as an error.
+    fn failure(&self) -> Result<(), FsError> {
+        match self.failed.load(Ordering::Acquire) {
+            0 => Ok(()),
+            errno => Err(FsError::refused(
+                Errno::from_i32(errno),
+                format!("{}: an earlier write of this file failed", self.path),
+            )),
         }
-        let end = self.size.load(Ordering::Acquire);
-        if offset != end {
+    }
+
+    async fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), FsError> {
+        self.failure()?;
+        if offset != self.end {
+            // The callback checked against what was queued: this cannot happen unless the
+            // kernel's order was lost.
             return Err(FsError::refused(
-                Errno::EOPNOTSUPP,
+                Errno::EIO,
                 format!(
-                    "{}: a write at offset {offset}, which is not the file's end ({end}): \
-                     raftfs files are written front to back",
-                    self.path
+                    "{}: a queued write at {offset}, the file ends at {}",
+                    self.path, self.end
                 ),
             ));
         }
-        let len = u32::try_from(data.len())
-            .map_err(|_| FsError::refused(Errno::EINVAL, "a write of more than 4 GiB"))?;
         let writer = match &mut self.writer {
             Some(w) => w,
             None => self
@@ -202,13 +271,11 @@ impl Writing {
                 .insert(FileWriter::append(&self.client, &self.path).await?),
         };
         if let Err(e) = writer.write_all(data).await {
-            let e = FsError::from_write(e);
-            self.broken = Some(e.errno());
             self.writer = None;
-            return Err(e);
+            return Err(FsError::from_write(e));
         }
-        self.size.store(end + u64::from(len), Ordering::Release);
-        Ok(len)
+        self.end += data.len() as u64;
+        Ok(())
     }
 
     /// Replaces the file by an empty one of the same mode and policy, open for writing.
@@ -218,22 +285,18 @@ impl Writing {
         let writer = FileWriter::create(&self.client, &self.path, &replacing(&old)).await?;
         let id = self.client.stat(&self.path).await?.id;
         self.writer = Some(writer);
-        self.broken = None;
-        self.size.store(0, Ordering::Release);
+        self.end = 0;
         Ok(id)
     }
 
-    /// Completes the file if this handle has it open for writing.
+    /// Completes the file if this handle has it open for writing; fails if a write of the
+    /// handle failed.
     async fn close(&mut self) -> Result<(), FsError> {
+        self.failure()?;
         let Some(mut writer) = self.writer.take() else {
             return Ok(());
         };
-        if let Err(e) = writer.shutdown().await {
-            let e = FsError::from_write(e);
-            self.broken = Some(e.errno());
-            return Err(e);
-        }
-        Ok(())
+        writer.shutdown().await.map_err(FsError::from_write)
     }
 }
 
