@@ -40,7 +40,8 @@ impl Cursor {
         client: &Client,
         from: u64,
     ) -> Result<Vec<(u64, FileStatus)>, ClientError> {
-        if from < self.base || !self.fetched {
+        // From the start (a new listing, or `rewinddir`): the directory as it is now.
+        if from == 0 || from < self.base || !self.fetched {
             self.fetch(client, "", 0).await?;
         }
         while from >= self.base + self.page.len() as u64 && self.has_more {

@@ -25,7 +25,7 @@ use crate::dir::{Cursor, DOTS};
 use crate::error::{FsError, log_failure};
 use crate::inodes::{Inodes, ROOT};
 use crate::read::{Bytes, ReadAhead};
-use crate::write::{WriteOp, WriterHandle, replacing};
+use crate::write::{Live, WriteOp, WriterHandle, replace_empty};
 
 /// How the mount behaves.
 #[derive(Debug, Clone)]
@@ -118,8 +118,10 @@ struct Inner {
     owners: Owners,
     open: Mutex<HashMap<u64, Arc<Open>>>,
     next_fh: AtomicU64,
-    /// Files this mount is writing, by inode: their length so far.
-    writing: Mutex<HashMap<u64, Arc<AtomicU64>>>,
+    /// Files this mount is writing, by inode: the handles writing them.
+    writing: Mutex<HashMap<u64, Vec<WriterHandle>>>,
+    /// The writer tasks running (an unmount waits for them).
+    live: Arc<Live>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -190,6 +192,7 @@ impl RaftFs {
                 open: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 writing: Mutex::new(HashMap::new()),
+                live: Arc::new(Live::default()),
             }),
             rt,
         }
@@ -220,6 +223,11 @@ impl RaftFs {
             }
             .instrument(span),
         );
+    }
+
+    /// The writer tasks, which complete their files after an unmount.
+    pub fn live(&self) -> Arc<Live> {
+        self.inner.live.clone()
     }
 
     fn opened(&self, fh: u64) -> Option<Arc<Open>> {
@@ -256,7 +264,7 @@ impl Inner {
     fn attr(&self, ino: u64, status: &FileStatus) -> FileAttr {
         let size = lock(&self.writing)
             .get(&ino)
-            .map(|s| s.load(Ordering::Acquire));
+            .and_then(|ws| ws.iter().map(|w| w.size.load(Ordering::Acquire)).max());
         attrs::attr(ino, status, size, &self.owners)
     }
 
@@ -300,7 +308,7 @@ impl Inner {
             ..
         }) = &open
         {
-            lock(&self.writing).insert(*ino, w.size.clone());
+            lock(&self.writing).entry(*ino).or_default().push(w.clone());
         }
         lock(&self.open).insert(fh, Arc::new(open));
         fh
@@ -391,7 +399,7 @@ impl Inner {
                 ),
             ));
         }
-        let (mut writer, fresh) = self.create(path, replacing(&status)).await?;
+        let (mut writer, fresh) = replace_empty(&self.client, path, &status).await?;
         writer.shutdown().await.map_err(FsError::from_write)?;
         lock(&self.inodes).set_id(ino, fresh.id);
         Ok(())
@@ -518,8 +526,21 @@ impl Filesystem for RaftFs {
                     c.set_owner(&path, &owner, &group).await?;
                 }
                 if atime.is_some() || mtime.is_some() {
-                    c.set_times(&path, mtime.map(time_ms), atime.map(time_ms))
-                        .await?;
+                    let (mtime, atime) = (mtime.map(time_ms), atime.map(time_ms));
+                    let writer = lock(&inner.writing)
+                        .get(&ino.0)
+                        .and_then(|ws| ws.last().cloned());
+                    match writer {
+                        // Completing the file sets its modification time: times set while
+                        // it is written (`cp -p` sets them before closing) are set after.
+                        Some(w) => w
+                            .set_times_after_close(mtime, atime)
+                            .await
+                            .map_err(|errno| FsError::refused(errno, "setting times"))?,
+                        None => {
+                            c.set_times(&path, mtime, atime).await?;
+                        }
+                    }
                 }
                 let status = c.stat(&path).await?;
                 Ok((inner.attr(ino.0, &status), inner.ttl(ino.0)))
@@ -711,19 +732,33 @@ impl Filesystem for RaftFs {
             move |inner| async move {
                 let path = path?;
                 let writer = match flags.acc_mode() {
-                    OpenAccMode::O_RDONLY => None,
+                    OpenAccMode::O_RDONLY => {
+                        // The file as it is now: read on from the same file even if it is
+                        // renamed, or another takes its name.
+                        let reader = FileReader::open(&inner.client, &path).await?;
+                        let file = OpenFile::new(ino.0, path, None);
+                        *file.reader.lock().await = Some(Arc::new(ReadAhead::new(reader)));
+                        return Ok(inner.register(Open::File(file)));
+                    }
                     OpenAccMode::O_WRONLY | OpenAccMode::O_RDWR => {
                         inner.read_only()?;
                         let status = inner.client.stat(&path).await?;
                         let (writer, size) = if flags.0 & libc::O_TRUNC != 0 && status.length > 0 {
-                            let (w, fresh) = inner.create(&path, replacing(&status)).await?;
+                            let (w, fresh) = replace_empty(&inner.client, &path, &status).await?;
                             lock(&inner.inodes).set_id(ino.0, fresh.id);
                             (Some(w), 0)
                         } else {
                             (None, status.length)
                         };
                         let client = inner.client.clone();
-                        Some(WriterHandle::start(&rt, client, path.clone(), size, writer))
+                        Some(WriterHandle::start(
+                            &rt,
+                            &inner.live,
+                            client,
+                            path.clone(),
+                            size,
+                            writer,
+                        ))
                     }
                 };
                 Ok(inner.register(Open::File(OpenFile::new(ino.0, path, writer))))
@@ -815,8 +850,11 @@ impl Filesystem for RaftFs {
                 ..
             })) => {
                 let mut writing = lock(&self.inner.writing);
-                if writing.get(ino).is_some_and(|s| Arc::ptr_eq(s, &w.size)) {
-                    writing.remove(ino);
+                if let Some(ws) = writing.get_mut(ino) {
+                    ws.retain(|other| !Arc::ptr_eq(&other.size, &w.size));
+                    if ws.is_empty() {
+                        writing.remove(ino);
+                    }
                 }
                 drop(writing);
                 w.send(WriteOp::Release { reply });
@@ -1099,7 +1137,8 @@ impl Filesystem for RaftFs {
                 let (writer, status) = inner.create(&path, opts).await?;
                 let status = inner.owned_by(&path, status, uid).await?;
                 let client = inner.client.clone();
-                let w = WriterHandle::start(&rt, client, path.clone(), 0, Some(writer));
+                let w =
+                    WriterHandle::start(&rt, &inner.live, client, path.clone(), 0, Some(writer));
                 let attr = inner.entry(parent, &name, &status);
                 let fh = inner.register(Open::File(OpenFile::new(attr.ino.0, path, Some(w))));
                 Ok((attr, fh))

@@ -49,6 +49,7 @@ pub async fn serve(
     let rt = tokio::runtime::Handle::current();
     let config = config(&options);
     let fs = RaftFs::new(client, options, rt);
+    let live = fs.live();
     let mountpoint = mountpoint.to_owned();
     let mut session = tokio::task::spawn_blocking(move || Session::new(fs, &mountpoint, &config))
         .await
@@ -56,11 +57,24 @@ pub async fn serve(
     let mut unmount = session.unmount_callable();
     mounted();
     let mut served = tokio::task::spawn_blocking(move || session.run());
-    tokio::select! {
-        r = &mut served => return r.map_err(io::Error::other)?,
-        () = shutdown => {}
+    let result = tokio::select! {
+        r = &mut served => r.map_err(io::Error::other)?,
+        () = shutdown => {
+            tracing::info!("unmounting");
+            unmount.unmount()?;
+            served.await.map_err(io::Error::other)?
+        }
+    };
+    // Files still open for writing are completed by their tasks once the kernel is gone.
+    let left = live.wait(WRITERS_AT_UNMOUNT).await;
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "files still being completed at exit: they stay under construction until lease recovery"
+        );
     }
-    tracing::info!("unmounting");
-    unmount.unmount()?;
-    served.await.map_err(io::Error::other)?
+    result
 }
+
+/// How long an unmount waits for open files to be completed.
+const WRITERS_AT_UNMOUNT: std::time::Duration = std::time::Duration::from_secs(60);

@@ -101,7 +101,7 @@ impl ReadAhead {
         };
         if let [(index, fetch)] = fetches.as_slice() {
             // Within one chunk (the usual case): answered from the chunk, not copied.
-            let chunk = fetch.clone().await?;
+            let chunk = self.fetched(*index, fetch.clone()).await?;
             let start = index * CHUNK;
             let from = usize::try_from(offset - start)
                 .unwrap_or(usize::MAX)
@@ -114,7 +114,7 @@ impl ReadAhead {
         let mut out = Vec::with_capacity(usize::try_from(end - offset).unwrap_or(0));
         let mut at = offset;
         for (index, fetch) in fetches {
-            let bytes = fetch.await?;
+            let bytes = self.fetched(index, fetch).await?;
             let start = index * CHUNK;
             let from = usize::try_from(at - start).unwrap_or(usize::MAX);
             let to = usize::try_from(end.min(start + CHUNK) - start).unwrap_or(usize::MAX);
@@ -125,6 +125,17 @@ impl ReadAhead {
             at = start + to as u64;
         }
         Ok(Bytes::Owned(out))
+    }
+
+    /// What `fetch` of chunk `index` read; a failed fetch is dropped, so that the next read
+    /// (a retry after a failover) fetches again.
+    async fn fetched(&self, index: u64, fetch: Fetch) -> Result<Arc<Vec<u8>>, Arc<FsError>> {
+        let r = fetch.await;
+        if r.is_err() {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.chunks.retain(|(i, _)| *i != index);
+        }
+        r
     }
 
     /// The fetches of the chunks that hold `offset..end` when the request is sequential

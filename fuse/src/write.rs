@@ -44,6 +44,53 @@ pub enum WriteOp {
     Empty {
         done: oneshot::Sender<Result<u64, Errno>>,
     },
+    /// Times to set once the file is complete (completing it sets the modification time).
+    Times {
+        mtime_ms: Option<u64>,
+        atime_ms: Option<u64>,
+        done: oneshot::Sender<Result<(), Errno>>,
+    },
+}
+
+/// The writer tasks still running, which an unmount waits for (they complete their files).
+#[derive(Debug, Default)]
+pub struct Live {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl Live {
+    /// Waits until no writer task runs, or `limit` passes; how many still run.
+    pub async fn wait(&self, limit: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let idle = self.idle.notified();
+            let n = self.count.load(Ordering::Acquire);
+            if n == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return self.count.load(Ordering::Acquire);
+            }
+        }
+    }
+}
+
+/// One running writer task, counted while it lives.
+struct Running(Arc<Live>);
+
+impl Running {
+    fn new(live: Arc<Live>) -> Self {
+        live.count.fetch_add(1, Ordering::AcqRel);
+        Self(live)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.idle.notify_waiters();
+    }
 }
 
 /// The kernel's side of an open file's writer task.
@@ -63,6 +110,7 @@ impl WriterHandle {
     /// for writing already (just created or truncated).
     pub fn start(
         rt: &tokio::runtime::Handle,
+        live: &Arc<Live>,
         client: Client,
         path: String,
         size: u64,
@@ -77,6 +125,8 @@ impl WriterHandle {
             writer,
             end: size,
             failed: failed.clone(),
+            times: None,
+            _running: Running::new(live.clone()),
         };
         rt.spawn(task.run(rx));
         Self {
@@ -151,8 +201,29 @@ impl WriterHandle {
                 WriteOp::Empty { done } => {
                     let _ = done.send(Err(Errno::EIO));
                 }
+                WriteOp::Times { done, .. } => {
+                    let _ = done.send(Err(Errno::EIO));
+                }
             }
         }
+    }
+
+    /// Sets the file's times once it is complete (at once if it is).
+    pub async fn set_times_after_close(
+        &self,
+        mtime_ms: Option<u64>,
+        atime_ms: Option<u64>,
+    ) -> Result<(), Errno> {
+        let (done, result) = oneshot::channel();
+        self.ops
+            .send(WriteOp::Times {
+                mtime_ms,
+                atime_ms,
+                done,
+            })
+            .await
+            .map_err(|_| Errno::EIO)?;
+        result.await.map_err(|_| Errno::EIO)?
     }
 
     /// Replaces the file by an empty one, written on through this handle.
@@ -187,6 +258,9 @@ struct Writing {
     end: u64,
     /// Why a write failed (0: none): every later write, and every close, fails the same way.
     failed: Arc<AtomicI32>,
+    /// Times to set after the file is completed: (mtime, atime).
+    times: Option<(Option<u64>, Option<u64>)>,
+    _running: Running,
 }
 
 impl Writing {
@@ -211,6 +285,14 @@ impl Writing {
                     WriteOp::Empty { done } => {
                         let r = self.empty().await.map_err(|e| self.fail("truncate", &e));
                         let _ = done.send(r);
+                    }
+                    WriteOp::Times {
+                        mtime_ms,
+                        atime_ms,
+                        done,
+                    } => {
+                        let r = self.times(mtime_ms, atime_ms).await;
+                        let _ = done.send(r.map_err(|e| self.fail("set times", &e)));
                     }
                     WriteOp::Release { reply } => {
                         match self.close().await {
@@ -278,30 +360,68 @@ impl Writing {
         Ok(())
     }
 
-    /// Replaces the file by an empty one of the same mode and policy, open for writing.
+    /// Replaces the file by an empty one like it, open for writing.
     async fn empty(&mut self) -> Result<u64, FsError> {
         self.close().await?;
         let old = self.client.stat(&self.path).await?;
-        let writer = FileWriter::create(&self.client, &self.path, &replacing(&old)).await?;
-        let id = self.client.stat(&self.path).await?.id;
+        let (writer, fresh) = replace_empty(&self.client, &self.path, &old).await?;
         self.writer = Some(writer);
         self.end = 0;
-        Ok(id)
+        Ok(fresh.id)
     }
 
-    /// Completes the file if this handle has it open for writing; fails if a write of the
-    /// handle failed.
+    /// Sets times now if the file is complete, else once it is.
+    async fn times(&mut self, mtime_ms: Option<u64>, atime_ms: Option<u64>) -> Result<(), FsError> {
+        if self.writer.is_some() {
+            let (m, a) = self.times.take().unwrap_or_default();
+            self.times = Some((mtime_ms.or(m), atime_ms.or(a)));
+            return Ok(());
+        }
+        self.client
+            .set_times(&self.path, mtime_ms, atime_ms)
+            .await?;
+        Ok(())
+    }
+
+    /// Completes the file if this handle has it open for writing, then sets the times asked
+    /// meanwhile; fails if a write of the handle failed.
     async fn close(&mut self) -> Result<(), FsError> {
         self.failure()?;
         let Some(mut writer) = self.writer.take() else {
             return Ok(());
         };
-        writer.shutdown().await.map_err(FsError::from_write)
+        writer.shutdown().await.map_err(FsError::from_write)?;
+        if let Some((mtime, atime)) = self.times.take() {
+            self.client.set_times(&self.path, mtime, atime).await?;
+        }
+        Ok(())
     }
 }
 
+/// Replaces the file at `path` (`old`) by an empty one with its mode, owner, group, policy
+/// and block size, open for writing; and the new file's status. The owner and group are
+/// given back where the mount's user may (the superuser); raftfs's umask is undone.
+pub async fn replace_empty(
+    client: &Client,
+    path: &str,
+    old: &FileStatus,
+) -> Result<(FileWriter, FileStatus), FsError> {
+    let writer = FileWriter::create(client, path, &replacing(old)).await?;
+    let mut fresh = client.stat(path).await?;
+    let mode = old.permission & 0o7777;
+    if fresh.permission & 0o7777 != mode {
+        fresh = client.set_permission(path, mode).await?;
+    }
+    if (fresh.owner != old.owner || fresh.group != old.group)
+        && let Ok(owned) = client.set_owner(path, &old.owner, &old.group).await
+    {
+        fresh = owned;
+    }
+    Ok((writer, fresh))
+}
+
 /// Options that replace `old` with an empty file of the same mode, policy and block size.
-pub fn replacing(old: &FileStatus) -> CreateOptions {
+fn replacing(old: &FileStatus) -> CreateOptions {
     CreateOptions {
         overwrite: true,
         create_parents: false,

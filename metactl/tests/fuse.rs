@@ -338,6 +338,33 @@ async fn the_mount_keeps_posix_promises_and_refuses_with_the_right_errno() {
         client.stat("/own/log").await.expect("stat").mtime_ms,
         1_600_000_000_000
     );
+    // cp -p sets the times before it closes the copy: they outlast its completion.
+    let local = work.path().join("old.txt");
+    std::fs::write(&local, b"old").expect("write");
+    sh(&format!(
+        "touch -m -d @1500000000 {0} && cp -p {0} {1}",
+        local.display(),
+        m("/own/kept").display()
+    ));
+    assert_eq!(
+        client.stat("/own/kept").await.expect("stat").mtime_ms,
+        1_500_000_000_000
+    );
+    // Overwriting a file (O_TRUNC) keeps its owner, group and mode.
+    sh(&format!(
+        "chown nobody:nogroup {0} && chmod 664 {0} && cp {1} {0}",
+        m("/own/kept").display(),
+        local.display()
+    ));
+    let kept = client.stat("/own/kept").await.expect("stat");
+    assert_eq!(
+        (
+            kept.owner.as_str(),
+            kept.group.as_str(),
+            kept.permission & 0o7777
+        ),
+        ("nobody", "nogroup", 0o664)
+    );
 
     // The kernel holds other local users to the modes (default_permissions), and a file one
     // of them makes is theirs.
