@@ -8,6 +8,8 @@
 # metactl, the mount process's CPU per MiB, and each tool's time.
 #   bench/fuse.sh              (SIZE_MIB=1024 FILES=10000 by default)
 #   PARTS="bytes list" bench/fuse.sh   only some parts (bytes, list, tree)
+#   TOGETHER=1 bench/fuse.sh     the tree's three copies at once, then their three checks at
+#                                once (each is bound by round trips, not by the cores)
 SIZE_MIB=${SIZE_MIB:-1024}
 FILES=${FILES:-10000}
 PARTS=${PARTS:-bytes list tree}
@@ -78,17 +80,35 @@ PY
 manifest "$work/src" > "$work/want"
 want_du=$(du -sb --apparent-size "$work/src" | cut -f1)
 mkdir "$mnt/tar"
-timed "tree tar-x" sh -c "tar c -C $work/src . | tar x -C $mnt/tar"
-timed "tree cp-r" cp -r "$work/src" "$mnt/cp"
-timed "tree rsync-a" rsync -a "$work/src/" "$mnt/rsync/"
-for t in tar cp rsync; do
-  timed "tree find-$t" sh -c "find $mnt/$t -type f | wc -l > $work/found"
-  [ "$(cat "$work/found")" = "$FILES" ] || { echo "find in $t: $(cat "$work/found")" >&2; exit 1; }
-  timed "tree du-$t" sh -c "du -sb --apparent-size $mnt/$t | cut -f1 > $work/du"
-  [ "$(cat "$work/du")" = "$want_du" ] || { echo "du of $t: $(cat "$work/du") != $want_du" >&2; exit 1; }
-  timed "tree sha256sum-$t" sh -c "cd $mnt/$t && find . -type f -print0 | sort -z | xargs -0 -r sha256sum > $work/got"
-  cmp -s "$work/want" "$work/got" || { echo "sha256sum of $t differs" >&2; exit 1; }
-done
+copy() {
+  case $1 in
+    tar) timed "tree tar-x" sh -c "tar c -C $work/src . | tar x -C $mnt/tar" ;;
+    cp) timed "tree cp-r" cp -r "$work/src" "$mnt/cp" ;;
+    rsync) timed "tree rsync-a" rsync -a "$work/src/" "$mnt/rsync/" ;;
+  esac
+}
+check() { # find, du and sha256sum of copy $1, each compared with the source
+  local t=$1
+  timed "tree find-$t" sh -c "find $mnt/$t -type f | wc -l > $work/found-$t"
+  [ "$(cat "$work/found-$t")" = "$FILES" ] || { echo "find in $t: $(cat "$work/found-$t")" >&2; return 1; }
+  timed "tree du-$t" sh -c "du -sb --apparent-size $mnt/$t | cut -f1 > $work/du-$t"
+  [ "$(cat "$work/du-$t")" = "$want_du" ] || { echo "du of $t: $(cat "$work/du-$t") != $want_du" >&2; return 1; }
+  timed "tree sha256sum-$t" sh -c "cd $mnt/$t && find . -type f -print0 | sort -z | xargs -0 -r sha256sum > $work/got-$t"
+  cmp -s "$work/want" "$work/got-$t" || { echo "sha256sum of $t differs" >&2; return 1; }
+}
+if [ -n "${TOGETHER:-}" ]; then
+  t0=$(date +%s.%N)
+  copy tar & a=$!; copy cp & b=$!; copy rsync & c=$!
+  wait $a && wait $b && wait $c
+  echo "tree all-three-copies-at-once $(awk "BEGIN{print $(date +%s.%N) - $t0}") 0" >> "$work/times"
+  t0=$(date +%s.%N)
+  check tar & a=$!; check cp & b=$!; check rsync & c=$!
+  wait $a && wait $b && wait $c
+  echo "tree all-three-checks-at-once $(awk "BEGIN{print $(date +%s.%N) - $t0}") 0" >> "$work/times"
+else
+  for t in tar cp rsync; do copy $t; done
+  for t in tar cp rsync; do check $t; done
+fi
 [ -z "$(rsync -a --dry-run --itemize-changes "$work/src/" "$mnt/rsync/")" ] \
   || { echo "rsync -a finds differences after its copy" >&2; exit 1; }
 echo "every copy matches: $FILES files, $want_du bytes" >&2
