@@ -12,6 +12,14 @@
 //! - [`simulation`]: the same nodes on turmoil's simulated time and network, under faults
 //!   drawn from a seed, their clients' history checked: a seed replays its run exactly.
 
+// Without tokio's unstable cfg turmoil cannot seed tokio's own randomness (the first branch
+// a `select!` polls), and a seed no longer replays its run (.cargo/config.toml sets it).
+#[cfg(not(tokio_unstable))]
+compile_error!(
+    "raftfs-sim needs `--cfg tokio_unstable` (set by .cargo/config.toml; RUSTFLAGS in the \
+     environment replaces it): without it a simulation is not reproducible"
+);
+
 pub mod cluster;
 pub mod lin_kv;
 pub mod maelstrom;

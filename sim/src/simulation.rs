@@ -386,7 +386,15 @@ pub fn run(plan: &Plan) -> Result<Report, SimulationError> {
     *panics() = Some((std::thread::current().id(), Vec::new()));
     // The run's state is reset however the run ends, unwinding included.
     let _reset = ResetAfterRun;
-    let result = simulate(plan);
+    // A member's panic stops its host's runtime (turmoil does so under tokio_unstable, which
+    // reproducibility needs), and the run unwinds from there: it ended on that panic.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| simulate(plan)))
+        .unwrap_or_else(|payload| {
+            Err(SimulationError::Run {
+                seed: plan.seed,
+                message: format!("a member panicked: {}", panic_message(payload.as_ref())),
+            })
+        });
     let caught = panics().take().map(|(_, list)| list).unwrap_or_default();
     result.map(|report| Report {
         panics: caught,
