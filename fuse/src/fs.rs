@@ -575,16 +575,13 @@ impl Filesystem for RaftFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        let uid = req.uid();
-        let path = self.inner.child(parent, name);
-        let name = name.to_string_lossy().into_owned();
-        let ttl = self.inner.options.attr_ttl;
-        self.run(
-            span("mknod", parent),
+        self.make(
+            "mknod",
+            req,
+            parent,
+            name,
             reply,
-            |inner| async move {
-                let path = path?;
-                inner.read_only()?;
+            move |inner, path| async move {
                 if mode & libc::S_IFMT != libc::S_IFREG {
                     // mknod(2): EPERM where the file system does not hold the type.
                     return Err(FsError::refused(
@@ -598,10 +595,8 @@ impl Filesystem for RaftFs {
                 };
                 let (mut writer, status) = inner.create(&path, opts).await?;
                 writer.shutdown().await.map_err(FsError::from_write)?;
-                let status = inner.owned_by(&path, status, uid).await?;
-                Ok(inner.entry(parent, &name, &status))
+                Ok(status)
             },
-            move |reply, attr: FileAttr| reply.entry(&ttl, &attr, Generation(0)),
         );
     }
 
@@ -614,26 +609,20 @@ impl Filesystem for RaftFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let uid = req.uid();
-        let path = self.inner.child(parent, name);
-        let name = name.to_string_lossy().into_owned();
-        let ttl = self.inner.options.attr_ttl;
-        self.run(
-            span("mkdir", parent),
+        self.make(
+            "mkdir",
+            req,
+            parent,
+            name,
             reply,
-            |inner| async move {
-                let path = path?;
-                inner.read_only()?;
+            move |inner, path| async move {
                 let perm = mode & !umask & 0o7777;
                 let status = inner
                     .client
                     .mkdir_with_permission(&path, false, perm)
                     .await?;
-                let status = inner.with_mode(&path, status, perm).await?;
-                let status = inner.owned_by(&path, status, uid).await?;
-                Ok(inner.entry(parent, &name, &status))
+                inner.with_mode(&path, status, perm).await
             },
-            move |reply, attr: FileAttr| reply.entry(&ttl, &attr, Generation(0)),
         );
     }
 
@@ -653,24 +642,18 @@ impl Filesystem for RaftFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let uid = req.uid();
-        let path = self.inner.child(parent, link_name);
-        let name = link_name.to_string_lossy().into_owned();
         let target = target.to_str().map(str::to_owned);
-        let ttl = self.inner.options.attr_ttl;
-        self.run(
-            span("symlink", parent),
+        self.make(
+            "symlink",
+            req,
+            parent,
+            link_name,
             reply,
-            |inner| async move {
-                let path = path?;
-                inner.read_only()?;
+            |inner, path| async move {
                 let target = target
                     .ok_or_else(|| FsError::refused(Errno::EINVAL, "raftfs targets are UTF-8"))?;
-                let status = inner.client.symlink(&path, &target).await?;
-                let status = inner.owned_by(&path, status, uid).await?;
-                Ok(inner.entry(parent, &name, &status))
+                Ok(inner.client.symlink(&path, &target).await?)
             },
-            move |reply, attr: FileAttr| reply.entry(&ttl, &attr, Generation(0)),
         );
     }
 
@@ -1159,6 +1142,37 @@ impl Filesystem for RaftFs {
 }
 
 impl RaftFs {
+    /// Makes `name` in `parent` with `make` (given its path) and answers with the new entry,
+    /// handed to the caller who asked (`Inner::owned_by`).
+    fn make<F>(
+        &self,
+        op: &'static str,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        reply: ReplyEntry,
+        make: impl FnOnce(Arc<Inner>, String) -> F + Send + 'static,
+    ) where
+        F: Future<Output = Result<FileStatus, FsError>> + Send + 'static,
+    {
+        let uid = req.uid();
+        let path = self.inner.child(parent, name);
+        let name = name.to_string_lossy().into_owned();
+        let ttl = self.inner.options.attr_ttl;
+        self.run(
+            span(op, parent),
+            reply,
+            |inner| async move {
+                let path = path?;
+                inner.read_only()?;
+                let status = make(inner.clone(), path.clone()).await?;
+                let status = inner.owned_by(&path, status, uid).await?;
+                Ok(inner.entry(parent, &name, &status))
+            },
+            move |reply, attr: FileAttr| reply.entry(&ttl, &attr, Generation(0)),
+        );
+    }
+
     fn remove(&self, op: &'static str, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let path = self.inner.child(parent, name);
         let name = name.to_string_lossy().into_owned();
