@@ -64,7 +64,10 @@ impl Live {
     pub async fn wait(&self, limit: std::time::Duration) -> usize {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
+            // Registered before the count is read, so that a task ending in between wakes it.
             let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
             let n = self.count.load(Ordering::Acquire);
             if n == 0 {
                 return 0;
