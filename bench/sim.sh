@@ -29,7 +29,9 @@ fi
 work=$(mktemp -d)
 # Stopped early, the summary below still runs: the seeds that ran are counted and listed.
 trap 'rm -rf "$work"' EXIT
-trap 'kill $(jobs -p) 2>/dev/null || true' INT TERM
+# Each job is /usr/bin/time running sim-run: the sim-run under it is stopped too (killing
+# time alone leaves it running, writing into the removed work directory).
+trap 'for p in $(jobs -p); do pkill -TERM -P "$p"; kill "$p"; done 2>/dev/null || true' INT TERM
 bug=()
 [[ -n "${BUG:-}" ]] && bug=(--bug "$BUG")
 echo "sim: $N seeds from $FIRST in $J processes${BUG:+, bug switch $BUG}"
