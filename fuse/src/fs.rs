@@ -406,15 +406,19 @@ impl Inner {
     }
 }
 
-/// A directory's entries as the kernel takes them: `.`, `..`, then the children from
-/// `offset` on; with `plus`, each child is remembered (the kernel holds a lookup of it).
+/// The children of open directory `open` from the kernel's `offset` on (`.` and `..` are
+/// the caller's), each with its offset; and `inner` back, for the answer.
 async fn list(
-    inner: &Inner,
-    cursor: &tokio::sync::Mutex<Cursor>,
+    inner: Arc<Inner>,
+    open: Option<Arc<Open>>,
     offset: u64,
-) -> Result<Vec<(u64, FileStatus)>, FsError> {
+) -> Result<(Arc<Inner>, Vec<(u64, FileStatus)>), FsError> {
+    let Some(Open::Dir(cursor)) = open.as_deref() else {
+        return Err(FsError::refused(Errno::EBADF, "not an open directory"));
+    };
     let from = offset.saturating_sub(DOTS);
-    Ok(cursor.lock().await.from(&inner.client, from).await?)
+    let entries = cursor.lock().await.from(&inner.client, from).await?;
+    Ok((inner, entries))
 }
 
 fn kind_of(status: &FileStatus) -> FileType {
@@ -882,13 +886,7 @@ impl Filesystem for RaftFs {
         self.run(
             span("readdir", ino),
             reply,
-            |inner| async move {
-                let Some(Open::Dir(cursor)) = open.as_deref() else {
-                    return Err(FsError::refused(Errno::EBADF, "not an open directory"));
-                };
-                let entries = list(&inner, cursor, offset).await?;
-                Ok((inner, entries))
-            },
+            |inner| list(inner, open, offset),
             move |mut reply, (inner, entries): (Arc<Inner>, Vec<(u64, FileStatus)>)| {
                 for (off, ino, kind, name) in dots(ino, parent, offset) {
                     if reply.add(INodeNo(ino), off, kind, name) {
@@ -924,13 +922,7 @@ impl Filesystem for RaftFs {
         self.run(
             span("readdirplus", ino),
             reply,
-            |inner| async move {
-                let Some(Open::Dir(cursor)) = open.as_deref() else {
-                    return Err(FsError::refused(Errno::EBADF, "not an open directory"));
-                };
-                let entries = list(&inner, cursor, offset).await?;
-                Ok((inner, entries))
-            },
+            |inner| list(inner, open, offset),
             move |mut reply, (inner, entries): (Arc<Inner>, Vec<(u64, FileStatus)>)| {
                 let dir_attr = attrs::directory(ino.0);
                 for (off, ino, _kind, name) in dots(ino, parent, offset) {
