@@ -28,18 +28,7 @@ for _ in $(seq 100); do grep -q '^mounted' "$work/mount.out" 2>/dev/null && brea
 grep -q '^mounted' "$work/mount.out" || { cat "$work/mount.log" >&2; exit 1; }
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$work/src.bin"
 
-cpu() { # utime + stime of a process, seconds
-  python3 -c "import os,sys; f=open(f'/proc/{sys.argv[1]}/stat').read().rsplit(')',1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))" "$1"
-}
-# timed NAME CMD...: wall seconds of CMD and the mount's CPU seconds meanwhile, as a line.
-timed() {
-  local name=$1; shift
-  local c0 t0 t1 c1
-  c0=$(cpu $mount_pid); t0=$(date +%s.%N)
-  "$@"
-  t1=$(date +%s.%N); c1=$(cpu $mount_pid)
-  echo "$name $(awk "BEGIN{print $t1 - $t0}") $(awk "BEGIN{print $c1 - $c0}")" >> "$work/times"
-}
+timed_pid=$mount_pid  # timed (peers.sh) counts the mount's CPU
 checksum() { "${m[@]}" fs checksum "$1" | cut -f3; }
 manifest() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum); }
 

@@ -10,6 +10,8 @@
 #                 "client_cpu_us_per_op". On a 2-core machine that runs every member and the
 #                 load generator, CPU per operation bounds the rate: 2 cores / CPU per op.
 #   raftfs_pids DIR, etcd_pids DIR   the server PIDS of the raftfs cluster or etcd in DIR
+#   timed NAME CMD...   CMD's wall seconds and process $timed_pid's CPU seconds meanwhile,
+#                 appended to $work/times (proc_cpu PID: a process's CPU seconds)
 #   scrape DIR PREFIX   one JSON object {node id: {metric: value}} of every metaserver's
 #                 /metrics lines that start with PREFIX
 set -euo pipefail
@@ -75,4 +77,18 @@ for m in json.load(open(sys.argv[1]))["meta"]:
                     for l in text.splitlines() if l.startswith(sys.argv[2])}}
 print(json.dumps(out))
 PY
+}
+
+proc_cpu() { # utime + stime of process $1, seconds
+  python3 -c "import os,sys; f=open(f'/proc/{sys.argv[1]}/stat').read().rsplit(')',1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))" "$1"
+}
+# timed NAME CMD...: appends "NAME WALL CPU" to $work/times: CMD's wall seconds and the CPU
+# seconds process $timed_pid (the gateway, the mount) spent meanwhile.
+timed() {
+  local name=$1; shift
+  local c0 t0 t1 c1
+  c0=$(proc_cpu "$timed_pid"); t0=$(date +%s.%N)
+  "$@"
+  t1=$(date +%s.%N); c1=$(proc_cpu "$timed_pid")
+  echo "$name $(awk "BEGIN{print $t1 - $t0}") $(awk "BEGIN{print $c1 - $c0}")" >> "$work/times"
 }

@@ -19,18 +19,7 @@ for _ in $(seq 50); do [ -s "$work/gateway.addr" ] && break; sleep 0.1; done
 url="http://$(head -1 "$work/gateway.addr")/webhdfs/v1"
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$work/src.bin"
 
-cpu() { # utime + stime of a process, seconds
-  python3 -c "import os,sys; f=open(f'/proc/{sys.argv[1]}/stat').read().rsplit(')',1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf('SC_CLK_TCK'))" "$1"
-}
-# timed NAME CMD...: wall seconds of CMD and the gateway's CPU seconds meanwhile, as a line.
-timed() {
-  local name=$1; shift
-  local c0 t0 t1 c1
-  c0=$(cpu $gw_pid); t0=$(date +%s.%N)
-  "$@"
-  t1=$(date +%s.%N); c1=$(cpu $gw_pid)
-  echo "$name $(awk "BEGIN{print $t1 - $t0}") $(awk "BEGIN{print $c1 - $c0}")" >> "$work/times"
-}
+timed_pid=$gw_pid  # timed (peers.sh) counts the gateway's CPU
 checksum() { "${m[@]}" fs checksum "$1" | cut -f3; }
 
 for policy in REPLICATED-3 RS-6-3-1024k; do
