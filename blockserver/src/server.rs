@@ -162,7 +162,14 @@ pub async fn serve(
             .max_encoding_message_size(MAX_DATA_MESSAGE),
     );
     let ports = rpc_listeners.into_iter().zip(ports).collect();
-    let result = raftfs_runtime::serve_ports(routes, ports, tls.as_ref(), shutdown).await;
+    let result = raftfs_runtime::serve_ports(
+        routes,
+        ports,
+        tls.as_ref(),
+        &config.security.proxy_users,
+        shutdown,
+    )
+    .await;
     let _ = stop.send(true);
     for task in tasks {
         if tokio::time::timeout(TASK_GRACE, task).await.is_err() {

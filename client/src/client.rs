@@ -43,6 +43,11 @@ pub struct ClientConfig {
     pub user: String,
     /// TLS (the cluster's CA, and a client certificate for `mtls` ports); none: plain.
     pub tls: Option<ClientTls>,
+    /// The user (with its groups) every call is made for, by a client whose certificate a
+    /// proxy rule of the servers names (a WebHDFS gateway serving that user, DESIGN §9):
+    /// what it creates is that user's, and the namespace's permissions are checked as that
+    /// user's. None: the client's own identity.
+    pub act_as: Option<raftfs_core::identity::User>,
     /// Where reads go.
     pub read_mode: ReadMode,
     /// In observer mode, when to msync on our own before a read.
@@ -75,6 +80,7 @@ impl ClientConfig {
             rpc_timeout: Duration::from_secs(10),
             user: crate::tls::login_name(),
             tls: None,
+            act_as: None,
             read_mode: ReadMode::Active,
             auto_msync: AutoMsync::Never,
             observer_timeout: Duration::from_secs(3),
@@ -147,7 +153,11 @@ impl Client {
             config.metas.clone(),
             config.rpc_timeout,
             config.tls.as_ref(),
-            &config.user,
+            crate::failover::CallerHeaders::new(
+                &config.user,
+                config.tls.as_ref(),
+                config.act_as.as_ref(),
+            )?,
             config.source_ip,
         )?;
         let client_id: [u8; 16] = rand::random();

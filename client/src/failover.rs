@@ -10,7 +10,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use raftfs_core::identity::CLAIMED_USER_HEADER;
+use raftfs_core::identity::{
+    ACT_AS_GROUPS_HEADER, ACT_AS_HEADER, CLAIMED_USER_HEADER, User, valid_name,
+};
 use raftfs_proto::{ErrorKind, detail_of};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
@@ -20,23 +22,73 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use crate::error::ClientError;
 use crate::tls::ClientTls;
 
-/// A connection to a server that claims this client's user name on every call: a port in
-/// simple mode knows the caller by it; a port that verified a client certificate ignores it
-/// (DESIGN §9).
-pub type Rpc = InterceptedService<Channel, ClaimUser>;
+/// A connection to a server that names this client's user on every call: a port in simple
+/// mode knows the caller by its claim; a port that verified a client certificate ignores the
+/// claim, and honours an act-as under a proxy rule (DESIGN §9).
+pub type Rpc = InterceptedService<Channel, CallerHeaders>;
 
-/// Adds the claimed user name to a call that does not claim one already (none: a client that
-/// authenticates by certificate only, whose login name is not one a server would accept). A
-/// router forwarding its callers' calls sets each call's own claim (DESIGN §10).
+/// The headers that name who a call is for: the claimed user name, added to a call that does
+/// not claim one already (none: a client that authenticates by certificate only, whose login
+/// name is not one a server would accept; a router forwarding its callers' calls sets each
+/// call's own claim, DESIGN §10); and the user a gateway acts for, with its groups.
 #[derive(Debug, Clone)]
-pub struct ClaimUser(Option<MetadataValue<Ascii>>);
+pub struct CallerHeaders {
+    claim: Option<MetadataValue<Ascii>>,
+    act_as: Option<(MetadataValue<Ascii>, MetadataValue<Ascii>)>,
+}
 
-impl Interceptor for ClaimUser {
+impl CallerHeaders {
+    /// The headers of a client of `user` with `tls`, acting for `act_as` when set (which
+    /// needs a client certificate: only a certified caller acts for anyone).
+    pub fn new(
+        user: &str,
+        tls: Option<&ClientTls>,
+        act_as: Option<&User>,
+    ) -> Result<Self, ClientError> {
+        let certified = tls.is_some_and(ClientTls::has_certificate);
+        let claim = valid_name(user)
+            .ok()
+            .and_then(|u| MetadataValue::try_from(u).ok());
+        if claim.is_none() && !certified {
+            return Err(ClientError::Config(format!(
+                "{user:?} is not a valid user name (and no client certificate names one)"
+            )));
+        }
+        let act_as = match act_as {
+            None => None,
+            Some(_) if !certified => {
+                return Err(ClientError::Config(
+                    "acting for another user needs a client certificate".into(),
+                ));
+            }
+            Some(u) => Some(act_as_headers(u)?),
+        };
+        Ok(Self { claim, act_as })
+    }
+}
+
+fn act_as_headers(u: &User) -> Result<(MetadataValue<Ascii>, MetadataValue<Ascii>), ClientError> {
+    let bad = |n: &str| ClientError::Config(format!("{n:?} is not a valid user or group name"));
+    for name in std::iter::once(&u.name).chain(&u.groups) {
+        valid_name(name).map_err(|_| bad(name))?;
+    }
+    let name = MetadataValue::try_from(u.name.as_str()).map_err(|_| bad(&u.name))?;
+    let groups = u.groups.join(",");
+    let groups = MetadataValue::try_from(groups.as_str()).map_err(|_| bad(&groups))?;
+    Ok((name, groups))
+}
+
+impl Interceptor for CallerHeaders {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(name) = &self.0
+        if let Some(name) = &self.claim
             && !req.metadata().contains_key(CLAIMED_USER_HEADER)
         {
             req.metadata_mut().insert(CLAIMED_USER_HEADER, name.clone());
+        }
+        if let Some((name, groups)) = &self.act_as {
+            req.metadata_mut().insert(ACT_AS_HEADER, name.clone());
+            req.metadata_mut()
+                .insert(ACT_AS_GROUPS_HEADER, groups.clone());
         }
         Ok(req)
     }
@@ -50,7 +102,7 @@ pub struct Targets {
     channels: Mutex<HashMap<String, Rpc>>,
     rpc_timeout: Duration,
     tls: Option<ClientTlsConfig>,
-    user: ClaimUser,
+    user: CallerHeaders,
     /// Where every connection is opened from (`ClientConfig::source_ip`).
     source_ip: Option<IpAddr>,
     /// When each address last failed to answer: a hint that names one of them is not
@@ -105,19 +157,11 @@ impl Targets {
         addrs: Vec<String>,
         rpc_timeout: Duration,
         tls: Option<&ClientTls>,
-        user: &str,
+        user: CallerHeaders,
         source_ip: Option<IpAddr>,
     ) -> Result<Self, ClientError> {
         if addrs.is_empty() {
             return Err(ClientError::Config("no metaserver addresses".into()));
-        }
-        let claim = raftfs_core::identity::valid_name(user)
-            .ok()
-            .and_then(|u| MetadataValue::try_from(u).ok());
-        if claim.is_none() && !tls.is_some_and(ClientTls::has_certificate) {
-            return Err(ClientError::Config(format!(
-                "{user:?} is not a valid user name (and no client certificate names one)"
-            )));
         }
         Ok(Self {
             addrs: Mutex::new(addrs),
@@ -125,7 +169,7 @@ impl Targets {
             channels: Mutex::new(HashMap::new()),
             rpc_timeout,
             tls: tls.map(ClientTls::config),
-            user: ClaimUser(claim),
+            user,
             source_ip,
             failed: Mutex::new(HashMap::new()),
         })
@@ -284,7 +328,7 @@ mod tests {
             vec!["follower:1".into(), "active-extra-port:2".into()],
             Duration::from_secs(1),
             None,
-            "alice",
+            CallerHeaders::new("alice", None, None).expect("headers"),
             None,
         )
         .expect("targets");

@@ -24,6 +24,14 @@ pub const NODE_UNIT: &str = "raftfs-node";
 /// on a port that allows simple mode).
 pub const CLAIMED_USER_HEADER: &str = "x-raftfs-user";
 
+/// The metadata key a caller with a certificate names the user it acts for under (a gateway
+/// serving that user), honoured only under a [`ProxyRule`] for the caller.
+pub const ACT_AS_HEADER: &str = "x-raftfs-act-as";
+
+/// The metadata key of the groups of the user acted for (comma-separated), each of which the
+/// caller's [`ProxyRule`] must allow.
+pub const ACT_AS_GROUPS_HEADER: &str = "x-raftfs-act-as-groups";
+
 /// Longest user or group name accepted, from a certificate or a claim.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -91,6 +99,8 @@ pub enum IdentityError {
     BadName(String),
     #[error("the certificate names {0} groups; at most {MAX_GROUPS} are accepted")]
     TooManyGroups(usize),
+    #[error("bad proxy rule {0:?}: expected NAME or NAME:USERS:GROUPS (comma lists, * for any)")]
+    BadProxyRule(String),
 }
 
 /// A user of the file system: the owner of what it creates, checked against modes.
@@ -220,6 +230,10 @@ pub enum Proof {
     /// A name the caller claimed, on a port that allows simple mode: nothing is verified,
     /// as in HDFS without Kerberos.
     Claimed,
+    /// A user a certified caller (a gateway) acts for, under a [`ProxyRule`] of this server:
+    /// the gateway verified the user (its own client certificate); this server verified the
+    /// gateway.
+    Proxied,
 }
 
 /// One call's caller, as the port it came in on established it.
@@ -239,6 +253,145 @@ impl Caller {
             other => other.to_string(),
         }
     }
+}
+
+/// A user allowed to act for others (HDFS's `hadoop.proxyuser.<name>.users` and `.groups`):
+/// a gateway that authenticates its own callers and calls the cluster for them, so that what
+/// they create is theirs and the namespace's permissions apply to them, not to the gateway.
+/// Only a caller known by its certificate acts for anyone (a simple-mode caller may claim any
+/// name already); it becomes [`Proof::Proxied`] as the user it names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ProxyRule {
+    /// The user (its certificate's common name) the rule lets act for others.
+    pub user: String,
+    /// The users it may act for; `*`: any. Listing names narrows what a stolen gateway
+    /// certificate can do (leave the superuser out).
+    pub users: Vec<String>,
+    /// The groups it may say a user it acts for is in; `*`: any. A user named in a group not
+    /// listed here is refused, so a gateway cannot hand its callers an admin group.
+    pub groups: Vec<String>,
+}
+
+/// Why a call asking to act for a user is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("only a caller with a certificate may act for another user")]
+    NotCertified,
+    #[error("{proxy} may not act for other users (no proxy rule names it)")]
+    NoRule { proxy: String },
+    #[error("{proxy} may not act for user {user}")]
+    User { proxy: String, user: String },
+    #[error("{proxy} may not act for a member of group {group}")]
+    Group { proxy: String, group: String },
+    #[error(transparent)]
+    Name(#[from] IdentityError),
+}
+
+impl ProxyRule {
+    fn allows(list: &[String], name: &str) -> bool {
+        list.iter().any(|n| n == "*" || n == name)
+    }
+
+    /// Refuses a rule (from a configuration file) with a name no caller could have, or an
+    /// empty list (write `*` for any).
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        valid_name(&self.user)?;
+        for list in [&self.users, &self.groups] {
+            if list.is_empty() {
+                return Err(IdentityError::BadProxyRule(self.user.clone()));
+            }
+            for n in list.iter().filter(|n| *n != "*") {
+                valid_name(n)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ProxyRule {
+    type Err = IdentityError;
+
+    /// `NAME` (any user, any group) or `NAME:USERS:GROUPS`, lists comma-separated.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || IdentityError::BadProxyRule(s.chars().take(200).collect());
+        let list = |l: &str| -> Result<Vec<String>, IdentityError> {
+            l.split(',')
+                .map(|n| match n {
+                    "*" => Ok(n.to_owned()),
+                    n => valid_name(n).map(str::to_owned),
+                })
+                .collect()
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        let (user, users, groups) = match parts.as_slice() {
+            [user] => (*user, vec!["*".to_owned()], vec!["*".to_owned()]),
+            [user, users, groups] => (*user, list(users)?, list(groups)?),
+            _ => return Err(bad()),
+        };
+        Ok(Self {
+            user: valid_name(user)?.to_owned(),
+            users,
+            groups,
+        })
+    }
+}
+
+/// The caller a call becomes when `caller` asks to act for `name` in `groups` (the values of
+/// [`ACT_AS_HEADER`] and [`ACT_AS_GROUPS_HEADER`]), if a rule in `rules` lets it; the user's
+/// names are checked before anything else is looked at.
+pub fn act_as(
+    caller: &Caller,
+    name: &str,
+    groups: &str,
+    rules: &[ProxyRule],
+) -> Result<Caller, ProxyError> {
+    let groups: Vec<&str> = if groups.is_empty() {
+        Vec::new()
+    } else {
+        groups.split(',').take(MAX_GROUPS + 1).collect()
+    };
+    if groups.len() > MAX_GROUPS {
+        return Err(IdentityError::TooManyGroups(groups.len()).into());
+    }
+    let user = User {
+        name: valid_name(name)?.to_owned(),
+        groups: groups
+            .iter()
+            .map(|g| valid_name(g).map(str::to_owned))
+            .collect::<Result<_, _>>()?,
+    };
+    let proxy = match (&caller.principal, caller.proof) {
+        (Principal::User(u), Proof::Certificate) => u,
+        _ => return Err(ProxyError::NotCertified),
+    };
+    let rule = rules
+        .iter()
+        .find(|r| r.user == proxy.name)
+        .ok_or_else(|| ProxyError::NoRule {
+            proxy: proxy.name.clone(),
+        })?;
+    if !ProxyRule::allows(&rule.users, &user.name) {
+        return Err(ProxyError::User {
+            proxy: proxy.name.clone(),
+            user: user.name,
+        });
+    }
+    if let Some(g) = user
+        .groups
+        .iter()
+        .find(|g| !ProxyRule::allows(&rule.groups, g))
+    {
+        return Err(ProxyError::Group {
+            proxy: proxy.name.clone(),
+            group: g.clone(),
+        });
+    }
+    Ok(Caller {
+        principal: Principal::User(user),
+        proof: Proof::Proxied,
+        port: caller.port,
+    })
 }
 
 /// The class of a call, for [`Authorizer::check`].
@@ -469,5 +622,90 @@ mod tests {
         assert!(tls.check(&simple, Need::AnyBlockServer).is_err());
         assert!(tls.check(&simple, Need::User).is_ok());
         assert!(tls.check(&m1, Need::Member).is_ok());
+    }
+
+    #[test]
+    fn a_gateway_acts_for_the_users_and_groups_its_rule_names() {
+        let gateway = cert(Principal::claimed("gateway").expect("name"));
+        let rules: Vec<ProxyRule> = vec![
+            "gateway:alice,bob:staff,eng".parse().expect("rule"),
+            "httpfs".parse().expect("rule"),
+        ];
+        let alice = act_as(&gateway, "alice", "staff", &rules).expect("alice");
+        assert_eq!(alice.proof, Proof::Proxied);
+        assert_eq!(alice.port, PortPolicy::Mtls);
+        assert_eq!(
+            alice
+                .principal
+                .user()
+                .map(|u| (u.name.as_str(), u.groups.clone())),
+            Some(("alice", vec!["staff".to_owned()]))
+        );
+        assert!(act_as(&gateway, "bob", "", &rules).is_ok());
+        assert!(matches!(
+            act_as(&gateway, "carol", "", &rules),
+            Err(ProxyError::User { .. })
+        ));
+        assert!(matches!(
+            act_as(&gateway, "alice", "staff,supergroup", &rules),
+            Err(ProxyError::Group { .. })
+        ));
+        assert!(matches!(
+            act_as(&gateway, "../x", "", &rules),
+            Err(ProxyError::Name(_))
+        ));
+        let many = vec!["g"; MAX_GROUPS + 1].join(",");
+        assert!(matches!(
+            act_as(&gateway, "alice", &many, &rules),
+            Err(ProxyError::Name(IdentityError::TooManyGroups(_)))
+        ));
+        // A rule of `NAME` alone: any user, any group.
+        let httpfs = cert(Principal::claimed("httpfs").expect("name"));
+        assert!(act_as(&httpfs, "carol", "supergroup", &rules).is_ok());
+        // No rule; a claimed name; a node: none acts for anyone.
+        let eve = cert(Principal::claimed("eve").expect("name"));
+        assert!(matches!(
+            act_as(&eve, "alice", "", &rules),
+            Err(ProxyError::NoRule { .. })
+        ));
+        let claimed = Caller {
+            proof: Proof::Claimed,
+            ..gateway.clone()
+        };
+        assert_eq!(
+            act_as(&claimed, "alice", "", &rules),
+            Err(ProxyError::NotCertified)
+        );
+        let node = cert(Principal::Member(MemberId(1)));
+        assert_eq!(
+            act_as(&node, "alice", "", &rules),
+            Err(ProxyError::NotCertified)
+        );
+        // Acting for someone is not a way to act twice: a proxied caller is not certified.
+        assert_eq!(
+            act_as(&alice, "bob", "", &rules),
+            Err(ProxyError::NotCertified)
+        );
+    }
+
+    #[test]
+    fn proxy_rules_parse() {
+        assert!("gateway:alice:".parse::<ProxyRule>().is_err());
+        assert!("gateway:alice".parse::<ProxyRule>().is_err());
+        assert!("a b".parse::<ProxyRule>().is_err());
+        let r: ProxyRule = "gw:*:staff".parse().expect("rule");
+        assert_eq!(r.users, ["*"]);
+        assert_eq!(r.groups, ["staff"]);
+        assert_eq!(r.validate(), Ok(()));
+        let empty = ProxyRule {
+            groups: Vec::new(),
+            ..r.clone()
+        };
+        assert!(empty.validate().is_err());
+        let bad = ProxyRule {
+            users: vec!["a b".into()],
+            ..r
+        };
+        assert!(bad.validate().is_err());
     }
 }

@@ -6,16 +6,19 @@
 //!
 //! - [`request`]: an operation and its parameters, parsed and checked.
 //! - [`server`]: the routes, and each operation's answer.
+//! - [`https`]: `swebhdfs`, callers known by their client certificates.
 //! - [`status`]: WebHDFS's JSON shapes.
 //! - [`error`]: `RemoteException`s with HDFS's exception names and status codes.
-//! - [`users`]: the clients of the users requests act as (`user.name`).
+//! - [`users`]: the clients of the users requests act as (a certificate's, or `user.name`).
 
 pub mod error;
+pub mod https;
 pub mod request;
 pub mod server;
 pub mod status;
 pub mod users;
 
 pub use error::GatewayError;
-pub use server::{Gateway, router, serve};
+pub use https::{serve_tls, server_config};
+pub use server::{Connection, Gateway, Identity, router, serve};
 pub use users::Users;

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use raftfs_client::{
     Client, ClientError, CreateOptions, ErrorKind, FileKind, FileReader, FileWriter,
 };
+use raftfs_core::identity::User;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
@@ -56,7 +57,50 @@ impl Gateway {
     }
 }
 
-/// The gateway's routes.
+/// What the gateway knows of a request from its connection: the scheme it came in on (the
+/// data step's location keeps it) and who the caller is.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub scheme: &'static str,
+    pub identity: Identity,
+}
+
+/// Who a connection's caller is.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// Over HTTP: each request names its user (`user.name`, HDFS's simple mode).
+    Named,
+    /// Over HTTPS: the user the verified client certificate names.
+    Certified(User),
+    /// Over HTTPS, a verified certificate that names no user (a node's): every request is
+    /// refused, with why.
+    Refused(String),
+}
+
+impl Connection {
+    /// A plain HTTP connection: its requests name their user (`user.name`).
+    pub fn plain() -> Self {
+        Self {
+            scheme: "http",
+            identity: Identity::Named,
+        }
+    }
+
+    /// The user a request on this connection acts as.
+    fn user(&self, named: Option<&str>) -> Result<User, GatewayError> {
+        match &self.identity {
+            Identity::Named => crate::users::named(named),
+            // `user.name` is ignored, as HDFS ignores it once a request is authenticated.
+            Identity::Certified(u) => Ok(u.clone()),
+            Identity::Refused(why) => Err(GatewayError::refused(
+                ErrorKind::PermissionDenied,
+                why.clone(),
+            )),
+        }
+    }
+}
+
+/// The gateway's routes, for requests that carry their [`Connection`] as an extension.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route(PREFIX, axum::routing::any(handle))
@@ -71,7 +115,8 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(gateway))
+    let app = router(gateway).layer(Extension(Arc::new(Connection::plain())));
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -79,13 +124,14 @@ pub async fn serve(
 #[tracing::instrument(skip_all, fields(method = %method, path = uri.path()))]
 async fn handle(
     State(gw): State<Arc<Gateway>>,
+    Extension(conn): Extension<Arc<Connection>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     Query(query): Query<Vec<(String, String)>>,
     body: Body,
 ) -> Response {
-    match answer(&gw, &method, &uri, &headers, query, body).await {
+    match answer(&gw, &conn, &method, &uri, &headers, query, body).await {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "refused");
@@ -126,6 +172,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 async fn answer(
     gw: &Gateway,
+    conn: &Connection,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -134,22 +181,23 @@ async fn answer(
 ) -> Result<Response, GatewayError> {
     let req = request::parse(method, query)?;
     let path = fs_path(uri)?;
-    let client = gw.users.client(req.user.as_deref())?;
+    let user = conn.user(req.user.as_deref())?;
+    let client = gw.users.client(&user)?;
     match req.op {
         Op::Open { .. } | Op::Create(_) | Op::Append if !req.data_step => {
-            redirect(uri, headers, req.no_redirect, &req.op)
+            redirect(conn.scheme, uri, headers, req.no_redirect, &req.op)
         }
         Op::Open { offset, length } => open(&client, &path, offset, length).await,
         Op::Create(c) => {
-            let writer = gw.users.writer(req.user.as_deref())?;
+            let writer = gw.users.writer(&user)?;
             let r = create(&writer, &path, &c, body).await;
-            gw.users.seen(req.user.as_deref(), &writer)?;
+            gw.users.seen(&user, &writer)?;
             r
         }
         Op::Append => {
-            let writer = gw.users.writer(req.user.as_deref())?;
+            let writer = gw.users.writer(&user)?;
             let r = append(&writer, &path, body).await;
-            gw.users.seen(req.user.as_deref(), &writer)?;
+            gw.users.seen(&user, &writer)?;
             r
         }
         Op::GetFileStatus => Ok(json_ok(status::get_file_status(&client.stat(&path).await?))),
@@ -164,7 +212,7 @@ async fn answer(
             &raftfs_client::file::file_checksum(&client, &path).await?,
         ))),
         Op::GetHomeDirectory => Ok(json_ok(json!({
-            "Path": format!("/user/{}", req.user.as_deref().unwrap_or(crate::users::ANONYMOUS)),
+            "Path": format!("/user/{}", user.name),
         }))),
         Op::Mkdirs { permission } => mkdirs(&client, &path, permission).await,
         Op::Rename { destination } => rename(&client, &path, &destination).await,
@@ -281,6 +329,7 @@ fn boolean(b: bool) -> Response {
 /// The first step of `OPEN`, `CREATE` and `APPEND`: where the bytes go, this gateway again with
 /// `data=true`, at the address the caller reached it by.
 fn redirect(
+    scheme: &str,
     uri: &Uri,
     headers: &HeaderMap,
     no_redirect: bool,
@@ -291,7 +340,7 @@ fn redirect(
         .and_then(|h| h.to_str().ok())
         .ok_or_else(|| GatewayError::BadRequest("the request has no Host header".into()))?;
     let query = uri.query().unwrap_or("");
-    let location = format!("http://{host}{}?{query}&data=true", uri.path());
+    let location = format!("{scheme}://{host}{}?{query}&data=true", uri.path());
     if no_redirect {
         return Ok(json_ok(json!({ "Location": location })));
     }

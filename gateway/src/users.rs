@@ -1,16 +1,19 @@
-//! Who a request acts as. In simple mode a WebHDFS caller names itself (`user.name`), as
-//! HDFS's simple authentication allows; the gateway then calls the cluster as that user,
-//! through a client of that user's own (one per user, kept: its connections, its state ID,
-//! so that a user reads its own writes through the gateway). Without `user.name` a caller is
-//! HDFS's anonymous `dr.who`.
+//! Who a request acts as. Over HTTPS (`swebhdfs`) a caller is the user its client certificate
+//! names (common name, and its organizations as groups), verified against the cluster's CA
+//! in the handshake; over HTTP it names itself (`user.name`), as HDFS's simple
+//! authentication allows, and without `user.name` it is HDFS's anonymous `dr.who`.
 //!
-//! A client claims its user on a metaserver port that allows simple mode; a cluster that
-//! requires certificates refuses the claim, and every call comes back `AccessControlException`.
+//! The gateway calls the cluster as that user, through a client of that user's own (one per
+//! user, kept: its connections, its state ID, so that a user reads its own writes through the
+//! gateway). A gateway with a certificate of its own acts for the user (`ClientConfig::act_as`):
+//! the servers' proxy rule for the gateway decides (DESIGN §9). A gateway without one claims
+//! the user's name, which only a port in simple mode accepts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use raftfs_client::{Client, ClientConfig};
+use raftfs_core::identity::User;
 
 use crate::error::GatewayError;
 
@@ -25,7 +28,7 @@ const MAX_USERS: usize = 1024;
 #[derive(Debug)]
 pub struct Users {
     base: ClientConfig,
-    clients: Mutex<HashMap<String, (u64, Client)>>,
+    clients: Mutex<HashMap<User, (u64, Client)>>,
     uses: std::sync::atomic::AtomicU64,
 }
 
@@ -39,12 +42,11 @@ impl Users {
         }
     }
 
-    /// The client of `user` (the anonymous user when none is named).
-    pub fn client(&self, user: Option<&str>) -> Result<Client, GatewayError> {
-        let name = checked(user)?;
+    /// The client of `user`.
+    pub fn client(&self, user: &User) -> Result<Client, GatewayError> {
         let tick = self.uses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((used, c)) = clients.get_mut(name) {
+        if let Some((used, c)) = clients.get_mut(user) {
             *used = tick;
             return Ok(c.clone());
         }
@@ -56,8 +58,8 @@ impl Users {
         {
             clients.remove(&oldest);
         }
-        let client = self.fresh(name)?;
-        clients.insert(name.to_owned(), (tick, client.clone()));
+        let client = self.fresh(user)?;
+        clients.insert(user.clone(), (tick, client.clone()));
         Ok(client)
     }
 
@@ -66,28 +68,34 @@ impl Users {
     /// conflict on the file's lease instead of writing its groups over each other, and an
     /// upload its caller abandoned stops renewing its lease, so the file is recovered.
     /// [`Users::seen`] hands what it wrote to the user's reads.
-    pub fn writer(&self, user: Option<&str>) -> Result<Client, GatewayError> {
-        self.fresh(checked(user)?)
+    pub fn writer(&self, user: &User) -> Result<Client, GatewayError> {
+        self.fresh(user)
     }
 
     /// Raises `user`'s client to what `writer` has seen: the user reads its own upload.
-    pub fn seen(&self, user: Option<&str>, writer: &Client) -> Result<(), GatewayError> {
+    pub fn seen(&self, user: &User, writer: &Client) -> Result<(), GatewayError> {
         self.client(user)?.observe(writer.state_id());
         Ok(())
     }
 
-    fn fresh(&self, name: &str) -> Result<Client, GatewayError> {
+    /// A new client of `user`: acting for it with the gateway's certificate, claiming its
+    /// name without one.
+    fn fresh(&self, user: &User) -> Result<Client, GatewayError> {
         let mut config = self.base.clone();
-        config.user = name.to_owned();
+        config.user = user.name.clone();
+        if config.tls.as_ref().is_some_and(|t| t.has_certificate()) {
+            config.act_as = Some(user.clone());
+        }
         Ok(Client::new(config)?)
     }
 }
 
-/// The user a request names (`dr.who` when none), if it is a name HDFS accepts.
-fn checked(user: Option<&str>) -> Result<&str, GatewayError> {
+/// The user of a simple-mode request: the one `user.name` names (`dr.who` when none), if it
+/// is a name HDFS accepts.
+pub fn named(user: Option<&str>) -> Result<User, GatewayError> {
     let name = user.unwrap_or(ANONYMOUS);
     match raftfs_core::identity::valid_name(name) {
-        Ok(_) => Ok(name),
+        Ok(_) => Ok(User::named(name)),
         Err(_) => Err(GatewayError::BadRequest(format!(
             "invalid value for user.name: {name:?}"
         ))),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use raftfs_client::ClientTls;
 use raftfs_client::discovery::TlsEntry;
-use raftfs_core::identity::{NODE_UNIT, valid_name};
+use raftfs_core::identity::{NODE_UNIT, ProxyRule, valid_name};
 use raftfs_runtime::TlsFiles;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -20,6 +20,9 @@ use rcgen::{
 /// The names a node's certificate is valid for: every server of a local cluster listens on
 /// loopback.
 const LOCAL_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
+
+/// The file, in `DIR/tls/`, of the users every server lets act for others.
+const PROXY_USERS: &str = "proxy-users.json";
 
 /// The CA of a local cluster, loaded from (or created in) `DIR/tls/`.
 pub struct LocalCa {
@@ -161,6 +164,17 @@ impl LocalCa {
     /// A certificate for user `name` in `groups`, as `DIR/tls/users/NAME.{pem,key}`
     /// (replacing any earlier one).
     pub fn user(&self, name: &str, groups: &[String]) -> Result<TlsFiles> {
+        self.user_for_hosts(name, groups, &[])
+    }
+
+    /// [`LocalCa::user`], also valid as a server's certificate for `hosts` (a gateway that
+    /// serves HTTPS as the user it acts with).
+    pub fn user_for_hosts(
+        &self,
+        name: &str,
+        groups: &[String],
+        hosts: &[String],
+    ) -> Result<TlsFiles> {
         valid_name(name)?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
@@ -168,7 +182,28 @@ impl LocalCa {
             valid_name(g)?;
             dn.push(DnType::OrganizationName, g.as_str());
         }
-        self.issue(&user_base(&self.dir, name), dn, &[])
+        let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        self.issue(&user_base(&self.dir, name), dn, &hosts)
+    }
+
+    /// The users every server lets act for others (`local up --proxy-user`).
+    pub fn proxy_users(&self) -> Result<Vec<ProxyRule>> {
+        let path = self.dir.join(PROXY_USERS);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Replaces the proxy rules servers are configured with from now on.
+    pub fn set_proxy_users(&self, rules: &[ProxyRule]) -> Result<()> {
+        fs::write(
+            self.dir.join(PROXY_USERS),
+            serde_json::to_vec_pretty(rules)?,
+        )?;
+        Ok(())
     }
 }
 

@@ -71,6 +71,9 @@ pub struct UpOptions {
     /// Nothing plaintext: a cluster CA in `DIR/tls/`, a certificate per node, every port
     /// `mtls`, and the tools' client certificate (the superuser's) in `cluster.json`.
     pub tls: bool,
+    /// With `tls`: users that may act for others (a gateway), on every server. Kept with the
+    /// CA (`DIR/tls/proxy-users.json`), so that servers added later have them too.
+    pub proxy_users: Vec<raftfs_core::identity::ProxyRule>,
     /// Federation (DESIGN §10): this many nameservices, `ns1`..`nsN`, each `voters` voters
     /// and `observers` observers in `DIR/nsK/` (its own `cluster.json`), sharing the
     /// blockservers, which keep a pool for each. 0: one unnamed nameservice, as before.
@@ -107,18 +110,23 @@ pub fn client_config(dir: &Path, addrs: &[String]) -> Result<ClientConfig> {
     Ok(config)
 }
 
-/// The `[security]` of a server of the cluster in `dir` whose certificate is `cert`: one
-/// `mtls` port when the cluster has a CA, the default plain simple-mode port otherwise.
-fn wire_security(cert: Option<raftfs_runtime::TlsFiles>) -> raftfs_runtime::WireSecurity {
-    match cert {
-        Some(files) => raftfs_runtime::WireSecurity {
-            policy: raftfs_core::identity::PortPolicy::Mtls,
-            simple: false,
-            tls: Some(files),
-            ports: Vec::new(),
-        },
-        None => raftfs_runtime::WireSecurity::default(),
-    }
+/// The `[security]` of a server of the cluster in `dir`, whose certificate `cert` issues
+/// (`member`, `blockserver`): one `mtls` port with the cluster's proxy rules when the cluster
+/// has a CA, the default plain simple-mode port otherwise.
+fn wire_security(
+    dir: &Path,
+    cert: impl FnOnce(&certs::LocalCa) -> Result<raftfs_runtime::TlsFiles>,
+) -> Result<raftfs_runtime::WireSecurity> {
+    let Some(ca) = certs::LocalCa::load(dir)? else {
+        return Ok(raftfs_runtime::WireSecurity::default());
+    };
+    Ok(raftfs_runtime::WireSecurity {
+        policy: raftfs_core::identity::PortPolicy::Mtls,
+        simple: false,
+        tls: Some(cert(&ca)?),
+        ports: Vec::new(),
+        proxy_users: ca.proxy_users()?,
+    })
 }
 
 /// Where one member listens, is known, and connects from.
@@ -213,10 +221,7 @@ fn write_config(opts: &UpOptions, id: u64, addrs: &NodeAddrs, voters: &[Peer]) -
         config.raft.snapshot_every_entries = s;
         config.raft.keep_entries_behind_snapshot = s / 10;
     }
-    let cert = certs::LocalCa::load(&opts.dir)?
-        .map(|ca| ca.member(id))
-        .transpose()?;
-    config.security = wire_security(cert);
+    config.security = wire_security(&opts.dir, |ca| ca.member(id))?;
     config.validate()?;
     fs::write(config_path(&opts.dir, id), toml::to_string_pretty(&config)?)?;
     Ok(config)
@@ -315,6 +320,7 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
         reclaim_budget: None,
         seed: None,
         tls: false,
+        proxy_users: Vec::new(),
     };
     let e = start_observer(&opts, id, &[], &cluster.meta_addrs()).await?;
     cluster.meta.push(e);
@@ -538,11 +544,7 @@ fn write_block_config(
             .unwrap_or(defaults.scan_period_secs),
         reserved_bytes: opts.block_reserved_bytes.unwrap_or(defaults.reserved_bytes),
         metrics_addr: Some(format!("127.0.0.1:{}", ports[1]).parse()?),
-        security: wire_security(
-            certs::LocalCa::load(&opts.dir)?
-                .map(|ca| ca.blockserver(id))
-                .transpose()?,
-        ),
+        security: wire_security(&opts.dir, |ca| ca.blockserver(id))?,
         ..defaults
     };
     config.validate()?;
@@ -977,6 +979,7 @@ fn set_up_tls(opts: &UpOptions) -> Result<Option<raftfs_client::discovery::TlsEn
         Some(ca) => ca,
         None => certs::LocalCa::create(&opts.dir)?,
     };
+    ca.set_proxy_users(&opts.proxy_users)?;
     let superuser = ca.user(&raftfs_runtime::process_user(), &[])?;
     Ok(Some(certs::entry(&superuser)))
 }

@@ -179,13 +179,21 @@ enum Cmd {
     #[command(hide = true)]
     ServeRouter(raftfs_router::ServeArgs),
     /// Serves WebHDFS (`/webhdfs/v1/PATH?op=...`) in front of the cluster, as HDFS's HttpFS:
-    /// HdfsCLI, fsspec and curl reach raftfs through it. Callers name their user with
-    /// `user.name` (the cluster's ports must allow simple mode). Prints the address it
-    /// listens on, then serves until interrupted.
+    /// HdfsCLI, fsspec and curl reach raftfs through it. Over HTTP callers name their user
+    /// with `user.name`; with --https (swebhdfs) every caller presents a client certificate
+    /// from the cluster's CA, which names its user. With a certificate of its own (--cert),
+    /// the gateway acts for its callers: the servers need a proxy rule for it (`[[security.
+    /// proxy-users]]`, `local up --proxy-user`); without one it claims their names, which
+    /// only simple-mode ports accept. Prints the address it listens on, then serves until
+    /// interrupted.
     Gateway {
         /// The address to listen on (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:9870")]
         listen: std::net::SocketAddr,
+        /// Serve HTTPS with the gateway's certificate (--ca, --cert, --key; the certificate
+        /// must name the gateway's host), requiring a client certificate from the CA.
+        #[arg(long)]
+        https: bool,
         /// Entries per listing page: a LISTSTATUS_BATCH answer (HDFS's dfs.ls.limit).
         #[arg(long, default_value_t = 1000)]
         ls_limit: u32,
@@ -264,6 +272,10 @@ enum LocalCmd {
         /// mutual TLS, the tools authenticated by the superuser's certificate.
         #[arg(long)]
         tls: bool,
+        /// With --tls: a user that may act for others (a WebHDFS gateway), on every server:
+        /// NAME (any user, any group) or NAME:USERS:GROUPS (comma lists, * for any); repeated.
+        #[arg(long = "proxy-user", requires = "tls")]
+        proxy_users: Vec<raftfs_core::identity::ProxyRule>,
         /// Federation: N nameservices ns1..nsN, each with --voters and --observers, in
         /// DIR/nsK (each its own --cluster directory), sharing the blockservers.
         #[arg(long, default_value_t = 0)]
@@ -287,6 +299,10 @@ enum LocalCmd {
         /// Groups the user is in (organizations of the certificate), repeated.
         #[arg(long = "group")]
         groups: Vec<String>,
+        /// A host name or address the certificate is also valid for as a server (a WebHDFS
+        /// gateway serving HTTPS under it), repeated.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
     },
     /// Generates a synthetic namespace straight into a state-machine DB, for benchmarks at
     /// sizes not worth creating one RPC at a time; `local up --seed OUT` boots from it. Prints
@@ -847,9 +863,24 @@ fn now_ms() -> u64 {
 
 async fn run(cli: Cli) -> Result<()> {
     match &cli.command {
-        Cmd::Gateway { listen, ls_limit } => {
+        Cmd::Gateway {
+            listen,
+            https,
+            ls_limit,
+        } => {
             raftfs_runtime::init_tracing("info");
             let base = client(&cli)?.config().clone();
+            let tls = match (https, &cli.ca, &cli.cert, &cli.key) {
+                (false, ..) => None,
+                (true, Some(ca), Some(cert), Some(key)) => {
+                    Some(raftfs_gateway::server_config(&raftfs_runtime::TlsFiles {
+                        ca: ca.clone(),
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    })?)
+                }
+                (true, ..) => anyhow::bail!("--https needs --ca, --cert and --key"),
+            };
             let listener = tokio::net::TcpListener::bind(listen).await?;
             // The first line is the address, for scripts and tests that asked for port 0.
             println!("{}", listener.local_addr()?);
@@ -857,7 +888,13 @@ async fn run(cli: Cli) -> Result<()> {
                 raftfs_gateway::Gateway::new(raftfs_gateway::Users::new(base))
                     .with_ls_limit(*ls_limit),
             );
-            raftfs_gateway::serve(listener, gateway, raftfs_runtime::signal()).await?;
+            match tls {
+                Some(tls) => {
+                    raftfs_gateway::serve_tls(listener, gateway, tls, raftfs_runtime::signal())
+                        .await?;
+                }
+                None => raftfs_gateway::serve(listener, gateway, raftfs_runtime::signal()).await?,
+            }
         }
         Cmd::ServeLinkProxy { dir } => {
             raftfs_metaserver::server::init_tracing();
@@ -921,6 +958,7 @@ async fn run(cli: Cli) -> Result<()> {
             reclaim_budget,
             seed,
             tls,
+            proxy_users,
             nameservices,
             routers,
             debug_router_wrong_state_id,
@@ -945,6 +983,7 @@ async fn run(cli: Cli) -> Result<()> {
                 reclaim_budget: *reclaim_budget,
                 seed: seed.clone(),
                 tls: *tls,
+                proxy_users: proxy_users.clone(),
                 nameservices: *nameservices,
                 nameservice: None,
                 routers: *routers,
@@ -971,11 +1010,16 @@ async fn run(cli: Cli) -> Result<()> {
             local::down(dir).await?;
         }
         Cmd::Local(LocalCmd::Down { dir }) => local::down(dir).await?,
-        Cmd::Local(LocalCmd::Cert { dir, user, groups }) => {
+        Cmd::Local(LocalCmd::Cert {
+            dir,
+            user,
+            groups,
+            hosts,
+        }) => {
             let ca = certs::LocalCa::load(dir)?.with_context(|| {
                 format!("{} is not a TLS cluster (local up --tls)", dir.display())
             })?;
-            let files = ca.user(user, groups)?;
+            let files = ca.user_for_hosts(user, groups, hosts)?;
             println!("{}\n{}", files.cert.display(), files.key.display());
         }
         Cmd::Local(LocalCmd::Generate {

@@ -661,6 +661,21 @@ mod tests {
         assert_eq!(c.initial_members.len(), 3);
     }
 
+    /// The example's proxy-user table, uncommented, is what `act_as` reads.
+    #[test]
+    fn proxy_users_parse_from_the_security_table() {
+        let text = "[security]\n[[security.proxy-users]]\nuser = \"gateway\"\n\
+                    users = [\"*\"]\ngroups = [\"staff\", \"analysts\"]\n";
+        let c: Config = toml::from_str(text).expect("parses");
+        let rules = &c.security.proxy_users;
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].user, "gateway");
+        assert_eq!(rules[0].users, ["*"]);
+        assert_eq!(rules[0].groups, ["staff", "analysts"]);
+        let unknown = text.replace("groups", "grups");
+        assert!(toml::from_str::<Config>(&unknown).is_err());
+    }
+
     #[test]
     fn rejects_unworkable_settings() {
         let mut c = Config {

@@ -358,7 +358,14 @@ pub async fn serve(
             crate::membership::hand_off(&stopping).await;
         }
     };
-    let result = raftfs_runtime::serve_ports(routes, ports, tls.as_ref(), shutdown).await;
+    let result = raftfs_runtime::serve_ports(
+        routes,
+        ports,
+        tls.as_ref(),
+        &config.security.proxy_users,
+        shutdown,
+    )
+    .await;
     member.stop().await;
     tracing::info!(node = %config.node_id, "metaserver stopped");
     result.map_err(ServerError::from)

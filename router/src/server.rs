@@ -111,7 +111,8 @@ pub async fn serve(
         None => None,
     };
     let result =
-        raftfs_runtime::serve_ports(routes, vec![(listener, port)], None, until(stopped)).await;
+        raftfs_runtime::serve_ports(routes, vec![(listener, port)], None, &[], until(stopped))
+            .await;
     workers.stop(WORKER_GRACE).await;
     if let Some(t) = metrics_task
         && let Ok(Err(e)) = t.await

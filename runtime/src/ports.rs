@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use raftfs_core::identity::{
-    CLAIMED_USER_HEADER, Caller, IdentityError, PortPolicy, Principal, Proof, Subject,
+    ACT_AS_GROUPS_HEADER, ACT_AS_HEADER, CLAIMED_USER_HEADER, Caller, IdentityError, PortPolicy,
+    Principal, Proof, ProxyRule, Subject,
 };
 use raftfs_proto as pb;
 use serde::{Deserialize, Serialize};
@@ -50,6 +51,10 @@ pub struct WireSecurity {
     pub tls: Option<TlsFiles>,
     /// More ports, each with its own policy; the same services on each.
     pub ports: Vec<Port>,
+    /// Who may act for other users (a WebHDFS gateway with its own certificate), on every
+    /// port. Blockservers need the same rules as metaservers: the block tokens a metaserver
+    /// issues to the user acted for are presented by the gateway.
+    pub proxy_users: Vec<ProxyRule>,
 }
 
 impl Default for WireSecurity {
@@ -59,6 +64,7 @@ impl Default for WireSecurity {
             simple: true,
             tls: None,
             ports: Vec::new(),
+            proxy_users: Vec::new(),
         }
     }
 }
@@ -102,6 +108,10 @@ impl WireSecurity {
                 p.addr
             ));
         }
+        for rule in &self.proxy_users {
+            rule.validate()
+                .map_err(|e| format!("[[security.proxy-users]]: {e}"))?;
+        }
         if ports.iter().all(|p| !p.policy.is_encrypted() && !p.simple) {
             return Err("no port can authenticate anyone: plain ports without simple mode".into());
         }
@@ -119,17 +129,57 @@ impl WireSecurity {
 pub struct Authenticate {
     policy: PortPolicy,
     simple: bool,
+    proxies: Arc<[ProxyRule]>,
 }
 
 impl Authenticate {
-    pub fn new(port: &Port) -> Self {
+    pub fn new(port: &Port, proxies: Arc<[ProxyRule]>) -> Self {
         Self {
             policy: port.policy,
             simple: port.simple,
+            proxies,
         }
     }
 
+    /// The caller the connection and the call name, then, when the call asks to act for a
+    /// user ([`ACT_AS_HEADER`]), that user if a proxy rule allows it.
     fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        let caller = self.connected(req)?;
+        let Some(name) = req.metadata().get(ACT_AS_HEADER) else {
+            return Ok(caller);
+        };
+        let text = |v: &tonic::metadata::MetadataValue<_>| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| unauthenticated("the user acted for is not text"))
+        };
+        let groups = match req.metadata().get(ACT_AS_GROUPS_HEADER) {
+            Some(g) => text(g)?,
+            None => String::new(),
+        };
+        let name = text(name)?;
+        match raftfs_core::identity::act_as(&caller, &name, &groups, &self.proxies) {
+            Ok(acted) => {
+                tracing::debug!(proxy = %caller.principal, user = %name, "acting for");
+                Ok(acted)
+            }
+            Err(e) => {
+                tracing::warn!(caller = %caller.principal, user = %name, error = %e, "refused");
+                Err(pb::status_with_detail(
+                    Code::PermissionDenied,
+                    pb::ErrorDetail {
+                        kind: pb::ErrorKind::PermissionDenied as i32,
+                        message: e.to_string(),
+                        ..Default::default()
+                    },
+                ))
+            }
+        }
+    }
+
+    /// The caller the connection's certificate or, on a simple-mode port, the call's claim
+    /// names.
+    fn connected<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
         if let Some(certs) = req.peer_certs()
             && let Some(leaf) = certs.first()
         {
@@ -226,13 +276,16 @@ pub enum ServeError {
 }
 
 /// Serves `routes` on every port until `shutdown` resolves (or one port fails, which stops
-/// them all): each port with its own TLS and its own [`Authenticate`].
+/// them all): each port with its own TLS and its own [`Authenticate`], every one applying
+/// `proxies`.
 pub async fn serve_ports(
     routes: Routes,
     ports: Vec<(tokio::net::TcpListener, Port)>,
     tls: Option<&TlsMaterial>,
+    proxies: &[ProxyRule],
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let proxies: Arc<[ProxyRule]> = proxies.into();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for (listener, port) in ports {
@@ -249,7 +302,10 @@ pub async fn serve_ports(
             });
         }
         let router = builder
-            .layer(InterceptorLayer::new(Authenticate::new(&port)))
+            .layer(InterceptorLayer::new(Authenticate::new(
+                &port,
+                proxies.clone(),
+            )))
             .add_routes(routes.clone());
         let mut stopped = stopped.clone();
         let until = async move {
