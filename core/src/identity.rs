@@ -444,8 +444,19 @@ impl Authorizer {
         }
     }
 
-    /// Whether `user` is the superuser or in the admin group.
-    pub fn is_admin(&self, user: &User) -> bool {
+    /// Whether `caller` is the superuser or in the admin group, in its own name: a user a
+    /// gateway acts for ([`Proof::Proxied`]) never is, whatever its name or groups. A proxy
+    /// rule's `*` then cannot hand a gateway the cluster, and the superuser's work goes
+    /// through tools that hold the superuser's own certificate.
+    pub fn is_admin(&self, caller: &Caller) -> bool {
+        match (&caller.principal, caller.proof) {
+            (_, Proof::Proxied) => false,
+            (Principal::User(u), _) => self.is_admin_user(u),
+            _ => false,
+        }
+    }
+
+    fn is_admin_user(&self, user: &User) -> bool {
         // A user's name is never empty (`valid_name`), so an empty superuser names nobody.
         (!self.superuser.is_empty() && user.name == self.superuser)
             || self
@@ -462,7 +473,7 @@ impl Authorizer {
         let claimed = caller.proof == Proof::Claimed;
         let ok = match (need, &caller.principal) {
             (Need::User, _) => true,
-            (Need::Admin, Principal::User(u)) => self.is_admin(u),
+            (Need::Admin, Principal::User(_)) => self.is_admin(caller),
             (Need::Admin, _) => false,
             (Need::Member, Principal::Member(_)) => true,
             (Need::BlockServer(id), Principal::BlockServer(b)) => *b == id,
@@ -686,6 +697,24 @@ mod tests {
             act_as(&alice, "bob", "", &rules),
             Err(ProxyError::NotCertified)
         );
+    }
+
+    #[test]
+    fn a_user_acted_for_is_never_an_admin() {
+        let a = authorizer();
+        let gateway = cert(Principal::claimed("gateway").expect("name"));
+        let rules: Vec<ProxyRule> = vec!["gateway".parse().expect("rule")];
+        for (name, groups) in [("hdfs", ""), ("carol", "ops")] {
+            let acted = act_as(&gateway, name, groups, &rules).expect("acted for");
+            assert!(!a.is_admin(&acted), "{name}");
+            assert!(a.check(&acted, Need::Admin).is_err(), "{name}");
+            assert!(a.check(&acted, Need::User).is_ok(), "{name}");
+            let own = Caller {
+                proof: Proof::Certificate,
+                ..acted
+            };
+            assert!(a.is_admin(&own), "{name} in its own name");
+        }
     }
 
     #[test]

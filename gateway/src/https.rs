@@ -28,6 +28,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections may finish their requests once the gateway is stopping.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a caller may take to send a request's headers (hyper applies it only with a
+/// timer): an idle connection does not hold its task forever.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connections served at once; the next waits in the listen queue. Each holds a task and a
+/// descriptor from before its handshake, which anyone who reaches the port can start.
+const MAX_CONNECTIONS: usize = 1024;
+
 /// Why the gateway's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpsError {
@@ -96,28 +104,35 @@ pub async fn serve_tls(
     let app = router(gateway);
     let (stop, stopping) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
+        let next = async {
+            let slot = slots.clone().acquire_owned().await;
+            (slot, listener.accept().await)
+        };
+        let (slot, accepted) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of descriptors, most likely: wait, as axum's own loop does.
-                    tracing::warn!(error = %e, "accepting a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            next = next => next,
+        };
+        let (Ok(slot), Ok((tcp, peer))) = (
+            slot,
+            accepted.inspect_err(|e| {
+                tracing::warn!(error = %e, "accepting a connection");
+            }),
+        ) else {
+            // Out of descriptors, most likely: wait, as axum's own loop does.
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+            }
         };
         while connections.try_join_next().is_some() {}
-        connections.spawn(connection(
-            acceptor.clone(),
-            app.clone(),
-            tcp,
-            peer,
-            stopping.clone(),
-        ));
+        let served = connection(acceptor.clone(), app.clone(), tcp, peer, stopping.clone());
+        connections.spawn(async move {
+            served.await;
+            drop(slot);
+        });
     }
     let _ = stop.send(true);
     let finished = async { while connections.join_next().await.is_some() {} };
@@ -159,8 +174,10 @@ async fn connection(
         identity,
     });
     let service = TowerToHyperService::new(app.layer(Extension(conn)));
-    let served =
-        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(served);
     let stop = async move {
         let _ = stopping.wait_for(|s| *s).await;

@@ -86,9 +86,16 @@ impl Connection {
         }
     }
 
-    /// The user a request on this connection acts as.
-    fn user(&self, named: Option<&str>) -> Result<User, GatewayError> {
+    /// The user a request on this connection acts as; `acts_for_users`: whether the gateway
+    /// acts for its users with a certificate of its own ([`Users::acts_for_users`]).
+    fn user(&self, named: Option<&str>, acts_for_users: bool) -> Result<User, GatewayError> {
         match &self.identity {
+            Identity::Named if acts_for_users => Err(GatewayError::refused(
+                ErrorKind::PermissionDenied,
+                "this gateway acts only for callers known by their client certificates \
+                 (swebhdfs); user.name is not verified"
+                    .into(),
+            )),
             Identity::Named => crate::users::named(named),
             // `user.name` is ignored, as HDFS ignores it once a request is authenticated.
             Identity::Certified(u) => Ok(u.clone()),
@@ -181,7 +188,7 @@ async fn answer(
 ) -> Result<Response, GatewayError> {
     let req = request::parse(method, query)?;
     let path = fs_path(uri)?;
-    let user = conn.user(req.user.as_deref())?;
+    let user = conn.user(req.user.as_deref(), gw.users.acts_for_users())?;
     let client = gw.users.client(&user)?;
     match req.op {
         Op::Open { .. } | Op::Create(_) | Op::Append if !req.data_step => {

@@ -5,9 +5,10 @@
 //!
 //! The gateway calls the cluster as that user, through a client of that user's own (one per
 //! user, kept: its connections, its state ID, so that a user reads its own writes through the
-//! gateway). A gateway with a certificate of its own acts for the user (`ClientConfig::act_as`):
-//! the servers' proxy rule for the gateway decides (DESIGN §9). A gateway without one claims
-//! the user's name, which only a port in simple mode accepts.
+//! gateway; a user is its name and its certificate's groups). A gateway with a certificate
+//! of its own acts for the user (`ClientConfig::act_as`): the servers' proxy rule for the
+//! gateway decides (DESIGN §9); it serves only certified callers. A gateway without one
+//! claims the user's name, which only a port in simple mode accepts.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -78,12 +79,20 @@ impl Users {
         Ok(())
     }
 
+    /// Whether the gateway calls the cluster with a certificate of its own, acting for its
+    /// users. Such a gateway serves only users its callers' certificates name: acting for a
+    /// `user.name` nobody verified would let anyone who reaches the gateway past a cluster
+    /// that requires certificates.
+    pub fn acts_for_users(&self) -> bool {
+        self.base.tls.as_ref().is_some_and(|t| t.has_certificate())
+    }
+
     /// A new client of `user`: acting for it with the gateway's certificate, claiming its
     /// name without one.
     fn fresh(&self, user: &User) -> Result<Client, GatewayError> {
         let mut config = self.base.clone();
         config.user = user.name.clone();
-        if config.tls.as_ref().is_some_and(|t| t.has_certificate()) {
+        if self.acts_for_users() {
             config.act_as = Some(user.clone());
         }
         Ok(Client::new(config)?)

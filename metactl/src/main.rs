@@ -870,6 +870,14 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             raftfs_runtime::init_tracing("info");
             let base = client(&cli)?.config().clone();
+            // Over HTTP callers only name themselves; a gateway with a certificate would act
+            // for whoever they say they are.
+            if !https && base.tls.as_ref().is_some_and(|t| t.has_certificate()) {
+                anyhow::bail!(
+                    "the gateway has a client certificate (--cert, or the TLS cluster's \
+                     cluster.json): serve --https, where callers are known by theirs"
+                );
+            }
             let tls = match (https, &cli.ca, &cli.cert, &cli.key) {
                 (false, ..) => None,
                 (true, Some(ca), Some(cert), Some(key)) => {

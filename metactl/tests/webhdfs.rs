@@ -277,6 +277,34 @@ async fn swebhdfs_knows_users_by_their_certificates_and_acts_for_them_under_the_
     let gateway_itself = as_client("gateway", None);
     assert!(gateway_itself.mkdir("/staff/g", false).await.is_err());
 
+    // A gateway with a certificate does not serve plain HTTP, where callers only name
+    // themselves: it would act for whoever they say they are.
+    let dir = cluster.dir_arg();
+    let file = |p: &str| tls.join(p).to_str().expect("utf8").to_owned();
+    let (ca, gw_cert, gw_key) = (
+        file("ca.pem"),
+        file("users/gateway.pem"),
+        file("users/gateway.key"),
+    );
+    let plain = common::metactl(&[
+        "--cluster",
+        &dir,
+        "--ca",
+        &ca,
+        "--cert",
+        &gw_cert,
+        "--key",
+        &gw_key,
+        "gateway",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!plain.status.success(), "{plain:?}");
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("--https"),
+        "{plain:?}"
+    );
+
     // swebhdfs through HdfsCLI and fsspec.
     let gateway = Gateway::start_https(&cluster);
     let scratch = tempfile::tempdir().expect("scratch");

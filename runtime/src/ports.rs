@@ -108,9 +108,15 @@ impl WireSecurity {
                 p.addr
             ));
         }
-        for rule in &self.proxy_users {
+        for (i, rule) in self.proxy_users.iter().enumerate() {
             rule.validate()
                 .map_err(|e| format!("[[security.proxy-users]]: {e}"))?;
+            if self.proxy_users[..i].iter().any(|r| r.user == rule.user) {
+                return Err(format!(
+                    "[[security.proxy-users]]: two rules for {}: write one",
+                    rule.user
+                ));
+            }
         }
         if ports.iter().all(|p| !p.policy.is_encrypted() && !p.simple) {
             return Err("no port can authenticate anyone: plain ports without simple mode".into());

@@ -95,7 +95,7 @@ impl NamespaceService {
     }
 
     /// Who a namespace call runs as: the authenticated caller, a superuser when it is the
-    /// configured superuser or in the admin group (HDFS's superuser group).
+    /// configured superuser or in the admin group (HDFS's superuser group) in its own name.
     fn access<T>(&self, req: &Request<T>) -> Result<Access, MetaError> {
         let caller = self.node.authorize(req, Need::User)?;
         Ok(self.access_of(&caller))
@@ -106,7 +106,7 @@ impl NamespaceService {
             Some(user) => Access {
                 user: user.name.clone(),
                 groups: user.groups.clone(),
-                superuser: self.node.authorizer.is_admin(user),
+                superuser: self.node.authorizer.is_admin(caller),
                 machine: String::new(),
             },
             None => Access {
