@@ -30,6 +30,9 @@ pub const PREFIX: &str = "/webhdfs/v1";
 /// Bytes read from the cluster per piece of an `OPEN` answer.
 const READ_CHUNK: u64 = 4 << 20;
 
+/// Pieces of an `OPEN` answer read at once (being read or waiting to be sent).
+const READ_AHEAD: usize = 2;
+
 /// A page of `LISTSTATUS` asked of the metaserver.
 const LIST_PAGE: u32 = 1000;
 
@@ -380,26 +383,32 @@ async fn open(
         )));
     }
     let end = length.map_or(len, |l| offset.saturating_add(l).min(len));
-    let stream = futures::stream::unfold(offset, move |pos| {
-        let reader = reader.clone();
-        async move {
-            if pos >= end {
-                return None;
+    // Each piece is read by a task of its own, READ_AHEAD pieces ahead of the one being
+    // sent: the next piece comes from the blockservers while this one goes out. Read in turn,
+    // a replicated file's pieces and their sending took turns, and over HTTPS, where sending
+    // costs the encryption, the gateway read at 0.7 of `metactl` (README).
+    let pieces = (offset..end).step_by(usize::try_from(READ_CHUNK).unwrap_or(usize::MAX));
+    let stream = futures::stream::iter(pieces)
+        .map(move |pos| {
+            let reader = reader.clone();
+            tokio::spawn(async move { (pos, reader.read_at(pos, READ_CHUNK.min(end - pos)).await) })
+        })
+        .buffered(READ_AHEAD)
+        .map(|joined| match joined {
+            Ok((_, Ok(bytes))) => Ok(bytes::Bytes::from(bytes)),
+            Ok((pos, Err(e))) => {
+                tracing::warn!(error = %e, pos, "OPEN failed while streaming");
+                Err(std::io::Error::from(e))
             }
-            let n = READ_CHUNK.min(end - pos);
-            match reader.read_at(pos, n).await {
-                Ok(bytes) if bytes.is_empty() => None,
-                Ok(bytes) => {
-                    let next = pos + bytes.len() as u64;
-                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)), next))
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, pos, "OPEN failed while streaming");
-                    Some((Err(std::io::Error::from(e)), end))
-                }
-            }
-        }
-    });
+            Err(e) => Err(std::io::Error::other(format!("read task: {e}"))),
+        })
+        // A failed piece ends the answer after its error: the body is then short of its
+        // Content-Length, and the caller sees the cut.
+        .scan(false, |ended, piece| {
+            let stop = *ended;
+            *ended = piece.is_err();
+            futures::future::ready((!stop).then_some(piece))
+        });
     Ok((
         StatusCode::OK,
         [
