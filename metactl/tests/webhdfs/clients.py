@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 import fsspec
 import requests
+from checks import expect, expect_hdfs_error
 from hdfs import HdfsError, InsecureClient
 
 URL, SCRATCH, SPEC = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -36,23 +37,6 @@ def local_file(name, size, seed):
     with open(path, "wb") as f:
         f.write(data)
     return path, data
-
-
-def expect_hdfs_error(exception, call, *args, **kwargs):
-    try:
-        call(*args, **kwargs)
-    except HdfsError as e:
-        assert e.exception == exception, (exception, e.exception, str(e))
-        return
-    raise AssertionError(f"{call.__name__}{args} did not raise {exception}")
-
-
-def expect(error, call, *args, **kwargs):
-    try:
-        call(*args, **kwargs)
-    except error:
-        return
-    raise AssertionError(f"{call.__name__}{args} did not raise {error.__name__}")
 
 
 def hdfscli(d, seed):

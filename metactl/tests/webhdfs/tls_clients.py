@@ -16,7 +16,8 @@ from urllib.parse import urlparse
 
 import fsspec
 import requests
-from hdfs import Client, HdfsError
+from checks import expect_hdfs_error
+from hdfs import Client
 
 URL, CERTS, SCRATCH = sys.argv[1], sys.argv[2], sys.argv[3]
 # requests lets a CA bundle named in the environment win over a session's own `verify`
@@ -38,15 +39,6 @@ def client(user):
     s.cert = cert(user)
     s.verify = CA
     return Client(URL, session=s)
-
-
-def expect_hdfs_error(exception, call, *args, **kwargs):
-    try:
-        call(*args, **kwargs)
-    except HdfsError as e:
-        assert e.exception == exception, (exception, e.exception, str(e))
-        return
-    raise AssertionError(f"{call.__name__}{args} did not raise {exception}")
 
 
 def data_of(size, seed):
