@@ -367,6 +367,27 @@ fn redirect(
         .into_response())
 }
 
+/// A piece's read task, stopped when the answer is dropped (the caller went away): its
+/// reads ahead are not finished for nobody.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// `OPEN`'s data step: the bytes `[offset, offset + length)` (to the end without a length),
 /// streamed as they are read.
 async fn open(
@@ -391,7 +412,9 @@ async fn open(
     let stream = futures::stream::iter(pieces)
         .map(move |pos| {
             let reader = reader.clone();
-            tokio::spawn(async move { (pos, reader.read_at(pos, READ_CHUNK.min(end - pos)).await) })
+            AbortOnDrop(tokio::spawn(async move {
+                (pos, reader.read_at(pos, READ_CHUNK.min(end - pos)).await)
+            }))
         })
         .buffered(READ_AHEAD)
         .map(|joined| match joined {
