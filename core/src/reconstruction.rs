@@ -9,11 +9,13 @@
 //! bound: every internal block it writes is within [`MAX_BLOCK_SIZE`], every cell within the
 //! policy's cap.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::id::{BlockServerId, TaskId};
 use crate::namespace::blocks::GroupId;
 use crate::policy::{MAX_BLOCK_SIZE, PolicyError, StoragePolicy};
+
+pub mod budget;
 
 /// Rebuild internal block `index` of `group` on the blockserver that receives the task, from
 /// `sources`: k of the group's other internal blocks (decoded a stripe at a time), or one
@@ -229,6 +231,54 @@ impl ReconstructionTask {
         }
     }
 
+    /// How each stripe of a decode is read by a target in rack `my_rack`. Without
+    /// `aggregate` every source is read on its own; with it, the sources of each other rack
+    /// that holds two or more are combined there by the first of them ([`PartialCell`]), so
+    /// one cell per such rack crosses instead of one per source. A rack with a single source
+    /// sends its cell as it is (nothing to gain in combining); known zeros are read from
+    /// nowhere.
+    pub fn stripe_reads(&self, my_rack: &str) -> StripeReads<'_> {
+        let mut combined: BTreeMap<&str, Vec<&BlockSource>> = BTreeMap::new();
+        let mut here: Vec<&BlockSource> = Vec::new();
+        for s in &self.sources {
+            if self.aggregate && !s.is_zeros() && s.rack != my_rack {
+                combined.entry(s.rack.as_str()).or_default().push(s);
+            } else {
+                here.push(s);
+            }
+        }
+        combined.retain(|_, v| {
+            if v.len() < 2 {
+                here.append(v);
+                false
+            } else {
+                true
+            }
+        });
+        StripeReads { here, combined }
+    }
+
+    /// The cells of every stripe (or, for a copy, the bytes of the block per byte written)
+    /// that cross into a target in `my_rack`, by the rack they come from: what the target
+    /// charges to each rack's budgets. A source in `my_rack` is keyed by `my_rack`.
+    pub fn cells_by_rack(&self, my_rack: &str) -> BTreeMap<String, u32> {
+        let mut out: BTreeMap<String, u32> = BTreeMap::new();
+        if self.is_copy() {
+            if let Some(s) = self.sources.first() {
+                out.insert(s.rack.clone(), 1);
+            }
+            return out;
+        }
+        let reads = self.stripe_reads(my_rack);
+        for s in reads.here.iter().filter(|s| !s.is_zeros()) {
+            *out.entry(s.rack.clone()).or_default() += 1;
+        }
+        for rack in reads.combined.keys() {
+            *out.entry((*rack).to_owned()).or_default() += 1;
+        }
+        out
+    }
+
     /// The part of the lost cell at block offset `offset` that the sources `local` give.
     pub fn partial(&self, offset: u64, local: Vec<BlockSource>) -> PartialCell {
         PartialCell {
@@ -241,6 +291,15 @@ impl ReconstructionTask {
             local,
         }
     }
+}
+
+/// How one stripe of a decode is read ([`ReconstructionTask::stripe_reads`]).
+#[derive(Debug)]
+pub struct StripeReads<'a> {
+    /// Sources read by the target itself, one cell each (zeros cost nothing).
+    pub here: Vec<&'a BlockSource>,
+    /// Other racks with two or more sources, each combined there by its first source.
+    pub combined: BTreeMap<&'a str, Vec<&'a BlockSource>>,
 }
 
 impl PartialCell {
@@ -409,6 +468,51 @@ mod tests {
             weight: 1,
             ..rs63_task()
         }
+    }
+
+    /// Rack-aware RS-6-3 over 3 racks (the benchmark's layout): the target in r1 reads its
+    /// two r1 sources itself and gets one combined cell from each other rack, 2 cells across
+    /// racks per stripe; rack-blind, every remote source crosses on its own. A rack with a
+    /// single source sends its cell as it is, and zeros cost nothing.
+    #[test]
+    fn a_stripe_crosses_racks_once_per_rack_when_aggregated() {
+        let mut t = rs63_task();
+        for (s, rack) in t
+            .sources
+            .iter_mut()
+            .zip(["r1", "r1", "r2", "r2", "r3", "r3"])
+        {
+            s.rack = rack.into();
+        }
+        let cells = |t: &ReconstructionTask| t.cells_by_rack("r1").into_iter().collect::<Vec<_>>();
+        let reads = t.stripe_reads("r1");
+        assert_eq!(reads.here.len(), 2);
+        assert_eq!(
+            reads.combined.keys().copied().collect::<Vec<_>>(),
+            ["r2", "r3"]
+        );
+        assert_eq!(
+            cells(&t),
+            [("r1".into(), 2), ("r2".into(), 1), ("r3".into(), 1)]
+        );
+        t.aggregate = false;
+        assert_eq!(
+            cells(&t),
+            [("r1".into(), 2), ("r2".into(), 2), ("r3".into(), 2)]
+        );
+        t.aggregate = true;
+        t.sources[4].rack = "r4".into();
+        t.sources[5] = BlockSource::zeros(6, "r1".into());
+        assert_eq!(
+            cells(&t),
+            [("r1".into(), 2), ("r2".into(), 1), ("r4".into(), 1)],
+            "a single source crosses as it is; zeros are free"
+        );
+        let copy = replica_task();
+        assert_eq!(
+            copy.cells_by_rack("r9").into_iter().collect::<Vec<_>>(),
+            [("r1".into(), 1)]
+        );
     }
 
     #[test]

@@ -243,16 +243,11 @@ impl Metrics {
     }
 
     /// The active's reconstruction queues after a scan.
-    pub fn set_reconstruction_queues(
-        &self,
-        work: &[(usize, crate::redundancy::scheduler::Work)],
-        unrecoverable: u64,
-    ) {
-        for p in 0..3u8 {
-            let n = work.iter().filter(|(q, _)| *q == usize::from(p)).count();
+    pub fn set_reconstruction_queues(&self, queued: [u64; 3], unrecoverable: u64) {
+        for (p, n) in (0u8..).zip(queued) {
             self.reconstruction_queued
                 .get_or_create(&PriorityLabels { priority: p })
-                .set(gauge_i64(n as u64));
+                .set(gauge_i64(n));
         }
         self.reconstruction_unrecoverable
             .set(gauge_i64(unrecoverable));

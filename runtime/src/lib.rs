@@ -6,6 +6,8 @@
 //! - [`shutdown`]: SIGINT / SIGTERM as a future, and the log subscriber.
 //! - [`workers`]: background jobs with an owner: a name, a status an operator can read, and
 //!   a stop that waits for them; [`metrics`]: those statuses as Prometheus metrics.
+//! - [`clock`]: the clock the active's soft state runs on, the system's or a manual one
+//!   (the fleet simulator's).
 //! - [`simulation`]: the switch a deterministic simulation turns on (work inline, its clock
 //!   and its seeded randomness).
 //! - [`pool`]: a few threads of their own for long reads, apart from tokio's blocking pool.
@@ -13,6 +15,7 @@
 //!   and the authentication every call passes there; [`tls`]: a node's certificates, the
 //!   server side of its TLS ports and the dialer of its outgoing connections (DESIGN §9).
 
+pub mod clock;
 pub mod listeners;
 pub mod metrics;
 pub mod pool;
@@ -22,6 +25,7 @@ pub mod simulation;
 pub mod tls;
 pub mod workers;
 
+pub use clock::{Clock, ManualClock};
 pub use listeners::{Listeners, tokio_listener};
 pub use metrics::WorkerMetrics;
 pub use pool::{PoolError, ReadPool};

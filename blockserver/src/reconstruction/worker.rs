@@ -352,24 +352,8 @@ impl Worker {
             .block_len(task.group_length, task.index as usize)
             .saturating_sub(at)
             .min(cell);
-        let mut remote: HashMap<&str, Vec<&BlockSource>> = HashMap::new();
-        let mut here: Vec<&BlockSource> = Vec::new();
-        for s in &task.sources {
-            if task.aggregate && !s.is_zeros() && s.rack != self.rack {
-                remote.entry(s.rack.as_str()).or_default().push(s);
-            } else {
-                here.push(s);
-            }
-        }
-        // A rack with a single source sends its cell as it is: no gain in combining.
-        remote.retain(|_, v| {
-            if v.len() < 2 {
-                here.append(v);
-                false
-            } else {
-                true
-            }
-        });
+        let reads = task.stripe_reads(&self.rack);
+        let (here, remote) = (reads.here, reads.combined);
         let mine = task.partial(at, here.into_iter().cloned().collect());
         let mine = self.partial(&mine, token);
         let theirs = remote.values().filter_map(|sources| {

@@ -19,6 +19,7 @@ pub use raftfs_core::fsck::{FileHealth, FsckReport};
 use raftfs_runtime::Outcome;
 
 pub mod counting;
+pub mod heartbeat;
 pub mod scheduler;
 
 use counting::Counting;
@@ -282,7 +283,7 @@ pub fn scan_some<R: crate::namespace::kv::KvRead + ?Sized>(
     if !pass.started {
         pass.started = true;
         pass.found.gone = in_flight.clone();
-        pass.found.started = Some(std::time::Instant::now());
+        pass.found.started = Some(registry.clock().now());
         pass.found.drain_judged = registry.drains_to_judge();
     }
     let mut visited = 0usize;
@@ -487,12 +488,91 @@ impl ScanState {
 /// The redundancy scan's state between rounds (owned by its worker).
 pub type SharedPass = std::sync::Arc<std::sync::Mutex<ScanState>>;
 
+/// What one round of the scan did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Round {
+    /// Groups of servers that died since the last round, checked ahead of the pass.
+    pub checked: u64,
+    /// Groups the pass read in this round.
+    pub scanned: u64,
+    /// When the pass ended in this round: what it queued.
+    pub ended: Option<PassEnd>,
+}
+
+/// What a whole pass handed to the scheduler.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassEnd {
+    /// Groups queued, by priority (0 most urgent).
+    pub queued: [u64; 3],
+    /// Groups that cannot be rebuilt.
+    pub unrecoverable: u64,
+}
+
+/// One round of the redundancy scan, with no I/O of its own beyond `kv` (the active's
+/// snapshot of the namespace, `applied` its index): first the groups of blockservers that
+/// died since the last round (their work queued at once), then the pass goes on for the
+/// rest of `budget` groups; when the pass ends, its queues replace the scheduler's. The
+/// server runs it from [`scan_round`]; the fleet simulator calls it directly.
+pub fn scan_step<R: crate::namespace::kv::KvRead + ?Sized>(
+    kv: &R,
+    registry: &Registry,
+    scheduler: &scheduler::Scheduler,
+    state: &mut ScanState,
+    applied: u64,
+    budget: usize,
+) -> Result<Round, MetaError> {
+    state.note_dead(registry);
+    let urgent = state.take_urgent(budget);
+    let in_flight = scheduler.in_flight_groups();
+    let before = state.pass.found.scanned;
+    let throttle = crate::namespace::throttle::load(kv)?;
+    registry.set_admin(applied, crate::namespace::admin_state::load(kv)?);
+    let urgent_found = scan_groups(kv, registry, &urgent)?;
+    let rest = budget.saturating_sub(urgent.len()).max(1);
+    let mut found = scan_some(kv, registry, &mut state.pass, &in_flight, rest)?;
+    let checked = urgent_found.scanned;
+    if !urgent_found.work.is_empty() {
+        scheduler.add(urgent_found.work);
+    }
+    // What the urgent checks found still needs a draining server counts for the pass under
+    // way (or ending now): a group the pass judged before its copy in service was lost.
+    let drains = match found.as_mut() {
+        Some(s) => &mut s.draining,
+        None => &mut state.pass.found.draining,
+    };
+    for (id, n) in urgent_found.draining {
+        *drains.entry(id).or_default() += n;
+    }
+    let scanned = match &found {
+        Some(s) => s.scanned - before,
+        None => state.pass.found.scanned - before,
+    };
+    let ended = found.map(|s| {
+        record_drain(registry, &s);
+        let mut queued = [0u64; 3];
+        for (p, _) in &s.work {
+            if let Some(q) = queued.get_mut(*p) {
+                *q += 1;
+            }
+        }
+        let started = s.started.unwrap_or_else(|| registry.clock().now());
+        scheduler.update_pass(s.work, &s.gone, s.unrecoverable, throttle, started);
+        PassEnd {
+            queued,
+            unrecoverable: s.unrecoverable,
+        }
+    });
+    Ok(Round {
+        checked,
+        scanned,
+        ended,
+    })
+}
+
 /// One round of the redundancy scan (a worker of the active, every `redundancy-scan-ms`):
-/// first the groups of blockservers that died since the last round (their work queued at
-/// once), then the pass goes on for the rest of `budget` groups; when the pass ends, its
-/// queues replace the scheduler's. On a small namespace every round is a whole pass. A
-/// member that is not the active drops its state, so a new active starts afresh. Returns the
-/// groups checked in this round.
+/// [`scan_step`] on a snapshot of this member's namespace. On a small namespace every round
+/// is a whole pass. A member that is not the active drops its state, so a new active starts
+/// afresh. Returns the groups checked in this round.
 pub async fn scan_round(
     node: &MetaNode,
     state: &SharedPass,
@@ -507,59 +587,25 @@ pub async fn scan_round(
         return Ok(Outcome::Skipped);
     }
     let registry = node.blocks.registry.clone();
+    let scheduler = node.blocks.scheduler.clone();
     let applied = node.sm.applied_index();
-    current.note_dead(&registry);
-    let urgent = current.take_urgent(budget);
-    let in_flight = node.blocks.scheduler.in_flight_groups();
-    let before = current.pass.found.scanned;
-    let (current, urgent_found, found, throttle) = node
+    let (current, round) = node
         .read_local(move |kv| -> Result<_, MetaError> {
-            let throttle = crate::namespace::throttle::load(kv)?;
-            registry.set_admin(applied, crate::namespace::admin_state::load(kv)?);
-            let urgent_found = scan_groups(kv, &registry, &urgent)?;
-            let rest = budget.saturating_sub(urgent.len()).max(1);
-            let found = scan_some(kv, &registry, &mut current.pass, &in_flight, rest)?;
-            Ok((current, urgent_found, found, throttle))
+            let round = scan_step(kv, &registry, &scheduler, &mut current, applied, budget)?;
+            Ok((current, round))
         })
         .await?;
-    let checked = urgent_found.scanned;
-    if !urgent_found.work.is_empty() {
-        node.blocks.scheduler.add(urgent_found.work);
-    }
-    // What the urgent checks found still needs a draining server counts for the pass under
-    // way (or ending now): a group the pass judged before its copy in service was lost.
-    let mut current = current;
-    let mut found = found;
-    let drains = match found.as_mut() {
-        Some(s) => &mut s.draining,
-        None => &mut current.pass.found.draining,
-    };
-    for (id, n) in urgent_found.draining {
-        *drains.entry(id).or_default() += n;
-    }
-    let scanned = match &found {
-        Some(s) => s.scanned - before,
-        None => current.pass.found.scanned - before,
-    };
     if let Ok(mut p) = state.lock() {
         *p = current;
     }
-    if let Some(s) = found {
-        record_drain(&node.blocks.registry, &s);
+    if let Some(end) = &round.ended {
         node.metrics
-            .set_reconstruction_queues(&s.work, s.unrecoverable);
-        node.blocks.scheduler.update_pass(
-            s.work,
-            &s.gone,
-            s.unrecoverable,
-            throttle,
-            s.started.unwrap_or_else(std::time::Instant::now),
-        );
+            .set_reconstruction_queues(end.queued, end.unrecoverable);
     }
     node.metrics
         .set_reconstruction_in_flight(node.blocks.scheduler.status().0.in_flight);
     Ok(Outcome::Done {
-        items: scanned + checked,
+        items: round.scanned + round.checked,
     })
 }
 
@@ -687,48 +733,94 @@ mod tests {
 
     /// A blockserver that dies has its groups checked in the next round, ahead of the pass:
     /// their missing copies are work at once, and a server already known dead is not
-    /// reported again.
+    /// reported again. All of it on a manual clock, through the round and the heartbeat
+    /// orders the server and the fleet simulator share: the next heartbeat of a server that
+    /// may hold the block gets the task.
     #[test]
     fn the_groups_of_a_server_that_died_are_checked_first() {
         use crate::namespace::blocks::FIRST_GROUP_ID;
         use crate::registry::{Reported, Storage};
+        use std::time::Duration;
         let (_dir, shape, db) = generated(50);
         let kv = crate::journal::rocks::LiveKv(&db);
-        let registry = Registry::new(std::time::Duration::from_millis(300));
+        let (clock, hand) = raftfs_runtime::Clock::manual(1_000_000);
+        let registry = Registry::new(Duration::from_secs(10)).with_clock(clock.clone());
+        let scheduler = scheduler::Scheduler::new(scheduler::SchedulerConfig {
+            max_streams: 4,
+            xmits_weight: 0.5,
+            task_timeout: Duration::from_secs(300),
+            rack_aware: true,
+        })
+        .with_clock(clock);
         let held = GroupId(FIRST_GROUP_ID.0 + 7);
-        for id in 1..=3 {
+        let room = Storage {
+            capacity: 1 << 40,
+            available: 1 << 40,
+            volumes: 1,
+            ..Storage::default()
+        };
+        for id in 1..=4 {
             let id = BlockServerId(id);
+            let rack = if id.0 == 4 { "r2" } else { "r1" };
             registry
-                .register(id, &format!("127.0.0.1:{id}"), "r1", Storage::default())
+                .register(id, &format!("127.0.0.1:{id}"), rack, room)
                 .expect("register");
+        }
+        for id in 1..=3 {
             let copy = Reported {
                 group: held,
                 index: 0,
                 length: shape.file_length,
                 generation: Generation::FIRST,
             };
-            registry.incremental(id, &[copy], &[]).expect("report");
+            registry
+                .incremental(BlockServerId(id), &[copy], &[])
+                .expect("report");
         }
         let mut state = ScanState::default();
-        state.note_dead(&registry);
-        assert!(state.urgent.is_empty(), "nobody died");
-        std::thread::sleep(std::time::Duration::from_millis(400));
-        for id in [1, 2] {
-            registry
-                .heartbeat(BlockServerId(id), Storage::default())
+        let round = scan_step(&kv, &registry, &scheduler, &mut state, 0, 1_000).expect("scan");
+        assert_eq!(round.checked, 0, "nobody died");
+        assert_eq!(round.ended.map(|e| e.queued), Some([0, 0, 0]));
+        hand.advance(Duration::from_secs(6));
+        for id in [1, 2, 4] {
+            heartbeat::receive(&registry, &scheduler, BlockServerId(id), room, &[])
                 .expect("heartbeat");
         }
-        state.note_dead(&registry);
-        let urgent = state.take_urgent(10);
-        assert_eq!(urgent, vec![held]);
-        let found = scan_groups(&kv, &registry, &urgent).expect("scan");
-        assert_eq!(found.scanned, 1);
-        assert_eq!(found.work.len(), 1, "{found:?}");
-        let (priority, w) = &found.work[0];
-        assert_eq!((w.group, w.missing.clone()), (held, vec![0]));
-        assert_eq!(*priority, scheduler::priority(2, 1).expect("rebuildable"));
+        hand.advance(Duration::from_secs(5));
+        // Server 3 has been silent 11 s (dead after 10); the others 5 s: the dead server's
+        // group is checked ahead of the pass (which, here, reads its one page as well).
+        let round = scan_step(&kv, &registry, &scheduler, &mut state, 0, 1).expect("scan");
+        assert_eq!(round.checked, 1);
+        let orders = heartbeat::orders(&registry, &scheduler, BlockServerId(4), 0, 1);
+        assert_eq!(orders.tasks.len(), 1, "{orders:?}");
+        let task = &orders.tasks[0];
+        assert_eq!((task.group, task.index), (held, 0));
+        assert!(
+            task.sources
+                .iter()
+                .all(|s| [BlockServerId(1), BlockServerId(2)].contains(&s.node))
+        );
+        assert!(
+            heartbeat::orders(&registry, &scheduler, BlockServerId(4), 0, 1)
+                .tasks
+                .is_empty(),
+            "handed out once"
+        );
         state.note_dead(&registry);
         assert!(state.urgent.is_empty(), "server 3 was dead already");
+        // The task times out on the same clock: the next pass cancels it on its server.
+        hand.advance(Duration::from_secs(301));
+        for id in [1, 2, 4] {
+            heartbeat::receive(&registry, &scheduler, BlockServerId(id), room, &[])
+                .expect("heartbeat");
+        }
+        while scan_step(&kv, &registry, &scheduler, &mut state, 0, 1_000)
+            .expect("scan")
+            .ended
+            .is_none()
+        {}
+        let orders = heartbeat::orders(&registry, &scheduler, BlockServerId(4), 0, 1);
+        assert_eq!(orders.cancel, vec![task.id]);
     }
 
     /// The scan over a generated namespace (more than 3 pages of groups): every group

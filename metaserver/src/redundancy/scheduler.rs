@@ -37,6 +37,8 @@ use raftfs_core::reconstruction::{
     BlockSource, ByteBudget, ReconstructionTask, TaskOutcome, Throttle,
 };
 
+use raftfs_runtime::Clock;
+
 use crate::namespace::StoragePolicy;
 use crate::namespace::blocks::GroupId;
 use crate::namespace::throttle::ThrottleSettings;
@@ -139,6 +141,12 @@ pub struct Status {
 pub struct Scheduler {
     config: SchedulerConfig,
     state: Mutex<State>,
+    /// Deadlines and completion times are taken on this clock (the system's, or a
+    /// simulator's).
+    clock: Clock,
+    /// The rack-blind baseline's random sources come from this generator when set (a
+    /// simulator's seed), from the process's otherwise.
+    rng: Mutex<Option<rand::rngs::StdRng>>,
 }
 
 /// Priority of a group with `live` internal blocks (replicas) of which `needed` are needed:
@@ -160,7 +168,24 @@ impl Scheduler {
                 next_task: TaskId(1),
                 ..State::default()
             }),
+            clock: Clock::System,
+            rng: Mutex::new(None),
         }
+    }
+
+    /// On `clock` instead of the system's (the fleet simulator's manual clock).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Random choices (the rack-blind baseline's sources) drawn from `seed`: the same seed,
+    /// the same choices.
+    pub fn with_seed(self, seed: u64) -> Self {
+        use rand::SeedableRng;
+        *self.rng.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(rand::rngs::StdRng::seed_from_u64(seed));
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -195,7 +220,7 @@ impl Scheduler {
         unrecoverable: u64,
         throttle: ThrottleSettings,
     ) {
-        self.update_pass(work, gone, unrecoverable, throttle, Instant::now());
+        self.update_pass(work, gone, unrecoverable, throttle, self.clock.now());
     }
 
     /// [`Self::update`] for a pass that began reading groups at `pass_started`: work added
@@ -212,7 +237,7 @@ impl Scheduler {
         pass_started: Instant,
     ) {
         let mut s = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         let found: HashSet<GroupId> = work.iter().map(|(_, w)| w.group).collect();
         let recent = std::mem::take(&mut s.recent);
         let work: Vec<(usize, Work)> = work
@@ -278,7 +303,7 @@ impl Scheduler {
     /// before the death).
     pub fn add(&self, work: Vec<(usize, Work)>) {
         let mut s = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         let work: Vec<(usize, Work)> = work.into_iter().filter(|(p, _)| *p < 3).collect();
         let newer: HashSet<GroupId> = work.iter().map(|(_, w)| w.group).collect();
         for queue in &mut s.queues {
@@ -305,7 +330,7 @@ impl Scheduler {
                     None => {
                         if let Some(f) = s.in_flight.get_mut(&key) {
                             f.done = true;
-                            f.done_at = Some(Instant::now());
+                            f.done_at = Some(self.clock.now());
                         }
                         s.finished = s.finished.saturating_add(1);
                     }
@@ -336,7 +361,7 @@ impl Scheduler {
         let mut s = self.lock();
         let racks = RackMap::new(nodes, &s.throttle);
         let mut out = Vec::new();
-        let deadline = Instant::now() + self.config.task_timeout;
+        let deadline = self.clock.now() + self.config.task_timeout;
         let mut picked: Vec<(GroupId, u32, BlockServerId, TaskId)> = Vec::new();
         'all: for queue in &s.queues {
             for w in queue {
@@ -456,7 +481,17 @@ impl Scheduler {
         let sources_for =
             |target: &NodeView| racks.pick_sources(&w.replicas, &empty, index, needed, target);
         if !self.config.rack_aware {
-            return racks.pick_random_sources(&w.replicas, &empty, index, needed);
+            let mut seeded = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+            return match seeded.as_mut() {
+                Some(rng) => racks.pick_random_sources(&w.replicas, &empty, index, needed, rng),
+                None => racks.pick_random_sources(
+                    &w.replicas,
+                    &empty,
+                    index,
+                    needed,
+                    &mut raftfs_runtime::simulation::rng(),
+                ),
+            };
         }
         let mine = sources_for(me)?;
         // Only the best targets take the work: the fewest source bytes from other racks.
@@ -675,6 +710,7 @@ impl<'a> RackMap<'a> {
         empty: &[u32],
         lost: u32,
         needed: usize,
+        rng: &mut impl rand::Rng,
     ) -> Option<Vec<BlockSource>> {
         use rand::seq::SliceRandom;
         if let Some(copy) = self.copy_of(replicas, lost, needed, None) {
@@ -684,7 +720,7 @@ impl<'a> RackMap<'a> {
             .iter()
             .filter(|r| r.index != lost || needed == 1)
             .collect();
-        shuffled.shuffle(&mut raftfs_runtime::simulation::rng());
+        shuffled.shuffle(rng);
         let mut seen = BTreeSet::new();
         let mut out: Vec<BlockSource> = Vec::new();
         for index in empty {

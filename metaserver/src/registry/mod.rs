@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use raftfs_runtime::Clock;
+
 use raftfs_core::id::BlockServerId;
 use raftfs_core::namespace::admin_state::{Admin, AdminState};
 
@@ -176,6 +178,8 @@ pub struct Registry {
     /// holding its other copies are in maintenance (HDFS's
     /// `dfs.namenode.maintenance.replication.min`).
     maintenance_min_live: usize,
+    /// Liveness and report times are judged by this clock (the system's, or a simulator's).
+    clock: Clock,
 }
 
 /// Milliseconds since the epoch by this server's clock (the time admin states are judged at).
@@ -189,7 +193,19 @@ impl Registry {
             inner: Mutex::new(Inner::default()),
             dead_after,
             maintenance_min_live: 1,
+            clock: Clock::System,
         }
+    }
+
+    /// On `clock` instead of the system's (the fleet simulator's manual clock).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock this registry judges liveness by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// With `n` as the live copies a group keeps while others are in maintenance (at least 1).
@@ -227,7 +243,7 @@ impl Registry {
     /// reported since they last registered; with when their decommission began.
     pub fn drains_to_judge(&self) -> BTreeMap<BlockServerId, u64> {
         let inner = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         inner
             .admin
             .iter()
@@ -247,7 +263,7 @@ impl Registry {
     /// Whether `id` has been live and fully reported since before `since` (a pass's start):
     /// what the pass saw of it is all it holds.
     pub fn steady_since(&self, id: BlockServerId, since: Instant) -> bool {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.lock().nodes.get(&id).is_some_and(|n| {
             n.fully_reported.is_some_and(|t| t <= since)
                 && now.duration_since(n.last_heartbeat) <= self.dead_after
@@ -256,7 +272,7 @@ impl Registry {
 
     /// Every server out of service now (a lapsed maintenance is service again).
     pub fn admin_now(&self) -> BTreeMap<BlockServerId, Admin> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         self.lock()
             .admin
             .iter()
@@ -308,7 +324,7 @@ impl Registry {
             addr: String::new(),
             rack: String::new(),
             storage,
-            last_heartbeat: Instant::now(),
+            last_heartbeat: self.clock.now(),
             blocks: HashMap::new(),
             partial: None,
             to_delete: BTreeSet::new(),
@@ -318,10 +334,10 @@ impl Registry {
         node.addr = addr.to_owned();
         node.rack = rack.to_owned();
         node.storage = storage;
-        node.last_heartbeat = Instant::now();
+        node.last_heartbeat = self.clock.now();
         node.partial = None;
         node.fully_reported = None;
-        node.registered_ms = now_ms();
+        node.registered_ms = self.clock.now_ms();
         Ok(())
     }
 
@@ -338,7 +354,7 @@ impl Registry {
             .get_mut(&id)
             .ok_or(RegistryError::UnknownNode(id))?;
         node.storage = storage;
-        node.last_heartbeat = Instant::now();
+        node.last_heartbeat = self.clock.now();
         // A bounded share per reply: a large delete queues millions, which in one reply
         // would exceed what the blockserver decodes and lose the reply's tasks with it.
         let mut out = Vec::with_capacity(node.to_delete.len().min(MAX_DELETES_PER_HEARTBEAT));
@@ -443,7 +459,7 @@ impl Registry {
             .iter()
             .map(|r| ((r.group, r.index), Copy::from(r)))
             .collect();
-        node.fully_reported.get_or_insert_with(Instant::now);
+        node.fully_reported.get_or_insert_with(|| self.clock.now());
         for g in old {
             if let Some(set) = inner.by_group.get_mut(&g) {
                 set.remove(&id);
@@ -484,7 +500,7 @@ impl Registry {
     /// was restamped by a recovery whose entry never committed (its bytes are those the
     /// writer sent; a later recovery stamps it again).
     pub fn replicas(&self, group: GroupId, current: Generation) -> Vec<Replica> {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.good_copies(group, current, |_, node| {
             now.duration_since(node.last_heartbeat) <= self.dead_after
         })
@@ -499,7 +515,7 @@ impl Registry {
         current: Generation,
         in_maintenance: &BTreeMap<BlockServerId, Admin>,
     ) -> Vec<Replica> {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.good_copies(group, current, |id, node| {
             now.duration_since(node.last_heartbeat) > self.dead_after
                 && in_maintenance.get(&id) == Some(&Admin::InMaintenance)
@@ -566,7 +582,7 @@ impl Registry {
         current: Generation,
     ) -> Vec<(u32, BlockServerId)> {
         let inner = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         targets
             .iter()
             .copied()
@@ -583,7 +599,7 @@ impl Registry {
 
     /// The registered nodes that are dead now (silent for longer than `dead-after`).
     pub fn dead_nodes(&self) -> BTreeSet<BlockServerId> {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.lock()
             .nodes
             .iter()
@@ -628,8 +644,8 @@ impl Registry {
     /// Every registered node.
     pub fn nodes(&self) -> Vec<NodeView> {
         let inner = self.lock();
-        let now = Instant::now();
-        let wall = now_ms();
+        let now = self.clock.now();
+        let wall = self.clock.now_ms();
         inner
             .nodes
             .iter()

@@ -94,12 +94,19 @@ fn a_new_report_id_restarts_the_collection() {
 
 #[test]
 fn corrupt_copies_and_dead_nodes_are_not_locations() {
-    let r = Registry::new(Duration::from_millis(0));
+    let (clock, hand) = raftfs_runtime::Clock::manual(0);
+    let r = Registry::new(Duration::from_secs(10)).with_clock(clock);
     r.register(BlockServerId(1), "a:1", "r1", Storage::default())
         .expect("register");
     r.incremental(BlockServerId(1), &[blk(10, 0, 5)], &[])
         .expect("ibr");
-    std::thread::sleep(Duration::from_millis(5));
+    hand.advance(Duration::from_secs(10));
+    assert_eq!(
+        r.replicas(GroupId(10), Generation::FIRST).len(),
+        1,
+        "live for 10 s"
+    );
+    hand.advance(Duration::from_millis(1));
     assert!(
         r.replicas(GroupId(10), Generation::FIRST).is_empty(),
         "dead node"

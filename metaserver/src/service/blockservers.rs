@@ -22,6 +22,7 @@ use crate::error::MetaError;
 use crate::namespace::blocks;
 use crate::node::MetaNode;
 use crate::observer::Role;
+use crate::redundancy::heartbeat;
 use crate::registry::{Reported, Storage};
 
 /// The `BlockServers` gRPC service.
@@ -230,20 +231,21 @@ impl BlockServers for BlockServersService {
         let req = req.into_inner();
         tracing::Span::current().record("node_id", req.node_id);
         let storage = storage(req.storage);
-        let reply = match self
-            .node
-            .blocks
-            .registry
-            .heartbeat(BlockServerId(req.node_id), storage)
-        {
+        let blocks = &self.node.blocks;
+        let node = BlockServerId(req.node_id);
+        let finished: Vec<_> = req
+            .finished
+            .into_iter()
+            .map(convert::task_outcome)
+            .collect();
+        let reply = match heartbeat::receive(
+            &blocks.registry,
+            &blocks.scheduler,
+            node,
+            storage,
+            &finished,
+        ) {
             Ok(delete) => {
-                let scheduler = &self.node.blocks.scheduler;
-                let finished: Vec<_> = req
-                    .finished
-                    .into_iter()
-                    .map(convert::task_outcome)
-                    .collect();
-                scheduler.finished(BlockServerId(req.node_id), &finished);
                 let ring = match self.node.key_cache.get(&self.node).await {
                     Ok(ring) => ring,
                     Err(e) => return self.finish("heartbeat", start, Err(e)),
@@ -255,19 +257,14 @@ impl BlockServers for BlockServersService {
                 // has arrived yet).
                 let active = role == Role::Active && self.node.ensure_active_for_read().is_ok();
                 let (tasks, throttle, cancel) = if active {
-                    scheduler.enter_term(term);
-                    let nodes = self.node.blocks.registry.nodes();
-                    (
-                        scheduler.assign(
-                            BlockServerId(req.node_id),
-                            storage.xmits_in_progress,
-                            &nodes,
-                        ),
-                        Some(convert::node_throttle(
-                            &scheduler.throttle_for(BlockServerId(req.node_id), &nodes),
-                        )),
-                        scheduler.take_cancellations(BlockServerId(req.node_id)),
-                    )
+                    let o = heartbeat::orders(
+                        &blocks.registry,
+                        &blocks.scheduler,
+                        node,
+                        storage.xmits_in_progress,
+                        term,
+                    );
+                    (o.tasks, Some(convert::node_throttle(&o.throttle)), o.cancel)
                 } else {
                     (Vec::new(), None, Vec::new())
                 };
