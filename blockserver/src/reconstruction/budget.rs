@@ -38,22 +38,32 @@ impl Budgets {
 
     /// Waits until `bytes` read from a server in `from_rack` fit the budgets.
     pub async fn read(&self, bytes: u64, from_rack: &str) {
-        let wait = self.lock().charge_read(bytes, from_rack, Instant::now());
-        sleep(wait).await;
+        let ticket = self.lock().charge_read(bytes, from_rack, Instant::now());
+        self.settle(&ticket).await;
     }
 
     /// Waits until `bytes` written here fit the node's budget.
     pub async fn write(&self, bytes: u64) {
-        let wait = self.lock().charge_write(bytes, Instant::now());
-        sleep(wait).await;
+        let ticket = self.lock().charge_write(bytes, Instant::now());
+        self.settle(&ticket).await;
+    }
+
+    /// Sleeps until `ticket`'s charges are paid, in slices of at most [`SLICE`], reading
+    /// what is owed again after each: the shares the active sends with every heartbeat apply
+    /// to the wait under way (`budget::Budgets::owed`).
+    async fn settle(&self, ticket: &budget::Ticket) {
+        loop {
+            let wait = self.lock().owed(ticket, Instant::now());
+            if wait.is_zero() {
+                return;
+            }
+            tokio::time::sleep(wait.min(SLICE)).await;
+        }
     }
 }
 
-async fn sleep(wait: Duration) {
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
-    }
-}
+/// The longest a charge sleeps before it reads its debt again.
+const SLICE: Duration = Duration::from_millis(100);
 
 #[cfg(test)]
 mod tests {

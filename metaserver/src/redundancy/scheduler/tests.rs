@@ -407,6 +407,23 @@ fn a_budget_is_shared_by_the_destination_servers_that_have_work() {
         s.throttle_for(BlockServerId(10), &nodes).budgets[0].bytes_per_sec,
         9_000_000
     );
+    // Server 7 starts rebuilding too (another pool's task: its heartbeat shows xmits). Its
+    // fair share is half, but server 10 holds the whole budget until its next heartbeat:
+    // 7 waits (1 byte a second) rather than the two crossing at 1.5 times the budget.
+    let mut nodes = nodes;
+    nodes[6].storage.xmits_in_progress = 3;
+    let share =
+        |s: &Scheduler, id| s.throttle_for(BlockServerId(id), &nodes).budgets[0].bytes_per_sec;
+    assert_eq!(share(&s, 7), 1);
+    assert_eq!(
+        share(&s, 10),
+        4_500_000,
+        "10 gives up half at its next heartbeat"
+    );
+    assert_eq!(share(&s, 7), 4_500_000, "and 7 takes it at its own");
+    // An idle server gets what is left: nothing. It moves nothing until it has work, and
+    // it gets work only in a heartbeat reply, whose share is computed after the work.
+    assert_eq!(share(&s, 4), 1);
 }
 
 #[test]

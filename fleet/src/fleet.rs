@@ -1,0 +1,901 @@
+//! The simulation: the active's real registry, placement, redundancy scan, scheduler and
+//! budgets, and simulated blockservers around them, on simulated time.
+//!
+//! One thread, one event queue ordered by (time, sequence), one seeded generator: a seed
+//! gives the same run every time. The metaserver side is the server's own code, reached
+//! through the same functions its workers and RPC handlers call: `placement::choose` for
+//! every group, `Registry::register` / `full_report_part` / `incremental`,
+//! `redundancy::scan_step` every scan period, `redundancy::heartbeat::{receive, orders}` for
+//! every heartbeat, on a manual clock. The blockservers are simulated: they carry xmits as
+//! the real ones do (the task's weight, given back when it ends), refuse tasks past the
+//! limit the active sent, charge every step of a rebuild to the real token buckets
+//! (`raftfs_core::reconstruction::budget`) by the real read plan (`cells_by_rack`), and move
+//! bytes at the rates of the resources they share ([`crate::load`]).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use raftfs_core::id::{BlockServerId, TaskId};
+use raftfs_core::namespace::StoragePolicy;
+use raftfs_core::namespace::blocks::{Generation, GroupId};
+use raftfs_core::namespace::throttle::ThrottleChange;
+use raftfs_core::reconstruction::budget::{Budgets, Ticket};
+use raftfs_core::reconstruction::{ReconstructionTask, TaskOutcome};
+use raftfs_metaserver::placement;
+use raftfs_metaserver::redundancy::heartbeat;
+use raftfs_metaserver::redundancy::scheduler::{Scheduler, SchedulerConfig};
+use raftfs_metaserver::redundancy::{ScanState, scan_step};
+use raftfs_metaserver::registry::{NodeView, Registry, Reported, Storage};
+use raftfs_runtime::{Clock, ManualClock};
+
+use crate::load::{Load, Resource};
+use crate::namespace::{FleetKv, Groups, NOWHERE};
+use crate::record::{Record, thread_cpu};
+use crate::topology::{Rates, Topology};
+
+/// The longest a task waits on a debt before it reads the buckets again (the worker's).
+const DEBT_SLICE: Duration = Duration::from_millis(100);
+
+/// Blocks per part of a full report (the blockserver's `report-split-blocks`).
+const REPORT_PART: usize = 10_000;
+
+/// Groups of one kind the namespace holds.
+#[derive(Debug, Clone)]
+pub struct GroupKind {
+    pub policy: StoragePolicy,
+    pub count: u64,
+    /// Each group's length is drawn uniformly from this range (bytes).
+    pub length: (u64, u64),
+}
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub seed: u64,
+    pub topology: Topology,
+    pub rates: Rates,
+    pub groups: Vec<GroupKind>,
+    pub scheduler: SchedulerConfig,
+    /// A server silent this long is dead (the metaserver's `dead-after-secs`).
+    pub dead_after: Duration,
+    /// Heartbeat period of every server.
+    pub heartbeat: Duration,
+    /// The scan's period and groups per round (`redundancy-scan-ms`, `-groups`).
+    pub scan_every: Duration,
+    pub scan_groups: usize,
+    /// Bytes of the lost block a task rebuilds per step, its budgets charged per step (the
+    /// worker charges each cell it reads: 1 MiB for RS-6-3-1024k).
+    pub step_bytes: u64,
+}
+
+impl Config {
+    /// The metaserver's defaults, on `topology`, with `groups`.
+    pub fn new(seed: u64, topology: Topology, groups: Vec<GroupKind>) -> Self {
+        Self {
+            seed,
+            topology,
+            rates: Rates::default(),
+            groups,
+            scheduler: SchedulerConfig {
+                max_streams: 8,
+                xmits_weight: 0.5,
+                task_timeout: Duration::from_secs(300),
+                rack_aware: true,
+            },
+            dead_after: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(1),
+            scan_every: Duration::from_secs(1),
+            scan_groups: 50_000,
+            step_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What happens to the fleet at a point of simulated time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// These servers stop (their disks with them).
+    Kill(Vec<u32>),
+    /// A budget change, as `metactl reconstruction throttle` makes it.
+    Throttle(ThrottleChange),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Event {
+    Heartbeat(u32),
+    Scan,
+    /// A step of a running task ended (the task's key and its step number).
+    Step(u64, u32),
+    /// A step's charge may be paid off (its reads when true, else its write).
+    Debt(u64, u32, bool),
+    Fault(usize),
+}
+
+/// A simulated blockserver.
+#[derive(Debug, Default)]
+struct Server {
+    up: bool,
+    budgets: Budgets,
+    /// The weight of the tasks it runs, as the real `Xmits` counts it.
+    xmits: u32,
+    /// Its running tasks: the active's task id -> the simulator's task key.
+    running: BTreeMap<TaskId, u64>,
+    /// Outcomes to send with the next heartbeat.
+    outbox: Vec<TaskOutcome>,
+    used: u64,
+}
+
+/// A task running on a simulated server.
+#[derive(Debug)]
+struct Running {
+    server: u32,
+    task: ReconstructionTask,
+    /// The group's position in the table.
+    slot: usize,
+    len: u64,
+    done: u64,
+    step: u32,
+    /// Bytes of the lost block the current step rebuilds.
+    step_bytes: u64,
+    /// The current step's charges.
+    tickets: Vec<Ticket>,
+    /// Source servers (not zeros).
+    sources: Vec<u32>,
+    /// Cells per stripe from each rack (index), per the real read plan.
+    cells: Vec<(usize, u32)>,
+    uses: Vec<(Resource, f64)>,
+}
+
+/// A fleet under simulation.
+#[derive(Debug)]
+pub struct Fleet {
+    cfg: Config,
+    clock: std::sync::Arc<ManualClock>,
+    now_ns: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, Event)>>,
+    rng: StdRng,
+    kv: FleetKv,
+    registry: Registry,
+    scheduler: Scheduler,
+    scan: ScanState,
+    servers: Vec<Server>,
+    tasks: BTreeMap<u64, Running>,
+    next_task: u64,
+    load: Load,
+    faults: Vec<(Duration, Fault)>,
+    /// Internal blocks short of copies: (group slot, index) -> copies missing.
+    degraded: BTreeMap<(usize, u32), u32>,
+    /// When the fleet was last whole again after a loss.
+    healthy_at: Option<Duration>,
+    lost_at: Option<Duration>,
+    record: Record,
+}
+
+/// What a run ended with.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    /// Simulated seconds from the first loss to full redundancy (none: not reached).
+    pub seconds_to_healthy: Option<f64>,
+    /// Internal blocks still short of a copy at the end.
+    pub still_degraded: usize,
+    pub simulated_s: f64,
+    pub record: Record,
+}
+
+impl Fleet {
+    /// Registers the servers, places every group with the real placement, and delivers the
+    /// servers' full reports: the fleet at time 0, whole.
+    pub fn new(cfg: Config) -> anyhow::Result<Self> {
+        let (clock, hand) = Clock::manual(1_700_000_000_000);
+        let registry = Registry::new(cfg.dead_after).with_clock(clock.clone());
+        let scheduler = Scheduler::new(cfg.scheduler)
+            .with_clock(clock)
+            .with_seed(cfg.seed ^ 0x5eed);
+        let servers = (0..cfg.topology.servers.len())
+            .map(|_| Server {
+                up: true,
+                ..Server::default()
+            })
+            .collect();
+        let mut fleet = Self {
+            load: Load::new(&cfg.topology, cfg.rates),
+            clock: hand,
+            now_ns: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            rng: StdRng::seed_from_u64(cfg.seed),
+            kv: FleetKv::new(Groups::new(Vec::new())),
+            registry,
+            scheduler,
+            scan: ScanState::default(),
+            servers,
+            tasks: BTreeMap::new(),
+            next_task: 0,
+            faults: Vec::new(),
+            degraded: BTreeMap::new(),
+            healthy_at: None,
+            lost_at: None,
+            record: Record::default(),
+            cfg,
+        };
+        fleet.register_all()?;
+        fleet.place_all()?;
+        fleet.report_all()?;
+        fleet.kv.throttle(&ThrottleChange {
+            racks: fleet.cfg.topology.rack_datacenters(),
+            ..ThrottleChange::default()
+        })?;
+        Ok(fleet)
+    }
+
+    fn storage(&self, s: u32) -> Storage {
+        let server = &self.servers[s as usize];
+        let capacity = self.cfg.topology.capacity;
+        Storage {
+            capacity,
+            used: server.used,
+            available: capacity.saturating_sub(server.used),
+            volumes: 1,
+            failed_volumes: 0,
+            xmits_in_progress: server.xmits,
+            pool_used: server.used,
+        }
+    }
+
+    fn register_all(&mut self) -> anyhow::Result<()> {
+        for s in 0..self.servers.len() as u32 {
+            let addr = format!("10.{}.{}.{}:7001", s >> 16, (s >> 8) & 255, s & 255);
+            self.registry.register(
+                Topology::id(s),
+                &addr,
+                self.cfg.topology.rack_name(s),
+                self.storage(s),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Every group placed by `placement::choose` over the registry's view, each server's
+    /// free space lowered as blocks land on it.
+    fn place_all(&mut self) -> anyhow::Result<()> {
+        let started = thread_cpu();
+        let policies: Vec<StoragePolicy> =
+            self.cfg.groups.iter().map(|k| k.policy.clone()).collect();
+        let mut groups = Groups::new(policies);
+        groups.reserve(self.cfg.groups.iter().map(|k| k.count as usize).sum());
+        let mut nodes: Vec<NodeView> = self.registry.nodes();
+        for (kind, k) in self.cfg.groups.clone().iter().enumerate() {
+            let width = k.policy.width();
+            for _ in 0..k.count {
+                let length = self
+                    .rng
+                    .random_range(k.length.0..=k.length.1.max(k.length.0));
+                let block = k.policy.block_len(length, 0);
+                let chosen = placement::choose(
+                    &nodes,
+                    &placement::Request {
+                        count: width,
+                        min: width,
+                        block_bytes: block,
+                        exclude: &[],
+                    },
+                    &mut self.rng,
+                )?;
+                let mut servers = Vec::with_capacity(width);
+                for (i, id) in chosen.iter().enumerate() {
+                    let s = Topology::index(*id).ok_or_else(|| anyhow::anyhow!("id {id}"))?;
+                    let index = if k.policy.layout().is_some() { i } else { 0 };
+                    let bytes = k.policy.block_len(length, index);
+                    let n = &mut nodes[s as usize];
+                    n.storage.used += bytes;
+                    n.storage.available = n.storage.available.saturating_sub(bytes);
+                    self.servers[s as usize].used += bytes;
+                    servers.push(s);
+                }
+                groups.push(kind as u8, length, &servers);
+            }
+        }
+        self.kv = FleetKv::new(groups);
+        self.record.placement_cpu_s = thread_cpu() - started;
+        Ok(())
+    }
+
+    /// Each server's full report, in parts, as its blockserver sends it after registering.
+    /// Servers are reported a batch at a time, so that the reports in memory at once stay
+    /// bounded whatever the fleet's size.
+    fn report_all(&mut self) -> anyhow::Result<()> {
+        let n = self.servers.len();
+        let groups = &self.kv.groups;
+        let blocks: usize = (0..groups.len())
+            .map(|g| groups.servers(g).iter().filter(|s| **s != NOWHERE).count())
+            .sum();
+        let per_server = (blocks / n.max(1)).max(1);
+        let batch = (50_000_000 / per_server).clamp(1, n.max(1));
+        for first in (0..n).step_by(batch) {
+            let last = (first + batch).min(n);
+            let mut reports: Vec<Vec<Reported>> = vec![Vec::new(); last - first];
+            for g in 0..groups.len() {
+                for s in groups.servers(g) {
+                    let s = *s as usize;
+                    if (first..last).contains(&s) {
+                        let id =
+                            GroupId(raftfs_core::namespace::blocks::FIRST_GROUP_ID.0 + g as u64);
+                        for (index, length) in groups.blocks_on(g, s as u32) {
+                            let r = Reported {
+                                group: id,
+                                index,
+                                length,
+                                generation: Generation::FIRST,
+                            };
+                            if !reports[s - first].contains(&r) {
+                                reports[s - first].push(r);
+                            }
+                        }
+                    }
+                }
+            }
+            for (i, report) in reports.into_iter().enumerate() {
+                let id = Topology::id((first + i) as u32);
+                let parts = report.len().div_ceil(REPORT_PART).max(1) as u32;
+                for (part, chunk) in (0u32..).zip(report.chunks(REPORT_PART.max(1))) {
+                    self.registry.full_report_part(id, 1, part, parts, chunk)?;
+                }
+                if report.is_empty() {
+                    self.registry.full_report_part(id, 1, 0, 1, &[])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Schedules `fault` at `at`.
+    pub fn at(&mut self, at: Duration, fault: Fault) {
+        let i = self.faults.len();
+        self.faults.push((at, fault));
+        self.push(at, Event::Fault(i));
+    }
+
+    /// The namespace's groups.
+    pub fn groups(&self) -> &Groups {
+        &self.kv.groups
+    }
+
+    /// The simulated time now.
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.now_ns)
+    }
+
+    fn secs(&self) -> f64 {
+        self.now_ns as f64 * 1e-9
+    }
+
+    fn push(&mut self, at: Duration, e: Event) {
+        let at = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
+        self.seq += 1;
+        self.queue.push(Reverse((at, self.seq, e)));
+    }
+
+    /// Runs until the fleet is whole after its faults, or `limit` of simulated time.
+    pub fn run(mut self, limit: Duration) -> anyhow::Result<Outcome> {
+        for s in 0..self.servers.len() as u32 {
+            let jitter = Duration::from_nanos(
+                self.rng
+                    .random_range(0..self.cfg.heartbeat.as_nanos().max(1) as u64),
+            );
+            self.push(jitter, Event::Heartbeat(s));
+        }
+        self.push(self.cfg.scan_every, Event::Scan);
+        let pending_faults = self.faults.len();
+        let mut faults_done = 0;
+        while let Some(Reverse((at, _, event))) = self.queue.pop() {
+            if Duration::from_nanos(at) > limit {
+                break;
+            }
+            self.now_ns = at;
+            self.clock.set(Duration::from_nanos(at));
+            match event {
+                Event::Heartbeat(s) => self.heartbeat(s)?,
+                Event::Scan => self.scan_round()?,
+                Event::Step(key, step) => self.step_done(key, step),
+                Event::Debt(key, step, read) => self.settle(key, step, read),
+                Event::Fault(i) => {
+                    faults_done += 1;
+                    self.fault(i)?;
+                }
+            }
+            if faults_done == pending_faults && self.healthy_at.is_some() {
+                break;
+            }
+        }
+        Ok(Outcome {
+            seconds_to_healthy: match (self.lost_at, self.healthy_at) {
+                (Some(a), Some(b)) => Some((b - a).as_secs_f64()),
+                _ => None,
+            },
+            still_degraded: self.degraded.len(),
+            simulated_s: self.secs(),
+            record: self.record,
+        })
+    }
+
+    fn fault(&mut self, i: usize) -> anyhow::Result<()> {
+        let Some((_, fault)) = self.faults.get(i).cloned() else {
+            return Ok(());
+        };
+        match fault {
+            Fault::Kill(victims) => self.kill(&victims),
+            Fault::Throttle(change) => {
+                let settings = self.kv.throttle(&change)?;
+                for (from, to) in settings.rack_pairs.keys() {
+                    self.record
+                        .budgeted
+                        .entry(format!("rack {from}>{to}"))
+                        .or_default();
+                }
+                for (from, to) in settings.datacenter_pairs.keys() {
+                    self.record
+                        .budgeted
+                        .entry(format!("datacenter {from}>{to}"))
+                        .or_default();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Servers stop: their tasks end with them, and every block they held is short a copy.
+    fn kill(&mut self, victims: &[u32]) {
+        for v in victims {
+            let Some(server) = self.servers.get_mut(*v as usize) else {
+                continue;
+            };
+            server.up = false;
+            let running: Vec<u64> = server.running.values().copied().collect();
+            server.running.clear();
+            server.xmits = 0;
+            for key in running {
+                if let Some(t) = self.tasks.remove(&key) {
+                    self.load.leave(&t.uses);
+                }
+            }
+        }
+        let groups = &self.kv.groups;
+        for g in 0..groups.len() {
+            for v in victims {
+                for (index, _) in groups.blocks_on(g, *v) {
+                    *self.degraded.entry((g, index)).or_default() += 1;
+                }
+            }
+        }
+        if !self.degraded.is_empty() {
+            self.lost_at.get_or_insert(self.now());
+            self.healthy_at = None;
+        }
+    }
+
+    fn scan_round(&mut self) -> anyhow::Result<()> {
+        let started = thread_cpu();
+        scan_step(
+            &self.kv,
+            &self.registry,
+            &self.scheduler,
+            &mut self.scan,
+            0,
+            self.cfg.scan_groups,
+        )?;
+        self.record.scan_cpu_s += thread_cpu() - started;
+        self.record.scan_rounds += 1;
+        self.push(self.now() + self.cfg.scan_every, Event::Scan);
+        Ok(())
+    }
+
+    fn heartbeat(&mut self, s: u32) -> anyhow::Result<()> {
+        if !self.servers[s as usize].up {
+            return Ok(());
+        }
+        let id = Topology::id(s);
+        let storage = self.storage(s);
+        let outcomes = std::mem::take(&mut self.servers[s as usize].outbox);
+        let started = thread_cpu();
+        let delete = heartbeat::receive(&self.registry, &self.scheduler, id, storage, &outcomes)?;
+        let orders = heartbeat::orders(
+            &self.registry,
+            &self.scheduler,
+            id,
+            storage.xmits_in_progress,
+            1,
+        );
+        self.record.heartbeat_cpu_s += thread_cpu() - started;
+        self.record.heartbeats += 1;
+        if !delete.is_empty() {
+            let removed: Vec<Reported> = delete
+                .iter()
+                .map(|(group, index, generation)| Reported {
+                    group: *group,
+                    index: *index,
+                    length: 0,
+                    generation: *generation,
+                })
+                .collect();
+            self.registry.incremental(id, &[], &removed)?;
+        }
+        let allowed = self
+            .cfg
+            .scheduler
+            .max_streams
+            .saturating_sub(storage.xmits_in_progress) as usize;
+        if orders.tasks.len() > allowed {
+            self.record.over_handed += 1;
+        }
+        self.record.max_tasks_per_heartbeat =
+            self.record.max_tasks_per_heartbeat.max(orders.tasks.len());
+        let now = self.clock_now();
+        let server = &mut self.servers[s as usize];
+        server.budgets.update_from(1, &orders.throttle, now);
+        for task_id in &orders.cancel {
+            if let Some(key) = server.running.remove(task_id) {
+                if let Some(t) = self.tasks.remove(&key) {
+                    server.xmits = server.xmits.saturating_sub(t.task.weight);
+                    self.load.leave(&t.uses);
+                }
+                self.record.tasks_cancelled += 1;
+            }
+        }
+        let names: Vec<String> = orders
+            .throttle
+            .budgets
+            .iter()
+            .map(|b| b.name.clone())
+            .collect();
+        for task in orders.tasks {
+            self.start(s, task);
+        }
+        // The shares of the servers that rebuild (an idle server's share moves nothing).
+        for name in &names {
+            let sum: f64 = self
+                .servers
+                .iter()
+                .filter(|x| x.up && !x.running.is_empty())
+                .filter_map(|x| x.budgets.share_rate(name))
+                .sum();
+            let max = self.record.max_share_sum.entry(name.clone()).or_default();
+            *max = max.max(sum);
+        }
+        self.push(self.now() + self.cfg.heartbeat, Event::Heartbeat(s));
+        Ok(())
+    }
+
+    fn clock_now(&self) -> std::time::Instant {
+        Clock::Manual(self.clock.clone()).now()
+    }
+
+    /// A task arrives at server `s`: refused past the limit, else started.
+    fn start(&mut self, s: u32, task: ReconstructionTask) {
+        let Some(slot) = self.kv.groups.slot_of(task.group) else {
+            return;
+        };
+        let priority = self.priority_of(slot);
+        self.record.handed_out(priority, self.secs());
+        let server = &mut self.servers[s as usize];
+        let refuse = task.validate().is_err()
+            || server
+                .budgets
+                .max_tasks()
+                .is_some_and(|m| server.running.len() >= m as usize);
+        if refuse {
+            self.record.refused_busy += 1;
+            server.outbox.push(TaskOutcome {
+                task_id: task.id,
+                group: task.group,
+                index: task.index,
+                error: Some("busy".into()),
+            });
+            return;
+        }
+        let my_rack = self.cfg.topology.servers[s as usize];
+        let cells: Vec<(usize, u32)> = task
+            .cells_by_rack(self.cfg.topology.rack_name(s))
+            .into_iter()
+            .filter_map(|(rack, n)| Some((self.cfg.topology.rack_named(&rack)?, n)))
+            .collect();
+        let sources: Vec<u32> = task
+            .sources
+            .iter()
+            .filter(|src| !src.is_zeros())
+            .filter_map(|src| Topology::index(src.node))
+            .collect();
+        let uses = self.uses(s, my_rack, &sources, &cells);
+        let len = task
+            .policy
+            .block_len(task.group_length, task.index as usize);
+        let server = &mut self.servers[s as usize];
+        server.xmits = server.xmits.saturating_add(task.weight);
+        self.record.max_xmits = self.record.max_xmits.max(server.xmits);
+        let key = self.next_task;
+        self.next_task += 1;
+        server.running.insert(task.id, key);
+        self.record.max_running = self.record.max_running.max(server.running.len());
+        self.load.join(&uses);
+        self.tasks.insert(
+            key,
+            Running {
+                server: s,
+                task,
+                slot,
+                len,
+                done: 0,
+                step: 0,
+                step_bytes: 0,
+                tickets: Vec::new(),
+                sources,
+                cells,
+                uses,
+            },
+        );
+        self.next_step(key);
+    }
+
+    /// The resources a task on `s` uses, and bytes per byte rebuilt on each.
+    fn uses(
+        &self,
+        s: u32,
+        my_rack: usize,
+        sources: &[u32],
+        cells: &[(usize, u32)],
+    ) -> Vec<(Resource, f64)> {
+        let topo = &self.cfg.topology;
+        let my_dc = topo.datacenter_of(my_rack);
+        let crossing: u32 = cells.iter().map(|(_, n)| n).sum();
+        let mut uses = vec![
+            (Resource::Disk(s), 1.0),
+            (Resource::NicIn(s), f64::from(crossing)),
+        ];
+        for src in sources {
+            uses.push((Resource::Disk(*src), 1.0));
+            uses.push((Resource::NicOut(*src), 1.0));
+        }
+        let mut into_rack = 0u32;
+        let mut links: BTreeMap<usize, u32> = BTreeMap::new();
+        for (rack, n) in cells {
+            if *rack == my_rack {
+                continue;
+            }
+            into_rack += n;
+            uses.push((Resource::RackOut(*rack), f64::from(*n)));
+            let dc = topo.datacenter_of(*rack);
+            if dc != my_dc {
+                *links.entry(dc).or_default() += n;
+            }
+        }
+        if into_rack > 0 {
+            uses.push((Resource::RackIn(my_rack), f64::from(into_rack)));
+        }
+        for (dc, n) in links {
+            uses.push((Resource::Link(dc, my_dc), f64::from(n)));
+        }
+        uses
+    }
+
+    /// The group's priority now, by the copies that are up (0: one loss from data loss).
+    fn priority_of(&self, slot: usize) -> usize {
+        let groups = &self.kv.groups;
+        let policy = groups.policy(slot);
+        let needed = policy.data_blocks();
+        let erasure_coded = policy.layout().is_some();
+        let mut live = std::collections::BTreeSet::new();
+        let mut copies = 0usize;
+        for (i, s) in groups.servers(slot).iter().enumerate() {
+            if *s != NOWHERE && self.servers[*s as usize].up {
+                live.insert(if erasure_coded { i } else { 0 });
+                copies += 1;
+            }
+        }
+        let live = if erasure_coded { live.len() } else { copies };
+        raftfs_metaserver::redundancy::scheduler::priority(live, needed).unwrap_or(0)
+    }
+
+    /// Starts the next step of task `key`: its reads charged to the server's buckets, as
+    /// the worker charges every cell before it reads it.
+    fn next_step(&mut self, key: u64) {
+        let now = self.clock_now();
+        let Some(t) = self.tasks.get_mut(&key) else {
+            return;
+        };
+        let bytes = self.cfg.step_bytes.min(t.len - t.done).max(1);
+        let topo = &self.cfg.topology;
+        let my_rack = topo.servers[t.server as usize];
+        let server = &mut self.servers[t.server as usize];
+        t.tickets = t
+            .cells
+            .iter()
+            .map(|(rack, n)| {
+                let from = if *rack == my_rack {
+                    ""
+                } else {
+                    topo.racks[*rack].0.as_str()
+                };
+                server.budgets.charge_read(bytes * u64::from(*n), from, now)
+            })
+            .collect();
+        t.step += 1;
+        t.step_bytes = bytes;
+        let step = t.step;
+        self.settle(key, step, true);
+    }
+
+    /// The step's charges (its reads, or its write) are paid when the buckets they went to
+    /// reach them, at their rates now; until then the task looks again every
+    /// [`DEBT_SLICE`], as the worker does, so that new shares apply to the wait under way.
+    fn settle(&mut self, key: u64, step: u32, read: bool) {
+        let now = self.clock_now();
+        let Some(t) = self.tasks.get(&key).filter(|t| t.step == step) else {
+            return;
+        };
+        let budgets = &self.servers[t.server as usize].budgets;
+        let debt = t
+            .tickets
+            .iter()
+            .map(|ticket| budgets.owed(ticket, now))
+            .max()
+            .unwrap_or_default();
+        if !debt.is_zero() {
+            let at = self.now() + debt.min(DEBT_SLICE);
+            self.push(at, Event::Debt(key, step, read));
+        } else if read {
+            self.move_bytes(key);
+        } else {
+            self.push(self.now(), Event::Step(key, step));
+        }
+    }
+
+    /// The step's reads move at the task's share of what it uses; then its write is charged.
+    fn move_bytes(&mut self, key: u64) {
+        let now = self.clock_now();
+        let Some(t) = self.tasks.get_mut(&key) else {
+            return;
+        };
+        let bytes = t.step_bytes;
+        let rate = self.load.task_rate(&t.uses);
+        let moving = bytes as f64 / rate;
+        let from = self.now_ns as f64 * 1e-9;
+        let to = from + moving;
+        let topo = &self.cfg.topology;
+        let my_rack = topo.servers[t.server as usize];
+        for (rack, n) in &t.cells {
+            let moved = (bytes * u64::from(*n)) as f64;
+            let (a, b) = (&topo.racks[*rack].0, &topo.racks[my_rack].0);
+            *self
+                .record
+                .rack_pairs
+                .entry(format!("{a}>{b}"))
+                .or_default() += moved;
+            if *rack == my_rack {
+                continue;
+            }
+            for (name, series) in self.record.budgeted.iter_mut() {
+                if budget_covers(name, topo, *rack, my_rack) {
+                    series.spread(moved, from, to);
+                }
+            }
+            let (da, db) = (topo.datacenter_of(*rack), topo.datacenter_of(my_rack));
+            if da != db {
+                self.record
+                    .datacenter_pairs
+                    .entry(format!("{}>{}", topo.datacenters[da], topo.datacenters[db]))
+                    .or_default()
+                    .spread(moved, from, to);
+            }
+        }
+        t.done += bytes;
+        let step = t.step;
+        let written_at = now + Duration::from_secs_f64(moving);
+        t.tickets = vec![
+            self.servers[t.server as usize]
+                .budgets
+                .charge_write(bytes, written_at),
+        ];
+        self.push(Duration::from_secs_f64(to), Event::Debt(key, step, false));
+    }
+
+    fn step_done(&mut self, key: u64, step: u32) {
+        let Some(t) = self.tasks.get(&key) else {
+            return;
+        };
+        if t.step != step {
+            return;
+        }
+        let source_lost = t.sources.iter().any(|s| !self.servers[*s as usize].up);
+        if source_lost {
+            self.end(key, Some("a source is gone".into()));
+        } else if t.done >= t.len {
+            self.end(key, None);
+        } else {
+            self.next_step(key);
+        }
+    }
+
+    /// Task `key` ended: its xmits given back, its outcome queued; a rebuilt block is
+    /// reported at once (the blockserver's incremental report) and takes the lost copy's
+    /// place.
+    fn end(&mut self, key: u64, error: Option<String>) {
+        let Some(t) = self.tasks.remove(&key) else {
+            return;
+        };
+        self.load.leave(&t.uses);
+        let s = t.server;
+        let server = &mut self.servers[s as usize];
+        server.running.remove(&t.task.id);
+        server.xmits = server.xmits.saturating_sub(t.task.weight);
+        server.outbox.push(TaskOutcome {
+            task_id: t.task.id,
+            group: t.task.group,
+            index: t.task.index,
+            error: error.clone(),
+        });
+        if error.is_some() {
+            self.record.tasks_failed += 1;
+            return;
+        }
+        server.used += t.len;
+        let added = Reported {
+            group: t.task.group,
+            index: t.task.index,
+            length: t.len,
+            generation: Generation::FIRST,
+        };
+        // The registry knows the node: it registered at the start and never left.
+        let _ = self.registry.incremental(Topology::id(s), &[added], &[]);
+        self.record.blocks_rebuilt += 1;
+        self.record.bytes_rebuilt += t.len as f64;
+        let gone = self.kv.groups.servers(t.slot).iter().copied().find(|x| {
+            *x != NOWHERE
+                && !self.servers[*x as usize].up
+                && self.slot_holds(t.slot, *x, t.task.index)
+        });
+        if let Some(from) = gone {
+            self.kv.groups.moved(t.slot, t.task.index, from, s);
+        }
+        let k = (t.slot, t.task.index);
+        if let Some(n) = self.degraded.get_mut(&k) {
+            *n -= 1;
+            if *n == 0 {
+                self.degraded.remove(&k);
+            }
+        }
+        if self.degraded.is_empty() && self.lost_at.is_some() && self.healthy_at.is_none() {
+            self.healthy_at = Some(self.now());
+        }
+    }
+
+    fn slot_holds(&self, slot: usize, server: u32, index: u32) -> bool {
+        self.kv
+            .groups
+            .blocks_on(slot, server)
+            .iter()
+            .any(|(i, _)| *i == index)
+    }
+
+    /// The blockserver id of server `s` (for callers naming victims).
+    pub fn id(s: u32) -> BlockServerId {
+        Topology::id(s)
+    }
+}
+
+/// Whether budget `name` (`rack a>b` or `datacenter a>b`) covers bytes from rack `from` into
+/// rack `to`.
+fn budget_covers(name: &str, topo: &Topology, from: usize, to: usize) -> bool {
+    let pair = |s: &str| s.split_once('>').map(|(a, b)| (a.to_owned(), b.to_owned()));
+    if let Some(p) = name.strip_prefix("rack ").and_then(pair) {
+        return topo.racks[from].0 == p.0 && topo.racks[to].0 == p.1;
+    }
+    if let Some(p) = name.strip_prefix("datacenter ").and_then(pair) {
+        let (a, b) = (topo.datacenter_of(from), topo.datacenter_of(to));
+        return topo.datacenters[a] == p.0 && topo.datacenters[b] == p.1;
+    }
+    false
+}

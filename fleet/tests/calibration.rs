@@ -1,0 +1,54 @@
+//! The fleet simulator against the real system's figures (`bench/rebuild.sh`, README
+//! "Rebuilding a lost blockserver"): the same cluster and workload, the same victims.
+//!
+//! - Cross-rack bytes per byte rebuilt: 2.0 rack-aware and 4.0 rack-blind in the real
+//!   benchmark; the simulator must land within 10% of each, averaged over seeds.
+//! - r1 -> r2 under an 8 MB/s budget: 1.011 of the budget in the real benchmark (the mean
+//!   from the first byte to the last); the simulator within 10% of that.
+//! - The shares of the budget in force never add up to more than the budget.
+//! - A seed gives the same run every time.
+
+use raftfs_fleet::calibration::{self, BUDGET, Run};
+
+#[test]
+fn the_simulator_reproduces_the_rebuild_benchmark() {
+    let c = calibration::calibrate(1, 4).expect("calibrate");
+    let within = |got: f64, real: f64| (got / real - 1.0).abs() <= 0.10;
+    assert!(within(c.aware_cross_per_byte, 2.0), "{c:?}");
+    assert!(within(c.random_cross_per_byte, 4.0), "{c:?}");
+    assert!(within(c.budget_adherence, 1.011), "{c:?}");
+    assert!(
+        c.budget_to_healthy_s > c.aware_to_healthy_s * 5.0,
+        "the budget binds: {c:?}"
+    );
+}
+
+#[test]
+fn the_shares_of_a_budget_never_add_up_to_more_than_it() {
+    for seed in 1..=3 {
+        let o = calibration::run(seed, Run::Budget).expect("run");
+        let sum = o.record.max_share_sum["rack r1>r2"];
+        // Each share is at least 1 byte a second (0 would mean no limit).
+        assert!(sum <= BUDGET as f64 + 12.0, "seed {seed}: {sum}");
+        assert!(o.seconds_to_healthy.is_some(), "seed {seed}: {o:?}");
+        assert_eq!(o.still_degraded, 0);
+        assert_eq!(o.record.over_handed, 0, "no reply past max-streams - xmits");
+    }
+}
+
+#[test]
+fn a_seed_gives_the_same_run_every_time() {
+    let run = |seed| {
+        let o = calibration::run(seed, Run::Random).expect("run");
+        let mut o = serde_json::to_value(&o).expect("json");
+        // The real code's CPU time is measured, not simulated.
+        if let Some(r) = o.get_mut("record").and_then(|r| r.as_object_mut()) {
+            for cpu in ["scan_cpu_s", "heartbeat_cpu_s", "placement_cpu_s"] {
+                r.remove(cpu);
+            }
+        }
+        o.to_string()
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8), "another seed, another run");
+}
