@@ -145,6 +145,8 @@ struct Running {
     tickets: Vec<Ticket>,
     /// Source servers (not zeros).
     sources: Vec<u32>,
+    /// The group's priority when the task was handed out.
+    priority: usize,
     /// Cells per stripe from each rack (index), per the real read plan.
     cells: Vec<(usize, u32)>,
     uses: Vec<(Resource, f64)>,
@@ -225,7 +227,10 @@ impl Fleet {
         };
         fleet.register_all()?;
         fleet.place_all()?;
+        let started = thread_cpu();
         fleet.report_all()?;
+        fleet.record.report_cpu_s = thread_cpu() - started;
+        fleet.record.rss_after_setup = crate::record::memory().0;
         fleet.kv.throttle(&ThrottleChange {
             racks: fleet.cfg.topology.rack_datacenters(),
             ..ThrottleChange::default()
@@ -412,6 +417,7 @@ impl Fleet {
                 break;
             }
         }
+        (self.record.rss_end, self.record.rss_peak) = crate::record::memory();
         Ok(Outcome {
             seconds_to_healthy: match (self.lost_at, self.healthy_at) {
                 (Some(a), Some(b)) => Some((b - a).as_secs_f64()),
@@ -524,12 +530,15 @@ impl Fleet {
                 .collect();
             self.registry.incremental(id, &[], &removed)?;
         }
+        // The weights a reply may carry: up to the limit, or one task to an idle server.
         let allowed = self
             .cfg
             .scheduler
             .max_streams
-            .saturating_sub(storage.xmits_in_progress) as usize;
-        if orders.tasks.len() > allowed {
+            .saturating_sub(storage.xmits_in_progress);
+        let handed: u32 = orders.tasks.iter().map(|t| t.weight).sum();
+        let alone = storage.xmits_in_progress == 0 && orders.tasks.len() == 1;
+        if handed > allowed && !alone {
             self.record.over_handed += 1;
         }
         self.record.max_tasks_per_heartbeat =
@@ -552,8 +561,18 @@ impl Fleet {
             .iter()
             .map(|b| b.name.clone())
             .collect();
+        let mut last_priority = 0;
         for task in orders.tasks {
-            self.start(s, task);
+            let p = self
+                .kv
+                .groups
+                .slot_of(task.group)
+                .map_or(0, |slot| self.priority_of(slot));
+            if p < last_priority {
+                self.record.order_inversions += 1;
+            }
+            last_priority = p;
+            self.start(s, task, p);
         }
         // The shares of the servers that rebuild (an idle server's share moves nothing).
         for name in &names {
@@ -575,11 +594,10 @@ impl Fleet {
     }
 
     /// A task arrives at server `s`: refused past the limit, else started.
-    fn start(&mut self, s: u32, task: ReconstructionTask) {
+    fn start(&mut self, s: u32, task: ReconstructionTask, priority: usize) {
         let Some(slot) = self.kv.groups.slot_of(task.group) else {
             return;
         };
-        let priority = self.priority_of(slot);
         self.record.handed_out(priority, self.secs());
         let server = &mut self.servers[s as usize];
         let refuse = task.validate().is_err()
@@ -632,6 +650,7 @@ impl Fleet {
                 step: 0,
                 step_bytes: 0,
                 tickets: Vec::new(),
+                priority,
                 sources,
                 cells,
                 uses,
@@ -689,8 +708,11 @@ impl Fleet {
         let erasure_coded = policy.layout().is_some();
         let mut live = std::collections::BTreeSet::new();
         let mut copies = 0usize;
+        let length = groups.length(slot);
         for (i, s) in groups.servers(slot).iter().enumerate() {
-            if *s != NOWHERE && self.servers[*s as usize].up {
+            // A block the layout leaves empty is present wherever its server is.
+            let empty = erasure_coded && policy.block_len(length, i) == 0;
+            if *s != NOWHERE && (empty || self.servers[*s as usize].up) {
                 live.insert(if erasure_coded { i } else { 0 });
                 copies += 1;
             }
@@ -851,6 +873,7 @@ impl Fleet {
         // The registry knows the node: it registered at the start and never left.
         let _ = self.registry.incremental(Topology::id(s), &[added], &[]);
         self.record.blocks_rebuilt += 1;
+        self.record.rebuilt(t.priority, self.secs());
         self.record.bytes_rebuilt += t.len as f64;
         let gone = self.kv.groups.servers(t.slot).iter().copied().find(|x| {
             *x != NOWHERE

@@ -124,7 +124,9 @@ impl Groups {
         }
     }
 
-    /// The internal blocks group `n` keeps on server `s`: (index, bytes).
+    /// The internal blocks group `n` keeps on server `s`: (index, bytes). A block the layout
+    /// leaves empty (a data block past the end of a short group) was never written: the
+    /// server holds nothing of it.
     pub fn blocks_on(&self, n: usize, s: u32) -> Vec<(u32, u64)> {
         let policy = self.policy(n);
         let erasure_coded = policy.layout().is_some();
@@ -136,6 +138,7 @@ impl Groups {
                 let index = if erasure_coded { slot as u32 } else { 0 };
                 (index, policy.block_len(self.length[n], index as usize))
             })
+            .filter(|(_, len)| *len > 0)
             .collect()
     }
 

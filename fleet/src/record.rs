@@ -64,12 +64,14 @@ impl Series {
     }
 }
 
-/// The first and last hand-out of one priority, and how many.
+/// The hand-outs of one priority: how many, the first and the last, and when the last of
+/// its rebuilds ended.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct HandOuts {
     pub count: u64,
     pub first_s: Option<f64>,
     pub last_s: Option<f64>,
+    pub last_rebuilt_s: Option<f64>,
 }
 
 /// Everything a run measured.
@@ -95,18 +97,28 @@ pub struct Record {
     pub max_running: usize,
     /// The most tasks one heartbeat reply carried.
     pub max_tasks_per_heartbeat: usize,
-    /// Replies that carried more tasks than `max-streams - xmits` allows (must stay 0).
+    /// Replies whose tasks weighed more than `max-streams - xmits` allows (must stay 0; one
+    /// task to a server carrying nothing is allowed whatever its weight).
     pub over_handed: u64,
     /// Tasks a server refused because it ran its limit already.
     pub refused_busy: u64,
     /// Hand-outs by the group's priority when handed out (0: one loss from data loss).
     pub hand_outs: [HandOuts; 3],
+    /// Replies in which a task of a group closer to loss came after one of a group further
+    /// from it (must stay 0: the queues are served most urgent first).
+    pub order_inversions: u64,
     /// Real CPU time of the real code: the scan rounds, the heartbeats (registry, scheduler).
     pub scan_cpu_s: f64,
     pub scan_rounds: u64,
     pub heartbeat_cpu_s: f64,
     pub heartbeats: u64,
     pub placement_cpu_s: f64,
+    /// Delivering every server's full report (the registry's side).
+    pub report_cpu_s: f64,
+    /// Resident memory after setup and at the end, and the peak (bytes).
+    pub rss_after_setup: u64,
+    pub rss_end: u64,
+    pub rss_peak: u64,
 }
 
 impl Record {
@@ -116,6 +128,13 @@ impl Record {
             h.count += 1;
             h.first_s.get_or_insert(t);
             h.last_s = Some(t);
+        }
+    }
+
+    /// Records that a rebuild of priority `p` ended at `t` seconds.
+    pub fn rebuilt(&mut self, p: usize, t: f64) {
+        if let Some(h) = self.hand_outs.get_mut(p) {
+            h.last_rebuilt_s = Some(t);
         }
     }
 

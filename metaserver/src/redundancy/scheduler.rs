@@ -7,9 +7,14 @@
 //!   1 for one more, 2 for the rest; groups below k are unrecoverable (counted, reported by
 //!   fsck, not scheduled). Groups whose rebuild is in flight are skipped until the rebuilt
 //!   block is reported, the task fails, or it times out.
-//! - A heartbeat from blockserver X gets at most `max_transfer = max_streams - xmits` tasks
-//!   (X's own report of the weight it is carrying; saturating, so a bogus report can only
-//!   stop work, never multiply it): the most urgent missing blocks that X may hold (no block
+//! - A heartbeat from blockserver X gets tasks whose weights add up to at most
+//!   `max_streams - xmits` (X's own report of the weight it is carrying; saturating, so a
+//!   bogus report can only stop work, never multiply it), so that X's xmits never pass
+//!   `max_streams`; a server carrying nothing takes one task whatever its weight, so that
+//!   no task is too heavy to run anywhere. HDFS counts tasks against `max_transfer` instead,
+//!   and a DataNode given 8 RS-6-3 tasks (weight 3 each) carries 24 xmits against a limit of
+//!   8 (measured by the fleet simulator). The tasks are the most urgent missing blocks that
+//!   X may hold (no block
 //!   of that group on X yet; room for it; its rack not over its share of the group's blocks
 //!   unless no live server elsewhere qualifies) and for which X is among the best targets
 //!   (fewest sources outside its rack and datacenter).
@@ -360,8 +365,8 @@ impl Scheduler {
         let Some(me) = nodes.iter().find(|n| n.id == node && n.live) else {
             return Vec::new();
         };
-        let max_transfer = self.config.max_streams.saturating_sub(xmits);
-        if max_transfer == 0 {
+        let mut room = self.config.max_streams.saturating_sub(xmits);
+        if room == 0 {
             return Vec::new();
         }
         let mut s = self.lock();
@@ -372,7 +377,7 @@ impl Scheduler {
         'all: for queue in &s.queues {
             for w in queue {
                 for index in &w.missing {
-                    if out.len() >= max_transfer as usize {
+                    if room == 0 {
                         break 'all;
                     }
                     if s.in_flight.contains_key(&(w.group, *index))
@@ -382,11 +387,10 @@ impl Scheduler {
                     {
                         continue;
                     }
-                    let busy: Vec<BlockServerId> = s
-                        .in_flight
-                        .iter()
-                        .filter(|((g, _), _)| *g == w.group)
-                        .map(|(_, f)| f.target)
+                    // The group's blocks in flight, by position (a scan of every task in
+                    // flight per candidate was O(tasks) each).
+                    let busy: Vec<BlockServerId> = (0..w.policy.width() as u32)
+                        .filter_map(|i| s.in_flight.get(&(w.group, i)).map(|f| f.target))
                         .chain(picked.iter().filter(|p| p.0 == w.group).map(|p| p.2))
                         .collect();
                     let Some(sources) = self.plan(w, *index, me, nodes, &busy, &racks) else {
@@ -395,6 +399,12 @@ impl Scheduler {
                     let erasure_coded = matches!(w.policy, StoragePolicy::ErasureCoded { .. });
                     let weight =
                         task_weight(sources.len(), 1, self.config.xmits_weight, erasure_coded);
+                    let alone = xmits == 0 && out.is_empty();
+                    if weight > room && !alone {
+                        // A lighter task (a replica's) may still fit.
+                        continue;
+                    }
+                    room = room.saturating_sub(weight);
                     let task_id = TaskId(s.next_task.0.saturating_add(picked.len() as u64));
                     picked.push((w.group, *index, node, task_id));
                     out.push(ReconstructionTask {
@@ -461,20 +471,26 @@ impl Scheduler {
         let width = w.policy.width();
         let live_racks = racks.live_racks.len().max(1);
         let share = width.div_ceil(live_racks);
-        let in_rack = |rack: &str| {
-            w.replicas
-                .iter()
-                .filter(|r| racks.rack_of(r.node) == Some(rack) && !racks.draining(r.node))
-                .count()
-                + busy
-                    .iter()
-                    .filter(|b| racks.rack_of(**b) == Some(rack))
-                    .count()
-        };
-        let within_share = |n: &NodeView| in_rack(&n.rack) < share;
+        let mut in_rack: HashMap<u32, usize> = HashMap::new();
+        for r in &w.replicas {
+            if let Some(rack) = racks.rack_of(r.node)
+                && !racks.draining(r.node)
+            {
+                *in_rack.entry(rack).or_default() += 1;
+            }
+        }
+        for b in busy {
+            if let Some(rack) = racks.rack_of(*b) {
+                *in_rack.entry(rack).or_default() += 1;
+            }
+        }
+        let within = |rack: u32| in_rack.get(&rack).copied().unwrap_or(0) < share;
+        let mine_within = racks.rack_of(me.id).is_some_and(within);
+        // Every server with where it is (`nodes` is the slice the rack map was made of).
+        let placed = || nodes.iter().zip(&racks.places);
         if self.config.rack_aware
-            && !within_share(me)
-            && nodes.iter().any(|n| eligible(n) && within_share(n))
+            && !mine_within
+            && placed().any(|(n, p)| within(p.rack) && eligible(n))
         {
             return None;
         }
@@ -484,8 +500,6 @@ impl Scheduler {
         let empty: Vec<u32> = (0..width as u32)
             .filter(|i| *i != index && expected_len(&w.policy, w.length, *i) == 0)
             .collect();
-        let sources_for =
-            |target: &NodeView| racks.pick_sources(&w.replicas, &empty, index, needed, target);
         if !self.config.rack_aware {
             let mut seeded = self.rng.lock().unwrap_or_else(|p| p.into_inner());
             return match seeded.as_mut() {
@@ -499,19 +513,33 @@ impl Scheduler {
                 ),
             };
         }
-        let mine = sources_for(me)?;
-        // Only the best targets take the work: the fewest source bytes from other racks.
-        let cost = |target: &NodeView, sources: &[BlockSource]| {
-            sources
-                .iter()
-                .map(|s| racks.distance(&s.rack, &target.rack))
-                .sum::<u32>()
+        // Only the best targets take the work: the fewest source bytes from other racks. A
+        // target's sources and their cost depend on its rack alone, so each rack's is
+        // computed once (a heartbeat's planning was O(servers² × copies) per work item).
+        let cost_in = |target: &NodeView| {
+            racks
+                .pick_sources(&w.replicas, &empty, index, needed, target)
+                .map(|sources| {
+                    let cost = sources
+                        .iter()
+                        .filter(|s| !s.is_zeros())
+                        .map(|s| racks.distance_between(s.node, target.id))
+                        .sum::<u32>();
+                    (cost, sources)
+                })
         };
-        let my_cost = cost(me, &mine);
-        let best = nodes
-            .iter()
-            .filter(|n| eligible(n) && (within_share(n) || !within_share(me)))
-            .filter_map(|n| sources_for(n).map(|s| cost(n, &s)))
+        let (my_cost, mine) = cost_in(me)?;
+        let mut costs: HashMap<u32, Option<u32>> = HashMap::new();
+        if let Some(rack) = racks.rack_of(me.id) {
+            costs.insert(rack, Some(my_cost));
+        }
+        let best = placed()
+            .filter(|(n, p)| (!mine_within || within(p.rack)) && eligible(n))
+            .filter_map(|(n, p)| {
+                *costs
+                    .entry(p.rack)
+                    .or_insert_with(|| cost_in(n).map(|(c, _)| c))
+            })
             .min()
             .unwrap_or(my_cost);
         if my_cost > best {
@@ -546,6 +574,7 @@ impl Scheduler {
         // holds xmits, which counts every nameservice's tasks (DESIGN §10). Counting only its
         // own, each active of a federation gave each of its busy servers the whole budget, so
         // two pools rebuilding on different servers crossed at twice the budget.
+        let live: HashSet<BlockServerId> = nodes.iter().filter(|n| n.live).map(|n| n.id).collect();
         let busy: BTreeSet<BlockServerId> = in_flight
             .values()
             .filter(|f| !f.done)
@@ -553,10 +582,10 @@ impl Scheduler {
             .chain(
                 nodes
                     .iter()
-                    .filter(|n| n.live && n.storage.xmits_in_progress > 0)
+                    .filter(|n| n.storage.xmits_in_progress > 0)
                     .map(|n| n.id),
             )
-            .filter(|id| nodes.iter().any(|n| n.id == *id && n.live))
+            .filter(|id| live.contains(id))
             .collect();
         let working = |member: &dyn Fn(&NodeView) -> bool| {
             let live: Vec<&NodeView> = nodes.iter().filter(|n| n.live && member(n)).collect();
@@ -650,17 +679,46 @@ impl Scheduler {
 /// Racks and datacenters of the live servers.
 struct RackMap<'a> {
     nodes: &'a [NodeView],
+    /// Whether `nodes` is in id order (the registry's is): lookups by id are then a binary
+    /// search; lookups per copy and candidate were linear.
+    sorted: bool,
+    /// The rack and datacenter of each of `nodes` (same positions), as numbers: distances
+    /// were string compares and map lookups, most of a heartbeat's planning.
+    places: Vec<Place>,
     live_racks: BTreeSet<&'a str>,
     /// Servers being decommissioned (their copies are leaving), found once per heartbeat's
     /// planning rather than once per copy and candidate.
     draining: BTreeSet<BlockServerId>,
-    datacenters: &'a BTreeMap<String, String>,
+}
+
+/// A server's rack and datacenter, numbered within one [`RackMap`] (no datacenter: none
+/// mapped for its rack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Place {
+    rack: u32,
+    datacenter: Option<u32>,
 }
 
 impl<'a> RackMap<'a> {
     fn new(nodes: &'a [NodeView], throttle: &'a ThrottleSettings) -> Self {
+        let mut racks: HashMap<&str, u32> = HashMap::new();
+        let mut datacenters: HashMap<&str, u32> = HashMap::new();
+        let places = nodes
+            .iter()
+            .map(|n| {
+                let next = racks.len() as u32;
+                let rack = *racks.entry(n.rack.as_str()).or_insert(next);
+                let datacenter = throttle.racks.get(&n.rack).map(|dc| {
+                    let next = datacenters.len() as u32;
+                    *datacenters.entry(dc.as_str()).or_insert(next)
+                });
+                Place { rack, datacenter }
+            })
+            .collect();
         Self {
             nodes,
+            sorted: nodes.is_sorted_by_key(|n| n.id),
+            places,
             // The racks a group can spread over: those with a server that takes new blocks.
             live_racks: nodes
                 .iter()
@@ -672,8 +730,21 @@ impl<'a> RackMap<'a> {
                 .filter(|n| n.admin == raftfs_core::namespace::admin_state::Admin::Decommissioning)
                 .map(|n| n.id)
                 .collect(),
-            datacenters: &throttle.racks,
         }
+    }
+
+    /// The position of server `id` in `nodes`.
+    fn position(&self, id: BlockServerId) -> Option<usize> {
+        if self.sorted {
+            self.nodes.binary_search_by_key(&id, |n| n.id).ok()
+        } else {
+            self.nodes.iter().position(|n| n.id == id)
+        }
+    }
+
+    /// Where server `id` is.
+    fn place(&self, id: BlockServerId) -> Option<Place> {
+        self.position(id).and_then(|i| self.places.get(i).copied())
     }
 
     /// Whether `node` is being decommissioned (its copies are leaving).
@@ -681,20 +752,30 @@ impl<'a> RackMap<'a> {
         self.draining.contains(&node)
     }
 
-    fn rack_of(&self, node: BlockServerId) -> Option<&str> {
-        self.nodes
-            .iter()
-            .find(|n| n.id == node)
-            .map(|n| n.rack.as_str())
+    fn node(&self, id: BlockServerId) -> Option<&'a NodeView> {
+        self.position(id).and_then(|i| self.nodes.get(i))
     }
 
-    /// 0 within a rack, 1 across racks of a datacenter, 2 across datacenters.
-    fn distance(&self, a: &str, b: &str) -> u32 {
-        if a == b {
+    fn rack_of(&self, node: BlockServerId) -> Option<u32> {
+        self.place(node).map(|p| p.rack)
+    }
+
+    /// 0 within a rack, 1 across racks of a datacenter (or of racks mapped to none), 2
+    /// across datacenters.
+    fn distance(a: Place, b: Place) -> u32 {
+        if a.rack == b.rack {
             return 0;
         }
-        match (self.datacenters.get(a), self.datacenters.get(b)) {
+        match (a.datacenter, b.datacenter) {
             (Some(x), Some(y)) if x != y => 2,
+            _ => 1,
+        }
+    }
+
+    /// [`Self::distance`] between two registered servers (1 when either is unknown).
+    fn distance_between(&self, a: BlockServerId, b: BlockServerId) -> u32 {
+        match (self.place(a), self.place(b)) {
+            (Some(a), Some(b)) => Self::distance(a, b),
             _ => 1,
         }
     }
@@ -716,10 +797,10 @@ impl<'a> RackMap<'a> {
         replicas
             .iter()
             .filter(|r| r.index == lost)
-            .filter_map(|r| self.nodes.iter().find(|n| n.id == r.node && n.live))
+            .filter_map(|r| self.node(r.node).filter(|n| n.live))
             .min_by_key(|n| {
                 (
-                    target.map_or(0, |t| self.distance(&n.rack, &t.rack)),
+                    target.map_or(0, |t| self.distance_between(n.id, t.id)),
                     n.storage.xmits_in_progress,
                     n.id,
                 )
@@ -762,7 +843,7 @@ impl<'a> RackMap<'a> {
             if out.len() == needed {
                 break;
             }
-            let Some(n) = self.nodes.iter().find(|n| n.id == r.node && n.live) else {
+            let Some(n) = self.node(r.node).filter(|n| n.live) else {
                 continue;
             };
             if needed > 1 && !seen.insert(r.index) {
@@ -790,12 +871,18 @@ impl<'a> RackMap<'a> {
         if let Some(copy) = self.copy_of(replicas, lost, needed, Some(target)) {
             return Some(vec![copy]);
         }
+        let here = self.place(target.id);
         let mut candidates: Vec<(u32, &NodeView, u32)> = replicas
             .iter()
             .filter(|r| r.index != lost || needed == 1)
             .filter_map(|r| {
-                let n = self.nodes.iter().find(|n| n.id == r.node && n.live)?;
-                Some((self.distance(&n.rack, &target.rack), n, r.index))
+                let i = self.position(r.node)?;
+                let n = self.nodes.get(i).filter(|n| n.live)?;
+                let distance = match (self.places.get(i), here) {
+                    (Some(a), Some(b)) => Self::distance(*a, b),
+                    _ => 1,
+                };
+                Some((distance, n, r.index))
             })
             .collect();
         // Nearest first; among equals, the least busy server, then the lowest index (data

@@ -216,8 +216,8 @@ fn the_lost_block_goes_to_its_own_rack_with_local_sources_first() {
 }
 
 #[test]
-fn max_transfer_is_max_streams_minus_xmits_and_never_wraps() {
-    let s = scheduler(2);
+fn the_weights_handed_out_stay_within_max_streams_minus_xmits_and_never_wrap() {
+    let s = scheduler(8);
     let nodes = nodes(&[]);
     // Many groups each missing block 0 on a server that is not among the 12.
     let many: Vec<(usize, Work)> = (0..10)
@@ -233,15 +233,34 @@ fn max_transfer_is_max_streams_minus_xmits_and_never_wraps() {
         0,
         ThrottleSettings::default(),
     );
-    assert_eq!(s.assign(BlockServerId(1), 0, &nodes).len(), 2);
+    // RS-6-3 tasks weigh 3: two fit in 8, a third would make 9.
+    let tasks = s.assign(BlockServerId(1), 0, &nodes);
+    assert_eq!(tasks.iter().map(|t| t.weight).collect::<Vec<_>>(), [3, 3]);
     s.update(
         many.clone(),
         &(0..10).map(|g| GroupId((1 << 20) + g)).collect(),
         0,
         ThrottleSettings::default(),
     );
-    assert_eq!(s.assign(BlockServerId(10), 1, &nodes).len(), 1);
-    assert!(s.assign(BlockServerId(12), 2, &nodes).is_empty());
+    assert_eq!(
+        s.assign(BlockServerId(10), 3, &nodes).len(),
+        1,
+        "3 + 3 <= 8"
+    );
+    assert!(
+        s.assign(BlockServerId(10), 6, &nodes).is_empty(),
+        "6 + 3 > 8"
+    );
+    // A server carrying nothing takes one task even when it weighs more than the limit.
+    let small = scheduler(2);
+    small.update(
+        many.clone(),
+        &BTreeSet::new(),
+        0,
+        ThrottleSettings::default(),
+    );
+    assert!(small.assign(BlockServerId(10), 1, &nodes).is_empty());
+    assert_eq!(small.assign(BlockServerId(10), 0, &nodes).len(), 1);
     assert!(
         s.assign(BlockServerId(12), u32::MAX, &nodes).is_empty(),
         "a bogus report stops work"
