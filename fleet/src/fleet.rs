@@ -561,6 +561,10 @@ impl Fleet {
             .iter()
             .map(|b| b.name.clone())
             .collect();
+        for name in &names {
+            let t = self.secs();
+            self.record.budget_seen_s.entry(name.clone()).or_insert(t);
+        }
         let mut last_priority = 0;
         for task in orders.tasks {
             let p = self

@@ -81,6 +81,8 @@ pub struct Record {
     pub rack_pairs: BTreeMap<String, f64>,
     /// Per-second bytes of every pair with a budget (`rack a>b`, `datacenter a>b`).
     pub budgeted: BTreeMap<String, Series>,
+    /// When a heartbeat reply first carried each budget (seconds).
+    pub budget_seen_s: BTreeMap<String, f64>,
     /// The most the shares in force of each budget added up to (bytes a second).
     pub max_share_sum: BTreeMap<String, f64>,
     /// Per-second bytes between datacenters, budgeted or not (`a>b`).

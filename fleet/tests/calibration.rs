@@ -52,3 +52,34 @@ fn a_seed_gives_the_same_run_every_time() {
     assert_eq!(run(7), run(7));
     assert_ne!(run(7), run(8), "another seed, another run");
 }
+
+/// A budget change reaches the servers within a scan round and a heartbeat, not when the
+/// pass under way ends: here a pass is 5 rounds (5,000 groups, 1,024 a round).
+#[test]
+fn a_budget_change_reaches_the_servers_before_the_pass_ends() {
+    use raftfs_core::namespace::throttle::ThrottleChange;
+    use raftfs_fleet::{Config, Fault, Fleet, GroupKind, Topology};
+    use std::time::Duration;
+    let mut cfg = Config::new(
+        3,
+        Topology::even(1, 3, 12, 1 << 40),
+        vec![GroupKind {
+            policy: "REPLICATED-3".parse().expect("policy"),
+            count: 5_000,
+            length: (1 << 20, 1 << 20),
+        }],
+    );
+    cfg.scan_groups = 1_024;
+    let mut fleet = Fleet::new(cfg).expect("fleet");
+    fleet.at(
+        Duration::from_millis(2_500),
+        Fault::Throttle(ThrottleChange {
+            rack_pairs: vec![("r1".into(), "r2".into(), 1_000_000)],
+            ..ThrottleChange::default()
+        }),
+    );
+    let o = fleet.run(Duration::from_secs(12)).expect("run");
+    let seen = o.record.budget_seen_s["rack r1>r2"];
+    // The round at 3 s reads it; every r2 server heartbeats within the next second.
+    assert!(seen < 4.0 + 1e-9, "first carried at {seen} s");
+}

@@ -526,6 +526,7 @@ pub fn scan_step<R: crate::namespace::kv::KvRead + ?Sized>(
     let in_flight = scheduler.in_flight_groups();
     let before = state.pass.found.scanned;
     let throttle = crate::namespace::throttle::load(kv)?;
+    scheduler.set_throttle(throttle.clone());
     registry.set_admin(applied, crate::namespace::admin_state::load(kv)?);
     let urgent_found = scan_groups(kv, registry, &urgent)?;
     let rest = budget.saturating_sub(urgent.len()).max(1);

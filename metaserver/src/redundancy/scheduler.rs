@@ -307,6 +307,13 @@ impl Scheduler {
         s.throttle = throttle;
     }
 
+    /// Installs the budgets in force (each scan round reads them): a change reaches the
+    /// servers' shares at their next heartbeats, not when a whole pass ends (33 minutes at
+    /// 100 million groups), and a new active hands out work under the budgets at once.
+    pub fn set_throttle(&self, throttle: ThrottleSettings) {
+        self.lock().throttle = throttle;
+    }
+
     /// Adds work found between passes (the groups of a blockserver that just died), queued at
     /// once. A group already queued is replaced by this newer view of it (all its missing
     /// blocks, at its priority now: a second server's death can make it more urgent). It is
