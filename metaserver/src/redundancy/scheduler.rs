@@ -131,6 +131,11 @@ struct State {
     finished: u64,
     failed: u64,
     throttle: ThrottleSettings,
+    /// Of each queue, how many leading entries have every missing block in flight: a
+    /// heartbeat starts past them (it walked them all, each a lookup, and a rebuild of a
+    /// rack queues hundreds of thousands). Back to 0 whenever a task leaves the flight
+    /// without its block (it failed or timed out) or the queues change.
+    fronts: [usize; 3],
     /// The share of each budget (by name) last sent to each server.
     shares: BTreeMap<String, BTreeMap<BlockServerId, u64>>,
 }
@@ -303,6 +308,7 @@ impl Scheduler {
             }
         }
         s.queues = queues;
+        s.fronts = [0; 3];
         s.unrecoverable = unrecoverable;
         s.throttle = throttle;
     }
@@ -327,6 +333,7 @@ impl Scheduler {
         for queue in &mut s.queues {
             queue.retain(|w| !newer.contains(&w.group));
         }
+        s.fronts = [0; 3];
         s.recent.retain(|(_, _, w)| !newer.contains(&w.group));
         for (p, w) in work {
             s.recent.push((now, p, w.clone()));
@@ -354,6 +361,7 @@ impl Scheduler {
                     }
                     Some(error) => {
                         s.in_flight.remove(&key);
+                        s.fronts = [0; 3];
                         s.failed = s.failed.saturating_add(1);
                         tracing::warn!(group = %o.group, index = o.index, %error, "reconstruction task failed");
                     }
@@ -381,8 +389,17 @@ impl Scheduler {
         let mut out = Vec::new();
         let deadline = self.clock.now() + self.config.task_timeout;
         let mut picked: Vec<(GroupId, u32, BlockServerId, TaskId)> = Vec::new();
-        'all: for queue in &s.queues {
-            for w in queue {
+        let mut fronts = s.fronts;
+        'all: for (q, queue) in s.queues.iter().enumerate() {
+            let start = fronts[q];
+            let mut leading = true;
+            for (position, w) in queue.iter().enumerate().skip(start) {
+                let flying = |s: &State, i: &u32| s.in_flight.contains_key(&(w.group, *i));
+                if leading && w.missing.iter().all(|i| flying(&s, i)) {
+                    fronts[q] = position + 1;
+                    continue;
+                }
+                leading = false;
                 for index in &w.missing {
                     if room == 0 {
                         break 'all;
@@ -427,6 +444,7 @@ impl Scheduler {
                 }
             }
         }
+        s.fronts = fronts;
         s.next_task = TaskId(s.next_task.0.saturating_add(picked.len() as u64));
         for (group, index, target, task_id) in picked {
             s.in_flight.insert(
