@@ -337,9 +337,7 @@ impl Fleet {
                                 length,
                                 generation: Generation::FIRST,
                             };
-                            if !reports[s - first].contains(&r) {
-                                reports[s - first].push(r);
-                            }
+                            reports[s - first].push(r);
                         }
                     }
                 }
@@ -456,7 +454,13 @@ impl Fleet {
 
     /// Servers stop: their tasks end with them, and every block they held is short a copy.
     fn kill(&mut self, victims: &[u32]) {
-        for v in victims {
+        // Each server once, and only those still up: a block lost twice is not owed twice.
+        let victims: std::collections::BTreeSet<u32> = victims
+            .iter()
+            .copied()
+            .filter(|v| self.servers.get(*v as usize).is_some_and(|s| s.up))
+            .collect();
+        for v in &victims {
             let Some(server) = self.servers.get_mut(*v as usize) else {
                 continue;
             };
@@ -472,7 +476,7 @@ impl Fleet {
         }
         let groups = &self.kv.groups;
         for g in 0..groups.len() {
-            for v in victims {
+            for v in &victims {
                 for (index, _) in groups.blocks_on(g, *v) {
                     *self.degraded.entry((g, index)).or_default() += 1;
                 }
@@ -602,7 +606,6 @@ impl Fleet {
         let Some(slot) = self.kv.groups.slot_of(task.group) else {
             return;
         };
-        self.record.handed_out(priority, self.secs());
         let server = &mut self.servers[s as usize];
         let refuse = task.validate().is_err()
             || server
@@ -631,6 +634,7 @@ impl Fleet {
             .filter(|src| !src.is_zeros())
             .filter_map(|src| Topology::index(src.node))
             .collect();
+        self.record.handed_out(priority, self.secs());
         let uses = self.uses(s, my_rack, &sources, &cells);
         let len = task
             .policy

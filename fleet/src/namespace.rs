@@ -10,7 +10,7 @@
 //! throttle settings, admin states, generations) sits in a `MemKv` beside it and is
 //! written through the namespace's own functions (`throttle::apply`).
 //!
-//! Files hold `GROUPS_PER_FILE` consecutive groups of one policy.
+//! Each file holds `GROUPS_PER_FILE` consecutive groups.
 
 use std::collections::BTreeSet;
 
@@ -23,8 +23,9 @@ use raftfs_core::namespace::keys;
 use raftfs_core::namespace::kv::{Cf, KvPair, KvRead, MemKv, Txn};
 use raftfs_core::namespace::throttle::{self, ThrottleChange, ThrottleSettings};
 
-/// Consecutive groups of one file.
-pub const GROUPS_PER_FILE: u64 = 4;
+/// Consecutive groups of one file. One: a file's groups share its policy, and the table
+/// holds groups of several policies in any order (most HDFS files are one block anyway).
+pub const GROUPS_PER_FILE: u64 = 1;
 
 /// No server (an internal block the layout leaves empty, or a slot past the policy's width).
 pub const NOWHERE: u32 = u32::MAX;
@@ -318,8 +319,8 @@ mod tests {
         assert_eq!(page[0].id, FIRST_GROUP_ID);
         let rest = blocks::page(&kv, Some(page[3].id), 100).expect("page");
         assert_eq!(rest.len(), 6);
-        assert_eq!(rest[0].index, 0, "group 4 opens the second file");
-        assert_eq!(rest[1].offset, 100 << 20);
+        assert_eq!(rest[0].index, 0, "every group opens its own file");
+        assert_eq!(rest[1].offset, 0);
         let file = raftfs_core::namespace::tree::load_inode(&kv, rest[0].inode)
             .expect("load")
             .expect("file");

@@ -55,13 +55,16 @@ impl Bucket {
         self.rate
     }
 
-    /// The same bucket at another rate: its debt carries over, its credit at most up to
-    /// the new burst.
-    pub fn with_rate(self, rate: u64) -> Self {
+    /// The same bucket at another rate from `now`: the time until now is credited at the old
+    /// rate, then its debt carries over and its credit is kept at most up to the new burst.
+    pub fn with_rate(self, rate: u64, now: Instant) -> Self {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        let tokens = (self.tokens + dt * self.rate).min(self.rate * BURST_SECS);
         let rate = rate as f64;
         Self {
             rate,
-            tokens: self.tokens.min(rate * BURST_SECS),
+            tokens: tokens.min(rate * BURST_SECS),
+            last: self.last.max(now),
             ..self
         }
     }
@@ -176,7 +179,7 @@ impl Budgets {
         self.node = match (self.node.take(), node_rate) {
             (_, 0) => None,
             (Some(b), r) if b.rate == r as f64 => Some(b),
-            (Some(b), r) => Some(b.with_rate(r)),
+            (Some(b), r) => Some(b.with_rate(r, now)),
             (None, r) => Some(self.bucket(r, now)),
         };
         let mut shares = HashMap::new();
@@ -187,7 +190,7 @@ impl Budgets {
             let bucket = match self.shares.remove(&b.name) {
                 Some((_, old)) if old.rate == b.bytes_per_sec as f64 => old,
                 // A new rate keeps the old bucket's debt (and at most the new burst).
-                Some((_, old)) => old.with_rate(b.bytes_per_sec),
+                Some((_, old)) => old.with_rate(b.bytes_per_sec, now),
                 None => self.bucket(b.bytes_per_sec, now),
             };
             shares.insert(b.name.clone(), (b.from_racks.clone(), bucket));
@@ -378,6 +381,22 @@ mod tests {
             t0,
         );
         assert_eq!(budgets.owed(&ticket, t0).as_millis(), 2_000);
+        // Raised again 1 s later: the second already passed counts at 1 MB/s (1 MB of the 2
+        // owed), the rest at 10 MB/s.
+        let t1 = t0 + Duration::from_secs(1);
+        budgets.install(
+            &Throttle {
+                node_bytes_per_sec: 0,
+                budgets: vec![ByteBudget {
+                    name: "rack r1>r2".into(),
+                    from_racks: vec!["r1".into()],
+                    bytes_per_sec: 10_000_000,
+                }],
+                max_tasks: 0,
+            },
+            t1,
+        );
+        assert_eq!(budgets.owed(&ticket, t1).as_millis(), 100);
         // A share removed owes nothing.
         budgets.install(&Throttle::default(), t0);
         assert_eq!(budgets.owed(&ticket, t0), Duration::ZERO);

@@ -101,7 +101,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     use raftfs_fleet::{Config, Fault, Fleet, GroupKind, Topology};
     use std::time::Duration;
     const MIB: u64 = 1 << 20;
-    let rs = (a.groups as f64 * a.rs_share).round() as u64;
+    let rs = ((a.groups as f64 * a.rs_share.clamp(0.0, 1.0)).round() as u64).min(a.groups);
     let length = (a.min_mib * MIB, a.max_mib.max(a.min_mib) * MIB);
     let topology = Topology::even(a.datacenters, a.racks, a.servers, 100 << 40);
     let mut cfg = Config::new(

@@ -425,8 +425,9 @@ impl Scheduler {
                         task_weight(sources.len(), 1, self.config.xmits_weight, erasure_coded);
                     let alone = xmits == 0 && out.is_empty();
                     if weight > room && !alone {
-                        // A lighter task (a replica's) may still fit.
-                        continue;
+                        // The most urgent work left does not fit: lighter, less urgent tasks
+                        // (replicas') would keep this server from ever having room for it.
+                        break 'all;
                     }
                     room = room.saturating_sub(weight);
                     let task_id = TaskId(s.next_task.0.saturating_add(picked.len() as u64));
@@ -599,7 +600,8 @@ impl Scheduler {
         // holds xmits, which counts every nameservice's tasks (DESIGN §10). Counting only its
         // own, each active of a federation gave each of its busy servers the whole budget, so
         // two pools rebuilding on different servers crossed at twice the budget.
-        let live: HashSet<BlockServerId> = nodes.iter().filter(|n| n.live).map(|n| n.id).collect();
+        let live: HashMap<BlockServerId, &NodeView> =
+            nodes.iter().filter(|n| n.live).map(|n| (n.id, n)).collect();
         let busy: BTreeSet<BlockServerId> = in_flight
             .values()
             .filter(|f| !f.done)
@@ -610,7 +612,7 @@ impl Scheduler {
                     .filter(|n| n.storage.xmits_in_progress > 0)
                     .map(|n| n.id),
             )
-            .filter(|id| live.contains(id))
+            .filter(|id| live.contains_key(id))
             .collect();
         let working = |member: &dyn Fn(&NodeView) -> bool| {
             let live: Vec<&NodeView> = nodes.iter().filter(|n| n.live && member(n)).collect();
@@ -622,28 +624,33 @@ impl Scheduler {
             }
         };
         // What the other busy servers hold of `name`, and this server's share recorded.
-        let mut share_of = |name: &str, budget: u64, fair: u64| {
-            let sent = shares.entry(name.to_owned()).or_default();
-            let held: u64 = sent
-                .iter()
-                .filter(|(id, _)| **id != node && busy.contains(id))
-                .map(|(_, b)| *b)
-                .sum();
-            // 0 would mean unlimited: a server left nothing waits at 1 byte a second for
-            // its next heartbeat.
-            let share = fair.min(budget.saturating_sub(held)).max(1);
-            sent.insert(node, share);
-            share
-        };
+        // What the other busy servers of the budget's destination hold of `name`; servers
+        // gone from it (dead, or moved to another rack or datacenter) are forgotten.
+        let mut share_of =
+            |name: &str, budget: u64, fair: u64, member: &dyn Fn(&NodeView) -> bool| {
+                let sent = shares.entry(name.to_owned()).or_default();
+                sent.retain(|id, _| live.get(id).is_some_and(|n| member(n)));
+                let held: u64 = sent
+                    .iter()
+                    .filter(|(id, _)| **id != node && busy.contains(id))
+                    .map(|(_, b)| *b)
+                    .sum();
+                // 0 would mean unlimited: a server left nothing waits at 1 byte a second for
+                // its next heartbeat.
+                let share = fair.min(budget.saturating_sub(held)).max(1);
+                sent.insert(node, share);
+                share
+            };
         let mut budgets = Vec::new();
         for ((from, to), bps) in &throttle.rack_pairs {
             if *to != me.rack {
                 continue;
             }
-            let here = working(&|n: &NodeView| n.rack == *to).max(1);
+            let in_rack = |n: &NodeView| n.rack == *to;
+            let here = working(&in_rack).max(1);
             let name = format!("rack {from}>{to}");
             budgets.push(ByteBudget {
-                bytes_per_sec: share_of(&name, *bps, (bps / here).max(1)),
+                bytes_per_sec: share_of(&name, *bps, (bps / here).max(1), &in_rack),
                 name,
                 from_racks: vec![from.clone()],
             });
@@ -653,12 +660,11 @@ impl Scheduler {
             if my_dc != Some(to) {
                 continue;
             }
-            let here =
-                working(&|n: &NodeView| throttle.racks.get(&n.rack).is_some_and(|d| d == to))
-                    .max(1);
+            let in_datacenter = |n: &NodeView| throttle.racks.get(&n.rack).is_some_and(|d| d == to);
+            let here = working(&in_datacenter).max(1);
             let name = format!("datacenter {from}>{to}");
             budgets.push(ByteBudget {
-                bytes_per_sec: share_of(&name, *bps, (bps / here).max(1)),
+                bytes_per_sec: share_of(&name, *bps, (bps / here).max(1), &in_datacenter),
                 name,
                 from_racks: throttle
                     .racks
