@@ -342,22 +342,24 @@ mod tests {
         );
     }
 
+    /// The budgets a server of r2 gets: an r1 -> r2 share of `rate`.
+    fn r1_to_r2(rate: u64) -> Throttle {
+        Throttle {
+            node_bytes_per_sec: 0,
+            budgets: vec![ByteBudget {
+                name: "rack r1>r2".into(),
+                from_racks: vec!["r1".into()],
+                bytes_per_sec: rate,
+            }],
+            max_tasks: 0,
+        }
+    }
+
     #[test]
     fn shares_apply_to_their_source_racks_only() {
         let t0 = Instant::now();
         let mut budgets = Budgets::default();
-        budgets.install(
-            &Throttle {
-                node_bytes_per_sec: 0,
-                budgets: vec![ByteBudget {
-                    name: "rack r1>r2".into(),
-                    from_racks: vec!["r1".into()],
-                    bytes_per_sec: 10_000_000,
-                }],
-                max_tasks: 0,
-            },
-            t0,
-        );
+        budgets.install(&r1_to_r2(10_000_000), t0);
         let free = budgets.charge_read(100_000_000, "r3", t0);
         assert_eq!(budgets.owed(&free, t0), Duration::ZERO);
         let free = budgets.charge_read(100_000_000, "", t0);
@@ -368,34 +370,12 @@ mod tests {
         let later = t0 + Duration::from_millis(150);
         assert_eq!(budgets.owed(&ticket, later).as_millis(), 50);
         // A new rate keeps the debt, and the wait under way follows it.
-        budgets.install(
-            &Throttle {
-                node_bytes_per_sec: 0,
-                budgets: vec![ByteBudget {
-                    name: "rack r1>r2".into(),
-                    from_racks: vec!["r1".into()],
-                    bytes_per_sec: 1_000_000,
-                }],
-                max_tasks: 0,
-            },
-            t0,
-        );
+        budgets.install(&r1_to_r2(1_000_000), t0);
         assert_eq!(budgets.owed(&ticket, t0).as_millis(), 2_000);
         // Raised again 1 s later: the second already passed counts at 1 MB/s (1 MB of the 2
         // owed), the rest at 10 MB/s.
         let t1 = t0 + Duration::from_secs(1);
-        budgets.install(
-            &Throttle {
-                node_bytes_per_sec: 0,
-                budgets: vec![ByteBudget {
-                    name: "rack r1>r2".into(),
-                    from_racks: vec!["r1".into()],
-                    bytes_per_sec: 10_000_000,
-                }],
-                max_tasks: 0,
-            },
-            t1,
-        );
+        budgets.install(&r1_to_r2(10_000_000), t1);
         assert_eq!(budgets.owed(&ticket, t1).as_millis(), 100);
         // A share removed owes nothing.
         budgets.install(&Throttle::default(), t0);
