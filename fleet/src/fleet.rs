@@ -19,7 +19,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use raftfs_core::id::{BlockServerId, TaskId};
+use raftfs_core::id::TaskId;
 use raftfs_core::namespace::StoragePolicy;
 use raftfs_core::namespace::blocks::{Generation, GroupId};
 use raftfs_core::namespace::throttle::ThrottleChange;
@@ -909,11 +909,6 @@ impl Fleet {
             .blocks_on(slot, server)
             .iter()
             .any(|(i, _)| *i == index)
-    }
-
-    /// The blockserver id of server `s` (for callers naming victims).
-    pub fn id(s: u32) -> BlockServerId {
-        Topology::id(s)
     }
 }
 

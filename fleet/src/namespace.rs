@@ -12,8 +12,6 @@
 //!
 //! Each file holds `GROUPS_PER_FILE` consecutive groups.
 
-use std::collections::BTreeSet;
-
 use raftfs_core::id::BlockServerId;
 use raftfs_core::namespace::StoragePolicy;
 use raftfs_core::namespace::StoreError;
@@ -276,16 +274,6 @@ impl KvRead for FleetKv {
             })
             .collect())
     }
-}
-
-/// The servers (indices) that hold any block of group `n`.
-pub fn holders(groups: &Groups, n: usize) -> BTreeSet<u32> {
-    groups
-        .servers(n)
-        .iter()
-        .copied()
-        .filter(|s| *s != NOWHERE)
-        .collect()
 }
 
 #[cfg(test)]
