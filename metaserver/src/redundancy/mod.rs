@@ -216,6 +216,9 @@ pub struct Scan {
     pub gone: BTreeSet<GroupId>,
     /// Groups that cannot be rebuilt.
     pub unrecoverable: u64,
+    /// Groups closed moments ago whose missing copies are on live servers that have not
+    /// reported them yet: judged again by the next pass.
+    pub awaiting: u64,
     /// When the pass began reading groups (its view of the first is that old).
     pub started: Option<std::time::Instant>,
     /// Decommissioning servers -> the internal blocks on them that groups still need (open
@@ -405,6 +408,10 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
         }
         return Ok(());
     }
+    if awaiting_reports(registry, g, &file, &policy, current, &need.missing) {
+        found.awaiting += 1;
+        return Ok(());
+    }
     let missing = need.missing;
     // Urgency counts the copies that stay (in service, and in maintenance while they count):
     // a group whose only copies of some blocks are on draining servers is as close to loss
@@ -426,6 +433,40 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
         None => found.unrecoverable += 1,
     }
     Ok(())
+}
+
+/// Whether a group its file's last change closed moments ago lacks copies only because
+/// their incremental reports are still on their way: one of the live servers it was written
+/// to (for a missing block, or any replica's) has not reported its copy, and the file
+/// changed less than the registry's `dead-after` ago. The writer is told the group is
+/// complete when its targets have the bytes; their reports follow within a batch window
+/// (or, after a failed report, the next heartbeat), and a pass that runs in between would
+/// otherwise rebuild a copy that is about to be reported, leaving the group one copy over
+/// for good. HDFS counts such expected locations as pending reconstruction for the same
+/// reason. A target that stays silent longer is dead, and a block a live target never
+/// reports is rebuilt by the first pass after the grace.
+fn awaiting_reports(
+    registry: &Registry,
+    g: &BlockGroup,
+    file: &Inode,
+    policy: &StoragePolicy,
+    current: Generation,
+    missing: &[u32],
+) -> bool {
+    let now = registry.clock().now_ms();
+    let grace = u64::try_from(registry.dead_after().as_millis()).unwrap_or(u64::MAX);
+    let recent = file.mtime_ms <= now && now - file.mtime_ms < grace;
+    if !recent {
+        return false;
+    }
+    let expected: Vec<(u32, raftfs_core::id::BlockServerId)> = match policy {
+        StoragePolicy::Replicated(_) => g.targets.iter().map(|t| (0, *t)).collect(),
+        StoragePolicy::ErasureCoded { .. } => (0u32..)
+            .zip(g.targets.iter().copied())
+            .filter(|(i, _)| missing.contains(i))
+            .collect(),
+    };
+    !registry.unreported(g.id, &expected, current).is_empty()
 }
 
 /// The copies of a closed group's missing blocks that are shorter than the group's length
@@ -506,6 +547,8 @@ pub struct PassEnd {
     pub queued: [u64; 3],
     /// Groups that cannot be rebuilt.
     pub unrecoverable: u64,
+    /// Groups left for the next pass while their copies' reports are on their way.
+    pub awaiting: u64,
 }
 
 /// One round of the redundancy scan, with no I/O of its own beyond `kv` (the active's
@@ -561,6 +604,7 @@ pub fn scan_step<R: crate::namespace::kv::KvRead + ?Sized>(
         PassEnd {
             queued,
             unrecoverable: s.unrecoverable,
+            awaiting: s.awaiting,
         }
     });
     Ok(Round {
@@ -822,6 +866,118 @@ mod tests {
         {}
         let orders = heartbeat::orders(&registry, &scheduler, BlockServerId(4), 0, 1);
         assert_eq!(orders.cancel, vec![task.id]);
+    }
+
+    /// A group closed moments ago whose third replica's server is live but has not reported
+    /// it yet is left for a later pass (its report is on its way: rebuilding now would leave
+    /// four copies); once the file is older than `dead-after`, the copy still unreported is
+    /// rebuilt. A target that is dead is not waited for.
+    #[test]
+    fn a_group_just_closed_waits_for_its_targets_reports() {
+        use crate::namespace::blocks::FIRST_GROUP_ID;
+        use crate::registry::{Reported, Storage};
+        use std::time::Duration;
+        let start_ms = 1_000_000;
+        // The files were closed 11 s after the servers registered.
+        let closed_ms = start_ms + 11_000;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shape = crate::generate::Shape {
+            files: 5,
+            ..crate::generate::Shape::default()
+        };
+        let sm = dir.path().join("sm");
+        crate::generate::generate(&sm, &shape, closed_ms).expect("generate");
+        let names: Vec<&str> = crate::namespace::kv::Cf::ALL
+            .iter()
+            .map(|c| c.name())
+            .collect();
+        let db = crate::journal::rocks::open(&sm, &names, &Default::default()).expect("open");
+        let kv = crate::journal::rocks::LiveKv(&db);
+        let (clock, hand) = raftfs_runtime::Clock::manual(start_ms);
+        let room = Storage {
+            capacity: 1 << 40,
+            available: 1 << 40,
+            volumes: 1,
+            ..Storage::default()
+        };
+        // Generated groups are written to servers 1, 2 and 3; 1 and 2 have reported theirs.
+        let held = GroupId(FIRST_GROUP_ID.0 + 2);
+        let copy = Reported {
+            group: held,
+            index: 0,
+            length: shape.file_length,
+            generation: Generation::FIRST,
+        };
+        let cluster = || {
+            let registry = Registry::new(Duration::from_secs(10)).with_clock(clock.clone());
+            let scheduler = scheduler::Scheduler::new(scheduler::SchedulerConfig {
+                max_streams: 4,
+                xmits_weight: 0.5,
+                task_timeout: Duration::from_secs(300),
+                rack_aware: true,
+            })
+            .with_clock(clock.clone());
+            for id in 1..=4 {
+                registry
+                    .register(BlockServerId(id), &format!("127.0.0.1:{id}"), "r1", room)
+                    .expect("register");
+            }
+            for id in [1, 2] {
+                registry
+                    .incremental(BlockServerId(id), &[copy], &[])
+                    .expect("report");
+            }
+            (registry, scheduler)
+        };
+        let beat = |registry: &Registry, scheduler: &scheduler::Scheduler, ids: &[u64]| {
+            for id in ids {
+                heartbeat::receive(registry, scheduler, BlockServerId(*id), room, &[])
+                    .expect("heartbeat");
+            }
+        };
+        let pass = |registry: &Registry, scheduler: &scheduler::Scheduler| {
+            scan_step(
+                &kv,
+                registry,
+                scheduler,
+                &mut ScanState::default(),
+                0,
+                1_000,
+            )
+            .expect("scan")
+            .ended
+            .expect("one round is a pass")
+        };
+        // One cluster where server 3 is live, one where it has been silent since it
+        // registered (dead at the close).
+        let (live, live_scheduler) = cluster();
+        let (silent, silent_scheduler) = cluster();
+        hand.advance(Duration::from_secs(6));
+        beat(&live, &live_scheduler, &[1, 2, 3, 4]);
+        beat(&silent, &silent_scheduler, &[1, 2, 4]);
+        hand.advance(Duration::from_secs(5));
+        beat(&live, &live_scheduler, &[1, 2, 3, 4]);
+        beat(&silent, &silent_scheduler, &[1, 2, 4]);
+        let end = pass(&live, &live_scheduler);
+        assert_eq!((end.queued, end.awaiting), ([0, 0, 0], 1), "{end:?}");
+        let end = pass(&silent, &silent_scheduler);
+        assert_eq!(
+            (end.queued.iter().sum::<u64>(), end.awaiting),
+            (1, 0),
+            "{end:?}"
+        );
+        // Still unreported once the file is older than dead-after (server 3 alive all
+        // along): rebuilt.
+        hand.advance(Duration::from_secs(6));
+        beat(&live, &live_scheduler, &[1, 2, 3, 4]);
+        hand.advance(Duration::from_secs(5));
+        beat(&live, &live_scheduler, &[1, 2, 3, 4]);
+        let end = pass(&live, &live_scheduler);
+        assert_eq!(
+            (end.queued.iter().sum::<u64>(), end.awaiting),
+            (1, 0),
+            "{end:?}"
+        );
     }
 
     /// The scan over a generated namespace (more than 3 pages of groups): every group

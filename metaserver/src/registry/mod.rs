@@ -208,6 +208,11 @@ impl Registry {
         &self.clock
     }
 
+    /// How long a server may be silent before it is dead.
+    pub fn dead_after(&self) -> Duration {
+        self.dead_after
+    }
+
     /// With `n` as the live copies a group keeps while others are in maintenance (at least 1).
     pub fn with_maintenance_min_live(mut self, n: usize) -> Self {
         self.maintenance_min_live = n.max(1);
