@@ -29,7 +29,7 @@ use raftfs_metaserver::placement;
 use raftfs_metaserver::redundancy::heartbeat;
 use raftfs_metaserver::redundancy::scheduler::{Scheduler, SchedulerConfig};
 use raftfs_metaserver::redundancy::{ScanState, scan_step};
-use raftfs_metaserver::registry::{NodeView, Registry, Reported, Storage};
+use raftfs_metaserver::registry::{Registry, Reported, Storage};
 use raftfs_runtime::{Clock, ManualClock};
 
 use crate::load::{Load, Resource};
@@ -273,7 +273,7 @@ impl Fleet {
             self.cfg.groups.iter().map(|k| k.policy.clone()).collect();
         let mut groups = Groups::new(policies);
         groups.reserve(self.cfg.groups.iter().map(|k| k.count as usize).sum());
-        let mut nodes: Vec<NodeView> = self.registry.nodes();
+        let mut placer = placement::Placer::new(&self.registry.nodes());
         for (kind, k) in self.cfg.groups.clone().iter().enumerate() {
             let width = k.policy.width();
             for _ in 0..k.count {
@@ -281,8 +281,7 @@ impl Fleet {
                     .rng
                     .random_range(k.length.0..=k.length.1.max(k.length.0));
                 let block = k.policy.block_len(length, 0);
-                let chosen = placement::choose(
-                    &nodes,
+                let chosen = placer.choose(
                     &placement::Request {
                         count: width,
                         min: width,
@@ -296,9 +295,7 @@ impl Fleet {
                     let s = Topology::index(*id).ok_or_else(|| anyhow::anyhow!("id {id}"))?;
                     let index = if k.policy.layout().is_some() { i } else { 0 };
                     let bytes = k.policy.block_len(length, index);
-                    let n = &mut nodes[s as usize];
-                    n.storage.used += bytes;
-                    n.storage.available = n.storage.available.saturating_sub(bytes);
+                    placer.charge(*id, bytes);
                     self.servers[s as usize].used += bytes;
                     servers.push(s);
                 }

@@ -47,10 +47,10 @@ pub fn orders(
     term: u64,
 ) -> Orders {
     scheduler.enter_term(term);
-    let nodes = registry.nodes();
+    let snapshot = registry.snapshot();
     Orders {
-        tasks: scheduler.assign(node, xmits, &nodes),
-        throttle: scheduler.throttle_for(node, &nodes),
+        tasks: scheduler.assign_on(node, xmits, &snapshot),
+        throttle: scheduler.throttle_on(node, &snapshot),
         cancel: scheduler.take_cancellations(node),
     }
 }

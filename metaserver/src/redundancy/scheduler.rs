@@ -37,8 +37,10 @@
 //! outcomes, a node's throttle); the heartbeat handler converts them to and from the wire
 //! (`service::convert`).
 
+mod racks;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raftfs_core::id::{BlockServerId, TaskId};
@@ -51,7 +53,9 @@ use raftfs_runtime::Clock;
 use crate::namespace::StoragePolicy;
 use crate::namespace::blocks::GroupId;
 use crate::namespace::throttle::ThrottleSettings;
-use crate::registry::{NodeView, Replica};
+use crate::registry::{NodeView, Replica, Snapshot};
+
+use racks::{RackMap, Working};
 
 use super::expected_len;
 
@@ -136,8 +140,111 @@ struct State {
     /// rack queues hundreds of thousands). Back to 0 whenever a task leaves the flight
     /// without its block (it failed or timed out) or the queues change.
     fronts: [usize; 3],
-    /// The share of each budget (by name) last sent to each server.
-    shares: BTreeMap<String, BTreeMap<BlockServerId, u64>>,
+    /// The shares of each budget (by name) last sent to the busy servers.
+    shares: BTreeMap<String, Book>,
+    /// Bumped whenever `throttle` changes (the rack map depends on it).
+    throttle_version: u64,
+    /// What the last registry snapshot planned on gave (see [`Planned`]).
+    planned: Option<Arc<Planned>>,
+    /// Tasks in flight and not yet reported done, by the server running them.
+    flying: HashMap<BlockServerId, u32>,
+}
+
+impl State {
+    /// Whether `node` runs a task of this scheduler.
+    fn flying(&self, node: BlockServerId) -> bool {
+        self.flying.get(&node).is_some_and(|n| *n > 0)
+    }
+
+    /// Counts a task starting (`up`) or ending on `node`.
+    fn count_flying(&mut self, node: BlockServerId, up: bool) {
+        let n = self.flying.entry(node).or_default();
+        *n = if up {
+            n.saturating_add(1)
+        } else {
+            n.saturating_sub(1)
+        };
+        if *n == 0 {
+            self.flying.remove(&node);
+        }
+    }
+
+    /// Installs budgets; a change makes the next heartbeat plan on a new rack map.
+    fn install(&mut self, throttle: ThrottleSettings) {
+        if self.throttle != throttle {
+            self.throttle = throttle;
+            self.throttle_version = self.throttle_version.wrapping_add(1);
+        }
+    }
+
+    /// Forgets the shares of servers that are no longer busy, live and in their budget's
+    /// destination: their shares no longer hold back the others'.
+    fn prune_shares(&mut self, map: &RackMap, working: &Working) {
+        for book in self.shares.values_mut() {
+            book.sent.retain(|id, _| {
+                working.busy.contains(id)
+                    && map.node(*id).is_some_and(|n| match &book.to {
+                        Destination::Rack(r) => n.rack == *r,
+                        Destination::Datacenter(d) => self.throttle.racks.get(&n.rack) == Some(d),
+                    })
+            });
+            book.total = book.sent.values().fold(0, |a, b| a.saturating_add(*b));
+        }
+    }
+}
+
+/// Where a budget's bytes go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Destination {
+    Rack(String),
+    Datacenter(String),
+}
+
+/// The shares of one budget last sent to the busy servers of its destination, and their sum.
+#[derive(Debug)]
+struct Book {
+    to: Destination,
+    sent: BTreeMap<BlockServerId, u64>,
+    total: u64,
+}
+
+impl Book {
+    fn new(to: Destination) -> Self {
+        Self {
+            to,
+            sent: BTreeMap::new(),
+            total: 0,
+        }
+    }
+
+    /// What the other servers hold of the budget.
+    fn held_by_others(&self, node: BlockServerId) -> u64 {
+        self.total
+            .saturating_sub(self.sent.get(&node).copied().unwrap_or(0))
+    }
+
+    /// Records `node`'s share (none: it is not busy, and holds nothing back).
+    fn set(&mut self, node: BlockServerId, share: Option<u64>) {
+        if let Some(old) = self.sent.remove(&node) {
+            self.total = self.total.saturating_sub(old);
+        }
+        if let Some(share) = share {
+            self.sent.insert(node, share);
+            self.total = self.total.saturating_add(share);
+        }
+    }
+}
+
+/// What the scheduler derives from one set of servers and budgets: the rack map, and who
+/// was live and busy where. Kept while the registry's snapshot and the budgets stay the
+/// same, so that a heartbeat reads it instead of walking every server (a new snapshot comes
+/// at least every [`crate::registry::SNAPSHOT_MAX_AGE`]).
+#[derive(Debug)]
+struct Planned {
+    /// (snapshot number, budgets' version); none for a map of servers given by hand.
+    key: Option<(u64, u64)>,
+    map: RackMap,
+    working: Working,
 }
 
 /// What `reconstruction status` shows.
@@ -272,30 +379,40 @@ impl Scheduler {
         let mut timed_out = 0;
         let mut rebuilt = 0;
         let mut cancel: Vec<(BlockServerId, TaskId)> = Vec::new();
+        let mut landed: Vec<BlockServerId> = Vec::new();
         s.in_flight.retain(|key, f| {
-            if f.done_at.is_some_and(|t| t > pass_started) {
-                return true;
+            let keep = 'keep: {
+                if f.done_at.is_some_and(|t| t > pass_started) {
+                    break 'keep true;
+                }
+                let missing = still_missing.contains(key);
+                if missing && (f.done || f.deadline > now) {
+                    break 'keep !f.done || f.deadline > now;
+                }
+                if f.done {
+                    break 'keep false;
+                }
+                if missing {
+                    // Timed out: stop it where it runs, and let another server try.
+                    timed_out += 1;
+                    cancel.push((f.target, f.task_id));
+                } else if gone.contains(&key.0) {
+                    // The group is gone (its file deleted): the work is pointless.
+                    cancel.push((f.target, f.task_id));
+                } else {
+                    // The rebuilt copy was reported before the task's outcome: it succeeded.
+                    rebuilt += 1;
+                }
+                false
+            };
+            if !keep && !f.done {
+                landed.push(f.target);
             }
-            let missing = still_missing.contains(key);
-            if missing && (f.done || f.deadline > now) {
-                return !f.done || f.deadline > now;
-            }
-            if f.done {
-                return false;
-            }
-            if missing {
-                // Timed out: stop it where it runs, and let another server try.
-                timed_out += 1;
-                cancel.push((f.target, f.task_id));
-            } else if gone.contains(&key.0) {
-                // The group is gone (its file deleted): the work is pointless.
-                cancel.push((f.target, f.task_id));
-            } else {
-                // The rebuilt copy was reported before the task's outcome: it succeeded.
-                rebuilt += 1;
-            }
-            false
+            keep
         });
+        for target in landed {
+            s.count_flying(target, false);
+        }
         s.failed = s.failed.saturating_add(timed_out);
         s.finished = s.finished.saturating_add(rebuilt);
         for (node, task) in cancel {
@@ -310,14 +427,14 @@ impl Scheduler {
         s.queues = queues;
         s.fronts = [0; 3];
         s.unrecoverable = unrecoverable;
-        s.throttle = throttle;
+        s.install(throttle);
     }
 
     /// Installs the budgets in force (each scan round reads them): a change reaches the
     /// servers' shares at their next heartbeats, not when a whole pass ends (33 minutes at
     /// 100 million groups), and a new active hands out work under the budgets at once.
     pub fn set_throttle(&self, throttle: ThrottleSettings) {
-        self.lock().throttle = throttle;
+        self.lock().install(throttle);
     }
 
     /// Adds work found between passes (the groups of a blockserver that just died), queued at
@@ -357,10 +474,12 @@ impl Scheduler {
                             f.done = true;
                             f.done_at = Some(self.clock.now());
                         }
+                        s.count_flying(node, false);
                         s.finished = s.finished.saturating_add(1);
                     }
                     Some(error) => {
                         s.in_flight.remove(&key);
+                        s.count_flying(node, false);
                         s.fronts = [0; 3];
                         s.failed = s.failed.saturating_add(1);
                         tracing::warn!(group = %o.group, index = o.index, %error, "reconstruction task failed");
@@ -370,22 +489,69 @@ impl Scheduler {
         }
     }
 
-    /// The tasks for blockserver `node` (which carries `xmits` now), given every node.
+    /// The tasks for blockserver `node` (which carries `xmits` now), given every node (a
+    /// rack map made for this call; heartbeats use [`Self::assign_on`]).
     pub fn assign(
         &self,
         node: BlockServerId,
         xmits: u32,
         nodes: &[NodeView],
     ) -> Vec<ReconstructionTask> {
-        let Some(me) = nodes.iter().find(|n| n.id == node && n.live) else {
+        let mut s = self.lock();
+        let planned = Self::plan_on(&mut s, Arc::from(nodes), None);
+        self.assign_in(&mut s, node, xmits, &planned)
+    }
+
+    /// [`Self::assign`] on the registry's `snapshot`, with the rack map kept from the last
+    /// call on the same snapshot and budgets.
+    pub fn assign_on(
+        &self,
+        node: BlockServerId,
+        xmits: u32,
+        snapshot: &Snapshot,
+    ) -> Vec<ReconstructionTask> {
+        let mut s = self.lock();
+        let planned = Self::planned(&mut s, snapshot);
+        self.assign_in(&mut s, node, xmits, &planned)
+    }
+
+    /// What `snapshot` and the budgets in force give: kept in `s` for the next calls on them.
+    fn planned(s: &mut State, snapshot: &Snapshot) -> Arc<Planned> {
+        let key = (snapshot.number, s.throttle_version);
+        if let Some(p) = &s.planned
+            && p.key == Some(key)
+        {
+            return p.clone();
+        }
+        let planned = Arc::new(Self::plan_on(s, snapshot.nodes.clone(), Some(key)));
+        s.planned = Some(planned.clone());
+        planned
+    }
+
+    /// The rack map of `nodes` under the budgets in force, who is busy where now; the shares
+    /// of servers no longer busy are forgotten.
+    fn plan_on(s: &mut State, nodes: Arc<[NodeView]>, key: Option<(u64, u64)>) -> Planned {
+        let map = RackMap::new(nodes, &s.throttle);
+        let working = map.working(|id| s.flying(id));
+        s.prune_shares(&map, &working);
+        Planned { key, map, working }
+    }
+
+    fn assign_in(
+        &self,
+        s: &mut State,
+        node: BlockServerId,
+        xmits: u32,
+        planned: &Planned,
+    ) -> Vec<ReconstructionTask> {
+        let racks = &planned.map;
+        let Some(me) = racks.node(node).filter(|n| n.live) else {
             return Vec::new();
         };
         let mut room = self.config.max_streams.saturating_sub(xmits);
         if room == 0 {
             return Vec::new();
         }
-        let mut s = self.lock();
-        let racks = RackMap::new(nodes, &s.throttle);
         let mut out = Vec::new();
         let deadline = self.clock.now() + self.config.task_timeout;
         let mut picked: Vec<(GroupId, u32, BlockServerId, TaskId)> = Vec::new();
@@ -395,7 +561,7 @@ impl Scheduler {
             let mut leading = true;
             for (position, w) in queue.iter().enumerate().skip(start) {
                 let flying = |s: &State, i: &u32| s.in_flight.contains_key(&(w.group, *i));
-                if leading && w.missing.iter().all(|i| flying(&s, i)) {
+                if leading && w.missing.iter().all(|i| flying(s, i)) {
                     fronts[q] = position + 1;
                     continue;
                 }
@@ -417,7 +583,7 @@ impl Scheduler {
                         .filter_map(|i| s.in_flight.get(&(w.group, i)).map(|f| f.target))
                         .chain(picked.iter().filter(|p| p.0 == w.group).map(|p| p.2))
                         .collect();
-                    let Some(sources) = self.plan(w, *index, me, nodes, &busy, &racks) else {
+                    let Some(sources) = self.plan(w, *index, me, &busy, racks) else {
                         continue;
                     };
                     let erasure_coded = matches!(w.policy, StoragePolicy::ErasureCoded { .. });
@@ -458,6 +624,7 @@ impl Scheduler {
                     done_at: None,
                 },
             );
+            s.count_flying(target, true);
             s.started = s.started.saturating_add(1);
         }
         out
@@ -469,7 +636,6 @@ impl Scheduler {
         w: &Work,
         index: u32,
         me: &NodeView,
-        nodes: &[NodeView],
         busy: &[BlockServerId],
         racks: &RackMap,
     ) -> Option<Vec<BlockSource>> {
@@ -495,7 +661,7 @@ impl Scheduler {
         // drained are leaving and do not count: a drained rack's blocks go back to it only
         // when no other rack has room.
         let width = w.policy.width();
-        let live_racks = racks.live_racks.len().max(1);
+        let live_racks = racks.live_racks.max(1);
         let share = width.div_ceil(live_racks);
         let mut in_rack: HashMap<u32, usize> = HashMap::new();
         for r in &w.replicas {
@@ -512,12 +678,23 @@ impl Scheduler {
         }
         let within = |rack: u32| in_rack.get(&rack).copied().unwrap_or(0) < share;
         let mine_within = racks.rack_of(me.id).is_some_and(within);
-        // Every server with where it is (`nodes` is the slice the rack map was made of).
-        let placed = || nodes.iter().zip(&racks.places);
-        if self.config.rack_aware
-            && !mine_within
-            && placed().any(|(n, p)| within(p.rack) && eligible(n))
-        {
+        // The first server of each rack that may take the block (racks are walked, not
+        // servers: at 10,000 servers a walk of every server per planned block was most of a
+        // heartbeat's cost). A target's sources and their cost depend on its rack alone.
+        let candidates = || {
+            racks
+                .by_rack
+                .iter()
+                .enumerate()
+                .filter_map(|(rack, members)| {
+                    members
+                        .iter()
+                        .filter_map(|i| racks.nodes.get(*i))
+                        .find(|n| eligible(n))
+                        .map(|n| (rack as u32, n))
+                })
+        };
+        if self.config.rack_aware && !mine_within && candidates().any(|(rack, _)| within(rack)) {
             return None;
         }
         let needed = w.policy.data_blocks();
@@ -539,9 +716,9 @@ impl Scheduler {
                 ),
             };
         }
-        // Only the best targets take the work: the fewest source bytes from other racks. A
-        // target's sources and their cost depend on its rack alone, so each rack's is
-        // computed once (a heartbeat's planning was O(servers² × copies) per work item).
+        // Only the best targets take the work: the fewest source bytes from other racks, each
+        // rack's computed once (a heartbeat's planning was O(servers² × copies) per work
+        // item).
         let cost_in = |target: &NodeView| {
             racks
                 .pick_sources(&w.replicas, &empty, index, needed, target)
@@ -555,16 +732,15 @@ impl Scheduler {
                 })
         };
         let (my_cost, mine) = cost_in(me)?;
-        let mut costs: HashMap<u32, Option<u32>> = HashMap::new();
-        if let Some(rack) = racks.rack_of(me.id) {
-            costs.insert(rack, Some(my_cost));
-        }
-        let best = placed()
-            .filter(|(n, p)| (!mine_within || within(p.rack)) && eligible(n))
-            .filter_map(|(n, p)| {
-                *costs
-                    .entry(p.rack)
-                    .or_insert_with(|| cost_in(n).map(|(c, _)| c))
+        let my_rack = racks.rack_of(me.id);
+        let best = candidates()
+            .filter(|(rack, _)| !mine_within || within(*rack))
+            .filter_map(|(rack, n)| {
+                if Some(rack) == my_rack {
+                    Some(my_cost)
+                } else {
+                    cost_in(n).map(|(c, _)| c)
+                }
             })
             .min()
             .unwrap_or(my_cost);
@@ -584,73 +760,58 @@ impl Scheduler {
     /// server without work does not hold one back; and never more than the other busy
     /// servers' last shares leave of the budget, so that the shares in force add up to the
     /// budget at most while they change (a server with a smaller share gets it at its next
-    /// heartbeat, and the budget it frees goes to the others at theirs).
+    /// heartbeat, and the budget it frees goes to the others at theirs). Busy servers are
+    /// this active's targets, and any server whose heartbeat says it holds xmits, which
+    /// counts every nameservice's tasks (DESIGN §10): counting only its own, each active of a
+    /// federation gave each of its busy servers the whole budget, so two pools rebuilding on
+    /// different servers crossed at twice the budget.
     pub fn throttle_for(&self, node: BlockServerId, nodes: &[NodeView]) -> Throttle {
         let mut s = self.lock();
-        let Some(me) = nodes.iter().find(|n| n.id == node) else {
+        let planned = Self::plan_on(&mut s, Arc::from(nodes), None);
+        self.throttle_in(&mut s, node, &planned)
+    }
+
+    /// [`Self::throttle_for`] on the registry's `snapshot` (who is busy where as of the rack
+    /// map kept for it: at most [`crate::registry::SNAPSHOT_MAX_AGE`] old; a server's own
+    /// business is current).
+    pub fn throttle_on(&self, node: BlockServerId, snapshot: &Snapshot) -> Throttle {
+        let mut s = self.lock();
+        let planned = Self::planned(&mut s, snapshot);
+        self.throttle_in(&mut s, node, &planned)
+    }
+
+    fn throttle_in(&self, s: &mut State, node: BlockServerId, planned: &Planned) -> Throttle {
+        let map = &planned.map;
+        let (Some(me), Some(here)) = (map.node(node), map.place(node)) else {
             return Throttle::default();
         };
+        let busy = me.live && (s.flying(node) || me.storage.xmits_in_progress > 0);
         let State {
-            in_flight,
-            throttle,
-            shares,
-            ..
-        } = &mut *s;
-        // Servers rebuilding: this active's tasks, and any server whose heartbeat says it
-        // holds xmits, which counts every nameservice's tasks (DESIGN §10). Counting only its
-        // own, each active of a federation gave each of its busy servers the whole budget, so
-        // two pools rebuilding on different servers crossed at twice the budget.
-        let live: HashMap<BlockServerId, &NodeView> =
-            nodes.iter().filter(|n| n.live).map(|n| (n.id, n)).collect();
-        let busy: BTreeSet<BlockServerId> = in_flight
-            .values()
-            .filter(|f| !f.done)
-            .map(|f| f.target)
-            .chain(
-                nodes
-                    .iter()
-                    .filter(|n| n.storage.xmits_in_progress > 0)
-                    .map(|n| n.id),
-            )
-            .filter(|id| live.contains_key(id))
-            .collect();
-        let working = |member: &dyn Fn(&NodeView) -> bool| {
-            let live: Vec<&NodeView> = nodes.iter().filter(|n| n.live && member(n)).collect();
-            let with_work = live.iter().filter(|n| busy.contains(&n.id)).count() as u64;
-            if with_work > 0 {
-                with_work
-            } else {
-                live.len() as u64
-            }
+            throttle, shares, ..
+        } = s;
+        // Never more than what the other busy servers of the destination hold leaves; 0
+        // would mean unlimited: a server left nothing waits at 1 byte a second for its next
+        // heartbeat.
+        let mut share_of = |name: &str, to: Destination, budget: u64, divided_by: u64| {
+            let book = shares
+                .entry(name.to_owned())
+                .or_insert_with(|| Book::new(to));
+            let fair = (budget / divided_by.max(1)).max(1);
+            let share = fair
+                .min(budget.saturating_sub(book.held_by_others(node)))
+                .max(1);
+            book.set(node, busy.then_some(share));
+            share
         };
-        // What the other busy servers hold of `name`, and this server's share recorded.
-        // What the other busy servers of the budget's destination hold of `name`; servers
-        // gone from it (dead, or moved to another rack or datacenter) are forgotten.
-        let mut share_of =
-            |name: &str, budget: u64, fair: u64, member: &dyn Fn(&NodeView) -> bool| {
-                let sent = shares.entry(name.to_owned()).or_default();
-                sent.retain(|id, _| live.get(id).is_some_and(|n| member(n)));
-                let held: u64 = sent
-                    .iter()
-                    .filter(|(id, _)| **id != node && busy.contains(id))
-                    .map(|(_, b)| *b)
-                    .sum();
-                // 0 would mean unlimited: a server left nothing waits at 1 byte a second for
-                // its next heartbeat.
-                let share = fair.min(budget.saturating_sub(held)).max(1);
-                sent.insert(node, share);
-                share
-            };
         let mut budgets = Vec::new();
         for ((from, to), bps) in &throttle.rack_pairs {
             if *to != me.rack {
                 continue;
             }
-            let in_rack = |n: &NodeView| n.rack == *to;
-            let here = working(&in_rack).max(1);
             let name = format!("rack {from}>{to}");
+            let divided_by = planned.working.in_rack(here.rack);
             budgets.push(ByteBudget {
-                bytes_per_sec: share_of(&name, *bps, (bps / here).max(1), &in_rack),
+                bytes_per_sec: share_of(&name, Destination::Rack(to.clone()), *bps, divided_by),
                 name,
                 from_racks: vec![from.clone()],
             });
@@ -660,11 +821,17 @@ impl Scheduler {
             if my_dc != Some(to) {
                 continue;
             }
-            let in_datacenter = |n: &NodeView| throttle.racks.get(&n.rack).is_some_and(|d| d == to);
-            let here = working(&in_datacenter).max(1);
             let name = format!("datacenter {from}>{to}");
+            let divided_by = map
+                .datacenter_number(to)
+                .map_or(1, |dc| planned.working.in_datacenter(dc));
             budgets.push(ByteBudget {
-                bytes_per_sec: share_of(&name, *bps, (bps / here).max(1), &in_datacenter),
+                bytes_per_sec: share_of(
+                    &name,
+                    Destination::Datacenter(to.clone()),
+                    *bps,
+                    divided_by,
+                ),
                 name,
                 from_racks: throttle
                     .racks
@@ -704,243 +871,6 @@ impl Scheduler {
             },
             s.throttle.clone(),
         )
-    }
-}
-
-/// Racks and datacenters of the live servers.
-struct RackMap<'a> {
-    nodes: &'a [NodeView],
-    /// Whether `nodes` is in id order (the registry's is): lookups by id are then a binary
-    /// search; lookups per copy and candidate were linear.
-    sorted: bool,
-    /// The rack and datacenter of each of `nodes` (same positions), as numbers: distances
-    /// were string compares and map lookups, most of a heartbeat's planning.
-    places: Vec<Place>,
-    live_racks: BTreeSet<&'a str>,
-    /// Servers being decommissioned (their copies are leaving), found once per heartbeat's
-    /// planning rather than once per copy and candidate.
-    draining: BTreeSet<BlockServerId>,
-}
-
-/// A server's rack and datacenter, numbered within one [`RackMap`] (no datacenter: none
-/// mapped for its rack).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Place {
-    rack: u32,
-    datacenter: Option<u32>,
-}
-
-impl<'a> RackMap<'a> {
-    fn new(nodes: &'a [NodeView], throttle: &'a ThrottleSettings) -> Self {
-        let mut racks: HashMap<&str, u32> = HashMap::new();
-        let mut datacenters: HashMap<&str, u32> = HashMap::new();
-        let places = nodes
-            .iter()
-            .map(|n| {
-                let next = racks.len() as u32;
-                let rack = *racks.entry(n.rack.as_str()).or_insert(next);
-                let datacenter = throttle.racks.get(&n.rack).map(|dc| {
-                    let next = datacenters.len() as u32;
-                    *datacenters.entry(dc.as_str()).or_insert(next)
-                });
-                Place { rack, datacenter }
-            })
-            .collect();
-        Self {
-            nodes,
-            sorted: nodes.is_sorted_by_key(|n| n.id),
-            places,
-            // The racks a group can spread over: those with a server that takes new blocks.
-            live_racks: nodes
-                .iter()
-                .filter(|n| n.takes_new_blocks())
-                .map(|n| n.rack.as_str())
-                .collect(),
-            draining: nodes
-                .iter()
-                .filter(|n| n.admin == raftfs_core::namespace::admin_state::Admin::Decommissioning)
-                .map(|n| n.id)
-                .collect(),
-        }
-    }
-
-    /// The position of server `id` in `nodes`.
-    fn position(&self, id: BlockServerId) -> Option<usize> {
-        if self.sorted {
-            self.nodes.binary_search_by_key(&id, |n| n.id).ok()
-        } else {
-            self.nodes.iter().position(|n| n.id == id)
-        }
-    }
-
-    /// Where server `id` is.
-    fn place(&self, id: BlockServerId) -> Option<Place> {
-        self.position(id).and_then(|i| self.places.get(i).copied())
-    }
-
-    /// Whether `node` is being decommissioned (its copies are leaving).
-    fn draining(&self, node: BlockServerId) -> bool {
-        self.draining.contains(&node)
-    }
-
-    fn node(&self, id: BlockServerId) -> Option<&'a NodeView> {
-        self.position(id).and_then(|i| self.nodes.get(i))
-    }
-
-    fn rack_of(&self, node: BlockServerId) -> Option<u32> {
-        self.place(node).map(|p| p.rack)
-    }
-
-    /// 0 within a rack, 1 across racks of a datacenter (or of racks mapped to none), 2
-    /// across datacenters.
-    fn distance(a: Place, b: Place) -> u32 {
-        if a.rack == b.rack {
-            return 0;
-        }
-        match (a.datacenter, b.datacenter) {
-            (Some(x), Some(y)) if x != y => 2,
-            _ => 1,
-        }
-    }
-
-    /// [`Self::distance`] between two registered servers (1 when either is unknown).
-    fn distance_between(&self, a: BlockServerId, b: BlockServerId) -> u32 {
-        match (self.place(a), self.place(b)) {
-            (Some(a), Some(b)) => Self::distance(a, b),
-            _ => 1,
-        }
-    }
-
-    /// Of an erasure-coded group (`needed` > 1), a readable copy of the lost block itself: on a
-    /// server being decommissioned or in maintenance, whose copy no longer counts. It is
-    /// copied rather than decoded, one block read instead of k (HDFS likewise copies a
-    /// draining DataNode's internal blocks); the nearest to `target` first.
-    fn copy_of(
-        &self,
-        replicas: &[Replica],
-        lost: u32,
-        needed: usize,
-        target: Option<&NodeView>,
-    ) -> Option<BlockSource> {
-        if needed <= 1 {
-            return None;
-        }
-        replicas
-            .iter()
-            .filter(|r| r.index == lost)
-            .filter_map(|r| self.node(r.node).filter(|n| n.live))
-            .min_by_key(|n| {
-                (
-                    target.map_or(0, |t| self.distance_between(n.id, t.id)),
-                    n.storage.xmits_in_progress,
-                    n.id,
-                )
-            })
-            .map(|n| BlockSource {
-                index: lost,
-                node: n.id,
-                addr: n.addr.clone(),
-                rack: n.rack.clone(),
-            })
-    }
-
-    /// `needed` good copies of distinct other internal blocks, chosen at random (the
-    /// rack-blind baseline).
-    fn pick_random_sources(
-        &self,
-        replicas: &[Replica],
-        empty: &[u32],
-        lost: u32,
-        needed: usize,
-        rng: &mut impl rand::Rng,
-    ) -> Option<Vec<BlockSource>> {
-        use rand::seq::SliceRandom;
-        if let Some(copy) = self.copy_of(replicas, lost, needed, None) {
-            return Some(vec![copy]);
-        }
-        let mut shuffled: Vec<&Replica> = replicas
-            .iter()
-            .filter(|r| r.index != lost || needed == 1)
-            .collect();
-        shuffled.shuffle(rng);
-        let mut seen = BTreeSet::new();
-        let mut out: Vec<BlockSource> = Vec::new();
-        for index in empty {
-            if out.len() < needed && seen.insert(*index) {
-                out.push(BlockSource::zeros(*index, String::new()));
-            }
-        }
-        for r in shuffled {
-            if out.len() == needed {
-                break;
-            }
-            let Some(n) = self.node(r.node).filter(|n| n.live) else {
-                continue;
-            };
-            if needed > 1 && !seen.insert(r.index) {
-                continue;
-            }
-            out.push(BlockSource {
-                index: r.index,
-                node: n.id,
-                addr: n.addr.clone(),
-                rack: n.rack.clone(),
-            });
-        }
-        (out.len() == needed).then_some(out)
-    }
-
-    /// `needed` good copies of distinct other internal blocks, nearest to `target` first.
-    fn pick_sources(
-        &self,
-        replicas: &[Replica],
-        empty: &[u32],
-        lost: u32,
-        needed: usize,
-        target: &NodeView,
-    ) -> Option<Vec<BlockSource>> {
-        if let Some(copy) = self.copy_of(replicas, lost, needed, Some(target)) {
-            return Some(vec![copy]);
-        }
-        let here = self.place(target.id);
-        let mut candidates: Vec<(u32, &NodeView, u32)> = replicas
-            .iter()
-            .filter(|r| r.index != lost || needed == 1)
-            .filter_map(|r| {
-                let i = self.position(r.node)?;
-                let n = self.nodes.get(i).filter(|n| n.live)?;
-                let distance = match (self.places.get(i), here) {
-                    (Some(a), Some(b)) => Self::distance(*a, b),
-                    _ => 1,
-                };
-                Some((distance, n, r.index))
-            })
-            .collect();
-        // Nearest first; among equals, the least busy server, then the lowest index (data
-        // blocks before parity: no decoding work wasted on parity when data is there).
-        candidates.sort_by_key(|(d, n, i)| (*d, n.storage.xmits_in_progress, *i, n.id));
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for index in empty {
-            if out.len() < needed && seen.insert(*index) {
-                out.push(BlockSource::zeros(*index, target.rack.clone()));
-            }
-        }
-        for (_, n, index) in candidates {
-            if out.len() == needed {
-                break;
-            }
-            if needed > 1 && !seen.insert(index) {
-                continue;
-            }
-            out.push(BlockSource {
-                index,
-                node: n.id,
-                addr: n.addr.clone(),
-                rack: n.rack.clone(),
-            });
-        }
-        (out.len() == needed).then_some(out)
     }
 }
 

@@ -9,7 +9,8 @@
 //! arrived, so that a half-received report never makes blocks look lost.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use raftfs_runtime::Clock;
@@ -18,6 +19,35 @@ use raftfs_core::id::BlockServerId;
 use raftfs_core::namespace::admin_state::{Admin, AdminState};
 
 use crate::namespace::blocks::{Generation, GroupId};
+
+/// How old the view of the servers that heartbeat replies plan on may be
+/// ([`Registry::snapshot`]). Building it is O(servers) (a copy of every server's view): done
+/// at every heartbeat, 10,000 servers beating once a second made that 10,000 times a second.
+/// Liveness, storage and xmits in it are this much behind at most; registrations, admin
+/// changes and a dead server's return are seen at once.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(100);
+
+/// Every registered server as of one moment, shared by the heartbeats that plan on it.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// In id order.
+    pub nodes: Arc<[NodeView]>,
+    /// Which snapshot this is, unique in the process (the scheduler keys what it derives
+    /// from the servers by it).
+    pub number: u64,
+    taken: Instant,
+    version: u64,
+    placer: std::sync::OnceLock<crate::placement::Placer>,
+}
+
+impl Snapshot {
+    /// Placement over these servers, made at its first use (`AddBlock`s between two
+    /// snapshots share it).
+    pub fn placer(&self) -> &crate::placement::Placer {
+        self.placer
+            .get_or_init(|| crate::placement::Placer::new(&self.nodes))
+    }
+}
 
 /// Internal block positions a group can have (RS-10-4 has 14); reports of higher positions
 /// are kept but never asked for.
@@ -180,6 +210,12 @@ pub struct Registry {
     maintenance_min_live: usize,
     /// Liveness and report times are judged by this clock (the system's, or a simulator's).
     clock: Clock,
+    /// The last [`Snapshot`], reused while younger than [`SNAPSHOT_MAX_AGE`] and no change it
+    /// must show (`version`) happened since.
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
+    /// Bumped by every change a snapshot must show at once. Not under `inner`'s lock, so
+    /// that no code path holds both locks.
+    version: AtomicU64,
 }
 
 /// Milliseconds since the epoch by this server's clock (the time admin states are judged at).
@@ -194,6 +230,8 @@ impl Registry {
             dead_after,
             maintenance_min_live: 1,
             clock: Clock::System,
+            snapshot: Mutex::new(None),
+            version: AtomicU64::new(0),
         }
     }
 
@@ -241,7 +279,10 @@ impl Registry {
                 Some(AdminState::Decommissioning { since_ms }) if since_ms == since
             )
         });
-        inner.admin = states;
+        if inner.admin != states {
+            inner.admin = states;
+            self.changed();
+        }
     }
 
     /// The servers being decommissioned that a pass beginning now can judge: live, fully
@@ -295,8 +336,9 @@ impl Registry {
             if matches!(
                 inner.admin.get(&id),
                 Some(AdminState::Decommissioning { since_ms }) if *since_ms == since
-            ) {
-                inner.drain.insert(id, (since, n));
+            ) && inner.drain.insert(id, (since, n)) != Some((since, n))
+            {
+                self.changed();
             }
         }
     }
@@ -343,6 +385,7 @@ impl Registry {
         node.partial = None;
         node.fully_reported = None;
         node.registered_ms = self.clock.now_ms();
+        self.changed();
         Ok(())
     }
 
@@ -358,8 +401,16 @@ impl Registry {
             .nodes
             .get_mut(&id)
             .ok_or(RegistryError::UnknownNode(id))?;
+        let now = self.clock.now();
+        // Back from the dead, or volumes lost or added: placement must see it at once.
+        if now.duration_since(node.last_heartbeat) > self.dead_after
+            || (node.storage.volumes, node.storage.failed_volumes)
+                != (storage.volumes, storage.failed_volumes)
+        {
+            self.changed();
+        }
         node.storage = storage;
-        node.last_heartbeat = self.clock.now();
+        node.last_heartbeat = now;
         // A bounded share per reply: a large delete queues millions, which in one reply
         // would exceed what the blockserver decodes and lose the reply's tasks with it.
         let mut out = Vec::with_capacity(node.to_delete.len().min(MAX_DELETES_PER_HEARTBEAT));
@@ -464,7 +515,10 @@ impl Registry {
             .iter()
             .map(|r| ((r.group, r.index), Copy::from(r)))
             .collect();
-        node.fully_reported.get_or_insert_with(|| self.clock.now());
+        if node.fully_reported.is_none() {
+            node.fully_reported = Some(self.clock.now());
+            self.changed();
+        }
         for g in old {
             if let Some(set) = inner.by_group.get_mut(&g) {
                 set.remove(&id);
@@ -644,6 +698,36 @@ impl Registry {
             .filter(|(g, _, _)| *g == group)
             .map(|(_, i, n)| (*i, *n))
             .collect()
+    }
+
+    /// Every registered node, as of at most [`SNAPSHOT_MAX_AGE`] ago (what heartbeat replies
+    /// plan on; see there).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        let version = self.version.load(Ordering::Acquire);
+        let now = self.clock.now();
+        let mut cached = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = cached.as_ref()
+            && s.version == version
+            && now.duration_since(s.taken) < SNAPSHOT_MAX_AGE
+        {
+            return s.clone();
+        }
+        static NUMBERS: AtomicU64 = AtomicU64::new(1);
+        let number = NUMBERS.fetch_add(1, Ordering::Relaxed);
+        let fresh = Arc::new(Snapshot {
+            nodes: self.nodes().into(),
+            number,
+            taken: now,
+            version,
+            placer: std::sync::OnceLock::new(),
+        });
+        *cached = Some(fresh.clone());
+        fresh
+    }
+
+    /// Marks the snapshot out of date: a change it must show at once.
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Every registered node.

@@ -260,3 +260,83 @@ fn restamped_copies_count_before_their_report() {
         "unknown nodes ignored"
     );
 }
+
+/// Heartbeat replies plan on a snapshot of the servers that is reused for up to
+/// `SNAPSHOT_MAX_AGE`: storage and xmits may be that much behind, but a registration, an
+/// admin change, a full report completing, lost volumes and a dead server's return are seen
+/// at once; a server's death shows once the snapshot ages out.
+#[test]
+fn the_snapshot_is_reused_until_something_placement_must_see_changes() {
+    let (clock, hand) = raftfs_runtime::Clock::manual(1_000_000);
+    let r = Registry::new(Duration::from_secs(10)).with_clock(clock);
+    let room = Storage {
+        capacity: 100,
+        available: 100,
+        volumes: 2,
+        ..Storage::default()
+    };
+    for id in [1, 2] {
+        r.register(BlockServerId(id), "127.0.0.1:1", "r1", room)
+            .expect("register");
+    }
+    let first = r.snapshot();
+    assert_eq!(first.nodes.len(), 2);
+    // Storage and xmits: the same snapshot.
+    let busy = Storage {
+        available: 50,
+        xmits_in_progress: 3,
+        ..room
+    };
+    r.heartbeat(BlockServerId(1), busy).expect("heartbeat");
+    assert_eq!(r.snapshot().number, first.number);
+    // ... until it ages out.
+    hand.advance(SNAPSHOT_MAX_AGE);
+    let aged = r.snapshot();
+    assert_ne!(aged.number, first.number);
+    assert_eq!(aged.nodes[0].storage.xmits_in_progress, 3);
+    // Each of these is seen at once.
+    let mut last = aged.number;
+    let mut fresh = |what: &str| {
+        let n = r.snapshot().number;
+        assert_ne!(n, last, "{what} not seen at once");
+        last = n;
+    };
+    r.register(BlockServerId(3), "127.0.0.1:3", "r2", room)
+        .expect("register");
+    fresh("a registration");
+    r.full_report_part(BlockServerId(3), 1, 0, 1, &[blk(5, 0, 1)])
+        .expect("report");
+    fresh("a full report");
+    r.heartbeat(
+        BlockServerId(2),
+        Storage {
+            failed_volumes: 1,
+            ..room
+        },
+    )
+    .expect("heartbeat");
+    fresh("a failed volume");
+    r.set_admin(
+        1,
+        [(
+            BlockServerId(2),
+            AdminState::Decommissioning { since_ms: 1 },
+        )]
+        .into_iter()
+        .collect(),
+    );
+    fresh("an admin change");
+    // Server 1 falls silent past dead-after (the others beat), and comes back.
+    for _ in 0..3 {
+        hand.advance(Duration::from_secs(4));
+        for id in [2, 3] {
+            r.heartbeat(BlockServerId(id), room).expect("heartbeat");
+        }
+    }
+    let dead = r.snapshot();
+    assert!(!dead.nodes[0].live);
+    r.heartbeat(BlockServerId(1), room).expect("back");
+    let back = r.snapshot();
+    assert_ne!(back.number, dead.number, "a return not seen at once");
+    assert!(back.nodes[0].live);
+}

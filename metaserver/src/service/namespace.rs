@@ -280,11 +280,13 @@ impl NamespaceService {
                     block_bytes: file.block_size,
                     exclude,
                 };
-                let targets = placement::choose(
-                    &self.node.blocks.registry.nodes(),
-                    &req,
-                    &mut raftfs_runtime::simulation::rng(),
-                )?;
+                let targets = self
+                    .node
+                    .blocks
+                    .registry
+                    .snapshot()
+                    .placer()
+                    .choose(&req, &mut raftfs_runtime::simulation::rng())?;
                 Op::AddBlock {
                     path,
                     holder,
