@@ -43,6 +43,25 @@ const DEBT_SLICE: Duration = Duration::from_millis(100);
 /// Blocks per part of a full report (the blockserver's `report-split-blocks`).
 const REPORT_PART: usize = 10_000;
 
+/// How long a read from a server it cannot reach takes to fail (the worker's connect
+/// timeout): a task whose sources are across a lost link ends with an error after this.
+const UNREACHABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// A budget exceeded by more than this share in a simulated second is a violation.
+pub const BUDGET_TOLERANCE: f64 = 0.05;
+
+/// Faults planted in the simulated blockservers, to show that the checks can fail. Only the
+/// `bug-switches` build of `fleet-sim` offers them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// A task takes 1 xmit instead of its weight, and gives its weight back when it ends
+    /// (the accounting bug behind LINE's incident, HDFS-14353): the count goes negative,
+    /// the server reports less than it carries and is handed more.
+    pub unweighted_xmits: bool,
+    /// The server ignores its shares of the budgets (charges nothing to its buckets).
+    pub ignore_budgets: bool,
+}
+
 /// Groups of one kind the namespace holds.
 #[derive(Debug, Clone)]
 pub struct GroupKind {
@@ -70,6 +89,7 @@ pub struct Config {
     /// Bytes of the lost block a task rebuilds per step, its budgets charged per step (the
     /// worker charges each cell it reads: 1 MiB for RS-6-3-1024k).
     pub step_bytes: u64,
+    pub bugs: Bugs,
 }
 
 impl Config {
@@ -91,6 +111,7 @@ impl Config {
             scan_every: Duration::from_secs(1),
             scan_groups: 50_000,
             step_bytes: 1 << 20,
+            bugs: Bugs::default(),
         }
     }
 }
@@ -102,6 +123,13 @@ pub enum Fault {
     Kill(Vec<u32>),
     /// A budget change, as `metactl reconstruction throttle` makes it.
     Throttle(ThrottleChange),
+    /// The link between two datacenters (by number) carries nothing, either way: reads
+    /// across it fail. Heartbeats still reach the active (its control path is not this
+    /// link; an active cut off from half its servers is the loss of a datacenter).
+    LinkDown(usize, usize),
+    LinkUp(usize, usize),
+    /// These servers are decommissioned, as `metactl blockserver decommission` does it.
+    Decommission(Vec<u32>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -120,13 +148,47 @@ enum Event {
 struct Server {
     up: bool,
     budgets: Budgets,
-    /// The weight of the tasks it runs, as the real `Xmits` counts it.
-    xmits: u32,
+    /// Its xmits count: the weight of the tasks it runs, as the real `Xmits` counts it
+    /// (less, even negative, with [`Bugs::unweighted_xmits`]); it reports it clamped at 0.
+    xmits: i64,
+    /// The weight of the tasks it runs, whatever it reports.
+    carried: u32,
     /// Its running tasks: the active's task id -> the simulator's task key.
     running: BTreeMap<TaskId, u64>,
     /// Outcomes to send with the next heartbeat.
     outbox: Vec<TaskOutcome>,
     used: u64,
+}
+
+impl Server {
+    /// A task of `weight` ended or was stopped: its weight given back (by the real worker's
+    /// guard; with the planted bug, more than was taken) and the weight carried lowered.
+    /// Returns the count now.
+    fn give_back(&mut self, weight: u32) -> i64 {
+        self.xmits = self.xmits.saturating_sub(i64::from(weight));
+        self.carried = self.carried.saturating_sub(weight);
+        self.xmits
+    }
+}
+
+/// The largest value `history` gives a budget during `[from, to]` (seconds): the one in force
+/// at `from` and any set up to `to`. None when it was unlimited at some point of it.
+fn allowed(history: &[(f64, Option<u64>)], from: f64, to: f64) -> Option<u64> {
+    let at_start = history
+        .iter()
+        .rev()
+        .find(|(t, _)| *t <= from)
+        .map(|(_, v)| *v);
+    let during = history
+        .iter()
+        .filter(|(t, _)| *t > from && *t <= to)
+        .map(|(_, v)| *v);
+    let mut most = 0u64;
+    for v in at_start.into_iter().chain(during) {
+        most = most.max(v?);
+    }
+    // Before any budget was set, none applies.
+    at_start.is_some().then_some(most)
 }
 
 /// A task running on a simulated server.
@@ -150,6 +212,8 @@ struct Running {
     /// Cells per stripe from each rack (index), per the real read plan.
     cells: Vec<(usize, u32)>,
     uses: Vec<(Resource, f64)>,
+    /// A source is across a lost link: the step fails once the read times out.
+    unreachable: bool,
 }
 
 /// A fleet under simulation.
@@ -175,7 +239,42 @@ pub struct Fleet {
     /// When the fleet was last whole again after a loss.
     healthy_at: Option<Duration>,
     lost_at: Option<Duration>,
+    /// Links between datacenters that are down (lower number first).
+    cut: std::collections::BTreeSet<(usize, usize)>,
+    /// Servers being decommissioned, since when, and when the active found them all
+    /// decommissioned.
+    draining: Vec<u32>,
+    drain_started: Option<Duration>,
+    drained_at: Option<Duration>,
+    /// Each budget's value from a time on (seconds; none: unlimited).
+    budget_history: BTreeMap<String, Vec<(f64, Option<u64>)>>,
+    /// Groups (slots) with a block rebuilt since the start.
+    touched: std::collections::HashSet<usize>,
     record: Record,
+}
+
+/// What the run's checks found (see [`Outcome::checks`]).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Checks {
+    /// Of each budgeted pair, its busiest whole second over the budget in force then (a
+    /// change counts from a heartbeat and a scan round after it: the servers learn it at
+    /// their next heartbeat).
+    pub budget_peak_ratio: BTreeMap<String, f64>,
+    /// Of each budgeted pair, the seconds over its budget by more than
+    /// [`BUDGET_TOLERANCE`].
+    pub seconds_over_budget: BTreeMap<String, u64>,
+    /// The most weight any server carried at once, and the limit (`max-streams`).
+    pub max_xmits_carried: u32,
+    /// The lowest any server's xmits count went (below 0: it was given back more than it
+    /// took).
+    pub min_xmits: i64,
+    pub xmits_limit: u32,
+    /// Replies that handed out more weight than the server's room.
+    pub over_handed: u64,
+    /// Replies that served a group further from loss before one closer to it.
+    pub order_inversions: u64,
+    /// Whether every check holds.
+    pub pass: bool,
 }
 
 /// What a run ended with.
@@ -183,6 +282,10 @@ pub struct Fleet {
 pub struct Outcome {
     /// Simulated seconds from the first loss to full redundancy (none: not reached).
     pub seconds_to_healthy: Option<f64>,
+    /// Simulated seconds from a decommission to the active finding every server of it
+    /// decommissioned (none: not reached, or none asked).
+    pub seconds_to_decommissioned: Option<f64>,
+    pub checks: Checks,
     /// Internal blocks still short of a copy at the end.
     pub still_degraded: usize,
     pub simulated_s: f64,
@@ -222,6 +325,12 @@ impl Fleet {
             degraded: BTreeMap::new(),
             healthy_at: None,
             lost_at: None,
+            cut: std::collections::BTreeSet::new(),
+            draining: Vec::new(),
+            drain_started: None,
+            drained_at: None,
+            budget_history: BTreeMap::new(),
+            touched: std::collections::HashSet::new(),
             record: Record::default(),
             cfg,
         };
@@ -247,7 +356,7 @@ impl Fleet {
             available: capacity.saturating_sub(server.used),
             volumes: 1,
             failed_volumes: 0,
-            xmits_in_progress: server.xmits,
+            xmits_in_progress: u32::try_from(server.xmits.max(0)).unwrap_or(u32::MAX),
             pool_used: server.used,
         }
     }
@@ -408,16 +517,25 @@ impl Fleet {
                     self.fault(i)?;
                 }
             }
-            if faults_done == pending_faults && self.healthy_at.is_some() {
+            let healed = self.lost_at.is_none() || self.healthy_at.is_some();
+            let drained = self.drain_started.is_none() || self.drained_at.is_some();
+            let anything = self.lost_at.is_some() || self.drain_started.is_some();
+            if faults_done == pending_faults && anything && healed && drained {
                 break;
             }
         }
         (self.record.rss_end, self.record.rss_peak) = crate::record::memory();
+        let checks = self.checks();
         Ok(Outcome {
             seconds_to_healthy: match (self.lost_at, self.healthy_at) {
                 (Some(a), Some(b)) => Some((b - a).as_secs_f64()),
                 _ => None,
             },
+            seconds_to_decommissioned: match (self.drain_started, self.drained_at) {
+                (Some(a), Some(b)) => Some((b - a).as_secs_f64()),
+                _ => None,
+            },
+            checks,
             still_degraded: self.degraded.len(),
             simulated_s: self.secs(),
             record: self.record,
@@ -432,21 +550,106 @@ impl Fleet {
             Fault::Kill(victims) => self.kill(&victims),
             Fault::Throttle(change) => {
                 let settings = self.kv.throttle(&change)?;
-                for (from, to) in settings.rack_pairs.keys() {
-                    self.record
-                        .budgeted
-                        .entry(format!("rack {from}>{to}"))
-                        .or_default();
+                let mut now: BTreeMap<String, u64> = BTreeMap::new();
+                for ((from, to), bps) in &settings.rack_pairs {
+                    now.insert(format!("rack {from}>{to}"), *bps);
                 }
-                for (from, to) in settings.datacenter_pairs.keys() {
-                    self.record
-                        .budgeted
-                        .entry(format!("datacenter {from}>{to}"))
-                        .or_default();
+                for ((from, to), bps) in &settings.datacenter_pairs {
+                    now.insert(format!("datacenter {from}>{to}"), *bps);
                 }
+                let t = self.secs();
+                let names: Vec<String> = now
+                    .keys()
+                    .chain(self.budget_history.keys())
+                    .cloned()
+                    .collect();
+                for name in names {
+                    let value = now.get(&name).copied();
+                    let history = self.budget_history.entry(name.clone()).or_default();
+                    if history.last().map(|(_, v)| *v) != Some(value) {
+                        history.push((t, value));
+                    }
+                    self.record.budgeted.entry(name).or_default();
+                }
+            }
+            Fault::LinkDown(a, b) => {
+                self.cut.insert((a.min(b), a.max(b)));
+            }
+            Fault::LinkUp(a, b) => {
+                self.cut.remove(&(a.min(b), a.max(b)));
+            }
+            Fault::Decommission(servers) => {
+                let now_ms = Clock::Manual(self.clock.clone()).now_ms();
+                for s in &servers {
+                    self.kv.admin(
+                        Topology::id(*s),
+                        raftfs_core::namespace::admin_state::AdminChange::Decommission,
+                        now_ms,
+                    )?;
+                }
+                self.draining.extend(servers);
+                self.drain_started.get_or_insert(self.now());
+                self.drained_at = None;
             }
         }
         Ok(())
+    }
+
+    /// What the run's checks found: each budget's busiest second against the budget in
+    /// force, the weight carried against the limit, the hand-outs' order.
+    fn checks(&self) -> Checks {
+        let grace = (self.cfg.heartbeat + self.cfg.scan_every).as_secs_f64();
+        let mut c = Checks {
+            max_xmits_carried: self.record.max_xmits,
+            min_xmits: self.record.min_xmits,
+            xmits_limit: self.cfg.scheduler.max_streams,
+            over_handed: self.record.over_handed,
+            order_inversions: self.record.order_inversions,
+            ..Checks::default()
+        };
+        for (name, series) in &self.record.budgeted {
+            let history = self.budget_history.get(name).map_or(&[][..], Vec::as_slice);
+            let mut peak: f64 = 0.0;
+            let mut over = 0u64;
+            for (second, bytes) in series.per_second.iter().enumerate() {
+                let Some(allowed) = allowed(history, second as f64 - grace, second as f64 + 1.0)
+                else {
+                    continue;
+                };
+                let ratio = bytes / allowed.max(1) as f64;
+                peak = peak.max(ratio);
+                if ratio > 1.0 + BUDGET_TOLERANCE {
+                    over += 1;
+                }
+            }
+            c.budget_peak_ratio.insert(name.clone(), peak);
+            c.seconds_over_budget.insert(name.clone(), over);
+        }
+        c.pass = c.seconds_over_budget.values().all(|n| *n == 0)
+            && c.max_xmits_carried <= c.xmits_limit
+            && c.min_xmits >= 0
+            && c.over_handed == 0
+            && c.order_inversions == 0;
+        c
+    }
+
+    /// After a scan round: whether the active now finds every server being decommissioned
+    /// decommissioned.
+    fn note_drained(&mut self) {
+        if self.draining.is_empty() || self.drained_at.is_some() {
+            return;
+        }
+        let nodes = self.registry.nodes();
+        let done = self.draining.iter().all(|s| {
+            nodes
+                .binary_search_by_key(&Topology::id(*s), |n| n.id)
+                .ok()
+                .and_then(|i| nodes.get(i))
+                .is_some_and(|n| n.decommissioned())
+        });
+        if done {
+            self.drained_at = Some(self.now());
+        }
     }
 
     /// Servers stop: their tasks end with them, and every block they held is short a copy.
@@ -465,14 +668,28 @@ impl Fleet {
             let running: Vec<u64> = server.running.values().copied().collect();
             server.running.clear();
             server.xmits = 0;
+            server.carried = 0;
             for key in running {
                 if let Some(t) = self.tasks.remove(&key) {
                     self.load.leave(&t.uses);
                 }
             }
         }
+        let mut lost = vec![false; self.servers.len()];
+        for v in &victims {
+            if let Some(l) = lost.get_mut(*v as usize) {
+                *l = true;
+            }
+        }
         let groups = &self.kv.groups;
         for g in 0..groups.len() {
+            if !groups
+                .servers(g)
+                .iter()
+                .any(|s| lost.get(*s as usize).copied().unwrap_or(false))
+            {
+                continue;
+            }
             for v in &victims {
                 for (index, _) in groups.blocks_on(g, *v) {
                     *self.degraded.entry((g, index)).or_default() += 1;
@@ -497,6 +714,7 @@ impl Fleet {
         )?;
         self.record.scan_cpu_s += thread_cpu() - started;
         self.record.scan_rounds += 1;
+        self.note_drained();
         self.push(self.now() + self.cfg.scan_every, Event::Scan);
         Ok(())
     }
@@ -550,7 +768,8 @@ impl Fleet {
         for task_id in &orders.cancel {
             if let Some(key) = server.running.remove(task_id) {
                 if let Some(t) = self.tasks.remove(&key) {
-                    server.xmits = server.xmits.saturating_sub(t.task.weight);
+                    let now = server.give_back(t.task.weight);
+                    self.record.min_xmits = self.record.min_xmits.min(now);
                     self.load.leave(&t.uses);
                 }
                 self.record.tasks_cancelled += 1;
@@ -566,26 +785,41 @@ impl Fleet {
             let t = self.secs();
             self.record.budget_seen_s.entry(name.clone()).or_insert(t);
         }
-        let mut last_priority = 0;
+        // The order is judged among groups none of whose blocks was rebuilt since the loss
+        // (a partly rebuilt group is further from loss now than the scan that queued it saw).
+        let mut last_priority: Option<usize> = None;
         for task in orders.tasks {
-            let p = self
-                .kv
-                .groups
-                .slot_of(task.group)
-                .map_or(0, |slot| self.priority_of(slot));
-            if p < last_priority {
-                self.record.order_inversions += 1;
+            let slot = self.kv.groups.slot_of(task.group);
+            let p = slot.map_or(0, |slot| self.priority_of(slot));
+            let untouched = slot.is_some_and(|slot| !self.touched.contains(&slot));
+            if untouched {
+                if last_priority.is_some_and(|last| p < last) {
+                    self.record.order_inversions += 1;
+                }
+                last_priority = Some(p);
             }
-            last_priority = p;
             self.start(s, task, p);
         }
-        // The shares of the servers that rebuild (an idle server's share moves nothing).
+        // The shares of the servers that read across the budget (another's share moves
+        // nothing across it).
+        let topo = &self.cfg.topology;
         for name in &names {
             let sum: f64 = self
                 .servers
                 .iter()
-                .filter(|x| x.up && !x.running.is_empty())
-                .filter_map(|x| x.budgets.share_rate(name))
+                .enumerate()
+                .filter(|(_, x)| x.up)
+                .filter(|(at, x)| {
+                    let mine = topo.servers[*at];
+                    x.running.values().any(|key| {
+                        self.tasks.get(key).is_some_and(|t| {
+                            t.cells
+                                .iter()
+                                .any(|(rack, _)| budget_covers(name, topo, *rack, mine))
+                        })
+                    })
+                })
+                .filter_map(|(_, x)| x.budgets.share_rate(name))
                 .sum();
             let max = self.record.max_share_sum.entry(name.clone()).or_default();
             *max = max.max(sum);
@@ -637,8 +871,14 @@ impl Fleet {
             .policy
             .block_len(task.group_length, task.index as usize);
         let server = &mut self.servers[s as usize];
-        server.xmits = server.xmits.saturating_add(task.weight);
-        self.record.max_xmits = self.record.max_xmits.max(server.xmits);
+        let taken = if self.cfg.bugs.unweighted_xmits {
+            1
+        } else {
+            task.weight
+        };
+        server.xmits = server.xmits.saturating_add(i64::from(taken));
+        server.carried = server.carried.saturating_add(task.weight);
+        self.record.max_xmits = self.record.max_xmits.max(server.carried);
         let key = self.next_task;
         self.next_task += 1;
         server.running.insert(task.id, key);
@@ -659,6 +899,7 @@ impl Fleet {
                 sources,
                 cells,
                 uses,
+                unreachable: false,
             },
         );
         self.next_step(key);
@@ -736,10 +977,23 @@ impl Fleet {
         let bytes = self.cfg.step_bytes.min(t.len - t.done).max(1);
         let topo = &self.cfg.topology;
         let my_rack = topo.servers[t.server as usize];
+        let my_dc = topo.datacenter_of(my_rack);
+        if t.cells.iter().any(|(rack, _)| {
+            let dc = topo.datacenter_of(*rack);
+            self.cut.contains(&(dc.min(my_dc), dc.max(my_dc)))
+        }) {
+            t.step += 1;
+            t.unreachable = true;
+            let step = t.step;
+            self.push(self.now() + UNREACHABLE_AFTER, Event::Step(key, step));
+            return;
+        }
         let server = &mut self.servers[t.server as usize];
+        let ignore = self.cfg.bugs.ignore_budgets;
         t.tickets = t
             .cells
             .iter()
+            .filter(|_| !ignore)
             .map(|(rack, n)| {
                 let from = if *rack == my_rack {
                     ""
@@ -821,11 +1075,15 @@ impl Fleet {
         t.done += bytes;
         let step = t.step;
         let written_at = now + Duration::from_secs_f64(moving);
-        t.tickets = vec![
-            self.servers[t.server as usize]
-                .budgets
-                .charge_write(bytes, written_at),
-        ];
+        t.tickets = if self.cfg.bugs.ignore_budgets {
+            Vec::new()
+        } else {
+            vec![
+                self.servers[t.server as usize]
+                    .budgets
+                    .charge_write(bytes, written_at),
+            ]
+        };
         self.push(Duration::from_secs_f64(to), Event::Debt(key, step, false));
     }
 
@@ -837,7 +1095,9 @@ impl Fleet {
             return;
         }
         let source_lost = t.sources.iter().any(|s| !self.servers[*s as usize].up);
-        if source_lost {
+        if t.unreachable {
+            self.end(key, Some("a source is unreachable".into()));
+        } else if source_lost {
             self.end(key, Some("a source is gone".into()));
         } else if t.done >= t.len {
             self.end(key, None);
@@ -857,7 +1117,8 @@ impl Fleet {
         let s = t.server;
         let server = &mut self.servers[s as usize];
         server.running.remove(&t.task.id);
-        server.xmits = server.xmits.saturating_sub(t.task.weight);
+        let count = server.give_back(t.task.weight);
+        self.record.min_xmits = self.record.min_xmits.min(count);
         server.outbox.push(TaskOutcome {
             task_id: t.task.id,
             group: t.task.group,
@@ -878,11 +1139,13 @@ impl Fleet {
         // The registry knows the node: it registered at the start and never left.
         let _ = self.registry.incremental(Topology::id(s), &[added], &[]);
         self.record.blocks_rebuilt += 1;
+        self.touched.insert(t.slot);
         self.record.rebuilt(t.priority, self.secs());
         self.record.bytes_rebuilt += t.len as f64;
+        // The copy it replaces: on a server that is down, or being decommissioned.
         let gone = self.kv.groups.servers(t.slot).iter().copied().find(|x| {
             *x != NOWHERE
-                && !self.servers[*x as usize].up
+                && (!self.servers[*x as usize].up || self.draining.contains(x))
                 && self.slot_holds(t.slot, *x, t.task.index)
         });
         if let Some(from) = gone {

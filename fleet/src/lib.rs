@@ -22,5 +22,5 @@ pub mod namespace;
 pub mod record;
 pub mod topology;
 
-pub use fleet::{Config, Fault, Fleet, GroupKind, Outcome};
+pub use fleet::{Bugs, Checks, Config, Fault, Fleet, GroupKind, Outcome};
 pub use topology::{Rates, Topology};

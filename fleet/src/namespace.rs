@@ -220,6 +220,22 @@ impl FleetKv {
         Ok(settings)
     }
 
+    /// Applies an admin state change to `server` at `now_ms`, as the state machine applies
+    /// `metactl blockserver decommission` (the scan reads it from here).
+    pub fn admin(
+        &mut self,
+        server: BlockServerId,
+        change: raftfs_core::namespace::admin_state::AdminChange,
+        now_ms: u64,
+    ) -> anyhow::Result<()> {
+        let mut txn = Txn::new(&*self);
+        raftfs_core::namespace::admin_state::set(&mut txn, server, change, now_ms)
+            .map_err(|e| anyhow::anyhow!("admin change refused: {e}"))?;
+        let writes = txn.into_writes();
+        self.rest.commit(writes);
+        Ok(())
+    }
+
     fn group_key(key: &[u8]) -> Option<usize> {
         let id = u64::from_be_bytes(key.try_into().ok()?);
         usize::try_from(id.checked_sub(FIRST_GROUP_ID.0)?).ok()

@@ -95,6 +95,8 @@ pub struct Record {
     pub tasks_cancelled: u64,
     /// The most xmits any server reported, and its limit (`max-streams`).
     pub max_xmits: u32,
+    /// The lowest any server's xmits count went (it must never be negative).
+    pub min_xmits: i64,
     /// The most tasks any server ran at once.
     pub max_running: usize,
     /// The most tasks one heartbeat reply carried.

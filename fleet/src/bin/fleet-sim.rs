@@ -24,7 +24,7 @@ enum Command {
     },
     /// A fleet of any size: placed, reported, run for `--seconds` of simulated time with
     /// its faults; prints what it measured, and the real code's CPU time and memory.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// One run of the rebuild benchmark's cluster, with everything it measured.
     BenchRun {
         #[arg(long, default_value_t = 1)]
@@ -76,6 +76,30 @@ struct RunArgs {
     /// Budgets from the start: `FROM:TO=MBPS` between datacenters.
     #[arg(long)]
     dc_pair: Vec<String>,
+    /// A budget change at this second: `--change-rack-pair` and `--change-dc-pair` (a pair
+    /// set to 0 is removed).
+    #[arg(long)]
+    change_at: Option<u64>,
+    #[arg(long)]
+    change_rack_pair: Vec<String>,
+    #[arg(long)]
+    change_dc_pair: Vec<String>,
+    /// Decommission every server of this rack (by name) at `--at` seconds.
+    #[arg(long)]
+    decommission_rack: Option<String>,
+    /// Lose the link between two datacenters (`dc1:dc2`) at `--link-down-at` for
+    /// `--link-down-for` seconds.
+    #[arg(long)]
+    link_down: Option<String>,
+    #[arg(long, default_value_t = 0)]
+    link_down_at: u64,
+    #[arg(long, default_value_t = 3600)]
+    link_down_for: u64,
+    /// Plant a bug in the simulated blockservers, to see the checks fail:
+    /// `unweighted-xmits` (a task gives back 1 xmit, not its weight) or `ignore-budgets`.
+    #[cfg(feature = "bug-switches")]
+    #[arg(long)]
+    bug: Vec<String>,
     /// Leave out the per-second series from the output.
     #[arg(long)]
     summary: bool,
@@ -121,6 +145,14 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         ],
     );
     cfg.scheduler.rack_aware = !a.rack_blind;
+    #[cfg(feature = "bug-switches")]
+    for bug in &a.bug {
+        match bug.as_str() {
+            "unweighted-xmits" => cfg.bugs.unweighted_xmits = true,
+            "ignore-budgets" => cfg.bugs.ignore_budgets = true,
+            other => anyhow::bail!("unknown bug {other}: unweighted-xmits or ignore-budgets"),
+        }
+    }
     let setup = std::time::Instant::now();
     let mut fleet = Fleet::new(cfg)?;
     let setup_s = setup.elapsed().as_secs_f64();
@@ -131,6 +163,41 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     };
     if !change.rack_pairs.is_empty() || !change.datacenter_pairs.is_empty() {
         fleet.at(Duration::ZERO, Fault::Throttle(change));
+    }
+    if let Some(at) = a.change_at {
+        let change = raftfs_core::namespace::throttle::ThrottleChange {
+            rack_pairs: pairs(&a.change_rack_pair)?,
+            datacenter_pairs: pairs(&a.change_dc_pair)?,
+            ..Default::default()
+        };
+        fleet.at(Duration::from_secs(at), Fault::Throttle(change));
+    }
+    if let Some(rack) = &a.decommission_rack {
+        let r = topology
+            .rack_named(rack)
+            .ok_or_else(|| anyhow::anyhow!("no rack {rack}"))?;
+        fleet.at(
+            Duration::from_secs(a.at),
+            Fault::Decommission(topology.servers_of(r).collect()),
+        );
+    }
+    if let Some(link) = &a.link_down {
+        let dc = |name: &str| {
+            topology
+                .datacenters
+                .iter()
+                .position(|d| d == name)
+                .ok_or_else(|| anyhow::anyhow!("no datacenter {name}"))
+        };
+        let (x, y) = link
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("{link}: DC1:DC2"))?;
+        let (x, y) = (dc(x)?, dc(y)?);
+        fleet.at(Duration::from_secs(a.link_down_at), Fault::LinkDown(x, y));
+        fleet.at(
+            Duration::from_secs(a.link_down_at + a.link_down_for),
+            Fault::LinkUp(x, y),
+        );
     }
     let mut victims = Vec::new();
     if let Some(rack) = &a.kill_rack {
@@ -174,7 +241,7 @@ fn main() -> anyhow::Result<()> {
             let c = raftfs_fleet::calibration::calibrate(seed, seeds)?;
             println!("{}", serde_json::to_string_pretty(&c)?);
         }
-        Command::Run(a) => run(a)?,
+        Command::Run(a) => run(*a)?,
         Command::BenchRun { seed, run } => {
             use raftfs_fleet::calibration::Run;
             let run = match run.as_str() {

@@ -44,39 +44,36 @@ pub(super) struct Place {
     pub(super) datacenter: Option<u32>,
 }
 
-/// Of each rack and datacenter (by number), the live servers and those of them busy
-/// rebuilding: what a budget is divided by.
+/// Of each rack and datacenter (by number), the live servers, and those carrying work of
+/// another active (their xmits are more than this active's tasks on them weigh: another
+/// nameservice's rebuilds, whose reads this active cannot see).
 #[derive(Debug, Default)]
 pub(super) struct Working {
     live_by_rack: Vec<u64>,
-    busy_by_rack: Vec<u64>,
+    foreign_by_rack: Vec<u64>,
     live_by_datacenter: Vec<u64>,
-    busy_by_datacenter: Vec<u64>,
-    /// The live busy servers.
-    pub(super) busy: BTreeSet<BlockServerId>,
+    foreign_by_datacenter: Vec<u64>,
+    /// The live servers carrying another active's work.
+    pub(super) foreign: BTreeSet<BlockServerId>,
 }
 
 impl Working {
-    /// The servers a budget into rack `rack` is divided among: its busy ones, all its live
-    /// ones when none is busy; at least 1.
-    pub(super) fn in_rack(&self, rack: u32) -> u64 {
-        Self::pick(&self.busy_by_rack, &self.live_by_rack, rack as usize)
-    }
-
-    /// As [`Self::in_rack`], for datacenter `datacenter`.
-    pub(super) fn in_datacenter(&self, datacenter: u32) -> u64 {
-        Self::pick(
-            &self.busy_by_datacenter,
-            &self.live_by_datacenter,
-            datacenter as usize,
+    /// Live servers in rack `rack`, and those carrying another active's work.
+    pub(super) fn in_rack(&self, rack: u32) -> (u64, u64) {
+        let at = rack as usize;
+        (
+            self.live_by_rack.get(at).copied().unwrap_or(0),
+            self.foreign_by_rack.get(at).copied().unwrap_or(0),
         )
     }
 
-    fn pick(busy: &[u64], live: &[u64], at: usize) -> u64 {
-        match busy.get(at).copied().unwrap_or(0) {
-            0 => live.get(at).copied().unwrap_or(0).max(1),
-            n => n,
-        }
+    /// As [`Self::in_rack`], for datacenter `datacenter`.
+    pub(super) fn in_datacenter(&self, datacenter: u32) -> (u64, u64) {
+        let at = datacenter as usize;
+        (
+            self.live_by_datacenter.get(at).copied().unwrap_or(0),
+            self.foreign_by_datacenter.get(at).copied().unwrap_or(0),
+        )
     }
 }
 
@@ -130,33 +127,32 @@ impl RackMap {
         self.datacenters.get(name).copied()
     }
 
-    /// Who is live and who is busy where, `busy` being the servers with tasks of this
-    /// scheduler in flight (those whose heartbeat reports xmits count too: every
-    /// nameservice's tasks).
-    pub(super) fn working(&self, busy: impl Fn(BlockServerId) -> bool) -> Working {
+    /// Who is live where, and who carries another active's work: a server whose xmits
+    /// are more than `own(id)`, the weight of this active's tasks on it.
+    pub(super) fn working(&self, own: impl Fn(BlockServerId) -> u32) -> Working {
         let racks = self.by_rack.len();
         let datacenters = self.datacenters.len();
         let mut w = Working {
             live_by_rack: vec![0; racks],
-            busy_by_rack: vec![0; racks],
+            foreign_by_rack: vec![0; racks],
             live_by_datacenter: vec![0; datacenters],
-            busy_by_datacenter: vec![0; datacenters],
-            busy: BTreeSet::new(),
+            foreign_by_datacenter: vec![0; datacenters],
+            foreign: BTreeSet::new(),
         };
         for (n, p) in self.nodes.iter().zip(&self.places) {
             if !n.live {
                 continue;
             }
-            let is_busy = busy(n.id) || n.storage.xmits_in_progress > 0;
+            let foreign = n.storage.xmits_in_progress > own(n.id);
             let rack = p.rack as usize;
             bump(&mut w.live_by_rack, rack, true);
-            bump(&mut w.busy_by_rack, rack, is_busy);
+            bump(&mut w.foreign_by_rack, rack, foreign);
             if let Some(dc) = p.datacenter {
                 bump(&mut w.live_by_datacenter, dc as usize, true);
-                bump(&mut w.busy_by_datacenter, dc as usize, is_busy);
+                bump(&mut w.foreign_by_datacenter, dc as usize, foreign);
             }
-            if is_busy {
-                w.busy.insert(n.id);
+            if foreign {
+                w.foreign.insert(n.id);
             }
         }
         w
