@@ -48,9 +48,12 @@ pub fn orders(
 ) -> Orders {
     scheduler.enter_term(term);
     let snapshot = registry.snapshot();
+    // Judged before this reply's tasks count as the server's: xmits beyond this active's
+    // own tasks are another nameservice's work.
+    let foreign = xmits > scheduler.own_weight(node);
     Orders {
         tasks: scheduler.assign_on(node, xmits, &snapshot),
-        throttle: scheduler.throttle_on(node, &snapshot),
+        throttle: scheduler.throttle_on(node, foreign, &snapshot),
         cancel: scheduler.take_cancellations(node),
     }
 }

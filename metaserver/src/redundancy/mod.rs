@@ -298,7 +298,11 @@ pub fn scan_some<R: crate::namespace::kv::KvRead + ?Sized>(
         // Files of this page's groups (consecutive groups mostly share one).
         let mut files = std::collections::HashMap::new();
         for g in &page {
-            scan_group(kv, registry, g, &mut files, &mut pass.found, &counting)?;
+            let judged = Judged {
+                in_flight,
+                counting: &counting,
+            };
+            scan_group(kv, registry, g, &mut files, &mut pass.found, &judged)?;
         }
         if done {
             return Ok(Some(std::mem::take(pass).found));
@@ -316,16 +320,28 @@ pub fn scan_groups<R: crate::namespace::kv::KvRead + ?Sized>(
     kv: &R,
     registry: &Registry,
     groups: &[GroupId],
+    in_flight: &BTreeSet<GroupId>,
 ) -> Result<Scan, MetaError> {
     let mut found = Scan::default();
     let mut files = std::collections::HashMap::new();
     let counting = counting_now(registry);
+    let judged = Judged {
+        in_flight,
+        counting: &counting,
+    };
     for id in groups {
         if let Some(g) = blocks::load(kv, *id)? {
-            scan_group(kv, registry, &g, &mut files, &mut found, &counting)?;
+            scan_group(kv, registry, &g, &mut files, &mut found, &judged)?;
         }
     }
     Ok(found)
+}
+
+/// What a group is judged with beside the registry: the servers out of service, and the
+/// groups of the tasks in flight.
+struct Judged<'a> {
+    in_flight: &'a BTreeSet<GroupId>,
+    counting: &'a Counting,
 }
 
 /// The servers out of service now, as the registry holds their journaled states.
@@ -344,8 +360,9 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
     g: &BlockGroup,
     files: &mut std::collections::HashMap<InodeId, Option<Inode>>,
     found: &mut Scan,
-    counting: &Counting,
+    judged: &Judged<'_>,
 ) -> Result<(), MetaError> {
+    let counting = judged.counting;
     let Some(length) = g.length else {
         // A group being written keeps its servers: a drain ends after the file is closed
         // (as HDFS waits for open files on a decommissioning DataNode).
@@ -408,7 +425,9 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
         }
         return Ok(());
     }
-    if awaiting_reports(registry, g, &file, &policy, current, &need.missing) {
+    if !judged.in_flight.contains(&g.id)
+        && awaiting_reports(registry, g, &file, &policy, current, &need.missing)
+    {
         found.awaiting += 1;
         return Ok(());
     }
@@ -436,9 +455,12 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
 }
 
 /// Whether a group its file's last change closed moments ago lacks copies only because
-/// their incremental reports are still on their way: one of the live servers it was written
-/// to (for a missing block, or any replica's) has not reported its copy, and the file
-/// changed less than the registry's `dead-after` ago. The writer is told the group is
+/// their incremental reports are still on their way: it is the file's last closed group, one
+/// of the live servers it was written to (for a missing block, or any replica's) has not
+/// reported its copy, and the file changed less than the registry's `dead-after` ago (a
+/// group with a task in flight is never waited on: the scan would take its block for
+/// rebuilt). Only the last closed group: a file written for hours changes all along, and
+/// its older groups must not wait with it. The writer is told the group is
 /// complete when its targets have the bytes; their reports follow within a batch window
 /// (or, after a failed report, the next heartbeat), and a pass that runs in between would
 /// otherwise rebuild a copy that is about to be reported, leaving the group one copy over
@@ -453,6 +475,12 @@ fn awaiting_reports(
     current: Generation,
     missing: &[u32],
 ) -> bool {
+    // The group the file's last change closed: its last, or the one before an open last.
+    let open = usize::from(file.under_construction.is_some());
+    let last_closed = (file.block_groups as usize).checked_sub(1 + open);
+    if last_closed != Some(g.index as usize) {
+        return false;
+    }
     let now = registry.clock().now_ms();
     let grace = u64::try_from(registry.dead_after().as_millis()).unwrap_or(u64::MAX);
     let recent = file.mtime_ms <= now && now - file.mtime_ms < grace;
@@ -571,7 +599,7 @@ pub fn scan_step<R: crate::namespace::kv::KvRead + ?Sized>(
     let throttle = crate::namespace::throttle::load(kv)?;
     scheduler.set_throttle(throttle.clone());
     registry.set_admin(applied, crate::namespace::admin_state::load(kv)?);
-    let urgent_found = scan_groups(kv, registry, &urgent)?;
+    let urgent_found = scan_groups(kv, registry, &urgent, &in_flight)?;
     let rest = budget.saturating_sub(urgent.len()).max(1);
     let mut found = scan_some(kv, registry, &mut state.pass, &in_flight, rest)?;
     let checked = urgent_found.scanned;

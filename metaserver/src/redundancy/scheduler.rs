@@ -117,9 +117,9 @@ pub struct Work {
 pub const MIN_SHARE: u64 = 20 << 20;
 
 /// Most blocks one heartbeat's hand-out plans (chooses sources and judges whether its server
-/// is among the best targets): the rest wait for the server's next heartbeat. Work held up
-/// behind a budget split among as many servers as it may be stays at the head of the
-/// queue, and every heartbeat walked and planned the whole queue behind it (1.3 ms a
+/// is among the best targets); the next heartbeat goes on from there (`State::resume`).
+/// Work held up behind a budget split among as many servers as it may be stays at the head
+/// of the queue, and every heartbeat walked and planned the whole queue behind it (1.3 ms a
 /// heartbeat at 200 servers, measured by the fleet simulator).
 const MAX_PLANS: usize = 64;
 
@@ -163,6 +163,16 @@ struct State {
     /// rack queues hundreds of thousands). Back to 0 whenever a task leaves the flight
     /// without its block (it failed or timed out) or the queues change.
     fronts: [usize; 3],
+    /// Of each queue, where a heartbeat's hand-out stopped at [`MAX_PLANS`] (0: none): the
+    /// next one starts there and comes round to the front, so that work behind blocks no
+    /// server can take yet (a budget's readers all busy, no server with room) is reached.
+    resume: [usize; 3],
+    /// The lowest cost of rebuilding each block (by group, index, and whether only racks
+    /// within their share were considered) over every rack, on the rack map of `best_of`:
+    /// computed by the first heartbeat that plans the block, read by the next ones (each
+    /// computed it over every rack: 200 racks made a plan 30 µs and a heartbeat 2 ms).
+    best: HashMap<(GroupId, u32, bool), u32>,
+    best_of: Option<(u64, u64)>,
     /// The shares of each budget (by name) last sent to the busy servers.
     shares: BTreeMap<String, Book>,
     /// Bumped whenever `throttle` changes (the rack map depends on it).
@@ -197,9 +207,16 @@ impl State {
     }
 
     /// Which servers read across which budget, from the tasks in flight.
-    fn recount_crossing(&mut self) {
+    /// Tasks on servers that are dead take no reader's place (they would until they time
+    /// out, 300 s).
+    fn recount_crossing(&mut self, map: &RackMap) {
         let mut crossing: HashMap<String, BTreeSet<BlockServerId>> = HashMap::new();
-        for f in self.in_flight.values().filter(|f| !f.done) {
+        let live = |id: BlockServerId| map.node(id).is_some_and(|n| n.live);
+        for f in self
+            .in_flight
+            .values()
+            .filter(|f| !f.done && live(f.target))
+        {
             for (name, _) in crossed(&self.throttle, &f.reads, &f.rack) {
                 crossing.entry(name).or_default().insert(f.target);
             }
@@ -511,6 +528,7 @@ impl Scheduler {
         }
         s.queues = queues;
         s.fronts = [0; 3];
+        s.resume = [0; 3];
         s.unrecoverable = unrecoverable;
         s.install(throttle);
     }
@@ -536,6 +554,7 @@ impl Scheduler {
             queue.retain(|w| !newer.contains(&w.group));
         }
         s.fronts = [0; 3];
+        s.resume = [0; 3];
         s.recent.retain(|(_, _, w)| !newer.contains(&w.group));
         for (p, w) in work {
             s.recent.push((now, p, w.clone()));
@@ -620,7 +639,7 @@ impl Scheduler {
     fn plan_on(s: &mut State, nodes: Arc<[NodeView]>, key: Option<(u64, u64)>) -> Planned {
         let map = RackMap::new(nodes, &s.throttle);
         let working = map.working(|id| s.own_weight(id));
-        s.recount_crossing();
+        s.recount_crossing(&map);
         s.prune_shares(&map, &working);
         Planned { key, map, working }
     }
@@ -644,11 +663,21 @@ impl Scheduler {
         let deadline = self.clock.now() + self.config.task_timeout;
         let mut picked: Vec<Picked> = Vec::new();
         let mut fronts = s.fronts;
+        let mut resume = s.resume;
+        if planned.key.is_none() || s.best_of != planned.key {
+            s.best.clear();
+            s.best_of = planned.key;
+        }
+        let mut best = std::mem::take(&mut s.best);
         let mut plans = 0usize;
         'all: for (q, queue) in s.queues.iter().enumerate() {
             let start = fronts[q];
-            let mut leading = true;
-            for (position, w) in queue.iter().enumerate().skip(start) {
+            let from = resume[q].clamp(start, queue.len());
+            let mut leading = from == start;
+            for position in (from..queue.len()).chain(start..from) {
+                let Some(w) = queue.get(position) else {
+                    continue;
+                };
                 let flying = |s: &State, i: &u32| s.in_flight.contains_key(&(w.group, *i));
                 if leading && w.missing.iter().all(|i| flying(s, i)) {
                     fronts[q] = position + 1;
@@ -674,9 +703,10 @@ impl Scheduler {
                         .collect();
                     plans += 1;
                     if plans > MAX_PLANS {
+                        resume[q] = position;
                         break 'all;
                     }
-                    let Some(sources) = self.plan(w, *index, me, &busy, racks) else {
+                    let Some(sources) = self.plan(w, *index, me, &busy, racks, &mut best) else {
                         continue;
                     };
                     let mut reads: Vec<String> = sources
@@ -730,6 +760,8 @@ impl Scheduler {
             }
         }
         s.fronts = fronts;
+        s.resume = resume;
+        s.best = best;
         s.next_task = TaskId(s.next_task.0.saturating_add(picked.len() as u64));
         for p in picked {
             for name in p.crosses {
@@ -762,6 +794,7 @@ impl Scheduler {
         me: &NodeView,
         busy: &[BlockServerId],
         racks: &RackMap,
+        best_cost: &mut HashMap<(GroupId, u32, bool), u32>,
     ) -> Option<Vec<BlockSource>> {
         let holders: BTreeSet<BlockServerId> = w
             .replicas
@@ -856,18 +889,15 @@ impl Scheduler {
                 })
         };
         let (my_cost, mine) = cost_in(me)?;
-        let my_rack = racks.rack_of(me.id);
-        let best = candidates()
-            .filter(|(rack, _)| !mine_within || within(*rack))
-            .filter_map(|(rack, n)| {
-                if Some(rack) == my_rack {
-                    Some(my_cost)
-                } else {
-                    cost_in(n).map(|(c, _)| c)
-                }
-            })
-            .min()
-            .unwrap_or(my_cost);
+        let best = *best_cost
+            .entry((w.group, index, mine_within))
+            .or_insert_with(|| {
+                candidates()
+                    .filter(|(rack, _)| !mine_within || within(*rack))
+                    .filter_map(|(_, n)| cost_in(n).map(|(c, _)| c))
+                    .min()
+                    .unwrap_or(my_cost)
+            });
         if my_cost > best {
             return None;
         }
@@ -879,38 +909,55 @@ impl Scheduler {
         self.lock().cancel.remove(&node).unwrap_or_default()
     }
 
-    /// This node's share of the budgets: a pair's budget divided among the live servers of
-    /// the destination that have work in flight (all of them when none has), so that a
-    /// server without work does not hold one back; and never more than the other busy
-    /// servers' last shares leave of the budget, so that the shares in force add up to the
-    /// budget at most while they change (a server with a smaller share gets it at its next
-    /// heartbeat, and the budget it frees goes to the others at theirs). Busy servers are
-    /// this active's targets, and any server whose heartbeat says it holds xmits, which
-    /// counts every nameservice's tasks (DESIGN §10): counting only its own, each active of a
-    /// federation gave each of its busy servers the whole budget, so two pools rebuilding on
-    /// different servers crossed at twice the budget.
+    /// This node's share of the budgets: a pair's budget divided among the servers of the
+    /// destination that read across it (see the module's doc; all its live servers when none
+    /// does), so that a server without such work does not hold one back; and never more than
+    /// the other readers' last shares leave of the budget, so that the shares in force add
+    /// up to the budget at most while they change (a server with a smaller share gets it at
+    /// its next heartbeat, and the budget it frees goes to the others at theirs). Servers
+    /// whose xmits are more than this active's tasks on them weigh carry another
+    /// nameservice's work and count as readers of every budget of their destination (DESIGN
+    /// §10): counting only its own, each active of a federation gave each of its busy
+    /// servers the whole budget, so two pools rebuilding on different servers crossed at
+    /// twice the budget. Here the node's xmits are those of `nodes`.
     pub fn throttle_for(&self, node: BlockServerId, nodes: &[NodeView]) -> Throttle {
         let mut s = self.lock();
         let planned = Self::plan_on(&mut s, Arc::from(nodes), None);
-        self.throttle_in(&mut s, node, &planned)
+        let foreign = planned
+            .map
+            .node(node)
+            .is_some_and(|n| n.storage.xmits_in_progress > s.own_weight(node));
+        self.throttle_in(&mut s, node, &planned, foreign)
     }
 
-    /// [`Self::throttle_for`] on the registry's `snapshot` (who is busy where as of the rack
-    /// map kept for it: at most [`crate::registry::SNAPSHOT_MAX_AGE`] old; a server's own
-    /// business is current).
-    pub fn throttle_on(&self, node: BlockServerId, snapshot: &Snapshot) -> Throttle {
+    /// [`Self::throttle_for`] on the registry's `snapshot`, for a server that carries
+    /// another active's work when `foreign` (its heartbeat's xmits against
+    /// [`Self::own_weight`] before this reply's tasks); the others' as the rack map kept for
+    /// the snapshot found them (at most [`crate::registry::SNAPSHOT_MAX_AGE`] old).
+    pub fn throttle_on(&self, node: BlockServerId, foreign: bool, snapshot: &Snapshot) -> Throttle {
         let mut s = self.lock();
         let planned = Self::planned(&mut s, snapshot);
-        self.throttle_in(&mut s, node, &planned)
+        self.throttle_in(&mut s, node, &planned, foreign)
     }
 
-    fn throttle_in(&self, s: &mut State, node: BlockServerId, planned: &Planned) -> Throttle {
+    /// The weight of this scheduler's tasks running on `node`, as far as it knows.
+    pub fn own_weight(&self, node: BlockServerId) -> u32 {
+        self.lock().own_weight(node)
+    }
+
+    fn throttle_in(
+        &self,
+        s: &mut State,
+        node: BlockServerId,
+        planned: &Planned,
+        foreign: bool,
+    ) -> Throttle {
         let map = &planned.map;
         let (Some(me), Some(here)) = (map.node(node), map.place(node)) else {
             return Throttle::default();
         };
         // Another active's work on this server may cross any budget of its destination.
-        let foreign = me.live && me.storage.xmits_in_progress > s.own_weight(node);
+        let foreign = me.live && foreign;
         let State {
             throttle,
             shares,

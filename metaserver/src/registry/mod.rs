@@ -49,9 +49,23 @@ impl Snapshot {
     }
 }
 
-/// Internal block positions a group can have (RS-10-4 has 14); reports of higher positions
-/// are kept but never asked for.
-const MAX_INDEX: u32 = 32;
+/// Internal block positions a group can have (RS-10-4 has 14); a report of a higher
+/// position is refused whole (no block of that position can exist, and a peer reporting
+/// many of one group would make its copy list long).
+pub const MAX_INDEX: u32 = 32;
+
+/// Refuses a report that names a position no group can have.
+fn check_indices(blocks: &[Reported]) -> Result<(), RegistryError> {
+    match blocks.iter().find(|b| b.index >= MAX_INDEX) {
+        Some(b) => Err(RegistryError::Invalid(format!(
+            "block {} of group {}: positions stop at {}",
+            b.index,
+            b.group,
+            MAX_INDEX - 1
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// Why the registry refused a call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -266,10 +280,11 @@ pub struct Registry {
     /// Liveness and report times are judged by this clock (the system's, or a simulator's).
     clock: Clock,
     /// The last [`Snapshot`], reused while younger than [`SNAPSHOT_MAX_AGE`] and no change it
-    /// must show (`version`) happened since.
+    /// must show (`version`) happened since. Its lock is taken before `inner`'s (while a
+    /// snapshot is made), never after.
     snapshot: Mutex<Option<Arc<Snapshot>>>,
-    /// Bumped by every change a snapshot must show at once. Not under `inner`'s lock, so
-    /// that no code path holds both locks.
+    /// Bumped by every change a snapshot must show at once: an atomic, so that the changes,
+    /// made under `inner`'s lock, never take the snapshot's.
     version: AtomicU64,
 }
 
@@ -485,6 +500,8 @@ impl Registry {
         added: &[Reported],
         removed: &[Reported],
     ) -> Result<(), RegistryError> {
+        check_indices(added)?;
+        check_indices(removed)?;
         let mut inner = self.lock();
         let inner = &mut *inner;
         let node = inner
@@ -534,6 +551,7 @@ impl Registry {
                 "report part {part} of {parts}"
             )));
         }
+        check_indices(blocks)?;
         let mut inner = self.lock();
         let inner = &mut *inner;
         let node = inner

@@ -340,3 +340,19 @@ fn the_snapshot_is_reused_until_something_placement_must_see_changes() {
     assert_ne!(back.number, dead.number, "a return not seen at once");
     assert!(back.nodes[0].live);
 }
+
+/// A report naming a position no group can have is refused whole, and changes nothing.
+#[test]
+fn reports_of_impossible_positions_are_refused_whole() {
+    let r = registry();
+    let bad = [blk(7, 0, 5), blk(8, MAX_INDEX, 5)];
+    assert!(matches!(
+        r.incremental(BlockServerId(1), &bad, &[]),
+        Err(RegistryError::Invalid(_))
+    ));
+    assert!(matches!(
+        r.full_report_part(BlockServerId(1), 3, 0, 1, &bad),
+        Err(RegistryError::Invalid(_))
+    ));
+    assert!(r.replicas(GroupId(7), Generation::FIRST).is_empty());
+}

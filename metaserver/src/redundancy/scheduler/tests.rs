@@ -534,3 +534,85 @@ fn task_ids_are_unique_across_terms() {
     assert_eq!(first_task(3), TaskId((3 << 32) + 1));
     assert_eq!(first_task(4), TaskId((4 << 32) + 1));
 }
+
+/// An RS-6-3 group like [`work`], internal block 0 lost, whose other blocks are on servers
+/// `holders` (index i + 1 on `holders[i]`).
+fn work_on(group: u64, holders: &[u64]) -> Work {
+    let mut w = work();
+    w.group = GroupId(group);
+    w.replicas = holders
+        .iter()
+        .zip(1u32..)
+        .map(|(node, index)| Replica {
+            index,
+            node: BlockServerId(*node),
+            length: 6 << 20,
+            generation: Generation::FIRST,
+        })
+        .collect();
+    w
+}
+
+/// A budget is never split into shares under `MIN_SHARE`: past `budget / MIN_SHARE` servers
+/// reading across it, work that would cross it waits, and goes to a server already among
+/// them. A server rebuilding from its own side holds none of it back.
+#[test]
+fn a_budget_has_as_many_readers_as_min_share_allows() {
+    let s = scheduler(8);
+    let nodes = nodes(&[]);
+    // r1 -> r2 at twice MIN_SHARE: two readers at most.
+    let mut t = ThrottleSettings::default();
+    t.rack_pairs
+        .insert(("r1".into(), "r2".into()), 2 * MIN_SHARE);
+    // Three groups whose lost block the r2 servers rebuild from r1's and r3's copies.
+    let queued: Vec<(usize, Work)> = (0..3)
+        .map(|g| (2, work_on((1 << 20) + g, &[1, 3, 4, 6, 7, 9, 10, 12])))
+        .collect();
+    s.update(queued, &BTreeSet::new(), 0, t);
+    let crossing = |tasks: &[ReconstructionTask]| {
+        tasks
+            .iter()
+            .filter(|t| t.sources.iter().any(|src| src.rack == "r1"))
+            .count()
+    };
+    let first = s.assign(BlockServerId(2), 5, &nodes);
+    let second = s.assign(BlockServerId(5), 5, &nodes);
+    assert_eq!(
+        (crossing(&first), crossing(&second)),
+        (1, 1),
+        "{first:?} {second:?}"
+    );
+    // A third r2 server would make three readers: the last group waits.
+    assert!(s.assign(BlockServerId(8), 5, &nodes).is_empty());
+    // ... and goes to a reader with room.
+    assert_eq!(crossing(&s.assign(BlockServerId(2), 5, &nodes)), 1);
+    // The two readers share the budget; a third r2 server holds nothing back.
+    let share = |id| s.throttle_for(BlockServerId(id), &nodes).budgets[0].bytes_per_sec;
+    assert_eq!(share(2), MIN_SHARE);
+    assert_eq!(share(5), MIN_SHARE);
+}
+
+/// A heartbeat plans at most `MAX_PLANS` blocks, and the next goes on from where it
+/// stopped: work behind blocks this server cannot take is reached.
+#[test]
+fn work_behind_blocks_a_server_cannot_take_is_reached() {
+    let s = scheduler(8);
+    let nodes = nodes(&[]);
+    // 100 groups that server 2 holds a copy of (it may not take their lost block), then one
+    // it may.
+    let mut queued: Vec<(usize, Work)> = (0..100)
+        .map(|g| (2, work_on((1 << 20) + g, &[2, 3, 4, 5, 6, 7, 8, 9])))
+        .collect();
+    queued.push((2, work_on((1 << 20) + 100, &[3, 4, 5, 6, 7, 8, 9, 10])));
+    s.update(queued, &BTreeSet::new(), 0, ThrottleSettings::default());
+    let mut heartbeats = 0;
+    let task = loop {
+        heartbeats += 1;
+        assert!(heartbeats <= 3, "never reached");
+        if let Some(t) = s.assign(BlockServerId(2), 0, &nodes).pop() {
+            break t;
+        }
+    };
+    assert_eq!(task.group, GroupId((1 << 20) + 100));
+    assert_eq!(heartbeats, 2, "the first heartbeat stopped at MAX_PLANS");
+}
