@@ -892,8 +892,22 @@ impl Scheduler {
         let best = *best_cost
             .entry((w.group, index, mine_within))
             .or_insert_with(|| {
+                // A target's cost depends on where the sources are from it: every rack of a
+                // datacenter that holds none costs the same, so only the racks holding one
+                // and the first other rack of each datacenter are costed (all 200 racks of
+                // a fleet were, for every block).
+                let holding: BTreeSet<u32> = w
+                    .replicas
+                    .iter()
+                    .filter_map(|r| racks.rack_of(r.node))
+                    .collect();
+                let mut datacenters = BTreeSet::new();
                 candidates()
                     .filter(|(rack, _)| !mine_within || within(*rack))
+                    .filter(|(rack, n)| {
+                        holding.contains(rack)
+                            || datacenters.insert(racks.place(n.id).and_then(|p| p.datacenter))
+                    })
                     .filter_map(|(_, n)| cost_in(n).map(|(c, _)| c))
                     .min()
                     .unwrap_or(my_cost)
