@@ -123,6 +123,15 @@ pub const MIN_SHARE: u64 = 20 << 20;
 /// heartbeat at 200 servers, measured by the fleet simulator).
 const MAX_PLANS: usize = 64;
 
+/// Most queued entries one heartbeat's hand-out walks, planned or not (entries whose blocks
+/// are all in flight are passed over, but each is a lookup: past a resumed position, a
+/// rebuild's whole queue was walked at every heartbeat).
+const MAX_VISITS: usize = 512;
+
+/// How long a block's best target cost is reused: a server that left or filled up since
+/// may leave the block unhanded for that long.
+const BEST_COST_AGE: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 struct InFlight {
     task_id: TaskId,
@@ -168,11 +177,12 @@ struct State {
     /// server can take yet (a budget's readers all busy, no server with room) is reached.
     resume: [usize; 3],
     /// The lowest cost of rebuilding each block (by group, index, and whether only racks
-    /// within their share were considered) over every rack, on the rack map of `best_of`:
-    /// computed by the first heartbeat that plans the block, read by the next ones (each
-    /// computed it over every rack: 200 racks made a plan 30 µs and a heartbeat 2 ms).
+    /// within their share were considered) over every rack: computed by the first heartbeat
+    /// that plans the block, read by the next ones until [`BEST_COST_AGE`] has passed since
+    /// `best_since` or the queues change (each heartbeat computed it over every rack: 200
+    /// racks made a plan 30 µs and a heartbeat 2 ms).
     best: HashMap<(GroupId, u32, bool), u32>,
-    best_of: Option<(u64, u64)>,
+    best_since: Option<Instant>,
     /// The shares of each budget (by name) last sent to the busy servers.
     shares: BTreeMap<String, Book>,
     /// Bumped whenever `throttle` changes (the rack map depends on it).
@@ -529,6 +539,7 @@ impl Scheduler {
         s.queues = queues;
         s.fronts = [0; 3];
         s.resume = [0; 3];
+        s.best.clear();
         s.unrecoverable = unrecoverable;
         s.install(throttle);
     }
@@ -555,6 +566,7 @@ impl Scheduler {
         }
         s.fronts = [0; 3];
         s.resume = [0; 3];
+        s.best.clear();
         s.recent.retain(|(_, _, w)| !newer.contains(&w.group));
         for (p, w) in work {
             s.recent.push((now, p, w.clone()));
@@ -664,12 +676,17 @@ impl Scheduler {
         let mut picked: Vec<Picked> = Vec::new();
         let mut fronts = s.fronts;
         let mut resume = s.resume;
-        if planned.key.is_none() || s.best_of != planned.key {
+        let now = self.clock.now();
+        if planned.key.is_none()
+            || s.best_since
+                .is_none_or(|t| now.saturating_duration_since(t) >= BEST_COST_AGE)
+        {
             s.best.clear();
-            s.best_of = planned.key;
+            s.best_since = Some(now);
         }
         let mut best = std::mem::take(&mut s.best);
         let mut plans = 0usize;
+        let mut visits = 0usize;
         'all: for (q, queue) in s.queues.iter().enumerate() {
             let start = fronts[q];
             let from = resume[q].clamp(start, queue.len());
@@ -684,6 +701,11 @@ impl Scheduler {
                     continue;
                 }
                 leading = false;
+                visits += 1;
+                if visits > MAX_VISITS {
+                    resume[q] = position;
+                    break 'all;
+                }
                 for index in &w.missing {
                     if room == 0 {
                         break 'all;
