@@ -395,9 +395,19 @@ impl PartialCell {
     }
 }
 
+/// A group no longer than its policy holds with blocks of [`MAX_BLOCK_SIZE`], and none of
+/// whose internal blocks is longer: with a cell that does not divide `MAX_BLOCK_SIZE` (a
+/// 3 KiB cell), a group of k blocks' worth puts up to a cell more in its first blocks (found
+/// by the `partial_plan` fuzz target).
 fn check_length(policy: &StoragePolicy, length: u64) -> Result<(), InvalidTask> {
     let max = policy.group_capacity(MAX_BLOCK_SIZE);
-    if length > max {
+    let longest = || {
+        (0..policy.width())
+            .map(|i| policy.block_len(length, i))
+            .max()
+            .unwrap_or(0)
+    };
+    if length > max || longest() > MAX_BLOCK_SIZE {
         return Err(InvalidTask::GroupTooLong {
             policy: policy.to_string(),
             length,
@@ -631,6 +641,15 @@ mod tests {
         ));
         let mut t = replica_task();
         t.group_length = MAX_BLOCK_SIZE + 1;
+        assert!(matches!(
+            t.validate(),
+            Err(InvalidTask::GroupTooLong { .. })
+        ));
+        // 3 KiB cells do not divide the largest block: 6 blocks' worth overfills block 0.
+        let mut t = rs63_task();
+        t.policy = "RS-6-3-3k".parse().expect("policy");
+        t.group_length = 6 * MAX_BLOCK_SIZE;
+        assert!(t.policy.block_len(t.group_length, 0) > MAX_BLOCK_SIZE);
         assert!(matches!(
             t.validate(),
             Err(InvalidTask::GroupTooLong { .. })
