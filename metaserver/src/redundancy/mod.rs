@@ -789,13 +789,21 @@ mod tests {
     /// A generated namespace of `files` files (one group each), opened: its directory, shape
     /// and DB.
     fn generated(files: u64) -> (tempfile::TempDir, crate::generate::Shape, rocksdb::DB) {
+        generated_at(files, 1)
+    }
+
+    /// [`generated`], every file changed at `now_ms`.
+    fn generated_at(
+        files: u64,
+        now_ms: u64,
+    ) -> (tempfile::TempDir, crate::generate::Shape, rocksdb::DB) {
         let dir = tempfile::tempdir().expect("tempdir");
         let shape = crate::generate::Shape {
             files,
             ..crate::generate::Shape::default()
         };
         let sm = dir.path().join("sm");
-        crate::generate::generate(&sm, &shape, 1).expect("generate");
+        crate::generate::generate(&sm, &shape, now_ms).expect("generate");
         let names: Vec<&str> = crate::namespace::kv::Cf::ALL
             .iter()
             .map(|c| c.name())
@@ -908,18 +916,7 @@ mod tests {
         let start_ms = 1_000_000;
         // The files were closed 11 s after the servers registered.
         let closed_ms = start_ms + 11_000;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let shape = crate::generate::Shape {
-            files: 5,
-            ..crate::generate::Shape::default()
-        };
-        let sm = dir.path().join("sm");
-        crate::generate::generate(&sm, &shape, closed_ms).expect("generate");
-        let names: Vec<&str> = crate::namespace::kv::Cf::ALL
-            .iter()
-            .map(|c| c.name())
-            .collect();
-        let db = crate::journal::rocks::open(&sm, &names, &Default::default()).expect("open");
+        let (_dir, shape, db) = generated_at(5, closed_ms);
         let kv = crate::journal::rocks::LiveKv(&db);
         let (clock, hand) = raftfs_runtime::Clock::manual(start_ms);
         let room = Storage {
