@@ -786,6 +786,20 @@ mod tests {
             .collect()
     }
 
+    /// The active's registry (dead after 10 s) and scheduler (4 streams) on `clock`.
+    fn active_on(clock: &raftfs_runtime::Clock) -> (Registry, scheduler::Scheduler) {
+        let dead_after = std::time::Duration::from_secs(10);
+        let registry = Registry::new(dead_after).with_clock(clock.clone());
+        let scheduler = scheduler::Scheduler::new(scheduler::SchedulerConfig {
+            max_streams: 4,
+            xmits_weight: 0.5,
+            task_timeout: std::time::Duration::from_secs(300),
+            rack_aware: true,
+        })
+        .with_clock(clock.clone());
+        (registry, scheduler)
+    }
+
     /// A generated namespace of `files` files (one group each), opened: its directory, shape
     /// and DB.
     fn generated(files: u64) -> (tempfile::TempDir, crate::generate::Shape, rocksdb::DB) {
@@ -825,14 +839,7 @@ mod tests {
         let (_dir, shape, db) = generated(50);
         let kv = crate::journal::rocks::LiveKv(&db);
         let (clock, hand) = raftfs_runtime::Clock::manual(1_000_000);
-        let registry = Registry::new(Duration::from_secs(10)).with_clock(clock.clone());
-        let scheduler = scheduler::Scheduler::new(scheduler::SchedulerConfig {
-            max_streams: 4,
-            xmits_weight: 0.5,
-            task_timeout: Duration::from_secs(300),
-            rack_aware: true,
-        })
-        .with_clock(clock);
+        let (registry, scheduler) = active_on(&clock);
         let held = GroupId(FIRST_GROUP_ID.0 + 7);
         let room = Storage {
             capacity: 1 << 40,
@@ -934,14 +941,7 @@ mod tests {
             generation: Generation::FIRST,
         };
         let cluster = || {
-            let registry = Registry::new(Duration::from_secs(10)).with_clock(clock.clone());
-            let scheduler = scheduler::Scheduler::new(scheduler::SchedulerConfig {
-                max_streams: 4,
-                xmits_weight: 0.5,
-                task_timeout: Duration::from_secs(300),
-                rack_aware: true,
-            })
-            .with_clock(clock.clone());
+            let (registry, scheduler) = active_on(&clock);
             for id in 1..=4 {
                 registry
                     .register(BlockServerId(id), &format!("127.0.0.1:{id}"), "r1", room)
