@@ -225,10 +225,10 @@ impl Member {
     }
 
     /// [`Member::stop`], then waits, up to [`STORE_CLOSE_GRACE`], for tasks that still hold
-    /// a store (Raft's state machine worker, a blocking write finishing) to let go of it, so
-    /// that a member can be started again on this directory in the same process (RocksDB
-    /// locks a directory per process). The caller must have dropped its own clones of the
-    /// node ([`Member::node`]); a server process, which exits after the stop, has no need.
+    /// a store (Raft's state machine worker, a blocking write finishing) to let go of it, and
+    /// closes it, so that a member can be started again on this directory in the same process
+    /// (RocksDB locks a directory per process). The caller must have dropped its own clones of
+    /// the node ([`Member::node`]); a server process, which exits after the stop, has no need.
     pub async fn stop_and_close(self) {
         let Member {
             node,
@@ -236,16 +236,42 @@ impl Member {
             log_db,
         } = self;
         Self::stop_parts(&node, workers).await;
-        let sm_db = Arc::downgrade(&node.sm.db());
-        drop(node);
         let deadline = tokio::time::Instant::now() + STORE_CLOSE_GRACE;
-        while sm_db.strong_count() > 0 || log_db.strong_count() > 0 {
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!("a store is still open after the member stopped");
+        let sm_db = node.sm.db();
+        drop(node);
+        close_when_released("state machine", sm_db, deadline).await;
+        if let Some(log_db) = log_db.upgrade() {
+            close_when_released("log", log_db, deadline).await;
+        }
+    }
+}
+
+/// Waits, until `deadline`, to hold the last reference to `db`, then closes it here. That
+/// the other references are gone does not mean the store is closed: whoever drops the last
+/// one closes it, and a RocksDB close waits for the flushes and compactions under way (many
+/// seconds on a busy machine after large writes), holding the directory's lock until it
+/// returns. Found when a stopped member's directory, opened again, was still locked.
+async fn close_when_released(
+    store: &'static str,
+    mut db: Arc<rocksdb::DB>,
+    deadline: tokio::time::Instant,
+) {
+    loop {
+        // Atomic: no other holder can clone it (or upgrade a weak reference) in between.
+        match Arc::try_unwrap(db) {
+            Ok(db) => {
+                if let Err(e) = raftfs_runtime::simulation::blocking(move || drop(db)).await {
+                    tracing::warn!(store, error = %e, "closing a store");
+                }
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            Err(shared) => db = shared,
         }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(store, "a store is still open after the member stopped");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
