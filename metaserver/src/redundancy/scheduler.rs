@@ -57,7 +57,7 @@ use crate::namespace::blocks::GroupId;
 use crate::namespace::throttle::ThrottleSettings;
 use crate::registry::{NodeView, Replica, Snapshot};
 
-use racks::{RackMap, Working};
+use racks::{Place, RackMap, Working};
 
 use super::expected_len;
 
@@ -132,6 +132,67 @@ const MAX_VISITS: usize = 512;
 /// may leave the block unhanded for that long.
 const BEST_COST_AGE: Duration = Duration::from_secs(1);
 
+/// The best targets found of the blocks planned lately (see [`State::best`]).
+#[derive(Debug, Default)]
+struct Best {
+    /// The lowest cost of rebuilding each block (by group, index, and whether only racks
+    /// within their share were considered).
+    cost: HashMap<(GroupId, u32, bool), u32>,
+    /// Of each block, the racks that had that cost.
+    admits: HashMap<(GroupId, u32), Admits>,
+}
+
+impl Best {
+    fn clear(&mut self) {
+        self.cost.clear();
+        self.admits.clear();
+    }
+}
+
+/// The racks among a block's best targets when they were found: those holding a source that
+/// had the best cost, and the datacenters whose racks holding none had it (such racks all
+/// cost the same: one of each was costed). A server elsewhere is not planned for the block
+/// (its plan would find its cost higher) until they are found again.
+#[derive(Debug, Default)]
+struct Admits {
+    holding: Vec<u32>,
+    racks: Vec<u32>,
+    datacenters: Vec<Option<u32>>,
+}
+
+impl Admits {
+    /// Adds the racks of `costs` (rack, its datacenter, cost) that cost `best`; `holding`
+    /// are the racks holding a source.
+    fn add(&mut self, costs: &[(u32, Option<u32>, u32)], best: u32, holding: &BTreeSet<u32>) {
+        for rack in holding {
+            if !self.holding.contains(rack) {
+                self.holding.push(*rack);
+            }
+        }
+        for (rack, datacenter, cost) in costs {
+            if *cost != best {
+                continue;
+            }
+            if holding.contains(rack) {
+                if !self.racks.contains(rack) {
+                    self.racks.push(*rack);
+                }
+            } else if !self.datacenters.contains(datacenter) {
+                self.datacenters.push(*datacenter);
+            }
+        }
+    }
+
+    /// Whether a server at `place` may be among the best targets.
+    fn admits(&self, place: Place) -> bool {
+        if self.holding.contains(&place.rack) {
+            self.racks.contains(&place.rack)
+        } else {
+            self.datacenters.contains(&place.datacenter)
+        }
+    }
+}
+
 #[derive(Debug)]
 struct InFlight {
     task_id: TaskId,
@@ -176,12 +237,12 @@ struct State {
     /// next one starts there and comes round to the front, so that work behind blocks no
     /// server can take yet (a budget's readers all busy, no server with room) is reached.
     resume: [usize; 3],
-    /// The lowest cost of rebuilding each block (by group, index, and whether only racks
-    /// within their share were considered) over every rack: computed by the first heartbeat
+    /// The lowest cost of rebuilding each block over every rack, and the racks that had it:
+    /// computed by the first heartbeat
     /// that plans the block, read by the next ones until [`BEST_COST_AGE`] has passed since
     /// `best_since` or the queues change (each heartbeat computed it over every rack: 200
     /// racks made a plan 30 µs and a heartbeat 2 ms).
-    best: HashMap<(GroupId, u32, bool), u32>,
+    best: Best,
     best_since: Option<Instant>,
     /// The shares of each budget (by name) last sent to the busy servers.
     shares: BTreeMap<String, Book>,
@@ -685,6 +746,7 @@ impl Scheduler {
             s.best_since = Some(now);
         }
         let mut best = std::mem::take(&mut s.best);
+        let my_place = racks.place(node);
         let mut plans = 0usize;
         let mut visits = 0usize;
         'all: for (q, queue) in s.queues.iter().enumerate() {
@@ -723,6 +785,15 @@ impl Scheduler {
                         .filter_map(|i| s.in_flight.get(&(w.group, i)).map(|f| f.target))
                         .chain(picked.iter().filter(|p| p.group == w.group).map(|_| node))
                         .collect();
+                    // A rack not among the block's best targets when they were last found
+                    // is passed over without a plan: at 10,000 servers, nearly every server
+                    // planned 64 blocks per heartbeat to find none its own (312 µs).
+                    if let (Some(admits), Some(place)) =
+                        (best.admits.get(&(w.group, *index)), my_place)
+                        && !admits.admits(place)
+                    {
+                        continue;
+                    }
                     plans += 1;
                     if plans > MAX_PLANS {
                         resume[q] = position;
@@ -816,7 +887,7 @@ impl Scheduler {
         me: &NodeView,
         busy: &[BlockServerId],
         racks: &RackMap,
-        best_cost: &mut HashMap<(GroupId, u32, bool), u32>,
+        best_cost: &mut Best,
     ) -> Option<Vec<BlockSource>> {
         let holders: BTreeSet<BlockServerId> = w
             .replicas
@@ -911,9 +982,10 @@ impl Scheduler {
                 })
         };
         let (my_cost, mine) = cost_in(me)?;
-        let best = *best_cost
-            .entry((w.group, index, mine_within))
-            .or_insert_with(|| {
+        let key = (w.group, index, mine_within);
+        let best = match best_cost.cost.get(&key) {
+            Some(cost) => *cost,
+            None => {
                 // A target's cost depends on where the sources are from it: every rack of a
                 // datacenter that holds none costs the same, so only the racks holding one
                 // and the first other rack of each datacenter are costed (all 200 racks of
@@ -924,16 +996,27 @@ impl Scheduler {
                     .filter_map(|r| racks.rack_of(r.node))
                     .collect();
                 let mut datacenters = BTreeSet::new();
-                candidates()
+                let costs: Vec<(u32, Option<u32>, u32)> = candidates()
                     .filter(|(rack, _)| !mine_within || within(*rack))
-                    .filter(|(rack, n)| {
-                        holding.contains(rack)
-                            || datacenters.insert(racks.place(n.id).and_then(|p| p.datacenter))
+                    .filter_map(|(rack, n)| {
+                        let datacenter = racks.place(n.id).and_then(|p| p.datacenter);
+                        (holding.contains(&rack) || datacenters.insert(datacenter))
+                            .then_some((rack, datacenter, n))
                     })
-                    .filter_map(|(_, n)| cost_in(n).map(|(c, _)| c))
-                    .min()
-                    .unwrap_or(my_cost)
-            });
+                    .filter_map(|(rack, datacenter, n)| {
+                        cost_in(n).map(|(c, _)| (rack, datacenter, c))
+                    })
+                    .collect();
+                let best = costs.iter().map(|c| c.2).min().unwrap_or(my_cost);
+                best_cost.cost.insert(key, best);
+                best_cost
+                    .admits
+                    .entry((w.group, index))
+                    .or_default()
+                    .add(&costs, best, &holding);
+                best
+            }
+        };
         if my_cost > best {
             return None;
         }

@@ -356,3 +356,90 @@ fn reports_of_impossible_positions_are_refused_whole() {
     ));
     assert!(r.replicas(GroupId(7), Generation::FIRST).is_empty());
 }
+
+/// What the registry's compact records cannot hold is refused whole, not truncated: a
+/// length past `MAX_BLOCK_SIZE`, a group id past the keys' limit.
+#[test]
+fn reports_past_the_records_limits_are_refused_whole() {
+    let r = registry();
+    for bad in [
+        blk(7, 0, MAX_BLOCK_SIZE + 1),
+        blk(block_set::GROUP_ID_LIMIT, 0, 5),
+    ] {
+        assert!(matches!(
+            r.incremental(BlockServerId(1), &[blk(9, 0, 5), bad], &[]),
+            Err(RegistryError::Invalid(_))
+        ));
+        assert!(matches!(
+            r.full_report_part(BlockServerId(1), 3, 0, 1, &[bad]),
+            Err(RegistryError::Invalid(_))
+        ));
+    }
+    assert!(r.reported_blocks().is_empty());
+    r.incremental(BlockServerId(1), &[blk(7, 0, MAX_BLOCK_SIZE)], &[])
+        .expect("the longest block");
+    assert_eq!(
+        r.replicas(GroupId(7), Generation::FIRST)[0].length,
+        MAX_BLOCK_SIZE
+    );
+}
+
+/// A group's copies keep their own generations whichever arrives first: the newest becomes
+/// the group's usual one, the others are kept aside, and nothing is left aside once they
+/// are gone.
+#[test]
+fn copies_keep_their_generations_in_any_order() {
+    let r = registry();
+    for n in 2..=4 {
+        r.register(
+            BlockServerId(n),
+            &format!("127.0.0.1:{n}"),
+            "r1",
+            Storage::default(),
+        )
+        .expect("register");
+    }
+    let at = |node: u64, generation: u64| {
+        r.incremental(
+            BlockServerId(node),
+            &[Reported {
+                group: GroupId(10),
+                index: 0,
+                length: 50 + node,
+                generation: Generation(generation),
+            }],
+            &[],
+        )
+        .expect("ibr");
+    };
+    let all = || {
+        let mut v: Vec<(u64, u64, u64)> = r
+            .replicas(GroupId(10), Generation(1))
+            .iter()
+            .map(|c| (c.node.get(), c.generation.get(), c.length))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    at(1, 1);
+    at(2, 1);
+    at(3, 2);
+    assert_eq!(all(), vec![(1, 1, 51), (2, 1, 52), (3, 2, 53)]);
+    at(4, 1);
+    at(1, 2);
+    assert_eq!(all(), vec![(1, 2, 51), (2, 1, 52), (3, 2, 53), (4, 1, 54)]);
+    assert_eq!(r.replicas(GroupId(10), Generation(2)).len(), 2);
+    at(2, 3);
+    assert_eq!(all(), vec![(1, 2, 51), (2, 3, 52), (3, 2, 53), (4, 1, 54)]);
+    assert!(
+        r.full_report_part(BlockServerId(4), 1, 0, 1, &[])
+            .expect("node 4's copy gone")
+    );
+    for node in 1..=3 {
+        r.incremental(BlockServerId(node), &[], &[blk(10, 0, 0)])
+            .expect("removed");
+    }
+    assert!(all().is_empty());
+    let inner = r.lock();
+    assert!(inner.by_group.groups.is_empty() && inner.by_group.odd.is_empty());
+}
