@@ -616,3 +616,28 @@ fn work_behind_blocks_a_server_cannot_take_is_reached() {
     assert_eq!(task.group, GroupId((1 << 20) + 100));
     assert_eq!(heartbeats, 2, "the first heartbeat stopped at MAX_PLANS");
 }
+
+/// The racks a block's best cost admits: a rack holding a source only if its own cost was
+/// the best; a rack holding none if its datacenter's costed rack was.
+#[test]
+fn only_racks_that_had_the_best_cost_are_admitted() {
+    let holding: BTreeSet<u32> = [1, 2].into();
+    let mut admits = Admits::default();
+    admits.add(
+        &[(1, Some(0), 5), (2, Some(0), 6), (3, Some(1), 5)],
+        5,
+        &holding,
+    );
+    let at = |rack, datacenter| Place { rack, datacenter };
+    assert!(admits.admits(at(1, Some(0))));
+    assert!(!admits.admits(at(2, Some(0))), "holds a source, costs more");
+    assert!(admits.admits(at(7, Some(1))), "as rack 3 of its datacenter");
+    assert!(
+        !admits.admits(at(8, Some(0))),
+        "its datacenter's racks cost more"
+    );
+    // Found again with the other share rule: the racks add up.
+    admits.add(&[(2, Some(0), 4)], 4, &holding);
+    assert!(admits.admits(at(2, Some(0))));
+    assert!(admits.admits(at(1, Some(0))));
+}
