@@ -779,12 +779,6 @@ impl Scheduler {
                     {
                         continue;
                     }
-                    // The group's blocks in flight, by position (a scan of every task in
-                    // flight per candidate was O(tasks) each).
-                    let busy: Vec<BlockServerId> = (0..w.policy.width() as u32)
-                        .filter_map(|i| s.in_flight.get(&(w.group, i)).map(|f| f.target))
-                        .chain(picked.iter().filter(|p| p.group == w.group).map(|_| node))
-                        .collect();
                     // A rack not among the block's best targets when they were last found
                     // is passed over without a plan: at 10,000 servers, nearly every server
                     // planned 64 blocks per heartbeat to find none its own (312 µs).
@@ -794,6 +788,12 @@ impl Scheduler {
                     {
                         continue;
                     }
+                    // The group's blocks in flight, by position (a scan of every task in
+                    // flight per candidate was O(tasks) each).
+                    let busy: Vec<BlockServerId> = (0..w.policy.width() as u32)
+                        .filter_map(|i| s.in_flight.get(&(w.group, i)).map(|f| f.target))
+                        .chain(picked.iter().filter(|p| p.group == w.group).map(|_| node))
+                        .collect();
                     plans += 1;
                     if plans > MAX_PLANS {
                         resume[q] = position;
