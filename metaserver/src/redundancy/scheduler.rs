@@ -132,6 +132,9 @@ const MAX_VISITS: usize = 512;
 /// may leave the block unhanded for that long.
 const BEST_COST_AGE: Duration = Duration::from_secs(1);
 
+/// Most entries of its index ([`Best::indexed`]) one heartbeat's hand-out offers a server.
+const MAX_INDEXED_VISITS: usize = 256;
+
 /// The best targets found of the blocks planned lately (see [`State::best`]).
 #[derive(Debug, Default)]
 struct Best {
@@ -140,12 +143,139 @@ struct Best {
     cost: HashMap<(GroupId, u32, bool), u32>,
     /// Of each block, the racks that had that cost.
     admits: HashMap<(GroupId, u32), Admits>,
+    /// The queue entries (queue, position) each rack, and each datacenter's racks holding
+    /// no source, were among the best targets of: what a heartbeat offers its server first.
+    /// A walk of the queues found a server's work among 30,000 queued blocks of other racks
+    /// (312 µs a heartbeat at 10,000 servers).
+    by_place: HashMap<Where, BTreeSet<(usize, usize)>>,
+    /// Queue entries settled since these were found: every missing block of theirs in
+    /// flight, or its best racks found. Once every entry is, the walk stops until they are
+    /// found again (an entry a walking server could not judge, one holding a copy, waits for
+    /// another's walk).
+    settled: HashSet<(usize, usize)>,
+}
+
+/// A rack, or the racks of a datacenter that hold no source of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Where {
+    Rack(u32),
+    Datacenter(Option<u32>),
 }
 
 impl Best {
     fn clear(&mut self) {
         self.cost.clear();
         self.admits.clear();
+        self.by_place.clear();
+        self.settled.clear();
+    }
+
+    /// Records a block's best cost with the racks that had it, and indexes its entry `at`
+    /// under them.
+    fn found(
+        &mut self,
+        key: (GroupId, u32, bool),
+        at: (usize, usize),
+        costs: &[(u32, Option<u32>, u32)],
+        best: u32,
+        holding: &BTreeSet<u32>,
+    ) {
+        self.cost.insert(key, best);
+        let admits = self.admits.entry((key.0, key.1)).or_default();
+        admits.add(costs, best, holding);
+        let places = admits
+            .racks
+            .iter()
+            .map(|r| Where::Rack(*r))
+            .chain(admits.datacenters.iter().map(|d| Where::Datacenter(*d)));
+        for place in places {
+            self.by_place.entry(place).or_default().insert(at);
+        }
+    }
+
+    /// The first `limit` entries indexed under a server at `place`, in queue order.
+    fn indexed(&self, place: Place, limit: usize) -> Vec<(usize, usize)> {
+        let empty = BTreeSet::new();
+        let rack = self
+            .by_place
+            .get(&Where::Rack(place.rack))
+            .unwrap_or(&empty);
+        let datacenter = self
+            .by_place
+            .get(&Where::Datacenter(place.datacenter))
+            .unwrap_or(&empty);
+        let mut out: Vec<(usize, usize)> = rack
+            .iter()
+            .take(limit)
+            .chain(datacenter.iter().take(limit))
+            .copied()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out.truncate(limit);
+        out
+    }
+
+    /// Drops `entries` from the index of a server at `place`.
+    fn unindex(&mut self, place: Place, entries: &[(usize, usize)]) {
+        for at in [Where::Rack(place.rack), Where::Datacenter(place.datacenter)] {
+            if let Some(set) = self.by_place.get_mut(&at) {
+                for e in entries {
+                    set.remove(e);
+                }
+            }
+        }
+    }
+
+    /// Records whether `w`, at `at`, is settled: each missing block in flight (`taken`) or
+    /// its best racks found.
+    fn settle(&mut self, w: &Work, at: (usize, usize), taken: impl Fn(u32) -> bool) {
+        if w.missing
+            .iter()
+            .all(|i| taken(*i) || self.admits.contains_key(&(w.group, *i)))
+        {
+            self.settled.insert(at);
+        }
+    }
+
+    /// Whether every queued entry is settled.
+    fn walked_all(&self, queues: &[Vec<Work>; 3]) -> bool {
+        self.settled.len() >= queues.iter().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// Why an offer of work stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// It may go on.
+    Go,
+    /// The server has no room left, or the most urgent work left does not fit.
+    Full,
+    /// The heartbeat planned or walked as much as one may.
+    Capped,
+}
+
+/// One heartbeat's hand-out to one server, in progress.
+struct HandOut<'a> {
+    node: BlockServerId,
+    me: &'a NodeView,
+    place: Option<Place>,
+    xmits: u32,
+    room: u32,
+    out: Vec<ReconstructionTask>,
+    picked: Vec<Picked>,
+    plans: usize,
+    best: Best,
+}
+
+impl HandOut<'_> {
+    /// Whether internal block `index` of `group` is in flight or was just picked.
+    fn taken(&self, s: &State, group: GroupId, index: u32) -> bool {
+        s.in_flight.contains_key(&(group, index))
+            || self
+                .picked
+                .iter()
+                .any(|p| p.group == group && p.index == index)
     }
 }
 
@@ -728,15 +858,11 @@ impl Scheduler {
         let Some(me) = racks.node(node).filter(|n| n.live) else {
             return Vec::new();
         };
-        let mut room = self.config.max_streams.saturating_sub(xmits);
+        let room = self.config.max_streams.saturating_sub(xmits);
         if room == 0 {
             return Vec::new();
         }
-        let mut out = Vec::new();
         let deadline = self.clock.now() + self.config.task_timeout;
-        let mut picked: Vec<Picked> = Vec::new();
-        let mut fronts = s.fronts;
-        let mut resume = s.resume;
         let now = self.clock.now();
         if planned.key.is_none()
             || s.best_since
@@ -745,115 +871,23 @@ impl Scheduler {
             s.best.clear();
             s.best_since = Some(now);
         }
-        let mut best = std::mem::take(&mut s.best);
-        let my_place = racks.place(node);
-        let mut plans = 0usize;
-        let mut visits = 0usize;
-        'all: for (q, queue) in s.queues.iter().enumerate() {
-            let start = fronts[q];
-            let from = resume[q].clamp(start, queue.len());
-            let mut leading = from == start;
-            for position in (from..queue.len()).chain(start..from) {
-                let Some(w) = queue.get(position) else {
-                    continue;
-                };
-                let flying = |s: &State, i: &u32| s.in_flight.contains_key(&(w.group, *i));
-                if leading && w.missing.iter().all(|i| flying(s, i)) {
-                    fronts[q] = position + 1;
-                    continue;
-                }
-                leading = false;
-                visits += 1;
-                if visits > MAX_VISITS {
-                    resume[q] = position;
-                    break 'all;
-                }
-                for index in &w.missing {
-                    if room == 0 {
-                        break 'all;
-                    }
-                    if s.in_flight.contains_key(&(w.group, *index))
-                        || picked
-                            .iter()
-                            .any(|p| p.group == w.group && p.index == *index)
-                    {
-                        continue;
-                    }
-                    // A rack not among the block's best targets when they were last found
-                    // is passed over without a plan: at 10,000 servers, nearly every server
-                    // planned 64 blocks per heartbeat to find none its own (312 µs).
-                    if let (Some(admits), Some(place)) =
-                        (best.admits.get(&(w.group, *index)), my_place)
-                        && !admits.admits(place)
-                    {
-                        continue;
-                    }
-                    // The group's blocks in flight, by position (a scan of every task in
-                    // flight per candidate was O(tasks) each).
-                    let busy: Vec<BlockServerId> = (0..w.policy.width() as u32)
-                        .filter_map(|i| s.in_flight.get(&(w.group, i)).map(|f| f.target))
-                        .chain(picked.iter().filter(|p| p.group == w.group).map(|_| node))
-                        .collect();
-                    plans += 1;
-                    if plans > MAX_PLANS {
-                        resume[q] = position;
-                        break 'all;
-                    }
-                    let Some(sources) = self.plan(w, *index, me, &busy, racks, &mut best) else {
-                        continue;
-                    };
-                    let mut reads: Vec<String> = sources
-                        .iter()
-                        .filter(|src| !src.is_zeros())
-                        .map(|src| src.rack.clone())
-                        .collect();
-                    reads.sort_unstable();
-                    reads.dedup();
-                    // Past the servers a budget may be split among, the work waits for one
-                    // of them (or goes to a server already reading across it).
-                    let crosses = crossed(&s.throttle, &reads, &me.rack);
-                    let mine =
-                        |name: &str| picked.iter().any(|p| p.crosses.iter().any(|c| c == name));
-                    if crosses
-                        .iter()
-                        .any(|(name, bps)| !mine(name) && s.budget_full(name, *bps, node))
-                    {
-                        continue;
-                    }
-                    let erasure_coded = matches!(w.policy, StoragePolicy::ErasureCoded { .. });
-                    let weight =
-                        task_weight(sources.len(), 1, self.config.xmits_weight, erasure_coded);
-                    let alone = xmits == 0 && out.is_empty();
-                    if weight > room && !alone {
-                        // The most urgent work left does not fit: lighter, less urgent tasks
-                        // (replicas') would keep this server from ever having room for it.
-                        break 'all;
-                    }
-                    room = room.saturating_sub(weight);
-                    let task_id = TaskId(s.next_task.0.saturating_add(picked.len() as u64));
-                    picked.push(Picked {
-                        group: w.group,
-                        index: *index,
-                        task_id,
-                        weight,
-                        reads,
-                        crosses: crosses.into_iter().map(|(name, _)| name).collect(),
-                    });
-                    out.push(ReconstructionTask {
-                        id: task_id,
-                        group: w.group,
-                        policy: w.policy.clone(),
-                        group_length: w.length,
-                        index: *index,
-                        sources,
-                        weight,
-                        aggregate: self.config.rack_aware,
-                    });
-                }
-            }
+        let mut h = HandOut {
+            node,
+            me,
+            place: racks.place(node),
+            xmits,
+            room,
+            out: Vec::new(),
+            picked: Vec::new(),
+            plans: 0,
+            best: std::mem::take(&mut s.best),
+        };
+        if self.hand_out_indexed(s, &mut h, racks) == Flow::Go && !h.best.walked_all(&s.queues) {
+            self.hand_out_walking(s, &mut h, racks);
         }
-        s.fronts = fronts;
-        s.resume = resume;
+        let HandOut {
+            out, picked, best, ..
+        } = h;
         s.best = best;
         s.next_task = TaskId(s.next_task.0.saturating_add(picked.len() as u64));
         for p in picked {
@@ -879,16 +913,177 @@ impl Scheduler {
         out
     }
 
-    /// Whether `me` should rebuild internal block `index` of `w`, and from which sources.
+    /// Offers the server the queued blocks whose best racks were found to include its own,
+    /// in queue order; those now all in flight leave its index.
+    fn hand_out_indexed(&self, s: &State, h: &mut HandOut<'_>, racks: &RackMap) -> Flow {
+        let Some(place) = h.place else {
+            return Flow::Go;
+        };
+        let mine = h.best.indexed(place, MAX_INDEXED_VISITS);
+        let mut flow = Flow::Go;
+        let mut done = Vec::new();
+        for (q, position) in mine {
+            let Some(w) = s.queues.get(q).and_then(|queue| queue.get(position)) else {
+                done.push((q, position));
+                continue;
+            };
+            flow = self.offer(s, h, racks, w, (q, position));
+            if w.missing.iter().all(|i| h.taken(s, w.group, *i)) {
+                done.push((q, position));
+            }
+            if flow != Flow::Go {
+                break;
+            }
+        }
+        h.best.unindex(place, &done);
+        flow
+    }
+
+    /// Walks the queues from where the last walk stopped, planning the blocks whose best
+    /// racks are not known yet (which indexes them) and offering the server those it is
+    /// among the best targets of.
+    fn hand_out_walking(&self, s: &mut State, h: &mut HandOut<'_>, racks: &RackMap) {
+        let mut fronts = s.fronts;
+        let mut resume = s.resume;
+        let mut visits = 0usize;
+        'all: for (q, queue) in s.queues.iter().enumerate() {
+            let start = fronts[q];
+            let from = resume[q].clamp(start, queue.len());
+            let mut leading = from == start;
+            for position in (from..queue.len()).chain(start..from) {
+                let Some(w) = queue.get(position) else {
+                    continue;
+                };
+                let flying = |i: &u32| s.in_flight.contains_key(&(w.group, *i));
+                if leading && w.missing.iter().all(flying) {
+                    fronts[q] = position + 1;
+                    h.best.settled.insert((q, position));
+                    continue;
+                }
+                leading = false;
+                visits += 1;
+                if visits > MAX_VISITS {
+                    resume[q] = position;
+                    break 'all;
+                }
+                let flow = self.offer(s, h, racks, w, (q, position));
+                let picked = &h.picked;
+                h.best.settle(w, (q, position), |i| {
+                    s.in_flight.contains_key(&(w.group, i))
+                        || picked.iter().any(|p| p.group == w.group && p.index == i)
+                });
+                match flow {
+                    Flow::Go => {}
+                    Flow::Capped => {
+                        resume[q] = position;
+                        break 'all;
+                    }
+                    Flow::Full => break 'all,
+                }
+            }
+        }
+        s.fronts = fronts;
+        s.resume = resume;
+    }
+
+    /// Offers the server `w`'s missing blocks not in flight (`w` is at `at` in the queues).
+    fn offer(
+        &self,
+        s: &State,
+        h: &mut HandOut<'_>,
+        racks: &RackMap,
+        w: &Work,
+        at: (usize, usize),
+    ) -> Flow {
+        let node = h.node;
+        for index in &w.missing {
+            if h.room == 0 {
+                return Flow::Full;
+            }
+            if h.taken(s, w.group, *index) {
+                continue;
+            }
+            // A rack not among the block's best targets when they were last found is passed
+            // over without a plan: at 10,000 servers, nearly every server planned 64 blocks
+            // per heartbeat to find none its own (312 µs).
+            if let (Some(admits), Some(place)) = (h.best.admits.get(&(w.group, *index)), h.place)
+                && !admits.admits(place)
+            {
+                continue;
+            }
+            // The group's blocks in flight, by position (a scan of every task in flight per
+            // candidate was O(tasks) each).
+            let busy: Vec<BlockServerId> = (0..w.policy.width() as u32)
+                .filter_map(|i| s.in_flight.get(&(w.group, i)).map(|f| f.target))
+                .chain(h.picked.iter().filter(|p| p.group == w.group).map(|_| node))
+                .collect();
+            h.plans += 1;
+            if h.plans > MAX_PLANS {
+                return Flow::Capped;
+            }
+            let Some(sources) = self.plan((w, *index, at), &busy, racks, h) else {
+                continue;
+            };
+            let mut reads: Vec<String> = sources
+                .iter()
+                .filter(|src| !src.is_zeros())
+                .map(|src| src.rack.clone())
+                .collect();
+            reads.sort_unstable();
+            reads.dedup();
+            // Past the servers a budget may be split among, the work waits for one of them
+            // (or goes to a server already reading across it).
+            let crosses = crossed(&s.throttle, &reads, &h.me.rack);
+            let mine = |name: &str| h.picked.iter().any(|p| p.crosses.iter().any(|c| c == name));
+            if crosses
+                .iter()
+                .any(|(name, bps)| !mine(name) && s.budget_full(name, *bps, node))
+            {
+                continue;
+            }
+            let erasure_coded = matches!(w.policy, StoragePolicy::ErasureCoded { .. });
+            let weight = task_weight(sources.len(), 1, self.config.xmits_weight, erasure_coded);
+            let alone = h.xmits == 0 && h.out.is_empty();
+            if weight > h.room && !alone {
+                // The most urgent work left does not fit: lighter, less urgent tasks
+                // (replicas') would keep this server from ever having room for it.
+                return Flow::Full;
+            }
+            h.room = h.room.saturating_sub(weight);
+            let task_id = TaskId(s.next_task.0.saturating_add(h.picked.len() as u64));
+            h.picked.push(Picked {
+                group: w.group,
+                index: *index,
+                task_id,
+                weight,
+                reads,
+                crosses: crosses.into_iter().map(|(name, _)| name).collect(),
+            });
+            h.out.push(ReconstructionTask {
+                id: task_id,
+                group: w.group,
+                policy: w.policy.clone(),
+                group_length: w.length,
+                index: *index,
+                sources,
+                weight,
+                aggregate: self.config.rack_aware,
+            });
+        }
+        Flow::Go
+    }
+
+    /// Whether the hand-out's server should rebuild internal block `index` of `w` (at `at`
+    /// in the queues), and from which sources.
     fn plan(
         &self,
-        w: &Work,
-        index: u32,
-        me: &NodeView,
+        (w, index, at): (&Work, u32, (usize, usize)),
         busy: &[BlockServerId],
         racks: &RackMap,
-        best_cost: &mut Best,
+        h: &mut HandOut<'_>,
     ) -> Option<Vec<BlockSource>> {
+        let me = h.me;
+        let best_cost = &mut h.best;
         let holders: BTreeSet<BlockServerId> = w
             .replicas
             .iter()
@@ -1008,12 +1203,7 @@ impl Scheduler {
                     })
                     .collect();
                 let best = costs.iter().map(|c| c.2).min().unwrap_or(my_cost);
-                best_cost.cost.insert(key, best);
-                best_cost
-                    .admits
-                    .entry((w.group, index))
-                    .or_default()
-                    .add(&costs, best, &holding);
+                best_cost.found(key, at, &costs, best, &holding);
                 best
             }
         };

@@ -641,3 +641,77 @@ fn only_racks_that_had_the_best_cost_are_admitted() {
     assert!(admits.admits(at(2, Some(0))));
     assert!(admits.admits(at(1, Some(0))));
 }
+
+/// On the registry's snapshot, a heartbeat offers its server the blocks its rack was found
+/// among the best targets of, without walking the queues: once every entry was walked, only
+/// the servers of the best racks (r4 and r5, holding one source each and within their
+/// share) are handed the blocks, each once, and the others' heartbeats walk nothing.
+#[test]
+fn heartbeats_are_offered_the_blocks_their_rack_is_best_for() {
+    let (clock, _manual) = raftfs_runtime::Clock::manual(1);
+    let registry =
+        crate::registry::Registry::new(Duration::from_secs(60)).with_clock(clock.clone());
+    let storage = Storage {
+        capacity: 1 << 40,
+        available: 1 << 40,
+        volumes: 1,
+        ..Storage::default()
+    };
+    for id in 1..=12u64 {
+        let rack = format!("r{}", (id - 1) % 6 + 1);
+        registry
+            .register(
+                BlockServerId(id),
+                &format!("127.0.0.1:{id}"),
+                &rack,
+                storage,
+            )
+            .expect("register");
+    }
+    let s = scheduler(8).with_clock(clock);
+    let blocks = 100u64;
+    let queued: Vec<(usize, Work)> = (0..blocks)
+        .map(|g| (2, work_on((1 << 20) + g, &[1, 7, 2, 8, 3, 9, 4, 5])))
+        .collect();
+    s.update(queued, &BTreeSet::new(), 0, ThrottleSettings::default());
+    let snapshot = registry.snapshot();
+    // A server of r6 (no source) walks the queue, finding the best racks of every block.
+    let walked_all = || {
+        let state = s.lock();
+        state.best.walked_all(&state.queues)
+    };
+    let mut walks = 0;
+    while !walked_all() {
+        walks += 1;
+        assert!(walks <= blocks, "the walk never ended");
+        assert!(s.assign_on(BlockServerId(6), 0, &snapshot).is_empty());
+    }
+    let place = |id| {
+        let state = s.lock();
+        let planned = state.planned.clone().expect("planned on the snapshot");
+        planned.map.place(BlockServerId(id)).expect("placed")
+    };
+    let indexed = |id| {
+        let at = place(id);
+        s.lock().best.indexed(at, usize::MAX).len() as u64
+    };
+    assert_eq!((indexed(6), indexed(10), indexed(11)), (0, blocks, blocks));
+    let mut handed: BTreeMap<GroupId, BlockServerId> = BTreeMap::new();
+    for _ in 0..blocks {
+        for id in [10, 11, 12] {
+            for t in s.assign_on(BlockServerId(id), 0, &snapshot) {
+                assert!(handed.insert(t.group, BlockServerId(id)).is_none(), "{t:?}");
+            }
+        }
+        if handed.len() as u64 == blocks {
+            break;
+        }
+    }
+    assert_eq!(handed.len() as u64, blocks);
+    assert!(
+        handed
+            .values()
+            .all(|n| [BlockServerId(10), BlockServerId(11)].contains(n)),
+        "{handed:?}"
+    );
+}
