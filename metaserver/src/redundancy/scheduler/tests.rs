@@ -642,13 +642,17 @@ fn only_racks_that_had_the_best_cost_are_admitted() {
     assert!(admits.admits(at(1, Some(0))));
 }
 
-/// On the registry's snapshot, a heartbeat offers its server the blocks its rack was found
-/// among the best targets of, without walking the queues: once every entry was walked, only
-/// the servers of the best racks (r4 and r5, holding one source each and within their
-/// share) are handed the blocks, each once, and the others' heartbeats walk nothing.
-#[test]
-fn heartbeats_are_offered_the_blocks_their_rack_is_best_for() {
-    let (clock, _manual) = raftfs_runtime::Clock::manual(1);
+/// A registry of servers 1..=12 in `racks` racks (server i in r((i - 1) % racks + 1)), and a
+/// scheduler with `max-streams` 8, both on a manual clock (what they derive from a
+/// snapshot is kept across heartbeats, as on an active).
+fn registry_of(
+    racks: u64,
+) -> (
+    crate::registry::Registry,
+    Scheduler,
+    Arc<raftfs_runtime::clock::ManualClock>,
+) {
+    let (clock, manual) = raftfs_runtime::Clock::manual(1);
     let registry =
         crate::registry::Registry::new(Duration::from_secs(60)).with_clock(clock.clone());
     let storage = Storage {
@@ -658,7 +662,7 @@ fn heartbeats_are_offered_the_blocks_their_rack_is_best_for() {
         ..Storage::default()
     };
     for id in 1..=12u64 {
-        let rack = format!("r{}", (id - 1) % 6 + 1);
+        let rack = format!("r{}", (id - 1) % racks + 1);
         registry
             .register(
                 BlockServerId(id),
@@ -668,7 +672,16 @@ fn heartbeats_are_offered_the_blocks_their_rack_is_best_for() {
             )
             .expect("register");
     }
-    let s = scheduler(8).with_clock(clock);
+    (registry, scheduler(8).with_clock(clock), manual)
+}
+
+/// On the registry's snapshot, a heartbeat offers its server the blocks its rack was found
+/// among the best targets of, without walking the queues: once every entry was walked, only
+/// the servers of the best racks (r4 and r5, holding one source each and within their
+/// share) are handed the blocks, each once, and the others' heartbeats walk nothing.
+#[test]
+fn heartbeats_are_offered_the_blocks_their_rack_is_best_for() {
+    let (registry, s, _) = registry_of(6);
     let blocks = 100u64;
     let queued: Vec<(usize, Work)> = (0..blocks)
         .map(|g| (2, work_on((1 << 20) + g, &[1, 7, 2, 8, 3, 9, 4, 5])))
@@ -714,4 +727,37 @@ fn heartbeats_are_offered_the_blocks_their_rack_is_best_for() {
             .all(|n| [BlockServerId(10), BlockServerId(11)].contains(n)),
         "{handed:?}"
     );
+}
+
+/// On the registry's snapshot, a block found waiting for a full budget is passed over while
+/// the budget stays full, and handed out once a reader is done (as of the next snapshot).
+#[test]
+fn work_waiting_for_a_budget_is_handed_out_once_a_reader_is_done() {
+    let (registry, s, clock) = registry_of(3);
+    let mut t = ThrottleSettings::default();
+    t.rack_pairs
+        .insert(("r1".into(), "r2".into()), 2 * MIN_SHARE);
+    let queued: Vec<(usize, Work)> = (0..3)
+        .map(|g| (2, work_on((1 << 20) + g, &[1, 3, 4, 6, 7, 9, 10, 12])))
+        .collect();
+    s.update(queued, &BTreeSet::new(), 0, t);
+    let snapshot = registry.snapshot();
+    let first = s.assign_on(BlockServerId(2), 5, &snapshot);
+    let second = s.assign_on(BlockServerId(5), 5, &snapshot);
+    assert_eq!((first.len(), second.len()), (1, 1));
+    // Two readers: the third r2 server waits, heartbeat after heartbeat.
+    for _ in 0..3 {
+        assert!(s.assign_on(BlockServerId(8), 5, &snapshot).is_empty());
+    }
+    let failed = TaskOutcome {
+        task_id: first[0].id,
+        group: first[0].group,
+        index: first[0].index,
+        error: Some("failed".into()),
+    };
+    s.finished(BlockServerId(2), &[failed]);
+    // Readers are counted anew with the next snapshot of the servers.
+    clock.advance(crate::registry::SNAPSHOT_MAX_AGE);
+    let third = s.assign_on(BlockServerId(8), 5, &registry.snapshot());
+    assert_eq!(third.len(), 1, "{third:?}");
 }
