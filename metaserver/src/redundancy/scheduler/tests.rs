@@ -553,6 +553,18 @@ fn work_on(group: u64, holders: &[u64]) -> Work {
     w
 }
 
+/// Budgets r1 -> r2 at twice `MIN_SHARE` (two readers at most), and three groups whose lost
+/// block the r2 servers (of 12 in 3 racks) rebuild from r1's and r3's copies.
+fn queue_behind_two_readers(s: &Scheduler) {
+    let mut t = ThrottleSettings::default();
+    t.rack_pairs
+        .insert(("r1".into(), "r2".into()), 2 * MIN_SHARE);
+    let queued: Vec<(usize, Work)> = (0..3)
+        .map(|g| (2, work_on((1 << 20) + g, &[1, 3, 4, 6, 7, 9, 10, 12])))
+        .collect();
+    s.update(queued, &BTreeSet::new(), 0, t);
+}
+
 /// A budget is never split into shares under `MIN_SHARE`: past `budget / MIN_SHARE` servers
 /// reading across it, work that would cross it waits, and goes to a server already among
 /// them. A server rebuilding from its own side holds none of it back.
@@ -560,15 +572,7 @@ fn work_on(group: u64, holders: &[u64]) -> Work {
 fn a_budget_has_as_many_readers_as_min_share_allows() {
     let s = scheduler(8);
     let nodes = nodes(&[]);
-    // r1 -> r2 at twice MIN_SHARE: two readers at most.
-    let mut t = ThrottleSettings::default();
-    t.rack_pairs
-        .insert(("r1".into(), "r2".into()), 2 * MIN_SHARE);
-    // Three groups whose lost block the r2 servers rebuild from r1's and r3's copies.
-    let queued: Vec<(usize, Work)> = (0..3)
-        .map(|g| (2, work_on((1 << 20) + g, &[1, 3, 4, 6, 7, 9, 10, 12])))
-        .collect();
-    s.update(queued, &BTreeSet::new(), 0, t);
+    queue_behind_two_readers(&s);
     let crossing = |tasks: &[ReconstructionTask]| {
         tasks
             .iter()
@@ -734,13 +738,7 @@ fn heartbeats_are_offered_the_blocks_their_rack_is_best_for() {
 #[test]
 fn work_waiting_for_a_budget_is_handed_out_once_a_reader_is_done() {
     let (registry, s, clock) = registry_of(3);
-    let mut t = ThrottleSettings::default();
-    t.rack_pairs
-        .insert(("r1".into(), "r2".into()), 2 * MIN_SHARE);
-    let queued: Vec<(usize, Work)> = (0..3)
-        .map(|g| (2, work_on((1 << 20) + g, &[1, 3, 4, 6, 7, 9, 10, 12])))
-        .collect();
-    s.update(queued, &BTreeSet::new(), 0, t);
+    queue_behind_two_readers(&s);
     let snapshot = registry.snapshot();
     let first = s.assign_on(BlockServerId(2), 5, &snapshot);
     let second = s.assign_on(BlockServerId(5), 5, &snapshot);
