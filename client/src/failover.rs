@@ -148,8 +148,26 @@ pub(crate) fn classify(status: tonic::Status) -> Next {
         | tonic::Code::DeadlineExceeded
         | tonic::Code::Cancelled
         | tonic::Code::Unknown => Next::Rotate(status.to_string()),
+        _ if gone_away(&status) => Next::Rotate(status.to_string()),
         _ => Next::Fail(ClientError::Rpc(status)),
     }
+}
+
+/// Whether the call ended because its connection was closed with an HTTP/2 GOAWAY (a server
+/// shutting down or restarting): tonic reports it as `Internal`, and a rolling restart under
+/// load failed a client's write with it (the CI run of the upgrade test). Another server may
+/// take the call: a mutation carries its call id, which the retry cache answers once.
+fn gone_away(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.downcast_ref::<h2::Error>()
+            .is_some_and(h2::Error::is_go_away)
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 impl Targets {
