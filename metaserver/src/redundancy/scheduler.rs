@@ -57,7 +57,7 @@ use crate::namespace::blocks::GroupId;
 use crate::namespace::throttle::ThrottleSettings;
 use crate::registry::{NodeView, Replica, Snapshot};
 
-use racks::{Place, RackMap, Working};
+use racks::{RackMap, Working};
 
 use super::expected_len;
 
@@ -132,218 +132,6 @@ const MAX_VISITS: usize = 512;
 /// may leave the block unhanded for that long.
 const BEST_COST_AGE: Duration = Duration::from_secs(1);
 
-/// Most entries of its index ([`Best::indexed`]) one heartbeat's hand-out offers a server.
-const MAX_INDEXED_VISITS: usize = 256;
-
-/// The best targets found of the blocks planned lately (see [`State::best`]).
-#[derive(Debug, Default)]
-struct Best {
-    /// The lowest cost of rebuilding each block (by group, index, and whether only racks
-    /// within their share were considered).
-    cost: HashMap<(GroupId, u32, bool), u32>,
-    /// Of each block, the racks that had that cost.
-    admits: HashMap<(GroupId, u32), Admits>,
-    /// The queue entries (queue, position) each rack, and each datacenter's racks holding
-    /// no source, were among the best targets of: what a heartbeat offers its server first.
-    /// A walk of the queues found a server's work among 30,000 queued blocks of other racks
-    /// (312 µs a heartbeat at 10,000 servers).
-    by_place: HashMap<Where, BTreeSet<(usize, usize)>>,
-    /// Queue entries settled since these were found: every missing block of theirs in
-    /// flight, or its best racks found. Once every entry is, the walk stops until they are
-    /// found again (an entry a walking server could not judge, one holding a copy, waits for
-    /// another's walk).
-    settled: HashSet<(usize, usize)>,
-    /// The budgets (name, bytes a second) a block's plan for a server of a rack crossed (by
-    /// group, index, rack): while one is full, the rack's servers pass the block over
-    /// without planning it again (with budgets full, the servers of the best racks planned
-    /// the same blocks at every heartbeat to find them waiting: 570 µs a heartbeat).
-    crossing: HashMap<(GroupId, u32, u32), Vec<(String, u64)>>,
-}
-
-/// A rack, or the racks of a datacenter that hold no source of a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Where {
-    Rack(u32),
-    Datacenter(Option<u32>),
-}
-
-impl Best {
-    fn clear(&mut self) {
-        self.cost.clear();
-        self.admits.clear();
-        self.by_place.clear();
-        self.settled.clear();
-        self.crossing.clear();
-    }
-
-    /// Records a block's best cost with the racks that had it, and indexes its entry `at`
-    /// under them.
-    fn found(
-        &mut self,
-        key: (GroupId, u32, bool),
-        at: (usize, usize),
-        costs: &[(u32, Option<u32>, u32)],
-        best: u32,
-        holding: &BTreeSet<u32>,
-    ) {
-        self.cost.insert(key, best);
-        let admits = self.admits.entry((key.0, key.1)).or_default();
-        admits.add(costs, best, holding);
-        let places = admits
-            .racks
-            .iter()
-            .map(|r| Where::Rack(*r))
-            .chain(admits.datacenters.iter().map(|d| Where::Datacenter(*d)));
-        for place in places {
-            self.by_place.entry(place).or_default().insert(at);
-        }
-    }
-
-    /// The first `limit` entries indexed under a server at `place`, in queue order.
-    fn indexed(&self, place: Place, limit: usize) -> Vec<(usize, usize)> {
-        let empty = BTreeSet::new();
-        let rack = self
-            .by_place
-            .get(&Where::Rack(place.rack))
-            .unwrap_or(&empty);
-        let datacenter = self
-            .by_place
-            .get(&Where::Datacenter(place.datacenter))
-            .unwrap_or(&empty);
-        let mut out: Vec<(usize, usize)> = rack
-            .iter()
-            .take(limit)
-            .chain(datacenter.iter().take(limit))
-            .copied()
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        out.truncate(limit);
-        out
-    }
-
-    /// Drops `entries` from the index of a server at `place`.
-    fn unindex(&mut self, place: Place, entries: &[(usize, usize)]) {
-        for at in [Where::Rack(place.rack), Where::Datacenter(place.datacenter)] {
-            if let Some(set) = self.by_place.get_mut(&at) {
-                for e in entries {
-                    set.remove(e);
-                }
-            }
-        }
-    }
-
-    /// Records whether `w`, at `at`, is settled: each missing block in flight (`taken`) or
-    /// its best racks found.
-    fn settle(&mut self, w: &Work, at: (usize, usize), taken: impl Fn(u32) -> bool) {
-        if w.missing
-            .iter()
-            .all(|i| taken(*i) || self.admits.contains_key(&(w.group, *i)))
-        {
-            self.settled.insert(at);
-        }
-    }
-
-    /// Whether every queued entry is settled.
-    fn walked_all(&self, queues: &[Vec<Work>; 3]) -> bool {
-        self.settled.len() >= queues.iter().map(Vec::len).sum::<usize>()
-    }
-}
-
-/// Whether work crossing `crosses` (budget names and bytes a second) must wait: a budget it
-/// crosses has all the readers it may be split among, and none of them is `node` (already
-/// among them, or by a task `picked` in this hand-out).
-fn waits_for_budget(
-    s: &State,
-    picked: &[Picked],
-    node: BlockServerId,
-    crosses: &[(String, u64)],
-) -> bool {
-    let mine = |name: &str| picked.iter().any(|p| p.crosses.iter().any(|c| c == name));
-    crosses
-        .iter()
-        .any(|(name, bps)| !mine(name) && s.budget_full(name, *bps, node))
-}
-
-/// Why an offer of work stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flow {
-    /// It may go on.
-    Go,
-    /// The server has no room left, or the most urgent work left does not fit.
-    Full,
-    /// The heartbeat planned or walked as much as one may.
-    Capped,
-}
-
-/// One heartbeat's hand-out to one server, in progress.
-struct HandOut<'a> {
-    node: BlockServerId,
-    me: &'a NodeView,
-    place: Option<Place>,
-    xmits: u32,
-    room: u32,
-    out: Vec<ReconstructionTask>,
-    picked: Vec<Picked>,
-    plans: usize,
-    best: Best,
-}
-
-impl HandOut<'_> {
-    /// Whether internal block `index` of `group` is in flight or was just picked.
-    fn taken(&self, s: &State, group: GroupId, index: u32) -> bool {
-        s.in_flight.contains_key(&(group, index))
-            || self
-                .picked
-                .iter()
-                .any(|p| p.group == group && p.index == index)
-    }
-}
-
-/// The racks among a block's best targets when they were found: those holding a source that
-/// had the best cost, and the datacenters whose racks holding none had it (such racks all
-/// cost the same: one of each was costed). A server elsewhere is not planned for the block
-/// (its plan would find its cost higher) until they are found again.
-#[derive(Debug, Default)]
-struct Admits {
-    holding: Vec<u32>,
-    racks: Vec<u32>,
-    datacenters: Vec<Option<u32>>,
-}
-
-impl Admits {
-    /// Adds the racks of `costs` (rack, its datacenter, cost) that cost `best`; `holding`
-    /// are the racks holding a source.
-    fn add(&mut self, costs: &[(u32, Option<u32>, u32)], best: u32, holding: &BTreeSet<u32>) {
-        for rack in holding {
-            if !self.holding.contains(rack) {
-                self.holding.push(*rack);
-            }
-        }
-        for (rack, datacenter, cost) in costs {
-            if *cost != best {
-                continue;
-            }
-            if holding.contains(rack) {
-                if !self.racks.contains(rack) {
-                    self.racks.push(*rack);
-                }
-            } else if !self.datacenters.contains(datacenter) {
-                self.datacenters.push(*datacenter);
-            }
-        }
-    }
-
-    /// Whether a server at `place` may be among the best targets.
-    fn admits(&self, place: Place) -> bool {
-        if self.holding.contains(&place.rack) {
-            self.racks.contains(&place.rack)
-        } else {
-            self.datacenters.contains(&place.datacenter)
-        }
-    }
-}
-
 #[derive(Debug)]
 struct InFlight {
     task_id: TaskId,
@@ -388,12 +176,12 @@ struct State {
     /// next one starts there and comes round to the front, so that work behind blocks no
     /// server can take yet (a budget's readers all busy, no server with room) is reached.
     resume: [usize; 3],
-    /// The lowest cost of rebuilding each block over every rack, and the racks that had it:
-    /// computed by the first heartbeat
+    /// The lowest cost of rebuilding each block (by group, index, and whether only racks
+    /// within their share were considered) over every rack: computed by the first heartbeat
     /// that plans the block, read by the next ones until [`BEST_COST_AGE`] has passed since
     /// `best_since` or the queues change (each heartbeat computed it over every rack: 200
     /// racks made a plan 30 µs and a heartbeat 2 ms).
-    best: Best,
+    best: HashMap<(GroupId, u32, bool), u32>,
     best_since: Option<Instant>,
     /// The shares of each budget (by name) last sent to the busy servers.
     shares: BTreeMap<String, Book>,
@@ -461,8 +249,6 @@ impl State {
         if self.throttle != throttle {
             self.throttle = throttle;
             self.throttle_version = self.throttle_version.wrapping_add(1);
-            // What blocks cross, and the best targets under the budgets, are judged anew.
-            self.best.clear();
         }
     }
 
@@ -881,11 +667,15 @@ impl Scheduler {
         let Some(me) = racks.node(node).filter(|n| n.live) else {
             return Vec::new();
         };
-        let room = self.config.max_streams.saturating_sub(xmits);
+        let mut room = self.config.max_streams.saturating_sub(xmits);
         if room == 0 {
             return Vec::new();
         }
+        let mut out = Vec::new();
         let deadline = self.clock.now() + self.config.task_timeout;
+        let mut picked: Vec<Picked> = Vec::new();
+        let mut fronts = s.fronts;
+        let mut resume = s.resume;
         let now = self.clock.now();
         if planned.key.is_none()
             || s.best_since
@@ -894,23 +684,105 @@ impl Scheduler {
             s.best.clear();
             s.best_since = Some(now);
         }
-        let mut h = HandOut {
-            node,
-            me,
-            place: racks.place(node),
-            xmits,
-            room,
-            out: Vec::new(),
-            picked: Vec::new(),
-            plans: 0,
-            best: std::mem::take(&mut s.best),
-        };
-        if self.hand_out_indexed(s, &mut h, racks) == Flow::Go && !h.best.walked_all(&s.queues) {
-            self.hand_out_walking(s, &mut h, racks);
+        let mut best = std::mem::take(&mut s.best);
+        let mut plans = 0usize;
+        let mut visits = 0usize;
+        'all: for (q, queue) in s.queues.iter().enumerate() {
+            let start = fronts[q];
+            let from = resume[q].clamp(start, queue.len());
+            let mut leading = from == start;
+            for position in (from..queue.len()).chain(start..from) {
+                let Some(w) = queue.get(position) else {
+                    continue;
+                };
+                let flying = |s: &State, i: &u32| s.in_flight.contains_key(&(w.group, *i));
+                if leading && w.missing.iter().all(|i| flying(s, i)) {
+                    fronts[q] = position + 1;
+                    continue;
+                }
+                leading = false;
+                visits += 1;
+                if visits > MAX_VISITS {
+                    resume[q] = position;
+                    break 'all;
+                }
+                for index in &w.missing {
+                    if room == 0 {
+                        break 'all;
+                    }
+                    if s.in_flight.contains_key(&(w.group, *index))
+                        || picked
+                            .iter()
+                            .any(|p| p.group == w.group && p.index == *index)
+                    {
+                        continue;
+                    }
+                    // The group's blocks in flight, by position (a scan of every task in
+                    // flight per candidate was O(tasks) each).
+                    let busy: Vec<BlockServerId> = (0..w.policy.width() as u32)
+                        .filter_map(|i| s.in_flight.get(&(w.group, i)).map(|f| f.target))
+                        .chain(picked.iter().filter(|p| p.group == w.group).map(|_| node))
+                        .collect();
+                    plans += 1;
+                    if plans > MAX_PLANS {
+                        resume[q] = position;
+                        break 'all;
+                    }
+                    let Some(sources) = self.plan(w, *index, me, &busy, racks, &mut best) else {
+                        continue;
+                    };
+                    let mut reads: Vec<String> = sources
+                        .iter()
+                        .filter(|src| !src.is_zeros())
+                        .map(|src| src.rack.clone())
+                        .collect();
+                    reads.sort_unstable();
+                    reads.dedup();
+                    // Past the servers a budget may be split among, the work waits for one
+                    // of them (or goes to a server already reading across it).
+                    let crosses = crossed(&s.throttle, &reads, &me.rack);
+                    let mine =
+                        |name: &str| picked.iter().any(|p| p.crosses.iter().any(|c| c == name));
+                    if crosses
+                        .iter()
+                        .any(|(name, bps)| !mine(name) && s.budget_full(name, *bps, node))
+                    {
+                        continue;
+                    }
+                    let erasure_coded = matches!(w.policy, StoragePolicy::ErasureCoded { .. });
+                    let weight =
+                        task_weight(sources.len(), 1, self.config.xmits_weight, erasure_coded);
+                    let alone = xmits == 0 && out.is_empty();
+                    if weight > room && !alone {
+                        // The most urgent work left does not fit: lighter, less urgent tasks
+                        // (replicas') would keep this server from ever having room for it.
+                        break 'all;
+                    }
+                    room = room.saturating_sub(weight);
+                    let task_id = TaskId(s.next_task.0.saturating_add(picked.len() as u64));
+                    picked.push(Picked {
+                        group: w.group,
+                        index: *index,
+                        task_id,
+                        weight,
+                        reads,
+                        crosses: crosses.into_iter().map(|(name, _)| name).collect(),
+                    });
+                    out.push(ReconstructionTask {
+                        id: task_id,
+                        group: w.group,
+                        policy: w.policy.clone(),
+                        group_length: w.length,
+                        index: *index,
+                        sources,
+                        weight,
+                        aggregate: self.config.rack_aware,
+                    });
+                }
+            }
         }
-        let HandOut {
-            out, picked, best, ..
-        } = h;
+        s.fronts = fronts;
+        s.resume = resume;
         s.best = best;
         s.next_task = TaskId(s.next_task.0.saturating_add(picked.len() as u64));
         for p in picked {
@@ -936,187 +808,16 @@ impl Scheduler {
         out
     }
 
-    /// Offers the server the queued blocks whose best racks were found to include its own,
-    /// in queue order; those now all in flight leave its index.
-    fn hand_out_indexed(&self, s: &State, h: &mut HandOut<'_>, racks: &RackMap) -> Flow {
-        let Some(place) = h.place else {
-            return Flow::Go;
-        };
-        let mine = h.best.indexed(place, MAX_INDEXED_VISITS);
-        let mut flow = Flow::Go;
-        let mut done = Vec::new();
-        for (q, position) in mine {
-            let Some(w) = s.queues.get(q).and_then(|queue| queue.get(position)) else {
-                done.push((q, position));
-                continue;
-            };
-            flow = self.offer(s, h, racks, w, (q, position));
-            if w.missing.iter().all(|i| h.taken(s, w.group, *i)) {
-                done.push((q, position));
-            }
-            if flow != Flow::Go {
-                break;
-            }
-        }
-        h.best.unindex(place, &done);
-        flow
-    }
-
-    /// Walks the queues from where the last walk stopped, planning the blocks whose best
-    /// racks are not known yet (which indexes them) and offering the server those it is
-    /// among the best targets of.
-    fn hand_out_walking(&self, s: &mut State, h: &mut HandOut<'_>, racks: &RackMap) {
-        let mut fronts = s.fronts;
-        let mut resume = s.resume;
-        let mut visits = 0usize;
-        'all: for (q, queue) in s.queues.iter().enumerate() {
-            let start = fronts[q];
-            let from = resume[q].clamp(start, queue.len());
-            let mut leading = from == start;
-            for position in (from..queue.len()).chain(start..from) {
-                let Some(w) = queue.get(position) else {
-                    continue;
-                };
-                let flying = |i: &u32| s.in_flight.contains_key(&(w.group, *i));
-                if leading && w.missing.iter().all(flying) {
-                    fronts[q] = position + 1;
-                    h.best.settled.insert((q, position));
-                    continue;
-                }
-                leading = false;
-                visits += 1;
-                if visits > MAX_VISITS {
-                    resume[q] = position;
-                    break 'all;
-                }
-                let flow = self.offer(s, h, racks, w, (q, position));
-                let picked = &h.picked;
-                h.best.settle(w, (q, position), |i| {
-                    s.in_flight.contains_key(&(w.group, i))
-                        || picked.iter().any(|p| p.group == w.group && p.index == i)
-                });
-                match flow {
-                    Flow::Go => {}
-                    Flow::Capped => {
-                        resume[q] = position;
-                        break 'all;
-                    }
-                    Flow::Full => break 'all,
-                }
-            }
-        }
-        s.fronts = fronts;
-        s.resume = resume;
-    }
-
-    /// Offers the server `w`'s missing blocks not in flight (`w` is at `at` in the queues).
-    fn offer(
-        &self,
-        s: &State,
-        h: &mut HandOut<'_>,
-        racks: &RackMap,
-        w: &Work,
-        at: (usize, usize),
-    ) -> Flow {
-        let node = h.node;
-        for index in &w.missing {
-            if h.room == 0 {
-                return Flow::Full;
-            }
-            if h.taken(s, w.group, *index) {
-                continue;
-            }
-            // A rack not among the block's best targets when they were last found is passed
-            // over without a plan: at 10,000 servers, nearly every server planned 64 blocks
-            // per heartbeat to find none its own (312 µs).
-            if let (Some(admits), Some(place)) = (h.best.admits.get(&(w.group, *index)), h.place)
-                && !admits.admits(place)
-            {
-                continue;
-            }
-            if let Some(place) = h.place
-                && h.best
-                    .crossing
-                    .get(&(w.group, *index, place.rack))
-                    .is_some_and(|c| waits_for_budget(s, &h.picked, node, c))
-            {
-                continue;
-            }
-            // The group's blocks in flight, by position (a scan of every task in flight per
-            // candidate was O(tasks) each).
-            let busy: Vec<BlockServerId> = (0..w.policy.width() as u32)
-                .filter_map(|i| s.in_flight.get(&(w.group, i)).map(|f| f.target))
-                .chain(h.picked.iter().filter(|p| p.group == w.group).map(|_| node))
-                .collect();
-            h.plans += 1;
-            if h.plans > MAX_PLANS {
-                return Flow::Capped;
-            }
-            let Some(sources) = self.plan((w, *index, at), &busy, racks, h) else {
-                continue;
-            };
-            let mut reads: Vec<String> = sources
-                .iter()
-                .filter(|src| !src.is_zeros())
-                .map(|src| src.rack.clone())
-                .collect();
-            reads.sort_unstable();
-            reads.dedup();
-            // Past the servers a budget may be split among, the work waits for one of them
-            // (or goes to a server already reading across it).
-            let crosses = crossed(&s.throttle, &reads, &h.me.rack);
-            let waits = waits_for_budget(s, &h.picked, node, &crosses);
-            if let Some(place) = h.place {
-                h.best
-                    .crossing
-                    .insert((w.group, *index, place.rack), crosses.clone());
-            }
-            if waits {
-                continue;
-            }
-            let erasure_coded = matches!(w.policy, StoragePolicy::ErasureCoded { .. });
-            let weight = task_weight(sources.len(), 1, self.config.xmits_weight, erasure_coded);
-            let alone = h.xmits == 0 && h.out.is_empty();
-            if weight > h.room && !alone {
-                // The most urgent work left does not fit: lighter, less urgent tasks
-                // (replicas') would keep this server from ever having room for it.
-                return Flow::Full;
-            }
-            h.room = h.room.saturating_sub(weight);
-            let task_id = TaskId(s.next_task.0.saturating_add(h.picked.len() as u64));
-            h.picked.push(Picked {
-                group: w.group,
-                index: *index,
-                task_id,
-                weight,
-                reads,
-                crosses: crosses.into_iter().map(|(name, _)| name).collect(),
-            });
-            h.out.push(ReconstructionTask {
-                id: task_id,
-                group: w.group,
-                policy: w.policy.clone(),
-                group_length: w.length,
-                index: *index,
-                sources,
-                weight,
-                aggregate: self.config.rack_aware,
-            });
-        }
-        Flow::Go
-    }
-
-    /// Whether the hand-out's server should rebuild internal block `index` of `w` (at `at`
-    /// in the queues), and from which sources.
+    /// Whether `me` should rebuild internal block `index` of `w`, and from which sources.
     fn plan(
         &self,
-        (w, index, at): (&Work, u32, (usize, usize)),
+        w: &Work,
+        index: u32,
+        me: &NodeView,
         busy: &[BlockServerId],
         racks: &RackMap,
-        h: &mut HandOut<'_>,
+        best_cost: &mut HashMap<(GroupId, u32, bool), u32>,
     ) -> Option<Vec<BlockSource>> {
-        let me = h.me;
-        let best_cost = &mut h.best;
         let holders: BTreeSet<BlockServerId> = w
             .replicas
             .iter()
@@ -1210,10 +911,9 @@ impl Scheduler {
                 })
         };
         let (my_cost, mine) = cost_in(me)?;
-        let key = (w.group, index, mine_within);
-        let best = match best_cost.cost.get(&key) {
-            Some(cost) => *cost,
-            None => {
+        let best = *best_cost
+            .entry((w.group, index, mine_within))
+            .or_insert_with(|| {
                 // A target's cost depends on where the sources are from it: every rack of a
                 // datacenter that holds none costs the same, so only the racks holding one
                 // and the first other rack of each datacenter are costed (all 200 racks of
@@ -1224,22 +924,16 @@ impl Scheduler {
                     .filter_map(|r| racks.rack_of(r.node))
                     .collect();
                 let mut datacenters = BTreeSet::new();
-                let costs: Vec<(u32, Option<u32>, u32)> = candidates()
+                candidates()
                     .filter(|(rack, _)| !mine_within || within(*rack))
-                    .filter_map(|(rack, n)| {
-                        let datacenter = racks.place(n.id).and_then(|p| p.datacenter);
-                        (holding.contains(&rack) || datacenters.insert(datacenter))
-                            .then_some((rack, datacenter, n))
+                    .filter(|(rack, n)| {
+                        holding.contains(rack)
+                            || datacenters.insert(racks.place(n.id).and_then(|p| p.datacenter))
                     })
-                    .filter_map(|(rack, datacenter, n)| {
-                        cost_in(n).map(|(c, _)| (rack, datacenter, c))
-                    })
-                    .collect();
-                let best = costs.iter().map(|c| c.2).min().unwrap_or(my_cost);
-                best_cost.found(key, at, &costs, best, &holding);
-                best
-            }
-        };
+                    .filter_map(|(_, n)| cost_in(n).map(|(c, _)| c))
+                    .min()
+                    .unwrap_or(my_cost)
+            });
         if my_cost > best {
             return None;
         }

@@ -553,18 +553,6 @@ fn work_on(group: u64, holders: &[u64]) -> Work {
     w
 }
 
-/// Budgets r1 -> r2 at twice `MIN_SHARE` (two readers at most), and three groups whose lost
-/// block the r2 servers (of 12 in 3 racks) rebuild from r1's and r3's copies.
-fn queue_behind_two_readers(s: &Scheduler) {
-    let mut t = ThrottleSettings::default();
-    t.rack_pairs
-        .insert(("r1".into(), "r2".into()), 2 * MIN_SHARE);
-    let queued: Vec<(usize, Work)> = (0..3)
-        .map(|g| (2, work_on((1 << 20) + g, &[1, 3, 4, 6, 7, 9, 10, 12])))
-        .collect();
-    s.update(queued, &BTreeSet::new(), 0, t);
-}
-
 /// A budget is never split into shares under `MIN_SHARE`: past `budget / MIN_SHARE` servers
 /// reading across it, work that would cross it waits, and goes to a server already among
 /// them. A server rebuilding from its own side holds none of it back.
@@ -572,7 +560,15 @@ fn queue_behind_two_readers(s: &Scheduler) {
 fn a_budget_has_as_many_readers_as_min_share_allows() {
     let s = scheduler(8);
     let nodes = nodes(&[]);
-    queue_behind_two_readers(&s);
+    // r1 -> r2 at twice MIN_SHARE: two readers at most.
+    let mut t = ThrottleSettings::default();
+    t.rack_pairs
+        .insert(("r1".into(), "r2".into()), 2 * MIN_SHARE);
+    // Three groups whose lost block the r2 servers rebuild from r1's and r3's copies.
+    let queued: Vec<(usize, Work)> = (0..3)
+        .map(|g| (2, work_on((1 << 20) + g, &[1, 3, 4, 6, 7, 9, 10, 12])))
+        .collect();
+    s.update(queued, &BTreeSet::new(), 0, t);
     let crossing = |tasks: &[ReconstructionTask]| {
         tasks
             .iter()
@@ -619,143 +615,4 @@ fn work_behind_blocks_a_server_cannot_take_is_reached() {
     };
     assert_eq!(task.group, GroupId((1 << 20) + 100));
     assert_eq!(heartbeats, 2, "the first heartbeat stopped at MAX_PLANS");
-}
-
-/// The racks a block's best cost admits: a rack holding a source only if its own cost was
-/// the best; a rack holding none if its datacenter's costed rack was.
-#[test]
-fn only_racks_that_had_the_best_cost_are_admitted() {
-    let holding: BTreeSet<u32> = [1, 2].into();
-    let mut admits = Admits::default();
-    admits.add(
-        &[(1, Some(0), 5), (2, Some(0), 6), (3, Some(1), 5)],
-        5,
-        &holding,
-    );
-    let at = |rack, datacenter| Place { rack, datacenter };
-    assert!(admits.admits(at(1, Some(0))));
-    assert!(!admits.admits(at(2, Some(0))), "holds a source, costs more");
-    assert!(admits.admits(at(7, Some(1))), "as rack 3 of its datacenter");
-    assert!(
-        !admits.admits(at(8, Some(0))),
-        "its datacenter's racks cost more"
-    );
-    // Found again with the other share rule: the racks add up.
-    admits.add(&[(2, Some(0), 4)], 4, &holding);
-    assert!(admits.admits(at(2, Some(0))));
-    assert!(admits.admits(at(1, Some(0))));
-}
-
-/// A registry of servers 1..=12 in `racks` racks (server i in r((i - 1) % racks + 1)), and a
-/// scheduler with `max-streams` 8, both on a manual clock (what they derive from a
-/// snapshot is kept across heartbeats, as on an active).
-fn registry_of(
-    racks: u64,
-) -> (
-    crate::registry::Registry,
-    Scheduler,
-    Arc<raftfs_runtime::clock::ManualClock>,
-) {
-    let (clock, manual) = raftfs_runtime::Clock::manual(1);
-    let registry =
-        crate::registry::Registry::new(Duration::from_secs(60)).with_clock(clock.clone());
-    let storage = Storage {
-        capacity: 1 << 40,
-        available: 1 << 40,
-        volumes: 1,
-        ..Storage::default()
-    };
-    for id in 1..=12u64 {
-        let rack = format!("r{}", (id - 1) % racks + 1);
-        registry
-            .register(
-                BlockServerId(id),
-                &format!("127.0.0.1:{id}"),
-                &rack,
-                storage,
-            )
-            .expect("register");
-    }
-    (registry, scheduler(8).with_clock(clock), manual)
-}
-
-/// On the registry's snapshot, a heartbeat offers its server the blocks its rack was found
-/// among the best targets of, without walking the queues: once every entry was walked, only
-/// the servers of the best racks (r4 and r5, holding one source each and within their
-/// share) are handed the blocks, each once, and the others' heartbeats walk nothing.
-#[test]
-fn heartbeats_are_offered_the_blocks_their_rack_is_best_for() {
-    let (registry, s, _) = registry_of(6);
-    let blocks = 100u64;
-    let queued: Vec<(usize, Work)> = (0..blocks)
-        .map(|g| (2, work_on((1 << 20) + g, &[1, 7, 2, 8, 3, 9, 4, 5])))
-        .collect();
-    s.update(queued, &BTreeSet::new(), 0, ThrottleSettings::default());
-    let snapshot = registry.snapshot();
-    // A server of r6 (no source) walks the queue, finding the best racks of every block.
-    let walked_all = || {
-        let state = s.lock();
-        state.best.walked_all(&state.queues)
-    };
-    let mut walks = 0;
-    while !walked_all() {
-        walks += 1;
-        assert!(walks <= blocks, "the walk never ended");
-        assert!(s.assign_on(BlockServerId(6), 0, &snapshot).is_empty());
-    }
-    let place = |id| {
-        let state = s.lock();
-        let planned = state.planned.clone().expect("planned on the snapshot");
-        planned.map.place(BlockServerId(id)).expect("placed")
-    };
-    let indexed = |id| {
-        let at = place(id);
-        s.lock().best.indexed(at, usize::MAX).len() as u64
-    };
-    assert_eq!((indexed(6), indexed(10), indexed(11)), (0, blocks, blocks));
-    let mut handed: BTreeMap<GroupId, BlockServerId> = BTreeMap::new();
-    for _ in 0..blocks {
-        for id in [10, 11, 12] {
-            for t in s.assign_on(BlockServerId(id), 0, &snapshot) {
-                assert!(handed.insert(t.group, BlockServerId(id)).is_none(), "{t:?}");
-            }
-        }
-        if handed.len() as u64 == blocks {
-            break;
-        }
-    }
-    assert_eq!(handed.len() as u64, blocks);
-    assert!(
-        handed
-            .values()
-            .all(|n| [BlockServerId(10), BlockServerId(11)].contains(n)),
-        "{handed:?}"
-    );
-}
-
-/// On the registry's snapshot, a block found waiting for a full budget is passed over while
-/// the budget stays full, and handed out once a reader is done (as of the next snapshot).
-#[test]
-fn work_waiting_for_a_budget_is_handed_out_once_a_reader_is_done() {
-    let (registry, s, clock) = registry_of(3);
-    queue_behind_two_readers(&s);
-    let snapshot = registry.snapshot();
-    let first = s.assign_on(BlockServerId(2), 5, &snapshot);
-    let second = s.assign_on(BlockServerId(5), 5, &snapshot);
-    assert_eq!((first.len(), second.len()), (1, 1));
-    // Two readers: the third r2 server waits, heartbeat after heartbeat.
-    for _ in 0..3 {
-        assert!(s.assign_on(BlockServerId(8), 5, &snapshot).is_empty());
-    }
-    let failed = TaskOutcome {
-        task_id: first[0].id,
-        group: first[0].group,
-        index: first[0].index,
-        error: Some("failed".into()),
-    };
-    s.finished(BlockServerId(2), &[failed]);
-    // Readers are counted anew with the next snapshot of the servers.
-    clock.advance(crate::registry::SNAPSHOT_MAX_AGE);
-    let third = s.assign_on(BlockServerId(8), 5, &registry.snapshot());
-    assert_eq!(third.len(), 1, "{third:?}");
 }
