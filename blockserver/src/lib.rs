@@ -36,6 +36,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod tokens;
+pub mod ui;
 pub mod volumes;
 
 pub use config::{Config, ServeArgs};

@@ -73,6 +73,8 @@ struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RackLabels {
     from_rack: String,
+    /// This server's rack: with `from_rack`, the rack pair a budget is set for.
+    to_rack: String,
 }
 
 fn gauge_i64(v: u64) -> i64 {
@@ -178,7 +180,7 @@ impl Metrics {
         let reconstruction_read = Family::<RackLabels, Counter>::default();
         registry.register(
             "reconstruction_read_bytes",
-            "Bytes read from sources by reconstruction here, by the source's rack",
+            "Bytes read from sources by reconstruction here, by the source's rack and this server's",
             reconstruction_read.clone(),
         );
         let reconstruction_written = Counter::default();
@@ -327,11 +329,13 @@ impl Metrics {
             .inc();
     }
 
-    /// `bytes` read for reconstruction from a source in `from_rack`.
-    pub fn reconstruction_read(&self, from_rack: &str, bytes: u64) {
+    /// `bytes` read for reconstruction from a source in `from_rack` by this server, in
+    /// `to_rack`.
+    pub fn reconstruction_read(&self, from_rack: &str, to_rack: &str, bytes: u64) {
         self.reconstruction_read
             .get_or_create(&RackLabels {
                 from_rack: from_rack.to_owned(),
+                to_rack: to_rack.to_owned(),
             })
             .inc_by(bytes);
     }
@@ -371,11 +375,13 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` until `shutdown` resolves; storage figures are measured at each scrape.
+/// Serves `/metrics`, and the operator page `ui`, until `shutdown` resolves; storage figures
+/// are measured at each scrape.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     volumes: Arc<Volumes>,
+    ui: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let render = move || {
@@ -388,5 +394,5 @@ pub async fn serve(
             metrics.encode()
         }
     };
-    raftfs_runtime::metrics::serve(listener, render, shutdown).await
+    raftfs_runtime::metrics::serve(listener, render, ui, shutdown).await
 }

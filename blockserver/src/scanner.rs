@@ -36,6 +36,46 @@ pub struct ScanPolicy {
     pub period: Duration,
 }
 
+/// Where the scanner stands, for the operator pages: the pass under way and the last one
+/// ended.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ScanProgress {
+    /// Scanning is on (`scan-bytes-per-sec` > 0).
+    pub enabled: bool,
+    pub bytes_per_sec: u64,
+    pub period_ms: u64,
+    /// The pass under way: when it began, the blocks it walks, those done, bytes read.
+    pub pass_started_ms: Option<u64>,
+    pub pass_blocks: u64,
+    pub pass_done: u64,
+    pub pass_bytes: u64,
+    pub passes: u64,
+    /// The last pass ended: when, its blocks, its corrupt finds.
+    pub last_ended_ms: Option<u64>,
+    pub last_blocks: u64,
+    pub last_corrupt: u64,
+    pub corrupt_total: u64,
+}
+
+/// The scanner's progress, shared with the pages that show it.
+#[derive(Debug, Default, Clone)]
+pub struct SharedProgress(Arc<std::sync::Mutex<ScanProgress>>);
+
+impl SharedProgress {
+    /// The progress now.
+    pub fn get(&self) -> ScanProgress {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ScanProgress> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ScanProgress)) {
+        f(&mut self.lock());
+    }
+}
+
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy)]
 struct PassOutcome {
@@ -51,8 +91,14 @@ pub fn spawn(
     volumes: Arc<Volumes>,
     metaservers: Metaservers,
     metrics: Arc<Metrics>,
+    progress: SharedProgress,
     mut stopped: watch::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
+    progress.update(|p| {
+        p.enabled = policy.bytes_per_sec > 0;
+        p.bytes_per_sec = policy.bytes_per_sec;
+        p.period_ms = u64::try_from(policy.period.as_millis()).unwrap_or(u64::MAX);
+    });
     if policy.bytes_per_sec == 0 {
         return None;
     }
@@ -60,10 +106,17 @@ pub fn spawn(
         loop {
             let start = Instant::now();
             let outcome = tokio::select! {
-                o = pass(&policy, &volumes, &metaservers, &metrics) => o,
+                o = pass(&policy, &volumes, &metaservers, &metrics, &progress) => o,
                 _ = stopped.wait_for(|s| *s) => return,
             };
             metrics.scan_pass();
+            progress.update(|p| {
+                p.passes += 1;
+                p.pass_started_ms = None;
+                p.last_ended_ms = Some(raftfs_runtime::ui::now_ms());
+                p.last_blocks = outcome.blocks;
+                p.last_corrupt = outcome.corrupt;
+            });
             tracing::info!(
                 blocks = outcome.blocks,
                 bytes = outcome.bytes,
@@ -86,10 +139,18 @@ async fn pass(
     volumes: &Arc<Volumes>,
     metaservers: &Metaservers,
     metrics: &Metrics,
+    progress: &SharedProgress,
 ) -> PassOutcome {
     let start = Instant::now();
     let mut out = PassOutcome::default();
-    for Listed { id, length, .. } in volumes.list() {
+    let blocks = volumes.list();
+    progress.update(|p| {
+        p.pass_started_ms = Some(raftfs_runtime::ui::now_ms());
+        p.pass_blocks = blocks.len() as u64;
+        p.pass_done = 0;
+        p.pass_bytes = 0;
+    });
+    for Listed { id, length, .. } in blocks {
         let mut offset = 0;
         while offset < length {
             let len = SCAN_PIECE.min(length - offset);
@@ -108,6 +169,7 @@ async fn pass(
                     tracing::warn!(block = %id, error = %e, "block scan found a corrupt block");
                     out.corrupt += 1;
                     metrics.scan_corrupt();
+                    progress.update(|p| p.corrupt_total += 1);
                     metaservers.report_corrupt(id, format!("block scanner: {e}"));
                     break;
                 }
@@ -125,6 +187,10 @@ async fn pass(
             }
         }
         out.blocks += 1;
+        progress.update(|p| {
+            p.pass_done = out.blocks;
+            p.pass_bytes = out.bytes;
+        });
     }
     out
 }

@@ -115,22 +115,33 @@ pub async fn serve(
         stopped.clone(),
     );
 
+    let scan = crate::scanner::SharedProgress::default();
     tasks.extend(crate::scanner::spawn(
         config.scan_policy(),
         volumes.clone(),
         metaservers.clone(),
         metrics.clone(),
+        scan.clone(),
         stopped.clone(),
     ));
 
     if let Some(listener) = metrics_listener {
         let (m, v) = (metrics.clone(), volumes.clone());
+        let ui = crate::ui::routes(crate::ui::Sources {
+            id: config.id,
+            addr: advertise.clone(),
+            volumes: volumes.clone(),
+            worker: worker.clone(),
+            scan,
+            metaservers: metaservers.clone(),
+            started_ms: raftfs_runtime::ui::now_ms(),
+        });
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let until = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = crate::metrics::serve(listener, m, v, until).await {
+            if let Err(e) = crate::metrics::serve(listener, m, v, ui, until).await {
                 tracing::error!(error = %e, "metrics server failed");
             }
         });

@@ -81,6 +81,27 @@ pub struct Storage {
     pub failed_volumes: u32,
 }
 
+/// One volume as the operator pages show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VolumeView {
+    pub root: String,
+    /// Not taken out of use by a failed probe.
+    pub working: bool,
+    pub capacity: u64,
+    /// Free space above the reserve.
+    pub available: u64,
+    pub used: u64,
+    pub pools: Vec<PoolUse>,
+}
+
+/// One pool's share of a volume.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PoolUse {
+    pub pool: u64,
+    pub blocks: u64,
+    pub used: u64,
+}
+
 /// Size and free space of a file system.
 #[derive(Debug, Clone, Copy)]
 struct FsSpace {
@@ -143,6 +164,8 @@ struct PoolStore {
     store: Store,
     /// Bytes of finalized block data.
     used: AtomicU64,
+    /// Finalized blocks.
+    blocks: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -188,14 +211,13 @@ impl Volume {
                 source,
             })?;
             let store = Store::open_pool(&dir, pool.id)?;
-            let used = store
-                .list()?
-                .iter()
-                .fold(0u64, |u, b| u.saturating_add(b.length));
+            let listed = store.list()?;
+            let used = listed.iter().fold(0u64, |u, b| u.saturating_add(b.length));
             stores.push(PoolStore {
                 pool: pool.id,
                 store,
                 used: AtomicU64::new(used),
+                blocks: AtomicU64::new(listed.len() as u64),
             });
         }
         Ok(stores)
@@ -469,6 +491,11 @@ impl Volumes {
                                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
                                         Some(u.saturating_sub(len))
                                     });
+                            let _ =
+                                p.blocks
+                                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                        Some(n.saturating_sub(1))
+                                    });
                         }
                         true
                     }
@@ -518,6 +545,38 @@ impl Volumes {
             .filter_map(|(_, vol)| vol.pool(pool))
             .map(|p| p.used.load(Ordering::Relaxed))
             .fold(0, u64::saturating_add)
+    }
+
+    /// Every volume as the operator pages show it: its file system's size and room, and
+    /// each pool's blocks and bytes on it (counted as blocks come and go, not listed).
+    pub fn views(&self) -> Vec<VolumeView> {
+        self.volumes
+            .iter()
+            .map(|vol| {
+                let space = fs_space(&vol.root).ok();
+                VolumeView {
+                    root: vol.root.display().to_string(),
+                    working: vol.working(),
+                    capacity: space.map_or(0, |s| s.total),
+                    available: space.map_or(0, |s| s.available.saturating_sub(self.reserved)),
+                    used: vol.used(),
+                    pools: vol
+                        .stores
+                        .iter()
+                        .map(|p| PoolUse {
+                            pool: p.pool,
+                            blocks: p.blocks.load(Ordering::Relaxed),
+                            used: p.used.load(Ordering::Relaxed),
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Directories that could not be opened at start (counted as failed volumes).
+    pub fn failed_at_open(&self) -> u32 {
+        self.failed_at_open
     }
 
     /// Capacity, use and room of the working volumes.
@@ -597,6 +656,7 @@ impl VolumeWriter {
         let length = volumes.check(volume, writer.finalize())?;
         if let Some(p) = volumes.volumes[volume].pool(id.pool) {
             p.used.fetch_add(length, Ordering::Relaxed);
+            p.blocks.fetch_add(1, Ordering::Relaxed);
         }
         volumes.publish(BlockEvent::Added {
             block: id,

@@ -29,6 +29,7 @@ pub mod redundancy;
 pub mod registry;
 pub mod server;
 pub mod service;
+pub mod ui;
 
 pub use raftfs_core::namespace;
 

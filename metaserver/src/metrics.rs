@@ -100,6 +100,29 @@ pub struct Metrics {
     workers: raftfs_runtime::WorkerMetrics,
     block_cache_bytes: Gauge,
     memtable_bytes: Gauge,
+    groups: Family<CensusLabels, Gauge>,
+    group_bytes: Family<PolicyLabels, Gauge>,
+    budgets: Family<BudgetLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CensusLabels {
+    policy: String,
+    health: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    policy: String,
+}
+
+/// A journaled reconstruction budget: `kind` `rack` or `datacenter`, and the pair it is for
+/// (a dashboard sets the blockservers' `reconstruction_read_bytes` by the same pair beside it).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    kind: &'static str,
+    from: String,
+    to: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -207,8 +230,29 @@ impl Metrics {
             "Bytes in memtables across the log and the namespace (storage.memtable-bytes bounds it)",
             memtable_bytes.clone(),
         );
+        let groups = Family::<CensusLabels, Gauge>::default();
+        registry.register(
+            "block_groups",
+            "Closed block groups by storage policy and health, as the active's last whole redundancy scan pass counted them",
+            groups.clone(),
+        );
+        let group_bytes = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "block_group_bytes",
+            "File bytes in closed block groups by storage policy (before copies or parity), as the last pass counted them",
+            group_bytes.clone(),
+        );
+        let budgets = Family::<BudgetLabels, Gauge>::default();
+        registry.register(
+            "reconstruction_budget_bytes_per_second",
+            "Journaled reconstruction budgets by rack pair or datacenter pair (0 when unset: the pair is unlimited)",
+            budgets.clone(),
+        );
         let workers = raftfs_runtime::WorkerMetrics::registered(&mut registry);
         Self {
+            groups,
+            group_bytes,
+            budgets,
             block_cache_bytes,
             memtable_bytes,
             registry,
@@ -251,6 +295,51 @@ impl Metrics {
         }
         self.reconstruction_unrecoverable
             .set(gauge_i64(unrecoverable));
+    }
+
+    /// The last whole pass's census (a policy no longer found drops out at the next pass).
+    pub fn set_census(&self, census: &crate::redundancy::Census) {
+        self.groups.clear();
+        self.group_bytes.clear();
+        for (policy, c) in census {
+            for (health, n) in [
+                ("healthy", c.healthy),
+                ("degraded", c.degraded),
+                ("missing", c.missing),
+                ("awaiting", c.awaiting),
+            ] {
+                self.groups
+                    .get_or_create(&CensusLabels {
+                        policy: policy.clone(),
+                        health,
+                    })
+                    .set(gauge_i64(n));
+            }
+            self.group_bytes
+                .get_or_create(&PolicyLabels {
+                    policy: policy.clone(),
+                })
+                .set(gauge_i64(c.bytes));
+        }
+    }
+
+    /// The journaled budgets, as the last scan read them.
+    pub fn set_budgets(&self, throttle: &crate::namespace::throttle::ThrottleSettings) {
+        self.budgets.clear();
+        let pairs = throttle
+            .rack_pairs
+            .iter()
+            .map(|p| ("rack", p))
+            .chain(throttle.datacenter_pairs.iter().map(|p| ("datacenter", p)));
+        for (kind, ((from, to), bps)) in pairs {
+            self.budgets
+                .get_or_create(&BudgetLabels {
+                    kind,
+                    from: from.clone(),
+                    to: to.clone(),
+                })
+                .set(gauge_i64(*bps));
+        }
     }
 
     /// Tasks in flight on the active.
@@ -314,11 +403,12 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` until the process ends.
+/// Serves `/metrics`, and the operator pages `ui`, until the process ends.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     node: MetaNode,
+    ui: axum::Router,
 ) -> std::io::Result<()> {
     let render = move || {
         let (metrics, node) = (metrics.clone(), node.clone());
@@ -327,5 +417,5 @@ pub async fn serve(
             metrics.encode()
         }
     };
-    raftfs_runtime::metrics::serve(listener, render, std::future::pending()).await
+    raftfs_runtime::metrics::serve(listener, render, ui, std::future::pending()).await
 }

@@ -69,6 +69,8 @@ pub struct BlockState {
     pub(crate) scheduler: Arc<Scheduler>,
     /// Block sizes, liveness and reconstruction limits from the configuration.
     pub(crate) tuning: BlockTuning,
+    /// What the last whole pass of the redundancy scan found (the operator pages' census).
+    pub(crate) last_pass: Arc<std::sync::Mutex<Option<crate::redundancy::PassReport>>>,
 }
 
 impl BlockState {
@@ -86,7 +88,21 @@ impl BlockState {
                 rack_aware: tuning.rack_aware_reconstruction,
             })),
             tuning,
+            last_pass: Arc::default(),
         }
+    }
+
+    pub(crate) fn set_last_pass(&self, report: Option<crate::redundancy::PassReport>) {
+        *self.last_pass.lock().unwrap_or_else(|p| p.into_inner()) = report;
+    }
+
+    /// What the last whole pass of the redundancy scan found, if one ended on this member
+    /// since it became the active.
+    pub fn last_pass(&self) -> Option<crate::redundancy::PassReport> {
+        self.last_pass
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

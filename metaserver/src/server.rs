@@ -350,8 +350,10 @@ pub async fn serve(
     let node = member.node.clone();
     if let Some(listener) = metrics_listener {
         let (m, n) = (node.metrics.clone(), node.clone());
+        // File names only where any caller may already claim the superuser's name.
+        let ui = crate::ui::routes(node.clone(), tls.is_none());
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(listener, m, n).await {
+            if let Err(e) = crate::metrics::serve(listener, m, n, ui).await {
                 tracing::error!(error = %e, "metrics server failed");
             }
         });

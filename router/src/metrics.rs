@@ -143,7 +143,7 @@ pub async fn serve(
         let (metrics, statuses) = (metrics.clone(), statuses.clone());
         async move { metrics.encode(&statuses) }
     };
-    raftfs_runtime::metrics::serve(listener, render, shutdown).await
+    raftfs_runtime::metrics::serve(listener, render, raftfs_runtime::ui::none(), shutdown).await
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod ports;
 pub mod shutdown;
 pub mod simulation;
 pub mod tls;
+pub mod ui;
 pub mod workers;
 
 pub use clock::{Clock, ManualClock};

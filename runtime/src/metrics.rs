@@ -96,17 +96,21 @@ pub fn encode(registry: &Registry) -> String {
 }
 
 /// Serves `/metrics` on `listener` until `shutdown` resolves, each scrape answered with the
-/// text `render` makes then (the one metrics endpoint of every server).
+/// text `render` makes then (the one metrics endpoint of every server), beside the server's
+/// operator pages `ui` (`/ui`, [`crate::ui`]; an empty router for none).
 pub async fn serve<F, Fut>(
     listener: tokio::net::TcpListener,
     render: F,
+    ui: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
     F: Fn() -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = String> + Send + 'static,
 {
-    let app = axum::Router::new().route("/metrics", axum::routing::get(render));
+    let app = axum::Router::new()
+        .route("/metrics", axum::routing::get(render))
+        .merge(ui);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -70,6 +70,15 @@ impl Drop for Cleanup {
     }
 }
 
+/// A task this server runs now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunningTask {
+    pub pool: u64,
+    pub task: u64,
+    pub group: u64,
+    pub index: u32,
+}
+
 /// The reconstruction worker of one blockserver.
 #[derive(Debug)]
 pub struct Worker {
@@ -107,6 +116,26 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The tasks running now, by pool, for the operator pages.
+    pub fn running_tasks(&self) -> Vec<RunningTask> {
+        let mut tasks: Vec<RunningTask> = lock(&self.running)
+            .iter()
+            .map(|((pool, group, index), (_, task))| RunningTask {
+                pool: *pool,
+                task: task.get(),
+                group: group.get(),
+                index: *index,
+            })
+            .collect();
+        tasks.sort_by_key(|t| (t.pool, t.task));
+        tasks
+    }
+
+    /// This server's rack, as its tasks' reads are counted.
+    pub fn rack(&self) -> &str {
+        &self.rack
     }
 
     /// Starts `task`, sent by the active of pool `pool`'s nameservice (unless the same block
@@ -259,7 +288,7 @@ impl Worker {
             .peers
             .read(&src.addr, group, src.index, offset, len, token)
             .await?;
-        self.metrics.reconstruction_read(&src.rack, len);
+        self.metrics.reconstruction_read(&src.rack, &self.rack, len);
         Ok(out)
     }
 
@@ -391,7 +420,7 @@ impl Worker {
         // One cell crossed from that rack: counted and charged like a read from it.
         self.budgets.read(data.len() as u64, &via.rack).await;
         self.metrics
-            .reconstruction_read(&via.rack, data.len() as u64);
+            .reconstruction_read(&via.rack, &self.rack, data.len() as u64);
         Ok(data)
     }
 

@@ -91,6 +91,17 @@ impl SmShared {
         &self.memory
     }
 
+    /// RocksDB's estimate of the keys in column family `cf`: exact after a compaction, off
+    /// by the overwrites and deletions not compacted yet. Read in microseconds whatever the
+    /// namespace's size (the operator pages' object counts).
+    pub fn estimated_keys(&self, cf: crate::namespace::kv::Cf) -> Option<u64> {
+        let db = self.db();
+        let handle = db.cf_handle(cf.name())?;
+        db.property_int_value_cf(handle, "rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+    }
+
     /// The current DB (replaced wholesale when a snapshot is installed).
     pub fn db(&self) -> Arc<DB> {
         match self.db.read() {

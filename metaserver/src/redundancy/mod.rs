@@ -228,6 +228,50 @@ pub struct Scan {
     /// it began), with when their decommission began: a server absent from `draining` is
     /// needed by nothing, if it stayed so until the pass ended.
     pub drain_judged: std::collections::BTreeMap<raftfs_core::id::BlockServerId, u64>,
+    /// The closed groups counted by storage policy and health.
+    pub census: Census,
+}
+
+/// What a whole pass counted of one storage policy's closed groups: how many, their bytes,
+/// and how each was judged. HDFS keeps such counts by every write; here the scan that
+/// judges every group anyway keeps them, once a pass, at no cost to the writes (the
+/// operator pages' namespace and health figures, issue 24).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyCensus {
+    pub groups: u64,
+    /// The groups' lengths (file bytes, before copies or parity).
+    pub bytes: u64,
+    pub healthy: u64,
+    /// Lacking internal blocks, rebuildable (queued for reconstruction).
+    pub degraded: u64,
+    /// Lacking more than can be rebuilt.
+    pub missing: u64,
+    /// Closed moments ago, their copies' reports on the way (judged by the next pass).
+    pub awaiting: u64,
+}
+
+/// The closed groups of a pass by storage policy (its display name).
+pub type Census = std::collections::BTreeMap<String, PolicyCensus>;
+
+/// How the scan judged a group, for the census.
+#[derive(Debug, Clone, Copy)]
+enum Judgement {
+    Healthy,
+    Degraded,
+    Missing,
+    Awaiting,
+}
+
+fn count(found: &mut Scan, policy: &StoragePolicy, length: u64, judgement: Judgement) {
+    let c = found.census.entry(policy.to_string()).or_default();
+    c.groups += 1;
+    c.bytes = c.bytes.saturating_add(length);
+    match judgement {
+        Judgement::Healthy => c.healthy += 1,
+        Judgement::Degraded => c.degraded += 1,
+        Judgement::Missing => c.missing += 1,
+        Judgement::Awaiting => c.awaiting += 1,
+    }
 }
 
 /// Groups per page of the redundancy scan.
@@ -423,12 +467,14 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
                 registry.queue_delete(node, g.id, index, Generation::ANY);
             }
         }
+        count(found, &policy, length, Judgement::Healthy);
         return Ok(());
     }
     if !judged.in_flight.contains(&g.id)
         && awaiting_reports(registry, g, &file, &policy, current, &need.missing)
     {
         found.awaiting += 1;
+        count(found, &policy, length, Judgement::Awaiting);
         return Ok(());
     }
     let missing = need.missing;
@@ -437,7 +483,13 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
     // as its copies in service say (HDFS puts "only decommissioning replicas" first); it
     // can be rebuilt while it is readable at all.
     let urgency = (need.readable >= needed).then(|| need.present.max(needed));
-    match urgency.and_then(|live| scheduler::priority(live, needed)) {
+    let priority = urgency.and_then(|live| scheduler::priority(live, needed));
+    let judgement = match priority {
+        Some(_) => Judgement::Degraded,
+        None => Judgement::Missing,
+    };
+    count(found, &policy, length, judgement);
+    match priority {
         Some(p) => found.work.push((
             p,
             scheduler::Work {
@@ -577,6 +629,36 @@ pub struct PassEnd {
     pub unrecoverable: u64,
     /// Groups left for the next pass while their copies' reports are on their way.
     pub awaiting: u64,
+    /// The closed groups by storage policy and health.
+    pub census: Census,
+}
+
+/// A whole pass as the operator pages show it: what it found, when it ended, and the state
+/// ID its last round read.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PassReport {
+    pub ended_ms: u64,
+    pub state_id: u64,
+    pub queued: [u64; 3],
+    pub unrecoverable: u64,
+    pub awaiting: u64,
+    pub census: Census,
+}
+
+impl PassReport {
+    /// The census summed over the policies.
+    pub fn total(&self) -> PolicyCensus {
+        let mut t = PolicyCensus::default();
+        for c in self.census.values() {
+            t.groups += c.groups;
+            t.bytes = t.bytes.saturating_add(c.bytes);
+            t.healthy += c.healthy;
+            t.degraded += c.degraded;
+            t.missing += c.missing;
+            t.awaiting += c.awaiting;
+        }
+        t
+    }
 }
 
 /// One round of the redundancy scan, with no I/O of its own beyond `kv` (the active's
@@ -633,6 +715,7 @@ pub fn scan_step<R: crate::namespace::kv::KvRead + ?Sized>(
             queued,
             unrecoverable: s.unrecoverable,
             awaiting: s.awaiting,
+            census: s.census,
         }
     });
     Ok(Round {
@@ -657,6 +740,8 @@ pub async fn scan_round(
     };
     let mut current = take();
     if node.role() != Role::Active {
+        // A pass of an earlier term is no view of the fleet now.
+        node.blocks.set_last_pass(None);
         return Ok(Outcome::Skipped);
     }
     let registry = node.blocks.registry.clone();
@@ -671,12 +756,22 @@ pub async fn scan_round(
     if let Ok(mut p) = state.lock() {
         *p = current;
     }
-    if let Some(end) = &round.ended {
+    if let Some(end) = round.ended {
         node.metrics
             .set_reconstruction_queues(end.queued, end.unrecoverable);
+        node.metrics.set_census(&end.census);
+        node.blocks.set_last_pass(Some(PassReport {
+            ended_ms: crate::registry::now_ms(),
+            state_id: applied,
+            queued: end.queued,
+            unrecoverable: end.unrecoverable,
+            awaiting: end.awaiting,
+            census: end.census,
+        }));
     }
-    node.metrics
-        .set_reconstruction_in_flight(node.blocks.scheduler.status().0.in_flight);
+    let (status, throttle) = node.blocks.scheduler.status();
+    node.metrics.set_reconstruction_in_flight(status.in_flight);
+    node.metrics.set_budgets(&throttle);
     Ok(Outcome::Done {
         items: round.scanned + round.checked,
     })

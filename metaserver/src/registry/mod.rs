@@ -951,6 +951,21 @@ impl Registry {
             .collect()
     }
 
+    /// How long ago each registered node was last heard from (its last heartbeat or
+    /// registration), in milliseconds.
+    pub fn silences_ms(&self) -> BTreeMap<BlockServerId, u64> {
+        let inner = self.lock();
+        let now = self.clock.now();
+        inner
+            .nodes
+            .iter()
+            .map(|(id, n)| {
+                let ms = now.saturating_duration_since(n.last_heartbeat).as_millis();
+                (*id, u64::try_from(ms).unwrap_or(u64::MAX))
+            })
+            .collect()
+    }
+
     /// Address and rack of node `id`, when registered.
     pub fn node(&self, id: BlockServerId) -> Option<(String, String)> {
         self.lock()

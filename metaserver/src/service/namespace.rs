@@ -370,7 +370,7 @@ fn header(state_id: u64) -> Option<pb::ResponseHeader> {
 
 /// Runs `f` on a point-in-time view of `node`'s state machine, which must hold at least
 /// `last_seen` (the state-ID rule); returns `f`'s result and the view's state ID.
-fn view<T, E: Into<MetaError>>(
+pub(crate) fn view<T, E: Into<MetaError>>(
     node: &MetaNode,
     last_seen: u64,
     f: impl FnOnce(&SnapshotKv<'_>) -> Result<T, E>,
