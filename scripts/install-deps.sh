@@ -11,8 +11,8 @@
 #                         which metactl/tests/webhdfs.rs drives against the gateway
 #   rsync, attr, fuse3    what metactl/tests/fuse.rs runs through the FUSE mount (rsync,
 #                         setfattr/getfattr; fusermount3 for mounts by users other than root)
-#   chromium              headless Chromium, which metactl/tests/ui.rs drives over the
-#                         DevTools protocol through the operator pages
+#   chromium-driver       headless Chromium and its chromedriver, through which
+#                         metactl/tests/ui.rs drives the operator pages (WebDriver)
 #   pjdfstest, fsx        (from crates.io) the POSIX test suite and the file system exerciser
 #                         metactl/tests/fuse.rs runs on the mount
 # Idempotent: does nothing when everything is there. Uses sudo when not root.
@@ -35,7 +35,7 @@ command -v setfattr >/dev/null 2>&1 || need+=(attr)
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -376,21 +376,22 @@ impl Metrics {
 }
 
 /// Serves `/metrics`, and the operator page `ui`, until `shutdown` resolves; storage figures
-/// are measured at each scrape.
+/// and the reconstruction worker's `xmits` are read at each scrape.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     volumes: Arc<Volumes>,
+    xmits: Arc<crate::reconstruction::xmits::Xmits>,
     ui: axum::Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let render = move || {
-        let (metrics, volumes) = (metrics.clone(), volumes.clone());
+        let (metrics, volumes, xmits) = (metrics.clone(), volumes.clone(), xmits.clone());
         async move {
             let storage = tokio::task::spawn_blocking(move || volumes.storage())
                 .await
                 .unwrap_or_default();
-            metrics.set_storage(&storage, 0);
+            metrics.set_storage(&storage, xmits.in_progress());
             metrics.encode()
         }
     };

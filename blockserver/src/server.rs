@@ -126,7 +126,7 @@ pub async fn serve(
     ));
 
     if let Some(listener) = metrics_listener {
-        let (m, v) = (metrics.clone(), volumes.clone());
+        let (m, v, x) = (metrics.clone(), volumes.clone(), worker.xmits.clone());
         let ui = crate::ui::routes(crate::ui::Sources {
             id: config.id,
             addr: advertise.clone(),
@@ -141,7 +141,7 @@ pub async fn serve(
             let until = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = crate::metrics::serve(listener, m, v, ui, until).await {
+            if let Err(e) = crate::metrics::serve(listener, m, v, x, ui, until).await {
                 tracing::error!(error = %e, "metrics server failed");
             }
         });

@@ -29,6 +29,9 @@ pub struct BlockEntry {
     pub pid: u32,
     pub rack: String,
     pub data_dir: String,
+    /// Prometheus `/metrics` and the operator page (`/ui`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<String>,
 }
 
 /// The TLS files a tool uses against a local TLS cluster (the superuser's certificate).

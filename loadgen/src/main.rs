@@ -1,6 +1,8 @@
 //! `loadgen`: NNThroughputBenchmark-style load for raftfs, and the same load against etcd,
-//! printing throughput and latency percentiles (text, or one JSON object with `--json`).
+//! printing throughput and latency percentiles (text, or one JSON object with `--json`);
+//! and a fleet of synthetic blockservers for what a metaserver does per registered server.
 
+mod blockservers;
 mod data;
 mod etcd;
 mod meta;
@@ -99,6 +101,51 @@ enum Cmd {
         #[arg(long)]
         cluster: Option<PathBuf>,
     },
+    /// Synthetic blockservers that register, report and heartbeat like real ones but store
+    /// nothing: a fleet's size on one machine, for what a metaserver does per registered
+    /// server (its operator pages). Runs until --seconds pass or SIGINT/SIGTERM; reports
+    /// the heartbeats. Simple-mode (non-TLS) clusters only.
+    Blockservers {
+        /// Metaserver addresses, comma-separated (or RAFTFS_META): every member, as a real
+        /// blockserver reports to every one.
+        #[arg(long)]
+        meta: Option<String>,
+        /// A local cluster's directory (DIR/cluster.json): every member it lists.
+        #[arg(long)]
+        cluster: Option<PathBuf>,
+        #[arg(long, default_value_t = 1000)]
+        servers: u64,
+        /// Racks the servers take turns over (r1..rR).
+        #[arg(long, default_value_t = 40)]
+        racks: u32,
+        /// Blocks each server reports, of groups the namespace never allocated.
+        #[arg(long, default_value_t = 100)]
+        blocks_per_server: u64,
+        /// Bytes of each reported block (what the servers' `used` adds up to).
+        #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+        block_size: u64,
+        /// Each server's capacity.
+        #[arg(long, default_value = "8TiB", value_parser = parse_size)]
+        capacity: u64,
+        #[arg(long, default_value_t = 4)]
+        volumes: u32,
+        /// The first server's node ID; the others follow (clear of the real servers').
+        #[arg(long, default_value_t = 1000)]
+        first_id: u64,
+        /// Where the servers' ports on 127.0.0.1 start (ports in use are skipped). Each is
+        /// held bound, not listening, for the run: a client sent there is refused at once.
+        #[arg(long, default_value_t = 10_000)]
+        first_port: u16,
+        /// The nameservice whose pool the servers join (empty: a cluster without
+        /// federation).
+        #[arg(long, default_value = "")]
+        nameservice: String,
+        #[arg(long, default_value_t = 1000)]
+        heartbeat_ms: u64,
+        /// Seconds to run (0: until SIGINT or SIGTERM).
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+    },
     /// The same load against etcd (the peer).
     Etcd {
         #[arg(long, value_enum)]
@@ -137,10 +184,11 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// `1GiB`, `512MiB`, `4096` (bytes).
+/// `8TiB`, `1GiB`, `512MiB`, `4096` (bytes).
 fn parse_size(s: &str) -> Result<u64, String> {
     let units = [
-        ("GiB", 1u64 << 30),
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
         ("MiB", 1 << 20),
         ("KiB", 1 << 10),
         ("B", 1),
@@ -154,6 +202,15 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| format!("bad size {s:?} (e.g. 1GiB, 256MiB, 4096)"))
+}
+
+/// The metaservers a fleet of synthetic blockservers reports to. A TLS cluster is refused:
+/// every server would need a node certificate of its own.
+fn fleet_metas(meta: Option<&str>, cluster: Option<&std::path::Path>) -> Result<Vec<String>> {
+    if cluster_tls(cluster)?.is_some() {
+        anyhow::bail!("synthetic blockservers need a simple-mode cluster (this one is TLS)");
+    }
+    Ok(raftfs_client::discovery::resolve(meta, cluster)?)
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -239,6 +296,37 @@ async fn run(cli: Cli) -> Result<()> {
                 kill,
                 disk_dir,
                 progress,
+            })
+            .await?
+        }
+        Cmd::Blockservers {
+            meta,
+            cluster,
+            servers,
+            racks,
+            blocks_per_server,
+            block_size,
+            capacity,
+            volumes,
+            first_id,
+            first_port,
+            nameservice,
+            heartbeat_ms,
+            seconds,
+        } => {
+            blockservers::run(blockservers::FleetLoad {
+                metas: fleet_metas(meta.as_deref(), cluster.as_deref())?,
+                servers,
+                racks,
+                blocks_per_server,
+                block_size,
+                capacity,
+                volumes,
+                first_id,
+                first_port,
+                nameservice,
+                heartbeat: std::time::Duration::from_millis(heartbeat_ms),
+                seconds,
             })
             .await?
         }

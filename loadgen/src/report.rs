@@ -142,7 +142,7 @@ fn log_failure(name: &str, i: u64, began_ms: u64, f: &Failure) {
     let _ = writeln!(file, "{line}");
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 100 s at 3 significant digits; the bounds are constants, so this cannot fail.
     Histogram::new_with_bounds(1, 100_000_000, 3)
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))

@@ -328,6 +328,34 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
     Ok(id)
 }
 
+/// `local scrape-targets`: the cluster's servers as Prometheus file-based discovery targets
+/// (`file_sd_configs`, etc/prometheus/prometheus.yml), one group per server with its role,
+/// id and (for a blockserver) rack as labels, so that a dashboard can tell them apart. The
+/// ports of a local cluster are drawn at random; this is how Prometheus finds them.
+pub fn scrape_targets(dir: &Path) -> Result<serde_json::Value> {
+    let cluster = ClusterFile::read(dir)?;
+    let mut groups = Vec::new();
+    let mut add = |role: &str, id: u64, addr: &Option<String>, rack: Option<&str>| {
+        if let Some(addr) = addr {
+            let mut labels = serde_json::json!({ "role": role, "server_id": id.to_string() });
+            if let Some(rack) = rack {
+                labels["rack"] = rack.into();
+            }
+            groups.push(serde_json::json!({ "targets": [addr], "labels": labels }));
+        }
+    };
+    for m in &cluster.meta {
+        add("metaserver", m.id, &m.metrics_addr, None);
+    }
+    for b in &cluster.block {
+        add("blockserver", b.id, &b.metrics_addr, Some(&b.rack));
+    }
+    for r in &cluster.routers {
+        add("router", r.id, &r.metrics_addr, None);
+    }
+    Ok(serde_json::Value::Array(groups))
+}
+
 /// `local generate`: writes the namespace and prints what it wrote, as JSON.
 pub fn generate(out: &Path, shape: &raftfs_metaserver::generate::Shape) -> Result<()> {
     let now = raftfs_metaserver::journal::proposer::now_ms();
@@ -601,6 +629,7 @@ async fn start_blockservers(
                 .first()
                 .map(|d| d.display().to_string())
                 .unwrap_or_default(),
+            metrics_addr: config.metrics_addr.map(|a| a.to_string()),
         });
         write_cluster_file(&opts.dir, cluster)?;
     }

@@ -350,6 +350,12 @@ enum LocalCmd {
         #[arg(long, default_value = "raftfs-local")]
         dir: PathBuf,
     },
+    /// Prints the servers of the cluster in DIR as Prometheus file-based discovery targets
+    /// (JSON for `file_sd_configs`; see etc/prometheus/prometheus.yml).
+    ScrapeTargets {
+        #[arg(long, default_value = "raftfs-local")]
+        dir: PathBuf,
+    },
     /// Starts one stopped metaserver of the cluster in DIR again.
     Start {
         #[arg(long, default_value = "raftfs-local")]
@@ -1018,6 +1024,12 @@ async fn run(cli: Cli) -> Result<()> {
             local::down(dir).await?;
         }
         Cmd::Local(LocalCmd::Down { dir }) => local::down(dir).await?,
+        Cmd::Local(LocalCmd::ScrapeTargets { dir }) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&local::scrape_targets(dir)?)?
+            );
+        }
         Cmd::Local(LocalCmd::Cert {
             dir,
             user,

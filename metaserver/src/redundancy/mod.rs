@@ -740,8 +740,9 @@ pub async fn scan_round(
     };
     let mut current = take();
     if node.role() != Role::Active {
-        // A pass of an earlier term is no view of the fleet now.
+        // A pass of an earlier term is no view of the fleet now (nor are its gauges).
         node.blocks.set_last_pass(None);
+        node.metrics.set_census(&Census::default());
         return Ok(Outcome::Skipped);
     }
     let registry = node.blocks.registry.clone();
