@@ -82,6 +82,7 @@ impl Overview {
                 state_id: None,
                 version: raftfs_core::level::binary_version(),
                 at_ms: raftfs_runtime::ui::now_ms(),
+                json_href: "?format=json".to_owned(),
             },
             addr: s.addr.clone(),
             rack: s.worker.rack().to_owned(),

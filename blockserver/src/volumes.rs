@@ -747,6 +747,45 @@ mod tests {
         assert_eq!(seen[6..], [BlockEvent::Removed(id(3)); 2]);
     }
 
+    /// The pages' block counts, kept as blocks come and go, agree with a listing: through
+    /// finalizes, a refused second stream, a restamp, deletes (once counted) and a reopen.
+    #[test]
+    fn volume_views_count_blocks_as_a_listing_would() {
+        let dirs = [
+            tempfile::tempdir().expect("d1"),
+            tempfile::tempdir().expect("d2"),
+        ];
+        let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_owned()).collect();
+        let counted = |vols: &Volumes| -> (u64, u64) {
+            let views = vols.views();
+            assert!(views.iter().all(|v| v.working && v.capacity > 0));
+            let blocks = views.iter().flat_map(|v| &v.pools).map(|p| p.blocks).sum();
+            let used = views.iter().map(|v| v.used).sum();
+            (blocks, used)
+        };
+        let vols = Volumes::open(&paths, &[Pool::unnamed()], 0).expect("open");
+        let vols = Arc::new(vols);
+        for g in 1..=5u64 {
+            let mut w = vols.create(id(g), Generation::FIRST).expect("create");
+            w.write(&[7u8; 100]).expect("write");
+            w.finalize().expect("finalize");
+        }
+        assert!(
+            vols.create(id(2), Generation::FIRST).is_err(),
+            "a second stream"
+        );
+        vols.restamp(id(4), Generation(2)).expect("restamp");
+        assert_eq!(counted(&vols), (5, 500));
+        assert!(vols.delete(id(1)).expect("delete"));
+        assert!(!vols.delete(id(1)).expect("delete again"));
+        assert_eq!(counted(&vols), (4, 400));
+        assert_eq!(vols.list().len(), 4);
+        drop(vols);
+        let reopened = Volumes::open(&paths, &[Pool::unnamed()], 0).expect("reopen");
+        assert_eq!(counted(&reopened), (4, 400));
+        assert_eq!(reopened.failed_at_open(), 0);
+    }
+
     #[test]
     fn pools_keep_their_blocks_apart() {
         let dir = tempfile::tempdir().expect("dir");

@@ -330,28 +330,40 @@ pub async fn add_observer(dir: &Path, debug_skip_state_id_wait: bool) -> Result<
 
 /// `local scrape-targets`: the cluster's servers as Prometheus file-based discovery targets
 /// (`file_sd_configs`, etc/prometheus/prometheus.yml), one group per server with its role,
-/// id and (for a blockserver) rack as labels, so that a dashboard can tell them apart. The
-/// ports of a local cluster are drawn at random; this is how Prometheus finds them.
+/// id, nameservice (a federation's members are in each nameservice's own directory) and,
+/// for a blockserver, rack as labels, so that a dashboard can tell them apart. The ports of
+/// a local cluster are drawn at random; this is how Prometheus finds them.
 pub fn scrape_targets(dir: &Path) -> Result<serde_json::Value> {
     let cluster = ClusterFile::read(dir)?;
     let mut groups = Vec::new();
-    let mut add = |role: &str, id: u64, addr: &Option<String>, rack: Option<&str>| {
+    let mut add = |role: &str, id: u64, addr: &Option<String>, extra: &[(&str, &str)]| {
         if let Some(addr) = addr {
             let mut labels = serde_json::json!({ "role": role, "server_id": id.to_string() });
-            if let Some(rack) = rack {
-                labels["rack"] = rack.into();
+            for (k, v) in extra {
+                labels[*k] = (*v).into();
             }
             groups.push(serde_json::json!({ "targets": [addr], "labels": labels }));
         }
     };
     for m in &cluster.meta {
-        add("metaserver", m.id, &m.metrics_addr, None);
+        add("metaserver", m.id, &m.metrics_addr, &[]);
+    }
+    for ns in &cluster.nameservices {
+        let members = ClusterFile::read(Path::new(&ns.dir))?;
+        for m in &members.meta {
+            add(
+                "metaserver",
+                m.id,
+                &m.metrics_addr,
+                &[("nameservice", &ns.name)],
+            );
+        }
     }
     for b in &cluster.block {
-        add("blockserver", b.id, &b.metrics_addr, Some(&b.rack));
+        add("blockserver", b.id, &b.metrics_addr, &[("rack", &b.rack)]);
     }
     for r in &cluster.routers {
-        add("router", r.id, &r.metrics_addr, None);
+        add("router", r.id, &r.metrics_addr, &[]);
     }
     Ok(serde_json::Value::Array(groups))
 }

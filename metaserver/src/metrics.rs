@@ -307,6 +307,7 @@ impl Metrics {
                 ("degraded", c.degraded),
                 ("missing", c.missing),
                 ("awaiting", c.awaiting),
+                ("draining", c.draining),
             ] {
                 self.groups
                     .get_or_create(&CensusLabels {

@@ -69,6 +69,38 @@ pub struct Answered {
     pub version: String,
     /// When the page was gathered, ms since the epoch.
     pub at_ms: u64,
+    /// The link to this page's JSON (its own query kept: `/ui/health?path=...`).
+    #[serde(skip)]
+    pub json_href: String,
+}
+
+/// The link to the JSON of a page asked for with `query`: the same parameters and
+/// `format=json`, in a stable order.
+pub fn json_href(query: &HashMap<String, String>) -> String {
+    let mut params: Vec<(&String, &String)> = query
+        .iter()
+        .filter(|(k, _)| k.as_str() != "format")
+        .collect();
+    params.sort();
+    let mut out = String::from("?");
+    for (k, v) in params {
+        out.push_str(&format!("{}={}&", query_escape(k), query_escape(v)));
+    }
+    out.push_str("format=json");
+    out
+}
+
+/// `s` as a URL query value: everything but unreserved characters and `/` percent-encoded.
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A refused page request.
@@ -237,6 +269,19 @@ mod tests {
         assert_eq!(Format::of(&q, &h).ok(), Some(Format::Json));
         q.insert("format".to_owned(), "xml".to_owned());
         assert!(matches!(Format::of(&q, &h), Err(UiError::BadRequest(_))));
+    }
+
+    #[test]
+    fn the_json_link_keeps_the_query() {
+        let mut q = HashMap::new();
+        assert_eq!(json_href(&q), "?format=json");
+        q.insert("path".to_owned(), "/a b/c&d".to_owned());
+        q.insert("format".to_owned(), "html".to_owned());
+        q.insert("after".to_owned(), "/a b/x".to_owned());
+        assert_eq!(
+            json_href(&q),
+            "?after=/a%20b/x&path=/a%20b/c%26d&format=json"
+        );
     }
 
     #[test]

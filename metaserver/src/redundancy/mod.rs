@@ -248,6 +248,9 @@ pub struct PolicyCensus {
     pub missing: u64,
     /// Closed moments ago, their copies' reports on the way (judged by the next pass).
     pub awaiting: u64,
+    /// Whole, but some blocks only on decommissioning servers: being copied off them
+    /// (HDFS's "decommissioning replicas"; a decommission does not make a cluster degraded).
+    pub draining: u64,
 }
 
 /// The closed groups of a pass by storage policy (its display name).
@@ -260,6 +263,7 @@ enum Judgement {
     Degraded,
     Missing,
     Awaiting,
+    Draining,
 }
 
 fn count(found: &mut Scan, policy: &StoragePolicy, length: u64, judgement: Judgement) {
@@ -271,6 +275,7 @@ fn count(found: &mut Scan, policy: &StoragePolicy, length: u64, judgement: Judge
         Judgement::Degraded => c.degraded += 1,
         Judgement::Missing => c.missing += 1,
         Judgement::Awaiting => c.awaiting += 1,
+        Judgement::Draining => c.draining += 1,
     }
 }
 
@@ -467,7 +472,15 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
                 registry.queue_delete(node, g.id, index, Generation::ANY);
             }
         }
-        count(found, &policy, length, Judgement::Healthy);
+        // Nothing to rebuild can also mean nothing to rebuild from: a replicated group
+        // with no readable copy left is lost, not whole.
+        let judgement = if need.present < width && need.readable < needed {
+            found.unrecoverable += 1;
+            Judgement::Missing
+        } else {
+            Judgement::Healthy
+        };
+        count(found, &policy, length, judgement);
         return Ok(());
     }
     if !judged.in_flight.contains(&g.id)
@@ -485,6 +498,8 @@ fn scan_group<R: crate::namespace::kv::KvRead + ?Sized>(
     let urgency = (need.readable >= needed).then(|| need.present.max(needed));
     let priority = urgency.and_then(|live| scheduler::priority(live, needed));
     let judgement = match priority {
+        // Every block still readable: what is missing is only on draining servers.
+        Some(_) if need.readable >= width => Judgement::Draining,
         Some(_) => Judgement::Degraded,
         None => Judgement::Missing,
     };
@@ -656,6 +671,7 @@ impl PassReport {
             t.degraded += c.degraded;
             t.missing += c.missing;
             t.awaiting += c.awaiting;
+            t.draining += c.draining;
         }
         t
     }
@@ -743,6 +759,8 @@ pub async fn scan_round(
         // A pass of an earlier term is no view of the fleet now (nor are its gauges).
         node.blocks.set_last_pass(None);
         node.metrics.set_census(&Census::default());
+        node.metrics
+            .set_budgets(&crate::namespace::throttle::ThrottleSettings::default());
         return Ok(Outcome::Skipped);
     }
     let registry = node.blocks.registry.clone();
@@ -920,6 +938,63 @@ mod tests {
             .collect();
         let db = crate::journal::rocks::open(&sm, &names, &Default::default()).expect("open");
         (dir, shape, db)
+    }
+
+    /// A pass counts every closed group once, under its policy, as it judged it: whole,
+    /// lacking a rebuildable block, lacking more than can be rebuilt, or whole with a copy
+    /// only on a decommissioning server (being drained, not degraded).
+    #[test]
+    fn a_pass_counts_the_groups_by_policy_and_health() {
+        use crate::namespace::admin_state::AdminState;
+        use crate::namespace::blocks::FIRST_GROUP_ID;
+        use crate::registry::{Reported, Storage};
+        let (_dir, shape, db) = generated(4);
+        let kv = crate::journal::rocks::LiveKv(&db);
+        let (clock, _hand) = raftfs_runtime::Clock::manual(1_000_000);
+        let (registry, _) = active_on(&clock);
+        let room = Storage {
+            capacity: 1 << 40,
+            available: 1 << 40,
+            volumes: 1,
+            ..Storage::default()
+        };
+        for id in 1..=5 {
+            registry
+                .register(BlockServerId(id), &format!("127.0.0.1:{id}"), "r1", room)
+                .expect("register");
+        }
+        let holders: [&[u64]; 4] = [&[1, 2, 3], &[1, 2], &[], &[1, 2, 4]];
+        for (g, servers) in holders.iter().enumerate() {
+            for id in *servers {
+                let copy = Reported {
+                    group: GroupId(FIRST_GROUP_ID.0 + g as u64),
+                    index: 0,
+                    length: shape.file_length,
+                    generation: Generation::FIRST,
+                };
+                registry
+                    .incremental(BlockServerId(*id), &[copy], &[])
+                    .expect("report");
+            }
+        }
+        let draining = AdminState::Decommissioning { since_ms: 1 };
+        registry.set_admin(1, [(BlockServerId(4), draining)].into_iter().collect());
+        let found = scan(&kv, &registry, &BTreeSet::new()).expect("scan");
+        let policy = StoragePolicy::default().to_string();
+        assert_eq!(found.census.keys().collect::<Vec<_>>(), vec![&policy]);
+        assert_eq!(
+            found.census[&policy],
+            PolicyCensus {
+                groups: 4,
+                bytes: 4 * shape.file_length,
+                healthy: 1,
+                degraded: 1,
+                missing: 1,
+                awaiting: 0,
+                draining: 1,
+            }
+        );
+        assert_eq!(found.scanned, 4);
     }
 
     /// A blockserver that dies has its groups checked in the next round, ahead of the pass:

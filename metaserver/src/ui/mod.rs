@@ -68,7 +68,8 @@ async fn overview(State(ui): State<Ui>, Query(q): Params, headers: HeaderMap) ->
         .node
         .read_local(|kv| crate::namespace::upgrade::load(kv))
         .await
-        .map_or(1, |u| u32::from(u.level.0));
+        .ok()
+        .map(|u| u32::from(u.level.0));
     respond(format, &Overview::gather(&ui.node, level))
 }
 
@@ -86,7 +87,7 @@ async fn reconstruction(State(ui): State<Ui>, Query(q): Params, headers: HeaderM
         Ok(f) => f,
         Err(e) => return refuse(e),
     };
-    // The journaled budgets, as `metactl ec throttle` set them.
+    // The journaled budgets, as `metactl reconstruction throttle` set them.
     let throttle = ui
         .node
         .read_local(|kv| crate::namespace::throttle::load(kv))
@@ -122,6 +123,7 @@ async fn health(State(ui): State<Ui>, Query(q): Params, headers: HeaderMap) -> R
         None
     };
     let mut page = HealthPage::new(&ui.node, None, ui.list_files);
+    page.answered.json_href = raftfs_runtime::ui::json_href(&q);
     if let Some((fsck, state_id)) = fsck {
         // The listing was read at its own snapshot: the page says which.
         page.answered.state_id = Some(state_id);

@@ -10,7 +10,7 @@ use openraft::ServerState;
 use raftfs_core::fsck::FileHealth;
 use raftfs_core::member::MemberRole;
 use raftfs_runtime::WorkerStatus;
-use raftfs_runtime::ui::{Answered, show};
+use raftfs_runtime::ui::{Answered, query_escape, show};
 use serde::Serialize;
 
 use crate::journal::MemberId;
@@ -31,6 +31,7 @@ pub fn answered(node: &MetaNode) -> Answered {
         state_id: Some(node.sm.applied_index()),
         version: raftfs_core::level::binary_version(),
         at_ms: raftfs_runtime::ui::now_ms(),
+        json_href: "?format=json".to_owned(),
     }
 }
 
@@ -153,9 +154,12 @@ impl Health {
         Self { pass, total }
     }
 
-    /// `healthy`, `degraded` or `missing`: the worst state any group is in.
+    /// `healthy`, `degraded` or `missing`: the worst state any group is in; `unknown`
+    /// before a whole pass has ended on this member (a standby never scans).
     pub fn verdict(&self) -> &'static str {
-        if self.total.missing > 0 {
+        if self.pass.is_none() {
+            "unknown"
+        } else if self.total.missing > 0 {
             "missing"
         } else if self.total.degraded > 0 {
             "degraded"
@@ -186,11 +190,12 @@ pub struct Overview {
     /// Groups queued for reconstruction by priority, and those in flight (the active's).
     pub queued: [u64; 3],
     pub in_flight: u64,
-    pub level: u32,
+    /// The cluster's format level (DESIGN §11); none when it could not be read.
+    pub level: Option<u32>,
 }
 
 impl Overview {
-    pub fn gather(node: &MetaNode, level: u32) -> Self {
+    pub fn gather(node: &MetaNode, level: Option<u32>) -> Self {
         let answered = answered(node);
         let (this, members) = members(node);
         let active = node.role() == Role::Active;
@@ -436,19 +441,6 @@ impl FileRow {
     pub fn href(&self) -> String {
         format!("/ui/health?path={}", query_escape(&self.path))
     }
-}
-
-/// `s` as a URL query value: everything but unreserved characters and `/` percent-encoded.
-pub fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// One page of `fsck` below a path, on the health page.
