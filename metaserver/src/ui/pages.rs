@@ -305,8 +305,9 @@ pub struct ServerRow {
     pub volumes: u32,
     pub failed_volumes: u32,
     pub xmits_in_progress: u32,
-    /// Milliseconds since it was last heard from.
-    pub silent_ms: u64,
+    /// Milliseconds since it was last heard from (none: it registered after the list was
+    /// read, moments ago).
+    pub silent_ms: Option<u64>,
     pub registered_ms: u64,
     pub fully_reported: bool,
     /// Of a decommissioning server: the blocks groups still need from it.
@@ -314,7 +315,7 @@ pub struct ServerRow {
 }
 
 impl ServerRow {
-    fn of(n: &NodeView, silent_ms: u64) -> Self {
+    fn of(n: &NodeView, silent_ms: Option<u64>) -> Self {
         Self {
             id: n.id.get(),
             addr: n.addr.clone(),
@@ -347,7 +348,10 @@ impl ServerRow {
     }
 
     pub fn heard(&self) -> String {
-        show::duration_ms(self.silent_ms) + " ago"
+        self.silent_ms.map_or_else(
+            || "just now".to_owned(),
+            |ms| show::duration_ms(ms) + " ago",
+        )
     }
 }
 
@@ -397,8 +401,8 @@ impl BlockServers {
             } else {
                 rack.dead += 1;
             }
-            let silent = silences.get(&n.id).copied().unwrap_or(u64::MAX);
-            rack.servers.push(ServerRow::of(n, silent));
+            rack.servers
+                .push(ServerRow::of(n, silences.get(&n.id).copied()));
         }
         for r in racks.values_mut() {
             r.servers.sort_by_key(|s| s.id);
