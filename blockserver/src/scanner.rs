@@ -113,7 +113,7 @@ pub fn spawn(
             progress.update(|p| {
                 p.passes += 1;
                 p.pass_started_ms = None;
-                p.last_ended_ms = Some(raftfs_runtime::ui::now_ms());
+                p.last_ended_ms = Some(raftfs_runtime::simulation::now_ms());
                 p.last_blocks = outcome.blocks;
                 p.last_corrupt = outcome.corrupt;
             });
@@ -145,7 +145,7 @@ async fn pass(
     let mut out = PassOutcome::default();
     let blocks = volumes.list();
     progress.update(|p| {
-        p.pass_started_ms = Some(raftfs_runtime::ui::now_ms());
+        p.pass_started_ms = Some(raftfs_runtime::simulation::now_ms());
         p.pass_blocks = blocks.len() as u64;
         p.pass_done = 0;
         p.pass_bytes = 0;

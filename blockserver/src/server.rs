@@ -134,7 +134,7 @@ pub async fn serve(
             worker: worker.clone(),
             scan,
             metaservers: metaservers.clone(),
-            started_ms: raftfs_runtime::ui::now_ms(),
+            started_ms: raftfs_runtime::simulation::now_ms(),
         });
         let mut stopped = stopped.clone();
         tokio::spawn(async move {

@@ -81,7 +81,7 @@ impl Overview {
                 role: "blockserver".to_owned(),
                 state_id: None,
                 version: raftfs_core::level::binary_version(),
-                at_ms: raftfs_runtime::ui::now_ms(),
+                at_ms: raftfs_runtime::simulation::now_ms(),
                 json_href: "?format=json".to_owned(),
             },
             addr: s.addr.clone(),

@@ -564,26 +564,16 @@ fn summarize(links: &[Arc<Link>], load: &FleetLoad, elapsed: Duration) -> Report
         }
     }
     let (heartbeats, failures) = totals(links);
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+    let op = format!(
+        "heartbeat ({} synthetic blockservers x {} metaservers)",
+        load.servers,
+        links.len()
+    );
+    let clients = usize::try_from(load.servers).unwrap_or(usize::MAX);
     Report {
-        target: "raftfs".to_owned(),
-        op: format!(
-            "heartbeat ({} synthetic blockservers x {} metaservers)",
-            load.servers,
-            links.len()
-        ),
-        clients: usize::try_from(load.servers).unwrap_or(usize::MAX),
-        ops: heartbeats,
-        errors: failures,
-        seconds: elapsed.as_secs_f64(),
-        ops_per_sec: hist.len() as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
-        p50_ms: ms(0.50),
-        p95_ms: ms(0.95),
-        p99_ms: ms(0.99),
-        max_ms: hist.max() as f64 / 1000.0,
         first_error,
         errors_by_kind,
-        mb_per_sec: None,
+        ..Report::timed("raftfs", &op, clients, heartbeats, failures, elapsed, &hist)
     }
 }
 

@@ -37,6 +37,36 @@ pub struct Report {
 }
 
 impl Report {
+    /// A run's figures from its latencies (`hist`, in µs): the rate counts the timed
+    /// operations; no error is named.
+    pub(crate) fn timed(
+        target: &str,
+        op: &str,
+        clients: usize,
+        ops: u64,
+        errors: u64,
+        elapsed: Duration,
+        hist: &Histogram<u64>,
+    ) -> Self {
+        let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
+        Report {
+            target: target.to_owned(),
+            op: op.to_owned(),
+            clients,
+            ops,
+            errors,
+            seconds: elapsed.as_secs_f64(),
+            ops_per_sec: hist.len() as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
+            p50_ms: ms(0.50),
+            p95_ms: ms(0.95),
+            p99_ms: ms(0.99),
+            max_ms: hist.max() as f64 / 1000.0,
+            first_error: None,
+            errors_by_kind: BTreeMap::new(),
+            mb_per_sec: None,
+        }
+    }
+
     /// The human-readable form.
     pub fn print_text(&self) {
         println!(
@@ -340,22 +370,9 @@ where
     }
     let elapsed = start.elapsed();
     progress.finish_and_clear();
-    let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
-    let done = hist.len();
     Report {
-        target: target.to_owned(),
-        op: name.to_owned(),
-        clients,
-        ops,
-        errors,
-        seconds: elapsed.as_secs_f64(),
-        ops_per_sec: done as f64 / elapsed.as_secs_f64().max(f64::EPSILON),
-        p50_ms: ms(0.50),
-        p95_ms: ms(0.95),
-        p99_ms: ms(0.99),
-        max_ms: hist.max() as f64 / 1000.0,
         first_error,
         errors_by_kind,
-        mb_per_sec: None,
+        ..Report::timed(target, name, clients, ops, errors, elapsed, &hist)
     }
 }

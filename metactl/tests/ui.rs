@@ -194,7 +194,7 @@ fn metrics_addr_of(cluster: &LocalCluster, id: u64) -> String {
 }
 
 /// The active's id, as its own page says.
-fn active(cluster: &LocalCluster) -> u64 {
+async fn active(cluster: &LocalCluster) -> u64 {
     let start = Instant::now();
     loop {
         for m in cluster.file().meta {
@@ -207,7 +207,7 @@ fn active(cluster: &LocalCluster) -> u64 {
             }
         }
         assert!(start.elapsed() < Duration::from_secs(30), "no active");
-        std::thread::sleep(Duration::from_millis(200));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -249,7 +249,7 @@ async fn a_browser_sees_the_cluster_a_lost_blockserver_and_its_rebuild() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let id = active(&cluster);
+    let id = active(&cluster).await;
     let addr = metrics_addr_of(&cluster, id);
     let base = format!("http://{addr}");
     let driver = driver();

@@ -155,13 +155,6 @@ pub fn respond<P: askama::Template + Serialize>(format: Format, page: &P) -> Res
     }
 }
 
-/// Milliseconds since the epoch now.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// What the templates print: sizes, ages and shares in an operator's units.
 /// The figures take `u64` or `&u64` alike (a template's loop variables are references).
 pub mod show {

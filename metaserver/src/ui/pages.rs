@@ -30,7 +30,7 @@ pub fn answered(node: &MetaNode) -> Answered {
         role: role_name(node.role()).to_owned(),
         state_id: Some(node.sm.applied_index()),
         version: raftfs_core::level::binary_version(),
-        at_ms: raftfs_runtime::ui::now_ms(),
+        at_ms: raftfs_runtime::simulation::now_ms(),
         json_href: "?format=json".to_owned(),
     }
 }
