@@ -15,6 +15,8 @@
 #                         metactl/tests/ui.rs drives the operator pages (WebDriver)
 #   pjdfstest, fsx        (from crates.io) the POSIX test suite and the file system exerciser
 #                         metactl/tests/fuse.rs runs on the mount
+#   cargo-deb             (from crates.io) the Debian packages (scripts/package.sh), which
+#                         metactl/tests/package.rs installs with dpkg
 # Idempotent: does nothing when everything is there. Uses sudo when not root.
 set -euo pipefail
 
@@ -55,8 +57,9 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz >&2
 fi
 
-for tool in pjdfstest fsx; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
+# cargo-deb pinned: the packages' layout and maintainer scripts were checked with it.
+for tool in pjdfstest fsx cargo-deb@3.8.0; do
+  if ! command -v "${tool%@*}" >/dev/null 2>&1; then
     echo "install-deps: installing $tool (cargo install)" >&2
     cargo install --locked "$tool" >&2
   fi

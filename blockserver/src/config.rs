@@ -355,7 +355,10 @@ mod tests {
         let path = std::path::PathBuf::from(manifest_dir()).join("../etc/blockserver.toml");
         let c = Config::from_file(&path).expect("example parses");
         c.validate().expect("example is valid");
-        assert_eq!(c.data_dirs.len(), 2);
+        assert_eq!(
+            c.data_dirs,
+            [std::path::PathBuf::from("/var/lib/raftfs/block")]
+        );
         assert_eq!(c.metaservers.len(), 3);
     }
 
