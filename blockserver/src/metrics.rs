@@ -44,6 +44,9 @@ pub struct Metrics {
     xmits_in_progress: Gauge,
     reconstruction_tasks: Family<OutcomeLabels, Counter>,
     reconstruction_read: Family<RackLabels, Counter>,
+    /// The same bytes by source rack, which every heartbeat carries (the metric family
+    /// cannot be listed).
+    rebuild_reads: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     reconstruction_written: Counter,
     scanned_bytes: Counter,
     scan_corrupt: Counter,
@@ -243,6 +246,7 @@ impl Metrics {
             scan_passes,
             reconstruction_tasks,
             reconstruction_read,
+            rebuild_reads: Default::default(),
             reconstruction_written,
             rpcs,
             rpc_seconds,
@@ -338,6 +342,19 @@ impl Metrics {
                 to_rack: to_rack.to_owned(),
             })
             .inc_by(bytes);
+        let mut reads = self.rebuild_reads.lock().unwrap_or_else(|p| p.into_inner());
+        match reads.get_mut(from_rack) {
+            Some(total) => *total = total.saturating_add(bytes),
+            None => {
+                reads.insert(from_rack.to_owned(), bytes);
+            }
+        }
+    }
+
+    /// Bytes read for reconstruction since this server started, by the source's rack.
+    pub fn rebuild_reads(&self) -> Vec<(String, u64)> {
+        let reads = self.rebuild_reads.lock().unwrap_or_else(|p| p.into_inner());
+        reads.iter().map(|(r, b)| (r.clone(), *b)).collect()
     }
 
     /// `bytes` verified by the block scanner.

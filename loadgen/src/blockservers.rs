@@ -381,6 +381,7 @@ async fn heartbeat(load: &FleetLoad, link: &Link, server: &Synthetic) -> Sent {
         node_id: server.id,
         storage: Some(storage(load)),
         finished: Vec::new(),
+        reconstruction_read: Vec::new(),
     };
     let start = Instant::now();
     let r = link.client.clone().heartbeat(request).await;

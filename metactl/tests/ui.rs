@@ -155,6 +155,79 @@ async fn screenshot(b: &Browser, name: &str) {
 }
 
 /// A page's JSON, asked for with `?format=json`.
+/// The rebuild reads per rack pair on the reconstruction page are what the blockservers'
+/// own counters say (once their next heartbeats have carried them), and the page shows them.
+async fn check_measured_reads(tab: &Browser, base: &str, addr: &str, cluster: &LocalCluster) {
+    let racks = ["r1", "r2"];
+    let scraped = || {
+        let mut pairs = std::collections::BTreeMap::new();
+        for from in racks {
+            for to in racks {
+                let bytes = common::crossing(cluster, from, to);
+                if bytes > 0 {
+                    pairs.insert((from.to_owned(), to.to_owned()), bytes);
+                }
+            }
+        }
+        pairs
+    };
+    let start = Instant::now();
+    loop {
+        let (want, got) = (scraped(), measured_totals(addr));
+        if !want.is_empty() && want == got {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "reconstruction page {got:?}, blockservers' counters {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    load(tab, &format!("{base}/ui/reconstruction")).await;
+    let rows = tab
+        .find_all(fantoccini::Locator::Css("#measured tr.measured"))
+        .await
+        .expect("measured rows");
+    assert_eq!(rows.len(), scraped().len(), "a row per rack pair");
+    screenshot(tab, "12-reconstruction-measured").await;
+}
+
+/// The reconstruction page's rebuild reads: bytes by (from rack, to rack).
+fn measured_totals(addr: &str) -> std::collections::BTreeMap<(String, String), u64> {
+    let page = json(addr, "/ui/reconstruction");
+    let pairs = page["measured"].as_array().cloned().unwrap_or_default();
+    pairs
+        .iter()
+        .map(|p| {
+            let name = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+            let total = p["total_bytes"].as_u64().unwrap_or(0);
+            ((name("from"), name("to")), total)
+        })
+        .collect()
+}
+
+/// A heartbeat whose rebuild reads name a rack longer than any allowed is refused with
+/// INVALID_ARGUMENT before anything is kept: the page shows what it showed.
+async fn bad_reads_are_refused(cluster: &LocalCluster, active: u64, metrics: &str) {
+    use raftfs_proto as pb;
+    let before = measured_totals(metrics);
+    let channel = common::dial::channel(&cluster.addr_of(active), &common::dial::Dial::Plain);
+    let server = cluster.file().block[1].id;
+    let status = raftfs_proto::block_servers_client::BlockServersClient::new(channel)
+        .heartbeat(pb::HeartbeatRequest {
+            node_id: server,
+            reconstruction_read: vec![pb::RackBytes {
+                rack: "r".repeat(257),
+                bytes: 1 << 40,
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect_err("a rack name of 257 bytes is refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(measured_totals(metrics), before, "nothing kept");
+}
+
 fn json(addr: &str, page: &str) -> Value {
     let sep = if page.contains('?') { '&' } else { '?' };
     let body = common::http_get(addr, &format!("{page}{sep}format=json")).expect("GET");
@@ -456,6 +529,8 @@ async fn a_browser_sees_the_cluster_a_lost_blockserver_and_its_rebuild() {
         .as_u64()
         .expect("tasks started");
     assert!(started > 0, "the rebuild ran through tasks");
+    check_measured_reads(tab, &base, &addr, &cluster).await;
+    bad_reads_are_refused(&cluster, id, &addr).await;
     for page in ["/ui/blockservers", "/ui/health", "/ui/workers"] {
         let v = json(&addr, page);
         assert!(v["answered"]["state_id"].as_u64().is_some(), "{page}: {v}");

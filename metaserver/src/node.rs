@@ -71,6 +71,8 @@ pub struct BlockState {
     pub(crate) tuning: BlockTuning,
     /// What the last whole pass of the redundancy scan found (the operator pages' census).
     pub(crate) last_pass: Arc<std::sync::Mutex<Option<crate::redundancy::PassReport>>>,
+    /// The blockservers' rebuild reads by rack, from their heartbeats (the operator pages').
+    pub(crate) measured: Arc<crate::redundancy::measured::MeasuredReads>,
 }
 
 impl BlockState {
@@ -89,6 +91,7 @@ impl BlockState {
             })),
             tuning,
             last_pass: Arc::default(),
+            measured: Arc::default(),
         }
     }
 

@@ -368,6 +368,13 @@ impl Task {
             node_id: self.ctx.node.id,
             storage: Some(self.storage().await),
             finished: finished.iter().map(convert::task_outcome).collect(),
+            reconstruction_read: self
+                .ctx
+                .metrics
+                .rebuild_reads()
+                .into_iter()
+                .map(|(rack, bytes)| pb::RackBytes { rack, bytes })
+                .collect(),
         };
         let r = self.client.heartbeat(request).await;
         self.ctx.metrics.observe_meta_rpc("heartbeat", r.is_ok());

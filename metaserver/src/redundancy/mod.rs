@@ -20,6 +20,7 @@ use raftfs_runtime::Outcome;
 
 pub mod counting;
 pub mod heartbeat;
+pub mod measured;
 pub mod scheduler;
 
 use counting::Counting;

@@ -22,7 +22,7 @@ use crate::error::MetaError;
 use crate::namespace::blocks;
 use crate::node::MetaNode;
 use crate::observer::Role;
-use crate::redundancy::heartbeat;
+use crate::redundancy::{heartbeat, measured};
 use crate::registry::{Reported, Storage};
 
 /// The `BlockServers` gRPC service.
@@ -238,6 +238,15 @@ impl BlockServers for BlockServersService {
             .into_iter()
             .map(convert::task_outcome)
             .collect();
+        let reads: Vec<(String, u64)> = req
+            .reconstruction_read
+            .into_iter()
+            .map(|r| (r.rack, r.bytes))
+            .collect();
+        if let Err(e) = measured::check(&reads) {
+            let e = MetaError::InvalidArgument(e.to_string());
+            return self.finish("heartbeat", start, Err(e));
+        }
         let reply = match heartbeat::receive(
             &blocks.registry,
             &blocks.scheduler,
@@ -246,6 +255,10 @@ impl BlockServers for BlockServersService {
             &finished,
         ) {
             Ok(delete) => {
+                let now_ms = raftfs_runtime::simulation::now_ms();
+                blocks
+                    .measured
+                    .record(node, now_ms, reads.into_iter().collect());
                 let ring = match self.node.key_cache.get(&self.node).await {
                     Ok(ring) => ring,
                     Err(e) => return self.finish("heartbeat", start, Err(e)),

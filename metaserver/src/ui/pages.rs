@@ -518,6 +518,39 @@ impl Budget {
     }
 }
 
+/// What a rack pair carried for rebuilds, measured by the blockservers of `to`, beside its
+/// budget if one is set.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeasuredPair {
+    pub from: String,
+    pub to: String,
+    pub bytes_per_sec: u64,
+    /// Since the servers of `to` that this member hears from started.
+    pub total_bytes: u64,
+    pub budget_bytes_per_sec: Option<u64>,
+}
+
+impl MeasuredPair {
+    pub fn rate(&self) -> String {
+        show::rate(self.bytes_per_sec)
+    }
+
+    pub fn total(&self) -> String {
+        show::bytes(self.total_bytes)
+    }
+
+    pub fn budget(&self) -> String {
+        self.budget_bytes_per_sec
+            .map_or_else(|| "none".to_owned(), show::rate)
+    }
+
+    /// Whether the rate is over the budget (a window's average may pass it a little).
+    pub fn over_budget(&self) -> bool {
+        self.budget_bytes_per_sec
+            .is_some_and(|b| self.bytes_per_sec > b)
+    }
+}
+
 /// A server's share of the running work.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerWork {
@@ -548,6 +581,8 @@ pub struct Reconstruction {
     /// Servers with work running or xmits in progress.
     pub busy: Vec<ServerWork>,
     pub idle_servers: u64,
+    /// Rebuild reads by rack pair, as the blockservers' heartbeats report them.
+    pub measured: Vec<MeasuredPair>,
 }
 
 impl Reconstruction {
@@ -570,6 +605,26 @@ impl Reconstruction {
                 tasks_in_flight: tasks,
             });
         }
+        let racks: BTreeMap<_, _> = nodes.iter().map(|n| (n.id, n.rack.clone())).collect();
+        let measured = node
+            .blocks
+            .measured
+            .by_rack_pair(
+                |id| racks.get(&id).cloned(),
+                raftfs_runtime::simulation::now_ms(),
+            )
+            .into_iter()
+            .map(|p| MeasuredPair {
+                budget_bytes_per_sec: throttle
+                    .rack_pairs
+                    .get(&(p.from.clone(), p.to.clone()))
+                    .copied(),
+                from: p.from,
+                to: p.to,
+                bytes_per_sec: p.bytes_per_sec,
+                total_bytes: p.total_bytes,
+            })
+            .collect();
         let budgets = throttle
             .rack_pairs
             .iter()
@@ -596,6 +651,7 @@ impl Reconstruction {
             racks: throttle.racks,
             busy,
             idle_servers: idle,
+            measured,
         }
     }
 
