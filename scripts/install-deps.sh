@@ -16,7 +16,9 @@
 #   pjdfstest, fsx        (from crates.io) the POSIX test suite and the file system exerciser
 #                         metactl/tests/fuse.rs runs on the mount
 #   cargo-deb             (from crates.io) the Debian packages (scripts/package.sh), which
-#                         metactl/tests/package.rs installs with dpkg
+#                         metactl/tests/package.rs installs with dpkg; with dpkg-dev (their
+#                         dependencies, dpkg-shlibdeps), adduser (what they depend on) and
+#                         systemd (systemd-analyze, which checks their units)
 # Idempotent: does nothing when everything is there. Uses sudo when not root.
 set -euo pipefail
 
@@ -38,6 +40,9 @@ command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium chromium-driver)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
+command -v adduser >/dev/null 2>&1 || need+=(adduser)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -96,6 +96,10 @@ struct Synthetic {
     id: u64,
     addr: String,
     rack: String,
+    /// Its rack's place in r1..rR, from 0.
+    rack_no: u64,
+    /// When it was made: its synthetic rebuild reads grow from then.
+    born: Instant,
 }
 
 /// What the servers' tasks count on one metaserver, read by the progress line and the
@@ -217,11 +221,31 @@ fn validate(load: &FleetLoad) -> Result<()> {
 /// Server `i` of the fleet, at `port`: consecutive IDs, racks r1..rR in turn (as `metactl
 /// local up` spreads real ones).
 fn server(load: &FleetLoad, i: u64, port: u16) -> Synthetic {
+    let rack_no = i % u64::from(load.racks);
     Synthetic {
         id: load.first_id + i,
         addr: format!("127.0.0.1:{port}"),
-        rack: format!("r{}", i % u64::from(load.racks) + 1),
+        rack: format!("r{}", rack_no + 1),
+        rack_no,
+        born: Instant::now(),
     }
+}
+
+/// What `server` reports having read for rebuilds (every heartbeat carries it): 1 MB a
+/// second since it was made from each of its own rack and the next two, so that the
+/// reconstruction page sums three source racks per server (3 x RACKS rack pairs).
+fn synthetic_reads(load: &FleetLoad, server: &Synthetic) -> Vec<pb::RackBytes> {
+    let bytes = server.born.elapsed().as_secs() * 1_000_000;
+    let racks: std::collections::BTreeSet<u64> = (0..3)
+        .map(|o| (server.rack_no + o) % u64::from(load.racks))
+        .collect();
+    racks
+        .into_iter()
+        .map(|r| pb::RackBytes {
+            rack: format!("r{}", r + 1),
+            bytes,
+        })
+        .collect()
 }
 
 /// Binds (without listening) one loopback port per server, from `--first-port` up, skipping
@@ -381,7 +405,7 @@ async fn heartbeat(load: &FleetLoad, link: &Link, server: &Synthetic) -> Sent {
         node_id: server.id,
         storage: Some(storage(load)),
         finished: Vec::new(),
-        reconstruction_read: Vec::new(),
+        reconstruction_read: synthetic_reads(load, server),
     };
     let start = Instant::now();
     let r = link.client.clone().heartbeat(request).await;
@@ -658,6 +682,20 @@ mod tests {
     }
 
     #[test]
+    fn rebuild_reads_come_from_the_own_rack_and_the_next_two_at_most() {
+        let l = load();
+        let names = |s: &Synthetic| -> Vec<String> {
+            synthetic_reads(&l, s).into_iter().map(|r| r.rack).collect()
+        };
+        // Two racks: each named once.
+        assert_eq!(names(&server(&l, 1, 10_001)), ["r1", "r2"]);
+        let three = FleetLoad { racks: 5, ..load() };
+        let reads = synthetic_reads(&three, &server(&three, 4, 10_004));
+        let racks: Vec<&str> = reads.iter().map(|r| r.rack.as_str()).collect();
+        assert_eq!(racks, ["r1", "r2", "r5"]);
+    }
+
+    #[test]
     fn a_full_report_splits_into_parts_of_never_allocated_groups() {
         let l = load();
         let parts = full_report(&l, &server(&l, 0, 10_000));
@@ -677,6 +715,8 @@ mod tests {
                 id: 1,
                 addr: "a".into(),
                 rack: "r1".into(),
+                rack_no: 0,
+                born: Instant::now(),
             },
         );
         assert_eq!(empty.len(), 1);
