@@ -64,7 +64,11 @@ fi
 
 # cargo-deb pinned: the packages' layout and maintainer scripts were checked with it.
 for tool in pjdfstest fsx cargo-deb@3.8.0; do
-  if ! command -v "${tool%@*}" >/dev/null 2>&1; then
+  name="${tool%@*}"
+  version=""
+  [ "$name" = "$tool" ] || version="${tool#*@}"
+  if ! command -v "$name" >/dev/null 2>&1 \
+    || { [ -n "$version" ] && ! "$name" --version 2>/dev/null | grep -qF " $version"; }; then
     echo "install-deps: installing $tool (cargo install)" >&2
     cargo install --locked "$tool" >&2
   fi

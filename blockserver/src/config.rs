@@ -154,8 +154,8 @@ impl Config {
         if self.advertise.as_deref().is_some_and(str::is_empty) {
             return bad("advertise must not be empty");
         }
-        if self.rack.is_empty() {
-            return bad("rack must not be empty");
+        if self.rack.is_empty() || self.rack.len() > raftfs_core::reconstruction::MAX_RACK_NAME {
+            return bad("rack must be 1 to 256 bytes");
         }
         if self.write_idle_secs == 0 {
             return bad("write-idle-secs must be > 0");

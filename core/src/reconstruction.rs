@@ -15,6 +15,10 @@ use crate::id::{BlockServerId, TaskId};
 use crate::namespace::blocks::GroupId;
 use crate::policy::{MAX_BLOCK_SIZE, PolicyError, StoragePolicy};
 
+/// Longest rack name, bytes: a blockserver with a longer one cannot register, so every rack
+/// a peer reports (in rebuild reads, say) fits it.
+pub const MAX_RACK_NAME: usize = 256;
+
 pub mod budget;
 
 /// Rebuild internal block `index` of `group` on the blockserver that receives the task, from

@@ -16,8 +16,10 @@ use thiserror::Error;
 
 /// Most source racks one heartbeat may name (a fleet has far fewer racks).
 pub const MAX_RACKS_PER_REPORT: usize = 4096;
-/// Longest rack name a report may carry, bytes.
-pub const MAX_RACK_NAME: usize = 256;
+pub use raftfs_core::reconstruction::MAX_RACK_NAME;
+/// Samples are kept at least this far apart (a server with a short heartbeat period keeps
+/// about `WINDOW_MS / MIN_STEP_MS` samples, not one a heartbeat).
+const MIN_STEP_MS: u64 = 500;
 /// The rate is taken over at least this long (a heartbeat a second: about ten of them).
 const WINDOW_MS: u64 = 10_000;
 /// A server silent for this long reads nothing now, as far as the rates go.
@@ -32,6 +34,8 @@ pub enum ReportError {
     TooManyRacks(usize),
     #[error("a heartbeat names a source rack that is empty or longer than {MAX_RACK_NAME} bytes")]
     BadRack,
+    #[error("a heartbeat names source rack {0:?} twice")]
+    DuplicateRack(String),
 }
 
 /// Bytes read for reconstruction by one server since it started, by source rack.
@@ -48,7 +52,11 @@ pub fn check(reads: &[(String, u64)]) -> Result<(), ReportError> {
     {
         return Err(ReportError::BadRack);
     }
-    Ok(())
+    let mut seen = std::collections::BTreeSet::new();
+    match reads.iter().find(|(rack, _)| !seen.insert(rack.as_str())) {
+        Some((rack, _)) => Err(ReportError::DuplicateRack(rack.clone())),
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +84,12 @@ impl Window {
             }
         }
         let newest = sample.at_ms;
+        // The latest sample is replaced while it is within MIN_STEP_MS of the one before it:
+        // the samples kept stay that far apart, and the newest is always the last.
+        let before_latest = self.0.len().checked_sub(2).and_then(|i| self.0.get(i));
+        if before_latest.is_some_and(|s| newest.saturating_sub(s.at_ms) < MIN_STEP_MS) {
+            self.0.pop_back();
+        }
         self.0.push_back(sample);
         while self
             .0
@@ -119,18 +133,40 @@ pub struct PairReads {
 /// Every server's window, kept by each member from the heartbeats it receives.
 #[derive(Debug, Default)]
 pub struct MeasuredReads {
-    servers: Mutex<HashMap<BlockServerId, Window>>,
+    servers: Mutex<Servers>,
+}
+
+#[derive(Debug, Default)]
+struct Servers {
+    windows: HashMap<BlockServerId, Window>,
+    /// When servers silent for `FORGET_MS` were last dropped (by `record`, so that the map
+    /// stays bounded whether or not anyone opens the page).
+    pruned_ms: u64,
+}
+
+impl Servers {
+    fn forget_silent(&mut self, now_ms: u64) {
+        self.windows.retain(|_, w| {
+            w.latest()
+                .is_some_and(|l| now_ms.saturating_sub(l.at_ms) <= FORGET_MS)
+        });
+        self.pruned_ms = now_ms;
+    }
 }
 
 impl MeasuredReads {
     /// Keeps a server's reads, as of `at_ms`. Checked by [`check`] first.
     pub fn record(&self, server: BlockServerId, at_ms: u64, reads: Reads) {
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
-        if reads.is_empty() && !servers.contains_key(&server) {
+        if at_ms.saturating_sub(servers.pruned_ms) > FORGET_MS / 10 {
+            servers.forget_silent(at_ms);
+        }
+        if reads.is_empty() && !servers.windows.contains_key(&server) {
             // Never rebuilt anything: nothing to keep for it.
             return;
         }
         servers
+            .windows
             .entry(server)
             .or_default()
             .push(Sample { at_ms, reads });
@@ -144,12 +180,9 @@ impl MeasuredReads {
         now_ms: u64,
     ) -> Vec<PairReads> {
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
-        servers.retain(|_, w| {
-            w.latest()
-                .is_some_and(|l| now_ms.saturating_sub(l.at_ms) <= FORGET_MS)
-        });
+        servers.forget_silent(now_ms);
         let mut pairs: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
-        for (&server, window) in servers.iter() {
+        for (&server, window) in &servers.windows {
             let (Some(to), Some(latest)) = (rack_of(server), window.latest()) else {
                 continue;
             };
@@ -262,6 +295,33 @@ mod tests {
     }
 
     #[test]
+    fn a_fast_heartbeat_keeps_a_bounded_window_and_silent_servers_go_without_a_page() {
+        let m = MeasuredReads::default();
+        let a = BlockServerId(1);
+        // A heartbeat every 10 ms for 20 s.
+        for t in (0..=20_000u64).step_by(10) {
+            m.record(a, t, reads(&[("r2", t * 100)]));
+        }
+        {
+            let servers = m.servers.lock().expect("lock");
+            let samples = servers.windows[&a].0.len() as u64;
+            assert!(samples <= WINDOW_MS / MIN_STEP_MS + 2, "{samples} samples");
+        }
+        assert_eq!(m.by_rack_pair(rack, 20_000)[0].bytes_per_sec, 100_000);
+        // Another server's heartbeats alone forget a long-silent one.
+        m.record(
+            BlockServerId(2),
+            20_000 + FORGET_MS + 1,
+            reads(&[("r1", 1)]),
+        );
+        let servers = m.servers.lock().expect("lock");
+        assert!(
+            !servers.windows.contains_key(&a),
+            "forgotten without a page"
+        );
+    }
+
+    #[test]
     fn unknown_servers_are_left_out() {
         let m = MeasuredReads::default();
         m.record(BlockServerId(9), 0, reads(&[("r1", 5)]));
@@ -271,6 +331,10 @@ mod tests {
     #[test]
     fn reports_are_checked_before_they_are_kept() {
         assert_eq!(check(&[("r1".into(), 1)]), Ok(()));
+        assert_eq!(
+            check(&[("r1".into(), 1), ("r1".into(), 2)]),
+            Err(ReportError::DuplicateRack("r1".into()))
+        );
         assert_eq!(check(&[(String::new(), 1)]), Err(ReportError::BadRack));
         let long = "r".repeat(MAX_RACK_NAME + 1);
         assert_eq!(check(&[(long, 1)]), Err(ReportError::BadRack));

@@ -570,6 +570,12 @@ impl Registry {
                 "node {id}: address and rack must be set"
             )));
         }
+        if rack.len() > raftfs_core::reconstruction::MAX_RACK_NAME {
+            return Err(RegistryError::Invalid(format!(
+                "node {id}: a rack name is at most {} bytes",
+                raftfs_core::reconstruction::MAX_RACK_NAME
+            )));
+        }
         let mut inner = self.lock();
         let node = inner.nodes.entry(id).or_insert_with(|| Node {
             addr: String::new(),
